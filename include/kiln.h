@@ -1,0 +1,223 @@
+/* kiln.h: the public C API of kiln, an ONNX inference engine.
+ *
+ * This is the only public header. Handles are opaque. Every fallible function returns a
+ * kiln_status and, when given a kiln_err, fills it with a one-line message that names what
+ * is wrong (node, op type, tensor, expected versus got). The library never calls exit() or
+ * abort() on bad input.
+ *
+ * Ownership: a function that creates an object says so ("free it with ..."). Strings and
+ * arrays returned by query functions belong to the object they were queried from and live
+ * as long as it does.
+ */
+#ifndef KILN_H
+#define KILN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KILN_VERSION_MAJOR 0
+#define KILN_VERSION_MINOR 1
+#define KILN_VERSION_PATCH 0
+
+#if defined(__GNUC__)
+#define KILN_NODISCARD __attribute__((warn_unused_result))
+#else
+#define KILN_NODISCARD
+#endif
+
+typedef enum kiln_status {
+    KILN_OK = 0,
+    KILN_E_INVALID_MODEL, /* the file is malformed or violates the ONNX spec */
+    KILN_E_UNSUPPORTED,   /* valid ONNX that kiln does not implement (op, opset, dtype, attr) */
+    KILN_E_INVALID_ARG,   /* bad API use: wrong input name/shape/dtype at run time */
+    KILN_E_NOMEM,
+    KILN_E_IO,
+    KILN_E_LIMIT,    /* a configured cap was hit (model size, rank, element count) */
+    KILN_E_DEVICE,   /* CUDA or driver error */
+    KILN_E_INTERNAL, /* a bug in kiln; the message says where */
+} kiln_status;
+
+/* Error details. Pass one to any function taking `kiln_err *` (NULL is allowed and
+ * discards the message). On failure `msg` holds one line without a trailing newline. */
+typedef struct kiln_err {
+    kiln_status status;
+    char msg[1024];
+} kiln_err;
+
+/* A short constant name for a status ("invalid model", "out of memory", ...). */
+const char *kiln_status_name(kiln_status st);
+
+/* Element types, numbered as onnx.proto's TensorProto.DataType. */
+typedef enum kiln_dtype {
+    KILN_DTYPE_UNDEFINED = 0,
+    KILN_DTYPE_F32 = 1,
+    KILN_DTYPE_U8 = 2,
+    KILN_DTYPE_I8 = 3,
+    KILN_DTYPE_U16 = 4,
+    KILN_DTYPE_I16 = 5,
+    KILN_DTYPE_I32 = 6,
+    KILN_DTYPE_I64 = 7,
+    KILN_DTYPE_STRING = 8,
+    KILN_DTYPE_BOOL = 9,
+    KILN_DTYPE_F16 = 10,
+    KILN_DTYPE_F64 = 11,
+    KILN_DTYPE_U32 = 12,
+    KILN_DTYPE_U64 = 13,
+    KILN_DTYPE_C64 = 14,
+    KILN_DTYPE_C128 = 15,
+    KILN_DTYPE_BF16 = 16,
+    KILN_DTYPE_F8E4M3FN = 17,
+    KILN_DTYPE_F8E4M3FNUZ = 18,
+    KILN_DTYPE_F8E5M2 = 19,
+    KILN_DTYPE_F8E5M2FNUZ = 20,
+    KILN_DTYPE_U4 = 21,
+    KILN_DTYPE_I4 = 22,
+    KILN_DTYPE_F4E2M1 = 23,
+    KILN_DTYPE_F8E8M0 = 24,
+    KILN_DTYPE_U2 = 25,
+    KILN_DTYPE_I2 = 26,
+    KILN_DTYPE_COUNT_
+} kiln_dtype;
+
+/* "float32", "int64", "float8e4m3fn", ... ; "undefined" for unknown values. */
+const char *kiln_dtype_name(kiln_dtype dt);
+
+/* ------------------------------------------------------------------------------------------
+ * Values: tensors, sequences of tensors and optionals, as graph inputs and outputs.
+ *
+ * In memory every element takes whole bytes: float16/bfloat16 take 2, the float8 types 1,
+ * and the 4-bit and 2-bit types are unpacked to one byte per element (sign-extended for
+ * int4/int2). A string tensor's data is an array of `char *`, each NUL-terminated.
+ * ---------------------------------------------------------------------------------------- */
+typedef struct kiln_value kiln_value;
+
+typedef enum kiln_value_kind {
+    KILN_VALUE_TENSOR = 1,
+    KILN_VALUE_SEQUENCE = 2,
+    KILN_VALUE_OPTIONAL = 3,
+} kiln_value_kind;
+
+/* On KILN_OK, *out is a new tensor value with zero-filled data (empty strings for
+ * KILN_DTYPE_STRING); free it with kiln_value_free(). dims may be NULL when rank is 0. */
+KILN_NODISCARD kiln_status kiln_value_create_tensor(kiln_dtype dt, int rank, const int64_t *dims,
+                                                    kiln_value **out, kiln_err *err);
+void kiln_value_free(kiln_value *v); /* NULL is fine */
+
+kiln_value_kind kiln_value_kind_of(const kiln_value *v);
+/* Tensor queries; valid for KILN_VALUE_TENSOR only. */
+kiln_dtype kiln_value_dtype(const kiln_value *v);
+int kiln_value_rank(const kiln_value *v);
+const int64_t *kiln_value_dims(const kiln_value *v);
+size_t kiln_value_numel(const kiln_value *v);
+void *kiln_value_data(kiln_value *v);
+/* Sequence queries: element count and element i (borrowed); for an optional, count is 0
+ * (none) or 1 and element 0 is the contained value. elem_dtype is the declared element
+ * type of a sequence (useful when it is empty). */
+size_t kiln_value_count(const kiln_value *v);
+const kiln_value *kiln_value_item(const kiln_value *v, size_t i);
+kiln_dtype kiln_value_elem_dtype(const kiln_value *v);
+
+/* Reads a value from a file: a NumPy array (.npy, by its magic bytes) or else an ONNX
+ * TensorProto, SequenceProto or OptionalProto. `kind` says which protobuf message the file
+ * holds (the wire format cannot tell a one-element sequence from an optional); 0 guesses
+ * (TensorProto unless the bytes only parse as a SequenceProto). On KILN_OK *out is new;
+ * free it with kiln_value_free(). */
+KILN_NODISCARD kiln_status kiln_value_read_file(const char *path, kiln_value_kind kind,
+                                                kiln_value **out, kiln_err *err);
+/* Writes v as a TensorProto / SequenceProto / OptionalProto (the layout of the ONNX test
+ * data), named `name` (may be NULL). Writes to a temporary file and renames, so a failure
+ * leaves nothing half-written. */
+KILN_NODISCARD kiln_status kiln_value_write_pb(const kiln_value *v, const char *name,
+                                               const char *path, kiln_err *err);
+/* Writes a tensor value as NumPy .npy (version 1.0); sequences are refused. */
+KILN_NODISCARD kiln_status kiln_value_write_npy(const kiln_value *v, const char *path, kiln_err *err);
+
+/* ------------------------------------------------------------------------------------------
+ * Models
+ * ---------------------------------------------------------------------------------------- */
+typedef struct kiln_model kiln_model;
+
+/* Loads an ONNX model file. The file is memory-mapped and weights point into the mapping;
+ * external data is resolved relative to the model's folder. On KILN_OK *out is a new model;
+ * free it with kiln_model_free(). A model that loads may still fail kiln_model_check(). */
+KILN_NODISCARD kiln_status kiln_model_load_file(const char *path, kiln_model **out, kiln_err *err);
+/* Loads a model from memory (copied; external data is resolved relative to `dir`, which
+ * may be NULL to refuse external data). */
+KILN_NODISCARD kiln_status kiln_model_load_buffer(const void *buf, size_t len, const char *dir,
+                                                  kiln_model **out, kiln_err *err);
+void kiln_model_free(kiln_model *m); /* NULL is fine */
+
+/* Validates the model (graph structure, ops against the imported opsets, attributes,
+ * declarations). Calls `problem` once per problem found, with a one-line message; returns
+ * the number of problems (0 = valid). `problem` may be NULL. */
+typedef void (*kiln_problem_fn)(void *user, const char *message);
+size_t kiln_model_check(const kiln_model *m, kiln_problem_fn problem, void *user);
+
+/* Model metadata. Strings are never NULL ("" when absent). */
+int64_t kiln_model_ir_version(const kiln_model *m);
+int64_t kiln_model_version(const kiln_model *m);
+const char *kiln_model_producer(const kiln_model *m);         /* producer_name */
+const char *kiln_model_producer_version(const kiln_model *m);
+const char *kiln_model_domain(const kiln_model *m);
+const char *kiln_model_doc(const kiln_model *m);
+const char *kiln_model_graph_name(const kiln_model *m);
+size_t kiln_model_opset_count(const kiln_model *m);
+void kiln_model_opset(const kiln_model *m, size_t i, const char **domain, int64_t *version);
+size_t kiln_model_metadata_count(const kiln_model *m);
+void kiln_model_metadata(const kiln_model *m, size_t i, const char **key, const char **value);
+
+/* Graph inputs (initializers excluded) and outputs, in declaration order. */
+size_t kiln_model_input_count(const kiln_model *m);
+size_t kiln_model_output_count(const kiln_model *m);
+const char *kiln_model_input_name(const kiln_model *m, size_t i);
+const char *kiln_model_output_name(const kiln_model *m, size_t i);
+/* The declared kind (tensor, sequence, optional); 0 when the type is missing or a map. */
+kiln_value_kind kiln_model_input_kind(const kiln_model *m, size_t i);
+kiln_value_kind kiln_model_output_kind(const kiln_model *m, size_t i);
+/* The declared type as text: "float32[N,3,224,224]", "seq(int64[?])", "optional(...)",
+ * "?" for an unknown dim, "unknown" for a missing type. Returns the length it needed
+ * (snprintf-style). */
+size_t kiln_model_input_type(const kiln_model *m, size_t i, char *buf, size_t size);
+size_t kiln_model_output_type(const kiln_model *m, size_t i, char *buf, size_t size);
+
+/* Nodes of the main graph, in file order. */
+size_t kiln_model_node_count(const kiln_model *m);
+void kiln_model_node(const kiln_model *m, size_t i, const char **name, const char **op_type,
+                     const char **domain);
+/* Parameters: number of initializer elements and their bytes in memory (main graph). */
+void kiln_model_params(const kiln_model *m, uint64_t *count, uint64_t *bytes);
+
+/* ------------------------------------------------------------------------------------------
+ * Sessions: run a model on the CPU.
+ * ---------------------------------------------------------------------------------------- */
+typedef struct kiln_session kiln_session;
+
+typedef struct kiln_session_options {
+    int threads; /* 0 = default (1 for now); the CPU backend runs single-threaded today */
+} kiln_session_options;
+
+/* On KILN_OK *out is a new session that borrows `m` (keep the model alive until the
+ * session is freed); free it with kiln_session_free(). Fails with KILN_E_UNSUPPORTED naming
+ * the first node whose op has no kernel. `opt` may be NULL. */
+KILN_NODISCARD kiln_status kiln_session_create(const kiln_model *m, const kiln_session_options *opt,
+                                               kiln_session **out, kiln_err *err);
+void kiln_session_free(kiln_session *s); /* NULL is fine */
+
+/* Runs the graph. inputs[i] binds to graph input names[i] (names may be NULL to bind by
+ * position, in kiln_model_input_name order). Every graph input must be bound, with the
+ * declared element type and a shape that agrees with the declared one (symbolic dims bind
+ * to any size), else KILN_E_INVALID_ARG before anything runs. On KILN_OK outputs[0..n_out)
+ * receive new values in graph output order (n_out must equal kiln_model_output_count);
+ * free each with kiln_value_free(). Inputs are not modified. */
+KILN_NODISCARD kiln_status kiln_session_run(kiln_session *s, size_t n_in, const char *const *names,
+                                            const kiln_value *const *inputs, size_t n_out,
+                                            kiln_value **outputs, kiln_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KILN_H */

@@ -1,0 +1,225 @@
+/* base.c: error messages, the fault-injectable allocator, arenas and capped buffers. */
+#include "base/base.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ status and errors */
+
+const char *kiln_status_name(kiln_status st)
+{
+    switch (st) {
+    case KILN_OK: return "ok";
+    case KILN_E_INVALID_MODEL: return "invalid model";
+    case KILN_E_UNSUPPORTED: return "unsupported";
+    case KILN_E_INVALID_ARG: return "invalid argument";
+    case KILN_E_NOMEM: return "out of memory";
+    case KILN_E_IO: return "i/o error";
+    case KILN_E_LIMIT: return "limit exceeded";
+    case KILN_E_DEVICE: return "device error";
+    case KILN_E_INTERNAL: return "internal error";
+    }
+    return "unknown status";
+}
+
+kiln_status kiln_err_vset(kiln_err *err, kiln_status st, const char *fmt, va_list ap)
+{
+    if (!err) return st;
+    err->status = st;
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    /* One line: fold any newline a message part carried in. */
+    for (char *p = err->msg; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
+    return st;
+}
+
+kiln_status kiln_err_set(kiln_err *err, kiln_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    kiln_err_vset(err, st, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+void kiln_err_prefix(kiln_err *err, const char *fmt, ...)
+{
+    if (!err) return;
+    char prefix[512], old[sizeof err->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, err->msg, sizeof old);
+    size_t n = strlen(prefix);
+    if (n > sizeof err->msg - 3) n = sizeof err->msg - 3;
+    memcpy(err->msg, prefix, n);
+    memcpy(err->msg + n, ": ", 2);
+    size_t rest = sizeof err->msg - n - 2;
+    size_t m = strnlen(old, rest - 1);
+    memcpy(err->msg + n + 2, old, m);
+    err->msg[n + 2 + m] = 0;
+}
+
+void kiln_err_clear(kiln_err *err)
+{
+    if (!err) return;
+    err->status = KILN_OK;
+    err->msg[0] = 0;
+}
+
+/* ------------------------------------------------------------------ allocation */
+
+/* KILN_FAIL_ALLOC=N: the Nth allocation (1-based) and only it fails. Read once. */
+static atomic_long alloc_count;
+static long fail_at = -1;
+
+static bool alloc_should_fail(void)
+{
+    if (fail_at == -1) {
+        const char *s = getenv("KILN_FAIL_ALLOC");
+        char *end = NULL;
+        long v = s ? strtol(s, &end, 10) : 0;
+        fail_at = (s && end && *end == 0 && v > 0) ? v : 0;
+    }
+    if (fail_at == 0) return false;
+    return atomic_fetch_add(&alloc_count, 1) + 1 == fail_at;
+}
+
+void *kiln_malloc(size_t n)
+{
+    if (alloc_should_fail()) return NULL;
+    return malloc(n ? n : 1);
+}
+
+void *kiln_calloc(size_t count, size_t size)
+{
+    if (alloc_should_fail()) return NULL;
+    if (count == 0 || size == 0) return calloc(1, 1);
+    return calloc(count, size);
+}
+
+void *kiln_realloc(void *p, size_t n)
+{
+    if (alloc_should_fail()) return NULL;
+    return realloc(p, n ? n : 1);
+}
+
+void kiln_free(void *p) { free(p); }
+
+char *kiln_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = kiln_malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+/* ------------------------------------------------------------------ arena */
+
+struct kiln_arena_chunk {
+    struct kiln_arena_chunk *next;
+    size_t used, size;
+    _Alignas(16) unsigned char data[];
+};
+
+#define ARENA_CHUNK (64 * 1024)
+
+void *kiln_arena_alloc(struct kiln_arena *a, size_t n)
+{
+    size_t need = (n + 15) & ~(size_t)15;
+    if (need < n) return NULL;
+    struct kiln_arena_chunk *c = a->head;
+    if (!c || c->size - c->used < need) {
+        size_t size = need > ARENA_CHUNK / 4 ? need : ARENA_CHUNK;
+        size_t total;
+        if (!kiln_add_size(sizeof *c, size, &total)) return NULL;
+        c = kiln_malloc(total);
+        if (!c) return NULL;
+        c->size = size;
+        c->used = 0;
+        /* Big allocations get a chunk of their own, kept behind the current one so the
+         * current chunk's free space stays usable. */
+        if (size != ARENA_CHUNK && a->head) {
+            c->next = a->head->next;
+            a->head->next = c;
+        } else {
+            c->next = a->head;
+            a->head = c;
+        }
+    }
+    void *p = c->data + c->used;
+    c->used += need;
+    memset(p, 0, n);
+    return p;
+}
+
+void *kiln_arena_array(struct kiln_arena *a, size_t count, size_t size)
+{
+    size_t n;
+    if (!kiln_mul_size(count, size, &n)) return NULL;
+    return kiln_arena_alloc(a, n);
+}
+
+char *kiln_arena_strndup(struct kiln_arena *a, const char *s, size_t n)
+{
+    size_t total;
+    if (!kiln_add_size(n, 1, &total)) return NULL;
+    char *d = kiln_arena_alloc(a, total);
+    if (!d) return NULL;
+    if (n) memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+
+void kiln_arena_free(struct kiln_arena *a)
+{
+    struct kiln_arena_chunk *c = a->head;
+    while (c) {
+        struct kiln_arena_chunk *next = c->next;
+        kiln_free(c);
+        c = next;
+    }
+    a->head = NULL;
+}
+
+/* ------------------------------------------------------------------ buffers */
+
+void kiln_buf_append(struct kiln_buf *b, const void *p, size_t n)
+{
+    if (b->failed) return;
+    size_t need;
+    if (!kiln_add_size(b->len, n, &need) || (b->limit && need > b->limit)) {
+        b->failed = true;
+        return;
+    }
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < need) {
+            if (cap > SIZE_MAX / 2) {
+                cap = need;
+                break;
+            }
+            cap *= 2;
+        }
+        uint8_t *d = kiln_realloc(b->data, cap);
+        if (!d) {
+            b->failed = true;
+            return;
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len = need;
+}
+
+void kiln_buf_free(struct kiln_buf *b)
+{
+    kiln_free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+    b->failed = false;
+}

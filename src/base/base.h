@@ -1,0 +1,85 @@
+/* base.h: status messages, allocation, arenas and overflow-checked sizes.
+ *
+ * Every layer of kiln includes this. Nothing here knows about ONNX.
+ */
+#ifndef KILN_BASE_H
+#define KILN_BASE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kiln.h"
+
+#if defined(__GNUC__)
+#define KILN_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define KILN_PRINTF(a, b)
+#endif
+
+/* Sets err (if not NULL) to st and the formatted one-line message; returns st. */
+kiln_status kiln_err_set(kiln_err *err, kiln_status st, const char *fmt, ...) KILN_PRINTF(3, 4);
+kiln_status kiln_err_vset(kiln_err *err, kiln_status st, const char *fmt, va_list ap);
+/* Prepends "prefix: " to an already-set message (used to add context on the way up). */
+void kiln_err_prefix(kiln_err *err, const char *fmt, ...) KILN_PRINTF(2, 3);
+void kiln_err_clear(kiln_err *err);
+
+#define KILN_TRY(expr)                                                                         \
+    do {                                                                                       \
+        kiln_status kiln_try_st_ = (expr);                                                     \
+        if (kiln_try_st_ != KILN_OK) return kiln_try_st_;                                      \
+    } while (0)
+
+/* All heap allocation goes through these. KILN_FAIL_ALLOC=N (environment) makes the Nth
+ * allocation fail, to test out-of-memory paths. kiln_malloc(0) returns a valid pointer. */
+void *kiln_malloc(size_t n);
+void *kiln_calloc(size_t count, size_t size);
+void *kiln_realloc(void *p, size_t n);
+void kiln_free(void *p);
+char *kiln_strdup(const char *s);
+
+/* Overflow-checked size arithmetic: return false on overflow. */
+static inline bool kiln_mul_size(size_t a, size_t b, size_t *out)
+{
+    return !__builtin_mul_overflow(a, b, out);
+}
+static inline bool kiln_add_size(size_t a, size_t b, size_t *out)
+{
+    return !__builtin_add_overflow(a, b, out);
+}
+
+/* Arena: bump allocation in chunks, freed as a whole. Returned memory is 16-byte aligned
+ * and zero-filled. NULL on out-of-memory. */
+struct kiln_arena_chunk;
+struct kiln_arena {
+    struct kiln_arena_chunk *head;
+};
+void *kiln_arena_alloc(struct kiln_arena *a, size_t n);
+void *kiln_arena_array(struct kiln_arena *a, size_t count, size_t size); /* checks overflow */
+char *kiln_arena_strndup(struct kiln_arena *a, const char *s, size_t n);
+void kiln_arena_free(struct kiln_arena *a);
+
+/* Read-only file mapping. */
+struct kiln_mapping {
+    const uint8_t *data;
+    size_t size;
+    bool mapped; /* true: munmap; false: kiln_free */
+};
+KILN_NODISCARD kiln_status kiln_map_file(const char *path, struct kiln_mapping *m, kiln_err *err);
+void kiln_unmap(struct kiln_mapping *m);
+
+/* Writes bytes to path atomically (temporary file in the same folder, then rename). */
+KILN_NODISCARD kiln_status kiln_write_file_atomic(const char *path, const void *data, size_t n,
+                                                  kiln_err *err);
+
+/* Growable byte buffer with a cap (0 = no cap beyond SIZE_MAX). */
+struct kiln_buf {
+    uint8_t *data;
+    size_t len, cap, limit;
+    bool failed; /* an append failed (NOMEM or limit); later appends do nothing */
+};
+void kiln_buf_append(struct kiln_buf *b, const void *p, size_t n);
+void kiln_buf_free(struct kiln_buf *b);
+
+#endif /* KILN_BASE_H */

@@ -1,0 +1,28 @@
+# Tests. Unit tests: every tests/unit/test_*.c is one executable and one ctest test.
+file(GLOB KILN_UNIT_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/unit/test_*.c)
+foreach(src ${KILN_UNIT_TESTS})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(${name} ${src})
+  target_link_libraries(${name} PRIVATE kiln_static)
+  target_compile_definitions(${name} PRIVATE KILN_SOURCE_DIR="${CMAKE_SOURCE_DIR}"
+                             KILN_ONNX_TESTS="${KILN_ONNX_TESTS}")
+  add_test(NAME ${name} COMMAND ${name})
+endforeach()
+
+# CLI tests: every tests/cli/test_*.sh runs with the kiln binary, the source folder and the
+# ONNX test data folder as arguments; exit 0 = pass.
+file(GLOB KILN_CLI_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/cli/test_*.sh)
+foreach(script ${KILN_CLI_TESTS})
+  get_filename_component(name ${script} NAME_WE)
+  add_test(NAME cli_${name} COMMAND sh ${script} $<TARGET_FILE:kiln> ${CMAKE_SOURCE_DIR} ${KILN_ONNX_TESTS})
+endforeach()
+
+# ONNX backend conformance: every case under node/, simple/, pytorch-operator/; the cases in
+# tests/onnx/passing.txt must pass. The report goes into the build folder.
+add_executable(kiln-conformance ${CMAKE_SOURCE_DIR}/tests/onnx/conformance.c)
+target_link_libraries(kiln-conformance PRIVATE kiln_static)
+target_compile_definitions(kiln-conformance PRIVATE KILN_ONNX_TESTS="${KILN_ONNX_TESTS}")
+add_test(NAME onnx_conformance
+         COMMAND kiln-conformance --data ${KILN_ONNX_TESTS} -j 2
+                 --passing ${CMAKE_SOURCE_DIR}/tests/onnx/passing.txt
+                 --report ${CMAKE_BINARY_DIR}/conformance.md)
