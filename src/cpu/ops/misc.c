@@ -1,0 +1,160 @@
+/* src/cpu/ops/misc.c: standalone ONNX ops: NonMaxSuppression (10, 11) and BitCast (26).
+ *
+ * NonMaxSuppression: per batch and class, boxes whose score exceeds score_threshold are
+ * taken greedily by descending score (ties: lower box index first); a box is dropped when
+ * its IoU with an already selected box exceeds iou_threshold. center_point_box 0 reads
+ * [y1, x1, y2, x2] (either corner order), 1 reads [x_center, y_center, width, height].
+ * Output rows are [batch, class, box] in selection order.
+ *
+ * BitCast: reinterprets the bytes (little-endian) as the `to` type. Equal sizes keep the
+ * shape; a narrower target appends a dim of size(from)/size(to); a wider target requires
+ * the last dim to be size(to)/size(from) and removes it. String and sub-byte types are
+ * refused.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/kernel.h"
+
+/* ------------------------------------------------------------------ NonMaxSuppression */
+
+struct scored {
+    float score;
+    int64_t index;
+};
+
+static int by_score_desc(const void *a, const void *b)
+{
+    const struct scored *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? 1 : -1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static void box_corners(const float *b, int center, float *y1, float *x1, float *y2, float *x2)
+{
+    if (center) {
+        *x1 = b[0] - b[2] / 2;
+        *x2 = b[0] + b[2] / 2;
+        *y1 = b[1] - b[3] / 2;
+        *y2 = b[1] + b[3] / 2;
+    } else {
+        *y1 = fminf(b[0], b[2]);
+        *y2 = fmaxf(b[0], b[2]);
+        *x1 = fminf(b[1], b[3]);
+        *x2 = fmaxf(b[1], b[3]);
+    }
+}
+
+static float iou(const float *a, const float *b, int center)
+{
+    float ay1, ax1, ay2, ax2, by1, bx1, by2, bx2;
+    box_corners(a, center, &ay1, &ax1, &ay2, &ax2);
+    box_corners(b, center, &by1, &bx1, &by2, &bx2);
+    float ih = fminf(ay2, by2) - fmaxf(ay1, by1), iw = fminf(ax2, bx2) - fmaxf(ax1, bx1);
+    if (ih <= 0 || iw <= 0) return 0;
+    float inter = ih * iw;
+    float uni = (ay2 - ay1) * (ax2 - ax1) + (by2 - by1) * (bx2 - bx1) - inter;
+    return uni > 0 ? inter / uni : 0;
+}
+
+static kiln_status nms_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *boxes, *scores;
+    KILN_TRY(kiln_in_req(k, 0, &boxes));
+    KILN_TRY(kiln_in_req(k, 1, &scores));
+    if (boxes->dtype != KILN_DTYPE_F32 || scores->dtype != KILN_DTYPE_F32)
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "boxes and scores must be float32");
+    if (boxes->rank != 3 || boxes->dims[2] != 4 || scores->rank != 3 || scores->dims[0] != boxes->dims[0] ||
+        scores->dims[2] != boxes->dims[1])
+        return kiln_kfail(k, KILN_E_INVALID_ARG,
+                          "boxes must be [B, N, 4] and scores [B, C, N] with matching B and N");
+    const struct kiln_tensor *tmax = kiln_in(k, 2), *tiou = kiln_in(k, 3), *tscore = kiln_in(k, 4);
+    int64_t max_out = tmax && kiln_tensor_numel(tmax) ? kiln_tensor_get_i64(tmax, 0) : 0;
+    float iou_th = tiou && kiln_tensor_numel(tiou) ? (float)kiln_tensor_get_f64(tiou, 0) : 0.0f;
+    bool has_score_th = tscore && kiln_tensor_numel(tscore);
+    float score_th = has_score_th ? (float)kiln_tensor_get_f64(tscore, 0) : 0.0f;
+    int center = (int)kiln_attr_i(k, "center_point_box", 0);
+    size_t B = (size_t)boxes->dims[0], N = (size_t)boxes->dims[1], C = (size_t)scores->dims[1];
+    const float *bx = boxes->data, *sc = scores->data;
+
+    struct scored *cand;
+    int64_t *sel, *all;
+    size_t cap_all = B * C * (max_out > 0 ? (size_t)(max_out < (int64_t)N ? max_out : (int64_t)N) : 0);
+    KILN_TRY(kiln_scratch(k, (N + 1) * sizeof *cand, (void **)&cand));
+    KILN_TRY(kiln_scratch(k, (N + 1) * sizeof *sel, (void **)&sel));
+    KILN_TRY(kiln_scratch(k, (cap_all + 1) * 3 * sizeof *all, (void **)&all));
+    size_t n_all = 0;
+    for (size_t b = 0; b < B && max_out > 0; b++)
+        for (size_t c = 0; c < C; c++) {
+            const float *s = sc + (b * C + c) * N;
+            size_t nc = 0;
+            for (size_t i = 0; i < N; i++)
+                if (!has_score_th || s[i] > score_th) cand[nc++] = (struct scored){s[i], (int64_t)i};
+            qsort(cand, nc, sizeof *cand, by_score_desc);
+            size_t ns = 0;
+            for (size_t i = 0; i < nc && (int64_t)ns < max_out; i++) {
+                const float *bi = bx + (b * N + (size_t)cand[i].index) * 4;
+                bool keep = true;
+                for (size_t j = 0; j < ns && keep; j++)
+                    keep = iou(bi, bx + (b * N + (size_t)sel[j]) * 4, center) <= iou_th;
+                if (!keep) continue;
+                sel[ns++] = cand[i].index;
+                all[n_all * 3] = (int64_t)b;
+                all[n_all * 3 + 1] = (int64_t)c;
+                all[n_all * 3 + 2] = cand[i].index;
+                n_all++;
+            }
+        }
+    int64_t dims[2] = {(int64_t)n_all, 3};
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_I64, 2, dims, &y));
+    if (n_all) memcpy(y->data, all, n_all * 3 * sizeof *all);
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ BitCast */
+
+static bool sub_byte(kiln_dtype dt)
+{
+    return dt == KILN_DTYPE_I4 || dt == KILN_DTYPE_U4 || dt == KILN_DTYPE_F4E2M1 ||
+           dt == KILN_DTYPE_I2 || dt == KILN_DTYPE_U2;
+}
+
+static kiln_status bitcast_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *x;
+    KILN_TRY(kiln_in_req(k, 0, &x));
+    int64_t to = kiln_attr_i(k, "to", 0);
+    if (!kiln_dtype_valid((int)to))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute 'to' (%lld) is not a data type", (long long)to);
+    kiln_dtype dt = (kiln_dtype)to;
+    if (x->dtype == KILN_DTYPE_STRING || dt == KILN_DTYPE_STRING || sub_byte(x->dtype) || sub_byte(dt))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "BitCast from %s to %s is not supported",
+                          kiln_dtype_name(x->dtype), kiln_dtype_name(dt));
+    size_t from_sz = kiln_dtype_size(x->dtype), to_sz = kiln_dtype_size(dt);
+    int64_t dims[KILN_MAX_RANK];
+    int rank = x->rank;
+    memcpy(dims, x->dims, sizeof(int64_t) * (size_t)rank);
+    if (to_sz < from_sz) {
+        if (rank + 1 > KILN_MAX_RANK) return kiln_kfail(k, KILN_E_LIMIT, "rank too large");
+        dims[rank++] = (int64_t)(from_sz / to_sz);
+    } else if (to_sz > from_sz) {
+        if (rank == 0 || dims[rank - 1] != (int64_t)(to_sz / from_sz))
+            return kiln_kfail(k, KILN_E_INVALID_ARG,
+                              "casting %s to %s needs a last dim of %zu", kiln_dtype_name(x->dtype),
+                              kiln_dtype_name(dt), to_sz / from_sz);
+        rank--;
+    }
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, dt, rank, dims, &y));
+    size_t n = kiln_tensor_nbytes(x);
+    if (n) memcpy(y->data, x->data, n);
+    return KILN_OK;
+}
+
+const struct kiln_cpu_op kiln_cpu_ops_misc[] = {
+    {"NonMaxSuppression", "", 10, 0, nms_run},
+    {"BitCast", "", 26, 0, bitcast_run},
+    {0},
+};

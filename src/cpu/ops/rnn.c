@@ -1,0 +1,259 @@
+/* src/cpu/ops/rnn.c: ONNX recurrent layers RNN (1, 7, 14), GRU (1, 3, 7, 14), LSTM (1, 7, 14).
+ *
+ * Follows the equations of the ONNX spec. Gate order in W/R/B: RNN i; GRU z, r, h; LSTM i, o,
+ * f, c (peepholes P: i, o, f). direction forward / reverse / bidirectional; layout 0
+ * (X [seq, batch, in], Y [seq, dirs, batch, hidden]) or 1 (batch first). sequence_lens
+ * shortens a batch entry: its steps past the length leave Y at zero and Y_h/Y_c hold the
+ * state after its last valid step. `clip` bounds gate pre-activations. Activations come from
+ * the `activations` list (per direction) with activation_alpha/beta consumed in order by the
+ * functions that take them. Computes in float32 (float64/float16 inputs are converted).
+ */
+#include <math.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cpu/kernel.h"
+
+enum rnn_kind { K_RNN, K_GRU, K_LSTM };
+
+struct act {
+    int fn; /* index in act_names */
+    float alpha, beta;
+};
+
+static const char *const act_names[] = {"Relu", "Tanh", "Sigmoid", "Affine", "LeakyRelu", "ThresholdedRelu",
+                                        "ScaledTanh", "HardSigmoid", "Elu", "Softsign", "Softplus"};
+
+static float apply(const struct act *a, float x)
+{
+    switch (a->fn) {
+    case 0: return x > 0 ? x : 0;
+    case 1: return tanhf(x);
+    case 2: return 1.0f / (1.0f + expf(-x));
+    case 3: return a->alpha * x + a->beta;
+    case 4: return x >= 0 ? x : a->alpha * x;
+    case 5: return x > a->alpha ? x : 0;
+    case 6: return a->alpha * tanhf(a->beta * x);
+    case 7: return fmaxf(0, fminf(1, a->alpha * x + a->beta));
+    case 8: return x >= 0 ? x : a->alpha * (expf(x) - 1);
+    case 9: return x / (1 + fabsf(x));
+    default: return log1pf(expf(x));
+    }
+}
+
+/* Default alpha/beta per function, and how many of the lists' values it consumes. */
+static int act_params(int fn, float *alpha, float *beta)
+{
+    switch (fn) {
+    case 3: *alpha = 1, *beta = 0; return 2;
+    case 4: *alpha = 0.01f; return 1;
+    case 5: *alpha = 1; return 1;
+    case 6: *alpha = 1, *beta = 1; return 2;
+    case 7: *alpha = 0.2f, *beta = 0.5f; return 2;
+    case 8: *alpha = 1; return 1;
+    default: return 0;
+    }
+}
+
+/* Reads a tensor as float32 into scratch (NULL when absent). */
+static kiln_status as_f32(struct kiln_kctx *k, const struct kiln_tensor *t, float **out)
+{
+    *out = NULL;
+    if (!t) return KILN_OK;
+    size_t n = kiln_tensor_numel(t);
+    KILN_TRY(kiln_scratch(k, (n + 1) * sizeof(float), (void **)out));
+    for (size_t i = 0; i < n; i++) (*out)[i] = (float)kiln_tensor_get_f64(t, i);
+    return KILN_OK;
+}
+
+static float clipf(float x, float c) { return c > 0 ? fmaxf(-c, fminf(c, x)) : x; }
+
+static kiln_status rnn_common(struct kiln_kctx *k, enum rnn_kind kind)
+{
+    const int G = kind == K_RNN ? 1 : kind == K_GRU ? 3 : 4;
+    const struct kiln_tensor *tx, *tw, *tr;
+    KILN_TRY(kiln_in_req(k, 0, &tx));
+    KILN_TRY(kiln_in_req(k, 1, &tw));
+    KILN_TRY(kiln_in_req(k, 2, &tr));
+    const struct kiln_tensor *tb = kiln_in(k, 3), *tlen = kiln_in(k, 4), *th0 = kiln_in(k, 5);
+    const struct kiln_tensor *tc0 = kind == K_LSTM ? kiln_in(k, 6) : NULL;
+    const struct kiln_tensor *tp = kind == K_LSTM ? kiln_in(k, 7) : NULL;
+    const char *dir = kiln_attr_s(k, "direction", "forward");
+    int n_dir = strcmp(dir, "bidirectional") == 0 ? 2 : 1;
+    bool reverse_only = strcmp(dir, "reverse") == 0;
+    if (n_dir == 1 && !reverse_only && strcmp(dir, "forward") != 0)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "direction '%s'; expected forward, reverse or bidirectional", dir);
+    int layout = (int)kiln_attr_i(k, "layout", 0);
+    float clip = kiln_attr_f(k, "clip", 0);
+    bool lbr = kiln_attr_i(k, "linear_before_reset", 0) != 0;
+    bool input_forget = kiln_attr_i(k, "input_forget", 0) != 0;
+    if (tx->rank != 3 || tw->rank != 3 || tr->rank != 3)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "X, W and R must have rank 3");
+    int64_t S = layout ? tx->dims[1] : tx->dims[0], Bn = layout ? tx->dims[0] : tx->dims[1], I = tx->dims[2];
+    int64_t H = kiln_attr_i(k, "hidden_size", tr->dims[2]);
+    if (tw->dims[0] != n_dir || tw->dims[1] != G * H || tw->dims[2] != I || tr->dims[0] != n_dir ||
+        tr->dims[1] != G * H || tr->dims[2] != H)
+        return kiln_kfail(k, KILN_E_INVALID_ARG,
+                          "W/R shapes do not match %d directions, %d gates, hidden %lld, input %lld",
+                          n_dir, G, (long long)H, (long long)I);
+    if (tb && kiln_tensor_numel(tb) != (size_t)(n_dir * 2 * G * H))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "B has %zu elements; expected %lld", kiln_tensor_numel(tb),
+                          (long long)(n_dir * 2 * G * H));
+    size_t state_n = (size_t)(n_dir * Bn * H);
+    if ((th0 && kiln_tensor_numel(th0) != state_n) || (tc0 && kiln_tensor_numel(tc0) != state_n))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "initial_h/initial_c must have %zu elements", state_n);
+    if (tp && kiln_tensor_numel(tp) != (size_t)(n_dir * 3 * H))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "P must have %lld elements", (long long)(n_dir * 3 * H));
+    if (tlen && kiln_tensor_numel(tlen) != (size_t)Bn)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "sequence_lens must have %lld elements", (long long)Bn);
+
+    /* Activations: n_act per direction. */
+    int n_act = kind == K_RNN ? 1 : kind == K_GRU ? 2 : 3;
+    struct act acts[6];
+    const char *const *names = NULL;
+    const float *alphas = NULL, *betas = NULL;
+    size_t n_names = kiln_attr_strings(k, "activations", &names);
+    size_t n_alpha = kiln_attr_floats(k, "activation_alpha", &alphas);
+    size_t n_beta = kiln_attr_floats(k, "activation_beta", &betas);
+    static const int defaults[3][3] = {{1}, {2, 1}, {2, 1, 1}};
+    size_t ai = 0, bi = 0;
+    for (int d = 0; d < n_dir; d++)
+        for (int a = 0; a < n_act; a++) {
+            struct act *ac = &acts[d * n_act + a];
+            size_t idx = (size_t)(d * n_act + a);
+            ac->fn = defaults[kind][a];
+            ac->alpha = ac->beta = 0;
+            if (idx < n_names) {
+                ac->fn = -1;
+                for (int f = 0; f < (int)(sizeof act_names / sizeof *act_names); f++)
+                    if (strcasecmp(names[idx], act_names[f]) == 0) ac->fn = f;
+                if (ac->fn < 0)
+                    return kiln_kfail(k, KILN_E_UNSUPPORTED, "activation '%s' is not supported", names[idx]);
+            }
+            int np = act_params(ac->fn, &ac->alpha, &ac->beta);
+            if (idx < n_names && np >= 1 && ai < n_alpha) ac->alpha = alphas[ai++];
+            if (idx < n_names && np >= 2 && bi < n_beta) ac->beta = betas[bi++];
+        }
+
+    float *x, *w, *r, *b, *h0, *c0, *p;
+    KILN_TRY(as_f32(k, tx, &x));
+    KILN_TRY(as_f32(k, tw, &w));
+    KILN_TRY(as_f32(k, tr, &r));
+    KILN_TRY(as_f32(k, tb, &b));
+    KILN_TRY(as_f32(k, th0, &h0));
+    KILN_TRY(as_f32(k, tc0, &c0));
+    KILN_TRY(as_f32(k, tp, &p));
+
+    kiln_dtype dt = tx->dtype;
+    struct kiln_tensor *ty = NULL, *tyh = NULL, *tyc = NULL;
+    int64_t ydims[4], sdims[3];
+    if (layout) {
+        ydims[0] = Bn, ydims[1] = S, ydims[2] = n_dir, ydims[3] = H;
+        sdims[0] = Bn, sdims[1] = n_dir, sdims[2] = H;
+    } else {
+        ydims[0] = S, ydims[1] = n_dir, ydims[2] = Bn, ydims[3] = H;
+        sdims[0] = n_dir, sdims[1] = Bn, sdims[2] = H;
+    }
+    if (kiln_out_wanted(k, 0)) KILN_TRY(kiln_out_tensor(k, 0, dt, 4, ydims, &ty));
+    if (kiln_out_wanted(k, 1)) KILN_TRY(kiln_out_tensor(k, 1, dt, 3, sdims, &tyh));
+    if (kind == K_LSTM && kiln_out_wanted(k, 2)) KILN_TRY(kiln_out_tensor(k, 2, dt, 3, sdims, &tyc));
+
+    float *h, *c, *gates, *hr;
+    KILN_TRY(kiln_scratch(k, (size_t)(H + 1) * sizeof(float), (void **)&h));
+    KILN_TRY(kiln_scratch(k, (size_t)(H + 1) * sizeof(float), (void **)&c));
+    KILN_TRY(kiln_scratch(k, (size_t)(G * H + 1) * sizeof(float), (void **)&gates));
+    KILN_TRY(kiln_scratch(k, (size_t)(H + 1) * sizeof(float), (void **)&hr));
+
+    for (int d = 0; d < n_dir; d++) {
+        bool rev = reverse_only || d == 1;
+        const float *W = w + (size_t)d * (size_t)(G * H * I), *R = r + (size_t)d * (size_t)(G * H * H);
+        const float *Wb = b ? b + (size_t)d * (size_t)(2 * G * H) : NULL;
+        const float *Rb = Wb ? Wb + G * H : NULL;
+        const float *P = p ? p + (size_t)d * (size_t)(3 * H) : NULL;
+        const struct act *fa = &acts[d * n_act];
+        for (int64_t bt = 0; bt < Bn; bt++) {
+            int64_t len = tlen ? kiln_tensor_get_i64(tlen, (size_t)bt) : S;
+            if (len < 0 || len > S)
+                return kiln_kfail(k, KILN_E_INVALID_ARG, "sequence_lens[%lld] = %lld outside [0, %lld]",
+                                  (long long)bt, (long long)len, (long long)S);
+            for (int64_t j = 0; j < H; j++) {
+                size_t si = (size_t)((d * Bn + bt) * H + j);
+                h[j] = h0 ? h0[si] : 0;
+                c[j] = c0 ? c0[si] : 0;
+            }
+            for (int64_t step = 0; step < len; step++) {
+                int64_t t = rev ? len - 1 - step : step;
+                const float *xt = x + (size_t)((layout ? bt * S + t : t * Bn + bt) * I);
+                /* gates = X W^T + Wb (+ H R^T + Rb, except GRU's h gate) */
+                for (int64_t g = 0; g < G * H; g++) {
+                    float acc = Wb ? Wb[g] : 0;
+                    const float *wr = W + g * I;
+                    for (int64_t q = 0; q < I; q++) acc += xt[q] * wr[q];
+                    bool gru_h = kind == K_GRU && g >= 2 * H;
+                    if (!gru_h) {
+                        const float *rr = R + g * H;
+                        float acc2 = Rb ? Rb[g] : 0;
+                        for (int64_t q = 0; q < H; q++) acc2 += h[q] * rr[q];
+                        acc += acc2;
+                    }
+                    gates[g] = acc;
+                }
+                if (kind == K_RNN) {
+                    for (int64_t j = 0; j < H; j++) h[j] = apply(&fa[0], clipf(gates[j], clip));
+                } else if (kind == K_GRU) {
+                    float *z = gates, *rg = gates + H, *hh = gates + 2 * H;
+                    for (int64_t j = 0; j < H; j++) {
+                        z[j] = apply(&fa[0], clipf(z[j], clip));
+                        rg[j] = apply(&fa[0], clipf(rg[j], clip));
+                    }
+                    const float *Rh = R + 2 * H * H;
+                    for (int64_t j = 0; j < H; j++) {
+                        float acc = 0;
+                        if (lbr) {
+                            for (int64_t q = 0; q < H; q++) acc += h[q] * Rh[j * H + q];
+                            acc = rg[j] * (acc + (Rb ? Rb[2 * H + j] : 0));
+                        } else {
+                            for (int64_t q = 0; q < H; q++) acc += rg[q] * h[q] * Rh[j * H + q];
+                            acc += Rb ? Rb[2 * H + j] : 0;
+                        }
+                        hr[j] = apply(&fa[1], clipf(hh[j] + acc, clip));
+                    }
+                    for (int64_t j = 0; j < H; j++) h[j] = (1 - z[j]) * hr[j] + z[j] * h[j];
+                } else {
+                    float *gi = gates, *go = gates + H, *gf = gates + 2 * H, *gc = gates + 3 * H;
+                    for (int64_t j = 0; j < H; j++) {
+                        float i_ = apply(&fa[0], clipf(gi[j] + (P ? P[j] * c[j] : 0), clip));
+                        float f_ = input_forget ? 1 - i_ : apply(&fa[0], clipf(gf[j] + (P ? P[2 * H + j] * c[j] : 0), clip));
+                        float c_ = apply(&fa[1], clipf(gc[j], clip));
+                        c[j] = f_ * c[j] + i_ * c_;
+                        float o_ = apply(&fa[0], clipf(go[j] + (P ? P[H + j] * c[j] : 0), clip));
+                        h[j] = o_ * apply(&fa[2], c[j]);
+                    }
+                }
+                if (ty)
+                    for (int64_t j = 0; j < H; j++) {
+                        size_t yi = (size_t)(layout ? ((bt * S + t) * n_dir + d) * H + j
+                                                    : ((t * n_dir + d) * Bn + bt) * H + j);
+                        kiln_tensor_set_f64(ty, yi, h[j]);
+                    }
+            }
+            for (int64_t j = 0; j < H; j++) {
+                size_t si = (size_t)(layout ? (bt * n_dir + d) * H + j : (d * Bn + bt) * H + j);
+                if (tyh) kiln_tensor_set_f64(tyh, si, h[j]);
+                if (tyc) kiln_tensor_set_f64(tyc, si, c[j]);
+            }
+        }
+    }
+    return KILN_OK;
+}
+
+static kiln_status rnn_run(struct kiln_kctx *k) { return rnn_common(k, K_RNN); }
+static kiln_status gru_run(struct kiln_kctx *k) { return rnn_common(k, K_GRU); }
+static kiln_status lstm_run(struct kiln_kctx *k) { return rnn_common(k, K_LSTM); }
+
+const struct kiln_cpu_op kiln_cpu_ops_rnn[] = {
+    {"RNN", "", 1, 0, rnn_run},
+    {"GRU", "", 1, 0, gru_run},
+    {"LSTM", "", 1, 0, lstm_run},
+    {0},
+};
