@@ -84,8 +84,15 @@ static bool alloc_should_fail(void)
         long v = s ? strtol(s, &end, 10) : 0;
         fail_at = (s && end && *end == 0 && v > 0) ? v : 0;
     }
-    if (fail_at == 0) return false;
-    return atomic_fetch_add(&alloc_count, 1) + 1 == fail_at;
+    long nth = atomic_fetch_add(&alloc_count, 1) + 1;
+    return fail_at != 0 && nth == fail_at;
+}
+
+long kiln_alloc_fail_after(long n)
+{
+    long count = atomic_exchange(&alloc_count, 0);
+    fail_at = n > 0 ? n : 0;
+    return count;
 }
 
 void *kiln_malloc(size_t n)

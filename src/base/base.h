@@ -34,6 +34,9 @@ void kiln_err_clear(kiln_err *err);
 /* All heap allocation goes through these. KILN_FAIL_ALLOC=N (environment) makes the Nth
  * allocation fail, to test out-of-memory paths. kiln_malloc(0) returns a valid pointer. */
 void *kiln_malloc(size_t n);
+/* Test hook: make the nth allocation from now fail (n >= 1), or none (n = 0). Overrides
+ * KILN_FAIL_ALLOC. Returns how many allocations happened since the last call. */
+long kiln_alloc_fail_after(long n);
 void *kiln_calloc(size_t count, size_t size);
 void *kiln_realloc(void *p, size_t n);
 void kiln_free(void *p);

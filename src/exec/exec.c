@@ -131,7 +131,7 @@ static const struct kiln_cpu_op **kernels_of(const struct kiln_session *s, const
 
 static void frame_free(struct frame *f)
 {
-    if (f->slots)
+    if (f->slots && f->owned)
         for (size_t v = 0; v < f->g->n_values; v++)
             if (f->owned[v]) kiln_value_free(f->slots[v]);
     kiln_free(f->slots);

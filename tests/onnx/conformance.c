@@ -379,6 +379,7 @@ int main(int argc, char **argv)
         if (strcmp(a, "-v") == 0) verbose = 1;
         else if (strcmp(a, "-k") == 0 && next && n_filters < 64) filters[n_filters++] = argv[++i];
         else if (strcmp(a, "-j") == 0 && next) jobs = atoi(argv[++i]);
+        else if (strncmp(a, "-j", 2) == 0 && a[2]) jobs = atoi(a + 2);
         else if (strcmp(a, "--data") == 0 && next) data = argv[++i];
         else if (strcmp(a, "--passing") == 0 && next) passing = argv[++i];
         else if (strcmp(a, "--write-passing") == 0 && next) write_passing = argv[++i];

@@ -1,0 +1,106 @@
+/* file.c: read-only file mapping and atomic file writes (POSIX mmap, mkstemp, rename). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/base.h"
+
+/* Maps `path` read-only into m. An empty file gives a valid (kiln_malloc'd, zero-length)
+ * pointer rather than NULL, so callers may form data + 0 without undefined behaviour.
+ * Errors: KILN_E_IO naming the path and the OS error; KILN_E_NOMEM. */
+kiln_status kiln_map_file(const char *path, struct kiln_mapping *m, kiln_err *err)
+{
+    memset(m, 0, sizeof *m);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return kiln_err_set(err, KILN_E_IO, "cannot open '%s': %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int e = errno;
+        close(fd);
+        return kiln_err_set(err, KILN_E_IO, "cannot stat '%s': %s", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return kiln_err_set(err, KILN_E_IO, "'%s' is not a regular file", path);
+    }
+    if ((uint64_t)sb.st_size > (uint64_t)SIZE_MAX) {
+        close(fd);
+        return kiln_err_set(err, KILN_E_LIMIT, "'%s' is too large to map", path);
+    }
+    size_t size = (size_t)sb.st_size;
+    if (size == 0) {
+        close(fd);
+        m->data = kiln_malloc(0);
+        if (!m->data) return kiln_err_set(err, KILN_E_NOMEM, "out of memory");
+        m->size = 0;
+        m->mapped = false;
+        return KILN_OK;
+    }
+    void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int e = errno;
+    close(fd); /* the mapping keeps the file alive */
+    if (p == MAP_FAILED)
+        return kiln_err_set(err, e == ENOMEM ? KILN_E_NOMEM : KILN_E_IO, "cannot map '%s': %s",
+                            path, strerror(e));
+    m->data = p;
+    m->size = size;
+    m->mapped = true;
+    return KILN_OK;
+}
+
+/* Releases a mapping from kiln_map_file (or a kiln_malloc'd buffer with mapped == false);
+ * a zeroed mapping is fine. Leaves m zeroed. */
+void kiln_unmap(struct kiln_mapping *m)
+{
+    if (!m) return;
+    if (m->mapped) munmap((void *)m->data, m->size);
+    else kiln_free((void *)m->data);
+    memset(m, 0, sizeof *m);
+}
+
+/* Writes data to a temporary file next to path, flushes it, then renames it over path, so
+ * readers see the old file or the new one, never a partial one. On failure the temporary
+ * file is removed. */
+kiln_status kiln_write_file_atomic(const char *path, const void *data, size_t n, kiln_err *err)
+{
+    size_t plen = strlen(path);
+    char *tmp = kiln_malloc(plen + 16);
+    if (!tmp) return kiln_err_set(err, KILN_E_NOMEM, "out of memory");
+    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        kiln_status st = kiln_err_set(err, KILN_E_IO, "cannot create a temporary file for '%s': %s",
+                                      path, strerror(errno));
+        kiln_free(tmp);
+        return st;
+    }
+    const uint8_t *p = data;
+    size_t left = n;
+    int e = 0;
+    while (left) {
+        ssize_t w = write(fd, p, left > (1u << 30) ? (1u << 30) : left);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            e = errno;
+            break;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (!e && fchmod(fd, 0644) != 0) e = errno;
+    if (!e && fsync(fd) != 0) e = errno;
+    if (close(fd) != 0 && !e) e = errno;
+    if (!e && rename(tmp, path) != 0) e = errno;
+    if (e) {
+        unlink(tmp);
+        kiln_free(tmp);
+        return kiln_err_set(err, KILN_E_IO, "cannot write '%s': %s", path, strerror(e));
+    }
+    kiln_free(tmp);
+    return KILN_OK;
+}
