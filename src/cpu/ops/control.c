@@ -153,6 +153,21 @@ static void free_values(struct kiln_value **v, size_t n)
 
 /* ------------------------------------------------------------------ Loop */
 
+/* A loop-carried value bound to a body input declared optional(...) is wrapped in an
+ * optional when it is not one already (the body may return the bare element, as the ONNX
+ * loop16_seq_none case does). */
+static kiln_status wrap_optional(struct kiln_kctx *k, const struct kiln_value_info *vi, struct kiln_value **v)
+{
+    if (vi->type.kind != KILN_TYPE_OPTIONAL || (*v)->kind == KILN_VALUE_OPTIONAL) return KILN_OK;
+    struct kiln_value *o = kiln_value_new(KILN_VALUE_OPTIONAL);
+    if (!o) return kiln_kfail(k, KILN_E_NOMEM, "out of memory wrapping a loop value");
+    o->elem_kind = (*v)->kind;
+    o->elem_dtype = (*v)->kind == KILN_VALUE_TENSOR ? (*v)->t.dtype : (*v)->elem_dtype;
+    struct kiln_value *inner = *v;
+    *v = o;
+    return kiln_value_append(o, inner, k->err);
+}
+
 #define MAX_LOOP_VALUES 64
 
 static kiln_status loop_run(struct kiln_kctx *k)
@@ -182,6 +197,7 @@ static kiln_status loop_run(struct kiln_kctx *k)
             if (!carried[i]) st = kiln_kfail(k, KILN_E_NOMEM, "out of memory");
         } else {
             st = kiln_value_clone(v, &carried[i], k->err);
+            if (!st) st = wrap_optional(k, &body->inputs[2 + i], &carried[i]);
         }
     }
     struct kiln_value *iter_v = NULL, *cond_v = NULL;
@@ -208,6 +224,7 @@ static kiln_status loop_run(struct kiln_kctx *k)
             kiln_value_free(carried[i]);
             carried[i] = outs[1 + i];
             outs[1 + i] = NULL;
+            if (!st) st = wrap_optional(k, &body->inputs[2 + i], &carried[i]);
         }
         if ((size_t)it >= n_iter_cap) {
             size_t cap = n_iter_cap ? n_iter_cap * 2 : 16;
@@ -226,6 +243,15 @@ static kiln_status loop_run(struct kiln_kctx *k)
         if (!st) done++;
     }
     for (size_t i = 0; i < n_carried && !st; i++) {
+        /* Undo wrap_optional where the body's own output is not declared optional. */
+        if (carried[i]->kind == KILN_VALUE_OPTIONAL && carried[i]->count == 1 &&
+            body->outputs[1 + i].type.kind != KILN_TYPE_OPTIONAL &&
+            body->outputs[1 + i].type.kind != KILN_TYPE_NONE) {
+            struct kiln_value *inner = carried[i]->items[0];
+            carried[i]->count = 0;
+            kiln_value_free(carried[i]);
+            carried[i] = inner;
+        }
         if (kiln_out_wanted(k, i)) st = kiln_out_value(k, i, carried[i]);
         else kiln_value_free(carried[i]);
         carried[i] = NULL;
