@@ -255,7 +255,7 @@ kiln_status kiln_out_tensor(struct kiln_kctx *k, size_t i, kiln_dtype dt, int ra
 
 struct scratch_block {
     struct scratch_block *next;
-    _Alignas(64) unsigned char data[];
+    _Alignas(16) unsigned char data[]; /* malloc gives 16-byte alignment */
 };
 
 kiln_status kiln_scratch(struct kiln_kctx *k, size_t bytes, void **p)

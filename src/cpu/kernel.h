@@ -89,8 +89,12 @@ KILN_NODISCARD kiln_status kiln_out_value(struct kiln_kctx *k, size_t i, struct 
 
 /* ------------------------------------------------------------------ memory, subgraphs */
 
-/* Scratch memory for this run; freed when run returns. NULL + status on failure. */
+/* Scratch memory for this run (zero-filled, 16-byte aligned); freed when run returns. NULL +
+ * status on failure. */
 KILN_NODISCARD kiln_status kiln_scratch(struct kiln_kctx *k, size_t bytes, void **p);
+/* Frees every scratch block of k (the executor calls it after run; tests that call kernels
+ * directly call it too). */
+void kiln_kctx_free_scratch(struct kiln_kctx *k);
 
 /* Runs subgraph g (an attribute of this node) with inputs bound to g's declared inputs in
  * order; values of enclosing graphs are visible to it. outputs[0..g->n_outputs) receive

@@ -11,7 +11,6 @@
 
 #include "cpu/kernel.h"
 
-void kiln_kctx_free_scratch(struct kiln_kctx *k); /* kernel.c */
 
 struct graph_kernels {
     const struct kiln_graph *g;
@@ -50,10 +49,11 @@ static kiln_status resolve_graph(struct kiln_session *s, const struct kiln_graph
         s->graphs = p;
         s->cap_graphs = cap;
     }
-    struct graph_kernels *gk = &s->graphs[s->n_graphs];
-    gk->g = g;
-    gk->ops = kiln_calloc(g->n_nodes + 1, sizeof *gk->ops);
-    if (!gk->ops) return kiln_err_set(err, KILN_E_NOMEM, "out of memory creating the session");
+    /* Index, not pointer: resolving subgraphs below may move s->graphs. */
+    size_t gi = s->n_graphs;
+    const struct kiln_cpu_op **ops = kiln_calloc(g->n_nodes + 1, sizeof *ops);
+    if (!ops) return kiln_err_set(err, KILN_E_NOMEM, "out of memory creating the session");
+    s->graphs[gi] = (struct graph_kernels){.g = g, .ops = ops};
     s->n_graphs++;
     for (size_t i = 0; i < g->n_nodes; i++) {
         const struct kiln_node *n = &g->nodes[i];
@@ -79,7 +79,7 @@ static kiln_status resolve_graph(struct kiln_session *s, const struct kiln_graph
                                 kiln_node_label(n, lb, sizeof lb), n->op_type,
                                 n->domain[0] ? n->domain : "ai.onnx", version);
         }
-        gk->ops[i] = op;
+        s->graphs[gi].ops[i] = op;
         for (size_t k = 0; k < n->n_attr; k++) {
             const struct kiln_attr *a = &n->attrs[k];
             if (a->type == KILN_ATTR_GRAPH && a->g) KILN_TRY(resolve_graph(s, a->g, err));

@@ -1,0 +1,455 @@
+/* src/cpu/ops/conv.c: ONNX Conv (opsets 1, 11, 22) and ConvTranspose (opsets 1, 11, 22).
+ *
+ * Both handle any number (>= 1) of spatial dims, groups, strides, dilations, explicit pads
+ * and auto_pad. Conv lowers each (image, group) to im2col + kiln_sgemm (skipping im2col for
+ * 1x1 / stride 1 / no-pad kernels); ConvTranspose computes W^T * X with kiln_sgemm and
+ * scatters the columns back with col2im.
+ *
+ * Output sizes (spec, Conv): NOTSET: floor((in + pb + pe - dk) / s) + 1 with
+ * dk = (k - 1) * d + 1; VALID: pads 0; SAME_UPPER/LOWER: out = ceil(in / s) and the
+ * total pad max(0, (out - 1) * s + dk - in) is split with the odd one at the end (UPPER) or
+ * the beginning (LOWER).
+ * ConvTranspose: out = s * (in - 1) + output_padding + dk - pb - pe; with output_shape given
+ * (or auto_pad SAME_*, where output_shape defaults to in * s) the total padding is derived
+ * from it and split as for Conv, except that without auto_pad explicit pads win, matching
+ * the ONNX reference implementation.
+ *
+ * dtypes: float32 natively; float16, bfloat16 and float64 are staged through float32.
+ */
+#include <string.h>
+
+#include "cpu/kernel.h"
+#include "cpu/sgemm.h"
+
+/* ------------------------------------------------------------------ dtype staging */
+
+static bool conv_dtype_ok(kiln_dtype dt)
+{
+    return dt == KILN_DTYPE_F32 || dt == KILN_DTYPE_F16 || dt == KILN_DTYPE_BF16 ||
+           dt == KILN_DTYPE_F64;
+}
+
+/* *out = t's data as float32 (t's own data, or a converted copy in scratch). */
+static kiln_status stage_f32(struct kiln_kctx *k, const struct kiln_tensor *t, const float **out)
+{
+    if (t->dtype == KILN_DTYPE_F32) {
+        *out = t->data;
+        return KILN_OK;
+    }
+    size_t n = kiln_tensor_numel(t);
+    float *f;
+    KILN_TRY(kiln_scratch(k, n * sizeof *f + 1, (void **)&f));
+    for (size_t i = 0; i < n; i++) f[i] = (float)kiln_tensor_get_f64(t, i);
+    *out = f;
+    return KILN_OK;
+}
+
+/* A float32 buffer for output t: its own data, or scratch to convert from in unstage. */
+static kiln_status out_f32(struct kiln_kctx *k, struct kiln_tensor *t, float **out)
+{
+    if (t->dtype == KILN_DTYPE_F32) {
+        *out = t->data;
+        return KILN_OK;
+    }
+    return kiln_scratch(k, kiln_tensor_numel(t) * sizeof(float) + 1, (void **)out);
+}
+
+static void unstage_f32(struct kiln_tensor *t, const float *src)
+{
+    if ((const void *)src == t->data) return;
+    size_t n = kiln_tensor_numel(t);
+    for (size_t i = 0; i < n; i++) kiln_tensor_set_f64(t, i, src[i]);
+}
+
+/* ------------------------------------------------------------------ geometry */
+
+struct conv_geom {
+    int nd;                       /* spatial dims */
+    int64_t in[KILN_MAX_RANK];    /* input spatial size (for ConvTranspose: the output) */
+    int64_t out[KILN_MAX_RANK];   /* output positions (ConvTranspose: the input's) */
+    int64_t k[KILN_MAX_RANK], s[KILN_MAX_RANK], d[KILN_MAX_RANK], pb[KILN_MAX_RANK];
+    size_t ks, is, os;            /* products of k, in, out */
+};
+
+static int64_t ceil_div(int64_t a, int64_t b)
+{
+    return a >= 0 ? (a + b - 1) / b : -((-a) / b);
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
+/* Reads strides/dilations (default 1) and checks them; n = spatial dims. */
+static kiln_status read_sd(struct kiln_kctx *k, int n, int64_t *s, int64_t *d)
+{
+    const int64_t *v;
+    size_t c = kiln_attr_ints(k, "strides", &v);
+    if (c && c != (size_t)n)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "strides has %zu values; expected %d", c, n);
+    for (int i = 0; i < n; i++) {
+        s[i] = c ? v[i] : 1;
+        if (s[i] < 1) return kiln_kfail(k, KILN_E_INVALID_MODEL, "strides[%d] = %lld; expected >= 1", i, (long long)s[i]);
+    }
+    c = kiln_attr_ints(k, "dilations", &v);
+    if (c && c != (size_t)n)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "dilations has %zu values; expected %d", c, n);
+    for (int i = 0; i < n; i++) {
+        d[i] = c ? v[i] : 1;
+        if (d[i] < 1) return kiln_kfail(k, KILN_E_INVALID_MODEL, "dilations[%d] = %lld; expected >= 1", i, (long long)d[i]);
+    }
+    return KILN_OK;
+}
+
+/* Reads `pads` (2n values, begins then ends; default 0). */
+static kiln_status read_pads(struct kiln_kctx *k, int n, int64_t *pb, int64_t *pe, bool *given)
+{
+    const int64_t *v;
+    size_t c = kiln_attr_ints(k, "pads", &v);
+    if (c && c != 2 * (size_t)n)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "pads has %zu values; expected %d", c, 2 * n);
+    for (int i = 0; i < n; i++) {
+        pb[i] = c ? v[i] : 0;
+        pe[i] = c ? v[n + i] : 0;
+        if (pb[i] < 0 || pe[i] < 0)
+            return kiln_kfail(k, KILN_E_INVALID_MODEL, "pads must be >= 0; got %lld, %lld at dim %d",
+                              (long long)pb[i], (long long)pe[i], i);
+    }
+    if (given) *given = c != 0;
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ im2col / col2im */
+
+/* col[(c*ks + kidx) * os + o] = x[c][o*s - pb + kk*d] (0 outside), for c < C. x holds C
+ * planes of g->is elements; the geometry's `in` is x's spatial size. */
+static void im2col(const float *x, size_t C, const struct conv_geom *g, float *col)
+{
+    int nd = g->nd, L = nd - 1;
+    int64_t kk[KILN_MAX_RANK], o[KILN_MAX_RANK];
+    size_t inner = (size_t)g->out[L];
+    size_t outer = g->os / (inner ? inner : 1);
+    for (size_t c = 0; c < C; c++) {
+        const float *xc = x + c * g->is;
+        for (size_t kidx = 0; kidx < g->ks; kidx++) {
+            size_t r = kidx;
+            for (int d = nd - 1; d >= 0; d--) {
+                kk[d] = (int64_t)(r % (size_t)g->k[d]);
+                r /= (size_t)g->k[d];
+            }
+            float *row = col + (c * g->ks + kidx) * g->os;
+            /* Valid range of the innermost output index. */
+            int64_t off = kk[L] * g->d[L] - g->pb[L], s = g->s[L];
+            int64_t lo = off >= 0 ? 0 : ceil_div(-off, s);
+            int64_t hi = floor_div(g->in[L] - 1 - off, s) + 1;
+            if (hi > g->out[L]) hi = g->out[L];
+            if (lo > hi) lo = hi;
+            for (int d = 0; d < L; d++) o[d] = 0;
+            for (size_t t = 0; t < outer; t++) {
+                float *dst = row + t * inner;
+                bool ok = true;
+                size_t base = 0;
+                for (int d = 0; d < L; d++) {
+                    int64_t ix = o[d] * g->s[d] - g->pb[d] + kk[d] * g->d[d];
+                    if (ix < 0 || ix >= g->in[d]) ok = false;
+                    base = base * (size_t)g->in[d] + (size_t)ix;
+                }
+                if (!ok || lo >= hi) {
+                    memset(dst, 0, inner * sizeof *dst);
+                } else {
+                    const float *src = xc + base * (size_t)g->in[L];
+                    for (int64_t j = 0; j < lo; j++) dst[j] = 0.0f;
+                    if (s == 1)
+                        memcpy(dst + lo, src + lo + off, (size_t)(hi - lo) * sizeof *dst);
+                    else
+                        for (int64_t j = lo; j < hi; j++) dst[j] = src[j * s + off];
+                    for (int64_t j = hi; j < (int64_t)inner; j++) dst[j] = 0.0f;
+                }
+                for (int d = L - 1; d >= 0; d--) {
+                    if (++o[d] < g->out[d]) break;
+                    o[d] = 0;
+                }
+            }
+        }
+    }
+}
+
+/* The adjoint of im2col: y[c][o*s - pb + kk*d] += col[(c*ks + kidx) * os + o]. */
+static void col2im(const float *col, size_t C, const struct conv_geom *g, float *y)
+{
+    int nd = g->nd, L = nd - 1;
+    int64_t kk[KILN_MAX_RANK], o[KILN_MAX_RANK];
+    size_t inner = (size_t)g->out[L];
+    size_t outer = g->os / (inner ? inner : 1);
+    for (size_t c = 0; c < C; c++) {
+        float *yc = y + c * g->is;
+        for (size_t kidx = 0; kidx < g->ks; kidx++) {
+            size_t r = kidx;
+            for (int d = nd - 1; d >= 0; d--) {
+                kk[d] = (int64_t)(r % (size_t)g->k[d]);
+                r /= (size_t)g->k[d];
+            }
+            const float *row = col + (c * g->ks + kidx) * g->os;
+            int64_t off = kk[L] * g->d[L] - g->pb[L], s = g->s[L];
+            int64_t lo = off >= 0 ? 0 : ceil_div(-off, s);
+            int64_t hi = floor_div(g->in[L] - 1 - off, s) + 1;
+            if (hi > g->out[L]) hi = g->out[L];
+            for (int d = 0; d < L; d++) o[d] = 0;
+            for (size_t t = 0; t < outer; t++) {
+                const float *src = row + t * inner;
+                bool ok = true;
+                size_t base = 0;
+                for (int d = 0; d < L; d++) {
+                    int64_t ix = o[d] * g->s[d] - g->pb[d] + kk[d] * g->d[d];
+                    if (ix < 0 || ix >= g->in[d]) ok = false;
+                    base = base * (size_t)g->in[d] + (size_t)ix;
+                }
+                if (ok) {
+                    float *dst = yc + base * (size_t)g->in[L];
+                    for (int64_t j = lo; j < hi; j++) dst[j * s + off] += src[j];
+                }
+                for (int d = L - 1; d >= 0; d--) {
+                    if (++o[d] < g->out[d]) break;
+                    o[d] = 0;
+                }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ Conv */
+
+/* Common input checks; fills C, M, group and the kernel dims. */
+static kiln_status conv_inputs(struct kiln_kctx *k, const struct kiln_tensor **x,
+                               const struct kiln_tensor **w, const struct kiln_tensor **b,
+                               int64_t *group)
+{
+    KILN_TRY(kiln_in_req(k, 0, x));
+    KILN_TRY(kiln_in_req(k, 1, w));
+    *b = kiln_in(k, 2);
+    if (!conv_dtype_ok((*x)->dtype))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input X is %s; expected a float type",
+                          kiln_dtype_name((*x)->dtype));
+    if ((*w)->dtype != (*x)->dtype || (*b && (*b)->dtype != (*x)->dtype))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "W/B dtype differs from X (%s)",
+                          kiln_dtype_name((*x)->dtype));
+    if ((*x)->rank < 3)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input X has rank %d; expected >= 3 (N, C, ...)",
+                          (*x)->rank);
+    if ((*w)->rank != (*x)->rank)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input W has rank %d; expected %d like X",
+                          (*w)->rank, (*x)->rank);
+    *group = kiln_attr_i(k, "group", 1);
+    if (*group < 1)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "group = %lld; expected >= 1", (long long)*group);
+    const int64_t *ks;
+    size_t nk = kiln_attr_ints(k, "kernel_shape", &ks);
+    if (nk) {
+        if (nk != (size_t)(*x)->rank - 2)
+            return kiln_kfail(k, KILN_E_INVALID_MODEL, "kernel_shape has %zu values; expected %d",
+                              nk, (*x)->rank - 2);
+        for (size_t i = 0; i < nk; i++)
+            if (ks[i] != (*w)->dims[2 + i])
+                return kiln_kfail(k, KILN_E_INVALID_ARG,
+                                  "kernel_shape[%zu] = %lld but W has %lld there", i,
+                                  (long long)ks[i], (long long)(*w)->dims[2 + i]);
+    }
+    return KILN_OK;
+}
+
+static kiln_status conv_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *x, *w, *b;
+    int64_t group;
+    KILN_TRY(conv_inputs(k, &x, &w, &b, &group));
+    int nd = x->rank - 2;
+    int64_t N = x->dims[0], C = x->dims[1], M = w->dims[0];
+    if (C != w->dims[1] * group)
+        return kiln_kfail(k, KILN_E_INVALID_ARG,
+                          "X has %lld channels but W expects %lld x group %lld", (long long)C,
+                          (long long)w->dims[1], (long long)group);
+    if (M % group)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "W has %lld output channels, not a multiple of group %lld",
+                          (long long)M, (long long)group);
+    if (b && (b->rank != 1 || b->dims[0] != M))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input B must be [%lld]", (long long)M);
+
+    struct conv_geom g = {.nd = nd, .ks = 1, .is = 1, .os = 1};
+    int64_t pe[KILN_MAX_RANK];
+    KILN_TRY(read_sd(k, nd, g.s, g.d));
+    KILN_TRY(read_pads(k, nd, g.pb, pe, NULL));
+    const char *ap = kiln_attr_s(k, "auto_pad", "NOTSET");
+    for (int i = 0; i < nd; i++) {
+        g.in[i] = x->dims[2 + i];
+        g.k[i] = w->dims[2 + i];
+        int64_t dk = (g.k[i] - 1) * g.d[i] + 1;
+        if (!strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER")) {
+            g.out[i] = ceil_div(g.in[i], g.s[i]);
+            int64_t tot = (g.out[i] - 1) * g.s[i] + dk - g.in[i];
+            if (tot < 0) tot = 0;
+            g.pb[i] = !strcmp(ap, "SAME_UPPER") ? tot / 2 : tot - tot / 2;
+        } else {
+            if (!strcmp(ap, "VALID")) g.pb[i] = pe[i] = 0;
+            else if (strcmp(ap, "NOTSET"))
+                return kiln_kfail(k, KILN_E_INVALID_MODEL, "auto_pad '%s' is not one of NOTSET, "
+                                  "SAME_UPPER, SAME_LOWER, VALID", ap);
+            int64_t span = g.in[i] + g.pb[i] + pe[i] - dk;
+            g.out[i] = span < 0 ? 0 : span / g.s[i] + 1;
+        }
+        g.ks *= (size_t)g.k[i];
+        g.is *= (size_t)g.in[i];
+        g.os *= (size_t)g.out[i];
+    }
+    int64_t ydims[KILN_MAX_RANK] = {N, M};
+    for (int i = 0; i < nd; i++) ydims[2 + i] = g.out[i];
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, ydims, &y));
+    if (kiln_tensor_numel(y) == 0) return KILN_OK;
+
+    const float *xf, *wf, *bf = NULL;
+    float *yf;
+    KILN_TRY(stage_f32(k, x, &xf));
+    KILN_TRY(stage_f32(k, w, &wf));
+    if (b) KILN_TRY(stage_f32(k, b, &bf));
+    KILN_TRY(out_f32(k, y, &yf));
+
+    size_t cg = (size_t)(C / group), mg = (size_t)(M / group), G = (size_t)group;
+    size_t kdim = cg * g.ks;
+    bool direct = true; /* 1x1, stride 1, no pad: X's planes are already the columns */
+    for (int i = 0; i < nd; i++)
+        if (g.k[i] != 1 || g.s[i] != 1 || g.pb[i] != 0 || g.out[i] != g.in[i]) direct = false;
+    float *col = NULL;
+    if (!direct) {
+        size_t n;
+        if (!kiln_mul_size(kdim, g.os, &n) || !kiln_mul_size(n, sizeof(float), &n))
+            return kiln_kfail(k, KILN_E_LIMIT, "im2col buffer size overflows");
+        KILN_TRY(kiln_scratch(k, n, (void **)&col));
+    }
+    for (size_t n = 0; n < (size_t)N; n++)
+        for (size_t gi = 0; gi < G; gi++) {
+            const float *xg = xf + (n * (size_t)C + gi * cg) * g.is;
+            float *yg = yf + (n * (size_t)M + gi * mg) * g.os;
+            const float *cols = xg;
+            if (!direct) {
+                im2col(xg, cg, &g, col);
+                cols = col;
+            }
+            kiln_sgemm(false, false, mg, g.os, kdim, 1.0f, wf + gi * mg * kdim, kdim, cols, g.os,
+                       0.0f, yg, g.os);
+            if (bf)
+                for (size_t m = 0; m < mg; m++) {
+                    float bv = bf[gi * mg + m];
+                    float *yr = yg + m * g.os;
+                    for (size_t o = 0; o < g.os; o++) yr[o] += bv;
+                }
+        }
+    unstage_f32(y, yf);
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ ConvTranspose */
+
+static kiln_status convt_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *x, *w, *b;
+    int64_t group;
+    KILN_TRY(conv_inputs(k, &x, &w, &b, &group));
+    int nd = x->rank - 2;
+    int64_t N = x->dims[0], C = x->dims[1];
+    if (w->dims[0] != C)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "W has %lld input channels; X has %lld",
+                          (long long)w->dims[0], (long long)C);
+    if (C % group)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "X has %lld channels, not a multiple of group %lld",
+                          (long long)C, (long long)group);
+    int64_t M = w->dims[1] * group;
+    if (b && (b->rank != 1 || b->dims[0] != M))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input B must be [%lld]", (long long)M);
+
+    /* The geometry is that of the Conv whose adjoint this is: g.in is our output. */
+    struct conv_geom g = {.nd = nd, .ks = 1, .is = 1, .os = 1};
+    int64_t pe[KILN_MAX_RANK], opad[KILN_MAX_RANK];
+    bool pads_given;
+    KILN_TRY(read_sd(k, nd, g.s, g.d));
+    KILN_TRY(read_pads(k, nd, g.pb, pe, &pads_given));
+    const int64_t *v;
+    size_t c = kiln_attr_ints(k, "output_padding", &v);
+    if (c && c != (size_t)nd)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "output_padding has %zu values; expected %d", c, nd);
+    for (int i = 0; i < nd; i++) opad[i] = c ? v[i] : 0;
+    const int64_t *os;
+    size_t nos = kiln_attr_ints(k, "output_shape", &os);
+    if (nos == (size_t)nd + 2) os += 2, nos -= 2;
+    if (nos && nos != (size_t)nd)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "output_shape has %zu values; expected %d", nos, nd);
+    const char *ap = kiln_attr_s(k, "auto_pad", "NOTSET");
+    bool same = !strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER");
+    if (!same && strcmp(ap, "NOTSET") && strcmp(ap, "VALID"))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "auto_pad '%s' is not one of NOTSET, "
+                          "SAME_UPPER, SAME_LOWER, VALID", ap);
+    for (int i = 0; i < nd; i++) {
+        g.out[i] = x->dims[2 + i];
+        g.k[i] = w->dims[2 + i];
+        int64_t dk = (g.k[i] - 1) * g.d[i] + 1;
+        int64_t full = g.s[i] * (g.out[i] - 1) + opad[i] + dk;
+        if (!strcmp(ap, "VALID")) g.pb[i] = pe[i] = 0;
+        if (same || (nos && !pads_given)) {
+            int64_t want = nos ? os[i] : g.out[i] * g.s[i];
+            int64_t tot = full - want;
+            g.pb[i] = !strcmp(ap, "SAME_UPPER") ? floor_div(tot, 2) : tot - floor_div(tot, 2);
+            g.in[i] = want;
+        } else {
+            g.in[i] = nos ? os[i] : full - g.pb[i] - pe[i];
+        }
+        if (g.in[i] < 0)
+            return kiln_kfail(k, KILN_E_INVALID_ARG, "output spatial dim %d would be %lld", i,
+                              (long long)g.in[i]);
+        g.ks *= (size_t)g.k[i];
+        g.is *= (size_t)g.in[i];
+        g.os *= (size_t)g.out[i];
+    }
+    int64_t ydims[KILN_MAX_RANK] = {N, M};
+    for (int i = 0; i < nd; i++) ydims[2 + i] = g.in[i];
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, ydims, &y));
+    if (kiln_tensor_numel(y) == 0) return KILN_OK;
+
+    const float *xf, *wf, *bf = NULL;
+    float *yf;
+    KILN_TRY(stage_f32(k, x, &xf));
+    KILN_TRY(stage_f32(k, w, &wf));
+    if (b) KILN_TRY(stage_f32(k, b, &bf));
+    KILN_TRY(out_f32(k, y, &yf));
+    memset(yf, 0, kiln_tensor_numel(y) * sizeof *yf);
+
+    size_t cg = (size_t)(C / group), mg = (size_t)(M / group), G = (size_t)group;
+    size_t rows = mg * g.ks, n;
+    float *col;
+    if (!kiln_mul_size(rows, g.os, &n) || !kiln_mul_size(n, sizeof(float), &n))
+        return kiln_kfail(k, KILN_E_LIMIT, "col2im buffer size overflows");
+    KILN_TRY(kiln_scratch(k, n + 1, (void **)&col));
+    for (size_t ni = 0; ni < (size_t)N; ni++)
+        for (size_t gi = 0; gi < G; gi++) {
+            const float *xg = xf + (ni * (size_t)C + gi * cg) * g.os;
+            float *yg = yf + (ni * (size_t)M + gi * mg) * g.is;
+            /* col[rows x in_positions] = W_g^T [rows x cg] * X_g [cg x in_positions]. */
+            kiln_sgemm(true, false, rows, g.os, cg, 1.0f, wf + gi * cg * rows, rows, xg, g.os,
+                       0.0f, col, g.os);
+            col2im(col, mg, &g, yg);
+            if (bf)
+                for (size_t m = 0; m < mg; m++) {
+                    float bv = bf[gi * mg + m];
+                    float *yr = yg + m * g.is;
+                    for (size_t o = 0; o < g.is; o++) yr[o] += bv;
+                }
+        }
+    unstage_f32(y, yf);
+    return KILN_OK;
+}
+
+const struct kiln_cpu_op kiln_cpu_ops_conv[] = {
+    {"Conv", "", 1, 0, conv_run},
+    {"ConvTranspose", "", 1, 0, convt_run},
+    {0},
+};

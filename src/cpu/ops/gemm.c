@@ -1,0 +1,304 @@
+/* src/cpu/ops/gemm.c: ONNX MatMul (opsets 1, 9, 13) and Gemm (opsets 1, 6, 7, 9, 11, 13).
+ *
+ * MatMul follows numpy.matmul: a 1-D A is promoted to [1, K] and a 1-D B to [K, 1], and the
+ * promoted dim is removed from the result; leading (batch) dims broadcast as in
+ * Broadcasting.md. Gemm computes Y = alpha * op(A) * op(B) + beta * C with C (optional from
+ * opset 11) broadcast unidirectionally to [M, N]; the opset < 7 `broadcast` attribute is
+ * ignored since any legal C broadcasts anyway.
+ *
+ * dtypes: float32 runs on kiln_sgemm; float16/bfloat16 are widened to float32, multiplied
+ * there and rounded back once; float64 is computed in double; integer types accumulate in
+ * int64 with wrap-around (the spec leaves overflow undefined).
+ */
+#include <string.h>
+
+#include "cpu/broadcast.h"
+#include "cpu/kernel.h"
+#include "cpu/sgemm.h"
+
+/* ------------------------------------------------------------------ dtype staging */
+
+static bool is_half(kiln_dtype dt)
+{
+    return dt == KILN_DTYPE_F16 || dt == KILN_DTYPE_BF16;
+}
+
+/* *out = t's data as float32: t's own data when it is float32, else a converted copy in
+ * scratch memory. */
+static kiln_status stage_f32(struct kiln_kctx *k, const struct kiln_tensor *t, const float **out)
+{
+    size_t n = kiln_tensor_numel(t);
+    if (t->dtype == KILN_DTYPE_F32) {
+        *out = t->data;
+        return KILN_OK;
+    }
+    float *f;
+    KILN_TRY(kiln_scratch(k, n * sizeof *f + 1, (void **)&f));
+    for (size_t i = 0; i < n; i++) f[i] = (float)kiln_tensor_get_f64(t, i);
+    *out = f;
+    return KILN_OK;
+}
+
+/* Stores the float32 results src[0..numel) into t (no-op when src is t's data). */
+static void unstage_f32(struct kiln_tensor *t, const float *src)
+{
+    size_t n = kiln_tensor_numel(t);
+    if ((const void *)src == t->data) return;
+    for (size_t i = 0; i < n; i++) kiln_tensor_set_f64(t, i, src[i]);
+}
+
+static bool supported_numeric(kiln_dtype dt)
+{
+    return dt == KILN_DTYPE_F32 || dt == KILN_DTYPE_F64 || is_half(dt) || kiln_dtype_is_int(dt);
+}
+
+/* Y[M,N] (+)= A[M,K] B[K,N] for the non-float32 paths; strides as kiln_sgemm. `acc` says
+ * whether Y already holds beta*C to add to (then alpha scales only the product). */
+static void gemm_f64(bool tA, bool tB, size_t M, size_t N, size_t K, double alpha,
+                     const double *A, size_t lda, const double *B, size_t ldb, double *Y)
+{
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = 0; j < N; j++) {
+            double s = 0;
+            for (size_t p = 0; p < K; p++)
+                s += (tA ? A[p * lda + i] : A[i * lda + p]) * (tB ? B[j * ldb + p] : B[p * ldb + j]);
+            Y[i * N + j] += alpha * s;
+        }
+}
+
+/* Integer product through the generic accessors (rare path; int64 accumulation wraps). */
+static void gemm_int(bool tA, bool tB, size_t M, size_t N, size_t K, int64_t alpha,
+                     const struct kiln_tensor *A, size_t aoff, size_t lda,
+                     const struct kiln_tensor *B, size_t boff, size_t ldb, struct kiln_tensor *Y,
+                     size_t yoff, bool acc)
+{
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = 0; j < N; j++) {
+            uint64_t s = 0;
+            for (size_t p = 0; p < K; p++)
+                s += (uint64_t)kiln_tensor_get_i64(A, aoff + (tA ? p * lda + i : i * lda + p)) *
+                     (uint64_t)kiln_tensor_get_i64(B, boff + (tB ? j * ldb + p : p * ldb + j));
+            s *= (uint64_t)alpha;
+            if (acc) s += (uint64_t)kiln_tensor_get_i64(Y, yoff + i * N + j);
+            int64_t v = (int64_t)s;
+            /* set_f64 would lose int64 precision; store by width. */
+            switch (Y->dtype) {
+            case KILN_DTYPE_I64: ((int64_t *)Y->data)[yoff + i * N + j] = v; break;
+            case KILN_DTYPE_U64: ((uint64_t *)Y->data)[yoff + i * N + j] = (uint64_t)v; break;
+            case KILN_DTYPE_I32: ((int32_t *)Y->data)[yoff + i * N + j] = (int32_t)v; break;
+            case KILN_DTYPE_U32: ((uint32_t *)Y->data)[yoff + i * N + j] = (uint32_t)v; break;
+            case KILN_DTYPE_I16: ((int16_t *)Y->data)[yoff + i * N + j] = (int16_t)v; break;
+            case KILN_DTYPE_U16: ((uint16_t *)Y->data)[yoff + i * N + j] = (uint16_t)v; break;
+            case KILN_DTYPE_I8: ((int8_t *)Y->data)[yoff + i * N + j] = (int8_t)v; break;
+            default: ((uint8_t *)Y->data)[yoff + i * N + j] = (uint8_t)v; break;
+            }
+        }
+}
+
+/* ------------------------------------------------------------------ MatMul */
+
+static kiln_status matmul_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *a, *b;
+    KILN_TRY(kiln_in_req(k, 0, &a));
+    KILN_TRY(kiln_in_req(k, 1, &b));
+    if (a->dtype != b->dtype)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "input B is %s; expected %s like input A",
+                          kiln_dtype_name(b->dtype), kiln_dtype_name(a->dtype));
+    if (!supported_numeric(a->dtype))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input A is %s; expected a numeric type",
+                          kiln_dtype_name(a->dtype));
+    if (a->rank < 1 || b->rank < 1)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "inputs must have rank >= 1; got %d and %d",
+                          a->rank, b->rank);
+
+    /* Promoted views: A [.., M, K], B [.., K, N]. */
+    int64_t M = a->rank == 1 ? 1 : a->dims[a->rank - 2];
+    int64_t K = a->dims[a->rank - 1];
+    int64_t Kb = b->rank == 1 ? b->dims[0] : b->dims[b->rank - 2];
+    int64_t N = b->rank == 1 ? 1 : b->dims[b->rank - 1];
+    if (K != Kb) {
+        char sa[200], sb[200];
+        return kiln_kfail(k, KILN_E_INVALID_ARG,
+                          "A %s and B %s do not multiply: inner dims %lld vs %lld",
+                          kiln_shape_str(a->rank, a->dims, sa, sizeof sa),
+                          kiln_shape_str(b->rank, b->dims, sb, sizeof sb), (long long)K,
+                          (long long)Kb);
+    }
+    int ra = a->rank > 2 ? a->rank - 2 : 0, rb = b->rank > 2 ? b->rank - 2 : 0;
+    int ranks[2] = {ra, rb};
+    const int64_t *bd[2] = {a->dims, b->dims};
+    int br;
+    int64_t bdims[KILN_MAX_RANK];
+    kiln_err e;
+    if (kiln_bcast_shape(2, ranks, bd, &br, bdims, &e))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "batch dims: %s", e.msg);
+
+    int64_t ydims[KILN_MAX_RANK];
+    int yr = 0;
+    for (int d = 0; d < br; d++) ydims[yr++] = bdims[d];
+    if (a->rank > 1) ydims[yr++] = M;
+    if (b->rank > 1) ydims[yr++] = N;
+    if (yr > KILN_MAX_RANK)
+        return kiln_kfail(k, KILN_E_LIMIT, "output rank %d exceeds %d", yr, KILN_MAX_RANK);
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, a->dtype, yr, ydims, &y));
+
+    size_t batch = 1;
+    for (int d = 0; d < br; d++) batch *= (size_t)bdims[d];
+    size_t um = (size_t)M, un = (size_t)N, uk = (size_t)K;
+    if (batch == 0 || um == 0 || un == 0) return KILN_OK;
+
+    /* Element strides of each operand's batch dims (0 where broadcast). */
+    size_t sa_[KILN_MAX_RANK] = {0}, sb_[KILN_MAX_RANK] = {0};
+    size_t st = um * uk;
+    for (int d = ra - 1; d >= 0; d--) {
+        int od = br - ra + d;
+        sa_[od] = a->dims[d] == 1 ? 0 : st;
+        st *= (size_t)a->dims[d];
+    }
+    st = uk * un;
+    for (int d = rb - 1; d >= 0; d--) {
+        int od = br - rb + d;
+        sb_[od] = b->dims[d] == 1 ? 0 : st;
+        st *= (size_t)b->dims[d];
+    }
+
+    const float *af = NULL, *bf = NULL;
+    float *yf = NULL;
+    bool f32path = a->dtype == KILN_DTYPE_F32 || is_half(a->dtype);
+    if (f32path) {
+        KILN_TRY(stage_f32(k, a, &af));
+        KILN_TRY(stage_f32(k, b, &bf));
+        if (a->dtype == KILN_DTYPE_F32)
+            yf = y->data;
+        else
+            KILN_TRY(kiln_scratch(k, kiln_tensor_numel(y) * sizeof *yf + 1, (void **)&yf));
+    }
+
+    /* B shared by the whole batch and A contiguous: one tall product. */
+    bool fold = rb == 0 && f32path;
+    for (int d = 0; d < br && fold; d++)
+        if (sa_[d] == 0 && bdims[d] != 1) fold = false;
+    if (fold) {
+        kiln_sgemm(false, false, batch * um, un, uk, 1.0f, af, uk, bf, un, 0.0f, yf, un);
+    } else {
+        int64_t idx[KILN_MAX_RANK] = {0};
+        size_t oa = 0, ob = 0;
+        for (size_t t = 0; t < batch; t++) {
+            size_t oy = t * um * un;
+            if (f32path)
+                kiln_sgemm(false, false, um, un, uk, 1.0f, af + oa, uk, bf + ob, un, 0.0f,
+                           yf + oy, un);
+            else if (a->dtype == KILN_DTYPE_F64)
+                gemm_f64(false, false, um, un, uk, 1.0, (const double *)a->data + oa, uk,
+                         (const double *)b->data + ob, un, (double *)y->data + oy);
+            else
+                gemm_int(false, false, um, un, uk, 1, a, oa, uk, b, ob, un, y, oy, false);
+            for (int d = br - 1; d >= 0; d--) {
+                oa += sa_[d];
+                ob += sb_[d];
+                if (++idx[d] < bdims[d]) break;
+                oa -= sa_[d] * (size_t)bdims[d];
+                ob -= sb_[d] * (size_t)bdims[d];
+                idx[d] = 0;
+            }
+        }
+    }
+    if (f32path) unstage_f32(y, yf);
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ Gemm */
+
+static kiln_status gemm_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *a, *b, *c = kiln_in(k, 2);
+    KILN_TRY(kiln_in_req(k, 0, &a));
+    KILN_TRY(kiln_in_req(k, 1, &b));
+    bool tA = kiln_attr_i(k, "transA", 0) != 0, tB = kiln_attr_i(k, "transB", 0) != 0;
+    float alpha = kiln_attr_f(k, "alpha", 1.0f), beta = kiln_attr_f(k, "beta", 1.0f);
+    if (a->rank != 2 || b->rank != 2)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "A and B must be 2-D; got ranks %d and %d",
+                          a->rank, b->rank);
+    if (a->dtype != b->dtype || (c && c->dtype != a->dtype))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "inputs have mixed dtypes (%s, %s%s%s)",
+                          kiln_dtype_name(a->dtype), kiln_dtype_name(b->dtype), c ? ", " : "",
+                          c ? kiln_dtype_name(c->dtype) : "");
+    if (!supported_numeric(a->dtype))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input A is %s; expected a numeric type",
+                          kiln_dtype_name(a->dtype));
+    int64_t M = tA ? a->dims[1] : a->dims[0], K = tA ? a->dims[0] : a->dims[1];
+    int64_t Kb = tB ? b->dims[1] : b->dims[0], N = tB ? b->dims[0] : b->dims[1];
+    if (K != Kb)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "op(A) is [%lld,%lld] but op(B) is [%lld,%lld]",
+                          (long long)M, (long long)K, (long long)Kb, (long long)N);
+    int64_t ydims[2] = {M, N};
+    if (c) {
+        int64_t cdims[2] = {1, 1};
+        if (c->rank > 2)
+            return kiln_kfail(k, KILN_E_INVALID_ARG, "C has rank %d; expected <= 2", c->rank);
+        for (int d = 0; d < c->rank; d++) cdims[2 - c->rank + d] = c->dims[d];
+        if ((cdims[0] != 1 && cdims[0] != M) || (cdims[1] != 1 && cdims[1] != N))
+            return kiln_kfail(k, KILN_E_INVALID_ARG,
+                              "C [%lld,%lld] does not broadcast to [%lld,%lld]",
+                              (long long)cdims[0], (long long)cdims[1], (long long)M, (long long)N);
+    }
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, a->dtype, 2, ydims, &y));
+    size_t um = (size_t)M, un = (size_t)N, uk = (size_t)K;
+    if (um == 0 || un == 0) return KILN_OK;
+    size_t lda = (size_t)a->dims[1], ldb = (size_t)b->dims[1];
+    bool f32path = a->dtype == KILN_DTYPE_F32 || is_half(a->dtype);
+
+    /* C row stride / col stride in elements (0 where broadcast). */
+    size_t cs_r = 0, cs_c = 0;
+    if (c) {
+        int64_t cr = c->rank == 2 ? c->dims[0] : 1, cc = c->rank >= 1 ? c->dims[c->rank - 1] : 1;
+        cs_c = cc == 1 ? 0 : 1;
+        cs_r = cr == 1 ? 0 : (size_t)cc;
+    }
+
+    if (f32path || a->dtype == KILN_DTYPE_F64) {
+        const float *af = NULL, *bf = NULL, *cf = NULL;
+        float *yf = NULL;
+        if (f32path) {
+            KILN_TRY(stage_f32(k, a, &af));
+            KILN_TRY(stage_f32(k, b, &bf));
+            if (c) KILN_TRY(stage_f32(k, c, &cf));
+            if (a->dtype == KILN_DTYPE_F32)
+                yf = y->data;
+            else
+                KILN_TRY(kiln_scratch(k, um * un * sizeof *yf, (void **)&yf));
+        }
+        double *yd = y->data;
+        for (size_t i = 0; i < um && c; i++)
+            for (size_t j = 0; j < un; j++) {
+                size_t ci = i * cs_r + j * cs_c;
+                if (f32path)
+                    yf[i * un + j] = beta * cf[ci];
+                else
+                    yd[i * un + j] = (double)beta * ((const double *)c->data)[ci];
+            }
+        if (f32path) {
+            kiln_sgemm(tA, tB, um, un, uk, alpha, af, lda, bf, ldb, c ? 1.0f : 0.0f, yf, un);
+            unstage_f32(y, yf);
+        } else {
+            gemm_f64(tA, tB, um, un, uk, alpha, a->data, lda, b->data, ldb, yd);
+        }
+        return KILN_OK;
+    }
+    /* Integers: alpha and beta are float attributes; integral values are what make sense. */
+    for (size_t i = 0; i < um && c; i++)
+        for (size_t j = 0; j < un; j++)
+            kiln_tensor_set_f64(y, i * un + j,
+                                (double)beta * (double)kiln_tensor_get_i64(c, i * cs_r + j * cs_c));
+    gemm_int(tA, tB, um, un, uk, (int64_t)alpha, a, 0, lda, b, 0, ldb, y, 0, c != NULL);
+    return KILN_OK;
+}
+
+const struct kiln_cpu_op kiln_cpu_ops_gemm[] = {
+    {"MatMul", "", 1, 0, matmul_run},
+    {"Gemm", "", 1, 0, gemm_run},
+    {0},
+};

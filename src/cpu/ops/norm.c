@@ -1,0 +1,570 @@
+/* src/cpu/ops/norm.c: ONNX normalization ops and Dropout.
+ *
+ * BatchNormalization (1, 6, 7, 9, 14, 15): y = scale * (x - mean) / sqrt(var + eps) + B per
+ *   channel; opset < 9 with spatial = 0 takes per-activation parameters of shape [C, D...].
+ *   training_mode (14+) normalizes with the batch statistics (population variance) and
+ *   outputs running_mean/var = input * momentum + batch * (1 - momentum).
+ * InstanceNormalization (1, 6, 22): per (n, c) statistics over the spatial dims.
+ * LayerNormalization (17): statistics over dims [axis, rank); Scale/B broadcast to those
+ *   dims; optional Mean and InvStdDev outputs of shape X.dims[:axis] + [1]*(rank - axis)
+ *   in the stash_type dtype.
+ * GroupNormalization (18, 21): statistics per (n, group); scale/bias per channel (21) or,
+ *   as opset 18 declared them, per group (told apart by their length).
+ * RMSNormalization (23): y = x / sqrt(mean(x^2) + eps) * scale over dims [axis, rank).
+ * MeanVarianceNormalization (1, 9, 13): (x - mean) / (sqrt(var) + 1e-9) over `axes`
+ *   (default [0, 2, 3]), as the spec's function body.
+ * LRN (1, 13): x / (bias + alpha / size * sum of x^2 over channels [c - floor((size-1)/2),
+ *   c + ceil((size-1)/2)]) ^ beta.
+ * LpNormalization (1, 22): x / ||x||_p along `axis` (p = 1 or 2); a zero norm gives 0.
+ * Dropout (1, 6, 7, 10, 12, 13, 22): identity outside training (and with ratio 0); the
+ *   mask is all true (bool from opset 10, ones of X's type before). Training with
+ *   ratio > 0 draws from a xorshift generator seeded by `seed` (outputs are not expected
+ *   to match other runtimes bit for bit; the spec leaves the generator open).
+ *
+ * Statistics accumulate in double; inputs other than float32 are staged through float32.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "cpu/kernel.h"
+
+/* ------------------------------------------------------------------ dtype staging */
+
+static bool norm_dtype_ok(kiln_dtype dt)
+{
+    return dt == KILN_DTYPE_F32 || dt == KILN_DTYPE_F16 || dt == KILN_DTYPE_BF16 ||
+           dt == KILN_DTYPE_F64;
+}
+
+static kiln_status stage_f32(struct kiln_kctx *k, const struct kiln_tensor *t, const float **out)
+{
+    if (t->dtype == KILN_DTYPE_F32) {
+        *out = t->data;
+        return KILN_OK;
+    }
+    size_t n = kiln_tensor_numel(t);
+    float *f;
+    KILN_TRY(kiln_scratch(k, n * sizeof *f + 1, (void **)&f));
+    for (size_t i = 0; i < n; i++) f[i] = (float)kiln_tensor_get_f64(t, i);
+    *out = f;
+    return KILN_OK;
+}
+
+static kiln_status out_f32(struct kiln_kctx *k, struct kiln_tensor *t, float **out)
+{
+    if (t->dtype == KILN_DTYPE_F32) {
+        *out = t->data;
+        return KILN_OK;
+    }
+    return kiln_scratch(k, kiln_tensor_numel(t) * sizeof(float) + 1, (void **)out);
+}
+
+static void unstage_f32(struct kiln_tensor *t, const float *src)
+{
+    if ((const void *)src == t->data) return;
+    size_t n = kiln_tensor_numel(t);
+    for (size_t i = 0; i < n; i++) kiln_tensor_set_f64(t, i, src[i]);
+}
+
+/* Checks X's dtype and returns it staged. */
+static kiln_status x_in(struct kiln_kctx *k, const struct kiln_tensor **x, const float **xf)
+{
+    KILN_TRY(kiln_in_req(k, 0, x));
+    if (!norm_dtype_ok((*x)->dtype))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input X is %s; expected a float type",
+                          kiln_dtype_name((*x)->dtype));
+    return stage_f32(k, *x, xf);
+}
+
+/* A small parameter vector as double (scratch); NULL t gives `def` everywhere. */
+static kiln_status param_f64(struct kiln_kctx *k, const struct kiln_tensor *t, size_t n,
+                             double def, const char *what, double **out)
+{
+    double *p;
+    KILN_TRY(kiln_scratch(k, n * sizeof *p + 1, (void **)&p));
+    if (t && kiln_tensor_numel(t) != n)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input %s has %zu elements; expected %zu", what,
+                          kiln_tensor_numel(t), n);
+    for (size_t i = 0; i < n; i++) p[i] = t ? kiln_tensor_get_f64(t, i) : def;
+    *out = p;
+    return KILN_OK;
+}
+
+/* For a parameter tensor p broadcast (numpy rules, right-aligned) to the `nd` dims `dims`,
+ * fills map[i] = p's element for the i-th (row-major) position of dims. */
+static kiln_status bcast_map(struct kiln_kctx *k, const struct kiln_tensor *p, int nd,
+                             const int64_t *dims, size_t n, const char *what, size_t **out)
+{
+    size_t *map;
+    KILN_TRY(kiln_scratch(k, n * sizeof *map + 1, (void **)&map));
+    if (p->rank > nd)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input %s has rank %d; expected <= %d", what,
+                          p->rank, nd);
+    size_t st[KILN_MAX_RANK] = {0}, s = 1;
+    for (int d = p->rank - 1; d >= 0; d--) {
+        int od = nd - p->rank + d;
+        if (p->dims[d] != 1 && p->dims[d] != dims[od]) {
+            char a[200], b[200];
+            return kiln_kfail(k, KILN_E_INVALID_ARG, "input %s %s does not broadcast to %s", what,
+                              kiln_shape_str(p->rank, p->dims, a, sizeof a),
+                              kiln_shape_str(nd, dims, b, sizeof b));
+        }
+        st[od] = p->dims[d] == 1 ? 0 : s;
+        s *= (size_t)p->dims[d];
+    }
+    int64_t idx[KILN_MAX_RANK] = {0};
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        map[i] = off;
+        for (int d = nd - 1; d >= 0; d--) {
+            off += st[d];
+            if (++idx[d] < dims[d]) break;
+            off -= st[d] * (size_t)dims[d];
+            idx[d] = 0;
+        }
+    }
+    *out = map;
+    return KILN_OK;
+}
+
+static int norm_axis(int64_t axis, int rank)
+{
+    return (int)(axis < 0 ? axis + rank : axis);
+}
+
+/* Mean and population variance of n floats (two-pass, double). */
+static void stats(const float *x, size_t n, size_t stride, double *mean, double *var)
+{
+    double s = 0, q = 0;
+    for (size_t i = 0; i < n; i++) s += x[i * stride];
+    double m = n ? s / (double)n : 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = x[i * stride] - m;
+        q += d * d;
+    }
+    *mean = m;
+    *var = n ? q / (double)n : 0;
+}
+
+/* ------------------------------------------------------------------ BatchNormalization */
+
+static kiln_status batchnorm_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *x, *sc, *bi, *mn, *vr;
+    const float *xf;
+    KILN_TRY(x_in(k, &x, &xf));
+    KILN_TRY(kiln_in_req(k, 1, &sc));
+    KILN_TRY(kiln_in_req(k, 2, &bi));
+    KILN_TRY(kiln_in_req(k, 3, &mn));
+    KILN_TRY(kiln_in_req(k, 4, &vr));
+    if (x->rank < 2)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input X has rank %d; expected >= 2", x->rank);
+    double eps = kiln_attr_f(k, "epsilon", 1e-5f);
+    double mom = kiln_attr_f(k, "momentum", 0.9f);
+    bool training = k->opset >= 14 && kiln_attr_i(k, "training_mode", 0) != 0;
+    /* Before opset 7, is_test = 0 asked for training; from 7 to 13 the op is inference
+     * only unless extra outputs are requested. */
+    if (k->opset < 7 && !kiln_attr_i(k, "is_test", 0) && kiln_out_wanted(k, 1)) training = true;
+    if (k->opset >= 7 && k->opset < 14 && kiln_out_wanted(k, 1)) training = true;
+    bool per_act = k->opset < 9 && kiln_attr_i(k, "spatial", 1) == 0;
+
+    size_t N = (size_t)x->dims[0], C = (size_t)x->dims[1], plane = 1;
+    for (int i = 2; i < x->rank; i++) plane *= (size_t)x->dims[i];
+    size_t np = per_act ? C * plane : C; /* parameters per sample */
+    size_t inner = per_act ? 1 : plane;   /* elements sharing one parameter, per sample */
+    double *s, *b, *m, *v;
+    KILN_TRY(param_f64(k, sc, np, 1, "scale", &s));
+    KILN_TRY(param_f64(k, bi, np, 0, "B", &b));
+    KILN_TRY(param_f64(k, mn, np, 0, "mean", &m));
+    KILN_TRY(param_f64(k, vr, np, 1, "var", &v));
+
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
+    float *yf;
+    KILN_TRY(out_f32(k, y, &yf));
+
+    double *bm = m, *bv = v;
+    if (training) {
+        KILN_TRY(kiln_scratch(k, 2 * np * sizeof(double) + 1, (void **)&bm));
+        bv = bm + np;
+        for (size_t c = 0; c < np; c++) {
+            double sum = 0, sq = 0;
+            for (size_t n = 0; n < N; n++)
+                for (size_t i = 0; i < inner; i++) sum += xf[(n * np + c) * inner + i];
+            double cnt = (double)(N * inner), mu = cnt > 0 ? sum / cnt : 0;
+            for (size_t n = 0; n < N; n++)
+                for (size_t i = 0; i < inner; i++) {
+                    double d = xf[(n * np + c) * inner + i] - mu;
+                    sq += d * d;
+                }
+            bm[c] = mu;
+            bv[c] = cnt > 0 ? sq / cnt : 0;
+        }
+    }
+    for (size_t c = 0; c < np; c++) {
+        double a = s[c] / sqrt(bv[c] + eps), off = b[c] - a * bm[c];
+        for (size_t n = 0; n < N; n++) {
+            const float *xp = xf + (n * np + c) * inner;
+            float *yp = yf + (n * np + c) * inner;
+            for (size_t i = 0; i < inner; i++) yp[i] = (float)(a * xp[i] + off);
+        }
+    }
+    unstage_f32(y, yf);
+
+    if (training) {
+        /* Opset 14+: outputs 1, 2 are the running mean/var. Before 14: 1, 2 are running
+         * mean/var and 3, 4 the saved (batch) mean/var. */
+        for (size_t o = 1; o < k->n_out && o <= 4; o++) {
+            if (!kiln_out_wanted(k, o)) continue;
+            const struct kiln_tensor *like = o == 1 || o == 3 ? mn : vr;
+            struct kiln_tensor *t;
+            KILN_TRY(kiln_out_tensor(k, o, like->dtype, like->rank, like->dims, &t));
+            for (size_t c = 0; c < np; c++) {
+                double val = o == 1   ? m[c] * mom + bm[c] * (1 - mom)
+                             : o == 2 ? v[c] * mom + bv[c] * (1 - mom)
+                             : o == 3 ? bm[c]
+                                      : bv[c];
+                kiln_tensor_set_f64(t, c, val);
+            }
+        }
+    }
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ InstanceNormalization */
+
+static kiln_status instnorm_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *x, *sc, *bi;
+    const float *xf;
+    KILN_TRY(x_in(k, &x, &xf));
+    KILN_TRY(kiln_in_req(k, 1, &sc));
+    KILN_TRY(kiln_in_req(k, 2, &bi));
+    if (x->rank < 3)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input X has rank %d; expected >= 3", x->rank);
+    double eps = kiln_attr_f(k, "epsilon", 1e-5f);
+    size_t N = (size_t)x->dims[0], C = (size_t)x->dims[1], plane = 1;
+    for (int i = 2; i < x->rank; i++) plane *= (size_t)x->dims[i];
+    double *s, *b;
+    KILN_TRY(param_f64(k, sc, C, 1, "scale", &s));
+    KILN_TRY(param_f64(k, bi, C, 0, "B", &b));
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
+    float *yf;
+    KILN_TRY(out_f32(k, y, &yf));
+    for (size_t n = 0; n < N; n++)
+        for (size_t c = 0; c < C; c++) {
+            const float *xp = xf + (n * C + c) * plane;
+            float *yp = yf + (n * C + c) * plane;
+            double mu, var;
+            stats(xp, plane, 1, &mu, &var);
+            double a = s[c] / sqrt(var + eps), off = b[c] - a * mu;
+            for (size_t i = 0; i < plane; i++) yp[i] = (float)(a * xp[i] + off);
+        }
+    unstage_f32(y, yf);
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ Layer / RMS norm */
+
+/* rms: RMSNormalization (no mean subtraction, no bias). */
+static kiln_status layernorm_common(struct kiln_kctx *k, bool rms)
+{
+    const struct kiln_tensor *x, *sc, *bi = rms ? NULL : kiln_in(k, 2);
+    const float *xf;
+    KILN_TRY(x_in(k, &x, &xf));
+    KILN_TRY(kiln_in_req(k, 1, &sc));
+    int64_t axis_a = kiln_attr_i(k, "axis", -1);
+    int axis = norm_axis(axis_a, x->rank);
+    if (axis < 0 || axis >= x->rank)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "axis %lld is out of range for rank %d",
+                          (long long)axis_a, x->rank);
+    double eps = kiln_attr_f(k, "epsilon", 1e-5f);
+    int64_t stash = kiln_attr_i(k, "stash_type", 1);
+    size_t outer = 1, D = 1;
+    for (int i = 0; i < axis; i++) outer *= (size_t)x->dims[i];
+    for (int i = axis; i < x->rank; i++) D *= (size_t)x->dims[i];
+    int nd = x->rank - axis;
+    size_t *smap, *bmap = NULL;
+    KILN_TRY(bcast_map(k, sc, nd, x->dims + axis, D, "Scale", &smap));
+    if (bi) KILN_TRY(bcast_map(k, bi, nd, x->dims + axis, D, "B", &bmap));
+    const float *sf, *bf = NULL;
+    KILN_TRY(stage_f32(k, sc, &sf));
+    if (bi) KILN_TRY(stage_f32(k, bi, &bf));
+
+    struct kiln_tensor *y, *tm = NULL, *ti = NULL;
+    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
+    int64_t sdims[KILN_MAX_RANK];
+    for (int i = 0; i < x->rank; i++) sdims[i] = i < axis ? x->dims[i] : 1;
+    kiln_dtype sdt = kiln_dtype_valid((int)stash) && kiln_dtype_is_float((kiln_dtype)stash)
+                         ? (kiln_dtype)stash
+                         : KILN_DTYPE_F32;
+    if (!rms && kiln_out_wanted(k, 1)) KILN_TRY(kiln_out_tensor(k, 1, sdt, x->rank, sdims, &tm));
+    if (!rms && kiln_out_wanted(k, 2)) KILN_TRY(kiln_out_tensor(k, 2, sdt, x->rank, sdims, &ti));
+    float *yf;
+    KILN_TRY(out_f32(k, y, &yf));
+    for (size_t o = 0; o < outer; o++) {
+        const float *xp = xf + o * D;
+        float *yp = yf + o * D;
+        double mu = 0, var;
+        if (rms) {
+            double q = 0;
+            for (size_t i = 0; i < D; i++) q += (double)xp[i] * xp[i];
+            var = D ? q / (double)D : 0;
+        } else {
+            stats(xp, D, 1, &mu, &var);
+        }
+        double inv = 1.0 / sqrt(var + eps);
+        for (size_t i = 0; i < D; i++) {
+            double v = (xp[i] - mu) * inv * sf[smap[i]];
+            if (bf) v += bf[bmap[i]];
+            yp[i] = (float)v;
+        }
+        if (tm) kiln_tensor_set_f64(tm, o, mu);
+        if (ti) kiln_tensor_set_f64(ti, o, inv);
+    }
+    unstage_f32(y, yf);
+    return KILN_OK;
+}
+
+static kiln_status layernorm_run(struct kiln_kctx *k)
+{
+    return layernorm_common(k, false);
+}
+static kiln_status rmsnorm_run(struct kiln_kctx *k)
+{
+    return layernorm_common(k, true);
+}
+
+/* ------------------------------------------------------------------ GroupNormalization */
+
+static kiln_status groupnorm_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *x, *sc, *bi;
+    const float *xf;
+    KILN_TRY(x_in(k, &x, &xf));
+    KILN_TRY(kiln_in_req(k, 1, &sc));
+    KILN_TRY(kiln_in_req(k, 2, &bi));
+    if (x->rank < 2)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input X has rank %d; expected >= 2", x->rank);
+    int64_t G = kiln_attr_i(k, "num_groups", 0);
+    double eps = kiln_attr_f(k, "epsilon", 1e-5f);
+    size_t N = (size_t)x->dims[0], C = (size_t)x->dims[1], plane = 1;
+    for (int i = 2; i < x->rank; i++) plane *= (size_t)x->dims[i];
+    if (G < 1 || C % (size_t)G)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "num_groups = %lld must divide the %zu channels",
+                          (long long)G, C);
+    size_t cpg = C / (size_t)G;
+    bool per_group = kiln_tensor_numel(sc) == (size_t)G && (size_t)G != C;
+    double *s, *b;
+    KILN_TRY(param_f64(k, sc, per_group ? (size_t)G : C, 1, "scale", &s));
+    KILN_TRY(param_f64(k, bi, per_group ? (size_t)G : C, 0, "bias", &b));
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
+    float *yf;
+    KILN_TRY(out_f32(k, y, &yf));
+    size_t gsz = cpg * plane;
+    for (size_t n = 0; n < N; n++)
+        for (size_t g = 0; g < (size_t)G; g++) {
+            size_t base = (n * C + g * cpg) * plane;
+            double mu, var;
+            stats(xf + base, gsz, 1, &mu, &var);
+            double inv = 1.0 / sqrt(var + eps);
+            for (size_t c = 0; c < cpg; c++) {
+                size_t pi = per_group ? g : g * cpg + c;
+                double a = s[pi] * inv, off = b[pi] - a * mu;
+                const float *xp = xf + base + c * plane;
+                float *yp = yf + base + c * plane;
+                for (size_t i = 0; i < plane; i++) yp[i] = (float)(a * xp[i] + off);
+            }
+        }
+    unstage_f32(y, yf);
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ MeanVarianceNormalization */
+
+static kiln_status mvn_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *x;
+    const float *xf;
+    KILN_TRY(x_in(k, &x, &xf));
+    static const int64_t def_axes[] = {0, 2, 3};
+    const int64_t *axes;
+    size_t na = kiln_attr_ints(k, "axes", &axes);
+    if (!kiln_attr_has(k, "axes")) axes = def_axes, na = 3;
+    bool red[KILN_MAX_RANK] = {0};
+    for (size_t i = 0; i < na; i++) {
+        int a = norm_axis(axes[i], x->rank);
+        if (a < 0 || a >= x->rank)
+            return kiln_kfail(k, KILN_E_INVALID_MODEL, "axes[%zu] = %lld is out of range for rank %d",
+                              i, (long long)axes[i], x->rank);
+        red[a] = true;
+    }
+    /* Statistics index of each element: its position with reduced dims dropped. */
+    size_t n = kiln_tensor_numel(x), ns = 1;
+    for (int d = 0; d < x->rank; d++)
+        if (!red[d]) ns *= (size_t)x->dims[d];
+    double *acc;
+    KILN_TRY(kiln_scratch(k, 2 * ns * sizeof *acc + 1, (void **)&acc));
+    double *sq = acc + ns;
+    size_t *sidx;
+    KILN_TRY(kiln_scratch(k, n * sizeof *sidx + 1, (void **)&sidx));
+    int64_t idx[KILN_MAX_RANK] = {0};
+    for (size_t i = 0; i < n; i++) {
+        size_t si = 0;
+        for (int d = 0; d < x->rank; d++)
+            if (!red[d]) si = si * (size_t)x->dims[d] + (size_t)idx[d];
+        sidx[i] = si;
+        for (int d = x->rank - 1; d >= 0; d--) {
+            if (++idx[d] < x->dims[d]) break;
+            idx[d] = 0;
+        }
+    }
+    double per = ns ? (double)n / (double)ns : 1;
+    for (size_t i = 0; i < n; i++) acc[sidx[i]] += xf[i];
+    for (size_t j = 0; j < ns; j++) acc[j] /= per;
+    for (size_t i = 0; i < n; i++) {
+        double d = xf[i] - acc[sidx[i]];
+        sq[sidx[i]] += d * d;
+    }
+    for (size_t j = 0; j < ns; j++) sq[j] = sqrt(sq[j] / per) + 1e-9;
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
+    float *yf;
+    KILN_TRY(out_f32(k, y, &yf));
+    for (size_t i = 0; i < n; i++) yf[i] = (float)((xf[i] - acc[sidx[i]]) / sq[sidx[i]]);
+    unstage_f32(y, yf);
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ LRN */
+
+static kiln_status lrn_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *x;
+    const float *xf;
+    KILN_TRY(x_in(k, &x, &xf));
+    if (x->rank < 3)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input X has rank %d; expected >= 3", x->rank);
+    int64_t size = kiln_attr_i(k, "size", 0);
+    if (size < 1) return kiln_kfail(k, KILN_E_INVALID_MODEL, "size = %lld; expected >= 1", (long long)size);
+    double alpha = kiln_attr_f(k, "alpha", 1e-4f), beta = kiln_attr_f(k, "beta", 0.75f);
+    double bias = kiln_attr_f(k, "bias", 1.0f);
+    size_t N = (size_t)x->dims[0], C = (size_t)x->dims[1], plane = 1;
+    for (int i = 2; i < x->rank; i++) plane *= (size_t)x->dims[i];
+    int64_t lo = (size - 1) / 2, hi = size - 1 - lo;
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
+    float *yf;
+    KILN_TRY(out_f32(k, y, &yf));
+    for (size_t n = 0; n < N; n++)
+        for (size_t c = 0; c < C; c++) {
+            int64_t c0 = (int64_t)c - lo, c1 = (int64_t)c + hi;
+            if (c0 < 0) c0 = 0;
+            if (c1 > (int64_t)C - 1) c1 = (int64_t)C - 1;
+            for (size_t i = 0; i < plane; i++) {
+                double s = 0;
+                for (int64_t cc = c0; cc <= c1; cc++) {
+                    double v = xf[(n * C + (size_t)cc) * plane + i];
+                    s += v * v;
+                }
+                size_t at = (n * C + c) * plane + i;
+                yf[at] = (float)(xf[at] / pow(bias + alpha / (double)size * s, beta));
+            }
+        }
+    unstage_f32(y, yf);
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ LpNormalization */
+
+static kiln_status lpnorm_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *x;
+    const float *xf;
+    KILN_TRY(x_in(k, &x, &xf));
+    int64_t axis_a = kiln_attr_i(k, "axis", -1), p = kiln_attr_i(k, "p", 2);
+    if (x->rank == 0) return kiln_kfail(k, KILN_E_INVALID_ARG, "input X must have rank >= 1");
+    int axis = norm_axis(axis_a, x->rank);
+    if (axis < 0 || axis >= x->rank)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "axis %lld is out of range for rank %d",
+                          (long long)axis_a, x->rank);
+    if (p != 1 && p != 2)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "p = %lld; expected 1 or 2", (long long)p);
+    size_t outer = 1, len = (size_t)x->dims[axis], inner = 1;
+    for (int i = 0; i < axis; i++) outer *= (size_t)x->dims[i];
+    for (int i = axis + 1; i < x->rank; i++) inner *= (size_t)x->dims[i];
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
+    float *yf;
+    KILN_TRY(out_f32(k, y, &yf));
+    for (size_t o = 0; o < outer; o++)
+        for (size_t i = 0; i < inner; i++) {
+            const float *xp = xf + o * len * inner + i;
+            float *yp = yf + o * len * inner + i;
+            double s = 0;
+            for (size_t j = 0; j < len; j++)
+                s += p == 1 ? fabs(xp[j * inner]) : (double)xp[j * inner] * xp[j * inner];
+            double nrm = p == 1 ? s : sqrt(s);
+            for (size_t j = 0; j < len; j++)
+                yp[j * inner] = nrm != 0 ? (float)(xp[j * inner] / nrm) : 0.0f;
+        }
+    unstage_f32(y, yf);
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ Dropout */
+
+static kiln_status dropout_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *x;
+    KILN_TRY(kiln_in_req(k, 0, &x));
+    double ratio = kiln_attr_f(k, "ratio", 0.5f);
+    bool training = false;
+    if (k->opset >= 12) {
+        const struct kiln_tensor *r = kiln_in(k, 1), *t = kiln_in(k, 2);
+        if (r && kiln_tensor_numel(r) == 1) ratio = kiln_tensor_get_f64(r, 0);
+        if (t && kiln_tensor_numel(t) == 1) training = kiln_tensor_get_f64(t, 0) != 0;
+    } else if (k->opset < 7) {
+        training = kiln_attr_i(k, "is_test", 0) == 0;
+    }
+    if (!(ratio >= 0 && ratio < 1))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "ratio = %g; expected [0, 1)", ratio);
+    if (training && ratio > 0 && !norm_dtype_ok(x->dtype))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "training dropout of %s",
+                          kiln_dtype_name(x->dtype));
+    struct kiln_tensor *y, *mask = NULL;
+    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
+    kiln_dtype mdt = k->opset >= 10 ? KILN_DTYPE_BOOL : x->dtype;
+    if (kiln_out_wanted(k, 1)) KILN_TRY(kiln_out_tensor(k, 1, mdt, x->rank, x->dims, &mask));
+    size_t n = kiln_tensor_numel(x);
+    if (!(training && ratio > 0)) {
+        if (n) memcpy(y->data, x->data, kiln_tensor_nbytes(x));
+        for (size_t i = 0; mask && i < n; i++) kiln_tensor_set_f64(mask, i, 1.0);
+        return KILN_OK;
+    }
+    uint64_t st = (uint64_t)kiln_attr_i(k, "seed", 0) * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
+    double scale = 1.0 / (1.0 - ratio);
+    for (size_t i = 0; i < n; i++) {
+        st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+        double u = (double)(st >> 11) * (1.0 / 9007199254740992.0);
+        bool keep = u >= ratio;
+        kiln_tensor_set_f64(y, i, keep ? kiln_tensor_get_f64(x, i) * scale : 0.0);
+        if (mask) kiln_tensor_set_f64(mask, i, keep ? 1.0 : 0.0);
+    }
+    return KILN_OK;
+}
+
+const struct kiln_cpu_op kiln_cpu_ops_norm[] = {
+    {"BatchNormalization", "", 1, 0, batchnorm_run},
+    {"InstanceNormalization", "", 1, 0, instnorm_run},
+    {"LayerNormalization", "", 1, 0, layernorm_run},
+    {"RMSNormalization", "", 1, 0, rmsnorm_run},
+    {"GroupNormalization", "", 1, 0, groupnorm_run},
+    {"MeanVarianceNormalization", "", 1, 0, mvn_run},
+    {"LRN", "", 1, 0, lrn_run},
+    {"LpNormalization", "", 1, 0, lpnorm_run},
+    {"Dropout", "", 1, 0, dropout_run},
+    {0},
+};

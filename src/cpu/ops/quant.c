@@ -1,0 +1,844 @@
+/* src/cpu/ops/quant.c: ONNX linear quantization ops: QuantizeLinear (10..25),
+ * DequantizeLinear (10..25), DynamicQuantizeLinear (11), MatMulInteger (10), QLinearMatMul
+ * (10, 21), ConvInteger (10) and QLinearConv (10).
+ *
+ * Quantization granularity follows the scale's shape: one element is per tensor, a 1-D scale
+ * is per axis (`axis`, default 1), and with `block_size` > 0 (opset 21+) the scale has x's
+ * shape except along `axis`, where each scale covers block_size consecutive elements (the
+ * last block may be short). The zero point, when given, has the scale's shape and fixes the
+ * quantized type; otherwise `output_dtype` (opset 21+) or uint8.
+ *
+ * Numerics follow the ONNX reference implementation (numpy): QuantizeLinear divides in the
+ * promoted type of x and scale (or `precision`, opset 23+), so float16 inputs round the
+ * quotient to float16 first; integer targets then round half to even, add the zero point
+ * and saturate (NaN quantizes to the zero point). Float8 targets cast the quotient with
+ * `saturate` (out-of-range values clamp to the largest finite value, or become inf/NaN when
+ * saturate=0, as the spec's table says); float4e2m1 adds the zero point and saturates.
+ * DequantizeLinear computes (float(x) - float(zero_point)) * scale in float32 and rounds to
+ * the output type (scale's type, or `output_dtype`).
+ */
+#include <math.h>
+#include <string.h>
+
+#include "cpu/broadcast.h"
+#include "cpu/kernel.h"
+
+/* ------------------------------------------------------------------ small floats */
+
+/* A narrow float format: sign, ebits exponent bits (bias), mbits mantissa bits. fnuz: 0x80 is
+ * the only NaN and there is no -0 or inf; fn: all-ones is NaN, no inf; has_inf: IEEE-like.
+ * A format with none of these (float4e2m1) has no inf or NaN. */
+struct smallfloat {
+    int ebits, mbits, bias;
+    bool fnuz, fn, has_inf;
+    double max;
+};
+
+static const struct smallfloat sf_e4m3fn = {4, 3, 7, false, true, false, 448.0};
+static const struct smallfloat sf_e4m3fnuz = {4, 3, 8, true, false, false, 240.0};
+static const struct smallfloat sf_e5m2 = {5, 2, 15, false, false, true, 57344.0};
+static const struct smallfloat sf_e5m2fnuz = {5, 2, 16, true, false, false, 57344.0};
+static const struct smallfloat sf_e2m1 = {2, 1, 1, false, false, false, 6.0};
+
+static const struct smallfloat *smallfloat_of(kiln_dtype dt)
+{
+    switch (dt) {
+    case KILN_DTYPE_F8E4M3FN: return &sf_e4m3fn;
+    case KILN_DTYPE_F8E4M3FNUZ: return &sf_e4m3fnuz;
+    case KILN_DTYPE_F8E5M2: return &sf_e5m2;
+    case KILN_DTYPE_F8E5M2FNUZ: return &sf_e5m2fnuz;
+    case KILN_DTYPE_F4E2M1: return &sf_e2m1;
+    default: return NULL;
+    }
+}
+
+static float sf_decode(const struct smallfloat *f, uint8_t v)
+{
+    int nb = 1 + f->ebits + f->mbits;
+    unsigned emask = (1u << f->ebits) - 1, mmask = (1u << f->mbits) - 1;
+    bool sign = (v >> (nb - 1)) & 1;
+    unsigned e = (v >> f->mbits) & emask, m = v & mmask;
+    if (f->fnuz && (v & 0xff) == 0x80) return NAN;
+    if (f->fn && e == emask && m == mmask) return NAN;
+    if (f->has_inf && e == emask) return m ? NAN : sign ? -INFINITY : INFINITY;
+    float val = e == 0 ? ldexpf((float)m, 1 - f->bias - f->mbits)
+                       : ldexpf((float)((1u << f->mbits) + m), (int)e - f->bias - f->mbits);
+    return sign ? -val : val;
+}
+
+/* Rounds to nearest even with an unbounded exponent, then handles overflow per `saturate`
+ * (ONNX Cast's table): clamp to +-max, else inf where the format has it, else NaN. */
+static uint8_t sf_encode(const struct smallfloat *f, double x, bool saturate)
+{
+    int nb = 1 + f->ebits + f->mbits;
+    uint8_t sbit = (uint8_t)(1u << (nb - 1));
+    uint8_t emax_code = (uint8_t)(((1u << f->ebits) - 1) << f->mbits);
+    uint8_t nan = f->fnuz ? 0x80 : f->fn ? (uint8_t)(emax_code | ((1u << f->mbits) - 1))
+                                         : (uint8_t)(emax_code | 2); /* e5m2 quiet NaN */
+    bool neg = signbit(x);
+    uint8_t s = neg ? sbit : 0;
+    uint8_t maxc = 0;
+    {
+        /* the largest finite code: all-ones minus the NaN/inf patterns */
+        uint8_t all = (uint8_t)(sbit - 1);
+        maxc = f->fnuz ? all : f->fn ? (uint8_t)(all - 1) : f->has_inf ? (uint8_t)(emax_code - 1) : all;
+    }
+    if (isnan(x)) return f->fnuz || f->has_inf ? nan : (f->fn ? (uint8_t)(s | nan) : (uint8_t)(s | maxc));
+    double a = fabs(x);
+    int emin = 1 - f->bias, e;
+    double r;
+    if (isinf(a)) {
+        r = INFINITY;
+    } else {
+        (void)frexp(a, &e);
+        int E = a == 0 ? emin : (e - 1 < emin ? emin : e - 1);
+        double q = ldexp(1.0, E - f->mbits);
+        r = nearbyint(a / q) * q;
+    }
+    if (r > f->max) {
+        if (saturate || (!f->fnuz && !f->fn && !f->has_inf)) return (uint8_t)(s | maxc);
+        if (f->has_inf) return (uint8_t)(s | emax_code);
+        return f->fnuz ? nan : (uint8_t)(s | nan);
+    }
+    if (r == 0) return f->fnuz ? 0 : s;
+    (void)frexp(r, &e);
+    int E = e - 1;
+    unsigned ec, mc;
+    if (E < emin) {
+        ec = 0;
+        mc = (unsigned)(r / ldexp(1.0, emin - f->mbits));
+    } else {
+        ec = (unsigned)(E + f->bias);
+        mc = (unsigned)((r / ldexp(1.0, E) - 1.0) * (double)(1u << f->mbits));
+    }
+    return (uint8_t)(s | (ec << f->mbits) | mc);
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+/* Temporary buffers of one run, freed together when the run returns (on every path). */
+struct qmem {
+    void *p[8];
+    int n;
+};
+
+/* count * size zeroed bytes (at least 1) owned by m. */
+static kiln_status qmem_alloc(struct kiln_kctx *k, struct qmem *m, size_t count, size_t size,
+                              void **out)
+{
+    size_t bytes;
+    *out = NULL;
+    if (!kiln_mul_size(count ? count : 1, size, &bytes))
+        return kiln_kfail(k, KILN_E_LIMIT, "temporary buffer of %zu x %zu bytes is too large",
+                          count, size);
+    if (m->n == (int)(sizeof m->p / sizeof m->p[0]))
+        return kiln_kfail(k, KILN_E_INTERNAL, "quant.c: too many temporary buffers");
+    void *p = kiln_calloc(1, bytes);
+    if (!p) return kiln_kfail(k, KILN_E_NOMEM, "out of memory for %zu bytes", bytes);
+    m->p[m->n++] = p;
+    *out = p;
+    return KILN_OK;
+}
+
+static void qmem_free(struct qmem *m)
+{
+    for (int i = 0; i < m->n; i++) kiln_free(m->p[i]);
+    m->n = 0;
+}
+
+/* Defines run_<name>(k) calling <name>_impl(k, &mem) and freeing mem afterwards. */
+#define WITH_QMEM(name)                                                                         \
+    static kiln_status run_##name(struct kiln_kctx *k)                                          \
+    {                                                                                           \
+        struct qmem m = {0};                                                                    \
+        kiln_status st = name##_impl(k, &m);                                                    \
+        qmem_free(&m);                                                                          \
+        return st;                                                                              \
+    }
+
+/* Integer range of a quantized type; false when dt is not an integer quantized type. */
+static bool int_range(kiln_dtype dt, int64_t *lo, int64_t *hi)
+{
+    switch (dt) {
+    case KILN_DTYPE_U8: *lo = 0; *hi = 255; return true;
+    case KILN_DTYPE_I8: *lo = -128; *hi = 127; return true;
+    case KILN_DTYPE_U16: *lo = 0; *hi = 65535; return true;
+    case KILN_DTYPE_I16: *lo = -32768; *hi = 32767; return true;
+    case KILN_DTYPE_U4: *lo = 0; *hi = 15; return true;
+    case KILN_DTYPE_I4: *lo = -8; *hi = 7; return true;
+    case KILN_DTYPE_U2: *lo = 0; *hi = 3; return true;
+    case KILN_DTYPE_I2: *lo = -2; *hi = 1; return true;
+    case KILN_DTYPE_I32: *lo = INT32_MIN; *hi = INT32_MAX; return true;
+    default: return false;
+    }
+}
+
+/* Rounds v to the precision of dt (a float type), as storing and reloading would. */
+static double round_to(kiln_dtype dt, double v)
+{
+    switch (dt) {
+    case KILN_DTYPE_F32: return (float)v;
+    case KILN_DTYPE_F16: return kiln_f16_to_f32(kiln_f32_to_f16((float)v));
+    case KILN_DTYPE_BF16: return kiln_bf16_to_f32(kiln_f32_to_bf16((float)v));
+    default: return v;
+    }
+}
+
+/* numpy's result type of a float op on dtypes a and b (integers promote to float64). */
+static kiln_dtype promote_float(kiln_dtype a, kiln_dtype b)
+{
+    if (!kiln_dtype_is_float(a) || !kiln_dtype_is_float(b)) return KILN_DTYPE_F64;
+    if (a == b) return a;
+    if (a == KILN_DTYPE_F64 || b == KILN_DTYPE_F64) return KILN_DTYPE_F64;
+    return KILN_DTYPE_F32;
+}
+
+/* Element j of a quantized tensor (integer or small float) as a double. */
+static double q_get(const struct kiln_tensor *t, size_t j)
+{
+    const struct smallfloat *f = smallfloat_of(t->dtype);
+    if (f) return sf_decode(f, ((const uint8_t *)t->data)[j]);
+    return kiln_tensor_get_f64(t, j);
+}
+
+/* How scale/zero point map onto x: x is viewed as [outer, D, inner] around `axis`; the
+ * parameter index for (o, c, i) is o*pouter + (c / bs)*pc + i*pinner. */
+struct qlayout {
+    size_t outer, d, inner;
+    size_t bs;                  /* block size along the axis (D for per tensor) */
+    size_t pouter, pc, pinner;  /* parameter strides */
+    size_t nparam;
+};
+
+/* Works out the layout for x and scale, checking the scale's shape. `what` names the scale
+ * input in messages. */
+static kiln_status q_layout(struct kiln_kctx *k, const struct kiln_tensor *x,
+                            const struct kiln_tensor *s, const char *what, struct qlayout *L)
+{
+    char sx[200], ss[200];
+    size_t n = kiln_tensor_numel(x), ns = kiln_tensor_numel(s);
+    memset(L, 0, sizeof *L);
+    int64_t bsz = k->opset >= 21 ? kiln_attr_i(k, "block_size", 0) : 0;
+    if (bsz < 0) return kiln_kfail(k, KILN_E_INVALID_MODEL, "block_size is %lld; must be >= 0",
+                                   (long long)bsz);
+    if (ns == 1 && bsz == 0) { /* per tensor */
+        L->outer = 1;
+        L->d = 1;
+        L->inner = n;
+        L->bs = 1;
+        L->nparam = 1;
+        return KILN_OK;
+    }
+    int64_t axis = kiln_attr_i(k, "axis", 1);
+    if (axis < -x->rank || axis >= x->rank)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "axis %lld is out of range for input x of rank "
+                          "%d", (long long)axis, x->rank);
+    if (axis < 0) axis += x->rank;
+    L->outer = 1;
+    L->inner = 1;
+    for (int d = 0; d < axis; d++) L->outer *= (size_t)x->dims[d];
+    for (int d = (int)axis + 1; d < x->rank; d++) L->inner *= (size_t)x->dims[d];
+    L->d = (size_t)x->dims[axis];
+    if (bsz == 0) { /* per axis */
+        if (s->rank != 1 || (size_t)s->dims[0] != L->d)
+            return kiln_kfail(k, KILN_E_INVALID_ARG, "%s has shape %s; expected a scalar or [%zu] "
+                              "(x %s, axis %lld)", what, kiln_shape_str(s->rank, s->dims, ss, sizeof ss),
+                              L->d, kiln_shape_str(x->rank, x->dims, sx, sizeof sx), (long long)axis);
+        L->bs = 1;
+        L->pc = 1;
+        L->nparam = L->d;
+        return KILN_OK;
+    }
+    size_t nb = L->d == 0 ? 0 : (L->d + (size_t)bsz - 1) / (size_t)bsz;
+    bool ok = s->rank == x->rank;
+    for (int d = 0; ok && d < x->rank; d++)
+        ok = d == axis ? (size_t)s->dims[d] == nb : s->dims[d] == x->dims[d];
+    if (!ok)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "%s has shape %s; for x %s with block_size %lld "
+                          "on axis %lld expected dim %lld to be %zu and the others to match",
+                          what, kiln_shape_str(s->rank, s->dims, ss, sizeof ss),
+                          kiln_shape_str(x->rank, x->dims, sx, sizeof sx), (long long)bsz,
+                          (long long)axis, (long long)axis, nb);
+    L->bs = (size_t)bsz;
+    L->pinner = 1;
+    L->pc = L->inner;
+    L->pouter = nb * L->inner;
+    L->nparam = ns;
+    return KILN_OK;
+}
+
+/* Checks an optional zero point against the scale's shape. */
+static kiln_status q_check_zp(struct kiln_kctx *k, const struct kiln_tensor *s,
+                              const struct kiln_tensor *zp)
+{
+    char a[200], b[200];
+    if (!zp) return KILN_OK;
+    bool ok = kiln_tensor_numel(zp) == kiln_tensor_numel(s);
+    if (!ok)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "zero point shape %s does not match scale shape %s",
+                          kiln_shape_str(zp->rank, zp->dims, a, sizeof a),
+                          kiln_shape_str(s->rank, s->dims, b, sizeof b));
+    return KILN_OK;
+}
+
+/* Reads a parameter tensor (scale or zero point) into a double array (scratch). */
+static kiln_status q_params(struct kiln_kctx *k, struct qmem *m, const struct kiln_tensor *t,
+                            size_t n, double **out)
+{
+    KILN_TRY(qmem_alloc(k, m, n, sizeof(double), (void **)out));
+    for (size_t j = 0; j < n; j++) (*out)[j] = t ? q_get(t, j) : 0.0;
+    if (!t && n == 0) (*out)[0] = 0.0;
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ QuantizeLinear */
+
+static kiln_status quantize_impl(struct kiln_kctx *k, struct qmem *m)
+{
+    const struct kiln_tensor *x, *s;
+    KILN_TRY(kiln_in_req(k, 0, &x));
+    KILN_TRY(kiln_in_req(k, 1, &s));
+    const struct kiln_tensor *zp = kiln_in(k, 2);
+    kiln_dtype odt = KILN_DTYPE_U8;
+    int64_t attr_dt = k->opset >= 21 ? kiln_attr_i(k, "output_dtype", 0) : 0;
+    if (zp) {
+        odt = zp->dtype;
+        if (attr_dt && attr_dt != (int64_t)odt)
+            return kiln_kfail(k, KILN_E_INVALID_MODEL, "output_dtype %s differs from the zero "
+                              "point's type %s", kiln_dtype_name((kiln_dtype)attr_dt),
+                              kiln_dtype_name(odt));
+    } else if (attr_dt) {
+        if (!kiln_dtype_valid((int)attr_dt))
+            return kiln_kfail(k, KILN_E_INVALID_MODEL, "output_dtype %lld is not a type",
+                              (long long)attr_dt);
+        odt = (kiln_dtype)attr_dt;
+    }
+    int64_t qlo = 0, qhi = 0;
+    const struct smallfloat *sf = smallfloat_of(odt);
+    if (odt == KILN_DTYPE_I32 || (!sf && !int_range(odt, &qlo, &qhi)))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "cannot quantize to %s", kiln_dtype_name(odt));
+    if (!kiln_dtype_is_float(x->dtype) && x->dtype != KILN_DTYPE_I32)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "input x is %s; expected a float type or int32",
+                          kiln_dtype_name(x->dtype));
+    bool saturate = kiln_attr_i(k, "saturate", 1) != 0;
+    kiln_dtype prec = promote_float(x->dtype, s->dtype);
+    int64_t pa = k->opset >= 23 ? kiln_attr_i(k, "precision", 0) : 0;
+    if (pa) prec = (kiln_dtype)pa;
+    if (x->dtype == KILN_DTYPE_I32 && !pa) prec = KILN_DTYPE_F64;
+
+    struct qlayout L;
+    KILN_TRY(q_layout(k, x, s, "y_scale", &L));
+    KILN_TRY(q_check_zp(k, s, zp));
+    double *sc, *zv;
+    KILN_TRY(q_params(k, m, s, L.nparam, &sc));
+    KILN_TRY(q_params(k, m, zp, zp ? L.nparam : 0, &zv));
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, odt, x->rank, x->dims, &y));
+    size_t j = 0;
+    for (size_t o = 0; o < L.outer; o++)
+        for (size_t c = 0; c < L.d; c++) {
+            size_t pbase = o * L.pouter + (c / L.bs) * L.pc;
+            for (size_t i = 0; i < L.inner; i++, j++) {
+                size_t p = pbase + i * L.pinner;
+                double scale = round_to(prec, sc[p]);
+                double v = round_to(prec, round_to(prec, kiln_tensor_get_f64(x, j)) / scale);
+                double z = zp ? zv[p] : 0.0;
+                if (sf) {
+                    if (odt == KILN_DTYPE_F4E2M1) v = round_to(KILN_DTYPE_F32, v + z);
+                    ((uint8_t *)y->data)[j] = sf_encode(sf, v, saturate);
+                    continue;
+                }
+                double q = isnan(v) ? 0.0 : nearbyint(v);
+                q += z;
+                if (q < (double)qlo) q = (double)qlo;
+                if (q > (double)qhi) q = (double)qhi;
+                kiln_tensor_set_f64(y, j, q);
+            }
+        }
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ DequantizeLinear */
+
+static kiln_status dequantize_impl(struct kiln_kctx *k, struct qmem *m)
+{
+    const struct kiln_tensor *x, *s;
+    KILN_TRY(kiln_in_req(k, 0, &x));
+    KILN_TRY(kiln_in_req(k, 1, &s));
+    const struct kiln_tensor *zp = kiln_in(k, 2);
+    int64_t lo, hi;
+    if (!smallfloat_of(x->dtype) && !int_range(x->dtype, &lo, &hi))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "cannot dequantize %s", kiln_dtype_name(x->dtype));
+    if (zp && zp->dtype != x->dtype)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "zero point is %s; expected %s like x",
+                          kiln_dtype_name(zp->dtype), kiln_dtype_name(x->dtype));
+    if (!kiln_dtype_is_float(s->dtype))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "x_scale is %s; expected a float type",
+                          kiln_dtype_name(s->dtype));
+    kiln_dtype odt = s->dtype;
+    int64_t attr_dt = k->opset >= 23 ? kiln_attr_i(k, "output_dtype", 0) : 0;
+    if (attr_dt) {
+        if (!kiln_dtype_valid((int)attr_dt) || !kiln_dtype_is_float((kiln_dtype)attr_dt))
+            return kiln_kfail(k, KILN_E_INVALID_MODEL, "output_dtype %lld is not a float type",
+                              (long long)attr_dt);
+        odt = (kiln_dtype)attr_dt;
+    }
+    struct qlayout L;
+    KILN_TRY(q_layout(k, x, s, "x_scale", &L));
+    KILN_TRY(q_check_zp(k, s, zp));
+    double *sc, *zv;
+    KILN_TRY(q_params(k, m, s, L.nparam, &sc));
+    /* float8 zero points must be zero; the reference ignores them otherwise */
+    bool use_zp = zp && !smallfloat_of(x->dtype);
+    KILN_TRY(q_params(k, m, use_zp ? zp : NULL, use_zp ? L.nparam : 0, &zv));
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, odt, x->rank, x->dims, &y));
+    size_t j = 0;
+    for (size_t o = 0; o < L.outer; o++)
+        for (size_t c = 0; c < L.d; c++) {
+            size_t pbase = o * L.pouter + (c / L.bs) * L.pc;
+            for (size_t i = 0; i < L.inner; i++, j++) {
+                size_t p = pbase + i * L.pinner;
+                float dx = (float)q_get(x, j);
+                if (use_zp) dx -= (float)zv[p];
+                float v = dx * (float)sc[p];
+                if (odt == KILN_DTYPE_F32) ((float *)y->data)[j] = v;
+                else kiln_tensor_set_f64(y, j, v);
+            }
+        }
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ DynamicQuantizeLinear */
+
+/* uint8 asymmetric quantization with the range taken from x itself, widened to include 0
+ * (float32 arithmetic throughout, as the reference). */
+static kiln_status run_dynamic_quantize(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *x;
+    KILN_TRY(kiln_in_req(k, 0, &x));
+    if (x->dtype != KILN_DTYPE_F32)
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input x is %s; expected float32",
+                          kiln_dtype_name(x->dtype));
+    size_t n = kiln_tensor_numel(x);
+    const float *xd = x->data;
+    float mx = 0, mn = 0;
+    for (size_t j = 0; j < n; j++) {
+        if (xd[j] > mx) mx = xd[j];
+        if (xd[j] < mn) mn = xd[j];
+    }
+    float scale = mx == mn ? 1.0f : (mx - mn) / 255.0f;
+    float zp = 0.0f - mn / scale;
+    zp = zp < 0 ? 0 : zp > 255 ? 255 : zp;
+    zp = nearbyintf(zp);
+    struct kiln_tensor *y, *ys, *yz;
+    KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_U8, x->rank, x->dims, &y));
+    uint8_t *yd = y->data;
+    for (size_t j = 0; j < n; j++) {
+        float q = nearbyintf(xd[j] / scale) + zp;
+        if (isnan(q)) q = zp;
+        yd[j] = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+    }
+    if (kiln_out_wanted(k, 1)) {
+        KILN_TRY(kiln_out_tensor(k, 1, KILN_DTYPE_F32, 0, NULL, &ys));
+        *(float *)ys->data = scale;
+    }
+    if (kiln_out_wanted(k, 2)) {
+        KILN_TRY(kiln_out_tensor(k, 2, KILN_DTYPE_U8, 0, NULL, &yz));
+        *(uint8_t *)yz->data = (uint8_t)zp;
+    }
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ integer matmul */
+
+/* numpy matmul shapes: A [..., M, K] (or [K]), B [..., K, N] (or [K]); batch dims broadcast. */
+struct mm_shape {
+    size_t m, kk, n;
+    int orank;
+    int64_t odims[KILN_MAX_RANK];
+    int brank;                     /* batch rank of the output */
+    int ra, rb;                    /* batch ranks of A and B */
+    int64_t bda[KILN_MAX_RANK], bdb[KILN_MAX_RANK];
+};
+
+static kiln_status mm_shapes(struct kiln_kctx *k, const struct kiln_tensor *a,
+                             const struct kiln_tensor *b, struct mm_shape *S)
+{
+    char sa[200], sb[200];
+    if (a->rank < 1 || b->rank < 1)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "matmul inputs must have rank >= 1 (got %d and %d)",
+                          a->rank, b->rank);
+    bool a1 = a->rank == 1, b1 = b->rank == 1;
+    S->m = a1 ? 1 : (size_t)a->dims[a->rank - 2];
+    S->kk = (size_t)a->dims[a->rank - 1];
+    size_t kb = (size_t)(b1 ? b->dims[0] : b->dims[b->rank - 2]);
+    S->n = b1 ? 1 : (size_t)b->dims[b->rank - 1];
+    if (kb != S->kk)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "matmul shapes %s and %s disagree on K (%zu vs %zu)",
+                          kiln_shape_str(a->rank, a->dims, sa, sizeof sa),
+                          kiln_shape_str(b->rank, b->dims, sb, sizeof sb), S->kk, kb);
+    S->ra = a1 ? 0 : a->rank - 2;
+    S->rb = b1 ? 0 : b->rank - 2;
+    memcpy(S->bda, a->dims, sizeof(int64_t) * (size_t)S->ra);
+    memcpy(S->bdb, b->dims, sizeof(int64_t) * (size_t)S->rb);
+    int ranks[2] = {S->ra, S->rb};
+    const int64_t *dims[2] = {S->bda, S->bdb};
+    kiln_err e;
+    if (kiln_bcast_shape(2, ranks, dims, &S->brank, S->odims, &e))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "matmul batch dims: %s", e.msg);
+    S->orank = S->brank;
+    if (S->orank + 2 > KILN_MAX_RANK)
+        return kiln_kfail(k, KILN_E_LIMIT, "matmul output rank exceeds %d", KILN_MAX_RANK);
+    if (!a1) S->odims[S->orank++] = (int64_t)S->m;
+    if (!b1) S->odims[S->orank++] = (int64_t)S->n;
+    return KILN_OK;
+}
+
+/* Integer zero point for row/column r: scalar or per-row/per-column (1-D of length len). */
+static kiln_status zp_check(struct kiln_kctx *k, const struct kiln_tensor *zp, size_t len,
+                            const char *what)
+{
+    if (!zp) return KILN_OK;
+    size_t nz = kiln_tensor_numel(zp);
+    if (nz == 1 || (zp->rank == 1 && nz == len)) return KILN_OK;
+    char sz[200];
+    return kiln_kfail(k, KILN_E_UNSUPPORTED, "%s has shape %s; expected a scalar or [%zu]", what,
+                      kiln_shape_str(zp->rank, zp->dims, sz, sizeof sz), len);
+}
+
+static int32_t zp_at(const struct kiln_tensor *zp, size_t r)
+{
+    if (!zp) return 0;
+    return (int32_t)kiln_tensor_get_i64(zp, kiln_tensor_numel(zp) == 1 ? 0 : r);
+}
+
+/* C[batch] = (A - azp) @ (B - bzp) in int32 (wrapping like numpy int32), for every batch of
+ * the broadcast. c has numel(batch) * m * n entries. */
+static kiln_status imatmul(struct kiln_kctx *k, struct qmem *m, const struct kiln_tensor *a,
+                           const struct kiln_tensor *azp, const struct kiln_tensor *b,
+                           const struct kiln_tensor *bzp, const struct mm_shape *S, int32_t *c)
+{
+    size_t na = kiln_tensor_numel(a), nb = kiln_tensor_numel(b);
+    int32_t *ia, *ib;
+    KILN_TRY(qmem_alloc(k, m, na, sizeof(int32_t), (void **)&ia));
+    KILN_TRY(qmem_alloc(k, m, nb, sizeof(int32_t), (void **)&ib));
+    for (size_t j = 0; j < na; j++)
+        ia[j] = (int32_t)kiln_tensor_get_i64(a, j) - zp_at(azp, (j / S->kk) % S->m);
+    for (size_t j = 0; j < nb; j++)
+        ib[j] = (int32_t)kiln_tensor_get_i64(b, j) - zp_at(bzp, j % S->n);
+    struct kiln_bcast_iter it;
+    int ranks[2] = {S->ra, S->rb};
+    const int64_t *dims[2] = {S->bda, S->bdb};
+    kiln_bcast_iter_init(&it, 2, ranks, dims, S->brank, S->odims);
+    size_t mk = S->m * S->kk, kn = S->kk * S->n, mn = S->m * S->n;
+    for (size_t r = 0; r < it.rows; r++, kiln_bcast_iter_next(&it))
+        for (size_t q = 0; q < it.inner; q++) {
+            const int32_t *pa = ia + (it.off[0] + q * it.step[0]) * mk;
+            const int32_t *pb = ib + (it.off[1] + q * it.step[1]) * kn;
+            int32_t *pc = c + (it.out_off + q) * mn;
+            for (size_t i = 0; i < S->m; i++) {
+                uint32_t *row = (uint32_t *)(pc + i * S->n);
+                for (size_t j = 0; j < S->n; j++) row[j] = 0;
+                for (size_t t = 0; t < S->kk; t++) {
+                    uint32_t av = (uint32_t)pa[i * S->kk + t];
+                    const int32_t *brow = pb + t * S->n;
+                    for (size_t j = 0; j < S->n; j++) row[j] += av * (uint32_t)brow[j];
+                }
+            }
+        }
+    return KILN_OK;
+}
+
+static bool is_8bit(kiln_dtype dt) { return dt == KILN_DTYPE_U8 || dt == KILN_DTYPE_I8; }
+
+static kiln_status matmul_integer_impl(struct kiln_kctx *k, struct qmem *m)
+{
+    const struct kiln_tensor *a, *b;
+    KILN_TRY(kiln_in_req(k, 0, &a));
+    KILN_TRY(kiln_in_req(k, 1, &b));
+    const struct kiln_tensor *azp = kiln_in(k, 2), *bzp = kiln_in(k, 3);
+    if (!is_8bit(a->dtype) || !is_8bit(b->dtype))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "inputs are %s and %s; expected int8 or uint8",
+                          kiln_dtype_name(a->dtype), kiln_dtype_name(b->dtype));
+    struct mm_shape S;
+    KILN_TRY(mm_shapes(k, a, b, &S));
+    KILN_TRY(zp_check(k, azp, S.m, "a_zero_point"));
+    KILN_TRY(zp_check(k, bzp, S.n, "b_zero_point"));
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_I32, S.orank, S.odims, &y));
+    return imatmul(k, m, a, azp, b, bzp, &S, y->data);
+}
+
+/* Requantizes an int32 accumulator: y = saturate(rint(acc * multiplier) + yzp). */
+static void requant(struct kiln_tensor *y, size_t j, double acc, double mult, double yzp,
+                    int64_t lo, int64_t hi)
+{
+    double v = nearbyint(acc * mult + yzp);
+    if (v < (double)lo) v = (double)lo;
+    if (v > (double)hi) v = (double)hi;
+    kiln_tensor_set_f64(y, j, v);
+}
+
+/* Scale parameter r (scalar or 1-D per row/column). */
+static double param_at(const struct kiln_tensor *t, size_t r)
+{
+    return kiln_tensor_get_f64(t, kiln_tensor_numel(t) == 1 ? 0 : r);
+}
+
+static kiln_status qlinear_matmul_impl(struct kiln_kctx *k, struct qmem *m)
+{
+    const struct kiln_tensor *in[8];
+    for (size_t i = 0; i < 8; i++) KILN_TRY(kiln_in_req(k, i, &in[i]));
+    const struct kiln_tensor *a = in[0], *as = in[1], *azp = in[2], *b = in[3], *bs = in[4],
+                             *bzp = in[5], *ys = in[6], *yzp = in[7];
+    if (!is_8bit(a->dtype) || !is_8bit(b->dtype) || !is_8bit(yzp->dtype))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "a, b and y_zero_point are %s, %s and %s; "
+                          "expected int8 or uint8", kiln_dtype_name(a->dtype),
+                          kiln_dtype_name(b->dtype), kiln_dtype_name(yzp->dtype));
+    struct mm_shape S;
+    KILN_TRY(mm_shapes(k, a, b, &S));
+    KILN_TRY(zp_check(k, azp, S.m, "a_zero_point"));
+    KILN_TRY(zp_check(k, bzp, S.n, "b_zero_point"));
+    KILN_TRY(zp_check(k, as, S.m, "a_scale"));
+    KILN_TRY(zp_check(k, bs, S.n, "b_scale"));
+    KILN_TRY(zp_check(k, ys, S.m, "y_scale"));
+    KILN_TRY(zp_check(k, yzp, S.m, "y_zero_point"));
+    int64_t lo, hi;
+    (void)int_range(yzp->dtype, &lo, &hi);
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, yzp->dtype, S.orank, S.odims, &y));
+    size_t total = kiln_tensor_numel(y);
+    int32_t *acc;
+    KILN_TRY(qmem_alloc(k, m, total, sizeof(int32_t), (void **)&acc));
+    KILN_TRY(imatmul(k, m, a, azp, b, bzp, &S, acc));
+    /* The multiplier is computed in the scales' type, as the reference's numpy does. */
+    kiln_dtype st = as->dtype;
+    for (size_t j = 0; j < total; j++) {
+        size_t i = (j / S.n) % S.m, c = j % S.n;
+        double mult = round_to(st, round_to(st, param_at(as, i) * param_at(bs, c)) /
+                                       param_at(ys, i));
+        requant(y, j, (double)acc[j], mult, (double)kiln_tensor_get_i64(yzp,
+                kiln_tensor_numel(yzp) == 1 ? 0 : i), lo, hi);
+    }
+    return KILN_OK;
+}
+
+
+/* ------------------------------------------------------------------ integer convolution */
+
+/* Conv geometry (ONNX Conv attributes) for x [N, C, D...] and w [M, C/group, K...]. */
+struct conv_geom {
+    int sp;                                /* spatial rank */
+    size_t n, c, m, group, cg, mg;         /* batch, in/out channels, per-group counts */
+    int64_t in[KILN_MAX_RANK], ker[KILN_MAX_RANK], out[KILN_MAX_RANK];
+    int64_t stride[KILN_MAX_RANK], dil[KILN_MAX_RANK], pad0[KILN_MAX_RANK];
+};
+
+static kiln_status conv_geometry(struct kiln_kctx *k, const struct kiln_tensor *x,
+                                 const struct kiln_tensor *w, struct conv_geom *G)
+{
+    char sx[200], sw[200];
+    memset(G, 0, sizeof *G);
+    if (x->rank < 3 || w->rank != x->rank)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "x %s and w %s must both have rank >= 3 and "
+                          "the same rank", kiln_shape_str(x->rank, x->dims, sx, sizeof sx),
+                          kiln_shape_str(w->rank, w->dims, sw, sizeof sw));
+    G->sp = x->rank - 2;
+    G->n = (size_t)x->dims[0];
+    G->c = (size_t)x->dims[1];
+    G->m = (size_t)w->dims[0];
+    int64_t group = kiln_attr_i(k, "group", 1);
+    if (group < 1 || G->c % (size_t)group || G->m % (size_t)group ||
+        (size_t)w->dims[1] * (size_t)group != G->c)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "group %lld does not fit x %s and w %s",
+                          (long long)group, kiln_shape_str(x->rank, x->dims, sx, sizeof sx),
+                          kiln_shape_str(w->rank, w->dims, sw, sizeof sw));
+    G->group = (size_t)group;
+    G->cg = G->c / G->group;
+    G->mg = G->m / G->group;
+    const int64_t *st, *dl, *pd, *ks;
+    size_t nst = kiln_attr_ints(k, "strides", &st), ndl = kiln_attr_ints(k, "dilations", &dl);
+    size_t npd = kiln_attr_ints(k, "pads", &pd), nks = kiln_attr_ints(k, "kernel_shape", &ks);
+    if ((nst && nst != (size_t)G->sp) || (ndl && ndl != (size_t)G->sp) ||
+        (npd && npd != 2 * (size_t)G->sp) || (nks && nks != (size_t)G->sp))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "strides/dilations/pads/kernel_shape lengths "
+                          "do not match %d spatial dims", G->sp);
+    const char *ap = kiln_attr_s(k, "auto_pad", "NOTSET");
+    for (int d = 0; d < G->sp; d++) {
+        G->in[d] = x->dims[2 + d];
+        G->ker[d] = w->dims[2 + d];
+        G->stride[d] = nst ? st[d] : 1;
+        G->dil[d] = ndl ? dl[d] : 1;
+        if (G->stride[d] < 1 || G->dil[d] < 1 || (nks && ks[d] != G->ker[d]))
+            return kiln_kfail(k, KILN_E_INVALID_MODEL, "bad stride, dilation or kernel_shape "
+                              "on spatial dim %d", d);
+        int64_t ext = (G->ker[d] - 1) * G->dil[d] + 1;
+        int64_t p0 = npd ? pd[d] : 0, p1 = npd ? pd[d + G->sp] : 0;
+        if (strcmp(ap, "SAME_UPPER") == 0 || strcmp(ap, "SAME_LOWER") == 0) {
+            int64_t o = (G->in[d] + G->stride[d] - 1) / G->stride[d];
+            int64_t tot = (o - 1) * G->stride[d] + ext - G->in[d];
+            if (tot < 0) tot = 0;
+            p0 = strcmp(ap, "SAME_UPPER") == 0 ? tot / 2 : tot - tot / 2;
+            p1 = tot - p0;
+        } else if (strcmp(ap, "VALID") == 0) {
+            p0 = p1 = 0;
+        }
+        G->pad0[d] = p0;
+        int64_t span = G->in[d] + p0 + p1 - ext;
+        if (span < 0)
+            return kiln_kfail(k, KILN_E_INVALID_ARG, "kernel extent %lld exceeds padded input "
+                              "%lld on spatial dim %d", (long long)ext,
+                              (long long)(G->in[d] + p0 + p1), d);
+        G->out[d] = span / G->stride[d] + 1;
+    }
+    return KILN_OK;
+}
+
+/* acc[n, m, out...] = bias[m] + sum (x - xzp) * (w - wzp[m]) over the group's channels and
+ * the kernel window; padding contributes nothing (it pads the zero-point-shifted x). */
+static kiln_status iconv(struct kiln_kctx *k, struct qmem *mem, const struct conv_geom *G,
+                         const struct kiln_tensor *x, const struct kiln_tensor *xzp,
+                         const struct kiln_tensor *w, const struct kiln_tensor *wzp,
+                         const struct kiln_tensor *bias, int32_t *acc)
+{
+    size_t nx = kiln_tensor_numel(x), nw = kiln_tensor_numel(w);
+    size_t insz = 1, ksz = 1, osz = 1;
+    for (int d = 0; d < G->sp; d++) {
+        insz *= (size_t)G->in[d];
+        ksz *= (size_t)G->ker[d];
+        osz *= (size_t)G->out[d];
+    }
+    int32_t *xi, *wi;
+    KILN_TRY(qmem_alloc(k, mem, nx, sizeof(int32_t), (void **)&xi));
+    KILN_TRY(qmem_alloc(k, mem, nw, sizeof(int32_t), (void **)&wi));
+    int32_t xz = xzp ? (int32_t)kiln_tensor_get_i64(xzp, 0) : 0;
+    for (size_t j = 0; j < nx; j++) xi[j] = (int32_t)kiln_tensor_get_i64(x, j) - xz;
+    size_t per_m = G->cg * ksz;
+    for (size_t j = 0; j < nw; j++)
+        wi[j] = (int32_t)kiln_tensor_get_i64(w, j) - zp_at(wzp, j / (per_m ? per_m : 1));
+    for (size_t b = 0; b < G->n; b++)
+        for (size_t oc = 0; oc < G->m; oc++) {
+            size_t g = oc / G->mg;
+            int32_t b0 = bias ? (int32_t)kiln_tensor_get_i64(bias, oc) : 0;
+            for (size_t o = 0; o < osz; o++) {
+                int64_t oi[KILN_MAX_RANK];
+                size_t rem = o;
+                for (int d = G->sp - 1; d >= 0; d--) {
+                    oi[d] = (int64_t)(rem % (size_t)G->out[d]);
+                    rem /= (size_t)G->out[d];
+                }
+                uint32_t sum = (uint32_t)b0;
+                for (size_t kk = 0; kk < ksz; kk++) {
+                    size_t krem = kk, ioff = 0;
+                    bool inside = true;
+                    int64_t kidx[KILN_MAX_RANK];
+                    for (int d = G->sp - 1; d >= 0; d--) {
+                        kidx[d] = (int64_t)(krem % (size_t)G->ker[d]);
+                        krem /= (size_t)G->ker[d];
+                    }
+                    for (int d = 0; d < G->sp && inside; d++) {
+                        int64_t p = oi[d] * G->stride[d] - G->pad0[d] + kidx[d] * G->dil[d];
+                        inside = p >= 0 && p < G->in[d];
+                        ioff = ioff * (size_t)G->in[d] + (size_t)p;
+                    }
+                    if (!inside) continue;
+                    for (size_t ic = 0; ic < G->cg; ic++) {
+                        int32_t xv = xi[(b * G->c + g * G->cg + ic) * insz + ioff];
+                        int32_t wv = wi[(oc * G->cg + ic) * ksz + kk];
+                        sum += (uint32_t)xv * (uint32_t)wv;
+                    }
+                }
+                acc[(b * G->m + oc) * osz + o] = (int32_t)sum;
+            }
+        }
+    return KILN_OK;
+}
+
+static void conv_out_dims(const struct conv_geom *G, int64_t *dims)
+{
+    dims[0] = (int64_t)G->n;
+    dims[1] = (int64_t)G->m;
+    for (int d = 0; d < G->sp; d++) dims[2 + d] = G->out[d];
+}
+
+static kiln_status conv_integer_impl(struct kiln_kctx *k, struct qmem *m)
+{
+    const struct kiln_tensor *x, *w;
+    KILN_TRY(kiln_in_req(k, 0, &x));
+    KILN_TRY(kiln_in_req(k, 1, &w));
+    const struct kiln_tensor *xzp = kiln_in(k, 2), *wzp = kiln_in(k, 3);
+    if (!is_8bit(x->dtype) || !is_8bit(w->dtype))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "x and w are %s and %s; expected int8 or uint8",
+                          kiln_dtype_name(x->dtype), kiln_dtype_name(w->dtype));
+    struct conv_geom G;
+    KILN_TRY(conv_geometry(k, x, w, &G));
+    KILN_TRY(zp_check(k, xzp, 1, "x_zero_point"));
+    KILN_TRY(zp_check(k, wzp, G.m, "w_zero_point"));
+    int64_t od[KILN_MAX_RANK];
+    conv_out_dims(&G, od);
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_I32, x->rank, od, &y));
+    return iconv(k, m, &G, x, xzp, w, wzp, NULL, y->data);
+}
+
+static kiln_status qlinear_conv_impl(struct kiln_kctx *k, struct qmem *m)
+{
+    const struct kiln_tensor *in[8];
+    for (size_t i = 0; i < 8; i++) KILN_TRY(kiln_in_req(k, i, &in[i]));
+    const struct kiln_tensor *x = in[0], *xs = in[1], *xzp = in[2], *w = in[3], *ws = in[4],
+                             *wzp = in[5], *ys = in[6], *yzp = in[7], *bias = kiln_in(k, 8);
+    if (!is_8bit(x->dtype) || !is_8bit(w->dtype) || !is_8bit(yzp->dtype))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "x, w and y_zero_point are %s, %s and %s; "
+                          "expected int8 or uint8", kiln_dtype_name(x->dtype),
+                          kiln_dtype_name(w->dtype), kiln_dtype_name(yzp->dtype));
+    struct conv_geom G;
+    KILN_TRY(conv_geometry(k, x, w, &G));
+    KILN_TRY(zp_check(k, xzp, 1, "x_zero_point"));
+    KILN_TRY(zp_check(k, xs, 1, "x_scale"));
+    KILN_TRY(zp_check(k, wzp, G.m, "w_zero_point"));
+    KILN_TRY(zp_check(k, ws, G.m, "w_scale"));
+    KILN_TRY(zp_check(k, ys, 1, "y_scale"));
+    KILN_TRY(zp_check(k, yzp, 1, "y_zero_point"));
+    if (bias && (kiln_tensor_numel(bias) != G.m || bias->dtype != KILN_DTYPE_I32))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "B must be int32 with %zu elements", G.m);
+    int64_t od[KILN_MAX_RANK];
+    conv_out_dims(&G, od);
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, yzp->dtype, x->rank, od, &y));
+    size_t total = kiln_tensor_numel(y), osz = G.m ? total / (G.n ? G.n : 1) / G.m : 0;
+    int32_t *acc;
+    KILN_TRY(qmem_alloc(k, m, total, sizeof(int32_t), (void **)&acc));
+    KILN_TRY(iconv(k, m, &G, x, xzp, w, wzp, bias, acc));
+    int64_t lo, hi;
+    (void)int_range(yzp->dtype, &lo, &hi);
+    kiln_dtype st = xs->dtype;
+    double yz = (double)kiln_tensor_get_i64(yzp, 0);
+    for (size_t j = 0; j < total; j++) {
+        size_t oc = osz ? (j / osz) % G.m : 0;
+        double mult = round_to(st, round_to(st, param_at(xs, 0) * param_at(ws, oc)) /
+                                       param_at(ys, 0));
+        requant(y, j, (double)acc[j], mult, yz, lo, hi);
+    }
+    return KILN_OK;
+}
+
+WITH_QMEM(quantize)
+WITH_QMEM(dequantize)
+WITH_QMEM(matmul_integer)
+WITH_QMEM(qlinear_matmul)
+WITH_QMEM(conv_integer)
+WITH_QMEM(qlinear_conv)
+
+/* ------------------------------------------------------------------ table */
+
+const struct kiln_cpu_op kiln_cpu_ops_quant[] = {
+    {"QuantizeLinear", "", 10, 0, run_quantize},
+    {"DequantizeLinear", "", 10, 0, run_dequantize},
+    {"DynamicQuantizeLinear", "", 11, 0, run_dynamic_quantize},
+    {"MatMulInteger", "", 10, 0, run_matmul_integer},
+    {"QLinearMatMul", "", 10, 0, run_qlinear_matmul},
+    {"ConvInteger", "", 10, 0, run_conv_integer},
+    {"QLinearConv", "", 10, 0, run_qlinear_conv},
+    {0},
+};

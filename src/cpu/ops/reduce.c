@@ -1,0 +1,626 @@
+/* src/cpu/ops/reduce.c: ONNX reductions and ArgMax/ArgMin, every opset version.
+ *
+ * ReduceSum (1, 11, 13), ReduceMean/Max/Min/Prod/L1/L2/LogSum/LogSumExp/SumSquare (1, 11,
+ * 13, 18; Max/Min also 12 and 20), ArgMax/ArgMin (1, 11, 12, 13).
+ *
+ * Axes come from the `axes` attribute before opset 13 (ReduceSum) / 18 (the others) and
+ * from the optional input 1 from then on. No axes means "all axes", except that with
+ * noop_with_empty_axes=1 nothing is reduced and each output element is the op applied to
+ * one input element (ReduceSumSquare gives x^2, ReduceL1 |x|, as the ONNX reference
+ * does). Reducing an empty set gives the op's identity: 0 for sums, 1 for ReduceProd,
+ * -inf/+inf (or the integer type's min/max) for ReduceMax/ReduceMin, -inf for
+ * ReduceLogSum/ReduceLogSumExp, NaN for ReduceMean (0/0, as numpy gives).
+ *
+ * Floats (float16/bfloat16 included) accumulate in double. Integers accumulate in 64 bits:
+ * sums and products wrap modulo 2^64 before the cast back to the tensor's type (never
+ * signed overflow), max/min compare as signed or unsigned as the type is; ReduceL2,
+ * ReduceLogSum and ReduceLogSumExp of integers are computed in double and truncated, as the
+ * reference's astype does. NaN propagates through ReduceMax/ReduceMin as numpy does.
+ *
+ * The reduction walks the input once in memory order. Size-1 dims are dropped and adjacent
+ * dims with the same reduced/kept status are merged, so the inner loop runs over the
+ * longest contiguous stretch that either folds into one accumulator or adds elementwise
+ * to a row of them.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "cpu/kernel.h"
+
+/* ------------------------------------------------------------------ bulk conversions */
+
+/* Copies t's n elements into a new double array (*out; free with kiln_free). Fails with
+ * KILN_E_UNSUPPORTED for non-numeric dtypes. */
+static kiln_status load_f64(struct kiln_kctx *k, const struct kiln_tensor *t, const char *what,
+                            double **out)
+{
+    size_t n = kiln_tensor_numel(t), bytes;
+    *out = NULL;
+    if (!kiln_mul_size(n ? n : 1, sizeof(double), &bytes))
+        return kiln_kfail(k, KILN_E_LIMIT, "input '%s' is too large", what);
+    double *d = kiln_malloc(bytes);
+    if (!d) return kiln_kfail(k, KILN_E_NOMEM, "out of memory converting input '%s'", what);
+    const void *p = t->data;
+    switch (t->dtype) {
+    case KILN_DTYPE_F32: for (size_t i = 0; i < n; i++) d[i] = ((const float *)p)[i]; break;
+    case KILN_DTYPE_F64: if (n) memcpy(d, p, n * sizeof *d); break;
+    case KILN_DTYPE_F16:
+        for (size_t i = 0; i < n; i++) d[i] = kiln_f16_to_f32(((const uint16_t *)p)[i]);
+        break;
+    case KILN_DTYPE_BF16:
+        for (size_t i = 0; i < n; i++) d[i] = kiln_bf16_to_f32(((const uint16_t *)p)[i]);
+        break;
+    case KILN_DTYPE_I8: for (size_t i = 0; i < n; i++) d[i] = ((const int8_t *)p)[i]; break;
+    case KILN_DTYPE_U8:
+    case KILN_DTYPE_BOOL: for (size_t i = 0; i < n; i++) d[i] = ((const uint8_t *)p)[i]; break;
+    case KILN_DTYPE_I16: for (size_t i = 0; i < n; i++) d[i] = ((const int16_t *)p)[i]; break;
+    case KILN_DTYPE_U16: for (size_t i = 0; i < n; i++) d[i] = ((const uint16_t *)p)[i]; break;
+    case KILN_DTYPE_I32: for (size_t i = 0; i < n; i++) d[i] = ((const int32_t *)p)[i]; break;
+    case KILN_DTYPE_U32: for (size_t i = 0; i < n; i++) d[i] = ((const uint32_t *)p)[i]; break;
+    case KILN_DTYPE_I64: for (size_t i = 0; i < n; i++) d[i] = (double)((const int64_t *)p)[i]; break;
+    case KILN_DTYPE_U64: for (size_t i = 0; i < n; i++) d[i] = (double)((const uint64_t *)p)[i]; break;
+    default:
+        kiln_free(d);
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input '%s' is %s; expected a numeric type", what,
+                          kiln_dtype_name(t->dtype));
+    }
+    *out = d;
+    return KILN_OK;
+}
+
+/* Copies an integer or bool tensor's elements into a new int64 array (uint64 values keep
+ * their bits). Caller guarantees the dtype is an integer or bool. */
+static kiln_status load_i64(struct kiln_kctx *k, const struct kiln_tensor *t, const char *what,
+                            int64_t **out)
+{
+    size_t n = kiln_tensor_numel(t), bytes;
+    *out = NULL;
+    if (!kiln_mul_size(n ? n : 1, sizeof(int64_t), &bytes))
+        return kiln_kfail(k, KILN_E_LIMIT, "input '%s' is too large", what);
+    int64_t *d = kiln_malloc(bytes);
+    if (!d) return kiln_kfail(k, KILN_E_NOMEM, "out of memory converting input '%s'", what);
+    const void *p = t->data;
+    switch (t->dtype) {
+    case KILN_DTYPE_I8: for (size_t i = 0; i < n; i++) d[i] = ((const int8_t *)p)[i]; break;
+    case KILN_DTYPE_U8:
+    case KILN_DTYPE_BOOL: for (size_t i = 0; i < n; i++) d[i] = ((const uint8_t *)p)[i]; break;
+    case KILN_DTYPE_I16: for (size_t i = 0; i < n; i++) d[i] = ((const int16_t *)p)[i]; break;
+    case KILN_DTYPE_U16: for (size_t i = 0; i < n; i++) d[i] = ((const uint16_t *)p)[i]; break;
+    case KILN_DTYPE_I32: for (size_t i = 0; i < n; i++) d[i] = ((const int32_t *)p)[i]; break;
+    case KILN_DTYPE_U32: for (size_t i = 0; i < n; i++) d[i] = ((const uint32_t *)p)[i]; break;
+    case KILN_DTYPE_I64:
+    case KILN_DTYPE_U64: if (n) memcpy(d, p, n * sizeof *d); break;
+    default:
+        kiln_free(d);
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input '%s' is %s; expected an integer type",
+                          what, kiln_dtype_name(t->dtype));
+    }
+    *out = d;
+    return KILN_OK;
+}
+
+/* Stores n doubles into t (same element count), rounding for float types and truncating
+ * for integer types. */
+static void store_f64(struct kiln_tensor *t, const double *d, size_t n)
+{
+    void *p = t->data;
+    switch (t->dtype) {
+    case KILN_DTYPE_F32: for (size_t i = 0; i < n; i++) ((float *)p)[i] = (float)d[i]; break;
+    case KILN_DTYPE_F64: if (n) memcpy(p, d, n * sizeof *d); break;
+    case KILN_DTYPE_F16:
+        for (size_t i = 0; i < n; i++) ((uint16_t *)p)[i] = kiln_f32_to_f16((float)d[i]);
+        break;
+    case KILN_DTYPE_BF16:
+        for (size_t i = 0; i < n; i++) ((uint16_t *)p)[i] = kiln_f32_to_bf16((float)d[i]);
+        break;
+    default: for (size_t i = 0; i < n; i++) kiln_tensor_set_f64(t, i, d[i]); break;
+    }
+}
+
+/* Stores n int64 values into an integer/bool tensor, wrapping to the type's width as a C
+ * cast through the unsigned type does; bool gets v != 0. */
+static void store_i64(struct kiln_tensor *t, const int64_t *d, size_t n)
+{
+    void *p = t->data;
+    switch (t->dtype) {
+    case KILN_DTYPE_BOOL: for (size_t i = 0; i < n; i++) ((uint8_t *)p)[i] = d[i] != 0; break;
+    case KILN_DTYPE_I8:
+    case KILN_DTYPE_U8: for (size_t i = 0; i < n; i++) ((uint8_t *)p)[i] = (uint8_t)d[i]; break;
+    case KILN_DTYPE_I16:
+    case KILN_DTYPE_U16: for (size_t i = 0; i < n; i++) ((uint16_t *)p)[i] = (uint16_t)d[i]; break;
+    case KILN_DTYPE_I32:
+    case KILN_DTYPE_U32: for (size_t i = 0; i < n; i++) ((uint32_t *)p)[i] = (uint32_t)d[i]; break;
+    case KILN_DTYPE_I64:
+    case KILN_DTYPE_U64: if (n) memcpy(p, d, n * sizeof *d); break;
+    default: break;
+    }
+}
+
+/* Smallest and largest value of an integer/bool dtype, as int64 (uint64's max is stored
+ * as its bit pattern, -1). */
+static void int_limits(kiln_dtype dt, int64_t *lo, int64_t *hi)
+{
+    switch (dt) {
+    case KILN_DTYPE_BOOL: *lo = 0; *hi = 1; break;
+    case KILN_DTYPE_I8: *lo = INT8_MIN; *hi = INT8_MAX; break;
+    case KILN_DTYPE_U8: *lo = 0; *hi = UINT8_MAX; break;
+    case KILN_DTYPE_I16: *lo = INT16_MIN; *hi = INT16_MAX; break;
+    case KILN_DTYPE_U16: *lo = 0; *hi = UINT16_MAX; break;
+    case KILN_DTYPE_I32: *lo = INT32_MIN; *hi = INT32_MAX; break;
+    case KILN_DTYPE_U32: *lo = 0; *hi = UINT32_MAX; break;
+    case KILN_DTYPE_U64: *lo = 0; *hi = -1; break;
+    default: *lo = INT64_MIN; *hi = INT64_MAX; break;
+    }
+}
+
+/* ------------------------------------------------------------------ reduction engine */
+
+enum red_kind { K_ADD, K_MUL, K_MAX, K_MIN, K_ADDEXP };
+
+/* The input's shape after dropping size-1 dims and merging neighbours of the same status.
+ * ostride[d] is the output stride of dim d (0 for reduced dims). nd >= 1. */
+struct red_iter {
+    int nd;
+    size_t size[KILN_MAX_RANK];
+    size_t ostride[KILN_MAX_RANK];
+};
+
+static void red_iter_init(struct red_iter *it, int rank, const int64_t *dims, const bool *reduced)
+{
+    size_t size[KILN_MAX_RANK];
+    bool red[KILN_MAX_RANK];
+    int nd = 0;
+    for (int d = 0; d < rank; d++) {
+        if (dims[d] == 1) continue;
+        if (nd > 0 && red[nd - 1] == reduced[d]) {
+            size[nd - 1] *= (size_t)dims[d];
+        } else {
+            size[nd] = (size_t)dims[d];
+            red[nd] = reduced[d];
+            nd++;
+        }
+    }
+    if (nd == 0) {
+        size[0] = 1;
+        red[0] = false;
+        nd = 1;
+    }
+    size_t os = 1;
+    for (int d = nd - 1; d >= 0; d--) {
+        it->size[d] = size[d];
+        it->ostride[d] = red[d] ? 0 : os;
+        if (!red[d]) os *= size[d];
+    }
+    it->nd = nd;
+}
+
+/* Folds x (the whole input, in memory order) into acc (one slot per output element,
+ * pre-filled with the identity). K_ADDEXP adds exp(x - ref[o]) and exists for double only.
+ * The input must be non-empty. */
+#define DEFINE_RED(NAME, T, ISNAN, GT, LT)                                                     \
+    static void NAME(const T *x, T *acc, const T *ref, const struct red_iter *it,               \
+                     enum red_kind kind)                                                        \
+    {                                                                                           \
+        size_t idx[KILN_MAX_RANK] = {0};                                                        \
+        const int nd = it->nd;                                                                  \
+        const size_t s = it->size[nd - 1];                                                      \
+        const bool along = it->ostride[nd - 1] == 0;                                            \
+        size_t i = 0, o = 0;                                                                    \
+        for (;;) {                                                                              \
+            const T *xs = x + i;                                                                \
+            T *a = acc + o;                                                                     \
+            switch (kind) {                                                                     \
+            case K_ADD:                                                                         \
+                if (along) {                                                                    \
+                    T t = *a;                                                                   \
+                    for (size_t j = 0; j < s; j++) t += xs[j];                                  \
+                    *a = t;                                                                     \
+                } else {                                                                        \
+                    for (size_t j = 0; j < s; j++) a[j] += xs[j];                               \
+                }                                                                               \
+                break;                                                                          \
+            case K_MUL:                                                                         \
+                if (along) {                                                                    \
+                    T t = *a;                                                                   \
+                    for (size_t j = 0; j < s; j++) t *= xs[j];                                  \
+                    *a = t;                                                                     \
+                } else {                                                                        \
+                    for (size_t j = 0; j < s; j++) a[j] *= xs[j];                               \
+                }                                                                               \
+                break;                                                                          \
+            case K_MAX:                                                                         \
+                if (along) {                                                                    \
+                    T t = *a;                                                                   \
+                    for (size_t j = 0; j < s; j++)                                              \
+                        if (GT(xs[j], t) || ISNAN(xs[j])) t = xs[j];                            \
+                    *a = t;                                                                     \
+                } else {                                                                        \
+                    for (size_t j = 0; j < s; j++)                                              \
+                        if (GT(xs[j], a[j]) || ISNAN(xs[j])) a[j] = xs[j];                      \
+                }                                                                               \
+                break;                                                                          \
+            case K_MIN:                                                                         \
+                if (along) {                                                                    \
+                    T t = *a;                                                                   \
+                    for (size_t j = 0; j < s; j++)                                              \
+                        if (LT(xs[j], t) || ISNAN(xs[j])) t = xs[j];                            \
+                    *a = t;                                                                     \
+                } else {                                                                        \
+                    for (size_t j = 0; j < s; j++)                                              \
+                        if (LT(xs[j], a[j]) || ISNAN(xs[j])) a[j] = xs[j];                      \
+                }                                                                               \
+                break;                                                                          \
+            case K_ADDEXP:                                                                      \
+                if (along) {                                                                    \
+                    double t = (double)*a, r = (double)ref[o];                                  \
+                    for (size_t j = 0; j < s; j++) t += exp((double)xs[j] - r);                 \
+                    *a = (T)t;                                                                  \
+                } else {                                                                        \
+                    for (size_t j = 0; j < s; j++)                                              \
+                        a[j] = (T)((double)a[j] + exp((double)xs[j] - (double)ref[o + j]));    \
+                }                                                                               \
+                break;                                                                          \
+            }                                                                                   \
+            i += s;                                                                             \
+            int d = nd - 2;                                                                     \
+            for (; d >= 0; d--) {                                                               \
+                o += it->ostride[d];                                                            \
+                if (++idx[d] < it->size[d]) break;                                              \
+                o -= it->ostride[d] * it->size[d];                                              \
+                idx[d] = 0;                                                                     \
+            }                                                                                   \
+            if (d < 0) break;                                                                   \
+        }                                                                                       \
+    }
+
+#define RED_GT(a, b) ((a) > (b))
+#define RED_LT(a, b) ((a) < (b))
+#define RED_NAN_F(v) isnan(v)
+#define RED_NAN_NONE(v) 0
+
+DEFINE_RED(red_f64, double, RED_NAN_F, RED_GT, RED_LT)
+DEFINE_RED(red_i64, int64_t, RED_NAN_NONE, RED_GT, RED_LT)
+DEFINE_RED(red_u64, uint64_t, RED_NAN_NONE, RED_GT, RED_LT)
+
+/* ------------------------------------------------------------------ Reduce* ops */
+
+enum red_op { R_SUM, R_MEAN, R_MAX, R_MIN, R_PROD, R_L1, R_L2, R_LOGSUM, R_LOGSUMEXP, R_SUMSQ };
+
+/* Reads the axes (attribute or input 1, as the opset says) into reduced[]. Returns with
+ * *none = true when no axes were given. */
+static kiln_status read_axes(struct kiln_kctx *k, int rank, bool axes_from_input, bool *reduced,
+                             bool *none)
+{
+    const int64_t *av = NULL;
+    size_t na = 0;
+    int64_t *buf = NULL;
+    for (int d = 0; d < rank; d++) reduced[d] = false;
+    if (axes_from_input) {
+        const struct kiln_tensor *at = kiln_in(k, 1);
+        if (at) {
+            if (!kiln_dtype_is_int(at->dtype) || at->rank > 1)
+                return kiln_kfail(k, KILN_E_INVALID_ARG,
+                                  "input 'axes' is %s of rank %d; expected a 1-D int64 tensor",
+                                  kiln_dtype_name(at->dtype), at->rank);
+            na = kiln_tensor_numel(at);
+            if (na > 0) {
+                if (na > (size_t)KILN_MAX_RANK * 2)
+                    return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'axes' has %zu entries for "
+                                      "a rank-%d input", na, rank);
+                buf = kiln_malloc(na * sizeof *buf);
+                if (!buf) return kiln_kfail(k, KILN_E_NOMEM, "out of memory reading axes");
+                for (size_t i = 0; i < na; i++) buf[i] = kiln_tensor_get_i64(at, i);
+                av = buf;
+            }
+        }
+    } else {
+        na = kiln_attr_ints(k, "axes", &av);
+    }
+    *none = na == 0;
+    kiln_status st = KILN_OK;
+    for (size_t i = 0; i < na; i++) {
+        int64_t a = av[i];
+        if (a < -rank || a >= rank) {
+            st = kiln_kfail(k, KILN_E_INVALID_ARG, "axis %lld is out of range [%d, %d]",
+                            (long long)a, -rank, rank - 1);
+            break;
+        }
+        if (a < 0) a += rank;
+        if (reduced[a]) {
+            st = kiln_kfail(k, KILN_E_INVALID_ARG, "axis %lld is listed twice", (long long)av[i]);
+            break;
+        }
+        reduced[a] = true;
+    }
+    kiln_free(buf);
+    return st;
+}
+
+static bool red_dtype_ok(enum red_op op, kiln_dtype dt)
+{
+    switch (dt) {
+    case KILN_DTYPE_F32: case KILN_DTYPE_F64: case KILN_DTYPE_F16: case KILN_DTYPE_BF16:
+    case KILN_DTYPE_I32: case KILN_DTYPE_I64: case KILN_DTYPE_U32: case KILN_DTYPE_U64:
+        return true;
+    case KILN_DTYPE_I8: case KILN_DTYPE_U8:
+    case KILN_DTYPE_I16: case KILN_DTYPE_U16: /* not in the spec, but harmless */
+        return true;
+    case KILN_DTYPE_BOOL:
+        return op == R_MAX || op == R_MIN;
+    default:
+        return false;
+    }
+}
+
+/* The shared body of every Reduce* op. axes_input_since: the first version that takes
+ * axes as an input. */
+static kiln_status reduce_run(struct kiln_kctx *k, enum red_op op, int axes_input_since)
+{
+    const struct kiln_tensor *x;
+    KILN_TRY(kiln_in_req(k, 0, &x));
+    if (!red_dtype_ok(op, x->dtype))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 'data' is %s; this op takes numeric "
+                          "types%s", kiln_dtype_name(x->dtype),
+                          (op == R_MAX || op == R_MIN) ? " and bool" : "");
+    const int rank = x->rank;
+    bool reduced[KILN_MAX_RANK];
+    bool none;
+    const bool from_input = k->opset >= axes_input_since;
+    KILN_TRY(read_axes(k, rank, from_input, reduced, &none));
+    const bool keepdims = kiln_attr_i(k, "keepdims", 1) != 0;
+    if (none) {
+        const bool noop = from_input && kiln_attr_i(k, "noop_with_empty_axes", 0) != 0;
+        for (int d = 0; d < rank; d++) reduced[d] = !noop;
+    }
+
+    int64_t odims[KILN_MAX_RANK];
+    int orank = 0;
+    size_t count = 1; /* elements folded into each output */
+    for (int d = 0; d < rank; d++) {
+        if (reduced[d]) {
+            count *= (size_t)x->dims[d];
+            if (keepdims) odims[orank++] = 1;
+        } else {
+            odims[orank++] = x->dims[d];
+        }
+    }
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, orank, odims, &y));
+    const size_t n = kiln_tensor_numel(x), on = kiln_tensor_numel(y);
+    if (on == 0) return KILN_OK;
+
+    struct red_iter it;
+    red_iter_init(&it, rank, x->dims, reduced);
+    const bool as_int = kiln_dtype_is_int(x->dtype) || x->dtype == KILN_DTYPE_BOOL;
+    const bool int_path = as_int && op != R_L2 && op != R_LOGSUM && op != R_LOGSUMEXP;
+    kiln_status st = KILN_OK;
+
+    if (int_path) {
+        int64_t *xi = NULL, *acc = kiln_malloc(on * sizeof *acc);
+        if (!acc) return kiln_kfail(k, KILN_E_NOMEM, "out of memory for %zu accumulators", on);
+        if (n) {
+            st = load_i64(k, x, "data", &xi);
+            if (st) goto int_done;
+        }
+        const bool is_u64 = x->dtype == KILN_DTYPE_U64;
+        int64_t lo, hi, init = 0;
+        int_limits(x->dtype, &lo, &hi);
+        enum red_kind kind = K_ADD;
+        switch (op) {
+        case R_PROD: kind = K_MUL; init = 1; break;
+        case R_MAX: kind = K_MAX; init = lo; break;
+        case R_MIN: kind = K_MIN; init = hi; break;
+        case R_L1:
+            for (size_t i = 0; i < n; i++)
+                if (xi[i] < 0 && !is_u64) xi[i] = (int64_t)(0 - (uint64_t)xi[i]);
+            break;
+        case R_SUMSQ:
+            for (size_t i = 0; i < n; i++) xi[i] = (int64_t)((uint64_t)xi[i] * (uint64_t)xi[i]);
+            break;
+        default: break;
+        }
+        for (size_t i = 0; i < on; i++) acc[i] = init;
+        if (n) {
+            if (kind == K_ADD || kind == K_MUL)
+                red_u64((const uint64_t *)xi, (uint64_t *)acc, NULL, &it, kind);
+            else if (is_u64)
+                red_u64((const uint64_t *)xi, (uint64_t *)acc, NULL, &it, kind);
+            else
+                red_i64(xi, acc, NULL, &it, kind);
+        }
+        if (op == R_MEAN) {
+            for (size_t i = 0; i < on; i++) {
+                if (count == 0) acc[i] = 0;
+                else if (is_u64) acc[i] = (int64_t)((uint64_t)acc[i] / count);
+                else acc[i] = acc[i] / (int64_t)count;
+            }
+        }
+        store_i64(y, acc, on);
+    int_done:
+        kiln_free(xi);
+        kiln_free(acc);
+        return st;
+    }
+
+    double *xd = NULL, *acc = kiln_malloc(on * sizeof *acc), *ref = NULL;
+    if (!acc) return kiln_kfail(k, KILN_E_NOMEM, "out of memory for %zu accumulators", on);
+    if (n) {
+        st = load_f64(k, x, "data", &xd);
+        if (st) goto done;
+    }
+    double init = 0;
+    enum red_kind kind = K_ADD;
+    switch (op) {
+    case R_PROD: kind = K_MUL; init = 1; break;
+    case R_MAX: kind = K_MAX; init = -INFINITY; break;
+    case R_MIN: kind = K_MIN; init = INFINITY; break;
+    case R_L1: for (size_t i = 0; i < n; i++) xd[i] = fabs(xd[i]); break;
+    case R_L2:
+    case R_SUMSQ: for (size_t i = 0; i < n; i++) xd[i] *= xd[i]; break;
+    case R_LOGSUMEXP: kind = K_ADDEXP; break;
+    default: break;
+    }
+    for (size_t i = 0; i < on; i++) acc[i] = init;
+    if (op == R_LOGSUMEXP && n) {
+        /* Shift by the max so exp cannot overflow; an infinite max shifts by 0 so that
+         * -inf inputs give -inf and +inf gives +inf instead of NaN. */
+        ref = kiln_malloc(on * sizeof *ref);
+        if (!ref) {
+            st = kiln_kfail(k, KILN_E_NOMEM, "out of memory for %zu accumulators", on);
+            goto done;
+        }
+        for (size_t i = 0; i < on; i++) ref[i] = -INFINITY;
+        red_f64(xd, ref, NULL, &it, K_MAX);
+        for (size_t i = 0; i < on; i++)
+            if (isinf(ref[i])) ref[i] = 0;
+    }
+    if (n) red_f64(xd, acc, ref, &it, kind);
+    switch (op) {
+    case R_MEAN:
+        for (size_t i = 0; i < on; i++) acc[i] /= (double)count;
+        break;
+    case R_L2:
+        for (size_t i = 0; i < on; i++) acc[i] = sqrt(acc[i]);
+        break;
+    case R_LOGSUM:
+        for (size_t i = 0; i < on; i++) acc[i] = log(acc[i]);
+        break;
+    case R_LOGSUMEXP:
+        for (size_t i = 0; i < on; i++) acc[i] = log(acc[i]) + (ref ? ref[i] : 0);
+        break;
+    default: break;
+    }
+    if (as_int) {
+        /* L2 / LogSum / LogSumExp of integers: truncate, saturating, like a C cast. */
+        for (size_t i = 0; i < on; i++) kiln_tensor_set_f64(y, i, acc[i]);
+    } else {
+        store_f64(y, acc, on);
+    }
+done:
+    kiln_free(xd);
+    kiln_free(ref);
+    kiln_free(acc);
+    return st;
+}
+
+static kiln_status reduce_sum_run(struct kiln_kctx *k) { return reduce_run(k, R_SUM, 13); }
+static kiln_status reduce_mean_run(struct kiln_kctx *k) { return reduce_run(k, R_MEAN, 18); }
+static kiln_status reduce_max_run(struct kiln_kctx *k) { return reduce_run(k, R_MAX, 18); }
+static kiln_status reduce_min_run(struct kiln_kctx *k) { return reduce_run(k, R_MIN, 18); }
+static kiln_status reduce_prod_run(struct kiln_kctx *k) { return reduce_run(k, R_PROD, 18); }
+static kiln_status reduce_l1_run(struct kiln_kctx *k) { return reduce_run(k, R_L1, 18); }
+static kiln_status reduce_l2_run(struct kiln_kctx *k) { return reduce_run(k, R_L2, 18); }
+static kiln_status reduce_logsum_run(struct kiln_kctx *k) { return reduce_run(k, R_LOGSUM, 18); }
+static kiln_status reduce_logsumexp_run(struct kiln_kctx *k)
+{
+    return reduce_run(k, R_LOGSUMEXP, 18);
+}
+static kiln_status reduce_sumsq_run(struct kiln_kctx *k) { return reduce_run(k, R_SUMSQ, 18); }
+
+/* ------------------------------------------------------------------ ArgMax / ArgMin */
+
+/* For each (outer, inner) position, the index along the axis of the max (or min) element:
+ * the first one, or the last with select_last. A NaN counts as larger and smaller than
+ * everything (numpy's argmax/argmin return the first NaN). */
+#define DEFINE_ARG(NAME, T, ISNAN)                                                             \
+    static void NAME(const T *x, int64_t *y, size_t outer, size_t len, size_t inner, bool want_max, \
+                     bool last)                                                                 \
+    {                                                                                           \
+        for (size_t a = 0; a < outer; a++) {                                                    \
+            for (size_t b = 0; b < inner; b++) {                                                \
+                const T *p = x + a * len * inner + b;                                           \
+                T best = p[0];                                                                  \
+                size_t bi = 0;                                                                  \
+                bool best_nan = ISNAN(best);                                                    \
+                for (size_t j = 1; j < len && !(best_nan && !last); j++) {                      \
+                    T v = p[j * inner];                                                         \
+                    bool take;                                                                  \
+                    if (ISNAN(v)) take = !best_nan || last;                                     \
+                    else if (best_nan) take = false;                                            \
+                    else if (want_max) take = last ? v >= best : v > best;                      \
+                    else take = last ? v <= best : v < best;                                    \
+                    if (take) {                                                                 \
+                        best = v;                                                               \
+                        bi = j;                                                                 \
+                        best_nan = ISNAN(v);                                                    \
+                    }                                                                           \
+                }                                                                               \
+                y[a * inner + b] = (int64_t)bi;                                                 \
+            }                                                                                   \
+        }                                                                                       \
+    }
+
+DEFINE_ARG(arg_f64, double, RED_NAN_F)
+DEFINE_ARG(arg_i64, int64_t, RED_NAN_NONE)
+DEFINE_ARG(arg_u64, uint64_t, RED_NAN_NONE)
+
+static kiln_status arg_run(struct kiln_kctx *k, bool want_max)
+{
+    const struct kiln_tensor *x;
+    KILN_TRY(kiln_in_req(k, 0, &x));
+    const int rank = x->rank;
+    int64_t axis = kiln_attr_i(k, "axis", 0);
+    const bool keepdims = kiln_attr_i(k, "keepdims", 1) != 0;
+    const bool last = k->opset >= 12 && kiln_attr_i(k, "select_last_index", 0) != 0;
+    const int r = rank ? rank : 1; /* a scalar acts as shape [1] */
+    if (axis < -r || axis >= r)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "attribute 'axis' is %lld; expected [%d, %d]",
+                          (long long)axis, -r, r - 1);
+    if (axis < 0) axis += r;
+    if (!kiln_dtype_is_int(x->dtype) && !kiln_dtype_is_float(x->dtype) &&
+        x->dtype != KILN_DTYPE_BOOL)
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 'data' is %s; expected a numeric type",
+                          kiln_dtype_name(x->dtype));
+    size_t outer = 1, inner = 1, len = rank ? (size_t)x->dims[axis] : 1;
+    int64_t odims[KILN_MAX_RANK];
+    int orank = 0;
+    for (int d = 0; d < rank; d++) {
+        if (d < axis) outer *= (size_t)x->dims[d];
+        if (d > axis) inner *= (size_t)x->dims[d];
+        if (d != axis) odims[orank++] = x->dims[d];
+        else if (keepdims) odims[orank++] = 1;
+    }
+    if (len == 0 && outer * inner > 0)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'data' has size 0 on axis %lld; the "
+                          "arg of an empty set is undefined", (long long)axis);
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_I64, orank, odims, &y));
+    if (kiln_tensor_numel(y) == 0) return KILN_OK;
+    kiln_status st;
+    if (kiln_dtype_is_float(x->dtype)) {
+        double *xd;
+        st = load_f64(k, x, "data", &xd);
+        if (st) return st;
+        arg_f64(xd, y->data, outer, len, inner, want_max, last);
+        kiln_free(xd);
+    } else {
+        int64_t *xi;
+        st = load_i64(k, x, "data", &xi);
+        if (st) return st;
+        if (x->dtype == KILN_DTYPE_U64)
+            arg_u64((const uint64_t *)xi, y->data, outer, len, inner, want_max, last);
+        else
+            arg_i64(xi, y->data, outer, len, inner, want_max, last);
+        kiln_free(xi);
+    }
+    return KILN_OK;
+}
+
+static kiln_status argmax_run(struct kiln_kctx *k) { return arg_run(k, true); }
+static kiln_status argmin_run(struct kiln_kctx *k) { return arg_run(k, false); }
+
+const struct kiln_cpu_op kiln_cpu_ops_reduce[] = {
+    {"ReduceSum", "", 1, KILN_OPSET_ANY, reduce_sum_run},
+    {"ReduceMean", "", 1, KILN_OPSET_ANY, reduce_mean_run},
+    {"ReduceMax", "", 1, KILN_OPSET_ANY, reduce_max_run},
+    {"ReduceMin", "", 1, KILN_OPSET_ANY, reduce_min_run},
+    {"ReduceProd", "", 1, KILN_OPSET_ANY, reduce_prod_run},
+    {"ReduceL1", "", 1, KILN_OPSET_ANY, reduce_l1_run},
+    {"ReduceL2", "", 1, KILN_OPSET_ANY, reduce_l2_run},
+    {"ReduceLogSum", "", 1, KILN_OPSET_ANY, reduce_logsum_run},
+    {"ReduceLogSumExp", "", 1, KILN_OPSET_ANY, reduce_logsumexp_run},
+    {"ReduceSumSquare", "", 1, KILN_OPSET_ANY, reduce_sumsq_run},
+    {"ArgMax", "", 1, KILN_OPSET_ANY, argmax_run},
+    {"ArgMin", "", 1, KILN_OPSET_ANY, argmin_run},
+    {0},
+};

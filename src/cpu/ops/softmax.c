@@ -1,0 +1,291 @@
+/* src/cpu/ops/softmax.c: ONNX Softmax, LogSoftmax, Hardmax (1, 11, 13) and the losses
+ * NegativeLogLikelihoodLoss (12, 13, 22) and SoftmaxCrossEntropyLoss (12, 13).
+ *
+ * Before opset 13 the softmax family coerces the input to 2-D at `axis` (default 1): rows
+ * are the product of the dims before it, columns the product of the dims from it on, and
+ * the op runs over each row. From 13 on it runs along the single dim `axis` (default -1).
+ * Softmax subtracts the max first so exp cannot overflow; a row that contains +inf gives
+ * NaN as the reference does. Hardmax puts its 1 on the first maximal element.
+ *
+ * The losses follow the ONNX reference: with input (N, C, d1..dk) and target (N, d1..dk),
+ * each element's loss is -input[n, target, d...] * w, where w is weight[target] (1 without
+ * weights) and 0 where target == ignore_index. reduction "none" returns these, "sum" their
+ * sum and "mean" sum(loss) / sum(w) (NaN when every target is ignored). A target outside
+ * [0, C) that is not ignore_index is an error. SoftmaxCrossEntropyLoss first takes the
+ * log-softmax of the scores along dim 1 and can return it as its second output.
+ *
+ * Everything is computed in double; float16/bfloat16 results are rounded once at the end.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "cpu/kernel.h"
+
+/* Copies a float tensor into a new double array (*out; free with kiln_free). */
+static kiln_status load_f64(struct kiln_kctx *k, const struct kiln_tensor *t, const char *what,
+                            double **out)
+{
+    size_t n = kiln_tensor_numel(t), bytes;
+    *out = NULL;
+    if (!kiln_mul_size(n ? n : 1, sizeof(double), &bytes))
+        return kiln_kfail(k, KILN_E_LIMIT, "input '%s' is too large", what);
+    double *d = kiln_malloc(bytes);
+    if (!d) return kiln_kfail(k, KILN_E_NOMEM, "out of memory converting input '%s'", what);
+    const void *p = t->data;
+    switch (t->dtype) {
+    case KILN_DTYPE_F32: for (size_t i = 0; i < n; i++) d[i] = ((const float *)p)[i]; break;
+    case KILN_DTYPE_F64: if (n) memcpy(d, p, n * sizeof *d); break;
+    case KILN_DTYPE_F16:
+        for (size_t i = 0; i < n; i++) d[i] = kiln_f16_to_f32(((const uint16_t *)p)[i]);
+        break;
+    case KILN_DTYPE_BF16:
+        for (size_t i = 0; i < n; i++) d[i] = kiln_bf16_to_f32(((const uint16_t *)p)[i]);
+        break;
+    default:
+        kiln_free(d);
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input '%s' is %s; expected float16, float, "
+                          "double or bfloat16", what, kiln_dtype_name(t->dtype));
+    }
+    *out = d;
+    return KILN_OK;
+}
+
+/* Stores n doubles into a float tensor of n elements. */
+static void store_f64(struct kiln_tensor *t, const double *d, size_t n)
+{
+    void *p = t->data;
+    switch (t->dtype) {
+    case KILN_DTYPE_F32: for (size_t i = 0; i < n; i++) ((float *)p)[i] = (float)d[i]; break;
+    case KILN_DTYPE_F64: if (n) memcpy(p, d, n * sizeof *d); break;
+    case KILN_DTYPE_F16:
+        for (size_t i = 0; i < n; i++) ((uint16_t *)p)[i] = kiln_f32_to_f16((float)d[i]);
+        break;
+    case KILN_DTYPE_BF16:
+        for (size_t i = 0; i < n; i++) ((uint16_t *)p)[i] = kiln_f32_to_bf16((float)d[i]);
+        break;
+    default: for (size_t i = 0; i < n; i++) kiln_tensor_set_f64(t, i, d[i]); break;
+    }
+}
+
+static bool is_real_float(kiln_dtype dt)
+{
+    return dt == KILN_DTYPE_F32 || dt == KILN_DTYPE_F64 || dt == KILN_DTYPE_F16 ||
+           dt == KILN_DTYPE_BF16;
+}
+
+/* ------------------------------------------------------------------ Softmax family */
+
+enum sm_kind { SM_SOFTMAX, SM_LOGSOFTMAX, SM_HARDMAX };
+
+/* Applies the op in place to x viewed as [outer, len, inner], along the middle dim. */
+static void softmax_f64(double *x, size_t outer, size_t len, size_t inner, enum sm_kind kind)
+{
+    for (size_t a = 0; a < outer; a++) {
+        for (size_t b = 0; b < inner; b++) {
+            double *p = x + a * len * inner + b;
+            double mx = -INFINITY;
+            size_t mi = 0;
+            for (size_t j = 0; j < len; j++) {
+                if (p[j * inner] > mx) {
+                    mx = p[j * inner];
+                    mi = j;
+                }
+            }
+            if (kind == SM_HARDMAX) {
+                for (size_t j = 0; j < len; j++) p[j * inner] = j == mi ? 1.0 : 0.0;
+                continue;
+            }
+            /* An all -inf row keeps the shift at 0 so the result is NaN, as numpy gives. */
+            double shift = isinf(mx) && mx < 0 ? 0 : mx;
+            double sum = 0;
+            for (size_t j = 0; j < len; j++) sum += exp(p[j * inner] - shift);
+            if (kind == SM_SOFTMAX) {
+                for (size_t j = 0; j < len; j++) p[j * inner] = exp(p[j * inner] - shift) / sum;
+            } else {
+                double ls = log(sum);
+                for (size_t j = 0; j < len; j++) p[j * inner] = p[j * inner] - shift - ls;
+            }
+        }
+    }
+}
+
+static kiln_status softmax_family_run(struct kiln_kctx *k, enum sm_kind kind)
+{
+    const struct kiln_tensor *x;
+    KILN_TRY(kiln_in_req(k, 0, &x));
+    if (!is_real_float(x->dtype))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 'input' is %s; expected float16, float, "
+                          "double or bfloat16", kiln_dtype_name(x->dtype));
+    const int rank = x->rank;
+    const bool coerce = k->opset < 13;
+    int64_t axis = kiln_attr_i(k, "axis", coerce ? 1 : -1);
+    /* Coercion accepts axis == rank (one column per row); 13+ needs a real dim. */
+    const int hi = coerce ? rank : rank - 1;
+    if (axis < -rank || axis > hi)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "attribute 'axis' is %lld; expected [%d, %d] "
+                          "for a rank-%d input", (long long)axis, -rank, hi, rank);
+    if (axis < 0) axis += rank;
+    size_t outer = 1, len = 1, inner = 1;
+    for (int d = 0; d < rank; d++) {
+        size_t s = (size_t)x->dims[d];
+        if (d < axis) outer *= s;
+        else if (d == axis || coerce) len *= s;
+        else inner *= s;
+    }
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, rank, x->dims, &y));
+    size_t n = kiln_tensor_numel(x);
+    if (n == 0) return KILN_OK;
+    double *d;
+    KILN_TRY(load_f64(k, x, "input", &d));
+    softmax_f64(d, outer, len, inner, kind);
+    store_f64(y, d, n);
+    kiln_free(d);
+    return KILN_OK;
+}
+
+static kiln_status softmax_run(struct kiln_kctx *k) { return softmax_family_run(k, SM_SOFTMAX); }
+static kiln_status logsoftmax_run(struct kiln_kctx *k)
+{
+    return softmax_family_run(k, SM_LOGSOFTMAX);
+}
+static kiln_status hardmax_run(struct kiln_kctx *k) { return softmax_family_run(k, SM_HARDMAX); }
+
+/* ------------------------------------------------------------------ losses */
+
+enum loss_reduction { LR_NONE, LR_SUM, LR_MEAN };
+
+/* Checks the shapes of input (N, C, d...) / target (N, d...) / weight (C), reads the
+ * attributes, and writes the loss of logp (the input, as doubles) to output 0. */
+static kiln_status nll_compute(struct kiln_kctx *k, const struct kiln_tensor *x, const double *logp,
+                               const char *xname, const char *tname)
+{
+    const struct kiln_tensor *t, *w = kiln_in(k, 2);
+    KILN_TRY(kiln_in_req(k, 1, &t));
+    char b1[128], b2[128];
+    if (x->rank < 2)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input '%s' has rank %d; expected (N, C, ...)",
+                          xname, x->rank);
+    bool shape_ok = t->rank == x->rank - 1 && t->dims[0] == x->dims[0];
+    for (int d = 2; shape_ok && d < x->rank; d++) shape_ok = t->dims[d - 1] == x->dims[d];
+    if (!shape_ok)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input '%s' has shape %s; expected %s's shape "
+                          "without dim 1 (%s)", tname, kiln_shape_str(t->rank, t->dims, b1, sizeof b1),
+                          xname, kiln_shape_str(x->rank, x->dims, b2, sizeof b2));
+    if (!kiln_dtype_is_int(t->dtype))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input '%s' is %s; expected int32 or int64",
+                          tname, kiln_dtype_name(t->dtype));
+    const int64_t C = x->dims[1];
+    double *wd = NULL;
+    if (w) {
+        if (w->rank != 1 || w->dims[0] != C)
+            return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'weight' has shape %s; expected [%lld]",
+                              kiln_shape_str(w->rank, w->dims, b1, sizeof b1), (long long)C);
+        KILN_TRY(load_f64(k, w, "weight", &wd));
+    }
+    const char *red_s = kiln_attr_s(k, "reduction", "mean");
+    enum loss_reduction red;
+    if (!strcmp(red_s, "none")) red = LR_NONE;
+    else if (!strcmp(red_s, "sum")) red = LR_SUM;
+    else if (!strcmp(red_s, "mean")) red = LR_MEAN;
+    else {
+        kiln_free(wd);
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "attribute 'reduction' is \"%s\"; expected "
+                          "\"none\", \"sum\" or \"mean\"", red_s);
+    }
+    const bool has_ii = kiln_attr_has(k, "ignore_index");
+    const int64_t ii = kiln_attr_i(k, "ignore_index", 0);
+
+    const size_t N = (size_t)x->dims[0], D = kiln_tensor_numel(t) / (N ? N : 1);
+    const size_t nt = kiln_tensor_numel(t);
+    struct kiln_tensor *y;
+    kiln_status st = kiln_out_tensor(k, 0, x->dtype, red == LR_NONE ? t->rank : 0, t->dims, &y);
+    if (st) {
+        kiln_free(wd);
+        return st;
+    }
+    double *loss = kiln_malloc((nt ? nt : 1) * sizeof *loss);
+    if (!loss) {
+        kiln_free(wd);
+        return kiln_kfail(k, KILN_E_NOMEM, "out of memory for %zu losses", nt);
+    }
+    double sum = 0, wsum = 0;
+    for (size_t n = 0; n < N; n++) {
+        for (size_t d = 0; d < D; d++) {
+            size_t j = n * D + d;
+            int64_t c = kiln_tensor_get_i64(t, j);
+            if (has_ii && c == ii) {
+                loss[j] = 0;
+                continue;
+            }
+            if (c < 0 || c >= C) {
+                st = kiln_kfail(k, KILN_E_INVALID_ARG, "input '%s' holds class %lld at element "
+                                "%zu; expected [0, %lld) or ignore_index", tname, (long long)c, j,
+                                (long long)C);
+                goto done;
+            }
+            double wc = wd ? wd[c] : 1.0;
+            loss[j] = -logp[(n * (size_t)C + (size_t)c) * D + d] * wc;
+            sum += loss[j];
+            wsum += wc;
+        }
+    }
+    if (red == LR_NONE) {
+        store_f64(y, loss, nt);
+    } else {
+        double v = red == LR_SUM ? sum : sum / wsum;
+        store_f64(y, &v, 1);
+    }
+done:
+    kiln_free(loss);
+    kiln_free(wd);
+    return st;
+}
+
+static kiln_status nllloss_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *x;
+    KILN_TRY(kiln_in_req(k, 0, &x));
+    if (!is_real_float(x->dtype))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 'input' is %s; expected a float type",
+                          kiln_dtype_name(x->dtype));
+    double *xd;
+    KILN_TRY(load_f64(k, x, "input", &xd));
+    kiln_status st = nll_compute(k, x, xd, "input", "target");
+    kiln_free(xd);
+    return st;
+}
+
+static kiln_status sce_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *x;
+    KILN_TRY(kiln_in_req(k, 0, &x));
+    if (!is_real_float(x->dtype))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 'scores' is %s; expected a float type",
+                          kiln_dtype_name(x->dtype));
+    if (x->rank < 2)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'scores' has rank %d; expected (N, C, ...)",
+                          x->rank);
+    double *xd;
+    KILN_TRY(load_f64(k, x, "scores", &xd));
+    size_t inner = 1;
+    for (int d = 2; d < x->rank; d++) inner *= (size_t)x->dims[d];
+    softmax_f64(xd, (size_t)x->dims[0], (size_t)x->dims[1], inner, SM_LOGSOFTMAX);
+    kiln_status st = nll_compute(k, x, xd, "scores", "labels");
+    if (st == KILN_OK && kiln_out_wanted(k, 1)) {
+        struct kiln_tensor *lp;
+        st = kiln_out_tensor(k, 1, x->dtype, x->rank, x->dims, &lp);
+        if (st == KILN_OK) store_f64(lp, xd, kiln_tensor_numel(x));
+    }
+    kiln_free(xd);
+    return st;
+}
+
+const struct kiln_cpu_op kiln_cpu_ops_softmax[] = {
+    {"Softmax", "", 1, KILN_OPSET_ANY, softmax_run},
+    {"LogSoftmax", "", 1, KILN_OPSET_ANY, logsoftmax_run},
+    {"Hardmax", "", 1, KILN_OPSET_ANY, hardmax_run},
+    {"NegativeLogLikelihoodLoss", "", 12, KILN_OPSET_ANY, nllloss_run},
+    {"SoftmaxCrossEntropyLoss", "", 12, KILN_OPSET_ANY, sce_run},
+    {0},
+};

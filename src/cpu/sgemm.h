@@ -1,0 +1,26 @@
+/* sgemm.h: single-precision general matrix multiply, BLAS-style, row-major.
+ *
+ * C = alpha * op(A) * op(B) + beta * C, where op(X) is X or its transpose. Row-major
+ * means element (i, j) of an R x S matrix X with leading dimension ldx lives at
+ * X[i * ldx + j]. op(A) is M x K: A is stored M x K (lda >= K) when !transA, else K x M
+ * (lda >= M). op(B) is K x N: B is stored K x N (ldb >= N) when !transB, else N x K
+ * (ldb >= K). C is M x N (ldc >= N).
+ *
+ * This is the portable blocked implementation (packing + a register-tile micro-kernel that
+ * compilers auto-vectorize); a tuned library may replace it behind the same entry point.
+ */
+#ifndef KILN_CPU_SGEMM_H
+#define KILN_CPU_SGEMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Contract: any of M, N, K may be 0 (K == 0 gives C = beta * C). beta == 0 overwrites C
+ * without reading it (NaN/garbage in C does not propagate), as BLAS does. C must not
+ * overlap A or B. Never fails: when scratch memory for packing cannot be allocated it
+ * falls back to an unpacked loop. Single-threaded; reentrant. */
+void kiln_sgemm(bool transA, bool transB, size_t M, size_t N, size_t K, float alpha,
+                const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
+                size_t ldc);
+
+#endif

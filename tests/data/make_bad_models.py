@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""make_bad_models.py: writes the small hand-made ONNX models of tests/data/ that the CLI
+tests (tests/cli/) use for error paths, encoding the protobuf bytes directly (standard
+library only, so the files can be regenerated anywhere).
+
+Field numbers follow onnx/onnx.proto (ModelProto, GraphProto, NodeProto, TensorProto,
+ValueInfoProto, TypeProto). Each model is valid protobuf and, but for its one defect,
+a valid ONNX model:
+
+  bad_cycle.onnx          Add(X, c) -> a, Relu(a) -> c: the nodes form a cycle
+  bad_short_init.onnx     initializer W declares dims [2,3] (6 floats) but holds 4
+  bad_missing_input.onnx  Relu reads 'nope', which no input, initializer or node defines
+  good_add.onnx           a valid model for contrast: C = Add(A, W), A float32[N,3],
+                          W an initializer float32[3] = [1, 2, 3]; also declares W as an
+                          input with a default (IR 3 style), which kiln.h hides
+
+Usage: python3 tests/data/make_bad_models.py   (writes next to this script)
+"""
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FLOAT, INT64 = 1, 7
+
+
+def varint(n):
+    out = bytearray()
+    n &= (1 << 64) - 1  # negative int64 values are encoded as 10-byte two's complement
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def key(field, wire):
+    return varint(field << 3 | wire)
+
+
+def f_varint(field, n):
+    return key(field, 0) + varint(n)
+
+
+def f_bytes(field, data):
+    if isinstance(data, str):
+        data = data.encode()
+    return key(field, 2) + varint(len(data)) + data
+
+
+def tensor_type(elem, dims):
+    """TypeProto{tensor_type{elem_type, shape{dim...}}}; a str dim is a dim_param."""
+    shape = b"".join(f_bytes(1, f_bytes(2, d) if isinstance(d, str) else f_varint(1, d)) for d in dims)
+    return f_bytes(1, f_varint(1, elem) + f_bytes(2, shape))
+
+
+def value_info(name, elem, dims):
+    return f_bytes(1, name) + f_bytes(2, tensor_type(elem, dims))
+
+
+def node(op, inputs, outputs, name):
+    return (b"".join(f_bytes(1, i) for i in inputs) + b"".join(f_bytes(2, o) for o in outputs)
+            + f_bytes(3, name) + f_bytes(4, op))
+
+
+def tensor(name, elem, dims, raw):
+    return b"".join(f_varint(1, d) for d in dims) + f_varint(2, elem) + f_bytes(8, name) + f_bytes(9, raw)
+
+
+def graph(name, nodes, inputs, outputs, inits=()):
+    return (b"".join(f_bytes(1, n) for n in nodes) + f_bytes(2, name)
+            + b"".join(f_bytes(5, t) for t in inits)
+            + b"".join(f_bytes(11, v) for v in inputs) + b"".join(f_bytes(12, v) for v in outputs))
+
+
+def model(g, opset=13, ir=7, meta=()):
+    opset_id = f_bytes(1, "") + f_varint(2, opset)
+    return (f_varint(1, ir) + f_bytes(2, "make_bad_models.py") + f_bytes(3, "1")
+            + f_varint(5, 42) + f_bytes(7, g) + f_bytes(8, opset_id)
+            + b"".join(f_bytes(14, f_bytes(1, k) + f_bytes(2, v)) for k, v in meta))
+
+
+def floats(*xs):
+    return struct.pack("<%df" % len(xs), *xs)
+
+
+def main():
+    models = {
+        "bad_cycle.onnx": graph(
+            "cycle",
+            [node("Add", ["X", "c"], ["a"], "add"), node("Relu", ["a"], ["c"], "relu")],
+            [value_info("X", FLOAT, [2])], [value_info("a", FLOAT, [2])]),
+        "bad_short_init.onnx": graph(
+            "short_init",
+            [node("Add", ["X", "W"], ["Y"], "add")],
+            [value_info("X", FLOAT, [2, 3])], [value_info("Y", FLOAT, [2, 3])],
+            [tensor("W", FLOAT, [2, 3], floats(1, 2, 3, 4))]),
+        "bad_missing_input.onnx": graph(
+            "missing_input",
+            [node("Relu", ["nope"], ["Y"], "relu")],
+            [value_info("X", FLOAT, [2])], [value_info("Y", FLOAT, [2])]),
+        "good_add.onnx": graph(
+            "good_add",
+            [node("Add", ["A", "W"], ["C"], "add")],
+            [value_info("A", FLOAT, ["N", 3]), value_info("W", FLOAT, [3])],
+            [value_info("C", FLOAT, ["N", 3])],
+            [tensor("W", FLOAT, [3], floats(1, 2, 3))]),
+    }
+    for name, g in models.items():
+        with open(os.path.join(HERE, name), "wb") as f:
+            f.write(model(g, meta=[("purpose", "kiln cli tests")] if name.startswith("good") else ()))
+        print("wrote", name)
+
+
+if __name__ == "__main__":
+    main()

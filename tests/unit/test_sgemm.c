@@ -1,0 +1,119 @@
+/* test_sgemm.c: kiln_sgemm against a naive double-precision reference.
+ *
+ * Every (M, N, K) in {1, 2, 7, 17, 64, 100}^3, all four transpose combinations, several
+ * alpha/beta pairs, and leading dimensions larger than the logical width (to catch code
+ * that assumes packed rows). beta == 0 must ignore NaN already in C. Also covers the
+ * blocking edges (K > KC, N > NC) with one large case, and prints a throughput figure for
+ * 256^3 (informational only). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/base.h"
+#include "cpu/sgemm.h"
+
+static int g_fail;
+
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static float rnd(void)
+{
+    g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
+    return (float)((g_rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+/* Runs one case; returns nonzero on mismatch (and prints it). */
+static int check(bool tA, bool tB, size_t M, size_t N, size_t K, float alpha, float beta,
+                 size_t pad)
+{
+    size_t lda = (tA ? M : K) + pad, ldb = (tB ? K : N) + pad, ldc = N + pad;
+    size_t arows = tA ? K : M, brows = tB ? N : K;
+    float *A = malloc(arows * lda * sizeof *A + 1), *B = malloc(brows * ldb * sizeof *B + 1);
+    float *C = malloc(M * ldc * sizeof *C + 1);
+    double *R = malloc(M * N * sizeof *R + 1);
+    for (size_t i = 0; i < arows * lda; i++) A[i] = rnd();
+    for (size_t i = 0; i < brows * ldb; i++) B[i] = rnd();
+    for (size_t i = 0; i < M * ldc; i++) C[i] = beta == 0.0f ? NAN : rnd();
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = 0; j < N; j++) {
+            double s = 0, mag = 0;
+            for (size_t p = 0; p < K; p++) {
+                double a = tA ? A[p * lda + i] : A[i * lda + p];
+                double b = tB ? B[j * ldb + p] : B[p * ldb + j];
+                s += a * b;
+                mag += fabs(a * b);
+            }
+            (void)mag;
+            R[i * N + j] = alpha * s + (beta == 0.0f ? 0.0 : beta * (double)C[i * ldc + j]);
+        }
+    /* Padding columns of C must not be touched. */
+    float sentinel = 12345.0f;
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = N; j < ldc; j++) C[i * ldc + j] = sentinel;
+    kiln_sgemm(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    int bad = 0;
+    for (size_t i = 0; i < M && !bad; i++) {
+        for (size_t j = 0; j < N; j++) {
+            double got = C[i * ldc + j], want = R[i * N + j];
+            double tol = 1e-4 * (fabs(want) + sqrt((double)K + 1));
+            if (!(fabs(got - want) <= tol)) {
+                printf("FAIL sgemm tA=%d tB=%d M=%zu N=%zu K=%zu alpha=%g beta=%g pad=%zu: "
+                       "C[%zu,%zu] = %.7g, want %.7g\n",
+                       tA, tB, M, N, K, alpha, beta, pad, i, j, got, want);
+                bad = 1;
+                break;
+            }
+        }
+        for (size_t j = N; j < ldc; j++)
+            if (C[i * ldc + j] != sentinel) {
+                printf("FAIL sgemm M=%zu N=%zu K=%zu: wrote past N in row %zu\n", M, N, K, i);
+                bad = 1;
+                break;
+            }
+    }
+    free(A), free(B), free(C), free(R);
+    return bad;
+}
+
+int main(void)
+{
+    static const size_t sizes[] = {1, 2, 7, 17, 64, 100};
+    static const float ab[][2] = {{1, 0}, {1, 1}, {0.5f, -2}, {-1.5f, 0}, {0, 0.25f}};
+    size_t ns = sizeof sizes / sizeof *sizes, n_cases = 0;
+    for (size_t mi = 0; mi < ns; mi++)
+        for (size_t ni = 0; ni < ns; ni++)
+            for (size_t ki = 0; ki < ns; ki++)
+                for (int t = 0; t < 4; t++) {
+                    size_t abi = (mi + ni + ki + (size_t)t) % 5;
+                    size_t pad = (mi + ki) % 3;
+                    g_fail |= check(t & 1, t >> 1, sizes[mi], sizes[ni], sizes[ki], ab[abi][0],
+                                    ab[abi][1], pad);
+                    n_cases++;
+                }
+    /* All alpha/beta pairs on one odd shape, and degenerate dims. */
+    for (int a = 0; a < 5; a++)
+        for (int t = 0; t < 4; t++) g_fail |= check(t & 1, t >> 1, 13, 29, 31, ab[a][0], ab[a][1], 1);
+    g_fail |= check(false, false, 5, 7, 0, 1.0f, 0.5f, 0); /* K == 0: C = beta*C */
+    g_fail |= check(false, false, 0, 7, 3, 1.0f, 0.5f, 0);
+    g_fail |= check(true, false, 3, 0, 3, 1.0f, 0.5f, 0);
+    /* Crosses the KC and NC block edges. */
+    g_fail |= check(false, false, 37, 1100, 300, 1.0f, 0.0f, 0);
+    g_fail |= check(true, true, 101, 1030, 513, 0.75f, 1.0f, 2);
+
+    /* Throughput, informational. */
+    size_t n = 256;
+    float *A = calloc(n * n, sizeof *A), *B = calloc(n * n, sizeof *B), *C = calloc(n * n, sizeof *C);
+    for (size_t i = 0; i < n * n; i++) A[i] = rnd(), B[i] = rnd();
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int reps = 10;
+    for (int r = 0; r < reps; r++) kiln_sgemm(false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double sec = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    printf("sgemm 256^3: %.2f GFLOP/s\n", 2.0 * (double)n * n * n * reps / sec * 1e-9);
+    free(A), free(B), free(C);
+
+    printf("%s: %zu shape cases\n", g_fail ? "FAILED" : "ok", n_cases);
+    return g_fail ? 1 : 0;
+}

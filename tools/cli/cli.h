@@ -1,0 +1,52 @@
+/* cli.h: shared declarations of the `kiln` command-line tool (tools/cli/).
+ *
+ * The CLI uses the public API (include/kiln.h) only. Each subcommand is one function
+ * taking the arguments after its name and returning the process exit status:
+ * 0 success, 1 the model/data is bad or the run failed, 2 usage error.
+ */
+#ifndef KILN_CLI_H
+#define KILN_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kiln.h"
+
+#if defined(__GNUC__)
+#define CLI_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define CLI_PRINTF(a, b)
+#endif
+
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+
+/* Prints "kiln: <message>" as one line on stderr. Returns CLI_FAIL for convenience. */
+int cli_error(const char *fmt, ...) CLI_PRINTF(1, 2);
+/* Prints "kiln: <message>" plus "(see 'kiln help CMD')"-style hint; returns CLI_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...) CLI_PRINTF(2, 3);
+
+/* Loads a model, printing "kiln: <error>" on failure (returns NULL). */
+kiln_model *cli_load_model(const char *path);
+
+/* Parses a non-negative decimal integer in [lo, hi]; false when malformed or out of range. */
+bool cli_parse_int(const char *s, long lo, long hi, long *out);
+/* Parses a finite double; false when malformed. */
+bool cli_parse_double(const char *s, double *out);
+
+int cli_info(int argc, char **argv);
+int cli_check(int argc, char **argv);
+int cli_run(int argc, char **argv);
+int cli_compare(int argc, char **argv);
+
+/* Element helpers over kiln.h's in-memory layout. cli_elem_f64 reads element i as a double
+ * (for complex types, i indexes the interleaved re/im parts); NaN for types it cannot read. */
+bool cli_dtype_is_real(kiln_dtype dt);  /* numeric and not complex */
+bool cli_dtype_is_float(kiln_dtype dt); /* any floating type, complex included */
+double cli_elem_f64(const void *data, kiln_dtype dt, size_t i);
+
+/* Prints a one-value summary (type, shape, values) with the given indentation; with `all`
+ * every element is printed. Shared by run and compare. */
+void cli_print_value(const kiln_value *v, const char *indent, bool all);
+
+#endif /* KILN_CLI_H */

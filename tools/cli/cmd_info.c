@@ -1,0 +1,155 @@
+/* cmd_info.c: `kiln info MODEL`: what a model declares, from kiln.h's query functions.
+ *
+ * Prints: model header fields, opset imports, metadata_props, inputs and outputs with their
+ * declared types (symbolic dims kept, initializer-backed inputs excluded), node counts per
+ * op type sorted by name, and the parameter count and bytes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+struct op_count {
+    char *name; /* "domain.OpType", or "OpType" in the default domain */
+    size_t count;
+};
+
+static int cmp_op(const void *a, const void *b)
+{
+    return strcmp(((const struct op_count *)a)->name, ((const struct op_count *)b)->name);
+}
+
+/* "1.5 MiB"-style size. */
+static void human_bytes(uint64_t b, char *buf, size_t size)
+{
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)b;
+    int u = 0;
+    while (v >= 1024 && u < 4) v /= 1024, u++;
+    if (u == 0) snprintf(buf, size, "%llu B", (unsigned long long)b);
+    else snprintf(buf, size, "%.1f %s", v, units[u]);
+}
+
+/* Prints the first line of a doc string, shortened; docs can be long licence texts. */
+static void print_doc_line(const char *label, const char *doc)
+{
+    size_t n = strcspn(doc, "\r\n");
+    if (n == 0) return;
+    bool cut = n > 100 || doc[n];
+    printf("%-15s %.*s%s\n", label, (int)(n > 100 ? 100 : n), doc, cut ? " ..." : "");
+}
+
+/* Sorted op-type histogram. Returns false on out-of-memory. */
+static bool print_ops(const kiln_model *m)
+{
+    size_t n = kiln_model_node_count(m), k = 0;
+    struct op_count *ops = calloc(n ? n : 1, sizeof *ops);
+    bool ok = ops != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        const char *op, *dom;
+        kiln_model_node(m, i, NULL, &op, &dom);
+        size_t len = strlen(dom) + strlen(op) + 2;
+        char *name = malloc(len);
+        if (!name) {
+            ok = false;
+            break;
+        }
+        snprintf(name, len, "%s%s%s", dom, dom[0] ? "." : "", op);
+        size_t j = 0;
+        while (j < k && strcmp(ops[j].name, name) != 0) j++; /* op types are few */
+        if (j < k) {
+            ops[j].count++;
+            free(name);
+        } else {
+            ops[k].name = name;
+            ops[k++].count = 1;
+        }
+    }
+    if (ok) {
+        qsort(ops, k, sizeof *ops, cmp_op);
+        printf("nodes (%zu):\n", n);
+        for (size_t j = 0; j < k; j++) printf("  %-28s %zu\n", ops[j].name, ops[j].count);
+    }
+    for (size_t j = 0; ops && j < k; j++) free(ops[j].name);
+    free(ops);
+    return ok;
+}
+
+/* Prints inputs or outputs as an aligned name/type table. */
+static void print_values(const kiln_model *m, bool inputs)
+{
+    size_t n = inputs ? kiln_model_input_count(m) : kiln_model_output_count(m);
+    size_t w = 4;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(inputs ? kiln_model_input_name(m, i) : kiln_model_output_name(m, i));
+        if (l > w) w = l;
+    }
+    if (w > 40) w = 40;
+    printf("%s (%zu):\n", inputs ? "inputs" : "outputs", n);
+    for (size_t i = 0; i < n; i++) {
+        char small[256], *type = small;
+        size_t need = inputs ? kiln_model_input_type(m, i, small, sizeof small)
+                             : kiln_model_output_type(m, i, small, sizeof small);
+        char *big = NULL;
+        if (need >= sizeof small && (big = malloc(need + 1)) != NULL) {
+            if (inputs) kiln_model_input_type(m, i, big, need + 1);
+            else kiln_model_output_type(m, i, big, need + 1);
+            type = big;
+        }
+        printf("  %-*s %s\n", (int)w, inputs ? kiln_model_input_name(m, i) : kiln_model_output_name(m, i),
+               type);
+        free(big);
+    }
+}
+
+int cli_info(int argc, char **argv)
+{
+    if (argc < 1) return cli_usage("info", "info needs a MODEL file");
+    if (argc > 1) return cli_usage("info", "info takes one MODEL file; got an extra '%s'", argv[1]);
+    if (argv[0][0] == '-' && argv[0][1]) return cli_usage("info", "unknown option '%s'", argv[0]);
+    kiln_model *m = cli_load_model(argv[0]);
+    if (!m) return CLI_FAIL;
+
+    printf("%-15s %s\n", "model:", argv[0]);
+    printf("%-15s %lld\n", "ir version:", (long long)kiln_model_ir_version(m));
+    const char *prod = kiln_model_producer(m), *pver = kiln_model_producer_version(m);
+    printf("%-15s %s%s%s\n", "producer:", prod[0] ? prod : "(none)", pver[0] ? " " : "", pver);
+    printf("%-15s %lld\n", "model version:", (long long)kiln_model_version(m));
+    if (kiln_model_domain(m)[0]) printf("%-15s %s\n", "domain:", kiln_model_domain(m));
+    printf("%-15s %s\n", "graph:", kiln_model_graph_name(m)[0] ? kiln_model_graph_name(m) : "(unnamed)");
+    print_doc_line("doc:", kiln_model_doc(m));
+
+    printf("%-15s", "opsets:");
+    size_t no = kiln_model_opset_count(m);
+    for (size_t i = 0; i < no; i++) {
+        const char *dom;
+        int64_t ver;
+        kiln_model_opset(m, i, &dom, &ver);
+        printf("%s %s %lld", i ? "," : "", dom[0] ? dom : "ai.onnx", (long long)ver);
+    }
+    printf("%s\n", no ? "" : " (none)");
+
+    size_t nm = kiln_model_metadata_count(m);
+    if (nm == 0) printf("%-15s (none)\n", "metadata:");
+    else printf("metadata (%zu):\n", nm);
+    for (size_t i = 0; i < nm; i++) {
+        const char *k, *v;
+        kiln_model_metadata(m, i, &k, &v);
+        size_t vl = strcspn(v, "\r\n");
+        printf("  %s = %.*s%s\n", k, (int)(vl > 200 ? 200 : vl), v, vl > 200 || v[vl] ? " ..." : "");
+    }
+
+    print_values(m, true);
+    print_values(m, false);
+    int rc = CLI_OK;
+    if (!print_ops(m)) rc = cli_error("out of memory counting op types");
+
+    uint64_t count, bytes;
+    char hb[32];
+    kiln_model_params(m, &count, &bytes);
+    human_bytes(bytes, hb, sizeof hb);
+    printf("%-15s %llu (%s)\n", "parameters:", (unsigned long long)count, hb);
+    kiln_model_free(m);
+    return rc;
+}

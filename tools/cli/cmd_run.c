@@ -1,0 +1,264 @@
+/* cmd_run.c: `kiln run MODEL [--input NAME=FILE]... [--input-dir DIR] [--output-dir DIR]
+ * [--format pb|npy] [--threads N] [--print-all]`.
+ *
+ * Binds input files to graph inputs (by name, or by position from an ONNX test data set
+ * folder), runs one session, then prints or writes the outputs. Every problem the CLI can
+ * see before running (unknown or duplicated names, missing inputs, unreadable files) is
+ * reported here with the model's own names; element type and shape are validated by
+ * kiln_session_run, also before anything runs. Output files are written atomically by the
+ * library; if a later output fails to write, the earlier ones of this run are removed, so
+ * a failed run leaves no output files behind.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+struct run_args {
+    const char *model;
+    const char **in_names, **in_files; /* --input NAME=FILE, n_bind entries */
+    int n_bind;
+    const char *input_dir, *output_dir;
+    bool npy, print_all;
+    long threads;
+};
+
+/* Option value from "--opt VALUE" or "--opt=VALUE"; NULL when argv[*i] is not `opt`.
+ * Sets *missing when the option is present but its value is not. */
+static const char *opt_value(int argc, char **argv, int *i, const char *opt, bool *missing)
+{
+    size_t n = strlen(opt);
+    if (strncmp(argv[*i], opt, n) != 0) return NULL;
+    if (argv[*i][n] == '=') return argv[*i] + n + 1;
+    if (argv[*i][n] != 0) return NULL;
+    if (*i + 1 >= argc) {
+        *missing = true;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+static int parse_args(int argc, char **argv, struct run_args *a)
+{
+    a->in_names = calloc((size_t)argc + 1, sizeof *a->in_names);
+    a->in_files = calloc((size_t)argc + 1, sizeof *a->in_files);
+    if (!a->in_names || !a->in_files) return cli_error("out of memory");
+    for (int i = 0; i < argc; i++) {
+        const char *v;
+        bool missing = false;
+        const char *arg = argv[i];
+        if ((v = opt_value(argc, argv, &i, "--input", &missing))) {
+            const char *eq = strchr(v, '=');
+            if (!eq || eq == v || !eq[1])
+                return cli_usage("run", "--input takes NAME=FILE; got '%s'", v);
+            /* The name is the text before the first '='; argv is ours to cut. */
+            *(char *)eq = 0;
+            a->in_names[a->n_bind] = v;
+            a->in_files[a->n_bind++] = eq + 1;
+        } else if ((v = opt_value(argc, argv, &i, "--input-dir", &missing))) {
+            if (a->input_dir) return cli_usage("run", "--input-dir given twice");
+            a->input_dir = v;
+        } else if ((v = opt_value(argc, argv, &i, "--output-dir", &missing))) {
+            if (a->output_dir) return cli_usage("run", "--output-dir given twice");
+            a->output_dir = v;
+        } else if ((v = opt_value(argc, argv, &i, "--format", &missing))) {
+            if (strcmp(v, "pb") == 0) a->npy = false;
+            else if (strcmp(v, "npy") == 0) a->npy = true;
+            else return cli_usage("run", "--format takes pb or npy; got '%s'", v);
+        } else if ((v = opt_value(argc, argv, &i, "--threads", &missing))) {
+            if (!cli_parse_int(v, 0, 1024, &a->threads))
+                return cli_usage("run", "--threads takes a number from 0 to 1024; got '%s'", v);
+        } else if (strcmp(arg, "--print-all") == 0) {
+            a->print_all = true;
+        } else if (missing) {
+            return cli_usage("run", "%s needs a value", arg);
+        } else if (arg[0] == '-' && arg[1]) {
+            return cli_usage("run", "unknown option '%s'", arg);
+        } else if (!a->model) {
+            a->model = arg;
+        } else {
+            return cli_usage("run", "run takes one MODEL; got an extra '%s'", arg);
+        }
+        if (missing) return cli_usage("run", "%s needs a value", arg);
+    }
+    if (!a->model) return cli_usage("run", "run needs a MODEL file");
+    return CLI_OK;
+}
+
+static bool file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* "a, b, c" listing of the model's inputs for messages, truncated to fit. */
+static void input_list(const kiln_model *m, char *buf, size_t size)
+{
+    size_t n = kiln_model_input_count(m), o = 0;
+    buf[0] = 0;
+    if (n == 0) snprintf(buf, size, "(none)");
+    for (size_t i = 0; i < n && o < size; i++)
+        o += (size_t)snprintf(buf + o, size - o, "%s'%s'", i ? ", " : "", kiln_model_input_name(m, i));
+}
+
+static int read_input(const kiln_model *m, size_t k, const char *path, kiln_value **out)
+{
+    kiln_err err = {0};
+    if (kiln_value_read_file(path, kiln_model_input_kind(m, k), out, &err) != KILN_OK) {
+        *out = NULL;
+        if (strstr(err.msg, path))
+            return cli_error("input '%s': %s", kiln_model_input_name(m, k), err.msg);
+        return cli_error("input '%s': %s: %s", kiln_model_input_name(m, k), path, err.msg);
+    }
+    return CLI_OK;
+}
+
+/* Fills vals[0..n_in) from --input and --input-dir. */
+static int bind_inputs(const kiln_model *m, const struct run_args *a, kiln_value **vals)
+{
+    size_t n_in = kiln_model_input_count(m);
+    char list[512];
+    for (int b = 0; b < a->n_bind; b++) {
+        size_t k = 0;
+        while (k < n_in && strcmp(kiln_model_input_name(m, k), a->in_names[b]) != 0) k++;
+        if (k == n_in) {
+            input_list(m, list, sizeof list);
+            return cli_error("the model has no input named '%s'; its inputs are %s", a->in_names[b], list);
+        }
+        if (vals[k]) return cli_error("input '%s' is given twice", a->in_names[b]);
+        if (read_input(m, k, a->in_files[b], &vals[k]) != CLI_OK) return CLI_FAIL;
+    }
+    if (a->input_dir) {
+        struct stat st;
+        if (stat(a->input_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+            return cli_error("--input-dir '%s' is not a folder", a->input_dir);
+        size_t plen = strlen(a->input_dir) + 32;
+        char *path = malloc(plen);
+        if (!path) return cli_error("out of memory");
+        int rc = CLI_OK;
+        for (size_t k = 0; k < n_in && rc == CLI_OK; k++) {
+            snprintf(path, plen, "%s/input_%zu.pb", a->input_dir, k);
+            if (vals[k]) continue; /* --input overrides the folder */
+            if (!file_exists(path))
+                rc = cli_error("missing input '%s': %s does not exist", kiln_model_input_name(m, k), path);
+            else
+                rc = read_input(m, k, path, &vals[k]);
+        }
+        /* A data set with more files than the model has inputs belongs to another model. */
+        snprintf(path, plen, "%s/input_%zu.pb", a->input_dir, n_in);
+        if (rc == CLI_OK && file_exists(path))
+            rc = cli_error("%s exists but the model has only %zu input%s", path, n_in, n_in == 1 ? "" : "s");
+        free(path);
+        if (rc != CLI_OK) return rc;
+    }
+    /* Name every missing input at once so one retry can fix them all. */
+    size_t o = 0, missing = 0;
+    for (size_t k = 0; k < n_in && o < sizeof list; k++)
+        if (!vals[k]) {
+            o += (size_t)snprintf(list + o, sizeof list - o, "%s'%s'", missing ? ", " : "",
+                                  kiln_model_input_name(m, k));
+            missing++;
+        }
+    if (missing)
+        return cli_error("missing input%s %s; pass --input NAME=FILE or --input-dir DIR",
+                         missing == 1 ? "" : "s", list);
+    return CLI_OK;
+}
+
+static int make_dir(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) return CLI_OK;
+        return cli_error("--output-dir '%s' exists and is not a folder", dir);
+    }
+    if (mkdir(dir, 0777) != 0) return cli_error("cannot create folder '%s': %s", dir, strerror(errno));
+    return CLI_OK;
+}
+
+static int write_outputs(const kiln_model *m, const struct run_args *a, kiln_value **outs, size_t n_out)
+{
+    if (a->npy)
+        for (size_t i = 0; i < n_out; i++)
+            if (kiln_value_kind_of(outs[i]) != KILN_VALUE_TENSOR)
+                return cli_error("output '%s' is not a tensor; .npy holds tensors only (use --format pb)",
+                                 kiln_model_output_name(m, i));
+    if (make_dir(a->output_dir) != CLI_OK) return CLI_FAIL;
+    size_t plen = strlen(a->output_dir) + 32;
+    char *path = malloc(plen);
+    if (!path) return cli_error("out of memory");
+    int rc = CLI_OK;
+    size_t written = 0;
+    for (size_t i = 0; i < n_out && rc == CLI_OK; i++, written++) {
+        kiln_err err = {0};
+        kiln_status st;
+        snprintf(path, plen, "%s/output_%zu.%s", a->output_dir, i, a->npy ? "npy" : "pb");
+        if (a->npy) st = kiln_value_write_npy(outs[i], path, &err);
+        else st = kiln_value_write_pb(outs[i], kiln_model_output_name(m, i), path, &err);
+        if (st != KILN_OK)
+            rc = cli_error("output '%s': %s", kiln_model_output_name(m, i), err.msg);
+    }
+    if (rc != CLI_OK)
+        for (size_t i = 0; i + 1 < written; i++) {
+            snprintf(path, plen, "%s/output_%zu.%s", a->output_dir, i, a->npy ? "npy" : "pb");
+            unlink(path);
+        }
+    free(path);
+    return rc;
+}
+
+int cli_run(int argc, char **argv)
+{
+    struct run_args a = {0};
+    kiln_model *m = NULL;
+    kiln_session *s = NULL;
+    kiln_value **vals = NULL, **outs = NULL;
+    size_t n_in = 0, n_out = 0;
+    int rc = parse_args(argc, argv, &a);
+    if (rc != CLI_OK) goto done;
+    rc = CLI_FAIL;
+    if (!(m = cli_load_model(a.model))) goto done;
+    n_in = kiln_model_input_count(m);
+    n_out = kiln_model_output_count(m);
+    vals = calloc(n_in + 1, sizeof *vals);
+    outs = calloc(n_out + 1, sizeof *outs);
+    if (!vals || !outs) {
+        cli_error("out of memory");
+        goto done;
+    }
+    if (bind_inputs(m, &a, vals) != CLI_OK) goto done;
+
+    kiln_err err = {0};
+    kiln_session_options opt = {.threads = (int)a.threads};
+    if (kiln_session_create(m, &opt, &s, &err) != KILN_OK) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    if (kiln_session_run(s, n_in, NULL, (const kiln_value *const *)vals, n_out, outs, &err) != KILN_OK) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    if (a.output_dir) {
+        rc = write_outputs(m, &a, outs, n_out);
+        goto done;
+    }
+    for (size_t i = 0; i < n_out; i++) {
+        printf("%s: ", kiln_model_output_name(m, i));
+        cli_print_value(outs[i], "", a.print_all);
+    }
+    rc = CLI_OK;
+done:
+    for (size_t i = 0; vals && i < n_in; i++) kiln_value_free(vals[i]);
+    for (size_t i = 0; outs && i < n_out; i++) kiln_value_free(outs[i]);
+    free(vals);
+    free(outs);
+    kiln_session_free(s);
+    kiln_model_free(m);
+    free(a.in_names);
+    free(a.in_files);
+    return rc;
+}

@@ -1,0 +1,138 @@
+/* main.c: entry point of the `kiln` command-line tool: subcommand dispatch, help, version.
+ *
+ * Exit codes (docs/cli.md): 0 success, 1 failure (bad model, bad data, failed run, values
+ * that differ), 2 usage error or a subcommand that is not implemented yet.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv); /* NULL: planned, not implemented yet */
+    const char *summary;
+    const char *usage; /* full help text */
+};
+
+static const struct command commands[] = {
+    {"info", cli_info, "show a model's inputs, outputs, opsets, metadata, ops and size",
+     "usage: kiln info MODEL\n"
+     "\n"
+     "Prints the model's inputs and outputs (name and declared type, symbolic dims kept),\n"
+     "opset imports, producer, IR and model version, graph name, metadata, the number of\n"
+     "nodes per op type and the parameter count and bytes.\n"},
+    {"check", cli_check, "validate a model against the ONNX spec",
+     "usage: kiln check MODEL...\n"
+     "\n"
+     "Loads and validates each model (graph structure, ops against the imported opsets,\n"
+     "attributes, declarations). Prints 'ok' for a valid model, else every problem one per\n"
+     "line. Exit status 0 when every model is valid, 1 otherwise.\n"},
+    {"run", cli_run, "run a model on input files",
+     "usage: kiln run MODEL [options]\n"
+     "\n"
+     "  --input NAME=FILE   bind graph input NAME to FILE (.npy or ONNX TensorProto /\n"
+     "                      SequenceProto / OptionalProto .pb); repeatable\n"
+     "  --input-dir DIR     bind DIR/input_0.pb, DIR/input_1.pb, ... to the graph inputs\n"
+     "                      in order (the layout of ONNX test data sets)\n"
+     "  --output-dir DIR    write outputs as DIR/output_0.pb, ... in graph output order\n"
+     "                      instead of printing them\n"
+     "  --format pb|npy     file format for --output-dir (default pb)\n"
+     "  --threads N         worker threads (0 = default)\n"
+     "  --print-all         print every element of each output (default: a summary)\n"
+     "\n"
+     "Inputs are checked against the model's declared types before anything runs.\n"},
+    {"compare", cli_compare, "compare two value files within a tolerance",
+     "usage: kiln compare ACTUAL EXPECTED [--rtol R] [--atol A] [--kind tensor|seq|optional]\n"
+     "\n"
+     "Compares two values (.pb or .npy): kind, element type, shape, then elements.\n"
+     "Floats match when |actual - expected| <= atol + rtol * |expected| (defaults: rtol 1e-3,\n"
+     "atol 1e-7, as ONNX's backend tests); NaN matches NaN; integers, bools and strings must\n"
+     "be equal. Exit status 0 when equal, 1 when they differ, 2 on error.\n"},
+    {"optimize", NULL, "optimize a model's graph", NULL},
+    {"convert", NULL, "convert a model between opsets or formats", NULL},
+    {"build", NULL, "build a model into a deployable artifact", NULL},
+    {"bench", NULL, "measure a model's run time", NULL},
+    {"quantize", NULL, "quantize a model's weights", NULL},
+    {"graph", NULL, "draw a model's graph", NULL},
+    {"serve", NULL, "serve a model over HTTP", NULL},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static const struct command *find_command(const char *name)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0) return &commands[i];
+    return NULL;
+}
+
+static void print_version(void)
+{
+    printf("kiln %d.%d.%d\n", KILN_VERSION_MAJOR, KILN_VERSION_MINOR, KILN_VERSION_PATCH);
+}
+
+static void print_help(FILE *f)
+{
+    fputs("usage: kiln COMMAND [ARGS...]\n"
+          "\n"
+          "kiln runs ONNX models on the CPU.\n"
+          "\n"
+          "commands:\n",
+          f);
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-10s %s%s\n", commands[i].name, commands[i].summary,
+                commands[i].fn ? "" : " (not implemented yet)");
+    fputs("\n"
+          "  help [COMMAND]   show help for kiln or one command\n"
+          "  --version        show the version\n"
+          "\n"
+          "Exit status: 0 success, 1 failure, 2 usage error.\n",
+          f);
+}
+
+/* Help for one command, or the overview; returns the exit status. */
+static int help(const char *name)
+{
+    if (!name) {
+        print_help(stdout);
+        return CLI_OK;
+    }
+    const struct command *c = find_command(name);
+    if (!c) return cli_usage(NULL, "unknown command '%s'", name);
+    if (!c->usage) {
+        printf("kiln %s: %s (not implemented yet)\n", c->name, c->summary);
+        return CLI_OK;
+    }
+    fputs(c->usage, stdout);
+    return CLI_OK;
+}
+
+static bool is_help_flag(const char *s) { return strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0; }
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_help(stderr);
+        return CLI_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (is_help_flag(cmd)) return help(NULL);
+    if (strcmp(cmd, "help") == 0) return help(argc > 2 ? argv[2] : NULL);
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0 || strcmp(cmd, "version") == 0) {
+        print_version();
+        return CLI_OK;
+    }
+    const struct command *c = find_command(cmd);
+    if (!c) {
+        if (cmd[0] == '-') return cli_usage(NULL, "unknown option '%s'", cmd);
+        return cli_usage(NULL, "unknown command '%s'", cmd);
+    }
+    if (!c->fn) {
+        cli_error("'%s' is not implemented yet", c->name);
+        return CLI_USAGE;
+    }
+    /* `kiln CMD --help` anywhere before a `--` shows the command's help. */
+    for (int i = 2; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (is_help_flag(argv[i])) return help(cmd);
+    return c->fn(argc - 2, argv + 2);
+}

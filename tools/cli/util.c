@@ -1,0 +1,278 @@
+/* util.c: helpers shared by the `kiln` subcommands: error lines, number parsing, model
+ * loading and the human-readable value summary printed by `kiln run` and `kiln compare`.
+ *
+ * Element decoding follows kiln.h's in-memory layout: whole bytes per element, float16 /
+ * bfloat16 as 2 bytes, the float8 types as 1 byte, 4-bit and 2-bit types unpacked one per
+ * byte, complex as (re, im) pairs, strings as NUL-terminated `char *`.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+int cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("kiln: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return CLI_FAIL;
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("kiln: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (cmd) fprintf(stderr, " (see 'kiln help %s')\n", cmd);
+    else fputs(" (see 'kiln --help')\n", stderr);
+    return CLI_USAGE;
+}
+
+kiln_model *cli_load_model(const char *path)
+{
+    kiln_model *m = NULL;
+    kiln_err err = {0};
+    if (kiln_model_load_file(path, &m, &err) != KILN_OK) {
+        /* The loader usually names the file; add it when it does not. */
+        if (strstr(err.msg, path)) cli_error("%s", err.msg);
+        else cli_error("%s: %s", path, err.msg[0] ? err.msg : kiln_status_name(err.status));
+        kiln_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+bool cli_parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    if (!s || !*s) return false;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+bool cli_parse_double(const char *s, double *out)
+{
+    char *end;
+    if (!s || !*s) return false;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v)) return false;
+    *out = v;
+    return true;
+}
+
+/* ------------------------------------------------------------------ element decoding */
+
+static float half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h >> 15), exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    float v;
+    if (exp == 0) v = ldexpf((float)man, -24);
+    else if (exp == 31) v = man ? NAN : INFINITY;
+    else v = ldexpf((float)(man | 0x400), (int)exp - 25);
+    return sign ? -v : v;
+}
+
+static float bf16_to_float(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Small floats (float8 variants, float4e2m1) per the ONNX float8 spec (docs/Float8.md):
+ * `fnuz` types have no negative zero and use 0x80 as their only NaN; e4m3fn has NaN at
+ * S.1111.111 and no infinity; e5m2 is IEEE-like. */
+static double small_float(uint8_t b, int ebits, int mbits, int bias, bool fnuz, bool ieee)
+{
+    int total = 1 + ebits + mbits;
+    unsigned sign = (b >> (total - 1)) & 1u;
+    unsigned exp = (b >> mbits) & ((1u << ebits) - 1), man = b & ((1u << mbits) - 1);
+    if (fnuz && total == 8 && b == 0x80) return NAN;
+    if (ieee && exp == (1u << ebits) - 1) return man ? NAN : (sign ? -INFINITY : INFINITY);
+    if (!ieee && !fnuz && total == 8 && exp == (1u << ebits) - 1 && man == (1u << mbits) - 1)
+        return NAN; /* e4m3fn */
+    double v = exp == 0 ? ldexp((double)man, 1 - bias - mbits)
+                        : ldexp((double)(man | (1u << mbits)), (int)exp - bias - mbits);
+    return sign ? -v : v;
+}
+
+bool cli_dtype_is_real(kiln_dtype dt)
+{
+    return dt != KILN_DTYPE_STRING && dt != KILN_DTYPE_C64 && dt != KILN_DTYPE_C128 &&
+           dt != KILN_DTYPE_UNDEFINED && dt < KILN_DTYPE_COUNT_;
+}
+
+bool cli_dtype_is_float(kiln_dtype dt)
+{
+    switch (dt) {
+    case KILN_DTYPE_F32: case KILN_DTYPE_F64: case KILN_DTYPE_F16: case KILN_DTYPE_BF16:
+    case KILN_DTYPE_F8E4M3FN: case KILN_DTYPE_F8E4M3FNUZ: case KILN_DTYPE_F8E5M2:
+    case KILN_DTYPE_F8E5M2FNUZ: case KILN_DTYPE_F4E2M1: case KILN_DTYPE_F8E8M0:
+    case KILN_DTYPE_C64: case KILN_DTYPE_C128:
+        return true;
+    default: return false;
+    }
+}
+
+double cli_elem_f64(const void *data, kiln_dtype dt, size_t i)
+{
+    const uint8_t *p = data;
+    switch (dt) {
+    case KILN_DTYPE_F32: return ((const float *)data)[i];
+    case KILN_DTYPE_F64: return ((const double *)data)[i];
+    case KILN_DTYPE_F16: return half_to_float(((const uint16_t *)data)[i]);
+    case KILN_DTYPE_BF16: return bf16_to_float(((const uint16_t *)data)[i]);
+    case KILN_DTYPE_U8: case KILN_DTYPE_U4: case KILN_DTYPE_U2: return p[i];
+    case KILN_DTYPE_I8: case KILN_DTYPE_I4: case KILN_DTYPE_I2: return ((const int8_t *)data)[i];
+    case KILN_DTYPE_BOOL: return p[i] != 0;
+    case KILN_DTYPE_U16: return ((const uint16_t *)data)[i];
+    case KILN_DTYPE_I16: return ((const int16_t *)data)[i];
+    case KILN_DTYPE_U32: return ((const uint32_t *)data)[i];
+    case KILN_DTYPE_I32: return ((const int32_t *)data)[i];
+    case KILN_DTYPE_U64: return (double)((const uint64_t *)data)[i];
+    case KILN_DTYPE_I64: return (double)((const int64_t *)data)[i];
+    case KILN_DTYPE_F8E4M3FN: return small_float(p[i], 4, 3, 7, false, false);
+    case KILN_DTYPE_F8E4M3FNUZ: return small_float(p[i], 4, 3, 8, true, false);
+    case KILN_DTYPE_F8E5M2: return small_float(p[i], 5, 2, 15, false, true);
+    case KILN_DTYPE_F8E5M2FNUZ: return small_float(p[i], 5, 2, 16, true, false);
+    case KILN_DTYPE_F4E2M1: return small_float(p[i] & 0xf, 2, 1, 1, false, false);
+    case KILN_DTYPE_F8E8M0: return p[i] == 0xff ? NAN : ldexp(1.0, (int)p[i] - 127);
+    case KILN_DTYPE_C64: return ((const float *)data)[i]; /* index into the float pairs */
+    case KILN_DTYPE_C128: return ((const double *)data)[i];
+    default: return NAN;
+    }
+}
+
+/* Prints element i exactly for integers (no detour through double for 64-bit values). */
+static void print_elem(FILE *f, const void *data, kiln_dtype dt, size_t i)
+{
+    switch (dt) {
+    case KILN_DTYPE_I64: fprintf(f, "%lld", (long long)((const int64_t *)data)[i]); return;
+    case KILN_DTYPE_U64: fprintf(f, "%llu", (unsigned long long)((const uint64_t *)data)[i]); return;
+    case KILN_DTYPE_BOOL: fputs(((const uint8_t *)data)[i] ? "true" : "false", f); return;
+    case KILN_DTYPE_STRING: {
+        const char *s = ((char *const *)data)[i];
+        fputc('"', f);
+        size_t n = 0;
+        for (; s && *s && n < 64; s++, n++) {
+            unsigned char c = (unsigned char)*s;
+            if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+            else if (c < 0x20 || c == 0x7f) fprintf(f, "\\x%02x", c);
+            else fputc(c, f);
+        }
+        if (s && *s) fputs("...", f);
+        fputc('"', f);
+        return;
+    }
+    case KILN_DTYPE_C64: case KILN_DTYPE_C128:
+        fprintf(f, "(%.6g%+.6gi)", cli_elem_f64(data, dt, 2 * i), cli_elem_f64(data, dt, 2 * i + 1));
+        return;
+    default:
+        if (cli_dtype_is_float(dt)) fprintf(f, "%.6g", cli_elem_f64(data, dt, i));
+        else fprintf(f, "%.0f", cli_elem_f64(data, dt, i));
+        return;
+    }
+}
+
+/* ------------------------------------------------------------------ value summary */
+
+#define SHORT_LIMIT 20 /* tensors up to this many elements are printed in full */
+#define HEAD_COUNT 8   /* else this many leading elements */
+
+static void print_shape(const kiln_value *v)
+{
+    int rank = kiln_value_rank(v);
+    const int64_t *d = kiln_value_dims(v);
+    fputc('[', stdout);
+    for (int i = 0; i < rank; i++) printf(i ? ",%lld" : "%lld", (long long)d[i]);
+    fputc(']', stdout);
+}
+
+static void print_tensor(const kiln_value *v, const char *indent, bool all)
+{
+    kiln_dtype dt = kiln_value_dtype(v);
+    size_t n = kiln_value_numel(v);
+    const void *data = kiln_value_data((kiln_value *)v);
+    printf("%s", kiln_dtype_name(dt));
+    print_shape(v);
+    fputc('\n', stdout);
+    if (n == 0) {
+        printf("%s  values: (empty)\n", indent);
+        return;
+    }
+    size_t shown = all || n <= SHORT_LIMIT ? n : HEAD_COUNT;
+    printf("%s  values:", indent);
+    for (size_t i = 0; i < shown; i++) {
+        fputc(' ', stdout);
+        print_elem(stdout, data, dt, i);
+    }
+    if (shown < n) printf(" ... (%zu elements)", n);
+    fputc('\n', stdout);
+    if (shown == n || !cli_dtype_is_real(dt)) return;
+    double lo = INFINITY, hi = -INFINITY, sum = 0;
+    size_t nan = 0;
+    for (size_t i = 0; i < n; i++) {
+        double x = cli_elem_f64(data, dt, i);
+        if (isnan(x)) {
+            nan++;
+            continue;
+        }
+        if (x < lo) lo = x;
+        if (x > hi) hi = x;
+        sum += x;
+    }
+    if (nan == n) {
+        printf("%s  all NaN\n", indent);
+        return;
+    }
+    printf("%s  min %.6g  max %.6g  mean %.6g", indent, lo, hi, sum / (double)(n - nan));
+    if (nan) printf("  NaN %zu", nan);
+    fputc('\n', stdout);
+}
+
+static void print_value_rec(const kiln_value *v, const char *indent, bool all, int depth)
+{
+    char deeper[64];
+    snprintf(deeper, sizeof deeper, "%s    ", indent);
+    switch (kiln_value_kind_of(v)) {
+    case KILN_VALUE_TENSOR: print_tensor(v, indent, all); return;
+    case KILN_VALUE_SEQUENCE: {
+        size_t n = kiln_value_count(v);
+        printf("seq(%s) of %zu item%s\n", kiln_dtype_name(kiln_value_elem_dtype(v)), n,
+               n == 1 ? "" : "s");
+        for (size_t i = 0; i < n && depth < 8; i++) {
+            printf("%s  [%zu] ", indent, i);
+            print_value_rec(kiln_value_item(v, i), deeper, all, depth + 1);
+        }
+        return;
+    }
+    case KILN_VALUE_OPTIONAL:
+        if (kiln_value_count(v) == 0) {
+            printf("optional: none\n");
+            return;
+        }
+        printf("optional: ");
+        print_value_rec(kiln_value_item(v, 0), indent, all, depth + 1);
+        return;
+    default: printf("(value of unknown kind)\n"); return;
+    }
+}
+
+void cli_print_value(const kiln_value *v, const char *indent, bool all)
+{
+    print_value_rec(v, indent, all, 0);
+}
