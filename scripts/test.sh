@@ -1,11 +1,11 @@
 #!/bin/sh
-# Runs every kiln test: builds with warnings as errors, once optimized and once with
-# AddressSanitizer + UndefinedBehaviorSanitizer, and runs the full ctest suite on both
-# (unit tests, CLI tests, ONNX conformance with the enforced passing list).
+# Runs every kiln test: builds with warnings as errors three times (gcc optimized, clang,
+# gcc with AddressSanitizer + UndefinedBehaviorSanitizer) and runs the full ctest suite on
+# each (unit tests, CLI tests, ONNX conformance with the enforced passing list).
 # Complete on its own on a fresh Debian 12 machine (installs missing tools as root).
 set -eu
 cd "$(dirname "$0")/.."
-sh scripts/install-deps.sh
+KILN_NEED_CLANG=1 sh scripts/install-deps.sh
 JOBS=$(nproc 2>/dev/null || echo 2)
 ONNX_TESTS=${KILN_ONNX_TESTS:-$(pwd)/../shared/onnx-tests}
 
@@ -13,6 +13,11 @@ cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DKILN_WERROR=ON \
       -DKILN_ONNX_TESTS="$ONNX_TESTS" >/dev/null
 cmake --build build/release -j "$JOBS"
 (cd build/release && ctest --output-on-failure -j "$JOBS")
+
+CC=clang cmake -S . -B build/clang -DCMAKE_BUILD_TYPE=Release -DKILN_WERROR=ON \
+      -DKILN_ONNX_TESTS="$ONNX_TESTS" >/dev/null
+cmake --build build/clang -j "$JOBS"
+(cd build/clang && ctest --output-on-failure -j "$JOBS")
 
 cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_WERROR=ON -DKILN_SANITIZE=ON \
       -DKILN_ONNX_TESTS="$ONNX_TESTS" >/dev/null

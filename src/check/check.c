@@ -255,6 +255,21 @@ static void check_attrs(struct checker *c, const char *where, const struct kiln_
 
 static void check_sparse(struct checker *c, const char *what, const struct kiln_sparse_tensor *sp);
 
+/* Constant takes its value from exactly one attribute (Constant-1..25). */
+static void check_constant(struct checker *c, const char *where, const struct kiln_node *n)
+{
+    static const char *const names[] = {"value",        "value_float",  "value_floats",
+                                         "value_int",    "value_ints",   "value_string",
+                                         "value_strings", "sparse_value"};
+    size_t given = 0;
+    for (size_t k = 0; k < n->n_attr; k++)
+        for (size_t j = 0; j < sizeof names / sizeof names[0]; j++)
+            given += n->attrs[k].name && strcmp(n->attrs[k].name, names[j]) == 0;
+    if (given != 1)
+        report(c, "%s: Constant needs exactly one value attribute (value, value_float, ..., "
+                  "sparse_value); it has %zu", where, given);
+}
+
 /* One node of graph g (or of function fn, then g is NULL). */
 static void check_node(struct checker *c, const struct kiln_graph *g,
                        const struct kiln_function *fn, size_t idx, const struct kiln_node *n)
@@ -293,6 +308,7 @@ static void check_node(struct checker *c, const struct kiln_graph *g,
                        where, n->op_type, domain, (long long)opset, s->versions[0]);
             } else {
                 attr_ver = ver;
+                if (!domain[0] && strcmp(n->op_type, "Constant") == 0) check_constant(c, where, n);
             }
         }
         check_attrs(c, where, n, domain, attr_ver, fn != NULL);

@@ -209,8 +209,8 @@ static size_t list_dir(const char *dir, const char *prefix, int dirs, char ***ou
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.' || strncmp(e->d_name, prefix, strlen(prefix)) != 0) continue;
-        char p[4096];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        char p[8192];
+        if ((size_t)snprintf(p, sizeof p, "%.4000s/%.255s", dir, e->d_name) >= sizeof p) continue;
         if (dirs && !is_dir(p)) continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 64;

@@ -223,7 +223,7 @@ static void test_float_random(void)
                 int ra, rb, ro;
                 int64_t a[KILN_MAX_RANK], b[KILN_MAX_RANK], o[KILN_MAX_RANK];
                 random_shapes(&ra, a, &rb, b, &ro, o);
-                struct kiln_value *in[2] = {tensor(dt, ra, a), tensor(dt, rb, b)}, *y;
+                struct kiln_value *in[2] = {tensor(dt, ra, a), tensor(dt, rb, b)}, *y = NULL;
                 for (int i = 0; i < 2; i++)
                     for (size_t j = 0; j < kiln_tensor_numel(&in[i]->t); j++)
                         kiln_tensor_set_f64(&in[i]->t, j,
@@ -263,7 +263,7 @@ static void int_case(const char *op, int opset, const struct kiln_attr *attrs, s
                      kiln_dtype dt, size_t n, const double *a, const double *b,
                      const double *want)
 {
-    struct kiln_value *in[2] = {vec(dt, n, a), vec(dt, n, b)}, *y;
+    struct kiln_value *in[2] = {vec(dt, n, a), vec(dt, n, b)}, *y = NULL;
     kiln_err e;
     kiln_status st = run_op(op, opset, attrs, na, in, 2, &y, &e);
     CHECK(st == KILN_OK, "%s %s: %s", op, kiln_dtype_name(dt), e.msg);
@@ -325,7 +325,7 @@ static void test_pow_mixed(void)
 {
     /* float32 base, int64 exponent; int32 base, float32 exponent (truncates like a cast) */
     struct kiln_value *in[2] = {vec(KILN_DTYPE_F32, 3, (double[]){2, 1.5, -3}),
-                                vec(KILN_DTYPE_I64, 3, (double[]){3, 2, 3})}, *y;
+                                vec(KILN_DTYPE_I64, 3, (double[]){3, 2, 3})}, *y = NULL;
     kiln_err e;
     CHECK(run_op("Pow", 15, NULL, 0, in, 2, &y, &e) == KILN_OK, "Pow f32^i64: %s", e.msg);
     if (y) {
@@ -359,7 +359,7 @@ static void test_compare_logic(void)
             int64_t a[KILN_MAX_RANK], b[KILN_MAX_RANK], o[KILN_MAX_RANK];
             random_shapes(&ra, a, &rb, b, &ro, o);
             kiln_dtype dt = t % 2 ? KILN_DTYPE_I16 : KILN_DTYPE_F32;
-            struct kiln_value *in[2] = {tensor(dt, ra, a), tensor(dt, rb, b)}, *y;
+            struct kiln_value *in[2] = {tensor(dt, ra, a), tensor(dt, rb, b)}, *y = NULL;
             for (int i = 0; i < 2; i++)
                 for (size_t j = 0; j < kiln_tensor_numel(&in[i]->t); j++)
                     kiln_tensor_set_f64(&in[i]->t, j, (double)rnd(4));
@@ -391,7 +391,7 @@ static void test_compare_logic(void)
     static const char *const lops[] = {"And", "Or", "Xor"};
     static const uint8_t want[3][4] = {{0, 0, 0, 1}, {0, 1, 1, 1}, {0, 1, 1, 0}};
     for (int op = 0; op < 3; op++) {
-        struct kiln_value *y;
+        struct kiln_value *y = NULL;
         kiln_err e;
         CHECK(run_op(lops[op], 7, NULL, 0, in, 2, &y, &e) == KILN_OK, "%s: %s", lops[op], e.msg);
         if (y) {
@@ -408,7 +408,7 @@ static void test_compare_logic(void)
     const char *words[3] = {"ab", "", "abc"};
     for (int i = 0; i < 3; i++) s[i] = kiln_strdup(words[i]);
     ((char **)in[1]->t.data)[0] = kiln_strdup("abc");
-    struct kiln_value *y;
+    struct kiln_value *y = NULL;
     kiln_err e;
     CHECK(run_op("Equal", 19, NULL, 0, in, 2, &y, &e) == KILN_OK, "Equal string: %s", e.msg);
     if (y) {
@@ -432,7 +432,7 @@ static void test_variadic(void)
     int64_t o[3] = {2, 2, 3};
     static const char *const ops[] = {"Sum", "Mean", "Max", "Min"};
     for (int op = 0; op < 4; op++) {
-        struct kiln_value *y;
+        struct kiln_value *y = NULL;
         kiln_err e;
         kiln_status st = run_op(ops[op], 13, NULL, 0, in, 3, &y, &e);
         CHECK(st == KILN_OK, "%s: %s", ops[op], e.msg);
@@ -453,7 +453,7 @@ static void test_variadic(void)
         kiln_value_free(y);
     }
     /* one input: a copy */
-    struct kiln_value *y;
+    struct kiln_value *y = NULL;
     kiln_err e;
     CHECK(run_op("Sum", 13, NULL, 0, in, 1, &y, &e) == KILN_OK, "Sum of one: %s", e.msg);
     if (y) {
@@ -477,7 +477,7 @@ static void test_where(void)
     ((uint8_t *)in[0]->t.data)[0] = 1;
     for (int j = 0; j < 3; j++) ((int64_t *)in[1]->t.data)[j] = 10 + j;
     ((int64_t *)in[2]->t.data)[0] = -1;
-    struct kiln_value *y;
+    struct kiln_value *y = NULL;
     kiln_err e;
     CHECK(run_op("Where", 16, NULL, 0, in, 3, &y, &e) == KILN_OK, "Where: %s", e.msg);
     if (y) {
@@ -506,7 +506,7 @@ static void test_where(void)
 static void test_prelu_legacy(void)
 {
     int64_t dx[3] = {2, 3, 2}, ds[2] = {3, 1};
-    struct kiln_value *in[2] = {tensor(KILN_DTYPE_F32, 3, dx), tensor(KILN_DTYPE_F32, 2, ds)}, *y;
+    struct kiln_value *in[2] = {tensor(KILN_DTYPE_F32, 3, dx), tensor(KILN_DTYPE_F32, 2, ds)}, *y = NULL;
     for (int j = 0; j < 12; j++) ((float *)in[0]->t.data)[j] = (float)(j - 6);
     for (int j = 0; j < 3; j++) ((float *)in[1]->t.data)[j] = 0.5f * (float)(j + 1);
     kiln_err e;
@@ -566,7 +566,7 @@ static void test_quantize(void)
     /* per tensor, uint8, ties to even and saturation */
     double xs[] = {0, 1, 3, 5, -2, 1000, -1000, 7};
     struct kiln_value *in[3] = {vec(KILN_DTYPE_F32, 8, xs), scalar(KILN_DTYPE_F32, 2),
-                                scalar(KILN_DTYPE_U8, 10)}, *y;
+                                scalar(KILN_DTYPE_U8, 10)}, *y = NULL;
     kiln_err e;
     CHECK(run_op("QuantizeLinear", 13, NULL, 0, in, 3, &y, &e) == KILN_OK, "Q: %s", e.msg);
     if (y) {
@@ -743,7 +743,7 @@ static void test_matmul_integer(void)
     int64_t da[3] = {2, 3, 4}, db[2] = {4, 5};
     struct kiln_value *in[4] = {tensor(KILN_DTYPE_U8, 3, da), tensor(KILN_DTYPE_I8, 2, db),
                                 vec(KILN_DTYPE_U8, 3, (double[]){1, 128, 255}),
-                                vec(KILN_DTYPE_I8, 5, (double[]){0, -1, 2, -128, 127})}, *y;
+                                vec(KILN_DTYPE_I8, 5, (double[]){0, -1, 2, -128, 127})}, *y = NULL;
     for (int j = 0; j < 24; j++) ((uint8_t *)in[0]->t.data)[j] = (uint8_t)rnd(256);
     for (int j = 0; j < 20; j++) ((int8_t *)in[1]->t.data)[j] = (int8_t)(rnd(256) - 128);
     kiln_err e;

@@ -423,6 +423,16 @@ static void test_attributes(void)
     check_bytes(&m, &p);
     EXPECT(&p, "unknown attribute 'axes' for ReduceMean-18");
 
+    /* Constant needs exactly one value attribute. */
+    graph_begin(&g, "g");
+    memset(&attrs, 0, sizeof attrs);
+    attr_int(&attrs, "value_int", 1);
+    attr_float(&attrs, "value_float", 1.0f);
+    node(&g, "Constant", NULL, NULL, "y", "k", &attrs, NULL);
+    model(&m, 8, "", 13, &g);
+    check_bytes(&m, &p);
+    EXPECT(&p, "Constant node 'k': Constant needs exactly one value attribute");
+
     /* ai.onnx.ml attributes are checked too. */
     graph_begin(&g, "g");
     memset(&attrs, 0, sizeof attrs);

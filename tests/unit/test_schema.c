@@ -157,7 +157,7 @@ static const char *const type_names[] = {
 
 static void test_table(void)
 {
-    CHECK(COUNT(entries) > 230, "only %zu schema entries", COUNT(entries));
+    CHECK(COUNT(entries) >= 227, "only %zu schema entries", COUNT(entries));
     for (size_t i = 0; i < COUNT(entries); i++) {
         const struct entry *e = &entries[i];
         const struct kiln_op_schema *s = kiln_schema_find(e->domain, e->op);

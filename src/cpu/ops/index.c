@@ -104,7 +104,7 @@ static kiln_status gather_elements_run(struct kiln_kctx *k)
     kiln_tops_strides(x->rank, x->dims, xs);
     int64_t base = 0; /* offset in x of idx with the axis coordinate 0 */
     for (size_t i = 0; i < n; i++) {
-        int64_t v;
+        int64_t v = 0;
         kiln_status st = get_index(k, ix, i, x->dims[axis], axis, &v);
         if (st) {
             drop_strings(o, ph);
@@ -167,7 +167,7 @@ static kiln_status gather_nd_run(struct kiln_kctx *k)
         for (size_t t = 0; t < per; t++, d += slice) {
             size_t off = bi * bstride, tuple = (bi * per + t) * (size_t)m;
             for (int j = 0; j < m; j++) {
-                int64_t v;
+                int64_t v = 0;
                 int a = (int)b + j;
                 kiln_status st = get_index(k, ix, tuple + (size_t)j, x->dims[a], a, &v);
                 if (st) {
@@ -294,7 +294,7 @@ static kiln_status scatter_elements_run(struct kiln_kctx *k)
     int64_t xs[KILN_MAX_RANK], idx[KILN_MAX_RANK] = {0}, base = 0;
     kiln_tops_strides(x->rank, x->dims, xs);
     for (size_t i = 0; i < n; i++) {
-        int64_t v;
+        int64_t v = 0;
         kiln_status st = get_index(k, ix, i, x->dims[axis], axis, &v);
         if (st) {
             drop_strings(o, ph);
@@ -353,7 +353,7 @@ static kiln_status scatter_nd_run(struct kiln_kctx *k)
     for (size_t t = 0; t < tuples; t++) {
         size_t off = 0;
         for (int j = 0; j < m; j++) {
-            int64_t v;
+            int64_t v = 0;
             kiln_status st = get_index(k, ix, t * (size_t)m + (size_t)j, x->dims[j], j, &v);
             if (st) {
                 drop_strings(o, ph);
