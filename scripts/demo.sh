@@ -8,11 +8,11 @@
 #
 # Works on a fresh Debian 12 machine: installs cmake, gcc and make with apt-get if they are
 # missing (as root, or through sudo). Run from anywhere: sh scripts/demo.sh
-# Environment: BUILD_DIR (default build), JOBS (parallel build jobs, default 2).
+# Environment: BUILD_DIR (default build/release), JOBS (parallel build jobs, default 2).
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+BUILD_DIR=${BUILD_DIR:-$ROOT/build/release}
 JOBS=${JOBS:-2}
 
 die() {

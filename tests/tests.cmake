@@ -26,3 +26,8 @@ add_test(NAME onnx_conformance
          COMMAND kiln-conformance --data ${KILN_ONNX_TESTS} -j 2
                  --passing ${CMAKE_SOURCE_DIR}/tests/onnx/passing.txt
                  --report ${CMAKE_BINARY_DIR}/conformance.md)
+
+# Fuzz targets (libFuzzer, option KILN_FUZZ) and the corpus replay tests (always).
+if(EXISTS ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz.cmake)
+  include(${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz.cmake)
+endif()
