@@ -74,6 +74,16 @@ expect_error 1 "output 'output_sequence' is not a tensor; .npy holds tensors onl
     "$KILN" run "$SEQ/model.onnx" --input-dir "$SEQ/test_data_set_0" --output-dir "$OUTD" --format npy
 no_outputs "sequence as npy"
 
+# A broken graph is reported before the (missing) inputs: the cycle, then the missing
+# node input, then the short initializer (which refuses to load).
+expect_error 1 "graph 'cycle' has a cycle: 2 nodes wait on each other" \
+    "$KILN" run "$SRC/tests/data/bad_cycle.onnx" --output-dir "$OUTD"
+no_outputs "cycle"
+expect_error 1 "Relu node 'relu' input 0 'nope' is not defined by any node, initializer or graph input" \
+    "$KILN" run "$SRC/tests/data/bad_missing_input.onnx"
+expect_error 1 "initializer 'W' has 4 float32 values; its dims \[2,3\] need 6" \
+    "$KILN" run "$SRC/tests/data/bad_short_init.onnx"
+
 # A model that does not load.
 expect_error 1 "cannot open .*nosuch\.onnx" "$KILN" run "$TMP/nosuch.onnx" --input "x=$TMP/f60.npy"
 finish

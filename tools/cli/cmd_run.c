@@ -230,14 +230,15 @@ int cli_run(int argc, char **argv)
         cli_error("out of memory");
         goto done;
     }
-    if (bind_inputs(m, &a, vals) != CLI_OK) goto done;
-
+    /* The session first: a broken graph or an unsupported op is the problem to report,
+     * whatever inputs were given. */
     kiln_err err = {0};
     kiln_session_options opt = {.threads = (int)a.threads};
     if (kiln_session_create(m, &opt, &s, &err) != KILN_OK) {
         cli_error("%s", err.msg);
         goto done;
     }
+    if (bind_inputs(m, &a, vals) != CLI_OK) goto done;
     if (kiln_session_run(s, n_in, NULL, (const kiln_value *const *)vals, n_out, outs, &err) != KILN_OK) {
         cli_error("%s", err.msg);
         goto done;
