@@ -19,6 +19,12 @@
 extern "C" {
 #endif
 
+/* The shared library exports exactly the declarations of this header (it is built with
+ * -fvisibility=hidden). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define KILN_VERSION_MAJOR 0
 #define KILN_VERSION_MINOR 1
 #define KILN_VERSION_PATCH 0
@@ -216,6 +222,10 @@ void kiln_session_free(kiln_session *s); /* NULL is fine */
 KILN_NODISCARD kiln_status kiln_session_run(kiln_session *s, size_t n_in, const char *const *names,
                                             const kiln_value *const *inputs, size_t n_out,
                                             kiln_value **outputs, kiln_err *err);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

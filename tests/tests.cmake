@@ -31,3 +31,9 @@ add_test(NAME onnx_conformance
 if(EXISTS ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz.cmake)
   include(${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz.cmake)
 endif()
+
+# A client of the shared library that includes only kiln.h.
+add_executable(test_public_api ${CMAKE_SOURCE_DIR}/tests/api/test_public_api.c)
+target_link_libraries(test_public_api PRIVATE kiln_shared)
+target_compile_definitions(test_public_api PRIVATE KILN_ONNX_TESTS="${KILN_ONNX_TESTS}")
+add_test(NAME test_public_api COMMAND test_public_api)

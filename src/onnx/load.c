@@ -39,7 +39,7 @@ struct loader {
 
 static kiln_status oom(struct loader *L)
 {
-    return pb_fail(&L->c, KILN_E_NOMEM, "out of memory");
+    return kiln_pb_fail(&L->c, KILN_E_NOMEM, "out of memory");
 }
 
 /* Counts occurrences of fields 1..NFIELDS-1 (others are not counted). */
@@ -50,7 +50,7 @@ static kiln_status count_fields(struct loader *L, const uint8_t *p, size_t len, 
     memset(counts, 0, NFIELDS * sizeof *counts);
     pb_reader_init(&r, p, len);
     while (pb_more(&r)) {
-        KILN_TRY(pb_next(&L->c, &r, &f));
+        KILN_TRY(kiln_pb_next(&L->c, &r, &f));
         if (f.num < NFIELDS) counts[f.num]++;
     }
     L->c.stack[L->c.depth - 1].cur = 0;
@@ -60,7 +60,7 @@ static kiln_status count_fields(struct loader *L, const uint8_t *p, size_t len, 
 static kiln_status str(struct loader *L, const struct pb_field *f, const char *what,
                        const char **out)
 {
-    KILN_TRY(pb_want(&L->c, f, PB_LEN, what));
+    KILN_TRY(kiln_pb_want(&L->c, f, PB_LEN, what));
     char *s = kiln_arena_strndup(L->a, (const char *)f->data, f->len);
     if (!s) return oom(L);
     *out = s;
@@ -70,7 +70,7 @@ static kiln_status str(struct loader *L, const struct pb_field *f, const char *w
 static kiln_status varint(struct loader *L, const struct pb_field *f, const char *what,
                           int64_t *out)
 {
-    KILN_TRY(pb_want(&L->c, f, PB_VARINT, what));
+    KILN_TRY(kiln_pb_want(&L->c, f, PB_VARINT, what));
     *out = (int64_t)f->u;
     return KILN_OK;
 }
@@ -95,7 +95,7 @@ static kiln_status elem_type(struct loader *L, const struct pb_field *f, kiln_dt
     int64_t v;
     KILN_TRY(varint(L, f, "elem_type", &v));
     if (v != 0 && !kiln_dtype_valid((int)v))
-        return pb_fail(&L->c, KILN_E_UNSUPPORTED, "element type %lld is not known to kiln",
+        return kiln_pb_fail(&L->c, KILN_E_UNSUPPORTED, "element type %lld is not known to kiln",
                        (long long)v);
     *out = (kiln_dtype)v;
     return KILN_OK;
@@ -109,11 +109,11 @@ static kiln_status decode_dim(struct loader *L, const uint8_t *p, size_t len, st
     d->param = NULL;
     pb_reader_init(&r, p, len);
     while (pb_more(&r)) {
-        KILN_TRY(pb_next(&L->c, &r, &f));
+        KILN_TRY(kiln_pb_next(&L->c, &r, &f));
         if (f.num == 1) {
             KILN_TRY(varint(L, &f, "dim_value", &d->value));
             if (d->value < 0)
-                return pb_fail(&L->c, KILN_E_INVALID_MODEL, "dim_value %lld is negative",
+                return kiln_pb_fail(&L->c, KILN_E_INVALID_MODEL, "dim_value %lld is negative",
                                (long long)d->value);
             d->param = NULL;
         } else if (f.num == 2) {
@@ -130,7 +130,7 @@ static kiln_status decode_shape(struct loader *L, const uint8_t *p, size_t len,
     size_t counts[NFIELDS];
     KILN_TRY(count_fields(L, p, len, counts));
     if (counts[1] > KILN_MAX_RANK)
-        return pb_fail(&L->c, KILN_E_LIMIT, "shape has %zu dims; the limit is %d", counts[1],
+        return kiln_pb_fail(&L->c, KILN_E_LIMIT, "shape has %zu dims; the limit is %d", counts[1],
                        KILN_MAX_RANK);
     t->rank = (int)counts[1];
     KILN_TRY(ARR(L, t->dims, counts[1]));
@@ -139,12 +139,12 @@ static kiln_status decode_shape(struct loader *L, const uint8_t *p, size_t len,
     size_t i = 0;
     pb_reader_init(&r, p, len);
     while (pb_more(&r)) {
-        KILN_TRY(pb_next(&L->c, &r, &f));
+        KILN_TRY(kiln_pb_next(&L->c, &r, &f));
         if (f.num != 1) continue;
-        KILN_TRY(pb_want(&L->c, &f, PB_LEN, "dim"));
-        KILN_TRY(pb_push(&L->c, "dim", (int64_t)i, "TensorShapeProto.Dimension"));
+        KILN_TRY(kiln_pb_want(&L->c, &f, PB_LEN, "dim"));
+        KILN_TRY(kiln_pb_push(&L->c, "dim", (int64_t)i, "TensorShapeProto.Dimension"));
         KILN_TRY(decode_dim(L, f.data, f.len, &t->dims[i++]));
-        pb_pop(&L->c);
+        kiln_pb_pop(&L->c);
     }
     return KILN_OK;
 }
@@ -158,14 +158,14 @@ static kiln_status decode_tensor_type(struct loader *L, const uint8_t *p, size_t
     t->rank = -1;
     pb_reader_init(&r, p, len);
     while (pb_more(&r)) {
-        KILN_TRY(pb_next(&L->c, &r, &f));
+        KILN_TRY(kiln_pb_next(&L->c, &r, &f));
         if (f.num == 1) {
             KILN_TRY(elem_type(L, &f, &t->elem));
         } else if (f.num == 2) {
-            KILN_TRY(pb_want(&L->c, &f, PB_LEN, "shape"));
-            KILN_TRY(pb_push(&L->c, "shape", -1, "TensorShapeProto"));
+            KILN_TRY(kiln_pb_want(&L->c, &f, PB_LEN, "shape"));
+            KILN_TRY(kiln_pb_push(&L->c, "shape", -1, "TensorShapeProto"));
             KILN_TRY(decode_shape(L, f.data, f.len, t));
-            pb_pop(&L->c);
+            kiln_pb_pop(&L->c);
         }
     }
     return KILN_OK;
@@ -175,12 +175,12 @@ static kiln_status decode_tensor_type(struct loader *L, const uint8_t *p, size_t
 static kiln_status inner_type(struct loader *L, const struct pb_field *f, const char *what,
                               struct kiln_type **out)
 {
-    KILN_TRY(pb_want(&L->c, f, PB_LEN, what));
+    KILN_TRY(kiln_pb_want(&L->c, f, PB_LEN, what));
     struct kiln_type *in = kiln_arena_alloc(L->a, sizeof *in);
     if (!in) return oom(L);
-    KILN_TRY(pb_push(&L->c, what, -1, "TypeProto"));
+    KILN_TRY(kiln_pb_push(&L->c, what, -1, "TypeProto"));
     KILN_TRY(decode_type(L, f->data, f->len, in));
-    pb_pop(&L->c);
+    kiln_pb_pop(&L->c);
     *out = in;
     return KILN_OK;
 }
@@ -193,7 +193,7 @@ static kiln_status decode_wrapper(struct loader *L, const uint8_t *p, size_t len
     struct pb_field f;
     pb_reader_init(&r, p, len);
     while (pb_more(&r)) {
-        KILN_TRY(pb_next(&L->c, &r, &f));
+        KILN_TRY(kiln_pb_next(&L->c, &r, &f));
         if (map && f.num == 1) KILN_TRY(elem_type(L, &f, &t->elem));
         else if (map && f.num == 2) KILN_TRY(inner_type(L, &f, "value_type", &t->inner));
         else if (!map && f.num == 1) KILN_TRY(inner_type(L, &f, "elem_type", &t->inner));
@@ -209,7 +209,7 @@ static kiln_status decode_type(struct loader *L, const uint8_t *p, size_t len, s
     t->rank = -1;
     pb_reader_init(&r, p, len);
     while (pb_more(&r)) {
-        KILN_TRY(pb_next(&L->c, &r, &f));
+        KILN_TRY(kiln_pb_next(&L->c, &r, &f));
         static const struct { uint32_t num; enum kiln_type_kind kind; const char *name, *type; }
         kinds[] = {
             {1, KILN_TYPE_TENSOR, "tensor_type", "TypeProto.Tensor"},
@@ -224,18 +224,18 @@ static kiln_status decode_type(struct loader *L, const uint8_t *p, size_t len, s
         }
         for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
             if (kinds[k].num != f.num) continue;
-            KILN_TRY(pb_want(&L->c, &f, PB_LEN, kinds[k].name));
+            KILN_TRY(kiln_pb_want(&L->c, &f, PB_LEN, kinds[k].name));
             const char *den = t->denotation;
             memset(t, 0, sizeof *t); /* a oneof: the last one set wins */
             t->denotation = den;
             t->rank = -1;
             t->kind = kinds[k].kind;
-            KILN_TRY(pb_push(&L->c, kinds[k].name, -1, kinds[k].type));
+            KILN_TRY(kiln_pb_push(&L->c, kinds[k].name, -1, kinds[k].type));
             if (t->kind == KILN_TYPE_TENSOR || t->kind == KILN_TYPE_SPARSE_TENSOR)
                 KILN_TRY(decode_tensor_type(L, f.data, f.len, t));
             else
                 KILN_TRY(decode_wrapper(L, f.data, f.len, t, t->kind == KILN_TYPE_MAP));
-            pb_pop(&L->c);
+            kiln_pb_pop(&L->c);
         }
     }
     return KILN_OK;
@@ -252,14 +252,14 @@ static kiln_status decode_value_info(struct loader *L, const uint8_t *p, size_t 
     vi->type.rank = -1;
     pb_reader_init(&r, p, len);
     while (pb_more(&r)) {
-        KILN_TRY(pb_next(&L->c, &r, &f));
+        KILN_TRY(kiln_pb_next(&L->c, &r, &f));
         if (f.num == 1) {
             KILN_TRY(str(L, &f, "name", &vi->name));
         } else if (f.num == 2) {
-            KILN_TRY(pb_want(&L->c, &f, PB_LEN, "type"));
-            KILN_TRY(pb_push(&L->c, "type", -1, "TypeProto"));
+            KILN_TRY(kiln_pb_want(&L->c, &f, PB_LEN, "type"));
+            KILN_TRY(kiln_pb_push(&L->c, "type", -1, "TypeProto"));
             KILN_TRY(decode_type(L, f.data, f.len, &vi->type));
-            pb_pop(&L->c);
+            kiln_pb_pop(&L->c);
         } else if (f.num == 3) {
             KILN_TRY(str(L, &f, "doc_string", &vi->doc));
         }
@@ -274,11 +274,11 @@ static kiln_status tensor_field(struct loader *L, const struct pb_field *f, cons
                                 const char **name, const char **doc)
 {
     char *nm = NULL, *dc = NULL;
-    KILN_TRY(pb_want(&L->c, f, PB_LEN, field));
-    KILN_TRY(pb_push(&L->c, field, index, "TensorProto"));
+    KILN_TRY(kiln_pb_want(&L->c, f, PB_LEN, field));
+    KILN_TRY(kiln_pb_push(&L->c, field, index, "TensorProto"));
     KILN_TRY(kiln_tpb_decode(&L->c, &L->sink, f->data, f->len, kind, t, name ? &nm : NULL,
                              doc ? &dc : NULL));
-    pb_pop(&L->c);
+    kiln_pb_pop(&L->c);
     if (name) *name = nm ? nm : "";
     if (doc) *doc = dc ? dc : "";
     return KILN_OK;
@@ -287,10 +287,10 @@ static kiln_status tensor_field(struct loader *L, const struct pb_field *f, cons
 static kiln_status sparse_field(struct loader *L, const struct pb_field *f, const char *field,
                                 int64_t index, struct kiln_sparse_tensor *sp)
 {
-    KILN_TRY(pb_want(&L->c, f, PB_LEN, field));
-    KILN_TRY(pb_push(&L->c, field, index, "SparseTensorProto"));
+    KILN_TRY(kiln_pb_want(&L->c, f, PB_LEN, field));
+    KILN_TRY(kiln_pb_push(&L->c, field, index, "SparseTensorProto"));
     KILN_TRY(kiln_tpb_decode_sparse(&L->c, &L->sink, f->data, f->len, sp));
-    pb_pop(&L->c);
+    kiln_pb_pop(&L->c);
     return KILN_OK;
 }
 
@@ -302,12 +302,12 @@ static kiln_status decode_graph(struct loader *L, const uint8_t *p, size_t len,
 static kiln_status graph_field(struct loader *L, const struct pb_field *f, const char *field,
                                int64_t index, struct kiln_graph *parent, struct kiln_graph **out)
 {
-    KILN_TRY(pb_want(&L->c, f, PB_LEN, field));
+    KILN_TRY(kiln_pb_want(&L->c, f, PB_LEN, field));
     struct kiln_graph *g = kiln_arena_alloc(L->a, sizeof *g);
     if (!g) return oom(L);
-    KILN_TRY(pb_push(&L->c, field, index, "GraphProto"));
+    KILN_TRY(kiln_pb_push(&L->c, field, index, "GraphProto"));
     KILN_TRY(decode_graph(L, f->data, f->len, g, parent));
-    pb_pop(&L->c);
+    kiln_pb_pop(&L->c);
     *out = g;
     return KILN_OK;
 }
@@ -354,12 +354,12 @@ static kiln_status decode_attr(struct loader *L, const uint8_t *p, size_t len,
     enum kiln_attr_type implied = KILN_ATTR_UNDEFINED;
     pb_reader_init(&r, p, len);
     while (pb_more(&r)) {
-        KILN_TRY(pb_next(&L->c, &r, &f));
+        KILN_TRY(kiln_pb_next(&L->c, &r, &f));
         if (f.num == AT_FLOATS) {
-            KILN_TRY(pb_count_packed(&L->c, &f, 4, "floats", &n));
+            KILN_TRY(kiln_pb_count_packed(&L->c, &f, 4, "floats", &n));
             n_floats += n;
         } else if (f.num == AT_INTS) {
-            KILN_TRY(pb_count_packed(&L->c, &f, 0, "ints", &n));
+            KILN_TRY(kiln_pb_count_packed(&L->c, &f, 0, "ints", &n));
             n_ints += n;
         } else if (f.num == AT_TYPE) {
             KILN_TRY(varint(L, &f, "type", &type));
@@ -372,7 +372,7 @@ static kiln_status decode_attr(struct loader *L, const uint8_t *p, size_t len,
     }
     L->c.stack[L->c.depth - 1].cur = 0;
     if (type < 0 || type > KILN_ATTR_TYPE_PROTOS)
-        return pb_fail(&L->c, KILN_E_INVALID_MODEL, "attribute '%s' has unknown type %lld",
+        return kiln_pb_fail(&L->c, KILN_E_INVALID_MODEL, "attribute '%s' has unknown type %lld",
                        at->name, (long long)type);
     at->type = type ? (enum kiln_attr_type)type : implied;
 
@@ -400,13 +400,13 @@ static kiln_status decode_attr(struct loader *L, const uint8_t *p, size_t len,
     enum kiln_attr_type ty = at->type;
     pb_reader_init(&r, p, len);
     while (pb_more(&r)) {
-        KILN_TRY(pb_next(&L->c, &r, &f));
+        KILN_TRY(kiln_pb_next(&L->c, &r, &f));
         switch (f.num) {
         case AT_DOC: KILN_TRY(str(L, &f, "doc_string", &at->doc)); break;
         case AT_REF: KILN_TRY(str(L, &f, "ref_attr_name", &at->ref_attr_name)); break;
         case AT_F:
             if (ty != KILN_ATTR_FLOAT) break;
-            KILN_TRY(pb_want(&L->c, &f, PB_I32, "f"));
+            KILN_TRY(kiln_pb_want(&L->c, &f, PB_I32, "f"));
             {
                 uint32_t bits = (uint32_t)f.u;
                 memcpy(&at->f, &bits, 4);
@@ -455,7 +455,7 @@ static kiln_status decode_attr(struct loader *L, const uint8_t *p, size_t len,
                     part.data = g.data + off;
                     part.len = g.len - off < 4 * 64 ? g.len - off : 4 * 64;
                     size_t m = 0;
-                    KILN_TRY(pb_read_packed(&L->c, &part, 4, "floats", tmp, 64, &m));
+                    KILN_TRY(kiln_pb_read_packed(&L->c, &part, 4, "floats", tmp, 64, &m));
                     for (size_t j = 0; j < m && k < at->n; j++) {
                         uint32_t bits = (uint32_t)tmp[j];
                         memcpy(&at->floats[k++], &bits, 4);
@@ -465,13 +465,13 @@ static kiln_status decode_attr(struct loader *L, const uint8_t *p, size_t len,
             break;
         case AT_INTS:
             if (ty != KILN_ATTR_INTS) break;
-            KILN_TRY(pb_read_packed(&L->c, &f, 0, "ints", (uint64_t *)at->ints, at->n, &k));
+            KILN_TRY(kiln_pb_read_packed(&L->c, &f, 0, "ints", (uint64_t *)at->ints, at->n, &k));
             break;
         case AT_STRINGS:
             if (ty != KILN_ATTR_STRINGS) break;
-            KILN_TRY(pb_push(&L->c, "strings", (int64_t)k, "bytes"));
+            KILN_TRY(kiln_pb_push(&L->c, "strings", (int64_t)k, "bytes"));
             KILN_TRY(str(L, &f, "strings", &at->strings[k]));
-            pb_pop(&L->c);
+            kiln_pb_pop(&L->c);
             at->string_lens[k++] = f.len;
             break;
         case AT_TENSORS:
@@ -526,17 +526,17 @@ static kiln_status decode_node(struct loader *L, const uint8_t *p, size_t len,
     size_t ni = 0, no = 0, na = 0;
     pb_reader_init(&r, p, len);
     while (pb_more(&r)) {
-        KILN_TRY(pb_next(&L->c, &r, &f));
+        KILN_TRY(kiln_pb_next(&L->c, &r, &f));
         switch (f.num) {
         case 1: KILN_TRY(str(L, &f, "input", &n->inputs[ni++])); break;
         case 2: KILN_TRY(str(L, &f, "output", &n->outputs[no++])); break;
         case 3: KILN_TRY(str(L, &f, "name", &n->name)); break;
         case 4: KILN_TRY(str(L, &f, "op_type", &n->op_type)); break;
         case 5:
-            KILN_TRY(pb_want(&L->c, &f, PB_LEN, "attribute"));
-            KILN_TRY(pb_push(&L->c, "attribute", (int64_t)na, "AttributeProto"));
+            KILN_TRY(kiln_pb_want(&L->c, &f, PB_LEN, "attribute"));
+            KILN_TRY(kiln_pb_push(&L->c, "attribute", (int64_t)na, "AttributeProto"));
             KILN_TRY(decode_attr(L, f.data, f.len, &n->attrs[na++], owner));
-            pb_pop(&L->c);
+            kiln_pb_pop(&L->c);
             break;
         case 6: KILN_TRY(str(L, &f, "doc_string", &n->doc)); break;
         case 7:
@@ -552,10 +552,10 @@ static kiln_status decode_node(struct loader *L, const uint8_t *p, size_t len,
 static kiln_status value_infos(struct loader *L, const struct pb_field *f, const char *field,
                                size_t index, struct kiln_value_info *vi)
 {
-    KILN_TRY(pb_want(&L->c, f, PB_LEN, field));
-    KILN_TRY(pb_push(&L->c, field, (int64_t)index, "ValueInfoProto"));
+    KILN_TRY(kiln_pb_want(&L->c, f, PB_LEN, field));
+    KILN_TRY(kiln_pb_push(&L->c, field, (int64_t)index, "ValueInfoProto"));
     KILN_TRY(decode_value_info(L, f->data, f->len, vi));
-    pb_pop(&L->c);
+    kiln_pb_pop(&L->c);
     return KILN_OK;
 }
 
@@ -585,13 +585,13 @@ static kiln_status decode_graph(struct loader *L, const uint8_t *p, size_t len,
     size_t i_node = 0, i_init = 0, i_in = 0, i_out = 0, i_vi = 0, i_sp = 0;
     pb_reader_init(&r, p, len);
     while (pb_more(&r)) {
-        KILN_TRY(pb_next(&L->c, &r, &f));
+        KILN_TRY(kiln_pb_next(&L->c, &r, &f));
         switch (f.num) {
         case 1:
-            KILN_TRY(pb_want(&L->c, &f, PB_LEN, "node"));
-            KILN_TRY(pb_push(&L->c, "node", (int64_t)i_node, "NodeProto"));
+            KILN_TRY(kiln_pb_want(&L->c, &f, PB_LEN, "node"));
+            KILN_TRY(kiln_pb_push(&L->c, "node", (int64_t)i_node, "NodeProto"));
             KILN_TRY(decode_node(L, f.data, f.len, &g->nodes[i_node++], g));
-            pb_pop(&L->c);
+            kiln_pb_pop(&L->c);
             break;
         case 2: KILN_TRY(str(L, &f, "name", &g->name)); break;
         case 5: {
@@ -630,7 +630,7 @@ static kiln_status decode_opset(struct loader *L, const uint8_t *p, size_t len,
     o->version = 0;
     pb_reader_init(&r, p, len);
     while (pb_more(&r)) {
-        KILN_TRY(pb_next(&L->c, &r, &f));
+        KILN_TRY(kiln_pb_next(&L->c, &r, &f));
         if (f.num == 1) {
             KILN_TRY(str(L, &f, "domain", &o->domain));
             o->domain = norm_domain(o->domain);
@@ -644,10 +644,10 @@ static kiln_status decode_opset(struct loader *L, const uint8_t *p, size_t len,
 static kiln_status opset_field(struct loader *L, const struct pb_field *f, size_t i,
                                struct kiln_opset *o)
 {
-    KILN_TRY(pb_want(&L->c, f, PB_LEN, "opset_import"));
-    KILN_TRY(pb_push(&L->c, "opset_import", (int64_t)i, "OperatorSetIdProto"));
+    KILN_TRY(kiln_pb_want(&L->c, f, PB_LEN, "opset_import"));
+    KILN_TRY(kiln_pb_push(&L->c, "opset_import", (int64_t)i, "OperatorSetIdProto"));
     KILN_TRY(decode_opset(L, f->data, f->len, o));
-    pb_pop(&L->c);
+    kiln_pb_pop(&L->c);
     return KILN_OK;
 }
 
@@ -657,15 +657,15 @@ static kiln_status decode_kv(struct loader *L, const struct pb_field *f, size_t 
     struct pb_reader r;
     struct pb_field g;
     kv->key = kv->value = "";
-    KILN_TRY(pb_want(&L->c, f, PB_LEN, "metadata_props"));
-    KILN_TRY(pb_push(&L->c, "metadata_props", (int64_t)i, "StringStringEntryProto"));
+    KILN_TRY(kiln_pb_want(&L->c, f, PB_LEN, "metadata_props"));
+    KILN_TRY(kiln_pb_push(&L->c, "metadata_props", (int64_t)i, "StringStringEntryProto"));
     pb_reader_init(&r, f->data, f->len);
     while (pb_more(&r)) {
-        KILN_TRY(pb_next(&L->c, &r, &g));
+        KILN_TRY(kiln_pb_next(&L->c, &r, &g));
         if (g.num == 1) KILN_TRY(str(L, &g, "key", &kv->key));
         else if (g.num == 2) KILN_TRY(str(L, &g, "value", &kv->value));
     }
-    pb_pop(&L->c);
+    kiln_pb_pop(&L->c);
     return KILN_OK;
 }
 
@@ -690,17 +690,17 @@ static kiln_status decode_function(struct loader *L, const uint8_t *p, size_t le
     size_t ii = 0, io = 0, ia = 0, in = 0, iop = 0;
     pb_reader_init(&r, p, len);
     while (pb_more(&r)) {
-        KILN_TRY(pb_next(&L->c, &r, &f));
+        KILN_TRY(kiln_pb_next(&L->c, &r, &f));
         switch (f.num) {
         case 1: KILN_TRY(str(L, &f, "name", &fn->name)); break;
         case 4: KILN_TRY(str(L, &f, "input", &fn->inputs[ii++])); break;
         case 5: KILN_TRY(str(L, &f, "output", &fn->outputs[io++])); break;
         case 6: KILN_TRY(str(L, &f, "attribute", &fn->attr_names[ia++])); break;
         case 7:
-            KILN_TRY(pb_want(&L->c, &f, PB_LEN, "node"));
-            KILN_TRY(pb_push(&L->c, "node", (int64_t)in, "NodeProto"));
+            KILN_TRY(kiln_pb_want(&L->c, &f, PB_LEN, "node"));
+            KILN_TRY(kiln_pb_push(&L->c, "node", (int64_t)in, "NodeProto"));
             KILN_TRY(decode_node(L, f.data, f.len, &fn->nodes[in++], NULL));
-            pb_pop(&L->c);
+            kiln_pb_pop(&L->c);
             break;
         case 8: KILN_TRY(str(L, &f, "doc_string", &fn->doc)); break;
         case 9: KILN_TRY(opset_field(L, &f, iop, &fn->opsets[iop])); iop++; break;
@@ -733,7 +733,7 @@ static kiln_status decode_model(struct loader *L, const uint8_t *p, size_t len)
     bool has_graph = false;
     pb_reader_init(&r, p, len);
     while (pb_more(&r)) {
-        KILN_TRY(pb_next(&L->c, &r, &f));
+        KILN_TRY(kiln_pb_next(&L->c, &r, &f));
         switch (f.num) {
         case 1: KILN_TRY(varint(L, &f, "ir_version", &m->ir_version)); break;
         case 2: KILN_TRY(str(L, &f, "producer_name", &m->producer_name)); break;
@@ -745,24 +745,24 @@ static kiln_status decode_model(struct loader *L, const uint8_t *p, size_t len)
             /* Protobuf merges repeated occurrences of a message field; a second graph is
              * so unusual that refusing it is clearer. */
             if (has_graph)
-                return pb_fail(&L->c, KILN_E_INVALID_MODEL, "the model has two graphs");
+                return kiln_pb_fail(&L->c, KILN_E_INVALID_MODEL, "the model has two graphs");
             KILN_TRY(graph_field(L, &f, "graph", -1, NULL, &m->graph));
             has_graph = true;
             break;
         case 8: KILN_TRY(opset_field(L, &f, iop, &m->opsets[iop])); iop++; break;
         case 14: KILN_TRY(decode_kv(L, &f, im, &m->meta[im])); im++; break;
         case 25:
-            KILN_TRY(pb_want(&L->c, &f, PB_LEN, "functions"));
-            KILN_TRY(pb_push(&L->c, "functions", (int64_t)ifn, "FunctionProto"));
+            KILN_TRY(kiln_pb_want(&L->c, &f, PB_LEN, "functions"));
+            KILN_TRY(kiln_pb_push(&L->c, "functions", (int64_t)ifn, "FunctionProto"));
             KILN_TRY(decode_function(L, f.data, f.len, &m->functions[ifn++]));
-            pb_pop(&L->c);
+            kiln_pb_pop(&L->c);
             break;
         default: break; /* training_info, configuration, unknown */
         }
     }
     L->c.stack[0].cur = 0;
     if (!has_graph)
-        return pb_fail(&L->c, KILN_E_INVALID_MODEL,
+        return kiln_pb_fail(&L->c, KILN_E_INVALID_MODEL,
                        "no graph (field 7): this is not an ONNX model or it is truncated");
     return KILN_OK;
 }
@@ -777,11 +777,11 @@ kiln_status kiln_onnx_external(struct pb_ctx *c, const struct tpb_sink *s, const
     struct kiln_model *m = s->model;
     struct ext_table *ext = s->ext_state;
     if (!m || !ext || !m->dir)
-        return pb_fail(c, KILN_E_INVALID_MODEL,
+        return kiln_pb_fail(c, KILN_E_INVALID_MODEL,
                        "%s uses external data '%s', but the model has no folder to resolve it "
                        "against (loaded from memory)", label, location);
     if (location[0] == '/')
-        return pb_fail(c, KILN_E_INVALID_MODEL,
+        return kiln_pb_fail(c, KILN_E_INVALID_MODEL,
                        "%s: external data path '%s' is absolute; it must be relative to the "
                        "model's folder", label, location);
     /* Any ".." component is refused outright, even one that would stay inside. */
@@ -789,35 +789,35 @@ kiln_status kiln_onnx_external(struct pb_ctx *c, const struct tpb_sink *s, const
         const char *e = strchr(q, '/');
         size_t n = e ? (size_t)(e - q) : strlen(q);
         if (n == 2 && q[0] == '.' && q[1] == '.')
-            return pb_fail(c, KILN_E_INVALID_MODEL,
+            return kiln_pb_fail(c, KILN_E_INVALID_MODEL,
                            "%s: external data path '%s' escapes the model's folder ('..')",
                            label, location);
         q += n + (e != NULL);
     }
     if (!location[0])
-        return pb_fail(c, KILN_E_INVALID_MODEL, "%s: external data location is empty", label);
+        return kiln_pb_fail(c, KILN_E_INVALID_MODEL, "%s: external data location is empty", label);
     if (!ext->root) {
         char *root = realpath(m->dir, NULL);
         if (!root)
-            return pb_fail(c, KILN_E_IO, "%s: cannot resolve the model's folder '%s': %s", label,
+            return kiln_pb_fail(c, KILN_E_IO, "%s: cannot resolve the model's folder '%s': %s", label,
                            m->dir, strerror(errno));
         ext->root = kiln_strdup(root);
         free(root); /* realpath's buffer comes from malloc, not kiln_malloc */
-        if (!ext->root) return pb_fail(c, KILN_E_NOMEM, "out of memory");
+        if (!ext->root) return kiln_pb_fail(c, KILN_E_NOMEM, "out of memory");
     }
     size_t plen = strlen(m->dir) + strlen(location) + 2;
     char *joined = kiln_malloc(plen);
-    if (!joined) return pb_fail(c, KILN_E_NOMEM, "out of memory");
+    if (!joined) return kiln_pb_fail(c, KILN_E_NOMEM, "out of memory");
     snprintf(joined, plen, "%s/%s", m->dir, location);
     char *rp = realpath(joined, NULL);
     kiln_free(joined);
     if (!rp)
-        return pb_fail(c, KILN_E_IO, "%s: cannot open external data file '%s': %s", label,
+        return kiln_pb_fail(c, KILN_E_IO, "%s: cannot open external data file '%s': %s", label,
                        location, strerror(errno));
     size_t rl = strlen(ext->root);
     bool inside = !strncmp(rp, ext->root, rl) && (rp[rl] == '/' || (rl == 1 && rl > 0));
     if (!inside) {
-        kiln_status st = pb_fail(c, KILN_E_INVALID_MODEL,
+        kiln_status st = kiln_pb_fail(c, KILN_E_INVALID_MODEL,
                                  "%s: external data path '%s' resolves to '%s', outside the "
                                  "model's folder '%s'", label, location, rp, ext->root);
         free(rp);
@@ -835,14 +835,14 @@ kiln_status kiln_onnx_external(struct pb_ctx *c, const struct tpb_sink *s, const
         if (!paths) {
             kiln_free(keep);
             free(rp);
-            return pb_fail(c, KILN_E_NOMEM, "out of memory");
+            return kiln_pb_fail(c, KILN_E_NOMEM, "out of memory");
         }
         ext->paths = paths;
         kiln_err e2;
         kiln_status st = kiln_map_file(rp, &m->ext[m->n_ext], &e2);
         if (st) {
             kiln_free(keep);
-            st = pb_fail(c, st, "%s: external data file '%s': %s", label, location, e2.msg);
+            st = kiln_pb_fail(c, st, "%s: external data file '%s': %s", label, location, e2.msg);
             free(rp);
             return st;
         }
@@ -852,15 +852,15 @@ kiln_status kiln_onnx_external(struct pb_ctx *c, const struct tpb_sink *s, const
     const struct kiln_mapping *map = &m->ext[idx];
     uint64_t off = has_offset ? offset : 0;
     if (off > map->size)
-        return pb_fail(c, KILN_E_INVALID_MODEL,
+        return kiln_pb_fail(c, KILN_E_INVALID_MODEL,
                        "%s: external data offset %llu is past the end of '%s' (%zu bytes)", label,
                        (unsigned long long)off, location, map->size);
     if (has_length && length != need)
-        return pb_fail(c, KILN_E_INVALID_MODEL,
+        return kiln_pb_fail(c, KILN_E_INVALID_MODEL,
                        "%s: external data length %llu in '%s' does not match the %zu bytes its "
                        "dims need", label, (unsigned long long)length, location, need);
     if (need > map->size - off)
-        return pb_fail(c, KILN_E_INVALID_MODEL,
+        return kiln_pb_fail(c, KILN_E_INVALID_MODEL,
                        "%s: external data at offset %llu + %zu bytes runs past the end of '%s' "
                        "(%zu bytes)", label, (unsigned long long)off, need, location, map->size);
     *out = map->data + off;
@@ -871,7 +871,7 @@ kiln_status kiln_onnx_load(struct kiln_model *m, const uint8_t *buf, size_t len,
 {
     struct loader *L = kiln_calloc(1, sizeof *L);
     if (!L) return kiln_err_set(err, KILN_E_NOMEM, "out of memory loading a model");
-    pb_ctx_init(&L->c, err, "ModelProto");
+    kiln_pb_ctx_init(&L->c, err, "ModelProto");
     L->m = m;
     L->a = &m->arena;
     L->sink.arena = &m->arena;

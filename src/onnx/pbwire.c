@@ -10,27 +10,27 @@
 
 #include "onnx/pbwire.h"
 
-void pb_ctx_init(struct pb_ctx *c, kiln_err *err, const char *root_type)
+void kiln_pb_ctx_init(struct pb_ctx *c, kiln_err *err, const char *root_type)
 {
     c->err = err;
     c->depth = 1;
     c->stack[0] = (struct pb_frame){.type = root_type, .field = NULL, .index = -1, .cur = 0};
 }
 
-kiln_status pb_push(struct pb_ctx *c, const char *field, int64_t index, const char *type)
+kiln_status kiln_pb_push(struct pb_ctx *c, const char *field, int64_t index, const char *type)
 {
     if (c->depth > PB_MAX_DEPTH)
-        return pb_fail(c, KILN_E_LIMIT, "messages nest deeper than %d levels", PB_MAX_DEPTH);
+        return kiln_pb_fail(c, KILN_E_LIMIT, "messages nest deeper than %d levels", PB_MAX_DEPTH);
     c->stack[c->depth++] = (struct pb_frame){.type = type, .field = field, .index = index};
     return KILN_OK;
 }
 
-void pb_pop(struct pb_ctx *c)
+void kiln_pb_pop(struct pb_ctx *c)
 {
     if (c->depth > 1) c->depth--;
 }
 
-const char *pb_path(const struct pb_ctx *c, char *buf, size_t size)
+const char *kiln_pb_path(const struct pb_ctx *c, char *buf, size_t size)
 {
     size_t o = 0;
     if (!size) return buf;
@@ -50,7 +50,7 @@ const char *pb_path(const struct pb_ctx *c, char *buf, size_t size)
     return buf;
 }
 
-kiln_status pb_fail(struct pb_ctx *c, kiln_status st, const char *fmt, ...)
+kiln_status kiln_pb_fail(struct pb_ctx *c, kiln_status st, const char *fmt, ...)
 {
     char path[512], msg[700];
     va_list ap;
@@ -58,13 +58,13 @@ kiln_status pb_fail(struct pb_ctx *c, kiln_status st, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     const struct pb_frame *top = &c->stack[c->depth - 1];
-    pb_path(c, path, sizeof path);
+    kiln_pb_path(c, path, sizeof path);
     if (top->cur)
         return kiln_err_set(c->err, st, "%s (%s field %u): %s", path, top->type, top->cur, msg);
     return kiln_err_set(c->err, st, "%s (%s): %s", path, top->type, msg);
 }
 
-bool pb_read_varint(const uint8_t **pp, const uint8_t *end, uint64_t *out)
+bool kiln_pb_read_varint(const uint8_t **pp, const uint8_t *end, uint64_t *out)
 {
     const uint8_t *p = *pp;
     uint64_t v = 0;
@@ -88,16 +88,16 @@ static uint64_t load_le(const uint8_t *p, int n)
     return v;
 }
 
-kiln_status pb_next(struct pb_ctx *c, struct pb_reader *r, struct pb_field *f)
+kiln_status kiln_pb_next(struct pb_ctx *c, struct pb_reader *r, struct pb_field *f)
 {
     struct pb_frame *top = &c->stack[c->depth - 1];
     uint64_t key;
     top->cur = 0;
-    if (!pb_read_varint(&r->p, r->end, &key))
-        return pb_fail(c, KILN_E_INVALID_MODEL,
+    if (!kiln_pb_read_varint(&r->p, r->end, &key))
+        return kiln_pb_fail(c, KILN_E_INVALID_MODEL,
                        "bad field key: varint truncated or longer than 10 bytes");
     if ((key >> 3) == 0 || (key >> 3) > 0x1fffffff)
-        return pb_fail(c, KILN_E_INVALID_MODEL, "bad field number %llu",
+        return kiln_pb_fail(c, KILN_E_INVALID_MODEL, "bad field number %llu",
                        (unsigned long long)(key >> 3));
     f->num = (uint32_t)(key >> 3);
     f->wire = (enum pb_wire)(key & 7);
@@ -108,30 +108,30 @@ kiln_status pb_next(struct pb_ctx *c, struct pb_reader *r, struct pb_field *f)
     size_t left = (size_t)(r->end - r->p);
     switch ((int)f->wire) {
     case PB_VARINT:
-        if (!pb_read_varint(&r->p, r->end, &f->u))
-            return pb_fail(c, KILN_E_INVALID_MODEL,
+        if (!kiln_pb_read_varint(&r->p, r->end, &f->u))
+            return kiln_pb_fail(c, KILN_E_INVALID_MODEL,
                            "varint truncated or longer than 10 bytes");
         return KILN_OK;
     case PB_I64:
         if (left < 8)
-            return pb_fail(c, KILN_E_INVALID_MODEL, "fixed64 runs past the end of the buffer");
+            return kiln_pb_fail(c, KILN_E_INVALID_MODEL, "fixed64 runs past the end of the buffer");
         f->u = load_le(r->p, 8);
         r->p += 8;
         return KILN_OK;
     case PB_I32:
         if (left < 4)
-            return pb_fail(c, KILN_E_INVALID_MODEL, "fixed32 runs past the end of the buffer");
+            return kiln_pb_fail(c, KILN_E_INVALID_MODEL, "fixed32 runs past the end of the buffer");
         f->u = load_le(r->p, 4);
         r->p += 4;
         return KILN_OK;
     case PB_LEN: {
         uint64_t n;
-        if (!pb_read_varint(&r->p, r->end, &n))
-            return pb_fail(c, KILN_E_INVALID_MODEL,
+        if (!kiln_pb_read_varint(&r->p, r->end, &n))
+            return kiln_pb_fail(c, KILN_E_INVALID_MODEL,
                            "length varint truncated or longer than 10 bytes");
         left = (size_t)(r->end - r->p);
         if (n > left)
-            return pb_fail(c, KILN_E_INVALID_MODEL,
+            return kiln_pb_fail(c, KILN_E_INVALID_MODEL,
                            "length %llu runs past the end of the buffer (%zu bytes left)",
                            (unsigned long long)n, left);
         f->data = r->p;
@@ -140,7 +140,7 @@ kiln_status pb_next(struct pb_ctx *c, struct pb_reader *r, struct pb_field *f)
         return KILN_OK;
     }
     default:
-        return pb_fail(c, KILN_E_INVALID_MODEL, "unsupported wire type %d", (int)f->wire);
+        return kiln_pb_fail(c, KILN_E_INVALID_MODEL, "unsupported wire type %d", (int)f->wire);
     }
 }
 
@@ -155,14 +155,14 @@ static const char *wire_name(enum pb_wire w)
     return "?";
 }
 
-kiln_status pb_want(struct pb_ctx *c, const struct pb_field *f, enum pb_wire w, const char *what)
+kiln_status kiln_pb_want(struct pb_ctx *c, const struct pb_field *f, enum pb_wire w, const char *what)
 {
     if (f->wire == w) return KILN_OK;
-    return pb_fail(c, KILN_E_INVALID_MODEL, "%s has wire type %s; expected %s", what,
+    return kiln_pb_fail(c, KILN_E_INVALID_MODEL, "%s has wire type %s; expected %s", what,
                    wire_name(f->wire), wire_name(w));
 }
 
-kiln_status pb_count_packed(struct pb_ctx *c, const struct pb_field *f, int fixed,
+kiln_status kiln_pb_count_packed(struct pb_ctx *c, const struct pb_field *f, int fixed,
                             const char *what, size_t *n)
 {
     enum pb_wire single = fixed == 4 ? PB_I32 : fixed == 8 ? PB_I64 : PB_VARINT;
@@ -171,11 +171,11 @@ kiln_status pb_count_packed(struct pb_ctx *c, const struct pb_field *f, int fixe
         return KILN_OK;
     }
     if (f->wire != PB_LEN)
-        return pb_fail(c, KILN_E_INVALID_MODEL, "%s has wire type %s; expected %s or packed",
+        return kiln_pb_fail(c, KILN_E_INVALID_MODEL, "%s has wire type %s; expected %s or packed",
                        what, wire_name(f->wire), wire_name(single));
     if (fixed) {
         if (f->len % (size_t)fixed)
-            return pb_fail(c, KILN_E_INVALID_MODEL,
+            return kiln_pb_fail(c, KILN_E_INVALID_MODEL,
                            "packed %s has %zu bytes, not a multiple of %d", what, f->len, fixed);
         *n = f->len / (size_t)fixed;
         return KILN_OK;
@@ -184,27 +184,27 @@ kiln_status pb_count_packed(struct pb_ctx *c, const struct pb_field *f, int fixe
     size_t count = 0;
     for (size_t i = 0; i < f->len; i++) count += !(f->data[i] & 0x80);
     if (f->len && (f->data[f->len - 1] & 0x80))
-        return pb_fail(c, KILN_E_INVALID_MODEL, "packed %s ends inside a varint", what);
+        return kiln_pb_fail(c, KILN_E_INVALID_MODEL, "packed %s ends inside a varint", what);
     *n = count;
     return KILN_OK;
 }
 
-kiln_status pb_read_packed(struct pb_ctx *c, const struct pb_field *f, int fixed,
+kiln_status kiln_pb_read_packed(struct pb_ctx *c, const struct pb_field *f, int fixed,
                            const char *what, uint64_t *out, size_t cap, size_t *i)
 {
     if (f->wire != PB_LEN) {
-        if (*i >= cap) return pb_fail(c, KILN_E_INTERNAL, "%s: count changed", what);
+        if (*i >= cap) return kiln_pb_fail(c, KILN_E_INTERNAL, "%s: count changed", what);
         out[(*i)++] = f->u;
         return KILN_OK;
     }
     const uint8_t *p = f->data, *end = f->data + f->len;
     while (p < end) {
-        if (*i >= cap) return pb_fail(c, KILN_E_INTERNAL, "%s: count changed", what);
+        if (*i >= cap) return kiln_pb_fail(c, KILN_E_INTERNAL, "%s: count changed", what);
         if (fixed) {
             out[(*i)++] = load_le(p, fixed);
             p += fixed;
-        } else if (!pb_read_varint(&p, end, &out[(*i)++])) {
-            return pb_fail(c, KILN_E_INVALID_MODEL,
+        } else if (!kiln_pb_read_varint(&p, end, &out[(*i)++])) {
+            return kiln_pb_fail(c, KILN_E_INVALID_MODEL,
                            "packed %s holds a varint longer than 10 bytes", what);
         }
     }
@@ -213,7 +213,7 @@ kiln_status pb_read_packed(struct pb_ctx *c, const struct pb_field *f, int fixed
 
 /* ------------------------------------------------------------------ writer */
 
-void pb_put_varint(struct kiln_buf *b, uint64_t v)
+void kiln_pb_put_varint(struct kiln_buf *b, uint64_t v)
 {
     uint8_t tmp[10];
     size_t n = 0;
@@ -225,20 +225,20 @@ void pb_put_varint(struct kiln_buf *b, uint64_t v)
     kiln_buf_append(b, tmp, n);
 }
 
-void pb_put_key(struct kiln_buf *b, uint32_t num, enum pb_wire w)
+void kiln_pb_put_key(struct kiln_buf *b, uint32_t num, enum pb_wire w)
 {
-    pb_put_varint(b, ((uint64_t)num << 3) | (uint64_t)w);
+    kiln_pb_put_varint(b, ((uint64_t)num << 3) | (uint64_t)w);
 }
 
-void pb_put_uint(struct kiln_buf *b, uint32_t num, uint64_t v)
+void kiln_pb_put_uint(struct kiln_buf *b, uint32_t num, uint64_t v)
 {
-    pb_put_key(b, num, PB_VARINT);
-    pb_put_varint(b, v);
+    kiln_pb_put_key(b, num, PB_VARINT);
+    kiln_pb_put_varint(b, v);
 }
 
-void pb_put_bytes(struct kiln_buf *b, uint32_t num, const void *p, size_t n)
+void kiln_pb_put_bytes(struct kiln_buf *b, uint32_t num, const void *p, size_t n)
 {
-    pb_put_key(b, num, PB_LEN);
-    pb_put_varint(b, n);
+    kiln_pb_put_key(b, num, PB_LEN);
+    kiln_pb_put_varint(b, n);
     kiln_buf_append(b, p, n);
 }

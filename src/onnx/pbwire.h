@@ -46,15 +46,15 @@ struct pb_ctx {
     struct pb_frame stack[PB_MAX_DEPTH + 1];
 };
 
-void pb_ctx_init(struct pb_ctx *c, kiln_err *err, const char *root_type);
+void kiln_pb_ctx_init(struct pb_ctx *c, kiln_err *err, const char *root_type);
 /* Enters a sub-message; fails with KILN_E_LIMIT past PB_MAX_DEPTH. */
-KILN_NODISCARD kiln_status pb_push(struct pb_ctx *c, const char *field, int64_t index,
+KILN_NODISCARD kiln_status kiln_pb_push(struct pb_ctx *c, const char *field, int64_t index,
                                    const char *type);
-void pb_pop(struct pb_ctx *c);
+void kiln_pb_pop(struct pb_ctx *c);
 /* Sets c->err to "<path> (<Type> field N): <message>" and returns st. */
-kiln_status pb_fail(struct pb_ctx *c, kiln_status st, const char *fmt, ...) KILN_PRINTF(3, 4);
+kiln_status kiln_pb_fail(struct pb_ctx *c, kiln_status st, const char *fmt, ...) KILN_PRINTF(3, 4);
 /* Writes the current path ("ModelProto.graph.node[3]") into buf; returns buf. */
-const char *pb_path(const struct pb_ctx *c, char *buf, size_t size);
+const char *kiln_pb_path(const struct pb_ctx *c, char *buf, size_t size);
 
 static inline void pb_reader_init(struct pb_reader *r, const uint8_t *p, size_t len)
 {
@@ -66,33 +66,33 @@ static inline bool pb_more(const struct pb_reader *r) { return r->p < r->end; }
 /* Reads the next field of the current message. Never reads past r->end; rejects varints
  * longer than 10 bytes, field number 0, wire types other than 0/1/2/5 and lengths past the
  * end. Records the field number in the top frame for error messages. */
-KILN_NODISCARD kiln_status pb_next(struct pb_ctx *c, struct pb_reader *r, struct pb_field *f);
+KILN_NODISCARD kiln_status kiln_pb_next(struct pb_ctx *c, struct pb_reader *r, struct pb_field *f);
 /* Reads one varint from [*p, end); false on truncation or > 10 bytes. */
-bool pb_read_varint(const uint8_t **p, const uint8_t *end, uint64_t *out);
+bool kiln_pb_read_varint(const uint8_t **p, const uint8_t *end, uint64_t *out);
 
 /* Field-type checks with messages naming the field; `what` is the field's name. */
-KILN_NODISCARD kiln_status pb_want(struct pb_ctx *c, const struct pb_field *f, enum pb_wire w,
+KILN_NODISCARD kiln_status kiln_pb_want(struct pb_ctx *c, const struct pb_field *f, enum pb_wire w,
                                    const char *what);
 /* Counts the elements of a repeated scalar field occurrence: 1 for an unpacked varint /
  * fixed value, else the number in the packed run (fails on a malformed run). `fixed` is 0
  * for varint elements, 4 or 8 for fixed32/fixed64 elements. */
-KILN_NODISCARD kiln_status pb_count_packed(struct pb_ctx *c, const struct pb_field *f, int fixed,
+KILN_NODISCARD kiln_status kiln_pb_count_packed(struct pb_ctx *c, const struct pb_field *f, int fixed,
                                            const char *what, size_t *n);
 /* Appends the elements of a repeated scalar field occurrence (packed or not) to out[*i...]
  * as raw 64-bit values (varint as is, fixed32 zero-extended, fixed64 as bits); `cap` bounds
  * *i. */
-KILN_NODISCARD kiln_status pb_read_packed(struct pb_ctx *c, const struct pb_field *f, int fixed,
+KILN_NODISCARD kiln_status kiln_pb_read_packed(struct pb_ctx *c, const struct pb_field *f, int fixed,
                                           const char *what, uint64_t *out, size_t cap, size_t *i);
 
 /* ------------------------------------------------------------------ writer */
 
-void pb_put_varint(struct kiln_buf *b, uint64_t v);
-void pb_put_key(struct kiln_buf *b, uint32_t num, enum pb_wire w);
-void pb_put_uint(struct kiln_buf *b, uint32_t num, uint64_t v);
-void pb_put_bytes(struct kiln_buf *b, uint32_t num, const void *p, size_t n);
+void kiln_pb_put_varint(struct kiln_buf *b, uint64_t v);
+void kiln_pb_put_key(struct kiln_buf *b, uint32_t num, enum pb_wire w);
+void kiln_pb_put_uint(struct kiln_buf *b, uint32_t num, uint64_t v);
+void kiln_pb_put_bytes(struct kiln_buf *b, uint32_t num, const void *p, size_t n);
 static inline void pb_put_str(struct kiln_buf *b, uint32_t num, const char *s)
 {
-    pb_put_bytes(b, num, s, __builtin_strlen(s));
+    kiln_pb_put_bytes(b, num, s, __builtin_strlen(s));
 }
 
 /* ------------------------------------------------------------------ tensor_pb.c */

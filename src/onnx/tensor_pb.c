@@ -127,7 +127,7 @@ static void tensor_drop(const struct tpb_sink *s, struct kiln_tensor *t)
 
 static kiln_status nomem(struct pb_ctx *c, const char *what, size_t n)
 {
-    return pb_fail(c, KILN_E_NOMEM, "out of memory allocating %zu bytes for %s", n, what);
+    return kiln_pb_fail(c, KILN_E_NOMEM, "out of memory allocating %zu bytes for %s", n, what);
 }
 
 /* Parses a decimal external_data value ("offset", "length"). */
@@ -160,9 +160,9 @@ static kiln_status decode_ext_entry(struct pb_ctx *c, const uint8_t *p, size_t l
     size_t klen = 0, vlen = 0;
     pb_reader_init(&r, p, len);
     while (pb_more(&r)) {
-        KILN_TRY(pb_next(c, &r, &f));
+        KILN_TRY(kiln_pb_next(c, &r, &f));
         if (f.num == 1 || f.num == 2) {
-            KILN_TRY(pb_want(c, &f, PB_LEN, f.num == 1 ? "key" : "value"));
+            KILN_TRY(kiln_pb_want(c, &f, PB_LEN, f.num == 1 ? "key" : "value"));
             if (f.num == 1) key = f.data, klen = f.len;
             else val = f.data, vlen = f.len;
         }
@@ -172,7 +172,7 @@ static kiln_status decode_ext_entry(struct pb_ctx *c, const uint8_t *p, size_t l
     char vbuf[64];
     if (klen == 8 && !memcmp(key, "location", 8)) {
         if (vlen >= sizeof e->location || (val && memchr(val, 0, vlen)))
-            return pb_fail(c, KILN_E_INVALID_MODEL, "external data location is too long or "
+            return kiln_pb_fail(c, KILN_E_INVALID_MODEL, "external data location is too long or "
                                                     "holds a NUL byte");
         if (vlen) memcpy(e->location, val, vlen);
         e->location[vlen] = 0;
@@ -181,13 +181,13 @@ static kiln_status decode_ext_entry(struct pb_ctx *c, const uint8_t *p, size_t l
                (klen == 6 && !memcmp(key, "length", 6))) {
         bool is_off = key[0] == 'o';
         if (vlen >= sizeof vbuf)
-            return pb_fail(c, KILN_E_INVALID_MODEL, "external data %s is not a number",
+            return kiln_pb_fail(c, KILN_E_INVALID_MODEL, "external data %s is not a number",
                            is_off ? "offset" : "length");
         if (vlen) memcpy(vbuf, val, vlen);
         vbuf[vlen] = 0;
         uint64_t v;
         if (!parse_u64(vbuf, &v))
-            return pb_fail(c, KILN_E_INVALID_MODEL, "external data %s '%s' is not a number",
+            return kiln_pb_fail(c, KILN_E_INVALID_MODEL, "external data %s '%s' is not a number",
                            is_off ? "offset" : "length", vbuf);
         if (is_off) e->offset = v, e->has_offset = true;
         else e->length = v, e->has_length = true;
@@ -263,7 +263,7 @@ static int elems_next(struct elems *e, uint64_t *v)
         *v = x;
         return 1;
     }
-    return pb_read_varint(&e->p, e->end, v) ? 1 : -1;
+    return kiln_pb_read_varint(&e->p, e->end, v) ? 1 : -1;
 }
 
 /* Stores typed-field entry number k (value v) into t's data. */
@@ -322,45 +322,45 @@ kiln_status kiln_tpb_decode(struct pb_ctx *c, const struct tpb_sink *s, const ui
     /* Pass 1: scalars, slices and counts. */
     pb_reader_init(&r, p, len);
     while (pb_more(&r)) {
-        KILN_TRY(pb_next(c, &r, &f));
+        KILN_TRY(kiln_pb_next(c, &r, &f));
         size_t n;
         switch (f.num) {
         case TP_DIMS:
-            KILN_TRY(pb_count_packed(c, &f, 0, "dims", &n));
+            KILN_TRY(kiln_pb_count_packed(c, &f, 0, "dims", &n));
             n_dims += n;
             break;
         case TP_DATA_TYPE:
-            KILN_TRY(pb_want(c, &f, PB_VARINT, "data_type"));
+            KILN_TRY(kiln_pb_want(c, &f, PB_VARINT, "data_type"));
             data_type = (int64_t)f.u;
             break;
         case TP_SEGMENT:
-            return pb_fail(c, KILN_E_UNSUPPORTED, "segmented tensors are not supported");
+            return kiln_pb_fail(c, KILN_E_UNSUPPORTED, "segmented tensors are not supported");
         case TP_FLOAT: case TP_INT32: case TP_INT64: case TP_DOUBLE: case TP_UINT64:
-            KILN_TRY(pb_count_packed(c, &f, field_fixed((int)f.num), field_name((int)f.num), &n));
+            KILN_TRY(kiln_pb_count_packed(c, &f, field_fixed((int)f.num), field_name((int)f.num), &n));
             counts[f.num] += n;
             break;
         case TP_STRING:
-            KILN_TRY(pb_want(c, &f, PB_LEN, "string_data"));
+            KILN_TRY(kiln_pb_want(c, &f, PB_LEN, "string_data"));
             counts[TP_STRING]++;
             break;
         case TP_NAME:
-            KILN_TRY(pb_want(c, &f, PB_LEN, "name"));
+            KILN_TRY(kiln_pb_want(c, &f, PB_LEN, "name"));
             name = f.data, name_len = f.len, has_name = true;
             break;
         case TP_RAW:
-            KILN_TRY(pb_want(c, &f, PB_LEN, "raw_data"));
+            KILN_TRY(kiln_pb_want(c, &f, PB_LEN, "raw_data"));
             raw = f.data, raw_len = f.len, has_raw = true;
             break;
         case TP_DOC:
-            KILN_TRY(pb_want(c, &f, PB_LEN, "doc_string"));
+            KILN_TRY(kiln_pb_want(c, &f, PB_LEN, "doc_string"));
             doc = f.data, doc_len = f.len, has_doc = true;
             break;
         case TP_EXTERNAL:
-            KILN_TRY(pb_want(c, &f, PB_LEN, "external_data"));
+            KILN_TRY(kiln_pb_want(c, &f, PB_LEN, "external_data"));
             n_ext++;
             break;
         case TP_LOCATION:
-            KILN_TRY(pb_want(c, &f, PB_VARINT, "data_location"));
+            KILN_TRY(kiln_pb_want(c, &f, PB_VARINT, "data_location"));
             location = (int64_t)f.u;
             break;
         default:
@@ -378,12 +378,12 @@ kiln_status kiln_tpb_decode(struct pb_ctx *c, const struct tpb_sink *s, const ui
         snprintf(label, sizeof label, "%s", kind);
 
     if (!kiln_dtype_valid((int)data_type))
-        return pb_fail(c, data_type > 0 && data_type < 64 ? KILN_E_UNSUPPORTED
+        return kiln_pb_fail(c, data_type > 0 && data_type < 64 ? KILN_E_UNSUPPORTED
                                                           : KILN_E_INVALID_MODEL,
                        "%s has data_type %lld, which kiln does not know", label,
                        (long long)data_type);
     if (n_dims > KILN_MAX_RANK)
-        return pb_fail(c, KILN_E_LIMIT, "%s has %zu dims; the limit is %d", label, n_dims,
+        return kiln_pb_fail(c, KILN_E_LIMIT, "%s has %zu dims; the limit is %d", label, n_dims,
                        KILN_MAX_RANK);
 
     /* Dims (second pass over field 1 only). */
@@ -391,8 +391,8 @@ kiln_status kiln_tpb_decode(struct pb_ctx *c, const struct tpb_sink *s, const ui
     size_t nd = 0;
     pb_reader_init(&r, p, len);
     while (pb_more(&r)) {
-        KILN_TRY(pb_next(c, &r, &f));
-        if (f.num == TP_DIMS) KILN_TRY(pb_read_packed(c, &f, 0, "dims", dims_u, KILN_MAX_RANK, &nd));
+        KILN_TRY(kiln_pb_next(c, &r, &f));
+        if (f.num == TP_DIMS) KILN_TRY(kiln_pb_read_packed(c, &f, 0, "dims", dims_u, KILN_MAX_RANK, &nd));
     }
     c->stack[c->depth - 1].cur = 0;
     t->dtype = (kiln_dtype)data_type;
@@ -404,7 +404,7 @@ kiln_status kiln_tpb_decode(struct pb_ctx *c, const struct tpb_sink *s, const ui
         if (t->dims[i] < 0) {
             char sb[300];
             memset(t, 0, sizeof *t);
-            return pb_fail(c, KILN_E_INVALID_MODEL, "%s has a negative dim in %s", label,
+            return kiln_pb_fail(c, KILN_E_INVALID_MODEL, "%s has a negative dim in %s", label,
                            dims_str((int)nd, (const int64_t *)dims_u, sb, sizeof sb));
         }
         if (t->dims[i] && numel64 > KILN_MAX_NUMEL / (uint64_t)t->dims[i]) too_big = true;
@@ -414,7 +414,7 @@ kiln_status kiln_tpb_decode(struct pb_ctx *c, const struct tpb_sink *s, const ui
     dims_str(t->rank, t->dims, dimsb, sizeof dimsb);
     if (too_big) {
         memset(t, 0, sizeof *t);
-        return pb_fail(c, KILN_E_LIMIT, "%s declares dims %s, more than 2^40 elements", label,
+        return kiln_pb_fail(c, KILN_E_LIMIT, "%s declares dims %s, more than 2^40 elements", label,
                        dimsb);
     }
     size_t numel = (size_t)numel64;
@@ -435,7 +435,7 @@ kiln_status kiln_tpb_decode(struct pb_ctx *c, const struct tpb_sink *s, const ui
     if (location == 1) {
         /* EXTERNAL */
         if (dt == KILN_DTYPE_STRING) {
-            st = pb_fail(c, KILN_E_INVALID_MODEL, "%s: string tensors cannot use external data",
+            st = kiln_pb_fail(c, KILN_E_INVALID_MODEL, "%s: string tensors cannot use external data",
                          label);
             goto fail;
         }
@@ -448,16 +448,16 @@ kiln_status kiln_tpb_decode(struct pb_ctx *c, const struct tpb_sink *s, const ui
         st = KILN_OK;
         pb_reader_init(&r, p, len);
         while (st == KILN_OK && pb_more(&r)) {
-            st = pb_next(c, &r, &f);
+            st = kiln_pb_next(c, &r, &f);
             if (st || f.num != TP_EXTERNAL) continue;
-            st = pb_push(c, "external_data", (int64_t)k++, "StringStringEntryProto");
+            st = kiln_pb_push(c, "external_data", (int64_t)k++, "StringStringEntryProto");
             if (st) break;
             st = decode_ext_entry(c, f.data, f.len, e);
-            pb_pop(c);
+            kiln_pb_pop(c);
         }
         c->stack[c->depth - 1].cur = 0;
         if (st == KILN_OK && !e->has_location)
-            st = pb_fail(c, KILN_E_INVALID_MODEL, "%s has external data without a location",
+            st = kiln_pb_fail(c, KILN_E_INVALID_MODEL, "%s has external data without a location",
                          label);
         const uint8_t *ext = NULL;
         size_t need = raw_bytes(dt, numel);
@@ -470,25 +470,25 @@ kiln_status kiln_tpb_decode(struct pb_ctx *c, const struct tpb_sink *s, const ui
         if (st) goto fail;
         goto done;
     } else if (location != 0) {
-        st = pb_fail(c, KILN_E_INVALID_MODEL, "%s has data_location %lld; expected 0 or 1", label,
+        st = kiln_pb_fail(c, KILN_E_INVALID_MODEL, "%s has data_location %lld; expected 0 or 1", label,
                      (long long)location);
         goto fail;
     }
 
     if (has_raw) {
         if (dt == KILN_DTYPE_STRING) {
-            st = pb_fail(c, KILN_E_INVALID_MODEL, "%s: string tensors cannot use raw_data", label);
+            st = kiln_pb_fail(c, KILN_E_INVALID_MODEL, "%s: string tensors cannot use raw_data", label);
             goto fail;
         }
         size_t need = raw_bytes(dt, numel);
         if (raw_len != need) {
             size_t esz = kiln_dtype_size(dt);
             if (!sub_per_byte(dt) && raw_len % esz == 0)
-                st = pb_fail(c, KILN_E_INVALID_MODEL,
+                st = kiln_pb_fail(c, KILN_E_INVALID_MODEL,
                              "%s has %zu %s values; its dims %s need %zu", label, raw_len / esz,
                              dtn, dimsb, numel);
             else
-                st = pb_fail(c, KILN_E_INVALID_MODEL,
+                st = kiln_pb_fail(c, KILN_E_INVALID_MODEL,
                              "%s has %zu bytes of raw_data; its dims %s of %s need %zu bytes",
                              label, raw_len, dimsb, dtn, need);
             goto fail;
@@ -504,18 +504,18 @@ kiln_status kiln_tpb_decode(struct pb_ctx *c, const struct tpb_sink *s, const ui
     int want = typed_field(dt);
     for (int fnum = TP_FLOAT; fnum <= TP_UINT64; fnum++) {
         if (fnum == TP_NAME || fnum == TP_RAW || fnum == want || !counts[fnum]) continue;
-        st = pb_fail(c, KILN_E_INVALID_MODEL, "%s is %s but holds %zu entries in %s", label, dtn,
+        st = kiln_pb_fail(c, KILN_E_INVALID_MODEL, "%s is %s but holds %zu entries in %s", label, dtn,
                      counts[fnum], field_name(fnum));
         goto fail;
     }
     size_t need = typed_count(dt, numel);
     if (counts[want] != need) {
         if (dt == KILN_DTYPE_C64 || dt == KILN_DTYPE_C128 || sub_per_byte(dt))
-            st = pb_fail(c, KILN_E_INVALID_MODEL,
+            st = kiln_pb_fail(c, KILN_E_INVALID_MODEL,
                          "%s has %zu entries in %s; its dims %s of %s need %zu", label,
                          counts[want], field_name(want), dimsb, dtn, need);
         else
-            st = pb_fail(c, KILN_E_INVALID_MODEL, "%s has %zu %s values; its dims %s need %zu",
+            st = kiln_pb_fail(c, KILN_E_INVALID_MODEL, "%s has %zu %s values; its dims %s need %zu",
                          label, counts[want], dtn, dimsb, numel);
         goto fail;
     }
@@ -535,7 +535,7 @@ kiln_status kiln_tpb_decode(struct pb_ctx *c, const struct tpb_sink *s, const ui
     size_t k = 0;
     pb_reader_init(&r, p, len);
     while (pb_more(&r)) {
-        st = pb_next(c, &r, &f);
+        st = kiln_pb_next(c, &r, &f);
         if (st) goto fail;
         if ((int)f.num != want) continue;
         if (dt == KILN_DTYPE_STRING) {
@@ -556,7 +556,7 @@ kiln_status kiln_tpb_decode(struct pb_ctx *c, const struct tpb_sink *s, const ui
             store_typed(t, k++, v, numel);
         }
         if (got < 0) {
-            st = pb_fail(c, KILN_E_INVALID_MODEL, "%s: malformed varint in %s", label,
+            st = kiln_pb_fail(c, KILN_E_INVALID_MODEL, "%s: malformed varint in %s", label,
                          field_name(want));
             goto fail;
         }
@@ -593,19 +593,19 @@ kiln_status kiln_tpb_decode_sparse(struct pb_ctx *c, const struct tpb_sink *s, c
     memset(sp, 0, sizeof *sp);
     pb_reader_init(&r, p, len);
     while (st == KILN_OK && pb_more(&r)) {
-        KILN_TRY(pb_next(c, &r, &f));
+        KILN_TRY(kiln_pb_next(c, &r, &f));
         switch (f.num) {
         case 1: case 2: {
             bool values = f.num == 1;
-            KILN_TRY(pb_want(c, &f, PB_LEN, values ? "values" : "indices"));
+            KILN_TRY(kiln_pb_want(c, &f, PB_LEN, values ? "values" : "indices"));
             struct kiln_tensor *t = values ? &sp->values : &sp->indices;
             if (values ? has_values : has_indices) tensor_drop(s, t);
-            st = pb_push(c, values ? "values" : "indices", -1, "TensorProto");
+            st = kiln_pb_push(c, values ? "values" : "indices", -1, "TensorProto");
             if (st) break;
             char *nm = NULL;
             st = kiln_tpb_decode(c, s, f.data, f.len, values ? "sparse values" : "sparse indices",
                                  t, values ? &nm : NULL, NULL);
-            pb_pop(c);
+            kiln_pb_pop(c);
             if (st) break;
             if (values) {
                 sink_free_str(s, name);
@@ -617,14 +617,14 @@ kiln_status kiln_tpb_decode_sparse(struct pb_ctx *c, const struct tpb_sink *s, c
             break;
         }
         case 3:
-            st = pb_count_packed(c, &f, 0, "dims", &n);
+            st = kiln_pb_count_packed(c, &f, 0, "dims", &n);
             if (st) break;
             if (nd + n > KILN_MAX_RANK) {
-                st = pb_fail(c, KILN_E_LIMIT, "sparse tensor has more than %d dims",
+                st = kiln_pb_fail(c, KILN_E_LIMIT, "sparse tensor has more than %d dims",
                              KILN_MAX_RANK);
                 break;
             }
-            st = pb_read_packed(c, &f, 0, "dims", dims, KILN_MAX_RANK, &nd);
+            st = kiln_pb_read_packed(c, &f, 0, "dims", dims, KILN_MAX_RANK, &nd);
             break;
         default:
             break;
@@ -632,13 +632,13 @@ kiln_status kiln_tpb_decode_sparse(struct pb_ctx *c, const struct tpb_sink *s, c
     }
     c->stack[c->depth - 1].cur = 0;
     if (st == KILN_OK && !has_values)
-        st = pb_fail(c, KILN_E_INVALID_MODEL, "sparse tensor has no values");
+        st = kiln_pb_fail(c, KILN_E_INVALID_MODEL, "sparse tensor has no values");
     if (st == KILN_OK && has_indices && sp->indices.dtype != KILN_DTYPE_I64)
-        st = pb_fail(c, KILN_E_INVALID_MODEL, "sparse tensor indices are %s; expected int64",
+        st = kiln_pb_fail(c, KILN_E_INVALID_MODEL, "sparse tensor indices are %s; expected int64",
                      kiln_dtype_name(sp->indices.dtype));
     for (size_t i = 0; st == KILN_OK && i < nd; i++) {
         if ((int64_t)dims[i] < 0)
-            st = pb_fail(c, KILN_E_INVALID_MODEL, "sparse tensor has a negative dim");
+            st = kiln_pb_fail(c, KILN_E_INVALID_MODEL, "sparse tensor has a negative dim");
         sp->dims[i] = (int64_t)dims[i];
     }
     if (st) {
@@ -661,8 +661,8 @@ kiln_status kiln_tpb_encode(const struct kiln_tensor *t, const char *name, struc
     if (!kiln_dtype_valid((int)t->dtype))
         return kiln_err_set(err, KILN_E_INVALID_ARG, "cannot encode a tensor of data type %d",
                             (int)t->dtype);
-    for (int i = 0; i < t->rank; i++) pb_put_uint(b, TP_DIMS, (uint64_t)t->dims[i]);
-    pb_put_uint(b, TP_DATA_TYPE, (uint64_t)t->dtype);
+    for (int i = 0; i < t->rank; i++) kiln_pb_put_uint(b, TP_DIMS, (uint64_t)t->dims[i]);
+    kiln_pb_put_uint(b, TP_DATA_TYPE, (uint64_t)t->dtype);
     if (name) pb_put_str(b, TP_NAME, name);
     size_t numel = kiln_tensor_numel(t);
     if (t->dtype == KILN_DTYPE_STRING) {
@@ -673,8 +673,8 @@ kiln_status kiln_tpb_encode(const struct kiln_tensor *t, const char *name, struc
         size_t n = raw_bytes(t->dtype, numel);
         uint8_t mask = (uint8_t)((1u << bits) - 1);
         const uint8_t *src = t->data;
-        pb_put_key(b, TP_RAW, PB_LEN);
-        pb_put_varint(b, n);
+        kiln_pb_put_key(b, TP_RAW, PB_LEN);
+        kiln_pb_put_varint(b, n);
         for (size_t i = 0; i < n; i++) {
             uint8_t byte = 0;
             for (int j = 0; j < per && i * (size_t)per + (size_t)j < numel; j++)
@@ -682,7 +682,7 @@ kiln_status kiln_tpb_encode(const struct kiln_tensor *t, const char *name, struc
             kiln_buf_append(b, &byte, 1);
         }
     } else {
-        pb_put_bytes(b, TP_RAW, t->data, numel ? kiln_tensor_nbytes(t) : 0);
+        kiln_pb_put_bytes(b, TP_RAW, t->data, numel ? kiln_tensor_nbytes(t) : 0);
     }
     if (b->failed)
         return kiln_err_set(err, KILN_E_NOMEM, "out of memory encoding a %s tensor",
@@ -704,7 +704,7 @@ static kiln_status decode_tensor_value(struct pb_ctx *c, const uint8_t *p, size_
 {
     struct tpb_sink s = {0}; /* owned memory, no borrowing, no external data */
     struct kiln_value *v = kiln_value_new(KILN_VALUE_TENSOR);
-    if (!v) return pb_fail(c, KILN_E_NOMEM, "out of memory");
+    if (!v) return kiln_pb_fail(c, KILN_E_NOMEM, "out of memory");
     kiln_status st = kiln_tpb_decode(c, &s, p, len, "tensor", &v->t, NULL, NULL);
     if (st) {
         kiln_value_free(v);
@@ -734,17 +734,17 @@ static kiln_status decode_container(struct pb_ctx *c, const uint8_t *p, size_t l
     int64_t elem = 0;
     size_t k = 0;
     struct kiln_value *v = kiln_value_new(seq ? KILN_VALUE_SEQUENCE : KILN_VALUE_OPTIONAL);
-    if (!v) return pb_fail(c, KILN_E_NOMEM, "out of memory");
+    if (!v) return kiln_pb_fail(c, KILN_E_NOMEM, "out of memory");
     const char *tname = seq ? "SequenceProto" : "OptionalProto";
     pb_reader_init(&r, p, len);
     while (st == KILN_OK && pb_more(&r)) {
-        st = pb_next(c, &r, &f);
+        st = kiln_pb_next(c, &r, &f);
         if (st) break;
         kiln_value_kind ik = 0;
         const char *fname = NULL, *ftype = NULL;
         switch (f.num) {
         case 2:
-            st = pb_want(c, &f, PB_VARINT, "elem_type");
+            st = kiln_pb_want(c, &f, PB_VARINT, "elem_type");
             elem = (int64_t)f.u;
             continue;
         case 3: ik = KILN_VALUE_TENSOR; fname = seq ? "tensor_values" : "tensor_value";
@@ -754,23 +754,23 @@ static kiln_status decode_container(struct pb_ctx *c, const uint8_t *p, size_t l
         case 7: ik = KILN_VALUE_OPTIONAL; fname = seq ? "optional_values" : "optional_value";
                 ftype = "OptionalProto"; break;
         case 4: case 6:
-            st = pb_fail(c, KILN_E_UNSUPPORTED, "%s holds %s, which kiln does not support",
+            st = kiln_pb_fail(c, KILN_E_UNSUPPORTED, "%s holds %s, which kiln does not support",
                          tname, f.num == 4 ? "sparse tensors" : "maps");
             continue;
         default:
             continue;
         }
-        st = pb_want(c, &f, PB_LEN, fname);
+        st = kiln_pb_want(c, &f, PB_LEN, fname);
         if (st) break;
         if (!seq && k) {
-            st = pb_fail(c, KILN_E_INVALID_MODEL, "OptionalProto holds more than one value");
+            st = kiln_pb_fail(c, KILN_E_INVALID_MODEL, "OptionalProto holds more than one value");
             break;
         }
-        st = pb_push(c, fname, seq ? (int64_t)k : -1, ftype);
+        st = kiln_pb_push(c, fname, seq ? (int64_t)k : -1, ftype);
         if (st) break;
         struct kiln_value *item = NULL;
         st = decode_any(c, f.data, f.len, ik, &item);
-        pb_pop(c);
+        kiln_pb_pop(c);
         if (st) break;
         k++;
         st = kiln_value_append(v, item, c->err);
@@ -781,7 +781,7 @@ static kiln_status decode_container(struct pb_ctx *c, const uint8_t *p, size_t l
             const struct kiln_value *it = v->items[i];
             kiln_dtype d = it->kind == KILN_VALUE_TENSOR ? it->t.dtype : it->elem_dtype;
             if (seq && i && d != v->elem_dtype && v->elem_dtype) {
-                st = pb_fail(c, KILN_E_INVALID_MODEL,
+                st = kiln_pb_fail(c, KILN_E_INVALID_MODEL,
                              "sequence mixes %s and %s elements",
                              kiln_dtype_name(v->elem_dtype), kiln_dtype_name(d));
                 break;
@@ -806,7 +806,7 @@ static kiln_status decode_any(struct pb_ctx *c, const uint8_t *p, size_t len,
     case KILN_VALUE_SEQUENCE: return decode_container(c, p, len, true, out);
     case KILN_VALUE_OPTIONAL: return decode_container(c, p, len, false, out);
     }
-    return pb_fail(c, KILN_E_INVALID_ARG, "unknown value kind %d", (int)kind);
+    return kiln_pb_fail(c, KILN_E_INVALID_ARG, "unknown value kind %d", (int)kind);
 }
 
 kiln_status kiln_onnx_decode_value(const uint8_t *buf, size_t len, kiln_value_kind kind,
@@ -822,7 +822,7 @@ kiln_status kiln_onnx_decode_value(const uint8_t *buf, size_t len, kiln_value_ki
         return kiln_npy_decode(buf, len, out, err);
     }
     if (kind) {
-        pb_ctx_init(&c, err, kind == KILN_VALUE_TENSOR     ? "TensorProto"
+        kiln_pb_ctx_init(&c, err, kind == KILN_VALUE_TENSOR     ? "TensorProto"
                              : kind == KILN_VALUE_SEQUENCE ? "SequenceProto"
                                                            : "OptionalProto");
         return decode_any(&c, buf, len, kind, out);
@@ -830,13 +830,13 @@ kiln_status kiln_onnx_decode_value(const uint8_t *buf, size_t len, kiln_value_ki
     /* Guess: a TensorProto, unless the bytes only parse as a SequenceProto (its
      * tensor_values field 3 is TensorProto's unsupported `segment`, and an empty sequence
      * reads as a scalar tensor without data). */
-    pb_ctx_init(&c, err, "TensorProto");
+    kiln_pb_ctx_init(&c, err, "TensorProto");
     kiln_status st = decode_tensor_value(&c, buf, len, out);
     if (st == KILN_OK || st == KILN_E_NOMEM) return st;
     kiln_err first = {0};
     if (err) first = *err;
     kiln_err e2;
-    pb_ctx_init(&c, &e2, "SequenceProto");
+    kiln_pb_ctx_init(&c, &e2, "SequenceProto");
     kiln_status st2 = decode_container(&c, buf, len, true, out);
     if (st2 == KILN_OK) {
         kiln_err_clear(err);
@@ -866,7 +866,7 @@ static kiln_status encode_any(const struct kiln_value *v, const char *name, stru
     int64_t elem = ek == KILN_VALUE_SEQUENCE   ? PB_ELEM_SEQUENCE
                    : ek == KILN_VALUE_OPTIONAL ? PB_ELEM_OPTIONAL
                                                : PB_ELEM_TENSOR;
-    pb_put_uint(b, 2, (uint64_t)elem);
+    kiln_pb_put_uint(b, 2, (uint64_t)elem);
     for (size_t i = 0; i < v->count; i++) {
         const struct kiln_value *it = v->items[i];
         struct kiln_buf sub = {0};
@@ -876,7 +876,7 @@ static kiln_status encode_any(const struct kiln_value *v, const char *name, stru
             return st;
         }
         uint32_t num = it->kind == KILN_VALUE_SEQUENCE ? 5 : it->kind == KILN_VALUE_OPTIONAL ? 7 : 3;
-        pb_put_bytes(b, num, sub.data, sub.len);
+        kiln_pb_put_bytes(b, num, sub.data, sub.len);
         bool failed = sub.failed;
         kiln_buf_free(&sub);
         if (failed) return kiln_err_set(err, KILN_E_NOMEM, "out of memory encoding a value");

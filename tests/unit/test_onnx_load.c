@@ -106,7 +106,7 @@ static void check_value_type(const char *file, const struct kiln_value *v, const
 
 static void put_sub(struct kiln_buf *b, uint32_t num, struct kiln_buf *sub)
 {
-    pb_put_bytes(b, num, sub->data, sub->len);
+    kiln_pb_put_bytes(b, num, sub->data, sub->len);
     kiln_buf_free(sub);
 }
 
@@ -126,20 +126,20 @@ static void put_tensor(struct kiln_buf *b, uint32_t num, const char *name, int r
                        const char *offset, const char *length, size_t pad)
 {
     struct kiln_buf t = {0};
-    for (int i = 0; i < rank; i++) pb_put_uint(&t, 1, (uint64_t)dims[i]);
-    pb_put_uint(&t, 2, KILN_DTYPE_F32);
+    for (int i = 0; i < rank; i++) kiln_pb_put_uint(&t, 1, (uint64_t)dims[i]);
+    kiln_pb_put_uint(&t, 2, KILN_DTYPE_F32);
     pb_put_str(&t, 8, name);
     if (pad) {
         char doc[64];
         memset(doc, 'x', pad);
-        pb_put_bytes(&t, 12, doc, pad);
+        kiln_pb_put_bytes(&t, 12, doc, pad);
     }
-    if (raw) pb_put_bytes(&t, 9, raw, n_raw * sizeof(float));
+    if (raw) kiln_pb_put_bytes(&t, 9, raw, n_raw * sizeof(float));
     if (location) {
         put_kv(&t, 13, "location", location);
         if (offset) put_kv(&t, 13, "offset", offset);
         if (length) put_kv(&t, 13, "length", length);
-        pb_put_uint(&t, 14, 1);
+        kiln_pb_put_uint(&t, 14, 1);
     }
     put_sub(b, num, &t);
 }
@@ -155,16 +155,16 @@ static void build_model(struct kiln_buf *out, struct kiln_buf *init)
     pb_put_str(&g, 2, "g");
     kiln_buf_append(&g, init->data, init->len);
     kiln_buf_free(init);
-    pb_put_uint(&tt, 1, KILN_DTYPE_F32);
+    kiln_pb_put_uint(&tt, 1, KILN_DTYPE_F32);
     put_sub(&ty, 1, &tt);
     pb_put_str(&vi, 1, "y");
     put_sub(&vi, 2, &ty);
     put_sub(&g, 12, &vi);
-    pb_put_uint(out, 1, 8);
+    kiln_pb_put_uint(out, 1, 8);
     pb_put_str(out, 2, "kiln-test");
     put_sub(out, 7, &g);
     pb_put_str(&opset, 1, "ai.onnx");
-    pb_put_uint(&opset, 2, 13);
+    kiln_pb_put_uint(&opset, 2, 13);
     put_sub(out, 8, &opset);
 }
 
@@ -287,32 +287,32 @@ static void test_rich_model(void)
     pb_put_str(&node, 1, "");
     pb_put_str(&node, 2, "y");
     pb_put_str(&a, 1, "alpha");
-    pb_put_key(&a, 2, PB_I32);
+    kiln_pb_put_key(&a, 2, PB_I32);
     float alpha = 0.25f;
     kiln_buf_append(&a, &alpha, 4);
     put_sub(&node, 5, &a);
     pb_put_str(&a, 1, "axes");
     struct kiln_buf packed = {0};
-    pb_put_varint(&packed, 1);
-    pb_put_varint(&packed, (uint64_t)-2);
+    kiln_pb_put_varint(&packed, 1);
+    kiln_pb_put_varint(&packed, (uint64_t)-2);
     put_sub(&a, 8, &packed);
-    pb_put_uint(&a, 8, 5); /* one more, unpacked */
+    kiln_pb_put_uint(&a, 8, 5); /* one more, unpacked */
     put_sub(&node, 5, &a);
     pb_put_str(&a, 1, "modes");
     pb_put_str(&a, 9, "up");
-    pb_put_bytes(&a, 9, "a\0b", 3);
-    pb_put_uint(&a, 20, KILN_ATTR_STRINGS);
+    kiln_pb_put_bytes(&a, 9, "a\0b", 3);
+    kiln_pb_put_uint(&a, 20, KILN_ATTR_STRINGS);
     put_sub(&node, 5, &a);
     pb_put_str(&a, 1, "ref");
     pb_put_str(&a, 21, "outer_alpha");
-    pb_put_uint(&a, 20, KILN_ATTR_FLOAT);
+    kiln_pb_put_uint(&a, 20, KILN_ATTR_FLOAT);
     put_sub(&node, 5, &a);
     put_sub(&g, 1, &node);
     /* inputs typed seq(float[N]), optional(int64[]) and map(string -> float) */
     static const int kinds[3] = {4, 9, 5};
     for (int i = 0; i < 3; i++) {
         struct kiln_buf vi = {0}, ty = {0}, inner = {0}, it = {0}, tt = {0}, shape = {0}, dim = {0};
-        pb_put_uint(&tt, 1, i == 1 ? KILN_DTYPE_I64 : KILN_DTYPE_F32);
+        kiln_pb_put_uint(&tt, 1, i == 1 ? KILN_DTYPE_I64 : KILN_DTYPE_F32);
         if (i == 0) pb_put_str(&dim, 2, "N");
         if (i != 2) {
             if (i == 0) put_sub(&shape, 1, &dim);
@@ -320,7 +320,7 @@ static void test_rich_model(void)
         }
         put_sub(&it, 1, &tt);
         if (i == 2) {
-            pb_put_uint(&inner, 1, KILN_DTYPE_STRING);
+            kiln_pb_put_uint(&inner, 1, KILN_DTYPE_STRING);
             put_sub(&inner, 2, &it);
         } else {
             put_sub(&inner, 1, &it);
@@ -334,7 +334,7 @@ static void test_rich_model(void)
         put_sub(&g, 11, &vi);
     }
     put_sub(&model, 7, &g);
-    pb_put_uint(&model, 5, 42);
+    kiln_pb_put_uint(&model, 5, 42);
     pb_put_str(&model, 6, "a doc");
     put_kv(&model, 14, "author", "kiln");
     /* a local function */
@@ -348,11 +348,11 @@ static void test_rich_model(void)
     pb_put_str(&fnode, 2, "b");
     put_sub(&fn, 7, &fnode);
     pb_put_str(&op, 1, "");
-    pb_put_uint(&op, 2, 18);
+    kiln_pb_put_uint(&op, 2, 18);
     put_sub(&fn, 9, &op);
     put_sub(&model, 25, &fn);
     pb_put_str(&op, 1, "com.example");
-    pb_put_uint(&op, 2, 1);
+    kiln_pb_put_uint(&op, 2, 1);
     put_sub(&model, 8, &op);
 
     kiln_err err = {0};
@@ -527,7 +527,7 @@ static void nested_graph(struct kiln_buf *g, int levels)
     nested_graph(&sub, levels - 1);
     pb_put_str(&attr, 1, "then_branch");
     put_sub(&attr, 6, &sub);
-    pb_put_uint(&attr, 20, KILN_ATTR_GRAPH);
+    kiln_pb_put_uint(&attr, 20, KILN_ATTR_GRAPH);
     pb_put_str(&node, 4, "If");
     put_sub(&node, 5, &attr);
     put_sub(g, 1, &node);
@@ -553,8 +553,8 @@ static void test_wire_errors(void)
     /* A node attribute whose length runs past its graph: path names node and attribute. */
     struct kiln_buf model = {0}, g = {0}, node = {0};
     pb_put_str(&node, 4, "Relu");
-    pb_put_key(&node, 5, PB_LEN);
-    pb_put_varint(&node, 99);
+    kiln_pb_put_key(&node, 5, PB_LEN);
+    kiln_pb_put_varint(&node, 99);
     kiln_buf_append(&node, "\x0a\x01x", 3);
     put_sub(&g, 1, &node);
     put_sub(&model, 7, &g);
@@ -584,9 +584,9 @@ static void test_wire_errors(void)
 
     /* Negative dim_value in a declared shape. */
     struct kiln_buf vi = {0}, ty = {0}, tt = {0}, shape = {0}, dim = {0};
-    pb_put_uint(&dim, 1, (uint64_t)-3);
+    kiln_pb_put_uint(&dim, 1, (uint64_t)-3);
     put_sub(&shape, 1, &dim);
-    pb_put_uint(&tt, 1, 1);
+    kiln_pb_put_uint(&tt, 1, 1);
     put_sub(&tt, 2, &shape);
     put_sub(&ty, 1, &tt);
     pb_put_str(&vi, 1, "x");

@@ -25,16 +25,16 @@ static int failures;
 
 static void put_dims(struct kiln_buf *b, int rank, const int64_t *dims, kiln_dtype dt)
 {
-    for (int i = 0; i < rank; i++) pb_put_uint(b, 1, (uint64_t)dims[i]);
-    pb_put_uint(b, 2, (uint64_t)dt);
+    for (int i = 0; i < rank; i++) kiln_pb_put_uint(b, 1, (uint64_t)dims[i]);
+    kiln_pb_put_uint(b, 2, (uint64_t)dt);
 }
 
 /* A packed repeated varint field. */
 static void put_packed(struct kiln_buf *b, uint32_t num, const int64_t *v, size_t n)
 {
     struct kiln_buf p = {0};
-    for (size_t i = 0; i < n; i++) pb_put_varint(&p, (uint64_t)v[i]);
-    pb_put_bytes(b, num, p.data, p.len);
+    for (size_t i = 0; i < n; i++) kiln_pb_put_varint(&p, (uint64_t)v[i]);
+    kiln_pb_put_bytes(b, num, p.data, p.len);
     kiln_buf_free(&p);
 }
 
@@ -60,9 +60,9 @@ static void test_typed_fields(void)
     float f0 = 1.5f, f12[2] = {-2.0f, 1e-3f};
     uint32_t bits;
     memcpy(&bits, &f0, 4);
-    pb_put_key(&b, 4, PB_I32);
+    kiln_pb_put_key(&b, 4, PB_I32);
     kiln_buf_append(&b, &bits, 4);
-    pb_put_bytes(&b, 4, f12, 8);
+    kiln_pb_put_bytes(&b, 4, f12, 8);
     v = decode(&b, KILN_VALUE_TENSOR, &err, &st);
     CHECK(st == KILN_OK, "%s", err.msg);
     if (v) {
@@ -86,7 +86,7 @@ static void test_typed_fields(void)
     kiln_value_free(v);
     int64_t i8[3] = {-128, 127, -1};
     put_dims(&b, 1, d3, KILN_DTYPE_I8);
-    for (int i = 0; i < 3; i++) pb_put_uint(&b, 5, (uint64_t)i8[i]); /* unpacked */
+    for (int i = 0; i < 3; i++) kiln_pb_put_uint(&b, 5, (uint64_t)i8[i]); /* unpacked */
     v = decode(&b, KILN_VALUE_TENSOR, &err, &st);
     CHECK(st == KILN_OK, "%s", err.msg);
     if (v) {
@@ -110,7 +110,7 @@ static void test_typed_fields(void)
     kiln_value_free(v);
     /* uint4 from raw_data */
     put_dims(&b, 1, d3, KILN_DTYPE_U4);
-    pb_put_bytes(&b, 9, "\xf1\x09", 2);
+    kiln_pb_put_bytes(&b, 9, "\xf1\x09", 2);
     v = decode(&b, KILN_VALUE_TENSOR, &err, &st);
     CHECK(st == KILN_OK, "%s", err.msg);
     if (v) {
@@ -121,7 +121,7 @@ static void test_typed_fields(void)
     /* int2: four per byte from the LSB: 0b11_10_01_00 = 0, 1, -2, -1 */
     const int64_t d4[1] = {4};
     put_dims(&b, 1, d4, KILN_DTYPE_I2);
-    pb_put_bytes(&b, 9, "\xe4", 1);
+    kiln_pb_put_bytes(&b, 9, "\xe4", 1);
     v = decode(&b, KILN_VALUE_TENSOR, &err, &st);
     CHECK(st == KILN_OK, "%s", err.msg);
     if (v) {
@@ -140,7 +140,7 @@ static void test_typed_fields(void)
     kiln_value_free(v);
     double dd[2] = {3.25, -1e300};
     put_dims(&b, 1, d2, KILN_DTYPE_F64);
-    pb_put_bytes(&b, 10, dd, sizeof dd);
+    kiln_pb_put_bytes(&b, 10, dd, sizeof dd);
     v = decode(&b, KILN_VALUE_TENSOR, &err, &st);
     CHECK(st == KILN_OK && !memcmp(v->t.data, dd, sizeof dd), "double_data: %s", err.msg);
     kiln_value_free(v);
@@ -152,7 +152,7 @@ static void test_typed_fields(void)
     kiln_value_free(v);
     float cpx[4] = {1, 2, 3, 4};
     put_dims(&b, 1, d2, KILN_DTYPE_C64);
-    pb_put_bytes(&b, 4, cpx, sizeof cpx);
+    kiln_pb_put_bytes(&b, 4, cpx, sizeof cpx);
     v = decode(&b, KILN_VALUE_TENSOR, &err, &st);
     CHECK(st == KILN_OK && !memcmp(v->t.data, cpx, sizeof cpx), "complex64: %s", err.msg);
     kiln_value_free(v);
@@ -161,7 +161,7 @@ static void test_typed_fields(void)
     put_dims(&b, 1, d3, KILN_DTYPE_STRING);
     pb_put_str(&b, 6, "hello");
     pb_put_str(&b, 6, "");
-    pb_put_bytes(&b, 6, "a\0b", 3);
+    kiln_pb_put_bytes(&b, 6, "a\0b", 3);
     v = decode(&b, KILN_VALUE_TENSOR, &err, &st);
     CHECK(st == KILN_OK, "%s", err.msg);
     if (v) {
@@ -174,7 +174,7 @@ static void test_typed_fields(void)
     /* scalar (rank 0) from raw_data */
     float one = 42;
     put_dims(&b, 0, NULL, KILN_DTYPE_F32);
-    pb_put_bytes(&b, 9, &one, 4);
+    kiln_pb_put_bytes(&b, 9, &one, 4);
     v = decode(&b, KILN_VALUE_TENSOR, &err, &st);
     CHECK(st == KILN_OK && v->t.rank == 0 && *(float *)v->t.data == 42, "scalar: %s", err.msg);
     kiln_value_free(v);
@@ -207,31 +207,31 @@ static void test_tensor_errors(void)
     CHECK(st == KILN_E_INVALID_MODEL && strstr(err.msg, "int64_data"), "%s", err.msg);
     /* raw_data of a length that is not a multiple of the element size */
     put_dims(&b, 1, d22, KILN_DTYPE_F32);
-    pb_put_bytes(&b, 9, "abcdef", 6);
+    kiln_pb_put_bytes(&b, 9, "abcdef", 6);
     v = decode(&b, KILN_VALUE_TENSOR, &err, &st);
     CHECK(st == KILN_E_INVALID_MODEL && strstr(err.msg, "6 bytes of raw_data"), "%s", err.msg);
     /* unknown data type, negative dim */
-    pb_put_uint(&b, 2, 99);
+    kiln_pb_put_uint(&b, 2, 99);
     v = decode(&b, KILN_VALUE_TENSOR, &err, &st);
     CHECK(st != KILN_OK && strstr(err.msg, "data_type 99"), "%s", err.msg);
-    pb_put_uint(&b, 1, (uint64_t)-2);
-    pb_put_uint(&b, 2, 1);
+    kiln_pb_put_uint(&b, 1, (uint64_t)-2);
+    kiln_pb_put_uint(&b, 2, 1);
     v = decode(&b, KILN_VALUE_TENSOR, &err, &st);
     CHECK(st == KILN_E_INVALID_MODEL && strstr(err.msg, "negative dim"), "%s", err.msg);
     /* external data in a value file is refused */
-    pb_put_uint(&b, 1, 1);
-    pb_put_uint(&b, 2, 1);
-    pb_put_uint(&b, 14, 1);
+    kiln_pb_put_uint(&b, 1, 1);
+    kiln_pb_put_uint(&b, 2, 1);
+    kiln_pb_put_uint(&b, 14, 1);
     struct kiln_buf e = {0};
     pb_put_str(&e, 1, "location");
     pb_put_str(&e, 2, "w.bin");
-    pb_put_bytes(&b, 13, e.data, e.len);
+    kiln_pb_put_bytes(&b, 13, e.data, e.len);
     kiln_buf_free(&e);
     v = decode(&b, KILN_VALUE_TENSOR, &err, &st);
     CHECK(st == KILN_E_INVALID_MODEL && strstr(err.msg, "external data"), "%s", err.msg);
     /* a packed varint run that ends mid-varint */
-    pb_put_uint(&b, 2, 7);
-    pb_put_bytes(&b, 7, "\x81", 1);
+    kiln_pb_put_uint(&b, 2, 7);
+    kiln_pb_put_bytes(&b, 7, "\x81", 1);
     v = decode(&b, KILN_VALUE_TENSOR, &err, &st);
     CHECK(st == KILN_E_INVALID_MODEL && strstr(err.msg, "inside a varint"), "%s", err.msg);
     (void)v;
@@ -353,7 +353,7 @@ static void test_sequences_optionals(void)
 
     /* an empty optional of a tensor: none, elem_kind TENSOR */
     pb_put_str(&b, 1, "o");
-    pb_put_uint(&b, 2, 1);
+    kiln_pb_put_uint(&b, 2, 1);
     st = kiln_onnx_decode_value(b.data, b.len, KILN_VALUE_OPTIONAL, &v, &err);
     CHECK(st == KILN_OK && v->count == 0 && v->elem_kind == KILN_VALUE_TENSOR, "none: %s",
           err.msg);
