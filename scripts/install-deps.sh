@@ -6,6 +6,7 @@ missing=""
 command -v cc >/dev/null 2>&1 || missing="$missing gcc libc6-dev"
 command -v make >/dev/null 2>&1 || missing="$missing make"
 command -v cmake >/dev/null 2>&1 || missing="$missing cmake"
+[ -f /usr/include/dnnl.h ] || missing="$missing libdnnl-dev"
 [ "${KILN_NEED_CLANG:-0}" = 1 ] && ! command -v clang >/dev/null 2>&1 && missing="$missing clang"
 if [ -n "$missing" ]; then
     SUDO=""

@@ -6,8 +6,9 @@
  * (lda >= M). op(B) is K x N: B is stored K x N (ldb >= N) when !transB, else N x K
  * (ldb >= K). C is M x N (ldc >= N).
  *
- * This is the portable blocked implementation (packing + a register-tile micro-kernel that
- * compilers auto-vectorize); a tuned library may replace it behind the same entry point.
+ * kiln_sgemm calls oneDNN's dnnl_sgemm when kiln is built with it (KILN_HAVE_DNNL), else
+ * kiln_sgemm_portable: a blocked implementation (packing + a register-tile micro-kernel that
+ * compilers auto-vectorize). Both follow the same contract; tests check both.
  */
 #ifndef KILN_CPU_SGEMM_H
 #define KILN_CPU_SGEMM_H
@@ -22,5 +23,8 @@
 void kiln_sgemm(bool transA, bool transB, size_t M, size_t N, size_t K, float alpha,
                 const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
                 size_t ldc);
+void kiln_sgemm_portable(bool transA, bool transB, size_t M, size_t N, size_t K, float alpha,
+                         const float *A, size_t lda, const float *B, size_t ldb, float beta,
+                         float *C, size_t ldc);
 
 #endif
