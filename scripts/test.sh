@@ -7,7 +7,10 @@ set -eu
 cd "$(dirname "$0")/.."
 KILN_NEED_CLANG=1 sh scripts/install-deps.sh
 JOBS=$(nproc 2>/dev/null || echo 2)
+# The ONNX backend test data: $KILN_ONNX_TESTS, else ../shared/onnx-tests next to the
+# checkout. Missing data fails the conformance test (it is never skipped).
 ONNX_TESTS=${KILN_ONNX_TESTS:-$(pwd)/../shared/onnx-tests}
+[ -d "$ONNX_TESTS/node" ] || echo "kiln: warning: no ONNX test data at $ONNX_TESTS (set KILN_ONNX_TESTS)" >&2
 
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DKILN_WERROR=ON \
       -DKILN_ONNX_TESTS="$ONNX_TESTS" >/dev/null
