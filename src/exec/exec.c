@@ -193,19 +193,20 @@ static kiln_status frame_init(struct frame *f, const struct kiln_graph *g, const
         return kiln_err_set(err, KILN_E_NOMEM, "out of memory starting a graph run");
     }
     for (size_t v = 0; v < nv; v++) f->remaining[v] = g->values[v].n_consumers;
-    /* Initializers: wrap the borrowed tensors (flags 0: freeing the wrapper keeps the data). */
-    for (size_t i = 0; i < g->n_inits; i++) {
-        int id = kiln_graph_find(g, g->inits[i].name);
-        if (id < 0) continue;
+    /* Initializers: wrap the borrowed tensors (flags 0: freeing the wrapper keeps the data).
+     * The linker recorded each initializer value's index, so this is one pass. */
+    for (size_t v = 0; v < nv; v++) {
+        const struct kiln_graph_value *gv = &g->values[v];
+        if (gv->def != KILN_DEF_INIT || gv->producer < 0) continue;
         struct kiln_value *w = kiln_value_new(KILN_VALUE_TENSOR);
         if (!w) {
             frame_free(f);
             return kiln_err_set(err, KILN_E_NOMEM, "out of memory starting a graph run");
         }
-        w->t = g->inits[i].t;
+        w->t = g->inits[gv->producer].t;
         w->t.flags = 0;
-        f->slots[id] = w;
-        f->owned[id] = true;
+        f->slots[v] = w;
+        f->owned[v] = true;
     }
     for (size_t i = 0; i < g->n_sparse_inits; i++) {
         int id = g->sparse_inits[i].name ? kiln_graph_find(g, g->sparse_inits[i].name) : -1;
