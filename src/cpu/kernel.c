@@ -95,7 +95,15 @@ int64_t kiln_tensor_get_i64(const struct kiln_tensor *t, size_t j)
     case KILN_DTYPE_U16: return ((const uint16_t *)d)[j];
     case KILN_DTYPE_U8: case KILN_DTYPE_U4: case KILN_DTYPE_U2: case KILN_DTYPE_BOOL:
         return ((const uint8_t *)d)[j];
-    default: return (int64_t)kiln_tensor_get_f64(t, j);
+    default: {
+        /* Float to int64 out of range (or NaN) is undefined behaviour in C; a hostile model
+         * can feed any float where an op reads integers, so saturate and map NaN to 0. */
+        double v = kiln_tensor_get_f64(t, j);
+        if (v != v) return 0;
+        if (v >= 9223372036854775808.0) return INT64_MAX;
+        if (v < -9223372036854775808.0) return INT64_MIN;
+        return (int64_t)v;
+    }
     }
 }
 

@@ -1,8 +1,6 @@
 /* dtype.c: element types: names, sizes, classes, and float16/bfloat16 conversion
  * (IEEE 754 binary16 and the bfloat16 truncated binary32, round to nearest even). */
-#include <math.h>
-#include <string.h>
-
+#include "ir/half.h"
 #include "ir/ir.h"
 
 static const struct {
@@ -81,58 +79,12 @@ bool kiln_dtype_is_int(kiln_dtype dt)
     }
 }
 
-static uint32_t f32_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
+/* The conversions themselves live in ir/half.h as static inline functions, so that kernel
+ * loops can inline them; these out-of-line versions are the same code. */
+float kiln_f16_to_f32(uint16_t h) { return kiln_half_f16_to_f32(h); }
 
-static float bits_f32(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
+uint16_t kiln_f32_to_f16(float f) { return kiln_half_f32_to_f16(f); }
 
-float kiln_f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-    if (exp == 0x1f) return bits_f32(sign | 0x7f800000u | (man << 13)); /* inf / nan */
-    if (exp == 0) {
-        /* zero or subnormal: man * 2^-24 */
-        float v = (float)man * 0x1p-24f;
-        return sign ? -v : v;
-    }
-    return bits_f32(sign | ((exp + 112) << 23) | (man << 13));
-}
+float kiln_bf16_to_f32(uint16_t h) { return kiln_half_bf16_to_f32(h); }
 
-uint16_t kiln_f32_to_f16(float f)
-{
-    uint32_t u = f32_bits(f);
-    uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
-    uint32_t abs = u & 0x7fffffffu;
-    if (abs > 0x7f800000u) return sign | 0x7e00 | (uint16_t)((abs >> 13) & 0x3ff); /* nan */
-    if (abs >= 0x477ff000u) return sign | 0x7c00; /* rounds to >= 65520: inf */
-    if (abs < 0x38800000u) {
-        /* subnormal or zero in f16: round abs * 2^24 to an integer, ties to even */
-        float v = bits_f32(abs) * 0x1p24f;
-        return sign | (uint16_t)nearbyintf(v);
-    }
-    uint32_t exp = (abs >> 23) - 112, man = abs & 0x7fffff;
-    uint32_t h = (exp << 10) | (man >> 13);
-    uint32_t rest = man & 0x1fff;
-    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++; /* carries into exp correctly */
-    return sign | (uint16_t)h;
-}
-
-float kiln_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
-
-uint16_t kiln_f32_to_bf16(float f)
-{
-    uint32_t u = f32_bits(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet nan */
-    uint32_t round = 0x7fff + ((u >> 16) & 1);
-    return (uint16_t)((u + round) >> 16);
-}
+uint16_t kiln_f32_to_bf16(float f) { return kiln_half_f32_to_bf16(f); }

@@ -7,7 +7,9 @@
  * enclosing graphs. Nodes should be stored in topological order; kiln sorts them anyway and
  * reports an unsorted file only through the checker.
  */
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ir/ir.h"
@@ -44,6 +46,14 @@ static void table_insert(struct name_table *t, const char *name, int id)
     while (t->slots[i]) i = (i + 1) & (t->cap - 1);
     t->slots[i] = id + 1;
 }
+
+/* A linked graph's values array lives in one arena block right after its name table, so that
+ * kiln_graph_find can hash (struct kiln_graph has no field for the table; link_graph is the
+ * only place that sets g->values). */
+struct linked_values {
+    struct name_table tab;
+    struct kiln_graph_value vals[];
+};
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -98,11 +108,16 @@ static void report(struct link_ctx *c, bool blocking, const char *fmt, ...)
     if (c->problem) c->problem(c->user, msg);
 }
 
+/* Hashed: the executor looks names up per frame (every Loop iteration) and the linker per
+ * outer reference, so a linear scan made large graphs quadratic. */
 int kiln_graph_find(const struct kiln_graph *g, const char *name)
 {
-    for (size_t i = 0; i < g->n_values; i++)
-        if (strcmp(g->values[i].name, name) == 0) return (int)i;
-    return -1;
+    if (!g->values) return -1;
+    const struct linked_values *lv =
+        (const struct linked_values *)(const void *)((const char *)g->values -
+                                                     offsetof(struct linked_values, vals));
+    int id = table_find(&lv->tab, name);
+    return id >= 0 && (size_t)id < g->n_values ? id : -1;
 }
 
 /* Whether `name` is visible in g's enclosing graphs. */
@@ -123,27 +138,64 @@ static kiln_status nomem(struct link_ctx *c)
 
 static kiln_status link_graph(struct kiln_graph *g, struct link_ctx *c);
 
-/* Collects the outer-scope names that subgraph sg (and its own subgraphs) read, adding to
- * node->implicit_ids those that resolve in g. Runs after sg is linked. */
-static kiln_status add_implicit(struct kiln_graph *g, struct kiln_node *node,
-                                const struct kiln_graph *sg, const struct name_table *tab,
-                                struct link_ctx *c)
+static int cmp_int(const void *a, const void *b)
 {
-    for (size_t v = 0; v < sg->n_values; v++) {
-        if (sg->values[v].def != KILN_DEF_OUTER) continue;
-        int id = table_find(tab, sg->values[v].name);
-        if (id < 0) continue; /* defined further out */
-        bool seen = false;
-        for (size_t k = 0; k < node->n_implicit; k++) seen |= node->implicit_ids[k] == id;
-        if (seen) continue;
-        int *ids = kiln_arena_array(c->arena, node->n_implicit + 1, sizeof *ids);
-        if (!ids) return nomem(c);
-        if (node->n_implicit) memcpy(ids, node->implicit_ids, node->n_implicit * sizeof *ids);
-        ids[node->n_implicit++] = id;
-        node->implicit_ids = ids;
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* Collects the outer-scope names that subgraph sg (and its own subgraphs) read into
+ * node->implicit_ids: first those g defines, then those from beyond g, which become OUTER
+ * values of g (while vals has room: *nv < cap) so that they propagate up. Runs after sg is
+ * linked. One allocation per subgraph and a sorted lookup, so that a subgraph reading
+ * thousands of outer names costs neither quadratic time nor quadratic arena memory. */
+static kiln_status add_implicit(struct kiln_node *node, const struct kiln_graph *sg,
+                                struct name_table *tab, struct kiln_graph_value *vals,
+                                size_t *nv, size_t cap, struct link_ctx *c)
+{
+    size_t n_old = node->n_implicit, n_new = 0;
+    int *sorted = kiln_malloc((n_old + 1) * sizeof *sorted);
+    int *add = kiln_malloc((sg->n_values + 1) * sizeof *add);
+    kiln_status st = KILN_OK;
+    if (!sorted || !add) {
+        st = nomem(c);
+        goto done;
     }
-    (void)g;
-    return KILN_OK;
+    if (n_old) memcpy(sorted, node->implicit_ids, n_old * sizeof *sorted);
+    qsort(sorted, n_old, sizeof *sorted, cmp_int);
+    /* sg's names are distinct, so its ids are too: only the node's earlier ids can repeat. */
+    for (int beyond = 0; beyond < 2; beyond++)
+        for (size_t v = 0; v < sg->n_values; v++) {
+            if (sg->values[v].def != KILN_DEF_OUTER) continue;
+            const char *nm = sg->values[v].name;
+            int id = table_find(tab, nm);
+            if (!beyond) {
+                if (id < 0 || (n_old && bsearch(&id, sorted, n_old, sizeof *sorted, cmp_int)))
+                    continue;
+            } else {
+                if (id >= 0 || *nv >= cap) continue;
+                vals[*nv] = (struct kiln_graph_value){
+                    .name = nm, .def = KILN_DEF_OUTER, .producer = -1};
+                table_insert(tab, nm, (int)*nv);
+                id = (int)(*nv)++;
+            }
+            add[n_new++] = id;
+        }
+    if (n_new) {
+        int *ids = kiln_arena_array(c->arena, n_old + n_new, sizeof *ids);
+        if (!ids) {
+            st = nomem(c);
+            goto done;
+        }
+        if (n_old) memcpy(ids, node->implicit_ids, n_old * sizeof *ids);
+        memcpy(ids + n_old, add, n_new * sizeof *ids);
+        node->implicit_ids = ids;
+        node->n_implicit = n_old + n_new;
+    }
+done:
+    kiln_free(sorted);
+    kiln_free(add);
+    return st;
 }
 
 /* Outer references of nested subgraphs that resolve beyond sg's own scope must also be
@@ -162,13 +214,19 @@ static kiln_status link_graph(struct kiln_graph *g, struct link_ctx *c)
             if (at->type == KILN_ATTR_GRAPHS) cap_names += 64 * at->n;
         }
     }
-    struct kiln_graph_value *vals = kiln_arena_array(a, cap_names + 1, sizeof *vals);
+    size_t lv_bytes;
+    if (!kiln_mul_size(cap_names + 1, sizeof(struct kiln_graph_value), &lv_bytes) ||
+        !kiln_add_size(lv_bytes, sizeof(struct linked_values), &lv_bytes))
+        return nomem(c);
+    struct linked_values *lv = kiln_arena_alloc(a, lv_bytes);
+    struct kiln_graph_value *vals = lv ? lv->vals : NULL;
     struct name_table tab = {0};
     tab.cap = 16;
     while (tab.cap < 2 * (cap_names + 1)) tab.cap *= 2;
     tab.slots = kiln_arena_array(a, tab.cap, sizeof *tab.slots);
     if (!vals || !tab.slots) return nomem(c);
     tab.values = vals;
+    lv->tab = tab; /* shares the slots: later inserts are visible to kiln_graph_find */
     size_t nv = 0;
     size_t cap_total = cap_names + 1;
 
@@ -284,22 +342,7 @@ static kiln_status link_graph(struct kiln_graph *g, struct link_ctx *c)
                 sg->parent = g;
                 if (!sg->model) sg->model = g->model;
                 KILN_TRY(link_graph(sg, c));
-                KILN_TRY(add_implicit(g, n, sg, &tab, c));
-                /* Names the subgraph takes from beyond g become OUTER values of g. */
-                for (size_t v = 0; v < sg->n_values; v++) {
-                    if (sg->values[v].def != KILN_DEF_OUTER) continue;
-                    const char *nm = sg->values[v].name;
-                    if (table_find(&tab, nm) >= 0) continue;
-                    if (nv >= cap_total) break; /* only affects implicit propagation */
-                    vals[nv] = (struct kiln_graph_value){.name = nm, .def = KILN_DEF_OUTER, .producer = -1};
-                    table_insert(&tab, nm, (int)nv);
-                    int id = (int)nv++;
-                    int *ids = kiln_arena_array(a, n->n_implicit + 1, sizeof *ids);
-                    if (!ids) return nomem(c);
-                    if (n->n_implicit) memcpy(ids, n->implicit_ids, n->n_implicit * sizeof *ids);
-                    ids[n->n_implicit++] = id;
-                    n->implicit_ids = ids;
-                }
+                KILN_TRY(add_implicit(n, sg, &tab, vals, &nv, cap_total, c));
             }
         }
     }

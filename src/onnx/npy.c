@@ -169,8 +169,15 @@ kiln_status kiln_npy_decode(const uint8_t *buf, size_t len, struct kiln_value **
     /* Check the size before allocating: a hostile header may declare terabytes. */
     size_t esz = kiln_dtype_size(dt), nbytes = esz, have = len - off - hlen;
     bool overflow = false;
-    for (int i = 0; i < rank; i++)
+    for (int i = 0; i < rank; i++) {
+        /* As for TensorProto dims: one past 2^40 is refused even beside a 0. */
+        if ((uint64_t)dims[i] > KILN_MAX_NUMEL) {
+            char sb[300];
+            return kiln_err_set(err, KILN_E_LIMIT, ".npy shape %s has a dim larger than 2^40",
+                                kiln_shape_str(rank, dims, sb, sizeof sb));
+        }
         if (!kiln_mul_size(nbytes, (size_t)dims[i], &nbytes)) overflow = true;
+    }
     if (overflow || have != nbytes) {
         char sb[300];
         return kiln_err_set(err, KILN_E_INVALID_ARG,

@@ -407,15 +407,20 @@ kiln_status kiln_tpb_decode(struct pb_ctx *c, const struct tpb_sink *s, const ui
             return kiln_pb_fail(c, KILN_E_INVALID_MODEL, "%s has a negative dim in %s", label,
                            dims_str((int)nd, (const int64_t *)dims_u, sb, sizeof sb));
         }
-        if (t->dims[i] && numel64 > KILN_MAX_NUMEL / (uint64_t)t->dims[i]) too_big = true;
+        /* A dim past the limit is refused even when another dim is 0: kernels multiply dims
+         * (strides, sizes) before they see the zero, and int64 overflow there is UB. */
+        if ((uint64_t)t->dims[i] > KILN_MAX_NUMEL ||
+            (t->dims[i] && numel64 > KILN_MAX_NUMEL / (uint64_t)t->dims[i]))
+            too_big = true;
         else numel64 *= (uint64_t)t->dims[i];
     }
     char dimsb[300];
     dims_str(t->rank, t->dims, dimsb, sizeof dimsb);
     if (too_big) {
         memset(t, 0, sizeof *t);
-        return kiln_pb_fail(c, KILN_E_LIMIT, "%s declares dims %s, more than 2^40 elements", label,
-                       dimsb);
+        return kiln_pb_fail(c, KILN_E_LIMIT,
+                            "%s declares dims %s: over 2^40 elements, or a dim over 2^40", label,
+                            dimsb);
     }
     size_t numel = (size_t)numel64;
     kiln_dtype dt = t->dtype;
@@ -863,9 +868,12 @@ static kiln_status encode_any(const struct kiln_value *v, const char *name, stru
     if (name) pb_put_str(b, 1, name);
     kiln_value_kind ek = seq ? (v->count ? v->items[0]->kind : KILN_VALUE_TENSOR)
                              : (v->count ? v->items[0]->kind : v->elem_kind);
+    /* An empty optional of unknown content (elem_kind 0) keeps elem_type UNDEFINED (0), so
+     * that it decodes back as it was instead of turning into an optional tensor. */
     int64_t elem = ek == KILN_VALUE_SEQUENCE   ? PB_ELEM_SEQUENCE
                    : ek == KILN_VALUE_OPTIONAL ? PB_ELEM_OPTIONAL
-                                               : PB_ELEM_TENSOR;
+                   : ek == KILN_VALUE_TENSOR   ? PB_ELEM_TENSOR
+                                               : 0;
     kiln_pb_put_uint(b, 2, (uint64_t)elem);
     for (size_t i = 0; i < v->count; i++) {
         const struct kiln_value *it = v->items[i];

@@ -28,7 +28,7 @@
 #include <string.h>
 
 #include "cpu/broadcast.h"
-#include "cpu/kernel.h"
+#include "cpu/tensor_util.h"
 
 /* One row of a broadcast walk: y[i] = f(a[i*sa], b[i*sb]) for i < n; sa, sb are 0 or 1.
  * y may alias a or b when their step is 1 (each element is read before it is written). */
@@ -36,10 +36,10 @@ typedef void row_fn(size_t n, const void *a, size_t sa, const void *b, size_t sb
 
 #define LD_ID(v) (v)
 #define ST_ID(v) (v)
-#define LD_H(v) kiln_f16_to_f32(v)
-#define ST_H(v) kiln_f32_to_f16(v)
-#define LD_B(v) kiln_bf16_to_f32(v)
-#define ST_B(v) kiln_f32_to_bf16(v)
+#define LD_H(v) kiln_half_f16_to_f32(v)
+#define ST_H(v) kiln_half_f32_to_f16(v)
+#define LD_B(v) kiln_half_bf16_to_f32(v)
+#define ST_B(v) kiln_half_f32_to_bf16(v)
 #define ST_BOOL(v) ((uint8_t)((v) ? 1 : 0))
 
 /* Type lists: X(P, suffix, dtype, storage T, compute CT, wrapping UT, load, store). UT is an

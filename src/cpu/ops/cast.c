@@ -31,7 +31,7 @@
 #include <strings.h>
 
 #include "cpu/float8.h"
-#include "cpu/kernel.h"
+#include "cpu/tensor_util.h"
 
 struct cast_opts {
     bool saturate;
@@ -50,58 +50,6 @@ static bool castable(kiln_dtype dt)
 {
     return is_floaty(dt) || kiln_dtype_is_int(dt) || dt == KILN_DTYPE_BOOL ||
            dt == KILN_DTYPE_STRING;
-}
-
-/* ------------------------------------------------------------------ loading a chunk */
-
-/* x[i0 .. i0+m) of a float-class tensor as doubles (exact). */
-static void load_f64(kiln_dtype dt, const void *x, size_t i0, size_t m, double *d)
-{
-    switch (dt) {
-    case KILN_DTYPE_F32: {
-        const float *s = (const float *)x + i0;
-        for (size_t j = 0; j < m; j++) d[j] = s[j];
-        break;
-    }
-    case KILN_DTYPE_F64: memcpy(d, (const double *)x + i0, m * sizeof *d); break;
-    case KILN_DTYPE_F16: {
-        const uint16_t *s = (const uint16_t *)x + i0;
-        for (size_t j = 0; j < m; j++) d[j] = kiln_f16_to_f32(s[j]);
-        break;
-    }
-    case KILN_DTYPE_BF16: {
-        const uint16_t *s = (const uint16_t *)x + i0;
-        for (size_t j = 0; j < m; j++) d[j] = kiln_bf16_to_f32(s[j]);
-        break;
-    }
-    default: {
-        const uint8_t *s = (const uint8_t *)x + i0;
-        for (size_t j = 0; j < m; j++) d[j] = kiln_f8_to_f32(dt, s[j]);
-        break;
-    }
-    }
-}
-
-/* x[i0 .. i0+m) of an integer or bool tensor as int64 bit patterns (uint64 values of
- * uint64 tensors keep their bits; the caller knows the signedness). */
-static void load_i64(kiln_dtype dt, const void *x, size_t i0, size_t m, int64_t *d)
-{
-#define LOAD(T)                                                                                \
-    do {                                                                                       \
-        const T *s = (const T *)x + i0;                                                        \
-        for (size_t j = 0; j < m; j++) d[j] = (int64_t)s[j];                                   \
-    } while (0)
-    switch (dt) {
-    case KILN_DTYPE_I8: case KILN_DTYPE_I4: case KILN_DTYPE_I2: LOAD(int8_t); break;
-    case KILN_DTYPE_I16: LOAD(int16_t); break;
-    case KILN_DTYPE_I32: LOAD(int32_t); break;
-    case KILN_DTYPE_I64: memcpy(d, (const int64_t *)x + i0, m * sizeof *d); break;
-    case KILN_DTYPE_U16: LOAD(uint16_t); break;
-    case KILN_DTYPE_U32: LOAD(uint32_t); break;
-    case KILN_DTYPE_U64: LOAD(uint64_t); break;
-    default: LOAD(uint8_t); break; /* u8, u4, u2, bool */
-    }
-#undef LOAD
 }
 
 /* ------------------------------------------------------------------ storing a chunk */
@@ -359,11 +307,11 @@ static kiln_status cast_to_string(struct kiln_kctx *k, const struct kiln_tensor 
             snprintf(buf, sizeof buf, "%s", ((const uint8_t *)x->data)[i] ? "True" : "False");
         } else if (is_floaty(dt)) {
             double v;
-            load_f64(dt, x->data, i, 1, &v);
+            kiln_to_f64_n(dt, x->data, i, 1, &v);
             format_float(dt, v, buf, sizeof buf);
         } else {
             int64_t v;
-            load_i64(dt, x->data, i, 1, &v);
+            kiln_to_i64_n(dt, x->data, i, 1, &v);
             if (dt == KILN_DTYPE_U64)
                 snprintf(buf, sizeof buf, "%llu", (unsigned long long)(uint64_t)v);
             else
@@ -390,21 +338,11 @@ static void cast_numeric(const struct kiln_tensor *x, struct kiln_tensor *y,
 
     /* The hot float32 pairs go straight through. */
     if (from == KILN_DTYPE_F32 && (to == KILN_DTYPE_F16 || to == KILN_DTYPE_BF16)) {
-        const float *s = x->data;
-        uint16_t *d = y->data;
-        if (to == KILN_DTYPE_F16)
-            for (size_t i = 0; i < n; i++) d[i] = kiln_f32_to_f16(s[i]);
-        else
-            for (size_t i = 0; i < n; i++) d[i] = kiln_f32_to_bf16(s[i]);
+        kiln_half_store_f32(to, x->data, n, y->data);
         return;
     }
     if (to == KILN_DTYPE_F32 && (from == KILN_DTYPE_F16 || from == KILN_DTYPE_BF16)) {
-        const uint16_t *s = x->data;
-        float *d = y->data;
-        if (from == KILN_DTYPE_F16)
-            for (size_t i = 0; i < n; i++) d[i] = kiln_f16_to_f32(s[i]);
-        else
-            for (size_t i = 0; i < n; i++) d[i] = kiln_bf16_to_f32(s[i]);
+        kiln_half_load_f32(from, x->data, n, y->data);
         return;
     }
 
@@ -415,7 +353,7 @@ static void cast_numeric(const struct kiln_tensor *x, struct kiln_tensor *y,
     for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
         size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;
         if (src_float) {
-            load_f64(from, x->data, i0, m, dbuf);
+            kiln_to_f64_n(from, x->data, i0, m, dbuf);
             if (dst_float) {
                 store_f64_float(to, dbuf, m, y->data, i0, o);
             } else if (to == KILN_DTYPE_BOOL) {
@@ -429,7 +367,7 @@ static void cast_numeric(const struct kiln_tensor *x, struct kiln_tensor *y,
                 store_int_bits(to, ibuf, m, y->data, i0);
             }
         } else {
-            load_i64(from, x->data, i0, m, ibuf);
+            kiln_to_i64_n(from, x->data, i0, m, ibuf);
             if (!dst_float) {
                 store_int_bits(to, ibuf, m, y->data, i0);
             } else if (to == KILN_DTYPE_F32) {

@@ -11,7 +11,7 @@
  */
 #include <string.h>
 
-#include "cpu/kernel.h"
+#include "cpu/tensor_util.h"
 
 static kiln_status take_outputs(struct kiln_kctx *k, struct kiln_value **vals, size_t n)
 {
@@ -90,15 +90,12 @@ static kiln_status stack(struct kiln_kctx *k, struct kiln_value *const *items, s
         for (size_t o = 0; o < outer; o++) {
             char *q = dst + (o * n + i) * inner;
             if (t0->dtype == KILN_DTYPE_STRING) {
-                for (size_t b = 0; b < inner / es; b++) {
-                    const char *s = ((char *const *)(src + o * inner))[b];
-                    char *cp = kiln_strdup(s ? s : "");
-                    if (!cp) {
-                        kiln_value_free(*out);
-                        *out = NULL;
-                        return kiln_kfail(k, KILN_E_NOMEM, "out of memory stacking strings");
-                    }
-                    ((char **)q)[b] = cp;
+                st = kiln_copy_strings(k, (char **)q, (const char *const *)(src + o * inner),
+                                       inner / es);
+                if (st) {
+                    kiln_value_free(*out);
+                    *out = NULL;
+                    return st;
                 }
             } else {
                 memcpy(q, src + o * inner, inner);
@@ -126,15 +123,11 @@ static kiln_status slice_axis(struct kiln_kctx *k, const struct kiln_tensor *t, 
         const char *src = (const char *)t->data + (o * len + (size_t)index) * inner;
         char *dst = (char *)(*out)->t.data + o * inner;
         if (t->dtype == KILN_DTYPE_STRING) {
-            for (size_t b = 0; b < inner / es; b++) {
-                const char *s = ((char *const *)src)[b];
-                char *cp = kiln_strdup(s ? s : "");
-                if (!cp) {
-                    kiln_value_free(*out);
-                    *out = NULL;
-                    return kiln_kfail(k, KILN_E_NOMEM, "out of memory slicing strings");
-                }
-                ((char **)dst)[b] = cp;
+            st = kiln_copy_strings(k, (char **)dst, (const char *const *)src, inner / es);
+            if (st) {
+                kiln_value_free(*out);
+                *out = NULL;
+                return st;
             }
         } else {
             memcpy(dst, src, inner);

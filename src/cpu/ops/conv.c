@@ -18,48 +18,8 @@
  */
 #include <string.h>
 
-#include "cpu/kernel.h"
+#include "cpu/tensor_util.h"
 #include "cpu/sgemm.h"
-
-/* ------------------------------------------------------------------ dtype staging */
-
-static bool conv_dtype_ok(kiln_dtype dt)
-{
-    return dt == KILN_DTYPE_F32 || dt == KILN_DTYPE_F16 || dt == KILN_DTYPE_BF16 ||
-           dt == KILN_DTYPE_F64;
-}
-
-/* *out = t's data as float32 (t's own data, or a converted copy in scratch). */
-static kiln_status stage_f32(struct kiln_kctx *k, const struct kiln_tensor *t, const float **out)
-{
-    if (t->dtype == KILN_DTYPE_F32) {
-        *out = t->data;
-        return KILN_OK;
-    }
-    size_t n = kiln_tensor_numel(t);
-    float *f;
-    KILN_TRY(kiln_scratch(k, n * sizeof *f + 1, (void **)&f));
-    for (size_t i = 0; i < n; i++) f[i] = (float)kiln_tensor_get_f64(t, i);
-    *out = f;
-    return KILN_OK;
-}
-
-/* A float32 buffer for output t: its own data, or scratch to convert from in unstage. */
-static kiln_status out_f32(struct kiln_kctx *k, struct kiln_tensor *t, float **out)
-{
-    if (t->dtype == KILN_DTYPE_F32) {
-        *out = t->data;
-        return KILN_OK;
-    }
-    return kiln_scratch(k, kiln_tensor_numel(t) * sizeof(float) + 1, (void **)out);
-}
-
-static void unstage_f32(struct kiln_tensor *t, const float *src)
-{
-    if ((const void *)src == t->data) return;
-    size_t n = kiln_tensor_numel(t);
-    for (size_t i = 0; i < n; i++) kiln_tensor_set_f64(t, i, src[i]);
-}
 
 /* ------------------------------------------------------------------ geometry */
 
@@ -71,15 +31,6 @@ struct conv_geom {
     size_t ks, is, os;            /* products of k, in, out */
 };
 
-static int64_t ceil_div(int64_t a, int64_t b)
-{
-    return a >= 0 ? (a + b - 1) / b : -((-a) / b);
-}
-
-static int64_t floor_div(int64_t a, int64_t b)
-{
-    return a >= 0 ? a / b : -((-a + b - 1) / b);
-}
 
 /* Reads strides/dilations (default 1) and checks them; n = spatial dims. */
 static kiln_status read_sd(struct kiln_kctx *k, int n, int64_t *s, int64_t *d)
@@ -141,8 +92,8 @@ static void im2col(const float *x, size_t C, const struct conv_geom *g, float *c
             float *row = col + (c * g->ks + kidx) * g->os;
             /* Valid range of the innermost output index. */
             int64_t off = kk[L] * g->d[L] - g->pb[L], s = g->s[L];
-            int64_t lo = off >= 0 ? 0 : ceil_div(-off, s);
-            int64_t hi = floor_div(g->in[L] - 1 - off, s) + 1;
+            int64_t lo = off >= 0 ? 0 : kiln_div_ceil(-off, s);
+            int64_t hi = kiln_div_floor(g->in[L] - 1 - off, s) + 1;
             if (hi > g->out[L]) hi = g->out[L];
             if (lo > hi) lo = hi;
             for (int d = 0; d < L; d++) o[d] = 0;
@@ -192,8 +143,8 @@ static void col2im(const float *col, size_t C, const struct conv_geom *g, float 
             }
             const float *row = col + (c * g->ks + kidx) * g->os;
             int64_t off = kk[L] * g->d[L] - g->pb[L], s = g->s[L];
-            int64_t lo = off >= 0 ? 0 : ceil_div(-off, s);
-            int64_t hi = floor_div(g->in[L] - 1 - off, s) + 1;
+            int64_t lo = off >= 0 ? 0 : kiln_div_ceil(-off, s);
+            int64_t hi = kiln_div_floor(g->in[L] - 1 - off, s) + 1;
             if (hi > g->out[L]) hi = g->out[L];
             for (int d = 0; d < L; d++) o[d] = 0;
             for (size_t t = 0; t < outer; t++) {
@@ -228,7 +179,7 @@ static kiln_status conv_inputs(struct kiln_kctx *k, const struct kiln_tensor **x
     KILN_TRY(kiln_in_req(k, 0, x));
     KILN_TRY(kiln_in_req(k, 1, w));
     *b = kiln_in(k, 2);
-    if (!conv_dtype_ok((*x)->dtype))
+    if (!kiln_dtype_is_real_float((*x)->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input X is %s; expected a float type",
                           kiln_dtype_name((*x)->dtype));
     if ((*w)->dtype != (*x)->dtype || (*b && (*b)->dtype != (*x)->dtype))
@@ -285,7 +236,7 @@ static kiln_status conv_run(struct kiln_kctx *k)
         g.k[i] = w->dims[2 + i];
         int64_t dk = (g.k[i] - 1) * g.d[i] + 1;
         if (!strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER")) {
-            g.out[i] = ceil_div(g.in[i], g.s[i]);
+            g.out[i] = kiln_div_ceil(g.in[i], g.s[i]);
             int64_t tot = (g.out[i] - 1) * g.s[i] + dk - g.in[i];
             if (tot < 0) tot = 0;
             g.pb[i] = !strcmp(ap, "SAME_UPPER") ? tot / 2 : tot - tot / 2;
@@ -309,10 +260,10 @@ static kiln_status conv_run(struct kiln_kctx *k)
 
     const float *xf, *wf, *bf = NULL;
     float *yf;
-    KILN_TRY(stage_f32(k, x, &xf));
-    KILN_TRY(stage_f32(k, w, &wf));
-    if (b) KILN_TRY(stage_f32(k, b, &bf));
-    KILN_TRY(out_f32(k, y, &yf));
+    KILN_TRY(kiln_stage_f32(k, x, &xf));
+    KILN_TRY(kiln_stage_f32(k, w, &wf));
+    if (b) KILN_TRY(kiln_stage_f32(k, b, &bf));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
 
     size_t cg = (size_t)(C / group), mg = (size_t)(M / group), G = (size_t)group;
     size_t kdim = cg * g.ks;
@@ -344,7 +295,7 @@ static kiln_status conv_run(struct kiln_kctx *k)
                     for (size_t o = 0; o < g.os; o++) yr[o] += bv;
                 }
         }
-    unstage_f32(y, yf);
+    kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 
@@ -397,7 +348,7 @@ static kiln_status convt_run(struct kiln_kctx *k)
         if (same || (nos && !pads_given)) {
             int64_t want = nos ? os[i] : g.out[i] * g.s[i];
             int64_t tot = full - want;
-            g.pb[i] = !strcmp(ap, "SAME_UPPER") ? floor_div(tot, 2) : tot - floor_div(tot, 2);
+            g.pb[i] = !strcmp(ap, "SAME_UPPER") ? kiln_div_floor(tot, 2) : tot - kiln_div_floor(tot, 2);
             g.in[i] = want;
         } else {
             g.in[i] = nos ? os[i] : full - g.pb[i] - pe[i];
@@ -417,10 +368,10 @@ static kiln_status convt_run(struct kiln_kctx *k)
 
     const float *xf, *wf, *bf = NULL;
     float *yf;
-    KILN_TRY(stage_f32(k, x, &xf));
-    KILN_TRY(stage_f32(k, w, &wf));
-    if (b) KILN_TRY(stage_f32(k, b, &bf));
-    KILN_TRY(out_f32(k, y, &yf));
+    KILN_TRY(kiln_stage_f32(k, x, &xf));
+    KILN_TRY(kiln_stage_f32(k, w, &wf));
+    if (b) KILN_TRY(kiln_stage_f32(k, b, &bf));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
     memset(yf, 0, kiln_tensor_numel(y) * sizeof *yf);
 
     size_t cg = (size_t)(C / group), mg = (size_t)(M / group), G = (size_t)group;
@@ -444,7 +395,7 @@ static kiln_status convt_run(struct kiln_kctx *k)
                     for (size_t o = 0; o < g.is; o++) yr[o] += bv;
                 }
         }
-    unstage_f32(y, yf);
+    kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 

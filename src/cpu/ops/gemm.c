@@ -13,38 +13,14 @@
 #include <string.h>
 
 #include "cpu/broadcast.h"
-#include "cpu/kernel.h"
 #include "cpu/sgemm.h"
+#include "cpu/tensor_util.h"
 
 /* ------------------------------------------------------------------ dtype staging */
 
 static bool is_half(kiln_dtype dt)
 {
     return dt == KILN_DTYPE_F16 || dt == KILN_DTYPE_BF16;
-}
-
-/* *out = t's data as float32: t's own data when it is float32, else a converted copy in
- * scratch memory. */
-static kiln_status stage_f32(struct kiln_kctx *k, const struct kiln_tensor *t, const float **out)
-{
-    size_t n = kiln_tensor_numel(t);
-    if (t->dtype == KILN_DTYPE_F32) {
-        *out = t->data;
-        return KILN_OK;
-    }
-    float *f;
-    KILN_TRY(kiln_scratch(k, n * sizeof *f + 1, (void **)&f));
-    for (size_t i = 0; i < n; i++) f[i] = (float)kiln_tensor_get_f64(t, i);
-    *out = f;
-    return KILN_OK;
-}
-
-/* Stores the float32 results src[0..numel) into t (no-op when src is t's data). */
-static void unstage_f32(struct kiln_tensor *t, const float *src)
-{
-    size_t n = kiln_tensor_numel(t);
-    if ((const void *)src == t->data) return;
-    for (size_t i = 0; i < n; i++) kiln_tensor_set_f64(t, i, src[i]);
 }
 
 static bool supported_numeric(kiln_dtype dt)
@@ -168,12 +144,9 @@ static kiln_status matmul_run(struct kiln_kctx *k)
     float *yf = NULL;
     bool f32path = a->dtype == KILN_DTYPE_F32 || is_half(a->dtype);
     if (f32path) {
-        KILN_TRY(stage_f32(k, a, &af));
-        KILN_TRY(stage_f32(k, b, &bf));
-        if (a->dtype == KILN_DTYPE_F32)
-            yf = y->data;
-        else
-            KILN_TRY(kiln_scratch(k, kiln_tensor_numel(y) * sizeof *yf + 1, (void **)&yf));
+        KILN_TRY(kiln_stage_f32(k, a, &af));
+        KILN_TRY(kiln_stage_f32(k, b, &bf));
+        KILN_TRY(kiln_stage_out_f32(k, y, &yf));
     }
 
     /* B shared by the whole batch and A contiguous: one tall product. */
@@ -205,7 +178,7 @@ static kiln_status matmul_run(struct kiln_kctx *k)
             }
         }
     }
-    if (f32path) unstage_f32(y, yf);
+    if (f32path) kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 
@@ -263,13 +236,10 @@ static kiln_status gemm_run(struct kiln_kctx *k)
         const float *af = NULL, *bf = NULL, *cf = NULL;
         float *yf = NULL;
         if (f32path) {
-            KILN_TRY(stage_f32(k, a, &af));
-            KILN_TRY(stage_f32(k, b, &bf));
-            if (c) KILN_TRY(stage_f32(k, c, &cf));
-            if (a->dtype == KILN_DTYPE_F32)
-                yf = y->data;
-            else
-                KILN_TRY(kiln_scratch(k, um * un * sizeof *yf, (void **)&yf));
+            KILN_TRY(kiln_stage_f32(k, a, &af));
+            KILN_TRY(kiln_stage_f32(k, b, &bf));
+            if (c) KILN_TRY(kiln_stage_f32(k, c, &cf));
+            KILN_TRY(kiln_stage_out_f32(k, y, &yf));
         }
         double *yd = y->data;
         for (size_t i = 0; i < um && c; i++)
@@ -282,7 +252,7 @@ static kiln_status gemm_run(struct kiln_kctx *k)
             }
         if (f32path) {
             kiln_sgemm(tA, tB, um, un, uk, alpha, af, lda, bf, ldb, c ? 1.0f : 0.0f, yf, un);
-            unstage_f32(y, yf);
+            kiln_unstage_f32(y, yf);
         } else {
             gemm_f64(tA, tB, um, un, uk, alpha, a->data, lda, b->data, ldb, yd);
         }

@@ -51,7 +51,7 @@ static kiln_status gather_run(struct kiln_kctx *k)
     KILN_TRY(check_index_type(k, ix));
     if (x->rank == 0) return kiln_kfail(k, KILN_E_INVALID_ARG, "'data' must have rank >= 1");
     int axis;
-    KILN_TRY(kiln_tops_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
+    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
     int r = x->rank - 1 + ix->rank;
     if (r > KILN_MAX_RANK) return kiln_kfail(k, KILN_E_LIMIT, "output rank %d is too large", r);
     int64_t od[KILN_MAX_RANK];
@@ -89,7 +89,7 @@ static kiln_status gather_elements_run(struct kiln_kctx *k)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "'indices' has rank %d; 'data' has rank %d",
                           ix->rank, x->rank);
     int axis;
-    KILN_TRY(kiln_tops_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
+    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
     for (int a = 0; a < x->rank; a++)
         if (a != axis && ix->dims[a] > x->dims[a])
             return kiln_kfail(k, KILN_E_INVALID_ARG,
@@ -277,7 +277,7 @@ static kiln_status scatter_elements_run(struct kiln_kctx *k)
                           "updates the data type",
                           x->rank, ix->rank, up->rank);
     int axis;
-    KILN_TRY(kiln_tops_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
+    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
     for (int a = 0; a < x->rank; a++) {
         if (up->dims[a] != ix->dims[a])
             return kiln_kfail(k, KILN_E_INVALID_ARG, "'updates' and 'indices' differ in dim %d", a);
@@ -382,7 +382,7 @@ static kiln_status tensor_scatter_run(struct kiln_kctx *k)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "'past_cache' has rank %d; expected >= 2",
                           x->rank);
     int axis;
-    KILN_TRY(kiln_tops_axis(k, kiln_attr_i(k, "axis", -2), x->rank, "axis", &axis));
+    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", -2), x->rank, "axis", &axis));
     if (axis == 0)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "axis must not be the batch axis 0");
     const char *mode = kiln_attr_s(k, "mode", "linear");

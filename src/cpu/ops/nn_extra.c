@@ -1,4 +1,5 @@
-/* src/cpu/ops/nn_extra.c: ONNX Attention (opsets 23, 24) and RotaryEmbedding (23).
+/* src/cpu/ops/nn_extra.c: ONNX Attention (opsets 23, 24), RotaryEmbedding (23), SwiGLU (28),
+ * LinearAttention (27), CausalConvWithState (27) and ai.onnx.preview FlexAttention (1).
  *
  * Attention follows the ONNX reference implementation (onnx/reference/ops/op_attention.py):
  *   - Q [B, Hq, Sq, D] / K [B, Hkv, Skv, D] / V [B, Hkv, Skv, Dv], or 3-D [B, S, H*D] with
@@ -20,6 +21,30 @@
  *   head (rotary_embedding_dim, 0 = D) rotate as pairs (x[i], x[i + R/2]), or (x[2i],
  *   x[2i+1]) when interleaved, by cos/sin taken from the caches at position_ids[b, s]
  *   (caches [P, R/2]) or directly (caches [B, S, R/2]) without position_ids.
+ *
+ * SwiGLU: Y = A * sigmoid(alpha * A) * B, A and B of identical shape (no broadcasting).
+ * LinearAttention (onnx/reference/ops/op_linear_attention.py): query [B, T, Hq*dk], key
+ *   [B, T, Hkv*dk], value [B, T, Hkv*dv]; a recurrent state S [B, Hkv, dk, dv] (past_state or
+ *   zeros) is updated per step t by update_rule:
+ *     gated / gated_delta: S *= exp(g_t) (decay [B, T, Hkv] per head or [B, T, Hkv*dk] per
+ *       key dim);
+ *     delta / gated_delta: v_t = beta_t * (v_t - S^T (e_t * k_t)) with beta [B, T, Hkv or 1]
+ *       and the optional erase_gate e [B, T, Hkv*dk] (else e = 1);
+ *     then S += k_t (x) v_t, and o_t = scale * q_t^T S for every query head sharing the kv
+ *     head (query head h reads kv head h / (Hq / Hkv)). scale 0 or absent = 1/sqrt(dk).
+ *   Outputs: output [B, T, Hq*dv] and present_state (dtype of past_state, else of query).
+ *   Decay must be given exactly for the gated rules and beta exactly for the delta rules.
+ * CausalConvWithState (op_causal_conv_with_state.py): input [B, C, L], weight [C, 1, k],
+ *   optional bias [C] and past_state [B, C, k-1] (zeros when absent). A depthwise valid
+ *   convolution over concat(past_state, input); activation "silu"/"swish" applies
+ *   x * sigmoid(x) after rounding the convolution to the I/O dtype, as the reference does.
+ *   present_state = the last k-1 positions of that concatenation.
+ * FlexAttention (ai.onnx.preview 1): Q [B, Hq, L, E], K [B, Hkv, S, E], V [B, Hkv, S, Ev];
+ *   scores = scale * Q K^T (scale default 1/sqrt(E)), then the score_mod subgraph (one
+ *   input: the whole [B, Hq, L, S] score tensor; one output of the same shape), softmax over
+ *   S, the prob_mod subgraph likewise, and Y = probs V. GQA as in Attention. The tensors
+ *   the subgraphs see are float32 (float64 for float64 inputs), the softmax precision of
+ *   the op's function body. A row whose scores are all -inf gives NaN, as Softmax does.
  *
  * dtypes: float32 natively; float16/bfloat16/float64 staged through float32.
  */
@@ -364,8 +389,393 @@ static kiln_status rotary_run(struct kiln_kctx *k)
     return KILN_OK;
 }
 
+/* ------------------------------------------------------------------ SwiGLU */
+
+static bool same_shape(const struct kiln_tensor *a, const struct kiln_tensor *b)
+{
+    return a->rank == b->rank && memcmp(a->dims, b->dims, (size_t)a->rank * sizeof *a->dims) == 0;
+}
+
+static kiln_status swiglu_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *a, *b;
+    KILN_TRY(kiln_in_req(k, 0, &a));
+    KILN_TRY(kiln_in_req(k, 1, &b));
+    if (!fdt_ok(a->dtype) || b->dtype != a->dtype)
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "inputs A/B are %s/%s; expected one float type",
+                          kiln_dtype_name(a->dtype), kiln_dtype_name(b->dtype));
+    if (!same_shape(a, b)) {
+        char s1[64], s2[64];
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "inputs A %s and B %s must have identical shapes",
+                          kiln_shape_str(a->rank, a->dims, s1, sizeof s1),
+                          kiln_shape_str(b->rank, b->dims, s2, sizeof s2));
+    }
+    float alpha = kiln_attr_f(k, "alpha", 1.0f);
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, a->dtype, a->rank, a->dims, &y));
+    const float *af, *bf;
+    float *yf;
+    KILN_TRY(stage_f32(k, a, &af));
+    KILN_TRY(stage_f32(k, b, &bf));
+    KILN_TRY(out_f32(k, y, &yf));
+    size_t n = kiln_tensor_numel(a);
+    for (size_t i = 0; i < n; i++) yf[i] = af[i] / (1.0f + expf(-alpha * af[i])) * bf[i];
+    unstage_f32(y, yf);
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ LinearAttention */
+
+static kiln_status linear_attention_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *q, *kk, *v, *past = kiln_in(k, 3), *decay = kiln_in(k, 4),
+                             *beta = kiln_in(k, 5), *erase = kiln_in(k, 6);
+    KILN_TRY(kiln_in_req(k, 0, &q));
+    KILN_TRY(kiln_in_req(k, 1, &kk));
+    KILN_TRY(kiln_in_req(k, 2, &v));
+    const struct kiln_tensor *all[7] = {q, kk, v, past, decay, beta, erase};
+    static const char *const names[7] = {"query", "key", "value", "past_state", "decay", "beta",
+                                         "erase_gate"};
+    for (int i = 0; i < 7; i++)
+        if (all[i] && !fdt_ok(all[i]->dtype))
+            return kiln_kfail(k, KILN_E_UNSUPPORTED, "input %s is %s; expected a float type",
+                              names[i], kiln_dtype_name(all[i]->dtype));
+    const char *rule = kiln_attr_s(k, "update_rule", "gated_delta");
+    bool gating, delta;
+    if (strcmp(rule, "linear") == 0) gating = false, delta = false;
+    else if (strcmp(rule, "gated") == 0) gating = true, delta = false;
+    else if (strcmp(rule, "delta") == 0) gating = false, delta = true;
+    else if (strcmp(rule, "gated_delta") == 0) gating = true, delta = true;
+    else
+        return kiln_kfail(k, KILN_E_INVALID_MODEL,
+                          "update_rule '%s' is not linear, gated, delta or gated_delta", rule);
+    if (gating != (decay != NULL))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "update_rule '%s' %s the decay input", rule,
+                          gating ? "requires" : "forbids");
+    if (delta != (beta != NULL))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "update_rule '%s' %s the beta input", rule,
+                          delta ? "requires" : "forbids");
+    if (erase && !delta)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "update_rule '%s' forbids the erase_gate input",
+                          rule);
+    int64_t hq = kiln_attr_i(k, "q_num_heads", 0), hkv = kiln_attr_i(k, "kv_num_heads", 0);
+    if (hq < 1 || hkv < 1 || hq % hkv)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL,
+                          "q_num_heads %lld must be a positive multiple of kv_num_heads %lld",
+                          (long long)hq, (long long)hkv);
+    for (int i = 0; i < 3; i++)
+        if (all[i]->rank != 3)
+            return kiln_kfail(k, KILN_E_INVALID_ARG, "input %s has rank %d; expected 3 (B, T, H*D)",
+                              names[i], all[i]->rank);
+    int64_t B = q->dims[0], T = q->dims[1];
+    if (kk->dims[0] != B || kk->dims[1] != T || v->dims[0] != B || v->dims[1] != T)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "query/key/value batch and length differ");
+    if (q->dims[2] % hq || v->dims[2] % hkv)
+        return kiln_kfail(k, KILN_E_INVALID_ARG,
+                          "query width %lld / value width %lld not divisible by %lld / %lld heads",
+                          (long long)q->dims[2], (long long)v->dims[2], (long long)hq,
+                          (long long)hkv);
+    int64_t dk = q->dims[2] / hq, dv = v->dims[2] / hkv;
+    if (kk->dims[2] != hkv * dk)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "key width is %lld; expected %lld (kv heads x dk)",
+                          (long long)kk->dims[2], (long long)(hkv * dk));
+    bool per_dim = false;
+    if (decay) {
+        if (decay->rank != 3 || decay->dims[0] != B || decay->dims[1] != T ||
+            (decay->dims[2] != hkv && decay->dims[2] != hkv * dk))
+            return kiln_kfail(k, KILN_E_INVALID_ARG,
+                              "input decay must be [%lld, %lld, %lld or %lld]", (long long)B,
+                              (long long)T, (long long)hkv, (long long)(hkv * dk));
+        per_dim = decay->dims[2] == hkv * dk && hkv * dk != hkv;
+    }
+    if (beta && (beta->rank != 3 || beta->dims[0] != B || beta->dims[1] != T ||
+                 (beta->dims[2] != hkv && beta->dims[2] != 1)))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input beta must be [%lld, %lld, %lld or 1]",
+                          (long long)B, (long long)T, (long long)hkv);
+    if (erase && (erase->rank != 3 || erase->dims[0] != B || erase->dims[1] != T ||
+                  erase->dims[2] != hkv * dk))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input erase_gate must be [%lld, %lld, %lld]",
+                          (long long)B, (long long)T, (long long)(hkv * dk));
+    int64_t sd[4] = {B, hkv, dk, dv}, owidth, ssz_i;
+    if (__builtin_mul_overflow(hq, dv, &owidth) || __builtin_mul_overflow(B, hkv, &ssz_i) ||
+        __builtin_mul_overflow(ssz_i, dk, &ssz_i) ||
+        __builtin_mul_overflow(ssz_i, dv, &ssz_i) || (uint64_t)ssz_i > KILN_MAX_NUMEL)
+        return kiln_kfail(k, KILN_E_LIMIT, "state [%lld, %lld, %lld, %lld] or output width is too "
+                          "large", (long long)B, (long long)hkv, (long long)dk, (long long)dv);
+    if (past && (past->rank != 4 || memcmp(past->dims, sd, sizeof sd))) {
+        char s1[64];
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input past_state is %s; expected [%lld, %lld, "
+                          "%lld, %lld]", kiln_shape_str(past->rank, past->dims, s1, sizeof s1),
+                          (long long)B, (long long)hkv, (long long)dk, (long long)dv);
+    }
+    float scale = kiln_attr_f(k, "scale", 0.0f);
+    if (scale == 0.0f) scale = (float)(1.0 / sqrt((double)dk));
+
+    struct kiln_tensor *out, *pres = NULL;
+    int64_t od[3] = {B, T, owidth};
+    KILN_TRY(kiln_out_tensor(k, 0, q->dtype, 3, od, &out));
+    if (kiln_out_wanted(k, 1))
+        KILN_TRY(kiln_out_tensor(k, 1, past ? past->dtype : q->dtype, 4, sd, &pres));
+    const float *qf, *kf, *vf, *gf = NULL, *bf = NULL, *ef = NULL, *pf = NULL;
+    KILN_TRY(stage_f32(k, q, &qf));
+    KILN_TRY(stage_f32(k, kk, &kf));
+    KILN_TRY(stage_f32(k, v, &vf));
+    if (decay) KILN_TRY(stage_f32(k, decay, &gf));
+    if (beta) KILN_TRY(stage_f32(k, beta, &bf));
+    if (erase) KILN_TRY(stage_f32(k, erase, &ef));
+    if (past) KILN_TRY(stage_f32(k, past, &pf));
+    float *of, *S, *vt, *ke;
+    KILN_TRY(out_f32(k, out, &of));
+    size_t ssz = (size_t)ssz_i;
+    if (pres) KILN_TRY(out_f32(k, pres, &S));
+    else KILN_TRY(kiln_scratch(k, ssz * sizeof *S + 1, (void **)&S));
+    if (pf) memcpy(S, pf, ssz * sizeof *S);
+    else memset(S, 0, ssz * sizeof *S);
+    KILN_TRY(kiln_scratch(k, (size_t)dv * sizeof *vt + 1, (void **)&vt));
+    KILN_TRY(kiln_scratch(k, (size_t)dk * sizeof *ke + 1, (void **)&ke));
+
+    size_t Dk = (size_t)dk, Dv = (size_t)dv, Hq = (size_t)hq, Hkv = (size_t)hkv;
+    size_t grp = Hq / Hkv, glast = decay ? (size_t)decay->dims[2] : 0;
+    size_t blast = beta ? (size_t)beta->dims[2] : 0;
+    for (size_t b = 0; b < (size_t)B; b++)
+        for (size_t h = 0; h < Hkv; h++) {
+            float *Sh = S + (b * Hkv + h) * Dk * Dv;
+            for (size_t t = 0; t < (size_t)T; t++) {
+                size_t bt = b * (size_t)T + t;
+                const float *kt = kf + (bt * Hkv + h) * Dk, *v0 = vf + (bt * Hkv + h) * Dv;
+                if (gating) {
+                    const float *g = gf + bt * glast + (per_dim ? h * Dk : h);
+                    for (size_t d = 0; d < Dk; d++) {
+                        float e = expf(g[per_dim ? d : 0]);
+                        for (size_t m = 0; m < Dv; m++) Sh[d * Dv + m] *= e;
+                    }
+                }
+                if (delta) {
+                    const float *eg = ef ? ef + (bt * Hkv + h) * Dk : NULL;
+                    for (size_t d = 0; d < Dk; d++) ke[d] = eg ? eg[d] * kt[d] : kt[d];
+                    float bb = bf[bt * blast + (blast == 1 ? 0 : h)];
+                    for (size_t m = 0; m < Dv; m++) {
+                        float r = 0;
+                        for (size_t d = 0; d < Dk; d++) r += Sh[d * Dv + m] * ke[d];
+                        vt[m] = bb * (v0[m] - r);
+                    }
+                } else {
+                    memcpy(vt, v0, Dv * sizeof *vt);
+                }
+                for (size_t d = 0; d < Dk; d++)
+                    for (size_t m = 0; m < Dv; m++) Sh[d * Dv + m] += kt[d] * vt[m];
+                for (size_t j = 0; j < grp; j++) {
+                    size_t hh = h * grp + j;
+                    const float *qt = qf + (bt * Hq + hh) * Dk;
+                    float *ot = of + (bt * Hq + hh) * Dv;
+                    for (size_t m = 0; m < Dv; m++) {
+                        float acc = 0;
+                        for (size_t d = 0; d < Dk; d++) acc += qt[d] * Sh[d * Dv + m];
+                        ot[m] = scale * acc;
+                    }
+                }
+            }
+        }
+    unstage_f32(out, of);
+    if (pres) unstage_f32(pres, S);
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ CausalConvWithState */
+
+/* x rounded to dt's precision (float16/bfloat16); other types unchanged. */
+static float round_to(kiln_dtype dt, float x)
+{
+    if (dt == KILN_DTYPE_F16) return kiln_f16_to_f32(kiln_f32_to_f16(x));
+    if (dt == KILN_DTYPE_BF16) return kiln_bf16_to_f32(kiln_f32_to_bf16(x));
+    return x;
+}
+
+static kiln_status causal_conv_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *x, *w, *bias = kiln_in(k, 2), *past = kiln_in(k, 3);
+    KILN_TRY(kiln_in_req(k, 0, &x));
+    KILN_TRY(kiln_in_req(k, 1, &w));
+    if (!fdt_ok(x->dtype) || w->dtype != x->dtype || (bias && bias->dtype != x->dtype) ||
+        (past && past->dtype != x->dtype))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED,
+                          "input is %s; expected a float type shared by weight, bias, past_state",
+                          kiln_dtype_name(x->dtype));
+    const char *act = kiln_attr_s(k, "activation", "none");
+    bool silu = strcmp(act, "silu") == 0 || strcmp(act, "swish") == 0;
+    if (!silu && strcmp(act, "none") != 0)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "activation '%s' is not none, silu or swish",
+                          act);
+    if (x->rank != 3)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input has rank %d; expected 3 (B, C, L)",
+                          x->rank);
+    int64_t B = x->dims[0], C = x->dims[1], L = x->dims[2];
+    if (w->rank != 3 || w->dims[0] != C || w->dims[1] != 1 || w->dims[2] < 1) {
+        char s1[64];
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input weight is %s; expected [%lld, 1, k >= 1]",
+                          kiln_shape_str(w->rank, w->dims, s1, sizeof s1), (long long)C);
+    }
+    int64_t kw = w->dims[2];
+    if (bias && (bias->rank != 1 || bias->dims[0] != C))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input bias must be [%lld]", (long long)C);
+    int64_t pd[3] = {B, C, kw - 1};
+    if (past && (past->rank != 3 || memcmp(past->dims, pd, sizeof pd))) {
+        char s1[64];
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input past_state is %s; expected [%lld, %lld, %lld]",
+                          kiln_shape_str(past->rank, past->dims, s1, sizeof s1), (long long)B,
+                          (long long)C, (long long)(kw - 1));
+    }
+    struct kiln_tensor *y, *pres = NULL;
+    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, 3, x->dims, &y));
+    if (kiln_out_wanted(k, 1)) KILN_TRY(kiln_out_tensor(k, 1, x->dtype, 3, pd, &pres));
+    const float *xf, *wf, *bf = NULL, *pf = NULL;
+    float *yf, *sf = NULL, *pad;
+    KILN_TRY(stage_f32(k, x, &xf));
+    KILN_TRY(stage_f32(k, w, &wf));
+    if (bias) KILN_TRY(stage_f32(k, bias, &bf));
+    if (past) KILN_TRY(stage_f32(k, past, &pf));
+    KILN_TRY(out_f32(k, y, &yf));
+    if (pres) KILN_TRY(out_f32(k, pres, &sf));
+    size_t Lp = (size_t)(L + kw - 1), K1 = (size_t)(kw - 1), Ls = (size_t)L;
+    KILN_TRY(kiln_scratch(k, Lp * sizeof *pad + 1, (void **)&pad));
+    for (size_t bc = 0; bc < (size_t)(B * C); bc++) {
+        size_t c = bc % (size_t)C;
+        if (pf) memcpy(pad, pf + bc * K1, K1 * sizeof *pad);
+        else memset(pad, 0, K1 * sizeof *pad);
+        memcpy(pad + K1, xf + bc * Ls, Ls * sizeof *pad);
+        const float *wc = wf + c * (size_t)kw;
+        for (size_t l = 0; l < Ls; l++) {
+            float acc = bf ? bf[c] : 0.0f;
+            for (size_t j = 0; j < (size_t)kw; j++) acc += wc[j] * pad[l + j];
+            if (silu) {
+                acc = round_to(x->dtype, acc);
+                acc = acc / (1.0f + expf(-acc));
+            }
+            yf[bc * Ls + l] = acc;
+        }
+        if (sf) memcpy(sf + bc * K1, pad + Ls, K1 * sizeof *sf);
+    }
+    unstage_f32(y, yf);
+    if (pres) unstage_f32(pres, sf);
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ FlexAttention */
+
+/* Runs a score_mod/prob_mod subgraph on buf (dims [B, H, L, S]) in place: the subgraph
+ * sees one tensor of dtype dt and must return one float tensor of the same shape. */
+static kiln_status flex_apply(struct kiln_kctx *k, const struct kiln_graph *g, const char *what,
+                              float *buf, const int64_t *dims, kiln_dtype dt)
+{
+    if (g->n_inputs != 1 || g->n_outputs != 1)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "%s has %zu inputs and %zu outputs; expected 1 "
+                          "and 1", what, g->n_inputs, g->n_outputs);
+    struct kiln_value *in = NULL, *out = NULL;
+    KILN_TRY(kiln_value_new_tensor(dt, 4, dims, &in, k->err));
+    size_t n = kiln_tensor_numel(&in->t);
+    if (dt == KILN_DTYPE_F32) memcpy(in->t.data, buf, n * sizeof *buf);
+    else
+        for (size_t i = 0; i < n; i++) kiln_tensor_set_f64(&in->t, i, buf[i]);
+    kiln_status st = kiln_run_subgraph(k, g, 1, &in, &out);
+    kiln_value_free(in);
+    if (st) return st;
+    if (out->kind != KILN_VALUE_TENSOR || !kiln_dtype_is_float(out->t.dtype) || out->t.rank != 4 ||
+        memcmp(out->t.dims, dims, 4 * sizeof *dims)) {
+        char s1[64], s2[64];
+        st = kiln_kfail(k, KILN_E_INVALID_MODEL, "%s returned %s %s; expected float %s", what,
+                        out->kind == KILN_VALUE_TENSOR ? kiln_dtype_name(out->t.dtype) : "a non-tensor",
+                        out->kind == KILN_VALUE_TENSOR ? kiln_shape_str(out->t.rank, out->t.dims, s1, sizeof s1) : "",
+                        kiln_shape_str(4, dims, s2, sizeof s2));
+    } else {
+        for (size_t i = 0; i < n; i++) buf[i] = (float)kiln_tensor_get_f64(&out->t, i);
+    }
+    kiln_value_free(out);
+    return st;
+}
+
+static kiln_status flex_attention_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *q, *kk, *v;
+    KILN_TRY(kiln_in_req(k, 0, &q));
+    KILN_TRY(kiln_in_req(k, 1, &kk));
+    KILN_TRY(kiln_in_req(k, 2, &v));
+    if (!fdt_ok(q->dtype) || kk->dtype != q->dtype || v->dtype != q->dtype)
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "Q/K/V are %s/%s/%s; expected one float type",
+                          kiln_dtype_name(q->dtype), kiln_dtype_name(kk->dtype),
+                          kiln_dtype_name(v->dtype));
+    if (q->rank != 4 || kk->rank != 4 || v->rank != 4)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "Q/K/V ranks %d/%d/%d; expected 4", q->rank,
+                          kk->rank, v->rank);
+    int64_t B = q->dims[0], Hq = q->dims[1], L = q->dims[2], E = q->dims[3];
+    int64_t Hkv = kk->dims[1], S = kk->dims[2], Ev = v->dims[3];
+    if (kk->dims[0] != B || v->dims[0] != B || kk->dims[3] != E || v->dims[1] != Hkv ||
+        v->dims[2] != S) {
+        char s1[64], s2[64], s3[64];
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "Q %s, K %s, V %s do not match [B, H, L, E], "
+                          "[B, Hkv, S, E], [B, Hkv, S, Ev]",
+                          kiln_shape_str(4, q->dims, s1, sizeof s1),
+                          kiln_shape_str(4, kk->dims, s2, sizeof s2),
+                          kiln_shape_str(4, v->dims, s3, sizeof s3));
+    }
+    if (Hkv < 1 || Hq % Hkv)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "q heads %lld not a multiple of kv heads %lld",
+                          (long long)Hq, (long long)Hkv);
+    float scale = kiln_attr_has(k, "scale") ? kiln_attr_f(k, "scale", 1.0f)
+                                            : (float)(1.0 / sqrt((double)(E > 0 ? E : 1)));
+    const struct kiln_graph *score_mod = kiln_attr_g(k, "score_mod");
+    const struct kiln_graph *prob_mod = kiln_attr_g(k, "prob_mod");
+    int64_t yd[4] = {B, Hq, L, Ev}, sd[4] = {B, Hq, L, S};
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, q->dtype, 4, yd, &y));
+    size_t heads = (size_t)(B * Hq), Ls = (size_t)L, Ss = (size_t)S, Es = (size_t)E,
+           Evs = (size_t)Ev, rep = (size_t)(Hq / Hkv), nsc;
+    if (!kiln_mul_size(heads, Ls, &nsc) || !kiln_mul_size(nsc, Ss, &nsc) ||
+        nsc > KILN_MAX_NUMEL)
+        return kiln_kfail(k, KILN_E_LIMIT, "score tensor [%lld, %lld, %lld, %lld] is too large",
+                          (long long)B, (long long)Hq, (long long)L, (long long)S);
+    const float *qf, *kf, *vf;
+    float *yf, *sc;
+    KILN_TRY(stage_f32(k, q, &qf));
+    KILN_TRY(stage_f32(k, kk, &kf));
+    KILN_TRY(stage_f32(k, v, &vf));
+    KILN_TRY(out_f32(k, y, &yf));
+    KILN_TRY(kiln_scratch(k, nsc * sizeof *sc + 1, (void **)&sc));
+    for (size_t bh = 0; bh < heads; bh++) {
+        size_t kvh = (bh / (size_t)Hq) * (size_t)Hkv + (bh % (size_t)Hq) / rep;
+        kiln_sgemm(false, true, Ls, Ss, Es, scale, qf + bh * Ls * Es, Es, kf + kvh * Ss * Es, Es,
+                   0.0f, sc + bh * Ls * Ss, Ss);
+    }
+    kiln_dtype sub_dt = q->dtype == KILN_DTYPE_F64 ? KILN_DTYPE_F64 : KILN_DTYPE_F32;
+    if (score_mod) KILN_TRY(flex_apply(k, score_mod, "score_mod", sc, sd, sub_dt));
+    /* Plain softmax arithmetic: an all -inf row gives NaN, as the reference's does. */
+    for (size_t r = 0; r < heads * Ls; r++) {
+        float *row = sc + r * Ss, mx = -INFINITY;
+        for (size_t j = 0; j < Ss; j++)
+            if (row[j] > mx) mx = row[j];
+        double sum = 0;
+        for (size_t j = 0; j < Ss; j++) {
+            row[j] = expf(row[j] - mx);
+            sum += row[j];
+        }
+        float inv = (float)(1.0 / sum);
+        for (size_t j = 0; j < Ss; j++) row[j] *= inv;
+    }
+    if (prob_mod) KILN_TRY(flex_apply(k, prob_mod, "prob_mod", sc, sd, sub_dt));
+    for (size_t bh = 0; bh < heads; bh++) {
+        size_t kvh = (bh / (size_t)Hq) * (size_t)Hkv + (bh % (size_t)Hq) / rep;
+        kiln_sgemm(false, false, Ls, Evs, Ss, 1.0f, sc + bh * Ls * Ss, Ss, vf + kvh * Ss * Evs, Evs,
+                   0.0f, yf + bh * Ls * Evs, Evs);
+    }
+    unstage_f32(y, yf);
+    return KILN_OK;
+}
+
 const struct kiln_cpu_op kiln_cpu_ops_nn_extra[] = {
     {"Attention", "", 23, 0, attention_run},
     {"RotaryEmbedding", "", 23, 0, rotary_run},
+    {"SwiGLU", "", 28, 0, swiglu_run},
+    {"LinearAttention", "", 27, 0, linear_attention_run},
+    {"CausalConvWithState", "", 27, 0, causal_conv_run},
+    {"FlexAttention", "ai.onnx.preview", 1, 0, flex_attention_run},
     {0},
 };

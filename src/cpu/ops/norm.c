@@ -26,54 +26,16 @@
 #include <math.h>
 #include <string.h>
 
-#include "cpu/kernel.h"
-
-/* ------------------------------------------------------------------ dtype staging */
-
-static bool norm_dtype_ok(kiln_dtype dt)
-{
-    return dt == KILN_DTYPE_F32 || dt == KILN_DTYPE_F16 || dt == KILN_DTYPE_BF16 ||
-           dt == KILN_DTYPE_F64;
-}
-
-static kiln_status stage_f32(struct kiln_kctx *k, const struct kiln_tensor *t, const float **out)
-{
-    if (t->dtype == KILN_DTYPE_F32) {
-        *out = t->data;
-        return KILN_OK;
-    }
-    size_t n = kiln_tensor_numel(t);
-    float *f;
-    KILN_TRY(kiln_scratch(k, n * sizeof *f + 1, (void **)&f));
-    for (size_t i = 0; i < n; i++) f[i] = (float)kiln_tensor_get_f64(t, i);
-    *out = f;
-    return KILN_OK;
-}
-
-static kiln_status out_f32(struct kiln_kctx *k, struct kiln_tensor *t, float **out)
-{
-    if (t->dtype == KILN_DTYPE_F32) {
-        *out = t->data;
-        return KILN_OK;
-    }
-    return kiln_scratch(k, kiln_tensor_numel(t) * sizeof(float) + 1, (void **)out);
-}
-
-static void unstage_f32(struct kiln_tensor *t, const float *src)
-{
-    if ((const void *)src == t->data) return;
-    size_t n = kiln_tensor_numel(t);
-    for (size_t i = 0; i < n; i++) kiln_tensor_set_f64(t, i, src[i]);
-}
+#include "cpu/tensor_util.h"
 
 /* Checks X's dtype and returns it staged. */
 static kiln_status x_in(struct kiln_kctx *k, const struct kiln_tensor **x, const float **xf)
 {
     KILN_TRY(kiln_in_req(k, 0, x));
-    if (!norm_dtype_ok((*x)->dtype))
+    if (!kiln_dtype_is_real_float((*x)->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input X is %s; expected a float type",
                           kiln_dtype_name((*x)->dtype));
-    return stage_f32(k, *x, xf);
+    return kiln_stage_f32(k, *x, xf);
 }
 
 /* A small parameter vector as double (scratch); NULL t gives `def` everywhere. */
@@ -181,7 +143,7 @@ static kiln_status batchnorm_run(struct kiln_kctx *k)
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
     float *yf;
-    KILN_TRY(out_f32(k, y, &yf));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
 
     double *bm = m, *bv = v;
     if (training) {
@@ -209,7 +171,7 @@ static kiln_status batchnorm_run(struct kiln_kctx *k)
             for (size_t i = 0; i < inner; i++) yp[i] = (float)(a * xp[i] + off);
         }
     }
-    unstage_f32(y, yf);
+    kiln_unstage_f32(y, yf);
 
     if (training) {
         /* Opset 14+: outputs 1, 2 are the running mean/var. Before 14: 1, 2 are running
@@ -251,7 +213,7 @@ static kiln_status instnorm_run(struct kiln_kctx *k)
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
     float *yf;
-    KILN_TRY(out_f32(k, y, &yf));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
     for (size_t n = 0; n < N; n++)
         for (size_t c = 0; c < C; c++) {
             const float *xp = xf + (n * C + c) * plane;
@@ -261,7 +223,7 @@ static kiln_status instnorm_run(struct kiln_kctx *k)
             double a = s[c] / sqrt(var + eps), off = b[c] - a * mu;
             for (size_t i = 0; i < plane; i++) yp[i] = (float)(a * xp[i] + off);
         }
-    unstage_f32(y, yf);
+    kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 
@@ -289,8 +251,8 @@ static kiln_status layernorm_common(struct kiln_kctx *k, bool rms)
     KILN_TRY(bcast_map(k, sc, nd, x->dims + axis, D, "Scale", &smap));
     if (bi) KILN_TRY(bcast_map(k, bi, nd, x->dims + axis, D, "B", &bmap));
     const float *sf, *bf = NULL;
-    KILN_TRY(stage_f32(k, sc, &sf));
-    if (bi) KILN_TRY(stage_f32(k, bi, &bf));
+    KILN_TRY(kiln_stage_f32(k, sc, &sf));
+    if (bi) KILN_TRY(kiln_stage_f32(k, bi, &bf));
 
     struct kiln_tensor *y, *tm = NULL, *ti = NULL;
     KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
@@ -302,7 +264,7 @@ static kiln_status layernorm_common(struct kiln_kctx *k, bool rms)
     if (!rms && kiln_out_wanted(k, 1)) KILN_TRY(kiln_out_tensor(k, 1, sdt, x->rank, sdims, &tm));
     if (!rms && kiln_out_wanted(k, 2)) KILN_TRY(kiln_out_tensor(k, 2, sdt, x->rank, sdims, &ti));
     float *yf;
-    KILN_TRY(out_f32(k, y, &yf));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
     for (size_t o = 0; o < outer; o++) {
         const float *xp = xf + o * D;
         float *yp = yf + o * D;
@@ -323,7 +285,7 @@ static kiln_status layernorm_common(struct kiln_kctx *k, bool rms)
         if (tm) kiln_tensor_set_f64(tm, o, mu);
         if (ti) kiln_tensor_set_f64(ti, o, inv);
     }
-    unstage_f32(y, yf);
+    kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 
@@ -362,7 +324,7 @@ static kiln_status groupnorm_run(struct kiln_kctx *k)
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
     float *yf;
-    KILN_TRY(out_f32(k, y, &yf));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
     size_t gsz = cpg * plane;
     for (size_t n = 0; n < N; n++)
         for (size_t g = 0; g < (size_t)G; g++) {
@@ -378,7 +340,7 @@ static kiln_status groupnorm_run(struct kiln_kctx *k)
                 for (size_t i = 0; i < plane; i++) yp[i] = (float)(a * xp[i] + off);
             }
         }
-    unstage_f32(y, yf);
+    kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 
@@ -432,9 +394,9 @@ static kiln_status mvn_run(struct kiln_kctx *k)
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
     float *yf;
-    KILN_TRY(out_f32(k, y, &yf));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
     for (size_t i = 0; i < n; i++) yf[i] = (float)((xf[i] - acc[sidx[i]]) / sq[sidx[i]]);
-    unstage_f32(y, yf);
+    kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 
@@ -457,7 +419,7 @@ static kiln_status lrn_run(struct kiln_kctx *k)
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
     float *yf;
-    KILN_TRY(out_f32(k, y, &yf));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
     for (size_t n = 0; n < N; n++)
         for (size_t c = 0; c < C; c++) {
             int64_t c0 = (int64_t)c - lo, c1 = (int64_t)c + hi;
@@ -473,7 +435,7 @@ static kiln_status lrn_run(struct kiln_kctx *k)
                 yf[at] = (float)(xf[at] / pow(bias + alpha / (double)size * s, beta));
             }
         }
-    unstage_f32(y, yf);
+    kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 
@@ -498,7 +460,7 @@ static kiln_status lpnorm_run(struct kiln_kctx *k)
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
     float *yf;
-    KILN_TRY(out_f32(k, y, &yf));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
     for (size_t o = 0; o < outer; o++)
         for (size_t i = 0; i < inner; i++) {
             const float *xp = xf + o * len * inner + i;
@@ -510,7 +472,7 @@ static kiln_status lpnorm_run(struct kiln_kctx *k)
             for (size_t j = 0; j < len; j++)
                 yp[j * inner] = nrm != 0 ? (float)(xp[j * inner] / nrm) : 0.0f;
         }
-    unstage_f32(y, yf);
+    kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 
@@ -531,7 +493,7 @@ static kiln_status dropout_run(struct kiln_kctx *k)
     }
     if (!(ratio >= 0 && ratio < 1))
         return kiln_kfail(k, KILN_E_INVALID_ARG, "ratio = %g; expected [0, 1)", ratio);
-    if (training && ratio > 0 && !norm_dtype_ok(x->dtype))
+    if (training && ratio > 0 && !kiln_dtype_is_real_float(x->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "training dropout of %s",
                           kiln_dtype_name(x->dtype));
     struct kiln_tensor *y, *mask = NULL;

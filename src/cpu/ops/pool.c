@@ -23,7 +23,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "cpu/kernel.h"
+#include "cpu/tensor_util.h"
 
 /* ------------------------------------------------------------------ dtype staging */
 
@@ -31,36 +31,6 @@ static bool pool_dtype_ok(kiln_dtype dt, bool ints)
 {
     return dt == KILN_DTYPE_F32 || dt == KILN_DTYPE_F16 || dt == KILN_DTYPE_BF16 ||
            dt == KILN_DTYPE_F64 || (ints && (dt == KILN_DTYPE_I8 || dt == KILN_DTYPE_U8));
-}
-
-static kiln_status stage_f32(struct kiln_kctx *k, const struct kiln_tensor *t, const float **out)
-{
-    if (t->dtype == KILN_DTYPE_F32) {
-        *out = t->data;
-        return KILN_OK;
-    }
-    size_t n = kiln_tensor_numel(t);
-    float *f;
-    KILN_TRY(kiln_scratch(k, n * sizeof *f + 1, (void **)&f));
-    for (size_t i = 0; i < n; i++) f[i] = (float)kiln_tensor_get_f64(t, i);
-    *out = f;
-    return KILN_OK;
-}
-
-static kiln_status out_f32(struct kiln_kctx *k, struct kiln_tensor *t, float **out)
-{
-    if (t->dtype == KILN_DTYPE_F32) {
-        *out = t->data;
-        return KILN_OK;
-    }
-    return kiln_scratch(k, kiln_tensor_numel(t) * sizeof(float) + 1, (void **)out);
-}
-
-static void unstage_f32(struct kiln_tensor *t, const float *src)
-{
-    if ((const void *)src == t->data) return;
-    size_t n = kiln_tensor_numel(t);
-    for (size_t i = 0; i < n; i++) kiln_tensor_set_f64(t, i, src[i]);
 }
 
 /* ------------------------------------------------------------------ geometry */
@@ -72,15 +42,6 @@ struct pool_geom {
     size_t is, os, ks;
 };
 
-static int64_t ceil_div(int64_t a, int64_t b)
-{
-    return a >= 0 ? (a + b - 1) / b : -((-a) / b);
-}
-
-static int64_t floor_div(int64_t a, int64_t b)
-{
-    return a >= 0 ? a / b : -((-a + b - 1) / b);
-}
 
 /* Reads the window attributes for an X of rank `rank` and derives the output sizes. */
 static kiln_status pool_geom(struct kiln_kctx *k, const struct kiln_tensor *x, struct pool_geom *g)
@@ -128,7 +89,7 @@ static kiln_status pool_geom(struct kiln_kctx *k, const struct kiln_tensor *x, s
                               (long long)g->pb[i], (long long)g->pe[i]);
         int64_t dk = (g->k[i] - 1) * g->d[i] + 1;
         if (upper || lower) {
-            g->out[i] = ceil_div(g->in[i], g->s[i]);
+            g->out[i] = kiln_div_ceil(g->in[i], g->s[i]);
             int64_t tot = (g->out[i] - 1) * g->s[i] + dk - g->in[i];
             if (tot < 0) tot = 0;
             g->pb[i] = upper ? tot / 2 : tot - tot / 2;
@@ -140,7 +101,7 @@ static kiln_status pool_geom(struct kiln_kctx *k, const struct kiln_tensor *x, s
                 return kiln_kfail(k, KILN_E_INVALID_ARG,
                                   "dim %d: window %lld is larger than the padded input %lld", i,
                                   (long long)dk, (long long)(g->in[i] + g->pb[i] + g->pe[i]));
-            g->out[i] = (ceil_mode ? ceil_div(span, g->s[i]) : floor_div(span, g->s[i])) + 1;
+            g->out[i] = (ceil_mode ? kiln_div_ceil(span, g->s[i]) : kiln_div_floor(span, g->s[i])) + 1;
             if (ceil_mode && (g->out[i] - 1) * g->s[i] >= g->in[i] + g->pb[i]) g->out[i]--;
         }
         g->is *= (size_t)g->in[i];
@@ -261,10 +222,10 @@ static kiln_status pool_run(struct kiln_kctx *k, enum pool_kind kind)
     if (planes == 0 || g.os == 0) return KILN_OK;
     const float *xf;
     float *yf;
-    KILN_TRY(stage_f32(k, x, &xf));
-    KILN_TRY(out_f32(k, y, &yf));
+    KILN_TRY(kiln_stage_f32(k, x, &xf));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
     pool_planes(&g, kind, include_pad, p, col_major, planes, xf, yf, ind ? ind->data : NULL);
-    unstage_f32(y, yf);
+    kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 
@@ -306,8 +267,8 @@ static kiln_status global_run(struct kiln_kctx *k, enum pool_kind kind)
     if (planes == 0) return KILN_OK;
     const float *xf;
     float *yf;
-    KILN_TRY(stage_f32(k, x, &xf));
-    KILN_TRY(out_f32(k, y, &yf));
+    KILN_TRY(kiln_stage_f32(k, x, &xf));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
     for (size_t pl = 0; pl < planes; pl++) {
         const float *xp = xf + pl * plane;
         if (kind == POOL_MAX) {
@@ -326,7 +287,7 @@ static kiln_status global_run(struct kiln_kctx *k, enum pool_kind kind)
                                       : (float)(p == 2.0f ? sqrt(acc) : pow(acc, 1.0 / p));
         }
     }
-    unstage_f32(y, yf);
+    kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 

@@ -21,97 +21,26 @@
 #include <string.h>
 
 #include "cpu/broadcast.h"
-#include "cpu/kernel.h"
+#include "cpu/float8.h"
+#include "cpu/tensor_util.h"
 
 /* ------------------------------------------------------------------ small floats */
 
-/* A narrow float format: sign, ebits exponent bits (bias), mbits mantissa bits. fnuz: 0x80 is
- * the only NaN and there is no -0 or inf; fn: all-ones is NaN, no inf; has_inf: IEEE-like.
- * A format with none of these (float4e2m1) has no inf or NaN. */
-struct smallfloat {
-    int ebits, mbits, bias;
-    bool fnuz, fn, has_inf;
-    double max;
-};
-
-static const struct smallfloat sf_e4m3fn = {4, 3, 7, false, true, false, 448.0};
-static const struct smallfloat sf_e4m3fnuz = {4, 3, 8, true, false, false, 240.0};
-static const struct smallfloat sf_e5m2 = {5, 2, 15, false, false, true, 57344.0};
-static const struct smallfloat sf_e5m2fnuz = {5, 2, 16, true, false, false, 57344.0};
-static const struct smallfloat sf_e2m1 = {2, 1, 1, false, false, false, 6.0};
-
-static const struct smallfloat *smallfloat_of(kiln_dtype dt)
+/* The float8 family and float4e2m1 (cpu/float8.h), the float quantized types; not
+ * float8e8m0, which quantization does not take. */
+static bool is_small_float(kiln_dtype dt)
 {
-    switch (dt) {
-    case KILN_DTYPE_F8E4M3FN: return &sf_e4m3fn;
-    case KILN_DTYPE_F8E4M3FNUZ: return &sf_e4m3fnuz;
-    case KILN_DTYPE_F8E5M2: return &sf_e5m2;
-    case KILN_DTYPE_F8E5M2FNUZ: return &sf_e5m2fnuz;
-    case KILN_DTYPE_F4E2M1: return &sf_e2m1;
-    default: return NULL;
-    }
+    return kiln_f8_is_narrow(dt) && dt != KILN_DTYPE_F8E8M0;
 }
 
-static float sf_decode(const struct smallfloat *f, uint8_t v)
+/* Encodes x as small float type dt. NaN keeps this file's long-standing encodings, which
+ * differ from Cast's (kiln_f8_from_f64) in two places: float8e5m2 gives 0x7E whatever the
+ * NaN's sign, and float4e2m1 (which has no NaN) saturates to +-6 by the NaN's sign. */
+static uint8_t sf_encode(kiln_dtype dt, double x, bool saturate)
 {
-    int nb = 1 + f->ebits + f->mbits;
-    unsigned emask = (1u << f->ebits) - 1, mmask = (1u << f->mbits) - 1;
-    bool sign = (v >> (nb - 1)) & 1;
-    unsigned e = (v >> f->mbits) & emask, m = v & mmask;
-    if (f->fnuz && (v & 0xff) == 0x80) return NAN;
-    if (f->fn && e == emask && m == mmask) return NAN;
-    if (f->has_inf && e == emask) return m ? NAN : sign ? -INFINITY : INFINITY;
-    float val = e == 0 ? ldexpf((float)m, 1 - f->bias - f->mbits)
-                       : ldexpf((float)((1u << f->mbits) + m), (int)e - f->bias - f->mbits);
-    return sign ? -val : val;
-}
-
-/* Rounds to nearest even with an unbounded exponent, then handles overflow per `saturate`
- * (ONNX Cast's table): clamp to +-max, else inf where the format has it, else NaN. */
-static uint8_t sf_encode(const struct smallfloat *f, double x, bool saturate)
-{
-    int nb = 1 + f->ebits + f->mbits;
-    uint8_t sbit = (uint8_t)(1u << (nb - 1));
-    uint8_t emax_code = (uint8_t)(((1u << f->ebits) - 1) << f->mbits);
-    uint8_t nan = f->fnuz ? 0x80 : f->fn ? (uint8_t)(emax_code | ((1u << f->mbits) - 1))
-                                         : (uint8_t)(emax_code | 2); /* e5m2 quiet NaN */
-    bool neg = signbit(x);
-    uint8_t s = neg ? sbit : 0;
-    uint8_t maxc = 0;
-    {
-        /* the largest finite code: all-ones minus the NaN/inf patterns */
-        uint8_t all = (uint8_t)(sbit - 1);
-        maxc = f->fnuz ? all : f->fn ? (uint8_t)(all - 1) : f->has_inf ? (uint8_t)(emax_code - 1) : all;
-    }
-    if (isnan(x)) return f->fnuz || f->has_inf ? nan : (f->fn ? (uint8_t)(s | nan) : (uint8_t)(s | maxc));
-    double a = fabs(x);
-    int emin = 1 - f->bias, e;
-    double r;
-    if (isinf(a)) {
-        r = INFINITY;
-    } else {
-        (void)frexp(a, &e);
-        int E = a == 0 ? emin : (e - 1 < emin ? emin : e - 1);
-        double q = ldexp(1.0, E - f->mbits);
-        r = nearbyint(a / q) * q;
-    }
-    if (r > f->max) {
-        if (saturate || (!f->fnuz && !f->fn && !f->has_inf)) return (uint8_t)(s | maxc);
-        if (f->has_inf) return (uint8_t)(s | emax_code);
-        return f->fnuz ? nan : (uint8_t)(s | nan);
-    }
-    if (r == 0) return f->fnuz ? 0 : s;
-    (void)frexp(r, &e);
-    int E = e - 1;
-    unsigned ec, mc;
-    if (E < emin) {
-        ec = 0;
-        mc = (unsigned)(r / ldexp(1.0, emin - f->mbits));
-    } else {
-        ec = (unsigned)(E + f->bias);
-        mc = (unsigned)((r / ldexp(1.0, E) - 1.0) * (double)(1u << f->mbits));
-    }
-    return (uint8_t)(s | (ec << f->mbits) | mc);
+    if (isnan(x) && dt == KILN_DTYPE_F8E5M2) return 0x7E;
+    if (isnan(x) && dt == KILN_DTYPE_F4E2M1) return signbit(x) ? 0xF : 0x7;
+    return kiln_f8_from_f64(dt, x, saturate, KILN_E8M0_UP);
 }
 
 /* ------------------------------------------------------------------ helpers */
@@ -178,8 +107,8 @@ static double round_to(kiln_dtype dt, double v)
 {
     switch (dt) {
     case KILN_DTYPE_F32: return (float)v;
-    case KILN_DTYPE_F16: return kiln_f16_to_f32(kiln_f32_to_f16((float)v));
-    case KILN_DTYPE_BF16: return kiln_bf16_to_f32(kiln_f32_to_bf16((float)v));
+    case KILN_DTYPE_F16: return kiln_half_f16_to_f32(kiln_half_f32_to_f16((float)v));
+    case KILN_DTYPE_BF16: return kiln_half_bf16_to_f32(kiln_half_f32_to_bf16((float)v));
     default: return v;
     }
 }
@@ -196,8 +125,11 @@ static kiln_dtype promote_float(kiln_dtype a, kiln_dtype b)
 /* Element j of a quantized tensor (integer or small float) as a double. */
 static double q_get(const struct kiln_tensor *t, size_t j)
 {
-    const struct smallfloat *f = smallfloat_of(t->dtype);
-    if (f) return sf_decode(f, ((const uint8_t *)t->data)[j]);
+    if (is_small_float(t->dtype)) {
+        /* every NaN encoding reads as the one default NaN (sign and payload dropped) */
+        float v = kiln_f8_to_f32(t->dtype, ((const uint8_t *)t->data)[j]);
+        return isnan(v) ? NAN : v;
+    }
     return kiln_tensor_get_f64(t, j);
 }
 
@@ -229,11 +161,8 @@ static kiln_status q_layout(struct kiln_kctx *k, const struct kiln_tensor *x,
         L->nparam = 1;
         return KILN_OK;
     }
-    int64_t axis = kiln_attr_i(k, "axis", 1);
-    if (axis < -x->rank || axis >= x->rank)
-        return kiln_kfail(k, KILN_E_INVALID_ARG, "axis %lld is out of range for input x of rank "
-                          "%d", (long long)axis, x->rank);
-    if (axis < 0) axis += x->rank;
+    int axis;
+    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 1), x->rank, "attribute 'axis'", &axis));
     L->outer = 1;
     L->inner = 1;
     for (int d = 0; d < axis; d++) L->outer *= (size_t)x->dims[d];
@@ -314,7 +243,7 @@ static kiln_status quantize_impl(struct kiln_kctx *k, struct qmem *m)
         odt = (kiln_dtype)attr_dt;
     }
     int64_t qlo = 0, qhi = 0;
-    const struct smallfloat *sf = smallfloat_of(odt);
+    const bool sf = is_small_float(odt);
     if (odt == KILN_DTYPE_I32 || (!sf && !int_range(odt, &qlo, &qhi)))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "cannot quantize to %s", kiln_dtype_name(odt));
     if (!kiln_dtype_is_float(x->dtype) && x->dtype != KILN_DTYPE_I32)
@@ -345,7 +274,7 @@ static kiln_status quantize_impl(struct kiln_kctx *k, struct qmem *m)
                 double z = zp ? zv[p] : 0.0;
                 if (sf) {
                     if (odt == KILN_DTYPE_F4E2M1) v = round_to(KILN_DTYPE_F32, v + z);
-                    ((uint8_t *)y->data)[j] = sf_encode(sf, v, saturate);
+                    ((uint8_t *)y->data)[j] = sf_encode(odt, v, saturate);
                     continue;
                 }
                 double q = isnan(v) ? 0.0 : nearbyint(v);
@@ -367,7 +296,7 @@ static kiln_status dequantize_impl(struct kiln_kctx *k, struct qmem *m)
     KILN_TRY(kiln_in_req(k, 1, &s));
     const struct kiln_tensor *zp = kiln_in(k, 2);
     int64_t lo, hi;
-    if (!smallfloat_of(x->dtype) && !int_range(x->dtype, &lo, &hi))
+    if (!is_small_float(x->dtype) && !int_range(x->dtype, &lo, &hi))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "cannot dequantize %s", kiln_dtype_name(x->dtype));
     if (zp && zp->dtype != x->dtype)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "zero point is %s; expected %s like x",
@@ -389,7 +318,7 @@ static kiln_status dequantize_impl(struct kiln_kctx *k, struct qmem *m)
     double *sc, *zv;
     KILN_TRY(q_params(k, m, s, L.nparam, &sc));
     /* float8 zero points must be zero; the reference ignores them otherwise */
-    bool use_zp = zp && !smallfloat_of(x->dtype);
+    bool use_zp = zp && !is_small_float(x->dtype);
     KILN_TRY(q_params(k, m, use_zp ? zp : NULL, use_zp ? L.nparam : 0, &zv));
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, odt, x->rank, x->dims, &y));

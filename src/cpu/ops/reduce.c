@@ -25,116 +25,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "cpu/kernel.h"
-
-/* ------------------------------------------------------------------ bulk conversions */
-
-/* Copies t's n elements into a new double array (*out; free with kiln_free). Fails with
- * KILN_E_UNSUPPORTED for non-numeric dtypes. */
-static kiln_status load_f64(struct kiln_kctx *k, const struct kiln_tensor *t, const char *what,
-                            double **out)
-{
-    size_t n = kiln_tensor_numel(t), bytes;
-    *out = NULL;
-    if (!kiln_mul_size(n ? n : 1, sizeof(double), &bytes))
-        return kiln_kfail(k, KILN_E_LIMIT, "input '%s' is too large", what);
-    double *d = kiln_malloc(bytes);
-    if (!d) return kiln_kfail(k, KILN_E_NOMEM, "out of memory converting input '%s'", what);
-    const void *p = t->data;
-    switch (t->dtype) {
-    case KILN_DTYPE_F32: for (size_t i = 0; i < n; i++) d[i] = ((const float *)p)[i]; break;
-    case KILN_DTYPE_F64: if (n) memcpy(d, p, n * sizeof *d); break;
-    case KILN_DTYPE_F16:
-        for (size_t i = 0; i < n; i++) d[i] = kiln_f16_to_f32(((const uint16_t *)p)[i]);
-        break;
-    case KILN_DTYPE_BF16:
-        for (size_t i = 0; i < n; i++) d[i] = kiln_bf16_to_f32(((const uint16_t *)p)[i]);
-        break;
-    case KILN_DTYPE_I8: for (size_t i = 0; i < n; i++) d[i] = ((const int8_t *)p)[i]; break;
-    case KILN_DTYPE_U8:
-    case KILN_DTYPE_BOOL: for (size_t i = 0; i < n; i++) d[i] = ((const uint8_t *)p)[i]; break;
-    case KILN_DTYPE_I16: for (size_t i = 0; i < n; i++) d[i] = ((const int16_t *)p)[i]; break;
-    case KILN_DTYPE_U16: for (size_t i = 0; i < n; i++) d[i] = ((const uint16_t *)p)[i]; break;
-    case KILN_DTYPE_I32: for (size_t i = 0; i < n; i++) d[i] = ((const int32_t *)p)[i]; break;
-    case KILN_DTYPE_U32: for (size_t i = 0; i < n; i++) d[i] = ((const uint32_t *)p)[i]; break;
-    case KILN_DTYPE_I64: for (size_t i = 0; i < n; i++) d[i] = (double)((const int64_t *)p)[i]; break;
-    case KILN_DTYPE_U64: for (size_t i = 0; i < n; i++) d[i] = (double)((const uint64_t *)p)[i]; break;
-    default:
-        kiln_free(d);
-        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input '%s' is %s; expected a numeric type", what,
-                          kiln_dtype_name(t->dtype));
-    }
-    *out = d;
-    return KILN_OK;
-}
-
-/* Copies an integer or bool tensor's elements into a new int64 array (uint64 values keep
- * their bits). Caller guarantees the dtype is an integer or bool. */
-static kiln_status load_i64(struct kiln_kctx *k, const struct kiln_tensor *t, const char *what,
-                            int64_t **out)
-{
-    size_t n = kiln_tensor_numel(t), bytes;
-    *out = NULL;
-    if (!kiln_mul_size(n ? n : 1, sizeof(int64_t), &bytes))
-        return kiln_kfail(k, KILN_E_LIMIT, "input '%s' is too large", what);
-    int64_t *d = kiln_malloc(bytes);
-    if (!d) return kiln_kfail(k, KILN_E_NOMEM, "out of memory converting input '%s'", what);
-    const void *p = t->data;
-    switch (t->dtype) {
-    case KILN_DTYPE_I8: for (size_t i = 0; i < n; i++) d[i] = ((const int8_t *)p)[i]; break;
-    case KILN_DTYPE_U8:
-    case KILN_DTYPE_BOOL: for (size_t i = 0; i < n; i++) d[i] = ((const uint8_t *)p)[i]; break;
-    case KILN_DTYPE_I16: for (size_t i = 0; i < n; i++) d[i] = ((const int16_t *)p)[i]; break;
-    case KILN_DTYPE_U16: for (size_t i = 0; i < n; i++) d[i] = ((const uint16_t *)p)[i]; break;
-    case KILN_DTYPE_I32: for (size_t i = 0; i < n; i++) d[i] = ((const int32_t *)p)[i]; break;
-    case KILN_DTYPE_U32: for (size_t i = 0; i < n; i++) d[i] = ((const uint32_t *)p)[i]; break;
-    case KILN_DTYPE_I64:
-    case KILN_DTYPE_U64: if (n) memcpy(d, p, n * sizeof *d); break;
-    default:
-        kiln_free(d);
-        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input '%s' is %s; expected an integer type",
-                          what, kiln_dtype_name(t->dtype));
-    }
-    *out = d;
-    return KILN_OK;
-}
-
-/* Stores n doubles into t (same element count), rounding for float types and truncating
- * for integer types. */
-static void store_f64(struct kiln_tensor *t, const double *d, size_t n)
-{
-    void *p = t->data;
-    switch (t->dtype) {
-    case KILN_DTYPE_F32: for (size_t i = 0; i < n; i++) ((float *)p)[i] = (float)d[i]; break;
-    case KILN_DTYPE_F64: if (n) memcpy(p, d, n * sizeof *d); break;
-    case KILN_DTYPE_F16:
-        for (size_t i = 0; i < n; i++) ((uint16_t *)p)[i] = kiln_f32_to_f16((float)d[i]);
-        break;
-    case KILN_DTYPE_BF16:
-        for (size_t i = 0; i < n; i++) ((uint16_t *)p)[i] = kiln_f32_to_bf16((float)d[i]);
-        break;
-    default: for (size_t i = 0; i < n; i++) kiln_tensor_set_f64(t, i, d[i]); break;
-    }
-}
-
-/* Stores n int64 values into an integer/bool tensor, wrapping to the type's width as a C
- * cast through the unsigned type does; bool gets v != 0. */
-static void store_i64(struct kiln_tensor *t, const int64_t *d, size_t n)
-{
-    void *p = t->data;
-    switch (t->dtype) {
-    case KILN_DTYPE_BOOL: for (size_t i = 0; i < n; i++) ((uint8_t *)p)[i] = d[i] != 0; break;
-    case KILN_DTYPE_I8:
-    case KILN_DTYPE_U8: for (size_t i = 0; i < n; i++) ((uint8_t *)p)[i] = (uint8_t)d[i]; break;
-    case KILN_DTYPE_I16:
-    case KILN_DTYPE_U16: for (size_t i = 0; i < n; i++) ((uint16_t *)p)[i] = (uint16_t)d[i]; break;
-    case KILN_DTYPE_I32:
-    case KILN_DTYPE_U32: for (size_t i = 0; i < n; i++) ((uint32_t *)p)[i] = (uint32_t)d[i]; break;
-    case KILN_DTYPE_I64:
-    case KILN_DTYPE_U64: if (n) memcpy(p, d, n * sizeof *d); break;
-    default: break;
-    }
-}
+#include "cpu/tensor_util.h"
 
 /* Smallest and largest value of an integer/bool dtype, as int64 (uint64's max is stored
  * as its bit pattern, -1). */
@@ -319,13 +210,8 @@ static kiln_status read_axes(struct kiln_kctx *k, int rank, bool axes_from_input
     *none = na == 0;
     kiln_status st = KILN_OK;
     for (size_t i = 0; i < na; i++) {
-        int64_t a = av[i];
-        if (a < -rank || a >= rank) {
-            st = kiln_kfail(k, KILN_E_INVALID_ARG, "axis %lld is out of range [%d, %d]",
-                            (long long)a, -rank, rank - 1);
-            break;
-        }
-        if (a < 0) a += rank;
+        int a;
+        if ((st = kiln_norm_axis(k, av[i], rank, "axis", &a))) break;
         if (reduced[a]) {
             st = kiln_kfail(k, KILN_E_INVALID_ARG, "axis %lld is listed twice", (long long)av[i]);
             break;
@@ -399,7 +285,7 @@ static kiln_status reduce_run(struct kiln_kctx *k, enum red_op op, int axes_inpu
         int64_t *xi = NULL, *acc = kiln_malloc(on * sizeof *acc);
         if (!acc) return kiln_kfail(k, KILN_E_NOMEM, "out of memory for %zu accumulators", on);
         if (n) {
-            st = load_i64(k, x, "data", &xi);
+            st = kiln_load_i64(k, x, "data", &xi);
             if (st) goto int_done;
         }
         const bool is_u64 = x->dtype == KILN_DTYPE_U64;
@@ -435,7 +321,7 @@ static kiln_status reduce_run(struct kiln_kctx *k, enum red_op op, int axes_inpu
                 else acc[i] = acc[i] / (int64_t)count;
             }
         }
-        store_i64(y, acc, on);
+        kiln_store_i64(y, acc, on);
     int_done:
         kiln_free(xi);
         kiln_free(acc);
@@ -445,7 +331,7 @@ static kiln_status reduce_run(struct kiln_kctx *k, enum red_op op, int axes_inpu
     double *xd = NULL, *acc = kiln_malloc(on * sizeof *acc), *ref = NULL;
     if (!acc) return kiln_kfail(k, KILN_E_NOMEM, "out of memory for %zu accumulators", on);
     if (n) {
-        st = load_f64(k, x, "data", &xd);
+        st = kiln_load_f64(k, x, "data", &xd);
         if (st) goto done;
     }
     double init = 0;
@@ -494,7 +380,7 @@ static kiln_status reduce_run(struct kiln_kctx *k, enum red_op op, int axes_inpu
         /* L2 / LogSum / LogSumExp of integers: truncate, saturating, like a C cast. */
         for (size_t i = 0; i < on; i++) kiln_tensor_set_f64(y, i, acc[i]);
     } else {
-        store_f64(y, acc, on);
+        kiln_store_f64(y, acc, on);
     }
 done:
     kiln_free(xd);
@@ -559,16 +445,17 @@ static kiln_status arg_run(struct kiln_kctx *k, bool want_max)
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     const int rank = x->rank;
-    int64_t axis = kiln_attr_i(k, "axis", 0);
     const bool keepdims = kiln_attr_i(k, "keepdims", 1) != 0;
     const bool last = k->opset >= 12 && kiln_attr_i(k, "select_last_index", 0) != 0;
     const int r = rank ? rank : 1; /* a scalar acts as shape [1] */
-    if (axis < -r || axis >= r)
-        return kiln_kfail(k, KILN_E_INVALID_ARG, "attribute 'axis' is %lld; expected [%d, %d]",
-                          (long long)axis, -r, r - 1);
-    if (axis < 0) axis += r;
-    if (!kiln_dtype_is_int(x->dtype) && !kiln_dtype_is_float(x->dtype) &&
-        x->dtype != KILN_DTYPE_BOOL)
+    int axis;
+    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 0), r, "attribute 'axis'", &axis));
+    /* Real floats, bool and 8- to 64-bit integers (not float8/float4 nor int4/int2). */
+    const kiln_dtype dt = x->dtype;
+    const bool is_f = kiln_dtype_is_real_float(dt);
+    const bool sub_byte = dt == KILN_DTYPE_I4 || dt == KILN_DTYPE_U4 || dt == KILN_DTYPE_I2 ||
+                          dt == KILN_DTYPE_U2;
+    if (!is_f && dt != KILN_DTYPE_BOOL && (!kiln_dtype_is_int(dt) || sub_byte))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 'data' is %s; expected a numeric type",
                           kiln_dtype_name(x->dtype));
     size_t outer = 1, inner = 1, len = rank ? (size_t)x->dims[axis] : 1;
@@ -587,15 +474,15 @@ static kiln_status arg_run(struct kiln_kctx *k, bool want_max)
     KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_I64, orank, odims, &y));
     if (kiln_tensor_numel(y) == 0) return KILN_OK;
     kiln_status st;
-    if (kiln_dtype_is_float(x->dtype)) {
+    if (is_f) {
         double *xd;
-        st = load_f64(k, x, "data", &xd);
+        st = kiln_load_f64(k, x, "data", &xd);
         if (st) return st;
         arg_f64(xd, y->data, outer, len, inner, want_max, last);
         kiln_free(xd);
     } else {
         int64_t *xi;
-        st = load_i64(k, x, "data", &xi);
+        st = kiln_load_i64(k, x, "data", &xi);
         if (st) return st;
         if (x->dtype == KILN_DTYPE_U64)
             arg_u64((const uint64_t *)xi, y->data, outer, len, inner, want_max, last);

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "cpu/kernel.h"
+#include "cpu/tensor_util.h"
 
 enum rnn_kind { K_RNN, K_GRU, K_LSTM };
 
@@ -53,17 +53,6 @@ static int act_params(int fn, float *alpha, float *beta)
     case 8: *alpha = 1; return 1;
     default: return 0;
     }
-}
-
-/* Reads a tensor as float32 into scratch (NULL when absent). */
-static kiln_status as_f32(struct kiln_kctx *k, const struct kiln_tensor *t, float **out)
-{
-    *out = NULL;
-    if (!t) return KILN_OK;
-    size_t n = kiln_tensor_numel(t);
-    KILN_TRY(kiln_scratch(k, (n + 1) * sizeof(float), (void **)out));
-    for (size_t i = 0; i < n; i++) (*out)[i] = (float)kiln_tensor_get_f64(t, i);
-    return KILN_OK;
 }
 
 static float clipf(float x, float c) { return c > 0 ? fmaxf(-c, fminf(c, x)) : x; }
@@ -135,14 +124,13 @@ static kiln_status rnn_common(struct kiln_kctx *k, enum rnn_kind kind)
             if (idx < n_names && np >= 2 && bi < n_beta) ac->beta = betas[bi++];
         }
 
-    float *x, *w, *r, *b, *h0, *c0, *p;
-    KILN_TRY(as_f32(k, tx, &x));
-    KILN_TRY(as_f32(k, tw, &w));
-    KILN_TRY(as_f32(k, tr, &r));
-    KILN_TRY(as_f32(k, tb, &b));
-    KILN_TRY(as_f32(k, th0, &h0));
-    KILN_TRY(as_f32(k, tc0, &c0));
-    KILN_TRY(as_f32(k, tp, &p));
+    /* Every input as float32 (only read; NULL when absent). */
+    const struct kiln_tensor *const tin[7] = {tx, tw, tr, tb, th0, tc0, tp};
+    const float *fin[7] = {0};
+    for (int i = 0; i < 7; i++)
+        if (tin[i]) KILN_TRY(kiln_stage_f32(k, tin[i], &fin[i]));
+    const float *x = fin[0], *w = fin[1], *r = fin[2], *b = fin[3], *h0 = fin[4], *c0 = fin[5],
+                *p = fin[6];
 
     kiln_dtype dt = tx->dtype;
     struct kiln_tensor *ty = NULL, *tyh = NULL, *tyc = NULL;

@@ -33,101 +33,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu/kernel.h"
+#include "cpu/tensor_util.h"
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
 #endif
 
 /* ------------------------------------------------------------------ conversions */
-
-/* Copies a numeric tensor into a new double array (*out; free with kiln_free). */
-static kiln_status load_f64(struct kiln_kctx *k, const struct kiln_tensor *t, const char *what,
-                            double **out)
-{
-    size_t n = kiln_tensor_numel(t), bytes;
-    *out = NULL;
-    if (!kiln_mul_size(n ? n : 1, sizeof(double), &bytes))
-        return kiln_kfail(k, KILN_E_LIMIT, "input '%s' is too large", what);
-    double *d = kiln_malloc(bytes);
-    if (!d) return kiln_kfail(k, KILN_E_NOMEM, "out of memory converting input '%s'", what);
-    const void *p = t->data;
-    switch (t->dtype) {
-    case KILN_DTYPE_F32: for (size_t i = 0; i < n; i++) d[i] = ((const float *)p)[i]; break;
-    case KILN_DTYPE_F64: if (n) memcpy(d, p, n * sizeof *d); break;
-    case KILN_DTYPE_F16:
-        for (size_t i = 0; i < n; i++) d[i] = kiln_f16_to_f32(((const uint16_t *)p)[i]);
-        break;
-    case KILN_DTYPE_BF16:
-        for (size_t i = 0; i < n; i++) d[i] = kiln_bf16_to_f32(((const uint16_t *)p)[i]);
-        break;
-    default:
-        if (!kiln_dtype_is_int(t->dtype) && t->dtype != KILN_DTYPE_BOOL) {
-            kiln_free(d);
-            return kiln_kfail(k, KILN_E_UNSUPPORTED, "input '%s' is %s; expected a numeric type",
-                              what, kiln_dtype_name(t->dtype));
-        }
-        for (size_t i = 0; i < n; i++) d[i] = kiln_tensor_get_f64(t, i);
-        break;
-    }
-    *out = d;
-    return KILN_OK;
-}
-
-/* Stores n doubles into a numeric tensor of n elements (floats round, ints truncate). */
-static void store_f64(struct kiln_tensor *t, const double *d, size_t n)
-{
-    void *p = t->data;
-    switch (t->dtype) {
-    case KILN_DTYPE_F32: for (size_t i = 0; i < n; i++) ((float *)p)[i] = (float)d[i]; break;
-    case KILN_DTYPE_F64: if (n) memcpy(p, d, n * sizeof *d); break;
-    case KILN_DTYPE_F16:
-        for (size_t i = 0; i < n; i++) ((uint16_t *)p)[i] = kiln_f32_to_f16((float)d[i]);
-        break;
-    case KILN_DTYPE_BF16:
-        for (size_t i = 0; i < n; i++) ((uint16_t *)p)[i] = kiln_f32_to_bf16((float)d[i]);
-        break;
-    default: for (size_t i = 0; i < n; i++) kiln_tensor_set_f64(t, i, d[i]); break;
-    }
-}
-
-/* Copies an integer tensor into a new int64 array (uint64 keeps its bits). */
-static kiln_status load_i64(struct kiln_kctx *k, const struct kiln_tensor *t, const char *what,
-                            int64_t **out)
-{
-    size_t n = kiln_tensor_numel(t), bytes;
-    *out = NULL;
-    if (!kiln_mul_size(n ? n : 1, sizeof(int64_t), &bytes))
-        return kiln_kfail(k, KILN_E_LIMIT, "input '%s' is too large", what);
-    int64_t *d = kiln_malloc(bytes);
-    if (!d) return kiln_kfail(k, KILN_E_NOMEM, "out of memory converting input '%s'", what);
-    if (t->dtype == KILN_DTYPE_I64 || t->dtype == KILN_DTYPE_U64) {
-        if (n) memcpy(d, t->data, n * sizeof *d);
-    } else {
-        for (size_t i = 0; i < n; i++) d[i] = kiln_tensor_get_i64(t, i);
-    }
-    *out = d;
-    return KILN_OK;
-}
-
-/* Stores n int64 values into an integer tensor, wrapping to its width. */
-static void store_i64(struct kiln_tensor *t, const int64_t *d, size_t n)
-{
-    void *p = t->data;
-    switch (kiln_dtype_size(t->dtype)) {
-    case 1: for (size_t i = 0; i < n; i++) ((uint8_t *)p)[i] = (uint8_t)d[i]; break;
-    case 2: for (size_t i = 0; i < n; i++) ((uint16_t *)p)[i] = (uint16_t)d[i]; break;
-    case 4: for (size_t i = 0; i < n; i++) ((uint32_t *)p)[i] = (uint32_t)d[i]; break;
-    case 8: if (n) memcpy(p, d, n * sizeof *d); break;
-    default: break;
-    }
-}
-
-static bool is_real_float(kiln_dtype dt)
-{
-    return dt == KILN_DTYPE_F32 || dt == KILN_DTYPE_F64 || dt == KILN_DTYPE_F16 ||
-           dt == KILN_DTYPE_BF16;
-}
 
 /* Reads input i as one integer (a scalar or a one-element tensor). *present is false when
  * the input is absent (then *v is untouched). */
@@ -157,32 +69,23 @@ static kiln_status in_scalar_f64(struct kiln_kctx *k, size_t i, const char *what
     return KILN_OK;
 }
 
-/* Normalizes axis into [0, rank) or fails naming the attribute/input. */
-static kiln_status norm_axis(struct kiln_kctx *k, const char *what, int64_t *axis, int rank)
-{
-    if (*axis < -rank || *axis >= rank)
-        return kiln_kfail(k, KILN_E_INVALID_ARG, "%s is %lld; expected [%d, %d]", what,
-                          (long long)*axis, -rank, rank - 1);
-    if (*axis < 0) *axis += rank;
-    return KILN_OK;
-}
-
 /* ------------------------------------------------------------------ CumSum / CumProd */
 
 static kiln_status cum_run(struct kiln_kctx *k, bool prod)
 {
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
-    int64_t axis = 0;
+    int64_t axis_v = 0;
     bool present;
-    KILN_TRY(in_scalar_i64(k, 1, "axis", &axis, &present));
+    KILN_TRY(in_scalar_i64(k, 1, "axis", &axis_v, &present));
     if (!present) return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'axis' is missing");
     const int rank = x->rank ? x->rank : 1;
-    KILN_TRY(norm_axis(k, "input 'axis'", &axis, rank));
+    int axis;
+    KILN_TRY(kiln_norm_axis(k, axis_v, rank, "input 'axis'", &axis));
     const bool exclusive = kiln_attr_i(k, "exclusive", 0) != 0;
     const bool reverse = kiln_attr_i(k, "reverse", 0) != 0;
     const bool as_int = kiln_dtype_is_int(x->dtype);
-    if (!as_int && !is_real_float(x->dtype))
+    if (!as_int && !kiln_dtype_is_real_float(x->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 'x' is %s; expected a numeric type",
                           kiln_dtype_name(x->dtype));
     size_t outer = 1, len = x->rank ? (size_t)x->dims[axis] : 1, inner = 1;
@@ -197,7 +100,7 @@ static kiln_status cum_run(struct kiln_kctx *k, bool prod)
 
     if (as_int) {
         int64_t *v;
-        KILN_TRY(load_i64(k, x, "x", &v));
+        KILN_TRY(kiln_load_i64(k, x, "x", &v));
         for (size_t a = 0; a < outer; a++) {
             for (size_t b = 0; b < inner; b++) {
                 uint64_t acc = prod ? 1 : 0;
@@ -211,11 +114,11 @@ static kiln_status cum_run(struct kiln_kctx *k, bool prod)
                 }
             }
         }
-        store_i64(y, v, n);
+        kiln_store_i64(y, v, n);
         kiln_free(v);
     } else {
         double *v;
-        KILN_TRY(load_f64(k, x, "x", &v));
+        KILN_TRY(kiln_load_f64(k, x, "x", &v));
         for (size_t a = 0; a < outer; a++) {
             for (size_t b = 0; b < inner; b++) {
                 double acc = prod ? 1 : 0;
@@ -229,7 +132,7 @@ static kiln_status cum_run(struct kiln_kctx *k, bool prod)
                 }
             }
         }
-        store_f64(y, v, n);
+        kiln_store_f64(y, v, n);
         kiln_free(v);
     }
     return KILN_OK;
@@ -309,8 +212,8 @@ static kiln_status topk_run(struct kiln_kctx *k)
     }
     if (x->rank == 0)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'X' is a scalar; expected rank >= 1");
-    int64_t axis = kiln_attr_i(k, "axis", -1);
-    KILN_TRY(norm_axis(k, "attribute 'axis'", &axis, x->rank));
+    int axis;
+    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", -1), x->rank, "attribute 'axis'", &axis));
     const bool largest = k->opset < 11 || kiln_attr_i(k, "largest", 1) != 0;
     const int64_t len = x->dims[axis];
     if (kk < 0 || kk > len)
@@ -340,7 +243,7 @@ static kiln_status topk_run(struct kiln_kctx *k)
     kiln_status st = KILN_OK;
     if (!items) return kiln_kfail(k, KILN_E_NOMEM, "out of memory sorting %lld elements",
                                   (long long)len);
-    st = is_f ? load_f64(k, x, "X", &xf) : load_i64(k, x, "X", &xi);
+    st = is_f ? kiln_load_f64(k, x, "X", &xf) : kiln_load_i64(k, x, "X", &xi);
     if (st) goto done;
     int (*cmp)(const void *, const void *);
     if (is_f) cmp = largest ? cmp_f_desc : cmp_f_asc;
@@ -440,7 +343,7 @@ static kiln_status einsum_run(struct kiln_kctx *k)
             return kiln_kfail(k, KILN_E_INVALID_ARG, "input %zu is %s; expected %s like input 0",
                               i, kiln_dtype_name(x[i]->dtype), kiln_dtype_name(dt));
     const bool as_int = kiln_dtype_is_int(dt);
-    if (!as_int && !is_real_float(dt))
+    if (!as_int && !kiln_dtype_is_real_float(dt))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "inputs are %s; expected a numeric type",
                           kiln_dtype_name(dt));
 
@@ -577,7 +480,7 @@ static kiln_status einsum_run(struct kiln_kctx *k)
             goto done;
         }
         for (size_t i = 0; i < nin; i++)
-            if ((st = load_i64(k, x[i], "Inputs", &xi[i]))) goto done;
+            if ((st = kiln_load_i64(k, x[i], "Inputs", &xi[i]))) goto done;
     } else {
         acc = kiln_calloc(ynum, sizeof *acc);
         if (!acc) {
@@ -585,7 +488,7 @@ static kiln_status einsum_run(struct kiln_kctx *k)
             goto done;
         }
         for (size_t i = 0; i < nin; i++)
-            if ((st = load_f64(k, x[i], "Inputs", &xd[i]))) goto done;
+            if ((st = kiln_load_f64(k, x[i], "Inputs", &xd[i]))) goto done;
     }
     {
         size_t idx[EIN_MAXL] = {0}, off[EIN_MAXIN] = {0}, o = 0;
@@ -613,8 +516,8 @@ static kiln_status einsum_run(struct kiln_kctx *k)
         }
     }
 write:
-    if (acc) store_f64(y, acc, ynum);
-    if (acci) store_i64(y, (const int64_t *)acci, ynum);
+    if (acc) kiln_store_f64(y, acc, ynum);
+    if (acci) kiln_store_i64(y, (const int64_t *)acci, ynum);
 done:
     for (size_t i = 0; i < nin; i++) {
         kiln_free(xd[i]);
@@ -664,7 +567,7 @@ static kiln_status det_run(struct kiln_kctx *k)
     if (x->rank < 2 || x->dims[x->rank - 1] != x->dims[x->rank - 2])
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'X' has shape %s; expected [*, M, M]",
                           kiln_shape_str(x->rank, x->dims, b, sizeof b));
-    if (!is_real_float(x->dtype))
+    if (!kiln_dtype_is_real_float(x->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 'X' is %s; expected a float type",
                           kiln_dtype_name(x->dtype));
     struct kiln_tensor *y;
@@ -672,14 +575,14 @@ static kiln_status det_run(struct kiln_kctx *k)
     const size_t nb = kiln_tensor_numel(y), m = (size_t)x->dims[x->rank - 1];
     if (nb == 0) return KILN_OK;
     double *a;
-    KILN_TRY(load_f64(k, x, "X", &a));
+    KILN_TRY(kiln_load_f64(k, x, "X", &a));
     double *out = kiln_malloc(nb * sizeof *out);
     if (!out) {
         kiln_free(a);
         return kiln_kfail(k, KILN_E_NOMEM, "out of memory for %zu determinants", nb);
     }
     for (size_t i = 0; i < nb; i++) out[i] = det_lu(a + i * m * m, m);
-    store_f64(y, out, nb);
+    kiln_store_f64(y, out, nb);
     kiln_free(out);
     kiln_free(a);
     return KILN_OK;
@@ -739,7 +642,7 @@ static kiln_status load_complex(struct kiln_kctx *k, const struct kiln_tensor *x
                                 double **out)
 {
     double *d;
-    KILN_TRY(load_f64(k, x, what, &d));
+    KILN_TRY(kiln_load_f64(k, x, what, &d));
     if (x->dims[x->rank - 1] == 2) {
         *out = d;
         return KILN_OK;
@@ -765,7 +668,7 @@ static kiln_status dft_run(struct kiln_kctx *k)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'input' has shape %s; expected "
                           "[..., 1] (real) or [..., 2] (complex)",
                           kiln_shape_str(x->rank, x->dims, b, sizeof b));
-    if (!is_real_float(x->dtype))
+    if (!kiln_dtype_is_real_float(x->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 'input' is %s; expected a float type",
                           kiln_dtype_name(x->dtype));
     const bool inverse = kiln_attr_i(k, "inverse", 0) != 0;
@@ -841,7 +744,7 @@ static kiln_status dft_run(struct kiln_kctx *k)
             }
         }
     }
-    store_f64(y, out, ynum);
+    kiln_store_f64(y, out, ynum);
 done:
     kiln_free(in);
     kiln_free(tw);
@@ -858,7 +761,7 @@ static kiln_status stft_run(struct kiln_kctx *k)
     if (x->rank != 3 || (x->dims[2] != 1 && x->dims[2] != 2))
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'signal' has shape %s; expected "
                           "[batch, length, 1|2]", kiln_shape_str(x->rank, x->dims, b, sizeof b));
-    if (!is_real_float(x->dtype))
+    if (!kiln_dtype_is_real_float(x->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 'signal' is %s; expected a float type",
                           kiln_dtype_name(x->dtype));
     int64_t step = 0, fl = -1;
@@ -892,7 +795,7 @@ static kiln_status stft_run(struct kiln_kctx *k)
     double *in = NULL, *w = NULL, *tw = NULL, *out = NULL, *frame = NULL;
     kiln_status st = load_complex(k, x, "signal", &in);
     if (st) return st;
-    if (win && (st = load_f64(k, win, "window", &w))) goto done;
+    if (win && (st = kiln_load_f64(k, win, "window", &w))) goto done;
     if ((st = twiddles(k, N, &tw))) goto done;
     out = kiln_malloc(ynum * sizeof *out);
     frame = kiln_malloc(2 * N * sizeof *frame);
@@ -911,7 +814,7 @@ static kiln_status stft_run(struct kiln_kctx *k)
             dft_line(frame, N, 1, out + 2 * (bt * frames + f) * bins, bins, 1, N, tw, false, false);
         }
     }
-    store_f64(y, out, ynum);
+    kiln_store_f64(y, out, ynum);
 done:
     kiln_free(in);
     kiln_free(w);
@@ -935,7 +838,7 @@ static kiln_status window_run(struct kiln_kctx *k, double a0, double a1, double 
                           (long long)size);
     const int64_t odt = kiln_attr_i(k, "output_datatype", KILN_DTYPE_F32);
     if (!kiln_dtype_valid((int)odt) || odt != (int)odt ||
-        (!is_real_float((kiln_dtype)odt) && !kiln_dtype_is_int((kiln_dtype)odt)))
+        (!kiln_dtype_is_real_float((kiln_dtype)odt) && !kiln_dtype_is_int((kiln_dtype)odt)))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "attribute 'output_datatype' is %lld; expected "
                           "a numeric type", (long long)odt);
     const bool periodic = kiln_attr_i(k, "periodic", 1) != 0;
@@ -951,7 +854,7 @@ static kiln_status window_run(struct kiln_kctx *k, double a0, double a1, double 
         v[n] = a0 - a1 * cos(t) + a2 * cos(2.0 * t);
     }
     if (size == 1 && !periodic) v[0] = 1.0; /* 0/0 above; a one-point window is 1 */
-    store_f64(y, v, (size_t)size);
+    kiln_store_f64(y, v, (size_t)size);
     kiln_free(v);
     return KILN_OK;
 }
@@ -982,7 +885,7 @@ static kiln_status mel_run(struct kiln_kctx *k)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'sample_rate' is %g; expected > 0", sr);
     const int64_t odt = kiln_attr_i(k, "output_datatype", KILN_DTYPE_F32);
     if (!kiln_dtype_valid((int)odt) || odt != (int)odt ||
-        (!is_real_float((kiln_dtype)odt) && !kiln_dtype_is_int((kiln_dtype)odt)))
+        (!kiln_dtype_is_real_float((kiln_dtype)odt) && !kiln_dtype_is_int((kiln_dtype)odt)))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "attribute 'output_datatype' is %lld; expected "
                           "a numeric type", (long long)odt);
     const int64_t nspec = dl / 2 + 1;
@@ -1022,7 +925,7 @@ static kiln_status mel_run(struct kiln_kctx *k)
             for (int64_t j = c; j < h; j++) MEL_SET(j, i, (double)(h - j) / (double)(h - c));
     }
 #undef MEL_SET
-    store_f64(y, w, n);
+    kiln_store_f64(y, w, n);
     kiln_free(w);
     kiln_free(edge);
     return KILN_OK;

@@ -21,7 +21,7 @@
  */
 #include <string.h>
 
-#include "cpu/kernel.h"
+#include "cpu/tensor_util.h"
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -64,17 +64,9 @@ static kiln_status in_seq(struct kiln_kctx *k, size_t i, const char *what,
 static kiln_status copy_elems(struct kiln_kctx *k, struct kiln_tensor *dst, size_t to,
                               const struct kiln_tensor *src, size_t from, size_t count)
 {
-    if (src->dtype == KILN_DTYPE_STRING) {
-        char **d = (char **)dst->data + to;
-        char *const *s = (char *const *)src->data + from;
-        for (size_t i = 0; i < count; i++) {
-            if (!s[i] || !s[i][0]) continue;
-            char *c = kiln_strdup(s[i]);
-            if (!c) return kiln_kfail(k, KILN_E_NOMEM, "out of memory copying strings");
-            d[i] = c;
-        }
-        return KILN_OK;
-    }
+    if (src->dtype == KILN_DTYPE_STRING)
+        return kiln_copy_strings(k, (char **)dst->data + to,
+                                 (const char *const *)src->data + from, count);
     size_t es = kiln_dtype_size(src->dtype);
     if (count) memcpy((uint8_t *)dst->data + to * es, (const uint8_t *)src->data + from * es,
                       count * es);
@@ -210,11 +202,8 @@ static kiln_status split_to_seq_run(struct kiln_kctx *k)
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (x->rank == 0)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'input' is a scalar; expected rank >= 1");
-    int64_t axis = kiln_attr_i(k, "axis", 0);
-    if (axis < -x->rank || axis >= x->rank)
-        return kiln_kfail(k, KILN_E_INVALID_ARG, "attribute 'axis' is %lld; expected [%d, %d]",
-                          (long long)axis, -x->rank, x->rank - 1);
-    if (axis < 0) axis += x->rank;
+    int axis;
+    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "attribute 'axis'", &axis));
     const bool keepdims = kiln_attr_i(k, "keepdims", 1) != 0;
     const int64_t len = x->dims[axis];
     size_t outer = 1, inner = 1;
@@ -306,7 +295,7 @@ static kiln_status concat_from_seq_run(struct kiln_kctx *k)
     KILN_TRY(in_seq(k, 0, "input_sequence", &s));
     if (!kiln_attr_has(k, "axis"))
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute 'axis' is missing");
-    int64_t axis = kiln_attr_i(k, "axis", 0);
+    const int64_t axis_v = kiln_attr_i(k, "axis", 0);
     const bool new_axis = kiln_attr_i(k, "new_axis", 0) != 0;
     if (s->count == 0)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'input_sequence' is empty; the output "
@@ -316,10 +305,8 @@ static kiln_status concat_from_seq_run(struct kiln_kctx *k)
             return kiln_kfail(k, KILN_E_INVALID_ARG, "sequence item %zu is not a tensor", i);
     const struct kiln_tensor *t0 = &s->items[0]->t;
     const int r = t0->rank, orank = new_axis ? r + 1 : r;
-    if (axis < -orank || axis >= orank)
-        return kiln_kfail(k, KILN_E_INVALID_ARG, "attribute 'axis' is %lld; expected [%d, %d]",
-                          (long long)axis, -orank, orank - 1);
-    if (axis < 0) axis += orank;
+    int axis;
+    KILN_TRY(kiln_norm_axis(k, axis_v, orank, "attribute 'axis'", &axis));
     if (r == 0 && !new_axis)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "sequence items are scalars; concatenation "
                           "needs new_axis=1");

@@ -19,59 +19,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "cpu/kernel.h"
-
-/* Copies a float tensor into a new double array (*out; free with kiln_free). */
-static kiln_status load_f64(struct kiln_kctx *k, const struct kiln_tensor *t, const char *what,
-                            double **out)
-{
-    size_t n = kiln_tensor_numel(t), bytes;
-    *out = NULL;
-    if (!kiln_mul_size(n ? n : 1, sizeof(double), &bytes))
-        return kiln_kfail(k, KILN_E_LIMIT, "input '%s' is too large", what);
-    double *d = kiln_malloc(bytes);
-    if (!d) return kiln_kfail(k, KILN_E_NOMEM, "out of memory converting input '%s'", what);
-    const void *p = t->data;
-    switch (t->dtype) {
-    case KILN_DTYPE_F32: for (size_t i = 0; i < n; i++) d[i] = ((const float *)p)[i]; break;
-    case KILN_DTYPE_F64: if (n) memcpy(d, p, n * sizeof *d); break;
-    case KILN_DTYPE_F16:
-        for (size_t i = 0; i < n; i++) d[i] = kiln_f16_to_f32(((const uint16_t *)p)[i]);
-        break;
-    case KILN_DTYPE_BF16:
-        for (size_t i = 0; i < n; i++) d[i] = kiln_bf16_to_f32(((const uint16_t *)p)[i]);
-        break;
-    default:
-        kiln_free(d);
-        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input '%s' is %s; expected float16, float, "
-                          "double or bfloat16", what, kiln_dtype_name(t->dtype));
-    }
-    *out = d;
-    return KILN_OK;
-}
-
-/* Stores n doubles into a float tensor of n elements. */
-static void store_f64(struct kiln_tensor *t, const double *d, size_t n)
-{
-    void *p = t->data;
-    switch (t->dtype) {
-    case KILN_DTYPE_F32: for (size_t i = 0; i < n; i++) ((float *)p)[i] = (float)d[i]; break;
-    case KILN_DTYPE_F64: if (n) memcpy(p, d, n * sizeof *d); break;
-    case KILN_DTYPE_F16:
-        for (size_t i = 0; i < n; i++) ((uint16_t *)p)[i] = kiln_f32_to_f16((float)d[i]);
-        break;
-    case KILN_DTYPE_BF16:
-        for (size_t i = 0; i < n; i++) ((uint16_t *)p)[i] = kiln_f32_to_bf16((float)d[i]);
-        break;
-    default: for (size_t i = 0; i < n; i++) kiln_tensor_set_f64(t, i, d[i]); break;
-    }
-}
-
-static bool is_real_float(kiln_dtype dt)
-{
-    return dt == KILN_DTYPE_F32 || dt == KILN_DTYPE_F64 || dt == KILN_DTYPE_F16 ||
-           dt == KILN_DTYPE_BF16;
-}
+#include "cpu/tensor_util.h"
 
 /* ------------------------------------------------------------------ Softmax family */
 
@@ -113,7 +61,7 @@ static kiln_status softmax_family_run(struct kiln_kctx *k, enum sm_kind kind)
 {
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
-    if (!is_real_float(x->dtype))
+    if (!kiln_dtype_is_real_float(x->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 'input' is %s; expected float16, float, "
                           "double or bfloat16", kiln_dtype_name(x->dtype));
     const int rank = x->rank;
@@ -137,9 +85,9 @@ static kiln_status softmax_family_run(struct kiln_kctx *k, enum sm_kind kind)
     size_t n = kiln_tensor_numel(x);
     if (n == 0) return KILN_OK;
     double *d;
-    KILN_TRY(load_f64(k, x, "input", &d));
+    KILN_TRY(kiln_load_f64(k, x, "input", &d));
     softmax_f64(d, outer, len, inner, kind);
-    store_f64(y, d, n);
+    kiln_store_f64(y, d, n);
     kiln_free(d);
     return KILN_OK;
 }
@@ -181,7 +129,10 @@ static kiln_status nll_compute(struct kiln_kctx *k, const struct kiln_tensor *x,
         if (w->rank != 1 || w->dims[0] != C)
             return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'weight' has shape %s; expected [%lld]",
                               kiln_shape_str(w->rank, w->dims, b1, sizeof b1), (long long)C);
-        KILN_TRY(load_f64(k, w, "weight", &wd));
+        if (!kiln_dtype_is_real_float(w->dtype))
+            return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 'weight' is %s; expected float16, "
+                              "float, double or bfloat16", kiln_dtype_name(w->dtype));
+        KILN_TRY(kiln_load_f64(k, w, "weight", &wd));
     }
     const char *red_s = kiln_attr_s(k, "reduction", "mean");
     enum loss_reduction red;
@@ -231,10 +182,10 @@ static kiln_status nll_compute(struct kiln_kctx *k, const struct kiln_tensor *x,
         }
     }
     if (red == LR_NONE) {
-        store_f64(y, loss, nt);
+        kiln_store_f64(y, loss, nt);
     } else {
         double v = red == LR_SUM ? sum : sum / wsum;
-        store_f64(y, &v, 1);
+        kiln_store_f64(y, &v, 1);
     }
 done:
     kiln_free(loss);
@@ -246,11 +197,11 @@ static kiln_status nllloss_run(struct kiln_kctx *k)
 {
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
-    if (!is_real_float(x->dtype))
+    if (!kiln_dtype_is_real_float(x->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 'input' is %s; expected a float type",
                           kiln_dtype_name(x->dtype));
     double *xd;
-    KILN_TRY(load_f64(k, x, "input", &xd));
+    KILN_TRY(kiln_load_f64(k, x, "input", &xd));
     kiln_status st = nll_compute(k, x, xd, "input", "target");
     kiln_free(xd);
     return st;
@@ -260,14 +211,14 @@ static kiln_status sce_run(struct kiln_kctx *k)
 {
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
-    if (!is_real_float(x->dtype))
+    if (!kiln_dtype_is_real_float(x->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 'scores' is %s; expected a float type",
                           kiln_dtype_name(x->dtype));
     if (x->rank < 2)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'scores' has rank %d; expected (N, C, ...)",
                           x->rank);
     double *xd;
-    KILN_TRY(load_f64(k, x, "scores", &xd));
+    KILN_TRY(kiln_load_f64(k, x, "scores", &xd));
     size_t inner = 1;
     for (int d = 2; d < x->rank; d++) inner *= (size_t)x->dims[d];
     softmax_f64(xd, (size_t)x->dims[0], (size_t)x->dims[1], inner, SM_LOGSOFTMAX);
@@ -275,7 +226,7 @@ static kiln_status sce_run(struct kiln_kctx *k)
     if (st == KILN_OK && kiln_out_wanted(k, 1)) {
         struct kiln_tensor *lp;
         st = kiln_out_tensor(k, 1, x->dtype, x->rank, x->dims, &lp);
-        if (st == KILN_OK) store_f64(lp, xd, kiln_tensor_numel(x));
+        if (st == KILN_OK) kiln_store_f64(lp, xd, kiln_tensor_numel(x));
     }
     kiln_free(xd);
     return st;

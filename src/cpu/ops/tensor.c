@@ -138,7 +138,7 @@ static kiln_status squeeze_run(struct kiln_kctx *k)
     } else {
         for (size_t i = 0; i < n; i++) {
             int a;
-            KILN_TRY(kiln_tops_axis(k, axes[i], x->rank, "axes entry", &a));
+            KILN_TRY(kiln_norm_axis(k, axes[i], x->rank, "axes entry", &a));
             if (x->dims[a] != 1)
                 return kiln_kfail(k, KILN_E_INVALID_ARG,
                                   "cannot squeeze axis %d: its dim is %lld, not 1", a,
@@ -168,7 +168,7 @@ static kiln_status unsqueeze_run(struct kiln_kctx *k)
     bool ins[KILN_MAX_RANK] = {0};
     for (size_t i = 0; i < n; i++) {
         int a;
-        KILN_TRY(kiln_tops_axis(k, axes[i], r, "axes entry", &a));
+        KILN_TRY(kiln_norm_axis(k, axes[i], r, "axes entry", &a));
         if (ins[a]) return kiln_kfail(k, KILN_E_INVALID_ARG, "axis %d appears twice in 'axes'", a);
         ins[a] = true;
     }
@@ -241,7 +241,7 @@ static kiln_status transpose_run(struct kiln_kctx *k)
     for (int a = 0; a < x->rank; a++) {
         int64_t v = perm ? perm[a] : x->rank - 1 - a;
         int pa;
-        KILN_TRY(kiln_tops_axis(k, v, x->rank, "perm entry", &pa));
+        KILN_TRY(kiln_norm_axis(k, v, x->rank, "perm entry", &pa));
         if (seen[pa]) return kiln_kfail(k, KILN_E_INVALID_ARG, "'perm' repeats axis %d", pa);
         seen[pa] = true;
         p[a] = pa;
@@ -263,7 +263,7 @@ static kiln_status concat_run(struct kiln_kctx *k)
     KILN_TRY(kiln_in_req(k, 0, &x0));
     if (x0->rank == 0) return kiln_kfail(k, KILN_E_INVALID_ARG, "inputs must have rank >= 1");
     int axis;
-    KILN_TRY(kiln_tops_axis(k, kiln_attr_i(k, "axis", k->opset < 4 ? 1 : 0), x0->rank, "axis",
+    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", k->opset < 4 ? 1 : 0), x0->rank, "axis",
                             &axis));
     int64_t d[KILN_MAX_RANK];
     memcpy(d, x0->dims, sizeof d);
@@ -314,7 +314,7 @@ static kiln_status split_run(struct kiln_kctx *k)
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (x->rank == 0) return kiln_kfail(k, KILN_E_INVALID_ARG, "input must have rank >= 1");
     int axis;
-    KILN_TRY(kiln_tops_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
+    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
     size_t nout = k->n_out;
     if (nout == 0) return kiln_kfail(k, KILN_E_INVALID_MODEL, "has no outputs");
     int64_t *sizes;
@@ -425,7 +425,7 @@ static kiln_status slice_run(struct kiln_kctx *k)
     memcpy(s, xs, sizeof s);
     for (size_t j = 0; j < ns; j++) {
         int a;
-        KILN_TRY(kiln_tops_axis(k, has_axes ? axes[j] : (int64_t)j, r, "axes entry", &a));
+        KILN_TRY(kiln_norm_axis(k, has_axes ? axes[j] : (int64_t)j, r, "axes entry", &a));
         if (seen[a]) return kiln_kfail(k, KILN_E_INVALID_ARG, "axis %d is sliced twice", a);
         seen[a] = true;
         int64_t step = nst ? steps[j] : 1, dim = x->dims[a], b = starts[j], e = ends[j], len;
@@ -498,7 +498,7 @@ static kiln_status tile_run(struct kiln_kctx *k)
         if (c1 != 1 || c2 != 1)
             return kiln_kfail(k, KILN_E_INVALID_ARG, "'tiles' and 'axis' must be scalars");
         int a;
-        KILN_TRY(kiln_tops_axis(k, av, x->rank, "axis", &a));
+        KILN_TRY(kiln_norm_axis(k, av, x->rank, "axis", &a));
         for (int i = 0; i < x->rank; i++) rep[i] = i == a ? t : 1;
         n = (size_t)x->rank;
     } else {
@@ -597,7 +597,7 @@ static kiln_status pad_run(struct kiln_kctx *k)
     bool seen[KILN_MAX_RANK] = {0};
     for (size_t j = 0; j < na; j++) {
         int a;
-        KILN_TRY(kiln_tops_axis(k, axes_v[j], r, "axes entry", &a));
+        KILN_TRY(kiln_norm_axis(k, axes_v[j], r, "axes entry", &a));
         if (seen[a]) return kiln_kfail(k, KILN_E_INVALID_ARG, "axis %d is padded twice", a);
         seen[a] = true;
         before[a] = pads[j];

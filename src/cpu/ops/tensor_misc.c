@@ -198,7 +198,7 @@ kiln_status kiln_tops_onehot(struct kiln_kctx *k)
     int r = ix->rank + 1;
     if (r > KILN_MAX_RANK) return kiln_kfail(k, KILN_E_LIMIT, "output rank %d is too large", r);
     int axis;
-    KILN_TRY(kiln_tops_axis(k, kiln_attr_i(k, "axis", -1), r, "axis", &axis));
+    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", -1), r, "axis", &axis));
     int64_t od[KILN_MAX_RANK];
     size_t outer = 1, inner = 1;
     for (int a = 0, j = 0; a < r; a++) {
@@ -291,7 +291,7 @@ kiln_status kiln_tops_compress(struct kiln_kctx *k)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "'condition' has rank %d; expected 1", c->rank);
     bool flat = !kiln_attr_has(k, "axis");
     int axis = 0;
-    if (!flat) KILN_TRY(kiln_tops_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
+    if (!flat) KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
     int64_t dim = flat ? (int64_t)kiln_tensor_numel(x) : x->dims[axis];
     size_t nc = kiln_tensor_numel(c), cnt = 0;
     for (size_t i = 0; i < nc; i++) {
@@ -390,8 +390,8 @@ kiln_status kiln_tops_reverse_sequence(struct kiln_kctx *k)
     if (x->rank < 2)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input has rank %d; expected >= 2", x->rank);
     int ba, ta;
-    KILN_TRY(kiln_tops_axis(k, kiln_attr_i(k, "batch_axis", 1), x->rank, "batch_axis", &ba));
-    KILN_TRY(kiln_tops_axis(k, kiln_attr_i(k, "time_axis", 0), x->rank, "time_axis", &ta));
+    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "batch_axis", 1), x->rank, "batch_axis", &ba));
+    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "time_axis", 0), x->rank, "time_axis", &ta));
     if (ba == ta || ba > 1 || ta > 1)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "batch_axis and time_axis must be 0 and 1");
     if (!kiln_dtype_is_int(sl->dtype) || sl->rank != 1 || sl->dims[0] != x->dims[ba])
@@ -520,7 +520,7 @@ kiln_status kiln_tops_unique(struct kiln_kctx *k)
     KILN_TRY(kiln_in_req(k, 0, &x));
     bool sorted = kiln_attr_i(k, "sorted", 1) != 0, flat = !kiln_attr_has(k, "axis");
     int axis = 0;
-    if (!flat) KILN_TRY(kiln_tops_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
+    if (!flat) KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
     size_t esz = kiln_dtype_size(x->dtype), n = kiln_tensor_numel(x), m, outer = 1, inner = 1;
     if (flat) {
         m = n;

@@ -5,15 +5,10 @@
 #ifndef KILN_CPU_OPS_TENSOR_OPS_H
 #define KILN_CPU_OPS_TENSOR_OPS_H
 
-#include "cpu/kernel.h"
+#include "cpu/tensor_util.h"
 
 /* Largest rank a strided copy accepts: Tile and DepthToSpace split each axis in two. */
 #define KILN_TOPS_MAX_RANK (2 * KILN_MAX_RANK)
-
-/* Normalizes `axis` of a tensor of rank `rank` from [-rank, rank) to [0, rank); `what` names the
- * attribute or input in the message. Fails with KILN_E_INVALID_ARG when out of range. */
-KILN_NODISCARD kiln_status kiln_tops_axis(struct kiln_kctx *k, int64_t axis, int rank,
-                                          const char *what, int *out);
 
 /* Reads a 0-D or 1-D integer tensor into v[0..*n) (at most cap entries). Fails when it is not
  * an integer tensor, has rank > 1, or holds more than cap entries. `what` names the input. */

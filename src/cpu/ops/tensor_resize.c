@@ -326,7 +326,7 @@ kiln_status kiln_tops_resize(struct kiln_kctx *k)
     }
     bool seen[KILN_MAX_RANK] = {0};
     for (size_t i = 0; i < na; i++) {
-        if (av) KILN_TRY(kiln_tops_axis(k, av[i], r, "axes entry", &axes[i]));
+        if (av) KILN_TRY(kiln_norm_axis(k, av[i], r, "axes entry", &axes[i]));
         else axes[i] = (int)i;
         if (seen[axes[i]]) return kiln_kfail(k, KILN_E_INVALID_ARG, "axis %d repeats", axes[i]);
         seen[axes[i]] = true;
@@ -688,7 +688,7 @@ kiln_status kiln_tops_center_crop_pad(struct kiln_kctx *k)
     memcpy(od, x->dims, sizeof od);
     for (size_t i = 0; i < na; i++) {
         int a = (int)i;
-        if (av) KILN_TRY(kiln_tops_axis(k, av[i], r, "axes entry", &a));
+        if (av) KILN_TRY(kiln_norm_axis(k, av[i], r, "axes entry", &a));
         if (shape[i] < 0 || shape[i] > (int64_t)KILN_MAX_NUMEL)
             return kiln_kfail(k, KILN_E_INVALID_ARG, "shape[%zu] = %lld is invalid", i,
                               (long long)shape[i]);

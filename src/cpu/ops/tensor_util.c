@@ -1,20 +1,11 @@
-/* tensor_util.c: helpers for the shape/data-movement kernels (see tensor_ops.h): axis
- * normalization, reading shape-like integer inputs, an N-d strided copy that every
- * view-like op (Transpose, Slice, Expand, Tile, DepthToSpace, ...) reduces to, and string
+/* tensor_util.c: helpers for the shape/data-movement kernels (see tensor_ops.h; the ones
+ * every kernel family uses are in cpu/tensor_util.h): reading shape-like integer inputs, an
+ * N-d strided copy that every view-like op (Transpose, Slice, Expand, Tile, DepthToSpace, ...) reduces to, and string
  * ownership for STRING tensors, whose data is an array of `char *`.
  */
 #include <string.h>
 
 #include "cpu/ops/tensor_ops.h"
-
-kiln_status kiln_tops_axis(struct kiln_kctx *k, int64_t axis, int rank, const char *what, int *out)
-{
-    if (axis < -(int64_t)rank || axis >= (int64_t)rank)
-        return kiln_kfail(k, KILN_E_INVALID_ARG, "%s %lld is out of range [%d, %d] for rank %d",
-                          what, (long long)axis, -rank, rank - 1, rank);
-    *out = (int)(axis < 0 ? axis + rank : axis);
-    return KILN_OK;
-}
 
 kiln_status kiln_tops_read_ints(struct kiln_kctx *k, const struct kiln_tensor *t, const char *what,
                                 int64_t *v, size_t cap, size_t *n)

@@ -23,7 +23,7 @@
 #include <string.h>
 
 #include "cpu/float8.h"
-#include "cpu/kernel.h"
+#include "cpu/tensor_util.h"
 
 /* Attribute values an op's loop reads; meaning per op (e.g. Shrink: alpha = lambd,
  * beta = bias). */
@@ -304,23 +304,10 @@ static void run_half(f32_loop *fn, kiln_dtype dt, size_t n, const uint16_t *x, u
     float buf[HALF_CHUNK];
     for (size_t i = 0; i < n; i += HALF_CHUNK) {
         size_t m = n - i < HALF_CHUNK ? n - i : HALF_CHUNK;
-        if (dt == KILN_DTYPE_F16) {
-            for (size_t j = 0; j < m; j++) buf[j] = kiln_f16_to_f32(x[i + j]);
-            fn(m, buf, buf, p);
-            for (size_t j = 0; j < m; j++) y[i + j] = kiln_f32_to_f16(buf[j]);
-        } else {
-            for (size_t j = 0; j < m; j++) buf[j] = kiln_bf16_to_f32(x[i + j]);
-            fn(m, buf, buf, p);
-            for (size_t j = 0; j < m; j++) y[i + j] = kiln_f32_to_bf16(buf[j]);
-        }
+        kiln_half_load_f32(dt, x + i, m, buf);
+        fn(m, buf, buf, p);
+        kiln_half_store_f32(dt, buf, m, y + i);
     }
-}
-
-/* float, double, float16, bfloat16: the types the math ops take. */
-static bool is_wide_float(kiln_dtype dt)
-{
-    return dt == KILN_DTYPE_F32 || dt == KILN_DTYPE_F64 || dt == KILN_DTYPE_F16 ||
-           dt == KILN_DTYPE_BF16;
 }
 
 /* Runs one element-wise op: output 0 gets input 0's dtype and shape. */
@@ -332,7 +319,7 @@ static kiln_status run_unary(struct kiln_kctx *k, const struct unary_def *d,
     KILN_TRY(kiln_in_req(k, 0, &x));
     kiln_dtype dt = x->dtype;
     bool int_ok = d->ints && is_plain_int(dt);
-    if (!is_wide_float(dt) && !int_ok)
+    if (!kiln_dtype_is_real_float(dt) && !int_ok)
         return kiln_kfail(k, KILN_E_UNSUPPORTED,
                           "input 0 is %s; expected float, double, float16 or bfloat16%s%s",
                           kiln_dtype_name(dt), d->ints ? " or " : "",
@@ -555,18 +542,18 @@ static kiln_status run_clip(struct kiln_kctx *k)
     if (k->opset < 11) {
         lo = kiln_attr_f(k, "min", -FLT_MAX);
         hi = kiln_attr_f(k, "max", FLT_MAX);
-        if (!is_wide_float(dt))
+        if (!kiln_dtype_is_real_float(dt))
             return kiln_kfail(k, KILN_E_UNSUPPORTED,
                               "input 0 is %s; expected float, double, float16 or bfloat16",
                               kiln_dtype_name(dt));
     } else {
-        if (!is_wide_float(dt) && !is_plain_int(dt))
+        if (!kiln_dtype_is_real_float(dt) && !is_plain_int(dt))
             return kiln_kfail(k, KILN_E_UNSUPPORTED,
                               "input 0 is %s; expected a float or 8- to 64-bit integer type",
                               kiln_dtype_name(dt));
         KILN_TRY(clip_bound(k, 1, dt, &bmin));
         KILN_TRY(clip_bound(k, 2, dt, &bmax));
-        if (is_wide_float(dt)) {
+        if (kiln_dtype_is_real_float(dt)) {
             lo = bmin ? kiln_tensor_get_f64(bmin, 0) : dt == KILN_DTYPE_F64 ? -DBL_MAX : -INFINITY;
             hi = bmax ? kiln_tensor_get_f64(bmax, 0) : dt == KILN_DTYPE_F64 ? DBL_MAX : INFINITY;
         }
@@ -583,14 +570,11 @@ static kiln_status run_clip(struct kiln_kctx *k)
         const uint16_t *xs = x->data;
         uint16_t *ys = y->data;
         float buf[HALF_CHUNK];
-        bool f16 = dt == KILN_DTYPE_F16;
         for (size_t i = 0; i < n; i += HALF_CHUNK) {
             size_t m = n - i < HALF_CHUNK ? n - i : HALF_CHUNK;
-            for (size_t j = 0; j < m; j++)
-                buf[j] = f16 ? kiln_f16_to_f32(xs[i + j]) : kiln_bf16_to_f32(xs[i + j]);
+            kiln_half_load_f32(dt, xs + i, m, buf);
             clip_f32(m, buf, buf, (float)lo, (float)hi);
-            for (size_t j = 0; j < m; j++)
-                ys[i + j] = f16 ? kiln_f32_to_f16(buf[j]) : kiln_f32_to_bf16(buf[j]);
+            kiln_half_store_f32(dt, buf, m, ys + i);
         }
         break;
     }
@@ -627,7 +611,7 @@ static kiln_status run_class(struct kiln_kctx *k, bool want_nan)
     struct kiln_tensor *y;
     KILN_TRY(kiln_in_req(k, 0, &x));
     kiln_dtype dt = x->dtype;
-    if (!is_wide_float(dt) && !kiln_f8_is_narrow(dt))
+    if (!kiln_dtype_is_real_float(dt) && !kiln_f8_is_narrow(dt))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 0 is %s; expected a float type",
                           kiln_dtype_name(dt));
     bool pos = kiln_attr_i(k, "detect_positive", 1) != 0;
@@ -635,19 +619,17 @@ static kiln_status run_class(struct kiln_kctx *k, bool want_nan)
     KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_BOOL, x->rank, x->dims, &y));
     size_t n = kiln_tensor_numel(x);
     uint8_t *out = y->data;
-    for (size_t i = 0; i < n; i++) {
-        double v;
-        switch (dt) {
-        case KILN_DTYPE_F32: v = ((const float *)x->data)[i]; break;
-        case KILN_DTYPE_F64: v = ((const double *)x->data)[i]; break;
-        case KILN_DTYPE_F16: v = kiln_f16_to_f32(((const uint16_t *)x->data)[i]); break;
-        case KILN_DTYPE_BF16: v = kiln_bf16_to_f32(((const uint16_t *)x->data)[i]); break;
-        default: v = kiln_f8_to_f32(dt, ((const uint8_t *)x->data)[i]); break;
+    double buf[HALF_CHUNK];
+    for (size_t i0 = 0; i0 < n; i0 += HALF_CHUNK) {
+        size_t m = n - i0 < HALF_CHUNK ? n - i0 : HALF_CHUNK;
+        kiln_to_f64_n(dt, x->data, i0, m, buf);
+        for (size_t j = 0; j < m; j++) {
+            double v = buf[j];
+            if (want_nan)
+                out[i0 + j] = isnan(v) != 0;
+            else
+                out[i0 + j] = isinf(v) && (v > 0 ? pos : neg);
         }
-        if (want_nan)
-            out[i] = isnan(v) != 0;
-        else
-            out[i] = isinf(v) && (v > 0 ? pos : neg);
     }
     return KILN_OK;
 }

@@ -1,0 +1,38 @@
+# tests/fuzz/fuzz.cmake: kiln's fuzz targets (docs/fuzzing.md).
+#
+# Always, with any compiler: one replay executable per target (tests/fuzz/replay.c linked
+# with tests/fuzz/fuzz_<target>.c), registered as the ctest test fuzz_replay_<target>, which
+# feeds it every file of tests/fuzz/corpus/<target>/. Run the test suite under
+# KILN_SANITIZE=ON to replay the corpus with ASan and UBSan.
+#
+# With -DKILN_FUZZ=ON (clang, together with -DKILN_SANITIZE=ON): libkiln is compiled with
+# libFuzzer's coverage instrumentation and each target is also built as a libFuzzer binary
+# fuzz_<target>. scripts/fuzz.sh does this and runs them.
+option(KILN_FUZZ "Build the libFuzzer targets (clang; needs KILN_SANITIZE=ON)" OFF)
+
+set(KILN_FUZZ_TARGETS load value)
+set(KILN_FUZZ_DIR ${CMAKE_SOURCE_DIR}/tests/fuzz)
+
+foreach(t ${KILN_FUZZ_TARGETS})
+  add_executable(fuzz_replay_${t} ${KILN_FUZZ_DIR}/replay.c ${KILN_FUZZ_DIR}/fuzz_${t}.c)
+  target_link_libraries(fuzz_replay_${t} PRIVATE kiln_static)
+  add_test(NAME fuzz_replay_${t} COMMAND fuzz_replay_${t} ${KILN_FUZZ_DIR}/corpus/${t})
+  set_tests_properties(fuzz_replay_${t} PROPERTIES TIMEOUT 600)
+endforeach()
+
+if(KILN_FUZZ)
+  if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "KILN_FUZZ needs clang (libFuzzer): configure with CC=clang")
+  endif()
+  if(NOT KILN_SANITIZE)
+    message(FATAL_ERROR "KILN_FUZZ needs -DKILN_SANITIZE=ON (the fuzzers run under ASan+UBSan)")
+  endif()
+  # Coverage feedback from the library itself, not only from the harness.
+  target_compile_options(kiln_objs PRIVATE -fsanitize=fuzzer-no-link)
+  foreach(t ${KILN_FUZZ_TARGETS})
+    add_executable(fuzz_${t} ${KILN_FUZZ_DIR}/fuzz_${t}.c)
+    target_compile_options(fuzz_${t} PRIVATE -fsanitize=fuzzer)
+    target_link_options(fuzz_${t} PRIVATE -fsanitize=fuzzer)
+    target_link_libraries(fuzz_${t} PRIVATE kiln_static)
+  endforeach()
+endif()

@@ -1,0 +1,190 @@
+/* fuzz_load.c: fuzz target for model loading, checking, the info API and running.
+ *
+ * Input: the bytes of an ONNX ModelProto (onnx/onnx.proto). The target loads them with
+ * kiln_model_load_buffer (no folder, so external data is refused), and on success runs the
+ * checker, every model query of kiln.h (the type text both measured and truncated), then
+ * creates a session and runs it once on zero-filled inputs of the declared shapes when
+ * every input is a tensor with known dims and at most FUZZ_MAX_INPUT_ELEMS elements in all
+ * (empty sequences and empty optionals of the declared element type otherwise). Everything
+ * is freed; LeakSanitizer reports what is not.
+ *
+ * Invariants checked: every failure carries a one-line message; the type text reports the
+ * length it needs and stays NUL-terminated when cut; a successful run fills every output.
+ */
+#include "fuzz_common.h"
+
+#define FUZZ_MAX_INPUT_ELEMS 100000
+
+static void on_problem(void *user, const char *message)
+{
+    size_t *n = user;
+    FUZZ_CHECK(message && message[0], "empty problem message");
+    (*n)++;
+}
+
+/* The declared type text, measured then written, and cut to a small buffer. */
+static void check_type_text(size_t (*fn)(const kiln_model *, size_t, char *, size_t),
+                            const kiln_model *m, size_t i)
+{
+    size_t need = fn(m, i, NULL, 0);
+    FUZZ_CHECK(need < (1u << 24), "type text of %zu bytes", need);
+    char *buf = malloc(need + 1);
+    FUZZ_CHECK(buf != NULL, "malloc");
+    size_t got = fn(m, i, buf, need + 1);
+    FUZZ_CHECK(got == need && strlen(buf) == need, "type text %zu/%zu/%zu", need, got,
+               strlen(buf));
+    char small[6];
+    memset(small, 'x', sizeof small);
+    got = fn(m, i, small, sizeof small);
+    FUZZ_CHECK(got == need, "measured %zu, then %zu", need, got);
+    FUZZ_CHECK(strlen(small) == (need < sizeof small ? need : sizeof small - 1),
+               "cut type text is %zu bytes", strlen(small));
+    FUZZ_CHECK(!strncmp(small, buf, strlen(small)), "cut type text differs");
+    free(buf);
+}
+
+static void query_all(const kiln_model *m)
+{
+    volatile size_t sink = 0; /* touch every string so ASan sees a bad pointer */
+    sink += strlen(kiln_model_producer(m)) + strlen(kiln_model_producer_version(m)) +
+            strlen(kiln_model_domain(m)) + strlen(kiln_model_doc(m)) +
+            strlen(kiln_model_graph_name(m));
+    sink += (size_t)kiln_model_ir_version(m) + (size_t)kiln_model_version(m);
+    for (size_t i = 0; i <= kiln_model_opset_count(m); i++) { /* one past the end too */
+        const char *d;
+        int64_t v;
+        kiln_model_opset(m, i, &d, &v);
+        sink += strlen(d) + (size_t)v;
+    }
+    for (size_t i = 0; i <= kiln_model_metadata_count(m); i++) {
+        const char *k, *v;
+        kiln_model_metadata(m, i, &k, &v);
+        sink += strlen(k) + strlen(v);
+    }
+    size_t n_in = kiln_model_input_count(m), n_out = kiln_model_output_count(m);
+    for (size_t i = 0; i <= n_in; i++) {
+        sink += strlen(kiln_model_input_name(m, i)) + (size_t)kiln_model_input_kind(m, i);
+        check_type_text(kiln_model_input_type, m, i);
+    }
+    for (size_t i = 0; i <= n_out; i++) {
+        sink += strlen(kiln_model_output_name(m, i)) + (size_t)kiln_model_output_kind(m, i);
+        check_type_text(kiln_model_output_type, m, i);
+    }
+    for (size_t i = 0; i <= kiln_model_node_count(m); i++) {
+        const char *name, *op, *dom;
+        kiln_model_node(m, i, &name, &op, &dom);
+        sink += strlen(name) + strlen(op) + strlen(dom);
+    }
+    uint64_t count, bytes;
+    kiln_model_params(m, &count, &bytes);
+    sink += (size_t)(count + bytes);
+    (void)sink;
+}
+
+/* The declaration of the i-th caller-bound input (by name, as kiln.h lists them). */
+static const struct kiln_value_info *input_decl(const kiln_model *m, size_t i)
+{
+    const char *name = kiln_model_input_name(m, i);
+    const struct kiln_graph *g = m->graph;
+    for (size_t k = 0; g && k < g->n_inputs; k++)
+        if (!strcmp(g->inputs[k].name, name)) return &g->inputs[k];
+    return NULL;
+}
+
+/* A zero-filled value matching the declared type t, or NULL when none can be made (unknown
+ * dims, maps, missing types) or the elements would exceed *budget. */
+static kiln_value *make_input(const struct kiln_type *t, size_t *budget)
+{
+    kiln_err err;
+    switch (t->kind) {
+    case KILN_TYPE_TENSOR: {
+        if (t->rank < 0 || !t->elem) return NULL;
+        int64_t dims[KILN_MAX_RANK];
+        size_t numel = 1;
+        for (int d = 0; d < t->rank; d++) {
+            if (t->dims[d].value < 0 || (uint64_t)t->dims[d].value > FUZZ_MAX_INPUT_ELEMS)
+                return NULL;
+            dims[d] = t->dims[d].value;
+            numel *= (size_t)dims[d];
+            if (numel > *budget) return NULL;
+        }
+        *budget -= numel;
+        kiln_value *v = NULL;
+        if (kiln_value_create_tensor(t->elem, t->rank, dims, &v, &err) != KILN_OK) return NULL;
+        return v;
+    }
+    case KILN_TYPE_SEQUENCE: {
+        struct kiln_value *v = kiln_value_new(KILN_VALUE_SEQUENCE);
+        if (v && t->inner && t->inner->kind == KILN_TYPE_TENSOR) v->elem_dtype = t->inner->elem;
+        return v;
+    }
+    case KILN_TYPE_OPTIONAL: {
+        struct kiln_value *v = kiln_value_new(KILN_VALUE_OPTIONAL);
+        if (v && t->inner) {
+            v->elem_kind = t->inner->kind == KILN_TYPE_SEQUENCE ? KILN_VALUE_SEQUENCE
+                                                                : KILN_VALUE_TENSOR;
+            if (t->inner->kind == KILN_TYPE_TENSOR) v->elem_dtype = t->inner->elem;
+        }
+        return v;
+    }
+    default: return NULL;
+    }
+}
+
+static void run_once(const kiln_model *m)
+{
+    kiln_err err;
+    kiln_session *s = NULL;
+    memset(&err, 0, sizeof err);
+    if (kiln_session_create(m, NULL, &s, &err) != KILN_OK) {
+        FUZZ_CHECK(fuzz_msg_ok(&err), "session_create failed without a message");
+        FUZZ_CHECK(s == NULL, "failed session_create left a session");
+        return;
+    }
+    size_t n_in = kiln_model_input_count(m), n_out = kiln_model_output_count(m);
+    kiln_value **in = calloc(n_in + 1, sizeof *in), **out = calloc(n_out + 1, sizeof *out);
+    FUZZ_CHECK(in && out, "calloc");
+    size_t budget = FUZZ_MAX_INPUT_ELEMS;
+    bool ok = true;
+    for (size_t i = 0; i < n_in && ok; i++) {
+        const struct kiln_value_info *vi = input_decl(m, i);
+        in[i] = vi ? make_input(&vi->type, &budget) : NULL;
+        ok = in[i] != NULL;
+    }
+    if (ok) {
+        memset(&err, 0, sizeof err);
+        kiln_status st = kiln_session_run(s, n_in, NULL, (const kiln_value *const *)in, n_out,
+                                          out, &err);
+        if (st) {
+            FUZZ_CHECK(fuzz_msg_ok(&err), "session_run failed (%d) without a message", (int)st);
+            for (size_t i = 0; i < n_out; i++) FUZZ_CHECK(!out[i], "failed run left output %zu", i);
+        } else {
+            for (size_t i = 0; i < n_out; i++) FUZZ_CHECK(out[i], "run left output %zu NULL", i);
+        }
+        for (size_t i = 0; i < n_out; i++) kiln_value_free(out[i]);
+    }
+    for (size_t i = 0; i < n_in; i++) kiln_value_free(in[i]);
+    free(in);
+    free(out);
+    kiln_session_free(s);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    kiln_model *m = NULL;
+    kiln_err err;
+    memset(&err, 0, sizeof err);
+    if (kiln_model_load_buffer(data, size, NULL, &m, &err) != KILN_OK) {
+        FUZZ_CHECK(fuzz_msg_ok(&err), "load failed without a message");
+        FUZZ_CHECK(m == NULL, "failed load left a model");
+        return 0;
+    }
+    size_t counted = 0;
+    size_t problems = kiln_model_check(m, on_problem, &counted);
+    FUZZ_CHECK(problems == counted, "check returned %zu, reported %zu", problems, counted);
+    FUZZ_CHECK(kiln_model_check(m, NULL, NULL) == problems, "check is not repeatable");
+    query_all(m);
+    run_once(m);
+    kiln_model_free(m);
+    return 0;
+}
