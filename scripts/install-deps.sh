@@ -7,6 +7,12 @@ command -v cc >/dev/null 2>&1 || missing="$missing gcc libc6-dev"
 command -v make >/dev/null 2>&1 || missing="$missing make"
 command -v cmake >/dev/null 2>&1 || missing="$missing cmake"
 [ -f /usr/include/dnnl.h ] || missing="$missing libdnnl-dev"
+# Image codecs for the ImageDecoder op (optional at build time; the tests expect them).
+[ -f /usr/include/jpeglib.h ] || missing="$missing libjpeg62-turbo-dev"
+[ -f /usr/include/png.h ] || missing="$missing libpng-dev"
+[ -f /usr/include/x86_64-linux-gnu/tiffio.h ] || [ -f /usr/include/tiffio.h ] || missing="$missing libtiff-dev"
+[ -f /usr/include/webp/decode.h ] || missing="$missing libwebp-dev"
+[ -f /usr/include/openjpeg-2.5/openjpeg.h ] || missing="$missing libopenjp2-7-dev"
 [ "${KILN_NEED_CLANG:-0}" = 1 ] && ! command -v clang >/dev/null 2>&1 && missing="$missing clang"
 if [ -n "$missing" ]; then
     SUDO=""

@@ -50,8 +50,14 @@ void kiln_model_metadata(const kiln_model *m, size_t i, const char **key, const 
 
 /* ------------------------------------------------------------------ inputs and outputs */
 
+/* Hashed through the linker's table where the graph is linked (always, after a load): a
+ * model listing thousands of inputs and initializers made every query quadratic. */
 static bool is_initializer(const struct kiln_graph *g, const char *name)
 {
+    if (g->values && name[0]) {
+        int id = kiln_graph_find(g, name);
+        return id >= 0 && g->values[id].def == KILN_DEF_INIT;
+    }
     for (size_t i = 0; i < g->n_inits; i++)
         if (strcmp(g->inits[i].name, name) == 0) return true;
     for (size_t i = 0; i < g->n_sparse_inits; i++)

@@ -7,10 +7,12 @@
  * schema table (ops/schema_table.def) and the attribute table (ops/attr_table.def). Model-
  * local functions are checked for their ops and attribute types.
  *
- * Every problem is reported, one line each, naming the node or value. Nothing here
- * allocates: messages are formatted into stack buffers, so the checker cannot fail.
+ * Every problem is reported, one line each, naming the node or value. Messages are
+ * formatted into stack buffers, so the checker cannot fail: the only allocation, the sorted
+ * index behind the duplicate-name checks, falls back to a pairwise scan when memory is short.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ir/ir.h"
@@ -125,6 +127,66 @@ static const struct attr_row *attr_row_find(const char *domain, const char *op, 
     return NULL;
 }
 
+/* ------------------------------------------------------------------ duplicates */
+
+struct keyed {
+    const char *key;
+    size_t idx;
+};
+
+static int cmp_keyed(const void *a, const void *b)
+{
+    const struct keyed *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* For keys key(base, 0..n) (NULL never matches), returns a kiln_malloc'd array whose entry
+ * i is the index of the first entry with the same key (i itself when none comes earlier);
+ * the caller frees it. NULL when memory is short (the caller then compares pairwise).
+ * Sorting keeps hostile files with thousands of names (outputs, attributes, opset imports)
+ * from making the checker quadratic. */
+static size_t *mark_dups(const void *base, size_t n, const char *(*key)(const void *, size_t))
+{
+    size_t *dup = kiln_malloc((n + 1) * sizeof *dup);
+    struct keyed *ks = kiln_malloc((n + 1) * sizeof *ks);
+    if (!dup || !ks) {
+        kiln_free(dup);
+        kiln_free(ks);
+        return NULL;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *k = key(base, i);
+        dup[i] = i;
+        if (k) ks[m++] = (struct keyed){k, i};
+    }
+    qsort(ks, m, sizeof *ks, cmp_keyed);
+    for (size_t i = 1; i < m; i++)
+        if (!strcmp(ks[i].key, ks[i - 1].key)) dup[ks[i].idx] = dup[ks[i - 1].idx];
+    kiln_free(ks);
+    return dup;
+}
+
+static const char *attr_key(const void *base, size_t i)
+{
+    const char *k = ((const struct kiln_attr *)base)[i].name;
+    return k && k[0] ? k : NULL;
+}
+
+static const char *output_key(const void *base, size_t i)
+{
+    const char *k = ((const struct kiln_value_info *)base)[i].name;
+    return k && k[0] ? k : NULL;
+}
+
+static const char *opset_key(const void *base, size_t i)
+{
+    const char *k = ((const struct kiln_opset *)base)[i].domain;
+    k = k ? k : "";
+    return strcmp(k, "ai.onnx") ? k : "";
+}
+
 /* ------------------------------------------------------------------ reporting */
 
 struct checker {
@@ -203,21 +265,24 @@ static void check_attrs(struct checker *c, const char *where, const struct kiln_
                         const char *domain, int ver, bool in_function)
 {
     const char *op = n->op_type;
+    size_t *dup = n->n_attr > 1 ? mark_dups(n->attrs, n->n_attr, attr_key) : NULL;
     for (size_t k = 0; k < n->n_attr; k++) {
         const struct kiln_attr *a = &n->attrs[k];
         if (!a->name || !a->name[0]) {
             report(c, "%s: attribute #%zu has an empty name", where, k);
             continue;
         }
-        for (size_t j = 0; j < k; j++)
+        for (size_t j = 0; !dup && j < k; j++)
             if (n->attrs[j].name && strcmp(n->attrs[j].name, a->name) == 0) {
                 report(c, "%s: attribute '%s' is given twice", where, a->name);
                 break;
             }
+        if (dup && dup[k] != k) report(c, "%s: attribute '%s' is given twice", where, a->name);
         if (a->ref_attr_name && !in_function)
             report(c, "%s: attribute '%s' refers to function attribute '%s' outside a function",
                    where, a->name, a->ref_attr_name);
     }
+    kiln_free(dup);
     const struct attr_row *row = ver > 0 ? attr_row_find(domain, op, ver) : NULL;
     if (!row) return; /* no attribute data for this op version: nothing more to check */
     bool open = row->spec[0] == '*';
@@ -464,18 +529,23 @@ static void check_graph(struct checker *c, const struct kiln_graph *g)
                 report(c, "graph output '%s' %s", g->outputs[i].name, why);
         }
     }
+    size_t *dup = g->n_outputs > 1 ? mark_dups(g->outputs, g->n_outputs, output_key) : NULL;
     for (size_t i = 0; i < g->n_outputs; i++) {
         const char *nm = str_or(g->outputs[i].name, "");
         if (!nm[0]) {
             report(c, "%s '%s' output #%zu has an empty name", kind, gname, i);
             continue;
         }
-        for (size_t j = 0; j < i; j++)
+        if (dup && dup[i] != i)
+            report(c, "%s '%s' lists output '%s' twice (#%zu and #%zu)", kind, gname, nm, dup[i],
+                   i);
+        for (size_t j = 0; !dup && j < i; j++)
             if (g->outputs[j].name && strcmp(g->outputs[j].name, nm) == 0) {
                 report(c, "%s '%s' lists output '%s' twice (#%zu and #%zu)", kind, gname, nm, j, i);
                 break;
             }
     }
+    kiln_free(dup);
     for (size_t i = 0; i < g->n_value_info; i++)
         if (!g->value_info[i].name || !g->value_info[i].name[0])
             report(c, "%s '%s' value_info #%zu has an empty name", kind, gname, i);
@@ -484,8 +554,11 @@ static void check_graph(struct checker *c, const struct kiln_graph *g)
         for (size_t i = 0; i < g->n_inits; i++) {
             const char *nm = g->inits[i].name;
             if (!nm || !nm[0]) continue;
-            bool is_input = false;
-            for (size_t j = 0; j < g->n_inputs && !is_input; j++)
+            /* The linker gives a name declared as an input that input's declaration. */
+            int id = kiln_graph_find(g, nm);
+            const struct kiln_value_info *vi = id >= 0 ? g->values[id].info : NULL;
+            bool is_input = vi && vi >= g->inputs && vi < g->inputs + g->n_inputs;
+            for (size_t j = 0; !g->values && j < g->n_inputs && !is_input; j++)
                 is_input = g->inputs[j].name && strcmp(g->inputs[j].name, nm) == 0;
             if (!is_input)
                 report(c, "initializer '%s' is not a graph input (required for ir_version %lld < 4)",
@@ -521,10 +594,12 @@ static void check_header(struct checker *c)
      * domain without an import is reported at the node. */
     if (m->n_opsets == 0 && m->ir_version >= 3)
         report(c, "model imports no opset (opset_import is empty; required for ir_version >= 3)");
+    size_t *dup = m->n_opsets > 1 ? mark_dups(m->opsets, m->n_opsets, opset_key) : NULL;
     for (size_t i = 0; i < m->n_opsets; i++) {
         const char *d = str_or(m->opsets[i].domain, "");
         if (strcmp(d, "ai.onnx") == 0) d = "";
-        for (size_t j = 0; j < i; j++) {
+        if (dup && dup[i] != i) report(c, "opset_import lists domain '%s' twice", d);
+        for (size_t j = 0; !dup && j < i; j++) {
             const char *e = str_or(m->opsets[j].domain, "");
             if (strcmp(e, "ai.onnx") == 0) e = "";
             if (strcmp(d, e) == 0) {
@@ -541,6 +616,7 @@ static void check_header(struct checker *c)
             report(c, "model imports opset %lld of domain '%s'; kiln knows up to opset %d",
                    (long long)v, d, latest);
     }
+    kiln_free(dup);
 }
 
 size_t kiln_model_check(const kiln_model *m, kiln_problem_fn problem, void *user)

@@ -6,7 +6,7 @@
  * it and ctest replays tests/fuzz/corpus/<target>/ on every run: each saved crash stays a
  * regression test. A broken invariant aborts inside the target (the test fails, naming the
  * file on stderr first); under ASan/UBSan so does memory misuse. Files run in name order.
- * Outside ASan the address space is capped at 8 GiB, so that a corpus model asking for a
+ * Outside ASan the address space is capped at 1 GiB, so that a corpus model asking for a
  * huge tensor gets KILN_E_NOMEM, as the fuzzer's allocator settings give it.
  */
 #include <dirent.h>
@@ -140,7 +140,7 @@ int main(int argc, char **argv)
         return 2;
     }
 #ifndef REPLAY_ASAN
-    struct rlimit rl = {(rlim_t)8 << 30, (rlim_t)8 << 30};
+    struct rlimit rl = {(rlim_t)1 << 30, (rlim_t)1 << 30};
     setrlimit(RLIMIT_AS, &rl);
 #endif
     int bad = 0;

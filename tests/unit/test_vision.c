@@ -199,7 +199,7 @@ static void test_affine_grid(void)
         memcpy(in[1]->t.data, sz, (size_t)(nd + 2) * sizeof *sz);
         struct attrs at = {.n = 0};
         add_i(&at, "align_corners", align);
-        struct kiln_value *out[1];
+        struct kiln_value *out[1] = {0};
         kiln_err err = {0};
         kiln_status st = run_op("AffineGrid", 20, &at, in, 2, out, 1, &err);
         CHECK(st == KILN_OK, "AffineGrid: %s", err.msg);
@@ -233,7 +233,7 @@ static void test_affine_grid(void)
     struct kiln_value *in[2] = {rand_tensor(3, td), new_tensor(KILN_DTYPE_I64, 1, sd)};
     int64_t sz[4] = {3, 1, 4, 4};
     memcpy(in[1]->t.data, sz, sizeof sz);
-    struct kiln_value *out[1];
+    struct kiln_value *out[1] = {0};
     kiln_err err = {0};
     expect_fail(run_op("AffineGrid", 20, NULL, in, 2, out, 1, &err), &err, "input theta",
                 "AffineGrid batch mismatch");
@@ -271,7 +271,7 @@ static void test_roi_align(void)
         add_f(&at, "spatial_scale", scale);
         if (maxm) add_s(&at, "mode", "max");
         if (opset >= 16) add_s(&at, "coordinate_transformation_mode", half ? "half_pixel" : "output_half_pixel");
-        struct kiln_value *out[1];
+        struct kiln_value *out[1] = {0};
         kiln_err err = {0};
         kiln_status st = run_op("RoiAlign", opset, &at, in, 3, out, 1, &err);
         CHECK(st == KILN_OK, "RoiAlign: %s", err.msg);
@@ -337,7 +337,7 @@ static void test_roi_align(void)
     int64_t xd[4] = {1, 1, 4, 4}, rd[2] = {1, 4}, bd[1] = {1}, rd5[2] = {1, 5};
     struct kiln_value *in[3] = {rand_tensor(4, xd), rand_tensor(2, rd), new_tensor(KILN_DTYPE_I64, 1, bd)};
     ((int64_t *)in[2]->t.data)[0] = 3;
-    struct kiln_value *out[1];
+    struct kiln_value *out[1] = {0};
     kiln_err err = {0};
     expect_fail(run_op("RoiAlign", 16, NULL, in, 3, out, 1, &err), &err, "batch_indices[0] = 3",
                 "RoiAlign batch index");
@@ -370,7 +370,7 @@ static void test_max_roi_pool(void)
         struct attrs at = {.n = 0};
         add_ints(&at, "pooled_shape", 2, ps);
         add_f(&at, "spatial_scale", scale);
-        struct kiln_value *out[1];
+        struct kiln_value *out[1] = {0};
         kiln_err err = {0};
         kiln_status st = run_op("MaxRoiPool", 22, &at, in, 2, out, 1, &err);
         CHECK(st == KILN_OK, "MaxRoiPool: %s", err.msg);
@@ -414,7 +414,7 @@ static void test_max_roi_pool(void)
     int64_t ps[2] = {2, 2};
     struct attrs at = {.n = 0};
     add_ints(&at, "pooled_shape", 2, ps);
-    struct kiln_value *out[1];
+    struct kiln_value *out[1] = {0};
     kiln_err err = {0};
     expect_fail(run_op("MaxRoiPool", 22, &at, in, 2, out, 1, &err), &err, "batch index",
                 "MaxRoiPool batch index");
@@ -453,7 +453,7 @@ static void test_deform_conv(void)
         add_i(&at, "group", G);
         add_i(&at, "offset_group", OG);
         if (rnd(2)) add_ints(&at, "kernel_shape", 2, kk);
-        struct kiln_value *vout[1];
+        struct kiln_value *vout[1] = {0};
         kiln_err err = {0};
         kiln_status st = run_op("DeformConv", rnd(2) ? 19 : 22, &at, vin, 5, vout, 1, &err);
         CHECK(st == KILN_OK, "DeformConv: %s", err.msg);
@@ -506,7 +506,7 @@ static void test_deform_conv(void)
                                      new_tensor(KILN_DTYPE_F32, 3, od)};
         ((float *)vin[1]->t.data)[0] = 2;
         for (int i = 0; i < 4; i++) ((float *)vin[2]->t.data)[i] = 0.25f;
-        struct kiln_value *vout[1];
+        struct kiln_value *vout[1] = {0};
         kiln_err err = {0};
         kiln_status st = run_op("DeformConv", 19, NULL, vin, 3, vout, 1, &err);
         CHECK(st == KILN_OK, "DeformConv 1-D: %s", err.msg);
@@ -522,7 +522,7 @@ static void test_deform_conv(void)
     /* Errors: offset with the wrong channel count; W channels not matching group. */
     int64_t xd[4] = {1, 2, 4, 4}, wd[4] = {1, 2, 2, 2}, od[4] = {1, 6, 3, 3};
     struct kiln_value *vin[3] = {rand_tensor(4, xd), rand_tensor(4, wd), rand_tensor(4, od)};
-    struct kiln_value *vout[1];
+    struct kiln_value *vout[1] = {0};
     kiln_err err = {0};
     expect_fail(run_op("DeformConv", 19, NULL, vin, 3, vout, 1, &err), &err,
                 "input offset is [1,6,3,3]; expected [1,8,3,3]", "DeformConv offset shape");
@@ -543,7 +543,7 @@ static void test_swiglu(void)
         float alpha = t % 2 ? 1.0f : 0.5f + (float)rnd(4);
         struct attrs at = {.n = 0};
         if (t % 2 == 0) add_f(&at, "alpha", alpha);
-        struct kiln_value *out[1];
+        struct kiln_value *out[1] = {0};
         kiln_err err = {0};
         kiln_status st = run_op("SwiGLU", 28, &at, in, 2, out, 1, &err);
         CHECK(st == KILN_OK, "SwiGLU: %s", err.msg);
@@ -560,7 +560,7 @@ static void test_swiglu(void)
     }
     int64_t d1[2] = {2, 4}, d2[2] = {1, 4};
     struct kiln_value *in[2] = {rand_tensor(2, d1), rand_tensor(2, d2)};
-    struct kiln_value *out[1];
+    struct kiln_value *out[1] = {0};
     kiln_err err = {0};
     expect_fail(run_op("SwiGLU", 28, NULL, in, 2, out, 1, &err), &err, "identical shapes",
                 "SwiGLU broadcast");
@@ -595,7 +595,7 @@ static void test_linear_attention(void)
         add_i(&at, "kv_num_heads", hkv);
         add_s(&at, "update_rule", rules[rule]);
         if (scale != 0) add_f(&at, "scale", scale);
-        struct kiln_value *out[2];
+        struct kiln_value *out[2] = {0};
         kiln_err err = {0};
         kiln_status st = run_op("LinearAttention", 27, &at, in, 6, out, 2, &err);
         CHECK(st == KILN_OK, "LinearAttention %s: %s", rules[rule], err.msg);
@@ -673,7 +673,7 @@ static void test_linear_attention(void)
     struct attrs at = {.n = 0};
     add_i(&at, "q_num_heads", 2);
     add_i(&at, "kv_num_heads", 2);
-    struct kiln_value *out[2];
+    struct kiln_value *out[2] = {0};
     kiln_err err = {0};
     expect_fail(run_op("LinearAttention", 27, &at, in, 3, out, 2, &err), &err,
                 "requires the decay input", "LinearAttention default rule without decay");
@@ -697,7 +697,7 @@ static void test_causal_conv(void)
                                     bias ? rand_tensor(1, bd) : NULL, past ? rand_tensor(3, pd) : NULL};
         struct attrs at = {.n = 0};
         if (silu) add_s(&at, "activation", rnd(2) ? "silu" : "swish");
-        struct kiln_value *out[2];
+        struct kiln_value *out[2] = {0};
         kiln_err err = {0};
         kiln_status st = run_op("CausalConvWithState", 27, &at, in, 4, out, 2, &err);
         CHECK(st == KILN_OK, "CausalConvWithState: %s", err.msg);
@@ -735,7 +735,7 @@ static void test_causal_conv(void)
     }
     int64_t xd[3] = {1, 2, 5}, wd[3] = {2, 1, 3}, pd[3] = {1, 2, 3};
     struct kiln_value *in[4] = {rand_tensor(3, xd), rand_tensor(3, wd), NULL, rand_tensor(3, pd)};
-    struct kiln_value *out[2];
+    struct kiln_value *out[2] = {0};
     kiln_err err = {0};
     expect_fail(run_op("CausalConvWithState", 27, NULL, in, 4, out, 2, &err), &err,
                 "input past_state is [1,2,3]; expected [1, 2, 2]", "CausalConvWithState past");
@@ -754,7 +754,7 @@ static void test_flex_attention(void)
         float scale = rnd(2) ? 0.7f : 0.0f;
         struct attrs at = {.n = 0};
         if (scale != 0) add_f(&at, "scale", scale);
-        struct kiln_value *out[1];
+        struct kiln_value *out[1] = {0};
         kiln_err err = {0};
         kiln_status st = run_dop("ai.onnx.preview", "FlexAttention", 1, &at, in, 3, out, 1, &err);
         CHECK(st == KILN_OK, "FlexAttention: %s", err.msg);
@@ -792,7 +792,7 @@ static void test_flex_attention(void)
     }
     int64_t qd[4] = {1, 3, 2, 4}, kd[4] = {1, 2, 2, 4};
     struct kiln_value *in[3] = {rand_tensor(4, qd), rand_tensor(4, kd), rand_tensor(4, kd)};
-    struct kiln_value *out[1];
+    struct kiln_value *out[1] = {0};
     kiln_err err = {0};
     expect_fail(run_dop("ai.onnx.preview", "FlexAttention", 1, NULL, in, 3, out, 1, &err), &err,
                 "q heads 3 not a multiple of kv heads 2", "FlexAttention GQA heads");
