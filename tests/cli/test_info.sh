@@ -27,16 +27,18 @@ grep -q '^  W ' "$TMP/out" && fail "info good_add lists initializer W as an inpu
 out_has '^  C +float32\[N,3\]$' "info good_add: output"
 out_has '^parameters: +3 \(12 B\)$' "info good_add: parameters"
 
-# Several op types: counts are sorted by op type.
-if [ -f "$SRC/demo/digits_cnn.onnx" ]; then
-    expect_ok "$KILN" info "$SRC/demo/digits_cnn.onnx"
-    out_has '^  image +float32\[N,1,8,8\]$' "info digits: input"
-    out_has '^  label +int64\[N\]$' "info digits: label output"
-    out_has '^nodes \(9\):$' "info digits: node count"
-    ops=$(sed -n '/^nodes/,/^parameters/p' "$TMP/out" | awk 'NR > 1 && /^  / { print $1 }' | tr '\n' ' ')
-    [ "$ops" = "ArgMax Conv Flatten Gemm MaxPool Relu " ] || fail "info digits: op list '$ops'"
-    out_has '^  Conv +2$' "info digits: Conv count"
-fi
+# Several op types: counts are sorted by op type. The demo model is committed (demo/).
+# Parameters: conv 1->32, 32->32, 32->64 (3x3, with bias; BatchNorm folded in) and a
+# 256->10 Gemm: 320 + 9248 + 18496 + 2570 = 30634 float32 = 122536 B.
+expect_ok "$KILN" info "$SRC/demo/digits_cnn.onnx"
+out_has '^  image +float32\[N,1,8,8\]$' "info digits: input"
+out_has '^  label +int64\[N\]$' "info digits: label output"
+out_has '^nodes \(11\):$' "info digits: node count"
+ops=$(sed -n '/^nodes/,/^parameters/p' "$TMP/out" | awk 'NR > 1 && /^  / { print $1 }' | tr '\n' ' ')
+[ "$ops" = "ArgMax Conv Flatten Gemm MaxPool Relu " ] || fail "info digits: op list '$ops'"
+out_has '^  Conv +3$' "info digits: Conv count"
+out_has '^  Relu +3$' "info digits: Relu count"
+out_has '^parameters: +30634 \(119.7 KiB\)$' "info digits: parameters"
 
 # Sequence and optional types print nested.
 expect_ok "$KILN" info "$NODE/test_optional_get_element_optional_sequence/model.onnx"
