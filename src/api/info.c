@@ -52,19 +52,6 @@ void kiln_model_metadata(const kiln_model *m, size_t i, const char **key, const 
 
 /* Hashed through the linker's table where the graph is linked (always, after a load): a
  * model listing thousands of inputs and initializers made every query quadratic. */
-static bool is_initializer(const struct kiln_graph *g, const char *name)
-{
-    if (g->values && name[0]) {
-        int id = kiln_graph_find(g, name);
-        return id >= 0 && g->values[id].def == KILN_DEF_INIT;
-    }
-    for (size_t i = 0; i < g->n_inits; i++)
-        if (strcmp(g->inits[i].name, name) == 0) return true;
-    for (size_t i = 0; i < g->n_sparse_inits; i++)
-        if (g->sparse_inits[i].name && strcmp(g->sparse_inits[i].name, name) == 0) return true;
-    return false;
-}
-
 /* The i-th graph input that is not an initializer; NULL when out of range. Linear in the
  * inputs times the initializers: fine for a query API, and needs no cache in the model. */
 static const struct kiln_value_info *real_input(const kiln_model *m, size_t i)
@@ -73,7 +60,7 @@ static const struct kiln_value_info *real_input(const kiln_model *m, size_t i)
     if (!g) return NULL;
     if (g->n_inits == 0 && g->n_sparse_inits == 0) return i < g->n_inputs ? &g->inputs[i] : NULL;
     for (size_t k = 0; k < g->n_inputs; k++) {
-        if (is_initializer(g, g->inputs[k].name)) continue;
+        if (kiln_graph_is_initializer(g, g->inputs[k].name)) continue;
         if (i-- == 0) return &g->inputs[k];
     }
     return NULL;
@@ -90,7 +77,7 @@ size_t kiln_model_input_count(const kiln_model *m)
     const struct kiln_graph *g = m->graph;
     size_t n = 0;
     if (!g) return 0;
-    for (size_t k = 0; k < g->n_inputs; k++) n += !is_initializer(g, g->inputs[k].name);
+    for (size_t k = 0; k < g->n_inputs; k++) n += !kiln_graph_is_initializer(g, g->inputs[k].name);
     return n;
 }
 

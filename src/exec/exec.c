@@ -377,13 +377,6 @@ static kiln_status check_input(const struct kiln_value_info *vi, const struct ki
                         vi->name, want, t->rank, got, v->t.rank);
 }
 
-static bool is_initializer(const struct kiln_graph *g, const char *name)
-{
-    for (size_t i = 0; i < g->n_inits; i++)
-        if (strcmp(g->inits[i].name, name) == 0) return true;
-    return false;
-}
-
 kiln_status kiln_session_run(kiln_session *s, size_t n_in, const char *const *names,
                              const kiln_value *const *inputs, size_t n_out, kiln_value **outputs,
                              kiln_err *err)
@@ -410,7 +403,7 @@ kiln_status kiln_session_run(kiln_session *s, size_t n_in, const char *const *na
             if (slot == g->n_inputs)
                 st = kiln_err_set(err, KILN_E_INVALID_ARG, "run: the model has no input named '%s'", names[i]);
         } else {
-            while (pos < g->n_inputs && is_initializer(g, g->inputs[pos].name)) pos++;
+            while (pos < g->n_inputs && kiln_graph_is_initializer(g, g->inputs[pos].name)) pos++;
             slot = pos++;
             if (slot >= g->n_inputs)
                 st = kiln_err_set(err, KILN_E_INVALID_ARG, "run: %zu inputs given; the model takes fewer", n_in);
@@ -424,7 +417,7 @@ kiln_status kiln_session_run(kiln_session *s, size_t n_in, const char *const *na
         bound[slot] = inputs[i];
     }
     for (size_t j = 0; j < g->n_inputs && !st; j++)
-        if (!bound[j] && !is_initializer(g, g->inputs[j].name))
+        if (!bound[j] && !kiln_graph_is_initializer(g, g->inputs[j].name))
             st = kiln_err_set(err, KILN_E_INVALID_ARG, "run: input '%s' is missing", g->inputs[j].name);
     struct frame f = {0};
     if (!st) st = frame_init(&f, g, NULL, bound, g->n_inputs, err);

@@ -296,6 +296,10 @@ KILN_NODISCARD kiln_status kiln_graph_link(struct kiln_graph *g, kiln_problem_fn
 /* Finds a value by name in g (not in enclosing graphs); -1 if absent. */
 int kiln_graph_find(const struct kiln_graph *g, const char *name);
 
+/* Whether `name` is an initializer (dense or sparse) of g: a graph input with that name
+ * has a default and need not be bound. O(1) once g is linked (hash lookup), else a scan. */
+bool kiln_graph_is_initializer(const struct kiln_graph *g, const char *name);
+
 /* Attribute lookup on a node; NULL when absent. */
 const struct kiln_attr *kiln_node_attr(const struct kiln_node *n, const char *name);
 

@@ -495,3 +495,16 @@ kiln_status kiln_model_link(struct kiln_model *m, kiln_err *err)
     m->n_link_errors = c.n_errors;
     return KILN_OK;
 }
+
+bool kiln_graph_is_initializer(const struct kiln_graph *g, const char *name)
+{
+    if (g->values && name[0]) {
+        int id = kiln_graph_find(g, name);
+        return id >= 0 && g->values[id].def == KILN_DEF_INIT;
+    }
+    for (size_t i = 0; i < g->n_inits; i++)
+        if (strcmp(g->inits[i].name, name) == 0) return true;
+    for (size_t i = 0; i < g->n_sparse_inits; i++)
+        if (g->sparse_inits[i].name && strcmp(g->sparse_inits[i].name, name) == 0) return true;
+    return false;
+}
