@@ -203,7 +203,11 @@ void kiln_model_params(const kiln_model *m, uint64_t *count, uint64_t *bytes);
 typedef struct kiln_session kiln_session;
 
 typedef struct kiln_session_options {
-    int threads; /* 0 = default (1 for now); the CPU backend runs single-threaded today */
+    /* Threads a run may use, the calling thread included: 0 = one per CPU this process may
+     * run on (sched_getaffinity), 1 = the calling thread only, up to 1024. The session keeps
+     * threads - 1 worker threads, idle between runs. Large GEMMs (MatMul, Gemm, Conv) are
+     * split across them; other kernels run on the calling thread. */
+    int threads;
 } kiln_session_options;
 
 /* On KILN_OK *out is a new session that borrows `m` (keep the model alive until the

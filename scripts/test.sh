@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs every kiln test: builds with warnings as errors three times (gcc optimized, clang,
 # gcc with AddressSanitizer + UndefinedBehaviorSanitizer) and runs the full ctest suite on
-# each (unit tests, CLI tests, ONNX conformance with the enforced passing list).
+# each (unit tests, CLI tests, ONNX conformance with the enforced passing list); then a
+# ThreadSanitizer build of the threaded parts runs their tests.
 # Complete on its own on a fresh Debian 12 machine (installs missing tools as root).
 set -eu
 cd "$(dirname "$0")/.."
@@ -27,4 +28,12 @@ cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_WERROR=ON -DKI
 cmake --build build/asan -j "$JOBS"
 (cd build/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --output-on-failure -j "$JOBS")
+
+# ThreadSanitizer on what runs threads: the pool and the parallel GEMM (test_pool) and a
+# multi-threaded `kiln run` (cli_test_threads).
+cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_WERROR=ON -DKILN_TSAN=ON \
+      -DKILN_ONNX_TESTS="$ONNX_TESTS" >/dev/null
+cmake --build build/tsan -j "$JOBS" --target test_pool kiln
+(cd build/tsan && TSAN_OPTIONS=halt_on_error=1 \
+    ctest --output-on-failure -R '^(test_pool|cli_test_threads)$')
 echo "kiln: all tests passed"

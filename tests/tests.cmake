@@ -1,9 +1,17 @@
-# Tests. Unit tests: every tests/unit/test_*.c is one executable and one ctest test.
+# Tests. Unit tests: every tests/unit/test_*.c is one executable and one ctest test, linked
+# with the shared scaffolding of tests/unit/support/ (checks, tensors, running one op, the
+# ONNX test data; see test_support.h). The support files are not tests: they live in a
+# folder of their own so the glob below does not pick them up.
+add_library(kiln_test_support STATIC ${CMAKE_SOURCE_DIR}/tests/unit/support/test_support.c)
+target_include_directories(kiln_test_support PUBLIC ${CMAKE_SOURCE_DIR}/tests/unit/support)
+target_link_libraries(kiln_test_support PUBLIC kiln_static)
+target_compile_definitions(kiln_test_support PRIVATE KILN_ONNX_TESTS="${KILN_ONNX_TESTS}")
+
 file(GLOB KILN_UNIT_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/unit/test_*.c)
 foreach(src ${KILN_UNIT_TESTS})
   get_filename_component(name ${src} NAME_WE)
   add_executable(${name} ${src})
-  target_link_libraries(${name} PRIVATE kiln_static)
+  target_link_libraries(${name} PRIVATE kiln_test_support kiln_static)
   target_compile_definitions(${name} PRIVATE KILN_SOURCE_DIR="${CMAKE_SOURCE_DIR}"
                              KILN_ONNX_TESTS="${KILN_ONNX_TESTS}")
   add_test(NAME ${name} COMMAND ${name})

@@ -74,24 +74,28 @@ void kiln_err_clear(kiln_err *err)
 
 /* KILN_FAIL_ALLOC=N: the Nth allocation (1-based) and only it fails. Read once. */
 static atomic_long alloc_count;
-static long fail_at = -1;
+static atomic_long fail_at = -1; /* -1: environment not read yet; 0: never fail */
 
 static bool alloc_should_fail(void)
 {
-    if (fail_at == -1) {
+    long at = atomic_load_explicit(&fail_at, memory_order_relaxed);
+    if (at == -1) {
         const char *s = getenv("KILN_FAIL_ALLOC");
         char *end = NULL;
         long v = s ? strtol(s, &end, 10) : 0;
-        fail_at = (s && end && *end == 0 && v > 0) ? v : 0;
+        at = (s && end && *end == 0 && v > 0) ? v : 0;
+        long expect = -1; /* a concurrent first reader computes the same value */
+        atomic_compare_exchange_strong(&fail_at, &expect, at);
+        at = atomic_load_explicit(&fail_at, memory_order_relaxed);
     }
     long nth = atomic_fetch_add(&alloc_count, 1) + 1;
-    return fail_at != 0 && nth == fail_at;
+    return at != 0 && nth == at;
 }
 
 long kiln_alloc_fail_after(long n)
 {
     long count = atomic_exchange(&alloc_count, 0);
-    fail_at = n > 0 ? n : 0;
+    atomic_store(&fail_at, n > 0 ? n : 0);
     return count;
 }
 

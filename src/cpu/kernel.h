@@ -30,6 +30,7 @@ struct kiln_kctx {
     struct kiln_exec *exec;        /* for subgraphs (If/Loop/Scan) */
     void *scratch;                 /* scratch blocks, freed after run returns */
     void *frame;                   /* the executor's frame (outer scope for subgraphs) */
+    struct kiln_pool *pool;        /* the session's threads (base/pool.h); NULL: run inline */
 };
 
 struct kiln_cpu_op {

@@ -193,7 +193,25 @@ void kiln_sgemm_portable(bool transA, bool transB, size_t M, size_t N, size_t K,
 }
 
 #ifdef KILN_HAVE_DNNL
+#include <dlfcn.h>
 #include <dnnl.h>
+#include <pthread.h>
+
+/* Debian's oneDNN runs its sgemm on an OpenMP team as wide as omp_get_max_threads() of the
+ * calling thread: every core by default. kiln's threading is its own pool (kiln_sgemm_par),
+ * so each oneDNN call is held to one thread. The OpenMP runtime (libgomp) is loaded with
+ * libdnnl; its two entry points are looked up at run time rather than linked, so that kiln
+ * does not tie itself to one compiler's OpenMP library. */
+static void (*omp_set_nt)(int);
+static int (*omp_get_nt)(void);
+static pthread_once_t omp_once = PTHREAD_ONCE_INIT;
+
+static void omp_resolve(void)
+{
+    *(void **)&omp_set_nt = dlsym(RTLD_DEFAULT, "omp_set_num_threads");
+    *(void **)&omp_get_nt = dlsym(RTLD_DEFAULT, "omp_get_max_threads");
+    if (!omp_set_nt || !omp_get_nt) omp_set_nt = NULL, omp_get_nt = NULL;
+}
 
 /* oneDNN's sgemm (row-major, like ours) where it is available: about 4x the portable code
  * on one core of the development machine (docs/DEPENDENCIES.md). Empty products and any
@@ -202,11 +220,16 @@ void kiln_sgemm(bool transA, bool transB, size_t M, size_t N, size_t K, float al
                 const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
                 size_t ldc)
 {
-    if (M && N && K &&
-        dnnl_sgemm(transA ? 'T' : 'N', transB ? 'T' : 'N', (dnnl_dim_t)M, (dnnl_dim_t)N,
-                   (dnnl_dim_t)K, alpha, A, (dnnl_dim_t)lda, B, (dnnl_dim_t)ldb, beta, C,
-                   (dnnl_dim_t)ldc) == dnnl_success)
-        return;
+    if (M && N && K) {
+        pthread_once(&omp_once, omp_resolve);
+        int prev = omp_get_nt ? omp_get_nt() : 1;
+        if (prev != 1) omp_set_nt(1);
+        dnnl_status_t st = dnnl_sgemm(transA ? 'T' : 'N', transB ? 'T' : 'N', (dnnl_dim_t)M,
+                                      (dnnl_dim_t)N, (dnnl_dim_t)K, alpha, A, (dnnl_dim_t)lda, B,
+                                      (dnnl_dim_t)ldb, beta, C, (dnnl_dim_t)ldc);
+        if (prev != 1) omp_set_nt(prev);
+        if (st == dnnl_success) return;
+    }
     kiln_sgemm_portable(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 #else
@@ -217,3 +240,52 @@ void kiln_sgemm(bool transA, bool transB, size_t M, size_t N, size_t K, float al
     kiln_sgemm_portable(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 #endif
+
+/* ------------------------------------------------------------------ parallel */
+
+struct sg_par {
+    bool tA, tB, by_rows;
+    size_t M, N, K, lda, ldb, ldc, block;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+};
+
+static void sg_par_chunk(void *ctx, size_t begin, size_t end, int worker)
+{
+    (void)worker;
+    const struct sg_par *g = ctx;
+    size_t lo = begin * g->block, hi = end * g->block;
+    if (g->by_rows) {
+        if (hi > g->M) hi = g->M;
+        const float *a = g->tA ? g->A + lo : g->A + lo * g->lda;
+        kiln_sgemm(g->tA, g->tB, hi - lo, g->N, g->K, g->alpha, a, g->lda, g->B, g->ldb, g->beta,
+                   g->C + lo * g->ldc, g->ldc);
+    } else {
+        if (hi > g->N) hi = g->N;
+        const float *b = g->tB ? g->B + lo * g->ldb : g->B + lo;
+        kiln_sgemm(g->tA, g->tB, g->M, hi - lo, g->K, g->alpha, g->A, g->lda, b, g->ldb, g->beta,
+                   g->C + lo, g->ldc);
+    }
+}
+
+void kiln_sgemm_par(struct kiln_pool *pool, bool transA, bool transB, size_t M, size_t N,
+                    size_t K, float alpha, const float *A, size_t lda, const float *B, size_t ldb,
+                    float beta, float *C, size_t ldc)
+{
+    size_t t = (size_t)kiln_pool_threads(pool);
+    /* Below ~2 MFLOP per thread the split costs more than it saves. */
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    if (t <= 1 || flops < 2e6 * (double)t || (M < 32 && N < 32)) {
+        kiln_sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    /* Split the larger of M and N into about 2 blocks per thread (room for imbalance), each
+     * a multiple of 16 so that GEMM tiles stay whole. */
+    struct sg_par g = {transA, transB, M >= N, M, N, K, lda, ldb, ldc, 0, alpha, beta, A, B, C};
+    size_t len = g.by_rows ? M : N, want = 2 * t;
+    size_t block = (len + want - 1) / want;
+    block = (block + 15) / 16 * 16;
+    g.block = block;
+    kiln_pool_for(pool, (len + block - 1) / block, 1, sg_par_chunk, &g);
+}

@@ -16,15 +16,26 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "base/pool.h"
+
 /* Contract: any of M, N, K may be 0 (K == 0 gives C = beta * C). beta == 0 overwrites C
  * without reading it (NaN/garbage in C does not propagate), as BLAS does. C must not
  * overlap A or B. Never fails: when scratch memory for packing cannot be allocated it
- * falls back to an unpacked loop. Single-threaded; reentrant. */
+ * falls back to an unpacked loop. Single-threaded (oneDNN is held to one thread too);
+ * reentrant. */
 void kiln_sgemm(bool transA, bool transB, size_t M, size_t N, size_t K, float alpha,
                 const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
                 size_t ldc);
 void kiln_sgemm_portable(bool transA, bool transB, size_t M, size_t N, size_t K, float alpha,
                          const float *A, size_t lda, const float *B, size_t ldb, float beta,
                          float *C, size_t ldc);
+
+/* kiln_sgemm split over the pool's threads: the larger of M and N is cut into blocks, each
+ * block one kiln_sgemm. Same contract; each element of C is computed by exactly one call,
+ * in K order. (Bit-identical results across thread counts are not promised: a library may
+ * pick another kernel for a narrower block.) Small products run on the caller alone. */
+void kiln_sgemm_par(struct kiln_pool *pool, bool transA, bool transB, size_t M, size_t N,
+                    size_t K, float alpha, const float *A, size_t lda, const float *B, size_t ldb,
+                    float beta, float *C, size_t ldc);
 
 #endif

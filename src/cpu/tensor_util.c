@@ -216,6 +216,30 @@ kiln_status kiln_norm_axis(struct kiln_kctx *k, int64_t axis, int rank, const ch
     return KILN_OK;
 }
 
+/* ------------------------------------------------------------------ slices */
+
+kiln_status kiln_take_slices(struct kiln_kctx *k, struct kiln_tensor *o,
+                             const struct kiln_tensor *x, size_t outer, size_t dim, size_t inner,
+                             const int64_t *sel, size_t n)
+{
+    if (kiln_tensor_numel(o) == 0) return KILN_OK;
+    if (x->dtype == KILN_DTYPE_STRING) {
+        char **d = o->data;
+        const char *const *s = (const char *const *)x->data;
+        for (size_t a = 0; a < outer; a++)
+            for (size_t j = 0; j < n; j++, d += inner)
+                KILN_TRY(kiln_copy_strings(k, d, s + (a * dim + (size_t)sel[j]) * inner, inner));
+        return KILN_OK;
+    }
+    size_t esz = kiln_dtype_size(x->dtype), bytes = inner * esz;
+    unsigned char *d = o->data;
+    const unsigned char *s = x->data;
+    for (size_t a = 0; a < outer; a++)
+        for (size_t j = 0; j < n; j++, d += bytes)
+            memcpy(d, s + (a * dim + (size_t)sel[j]) * bytes, bytes);
+    return KILN_OK;
+}
+
 /* ------------------------------------------------------------------ strings */
 
 kiln_status kiln_copy_strings(struct kiln_kctx *k, char **dst, const char *const *src, size_t n)

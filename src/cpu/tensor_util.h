@@ -1,7 +1,7 @@
 /* tensor_util.h: helpers the CPU kernels (src/cpu/ops) share: reading tensors of any
  * numeric dtype as float32/double/int64 arrays and writing results back, float16/bfloat16
- * chunk conversions, axis normalization, integer division that rounds up or down, and string
- * copies. Not a public interface.
+ * chunk conversions, axis normalization, integer division that rounds up or down, slice
+ * selection along an axis and string copies. Not a public interface.
  *
  * Two ways to get a converted copy, by who frees it:
  * - kiln_stage_f32 / kiln_stage_out_f32 / kiln_unstage_f32 use the run's scratch memory
@@ -101,6 +101,17 @@ static inline int64_t kiln_div_floor(int64_t a, int64_t b)
 {
     return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
+
+/* ------------------------------------------------------------------ slices */
+
+/* Fills o (x's dtype; outer * n * inner elements) with slices of x viewed as
+ * [outer, dim, inner]: for each outer block in turn, the slices sel[0..n), each in
+ * [0, dim) (Gather along an axis, Compress). STRING elements are copied as kiln_copy_strings
+ * does, so o must be fresh; that copy is the only way this fails (NOMEM, o stays safe to
+ * free). */
+KILN_NODISCARD kiln_status kiln_take_slices(struct kiln_kctx *k, struct kiln_tensor *o,
+                                            const struct kiln_tensor *x, size_t outer, size_t dim,
+                                            size_t inner, const int64_t *sel, size_t n);
 
 /* ------------------------------------------------------------------ strings */
 

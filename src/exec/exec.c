@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/pool.h"
 #include "cpu/kernel.h"
-
 
 struct graph_kernels {
     const struct kiln_graph *g;
@@ -22,6 +22,7 @@ struct kiln_session {
     size_t n_graphs, cap_graphs;
     struct graph_kernels *graphs;
     int threads;
+    struct kiln_pool *pool; /* NULL when threads == 1 */
 };
 
 struct kiln_exec {
@@ -96,6 +97,7 @@ void kiln_session_free(kiln_session *s)
     if (!s) return;
     for (size_t i = 0; i < s->n_graphs; i++) kiln_free(s->graphs[i].ops);
     kiln_free(s->graphs);
+    kiln_pool_free(s->pool);
     kiln_free(s);
 }
 
@@ -107,11 +109,17 @@ kiln_status kiln_session_create(const kiln_model *m, const kiln_session_options 
     if (m->n_link_errors)
         return kiln_err_set(err, KILN_E_INVALID_MODEL, "%s%s", m->link_problems[0],
                             m->n_link_errors > 1 ? " (and more: run `kiln check`)" : "");
+    int threads = opt ? opt->threads : 0;
+    if (threads < 0 || threads > 1024)
+        return kiln_err_set(err, KILN_E_INVALID_ARG, "session: threads is %d; expected 0 (one per CPU) to 1024",
+                            threads);
+    if (threads == 0) threads = kiln_cpus_available();
     struct kiln_session *s = kiln_calloc(1, sizeof *s);
     if (!s) return kiln_err_set(err, KILN_E_NOMEM, "out of memory creating the session");
     s->model = m;
-    s->threads = opt && opt->threads > 0 ? opt->threads : 1;
-    kiln_status st = resolve_graph(s, m->graph, err);
+    s->threads = threads;
+    kiln_status st = threads > 1 ? kiln_pool_create(threads, &s->pool, err) : KILN_OK;
+    if (!st) st = resolve_graph(s, m->graph, err);
     if (st) {
         kiln_session_free(s);
         return st;
@@ -306,7 +314,7 @@ static kiln_status run_frame(struct kiln_exec *ex, struct frame *f)
         for (size_t k = 0; k < n->n_out; k++) out[k] = NULL;
         struct kiln_kctx k = {
             .node = n, .n_in = n->n_in, .n_out = n->n_out, .in = in, .out = out,
-            .err = ex->err, .exec = ex, .frame = f,
+            .err = ex->err, .exec = ex, .frame = f, .pool = ex->s->pool,
         };
         k.opset = n->since > 0 ? n->since : (int)kiln_model_opset_for(g->model, n->domain);
         kiln_status st = ops[g->order[oi]]->run(&k);

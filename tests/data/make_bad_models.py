@@ -13,6 +13,10 @@ a valid ONNX model:
   good_add.onnx           a valid model for contrast: C = Add(A, W), A float32[N,3],
                           W an initializer float32[3] = [1, 2, 3]; also declares W as an
                           input with a default (IR 3 style), which kiln.h hides
+  good_gemms.onnx         GEMMs large enough to be split across threads (tests/cli/
+                          test_threads.sh): Y = Conv(X[1,16,32,32], W[32,16,3,3], B[32],
+                          pads 1) and Z = MatMul(A[192,96], V[96,128]); weights pseudo-random
+  good_gemms_X.npy, good_gemms_A.npy   its inputs (pseudo-random, fixed seed)
 
 Usage: python3 tests/data/make_bad_models.py   (writes next to this script)
 """
@@ -82,6 +86,34 @@ def model(g, opset=13, ir=7, meta=()):
             + b"".join(f_bytes(14, f_bytes(1, k) + f_bytes(2, v)) for k, v in meta))
 
 
+def attr_ints(name, xs):
+    """AttributeProto{name, type INTS (7), ints}."""
+    return f_bytes(1, name) + f_varint(20, 7) + b"".join(f_varint(8, x) for x in xs)
+
+
+def node_attrs(op, inputs, outputs, name, attrs):
+    return node(op, inputs, outputs, name) + b"".join(f_bytes(5, a) for a in attrs)
+
+
+def pseudo_random(n, seed):
+    """n floats in [-1, 1) from a 64-bit xorshift: reproducible without numpy."""
+    x, out = seed, []
+    for _ in range(n):
+        x ^= (x << 13) & (2**64 - 1)
+        x ^= x >> 7
+        x ^= (x << 17) & (2**64 - 1)
+        out.append((x >> 11) / float(1 << 53) * 2.0 - 1.0)
+    return struct.pack("<%df" % n, *out)
+
+
+def npy(dims, raw):
+    """A NumPy .npy (version 1.0) holding little-endian float32 data."""
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }" % (
+        "".join("%d, " % d for d in dims) if len(dims) == 1 else ", ".join(map(str, dims)))
+    header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + raw
+
+
 def floats(*xs):
     return struct.pack("<%df" % len(xs), *xs)
 
@@ -107,10 +139,26 @@ def main():
             [value_info("A", FLOAT, ["N", 3]), value_info("W", FLOAT, [3])],
             [value_info("C", FLOAT, ["N", 3])],
             [tensor("W", FLOAT, [3], floats(1, 2, 3))]),
+        "good_gemms.onnx": graph(
+            "good_gemms",
+            [node_attrs("Conv", ["X", "W", "B"], ["Y"], "conv", [attr_ints("pads", [1, 1, 1, 1])]),
+             node("MatMul", ["A", "V"], ["Z"], "matmul")],
+            [value_info("X", FLOAT, [1, 16, 32, 32]), value_info("A", FLOAT, [192, 96])],
+            [value_info("Y", FLOAT, [1, 32, 32, 32]), value_info("Z", FLOAT, [192, 128])],
+            [tensor("W", FLOAT, [32, 16, 3, 3], pseudo_random(32 * 16 * 9, 1)),
+             tensor("B", FLOAT, [32], pseudo_random(32, 2)),
+             tensor("V", FLOAT, [96, 128], pseudo_random(96 * 128, 3))]),
     }
     for name, g in models.items():
         with open(os.path.join(HERE, name), "wb") as f:
             f.write(model(g, meta=[("purpose", "kiln cli tests")] if name.startswith("good") else ()))
+        print("wrote", name)
+    for name, dims, seed in (("good_gemms_X.npy", [1, 16, 32, 32], 4), ("good_gemms_A.npy", [192, 96], 5)):
+        n = 1
+        for d in dims:
+            n *= d
+        with open(os.path.join(HERE, name), "wb") as f:
+            f.write(npy(dims, pseudo_random(n, seed)))
         print("wrote", name)
 
 

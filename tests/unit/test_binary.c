@@ -22,116 +22,7 @@
 #include <string.h>
 
 #include "cpu/kernel.h"
-
-static int g_fail;
-
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            g_fail++;                                                                          \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                        \
-            printf(__VA_ARGS__);                                                               \
-            printf("\n");                                                                      \
-        }                                                                                      \
-    } while (0)
-
-static uint64_t g_rng = 0x243F6A8885A308D3ull;
-static uint64_t rnd_u(void)
-{
-    g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
-    return g_rng;
-}
-static unsigned rnd(unsigned n) { return (unsigned)((rnd_u() >> 33) % n); }
-static double rnd_f(double lo, double hi)
-{
-    return lo + (hi - lo) * ((double)(rnd_u() >> 11) * (1.0 / 9007199254740992.0));
-}
-
-/* ------------------------------------------------------------------ harness */
-
-static struct kiln_attr attr_i(const char *name, int64_t i)
-{
-    struct kiln_attr a = {0};
-    a.name = name;
-    a.type = KILN_ATTR_INT;
-    a.i = i;
-    return a;
-}
-
-static struct kiln_attr attr_s(const char *name, const char *s)
-{
-    struct kiln_attr a = {0};
-    a.name = name;
-    a.type = KILN_ATTR_STRING;
-    a.s = s;
-    a.s_len = strlen(s);
-    return a;
-}
-
-/* Runs op at version `opset` on in[0..n_in) (NULL = absent), with n_out outputs; on KILN_OK
- * out[0..n_out) are new values (free with kiln_value_free). */
-static kiln_status run_opn(const char *op, int opset, const struct kiln_attr *attrs,
-                           size_t n_attr, struct kiln_value **in, size_t n_in,
-                           struct kiln_value **out, size_t n_out, kiln_err *err)
-{
-    const char *names[8] = {"", "", "", "", "", "", "", ""};
-    const char *outs[3] = {"y", "y1", "y2"};
-    static const char *const in_names[8] = {"A", "B", "C", "D", "E", "F", "G", "H"};
-    for (size_t i = 0; i < n_in; i++) names[i] = in[i] ? in_names[i] : "";
-    struct kiln_node node = {.name = "t", .op_type = op, .domain = "", .n_in = n_in,
-                             .n_out = n_out, .n_attr = n_attr, .inputs = names,
-                             .outputs = outs, .attrs = (struct kiln_attr *)attrs,
-                             .since = opset};
-    struct kiln_value *o[3] = {NULL, NULL, NULL};
-    struct kiln_kctx k = {.node = &node, .opset = opset, .n_in = n_in, .n_out = n_out,
-                          .in = in, .out = o, .err = err};
-    const struct kiln_cpu_op *kop = kiln_cpu_find_op("", op, opset);
-    if (!kop) return kiln_err_set(err, KILN_E_UNSUPPORTED, "no kernel for %s-%d", op, opset);
-    kiln_status st = kop->run(&k);
-    for (size_t i = 0; i < n_out; i++) {
-        if (st) kiln_value_free(o[i]);
-        out[i] = st ? NULL : o[i];
-    }
-    return st;
-}
-
-static kiln_status run_op(const char *op, int opset, const struct kiln_attr *attrs,
-                          size_t n_attr, struct kiln_value **in, size_t n_in,
-                          struct kiln_value **out, kiln_err *err)
-{
-    return run_opn(op, opset, attrs, n_attr, in, n_in, out, 1, err);
-}
-
-static struct kiln_value *tensor(kiln_dtype dt, int rank, const int64_t *dims)
-{
-    struct kiln_value *v;
-    if (kiln_value_new_tensor(dt, rank, dims, &v, NULL)) {
-        printf("out of memory\n");
-        exit(1);
-    }
-    return v;
-}
-
-/* A 1-D tensor from doubles (converted like kiln_tensor_set_f64). */
-static struct kiln_value *vec(kiln_dtype dt, size_t n, const double *x)
-{
-    int64_t d = (int64_t)n;
-    struct kiln_value *v = tensor(dt, 1, &d);
-    for (size_t i = 0; i < n; i++) kiln_tensor_set_f64(&v->t, i, x[i]);
-    return v;
-}
-
-static struct kiln_value *scalar(kiln_dtype dt, double x)
-{
-    struct kiln_value *v = tensor(dt, 0, NULL);
-    kiln_tensor_set_f64(&v->t, 0, x);
-    return v;
-}
-
-static void free_all(struct kiln_value **v, size_t n)
-{
-    for (size_t i = 0; i < n; i++) kiln_value_free(v[i]);
-}
+#include "test_support.h"
 
 /* Offset in an input of shape (rank, dims) for output element j of shape (orank, odims). */
 static size_t bc_off(int rank, const int64_t *dims, int orank, const int64_t *odims, size_t j)
@@ -149,29 +40,21 @@ static size_t bc_off(int rank, const int64_t *dims, int orank, const int64_t *od
     return off;
 }
 
-static bool same_shape(const struct kiln_tensor *t, int rank, const int64_t *dims)
-{
-    if (t->rank != rank) return false;
-    for (int d = 0; d < rank; d++)
-        if (t->dims[d] != dims[d]) return false;
-    return true;
-}
-
 /* Random pair of shapes broadcasting to a random output shape. */
 static void random_shapes(int *ra, int64_t *a, int *rb, int64_t *b, int *ro, int64_t *o)
 {
     static const int64_t pool[] = {1, 2, 3, 5};
-    *ro = (int)rnd(6);
-    for (int d = 0; d < *ro; d++) o[d] = pool[rnd(4)];
-    if (*ro && rnd(8) == 0) o[rnd((unsigned)*ro)] = 0;
-    *ra = *ro ? (int)rnd((unsigned)*ro + 1) : 0;
+    *ro = rng_int(6);
+    for (int d = 0; d < *ro; d++) o[d] = pool[rng_int(4)];
+    if (*ro && rng_int(8) == 0) o[rng_int(*ro)] = 0;
+    *ra = *ro ? rng_int(*ro + 1) : 0;
     *rb = *ro;
-    if (rnd(2)) { /* either side may be the shorter */
+    if (rng_int(2)) { /* either side may be the shorter */
         *rb = *ra;
         *ra = *ro;
     }
-    for (int d = 0; d < *ra; d++) a[d] = rnd(3) == 0 ? 1 : o[d + *ro - *ra];
-    for (int d = 0; d < *rb; d++) b[d] = rnd(3) == 0 ? 1 : o[d + *ro - *rb];
+    for (int d = 0; d < *ra; d++) a[d] = rng_int(3) == 0 ? 1 : o[d + *ro - *ra];
+    for (int d = 0; d < *rb; d++) b[d] = rng_int(3) == 0 ? 1 : o[d + *ro - *rb];
     /* make o exactly the broadcast (a dim both sides set to 1 is 1 in the output) */
     for (int d = 0; d < *ro; d++) {
         int64_t va = d - (*ro - *ra) >= 0 ? a[d - (*ro - *ra)] : 1;
@@ -223,11 +106,12 @@ static void test_float_random(void)
                 int ra, rb, ro;
                 int64_t a[KILN_MAX_RANK], b[KILN_MAX_RANK], o[KILN_MAX_RANK];
                 random_shapes(&ra, a, &rb, b, &ro, o);
-                struct kiln_value *in[2] = {tensor(dt, ra, a), tensor(dt, rb, b)}, *y = NULL;
+                struct kiln_value *in[2] = {new_tensor(dt, ra, a), new_tensor(dt, rb, b)};
+                struct kiln_value *y = NULL;
                 for (int i = 0; i < 2; i++)
                     for (size_t j = 0; j < kiln_tensor_numel(&in[i]->t); j++)
                         kiln_tensor_set_f64(&in[i]->t, j,
-                                            op == F_POW ? rnd_f(0.1, 3) : rnd_f(-10, 10));
+                                            op == F_POW ? rng_range(0.1, 3) : rng_range(-10, 10));
                 kiln_err e;
                 kiln_status st = run_op(fop_name[op], 14, NULL, 0, in, 2, &y, &e);
                 CHECK(st == KILN_OK, "%s %s: %s", fop_name[op], kiln_dtype_name(dt), e.msg);
@@ -263,7 +147,7 @@ static void int_case(const char *op, int opset, const struct kiln_attr *attrs, s
                      kiln_dtype dt, size_t n, const double *a, const double *b,
                      const double *want)
 {
-    struct kiln_value *in[2] = {vec(dt, n, a), vec(dt, n, b)}, *y = NULL;
+    struct kiln_value *in[2] = {vec_f64(dt, n, a), vec_f64(dt, n, b)}, *y = NULL;
     kiln_err e;
     kiln_status st = run_op(op, opset, attrs, na, in, 2, &y, &e);
     CHECK(st == KILN_OK, "%s %s: %s", op, kiln_dtype_name(dt), e.msg);
@@ -324,8 +208,8 @@ static void test_int_rules(void)
 static void test_pow_mixed(void)
 {
     /* float32 base, int64 exponent; int32 base, float32 exponent (truncates like a cast) */
-    struct kiln_value *in[2] = {vec(KILN_DTYPE_F32, 3, (double[]){2, 1.5, -3}),
-                                vec(KILN_DTYPE_I64, 3, (double[]){3, 2, 3})}, *y = NULL;
+    struct kiln_value *in[2] = {vec_f64(KILN_DTYPE_F32, 3, (double[]){2, 1.5, -3}),
+                                vec_f64(KILN_DTYPE_I64, 3, (double[]){3, 2, 3})}, *y = NULL;
     kiln_err e;
     CHECK(run_op("Pow", 15, NULL, 0, in, 2, &y, &e) == KILN_OK, "Pow f32^i64: %s", e.msg);
     if (y) {
@@ -335,8 +219,8 @@ static void test_pow_mixed(void)
         kiln_value_free(y);
     }
     free_all(in, 2);
-    in[0] = vec(KILN_DTYPE_I32, 3, (double[]){2, 9, 10});
-    in[1] = vec(KILN_DTYPE_F32, 3, (double[]){0.5, 0.5, 2});
+    in[0] = vec_f64(KILN_DTYPE_I32, 3, (double[]){2, 9, 10});
+    in[1] = vec_f64(KILN_DTYPE_F32, 3, (double[]){0.5, 0.5, 2});
     CHECK(run_op("Pow", 15, NULL, 0, in, 2, &y, &e) == KILN_OK, "Pow i32^f32: %s", e.msg);
     if (y) {
         int32_t *d = y->t.data;
@@ -359,10 +243,10 @@ static void test_compare_logic(void)
             int64_t a[KILN_MAX_RANK], b[KILN_MAX_RANK], o[KILN_MAX_RANK];
             random_shapes(&ra, a, &rb, b, &ro, o);
             kiln_dtype dt = t % 2 ? KILN_DTYPE_I16 : KILN_DTYPE_F32;
-            struct kiln_value *in[2] = {tensor(dt, ra, a), tensor(dt, rb, b)}, *y = NULL;
+            struct kiln_value *in[2] = {new_tensor(dt, ra, a), new_tensor(dt, rb, b)}, *y = NULL;
             for (int i = 0; i < 2; i++)
                 for (size_t j = 0; j < kiln_tensor_numel(&in[i]->t); j++)
-                    kiln_tensor_set_f64(&in[i]->t, j, (double)rnd(4));
+                    kiln_tensor_set_f64(&in[i]->t, j, (double)rng_int(4));
             kiln_err e;
             kiln_status st = run_op(ops[op], 16, NULL, 0, in, 2, &y, &e);
             CHECK(st == KILN_OK, "%s: %s", ops[op], e.msg);
@@ -385,7 +269,8 @@ static void test_compare_logic(void)
         }
     /* bool logic with broadcasting: [2,2] op [2] */
     int64_t d22[2] = {2, 2}, d2[1] = {2};
-    struct kiln_value *in[2] = {tensor(KILN_DTYPE_BOOL, 2, d22), tensor(KILN_DTYPE_BOOL, 1, d2)};
+    struct kiln_value *in[2] = {new_tensor(KILN_DTYPE_BOOL, 2, d22),
+                                new_tensor(KILN_DTYPE_BOOL, 1, d2)};
     uint8_t *pa = in[0]->t.data, *pb = in[1]->t.data;
     pa[0] = 0, pa[1] = 0, pa[2] = 1, pa[3] = 1, pb[0] = 0, pb[1] = 1;
     static const char *const lops[] = {"And", "Or", "Xor"};
@@ -402,8 +287,8 @@ static void test_compare_logic(void)
     free_all(in, 2);
     /* string Equal broadcasting a scalar */
     int64_t d3[1] = {3};
-    in[0] = tensor(KILN_DTYPE_STRING, 1, d3);
-    in[1] = tensor(KILN_DTYPE_STRING, 0, NULL);
+    in[0] = new_tensor(KILN_DTYPE_STRING, 1, d3);
+    in[1] = new_tensor(KILN_DTYPE_STRING, 0, NULL);
     char **s = in[0]->t.data;
     const char *words[3] = {"ab", "", "abc"};
     for (int i = 0; i < 3; i++) s[i] = kiln_strdup(words[i]);
@@ -424,11 +309,12 @@ static void test_compare_logic(void)
 static void test_variadic(void)
 {
     int64_t s0[2] = {2, 3}, s1[1] = {3}, s2[3] = {2, 1, 1};
-    struct kiln_value *in[3] = {tensor(KILN_DTYPE_F32, 2, s0), tensor(KILN_DTYPE_F32, 1, s1),
-                                tensor(KILN_DTYPE_F32, 3, s2)};
+    struct kiln_value *in[3] = {new_tensor(KILN_DTYPE_F32, 2, s0),
+                                new_tensor(KILN_DTYPE_F32, 1, s1),
+                                new_tensor(KILN_DTYPE_F32, 3, s2)};
     for (int i = 0; i < 3; i++)
         for (size_t j = 0; j < kiln_tensor_numel(&in[i]->t); j++)
-            ((float *)in[i]->t.data)[j] = (float)rnd_f(-4, 4);
+            ((float *)in[i]->t.data)[j] = (float)rng_range(-4, 4);
     int64_t o[3] = {2, 2, 3};
     static const char *const ops[] = {"Sum", "Mean", "Max", "Min"};
     for (int op = 0; op < 4; op++) {
@@ -463,7 +349,8 @@ static void test_variadic(void)
     free_all(in, 3);
     /* a shape that does not broadcast is named */
     int64_t bad[1] = {4};
-    struct kiln_value *in2[2] = {tensor(KILN_DTYPE_F32, 2, s0), tensor(KILN_DTYPE_F32, 1, bad)};
+    struct kiln_value *in2[2] = {new_tensor(KILN_DTYPE_F32, 2, s0),
+                                 new_tensor(KILN_DTYPE_F32, 1, bad)};
     CHECK(run_op("Max", 13, NULL, 0, in2, 2, &y, &e) == KILN_E_INVALID_ARG, "Max bad shapes");
     CHECK(strstr(e.msg, "[2,3]") && strstr(e.msg, "[4]"), "message: %s", e.msg);
     free_all(in2, 2);
@@ -472,8 +359,9 @@ static void test_variadic(void)
 static void test_where(void)
 {
     int64_t dc[2] = {2, 1}, dx[1] = {3};
-    struct kiln_value *in[3] = {tensor(KILN_DTYPE_BOOL, 2, dc), tensor(KILN_DTYPE_I64, 1, dx),
-                                tensor(KILN_DTYPE_I64, 0, NULL)};
+    struct kiln_value *in[3] = {new_tensor(KILN_DTYPE_BOOL, 2, dc),
+                                new_tensor(KILN_DTYPE_I64, 1, dx),
+                                new_tensor(KILN_DTYPE_I64, 0, NULL)};
     ((uint8_t *)in[0]->t.data)[0] = 1;
     for (int j = 0; j < 3; j++) ((int64_t *)in[1]->t.data)[j] = 10 + j;
     ((int64_t *)in[2]->t.data)[0] = -1;
@@ -488,8 +376,8 @@ static void test_where(void)
     }
     kiln_value_free(in[1]);
     kiln_value_free(in[2]);
-    in[1] = tensor(KILN_DTYPE_STRING, 1, dx);
-    in[2] = tensor(KILN_DTYPE_STRING, 0, NULL);
+    in[1] = new_tensor(KILN_DTYPE_STRING, 1, dx);
+    in[2] = new_tensor(KILN_DTYPE_STRING, 0, NULL);
     for (int j = 0; j < 3; j++) ((char **)in[1]->t.data)[j] = kiln_strdup(j ? "b" : "a");
     ((char **)in[2]->t.data)[0] = kiln_strdup("no");
     CHECK(run_op("Where", 16, NULL, 0, in, 3, &y, &e) == KILN_OK, "Where string: %s", e.msg);
@@ -506,7 +394,8 @@ static void test_where(void)
 static void test_prelu_legacy(void)
 {
     int64_t dx[3] = {2, 3, 2}, ds[2] = {3, 1};
-    struct kiln_value *in[2] = {tensor(KILN_DTYPE_F32, 3, dx), tensor(KILN_DTYPE_F32, 2, ds)}, *y = NULL;
+    struct kiln_value *in[2] = {new_tensor(KILN_DTYPE_F32, 3, dx), new_tensor(KILN_DTYPE_F32, 2, ds)};
+    struct kiln_value *y = NULL;
     for (int j = 0; j < 12; j++) ((float *)in[0]->t.data)[j] = (float)(j - 6);
     for (int j = 0; j < 3; j++) ((float *)in[1]->t.data)[j] = 0.5f * (float)(j + 1);
     kiln_err e;
@@ -522,15 +411,15 @@ static void test_prelu_legacy(void)
     /* slope must not be bigger than X */
     kiln_value_free(in[1]);
     int64_t big[3] = {4, 3, 2};
-    in[1] = tensor(KILN_DTYPE_F32, 3, big);
+    in[1] = new_tensor(KILN_DTYPE_F32, 3, big);
     CHECK(run_op("PRelu", 16, NULL, 0, in, 2, &y, &e) == KILN_E_INVALID_ARG, "PRelu slope too big");
     CHECK(strstr(e.msg, "[4,3,2]") && strstr(e.msg, "[2,3,2]"), "PRelu message: %s", e.msg);
     free_all(in, 2);
 
     /* opset 6 Add with broadcast=1, axis=1: B [3] against A [2,3,2] along dim 1 */
     int64_t db[1] = {3};
-    in[0] = tensor(KILN_DTYPE_F32, 3, dx);
-    in[1] = tensor(KILN_DTYPE_F32, 1, db);
+    in[0] = new_tensor(KILN_DTYPE_F32, 3, dx);
+    in[1] = new_tensor(KILN_DTYPE_F32, 1, db);
     for (int j = 0; j < 12; j++) ((float *)in[0]->t.data)[j] = (float)j;
     for (int j = 0; j < 3; j++) ((float *)in[1]->t.data)[j] = (float)(100 * j);
     struct kiln_attr at[2] = {attr_i("broadcast", 1), attr_i("axis", 1)};
@@ -565,7 +454,7 @@ static void test_quantize(void)
 {
     /* per tensor, uint8, ties to even and saturation */
     double xs[] = {0, 1, 3, 5, -2, 1000, -1000, 7};
-    struct kiln_value *in[3] = {vec(KILN_DTYPE_F32, 8, xs), scalar(KILN_DTYPE_F32, 2),
+    struct kiln_value *in[3] = {vec_f64(KILN_DTYPE_F32, 8, xs), scalar(KILN_DTYPE_F32, 2),
                                 scalar(KILN_DTYPE_U8, 10)}, *y = NULL;
     kiln_err e;
     CHECK(run_op("QuantizeLinear", 13, NULL, 0, in, 3, &y, &e) == KILN_OK, "Q: %s", e.msg);
@@ -578,10 +467,10 @@ static void test_quantize(void)
 
     /* per axis int8, axis 0 of [2,3]; then dequantize back */
     int64_t d23[2] = {2, 3};
-    in[0] = tensor(KILN_DTYPE_F32, 2, d23);
+    in[0] = new_tensor(KILN_DTYPE_F32, 2, d23);
     for (int j = 0; j < 6; j++) ((float *)in[0]->t.data)[j] = (float)(j * 10 - 25);
-    in[1] = vec(KILN_DTYPE_F32, 2, (double[]){1, 4});
-    in[2] = vec(KILN_DTYPE_I8, 2, (double[]){0, -3});
+    in[1] = vec_f64(KILN_DTYPE_F32, 2, (double[]){1, 4});
+    in[2] = vec_f64(KILN_DTYPE_I8, 2, (double[]){0, -3});
     struct kiln_attr ax0 = attr_i("axis", 0);
     CHECK(run_op("QuantizeLinear", 19, &ax0, 1, in, 3, &y, &e) == KILN_OK, "Q axis: %s", e.msg);
     if (y) {
@@ -606,11 +495,11 @@ static void test_quantize(void)
 
     /* blocked: x [2,5], axis 1, block 2 -> scale [2,3] (last block short); int4 output */
     int64_t d25[2] = {2, 5}, d2b[2] = {2, 3};
-    in[0] = tensor(KILN_DTYPE_F32, 2, d25);
+    in[0] = new_tensor(KILN_DTYPE_F32, 2, d25);
     for (int j = 0; j < 10; j++) ((float *)in[0]->t.data)[j] = (float)(j - 5);
-    in[1] = tensor(KILN_DTYPE_F32, 2, d2b);
+    in[1] = new_tensor(KILN_DTYPE_F32, 2, d2b);
     for (int j = 0; j < 6; j++) ((float *)in[1]->t.data)[j] = (float)(j + 1) * 0.5f;
-    in[2] = tensor(KILN_DTYPE_I4, 2, d2b);
+    in[2] = new_tensor(KILN_DTYPE_I4, 2, d2b);
     struct kiln_attr blk[2] = {attr_i("axis", 1), attr_i("block_size", 2)};
     CHECK(run_op("QuantizeLinear", 21, blk, 2, in, 3, &y, &e) == KILN_OK, "Q blocked: %s", e.msg);
     if (y) {
@@ -628,7 +517,7 @@ static void test_quantize(void)
     kiln_value_free(in[1]);
     kiln_value_free(in[2]);
     int64_t d22[2] = {2, 2};
-    in[1] = tensor(KILN_DTYPE_F32, 2, d22);
+    in[1] = new_tensor(KILN_DTYPE_F32, 2, d22);
     in[2] = NULL;
     CHECK(run_op("QuantizeLinear", 21, blk, 2, in, 2, &y, &e) == KILN_E_INVALID_ARG,
           "Q blocked bad scale");
@@ -636,7 +525,7 @@ static void test_quantize(void)
     free_all(in, 2);
 
     /* uint2 via output_dtype: range [0,3] */
-    in[0] = vec(KILN_DTYPE_F32, 3, (double[]){-1, 2, 9});
+    in[0] = vec_f64(KILN_DTYPE_F32, 3, (double[]){-1, 2, 9});
     in[1] = scalar(KILN_DTYPE_F32, 1);
     struct kiln_attr od = attr_i("output_dtype", KILN_DTYPE_U2);
     CHECK(run_op("QuantizeLinear", 25, &od, 1, in, 2, &y, &e) == KILN_OK, "Q uint2: %s", e.msg);
@@ -652,7 +541,7 @@ static void test_quantize(void)
 static void test_float8_roundtrip(kiln_dtype dt)
 {
     int64_t n = 256;
-    struct kiln_value *q = tensor(dt, 1, &n);
+    struct kiln_value *q = new_tensor(dt, 1, &n);
     for (int j = 0; j < 256; j++) ((uint8_t *)q->t.data)[j] = (uint8_t)j;
     struct kiln_value *in[2] = {q, scalar(KILN_DTYPE_F32, 1)}, *f, *back;
     kiln_err e;
@@ -662,7 +551,7 @@ static void test_float8_roundtrip(kiln_dtype dt)
         free_all(in, 2);
         return;
     }
-    struct kiln_value *zp = tensor(dt, 0, NULL);
+    struct kiln_value *zp = new_tensor(dt, 0, NULL);
     struct kiln_value *qin[3] = {f, in[1], zp};
     CHECK(run_op("QuantizeLinear", 21, NULL, 0, qin, 3, &back, &e) == KILN_OK, "Q %s: %s",
           kiln_dtype_name(dt), e.msg);
@@ -681,7 +570,7 @@ static void test_float8_roundtrip(kiln_dtype dt)
     }
     /* saturation: 1e6 and inf become the largest finite value; without it, NaN/inf */
     kiln_value_free(f);
-    f = vec(KILN_DTYPE_F32, 2, (double[]){1e6, -INFINITY});
+    f = vec_f64(KILN_DTYPE_F32, 2, (double[]){1e6, -INFINITY});
     qin[0] = f;
     CHECK(run_op("QuantizeLinear", 21, NULL, 0, qin, 3, &back, &e) == KILN_OK, "Q sat: %s", e.msg);
     uint8_t sat0 = 0, sat1 = 0;
@@ -690,7 +579,7 @@ static void test_float8_roundtrip(kiln_dtype dt)
         sat1 = ((uint8_t *)back->t.data)[1];
         kiln_value_free(back);
     }
-    struct kiln_value *maxv = tensor(dt, 0, NULL), *mdq;
+    struct kiln_value *maxv = new_tensor(dt, 0, NULL), *mdq;
     *(uint8_t *)maxv->t.data = sat0;
     struct kiln_value *dqin[2] = {maxv, in[1]};
     CHECK(run_op("DequantizeLinear", 21, NULL, 0, dqin, 2, &mdq, &e) == KILN_OK, "DQ max");
@@ -717,9 +606,10 @@ static void test_float8_roundtrip(kiln_dtype dt)
 
 static void test_dynamic(void)
 {
-    struct kiln_value *in[1] = {vec(KILN_DTYPE_F32, 4, (double[]){-1, 0, 2, 3})}, *out[3];
+    struct kiln_value *in[1] = {vec_f64(KILN_DTYPE_F32, 4, (double[]){-1, 0, 2, 3})}, *out[3];
     kiln_err e;
-    CHECK(run_opn("DynamicQuantizeLinear", 11, NULL, 0, in, 1, out, 3, &e) == KILN_OK, "DQL: %s",
+    CHECK(run_node("", "DynamicQuantizeLinear", 11, NULL, 0, in, 1, out, 3, &e) == KILN_OK,
+          "DQL: %s",
           e.msg);
     if (out[0]) {
         float scale = 4.0f / 255.0f;
@@ -741,11 +631,12 @@ static void test_matmul_integer(void)
 {
     /* A [2,3,4] uint8 with per-row zero point [3]; B [4,5] int8 with per-column zp [5] */
     int64_t da[3] = {2, 3, 4}, db[2] = {4, 5};
-    struct kiln_value *in[4] = {tensor(KILN_DTYPE_U8, 3, da), tensor(KILN_DTYPE_I8, 2, db),
-                                vec(KILN_DTYPE_U8, 3, (double[]){1, 128, 255}),
-                                vec(KILN_DTYPE_I8, 5, (double[]){0, -1, 2, -128, 127})}, *y = NULL;
-    for (int j = 0; j < 24; j++) ((uint8_t *)in[0]->t.data)[j] = (uint8_t)rnd(256);
-    for (int j = 0; j < 20; j++) ((int8_t *)in[1]->t.data)[j] = (int8_t)(rnd(256) - 128);
+    struct kiln_value *in[4] = {new_tensor(KILN_DTYPE_U8, 3, da), new_tensor(KILN_DTYPE_I8, 2, db),
+                                vec_f64(KILN_DTYPE_U8, 3, (double[]){1, 128, 255}),
+                                vec_f64(KILN_DTYPE_I8, 5, (double[]){0, -1, 2, -128, 127})};
+    struct kiln_value *y = NULL;
+    for (int j = 0; j < 24; j++) ((uint8_t *)in[0]->t.data)[j] = (uint8_t)rng_int(256);
+    for (int j = 0; j < 20; j++) ((int8_t *)in[1]->t.data)[j] = (int8_t)(rng_int(256) - 128);
     kiln_err e;
     CHECK(run_op("MatMulInteger", 10, NULL, 0, in, 4, &y, &e) == KILN_OK, "MMI: %s", e.msg);
     if (y) {
@@ -793,7 +684,7 @@ static void test_matmul_integer(void)
     }
     /* K mismatch is named */
     int64_t bad[2] = {3, 5};
-    struct kiln_value *bb = tensor(KILN_DTYPE_I8, 2, bad);
+    struct kiln_value *bb = new_tensor(KILN_DTYPE_I8, 2, bad);
     struct kiln_value *m2[2] = {in[0], bb};
     CHECK(run_op("MatMulInteger", 10, NULL, 0, m2, 2, &y, &e) == KILN_E_INVALID_ARG, "MMI bad K");
     CHECK(strstr(e.msg, "[2,3,4]") && strstr(e.msg, "[3,5]"), "message: %s", e.msg);
@@ -803,6 +694,7 @@ static void test_matmul_integer(void)
 
 int main(void)
 {
+    rng_seed(0x243F6A8885A308D3ull);
     test_float_random();
     test_int_rules();
     test_pow_mixed();
@@ -815,10 +707,5 @@ int main(void)
     test_float8_roundtrip(KILN_DTYPE_F8E5M2);
     test_dynamic();
     test_matmul_integer();
-    if (g_fail) {
-        printf("test_binary: %d failure(s)\n", g_fail);
-        return 1;
-    }
-    printf("test_binary: ok\n");
-    return 0;
+    return test_summary("test_binary");
 }

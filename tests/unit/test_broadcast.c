@@ -11,25 +11,8 @@
 #include <string.h>
 
 #include "cpu/broadcast.h"
+#include "test_support.h"
 
-static int g_fail;
-
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            g_fail++;                                                                          \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                        \
-            printf(__VA_ARGS__);                                                               \
-            printf("\n");                                                                      \
-        }                                                                                      \
-    } while (0)
-
-static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static unsigned rnd(unsigned n)
-{
-    g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
-    return (unsigned)((g_rng >> 33) % n);
-}
 
 static void shape_case(int ra, const int64_t *a, int rb, const int64_t *b, int want_rank,
                        const int64_t *want)
@@ -135,19 +118,19 @@ static void test_iter_random(void)
 {
     static const int64_t pool[] = {0, 1, 2, 3, 5};
     for (int t = 0; t < 2000; t++) {
-        int orank = (int)rnd(6);
+        int orank = rng_int(6);
         int64_t odims[KILN_MAX_RANK];
         /* zero-size dims are rarer, so most cases walk real data */
-        for (int d = 0; d < orank; d++) odims[d] = pool[1 + rnd(4)];
-        if (orank && rnd(10) == 0) odims[rnd((unsigned)orank)] = 0;
-        size_t n = 1 + rnd(4);
+        for (int d = 0; d < orank; d++) odims[d] = pool[1 + rng_int(4)];
+        if (orank && rng_int(10) == 0) odims[rng_int(orank)] = 0;
+        size_t n = 1 + rng_int(4);
         int ranks[KILN_BCAST_MAX_IN];
         int64_t store[KILN_BCAST_MAX_IN][KILN_MAX_RANK];
         const int64_t *dims[KILN_BCAST_MAX_IN];
         for (size_t i = 0; i < n; i++) {
-            ranks[i] = orank ? (int)rnd((unsigned)orank + 1) : 0;
+            ranks[i] = orank ? (int)rng_int(orank + 1) : 0;
             for (int d = 0; d < ranks[i]; d++)
-                store[i][d] = rnd(3) == 0 ? 1 : odims[d + orank - ranks[i]];
+                store[i][d] = rng_int(3) == 0 ? 1 : odims[d + orank - ranks[i]];
             dims[i] = store[i];
         }
         /* the shapes must broadcast to exactly odims (or to a shape odims contains) */
@@ -190,13 +173,9 @@ static void test_collapse(void)
 
 int main(void)
 {
+    rng_seed(0x9E3779B97F4A7C15ull);
     test_shapes();
     test_collapse();
     test_iter_random();
-    if (g_fail) {
-        printf("test_broadcast: %d failure(s)\n", g_fail);
-        return 1;
-    }
-    printf("test_broadcast: ok\n");
-    return 0;
+    return test_summary("test_broadcast");
 }

@@ -18,29 +18,7 @@
 
 #include "cpu/float8.h"
 #include "cpu/kernel.h"
-
-static int g_fail;
-
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            g_fail++;                                                                          \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                        \
-            printf(__VA_ARGS__);                                                               \
-            printf("\n");                                                                      \
-        }                                                                                      \
-    } while (0)
-
-static uint64_t g_rng = 0x13198A2E03707344ull;
-static uint64_t rnd64(void)
-{
-    g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
-    return g_rng;
-}
-static double rnd(double lo, double hi)
-{
-    return lo + (hi - lo) * ((double)(rnd64() >> 11) * (1.0 / 9007199254740992.0));
-}
+#include "test_support.h"
 
 /* ------------------------------------------------------------------ harness */
 
@@ -50,45 +28,13 @@ static struct kiln_value *cast(struct kiln_value *x, int to, int opset, int satu
 {
     struct kiln_attr a[3];
     size_t na = 0;
-    memset(a, 0, sizeof a);
-    a[na].name = "to", a[na].type = KILN_ATTR_INT, a[na].i = to, na++;
-    if (saturate >= 0)
-        a[na].name = "saturate", a[na].type = KILN_ATTR_INT, a[na].i = saturate, na++;
-    if (round_mode)
-        a[na].name = "round_mode", a[na].type = KILN_ATTR_STRING, a[na].s = round_mode, na++;
-    const char *ins[1] = {"x"}, *outs[1] = {"y"};
-    struct kiln_node node = {.name = "c", .op_type = "Cast", .domain = "", .n_in = 1, .n_out = 1,
-                             .n_attr = na, .inputs = ins, .outputs = outs, .attrs = a,
-                             .since = opset};
-    struct kiln_value *o[1] = {NULL};
-    struct kiln_kctx k = {.node = &node, .opset = opset, .n_in = 1, .n_out = 1, .in = &x,
-                          .out = o, .err = err};
-    const struct kiln_cpu_op *op = kiln_cpu_find_op("", "Cast", opset);
-    kiln_status st = op ? op->run(&k) : KILN_E_UNSUPPORTED;
+    a[na++] = attr_i("to", to);
+    if (saturate >= 0) a[na++] = attr_i("saturate", saturate);
+    if (round_mode) a[na++] = attr_s("round_mode", round_mode);
+    struct kiln_value *y = NULL;
+    kiln_status st = run_op("Cast", opset, a, na, &x, 1, &y, err);
     if (stp) *stp = st;
-    if (st) {
-        kiln_value_free(o[0]);
-        return NULL;
-    }
-    return o[0];
-}
-
-static struct kiln_value *new_tensor(kiln_dtype dt, size_t n)
-{
-    struct kiln_value *v;
-    int64_t dims[1] = {(int64_t)n};
-    if (kiln_value_new_tensor(dt, 1, dims, &v, NULL)) {
-        printf("out of memory\n");
-        exit(1);
-    }
-    return v;
-}
-
-static struct kiln_value *f32_tensor(const float *v, size_t n)
-{
-    struct kiln_value *x = new_tensor(KILN_DTYPE_F32, n);
-    if (n) memcpy(x->t.data, v, n * sizeof *v);
-    return x;
+    return y;
 }
 
 /* ------------------------------------------------------------------ narrow float reference */
@@ -192,14 +138,15 @@ static void test_narrow_encode(void)
         const struct fmt *f = &fmts[i];
         double top = ref_value(f, ref_maxcode(f));
         for (int sat = 0; sat <= 1; sat++) {
-            struct kiln_value *x32 = new_tensor(KILN_DTYPE_F32, N);
-            struct kiln_value *x64 = new_tensor(KILN_DTYPE_F64, N);
+            struct kiln_value *x32 = new_vec(KILN_DTYPE_F32, N);
+            struct kiln_value *x64 = new_vec(KILN_DTYPE_F64, N);
             float *a = x32->t.data;
             double *b = x64->t.data;
             for (size_t j = 0; j < N; j++) {
-                double mag = ldexp(rnd(1, 2), (int)rnd(-f->bias - f->mbits - 3, log2(top) + 3));
+                double mag =
+                    ldexp(rng_range(1, 2), (int)rng_range(-f->bias - f->mbits - 3, log2(top) + 3));
                 if (j % 97 == 0) mag = (double)(j % 5) * 0.5 * ref_value(f, 1); /* ties, zero */
-                b[j] = (rnd64() & 1) ? -mag : mag;
+                b[j] = (rng_u64() & 1) ? -mag : mag;
                 a[j] = (float)b[j];
             }
             a[0] = NAN, b[0] = NAN;
@@ -248,7 +195,7 @@ static void test_e8m0(void)
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
         double v = c[i].x;
-        struct kiln_value *x = new_tensor(KILN_DTYPE_F64, 1), *y;
+        struct kiln_value *x = new_vec(KILN_DTYPE_F64, 1), *y;
         ((double *)x->t.data)[0] = v;
         kiln_err err;
         y = cast(x, KILN_DTYPE_F8E8M0, 25, c[i].sat, c[i].rm, &err, NULL);
@@ -266,7 +213,7 @@ static void test_f16_bf16(void)
     /* Nearest-even from double with one rounding: 1 + 2^-11 + 2^-40 lies just above the
      * midpoint between 1 and 1 + 2^-10, so it must round up (float32 would first round it
      * to the midpoint, and then to even = 1.0). */
-    struct kiln_value *x = new_tensor(KILN_DTYPE_F64, 4), *y;
+    struct kiln_value *x = new_vec(KILN_DTYPE_F64, 4), *y;
     double *d = x->t.data;
     d[0] = 1 + 0x1p-11 + 0x1p-40;
     d[1] = 1 + 0x1p-11;      /* the tie itself: even -> 1.0 */
@@ -289,9 +236,10 @@ static void test_f16_bf16(void)
     /* float32 -> float16 -> float32 and double -> float16 agree with the float32 path on
      * values that are floats (both are nearest-even) */
     enum { N = 1000 };
-    struct kiln_value *xf = new_tensor(KILN_DTYPE_F32, N), *xd = new_tensor(KILN_DTYPE_F64, N);
+    struct kiln_value *xf = new_vec(KILN_DTYPE_F32, N), *xd = new_vec(KILN_DTYPE_F64, N);
     for (size_t i = 0; i < N; i++) {
-        float v = (float)ldexp(rnd(-2, 2), (int)rnd(-26, 15)); /* within float16's range */
+        /* within float16's range */
+        float v = (float)ldexp(rng_range(-2, 2), (int)rng_range(-26, 15));
         ((float *)xf->t.data)[i] = v;
         ((double *)xd->t.data)[i] = v;
     }
@@ -321,7 +269,7 @@ static void test_f16_bf16(void)
 static void check_pair(kiln_dtype from, kiln_dtype to, const double *in, const double *want,
                        size_t n)
 {
-    struct kiln_value *x = new_tensor(from, n), *y;
+    struct kiln_value *x = new_vec(from, n), *y;
     for (size_t i = 0; i < n; i++) {
         if (from == KILN_DTYPE_U64)
             ((uint64_t *)x->t.data)[i] = (uint64_t)in[i];
@@ -373,7 +321,7 @@ static void test_int_rules(void)
     check_pair(KILN_DTYPE_U4, KILN_DTYPE_I8, (double[]){15, 0}, (double[]){15, 0}, 2);
     /* int64 -> float32 rounds once: 2^53 + 2^29 + 1 is just above a float tie (through
      * double it would become the tie 2^53 + 2^29 and round to even, down) */
-    struct kiln_value *x = new_tensor(KILN_DTYPE_I64, 1), *y;
+    struct kiln_value *x = new_vec(KILN_DTYPE_I64, 1), *y;
     ((int64_t *)x->t.data)[0] = (INT64_C(1) << 53) + (INT64_C(1) << 29) + 1;
     kiln_err err;
     y = cast(x, KILN_DTYPE_F32, 13, -1, NULL, &err, NULL);
@@ -381,7 +329,7 @@ static void test_int_rules(void)
           y ? ((float *)y->t.data)[0] : 0.0);
     kiln_value_free(y);
     kiln_value_free(x);
-    x = new_tensor(KILN_DTYPE_U64, 1);
+    x = new_vec(KILN_DTYPE_U64, 1);
     ((uint64_t *)x->t.data)[0] = UINT64_MAX;
     y = cast(x, KILN_DTYPE_F64, 13, -1, NULL, &err, NULL);
     CHECK(y && ((double *)y->t.data)[0] == 0x1p64, "uint64 max -> double");
@@ -398,7 +346,7 @@ static void test_int_rules(void)
         size_t n = sizes[s];
         double *in = malloc(n * sizeof *in + 1), *want = malloc(n * sizeof *want + 1);
         for (size_t i = 0; i < n; i++) {
-            in[i] = nearbyint(rnd(-1e9, 1e9)) + 0.25;
+            in[i] = nearbyint(rng_range(-1e9, 1e9)) + 0.25;
             want[i] = trunc(in[i]);
         }
         check_pair(KILN_DTYPE_F64, KILN_DTYPE_I64, in, want, n);
@@ -411,13 +359,6 @@ static void test_int_rules(void)
 
 /* ------------------------------------------------------------------ strings */
 
-static struct kiln_value *string_tensor(const char *const *s, size_t n)
-{
-    struct kiln_value *x = new_tensor(KILN_DTYPE_STRING, n);
-    for (size_t i = 0; i < n; i++) ((char **)x->t.data)[i] = kiln_strdup(s[i]);
-    return x;
-}
-
 static void test_strings(void)
 {
     kiln_err err;
@@ -427,7 +368,7 @@ static void test_strings(void)
     static const char *fw[] = {"0.1", "1e+20", "100.0", "1.5e-05", "-0.0", "NaN", "INF",
                                "-INF", "123456790.0", "0.0001", "3.4028235e+38", "1e+16",
                                "1000000000000000.0"};
-    struct kiln_value *x = f32_tensor(fv, 13);
+    struct kiln_value *x = vec_of(KILN_DTYPE_F32, 13, fv);
     struct kiln_value *y = cast(x, KILN_DTYPE_STRING, 13, -1, NULL, &err, NULL);
     CHECK(y, "float -> string: %s", err.msg);
     for (size_t i = 0; y && i < 13; i++)
@@ -437,7 +378,7 @@ static void test_strings(void)
     kiln_value_free(x);
 
     /* float16 and double use their own shortest digits */
-    x = new_tensor(KILN_DTYPE_F16, 1);
+    x = new_vec(KILN_DTYPE_F16, 1);
     ((uint16_t *)x->t.data)[0] = 0x2E66; /* the float16 nearest 0.1 */
     y = cast(x, KILN_DTYPE_STRING, 13, -1, NULL, &err, NULL);
     CHECK(y && strcmp(((char **)y->t.data)[0], "0.1") == 0, "float16 0.1 -> '%s'",
@@ -445,7 +386,7 @@ static void test_strings(void)
     kiln_value_free(y);
     kiln_value_free(x);
     check_pair(KILN_DTYPE_F64, KILN_DTYPE_F64, (double[]){0.1}, (double[]){0.1}, 1);
-    x = new_tensor(KILN_DTYPE_F64, 2);
+    x = new_vec(KILN_DTYPE_F64, 2);
     ((double *)x->t.data)[0] = 0.1;
     ((double *)x->t.data)[1] = 1.0 / 3;
     y = cast(x, KILN_DTYPE_STRING, 13, -1, NULL, &err, NULL);
@@ -457,7 +398,7 @@ static void test_strings(void)
     kiln_value_free(x);
 
     /* integers and bool */
-    x = new_tensor(KILN_DTYPE_I64, 2);
+    x = new_vec(KILN_DTYPE_I64, 2);
     ((int64_t *)x->t.data)[0] = -42;
     ((int64_t *)x->t.data)[1] = INT64_MIN;
     y = cast(x, KILN_DTYPE_STRING, 13, -1, NULL, &err, NULL);
@@ -466,7 +407,7 @@ static void test_strings(void)
           "int64 -> string");
     kiln_value_free(y);
     kiln_value_free(x);
-    x = new_tensor(KILN_DTYPE_BOOL, 2);
+    x = new_vec(KILN_DTYPE_BOOL, 2);
     ((uint8_t *)x->t.data)[1] = 1;
     y = cast(x, KILN_DTYPE_STRING, 13, -1, NULL, &err, NULL);
     CHECK(y && strcmp(((char **)y->t.data)[0], "False") == 0 &&
@@ -478,7 +419,7 @@ static void test_strings(void)
     /* string -> float: the reserved spellings in any case, scientific notation */
     static const char *sv[] = {"3.14", "1E8", "-INF", "+inf", "INF", "NaN", "nan", " 2 ", "-1e-5"};
     static const float sw[] = {3.14f, 1e8f, -INFINITY, INFINITY, INFINITY, NAN, NAN, 2, -1e-5f};
-    x = string_tensor(sv, 9);
+    x = vec_of(KILN_DTYPE_STRING, 9, sv);
     y = cast(x, KILN_DTYPE_F32, 13, -1, NULL, &err, NULL);
     CHECK(y, "string -> float: %s", err.msg);
     for (size_t i = 0; y && i < 9; i++) {
@@ -495,25 +436,25 @@ static void test_strings(void)
     kiln_value_free(x);
 
     static const char *iv[] = {"18446744073709551615", "-7", "100.5", "true", "0"};
-    x = string_tensor(iv, 5);
+    x = vec_of(KILN_DTYPE_STRING, 5, iv);
     y = cast(x, KILN_DTYPE_U64, 13, -1, NULL, &err, NULL);
     CHECK(!y, "'true' cast to uint64 should fail");
     kiln_value_free(x);
-    x = string_tensor(iv, 3);
+    x = vec_of(KILN_DTYPE_STRING, 3, iv);
     y = cast(x, KILN_DTYPE_U64, 13, -1, NULL, &err, NULL);
     CHECK(y && ((uint64_t *)y->t.data)[0] == UINT64_MAX &&
               ((uint64_t *)y->t.data)[1] == (uint64_t)-7 && ((uint64_t *)y->t.data)[2] == 100,
           "string -> uint64");
     kiln_value_free(y);
     kiln_value_free(x);
-    x = string_tensor((const char *[]){"true", "False", "0", "2.5"}, 4);
+    x = vec_of(KILN_DTYPE_STRING, 4, (const char *[]){"true", "False", "0", "2.5"});
     y = cast(x, KILN_DTYPE_BOOL, 13, -1, NULL, &err, NULL);
     CHECK(y && memcmp(y->t.data, (uint8_t[]){1, 0, 0, 1}, 4) == 0, "string -> bool");
     kiln_value_free(y);
     kiln_value_free(x);
 
     /* text that is not a number fails with the element named */
-    x = string_tensor((const char *[]){"1", "Hello World!"}, 2);
+    x = vec_of(KILN_DTYPE_STRING, 2, (const char *[]){"1", "Hello World!"});
     kiln_status st;
     y = cast(x, KILN_DTYPE_F32, 13, -1, NULL, &err, &st);
     CHECK(!y && st == KILN_E_INVALID_ARG && strstr(err.msg, "element 1") &&
@@ -525,11 +466,11 @@ static void test_strings(void)
     enum { N = 1000 };
     float *rv = malloc(N * sizeof *rv);
     for (size_t i = 0; i < N; i++) {
-        uint32_t bits = (uint32_t)rnd64();
+        uint32_t bits = (uint32_t)rng_u64();
         memcpy(&rv[i], &bits, 4);
         if (!isfinite(rv[i])) rv[i] = 1.5f;
     }
-    x = f32_tensor(rv, N);
+    x = vec_of(KILN_DTYPE_F32, N, rv);
     y = cast(x, KILN_DTYPE_STRING, 13, -1, NULL, &err, NULL);
     struct kiln_value *z = y ? cast(y, KILN_DTYPE_F32, 13, -1, NULL, &err, NULL) : NULL;
     CHECK(z && memcmp(z->t.data, rv, N * sizeof *rv) == 0, "float -> string -> float not exact");
@@ -545,7 +486,7 @@ static void test_forms(void)
 {
     kiln_err err;
     float v[3] = {1.5f, -2.5f, 3};
-    struct kiln_value *x = f32_tensor(v, 3);
+    struct kiln_value *x = vec_of(KILN_DTYPE_F32, 3, v);
 
     /* opset 1: `to` is a type name */
     struct kiln_attr a = {0};
@@ -562,7 +503,7 @@ static void test_forms(void)
     kiln_value_free(o[0]);
 
     /* CastLike takes the dtype of input 1 */
-    struct kiln_value *like = new_tensor(KILN_DTYPE_F16, 0);
+    struct kiln_value *like = new_vec(KILN_DTYPE_F16, 0);
     struct kiln_value *in2[2] = {x, like};
     struct kiln_node node2 = {.name = "cl", .op_type = "CastLike", .domain = "", .n_in = 2,
                               .n_out = 1, .inputs = ins, .outputs = outs, .since = 15};
@@ -592,6 +533,7 @@ static void test_forms(void)
 
 int main(void)
 {
+    rng_seed(0x13198A2E03707344ull);
     test_narrow_decode();
     test_narrow_encode();
     test_e8m0();
@@ -599,10 +541,5 @@ int main(void)
     test_int_rules();
     test_strings();
     test_forms();
-    if (g_fail) {
-        printf("test_cast: %d failures\n", g_fail);
-        return 1;
-    }
-    printf("test_cast: ok\n");
-    return 0;
+    return test_summary("test_cast");
 }

@@ -12,30 +12,12 @@
  * 3. Every problem is reported (several in one model give several lines) and the return
  *    value counts them, with or without a callback.
  */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ir/ir.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            failures++;                                                                        \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);          \
-            fprintf(stderr, __VA_ARGS__);                                                      \
-            fputc('\n', stderr);                                                               \
-        }                                                                                      \
-    } while (0)
-
-static const char *tests_dir(void)
-{
-    const char *d = getenv("KILN_ONNX_TESTS");
-    return d ? d : KILN_ONNX_TESTS;
-}
+#include "test_support.h"
 
 /* ------------------------------------------------------------------ collected problems */
 
@@ -79,34 +61,32 @@ static bool known_odd(const char *name)
 
 static void check_folder(const char *sub, size_t *n_models)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", tests_dir(), sub);
-    DIR *d = opendir(path);
-    if (!d) {
-        fprintf(stderr, "note: no test data at %s\n", path);
+    size_t n;
+    char **cases = list_cases(sub, &n);
+    if (!cases) {
+        fprintf(stderr, "note: no test data at %s/%s\n", onnx_tests_dir(), sub);
         return;
     }
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strncmp(e->d_name, "test_", 5)) continue;
-        snprintf(path, sizeof path, "%s/%s/%s/model.onnx", tests_dir(), sub, e->d_name);
+    for (size_t i = 0; i < n; i++) {
+        char path[4096];
+        case_path(path, sizeof path, sub, cases[i], "model.onnx");
         kiln_model *m = NULL;
         kiln_err err = {0};
         if (kiln_model_load_file(path, &m, &err) != KILN_OK) {
-            CHECK(0, "%s/%s does not load: %s", sub, e->d_name, err.msg);
+            CHECK(0, "%s/%s does not load: %s", sub, cases[i], err.msg);
             continue;
         }
         struct problems p = {0};
-        size_t n = kiln_model_check(m, collect, &p);
-        CHECK(n == p.n, "%s: returned %zu, reported %zu", e->d_name, n, p.n);
-        if (!known_odd(e->d_name)) {
-            CHECK(n == 0, "%s/%s: %zu problems in a valid model", sub, e->d_name, n);
-            if (n) dump(&p);
+        size_t np = kiln_model_check(m, collect, &p);
+        CHECK(np == p.n, "%s: returned %zu, reported %zu", cases[i], np, p.n);
+        if (!known_odd(cases[i])) {
+            CHECK(np == 0, "%s/%s: %zu problems in a valid model", sub, cases[i], np);
+            if (np) dump(&p);
         }
         (*n_models)++;
         kiln_model_free(m);
     }
-    closedir(d);
+    free_cases(cases, n);
 }
 
 static void test_valid_models(void)
@@ -591,10 +571,5 @@ int main(void)
     test_header();
     test_mutated();
     test_valid_models();
-    if (failures) {
-        fprintf(stderr, "test_check: %d failures\n", failures);
-        return 1;
-    }
-    fprintf(stderr, "test_check: ok\n");
-    return 0;
+    return test_summary("test_check");
 }

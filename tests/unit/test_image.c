@@ -15,25 +15,9 @@
 #include <string.h>
 
 #include "cpu/kernel.h"
+#include "test_support.h"
 
-static int g_fail;
-
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            g_fail++;                                                                          \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                        \
-            printf(__VA_ARGS__);                                                               \
-            printf("\n");                                                                      \
-        }                                                                                      \
-    } while (0)
-
-static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static uint32_t rnd_u(void)
-{
-    g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
-    return (uint32_t)(g_rng >> 16);
-}
+static uint32_t rnd_u(void) { return (uint32_t)(rng_u64() >> 16); }
 
 /* ------------------------------------------------------------------ harness */
 
@@ -47,18 +31,11 @@ static kiln_status decode_as(kiln_dtype dt, int rank, const uint8_t *bytes, size
     *out = NULL;
     if (kiln_value_new_tensor(dt, rank, dims, &x, err)) return err->status;
     if (n) memcpy(x->t.data, bytes, n);
-    struct kiln_attr at = {.name = "pixel_format", .type = KILN_ATTR_STRING, .s = pf, .s_len = pf ? strlen(pf) : 0};
-    const char *names[1] = {"encoded_stream"}, *outs[1] = {"image"};
-    struct kiln_node node = {.name = "dec", .op_type = "ImageDecoder", .domain = "", .n_in = 1, .n_out = 1,
-                             .n_attr = pf ? 1 : 0, .inputs = names, .outputs = outs, .attrs = &at, .since = 20};
-    struct kiln_value *o[1] = {NULL};
-    struct kiln_kctx k = {.node = &node, .opset = 20, .n_in = 1, .n_out = 1, .in = &x, .out = o, .err = err};
-    const struct kiln_cpu_op *kop = kiln_cpu_find_op("", "ImageDecoder", 20);
-    kiln_status st = kop ? kop->run(&k) : kiln_err_set(err, KILN_E_UNSUPPORTED, "no ImageDecoder kernel");
-    kiln_kctx_free_scratch(&k);
+    struct kiln_attr at[1];
+    size_t na = 0;
+    if (pf) at[na++] = attr_s("pixel_format", pf);
+    kiln_status st = run_op("ImageDecoder", 20, at, na, &x, 1, out, err);
     kiln_value_free(x);
-    if (st) kiln_value_free(o[0]), o[0] = NULL;
-    *out = o[0];
     return st;
 }
 
@@ -527,14 +504,10 @@ static void test_errors(void)
 
 int main(void)
 {
+    rng_seed(0x9E3779B97F4A7C15ull);
     test_bmp();
     test_pnm();
     test_onnx_cases();
     test_errors();
-    if (g_fail) {
-        printf("test_image: %d failures\n", g_fail);
-        return 1;
-    }
-    printf("test_image: ok\n");
-    return 0;
+    return test_summary("test_image");
 }

@@ -15,97 +15,22 @@
 #include <string.h>
 
 #include "cpu/kernel.h"
-
-static int g_fail;
-
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            g_fail++;                                                                          \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                        \
-            printf(__VA_ARGS__);                                                               \
-            printf("\n");                                                                      \
-        }                                                                                      \
-    } while (0)
+#include "test_support.h"
 
 #define ML "ai.onnx.ml"
 #define TR "ai.onnx.preview.training"
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
-/* ------------------------------------------------------------------ attributes */
-
-static struct kiln_attr a_i(const char *name, int64_t v)
-{
-    struct kiln_attr a = {.name = name, .type = KILN_ATTR_INT, .i = v};
-    return a;
-}
-static struct kiln_attr a_f(const char *name, float v)
-{
-    struct kiln_attr a = {.name = name, .type = KILN_ATTR_FLOAT, .f = v};
-    return a;
-}
-static struct kiln_attr a_s(const char *name, const char *v)
-{
-    struct kiln_attr a = {.name = name, .type = KILN_ATTR_STRING, .s = v, .s_len = strlen(v)};
-    return a;
-}
-static struct kiln_attr a_ints(const char *name, const int64_t *v, size_t n)
-{
-    struct kiln_attr a = {.name = name, .type = KILN_ATTR_INTS, .ints = (int64_t *)v, .n = n};
-    return a;
-}
-static struct kiln_attr a_floats(const char *name, const float *v, size_t n)
-{
-    struct kiln_attr a = {.name = name, .type = KILN_ATTR_FLOATS, .floats = (float *)v, .n = n};
-    return a;
-}
-static struct kiln_attr a_strs(const char *name, const char *const *v, size_t n)
-{
-    struct kiln_attr a = {.name = name, .type = KILN_ATTR_STRINGS, .strings = (const char **)v, .n = n};
-    return a;
-}
-/* A 1-D tensor attribute over caller-owned data (not freed). */
-static struct kiln_attr a_t(const char *name, struct kiln_tensor *t, kiln_dtype dt, const void *data, size_t n)
-{
-    memset(t, 0, sizeof *t);
-    t->dtype = dt;
-    t->rank = 1;
-    t->dims[0] = (int64_t)n;
-    t->data = (void *)data;
-    struct kiln_attr a = {.name = name, .type = KILN_ATTR_TENSOR, .t = t};
-    return a;
-}
-
-#define AINTS(name, ...) a_ints(name, (const int64_t[]){__VA_ARGS__}, N_OF(((const int64_t[]){__VA_ARGS__})))
-#define AFLOATS(name, ...) a_floats(name, (const float[]){__VA_ARGS__}, N_OF(((const float[]){__VA_ARGS__})))
-#define ASTRS(name, ...) a_strs(name, (const char *const[]){__VA_ARGS__}, N_OF(((const char *const[]){__VA_ARGS__})))
+#define AINTS(name, ...) attr_ints(name, (const int64_t[]){__VA_ARGS__}, N_OF(((const int64_t[]){__VA_ARGS__})))
+#define AFLOATS(name, ...) attr_floats(name, (const float[]){__VA_ARGS__}, N_OF(((const float[]){__VA_ARGS__})))
+#define ASTRS(name, ...) attr_strs(name, (const char *const[]){__VA_ARGS__}, N_OF(((const char *const[]){__VA_ARGS__})))
 
 /* ------------------------------------------------------------------ values */
-
-static struct kiln_value *tensor(kiln_dtype dt, int rank, const int64_t *dims, const void *data)
-{
-    struct kiln_value *v;
-    if (kiln_value_new_tensor(dt, rank, dims, &v, NULL)) {
-        printf("out of memory\n");
-        exit(1);
-    }
-    size_t n = kiln_tensor_numel(&v->t);
-    if (dt == KILN_DTYPE_STRING) {
-        for (size_t i = 0; i < n; i++) ((char **)v->t.data)[i] = kiln_strdup(((const char *const *)data)[i]);
-    } else if (n) {
-        memcpy(v->t.data, data, kiln_tensor_nbytes(&v->t));
-    }
-    return v;
-}
 
 static struct kiln_value *f32m(int64_t rows, int64_t cols, const float *data)
 {
     int64_t d[2] = {rows, cols};
-    return tensor(KILN_DTYPE_F32, 2, d, data);
-}
-static struct kiln_value *vec(kiln_dtype dt, int64_t n, const void *data)
-{
-    return tensor(dt, 1, &n, data);
+    return tensor_of(KILN_DTYPE_F32, 2, d, data);
 }
 
 /* ------------------------------------------------------------------ harness */
@@ -127,23 +52,10 @@ struct call {
 /* Runs the call's op; on failure out[] is cleared. Inputs stay owned by the call. */
 static kiln_status run(struct call *c)
 {
-    const char *ins[MAX_IO], *outs[MAX_IO];
-    for (size_t i = 0; i < c->n_in; i++) ins[i] = c->in[i] ? "x" : "";
-    for (size_t i = 0; i < c->n_out; i++) outs[i] = "y";
-    struct kiln_node node = {.name = "t", .op_type = c->op, .domain = c->domain, .n_in = c->n_in,
-                             .n_out = c->n_out, .n_attr = c->n_attr, .inputs = ins, .outputs = outs,
-                             .attrs = (struct kiln_attr *)c->attrs, .since = c->opset};
     for (size_t i = 0; i < MAX_IO; i++) kiln_value_free(c->out[i]), c->out[i] = NULL;
     memset(&c->err, 0, sizeof c->err);
-    struct kiln_kctx k = {.node = &node, .opset = c->opset, .n_in = c->n_in, .n_out = c->n_out, .in = c->in,
-                          .out = c->out, .err = &c->err};
-    const struct kiln_cpu_op *op = kiln_cpu_find_op(c->domain, c->op, c->opset);
-    if (!op) return c->st = kiln_err_set(&c->err, KILN_E_UNSUPPORTED, "no kernel for %s-%d", c->op, c->opset);
-    c->st = op->run(&k);
-    kiln_kctx_free_scratch(&k);
-    if (c->st)
-        for (size_t i = 0; i < c->n_out; i++) kiln_value_free(c->out[i]), c->out[i] = NULL;
-    return c->st;
+    return c->st = run_node(c->domain, c->op, c->opset, c->attrs, c->n_attr, c->in, c->n_in, c->out,
+                            c->n_out, &c->err);
 }
 
 static void done(struct call *c)
@@ -163,26 +75,23 @@ static void expect_out(const struct call *c, size_t o, kiln_dtype dt, int rank, 
                        const double *want, size_t n, double tol, int line)
 {
     if (c->st || !c->out[o]) {
-        g_fail++;
-        printf("FAIL line %d: %s failed: %s\n", line, c->op, c->err.msg);
+        test_fail(__FILE__, line, NULL, "%s failed: %s", c->op, c->err.msg);
         return;
     }
     const struct kiln_tensor *t = &c->out[o]->t;
     bool shape_ok = t->rank == rank && kiln_tensor_numel(t) == n;
     for (int i = 0; shape_ok && i < rank; i++) shape_ok = t->dims[i] == dims[i];
     if (t->dtype != dt || !shape_ok) {
-        g_fail++;
-        printf("FAIL line %d: %s output %zu is %s rank %d numel %zu\n", line, c->op, o, kiln_dtype_name(t->dtype),
-               t->rank, kiln_tensor_numel(t));
+        test_fail(__FILE__, line, NULL, "%s output %zu is %s rank %d numel %zu", c->op, o,
+                  kiln_dtype_name(t->dtype), t->rank, kiln_tensor_numel(t));
         return;
     }
     for (size_t i = 0; i < n; i++) {
         double g = outv(c, o, i);
         bool ok = (isnan(want[i]) && isnan(g)) || fabs(g - want[i]) <= tol * (1 + fabs(want[i]));
-        if (!ok) {
-            g_fail++;
-            printf("FAIL line %d: %s output %zu [%zu] = %.9g; expected %.9g\n", line, c->op, o, i, g, want[i]);
-        }
+        if (!ok)
+            test_fail(__FILE__, line, NULL, "%s output %zu [%zu] = %.9g; expected %.9g", c->op, o, i, g,
+                      want[i]);
     }
 }
 #define EXPECT(c, o, dt, rank, dims, ...)                                                      \
@@ -194,9 +103,8 @@ static void expect_fail(struct call *c, kiln_status st, const char *needle, int 
 {
     kiln_status got = run(c);
     if (got != st || !strstr(c->err.msg, needle) || !strstr(c->err.msg, c->op)) {
-        g_fail++;
-        printf("FAIL line %d: %s gave status %d '%s'; expected %d with '%s'\n", line, c->op, got, c->err.msg, st,
-               needle);
+        test_fail(__FILE__, line, NULL, "%s gave status %d '%s'; expected %d with '%s'", c->op, got,
+                  c->err.msg, st, needle);
     }
 }
 #define EXPECT_FAIL(c, st, needle) expect_fail(c, st, needle, __LINE__)
@@ -229,8 +137,8 @@ static void test_tree_regressor(void)
                 AINTS("target_ids", 0, 0, 0, 0, 1),
                 AFLOATS("target_weights", 1, 2, 10, 20, 5),
                 AFLOATS("base_values", 100, 200),
-                a_i("n_targets", 2),
-                a_s("aggregate_function", aggs[agg]),
+                attr_i("n_targets", 2),
+                attr_s("aggregate_function", aggs[agg]),
             };
             struct call c = {.op = "TreeEnsembleRegressor", .domain = ML, .opset = opset, .attrs = at,
                              .n_attr = N_OF(at), .n_in = 1, .n_out = 1};
@@ -252,15 +160,15 @@ static void test_tree_regressor(void)
         AINTS("nodes_featureids", 0, 0, 0, 1, 0, 0),
         ASTRS("nodes_modes", "BRANCH_LEQ", "LEAF", "LEAF", "BRANCH_GT", "LEAF", "LEAF"),
         AFLOATS("nodes_values", 99, 99, 99, 99, 99, 99),
-        a_t("nodes_values_as_tensor", &tv, KILN_DTYPE_F64, vals, 6),
+        attr_t("nodes_values_as_tensor", &tv, KILN_DTYPE_F64, vals, 6),
         AINTS("nodes_truenodeids", 1, 0, 0, 2, 0, 0),
         AINTS("nodes_falsenodeids", 2, 0, 0, 1, 0, 0),
         AINTS("target_treeids", 0, 0, 1, 1, 1),
         AINTS("target_nodeids", 1, 2, 1, 2, 2),
         AINTS("target_ids", 0, 0, 0, 0, 1),
-        a_t("target_weights_as_tensor", &tw, KILN_DTYPE_F64, w, 5),
-        a_i("n_targets", 2),
-        a_s("post_transform", "LOGISTIC"),
+        attr_t("target_weights_as_tensor", &tw, KILN_DTYPE_F64, w, 5),
+        attr_i("n_targets", 2),
+        attr_s("post_transform", "LOGISTIC"),
     };
     struct call c = {.op = "TreeEnsembleRegressor", .domain = ML, .opset = 3, .attrs = at, .n_attr = N_OF(at),
                      .n_in = 1, .n_out = 1};
@@ -284,19 +192,19 @@ static void test_tree_ensemble5(void)
             struct kiln_tensor t1, t2, t3, t4;
             struct kiln_attr at[] = {
                 AINTS("nodes_featureids", 0, 1, 0),
-                a_t("nodes_modes", &t1, KILN_DTYPE_U8, modes, 3),
-                a_t("nodes_splits", &t2, KILN_DTYPE_F32, splits, 3),
-                a_t("membership_values", &t3, KILN_DTYPE_F32, mem, 3),
+                attr_t("nodes_modes", &t1, KILN_DTYPE_U8, modes, 3),
+                attr_t("nodes_splits", &t2, KILN_DTYPE_F32, splits, 3),
+                attr_t("membership_values", &t3, KILN_DTYPE_F32, mem, 3),
                 AINTS("nodes_truenodeids", 0, 2, 3),
                 AINTS("nodes_trueleafs", 1, 1, 1),
                 AINTS("nodes_falsenodeids", 1, 2, 4),
                 AINTS("nodes_falseleafs", 1, 0, 1),
                 AINTS("leaf_targetids", 0, 0, 1, 1, 0),
-                a_t("leaf_weights", &t4, KILN_DTYPE_F32, lw, 5),
+                attr_t("leaf_weights", &t4, KILN_DTYPE_F32, lw, 5),
                 AINTS("tree_roots", 0, 1),
-                a_i("n_targets", 2),
-                a_i("aggregate_function", agg),
-                a_i("post_transform", post),
+                attr_i("n_targets", 2),
+                attr_i("aggregate_function", agg),
+                attr_i("post_transform", post),
             };
             struct call c = {.op = "TreeEnsemble", .domain = ML, .opset = 5, .attrs = at, .n_attr = N_OF(at),
                              .n_in = 1, .n_out = 1};
@@ -317,15 +225,15 @@ static void test_tree_ensemble5(void)
     static const double xd[] = {1, 2};
     struct kiln_tensor t1, t2, t3;
     struct kiln_attr at[] = {
-        AINTS("nodes_featureids", 9), a_t("nodes_modes", &t1, KILN_DTYPE_U8, m1, 1),
-        a_t("nodes_splits", &t2, KILN_DTYPE_F64, s1, 1), AINTS("nodes_truenodeids", 0),
+        AINTS("nodes_featureids", 9), attr_t("nodes_modes", &t1, KILN_DTYPE_U8, m1, 1),
+        attr_t("nodes_splits", &t2, KILN_DTYPE_F64, s1, 1), AINTS("nodes_truenodeids", 0),
         AINTS("nodes_trueleafs", 1), AINTS("nodes_falsenodeids", 0), AINTS("nodes_falseleafs", 1),
-        AINTS("leaf_targetids", 0), a_t("leaf_weights", &t3, KILN_DTYPE_F64, w1, 1), AINTS("tree_roots", 0, 0),
-        a_i("n_targets", 1),
+        AINTS("leaf_targetids", 0), attr_t("leaf_weights", &t3, KILN_DTYPE_F64, w1, 1), AINTS("tree_roots", 0, 0),
+        attr_i("n_targets", 1),
     };
     struct call c = {.op = "TreeEnsemble", .domain = ML, .opset = 5, .attrs = at, .n_attr = N_OF(at), .n_in = 1,
                      .n_out = 1};
-    c.in[0] = tensor(KILN_DTYPE_F64, 2, (const int64_t[]){2, 1}, xd);
+    c.in[0] = tensor_of(KILN_DTYPE_F64, 2, (const int64_t[]){2, 1}, xd);
     run(&c);
     EXPECT(&c, 0, KILN_DTYPE_F64, 2, D(2, 1), 5, 5);
     done(&c);
@@ -354,12 +262,12 @@ static void test_tree_hostile(void)
     for (size_t i = 0; i < N_OF(cases); i++) {
         struct kiln_tensor t1, t2, t3;
         struct kiln_attr at[] = {
-            a_ints("nodes_featureids", cases[i].feat, 2), a_t("nodes_modes", &t1, KILN_DTYPE_U8, modes, 2),
-            a_t("nodes_splits", &t2, KILN_DTYPE_F32, splits, 2), a_ints("nodes_truenodeids", cases[i].tid, 2),
-            a_ints("nodes_trueleafs", cases[i].tleaf, 2), a_ints("nodes_falsenodeids", cases[i].fid, 2),
-            a_ints("nodes_falseleafs", cases[i].fleaf, 2), a_ints("leaf_targetids", cases[i].ltgt, 2),
-            a_t("leaf_weights", &t3, KILN_DTYPE_F32, lw, 2), a_ints("tree_roots", &cases[i].root, 1),
-            a_i("n_targets", 2),
+            attr_ints("nodes_featureids", cases[i].feat, 2), attr_t("nodes_modes", &t1, KILN_DTYPE_U8, modes, 2),
+            attr_t("nodes_splits", &t2, KILN_DTYPE_F32, splits, 2), attr_ints("nodes_truenodeids", cases[i].tid, 2),
+            attr_ints("nodes_trueleafs", cases[i].tleaf, 2), attr_ints("nodes_falsenodeids", cases[i].fid, 2),
+            attr_ints("nodes_falseleafs", cases[i].fleaf, 2), attr_ints("leaf_targetids", cases[i].ltgt, 2),
+            attr_t("leaf_weights", &t3, KILN_DTYPE_F32, lw, 2), attr_ints("tree_roots", &cases[i].root, 1),
+            attr_i("n_targets", 2),
         };
         struct call c = {.op = "TreeEnsemble", .domain = ML, .opset = 5, .attrs = at, .n_attr = N_OF(at),
                          .n_in = 1, .n_out = 1};
@@ -373,11 +281,11 @@ static void test_tree_hostile(void)
         static const float mv[] = {1, 2};
         struct kiln_tensor t1, t2, t3, t4;
         struct kiln_attr at[] = {
-            AINTS("nodes_featureids", 0, 0), a_t("nodes_modes", &t1, KILN_DTYPE_U8, m6, 2),
-            a_t("nodes_splits", &t2, KILN_DTYPE_F32, splits, 2), AINTS("nodes_truenodeids", 0, 0),
+            AINTS("nodes_featureids", 0, 0), attr_t("nodes_modes", &t1, KILN_DTYPE_U8, m6, 2),
+            attr_t("nodes_splits", &t2, KILN_DTYPE_F32, splits, 2), AINTS("nodes_truenodeids", 0, 0),
             AINTS("nodes_trueleafs", 1, 1), AINTS("nodes_falsenodeids", 1, 1), AINTS("nodes_falseleafs", 1, 1),
-            AINTS("leaf_targetids", 0, 0), a_t("leaf_weights", &t3, KILN_DTYPE_F32, lw, 2), AINTS("tree_roots", 0),
-            a_t("membership_values", &t4, KILN_DTYPE_F32, mv, 2),
+            AINTS("leaf_targetids", 0, 0), attr_t("leaf_weights", &t3, KILN_DTYPE_F32, lw, 2), AINTS("tree_roots", 0),
+            attr_t("membership_values", &t4, KILN_DTYPE_F32, mv, 2),
         };
         struct call c = {.op = "TreeEnsemble", .domain = ML, .opset = 5, .attrs = at, .n_attr = N_OF(at),
                          .n_in = 1, .n_out = 1};
@@ -404,15 +312,15 @@ static void test_tree_hostile(void)
     for (size_t i = 0; i < N_OF(v1); i++) {
         struct kiln_attr at[] = {
             AINTS("nodes_treeids", 0, 0, 0),
-            a_ints("nodes_nodeids", (const int64_t[]){0, v1[i].nodeid1, 2}, 3),
+            attr_ints("nodes_nodeids", (const int64_t[]){0, v1[i].nodeid1, 2}, 3),
             AINTS("nodes_featureids", 0, 0, 0),
             ASTRS("nodes_modes", "BRANCH_LEQ", "LEAF", "LEAF"),
             AFLOATS("nodes_values", 0, 0, 0),
-            a_ints("nodes_truenodeids", (const int64_t[]){v1[i].tid0, 0, 0}, 3),
+            attr_ints("nodes_truenodeids", (const int64_t[]){v1[i].tid0, 0, 0}, 3),
             AINTS("nodes_falsenodeids", 2, 0, 0),
             AINTS("class_treeids", 0),
-            a_ints("class_nodeids", &v1[i].vnode, 1),
-            a_ints("class_ids", &v1[i].cid, 1),
+            attr_ints("class_nodeids", &v1[i].vnode, 1),
+            attr_ints("class_ids", &v1[i].cid, 1),
             AFLOATS("class_weights", 1),
             AINTS("classlabels_int64s", 0, 1),
         };
@@ -433,7 +341,7 @@ static void test_tree_classifier(void)
         ASTRS("nodes_modes", "BRANCH_LEQ", "LEAF", "LEAF"), AFLOATS("nodes_values", 0, 0, 0),
         AINTS("nodes_truenodeids", 1, 0, 0), AINTS("nodes_falsenodeids", 2, 0, 0),
         AINTS("class_treeids", 0, 0, 0), AINTS("class_nodeids", 1, 1, 2), AINTS("class_ids", 0, 1, 2),
-        AFLOATS("class_weights", 2, 1, 3), AINTS("classlabels_int64s", 10, 20, 30), a_s("post_transform", "SOFTMAX"),
+        AFLOATS("class_weights", 2, 1, 3), AINTS("classlabels_int64s", 10, 20, 30), attr_s("post_transform", "SOFTMAX"),
     };
     struct call c = {.op = "TreeEnsembleClassifier", .domain = ML, .opset = 3, .attrs = at, .n_attr = N_OF(at),
                      .n_in = 1, .n_out = 2};
@@ -452,7 +360,7 @@ static void test_tree_classifier(void)
         AINTS("nodes_truenodeids", 1, 0, 0), AINTS("nodes_falsenodeids", 2, 0, 0),
         AINTS("class_treeids", 0, 0), AINTS("class_nodeids", 1, 2), AINTS("class_ids", 0, 0),
         AFLOATS("class_weights", 0.8f, -0.4f), ASTRS("classlabels_strings", "neg", "pos"),
-        a_s("post_transform", "LOGISTIC"),
+        attr_s("post_transform", "LOGISTIC"),
     };
     struct call b = {.op = "TreeEnsembleClassifier", .domain = ML, .opset = 1, .attrs = bt, .n_attr = N_OF(bt),
                      .n_in = 1, .n_out = 2};
@@ -472,7 +380,7 @@ static void test_linear(void)
     static const float x[] = {1, 1, -2, 0};
     struct kiln_attr at[] = {
         AFLOATS("coefficients", 1, 2, -1, 0, 0.5f, 0.5f), AFLOATS("intercepts", 0, 1, -1),
-        ASTRS("classlabels_strings", "a", "b", "c"), a_s("post_transform", "SOFTMAX"),
+        ASTRS("classlabels_strings", "a", "b", "c"), attr_s("post_transform", "SOFTMAX"),
     };
     struct call c = {.op = "LinearClassifier", .domain = ML, .opset = 1, .attrs = at, .n_attr = N_OF(at),
                      .n_in = 1, .n_out = 2};
@@ -504,13 +412,13 @@ static void test_linear(void)
 
     /* LinearRegressor with 2 targets; int64 input. */
     static const int64_t xi[] = {1, 2};
-    struct kiln_attr rt[] = {AFLOATS("coefficients", 1, 2, 3, 4), AFLOATS("intercepts", 0.5f, -1), a_i("targets", 2)};
+    struct kiln_attr rt[] = {AFLOATS("coefficients", 1, 2, 3, 4), AFLOATS("intercepts", 0.5f, -1), attr_i("targets", 2)};
     struct call r = {.op = "LinearRegressor", .domain = ML, .opset = 1, .attrs = rt, .n_attr = N_OF(rt), .n_in = 1,
                      .n_out = 1};
-    r.in[0] = tensor(KILN_DTYPE_I64, 2, (const int64_t[]){1, 2}, xi);
+    r.in[0] = tensor_of(KILN_DTYPE_I64, 2, (const int64_t[]){1, 2}, xi);
     run(&r);
     EXPECT(&r, 0, KILN_DTYPE_F32, 2, D(1, 2), 5.5, 10);
-    rt[2] = a_i("targets", 3);
+    rt[2] = attr_i("targets", 3);
     EXPECT_FAIL(&r, KILN_E_INVALID_ARG, "targets (3)");
     done(&r);
 }
@@ -535,7 +443,7 @@ static void test_svm(void)
     static const float xs[] = {0, 0, 1, 1};
     struct kiln_attr st[] = {
         AFLOATS("coefficients", 1, -1), AFLOATS("support_vectors", 0, 0, 1, 1), AINTS("vectors_per_class", 1, 1),
-        AFLOATS("rho", 0), AFLOATS("kernel_params", 1, 0, 0), a_s("kernel_type", "RBF"),
+        AFLOATS("rho", 0), AFLOATS("kernel_params", 1, 0, 0), attr_s("kernel_type", "RBF"),
         AINTS("classlabels_ints", 4, 9),
     };
     struct call s = {.op = "SVMClassifier", .domain = ML, .opset = 1, .attrs = st, .n_attr = N_OF(st), .n_in = 1,
@@ -552,8 +460,8 @@ static void test_svm(void)
     /* SVMRegressor: RBF (gamma 0.5) with supports [0,0], [1,1] and coefficients [2, -1]. */
     static const float xr[] = {1, 0};
     struct kiln_attr rt[] = {
-        AFLOATS("coefficients", 2, -1), AFLOATS("support_vectors", 0, 0, 1, 1), a_i("n_supports", 2),
-        AFLOATS("rho", 0.5f), AFLOATS("kernel_params", 0.5f, 0, 0), a_s("kernel_type", "RBF"),
+        AFLOATS("coefficients", 2, -1), AFLOATS("support_vectors", 0, 0, 1, 1), attr_i("n_supports", 2),
+        AFLOATS("rho", 0.5f), AFLOATS("kernel_params", 0.5f, 0, 0), attr_s("kernel_type", "RBF"),
     };
     struct call r = {.op = "SVMRegressor", .domain = ML, .opset = 1, .attrs = rt, .n_attr = N_OF(rt), .n_in = 1,
                      .n_out = 1};
@@ -561,7 +469,7 @@ static void test_svm(void)
     run(&r);
     EXPECT(&r, 0, KILN_DTYPE_F32, 2, D(1, 1), exp(-0.5) + 0.5);
     done(&r);
-    struct kiln_attr lt[] = {AFLOATS("coefficients", 1, 2), AFLOATS("rho", -4), a_i("one_class", 1)};
+    struct kiln_attr lt[] = {AFLOATS("coefficients", 1, 2), AFLOATS("rho", -4), attr_i("one_class", 1)};
     struct call l = {.op = "SVMRegressor", .domain = ML, .opset = 1, .attrs = lt, .n_attr = N_OF(lt), .n_in = 1,
                      .n_out = 1};
     static const float xl[] = {1, 1, 1, 2};
@@ -579,10 +487,10 @@ static void test_label_encoder(void)
      * last value; unknown keys give default_string. */
     static const float xf[] = {1.5f, NAN, 2, 3};
     struct kiln_attr at[] = {AFLOATS("keys_floats", 1.5f, NAN, 2, 1.5f), ASTRS("values_strings", "a", "nan", "two", "A"),
-                             a_s("default_string", "?")};
+                             attr_s("default_string", "?")};
     struct call c = {.op = "LabelEncoder", .domain = ML, .opset = 2, .attrs = at, .n_attr = N_OF(at), .n_in = 1,
                      .n_out = 1};
-    c.in[0] = vec(KILN_DTYPE_F32, 4, xf);
+    c.in[0] = vec_of(KILN_DTYPE_F32, 4, xf);
     run(&c);
     CHECK(!c.st && strcmp(sat(&c, 0, 0), "A") == 0 && strcmp(sat(&c, 0, 1), "nan") == 0 &&
               strcmp(sat(&c, 0, 2), "two") == 0 && strcmp(sat(&c, 0, 3), "?") == 0,
@@ -598,12 +506,12 @@ static void test_label_encoder(void)
     struct kiln_attr it[] = {AINTS("keys_int64s", 3, -7), AFLOATS("values_floats", 0.5f, 1.5f)};
     struct call i = {.op = "LabelEncoder", .domain = ML, .opset = 2, .attrs = it, .n_attr = N_OF(it), .n_in = 1,
                      .n_out = 1};
-    i.in[0] = vec(KILN_DTYPE_I64, 3, xi);
+    i.in[0] = vec_of(KILN_DTYPE_I64, 3, xi);
     run(&i);
     EXPECT(&i, 0, KILN_DTYPE_F32, 1, D(3), 1.5, 0.5, 0);
     CHECK(!i.st && signbit(outv(&i, 0, 2)), "default_float is -0.0");
     done(&i);
-    i.in[0] = vec(KILN_DTYPE_STRING, 1, (const char *const[]){"x"});
+    i.in[0] = vec_of(KILN_DTYPE_STRING, 1, (const char *const[]){"x"});
     EXPECT_FAIL(&i, KILN_E_INVALID_ARG, "keys are");
     done(&i);
 
@@ -611,11 +519,11 @@ static void test_label_encoder(void)
     static const int32_t kt[] = {4, 8}, xt[] = {8, 4, 5};
     static const double vt[] = {0.25, 0.75}, dt[] = {9};
     struct kiln_tensor t1, t2, t3;
-    struct kiln_attr tt[] = {a_t("keys_tensor", &t1, KILN_DTYPE_I32, kt, 2), a_t("values_tensor", &t2, KILN_DTYPE_F64, vt, 2),
-                             a_t("default_tensor", &t3, KILN_DTYPE_F64, dt, 1)};
+    struct kiln_attr tt[] = {attr_t("keys_tensor", &t1, KILN_DTYPE_I32, kt, 2), attr_t("values_tensor", &t2, KILN_DTYPE_F64, vt, 2),
+                             attr_t("default_tensor", &t3, KILN_DTYPE_F64, dt, 1)};
     struct call t = {.op = "LabelEncoder", .domain = ML, .opset = 4, .attrs = tt, .n_attr = N_OF(tt), .n_in = 1,
                      .n_out = 1};
-    t.in[0] = vec(KILN_DTYPE_I32, 3, xt);
+    t.in[0] = vec_of(KILN_DTYPE_I32, 3, xt);
     run(&t);
     EXPECT(&t, 0, KILN_DTYPE_F64, 1, D(3), 0.75, 0.25, 9);
     done(&t);
@@ -623,11 +531,11 @@ static void test_label_encoder(void)
     /* v1: strings -> index in classes_strings, and back. */
     struct kiln_attr ot[] = {ASTRS("classes_strings", "x", "y")};
     struct call o = {.op = "LabelEncoder", .domain = ML, .opset = 1, .attrs = ot, .n_attr = 1, .n_in = 1, .n_out = 1};
-    o.in[0] = vec(KILN_DTYPE_STRING, 3, (const char *const[]){"y", "z", "x"});
+    o.in[0] = vec_of(KILN_DTYPE_STRING, 3, (const char *const[]){"y", "z", "x"});
     run(&o);
     EXPECT(&o, 0, KILN_DTYPE_I64, 1, D(3), 1, -1, 0);
     done(&o);
-    o.in[0] = vec(KILN_DTYPE_I64, 2, (const int64_t[]){1, 5});
+    o.in[0] = vec_of(KILN_DTYPE_I64, 2, (const int64_t[]){1, 5});
     run(&o);
     CHECK(!o.st && strcmp(sat(&o, 0, 0), "y") == 0 && strcmp(sat(&o, 0, 1), "_Unused") == 0, "v1 int->string");
     done(&o);
@@ -642,7 +550,7 @@ static void test_feature_ops(void)
     double r10 = sqrt(10);
     double want[3][4] = {{0.25, -0.75, 0, 0}, {1 / r10, -3 / r10, 0, 0}, {1.0 / 3, -1, 0, 0}};
     for (int i = 0; i < 3; i++) {
-        struct kiln_attr at[] = {a_s("norm", norms[i])};
+        struct kiln_attr at[] = {attr_s("norm", norms[i])};
         struct call c = {.op = "Normalizer", .domain = ML, .opset = 1, .attrs = at, .n_attr = 1, .n_in = 1, .n_out = 1};
         c.in[0] = f32m(2, 2, x);
         run(&c);
@@ -660,26 +568,26 @@ static void test_feature_ops(void)
         done(&c);
     }
     {
-        struct kiln_attr at[] = {a_f("threshold", 1)};
+        struct kiln_attr at[] = {attr_f("threshold", 1)};
         struct call c = {.op = "Binarizer", .domain = ML, .opset = 1, .attrs = at, .n_attr = 1, .n_in = 1, .n_out = 1};
-        c.in[0] = vec(KILN_DTYPE_F64, 4, (const double[]){0.5, 1, 2, NAN});
+        c.in[0] = vec_of(KILN_DTYPE_F64, 4, (const double[]){0.5, 1, 2, NAN});
         run(&c);
         EXPECT(&c, 0, KILN_DTYPE_F64, 1, D(4), 0, 0, 1, 0);
         done(&c);
     }
     {
-        struct kiln_attr at[] = {AINTS("cats_int64s", 1, 3, 5), a_i("zeros", 1)};
+        struct kiln_attr at[] = {AINTS("cats_int64s", 1, 3, 5), attr_i("zeros", 1)};
         struct call c = {.op = "OneHotEncoder", .domain = ML, .opset = 1, .attrs = at, .n_attr = 2, .n_in = 1,
                          .n_out = 1};
-        c.in[0] = vec(KILN_DTYPE_I64, 3, (const int64_t[]){3, 5, 4});
+        c.in[0] = vec_of(KILN_DTYPE_I64, 3, (const int64_t[]){3, 5, 4});
         run(&c);
         EXPECT(&c, 0, KILN_DTYPE_F32, 2, D(3, 3), 0, 1, 0, 0, 0, 1, 0, 0, 0);
-        at[1] = a_i("zeros", 0);
+        at[1] = attr_i("zeros", 0);
         EXPECT_FAIL(&c, KILN_E_INVALID_ARG, "element 2");
         done(&c);
     }
     {
-        struct kiln_attr at[] = {AFLOATS("imputed_value_floats", 10, 20), a_f("replaced_value_float", NAN)};
+        struct kiln_attr at[] = {AFLOATS("imputed_value_floats", 10, 20), attr_f("replaced_value_float", NAN)};
         struct call c = {.op = "Imputer", .domain = ML, .opset = 1, .attrs = at, .n_attr = 2, .n_in = 1, .n_out = 1};
         c.in[0] = f32m(2, 2, (const float[]){1, NAN, NAN, 4});
         run(&c);
@@ -691,7 +599,7 @@ static void test_feature_ops(void)
         struct call c = {.op = "FeatureVectorizer", .domain = ML, .opset = 1, .attrs = at, .n_attr = 1, .n_in = 2,
                          .n_out = 1};
         c.in[0] = f32m(2, 2, (const float[]){1, 2, 3, 4});
-        c.in[1] = tensor(KILN_DTYPE_I64, 2, (const int64_t[]){2, 1}, (const int64_t[]){5, 6});
+        c.in[1] = tensor_of(KILN_DTYPE_I64, 2, (const int64_t[]){2, 1}, (const int64_t[]){5, 6});
         run(&c);
         EXPECT(&c, 0, KILN_DTYPE_F32, 2, D(2, 4), 1, 2, 5, 0, 3, 4, 6, 0);
         done(&c);
@@ -700,7 +608,7 @@ static void test_feature_ops(void)
         struct kiln_attr at[] = {AINTS("cats_int64s", 1, 2), ASTRS("cats_strings", "one", "two")};
         struct call c = {.op = "CategoryMapper", .domain = ML, .opset = 1, .attrs = at, .n_attr = 2, .n_in = 1,
                          .n_out = 1};
-        c.in[0] = vec(KILN_DTYPE_STRING, 2, (const char *const[]){"two", "zz"});
+        c.in[0] = vec_of(KILN_DTYPE_STRING, 2, (const char *const[]){"two", "zz"});
         run(&c);
         EXPECT(&c, 0, KILN_DTYPE_I64, 1, D(2), 2, -1);
         at[0] = AINTS("cats_int64s", 1);
@@ -710,11 +618,11 @@ static void test_feature_ops(void)
     {
         struct call c = {.op = "ArrayFeatureExtractor", .domain = ML, .opset = 1, .n_in = 2, .n_out = 1};
         c.in[0] = f32m(2, 3, (const float[]){0, 1, 2, 3, 4, 5});
-        c.in[1] = vec(KILN_DTYPE_I64, 2, (const int64_t[]){2, 0});
+        c.in[1] = vec_of(KILN_DTYPE_I64, 2, (const int64_t[]){2, 0});
         run(&c);
         EXPECT(&c, 0, KILN_DTYPE_F32, 2, D(2, 2), 2, 0, 5, 3);
         kiln_value_free(c.in[1]);
-        c.in[1] = vec(KILN_DTYPE_I64, 1, (const int64_t[]){3});
+        c.in[1] = vec_of(KILN_DTYPE_I64, 1, (const int64_t[]){3});
         EXPECT_FAIL(&c, KILN_E_INVALID_ARG, "out of range");
         done(&c);
     }
@@ -726,13 +634,13 @@ static void test_training(void)
 {
     /* Adagrad, R 0.1, T 2, decay 0.1: r = 0.1 / 1.2; h' = 0.25; x' = 1 - r * 0.5 / (0.5 + 1e-6). */
     {
-        struct kiln_attr at[] = {a_f("decay_factor", 0.1f)};
+        struct kiln_attr at[] = {attr_f("decay_factor", 0.1f)};
         struct call c = {.op = "Adagrad", .domain = TR, .opset = 1, .attrs = at, .n_attr = 1, .n_in = 5, .n_out = 2};
-        c.in[0] = tensor(KILN_DTYPE_F32, 0, NULL, (const float[]){0.1f});
-        c.in[1] = tensor(KILN_DTYPE_I64, 0, NULL, (const int64_t[]){2});
-        c.in[2] = vec(KILN_DTYPE_F32, 1, (const float[]){1});
-        c.in[3] = vec(KILN_DTYPE_F32, 1, (const float[]){0.5f});
-        c.in[4] = vec(KILN_DTYPE_F32, 1, (const float[]){0});
+        c.in[0] = tensor_of(KILN_DTYPE_F32, 0, NULL, (const float[]){0.1f});
+        c.in[1] = tensor_of(KILN_DTYPE_I64, 0, NULL, (const int64_t[]){2});
+        c.in[2] = vec_of(KILN_DTYPE_F32, 1, (const float[]){1});
+        c.in[3] = vec_of(KILN_DTYPE_F32, 1, (const float[]){0.5f});
+        c.in[4] = vec_of(KILN_DTYPE_F32, 1, (const float[]){0});
         run(&c);
         EXPECT(&c, 0, KILN_DTYPE_F32, 1, D(1), 1 - 0.1 / 1.2 * 0.5 / 0.500001);
         EXPECT(&c, 1, KILN_DTYPE_F32, 1, D(1), 0.25);
@@ -743,23 +651,23 @@ static void test_training(void)
      * g = 2.25; v' = 1.125; h' = 0.25 * 2.25^2 = 1.265625; r' = 0.5 * sqrt(0.25) / 0.5 = 0.5;
      * x' = (1 - 0.5) * (1 - 0.5 * 1.125 / 1.125) = 0.25. */
     {
-        struct kiln_attr at[] = {a_f("alpha", 0.5f), a_f("beta", 0.75f), a_f("epsilon", 0),
-                                 a_f("norm_coefficient", 0.25f), a_f("norm_coefficient_post", 0.5f)};
+        struct kiln_attr at[] = {attr_f("alpha", 0.5f), attr_f("beta", 0.75f), attr_f("epsilon", 0),
+                                 attr_f("norm_coefficient", 0.25f), attr_f("norm_coefficient_post", 0.5f)};
         struct call c = {.op = "Adam", .domain = TR, .opset = 1, .attrs = at, .n_attr = N_OF(at), .n_in = 6,
                          .n_out = 3};
-        c.in[0] = tensor(KILN_DTYPE_F32, 0, NULL, (const float[]){0.5f});
-        c.in[1] = tensor(KILN_DTYPE_I64, 0, NULL, (const int64_t[]){1});
-        c.in[2] = vec(KILN_DTYPE_F64, 1, (const double[]){1});
-        c.in[3] = vec(KILN_DTYPE_F64, 1, (const double[]){2});
-        c.in[4] = vec(KILN_DTYPE_F64, 1, (const double[]){0});
-        c.in[5] = vec(KILN_DTYPE_F64, 1, (const double[]){0});
+        c.in[0] = tensor_of(KILN_DTYPE_F32, 0, NULL, (const float[]){0.5f});
+        c.in[1] = tensor_of(KILN_DTYPE_I64, 0, NULL, (const int64_t[]){1});
+        c.in[2] = vec_of(KILN_DTYPE_F64, 1, (const double[]){1});
+        c.in[3] = vec_of(KILN_DTYPE_F64, 1, (const double[]){2});
+        c.in[4] = vec_of(KILN_DTYPE_F64, 1, (const double[]){0});
+        c.in[5] = vec_of(KILN_DTYPE_F64, 1, (const double[]){0});
         run(&c);
         EXPECT(&c, 0, KILN_DTYPE_F64, 1, D(1), 0.25);
         EXPECT(&c, 1, KILN_DTYPE_F64, 1, D(1), 1.125);
         EXPECT(&c, 2, KILN_DTYPE_F64, 1, D(1), 1.265625);
         /* a gradient whose shape differs from X's */
         kiln_value_free(c.in[3]);
-        c.in[3] = vec(KILN_DTYPE_F64, 2, (const double[]){2, 2});
+        c.in[3] = vec_of(KILN_DTYPE_F64, 2, (const double[]){2, 2});
         EXPECT_FAIL(&c, KILN_E_INVALID_ARG, "G0 has shape [2]");
         done(&c);
     }
@@ -767,16 +675,16 @@ static void test_training(void)
      * T 1: v' = 1.4; standard x' = 0.86, nesterov x' = 1 - 0.1 * (1 + 0.7) = 0.83.
      * T 0: beta counts as 1, v' = 2, standard x' = 0.8. */
     for (int mode = 0; mode < 3; mode++) {
-        struct kiln_attr at[] = {a_f("alpha", 0.5f), a_f("beta", 0.4f), a_f("norm_coefficient", 0),
-                                 a_s("mode", mode == 1 ? "nesterov" : "standard")};
+        struct kiln_attr at[] = {attr_f("alpha", 0.5f), attr_f("beta", 0.4f), attr_f("norm_coefficient", 0),
+                                 attr_s("mode", mode == 1 ? "nesterov" : "standard")};
         struct call c = {.op = "Momentum", .domain = TR, .opset = 1, .attrs = at, .n_attr = 4, .n_in = 8, .n_out = 4};
-        c.in[0] = tensor(KILN_DTYPE_F64, 0, NULL, (const double[]){0.1});
-        c.in[1] = tensor(KILN_DTYPE_I64, 0, NULL, (const int64_t[]){mode == 2 ? 0 : 1});
-        c.in[2] = vec(KILN_DTYPE_F32, 1, (const float[]){1});
+        c.in[0] = tensor_of(KILN_DTYPE_F64, 0, NULL, (const double[]){0.1});
+        c.in[1] = tensor_of(KILN_DTYPE_I64, 0, NULL, (const int64_t[]){mode == 2 ? 0 : 1});
+        c.in[2] = vec_of(KILN_DTYPE_F32, 1, (const float[]){1});
         c.in[3] = f32m(1, 2, (const float[]){1, 1});
-        c.in[4] = vec(KILN_DTYPE_F32, 1, (const float[]){1});
+        c.in[4] = vec_of(KILN_DTYPE_F32, 1, (const float[]){1});
         c.in[5] = f32m(1, 2, (const float[]){1, 1});
-        c.in[6] = vec(KILN_DTYPE_F32, 1, (const float[]){2});
+        c.in[6] = vec_of(KILN_DTYPE_F32, 1, (const float[]){2});
         c.in[7] = f32m(1, 2, (const float[]){2, 2});
         run(&c);
         double xn = mode == 0 ? 0.86 : mode == 1 ? 0.83 : 0.8, vn = mode == 2 ? 2 : 1.4;
@@ -786,11 +694,11 @@ static void test_training(void)
         EXPECT(&c, 3, KILN_DTYPE_F32, 2, D(1, 2), vn, vn);
         if (mode == 0) {
             kiln_value_free(c.in[5]);
-            c.in[5] = vec(KILN_DTYPE_F32, 2, (const float[]){1, 1});
+            c.in[5] = vec_of(KILN_DTYPE_F32, 2, (const float[]){1, 1});
             EXPECT_FAIL(&c, KILN_E_INVALID_ARG, "G1 has shape [2]");
-            at[3] = a_s("mode", "heavy");
+            at[3] = attr_s("mode", "heavy");
             EXPECT_FAIL(&c, KILN_E_INVALID_MODEL, "mode 'heavy'");
-            at[3] = a_s("mode", "standard");
+            at[3] = attr_s("mode", "standard");
             c.n_in = 7;
             EXPECT_FAIL(&c, KILN_E_INVALID_MODEL, "7 inputs");
             c.n_in = 8;
@@ -809,11 +717,11 @@ static void test_oom(void)
     static const float splits[] = {0.5f, 0, 0}, mem[] = {1, 3, NAN}, lw[] = {1, 2, 10, 20, 7};
     struct kiln_tensor t1, t2, t3, t4;
     struct kiln_attr te[] = {
-        AINTS("nodes_featureids", 0, 1, 0), a_t("nodes_modes", &t1, KILN_DTYPE_U8, modes, 3),
-        a_t("nodes_splits", &t2, KILN_DTYPE_F32, splits, 3), a_t("membership_values", &t3, KILN_DTYPE_F32, mem, 3),
+        AINTS("nodes_featureids", 0, 1, 0), attr_t("nodes_modes", &t1, KILN_DTYPE_U8, modes, 3),
+        attr_t("nodes_splits", &t2, KILN_DTYPE_F32, splits, 3), attr_t("membership_values", &t3, KILN_DTYPE_F32, mem, 3),
         AINTS("nodes_truenodeids", 0, 2, 3), AINTS("nodes_trueleafs", 1, 1, 1), AINTS("nodes_falsenodeids", 1, 2, 4),
         AINTS("nodes_falseleafs", 1, 0, 1), AINTS("leaf_targetids", 0, 0, 1, 1, 0),
-        a_t("leaf_weights", &t4, KILN_DTYPE_F32, lw, 5), AINTS("tree_roots", 0, 1), a_i("n_targets", 2),
+        attr_t("leaf_weights", &t4, KILN_DTYPE_F32, lw, 5), AINTS("tree_roots", 0, 1), attr_i("n_targets", 2),
     };
     struct kiln_attr le[] = {ASTRS("keys_strings", "a", "b"), ASTRS("values_strings", "x", "y")};
     struct call calls[] = {
@@ -821,7 +729,7 @@ static void test_oom(void)
         {.op = "LabelEncoder", .domain = ML, .opset = 2, .attrs = le, .n_attr = N_OF(le), .n_in = 1, .n_out = 1},
     };
     calls[0].in[0] = f32m(2, 2, (const float[]){0.2f, 3, 0.9f, 2});
-    calls[1].in[0] = vec(KILN_DTYPE_STRING, 3, (const char *const[]){"a", "b", "c"});
+    calls[1].in[0] = vec_of(KILN_DTYPE_STRING, 3, (const char *const[]){"a", "b", "c"});
     for (size_t i = 0; i < N_OF(calls); i++) {
         bool ok = false;
         for (long n = 1; n < 200 && !ok; n++) {
@@ -852,10 +760,5 @@ int main(void)
     test_feature_ops();
     test_training();
     test_oom();
-    if (g_fail) {
-        printf("test_ml: %d failure(s)\n", g_fail);
-        return 1;
-    }
-    printf("test_ml: all passed\n");
-    return 0;
+    return test_summary("test_ml");
 }

@@ -10,7 +10,6 @@
  *    (run under ASan/UBSan).
  */
 #define _GNU_SOURCE /* memmem */
-#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,53 +19,7 @@
 
 #include "onnx/onnx.h"
 #include "onnx/pbwire.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            failures++;                                                                        \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);          \
-            fprintf(stderr, __VA_ARGS__);                                                      \
-            fputc('\n', stderr);                                                               \
-        }                                                                                      \
-    } while (0)
-
-static const char *tests_dir(void)
-{
-    const char *d = getenv("KILN_ONNX_TESTS");
-    return d ? d : KILN_ONNX_TESTS;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Sorted list of the node test folders. */
-static char **list_cases(size_t *n)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/node", tests_dir());
-    DIR *d = opendir(path);
-    *n = 0;
-    if (!d) return NULL;
-    char **names = NULL;
-    size_t cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strncmp(e->d_name, "test_", 5)) continue;
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 256;
-            names = realloc(names, cap * sizeof *names);
-        }
-        names[(*n)++] = strdup(e->d_name);
-    }
-    closedir(d);
-    qsort(names, *n, sizeof *names, cmp_str);
-    return names;
-}
+#include "test_support.h"
 
 static kiln_value_kind kind_of(const struct kiln_type *t)
 {
@@ -181,12 +134,13 @@ static bool contains(const char *msg, const char *word) { return strstr(msg, wor
 static void test_all_node_models(void)
 {
     size_t n;
-    char **cases = list_cases(&n);
-    CHECK(n >= 1000, "expected the ONNX node tests under %s/node, found %zu cases", tests_dir(), n);
+    char **cases = list_cases("node", &n);
+    CHECK(n >= 1000, "expected the ONNX node tests under %s/node, found %zu cases", onnx_tests_dir(),
+          n);
     size_t models = 0, values = 0;
     for (size_t i = 0; i < n; i++) {
         char path[4096];
-        snprintf(path, sizeof path, "%s/node/%s/model.onnx", tests_dir(), cases[i]);
+        case_path(path, sizeof path, "node", cases[i], "model.onnx");
         kiln_model *m = NULL;
         kiln_err err = {0};
         kiln_status st = kiln_model_load_file(path, &m, &err);
@@ -204,7 +158,8 @@ static void test_all_node_models(void)
             if (!is_init(g, g->inputs[k].name)) ins[n_ins++] = &g->inputs[k];
         for (int set = 0;; set++) {
             char dir[4200];
-            snprintf(dir, sizeof dir, "%s/node/%s/test_data_set_%d", tests_dir(), cases[i], set);
+            snprintf(dir, sizeof dir, "%s/node/%s/test_data_set_%d", onnx_tests_dir(), cases[i],
+                     set);
             struct stat sb;
             if (stat(dir, &sb) != 0) break;
             for (int io = 0; io < 2; io++) {
@@ -453,7 +408,7 @@ static void expect_fail(const char *what, kiln_status st, kiln_status want, cons
 static void test_bad_files(void)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/node/test_abs/model.onnx", tests_dir());
+    case_path(path, sizeof path, "node", "test_abs", "model.onnx");
     struct kiln_mapping map;
     kiln_err err = {0};
     kiln_model *m = NULL;
@@ -728,18 +683,17 @@ static void test_external_over_2gb(void)
 static void test_mutations(void)
 {
     size_t n;
-    char **cases = list_cases(&n);
-    uint64_t rng = 0x9e3779b97f4a7c15u;
-#define RAND() (rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17, rng)
+    char **cases = list_cases("node", &n);
+    rng_seed(0x9e3779b97f4a7c15u);
     size_t ok = 0, failed = 0;
     for (size_t i = 0; i < n; i++) {
         char path[4096];
-        snprintf(path, sizeof path, "%s/node/%s/model.onnx", tests_dir(), cases[i]);
+        case_path(path, sizeof path, "node", cases[i], "model.onnx");
         struct kiln_mapping map;
         kiln_err err = {0};
         if (kiln_map_file(path, &map, &err) == KILN_OK && map.size > 1) {
             for (int k = 0; k < 3; k++) {
-                size_t cut = (size_t)(RAND() % map.size);
+                size_t cut = (size_t)(rng_u64() % map.size);
                 kiln_model *m = NULL;
                 kiln_status st = kiln_model_load_buffer(map.data, cut, NULL, &m, &err);
                 if (st) CHECK(err.msg[0], "%s cut at %zu: failure without a message", cases[i], cut);
@@ -756,7 +710,7 @@ static void test_mutations(void)
                                               "test_constant", "test_optional_has_element_empty_optional_input"};
     for (size_t k = 0; k < sizeof flip_models / sizeof flip_models[0]; k++) {
         char path[4096];
-        snprintf(path, sizeof path, "%s/node/%s/model.onnx", tests_dir(), flip_models[k]);
+        case_path(path, sizeof path, "node", flip_models[k], "model.onnx");
         struct kiln_mapping map;
         kiln_err err = {0};
         if (kiln_map_file(path, &map, &err) != KILN_OK) {
@@ -766,11 +720,11 @@ static void test_mutations(void)
         uint8_t *copy = malloc(map.size);
         for (int it = 0; it < 200; it++) {
             memcpy(copy, map.data, map.size);
-            int flips = 1 + (int)(RAND() % 4);
+            int flips = 1 + (int)(rng_u64() % 4);
             for (int j = 0; j < flips; j++) {
-                size_t pos = (size_t)(RAND() % map.size);
-                if (RAND() % 2) copy[pos] ^= (uint8_t)(1u << (RAND() % 8));
-                else copy[pos] = (uint8_t)RAND();
+                size_t pos = (size_t)(rng_u64() % map.size);
+                if (rng_u64() % 2) copy[pos] ^= (uint8_t)(1u << (rng_u64() % 8));
+                else copy[pos] = (uint8_t)rng_u64();
             }
             kiln_model *m = NULL;
             kiln_status st = kiln_model_load_buffer(copy, map.size, NULL, &m, &err);
@@ -798,7 +752,7 @@ static void test_oom(void)
     };
     for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
         char path[4096];
-        snprintf(path, sizeof path, "%s/%s", tests_dir(), files[k]);
+        snprintf(path, sizeof path, "%s/%s", onnx_tests_dir(), files[k]);
         bool model = strstr(path, "model.onnx") != NULL;
         for (long n = 1;; n++) {
             kiln_err err = {0};
@@ -833,10 +787,5 @@ int main(void)
     test_mutations();
     test_oom();
     test_all_node_models();
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("ok\n");
-    return 0;
+    return test_summary("test_onnx_load");
 }

@@ -10,18 +10,7 @@
 
 #include "onnx/onnx.h"
 #include "onnx/pbwire.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            failures++;                                                                        \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);          \
-            fprintf(stderr, __VA_ARGS__);                                                      \
-            fputc('\n', stderr);                                                               \
-        }                                                                                      \
-    } while (0)
+#include "test_support.h"
 
 static void put_dims(struct kiln_buf *b, int rank, const int64_t *dims, kiln_dtype dt)
 {
@@ -505,10 +494,5 @@ int main(void)
     test_sequences_optionals();
     test_npy();
     test_files();
-    if (failures) {
-        fprintf(stderr, "%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("ok\n");
-    return 0;
+    return test_summary("test_onnx_values");
 }

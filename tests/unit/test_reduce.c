@@ -15,91 +15,33 @@
 #include <string.h>
 
 #include "cpu/kernel.h"
+#include "test_support.h"
 
-static int g_fail, g_cases;
-
-static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd_u64(void)
-{
-    g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
-    return g_rng;
-}
-static int rnd_int(int n) { return (int)(rnd_u64() % (uint64_t)n); }
-static double rnd_f(void) { return (double)(rnd_u64() >> 11) * (1.0 / 9007199254740992.0) * 4.0 - 2.0; }
-
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                        \
-            printf(__VA_ARGS__);                                                               \
-            printf("\n");                                                                      \
-            g_fail++;                                                                          \
-        }                                                                                      \
-    } while (0)
+static int g_cases;
 
 /* ------------------------------------------------------------------ running one node */
 
 struct node_run {
-    struct kiln_node node;
-    struct kiln_attr attrs[4];
-    const char *in_names[2], *out_names[1];
+    const char *op;
+    struct attrs at;
     struct kiln_value *in[2], *out[1];
     kiln_err err;
 };
-
-static void add_attr_i(struct node_run *r, const char *name, int64_t v)
-{
-    struct kiln_attr *a = &r->attrs[r->node.n_attr++];
-    memset(a, 0, sizeof *a);
-    a->name = name;
-    a->type = KILN_ATTR_INT;
-    a->i = v;
-}
-
-static void add_attr_ints(struct node_run *r, const char *name, int64_t *v, size_t n)
-{
-    struct kiln_attr *a = &r->attrs[r->node.n_attr++];
-    memset(a, 0, sizeof *a);
-    a->name = name;
-    a->type = KILN_ATTR_INTS;
-    a->ints = v;
-    a->n = n;
-}
 
 static void node_init(struct node_run *r, const char *op, struct kiln_value *x,
                       struct kiln_value *axes)
 {
     memset(r, 0, sizeof *r);
-    r->node.name = "t";
-    r->node.op_type = op;
-    r->node.domain = "";
-    r->node.attrs = r->attrs;
+    r->op = op;
     r->in[0] = x;
     r->in[1] = axes;
-    r->in_names[0] = "x";
-    r->in_names[1] = axes ? "axes" : "";
-    r->out_names[0] = "y";
-    r->node.inputs = r->in_names;
-    r->node.outputs = r->out_names;
-    r->node.n_in = axes ? 2 : 1;
-    r->node.n_out = 1;
 }
 
 /* Runs the node at `opset`; on KILN_OK r->out[0] holds the output (caller frees). */
 static kiln_status node_exec(struct node_run *r, int opset)
 {
-    const struct kiln_cpu_op *op = kiln_cpu_find_op("", r->node.op_type, opset);
-    if (!op) {
-        printf("FAIL: no kernel for %s at opset %d\n", r->node.op_type, opset);
-        g_fail++;
-        return KILN_E_UNSUPPORTED;
-    }
-    struct kiln_kctx k = {
-        .node = &r->node, .opset = opset, .n_in = r->node.n_in, .n_out = 1,
-        .in = r->in, .out = r->out, .err = &r->err,
-    };
-    r->out[0] = NULL;
-    return op->run(&k);
+    return run_node("", r->op, opset, r->at.a, r->at.n, r->in, r->in[1] ? 2 : 1, r->out, 1,
+                    &r->err);
 }
 
 /* ------------------------------------------------------------------ reference */
@@ -168,20 +110,16 @@ static void ref_reduce(enum rop op, const double *x, int rank, const int64_t *di
 
 static void random_case(enum rop op, bool axes_as_input)
 {
-    int rank = rnd_int(6);
+    int rank = rng_int_low(6);
     int64_t dims[KILN_MAX_RANK];
-    for (int d = 0; d < rank; d++) dims[d] = rnd_int(8) == 0 ? 0 : 1 + rnd_int(4);
-    struct kiln_value *xv;
-    if (kiln_value_new_tensor(KILN_DTYPE_F32, rank, dims, &xv, NULL)) {
-        g_fail++;
-        return;
-    }
+    for (int d = 0; d < rank; d++) dims[d] = rng_int_low(8) == 0 ? 0 : 1 + rng_int_low(4);
+    struct kiln_value *xv = new_tensor(KILN_DTYPE_F32, rank, dims);
     size_t n = kiln_tensor_numel(&xv->t);
     double *xd = malloc((n + 1) * sizeof *xd);
     float *xf = xv->t.data;
     for (size_t i = 0; i < n; i++) {
         /* Keep products and logs tame: ReduceLogSum needs positive sums. */
-        double v = rnd_f();
+        double v = rng_range(-2, 2);
         if (op == R_LOGSUM) v = fabs(v) + 0.1;
         if (op == R_PROD) v = 0.5 + fabs(v) * 0.5;
         xf[i] = (float)v;
@@ -191,16 +129,16 @@ static void random_case(enum rop op, bool axes_as_input)
     bool reduced[KILN_MAX_RANK] = {false};
     int64_t axes[KILN_MAX_RANK];
     size_t na = 0;
-    if (rnd_int(4) != 0) {
+    if (rng_int_low(4) != 0) {
         for (int d = 0; d < rank; d++) {
-            if (rnd_int(2)) {
+            if (rng_int_low(2)) {
                 reduced[d] = true;
-                axes[na++] = rnd_int(2) ? d : d - rank;
+                axes[na++] = rng_int_low(2) ? d : d - rank;
             }
         }
     }
-    const bool keepdims = rnd_int(2);
-    const bool noop = axes_as_input && na == 0 && rnd_int(3) == 0;
+    const bool keepdims = rng_int_low(2);
+    const bool noop = axes_as_input && na == 0 && rng_int_low(3) == 0;
     if (na == 0)
         for (int d = 0; d < rank; d++) reduced[d] = !noop;
     /* Empty-set reductions have no finite reference for Max/Min/Mean etc. in floats that
@@ -225,24 +163,21 @@ static void random_case(enum rop op, bool axes_as_input)
     if (axes_as_input) {
         opset = 18;
         int64_t ad = (int64_t)na;
-        if (kiln_value_new_tensor(KILN_DTYPE_I64, 1, &ad, &av, NULL)) {
-            g_fail++;
-            return;
-        }
+        av = new_tensor(KILN_DTYPE_I64, 1, &ad);
         if (na) memcpy(av->t.data, axes, na * sizeof *axes);
         /* An absent axes input and an empty one must mean the same. */
-        if (na == 0 && rnd_int(2)) {
+        if (na == 0 && rng_int_low(2)) {
             kiln_value_free(av);
             av = NULL;
         }
         node_init(&r, rop_name[op], xv, av);
-        if (noop) add_attr_i(&r, "noop_with_empty_axes", 1);
+        if (noop) add_i(&r.at, "noop_with_empty_axes", 1);
     } else {
         opset = op == R_SUM ? 11 : 13;
         node_init(&r, rop_name[op], xv, NULL);
-        if (na) add_attr_ints(&r, "axes", axes, na);
+        if (na) add_ints(&r.at, "axes", axes, na);
     }
-    add_attr_i(&r, "keepdims", keepdims);
+    add_i(&r.at, "keepdims", keepdims);
     g_cases++;
     char sb[128];
     kiln_shape_str(rank, dims, sb, sizeof sb);
@@ -284,12 +219,8 @@ static void empty_set_identities(void)
     for (int op = 0; op < R_N; op++) {
         if (op == R_MEAN) continue;
         int64_t dims[3] = {2, 0, 4}, axes[1] = {1}, ad = 1;
-        struct kiln_value *xv, *av;
-        if (kiln_value_new_tensor(KILN_DTYPE_F32, 3, dims, &xv, NULL) ||
-            kiln_value_new_tensor(KILN_DTYPE_I64, 1, &ad, &av, NULL)) {
-            g_fail++;
-            return;
-        }
+        struct kiln_value *xv = new_tensor(KILN_DTYPE_F32, 3, dims);
+        struct kiln_value *av = new_tensor(KILN_DTYPE_I64, 1, &ad);
         memcpy(av->t.data, axes, sizeof axes);
         struct node_run r;
         node_init(&r, rop_name[op], xv, av);
@@ -320,18 +251,14 @@ static void integer_exactness(void)
 {
     /* int64 sum beyond 2^53 must be exact (a double accumulator would lose the +1s). */
     int64_t dims[2] = {3, 4};
-    struct kiln_value *xv;
-    if (kiln_value_new_tensor(KILN_DTYPE_I64, 2, dims, &xv, NULL)) {
-        g_fail++;
-        return;
-    }
+    struct kiln_value *xv = new_tensor(KILN_DTYPE_I64, 2, dims);
     int64_t *x = xv->t.data;
     for (int i = 0; i < 12; i++) x[i] = (i % 4 == 0) ? (INT64_C(1) << 60) : 1 + i;
     struct node_run r;
     int64_t axes[1] = {1};
     node_init(&r, "ReduceSum", xv, NULL);
-    add_attr_ints(&r, "axes", axes, 1);
-    add_attr_i(&r, "keepdims", 0);
+    add_ints(&r.at, "axes", axes, 1);
+    add_i(&r.at, "keepdims", 0);
     g_cases++;
     kiln_status st = node_exec(&r, 11);
     CHECK(st == KILN_OK, "int64 ReduceSum: %s", r.err.msg);
@@ -349,12 +276,8 @@ static void integer_exactness(void)
 
     /* uint64 max compares unsigned; int32 min compares signed. */
     int64_t d1 = 5;
-    struct kiln_value *uv, *iv;
-    if (kiln_value_new_tensor(KILN_DTYPE_U64, 1, &d1, &uv, NULL) ||
-        kiln_value_new_tensor(KILN_DTYPE_I32, 1, &d1, &iv, NULL)) {
-        g_fail++;
-        return;
-    }
+    struct kiln_value *uv = new_tensor(KILN_DTYPE_U64, 1, &d1);
+    struct kiln_value *iv = new_tensor(KILN_DTYPE_I32, 1, &d1);
     uint64_t *u = uv->t.data;
     int32_t *iv32 = iv->t.data;
     for (int i = 0; i < 5; i++) {
@@ -383,16 +306,12 @@ static void float16_mean(void)
     /* 1000 copies of 0.1 (f16: 0.0999755859375): a float16 accumulator would stall well
      * below the answer; double gives the correctly rounded mean. */
     int64_t d = 1000;
-    struct kiln_value *xv;
-    if (kiln_value_new_tensor(KILN_DTYPE_F16, 1, &d, &xv, NULL)) {
-        g_fail++;
-        return;
-    }
+    struct kiln_value *xv = new_tensor(KILN_DTYPE_F16, 1, &d);
     uint16_t *x = xv->t.data;
     for (int i = 0; i < 1000; i++) x[i] = kiln_f32_to_f16(0.1f);
     struct node_run r;
     node_init(&r, "ReduceSum", xv, NULL);
-    add_attr_i(&r, "keepdims", 0);
+    add_i(&r.at, "keepdims", 0);
     g_cases++;
     kiln_status st = node_exec(&r, 13);
     CHECK(st == KILN_OK, "f16 ReduceSum: %s", r.err.msg);
@@ -409,24 +328,20 @@ static void float16_mean(void)
 
 static void arg_case(bool want_max)
 {
-    int rank = 1 + rnd_int(4);
+    int rank = 1 + rng_int_low(4);
     int64_t dims[KILN_MAX_RANK];
-    for (int d = 0; d < rank; d++) dims[d] = 1 + rnd_int(4);
-    struct kiln_value *xv;
-    if (kiln_value_new_tensor(KILN_DTYPE_I32, rank, dims, &xv, NULL)) {
-        g_fail++;
-        return;
-    }
+    for (int d = 0; d < rank; d++) dims[d] = 1 + rng_int_low(4);
+    struct kiln_value *xv = new_tensor(KILN_DTYPE_I32, rank, dims);
     size_t n = kiln_tensor_numel(&xv->t);
     int32_t *x = xv->t.data;
-    for (size_t i = 0; i < n; i++) x[i] = rnd_int(3); /* many ties */
-    int axis = rnd_int(rank);
-    bool last = rnd_int(2), keepdims = rnd_int(2);
+    for (size_t i = 0; i < n; i++) x[i] = rng_int_low(3); /* many ties */
+    int axis = rng_int_low(rank);
+    bool last = rng_int_low(2), keepdims = rng_int_low(2);
     struct node_run r;
     node_init(&r, want_max ? "ArgMax" : "ArgMin", xv, NULL);
-    add_attr_i(&r, "axis", rnd_int(2) ? axis : axis - rank);
-    add_attr_i(&r, "keepdims", keepdims);
-    add_attr_i(&r, "select_last_index", last);
+    add_i(&r.at, "axis", rng_int_low(2) ? axis : axis - rank);
+    add_i(&r.at, "keepdims", keepdims);
+    add_i(&r.at, "select_last_index", last);
     g_cases++;
     kiln_status st = node_exec(&r, 13);
     CHECK(st == KILN_OK, "Arg: %s", r.err.msg);
@@ -463,14 +378,10 @@ static void arg_case(bool want_max)
 static void bad_axes(void)
 {
     int64_t dims[2] = {2, 3}, axes[2] = {0, -2};
-    struct kiln_value *xv;
-    if (kiln_value_new_tensor(KILN_DTYPE_F32, 2, dims, &xv, NULL)) {
-        g_fail++;
-        return;
-    }
+    struct kiln_value *xv = new_tensor(KILN_DTYPE_F32, 2, dims);
     struct node_run r;
     node_init(&r, "ReduceMean", xv, NULL);
-    add_attr_ints(&r, "axes", axes, 2); /* the same axis twice */
+    add_ints(&r.at, "axes", axes, 2); /* the same axis twice */
     g_cases++;
     kiln_status st = node_exec(&r, 13);
     CHECK(st == KILN_E_INVALID_ARG && strstr(r.err.msg, "twice"), "duplicate axes: st %d '%s'",
@@ -478,7 +389,7 @@ static void bad_axes(void)
     kiln_value_free(r.out[0]);
     axes[0] = 2;
     node_init(&r, "ReduceMean", xv, NULL);
-    add_attr_ints(&r, "axes", axes, 1);
+    add_ints(&r.at, "axes", axes, 1);
     g_cases++;
     st = node_exec(&r, 13);
     CHECK(st == KILN_E_INVALID_ARG && strstr(r.err.msg, "out of range"),
@@ -489,6 +400,7 @@ static void bad_axes(void)
 
 int main(void)
 {
+    rng_seed(0x9E3779B97F4A7C15ull);
     for (int op = 0; op < R_N; op++)
         for (int i = 0; i < 150; i++) random_case((enum rop)op, i % 2);
     empty_set_identities();
@@ -496,6 +408,6 @@ int main(void)
     float16_mean();
     for (int i = 0; i < 200; i++) arg_case(i % 2);
     bad_axes();
-    printf("test_reduce: %d cases, %d failures\n", g_cases, g_fail);
-    return g_fail ? 1 : 0;
+    printf("test_reduce: %d cases\n", g_cases);
+    return test_summary("test_reduce");
 }

@@ -12,25 +12,13 @@
  *    every model under node/, simple/ and pytorch-operator/ in a domain kiln knows resolves
  *    to a version > 0 at the model's opset, and the linker recorded that same version.
  */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ir/ir.h"
 #include "ops/schema.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            failures++;                                                                        \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);          \
-            fprintf(stderr, __VA_ARGS__);                                                      \
-            fputc('\n', stderr);                                                               \
-        }                                                                                      \
-    } while (0)
+#include "test_support.h"
 
 #define KILN_DOM_ONNX ""
 #define KILN_DOM_ML "ai.onnx.ml"
@@ -262,30 +250,26 @@ static void walk(const struct kiln_model *m, const struct kiln_graph *g, const c
 
 static void test_data(void)
 {
-    const char *root = getenv("KILN_ONNX_TESTS") ? getenv("KILN_ONNX_TESTS") : KILN_ONNX_TESTS;
     const char *subs[] = {"node", "simple", "pytorch-operator"};
     size_t n_models = 0;
     for (size_t s = 0; s < COUNT(subs); s++) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", root, subs[s]);
-        DIR *d = opendir(path);
-        if (!d) continue;
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (strncmp(e->d_name, "test_", 5)) continue;
-            snprintf(path, sizeof path, "%s/%s/%s/model.onnx", root, subs[s], e->d_name);
+        size_t n;
+        char **cases = list_cases(subs[s], &n);
+        for (size_t i = 0; i < n; i++) {
+            char path[4096];
+            case_path(path, sizeof path, subs[s], cases[i], "model.onnx");
             kiln_model *m = NULL;
             kiln_err err = {0};
             if (kiln_model_load_file(path, &m, &err) != KILN_OK) {
-                CHECK(0, "%s does not load: %s", e->d_name, err.msg);
+                CHECK(0, "%s does not load: %s", cases[i], err.msg);
                 continue;
             }
             const struct kiln_model *im = m;
-            if (im->graph) walk(im, im->graph, e->d_name);
+            if (im->graph) walk(im, im->graph, cases[i]);
             n_models++;
             kiln_model_free(m);
         }
-        closedir(d);
+        free_cases(cases, n);
     }
     fprintf(stderr, "resolved %zu nodes of %zu ONNX test models\n", n_nodes_checked, n_models);
 }
@@ -295,10 +279,5 @@ int main(void)
     test_resolve();
     test_table();
     test_data();
-    if (failures) {
-        fprintf(stderr, "test_schema: %d failures\n", failures);
-        return 1;
-    }
-    fprintf(stderr, "test_schema: ok\n");
-    return 0;
+    return test_summary("test_schema");
 }

@@ -12,30 +12,14 @@
 
 #include "base/base.h"
 #include "kiln.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            failures++;                                                                        \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);          \
-            fprintf(stderr, __VA_ARGS__);                                                      \
-            fprintf(stderr, "\n");                                                             \
-        }                                                                                      \
-    } while (0)
-
-static void path_of(char *buf, size_t n, const char *cas, const char *file)
-{
-    snprintf(buf, n, "%s/node/%s/%s", KILN_ONNX_TESTS, cas, file);
-}
+#include "test_support.h"
 
 static kiln_model *load(const char *cas)
 {
     char p[1024];
     kiln_err err = {0};
     kiln_model *m = NULL;
-    path_of(p, sizeof p, cas, "model.onnx");
+    case_path(p, sizeof p, "node", cas, "model.onnx");
     if (kiln_model_load_file(p, &m, &err)) {
         fprintf(stderr, "cannot load %s: %s\n", p, err.msg);
         exit(1);
@@ -48,7 +32,7 @@ static kiln_value *read_value(const char *cas, const char *file)
     char p[1024];
     kiln_err err = {0};
     kiln_value *v = NULL;
-    path_of(p, sizeof p, cas, file);
+    case_path(p, sizeof p, "node", cas, file);
     if (kiln_value_read_file(p, KILN_VALUE_TENSOR, &v, &err)) {
         fprintf(stderr, "cannot read %s: %s\n", p, err.msg);
         exit(1);
@@ -157,12 +141,12 @@ static void test_oom(const char *cas, int n_inputs)
         char p[1024];
         kiln_status st;
         kiln_alloc_fail_after(n);
-        path_of(p, sizeof p, cas, "model.onnx");
+        case_path(p, sizeof p, "node", cas, "model.onnx");
         st = kiln_model_load_file(p, &m, &err);
         for (int i = 0; !st && i < n_inputs; i++) {
             char f[64];
             snprintf(f, sizeof f, "test_data_set_0/input_%d.pb", i);
-            path_of(p, sizeof p, cas, f);
+            case_path(p, sizeof p, "node", cas, f);
             st = kiln_value_read_file(p, 0, &ins[i], &err);
         }
         if (!st) st = kiln_session_create(m, NULL, &s, &err);
@@ -196,10 +180,5 @@ int main(void)
     test_oom("test_basic_conv_with_padding", 2);
     test_oom("test_if", 1);
     test_oom("test_loop11", 3);
-    if (failures) {
-        fprintf(stderr, "test_session: %d failures\n", failures);
-        return 1;
-    }
-    printf("test_session: ok\n");
-    return 0;
+    return test_summary("test_session");
 }

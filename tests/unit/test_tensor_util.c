@@ -6,26 +6,15 @@
  * float32 values, and ties round to even at normal, subnormal and overflow boundaries.
  * tensor_util.h: dtype conversions (int4 sign extension, uint64 bits, bool), stores that wrap
  * or saturate as documented, float32 staging round trips, axis normalization and its error,
- * and string copies that keep the shared placeholder for empty strings.
+ * string copies that keep the shared placeholder for empty strings, and slice selection
+ * (repeated and reordered slices, strings copied, empty outputs).
  */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cpu/tensor_util.h"
-
-static int g_fail, g_cases;
-
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        g_cases++;                                                                             \
-        if (!(cond)) {                                                                         \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                        \
-            printf(__VA_ARGS__);                                                               \
-            printf("\n");                                                                      \
-            g_fail++;                                                                          \
-        }                                                                                      \
-    } while (0)
+#include "test_support.h"
 
 static uint32_t bits(float f)
 {
@@ -199,12 +188,49 @@ static void kernel_helpers(void)
     kiln_kctx_free_scratch(&k);
 }
 
+static void take_slices(void)
+{
+    struct kiln_node node = {.name = "n", .op_type = "Test", .domain = ""};
+    kiln_err err;
+    struct kiln_kctx k = {.node = &node, .opset = 1, .err = &err};
+
+    /* int32 [2, 3, 2] viewed as outer 2, dim 3, inner 2: slices 2, 0, 2 of each block */
+    int32_t x[12];
+    for (int i = 0; i < 12; i++) x[i] = i;
+    struct kiln_tensor tx = {.dtype = KILN_DTYPE_I32, .rank = 3, .dims = {2, 3, 2}, .data = x};
+    int32_t y[12] = {0};
+    struct kiln_tensor ty = {.dtype = KILN_DTYPE_I32, .rank = 3, .dims = {2, 3, 2}, .data = y};
+    const int64_t sel[3] = {2, 0, 2};
+    static const int32_t want[12] = {4, 5, 0, 1, 4, 5, 10, 11, 6, 7, 10, 11};
+    CHECK(kiln_take_slices(&k, &ty, &tx, 2, 3, 2, sel, 3) == KILN_OK &&
+              memcmp(y, want, sizeof y) == 0,
+          "int32 slices: %d %d %d %d ... %d %d", y[0], y[1], y[2], y[3], y[10], y[11]);
+
+    /* an empty output writes nothing, even with no data pointer */
+    struct kiln_tensor te = {.dtype = KILN_DTYPE_I32, .rank = 3, .dims = {2, 0, 2}, .data = NULL};
+    CHECK(kiln_take_slices(&k, &te, &tx, 2, 3, 2, sel, 0) == KILN_OK, "empty selection");
+
+    /* strings: reversed, non-empty ones copied (owned), empty ones keep the placeholder */
+    const char *src[3] = {"a", "", "c"};
+    struct kiln_tensor tsx = {.dtype = KILN_DTYPE_STRING, .rank = 1, .dims = {3}, .data = src};
+    struct kiln_tensor ts;
+    CHECK(kiln_tensor_alloc(&ts, KILN_DTYPE_STRING, 1, (const int64_t[]){3}, &err) == KILN_OK,
+          "string alloc");
+    char **e = ts.data;
+    char *ph = e[0];
+    const int64_t rev[3] = {2, 1, 0};
+    CHECK(kiln_take_slices(&k, &ts, &tsx, 1, 3, 1, rev, 3) == KILN_OK && strcmp(e[0], "c") == 0 &&
+              e[0] != src[2] && e[1] == ph && strcmp(e[2], "a") == 0 && e[2] != src[0],
+          "string slices");
+    kiln_tensor_fini(&ts);
+}
+
 int main(void)
 {
     half_round_trips();
     half_rounding();
     conversions();
     kernel_helpers();
-    printf("test_tensor_util: %d checks, %d failures\n", g_cases, g_fail);
-    return g_fail ? 1 : 0;
+    take_slices();
+    return test_summary("test_tensor_util");
 }

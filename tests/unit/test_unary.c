@@ -16,96 +16,7 @@
 #include <string.h>
 
 #include "cpu/kernel.h"
-
-static int g_fail;
-
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            g_fail++;                                                                          \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                        \
-            printf(__VA_ARGS__);                                                               \
-            printf("\n");                                                                      \
-        }                                                                                      \
-    } while (0)
-
-static uint64_t g_rng = 0x243F6A8885A308D3ull;
-static double rnd(double lo, double hi)
-{
-    g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
-    return lo + (hi - lo) * ((double)(g_rng >> 11) * (1.0 / 9007199254740992.0));
-}
-
-/* ------------------------------------------------------------------ harness */
-
-static struct kiln_attr attr_f(const char *name, float f)
-{
-    struct kiln_attr a = {0};
-    a.name = name;
-    a.type = KILN_ATTR_FLOAT;
-    a.f = f;
-    return a;
-}
-
-static struct kiln_attr attr_i(const char *name, int64_t i)
-{
-    struct kiln_attr a = {0};
-    a.name = name;
-    a.type = KILN_ATTR_INT;
-    a.i = i;
-    return a;
-}
-
-static struct kiln_attr attr_s(const char *name, const char *s)
-{
-    struct kiln_attr a = {0};
-    a.name = name;
-    a.type = KILN_ATTR_STRING;
-    a.s = s;
-    a.s_len = strlen(s);
-    return a;
-}
-
-/* Runs op (at resolved version `opset`) on inputs in[0..n_in) (NULL = absent); on KILN_OK
- * *out is the new output 0 (free with kiln_value_free). */
-static kiln_status run_op(const char *op, int opset, const struct kiln_attr *attrs, size_t n_attr,
-                          struct kiln_value **in, size_t n_in, struct kiln_value **out,
-                          kiln_err *err)
-{
-    const char *names[4] = {"", "", "", ""};
-    const char *outs[1] = {"y"};
-    for (size_t i = 0; i < n_in; i++) names[i] = in[i] ? "x" : "";
-    struct kiln_node node = {.name = "t", .op_type = op, .domain = "", .n_in = n_in,
-                             .n_out = 1, .n_attr = n_attr, .inputs = names, .outputs = outs,
-                             .attrs = (struct kiln_attr *)attrs, .since = opset};
-    struct kiln_value *o[1] = {NULL};
-    struct kiln_kctx k = {.node = &node, .opset = opset, .n_in = n_in, .n_out = 1, .in = in,
-                          .out = o, .err = err};
-    *out = NULL;
-    const struct kiln_cpu_op *kop = kiln_cpu_find_op("", op, opset);
-    if (!kop) return kiln_err_set(err, KILN_E_UNSUPPORTED, "no kernel for %s-%d", op, opset);
-    kiln_status st = kop->run(&k);
-    if (st) {
-        kiln_value_free(o[0]);
-        return st;
-    }
-    *out = o[0];
-    return KILN_OK;
-}
-
-static struct kiln_value *new_tensor(kiln_dtype dt, size_t n)
-{
-    struct kiln_value *v;
-    int64_t dims[1] = {(int64_t)n};
-    if (kiln_value_new_tensor(dt, 1, dims, &v, NULL)) {
-        printf("out of memory\n");
-        exit(1);
-    }
-    return v;
-}
-
-/* Element i of a float-class tensor as double. */
-static double get(const struct kiln_tensor *t, size_t i) { return kiln_tensor_get_f64(t, i); }
+#include "test_support.h"
 
 /* ------------------------------------------------------------------ float ops */
 
@@ -255,8 +166,8 @@ static void check_float_case(const struct fcase *c, kiln_dtype dt, size_t n)
 {
     struct kiln_attr attrs[3];
     size_t na = case_attrs(c, attrs);
-    struct kiln_value *x = new_tensor(dt, n), *y;
-    for (size_t i = 0; i < n; i++) kiln_tensor_set_f64(&x->t, i, rnd(c->lo, c->hi));
+    struct kiln_value *x = new_vec(dt, n), *y;
+    for (size_t i = 0; i < n; i++) kiln_tensor_set_f64(&x->t, i, rng_range(c->lo, c->hi));
     kiln_err err;
     kiln_status st = run_op(c->op, c->opset, attrs, na, &x, 1, &y, &err);
     CHECK(st == KILN_OK, "%s %s n=%zu: %s", c->op, kiln_dtype_name(dt), n, err.msg);
@@ -268,7 +179,8 @@ static void check_float_case(const struct fcase *c, kiln_dtype dt, size_t n)
               kiln_dtype_name(y->t.dtype), y->t.rank);
         int bad = 0;
         for (size_t i = 0; i < n && bad < 3; i++) {
-            double xv = get(&x->t, i), want = c->ref(xv, c->p), got = get(&y->t, i);
+            double xv = kiln_tensor_get_f64(&x->t, i), want = c->ref(xv, c->p);
+            double got = kiln_tensor_get_f64(&y->t, i);
             bool ok = fabs(want) > maxf ? isinf(got) && (got > 0) == (want > 0)
                                         : fabs(got - want) <= rel * fabs(want) + abs_;
             if (!ok) bad++;
@@ -283,7 +195,7 @@ static void check_float_case(const struct fcase *c, kiln_dtype dt, size_t n)
 /* Runs op on float32 input {v} and returns output element 0 (NaN on failure). */
 static double one_f32(const char *op, int opset, const struct kiln_attr *a, size_t na, double v)
 {
-    struct kiln_value *x = new_tensor(KILN_DTYPE_F32, 1), *y;
+    struct kiln_value *x = new_vec(KILN_DTYPE_F32, 1), *y;
     ((float *)x->t.data)[0] = (float)v;
     kiln_err err;
     double r = NAN;
@@ -354,7 +266,7 @@ static void test_special_values(void)
 
 static struct kiln_value *int_tensor(kiln_dtype dt, const int64_t *v, size_t n)
 {
-    struct kiln_value *x = new_tensor(dt, n);
+    struct kiln_value *x = new_vec(dt, n);
     for (size_t i = 0; i < n; i++) {
         switch (dt) {
         case KILN_DTYPE_I8: ((int8_t *)x->t.data)[i] = (int8_t)v[i]; break;
@@ -442,19 +354,11 @@ static void test_int_ops(void)
 
 /* ------------------------------------------------------------------ Clip */
 
-static struct kiln_value *scalar_f32(float v)
-{
-    struct kiln_value *s;
-    if (kiln_value_new_tensor(KILN_DTYPE_F32, 0, NULL, &s, NULL)) exit(1);
-    ((float *)s->t.data)[0] = v;
-    return s;
-}
-
 static void test_clip(void)
 {
     const float xs[] = {-INFINITY, -3, -1, -0.0f, 0.5f, 2, 7, INFINITY, NAN};
     const size_t n = sizeof xs / sizeof xs[0];
-    struct kiln_value *x = new_tensor(KILN_DTYPE_F32, n), *y;
+    struct kiln_value *x = new_vec(KILN_DTYPE_F32, n), *y;
     memcpy(x->t.data, xs, sizeof xs);
     kiln_err err;
 
@@ -464,8 +368,8 @@ static void test_clip(void)
         float lo, hi;
     } cfg[] = {{1, 1, -1, 2}, {1, 0, 0, 0}, {0, 1, 0, 1}, {0, 0, 0, 0}, {1, 1, 3, 1}};
     for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
-        struct kiln_value *lo = cfg[c].has_lo ? scalar_f32(cfg[c].lo) : NULL;
-        struct kiln_value *hi = cfg[c].has_hi ? scalar_f32(cfg[c].hi) : NULL;
+        struct kiln_value *lo = cfg[c].has_lo ? scalar(KILN_DTYPE_F32, cfg[c].lo) : NULL;
+        struct kiln_value *hi = cfg[c].has_hi ? scalar(KILN_DTYPE_F32, cfg[c].hi) : NULL;
         struct kiln_value *in[3] = {x, lo, hi};
         kiln_status st = run_op("Clip", 13, NULL, 0, in, 3, &y, &err);
         CHECK(st == KILN_OK, "Clip cfg %zu: %s", c, err.msg);
@@ -498,7 +402,7 @@ static void test_clip(void)
     }
 
     /* a bound that is not a scalar is refused with a message naming it */
-    struct kiln_value *bad = new_tensor(KILN_DTYPE_F32, 2);
+    struct kiln_value *bad = new_vec(KILN_DTYPE_F32, 2);
     struct kiln_value *in[3] = {x, bad, NULL};
     st = run_op("Clip", 13, NULL, 0, in, 3, &y, &err);
     CHECK(st != KILN_OK && strstr(err.msg, "min") && strstr(err.msg, "scalar"),
@@ -525,7 +429,7 @@ static void test_clip(void)
     kiln_value_free(xi);
 
     /* float16 bounds clip exactly */
-    struct kiln_value *xh = new_tensor(KILN_DTYPE_F16, 3), *hl = new_tensor(KILN_DTYPE_F16, 1);
+    struct kiln_value *xh = new_vec(KILN_DTYPE_F16, 3), *hl = new_vec(KILN_DTYPE_F16, 1);
     uint16_t *h = xh->t.data;
     h[0] = 0xC000; /* -2 */
     h[1] = 0x3C00; /* 1 */
@@ -549,7 +453,7 @@ static void test_clip(void)
 static void test_isnan_isinf(void)
 {
     const float xs[] = {0, -1, INFINITY, -INFINITY, NAN, FLT_MAX};
-    struct kiln_value *x = new_tensor(KILN_DTYPE_F32, 6), *y;
+    struct kiln_value *x = new_vec(KILN_DTYPE_F32, 6), *y;
     memcpy(x->t.data, xs, sizeof xs);
     kiln_err err;
     static const struct {
@@ -577,7 +481,7 @@ static void test_isnan_isinf(void)
     kiln_value_free(x);
 
     /* float8e4m3fn has no Inf: 0x7F is NaN; e5m2 0x7C is +Inf */
-    struct kiln_value *f8 = new_tensor(KILN_DTYPE_F8E4M3FN, 2);
+    struct kiln_value *f8 = new_vec(KILN_DTYPE_F8E4M3FN, 2);
     ((uint8_t *)f8->t.data)[0] = 0x7F;
     ((uint8_t *)f8->t.data)[1] = 0x7E;
     kiln_status st = run_op("IsNaN", 20, NULL, 0, &f8, 1, &y, &err);
@@ -585,7 +489,7 @@ static void test_isnan_isinf(void)
           "IsNaN float8e4m3fn");
     if (!st) kiln_value_free(y);
     kiln_value_free(f8);
-    f8 = new_tensor(KILN_DTYPE_F8E5M2, 2);
+    f8 = new_vec(KILN_DTYPE_F8E5M2, 2);
     ((uint8_t *)f8->t.data)[0] = 0x7C;
     ((uint8_t *)f8->t.data)[1] = 0x7B;
     st = run_op("IsInf", 20, NULL, 0, &f8, 1, &y, &err);
@@ -618,7 +522,7 @@ static void test_identity(void)
     }
     kiln_value_free(seq);
 
-    struct kiln_value *x = new_tensor(KILN_DTYPE_STRING, 1);
+    struct kiln_value *x = new_vec(KILN_DTYPE_STRING, 1);
     ((char **)x->t.data)[0] = kiln_strdup("hello");
     st = run_op("Identity", 13, NULL, 0, &x, 1, &y, &err);
     CHECK(st == KILN_OK && strcmp(((char **)y->t.data)[0], "hello") == 0 &&
@@ -649,7 +553,7 @@ static void test_errors(void)
           err.msg);
     kiln_value_free(x);
 
-    x = new_tensor(KILN_DTYPE_F32, 2);
+    x = new_vec(KILN_DTYPE_F32, 2);
     struct kiln_attr a = attr_s("approximate", "erf");
     st = run_op("Gelu", 20, &a, 1, &x, 1, &y, &err);
     CHECK(st == KILN_E_INVALID_MODEL && strstr(err.msg, "'erf'"), "Gelu approximate=erf: '%s'",
@@ -664,6 +568,7 @@ static void test_errors(void)
 
 int main(void)
 {
+    rng_seed(0x243F6A8885A308D3ull);
     static const size_t sizes[] = {0, 1, 7, 1000};
     static const kiln_dtype dts[] = {KILN_DTYPE_F32, KILN_DTYPE_F64, KILN_DTYPE_F16,
                                      KILN_DTYPE_BF16};
@@ -676,10 +581,5 @@ int main(void)
     test_isnan_isinf();
     test_identity();
     test_errors();
-    if (g_fail) {
-        printf("test_unary: %d failures\n", g_fail);
-        return 1;
-    }
-    printf("test_unary: ok\n");
-    return 0;
+    return test_summary("test_unary");
 }

@@ -38,7 +38,7 @@ static const struct command commands[] = {
      "  --output-dir DIR    write outputs as DIR/output_0.pb, ... in graph output order\n"
      "                      instead of printing them\n"
      "  --format pb|npy     file format for --output-dir (default pb)\n"
-     "  --threads N         worker threads (0 = default)\n"
+     "  --threads N         threads for the run (0 = one per CPU, the default)\n"
      "  --print-all         print every element of each output (default: a summary)\n"
      "\n"
      "Inputs are checked against the model's declared types before anything runs.\n"},

@@ -32,25 +32,27 @@ struct conv_geom {
 };
 
 
+/* Reads attribute `name`: n values >= 1 (default all 1); n = spatial dims. */
+static kiln_status read_steps(struct kiln_kctx *k, const char *name, int n, int64_t *out)
+{
+    const int64_t *v;
+    size_t c = kiln_attr_ints(k, name, &v);
+    if (c && c != (size_t)n)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "%s has %zu values; expected %d", name, c, n);
+    for (int i = 0; i < n; i++) {
+        out[i] = c ? v[i] : 1;
+        if (out[i] < 1)
+            return kiln_kfail(k, KILN_E_INVALID_MODEL, "%s[%d] = %lld; expected >= 1", name, i,
+                              (long long)out[i]);
+    }
+    return KILN_OK;
+}
+
 /* Reads strides/dilations (default 1) and checks them; n = spatial dims. */
 static kiln_status read_sd(struct kiln_kctx *k, int n, int64_t *s, int64_t *d)
 {
-    const int64_t *v;
-    size_t c = kiln_attr_ints(k, "strides", &v);
-    if (c && c != (size_t)n)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "strides has %zu values; expected %d", c, n);
-    for (int i = 0; i < n; i++) {
-        s[i] = c ? v[i] : 1;
-        if (s[i] < 1) return kiln_kfail(k, KILN_E_INVALID_MODEL, "strides[%d] = %lld; expected >= 1", i, (long long)s[i]);
-    }
-    c = kiln_attr_ints(k, "dilations", &v);
-    if (c && c != (size_t)n)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "dilations has %zu values; expected %d", c, n);
-    for (int i = 0; i < n; i++) {
-        d[i] = c ? v[i] : 1;
-        if (d[i] < 1) return kiln_kfail(k, KILN_E_INVALID_MODEL, "dilations[%d] = %lld; expected >= 1", i, (long long)d[i]);
-    }
-    return KILN_OK;
+    KILN_TRY(read_steps(k, "strides", n, s));
+    return read_steps(k, "dilations", n, d);
 }
 
 /* Reads `pads` (2n values, begins then ends; default 0). */
@@ -73,40 +75,66 @@ static kiln_status read_pads(struct kiln_kctx *k, int n, int64_t *pb, int64_t *p
 
 /* ------------------------------------------------------------------ im2col / col2im */
 
+/* Shared by im2col and col2im: for kernel position kidx (offsets kk per dim, row-major over
+ * g->k), output position o reads input o*s - pb + kk*d. Along the innermost dim L that is
+ * j*s + off for output j, inside the input for j in [lo, hi). */
+static void kernel_pos(const struct conv_geom *g, size_t kidx, int64_t *kk, int64_t *off,
+                       int64_t *lo, int64_t *hi)
+{
+    int L = g->nd - 1;
+    for (int d = L; d >= 0; d--) {
+        kk[d] = (int64_t)(kidx % (size_t)g->k[d]);
+        kidx /= (size_t)g->k[d];
+    }
+    int64_t s = g->s[L];
+    *off = kk[L] * g->d[L] - g->pb[L];
+    *lo = *off >= 0 ? 0 : kiln_div_ceil(-*off, s);
+    *hi = kiln_div_floor(g->in[L] - 1 - *off, s) + 1;
+    if (*hi > g->out[L]) *hi = g->out[L];
+    if (*lo > *hi) *lo = *hi;
+}
+
+/* For outer output position o[0..L) (all dims but the innermost) and kernel offsets kk:
+ * *base = the input row (in units of g->in[L] elements) it reads; false when outside. */
+static bool outer_row(const struct conv_geom *g, const int64_t *o, const int64_t *kk, size_t *base)
+{
+    size_t b = 0;
+    for (int d = 0; d < g->nd - 1; d++) {
+        int64_t ix = o[d] * g->s[d] - g->pb[d] + kk[d] * g->d[d];
+        if (ix < 0 || ix >= g->in[d]) return false;
+        b = b * (size_t)g->in[d] + (size_t)ix;
+    }
+    *base = b;
+    return true;
+}
+
+/* Steps outer output position o[0..L) in row-major order. */
+static void outer_next(const struct conv_geom *g, int64_t *o)
+{
+    for (int d = g->nd - 2; d >= 0; d--) {
+        if (++o[d] < g->out[d]) break;
+        o[d] = 0;
+    }
+}
+
 /* col[(c*ks + kidx) * os + o] = x[c][o*s - pb + kk*d] (0 outside), for c < C. x holds C
  * planes of g->is elements; the geometry's `in` is x's spatial size. */
 static void im2col(const float *x, size_t C, const struct conv_geom *g, float *col)
 {
-    int nd = g->nd, L = nd - 1;
-    int64_t kk[KILN_MAX_RANK], o[KILN_MAX_RANK];
+    int L = g->nd - 1;
+    int64_t kk[KILN_MAX_RANK], s = g->s[L];
     size_t inner = (size_t)g->out[L];
     size_t outer = g->os / (inner ? inner : 1);
     for (size_t c = 0; c < C; c++) {
         const float *xc = x + c * g->is;
         for (size_t kidx = 0; kidx < g->ks; kidx++) {
-            size_t r = kidx;
-            for (int d = nd - 1; d >= 0; d--) {
-                kk[d] = (int64_t)(r % (size_t)g->k[d]);
-                r /= (size_t)g->k[d];
-            }
+            int64_t off, lo, hi, o[KILN_MAX_RANK] = {0};
+            kernel_pos(g, kidx, kk, &off, &lo, &hi);
             float *row = col + (c * g->ks + kidx) * g->os;
-            /* Valid range of the innermost output index. */
-            int64_t off = kk[L] * g->d[L] - g->pb[L], s = g->s[L];
-            int64_t lo = off >= 0 ? 0 : kiln_div_ceil(-off, s);
-            int64_t hi = kiln_div_floor(g->in[L] - 1 - off, s) + 1;
-            if (hi > g->out[L]) hi = g->out[L];
-            if (lo > hi) lo = hi;
-            for (int d = 0; d < L; d++) o[d] = 0;
-            for (size_t t = 0; t < outer; t++) {
+            for (size_t t = 0; t < outer; t++, outer_next(g, o)) {
                 float *dst = row + t * inner;
-                bool ok = true;
-                size_t base = 0;
-                for (int d = 0; d < L; d++) {
-                    int64_t ix = o[d] * g->s[d] - g->pb[d] + kk[d] * g->d[d];
-                    if (ix < 0 || ix >= g->in[d]) ok = false;
-                    base = base * (size_t)g->in[d] + (size_t)ix;
-                }
-                if (!ok || lo >= hi) {
+                size_t base;
+                if (!outer_row(g, o, kk, &base) || lo >= hi) {
                     memset(dst, 0, inner * sizeof *dst);
                 } else {
                     const float *src = xc + base * (size_t)g->in[L];
@@ -117,10 +145,6 @@ static void im2col(const float *x, size_t C, const struct conv_geom *g, float *c
                         for (int64_t j = lo; j < hi; j++) dst[j] = src[j * s + off];
                     for (int64_t j = hi; j < (int64_t)inner; j++) dst[j] = 0.0f;
                 }
-                for (int d = L - 1; d >= 0; d--) {
-                    if (++o[d] < g->out[d]) break;
-                    o[d] = 0;
-                }
             }
         }
     }
@@ -129,40 +153,22 @@ static void im2col(const float *x, size_t C, const struct conv_geom *g, float *c
 /* The adjoint of im2col: y[c][o*s - pb + kk*d] += col[(c*ks + kidx) * os + o]. */
 static void col2im(const float *col, size_t C, const struct conv_geom *g, float *y)
 {
-    int nd = g->nd, L = nd - 1;
-    int64_t kk[KILN_MAX_RANK], o[KILN_MAX_RANK];
+    int L = g->nd - 1;
+    int64_t kk[KILN_MAX_RANK], s = g->s[L];
     size_t inner = (size_t)g->out[L];
     size_t outer = g->os / (inner ? inner : 1);
     for (size_t c = 0; c < C; c++) {
         float *yc = y + c * g->is;
         for (size_t kidx = 0; kidx < g->ks; kidx++) {
-            size_t r = kidx;
-            for (int d = nd - 1; d >= 0; d--) {
-                kk[d] = (int64_t)(r % (size_t)g->k[d]);
-                r /= (size_t)g->k[d];
-            }
+            int64_t off, lo, hi, o[KILN_MAX_RANK] = {0};
+            kernel_pos(g, kidx, kk, &off, &lo, &hi);
             const float *row = col + (c * g->ks + kidx) * g->os;
-            int64_t off = kk[L] * g->d[L] - g->pb[L], s = g->s[L];
-            int64_t lo = off >= 0 ? 0 : kiln_div_ceil(-off, s);
-            int64_t hi = kiln_div_floor(g->in[L] - 1 - off, s) + 1;
-            if (hi > g->out[L]) hi = g->out[L];
-            for (int d = 0; d < L; d++) o[d] = 0;
-            for (size_t t = 0; t < outer; t++) {
+            for (size_t t = 0; t < outer; t++, outer_next(g, o)) {
                 const float *src = row + t * inner;
-                bool ok = true;
-                size_t base = 0;
-                for (int d = 0; d < L; d++) {
-                    int64_t ix = o[d] * g->s[d] - g->pb[d] + kk[d] * g->d[d];
-                    if (ix < 0 || ix >= g->in[d]) ok = false;
-                    base = base * (size_t)g->in[d] + (size_t)ix;
-                }
-                if (ok) {
+                size_t base;
+                if (outer_row(g, o, kk, &base)) {
                     float *dst = yc + base * (size_t)g->in[L];
                     for (int64_t j = lo; j < hi; j++) dst[j * s + off] += src[j];
-                }
-                for (int d = L - 1; d >= 0; d--) {
-                    if (++o[d] < g->out[d]) break;
-                    o[d] = 0;
                 }
             }
         }
@@ -209,6 +215,60 @@ static kiln_status conv_inputs(struct kiln_kctx *k, const struct kiln_tensor **x
     return KILN_OK;
 }
 
+/* Checks the optional bias B against M output channels. */
+static kiln_status check_bias(struct kiln_kctx *k, const struct kiln_tensor *b, int64_t M)
+{
+    if (b && (b->rank != 1 || b->dims[0] != M))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input B must be [%lld]", (long long)M);
+    return KILN_OK;
+}
+
+/* Reads auto_pad: NOTSET, SAME_UPPER, SAME_LOWER or VALID. */
+static kiln_status read_auto_pad(struct kiln_kctx *k, const char **ap)
+{
+    *ap = kiln_attr_s(k, "auto_pad", "NOTSET");
+    if (strcmp(*ap, "NOTSET") && strcmp(*ap, "SAME_UPPER") && strcmp(*ap, "SAME_LOWER") &&
+        strcmp(*ap, "VALID"))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "auto_pad '%s' is not one of NOTSET, "
+                          "SAME_UPPER, SAME_LOWER, VALID", *ap);
+    return KILN_OK;
+}
+
+/* The float32 views of one Conv / ConvTranspose run. */
+struct conv_io {
+    struct kiln_tensor *y;
+    const float *x, *w, *b; /* b NULL without bias */
+    float *yf;
+};
+
+/* Creates output Y [N, M, sp...] of X's dtype and, unless Y is empty, stages X, W, B and Y
+ * as float32 (see tensor_util.h); kiln_unstage_f32(io->y, io->yf) finishes. */
+static kiln_status conv_io_open(struct kiln_kctx *k, const struct kiln_tensor *x,
+                                const struct kiln_tensor *w, const struct kiln_tensor *b,
+                                int64_t M, const int64_t *sp, struct conv_io *io)
+{
+    int64_t ydims[KILN_MAX_RANK] = {x->dims[0], M};
+    for (int i = 0; i < x->rank - 2; i++) ydims[2 + i] = sp[i];
+    io->b = NULL;
+    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, ydims, &io->y));
+    if (kiln_tensor_numel(io->y) == 0) return KILN_OK;
+    KILN_TRY(kiln_stage_f32(k, x, &io->x));
+    KILN_TRY(kiln_stage_f32(k, w, &io->w));
+    if (b) KILN_TRY(kiln_stage_f32(k, b, &io->b));
+    return kiln_stage_out_f32(k, io->y, &io->yf);
+}
+
+/* y[m][0..plane) += b[m] for m < M (nothing when b is NULL). */
+static void add_bias(float *y, const float *b, size_t M, size_t plane)
+{
+    if (!b) return;
+    for (size_t m = 0; m < M; m++) {
+        float bv = b[m];
+        float *yr = y + m * plane;
+        for (size_t o = 0; o < plane; o++) yr[o] += bv;
+    }
+}
+
 static kiln_status conv_run(struct kiln_kctx *k)
 {
     const struct kiln_tensor *x, *w, *b;
@@ -223,14 +283,14 @@ static kiln_status conv_run(struct kiln_kctx *k)
     if (M % group)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "W has %lld output channels, not a multiple of group %lld",
                           (long long)M, (long long)group);
-    if (b && (b->rank != 1 || b->dims[0] != M))
-        return kiln_kfail(k, KILN_E_INVALID_ARG, "input B must be [%lld]", (long long)M);
+    KILN_TRY(check_bias(k, b, M));
 
     struct conv_geom g = {.nd = nd, .ks = 1, .is = 1, .os = 1};
     int64_t pe[KILN_MAX_RANK];
     KILN_TRY(read_sd(k, nd, g.s, g.d));
     KILN_TRY(read_pads(k, nd, g.pb, pe, NULL));
-    const char *ap = kiln_attr_s(k, "auto_pad", "NOTSET");
+    const char *ap;
+    KILN_TRY(read_auto_pad(k, &ap));
     for (int i = 0; i < nd; i++) {
         g.in[i] = x->dims[2 + i];
         g.k[i] = w->dims[2 + i];
@@ -242,9 +302,6 @@ static kiln_status conv_run(struct kiln_kctx *k)
             g.pb[i] = !strcmp(ap, "SAME_UPPER") ? tot / 2 : tot - tot / 2;
         } else {
             if (!strcmp(ap, "VALID")) g.pb[i] = pe[i] = 0;
-            else if (strcmp(ap, "NOTSET"))
-                return kiln_kfail(k, KILN_E_INVALID_MODEL, "auto_pad '%s' is not one of NOTSET, "
-                                  "SAME_UPPER, SAME_LOWER, VALID", ap);
             int64_t span = g.in[i] + g.pb[i] + pe[i] - dk;
             g.out[i] = span < 0 ? 0 : span / g.s[i] + 1;
         }
@@ -252,18 +309,9 @@ static kiln_status conv_run(struct kiln_kctx *k)
         g.is *= (size_t)g.in[i];
         g.os *= (size_t)g.out[i];
     }
-    int64_t ydims[KILN_MAX_RANK] = {N, M};
-    for (int i = 0; i < nd; i++) ydims[2 + i] = g.out[i];
-    struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, ydims, &y));
-    if (kiln_tensor_numel(y) == 0) return KILN_OK;
-
-    const float *xf, *wf, *bf = NULL;
-    float *yf;
-    KILN_TRY(kiln_stage_f32(k, x, &xf));
-    KILN_TRY(kiln_stage_f32(k, w, &wf));
-    if (b) KILN_TRY(kiln_stage_f32(k, b, &bf));
-    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
+    struct conv_io io;
+    KILN_TRY(conv_io_open(k, x, w, b, M, g.out, &io));
+    if (kiln_tensor_numel(io.y) == 0) return KILN_OK;
 
     size_t cg = (size_t)(C / group), mg = (size_t)(M / group), G = (size_t)group;
     size_t kdim = cg * g.ks;
@@ -279,23 +327,18 @@ static kiln_status conv_run(struct kiln_kctx *k)
     }
     for (size_t n = 0; n < (size_t)N; n++)
         for (size_t gi = 0; gi < G; gi++) {
-            const float *xg = xf + (n * (size_t)C + gi * cg) * g.is;
-            float *yg = yf + (n * (size_t)M + gi * mg) * g.os;
+            const float *xg = io.x + (n * (size_t)C + gi * cg) * g.is;
+            float *yg = io.yf + (n * (size_t)M + gi * mg) * g.os;
             const float *cols = xg;
             if (!direct) {
                 im2col(xg, cg, &g, col);
                 cols = col;
             }
-            kiln_sgemm(false, false, mg, g.os, kdim, 1.0f, wf + gi * mg * kdim, kdim, cols, g.os,
-                       0.0f, yg, g.os);
-            if (bf)
-                for (size_t m = 0; m < mg; m++) {
-                    float bv = bf[gi * mg + m];
-                    float *yr = yg + m * g.os;
-                    for (size_t o = 0; o < g.os; o++) yr[o] += bv;
-                }
+            kiln_sgemm_par(k->pool, false, false, mg, g.os, kdim, 1.0f, io.w + gi * mg * kdim, kdim, cols,
+                           g.os, 0.0f, yg, g.os);
+            add_bias(yg, io.b ? io.b + gi * mg : NULL, mg, g.os);
         }
-    kiln_unstage_f32(y, yf);
+    kiln_unstage_f32(io.y, io.yf);
     return KILN_OK;
 }
 
@@ -315,8 +358,7 @@ static kiln_status convt_run(struct kiln_kctx *k)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "X has %lld channels, not a multiple of group %lld",
                           (long long)C, (long long)group);
     int64_t M = w->dims[1] * group;
-    if (b && (b->rank != 1 || b->dims[0] != M))
-        return kiln_kfail(k, KILN_E_INVALID_ARG, "input B must be [%lld]", (long long)M);
+    KILN_TRY(check_bias(k, b, M));
 
     /* The geometry is that of the Conv whose adjoint this is: g.in is our output. */
     struct conv_geom g = {.nd = nd, .ks = 1, .is = 1, .os = 1};
@@ -334,11 +376,9 @@ static kiln_status convt_run(struct kiln_kctx *k)
     if (nos == (size_t)nd + 2) os += 2, nos -= 2;
     if (nos && nos != (size_t)nd)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "output_shape has %zu values; expected %d", nos, nd);
-    const char *ap = kiln_attr_s(k, "auto_pad", "NOTSET");
+    const char *ap;
+    KILN_TRY(read_auto_pad(k, &ap));
     bool same = !strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER");
-    if (!same && strcmp(ap, "NOTSET") && strcmp(ap, "VALID"))
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "auto_pad '%s' is not one of NOTSET, "
-                          "SAME_UPPER, SAME_LOWER, VALID", ap);
     for (int i = 0; i < nd; i++) {
         g.out[i] = x->dims[2 + i];
         g.k[i] = w->dims[2 + i];
@@ -360,19 +400,10 @@ static kiln_status convt_run(struct kiln_kctx *k)
         g.is *= (size_t)g.in[i];
         g.os *= (size_t)g.out[i];
     }
-    int64_t ydims[KILN_MAX_RANK] = {N, M};
-    for (int i = 0; i < nd; i++) ydims[2 + i] = g.in[i];
-    struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, ydims, &y));
-    if (kiln_tensor_numel(y) == 0) return KILN_OK;
-
-    const float *xf, *wf, *bf = NULL;
-    float *yf;
-    KILN_TRY(kiln_stage_f32(k, x, &xf));
-    KILN_TRY(kiln_stage_f32(k, w, &wf));
-    if (b) KILN_TRY(kiln_stage_f32(k, b, &bf));
-    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
-    memset(yf, 0, kiln_tensor_numel(y) * sizeof *yf);
+    struct conv_io io;
+    KILN_TRY(conv_io_open(k, x, w, b, M, g.in, &io));
+    if (kiln_tensor_numel(io.y) == 0) return KILN_OK;
+    memset(io.yf, 0, kiln_tensor_numel(io.y) * sizeof *io.yf);
 
     size_t cg = (size_t)(C / group), mg = (size_t)(M / group), G = (size_t)group;
     size_t rows = mg * g.ks, n;
@@ -382,20 +413,15 @@ static kiln_status convt_run(struct kiln_kctx *k)
     KILN_TRY(kiln_scratch(k, n + 1, (void **)&col));
     for (size_t ni = 0; ni < (size_t)N; ni++)
         for (size_t gi = 0; gi < G; gi++) {
-            const float *xg = xf + (ni * (size_t)C + gi * cg) * g.os;
-            float *yg = yf + (ni * (size_t)M + gi * mg) * g.is;
+            const float *xg = io.x + (ni * (size_t)C + gi * cg) * g.os;
+            float *yg = io.yf + (ni * (size_t)M + gi * mg) * g.is;
             /* col[rows x in_positions] = W_g^T [rows x cg] * X_g [cg x in_positions]. */
-            kiln_sgemm(true, false, rows, g.os, cg, 1.0f, wf + gi * cg * rows, rows, xg, g.os,
-                       0.0f, col, g.os);
+            kiln_sgemm_par(k->pool, true, false, rows, g.os, cg, 1.0f, io.w + gi * cg * rows, rows, xg, g.os,
+                           0.0f, col, g.os);
             col2im(col, mg, &g, yg);
-            if (bf)
-                for (size_t m = 0; m < mg; m++) {
-                    float bv = bf[gi * mg + m];
-                    float *yr = yg + m * g.is;
-                    for (size_t o = 0; o < g.is; o++) yr[o] += bv;
-                }
+            add_bias(yg, io.b ? io.b + gi * mg : NULL, mg, g.is);
         }
-    kiln_unstage_f32(y, yf);
+    kiln_unstage_f32(io.y, io.yf);
     return KILN_OK;
 }
 

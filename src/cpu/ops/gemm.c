@@ -154,15 +154,15 @@ static kiln_status matmul_run(struct kiln_kctx *k)
     for (int d = 0; d < br && fold; d++)
         if (sa_[d] == 0 && bdims[d] != 1) fold = false;
     if (fold) {
-        kiln_sgemm(false, false, batch * um, un, uk, 1.0f, af, uk, bf, un, 0.0f, yf, un);
+        kiln_sgemm_par(k->pool, false, false, batch * um, un, uk, 1.0f, af, uk, bf, un, 0.0f, yf, un);
     } else {
         int64_t idx[KILN_MAX_RANK] = {0};
         size_t oa = 0, ob = 0;
         for (size_t t = 0; t < batch; t++) {
             size_t oy = t * um * un;
             if (f32path)
-                kiln_sgemm(false, false, um, un, uk, 1.0f, af + oa, uk, bf + ob, un, 0.0f,
-                           yf + oy, un);
+                kiln_sgemm_par(k->pool, false, false, um, un, uk, 1.0f, af + oa, uk, bf + ob, un, 0.0f,
+                               yf + oy, un);
             else if (a->dtype == KILN_DTYPE_F64)
                 gemm_f64(false, false, um, un, uk, 1.0, (const double *)a->data + oa, uk,
                          (const double *)b->data + ob, un, (double *)y->data + oy);
@@ -251,7 +251,7 @@ static kiln_status gemm_run(struct kiln_kctx *k)
                     yd[i * un + j] = (double)beta * ((const double *)c->data)[ci];
             }
         if (f32path) {
-            kiln_sgemm(tA, tB, um, un, uk, alpha, af, lda, bf, ldb, c ? 1.0f : 0.0f, yf, un);
+            kiln_sgemm_par(k->pool, tA, tB, um, un, uk, alpha, af, lda, bf, ldb, c ? 1.0f : 0.0f, yf, un);
             kiln_unstage_f32(y, yf);
         } else {
             gemm_f64(tA, tB, um, un, uk, alpha, a->data, lda, b->data, ldb, yd);

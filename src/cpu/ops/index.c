@@ -41,6 +41,60 @@ static kiln_status check_index_type(struct kiln_kctx *k, const struct kiln_tenso
     return KILN_OK;
 }
 
+/* ------------------------------------------------------------------ element walks */
+
+/* GatherElements / ScatterElements: walks the elements of `indices` (ix, x's rank) in order;
+ * element i addresses the data element at its own position but with the `axis` coordinate
+ * replaced by the index value. */
+struct elem_walk {
+    const struct kiln_tensor *x, *ix;
+    int axis;
+    int64_t xs[KILN_MAX_RANK], idx[KILN_MAX_RANK];
+    int64_t base; /* offset in x of the current position with the axis coordinate 0 */
+};
+
+/* Checks the shapes (indices no larger than data off the axis; with `up`, updates shaped
+ * like indices, checked dim by dim first) and starts the walk. */
+static kiln_status elem_walk_init(struct kiln_kctx *k, struct elem_walk *w,
+                                  const struct kiln_tensor *x, const struct kiln_tensor *ix,
+                                  const struct kiln_tensor *up, int axis)
+{
+    for (int a = 0; a < x->rank; a++) {
+        if (up && up->dims[a] != ix->dims[a])
+            return kiln_kfail(k, KILN_E_INVALID_ARG, "'updates' and 'indices' differ in dim %d", a);
+        if (a != axis && ix->dims[a] > x->dims[a])
+            return kiln_kfail(k, KILN_E_INVALID_ARG,
+                              "'indices' dim %d is %lld; 'data' has only %lld", a,
+                              (long long)ix->dims[a], (long long)x->dims[a]);
+    }
+    memset(w, 0, sizeof *w);
+    w->x = x, w->ix = ix, w->axis = axis;
+    kiln_tops_strides(x->rank, x->dims, w->xs);
+    return KILN_OK;
+}
+
+/* *off = the data element that indices element i (the walk's next one) addresses; then
+ * steps. A bad index resets output o's strings (ph, see drop_strings) and fails. */
+static kiln_status elem_walk_next(struct kiln_kctx *k, struct elem_walk *w, size_t i,
+                                  struct kiln_tensor *o, char *ph, size_t *off)
+{
+    int64_t v = 0;
+    int axis = w->axis;
+    kiln_status st = get_index(k, w->ix, i, w->x->dims[axis], axis, &v);
+    if (st) {
+        drop_strings(o, ph);
+        return st;
+    }
+    *off = (size_t)(w->base + v * w->xs[axis]);
+    for (int a = w->x->rank - 1; a >= 0; a--) {
+        if (a != axis) w->base += w->xs[a];
+        if (++w->idx[a] < w->ix->dims[a]) break;
+        if (a != axis) w->base -= w->xs[a] * w->ix->dims[a];
+        w->idx[a] = 0;
+    }
+    return KILN_OK;
+}
+
 /* ------------------------------------------------------------------ Gather */
 
 static kiln_status gather_run(struct kiln_kctx *k)
@@ -59,7 +113,7 @@ static kiln_status gather_run(struct kiln_kctx *k)
     for (int a = 0; a < axis; a++) od[p++] = x->dims[a];
     for (int a = 0; a < ix->rank; a++) od[p++] = ix->dims[a];
     for (int a = axis + 1; a < x->rank; a++) od[p++] = x->dims[a];
-    size_t ni = kiln_tensor_numel(ix), esz = kiln_dtype_size(x->dtype), outer = 1, inner = esz;
+    size_t ni = kiln_tensor_numel(ix), outer = 1, inner = 1;
     int64_t D = x->dims[axis], *idx;
     for (int a = 0; a < axis; a++) outer *= (size_t)x->dims[a];
     for (int a = axis + 1; a < x->rank; a++) inner *= (size_t)x->dims[a];
@@ -67,14 +121,7 @@ static kiln_status gather_run(struct kiln_kctx *k)
     for (size_t j = 0; j < ni; j++) KILN_TRY(get_index(k, ix, j, D, axis, &idx[j]));
     struct kiln_tensor *o;
     KILN_TRY(kiln_out_tensor(k, 0, x->dtype, r, od, &o));
-    if (kiln_tensor_numel(o) == 0) return KILN_OK;
-    char *ph = kiln_tops_placeholder(o);
-    unsigned char *d = o->data;
-    const unsigned char *s = x->data;
-    for (size_t a = 0; a < outer; a++)
-        for (size_t j = 0; j < ni; j++, d += inner)
-            memcpy(d, s + (a * (size_t)D + (size_t)idx[j]) * inner, inner);
-    return kiln_tops_own_strings(k, o, ph);
+    return kiln_take_slices(k, o, x, outer, (size_t)D, inner, idx, ni);
 }
 
 /* ------------------------------------------------------------------ GatherElements */
@@ -90,34 +137,17 @@ static kiln_status gather_elements_run(struct kiln_kctx *k)
                           ix->rank, x->rank);
     int axis;
     KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
-    for (int a = 0; a < x->rank; a++)
-        if (a != axis && ix->dims[a] > x->dims[a])
-            return kiln_kfail(k, KILN_E_INVALID_ARG,
-                              "'indices' dim %d is %lld; 'data' has only %lld", a,
-                              (long long)ix->dims[a], (long long)x->dims[a]);
+    struct elem_walk w;
+    KILN_TRY(elem_walk_init(k, &w, x, ix, NULL, axis));
     struct kiln_tensor *o;
     KILN_TRY(kiln_out_tensor(k, 0, x->dtype, ix->rank, ix->dims, &o));
     size_t n = kiln_tensor_numel(o), esz = kiln_dtype_size(x->dtype);
     if (n == 0) return KILN_OK;
     char *ph = kiln_tops_placeholder(o);
-    int64_t xs[KILN_MAX_RANK], idx[KILN_MAX_RANK] = {0};
-    kiln_tops_strides(x->rank, x->dims, xs);
-    int64_t base = 0; /* offset in x of idx with the axis coordinate 0 */
     for (size_t i = 0; i < n; i++) {
-        int64_t v = 0;
-        kiln_status st = get_index(k, ix, i, x->dims[axis], axis, &v);
-        if (st) {
-            drop_strings(o, ph);
-            return st;
-        }
-        memcpy((unsigned char *)o->data + i * esz,
-               (const unsigned char *)x->data + (size_t)(base + v * xs[axis]) * esz, esz);
-        for (int a = x->rank - 1; a >= 0; a--) {
-            if (a != axis) base += xs[a];
-            if (++idx[a] < ix->dims[a]) break;
-            if (a != axis) base -= xs[a] * ix->dims[a];
-            idx[a] = 0;
-        }
+        size_t off;
+        KILN_TRY(elem_walk_next(k, &w, i, o, ph, &off));
+        memcpy((unsigned char *)o->data + i * esz, (const unsigned char *)x->data + off * esz, esz);
     }
     return kiln_tops_own_strings(k, o, ph);
 }
@@ -201,6 +231,30 @@ static kiln_status get_reduction(struct kiln_kctx *k, kiln_dtype dt, int *red)
     return KILN_OK;
 }
 
+/* Inputs data, indices (int32 or int64) and updates of ScatterElements / ScatterND, and the
+ * reduction attribute. */
+static kiln_status scatter_inputs(struct kiln_kctx *k, const struct kiln_tensor **x,
+                                  const struct kiln_tensor **ix, const struct kiln_tensor **up,
+                                  int *red)
+{
+    KILN_TRY(kiln_in_req(k, 0, x));
+    KILN_TRY(kiln_in_req(k, 1, ix));
+    KILN_TRY(kiln_in_req(k, 2, up));
+    KILN_TRY(check_index_type(k, *ix));
+    return get_reduction(k, (*x)->dtype, red);
+}
+
+/* Output 0 of the scatters: a byte copy of data x. A STRING output borrows x's strings until
+ * kiln_tops_own_strings; *ph is its placeholder (see drop_strings). */
+static kiln_status out_copy(struct kiln_kctx *k, const struct kiln_tensor *x,
+                            struct kiln_tensor **o, char **ph)
+{
+    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, o));
+    *ph = kiln_tops_placeholder(*o);
+    if (kiln_tensor_numel(*o)) memcpy((*o)->data, x->data, kiln_tensor_nbytes(x));
+    return KILN_OK;
+}
+
 #define RED_FLOAT(T)                                                                           \
     {                                                                                          \
         T x, y;                                                                                \
@@ -265,12 +319,8 @@ static void reduce_elem(kiln_dtype dt, size_t esz, int red, unsigned char *d,
 static kiln_status scatter_elements_run(struct kiln_kctx *k)
 {
     const struct kiln_tensor *x, *ix, *up;
-    KILN_TRY(kiln_in_req(k, 0, &x));
-    KILN_TRY(kiln_in_req(k, 1, &ix));
-    KILN_TRY(kiln_in_req(k, 2, &up));
-    KILN_TRY(check_index_type(k, ix));
     int red;
-    KILN_TRY(get_reduction(k, x->dtype, &red));
+    KILN_TRY(scatter_inputs(k, &x, &ix, &up, &red));
     if (x->rank == 0 || ix->rank != x->rank || up->rank != ix->rank || up->dtype != x->dtype)
         return kiln_kfail(k, KILN_E_INVALID_ARG,
                           "data, indices and updates must share rank >= 1 (got %d, %d, %d) and "
@@ -278,36 +328,17 @@ static kiln_status scatter_elements_run(struct kiln_kctx *k)
                           x->rank, ix->rank, up->rank);
     int axis;
     KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
-    for (int a = 0; a < x->rank; a++) {
-        if (up->dims[a] != ix->dims[a])
-            return kiln_kfail(k, KILN_E_INVALID_ARG, "'updates' and 'indices' differ in dim %d", a);
-        if (a != axis && ix->dims[a] > x->dims[a])
-            return kiln_kfail(k, KILN_E_INVALID_ARG,
-                              "'indices' dim %d is %lld; 'data' has only %lld", a,
-                              (long long)ix->dims[a], (long long)x->dims[a]);
-    }
+    struct elem_walk w;
+    KILN_TRY(elem_walk_init(k, &w, x, ix, up, axis));
     struct kiln_tensor *o;
-    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &o));
+    char *ph;
+    KILN_TRY(out_copy(k, x, &o, &ph));
     size_t n = kiln_tensor_numel(ix), esz = kiln_dtype_size(x->dtype);
-    char *ph = kiln_tops_placeholder(o);
-    if (kiln_tensor_numel(o)) memcpy(o->data, x->data, kiln_tensor_nbytes(x));
-    int64_t xs[KILN_MAX_RANK], idx[KILN_MAX_RANK] = {0}, base = 0;
-    kiln_tops_strides(x->rank, x->dims, xs);
     for (size_t i = 0; i < n; i++) {
-        int64_t v = 0;
-        kiln_status st = get_index(k, ix, i, x->dims[axis], axis, &v);
-        if (st) {
-            drop_strings(o, ph);
-            return st;
-        }
-        reduce_elem(x->dtype, esz, red, (unsigned char *)o->data + (size_t)(base + v * xs[axis]) * esz,
+        size_t off;
+        KILN_TRY(elem_walk_next(k, &w, i, o, ph, &off));
+        reduce_elem(x->dtype, esz, red, (unsigned char *)o->data + off * esz,
                     (const unsigned char *)up->data + i * esz);
-        for (int a = x->rank - 1; a >= 0; a--) {
-            if (a != axis) base += xs[a];
-            if (++idx[a] < ix->dims[a]) break;
-            if (a != axis) base -= xs[a] * ix->dims[a];
-            idx[a] = 0;
-        }
     }
     return kiln_tops_own_strings(k, o, ph);
 }
@@ -317,12 +348,8 @@ static kiln_status scatter_elements_run(struct kiln_kctx *k)
 static kiln_status scatter_nd_run(struct kiln_kctx *k)
 {
     const struct kiln_tensor *x, *ix, *up;
-    KILN_TRY(kiln_in_req(k, 0, &x));
-    KILN_TRY(kiln_in_req(k, 1, &ix));
-    KILN_TRY(kiln_in_req(k, 2, &up));
-    KILN_TRY(check_index_type(k, ix));
     int red;
-    KILN_TRY(get_reduction(k, x->dtype, &red));
+    KILN_TRY(scatter_inputs(k, &x, &ix, &up, &red));
     if (x->rank < 1 || ix->rank < 1)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "'data' and 'indices' must have rank >= 1");
     int64_t m = ix->dims[ix->rank - 1];
@@ -342,12 +369,11 @@ static kiln_status scatter_nd_run(struct kiln_kctx *k)
                           kiln_dtype_name(up->dtype), (long long)m);
     }
     struct kiln_tensor *o;
-    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &o));
+    char *ph;
+    KILN_TRY(out_copy(k, x, &o, &ph));
     size_t esz = kiln_dtype_size(x->dtype), slice = 1, tuples = 1;
     for (int a = (int)m; a < x->rank; a++) slice *= (size_t)x->dims[a];
     for (int a = 0; a < ix->rank - 1; a++) tuples *= (size_t)ix->dims[a];
-    char *ph = kiln_tops_placeholder(o);
-    if (kiln_tensor_numel(o)) memcpy(o->data, x->data, kiln_tensor_nbytes(x));
     int64_t xs[KILN_MAX_RANK];
     kiln_tops_strides(x->rank, x->dims, xs);
     for (size_t t = 0; t < tuples; t++) {
@@ -410,10 +436,9 @@ static kiln_status tensor_scatter_run(struct kiln_kctx *k)
                               (long long)b, (long long)w, (long long)seq, (long long)maxs);
     }
     struct kiln_tensor *o;
-    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &o));
+    char *ph;
+    KILN_TRY(out_copy(k, x, &o, &ph));
     if (kiln_tensor_numel(o) == 0) return KILN_OK;
-    char *ph = kiln_tops_placeholder(o);
-    memcpy(o->data, x->data, kiln_tensor_nbytes(x));
     size_t esz = kiln_dtype_size(x->dtype), inner = esz, outer = 1;
     for (int a = axis + 1; a < x->rank; a++) inner *= (size_t)x->dims[a];
     for (int a = 0; a < axis; a++) outer *= (size_t)x->dims[a];

@@ -107,6 +107,17 @@ static kiln_status read_matrix(struct kiln_kctx *k, const struct kiln_tensor *x,
     return KILN_OK;
 }
 
+/* Reads required input 0 through read_matrix (no float16) into *d ([*n, *f]); *x (when not
+ * NULL) receives the tensor. */
+static kiln_status read_x(struct kiln_kctx *k, const struct kiln_tensor **x, size_t *n, size_t *f,
+                          double **d)
+{
+    const struct kiln_tensor *t;
+    KILN_TRY(kiln_in_req(k, 0, &t));
+    if (x) *x = t;
+    return read_matrix(k, t, false, n, f, d);
+}
+
 /* A float list attribute, or its double tensor twin `<name>_as_tensor` (TreeEnsemble* v3)
  * when present, as doubles in scratch memory. *n = 0 and *out = NULL when neither is set. */
 static kiln_status attr_doubles(struct kiln_kctx *k, const char *name, double **out, size_t *n)
@@ -244,6 +255,16 @@ static kiln_status labels_set(struct kiln_kctx *k, const struct labels *l, struc
 {
     if (l->is_str) return set_str(k, y, row, idx < l->n ? l->strs[idx] : "");
     ((int64_t *)y->data)[row] = l->n ? (idx < l->n ? l->ints[idx] : 0) : (int64_t)idx;
+    return KILN_OK;
+}
+
+/* Writes the label of a one-column decision to row `row`: the first class label when pos,
+ * else "" or 0 (with no int labels, 1 or 0). */
+static kiln_status labels_set_pos(struct kiln_kctx *k, const struct labels *l, struct kiln_tensor *y,
+                                  size_t row, bool pos)
+{
+    if (l->is_str) return set_str(k, y, row, pos ? l->strs[0] : "");
+    ((int64_t *)y->data)[row] = pos ? (l->n ? l->ints[0] : 1) : 0;
     return KILN_OK;
 }
 
@@ -517,6 +538,51 @@ static kiln_status featvec_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ CategoryMapper */
 
+/* Output 0 (int64, X's shape) for string X: element i is ids[c] (c itself when ids is NULL)
+ * for the first category c equal to X[i], else def. */
+static kiln_status map_str_to_i64(struct kiln_kctx *k, const struct kiln_tensor *x,
+                                  const char *const *cats, const int64_t *ids, size_t nc, int64_t def)
+{
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_I64, x->rank, x->dims, &y));
+    size_t n = kiln_tensor_numel(x);
+    for (size_t i = 0; i < n; i++) {
+        int64_t v = def;
+        for (size_t c = 0; c < nc; c++)
+            if (strcmp(str_at(x, i), cats[c]) == 0) {
+                v = ids ? ids[c] : (int64_t)c;
+                break;
+            }
+        ((int64_t *)y->data)[i] = v;
+    }
+    return KILN_OK;
+}
+
+/* Output 0 (string, X's shape) for int64 X: element i is cats[c] for the first c with
+ * ids[c] == X[i] (with ids NULL, c = X[i] when in [0, nc)), else def. */
+static kiln_status map_i64_to_str(struct kiln_kctx *k, const struct kiln_tensor *x,
+                                  const char *const *cats, const int64_t *ids, size_t nc, const char *def)
+{
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_STRING, x->rank, x->dims, &y));
+    size_t n = kiln_tensor_numel(x);
+    for (size_t i = 0; i < n; i++) {
+        int64_t v = ((const int64_t *)x->data)[i];
+        const char *s = def;
+        if (!ids) {
+            if (v >= 0 && (uint64_t)v < nc) s = cats[v];
+        } else {
+            for (size_t c = 0; c < nc; c++)
+                if (ids[c] == v) {
+                    s = cats[c];
+                    break;
+                }
+        }
+        KILN_TRY(set_str(k, y, i, s));
+    }
+    return KILN_OK;
+}
+
 /* string -> int64 (default_int64) or int64 -> string (default_string), by the input dtype. */
 static kiln_status catmap_run(struct kiln_kctx *k)
 {
@@ -528,37 +594,12 @@ static kiln_status catmap_run(struct kiln_kctx *k)
     if (ni != ns)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "cats_int64s has %zu entries and cats_strings %zu; expected equal",
                           ni, ns);
-    size_t n = kiln_tensor_numel(x);
-    struct kiln_tensor *y;
-    if (x->dtype == KILN_DTYPE_STRING) {
-        int64_t def = kiln_attr_i(k, "default_int64", -1);
-        KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_I64, x->rank, x->dims, &y));
-        for (size_t i = 0; i < n; i++) {
-            int64_t v = def;
-            for (size_t c = 0; c < ns; c++)
-                if (strcmp(str_at(x, i), cs[c]) == 0) {
-                    v = ci[c];
-                    break;
-                }
-            ((int64_t *)y->data)[i] = v;
-        }
-    } else if (x->dtype == KILN_DTYPE_I64) {
-        const char *def = kiln_attr_s(k, "default_string", "_Unused");
-        KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_STRING, x->rank, x->dims, &y));
-        for (size_t i = 0; i < n; i++) {
-            const char *v = def;
-            for (size_t c = 0; c < ni; c++)
-                if (ci[c] == ((const int64_t *)x->data)[i]) {
-                    v = cs[c];
-                    break;
-                }
-            KILN_TRY(set_str(k, y, i, v));
-        }
-    } else {
-        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input X is %s; expected string or int64",
-                          kiln_dtype_name(x->dtype));
-    }
-    return KILN_OK;
+    if (x->dtype == KILN_DTYPE_STRING)
+        return map_str_to_i64(k, x, cs, ci, ns, kiln_attr_i(k, "default_int64", -1));
+    if (x->dtype == KILN_DTYPE_I64)
+        return map_i64_to_str(k, x, cs, ci, ni, kiln_attr_s(k, "default_string", "_Unused"));
+    return kiln_kfail(k, KILN_E_UNSUPPORTED, "input X is %s; expected string or int64",
+                      kiln_dtype_name(x->dtype));
 }
 
 /* ------------------------------------------------------------------ LabelEncoder */
@@ -711,31 +752,12 @@ static kiln_status lcol_store(struct kiln_kctx *k, const struct lcol *v, size_t 
 static kiln_status label_encoder_v1(struct kiln_kctx *k, const struct kiln_tensor *x)
 {
     const char *const *cls;
-    size_t nc = kiln_attr_strings(k, "classes_strings", &cls), n = kiln_tensor_numel(x);
-    struct kiln_tensor *y;
-    if (x->dtype == KILN_DTYPE_STRING) {
-        int64_t def = kiln_attr_i(k, "default_int64", -1);
-        KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_I64, x->rank, x->dims, &y));
-        for (size_t i = 0; i < n; i++) {
-            int64_t v = def;
-            for (size_t c = 0; c < nc; c++)
-                if (strcmp(str_at(x, i), cls[c]) == 0) {
-                    v = (int64_t)c;
-                    break;
-                }
-            ((int64_t *)y->data)[i] = v;
-        }
-        return KILN_OK;
-    }
+    size_t nc = kiln_attr_strings(k, "classes_strings", &cls);
+    if (x->dtype == KILN_DTYPE_STRING)
+        return map_str_to_i64(k, x, cls, NULL, nc, kiln_attr_i(k, "default_int64", -1));
     if (x->dtype != KILN_DTYPE_I64)
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input X is %s; expected string or int64", kiln_dtype_name(x->dtype));
-    const char *def = kiln_attr_s(k, "default_string", "_Unused");
-    KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_STRING, x->rank, x->dims, &y));
-    for (size_t i = 0; i < n; i++) {
-        int64_t v = ((const int64_t *)x->data)[i];
-        KILN_TRY(set_str(k, y, i, v >= 0 && (uint64_t)v < nc ? cls[v] : def));
-    }
-    return KILN_OK;
+    return map_i64_to_str(k, x, cls, NULL, nc, kiln_attr_s(k, "default_string", "_Unused"));
 }
 
 static kiln_status label_encoder_run(struct kiln_kctx *k)
@@ -791,28 +813,50 @@ static kiln_status label_encoder_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ LinearClassifier */
 
+/* The linear model of LinearClassifier / LinearRegressor: nw coefficients w (rows of F) and
+ * nb intercepts b (callers check the counts). */
+struct linear {
+    const float *w, *b;
+    size_t nw, nb;
+};
+
+static void linear_read(struct kiln_kctx *k, struct linear *lm)
+{
+    lm->nw = kiln_attr_floats(k, "coefficients", &lm->w);
+    lm->nb = kiln_attr_floats(k, "intercepts", &lm->b);
+}
+
+/* One row of X W^T + b: out[c] = (nb ? b[c] : 0) + sum_j x[j] * w[c * f + j] for c < m. */
+static void linear_row(const struct linear *lm, const double *x, size_t f, size_t m, double *out)
+{
+    for (size_t c = 0; c < m; c++) {
+        double acc = lm->nb ? lm->b[c] : 0.0;
+        for (size_t j = 0; j < f; j++) acc += x[j] * lm->w[c * f + j];
+        out[c] = acc;
+    }
+}
+
 /* Scores [N, C] = X * W^T + b with C = len(coefficients) / F; with one coefficient row and
  * two class labels the scores become [-s, s] (the reference's binary convention). Labels:
  * argmax when there are several columns; with one column, label 0 (the first class label)
  * when the score reaches the threshold (0 for NONE, else 0.5), else 0 / "". */
 static kiln_status linclass_run(struct kiln_kctx *k)
 {
-    const struct kiln_tensor *x;
-    KILN_TRY(kiln_in_req(k, 0, &x));
     size_t n, f;
     double *d;
-    KILN_TRY(read_matrix(k, x, false, &n, &f, &d));
-    const float *w, *b;
-    size_t nw = kiln_attr_floats(k, "coefficients", &w), nb = kiln_attr_floats(k, "intercepts", &b);
+    KILN_TRY(read_x(k, NULL, &n, &f, &d));
+    struct linear lm;
+    linear_read(k, &lm);
     struct labels l;
     int pt = POST_NONE;
     KILN_TRY(labels_read(k, "ints", &l));
     KILN_TRY(post_parse(k, &pt));
-    if (f == 0 || nw == 0 || nw % f)
-        return kiln_kfail(k, KILN_E_INVALID_ARG, "%zu coefficients do not split into rows of F = %zu features", nw, f);
-    size_t nc = nw / f, cols = nc == 1 && l.n == 2 ? 2 : nc;
-    if (nb && nb != nc)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "%zu intercepts; expected %zu (one per class)", nb, nc);
+    if (f == 0 || lm.nw == 0 || lm.nw % f)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "%zu coefficients do not split into rows of F = %zu features",
+                          lm.nw, f);
+    size_t nc = lm.nw / f, cols = nc == 1 && l.n == 2 ? 2 : nc;
+    if (lm.nb && lm.nb != nc)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "%zu intercepts; expected %zu (one per class)", lm.nb, nc);
     if (cols > 1 && l.n && l.n != cols)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "%zu class labels; the coefficients give %zu classes", l.n, cols);
     double *s;
@@ -821,19 +865,13 @@ static kiln_status linclass_run(struct kiln_kctx *k)
     KILN_TRY(labels_out(k, &l, n, &y));
     for (size_t r = 0; r < n; r++) {
         double *row = s + r * cols;
-        for (size_t c = 0; c < nc; c++) {
-            double acc = nb ? b[c] : 0.0;
-            for (size_t j = 0; j < f; j++) acc += d[r * f + j] * w[c * f + j];
-            row[c] = acc;
-        }
+        linear_row(&lm, d + r * f, f, nc, row);
         if (cols == 2 && nc == 1) row[1] = row[0], row[0] = -row[1];
         post_apply(pt, row, cols);
         if (cols > 1) {
             KILN_TRY(labels_set(k, &l, y, r, argmax(row, cols)));
         } else {
-            bool pos = row[0] >= (pt == POST_NONE ? 0.0 : 0.5);
-            if (l.is_str) KILN_TRY(set_str(k, y, r, pos ? l.strs[0] : ""));
-            else ((int64_t *)y->data)[r] = pos ? (l.n ? l.ints[0] : 1) : 0;
+            KILN_TRY(labels_set_pos(k, &l, y, r, row[0] >= (pt == POST_NONE ? 0.0 : 0.5)));
         }
     }
     return out_scores(k, 1, s, n, cols);
@@ -843,31 +881,25 @@ static kiln_status linclass_run(struct kiln_kctx *k)
 
 static kiln_status linreg_run(struct kiln_kctx *k)
 {
-    const struct kiln_tensor *x;
-    KILN_TRY(kiln_in_req(k, 0, &x));
     size_t n, f;
     double *d;
-    KILN_TRY(read_matrix(k, x, false, &n, &f, &d));
-    const float *w, *b;
-    size_t nw = kiln_attr_floats(k, "coefficients", &w), nb = kiln_attr_floats(k, "intercepts", &b);
+    KILN_TRY(read_x(k, NULL, &n, &f, &d));
+    struct linear lm;
+    linear_read(k, &lm);
     int64_t tg = kiln_attr_i(k, "targets", 1);
     int pt = POST_NONE;
     KILN_TRY(post_parse(k, &pt));
     size_t need;
-    if (tg < 1 || !kiln_mul_size((size_t)tg, f, &need) || nw != need)
-        return kiln_kfail(k, KILN_E_INVALID_ARG, "%zu coefficients; expected targets (%lld) x F (%zu)", nw,
+    if (tg < 1 || !kiln_mul_size((size_t)tg, f, &need) || lm.nw != need)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "%zu coefficients; expected targets (%lld) x F (%zu)", lm.nw,
                           (long long)tg, f);
     size_t nt = (size_t)tg;
-    if (nb && nb != nt)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "%zu intercepts; expected %zu (one per target)", nb, nt);
+    if (lm.nb && lm.nb != nt)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "%zu intercepts; expected %zu (one per target)", lm.nb, nt);
     double *s;
     KILN_TRY(scratch_array(k, n, nt * sizeof *s, (void **)&s));
     for (size_t r = 0; r < n; r++) {
-        for (size_t t = 0; t < nt; t++) {
-            double acc = nb ? b[t] : 0.0;
-            for (size_t j = 0; j < f; j++) acc += d[r * f + j] * w[t * f + j];
-            s[r * nt + t] = acc;
-        }
+        linear_row(&lm, d + r * f, f, nt, s + r * nt);
         post_apply(pt, s + r * nt, nt);
     }
     return out_scores(k, 0, s, n, nt);
@@ -967,11 +999,9 @@ static void svm_coupling(size_t kc, const double *r, double *q, double *qp, doub
  * columns (LOGISTIC/SOFTMAX/SOFTMAX_ZERO of [-s, s], or [-s, s] for NONE). */
 static kiln_status svmclass_run(struct kiln_kctx *k)
 {
-    const struct kiln_tensor *x;
-    KILN_TRY(kiln_in_req(k, 0, &x));
     size_t n, f;
     double *d;
-    KILN_TRY(read_matrix(k, x, false, &n, &f, &d));
+    KILN_TRY(read_x(k, NULL, &n, &f, &d));
     struct labels l;
     struct svm_kernel sk;
     int pt = POST_NONE;
@@ -1098,11 +1128,9 @@ static kiln_status svmclass_run(struct kiln_kctx *k)
  * y = rho[0] + x . coefficients. one_class maps y to +1 (y > 0) or -1. Output [N, 1]. */
 static kiln_status svmreg_run(struct kiln_kctx *k)
 {
-    const struct kiln_tensor *x;
-    KILN_TRY(kiln_in_req(k, 0, &x));
     size_t n, f;
     double *d;
-    KILN_TRY(read_matrix(k, x, false, &n, &f, &d));
+    KILN_TRY(read_x(k, NULL, &n, &f, &d));
     struct svm_kernel sk;
     int pt = POST_NONE;
     KILN_TRY(svm_kernel_read(k, &sk));
@@ -1259,6 +1287,16 @@ static kiln_status int_list(struct kiln_kctx *k, const char *name, size_t want, 
     return KILN_OK;
 }
 
+/* nodes_missing_value_tracks_true: absent (*mvt = NULL) or one entry per node (n). */
+static kiln_status mvt_list(struct kiln_kctx *k, size_t n, const int64_t **mvt)
+{
+    if (kiln_attr_ints(k, "nodes_missing_value_tracks_true", mvt) == 0) {
+        *mvt = NULL;
+        return KILN_OK;
+    }
+    return int_list(k, "nodes_missing_value_tracks_true", n, mvt);
+}
+
 /* Node i's child: a leaf index (offset past the nn interior nodes) or an interior index. */
 static kiln_status te5_child(struct kiln_kctx *k, size_t i, const char *side, int64_t is_leaf, int64_t id,
                              size_t nn, size_t nl, size_t *out)
@@ -1279,8 +1317,7 @@ static kiln_status te5_build(struct kiln_kctx *k, bool f32, struct forest *fo, i
     KILN_TRY(int_list(k, "nodes_trueleafs", nn, &tleaf));
     KILN_TRY(int_list(k, "nodes_falsenodeids", nn, &fid));
     KILN_TRY(int_list(k, "nodes_falseleafs", nn, &fleaf));
-    size_t nmvt = kiln_attr_ints(k, "nodes_missing_value_tracks_true", &mvt);
-    if (nmvt) KILN_TRY(int_list(k, "nodes_missing_value_tracks_true", nn, &mvt));
+    KILN_TRY(mvt_list(k, nn, &mvt));
     const struct kiln_tensor *modes = kiln_attr_t(k, "nodes_modes"), *splits = kiln_attr_t(k, "nodes_splits");
     const struct kiln_tensor *lw = kiln_attr_t(k, "leaf_weights"), *mem = kiln_attr_t(k, "membership_values");
     if (!modes || !splits || !lw)
@@ -1331,7 +1368,7 @@ static kiln_status te5_build(struct kiln_kctx *k, bool f32, struct forest *fo, i
         nd->mode = (uint8_t)m;
         nd->feature = (size_t)feat[i];
         nd->split = thr_round(kiln_tensor_get_f64(splits, i), f32);
-        nd->nan_true = nmvt && mvt[i] != 0;
+        nd->nan_true = mvt && mvt[i] != 0;
         KILN_TRY(te5_child(k, i, "true", tleaf[i], tid[i], nn, nl, &nd->t));
         KILN_TRY(te5_child(k, i, "false", fleaf[i], fid[i], nn, nl, &nd->f));
         if (m == TM_MEMBER) { /* the next NaN-terminated run of membership_values */
@@ -1429,8 +1466,7 @@ static kiln_status te1_build(struct kiln_kctx *k, bool f32, const char *prefix, 
     KILN_TRY(int_list(k, "nodes_featureids", n, &feat));
     KILN_TRY(int_list(k, "nodes_truenodeids", n, &tid));
     KILN_TRY(int_list(k, "nodes_falsenodeids", n, &fid));
-    size_t nmvt = kiln_attr_ints(k, "nodes_missing_value_tracks_true", &mvt);
-    if (nmvt) KILN_TRY(int_list(k, "nodes_missing_value_tracks_true", n, &mvt));
+    KILN_TRY(mvt_list(k, n, &mvt));
     if (kiln_attr_strings(k, "nodes_modes", &modes) != n)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "nodes_modes has %zu entries; expected %zu",
                           kiln_attr_strings(k, "nodes_modes", &modes), n);
@@ -1476,7 +1512,7 @@ static kiln_status te1_build(struct kiln_kctx *k, bool f32, const char *prefix, 
         if (feat[i] < 0) return kiln_kfail(k, KILN_E_INVALID_MODEL, "node %zu: negative feature id", i);
         nd->feature = (size_t)feat[i];
         nd->split = thr_round(vals[i], f32);
-        nd->nan_true = nmvt && mvt[i] != 0;
+        nd->nan_true = mvt && mvt[i] != 0;
         nd->t = key3_find(keys, n, tree[i], tid[i]);
         nd->f = key3_find(keys, n, tree[i], fid[i]);
         if (nd->t == SIZE_MAX || nd->f == SIZE_MAX)
@@ -1537,10 +1573,9 @@ static kiln_status base_values(struct kiln_kctx *k, size_t cols, double **bv, si
 static kiln_status te_regressor_run(struct kiln_kctx *k)
 {
     const struct kiln_tensor *x;
-    KILN_TRY(kiln_in_req(k, 0, &x));
     size_t n, f;
     double *d;
-    KILN_TRY(read_matrix(k, x, false, &n, &f, &d));
+    KILN_TRY(read_x(k, &x, &n, &f, &d));
     int pt = POST_NONE, agg = -1;
     KILN_TRY(post_parse(k, &pt));
     const char *aggs = kiln_attr_s(k, "aggregate_function", "SUM");
@@ -1584,10 +1619,9 @@ static kiln_status te_regressor_run(struct kiln_kctx *k)
 static kiln_status te_classifier_run(struct kiln_kctx *k)
 {
     const struct kiln_tensor *x;
-    KILN_TRY(kiln_in_req(k, 0, &x));
     size_t n, f;
     double *d;
-    KILN_TRY(read_matrix(k, x, false, &n, &f, &d));
+    KILN_TRY(read_x(k, &x, &n, &f, &d));
     struct labels l;
     int pt = POST_NONE;
     KILN_TRY(labels_read(k, "int64s", &l));
@@ -1623,12 +1657,10 @@ static kiln_status te_classifier_run(struct kiln_kctx *k)
         }
         post_apply(pt, row, cols);
         size_t best = argmax(row, cols);
-        if (l.n == 1) { /* binary with one label: column 1 is that label, column 0 "none" */
-            if (l.is_str) KILN_TRY(set_str(k, y, r, best ? l.strs[0] : ""));
-            else ((int64_t *)y->data)[r] = best ? l.ints[0] : 0;
-        } else {
+        if (l.n == 1) /* binary with one label: column 1 is that label, column 0 "none" */
+            KILN_TRY(labels_set_pos(k, &l, y, r, best != 0));
+        else
             KILN_TRY(labels_set(k, &l, y, r, best));
-        }
     }
     return out_scores(k, 1, out, n, cols);
 }

@@ -51,44 +51,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "cpu/kernel.h"
 #include "cpu/sgemm.h"
-
-static bool fdt_ok(kiln_dtype dt)
-{
-    return dt == KILN_DTYPE_F32 || dt == KILN_DTYPE_F16 || dt == KILN_DTYPE_BF16 ||
-           dt == KILN_DTYPE_F64;
-}
-
-static kiln_status stage_f32(struct kiln_kctx *k, const struct kiln_tensor *t, const float **out)
-{
-    if (t->dtype == KILN_DTYPE_F32) {
-        *out = t->data;
-        return KILN_OK;
-    }
-    size_t n = kiln_tensor_numel(t);
-    float *f;
-    KILN_TRY(kiln_scratch(k, n * sizeof *f + 1, (void **)&f));
-    for (size_t i = 0; i < n; i++) f[i] = (float)kiln_tensor_get_f64(t, i);
-    *out = f;
-    return KILN_OK;
-}
-
-static kiln_status out_f32(struct kiln_kctx *k, struct kiln_tensor *t, float **out)
-{
-    if (t->dtype == KILN_DTYPE_F32) {
-        *out = t->data;
-        return KILN_OK;
-    }
-    return kiln_scratch(k, kiln_tensor_numel(t) * sizeof(float) + 1, (void **)out);
-}
-
-static void unstage_f32(struct kiln_tensor *t, const float *src)
-{
-    if ((const void *)src == t->data) return;
-    size_t n = kiln_tensor_numel(t);
-    for (size_t i = 0; i < n; i++) kiln_tensor_set_f64(t, i, src[i]);
-}
+#include "cpu/tensor_util.h"
 
 /* ------------------------------------------------------------------ Attention */
 
@@ -108,17 +72,26 @@ static void to_bhsd(const float *src, bool three_d, size_t B, size_t H, size_t S
                        D * sizeof *dst);
 }
 
+/* Inputs 0..2 (Q, K, V) of Attention and FlexAttention: required, of one float type. */
+static kiln_status qkv_in(struct kiln_kctx *k, const struct kiln_tensor **q,
+                          const struct kiln_tensor **kk, const struct kiln_tensor **v)
+{
+    KILN_TRY(kiln_in_req(k, 0, q));
+    KILN_TRY(kiln_in_req(k, 1, kk));
+    KILN_TRY(kiln_in_req(k, 2, v));
+    kiln_dtype dt = (*q)->dtype;
+    if (!kiln_dtype_is_real_float(dt) || (*kk)->dtype != dt || (*v)->dtype != dt)
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "Q/K/V are %s/%s/%s; expected one float type",
+                          kiln_dtype_name(dt), kiln_dtype_name((*kk)->dtype),
+                          kiln_dtype_name((*v)->dtype));
+    return KILN_OK;
+}
+
 static kiln_status attention_run(struct kiln_kctx *k)
 {
     const struct kiln_tensor *q, *kk, *v, *mask = kiln_in(k, 3), *pk = kiln_in(k, 4),
                              *pv = kiln_in(k, 5), *nonpad = kiln_in(k, 6);
-    KILN_TRY(kiln_in_req(k, 0, &q));
-    KILN_TRY(kiln_in_req(k, 1, &kk));
-    KILN_TRY(kiln_in_req(k, 2, &v));
-    if (!fdt_ok(q->dtype) || kk->dtype != q->dtype || v->dtype != q->dtype)
-        return kiln_kfail(k, KILN_E_UNSUPPORTED, "Q/K/V are %s/%s/%s; expected one float type",
-                          kiln_dtype_name(q->dtype), kiln_dtype_name(kk->dtype),
-                          kiln_dtype_name(v->dtype));
+    KILN_TRY(qkv_in(k, &q, &kk, &v));
     if (q->rank != kk->rank || q->rank != v->rank || (q->rank != 3 && q->rank != 4))
         return kiln_kfail(k, KILN_E_INVALID_ARG, "Q/K/V ranks %d/%d/%d; expected all 3 or all 4",
                           q->rank, kk->rank, v->rank);
@@ -187,12 +160,12 @@ static kiln_status attention_run(struct kiln_kctx *k)
 
     /* Staging: Q in [B, Hq, Sq, D]; present K/V in [B, Hkv, T, *]. */
     const float *qf, *kf, *vf, *pkf = NULL, *pvf = NULL;
-    KILN_TRY(stage_f32(k, q, &qf));
-    KILN_TRY(stage_f32(k, kk, &kf));
-    KILN_TRY(stage_f32(k, v, &vf));
+    KILN_TRY(kiln_stage_f32(k, q, &qf));
+    KILN_TRY(kiln_stage_f32(k, kk, &kf));
+    KILN_TRY(kiln_stage_f32(k, v, &vf));
     if (pk) {
-        KILN_TRY(stage_f32(k, pk, &pkf));
-        KILN_TRY(stage_f32(k, pv, &pvf));
+        KILN_TRY(kiln_stage_f32(k, pk, &pkf));
+        KILN_TRY(kiln_stage_f32(k, pv, &pvf));
     }
     float *q4, *kp, *vp, *yf, *tmp;
     if (three) {
@@ -201,9 +174,9 @@ static kiln_status attention_run(struct kiln_kctx *k)
     } else {
         q4 = (float *)qf;
     }
-    if (tpk) KILN_TRY(out_f32(k, tpk, &kp));
+    if (tpk) KILN_TRY(kiln_stage_out_f32(k, tpk, &kp));
     else KILN_TRY(kiln_scratch(k, B * Hkv * T * D * sizeof(float) + 1, (void **)&kp));
-    if (tpv) KILN_TRY(out_f32(k, tpv, &vp));
+    if (tpv) KILN_TRY(kiln_stage_out_f32(k, tpv, &vp));
     else KILN_TRY(kiln_scratch(k, B * Hkv * T * Dv * sizeof(float) + 1, (void **)&vp));
     size_t newsz = B * Hkv * Skv * (D > Dv ? D : Dv);
     KILN_TRY(kiln_scratch(k, newsz * sizeof(float) + 1, (void **)&tmp));
@@ -246,9 +219,9 @@ static kiln_status attention_run(struct kiln_kctx *k)
         }
     }
 
-    KILN_TRY(out_f32(k, y, &yf));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
     float *qkf = NULL, *sc, *yh;
-    if (tqk) KILN_TRY(out_f32(k, tqk, &qkf));
+    if (tqk) KILN_TRY(kiln_stage_out_f32(k, tqk, &qkf));
     KILN_TRY(kiln_scratch(k, Sq * T * sizeof(float) + 1, (void **)&sc));
     KILN_TRY(kiln_scratch(k, Sq * Dv * sizeof(float) + 1, (void **)&yh));
     size_t rep = Hq / Hkv;
@@ -260,7 +233,7 @@ static kiln_status attention_run(struct kiln_kctx *k)
             const float *qh = q4 + (b * Hq + h) * Sq * D;
             const float *kh = kp + (b * Hkv + kvh) * T * D;
             const float *vh = vp + (b * Hkv + kvh) * T * Dv;
-            kiln_sgemm(false, true, Sq, T, D, scale, qh, D, kh, D, 0.0f, sc, T);
+            kiln_sgemm_par(k->pool, false, true, Sq, T, D, scale, qh, D, kh, D, 0.0f, sc, T);
             float *qko = qkf ? qkf + (b * Hq + h) * Sq * T : NULL;
             for (size_t i = 0; i < Sq; i++) {
                 float *row = sc + i * T;
@@ -292,18 +265,17 @@ static kiln_status attention_run(struct kiln_kctx *k)
                 }
                 if (qko && mode == 3) memcpy(qko + i * T, row, T * sizeof *row);
             }
-            kiln_sgemm(false, false, Sq, Dv, T, 1.0f, sc, T, vh, Dv, 0.0f, yh, Dv);
+            kiln_sgemm_par(k->pool, false, false, Sq, Dv, T, 1.0f, sc, T, vh, Dv, 0.0f, yh, Dv);
             for (size_t i = 0; i < Sq; i++) {
-                float *dst = three ? yf + ((b * Sq + i) * Hq + h) * Dv
-                                   : yf + ((b * Hq + h) * Sq + i) * Dv;
+                float *dst = three ? yf + ((b * Sq + i) * Hq + h) * Dv : yf + ((b * Hq + h) * Sq + i) * Dv;
                 memcpy(dst, yh + i * Dv, Dv * sizeof *dst);
             }
         }
     }
-    unstage_f32(y, yf);
-    if (tpk) unstage_f32(tpk, kp);
-    if (tpv) unstage_f32(tpv, vp);
-    if (tqk) unstage_f32(tqk, qkf);
+    kiln_unstage_f32(y, yf);
+    if (tpk) kiln_unstage_f32(tpk, kp);
+    if (tpv) kiln_unstage_f32(tpv, vp);
+    if (tqk) kiln_unstage_f32(tqk, qkf);
     return KILN_OK;
 }
 
@@ -315,7 +287,7 @@ static kiln_status rotary_run(struct kiln_kctx *k)
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &cc));
     KILN_TRY(kiln_in_req(k, 2, &scache));
-    if (!fdt_ok(x->dtype))
+    if (!kiln_dtype_is_real_float(x->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input X is %s; expected a float type",
                           kiln_dtype_name(x->dtype));
     if (x->rank != 3 && x->rank != 4)
@@ -354,12 +326,12 @@ static kiln_status rotary_run(struct kiln_kctx *k)
     }
     const float *xf, *cf, *sf;
     float *yf;
-    KILN_TRY(stage_f32(k, x, &xf));
-    KILN_TRY(stage_f32(k, cc, &cf));
-    KILN_TRY(stage_f32(k, scache, &sf));
+    KILN_TRY(kiln_stage_f32(k, x, &xf));
+    KILN_TRY(kiln_stage_f32(k, cc, &cf));
+    KILN_TRY(kiln_stage_f32(k, scache, &sf));
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
-    KILN_TRY(out_f32(k, y, &yf));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
     for (size_t b = 0; b < B; b++)
         for (size_t s = 0; s < S; s++) {
             size_t row = b * S + s;
@@ -385,7 +357,7 @@ static kiln_status rotary_run(struct kiln_kctx *k)
                 for (size_t i = (size_t)R; i < D; i++) yo[i] = xi[i];
             }
         }
-    unstage_f32(y, yf);
+    kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 
@@ -401,7 +373,7 @@ static kiln_status swiglu_run(struct kiln_kctx *k)
     const struct kiln_tensor *a, *b;
     KILN_TRY(kiln_in_req(k, 0, &a));
     KILN_TRY(kiln_in_req(k, 1, &b));
-    if (!fdt_ok(a->dtype) || b->dtype != a->dtype)
+    if (!kiln_dtype_is_real_float(a->dtype) || b->dtype != a->dtype)
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "inputs A/B are %s/%s; expected one float type",
                           kiln_dtype_name(a->dtype), kiln_dtype_name(b->dtype));
     if (!same_shape(a, b)) {
@@ -415,12 +387,12 @@ static kiln_status swiglu_run(struct kiln_kctx *k)
     KILN_TRY(kiln_out_tensor(k, 0, a->dtype, a->rank, a->dims, &y));
     const float *af, *bf;
     float *yf;
-    KILN_TRY(stage_f32(k, a, &af));
-    KILN_TRY(stage_f32(k, b, &bf));
-    KILN_TRY(out_f32(k, y, &yf));
+    KILN_TRY(kiln_stage_f32(k, a, &af));
+    KILN_TRY(kiln_stage_f32(k, b, &bf));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
     size_t n = kiln_tensor_numel(a);
     for (size_t i = 0; i < n; i++) yf[i] = af[i] / (1.0f + expf(-alpha * af[i])) * bf[i];
-    unstage_f32(y, yf);
+    kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 
@@ -437,7 +409,7 @@ static kiln_status linear_attention_run(struct kiln_kctx *k)
     static const char *const names[7] = {"query", "key", "value", "past_state", "decay", "beta",
                                          "erase_gate"};
     for (int i = 0; i < 7; i++)
-        if (all[i] && !fdt_ok(all[i]->dtype))
+        if (all[i] && !kiln_dtype_is_real_float(all[i]->dtype))
             return kiln_kfail(k, KILN_E_UNSUPPORTED, "input %s is %s; expected a float type",
                               names[i], kiln_dtype_name(all[i]->dtype));
     const char *rule = kiln_attr_s(k, "update_rule", "gated_delta");
@@ -517,17 +489,17 @@ static kiln_status linear_attention_run(struct kiln_kctx *k)
     if (kiln_out_wanted(k, 1))
         KILN_TRY(kiln_out_tensor(k, 1, past ? past->dtype : q->dtype, 4, sd, &pres));
     const float *qf, *kf, *vf, *gf = NULL, *bf = NULL, *ef = NULL, *pf = NULL;
-    KILN_TRY(stage_f32(k, q, &qf));
-    KILN_TRY(stage_f32(k, kk, &kf));
-    KILN_TRY(stage_f32(k, v, &vf));
-    if (decay) KILN_TRY(stage_f32(k, decay, &gf));
-    if (beta) KILN_TRY(stage_f32(k, beta, &bf));
-    if (erase) KILN_TRY(stage_f32(k, erase, &ef));
-    if (past) KILN_TRY(stage_f32(k, past, &pf));
+    KILN_TRY(kiln_stage_f32(k, q, &qf));
+    KILN_TRY(kiln_stage_f32(k, kk, &kf));
+    KILN_TRY(kiln_stage_f32(k, v, &vf));
+    if (decay) KILN_TRY(kiln_stage_f32(k, decay, &gf));
+    if (beta) KILN_TRY(kiln_stage_f32(k, beta, &bf));
+    if (erase) KILN_TRY(kiln_stage_f32(k, erase, &ef));
+    if (past) KILN_TRY(kiln_stage_f32(k, past, &pf));
     float *of, *S, *vt, *ke;
-    KILN_TRY(out_f32(k, out, &of));
+    KILN_TRY(kiln_stage_out_f32(k, out, &of));
     size_t ssz = (size_t)ssz_i;
-    if (pres) KILN_TRY(out_f32(k, pres, &S));
+    if (pres) KILN_TRY(kiln_stage_out_f32(k, pres, &S));
     else KILN_TRY(kiln_scratch(k, ssz * sizeof *S + 1, (void **)&S));
     if (pf) memcpy(S, pf, ssz * sizeof *S);
     else memset(S, 0, ssz * sizeof *S);
@@ -576,8 +548,8 @@ static kiln_status linear_attention_run(struct kiln_kctx *k)
                 }
             }
         }
-    unstage_f32(out, of);
-    if (pres) unstage_f32(pres, S);
+    kiln_unstage_f32(out, of);
+    if (pres) kiln_unstage_f32(pres, S);
     return KILN_OK;
 }
 
@@ -596,8 +568,8 @@ static kiln_status causal_conv_run(struct kiln_kctx *k)
     const struct kiln_tensor *x, *w, *bias = kiln_in(k, 2), *past = kiln_in(k, 3);
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &w));
-    if (!fdt_ok(x->dtype) || w->dtype != x->dtype || (bias && bias->dtype != x->dtype) ||
-        (past && past->dtype != x->dtype))
+    if (!kiln_dtype_is_real_float(x->dtype) || w->dtype != x->dtype ||
+        (bias && bias->dtype != x->dtype) || (past && past->dtype != x->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED,
                           "input is %s; expected a float type shared by weight, bias, past_state",
                           kiln_dtype_name(x->dtype));
@@ -630,12 +602,12 @@ static kiln_status causal_conv_run(struct kiln_kctx *k)
     if (kiln_out_wanted(k, 1)) KILN_TRY(kiln_out_tensor(k, 1, x->dtype, 3, pd, &pres));
     const float *xf, *wf, *bf = NULL, *pf = NULL;
     float *yf, *sf = NULL, *pad;
-    KILN_TRY(stage_f32(k, x, &xf));
-    KILN_TRY(stage_f32(k, w, &wf));
-    if (bias) KILN_TRY(stage_f32(k, bias, &bf));
-    if (past) KILN_TRY(stage_f32(k, past, &pf));
-    KILN_TRY(out_f32(k, y, &yf));
-    if (pres) KILN_TRY(out_f32(k, pres, &sf));
+    KILN_TRY(kiln_stage_f32(k, x, &xf));
+    KILN_TRY(kiln_stage_f32(k, w, &wf));
+    if (bias) KILN_TRY(kiln_stage_f32(k, bias, &bf));
+    if (past) KILN_TRY(kiln_stage_f32(k, past, &pf));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
+    if (pres) KILN_TRY(kiln_stage_out_f32(k, pres, &sf));
     size_t Lp = (size_t)(L + kw - 1), K1 = (size_t)(kw - 1), Ls = (size_t)L;
     KILN_TRY(kiln_scratch(k, Lp * sizeof *pad + 1, (void **)&pad));
     for (size_t bc = 0; bc < (size_t)(B * C); bc++) {
@@ -655,8 +627,8 @@ static kiln_status causal_conv_run(struct kiln_kctx *k)
         }
         if (sf) memcpy(sf + bc * K1, pad + Ls, K1 * sizeof *sf);
     }
-    unstage_f32(y, yf);
-    if (pres) unstage_f32(pres, sf);
+    kiln_unstage_f32(y, yf);
+    if (pres) kiln_unstage_f32(pres, sf);
     return KILN_OK;
 }
 
@@ -696,13 +668,7 @@ static kiln_status flex_apply(struct kiln_kctx *k, const struct kiln_graph *g, c
 static kiln_status flex_attention_run(struct kiln_kctx *k)
 {
     const struct kiln_tensor *q, *kk, *v;
-    KILN_TRY(kiln_in_req(k, 0, &q));
-    KILN_TRY(kiln_in_req(k, 1, &kk));
-    KILN_TRY(kiln_in_req(k, 2, &v));
-    if (!fdt_ok(q->dtype) || kk->dtype != q->dtype || v->dtype != q->dtype)
-        return kiln_kfail(k, KILN_E_UNSUPPORTED, "Q/K/V are %s/%s/%s; expected one float type",
-                          kiln_dtype_name(q->dtype), kiln_dtype_name(kk->dtype),
-                          kiln_dtype_name(v->dtype));
+    KILN_TRY(qkv_in(k, &q, &kk, &v));
     if (q->rank != 4 || kk->rank != 4 || v->rank != 4)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "Q/K/V ranks %d/%d/%d; expected 4", q->rank,
                           kk->rank, v->rank);
@@ -735,15 +701,15 @@ static kiln_status flex_attention_run(struct kiln_kctx *k)
                           (long long)B, (long long)Hq, (long long)L, (long long)S);
     const float *qf, *kf, *vf;
     float *yf, *sc;
-    KILN_TRY(stage_f32(k, q, &qf));
-    KILN_TRY(stage_f32(k, kk, &kf));
-    KILN_TRY(stage_f32(k, v, &vf));
-    KILN_TRY(out_f32(k, y, &yf));
+    KILN_TRY(kiln_stage_f32(k, q, &qf));
+    KILN_TRY(kiln_stage_f32(k, kk, &kf));
+    KILN_TRY(kiln_stage_f32(k, v, &vf));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
     KILN_TRY(kiln_scratch(k, nsc * sizeof *sc + 1, (void **)&sc));
     for (size_t bh = 0; bh < heads; bh++) {
         size_t kvh = (bh / (size_t)Hq) * (size_t)Hkv + (bh % (size_t)Hq) / rep;
-        kiln_sgemm(false, true, Ls, Ss, Es, scale, qf + bh * Ls * Es, Es, kf + kvh * Ss * Es, Es,
-                   0.0f, sc + bh * Ls * Ss, Ss);
+        kiln_sgemm_par(k->pool, false, true, Ls, Ss, Es, scale, qf + bh * Ls * Es, Es, kf + kvh * Ss * Es, Es,
+                       0.0f, sc + bh * Ls * Ss, Ss);
     }
     kiln_dtype sub_dt = q->dtype == KILN_DTYPE_F64 ? KILN_DTYPE_F64 : KILN_DTYPE_F32;
     if (score_mod) KILN_TRY(flex_apply(k, score_mod, "score_mod", sc, sd, sub_dt));
@@ -763,10 +729,10 @@ static kiln_status flex_attention_run(struct kiln_kctx *k)
     if (prob_mod) KILN_TRY(flex_apply(k, prob_mod, "prob_mod", sc, sd, sub_dt));
     for (size_t bh = 0; bh < heads; bh++) {
         size_t kvh = (bh / (size_t)Hq) * (size_t)Hkv + (bh % (size_t)Hq) / rep;
-        kiln_sgemm(false, false, Ls, Evs, Ss, 1.0f, sc + bh * Ls * Ss, Ss, vf + kvh * Ss * Evs, Evs,
-                   0.0f, yf + bh * Ls * Evs, Evs);
+        kiln_sgemm_par(k->pool, false, false, Ls, Evs, Ss, 1.0f, sc + bh * Ls * Ss, Ss, vf + kvh * Ss * Evs,
+                       Evs, 0.0f, yf + bh * Ls * Evs, Evs);
     }
-    unstage_f32(y, yf);
+    kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 

@@ -38,6 +38,38 @@ static kiln_status x_in(struct kiln_kctx *k, const struct kiln_tensor **x, const
     return kiln_stage_f32(k, *x, xf);
 }
 
+/* Output Y of X's dtype and shape, with its float32 buffer *yf (kiln_unstage_f32 finishes). */
+static kiln_status y_out(struct kiln_kctx *k, const struct kiln_tensor *x, struct kiln_tensor **y,
+                         float **yf)
+{
+    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, y));
+    return kiln_stage_out_f32(k, *y, yf);
+}
+
+/* Product of dims 2.. of x: the size of one (n, c) plane. */
+static size_t plane_of(const struct kiln_tensor *x)
+{
+    size_t plane = 1;
+    for (int i = 2; i < x->rank; i++) plane *= (size_t)x->dims[i];
+    return plane;
+}
+
+static int norm_axis(int64_t axis, int rank)
+{
+    return (int)(axis < 0 ? axis + rank : axis);
+}
+
+/* Reads attribute `axis` (default -1) of a rank-`rank` X, normalized to [0, rank). */
+static kiln_status axis_attr(struct kiln_kctx *k, int rank, int *axis)
+{
+    int64_t a = kiln_attr_i(k, "axis", -1);
+    *axis = norm_axis(a, rank);
+    if (*axis < 0 || *axis >= rank)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "axis %lld is out of range for rank %d",
+                          (long long)a, rank);
+    return KILN_OK;
+}
+
 /* A small parameter vector as double (scratch); NULL t gives `def` everywhere. */
 static kiln_status param_f64(struct kiln_kctx *k, const struct kiln_tensor *t, size_t n,
                              double def, const char *what, double **out)
@@ -89,11 +121,6 @@ static kiln_status bcast_map(struct kiln_kctx *k, const struct kiln_tensor *p, i
     return KILN_OK;
 }
 
-static int norm_axis(int64_t axis, int rank)
-{
-    return (int)(axis < 0 ? axis + rank : axis);
-}
-
 /* Mean and population variance of n floats (two-pass, double). */
 static void stats(const float *x, size_t n, size_t stride, double *mean, double *var)
 {
@@ -130,8 +157,7 @@ static kiln_status batchnorm_run(struct kiln_kctx *k)
     if (k->opset >= 7 && k->opset < 14 && kiln_out_wanted(k, 1)) training = true;
     bool per_act = k->opset < 9 && kiln_attr_i(k, "spatial", 1) == 0;
 
-    size_t N = (size_t)x->dims[0], C = (size_t)x->dims[1], plane = 1;
-    for (int i = 2; i < x->rank; i++) plane *= (size_t)x->dims[i];
+    size_t N = (size_t)x->dims[0], C = (size_t)x->dims[1], plane = plane_of(x);
     size_t np = per_act ? C * plane : C; /* parameters per sample */
     size_t inner = per_act ? 1 : plane;   /* elements sharing one parameter, per sample */
     double *s, *b, *m, *v;
@@ -141,9 +167,8 @@ static kiln_status batchnorm_run(struct kiln_kctx *k)
     KILN_TRY(param_f64(k, vr, np, 1, "var", &v));
 
     struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
     float *yf;
-    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
+    KILN_TRY(y_out(k, x, &y, &yf));
 
     double *bm = m, *bv = v;
     if (training) {
@@ -205,15 +230,13 @@ static kiln_status instnorm_run(struct kiln_kctx *k)
     if (x->rank < 3)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input X has rank %d; expected >= 3", x->rank);
     double eps = kiln_attr_f(k, "epsilon", 1e-5f);
-    size_t N = (size_t)x->dims[0], C = (size_t)x->dims[1], plane = 1;
-    for (int i = 2; i < x->rank; i++) plane *= (size_t)x->dims[i];
+    size_t N = (size_t)x->dims[0], C = (size_t)x->dims[1], plane = plane_of(x);
     double *s, *b;
     KILN_TRY(param_f64(k, sc, C, 1, "scale", &s));
     KILN_TRY(param_f64(k, bi, C, 0, "B", &b));
     struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
     float *yf;
-    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
+    KILN_TRY(y_out(k, x, &y, &yf));
     for (size_t n = 0; n < N; n++)
         for (size_t c = 0; c < C; c++) {
             const float *xp = xf + (n * C + c) * plane;
@@ -236,11 +259,8 @@ static kiln_status layernorm_common(struct kiln_kctx *k, bool rms)
     const float *xf;
     KILN_TRY(x_in(k, &x, &xf));
     KILN_TRY(kiln_in_req(k, 1, &sc));
-    int64_t axis_a = kiln_attr_i(k, "axis", -1);
-    int axis = norm_axis(axis_a, x->rank);
-    if (axis < 0 || axis >= x->rank)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "axis %lld is out of range for rank %d",
-                          (long long)axis_a, x->rank);
+    int axis;
+    KILN_TRY(axis_attr(k, x->rank, &axis));
     double eps = kiln_attr_f(k, "epsilon", 1e-5f);
     int64_t stash = kiln_attr_i(k, "stash_type", 1);
     size_t outer = 1, D = 1;
@@ -255,7 +275,8 @@ static kiln_status layernorm_common(struct kiln_kctx *k, bool rms)
     if (bi) KILN_TRY(kiln_stage_f32(k, bi, &bf));
 
     struct kiln_tensor *y, *tm = NULL, *ti = NULL;
-    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
+    float *yf;
+    KILN_TRY(y_out(k, x, &y, &yf));
     int64_t sdims[KILN_MAX_RANK];
     for (int i = 0; i < x->rank; i++) sdims[i] = i < axis ? x->dims[i] : 1;
     kiln_dtype sdt = kiln_dtype_valid((int)stash) && kiln_dtype_is_float((kiln_dtype)stash)
@@ -263,8 +284,6 @@ static kiln_status layernorm_common(struct kiln_kctx *k, bool rms)
                          : KILN_DTYPE_F32;
     if (!rms && kiln_out_wanted(k, 1)) KILN_TRY(kiln_out_tensor(k, 1, sdt, x->rank, sdims, &tm));
     if (!rms && kiln_out_wanted(k, 2)) KILN_TRY(kiln_out_tensor(k, 2, sdt, x->rank, sdims, &ti));
-    float *yf;
-    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
     for (size_t o = 0; o < outer; o++) {
         const float *xp = xf + o * D;
         float *yp = yf + o * D;
@@ -311,8 +330,7 @@ static kiln_status groupnorm_run(struct kiln_kctx *k)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input X has rank %d; expected >= 2", x->rank);
     int64_t G = kiln_attr_i(k, "num_groups", 0);
     double eps = kiln_attr_f(k, "epsilon", 1e-5f);
-    size_t N = (size_t)x->dims[0], C = (size_t)x->dims[1], plane = 1;
-    for (int i = 2; i < x->rank; i++) plane *= (size_t)x->dims[i];
+    size_t N = (size_t)x->dims[0], C = (size_t)x->dims[1], plane = plane_of(x);
     if (G < 1 || C % (size_t)G)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "num_groups = %lld must divide the %zu channels",
                           (long long)G, C);
@@ -322,9 +340,8 @@ static kiln_status groupnorm_run(struct kiln_kctx *k)
     KILN_TRY(param_f64(k, sc, per_group ? (size_t)G : C, 1, "scale", &s));
     KILN_TRY(param_f64(k, bi, per_group ? (size_t)G : C, 0, "bias", &b));
     struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
     float *yf;
-    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
+    KILN_TRY(y_out(k, x, &y, &yf));
     size_t gsz = cpg * plane;
     for (size_t n = 0; n < N; n++)
         for (size_t g = 0; g < (size_t)G; g++) {
@@ -392,9 +409,8 @@ static kiln_status mvn_run(struct kiln_kctx *k)
     }
     for (size_t j = 0; j < ns; j++) sq[j] = sqrt(sq[j] / per) + 1e-9;
     struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
     float *yf;
-    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
+    KILN_TRY(y_out(k, x, &y, &yf));
     for (size_t i = 0; i < n; i++) yf[i] = (float)((xf[i] - acc[sidx[i]]) / sq[sidx[i]]);
     kiln_unstage_f32(y, yf);
     return KILN_OK;
@@ -413,13 +429,11 @@ static kiln_status lrn_run(struct kiln_kctx *k)
     if (size < 1) return kiln_kfail(k, KILN_E_INVALID_MODEL, "size = %lld; expected >= 1", (long long)size);
     double alpha = kiln_attr_f(k, "alpha", 1e-4f), beta = kiln_attr_f(k, "beta", 0.75f);
     double bias = kiln_attr_f(k, "bias", 1.0f);
-    size_t N = (size_t)x->dims[0], C = (size_t)x->dims[1], plane = 1;
-    for (int i = 2; i < x->rank; i++) plane *= (size_t)x->dims[i];
+    size_t N = (size_t)x->dims[0], C = (size_t)x->dims[1], plane = plane_of(x);
     int64_t lo = (size - 1) / 2, hi = size - 1 - lo;
     struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
     float *yf;
-    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
+    KILN_TRY(y_out(k, x, &y, &yf));
     for (size_t n = 0; n < N; n++)
         for (size_t c = 0; c < C; c++) {
             int64_t c0 = (int64_t)c - lo, c1 = (int64_t)c + hi;
@@ -446,21 +460,18 @@ static kiln_status lpnorm_run(struct kiln_kctx *k)
     const struct kiln_tensor *x;
     const float *xf;
     KILN_TRY(x_in(k, &x, &xf));
-    int64_t axis_a = kiln_attr_i(k, "axis", -1), p = kiln_attr_i(k, "p", 2);
+    int64_t p = kiln_attr_i(k, "p", 2);
     if (x->rank == 0) return kiln_kfail(k, KILN_E_INVALID_ARG, "input X must have rank >= 1");
-    int axis = norm_axis(axis_a, x->rank);
-    if (axis < 0 || axis >= x->rank)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "axis %lld is out of range for rank %d",
-                          (long long)axis_a, x->rank);
+    int axis;
+    KILN_TRY(axis_attr(k, x->rank, &axis));
     if (p != 1 && p != 2)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "p = %lld; expected 1 or 2", (long long)p);
     size_t outer = 1, len = (size_t)x->dims[axis], inner = 1;
     for (int i = 0; i < axis; i++) outer *= (size_t)x->dims[i];
     for (int i = axis + 1; i < x->rank; i++) inner *= (size_t)x->dims[i];
     struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
     float *yf;
-    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
+    KILN_TRY(y_out(k, x, &y, &yf));
     for (size_t o = 0; o < outer; o++)
         for (size_t i = 0; i < inner; i++) {
             const float *xp = xf + o * len * inner + i;

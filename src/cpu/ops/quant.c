@@ -220,14 +220,52 @@ static kiln_status q_params(struct kiln_kctx *k, struct qmem *m, const struct ki
     return KILN_OK;
 }
 
+/* The inputs of QuantizeLinear / DequantizeLinear: x, its scale and the optional zero point. */
+static kiln_status q_inputs(struct kiln_kctx *k, const struct kiln_tensor **x,
+                            const struct kiln_tensor **s, const struct kiln_tensor **zp)
+{
+    KILN_TRY(kiln_in_req(k, 0, x));
+    KILN_TRY(kiln_in_req(k, 1, s));
+    *zp = kiln_in(k, 2);
+    return KILN_OK;
+}
+
+/* The common part of QuantizeLinear / DequantizeLinear: lays out x against scale s
+ * (q_layout; `what` names the scale), checks the zero point zp, reads the scales into *sc
+ * and creates output 0 (*y) of dtype odt and x's shape. */
+static kiln_status q_setup(struct kiln_kctx *k, struct qmem *m, const struct kiln_tensor *x,
+                           const struct kiln_tensor *s, const struct kiln_tensor *zp,
+                           const char *what, kiln_dtype odt, struct qlayout *L, double **sc,
+                           struct kiln_tensor **y)
+{
+    KILN_TRY(q_layout(k, x, s, what, L));
+    KILN_TRY(q_check_zp(k, s, zp));
+    KILN_TRY(q_params(k, m, s, L->nparam, sc));
+    return kiln_out_tensor(k, 0, odt, x->rank, x->dims, y);
+}
+
+/* Walks x's elements in order; q_next gives each one's parameter index under layout L. */
+struct qwalk {
+    size_t o, c, i, pbase;
+};
+
+static size_t q_next(const struct qlayout *L, struct qwalk *w)
+{
+    size_t p = w->pbase + w->i * L->pinner;
+    if (++w->i == L->inner) {
+        w->i = 0;
+        if (++w->c == L->d) w->c = 0, w->o++;
+        w->pbase = w->o * L->pouter + (w->c / L->bs) * L->pc;
+    }
+    return p;
+}
+
 /* ------------------------------------------------------------------ QuantizeLinear */
 
 static kiln_status quantize_impl(struct kiln_kctx *k, struct qmem *m)
 {
-    const struct kiln_tensor *x, *s;
-    KILN_TRY(kiln_in_req(k, 0, &x));
-    KILN_TRY(kiln_in_req(k, 1, &s));
-    const struct kiln_tensor *zp = kiln_in(k, 2);
+    const struct kiln_tensor *x, *s, *zp;
+    KILN_TRY(q_inputs(k, &x, &s, &zp));
     kiln_dtype odt = KILN_DTYPE_U8;
     int64_t attr_dt = k->opset >= 21 ? kiln_attr_i(k, "output_dtype", 0) : 0;
     if (zp) {
@@ -256,34 +294,28 @@ static kiln_status quantize_impl(struct kiln_kctx *k, struct qmem *m)
     if (x->dtype == KILN_DTYPE_I32 && !pa) prec = KILN_DTYPE_F64;
 
     struct qlayout L;
-    KILN_TRY(q_layout(k, x, s, "y_scale", &L));
-    KILN_TRY(q_check_zp(k, s, zp));
     double *sc, *zv;
-    KILN_TRY(q_params(k, m, s, L.nparam, &sc));
-    KILN_TRY(q_params(k, m, zp, zp ? L.nparam : 0, &zv));
     struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, odt, x->rank, x->dims, &y));
-    size_t j = 0;
-    for (size_t o = 0; o < L.outer; o++)
-        for (size_t c = 0; c < L.d; c++) {
-            size_t pbase = o * L.pouter + (c / L.bs) * L.pc;
-            for (size_t i = 0; i < L.inner; i++, j++) {
-                size_t p = pbase + i * L.pinner;
-                double scale = round_to(prec, sc[p]);
-                double v = round_to(prec, round_to(prec, kiln_tensor_get_f64(x, j)) / scale);
-                double z = zp ? zv[p] : 0.0;
-                if (sf) {
-                    if (odt == KILN_DTYPE_F4E2M1) v = round_to(KILN_DTYPE_F32, v + z);
-                    ((uint8_t *)y->data)[j] = sf_encode(odt, v, saturate);
-                    continue;
-                }
-                double q = isnan(v) ? 0.0 : nearbyint(v);
-                q += z;
-                if (q < (double)qlo) q = (double)qlo;
-                if (q > (double)qhi) q = (double)qhi;
-                kiln_tensor_set_f64(y, j, q);
-            }
+    KILN_TRY(q_setup(k, m, x, s, zp, "y_scale", odt, &L, &sc, &y));
+    KILN_TRY(q_params(k, m, zp, zp ? L.nparam : 0, &zv));
+    size_t n = kiln_tensor_numel(x);
+    struct qwalk w = {0};
+    for (size_t j = 0; j < n; j++) {
+        size_t p = q_next(&L, &w);
+        double scale = round_to(prec, sc[p]);
+        double v = round_to(prec, round_to(prec, kiln_tensor_get_f64(x, j)) / scale);
+        double z = zp ? zv[p] : 0.0;
+        if (sf) {
+            if (odt == KILN_DTYPE_F4E2M1) v = round_to(KILN_DTYPE_F32, v + z);
+            ((uint8_t *)y->data)[j] = sf_encode(odt, v, saturate);
+            continue;
         }
+        double q = isnan(v) ? 0.0 : nearbyint(v);
+        q += z;
+        if (q < (double)qlo) q = (double)qlo;
+        if (q > (double)qhi) q = (double)qhi;
+        kiln_tensor_set_f64(y, j, q);
+    }
     return KILN_OK;
 }
 
@@ -291,10 +323,8 @@ static kiln_status quantize_impl(struct kiln_kctx *k, struct qmem *m)
 
 static kiln_status dequantize_impl(struct kiln_kctx *k, struct qmem *m)
 {
-    const struct kiln_tensor *x, *s;
-    KILN_TRY(kiln_in_req(k, 0, &x));
-    KILN_TRY(kiln_in_req(k, 1, &s));
-    const struct kiln_tensor *zp = kiln_in(k, 2);
+    const struct kiln_tensor *x, *s, *zp;
+    KILN_TRY(q_inputs(k, &x, &s, &zp));
     int64_t lo, hi;
     if (!is_small_float(x->dtype) && !int_range(x->dtype, &lo, &hi))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "cannot dequantize %s", kiln_dtype_name(x->dtype));
@@ -313,28 +343,22 @@ static kiln_status dequantize_impl(struct kiln_kctx *k, struct qmem *m)
         odt = (kiln_dtype)attr_dt;
     }
     struct qlayout L;
-    KILN_TRY(q_layout(k, x, s, "x_scale", &L));
-    KILN_TRY(q_check_zp(k, s, zp));
     double *sc, *zv;
-    KILN_TRY(q_params(k, m, s, L.nparam, &sc));
+    struct kiln_tensor *y;
+    KILN_TRY(q_setup(k, m, x, s, zp, "x_scale", odt, &L, &sc, &y));
     /* float8 zero points must be zero; the reference ignores them otherwise */
     bool use_zp = zp && !is_small_float(x->dtype);
     KILN_TRY(q_params(k, m, use_zp ? zp : NULL, use_zp ? L.nparam : 0, &zv));
-    struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, odt, x->rank, x->dims, &y));
-    size_t j = 0;
-    for (size_t o = 0; o < L.outer; o++)
-        for (size_t c = 0; c < L.d; c++) {
-            size_t pbase = o * L.pouter + (c / L.bs) * L.pc;
-            for (size_t i = 0; i < L.inner; i++, j++) {
-                size_t p = pbase + i * L.pinner;
-                float dx = (float)q_get(x, j);
-                if (use_zp) dx -= (float)zv[p];
-                float v = dx * (float)sc[p];
-                if (odt == KILN_DTYPE_F32) ((float *)y->data)[j] = v;
-                else kiln_tensor_set_f64(y, j, v);
-            }
-        }
+    size_t n = kiln_tensor_numel(x);
+    struct qwalk w = {0};
+    for (size_t j = 0; j < n; j++) {
+        size_t p = q_next(&L, &w);
+        float dx = (float)q_get(x, j);
+        if (use_zp) dx -= (float)zv[p];
+        float v = dx * (float)sc[p];
+        if (odt == KILN_DTYPE_F32) ((float *)y->data)[j] = v;
+        else kiln_tensor_set_f64(y, j, v);
+    }
     return KILN_OK;
 }
 
@@ -481,15 +505,26 @@ static kiln_status imatmul(struct kiln_kctx *k, struct qmem *m, const struct kil
 
 static bool is_8bit(kiln_dtype dt) { return dt == KILN_DTYPE_U8 || dt == KILN_DTYPE_I8; }
 
+/* The inputs of MatMulInteger / ConvInteger: two required 8-bit integer tensors (`what` names
+ * them in messages) and their optional zero points. */
+static kiln_status int8_inputs(struct kiln_kctx *k, const char *what,
+                               const struct kiln_tensor *in[4])
+{
+    KILN_TRY(kiln_in_req(k, 0, &in[0]));
+    KILN_TRY(kiln_in_req(k, 1, &in[1]));
+    in[2] = kiln_in(k, 2);
+    in[3] = kiln_in(k, 3);
+    if (!is_8bit(in[0]->dtype) || !is_8bit(in[1]->dtype))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "%s are %s and %s; expected int8 or uint8", what,
+                          kiln_dtype_name(in[0]->dtype), kiln_dtype_name(in[1]->dtype));
+    return KILN_OK;
+}
+
 static kiln_status matmul_integer_impl(struct kiln_kctx *k, struct qmem *m)
 {
-    const struct kiln_tensor *a, *b;
-    KILN_TRY(kiln_in_req(k, 0, &a));
-    KILN_TRY(kiln_in_req(k, 1, &b));
-    const struct kiln_tensor *azp = kiln_in(k, 2), *bzp = kiln_in(k, 3);
-    if (!is_8bit(a->dtype) || !is_8bit(b->dtype))
-        return kiln_kfail(k, KILN_E_UNSUPPORTED, "inputs are %s and %s; expected int8 or uint8",
-                          kiln_dtype_name(a->dtype), kiln_dtype_name(b->dtype));
+    const struct kiln_tensor *in[4];
+    KILN_TRY(int8_inputs(k, "inputs", in));
+    const struct kiln_tensor *a = in[0], *b = in[1], *azp = in[2], *bzp = in[3];
     struct mm_shape S;
     KILN_TRY(mm_shapes(k, a, b, &S));
     KILN_TRY(zp_check(k, azp, S.m, "a_zero_point"));
@@ -515,16 +550,37 @@ static double param_at(const struct kiln_tensor *t, size_t r)
     return kiln_tensor_get_f64(t, kiln_tensor_numel(t) == 1 ? 0 : r);
 }
 
+/* The eight required inputs of QLinearMatMul / QLinearConv: a/x, its scale and zero point,
+ * b/w, its scale and zero point, y_scale and y_zero_point. The two data inputs (named `a` and
+ * `b` in messages) and y_zero_point must be 8-bit integers. */
+static kiln_status qlinear_inputs(struct kiln_kctx *k, const char *a, const char *b,
+                                  const struct kiln_tensor *in[8])
+{
+    for (size_t i = 0; i < 8; i++) KILN_TRY(kiln_in_req(k, i, &in[i]));
+    if (!is_8bit(in[0]->dtype) || !is_8bit(in[3]->dtype) || !is_8bit(in[7]->dtype))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "%s, %s and y_zero_point are %s, %s and %s; "
+                          "expected int8 or uint8", a, b, kiln_dtype_name(in[0]->dtype),
+                          kiln_dtype_name(in[3]->dtype), kiln_dtype_name(in[7]->dtype));
+    return KILN_OK;
+}
+
+/* Output 0 of y_zero_point's dtype and shape (rank, dims), with the y_zero_point range
+ * [*lo, *hi] and an int32 accumulator *acc of as many elements. */
+static kiln_status qlinear_out(struct kiln_kctx *k, struct qmem *m, const struct kiln_tensor *yzp,
+                               int rank, const int64_t *dims, struct kiln_tensor **y, int64_t *lo,
+                               int64_t *hi, int32_t **acc)
+{
+    (void)int_range(yzp->dtype, lo, hi);
+    KILN_TRY(kiln_out_tensor(k, 0, yzp->dtype, rank, dims, y));
+    return qmem_alloc(k, m, kiln_tensor_numel(*y), sizeof(int32_t), (void **)acc);
+}
+
 static kiln_status qlinear_matmul_impl(struct kiln_kctx *k, struct qmem *m)
 {
     const struct kiln_tensor *in[8];
-    for (size_t i = 0; i < 8; i++) KILN_TRY(kiln_in_req(k, i, &in[i]));
+    KILN_TRY(qlinear_inputs(k, "a", "b", in));
     const struct kiln_tensor *a = in[0], *as = in[1], *azp = in[2], *b = in[3], *bs = in[4],
                              *bzp = in[5], *ys = in[6], *yzp = in[7];
-    if (!is_8bit(a->dtype) || !is_8bit(b->dtype) || !is_8bit(yzp->dtype))
-        return kiln_kfail(k, KILN_E_UNSUPPORTED, "a, b and y_zero_point are %s, %s and %s; "
-                          "expected int8 or uint8", kiln_dtype_name(a->dtype),
-                          kiln_dtype_name(b->dtype), kiln_dtype_name(yzp->dtype));
     struct mm_shape S;
     KILN_TRY(mm_shapes(k, a, b, &S));
     KILN_TRY(zp_check(k, azp, S.m, "a_zero_point"));
@@ -533,13 +589,11 @@ static kiln_status qlinear_matmul_impl(struct kiln_kctx *k, struct qmem *m)
     KILN_TRY(zp_check(k, bs, S.n, "b_scale"));
     KILN_TRY(zp_check(k, ys, S.m, "y_scale"));
     KILN_TRY(zp_check(k, yzp, S.m, "y_zero_point"));
-    int64_t lo, hi;
-    (void)int_range(yzp->dtype, &lo, &hi);
+    int64_t lo = 0, hi = 0;
     struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, yzp->dtype, S.orank, S.odims, &y));
-    size_t total = kiln_tensor_numel(y);
     int32_t *acc;
-    KILN_TRY(qmem_alloc(k, m, total, sizeof(int32_t), (void **)&acc));
+    KILN_TRY(qlinear_out(k, m, yzp, S.orank, S.odims, &y, &lo, &hi, &acc));
+    size_t total = kiln_tensor_numel(y);
     KILN_TRY(imatmul(k, m, a, azp, b, bzp, &S, acc));
     /* The multiplier is computed in the scales' type, as the reference's numpy does. */
     kiln_dtype st = as->dtype;
@@ -693,13 +747,9 @@ static void conv_out_dims(const struct conv_geom *G, int64_t *dims)
 
 static kiln_status conv_integer_impl(struct kiln_kctx *k, struct qmem *m)
 {
-    const struct kiln_tensor *x, *w;
-    KILN_TRY(kiln_in_req(k, 0, &x));
-    KILN_TRY(kiln_in_req(k, 1, &w));
-    const struct kiln_tensor *xzp = kiln_in(k, 2), *wzp = kiln_in(k, 3);
-    if (!is_8bit(x->dtype) || !is_8bit(w->dtype))
-        return kiln_kfail(k, KILN_E_UNSUPPORTED, "x and w are %s and %s; expected int8 or uint8",
-                          kiln_dtype_name(x->dtype), kiln_dtype_name(w->dtype));
+    const struct kiln_tensor *in[4];
+    KILN_TRY(int8_inputs(k, "x and w", in));
+    const struct kiln_tensor *x = in[0], *w = in[1], *xzp = in[2], *wzp = in[3];
     struct conv_geom G;
     KILN_TRY(conv_geometry(k, x, w, &G));
     KILN_TRY(zp_check(k, xzp, 1, "x_zero_point"));
@@ -714,13 +764,9 @@ static kiln_status conv_integer_impl(struct kiln_kctx *k, struct qmem *m)
 static kiln_status qlinear_conv_impl(struct kiln_kctx *k, struct qmem *m)
 {
     const struct kiln_tensor *in[8];
-    for (size_t i = 0; i < 8; i++) KILN_TRY(kiln_in_req(k, i, &in[i]));
+    KILN_TRY(qlinear_inputs(k, "x", "w", in));
     const struct kiln_tensor *x = in[0], *xs = in[1], *xzp = in[2], *w = in[3], *ws = in[4],
                              *wzp = in[5], *ys = in[6], *yzp = in[7], *bias = kiln_in(k, 8);
-    if (!is_8bit(x->dtype) || !is_8bit(w->dtype) || !is_8bit(yzp->dtype))
-        return kiln_kfail(k, KILN_E_UNSUPPORTED, "x, w and y_zero_point are %s, %s and %s; "
-                          "expected int8 or uint8", kiln_dtype_name(x->dtype),
-                          kiln_dtype_name(w->dtype), kiln_dtype_name(yzp->dtype));
     struct conv_geom G;
     KILN_TRY(conv_geometry(k, x, w, &G));
     KILN_TRY(zp_check(k, xzp, 1, "x_zero_point"));
@@ -731,16 +777,13 @@ static kiln_status qlinear_conv_impl(struct kiln_kctx *k, struct qmem *m)
     KILN_TRY(zp_check(k, yzp, 1, "y_zero_point"));
     if (bias && (kiln_tensor_numel(bias) != G.m || bias->dtype != KILN_DTYPE_I32))
         return kiln_kfail(k, KILN_E_INVALID_ARG, "B must be int32 with %zu elements", G.m);
-    int64_t od[KILN_MAX_RANK];
+    int64_t od[KILN_MAX_RANK], lo = 0, hi = 0;
     conv_out_dims(&G, od);
     struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, yzp->dtype, x->rank, od, &y));
-    size_t total = kiln_tensor_numel(y), osz = G.m ? total / (G.n ? G.n : 1) / G.m : 0;
     int32_t *acc;
-    KILN_TRY(qmem_alloc(k, m, total, sizeof(int32_t), (void **)&acc));
+    KILN_TRY(qlinear_out(k, m, yzp, x->rank, od, &y, &lo, &hi, &acc));
+    size_t total = kiln_tensor_numel(y), osz = G.m ? total / (G.n ? G.n : 1) / G.m : 0;
     KILN_TRY(iconv(k, m, &G, x, xzp, w, wzp, bias, acc));
-    int64_t lo, hi;
-    (void)int_range(yzp->dtype, &lo, &hi);
     kiln_dtype st = xs->dtype;
     double yz = (double)kiln_tensor_get_i64(yzp, 0);
     for (size_t j = 0; j < total; j++) {

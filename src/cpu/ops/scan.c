@@ -71,6 +71,24 @@ static kiln_status in_scalar_f64(struct kiln_kctx *k, size_t i, const char *what
 
 /* ------------------------------------------------------------------ CumSum / CumProd */
 
+/* Scans the array v of element type T, viewed as [outer, len, inner], in place along the
+ * middle axis: a running sum or (prod) product in accumulator type U, from the back when
+ * reverse, storing the total before (exclusive) or after each element. Integers accumulate
+ * in uint64_t so that overflow wraps. */
+#define CUM_SCAN(T, U, v)                                                                      \
+    for (size_t a = 0; a < outer; a++)                                                         \
+        for (size_t b = 0; b < inner; b++) {                                                   \
+            U acc = prod ? 1 : 0;                                                              \
+            for (size_t jj = 0; jj < len; jj++) {                                              \
+                size_t j = reverse ? len - 1 - jj : jj;                                        \
+                T *p = (v) + (a * len + j) * inner + b;                                        \
+                U cur = (U)*p;                                                                 \
+                if (exclusive) *p = (T)acc;                                                    \
+                acc = prod ? acc * cur : acc + cur;                                            \
+                if (!exclusive) *p = (T)acc;                                                   \
+            }                                                                                  \
+        }
+
 static kiln_status cum_run(struct kiln_kctx *k, bool prod)
 {
     const struct kiln_tensor *x;
@@ -101,42 +119,20 @@ static kiln_status cum_run(struct kiln_kctx *k, bool prod)
     if (as_int) {
         int64_t *v;
         KILN_TRY(kiln_load_i64(k, x, "x", &v));
-        for (size_t a = 0; a < outer; a++) {
-            for (size_t b = 0; b < inner; b++) {
-                uint64_t acc = prod ? 1 : 0;
-                for (size_t jj = 0; jj < len; jj++) {
-                    size_t j = reverse ? len - 1 - jj : jj;
-                    int64_t *p = v + (a * len + j) * inner + b;
-                    uint64_t cur = (uint64_t)*p;
-                    if (exclusive) *p = (int64_t)acc;
-                    acc = prod ? acc * cur : acc + cur;
-                    if (!exclusive) *p = (int64_t)acc;
-                }
-            }
-        }
+        CUM_SCAN(int64_t, uint64_t, v)
         kiln_store_i64(y, v, n);
         kiln_free(v);
     } else {
         double *v;
         KILN_TRY(kiln_load_f64(k, x, "x", &v));
-        for (size_t a = 0; a < outer; a++) {
-            for (size_t b = 0; b < inner; b++) {
-                double acc = prod ? 1 : 0;
-                for (size_t jj = 0; jj < len; jj++) {
-                    size_t j = reverse ? len - 1 - jj : jj;
-                    double *p = v + (a * len + j) * inner + b;
-                    double cur = *p;
-                    if (exclusive) *p = acc;
-                    acc = prod ? acc * cur : acc + cur;
-                    if (!exclusive) *p = acc;
-                }
-            }
-        }
+        CUM_SCAN(double, double, v)
         kiln_store_f64(y, v, n);
         kiln_free(v);
     }
     return KILN_OK;
 }
+
+#undef CUM_SCAN
 
 static kiln_status cumsum_run(struct kiln_kctx *k) { return cum_run(k, false); }
 static kiln_status cumprod_run(struct kiln_kctx *k) { return cum_run(k, true); }

@@ -102,43 +102,50 @@ static kiln_status flatten_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ Squeeze / Unsqueeze */
 
-/* Reads the axes of Squeeze/Unsqueeze: the attribute before opset 13, input 1 from 13. */
-static kiln_status read_axes(struct kiln_kctx *k, int64_t *axes, size_t *n, bool *given)
+/* The operands of Squeeze/Unsqueeze: input 0 and the axes (n of them; given says whether
+ * there were any, even an empty list). */
+struct axes_in {
+    const struct kiln_tensor *x;
+    int64_t axes[KILN_MAX_RANK];
+    size_t n;
+    bool given;
+};
+
+/* Reads input 0 and the axes: the attribute before opset 13, input 1 from 13. */
+static kiln_status read_axes(struct kiln_kctx *k, struct axes_in *in)
 {
-    *n = 0;
-    *given = false;
+    KILN_TRY(kiln_in_req(k, 0, &in->x));
+    in->n = 0;
+    in->given = false;
     if (k->opset < 13) {
         const int64_t *v;
         size_t c = kiln_attr_ints(k, "axes", &v);
-        *given = kiln_attr_has(k, "axes");
+        in->given = kiln_attr_has(k, "axes");
         if (c > KILN_MAX_RANK)
             return kiln_kfail(k, KILN_E_LIMIT, "attribute 'axes' has %zu entries; limit is %d", c,
                               KILN_MAX_RANK);
-        for (size_t i = 0; i < c; i++) axes[i] = v[i];
-        *n = c;
+        for (size_t i = 0; i < c; i++) in->axes[i] = v[i];
+        in->n = c;
         return KILN_OK;
     }
     const struct kiln_tensor *t = kiln_in(k, 1);
     if (!t) return KILN_OK;
-    *given = true;
-    return kiln_tops_read_ints(k, t, "axes", axes, KILN_MAX_RANK, n);
+    in->given = true;
+    return kiln_tops_read_ints(k, t, "axes", in->axes, KILN_MAX_RANK, &in->n);
 }
 
 static kiln_status squeeze_run(struct kiln_kctx *k)
 {
-    const struct kiln_tensor *x;
-    KILN_TRY(kiln_in_req(k, 0, &x));
-    int64_t axes[KILN_MAX_RANK];
-    size_t n;
-    bool given;
-    KILN_TRY(read_axes(k, axes, &n, &given));
+    struct axes_in in;
+    KILN_TRY(read_axes(k, &in));
+    const struct kiln_tensor *x = in.x;
     bool drop[KILN_MAX_RANK] = {0};
-    if (!given) {
+    if (!in.given) {
         for (int a = 0; a < x->rank; a++) drop[a] = x->dims[a] == 1;
     } else {
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < in.n; i++) {
             int a;
-            KILN_TRY(kiln_norm_axis(k, axes[i], x->rank, "axes entry", &a));
+            KILN_TRY(kiln_norm_axis(k, in.axes[i], x->rank, "axes entry", &a));
             if (x->dims[a] != 1)
                 return kiln_kfail(k, KILN_E_INVALID_ARG,
                                   "cannot squeeze axis %d: its dim is %lld, not 1", a,
@@ -155,20 +162,17 @@ static kiln_status squeeze_run(struct kiln_kctx *k)
 
 static kiln_status unsqueeze_run(struct kiln_kctx *k)
 {
-    const struct kiln_tensor *x;
-    KILN_TRY(kiln_in_req(k, 0, &x));
-    int64_t axes[KILN_MAX_RANK];
-    size_t n;
-    bool given;
-    KILN_TRY(read_axes(k, axes, &n, &given));
-    if (!given) return kiln_kfail(k, KILN_E_INVALID_MODEL, "'axes' is required");
-    int r = x->rank + (int)n;
+    struct axes_in in;
+    KILN_TRY(read_axes(k, &in));
+    const struct kiln_tensor *x = in.x;
+    if (!in.given) return kiln_kfail(k, KILN_E_INVALID_MODEL, "'axes' is required");
+    int r = x->rank + (int)in.n;
     if (r > KILN_MAX_RANK)
         return kiln_kfail(k, KILN_E_LIMIT, "output rank %d exceeds the limit %d", r, KILN_MAX_RANK);
     bool ins[KILN_MAX_RANK] = {0};
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < in.n; i++) {
         int a;
-        KILN_TRY(kiln_norm_axis(k, axes[i], r, "axes entry", &a));
+        KILN_TRY(kiln_norm_axis(k, in.axes[i], r, "axes entry", &a));
         if (ins[a]) return kiln_kfail(k, KILN_E_INVALID_ARG, "axis %d appears twice in 'axes'", a);
         ins[a] = true;
     }

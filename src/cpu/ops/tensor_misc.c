@@ -292,19 +292,20 @@ kiln_status kiln_tops_compress(struct kiln_kctx *k)
     bool flat = !kiln_attr_has(k, "axis");
     int axis = 0;
     if (!flat) KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
-    int64_t dim = flat ? (int64_t)kiln_tensor_numel(x) : x->dims[axis];
+    int64_t dim = flat ? (int64_t)kiln_tensor_numel(x) : x->dims[axis], *sel;
     size_t nc = kiln_tensor_numel(c), cnt = 0;
+    KILN_TRY(kiln_scratch(k, nc * sizeof *sel + 1, (void **)&sel));
     for (size_t i = 0; i < nc; i++) {
         if (kiln_tensor_get_f64(c, i) == 0) continue;
         if ((int64_t)i >= dim)
             return kiln_kfail(k, KILN_E_INVALID_ARG,
                               "'condition' selects index %zu but the axis has dim %lld", i,
                               (long long)dim);
-        cnt++;
+        sel[cnt++] = (int64_t)i;
     }
     int64_t od[KILN_MAX_RANK];
     int r = flat ? 1 : x->rank;
-    size_t outer = 1, inner = kiln_dtype_size(x->dtype);
+    size_t outer = 1, inner = 1;
     if (flat) {
         od[0] = (int64_t)cnt;
     } else {
@@ -315,17 +316,7 @@ kiln_status kiln_tops_compress(struct kiln_kctx *k)
     }
     struct kiln_tensor *o;
     KILN_TRY(kiln_out_tensor(k, 0, x->dtype, r, od, &o));
-    if (kiln_tensor_numel(o) == 0) return KILN_OK;
-    char *ph = kiln_tops_placeholder(o);
-    unsigned char *d = o->data;
-    const unsigned char *s = x->data;
-    for (size_t a = 0; a < outer; a++)
-        for (size_t i = 0; i < nc && (int64_t)i < dim; i++) {
-            if (kiln_tensor_get_f64(c, i) == 0) continue;
-            memcpy(d, s + (a * (size_t)dim + i) * inner, inner);
-            d += inner;
-        }
-    return kiln_tops_own_strings(k, o, ph);
+    return kiln_take_slices(k, o, x, outer, (size_t)dim, inner, sel, cnt);
 }
 
 /* ------------------------------------------------------------------ NonZero */

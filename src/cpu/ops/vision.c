@@ -32,52 +32,14 @@
 #include <math.h>
 #include <string.h>
 
-#include "cpu/kernel.h"
 #include "cpu/sgemm.h"
+#include "cpu/tensor_util.h"
 
-/* ------------------------------------------------------------------ dtype staging */
-
-static bool vis_dtype_ok(kiln_dtype dt)
-{
-    return dt == KILN_DTYPE_F32 || dt == KILN_DTYPE_F16 || dt == KILN_DTYPE_BF16 ||
-           dt == KILN_DTYPE_F64;
-}
-
-/* *out = t's data as float32 (t's own data, or a converted copy in scratch). */
-static kiln_status stage_f32(struct kiln_kctx *k, const struct kiln_tensor *t, const float **out)
-{
-    if (t->dtype == KILN_DTYPE_F32) {
-        *out = t->data;
-        return KILN_OK;
-    }
-    size_t n = kiln_tensor_numel(t);
-    float *f;
-    KILN_TRY(kiln_scratch(k, n * sizeof *f + 1, (void **)&f));
-    for (size_t i = 0; i < n; i++) f[i] = (float)kiln_tensor_get_f64(t, i);
-    *out = f;
-    return KILN_OK;
-}
-
-/* A float32 buffer for output t: its own data, or scratch that unstage_f32 converts. */
-static kiln_status out_f32(struct kiln_kctx *k, struct kiln_tensor *t, float **out)
-{
-    if (t->dtype == KILN_DTYPE_F32) {
-        *out = t->data;
-        return KILN_OK;
-    }
-    return kiln_scratch(k, kiln_tensor_numel(t) * sizeof(float) + 1, (void **)out);
-}
-
-static void unstage_f32(struct kiln_tensor *t, const float *src)
-{
-    if ((const void *)src == t->data) return;
-    size_t n = kiln_tensor_numel(t);
-    for (size_t i = 0; i < n; i++) kiln_tensor_set_f64(t, i, src[i]);
-}
+/* ------------------------------------------------------------------ dtype checks */
 
 static kiln_status need_float(struct kiln_kctx *k, const struct kiln_tensor *t, const char *name)
 {
-    if (!vis_dtype_ok(t->dtype))
+    if (!kiln_dtype_is_real_float(t->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input %s is %s; expected a float type", name,
                           kiln_dtype_name(t->dtype));
     return KILN_OK;
@@ -129,8 +91,8 @@ static kiln_status affine_grid_run(struct kiln_kctx *k)
     if (kiln_tensor_numel(y) == 0) return KILN_OK;
     const float *th;
     float *yf;
-    KILN_TRY(stage_f32(k, theta, &th));
-    KILN_TRY(out_f32(k, y, &yf));
+    KILN_TRY(kiln_stage_f32(k, theta, &th));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
     /* Spatial sizes in (D,) H, W order; the homogeneous vector is (x, y, (z,) 1). */
     int64_t D = nd == 3 ? sz[2] : 1, H = sz[nd == 3 ? 3 : 2], W = sz[nd == 3 ? 4 : 3];
     size_t o = 0;
@@ -152,7 +114,7 @@ static kiln_status affine_grid_run(struct kiln_kctx *k)
             }
         }
     }
-    unstage_f32(y, yf);
+    kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 
@@ -197,21 +159,32 @@ static void roi_sample_at(double y, double x, int64_t H, int64_t W, struct roi_s
     s->w[3] = (float)(ly * lx);
 }
 
+/* Inputs X [N, C, H, W] and rois [num_rois, cols] of RoiAlign (cols 4, with batch_indices
+ * input 2 read into *bi) and MaxRoiPool (cols 5, bi NULL); X and rois of a float type. */
+static kiln_status roi_inputs(struct kiln_kctx *k, int64_t cols, const struct kiln_tensor **x,
+                              const struct kiln_tensor **rois, const struct kiln_tensor **bi)
+{
+    KILN_TRY(kiln_in_req(k, 0, x));
+    KILN_TRY(kiln_in_req(k, 1, rois));
+    if (bi) KILN_TRY(kiln_in_req(k, 2, bi));
+    KILN_TRY(need_float(k, *x, "X"));
+    KILN_TRY(need_float(k, *rois, "rois"));
+    const struct kiln_tensor *r = *rois;
+    char buf[64];
+    if ((*x)->rank != 4)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input X has rank %d; expected 4 (N, C, H, W)",
+                          (*x)->rank);
+    if (r->rank != 2 || r->dims[1] != cols)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input rois is %s; expected [num_rois, %lld]",
+                          kiln_shape_str(r->rank, r->dims, buf, sizeof buf), (long long)cols);
+    return KILN_OK;
+}
+
 static kiln_status roi_align_run(struct kiln_kctx *k)
 {
     const struct kiln_tensor *x, *rois, *bi;
-    KILN_TRY(kiln_in_req(k, 0, &x));
-    KILN_TRY(kiln_in_req(k, 1, &rois));
-    KILN_TRY(kiln_in_req(k, 2, &bi));
-    KILN_TRY(need_float(k, x, "X"));
-    KILN_TRY(need_float(k, rois, "rois"));
+    KILN_TRY(roi_inputs(k, 4, &x, &rois, &bi));
     char buf[64];
-    if (x->rank != 4)
-        return kiln_kfail(k, KILN_E_INVALID_ARG, "input X has rank %d; expected 4 (N, C, H, W)",
-                          x->rank);
-    if (rois->rank != 2 || rois->dims[1] != 4)
-        return kiln_kfail(k, KILN_E_INVALID_ARG, "input rois is %s; expected [num_rois, 4]",
-                          kiln_shape_str(rois->rank, rois->dims, buf, sizeof buf));
     if (!kiln_dtype_is_int(bi->dtype) || bi->rank != 1 || bi->dims[0] != rois->dims[0])
         return kiln_kfail(k, KILN_E_INVALID_ARG,
                           "input batch_indices is %s %s; expected integers [%lld]",
@@ -248,9 +221,9 @@ static kiln_status roi_align_run(struct kiln_kctx *k)
                           (long long)H, (long long)W);
     const float *xf, *rf;
     float *yf;
-    KILN_TRY(stage_f32(k, x, &xf));
-    KILN_TRY(stage_f32(k, rois, &rf));
-    KILN_TRY(out_f32(k, y, &yf));
+    KILN_TRY(kiln_stage_f32(k, x, &xf));
+    KILN_TRY(kiln_stage_f32(k, rois, &rf));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
     size_t plane = (size_t)(H * W), bins = (size_t)(oh * ow);
     for (int64_t r = 0; r < R; r++) {
         int64_t b = kiln_tensor_get_i64(bi, (size_t)r);
@@ -317,7 +290,7 @@ static kiln_status roi_align_run(struct kiln_kctx *k)
             }
         }
     }
-    unstage_f32(y, yf);
+    kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 
@@ -339,17 +312,7 @@ static int64_t clamp_i64(double v, int64_t lo, int64_t hi)
 static kiln_status max_roi_pool_run(struct kiln_kctx *k)
 {
     const struct kiln_tensor *x, *rois;
-    KILN_TRY(kiln_in_req(k, 0, &x));
-    KILN_TRY(kiln_in_req(k, 1, &rois));
-    KILN_TRY(need_float(k, x, "X"));
-    KILN_TRY(need_float(k, rois, "rois"));
-    char buf[64];
-    if (x->rank != 4)
-        return kiln_kfail(k, KILN_E_INVALID_ARG, "input X has rank %d; expected 4 (N, C, H, W)",
-                          x->rank);
-    if (rois->rank != 2 || rois->dims[1] != 5)
-        return kiln_kfail(k, KILN_E_INVALID_ARG, "input rois is %s; expected [num_rois, 5]",
-                          kiln_shape_str(rois->rank, rois->dims, buf, sizeof buf));
+    KILN_TRY(roi_inputs(k, 5, &x, &rois, NULL));
     const int64_t *ps;
     if (kiln_attr_ints(k, "pooled_shape", &ps) != 2 || ps[0] < 1 || ps[1] < 1)
         return kiln_kfail(k, KILN_E_INVALID_MODEL,
@@ -363,9 +326,9 @@ static kiln_status max_roi_pool_run(struct kiln_kctx *k)
     if (kiln_tensor_numel(y) == 0) return KILN_OK;
     const float *xf, *rf;
     float *yf;
-    KILN_TRY(stage_f32(k, x, &xf));
-    KILN_TRY(stage_f32(k, rois, &rf));
-    KILN_TRY(out_f32(k, y, &yf));
+    KILN_TRY(kiln_stage_f32(k, x, &xf));
+    KILN_TRY(kiln_stage_f32(k, rois, &rf));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
     size_t plane = (size_t)(H * W);
     for (int64_t r = 0; r < R; r++) {
         const float *rr = rf + 5 * r;
@@ -400,7 +363,7 @@ static kiln_status max_roi_pool_run(struct kiln_kctx *k)
             }
         }
     }
-    unstage_f32(y, yf);
+    kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 
@@ -565,12 +528,12 @@ static kiln_status deform_conv_run(struct kiln_kctx *k)
 
     const float *xf, *wf, *of, *bf = NULL, *mf = NULL;
     float *yf, *col;
-    KILN_TRY(stage_f32(k, x, &xf));
-    KILN_TRY(stage_f32(k, w, &wf));
-    KILN_TRY(stage_f32(k, offset, &of));
-    if (bias) KILN_TRY(stage_f32(k, bias, &bf));
-    if (mask) KILN_TRY(stage_f32(k, mask, &mf));
-    KILN_TRY(out_f32(k, y, &yf));
+    KILN_TRY(kiln_stage_f32(k, x, &xf));
+    KILN_TRY(kiln_stage_f32(k, w, &wf));
+    KILN_TRY(kiln_stage_f32(k, offset, &of));
+    if (bias) KILN_TRY(kiln_stage_f32(k, bias, &bf));
+    if (mask) KILN_TRY(kiln_stage_f32(k, mask, &mf));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
     size_t ck, colsz;
     if (!kiln_mul_size((size_t)C, g.ks, &ck) || !kiln_mul_size(ck, g.os, &colsz) ||
         !kiln_mul_size(colsz, sizeof(float), &colsz))
@@ -605,13 +568,13 @@ static kiln_status deform_conv_run(struct kiln_kctx *k)
             }
         float *yn = yf + (size_t)n * (size_t)M * O;
         for (size_t gi = 0; gi < (size_t)group; gi++)
-            kiln_sgemm(false, false, mg, O, cg * K, 1.0f, wf + gi * mg * cg * K, cg * K,
-                       col + gi * cg * K * O, O, 0.0f, yn + gi * mg * O, O);
+            kiln_sgemm_par(k->pool, false, false, mg, O, cg * K, 1.0f, wf + gi * mg * cg * K, cg * K,
+                           col + gi * cg * K * O, O, 0.0f, yn + gi * mg * O, O);
         if (bf)
             for (size_t m = 0; m < (size_t)M; m++)
                 for (size_t o = 0; o < O; o++) yn[m * O + o] += bf[m];
     }
-    unstage_f32(y, yf);
+    kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 

@@ -1,0 +1,172 @@
+/* pool.c: the thread pool of pool.h.
+ *
+ * One job at a time. The caller publishes the job under `mu`, bumps `gen` and wakes the
+ * workers; every participant (caller included) then claims chunks with one atomic
+ * fetch-add each, and the caller waits until every worker has reported the job finished.
+ * `busy` keeps a second caller (another thread using the same session) out: it runs its
+ * loop inline instead of waiting. Workers and chunk-running callers mark themselves in a
+ * thread-local flag, so a nested loop runs inline too.
+ */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#include "base/pool.h"
+
+#include <sched.h>
+#include <unistd.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+
+struct kiln_pool {
+    int threads;
+    int n_workers;   /* started */
+    pthread_t *tids;
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    pthread_mutex_t busy;
+    unsigned long gen; /* bumped per job; workers run a job when it differs from theirs */
+    bool stop;
+    int active; /* workers still in the current job */
+    /* the current job */
+    kiln_pool_fn fn;
+    void *ctx;
+    size_t n, grain;
+    atomic_size_t next;
+};
+
+struct worker_arg {
+    struct kiln_pool *p;
+    int id;
+};
+
+static _Thread_local bool in_pool;
+
+static void run_chunks(struct kiln_pool *p, int id)
+{
+    for (;;) {
+        size_t b = atomic_fetch_add_explicit(&p->next, p->grain, memory_order_relaxed);
+        if (b >= p->n) break;
+        size_t e = p->n - b < p->grain ? p->n : b + p->grain;
+        p->fn(p->ctx, b, e, id);
+    }
+}
+
+static void *worker_main(void *arg_)
+{
+    struct worker_arg arg = *(struct worker_arg *)arg_;
+    kiln_free(arg_);
+    struct kiln_pool *p = arg.p;
+    in_pool = true;
+    unsigned long seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->stop && p->gen == seen) pthread_cond_wait(&p->wake, &p->mu);
+        if (p->stop) break;
+        seen = p->gen;
+        pthread_mutex_unlock(&p->mu);
+        run_chunks(p, arg.id);
+        pthread_mutex_lock(&p->mu);
+        if (--p->active == 0) pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+kiln_status kiln_pool_create(int threads, struct kiln_pool **out, kiln_err *err)
+{
+    *out = NULL;
+    if (threads < 1 || threads > 4096)
+        return kiln_err_set(err, KILN_E_INVALID_ARG, "thread pool: %d threads; expected 1 to 4096", threads);
+    struct kiln_pool *p = kiln_calloc(1, sizeof *p);
+    if (!p) return kiln_err_set(err, KILN_E_NOMEM, "out of memory creating a thread pool");
+    p->threads = threads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_mutex_init(&p->busy, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done, NULL);
+    atomic_init(&p->next, 0);
+    if (threads > 1) {
+        p->tids = kiln_calloc((size_t)threads - 1, sizeof *p->tids);
+        if (!p->tids) {
+            kiln_pool_free(p);
+            return kiln_err_set(err, KILN_E_NOMEM, "out of memory creating a thread pool");
+        }
+    }
+    for (int i = 1; i < threads; i++) {
+        struct worker_arg *a = kiln_malloc(sizeof *a);
+        int rc = a ? 0 : ENOMEM;
+        if (a) {
+            a->p = p;
+            a->id = i;
+            rc = pthread_create(&p->tids[p->n_workers], NULL, worker_main, a);
+            if (rc) kiln_free(a);
+        }
+        if (rc) {
+            kiln_pool_free(p);
+            return kiln_err_set(err, KILN_E_NOMEM, "cannot start thread %d of %d for the pool: %s", i,
+                                threads, strerror(rc));
+        }
+        p->n_workers++;
+    }
+    *out = p;
+    return KILN_OK;
+}
+
+void kiln_pool_free(struct kiln_pool *p)
+{
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->n_workers; i++) pthread_join(p->tids[i], NULL);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->done);
+    pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->busy);
+    kiln_free(p->tids);
+    kiln_free(p);
+}
+
+int kiln_pool_threads(const struct kiln_pool *p)
+{
+    return p ? p->threads : 1;
+}
+
+void kiln_pool_for(struct kiln_pool *p, size_t n, size_t grain, kiln_pool_fn fn, void *ctx)
+{
+    if (n == 0) return;
+    if (grain == 0) grain = 1;
+    if (!p || p->n_workers == 0 || n <= grain || in_pool || pthread_mutex_trylock(&p->busy) != 0) {
+        fn(ctx, 0, n, 0);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n = n;
+    p->grain = grain;
+    atomic_store_explicit(&p->next, 0, memory_order_relaxed);
+    p->active = p->n_workers;
+    p->gen++;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+
+    in_pool = true;
+    run_chunks(p, 0);
+    in_pool = false;
+
+    pthread_mutex_lock(&p->mu);
+    while (p->active > 0) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->busy);
+}
+
+int kiln_cpus_available(void)
+{
+    cpu_set_t set;
+    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+    if (n < 1) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 1024 ? 1024 : n;
+}
