@@ -306,6 +306,9 @@ static kiln_status tfidf_run(struct kiln_kctx *k)
 {
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
+    if (x->dtype != KILN_DTYPE_STRING && x->dtype != KILN_DTYPE_I32 && x->dtype != KILN_DTYPE_I64)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input X is %s; expected string, int32 or int64",
+                          kiln_dtype_name(x->dtype));
     int64_t min_n = kiln_attr_i(k, "min_gram_length", 0), max_n = kiln_attr_i(k, "max_gram_length", 0);
     int64_t max_skip = kiln_attr_i(k, "max_skip_count", 0);
     const char *mode = kiln_attr_s(k, "mode", "TF");
