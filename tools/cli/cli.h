@@ -33,11 +33,27 @@ kiln_model *cli_load_model(const char *path);
 bool cli_parse_int(const char *s, long lo, long hi, long *out);
 /* Parses a finite double; false when malformed. */
 bool cli_parse_double(const char *s, double *out);
+/* Option value from "--opt VALUE" or "--opt=VALUE"; NULL when argv[*i] is not `opt`. Advances
+ * *i past a separate value. Sets *missing when the option is present but its value is not. */
+const char *cli_opt_value(int argc, char **argv, int *i, const char *opt, bool *missing);
+
+/* "'a', 'b', 'c'" listing of the model's inputs for messages, truncated to fit `size`. */
+void cli_input_list(const kiln_model *m, char *buf, size_t size);
+/* Reads the files bound to graph inputs into vals[0..input count), by input position:
+ * --input NAME=FILE pairs (names[i], files[i], i < n_bind) first, then DIR/input_K.pb of the
+ * data-set folder `input_dir` (NULL: none) for every input not bound by name. Each file is
+ * read as the input's declared kind. Unknown or repeated names, unreadable files, a folder
+ * that is missing an input_K.pb or holds one more than the model has inputs are errors:
+ * prints "kiln: ..." and returns CLI_FAIL. Inputs no file binds stay NULL. The caller owns
+ * (and frees) every value in vals, on failure too. */
+int cli_read_inputs(const kiln_model *m, int n_bind, const char *const *names,
+                    const char *const *files, const char *input_dir, kiln_value **vals);
 
 int cli_info(int argc, char **argv);
 int cli_check(int argc, char **argv);
 int cli_run(int argc, char **argv);
 int cli_compare(int argc, char **argv);
+int cli_bench(int argc, char **argv);
 
 /* Element helpers over kiln.h's in-memory layout. cli_elem_f64 reads element i as a double
  * (for complex types, i indexes the interleaved re/im parts); NaN for types it cannot read. */

@@ -27,21 +27,6 @@ struct run_args {
     long threads;
 };
 
-/* Option value from "--opt VALUE" or "--opt=VALUE"; NULL when argv[*i] is not `opt`.
- * Sets *missing when the option is present but its value is not. */
-static const char *opt_value(int argc, char **argv, int *i, const char *opt, bool *missing)
-{
-    size_t n = strlen(opt);
-    if (strncmp(argv[*i], opt, n) != 0) return NULL;
-    if (argv[*i][n] == '=') return argv[*i] + n + 1;
-    if (argv[*i][n] != 0) return NULL;
-    if (*i + 1 >= argc) {
-        *missing = true;
-        return NULL;
-    }
-    return argv[++*i];
-}
-
 static int parse_args(int argc, char **argv, struct run_args *a)
 {
     a->in_names = calloc((size_t)argc + 1, sizeof *a->in_names);
@@ -51,7 +36,7 @@ static int parse_args(int argc, char **argv, struct run_args *a)
         const char *v;
         bool missing = false;
         const char *arg = argv[i];
-        if ((v = opt_value(argc, argv, &i, "--input", &missing))) {
+        if ((v = cli_opt_value(argc, argv, &i, "--input", &missing))) {
             const char *eq = strchr(v, '=');
             if (!eq || eq == v || !eq[1])
                 return cli_usage("run", "--input takes NAME=FILE; got '%s'", v);
@@ -59,17 +44,17 @@ static int parse_args(int argc, char **argv, struct run_args *a)
             *(char *)eq = 0;
             a->in_names[a->n_bind] = v;
             a->in_files[a->n_bind++] = eq + 1;
-        } else if ((v = opt_value(argc, argv, &i, "--input-dir", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--input-dir", &missing))) {
             if (a->input_dir) return cli_usage("run", "--input-dir given twice");
             a->input_dir = v;
-        } else if ((v = opt_value(argc, argv, &i, "--output-dir", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--output-dir", &missing))) {
             if (a->output_dir) return cli_usage("run", "--output-dir given twice");
             a->output_dir = v;
-        } else if ((v = opt_value(argc, argv, &i, "--format", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--format", &missing))) {
             if (strcmp(v, "pb") == 0) a->npy = false;
             else if (strcmp(v, "npy") == 0) a->npy = true;
             else return cli_usage("run", "--format takes pb or npy; got '%s'", v);
-        } else if ((v = opt_value(argc, argv, &i, "--threads", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--threads", &missing))) {
             if (!cli_parse_int(v, 0, 1024, &a->threads))
                 return cli_usage("run", "--threads takes a number from 0 to 1024; got '%s'", v);
         } else if (strcmp(arg, "--print-all") == 0) {
@@ -89,72 +74,13 @@ static int parse_args(int argc, char **argv, struct run_args *a)
     return CLI_OK;
 }
 
-static bool file_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-/* "a, b, c" listing of the model's inputs for messages, truncated to fit. */
-static void input_list(const kiln_model *m, char *buf, size_t size)
-{
-    size_t n = kiln_model_input_count(m), o = 0;
-    buf[0] = 0;
-    if (n == 0) snprintf(buf, size, "(none)");
-    for (size_t i = 0; i < n && o < size; i++)
-        o += (size_t)snprintf(buf + o, size - o, "%s'%s'", i ? ", " : "", kiln_model_input_name(m, i));
-}
-
-static int read_input(const kiln_model *m, size_t k, const char *path, kiln_value **out)
-{
-    kiln_err err = {0};
-    if (kiln_value_read_file(path, kiln_model_input_kind(m, k), out, &err) != KILN_OK) {
-        *out = NULL;
-        if (strstr(err.msg, path))
-            return cli_error("input '%s': %s", kiln_model_input_name(m, k), err.msg);
-        return cli_error("input '%s': %s: %s", kiln_model_input_name(m, k), path, err.msg);
-    }
-    return CLI_OK;
-}
-
-/* Fills vals[0..n_in) from --input and --input-dir. */
+/* Fills vals[0..n_in) from --input and --input-dir; every input must be given. */
 static int bind_inputs(const kiln_model *m, const struct run_args *a, kiln_value **vals)
 {
     size_t n_in = kiln_model_input_count(m);
     char list[512];
-    for (int b = 0; b < a->n_bind; b++) {
-        size_t k = 0;
-        while (k < n_in && strcmp(kiln_model_input_name(m, k), a->in_names[b]) != 0) k++;
-        if (k == n_in) {
-            input_list(m, list, sizeof list);
-            return cli_error("the model has no input named '%s'; its inputs are %s", a->in_names[b], list);
-        }
-        if (vals[k]) return cli_error("input '%s' is given twice", a->in_names[b]);
-        if (read_input(m, k, a->in_files[b], &vals[k]) != CLI_OK) return CLI_FAIL;
-    }
-    if (a->input_dir) {
-        struct stat st;
-        if (stat(a->input_dir, &st) != 0 || !S_ISDIR(st.st_mode))
-            return cli_error("--input-dir '%s' is not a folder", a->input_dir);
-        size_t plen = strlen(a->input_dir) + 32;
-        char *path = malloc(plen);
-        if (!path) return cli_error("out of memory");
-        int rc = CLI_OK;
-        for (size_t k = 0; k < n_in && rc == CLI_OK; k++) {
-            snprintf(path, plen, "%s/input_%zu.pb", a->input_dir, k);
-            if (vals[k]) continue; /* --input overrides the folder */
-            if (!file_exists(path))
-                rc = cli_error("missing input '%s': %s does not exist", kiln_model_input_name(m, k), path);
-            else
-                rc = read_input(m, k, path, &vals[k]);
-        }
-        /* A data set with more files than the model has inputs belongs to another model. */
-        snprintf(path, plen, "%s/input_%zu.pb", a->input_dir, n_in);
-        if (rc == CLI_OK && file_exists(path))
-            rc = cli_error("%s exists but the model has only %zu input%s", path, n_in, n_in == 1 ? "" : "s");
-        free(path);
-        if (rc != CLI_OK) return rc;
-    }
+    if (cli_read_inputs(m, a->n_bind, a->in_names, a->in_files, a->input_dir, vals) != CLI_OK)
+        return CLI_FAIL;
     /* Name every missing input at once so one retry can fix them all. */
     size_t o = 0, missing = 0;
     for (size_t k = 0; k < n_in && o < sizeof list; k++)

@@ -49,10 +49,26 @@ static const struct command commands[] = {
      "Floats match when |actual - expected| <= atol + rtol * |expected| (defaults: rtol 1e-3,\n"
      "atol 1e-7, as ONNX's backend tests); NaN matches NaN; integers, bools and strings must\n"
      "be equal. Exit status 0 when equal, 1 when they differ, 2 on error.\n"},
+    {"bench", cli_bench, "measure a model's run time",
+     "usage: kiln bench MODEL [options]\n"
+     "\n"
+     "  --input NAME=FILE   bind graph input NAME to FILE (.npy or ONNX .pb); repeatable\n"
+     "  --input-dir DIR     bind DIR/input_0.pb, DIR/input_1.pb, ... to the graph inputs\n"
+     "  --shape NAME=DIMS   shape of a generated input, e.g. x=1x3x224x224; needed for\n"
+     "                      inputs with symbolic or unknown dims; repeatable\n"
+     "  --threads N         threads for each run (0 = one per CPU, the default)\n"
+     "  --warmup N          untimed runs first (default 3)\n"
+     "  --iterations N      exactly N timed runs (default: run for --min-time)\n"
+     "  --min-time S        without --iterations, time runs until at least 10 runs and\n"
+     "                      S seconds have passed (default 1.0; at most 100000 runs)\n"
+     "  --json              print the result as one JSON object on one line\n"
+     "\n"
+     "Inputs not given by file are generated from the declared type: fixed-seed\n"
+     "pseudo-random floats in [-1,1), integers in [0,10), bools alternating. Prints the\n"
+     "latency per run in ms (min, median, p90, mean, max) and the throughput.\n"},
     {"optimize", NULL, "optimize a model's graph", NULL},
     {"convert", NULL, "convert a model between opsets or formats", NULL},
     {"build", NULL, "build a model into a deployable artifact", NULL},
-    {"bench", NULL, "measure a model's run time", NULL},
     {"quantize", NULL, "quantize a model's weights", NULL},
     {"graph", NULL, "draw a model's graph", NULL},
     {"serve", NULL, "serve a model over HTTP", NULL},

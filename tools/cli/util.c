@@ -1,5 +1,6 @@
-/* util.c: helpers shared by the `kiln` subcommands: error lines, number parsing, model
- * loading and the human-readable value summary printed by `kiln run` and `kiln compare`.
+/* util.c: helpers shared by the `kiln` subcommands: error lines, option and number parsing,
+ * model loading, reading input files (`kiln run`, `kiln bench`) and the human-readable value
+ * summary printed by `kiln run` and `kiln compare`.
  *
  * Element decoding follows kiln.h's in-memory layout: whole bytes per element, float16 /
  * bfloat16 as 2 bytes, the float8 types as 1 byte, 4-bit and 2-bit types unpacked one per
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -71,6 +73,87 @@ bool cli_parse_double(const char *s, double *out)
     if (errno || *end || !isfinite(v)) return false;
     *out = v;
     return true;
+}
+
+const char *cli_opt_value(int argc, char **argv, int *i, const char *opt, bool *missing)
+{
+    size_t n = strlen(opt);
+    if (strncmp(argv[*i], opt, n) != 0) return NULL;
+    if (argv[*i][n] == '=') return argv[*i] + n + 1;
+    if (argv[*i][n] != 0) return NULL;
+    if (*i + 1 >= argc) {
+        *missing = true;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+/* ------------------------------------------------------------------ input files */
+
+void cli_input_list(const kiln_model *m, char *buf, size_t size)
+{
+    size_t n = kiln_model_input_count(m), o = 0;
+    buf[0] = 0;
+    if (n == 0) snprintf(buf, size, "(none)");
+    for (size_t i = 0; i < n && o < size; i++)
+        o += (size_t)snprintf(buf + o, size - o, "%s'%s'", i ? ", " : "", kiln_model_input_name(m, i));
+}
+
+static bool file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static int read_input(const kiln_model *m, size_t k, const char *path, kiln_value **out)
+{
+    kiln_err err = {0};
+    if (kiln_value_read_file(path, kiln_model_input_kind(m, k), out, &err) != KILN_OK) {
+        *out = NULL;
+        if (strstr(err.msg, path))
+            return cli_error("input '%s': %s", kiln_model_input_name(m, k), err.msg);
+        return cli_error("input '%s': %s: %s", kiln_model_input_name(m, k), path, err.msg);
+    }
+    return CLI_OK;
+}
+
+int cli_read_inputs(const kiln_model *m, int n_bind, const char *const *names,
+                    const char *const *files, const char *input_dir, kiln_value **vals)
+{
+    size_t n_in = kiln_model_input_count(m);
+    char list[512];
+    for (int b = 0; b < n_bind; b++) {
+        size_t k = 0;
+        while (k < n_in && strcmp(kiln_model_input_name(m, k), names[b]) != 0) k++;
+        if (k == n_in) {
+            cli_input_list(m, list, sizeof list);
+            return cli_error("the model has no input named '%s'; its inputs are %s", names[b], list);
+        }
+        if (vals[k]) return cli_error("input '%s' is given twice", names[b]);
+        if (read_input(m, k, files[b], &vals[k]) != CLI_OK) return CLI_FAIL;
+    }
+    if (!input_dir) return CLI_OK;
+    struct stat st;
+    if (stat(input_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return cli_error("--input-dir '%s' is not a folder", input_dir);
+    size_t plen = strlen(input_dir) + 32;
+    char *path = malloc(plen);
+    if (!path) return cli_error("out of memory");
+    int rc = CLI_OK;
+    for (size_t k = 0; k < n_in && rc == CLI_OK; k++) {
+        snprintf(path, plen, "%s/input_%zu.pb", input_dir, k);
+        if (vals[k]) continue; /* --input overrides the folder */
+        if (!file_exists(path))
+            rc = cli_error("missing input '%s': %s does not exist", kiln_model_input_name(m, k), path);
+        else
+            rc = read_input(m, k, path, &vals[k]);
+    }
+    /* A data set with more files than the model has inputs belongs to another model. */
+    snprintf(path, plen, "%s/input_%zu.pb", input_dir, n_in);
+    if (rc == CLI_OK && file_exists(path))
+        rc = cli_error("%s exists but the model has only %zu input%s", path, n_in, n_in == 1 ? "" : "s");
+    free(path);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ element decoding */

@@ -238,12 +238,13 @@ static kiln_status split_to_seq_run(struct kiln_kctx *k)
             if (!sbuf) return kiln_kfail(k, KILN_E_NOMEM, "out of memory reading 'split'");
             int64_t sum = 0;
             for (size_t i = 0; i < np; i++) {
-                sbuf[i] = kiln_tensor_get_i64(sp, i);
-                if (sbuf[i] < 0 || sbuf[i] > len) {
+                int64_t v = kiln_tensor_get_i64(sp, i);
+                if (v < 0 || v > len) {
                     kiln_free(sbuf);
                     return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'split' entry %zu is %lld; "
-                                      "expected [0, %lld]", i, (long long)sbuf[i], (long long)len);
+                                      "expected [0, %lld]", i, (long long)v, (long long)len);
                 }
+                sbuf[i] = v;
                 sum += sbuf[i];
             }
             if (sum != len) {

@@ -1,0 +1,702 @@
+/* cmd_bench.c: `kiln bench MODEL [--input NAME=FILE]... [--input-dir DIR]
+ * [--shape NAME=D0xD1x...]... [--threads N] [--warmup N] [--iterations N] [--min-time S] [--json]`.
+ *
+ * Measures how long kiln_session_run takes on one model. Inputs come from files (as
+ * `kiln run` binds them) or are generated from the declared type: deterministic
+ * pseudo-random data (fixed seed per input position), floats uniform in [-1, 1) rounded to
+ * the element type, integers in [0, 10) (fewer for 2- and 4-bit types) so index-like inputs
+ * stay in range, bools alternating false/true. A symbolic or unknown dim must be fixed with
+ * --shape, which gives the whole shape. One session is created; --warmup runs are not timed;
+ * then exactly --iterations runs, or else runs until at least 10 runs and --min-time seconds
+ * have passed (at most 100000). Each run is timed alone with CLOCK_MONOTONIC and its outputs
+ * are freed outside the timed span.
+ *
+ * Statistics over the timed runs: min, median, 90th percentile (both interpolated linearly
+ * between the sorted samples, as numpy.percentile does by default), mean, max, and the
+ * throughput (timed runs divided by the wall time of the timed phase). --json prints them
+ * as one line, in the shape the ONNX Runtime benchmark script prints too:
+ *   {"model":"m.onnx","threads":2,"warmup":3,"runs":100,
+ *    "latency_ms":{"min":..,"median":..,"p90":..,"mean":..,"max":..},"inputs":{"x":[1,3]}}
+ *
+ * The declared element type and shape of an input are read from kiln_model_input_type's
+ * text (`float32[N,3,224,224]`), the one place kiln.h exposes them.
+ */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#include <limits.h>
+#include <math.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define MIN_AUTO_RUNS 10     /* without --iterations: at least this many timed runs */
+#define MAX_AUTO_RUNS 100000 /* and at most this many */
+#define MAX_ITERATIONS 10000000L
+#define MAX_WARMUP 1000000L
+#define SEED 0x6b696c6e62656e63ULL /* "kilnbenc" */
+
+struct bench_args {
+    const char *model;
+    const char **in_names, **in_files; /* --input NAME=FILE, n_bind entries */
+    int n_bind;
+    const char *input_dir;
+    const char **shape_names; /* --shape NAME=DIMS, n_shape entries */
+    int64_t **shape_dims;
+    int *shape_rank;
+    int n_shape;
+    long threads, warmup, iterations; /* iterations 0: run for min_time */
+    double min_time;
+    bool json;
+};
+
+static void free_args(struct bench_args *a)
+{
+    for (int i = 0; a->shape_dims && i < a->n_shape; i++) free(a->shape_dims[i]);
+    free(a->shape_dims);
+    free(a->shape_rank);
+    free(a->shape_names);
+    free(a->in_names);
+    free(a->in_files);
+}
+
+/* "1x3x224x224" -> dims; false when malformed (empty, an empty or non-decimal part). */
+static bool parse_dims(const char *s, int64_t **dims, int *rank)
+{
+    int n = 1;
+    for (const char *p = s; *p; p++) n += *p == 'x';
+    int64_t *d = calloc((size_t)n, sizeof *d);
+    if (!d) return false;
+    char part[32];
+    const char *p = s;
+    for (int i = 0; i < n; i++) {
+        const char *end = strchr(p, 'x');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        long v;
+        /* cli_parse_int takes a sign; a dim is digits only. */
+        if (len == 0 || len >= sizeof part || p[0] < '0' || p[0] > '9') goto bad;
+        memcpy(part, p, len);
+        part[len] = 0;
+        if (!cli_parse_int(part, 0, LONG_MAX, &v)) goto bad;
+        d[i] = v;
+        p = end ? end + 1 : p + len;
+    }
+    *dims = d;
+    *rank = n;
+    return true;
+bad:
+    free(d);
+    return false;
+}
+
+static int parse_args(int argc, char **argv, struct bench_args *a)
+{
+    size_t n = (size_t)argc + 1;
+    a->warmup = 3;
+    a->min_time = 1.0;
+    a->in_names = calloc(n, sizeof *a->in_names);
+    a->in_files = calloc(n, sizeof *a->in_files);
+    a->shape_names = calloc(n, sizeof *a->shape_names);
+    a->shape_dims = calloc(n, sizeof *a->shape_dims);
+    a->shape_rank = calloc(n, sizeof *a->shape_rank);
+    if (!a->in_names || !a->in_files || !a->shape_names || !a->shape_dims || !a->shape_rank)
+        return cli_error("out of memory");
+    for (int i = 0; i < argc; i++) {
+        const char *v;
+        bool missing = false;
+        const char *arg = argv[i];
+        if ((v = cli_opt_value(argc, argv, &i, "--input", &missing))) {
+            const char *eq = strchr(v, '=');
+            if (!eq || eq == v || !eq[1])
+                return cli_usage("bench", "--input takes NAME=FILE; got '%s'", v);
+            *(char *)eq = 0; /* the name is the text before the first '='; argv is ours */
+            a->in_names[a->n_bind] = v;
+            a->in_files[a->n_bind++] = eq + 1;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--input-dir", &missing))) {
+            if (a->input_dir) return cli_usage("bench", "--input-dir given twice");
+            a->input_dir = v;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--shape", &missing))) {
+            const char *eq = strrchr(v, '=');
+            int k = a->n_shape;
+            if (!eq || eq == v || !parse_dims(eq + 1, &a->shape_dims[k], &a->shape_rank[k]))
+                return cli_usage("bench", "--shape takes NAME=D0xD1x... (e.g. x=1x3x224x224); got '%s'", v);
+            a->n_shape++;
+            *(char *)eq = 0;
+            for (int j = 0; j < k; j++)
+                if (strcmp(a->shape_names[j], v) == 0)
+                    return cli_usage("bench", "--shape for '%s' given twice", v);
+            a->shape_names[k] = v;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--threads", &missing))) {
+            if (!cli_parse_int(v, 0, 1024, &a->threads))
+                return cli_usage("bench", "--threads takes a number from 0 to 1024; got '%s'", v);
+        } else if ((v = cli_opt_value(argc, argv, &i, "--warmup", &missing))) {
+            if (!cli_parse_int(v, 0, MAX_WARMUP, &a->warmup))
+                return cli_usage("bench", "--warmup takes a number from 0 to %ld; got '%s'", MAX_WARMUP, v);
+        } else if ((v = cli_opt_value(argc, argv, &i, "--iterations", &missing))) {
+            if (!cli_parse_int(v, 1, MAX_ITERATIONS, &a->iterations))
+                return cli_usage("bench", "--iterations takes a number from 1 to %ld; got '%s'",
+                                 MAX_ITERATIONS, v);
+        } else if ((v = cli_opt_value(argc, argv, &i, "--min-time", &missing))) {
+            if (!cli_parse_double(v, &a->min_time) || a->min_time < 0 || a->min_time > 86400)
+                return cli_usage("bench", "--min-time takes seconds from 0 to 86400; got '%s'", v);
+        } else if (strcmp(arg, "--json") == 0) {
+            a->json = true;
+        } else if (missing) {
+            return cli_usage("bench", "%s needs a value", arg);
+        } else if (arg[0] == '-' && arg[1]) {
+            return cli_usage("bench", "unknown option '%s'", arg);
+        } else if (!a->model) {
+            a->model = arg;
+        } else {
+            return cli_usage("bench", "bench takes one MODEL; got an extra '%s'", arg);
+        }
+        if (missing) return cli_usage("bench", "%s needs a value", arg);
+    }
+    if (!a->model) return cli_usage("bench", "bench needs a MODEL file");
+    return CLI_OK;
+}
+
+/* Threads a session with `threads` uses: 0 means one per CPU of this process's affinity
+ * mask, capped at 1024, as kiln_session_options documents. */
+static int resolved_threads(long threads)
+{
+    if (threads > 0) return (int)threads;
+    cpu_set_t set;
+    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+    if (n < 1) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 1024 ? 1024 : n;
+}
+
+/* ------------------------------------------------------------------ declared types */
+
+/* A tensor input's declared type, parsed from "elem", "elem[]" or "elem[d0,d1,...]". */
+struct decl {
+    char *text;    /* the whole type text, for messages (owned) */
+    char *dims;    /* a copy of the text between the brackets, cut at the commas (owned) */
+    kiln_dtype dt; /* UNDEFINED when the text names no element type */
+    int rank;      /* -1: no shape declared */
+    char **dim;    /* rank entries pointing into `dims`: digits, a symbolic name or "?" */
+};
+
+static void decl_fini(struct decl *d)
+{
+    free(d->text);
+    free(d->dims);
+    free(d->dim);
+}
+
+/* A symbolic dim's name may in principle hold a comma, which would make the rank read here
+ * too large; the session's own check of the generated value then reports the mismatch. */
+static int decl_parse(const kiln_model *m, size_t k, struct decl *d)
+{
+    size_t len = kiln_model_input_type(m, k, NULL, 0);
+    d->dt = KILN_DTYPE_UNDEFINED;
+    d->rank = -1;
+    if (!(d->text = malloc(len + 1))) return cli_error("out of memory");
+    kiln_model_input_type(m, k, d->text, len + 1);
+    const char *br = strchr(d->text, '[');
+    size_t name_len = br ? (size_t)(br - d->text) : len;
+    for (int t = 1; t < KILN_DTYPE_COUNT_; t++) {
+        const char *name = kiln_dtype_name((kiln_dtype)t);
+        if (strlen(name) == name_len && strncmp(name, d->text, name_len) == 0) d->dt = (kiln_dtype)t;
+    }
+    if (!br || len < 2 || d->text[len - 1] != ']') return CLI_OK;
+    size_t dlen = len - name_len - 2; /* without the brackets */
+    int n = dlen ? 1 : 0;
+    for (size_t i = 0; i < dlen; i++) n += br[1 + i] == ',';
+    d->dims = malloc(dlen + 1);
+    d->dim = calloc((size_t)n + 1, sizeof *d->dim);
+    if (!d->dims || !d->dim) return cli_error("out of memory");
+    memcpy(d->dims, br + 1, dlen);
+    d->dims[dlen] = 0;
+    char *p = d->dims;
+    for (int i = 0; i < n; i++) {
+        d->dim[i] = p;
+        char *c = strchr(p, ',');
+        if (c) {
+            *c = 0;
+            p = c + 1;
+        }
+    }
+    d->rank = n;
+    return CLI_OK;
+}
+
+static bool is_digits(const char *s)
+{
+    if (!*s) return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9') return false;
+    return true;
+}
+
+/* "1x3x224x224" suggestion for an input: fixed dims kept, the others 1. */
+static void suggest_shape(const struct decl *d, char *buf, size_t size)
+{
+    size_t o = 0;
+    buf[0] = 0;
+    for (int i = 0; i < d->rank && o < size; i++)
+        o += (size_t)snprintf(buf + o, size - o, "%s%s", i ? "x" : "", is_digits(d->dim[i]) ? d->dim[i] : "1");
+}
+
+/* The shape to generate input k with: --shape when given (checked against the declared
+ * rank and fixed dims), else the declared shape, which must then be fully fixed. */
+static int gen_shape(const struct bench_args *a, const char *name, const struct decl *d,
+                     int64_t **dims, int *rank)
+{
+    char hint[256];
+    int s = 0;
+    while (s < a->n_shape && strcmp(a->shape_names[s], name) != 0) s++;
+    if (s < a->n_shape) {
+        const int64_t *g = a->shape_dims[s];
+        int r = a->shape_rank[s];
+        if (d->rank >= 0 && r != d->rank)
+            return cli_error("--shape %s: gives %d dim%s; input '%s' is %s (rank %d)", name, r,
+                             r == 1 ? "" : "s", name, d->text, d->rank);
+        for (int i = 0; d->rank >= 0 && i < r; i++) {
+            long long want;
+            if (is_digits(d->dim[i]) && sscanf(d->dim[i], "%lld", &want) == 1 && want != g[i])
+                return cli_error("--shape %s: dim %d is %lld; input '%s' is %s (dim %d is %lld)", name,
+                                 i, (long long)g[i], name, d->text, i, want);
+        }
+        *dims = malloc(((size_t)r + 1) * sizeof **dims);
+        if (!*dims) return cli_error("out of memory");
+        memcpy(*dims, g, (size_t)r * sizeof **dims);
+        *rank = r;
+        return CLI_OK;
+    }
+    if (d->rank < 0)
+        return cli_error("input '%s' has no declared shape (%s); pass --shape %s=D0xD1x...", name,
+                         d->text, name);
+    suggest_shape(d, hint, sizeof hint);
+    *dims = malloc(((size_t)d->rank + 1) * sizeof **dims);
+    if (!*dims) return cli_error("out of memory");
+    for (int i = 0; i < d->rank; i++) {
+        long long v = -1;
+        if (!is_digits(d->dim[i]) || sscanf(d->dim[i], "%lld", &v) != 1) {
+            free(*dims);
+            *dims = NULL;
+            if (strcmp(d->dim[i], "?") == 0)
+                return cli_error("input '%s' dim %d is unknown (%s); pass --shape %s=%s", name, i,
+                                 d->text, name, hint);
+            return cli_error("input '%s' dim %d is symbolic ('%s'); pass --shape %s=%s", name, i,
+                             d->dim[i], name, hint);
+        }
+        (*dims)[i] = v;
+    }
+    *rank = d->rank;
+    return CLI_OK;
+}
+
+/* ------------------------------------------------------------------ generated values */
+
+/* splitmix64: small, fast and good enough for benchmark data. */
+static uint64_t next_u64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [-1, 1): a multiple of 2^-52, exact in a double. */
+static double uniform_f64(uint64_t *state) { return ldexp((double)(next_u64(state) >> 11), -52) - 1.0; }
+/* The same with 2^-23 steps, exact in a float (so never rounded up to 1). */
+static float uniform_f32(uint64_t *state) { return ldexpf((float)(next_u64(state) >> 40), -23) - 1.0f; }
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* The finite values of a reduced-precision float type in [-1, 1), sorted, with the bit
+ * pattern of each: rounding to the nearest of them keeps generated values in range. */
+struct small_table {
+    size_t n;
+    double *val;
+    uint16_t *bits;
+};
+
+struct small_entry {
+    double val;
+    uint16_t bits;
+};
+
+static int cmp_entry(const void *x, const void *y) { return cmp_double(x, y); }
+
+static bool small_table_init(struct small_table *t, kiln_dtype dt)
+{
+    size_t patterns = dt == KILN_DTYPE_F16 || dt == KILN_DTYPE_BF16 ? 65536
+                      : dt == KILN_DTYPE_F4E2M1                     ? 16
+                                                                    : 256;
+    struct small_entry *e = malloc(patterns * sizeof *e);
+    if (!e) return false;
+    size_t n = 0;
+    for (size_t p = 0; p < patterns; p++) {
+        uint16_t b16 = (uint16_t)p;
+        uint8_t b8 = (uint8_t)p;
+        double v = cli_elem_f64(patterns == 65536 ? (const void *)&b16 : (const void *)&b8, dt, 0);
+        if (isfinite(v) && v >= -1.0 && v < 1.0) e[n++] = (struct small_entry){v, b16};
+    }
+    qsort(e, n, sizeof *e, cmp_entry);
+    t->n = n;
+    t->val = malloc((n + 1) * sizeof *t->val);
+    t->bits = malloc((n + 1) * sizeof *t->bits);
+    if (!t->val || !t->bits) {
+        free(e);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        t->val[i] = e[i].val;
+        t->bits[i] = e[i].bits;
+    }
+    free(e);
+    return n > 0;
+}
+
+/* Bit pattern of the table value nearest to x. */
+static uint16_t small_table_round(const struct small_table *t, double x)
+{
+    size_t lo = 0, hi = t->n; /* first index with val >= x, by bisection */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->val[mid] < x) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo == t->n) return t->bits[t->n - 1];
+    if (lo > 0 && x - t->val[lo - 1] < t->val[lo] - x) return t->bits[lo - 1];
+    return t->bits[lo];
+}
+
+/* Integer values are drawn from [0, int_range(dt)). */
+static uint64_t int_range(kiln_dtype dt)
+{
+    switch (dt) {
+    case KILN_DTYPE_I2: return 2;
+    case KILN_DTYPE_U2: return 4;
+    case KILN_DTYPE_I4: return 8;
+    default: return 10;
+    }
+}
+
+/* Fills a new tensor with the generated values; the seed depends on the input position
+ * only, so adding an input does not change the others' data. */
+static int fill_tensor(kiln_value *v, size_t k, const char *name)
+{
+    kiln_dtype dt = kiln_value_dtype(v);
+    size_t n = kiln_value_numel(v);
+    void *data = kiln_value_data(v);
+    uint64_t st = SEED + k;
+    switch (dt) {
+    case KILN_DTYPE_F32:
+        for (size_t i = 0; i < n; i++) ((float *)data)[i] = uniform_f32(&st);
+        return CLI_OK;
+    case KILN_DTYPE_C64:
+        for (size_t i = 0; i < 2 * n; i++) ((float *)data)[i] = uniform_f32(&st);
+        return CLI_OK;
+    case KILN_DTYPE_F64:
+        for (size_t i = 0; i < n; i++) ((double *)data)[i] = uniform_f64(&st);
+        return CLI_OK;
+    case KILN_DTYPE_C128:
+        for (size_t i = 0; i < 2 * n; i++) ((double *)data)[i] = uniform_f64(&st);
+        return CLI_OK;
+    case KILN_DTYPE_BOOL:
+        for (size_t i = 0; i < n; i++) ((uint8_t *)data)[i] = (uint8_t)(i & 1);
+        return CLI_OK;
+    case KILN_DTYPE_STRING:
+        return cli_error("bench cannot generate string input '%s'; pass --input", name);
+    default: break;
+    }
+    if (cli_dtype_is_float(dt)) {
+        struct small_table t = {0};
+        bool ok = small_table_init(&t, dt);
+        if (ok)
+            for (size_t i = 0; i < n; i++) {
+                uint16_t b = small_table_round(&t, uniform_f64(&st));
+                if (dt == KILN_DTYPE_F16 || dt == KILN_DTYPE_BF16) ((uint16_t *)data)[i] = b;
+                else ((uint8_t *)data)[i] = (uint8_t)b;
+            }
+        free(t.val);
+        free(t.bits);
+        return ok ? CLI_OK : cli_error("out of memory");
+    }
+    uint64_t range = int_range(dt);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t x = (next_u64(&st) >> 32) % range;
+        switch (dt) {
+        case KILN_DTYPE_U8: case KILN_DTYPE_I8: case KILN_DTYPE_U4: case KILN_DTYPE_I4:
+        case KILN_DTYPE_U2: case KILN_DTYPE_I2:
+            ((uint8_t *)data)[i] = (uint8_t)x;
+            break;
+        case KILN_DTYPE_U16: case KILN_DTYPE_I16: ((uint16_t *)data)[i] = (uint16_t)x; break;
+        case KILN_DTYPE_U32: case KILN_DTYPE_I32: ((uint32_t *)data)[i] = (uint32_t)x; break;
+        case KILN_DTYPE_U64: case KILN_DTYPE_I64: ((uint64_t *)data)[i] = x; break;
+        default:
+            return cli_error("bench cannot generate %s input '%s'; pass --input", kiln_dtype_name(dt), name);
+        }
+    }
+    return CLI_OK;
+}
+
+static const char *kind_word(kiln_value_kind k)
+{
+    switch (k) {
+    case KILN_VALUE_SEQUENCE: return "sequence";
+    case KILN_VALUE_OPTIONAL: return "optional";
+    default: return "untyped or map";
+    }
+}
+
+/* Generates every input no file bound. Also checks that each --shape names an input that
+ * is generated. */
+static int generate_inputs(const kiln_model *m, const struct bench_args *a, kiln_value **vals)
+{
+    size_t n_in = kiln_model_input_count(m);
+    for (int s = 0; s < a->n_shape; s++) {
+        size_t k = 0;
+        char list[512];
+        while (k < n_in && strcmp(kiln_model_input_name(m, k), a->shape_names[s]) != 0) k++;
+        if (k == n_in) {
+            cli_input_list(m, list, sizeof list);
+            return cli_error("--shape %s: the model has no input named '%s'; its inputs are %s",
+                             a->shape_names[s], a->shape_names[s], list);
+        }
+        if (vals[k])
+            return cli_usage("bench", "--shape %s: input '%s' is read from a file, which gives its shape",
+                             a->shape_names[s], a->shape_names[s]);
+    }
+    for (size_t k = 0; k < n_in; k++) {
+        if (vals[k]) continue;
+        const char *name = kiln_model_input_name(m, k);
+        kiln_value_kind kind = kiln_model_input_kind(m, k);
+        if (kind != KILN_VALUE_TENSOR)
+            return cli_error("bench cannot generate %s input '%s'; pass --input", kind_word(kind), name);
+        struct decl d = {0};
+        int64_t *dims = NULL;
+        int rank = 0;
+        int rc = decl_parse(m, k, &d);
+        if (rc == CLI_OK && d.dt == KILN_DTYPE_STRING)
+            rc = cli_error("bench cannot generate string input '%s'; pass --input", name);
+        else if (rc == CLI_OK && d.dt == KILN_DTYPE_UNDEFINED)
+            rc = cli_error("input '%s' declares no element type (%s); pass --input", name, d.text);
+        if (rc == CLI_OK) rc = gen_shape(a, name, &d, &dims, &rank);
+        if (rc == CLI_OK) {
+            kiln_err err = {0};
+            if (kiln_value_create_tensor(d.dt, rank, dims, &vals[k], &err) != KILN_OK) {
+                vals[k] = NULL;
+                rc = cli_error("input '%s': %s", name, err.msg);
+            } else {
+                rc = fill_tensor(vals[k], k, name);
+            }
+        }
+        free(dims);
+        decl_fini(&d);
+        if (rc != CLI_OK) return rc;
+    }
+    return CLI_OK;
+}
+
+/* ------------------------------------------------------------------ timing and report */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* One run; the outputs are freed before returning. */
+static int run_once(kiln_session *s, size_t n_in, kiln_value **vals, size_t n_out, kiln_value **outs,
+                    double *seconds)
+{
+    kiln_err err = {0};
+    double t0 = now_s();
+    kiln_status st = kiln_session_run(s, n_in, NULL, (const kiln_value *const *)vals, n_out, outs, &err);
+    double t1 = now_s();
+    for (size_t i = 0; i < n_out; i++) {
+        kiln_value_free(outs[i]);
+        outs[i] = NULL;
+    }
+    if (st != KILN_OK) return cli_error("%s", err.msg);
+    if (seconds) *seconds = t1 - t0;
+    return CLI_OK;
+}
+
+/* Percentile p (0..100) of sorted samples, linear between neighbours (numpy's default). */
+static double percentile(const double *sorted, size_t n, double p)
+{
+    double pos = p / 100.0 * (double)(n - 1);
+    size_t lo = (size_t)pos;
+    if (lo + 1 >= n) return sorted[n - 1];
+    double v = sorted[lo] + (pos - (double)lo) * (sorted[lo + 1] - sorted[lo]);
+    /* Rounding must not step outside the two neighbours, so min <= median <= p90 <= max. */
+    return v < sorted[lo] ? sorted[lo] : v > sorted[lo + 1] ? sorted[lo + 1] : v;
+}
+
+struct stats {
+    double min, median, p90, mean, max, wall;
+    size_t runs;
+};
+
+static void json_string(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') printf("\\%c", c);
+        else if (c == '\n') fputs("\\n", stdout);
+        else if (c == '\t') fputs("\\t", stdout);
+        else if (c == '\r') fputs("\\r", stdout);
+        else if (c < 0x20) printf("\\u%04x", c);
+        else putchar(c);
+    }
+    putchar('"');
+}
+
+static void print_dims(const kiln_value *v, const char *open, const char *sep, const char *close)
+{
+    int rank = kiln_value_rank(v);
+    const int64_t *d = kiln_value_dims(v);
+    fputs(open, stdout);
+    for (int i = 0; i < rank; i++) printf("%s%lld", i ? sep : "", (long long)d[i]);
+    fputs(close, stdout);
+}
+
+static void report_json(const kiln_model *m, const struct bench_args *a, kiln_value **vals,
+                        const struct stats *st)
+{
+    fputs("{\"model\":", stdout);
+    json_string(a->model);
+    printf(",\"threads\":%d,\"warmup\":%ld,\"runs\":%zu", resolved_threads(a->threads), a->warmup,
+           st->runs);
+    printf(",\"latency_ms\":{\"min\":%.6g,\"median\":%.6g,\"p90\":%.6g,\"mean\":%.6g,\"max\":%.6g}",
+           st->min, st->median, st->p90, st->mean, st->max);
+    fputs(",\"inputs\":{", stdout);
+    for (size_t k = 0; k < kiln_model_input_count(m); k++) {
+        if (k) putchar(',');
+        json_string(kiln_model_input_name(m, k));
+        putchar(':');
+        if (kiln_value_kind_of(vals[k]) == KILN_VALUE_TENSOR) print_dims(vals[k], "[", ",", "]");
+        else fputs("null", stdout); /* a sequence or optional has no one shape */
+    }
+    fputs("}}\n", stdout);
+}
+
+/* An input's type as used ("float32[1,3,224,224]", "sequence of 3 items") into buf. */
+static void used_type(const kiln_value *v, char *buf, size_t size)
+{
+    if (kiln_value_kind_of(v) != KILN_VALUE_TENSOR) {
+        size_t n = kiln_value_count(v);
+        snprintf(buf, size, "%s of %zu item%s", kind_word(kiln_value_kind_of(v)), n, n == 1 ? "" : "s");
+        return;
+    }
+    int rank = kiln_value_rank(v);
+    const int64_t *d = kiln_value_dims(v);
+    size_t o = (size_t)snprintf(buf, size, "%s[", kiln_dtype_name(kiln_value_dtype(v)));
+    for (int i = 0; i < rank && o < size; i++)
+        o += (size_t)snprintf(buf + o, size - o, i ? ",%lld" : "%lld", (long long)d[i]);
+    if (o < size) snprintf(buf + o, size - o, "]");
+}
+
+static void report_text(const kiln_model *m, const struct bench_args *a, kiln_value **vals,
+                        const bool *generated, const struct stats *st)
+{
+    size_t n_in = kiln_model_input_count(m);
+    int name_w = 0, type_w = 0;
+    char type[256];
+    for (size_t k = 0; k < n_in; k++) {
+        int w = (int)strlen(kiln_model_input_name(m, k));
+        name_w = w > name_w ? w : name_w;
+        used_type(vals[k], type, sizeof type);
+        w = (int)strlen(type);
+        type_w = w > type_w ? w : type_w;
+    }
+    printf("model:      %s\n", a->model);
+    printf("threads:    %d%s\n", resolved_threads(a->threads), a->threads ? "" : " (one per CPU)");
+    printf("inputs (%zu):\n", n_in);
+    for (size_t k = 0; k < n_in; k++) {
+        used_type(vals[k], type, sizeof type);
+        printf("  %-*s %-*s  %s\n", name_w, kiln_model_input_name(m, k), type_w, type,
+               generated[k] ? "generated" : "from file");
+    }
+    printf("warmup:     %ld run%s\n", a->warmup, a->warmup == 1 ? "" : "s");
+    printf("runs:       %zu in %.3f s\n", st->runs, st->wall);
+    printf("latency ms: min %.4g  median %.4g  p90 %.4g  mean %.4g  max %.4g\n", st->min,
+           st->median, st->p90, st->mean, st->max);
+    printf("throughput: %.1f runs/s\n", st->wall > 0 ? (double)st->runs / st->wall : 0.0);
+}
+
+int cli_bench(int argc, char **argv)
+{
+    struct bench_args a = {0};
+    kiln_model *m = NULL;
+    kiln_session *s = NULL;
+    kiln_value **vals = NULL, **outs = NULL;
+    bool *generated = NULL;
+    double *lat = NULL;
+    size_t n_in = 0, n_out = 0;
+    int rc = parse_args(argc, argv, &a);
+    if (rc != CLI_OK) goto done;
+    rc = CLI_FAIL;
+    if (!(m = cli_load_model(a.model))) goto done;
+    n_in = kiln_model_input_count(m);
+    n_out = kiln_model_output_count(m);
+    size_t cap = a.iterations ? (size_t)a.iterations : MAX_AUTO_RUNS;
+    vals = calloc(n_in + 1, sizeof *vals);
+    outs = calloc(n_out + 1, sizeof *outs);
+    generated = calloc(n_in + 1, sizeof *generated);
+    lat = malloc(cap * sizeof *lat);
+    if (!vals || !outs || !generated || !lat) {
+        cli_error("out of memory");
+        goto done;
+    }
+    kiln_err err = {0};
+    kiln_session_options opt = {.threads = (int)a.threads};
+    if (kiln_session_create(m, &opt, &s, &err) != KILN_OK) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    if (cli_read_inputs(m, a.n_bind, a.in_names, a.in_files, a.input_dir, vals) != CLI_OK) goto done;
+    for (size_t k = 0; k < n_in; k++) generated[k] = !vals[k];
+    if ((rc = generate_inputs(m, &a, vals)) != CLI_OK) goto done;
+    rc = CLI_FAIL;
+
+    for (long i = 0; i < a.warmup; i++)
+        if (run_once(s, n_in, vals, n_out, outs, NULL) != CLI_OK) goto done;
+    struct stats st = {0};
+    double start = now_s(), elapsed = 0;
+    while (st.runs < cap) {
+        if (run_once(s, n_in, vals, n_out, outs, &lat[st.runs]) != CLI_OK) goto done;
+        st.runs++;
+        elapsed = now_s() - start;
+        if (!a.iterations && st.runs >= MIN_AUTO_RUNS && elapsed >= a.min_time) break;
+    }
+    st.wall = elapsed;
+    double sum = 0;
+    for (size_t i = 0; i < st.runs; i++) sum += lat[i] *= 1e3; /* seconds -> ms */
+    qsort(lat, st.runs, sizeof *lat, cmp_double);
+    st.min = lat[0];
+    st.max = lat[st.runs - 1];
+    st.median = percentile(lat, st.runs, 50);
+    st.p90 = percentile(lat, st.runs, 90);
+    st.mean = sum / (double)st.runs;
+    /* The mean of rounded sums can land a hair outside [min, max]; keep the order exact. */
+    st.mean = st.mean < st.min ? st.min : st.mean > st.max ? st.max : st.mean;
+    if (a.json) report_json(m, &a, vals, &st);
+    else report_text(m, &a, vals, generated, &st);
+    rc = CLI_OK;
+done:
+    for (size_t i = 0; vals && i < n_in; i++) kiln_value_free(vals[i]);
+    free(vals);
+    free(outs);
+    free(generated);
+    free(lat);
+    kiln_session_free(s);
+    kiln_model_free(m);
+    free_args(&a);
+    return rc;
+}
