@@ -189,6 +189,17 @@ kiln_value_kind kiln_model_output_kind(const kiln_model *m, size_t i);
  * (snprintf-style). */
 size_t kiln_model_input_type(const kiln_model *m, size_t i, char *buf, size_t size);
 size_t kiln_model_output_type(const kiln_model *m, size_t i, char *buf, size_t size);
+/* The same declared types, structured. For a sequence or optional they describe the tensor
+ * type inside (seq(float32[N,3]) gives float32, rank 2). dtype: KILN_DTYPE_UNDEFINED when
+ * unknown, not a tensor inside, or i out of range. rank: -1 when no shape is declared (or
+ * out of range). dim: the size (>= 0), or -1 when symbolic or unknown, or d out of range;
+ * *param (when param is not NULL) gets the symbolic name, "" when there is none. */
+kiln_dtype kiln_model_input_dtype(const kiln_model *m, size_t i);
+kiln_dtype kiln_model_output_dtype(const kiln_model *m, size_t i);
+int kiln_model_input_rank(const kiln_model *m, size_t i);
+int kiln_model_output_rank(const kiln_model *m, size_t i);
+int64_t kiln_model_input_dim(const kiln_model *m, size_t i, int d, const char **param);
+int64_t kiln_model_output_dim(const kiln_model *m, size_t i, int d, const char **param);
 
 /* Nodes of the main graph, in file order. */
 size_t kiln_model_node_count(const kiln_model *m);
@@ -216,6 +227,8 @@ typedef struct kiln_session_options {
 KILN_NODISCARD kiln_status kiln_session_create(const kiln_model *m, const kiln_session_options *opt,
                                                kiln_session **out, kiln_err *err);
 void kiln_session_free(kiln_session *s); /* NULL is fine */
+/* The threads a run of s uses, the calling one included (options.threads 0 resolved). */
+int kiln_session_threads(const kiln_session *s);
 
 /* Runs the graph. inputs[i] binds to graph input names[i] (names may be NULL to bind by
  * position, in kiln_model_input_name order). Every graph input must be bound, with the

@@ -43,5 +43,6 @@ endif()
 # A client of the shared library that includes only kiln.h.
 add_executable(test_public_api ${CMAKE_SOURCE_DIR}/tests/api/test_public_api.c)
 target_link_libraries(test_public_api PRIVATE kiln_shared)
-target_compile_definitions(test_public_api PRIVATE KILN_ONNX_TESTS="${KILN_ONNX_TESTS}")
+target_compile_definitions(test_public_api PRIVATE KILN_ONNX_TESTS="${KILN_ONNX_TESTS}"
+                           KILN_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 add_test(NAME test_public_api COMMAND test_public_api)

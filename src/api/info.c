@@ -50,10 +50,9 @@ void kiln_model_metadata(const kiln_model *m, size_t i, const char **key, const 
 
 /* ------------------------------------------------------------------ inputs and outputs */
 
-/* Hashed through the linker's table where the graph is linked (always, after a load): a
- * model listing thousands of inputs and initializers made every query quadratic. */
 /* The i-th graph input that is not an initializer; NULL when out of range. Linear in the
- * inputs times the initializers: fine for a query API, and needs no cache in the model. */
+ * inputs (each initializer test is a hash lookup once the graph is linked, as it always is
+ * after a load); fine for a query API, and needs no cache in the model. */
 static const struct kiln_value_info *real_input(const kiln_model *m, size_t i)
 {
     const struct kiln_graph *g = m->graph;
@@ -124,6 +123,54 @@ size_t kiln_model_input_type(const kiln_model *m, size_t i, char *buf, size_t si
 size_t kiln_model_output_type(const kiln_model *m, size_t i, char *buf, size_t size)
 {
     return type_text(output_at(m, i), buf, size);
+}
+
+/* The tensor type a declared type holds: itself, or what a sequence/optional wraps. */
+static const struct kiln_type *tensor_type(const struct kiln_value_info *vi)
+{
+    const struct kiln_type *t = vi ? &vi->type : NULL;
+    for (int depth = 0; t && depth < 64; depth++) {
+        if (t->kind == KILN_TYPE_TENSOR) return t;
+        if (t->kind != KILN_TYPE_SEQUENCE && t->kind != KILN_TYPE_OPTIONAL) return NULL;
+        t = t->inner;
+    }
+    return NULL;
+}
+
+static kiln_dtype dtype_of(const struct kiln_value_info *vi)
+{
+    const struct kiln_type *t = tensor_type(vi);
+    return t ? t->elem : KILN_DTYPE_UNDEFINED;
+}
+
+static int rank_of(const struct kiln_value_info *vi)
+{
+    const struct kiln_type *t = tensor_type(vi);
+    return t ? t->rank : -1;
+}
+
+static int64_t dim_of(const struct kiln_value_info *vi, int d, const char **param)
+{
+    const struct kiln_type *t = tensor_type(vi);
+    if (param) *param = "";
+    if (!t || d < 0 || d >= t->rank) return -1;
+    if (param && t->dims[d].param) *param = t->dims[d].param;
+    return t->dims[d].value >= 0 ? t->dims[d].value : -1;
+}
+
+kiln_dtype kiln_model_input_dtype(const kiln_model *m, size_t i) { return dtype_of(real_input(m, i)); }
+kiln_dtype kiln_model_output_dtype(const kiln_model *m, size_t i) { return dtype_of(output_at(m, i)); }
+int kiln_model_input_rank(const kiln_model *m, size_t i) { return rank_of(real_input(m, i)); }
+int kiln_model_output_rank(const kiln_model *m, size_t i) { return rank_of(output_at(m, i)); }
+
+int64_t kiln_model_input_dim(const kiln_model *m, size_t i, int d, const char **param)
+{
+    return dim_of(real_input(m, i), d, param);
+}
+
+int64_t kiln_model_output_dim(const kiln_model *m, size_t i, int d, const char **param)
+{
+    return dim_of(output_at(m, i), d, param);
 }
 
 /* ------------------------------------------------------------------ nodes and parameters */

@@ -92,6 +92,11 @@ static kiln_status resolve_graph(struct kiln_session *s, const struct kiln_graph
     return KILN_OK;
 }
 
+int kiln_session_threads(const kiln_session *s)
+{
+    return s ? s->threads : 0;
+}
+
 void kiln_session_free(kiln_session *s)
 {
     if (!s) return;

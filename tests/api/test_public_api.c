@@ -1,14 +1,99 @@
 /* test_public_api.c: a client of the shared library that sees only include/kiln.h: loads a
- * model, checks it, queries it, runs it and compares with the expected output. Proves the
- * shared library exports what the header declares. */
+ * model, checks it, queries it, runs it and compares with the expected output; then checks
+ * the structured type queries (dtype, rank, dims with symbolic names) on a model with a
+ * symbolic dim and on a sequence input. Proves the shared library exports what the header
+ * declares. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "kiln.h"
 
+static int type_failures;
+
+#define EXPECT(cond, ...)                                                                      \
+    do {                                                                                       \
+        if (!(cond)) {                                                                         \
+            type_failures++;                                                                   \
+            fprintf(stderr, "test_public_api: " __VA_ARGS__);                                  \
+            fputc('\n', stderr);                                                               \
+        }                                                                                      \
+    } while (0)
+
+/* good_add.onnx: A float32[N,3] (W, an initializer, is hidden), C float32[N,3]. */
+static void test_declared_types(void)
+{
+    kiln_err err = {0};
+    kiln_model *m = NULL;
+    if (kiln_model_load_file(KILN_SOURCE_DIR "/tests/data/good_add.onnx", &m, &err)) {
+        EXPECT(0, "good_add.onnx: %s", err.msg);
+        return;
+    }
+    const char *param = NULL;
+    EXPECT(kiln_model_input_count(m) == 1, "good_add has one caller input");
+    EXPECT(kiln_model_input_dtype(m, 0) == KILN_DTYPE_F32, "input dtype %d", (int)kiln_model_input_dtype(m, 0));
+    EXPECT(kiln_model_input_rank(m, 0) == 2, "input rank %d", kiln_model_input_rank(m, 0));
+    EXPECT(kiln_model_input_dim(m, 0, 0, &param) == -1 && strcmp(param, "N") == 0, "dim 0 is symbolic N ('%s')",
+           param);
+    EXPECT(kiln_model_input_dim(m, 0, 1, &param) == 3 && strcmp(param, "") == 0, "dim 1 is 3");
+    EXPECT(kiln_model_input_dim(m, 0, 2, &param) == -1 && strcmp(param, "") == 0, "dim 2 is out of range");
+    EXPECT(kiln_model_input_dim(m, 0, -1, NULL) == -1, "dim -1 is out of range");
+    EXPECT(kiln_model_output_dtype(m, 0) == KILN_DTYPE_F32 && kiln_model_output_rank(m, 0) == 2,
+           "output float32 rank 2");
+    EXPECT(kiln_model_output_dim(m, 0, 1, NULL) == 3, "output dim 1 is 3");
+    EXPECT(kiln_model_input_dtype(m, 5) == KILN_DTYPE_UNDEFINED && kiln_model_input_rank(m, 5) == -1 &&
+               kiln_model_input_dim(m, 5, 0, &param) == -1,
+           "input 5 is out of range");
+    kiln_model_free(m);
+
+    /* seq(int64) without a shape. */
+    m = NULL;
+    if (kiln_model_load_file(KILN_ONNX_TESTS "/node/test_sequence_insert_at_back/model.onnx", &m, &err)) {
+        EXPECT(0, "sequence model: %s", err.msg);
+        return;
+    }
+    EXPECT(kiln_model_input_kind(m, 0) == KILN_VALUE_SEQUENCE, "input 0 is a sequence");
+    EXPECT(kiln_model_input_dtype(m, 0) == KILN_DTYPE_I64, "seq(int64) gives int64");
+    EXPECT(kiln_model_input_rank(m, 0) == -1, "no shape declared: rank -1");
+    kiln_model_free(m);
+}
+
+/* kiln_session_options.threads: N as given, 0 resolved to the CPUs (at least 1), out of
+ * range refused with a message naming the option. */
+static void test_threads_option(void)
+{
+    kiln_err err = {0};
+    kiln_model *m = NULL;
+    if (kiln_model_load_file(KILN_SOURCE_DIR "/tests/data/good_add.onnx", &m, &err)) {
+        EXPECT(0, "good_add.onnx: %s", err.msg);
+        return;
+    }
+    const int given[4] = {1, 3, 0, 64};
+    for (int i = 0; i < 4; i++) {
+        kiln_session *s = NULL;
+        kiln_session_options opt = {.threads = given[i]};
+        kiln_status st = kiln_session_create(m, &opt, &s, &err);
+        EXPECT(st == KILN_OK, "threads %d: %s", given[i], err.msg);
+        int t = kiln_session_threads(s);
+        EXPECT(given[i] ? t == given[i] : t >= 1, "threads %d: session reports %d", given[i], t);
+        kiln_session_free(s);
+    }
+    const int bad[2] = {-1, 1025};
+    for (int i = 0; i < 2; i++) {
+        kiln_session *s = NULL;
+        kiln_session_options opt = {.threads = bad[i]};
+        kiln_status st = kiln_session_create(m, &opt, &s, &err);
+        EXPECT(st == KILN_E_INVALID_ARG && !s && strstr(err.msg, "threads"), "threads %d: status %d (%s)", bad[i],
+               (int)st, err.msg);
+    }
+    EXPECT(kiln_session_threads(NULL) == 0, "NULL session");
+    kiln_model_free(m);
+}
+
 int main(void)
 {
+    test_declared_types();
+    test_threads_option();
     const char *dir = KILN_ONNX_TESTS "/node/test_add";
     char path[1024];
     kiln_err err = {0};
@@ -48,10 +133,8 @@ done:
     kiln_value_free(out);
     kiln_session_free(s);
     kiln_model_free(m);
-    if (!ok) {
-        fprintf(stderr, "test_public_api: %s\n", err.msg);
-        return 1;
-    }
+    if (!ok) fprintf(stderr, "test_public_api: %s\n", err.msg);
+    if (!ok || type_failures) return 1;
     printf("test_public_api: ok\n");
     return 0;
 }

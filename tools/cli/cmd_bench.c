@@ -18,18 +18,15 @@
  *   {"model":"m.onnx","threads":2,"warmup":3,"runs":100,
  *    "latency_ms":{"min":..,"median":..,"p90":..,"mean":..,"max":..},"inputs":{"x":[1,3]}}
  *
- * The declared element type and shape of an input are read from kiln_model_input_type's
- * text (`float32[N,3,224,224]`), the one place kiln.h exposes them.
+ * The declared element type and shape of an input come from kiln_model_input_dtype, _rank
+ * and _dim.
  */
-#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <limits.h>
 #include <math.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -159,78 +156,37 @@ static int parse_args(int argc, char **argv, struct bench_args *a)
     return CLI_OK;
 }
 
-/* Threads a session with `threads` uses: 0 means one per CPU of this process's affinity
- * mask, capped at 1024, as kiln_session_options documents. */
-static int resolved_threads(long threads)
-{
-    if (threads > 0) return (int)threads;
-    cpu_set_t set;
-    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
-    if (n < 1) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > 1024 ? 1024 : n;
-}
-
 /* ------------------------------------------------------------------ declared types */
 
-/* A tensor input's declared type, parsed from "elem", "elem[]" or "elem[d0,d1,...]". */
+/* A tensor input's declared type, from kiln.h's structured queries. */
 struct decl {
-    char *text;    /* the whole type text, for messages (owned) */
-    char *dims;    /* a copy of the text between the brackets, cut at the commas (owned) */
-    kiln_dtype dt; /* UNDEFINED when the text names no element type */
-    int rank;      /* -1: no shape declared */
-    char **dim;    /* rank entries pointing into `dims`: digits, a symbolic name or "?" */
+    char *text;         /* the type as kiln_model_input_type prints it, for messages (owned) */
+    kiln_dtype dt;      /* UNDEFINED when none is declared */
+    int rank;           /* -1: no shape declared */
+    int64_t *dim;       /* rank sizes, -1 where symbolic or unknown (owned) */
+    const char **param; /* rank symbolic names, "" where none (borrowed from the model) */
 };
 
 static void decl_fini(struct decl *d)
 {
     free(d->text);
-    free(d->dims);
     free(d->dim);
+    free((void *)d->param);
 }
 
-/* A symbolic dim's name may in principle hold a comma, which would make the rank read here
- * too large; the session's own check of the generated value then reports the mismatch. */
-static int decl_parse(const kiln_model *m, size_t k, struct decl *d)
+static int decl_read(const kiln_model *m, size_t k, struct decl *d)
 {
     size_t len = kiln_model_input_type(m, k, NULL, 0);
-    d->dt = KILN_DTYPE_UNDEFINED;
-    d->rank = -1;
     if (!(d->text = malloc(len + 1))) return cli_error("out of memory");
     kiln_model_input_type(m, k, d->text, len + 1);
-    const char *br = strchr(d->text, '[');
-    size_t name_len = br ? (size_t)(br - d->text) : len;
-    for (int t = 1; t < KILN_DTYPE_COUNT_; t++) {
-        const char *name = kiln_dtype_name((kiln_dtype)t);
-        if (strlen(name) == name_len && strncmp(name, d->text, name_len) == 0) d->dt = (kiln_dtype)t;
-    }
-    if (!br || len < 2 || d->text[len - 1] != ']') return CLI_OK;
-    size_t dlen = len - name_len - 2; /* without the brackets */
-    int n = dlen ? 1 : 0;
-    for (size_t i = 0; i < dlen; i++) n += br[1 + i] == ',';
-    d->dims = malloc(dlen + 1);
-    d->dim = calloc((size_t)n + 1, sizeof *d->dim);
-    if (!d->dims || !d->dim) return cli_error("out of memory");
-    memcpy(d->dims, br + 1, dlen);
-    d->dims[dlen] = 0;
-    char *p = d->dims;
-    for (int i = 0; i < n; i++) {
-        d->dim[i] = p;
-        char *c = strchr(p, ',');
-        if (c) {
-            *c = 0;
-            p = c + 1;
-        }
-    }
-    d->rank = n;
+    d->dt = kiln_model_input_dtype(m, k);
+    d->rank = kiln_model_input_rank(m, k);
+    if (d->rank <= 0) return CLI_OK;
+    d->dim = malloc((size_t)d->rank * sizeof *d->dim);
+    d->param = malloc((size_t)d->rank * sizeof *d->param);
+    if (!d->dim || !d->param) return cli_error("out of memory");
+    for (int i = 0; i < d->rank; i++) d->dim[i] = kiln_model_input_dim(m, k, i, &d->param[i]);
     return CLI_OK;
-}
-
-static bool is_digits(const char *s)
-{
-    if (!*s) return false;
-    for (; *s; s++)
-        if (*s < '0' || *s > '9') return false;
-    return true;
 }
 
 /* "1x3x224x224" suggestion for an input: fixed dims kept, the others 1. */
@@ -239,13 +195,14 @@ static void suggest_shape(const struct decl *d, char *buf, size_t size)
     size_t o = 0;
     buf[0] = 0;
     for (int i = 0; i < d->rank && o < size; i++)
-        o += (size_t)snprintf(buf + o, size - o, "%s%s", i ? "x" : "", is_digits(d->dim[i]) ? d->dim[i] : "1");
+        o += (size_t)snprintf(buf + o, size - o, "%s%lld", i ? "x" : "",
+                              (long long)(d->dim[i] >= 0 ? d->dim[i] : 1));
 }
 
 /* The shape to generate input k with: --shape when given (checked against the declared
  * rank and fixed dims), else the declared shape, which must then be fully fixed. */
-static int gen_shape(const struct bench_args *a, const char *name, const struct decl *d,
-                     int64_t **dims, int *rank)
+static int gen_shape(const struct bench_args *a, const char *name, const struct decl *d, int64_t **dims,
+                     int *rank)
 {
     char hint[256];
     int s = 0;
@@ -256,12 +213,10 @@ static int gen_shape(const struct bench_args *a, const char *name, const struct 
         if (d->rank >= 0 && r != d->rank)
             return cli_error("--shape %s: gives %d dim%s; input '%s' is %s (rank %d)", name, r,
                              r == 1 ? "" : "s", name, d->text, d->rank);
-        for (int i = 0; d->rank >= 0 && i < r; i++) {
-            long long want;
-            if (is_digits(d->dim[i]) && sscanf(d->dim[i], "%lld", &want) == 1 && want != g[i])
-                return cli_error("--shape %s: dim %d is %lld; input '%s' is %s (dim %d is %lld)", name,
-                                 i, (long long)g[i], name, d->text, i, want);
-        }
+        for (int i = 0; d->rank >= 0 && i < r; i++)
+            if (d->dim[i] >= 0 && d->dim[i] != g[i])
+                return cli_error("--shape %s: dim %d is %lld; input '%s' is %s (dim %d is %lld)", name, i,
+                                 (long long)g[i], name, d->text, i, (long long)d->dim[i]);
         *dims = malloc(((size_t)r + 1) * sizeof **dims);
         if (!*dims) return cli_error("out of memory");
         memcpy(*dims, g, (size_t)r * sizeof **dims);
@@ -269,24 +224,20 @@ static int gen_shape(const struct bench_args *a, const char *name, const struct 
         return CLI_OK;
     }
     if (d->rank < 0)
-        return cli_error("input '%s' has no declared shape (%s); pass --shape %s=D0xD1x...", name,
-                         d->text, name);
+        return cli_error("input '%s' has no declared shape (%s); pass --shape %s=D0xD1x...", name, d->text,
+                         name);
     suggest_shape(d, hint, sizeof hint);
+    for (int i = 0; i < d->rank; i++) {
+        if (d->dim[i] >= 0) continue;
+        if (!d->param[i][0])
+            return cli_error("input '%s' dim %d is unknown (%s); pass --shape %s=%s", name, i, d->text, name,
+                             hint);
+        return cli_error("input '%s' dim %d is symbolic ('%s'); pass --shape %s=%s", name, i, d->param[i],
+                         name, hint);
+    }
     *dims = malloc(((size_t)d->rank + 1) * sizeof **dims);
     if (!*dims) return cli_error("out of memory");
-    for (int i = 0; i < d->rank; i++) {
-        long long v = -1;
-        if (!is_digits(d->dim[i]) || sscanf(d->dim[i], "%lld", &v) != 1) {
-            free(*dims);
-            *dims = NULL;
-            if (strcmp(d->dim[i], "?") == 0)
-                return cli_error("input '%s' dim %d is unknown (%s); pass --shape %s=%s", name, i,
-                                 d->text, name, hint);
-            return cli_error("input '%s' dim %d is symbolic ('%s'); pass --shape %s=%s", name, i,
-                             d->dim[i], name, hint);
-        }
-        (*dims)[i] = v;
-    }
+    if (d->rank) memcpy(*dims, d->dim, (size_t)d->rank * sizeof **dims);
     *rank = d->rank;
     return CLI_OK;
 }
@@ -478,7 +429,7 @@ static int generate_inputs(const kiln_model *m, const struct bench_args *a, kiln
         struct decl d = {0};
         int64_t *dims = NULL;
         int rank = 0;
-        int rc = decl_parse(m, k, &d);
+        int rc = decl_read(m, k, &d);
         if (rc == CLI_OK && d.dt == KILN_DTYPE_STRING)
             rc = cli_error("bench cannot generate string input '%s'; pass --input", name);
         else if (rc == CLI_OK && d.dt == KILN_DTYPE_UNDEFINED)
@@ -540,6 +491,7 @@ static double percentile(const double *sorted, size_t n, double p)
 struct stats {
     double min, median, p90, mean, max, wall;
     size_t runs;
+    int threads; /* what the session uses (--threads 0 resolved) */
 };
 
 static void json_string(const char *s)
@@ -571,7 +523,7 @@ static void report_json(const kiln_model *m, const struct bench_args *a, kiln_va
 {
     fputs("{\"model\":", stdout);
     json_string(a->model);
-    printf(",\"threads\":%d,\"warmup\":%ld,\"runs\":%zu", resolved_threads(a->threads), a->warmup,
+    printf(",\"threads\":%d,\"warmup\":%ld,\"runs\":%zu", st->threads, a->warmup,
            st->runs);
     printf(",\"latency_ms\":{\"min\":%.6g,\"median\":%.6g,\"p90\":%.6g,\"mean\":%.6g,\"max\":%.6g}",
            st->min, st->median, st->p90, st->mean, st->max);
@@ -616,7 +568,7 @@ static void report_text(const kiln_model *m, const struct bench_args *a, kiln_va
         type_w = w > type_w ? w : type_w;
     }
     printf("model:      %s\n", a->model);
-    printf("threads:    %d%s\n", resolved_threads(a->threads), a->threads ? "" : " (one per CPU)");
+    printf("threads:    %d%s\n", st->threads, a->threads ? "" : " (one per CPU)");
     printf("inputs (%zu):\n", n_in);
     for (size_t k = 0; k < n_in; k++) {
         used_type(vals[k], type, sizeof type);
@@ -667,7 +619,7 @@ int cli_bench(int argc, char **argv)
 
     for (long i = 0; i < a.warmup; i++)
         if (run_once(s, n_in, vals, n_out, outs, NULL) != CLI_OK) goto done;
-    struct stats st = {0};
+    struct stats st = {.threads = kiln_session_threads(s)};
     double start = now_s(), elapsed = 0;
     while (st.runs < cap) {
         if (run_once(s, n_in, vals, n_out, outs, &lat[st.runs]) != CLI_OK) goto done;
