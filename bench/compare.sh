@@ -1,0 +1,194 @@
+#!/bin/bash
+# bench/compare.sh: kiln against ONNX Runtime (CPU), side by side, on the same machine, with
+# the same models, inputs, thread counts and run counts. See docs/benchmarks.md.
+#
+#   bench/compare.sh [--threads T[,T...]] [--warmup N] [--iterations N | --min-time S]
+#                    [--kiln PATH] [--check] [MODEL...]
+#
+# MODEL defaults to every build/bench-models/*.onnx (bench/make_models.py). For each model
+# the inputs are generated once (bench/ort_run.js --save-inputs, written as .npy) and
+# given to both engines. Timing mode (the default) runs, for each T (default 1),
+#     KILN bench MODEL --input ... --threads T --warmup N [--iterations N] --min-time S --json
+#     node bench/ort_bench.js MODEL (the same options)
+# and prints a Markdown table of the medians and their ratio ORT/kiln (> 1: kiln faster).
+# Defaults as in kiln bench: 3 warm-up runs, then at least 10 timed runs and at least
+# --min-time 1 s; --iterations N times exactly N runs instead.
+# --check instead runs each model once in both (bench/ort_run.js, `kiln run --format npy
+# --output-dir`) and compares every output with `kiln compare --rtol 1e-3 --atol 1e-4`.
+# Needs scripts/install-peers.sh (onnxruntime-node) and a kiln build (default
+# build/release/kiln, or --kiln PATH, or $KILN). Exits 1 if any model fails in either
+# engine or (--check) any output differs.
+set -u
+root=$(cd "$(dirname "$0")/.." && pwd)
+kiln=${KILN:-$root/build/release/kiln}
+threads=1
+warmup=3
+iterations=""
+min_time=1
+check=0
+rtol=1e-3
+atol=1e-4
+models=()
+
+usage() {
+    echo "usage: bench/compare.sh [--threads T[,T...]] [--warmup N] [--iterations N | --min-time S]" >&2
+    echo "                        [--kiln PATH] [--check] [MODEL...]" >&2
+    exit 2
+}
+need() { [ $# -ge 2 ] || { echo "compare.sh: $1 needs a value" >&2; usage; }; }
+while [ $# -gt 0 ]; do
+    case $1 in
+        --threads) need "$@"; threads=$2; shift ;;
+        --warmup) need "$@"; warmup=$2; shift ;;
+        --iterations) need "$@"; iterations=$2; shift ;;
+        --min-time) need "$@"; min_time=$2; shift ;;
+        --kiln) need "$@"; kiln=$2; shift ;;
+        --check) check=1 ;;
+        -h|--help) sed -n '2,/^set -u/{/^set -u/d;s/^# \{0,1\}//;p;}' "$0"; exit 0 ;;
+        -*) echo "compare.sh: unknown option '$1'" >&2; usage ;;
+        *) models+=("$1") ;;
+    esac
+    shift
+done
+if [ ${#models[@]} -eq 0 ]; then
+    shopt -s nullglob
+    models=("$root"/build/bench-models/*.onnx)
+    shopt -u nullglob
+    if [ ${#models[@]} -eq 0 ]; then
+        echo "compare.sh: no models in build/bench-models; run '/usr/bin/python3 bench/make_models.py'" >&2
+        exit 1
+    fi
+fi
+
+if ! command -v node >/dev/null 2>&1; then
+    echo "compare.sh: node is not installed; run 'sh scripts/install-peers.sh'" >&2
+    exit 1
+fi
+# Fails early, with install-peers.sh's name, when onnxruntime-node is missing.
+node -e "require('$root/bench/ort_common.js').loadOrt()" 2>&1 | sed 's/^/compare.sh: /' >&2
+[ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
+ort_version=$(node -p "require('$root/bench/ort_common.js').loadOrt().version")
+
+# Is kiln there, and does it have `bench`?
+kiln_bench=1
+kiln_note=""
+if [ ! -x "$kiln" ]; then
+    kiln_bench=0
+    kiln_note="kiln not found at $kiln (build it, or pass --kiln PATH)"
+elif [ $check -eq 0 ] && "$kiln" bench --help 2>&1 | grep -q "not implemented"; then
+    kiln_bench=0
+    kiln_note="'kiln bench' is not implemented yet in $kiln: the kiln column is skipped"
+fi
+if [ $check -eq 1 ] && [ ! -x "$kiln" ]; then
+    echo "compare.sh: $kiln_note" >&2
+    exit 1
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/kiln-compare.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+status=0
+notes=()
+
+# One line of an engine's stderr, for the notes under the table.
+first_error() { grep -v '^\s*$' "$1" | grep -iv 'warning' | head -n 1 | cut -c1-300; }
+median_of() { node -p "JSON.parse(require('fs').readFileSync('$1','utf8')).latency_ms.median" 2>/dev/null; }
+# Milliseconds with 3 significant digits or more: 0.148, 9.97, 102.2, 341.8.
+ms() { awk -v x="$1" 'BEGIN { if (x < 1) printf "%.3f", x; else if (x < 100) printf "%.2f", x; else printf "%.1f", x }'; }
+
+cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
+cpus=$(nproc)
+echo "Machine: $cpu, $cpus CPUs (nproc; lscpu: $(lscpu | sed -n 's/^Core(s) per socket:[[:space:]]*/cores per socket /p' | head -n 1), $(lscpu | sed -n 's/^Thread(s) per core:[[:space:]]*/threads per core /p' | head -n 1))"
+echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "ONNX Runtime: onnxruntime-node $ort_version (CPU execution provider)"
+if [ $check -eq 1 ]; then
+    echo "Check: kiln run vs ONNX Runtime on the same generated inputs, kiln compare --rtol $rtol --atol $atol"
+    echo
+    echo "| model | output | result |"
+    echo "|---|---|---|"
+else
+    if [ -n "$iterations" ]; then
+        runs="$iterations runs"
+    else
+        runs="at least 10 runs and $min_time s"
+    fi
+    echo "Runs: median of $runs, after $warmup warm-up runs; one engine at a time"
+    [ -n "$kiln_note" ] && echo "Note: $kiln_note"
+    echo
+    echo "| model | threads | kiln median ms | ORT median ms | ORT/kiln |"
+    echo "|---|---:|---:|---:|---:|"
+fi
+
+for m in "${models[@]}"; do
+    name=$(basename "$m" .onnx)
+    d="$tmp/$name"
+    mkdir -p "$d/in" "$d/ort" "$d/kiln"
+    # Inputs, generated once and given to both engines, and ORT's outputs for --check.
+    if ! node "$root/bench/ort_run.js" "$m" --save-inputs "$d/in" --output-dir "$d/ort" \
+            >"$d/ort_run.out" 2>"$d/ort_run.err"; then
+        notes+=("$name: ONNX Runtime fails: $(first_error "$d/ort_run.err")")
+        status=1
+        if [ $check -eq 1 ]; then
+            echo "| $name | | ORT fails (see below) |"
+        else
+            echo "| $name | $threads | | ORT fails | |"
+        fi
+        continue
+    fi
+    inputs=()
+    while IFS= read -r line; do
+        inputs+=(--input "$line")
+    done < <(sed -n 's/^input //p' "$d/ort_run.out")
+
+    if [ $check -eq 1 ]; then
+        if ! "$kiln" run "$m" "${inputs[@]}" --format npy --output-dir "$d/kiln" \
+                >/dev/null 2>"$d/kiln_run.err"; then
+            echo "| $name | | kiln fails (see below) |"
+            notes+=("$name: kiln run fails: $(first_error "$d/kiln_run.err")")
+            status=1
+            continue
+        fi
+        while read -r _ k _ oname; do
+            r=$("$kiln" compare "$d/kiln/output_$k.npy" "$d/ort/output_$k.npy" \
+                    --rtol "$rtol" --atol "$atol" 2>&1 | head -n 1)
+            [ "$r" = equal ] || status=1
+            echo "| $name | $oname | $r |"
+        done < <(grep '^output ' "$d/ort_run.out")
+        continue
+    fi
+
+    for t in ${threads//,/ }; do
+        opts=(--threads "$t" --warmup "$warmup" --min-time "$min_time" --json)
+        [ -z "$iterations" ] || opts+=(--iterations "$iterations")
+        km="—"
+        if [ $kiln_bench -eq 1 ]; then
+            if "$kiln" bench "$m" "${inputs[@]}" "${opts[@]}" >"$d/kiln.json" 2>"$d/kiln.err"; then
+                km=$(median_of "$d/kiln.json")
+            else
+                km="fails"
+                notes+=("$name: kiln bench fails: $(first_error "$d/kiln.err")")
+                status=1
+            fi
+        fi
+        if node "$root/bench/ort_bench.js" "$m" "${inputs[@]}" "${opts[@]}" >"$d/ort.json" 2>"$d/ort.err"; then
+            om=$(median_of "$d/ort.json")
+        else
+            om="fails"
+            notes+=("$name: ONNX Runtime fails: $(first_error "$d/ort.err")")
+            status=1
+        fi
+        ratio="—"
+        case "$km$om" in
+            *fails*|*—*) ;;
+            *) ratio=$(awk -v o="$om" -v k="$km" 'BEGIN { if (k > 0) printf "%.2f", o / k }') ;;
+        esac
+        case $km in fails|—) ;; *) km=$(ms "$km") ;; esac
+        case $om in fails) ;; *) om=$(ms "$om") ;; esac
+        echo "| $name | $t | $km | $om | $ratio |"
+    done
+done
+
+if [ ${#notes[@]} -gt 0 ]; then
+    echo
+    for n in "${notes[@]}"; do echo "- $n"; done
+fi
+exit $status

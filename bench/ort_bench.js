@@ -1,0 +1,118 @@
+#!/usr/bin/env node
+// bench/ort_bench.js: time one model in ONNX Runtime (CPU), the way `kiln bench` times it
+// in kiln, so the two can be compared side by side (bench/compare.sh, docs/benchmarks.md).
+//
+//   node bench/ort_bench.js MODEL [--input NAME=FILE.npy]... [--shape NAME=D0xD1...]...
+//        [--threads N] [--warmup N] [--iterations N] [--min-time S] [--json]
+//
+// The same semantics as `kiln bench` (tools/cli/cmd_bench.c, docs/cli.md). Inputs not
+// given as files are generated as kiln generates them (bench/ort_common.js: deterministic;
+// floats uniform in [-1, 1), integers in [0, 10), bools alternating) with the --shape
+// given or the declared shape (a symbolic dim must be fixed with --shape). The session:
+// intra-op threads = --threads (0, the default, = ORT's default: one per physical core),
+// one inter-op thread, graph optimization level 'all', sequential execution.
+// After --warmup untimed runs (default 3), runs are timed one by one (wall clock around
+// each session.run, which includes the Node binding's per-call cost, about 0.02-0.04 ms):
+// exactly --iterations of them, or without it until there are at least 10 and --min-time
+// seconds (default 1) have passed. Median and p90 interpolate linearly between the sorted
+// samples (as numpy.percentile does).
+// --json prints one line ("threads" is the number asked for: 0 stays 0, as ORT does not
+// report how many threads its default gives):
+//   {"model":"...","threads":N,"warmup":N,"runs":N,
+//    "latency_ms":{"min":x,"median":x,"p90":x,"mean":x,"max":x},"inputs":{"name":[dims...]}}
+'use strict';
+
+const c = require('./ort_common');
+
+const USAGE =
+  'usage: node bench/ort_bench.js MODEL [--input NAME=FILE.npy]... [--shape NAME=D0xD1...]...\n' +
+  '       [--threads N] [--warmup N] [--iterations N] [--min-time S] [--json]\n';
+
+const DEFAULTS = { threads: 0, warmup: 3, iterations: 0, min_time: 1 };
+const MIN_AUTO_RUNS = 10;
+const MAX_AUTO_RUNS = 100000;
+
+function percentile(sorted, q) {
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.min(lo + 1, sorted.length - 1);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+}
+
+function round(x) {
+  return Number(x.toPrecision(6));
+}
+
+async function main(argv) {
+  const { positional, opts } = c.parseArgs(argv, {
+    '--input': 'list',
+    '--shape': 'list',
+    '--threads': 'int',
+    '--warmup': 'int',
+    '--iterations': 'int',
+    '--min-time': 'float',
+    '--json': 'flag',
+    '--help': 'flag',
+  });
+  if (opts.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (positional.length !== 1) throw new c.UsageError('expected one MODEL');
+  const o = { ...DEFAULTS, ...opts };
+  if (opts.iterations === 0) throw new c.UsageError('--iterations takes a number from 1 up; got 0');
+  if (o.threads > 1024) throw new c.UsageError(`--threads takes a number from 0 to 1024; got ${o.threads}`);
+  const model = positional[0];
+
+  const ort = c.loadOrt();
+  const session = await ort.InferenceSession.create(model, c.sessionOptions(o.threads));
+  const inputs = c.makeInputs(ort, session, o.input, o.shape);
+  const feeds = c.feedsOf(inputs);
+
+  for (let i = 0; i < o.warmup; i++) await session.run(feeds);
+
+  const times = [];
+  const cap = o.iterations || MAX_AUTO_RUNS;
+  const minNs = BigInt(Math.round(o.min_time * 1e9));
+  const start = process.hrtime.bigint();
+  while (times.length < cap) {
+    const t0 = process.hrtime.bigint();
+    await session.run(feeds);
+    const t1 = process.hrtime.bigint();
+    times.push(Number(t1 - t0) / 1e6);
+    if (!o.iterations && times.length >= MIN_AUTO_RUNS && t1 - start >= minNs) break;
+  }
+  const wall = Number(process.hrtime.bigint() - start) / 1e9;
+  const sorted = [...times].sort((a, b) => a - b);
+  const min = sorted[0];
+  const max = sorted[sorted.length - 1];
+  const mean = times.reduce((a, b) => a + b, 0) / times.length;
+  const lat = {
+    min: round(min),
+    median: round(percentile(sorted, 0.5)),
+    p90: round(percentile(sorted, 0.9)),
+    mean: round(Math.min(max, Math.max(min, mean))),
+    max: round(max),
+  };
+  const shapes = {};
+  for (const i of inputs) shapes[i.name] = i.dims;
+
+  if (o.json) {
+    process.stdout.write(
+      JSON.stringify({ model, threads: o.threads, warmup: o.warmup, runs: times.length, latency_ms: lat, inputs: shapes }) + '\n',
+    );
+  } else {
+    const ins = inputs.map((i) => `${i.name} ${c.typeText(i.type, i.dims)}${i.generated ? ' (generated)' : ''}`);
+    process.stdout.write(
+      `model:    ${model}\n` +
+        `engine:   onnxruntime ${ort.version} (CPU), intra-op threads ${o.threads}${o.threads === 0 ? ' (ORT default)' : ''}\n` +
+        `inputs:   ${ins.join(', ')}\n` +
+        `runs:     ${times.length} timed after ${o.warmup} warm-up (${wall.toFixed(2)} s)\n` +
+        `latency:  min ${lat.min} ms  median ${lat.median} ms  p90 ${lat.p90} ms  mean ${lat.mean} ms  max ${lat.max} ms\n`,
+    );
+  }
+  await session.release();
+  return 0;
+}
+
+c.runMain('ort_bench', USAGE, main);
