@@ -221,7 +221,11 @@ typedef struct kiln_session_options {
     int threads;
 } kiln_session_options;
 
-/* On KILN_OK *out is a new session that borrows `m` (keep the model alive until the
+/* A session keeps, between runs, the memory of the intermediate tensors it freed (blocks of
+ * 64 KiB and more, up to 4 GiB in all), so that repeated runs do not return it to the system
+ * and fault it in again; kiln_session_free releases it.
+ *
+ * On KILN_OK *out is a new session that borrows `m` (keep the model alive until the
  * session is freed); free it with kiln_session_free(). Fails with KILN_E_UNSUPPORTED naming
  * the first node whose op has no kernel. `opt` may be NULL. */
 KILN_NODISCARD kiln_status kiln_session_create(const kiln_model *m, const kiln_session_options *opt,

@@ -251,9 +251,9 @@ kiln_status kiln_out_tensor(struct kiln_kctx *k, size_t i, kiln_dtype dt, int ra
                           k->n_out);
     struct kiln_value *v;
     kiln_err e;
-    kiln_status st = kiln_value_new_tensor(dt, rank, dims, &v, &e);
+    kiln_status st = kiln_value_new_tensor_cached(dt, rank, dims, k->cache, &v, &e);
     if (st) return kiln_kfail(k, st, "output %zu: %s", i, e.msg);
-    kiln_value_free(k->out[i]);
+    kiln_value_release(k->out[i], k->cache);
     k->out[i] = v;
     *t = &v->t;
     return KILN_OK;

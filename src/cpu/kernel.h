@@ -31,6 +31,7 @@ struct kiln_kctx {
     void *scratch;                 /* scratch blocks, freed after run returns */
     void *frame;                   /* the executor's frame (outer scope for subgraphs) */
     struct kiln_pool *pool;        /* the session's threads (base/pool.h); NULL: run inline */
+    struct kiln_bcache *cache;     /* the session's recycled tensor memory (base/bcache.h); may be NULL */
 };
 
 struct kiln_cpu_op {

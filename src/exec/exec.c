@@ -9,8 +9,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/bcache.h"
 #include "base/pool.h"
 #include "cpu/kernel.h"
+
+/* Recycled intermediate memory a session may hold between runs. */
+#define KILN_SESSION_CACHE_LIMIT ((size_t)4 << 30)
 
 struct graph_kernels {
     const struct kiln_graph *g;
@@ -23,6 +27,7 @@ struct kiln_session {
     struct graph_kernels *graphs;
     int threads;
     struct kiln_pool *pool; /* NULL when threads == 1 */
+    struct kiln_bcache *cache; /* intermediate tensors' memory, kept between nodes and runs */
 };
 
 struct kiln_exec {
@@ -103,6 +108,7 @@ void kiln_session_free(kiln_session *s)
     for (size_t i = 0; i < s->n_graphs; i++) kiln_free(s->graphs[i].ops);
     kiln_free(s->graphs);
     kiln_pool_free(s->pool);
+    kiln_bcache_free(s->cache);
     kiln_free(s);
 }
 
@@ -123,7 +129,9 @@ kiln_status kiln_session_create(const kiln_model *m, const kiln_session_options 
     if (!s) return kiln_err_set(err, KILN_E_NOMEM, "out of memory creating the session");
     s->model = m;
     s->threads = threads;
-    kiln_status st = threads > 1 ? kiln_pool_create(threads, &s->pool, err) : KILN_OK;
+    s->cache = kiln_bcache_create(KILN_SESSION_CACHE_LIMIT);
+    kiln_status st = s->cache ? KILN_OK : kiln_err_set(err, KILN_E_NOMEM, "out of memory creating the session");
+    if (!st && threads > 1) st = kiln_pool_create(threads, &s->pool, err);
     if (!st) st = resolve_graph(s, m->graph, err);
     if (st) {
         kiln_session_free(s);
@@ -142,11 +150,12 @@ static const struct kiln_cpu_op **kernels_of(const struct kiln_session *s, const
     return NULL;
 }
 
-static void frame_free(struct frame *f)
+/* Frees the frame and the values it owns, their tensor memory going to `cache` (may be NULL). */
+static void frame_free(struct frame *f, struct kiln_bcache *cache)
 {
     if (f->slots && f->owned)
         for (size_t v = 0; v < f->g->n_values; v++)
-            if (f->owned[v]) kiln_value_free(f->slots[v]);
+            if (f->owned[v]) kiln_value_release(f->slots[v], cache);
     kiln_free(f->slots);
     kiln_free(f->owned);
     kiln_free(f->remaining);
@@ -202,7 +211,7 @@ static kiln_status frame_init(struct frame *f, const struct kiln_graph *g, const
     f->owned = kiln_calloc(nv + 1, sizeof *f->owned);
     f->remaining = kiln_calloc(nv + 1, sizeof *f->remaining);
     if (!f->slots || !f->owned || !f->remaining) {
-        frame_free(f);
+        frame_free(f, NULL);
         return kiln_err_set(err, KILN_E_NOMEM, "out of memory starting a graph run");
     }
     for (size_t v = 0; v < nv; v++) f->remaining[v] = g->values[v].n_consumers;
@@ -213,7 +222,7 @@ static kiln_status frame_init(struct frame *f, const struct kiln_graph *g, const
         if (gv->def != KILN_DEF_INIT || gv->producer < 0) continue;
         struct kiln_value *w = kiln_value_new(KILN_VALUE_TENSOR);
         if (!w) {
-            frame_free(f);
+            frame_free(f, NULL);
             return kiln_err_set(err, KILN_E_NOMEM, "out of memory starting a graph run");
         }
         w->t = g->inits[gv->producer].t;
@@ -227,7 +236,7 @@ static kiln_status frame_init(struct frame *f, const struct kiln_graph *g, const
         struct kiln_value *d;
         kiln_status st = densify(&g->sparse_inits[i], &d, err);
         if (st) {
-            frame_free(f);
+            frame_free(f, NULL);
             return st;
         }
         f->slots[id] = d;
@@ -293,7 +302,7 @@ kiln_status kiln_run_subgraph(struct kiln_kctx *k, const struct kiln_graph *g, s
             kiln_value_free(outputs[i]);
             outputs[i] = NULL;
         }
-    frame_free(&f);
+    frame_free(&f, k->cache);
     return st;
 }
 
@@ -320,6 +329,7 @@ static kiln_status run_frame(struct kiln_exec *ex, struct frame *f)
         struct kiln_kctx k = {
             .node = n, .n_in = n->n_in, .n_out = n->n_out, .in = in, .out = out,
             .err = ex->err, .exec = ex, .frame = f, .pool = ex->s->pool,
+            .cache = ex->s->cache,
         };
         k.opset = n->since > 0 ? n->since : (int)kiln_model_opset_for(g->model, n->domain);
         kiln_status st = ops[g->order[oi]]->run(&k);
@@ -330,7 +340,7 @@ static kiln_status run_frame(struct kiln_exec *ex, struct frame *f)
                 f->slots[id] = out[j];
                 f->owned[id] = true;
             } else {
-                kiln_value_free(out[j]);
+                kiln_value_release(out[j], ex->s->cache);
             }
         }
         if (in != in_small) kiln_free(in);
@@ -345,7 +355,7 @@ static kiln_status run_frame(struct kiln_exec *ex, struct frame *f)
             for (size_t o = 0; o < g->n_outputs && !is_output; o++)
                 is_output = strcmp(g->outputs[o].name, g->values[id].name) == 0;
             if (is_output) continue;
-            kiln_value_free(f->slots[id]);
+            kiln_value_release(f->slots[id], ex->s->cache);
             f->slots[id] = NULL;
             f->owned[id] = false;
         }
@@ -456,7 +466,7 @@ kiln_status kiln_session_run(kiln_session *s, size_t n_in, const char *const *na
                 st = kiln_value_clone(v, &outputs[i], err);
             }
         }
-        frame_free(&f);
+        frame_free(&f, s->cache);
     }
     kiln_free(bound);
     if (st)

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/bcache.h"
 #include "ir/ir.h"
 
 static char empty_string[1];
@@ -33,6 +34,12 @@ const char *kiln_shape_str(int rank, const int64_t *dims, char *buf, size_t size
 kiln_status kiln_tensor_alloc(struct kiln_tensor *t, kiln_dtype dt, int rank, const int64_t *dims,
                               kiln_err *err)
 {
+    return kiln_tensor_alloc_cached(t, dt, rank, dims, NULL, err);
+}
+
+kiln_status kiln_tensor_alloc_cached(struct kiln_tensor *t, kiln_dtype dt, int rank, const int64_t *dims,
+                                     struct kiln_bcache *cache, kiln_err *err)
+{
     memset(t, 0, sizeof *t);
     if (!kiln_dtype_valid((int)dt))
         return kiln_err_set(err, KILN_E_INVALID_ARG, "tensor element type %d is not valid", (int)dt);
@@ -61,7 +68,11 @@ kiln_status kiln_tensor_alloc(struct kiln_tensor *t, kiln_dtype dt, int rank, co
     t->dtype = dt;
     t->rank = rank;
     for (int i = 0; i < rank; i++) t->dims[i] = dims[i];
-    t->data = kiln_calloc(1, bytes);
+    t->data = dt == KILN_DTYPE_STRING ? NULL : kiln_bcache_take(cache, bytes);
+    if (t->data)
+        memset(t->data, 0, bytes); /* reused memory: zero-filled like a fresh tensor */
+    else
+        t->data = kiln_calloc(1, bytes);
     if (!t->data)
         return kiln_err_set(err, KILN_E_NOMEM, "out of memory allocating a %s tensor of %zu bytes",
                             kiln_dtype_name(dt), bytes);
@@ -120,16 +131,32 @@ struct kiln_value *kiln_value_new(kiln_value_kind kind)
 kiln_status kiln_value_new_tensor(kiln_dtype dt, int rank, const int64_t *dims,
                                   struct kiln_value **out, kiln_err *err)
 {
+    return kiln_value_new_tensor_cached(dt, rank, dims, NULL, out, err);
+}
+
+kiln_status kiln_value_new_tensor_cached(kiln_dtype dt, int rank, const int64_t *dims,
+                                         struct kiln_bcache *cache, struct kiln_value **out, kiln_err *err)
+{
     *out = NULL;
     struct kiln_value *v = kiln_value_new(KILN_VALUE_TENSOR);
     if (!v) return kiln_err_set(err, KILN_E_NOMEM, "out of memory allocating a value");
-    kiln_status st = kiln_tensor_alloc(&v->t, dt, rank, dims, err);
+    kiln_status st = kiln_tensor_alloc_cached(&v->t, dt, rank, dims, cache, err);
     if (st) {
         kiln_free(v);
         return st;
     }
     *out = v;
     return KILN_OK;
+}
+
+void kiln_value_release(struct kiln_value *v, struct kiln_bcache *cache)
+{
+    if (v && cache && v->kind == KILN_VALUE_TENSOR && v->t.dtype != KILN_DTYPE_STRING &&
+        (v->t.flags & KILN_TENSOR_OWNS_DATA) && v->t.data) {
+        kiln_bcache_put(cache, v->t.data, kiln_tensor_nbytes(&v->t));
+        v->t.data = NULL;
+    }
+    kiln_value_free(v);
 }
 
 void kiln_value_free(kiln_value *v)
