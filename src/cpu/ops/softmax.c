@@ -14,12 +14,17 @@
  * [0, C) that is not ignore_index is an error. SoftmaxCrossEntropyLoss first takes the
  * log-softmax of the scores along dim 1 and can return it as its second output.
  *
- * Everything is computed in double; float16/bfloat16 results are rounded once at the end.
+ * float32 Softmax and LogSoftmax run in float with the vectorized exp of cpu/vmath.h
+ * (within 2 ulp), the row max in float and the row sum and final scaling in double; each
+ * result is within a few ulp of the double computation, with the same NaN/inf behaviour.
+ * Everything else (Hardmax, the losses, double, float16, bfloat16) is computed in double;
+ * float16/bfloat16 results are rounded once at the end.
  */
 #include <math.h>
 #include <string.h>
 
 #include "cpu/tensor_util.h"
+#include "cpu/vmath.h"
 
 /* ------------------------------------------------------------------ Softmax family */
 
@@ -57,6 +62,60 @@ static void softmax_f64(double *x, size_t outer, size_t len, size_t inner, enum 
     }
 }
 
+/* Softmax or LogSoftmax of one contiguous float32 row x[0..len) into y (which may be x);
+ * e is len floats of scratch. Same rules as softmax_f64: NaN is skipped by the max and then
+ * spreads through the sum; a +inf gives NaN; an all -inf row keeps the shift at 0 (NaN). The
+ * max and the sum use four independent lanes so neither is one long dependency chain. */
+static void softmax_row_f32(const float *x, float *y, size_t len, float *e, enum sm_kind kind)
+{
+    float m4[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    size_t j = 0;
+    for (; j + 4 <= len; j += 4)
+        for (int l = 0; l < 4; l++) m4[l] = x[j + l] > m4[l] ? x[j + l] : m4[l];
+    float mx = -INFINITY;
+    for (int l = 0; l < 4; l++) mx = m4[l] > mx ? m4[l] : mx;
+    for (; j < len; j++) mx = x[j] > mx ? x[j] : mx;
+    const float shift = isinf(mx) && mx < 0 ? 0.0f : mx;
+    for (j = 0; j < len; j++) e[j] = x[j] - shift;
+    kiln_vexp_f32(e, e, len);
+    double s4[4] = {0, 0, 0, 0};
+    for (j = 0; j + 4 <= len; j += 4)
+        for (int l = 0; l < 4; l++) s4[l] += e[j + l];
+    double sum = (s4[0] + s4[1]) + (s4[2] + s4[3]);
+    for (; j < len; j++) sum += e[j];
+    if (kind == SM_SOFTMAX) {
+        const double inv = 1.0 / sum;
+        for (j = 0; j < len; j++) y[j] = (float)(e[j] * inv);
+    } else {
+        const double ls = log(sum);
+        for (j = 0; j < len; j++) y[j] = (float)((double)x[j] - shift - ls);
+    }
+}
+
+/* Softmax/LogSoftmax of float32 x viewed as [outer, len, inner] into y. Rows along the
+ * middle dim are contiguous when inner == 1; otherwise each is gathered into scratch. */
+static kiln_status softmax_f32(struct kiln_kctx *k, const float *x, float *y, size_t outer,
+                               size_t len, size_t inner, enum sm_kind kind)
+{
+    float *e;
+    KILN_TRY(kiln_scratch(k, 2 * len * sizeof *e, (void **)&e));
+    float *col = e + len;
+    for (size_t a = 0; a < outer; a++) {
+        const float *xa = x + a * len * inner;
+        float *ya = y + a * len * inner;
+        if (inner == 1) {
+            softmax_row_f32(xa, ya, len, e, kind);
+            continue;
+        }
+        for (size_t b = 0; b < inner; b++) {
+            for (size_t j = 0; j < len; j++) col[j] = xa[j * inner + b];
+            softmax_row_f32(col, col, len, e, kind);
+            for (size_t j = 0; j < len; j++) ya[j * inner + b] = col[j];
+        }
+    }
+    return KILN_OK;
+}
+
 static kiln_status softmax_family_run(struct kiln_kctx *k, enum sm_kind kind)
 {
     const struct kiln_tensor *x;
@@ -84,6 +143,8 @@ static kiln_status softmax_family_run(struct kiln_kctx *k, enum sm_kind kind)
     KILN_TRY(kiln_out_tensor(k, 0, x->dtype, rank, x->dims, &y));
     size_t n = kiln_tensor_numel(x);
     if (n == 0) return KILN_OK;
+    if (x->dtype == KILN_DTYPE_F32 && kind != SM_HARDMAX)
+        return softmax_f32(k, x->data, y->data, outer, len, inner, kind);
     double *d;
     KILN_TRY(kiln_load_f64(k, x, "input", &d));
     softmax_f64(d, outer, len, inner, kind);
