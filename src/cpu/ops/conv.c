@@ -1,9 +1,11 @@
 /* src/cpu/ops/conv.c: ONNX Conv (opsets 1, 11, 22) and ConvTranspose (opsets 1, 11, 22).
  *
  * Both handle any number (>= 1) of spatial dims, groups, strides, dilations, explicit pads
- * and auto_pad. Conv lowers each (image, group) to im2col + kiln_sgemm (skipping im2col for
- * 1x1 / stride 1 / no-pad kernels); ConvTranspose computes W^T * X with kiln_sgemm and
- * scatters the columns back with col2im.
+ * and auto_pad. A 2-D depthwise Conv (group == C, one input channel per group, any
+ * channel multiplier) runs a direct kernel over each output plane, the planes split over the
+ * session's threads; any other Conv lowers each (image, group) to im2col + kiln_sgemm
+ * (skipping im2col for 1x1 / stride 1 / no-pad kernels); ConvTranspose computes W^T * X
+ * with kiln_sgemm and scatters the columns back with col2im.
  *
  * Output sizes (spec, Conv): NOTSET: floor((in + pb + pe - dk) / s) + 1 with
  * dk = (k - 1) * d + 1; VALID: pads 0; SAME_UPPER/LOWER: out = ceil(in / s) and the
@@ -18,6 +20,7 @@
  */
 #include <string.h>
 
+#include "base/pool.h"
 #include "cpu/tensor_util.h"
 #include "cpu/sgemm.h"
 
@@ -269,6 +272,136 @@ static void add_bias(float *y, const float *b, size_t M, size_t plane)
     }
 }
 
+/* ------------------------------------------------------------------ depthwise */
+
+/* A 2-D depthwise Conv (group == C, M = C * mult): output plane (n, m) is input plane
+ * (n, m / mult) correlated with W[m][0] plus B[m].
+ *
+ * Each plane is first copied into a zero-padded buffer (the rows and columns the windows
+ * reach, pads included) with its columns split by phase modulo the x stride: row r, phase
+ * ph holds padded columns ph, ph + sx, ph + 2 sx, ... Kernel tap (ky, kx) of output row oy
+ * then reads one contiguous run of that buffer for every output x, whatever the stride, so
+ * the loops over output x have no bounds checks and vectorize. */
+struct dw_job {
+    const struct conv_geom *g;
+    const float *x, *w, *b;
+    float *y;
+    float *buf; /* per worker: rows * sx * len floats */
+    size_t C, M, mult, rows, len;
+};
+
+/* y[i] += w * x[i] for i < n. */
+static void dw_tap(float *restrict y, const float *restrict x, float w, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] += w * x[i];
+}
+
+/* y[i] = b + sum over t < 9 of w[t] * x[t][i], for i < n (a 3x3 kernel in one pass). */
+static void dw_taps9(float *restrict y, const float *const *x, const float *w, float b, int64_t n)
+{
+    const float *restrict x0 = x[0], *restrict x1 = x[1], *restrict x2 = x[2];
+    const float *restrict x3 = x[3], *restrict x4 = x[4], *restrict x5 = x[5];
+    const float *restrict x6 = x[6], *restrict x7 = x[7], *restrict x8 = x[8];
+    float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6],
+          w7 = w[7], w8 = w[8];
+    for (int64_t i = 0; i < n; i++) {
+        float a = b + w0 * x0[i] + w1 * x1[i] + w2 * x2[i];
+        a += w3 * x3[i] + w4 * x4[i] + w5 * x5[i];
+        y[i] = a + w6 * x6[i] + w7 * x7[i] + w8 * x8[i];
+    }
+}
+
+static void dw_plane(const struct dw_job *j, const float *xp, const float *wk, float bias,
+                     float *yp, float *buf)
+{
+    const struct conv_geom *g = j->g;
+    int64_t H = g->in[0], W = g->in[1], OH = g->out[0], OW = g->out[1];
+    int64_t KH = g->k[0], KW = g->k[1], sy = g->s[0], sx = g->s[1], dy = g->d[0], dx = g->d[1];
+    int64_t py = g->pb[0], px = g->pb[1], rows = (int64_t)j->rows, len = (int64_t)j->len;
+    /* Fill: padded row r is input row r - py; padded column c is input column c - px. */
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t iy = r - py;
+        for (int64_t ph = 0; ph < sx; ph++) {
+            float *d = buf + (r * sx + ph) * len;
+            if (iy < 0 || iy >= H) {
+                memset(d, 0, (size_t)len * sizeof *d);
+                continue;
+            }
+            const float *xr = xp + iy * W;
+            int64_t c = ph - px; /* input column of d[i]: c + i * sx */
+            int64_t i0 = c >= 0 ? 0 : kiln_div_ceil(-c, sx);
+            int64_t i1 = W - c <= 0 ? 0 : kiln_div_ceil(W - c, sx);
+            if (i1 > len) i1 = len;
+            if (i0 > i1) i0 = i1;
+            for (int64_t i = 0; i < i0; i++) d[i] = 0.0f;
+            if (sx == 1) {
+                memcpy(d + i0, xr + c + i0, (size_t)(i1 - i0) * sizeof *d);
+            } else if (sx == 2) { /* a constant stride the compiler vectorizes */
+                for (int64_t i = i0; i < i1; i++) d[i] = xr[c + i * 2];
+            } else {
+                for (int64_t i = i0; i < i1; i++) d[i] = xr[c + i * sx];
+            }
+            for (int64_t i = i1; i < len; i++) d[i] = 0.0f;
+        }
+    }
+    /* 3x3: tap t of output row oy reads buf + oy * sy * sx * len + toff[t]. */
+    int64_t toff[9] = {0};
+    bool k33 = KH == 3 && KW == 3;
+    if (k33)
+        for (int64_t t = 0; t < 9; t++) {
+            int64_t off = (t % 3) * dx;
+            toff[t] = ((t / 3) * dy * sx + off % sx) * len + off / sx;
+        }
+    for (int64_t oy = 0; oy < OH; oy++) {
+        float *yr = yp + oy * OW;
+        if (k33) {
+            const float *row = buf + oy * sy * sx * len, *src[9];
+            for (int t = 0; t < 9; t++) src[t] = row + toff[t];
+            dw_taps9(yr, src, wk, bias, OW);
+            continue;
+        }
+        for (int64_t i = 0; i < OW; i++) yr[i] = bias;
+        for (int64_t ky = 0; ky < KH; ky++)
+            for (int64_t kx = 0; kx < KW; kx++) {
+                int64_t r = oy * sy + ky * dy, off = kx * dx;
+                dw_tap(yr, buf + (r * sx + off % sx) * len + off / sx, wk[ky * KW + kx], OW);
+            }
+    }
+}
+
+static void dw_chunk(void *ctx, size_t p0, size_t p1, int worker)
+{
+    const struct dw_job *j = ctx;
+    const struct conv_geom *g = j->g;
+    float *buf = j->buf + (size_t)worker * j->rows * (size_t)g->s[1] * j->len;
+    for (size_t pl = p0; pl < p1; pl++) {
+        size_t n = pl / j->M, m = pl % j->M, c = m / j->mult;
+        dw_plane(j, j->x + (n * j->C + c) * g->is, j->w + m * g->ks, j->b ? j->b[m] : 0.0f,
+                 j->y + pl * g->os, buf);
+    }
+}
+
+/* Runs the depthwise Conv of conv_run over all N * M output planes. */
+static kiln_status dw_run(struct kiln_kctx *k, const struct conv_geom *g, const struct conv_io *io,
+                          size_t N, size_t C, size_t M)
+{
+    struct dw_job j = {g, io->x, io->w, io->b, io->yf, NULL, C, M, M / C, 0, 0};
+    /* The padded rows and (per phase) columns the windows reach. */
+    j.rows = (size_t)((g->out[0] - 1) * g->s[0] + (g->k[0] - 1) * g->d[0] + 1);
+    size_t cols = (size_t)((g->out[1] - 1) * g->s[1] + (g->k[1] - 1) * g->d[1] + 1);
+    size_t sx = (size_t)g->s[1], n;
+    j.len = (cols + sx - 1) / sx;
+    size_t threads = (size_t)kiln_pool_threads(k->pool);
+    if (!kiln_mul_size(j.rows, sx, &n) || !kiln_mul_size(n, j.len, &n) ||
+        !kiln_mul_size(n, threads, &n) || !kiln_mul_size(n, sizeof(float), &n))
+        return kiln_kfail(k, KILN_E_LIMIT, "depthwise buffer size overflows");
+    KILN_TRY(kiln_scratch(k, n, (void **)&j.buf));
+    /* About 64k multiply-adds per chunk: enough to pay for handing it to a thread. */
+    size_t work = g->os * g->ks;
+    kiln_pool_for(k->pool, N * M, work >= 65536 ? 1 : 65536 / (work ? work : 1), dw_chunk, &j);
+    return KILN_OK;
+}
+
 static kiln_status conv_run(struct kiln_kctx *k)
 {
     const struct kiln_tensor *x, *w, *b;
@@ -313,6 +446,11 @@ static kiln_status conv_run(struct kiln_kctx *k)
     KILN_TRY(conv_io_open(k, x, w, b, M, g.out, &io));
     if (kiln_tensor_numel(io.y) == 0) return KILN_OK;
 
+    if (nd == 2 && group == C && w->dims[1] == 1) {
+        KILN_TRY(dw_run(k, &g, &io, (size_t)N, (size_t)C, (size_t)M));
+        kiln_unstage_f32(io.y, io.yf);
+        return KILN_OK;
+    }
     size_t cg = (size_t)(C / group), mg = (size_t)(M / group), G = (size_t)group;
     size_t kdim = cg * g.ks;
     bool direct = true; /* 1x1, stride 1, no pad: X's planes are already the columns */

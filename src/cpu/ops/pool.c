@@ -17,12 +17,19 @@
  * storage_order = 1), counting the batch and channel planes. LpPool sums |x|^p over the
  * window (padding adds 0) and takes the p-th root.
  *
+ * 2-D MaxPool and AveragePool take a fast path (pool_plane2d: per output row, an interior of
+ * columns without bounds checks and a clipped border): MaxPool's results are the same as the
+ * generic window walk's, AveragePool's differ by rounding only (float32 sums, not double).
+ * LpPool and other ranks walk the windows generically. Planes are split over the session's
+ * threads.
+ *
  * dtypes: float32 natively; float16, bfloat16, float64, int8 and uint8 are staged through
  * float32 (exact for all but float64, which computes at float32 precision).
  */
 #include <math.h>
 #include <string.h>
 
+#include "base/pool.h"
 #include "cpu/tensor_util.h"
 
 /* ------------------------------------------------------------------ dtype staging */
@@ -113,85 +120,296 @@ static kiln_status pool_geom(struct kiln_kctx *k, const struct kiln_tensor *x, s
 
 enum pool_kind { POOL_MAX, POOL_AVG, POOL_LP };
 
-/* Pools `planes` planes of x (each g->is elements) into y (each g->os). idx (may be NULL)
- * receives MaxPool indices. p is LpPool's exponent. */
-static void pool_planes(const struct pool_geom *g, enum pool_kind kind, bool include_pad,
-                        float p, bool col_major, size_t planes, const float *x, float *y,
-                        int64_t *idx)
+/* One output of the generic pool: the window of output position o[0..nd) over plane xp.
+ * *at receives MaxPool's index of the first maximum within the plane (col_major: over the
+ * column-major spatial layout, cstride its strides). */
+static float pool_one(const struct pool_geom *g, enum pool_kind kind, bool include_pad, float p,
+                      bool col_major, const size_t *cstride, const float *xp, const int64_t *o,
+                      size_t *at)
 {
     int nd = g->nd;
-    int64_t o[KILN_MAX_RANK], j[KILN_MAX_RANK], start[KILN_MAX_RANK];
-    size_t cstride[KILN_MAX_RANK]; /* column-major strides of the spatial dims */
-    size_t cst = 1;
+    int64_t j[KILN_MAX_RANK], start[KILN_MAX_RANK];
     for (int d = 0; d < nd; d++) {
+        start[d] = o[d] * g->s[d] - g->pb[d];
+        j[d] = 0;
+    }
+    double acc = 0;
+    float best = -INFINITY;
+    bool have = false; /* a non-NaN value seen (MaxPool) */
+    bool any = false;  /* any in-bounds value seen */
+    size_t best_at = 0, count = 0;
+    for (size_t ki = 0; ki < g->ks; ki++) {
+        bool in = true, padded = true;
+        size_t lin = 0, clin = 0;
+        for (int d = 0; d < nd; d++) {
+            int64_t ix = start[d] + j[d] * g->d[d];
+            if (ix < 0 || ix >= g->in[d]) {
+                in = false;
+                if (ix < -g->pb[d] || ix >= g->in[d] + g->pe[d]) padded = false;
+            } else {
+                lin = lin * (size_t)g->in[d] + (size_t)ix;
+                clin += (size_t)ix * cstride[d];
+            }
+        }
+        if (in) {
+            float v = xp[lin];
+            if (kind == POOL_MAX) {
+                /* An all-NaN window reports its first position. */
+                if ((!isnan(v) && (!have || v > best)) || !any) {
+                    best = v;
+                    best_at = col_major ? clin : lin;
+                    have = !isnan(v);
+                }
+            } else if (kind == POOL_AVG) {
+                acc += v;
+                count++;
+            } else {
+                acc += p == 2.0f ? (double)v * v : pow(fabs(v), p);
+            }
+            any = true;
+        } else if (padded && include_pad) {
+            count++;
+        }
+        for (int d = nd - 1; d >= 0; d--) {
+            if (++j[d] < g->k[d]) break;
+            j[d] = 0;
+        }
+    }
+    *at = best_at;
+    if (kind == POOL_MAX) return have ? best : (any ? NAN : -INFINITY);
+    if (kind == POOL_AVG) return count ? (float)(acc / (double)count) : NAN;
+    return (float)(p == 2.0f ? sqrt(acc) : pow(acc, 1.0 / p));
+}
+
+/* Column-major strides of the spatial dims (for storage_order = 1 indices). */
+static void pool_cstrides(const struct pool_geom *g, size_t *cstride)
+{
+    size_t cst = 1;
+    for (int d = 0; d < g->nd; d++) {
         cstride[d] = cst;
         cst *= (size_t)g->in[d];
     }
-    for (size_t pl = 0; pl < planes; pl++) {
+}
+
+/* The generic pool over planes [p0, p1) of x (each g->is elements) into y (each g->os). idx
+ * (may be NULL) receives MaxPool indices. p is LpPool's exponent. */
+static void pool_planes(const struct pool_geom *g, enum pool_kind kind, bool include_pad,
+                        float p, bool col_major, size_t p0, size_t p1, const float *x, float *y,
+                        int64_t *idx)
+{
+    int nd = g->nd;
+    int64_t o[KILN_MAX_RANK];
+    size_t cstride[KILN_MAX_RANK];
+    pool_cstrides(g, cstride);
+    for (size_t pl = p0; pl < p1; pl++) {
         const float *xp = x + pl * g->is;
         float *yp = y + pl * g->os;
         for (int d = 0; d < nd; d++) o[d] = 0;
         for (size_t oi = 0; oi < g->os; oi++) {
-            for (int d = 0; d < nd; d++) {
-                start[d] = o[d] * g->s[d] - g->pb[d];
-                j[d] = 0;
-            }
-            double acc = 0;
-            float best = -INFINITY;
-            bool have = false; /* a non-NaN value seen (MaxPool) */
-            bool any = false;  /* any in-bounds value seen */
-            size_t best_at = 0, count = 0;
-            for (size_t ki = 0; ki < g->ks; ki++) {
-                bool in = true, padded = true;
-                size_t lin = 0, clin = 0;
-                for (int d = 0; d < nd; d++) {
-                    int64_t ix = start[d] + j[d] * g->d[d];
-                    if (ix < 0 || ix >= g->in[d]) {
-                        in = false;
-                        if (ix < -g->pb[d] || ix >= g->in[d] + g->pe[d]) padded = false;
-                    } else {
-                        lin = lin * (size_t)g->in[d] + (size_t)ix;
-                        clin += (size_t)ix * cstride[d];
-                    }
-                }
-                if (in) {
-                    float v = xp[lin];
-                    if (kind == POOL_MAX) {
-                        /* An all-NaN window reports its first position. */
-                        if ((!isnan(v) && (!have || v > best)) || !any) {
-                            best = v;
-                            best_at = col_major ? clin : lin;
-                            have = !isnan(v);
-                        }
-                    } else if (kind == POOL_AVG) {
-                        acc += v;
-                        count++;
-                    } else {
-                        acc += p == 2.0f ? (double)v * v : pow(fabs(v), p);
-                    }
-                    any = true;
-                } else if (padded && include_pad) {
-                    count++;
-                }
-                for (int d = nd - 1; d >= 0; d--) {
-                    if (++j[d] < g->k[d]) break;
-                    j[d] = 0;
-                }
-            }
-            if (kind == POOL_MAX) {
-                yp[oi] = have ? best : (any ? NAN : -INFINITY);
-                if (idx) idx[pl * g->os + oi] = (int64_t)(pl * g->is + best_at);
-            } else if (kind == POOL_AVG) {
-                yp[oi] = count ? (float)(acc / (double)count) : NAN;
-            } else {
-                yp[oi] = (float)(p == 2.0f ? sqrt(acc) : pow(acc, 1.0 / p));
-            }
+            size_t at;
+            yp[oi] = pool_one(g, kind, include_pad, p, col_major, cstride, xp, o, &at);
+            if (idx) idx[pl * g->os + oi] = (int64_t)(pl * g->is + at);
             for (int d = nd - 1; d >= 0; d--) {
                 if (++o[d] < g->out[d]) break;
                 o[d] = 0;
             }
         }
     }
+}
+
+/* ------------------------------------------------------------------ 2-D fast path */
+
+/* Along one dim, the taps j in [*lo, *hi) of output o's window fall inside the input;
+ * *cnt is how many fall inside input + pads (AveragePool's count_include_pad). */
+static void pool_taps(const struct pool_geom *g, int dim, int64_t o, int64_t *lo, int64_t *hi,
+                      int64_t *cnt)
+{
+    int64_t st = o * g->s[dim] - g->pb[dim], d = g->d[dim], k = g->k[dim], in = g->in[dim];
+    int64_t l = st >= 0 ? 0 : kiln_div_ceil(-st, d);
+    int64_t h = in - st <= 0 ? 0 : kiln_div_ceil(in - st, d);
+    int64_t hp = in + g->pe[dim] - st <= 0 ? 0 : kiln_div_ceil(in + g->pe[dim] - st, d);
+    int64_t lp = st >= -g->pb[dim] ? 0 : kiln_div_ceil(-g->pb[dim] - st, d);
+    if (h > k) h = k;
+    if (l > h) l = h;
+    if (hp > k) hp = k;
+    *lo = l;
+    *hi = h;
+    *cnt = hp > lp ? hp - lp : 0;
+}
+
+/* The output columns [*c0, *c1) whose windows along dim lie wholly inside the input. */
+static void pool_inner_cols(int64_t in, int64_t k, int64_t s, int64_t d, int64_t pb, int64_t out,
+                            int64_t *c0, int64_t *c1)
+{
+    int64_t a = kiln_div_ceil(pb, s);
+    int64_t last = in - 1 - (k - 1) * d + pb; /* o * s <= last */
+    int64_t b = last < 0 ? 0 : last / s + 1;
+    if (b > out) b = out;
+    if (a > b) a = b;
+    *c0 = a;
+    *c1 = b;
+}
+
+/* y[i] = max(y[i], x[i * s]) for i < n; NaN in x is skipped. */
+static void row_max(float *restrict y, const float *restrict x, int64_t n, int64_t s)
+{
+    if (s == 1) {
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] > y[i] ? x[i] : y[i];
+    } else {
+        for (int64_t i = 0; i < n; i++) y[i] = x[i * s] > y[i] ? x[i * s] : y[i];
+    }
+}
+
+/* y[i] += x[i * s] for i < n. */
+static void row_add(float *restrict y, const float *restrict x, int64_t n, int64_t s)
+{
+    if (s == 1) {
+        for (int64_t i = 0; i < n; i++) y[i] += x[i];
+    } else {
+        for (int64_t i = 0; i < n; i++) y[i] += x[i * s];
+    }
+}
+
+/* MaxPool / AveragePool of one H x W plane, row by row: per output row the window rows
+ * inside the input are known, and the columns whose windows lie inside the input (the
+ * interior) take every kernel column in a plain loop over x; the border columns clip their
+ * kernel columns. Max skips NaN; an output left at -inf (a window of -inf, NaN or padding
+ * only) is recomputed by pool_one, which sorts those cases out as the generic path does.
+ * Indices (idx, may be NULL) are the first maximum's position within the plane. */
+static void pool_plane2d(const struct pool_geom *g, enum pool_kind kind, bool include_pad,
+                         bool col_major, const float *xp, float *yp, int64_t *idx,
+                         int64_t plane_base)
+{
+    int64_t H = g->in[0], W = g->in[1], OH = g->out[0], OW = g->out[1];
+    int64_t KW = g->k[1], sy = g->s[0], sx = g->s[1], dy = g->d[0], dx = g->d[1];
+    int64_t c0, c1;
+    pool_inner_cols(W, KW, sx, dx, g->pb[1], OW, &c0, &c1);
+    size_t cstride[KILN_MAX_RANK];
+    pool_cstrides(g, cstride);
+    bool is_max = kind == POOL_MAX;
+    for (int64_t oy = 0; oy < OH; oy++) {
+        int64_t ky0, ky1, cy;
+        pool_taps(g, 0, oy, &ky0, &ky1, &cy);
+        int64_t y0 = oy * sy - g->pb[0];
+        float *yr = yp + oy * OW;
+        int64_t *ir = idx ? idx + oy * OW : NULL;
+        /* Interior columns. */
+        if (c1 > c0) {
+            int64_t n = c1 - c0;
+            float *yi = yr + c0;
+            for (int64_t i = 0; i < n; i++) yi[i] = is_max ? -INFINITY : 0.0f;
+            if (ir) {
+                for (int64_t i = 0; i < n; i++) {
+                    int64_t ix = (c0 + i) * sx - g->pb[1], iy = y0 + ky0 * dy;
+                    ir[c0 + i] = col_major ? ix * H + iy : iy * W + ix;
+                }
+            }
+            for (int64_t ky = ky0; ky < ky1; ky++) {
+                int64_t iy = y0 + ky * dy;
+                const float *xr = xp + iy * W + c0 * sx - g->pb[1];
+                for (int64_t kx = 0; kx < KW; kx++) {
+                    const float *xs = xr + kx * dx;
+                    if (!is_max) {
+                        row_add(yi, xs, n, sx);
+                    } else if (!ir) {
+                        row_max(yi, xs, n, sx);
+                    } else {
+                        for (int64_t i = 0; i < n; i++) {
+                            float v = xs[i * sx];
+                            if (v > yi[i]) {
+                                yi[i] = v;
+                                int64_t ix = (c0 + i) * sx - g->pb[1] + kx * dx;
+                                ir[c0 + i] = col_major ? ix * H + iy : iy * W + ix;
+                            }
+                        }
+                    }
+                }
+            }
+            if (!is_max) {
+                /* Interior columns have every kernel column inside the input. */
+                int64_t cnt = (include_pad ? cy : ky1 - ky0) * KW;
+                if (cnt) {
+                    float c = (float)cnt;
+                    for (int64_t i = 0; i < n; i++) yi[i] /= c;
+                } else {
+                    for (int64_t i = 0; i < n; i++) yi[i] = NAN;
+                }
+            }
+        }
+        /* Border columns, and max outputs that need the careful rules. */
+        for (int64_t ox = 0; ox < OW; ox++) {
+            bool inner = ox >= c0 && ox < c1;
+            if (inner && !(is_max && yr[ox] == -INFINITY)) continue;
+            if (is_max && (inner || ky0 == ky1)) {
+                int64_t o[2] = {oy, ox};
+                size_t at;
+                yr[ox] = pool_one(g, kind, include_pad, 2.0f, col_major, cstride, xp, o, &at);
+                if (ir) ir[ox] = (int64_t)at;
+                continue;
+            }
+            int64_t kx0, kx1, cx;
+            pool_taps(g, 1, ox, &kx0, &kx1, &cx);
+            int64_t x0 = ox * sx - g->pb[1];
+            if (is_max) {
+                float best = -INFINITY;
+                int64_t at = -1;
+                for (int64_t ky = ky0; ky < ky1; ky++) {
+                    const float *xr = xp + (y0 + ky * dy) * W;
+                    for (int64_t kx = kx0; kx < kx1; kx++) {
+                        float v = xr[x0 + kx * dx];
+                        if (v > best) {
+                            best = v;
+                            int64_t iy = y0 + ky * dy, ix = x0 + kx * dx;
+                            at = col_major ? ix * H + iy : iy * W + ix;
+                        }
+                    }
+                }
+                if (best == -INFINITY) { /* NaN / -inf only: the generic rules */
+                    int64_t o[2] = {oy, ox};
+                    size_t a;
+                    best = pool_one(g, kind, include_pad, 2.0f, col_major, cstride, xp, o, &a);
+                    at = (int64_t)a;
+                }
+                yr[ox] = best;
+                if (ir) ir[ox] = at;
+            } else {
+                float acc = 0.0f;
+                for (int64_t ky = ky0; ky < ky1; ky++) {
+                    const float *xr = xp + (y0 + ky * dy) * W;
+                    for (int64_t kx = kx0; kx < kx1; kx++) acc += xr[x0 + kx * dx];
+                }
+                int64_t cnt = include_pad ? cy * cx : (ky1 - ky0) * (kx1 - kx0);
+                yr[ox] = cnt ? acc / (float)cnt : NAN;
+            }
+        }
+        if (ir)
+            for (int64_t ox = 0; ox < OW; ox++) ir[ox] += plane_base;
+    }
+}
+
+/* One windowed pool run, split over planes by kiln_pool_for. */
+struct pool_job {
+    const struct pool_geom *g;
+    enum pool_kind kind;
+    bool include_pad, col_major, fast;
+    float p;
+    const float *x;
+    float *y;
+    int64_t *idx;
+};
+
+static void pool_chunk(void *ctx, size_t p0, size_t p1, int worker)
+{
+    (void)worker;
+    const struct pool_job *j = ctx;
+    const struct pool_geom *g = j->g;
+    if (!j->fast) {
+        pool_planes(g, j->kind, j->include_pad, j->p, j->col_major, p0, p1, j->x, j->y, j->idx);
+        return;
+    }
+    for (size_t pl = p0; pl < p1; pl++)
+        pool_plane2d(g, j->kind, j->include_pad, j->col_major, j->x + pl * g->is, j->y + pl * g->os,
+                     j->idx ? j->idx + pl * g->os : NULL, (int64_t)(pl * g->is));
 }
 
 /* Shared driver for the windowed pools. */
@@ -224,7 +442,11 @@ static kiln_status pool_run(struct kiln_kctx *k, enum pool_kind kind)
     float *yf;
     KILN_TRY(kiln_stage_f32(k, x, &xf));
     KILN_TRY(kiln_stage_out_f32(k, y, &yf));
-    pool_planes(&g, kind, include_pad, p, col_major, planes, xf, yf, ind ? ind->data : NULL);
+    struct pool_job job = {&g, kind, include_pad, col_major, kind != POOL_LP && g.nd == 2, p,
+                           xf, yf, ind ? ind->data : NULL};
+    /* About 64k window taps per chunk: enough to pay for handing it to a thread. */
+    size_t work = g.os * g.ks, grain = work >= 65536 ? 1 : 65536 / (work ? work : 1);
+    kiln_pool_for(k->pool, planes, grain, pool_chunk, &job);
     kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
