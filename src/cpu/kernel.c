@@ -242,8 +242,8 @@ kiln_status kiln_out_value(struct kiln_kctx *k, size_t i, struct kiln_value *v)
     return KILN_OK;
 }
 
-kiln_status kiln_out_tensor(struct kiln_kctx *k, size_t i, kiln_dtype dt, int rank,
-                            const int64_t *dims, struct kiln_tensor **t)
+static kiln_status out_tensor(struct kiln_kctx *k, size_t i, kiln_dtype dt, int rank, const int64_t *dims,
+                              bool zero, struct kiln_tensor **t)
 {
     *t = NULL;
     if (i >= k->n_out)
@@ -251,12 +251,24 @@ kiln_status kiln_out_tensor(struct kiln_kctx *k, size_t i, kiln_dtype dt, int ra
                           k->n_out);
     struct kiln_value *v;
     kiln_err e;
-    kiln_status st = kiln_value_new_tensor_cached(dt, rank, dims, k->cache, &v, &e);
+    kiln_status st = kiln_value_new_tensor_cached(dt, rank, dims, k->cache, zero, &v, &e);
     if (st) return kiln_kfail(k, st, "output %zu: %s", i, e.msg);
     kiln_value_release(k->out[i], k->cache);
     k->out[i] = v;
     *t = &v->t;
     return KILN_OK;
+}
+
+kiln_status kiln_out_tensor(struct kiln_kctx *k, size_t i, kiln_dtype dt, int rank,
+                            const int64_t *dims, struct kiln_tensor **t)
+{
+    return out_tensor(k, i, dt, rank, dims, true, t);
+}
+
+kiln_status kiln_out_tensor_raw(struct kiln_kctx *k, size_t i, kiln_dtype dt, int rank,
+                                const int64_t *dims, struct kiln_tensor **t)
+{
+    return out_tensor(k, i, dt, rank, dims, false, t);
 }
 
 /* ------------------------------------------------------------------ scratch */

@@ -86,6 +86,11 @@ bool kiln_out_wanted(const struct kiln_kctx *k, size_t i);
 /* Allocates output i as a zero-filled tensor of dtype/shape; *t points to it. */
 KILN_NODISCARD kiln_status kiln_out_tensor(struct kiln_kctx *k, size_t i, kiln_dtype dt, int rank,
                                            const int64_t *dims, struct kiln_tensor **t);
+/* kiln_out_tensor without the zero fill, for kernels that write every element of the output
+ * (string outputs are still initialized). Sanitizer builds (KILN_SANITIZE) fill it with 0xFF
+ * bytes instead, so a kernel that skips elements fails the conformance tests there. */
+KILN_NODISCARD kiln_status kiln_out_tensor_raw(struct kiln_kctx *k, size_t i, kiln_dtype dt, int rank,
+                                               const int64_t *dims, struct kiln_tensor **t);
 /* Sets output i to v (ownership moves in, also on failure). */
 KILN_NODISCARD kiln_status kiln_out_value(struct kiln_kctx *k, size_t i, struct kiln_value *v);
 

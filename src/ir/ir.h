@@ -56,11 +56,12 @@ size_t kiln_tensor_nbytes(const struct kiln_tensor *t);
 KILN_NODISCARD kiln_status kiln_tensor_alloc(struct kiln_tensor *t, kiln_dtype dt, int rank,
                                              const int64_t *dims, kiln_err *err);
 /* kiln_tensor_alloc taking the data from `cache` (base/bcache.h) when it holds a block that
- * fits (zero-filled all the same); cache may be NULL. */
+ * fits; cache may be NULL. zero: zero-filled; else the contents are unspecified (the caller
+ * writes every element; string tensors are always initialized). */
 struct kiln_bcache;
 KILN_NODISCARD kiln_status kiln_tensor_alloc_cached(struct kiln_tensor *t, kiln_dtype dt, int rank,
                                                     const int64_t *dims, struct kiln_bcache *cache,
-                                                    kiln_err *err);
+                                                    bool zero, kiln_err *err);
 /* Deep copy into dst (which must be empty/fini'd). */
 KILN_NODISCARD kiln_status kiln_tensor_copy(struct kiln_tensor *dst, const struct kiln_tensor *src,
                                             kiln_err *err);
@@ -88,8 +89,8 @@ struct kiln_value {
 
 /* kiln_value_new_tensor taking its data from `cache` when it can (see kiln_tensor_alloc_cached). */
 KILN_NODISCARD kiln_status kiln_value_new_tensor_cached(kiln_dtype dt, int rank, const int64_t *dims,
-                                                        struct kiln_bcache *cache, struct kiln_value **out,
-                                                        kiln_err *err);
+                                                        struct kiln_bcache *cache, bool zero,
+                                                        struct kiln_value **out, kiln_err *err);
 /* kiln_value_free, giving an owned non-string tensor's data to `cache` (may be NULL). */
 void kiln_value_release(struct kiln_value *v, struct kiln_bcache *cache);
 /* New empty values. kiln_value_new_tensor allocates like kiln_tensor_alloc. */

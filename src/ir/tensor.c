@@ -34,11 +34,11 @@ const char *kiln_shape_str(int rank, const int64_t *dims, char *buf, size_t size
 kiln_status kiln_tensor_alloc(struct kiln_tensor *t, kiln_dtype dt, int rank, const int64_t *dims,
                               kiln_err *err)
 {
-    return kiln_tensor_alloc_cached(t, dt, rank, dims, NULL, err);
+    return kiln_tensor_alloc_cached(t, dt, rank, dims, NULL, true, err);
 }
 
 kiln_status kiln_tensor_alloc_cached(struct kiln_tensor *t, kiln_dtype dt, int rank, const int64_t *dims,
-                                     struct kiln_bcache *cache, kiln_err *err)
+                                     struct kiln_bcache *cache, bool zero, kiln_err *err)
 {
     memset(t, 0, sizeof *t);
     if (!kiln_dtype_valid((int)dt))
@@ -68,11 +68,15 @@ kiln_status kiln_tensor_alloc_cached(struct kiln_tensor *t, kiln_dtype dt, int r
     t->dtype = dt;
     t->rank = rank;
     for (int i = 0; i < rank; i++) t->dims[i] = dims[i];
+    if (dt == KILN_DTYPE_STRING) zero = true;
     t->data = dt == KILN_DTYPE_STRING ? NULL : kiln_bcache_take(cache, bytes);
-    if (t->data)
-        memset(t->data, 0, bytes); /* reused memory: zero-filled like a fresh tensor */
-    else
-        t->data = kiln_calloc(1, bytes);
+    if (!t->data) t->data = zero ? kiln_calloc(1, bytes) : kiln_malloc(bytes);
+    else if (zero) memset(t->data, 0, bytes); /* reused memory: zero-filled like a fresh tensor */
+#ifdef KILN_POISON_OUTPUTS
+    /* Sanitizer builds: memory a kernel promised to overwrite starts as 0xFF bytes (NaN,
+     * -1), so a kernel that leaves elements unwritten fails the conformance tests. */
+    if (t->data && !zero) memset(t->data, 0xFF, bytes);
+#endif
     if (!t->data)
         return kiln_err_set(err, KILN_E_NOMEM, "out of memory allocating a %s tensor of %zu bytes",
                             kiln_dtype_name(dt), bytes);
@@ -131,16 +135,17 @@ struct kiln_value *kiln_value_new(kiln_value_kind kind)
 kiln_status kiln_value_new_tensor(kiln_dtype dt, int rank, const int64_t *dims,
                                   struct kiln_value **out, kiln_err *err)
 {
-    return kiln_value_new_tensor_cached(dt, rank, dims, NULL, out, err);
+    return kiln_value_new_tensor_cached(dt, rank, dims, NULL, true, out, err);
 }
 
 kiln_status kiln_value_new_tensor_cached(kiln_dtype dt, int rank, const int64_t *dims,
-                                         struct kiln_bcache *cache, struct kiln_value **out, kiln_err *err)
+                                         struct kiln_bcache *cache, bool zero, struct kiln_value **out,
+                                         kiln_err *err)
 {
     *out = NULL;
     struct kiln_value *v = kiln_value_new(KILN_VALUE_TENSOR);
     if (!v) return kiln_err_set(err, KILN_E_NOMEM, "out of memory allocating a value");
-    kiln_status st = kiln_tensor_alloc_cached(&v->t, dt, rank, dims, cache, err);
+    kiln_status st = kiln_tensor_alloc_cached(&v->t, dt, rank, dims, cache, zero, err);
     if (st) {
         kiln_free(v);
         return st;

@@ -352,7 +352,7 @@ static kiln_status binary(struct kiln_kctx *k, const row_table *tab, bool bool_o
     }
     kiln_dtype odt = bool_out ? KILN_DTYPE_BOOL : dt;
     struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, odt, orank, odims, &y));
+    KILN_TRY(kiln_out_tensor_raw(k, 0, odt, orank, odims, &y)); /* walk2 writes every element */
     size_t es = kiln_dtype_size(dt);
     walk2(fn, t[0]->data, es, t[0]->rank, t[0]->dims, t[1]->data, es, brank, bd, y->data,
           kiln_dtype_size(odt), orank, odims);

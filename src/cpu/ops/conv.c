@@ -253,7 +253,9 @@ static kiln_status conv_io_open(struct kiln_kctx *k, const struct kiln_tensor *x
     int64_t ydims[KILN_MAX_RANK] = {x->dims[0], M};
     for (int i = 0; i < x->rank - 2; i++) ydims[2 + i] = sp[i];
     io->b = NULL;
-    KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, ydims, &io->y));
+    /* Conv writes every element (GEMM with beta 0, or the depthwise kernel); ConvTranspose
+     * zero-fills its staged output itself before accumulating. */
+    KILN_TRY(kiln_out_tensor_raw(k, 0, x->dtype, x->rank, ydims, &io->y));
     if (kiln_tensor_numel(io->y) == 0) return KILN_OK;
     KILN_TRY(kiln_stage_f32(k, x, &io->x));
     KILN_TRY(kiln_stage_f32(k, w, &io->w));

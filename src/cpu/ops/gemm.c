@@ -118,7 +118,11 @@ static kiln_status matmul_run(struct kiln_kctx *k)
     if (yr > KILN_MAX_RANK)
         return kiln_kfail(k, KILN_E_LIMIT, "output rank %d exceeds %d", yr, KILN_MAX_RANK);
     struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, a->dtype, yr, ydims, &y));
+    /* The float32 path (GEMM with beta 0, or a staged copy) writes every element; the
+     * float64 and integer products accumulate into a zeroed output. */
+    bool f32path = a->dtype == KILN_DTYPE_F32 || is_half(a->dtype);
+    if (f32path) KILN_TRY(kiln_out_tensor_raw(k, 0, a->dtype, yr, ydims, &y));
+    else KILN_TRY(kiln_out_tensor(k, 0, a->dtype, yr, ydims, &y));
 
     size_t batch = 1;
     for (int d = 0; d < br; d++) batch *= (size_t)bdims[d];
@@ -142,7 +146,6 @@ static kiln_status matmul_run(struct kiln_kctx *k)
 
     const float *af = NULL, *bf = NULL;
     float *yf = NULL;
-    bool f32path = a->dtype == KILN_DTYPE_F32 || is_half(a->dtype);
     if (f32path) {
         KILN_TRY(kiln_stage_f32(k, a, &af));
         KILN_TRY(kiln_stage_f32(k, b, &bf));

@@ -391,7 +391,7 @@ static kiln_status run_unary(struct kiln_kctx *k, const struct unary_def *d,
                           "input 0 is %s; expected float, double, float16 or bfloat16%s%s",
                           kiln_dtype_name(dt), d->ints ? " or " : "",
                           d->ints ? d->int_types : "");
-    KILN_TRY(kiln_out_tensor(k, 0, dt, x->rank, x->dims, &y));
+    KILN_TRY(kiln_out_tensor_raw(k, 0, dt, x->rank, x->dims, &y));
     size_t n = kiln_tensor_numel(x);
     switch (dt) {
     case KILN_DTYPE_F32: d->f32(n, x->data, y->data, p); break;
@@ -625,7 +625,7 @@ static kiln_status run_clip(struct kiln_kctx *k)
             hi = bmax ? kiln_tensor_get_f64(bmax, 0) : dt == KILN_DTYPE_F64 ? DBL_MAX : INFINITY;
         }
     }
-    KILN_TRY(kiln_out_tensor(k, 0, dt, x->rank, x->dims, &y));
+    KILN_TRY(kiln_out_tensor_raw(k, 0, dt, x->rank, x->dims, &y));
     size_t n = kiln_tensor_numel(x);
     switch (dt) {
     case KILN_DTYPE_F32: clip_f32(n, x->data, y->data, (float)lo, (float)hi); break;
