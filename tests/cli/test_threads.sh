@@ -1,5 +1,5 @@
-# test_threads.sh: `kiln run --threads N`. tests/data/good_gemms.onnx has a Conv and a MatMul
-# large enough for kiln_sgemm_par to split them across threads; with 2, 3 and 4 threads the
+# test_threads.sh: `kiln run --threads N`. tests/data/good_gemms.onnx has a Conv, a MatMul,
+# and Relu, Add and Softmax over their outputs, large enough to be split across threads; with 2, 3 and 4 threads the
 # outputs must match the one-thread run (rtol 1e-6: each output element is still summed by
 # one GEMM call in K order, but the GEMM library may pick another kernel for a narrower
 # block). Bad thread counts are usage errors. Under the TSan build of scripts/test.sh this
@@ -13,7 +13,7 @@ expect_ok "$KILN" run "$M" --input "X=$D/good_gemms_X.npy" --input "A=$D/good_ge
 for t in 2 3 4 0; do
     expect_ok "$KILN" run "$M" --input "X=$D/good_gemms_X.npy" --input "A=$D/good_gemms_A.npy" \
         --threads "$t" --output-dir "$TMP/t$t"
-    for k in 0 1; do
+    for k in 0 1 2; do
         run "$KILN" compare "$TMP/t$t/output_$k.pb" "$TMP/t1/output_$k.pb" --rtol 1e-6 --atol 1e-6
         [ "$RC" -eq 0 ] || fail "--threads $t: output $k differs from --threads 1: $(cat "$TMP/out" "$TMP/err")"
     done

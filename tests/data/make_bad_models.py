@@ -13,9 +13,10 @@ a valid ONNX model:
   good_add.onnx           a valid model for contrast: C = Add(A, W), A float32[N,3],
                           W an initializer float32[3] = [1, 2, 3]; also declares W as an
                           input with a default (IR 3 style), which kiln.h hides
-  good_gemms.onnx         GEMMs large enough to be split across threads (tests/cli/
-                          test_threads.sh): Y = Conv(X[1,16,32,32], W[32,16,3,3], B[32],
-                          pads 1) and Z = MatMul(A[192,96], V[96,128]); weights pseudo-random
+  good_gemms.onnx         work large enough to be split across threads (tests/cli/
+                          test_threads.sh): Y = Relu(Conv(X[1,16,32,32], W[32,16,3,3],
+                          B[32], pads 1)), Z = MatMul(A[192,96], V[96,128]) and
+                          S = Softmax(Z + Z); weights pseudo-random
   good_gemms_X.npy, good_gemms_A.npy   its inputs (pseudo-random, fixed seed)
 
 Usage: python3 tests/data/make_bad_models.py   (writes next to this script)
@@ -141,10 +142,14 @@ def main():
             [tensor("W", FLOAT, [3], floats(1, 2, 3))]),
         "good_gemms.onnx": graph(
             "good_gemms",
-            [node_attrs("Conv", ["X", "W", "B"], ["Y"], "conv", [attr_ints("pads", [1, 1, 1, 1])]),
-             node("MatMul", ["A", "V"], ["Z"], "matmul")],
+            [node_attrs("Conv", ["X", "W", "B"], ["C"], "conv", [attr_ints("pads", [1, 1, 1, 1])]),
+             node("Relu", ["C"], ["Y"], "relu"),
+             node("MatMul", ["A", "V"], ["Z"], "matmul"),
+             node("Add", ["Z", "Z"], ["Z2"], "add"),
+             node("Softmax", ["Z2"], ["S"], "softmax")],
             [value_info("X", FLOAT, [1, 16, 32, 32]), value_info("A", FLOAT, [192, 96])],
-            [value_info("Y", FLOAT, [1, 32, 32, 32]), value_info("Z", FLOAT, [192, 128])],
+            [value_info("Y", FLOAT, [1, 32, 32, 32]), value_info("Z", FLOAT, [192, 128]),
+             value_info("S", FLOAT, [192, 128])],
             [tensor("W", FLOAT, [32, 16, 3, 3], pseudo_random(32 * 16 * 9, 1)),
              tensor("B", FLOAT, [32], pseudo_random(32, 2)),
              tensor("V", FLOAT, [96, 128], pseudo_random(96 * 128, 3))]),
