@@ -37,6 +37,30 @@ bool cli_parse_double(const char *s, double *out);
  * *i past a separate value. Sets *missing when the option is present but its value is not. */
 const char *cli_opt_value(int argc, char **argv, int *i, const char *opt, bool *missing);
 
+/* The arguments `run` and `bench` share: MODEL, --input NAME=FILE (repeatable),
+ * --input-dir DIR and --threads N. */
+struct cli_io_args {
+    const char *model;
+    const char **in_names, **in_files; /* --input NAME=FILE, n_bind entries */
+    int n_bind;
+    const char *input_dir;
+    long threads;
+};
+/* Allocates room for the --input pairs of argc arguments; CLI_FAIL (message printed) on
+ * out of memory. */
+int cli_io_init(struct cli_io_args *a, int argc);
+void cli_io_fini(struct cli_io_args *a);
+/* Parses argv[*i] when it is one of the shared options (advancing *i past its value): sets
+ * *taken and returns CLI_OK, or the usage status for a malformed value. Not one of them:
+ * *taken is false. *missing as cli_opt_value. */
+int cli_io_option(const char *cmd, int argc, char **argv, int *i, struct cli_io_args *a, bool *taken,
+                  bool *missing);
+/* The last branch of a command's option loop: `arg` is an option that lacked its value, an
+ * unknown option, or the MODEL (one only). CLI_OK or the usage status. */
+int cli_io_positional(const char *cmd, const char *arg, bool missing, struct cli_io_args *a);
+/* After the loop: the MODEL must have been given. */
+int cli_io_done(const char *cmd, const struct cli_io_args *a);
+
 /* "'a', 'b', 'c'" listing of the model's inputs for messages, truncated to fit `size`. */
 void cli_input_list(const kiln_model *m, char *buf, size_t size);
 /* Reads the files bound to graph inputs into vals[0..input count), by input position:

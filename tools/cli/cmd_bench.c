@@ -37,15 +37,12 @@
 #define SEED 0x6b696c6e62656e63ULL /* "kilnbenc" */
 
 struct bench_args {
-    const char *model;
-    const char **in_names, **in_files; /* --input NAME=FILE, n_bind entries */
-    int n_bind;
-    const char *input_dir;
+    struct cli_io_args io; /* MODEL, --input, --input-dir, --threads */
     const char **shape_names; /* --shape NAME=DIMS, n_shape entries */
     int64_t **shape_dims;
     int *shape_rank;
     int n_shape;
-    long threads, warmup, iterations; /* iterations 0: run for min_time */
+    long warmup, iterations; /* iterations 0: run for min_time */
     double min_time;
     bool json;
 };
@@ -56,8 +53,7 @@ static void free_args(struct bench_args *a)
     free(a->shape_dims);
     free(a->shape_rank);
     free(a->shape_names);
-    free(a->in_names);
-    free(a->in_files);
+    cli_io_fini(&a->io);
 }
 
 /* "1x3x224x224" -> dims; false when malformed (empty, an empty or non-decimal part). */
@@ -94,27 +90,18 @@ static int parse_args(int argc, char **argv, struct bench_args *a)
     size_t n = (size_t)argc + 1;
     a->warmup = 3;
     a->min_time = 1.0;
-    a->in_names = calloc(n, sizeof *a->in_names);
-    a->in_files = calloc(n, sizeof *a->in_files);
     a->shape_names = calloc(n, sizeof *a->shape_names);
     a->shape_dims = calloc(n, sizeof *a->shape_dims);
     a->shape_rank = calloc(n, sizeof *a->shape_rank);
-    if (!a->in_names || !a->in_files || !a->shape_names || !a->shape_dims || !a->shape_rank)
-        return cli_error("out of memory");
-    for (int i = 0; i < argc; i++) {
+    if (cli_io_init(&a->io, argc) != CLI_OK) return CLI_FAIL;
+    if (!a->shape_names || !a->shape_dims || !a->shape_rank) return cli_error("out of memory");
+    int rc = CLI_OK;
+    for (int i = 0; i < argc && rc == CLI_OK; i++) {
         const char *v;
-        bool missing = false;
+        bool missing = false, taken;
         const char *arg = argv[i];
-        if ((v = cli_opt_value(argc, argv, &i, "--input", &missing))) {
-            const char *eq = strchr(v, '=');
-            if (!eq || eq == v || !eq[1])
-                return cli_usage("bench", "--input takes NAME=FILE; got '%s'", v);
-            *(char *)eq = 0; /* the name is the text before the first '='; argv is ours */
-            a->in_names[a->n_bind] = v;
-            a->in_files[a->n_bind++] = eq + 1;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--input-dir", &missing))) {
-            if (a->input_dir) return cli_usage("bench", "--input-dir given twice");
-            a->input_dir = v;
+        if ((rc = cli_io_option("bench", argc, argv, &i, &a->io, &taken, &missing)) != CLI_OK || taken) {
+            /* one of the shared options */
         } else if ((v = cli_opt_value(argc, argv, &i, "--shape", &missing))) {
             const char *eq = strrchr(v, '=');
             int k = a->n_shape;
@@ -126,9 +113,6 @@ static int parse_args(int argc, char **argv, struct bench_args *a)
                 if (strcmp(a->shape_names[j], v) == 0)
                     return cli_usage("bench", "--shape for '%s' given twice", v);
             a->shape_names[k] = v;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--threads", &missing))) {
-            if (!cli_parse_int(v, 0, 1024, &a->threads))
-                return cli_usage("bench", "--threads takes a number from 0 to 1024; got '%s'", v);
         } else if ((v = cli_opt_value(argc, argv, &i, "--warmup", &missing))) {
             if (!cli_parse_int(v, 0, MAX_WARMUP, &a->warmup))
                 return cli_usage("bench", "--warmup takes a number from 0 to %ld; got '%s'", MAX_WARMUP, v);
@@ -141,19 +125,12 @@ static int parse_args(int argc, char **argv, struct bench_args *a)
                 return cli_usage("bench", "--min-time takes seconds from 0 to 86400; got '%s'", v);
         } else if (strcmp(arg, "--json") == 0) {
             a->json = true;
-        } else if (missing) {
-            return cli_usage("bench", "%s needs a value", arg);
-        } else if (arg[0] == '-' && arg[1]) {
-            return cli_usage("bench", "unknown option '%s'", arg);
-        } else if (!a->model) {
-            a->model = arg;
         } else {
-            return cli_usage("bench", "bench takes one MODEL; got an extra '%s'", arg);
+            rc = cli_io_positional("bench", arg, missing, &a->io);
         }
-        if (missing) return cli_usage("bench", "%s needs a value", arg);
+        if (rc == CLI_OK && missing) rc = cli_usage("bench", "%s needs a value", arg);
     }
-    if (!a->model) return cli_usage("bench", "bench needs a MODEL file");
-    return CLI_OK;
+    return rc != CLI_OK ? rc : cli_io_done("bench", &a->io);
 }
 
 /* ------------------------------------------------------------------ declared types */
@@ -522,7 +499,7 @@ static void report_json(const kiln_model *m, const struct bench_args *a, kiln_va
                         const struct stats *st)
 {
     fputs("{\"model\":", stdout);
-    json_string(a->model);
+    json_string(a->io.model);
     printf(",\"threads\":%d,\"warmup\":%ld,\"runs\":%zu", st->threads, a->warmup,
            st->runs);
     printf(",\"latency_ms\":{\"min\":%.6g,\"median\":%.6g,\"p90\":%.6g,\"mean\":%.6g,\"max\":%.6g}",
@@ -567,8 +544,8 @@ static void report_text(const kiln_model *m, const struct bench_args *a, kiln_va
         w = (int)strlen(type);
         type_w = w > type_w ? w : type_w;
     }
-    printf("model:      %s\n", a->model);
-    printf("threads:    %d%s\n", st->threads, a->threads ? "" : " (one per CPU)");
+    printf("model:      %s\n", a->io.model);
+    printf("threads:    %d%s\n", st->threads, a->io.threads ? "" : " (one per CPU)");
     printf("inputs (%zu):\n", n_in);
     for (size_t k = 0; k < n_in; k++) {
         used_type(vals[k], type, sizeof type);
@@ -594,7 +571,7 @@ int cli_bench(int argc, char **argv)
     int rc = parse_args(argc, argv, &a);
     if (rc != CLI_OK) goto done;
     rc = CLI_FAIL;
-    if (!(m = cli_load_model(a.model))) goto done;
+    if (!(m = cli_load_model(a.io.model))) goto done;
     n_in = kiln_model_input_count(m);
     n_out = kiln_model_output_count(m);
     size_t cap = a.iterations ? (size_t)a.iterations : MAX_AUTO_RUNS;
@@ -607,12 +584,12 @@ int cli_bench(int argc, char **argv)
         goto done;
     }
     kiln_err err = {0};
-    kiln_session_options opt = {.threads = (int)a.threads};
+    kiln_session_options opt = {.threads = (int)a.io.threads};
     if (kiln_session_create(m, &opt, &s, &err) != KILN_OK) {
         cli_error("%s", err.msg);
         goto done;
     }
-    if (cli_read_inputs(m, a.n_bind, a.in_names, a.in_files, a.input_dir, vals) != CLI_OK) goto done;
+    if (cli_read_inputs(m, a.io.n_bind, a.io.in_names, a.io.in_files, a.io.input_dir, vals) != CLI_OK) goto done;
     for (size_t k = 0; k < n_in; k++) generated[k] = !vals[k];
     if ((rc = generate_inputs(m, &a, vals)) != CLI_OK) goto done;
     rc = CLI_FAIL;

@@ -19,34 +19,20 @@
 #include "cli.h"
 
 struct run_args {
-    const char *model;
-    const char **in_names, **in_files; /* --input NAME=FILE, n_bind entries */
-    int n_bind;
-    const char *input_dir, *output_dir;
+    struct cli_io_args io; /* MODEL, --input, --input-dir, --threads */
+    const char *output_dir;
     bool npy, print_all;
-    long threads;
 };
 
 static int parse_args(int argc, char **argv, struct run_args *a)
 {
-    a->in_names = calloc((size_t)argc + 1, sizeof *a->in_names);
-    a->in_files = calloc((size_t)argc + 1, sizeof *a->in_files);
-    if (!a->in_names || !a->in_files) return cli_error("out of memory");
-    for (int i = 0; i < argc; i++) {
+    int rc = cli_io_init(&a->io, argc);
+    for (int i = 0; i < argc && rc == CLI_OK; i++) {
         const char *v;
-        bool missing = false;
+        bool missing = false, taken;
         const char *arg = argv[i];
-        if ((v = cli_opt_value(argc, argv, &i, "--input", &missing))) {
-            const char *eq = strchr(v, '=');
-            if (!eq || eq == v || !eq[1])
-                return cli_usage("run", "--input takes NAME=FILE; got '%s'", v);
-            /* The name is the text before the first '='; argv is ours to cut. */
-            *(char *)eq = 0;
-            a->in_names[a->n_bind] = v;
-            a->in_files[a->n_bind++] = eq + 1;
-        } else if ((v = cli_opt_value(argc, argv, &i, "--input-dir", &missing))) {
-            if (a->input_dir) return cli_usage("run", "--input-dir given twice");
-            a->input_dir = v;
+        if ((rc = cli_io_option("run", argc, argv, &i, &a->io, &taken, &missing)) != CLI_OK || taken) {
+            /* one of the shared options */
         } else if ((v = cli_opt_value(argc, argv, &i, "--output-dir", &missing))) {
             if (a->output_dir) return cli_usage("run", "--output-dir given twice");
             a->output_dir = v;
@@ -54,24 +40,14 @@ static int parse_args(int argc, char **argv, struct run_args *a)
             if (strcmp(v, "pb") == 0) a->npy = false;
             else if (strcmp(v, "npy") == 0) a->npy = true;
             else return cli_usage("run", "--format takes pb or npy; got '%s'", v);
-        } else if ((v = cli_opt_value(argc, argv, &i, "--threads", &missing))) {
-            if (!cli_parse_int(v, 0, 1024, &a->threads))
-                return cli_usage("run", "--threads takes a number from 0 to 1024; got '%s'", v);
         } else if (strcmp(arg, "--print-all") == 0) {
             a->print_all = true;
-        } else if (missing) {
-            return cli_usage("run", "%s needs a value", arg);
-        } else if (arg[0] == '-' && arg[1]) {
-            return cli_usage("run", "unknown option '%s'", arg);
-        } else if (!a->model) {
-            a->model = arg;
         } else {
-            return cli_usage("run", "run takes one MODEL; got an extra '%s'", arg);
+            rc = cli_io_positional("run", arg, missing, &a->io);
         }
-        if (missing) return cli_usage("run", "%s needs a value", arg);
+        if (rc == CLI_OK && missing) rc = cli_usage("run", "%s needs a value", arg);
     }
-    if (!a->model) return cli_usage("run", "run needs a MODEL file");
-    return CLI_OK;
+    return rc != CLI_OK ? rc : cli_io_done("run", &a->io);
 }
 
 /* Fills vals[0..n_in) from --input and --input-dir; every input must be given. */
@@ -79,7 +55,7 @@ static int bind_inputs(const kiln_model *m, const struct run_args *a, kiln_value
 {
     size_t n_in = kiln_model_input_count(m);
     char list[512];
-    if (cli_read_inputs(m, a->n_bind, a->in_names, a->in_files, a->input_dir, vals) != CLI_OK)
+    if (cli_read_inputs(m, a->io.n_bind, a->io.in_names, a->io.in_files, a->io.input_dir, vals) != CLI_OK)
         return CLI_FAIL;
     /* Name every missing input at once so one retry can fix them all. */
     size_t o = 0, missing = 0;
@@ -147,7 +123,7 @@ int cli_run(int argc, char **argv)
     int rc = parse_args(argc, argv, &a);
     if (rc != CLI_OK) goto done;
     rc = CLI_FAIL;
-    if (!(m = cli_load_model(a.model))) goto done;
+    if (!(m = cli_load_model(a.io.model))) goto done;
     n_in = kiln_model_input_count(m);
     n_out = kiln_model_output_count(m);
     vals = calloc(n_in + 1, sizeof *vals);
@@ -159,7 +135,7 @@ int cli_run(int argc, char **argv)
     /* The session first: a broken graph or an unsupported op is the problem to report,
      * whatever inputs were given. */
     kiln_err err = {0};
-    kiln_session_options opt = {.threads = (int)a.threads};
+    kiln_session_options opt = {.threads = (int)a.io.threads};
     if (kiln_session_create(m, &opt, &s, &err) != KILN_OK) {
         cli_error("%s", err.msg);
         goto done;
@@ -185,7 +161,6 @@ done:
     free(outs);
     kiln_session_free(s);
     kiln_model_free(m);
-    free(a.in_names);
-    free(a.in_files);
+    cli_io_fini(&a.io);
     return rc;
 }

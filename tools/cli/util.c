@@ -359,3 +359,57 @@ void cli_print_value(const kiln_value *v, const char *indent, bool all)
 {
     print_value_rec(v, indent, all, 0);
 }
+
+/* ------------------------------------------------------------------ run/bench arguments */
+
+int cli_io_init(struct cli_io_args *a, int argc)
+{
+    a->in_names = calloc((size_t)argc + 1, sizeof *a->in_names);
+    a->in_files = calloc((size_t)argc + 1, sizeof *a->in_files);
+    if (!a->in_names || !a->in_files) return cli_error("out of memory");
+    return CLI_OK;
+}
+
+void cli_io_fini(struct cli_io_args *a)
+{
+    free(a->in_names);
+    free(a->in_files);
+    a->in_names = a->in_files = NULL;
+}
+
+int cli_io_option(const char *cmd, int argc, char **argv, int *i, struct cli_io_args *a, bool *taken,
+                  bool *missing)
+{
+    const char *v;
+    *taken = true;
+    if ((v = cli_opt_value(argc, argv, i, "--input", missing))) {
+        const char *eq = strchr(v, '=');
+        if (!eq || eq == v || !eq[1]) return cli_usage(cmd, "--input takes NAME=FILE; got '%s'", v);
+        *(char *)eq = 0; /* the name is the text before the first '='; argv is ours to cut */
+        a->in_names[a->n_bind] = v;
+        a->in_files[a->n_bind++] = eq + 1;
+    } else if ((v = cli_opt_value(argc, argv, i, "--input-dir", missing))) {
+        if (a->input_dir) return cli_usage(cmd, "--input-dir given twice");
+        a->input_dir = v;
+    } else if ((v = cli_opt_value(argc, argv, i, "--threads", missing))) {
+        if (!cli_parse_int(v, 0, 1024, &a->threads))
+            return cli_usage(cmd, "--threads takes a number from 0 to 1024; got '%s'", v);
+    } else {
+        *taken = false;
+    }
+    return CLI_OK;
+}
+
+int cli_io_positional(const char *cmd, const char *arg, bool missing, struct cli_io_args *a)
+{
+    if (missing) return cli_usage(cmd, "%s needs a value", arg);
+    if (arg[0] == '-' && arg[1]) return cli_usage(cmd, "unknown option '%s'", arg);
+    if (a->model) return cli_usage(cmd, "%s takes one MODEL; got an extra '%s'", cmd, arg);
+    a->model = arg;
+    return CLI_OK;
+}
+
+int cli_io_done(const char *cmd, const struct cli_io_args *a)
+{
+    return a->model ? CLI_OK : cli_usage(cmd, "%s needs a MODEL file", cmd);
+}
