@@ -27,6 +27,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/pool.h"
 #include "cpu/broadcast.h"
 #include "cpu/tensor_util.h"
 
@@ -305,21 +306,67 @@ static kiln_status legacy_shape(struct kiln_kctx *k, const struct kiln_tensor *a
     return KILN_OK;
 }
 
+/* The output is split over the session's threads as a flat element range, in blocks of
+ * PAR_BLOCK elements, PAR_GRAIN blocks to a chunk (>= 16K elements; smaller outputs run
+ * inline). A chunk runs the rows of the broadcast walk that it covers, the first and last
+ * possibly in part; the row functions compute each element alone, so results do not depend
+ * on the thread count. */
+#define PAR_BLOCK 4096
+#define PAR_GRAIN 4
+
+struct walk_job {
+    row_fn *fn;
+    const char *a, *b;
+    char *y;
+    size_t ea, eb, ey, n;
+    const struct kiln_bcast_iter *it; /* at row 0 */
+};
+
+/* Moves a fresh iterator (at row 0) to row r. */
+static void iter_seek(struct kiln_bcast_iter *it, size_t r)
+{
+    it->out_off = r * it->inner;
+    for (int d = it->rank - 1; d >= 0; d--) {
+        size_t dim = (size_t)it->dims[d], q = r % dim;
+        it->idx[d] = (int64_t)q;
+        for (size_t i = 0; i < it->n_in; i++) it->off[i] += q * it->strides[i][d];
+        r /= dim;
+    }
+}
+
+static void walk_chunk(void *ctx, size_t begin, size_t end, int worker)
+{
+    const struct walk_job *j = ctx;
+    (void)worker;
+    size_t lo = begin * PAR_BLOCK, hi = end * PAR_BLOCK < j->n ? end * PAR_BLOCK : j->n;
+    struct kiln_bcast_iter it = *j->it;
+    const size_t inner = it.inner;
+    iter_seek(&it, lo / inner);
+    size_t c = lo % inner; /* first element of the first row */
+    while (lo < hi) {
+        size_t m = inner - c < hi - lo ? inner - c : hi - lo;
+        j->fn(m, j->a + (it.off[0] + c * it.step[0]) * j->ea, it.step[0],
+              j->b + (it.off[1] + c * it.step[1]) * j->eb, it.step[1],
+              j->y + (it.out_off + c) * j->ey);
+        lo += m;
+        c = 0;
+        kiln_bcast_iter_next(&it);
+    }
+}
+
 /* Walks out (shape orank/odims) with inputs a and b (shapes ra/da and rb/db, broadcastable to
- * it), calling fn per row. Element sizes: ea, eb, ey bytes. */
-static void walk2(row_fn *fn, const void *a, size_t ea, int ra, const int64_t *da, const void *b,
-                  size_t eb, int rb, const int64_t *db, void *y, size_t ey, int orank,
-                  const int64_t *odims)
+ * it), calling fn per row (or part of one), split over pool. Element sizes: ea, eb, ey bytes. */
+static void walk2(struct kiln_pool *pool, row_fn *fn, const void *a, size_t ea, int ra,
+                  const int64_t *da, const void *b, size_t eb, int rb, const int64_t *db, void *y,
+                  size_t ey, int orank, const int64_t *odims)
 {
     struct kiln_bcast_iter it;
     int ranks[2] = {ra, rb};
     const int64_t *dims[2] = {da, db};
     kiln_bcast_iter_init(&it, 2, ranks, dims, orank, odims);
-    const char *pa = a, *pb = b;
-    char *py = y;
-    for (size_t r = 0; r < it.rows; r++, kiln_bcast_iter_next(&it))
-        fn(it.inner, pa + it.off[0] * ea, it.step[0], pb + it.off[1] * eb, it.step[1],
-           py + it.out_off * ey);
+    size_t n = it.rows * it.inner;
+    struct walk_job j = {fn, a, b, y, ea, eb, ey, n, &it};
+    kiln_pool_for(pool, (n + PAR_BLOCK - 1) / PAR_BLOCK, PAR_GRAIN, walk_chunk, &j);
 }
 
 /* Shared kernel of the two-input ops: A and B of one dtype (checked against `tab`), output
@@ -354,7 +401,7 @@ static kiln_status binary(struct kiln_kctx *k, const row_table *tab, bool bool_o
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor_raw(k, 0, odt, orank, odims, &y)); /* walk2 writes every element */
     size_t es = kiln_dtype_size(dt);
-    walk2(fn, t[0]->data, es, t[0]->rank, t[0]->dims, t[1]->data, es, brank, bd, y->data,
+    walk2(k->pool, fn, t[0]->data, es, t[0]->rank, t[0]->dims, t[1]->data, es, brank, bd, y->data,
           kiln_dtype_size(odt), orank, odims);
     return KILN_OK;
 }
@@ -460,7 +507,7 @@ static kiln_status run_prelu(struct kiln_kctx *k)
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
     size_t es = kiln_dtype_size(x->dtype);
-    walk2(fn, x->data, es, x->rank, x->dims, s->data, es, srank, sdims, y->data, es, x->rank,
+    walk2(k->pool, fn, x->data, es, x->rank, x->dims, s->data, es, srank, sdims, y->data, es, x->rank,
           x->dims);
     return KILN_OK;
 }
@@ -529,7 +576,7 @@ static kiln_status variadic(struct kiln_kctx *k, const row_table *tab, bool mean
     size_t es = kiln_dtype_size(dt);
     for (size_t i = 1; i < n; i++) {
         const struct kiln_tensor *ti = kiln_in(k, i);
-        walk2(fn, y->data, es, orank, odims, ti->data, es, ti->rank, ti->dims, y->data, es,
+        walk2(k->pool, fn, y->data, es, orank, odims, ti->data, es, ti->rank, ti->dims, y->data, es,
               orank, odims);
     }
     if (mean && n > 1) {

@@ -5,7 +5,10 @@
  * channel multiplier) runs a direct kernel over each output plane, the planes split over the
  * session's threads; any other Conv lowers each (image, group) to im2col + kiln_sgemm
  * (skipping im2col for 1x1 / stride 1 / no-pad kernels); ConvTranspose computes W^T * X
- * with kiln_sgemm and scatters the columns back with col2im.
+ * with kiln_sgemm and scatters the columns back with col2im. With a session pool, a unit
+ * whose GEMM is big enough to split runs with its im2col / col2im, GEMM and bias each split
+ * over the threads; several units with small GEMMs run side by side instead, one thread each
+ * (see "threading" below).
  *
  * Output sizes (spec, Conv): NOTSET: floor((in + pb + pe - dk) / s) + 1 with
  * dk = (k - 1) * d + 1; VALID: pads 0; SAME_UPPER/LOWER: out = ceil(in / s) and the
@@ -120,47 +123,55 @@ static void outer_next(const struct conv_geom *g, int64_t *o)
     }
 }
 
-/* col[(c*ks + kidx) * os + o] = x[c][o*s - pb + kk*d] (0 outside), for c < C. x holds C
- * planes of g->is elements; the geometry's `in` is x's spatial size. */
-static void im2col(const float *x, size_t C, const struct conv_geom *g, float *col)
+/* col[(c*ks + kidx) * os + o] = x[c][o*s - pb + kk*d] (0 outside), for the col rows
+ * r = c*ks + kidx in [r0, r1). x holds the group's planes of g->is elements; the geometry's
+ * `in` is x's spatial size. */
+static void im2col_rows(const float *x, const struct conv_geom *g, float *col, size_t r0,
+                        size_t r1)
 {
     int L = g->nd - 1;
     int64_t kk[KILN_MAX_RANK], s = g->s[L];
     size_t inner = (size_t)g->out[L];
     size_t outer = g->os / (inner ? inner : 1);
-    for (size_t c = 0; c < C; c++) {
+    for (size_t r = r0; r < r1; r++) {
+        size_t c = r / g->ks, kidx = r % g->ks;
         const float *xc = x + c * g->is;
-        for (size_t kidx = 0; kidx < g->ks; kidx++) {
-            int64_t off, lo, hi, o[KILN_MAX_RANK] = {0};
-            kernel_pos(g, kidx, kk, &off, &lo, &hi);
-            float *row = col + (c * g->ks + kidx) * g->os;
-            for (size_t t = 0; t < outer; t++, outer_next(g, o)) {
-                float *dst = row + t * inner;
-                size_t base;
-                if (!outer_row(g, o, kk, &base) || lo >= hi) {
-                    memset(dst, 0, inner * sizeof *dst);
-                } else {
-                    const float *src = xc + base * (size_t)g->in[L];
-                    for (int64_t j = 0; j < lo; j++) dst[j] = 0.0f;
-                    if (s == 1)
-                        memcpy(dst + lo, src + lo + off, (size_t)(hi - lo) * sizeof *dst);
-                    else
-                        for (int64_t j = lo; j < hi; j++) dst[j] = src[j * s + off];
-                    for (int64_t j = hi; j < (int64_t)inner; j++) dst[j] = 0.0f;
-                }
+        int64_t off, lo, hi, o[KILN_MAX_RANK] = {0};
+        kernel_pos(g, kidx, kk, &off, &lo, &hi);
+        float *row = col + r * g->os;
+        for (size_t t = 0; t < outer; t++, outer_next(g, o)) {
+            float *dst = row + t * inner;
+            size_t base;
+            if (!outer_row(g, o, kk, &base) || lo >= hi) {
+                memset(dst, 0, inner * sizeof *dst);
+            } else {
+                const float *src = xc + base * (size_t)g->in[L];
+                for (int64_t j = 0; j < lo; j++) dst[j] = 0.0f;
+                if (s == 1)
+                    memcpy(dst + lo, src + lo + off, (size_t)(hi - lo) * sizeof *dst);
+                else
+                    for (int64_t j = lo; j < hi; j++) dst[j] = src[j * s + off];
+                for (int64_t j = hi; j < (int64_t)inner; j++) dst[j] = 0.0f;
             }
         }
     }
 }
 
-/* The adjoint of im2col: y[c][o*s - pb + kk*d] += col[(c*ks + kidx) * os + o]. */
-static void col2im(const float *col, size_t C, const struct conv_geom *g, float *y)
+/* All C * ks rows of col for C input planes. */
+static void im2col(const float *x, size_t C, const struct conv_geom *g, float *col)
+{
+    im2col_rows(x, g, col, 0, C * g->ks);
+}
+
+/* The adjoint of im2col: y[c][o*s - pb + kk*d] += col[(c*ks + kidx) * os + o], for the
+ * channels c in [c0, c1) (a channel's rows overlap in y; different channels never do). */
+static void col2im(const float *col, size_t c0, size_t c1, const struct conv_geom *g, float *y)
 {
     int L = g->nd - 1;
     int64_t kk[KILN_MAX_RANK], s = g->s[L];
     size_t inner = (size_t)g->out[L];
     size_t outer = g->os / (inner ? inner : 1);
-    for (size_t c = 0; c < C; c++) {
+    for (size_t c = c0; c < c1; c++) {
         float *yc = y + c * g->is;
         for (size_t kidx = 0; kidx < g->ks; kidx++) {
             int64_t off, lo, hi, o[KILN_MAX_RANK] = {0};
@@ -272,6 +283,90 @@ static void add_bias(float *y, const float *b, size_t M, size_t plane)
         float *yr = y + m * plane;
         for (size_t o = 0; o < plane; o++) yr[o] += bv;
     }
+}
+
+/* ------------------------------------------------------------------ threading
+ *
+ * One (image, group) unit is an im2col (or col2im) and one GEMM. A unit whose GEMM
+ * kiln_sgemm_par would split over the pool runs alone, its im2col / col2im and bias split
+ * over the pool too. Units whose GEMMs are too small to split run side by side instead, each
+ * a plain kiln_sgemm of the same shape on one thread with that thread's own col buffer, so
+ * each output element comes from the same call as it would serially. */
+
+/* Whether kiln_sgemm_par splits an M x N x K product over the pool (its rule, sgemm.c):
+ * otherwise it runs one kiln_sgemm on the caller. */
+static bool sgemm_splits(struct kiln_pool *pool, size_t M, size_t N, size_t K)
+{
+    size_t t = (size_t)kiln_pool_threads(pool);
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    return t > 1 && flops >= 2e6 * (double)t && !(M < 32 && N < 32);
+}
+
+/* Indices per kiln_pool_for chunk for items of `per` elements of work each: about 32k
+ * elements a chunk, enough to pay for handing it to a thread. */
+static size_t grain_for(size_t per)
+{
+    return per >= 32768 ? 1 : 32768 / (per ? per : 1);
+}
+
+/* A col buffer per thread is taken only up to this many floats each (16 MiB). */
+#define UNIT_COL_MAX ((size_t)1 << 22)
+
+struct rows_job {
+    const struct conv_geom *g;
+    const float *src, *b;
+    float *dst;
+};
+
+static void im2col_chunk(void *ctx, size_t r0, size_t r1, int worker)
+{
+    (void)worker;
+    const struct rows_job *j = ctx;
+    im2col_rows(j->src, j->g, j->dst, r0, r1);
+}
+
+/* im2col of C planes, its rows split over the pool. */
+static void im2col_par(struct kiln_pool *pool, const float *x, size_t C, const struct conv_geom *g,
+                       float *col)
+{
+    struct rows_job j = {g, x, NULL, col};
+    kiln_pool_for(pool, C * g->ks, grain_for(g->os), im2col_chunk, &j);
+}
+
+static void col2im_chunk(void *ctx, size_t c0, size_t c1, int worker)
+{
+    (void)worker;
+    const struct rows_job *j = ctx;
+    col2im(j->src, c0, c1, j->g, j->dst);
+}
+
+/* col2im of C planes, the channels split over the pool. */
+static void col2im_par(struct kiln_pool *pool, const float *col, size_t C,
+                       const struct conv_geom *g, float *y)
+{
+    struct rows_job j = {g, col, NULL, y};
+    kiln_pool_for(pool, C, grain_for(g->ks * g->os), col2im_chunk, &j);
+}
+
+struct bias_job {
+    const float *b;
+    float *y;
+    size_t plane;
+};
+
+static void bias_chunk(void *ctx, size_t m0, size_t m1, int worker)
+{
+    (void)worker;
+    const struct bias_job *j = ctx;
+    add_bias(j->y + m0 * j->plane, j->b + m0, m1 - m0, j->plane);
+}
+
+/* add_bias with the channels split over the pool. */
+static void add_bias_par(struct kiln_pool *pool, float *y, const float *b, size_t M, size_t plane)
+{
+    if (!b) return;
+    struct bias_job j = {b, y, plane};
+    kiln_pool_for(pool, M, grain_for(plane), bias_chunk, &j);
 }
 
 /* ------------------------------------------------------------------ depthwise */
@@ -404,6 +499,34 @@ static kiln_status dw_run(struct kiln_kctx *k, const struct conv_geom *g, const 
     return KILN_OK;
 }
 
+/* Units (image, group) of an im2col + GEMM Conv run side by side (see "threading"). */
+struct conv_unit_job {
+    const struct conv_geom *g;
+    const float *x, *w, *b;
+    float *y;
+    float *col; /* per thread kdim * os floats; NULL for a direct (1x1) Conv */
+    size_t C, M, G, cg, mg, kdim;
+};
+
+static void conv_unit_chunk(void *ctx, size_t u0, size_t u1, int worker)
+{
+    const struct conv_unit_job *j = ctx;
+    const struct conv_geom *g = j->g;
+    float *col = j->col ? j->col + (size_t)worker * j->kdim * g->os : NULL;
+    for (size_t u = u0; u < u1; u++) {
+        size_t n = u / j->G, gi = u % j->G;
+        const float *cols = j->x + (n * j->C + gi * j->cg) * g->is;
+        float *yg = j->y + (n * j->M + gi * j->mg) * g->os;
+        if (col) {
+            im2col(cols, j->cg, g, col);
+            cols = col;
+        }
+        kiln_sgemm(false, false, j->mg, g->os, j->kdim, 1.0f, j->w + gi * j->mg * j->kdim,
+                   j->kdim, cols, g->os, 0.0f, yg, g->os);
+        add_bias(yg, j->b ? j->b + gi * j->mg : NULL, j->mg, g->os);
+    }
+}
+
 static kiln_status conv_run(struct kiln_kctx *k)
 {
     const struct kiln_tensor *x, *w, *b;
@@ -454,16 +577,28 @@ static kiln_status conv_run(struct kiln_kctx *k)
         return KILN_OK;
     }
     size_t cg = (size_t)(C / group), mg = (size_t)(M / group), G = (size_t)group;
-    size_t kdim = cg * g.ks;
+    size_t kdim = cg * g.ks, units = (size_t)N * G;
     bool direct = true; /* 1x1, stride 1, no pad: X's planes are already the columns */
     for (int i = 0; i < nd; i++)
         if (g.k[i] != 1 || g.s[i] != 1 || g.pb[i] != 0 || g.out[i] != g.in[i]) direct = false;
-    float *col = NULL;
+    size_t threads = (size_t)kiln_pool_threads(k->pool);
+    /* Small GEMMs, several units and col buffers of moderate size: units side by side. */
+    bool side = threads > 1 && units > 1 && !sgemm_splits(k->pool, mg, g.os, kdim) &&
+                (direct || kdim * g.os <= UNIT_COL_MAX);
+    size_t bufs = side ? threads : 1;
+    struct conv_unit_job j = {&g, io.x, io.w, io.b, io.yf, NULL, (size_t)C, (size_t)M, G, cg, mg,
+                              kdim};
     if (!direct) {
         size_t n;
-        if (!kiln_mul_size(kdim, g.os, &n) || !kiln_mul_size(n, sizeof(float), &n))
+        if (!kiln_mul_size(kdim, g.os, &n) || !kiln_mul_size(n, bufs, &n) ||
+            !kiln_mul_size(n, sizeof(float), &n))
             return kiln_kfail(k, KILN_E_LIMIT, "im2col buffer size overflows");
-        KILN_TRY(kiln_scratch(k, n, (void **)&col));
+        KILN_TRY(kiln_scratch(k, n, (void **)&j.col));
+    }
+    if (side) {
+        kiln_pool_for(k->pool, units, grain_for(mg * g.os * kdim / 2), conv_unit_chunk, &j);
+        kiln_unstage_f32(io.y, io.yf);
+        return KILN_OK;
     }
     for (size_t n = 0; n < (size_t)N; n++)
         for (size_t gi = 0; gi < G; gi++) {
@@ -471,18 +606,43 @@ static kiln_status conv_run(struct kiln_kctx *k)
             float *yg = io.yf + (n * (size_t)M + gi * mg) * g.os;
             const float *cols = xg;
             if (!direct) {
-                im2col(xg, cg, &g, col);
-                cols = col;
+                im2col_par(k->pool, xg, cg, &g, j.col);
+                cols = j.col;
             }
             kiln_sgemm_par(k->pool, false, false, mg, g.os, kdim, 1.0f, io.w + gi * mg * kdim, kdim, cols,
                            g.os, 0.0f, yg, g.os);
-            add_bias(yg, io.b ? io.b + gi * mg : NULL, mg, g.os);
+            add_bias_par(k->pool, yg, io.b ? io.b + gi * mg : NULL, mg, g.os);
         }
     kiln_unstage_f32(io.y, io.yf);
     return KILN_OK;
 }
 
 /* ------------------------------------------------------------------ ConvTranspose */
+
+/* Units (image, group) of a ConvTranspose run side by side (see "threading"). */
+struct convt_unit_job {
+    const struct conv_geom *g;
+    const float *x, *w, *b;
+    float *y;
+    float *col; /* per thread rows * os floats */
+    size_t C, M, G, cg, mg, rows;
+};
+
+static void convt_unit_chunk(void *ctx, size_t u0, size_t u1, int worker)
+{
+    const struct convt_unit_job *j = ctx;
+    const struct conv_geom *g = j->g;
+    float *col = j->col + (size_t)worker * j->rows * g->os;
+    for (size_t u = u0; u < u1; u++) {
+        size_t n = u / j->G, gi = u % j->G;
+        const float *xg = j->x + (n * j->C + gi * j->cg) * g->os;
+        float *yg = j->y + (n * j->M + gi * j->mg) * g->is;
+        kiln_sgemm(true, false, j->rows, g->os, j->cg, 1.0f, j->w + gi * j->cg * j->rows, j->rows,
+                   xg, g->os, 0.0f, col, g->os);
+        col2im(col, 0, j->mg, g, yg);
+        add_bias(yg, j->b ? j->b + gi * j->mg : NULL, j->mg, g->is);
+    }
+}
 
 static kiln_status convt_run(struct kiln_kctx *k)
 {
@@ -546,20 +706,31 @@ static kiln_status convt_run(struct kiln_kctx *k)
     memset(io.yf, 0, kiln_tensor_numel(io.y) * sizeof *io.yf);
 
     size_t cg = (size_t)(C / group), mg = (size_t)(M / group), G = (size_t)group;
-    size_t rows = mg * g.ks, n;
-    float *col;
-    if (!kiln_mul_size(rows, g.os, &n) || !kiln_mul_size(n, sizeof(float), &n))
+    size_t rows = mg * g.ks, units = (size_t)N * G, n;
+    size_t threads = (size_t)kiln_pool_threads(k->pool);
+    bool side = threads > 1 && units > 1 && !sgemm_splits(k->pool, rows, g.os, cg) &&
+                rows * g.os <= UNIT_COL_MAX;
+    size_t bufs = side ? threads : 1;
+    struct convt_unit_job j = {&g, io.x, io.w, io.b, io.yf, NULL, (size_t)C, (size_t)M, G, cg, mg,
+                               rows};
+    if (!kiln_mul_size(rows, g.os, &n) || !kiln_mul_size(n, bufs, &n) ||
+        !kiln_mul_size(n, sizeof(float), &n))
         return kiln_kfail(k, KILN_E_LIMIT, "col2im buffer size overflows");
-    KILN_TRY(kiln_scratch(k, n + 1, (void **)&col));
+    KILN_TRY(kiln_scratch(k, n + 1, (void **)&j.col));
+    if (side) {
+        kiln_pool_for(k->pool, units, grain_for(rows * g.os * cg / 2), convt_unit_chunk, &j);
+        kiln_unstage_f32(io.y, io.yf);
+        return KILN_OK;
+    }
     for (size_t ni = 0; ni < (size_t)N; ni++)
         for (size_t gi = 0; gi < G; gi++) {
             const float *xg = io.x + (ni * (size_t)C + gi * cg) * g.os;
             float *yg = io.yf + (ni * (size_t)M + gi * mg) * g.is;
             /* col[rows x in_positions] = W_g^T [rows x cg] * X_g [cg x in_positions]. */
             kiln_sgemm_par(k->pool, true, false, rows, g.os, cg, 1.0f, io.w + gi * cg * rows, rows, xg, g.os,
-                           0.0f, col, g.os);
-            col2im(col, mg, &g, yg);
-            add_bias(yg, io.b ? io.b + gi * mg : NULL, mg, g.is);
+                           0.0f, j.col, g.os);
+            col2im_par(k->pool, j.col, mg, &g, yg);
+            add_bias_par(k->pool, yg, io.b ? io.b + gi * mg : NULL, mg, g.is);
         }
     kiln_unstage_f32(io.y, io.yf);
     return KILN_OK;

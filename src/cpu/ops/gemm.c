@@ -6,12 +6,16 @@
  * opset 11) broadcast unidirectionally to [M, N]; the opset < 7 `broadcast` attribute is
  * ignored since any legal C broadcasts anyway.
  *
+ * Threads: a product big enough for kiln_sgemm_par is split over the session's pool; a
+ * batch of smaller ones runs side by side, one kiln_sgemm per batch entry.
+ *
  * dtypes: float32 runs on kiln_sgemm; float16/bfloat16 are widened to float32, multiplied
  * there and rounded back once; float64 is computed in double; integer types accumulate in
  * int64 with wrap-around (the spec leaves overflow undefined).
  */
 #include <string.h>
 
+#include "base/pool.h"
 #include "cpu/broadcast.h"
 #include "cpu/sgemm.h"
 #include "cpu/tensor_util.h"
@@ -72,6 +76,43 @@ static void gemm_int(bool tA, bool tB, size_t M, size_t N, size_t K, int64_t alp
 }
 
 /* ------------------------------------------------------------------ MatMul */
+
+/* Whether kiln_sgemm_par splits an M x N x K product over the pool (its rule, sgemm.c):
+ * otherwise it runs one kiln_sgemm on the caller. */
+static bool sgemm_splits(struct kiln_pool *pool, size_t M, size_t N, size_t K)
+{
+    size_t t = (size_t)kiln_pool_threads(pool);
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    return t > 1 && flops >= 2e6 * (double)t && !(M < 32 && N < 32);
+}
+
+/* A float32 batched MatMul whose products are too small to split: whole products run side by
+ * side, each one kiln_sgemm of the shape the serial loop uses. */
+struct mm_batch_job {
+    const float *a, *b;
+    float *y;
+    size_t M, N, K;
+    int br;
+    const int64_t *bdims;
+    const size_t *sa, *sb; /* batch-dim element strides (0 where broadcast) */
+};
+
+static void mm_batch_chunk(void *ctx, size_t t0, size_t t1, int worker)
+{
+    (void)worker;
+    const struct mm_batch_job *j = ctx;
+    for (size_t t = t0; t < t1; t++) {
+        size_t rem = t, oa = 0, ob = 0;
+        for (int d = j->br - 1; d >= 0; d--) {
+            size_t i = rem % (size_t)j->bdims[d];
+            rem /= (size_t)j->bdims[d];
+            oa += i * j->sa[d];
+            ob += i * j->sb[d];
+        }
+        kiln_sgemm(false, false, j->M, j->N, j->K, 1.0f, j->a + oa, j->K, j->b + ob, j->N, 0.0f,
+                   j->y + t * j->M * j->N, j->N);
+    }
+}
 
 static kiln_status matmul_run(struct kiln_kctx *k)
 {
@@ -158,6 +199,13 @@ static kiln_status matmul_run(struct kiln_kctx *k)
         if (sa_[d] == 0 && bdims[d] != 1) fold = false;
     if (fold) {
         kiln_sgemm_par(k->pool, false, false, batch * um, un, uk, 1.0f, af, uk, bf, un, 0.0f, yf, un);
+    } else if (f32path && batch > 1 && kiln_pool_threads(k->pool) > 1 &&
+               !sgemm_splits(k->pool, um, un, uk)) {
+        struct mm_batch_job j = {af, bf, yf, um, un, uk, br, bdims, sa_, sb_};
+        /* About 64k multiply-adds per chunk at least. */
+        size_t work = um * un * uk;
+        kiln_pool_for(k->pool, batch, work >= 65536 ? 1 : 65536 / (work ? work : 1),
+                      mm_batch_chunk, &j);
     } else {
         int64_t idx[KILN_MAX_RANK] = {0};
         size_t oa = 0, ob = 0;

@@ -26,6 +26,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/pool.h"
 #include "cpu/tensor_util.h"
 
 /* Checks X's dtype and returns it staged. */
@@ -135,7 +136,38 @@ static void stats(const float *x, size_t n, size_t stride, double *mean, double 
     *var = n ? q / (double)n : 0;
 }
 
+/* Rows (or planes) of `elems` elements each are split over the session's threads in chunks
+ * of >= ~16K elements; smaller tensors run inline. Each row is computed alone by the same
+ * code as with one thread, so results do not depend on the thread count. */
+static size_t grain_of(size_t elems)
+{
+    return elems >= 16384 ? 1 : 16384 / (elems ? elems : 1);
+}
+
 /* ------------------------------------------------------------------ BatchNormalization */
+
+/* BatchNormalization's y = a * x + off over planes [begin, end) of N * np planes of `inner`
+ * elements (plane p has the parameters of p % np). */
+struct bn_job {
+    const float *x;
+    float *y;
+    const double *s, *b, *m, *v;
+    double eps;
+    size_t np, inner;
+};
+
+static void bn_chunk(void *ctx, size_t begin, size_t end, int worker)
+{
+    const struct bn_job *j = ctx;
+    (void)worker;
+    for (size_t p = begin; p < end; p++) {
+        size_t c = p % j->np;
+        double a = j->s[c] / sqrt(j->v[c] + j->eps), off = j->b[c] - a * j->m[c];
+        const float *xp = j->x + p * j->inner;
+        float *yp = j->y + p * j->inner;
+        for (size_t i = 0; i < j->inner; i++) yp[i] = (float)(a * xp[i] + off);
+    }
+}
 
 static kiln_status batchnorm_run(struct kiln_kctx *k)
 {
@@ -188,14 +220,8 @@ static kiln_status batchnorm_run(struct kiln_kctx *k)
             bv[c] = cnt > 0 ? sq / cnt : 0;
         }
     }
-    for (size_t c = 0; c < np; c++) {
-        double a = s[c] / sqrt(bv[c] + eps), off = b[c] - a * bm[c];
-        for (size_t n = 0; n < N; n++) {
-            const float *xp = xf + (n * np + c) * inner;
-            float *yp = yf + (n * np + c) * inner;
-            for (size_t i = 0; i < inner; i++) yp[i] = (float)(a * xp[i] + off);
-        }
-    }
+    struct bn_job j = {xf, yf, s, b, bm, bv, eps, np, inner};
+    kiln_pool_for(k->pool, N * np, grain_of(inner), bn_chunk, &j);
     kiln_unstage_f32(y, yf);
 
     if (training) {
@@ -220,6 +246,30 @@ static kiln_status batchnorm_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ InstanceNormalization */
 
+/* InstanceNormalization of planes [begin, end) of N * C. */
+struct in_job {
+    const float *x;
+    float *y;
+    const double *s, *b;
+    double eps;
+    size_t C, plane;
+};
+
+static void in_chunk(void *ctx, size_t begin, size_t end, int worker)
+{
+    const struct in_job *j = ctx;
+    (void)worker;
+    for (size_t p = begin; p < end; p++) {
+        size_t c = p % j->C;
+        const float *xp = j->x + p * j->plane;
+        float *yp = j->y + p * j->plane;
+        double mu, var;
+        stats(xp, j->plane, 1, &mu, &var);
+        double a = j->s[c] / sqrt(var + j->eps), off = j->b[c] - a * mu;
+        for (size_t i = 0; i < j->plane; i++) yp[i] = (float)(a * xp[i] + off);
+    }
+}
+
 static kiln_status instnorm_run(struct kiln_kctx *k)
 {
     const struct kiln_tensor *x, *sc, *bi;
@@ -237,20 +287,53 @@ static kiln_status instnorm_run(struct kiln_kctx *k)
     struct kiln_tensor *y;
     float *yf;
     KILN_TRY(y_out(k, x, &y, &yf));
-    for (size_t n = 0; n < N; n++)
-        for (size_t c = 0; c < C; c++) {
-            const float *xp = xf + (n * C + c) * plane;
-            float *yp = yf + (n * C + c) * plane;
-            double mu, var;
-            stats(xp, plane, 1, &mu, &var);
-            double a = s[c] / sqrt(var + eps), off = b[c] - a * mu;
-            for (size_t i = 0; i < plane; i++) yp[i] = (float)(a * xp[i] + off);
-        }
+    struct in_job j = {xf, yf, s, b, eps, C, plane};
+    kiln_pool_for(k->pool, N * C, grain_of(plane), in_chunk, &j);
     kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 
 /* ------------------------------------------------------------------ Layer / RMS norm */
+
+/* Layer/RMS normalization of rows [begin, end) of D elements; tm/ti (may be NULL) get each
+ * row's mean and inverse standard deviation (one element per row). */
+struct ln_job {
+    const float *x;
+    float *y;
+    const float *sf, *bf; /* bf NULL: no bias */
+    const size_t *smap, *bmap;
+    struct kiln_tensor *tm, *ti;
+    double eps;
+    size_t D;
+    bool rms;
+};
+
+static void ln_chunk(void *ctx, size_t begin, size_t end, int worker)
+{
+    const struct ln_job *j = ctx;
+    const size_t D = j->D;
+    (void)worker;
+    for (size_t o = begin; o < end; o++) {
+        const float *xp = j->x + o * D;
+        float *yp = j->y + o * D;
+        double mu = 0, var;
+        if (j->rms) {
+            double q = 0;
+            for (size_t i = 0; i < D; i++) q += (double)xp[i] * xp[i];
+            var = D ? q / (double)D : 0;
+        } else {
+            stats(xp, D, 1, &mu, &var);
+        }
+        double inv = 1.0 / sqrt(var + j->eps);
+        for (size_t i = 0; i < D; i++) {
+            double v = (xp[i] - mu) * inv * j->sf[j->smap[i]];
+            if (j->bf) v += j->bf[j->bmap[i]];
+            yp[i] = (float)v;
+        }
+        if (j->tm) kiln_tensor_set_f64(j->tm, o, mu);
+        if (j->ti) kiln_tensor_set_f64(j->ti, o, inv);
+    }
+}
 
 /* rms: RMSNormalization (no mean subtraction, no bias). */
 static kiln_status layernorm_common(struct kiln_kctx *k, bool rms)
@@ -284,26 +367,8 @@ static kiln_status layernorm_common(struct kiln_kctx *k, bool rms)
                          : KILN_DTYPE_F32;
     if (!rms && kiln_out_wanted(k, 1)) KILN_TRY(kiln_out_tensor(k, 1, sdt, x->rank, sdims, &tm));
     if (!rms && kiln_out_wanted(k, 2)) KILN_TRY(kiln_out_tensor(k, 2, sdt, x->rank, sdims, &ti));
-    for (size_t o = 0; o < outer; o++) {
-        const float *xp = xf + o * D;
-        float *yp = yf + o * D;
-        double mu = 0, var;
-        if (rms) {
-            double q = 0;
-            for (size_t i = 0; i < D; i++) q += (double)xp[i] * xp[i];
-            var = D ? q / (double)D : 0;
-        } else {
-            stats(xp, D, 1, &mu, &var);
-        }
-        double inv = 1.0 / sqrt(var + eps);
-        for (size_t i = 0; i < D; i++) {
-            double v = (xp[i] - mu) * inv * sf[smap[i]];
-            if (bf) v += bf[bmap[i]];
-            yp[i] = (float)v;
-        }
-        if (tm) kiln_tensor_set_f64(tm, o, mu);
-        if (ti) kiln_tensor_set_f64(ti, o, inv);
-    }
+    struct ln_job j = {xf, yf, sf, bf, smap, bmap, tm, ti, eps, D, rms};
+    kiln_pool_for(k->pool, outer, grain_of(D), ln_chunk, &j);
     kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
@@ -318,6 +383,36 @@ static kiln_status rmsnorm_run(struct kiln_kctx *k)
 }
 
 /* ------------------------------------------------------------------ GroupNormalization */
+
+/* GroupNormalization of groups [begin, end) of N * G, each cpg planes of `plane`. */
+struct gn_job {
+    const float *x;
+    float *y;
+    const double *s, *b;
+    double eps;
+    size_t G, cpg, plane;
+    bool per_group;
+};
+
+static void gn_chunk(void *ctx, size_t begin, size_t end, int worker)
+{
+    const struct gn_job *j = ctx;
+    const size_t cpg = j->cpg, plane = j->plane;
+    (void)worker;
+    for (size_t ng = begin; ng < end; ng++) {
+        size_t g = ng % j->G, base = ng * cpg * plane;
+        double mu, var;
+        stats(j->x + base, cpg * plane, 1, &mu, &var);
+        double inv = 1.0 / sqrt(var + j->eps);
+        for (size_t c = 0; c < cpg; c++) {
+            size_t pi = j->per_group ? g : g * cpg + c;
+            double a = j->s[pi] * inv, off = j->b[pi] - a * mu;
+            const float *xp = j->x + base + c * plane;
+            float *yp = j->y + base + c * plane;
+            for (size_t i = 0; i < plane; i++) yp[i] = (float)(a * xp[i] + off);
+        }
+    }
+}
 
 static kiln_status groupnorm_run(struct kiln_kctx *k)
 {
@@ -343,20 +438,8 @@ static kiln_status groupnorm_run(struct kiln_kctx *k)
     float *yf;
     KILN_TRY(y_out(k, x, &y, &yf));
     size_t gsz = cpg * plane;
-    for (size_t n = 0; n < N; n++)
-        for (size_t g = 0; g < (size_t)G; g++) {
-            size_t base = (n * C + g * cpg) * plane;
-            double mu, var;
-            stats(xf + base, gsz, 1, &mu, &var);
-            double inv = 1.0 / sqrt(var + eps);
-            for (size_t c = 0; c < cpg; c++) {
-                size_t pi = per_group ? g : g * cpg + c;
-                double a = s[pi] * inv, off = b[pi] - a * mu;
-                const float *xp = xf + base + c * plane;
-                float *yp = yf + base + c * plane;
-                for (size_t i = 0; i < plane; i++) yp[i] = (float)(a * xp[i] + off);
-            }
-        }
+    struct gn_job j = {xf, yf, s, b, eps, (size_t)G, cpg, plane, per_group};
+    kiln_pool_for(k->pool, N * (size_t)G, grain_of(gsz), gn_chunk, &j);
     kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
@@ -418,6 +501,37 @@ static kiln_status mvn_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ LRN */
 
+/* LRN of planes [begin, end) of N * C. */
+struct lrn_job {
+    const float *x;
+    float *y;
+    double alpha, beta, bias;
+    int64_t size, lo, hi;
+    size_t C, plane;
+};
+
+static void lrn_chunk(void *ctx, size_t begin, size_t end, int worker)
+{
+    const struct lrn_job *j = ctx;
+    const size_t C = j->C, plane = j->plane;
+    (void)worker;
+    for (size_t p = begin; p < end; p++) {
+        size_t n = p / C, c = p % C;
+        int64_t c0 = (int64_t)c - j->lo, c1 = (int64_t)c + j->hi;
+        if (c0 < 0) c0 = 0;
+        if (c1 > (int64_t)C - 1) c1 = (int64_t)C - 1;
+        for (size_t i = 0; i < plane; i++) {
+            double s = 0;
+            for (int64_t cc = c0; cc <= c1; cc++) {
+                double v = j->x[(n * C + (size_t)cc) * plane + i];
+                s += v * v;
+            }
+            size_t at = p * plane + i;
+            j->y[at] = (float)(j->x[at] / pow(j->bias + j->alpha / (double)j->size * s, j->beta));
+        }
+    }
+}
+
 static kiln_status lrn_run(struct kiln_kctx *k)
 {
     const struct kiln_tensor *x;
@@ -434,26 +548,40 @@ static kiln_status lrn_run(struct kiln_kctx *k)
     struct kiln_tensor *y;
     float *yf;
     KILN_TRY(y_out(k, x, &y, &yf));
-    for (size_t n = 0; n < N; n++)
-        for (size_t c = 0; c < C; c++) {
-            int64_t c0 = (int64_t)c - lo, c1 = (int64_t)c + hi;
-            if (c0 < 0) c0 = 0;
-            if (c1 > (int64_t)C - 1) c1 = (int64_t)C - 1;
-            for (size_t i = 0; i < plane; i++) {
-                double s = 0;
-                for (int64_t cc = c0; cc <= c1; cc++) {
-                    double v = xf[(n * C + (size_t)cc) * plane + i];
-                    s += v * v;
-                }
-                size_t at = (n * C + c) * plane + i;
-                yf[at] = (float)(xf[at] / pow(bias + alpha / (double)size * s, beta));
-            }
-        }
+    struct lrn_job j = {xf, yf, alpha, beta, bias, size, lo, hi, C, plane};
+    kiln_pool_for(k->pool, N * C, grain_of(plane * (size_t)size), lrn_chunk, &j);
     kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 
 /* ------------------------------------------------------------------ LpNormalization */
+
+/* LpNormalization of lines [begin, end) of outer * inner, each `len` elements `inner` apart. */
+struct lp_job {
+    const float *x;
+    float *y;
+    int64_t p;
+    size_t len, inner;
+};
+
+static void lp_chunk(void *ctx, size_t begin, size_t end, int worker)
+{
+    const struct lp_job *jb = ctx;
+    const size_t len = jb->len, inner = jb->inner;
+    const int64_t p = jb->p;
+    (void)worker;
+    for (size_t r = begin; r < end; r++) {
+        size_t o = r / inner, i = r % inner;
+        const float *xp = jb->x + o * len * inner + i;
+        float *yp = jb->y + o * len * inner + i;
+        double s = 0;
+        for (size_t j = 0; j < len; j++)
+            s += p == 1 ? fabs(xp[j * inner]) : (double)xp[j * inner] * xp[j * inner];
+        double nrm = p == 1 ? s : sqrt(s);
+        for (size_t j = 0; j < len; j++)
+            yp[j * inner] = nrm != 0 ? (float)(xp[j * inner] / nrm) : 0.0f;
+    }
+}
 
 static kiln_status lpnorm_run(struct kiln_kctx *k)
 {
@@ -472,17 +600,8 @@ static kiln_status lpnorm_run(struct kiln_kctx *k)
     struct kiln_tensor *y;
     float *yf;
     KILN_TRY(y_out(k, x, &y, &yf));
-    for (size_t o = 0; o < outer; o++)
-        for (size_t i = 0; i < inner; i++) {
-            const float *xp = xf + o * len * inner + i;
-            float *yp = yf + o * len * inner + i;
-            double s = 0;
-            for (size_t j = 0; j < len; j++)
-                s += p == 1 ? fabs(xp[j * inner]) : (double)xp[j * inner] * xp[j * inner];
-            double nrm = p == 1 ? s : sqrt(s);
-            for (size_t j = 0; j < len; j++)
-                yp[j * inner] = nrm != 0 ? (float)(xp[j * inner] / nrm) : 0.0f;
-        }
+    struct lp_job j = {xf, yf, p, len, inner};
+    kiln_pool_for(k->pool, outer * inner, grain_of(len), lp_chunk, &j);
     kiln_unstage_f32(y, yf);
     return KILN_OK;
 }

@@ -25,6 +25,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/pool.h"
 #include "cpu/tensor_util.h"
 
 /* Smallest and largest value of an integer/bool dtype, as int64 (uint64's max is stored
@@ -173,6 +174,54 @@ DEFINE_RED(red_f64, double, RED_NAN_F, RED_GT, RED_LT)
 DEFINE_RED(red_i64, int64_t, RED_NAN_NONE, RED_GT, RED_LT)
 DEFINE_RED(red_u64, uint64_t, RED_NAN_NONE, RED_GT, RED_LT)
 
+/* Splitting a reduction over the session's threads: when the outermost (merged) dim is
+ * kept, its slices fold into disjoint output elements, each in the same order as one pass,
+ * so chunks of it run independently (>= ~16K input elements a chunk) with bit-identical
+ * results. Otherwise (outermost dim reduced, or a single dim) the fold runs inline. */
+struct red_job {
+    const void *x;
+    void *acc;
+    const void *ref;
+    const struct red_iter *it;
+    size_t slice; /* input elements per index of dim 0 */
+    enum red_kind kind;
+    int type; /* 0: double, 1: int64, 2: uint64 */
+};
+
+static void red_chunk(void *ctx, size_t begin, size_t end, int worker)
+{
+    const struct red_job *j = ctx;
+    struct red_iter sub = *j->it;
+    (void)worker;
+    sub.size[0] = end - begin;
+    size_t xo = begin * j->slice, ao = begin * sub.ostride[0];
+    switch (j->type) {
+    case 0:
+        red_f64((const double *)j->x + xo, (double *)j->acc + ao,
+                j->ref ? (const double *)j->ref + ao : NULL, &sub, j->kind);
+        break;
+    case 1: red_i64((const int64_t *)j->x + xo, (int64_t *)j->acc + ao, NULL, &sub, j->kind); break;
+    default:
+        red_u64((const uint64_t *)j->x + xo, (uint64_t *)j->acc + ao, NULL, &sub, j->kind);
+        break;
+    }
+}
+
+/* Runs red_f64/red_i64/red_u64 (type 0/1/2) over the whole non-empty input, split over pool
+ * where the iteration allows it. */
+static void red_par(struct kiln_pool *pool, int type, const void *x, void *acc, const void *ref,
+                    const struct red_iter *it, enum red_kind kind)
+{
+    struct red_job j = {x, acc, ref, it, 1, kind, type};
+    for (int d = 1; d < it->nd; d++) j.slice *= it->size[d];
+    if (it->nd < 2 || it->ostride[0] == 0) {
+        red_chunk(&j, 0, it->size[0], 0);
+        return;
+    }
+    size_t grain = j.slice >= 16384 ? 1 : 16384 / j.slice;
+    kiln_pool_for(pool, it->size[0], grain, red_chunk, &j);
+}
+
 /* ------------------------------------------------------------------ Reduce* ops */
 
 enum red_op { R_SUM, R_MEAN, R_MAX, R_MIN, R_PROD, R_L1, R_L2, R_LOGSUM, R_LOGSUMEXP, R_SUMSQ };
@@ -307,12 +356,10 @@ static kiln_status reduce_run(struct kiln_kctx *k, enum red_op op, int axes_inpu
         }
         for (size_t i = 0; i < on; i++) acc[i] = init;
         if (n) {
-            if (kind == K_ADD || kind == K_MUL)
-                red_u64((const uint64_t *)xi, (uint64_t *)acc, NULL, &it, kind);
-            else if (is_u64)
-                red_u64((const uint64_t *)xi, (uint64_t *)acc, NULL, &it, kind);
+            if (kind == K_ADD || kind == K_MUL || is_u64)
+                red_par(k->pool, 2, xi, acc, NULL, &it, kind);
             else
-                red_i64(xi, acc, NULL, &it, kind);
+                red_par(k->pool, 1, xi, acc, NULL, &it, kind);
         }
         if (op == R_MEAN) {
             for (size_t i = 0; i < on; i++) {
@@ -356,11 +403,11 @@ static kiln_status reduce_run(struct kiln_kctx *k, enum red_op op, int axes_inpu
             goto done;
         }
         for (size_t i = 0; i < on; i++) ref[i] = -INFINITY;
-        red_f64(xd, ref, NULL, &it, K_MAX);
+        red_par(k->pool, 0, xd, ref, NULL, &it, K_MAX);
         for (size_t i = 0; i < on; i++)
             if (isinf(ref[i])) ref[i] = 0;
     }
-    if (n) red_f64(xd, acc, ref, &it, kind);
+    if (n) red_par(k->pool, 0, xd, acc, ref, &it, kind);
     switch (op) {
     case R_MEAN:
         for (size_t i = 0; i < on; i++) acc[i] /= (double)count;

@@ -23,6 +23,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/pool.h"
 #include "cpu/tensor_util.h"
 #include "cpu/vmath.h"
 
@@ -92,27 +93,49 @@ static void softmax_row_f32(const float *x, float *y, size_t len, float *e, enum
     }
 }
 
+/* Work for one float32 Softmax/LogSoftmax: x viewed as [outer, len, inner] into y. The
+ * outer * inner rows are split over the session's threads; each row is computed alone by
+ * the same code, so results do not depend on the thread count. scratch holds 2 * len floats
+ * per thread (indexed by the pool's worker number). */
+struct sm_job {
+    const float *x;
+    float *y;
+    size_t outer, len, inner;
+    enum sm_kind kind;
+    float *scratch;
+};
+
+static void softmax_chunk(void *ctx, size_t begin, size_t end, int worker)
+{
+    const struct sm_job *j = ctx;
+    const size_t len = j->len, inner = j->inner;
+    float *e = j->scratch + (size_t)worker * 2 * len, *col = e + len;
+    for (size_t r = begin; r < end; r++) {
+        size_t a = r / inner, b = r % inner;
+        const float *xa = j->x + a * len * inner;
+        float *ya = j->y + a * len * inner;
+        if (inner == 1) {
+            softmax_row_f32(xa, ya, len, e, j->kind);
+            continue;
+        }
+        for (size_t i = 0; i < len; i++) col[i] = xa[i * inner + b];
+        softmax_row_f32(col, col, len, e, j->kind);
+        for (size_t i = 0; i < len; i++) ya[i * inner + b] = col[i];
+    }
+}
+
 /* Softmax/LogSoftmax of float32 x viewed as [outer, len, inner] into y. Rows along the
- * middle dim are contiguous when inner == 1; otherwise each is gathered into scratch. */
+ * middle dim are contiguous when inner == 1; otherwise each is gathered into scratch. Rows
+ * run in chunks of >= ~16K elements over the session's threads. */
 static kiln_status softmax_f32(struct kiln_kctx *k, const float *x, float *y, size_t outer,
                                size_t len, size_t inner, enum sm_kind kind)
 {
+    size_t threads = (size_t)kiln_pool_threads(k->pool);
     float *e;
-    KILN_TRY(kiln_scratch(k, 2 * len * sizeof *e, (void **)&e));
-    float *col = e + len;
-    for (size_t a = 0; a < outer; a++) {
-        const float *xa = x + a * len * inner;
-        float *ya = y + a * len * inner;
-        if (inner == 1) {
-            softmax_row_f32(xa, ya, len, e, kind);
-            continue;
-        }
-        for (size_t b = 0; b < inner; b++) {
-            for (size_t j = 0; j < len; j++) col[j] = xa[j * inner + b];
-            softmax_row_f32(col, col, len, e, kind);
-            for (size_t j = 0; j < len; j++) ya[j * inner + b] = col[j];
-        }
-    }
+    KILN_TRY(kiln_scratch(k, threads * 2 * len * sizeof *e, (void **)&e));
+    struct sm_job j = {x, y, outer, len, inner, kind, e};
+    size_t grain = len >= 16384 ? 1 : 16384 / len;
+    kiln_pool_for(k->pool, outer * inner, grain, softmax_chunk, &j);
     return KILN_OK;
 }
 

@@ -26,6 +26,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/pool.h"
 #include "cpu/float8.h"
 #include "cpu/tensor_util.h"
 #include "cpu/vmath.h"
@@ -377,6 +378,50 @@ static void run_half(f32_loop *fn, kiln_dtype dt, size_t n, const uint16_t *x, u
     }
 }
 
+/* Element-wise work is split over the session's threads in blocks of PAR_BLOCK elements,
+ * PAR_GRAIN blocks to a chunk (so a chunk is >= 16K elements and smaller tensors run
+ * inline). Block starts are multiples of PAR_BLOCK, so every element goes through the same
+ * loop code (the same HALF_CHUNK / GELU_CHUNK pieces, the same vector lanes) as in one
+ * pass: results do not depend on the thread count. */
+#define PAR_BLOCK 4096
+#define PAR_GRAIN 4
+
+static size_t par_blocks(size_t n) { return (n + PAR_BLOCK - 1) / PAR_BLOCK; }
+
+/* The element range [*lo, *hi) of blocks [begin, end) of n elements. */
+static void par_range(size_t n, size_t begin, size_t end, size_t *lo, size_t *hi)
+{
+    *lo = begin * PAR_BLOCK;
+    *hi = end * PAR_BLOCK < n ? end * PAR_BLOCK : n;
+}
+
+struct unary_job {
+    const struct unary_def *d;
+    const struct uparams *p;
+    kiln_dtype dt;
+    size_t n, es;
+    const char *x;
+    char *y;
+};
+
+static void unary_chunk(void *ctx, size_t begin, size_t end, int worker)
+{
+    const struct unary_job *j = ctx;
+    size_t lo, hi;
+    (void)worker;
+    par_range(j->n, begin, end, &lo, &hi);
+    const void *x = j->x + lo * j->es;
+    void *y = j->y + lo * j->es;
+    size_t m = hi - lo;
+    switch (j->dt) {
+    case KILN_DTYPE_F32: j->d->f32(m, x, y, j->p); break;
+    case KILN_DTYPE_F64: j->d->f64(m, x, y, j->p); break;
+    case KILN_DTYPE_F16:
+    case KILN_DTYPE_BF16: run_half(j->d->f32, j->dt, m, x, y, j->p); break;
+    default: (void)j->d->ints(j->dt, m, x, y, j->p); break; /* dt checked by the caller */
+    }
+}
+
 /* Runs one element-wise op: output 0 gets input 0's dtype and shape. */
 static kiln_status run_unary(struct kiln_kctx *k, const struct unary_def *d,
                              const struct uparams *p)
@@ -391,19 +436,14 @@ static kiln_status run_unary(struct kiln_kctx *k, const struct unary_def *d,
                           "input 0 is %s; expected float, double, float16 or bfloat16%s%s",
                           kiln_dtype_name(dt), d->ints ? " or " : "",
                           d->ints ? d->int_types : "");
+    /* An integer loop says whether it takes dt; ask with no elements. */
+    if (!kiln_dtype_is_real_float(dt) && !d->ints(dt, 0, x->data, NULL, p))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 0 is %s; expected float types or %s",
+                          kiln_dtype_name(dt), d->int_types);
     KILN_TRY(kiln_out_tensor_raw(k, 0, dt, x->rank, x->dims, &y));
     size_t n = kiln_tensor_numel(x);
-    switch (dt) {
-    case KILN_DTYPE_F32: d->f32(n, x->data, y->data, p); break;
-    case KILN_DTYPE_F64: d->f64(n, x->data, y->data, p); break;
-    case KILN_DTYPE_F16:
-    case KILN_DTYPE_BF16: run_half(d->f32, dt, n, x->data, y->data, p); break;
-    default:
-        if (!d->ints(dt, n, x->data, y->data, p))
-            return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 0 is %s; expected float types or %s",
-                              kiln_dtype_name(dt), d->int_types);
-        break;
-    }
+    struct unary_job j = {d, p, dt, n, kiln_dtype_size(dt), x->data, y->data};
+    kiln_pool_for(k->pool, par_blocks(n), PAR_GRAIN, unary_chunk, &j);
     return KILN_OK;
 }
 
@@ -599,6 +639,68 @@ static kiln_status clip_bound(struct kiln_kctx *k, size_t i, kiln_dtype dt,
     return KILN_OK;
 }
 
+struct clip_job {
+    kiln_dtype dt;
+    size_t n, es;
+    const char *x;
+    char *y;
+    double lo, hi;                         /* float bounds */
+    const struct kiln_tensor *bmin, *bmax; /* integer bounds (NULL: the type's limits) */
+};
+
+/* Clip of blocks [begin, end) (see PAR_BLOCK). */
+static void clip_chunk(void *ctx, size_t begin, size_t end, int worker)
+{
+    const struct clip_job *j = ctx;
+    size_t lo, hi;
+    (void)worker;
+    par_range(j->n, begin, end, &lo, &hi);
+    const void *xv = j->x + lo * j->es;
+    void *yv = j->y + lo * j->es;
+    size_t n = hi - lo;
+    const kiln_dtype dt = j->dt;
+    const struct kiln_tensor *bmin = j->bmin, *bmax = j->bmax;
+    switch (dt) {
+    case KILN_DTYPE_F32: clip_f32(n, xv, yv, (float)j->lo, (float)j->hi); break;
+    case KILN_DTYPE_F64: clip_f64(n, xv, yv, j->lo, j->hi); break;
+    case KILN_DTYPE_F16:
+    case KILN_DTYPE_BF16: {
+        /* Bounds and elements are float16/bfloat16 values, so clipping in float32 and
+         * converting back is exact. */
+        const uint16_t *xs = xv;
+        uint16_t *ys = yv;
+        float buf[HALF_CHUNK];
+        for (size_t i = 0; i < n; i += HALF_CHUNK) {
+            size_t m = n - i < HALF_CHUNK ? n - i : HALF_CHUNK;
+            kiln_half_load_f32(dt, xs + i, m, buf);
+            clip_f32(m, buf, buf, (float)j->lo, (float)j->hi);
+            kiln_half_store_f32(dt, buf, m, ys + i);
+        }
+        break;
+    }
+    default: {
+        bool ok = true;
+#define CLIP_INT(TMIN, TMAX)                                                                   \
+    const T *xs = xv;                                                                          \
+    T *ys = yv;                                                                                \
+    T l = bmin ? *(const T *)bmin->data : (T)(TMIN);                                           \
+    T h = bmax ? *(const T *)bmax->data : (T)(TMAX);                                           \
+    for (size_t i = 0; i < n; i++) {                                                           \
+        T v = xs[i] < l ? l : xs[i];                                                           \
+        ys[i] = v > h ? h : v;                                                                 \
+    }
+        if (is_signed_int(dt)) {
+            FOR_SIGNED(dt, ok, CLIP_INT(((U)1 << (sizeof(T) * 8 - 1)), ((U)-1 >> 1)))
+        } else {
+            FOR_UNSIGNED(dt, ok, CLIP_INT(0, (U)-1))
+        }
+#undef CLIP_INT
+        (void)ok;
+        break;
+    }
+    }
+}
+
 static kiln_status run_clip(struct kiln_kctx *k)
 {
     const struct kiln_tensor *x, *bmin = NULL, *bmax = NULL;
@@ -627,45 +729,8 @@ static kiln_status run_clip(struct kiln_kctx *k)
     }
     KILN_TRY(kiln_out_tensor_raw(k, 0, dt, x->rank, x->dims, &y));
     size_t n = kiln_tensor_numel(x);
-    switch (dt) {
-    case KILN_DTYPE_F32: clip_f32(n, x->data, y->data, (float)lo, (float)hi); break;
-    case KILN_DTYPE_F64: clip_f64(n, x->data, y->data, lo, hi); break;
-    case KILN_DTYPE_F16:
-    case KILN_DTYPE_BF16: {
-        /* Bounds and elements are float16/bfloat16 values, so clipping in float32 and
-         * converting back is exact. */
-        const uint16_t *xs = x->data;
-        uint16_t *ys = y->data;
-        float buf[HALF_CHUNK];
-        for (size_t i = 0; i < n; i += HALF_CHUNK) {
-            size_t m = n - i < HALF_CHUNK ? n - i : HALF_CHUNK;
-            kiln_half_load_f32(dt, xs + i, m, buf);
-            clip_f32(m, buf, buf, (float)lo, (float)hi);
-            kiln_half_store_f32(dt, buf, m, ys + i);
-        }
-        break;
-    }
-    default: {
-        bool ok = true;
-#define CLIP_INT(TMIN, TMAX)                                                                   \
-    const T *xs = x->data;                                                                     \
-    T *ys = y->data;                                                                           \
-    T l = bmin ? *(const T *)bmin->data : (T)(TMIN);                                           \
-    T h = bmax ? *(const T *)bmax->data : (T)(TMAX);                                           \
-    for (size_t i = 0; i < n; i++) {                                                           \
-        T v = xs[i] < l ? l : xs[i];                                                           \
-        ys[i] = v > h ? h : v;                                                                 \
-    }
-        if (is_signed_int(dt)) {
-            FOR_SIGNED(dt, ok, CLIP_INT(((U)1 << (sizeof(T) * 8 - 1)), ((U)-1 >> 1)))
-        } else {
-            FOR_UNSIGNED(dt, ok, CLIP_INT(0, (U)-1))
-        }
-#undef CLIP_INT
-        (void)ok;
-        break;
-    }
-    }
+    struct clip_job j = {dt, n, kiln_dtype_size(dt), x->data, y->data, lo, hi, bmin, bmax};
+    kiln_pool_for(k->pool, par_blocks(n), PAR_GRAIN, clip_chunk, &j);
     return KILN_OK;
 }
 
