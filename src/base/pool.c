@@ -3,6 +3,10 @@
  * One job at a time. The caller publishes the job under `mu`, bumps `gen` and wakes the
  * workers; every participant (caller included) then claims chunks with one atomic
  * fetch-add each, and the caller waits until every worker has reported the job finished.
+ * Kernels issue one job per node, often a few microseconds apart, so both sides spin
+ * briefly (SPIN_ROUNDS pause instructions, some tens of microseconds) on the atomics
+ * before sleeping on a condition variable: a futex wake-up per job cost more than the
+ * work of small nodes.
  * `busy` keeps a second caller (another thread using the same session) out: it runs its
  * loop inline instead of waiting. Workers and chunk-running callers mark themselves in a
  * thread-local flag, so a nested loop runs inline too.
@@ -25,9 +29,9 @@ struct kiln_pool {
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
     pthread_mutex_t busy;
-    unsigned long gen; /* bumped per job; workers run a job when it differs from theirs */
-    bool stop;
-    int active; /* workers still in the current job */
+    atomic_ulong gen; /* bumped per job (under mu); workers run a job when it differs from theirs */
+    bool stop;        /* under mu */
+    atomic_int active; /* workers still in the current job */
     /* the current job */
     kiln_pool_fn fn;
     void *ctx;
@@ -41,6 +45,17 @@ struct worker_arg {
 };
 
 static _Thread_local bool in_pool;
+
+#define SPIN_ROUNDS 20000
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 static void run_chunks(struct kiln_pool *p, int id)
 {
@@ -59,17 +74,24 @@ static void *worker_main(void *arg_)
     struct kiln_pool *p = arg.p;
     in_pool = true;
     unsigned long seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->stop && p->gen == seen) pthread_cond_wait(&p->wake, &p->mu);
-        if (p->stop) break;
-        seen = p->gen;
-        pthread_mutex_unlock(&p->mu);
-        run_chunks(p, arg.id);
+        /* Spin for the next job, then sleep. */
+        for (int r = 0; r < SPIN_ROUNDS && atomic_load_explicit(&p->gen, memory_order_acquire) == seen; r++)
+            cpu_relax();
         pthread_mutex_lock(&p->mu);
-        if (--p->active == 0) pthread_cond_signal(&p->done);
+        while (!p->stop && atomic_load_explicit(&p->gen, memory_order_acquire) == seen)
+            pthread_cond_wait(&p->wake, &p->mu);
+        bool stop = p->stop;
+        pthread_mutex_unlock(&p->mu);
+        if (stop) break;
+        seen = atomic_load_explicit(&p->gen, memory_order_acquire);
+        run_chunks(p, arg.id);
+        if (atomic_fetch_sub_explicit(&p->active, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -86,6 +108,8 @@ kiln_status kiln_pool_create(int threads, struct kiln_pool **out, kiln_err *err)
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
     atomic_init(&p->next, 0);
+    atomic_init(&p->gen, 0);
+    atomic_init(&p->active, 0);
     if (threads > 1) {
         p->tids = kiln_calloc((size_t)threads - 1, sizeof *p->tids);
         if (!p->tids) {
@@ -148,8 +172,8 @@ void kiln_pool_for(struct kiln_pool *p, size_t n, size_t grain, kiln_pool_fn fn,
     p->n = n;
     p->grain = grain;
     atomic_store_explicit(&p->next, 0, memory_order_relaxed);
-    p->active = p->n_workers;
-    p->gen++;
+    atomic_store_explicit(&p->active, p->n_workers, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release); /* publishes the job */
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
 
@@ -157,9 +181,13 @@ void kiln_pool_for(struct kiln_pool *p, size_t n, size_t grain, kiln_pool_fn fn,
     run_chunks(p, 0);
     in_pool = false;
 
-    pthread_mutex_lock(&p->mu);
-    while (p->active > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    for (int r = 0; r < SPIN_ROUNDS && atomic_load_explicit(&p->active, memory_order_acquire) > 0; r++)
+        cpu_relax();
+    if (atomic_load_explicit(&p->active, memory_order_acquire) > 0) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load_explicit(&p->active, memory_order_acquire) > 0) pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
     pthread_mutex_unlock(&p->busy);
 }
 
