@@ -22,36 +22,6 @@
 #include "cpu/kernel.h"
 #include "test_support.h"
 
-/* run_op with the session thread pool `pool` (run_node has none). */
-static kiln_status run_pool(struct kiln_pool *pool, const char *op, int opset,
-                            const struct kiln_attr *attrs, size_t n_attr, struct kiln_value **in,
-                            size_t n_in, struct kiln_value **out, size_t n_out, kiln_err *err)
-{
-    static const char *const in_names[] = {"A", "B", "C"};
-    static const char *const out_names[] = {"y", "y1"};
-    const char *names[3] = {0}, *outs[2] = {0};
-    struct kiln_value *o[2] = {0};
-    for (size_t i = 0; i < n_in; i++) names[i] = in[i] ? in_names[i] : "";
-    for (size_t i = 0; i < n_out; i++) outs[i] = out_names[i], out[i] = NULL;
-    struct kiln_node node = {.name = "t", .op_type = op, .domain = "", .n_in = n_in,
-                             .n_out = n_out, .n_attr = n_attr, .inputs = names, .outputs = outs,
-                             .attrs = (struct kiln_attr *)attrs, .since = opset};
-    struct kiln_kctx k = {.node = &node, .opset = opset, .n_in = n_in, .n_out = n_out, .in = in,
-                          .out = o, .err = err, .pool = pool};
-    const struct kiln_cpu_op *kop = kiln_cpu_find_op("", op, opset);
-    if (!kop) {
-        test_fail(__FILE__, __LINE__, NULL, "no kernel for %s-%d", op, opset);
-        return KILN_E_UNSUPPORTED;
-    }
-    kiln_status st = kop->run(&k);
-    kiln_kctx_free_scratch(&k);
-    for (size_t i = 0; i < n_out; i++) {
-        if (st) kiln_value_free(o[i]);
-        else out[i] = o[i];
-    }
-    return st;
-}
-
 /* Whether got[i] is within tol[i] of want[i] (NaN matches NaN, infinities match exactly). */
 static bool near(float got, double want, double tol)
 {
@@ -104,7 +74,7 @@ static void check_pool(const struct pcase *c, struct kiln_pool *pool, int t)
     bool want_idx = !c->avg && (t % 2 == 0);
     struct kiln_value *out[2] = {0};
     kiln_err err = {0};
-    kiln_status st = run_pool(pool, c->avg ? "AveragePool" : "MaxPool", c->avg ? 19 : 12, at.a,
+    kiln_status st = run_op_pool(pool, c->avg ? "AveragePool" : "MaxPool", c->avg ? 19 : 12, at.a,
                               at.n, in, 1, out, want_idx ? 2 : 1, &err);
     CHECK(st == KILN_OK, "case %d: %s", t, err.msg);
     if (st) {
@@ -232,7 +202,7 @@ static void check_dw(struct kiln_pool *pool, int t, int64_t N, int64_t C, int64_
     add_ints(&at, "pads", pads, 4);
     struct kiln_value *y = NULL;
     kiln_err err = {0};
-    kiln_status st = run_pool(pool, "Conv", 11, at.a, at.n, in, 3, &y, 1, &err);
+    kiln_status st = run_op_pool(pool, "Conv", 11, at.a, at.n, in, 3, &y, 1, &err);
     CHECK(st == KILN_OK, "dw case %d: %s", t, err.msg);
     if (st) {
         free_all(in, 3);

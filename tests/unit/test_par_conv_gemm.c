@@ -24,35 +24,6 @@
 #include "cpu/kernel.h"
 #include "test_support.h"
 
-/* run_op with the session thread pool `pool` (NULL: none); one output. */
-static kiln_status run_pool(struct kiln_pool *pool, const char *op, int opset,
-                            const struct kiln_attr *attrs, size_t n_attr, struct kiln_value **in,
-                            size_t n_in, struct kiln_value **out, kiln_err *err)
-{
-    static const char *const in_names[] = {"A", "B", "C"};
-    static const char *const out_names[] = {"y"};
-    const char *names[3] = {0};
-    struct kiln_value *o[1] = {0};
-    for (size_t i = 0; i < n_in; i++) names[i] = in[i] ? in_names[i] : "";
-    *out = NULL;
-    struct kiln_node node = {.name = "t", .op_type = op, .domain = "", .n_in = n_in,
-                             .n_out = 1, .n_attr = n_attr, .inputs = names,
-                             .outputs = (const char **)out_names,
-                             .attrs = (struct kiln_attr *)attrs, .since = opset};
-    struct kiln_kctx k = {.node = &node, .opset = opset, .n_in = n_in, .n_out = 1, .in = in,
-                          .out = o, .err = err, .pool = pool};
-    const struct kiln_cpu_op *kop = kiln_cpu_find_op("", op, opset);
-    if (!kop) {
-        test_fail(__FILE__, __LINE__, NULL, "no kernel for %s-%d", op, opset);
-        return KILN_E_UNSUPPORTED;
-    }
-    kiln_status st = kop->run(&k);
-    kiln_kctx_free_scratch(&k);
-    if (st) kiln_value_free(o[0]);
-    else *out = o[0];
-    return st;
-}
-
 /* Checks got[0..n) against want within 1e-5 * mag; `what` names the run. */
 static void check_ref(const struct kiln_value *got, const double *want, const double *mag,
                       size_t n, const char *what, int t)
@@ -135,9 +106,9 @@ static void check_conv(const struct ccase *c, struct kiln_pool *pool, int t)
     add_i(&at, "group", c->group);
     struct kiln_value *y1 = NULL, *yt = NULL;
     kiln_err err = {0};
-    kiln_status s1 = run_pool(NULL, "Conv", 11, at.a, at.n, in, c->bias ? 3 : 2, &y1, &err);
+    kiln_status s1 = run_op_pool(NULL, "Conv", 11, at.a, at.n, in, c->bias ? 3 : 2, &y1, 1, &err);
     CHECK(s1 == KILN_OK, "case %d: %s", t, err.msg);
-    kiln_status s3 = run_pool(pool, "Conv", 11, at.a, at.n, in, c->bias ? 3 : 2, &yt, &err);
+    kiln_status s3 = run_op_pool(pool, "Conv", 11, at.a, at.n, in, c->bias ? 3 : 2, &yt, 1, &err);
     CHECK(s3 == KILN_OK, "case %d: %s", t, err.msg);
     int64_t yd[4] = {c->N, c->M, OH, OW};
     if (!s1 && !s3) {
@@ -204,9 +175,9 @@ static void check_convt(const struct ccase *c, struct kiln_pool *pool, int t)
     struct kiln_value *y1 = NULL, *yt = NULL;
     kiln_err err = {0};
     size_t nin = c->bias ? 3 : 2;
-    kiln_status s1 = run_pool(NULL, "ConvTranspose", 11, at.a, at.n, in, nin, &y1, &err);
+    kiln_status s1 = run_op_pool(NULL, "ConvTranspose", 11, at.a, at.n, in, nin, &y1, 1, &err);
     CHECK(s1 == KILN_OK, "case %d: %s", t, err.msg);
-    kiln_status s3 = run_pool(pool, "ConvTranspose", 11, at.a, at.n, in, nin, &yt, &err);
+    kiln_status s3 = run_op_pool(pool, "ConvTranspose", 11, at.a, at.n, in, nin, &yt, 1, &err);
     CHECK(s3 == KILN_OK, "case %d: %s", t, err.msg);
     int64_t yd[4] = {c->N, c->M, OH, OW};
     if (!s1 && !s3) {
@@ -319,9 +290,9 @@ static void check_matmul(const struct mcase *c, struct kiln_pool *pool, int t)
     }
     struct kiln_value *y1 = NULL, *yt = NULL;
     kiln_err err = {0};
-    kiln_status s1 = run_pool(NULL, "MatMul", 13, NULL, 0, in, 2, &y1, &err);
+    kiln_status s1 = run_op_pool(NULL, "MatMul", 13, NULL, 0, in, 2, &y1, 1, &err);
     CHECK(s1 == KILN_OK, "case %d: %s", t, err.msg);
-    kiln_status s3 = run_pool(pool, "MatMul", 13, NULL, 0, in, 2, &yt, &err);
+    kiln_status s3 = run_op_pool(pool, "MatMul", 13, NULL, 0, in, 2, &yt, 1, &err);
     CHECK(s3 == KILN_OK, "case %d: %s", t, err.msg);
     if (!s1 && !s3) {
         CHECK(same_shape(&y1->t, br + 2, ydims) && same_shape(&yt->t, br + 2, ydims),

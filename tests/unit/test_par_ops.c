@@ -25,36 +25,6 @@
 
 #define MAX_OUT 3
 
-/* run_op with the session thread pool `pool` (NULL: none, the kernel runs inline). */
-static kiln_status run_pool(struct kiln_pool *pool, const char *op, int opset,
-                            const struct kiln_attr *attrs, size_t n_attr, struct kiln_value **in,
-                            size_t n_in, struct kiln_value **out, size_t n_out, kiln_err *err)
-{
-    static const char *const in_names[] = {"A", "B", "C", "D", "E"};
-    static const char *const out_names[] = {"y", "y1", "y2"};
-    const char *names[5] = {0}, *outs[MAX_OUT] = {0};
-    struct kiln_value *o[MAX_OUT] = {0};
-    for (size_t i = 0; i < n_in; i++) names[i] = in[i] ? in_names[i] : "";
-    for (size_t i = 0; i < n_out; i++) outs[i] = out_names[i], out[i] = NULL;
-    struct kiln_node node = {.name = "t", .op_type = op, .domain = "", .n_in = n_in,
-                             .n_out = n_out, .n_attr = n_attr, .inputs = names, .outputs = outs,
-                             .attrs = (struct kiln_attr *)attrs, .since = opset};
-    struct kiln_kctx k = {.node = &node, .opset = opset, .n_in = n_in, .n_out = n_out, .in = in,
-                          .out = o, .err = err, .pool = pool};
-    const struct kiln_cpu_op *kop = kiln_cpu_find_op("", op, opset);
-    if (!kop) {
-        test_fail(__FILE__, __LINE__, NULL, "no kernel for %s-%d", op, opset);
-        return KILN_E_UNSUPPORTED;
-    }
-    kiln_status st = kop->run(&k);
-    kiln_kctx_free_scratch(&k);
-    for (size_t i = 0; i < n_out; i++) {
-        if (st) kiln_value_free(o[i]);
-        else out[i] = o[i];
-    }
-    return st;
-}
-
 static struct kiln_pool *g_pool;
 static int g_compared; /* op runs compared, for the summary line */
 
@@ -81,9 +51,9 @@ static void same(const char *what, const char *op, int opset, const struct attrs
     kiln_err e1 = {0}, e2 = {0};
     char sb[160];
     shape_str(in[0]->t.rank, in[0]->t.dims, sb, sizeof sb);
-    kiln_status s1 = run_pool(NULL, op, opset, at ? at->a : NULL, at ? at->n : 0, in, n_in, a,
+    kiln_status s1 = run_op_pool(NULL, op, opset, at ? at->a : NULL, at ? at->n : 0, in, n_in, a,
                               n_out, &e1);
-    kiln_status s2 = run_pool(g_pool, op, opset, at ? at->a : NULL, at ? at->n : 0, in, n_in, b,
+    kiln_status s2 = run_op_pool(g_pool, op, opset, at ? at->a : NULL, at ? at->n : 0, in, n_in, b,
                               n_out, &e2);
     CHECK(s1 == KILN_OK, "%s %s: 1 thread: %s", what, sb, e1.msg);
     CHECK(s2 == KILN_OK, "%s %s: 3 threads: %s", what, sb, e2.msg);

@@ -226,6 +226,20 @@ kiln_status run_node(const char *domain, const char *op, int opset, const struct
                      size_t n_attr, struct kiln_value **in, size_t n_in, struct kiln_value **out,
                      size_t n_out, kiln_err *err)
 {
+    return run_node_pool(NULL, domain, op, opset, attrs, n_attr, in, n_in, out, n_out, err);
+}
+
+kiln_status run_op_pool(struct kiln_pool *pool, const char *op, int opset, const struct kiln_attr *attrs,
+                        size_t n_attr, struct kiln_value **in, size_t n_in, struct kiln_value **out,
+                        size_t n_out, kiln_err *err)
+{
+    return run_node_pool(pool, "", op, opset, attrs, n_attr, in, n_in, out, n_out, err);
+}
+
+kiln_status run_node_pool(struct kiln_pool *pool, const char *domain, const char *op, int opset,
+                          const struct kiln_attr *attrs, size_t n_attr, struct kiln_value **in,
+                          size_t n_in, struct kiln_value **out, size_t n_out, kiln_err *err)
+{
     static const char *const in_names[TEST_MAX_IO] = {"A", "B", "C", "D", "E", "F", "G", "H",
                                                       "I", "J", "K", "L", "M", "N", "O", "P"};
     static const char *const out_names[TEST_MAX_IO] = {"y",  "y1",  "y2",  "y3",  "y4",  "y5",
@@ -244,7 +258,7 @@ kiln_status run_node(const char *domain, const char *op, int opset, const struct
                              .n_out = n_out, .n_attr = n_attr, .inputs = names, .outputs = outs,
                              .attrs = (struct kiln_attr *)attrs, .since = opset};
     struct kiln_kctx k = {.node = &node, .opset = opset, .n_in = n_in, .n_out = n_out, .in = in,
-                          .out = o, .err = err};
+                          .out = o, .err = err, .pool = pool};
     const struct kiln_cpu_op *kop = kiln_cpu_find_op(domain, op, opset);
     if (!kop) {
         test_fail(__FILE__, __LINE__, NULL, "no kernel for %s%s%s-%d", domain, *domain ? ":" : "",

@@ -133,6 +133,16 @@ void add_ints(struct attrs *s, const char *name, const int64_t *v, size_t n);
 kiln_status run_node(const char *domain, const char *op, int opset, const struct kiln_attr *attrs,
                      size_t n_attr, struct kiln_value **in, size_t n_in, struct kiln_value **out,
                      size_t n_out, kiln_err *err);
+/* run_node with the session thread pool `pool` handed to the kernel as the executor does
+ * (base/pool.h; NULL: none, the kernel runs inline). */
+struct kiln_pool;
+kiln_status run_node_pool(struct kiln_pool *pool, const char *domain, const char *op, int opset,
+                          const struct kiln_attr *attrs, size_t n_attr, struct kiln_value **in,
+                          size_t n_in, struct kiln_value **out, size_t n_out, kiln_err *err);
+/* run_node_pool for an ai.onnx op. */
+kiln_status run_op_pool(struct kiln_pool *pool, const char *op, int opset, const struct kiln_attr *attrs,
+                        size_t n_attr, struct kiln_value **in, size_t n_in, struct kiln_value **out,
+                        size_t n_out, kiln_err *err);
 /* run_node for an ai.onnx op with one output. */
 kiln_status run_op(const char *op, int opset, const struct kiln_attr *attrs, size_t n_attr,
                    struct kiln_value **in, size_t n_in, struct kiln_value **out, kiln_err *err);
