@@ -33,6 +33,13 @@ int kiln_pool_threads(const struct kiln_pool *p);
 /* fn over [0, n) in chunks of grain (0 is taken as 1). */
 void kiln_pool_for(struct kiln_pool *p, size_t n, size_t grain, kiln_pool_fn fn, void *ctx);
 
+/* Grain for items of `per_item` units of work each (elements, taps) so that a chunk holds at
+ * least `min_work` units: enough work to pay for handing it to a thread. At least 1. */
+static inline size_t kiln_pool_grain(size_t per_item, size_t min_work)
+{
+    return per_item >= min_work ? 1 : min_work / (per_item ? per_item : 1);
+}
+
 /* CPUs this process may run on (its affinity mask), at least 1, at most 1024. */
 int kiln_cpus_available(void);
 

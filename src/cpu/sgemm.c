@@ -269,14 +269,20 @@ static void sg_par_chunk(void *ctx, size_t begin, size_t end, int worker)
     }
 }
 
+bool kiln_sgemm_par_splits(struct kiln_pool *pool, size_t M, size_t N, size_t K)
+{
+    size_t t = (size_t)kiln_pool_threads(pool);
+    /* Below ~2 MFLOP per thread the split costs more than it saves. */
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    return t > 1 && flops >= 2e6 * (double)t && !(M < 32 && N < 32);
+}
+
 void kiln_sgemm_par(struct kiln_pool *pool, bool transA, bool transB, size_t M, size_t N,
                     size_t K, float alpha, const float *A, size_t lda, const float *B, size_t ldb,
                     float beta, float *C, size_t ldc)
 {
     size_t t = (size_t)kiln_pool_threads(pool);
-    /* Below ~2 MFLOP per thread the split costs more than it saves. */
-    double flops = 2.0 * (double)M * (double)N * (double)K;
-    if (t <= 1 || flops < 2e6 * (double)t || (M < 32 && N < 32)) {
+    if (!kiln_sgemm_par_splits(pool, M, N, K)) {
         kiln_sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }

@@ -34,6 +34,9 @@ void kiln_sgemm_portable(bool transA, bool transB, size_t M, size_t N, size_t K,
  * block one kiln_sgemm. Same contract; each element of C is computed by exactly one call,
  * in K order. (Bit-identical results across thread counts are not promised: a library may
  * pick another kernel for a narrower block.) Small products run on the caller alone. */
+/* Whether kiln_sgemm_par splits an M x N x K product over the pool; when false it runs one
+ * kiln_sgemm on the caller (kernels use this to run such small products side by side). */
+bool kiln_sgemm_par_splits(struct kiln_pool *pool, size_t M, size_t N, size_t K);
 void kiln_sgemm_par(struct kiln_pool *pool, bool transA, bool transB, size_t M, size_t N,
                     size_t K, float alpha, const float *A, size_t lda, const float *B, size_t ldb,
                     float beta, float *C, size_t ldc);

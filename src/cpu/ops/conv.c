@@ -293,20 +293,11 @@ static void add_bias(float *y, const float *b, size_t M, size_t plane)
  * a plain kiln_sgemm of the same shape on one thread with that thread's own col buffer, so
  * each output element comes from the same call as it would serially. */
 
-/* Whether kiln_sgemm_par splits an M x N x K product over the pool (its rule, sgemm.c):
- * otherwise it runs one kiln_sgemm on the caller. */
-static bool sgemm_splits(struct kiln_pool *pool, size_t M, size_t N, size_t K)
-{
-    size_t t = (size_t)kiln_pool_threads(pool);
-    double flops = 2.0 * (double)M * (double)N * (double)K;
-    return t > 1 && flops >= 2e6 * (double)t && !(M < 32 && N < 32);
-}
-
 /* Indices per kiln_pool_for chunk for items of `per` elements of work each: about 32k
  * elements a chunk, enough to pay for handing it to a thread. */
 static size_t grain_for(size_t per)
 {
-    return per >= 32768 ? 1 : 32768 / (per ? per : 1);
+    return kiln_pool_grain(per, 32768);
 }
 
 /* A col buffer per thread is taken only up to this many floats each (16 MiB). */
@@ -583,7 +574,7 @@ static kiln_status conv_run(struct kiln_kctx *k)
         if (g.k[i] != 1 || g.s[i] != 1 || g.pb[i] != 0 || g.out[i] != g.in[i]) direct = false;
     size_t threads = (size_t)kiln_pool_threads(k->pool);
     /* Small GEMMs, several units and col buffers of moderate size: units side by side. */
-    bool side = threads > 1 && units > 1 && !sgemm_splits(k->pool, mg, g.os, kdim) &&
+    bool side = threads > 1 && units > 1 && !kiln_sgemm_par_splits(k->pool, mg, g.os, kdim) &&
                 (direct || kdim * g.os <= UNIT_COL_MAX);
     size_t bufs = side ? threads : 1;
     struct conv_unit_job j = {&g, io.x, io.w, io.b, io.yf, NULL, (size_t)C, (size_t)M, G, cg, mg,
@@ -708,7 +699,7 @@ static kiln_status convt_run(struct kiln_kctx *k)
     size_t cg = (size_t)(C / group), mg = (size_t)(M / group), G = (size_t)group;
     size_t rows = mg * g.ks, units = (size_t)N * G, n;
     size_t threads = (size_t)kiln_pool_threads(k->pool);
-    bool side = threads > 1 && units > 1 && !sgemm_splits(k->pool, rows, g.os, cg) &&
+    bool side = threads > 1 && units > 1 && !kiln_sgemm_par_splits(k->pool, rows, g.os, cg) &&
                 rows * g.os <= UNIT_COL_MAX;
     size_t bufs = side ? threads : 1;
     struct convt_unit_job j = {&g, io.x, io.w, io.b, io.yf, NULL, (size_t)C, (size_t)M, G, cg, mg,

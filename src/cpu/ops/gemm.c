@@ -77,15 +77,6 @@ static void gemm_int(bool tA, bool tB, size_t M, size_t N, size_t K, int64_t alp
 
 /* ------------------------------------------------------------------ MatMul */
 
-/* Whether kiln_sgemm_par splits an M x N x K product over the pool (its rule, sgemm.c):
- * otherwise it runs one kiln_sgemm on the caller. */
-static bool sgemm_splits(struct kiln_pool *pool, size_t M, size_t N, size_t K)
-{
-    size_t t = (size_t)kiln_pool_threads(pool);
-    double flops = 2.0 * (double)M * (double)N * (double)K;
-    return t > 1 && flops >= 2e6 * (double)t && !(M < 32 && N < 32);
-}
-
 /* A float32 batched MatMul whose products are too small to split: whole products run side by
  * side, each one kiln_sgemm of the shape the serial loop uses. */
 struct mm_batch_job {
@@ -200,7 +191,7 @@ static kiln_status matmul_run(struct kiln_kctx *k)
     if (fold) {
         kiln_sgemm_par(k->pool, false, false, batch * um, un, uk, 1.0f, af, uk, bf, un, 0.0f, yf, un);
     } else if (f32path && batch > 1 && kiln_pool_threads(k->pool) > 1 &&
-               !sgemm_splits(k->pool, um, un, uk)) {
+               !kiln_sgemm_par_splits(k->pool, um, un, uk)) {
         struct mm_batch_job j = {af, bf, yf, um, un, uk, br, bdims, sa_, sb_};
         /* About 64k multiply-adds per chunk at least. */
         size_t work = um * un * uk;

@@ -141,7 +141,7 @@ static void stats(const float *x, size_t n, size_t stride, double *mean, double 
  * code as with one thread, so results do not depend on the thread count. */
 static size_t grain_of(size_t elems)
 {
-    return elems >= 16384 ? 1 : 16384 / (elems ? elems : 1);
+    return kiln_pool_grain(elems, 16384);
 }
 
 /* ------------------------------------------------------------------ BatchNormalization */

@@ -445,7 +445,7 @@ static kiln_status pool_run(struct kiln_kctx *k, enum pool_kind kind)
     struct pool_job job = {&g, kind, include_pad, col_major, kind != POOL_LP && g.nd == 2, p,
                            xf, yf, ind ? ind->data : NULL};
     /* About 64k window taps per chunk: enough to pay for handing it to a thread. */
-    size_t work = g.os * g.ks, grain = work >= 65536 ? 1 : 65536 / (work ? work : 1);
+    size_t grain = kiln_pool_grain(g.os * g.ks, 65536);
     kiln_pool_for(k->pool, planes, grain, pool_chunk, &job);
     kiln_unstage_f32(y, yf);
     return KILN_OK;

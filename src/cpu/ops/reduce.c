@@ -218,7 +218,7 @@ static void red_par(struct kiln_pool *pool, int type, const void *x, void *acc, 
         red_chunk(&j, 0, it->size[0], 0);
         return;
     }
-    size_t grain = j.slice >= 16384 ? 1 : 16384 / j.slice;
+    size_t grain = kiln_pool_grain(j.slice, 16384);
     kiln_pool_for(pool, it->size[0], grain, red_chunk, &j);
 }
 

@@ -134,7 +134,7 @@ static kiln_status softmax_f32(struct kiln_kctx *k, const float *x, float *y, si
     float *e;
     KILN_TRY(kiln_scratch(k, threads * 2 * len * sizeof *e, (void **)&e));
     struct sm_job j = {x, y, outer, len, inner, kind, e};
-    size_t grain = len >= 16384 ? 1 : 16384 / len;
+    size_t grain = kiln_pool_grain(len, 16384);
     kiln_pool_for(k->pool, outer * inner, grain, softmax_chunk, &j);
     return KILN_OK;
 }
