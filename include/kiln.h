@@ -209,6 +209,99 @@ void kiln_model_node(const kiln_model *m, size_t i, const char **name, const cha
 void kiln_model_params(const kiln_model *m, uint64_t *count, uint64_t *bytes);
 
 /* ------------------------------------------------------------------------------------------
+ * Compile stage, part 1: shape inference, the graph optimizer, the ONNX writer, opset
+ * conversion and drawing. These functions change or read the model in place; a session
+ * created afterwards runs the changed graph.
+ * ---------------------------------------------------------------------------------------- */
+
+/* Fixes graph input `name` to a concrete shape (rank dims, each >= 0), replacing its
+ * declared dims (symbolic or not). The element type is kept. Fails with KILN_E_INVALID_ARG
+ * when there is no such input or the shape contradicts a known declared dim. */
+KILN_NODISCARD kiln_status kiln_model_set_input_shape(kiln_model *m, const char *name, int rank,
+                                                      const int64_t *dims, kiln_err *err);
+
+/* Infers the type and shape of every value of every graph (docs/shape-inference.md).
+ * Symbolic dims are carried through arithmetic ("N", "seq+1", "8*N"); outputs whose shape
+ * depends on data get fresh unknown dims. A contradiction between a declared type
+ * (value_info, graph outputs) and the inferred one is a problem reported by
+ * kiln_model_check, not a failure here; this fails only on NOMEM or a model that does not
+ * link. Run by kiln_model_check and kiln_model_optimize; calling it again re-infers. */
+KILN_NODISCARD kiln_status kiln_model_infer_shapes(kiln_model *m, kiln_err *err);
+
+/* Values of the main graph with their inferred types, in topological order (inputs and
+ * initializers first); valid after kiln_model_infer_shapes until the model changes. The
+ * type text is as kiln_model_input_type writes it ("float32[N,seq+1,768]"), with "?" for
+ * unknown dims; data-dependent values end in " (data-dependent)". */
+size_t kiln_model_value_count(const kiln_model *m);
+const char *kiln_model_value_name(const kiln_model *m, size_t i);
+size_t kiln_model_value_type(const kiln_model *m, size_t i, char *buf, size_t size);
+
+typedef enum kiln_opt_level {
+    KILN_OPT_NONE = 0,
+    KILN_OPT_BASIC = 1,    /* constant folding, dead code, CSE, no-op removal */
+    KILN_OPT_EXTENDED = 2, /* + BatchNorm folding, fusions (bias, activations, LayerNorm, GELU, attention) */
+    KILN_OPT_LAYOUT = 3,   /* + layout marks for the engine builder (the ONNX is unchanged by them) */
+} kiln_opt_level;
+
+typedef struct kiln_optimize_options {
+    kiln_opt_level level;
+    /* Comma-separated pass names to run instead of the level's list (docs/optimizer.md);
+     * NULL runs the level's. */
+    const char *passes;
+    /* Nonzero: fusions may produce kiln's own ops (domain "kiln"). Zero: the result uses
+     * standard ONNX operators only, and fusions that need a kiln op are skipped. */
+    int keep_fused;
+    /* Constant folding leaves a node alone when its outputs would take more than this many
+     * bytes beyond its inputs (so folding never bloats a model); 0 = the default, 1 MiB. */
+    size_t fold_limit_bytes;
+    /* Called with one line per change and per pass summary (node counts and op histogram
+     * before and after, what fused into what); may be NULL. */
+    kiln_problem_fn report;
+    void *report_user;
+} kiln_optimize_options;
+
+/* Rewrites the model's graphs (and subgraphs) with the level's passes, run to a fixed
+ * point; outputs stay equal within float rounding. opt may be NULL (extended, keep_fused). */
+KILN_NODISCARD kiln_status kiln_model_optimize(kiln_model *m, const kiln_optimize_options *opt,
+                                               kiln_err *err);
+
+typedef struct kiln_save_options {
+    /* Initializers of at least this many bytes go to an external data file next to the
+     * model; 0 keeps every tensor inside the model (which protobuf limits to 2 GB). */
+    size_t external_data_threshold;
+    /* The external data file's name, relative to the model's folder; NULL gives
+     * "<model file name>.data". */
+    const char *external_data_name;
+} kiln_save_options;
+
+/* Writes the model as ONNX (names, metadata, doc strings and functions kept). Writes to
+ * temporary files and renames, so a failure leaves nothing half-written. opt may be NULL. */
+KILN_NODISCARD kiln_status kiln_model_save(const kiln_model *m, const char *path,
+                                           const kiln_save_options *opt, kiln_err *err);
+/* The model as ONNX bytes in a new buffer (external data is not used); free *buf with
+ * kiln_buffer_free. */
+KILN_NODISCARD kiln_status kiln_model_save_buffer(const kiln_model *m, void **buf, size_t *len,
+                                                  kiln_err *err);
+void kiln_buffer_free(void *buf);
+
+/* Converts the model's default-domain opset to `opset` (7 up to the newest kiln knows),
+ * rewriting the nodes whose signature changed. Fails with KILN_E_UNSUPPORTED naming the
+ * first node that has no faithful conversion, leaving the model unchanged. */
+KILN_NODISCARD kiln_status kiln_model_convert_opset(kiln_model *m, int64_t opset, kiln_err *err);
+
+typedef enum kiln_draw_format {
+    KILN_DRAW_SVG = 1,
+    KILN_DRAW_HTML = 2, /* the SVG inside a standalone page with pan and zoom */
+    KILN_DRAW_DOT = 3,  /* Graphviz source */
+} kiln_draw_format;
+
+/* Draws the main graph (subgraphs as clusters) to `path`: one box per node with its op
+ * type and main attributes, inferred shapes on the edges, initializers folded into their
+ * consumers. Needs kiln built with Graphviz for SVG and HTML (KILN_E_UNSUPPORTED otherwise). */
+KILN_NODISCARD kiln_status kiln_model_draw(const kiln_model *m, const char *path,
+                                           kiln_draw_format fmt, kiln_err *err);
+
+/* ------------------------------------------------------------------------------------------
  * Sessions: run a model on the CPU.
  * ---------------------------------------------------------------------------------------- */
 typedef struct kiln_session kiln_session;
