@@ -252,6 +252,9 @@ struct kiln_graph {
     bool acyclic;
     bool sorted;     /* the file's node order is already topological */
     bool linked;
+    /* Filled by shape inference (src/infer/infer.h), per value id; NULL until then and
+     * after every relink. */
+    struct kiln_vtype *vtypes;
 };
 
 struct kiln_opset {

@@ -439,6 +439,7 @@ static kiln_status link_graph(struct kiln_graph *g, struct link_ctx *c)
                g->name ? g->name : "");
     }
     g->linked = true;
+    g->vtypes = NULL; /* ids changed: inferred types are stale */
     return KILN_OK;
 }
 
