@@ -476,3 +476,52 @@ kiln_status kiln_session_run(kiln_session *s, size_t n_in, const char *const *na
         }
     return st;
 }
+
+/* ------------------------------------------------------------------ one node (eval.h) */
+
+static int node_version(const struct kiln_model *m, const struct kiln_node *n)
+{
+    return n->since > 0 ? n->since : (int)kiln_model_opset_for(m, n->domain);
+}
+
+static bool is_random_op(const struct kiln_node *n)
+{
+    static const char *const random_ops[] = {"RandomNormal", "RandomNormalLike", "RandomUniform",
+                                             "RandomUniformLike", "Multinomial", "Bernoulli",
+                                             "Dropout", NULL};
+    if (n->domain[0]) return false;
+    for (size_t i = 0; random_ops[i]; i++)
+        if (strcmp(n->op_type, random_ops[i]) == 0) return true;
+    return false;
+}
+
+bool kiln_eval_can(const struct kiln_model *m, const struct kiln_node *n)
+{
+    if (is_random_op(n)) return false;
+    for (size_t k = 0; k < n->n_attr; k++)
+        if (n->attrs[k].type == KILN_ATTR_GRAPH || n->attrs[k].type == KILN_ATTR_GRAPHS) return false;
+    return kiln_cpu_find_op(n->domain, n->op_type, node_version(m, n)) != NULL;
+}
+
+kiln_status kiln_eval_node(const struct kiln_model *m, const struct kiln_node *n,
+                           const struct kiln_value *const *in, struct kiln_value **out, kiln_err *err)
+{
+    char lb[300];
+    for (size_t j = 0; j < n->n_out; j++) out[j] = NULL;
+    if (!kiln_eval_can(m, n))
+        return kiln_err_set(err, KILN_E_UNSUPPORTED, "%s: cannot be evaluated ahead of time",
+                            kiln_node_label(n, lb, sizeof lb));
+    const struct kiln_cpu_op *op = kiln_cpu_find_op(n->domain, n->op_type, node_version(m, n));
+    struct kiln_kctx k = {
+        .node = n, .opset = node_version(m, n), .n_in = n->n_in, .n_out = n->n_out,
+        .in = (struct kiln_value *const *)in, .out = out, .err = err,
+    };
+    kiln_status st = op->run(&k);
+    kiln_kctx_free_scratch(&k);
+    if (st)
+        for (size_t j = 0; j < n->n_out; j++) {
+            kiln_value_free(out[j]);
+            out[j] = NULL;
+        }
+    return st;
+}
