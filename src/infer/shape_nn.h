@@ -35,6 +35,59 @@ static inline kiln_dtype kiln_infer_dtype_of(const struct kiln_ictx *c, size_t n
     return KILN_DTYPE_UNDEFINED;
 }
 
+/* Storage for a merged type (kiln_infer_merge): up to 4 levels of nesting. */
+struct kiln_merge_buf {
+    struct kiln_type t[4];
+    struct kiln_dim d[4][KILN_MAX_RANK];
+    int used;
+};
+
+/* The type both a and b satisfy (either may be NULL or of kind NONE: the other wins):
+ * equal element types kept, else UNDEFINED; equal ranks kept, else unknown rank; equal dims
+ * kept, different ones unknown; sequences and optionals merged element-wise. The result
+ * points into buf (and into a/b for what is not merged); NULL when nothing is known. */
+static inline const struct kiln_type *kiln_infer_merge(const struct kiln_type *a, const struct kiln_type *b,
+                                                       struct kiln_merge_buf *buf)
+{
+    if (!a || a->kind == KILN_TYPE_NONE) return b && b->kind != KILN_TYPE_NONE ? b : NULL;
+    if (!b || b->kind == KILN_TYPE_NONE) return a;
+    if (buf->used >= 4) return NULL;
+    struct kiln_type *t = &buf->t[buf->used];
+    struct kiln_dim *d = buf->d[buf->used++];
+    memset(t, 0, sizeof *t);
+    if (a->kind != b->kind) return NULL;
+    t->kind = a->kind;
+    t->elem = a->elem == b->elem ? a->elem : KILN_DTYPE_UNDEFINED;
+    if (a->kind == KILN_TYPE_SEQUENCE || a->kind == KILN_TYPE_OPTIONAL) {
+        const struct kiln_type *in = kiln_infer_merge(a->inner, b->inner, buf);
+        if (!in) return NULL;
+        t->inner = (struct kiln_type *)in;
+        return t;
+    }
+    if (a->kind != KILN_TYPE_TENSOR && a->kind != KILN_TYPE_SPARSE_TENSOR) return a;
+    t->rank = a->rank == b->rank ? a->rank : -1;
+    if (t->rank > KILN_MAX_RANK) t->rank = -1;
+    for (int i = 0; i < t->rank; i++) d[i] = kiln_dim_eq(a->dims[i], b->dims[i]) ? a->dims[i] : kiln_dim_unknown();
+    t->dims = t->rank >= 0 ? d : NULL;
+    return t;
+}
+
+/* Whether types a and b say the same (kind, element type, rank, dims; nested too). */
+static inline bool kiln_infer_type_same(const struct kiln_type *a, const struct kiln_type *b)
+{
+    if (!a || !b) return a == b;
+    if (a->kind != b->kind || a->elem != b->elem) return false;
+    if (a->kind == KILN_TYPE_SEQUENCE || a->kind == KILN_TYPE_OPTIONAL)
+        return kiln_infer_type_same(a->inner, b->inner);
+    if (a->kind != KILN_TYPE_TENSOR) return true;
+    if (a->rank != b->rank) return false;
+    for (int i = 0; i < a->rank; i++)
+        if (!kiln_dim_eq(a->dims[i], b->dims[i]) &&
+            (kiln_dim_defined(a->dims[i]) || kiln_dim_defined(b->dims[i])))
+            return false;
+    return true;
+}
+
 enum kiln_autopad { KILN_AUTOPAD_NOTSET, KILN_AUTOPAD_VALID, KILN_AUTOPAD_SAME_UPPER,
                     KILN_AUTOPAD_SAME_LOWER, KILN_AUTOPAD_BAD };
 
