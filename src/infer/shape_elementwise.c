@@ -27,7 +27,7 @@ static bool int_dtype(kiln_dtype dt) { return dt == KILN_DTYPE_I64 || dt == KILN
 
 static struct kiln_dim vop_apply(struct kiln_ictx *c, enum vop op, struct kiln_dim a, struct kiln_dim b)
 {
-    int64_t x, y;
+    int64_t x = 0, y = 0;
     bool ix = ru_dim_int(a, &x), iy = ru_dim_int(b, &y);
     if (ix && iy) {
         /* plain integers: exact, with ONNX's integer semantics (no overflow checks needed for
