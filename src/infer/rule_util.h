@@ -44,11 +44,13 @@ static inline kiln_status ru_set(struct kiln_ictx *c, size_t o, kiln_dtype dt, i
 }
 
 /* Input i's shape when its rank is known (element type may be unknown): rank and dims;
- * false otherwise. */
+ * false otherwise (rank -1, dims NULL). */
 static inline bool ru_shape(const struct kiln_ictx *c, size_t i, int *rank,
                             const struct kiln_dim **dims)
 {
     const struct kiln_vtype *v = kiln_ic_in(c, i);
+    *rank = -1;
+    *dims = NULL;
     if (!v || v->type.kind != KILN_TYPE_TENSOR || v->type.rank < 0) return false;
     *rank = v->type.rank;
     *dims = v->type.dims;

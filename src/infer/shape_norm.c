@@ -87,8 +87,8 @@ static kiln_status rule_loss(struct kiln_ictx *c)
         return KILN_OK;
     }
     kiln_dtype dt = kiln_ic_in_dtype(c, 0);
-    int rx, rt;
-    const struct kiln_dim *dx, *dt_dims;
+    int rx = -1, rt = -1;
+    const struct kiln_dim *dx = NULL, *dt_dims = NULL;
     bool hx = ru_shape(c, 0, &rx, &dx), ht = ru_shape(c, 1, &rt, &dt_dims);
     if (hx && ht) {
         bool bad = rx < 2 || rt != rx - 1 || kiln_dim_ne(dx[0], dt_dims[0]);
