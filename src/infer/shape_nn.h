@@ -72,6 +72,25 @@ static inline const struct kiln_type *kiln_infer_merge(const struct kiln_type *a
     return t;
 }
 
+/* Deep copy of src (not inside buf) into buf, from buf->used on; NULL when src is NULL or
+ * nests deeper than buf holds. */
+static inline const struct kiln_type *kiln_infer_type_copy(const struct kiln_type *src,
+                                                           struct kiln_merge_buf *buf)
+{
+    if (!src || buf->used >= 4) return NULL;
+    struct kiln_type *t = &buf->t[buf->used];
+    struct kiln_dim *d = buf->d[buf->used++];
+    *t = *src;
+    if (src->kind == KILN_TYPE_SEQUENCE || src->kind == KILN_TYPE_OPTIONAL) {
+        t->inner = src->inner ? (struct kiln_type *)kiln_infer_type_copy(src->inner, buf) : NULL;
+        return t;
+    }
+    if (src->rank > KILN_MAX_RANK) t->rank = -1;
+    if (t->rank > 0) memcpy(d, src->dims, (size_t)t->rank * sizeof *d);
+    t->dims = t->rank >= 0 ? d : NULL;
+    return t;
+}
+
 /* Whether types a and b say the same (kind, element type, rank, dims; nested too). */
 static inline bool kiln_infer_type_same(const struct kiln_type *a, const struct kiln_type *b)
 {
