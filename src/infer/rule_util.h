@@ -10,16 +10,12 @@
 
 #include "infer/infer.h"
 
-/* Whether input i's shape (or rank) depends on the data. */
-static inline bool ru_in_dd(const struct kiln_ictx *c, size_t i)
-{
-    const struct kiln_vtype *v = kiln_ic_in(c, i);
-    return v && v->data_dependent;
-}
+/* Data dependence: the core marks an output data-dependent when an input is and the output
+ * has dims that are not known; rules mark only the outputs whose fresh symbols they make. */
 
 /* Output o: a tensor of element type dt (UNDEFINED: input i's) with input i's shape, or of
  * unknown rank when input i's shape is not known. Nothing is set when neither the element
- * type nor the shape is known. Carries input i's data dependence. */
+ * type nor the shape is known. */
 static inline kiln_status ru_like(struct kiln_ictx *c, size_t o, size_t i, kiln_dtype dt)
 {
     const struct kiln_vtype *v = kiln_ic_in(c, i);
@@ -30,7 +26,6 @@ static inline kiln_status ru_like(struct kiln_ictx *c, size_t o, size_t i, kiln_
     } else {
         KILN_TRY(kiln_ic_set_tensor(c, o, dt, v->type.rank, v->type.dims));
     }
-    if (v && v->data_dependent) kiln_ic_data_dependent(c, o);
     return KILN_OK;
 }
 

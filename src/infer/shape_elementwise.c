@@ -148,7 +148,6 @@ static kiln_status rule_identity(struct kiln_ictx *c)
     const struct kiln_vtype *v = kiln_ic_in(c, 0);
     if (!v || v->type.kind == KILN_TYPE_NONE) return KILN_OK;
     KILN_TRY(kiln_ic_set_like(c, 0, 0));
-    if (v->data_dependent) kiln_ic_data_dependent(c, 0);
     if (v->type.kind == KILN_TYPE_TENSOR) return vals_copy(c, v->type.elem, 0);
     return KILN_OK;
 }
@@ -171,7 +170,7 @@ static kiln_status rule_castlike(struct kiln_ictx *c)
         /* the type is not known: only the shape */
         int r;
         const struct kiln_dim *d;
-        if (ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_UNDEFINED, r, d, ru_in_dd(c, 0));
+        if (ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_UNDEFINED, r, d, false);
         return KILN_OK;
     }
     KILN_TRY(ru_like(c, 0, 0, to));
@@ -189,7 +188,7 @@ static kiln_status rule_bitcast(struct kiln_ictx *c)
     }
     int r;
     const struct kiln_dim *d;
-    bool dd = ru_in_dd(c, 0);
+    bool dd = false;
     if (from == KILN_DTYPE_UNDEFINED || !ru_shape(c, 0, &r, &d)) return ru_set(c, 0, to, -1, NULL, dd);
     size_t sf = kiln_dtype_size(from), st = kiln_dtype_size(to);
     static const kiln_dtype sub_byte[] = {KILN_DTYPE_U4, KILN_DTYPE_I4, KILN_DTYPE_F4E2M1, KILN_DTYPE_U2,
@@ -238,7 +237,6 @@ static kiln_status binary(struct kiln_ictx *c, enum bkind kind, int bcast_since,
         const struct kiln_vtype *v = kiln_ic_in(c, i);
         if (!v) continue;
         idx[n++] = i;
-        dd |= v->data_dependent;
         if (v->type.kind != KILN_TYPE_TENSOR || v->type.rank < 0) all_ranks = false;
         kiln_dtype t = kiln_ic_in_dtype(c, i);
         if (kind == B_FIRST && i > 0) continue;

@@ -49,7 +49,7 @@ static kiln_status rule_layernorm(struct kiln_ictx *c)
 {
     int r;
     const struct kiln_dim *d;
-    bool dd = ru_in_dd(c, 0);
+    bool dd = false;
     int64_t stash = kiln_ic_attr_i(c, "stash_type", KILN_DTYPE_F32);
     kiln_dtype sdt = kiln_dtype_valid((int)stash) && stash == (int)stash ? (kiln_dtype)stash
                                                                             : KILN_DTYPE_UNDEFINED;
@@ -108,13 +108,13 @@ static kiln_status rule_loss(struct kiln_ictx *c)
             int kx = k == 0 ? 0 : k + 1;
             if (!kiln_dim_defined(out[k]) && hx && kx < rx) out[k] = dx[kx];
         }
-        return ru_set(c, 0, dt, rt, out, ru_in_dd(c, 1) || ru_in_dd(c, 0));
+        return ru_set(c, 0, dt, rt, out, false);
     }
     if (hx && rx >= 2) {
         struct kiln_dim out[KILN_MAX_RANK];
         out[0] = dx[0];
         for (int k = 2; k < rx; k++) out[k - 1] = dx[k];
-        return ru_set(c, 0, dt, rx - 1, out, ru_in_dd(c, 0));
+        return ru_set(c, 0, dt, rx - 1, out, false);
     }
     return dt == KILN_DTYPE_UNDEFINED ? KILN_OK : ru_set(c, 0, dt, -1, NULL, false);
 }

@@ -24,7 +24,7 @@ static kiln_status reduce_out(struct kiln_ictx *c, kiln_dtype dt, int rank, cons
         if (!reduced[k]) out[r++] = d[k];
         else if (keepdims) out[r++] = kiln_dim_int(1);
     }
-    return ru_set(c, 0, dt, r, out, ru_in_dd(c, 0));
+    return ru_set(c, 0, dt, r, out, false);
 }
 
 static kiln_status reduce_rule(struct kiln_ictx *c, int axes_input_since)
@@ -32,7 +32,7 @@ static kiln_status reduce_rule(struct kiln_ictx *c, int axes_input_since)
     kiln_dtype dt = kiln_ic_in_dtype(c, 0);
     int rank;
     const struct kiln_dim *d;
-    bool dd = ru_in_dd(c, 0);
+    bool dd = false;
     bool keepdims = kiln_ic_attr_i(c, "keepdims", 1) != 0;
     bool from_input = c->opset >= axes_input_since;
     bool noop = from_input && kiln_ic_attr_i(c, "noop_with_empty_axes", 0) != 0;
@@ -100,7 +100,7 @@ static kiln_status rule_arg(struct kiln_ictx *c)
 {
     int rank;
     const struct kiln_dim *d;
-    if (!ru_shape(c, 0, &rank, &d)) return ru_set(c, 0, KILN_DTYPE_I64, -1, NULL, ru_in_dd(c, 0));
+    if (!ru_shape(c, 0, &rank, &d)) return ru_set(c, 0, KILN_DTYPE_I64, -1, NULL, false);
     int a;
     if (!kiln_ic_axis(c, kiln_ic_attr_i(c, "axis", 0), rank, &a)) return KILN_OK;
     bool reduced[KILN_MAX_RANK] = {false};
