@@ -434,6 +434,9 @@ static kiln_status evaluate(struct kiln_ictx *c, bool has_rule, kiln_err *err)
             small = false;
     }
     if (!any) return KILN_OK;
+    bool all_known = true; /* Constant: the rule borrowed the attribute's tensor */
+    for (size_t j = 0; j < c->n_out; j++) all_known = all_known && (!c->out[j] || c->out[j]->konst);
+    if (all_known) return KILN_OK;
     if (small && out_bytes > KILN_INFER_FOLD_LIMIT) return KILN_OK;
     if (!small && has_rule && !dd) return KILN_OK;
 
@@ -479,6 +482,33 @@ static kiln_status evaluate(struct kiln_ictx *c, bool has_rule, kiln_err *err)
     kiln_free(pin);
     kiln_free(pout);
     return rc;
+}
+
+/* Small int64/int32 outputs whose every element is known (Shape of a known shape, and
+ * the arithmetic after it) become constants too, so that any op downstream can be
+ * evaluated by its kernel. */
+static void vals_to_konst(struct kiln_infer *inf, struct kiln_vtype *vt)
+{
+    const struct kiln_type *t = &vt->type;
+    if (vt->konst || vt->n_vals < 0 || t->kind != KILN_TYPE_TENSOR || t->rank < 0 || t->rank > 1)
+        return;
+    if (t->elem != KILN_DTYPE_I64 && t->elem != KILN_DTYPE_I32) return;
+    if (t->rank == 1 ? t->dims[0].value != vt->n_vals : vt->n_vals != 1) return;
+    int64_t v[KILN_INFER_MAX_VALS];
+    for (int i = 0; i < vt->n_vals; i++)
+        if (!kiln_dim_int_value(vt->vals[i], &v[i])) return;
+    struct kiln_tensor *k = arena_array(inf, 1, sizeof *k);
+    if (!k) return;
+    k->dtype = t->elem;
+    k->rank = t->rank;
+    if (t->rank) k->dims[0] = vt->n_vals;
+    k->data = arena_array(inf, (size_t)vt->n_vals, 8);
+    if (!k->data) return;
+    for (int i = 0; i < vt->n_vals; i++) {
+        if (t->elem == KILN_DTYPE_I64) ((int64_t *)k->data)[i] = v[i];
+        else ((int32_t *)k->data)[i] = (int32_t)v[i];
+    }
+    vt->konst = k;
 }
 
 /* Step 3: merges value id's declared type into its inferred one. */
@@ -559,6 +589,8 @@ static kiln_status infer_node(struct kiln_infer *inf, struct kiln_graph *g, stru
             open = open || out[j]->type.dims[d].value < 0;
         if (open) out[j]->data_dependent = true;
     }
+    for (size_t j = 0; j < n->n_out; j++)
+        if (out[j]) vals_to_konst(inf, out[j]);
     st = evaluate(&c, rule != NULL, err);
     if (st) goto done;
     for (size_t j = 0; j < n->n_out; j++)
