@@ -84,10 +84,12 @@ static kiln_status if_infer(struct kiln_ictx *c)
 /* Infers body with input types bin[0..n_bin) where bin[in_off + k] (k < n_car) are carried
  * values that come back as body output out_off + k; rounds until the carried types are
  * stable and sets node outputs 0..n_car to them (with batch: a leading batch dim put back,
- * for Scan 8). bin entries may be replaced (by pointers into memory freed on return). */
+ * for Scan 8). empty (may be NULL): carried values that start as an empty sequence
+ * (SequenceEmpty), whose element type says nothing yet: the first round takes the body's.
+ * bin entries may be replaced (by pointers into memory freed on return). */
 static kiln_status run_body(struct kiln_ictx *c, struct kiln_graph *body, size_t n_bin,
                             const struct kiln_type **bin, size_t in_off, size_t out_off, size_t n_car,
-                            const struct kiln_dim *batch)
+                            const struct kiln_dim *batch, const bool *empty)
 {
     struct kiln_merge_buf *bufs = NULL, tmp;
     if (n_car) {
@@ -110,6 +112,7 @@ static kiln_status run_body(struct kiln_ictx *c, struct kiln_graph *body, size_t
             }
             tmp.used = 0;
             const struct kiln_type *m = o ? kiln_infer_merge(cur, o, &tmp) : NULL;
+            if (round == 0 && empty && empty[k] && o && o->kind == KILN_TYPE_SEQUENCE) m = o;
             dst->used = 0;
             bin[in_off + k] = kiln_infer_type_copy(m, dst);
             if (!kiln_infer_type_same(m, cur)) changed = true;
@@ -180,8 +183,20 @@ static kiln_status loop_infer(struct kiln_ictx *c)
     bin[0] = &iter;
     bin[1] = &cond;
     for (size_t k = 0; k < n_car; k++) bin[2 + k] = in_type(c, 2 + k);
-    kiln_status st = run_body(c, body, n_car + 2, bin, 2, 1, n_car, NULL);
+    bool *empty = kiln_calloc(n_car + 1, sizeof *empty);
+    if (!empty) {
+        kiln_free(bin);
+        return KILN_E_NOMEM;
+    }
+    for (size_t k = 0; k < n_car; k++) {
+        int id = c->node->in_ids ? c->node->in_ids[2 + k] : -1;
+        const struct kiln_graph_value *gv = id >= 0 && (size_t)id < c->g->n_values ? &c->g->values[id] : NULL;
+        empty[k] = gv && gv->def == KILN_DEF_NODE && gv->producer >= 0 &&
+                   !strcmp(c->g->nodes[gv->producer].op_type, "SequenceEmpty");
+    }
+    kiln_status st = run_body(c, body, n_car + 2, bin, 2, 1, n_car, NULL, empty);
     kiln_free(bin);
+    kiln_free(empty);
     if (st) return st;
 
     /* Scan outputs: [L, ...]. */
@@ -269,7 +284,7 @@ static kiln_status scan_infer(struct kiln_ictx *c)
         w->rank = n;
         bin[n_state + j] = w;
     }
-    st = run_body(c, body, n_bin, bin, 0, 0, n_state, v8 ? &batch : NULL);
+    st = run_body(c, body, n_bin, bin, 0, 0, n_state, v8 ? &batch : NULL, NULL);
     if (st) goto done;
     for (size_t k = 0; n_state + k < body->n_outputs && n_state + k < c->n_out; k++) {
         int64_t ax = v8 ? 0 : k < n_out_axes ? out_axes[k] : 0;
