@@ -20,10 +20,11 @@
 
 enum vop { V_ADD, V_SUB, V_MUL, V_DIV, V_MOD, V_MAX, V_MIN };
 
-static bool int_dtype(kiln_dtype dt) { return dt == KILN_DTYPE_I64 || dt == KILN_DTYPE_I32 ||
-                                              dt == KILN_DTYPE_I16 || dt == KILN_DTYPE_I8 ||
-                                              dt == KILN_DTYPE_U64 || dt == KILN_DTYPE_U32 ||
-                                              dt == KILN_DTYPE_U16 || dt == KILN_DTYPE_U8; }
+static bool int_dtype(kiln_dtype dt)
+{
+    return dt == KILN_DTYPE_I64 || dt == KILN_DTYPE_I32 || dt == KILN_DTYPE_I16 || dt == KILN_DTYPE_I8 ||
+           dt == KILN_DTYPE_U64 || dt == KILN_DTYPE_U32 || dt == KILN_DTYPE_U16 || dt == KILN_DTYPE_U8;
+}
 
 static struct kiln_dim vop_apply(struct kiln_ictx *c, enum vop op, struct kiln_dim a, struct kiln_dim b)
 {
@@ -40,8 +41,7 @@ static struct kiln_dim vop_apply(struct kiln_ictx *c, enum vop op, struct kiln_d
             if ((y < 0 && x > INT64_MAX + y) || (y > 0 && x < INT64_MIN + y)) break;
             return ru_int_dim(c, x - y);
         case V_MUL:
-            if (x != 0 && y != 0 && (x > INT32_MAX || x < INT32_MIN || y > INT32_MAX || y < INT32_MIN))
-                break;
+            if (x != 0 && y != 0 && (x > INT32_MAX || x < INT32_MIN || y > INT32_MAX || y < INT32_MIN)) break;
             return ru_int_dim(c, x * y);
         case V_DIV:
             if (y == 0 || (x == INT64_MIN && y == -1)) break;
@@ -52,21 +52,27 @@ static struct kiln_dim vop_apply(struct kiln_ictx *c, enum vop op, struct kiln_d
             if (r != 0 && ((r < 0) != (y < 0))) r += y;
             return ru_int_dim(c, r);
         }
-        case V_MAX: return ru_int_dim(c, x > y ? x : y);
-        case V_MIN: return ru_int_dim(c, x < y ? x : y);
+        case V_MAX:
+            return ru_int_dim(c, x > y ? x : y);
+        case V_MIN:
+            return ru_int_dim(c, x < y ? x : y);
         }
         return kiln_dim_unknown();
     }
     /* symbolic dims stand for sizes (>= 0) */
     switch (op) {
-    case V_ADD: return kiln_sym_add(c->inf, a, b);
-    case V_SUB: return kiln_sym_sub(c->inf, a, b);
-    case V_MUL: return kiln_sym_mul(c->inf, a, b);
+    case V_ADD:
+        return kiln_sym_add(c->inf, a, b);
+    case V_SUB:
+        return kiln_sym_sub(c->inf, a, b);
+    case V_MUL:
+        return kiln_sym_mul(c->inf, a, b);
     case V_DIV:
         if (iy && y <= 0) return kiln_dim_unknown();
         if (ix && x < 0) return kiln_dim_unknown();
         return kiln_sym_floordiv(c->inf, a, b);
-    case V_MOD: return kiln_dim_unknown();
+    case V_MOD:
+        return kiln_dim_unknown();
     case V_MAX:
         if ((ix && x < 0) || (iy && y < 0)) return ix && x < 0 ? b : a;
         return kiln_sym_max(c->inf, a, b);
@@ -126,9 +132,15 @@ static kiln_status vals_copy(struct kiln_ictx *c, kiln_dtype out_dt, int map)
 
 /* ------------------------------------------------------------------ unary */
 
-static kiln_status rule_unary(struct kiln_ictx *c) { return ru_like(c, 0, 0, KILN_DTYPE_UNDEFINED); }
+static kiln_status rule_unary(struct kiln_ictx *c)
+{
+    return ru_like(c, 0, 0, KILN_DTYPE_UNDEFINED);
+}
 
-static kiln_status rule_unary_bool(struct kiln_ictx *c) { return ru_like(c, 0, 0, KILN_DTYPE_BOOL); }
+static kiln_status rule_unary_bool(struct kiln_ictx *c)
+{
+    return ru_like(c, 0, 0, KILN_DTYPE_BOOL);
+}
 
 static kiln_status rule_neg(struct kiln_ictx *c)
 {
@@ -191,8 +203,8 @@ static kiln_status rule_bitcast(struct kiln_ictx *c)
     bool dd = false;
     if (from == KILN_DTYPE_UNDEFINED || !ru_shape(c, 0, &r, &d)) return ru_set(c, 0, to, -1, NULL, dd);
     size_t sf = kiln_dtype_size(from), st = kiln_dtype_size(to);
-    static const kiln_dtype sub_byte[] = {KILN_DTYPE_U4, KILN_DTYPE_I4, KILN_DTYPE_F4E2M1, KILN_DTYPE_U2,
-                                          KILN_DTYPE_I2, KILN_DTYPE_STRING};
+    static const kiln_dtype sub_byte[] = {KILN_DTYPE_U4, KILN_DTYPE_I4, KILN_DTYPE_F4E2M1,
+                                          KILN_DTYPE_U2, KILN_DTYPE_I2, KILN_DTYPE_STRING};
     for (size_t i = 0; i < sizeof sub_byte / sizeof sub_byte[0]; i++)
         if (from == sub_byte[i] || to == sub_byte[i]) {
             kiln_ic_problem(c, "BitCast of %s to %s: string and sub-byte types are not allowed",
@@ -218,9 +230,9 @@ static kiln_status rule_bitcast(struct kiln_ictx *c)
 /* ------------------------------------------------------------------ binary and variadic */
 
 enum bkind {
-    B_SAME,    /* output type = inputs' type, which must agree */
-    B_BOOL,    /* comparison: inputs agree, output bool */
-    B_FIRST,   /* output type = input 0's (Pow: the exponent may differ) */
+    B_SAME,  /* output type = inputs' type, which must agree */
+    B_BOOL,  /* comparison: inputs agree, output bool */
+    B_FIRST, /* output type = input 0's (Pow: the exponent may differ) */
 };
 
 /* Broadcasts every present input into output 0 with the element type `kind` says. Before
@@ -241,7 +253,8 @@ static kiln_status binary(struct kiln_ictx *c, enum bkind kind, int bcast_since,
         kiln_dtype t = kiln_ic_in_dtype(c, i);
         if (kind == B_FIRST && i > 0) continue;
         if (t == KILN_DTYPE_UNDEFINED) continue;
-        if (dt == KILN_DTYPE_UNDEFINED) dt = t;
+        if (dt == KILN_DTYPE_UNDEFINED)
+            dt = t;
         else if (t != dt) {
             kiln_ic_problem(c, "inputs have different element types (%s and %s)", kiln_dtype_name(dt),
                             kiln_dtype_name(t));
@@ -301,19 +314,45 @@ static kiln_status arith(struct kiln_ictx *c, enum vop op, int bcast_since)
     if (r < 0) return KILN_OK;
     size_t n = 0;
     for (size_t i = 0; i < c->n_in; i++)
-        if (!kiln_ic_in(c, i)) return KILN_OK; /* absent inputs in the middle: no folding */
-        else n++;
+        if (!kiln_ic_in(c, i))
+            return KILN_OK; /* absent inputs in the middle: no folding */
+        else
+            n++;
     return vals_fold(c, op, n, dt, r, d);
 }
 
-static kiln_status rule_add(struct kiln_ictx *c) { return arith(c, V_ADD, 7); }
-static kiln_status rule_sub(struct kiln_ictx *c) { return arith(c, V_SUB, 7); }
-static kiln_status rule_mul(struct kiln_ictx *c) { return arith(c, V_MUL, 7); }
-static kiln_status rule_div(struct kiln_ictx *c) { return arith(c, V_DIV, 7); }
-static kiln_status rule_mod(struct kiln_ictx *c) { return arith(c, V_MOD, 7); }
-static kiln_status rule_max(struct kiln_ictx *c) { return arith(c, V_MAX, 8); }
-static kiln_status rule_min(struct kiln_ictx *c) { return arith(c, V_MIN, 8); }
-static kiln_status rule_sum(struct kiln_ictx *c) { return arith(c, V_ADD, 8); }
+static kiln_status rule_add(struct kiln_ictx *c)
+{
+    return arith(c, V_ADD, 7);
+}
+static kiln_status rule_sub(struct kiln_ictx *c)
+{
+    return arith(c, V_SUB, 7);
+}
+static kiln_status rule_mul(struct kiln_ictx *c)
+{
+    return arith(c, V_MUL, 7);
+}
+static kiln_status rule_div(struct kiln_ictx *c)
+{
+    return arith(c, V_DIV, 7);
+}
+static kiln_status rule_mod(struct kiln_ictx *c)
+{
+    return arith(c, V_MOD, 7);
+}
+static kiln_status rule_max(struct kiln_ictx *c)
+{
+    return arith(c, V_MAX, 8);
+}
+static kiln_status rule_min(struct kiln_ictx *c)
+{
+    return arith(c, V_MIN, 8);
+}
+static kiln_status rule_sum(struct kiln_ictx *c)
+{
+    return arith(c, V_ADD, 8);
+}
 
 static kiln_status rule_mean(struct kiln_ictx *c)
 {
@@ -366,19 +405,53 @@ static kiln_status rule_clip(struct kiln_ictx *c)
     return ru_like(c, 0, 0, KILN_DTYPE_UNDEFINED);
 }
 
-#define UN(name, since) {#name, "", since, 0, rule_unary}
+#define UN(name, since)                                                                                      \
+    {                                                                                                        \
+#name, "", since, 0, rule_unary                                                                      \
+    }
 
 const struct kiln_infer_op kiln_infer_ops_elementwise[] = {
     /* unary.c */
     {"Abs", "", 1, 0, rule_abs},
     {"Neg", "", 1, 0, rule_neg},
-    UN(Floor, 1), UN(Ceil, 1), UN(Round, 11), UN(Sqrt, 1), UN(Reciprocal, 1), UN(Exp, 1),
-    UN(Log, 1), UN(Sin, 7), UN(Cos, 7), UN(Tan, 7), UN(Asin, 7), UN(Acos, 7), UN(Atan, 7),
-    UN(Sinh, 9), UN(Cosh, 9), UN(Tanh, 1), UN(Asinh, 9), UN(Acosh, 9), UN(Atanh, 9),
-    UN(Sigmoid, 1), UN(HardSigmoid, 1), UN(HardSwish, 14), UN(Relu, 1), UN(LeakyRelu, 1),
-    UN(Elu, 1), UN(Selu, 1), UN(Celu, 12), UN(ThresholdedRelu, 10), UN(Softplus, 1),
-    UN(Softsign, 1), UN(Erf, 9), UN(Gelu, 20), UN(Mish, 18), UN(Swish, 24), UN(Sign, 9),
-    UN(Not, 1), UN(BitwiseNot, 18), UN(Shrink, 9),
+    UN(Floor, 1),
+    UN(Ceil, 1),
+    UN(Round, 11),
+    UN(Sqrt, 1),
+    UN(Reciprocal, 1),
+    UN(Exp, 1),
+    UN(Log, 1),
+    UN(Sin, 7),
+    UN(Cos, 7),
+    UN(Tan, 7),
+    UN(Asin, 7),
+    UN(Acos, 7),
+    UN(Atan, 7),
+    UN(Sinh, 9),
+    UN(Cosh, 9),
+    UN(Tanh, 1),
+    UN(Asinh, 9),
+    UN(Acosh, 9),
+    UN(Atanh, 9),
+    UN(Sigmoid, 1),
+    UN(HardSigmoid, 1),
+    UN(HardSwish, 14),
+    UN(Relu, 1),
+    UN(LeakyRelu, 1),
+    UN(Elu, 1),
+    UN(Selu, 1),
+    UN(Celu, 12),
+    UN(ThresholdedRelu, 10),
+    UN(Softplus, 1),
+    UN(Softsign, 1),
+    UN(Erf, 9),
+    UN(Gelu, 20),
+    UN(Mish, 18),
+    UN(Swish, 24),
+    UN(Sign, 9),
+    UN(Not, 1),
+    UN(BitwiseNot, 18),
+    UN(Shrink, 9),
     {"IsNaN", "", 9, 0, rule_unary_bool},
     {"IsInf", "", 10, 0, rule_unary_bool},
     {"Clip", "", 1, 0, rule_clip},

@@ -45,16 +45,27 @@ static kiln_status optimizer(struct kiln_ictx *c, size_t ns)
             const struct kiln_dim *d;
             kiln_dtype dt = kiln_ic_in_dtype(c, in);
             /* the state's new value has X's shape (they must agree) and the state's type */
-            if (ru_shape(c, 2 + g, &r, &d)) KILN_TRY(ru_set(c, o, dt, r, d, false));
-            else KILN_TRY(ru_like(c, o, in, KILN_DTYPE_UNDEFINED));
+            if (ru_shape(c, 2 + g, &r, &d))
+                KILN_TRY(ru_set(c, o, dt, r, d, false));
+            else
+                KILN_TRY(ru_like(c, o, in, KILN_DTYPE_UNDEFINED));
         }
     }
     return KILN_OK;
 }
 
-static kiln_status rule_adagrad(struct kiln_ictx *c) { return optimizer(c, 1); }
-static kiln_status rule_momentum(struct kiln_ictx *c) { return optimizer(c, 1); }
-static kiln_status rule_adam(struct kiln_ictx *c) { return optimizer(c, 2); }
+static kiln_status rule_adagrad(struct kiln_ictx *c)
+{
+    return optimizer(c, 1);
+}
+static kiln_status rule_momentum(struct kiln_ictx *c)
+{
+    return optimizer(c, 1);
+}
+static kiln_status rule_adam(struct kiln_ictx *c)
+{
+    return optimizer(c, 2);
+}
 
 /* ------------------------------------------------------------------ random.c */
 
@@ -183,7 +194,10 @@ static kiln_status rule_strsplit(struct kiln_ictx *c)
     return KILN_OK;
 }
 
-static kiln_status rule_regex(struct kiln_ictx *c) { return ru_like(c, 0, 0, KILN_DTYPE_BOOL); }
+static kiln_status rule_regex(struct kiln_ictx *c)
+{
+    return ru_like(c, 0, 0, KILN_DTYPE_BOOL);
+}
 
 static kiln_status rule_tfidf(struct kiln_ictx *c)
 {

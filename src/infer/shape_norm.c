@@ -15,14 +15,16 @@
  */
 #include "infer/rule_util.h"
 
-static kiln_status rule_like_x(struct kiln_ictx *c) { return ru_like(c, 0, 0, KILN_DTYPE_UNDEFINED); }
+static kiln_status rule_like_x(struct kiln_ictx *c)
+{
+    return ru_like(c, 0, 0, KILN_DTYPE_UNDEFINED);
+}
 
 /* Y like X after checking attribute `name` (default def) as an axis of X. */
 static kiln_status like_x_axis(struct kiln_ictx *c, const char *name, int64_t def)
 {
     int r = kiln_ic_in_rank(c, 0), a;
-    if (r >= 1 && !kiln_ic_axis(c, kiln_ic_attr_i(c, name, def), r, &a))
-        return KILN_OK;
+    if (r >= 1 && !kiln_ic_axis(c, kiln_ic_attr_i(c, name, def), r, &a)) return KILN_OK;
     return ru_like(c, 0, 0, KILN_DTYPE_UNDEFINED);
 }
 
@@ -33,7 +35,10 @@ static kiln_status rule_softmax(struct kiln_ictx *c)
     return like_x_axis(c, "axis", -1);
 }
 
-static kiln_status rule_lpnorm(struct kiln_ictx *c) { return like_x_axis(c, "axis", -1); }
+static kiln_status rule_lpnorm(struct kiln_ictx *c)
+{
+    return like_x_axis(c, "axis", -1);
+}
 
 static kiln_status rule_batchnorm(struct kiln_ictx *c)
 {
@@ -51,8 +56,8 @@ static kiln_status rule_layernorm(struct kiln_ictx *c)
     const struct kiln_dim *d;
     bool dd = false;
     int64_t stash = kiln_ic_attr_i(c, "stash_type", KILN_DTYPE_F32);
-    kiln_dtype sdt = kiln_dtype_valid((int)stash) && stash == (int)stash ? (kiln_dtype)stash
-                                                                            : KILN_DTYPE_UNDEFINED;
+    kiln_dtype sdt =
+        kiln_dtype_valid((int)stash) && stash == (int)stash ? (kiln_dtype)stash : KILN_DTYPE_UNDEFINED;
     if (!ru_shape(c, 0, &r, &d)) {
         KILN_TRY(ru_like(c, 0, 0, KILN_DTYPE_UNDEFINED));
         for (size_t o = 1; o < c->n_out && o <= 2; o++)
@@ -68,7 +73,10 @@ static kiln_status rule_layernorm(struct kiln_ictx *c)
     return KILN_OK;
 }
 
-static kiln_status rule_rmsnorm(struct kiln_ictx *c) { return like_x_axis(c, "axis", -1); }
+static kiln_status rule_rmsnorm(struct kiln_ictx *c)
+{
+    return like_x_axis(c, "axis", -1);
+}
 
 static kiln_status rule_dropout(struct kiln_ictx *c)
 {

@@ -95,7 +95,10 @@ static kiln_status matmul_like(struct kiln_ictx *c, size_t a, size_t b, kiln_dty
     return ru_set(c, 0, dt, r, out, dd);
 }
 
-static kiln_status rule_matmul_integer(struct kiln_ictx *c) { return matmul_like(c, 0, 1, KILN_DTYPE_I32); }
+static kiln_status rule_matmul_integer(struct kiln_ictx *c)
+{
+    return matmul_like(c, 0, 1, KILN_DTYPE_I32);
+}
 
 static kiln_status rule_qlinear_matmul(struct kiln_ictx *c)
 {
@@ -138,7 +141,10 @@ static kiln_status conv_like(struct kiln_ictx *c, size_t xi, size_t wi, kiln_dty
     return ru_set(c, 0, dt, rank, y, dd);
 }
 
-static kiln_status rule_conv_integer(struct kiln_ictx *c) { return conv_like(c, 0, 1, KILN_DTYPE_I32); }
+static kiln_status rule_conv_integer(struct kiln_ictx *c)
+{
+    return conv_like(c, 0, 1, KILN_DTYPE_I32);
+}
 
 static kiln_status rule_qlinear_conv(struct kiln_ictx *c)
 {
