@@ -245,7 +245,12 @@ static kiln_status binary(struct kiln_ictx *c, enum bkind kind, int bcast_since,
     kiln_dtype dt = KILN_DTYPE_UNDEFINED;
     bool dd = false, all_ranks = true;
     *rank_out = -1;
-    for (size_t i = 0; i < c->n_in && n < 64; i++) {
+    if (c->n_in > sizeof idx / sizeof idx[0]) {
+        /* more operands than this rule broadcasts: the element type only */
+        dt = kind == B_BOOL ? KILN_DTYPE_BOOL : kiln_ic_in_dtype(c, 0);
+        return dt == KILN_DTYPE_UNDEFINED ? KILN_OK : ru_set(c, 0, dt, -1, NULL, false);
+    }
+    for (size_t i = 0; i < c->n_in; i++) {
         const struct kiln_vtype *v = kiln_ic_in(c, i);
         if (!v) continue;
         idx[n++] = i;
