@@ -379,6 +379,8 @@ static void clear_vtypes(struct kiln_graph *g, int depth)
 {
     if (!g || depth > INFER_MAX_DEPTH) return;
     g->vtypes = NULL;
+    g->vorder = NULL;
+    g->n_vorder = 0;
     for (size_t i = 0; i < g->n_nodes; i++)
         for (size_t k = 0; k < g->nodes[i].n_attr; k++) {
             const struct kiln_attr *a = &g->nodes[i].attrs[k];
@@ -673,6 +675,36 @@ static kiln_status infer_graph(struct kiln_infer *inf, struct kiln_graph *g, siz
         for (int k = 0; k < sp->rank; k++) d[k] = sp->dims[k] >= 0 ? kiln_dim_int(sp->dims[k]) : kiln_dim_unknown();
         vt[id].type = (struct kiln_type){.kind = KILN_TYPE_TENSOR, .elem = sp->values.dtype,
                                          .rank = sp->rank, .dims = d};
+    }
+    /* The listing order: inputs, initializers, then node outputs in topological order. */
+    g->vorder = arena_array(inf, g->n_values, sizeof *g->vorder);
+    g->n_vorder = 0;
+    if (g->vorder) {
+        for (size_t i = 0; i < g->n_inputs; i++) {
+            int id = g->inputs[i].name ? kiln_graph_find(g, g->inputs[i].name) : -1;
+            if (id >= 0 && g->values[id].def == KILN_DEF_INPUT) g->vorder[g->n_vorder++] = id;
+        }
+        for (size_t i = 0; i < g->n_inits; i++) {
+            int id = g->inits[i].name ? kiln_graph_find(g, g->inits[i].name) : -1;
+            if (id >= 0 && g->values[id].def == KILN_DEF_INIT && g->values[id].producer == (int)i)
+                g->vorder[g->n_vorder++] = id;
+        }
+        for (size_t i = 0; i < g->n_sparse_inits; i++) {
+            int id = g->sparse_inits[i].name ? kiln_graph_find(g, g->sparse_inits[i].name) : -1;
+            if (id >= 0 && g->values[id].def == KILN_DEF_INIT && g->values[id].producer < 0 &&
+                g->n_vorder < g->n_values)
+                g->vorder[g->n_vorder++] = id;
+        }
+        for (size_t k = 0; k < g->n_nodes; k++) {
+            int ni = g->order ? g->order[k] : (int)k;
+            const struct kiln_node *n = &g->nodes[ni];
+            for (size_t j = 0; j < n->n_out; j++) {
+                int id = n->out_ids ? n->out_ids[j] : -1;
+                if (id >= 0 && g->values[id].def == KILN_DEF_NODE && g->values[id].producer == ni &&
+                    g->n_vorder < g->n_values)
+                    g->vorder[g->n_vorder++] = id;
+            }
+        }
     }
     if (inf->nomem) return kiln_err_set(err, KILN_E_NOMEM, "shape inference: out of memory");
     inf->depth++;
