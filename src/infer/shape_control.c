@@ -9,7 +9,8 @@
  *   the body inferred again with the merged type (a few rounds, until nothing changes), so
  *   a value that grows each iteration ends up with an unknown dim. Final carried values get
  *   that merged type. Scan output k is [L, body output k...] with L the trip count M when M
- *   is known and there is no cond input; otherwise a fresh symbol, data-dependent.
+ *   is known and there is no cond input (or a constant true one the body passes back
+ *   unchanged); otherwise a fresh symbol, data-dependent.
  * Scan (9+): the body sees the state variables and each scan input with its scan axis
  *   (scan_input_axes, default 0) removed; states round as for Loop; scan output k gets a new
  *   dim of the scan length at scan_output_axes[k] (default 0). Scan 8: a leading batch axis
@@ -166,6 +167,31 @@ static kiln_status set_stacked(struct kiln_ictx *c, size_t o, const struct kiln_
 
 /* ------------------------------------------------------------------ Loop */
 
+/* Whether the loop's cond never stops it: the cond input is a constant true and the body
+ * hands its cond input straight back (directly, through Identity, or as a constant true):
+ * the pattern exporters write for a plain counted loop. */
+static bool cond_always_true(const struct kiln_ictx *c, const struct kiln_graph *body)
+{
+    const struct kiln_tensor *t = kiln_ic_const(c, 1);
+    if (!t || t->dtype != KILN_DTYPE_BOOL || kiln_tensor_numel(t) != 1 || !t->data ||
+        !*(const uint8_t *)t->data || body->n_outputs < 1 || body->n_inputs < 2)
+        return false;
+    const char *out = body->outputs[0].name, *in = body->inputs[1].name;
+    for (int hops = 0; hops < 8 && out; hops++) {
+        if (!strcmp(out, in)) return true;
+        const struct kiln_vtype *v = kiln_infer_lookup(body, out);
+        if (v && v->konst && v->konst->dtype == KILN_DTYPE_BOOL && kiln_tensor_numel(v->konst) == 1 &&
+            v->konst->data && *(const uint8_t *)v->konst->data)
+            return true;
+        int id = kiln_graph_find(body, out);
+        if (id < 0 || body->values[id].def != KILN_DEF_NODE) return false;
+        const struct kiln_node *n = &body->nodes[body->values[id].producer];
+        if (strcmp(n->op_type, "Identity") || n->n_in != 1) return false;
+        out = n->inputs[0];
+    }
+    return false;
+}
+
 static kiln_status loop_infer(struct kiln_ictx *c)
 {
     struct kiln_graph *body = graph_attr(c, "body");
@@ -205,7 +231,8 @@ static kiln_status loop_infer(struct kiln_ictx *c)
     bool has_m = kiln_ic_in(c, 0) != NULL, has_cond = kiln_ic_in(c, 1) != NULL;
     struct kiln_dim len = kiln_dim_unknown();
     bool dd = true;
-    if (has_m && !has_cond && kiln_ic_vals(c, 0, &n, &m) && n == 1 && kiln_dim_defined(m[0])) {
+    if (has_m && (!has_cond || cond_always_true(c, body)) && kiln_ic_vals(c, 0, &n, &m) && n == 1 &&
+        kiln_dim_defined(m[0])) {
         len = m[0];
         dd = false;
     }
