@@ -26,6 +26,29 @@ static bool int_dtype(kiln_dtype dt)
            dt == KILN_DTYPE_U64 || dt == KILN_DTYPE_U32 || dt == KILN_DTYPE_U16 || dt == KILN_DTYPE_U8;
 }
 
+/* Whether integer type dt holds x. */
+static bool fits(kiln_dtype dt, int64_t x)
+{
+    switch (dt) {
+    case KILN_DTYPE_I8:
+        return x >= INT8_MIN && x <= INT8_MAX;
+    case KILN_DTYPE_U8:
+        return x >= 0 && x <= UINT8_MAX;
+    case KILN_DTYPE_I16:
+        return x >= INT16_MIN && x <= INT16_MAX;
+    case KILN_DTYPE_U16:
+        return x >= 0 && x <= UINT16_MAX;
+    case KILN_DTYPE_I32:
+        return x >= INT32_MIN && x <= INT32_MAX;
+    case KILN_DTYPE_U32:
+        return x >= 0 && x <= (int64_t)UINT32_MAX;
+    case KILN_DTYPE_U64:
+        return x >= 0;
+    default:
+        return true;
+    }
+}
+
 static struct kiln_dim vop_apply(struct kiln_ictx *c, enum vop op, struct kiln_dim a, struct kiln_dim b)
 {
     int64_t x = 0, y = 0;
@@ -105,6 +128,10 @@ static kiln_status vals_fold(struct kiln_ictx *c, enum vop op, size_t n, kiln_dt
             acc[k] = j == 0 ? e : vop_apply(c, op, acc[k], e);
         }
     }
+    for (int64_t k = 0; k < count; k++) {
+        int64_t x;
+        if (ru_dim_int(acc[k], &x) && !fits(out_dt, x)) acc[k] = kiln_dim_unknown();
+    }
     return kiln_ic_set_vals(c, 0, (int)count, acc);
 }
 
@@ -115,17 +142,19 @@ static kiln_status vals_copy(struct kiln_ictx *c, kiln_dtype out_dt, int map)
     const struct kiln_dim *v;
     if (!int_dtype(out_dt) || !int_dtype(kiln_ic_in_dtype(c, 0)) || !kiln_ic_vals(c, 0, &nv, &v))
         return KILN_OK;
-    if (map == 0) return kiln_ic_set_vals(c, 0, nv, v);
     struct kiln_dim out[KILN_INFER_MAX_VALS];
     if (nv > KILN_INFER_MAX_VALS) return KILN_OK;
     for (int k = 0; k < nv; k++) {
         int64_t x;
         if (!ru_dim_int(v[k], &x) || x == INT64_MIN) {
-            /* a symbolic size is >= 0: Abs keeps it, Neg has no known form */
-            out[k] = map == 2 ? v[k] : kiln_sym_sub(c->inf, kiln_dim_int(0), v[k]);
+            /* a symbolic size is >= 0: Abs keeps it; Neg gives 0 - it */
+            out[k] = map != 1 ? v[k] : kiln_sym_sub(c->inf, kiln_dim_int(0), v[k]);
             continue;
         }
-        out[k] = ru_int_dim(c, map == 1 ? -x : x < 0 ? -x : x);
+        if (map == 1) x = -x;
+        if (map == 2 && x < 0) x = -x;
+        /* a value the output type cannot hold would wrap: not a size any more */
+        out[k] = fits(out_dt, x) ? ru_int_dim(c, x) : kiln_dim_unknown();
     }
     return kiln_ic_set_vals(c, 0, nv, out);
 }
