@@ -108,6 +108,14 @@ static kiln_status conv_common(struct kiln_ictx *c, bool transpose)
         kiln_ic_problem(c, "output_padding has %zu values; expected %d", nop, nd);
         return KILN_OK;
     }
+    for (size_t i = 0; i < nos + nop; i++) {
+        int64_t v = i < nos ? os[i] : op[i - nos];
+        if (v < 0 || v > (INT64_C(1) << 40)) {
+            kiln_ic_problem(c, "%s value %lld out of range", i < nos ? "output_shape" : "output_padding",
+                            (long long)v);
+            return KILN_OK;
+        }
+    }
     for (int i = 0; i < nd; i++) {
         struct kiln_dim in = x ? x[2 + i] : kiln_dim_unknown();
         if (!transpose) {

@@ -44,8 +44,7 @@ static int64_t ml_features(const struct kiln_ictx *c)
     if (r == 1) return kiln_dim_known(x[0]) ? x[0].value : -1;
     int64_t f = 1;
     for (int i = 1; i < r; i++) {
-        if (!kiln_dim_known(x[i])) return -1;
-        f *= x[i].value;
+        if (!kiln_dim_known(x[i]) || __builtin_mul_overflow(f, x[i].value, &f)) return -1;
     }
     return f;
 }
@@ -140,7 +139,9 @@ static kiln_status featvec_infer(struct kiln_ictx *c)
     const int64_t *d;
     size_t n = kiln_ic_attr_ints(c, "inputdimensions", &d);
     int64_t total = 0;
-    for (size_t i = 0; i < n; i++) total += d[i] > 0 ? d[i] : 0;
+    for (size_t i = 0; i < n; i++)
+        if (d[i] < 0 || __builtin_add_overflow(total, d[i], &total)) total = INT64_MIN / 2;
+    if (total < 0) total = -1;
     return ml_matrix(c, 0, KILN_DTYPE_F32, n == c->n_in ? total : -1);
 }
 

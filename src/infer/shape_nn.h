@@ -175,6 +175,18 @@ static inline bool kiln_infer_window(struct kiln_ictx *c, int nd, const int64_t 
         w->pb[i] = n ? v[i] : 0;
         w->pe[i] = n ? v[nd + i] : 0;
     }
+    /* Bounds keep the arithmetic below (dk = (k - 1) * d + 1, in + pb + pe) far from
+     * overflow; real models are many orders of magnitude inside them. */
+    for (int i = 0; i < nd; i++) {
+        const int64_t lim = INT64_C(1) << 31;
+        if (w->k[i] > lim || w->s[i] > lim || w->d[i] > lim || w->pb[i] > lim || w->pb[i] < -lim ||
+            w->pe[i] > lim || w->pe[i] < -lim || (w->k[i] < 0 && w->k[i] != -1)) {
+            kiln_ic_problem(c, "spatial dim %d: kernel %lld, stride %lld, dilation %lld or pads %lld, %lld "
+                            "out of range", i, (long long)w->k[i], (long long)w->s[i], (long long)w->d[i],
+                            (long long)w->pb[i], (long long)w->pe[i]);
+            return false;
+        }
+    }
     w->ap = kiln_infer_autopad(c);
     if (w->ap == KILN_AUTOPAD_BAD) {
         kiln_ic_problem(c, "auto_pad '%s' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID",
