@@ -445,6 +445,15 @@ static kiln_status rule_slice(struct kiln_ictx *c)
 
 /* ------------------------------------------------------------------ Squeeze, Unsqueeze */
 
+/* Entries of a 1-D input whose values are unknown but whose length is known; -1 otherwise. */
+static int axes_count(const struct kiln_ictx *c, size_t i)
+{
+    int r;
+    const struct kiln_dim *d;
+    if (!shp(c, i, &r, &d) || r != 1 || d[0].value < 0 || d[0].value > MAXR) return -1;
+    return (int)d[0].value;
+}
+
 static kiln_status rule_unsqueeze(struct kiln_ictx *c)
 {
     int r;
@@ -453,9 +462,14 @@ static kiln_status rule_unsqueeze(struct kiln_ictx *c)
     int64_t axes[MAXR + 1];
     size_t na;
     bool present;
-    if (!ints_in_or_attr(c, 1, "axes", c->opset < 13, axes, MAXR + 1, &na, &present) ||
-        !shp(c, 0, &r, &d))
-        return set(c, 0, dt, -1, NULL);
+    if (!shp(c, 0, &r, &d)) return set(c, 0, dt, -1, NULL);
+    if (!ints_in_or_attr(c, 1, "axes", c->opset < 13, axes, MAXR + 1, &na, &present)) {
+        int k = axes_count(c, 1);
+        if (k < 0 || r + k > MAXR) return set(c, 0, dt, -1, NULL);
+        struct kiln_dim out[MAXR];
+        for (int i = 0; i < r + k; i++) out[i] = kiln_dim_unknown();
+        return set(c, 0, dt, r + k, out);
+    }
     int ro = r + (int)na;
     if (ro > MAXR) {
         kiln_ic_problem(c, "output rank %d exceeds kiln's limit %d", ro, MAXR);
@@ -488,9 +502,14 @@ static kiln_status rule_squeeze(struct kiln_ictx *c)
     int64_t axes[MAXR];
     size_t na;
     bool present;
-    if (!ints_in_or_attr(c, 1, "axes", c->opset < 13, axes, MAXR, &na, &present) ||
-        !shp(c, 0, &r, &d))
-        return set(c, 0, dt, -1, NULL);
+    if (!shp(c, 0, &r, &d)) return set(c, 0, dt, -1, NULL);
+    if (!ints_in_or_attr(c, 1, "axes", c->opset < 13, axes, MAXR, &na, &present)) {
+        int k = axes_count(c, 1);
+        if (k < 0 || k > r) return set(c, 0, dt, -1, NULL);
+        struct kiln_dim out[MAXR];
+        for (int i = 0; i < r - k; i++) out[i] = kiln_dim_unknown();
+        return set(c, 0, dt, r - k, out);
+    }
     bool drop[MAXR] = {0};
     if (!present) {
         for (int k = 0; k < r; k++) {
