@@ -8,7 +8,8 @@
  *   from v_initial). A carried value whose body output differs from its input is merged and
  *   the body inferred again with the merged type (a few rounds, until nothing changes), so
  *   a value that grows each iteration ends up with an unknown dim. Final carried values get
- *   that merged type. Scan output k is [L, body output k...] with L the trip count M when M
+ *   that merged type (an optional carried in whose body hands back its content: the content
+ *   type merged with the body's). Scan output k is [L, body output k...] with L the trip count M when M
  *   is known and there is no cond input (or a constant true one the body passes back
  *   unchanged); otherwise a fresh symbol, data-dependent.
  * Scan (9+): the body sees the state variables and each scan input with its scan axis
@@ -112,6 +113,8 @@ static kiln_status run_body(struct kiln_ictx *c, struct kiln_graph *body, size_t
                 o = &weak;
             }
             tmp.used = 0;
+            if (cur && o && cur->kind == KILN_TYPE_OPTIONAL && o->kind != KILN_TYPE_OPTIONAL)
+                o = cur; /* optional in, its content out: the body keeps seeing the optional */
             const struct kiln_type *m = o ? kiln_infer_merge(cur, o, &tmp) : NULL;
             if (round == 0 && empty && empty[k] && o && o->kind == KILN_TYPE_SEQUENCE) m = o;
             dst->used = 0;
@@ -122,8 +125,15 @@ static kiln_status run_body(struct kiln_ictx *c, struct kiln_graph *body, size_t
         if (!changed) break;
     }
     for (size_t k = 0; k < n_car && k < c->n_out; k++) {
-        const struct kiln_type *t = bin[in_off + k];
+        const struct kiln_type *t = bin[in_off + k], *o = out_type(body, out_off + k);
         if (!t) continue;
+        if (t->kind == KILN_TYPE_OPTIONAL && o && o->kind != KILN_TYPE_OPTIONAL) {
+            /* the final value is what the last iteration produced (or, with none, the
+             * initial optional's content) */
+            tmp.used = 0;
+            t = kiln_infer_merge(t->inner, o, &tmp);
+            if (!t) continue;
+        }
         if (batch && t->kind == KILN_TYPE_TENSOR) {
             struct kiln_dim d[KILN_MAX_RANK];
             if (t->rank < 0 || t->rank + 1 > KILN_MAX_RANK) {

@@ -616,6 +616,8 @@ static void test_sequence(void)
     end_node(&m, node("SequenceConstruct", "A,B", "S"), NULL);
     init_i64(&m, "i0", -1, zero);
     end_node(&m, node("SequenceAt", "S,i0", "At"), NULL);
+    input(&m, "p", KILN_DTYPE_I64, "");
+    end_node(&m, node("SequenceAt", "S,p", "Ap"), NULL);
     end_node(&m, node("SequenceLength", "S", "Len"), NULL);
     struct pb *n = node("ConcatFromSequence", "S", "Cat");
     at_i(n, "axis", 1);
@@ -636,9 +638,12 @@ static void test_sequence(void)
     if (!run(&m, &r)) return;
     EXPECT_CLEAN(&r);
     EXPECT_TYPE(&r, "S", "seq(float32[N,?])");
-    EXPECT_TYPE(&r, "At", "float32[N,?]");
+    EXPECT_TYPE(&r, "At", "float32[N,3]"); /* element 0, a known position */
+    EXPECT_TYPE(&r, "Ap", "float32[N,?]"); /* any element */
     EXPECT_TYPE(&r, "Len", "int64[]");
-    EXPECT_TYPE(&r, "Cat", "float32[N,?]");
+    const struct kiln_vtype *len = kiln_infer_lookup(((struct kiln_model *)r.km)->graph, "Len");
+    CHECK(len && len->n_vals == 1 && len->vals[0].value == 2, "Len: its value 2 is not known");
+    EXPECT_TYPE(&r, "Cat", "float32[N,7]"); /* the elements are known: 3 + 4 */
     EXPECT_TYPE(&r, "Sp", "seq(float32[N])");
     EXPECT_TYPE(&r, "Sp2", "seq(float32[N,2])");
     EXPECT_TYPE(&r, "E", "seq(float32)");
