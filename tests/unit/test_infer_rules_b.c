@@ -405,6 +405,11 @@ static void test_vals(void)
     end_node(&m, node("Add", "m,s", "a"), NULL);
     end_node(&m, node("Div", "s,half", "d"), NULL);
     end_node(&m, node("Neg", "half", "ng"), NULL);
+    static const int64_t minus1[] = {-1};
+    init_i64(&m, "minus1", 1, minus1);
+    end_node(&m, node("Add", "s,minus1", "dec"), NULL);
+    end_node(&m, node("Sub", "s,s", "zero"), NULL);
+    end_node(&m, node("Max", "s,minus1", "mx"), NULL);
     struct pb *n = node("Cast", "a", "c");
     at_i(n, "to", KILN_DTYPE_I32);
     end_node(&m, n, NULL);
@@ -421,6 +426,12 @@ static void test_vals(void)
     CHECK(strcmp(v, "[N/2,3]") == 0 || strcmp(v, "[(N)/2,3]") == 0, "vals of d: %s", v);
     v = vals_of(&r, "ng");
     CHECK(strcmp(v, "[-2]") == 0, "vals of ng: %s", v);
+    v = vals_of(&r, "dec");
+    CHECK(strcmp(v, "[N-1,5]") == 0, "vals of dec: %s", v);
+    v = vals_of(&r, "zero");
+    CHECK(strcmp(v, "[0,0]") == 0, "vals of zero: %s", v);
+    v = vals_of(&r, "mx");
+    CHECK(strcmp(v, "[N,6]") == 0, "vals of mx: %s", v);
     done(&r);
 }
 
