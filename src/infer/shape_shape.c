@@ -667,8 +667,18 @@ static kiln_status rule_split(struct kiln_ictx *c)
         }
         return KILN_OK;
     }
-    out[ax] = kiln_sym_floordiv(c->inf, d[ax], kiln_dim_int(parts));
-    for (size_t o = 0; o < no; o++) KILN_TRY(set(c, o, dt, r, out));
+    if (c->opset < 18) { /* must divide evenly */
+        out[ax] = kiln_sym_floordiv(c->inf, d[ax], kiln_dim_int(parts));
+        for (size_t o = 0; o < no; o++) KILN_TRY(set(c, o, dt, r, out));
+        return KILN_OK;
+    }
+    /* Split-18: ceil(d/n) each, the last one takes what is left */
+    struct kiln_dim each = kiln_sym_ceildiv(c->inf, d[ax], kiln_dim_int(parts));
+    for (size_t o = 0; o < no; o++) {
+        out[ax] = o + 1 < no ? each
+                             : kiln_sym_sub(c->inf, d[ax], kiln_sym_mul(c->inf, each, kiln_dim_int(parts - 1)));
+        KILN_TRY(set(c, o, dt, r, out));
+    }
     return KILN_OK;
 }
 
