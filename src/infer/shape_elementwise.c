@@ -4,10 +4,10 @@
  *
  * Unary ops keep their input's type; IsNaN and IsInf give bool. Binary ops broadcast
  * multidirectionally from opset 7 on (the variadic Sum/Mean/Max/Min from 8); before that
- * the `broadcast` attribute made B follow A, so the output has A's shape. Comparisons give
- * bool; Pow keeps its base's type (the exponent's may differ); every other binary op needs
- * both inputs of one type and reports when they differ. Cast takes the type of `to` (a
- * type name in opset 1), CastLike input 1's. PRelu and Clip keep X's type.
+ * the `broadcast` attribute made B follow A, so the output has A's shape. Comparisons and
+ * And/Or/Xor give bool; Pow keeps its base's type (the exponent's may differ); every other
+ * binary op needs both inputs of one type and reports when they differ. Cast takes the type
+ * of `to` (a type name in opset 1), CastLike input 1's. PRelu and Clip keep X's type.
  *
  * Small integer tensors carry their elements as dims (shape arithmetic): Identity, Cast
  * between integer types, CastLike, Neg, Abs, Add/Sub/Mul/Div/Mod, Max/Min and Sum compute
@@ -506,9 +506,9 @@ const struct kiln_infer_op kiln_infer_ops_elementwise[] = {
     {"Greater", "", 1, 0, rule_compare},
     {"LessOrEqual", "", 12, 0, rule_compare},
     {"GreaterOrEqual", "", 12, 0, rule_compare},
-    {"And", "", 1, 0, rule_same},
-    {"Or", "", 1, 0, rule_same},
-    {"Xor", "", 1, 0, rule_same},
+    {"And", "", 1, 0, rule_compare},
+    {"Or", "", 1, 0, rule_compare},
+    {"Xor", "", 1, 0, rule_compare},
     {"BitwiseAnd", "", 18, 0, rule_same},
     {"BitwiseOr", "", 18, 0, rule_same},
     {"BitwiseXor", "", 18, 0, rule_same},
