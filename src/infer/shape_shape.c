@@ -341,11 +341,12 @@ static int64_t slice_count(int64_t dim, int64_t s, int64_t e, int64_t step)
     if (step > 0) {
         s = s < 0 ? 0 : s > dim ? dim : s;
         e = e < 0 ? 0 : e > dim ? dim : e;
-        return e > s ? (e - s + step - 1) / step : 0;
+        return e > s ? (e - s - 1) / step + 1 : 0; /* no overflow for any step */
     }
     s = s < 0 ? -1 : s > dim - 1 ? dim - 1 : s;
     e = e < -1 ? -1 : e > dim - 1 ? dim - 1 : e;
-    return s > e ? (s - e + (-step) - 1) / (-step) : 0;
+    if (step == INT64_MIN) return s > e ? 1 : 0;
+    return s > e ? (s - e - 1) / (-step) + 1 : 0;
 }
 
 static int64_t slice_start(int64_t dim, int64_t s, int64_t step)
@@ -418,7 +419,8 @@ static kiln_status rule_slice(struct kiln_ictx *c)
             out[a] = kiln_sym_sub(c->inf, d[a], kiln_dim_int(st[i])); /* x[s:] */
         } else if (kiln_dim_defined(d[a]) && sp[i] == 1 && st[i] == 0 && en[i] < 0 && en[i] > -HUGE_END) {
             out[a] = kiln_sym_sub(c->inf, d[a], kiln_dim_int(-en[i])); /* x[:-k] */
-        } else if (kiln_dim_defined(d[a]) && sp[i] == 1 && st[i] < 0 && en[i] >= HUGE_END) {
+        } else if (kiln_dim_defined(d[a]) && sp[i] == 1 && st[i] < 0 && st[i] > -HUGE_END &&
+                   en[i] >= HUGE_END) {
             out[a] = kiln_sym_min(c->inf, d[a], kiln_dim_int(-st[i])); /* x[-k:] */
         } else if (kiln_dim_defined(d[a]) && sp[i] == 1 && st[i] == 0 && en[i] >= 0) {
             out[a] = kiln_sym_min(c->inf, d[a], kiln_dim_int(en[i])); /* x[:e] */
@@ -434,8 +436,10 @@ static kiln_status rule_slice(struct kiln_ictx *c)
         struct kiln_dim o[KILN_INFER_MAX_VALS];
         if (!vsliced) vstart = 0, vstep = 1;
         for (int64_t k = 0; k < out[0].value && k < KILN_INFER_MAX_VALS; k++) {
-            int64_t j = vstart + k * vstep;
-            if (j < 0 || j >= nv) return KILN_OK;
+            int64_t j;
+            if (__builtin_mul_overflow(k, vstep, &j) || __builtin_add_overflow(j, vstart, &j) ||
+                j < 0 || j >= nv)
+                return KILN_OK;
             o[k] = v[j];
         }
         KILN_TRY(kiln_ic_set_vals(c, 0, (int)out[0].value, o));
@@ -882,8 +886,9 @@ static kiln_status rule_range(struct kiln_ictx *c)
             struct kiln_dim span = kiln_sym_sub(c->inf, l[0], s[0]);
             int64_t sv;
             if (kiln_dim_int_value(span, &sv)) {
-                int64_t cnt = step > 0 ? (sv <= 0 ? 0 : (sv + step - 1) / step)
-                                       : (sv >= 0 ? 0 : (-sv + (-step) - 1) / (-step));
+                int64_t cnt = step > 0 ? (sv <= 0 ? 0 : (sv - 1) / step + 1)
+                              : step == INT64_MIN || sv == INT64_MIN ? (sv < 0 ? 1 : 0)
+                                                 : (sv >= 0 ? 0 : (-sv - 1) / (-step) + 1);
                 n = kiln_dim_int(cnt);
             } else if (step > 0) {
                 n = kiln_sym_ceildiv(c->inf, span, kiln_dim_int(step));
@@ -1116,7 +1121,7 @@ static kiln_status rule_resize(struct kiln_ictx *c)
         }
         for (size_t i = 0; i < na; i++) {
             double v = floor(sc * (double)d[axes[i]].value + 0.5);
-            out[axes[i]] = kiln_dim_int((int64_t)v);
+            out[axes[i]] = v >= 0 && v <= 1e15 ? kiln_dim_int((int64_t)v) : kiln_dim_unknown();
         }
         return set(c, 0, dt, r, out);
     }
