@@ -415,6 +415,261 @@ static void test_split_slice(void)
     tb_free(&t);
 }
 
+/* ------------------------------------------------------------------ property test */
+
+/* Inferred shapes must agree with the shapes the CPU kernels produce: random shape-op nodes
+ * on a data input of known shape (a graph input, so nothing is evaluated ahead of time)
+ * with random constant parameters. When the kernel accepts the node, the inferred type must
+ * be complete and equal, and no problem may be reported; when it refuses, inference just
+ * must not crash. */
+
+struct prop {
+    struct tb t;
+    struct kiln_value *in[8];
+    size_t n_in;
+    char ins[64];
+};
+
+static void prop_begin(struct prop *p, int opset, int rank, const int64_t *dims)
+{
+    tb_init(&p->t, opset);
+    char d[128] = "";
+    for (int i = 0; i < rank; i++) snprintf(d + strlen(d), sizeof d - strlen(d), i ? ",%lld" : "%lld", (long long)dims[i]);
+    tb_input(&p->t, "x", KILN_DTYPE_F32, d);
+    p->in[0] = rand_tensor(rank, dims);
+    p->n_in = 1;
+    snprintf(p->ins, sizeof p->ins, "x");
+}
+
+/* An int64 constant input of the node (an initializer). */
+static void prop_ints(struct prop *p, const char *name, int rank, const int64_t *dims, const int64_t *v)
+{
+    size_t n = 1;
+    for (int i = 0; i < rank; i++) n *= (size_t)dims[i];
+    struct kiln_initializer *in = &p->t.inits[p->t.g.n_inits++];
+    in->name = name;
+    in->t.dtype = KILN_DTYPE_I64;
+    in->t.rank = rank;
+    memcpy(in->t.dims, dims, (size_t)rank * sizeof *dims);
+    in->t.data = kiln_arena_array(A(&p->t), n ? n : 1, sizeof(int64_t));
+    memcpy(in->t.data, v, n * sizeof *v);
+    p->in[p->n_in++] = tensor_of(KILN_DTYPE_I64, rank, dims, v);
+    snprintf(p->ins + strlen(p->ins), sizeof p->ins - strlen(p->ins), ",%s", name);
+}
+
+static int prop_checked, prop_refused;
+
+static void prop_run(struct prop *p, const char *op, const struct kiln_attr *attrs, size_t n_attr,
+                     size_t n_out)
+{
+    static const char *const outs[] = {"y0", "y0,y1", "y0,y1,y2", "y0,y1,y2,y3"};
+    tb_node(&p->t, op, "n", p->ins, outs[n_out - 1], attrs, n_attr);
+    if (tb_infer(&p->t, 0)) {
+        const struct kiln_node *n = &p->t.nodes[0];
+        struct kiln_value *out[4] = {0};
+        kiln_err err = {0};
+        if (n->since > 0 &&
+            run_node("", op, n->since, n->attrs, n->n_attr, p->in, p->n_in, out, n_out, &err) == KILN_OK) {
+            prop_checked++;
+            for (size_t o = 0; o < n_out; o++) {
+                char want[200];
+                size_t k = (size_t)snprintf(want, sizeof want, "float32[");
+                for (int d = 0; d < out[o]->t.rank; d++)
+                    k += (size_t)snprintf(want + k, sizeof want - k, d ? ",%lld" : "%lld", (long long)out[o]->t.dims[d]);
+                snprintf(want + k, sizeof want - k, "]");
+                char oname[8];
+                snprintf(oname, sizeof oname, "y%zu", o);
+                const char *got = type_of(&p->t, oname);
+                char in_s[200];
+                kiln_type_str(&p->t.in[0].type, in_s, sizeof in_s);
+                CHECK(strcmp(got, want) == 0, "%s-%d on x %s: output %zu inferred %s, kernel gave %s", op,
+                      n->since, in_s, o, got, want);
+            }
+            CHECK(p->t.p.n == 0, "%s-%d: the kernel ran but inference reported: %s", op, n->since, p->t.p.msg[0]);
+        } else {
+            prop_refused++;
+        }
+        free_all(out, n_out);
+    }
+    free_all(p->in, p->n_in);
+    tb_free(&p->t);
+}
+
+static int rnd_rank(int lo, int hi) { return lo + rng_int(hi - lo + 1); }
+
+static void rnd_dims(int rank, int64_t *d, int max)
+{
+    for (int i = 0; i < rank; i++) d[i] = 1 + rng_int(max);
+}
+
+static void test_property(void)
+{
+    rng_seed(1234);
+    static const char *const ops[] = {"Transpose", "Concat", "Slice",   "Reshape",      "Squeeze",
+                                      "Unsqueeze", "Tile",   "Pad",     "Expand",       "Split",
+                                      "Gather",    "Flatten", "DepthToSpace", "SpaceToDepth"};
+    for (int iter = 0; iter < 1500; iter++) {
+        struct prop p;
+        int64_t d[6], v[16], e[16];
+        int r = rnd_rank(1, 4);
+        rnd_dims(r, d, 4);
+        const char *op = ops[iter % (sizeof ops / sizeof ops[0])];
+        struct kiln_attr at[3];
+        int64_t perm[6];
+        int opset = 13 + rng_int(6); /* 13..18 */
+        if (strcmp(op, "Transpose") == 0) {
+            for (int i = 0; i < r; i++) perm[i] = i;
+            for (int i = r - 1; i > 0; i--) {
+                int j = rng_int(i + 1);
+                int64_t x = perm[i];
+                perm[i] = perm[j];
+                perm[j] = x;
+            }
+            prop_begin(&p, opset, r, d);
+            at[0] = attr_ints("perm", perm, (size_t)r);
+            prop_run(&p, op, at, 1, 1);
+        } else if (strcmp(op, "Concat") == 0) {
+            int ax = rng_int(r);
+            prop_begin(&p, opset, r, d);
+            int64_t d2[6];
+            memcpy(d2, d, sizeof d2);
+            d2[ax] = 1 + rng_int(3);
+            char dd[64] = "";
+            for (int i = 0; i < r; i++) snprintf(dd + strlen(dd), sizeof dd - strlen(dd), i ? ",%lld" : "%lld", (long long)d2[i]);
+            tb_input(&p.t, "x2", KILN_DTYPE_F32, dd);
+            p.in[p.n_in++] = rand_tensor(r, d2);
+            snprintf(p.ins, sizeof p.ins, "x,x2");
+            at[0] = attr_i("axis", rng_int(2) ? ax : ax - r);
+            prop_run(&p, op, at, 1, 1);
+        } else if (strcmp(op, "Slice") == 0) {
+            int k = rnd_rank(1, r);
+            int64_t st[4], en[4], ax[4], sp[4], one[1] = {k};
+            int used[6] = {0};
+            for (int i = 0; i < k; i++) {
+                int a;
+                do a = rng_int(r); while (used[a]);
+                used[a] = 1;
+                ax[i] = rng_int(2) ? a : a - r;
+                st[i] = rng_int(13) - 6;
+                en[i] = rng_int(4) == 0 ? INT64_MAX : rng_int(13) - 6;
+                sp[i] = rng_int(2) ? 1 + rng_int(3) : -1 - rng_int(3);
+            }
+            prop_begin(&p, opset, r, d);
+            prop_ints(&p, "st", 1, one, st);
+            prop_ints(&p, "en", 1, one, en);
+            prop_ints(&p, "ax", 1, one, ax);
+            prop_ints(&p, "sp", 1, one, sp);
+            prop_run(&p, op, NULL, 0, 1);
+        } else if (strcmp(op, "Reshape") == 0) {
+            /* a new shape from the factors of the element count */
+            int64_t total = 1, ns = 0;
+            for (int i = 0; i < r; i++) total *= d[i];
+            int64_t left = total;
+            while (left > 1 && ns < 4) {
+                int64_t f = 1 + rng_int((int)left);
+                while (left % f) f--;
+                v[ns++] = f;
+                left /= f;
+            }
+            if (left > 1 || ns == 0) v[ns++] = left;
+            if (rng_int(2)) v[rng_int((int)ns)] = -1;
+            for (int i = 0; i < ns && i < r; i++)
+                if (v[i] == d[i] && rng_int(2)) v[i] = 0;
+            int64_t n1[1] = {ns};
+            prop_begin(&p, opset, r, d);
+            prop_ints(&p, "shape", 1, n1, v);
+            prop_run(&p, op, NULL, 0, 1);
+        } else if (strcmp(op, "Squeeze") == 0 || strcmp(op, "Unsqueeze") == 0) {
+            bool sq = op[0] == 'S';
+            int64_t n1[1];
+            int k = 0;
+            if (sq) {
+                for (int i = 0; i < r; i++)
+                    if (rng_int(2)) d[i] = 1;
+                for (int i = 0; i < r; i++)
+                    if (d[i] == 1 && rng_int(2)) v[k++] = rng_int(2) ? i : i - r;
+            } else {
+                k = rnd_rank(1, 2);
+                int ro = r + k, used[8] = {0};
+                for (int i = 0; i < k; i++) {
+                    int a;
+                    do a = rng_int(ro); while (used[a]);
+                    used[a] = 1;
+                    v[i] = rng_int(2) ? a : a - ro;
+                }
+            }
+            n1[0] = k;
+            prop_begin(&p, opset, r, d);
+            if (k || !sq) prop_ints(&p, "axes", 1, n1, v);
+            prop_run(&p, op, NULL, 0, 1);
+        } else if (strcmp(op, "Tile") == 0) {
+            int64_t n1[1] = {r};
+            for (int i = 0; i < r; i++) v[i] = rng_int(4);
+            prop_begin(&p, opset, r, d);
+            prop_ints(&p, "rep", 1, n1, v);
+            prop_run(&p, op, NULL, 0, 1);
+        } else if (strcmp(op, "Pad") == 0) {
+            int64_t n1[1] = {2 * r};
+            for (int i = 0; i < 2 * r; i++) v[i] = rng_int(4) - (rng_int(3) == 0);
+            prop_begin(&p, opset, r, d);
+            prop_ints(&p, "pads", 1, n1, v);
+            prop_run(&p, op, NULL, 0, 1);
+        } else if (strcmp(op, "Expand") == 0) {
+            int ro = r + rng_int(2);
+            int64_t n1[1] = {ro};
+            for (int i = 0; i < ro; i++) {
+                int j = i - (ro - r);
+                v[i] = j < 0 ? 1 + rng_int(3) : d[j] == 1 ? 1 + rng_int(3) : (rng_int(2) ? d[j] : 1);
+            }
+            if (rng_int(2)) d[rng_int(r)] = 1;
+            prop_begin(&p, opset, r, d);
+            prop_ints(&p, "shape", 1, n1, v);
+            prop_run(&p, op, NULL, 0, 1);
+        } else if (strcmp(op, "Split") == 0) {
+            int ax = rng_int(r), no = 1 + rng_int(3);
+            d[ax] = no + rng_int(5);
+            prop_begin(&p, 18, r, d);
+            if (rng_int(2)) {
+                int64_t left = d[ax], n1[1] = {no};
+                for (int i = 0; i < no; i++) {
+                    e[i] = i + 1 < no ? rng_int((int)left + 1) : left;
+                    left -= e[i];
+                }
+                prop_ints(&p, "split", 1, n1, e);
+                at[0] = attr_i("axis", ax);
+                prop_run(&p, op, at, 1, (size_t)no);
+            } else {
+                at[0] = attr_i("axis", ax);
+                at[1] = attr_i("num_outputs", no);
+                prop_run(&p, op, at, 2, (size_t)no);
+            }
+        } else if (strcmp(op, "Gather") == 0) {
+            int ax = rng_int(r), q = rng_int(3);
+            int64_t qd[2] = {1 + rng_int(3), 1 + rng_int(2)};
+            size_t n = q == 0 ? 1 : q == 1 ? (size_t)qd[0] : (size_t)(qd[0] * qd[1]);
+            for (size_t i = 0; i < n; i++) v[i] = rng_int((int)(2 * d[ax])) - d[ax];
+            prop_begin(&p, opset, r, d);
+            prop_ints(&p, "idx", q, qd, v);
+            at[0] = attr_i("axis", ax);
+            prop_run(&p, op, at, 1, 1);
+        } else if (strcmp(op, "Flatten") == 0) {
+            prop_begin(&p, opset, r, d);
+            at[0] = attr_i("axis", rng_int(2 * r + 1) - r);
+            prop_run(&p, op, at, 1, 1);
+        } else {
+            int64_t b = 1 + rng_int(2), d4[4] = {1 + rng_int(2), 1 + rng_int(3), 1 + rng_int(3), 1 + rng_int(3)};
+            if (op[0] == 'D') d4[1] *= b * b;
+            else d4[2] *= b, d4[3] *= b;
+            prop_begin(&p, opset, 4, d4);
+            at[0] = attr_i("blocksize", b);
+            prop_run(&p, op, at, 1, 1);
+        }
+    }
+    printf("property: %d random nodes checked against the kernels, %d refused by them\n", prop_checked,
+           prop_refused);
+    CHECK(prop_checked > 1000, "the kernels ran %d random nodes (refused %d)", prop_checked, prop_refused);
+}
+
 int main(void)
 {
     test_symbolic_heads();
@@ -423,5 +678,6 @@ int main(void)
     test_data_dependent();
     test_hostile();
     test_split_slice();
+    test_property();
     return test_summary("test_infer");
 }
