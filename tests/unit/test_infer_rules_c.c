@@ -783,6 +783,141 @@ static void test_loop_scan(void)
     done(&r);
 }
 
+/* Inputs given as constants (or shape arithmetic) give exact sizes. */
+static void test_value_inputs(void)
+{
+    struct model m = fresh(18);
+    struct run r;
+    static const int64_t ten[] = {10}, four[] = {4}, mel[] = {8, 16, 8000}, os[] = {1, 2, 9, 9};
+    static const int64_t k2[] = {2, 2}, s2[] = {2, 2};
+    init_i64(&m, "ten", -1, ten);
+    end_node(&m, node("HannWindow", "ten", "win"), NULL);
+    struct pb *n = node("BlackmanWindow", "ten", "winD");
+    at_i(n, "output_datatype", KILN_DTYPE_F64);
+    end_node(&m, n, NULL);
+    init_i64(&m, "nmel", -1, mel);
+    init_i64(&m, "dftl", -1, mel + 1);
+    init_i64(&m, "rate", -1, mel + 2);
+    input(&m, "lo", KILN_DTYPE_F32, "");
+    end_node(&m, node("MelWeightMatrix", "nmel,dftl,rate,lo,lo", "mel"), NULL);
+    input(&m, "sig", KILN_DTYPE_F32, "B,T,1");
+    init_i64(&m, "step", -1, four);
+    end_node(&m, node("STFT", "sig,step,,dftl", "spec"), NULL);
+    /* TopK with k from shape arithmetic: the size of X's dim 1, a symbol */
+    input(&m, "X", KILN_DTYPE_F32, "N,C,W");
+    n = node("Shape", "X", "k");
+    at_i(n, "start", 1);
+    at_i(n, "end", 2);
+    end_node(&m, n, NULL);
+    n = node("TopK", "X,k", "tv,ti");
+    at_i(n, "axis", 2);
+    end_node(&m, n, NULL);
+    input(&m, "U", KILN_DTYPE_F32, "1,2,4,4");
+    input(&m, "I", KILN_DTYPE_I64, "1,2,4,4");
+    init_i64(&m, "os", 4, os);
+    n = node("MaxUnpool", "U,I,os", "un");
+    at_ints(n, "kernel_shape", 2, k2);
+    at_ints(n, "strides", 2, s2);
+    end_node(&m, n, NULL);
+    n = node("MaxUnpool", "U,I", "und");
+    at_ints(n, "kernel_shape", 2, k2);
+    at_ints(n, "strides", 2, s2);
+    end_node(&m, n, NULL);
+    end_node(&m, node("CumSum", "X,ten", "cs"), NULL);
+    if (!run(&m, &r)) return;
+    EXPECT_CLEAN(&r);
+    EXPECT_TYPE(&r, "win", "float32[10]");
+    EXPECT_TYPE(&r, "winD", "float64[10]");
+    EXPECT_TYPE(&r, "mel", "float32[9,8]");
+    EXPECT_TYPE(&r, "spec", "float32[B,(T-16)/4+1,9,2]");
+    EXPECT_TYPE(&r, "tv", "float32[N,C,C]");
+    EXPECT_TYPE(&r, "ti", "int64[N,C,C]");
+    EXPECT_TYPE(&r, "un", "float32[1,2,9,9]");
+    EXPECT_TYPE(&r, "und", "float32[1,2,8,8]");
+    EXPECT_TYPE(&r, "cs", "float32[N,C,W]");
+    done(&r);
+}
+
+static void test_more_nn(void)
+{
+    struct model m = fresh(27);
+    struct run r;
+    input(&m, "q", KILN_DTYPE_F32, "B,T,64");
+    input(&m, "k", KILN_DTYPE_F32, "B,T,32");
+    input(&m, "v", KILN_DTYPE_F32, "B,T,48");
+    struct pb *n = node("LinearAttention", "q,k,v", "o,st");
+    at_i(n, "q_num_heads", 4);
+    at_i(n, "kv_num_heads", 2);
+    at_s(n, "update_rule", "linear");
+    end_node(&m, n, NULL);
+    input(&m, "x", KILN_DTYPE_F16, "B,C,L");
+    input(&m, "w", KILN_DTYPE_F16, "C,1,4");
+    end_node(&m, node("CausalConvWithState", "x,w", "y,ps"), NULL);
+    input(&m, "col", KILN_DTYPE_F32, "N,12,L");
+    static const int64_t img[] = {5, 5}, blk[] = {2, 3};
+    init_i64(&m, "img", 2, img);
+    init_i64(&m, "blk", 2, blk);
+    end_node(&m, node("Col2Im", "col,img,blk", "im"), NULL);
+    input(&m, "X4", KILN_DTYPE_F32, "N,3,H,W");
+    input(&m, "W4", KILN_DTYPE_F32, "8,3,3,3");
+    input(&m, "off", KILN_DTYPE_F32, "N,18,H,W");
+    static const int64_t p1[] = {1, 1, 1, 1};
+    n = node("DeformConv", "X4,W4,off", "dc");
+    at_ints(n, "pads", 4, p1);
+    end_node(&m, n, NULL);
+    if (!run(&m, &r)) return;
+    EXPECT_CLEAN(&r);
+    EXPECT_TYPE(&r, "o", "float32[B,T,96]");
+    EXPECT_TYPE(&r, "st", "float32[B,2,16,24]");
+    EXPECT_TYPE(&r, "y", "float16[B,C,L]");
+    EXPECT_TYPE(&r, "ps", "float16[B,C,3]");
+    EXPECT_TYPE(&r, "im", "float32[N,2,5,5]");
+    EXPECT_TYPE(&r, "dc", "float32[N,8,H,W]");
+    done(&r);
+}
+
+static void test_more_ml(void)
+{
+    struct model m = fresh(17);
+    m.ml_opset = 3;
+    struct run r;
+    static const int64_t cls[] = {0, 1, 2}, vpc[] = {2, 1, 1}, ids[] = {0, 0};
+    static const float coef[] = {1, 2, 3, 4, 5, 6, 7, 8}, sv[] = {1, 2, 3, 4, 5, 6, 7, 8};
+    static const float rho[] = {0, 0, 0};
+    input(&m, "X", KILN_DTYPE_F32, "N,2");
+    struct pb *n = node("SVMClassifier", "X", "l,p");
+    at_ints(n, "classlabels_ints", 3, cls);
+    at_ints(n, "vectors_per_class", 3, vpc);
+    at_floats(n, "support_vectors", 8, sv);
+    at_floats(n, "coefficients", 8, coef);
+    at_floats(n, "rho", 3, rho);
+    end_node(&m, n, "ai.onnx.ml");
+    n = node("TreeEnsembleClassifier", "X", "tl,tp");
+    at_ints(n, "classlabels_int64s", 2, cls);
+    at_ints(n, "class_ids", 2, ids);
+    end_node(&m, n, "ai.onnx.ml");
+    n = node("TreeEnsembleRegressor", "X", "tr");
+    at_i(n, "n_targets", 3);
+    end_node(&m, n, "ai.onnx.ml");
+    input(&m, "A", KILN_DTYPE_F32, "N,3");
+    static const int64_t dims[] = {2, 3};
+    n = node("FeatureVectorizer", "X,A", "fv");
+    at_ints(n, "inputdimensions", 2, dims);
+    end_node(&m, n, "ai.onnx.ml");
+    input(&m, "ix", KILN_DTYPE_I64, "4");
+    end_node(&m, node("ArrayFeatureExtractor", "A,ix", "afe"), "ai.onnx.ml");
+    if (!run(&m, &r)) return;
+    EXPECT_CLEAN(&r);
+    EXPECT_TYPE(&r, "l", "int64[N]");
+    EXPECT_TYPE(&r, "p", "float32[N,3]"); /* one score per class pair */
+    EXPECT_TYPE(&r, "tl", "int64[N]");
+    EXPECT_TYPE(&r, "tp", "float32[N,2]");
+    EXPECT_TYPE(&r, "tr", "float32[N,3]");
+    EXPECT_TYPE(&r, "fv", "float32[N,5]");
+    EXPECT_TYPE(&r, "afe", "float32[N,4]");
+    done(&r);
+}
+
 /* ------------------------------------------------------------------ ONNX node tests */
 
 /* Infers <node>/<cas>/model.onnx ignoring its declared value types and checks output 0. */
@@ -834,6 +969,9 @@ int main(void)
     test_sequence();
     test_if();
     test_loop_scan();
+    test_value_inputs();
+    test_more_nn();
+    test_more_ml();
     test_node_cases();
     return test_summary("test_infer_rules_c");
 }
