@@ -244,7 +244,7 @@ static kiln_status rule_bitcast(struct kiln_ictx *c)
     if (sf == st) return ru_set(c, 0, to, r, d, dd);
     if (sf > st) {
         if (r >= KILN_MAX_RANK) return ru_set(c, 0, to, -1, NULL, dd);
-        memcpy(out, d, (size_t)r * sizeof *out);
+        if (r > 0) memcpy(out, d, (size_t)r * sizeof *out);
         out[r] = kiln_dim_int((int64_t)(sf / st));
         return ru_set(c, 0, to, r + 1, out, dd);
     }
@@ -302,7 +302,7 @@ static kiln_status binary(struct kiln_ictx *c, enum bkind kind, int bcast_since,
         int r;
         const struct kiln_dim *d;
         if (!ru_shape(c, idx[0], &r, &d)) return ru_set(c, 0, odt, -1, NULL, dd);
-        memcpy(dims_out, d, (size_t)r * sizeof *d);
+        if (r > 0) memcpy(dims_out, d, (size_t)r * sizeof *d);
         *rank_out = r;
         return ru_set(c, 0, odt, r, d, dd);
     }

@@ -187,7 +187,7 @@ static kiln_status rule_strsplit(struct kiln_ictx *c)
     }
     if (r >= KILN_MAX_RANK) return KILN_OK;
     struct kiln_dim out[KILN_MAX_RANK];
-    memcpy(out, d, (size_t)r * sizeof *out);
+    if (r > 0) memcpy(out, d, (size_t)r * sizeof *out);
     out[r] = kiln_sym_fresh(c->inf, "StringSplit");
     KILN_TRY(ru_set(c, 0, KILN_DTYPE_STRING, r + 1, out, true));
     if (c->n_out > 1) KILN_TRY(ru_like(c, 1, 0, KILN_DTYPE_I64));

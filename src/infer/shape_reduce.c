@@ -76,7 +76,7 @@ static kiln_status reduce_rule(struct kiln_ictx *c, int axes_input_since)
             kiln_ic_problem(c, "axes has %zu entries for an input of rank %d", na, rank);
             return KILN_OK;
         }
-        memcpy(axes, av, na * sizeof *axes);
+        if (na) memcpy(axes, av, na * sizeof *axes);
     }
     if (na == 0) goto no_axes;
     for (size_t i = 0; i < na; i++) {
