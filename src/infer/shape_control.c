@@ -7,7 +7,9 @@
  * Loop: the body sees (iteration_num int64 scalar, cond bool scalar, carried values typed
  *   from v_initial). A carried value whose body output differs from its input is merged and
  *   the body inferred again with the merged type (a few rounds, until nothing changes), so
- *   a value that grows each iteration ends up with an unknown dim. Final carried values get
+ *   a value that grows each iteration ends up with an unknown dim. Rounds multiply with
+ *   nesting, so a body nested two levels deep gets one round (its carried outputs still
+ *   get the merged types). Final carried values get
  *   that merged type (an optional carried in whose body hands back its content: the content
  *   type merged with the body's). Scan output k is [L, body output k...] with L the trip count M when M
  *   is known and there is no cond input (or a constant true one the body passes back
@@ -99,8 +101,10 @@ static kiln_status run_body(struct kiln_ictx *c, struct kiln_graph *body, size_t
         if (!bufs) return KILN_E_NOMEM;
     }
     kiln_status st = KILN_OK;
-    int p = 0;
-    for (int round = 0; round < BODY_ROUNDS; round++) {
+    int p = 0, depth = 0, rounds = BODY_ROUNDS;
+    for (const struct kiln_graph *g = c->g; g && g->parent; g = g->parent) depth++;
+    if (depth >= 2) rounds = 1; /* nested bodies: rounds multiply, so only the outer ones round */
+    for (int round = 0; round < rounds; round++) {
         st = kiln_ic_subgraph(c, body, n_bin, bin);
         if (st) goto done;
         bool changed = false;
