@@ -14,7 +14,10 @@
  *             Outputs with symbolic declared types are not compared; a case with none to
  *             compare passes this mode vacuously (counted apart in the summary).
  * Sequence outputs compare their element type, and their element shape where the data
- * agree on one; optional outputs compare what they hold.
+ * agree on one; optional outputs compare what they hold. A failure is WRONG when a known
+ * inferred fact (element type, rank, dim, kind) differs from the data or the declaration,
+ * else only incomplete (unknown or symbolic where the data has a number); the summary
+ * counts the wrong ones apart.
  *
  * Each case runs in a child process (crash isolation, a time limit), up to -j at once. The
  * final line is `shapes: N passed, M failed`. --passing FILE: every case listed there must
@@ -41,6 +44,7 @@
 struct result {
     char name[512]; /* suite/case */
     int fixed_ok, declared_ok, declared_compared;
+    int wrong; /* a known fact differs from the data or the declaration (not just unknown) */
     char reason[1024];
 };
 
@@ -114,7 +118,9 @@ static void vtext(const struct kiln_type *t, char *buf, size_t n)
     kiln_type_str(t, buf, n);
 }
 
-/* The inferred type t against the actual value v: 1 when equal and complete. */
+/* The inferred type t against the actual value v: 1 when equal and complete, 0 when only
+ * incomplete (unknown or symbolic where the data has a number), -1 when wrong (a known
+ * element type, rank or dim that differs; a different kind). */
 static int match_value(const struct kiln_type *t, const kiln_value *v, int depth, char *why, size_t n)
 {
     char tb[300];
@@ -123,23 +129,23 @@ static int match_value(const struct kiln_type *t, const kiln_value *v, int depth
     kiln_value_kind k = kiln_value_kind_of(v);
     if (k == KILN_VALUE_OPTIONAL) {
         if (t->kind != KILN_TYPE_OPTIONAL) {
-            snprintf(why, n, "inferred %s for an optional value", tb);
-            return 0;
+            snprintf(why, n, "WRONG: inferred %s for an optional value", tb);
+            return t->kind == KILN_TYPE_NONE ? 0 : -1;
         }
         if (kiln_value_count(v) == 0 || !t->inner) return 1;
         return match_value(t->inner, kiln_value_item(v, 0), depth + 1, why, n);
     }
     if (k == KILN_VALUE_SEQUENCE) {
         if (t->kind != KILN_TYPE_SEQUENCE || !t->inner) {
-            snprintf(why, n, "inferred %s for a sequence", tb);
-            return 0;
+            snprintf(why, n, "WRONG: inferred %s for a sequence", tb);
+            return t->kind == KILN_TYPE_NONE ? 0 : -1;
         }
         const struct kiln_type *in = t->inner;
         if (in->kind == KILN_TYPE_TENSOR && in->elem != kiln_value_elem_dtype(v) &&
             kiln_value_elem_dtype(v) != KILN_DTYPE_UNDEFINED) {
-            snprintf(why, n, "inferred %s; the sequence holds %s", tb,
+            snprintf(why, n, "WRONG: inferred %s; the sequence holds %s", tb,
                      kiln_dtype_name(kiln_value_elem_dtype(v)));
-            return 0;
+            return -1;
         }
         /* element shapes: compare dims the items agree on */
         size_t cnt = kiln_value_count(v);
@@ -148,14 +154,14 @@ static int match_value(const struct kiln_type *t, const kiln_value *v, int depth
             const kiln_value *it = kiln_value_item(v, i);
             if (kiln_value_kind_of(it) != KILN_VALUE_TENSOR) return 1;
             if (kiln_value_rank(it) != in->rank) {
-                snprintf(why, n, "inferred %s; item %zu has rank %d", tb, i, kiln_value_rank(it));
-                return 0;
+                snprintf(why, n, "WRONG: inferred %s; item %zu has rank %d", tb, i, kiln_value_rank(it));
+                return -1;
             }
             for (int d = 0; d < in->rank; d++)
                 if (in->dims[d].value >= 0 && in->dims[d].value != kiln_value_dims(it)[d]) {
-                    snprintf(why, n, "inferred %s; item %zu has dim %d = %lld", tb, i, d,
+                    snprintf(why, n, "WRONG: inferred %s; item %zu has dim %d = %lld", tb, i, d,
                              (long long)kiln_value_dims(it)[d]);
-                    return 0;
+                    return -1;
                 }
         }
         return 1;
@@ -167,7 +173,17 @@ static int match_value(const struct kiln_type *t, const kiln_value *v, int depth
     if (o < sizeof vb) snprintf(vb + o, sizeof vb - o, "]");
     int ok = t->kind == KILN_TYPE_TENSOR && t->elem == kiln_value_dtype(v) && t->rank == kiln_value_rank(v);
     for (int d = 0; ok && d < t->rank; d++) ok = t->dims[d].value == kiln_value_dims(v)[d];
-    if (!ok) snprintf(why, n, "inferred %s, actual %s", tb, vb);
+    if (!ok) {
+        /* wrong (a known fact that differs) or only incomplete (unknown, symbolic)? */
+        bool wrong = t->kind == KILN_TYPE_TENSOR &&
+                     ((t->elem != KILN_DTYPE_UNDEFINED && t->elem != kiln_value_dtype(v)) ||
+                      (t->rank >= 0 && t->rank != kiln_value_rank(v)));
+        for (int d = 0; !wrong && t->kind == KILN_TYPE_TENSOR && d < t->rank; d++)
+            wrong = t->dims[d].value >= 0 && t->dims[d].value != kiln_value_dims(v)[d];
+        if (t->kind != KILN_TYPE_TENSOR && t->kind != KILN_TYPE_NONE) wrong = true;
+        snprintf(why, n, "%sinferred %s, actual %s", wrong ? "WRONG: " : "", tb, vb);
+        return wrong ? -1 : 0;
+    }
     return ok;
 }
 
@@ -188,6 +204,24 @@ static int match_declared(const struct kiln_type *t, const struct kiln_type *d, 
     if (t->kind == KILN_TYPE_MAP && d->elem != t->elem) return 0;
     if (d->inner) return t->inner ? match_declared(t->inner, d->inner, depth + 1) : 0;
     return 1;
+}
+
+/* Whether inferred t contradicts declared d: a known fact of both that differs. */
+static int contradicts(const struct kiln_type *t, const struct kiln_type *d, int depth)
+{
+    if (!t || !d || t->kind == KILN_TYPE_NONE || d->kind == KILN_TYPE_NONE || depth > 8) return 0;
+    if (t->kind != d->kind) return 1;
+    if (t->elem != KILN_DTYPE_UNDEFINED && d->elem != KILN_DTYPE_UNDEFINED && t->elem != d->elem)
+        return 1;
+    if (t->kind == KILN_TYPE_TENSOR || t->kind == KILN_TYPE_SPARSE_TENSOR) {
+        if (t->rank < 0 || d->rank < 0) return 0;
+        if (t->rank != d->rank) return 1;
+        for (int i = 0; i < d->rank; i++)
+            if (t->dims[i].value >= 0 && d->dims[i].value >= 0 && t->dims[i].value != d->dims[i].value)
+                return 1;
+        return 0;
+    }
+    return contradicts(t->inner, d->inner, depth + 1);
 }
 
 /* Whether d is complete: every dim known, at every level. */
@@ -213,7 +247,7 @@ static const struct kiln_type *inferred_output(struct kiln_model *m, size_t o)
     return vt ? &vt->type : NULL;
 }
 
-static int mode_fixed(const char *dir, const char *set, char *why, size_t n)
+static int mode_fixed(const char *dir, const char *set, int *wrong, char *why, size_t n)
 {
     char path[4096];
     kiln_err err = {0};
@@ -266,9 +300,11 @@ static int mode_fixed(const char *dir, const char *set, char *why, size_t n)
                 break;
             }
             char w[700];
-            if (!match_value(t, v, 0, w, sizeof w)) {
+            int mv = match_value(t, v, 0, w, sizeof w);
+            if (mv != 1) {
                 snprintf(why, n, "fixed: output '%.200s': %s", name, w);
                 ok = 0;
+                if (mv < 0) *wrong = 1;
             }
             kiln_value_free(v);
         }
@@ -277,15 +313,18 @@ static int mode_fixed(const char *dir, const char *set, char *why, size_t n)
             char a[300], b[300];
             vtext(t, a, sizeof a);
             vtext(d, b, sizeof b);
-            snprintf(why, n, "fixed: output '%.200s': inferred %s, declared %s", name, a, b);
+            int bad = contradicts(t, d, 0);
+            snprintf(why, n, "fixed: output '%.200s': %sinferred %s, declared %s", name,
+                     bad ? "WRONG: " : "", a, b);
             ok = 0;
+            if (bad) *wrong = 1;
         }
     }
     kiln_model_free(m);
     return ok;
 }
 
-static int mode_declared(const char *dir, int *compared, char *why, size_t n)
+static int mode_declared(const char *dir, int *compared, int *wrong, char *why, size_t n)
 {
     char path[4096];
     kiln_err err = {0};
@@ -317,9 +356,11 @@ static int mode_declared(const char *dir, int *compared, char *why, size_t n)
         vtext(t, a, sizeof a);
         vtext(d, b, sizeof b);
         if (strcmp(a, b) != 0) {
-            snprintf(why, n, "declared: output '%.200s': inferred %s, declared %s",
-                     kiln_model_output_name(m, o), a, b);
+            int bad = contradicts(t, d, 0);
+            snprintf(why, n, "declared: output '%.200s': %sinferred %s, declared %s",
+                     kiln_model_output_name(m, o), bad ? "WRONG: " : "", a, b);
             ok = 0;
+            if (bad) *wrong = 1;
         }
     }
     kiln_model_free(m);
@@ -339,10 +380,10 @@ static void run_case(const char *dir, struct result *r)
     if (!set) {
         snprintf(r->reason, sizeof r->reason, "no test_data_set_0");
     } else {
-        r->fixed_ok = mode_fixed(dir, set, r->reason, sizeof r->reason);
+        r->fixed_ok = mode_fixed(dir, set, &r->wrong, r->reason, sizeof r->reason);
     }
     char why[1024] = "";
-    r->declared_ok = mode_declared(dir, &r->declared_compared, why, sizeof why);
+    r->declared_ok = mode_declared(dir, &r->declared_compared, &r->wrong, why, sizeof why);
     if (!r->declared_ok && (r->fixed_ok || !r->reason[0])) snprintf(r->reason, sizeof r->reason, "%s", why);
     free_list(sets, n_sets);
 }
@@ -504,8 +545,9 @@ int main(int argc, char **argv)
     }
     free(running);
 
-    size_t n_pass = 0, n_fixed = 0, n_decl = 0, n_decl_cmp = 0, n_decl_cmp_ok = 0;
+    size_t n_pass = 0, n_fixed = 0, n_decl = 0, n_decl_cmp = 0, n_decl_cmp_ok = 0, n_wrong = 0;
     for (size_t i = 0; i < n_cases; i++) {
+        n_wrong += res[i].wrong != 0;
         n_pass += passed(&res[i]) != 0;
         n_fixed += res[i].fixed_ok != 0;
         n_decl += res[i].declared_ok != 0;
@@ -561,9 +603,12 @@ int main(int argc, char **argv)
                        "**%zu passed, %zu failed** of %zu cases (node, simple, pytorch-operator).\n\n"
                        "- fixed inputs (inferred = actual output shapes and declared types): %zu pass\n"
                        "- declared inputs only: %zu of %zu cases with symbol-free declared outputs "
-                       "pass (%zu pass in all, vacuous ones included)\n\n"
+                       "pass (%zu pass in all, vacuous ones included)\n"
+                       "- wrong (an inferred known element type, rank or dim that differs from the "
+                       "data or the declaration; the rest of the failures are only incomplete): %zu\n\n"
                        "## Failing cases\n\n| case | reason |\n|---|---|\n",
-                    day, n_pass, n_cases - n_pass, n_cases, n_fixed, n_decl_cmp_ok, n_decl_cmp, n_decl);
+                    day, n_pass, n_cases - n_pass, n_cases, n_fixed, n_decl_cmp_ok, n_decl_cmp, n_decl,
+                    n_wrong);
             for (size_t c = 0; c < n_cases; c++) {
                 if (passed(&res[c])) continue;
                 for (char *p = res[c].reason; *p; p++)
@@ -573,8 +618,8 @@ int main(int argc, char **argv)
             fclose(f);
         }
     }
-    printf("shapes: fixed inputs %zu/%zu, declared inputs %zu/%zu compared\n", n_fixed, n_cases,
-           n_decl_cmp_ok, n_decl_cmp);
+    printf("shapes: fixed inputs %zu/%zu, declared inputs %zu/%zu compared, %zu wrong\n", n_fixed,
+           n_cases, n_decl_cmp_ok, n_decl_cmp, n_wrong);
     printf("shapes: %zu passed, %zu failed\n", n_pass, n_cases - n_pass);
     for (size_t i = 0; i < n_cases; i++) free(dirs[i]);
     free(dirs);
