@@ -477,7 +477,7 @@ static void prop_run(struct prop *p, const char *op, const struct kiln_attr *att
                 for (int d = 0; d < out[o]->t.rank; d++)
                     k += (size_t)snprintf(want + k, sizeof want - k, d ? ",%lld" : "%lld", (long long)out[o]->t.dims[d]);
                 snprintf(want + k, sizeof want - k, "]");
-                char oname[8];
+                char oname[32];
                 snprintf(oname, sizeof oname, "y%zu", o);
                 const char *got = type_of(&p->t, oname);
                 char in_s[200];
