@@ -220,8 +220,10 @@ static kiln_status loop_infer(struct kiln_ictx *c)
     if (!bin) return KILN_E_NOMEM;
     struct kiln_type iter = {.kind = KILN_TYPE_TENSOR, .elem = KILN_DTYPE_I64, .rank = 0};
     struct kiln_type cond = {.kind = KILN_TYPE_TENSOR, .elem = KILN_DTYPE_BOOL, .rank = 0};
-    bin[0] = &iter;
-    bin[1] = &cond;
+    /* Scalars, unless the body declares a shape of its own (some exporters write [1]): then
+     * the declaration stands. */
+    bin[0] = body->inputs[0].type.kind == KILN_TYPE_TENSOR && body->inputs[0].type.rank >= 0 ? NULL : &iter;
+    bin[1] = body->inputs[1].type.kind == KILN_TYPE_TENSOR && body->inputs[1].type.rank >= 0 ? NULL : &cond;
     for (size_t k = 0; k < n_car; k++) bin[2 + k] = in_type(c, 2 + k);
     bool *empty = kiln_calloc(n_car + 1, sizeof *empty);
     if (!empty) {
