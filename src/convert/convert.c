@@ -36,6 +36,10 @@ struct gbuild {
     struct kiln_initializer *inits; /* kiln_malloc'd, grows; starts as a copy of g's */
     size_t n_inits, cap_inits;
     bool in_arena; /* nodes and inits were moved into the arena (the swap is next) */
+    /* what the swap replaced, to undo it when the relink fails */
+    struct kiln_node *old_nodes;
+    size_t old_n_nodes, old_n_inits;
+    struct kiln_initializer *old_inits;
 };
 
 struct conv {
@@ -654,7 +658,8 @@ static kiln_status rule_softmax(struct nctx *x)
     const char *in = x->n.inputs[0];
     int r = value_rank(x, in);
     int64_t na = axis < 0 && r >= 0 ? axis + r : axis;
-    if (r >= 0 && na == r - 1) return set_attr_i(x, "axis", -1);
+    /* the last axis: flattening there changes nothing, whatever the rank */
+    if (axis == -1 || (r >= 0 && na == r - 1)) return set_attr_i(x, "axis", -1);
     if (r >= 0 && (na < 0 || na > r)) return refuse(x, "axis %lld is out of range for rank %d",
                                                     (long long)axis, r);
     /* Shape(X) -> s; Flatten(X, axis) -> f; op(f, axis=-1) -> y2; Reshape(y2, s) -> y */
@@ -916,18 +921,23 @@ kiln_status kiln_model_convert_opset(kiln_model *m, int64_t opset, kiln_err *err
     for (size_t i = 0; i < c.n_done; i++) {
         struct gbuild *b = &c.done[i];
         if (b->g) {
+            b->old_nodes = b->g->nodes;
+            b->old_n_nodes = b->g->n_nodes;
+            b->old_inits = b->g->inits;
+            b->old_n_inits = b->g->n_inits;
             b->g->nodes = b->nodes;
             b->g->n_nodes = b->n_nodes;
             b->g->inits = b->inits;
             b->g->n_inits = b->n_inits;
         } else {
+            b->old_nodes = b->fn->nodes;
+            b->old_n_nodes = b->fn->n_nodes;
             b->fn->nodes = b->nodes;
             b->fn->n_nodes = b->n_nodes;
-            for (size_t k = 0; k < b->fn->n_opsets; k++)
-                if (!b->fn->opsets[k].domain[0]) b->fn->opsets[k].version = opset;
         }
     }
-    kiln_free(c.done);
+    struct kiln_opset *old_ops = m->opsets;
+    int64_t old_ir = m->ir_version;
     for (size_t i = 0; i < m->n_opsets; i++)
         if (!ops[i].domain[0] || !strcmp(ops[i].domain, "ai.onnx")) ops[i].version = opset;
     m->opsets = ops;
@@ -936,5 +946,35 @@ kiln_status kiln_model_convert_opset(kiln_model *m, int64_t opset, kiln_err *err
                                      9, 9, 10, 10, 11, 11};
     int64_t need = opset < (int64_t)(sizeof ir_for / sizeof ir_for[0]) ? ir_for[opset] : 11;
     if (m->ir_version < need) m->ir_version = need;
-    return kiln_model_link(m, err);
+    st = kiln_model_link(m, err);
+    if (st) {
+        /* Undo the swap; relinking the old graph allocates too, but a second failure in a
+         * row leaves at worst an unlinked model, which sessions refuse. */
+        for (size_t i = 0; i < c.n_done; i++) {
+            struct gbuild *b = &c.done[i];
+            if (b->g) {
+                b->g->nodes = b->old_nodes;
+                b->g->n_nodes = b->old_n_nodes;
+                b->g->inits = b->old_inits;
+                b->g->n_inits = b->old_n_inits;
+            } else {
+                b->fn->nodes = b->old_nodes;
+                b->fn->n_nodes = b->old_n_nodes;
+            }
+        }
+        m->opsets = old_ops;
+        m->ir_version = old_ir;
+        kiln_err e2;
+        if (kiln_model_link(m, &e2) != KILN_OK) m->graph->linked = false;
+        kiln_free(c.done);
+        return st;
+    }
+    for (size_t i = 0; i < c.n_done; i++) {
+        struct gbuild *b = &c.done[i];
+        if (!b->g)
+            for (size_t k = 0; k < b->fn->n_opsets; k++)
+                if (!b->fn->opsets[k].domain[0]) b->fn->opsets[k].version = opset;
+    }
+    kiln_free(c.done);
+    return KILN_OK;
 }
