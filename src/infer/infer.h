@@ -109,6 +109,12 @@ struct kiln_dim kiln_sym_ceildiv(struct kiln_infer *inf, struct kiln_dim a, stru
 /* min/max of two dims (known: exact; equal: that dim; else an opaque atom). */
 struct kiln_dim kiln_sym_min(struct kiln_infer *inf, struct kiln_dim a, struct kiln_dim b);
 struct kiln_dim kiln_sym_max(struct kiln_infer *inf, struct kiln_dim a, struct kiln_dim b);
+/* An integer as a dim. Non-negative: known. Negative: value -1 with param the constant's
+ * text ("-1"): the elements of small integer tensors (vals) may be negative (Reshape's -1,
+ * Slice's starts), and that must not read as unknown. Such a dim is never a valid size. */
+struct kiln_dim kiln_sym_int(struct kiln_infer *inf, int64_t v);
+/* d as an integer when it is one (known, or a negative constant from kiln_sym_int). */
+bool kiln_dim_int_value(struct kiln_dim d, int64_t *v);
 /* A new symbol for a data-dependent size, unique in the model: "<prefix>_<n>" (e.g.
  * "NonZero_3"). Rules that produce one also set the output's data_dependent flag. */
 struct kiln_dim kiln_sym_fresh(struct kiln_infer *inf, const char *prefix);

@@ -1,0 +1,46 @@
+/* infer_priv.h: what the files of the inference stage share (sym.c, infer.c, api.c) and
+ * what the unit tests reach: the run state behind `struct kiln_infer`. Not for rule files,
+ * which see only infer.h. */
+#ifndef KILN_INFER_PRIV_H
+#define KILN_INFER_PRIV_H
+
+#include "infer/infer.h"
+
+/* kiln_infer_model_ex flags. */
+enum {
+    /* Ignore declared value_info and graph-output types of node outputs: the result is
+     * what the rules alone infer (the shape conformance harness compares that). */
+    KILN_INFER_IGNORE_DECLARED = 1u << 0,
+};
+
+struct kiln_infer {
+    struct kiln_model *m;
+    struct kiln_arena *arena; /* where results live: the model's arena */
+    unsigned flags;
+    kiln_problem_fn problem;
+    void *user;
+    size_t n_problems;
+    bool nomem;    /* an allocation failed; the run fails at its end */
+    int depth;     /* subgraph nesting */
+    unsigned long fresh; /* counter behind kiln_sym_fresh */
+    /* Interned symbolic texts (open addressing; the strings live in the arena). */
+    const char **intern;
+    size_t n_intern, cap_intern;
+};
+
+/* A run state for m (no graph is touched); free with kiln_infer_fini. */
+void kiln_infer_init(struct kiln_infer *inf, struct kiln_model *m);
+void kiln_infer_fini(struct kiln_infer *inf);
+
+/* kiln_infer_model with flags (KILN_INFER_*). */
+KILN_NODISCARD kiln_status kiln_infer_model_ex(struct kiln_model *m, unsigned flags,
+                                               kiln_problem_fn problem, void *user,
+                                               size_t *n_problems, kiln_err *err);
+
+/* The canonical form of a declared dim_param: an identifier ([A-Za-z_][A-Za-z0-9_]*) stays
+ * as it is, anything else becomes an opaque atom "(text)"; "" gives unknown. */
+struct kiln_dim kiln_sym_declared(struct kiln_infer *inf, const char *param);
+/* Interns text in the run's arena; NULL on NOMEM (and inf->nomem set). */
+const char *kiln_sym_intern(struct kiln_infer *inf, const char *s, size_t n);
+
+#endif /* KILN_INFER_PRIV_H */

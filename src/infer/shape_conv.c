@@ -1,0 +1,138 @@
+/* shape_conv.c: shape and type rules for the convolutions: Conv (1, 11, 22), ConvTranspose
+ * (1, 11, 22) and DeformConv (19, 22).
+ *
+ * Conv / DeformConv: Y [N, M, o...] with M = W[0] and, per spatial dim, o = ceil(in / s) for
+ * auto_pad SAME_*, else floor((in + pb + pe - dk) / s) + 1 with dk = (k - 1) * d + 1 (VALID:
+ * pads 0); k from kernel_shape, else from W's dims. Symbolic in gives a symbolic o.
+ * ConvTranspose: Y [N, W[1] * group, o...] with o = output_shape[i] when given (spatial
+ * values, or N and C first as some exporters write them), in * s for SAME_*, else
+ * s * (in - 1) + output_padding + dk - pb - pe (src/cpu/ops/conv.c computes the same).
+ * Contradictions reported: ranks of X and W, X's channels vs W[1] * group (Conv) or W[0]
+ * (ConvTranspose), group not dividing them, bias length vs M.
+ * The element type is X's (W's when X's is unknown).
+ */
+#include "infer/shape_nn.h"
+
+/* Ranks of X (input 0) and W (input 1) agree; the common rank into *rank (-1 unknown). */
+static bool conv_rank(struct kiln_ictx *c, int *rank, const struct kiln_dim **x,
+                      const struct kiln_dim **w)
+{
+    int rx = -1, rw = -1;
+    *x = *w = NULL;
+    if (kiln_infer_shape_of(c, 0, &rx, x) && rx < 3) {
+        kiln_ic_problem(c, "input X has %d dims; expected at least 3 (N, C, spatial...)", rx);
+        return false;
+    }
+    if (kiln_infer_shape_of(c, 1, &rw, w) && rw < 3) {
+        kiln_ic_problem(c, "input W has %d dims; expected at least 3", rw);
+        return false;
+    }
+    if (rx >= 0 && rw >= 0 && rx != rw) {
+        kiln_ic_problem(c, "input X has %d dims but W has %d; expected the same", rx, rw);
+        return false;
+    }
+    *rank = rx >= 0 ? rx : rw;
+    return true;
+}
+
+static kiln_status conv_common(struct kiln_ictx *c, bool transpose)
+{
+    static const size_t dt_in[] = {0, 1};
+    kiln_dtype dt = kiln_infer_dtype_of(c, 2, dt_in);
+    int rank;
+    const struct kiln_dim *x, *w;
+    if (!conv_rank(c, &rank, &x, &w)) return KILN_OK;
+    if (rank < 0) return kiln_ic_set_tensor(c, 0, dt, -1, NULL);
+    int nd = rank - 2;
+    int64_t group = kiln_ic_attr_i(c, "group", 1);
+    if (group < 1) {
+        kiln_ic_problem(c, "group is %lld; expected >= 1", (long long)group);
+        return KILN_OK;
+    }
+    int64_t ks[KILN_MAX_RANK];
+    for (int i = 0; i < nd; i++) ks[i] = w && kiln_dim_known(w[2 + i]) ? w[2 + i].value : -1;
+    struct kiln_window win;
+    if (!kiln_infer_window(c, nd, ks, &win)) return KILN_OK;
+
+    struct kiln_dim y[KILN_MAX_RANK];
+    struct kiln_infer *inf = c->inf;
+    y[0] = x ? x[0] : kiln_dim_unknown();
+    struct kiln_dim cx = x ? x[1] : kiln_dim_unknown();
+    if (!transpose) {
+        y[1] = w ? w[0] : kiln_dim_unknown();
+        if (w && kiln_dim_known(cx) && kiln_dim_known(w[1]) && cx.value != w[1].value * group) {
+            kiln_ic_problem(c, "input X has %lld channels but W[1] * group is %lld * %lld",
+                            (long long)cx.value, (long long)w[1].value, (long long)group);
+            return KILN_OK;
+        }
+    } else {
+        y[1] = w ? kiln_sym_mul(inf, w[1], kiln_dim_int(group)) : kiln_dim_unknown();
+        if (w && kiln_dim_known(cx) && kiln_dim_known(w[0]) && cx.value != w[0].value) {
+            kiln_ic_problem(c, "input X has %lld channels but W[0] is %lld", (long long)cx.value,
+                            (long long)w[0].value);
+            return KILN_OK;
+        }
+    }
+    if (kiln_dim_known(y[1]) && y[1].value % group) {
+        kiln_ic_problem(c, "%lld output channels are not a multiple of group %lld",
+                        (long long)y[1].value, (long long)group);
+        return KILN_OK;
+    }
+    if (kiln_dim_known(cx) && cx.value % group) {
+        kiln_ic_problem(c, "%lld input channels are not a multiple of group %lld", (long long)cx.value,
+                        (long long)group);
+        return KILN_OK;
+    }
+    /* Bias [M]. */
+    int rb;
+    const struct kiln_dim *b;
+    size_t bias = transpose || strcmp(c->node->op_type, "DeformConv") ? 2 : 3;
+    if (bias < c->n_in && kiln_infer_shape_of(c, bias, &rb, &b)) {
+        if (rb != 1)
+            kiln_ic_problem(c, "input B has %d dims; expected 1", rb);
+        else if (kiln_dim_ne(b[0], y[1]))
+            kiln_ic_problem(c, "input B has %lld values; expected %lld (output channels)",
+                            (long long)b[0].value, (long long)y[1].value);
+    }
+
+    const int64_t *os = NULL;
+    size_t nos = transpose ? kiln_ic_attr_ints(c, "output_shape", &os) : 0;
+    if (nos == (size_t)nd + 2) os += 2, nos -= 2;
+    if (nos && nos != (size_t)nd) {
+        kiln_ic_problem(c, "output_shape has %zu values; expected %d", nos, nd);
+        return KILN_OK;
+    }
+    const int64_t *op = NULL;
+    size_t nop = transpose ? kiln_ic_attr_ints(c, "output_padding", &op) : 0;
+    if (nop && nop != (size_t)nd) {
+        kiln_ic_problem(c, "output_padding has %zu values; expected %d", nop, nd);
+        return KILN_OK;
+    }
+    for (int i = 0; i < nd; i++) {
+        struct kiln_dim in = x ? x[2 + i] : kiln_dim_unknown();
+        if (!transpose) {
+            y[2 + i] = kiln_infer_window_out(c, &win, i, in);
+        } else if (nos) {
+            y[2 + i] = kiln_dim_int(os[i]);
+        } else if (win.ap == KILN_AUTOPAD_SAME_UPPER || win.ap == KILN_AUTOPAD_SAME_LOWER) {
+            y[2 + i] = kiln_sym_mul(inf, in, kiln_dim_int(win.s[i]));
+        } else if (win.k[i] < 0) {
+            y[2 + i] = kiln_dim_unknown();
+        } else {
+            int64_t dk = (win.k[i] - 1) * win.d[i] + 1;
+            int64_t add = (nop ? op[i] : 0) + dk - win.pb[i] - win.pe[i] - win.s[i];
+            y[2 + i] = kiln_infer_dim_plus(inf, kiln_sym_mul(inf, in, kiln_dim_int(win.s[i])), add);
+        }
+    }
+    return kiln_ic_set_tensor(c, 0, dt, rank, y);
+}
+
+static kiln_status conv_infer(struct kiln_ictx *c) { return conv_common(c, false); }
+static kiln_status convt_infer(struct kiln_ictx *c) { return conv_common(c, true); }
+
+const struct kiln_infer_op kiln_infer_ops_conv[] = {
+    {"Conv", "", 1, 0, conv_infer},
+    {"ConvTranspose", "", 1, 0, convt_infer},
+    {"DeformConv", "", 19, 0, conv_infer},
+    {NULL},
+};

@@ -1,0 +1,221 @@
+/* shape_seq.c: shape and type rules for the sequence and optional ops (src/cpu/ops/
+ * sequence.c): SequenceEmpty, SequenceConstruct, SequenceAt, SequenceInsert, SequenceErase,
+ * SequenceLength, SplitToSequence, ConcatFromSequence (11), SequenceMap (17), Optional,
+ * OptionalHasElement, OptionalGetElement (15, 18).
+ *
+ * A sequence's type is one tensor type for all its elements: where elements differ (a dim,
+ * the rank) the element type says unknown there (kiln_infer_merge).
+ *   SequenceEmpty       seq(tensor(dtype attr, default float32), unknown rank)
+ *   SequenceConstruct   seq(merge of the inputs)
+ *   SequenceInsert      seq(merge of the element type and the inserted tensor), except that
+ *                       an element type with unknown rank (SequenceEmpty's) gives way
+ *   SequenceAt          the element type; SequenceErase like the input
+ *   SequenceLength      int64 scalar
+ *   SplitToSequence     elements of the input's shape with the axis dim: 1 (or removed with
+ *                       keepdims 0) without split; the split size for a scalar split (unknown
+ *                       when it does not divide the dim); for a 1-D split its common value
+ *   ConcatFromSequence  the element shape, the axis dim unknown (it sums over the elements;
+ *                       new_axis 1 inserts a dim of the sequence length, also unknown)
+ *   SequenceMap         seq(body output k) with the body run on the element types
+ *   Optional            optional(input type) or optional(the type attribute)
+ *   OptionalHasElement  bool scalar; OptionalGetElement the contained type
+ */
+#include "infer/shape_nn.h"
+
+static const struct kiln_type *in_type(const struct kiln_ictx *c, size_t i)
+{
+    const struct kiln_vtype *v = i < c->n_in ? kiln_ic_in(c, i) : NULL;
+    return v && v->type.kind != KILN_TYPE_NONE ? &v->type : NULL;
+}
+
+/* Output o: seq(elem); elem NULL: a sequence of tensors of unknown type. */
+static kiln_status set_seq(struct kiln_ictx *c, size_t o, const struct kiln_type *elem)
+{
+    struct kiln_type unk = {.kind = KILN_TYPE_TENSOR, .rank = -1};
+    struct kiln_type s = {.kind = KILN_TYPE_SEQUENCE, .inner = (struct kiln_type *)(elem ? elem : &unk)};
+    return kiln_ic_set_type(c, o, &s);
+}
+
+static kiln_status seq_empty_infer(struct kiln_ictx *c)
+{
+    kiln_dtype dt = KILN_DTYPE_F32;
+    if (kiln_ic_attr_has(c, "dtype")) {
+        int64_t v = kiln_ic_attr_i(c, "dtype", 1);
+        dt = v == (int)v && kiln_dtype_valid((int)v) ? (kiln_dtype)v : KILN_DTYPE_UNDEFINED;
+    }
+    struct kiln_type e = {.kind = KILN_TYPE_TENSOR, .elem = dt, .rank = -1};
+    return set_seq(c, 0, &e);
+}
+
+static kiln_status seq_construct_infer(struct kiln_ictx *c)
+{
+    /* the merge of every input, kept in acc (tensor types only) */
+    struct kiln_type acc = {0};
+    struct kiln_dim accd[KILN_MAX_RANK];
+    for (size_t i = 0; i < c->n_in; i++) {
+        const struct kiln_type *t = in_type(c, i);
+        struct kiln_merge_buf buf = {.used = 0};
+        if (!t || t->kind != KILN_TYPE_TENSOR || t->rank > KILN_MAX_RANK) return set_seq(c, 0, NULL);
+        const struct kiln_type *m = i ? kiln_infer_merge(&acc, t, &buf) : t;
+        if (!m) return set_seq(c, 0, NULL);
+        acc = *m;
+        if (m->rank > 0) memmove(accd, m->dims, (size_t)m->rank * sizeof accd[0]);
+        acc.dims = m->rank >= 0 ? accd : NULL;
+    }
+    return set_seq(c, 0, c->n_in ? &acc : NULL);
+}
+
+static kiln_status seq_at_infer(struct kiln_ictx *c)
+{
+    const struct kiln_type *s = in_type(c, 0);
+    if (!s || s->kind != KILN_TYPE_SEQUENCE || !s->inner) return KILN_OK;
+    return kiln_ic_set_type(c, 0, s->inner);
+}
+
+static kiln_status seq_insert_infer(struct kiln_ictx *c)
+{
+    const struct kiln_type *s = in_type(c, 0), *t = in_type(c, 1);
+    const struct kiln_type *e = s && s->kind == KILN_TYPE_SEQUENCE ? s->inner : NULL;
+    struct kiln_merge_buf buf = {.used = 0};
+    if (e && e->kind == KILN_TYPE_TENSOR && e->rank < 0 && t && t->kind == KILN_TYPE_TENSOR &&
+        (e->elem == t->elem || e->elem == KILN_DTYPE_UNDEFINED))
+        return set_seq(c, 0, t); /* an empty sequence says nothing of the shape */
+    if (e && t && e->kind == KILN_TYPE_TENSOR && t->kind == KILN_TYPE_TENSOR && e->elem != KILN_DTYPE_UNDEFINED &&
+        t->elem != KILN_DTYPE_UNDEFINED && e->elem != t->elem) {
+        kiln_ic_problem(c, "inserting a %s tensor into a sequence of %s", kiln_dtype_name(t->elem),
+                        kiln_dtype_name(e->elem));
+        return KILN_OK;
+    }
+    return set_seq(c, 0, kiln_infer_merge(e, t, &buf));
+}
+
+static kiln_status seq_erase_infer(struct kiln_ictx *c)
+{
+    return in_type(c, 0) ? kiln_ic_set_like(c, 0, 0) : KILN_OK;
+}
+
+static kiln_status seq_length_infer(struct kiln_ictx *c)
+{
+    return kiln_ic_set_tensor(c, 0, KILN_DTYPE_I64, 0, NULL);
+}
+
+static kiln_status split_to_seq_infer(struct kiln_ictx *c)
+{
+    kiln_dtype dt = kiln_ic_in_dtype(c, 0);
+    int r, axis;
+    const struct kiln_dim *x;
+    struct kiln_type e = {.kind = KILN_TYPE_TENSOR, .elem = dt, .rank = -1};
+    if (!kiln_infer_shape_of(c, 0, &r, &x)) return set_seq(c, 0, &e);
+    if (!kiln_ic_axis(c, kiln_ic_attr_i(c, "axis", 0), r, &axis)) return KILN_OK;
+    struct kiln_dim y[KILN_MAX_RANK];
+    memcpy(y, x, (size_t)r * sizeof *y);
+    e.rank = r;
+    e.dims = y;
+    bool has_split = c->n_in > 1 && kiln_ic_in(c, 1);
+    if (!has_split) {
+        if (kiln_ic_attr_i(c, "keepdims", 1)) {
+            y[axis] = kiln_dim_int(1);
+        } else {
+            memmove(y + axis, y + axis + 1, (size_t)(r - axis - 1) * sizeof *y);
+            e.rank = r - 1;
+        }
+        return set_seq(c, 0, &e);
+    }
+    int n, rs = kiln_ic_in_rank(c, 1);
+    const struct kiln_dim *v;
+    y[axis] = kiln_dim_unknown();
+    if (kiln_ic_vals(c, 1, &n, &v)) {
+        if (rs == 0 && n == 1) {
+            /* scalar split: equal pieces, the last one smaller unless it divides */
+            if (kiln_dim_known(v[0]) && kiln_dim_known(x[axis]) && v[0].value > 0 &&
+                x[axis].value % v[0].value == 0)
+                y[axis] = v[0];
+            else if (kiln_dim_known(v[0]) && kiln_dim_known(x[axis]) && v[0].value >= x[axis].value)
+                y[axis] = x[axis];
+        } else if (n > 0) {
+            bool same = true;
+            for (int i = 1; i < n && same; i++) same = kiln_dim_eq(v[i], v[0]);
+            if (same) y[axis] = v[0];
+        }
+    }
+    return set_seq(c, 0, &e);
+}
+
+static kiln_status concat_from_seq_infer(struct kiln_ictx *c)
+{
+    const struct kiln_type *s = in_type(c, 0);
+    const struct kiln_type *e = s && s->kind == KILN_TYPE_SEQUENCE ? s->inner : NULL;
+    if (!e || e->kind != KILN_TYPE_TENSOR) return KILN_OK;
+    bool new_axis = kiln_ic_attr_i(c, "new_axis", 0) != 0;
+    if (e->rank < 0) return kiln_ic_set_tensor(c, 0, e->elem, -1, NULL);
+    int r = e->rank + (new_axis ? 1 : 0), axis;
+    if (r > KILN_MAX_RANK || !kiln_ic_axis(c, kiln_ic_attr_i(c, "axis", 0), r, &axis)) return KILN_OK;
+    struct kiln_dim y[KILN_MAX_RANK];
+    for (int i = 0, j = 0; i < r; i++) {
+        if (new_axis && i == axis) {
+            y[i] = kiln_dim_unknown();
+            continue;
+        }
+        y[i] = e->dims[j++];
+    }
+    y[axis] = kiln_dim_unknown();
+    return kiln_ic_set_tensor(c, 0, e->elem, r, y);
+}
+
+static kiln_status seq_map_infer(struct kiln_ictx *c)
+{
+    const struct kiln_attr *a = kiln_node_attr(c->node, "body");
+    if (!a || !a->g) return KILN_OK;
+    struct kiln_graph *body = a->g;
+    const struct kiln_type *in[KILN_MAX_RANK * 4];
+    size_t n = c->n_in < sizeof in / sizeof in[0] ? c->n_in : sizeof in / sizeof in[0];
+    for (size_t i = 0; i < n; i++) {
+        const struct kiln_type *t = in_type(c, i);
+        in[i] = t && t->kind == KILN_TYPE_SEQUENCE ? t->inner : t;
+    }
+    KILN_TRY(kiln_ic_subgraph(c, body, n, in));
+    for (size_t k = 0; k < c->n_out && k < body->n_outputs; k++) {
+        const struct kiln_vtype *v = kiln_infer_lookup(body, body->outputs[k].name);
+        KILN_TRY(set_seq(c, k, v && v->type.kind != KILN_TYPE_NONE ? &v->type : NULL));
+    }
+    return KILN_OK;
+}
+
+static kiln_status optional_infer(struct kiln_ictx *c)
+{
+    const struct kiln_type *t = in_type(c, 0);
+    const struct kiln_attr *a = kiln_node_attr(c->node, "type");
+    if (!t && a && a->tp) t = a->tp;
+    if (!t) return KILN_OK;
+    struct kiln_type o = {.kind = KILN_TYPE_OPTIONAL, .inner = (struct kiln_type *)t};
+    return kiln_ic_set_type(c, 0, &o);
+}
+
+static kiln_status optional_has_infer(struct kiln_ictx *c)
+{
+    return kiln_ic_set_tensor(c, 0, KILN_DTYPE_BOOL, 0, NULL);
+}
+
+static kiln_status optional_get_infer(struct kiln_ictx *c)
+{
+    const struct kiln_type *t = in_type(c, 0);
+    if (!t) return KILN_OK;
+    if (t->kind == KILN_TYPE_OPTIONAL) return t->inner ? kiln_ic_set_type(c, 0, t->inner) : KILN_OK;
+    return kiln_ic_set_like(c, 0, 0); /* opset 18: a tensor or sequence passes through */
+}
+
+const struct kiln_infer_op kiln_infer_ops_seq[] = {
+    {"SequenceEmpty", "", 11, 0, seq_empty_infer},
+    {"SequenceConstruct", "", 11, 0, seq_construct_infer},
+    {"SequenceAt", "", 11, 0, seq_at_infer},
+    {"SequenceInsert", "", 11, 0, seq_insert_infer},
+    {"SequenceErase", "", 11, 0, seq_erase_infer},
+    {"SequenceLength", "", 11, 0, seq_length_infer},
+    {"SplitToSequence", "", 11, 0, split_to_seq_infer},
+    {"ConcatFromSequence", "", 11, 0, concat_from_seq_infer},
+    {"SequenceMap", "", 17, 0, seq_map_infer},
+    {"Optional", "", 15, 0, optional_infer},
+    {"OptionalHasElement", "", 15, 0, optional_has_infer},
+    {"OptionalGetElement", "", 15, 0, optional_get_infer},
+    {NULL},
+};
