@@ -34,6 +34,18 @@ add_test(NAME onnx_conformance
          COMMAND kiln-conformance --data ${KILN_ONNX_TESTS} -j 2
                  --passing ${CMAKE_SOURCE_DIR}/tests/onnx/passing.txt
                  --report ${CMAKE_BINARY_DIR}/conformance.md)
+# The same cases after a trip through the ONNX writer (save to bytes, load back).
+add_test(NAME onnx_conformance_roundtrip
+         COMMAND kiln-conformance --data ${KILN_ONNX_TESTS} -j 2 --roundtrip
+                 --passing ${CMAKE_SOURCE_DIR}/tests/onnx/passing.txt
+                 --report ${CMAKE_BINARY_DIR}/conformance_roundtrip.md)
+# The same cases after converting every model below opset 18 to opset 18 (and writing it),
+# except the reviewed refusals of tests/onnx/convert_refused.txt.
+add_test(NAME onnx_conformance_opset18
+         COMMAND kiln-conformance --data ${KILN_ONNX_TESTS} -j 2 --opset 18 --roundtrip
+                 --refused ${CMAKE_SOURCE_DIR}/tests/onnx/convert_refused.txt
+                 --passing ${CMAKE_SOURCE_DIR}/tests/onnx/passing.txt
+                 --report ${CMAKE_BINARY_DIR}/conformance_opset18.md)
 
 # Fuzz targets (libFuzzer, option KILN_FUZZ) and the corpus replay tests (always).
 if(EXISTS ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz.cmake)

@@ -128,6 +128,24 @@ KILN_NODISCARD kiln_status kiln_tpb_decode_sparse(struct pb_ctx *c, const struct
 KILN_NODISCARD kiln_status kiln_tpb_encode(const struct kiln_tensor *t, const char *name,
                                            struct kiln_buf *b, kiln_err *err);
 
+/* Where an externally stored tensor's bytes are: a file relative to the model's folder
+ * (at most 100 bytes), the byte offset and the byte count (kiln_tpb_raw_size). */
+struct tpb_ext {
+    const char *location;
+    uint64_t offset, length;
+};
+/* kiln_tpb_encode with a doc_string (NULL or "" leaves it out) and, when ext is not NULL,
+ * external data entries (location, offset, length) and data_location EXTERNAL instead of
+ * raw_data: the caller writes kiln_tpb_pack's bytes at ext->offset. Strings cannot be
+ * external (KILN_E_INTERNAL). Sub-byte types are packed as the decoder unpacks them. */
+KILN_NODISCARD kiln_status kiln_tpb_encode_full(const struct kiln_tensor *t, const char *name,
+                                                const char *doc, const struct tpb_ext *ext,
+                                                struct kiln_buf *b, kiln_err *err);
+/* Bytes of t's raw_data: packed for the 4- and 2-bit types; 0 for strings. */
+size_t kiln_tpb_raw_size(const struct kiln_tensor *t);
+/* Writes t's raw_data bytes (kiln_tpb_raw_size of them) to dst. */
+void kiln_tpb_pack(const struct kiln_tensor *t, uint8_t *dst);
+
 /* ------------------------------------------------------------------ npy.c */
 
 /* True when buf starts with the NumPy magic "\x93NUMPY". */

@@ -660,32 +660,80 @@ kiln_status kiln_tpb_decode_sparse(struct pb_ctx *c, const struct tpb_sink *s, c
 
 /* ------------------------------------------------------------------ encoder */
 
-kiln_status kiln_tpb_encode(const struct kiln_tensor *t, const char *name, struct kiln_buf *b,
-                            kiln_err *err)
+size_t kiln_tpb_raw_size(const struct kiln_tensor *t)
+{
+    if (t->dtype == KILN_DTYPE_STRING) return 0;
+    return raw_bytes(t->dtype, kiln_tensor_numel(t));
+}
+
+void kiln_tpb_pack(const struct kiln_tensor *t, uint8_t *dst)
+{
+    size_t numel = kiln_tensor_numel(t);
+    if (!numel || t->dtype == KILN_DTYPE_STRING) return;
+    if (!sub_per_byte(t->dtype)) {
+        memcpy(dst, t->data, kiln_tensor_nbytes(t));
+        return;
+    }
+    int per = sub_per_byte(t->dtype), bits = 8 / per;
+    size_t n = raw_bytes(t->dtype, numel);
+    uint8_t mask = (uint8_t)((1u << bits) - 1);
+    const uint8_t *src = t->data;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t byte = 0;
+        for (int j = 0; j < per && i * (size_t)per + (size_t)j < numel; j++)
+            byte |= (uint8_t)((src[i * (size_t)per + (size_t)j] & mask) << (j * bits));
+        dst[i] = byte;
+    }
+}
+
+static void put_entry(struct kiln_buf *b, const char *key, const char *value)
+{
+    size_t kl = strlen(key), vl = strlen(value);
+    kiln_pb_put_key(b, TP_EXTERNAL, PB_LEN);
+    /* StringStringEntryProto: key (1), value (2); both short, so each length is one byte */
+    kiln_pb_put_varint(b, 2 + kl + 2 + vl + (kl >= 128) + (vl >= 128));
+    pb_put_str(b, 1, key);
+    pb_put_str(b, 2, value);
+}
+
+kiln_status kiln_tpb_encode_full(const struct kiln_tensor *t, const char *name, const char *doc,
+                                 const struct tpb_ext *ext, struct kiln_buf *b, kiln_err *err)
 {
     if (!kiln_dtype_valid((int)t->dtype))
         return kiln_err_set(err, KILN_E_INVALID_ARG, "cannot encode a tensor of data type %d",
                             (int)t->dtype);
     for (int i = 0; i < t->rank; i++) kiln_pb_put_uint(b, TP_DIMS, (uint64_t)t->dims[i]);
     kiln_pb_put_uint(b, TP_DATA_TYPE, (uint64_t)t->dtype);
-    if (name) pb_put_str(b, TP_NAME, name);
+    if (name && name[0]) pb_put_str(b, TP_NAME, name);
+    if (doc && doc[0]) pb_put_str(b, TP_DOC, doc);
     size_t numel = kiln_tensor_numel(t);
-    if (t->dtype == KILN_DTYPE_STRING) {
+    if (ext) {
+        if (t->dtype == KILN_DTYPE_STRING || strlen(ext->location) > 100)
+            return kiln_err_set(err, KILN_E_INTERNAL, "tensor '%s': cannot use external data",
+                                name ? name : "");
+        char num[32];
+        put_entry(b, "location", ext->location);
+        snprintf(num, sizeof num, "%llu", (unsigned long long)ext->offset);
+        put_entry(b, "offset", num);
+        snprintf(num, sizeof num, "%llu", (unsigned long long)ext->length);
+        put_entry(b, "length", num);
+        kiln_pb_put_uint(b, TP_LOCATION, 1);
+    } else if (t->dtype == KILN_DTYPE_STRING) {
         char *const *strs = t->data;
         for (size_t i = 0; i < numel; i++) pb_put_str(b, TP_STRING, strs[i] ? strs[i] : "");
     } else if (sub_per_byte(t->dtype)) {
-        int per = sub_per_byte(t->dtype), bits = 8 / per;
         size_t n = raw_bytes(t->dtype, numel);
-        uint8_t mask = (uint8_t)((1u << bits) - 1);
-        const uint8_t *src = t->data;
         kiln_pb_put_key(b, TP_RAW, PB_LEN);
         kiln_pb_put_varint(b, n);
-        for (size_t i = 0; i < n; i++) {
-            uint8_t byte = 0;
-            for (int j = 0; j < per && i * (size_t)per + (size_t)j < numel; j++)
-                byte |= (uint8_t)((src[i * (size_t)per + (size_t)j] & mask) << (j * bits));
-            kiln_buf_append(b, &byte, 1);
+        size_t at = b->len;
+        /* grow by n bytes, then pack in place */
+        for (size_t left = n; left && !b->failed;) {
+            static const uint8_t zeros[256];
+            size_t k = left < sizeof zeros ? left : sizeof zeros;
+            kiln_buf_append(b, zeros, k);
+            left -= k;
         }
+        if (!b->failed) kiln_tpb_pack(t, b->data + at);
     } else {
         kiln_pb_put_bytes(b, TP_RAW, t->data, numel ? kiln_tensor_nbytes(t) : 0);
     }
@@ -693,6 +741,12 @@ kiln_status kiln_tpb_encode(const struct kiln_tensor *t, const char *name, struc
         return kiln_err_set(err, KILN_E_NOMEM, "out of memory encoding a %s tensor",
                             kiln_dtype_name(t->dtype));
     return KILN_OK;
+}
+
+kiln_status kiln_tpb_encode(const struct kiln_tensor *t, const char *name, struct kiln_buf *b,
+                            kiln_err *err)
+{
+    return kiln_tpb_encode_full(t, name, NULL, NULL, b, err);
 }
 
 /* ------------------------------------------------------------------ values */

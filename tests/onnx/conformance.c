@@ -11,8 +11,17 @@
  * there must pass (the list may only grow); --write-passing FILE rewrites it; --report FILE
  * writes a markdown report listing every failing case and why.
  *
+ * --roundtrip writes each model to ONNX bytes (kiln_model_save_buffer) and loads them back
+ * before running it, which checks the writer against every case. --opset N converts each
+ * model whose default-domain opset is below N (kiln_model_convert_opset) before running it
+ * (and before the round trip, with both); a model the converter refuses counts as refused,
+ * not failed, and --refused FILE lists the refusals that are expected (one line each: the
+ * case name, then the reason). A case of --passing that is refused without being listed
+ * there, or listed there but no longer refused, is a regression.
+ *
  * Usage: kiln-conformance [--data DIR] [-k SUBSTR]... [-v] [-j N] [--passing FILE]
  *                         [--write-passing FILE] [--report FILE] [--timeout SEC]
+ *                         [--roundtrip] [--opset N [--refused FILE]]
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -35,8 +44,13 @@
 struct result {
     char name[512]; /* suite/case */
     int passed;
+    int converted; /* --opset: the model's opset was below N and it was converted */
+    int refused;   /* --opset: the converter refused the model (reason says why) */
     char reason[1024];
 };
+
+static int roundtrip;       /* --roundtrip */
+static int64_t target_opset; /* --opset N; 0: none */
 
 /* ------------------------------------------------------------------ comparison */
 
@@ -245,6 +259,40 @@ static void run_case(const char *dir, struct result *r)
         snprintf(r->reason, sizeof r->reason, "load: %.1000s", err.msg);
         return;
     }
+    if (target_opset) {
+        int64_t have = -1;
+        for (size_t i = 0; i < kiln_model_opset_count(m); i++) {
+            const char *dom;
+            int64_t v;
+            kiln_model_opset(m, i, &dom, &v);
+            if (!dom[0] || !strcmp(dom, "ai.onnx")) have = v;
+        }
+        if (have >= 0 && have < target_opset) {
+            r->converted = 1;
+            if (kiln_model_convert_opset(m, target_opset, &err)) {
+                r->refused = err.status == KILN_E_UNSUPPORTED;
+                snprintf(r->reason, sizeof r->reason, "convert %lld -> %lld: %.900s",
+                         (long long)have, (long long)target_opset, err.msg);
+                kiln_model_free(m);
+                return;
+            }
+        }
+    }
+    if (roundtrip) {
+        void *buf = NULL;
+        size_t len = 0;
+        kiln_model *back = NULL;
+        if (kiln_model_save_buffer(m, &buf, &len, &err) ||
+            kiln_model_load_buffer(buf, len, dir, &back, &err)) {
+            snprintf(r->reason, sizeof r->reason, "round trip: %.1000s", err.msg);
+            kiln_buffer_free(buf);
+            kiln_model_free(m);
+            return;
+        }
+        kiln_buffer_free(buf);
+        kiln_model_free(m);
+        m = back;
+    }
     if (kiln_session_create(m, NULL, &s, &err)) {
         snprintf(r->reason, sizeof r->reason, "%s", err.msg);
         kiln_model_free(m);
@@ -325,6 +373,8 @@ static void collect(struct job *j, struct result *res, int status, int timeout)
     close(j->fd);
     if (got == (ssize_t)sizeof tmp) {
         r->passed = tmp.passed;
+        r->converted = tmp.converted;
+        r->refused = tmp.refused;
         memcpy(r->reason, tmp.reason, sizeof r->reason);
     } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) {
         snprintf(r->reason, sizeof r->reason, "timed out after %d s", timeout);
@@ -370,6 +420,7 @@ static size_t read_lines(const char *path, char ***out)
 int main(int argc, char **argv)
 {
     const char *data = KILN_ONNX_TESTS, *passing = NULL, *write_passing = NULL, *report = NULL;
+    const char *refused_file = NULL;
     const char *filters[64];
     size_t n_filters = 0;
     int verbose = 0, jobs = 2, timeout = 60;
@@ -385,9 +436,13 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--write-passing") == 0 && next) write_passing = argv[++i];
         else if (strcmp(a, "--report") == 0 && next) report = argv[++i];
         else if (strcmp(a, "--timeout") == 0 && next) timeout = atoi(argv[++i]);
+        else if (strcmp(a, "--roundtrip") == 0) roundtrip = 1;
+        else if (strcmp(a, "--opset") == 0 && next) target_opset = atoi(argv[++i]);
+        else if (strcmp(a, "--refused") == 0 && next) refused_file = argv[++i];
         else {
             fprintf(stderr, "usage: %s [--data DIR] [-k SUBSTR]... [-v] [-j N] [--passing FILE] "
-                            "[--write-passing FILE] [--report FILE] [--timeout SEC]\n", argv[0]);
+                            "[--write-passing FILE] [--report FILE] [--timeout SEC] "
+                            "[--roundtrip] [--opset N [--refused FILE]]\n", argv[0]);
             return 2;
         }
     }
@@ -473,15 +528,33 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n_cases; i++) n_pass += res[i].passed != 0;
 
     int rc = 0;
+    char **refused_ok = NULL;
+    size_t n_refused_ok = 0, n_converted = 0, n_refused = 0;
+    if (refused_file) {
+        n_refused_ok = read_lines(refused_file, &refused_ok);
+        for (size_t i = 0; i < n_refused_ok; i++) refused_ok[i][strcspn(refused_ok[i], " \t")] = 0;
+    }
+    for (size_t c = 0; c < n_cases; c++) {
+        n_converted += res[c].converted && !res[c].refused;
+        n_refused += res[c].refused != 0;
+    }
     if (passing) {
         char **must;
         size_t n_must = read_lines(passing, &must);
         for (size_t i = 0; i < n_must; i++) {
-            for (size_t c = 0; c < n_cases; c++)
-                if (strcmp(res[c].name, must[i]) == 0 && !res[c].passed) {
+            for (size_t c = 0; c < n_cases; c++) {
+                if (strcmp(res[c].name, must[i]) != 0) continue;
+                int listed = name_in(res[c].name, refused_ok, n_refused_ok);
+                if (res[c].refused && listed) continue;
+                if (!res[c].passed) {
                     printf("REGRESSION %s (on %s): %s\n", res[c].name, passing, res[c].reason);
                     rc = 1;
+                } else if (listed && target_opset) {
+                    printf("STALE %s (on %s): converted and passed; remove it from the list\n",
+                           res[c].name, refused_file);
+                    rc = 1;
                 }
+            }
         }
         if (n_filters == 0)
             for (size_t i = 0; i < n_must; i++) {
@@ -529,6 +602,14 @@ int main(int argc, char **argv)
             fclose(f);
         }
     }
+    if (target_opset) {
+        printf("conformance: converted %zu models to opset %lld, %zu refused\n", n_converted,
+               (long long)target_opset, n_refused);
+        if (verbose)
+            for (size_t c = 0; c < n_cases; c++)
+                if (res[c].refused) printf("REFUSED %s: %s\n", res[c].name, res[c].reason);
+    }
+    free_list(refused_ok, n_refused_ok);
     printf("conformance: %zu passed, %zu failed\n", n_pass, n_cases - n_pass);
     for (size_t i = 0; i < n_cases; i++) free(dirs[i]);
     free(dirs);

@@ -67,7 +67,19 @@ static const struct command commands[] = {
      "pseudo-random floats in [-1,1), integers in [0,10), bools alternating. Prints the\n"
      "latency per run in ms (min, median, p90, mean, max) and the throughput.\n"},
     {"optimize", NULL, "optimize a model's graph", NULL},
-    {"convert", NULL, "convert a model between opsets or formats", NULL},
+    {"convert", cli_convert, "convert a model to a newer opset, or re-write it",
+     "usage: kiln convert MODEL -o OUT.onnx [--opset N] [--external-data BYTES]\n"
+     "                    [--external-data-name NAME]\n"
+     "\n"
+     "  -o, --output FILE       where to write the model (written atomically)\n"
+     "  --opset N               convert the default domain to opset N (newer than the\n"
+     "                          model's; docs/convert.md lists what is converted)\n"
+     "  --external-data BYTES   tensors of at least BYTES bytes go to an external data\n"
+     "                          file next to OUT (default: everything inline, 2 GB limit)\n"
+     "  --external-data-name F  that file's name (default: OUT's name + \".data\")\n"
+     "\n"
+     "Without --opset the model is written back unchanged. A node that has no faithful\n"
+     "conversion is named in the error, and nothing is written.\n"},
     {"build", NULL, "build a model into a deployable artifact", NULL},
     {"quantize", NULL, "quantize a model's weights", NULL},
     {"graph", NULL, "draw a model's graph", NULL},
