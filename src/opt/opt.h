@@ -172,6 +172,11 @@ KILN_NODISCARD kiln_status kiln_opt_add_init(struct kiln_opt *o, struct kiln_gra
                                              const char *name, const struct kiln_tensor *t,
                                              const char **out_name);
 
+/* kiln_opt_const, also seeing the initializers queued in this run for g (by their current
+ * name; such a pointer is valid until the next edit). */
+const struct kiln_tensor *kiln_opt_const_pending(const struct kiln_opt *o,
+                                                 const struct kiln_graph *g, const char *name);
+
 /* Makes every use of value `old_name` in g read `new_name` instead: node inputs of g,
  * references from g's subgraphs (at any depth) that resolve to g's value, and subgraph
  * outputs naming it. When old_name is a graph output of g, the interface name must stay,
