@@ -960,10 +960,29 @@ static kiln_status sort_graphs(struct kiln_opt *o, struct kiln_graph *g, bool *c
     return KILN_OK;
 }
 
+/* kiln_graph_link appends a node's implicit inputs to those it already has (a node may hold
+ * several subgraphs), so a relink starts from none. */
+static void clear_implicit(struct kiln_graph *g)
+{
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        struct kiln_node *n = &g->nodes[i];
+        n->n_implicit = 0;
+        n->implicit_ids = NULL;
+        for (size_t k = 0; k < n->n_attr; k++) {
+            struct kiln_attr *a = &n->attrs[k];
+            if (a->type == KILN_ATTR_GRAPH && a->g) clear_implicit(a->g);
+            if (a->type == KILN_ATTR_GRAPHS)
+                for (size_t j = 0; j < a->n; j++)
+                    if (a->graphs[j]) clear_implicit(a->graphs[j]);
+        }
+    }
+}
+
 kiln_status opt_relink(struct kiln_opt *o)
 {
     struct kiln_model *m = o->m;
     for (int pass = 0; pass < 2; pass++) {
+        clear_implicit(m->graph);
         m->n_link_problems = 0;
         m->link_problems = NULL;
         m->n_link_errors = 0;

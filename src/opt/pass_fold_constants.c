@@ -3,7 +3,9 @@
  * A Constant node becomes an initializer holding its value. Any other node whose inputs are
  * all constants (initializers that are not graph inputs, or values folded earlier in the same
  * run) and that kiln_eval_node can evaluate (a CPU kernel, no subgraph, not random) is
- * evaluated once and its outputs become initializers; the node goes. Nodes are visited in
+ * evaluated once and its outputs become initializers; the node goes. So does a node whose
+ * outputs shape inference knows as constants (Shape of a value with a static shape, and the
+ * shape arithmetic after it; what `kiln optimize --shapes` folds). Nodes are visited in
  * topological order, so a whole constant subgraph folds in one run.
  *
  * Size cap: a node is left alone when its outputs would take more than fold_limit_bytes
@@ -64,6 +66,29 @@ static kiln_status fold_node(struct kiln_opt *o, struct kiln_graph *g, size_t id
     if (!n->n_out || n->n_in > MAX_IN || n->n_out > MAX_OUT) return KILN_OK;
     if (!is_constant && n->n_in == 0) return KILN_OK; /* sources other than Constant */
     if (!kiln_eval_can(m, n)) return KILN_OK;
+
+    /* Values shape inference already knows (Shape of a static shape and its arithmetic):
+     * taken as they are, when every wanted output is known and small. */
+    bool all_known = true;
+    size_t known_bytes = 0;
+    for (size_t k = 0; k < n->n_out && all_known; k++) {
+        if (!n->outputs[k][0]) continue;
+        const struct kiln_vtype *vt = kiln_opt_vtype(g, n->outputs[k]);
+        all_known = vt && vt->konst && !vt->data_dependent;
+        if (all_known) known_bytes += kiln_tensor_nbytes(vt->konst);
+    }
+    if (all_known && !is_constant && known_bytes <= KILN_INFER_FOLD_LIMIT) {
+        for (size_t k = 0; k < n->n_out; k++) {
+            const char *out = n->outputs[k];
+            if (!out[0]) continue;
+            const char *name;
+            KILN_TRY(kiln_opt_add_init(o, g, out, kiln_opt_vtype(g, out)->konst, &name));
+            KILN_TRY(kiln_opt_replace_uses(o, g, out, name));
+        }
+        kiln_opt_remove_node(o, g, idx);
+        *changed = true;
+        return KILN_OK;
+    }
 
     const struct kiln_value *in[MAX_IN];
     struct kiln_value inv[MAX_IN];
