@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "infer/infer.h"
 #include "ir/ir.h"
 #include "ops/schema.h"
 
@@ -620,6 +621,25 @@ static void check_header(struct checker *c)
     kiln_free(dup);
 }
 
+static void shape_problem(void *user, const char *msg)
+{
+    report(user, "%s", msg);
+}
+
+/* Shape inference (src/infer), once every other check has passed: contradictions between declared and inferred types and the rules' problems,
+ * one line each naming the node. Inference writes its results into the model (g->vtypes,
+ * in the model's arena): that is a cache of derived facts, not a change of the model, so
+ * the const checker may run it. */
+static void check_shapes(struct checker *c)
+{
+    struct kiln_model *m = (struct kiln_model *)c->m;
+    if (!m->graph || m->n_link_errors) return;
+    kiln_err err = {0};
+    kiln_status st = kiln_infer_model(m, shape_problem, c, NULL, &err);
+    if (st == KILN_E_NOMEM) report(c, "shape inference ran out of memory");
+    else if (st) report(c, "shape inference: %s", err.msg);
+}
+
 size_t kiln_model_check(const kiln_model *m, kiln_problem_fn problem, void *user)
 {
     if (!m) return 0;
@@ -636,5 +656,6 @@ size_t kiln_model_check(const kiln_model *m, kiln_problem_fn problem, void *user
         if (!fn->name || !fn->name[0]) report(&c, "model-local function #%zu has an empty name", i);
         for (size_t k = 0; k < fn->n_nodes; k++) check_node(&c, NULL, fn, k, &fn->nodes[k]);
     }
+    if (c.n == 0) check_shapes(&c); /* rules assume well-formed nodes */
     return c.n;
 }

@@ -379,6 +379,8 @@ static void clear_vtypes(struct kiln_graph *g, int depth)
 {
     if (!g || depth > INFER_MAX_DEPTH) return;
     g->vtypes = NULL;
+    g->vorder = NULL;
+    g->n_vorder = 0;
     for (size_t i = 0; i < g->n_nodes; i++)
         for (size_t k = 0; k < g->nodes[i].n_attr; k++) {
             const struct kiln_attr *a = &g->nodes[i].attrs[k];
@@ -434,6 +436,9 @@ static kiln_status evaluate(struct kiln_ictx *c, bool has_rule, kiln_err *err)
             small = false;
     }
     if (!any) return KILN_OK;
+    bool all_known = true; /* Constant: the rule borrowed the attribute's tensor */
+    for (size_t j = 0; j < c->n_out; j++) all_known = all_known && (!c->out[j] || c->out[j]->konst);
+    if (all_known) return KILN_OK;
     if (small && out_bytes > KILN_INFER_FOLD_LIMIT) return KILN_OK;
     if (!small && has_rule && !dd) return KILN_OK;
 
@@ -479,6 +484,33 @@ static kiln_status evaluate(struct kiln_ictx *c, bool has_rule, kiln_err *err)
     kiln_free(pin);
     kiln_free(pout);
     return rc;
+}
+
+/* Small int64/int32 outputs whose every element is known (Shape of a known shape, and
+ * the arithmetic after it) become constants too, so that any op downstream can be
+ * evaluated by its kernel. */
+static void vals_to_konst(struct kiln_infer *inf, struct kiln_vtype *vt)
+{
+    const struct kiln_type *t = &vt->type;
+    if (vt->konst || vt->n_vals < 0 || t->kind != KILN_TYPE_TENSOR || t->rank < 0 || t->rank > 1)
+        return;
+    if (t->elem != KILN_DTYPE_I64 && t->elem != KILN_DTYPE_I32) return;
+    if (t->rank == 1 ? t->dims[0].value != vt->n_vals : vt->n_vals != 1) return;
+    int64_t v[KILN_INFER_MAX_VALS];
+    for (int i = 0; i < vt->n_vals; i++)
+        if (!kiln_dim_int_value(vt->vals[i], &v[i])) return;
+    struct kiln_tensor *k = arena_array(inf, 1, sizeof *k);
+    if (!k) return;
+    k->dtype = t->elem;
+    k->rank = t->rank;
+    if (t->rank) k->dims[0] = vt->n_vals;
+    k->data = arena_array(inf, (size_t)vt->n_vals, 8);
+    if (!k->data) return;
+    for (int i = 0; i < vt->n_vals; i++) {
+        if (t->elem == KILN_DTYPE_I64) ((int64_t *)k->data)[i] = v[i];
+        else ((int32_t *)k->data)[i] = (int32_t)v[i];
+    }
+    vt->konst = k;
 }
 
 /* Step 3: merges value id's declared type into its inferred one. */
@@ -559,6 +591,8 @@ static kiln_status infer_node(struct kiln_infer *inf, struct kiln_graph *g, stru
             open = open || out[j]->type.dims[d].value < 0;
         if (open) out[j]->data_dependent = true;
     }
+    for (size_t j = 0; j < n->n_out; j++)
+        if (out[j]) vals_to_konst(inf, out[j]);
     st = evaluate(&c, rule != NULL, err);
     if (st) goto done;
     for (size_t j = 0; j < n->n_out; j++)
@@ -641,6 +675,36 @@ static kiln_status infer_graph(struct kiln_infer *inf, struct kiln_graph *g, siz
         for (int k = 0; k < sp->rank; k++) d[k] = sp->dims[k] >= 0 ? kiln_dim_int(sp->dims[k]) : kiln_dim_unknown();
         vt[id].type = (struct kiln_type){.kind = KILN_TYPE_TENSOR, .elem = sp->values.dtype,
                                          .rank = sp->rank, .dims = d};
+    }
+    /* The listing order: inputs, initializers, then node outputs in topological order. */
+    g->vorder = arena_array(inf, g->n_values, sizeof *g->vorder);
+    g->n_vorder = 0;
+    if (g->vorder) {
+        for (size_t i = 0; i < g->n_inputs; i++) {
+            int id = g->inputs[i].name ? kiln_graph_find(g, g->inputs[i].name) : -1;
+            if (id >= 0 && g->values[id].def == KILN_DEF_INPUT) g->vorder[g->n_vorder++] = id;
+        }
+        for (size_t i = 0; i < g->n_inits; i++) {
+            int id = g->inits[i].name ? kiln_graph_find(g, g->inits[i].name) : -1;
+            if (id >= 0 && g->values[id].def == KILN_DEF_INIT && g->values[id].producer == (int)i)
+                g->vorder[g->n_vorder++] = id;
+        }
+        for (size_t i = 0; i < g->n_sparse_inits; i++) {
+            int id = g->sparse_inits[i].name ? kiln_graph_find(g, g->sparse_inits[i].name) : -1;
+            if (id >= 0 && g->values[id].def == KILN_DEF_INIT && g->values[id].producer < 0 &&
+                g->n_vorder < g->n_values)
+                g->vorder[g->n_vorder++] = id;
+        }
+        for (size_t k = 0; k < g->n_nodes; k++) {
+            int ni = g->order ? g->order[k] : (int)k;
+            const struct kiln_node *n = &g->nodes[ni];
+            for (size_t j = 0; j < n->n_out; j++) {
+                int id = n->out_ids ? n->out_ids[j] : -1;
+                if (id >= 0 && g->values[id].def == KILN_DEF_NODE && g->values[id].producer == ni &&
+                    g->n_vorder < g->n_values)
+                    g->vorder[g->n_vorder++] = id;
+            }
+        }
     }
     if (inf->nomem) return kiln_err_set(err, KILN_E_NOMEM, "shape inference: out of memory");
     inf->depth++;

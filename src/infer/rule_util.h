@@ -5,21 +5,16 @@
 #ifndef KILN_INFER_RULE_UTIL_H
 #define KILN_INFER_RULE_UTIL_H
 
-#include <stdlib.h>
 #include <string.h>
 
 #include "infer/infer.h"
 
-/* Whether input i's shape (or rank) depends on the data. */
-static inline bool ru_in_dd(const struct kiln_ictx *c, size_t i)
-{
-    const struct kiln_vtype *v = kiln_ic_in(c, i);
-    return v && v->data_dependent;
-}
+/* Data dependence: the core marks an output data-dependent when an input is and the output
+ * has dims that are not known; rules mark only the outputs whose fresh symbols they make. */
 
 /* Output o: a tensor of element type dt (UNDEFINED: input i's) with input i's shape, or of
  * unknown rank when input i's shape is not known. Nothing is set when neither the element
- * type nor the shape is known. Carries input i's data dependence. */
+ * type nor the shape is known. */
 static inline kiln_status ru_like(struct kiln_ictx *c, size_t o, size_t i, kiln_dtype dt)
 {
     const struct kiln_vtype *v = kiln_ic_in(c, i);
@@ -30,7 +25,6 @@ static inline kiln_status ru_like(struct kiln_ictx *c, size_t o, size_t i, kiln_
     } else {
         KILN_TRY(kiln_ic_set_tensor(c, o, dt, v->type.rank, v->type.dims));
     }
-    if (v && v->data_dependent) kiln_ic_data_dependent(c, o);
     return KILN_OK;
 }
 
@@ -45,8 +39,7 @@ static inline kiln_status ru_set(struct kiln_ictx *c, size_t o, kiln_dtype dt, i
 
 /* Input i's shape when its rank is known (element type may be unknown): rank and dims;
  * false otherwise (rank -1, dims NULL). */
-static inline bool ru_shape(const struct kiln_ictx *c, size_t i, int *rank,
-                            const struct kiln_dim **dims)
+static inline bool ru_shape(const struct kiln_ictx *c, size_t i, int *rank, const struct kiln_dim **dims)
 {
     const struct kiln_vtype *v = kiln_ic_in(c, i);
     *rank = -1;
@@ -57,28 +50,16 @@ static inline bool ru_shape(const struct kiln_ictx *c, size_t i, int *rank,
     return true;
 }
 
-/* A dim as a plain integer (possibly negative): known dims, and symbolic dims whose
- * canonical text is an integer literal (how negative constants may be spelled). */
+/* A dim as a plain integer (possibly negative: small integer tensors' elements). */
 static inline bool ru_dim_int(struct kiln_dim d, int64_t *v)
 {
-    if (d.value >= 0) {
-        *v = d.value;
-        return true;
-    }
-    if (!d.param || !*d.param) return false;
-    char *end;
-    long long x = strtoll(d.param, &end, 10);
-    if (*end || end == d.param) return false;
-    *v = x;
-    return true;
+    return kiln_dim_int_value(d, v);
 }
 
-/* The integer v as a dim: known when >= 0, else 0 - |v| through the symbolic arithmetic. */
+/* The integer v (possibly negative) as a dim. */
 static inline struct kiln_dim ru_int_dim(struct kiln_ictx *c, int64_t v)
 {
-    if (v >= 0) return kiln_dim_int(v);
-    if (v == INT64_MIN) return kiln_dim_unknown();
-    return kiln_sym_sub(c->inf, kiln_dim_int(0), kiln_dim_int(-v));
+    return kiln_sym_int(c->inf, v);
 }
 
 /* Element type named by a Cast-style `to` attribute: the enum value, or (opset 1) the
@@ -90,10 +71,10 @@ static inline kiln_dtype ru_attr_dtype(const struct kiln_ictx *c, const char *na
         const char *name;
         kiln_dtype dt;
     } names[] = {
-        {"FLOAT", KILN_DTYPE_F32},   {"UINT8", KILN_DTYPE_U8},       {"INT8", KILN_DTYPE_I8},
-        {"UINT16", KILN_DTYPE_U16},  {"INT16", KILN_DTYPE_I16},      {"INT32", KILN_DTYPE_I32},
+        {"FLOAT", KILN_DTYPE_F32},   {"UINT8", KILN_DTYPE_U8},      {"INT8", KILN_DTYPE_I8},
+        {"UINT16", KILN_DTYPE_U16},  {"INT16", KILN_DTYPE_I16},     {"INT32", KILN_DTYPE_I32},
         {"INT64", KILN_DTYPE_I64},   {"STRING", KILN_DTYPE_STRING}, {"BOOL", KILN_DTYPE_BOOL},
-        {"FLOAT16", KILN_DTYPE_F16}, {"DOUBLE", KILN_DTYPE_F64},     {"UINT32", KILN_DTYPE_U32},
+        {"FLOAT16", KILN_DTYPE_F16}, {"DOUBLE", KILN_DTYPE_F64},    {"UINT32", KILN_DTYPE_U32},
         {"UINT64", KILN_DTYPE_U64},  {"BFLOAT16", KILN_DTYPE_BF16},
     };
     if (!a) return KILN_DTYPE_UNDEFINED;
@@ -126,8 +107,8 @@ static inline struct kiln_dim ru_bcast_dim(struct kiln_dim a, struct kiln_dim b,
 
 /* Broadcasts dim lists a[0..ra) and b[0..rb) into out (rank max(ra, rb)); false (with a
  * problem naming `what`) when they cannot broadcast. */
-static inline bool ru_bcast(struct kiln_ictx *c, const char *what, int ra, const struct kiln_dim *a,
-                            int rb, const struct kiln_dim *b, int *rank, struct kiln_dim *out)
+static inline bool ru_bcast(struct kiln_ictx *c, const char *what, int ra, const struct kiln_dim *a, int rb,
+                            const struct kiln_dim *b, int *rank, struct kiln_dim *out)
 {
     int r = ra > rb ? ra : rb;
     bool bad = false;
@@ -157,8 +138,7 @@ static inline bool ru_matmul_shape(struct kiln_ictx *c, int ra, const struct kil
     }
     struct kiln_dim ka = a[ra - 1], kb = rb == 1 ? b[0] : b[rb - 2];
     if (kiln_dim_ne(ka, kb)) {
-        kiln_ic_problem(c, "inner dims differ: %lld and %lld", (long long)ka.value,
-                        (long long)kb.value);
+        kiln_ic_problem(c, "inner dims differ: %lld and %lld", (long long)ka.value, (long long)kb.value);
         return false;
     }
     int r = 0;

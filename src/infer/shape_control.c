@@ -9,7 +9,8 @@
  *   the body inferred again with the merged type (a few rounds, until nothing changes), so
  *   a value that grows each iteration ends up with an unknown dim. Final carried values get
  *   that merged type. Scan output k is [L, body output k...] with L the trip count M when M
- *   is known and there is no cond input; otherwise a fresh symbol, data-dependent.
+ *   is known and there is no cond input (or a constant true one the body passes back
+ *   unchanged); otherwise a fresh symbol, data-dependent.
  * Scan (9+): the body sees the state variables and each scan input with its scan axis
  *   (scan_input_axes, default 0) removed; states round as for Loop; scan output k gets a new
  *   dim of the scan length at scan_output_axes[k] (default 0). Scan 8: a leading batch axis
@@ -84,10 +85,12 @@ static kiln_status if_infer(struct kiln_ictx *c)
 /* Infers body with input types bin[0..n_bin) where bin[in_off + k] (k < n_car) are carried
  * values that come back as body output out_off + k; rounds until the carried types are
  * stable and sets node outputs 0..n_car to them (with batch: a leading batch dim put back,
- * for Scan 8). bin entries may be replaced (by pointers into memory freed on return). */
+ * for Scan 8). empty (may be NULL): carried values that start as an empty sequence
+ * (SequenceEmpty), whose element type says nothing yet: the first round takes the body's.
+ * bin entries may be replaced (by pointers into memory freed on return). */
 static kiln_status run_body(struct kiln_ictx *c, struct kiln_graph *body, size_t n_bin,
                             const struct kiln_type **bin, size_t in_off, size_t out_off, size_t n_car,
-                            const struct kiln_dim *batch)
+                            const struct kiln_dim *batch, const bool *empty)
 {
     struct kiln_merge_buf *bufs = NULL, tmp;
     if (n_car) {
@@ -110,6 +113,7 @@ static kiln_status run_body(struct kiln_ictx *c, struct kiln_graph *body, size_t
             }
             tmp.used = 0;
             const struct kiln_type *m = o ? kiln_infer_merge(cur, o, &tmp) : NULL;
+            if (round == 0 && empty && empty[k] && o && o->kind == KILN_TYPE_SEQUENCE) m = o;
             dst->used = 0;
             bin[in_off + k] = kiln_infer_type_copy(m, dst);
             if (!kiln_infer_type_same(m, cur)) changed = true;
@@ -163,6 +167,31 @@ static kiln_status set_stacked(struct kiln_ictx *c, size_t o, const struct kiln_
 
 /* ------------------------------------------------------------------ Loop */
 
+/* Whether the loop's cond never stops it: the cond input is a constant true and the body
+ * hands its cond input straight back (directly, through Identity, or as a constant true):
+ * the pattern exporters write for a plain counted loop. */
+static bool cond_always_true(const struct kiln_ictx *c, const struct kiln_graph *body)
+{
+    const struct kiln_tensor *t = kiln_ic_const(c, 1);
+    if (!t || t->dtype != KILN_DTYPE_BOOL || kiln_tensor_numel(t) != 1 || !t->data ||
+        !*(const uint8_t *)t->data || body->n_outputs < 1 || body->n_inputs < 2)
+        return false;
+    const char *out = body->outputs[0].name, *in = body->inputs[1].name;
+    for (int hops = 0; hops < 8 && out; hops++) {
+        if (!strcmp(out, in)) return true;
+        const struct kiln_vtype *v = kiln_infer_lookup(body, out);
+        if (v && v->konst && v->konst->dtype == KILN_DTYPE_BOOL && kiln_tensor_numel(v->konst) == 1 &&
+            v->konst->data && *(const uint8_t *)v->konst->data)
+            return true;
+        int id = kiln_graph_find(body, out);
+        if (id < 0 || body->values[id].def != KILN_DEF_NODE) return false;
+        const struct kiln_node *n = &body->nodes[body->values[id].producer];
+        if (strcmp(n->op_type, "Identity") || n->n_in != 1) return false;
+        out = n->inputs[0];
+    }
+    return false;
+}
+
 static kiln_status loop_infer(struct kiln_ictx *c)
 {
     struct kiln_graph *body = graph_attr(c, "body");
@@ -180,8 +209,20 @@ static kiln_status loop_infer(struct kiln_ictx *c)
     bin[0] = &iter;
     bin[1] = &cond;
     for (size_t k = 0; k < n_car; k++) bin[2 + k] = in_type(c, 2 + k);
-    kiln_status st = run_body(c, body, n_car + 2, bin, 2, 1, n_car, NULL);
+    bool *empty = kiln_calloc(n_car + 1, sizeof *empty);
+    if (!empty) {
+        kiln_free(bin);
+        return KILN_E_NOMEM;
+    }
+    for (size_t k = 0; k < n_car; k++) {
+        int id = c->node->in_ids ? c->node->in_ids[2 + k] : -1;
+        const struct kiln_graph_value *gv = id >= 0 && (size_t)id < c->g->n_values ? &c->g->values[id] : NULL;
+        empty[k] = gv && gv->def == KILN_DEF_NODE && gv->producer >= 0 &&
+                   !strcmp(c->g->nodes[gv->producer].op_type, "SequenceEmpty");
+    }
+    kiln_status st = run_body(c, body, n_car + 2, bin, 2, 1, n_car, NULL, empty);
     kiln_free(bin);
+    kiln_free(empty);
     if (st) return st;
 
     /* Scan outputs: [L, ...]. */
@@ -190,7 +231,8 @@ static kiln_status loop_infer(struct kiln_ictx *c)
     bool has_m = kiln_ic_in(c, 0) != NULL, has_cond = kiln_ic_in(c, 1) != NULL;
     struct kiln_dim len = kiln_dim_unknown();
     bool dd = true;
-    if (has_m && !has_cond && kiln_ic_vals(c, 0, &n, &m) && n == 1 && kiln_dim_defined(m[0])) {
+    if (has_m && (!has_cond || cond_always_true(c, body)) && kiln_ic_vals(c, 0, &n, &m) && n == 1 &&
+        kiln_dim_defined(m[0])) {
         len = m[0];
         dd = false;
     }
@@ -269,7 +311,7 @@ static kiln_status scan_infer(struct kiln_ictx *c)
         w->rank = n;
         bin[n_state + j] = w;
     }
-    st = run_body(c, body, n_bin, bin, 0, 0, n_state, v8 ? &batch : NULL);
+    st = run_body(c, body, n_bin, bin, 0, 0, n_state, v8 ? &batch : NULL, NULL);
     if (st) goto done;
     for (size_t k = 0; n_state + k < body->n_outputs && n_state + k < c->n_out; k++) {
         int64_t ax = v8 ? 0 : k < n_out_axes ? out_axes[k] : 0;

@@ -20,10 +20,34 @@
 
 enum vop { V_ADD, V_SUB, V_MUL, V_DIV, V_MOD, V_MAX, V_MIN };
 
-static bool int_dtype(kiln_dtype dt) { return dt == KILN_DTYPE_I64 || dt == KILN_DTYPE_I32 ||
-                                              dt == KILN_DTYPE_I16 || dt == KILN_DTYPE_I8 ||
-                                              dt == KILN_DTYPE_U64 || dt == KILN_DTYPE_U32 ||
-                                              dt == KILN_DTYPE_U16 || dt == KILN_DTYPE_U8; }
+static bool int_dtype(kiln_dtype dt)
+{
+    return dt == KILN_DTYPE_I64 || dt == KILN_DTYPE_I32 || dt == KILN_DTYPE_I16 || dt == KILN_DTYPE_I8 ||
+           dt == KILN_DTYPE_U64 || dt == KILN_DTYPE_U32 || dt == KILN_DTYPE_U16 || dt == KILN_DTYPE_U8;
+}
+
+/* Whether integer type dt holds x. */
+static bool fits(kiln_dtype dt, int64_t x)
+{
+    switch (dt) {
+    case KILN_DTYPE_I8:
+        return x >= INT8_MIN && x <= INT8_MAX;
+    case KILN_DTYPE_U8:
+        return x >= 0 && x <= UINT8_MAX;
+    case KILN_DTYPE_I16:
+        return x >= INT16_MIN && x <= INT16_MAX;
+    case KILN_DTYPE_U16:
+        return x >= 0 && x <= UINT16_MAX;
+    case KILN_DTYPE_I32:
+        return x >= INT32_MIN && x <= INT32_MAX;
+    case KILN_DTYPE_U32:
+        return x >= 0 && x <= (int64_t)UINT32_MAX;
+    case KILN_DTYPE_U64:
+        return x >= 0;
+    default:
+        return true;
+    }
+}
 
 static struct kiln_dim vop_apply(struct kiln_ictx *c, enum vop op, struct kiln_dim a, struct kiln_dim b)
 {
@@ -40,8 +64,7 @@ static struct kiln_dim vop_apply(struct kiln_ictx *c, enum vop op, struct kiln_d
             if ((y < 0 && x > INT64_MAX + y) || (y > 0 && x < INT64_MIN + y)) break;
             return ru_int_dim(c, x - y);
         case V_MUL:
-            if (x != 0 && y != 0 && (x > INT32_MAX || x < INT32_MIN || y > INT32_MAX || y < INT32_MIN))
-                break;
+            if (x != 0 && y != 0 && (x > INT32_MAX || x < INT32_MIN || y > INT32_MAX || y < INT32_MIN)) break;
             return ru_int_dim(c, x * y);
         case V_DIV:
             if (y == 0 || (x == INT64_MIN && y == -1)) break;
@@ -52,21 +75,27 @@ static struct kiln_dim vop_apply(struct kiln_ictx *c, enum vop op, struct kiln_d
             if (r != 0 && ((r < 0) != (y < 0))) r += y;
             return ru_int_dim(c, r);
         }
-        case V_MAX: return ru_int_dim(c, x > y ? x : y);
-        case V_MIN: return ru_int_dim(c, x < y ? x : y);
+        case V_MAX:
+            return ru_int_dim(c, x > y ? x : y);
+        case V_MIN:
+            return ru_int_dim(c, x < y ? x : y);
         }
         return kiln_dim_unknown();
     }
     /* symbolic dims stand for sizes (>= 0) */
     switch (op) {
-    case V_ADD: return kiln_sym_add(c->inf, a, b);
-    case V_SUB: return kiln_sym_sub(c->inf, a, b);
-    case V_MUL: return kiln_sym_mul(c->inf, a, b);
+    case V_ADD:
+        return kiln_sym_add(c->inf, a, b);
+    case V_SUB:
+        return kiln_sym_sub(c->inf, a, b);
+    case V_MUL:
+        return kiln_sym_mul(c->inf, a, b);
     case V_DIV:
         if (iy && y <= 0) return kiln_dim_unknown();
         if (ix && x < 0) return kiln_dim_unknown();
         return kiln_sym_floordiv(c->inf, a, b);
-    case V_MOD: return kiln_dim_unknown();
+    case V_MOD:
+        return kiln_dim_unknown();
     case V_MAX:
         if ((ix && x < 0) || (iy && y < 0)) return ix && x < 0 ? b : a;
         return kiln_sym_max(c->inf, a, b);
@@ -99,6 +128,10 @@ static kiln_status vals_fold(struct kiln_ictx *c, enum vop op, size_t n, kiln_dt
             acc[k] = j == 0 ? e : vop_apply(c, op, acc[k], e);
         }
     }
+    for (int64_t k = 0; k < count; k++) {
+        int64_t x;
+        if (ru_dim_int(acc[k], &x) && !fits(out_dt, x)) acc[k] = kiln_dim_unknown();
+    }
     return kiln_ic_set_vals(c, 0, (int)count, acc);
 }
 
@@ -109,26 +142,34 @@ static kiln_status vals_copy(struct kiln_ictx *c, kiln_dtype out_dt, int map)
     const struct kiln_dim *v;
     if (!int_dtype(out_dt) || !int_dtype(kiln_ic_in_dtype(c, 0)) || !kiln_ic_vals(c, 0, &nv, &v))
         return KILN_OK;
-    if (map == 0) return kiln_ic_set_vals(c, 0, nv, v);
     struct kiln_dim out[KILN_INFER_MAX_VALS];
     if (nv > KILN_INFER_MAX_VALS) return KILN_OK;
     for (int k = 0; k < nv; k++) {
         int64_t x;
         if (!ru_dim_int(v[k], &x) || x == INT64_MIN) {
-            /* a symbolic size is >= 0: Abs keeps it, Neg has no known form */
-            out[k] = map == 2 ? v[k] : kiln_sym_sub(c->inf, kiln_dim_int(0), v[k]);
+            /* a symbolic size is >= 0: Abs keeps it; Neg gives 0 - it */
+            out[k] = map != 1 ? v[k] : kiln_sym_sub(c->inf, kiln_dim_int(0), v[k]);
             continue;
         }
-        out[k] = ru_int_dim(c, map == 1 ? -x : x < 0 ? -x : x);
+        if (map == 1) x = -x;
+        if (map == 2 && x < 0) x = -x;
+        /* a value the output type cannot hold would wrap: not a size any more */
+        out[k] = fits(out_dt, x) ? ru_int_dim(c, x) : kiln_dim_unknown();
     }
     return kiln_ic_set_vals(c, 0, nv, out);
 }
 
 /* ------------------------------------------------------------------ unary */
 
-static kiln_status rule_unary(struct kiln_ictx *c) { return ru_like(c, 0, 0, KILN_DTYPE_UNDEFINED); }
+static kiln_status rule_unary(struct kiln_ictx *c)
+{
+    return ru_like(c, 0, 0, KILN_DTYPE_UNDEFINED);
+}
 
-static kiln_status rule_unary_bool(struct kiln_ictx *c) { return ru_like(c, 0, 0, KILN_DTYPE_BOOL); }
+static kiln_status rule_unary_bool(struct kiln_ictx *c)
+{
+    return ru_like(c, 0, 0, KILN_DTYPE_BOOL);
+}
 
 static kiln_status rule_neg(struct kiln_ictx *c)
 {
@@ -148,7 +189,6 @@ static kiln_status rule_identity(struct kiln_ictx *c)
     const struct kiln_vtype *v = kiln_ic_in(c, 0);
     if (!v || v->type.kind == KILN_TYPE_NONE) return KILN_OK;
     KILN_TRY(kiln_ic_set_like(c, 0, 0));
-    if (v->data_dependent) kiln_ic_data_dependent(c, 0);
     if (v->type.kind == KILN_TYPE_TENSOR) return vals_copy(c, v->type.elem, 0);
     return KILN_OK;
 }
@@ -171,7 +211,7 @@ static kiln_status rule_castlike(struct kiln_ictx *c)
         /* the type is not known: only the shape */
         int r;
         const struct kiln_dim *d;
-        if (ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_UNDEFINED, r, d, ru_in_dd(c, 0));
+        if (ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_UNDEFINED, r, d, false);
         return KILN_OK;
     }
     KILN_TRY(ru_like(c, 0, 0, to));
@@ -189,11 +229,11 @@ static kiln_status rule_bitcast(struct kiln_ictx *c)
     }
     int r;
     const struct kiln_dim *d;
-    bool dd = ru_in_dd(c, 0);
+    bool dd = false;
     if (from == KILN_DTYPE_UNDEFINED || !ru_shape(c, 0, &r, &d)) return ru_set(c, 0, to, -1, NULL, dd);
     size_t sf = kiln_dtype_size(from), st = kiln_dtype_size(to);
-    static const kiln_dtype sub_byte[] = {KILN_DTYPE_U4, KILN_DTYPE_I4, KILN_DTYPE_F4E2M1, KILN_DTYPE_U2,
-                                          KILN_DTYPE_I2, KILN_DTYPE_STRING};
+    static const kiln_dtype sub_byte[] = {KILN_DTYPE_U4, KILN_DTYPE_I4, KILN_DTYPE_F4E2M1,
+                                          KILN_DTYPE_U2, KILN_DTYPE_I2, KILN_DTYPE_STRING};
     for (size_t i = 0; i < sizeof sub_byte / sizeof sub_byte[0]; i++)
         if (from == sub_byte[i] || to == sub_byte[i]) {
             kiln_ic_problem(c, "BitCast of %s to %s: string and sub-byte types are not allowed",
@@ -219,9 +259,9 @@ static kiln_status rule_bitcast(struct kiln_ictx *c)
 /* ------------------------------------------------------------------ binary and variadic */
 
 enum bkind {
-    B_SAME,    /* output type = inputs' type, which must agree */
-    B_BOOL,    /* comparison: inputs agree, output bool */
-    B_FIRST,   /* output type = input 0's (Pow: the exponent may differ) */
+    B_SAME,  /* output type = inputs' type, which must agree */
+    B_BOOL,  /* comparison: inputs agree, output bool */
+    B_FIRST, /* output type = input 0's (Pow: the exponent may differ) */
 };
 
 /* Broadcasts every present input into output 0 with the element type `kind` says. Before
@@ -234,16 +274,21 @@ static kiln_status binary(struct kiln_ictx *c, enum bkind kind, int bcast_since,
     kiln_dtype dt = KILN_DTYPE_UNDEFINED;
     bool dd = false, all_ranks = true;
     *rank_out = -1;
-    for (size_t i = 0; i < c->n_in && n < 64; i++) {
+    if (c->n_in > sizeof idx / sizeof idx[0]) {
+        /* more operands than this rule broadcasts: the element type only */
+        dt = kind == B_BOOL ? KILN_DTYPE_BOOL : kiln_ic_in_dtype(c, 0);
+        return dt == KILN_DTYPE_UNDEFINED ? KILN_OK : ru_set(c, 0, dt, -1, NULL, false);
+    }
+    for (size_t i = 0; i < c->n_in; i++) {
         const struct kiln_vtype *v = kiln_ic_in(c, i);
         if (!v) continue;
         idx[n++] = i;
-        dd |= v->data_dependent;
         if (v->type.kind != KILN_TYPE_TENSOR || v->type.rank < 0) all_ranks = false;
         kiln_dtype t = kiln_ic_in_dtype(c, i);
         if (kind == B_FIRST && i > 0) continue;
         if (t == KILN_DTYPE_UNDEFINED) continue;
-        if (dt == KILN_DTYPE_UNDEFINED) dt = t;
+        if (dt == KILN_DTYPE_UNDEFINED)
+            dt = t;
         else if (t != dt) {
             kiln_ic_problem(c, "inputs have different element types (%s and %s)", kiln_dtype_name(dt),
                             kiln_dtype_name(t));
@@ -303,19 +348,45 @@ static kiln_status arith(struct kiln_ictx *c, enum vop op, int bcast_since)
     if (r < 0) return KILN_OK;
     size_t n = 0;
     for (size_t i = 0; i < c->n_in; i++)
-        if (!kiln_ic_in(c, i)) return KILN_OK; /* absent inputs in the middle: no folding */
-        else n++;
+        if (!kiln_ic_in(c, i))
+            return KILN_OK; /* absent inputs in the middle: no folding */
+        else
+            n++;
     return vals_fold(c, op, n, dt, r, d);
 }
 
-static kiln_status rule_add(struct kiln_ictx *c) { return arith(c, V_ADD, 7); }
-static kiln_status rule_sub(struct kiln_ictx *c) { return arith(c, V_SUB, 7); }
-static kiln_status rule_mul(struct kiln_ictx *c) { return arith(c, V_MUL, 7); }
-static kiln_status rule_div(struct kiln_ictx *c) { return arith(c, V_DIV, 7); }
-static kiln_status rule_mod(struct kiln_ictx *c) { return arith(c, V_MOD, 7); }
-static kiln_status rule_max(struct kiln_ictx *c) { return arith(c, V_MAX, 8); }
-static kiln_status rule_min(struct kiln_ictx *c) { return arith(c, V_MIN, 8); }
-static kiln_status rule_sum(struct kiln_ictx *c) { return arith(c, V_ADD, 8); }
+static kiln_status rule_add(struct kiln_ictx *c)
+{
+    return arith(c, V_ADD, 7);
+}
+static kiln_status rule_sub(struct kiln_ictx *c)
+{
+    return arith(c, V_SUB, 7);
+}
+static kiln_status rule_mul(struct kiln_ictx *c)
+{
+    return arith(c, V_MUL, 7);
+}
+static kiln_status rule_div(struct kiln_ictx *c)
+{
+    return arith(c, V_DIV, 7);
+}
+static kiln_status rule_mod(struct kiln_ictx *c)
+{
+    return arith(c, V_MOD, 7);
+}
+static kiln_status rule_max(struct kiln_ictx *c)
+{
+    return arith(c, V_MAX, 8);
+}
+static kiln_status rule_min(struct kiln_ictx *c)
+{
+    return arith(c, V_MIN, 8);
+}
+static kiln_status rule_sum(struct kiln_ictx *c)
+{
+    return arith(c, V_ADD, 8);
+}
 
 static kiln_status rule_mean(struct kiln_ictx *c)
 {
@@ -368,19 +439,53 @@ static kiln_status rule_clip(struct kiln_ictx *c)
     return ru_like(c, 0, 0, KILN_DTYPE_UNDEFINED);
 }
 
-#define UN(name, since) {#name, "", since, 0, rule_unary}
+#define UN(name, since)                                                                                      \
+    {                                                                                                        \
+#name, "", since, 0, rule_unary                                                                      \
+    }
 
 const struct kiln_infer_op kiln_infer_ops_elementwise[] = {
     /* unary.c */
     {"Abs", "", 1, 0, rule_abs},
     {"Neg", "", 1, 0, rule_neg},
-    UN(Floor, 1), UN(Ceil, 1), UN(Round, 11), UN(Sqrt, 1), UN(Reciprocal, 1), UN(Exp, 1),
-    UN(Log, 1), UN(Sin, 7), UN(Cos, 7), UN(Tan, 7), UN(Asin, 7), UN(Acos, 7), UN(Atan, 7),
-    UN(Sinh, 9), UN(Cosh, 9), UN(Tanh, 1), UN(Asinh, 9), UN(Acosh, 9), UN(Atanh, 9),
-    UN(Sigmoid, 1), UN(HardSigmoid, 1), UN(HardSwish, 14), UN(Relu, 1), UN(LeakyRelu, 1),
-    UN(Elu, 1), UN(Selu, 1), UN(Celu, 12), UN(ThresholdedRelu, 10), UN(Softplus, 1),
-    UN(Softsign, 1), UN(Erf, 9), UN(Gelu, 20), UN(Mish, 18), UN(Swish, 24), UN(Sign, 9),
-    UN(Not, 1), UN(BitwiseNot, 18), UN(Shrink, 9),
+    UN(Floor, 1),
+    UN(Ceil, 1),
+    UN(Round, 11),
+    UN(Sqrt, 1),
+    UN(Reciprocal, 1),
+    UN(Exp, 1),
+    UN(Log, 1),
+    UN(Sin, 7),
+    UN(Cos, 7),
+    UN(Tan, 7),
+    UN(Asin, 7),
+    UN(Acos, 7),
+    UN(Atan, 7),
+    UN(Sinh, 9),
+    UN(Cosh, 9),
+    UN(Tanh, 1),
+    UN(Asinh, 9),
+    UN(Acosh, 9),
+    UN(Atanh, 9),
+    UN(Sigmoid, 1),
+    UN(HardSigmoid, 1),
+    UN(HardSwish, 14),
+    UN(Relu, 1),
+    UN(LeakyRelu, 1),
+    UN(Elu, 1),
+    UN(Selu, 1),
+    UN(Celu, 12),
+    UN(ThresholdedRelu, 10),
+    UN(Softplus, 1),
+    UN(Softsign, 1),
+    UN(Erf, 9),
+    UN(Gelu, 20),
+    UN(Mish, 18),
+    UN(Swish, 24),
+    UN(Sign, 9),
+    UN(Not, 1),
+    UN(BitwiseNot, 18),
+    UN(Shrink, 9),
     {"IsNaN", "", 9, 0, rule_unary_bool},
     {"IsInf", "", 10, 0, rule_unary_bool},
     {"Clip", "", 1, 0, rule_clip},

@@ -45,16 +45,27 @@ static kiln_status optimizer(struct kiln_ictx *c, size_t ns)
             const struct kiln_dim *d;
             kiln_dtype dt = kiln_ic_in_dtype(c, in);
             /* the state's new value has X's shape (they must agree) and the state's type */
-            if (ru_shape(c, 2 + g, &r, &d)) KILN_TRY(ru_set(c, o, dt, r, d, ru_in_dd(c, 2 + g)));
-            else KILN_TRY(ru_like(c, o, in, KILN_DTYPE_UNDEFINED));
+            if (ru_shape(c, 2 + g, &r, &d))
+                KILN_TRY(ru_set(c, o, dt, r, d, false));
+            else
+                KILN_TRY(ru_like(c, o, in, KILN_DTYPE_UNDEFINED));
         }
     }
     return KILN_OK;
 }
 
-static kiln_status rule_adagrad(struct kiln_ictx *c) { return optimizer(c, 1); }
-static kiln_status rule_momentum(struct kiln_ictx *c) { return optimizer(c, 1); }
-static kiln_status rule_adam(struct kiln_ictx *c) { return optimizer(c, 2); }
+static kiln_status rule_adagrad(struct kiln_ictx *c)
+{
+    return optimizer(c, 1);
+}
+static kiln_status rule_momentum(struct kiln_ictx *c)
+{
+    return optimizer(c, 1);
+}
+static kiln_status rule_adam(struct kiln_ictx *c)
+{
+    return optimizer(c, 2);
+}
 
 /* ------------------------------------------------------------------ random.c */
 
@@ -102,7 +113,7 @@ static kiln_status rule_random_like(struct kiln_ictx *c)
     if (dt == KILN_DTYPE_UNDEFINED) {
         int r;
         const struct kiln_dim *d;
-        if (ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_UNDEFINED, r, d, ru_in_dd(c, 0));
+        if (ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_UNDEFINED, r, d, false);
         return KILN_OK;
     }
     return ru_like(c, 0, 0, dt);
@@ -127,7 +138,7 @@ static kiln_status rule_multinomial(struct kiln_ictx *c)
         kiln_ic_problem(c, "sample_size is %lld; expected >= 1", (long long)ns);
         return KILN_OK;
     }
-    return ru_set(c, 0, dt, 2, out, ru_in_dd(c, 0));
+    return ru_set(c, 0, dt, 2, out, false);
 }
 
 /* ------------------------------------------------------------------ text.c */
@@ -136,14 +147,14 @@ static kiln_status rule_strnorm(struct kiln_ictx *c)
 {
     int r;
     const struct kiln_dim *d;
-    if (!ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_STRING, -1, NULL, ru_in_dd(c, 0));
+    if (!ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_STRING, -1, NULL, false);
     if (!(r == 1 || (r == 2 && !kiln_dim_ne(d[0], kiln_dim_int(1))))) {
         kiln_ic_problem(c, "input X must be [C] or [1, C]; got rank %d", r);
         return KILN_OK;
     }
     const struct kiln_attr *a = kiln_node_attr(c->node, "stopwords");
     struct kiln_dim out[2] = {kiln_dim_int(1), d[r - 1]};
-    bool dd = ru_in_dd(c, 0);
+    bool dd = false;
     if (a && a->n > 0) {
         out[1] = kiln_sym_fresh(c->inf, "StringNormalizer");
         dd = true;
@@ -158,7 +169,7 @@ static kiln_status rule_strconcat(struct kiln_ictx *c)
     int ra, rb, r;
     const struct kiln_dim *a, *b;
     struct kiln_dim out[KILN_MAX_RANK];
-    bool dd = ru_in_dd(c, 0) || ru_in_dd(c, 1);
+    bool dd = false;
     if (!ru_shape(c, 0, &ra, &a) || !ru_shape(c, 1, &rb, &b))
         return ru_set(c, 0, KILN_DTYPE_STRING, -1, NULL, dd);
     if (!ru_bcast(c, "X and Y", ra, a, rb, b, &r, out)) return KILN_OK;
@@ -171,7 +182,7 @@ static kiln_status rule_strsplit(struct kiln_ictx *c)
     const struct kiln_dim *d;
     if (!ru_shape(c, 0, &r, &d)) {
         KILN_TRY(ru_set(c, 0, KILN_DTYPE_STRING, -1, NULL, true));
-        if (c->n_out > 1) KILN_TRY(ru_set(c, 1, KILN_DTYPE_I64, -1, NULL, ru_in_dd(c, 0)));
+        if (c->n_out > 1) KILN_TRY(ru_set(c, 1, KILN_DTYPE_I64, -1, NULL, false));
         return KILN_OK;
     }
     if (r >= KILN_MAX_RANK) return KILN_OK;
@@ -183,7 +194,10 @@ static kiln_status rule_strsplit(struct kiln_ictx *c)
     return KILN_OK;
 }
 
-static kiln_status rule_regex(struct kiln_ictx *c) { return ru_like(c, 0, 0, KILN_DTYPE_BOOL); }
+static kiln_status rule_regex(struct kiln_ictx *c)
+{
+    return ru_like(c, 0, 0, KILN_DTYPE_BOOL);
+}
 
 static kiln_status rule_tfidf(struct kiln_ictx *c)
 {
@@ -194,13 +208,13 @@ static kiln_status rule_tfidf(struct kiln_ictx *c)
         if (idx[i] + 1 > len) len = idx[i] + 1;
     int r;
     const struct kiln_dim *d;
-    if (!ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_F32, -1, NULL, ru_in_dd(c, 0));
+    if (!ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_F32, -1, NULL, false);
     if (r != 1 && r != 2) {
         kiln_ic_problem(c, "input has %d dims; expected 1 or 2", r);
         return KILN_OK;
     }
     struct kiln_dim out[2] = {r == 2 ? d[0] : kiln_dim_int(len), kiln_dim_int(len)};
-    return ru_set(c, 0, KILN_DTYPE_F32, r, out, ru_in_dd(c, 0));
+    return ru_set(c, 0, KILN_DTYPE_F32, r, out, false);
 }
 
 #define TRAINING "ai.onnx.preview.training"

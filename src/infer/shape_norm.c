@@ -15,14 +15,16 @@
  */
 #include "infer/rule_util.h"
 
-static kiln_status rule_like_x(struct kiln_ictx *c) { return ru_like(c, 0, 0, KILN_DTYPE_UNDEFINED); }
+static kiln_status rule_like_x(struct kiln_ictx *c)
+{
+    return ru_like(c, 0, 0, KILN_DTYPE_UNDEFINED);
+}
 
 /* Y like X after checking attribute `name` (default def) as an axis of X. */
 static kiln_status like_x_axis(struct kiln_ictx *c, const char *name, int64_t def)
 {
     int r = kiln_ic_in_rank(c, 0), a;
-    if (r >= 1 && !kiln_ic_axis(c, kiln_ic_attr_i(c, name, def), r, &a))
-        return KILN_OK;
+    if (r >= 1 && !kiln_ic_axis(c, kiln_ic_attr_i(c, name, def), r, &a)) return KILN_OK;
     return ru_like(c, 0, 0, KILN_DTYPE_UNDEFINED);
 }
 
@@ -33,7 +35,10 @@ static kiln_status rule_softmax(struct kiln_ictx *c)
     return like_x_axis(c, "axis", -1);
 }
 
-static kiln_status rule_lpnorm(struct kiln_ictx *c) { return like_x_axis(c, "axis", -1); }
+static kiln_status rule_lpnorm(struct kiln_ictx *c)
+{
+    return like_x_axis(c, "axis", -1);
+}
 
 static kiln_status rule_batchnorm(struct kiln_ictx *c)
 {
@@ -49,10 +54,10 @@ static kiln_status rule_layernorm(struct kiln_ictx *c)
 {
     int r;
     const struct kiln_dim *d;
-    bool dd = ru_in_dd(c, 0);
+    bool dd = false;
     int64_t stash = kiln_ic_attr_i(c, "stash_type", KILN_DTYPE_F32);
-    kiln_dtype sdt = kiln_dtype_valid((int)stash) && stash == (int)stash ? (kiln_dtype)stash
-                                                                            : KILN_DTYPE_UNDEFINED;
+    kiln_dtype sdt =
+        kiln_dtype_valid((int)stash) && stash == (int)stash ? (kiln_dtype)stash : KILN_DTYPE_UNDEFINED;
     if (!ru_shape(c, 0, &r, &d)) {
         KILN_TRY(ru_like(c, 0, 0, KILN_DTYPE_UNDEFINED));
         for (size_t o = 1; o < c->n_out && o <= 2; o++)
@@ -68,7 +73,10 @@ static kiln_status rule_layernorm(struct kiln_ictx *c)
     return KILN_OK;
 }
 
-static kiln_status rule_rmsnorm(struct kiln_ictx *c) { return like_x_axis(c, "axis", -1); }
+static kiln_status rule_rmsnorm(struct kiln_ictx *c)
+{
+    return like_x_axis(c, "axis", -1);
+}
 
 static kiln_status rule_dropout(struct kiln_ictx *c)
 {
@@ -108,13 +116,13 @@ static kiln_status rule_loss(struct kiln_ictx *c)
             int kx = k == 0 ? 0 : k + 1;
             if (!kiln_dim_defined(out[k]) && hx && kx < rx) out[k] = dx[kx];
         }
-        return ru_set(c, 0, dt, rt, out, ru_in_dd(c, 1) || ru_in_dd(c, 0));
+        return ru_set(c, 0, dt, rt, out, false);
     }
     if (hx && rx >= 2) {
         struct kiln_dim out[KILN_MAX_RANK];
         out[0] = dx[0];
         for (int k = 2; k < rx; k++) out[k - 1] = dx[k];
-        return ru_set(c, 0, dt, rx - 1, out, ru_in_dd(c, 0));
+        return ru_set(c, 0, dt, rx - 1, out, false);
     }
     return dt == KILN_DTYPE_UNDEFINED ? KILN_OK : ru_set(c, 0, dt, -1, NULL, false);
 }

@@ -38,7 +38,7 @@ static kiln_status rule_quantize(struct kiln_ictx *c)
     if (dt == KILN_DTYPE_UNDEFINED) {
         int r;
         const struct kiln_dim *d;
-        if (ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_UNDEFINED, r, d, ru_in_dd(c, 0));
+        if (ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_UNDEFINED, r, d, false);
         return KILN_OK;
     }
     return ru_like(c, 0, 0, dt);
@@ -67,7 +67,7 @@ static kiln_status rule_dequantize(struct kiln_ictx *c)
     if (dt == KILN_DTYPE_UNDEFINED) {
         int r;
         const struct kiln_dim *d;
-        if (ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_UNDEFINED, r, d, ru_in_dd(c, 0));
+        if (ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_UNDEFINED, r, d, false);
         return KILN_OK;
     }
     return ru_like(c, 0, 0, dt);
@@ -87,7 +87,7 @@ static kiln_status matmul_like(struct kiln_ictx *c, size_t a, size_t b, kiln_dty
     int ra, rb, r;
     const struct kiln_dim *da, *db;
     struct kiln_dim out[KILN_MAX_RANK];
-    bool dd = ru_in_dd(c, a) || ru_in_dd(c, b);
+    bool dd = false;
     if (!ru_shape(c, a, &ra, &da) || !ru_shape(c, b, &rb, &db))
         return dt == KILN_DTYPE_UNDEFINED ? KILN_OK : ru_set(c, 0, dt, -1, NULL, dd);
     if (ra > KILN_MAX_RANK || rb > KILN_MAX_RANK) return KILN_OK;
@@ -95,7 +95,10 @@ static kiln_status matmul_like(struct kiln_ictx *c, size_t a, size_t b, kiln_dty
     return ru_set(c, 0, dt, r, out, dd);
 }
 
-static kiln_status rule_matmul_integer(struct kiln_ictx *c) { return matmul_like(c, 0, 1, KILN_DTYPE_I32); }
+static kiln_status rule_matmul_integer(struct kiln_ictx *c)
+{
+    return matmul_like(c, 0, 1, KILN_DTYPE_I32);
+}
 
 static kiln_status rule_qlinear_matmul(struct kiln_ictx *c)
 {
@@ -108,7 +111,7 @@ static kiln_status conv_like(struct kiln_ictx *c, size_t xi, size_t wi, kiln_dty
     int rx = -1, rw = -1;
     const struct kiln_dim *x = NULL, *w = NULL;
     bool hx = ru_shape(c, xi, &rx, &x), hw = ru_shape(c, wi, &rw, &w);
-    bool dd = ru_in_dd(c, xi) || ru_in_dd(c, wi);
+    bool dd = false;
     if ((hx && rx < 3) || (hw && rw < 3) || (hx && hw && rx != rw)) {
         kiln_ic_problem(c, "x has %d dims and w %d; expected the same number, at least 3", rx, rw);
         return KILN_OK;
@@ -138,7 +141,10 @@ static kiln_status conv_like(struct kiln_ictx *c, size_t xi, size_t wi, kiln_dty
     return ru_set(c, 0, dt, rank, y, dd);
 }
 
-static kiln_status rule_conv_integer(struct kiln_ictx *c) { return conv_like(c, 0, 1, KILN_DTYPE_I32); }
+static kiln_status rule_conv_integer(struct kiln_ictx *c)
+{
+    return conv_like(c, 0, 1, KILN_DTYPE_I32);
+}
 
 static kiln_status rule_qlinear_conv(struct kiln_ictx *c)
 {

@@ -21,10 +21,12 @@ static kiln_status reduce_out(struct kiln_ictx *c, kiln_dtype dt, int rank, cons
     struct kiln_dim out[KILN_MAX_RANK];
     int r = 0;
     for (int k = 0; k < rank; k++) {
-        if (!reduced[k]) out[r++] = d[k];
-        else if (keepdims) out[r++] = kiln_dim_int(1);
+        if (!reduced[k])
+            out[r++] = d[k];
+        else if (keepdims)
+            out[r++] = kiln_dim_int(1);
     }
-    return ru_set(c, 0, dt, r, out, ru_in_dd(c, 0));
+    return ru_set(c, 0, dt, r, out, false);
 }
 
 static kiln_status reduce_rule(struct kiln_ictx *c, int axes_input_since)
@@ -32,11 +34,12 @@ static kiln_status reduce_rule(struct kiln_ictx *c, int axes_input_since)
     kiln_dtype dt = kiln_ic_in_dtype(c, 0);
     int rank;
     const struct kiln_dim *d;
-    bool dd = ru_in_dd(c, 0);
+    bool dd = false;
     bool keepdims = kiln_ic_attr_i(c, "keepdims", 1) != 0;
     bool from_input = c->opset >= axes_input_since;
     bool noop = from_input && kiln_ic_attr_i(c, "noop_with_empty_axes", 0) != 0;
-    if (!ru_shape(c, 0, &rank, &d)) return dt == KILN_DTYPE_UNDEFINED ? KILN_OK : ru_set(c, 0, dt, -1, NULL, dd);
+    if (!ru_shape(c, 0, &rank, &d))
+        return dt == KILN_DTYPE_UNDEFINED ? KILN_OK : ru_set(c, 0, dt, -1, NULL, dd);
 
     int64_t axes[KILN_MAX_RANK];
     size_t na = 0;
@@ -50,8 +53,7 @@ static kiln_status reduce_rule(struct kiln_ictx *c, int axes_input_since)
                 int64_t len = -1;
                 if (ra == 1 && kiln_dim_known(av->type.dims[0])) len = av->type.dims[0].value;
                 if (len > rank) {
-                    kiln_ic_problem(c, "axes has %lld entries for an input of rank %d", (long long)len,
-                                    rank);
+                    kiln_ic_problem(c, "axes has %lld entries for an input of rank %d", (long long)len, rank);
                     return KILN_OK;
                 }
                 if (len == 0) goto no_axes;
@@ -93,14 +95,20 @@ no_axes:
     return reduce_out(c, dt, rank, d, reduced, keepdims);
 }
 
-static kiln_status rule_reduce_sum(struct kiln_ictx *c) { return reduce_rule(c, 13); }
-static kiln_status rule_reduce(struct kiln_ictx *c) { return reduce_rule(c, 18); }
+static kiln_status rule_reduce_sum(struct kiln_ictx *c)
+{
+    return reduce_rule(c, 13);
+}
+static kiln_status rule_reduce(struct kiln_ictx *c)
+{
+    return reduce_rule(c, 18);
+}
 
 static kiln_status rule_arg(struct kiln_ictx *c)
 {
     int rank;
     const struct kiln_dim *d;
-    if (!ru_shape(c, 0, &rank, &d)) return ru_set(c, 0, KILN_DTYPE_I64, -1, NULL, ru_in_dd(c, 0));
+    if (!ru_shape(c, 0, &rank, &d)) return ru_set(c, 0, KILN_DTYPE_I64, -1, NULL, false);
     int a;
     if (!kiln_ic_axis(c, kiln_ic_attr_i(c, "axis", 0), rank, &a)) return KILN_OK;
     bool reduced[KILN_MAX_RANK] = {false};

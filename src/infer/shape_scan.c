@@ -214,6 +214,21 @@ static kiln_status det_infer(struct kiln_ictx *c)
     return kiln_ic_set_tensor(c, 0, dt, r - 2, x);
 }
 
+/* DFT's output dims along axis ax into y (x's dims otherwise). */
+static void dft_dims(struct kiln_ictx *c, int r, const struct kiln_dim *x, int ax, bool inverse,
+                     bool onesided, struct kiln_dim *y)
+{
+    bool irfft = inverse && onesided;
+    struct kiln_dim N = scalar_dim(c, 1);
+    if (c->n_in < 2 || !kiln_ic_in(c, 1))
+        N = irfft ? kiln_infer_dim_plus(c->inf, kiln_sym_mul(c->inf, x[ax], kiln_dim_int(2)), -2) : x[ax];
+    memcpy(y, x, (size_t)r * sizeof *y);
+    y[ax] = irfft || !onesided ? N
+                               : kiln_sym_add(c->inf, kiln_sym_floordiv(c->inf, N, kiln_dim_int(2)),
+                                              kiln_dim_int(1));
+    y[r - 1] = kiln_dim_int(irfft ? 1 : 2);
+}
+
 static kiln_status dft_infer(struct kiln_ictx *c)
 {
     kiln_dtype dt = kiln_ic_in_dtype(c, 0);
@@ -226,15 +241,19 @@ static kiln_status dft_infer(struct kiln_ictx *c)
         return KILN_OK;
     }
     bool inverse = kiln_ic_attr_i(c, "inverse", 0) != 0, onesided = kiln_ic_attr_i(c, "onesided", 0) != 0;
+    struct kiln_dim y[KILN_MAX_RANK], t[KILN_MAX_RANK];
     int64_t axis;
     if (c->opset < 20) {
         axis = kiln_ic_attr_i(c, "axis", 1);
     } else if (c->n_in > 2 && kiln_ic_in(c, 2)) {
-        struct kiln_dim a = scalar_dim(c, 2);
-        if (!ru_dim_int(a, &axis)) { /* axis unknown: only the rank and the last dim are known */
-            struct kiln_dim y[KILN_MAX_RANK];
-            for (int i = 0; i < r; i++) y[i] = i == 0 ? x[0] : kiln_dim_unknown();
-            y[r - 1] = kiln_dim_int(inverse && onesided ? 1 : 2);
+        if (!ru_dim_int(scalar_dim(c, 2), &axis)) {
+            /* axis unknown: what every possible axis (0 .. r-2) agrees on */
+            dft_dims(c, r, x, 0, inverse, onesided, y);
+            for (int ax = 1; ax < r - 1; ax++) {
+                dft_dims(c, r, x, ax, inverse, onesided, t);
+                for (int i = 0; i < r; i++)
+                    if (!kiln_dim_eq(y[i], t[i])) y[i] = kiln_dim_unknown();
+            }
             return kiln_ic_set_tensor(c, 0, dt, r, y);
         }
     } else {
@@ -244,17 +263,7 @@ static kiln_status dft_infer(struct kiln_ictx *c)
         kiln_ic_problem(c, "axis is %lld; expected [%d, -2] or [0, %d]", (long long)axis, -r, r - 2);
         return KILN_OK;
     }
-    int ax = (int)(axis < 0 ? axis + r : axis);
-    bool irfft = inverse && onesided;
-    struct kiln_dim N = scalar_dim(c, 1);
-    if (c->n_in < 2 || !kiln_ic_in(c, 1))
-        N = irfft ? kiln_infer_dim_plus(c->inf, kiln_sym_mul(c->inf, x[ax], kiln_dim_int(2)), -2) : x[ax];
-    struct kiln_dim y[KILN_MAX_RANK];
-    memcpy(y, x, (size_t)r * sizeof *y);
-    y[ax] = irfft || !onesided ? N
-                               : kiln_sym_add(c->inf, kiln_sym_floordiv(c->inf, N, kiln_dim_int(2)),
-                                              kiln_dim_int(1));
-    y[r - 1] = kiln_dim_int(irfft ? 1 : 2);
+    dft_dims(c, r, x, (int)(axis < 0 ? axis + r : axis), inverse, onesided, y);
     return kiln_ic_set_tensor(c, 0, dt, r, y);
 }
 

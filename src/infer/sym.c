@@ -371,6 +371,34 @@ struct kiln_dim kiln_sym_floordiv(struct kiln_infer *inf, struct kiln_dim a, str
     if (!bi && kiln_dim_eq(a, b)) return kiln_dim_int(1);
     struct poly p;
     if (!poly_of(a, &p)) return kiln_dim_unknown();
+    struct poly q;
+    if (!bi && poly_of(b, &q) && q.n == 1 && q.t[0].coef > 0 && q.t[0].deg > 0) {
+        /* division by a monomial (N*seq*768 / (12*N*seq) = 64): exact when it divides
+         * every term */
+        struct poly r = {0};
+        bool divides = true;
+        for (int i = 0; i < p.n && divides; i++) {
+            struct term t = p.t[i];
+            if (t.coef % q.t[0].coef != 0) {
+                divides = false;
+                break;
+            }
+            t.coef /= q.t[0].coef;
+            for (int k = 0; k < q.t[0].deg && divides; k++) {
+                int at = -1;
+                for (int j = 0; j < t.deg && at < 0; j++)
+                    if (atom_cmp(t.a[j], q.t[0].a[k]) == 0) at = j;
+                if (at < 0) {
+                    divides = false;
+                    break;
+                }
+                for (int j = at; j + 1 < t.deg; j++) t.a[j] = t.a[j + 1];
+                t.deg--;
+            }
+            if (divides && !poly_add_term(&r, &t)) divides = false;
+        }
+        if (divides) return dim_of(inf, &r);
+    }
     if (bi) {
         bool divides = true;
         for (int i = 0; i < p.n && divides; i++) divides = p.t[i].coef % y == 0;

@@ -255,6 +255,10 @@ struct kiln_graph {
     /* Filled by shape inference (src/infer/infer.h), per value id; NULL until then and
      * after every relink. */
     struct kiln_vtype *vtypes;
+    /* Value ids in the order kiln_model_value_name lists them (inputs, initializers, then
+     * node outputs in topological order); filled with vtypes, valid while vtypes is. */
+    int *vorder;
+    size_t n_vorder;
 };
 
 struct kiln_opset {

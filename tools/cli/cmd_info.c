@@ -1,8 +1,11 @@
-/* cmd_info.c: `kiln info MODEL`: what a model declares, from kiln.h's query functions.
+/* cmd_info.c: `kiln info [--shapes] MODEL`: what a model declares, from kiln.h's query
+ * functions.
  *
  * Prints: model header fields, opset imports, metadata_props, inputs and outputs with their
  * declared types (symbolic dims kept, initializer-backed inputs excluded), node counts per
- * op type sorted by name, and the parameter count and bytes.
+ * op type sorted by name, and the parameter count and bytes. --shapes adds every value of
+ * the main graph with its inferred type (kiln_model_infer_shapes), inputs and initializers
+ * first, then node outputs in topological order.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,15 +106,50 @@ static void print_values(const kiln_model *m, bool inputs)
     }
 }
 
+/* `--shapes`: every value of the main graph with its inferred type. Returns false when
+ * inference fails (the message is printed). */
+static bool print_shapes(kiln_model *m)
+{
+    kiln_err err = {0};
+    if (kiln_model_infer_shapes(m, &err)) {
+        cli_error("shape inference failed: %s", err.msg);
+        return false;
+    }
+    size_t n = kiln_model_value_count(m), w = 4;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(kiln_model_value_name(m, i));
+        if (l > w) w = l;
+    }
+    if (w > 40) w = 40;
+    printf("values (%zu):\n", n);
+    for (size_t i = 0; i < n; i++) {
+        char small[256], *type = small, *big = NULL;
+        size_t need = kiln_model_value_type(m, i, small, sizeof small);
+        if (need >= sizeof small && (big = malloc(need + 1)) != NULL) {
+            kiln_model_value_type(m, i, big, need + 1);
+            type = big;
+        }
+        printf("  %-*s %s\n", (int)w, kiln_model_value_name(m, i), type);
+        free(big);
+    }
+    return true;
+}
+
 int cli_info(int argc, char **argv)
 {
-    if (argc < 1) return cli_usage("info", "info needs a MODEL file");
-    if (argc > 1) return cli_usage("info", "info takes one MODEL file; got an extra '%s'", argv[1]);
-    if (argv[0][0] == '-' && argv[0][1]) return cli_usage("info", "unknown option '%s'", argv[0]);
-    kiln_model *m = cli_load_model(argv[0]);
+    bool shapes = false;
+    const char *path = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--shapes") == 0) shapes = true;
+        else if (argv[i][0] == '-' && argv[i][1]) return cli_usage("info", "unknown option '%s'", argv[i]);
+        else if (path) return cli_usage("info", "info takes one MODEL file; got an extra '%s'", argv[i]);
+        else path = argv[i];
+    }
+    if (!path) return cli_usage("info", "info needs a MODEL file");
+    kiln_model *m = cli_load_model(path);
     if (!m) return CLI_FAIL;
 
-    printf("%-15s %s\n", "model:", argv[0]);
+    printf("%-15s %s\n", "model:", path);
     printf("%-15s %lld\n", "ir version:", (long long)kiln_model_ir_version(m));
     const char *prod = kiln_model_producer(m), *pver = kiln_model_producer_version(m);
     printf("%-15s %s%s%s\n", "producer:", prod[0] ? prod : "(none)", pver[0] ? " " : "", pver);
@@ -150,6 +188,7 @@ int cli_info(int argc, char **argv)
     kiln_model_params(m, &count, &bytes);
     human_bytes(bytes, hb, sizeof hb);
     printf("%-15s %llu (%s)\n", "parameters:", (unsigned long long)count, hb);
+    if (shapes && !print_shapes(m)) rc = CLI_FAIL;
     kiln_model_free(m);
     return rc;
 }

@@ -17,16 +17,21 @@ struct command {
 
 static const struct command commands[] = {
     {"info", cli_info, "show a model's inputs, outputs, opsets, metadata, ops and size",
-     "usage: kiln info MODEL\n"
+     "usage: kiln info [--shapes] MODEL\n"
      "\n"
      "Prints the model's inputs and outputs (name and declared type, symbolic dims kept),\n"
      "opset imports, producer, IR and model version, graph name, metadata, the number of\n"
-     "nodes per op type and the parameter count and bytes.\n"},
+     "nodes per op type and the parameter count and bytes.\n"
+     "\n"
+     "  --shapes   also infer shapes and print every value of the main graph with its\n"
+     "             inferred type (\"float32[N,seq+1,768]\", \"?\" for unknown dims,\n"
+     "             \"(data-dependent)\" when the size depends on the data)\n"},
     {"check", cli_check, "validate a model against the ONNX spec",
      "usage: kiln check MODEL...\n"
      "\n"
      "Loads and validates each model (graph structure, ops against the imported opsets,\n"
-     "attributes, declarations). Prints 'ok' for a valid model, else every problem one per\n"
+     "attributes, declarations) and then infers shapes, reporting contradictions between\n"
+     "declared and inferred types. Prints 'ok' for a valid model, else every problem one per\n"
      "line. Exit status 0 when every model is valid, 1 otherwise.\n"},
     {"run", cli_run, "run a model on input files",
      "usage: kiln run MODEL [options]\n"
