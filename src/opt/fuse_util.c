@@ -4,17 +4,26 @@
 
 #include "opt/fuse_util.h"
 
+const struct kiln_tensor *fu_const(const struct kiln_opt *o, const struct kiln_graph *g,
+                                   const char *name)
+{
+    const struct kiln_tensor *t = kiln_opt_const_pending(o, g, name);
+    if (t || !name || !name[0]) return t;
+    const struct kiln_vtype *v = kiln_opt_vtype(g, name);
+    return v ? v->konst : NULL;
+}
+
 const struct kiln_tensor *fu_const_f32(const struct kiln_opt *o, const struct kiln_graph *g,
                                        const char *name)
 {
-    const struct kiln_tensor *t = kiln_opt_const_pending(o, g, name);
+    const struct kiln_tensor *t = fu_const(o, g, name);
     return t && t->dtype == KILN_DTYPE_F32 && (t->data || kiln_tensor_numel(t) == 0) ? t : NULL;
 }
 
 bool fu_const_all(const struct kiln_opt *o, const struct kiln_graph *g, const char *name,
                   double v, double tol)
 {
-    const struct kiln_tensor *t = kiln_opt_const_pending(o, g, name);
+    const struct kiln_tensor *t = fu_const(o, g, name);
     if (!t || !t->data) return false;
     size_t n = kiln_tensor_numel(t);
     if (n == 0 || !(kiln_dtype_is_float(t->dtype) || kiln_dtype_is_int(t->dtype))) return false;
@@ -102,8 +111,9 @@ static bool clip_bound(const struct kiln_opt *o, const struct kiln_graph *g,
     return true;
 }
 
-bool fu_activation(const struct kiln_opt *o, const struct kiln_graph *g, size_t i, const char *x,
-                   struct fu_act *a)
+/* fu_activation's work; *a may be written also when it returns false. */
+static bool activation_of(const struct kiln_opt *o, const struct kiln_graph *g, size_t i,
+                          const char *x, struct fu_act *a)
 {
     if (!kiln_opt_live(o, g, i)) return false;
     const struct kiln_node *n = &g->nodes[i];
@@ -148,6 +158,15 @@ bool fu_activation(const struct kiln_opt *o, const struct kiln_graph *g, size_t 
         return n->n_in <= 3 && clip_bound(o, g, n, 1, &a->p[0]) && clip_bound(o, g, n, 2, &a->p[1]);
     }
     return false;
+}
+
+bool fu_activation(const struct kiln_opt *o, const struct kiln_graph *g, size_t i, const char *x,
+                   struct fu_act *a)
+{
+    struct fu_act t;
+    if (!activation_of(o, g, i, x, &t)) return false;
+    *a = t;
+    return true;
 }
 
 bool fu_match_silu(const struct kiln_opt *o, const struct kiln_graph *g, const char *x,

@@ -7,8 +7,12 @@
 
 #include "opt/opt.h"
 
-/* The tensor of `name` when it is a constant (initializer, queued ones included) of
- * element type float32; NULL otherwise. */
+/* The tensor of `name` when it is a constant: an initializer (queued ones included) that is
+ * not an overridable input, or a value shape inference knows entirely (a Constant node's
+ * output, a folded one); NULL otherwise. */
+const struct kiln_tensor *fu_const(const struct kiln_opt *o, const struct kiln_graph *g,
+                                   const char *name);
+/* fu_const when the element type is float32. */
 const struct kiln_tensor *fu_const_f32(const struct kiln_opt *o, const struct kiln_graph *g,
                                        const char *name);
 /* Whether `name` is a constant (any float or integer type) whose every element equals v

@@ -549,7 +549,10 @@ static void histogram(const kiln_model *m)
         snprintf(key, sizeof key, "%s%s%s", dom && dom[0] ? dom : "", dom && dom[0] ? "." : "", op);
         size_t j = 0;
         while (j < nh && strcmp(h[j].op, key)) j++;
-        if (j == nh && nh < 128) snprintf(h[nh++].op, sizeof h[0].op, "%s", key);
+        if (j == nh && nh < 128) {
+            snprintf(h[nh].op, sizeof h[0].op, "%s", key);
+            h[nh++].n = 0;
+        }
         if (j < 128) h[j].n++;
     }
     for (size_t j = 0; j < nh; j++) printf(" %s=%zu", h[j].op, h[j].n);
