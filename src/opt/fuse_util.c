@@ -189,6 +189,28 @@ bool fu_match_silu(const struct kiln_opt *o, const struct kiln_graph *g, const c
     return false;
 }
 
+bool fu_closed(const struct kiln_graph *g, const size_t *nodes, size_t n, const char *const *keep,
+               size_t n_keep)
+{
+    for (size_t a = 0; a < n; a++) {
+        const struct kiln_node *p = &g->nodes[nodes[a]];
+        for (size_t j = 0; j < p->n_out; j++) {
+            const char *v = p->outputs[j];
+            bool kept = !v[0];
+            for (size_t k = 0; k < n_keep && !kept; k++) kept = keep[k] && !strcmp(keep[k], v);
+            if (kept) continue;
+            if (kiln_opt_is_graph_output(g, v)) return false;
+            int inside = 0;
+            for (size_t b = 0; b < n; b++) {
+                const struct kiln_node *c = &g->nodes[nodes[b]];
+                for (size_t i = 0; i < c->n_in; i++) inside += !strcmp(c->inputs[i], v);
+            }
+            if (kiln_opt_uses(g, v) != inside) return false;
+        }
+    }
+    return true;
+}
+
 kiln_status fu_replace(struct kiln_opt *o, struct kiln_graph *g, const size_t *nodes, size_t n,
                        const char *op, const char *domain, size_t n_in, const char *const *ins,
                        size_t n_out, const char *const *outs, const struct kiln_node *src,

@@ -41,6 +41,12 @@ bool fu_is_f32(const struct kiln_graph *g, const char *name);
  * -1 otherwise (also for graph outputs). */
 int fu_next(const struct kiln_opt *o, const struct kiln_graph *g, size_t i);
 
+/* Whether the matched nodes[0..n) of g are self-contained: every output of theirs other than
+ * keep[0..n_keep) is used only by inputs of these nodes (and is no graph output), so that
+ * removing them all leaves no reader behind. */
+bool fu_closed(const struct kiln_graph *g, const size_t *nodes, size_t n, const char *const *keep,
+               size_t n_keep);
+
 /* An activation the fused ops take (cpu/act.h): the op name, parameters and approximation. */
 struct fu_act {
     const char *name; /* "" for none */

@@ -203,7 +203,8 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
         bool dup = false;
         for (size_t x = 0; x < a.n; x++)
             for (size_t y = x + 1; y < a.n; y++) dup = dup || a.nodes[x] == a.nodes[y];
-        if (dup) continue;
+        const char *keep[3] = {a.out, a.present_k, a.present_v};
+        if (dup || !fu_closed(g, a.nodes, a.n, keep, 3)) continue;
         const char *ins[6] = {a.q, a.k, a.v, a.mask ? a.mask : "", a.pk ? a.pk : "",
                               a.pv ? a.pv : ""};
         const char *outs[3] = {a.out, a.present_k ? a.present_k : "", a.present_v ? a.present_v : ""};

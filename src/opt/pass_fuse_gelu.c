@@ -155,7 +155,8 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
         bool dup = false;
         for (size_t a = 0; a < m.n; a++)
             for (size_t b = a + 1; b < m.n; b++) dup = dup || m.nodes[a] == m.nodes[b];
-        if (dup) continue;
+        const char *keep[1] = {out};
+        if (dup || !fu_closed(g, m.nodes, m.n, keep, 1)) continue;
         const char *ins[1] = {m.x}, *outs[1] = {out};
         struct kiln_node *nn;
         KILN_TRY(fu_replace(o, g, m.nodes, m.n, "Gelu", std_gelu ? "" : "kiln", 1, ins, 1, outs,

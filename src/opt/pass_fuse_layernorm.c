@@ -161,7 +161,6 @@ static bool match_ln(const struct kiln_opt *o, const struct kiln_graph *g, size_
     if (sn->n_in != 2 || strcmp(sn->inputs[0], *x) || strcmp(sn->inputs[1], r0->outputs[0])) return false;
     add(m, su);
     const char *d = sn->outputs[0];
-    if (kiln_opt_uses(g, d) != 2 || kiln_opt_is_graph_output(g, d)) return false;
     /* d's uses: the square (-> variance ReduceMean) and the normalizing Div / Mul. */
     for (size_t i = 0; i < g->n_nodes; i++) {
         if (!kiln_opt_is_op(o, g, i, "ReduceMean")) continue;
@@ -223,6 +222,8 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
             if (!(rms ? match_rms(o, g, i, &x, &m) : match_ln(o, g, i, &x, &m))) continue;
             bool std_op = opset >= (rms ? 23 : 17);
             if (!std_op && !kiln_opt_keep_fused(o)) break;
+            const char *keep[1] = {m.out};
+            if (!fu_closed(g, m.nodes, m.n, keep, 1)) continue;
             const char *gamma = m.gamma;
             if (!gamma) KILN_TRY(ones(o, g, x, m.k, &gamma));
             if (!gamma) break;

@@ -533,6 +533,169 @@ static void test_fuse_matmul_add(void)
                "fuse_matmul_add,dce", true, "MatMul=1 Add=1", 0);
 }
 
+
+/* ------------------------------------------------------------------ GELU */
+
+static void test_fuse_gelu(void)
+{
+    static const char *const forms[] = {
+        /* PyTorch: (x * (1 + erf(x / sqrt2))) * 0.5 */
+        "node Div x,sq2 -> a\nnode Erf a -> e\nnode Add e,one -> p\nnode Mul x,p -> m\n"
+        "node Mul m,half -> y\n",
+        /* (x * 0.5) * (1 + erf(x * 1/sqrt2)), constants first */
+        "node Mul isq2,x -> a\nnode Erf a -> e\nnode Add one,e -> p\nnode Mul half,x -> h\n"
+        "node Mul h,p -> y\n",
+        /* x * ((1 + erf) * 0.5) */
+        "node Div x,sq2 -> a\nnode Erf a -> e\nnode Add e,one -> p\nnode Mul p,half -> h\n"
+        "node Mul x,h -> y\n",
+        /* tanh form with Pow */
+        "node Pow x,three -> c\nnode Mul c,k -> kc\nnode Add x,kc -> s\nnode Mul s,r -> a\n"
+        "node Tanh a -> t\nnode Add t,one -> p\nnode Mul x,p -> m\nnode Mul m,half -> y\n",
+        /* tanh form with x * x * x */
+        "node Mul x,x -> x2\nnode Mul x2,x -> c\nnode Mul k,c -> kc\nnode Add kc,x -> s\n"
+        "node Mul r,s -> a\nnode Tanh a -> t\nnode Add one,t -> p\nnode Mul half,x -> h\n"
+        "node Mul h,p -> y\n",
+    };
+    static const char *consts =
+        "init sq2 f32 - = 1.4142135\ninit isq2 f32 - = 0.70710677\ninit one f32 - = 1\n"
+        "init half f32 - = 0.5\ninit three f32 - = 3\ninit k f32 - = 0.044715\n"
+        "init r f32 - = 0.7978846\n";
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        for (int opset = 13; opset <= 20; opset += 7) {
+            char text[2048], what[64];
+            snprintf(text, sizeof text, "opset %d\ninput x f32 2,3,33\n%s%soutput y\n", opset,
+                     consts, forms[i]);
+            snprintf(what, sizeof what, "GELU form %zu, opset %d", i, opset);
+            check_case(what, text, "fuse_gelu,dce", true,
+                       opset >= 20 ? "Gelu=1 Erf=0 Tanh=0 Mul=0" : "kiln.Gelu=1 Erf=0 Tanh=0 Mul=0",
+                       2e-6);
+        }
+    }
+    check_case("GELU at opset 13, standard ops only",
+               "opset 13\ninput x f32 5\ninit sq2 f32 - = 1.4142135\ninit one f32 - = 1\n"
+               "init half f32 - = 0.5\n" "node Div x,sq2 -> a\nnode Erf a -> e\nnode Add e,one -> p\n"
+               "node Mul x,p -> m\nnode Mul m,half -> y\noutput y\n",
+               "fuse_gelu,dce", false, "Erf=1", 0);
+    check_case("not GELU (0.6 instead of 0.5)",
+               "opset 20\ninput x f32 5\ninit sq2 f32 - = 1.4142135\ninit one f32 - = 1\n"
+               "init half f32 - = 0.6\n" "node Div x,sq2 -> a\nnode Erf a -> e\nnode Add e,one -> p\n"
+               "node Mul x,p -> m\nnode Mul m,half -> y\noutput y\n",
+               "fuse_gelu,dce", true, "Erf=1 Gelu=0", 0);
+}
+
+/* ------------------------------------------------------------------ LayerNorm, RMSNorm */
+
+static void test_fuse_layernorm(void)
+{
+    static const char *ln =
+        "init eps f32 - = 1e-5\ninit two f32 - = 2\ninit gamma f32 %s rand\ninit beta f32 %s rand\n"
+        "node ReduceMean x -> m axes=ints:%s\nnode Sub x,m -> d\nnode %s -> q\n"
+        "node ReduceMean q -> v axes=ints:%s\nnode Add v,eps -> ve\nnode Sqrt ve -> s\n%s"
+        "node Mul gamma,n -> g\nnode Add g,beta -> y\n";
+    static const struct {
+        const char *pdims, *axes, *square, *norm;
+    } v[] = {
+        {"7", "-1", "Pow d,two", "node Div d,s -> n\n"},
+        {"7", "2", "Mul d,d", "node Reciprocal s -> rs\nnode Mul rs,d -> n\n"},
+        {"5,7", "-1,-2", "Pow d,two", "node Div d,s -> n\n"},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        for (int opset = 13; opset <= 17; opset += 4) {
+            char body[1024], text[2048], what[64];
+            snprintf(body, sizeof body, ln, v[i].pdims, v[i].pdims, v[i].axes, v[i].square,
+                     v[i].axes, v[i].norm);
+            snprintf(text, sizeof text, "opset %d\ninput x f32 2,5,7\n%soutput y\n", opset, body);
+            snprintf(what, sizeof what, "LayerNorm form %zu, opset %d", i, opset);
+            check_case(what, text, "fuse_layernorm,dce", true,
+                       opset >= 17 ? "LayerNormalization=1 ReduceMean=0 Add=0"
+                                   : "kiln.LayerNormalization=1 ReduceMean=0 Add=0",
+                       2e-5);
+        }
+    check_case("LayerNorm without affine, axes input (opset 18)",
+               "opset 18\ninput x f32 3,9\ninit ax i64 1 = -1\ninit eps f32 - = 1e-3\n"
+               "init two f32 - = 2\nnode ReduceMean x,ax -> m\nnode Sub x,m -> d\n"
+               "node Pow d,two -> q\nnode ReduceMean q,ax -> v\nnode Add eps,v -> ve\n"
+               "node Sqrt ve -> s\nnode Div d,s -> y\noutput y\n",
+               "fuse_layernorm,dce", true, "LayerNormalization=1 ReduceMean=0", 2e-5);
+    check_case("RMSNorm (opset 17 -> kiln)",
+               "opset 17\ninput x f32 2,4,6\ninit eps f32 - = 1e-6\ninit two f32 - = 2\n"
+               "init gamma f32 6 rand\nnode Pow x,two -> q\nnode ReduceMean q -> v axes=ints:-1\n"
+               "node Add v,eps -> ve\nnode Sqrt ve -> s\nnode Div x,s -> n\nnode Mul n,gamma -> y\n"
+               "output y\n",
+               "fuse_layernorm,dce", true, "kiln.RMSNormalization=1 ReduceMean=0", 2e-5);
+    check_case("RMSNorm (opset 23)",
+               "opset 23\ninput x f32 2,4,6\ninit ax i64 1 = -1\ninit eps f32 - = 1e-6\n"
+               "init gamma f32 6 rand\nnode Mul x,x -> q\nnode ReduceMean q,ax -> v\n"
+               "node Add v,eps -> ve\nnode Sqrt ve -> s\nnode Reciprocal s -> r\nnode Mul x,r -> n\n"
+               "node Mul gamma,n -> y\noutput y\n",
+               "fuse_layernorm,dce", true, "RMSNormalization=1 ReduceMean=0", 2e-5);
+    check_case("not LayerNorm (reduces a middle axis)",
+               "opset 17\ninput x f32 2,5,7\ninit eps f32 - = 1e-5\ninit two f32 - = 2\n"
+               "node ReduceMean x -> m axes=ints:1\nnode Sub x,m -> d\nnode Pow d,two -> q\n"
+               "node ReduceMean q -> v axes=ints:1\nnode Add v,eps -> ve\nnode Sqrt ve -> s\n"
+               "node Div d,s -> y\noutput y\n",
+               "fuse_layernorm,dce", true, "ReduceMean=2 LayerNormalization=0", 0);
+}
+
+/* ------------------------------------------------------------------ attention */
+
+/* One attention block over x [B, S, 16] with H = 4 heads of D = 4; `kshape` and `extra`
+ * vary the K path and the scale / mask. */
+static void attention_case(const char *what, const char *inputs, const char *k_path,
+                           const char *scores, const char *expect, const char *extra_out)
+{
+    char text[4096];
+    snprintf(text, sizeof text,
+             "opset 13\n%s"
+             "init wq f32 16,16 rand\ninit wk f32 16,16 rand\ninit wv f32 16,16 rand\n"
+             "init bq f32 16 rand\ninit shp i64 4 = 0,0,4,4\ninit back i64 3 = 0,0,16\n"
+             "init c8 f32 - = 2\n"
+             "node MatMul x,wq -> q0\nnode Add q0,bq -> q\nnode MatMul x,wk -> k\n"
+             "node MatMul x,wv -> v\n"
+             "node Reshape q,shp -> q3\nnode Transpose q3 -> q4 perm=ints:0,2,1,3\n"
+             "node Reshape v,shp -> v3\n"
+             "%s%s"
+             "node Softmax sc -> p axis=int:-1\nnode MatMul p,vv -> o4\n"
+             "node Transpose o4 -> o3 perm=ints:0,2,1,3\nnode Reshape o3,back -> y\noutput y\n%s",
+             inputs, k_path, scores, extra_out);
+    check_case(what, text, "fuse_attention,dce", true, expect, 2e-5);
+}
+
+static void test_fuse_attention(void)
+{
+    static const char *k_plain =
+        "node Reshape k,shp -> k3\nnode Transpose k3 -> kt perm=ints:0,2,3,1\n"
+        "node Transpose v3 -> vv perm=ints:0,2,1,3\n";
+    static const char *k_double = /* BERT's export before transposes are merged */
+        "node Reshape k,shp -> k3\nnode Transpose k3 -> k4 perm=ints:0,2,1,3\n"
+        "node Transpose k4 -> kt perm=ints:0,1,3,2\nnode Transpose v3 -> vv perm=ints:0,2,1,3\n";
+    attention_case("BERT-style attention (scale by Div)", "input x f32 2,5,16\n", k_double,
+                   "node MatMul q4,kt -> s0\nnode Div s0,c8 -> sc\n",
+                   "kiln.Attention=1 Softmax=0 Transpose=0 Reshape=0", "");
+    attention_case("attention, scale on Q, padding mask", "input x f32 2,5,16\ninput mask f32 2,1,1,5\n",
+                   k_plain, "node Mul q4,c8 -> qs\nnode MatMul qs,kt -> s0\nnode Add mask,s0 -> sc\n",
+                   "kiln.Attention=1 Softmax=0", "");
+    attention_case("attention without scale", "input x f32 1,3,16\n", k_plain,
+                   "node MatMul q4,kt -> sc\n", "kiln.Attention=1 Softmax=0", "");
+    /* GPT-2-style decoding step with a KV cache: past K/V [B, H, P, D], a causal additive
+     * mask [S, P + S], present K/V as graph outputs. */
+    static const char *k_cache =
+        "node Reshape k,shp -> k3\nnode Transpose k3 -> kn perm=ints:0,2,1,3\n"
+        "node Concat pk,kn -> present_k axis=int:2\n"
+        "node Transpose present_k -> kt perm=ints:0,1,3,2\n"
+        "node Transpose v3 -> v4 perm=ints:0,2,1,3\nnode Concat pv,v4 -> vv axis=int:2\n";
+    attention_case("GPT-2 block with KV cache",
+                   "input x f32 1,2,16\ninput pk f32 1,4,3,4\ninput pv f32 1,4,3,4\ninput mask f32 2,5\n",
+                   k_cache, "node MatMul q4,kt -> s0\nnode Mul s0,c8 -> s1\nnode Add s1,mask -> sc\n",
+                   "kiln.Attention=1 Concat=0 Softmax=0", "output present_k\noutput vv\n");
+    /* Not fused: the probabilities are also an output; a mask that broadcasts the key axis. */
+    attention_case("attention with probabilities read", "input x f32 1,3,16\n", k_plain,
+                   "node MatMul q4,kt -> sc\n", "kiln.Attention=0 Softmax=1", "output p\n");
+    attention_case("attention, mask broadcasting keys", "input x f32 1,3,16\ninput mask f32 1,1,3,1\n",
+                   k_plain, "node MatMul q4,kt -> s0\nnode Add s0,mask -> sc\n",
+                   "kiln.Attention=0 Softmax=1", "");
+}
+
 /* ------------------------------------------------------------------ bench models */
 
 static void histogram(const kiln_model *m)
@@ -594,5 +757,8 @@ int main(int argc, char **argv)
     test_fuse_bn();
     test_fuse_activation();
     test_fuse_matmul_add();
+    test_fuse_gelu();
+    test_fuse_layernorm();
+    test_fuse_attention();
     return test_summary("test_opt_extended");
 }
