@@ -696,6 +696,78 @@ static void test_fuse_attention(void)
                    "kiln.Attention=0 Softmax=1", "");
 }
 
+
+/* ------------------------------------------------------------------ bias / scale, Pad */
+
+static void test_fuse_bias_scale(void)
+{
+    check_case("Conv + Add per channel + Mul scalar",
+               "opset 13\ninput x f32 1,3,5,5\ninit w f32 4,3,3,3 rand\ninit b f32 4 rand\n"
+               "init c f32 4,1,1 rand\ninit k f32 - = 0.5\nnode Conv x,w,b -> y0\n"
+               "node Add c,y0 -> y1\nnode Mul y1,k -> y\noutput y\n",
+               "fuse_bias_scale,dce", false, "Conv=1 Add=0 Mul=0", 1e-5);
+    check_case("Conv (no bias) * per-channel [1,M,1,1]",
+               "opset 13\ninput x f32 2,3,4,4\ninit w f32 4,3,1,1 rand\ninit c f32 1,4,1,1 rand\n"
+               "node Conv x,w -> y0\nnode Mul y0,c -> y\noutput y\n",
+               "fuse_bias_scale,dce", false, "Conv=1 Mul=0", 1e-5);
+    check_case("Gemm (transB, beta) + Add [N] then * [1,N]",
+               "opset 13\ninput x f32 3,5\ninit w f32 4,5 rand\ninit cc f32 4 rand\ninit a f32 4 rand\n"
+               "init m f32 1,4 rand\nnode Gemm x,w,cc -> g transB=int:1 beta=float:0.5\n"
+               "node Add g,a -> g1\nnode Mul g1,m -> y\noutput y\n",
+               "fuse_bias_scale,dce", false, "Gemm=1 Add=0 Mul=0", 1e-5);
+    check_case("Conv + Add of a spatial map (not per channel)",
+               "opset 13\ninput x f32 1,2,4,4\ninit w f32 2,2,1,1 rand\ninit c f32 1,1,4,4 rand\n"
+               "node Conv x,w -> y0\nnode Add y0,c -> y\noutput y\n",
+               "fuse_bias_scale,dce", false, "Conv=1 Add=1", 0);
+}
+
+static void test_fuse_pad(void)
+{
+    check_case("Pad + Conv",
+               "opset 13\ninput x f32 1,3,6,5\ninit w f32 4,3,3,3 rand\ninit pads i64 8 = 0,0,1,2,0,0,2,0\n"
+               "node Pad x,pads -> p\nnode Conv p,w -> y pads=ints:1,0,0,1\noutput y\n",
+               "fuse_pad,dce", false, "Pad=0 Conv=1", 1e-6);
+    check_case("Pad + AveragePool (count_include_pad)",
+               "opset 13\ninput x f32 1,2,6,6\n"
+               "init pads4 i64 8 = 0,0,1,1,0,0,1,1\n"
+               "node Pad x,pads4 -> p\nnode AveragePool p -> y kernel_shape=ints:3,3\noutput y\n",
+               "fuse_pad,dce", false, "Pad=0 AveragePool=1", 1e-6);
+    check_case("Relu + Pad(0) + MaxPool",
+               "opset 13\ninput x f32 1,2,6,6\ninit pads i64 8 = 0,0,1,1,0,0,1,1\n"
+               "node Relu x -> r\nnode Pad r,pads -> p\n"
+               "node MaxPool p -> y kernel_shape=ints:3,3 strides=ints:2,2\noutput y\n",
+               "fuse_pad,dce", false, "Pad=0 MaxPool=1", 0);
+    check_case("Pad(0) + MaxPool of a signed input",
+               "opset 13\ninput x f32 1,2,6,6\ninit pads i64 8 = 0,0,1,1,0,0,1,1\n"
+               "node Pad x,pads -> p\nnode MaxPool p -> y kernel_shape=ints:3,3\noutput y\n",
+               "fuse_pad,dce", false, "Pad=1 MaxPool=1", 0);
+    check_case("Pad of channels + Conv",
+               "opset 13\ninput x f32 1,2,4,4\ninit w f32 2,3,1,1 rand\ninit pads i64 8 = 0,1,0,0,0,0,0,0\n"
+               "node Pad x,pads -> p\nnode Conv p,w -> y\noutput y\n",
+               "fuse_pad,dce", false, "Pad=1 Conv=1", 0);
+}
+
+/* ------------------------------------------------------------------ Transposes */
+
+static void test_push_transpose(void)
+{
+    check_case("Transpose -> Relu -> Add scalar -> inverse Transpose",
+               "opset 13\ninput x f32 2,3,4\ninit one f32 - = 1\n"
+               "node Transpose x -> t perm=ints:0,2,1\nnode Relu t -> r\nnode Add r,one -> a\n"
+               "node Transpose a -> y perm=ints:0,2,1\noutput y\n",
+               "push_transpose,dce", false, "Transpose=0 Relu=1 Add=1", 0);
+    check_case("two transposed operands, non-inverse second Transpose",
+               "opset 13\ninput x f32 2,3,4\ninput z f32 2,3,4\n"
+               "node Transpose x -> t perm=ints:2,0,1\nnode Transpose z -> u perm=ints:2,0,1\n"
+               "node Mul t,u -> m\nnode Sigmoid m -> s\nnode Transpose s -> y perm=ints:0,2,1\noutput y\n",
+               "push_transpose,dce", false, "Transpose=1 Mul=1 Sigmoid=1", 0);
+    check_case("Transpose -> Add of a tensor (not pushed)",
+               "opset 13\ninput x f32 2,3\ninput z f32 3,2\n"
+               "node Transpose x -> t perm=ints:1,0\nnode Add t,z -> a\n"
+               "node Transpose a -> y perm=ints:1,0\noutput y\n",
+               "push_transpose,dce", false, "Transpose=2", 0);
+}
+
 /* ------------------------------------------------------------------ bench models */
 
 static void histogram(const kiln_model *m)
@@ -760,5 +832,8 @@ int main(int argc, char **argv)
     test_fuse_gelu();
     test_fuse_layernorm();
     test_fuse_attention();
+    test_fuse_bias_scale();
+    test_fuse_pad();
+    test_push_transpose();
     return test_summary("test_opt_extended");
 }
