@@ -46,6 +46,14 @@ add_test(NAME onnx_conformance_opset18
                  --refused ${CMAKE_SOURCE_DIR}/tests/onnx/convert_refused.txt
                  --passing ${CMAKE_SOURCE_DIR}/tests/onnx/passing.txt
                  --report ${CMAKE_BINARY_DIR}/conformance_opset18.md)
+# The same cases optimized at each level (kiln_model_optimize, keep_fused on), then written
+# and loaded back: every pass must leave the outputs equal, and its result writable.
+foreach(level basic extended)
+  add_test(NAME onnx_conformance_${level}
+           COMMAND kiln-conformance --data ${KILN_ONNX_TESTS} -j 2 --level ${level} --roundtrip
+                   --passing ${CMAKE_SOURCE_DIR}/tests/onnx/passing.txt
+                   --report ${CMAKE_BINARY_DIR}/conformance_${level}.md)
+endforeach()
 
 # Shape inference against the same cases: inferred output types must equal the actual output
 # shapes (inputs fixed to the test data) and the declared ones; the cases in

@@ -28,6 +28,7 @@
 #define KILN_DOM_ML "ai.onnx.ml"
 #define KILN_DOM_TRAINING "ai.onnx.preview.training"
 #define KILN_DOM_PREVIEW "ai.onnx.preview"
+#define KILN_DOM_KILN "kiln"
 
 struct attr_row {
     const char *domain, *op;

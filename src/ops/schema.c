@@ -1,6 +1,7 @@
 /* schema.c: the ONNX op schema table (schema.h): which ops exist in which versions, from the
  * ONNX operator changelog (onnx/onnx docs/Operators.md, Operators-ml.md, Changelog.md) up to
- * ai.onnx opset 28, ai.onnx.ml 5, ai.onnx.preview.training 1 and ai.onnx.preview 1.
+ * ai.onnx opset 28, ai.onnx.ml 5, ai.onnx.preview.training 1 and ai.onnx.preview 1, and
+ * kiln's own domain "kiln" version 1 (the fused ops of docs/fused-ops.md).
  *
  * schema_table.def lists each op once per domain with every since_version in which its
  * schema changed and, for deprecated ops, the opset from which it no longer exists.
@@ -16,6 +17,7 @@
 #define KILN_DOM_ML "ai.onnx.ml"
 #define KILN_DOM_TRAINING "ai.onnx.preview.training"
 #define KILN_DOM_PREVIEW "ai.onnx.preview"
+#define KILN_DOM_KILN "kiln"
 
 #define KILN_SCHEMA(dom, op, dep, ...) static const int v_##dom##_##op[] = {__VA_ARGS__};
 #include "ops/schema_table.def"
@@ -37,6 +39,7 @@ static const struct {
     {"ai.onnx.ml", 5},
     {"ai.onnx.preview.training", 1},
     {"ai.onnx.preview", 1},
+    {"kiln", 1},
 };
 
 static const char *norm_domain(const char *d)

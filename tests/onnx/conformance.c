@@ -19,9 +19,14 @@
  * case name, then the reason). A case of --passing that is refused without being listed
  * there, or listed there but no longer refused, is a regression.
  *
+ * --level basic|extended optimizes each model (kiln_model_optimize, keep_fused on) after the
+ * conversion and before the round trip, so every optimizer pass is checked against every
+ * case; a failure to optimize fails the case.
+ *
  * Usage: kiln-conformance [--data DIR] [-k SUBSTR]... [-v] [-j N] [--passing FILE]
  *                         [--write-passing FILE] [--report FILE] [--timeout SEC]
  *                         [--roundtrip] [--opset N [--refused FILE]]
+ *                         [--level basic|extended|layout]
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -51,6 +56,7 @@ struct result {
 
 static int roundtrip;       /* --roundtrip */
 static int64_t target_opset; /* --opset N; 0: none */
+static int opt_level;        /* --level: a kiln_opt_level; 0: none */
 
 /* ------------------------------------------------------------------ comparison */
 
@@ -278,6 +284,14 @@ static void run_case(const char *dir, struct result *r)
             }
         }
     }
+    if (opt_level) {
+        kiln_optimize_options oo = {.level = (kiln_opt_level)opt_level, .keep_fused = 1};
+        if (kiln_model_optimize(m, &oo, &err)) {
+            snprintf(r->reason, sizeof r->reason, "optimize: %.1000s", err.msg);
+            kiln_model_free(m);
+            return;
+        }
+    }
     if (roundtrip) {
         void *buf = NULL;
         size_t len = 0;
@@ -437,12 +451,23 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--report") == 0 && next) report = argv[++i];
         else if (strcmp(a, "--timeout") == 0 && next) timeout = atoi(argv[++i]);
         else if (strcmp(a, "--roundtrip") == 0) roundtrip = 1;
+        else if (strcmp(a, "--level") == 0 && next) {
+            const char *l = argv[++i];
+            opt_level = !strcmp(l, "basic")      ? KILN_OPT_BASIC
+                        : !strcmp(l, "extended") ? KILN_OPT_EXTENDED
+                        : !strcmp(l, "layout")   ? KILN_OPT_LAYOUT
+                                                 : -1;
+            if (opt_level < 0) {
+                fprintf(stderr, "%s: unknown level '%s' (basic, extended, layout)\n", argv[0], l);
+                return 2;
+            }
+        }
         else if (strcmp(a, "--opset") == 0 && next) target_opset = atoi(argv[++i]);
         else if (strcmp(a, "--refused") == 0 && next) refused_file = argv[++i];
         else {
             fprintf(stderr, "usage: %s [--data DIR] [-k SUBSTR]... [-v] [-j N] [--passing FILE] "
                             "[--write-passing FILE] [--report FILE] [--timeout SEC] "
-                            "[--roundtrip] [--opset N [--refused FILE]]\n", argv[0]);
+                            "[--roundtrip] [--opset N [--refused FILE]] [--level LEVEL]\n", argv[0]);
             return 2;
         }
     }

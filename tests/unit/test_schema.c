@@ -24,6 +24,7 @@
 #define KILN_DOM_ML "ai.onnx.ml"
 #define KILN_DOM_TRAINING "ai.onnx.preview.training"
 #define KILN_DOM_PREVIEW "ai.onnx.preview"
+#define KILN_DOM_KILN "kiln"
 
 /* The tables themselves, read the way schema.c and check.c read them. */
 struct entry {
@@ -135,7 +136,11 @@ static const struct entry *entry_of(const char *domain, const char *op)
 
 static int domain_rank(const char *d)
 {
-    return !d[0] ? 0 : strcmp(d, KILN_DOM_ML) == 0 ? 1 : strcmp(d, KILN_DOM_TRAINING) == 0 ? 2 : 3;
+    return !d[0]                             ? 0
+           : strcmp(d, KILN_DOM_ML) == 0       ? 1
+           : strcmp(d, KILN_DOM_TRAINING) == 0 ? 2
+           : strcmp(d, KILN_DOM_PREVIEW) == 0  ? 3
+                                               : 4; /* as check.c */
 }
 
 static const char *const type_names[] = {

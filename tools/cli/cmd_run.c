@@ -1,5 +1,5 @@
 /* cmd_run.c: `kiln run MODEL [--input NAME=FILE]... [--input-dir DIR] [--output-dir DIR]
- * [--format pb|npy] [--threads N] [--print-all]`.
+ * [--format pb|npy] [--threads N] [--print-all] [--level basic|extended]`.
  *
  * Binds input files to graph inputs (by name, or by position from an ONNX test data set
  * folder), runs one session, then prints or writes the outputs. Every problem the CLI can
@@ -7,7 +7,8 @@
  * reported here with the model's own names; element type and shape are validated by
  * kiln_session_run, also before anything runs. Output files are written atomically by the
  * library; if a later output fails to write, the earlier ones of this run are removed, so
- * a failed run leaves no output files behind.
+ * a failed run leaves no output files behind. --level optimizes the model first
+ * (kiln_model_optimize with kiln's fused ops allowed).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@ struct run_args {
     struct cli_io_args io; /* MODEL, --input, --input-dir, --threads */
     const char *output_dir;
     bool npy, print_all;
+    kiln_opt_level level; /* --level: optimize first; KILN_OPT_NONE: as it is */
 };
 
 static int parse_args(int argc, char **argv, struct run_args *a)
@@ -40,6 +42,10 @@ static int parse_args(int argc, char **argv, struct run_args *a)
             if (strcmp(v, "pb") == 0) a->npy = false;
             else if (strcmp(v, "npy") == 0) a->npy = true;
             else return cli_usage("run", "--format takes pb or npy; got '%s'", v);
+        } else if ((v = cli_opt_value(argc, argv, &i, "--level", &missing))) {
+            if (strcmp(v, "basic") == 0) a->level = KILN_OPT_BASIC;
+            else if (strcmp(v, "extended") == 0) a->level = KILN_OPT_EXTENDED;
+            else return cli_usage("run", "--level takes basic or extended; got '%s'", v);
         } else if (strcmp(arg, "--print-all") == 0) {
             a->print_all = true;
         } else {
@@ -135,6 +141,13 @@ int cli_run(int argc, char **argv)
     /* The session first: a broken graph or an unsupported op is the problem to report,
      * whatever inputs were given. */
     kiln_err err = {0};
+    if (a.level != KILN_OPT_NONE) {
+        kiln_optimize_options oo = {.level = a.level, .keep_fused = 1};
+        if (kiln_model_optimize(m, &oo, &err) != KILN_OK) {
+            cli_error("%s: %s", a.io.model, err.msg);
+            goto done;
+        }
+    }
     kiln_session_options opt = {.threads = (int)a.io.threads};
     if (kiln_session_create(m, &opt, &s, &err) != KILN_OK) {
         cli_error("%s", err.msg);

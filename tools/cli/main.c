@@ -45,6 +45,8 @@ static const struct command commands[] = {
      "  --format pb|npy     file format for --output-dir (default pb)\n"
      "  --threads N         threads for the run (0 = one per CPU, the default)\n"
      "  --print-all         print every element of each output (default: a summary)\n"
+     "  --level L           optimize the graph first: basic or extended (kiln's fused ops\n"
+     "                      allowed); default: run it as it is\n"
      "\n"
      "Inputs are checked against the model's declared types before anything runs.\n"},
     {"compare", cli_compare, "compare two value files within a tolerance",
@@ -71,7 +73,24 @@ static const struct command commands[] = {
      "Inputs not given by file are generated from the declared type: fixed-seed\n"
      "pseudo-random floats in [-1,1), integers in [0,10), bools alternating. Prints the\n"
      "latency per run in ms (min, median, p90, mean, max) and the throughput.\n"},
-    {"optimize", NULL, "optimize a model's graph", NULL},
+    {"optimize", cli_optimize, "optimize a model's graph",
+     "usage: kiln optimize MODEL -o OUT.onnx [--level basic|extended|layout]\n"
+     "                     [--passes a,b,...] [--keep-fused] [--shapes NAME=DIMS,...]\n"
+     "                     [--report] [--external-data BYTES]\n"
+     "\n"
+     "  -o, --output FILE       where to write the optimized model (written atomically)\n"
+     "  --level L               basic: constant folding, dead code, duplicates, no-ops;\n"
+     "                          extended (default): + fusions; layout: + layout marks\n"
+     "  --passes a,b,...        run these passes instead of the level's (docs/optimizer.md)\n"
+     "  --keep-fused            fusions may use kiln's own ops (domain \"kiln\"); without\n"
+     "                          it the result is standard ONNX any runtime can load\n"
+     "  --shapes NAME=DIMS,...  fix inputs to concrete shapes (e.g. x=1x3x224x224) first,\n"
+     "                          so the shape arithmetic that depends on them folds\n"
+     "  --report                print what each pass changed (docs/optimizer.md)\n"
+     "  --external-data BYTES   tensors of at least BYTES bytes go to an external data\n"
+     "                          file next to OUT (default: everything inline)\n"
+     "\n"
+     "Outputs of the optimized model equal the original's within float rounding.\n"},
     {"convert", cli_convert, "convert a model to a newer opset, or re-write it",
      "usage: kiln convert MODEL -o OUT.onnx [--opset N] [--external-data BYTES]\n"
      "                    [--external-data-name NAME]\n"

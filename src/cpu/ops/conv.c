@@ -24,8 +24,9 @@
 #include <string.h>
 
 #include "base/pool.h"
-#include "cpu/tensor_util.h"
+#include "cpu/ops/fused.h"
 #include "cpu/sgemm.h"
+#include "cpu/tensor_util.h"
 
 /* ------------------------------------------------------------------ geometry */
 
@@ -518,7 +519,7 @@ static void conv_unit_chunk(void *ctx, size_t u0, size_t u1, int worker)
     }
 }
 
-static kiln_status conv_run(struct kiln_kctx *k)
+kiln_status kiln_cpu_conv_run(struct kiln_kctx *k)
 {
     const struct kiln_tensor *x, *w, *b;
     int64_t group;
@@ -728,7 +729,7 @@ static kiln_status convt_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_conv[] = {
-    {"Conv", "", 1, 0, conv_run},
+    {"Conv", "", 1, 0, kiln_cpu_conv_run},
     {"ConvTranspose", "", 1, 0, convt_run},
     {0},
 };

@@ -17,6 +17,7 @@
 
 #include "base/pool.h"
 #include "cpu/broadcast.h"
+#include "cpu/ops/fused.h"
 #include "cpu/sgemm.h"
 #include "cpu/tensor_util.h"
 
@@ -105,7 +106,7 @@ static void mm_batch_chunk(void *ctx, size_t t0, size_t t1, int worker)
     }
 }
 
-static kiln_status matmul_run(struct kiln_kctx *k)
+kiln_status kiln_cpu_matmul_run(struct kiln_kctx *k)
 {
     const struct kiln_tensor *a, *b;
     KILN_TRY(kiln_in_req(k, 0, &a));
@@ -226,7 +227,7 @@ static kiln_status matmul_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ Gemm */
 
-static kiln_status gemm_run(struct kiln_kctx *k)
+kiln_status kiln_cpu_gemm_run(struct kiln_kctx *k)
 {
     const struct kiln_tensor *a, *b, *c = kiln_in(k, 2);
     KILN_TRY(kiln_in_req(k, 0, &a));
@@ -310,7 +311,7 @@ static kiln_status gemm_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_gemm[] = {
-    {"MatMul", "", 1, 0, matmul_run},
-    {"Gemm", "", 1, 0, gemm_run},
+    {"MatMul", "", 1, 0, kiln_cpu_matmul_run},
+    {"Gemm", "", 1, 0, kiln_cpu_gemm_run},
     {0},
 };

@@ -51,6 +51,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/pool.h"
+#include "cpu/ops/fused.h"
 #include "cpu/sgemm.h"
 #include "cpu/tensor_util.h"
 
@@ -87,7 +89,80 @@ static kiln_status qkv_in(struct kiln_kctx *k, const struct kiln_tensor **q,
     return KILN_OK;
 }
 
-static kiln_status attention_run(struct kiln_kctx *k)
+/* One (batch, query head) of attention_common: scores, bias, softmax, times V. */
+struct attn_job {
+    const float *q4, *kp, *vp, *mf;
+    float *yf, *qkf, *sc, *yh; /* sc, yh: per worker Sq * T and Sq * Dv floats */
+    const struct kiln_tensor *nonpad;
+    struct kiln_pool *pool;
+    size_t B, Hq, Hkv, Sq, T, P, D, Dv, Tm;
+    const size_t *ms;
+    float scale, softcap;
+    int64_t mode;
+    bool three, causal, past;
+};
+
+static void attn_head(const struct attn_job *j, size_t b, size_t h, float *sc, float *yh)
+{
+    const size_t Sq = j->Sq, T = j->T, D = j->D, Dv = j->Dv, Hq = j->Hq, Tm = j->Tm;
+    const size_t *ms = j->ms;
+    int64_t npad = j->nonpad ? kiln_tensor_get_i64(j->nonpad, b) : (int64_t)T;
+    int64_t offset = j->past ? (int64_t)j->P : j->nonpad ? npad - (int64_t)Sq : 0;
+    size_t kvh = h / (Hq / j->Hkv);
+    const float *qh = j->q4 + (b * Hq + h) * Sq * D;
+    const float *kh = j->kp + (b * j->Hkv + kvh) * T * D;
+    const float *vh = j->vp + (b * j->Hkv + kvh) * T * Dv;
+    kiln_sgemm_par(j->pool, false, true, Sq, T, D, j->scale, qh, D, kh, D, 0.0f, sc, T);
+    float *qko = j->qkf ? j->qkf + (b * Hq + h) * Sq * T : NULL;
+    for (size_t i = 0; i < Sq; i++) {
+        float *row = sc + i * T;
+        if (j->softcap > 0)
+            for (size_t c = 0; c < T; c++) row[c] = j->softcap * tanhf(row[c] / j->softcap);
+        if (qko && j->mode <= 1) memcpy(qko + i * T, row, T * sizeof *row);
+        const float *mrow = j->mf ? j->mf + b * ms[0] + h * ms[1] + i * ms[2] : NULL;
+        for (size_t c = 0; c < T; c++) {
+            float bias = 0;
+            if (mrow) bias = c < Tm ? mrow[c * ms[3]] : -INFINITY;
+            if (j->causal && (int64_t)c > (int64_t)i + offset) bias = -INFINITY;
+            if (j->nonpad && (int64_t)c >= npad) bias = -INFINITY;
+            row[c] += bias;
+        }
+        if (qko && j->mode == 2) memcpy(qko + i * T, row, T * sizeof *row);
+        float mx = -INFINITY;
+        for (size_t c = 0; c < T; c++)
+            if (row[c] > mx) mx = row[c];
+        double sum = 0;
+        if (mx == -INFINITY) {
+            memset(row, 0, T * sizeof *row); /* fully masked: see file comment */
+        } else {
+            for (size_t c = 0; c < T; c++) {
+                row[c] = expf(row[c] - mx);
+                sum += row[c];
+            }
+            float inv = (float)(1.0 / sum);
+            for (size_t c = 0; c < T; c++) row[c] *= inv;
+        }
+        if (qko && j->mode == 3) memcpy(qko + i * T, row, T * sizeof *row);
+    }
+    kiln_sgemm_par(j->pool, false, false, Sq, Dv, T, 1.0f, sc, T, vh, Dv, 0.0f, yh, Dv);
+    for (size_t i = 0; i < Sq; i++) {
+        float *dst = j->three ? j->yf + ((b * Sq + i) * Hq + h) * Dv
+                              : j->yf + ((b * Hq + h) * Sq + i) * Dv;
+        memcpy(dst, yh + i * Dv, Dv * sizeof *dst);
+    }
+}
+
+static void attn_chunk(void *ctx, size_t u0, size_t u1, int worker)
+{
+    const struct attn_job *j = ctx;
+    float *sc = j->sc + (size_t)worker * j->Sq * j->T;
+    float *yh = j->yh + (size_t)worker * j->Sq * j->Dv;
+    for (size_t u = u0; u < u1; u++) attn_head(j, u / j->Hq, u % j->Hq, sc, yh);
+}
+
+/* Attention (ONNX) and kiln.Attention: q_heads / kv_heads are the head counts of 3-D inputs
+ * (read from the node's attributes by the caller; ignored for 4-D ones). */
+static kiln_status attention_common(struct kiln_kctx *k, int64_t hq, int64_t hk, bool causal)
 {
     const struct kiln_tensor *q, *kk, *v, *mask = kiln_in(k, 3), *pk = kiln_in(k, 4),
                              *pv = kiln_in(k, 5), *nonpad = kiln_in(k, 6);
@@ -100,7 +175,6 @@ static kiln_status attention_run(struct kiln_kctx *k)
     bool three = q->rank == 3;
     size_t B = (size_t)q->dims[0], Hq, Hkv, Sq, Skv, D, Dv;
     if (three) {
-        int64_t hq = kiln_attr_i(k, "q_num_heads", 0), hk = kiln_attr_i(k, "kv_num_heads", 0);
         if (hq < 1 || hk < 1 || q->dims[2] % hq || kk->dims[2] % hk || v->dims[2] % hk)
             return kiln_kfail(k, KILN_E_INVALID_MODEL,
                               "3-D inputs need q_num_heads/kv_num_heads dividing the hidden "
@@ -138,7 +212,6 @@ static kiln_status attention_run(struct kiln_kctx *k)
 
     float scale = kiln_attr_f(k, "scale", (float)(1.0 / sqrt((double)D)));
     if (!kiln_attr_has(k, "scale")) scale = (float)(1.0 / sqrt((double)D));
-    bool causal = kiln_attr_i(k, "is_causal", 0) != 0;
     float softcap = kiln_attr_f(k, "softcap", 0.0f);
     int64_t mode = kiln_attr_i(k, "qk_matmul_output_mode", 0);
 
@@ -222,61 +295,40 @@ static kiln_status attention_run(struct kiln_kctx *k)
     KILN_TRY(kiln_stage_out_f32(k, y, &yf));
     float *qkf = NULL, *sc, *yh;
     if (tqk) KILN_TRY(kiln_stage_out_f32(k, tqk, &qkf));
-    KILN_TRY(kiln_scratch(k, Sq * T * sizeof(float) + 1, (void **)&sc));
-    KILN_TRY(kiln_scratch(k, Sq * Dv * sizeof(float) + 1, (void **)&yh));
-    size_t rep = Hq / Hkv;
-    for (size_t b = 0; b < B; b++) {
-        int64_t npad = nonpad ? kiln_tensor_get_i64(nonpad, b) : (int64_t)T;
-        int64_t offset = pk ? (int64_t)P : nonpad ? npad - (int64_t)Sq : 0;
-        for (size_t h = 0; h < Hq; h++) {
-            size_t kvh = h / rep;
-            const float *qh = q4 + (b * Hq + h) * Sq * D;
-            const float *kh = kp + (b * Hkv + kvh) * T * D;
-            const float *vh = vp + (b * Hkv + kvh) * T * Dv;
-            kiln_sgemm_par(k->pool, false, true, Sq, T, D, scale, qh, D, kh, D, 0.0f, sc, T);
-            float *qko = qkf ? qkf + (b * Hq + h) * Sq * T : NULL;
-            for (size_t i = 0; i < Sq; i++) {
-                float *row = sc + i * T;
-                if (softcap > 0)
-                    for (size_t j = 0; j < T; j++) row[j] = softcap * tanhf(row[j] / softcap);
-                if (qko && mode <= 1) memcpy(qko + i * T, row, T * sizeof *row);
-                const float *mrow = mf ? mf + b * ms[0] + h * ms[1] + i * ms[2] : NULL;
-                for (size_t j = 0; j < T; j++) {
-                    float bias = 0;
-                    if (mf) bias = j < Tm ? mrow[j * ms[3]] : -INFINITY;
-                    if (causal && (int64_t)j > (int64_t)i + offset) bias = -INFINITY;
-                    if (nonpad && (int64_t)j >= npad) bias = -INFINITY;
-                    row[j] += bias;
-                }
-                if (qko && mode == 2) memcpy(qko + i * T, row, T * sizeof *row);
-                float mx = -INFINITY;
-                for (size_t j = 0; j < T; j++)
-                    if (row[j] > mx) mx = row[j];
-                double sum = 0;
-                if (mx == -INFINITY) {
-                    memset(row, 0, T * sizeof *row); /* fully masked: see file comment */
-                } else {
-                    for (size_t j = 0; j < T; j++) {
-                        row[j] = expf(row[j] - mx);
-                        sum += row[j];
-                    }
-                    float inv = (float)(1.0 / sum);
-                    for (size_t j = 0; j < T; j++) row[j] *= inv;
-                }
-                if (qko && mode == 3) memcpy(qko + i * T, row, T * sizeof *row);
-            }
-            kiln_sgemm_par(k->pool, false, false, Sq, Dv, T, 1.0f, sc, T, vh, Dv, 0.0f, yh, Dv);
-            for (size_t i = 0; i < Sq; i++) {
-                float *dst = three ? yf + ((b * Sq + i) * Hq + h) * Dv : yf + ((b * Hq + h) * Sq + i) * Dv;
-                memcpy(dst, yh + i * Dv, Dv * sizeof *dst);
-            }
-        }
-    }
+    /* (batch, head) pairs side by side, each with its own scores; a single pair (or a
+     * pool of one) runs its two products split over the pool instead. */
+    size_t threads = (size_t)kiln_pool_threads(k->pool);
+    KILN_TRY(kiln_scratch(k, threads * Sq * T * sizeof(float) + 1, (void **)&sc));
+    KILN_TRY(kiln_scratch(k, threads * Sq * Dv * sizeof(float) + 1, (void **)&yh));
+    struct attn_job j = {q4, kp, vp, mf, yf, qkf, sc, yh, nonpad, k->pool, B, Hq, Hkv, Sq, T,
+                         P, D, Dv, Tm, ms, scale, softcap, mode, three, causal, pk != NULL};
+    kiln_pool_for(k->pool, B * Hq, kiln_pool_grain(Sq * T * (D + Dv), 65536), attn_chunk, &j);
     kiln_unstage_f32(y, yf);
     if (tpk) kiln_unstage_f32(tpk, kp);
     if (tpv) kiln_unstage_f32(tpv, vp);
     if (tqk) kiln_unstage_f32(tqk, qkf);
     return KILN_OK;
+}
+
+static kiln_status attention_run(struct kiln_kctx *k)
+{
+    return attention_common(k, kiln_attr_i(k, "q_num_heads", 0), kiln_attr_i(k, "kv_num_heads", 0),
+                            kiln_attr_i(k, "is_causal", 0) != 0);
+}
+
+kiln_status kiln_cpu_kiln_attention_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *q;
+    KILN_TRY(kiln_in_req(k, 0, &q));
+    if (q->rank != 3)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "input Q has rank %d; expected 3 ([B, S, H*D])",
+                          q->rank);
+    if (k->n_in > 6 || k->n_out > 3)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL,
+                          "has %zu inputs and %zu outputs; expected at most 6 and 3", k->n_in,
+                          k->n_out);
+    int64_t nh = kiln_attr_i(k, "num_heads", 0);
+    return attention_common(k, nh, nh, kiln_attr_i(k, "causal", 0) != 0);
 }
 
 /* ------------------------------------------------------------------ RotaryEmbedding */

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "base/pool.h"
+#include "cpu/ops/fused.h"
 #include "cpu/tensor_util.h"
 
 /* Checks X's dtype and returns it staged. */
@@ -373,11 +374,11 @@ static kiln_status layernorm_common(struct kiln_kctx *k, bool rms)
     return KILN_OK;
 }
 
-static kiln_status layernorm_run(struct kiln_kctx *k)
+kiln_status kiln_cpu_layernorm_run(struct kiln_kctx *k)
 {
     return layernorm_common(k, false);
 }
-static kiln_status rmsnorm_run(struct kiln_kctx *k)
+kiln_status kiln_cpu_rmsnorm_run(struct kiln_kctx *k)
 {
     return layernorm_common(k, true);
 }
@@ -651,8 +652,8 @@ static kiln_status dropout_run(struct kiln_kctx *k)
 const struct kiln_cpu_op kiln_cpu_ops_norm[] = {
     {"BatchNormalization", "", 1, 0, batchnorm_run},
     {"InstanceNormalization", "", 1, 0, instnorm_run},
-    {"LayerNormalization", "", 1, 0, layernorm_run},
-    {"RMSNormalization", "", 1, 0, rmsnorm_run},
+    {"LayerNormalization", "", 1, 0, kiln_cpu_layernorm_run},
+    {"RMSNormalization", "", 1, 0, kiln_cpu_rmsnorm_run},
     {"GroupNormalization", "", 1, 0, groupnorm_run},
     {"MeanVarianceNormalization", "", 1, 0, mvn_run},
     {"LRN", "", 1, 0, lrn_run},

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "base/pool.h"
+#include "cpu/act.h"
 #include "cpu/float8.h"
 #include "cpu/tensor_util.h"
 #include "cpu/vmath.h"
@@ -193,35 +194,17 @@ static void sigmoid_f32(size_t n, const float *x, float *y, const struct uparams
     kiln_vsigmoid_f32(x, y, n);
 }
 
-#define GELU_CHUNK 256
-
-/* 0.5 * x * (1 + erf(x / sqrt 2)) */
+/* Gelu's loops live in cpu/act.c, shared with the fused ops' activations. */
 static void gelu_f32(size_t n, const float *x, float *y, const struct uparams *p)
 {
-    float t[GELU_CHUNK];
     (void)p;
-    for (size_t i = 0; i < n; i += GELU_CHUNK) {
-        size_t m = n - i < GELU_CHUNK ? n - i : GELU_CHUNK;
-        for (size_t j = 0; j < m; j++) t[j] = x[i + j] * 0.70710678118654752440f;
-        kiln_verf_f32(t, t, m);
-        for (size_t j = 0; j < m; j++) y[i + j] = 0.5f * x[i + j] * (1.0f + t[j]);
-    }
+    kiln_gelu_f32(x, y, n);
 }
 
-/* 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 x^3))) */
 static void gelu_tanh_f32(size_t n, const float *x, float *y, const struct uparams *p)
 {
-    float t[GELU_CHUNK];
     (void)p;
-    for (size_t i = 0; i < n; i += GELU_CHUNK) {
-        size_t m = n - i < GELU_CHUNK ? n - i : GELU_CHUNK;
-        for (size_t j = 0; j < m; j++) {
-            const float v = x[i + j];
-            t[j] = 0.79788456080286535588f * (v + 0.044715f * v * v * v);
-        }
-        kiln_vtanh_f32(t, t, m);
-        for (size_t j = 0; j < m; j++) y[i + j] = 0.5f * x[i + j] * (1.0f + t[j]);
-    }
+    kiln_gelu_tanh_f32(x, y, n);
 }
 
 /* ------------------------------------------------------------------ integer loops */
@@ -381,7 +364,7 @@ static void run_half(f32_loop *fn, kiln_dtype dt, size_t n, const uint16_t *x, u
 /* Element-wise work is split over the session's threads in blocks of PAR_BLOCK elements,
  * PAR_GRAIN blocks to a chunk (so a chunk is >= 16K elements and smaller tensors run
  * inline). Block starts are multiples of PAR_BLOCK, so every element goes through the same
- * loop code (the same HALF_CHUNK / GELU_CHUNK pieces, the same vector lanes) as in one
+ * loop code (the same HALF_CHUNK / act.c chunk pieces, the same vector lanes) as in one
  * pass: results do not depend on the thread count. */
 #define PAR_BLOCK 4096
 #define PAR_GRAIN 4

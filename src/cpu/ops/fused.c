@@ -1,0 +1,174 @@
+/* src/cpu/ops/fused.c: kiln's own ops (domain "kiln", version 1), which the extended
+ * optimizer level fuses subgraphs into. docs/fused-ops.md is the reference; in short:
+ *
+ * FusedConv (X, W, B?, Z?)      Conv, then + Z (the residual, Y's shape), then activation
+ * FusedGemm (A, B, C?, Z?)      Gemm, then + Z, then activation
+ * FusedMatMul (A, B, bias?, Z?) MatMul, then + bias (broadcast along the last dim), then + Z,
+ *                               then activation
+ * Gelu (X)                      ONNX Gelu-20 (approximate "none" or "tanh")
+ * LayerNormalization, RMSNormalization: ONNX LayerNormalization-17 and RMSNormalization-23,
+ *                               for models whose opset lacks them
+ * Attention (Q, K, V, mask?, past_key?, past_value?) -> (Y, present_key?, present_value?)
+ *                               multi-head attention on projected [B, S, H*D] inputs
+ *
+ * The activation is the string attribute `activation` (an ONNX op name, "" for none) with
+ * float parameters `activation_params` and, for Gelu, `approximate` (cpu/act.h). Every
+ * computation is the standard kernel's (conv.c, gemm.c, norm.c, nn_extra.c) followed by the
+ * activation loop that the standard activation op runs, in the order the unfused graph
+ * computes it, so fused and unfused graphs agree to the last bit for float32 (up to the
+ * summation order of an Add of a residual, which is the same: (conv + bias) + Z).
+ *
+ * dtypes: the float types; float16/bfloat16/float64 outputs are post-processed in float32.
+ */
+#include <string.h>
+
+#include "base/pool.h"
+#include "cpu/act.h"
+#include "cpu/ops/fused.h"
+#include "cpu/tensor_util.h"
+
+/* Reads the activation attributes. */
+static kiln_status read_act(struct kiln_kctx *k, struct kiln_act *a)
+{
+    const char *name = kiln_attr_s(k, "activation", "");
+    const float *p;
+    size_t np = kiln_attr_floats(k, "activation_params", &p);
+    const char *approx = kiln_attr_s(k, "approximate", "none");
+    if (!kiln_act_parse(name, p, np, approx, a))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL,
+                          "activation '%s' with %zu parameters (approximate '%s') is not one kiln "
+                          "knows (see docs/fused-ops.md)",
+                          name, np, approx);
+    return KILN_OK;
+}
+
+/* Post-processing of output rows of N elements: y = act(y + bias + z). */
+struct post_job {
+    const struct kiln_act *a;
+    float *y;
+    const float *bias, *z;
+    size_t N;
+};
+
+static void post_chunk(void *ctx, size_t r0, size_t r1, int worker)
+{
+    const struct post_job *j = ctx;
+    (void)worker;
+    for (size_t r = r0; r < r1; r++) {
+        float *y = j->y + r * j->N;
+        if (j->bias)
+            for (size_t c = 0; c < j->N; c++) y[c] += j->bias[c];
+        kiln_act_apply_f32(j->a, y, j->z ? j->z + r * j->N : NULL, y, j->N);
+    }
+}
+
+/* Whether t has exactly y's shape. */
+static bool same_dims(const struct kiln_tensor *t, const struct kiln_tensor *y)
+{
+    return t->rank == y->rank && memcmp(t->dims, y->dims, (size_t)y->rank * sizeof *y->dims) == 0;
+}
+
+/* After the base kernel filled output 0: adds input `bias_in` (a vector over the last dim;
+ * (size_t)-1: none), then input `z_in` (Y's shape; absent: none), then the activation. */
+static kiln_status finish(struct kiln_kctx *k, const struct kiln_act *a, size_t bias_in,
+                          size_t z_in)
+{
+    if (!k->out[0] || k->out[0]->kind != KILN_VALUE_TENSOR)
+        return kiln_kfail(k, KILN_E_INTERNAL, "the base kernel left no output tensor");
+    struct kiln_tensor *y = &k->out[0]->t;
+    const struct kiln_tensor *b = bias_in != (size_t)-1 ? kiln_in(k, bias_in) : NULL;
+    const struct kiln_tensor *z = kiln_in(k, z_in);
+    if (!kiln_dtype_is_real_float(y->dtype))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "output is %s; expected a float type",
+                          kiln_dtype_name(y->dtype));
+    size_t n = kiln_tensor_numel(y);
+    size_t N = y->rank ? (size_t)y->dims[y->rank - 1] : 1;
+    if (b) {
+        bool ok = b->dtype == y->dtype && kiln_tensor_numel(b) == N && b->rank >= 1 &&
+                  (size_t)b->dims[b->rank - 1] == N;
+        if (!ok)
+            return kiln_kfail(k, KILN_E_INVALID_ARG,
+                              "bias must be %zu values of %s along the last dim of Y", N,
+                              kiln_dtype_name(y->dtype));
+    }
+    if (z && (z->dtype != y->dtype || !same_dims(z, y))) {
+        char s1[128], s2[128];
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "residual Z is %s %s; expected %s %s like Y",
+                          kiln_dtype_name(z->dtype), kiln_shape_str(z->rank, z->dims, s1, sizeof s1),
+                          kiln_dtype_name(y->dtype), kiln_shape_str(y->rank, y->dims, s2, sizeof s2));
+    }
+    if (n == 0 || (a->kind == KILN_ACT_NONE && !b && !z)) return KILN_OK;
+    const float *yc, *bf = NULL, *zf = NULL;
+    /* Staging a float32 output gives its own data; any other gives a scratch copy. Both are
+     * ours to write, and kiln_unstage_f32 rounds the copy back. */
+    KILN_TRY(kiln_stage_f32(k, y, &yc));
+    if (b) KILN_TRY(kiln_stage_f32(k, b, &bf));
+    if (z) KILN_TRY(kiln_stage_f32(k, z, &zf));
+    struct post_job j = {a, (float *)yc, bf, zf, N ? N : 1};
+    kiln_pool_for(k->pool, N ? n / N : 0, kiln_pool_grain(N, 16384), post_chunk, &j);
+    kiln_unstage_f32(y, yc);
+    return KILN_OK;
+}
+
+static kiln_status fused_conv_run(struct kiln_kctx *k)
+{
+    struct kiln_act a;
+    KILN_TRY(read_act(k, &a));
+    KILN_TRY(kiln_cpu_conv_run(k));
+    return finish(k, &a, (size_t)-1, 3);
+}
+
+static kiln_status fused_gemm_run(struct kiln_kctx *k)
+{
+    struct kiln_act a;
+    KILN_TRY(read_act(k, &a));
+    KILN_TRY(kiln_cpu_gemm_run(k));
+    return finish(k, &a, (size_t)-1, 3);
+}
+
+static kiln_status fused_matmul_run(struct kiln_kctx *k)
+{
+    struct kiln_act a;
+    KILN_TRY(read_act(k, &a));
+    const struct kiln_tensor *x;
+    KILN_TRY(kiln_in_req(k, 0, &x));
+    if (!kiln_dtype_is_real_float(x->dtype))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input A is %s; expected a float type",
+                          kiln_dtype_name(x->dtype));
+    KILN_TRY(kiln_cpu_matmul_run(k));
+    return finish(k, &a, 2, 3);
+}
+
+static kiln_status gelu_run(struct kiln_kctx *k)
+{
+    struct kiln_act a;
+    const struct kiln_tensor *x;
+    const char *approx = kiln_attr_s(k, "approximate", "none");
+    if (!kiln_act_parse("Gelu", NULL, 0, approx, &a))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL,
+                          "attribute approximate is '%s'; expected 'none' or 'tanh'", approx);
+    KILN_TRY(kiln_in_req(k, 0, &x));
+    if (!kiln_dtype_is_real_float(x->dtype))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input X is %s; expected a float type",
+                          kiln_dtype_name(x->dtype));
+    struct kiln_tensor *y;
+    const float *xf;
+    float *yf;
+    KILN_TRY(kiln_out_tensor_raw(k, 0, x->dtype, x->rank, x->dims, &y));
+    KILN_TRY(kiln_stage_f32(k, x, &xf));
+    KILN_TRY(kiln_stage_out_f32(k, y, &yf));
+    kiln_act_apply_par(k->pool, &a, xf, NULL, yf, kiln_tensor_numel(x));
+    kiln_unstage_f32(y, yf);
+    return KILN_OK;
+}
+
+const struct kiln_cpu_op kiln_cpu_ops_fused[] = {
+    {"FusedConv", "kiln", 1, 0, fused_conv_run},
+    {"FusedGemm", "kiln", 1, 0, fused_gemm_run},
+    {"FusedMatMul", "kiln", 1, 0, fused_matmul_run},
+    {"Gelu", "kiln", 1, 0, gelu_run},
+    {"LayerNormalization", "kiln", 1, 0, kiln_cpu_layernorm_run},
+    {"RMSNormalization", "kiln", 1, 0, kiln_cpu_rmsnorm_run},
+    {"Attention", "kiln", 1, 0, kiln_cpu_kiln_attention_run},
+    {0},
+};

@@ -1,0 +1,23 @@
+/* src/cpu/ops/fused.h: the run functions of other op families that kiln's fused ops
+ * (fused.c, domain "kiln") are built on, so each computation exists once. Not a public
+ * interface: nothing outside src/cpu/ops includes it.
+ *
+ * Each is the family's kernel for the standard op, reading the node's inputs and attributes
+ * as that op does; inputs and attributes the standard op does not have are ignored, so a
+ * fused node may carry more (the residual, the activation).
+ */
+#ifndef KILN_CPU_OPS_FUSED_H
+#define KILN_CPU_OPS_FUSED_H
+
+#include "cpu/kernel.h"
+
+kiln_status kiln_cpu_conv_run(struct kiln_kctx *k);      /* conv.c: Conv */
+kiln_status kiln_cpu_gemm_run(struct kiln_kctx *k);      /* gemm.c: Gemm */
+kiln_status kiln_cpu_matmul_run(struct kiln_kctx *k);    /* gemm.c: MatMul (inputs 0, 1) */
+kiln_status kiln_cpu_layernorm_run(struct kiln_kctx *k); /* norm.c: LayerNormalization-17 */
+kiln_status kiln_cpu_rmsnorm_run(struct kiln_kctx *k);   /* norm.c: RMSNormalization-23 */
+/* nn_extra.c: kiln.Attention (3-D Q/K/V, num_heads, causal; see docs/fused-ops.md), on the
+ * kernel of ONNX Attention. */
+kiln_status kiln_cpu_kiln_attention_run(struct kiln_kctx *k);
+
+#endif

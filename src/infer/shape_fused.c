@@ -1,0 +1,66 @@
+/* shape_fused.c: shape and type rules for kiln's own ops (domain "kiln", version 1; see
+ * docs/fused-ops.md and src/cpu/ops/fused.c).
+ *
+ * FusedConv, FusedGemm and FusedMatMul have the shape of Conv-11, Gemm-13 and MatMul-13 on
+ * their first inputs (the bias and residual do not change it); Gelu keeps its input's type;
+ * LayerNormalization and RMSNormalization are the rules of LayerNormalization-17 and
+ * RMSNormalization-23. Attention: Y has Q's shape with V's last dim; present_key and
+ * present_value are [B, H, P + S, D] (P = past length, 0 without a past; D = hidden / H).
+ */
+#include "infer/rule_util.h"
+
+/* Runs the rule of standard op `op` at `version` on the first n_in inputs of c's node. */
+static kiln_status as_op(struct kiln_ictx *c, const char *op, int version, size_t n_in)
+{
+    const struct kiln_infer_op *r = kiln_infer_find_op("", op, version);
+    if (!r) return KILN_OK;
+    struct kiln_ictx cc = *c;
+    cc.opset = version;
+    if (cc.n_in > n_in) cc.n_in = n_in;
+    return r->infer(&cc);
+}
+
+static kiln_status fused_conv_infer(struct kiln_ictx *c) { return as_op(c, "Conv", 11, 3); }
+static kiln_status fused_gemm_infer(struct kiln_ictx *c) { return as_op(c, "Gemm", 13, 3); }
+static kiln_status fused_matmul_infer(struct kiln_ictx *c) { return as_op(c, "MatMul", 13, 2); }
+static kiln_status layernorm_infer(struct kiln_ictx *c)
+{
+    return as_op(c, "LayerNormalization", 17, 3);
+}
+static kiln_status rmsnorm_infer(struct kiln_ictx *c) { return as_op(c, "RMSNormalization", 23, 2); }
+static kiln_status gelu_infer(struct kiln_ictx *c) { return ru_like(c, 0, 0, KILN_DTYPE_UNDEFINED); }
+
+static kiln_status attention_infer(struct kiln_ictx *c)
+{
+    int rq, rv, rk, rp;
+    const struct kiln_dim *q, *v, *k, *p;
+    kiln_dtype dt = kiln_ic_in_dtype(c, 0);
+    if (!ru_shape(c, 0, &rq, &q) || rq != 3) return ru_like(c, 0, 0, dt);
+    struct kiln_dim y[3] = {q[0], q[1], q[2]};
+    if (ru_shape(c, 2, &rv, &v) && rv == 3) y[2] = v[2];
+    KILN_TRY(kiln_ic_set_tensor(c, 0, dt, 3, y));
+    int64_t H = kiln_ic_attr_i(c, "num_heads", 0);
+    if (H < 1 || c->n_out < 2) return KILN_OK;
+    for (size_t o = 1; o < 3 && o < c->n_out; o++) {
+        if (!ru_shape(c, o, &rk, &k) || rk != 3) continue;
+        struct kiln_dim d[4] = {k[0], kiln_dim_int(H), k[1], kiln_dim_unknown()};
+        if (kiln_dim_known(k[2]) && k[2].value % H == 0) d[3] = kiln_dim_int(k[2].value / H);
+        if (c->n_in > 3 + o && ru_shape(c, 3 + o, &rp, &p) && rp == 4) {
+            d[2] = kiln_sym_add(c->inf, p[2], k[1]);
+            d[3] = p[3];
+        }
+        KILN_TRY(kiln_ic_set_tensor(c, o, dt, 4, d));
+    }
+    return KILN_OK;
+}
+
+const struct kiln_infer_op kiln_infer_ops_fused[] = {
+    {"FusedConv", "kiln", 1, 0, fused_conv_infer},
+    {"FusedGemm", "kiln", 1, 0, fused_gemm_infer},
+    {"FusedMatMul", "kiln", 1, 0, fused_matmul_infer},
+    {"Gelu", "kiln", 1, 0, gelu_infer},
+    {"LayerNormalization", "kiln", 1, 0, layernorm_infer},
+    {"RMSNormalization", "kiln", 1, 0, rmsnorm_infer},
+    {"Attention", "kiln", 1, 0, attention_infer},
+    {NULL},
+};

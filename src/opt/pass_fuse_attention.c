@@ -1,0 +1,227 @@
+/* pass_fuse_attention.c: multi-head attention written out as exporters emit it becomes one
+ * kiln.Attention node (docs/fused-ops.md):
+ *
+ *   Q4 = Transpose(Reshape(q, [B, S, H, D]), 0 2 1 3)        [optionally * or / a constant]
+ *   K4 = Transpose(Reshape(k, [B, S, H, D]), 0 2 1 3)        [optionally Concat(past_k, ., axis 2)]
+ *   Kt = Transpose(K4, 0 1 3 2), or Transpose(Reshape(k), 0 2 3 1) without a cache
+ *   V4 = Transpose(Reshape(v, [B, S, H, D]), 0 2 1 3)        [optionally Concat(past_v, ., axis 2)]
+ *   s  = MatMul(Q4, Kt)    [* or / a constant]   [+ mask]
+ *   y  = Reshape(Transpose(MatMul(Softmax(s, last axis), V4), 0 2 1 3), [B, S, H*D])
+ *
+ * becomes kiln.Attention(q, k, v, mask, past_k, past_v) -> (y, present_k, present_v) with
+ * num_heads H and scale = the product of the constant factors (1 when there is none: a
+ * scale folded into q before the Reshape stays there). q, k, v are float32 [B, S, H*D]; the
+ * mask must be float32 with its last dim equal to the scores' (it may broadcast elsewhere).
+ * Every intermediate must have no other use, except the Concat results (the present K/V),
+ * which keep their names and uses. Needs kiln ops.
+ */
+#include <string.h>
+
+#include "opt/fuse_util.h"
+
+struct attn {
+    size_t nodes[24];
+    size_t n;
+    const char *q, *k, *v, *mask, *pk, *pv, *present_k, *present_v, *out;
+    int64_t H, D;
+    double scale;
+};
+
+static bool perm_is(const struct kiln_node *t, int64_t a, int64_t b, int64_t c, int64_t d)
+{
+    const int64_t *p;
+    size_t n;
+    return kiln_opt_attr_ints(t, "perm", &p, &n) && n == 4 && p[0] == a && p[1] == b && p[2] == c &&
+           p[3] == d;
+}
+
+/* The live default-domain node `op` producing `name`, used only once (-1 otherwise). */
+static int single_from(const struct kiln_opt *o, const struct kiln_graph *g, const char *name,
+                       const char *op)
+{
+    int p = kiln_opt_producer(g, name);
+    if (p < 0 || kiln_opt_single_consumer(g, name) < 0 || !fu_is(o, g, p, "", op)) return -1;
+    return p;
+}
+
+static bool push(struct attn *a, int i)
+{
+    if (i < 0 || a->n >= 24) return false;
+    a->nodes[a->n++] = (size_t)i;
+    return true;
+}
+
+/* `name` = Reshape(x, [.., .., H, D]) used once: sets *x and checks / sets H and D. */
+static bool heads_reshape(const struct kiln_opt *o, const struct kiln_graph *g, const char *name,
+                          struct attn *a, const char **x)
+{
+    int r = single_from(o, g, name, "Reshape");
+    if (r < 0 || g->nodes[r].n_in != 2) return false;
+    const struct kiln_tensor *s = fu_const(o, g, g->nodes[r].inputs[1]);
+    if (!s || s->dtype != KILN_DTYPE_I64 || kiln_tensor_numel(s) != 4) return false;
+    const int64_t *v = s->data;
+    if (v[2] < 1 || v[3] < 1 || (a->H && (v[2] != a->H || v[3] != a->D))) return false;
+    a->H = v[2];
+    a->D = v[3];
+    *x = g->nodes[r].inputs[0];
+    int rank;
+    kiln_dtype dt;
+    const struct kiln_dim *d;
+    if (!kiln_opt_tensor_type(g, *x, &dt, &rank, &d) || dt != KILN_DTYPE_F32 || rank != 3 ||
+        !kiln_dim_known(d[2]) || d[2].value != a->H * a->D)
+        return false;
+    return push(a, r);
+}
+
+/* `name` = Transpose(Reshape(x), 0 2 1 3): the [B, H, S, D] heads of x. */
+static bool heads(const struct kiln_opt *o, const struct kiln_graph *g, const char *name,
+                  struct attn *a, const char **x)
+{
+    int t = single_from(o, g, name, "Transpose");
+    return t >= 0 && perm_is(&g->nodes[t], 0, 2, 1, 3) && push(a, t) &&
+           heads_reshape(o, g, g->nodes[t].inputs[0], a, x);
+}
+
+/* `name` = heads(x), or Concat(past, heads(x), axis 2) whose result may have other uses. */
+static bool cached_heads(const struct kiln_opt *o, const struct kiln_graph *g, const char *name,
+                         struct attn *a, const char **x, const char **past, const char **present)
+{
+    int c = kiln_opt_producer(g, name);
+    *past = *present = NULL;
+    if (c >= 0 && fu_is(o, g, c, "", "Concat")) {
+        const struct kiln_node *cn = &g->nodes[c];
+        int64_t axis = kiln_opt_attr_i(cn, "axis", 0);
+        if (cn->n_in != 2 || cn->n_out != 1 || (axis != 2 && axis != -2)) return false;
+        *past = cn->inputs[0];
+        *present = cn->outputs[0];
+        return push(a, c) && heads(o, g, cn->inputs[1], a, x);
+    }
+    return heads(o, g, name, a, x);
+}
+
+/* Follows a Mul / Div by a constant scalar on `name` (used once); returns the other operand
+ * (or name itself when there is none) and multiplies a->scale. */
+static const char *unscale(const struct kiln_opt *o, const struct kiln_graph *g, const char *name,
+                           struct attn *a)
+{
+    int p = kiln_opt_producer(g, name);
+    if (p < 0 || kiln_opt_single_consumer(g, name) < 0) return name;
+    bool mul = fu_is(o, g, p, "", "Mul"), div = fu_is(o, g, p, "", "Div");
+    if (!mul && !div) return name;
+    const struct kiln_node *n = &g->nodes[p];
+    if (n->n_in != 2) return name;
+    for (int k = div ? 1 : 0; k < 2; k++) {
+        const struct kiln_tensor *c = fu_const_f32(o, g, n->inputs[k]);
+        if (!c || kiln_tensor_numel(c) != 1) continue;
+        double v = ((const float *)c->data)[0];
+        if (div && v == 0) return name;
+        a->scale *= div ? 1.0 / v : v;
+        push(a, p);
+        return n->inputs[1 - k];
+    }
+    return name;
+}
+
+/* Q K^T: MatMul node mi. */
+static bool match_qk(const struct kiln_opt *o, const struct kiln_graph *g, int mi, struct attn *a)
+{
+    if (mi < 0 || !fu_is(o, g, mi, "", "MatMul") || g->nodes[mi].n_in != 2) return false;
+    if (kiln_opt_single_consumer(g, g->nodes[mi].outputs[0]) < 0) return false;
+    push(a, mi);
+    const struct kiln_node *m = &g->nodes[mi];
+    const char *qh = unscale(o, g, m->inputs[0], a);
+    if (!heads(o, g, qh, a, &a->q)) return false;
+    int t = single_from(o, g, m->inputs[1], "Transpose");
+    if (t < 0 || !push(a, t)) return false;
+    const struct kiln_node *tn = &g->nodes[t];
+    if (perm_is(tn, 0, 2, 3, 1)) return heads_reshape(o, g, tn->inputs[0], a, &a->k);
+    if (!perm_is(tn, 0, 1, 3, 2)) return false;
+    return cached_heads(o, g, tn->inputs[0], a, &a->k, &a->pk, &a->present_k);
+}
+
+/* The attention ending in Softmax node si. */
+static bool match(const struct kiln_opt *o, const struct kiln_graph *g, size_t si, struct attn *a)
+{
+    const struct kiln_node *sm = &g->nodes[si];
+    int64_t axis = kiln_opt_attr_i(sm, "axis", sm->since >= 13 ? -1 : 1);
+    if (sm->n_in != 1 || sm->n_out != 1 || (axis != -1 && axis != 3)) return false;
+    push(a, (int)si);
+    a->scale = 1.0;
+    const char *s = sm->inputs[0];
+    int ad = kiln_opt_producer(g, s);
+    if (ad >= 0 && fu_is(o, g, ad, "", "Add") && kiln_opt_single_consumer(g, s) >= 0) {
+        const struct kiln_node *an = &g->nodes[ad];
+        size_t save = a->n;
+        for (int k = 0; k < 2 && an->n_in == 2; k++) {
+            a->n = save;
+            a->scale = 1.0;
+            push(a, ad);
+            const char *sc = unscale(o, g, an->inputs[k], a);
+            if (match_qk(o, g, kiln_opt_producer(g, sc), a)) {
+                a->mask = an->inputs[1 - k];
+                break;
+            }
+        }
+        if (!a->mask) return false;
+        kiln_dtype dt;
+        int rm, rs;
+        const struct kiln_dim *dm, *ds;
+        if (!kiln_opt_tensor_type(g, a->mask, &dt, &rm, &dm) || dt != KILN_DTYPE_F32 || rm < 1 ||
+            rm > 4 || !kiln_opt_tensor_type(g, s, &dt, &rs, &ds) || rs != 4 ||
+            !kiln_dim_eq(dm[rm - 1], ds[3]))
+            return false;
+    } else {
+        const char *sc = unscale(o, g, s, a);
+        if (!match_qk(o, g, kiln_opt_producer(g, sc), a)) return false;
+    }
+    /* probs V, back to [B, S, H*D]. */
+    int pv = fu_next(o, g, si);
+    if (pv < 0 || !fu_is(o, g, pv, "", "MatMul") || g->nodes[pv].n_in != 2 ||
+        strcmp(g->nodes[pv].inputs[0], sm->outputs[0]) || !push(a, pv))
+        return false;
+    if (!cached_heads(o, g, g->nodes[pv].inputs[1], a, &a->v, &a->pv, &a->present_v)) return false;
+    if ((a->pk == NULL) != (a->pv == NULL)) return false;
+    int t = fu_next(o, g, (size_t)pv);
+    if (t < 0 || !fu_is(o, g, t, "", "Transpose") || !perm_is(&g->nodes[t], 0, 2, 1, 3) || !push(a, t))
+        return false;
+    int r = fu_next(o, g, (size_t)t);
+    if (r < 0 || !fu_is(o, g, r, "", "Reshape") || !push(a, r)) return false;
+    a->out = g->nodes[r].outputs[0];
+    kiln_dtype dt;
+    int ro;
+    const struct kiln_dim *d;
+    return kiln_opt_tensor_type(g, a->out, &dt, &ro, &d) && ro == 3 && kiln_dim_known(d[2]) &&
+           d[2].value == a->H * a->D;
+}
+
+static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
+{
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        if (!kiln_opt_is_op(o, g, i, "Softmax")) continue;
+        struct attn a = {0};
+        if (!match(o, g, i, &a)) continue;
+        bool dup = false;
+        for (size_t x = 0; x < a.n; x++)
+            for (size_t y = x + 1; y < a.n; y++) dup = dup || a.nodes[x] == a.nodes[y];
+        const char *keep[3] = {a.out, a.present_k, a.present_v};
+        if (dup || !fu_closed(g, a.nodes, a.n, keep, 3)) continue;
+        const char *ins[6] = {a.q, a.k, a.v, a.mask ? a.mask : "", a.pk ? a.pk : "",
+                              a.pv ? a.pv : ""};
+        const char *outs[3] = {a.out, a.present_k ? a.present_k : "", a.present_v ? a.present_v : ""};
+        size_t n_in = a.pk ? 6 : a.mask ? 4 : 3, n_out = a.pk ? 3 : 1;
+        struct kiln_node *nn;
+        KILN_TRY(fu_replace(o, g, a.nodes, a.n, "Attention", "kiln", n_in, ins, n_out, outs, NULL, &nn));
+        KILN_TRY(kiln_opt_set_attr_i(o, nn, "num_heads", a.H));
+        KILN_TRY(kiln_opt_set_attr_f(o, nn, "scale", (float)a.scale));
+        *changed = true;
+    }
+    return KILN_OK;
+}
+
+const struct kiln_pass kiln_pass_fuse_attention = {
+    .name = "fuse_attention",
+    .level = KILN_OPT_EXTENDED,
+    .needs_kiln_ops = true,
+    .doc = "multi-head attention (heads reshape, Q K^T, scale, mask, Softmax, V, KV cache) -> kiln.Attention",
+    .run = run,
+};

@@ -1,0 +1,138 @@
+/* cmd_optimize.c: `kiln optimize MODEL -o OUT.onnx [--level basic|extended|layout]
+ * [--passes a,b,...] [--keep-fused] [--shapes NAME=D0xD1x...,...] [--report]
+ * [--external-data BYTES]`.
+ *
+ * Loads the model, fixes the --shapes inputs to concrete shapes (kiln_model_set_input_shape;
+ * the shape arithmetic that depends on them then folds), optimizes it (kiln_model_optimize,
+ * docs/optimizer.md) and writes it (kiln_model_save, atomically). --report prints the
+ * optimizer's report lines on stdout. Without --keep-fused the result uses standard ONNX
+ * operators only, so any ONNX runtime can load it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void print_line(void *user, const char *msg)
+{
+    (void)user;
+    printf("%s\n", msg);
+}
+
+/* Parses "D0xD1x..." into dims (at most 16); false when malformed. "" is rank 0. */
+static bool parse_dims(const char *s, size_t len, int *rank, int64_t *dims)
+{
+    *rank = 0;
+    if (len == 0) return true;
+    size_t i = 0;
+    while (i <= len) {
+        size_t j = i;
+        while (j < len && s[j] != 'x') j++;
+        if (j == i || j - i > 12 || *rank >= 16) return false;
+        char buf[16];
+        memcpy(buf, s + i, j - i);
+        buf[j - i] = 0;
+        long v;
+        if (!cli_parse_int(buf, 0, 0x7fffffffL, &v)) return false;
+        dims[(*rank)++] = v;
+        i = j + 1;
+    }
+    return true;
+}
+
+/* Applies "--shapes NAME=DIMS,NAME=DIMS". */
+static int apply_shapes(kiln_model *m, const char *spec)
+{
+    const char *p = spec;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        if (!eq || eq == p)
+            return cli_usage("optimize", "--shapes takes NAME=D0xD1x...[,NAME=...]; got '%.*s'",
+                             (int)len, p);
+        char name[512];
+        size_t nlen = (size_t)(eq - p);
+        if (nlen >= sizeof name) return cli_usage("optimize", "--shapes: input name too long");
+        memcpy(name, p, nlen);
+        name[nlen] = 0;
+        int rank;
+        int64_t dims[16];
+        if (!parse_dims(eq + 1, len - nlen - 1, &rank, dims))
+            return cli_usage("optimize", "--shapes %s: '%.*s' is not D0xD1x... (e.g. 1x3x224x224)",
+                             name, (int)(len - nlen - 1), eq + 1);
+        kiln_err err = {0};
+        if (kiln_model_set_input_shape(m, name, rank, dims, &err) != KILN_OK)
+            return cli_error("--shapes %s: %s", name, err.msg);
+        if (!e) break;
+        p = e + 1;
+    }
+    return CLI_OK;
+}
+
+int cli_optimize(int argc, char **argv)
+{
+    const char *model = NULL, *out = NULL, *level_s = NULL, *passes = NULL, *shapes = NULL,
+               *ext_s = NULL;
+    bool keep_fused = false, report = false;
+    for (int i = 0; i < argc; i++) {
+        bool missing = false;
+        const char *v;
+        if ((v = cli_opt_value(argc, argv, &i, "-o", &missing)) ||
+            (v = cli_opt_value(argc, argv, &i, "--output", &missing)))
+            out = v;
+        else if ((v = cli_opt_value(argc, argv, &i, "--level", &missing)))
+            level_s = v;
+        else if ((v = cli_opt_value(argc, argv, &i, "--passes", &missing)))
+            passes = v;
+        else if ((v = cli_opt_value(argc, argv, &i, "--shapes", &missing)))
+            shapes = v;
+        else if ((v = cli_opt_value(argc, argv, &i, "--external-data", &missing)))
+            ext_s = v;
+        else if (missing)
+            return cli_usage("optimize", "option '%s' needs a value", argv[i]);
+        else if (strcmp(argv[i], "--keep-fused") == 0)
+            keep_fused = true;
+        else if (strcmp(argv[i], "--report") == 0)
+            report = true;
+        else if (argv[i][0] == '-' && argv[i][1])
+            return cli_usage("optimize", "unknown option '%s'", argv[i]);
+        else if (model)
+            return cli_usage("optimize", "optimize takes one MODEL; '%s' is a second", argv[i]);
+        else
+            model = argv[i];
+    }
+    if (!model) return cli_usage("optimize", "optimize needs a MODEL file");
+    if (!out) return cli_usage("optimize", "optimize needs -o OUT.onnx");
+    kiln_opt_level level = KILN_OPT_EXTENDED;
+    if (level_s) {
+        if (!strcmp(level_s, "basic")) level = KILN_OPT_BASIC;
+        else if (!strcmp(level_s, "extended")) level = KILN_OPT_EXTENDED;
+        else if (!strcmp(level_s, "layout")) level = KILN_OPT_LAYOUT;
+        else return cli_usage("optimize", "--level takes basic, extended or layout; got '%s'", level_s);
+    }
+    long ext = 0;
+    if (ext_s && !cli_parse_int(ext_s, 1, 0x7fffffffL, &ext))
+        return cli_usage("optimize", "--external-data '%s' is not a byte count >= 1", ext_s);
+
+    kiln_model *m = cli_load_model(model);
+    if (!m) return CLI_FAIL;
+    int rc = CLI_OK;
+    kiln_err err = {0};
+    if (shapes && (rc = apply_shapes(m, shapes)) != CLI_OK) goto done;
+    kiln_optimize_options oo = {.level = level, .passes = passes, .keep_fused = keep_fused,
+                                .report = report ? print_line : NULL};
+    if (kiln_model_optimize(m, &oo, &err) != KILN_OK) {
+        rc = cli_error("%s: %s", model, err.msg);
+        goto done;
+    }
+    kiln_save_options so = {.external_data_threshold = (size_t)ext};
+    if (kiln_model_save(m, out, &so, &err) != KILN_OK) {
+        rc = cli_error("%s", err.msg);
+        goto done;
+    }
+done:
+    kiln_model_free(m);
+    return rc;
+}
