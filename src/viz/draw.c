@@ -200,6 +200,34 @@ static bool all_same_i64(const int64_t *v, size_t n)
     return true;
 }
 
+static bool small_values(const struct kiln_tensor *t, char *buf, size_t size);
+
+/* Attributes left out because they have their default (or no-op) value. */
+static bool is_default(const char *op, const struct kiln_attr *a)
+{
+    static const struct {
+        const char *name;
+        int64_t value;
+    } int_defaults[] = {
+        {"group", 1},       {"ceil_mode", 0},  {"count_include_pad", 0}, {"storage_order", 0},
+        {"select_last_index", 0}, {"keepdims", 1}, {"transA", 0}, {"transB", 0},
+        {"noop_with_empty_axes", 0}, {"exclusive", 0}, {"reverse", 0}, {"layout", 0},
+    };
+    if (a->type == KILN_ATTR_INT) {
+        for (size_t i = 0; i < sizeof int_defaults / sizeof int_defaults[0]; i++)
+            if (strcmp(a->name, int_defaults[i].name) == 0) return a->i == int_defaults[i].value;
+        return false;
+    }
+    if (a->type == KILN_ATTR_FLOAT && strcmp(op, "Gemm") == 0)
+        return (strcmp(a->name, "alpha") == 0 || strcmp(a->name, "beta") == 0) && a->f == 1.0f;
+    if (a->type == KILN_ATTR_STRING) return a->s && strcmp(a->name, "auto_pad") == 0 && strcmp(a->s, "NOTSET") == 0;
+    if (a->type == KILN_ATTR_INTS && a->n > 0 && all_same_i64(a->ints, a->n)) {
+        if (strcmp(a->name, "dilations") == 0 || strcmp(a->name, "strides") == 0) return a->ints[0] == 1;
+        if (strcmp(a->name, "pads") == 0 || strcmp(a->name, "output_padding") == 0) return a->ints[0] == 0;
+    }
+    return false;
+}
+
 /* One attribute as "name value" into buf (plain text); false to leave it out. */
 static bool attr_text(const struct kiln_attr *a, char *buf, size_t size)
 {
@@ -248,6 +276,11 @@ static bool attr_text(const struct kiln_attr *a, char *buf, size_t size)
         char shape[128];
         const struct kiln_tensor *t = a->t;
         if (!t) return false;
+        char vals[128];
+        if (small_values(t, vals, sizeof vals)) {
+            n = snprintf(buf, size, "%s = %s", name, vals);
+            break;
+        }
         kiln_shape_str(t->rank, t->dims, shape, sizeof shape);
         struct kiln_type ty = {.kind = KILN_TYPE_TENSOR, .elem = t->dtype, .rank = -1};
         char dt[32];
@@ -314,8 +347,13 @@ static void draw_node(struct draw *d, const struct kiln_graph *g, int gi, size_t
     bool fused = strcmp(nd->domain, "kiln") == 0;
     char buf[256];
 
-    putf(d, "%sop_%d_%zu [id=\"op_%d_%zu\"%s label=<<B>", ind, gi, ni, gi, ni,
+    putf(d, "%sop_%d_%zu [id=\"op_%d_%zu\"%s", ind, gi, ni, gi, ni,
          fused ? " fillcolor=\"#ffd8a8\" color=\"#e8590c\"" : "");
+    if (nd->name[0]) { /* the node's name shows on hover (SVG <title>), not in the box */
+        put(d, " tooltip=");
+        put_quoted(d, nd->name, 200);
+    }
+    put(d, " label=<<B>");
     put_html(d, nd->op_type, 48);
     put(d, "</B>");
     if (nd->domain[0] && !fused) {
@@ -331,24 +369,29 @@ static void draw_node(struct draw *d, const struct kiln_graph *g, int gi, size_t
             put(d, "</I>");
         }
     }
-    if (nd->name[0]) {
-        put(d, "<BR/><FONT POINT-SIZE=\"8\" COLOR=\"#666666\">");
-        /* the end of a long exporter path ("/encoder/layer.3/attention/MatMul") says most */
-        size_t len = strlen(nd->name);
-        put_html(d, len > 40 ? nd->name + len - 40 : nd->name, 40);
-        put(d, "</FONT>");
-    }
+    /* The convolution family's lists on one line ("k 3 s 2 p 1"), then one line each. */
+    char conv[256];
+    size_t cl = 0;
+    conv[0] = 0;
     int lines = 0;
     for (size_t k = 0; k < nd->n_attr; k++) {
         const struct kiln_attr *a = &nd->attrs[k];
         if (fused && strcmp(a->name, "fused_ops") == 0) continue;
-        if (!attr_text(a, buf, sizeof buf)) continue;
+        if (is_default(nd->op_type, a) || !attr_text(a, buf, sizeof buf)) continue;
+        if (a->type == KILN_ATTR_INTS && attr_short(a->name) != a->name) {
+            if (cl < sizeof conv) cl += (size_t)snprintf(conv + cl, sizeof conv - cl, "%s%s", cl ? "  " : "", buf);
+            continue;
+        }
         if (lines++ == DRAW_MAX_ATTR_LINES) {
             put(d, "<BR/>...");
             break;
         }
         put(d, "<BR/>");
         put_html(d, buf, 60);
+    }
+    if (conv[0]) {
+        put(d, "<BR/>");
+        put_html(d, conv, 80);
     }
     /* Initializers, folded in. */
     for (size_t k = 0; k < nd->n_in; k++) {
@@ -391,8 +434,11 @@ static void draw_node(struct draw *d, const struct kiln_graph *g, int gi, size_t
             snprintf(ind2, sizeof ind2, "%s  ", ind);
             putf(d, "%ssubgraph cluster_%d {\n%s  label=<<I>", ind, si, ind);
             put_html(d, nd->op_type, 32);
-            put(d, " ");
-            put_html(d, nd->name[0] ? nd->name : "", 40);
+            if (nd->name[0]) {
+                put(d, " '");
+                put_html(d, nd->name, 40);
+                put(d, "'");
+            }
             put(d, ": ");
             put_html(d, a->name, 32);
             putf(d, "</I>>; style=\"rounded,dashed\"; color=\"#868e96\";\n");
@@ -485,8 +531,14 @@ static void draw_graph(struct draw *d, const struct kiln_graph *g, int gi, const
     for (size_t ni = 0; ni < g->n_nodes; ni++) {
         if (d->out.failed) return;
         draw_node(d, g, gi, ni, ind);
-        if (g->parent && g->nodes[ni].n_in == 0)
-            putf(d, "%sanchor_%d -> op_%d_%zu [style=invis];\n", ind, gi, gi, ni);
+        /* A subgraph node fed only from outside (outer scope, initializers, nothing) hangs
+         * from the anchor, so the cluster stays under its If/Loop/Scan node. */
+        bool local = false;
+        for (size_t k = 0; k < g->nodes[ni].n_in && !local; k++) {
+            int id = g->nodes[ni].in_ids ? g->nodes[ni].in_ids[k] : -1;
+            local = id >= 0 && (g->values[id].def == KILN_DEF_NODE || g->values[id].def == KILN_DEF_INPUT);
+        }
+        if (g->parent && !local) putf(d, "%sanchor_%d -> op_%d_%zu [style=invis];\n", ind, gi, gi, ni);
     }
     for (size_t k = 0; k < g->n_outputs; k++) {
         putf(d, "%sout_%d_%zu [id=\"out_%d_%zu\" shape=doubleoctagon style=filled fillcolor=\"#d0ebff\" label=<<B>",
