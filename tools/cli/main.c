@@ -106,7 +106,15 @@ static const struct command commands[] = {
      "conversion is named in the error, and nothing is written.\n"},
     {"build", NULL, "build a model into a deployable artifact", NULL},
     {"quantize", NULL, "quantize a model's weights", NULL},
-    {"graph", NULL, "draw a model's graph", NULL},
+    {"graph", cli_graph, "draw a model's graph as SVG, HTML or Graphviz DOT",
+     "usage: kiln graph MODEL -o OUT.svg|OUT.html|OUT.dot [--format svg|html|dot]\n"
+     "\n"
+     "Draws the main graph top to bottom: one box per node with its op type and main\n"
+     "attributes, initializers folded into their consumers ('W [64,3,7,7]'), tensor shapes\n"
+     "on the edges (declared types), graph inputs and outputs as ellipses and octagons,\n"
+     "subgraphs (If, Loop, Scan) as clusters. The format follows OUT's extension unless\n"
+     "--format says otherwise. HTML is a standalone page with the SVG inline (drag to pan,\n"
+     "wheel to zoom). SVG and HTML need kiln built with Graphviz; DOT always works.\n"},
     {"serve", NULL, "serve a model over HTTP", NULL},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
