@@ -273,8 +273,7 @@ static kiln_status scan_infer(struct kiln_ictx *c)
     }
     size_t n_state = c->n_in - first - (size_t)n_scan_in;
     if (body->n_inputs != n_state + (size_t)n_scan_in || body->n_outputs < n_state) {
-        kiln_ic_problem(c, "body has %zu inputs; expected %zu", body->n_inputs,
-                        n_state + (size_t)n_scan_in);
+        kiln_ic_problem(c, "body has %zu inputs; expected %zu", body->n_inputs, n_state + (size_t)n_scan_in);
         return KILN_OK;
     }
     const int64_t *in_axes = NULL, *out_axes = NULL;
@@ -312,7 +311,8 @@ static kiln_status scan_infer(struct kiln_ictx *c)
         int r = t->rank, ax;
         int64_t a = v8 ? 1 : j < n_in_axes ? in_axes[j] : 0;
         if (!kiln_ic_axis(c, a, r, &ax)) goto done;
-        if (!kiln_dim_defined(len)) len = t->dims[ax];
+        if (!kiln_dim_defined(len))
+            len = t->dims[ax];
         else if (kiln_dim_ne(len, t->dims[ax])) {
             kiln_ic_problem(c, "scan inputs disagree on the sequence length (%lld vs %lld)",
                             (long long)len.value, (long long)t->dims[ax].value);

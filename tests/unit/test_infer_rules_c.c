@@ -60,7 +60,6 @@ static void pb_msg(struct pb *b, unsigned field, const struct pb *m)
     pb_bytes(b, field, m->data, m->len);
 }
 
-
 static void at_floats(struct pb *n, const char *name, int k, const float *v)
 {
     struct pb a = {0};
@@ -83,8 +82,8 @@ static void at_g(struct pb *n, const char *name, struct model *body);
 
 struct model {
     struct pb graph;
-    int opset;          /* ai.onnx */
-    int ml_opset;       /* ai.onnx.ml; 0: not imported */
+    int opset;    /* ai.onnx */
+    int ml_opset; /* ai.onnx.ml; 0: not imported */
 };
 
 /* A graph input of element type dt; shape: NULL for no shape, "" for rank 0, else
@@ -754,8 +753,7 @@ static void test_loop_scan(void)
     EXPECT_CLEAN(&r);
     EXPECT_TYPE(&r, "Y", "float32[?,3]");
     const char *s = type_of(&r, "S");
-    CHECK(strncmp(s, "float32[Loop_", 13) == 0 && strstr(s, ",N,3] (data-dependent)"),
-          "S: inferred %s", s);
+    CHECK(strncmp(s, "float32[Loop_", 13) == 0 && strstr(s, ",N,3] (data-dependent)"), "S: inferred %s", s);
     done(&r);
 
     /* Scan: state [2], scan input [N, T, 3] along axis 1, output axis 1 */
