@@ -705,6 +705,27 @@ static void test_loop_scan(void)
     EXPECT_TYPE(&r, "S", "float32[5,N,3]");
     done(&r);
 
+    /* a symbolic trip count (Shape arithmetic) gives a symbolic scan length */
+    body = fresh(17);
+    m = fresh(17);
+    input(&body, "i", KILN_DTYPE_I64, "");
+    input(&body, "cin", KILN_DTYPE_BOOL, "");
+    end_node(&body, node("Identity", "cin", "cout"), NULL);
+    end_node(&body, node("Relu", "X", "s"), NULL);
+    output(&body, "cout");
+    output(&body, "s");
+    input(&m, "X", KILN_DTYPE_F32, "N,3");
+    n = node("Shape", "X", "MN");
+    at_i(n, "end", 1);
+    end_node(&m, n, NULL);
+    n = node("Loop", "MN,", "S");
+    at_g(n, "body", &body);
+    end_node(&m, n, NULL);
+    if (!run(&m, &r)) return;
+    EXPECT_CLEAN(&r);
+    EXPECT_TYPE(&r, "S", "float32[N,N,3]");
+    done(&r);
+
     /* a constant true cond that the body hands back: still counted */
     body = fresh(17);
     m = fresh(17);
