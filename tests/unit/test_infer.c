@@ -415,6 +415,94 @@ static void test_split_slice(void)
     tb_free(&t);
 }
 
+/* A subgraph (arena) with inputs "name:dims" (float32; "" none) and outputs (untyped);
+ * its nodes are added with sub_node. */
+static struct kiln_graph *sub_begin(struct tb *t, const char *name)
+{
+    struct kiln_graph *g = kiln_arena_array(A(t), 1, sizeof *g);
+    g->name = name;
+    g->nodes = kiln_arena_array(A(t), 8, sizeof *g->nodes);
+    g->inputs = kiln_arena_array(A(t), 4, sizeof *g->inputs);
+    g->outputs = kiln_arena_array(A(t), 4, sizeof *g->outputs);
+    return g;
+}
+
+static void sub_input(struct tb *t, struct kiln_graph *g, const char *name, kiln_dtype dt, const char *dims)
+{
+    g->inputs[g->n_inputs++] = (struct kiln_value_info){.name = name, .type = ty(t, dt, dims)};
+}
+
+static void sub_output(struct tb *t, struct kiln_graph *g, const char *name)
+{
+    (void)t;
+    g->outputs[g->n_outputs++] = (struct kiln_value_info){.name = name, .type = {.rank = -1}};
+}
+
+/* Adds a node to g by building it in t's node list and moving it. */
+static void sub_node(struct tb *t, struct kiln_graph *g, const char *op, const char *name, const char *ins,
+                     const char *outs, const struct kiln_attr *attrs, size_t n_attr)
+{
+    tb_node(t, op, name, ins, outs, attrs, n_attr);
+    g->nodes[g->n_nodes++] = t->nodes[--t->g.n_nodes];
+}
+
+static struct kiln_attr attr_g(const char *name, struct kiln_graph *g)
+{
+    return (struct kiln_attr){.name = name, .type = KILN_ATTR_GRAPH, .g = g};
+}
+
+/* If and Loop: subgraphs see outer values, get their inputs from the parent's rule, and a
+ * problem inside a Loop body (inferred again until the carried types settle) is reported
+ * once. */
+static void test_subgraphs(void)
+{
+    struct tb t;
+    tb_init(&t, 17);
+    tb_input(&t, "x", KILN_DTYPE_F32, "N,3");
+    tb_input(&t, "cond", KILN_DTYPE_BOOL, "");
+    static const int64_t three[] = {3}, p0[] = {0};
+    tb_ints(&t, "M", true, 1, three);
+    struct kiln_graph *th = sub_begin(&t, "then"), *el = sub_begin(&t, "else");
+    sub_node(&t, th, "Relu", "relu", "x", "t_out", NULL, 0);
+    sub_output(&t, th, "t_out");
+    sub_node(&t, el, "Neg", "neg", "x", "e_out", NULL, 0);
+    sub_output(&t, el, "e_out");
+    struct kiln_attr branches[2] = {attr_g("then_branch", th), attr_g("else_branch", el)};
+    tb_node(&t, "If", "if", "cond", "y", branches, 2);
+
+    struct kiln_graph *body = sub_begin(&t, "body");
+    sub_input(&t, body, "i", KILN_DTYPE_I64, "");
+    sub_input(&t, body, "c_in", KILN_DTYPE_BOOL, "");
+    sub_input(&t, body, "v_in", KILN_DTYPE_UNDEFINED, NULL);
+    struct kiln_attr ax0 = attr_i("axis", 0), perm = attr_ints("perm", p0, 1);
+    sub_node(&t, body, "Identity", "keep", "c_in", "c_out", NULL, 0);
+    sub_node(&t, body, "Concat", "grow", "v_in,x", "v_out", &ax0, 1);
+    sub_node(&t, body, "Transpose", "bad", "v_in", "tr", &perm, 1);
+    sub_output(&t, body, "c_out");
+    sub_output(&t, body, "v_out");
+    struct kiln_attr battr = attr_g("body", body);
+    tb_node(&t, "Loop", "loop", "M,-,x", "v_final", &battr, 1);
+    if (!tb_infer(&t, 0)) return;
+    TYPE_IS(&t, "y", "float32[N,3]");
+    const struct kiln_vtype *v = kiln_infer_lookup(th, "t_out");
+    char buf[100] = "";
+    kiln_vtype_str(v, buf, sizeof buf);
+    CHECK(strcmp(buf, "float32[N,3]") == 0, "then branch sees the outer x: %s", buf);
+    v = kiln_infer_lookup(body, "i");
+    kiln_vtype_str(v, buf, sizeof buf);
+    CHECK(strcmp(buf, "int64[]") == 0, "body input typed: %s", buf);
+    v = kiln_infer_lookup(body, "x");
+    CHECK(v && v == kiln_infer_lookup(&t.g, "x"), "outer values are looked up through the parent");
+    size_t bad = 0;
+    for (size_t i = 0; i < t.p.n && i < 16; i++)
+        bad += strstr(t.p.msg[i], "Transpose node 'bad' in subgraph 'body': perm has 1 entries") != NULL;
+    CHECK(bad == 1 && t.p.n == 1, "the body's problem is reported once (%zu times; %zu problems: %s)", bad,
+          t.p.n, t.p.msg[0]);
+    const char *vf = type_of(&t, "v_final");
+    CHECK(strncmp(vf, "float32[", 8) == 0 && strstr(vf, ",3]"), "carried value: %s", vf);
+    tb_free(&t);
+}
+
 /* ------------------------------------------------------------------ property test */
 
 /* Inferred shapes must agree with the shapes the CPU kernels produce: random shape-op nodes
@@ -678,6 +766,7 @@ int main(void)
     test_data_dependent();
     test_hostile();
     test_split_slice();
+    test_subgraphs();
     test_property();
     return test_summary("test_infer");
 }
