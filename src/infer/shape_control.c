@@ -3,7 +3,7 @@
  *
  * If: both branches are inferred (kiln_ic_subgraph, no inputs) and output k is the merge of
  *   their outputs k: equal dims kept, different ones unknown (a constant cond picks its
- *   branch alone).
+ *   branch alone). Body and branch outputs that are data-dependent make the node's so.
  * Loop: the body sees (iteration_num int64 scalar, cond bool scalar, carried values typed
  *   from v_initial). A carried value whose body output differs from its input is merged and
  *   the body inferred again with the merged type (a few rounds, until nothing changes), so
@@ -35,6 +35,13 @@ static const struct kiln_type *out_type(const struct kiln_graph *g, size_t k)
     if (k >= g->n_outputs) return NULL;
     const struct kiln_vtype *v = kiln_infer_lookup(g, g->outputs[k].name);
     return v && v->type.kind != KILN_TYPE_NONE ? &v->type : NULL;
+}
+
+/* Whether subgraph output k's shape depends on the data. */
+static bool out_dd(const struct kiln_graph *g, size_t k)
+{
+    const struct kiln_vtype *v = k < g->n_outputs ? kiln_infer_lookup(g, g->outputs[k].name) : NULL;
+    return v && v->data_dependent;
 }
 
 static struct kiln_graph *graph_attr(const struct kiln_ictx *c, const char *name)
@@ -78,7 +85,9 @@ static kiln_status if_infer(struct kiln_ictx *c)
             }
             t = kiln_infer_merge(a, b, &buf);
         }
-        if (t) KILN_TRY(kiln_ic_set_type(c, k, t));
+        if (!t) continue;
+        KILN_TRY(kiln_ic_set_type(c, k, t));
+        if ((pick != 0 && out_dd(th, k)) || (pick != 1 && out_dd(el, k))) kiln_ic_data_dependent(c, k);
     }
     return KILN_OK;
 }
@@ -151,6 +160,7 @@ static kiln_status run_body(struct kiln_ictx *c, struct kiln_graph *body, size_t
             st = kiln_ic_set_type(c, k, t);
         }
         if (st) goto done;
+        if (out_dd(body, out_off + k)) kiln_ic_data_dependent(c, k);
     }
 done:
     kiln_free(bufs);
@@ -255,7 +265,8 @@ static kiln_status loop_infer(struct kiln_ictx *c)
     size_t n_scan = body->n_outputs - 1 - n_car;
     if (dd && n_scan) len = kiln_sym_fresh(c->inf, "Loop");
     for (size_t k = 0; k < n_scan && n_car + k < c->n_out; k++)
-        KILN_TRY(set_stacked(c, n_car + k, out_type(body, 1 + n_car + k), 0, len, NULL, dd));
+        KILN_TRY(set_stacked(c, n_car + k, out_type(body, 1 + n_car + k), 0, len, NULL,
+                             dd || out_dd(body, 1 + n_car + k)));
     return KILN_OK;
 }
 
@@ -331,7 +342,8 @@ static kiln_status scan_infer(struct kiln_ictx *c)
     if (st) goto done;
     for (size_t k = 0; n_state + k < body->n_outputs && n_state + k < c->n_out; k++) {
         int64_t ax = v8 ? 0 : k < n_out_axes ? out_axes[k] : 0;
-        st = set_stacked(c, n_state + k, out_type(body, n_state + k), ax, len, v8 ? &batch : NULL, false);
+        st = set_stacked(c, n_state + k, out_type(body, n_state + k), ax, len, v8 ? &batch : NULL,
+                         out_dd(body, n_state + k));
         if (st) goto done;
     }
 done:
