@@ -416,9 +416,11 @@ static kiln_status rule_slice(struct kiln_ictx *c)
                 vsliced = true;
             }
         } else if (kiln_dim_defined(d[a]) && sp[i] == 1 && en[i] >= HUGE_END && st[i] >= 0) {
-            out[a] = kiln_sym_sub(c->inf, d[a], kiln_dim_int(st[i])); /* x[s:] */
+            /* x[s:]: d-s when d >= s, else 0 */
+            out[a] = kiln_sym_max(c->inf, kiln_sym_sub(c->inf, d[a], kiln_dim_int(st[i])), kiln_dim_int(0));
         } else if (kiln_dim_defined(d[a]) && sp[i] == 1 && st[i] == 0 && en[i] < 0 && en[i] > -HUGE_END) {
-            out[a] = kiln_sym_sub(c->inf, d[a], kiln_dim_int(-en[i])); /* x[:-k] */
+            /* x[:-k]: d-k when d >= k, else 0 */
+            out[a] = kiln_sym_max(c->inf, kiln_sym_sub(c->inf, d[a], kiln_dim_int(-en[i])), kiln_dim_int(0));
         } else if (kiln_dim_defined(d[a]) && sp[i] == 1 && st[i] < 0 && st[i] > -HUGE_END &&
                    en[i] >= HUGE_END) {
             out[a] = kiln_sym_min(c->inf, d[a], kiln_dim_int(-st[i])); /* x[-k:] */

@@ -406,7 +406,7 @@ static void test_split_slice(void)
     TYPE_IS(&t, "c", "float32[2,N]");
     TYPE_IS(&t, "d", "float32[10,(N+1)/2]"); /* Split-18: ceil, the rest last */
     TYPE_IS(&t, "e", "float32[10,-(N+1)/2+N]");
-    TYPE_IS(&t, "f", "float32[10,N-1]");
+    TYPE_IS(&t, "f", "float32[10,max(0,N-1)]"); /* x[1:] is empty when N is 0 */
     TYPE_IS(&t, "g", "float32[8,N]");
     TYPE_IS(&t, "s1", "int64[1]");
     const struct kiln_vtype *v = kiln_infer_lookup(t.m.graph, "s1");
@@ -516,13 +516,86 @@ struct prop {
     struct kiln_value *in[8];
     size_t n_in;
     char ins[64];
+    int64_t env[8]; /* symbolic mode: s<i> = env[i]; t0 = env[7] */
 };
+
+/* Symbolic mode: x is declared with symbols s0, s1, ... instead of its sizes, and every
+ * inferred dim that is defined must evaluate, with the symbols bound to the sizes, to what
+ * the kernel produced. */
+static bool prop_symbolic;
+static int prop_dims_total, prop_dims_defined;
+
+static int64_t sym_eval(const char *s, size_t n, const int64_t *env, bool *ok);
+
+/* One atom of canonical text (sym.c's grammar): a number, a symbol, "(E)", "A/k", "A/(E)",
+ * "min(E,F)", "max(E,F)". */
+static int64_t atom_eval(const char *s, size_t n, const int64_t *env, bool *ok)
+{
+    if (n == 0) return *ok = false, 0;
+    bool digits = true;
+    for (size_t i = 0; i < n; i++) digits = digits && s[i] >= '0' && s[i] <= '9';
+    if (digits) return strtoll(s, NULL, 10);
+    if ((n > 4 && (strncmp(s, "min(", 4) == 0 || strncmp(s, "max(", 4) == 0)) && s[n - 1] == ')') {
+        int depth = 0;
+        for (size_t i = 4; i < n - 1; i++) {
+            depth += s[i] == '(' ? 1 : s[i] == ')' ? -1 : 0;
+            if (depth == 0 && s[i] == ',') {
+                int64_t a = sym_eval(s + 4, i - 4, env, ok), b = sym_eval(s + i + 1, n - 2 - i, env, ok);
+                return s[1] == 'i' ? (a < b ? a : b) : (a > b ? a : b);
+            }
+        }
+        return *ok = false, 0;
+    }
+    int depth = 0;
+    for (size_t i = n; i-- > 0;) { /* the last top-level '/' */
+        depth += s[i] == ')' ? 1 : s[i] == '(' ? -1 : 0;
+        if (depth == 0 && s[i] == '/') {
+            int64_t a = atom_eval(s, i, env, ok), b = atom_eval(s + i + 1, n - i - 1, env, ok);
+            if (b <= 0) return *ok = false, 0;
+            return a >= 0 ? a / b : -((-a + b - 1) / b);
+        }
+    }
+    if (s[0] == '(' && s[n - 1] == ')') return sym_eval(s + 1, n - 2, env, ok);
+    if (n == 2 && s[0] == 's' && s[1] >= '0' && s[1] <= '6') return env[s[1] - '0'];
+    if (n == 2 && s[0] == 't' && s[1] == '0') return env[7];
+    return *ok = false, 0;
+}
+
+static int64_t sym_eval(const char *s, size_t n, const int64_t *env, bool *ok)
+{
+    int64_t sum = 0;
+    size_t i = 0;
+    while (i < n && *ok) {
+        int64_t sign = 1, prod = 1;
+        if (s[i] == '+' || s[i] == '-') sign = s[i++] == '-' ? -1 : 1;
+        for (;;) {
+            size_t b = i;
+            int depth = 0;
+            while (i < n && !(depth == 0 && (s[i] == '+' || s[i] == '-' || s[i] == '*'))) {
+                depth += s[i] == '(' ? 1 : s[i] == ')' ? -1 : 0;
+                i++;
+            }
+            prod *= atom_eval(s + b, i - b, env, ok);
+            if (i < n && s[i] == '*') {
+                i++;
+                continue;
+            }
+            break;
+        }
+        sum += sign * prod;
+    }
+    return sum;
+}
 
 static void prop_begin(struct prop *p, int opset, int rank, const int64_t *dims)
 {
     tb_init(&p->t, opset);
     char d[128] = "";
-    for (int i = 0; i < rank; i++) snprintf(d + strlen(d), sizeof d - strlen(d), i ? ",%lld" : "%lld", (long long)dims[i]);
+    for (int i = 0; i < rank; i++) {
+        p->env[i] = dims[i];
+        if (prop_symbolic) snprintf(d + strlen(d), sizeof d - strlen(d), i ? ",s%d" : "s%d", i);
+        else snprintf(d + strlen(d), sizeof d - strlen(d), i ? ",%lld" : "%lld", (long long)dims[i]);
+    }
     tb_input(&p->t, "x", KILN_DTYPE_F32, d);
     p->in[0] = rand_tensor(rank, dims);
     p->n_in = 1;
@@ -570,8 +643,30 @@ static void prop_run(struct prop *p, const char *op, const struct kiln_attr *att
                 const char *got = type_of(&p->t, oname);
                 char in_s[200];
                 kiln_type_str(&p->t.in[0].type, in_s, sizeof in_s);
-                CHECK(strcmp(got, want) == 0, "%s-%d on x %s: output %zu inferred %s, kernel gave %s", op,
-                      n->since, in_s, o, got, want);
+                if (!prop_symbolic) {
+                    CHECK(strcmp(got, want) == 0, "%s-%d on x %s: output %zu inferred %s, kernel gave %s", op,
+                          n->since, in_s, o, got, want);
+                    continue;
+                }
+                const struct kiln_vtype *vt = kiln_infer_lookup(&p->t.g, oname);
+                if (!vt || vt->type.rank < 0) { /* an unknown rank is only incomplete */
+                    prop_dims_total += out[o]->t.rank;
+                    continue;
+                }
+                CHECK(vt->type.rank == out[o]->t.rank && vt->type.elem == KILN_DTYPE_F32,
+                      "%s-%d on x %s: output %zu inferred %s, kernel gave %s", op, n->since, in_s, o, got, want);
+                for (int k = 0; k < vt->type.rank && k < out[o]->t.rank; k++) {
+                    struct kiln_dim dm = vt->type.dims[k];
+                    prop_dims_total++;
+                    if (!kiln_dim_defined(dm)) continue;
+                    prop_dims_defined++;
+                    bool ok = true;
+                    int64_t val = dm.value >= 0 ? dm.value : sym_eval(dm.param, strlen(dm.param), p->env, &ok);
+                    CHECK(ok && val == out[o]->t.dims[k],
+                          "%s-%d on x %s (s = %lld,%lld,%lld,%lld): output %zu inferred %s, kernel gave %s", op,
+                          n->since, in_s, (long long)p->env[0], (long long)p->env[1], (long long)p->env[2],
+                          (long long)p->env[3], o, got, want);
+                }
             }
             CHECK(p->t.p.n == 0, "%s-%d: the kernel ran but inference reported: %s", op, n->since, p->t.p.msg[0]);
         } else {
@@ -590,9 +685,11 @@ static void rnd_dims(int rank, int64_t *d, int max)
     for (int i = 0; i < rank; i++) d[i] = 1 + rng_int(max);
 }
 
-static void test_property(void)
+static void test_property(bool symbolic)
 {
-    rng_seed(1234);
+    prop_symbolic = symbolic;
+    prop_checked = prop_refused = 0;
+    rng_seed(symbolic ? 4321 : 1234);
     static const char *const ops[] = {"Transpose", "Concat", "Slice",   "Reshape",      "Squeeze",
                                       "Unsqueeze", "Tile",   "Pad",     "Expand",       "Split",
                                       "Gather",    "Flatten", "DepthToSpace", "SpaceToDepth"};
@@ -623,7 +720,12 @@ static void test_property(void)
             memcpy(d2, d, sizeof d2);
             d2[ax] = 1 + rng_int(3);
             char dd[64] = "";
-            for (int i = 0; i < r; i++) snprintf(dd + strlen(dd), sizeof dd - strlen(dd), i ? ",%lld" : "%lld", (long long)d2[i]);
+            for (int i = 0; i < r; i++) {
+                if (prop_symbolic && i == ax) snprintf(dd + strlen(dd), sizeof dd - strlen(dd), i ? ",t0" : "t0");
+                else if (prop_symbolic) snprintf(dd + strlen(dd), sizeof dd - strlen(dd), i ? ",s%d" : "s%d", i);
+                else snprintf(dd + strlen(dd), sizeof dd - strlen(dd), i ? ",%lld" : "%lld", (long long)d2[i]);
+            }
+            p.env[7] = d2[ax];
             tb_input(&p.t, "x2", KILN_DTYPE_F32, dd);
             p.in[p.n_in++] = rand_tensor(r, d2);
             snprintf(p.ins, sizeof p.ins, "x,x2");
@@ -753,8 +855,11 @@ static void test_property(void)
             prop_run(&p, op, at, 1, 1);
         }
     }
-    printf("property: %d random nodes checked against the kernels, %d refused by them\n", prop_checked,
-           prop_refused);
+    printf("property%s: %d random nodes checked against the kernels, %d refused by them\n",
+           symbolic ? " (symbolic inputs)" : "", prop_checked, prop_refused);
+    if (symbolic)
+        printf("property (symbolic inputs): %d of %d output dims determined\n", prop_dims_defined,
+               prop_dims_total);
     CHECK(prop_checked > 1000, "the kernels ran %d random nodes (refused %d)", prop_checked, prop_refused);
 }
 
@@ -767,6 +872,7 @@ int main(void)
     test_hostile();
     test_split_slice();
     test_subgraphs();
-    test_property();
+    test_property(false);
+    test_property(true);
     return test_summary("test_infer");
 }
