@@ -285,6 +285,30 @@ static struct model fresh(int opset)
     return m;
 }
 
+/* ------------------------------------------------------------------ registry */
+
+/* Every op of the CPU families these rules cover has a rule at every version kiln runs. */
+extern const struct kiln_cpu_op kiln_cpu_ops_conv[], kiln_cpu_ops_pool[], kiln_cpu_ops_gemm[],
+    kiln_cpu_ops_nn_extra[], kiln_cpu_ops_rnn[], kiln_cpu_ops_vision[], kiln_cpu_ops_image[],
+    kiln_cpu_ops_ml[], kiln_cpu_ops_sequence[], kiln_cpu_ops_control[], kiln_cpu_ops_scan[];
+
+static void test_registry(void)
+{
+    const struct kiln_cpu_op *const fams[] = {
+        kiln_cpu_ops_conv,     kiln_cpu_ops_pool,    kiln_cpu_ops_gemm,  kiln_cpu_ops_nn_extra,
+        kiln_cpu_ops_rnn,      kiln_cpu_ops_vision,  kiln_cpu_ops_image, kiln_cpu_ops_ml,
+        kiln_cpu_ops_sequence, kiln_cpu_ops_control, kiln_cpu_ops_scan,
+    };
+    for (size_t f = 0; f < sizeof fams / sizeof fams[0]; f++)
+        for (const struct kiln_cpu_op *op = fams[f]; op->name; op++) {
+            int last = op->until ? op->until : 26;
+            for (int v = op->since; v <= last; v++)
+                CHECK(kiln_infer_find_op(op->domain, op->name, v) != NULL, "no rule for %s '%s' version %d",
+                      op->domain, op->name, v);
+        }
+    CHECK(kiln_infer_find_op("", "Col2Im", 18) != NULL, "no rule for Col2Im");
+}
+
 /* ------------------------------------------------------------------ conv and pool */
 
 static void test_conv(void)
@@ -978,6 +1002,7 @@ static void test_node_cases(void)
 
 int main(void)
 {
+    test_registry();
     test_conv();
     test_pool();
     test_matmul_gemm();
