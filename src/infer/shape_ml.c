@@ -109,7 +109,7 @@ static kiln_status onehot_infer(struct kiln_ictx *c)
     if (!kiln_infer_shape_of(c, 0, &r, &x)) return kiln_ic_set_tensor(c, 0, KILN_DTYPE_F32, -1, NULL);
     if (r + 1 > KILN_MAX_RANK) return KILN_OK;
     struct kiln_dim y[KILN_MAX_RANK];
-    memcpy(y, x, (size_t)r * sizeof *y);
+    if (r > 0) memcpy(y, x, (size_t)r * sizeof *y);
     y[r] = kiln_dim_int((int64_t)n);
     return kiln_ic_set_tensor(c, 0, KILN_DTYPE_F32, r + 1, y);
 }
