@@ -410,6 +410,10 @@ static void test_vals(void)
     end_node(&m, node("Add", "s,minus1", "dec"), NULL);
     end_node(&m, node("Sub", "s,s", "zero"), NULL);
     end_node(&m, node("Max", "s,minus1", "mx"), NULL);
+    struct pb *rp = node("ReduceProd", "s", "numel");
+    at_i(rp, "keepdims", 0);
+    end_node(&m, rp, NULL);
+    end_node(&m, node("ReduceSum", "s", "total"), NULL);
     struct pb *n = node("Cast", "a", "c");
     at_i(n, "to", KILN_DTYPE_I32);
     end_node(&m, n, NULL);
@@ -432,6 +436,12 @@ static void test_vals(void)
     CHECK(strcmp(v, "[0,0]") == 0, "vals of zero: %s", v);
     v = vals_of(&r, "mx");
     CHECK(strcmp(v, "[N,6]") == 0, "vals of mx: %s", v);
+    EXPECT_TYPE(&r, "numel", "int64[]");
+    v = vals_of(&r, "numel");
+    CHECK(strcmp(v, "[6*N]") == 0, "vals of numel: %s", v);
+    EXPECT_TYPE(&r, "total", "int64[1]");
+    v = vals_of(&r, "total");
+    CHECK(strcmp(v, "[N+6]") == 0, "vals of total: %s", v);
     done(&r);
 }
 
