@@ -76,7 +76,12 @@ static kiln_status if_infer(struct kiln_ictx *c)
             t = out_type(el, k);
         } else {
             const struct kiln_type *a = out_type(th, k), *b = out_type(el, k);
-            if (!a || !b) continue; /* one branch says nothing: neither does the node */
+            if (!a || !b) { /* one branch says nothing of the shape: only the element type stands */
+                const struct kiln_type *k1 = a ? a : b;
+                if (k1 && k1->kind == KILN_TYPE_TENSOR && k1->elem != KILN_DTYPE_UNDEFINED)
+                    KILN_TRY(kiln_ic_set_tensor(c, k, k1->elem, -1, NULL));
+                continue;
+            }
             if (a->kind == KILN_TYPE_TENSOR && b->kind == KILN_TYPE_TENSOR && a->elem && b->elem &&
                 a->elem != b->elem) {
                 kiln_ic_problem(c, "output %zu is %s in then_branch but %s in else_branch", k,
