@@ -747,6 +747,24 @@ static void test_problems_and_old_versions(void)
     EXPECT_TYPE(&r, "Z", "int32[M,7]");
     done(&r);
 
+    m = fresh(21);
+    input(&m, "X", KILN_DTYPE_F32, "N,6,8");
+    input(&m, "c", KILN_DTYPE_F32, "6");
+    input(&m, "c5", KILN_DTYPE_F32, "5");
+    struct pb *gn = node("GroupNormalization", "X,c,c", "G");
+    at_i(gn, "num_groups", 3);
+    end_node(&m, gn, NULL);
+    gn = node("GroupNormalization", "X,c,c", "G4");
+    at_i(gn, "num_groups", 4);
+    end_node(&m, gn, NULL);
+    end_node(&m, node("InstanceNormalization", "X,c5,c5", "I"), NULL);
+    if (!run(&m, &r)) return;
+    EXPECT_TYPE(&r, "G", "float32[N,6,8]");
+    EXPECT_PROBLEM(&r, "num_groups 4");
+    EXPECT_PROBLEM(&r, "5 values for 6 channels");
+    CHECK(r.n_problems == 2, "expected 2 problems; got %s", r.problems);
+    done(&r);
+
     /* unknown rank in, unknown rank out (element type kept) */
     m = fresh(18);
     input(&m, "U", KILN_DTYPE_F32, NULL);
