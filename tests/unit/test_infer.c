@@ -503,6 +503,36 @@ static void test_subgraphs(void)
     tb_free(&t);
 }
 
+/* Out of memory at every allocation of a run: NOMEM (or OK, where the failure is absorbed),
+ * never a crash or a leak (ASan), and no half results. */
+static void test_out_of_memory(void)
+{
+    struct tb t;
+    build_heads(&t);
+    tb_node(&t, "NonZero", "nz", "shp", "nzo", NULL, 0);
+    tb_node(&t, "Range", "range", "i0,n,i1", "rg", NULL, 0);
+    if (!tb_infer(&t, 0)) return;
+    int failed = 0;
+    for (long n = 1; n < 100000; n++) {
+        kiln_err err = {0};
+        size_t np = 0;
+        kiln_alloc_fail_after(n);
+        kiln_status st = kiln_infer_model_ex(&t.m, 0, NULL, NULL, &np, &err);
+        long used = kiln_alloc_fail_after(0);
+        CHECK(st == KILN_OK || st == KILN_E_NOMEM, "allocation %ld failed: status %d (%s)", n, (int)st, err.msg);
+        if (st == KILN_E_NOMEM) {
+            failed++;
+            CHECK(t.g.vtypes == NULL, "a failed run leaves no types (allocation %ld)", n);
+            CHECK(err.msg[0] != 0, "NOMEM with a message");
+        }
+        if (used < n) break; /* the run needed fewer allocations: all were tried */
+    }
+    CHECK(failed > 0, "some allocation failures were seen");
+    if (!tb_infer(&t, 0)) return;
+    TYPE_IS(&t, "z", "float32[N,12,64*seq]");
+    tb_free(&t);
+}
+
 /* ------------------------------------------------------------------ property test */
 
 /* Inferred shapes must agree with the shapes the CPU kernels produce: random shape-op nodes
@@ -872,6 +902,7 @@ int main(void)
     test_hostile();
     test_split_slice();
     test_subgraphs();
+    test_out_of_memory();
     test_property(false);
     test_property(true);
     return test_summary("test_infer");
