@@ -526,8 +526,10 @@ static void vals_to_konst(struct kiln_infer *inf, struct kiln_vtype *vt)
     if (t->elem != KILN_DTYPE_I64 && t->elem != KILN_DTYPE_I32) return;
     if (t->rank == 1 ? t->dims[0].value != vt->n_vals : vt->n_vals != 1) return;
     int64_t v[KILN_INFER_MAX_VALS];
-    for (int i = 0; i < vt->n_vals; i++)
+    for (int i = 0; i < vt->n_vals; i++) {
         if (!kiln_dim_int_value(vt->vals[i], &v[i])) return;
+        if (t->elem == KILN_DTYPE_I32 && (v[i] < INT32_MIN || v[i] > INT32_MAX)) return;
+    }
     struct kiln_tensor *k = arena_array(inf, 1, sizeof *k);
     if (!k) return;
     k->dtype = t->elem;
