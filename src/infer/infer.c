@@ -441,6 +441,29 @@ void kiln_ic_problem(struct kiln_ictx *c, const char *fmt, ...)
     problem(c->inf, full);
 }
 
+/* All evaluations of one run together touch at most this many bytes (inputs and
+ * outputs), so a hostile model of many small constant nodes cannot make inference slow or
+ * fill the arena; beyond it, nodes get only their types. */
+#define INFER_EVAL_BUDGET ((size_t)64 << 20)
+/* Ops whose work grows faster than their inputs and outputs (a Conv of 64 KiB in and out
+ * can take 10^8 multiply-adds) are evaluated only when their inputs are this small. */
+#define INFER_EVAL_SMALL ((size_t)4096)
+
+static bool superlinear(const struct kiln_node *n)
+{
+    static const char *const ops[] = {
+        "Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "DeformConv", "MatMul",
+        "MatMulInteger", "QLinearMatMul", "Gemm", "Einsum", "RNN", "GRU", "LSTM", "Attention",
+        "MaxPool", "AveragePool", "LpPool", "MaxRoiPool", "RoiAlign", "NonMaxSuppression",
+        "DFT", "STFT", "Det", "Col2Im", "TfIdfVectorizer", "MelWeightMatrix", "Resize",
+        "Upsample", "GridSample", "TreeEnsembleClassifier", "TreeEnsembleRegressor",
+        "TreeEnsemble", "SVMClassifier", "SVMRegressor", "LRN", "CumSum", "CumProd",
+    };
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (strcmp(n->op_type, ops[i]) == 0) return true;
+    return n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx.ml") != 0; /* unknown cost */
+}
+
 /* Step 2: evaluates node c->node on its constant inputs. */
 static kiln_status evaluate(struct kiln_ictx *c, bool has_rule, kiln_err *err)
 {
@@ -468,6 +491,10 @@ static kiln_status evaluate(struct kiln_ictx *c, bool has_rule, kiln_err *err)
     bool all_known = true; /* Constant: the rule borrowed the attribute's tensor */
     for (size_t j = 0; j < c->n_out; j++) all_known = all_known && (!c->out[j] || c->out[j]->konst);
     if (all_known) return KILN_OK;
+    if (superlinear(n) && in_bytes > INFER_EVAL_SMALL) return KILN_OK;
+    size_t cost = in_bytes + (small ? out_bytes : KILN_INFER_FOLD_LIMIT);
+    if (inf->eval_bytes + cost > INFER_EVAL_BUDGET) return KILN_OK;
+    inf->eval_bytes += cost;
     if (small && out_bytes > KILN_INFER_FOLD_LIMIT) return KILN_OK;
     if (!small && has_rule && !dd) return KILN_OK;
 

@@ -6,17 +6,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "infer/infer_priv.h"
 #include "test_support.h"
 
 /* ------------------------------------------------------------------ a tiny graph builder */
 
+#define TB_MAX_NODES 4096
+
 struct tb {
     struct kiln_model m;
     struct kiln_graph g;
     struct kiln_opset opset;
-    struct kiln_node nodes[32];
+    struct kiln_node *nodes; /* TB_MAX_NODES, in the arena */
     struct kiln_value_info in[8], out[8], vi[8];
     struct kiln_initializer inits[16];
     struct problems {
@@ -56,6 +59,7 @@ static void tb_init(struct tb *t, int opset)
     t->m.ir_version = 8;
     t->m.graph = &t->g;
     t->g.name = "g";
+    t->nodes = kiln_arena_array(A(t), TB_MAX_NODES, sizeof *t->nodes);
     t->g.nodes = t->nodes;
     t->g.inputs = t->in;
     t->g.outputs = t->out;
@@ -503,6 +507,36 @@ static void test_subgraphs(void)
     tb_free(&t);
 }
 
+/* A model of thousands of constant nodes: evaluation stops at its budget (types only
+ * after it), so inference stays fast and small. */
+static void test_eval_budget(void)
+{
+    struct tb t;
+    tb_init(&t, 17);
+    static float big[8192];
+    struct kiln_initializer *in = &t.inits[t.g.n_inits++];
+    in->name = "c0";
+    in->t = (struct kiln_tensor){.dtype = KILN_DTYPE_F32, .rank = 1, .dims = {8192}, .data = big};
+    char prev[16] = "c0", next[16], ins[40];
+    for (int i = 1; i < 3000; i++) {
+        snprintf(next, sizeof next, "c%d", i);
+        snprintf(ins, sizeof ins, "%s,c0", prev);
+        tb_node(&t, "Add", "", ins, next, NULL, 0);
+        snprintf(prev, sizeof prev, "%s", next);
+    }
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    if (!tb_infer(&t, 0)) return;
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double s = (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+    const struct kiln_vtype *first = kiln_infer_lookup(&t.g, "c1"), *last = kiln_infer_lookup(&t.g, "c2999");
+    CHECK(first && first->konst, "the first nodes are evaluated");
+    CHECK(last && !last->konst, "the budget stops evaluation");
+    TYPE_IS(&t, "c2999", "float32[8192]");
+    CHECK(s < 5.0, "3000 constant nodes inferred in %.2f s", s);
+    tb_free(&t);
+}
+
 /* Out of memory at every allocation of a run: NOMEM (or OK, where the failure is absorbed),
  * never a crash or a leak (ASan), and no half results. */
 static void test_out_of_memory(void)
@@ -903,6 +937,7 @@ int main(void)
     test_split_slice();
     test_subgraphs();
     test_out_of_memory();
+    test_eval_budget();
     test_property(false);
     test_property(true);
     return test_summary("test_infer");
