@@ -682,6 +682,27 @@ static void prop_ints(struct prop *p, const char *name, int rank, const int64_t 
     snprintf(p->ins + strlen(p->ins), sizeof p->ins - strlen(p->ins), ",%s", name);
 }
 
+/* A float32 1-D constant input (Resize's scales). */
+static void prop_floats(struct prop *p, const char *name, int64_t n, const float *v)
+{
+    struct kiln_initializer *in = &p->t.inits[p->t.g.n_inits++];
+    in->name = name;
+    in->t.dtype = KILN_DTYPE_F32;
+    in->t.rank = 1;
+    in->t.dims[0] = n;
+    in->t.data = kiln_arena_array(A(&p->t), (size_t)n + 1, sizeof(float));
+    memcpy(in->t.data, v, (size_t)n * sizeof *v);
+    p->in[p->n_in++] = tensor_of(KILN_DTYPE_F32, 1, &n, v);
+    snprintf(p->ins + strlen(p->ins), sizeof p->ins - strlen(p->ins), ",%s", name);
+}
+
+/* An absent optional input. */
+static void prop_absent(struct prop *p)
+{
+    p->in[p->n_in++] = NULL;
+    snprintf(p->ins + strlen(p->ins), sizeof p->ins - strlen(p->ins), ",-");
+}
+
 static int prop_checked, prop_refused;
 
 static void prop_run(struct prop *p, const char *op, const struct kiln_attr *attrs, size_t n_attr,
@@ -756,8 +777,9 @@ static void test_property(bool symbolic)
     rng_seed(symbolic ? 4321 : 1234);
     static const char *const ops[] = {"Transpose", "Concat", "Slice",   "Reshape",      "Squeeze",
                                       "Unsqueeze", "Tile",   "Pad",     "Expand",       "Split",
-                                      "Gather",    "Flatten", "DepthToSpace", "SpaceToDepth"};
-    for (int iter = 0; iter < 1500; iter++) {
+                                      "Gather",    "Flatten", "DepthToSpace", "SpaceToDepth",
+                                      "Resize",    "GatherElements", "GatherND", "CenterCropPad"};
+    for (int iter = 0; iter < 2000; iter++) {
         struct prop p;
         int64_t d[6], v[16], e[16];
         int r = rnd_rank(1, 4);
@@ -906,6 +928,69 @@ static void test_property(bool symbolic)
             prop_ints(&p, "idx", q, qd, v);
             at[0] = attr_i("axis", ax);
             prop_run(&p, op, at, 1, 1);
+        } else if (strcmp(op, "Resize") == 0) {
+            /* scales or sizes on every axis, or (18) on some axes with a policy */
+            int rop = rng_int(2) ? 13 : 18;
+            prop_begin(&p, rop, r, d);
+            int64_t axes[4], na = 0;
+            bool use_axes = rop == 18 && rng_int(2);
+            for (int i = 0; i < r; i++)
+                if (!use_axes || rng_int(2)) axes[na++] = i;
+            if (na == 0) axes[na++] = r - 1;
+            prop_absent(&p); /* roi */
+            struct kiln_attr ra[2];
+            size_t nra = 0;
+            if (use_axes) ra[nra++] = attr_ints("axes", axes, (size_t)na);
+            if (rng_int(2)) {
+                static const float choices[] = {0.5f, 1.0f, 1.5f, 2.0f, 0.75f, 3.0f, 0.6f, 1.25f};
+                float sc[4];
+                for (int i = 0; i < na; i++) sc[i] = choices[rng_int(8)];
+                prop_floats(&p, "scales", na, sc);
+            } else {
+                prop_absent(&p);
+                int64_t sz[4], n1[1] = {na};
+                for (int i = 0; i < na; i++) sz[i] = 1 + rng_int(7);
+                prop_ints(&p, "sizes", 1, n1, sz);
+                static const char *const pol[] = {"stretch", "not_larger", "not_smaller"};
+                if (rop == 18) ra[nra++] = attr_s("keep_aspect_ratio_policy", pol[rng_int(3)]);
+            }
+            prop_run(&p, op, ra, nra, 1);
+        } else if (strcmp(op, "GatherElements") == 0) {
+            int ax = rng_int(r);
+            int64_t id[4];
+            memcpy(id, d, sizeof id);
+            id[ax] = 1 + rng_int(4);
+            size_t n = 1;
+            for (int i = 0; i < r; i++) n *= (size_t)id[i];
+            int64_t *iv = calloc(n, sizeof *iv);
+            for (size_t i = 0; i < n; i++) iv[i] = rng_int((int)d[ax]);
+            prop_begin(&p, opset, r, d);
+            prop_ints(&p, "idx", r, id, iv);
+            free(iv);
+            at[0] = attr_i("axis", ax);
+            prop_run(&p, op, at, 1, 1);
+        } else if (strcmp(op, "GatherND") == 0) {
+            int b = rng_int(r), last = 1 + rng_int(r - b);
+            int64_t id[4];
+            int q = b + 1 + rng_int(2);
+            for (int i = 0; i < b; i++) id[i] = d[i];
+            for (int i = b; i < q - 1; i++) id[i] = 1 + rng_int(3);
+            id[q - 1] = last;
+            size_t n = 1;
+            for (int i = 0; i < q; i++) n *= (size_t)id[i];
+            int64_t *iv = calloc(n, sizeof *iv);
+            for (size_t i = 0; i < n; i++) iv[i] = rng_int((int)d[b + (int)(i % (size_t)last)]);
+            prop_begin(&p, opset, r, d);
+            prop_ints(&p, "idx", q, id, iv);
+            free(iv);
+            at[0] = attr_i("batch_dims", b);
+            prop_run(&p, op, at, 1, 1);
+        } else if (strcmp(op, "CenterCropPad") == 0) {
+            int64_t n1[1] = {r};
+            for (int i = 0; i < r; i++) v[i] = 1 + rng_int(6);
+            prop_begin(&p, 18, r, d);
+            prop_ints(&p, "shape", 1, n1, v);
+            prop_run(&p, op, NULL, 0, 1);
         } else if (strcmp(op, "Flatten") == 0) {
             prop_begin(&p, opset, r, d);
             at[0] = attr_i("axis", rng_int(2 * r + 1) - r);
@@ -924,7 +1009,7 @@ static void test_property(bool symbolic)
     if (symbolic)
         printf("property (symbolic inputs): %d of %d output dims determined\n", prop_dims_defined,
                prop_dims_total);
-    CHECK(prop_checked > 1000, "the kernels ran %d random nodes (refused %d)", prop_checked, prop_refused);
+    CHECK(prop_checked > 1500, "the kernels ran %d random nodes (refused %d)", prop_checked, prop_refused);
 }
 
 int main(void)
