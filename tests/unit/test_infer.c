@@ -971,7 +971,7 @@ static void test_property(bool symbolic)
             prop_run(&p, op, at, 1, 1);
         } else if (strcmp(op, "GatherND") == 0) {
             int b = rng_int(r), last = 1 + rng_int(r - b);
-            int64_t id[4];
+            int64_t id[8]; /* rank up to b + 2 <= 5 */
             int q = b + 1 + rng_int(2);
             for (int i = 0; i < b; i++) id[i] = d[i];
             for (int i = b; i < q - 1; i++) id[i] = 1 + rng_int(3);
