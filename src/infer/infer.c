@@ -399,8 +399,8 @@ static bool type_bytes(const struct kiln_type *t, size_t *bytes)
 
 /* ------------------------------------------------------------------ graphs */
 
-static kiln_status infer_graph(struct kiln_infer *inf, struct kiln_graph *g, size_t n_in,
-                               const struct kiln_type *const *in_types, kiln_err *err);
+static kiln_status infer_graph(struct kiln_infer *inf, struct kiln_graph *g, const struct kiln_node *owner,
+                               size_t n_in, const struct kiln_type *const *in_types, kiln_err *err);
 
 /* Forgets every graph's types (results of an earlier run), so that step 4 knows which
  * subgraphs this run has not reached yet. */
@@ -596,11 +596,11 @@ static kiln_status infer_leftover_subgraphs(struct kiln_infer *inf, struct kiln_
     for (size_t k = 0; k < n->n_attr; k++) {
         const struct kiln_attr *a = &n->attrs[k];
         if (a->type == KILN_ATTR_GRAPH && a->g && !a->g->vtypes)
-            KILN_TRY(infer_graph(inf, a->g, 0, NULL, err));
+            KILN_TRY(infer_graph(inf, a->g, n, 0, NULL, err));
         if (a->type == KILN_ATTR_GRAPHS && a->graphs)
             for (size_t j = 0; j < a->n; j++)
                 if (a->graphs[j] && !a->graphs[j]->vtypes)
-                    KILN_TRY(infer_graph(inf, a->graphs[j], 0, NULL, err));
+                    KILN_TRY(infer_graph(inf, a->graphs[j], n, 0, NULL, err));
     }
     return KILN_OK;
 }
@@ -662,8 +662,10 @@ done:
     return st;
 }
 
-static kiln_status infer_graph(struct kiln_infer *inf, struct kiln_graph *g, size_t n_in,
-                               const struct kiln_type *const *in_types, kiln_err *err)
+/* Infers graph g; owner: the node whose attribute g is (NULL for the main graph), named in
+ * problems with g's inputs; in_types[0..n_in): the types its rule gives g's inputs. */
+static kiln_status infer_graph(struct kiln_infer *inf, struct kiln_graph *g, const struct kiln_node *owner,
+                               size_t n_in, const struct kiln_type *const *in_types, kiln_err *err)
 {
     if (inf->depth > INFER_MAX_DEPTH) return KILN_OK; /* left untyped */
     if (!g->linked || (g->n_values && !g->values))
@@ -686,11 +688,12 @@ static kiln_status infer_graph(struct kiln_infer *inf, struct kiln_graph *g, siz
             if (given) {
                 type_copy(inf, &vt[id].type, given, false, 0);
                 if (decl && !type_merge(inf, &vt[id].type, decl, 0) && !type_str_eq(decl, given)) {
-                    char d[512], i[512], msg[1300];
+                    char d[512], i[512], msg[1600], lb[300] = "";
                     kiln_type_str(decl, d, sizeof d);
                     kiln_type_str(given, i, sizeof i);
-                    snprintf(msg, sizeof msg, "subgraph '%s': input '%s' declared %s, inferred %s",
-                             g->name ? g->name : "", gv->name, d, i);
+                    if (owner) kiln_node_label(owner, lb, sizeof lb);
+                    snprintf(msg, sizeof msg, "%s%ssubgraph '%s': input '%s' declared %s, inferred %s", lb,
+                             owner ? ": " : "", g->name ? g->name : "", gv->name, d, i);
                     problem(inf, msg);
                 }
             } else {
@@ -790,7 +793,7 @@ kiln_status kiln_infer_model_ex(struct kiln_model *m, unsigned flags, kiln_probl
     inf.problem = prob;
     inf.user = user;
     clear_vtypes(m->graph, 0);
-    kiln_status st = infer_graph(&inf, m->graph, 0, NULL, err);
+    kiln_status st = infer_graph(&inf, m->graph, NULL, 0, NULL, err);
     if (!st && inf.nomem) st = kiln_err_set(err, KILN_E_NOMEM, "shape inference: out of memory");
     if (st) clear_vtypes(m->graph, 0); /* no half results */
     if (n_problems) *n_problems = inf.n_problems;
@@ -1032,7 +1035,7 @@ kiln_status kiln_ic_subgraph(struct kiln_ictx *c, struct kiln_graph *sg, size_t 
 {
     if (!sg) return KILN_OK;
     kiln_err e = {0};
-    kiln_status st = infer_graph(c->inf, sg, n_in, in_types, &e);
+    kiln_status st = infer_graph(c->inf, sg, c->node, n_in, in_types, &e);
     if (st == KILN_E_NOMEM) return st;
     if (st) problem(c->inf, e.msg);
     return KILN_OK;

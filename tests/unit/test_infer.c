@@ -505,6 +505,25 @@ static void test_subgraphs(void)
     const char *vf = type_of(&t, "v_final");
     CHECK(strncmp(vf, "float32[", 8) == 0 && strstr(vf, ",3]"), "carried value: %s", vf);
     tb_free(&t);
+
+    /* A body input declared with another type than the Loop gives it: named with the node. */
+    tb_init(&t, 17);
+    tb_input(&t, "x", KILN_DTYPE_F32, "N,3");
+    tb_ints(&t, "M", true, 1, three);
+    body = sub_begin(&t, "body");
+    sub_input(&t, body, "i", KILN_DTYPE_I64, "");
+    sub_input(&t, body, "c_in", KILN_DTYPE_BOOL, "");
+    sub_input(&t, body, "v_in", KILN_DTYPE_F32, "N,4");
+    sub_node(&t, body, "Identity", "keep", "c_in", "c_out", NULL, 0);
+    sub_node(&t, body, "Identity", "same", "v_in", "v_out", NULL, 0);
+    sub_output(&t, body, "c_out");
+    sub_output(&t, body, "v_out");
+    battr = attr_g("body", body);
+    tb_node(&t, "Loop", "loop", "M,-,x", "v_final", &battr, 1);
+    if (!tb_infer(&t, 0)) return;
+    CHECK(has_problem(&t, "Loop node 'loop': subgraph 'body': input 'v_in' declared float32[N,4], inferred float32[N,3]"),
+          "subgraph input contradiction: %zu problems: %s", t.p.n, t.p.msg[0]);
+    tb_free(&t);
 }
 
 /* A model of thousands of constant nodes: evaluation stops at its budget (types only
