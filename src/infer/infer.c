@@ -73,6 +73,9 @@ void kiln_infer_fini(struct kiln_infer *inf)
     kiln_free(inf->intern);
     inf->intern = NULL;
     inf->n_intern = inf->cap_intern = 0;
+    kiln_free(inf->seen);
+    inf->seen = NULL;
+    inf->n_seen = inf->cap_seen = 0;
 }
 
 static void *arena_array(struct kiln_infer *inf, size_t count, size_t size)
@@ -82,8 +85,34 @@ static void *arena_array(struct kiln_infer *inf, size_t count, size_t size)
     return p;
 }
 
+/* Reports msg once per run (duplicates come from subgraphs inferred more than once). */
 static void problem(struct kiln_infer *inf, const char *msg)
 {
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = msg; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    h |= 1; /* 0 marks an empty slot */
+    if (inf->n_seen * 2 >= inf->cap_seen) {
+        size_t cap = inf->cap_seen ? inf->cap_seen * 2 : 64;
+        uint64_t *t = kiln_calloc(cap, sizeof *t);
+        if (t) {
+            for (size_t i = 0; i < inf->cap_seen; i++) {
+                if (!inf->seen[i]) continue;
+                size_t j = inf->seen[i] & (cap - 1);
+                while (t[j]) j = (j + 1) & (cap - 1);
+                t[j] = inf->seen[i];
+            }
+            kiln_free(inf->seen);
+            inf->seen = t;
+            inf->cap_seen = cap;
+        }
+    }
+    if (inf->n_seen * 2 < inf->cap_seen) { /* else (NOMEM): report without deduplicating */
+        size_t j = h & (inf->cap_seen - 1);
+        for (; inf->seen[j]; j = (j + 1) & (inf->cap_seen - 1))
+            if (inf->seen[j] == h) return;
+        inf->seen[j] = h;
+        inf->n_seen++;
+    }
     inf->n_problems++;
     if (inf->problem) inf->problem(inf->user, msg);
 }
@@ -370,8 +399,8 @@ static bool type_bytes(const struct kiln_type *t, size_t *bytes)
 
 /* ------------------------------------------------------------------ graphs */
 
-static kiln_status infer_graph(struct kiln_infer *inf, struct kiln_graph *g, size_t n_in,
-                               const struct kiln_type *const *in_types, kiln_err *err);
+static kiln_status infer_graph(struct kiln_infer *inf, struct kiln_graph *g, const struct kiln_node *owner,
+                               size_t n_in, const struct kiln_type *const *in_types, kiln_err *err);
 
 /* Forgets every graph's types (results of an earlier run), so that step 4 knows which
  * subgraphs this run has not reached yet. */
@@ -412,6 +441,29 @@ void kiln_ic_problem(struct kiln_ictx *c, const char *fmt, ...)
     problem(c->inf, full);
 }
 
+/* All evaluations of one run together touch at most this many bytes (inputs and
+ * outputs), so a hostile model of many small constant nodes cannot make inference slow or
+ * fill the arena; beyond it, nodes get only their types. */
+#define INFER_EVAL_BUDGET ((size_t)64 << 20)
+/* Ops whose work grows faster than their inputs and outputs (a Conv of 64 KiB in and out
+ * can take 10^8 multiply-adds) are evaluated only when their inputs are this small. */
+#define INFER_EVAL_SMALL ((size_t)4096)
+
+static bool superlinear(const struct kiln_node *n)
+{
+    static const char *const ops[] = {
+        "Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "DeformConv", "MatMul",
+        "MatMulInteger", "QLinearMatMul", "Gemm", "Einsum", "RNN", "GRU", "LSTM", "Attention",
+        "MaxPool", "AveragePool", "LpPool", "MaxRoiPool", "RoiAlign", "NonMaxSuppression",
+        "DFT", "STFT", "Det", "Col2Im", "TfIdfVectorizer", "MelWeightMatrix", "Resize",
+        "Upsample", "GridSample", "TreeEnsembleClassifier", "TreeEnsembleRegressor",
+        "TreeEnsemble", "SVMClassifier", "SVMRegressor", "LRN", "CumSum", "CumProd",
+    };
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (strcmp(n->op_type, ops[i]) == 0) return true;
+    return n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx.ml") != 0; /* unknown cost */
+}
+
 /* Step 2: evaluates node c->node on its constant inputs. */
 static kiln_status evaluate(struct kiln_ictx *c, bool has_rule, kiln_err *err)
 {
@@ -439,6 +491,10 @@ static kiln_status evaluate(struct kiln_ictx *c, bool has_rule, kiln_err *err)
     bool all_known = true; /* Constant: the rule borrowed the attribute's tensor */
     for (size_t j = 0; j < c->n_out; j++) all_known = all_known && (!c->out[j] || c->out[j]->konst);
     if (all_known) return KILN_OK;
+    if (superlinear(n) && in_bytes > INFER_EVAL_SMALL) return KILN_OK;
+    size_t cost = in_bytes + (small ? out_bytes : KILN_INFER_FOLD_LIMIT);
+    if (inf->eval_bytes + cost > INFER_EVAL_BUDGET) return KILN_OK;
+    inf->eval_bytes += cost;
     if (small && out_bytes > KILN_INFER_FOLD_LIMIT) return KILN_OK;
     if (!small && has_rule && !dd) return KILN_OK;
 
@@ -497,8 +553,10 @@ static void vals_to_konst(struct kiln_infer *inf, struct kiln_vtype *vt)
     if (t->elem != KILN_DTYPE_I64 && t->elem != KILN_DTYPE_I32) return;
     if (t->rank == 1 ? t->dims[0].value != vt->n_vals : vt->n_vals != 1) return;
     int64_t v[KILN_INFER_MAX_VALS];
-    for (int i = 0; i < vt->n_vals; i++)
+    for (int i = 0; i < vt->n_vals; i++) {
         if (!kiln_dim_int_value(vt->vals[i], &v[i])) return;
+        if (t->elem == KILN_DTYPE_I32 && (v[i] < INT32_MIN || v[i] > INT32_MAX)) return;
+    }
     struct kiln_tensor *k = arena_array(inf, 1, sizeof *k);
     if (!k) return;
     k->dtype = t->elem;
@@ -538,11 +596,11 @@ static kiln_status infer_leftover_subgraphs(struct kiln_infer *inf, struct kiln_
     for (size_t k = 0; k < n->n_attr; k++) {
         const struct kiln_attr *a = &n->attrs[k];
         if (a->type == KILN_ATTR_GRAPH && a->g && !a->g->vtypes)
-            KILN_TRY(infer_graph(inf, a->g, 0, NULL, err));
+            KILN_TRY(infer_graph(inf, a->g, n, 0, NULL, err));
         if (a->type == KILN_ATTR_GRAPHS && a->graphs)
             for (size_t j = 0; j < a->n; j++)
                 if (a->graphs[j] && !a->graphs[j]->vtypes)
-                    KILN_TRY(infer_graph(inf, a->graphs[j], 0, NULL, err));
+                    KILN_TRY(infer_graph(inf, a->graphs[j], n, 0, NULL, err));
     }
     return KILN_OK;
 }
@@ -604,8 +662,10 @@ done:
     return st;
 }
 
-static kiln_status infer_graph(struct kiln_infer *inf, struct kiln_graph *g, size_t n_in,
-                               const struct kiln_type *const *in_types, kiln_err *err)
+/* Infers graph g; owner: the node whose attribute g is (NULL for the main graph), named in
+ * problems with g's inputs; in_types[0..n_in): the types its rule gives g's inputs. */
+static kiln_status infer_graph(struct kiln_infer *inf, struct kiln_graph *g, const struct kiln_node *owner,
+                               size_t n_in, const struct kiln_type *const *in_types, kiln_err *err)
 {
     if (inf->depth > INFER_MAX_DEPTH) return KILN_OK; /* left untyped */
     if (!g->linked || (g->n_values && !g->values))
@@ -628,11 +688,12 @@ static kiln_status infer_graph(struct kiln_infer *inf, struct kiln_graph *g, siz
             if (given) {
                 type_copy(inf, &vt[id].type, given, false, 0);
                 if (decl && !type_merge(inf, &vt[id].type, decl, 0) && !type_str_eq(decl, given)) {
-                    char d[512], i[512], msg[1300];
+                    char d[512], i[512], msg[1600], lb[300] = "";
                     kiln_type_str(decl, d, sizeof d);
                     kiln_type_str(given, i, sizeof i);
-                    snprintf(msg, sizeof msg, "subgraph '%s': input '%s' declared %s, inferred %s",
-                             g->name ? g->name : "", gv->name, d, i);
+                    if (owner) kiln_node_label(owner, lb, sizeof lb);
+                    snprintf(msg, sizeof msg, "%s%ssubgraph '%s': input '%s' declared %s, inferred %s", lb,
+                             owner ? ": " : "", g->name ? g->name : "", gv->name, d, i);
                     problem(inf, msg);
                 }
             } else {
@@ -732,7 +793,7 @@ kiln_status kiln_infer_model_ex(struct kiln_model *m, unsigned flags, kiln_probl
     inf.problem = prob;
     inf.user = user;
     clear_vtypes(m->graph, 0);
-    kiln_status st = infer_graph(&inf, m->graph, 0, NULL, err);
+    kiln_status st = infer_graph(&inf, m->graph, NULL, 0, NULL, err);
     if (!st && inf.nomem) st = kiln_err_set(err, KILN_E_NOMEM, "shape inference: out of memory");
     if (st) clear_vtypes(m->graph, 0); /* no half results */
     if (n_problems) *n_problems = inf.n_problems;
@@ -974,7 +1035,7 @@ kiln_status kiln_ic_subgraph(struct kiln_ictx *c, struct kiln_graph *sg, size_t 
 {
     if (!sg) return KILN_OK;
     kiln_err e = {0};
-    kiln_status st = infer_graph(c->inf, sg, n_in, in_types, &e);
+    kiln_status st = infer_graph(c->inf, sg, c->node, n_in, in_types, &e);
     if (st == KILN_E_NOMEM) return st;
     if (st) problem(c->inf, e.msg);
     return KILN_OK;

@@ -16,8 +16,7 @@
 #include "infer/shape_nn.h"
 
 /* Ranks of X (input 0) and W (input 1) agree; the common rank into *rank (-1 unknown). */
-static bool conv_rank(struct kiln_ictx *c, int *rank, const struct kiln_dim **x,
-                      const struct kiln_dim **w)
+static bool conv_rank(struct kiln_ictx *c, int *rank, const struct kiln_dim **x, const struct kiln_dim **w)
 {
     int rx = -1, rw = -1;
     *x = *w = NULL;
@@ -76,8 +75,8 @@ static kiln_status conv_common(struct kiln_ictx *c, bool transpose)
         }
     }
     if (kiln_dim_known(y[1]) && y[1].value % group) {
-        kiln_ic_problem(c, "%lld output channels are not a multiple of group %lld",
-                        (long long)y[1].value, (long long)group);
+        kiln_ic_problem(c, "%lld output channels are not a multiple of group %lld", (long long)y[1].value,
+                        (long long)group);
         return KILN_OK;
     }
     if (kiln_dim_known(cx) && cx.value % group) {
@@ -151,7 +150,8 @@ static kiln_status col2im_infer(struct kiln_ictx *c)
     }
     if (!kiln_ic_vals(c, 1, &n_img, &img)) {
         img = NULL;
-        n_img = kiln_infer_shape_of(c, 1, &rs, &sd) && rs == 1 && kiln_dim_known(sd[0]) ? (int)sd[0].value : -1;
+        n_img =
+            kiln_infer_shape_of(c, 1, &rs, &sd) && rs == 1 && kiln_dim_known(sd[0]) ? (int)sd[0].value : -1;
     }
     if (!kiln_ic_vals(c, 2, &n_blk, &blk)) blk = NULL;
     if (n_img < 0 && blk) n_img = n_blk;
@@ -177,8 +177,14 @@ static kiln_status col2im_infer(struct kiln_ictx *c)
     return kiln_ic_set_tensor(c, 0, dt, n_img + 2, y);
 }
 
-static kiln_status conv_infer(struct kiln_ictx *c) { return conv_common(c, false); }
-static kiln_status convt_infer(struct kiln_ictx *c) { return conv_common(c, true); }
+static kiln_status conv_infer(struct kiln_ictx *c)
+{
+    return conv_common(c, false);
+}
+static kiln_status convt_infer(struct kiln_ictx *c)
+{
+    return conv_common(c, true);
+}
 
 const struct kiln_infer_op kiln_infer_ops_conv[] = {
     {"Conv", "", 1, 0, conv_infer},

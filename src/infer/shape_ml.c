@@ -58,8 +58,14 @@ static kiln_status ml_like(struct kiln_ictx *c, kiln_dtype dt)
     return kiln_ic_set_tensor(c, 0, dt, r, x);
 }
 
-static kiln_status same_infer(struct kiln_ictx *c) { return ml_like(c, KILN_DTYPE_UNDEFINED); }
-static kiln_status float_infer(struct kiln_ictx *c) { return ml_like(c, KILN_DTYPE_F32); }
+static kiln_status same_infer(struct kiln_ictx *c)
+{
+    return ml_like(c, KILN_DTYPE_UNDEFINED);
+}
+static kiln_status float_infer(struct kiln_ictx *c)
+{
+    return ml_like(c, KILN_DTYPE_F32);
+}
 
 /* 2-D output o: [N, cols] of dt (cols < 0: unknown). */
 static kiln_status ml_matrix(struct kiln_ictx *c, size_t o, kiln_dtype dt, int64_t cols)
@@ -103,7 +109,7 @@ static kiln_status onehot_infer(struct kiln_ictx *c)
     if (!kiln_infer_shape_of(c, 0, &r, &x)) return kiln_ic_set_tensor(c, 0, KILN_DTYPE_F32, -1, NULL);
     if (r + 1 > KILN_MAX_RANK) return KILN_OK;
     struct kiln_dim y[KILN_MAX_RANK];
-    memcpy(y, x, (size_t)r * sizeof *y);
+    if (r > 0) memcpy(y, x, (size_t)r * sizeof *y);
     y[r] = kiln_dim_int((int64_t)n);
     return kiln_ic_set_tensor(c, 0, KILN_DTYPE_F32, r + 1, y);
 }
@@ -127,10 +133,14 @@ static kiln_status label_encoder_infer(struct kiln_ictx *c)
     if (c->opset < 2) return strmap_infer(c);
     kiln_dtype dt = KILN_DTYPE_UNDEFINED;
     const struct kiln_attr *t = c->opset >= 4 ? kiln_node_attr(c->node, "values_tensor") : NULL;
-    if (kiln_ic_attr_has(c, "values_strings")) dt = KILN_DTYPE_STRING;
-    else if (kiln_ic_attr_has(c, "values_int64s")) dt = KILN_DTYPE_I64;
-    else if (kiln_ic_attr_has(c, "values_floats")) dt = KILN_DTYPE_F32;
-    else if (t && t->t) dt = t->t->dtype;
+    if (kiln_ic_attr_has(c, "values_strings"))
+        dt = KILN_DTYPE_STRING;
+    else if (kiln_ic_attr_has(c, "values_int64s"))
+        dt = KILN_DTYPE_I64;
+    else if (kiln_ic_attr_has(c, "values_floats"))
+        dt = KILN_DTYPE_F32;
+    else if (t && t->t)
+        dt = t->t->dtype;
     return ml_like(c, dt);
 }
 
@@ -150,7 +160,10 @@ static kiln_status linreg_infer(struct kiln_ictx *c)
     return ml_matrix(c, 0, KILN_DTYPE_F32, kiln_ic_attr_i(c, "targets", 1));
 }
 
-static kiln_status svmreg_infer(struct kiln_ictx *c) { return ml_matrix(c, 0, KILN_DTYPE_F32, 1); }
+static kiln_status svmreg_infer(struct kiln_ictx *c)
+{
+    return ml_matrix(c, 0, KILN_DTYPE_F32, 1);
+}
 
 static kiln_status tereg_infer(struct kiln_ictx *c)
 {

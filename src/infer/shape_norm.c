@@ -6,7 +6,9 @@
  * mean/var, saved mean/var; opset 14+ has only running mean/var) take the shape and type of
  * input mean (outputs 1, 3) and var (outputs 2, 4). LayerNormalization (17): Y like X; Mean
  * and InvStdDev are X.dims[:axis] + [1] * (rank - axis) of the `stash_type` type (default
- * float). Dropout: output like X; the mask is bool from opset 10, X's type before.
+ * float). Dropout: output like X; the mask is bool from opset 10, X's type before. Also
+ * checked: InstanceNormalization's scale/B length against X's channels, and
+ * GroupNormalization's num_groups dividing them.
  *
  * NegativeLogLikelihoodLoss (12+) and SoftmaxCrossEntropyLoss (12+): input/scores (N, C,
  * d1..dk), target/labels (N, d1..dk); the loss is the target's shape with reduction "none",
@@ -38,6 +40,42 @@ static kiln_status rule_softmax(struct kiln_ictx *c)
 static kiln_status rule_lpnorm(struct kiln_ictx *c)
 {
     return like_x_axis(c, "axis", -1);
+}
+
+/* X's channel count (dim 1) when known; -1 otherwise. */
+static int64_t channels(const struct kiln_ictx *c)
+{
+    int r;
+    const struct kiln_dim *d;
+    if (!ru_shape(c, 0, &r, &d) || r < 2 || !kiln_dim_known(d[1])) return -1;
+    return d[1].value;
+}
+
+/* InstanceNormalization: scale and B hold one value per channel. */
+static kiln_status rule_instnorm(struct kiln_ictx *c)
+{
+    int64_t ch = channels(c);
+    for (size_t i = 1; i < 3 && i < c->n_in; i++) {
+        int r;
+        const struct kiln_dim *d;
+        if (ch >= 0 && ru_shape(c, i, &r, &d) && r == 1 && kiln_dim_known(d[0]) && d[0].value != ch) {
+            kiln_ic_problem(c, "input %zu has %lld values for %lld channels", i, (long long)d[0].value,
+                            (long long)ch);
+            return KILN_OK;
+        }
+    }
+    return ru_like(c, 0, 0, KILN_DTYPE_UNDEFINED);
+}
+
+/* GroupNormalization: num_groups divides the channels. */
+static kiln_status rule_groupnorm(struct kiln_ictx *c)
+{
+    int64_t g = kiln_ic_attr_i(c, "num_groups", 0), ch = channels(c);
+    if (g < 1 || (ch >= 0 && ch % g != 0)) {
+        kiln_ic_problem(c, "num_groups %lld does not divide %lld channels", (long long)g, (long long)ch);
+        return KILN_OK;
+    }
+    return ru_like(c, 0, 0, KILN_DTYPE_UNDEFINED);
 }
 
 static kiln_status rule_batchnorm(struct kiln_ictx *c)
@@ -136,10 +174,10 @@ const struct kiln_infer_op kiln_infer_ops_norm[] = {
     {"SoftmaxCrossEntropyLoss", "", 12, 0, rule_loss},
     /* norm.c */
     {"BatchNormalization", "", 1, 0, rule_batchnorm},
-    {"InstanceNormalization", "", 1, 0, rule_like_x},
+    {"InstanceNormalization", "", 1, 0, rule_instnorm},
     {"LayerNormalization", "", 1, 0, rule_layernorm},
     {"RMSNormalization", "", 1, 0, rule_rmsnorm},
-    {"GroupNormalization", "", 1, 0, rule_like_x},
+    {"GroupNormalization", "", 1, 0, rule_groupnorm},
     {"MeanVarianceNormalization", "", 1, 0, rule_like_x},
     {"LRN", "", 1, 0, rule_like_x},
     {"LpNormalization", "", 1, 0, rule_lpnorm},

@@ -59,9 +59,12 @@ static bool const_index(const struct kiln_vtype *v, int64_t *out)
 {
     const struct kiln_tensor *t = v ? v->konst : NULL;
     if (!t || kiln_tensor_numel(t) != 1 || !t->data) return false;
-    if (t->dtype == KILN_DTYPE_I64) *out = *(const int64_t *)t->data;
-    else if (t->dtype == KILN_DTYPE_I32) *out = *(const int32_t *)t->data;
-    else return false;
+    if (t->dtype == KILN_DTYPE_I64)
+        *out = *(const int64_t *)t->data;
+    else if (t->dtype == KILN_DTYPE_I32)
+        *out = *(const int32_t *)t->data;
+    else
+        return false;
     return true;
 }
 
@@ -158,8 +161,8 @@ static kiln_status seq_insert_infer(struct kiln_ictx *c)
     if (from_sequence_empty(c, 0) && t && t->kind == KILN_TYPE_TENSOR && e &&
         (e->elem == t->elem || e->elem == KILN_DTYPE_UNDEFINED))
         return set_seq(c, 0, t); /* an empty sequence says nothing of the shape */
-    if (e && t && e->kind == KILN_TYPE_TENSOR && t->kind == KILN_TYPE_TENSOR && e->elem != KILN_DTYPE_UNDEFINED &&
-        t->elem != KILN_DTYPE_UNDEFINED && e->elem != t->elem) {
+    if (e && t && e->kind == KILN_TYPE_TENSOR && t->kind == KILN_TYPE_TENSOR &&
+        e->elem != KILN_DTYPE_UNDEFINED && t->elem != KILN_DTYPE_UNDEFINED && e->elem != t->elem) {
         kiln_ic_problem(c, "inserting a %s tensor into a sequence of %s", kiln_dtype_name(t->elem),
                         kiln_dtype_name(e->elem));
         return KILN_OK;

@@ -416,9 +416,11 @@ static kiln_status rule_slice(struct kiln_ictx *c)
                 vsliced = true;
             }
         } else if (kiln_dim_defined(d[a]) && sp[i] == 1 && en[i] >= HUGE_END && st[i] >= 0) {
-            out[a] = kiln_sym_sub(c->inf, d[a], kiln_dim_int(st[i])); /* x[s:] */
+            /* x[s:]: d-s when d >= s, else 0 */
+            out[a] = kiln_sym_max(c->inf, kiln_sym_sub(c->inf, d[a], kiln_dim_int(st[i])), kiln_dim_int(0));
         } else if (kiln_dim_defined(d[a]) && sp[i] == 1 && st[i] == 0 && en[i] < 0 && en[i] > -HUGE_END) {
-            out[a] = kiln_sym_sub(c->inf, d[a], kiln_dim_int(-en[i])); /* x[:-k] */
+            /* x[:-k]: d-k when d >= k, else 0 */
+            out[a] = kiln_sym_max(c->inf, kiln_sym_sub(c->inf, d[a], kiln_dim_int(-en[i])), kiln_dim_int(0));
         } else if (kiln_dim_defined(d[a]) && sp[i] == 1 && st[i] < 0 && st[i] > -HUGE_END &&
                    en[i] >= HUGE_END) {
             out[a] = kiln_sym_min(c->inf, d[a], kiln_dim_int(-st[i])); /* x[-k:] */
@@ -1234,6 +1236,22 @@ static kiln_status rule_center_crop_pad(struct kiln_ictx *c)
     return set(c, 0, dt, r, out);
 }
 
+/* Gradient (ai.onnx.preview.training): output k is d y / d xs[k], shaped as the value named
+ * xs[k] (looked up in this graph and the enclosing ones). */
+static kiln_status rule_gradient(struct kiln_ictx *c)
+{
+    const struct kiln_attr *xs = kiln_node_attr(c->node, "xs");
+    if (!xs || xs->type != KILN_ATTR_STRINGS || !xs->strings) return KILN_OK;
+    for (size_t k = 0; k < c->n_out && k < xs->n; k++) {
+        const struct kiln_vtype *v = xs->strings[k] ? kiln_infer_lookup(c->g, xs->strings[k]) : NULL;
+        if (!v || v->type.kind != KILN_TYPE_TENSOR) continue;
+        KILN_TRY(set(c, k, v->type.elem, v->type.rank, v->type.dims));
+    }
+    if (xs->n != c->n_out)
+        kiln_ic_problem(c, "xs names %zu values for %zu outputs", xs->n, c->n_out);
+    return KILN_OK;
+}
+
 const struct kiln_infer_op kiln_infer_ops_shape[] = {
     {"Shape", "", 1, 0, rule_shape},
     {"Size", "", 1, 0, rule_size},
@@ -1272,5 +1290,6 @@ const struct kiln_infer_op kiln_infer_ops_shape[] = {
     {"Where", "", 9, 0, rule_where},
     {"GridSample", "", 16, 0, rule_grid_sample},
     {"CenterCropPad", "", 18, 0, rule_center_crop_pad},
+    {"Gradient", "ai.onnx.preview.training", 1, 0, rule_gradient},
     {NULL, NULL, 0, 0, NULL},
 };

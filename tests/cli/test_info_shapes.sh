@@ -29,5 +29,14 @@ out_has '^  result +int64\[2,NonZero_1\] \(data-dependent\)$' "info --shapes: No
 # The option may come after the model; unknown options are refused.
 expect_ok "$KILN" info "$SRC/tests/data/good_add.onnx" --shapes
 out_has '^  C +float32\[N,3\]$' "info --shapes good_add: broadcast keeps N"
-expect_error 2 "unknown option '--shape'" "$KILN" info --shape "$SRC/tests/data/good_add.onnx"
+expect_error 2 "unknown option '--shapez'" "$KILN" info --shapez "$SRC/tests/data/good_add.onnx"
+# --shape fixes an input first (and implies --shapes); the batch flows to every value.
+expect_ok "$KILN" info --shape image=4x1x8x8 "$SRC/demo/digits_cnn.onnx"
+out_has '^  image +float32\[4,1,8,8\]$' "info --shape: the fixed input"
+out_has '^  /Flatten_output_0 +float32\[4,256\]$' "info --shape: Flatten"
+out_has '^  label +int64\[4\]$' "info --shape: ArgMax"
+expect_error 1 "input 'image' is declared float32\[N,1,8,8\]; dim 2 cannot be 9" \
+    "$KILN" info --shape image=4x1x9x8 "$SRC/demo/digits_cnn.onnx"
+expect_error 1 "model has no input 'nope'" "$KILN" info --shape nope=4 "$SRC/demo/digits_cnn.onnx"
+expect_error 2 "--shape takes NAME=D0xD1x... .*got 'image=4x'" "$KILN" info --shape image=4x "$SRC/demo/digits_cnn.onnx"
 finish

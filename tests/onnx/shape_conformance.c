@@ -45,6 +45,9 @@ struct result {
     char name[512]; /* suite/case */
     int fixed_ok, declared_ok, declared_compared;
     int wrong; /* a known fact differs from the data or the declaration (not just unknown) */
+    int small_int_input; /* a graph input is a small integer (or 1-D float) tensor: likely a
+                            shape, axes or scales given as data */
+    int data_dependent;  /* an output's inferred size depends on the data */
     char reason[1024];
 };
 
@@ -247,7 +250,8 @@ static const struct kiln_type *inferred_output(struct kiln_model *m, size_t o)
     return vt ? &vt->type : NULL;
 }
 
-static int mode_fixed(const char *dir, const char *set, int *wrong, char *why, size_t n)
+static int mode_fixed(const char *dir, const char *set, int *wrong, int *small_int, int *dd,
+                      char *why, size_t n)
 {
     char path[4096];
     kiln_err err = {0};
@@ -268,6 +272,11 @@ static int mode_fixed(const char *dir, const char *set, int *wrong, char *why, s
             ok = 0;
             break;
         }
+        if (kiln_value_kind_of(v) == KILN_VALUE_TENSOR && kiln_value_rank(v) <= 1 &&
+            kiln_value_numel(v) <= 64 &&
+            (kiln_value_dtype(v) == KILN_DTYPE_I64 || kiln_value_dtype(v) == KILN_DTYPE_I32 ||
+             (i > 0 && kiln_value_rank(v) == 1 && kiln_value_dtype(v) == KILN_DTYPE_F32)))
+            *small_int = 1;
         if (kiln_value_kind_of(v) == KILN_VALUE_TENSOR &&
             kiln_model_set_input_shape(m, kiln_model_input_name(m, i), kiln_value_rank(v),
                                        kiln_value_dims(v), &err)) {
@@ -286,6 +295,10 @@ static int mode_fixed(const char *dir, const char *set, int *wrong, char *why, s
         ok = 0;
     }
     size_t n_out = kiln_model_output_count(m);
+    for (size_t o = 0; o < n_out && m->graph->vtypes; o++) {
+        const struct kiln_vtype *vt = kiln_infer_lookup(m->graph, m->graph->outputs[o].name);
+        if (vt && vt->data_dependent) *dd = 1;
+    }
     for (size_t o = 0; ok && o < n_out; o++) {
         const struct kiln_type *t = inferred_output(m, o);
         const char *name = kiln_model_output_name(m, o);
@@ -380,7 +393,8 @@ static void run_case(const char *dir, struct result *r)
     if (!set) {
         snprintf(r->reason, sizeof r->reason, "no test_data_set_0");
     } else {
-        r->fixed_ok = mode_fixed(dir, set, &r->wrong, r->reason, sizeof r->reason);
+        r->fixed_ok = mode_fixed(dir, set, &r->wrong, &r->small_int_input, &r->data_dependent,
+                                 r->reason, sizeof r->reason);
     }
     char why[1024] = "";
     r->declared_ok = mode_declared(dir, &r->declared_compared, &r->wrong, why, sizeof why);
@@ -399,6 +413,17 @@ struct job {
 static int passed(const struct result *r)
 {
     return r->fixed_ok && r->declared_ok;
+}
+
+/* Why a case fails, roughly: the rule gave a wrong fact, the output size depends on the
+ * data, a shape/axes/scales input is given as data, or something else (a rule gap). */
+static const char *category(const struct result *r)
+{
+    if (passed(r)) return "pass";
+    if (r->wrong) return "wrong";
+    if (r->data_dependent) return "data-dependent";
+    if (r->small_int_input) return "input values";
+    return "other";
 }
 
 static size_t read_lines(const char *path, char ***out)
@@ -546,8 +571,13 @@ int main(int argc, char **argv)
     free(running);
 
     size_t n_pass = 0, n_fixed = 0, n_decl = 0, n_decl_cmp = 0, n_decl_cmp_ok = 0, n_wrong = 0;
+    size_t n_cat[3] = {0}; /* input values, data-dependent, other */
     for (size_t i = 0; i < n_cases; i++) {
         n_wrong += res[i].wrong != 0;
+        const char *k = category(&res[i]);
+        n_cat[0] += strcmp(k, "input values") == 0;
+        n_cat[1] += strcmp(k, "data-dependent") == 0;
+        n_cat[2] += strcmp(k, "other") == 0;
         n_pass += passed(&res[i]) != 0;
         n_fixed += res[i].fixed_ok != 0;
         n_decl += res[i].declared_ok != 0;
@@ -606,20 +636,24 @@ int main(int argc, char **argv)
                        "pass (%zu pass in all, vacuous ones included)\n"
                        "- wrong (an inferred known element type, rank or dim that differs from the "
                        "data or the declaration; the rest of the failures are only incomplete): %zu\n\n"
-                       "## Failing cases\n\n| case | reason |\n|---|---|\n",
+                       "Failing cases by kind: %zu input values (a shape, axes, scales... given as "
+                       "data of a graph input), %zu data-dependent, %zu other, %zu wrong.\n\n"
+                       "## Failing cases\n\n| case | kind | reason |\n|---|---|---|\n",
                     day, n_pass, n_cases - n_pass, n_cases, n_fixed, n_decl_cmp_ok, n_decl_cmp, n_decl,
-                    n_wrong);
+                    n_wrong, n_cat[0], n_cat[1], n_cat[2], n_wrong);
             for (size_t c = 0; c < n_cases; c++) {
                 if (passed(&res[c])) continue;
                 for (char *p = res[c].reason; *p; p++)
                     if (*p == '|' || *p == '\n') *p = '/';
-                fprintf(f, "| %s | %s |\n", res[c].name, res[c].reason);
+                fprintf(f, "| %s | %s | %s |\n", res[c].name, category(&res[c]), res[c].reason);
             }
             fclose(f);
         }
     }
     printf("shapes: fixed inputs %zu/%zu, declared inputs %zu/%zu compared, %zu wrong\n", n_fixed,
            n_cases, n_decl_cmp_ok, n_decl_cmp, n_wrong);
+    printf("shapes: failing: %zu input values, %zu data-dependent, %zu other, %zu wrong\n", n_cat[0],
+           n_cat[1], n_cat[2], n_wrong);
     printf("shapes: %zu passed, %zu failed\n", n_pass, n_cases - n_pass);
     for (size_t i = 0; i < n_cases; i++) free(dirs[i]);
     free(dirs);

@@ -6,17 +6,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "infer/infer_priv.h"
 #include "test_support.h"
 
 /* ------------------------------------------------------------------ a tiny graph builder */
 
+#define TB_MAX_NODES 4096
+
 struct tb {
     struct kiln_model m;
     struct kiln_graph g;
     struct kiln_opset opset;
-    struct kiln_node nodes[32];
+    struct kiln_node *nodes; /* TB_MAX_NODES, in the arena */
     struct kiln_value_info in[8], out[8], vi[8];
     struct kiln_initializer inits[16];
     struct problems {
@@ -56,6 +59,7 @@ static void tb_init(struct tb *t, int opset)
     t->m.ir_version = 8;
     t->m.graph = &t->g;
     t->g.name = "g";
+    t->nodes = kiln_arena_array(A(t), TB_MAX_NODES, sizeof *t->nodes);
     t->g.nodes = t->nodes;
     t->g.inputs = t->in;
     t->g.outputs = t->out;
@@ -115,7 +119,7 @@ static void tb_node(struct tb *t, const char *op, const char *name, const char *
     n->n_in = split(t, ins, &n->inputs);
     n->n_out = split(t, outs, &n->outputs);
     n->attrs = kiln_arena_array(A(t), n_attr + 1, sizeof *n->attrs);
-    memcpy(n->attrs, attrs, n_attr * sizeof *attrs);
+    if (n_attr) memcpy(n->attrs, attrs, n_attr * sizeof *attrs);
     n->n_attr = n_attr;
 }
 
@@ -406,12 +410,179 @@ static void test_split_slice(void)
     TYPE_IS(&t, "c", "float32[2,N]");
     TYPE_IS(&t, "d", "float32[10,(N+1)/2]"); /* Split-18: ceil, the rest last */
     TYPE_IS(&t, "e", "float32[10,-(N+1)/2+N]");
-    TYPE_IS(&t, "f", "float32[10,N-1]");
+    TYPE_IS(&t, "f", "float32[10,max(0,N-1)]"); /* x[1:] is empty when N is 0 */
     TYPE_IS(&t, "g", "float32[8,N]");
     TYPE_IS(&t, "s1", "int64[1]");
     const struct kiln_vtype *v = kiln_infer_lookup(t.m.graph, "s1");
     CHECK(v && v->n_vals == 1 && v->vals[0].param && strcmp(v->vals[0].param, "N") == 0, "Slice of vals");
     CHECK(t.p.n == 0, "no problems (%s)", t.p.msg[0]);
+    tb_free(&t);
+}
+
+/* A subgraph (arena) with inputs "name:dims" (float32; "" none) and outputs (untyped);
+ * its nodes are added with sub_node. */
+static struct kiln_graph *sub_begin(struct tb *t, const char *name)
+{
+    struct kiln_graph *g = kiln_arena_array(A(t), 1, sizeof *g);
+    g->name = name;
+    g->nodes = kiln_arena_array(A(t), 8, sizeof *g->nodes);
+    g->inputs = kiln_arena_array(A(t), 4, sizeof *g->inputs);
+    g->outputs = kiln_arena_array(A(t), 4, sizeof *g->outputs);
+    return g;
+}
+
+static void sub_input(struct tb *t, struct kiln_graph *g, const char *name, kiln_dtype dt, const char *dims)
+{
+    g->inputs[g->n_inputs++] = (struct kiln_value_info){.name = name, .type = ty(t, dt, dims)};
+}
+
+static void sub_output(struct tb *t, struct kiln_graph *g, const char *name)
+{
+    (void)t;
+    g->outputs[g->n_outputs++] = (struct kiln_value_info){.name = name, .type = {.rank = -1}};
+}
+
+/* Adds a node to g by building it in t's node list and moving it. */
+static void sub_node(struct tb *t, struct kiln_graph *g, const char *op, const char *name, const char *ins,
+                     const char *outs, const struct kiln_attr *attrs, size_t n_attr)
+{
+    tb_node(t, op, name, ins, outs, attrs, n_attr);
+    g->nodes[g->n_nodes++] = t->nodes[--t->g.n_nodes];
+}
+
+static struct kiln_attr attr_g(const char *name, struct kiln_graph *g)
+{
+    return (struct kiln_attr){.name = name, .type = KILN_ATTR_GRAPH, .g = g};
+}
+
+/* If and Loop: subgraphs see outer values, get their inputs from the parent's rule, and a
+ * problem inside a Loop body (inferred again until the carried types settle) is reported
+ * once. */
+static void test_subgraphs(void)
+{
+    struct tb t;
+    tb_init(&t, 17);
+    tb_input(&t, "x", KILN_DTYPE_F32, "N,3");
+    tb_input(&t, "cond", KILN_DTYPE_BOOL, "");
+    static const int64_t three[] = {3}, p0[] = {0};
+    tb_ints(&t, "M", true, 1, three);
+    struct kiln_graph *th = sub_begin(&t, "then"), *el = sub_begin(&t, "else");
+    sub_node(&t, th, "Relu", "relu", "x", "t_out", NULL, 0);
+    sub_output(&t, th, "t_out");
+    sub_node(&t, el, "Neg", "neg", "x", "e_out", NULL, 0);
+    sub_output(&t, el, "e_out");
+    struct kiln_attr branches[2] = {attr_g("then_branch", th), attr_g("else_branch", el)};
+    tb_node(&t, "If", "if", "cond", "y", branches, 2);
+
+    struct kiln_graph *body = sub_begin(&t, "body");
+    sub_input(&t, body, "i", KILN_DTYPE_I64, "");
+    sub_input(&t, body, "c_in", KILN_DTYPE_BOOL, "");
+    sub_input(&t, body, "v_in", KILN_DTYPE_UNDEFINED, NULL);
+    struct kiln_attr ax0 = attr_i("axis", 0), perm = attr_ints("perm", p0, 1);
+    sub_node(&t, body, "Identity", "keep", "c_in", "c_out", NULL, 0);
+    sub_node(&t, body, "Concat", "grow", "v_in,x", "v_out", &ax0, 1);
+    sub_node(&t, body, "Transpose", "bad", "v_in", "tr", &perm, 1);
+    sub_output(&t, body, "c_out");
+    sub_output(&t, body, "v_out");
+    struct kiln_attr battr = attr_g("body", body);
+    tb_node(&t, "Loop", "loop", "M,-,x", "v_final", &battr, 1);
+    if (!tb_infer(&t, 0)) return;
+    TYPE_IS(&t, "y", "float32[N,3]");
+    const struct kiln_vtype *v = kiln_infer_lookup(th, "t_out");
+    char buf[100] = "";
+    kiln_vtype_str(v, buf, sizeof buf);
+    CHECK(strcmp(buf, "float32[N,3]") == 0, "then branch sees the outer x: %s", buf);
+    v = kiln_infer_lookup(body, "i");
+    kiln_vtype_str(v, buf, sizeof buf);
+    CHECK(strcmp(buf, "int64[]") == 0, "body input typed: %s", buf);
+    v = kiln_infer_lookup(body, "x");
+    CHECK(v && v == kiln_infer_lookup(&t.g, "x"), "outer values are looked up through the parent");
+    size_t bad = 0;
+    for (size_t i = 0; i < t.p.n && i < 16; i++)
+        bad += strstr(t.p.msg[i], "Transpose node 'bad' in subgraph 'body': perm has 1 entries") != NULL;
+    CHECK(bad == 1 && t.p.n == 1, "the body's problem is reported once (%zu times; %zu problems: %s | %s)",
+          bad, t.p.n, t.p.msg[0], t.p.n > 1 ? t.p.msg[1] : "");
+    const char *vf = type_of(&t, "v_final");
+    CHECK(strncmp(vf, "float32[", 8) == 0 && strstr(vf, ",3]"), "carried value: %s", vf);
+    tb_free(&t);
+
+    /* A body input declared with another type than the Loop gives it: named with the node. */
+    tb_init(&t, 17);
+    tb_input(&t, "x", KILN_DTYPE_F32, "N,3");
+    tb_ints(&t, "M", true, 1, three);
+    body = sub_begin(&t, "body");
+    sub_input(&t, body, "i", KILN_DTYPE_I64, "");
+    sub_input(&t, body, "c_in", KILN_DTYPE_BOOL, "");
+    sub_input(&t, body, "v_in", KILN_DTYPE_F32, "N,4");
+    sub_node(&t, body, "Identity", "keep", "c_in", "c_out", NULL, 0);
+    sub_node(&t, body, "Identity", "same", "v_in", "v_out", NULL, 0);
+    sub_output(&t, body, "c_out");
+    sub_output(&t, body, "v_out");
+    battr = attr_g("body", body);
+    tb_node(&t, "Loop", "loop", "M,-,x", "v_final", &battr, 1);
+    if (!tb_infer(&t, 0)) return;
+    CHECK(has_problem(&t, "Loop node 'loop': subgraph 'body': input 'v_in' declared float32[N,4], inferred float32[N,3]"),
+          "subgraph input contradiction: %zu problems: %s", t.p.n, t.p.msg[0]);
+    tb_free(&t);
+}
+
+/* A model of thousands of constant nodes: evaluation stops at its budget (types only
+ * after it), so inference stays fast and small. */
+static void test_eval_budget(void)
+{
+    struct tb t;
+    tb_init(&t, 17);
+    static float big[8192];
+    struct kiln_initializer *in = &t.inits[t.g.n_inits++];
+    in->name = "c0";
+    in->t = (struct kiln_tensor){.dtype = KILN_DTYPE_F32, .rank = 1, .dims = {8192}, .data = big};
+    char prev[16] = "c0", next[16], ins[40];
+    for (int i = 1; i < 3000; i++) {
+        snprintf(next, sizeof next, "c%d", i);
+        snprintf(ins, sizeof ins, "%s,c0", prev);
+        tb_node(&t, "Add", "", ins, next, NULL, 0);
+        snprintf(prev, sizeof prev, "%s", next);
+    }
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    if (!tb_infer(&t, 0)) return;
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double s = (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+    const struct kiln_vtype *first = kiln_infer_lookup(&t.g, "c1"), *last = kiln_infer_lookup(&t.g, "c2999");
+    CHECK(first && first->konst, "the first nodes are evaluated");
+    CHECK(last && !last->konst, "the budget stops evaluation");
+    TYPE_IS(&t, "c2999", "float32[8192]");
+    CHECK(s < 5.0, "3000 constant nodes inferred in %.2f s", s);
+    tb_free(&t);
+}
+
+/* Out of memory at every allocation of a run: NOMEM (or OK, where the failure is absorbed),
+ * never a crash or a leak (ASan), and no half results. */
+static void test_out_of_memory(void)
+{
+    struct tb t;
+    build_heads(&t);
+    tb_node(&t, "NonZero", "nz", "shp", "nzo", NULL, 0);
+    tb_node(&t, "Range", "range", "i0,n,i1", "rg", NULL, 0);
+    if (!tb_infer(&t, 0)) return;
+    int failed = 0;
+    for (long n = 1; n < 100000; n++) {
+        kiln_err err = {0};
+        size_t np = 0;
+        kiln_alloc_fail_after(n);
+        kiln_status st = kiln_infer_model_ex(&t.m, 0, NULL, NULL, &np, &err);
+        long used = kiln_alloc_fail_after(0);
+        CHECK(st == KILN_OK || st == KILN_E_NOMEM, "allocation %ld failed: status %d (%s)", n, (int)st, err.msg);
+        if (st == KILN_E_NOMEM) {
+            failed++;
+            CHECK(t.g.vtypes == NULL, "a failed run leaves no types (allocation %ld)", n);
+            CHECK(err.msg[0] != 0, "NOMEM with a message");
+        }
+        if (used < n) break; /* the run needed fewer allocations: all were tried */
+    }
+    CHECK(failed > 0, "some allocation failures were seen");
+    if (!tb_infer(&t, 0)) return;
+    TYPE_IS(&t, "z", "float32[N,12,64*seq]");
     tb_free(&t);
 }
 
@@ -428,13 +599,86 @@ struct prop {
     struct kiln_value *in[8];
     size_t n_in;
     char ins[64];
+    int64_t env[8]; /* symbolic mode: s<i> = env[i]; t0 = env[7] */
 };
+
+/* Symbolic mode: x is declared with symbols s0, s1, ... instead of its sizes, and every
+ * inferred dim that is defined must evaluate, with the symbols bound to the sizes, to what
+ * the kernel produced. */
+static bool prop_symbolic;
+static int prop_dims_total, prop_dims_defined;
+
+static int64_t sym_eval(const char *s, size_t n, const int64_t *env, bool *ok);
+
+/* One atom of canonical text (sym.c's grammar): a number, a symbol, "(E)", "A/k", "A/(E)",
+ * "min(E,F)", "max(E,F)". */
+static int64_t atom_eval(const char *s, size_t n, const int64_t *env, bool *ok)
+{
+    if (n == 0) return *ok = false, 0;
+    bool digits = true;
+    for (size_t i = 0; i < n; i++) digits = digits && s[i] >= '0' && s[i] <= '9';
+    if (digits) return strtoll(s, NULL, 10);
+    if ((n > 4 && (strncmp(s, "min(", 4) == 0 || strncmp(s, "max(", 4) == 0)) && s[n - 1] == ')') {
+        int depth = 0;
+        for (size_t i = 4; i < n - 1; i++) {
+            depth += s[i] == '(' ? 1 : s[i] == ')' ? -1 : 0;
+            if (depth == 0 && s[i] == ',') {
+                int64_t a = sym_eval(s + 4, i - 4, env, ok), b = sym_eval(s + i + 1, n - 2 - i, env, ok);
+                return s[1] == 'i' ? (a < b ? a : b) : (a > b ? a : b);
+            }
+        }
+        return *ok = false, 0;
+    }
+    int depth = 0;
+    for (size_t i = n; i-- > 0;) { /* the last top-level '/' */
+        depth += s[i] == ')' ? 1 : s[i] == '(' ? -1 : 0;
+        if (depth == 0 && s[i] == '/') {
+            int64_t a = atom_eval(s, i, env, ok), b = atom_eval(s + i + 1, n - i - 1, env, ok);
+            if (b <= 0) return *ok = false, 0;
+            return a >= 0 ? a / b : -((-a + b - 1) / b);
+        }
+    }
+    if (s[0] == '(' && s[n - 1] == ')') return sym_eval(s + 1, n - 2, env, ok);
+    if (n == 2 && s[0] == 's' && s[1] >= '0' && s[1] <= '6') return env[s[1] - '0'];
+    if (n == 2 && s[0] == 't' && s[1] == '0') return env[7];
+    return *ok = false, 0;
+}
+
+static int64_t sym_eval(const char *s, size_t n, const int64_t *env, bool *ok)
+{
+    int64_t sum = 0;
+    size_t i = 0;
+    while (i < n && *ok) {
+        int64_t sign = 1, prod = 1;
+        if (s[i] == '+' || s[i] == '-') sign = s[i++] == '-' ? -1 : 1;
+        for (;;) {
+            size_t b = i;
+            int depth = 0;
+            while (i < n && !(depth == 0 && (s[i] == '+' || s[i] == '-' || s[i] == '*'))) {
+                depth += s[i] == '(' ? 1 : s[i] == ')' ? -1 : 0;
+                i++;
+            }
+            prod *= atom_eval(s + b, i - b, env, ok);
+            if (i < n && s[i] == '*') {
+                i++;
+                continue;
+            }
+            break;
+        }
+        sum += sign * prod;
+    }
+    return sum;
+}
 
 static void prop_begin(struct prop *p, int opset, int rank, const int64_t *dims)
 {
     tb_init(&p->t, opset);
     char d[128] = "";
-    for (int i = 0; i < rank; i++) snprintf(d + strlen(d), sizeof d - strlen(d), i ? ",%lld" : "%lld", (long long)dims[i]);
+    for (int i = 0; i < rank; i++) {
+        p->env[i] = dims[i];
+        if (prop_symbolic) snprintf(d + strlen(d), sizeof d - strlen(d), i ? ",s%d" : "s%d", i);
+        else snprintf(d + strlen(d), sizeof d - strlen(d), i ? ",%lld" : "%lld", (long long)dims[i]);
+    }
     tb_input(&p->t, "x", KILN_DTYPE_F32, d);
     p->in[0] = rand_tensor(rank, dims);
     p->n_in = 1;
@@ -455,6 +699,27 @@ static void prop_ints(struct prop *p, const char *name, int rank, const int64_t 
     memcpy(in->t.data, v, n * sizeof *v);
     p->in[p->n_in++] = tensor_of(KILN_DTYPE_I64, rank, dims, v);
     snprintf(p->ins + strlen(p->ins), sizeof p->ins - strlen(p->ins), ",%s", name);
+}
+
+/* A float32 1-D constant input (Resize's scales). */
+static void prop_floats(struct prop *p, const char *name, int64_t n, const float *v)
+{
+    struct kiln_initializer *in = &p->t.inits[p->t.g.n_inits++];
+    in->name = name;
+    in->t.dtype = KILN_DTYPE_F32;
+    in->t.rank = 1;
+    in->t.dims[0] = n;
+    in->t.data = kiln_arena_array(A(&p->t), (size_t)n + 1, sizeof(float));
+    memcpy(in->t.data, v, (size_t)n * sizeof *v);
+    p->in[p->n_in++] = tensor_of(KILN_DTYPE_F32, 1, &n, v);
+    snprintf(p->ins + strlen(p->ins), sizeof p->ins - strlen(p->ins), ",%s", name);
+}
+
+/* An absent optional input. */
+static void prop_absent(struct prop *p)
+{
+    p->in[p->n_in++] = NULL;
+    snprintf(p->ins + strlen(p->ins), sizeof p->ins - strlen(p->ins), ",-");
 }
 
 static int prop_checked, prop_refused;
@@ -482,8 +747,30 @@ static void prop_run(struct prop *p, const char *op, const struct kiln_attr *att
                 const char *got = type_of(&p->t, oname);
                 char in_s[200];
                 kiln_type_str(&p->t.in[0].type, in_s, sizeof in_s);
-                CHECK(strcmp(got, want) == 0, "%s-%d on x %s: output %zu inferred %s, kernel gave %s", op,
-                      n->since, in_s, o, got, want);
+                if (!prop_symbolic) {
+                    CHECK(strcmp(got, want) == 0, "%s-%d on x %s: output %zu inferred %s, kernel gave %s", op,
+                          n->since, in_s, o, got, want);
+                    continue;
+                }
+                const struct kiln_vtype *vt = kiln_infer_lookup(&p->t.g, oname);
+                if (!vt || vt->type.rank < 0) { /* an unknown rank is only incomplete */
+                    prop_dims_total += out[o]->t.rank;
+                    continue;
+                }
+                CHECK(vt->type.rank == out[o]->t.rank && vt->type.elem == KILN_DTYPE_F32,
+                      "%s-%d on x %s: output %zu inferred %s, kernel gave %s", op, n->since, in_s, o, got, want);
+                for (int k = 0; k < vt->type.rank && k < out[o]->t.rank; k++) {
+                    struct kiln_dim dm = vt->type.dims[k];
+                    prop_dims_total++;
+                    if (!kiln_dim_defined(dm)) continue;
+                    prop_dims_defined++;
+                    bool ok = true;
+                    int64_t val = dm.value >= 0 ? dm.value : sym_eval(dm.param, strlen(dm.param), p->env, &ok);
+                    CHECK(ok && val == out[o]->t.dims[k],
+                          "%s-%d on x %s (s = %lld,%lld,%lld,%lld): output %zu inferred %s, kernel gave %s", op,
+                          n->since, in_s, (long long)p->env[0], (long long)p->env[1], (long long)p->env[2],
+                          (long long)p->env[3], o, got, want);
+                }
             }
             CHECK(p->t.p.n == 0, "%s-%d: the kernel ran but inference reported: %s", op, n->since, p->t.p.msg[0]);
         } else {
@@ -502,13 +789,16 @@ static void rnd_dims(int rank, int64_t *d, int max)
     for (int i = 0; i < rank; i++) d[i] = 1 + rng_int(max);
 }
 
-static void test_property(void)
+static void test_property(bool symbolic)
 {
-    rng_seed(1234);
+    prop_symbolic = symbolic;
+    prop_checked = prop_refused = 0;
+    rng_seed(symbolic ? 4321 : 1234);
     static const char *const ops[] = {"Transpose", "Concat", "Slice",   "Reshape",      "Squeeze",
                                       "Unsqueeze", "Tile",   "Pad",     "Expand",       "Split",
-                                      "Gather",    "Flatten", "DepthToSpace", "SpaceToDepth"};
-    for (int iter = 0; iter < 1500; iter++) {
+                                      "Gather",    "Flatten", "DepthToSpace", "SpaceToDepth",
+                                      "Resize",    "GatherElements", "GatherND", "CenterCropPad"};
+    for (int iter = 0; iter < 2000; iter++) {
         struct prop p;
         int64_t d[6], v[16], e[16];
         int r = rnd_rank(1, 4);
@@ -535,7 +825,12 @@ static void test_property(void)
             memcpy(d2, d, sizeof d2);
             d2[ax] = 1 + rng_int(3);
             char dd[64] = "";
-            for (int i = 0; i < r; i++) snprintf(dd + strlen(dd), sizeof dd - strlen(dd), i ? ",%lld" : "%lld", (long long)d2[i]);
+            for (int i = 0; i < r; i++) {
+                if (prop_symbolic && i == ax) snprintf(dd + strlen(dd), sizeof dd - strlen(dd), i ? ",t0" : "t0");
+                else if (prop_symbolic) snprintf(dd + strlen(dd), sizeof dd - strlen(dd), i ? ",s%d" : "s%d", i);
+                else snprintf(dd + strlen(dd), sizeof dd - strlen(dd), i ? ",%lld" : "%lld", (long long)d2[i]);
+            }
+            p.env[7] = d2[ax];
             tb_input(&p.t, "x2", KILN_DTYPE_F32, dd);
             p.in[p.n_in++] = rand_tensor(r, d2);
             snprintf(p.ins, sizeof p.ins, "x,x2");
@@ -652,6 +947,69 @@ static void test_property(void)
             prop_ints(&p, "idx", q, qd, v);
             at[0] = attr_i("axis", ax);
             prop_run(&p, op, at, 1, 1);
+        } else if (strcmp(op, "Resize") == 0) {
+            /* scales or sizes on every axis, or (18) on some axes with a policy */
+            int rop = rng_int(2) ? 13 : 18;
+            prop_begin(&p, rop, r, d);
+            int64_t axes[4], na = 0;
+            bool use_axes = rop == 18 && rng_int(2);
+            for (int i = 0; i < r; i++)
+                if (!use_axes || rng_int(2)) axes[na++] = i;
+            if (na == 0) axes[na++] = r - 1;
+            prop_absent(&p); /* roi */
+            struct kiln_attr ra[2];
+            size_t nra = 0;
+            if (use_axes) ra[nra++] = attr_ints("axes", axes, (size_t)na);
+            if (rng_int(2)) {
+                static const float choices[] = {0.5f, 1.0f, 1.5f, 2.0f, 0.75f, 3.0f, 0.6f, 1.25f};
+                float sc[4];
+                for (int i = 0; i < na; i++) sc[i] = choices[rng_int(8)];
+                prop_floats(&p, "scales", na, sc);
+            } else {
+                prop_absent(&p);
+                int64_t sz[4], n1[1] = {na};
+                for (int i = 0; i < na; i++) sz[i] = 1 + rng_int(7);
+                prop_ints(&p, "sizes", 1, n1, sz);
+                static const char *const pol[] = {"stretch", "not_larger", "not_smaller"};
+                if (rop == 18) ra[nra++] = attr_s("keep_aspect_ratio_policy", pol[rng_int(3)]);
+            }
+            prop_run(&p, op, ra, nra, 1);
+        } else if (strcmp(op, "GatherElements") == 0) {
+            int ax = rng_int(r);
+            int64_t id[4];
+            memcpy(id, d, sizeof id);
+            id[ax] = 1 + rng_int(4);
+            size_t n = 1;
+            for (int i = 0; i < r; i++) n *= (size_t)id[i];
+            int64_t *iv = calloc(n, sizeof *iv);
+            for (size_t i = 0; i < n; i++) iv[i] = rng_int((int)d[ax]);
+            prop_begin(&p, opset, r, d);
+            prop_ints(&p, "idx", r, id, iv);
+            free(iv);
+            at[0] = attr_i("axis", ax);
+            prop_run(&p, op, at, 1, 1);
+        } else if (strcmp(op, "GatherND") == 0) {
+            int b = rng_int(r), last = 1 + rng_int(r - b);
+            int64_t id[8]; /* rank up to b + 2 <= 5 */
+            int q = b + 1 + rng_int(2);
+            for (int i = 0; i < b; i++) id[i] = d[i];
+            for (int i = b; i < q - 1; i++) id[i] = 1 + rng_int(3);
+            id[q - 1] = last;
+            size_t n = 1;
+            for (int i = 0; i < q; i++) n *= (size_t)id[i];
+            int64_t *iv = calloc(n, sizeof *iv);
+            for (size_t i = 0; i < n; i++) iv[i] = rng_int((int)d[b + (int)(i % (size_t)last)]);
+            prop_begin(&p, opset, r, d);
+            prop_ints(&p, "idx", q, id, iv);
+            free(iv);
+            at[0] = attr_i("batch_dims", b);
+            prop_run(&p, op, at, 1, 1);
+        } else if (strcmp(op, "CenterCropPad") == 0) {
+            int64_t n1[1] = {r};
+            for (int i = 0; i < r; i++) v[i] = 1 + rng_int(6);
+            prop_begin(&p, 18, r, d);
+            prop_ints(&p, "shape", 1, n1, v);
+            prop_run(&p, op, NULL, 0, 1);
         } else if (strcmp(op, "Flatten") == 0) {
             prop_begin(&p, opset, r, d);
             at[0] = attr_i("axis", rng_int(2 * r + 1) - r);
@@ -665,9 +1023,12 @@ static void test_property(void)
             prop_run(&p, op, at, 1, 1);
         }
     }
-    printf("property: %d random nodes checked against the kernels, %d refused by them\n", prop_checked,
-           prop_refused);
-    CHECK(prop_checked > 1000, "the kernels ran %d random nodes (refused %d)", prop_checked, prop_refused);
+    printf("property%s: %d random nodes checked against the kernels, %d refused by them\n",
+           symbolic ? " (symbolic inputs)" : "", prop_checked, prop_refused);
+    if (symbolic)
+        printf("property (symbolic inputs): %d of %d output dims determined\n", prop_dims_defined,
+               prop_dims_total);
+    CHECK(prop_checked > 1500, "the kernels ran %d random nodes (refused %d)", prop_checked, prop_refused);
 }
 
 int main(void)
@@ -678,6 +1039,10 @@ int main(void)
     test_data_dependent();
     test_hostile();
     test_split_slice();
-    test_property();
+    test_subgraphs();
+    test_out_of_memory();
+    test_eval_budget();
+    test_property(false);
+    test_property(true);
     return test_summary("test_infer");
 }

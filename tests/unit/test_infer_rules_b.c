@@ -410,6 +410,10 @@ static void test_vals(void)
     end_node(&m, node("Add", "s,minus1", "dec"), NULL);
     end_node(&m, node("Sub", "s,s", "zero"), NULL);
     end_node(&m, node("Max", "s,minus1", "mx"), NULL);
+    struct pb *rp = node("ReduceProd", "s", "numel");
+    at_i(rp, "keepdims", 0);
+    end_node(&m, rp, NULL);
+    end_node(&m, node("ReduceSum", "s", "total"), NULL);
     struct pb *n = node("Cast", "a", "c");
     at_i(n, "to", KILN_DTYPE_I32);
     end_node(&m, n, NULL);
@@ -432,6 +436,12 @@ static void test_vals(void)
     CHECK(strcmp(v, "[0,0]") == 0, "vals of zero: %s", v);
     v = vals_of(&r, "mx");
     CHECK(strcmp(v, "[N,6]") == 0, "vals of mx: %s", v);
+    EXPECT_TYPE(&r, "numel", "int64[]");
+    v = vals_of(&r, "numel");
+    CHECK(strcmp(v, "[6*N]") == 0, "vals of numel: %s", v);
+    EXPECT_TYPE(&r, "total", "int64[1]");
+    v = vals_of(&r, "total");
+    CHECK(strcmp(v, "[N+6]") == 0, "vals of total: %s", v);
     done(&r);
 }
 
@@ -735,6 +745,24 @@ static void test_problems_and_old_versions(void)
     if (!run(&m, &r)) return;
     EXPECT_PROBLEM(&r, "inner dims");
     EXPECT_TYPE(&r, "Z", "int32[M,7]");
+    done(&r);
+
+    m = fresh(21);
+    input(&m, "X", KILN_DTYPE_F32, "N,6,8");
+    input(&m, "c", KILN_DTYPE_F32, "6");
+    input(&m, "c5", KILN_DTYPE_F32, "5");
+    struct pb *gn = node("GroupNormalization", "X,c,c", "G");
+    at_i(gn, "num_groups", 3);
+    end_node(&m, gn, NULL);
+    gn = node("GroupNormalization", "X,c,c", "G4");
+    at_i(gn, "num_groups", 4);
+    end_node(&m, gn, NULL);
+    end_node(&m, node("InstanceNormalization", "X,c5,c5", "I"), NULL);
+    if (!run(&m, &r)) return;
+    EXPECT_TYPE(&r, "G", "float32[N,6,8]");
+    EXPECT_PROBLEM(&r, "num_groups 4");
+    EXPECT_PROBLEM(&r, "5 values for 6 channels");
+    CHECK(r.n_problems == 2, "expected 2 problems; got %s", r.problems);
     done(&r);
 
     /* unknown rank in, unknown rank out (element type kept) */

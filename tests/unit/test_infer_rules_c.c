@@ -60,7 +60,6 @@ static void pb_msg(struct pb *b, unsigned field, const struct pb *m)
     pb_bytes(b, field, m->data, m->len);
 }
 
-
 static void at_floats(struct pb *n, const char *name, int k, const float *v)
 {
     struct pb a = {0};
@@ -83,8 +82,8 @@ static void at_g(struct pb *n, const char *name, struct model *body);
 
 struct model {
     struct pb graph;
-    int opset;          /* ai.onnx */
-    int ml_opset;       /* ai.onnx.ml; 0: not imported */
+    int opset;    /* ai.onnx */
+    int ml_opset; /* ai.onnx.ml; 0: not imported */
 };
 
 /* A graph input of element type dt; shape: NULL for no shape, "" for rank 0, else
@@ -284,6 +283,30 @@ static struct model fresh(int opset)
     memset(&m, 0, sizeof m);
     m.opset = opset;
     return m;
+}
+
+/* ------------------------------------------------------------------ registry */
+
+/* Every op of the CPU families these rules cover has a rule at every version kiln runs. */
+extern const struct kiln_cpu_op kiln_cpu_ops_conv[], kiln_cpu_ops_pool[], kiln_cpu_ops_gemm[],
+    kiln_cpu_ops_nn_extra[], kiln_cpu_ops_rnn[], kiln_cpu_ops_vision[], kiln_cpu_ops_image[],
+    kiln_cpu_ops_ml[], kiln_cpu_ops_sequence[], kiln_cpu_ops_control[], kiln_cpu_ops_scan[];
+
+static void test_registry(void)
+{
+    const struct kiln_cpu_op *const fams[] = {
+        kiln_cpu_ops_conv,     kiln_cpu_ops_pool,    kiln_cpu_ops_gemm,  kiln_cpu_ops_nn_extra,
+        kiln_cpu_ops_rnn,      kiln_cpu_ops_vision,  kiln_cpu_ops_image, kiln_cpu_ops_ml,
+        kiln_cpu_ops_sequence, kiln_cpu_ops_control, kiln_cpu_ops_scan,
+    };
+    for (size_t f = 0; f < sizeof fams / sizeof fams[0]; f++)
+        for (const struct kiln_cpu_op *op = fams[f]; op->name; op++) {
+            int last = op->until ? op->until : 26;
+            for (int v = op->since; v <= last; v++)
+                CHECK(kiln_infer_find_op(op->domain, op->name, v) != NULL, "no rule for %s '%s' version %d",
+                      op->domain, op->name, v);
+        }
+    CHECK(kiln_infer_find_op("", "Col2Im", 18) != NULL, "no rule for Col2Im");
 }
 
 /* ------------------------------------------------------------------ conv and pool */
@@ -706,6 +729,27 @@ static void test_loop_scan(void)
     EXPECT_TYPE(&r, "S", "float32[5,N,3]");
     done(&r);
 
+    /* a symbolic trip count (Shape arithmetic) gives a symbolic scan length */
+    body = fresh(17);
+    m = fresh(17);
+    input(&body, "i", KILN_DTYPE_I64, "");
+    input(&body, "cin", KILN_DTYPE_BOOL, "");
+    end_node(&body, node("Identity", "cin", "cout"), NULL);
+    end_node(&body, node("Relu", "X", "s"), NULL);
+    output(&body, "cout");
+    output(&body, "s");
+    input(&m, "X", KILN_DTYPE_F32, "N,3");
+    n = node("Shape", "X", "MN");
+    at_i(n, "end", 1);
+    end_node(&m, n, NULL);
+    n = node("Loop", "MN,", "S");
+    at_g(n, "body", &body);
+    end_node(&m, n, NULL);
+    if (!run(&m, &r)) return;
+    EXPECT_CLEAN(&r);
+    EXPECT_TYPE(&r, "S", "float32[N,N,3]");
+    done(&r);
+
     /* a constant true cond that the body hands back: still counted */
     body = fresh(17);
     m = fresh(17);
@@ -754,8 +798,7 @@ static void test_loop_scan(void)
     EXPECT_CLEAN(&r);
     EXPECT_TYPE(&r, "Y", "float32[?,3]");
     const char *s = type_of(&r, "S");
-    CHECK(strncmp(s, "float32[Loop_", 13) == 0 && strstr(s, ",N,3] (data-dependent)"),
-          "S: inferred %s", s);
+    CHECK(strncmp(s, "float32[Loop_", 13) == 0 && strstr(s, ",N,3] (data-dependent)"), "S: inferred %s", s);
     done(&r);
 
     /* Scan: state [2], scan input [N, T, 3] along axis 1, output axis 1 */
@@ -959,6 +1002,7 @@ static void test_node_cases(void)
 
 int main(void)
 {
+    test_registry();
     test_conv();
     test_pool();
     test_matmul_gemm();

@@ -101,6 +101,12 @@ static void test_minmax_and_ints(void)
     EQ_TXT(kiln_sym_min(&inf, N, K(0)), "0");
     CHECK(kiln_dim_eq(kiln_sym_min(&inf, N, M), kiln_sym_min(&inf, M, N)), "min commutes");
     EQ_TXT(kiln_sym_min(&inf, N, K(3)), "min(3,N)");
+    /* an expression that may be negative is not a size: max(0, N-2) stays */
+    EQ_TXT(kiln_sym_max(&inf, kiln_sym_sub(&inf, N, K(2)), K(0)), "max(0,N-2)");
+    EQ_TXT(kiln_sym_max(&inf, kiln_sym_add(&inf, kiln_sym_mul(&inf, N, M), K(2)), K(0)), "M*N+2");
+    EQ_TXT(kiln_sym_max(&inf, kiln_sym_floordiv(&inf, kiln_sym_sub(&inf, N, K(1)), K(2)), K(0)),
+           "max((N-1)/2,0)"); /* operands in byte order */
+    EQ_TXT(kiln_sym_max(&inf, S("batch size"), K(0)), "(batch size)");
     /* negative integers (vals) */
     struct kiln_dim m1 = kiln_sym_int(&inf, -1);
     int64_t v = 0;

@@ -1,12 +1,14 @@
-/* cmd_info.c: `kiln info [--shapes] MODEL`: what a model declares, from kiln.h's query
- * functions.
+/* cmd_info.c: `kiln info [--shapes] [--shape NAME=DIMS]... MODEL`: what a model declares,
+ * from kiln.h's query functions.
  *
  * Prints: model header fields, opset imports, metadata_props, inputs and outputs with their
  * declared types (symbolic dims kept, initializer-backed inputs excluded), node counts per
  * op type sorted by name, and the parameter count and bytes. --shapes adds every value of
  * the main graph with its inferred type (kiln_model_infer_shapes), inputs and initializers
- * first, then node outputs in topological order.
+ * first, then node outputs in topological order; --shape NAME=D0xD1x... fixes an input's
+ * shape first (kiln_model_set_input_shape) and implies --shapes.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,19 +137,72 @@ static bool print_shapes(kiln_model *m)
     return true;
 }
 
+/* "NAME=D0xD1x..." into name (cut at '=') and dims; false when malformed. */
+static bool parse_shape(char *s, int *rank, int64_t *dims)
+{
+    char *eq = strrchr(s, '=');
+    if (!eq || eq == s || !eq[1]) return false;
+    int n = 0;
+    for (char *p = eq + 1;; p++) {
+        char *end = p;
+        while (*end >= '0' && *end <= '9') end++;
+        if (end == p || end - p > 18 || n == 16 || (*end && *end != 'x')) return false;
+        long v;
+        char part[20];
+        memcpy(part, p, (size_t)(end - p));
+        part[end - p] = 0;
+        if (!cli_parse_int(part, 0, LONG_MAX, &v)) return false;
+        dims[n++] = v;
+        if (!*end) break;
+        p = end;
+    }
+    *rank = n;
+    *eq = 0; /* the name */
+    return true;
+}
+
 int cli_info(int argc, char **argv)
 {
     bool shapes = false;
     const char *path = NULL;
+    char *fix[64];
+    int n_fix = 0;
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--shapes") == 0) shapes = true;
-        else if (argv[i][0] == '-' && argv[i][1]) return cli_usage("info", "unknown option '%s'", argv[i]);
-        else if (path) return cli_usage("info", "info takes one MODEL file; got an extra '%s'", argv[i]);
-        else path = argv[i];
+        bool missing = false;
+        const char *v;
+        if (strcmp(argv[i], "--shapes") == 0) {
+            shapes = true;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--shape", &missing))) {
+            if (n_fix == 64) return cli_usage("info", "at most 64 --shape options");
+            fix[n_fix++] = (char *)v;
+            shapes = true;
+        } else if (missing) {
+            return cli_usage("info", "--shape needs NAME=D0xD1x... (e.g. x=1x3x224x224)");
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return cli_usage("info", "unknown option '%s'", argv[i]);
+        } else if (path) {
+            return cli_usage("info", "info takes one MODEL file; got an extra '%s'", argv[i]);
+        } else {
+            path = argv[i];
+        }
     }
     if (!path) return cli_usage("info", "info needs a MODEL file");
+    int ranks[64];
+    int64_t dims[64][16];
+    for (int k = 0; k < n_fix; k++) {
+        char *copy = fix[k];
+        if (!parse_shape(copy, &ranks[k], dims[k]))
+            return cli_usage("info", "--shape takes NAME=D0xD1x... (e.g. x=1x3x224x224); got '%s'", fix[k]);
+    }
     kiln_model *m = cli_load_model(path);
     if (!m) return CLI_FAIL;
+    for (int k = 0; k < n_fix; k++) {
+        kiln_err err = {0};
+        if (kiln_model_set_input_shape(m, fix[k], ranks[k], dims[k], &err)) {
+            kiln_model_free(m);
+            return cli_error("%s: %s", path, err.msg);
+        }
+    }
 
     printf("%-15s %s\n", "model:", path);
     printf("%-15s %lld\n", "ir version:", (long long)kiln_model_ir_version(m));

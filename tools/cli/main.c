@@ -17,7 +17,7 @@ struct command {
 
 static const struct command commands[] = {
     {"info", cli_info, "show a model's inputs, outputs, opsets, metadata, ops and size",
-     "usage: kiln info [--shapes] MODEL\n"
+     "usage: kiln info [--shapes] [--shape NAME=DIMS]... MODEL\n"
      "\n"
      "Prints the model's inputs and outputs (name and declared type, symbolic dims kept),\n"
      "opset imports, producer, IR and model version, graph name, metadata, the number of\n"
@@ -25,7 +25,9 @@ static const struct command commands[] = {
      "\n"
      "  --shapes   also infer shapes and print every value of the main graph with its\n"
      "             inferred type (\"float32[N,seq+1,768]\", \"?\" for unknown dims,\n"
-     "             \"(data-dependent)\" when the size depends on the data)\n"},
+     "             \"(data-dependent)\" when the size depends on the data)\n"
+     "  --shape NAME=DIMS  fix input NAME to a shape first, e.g. x=1x3x224x224\n"
+     "             (repeatable; implies --shapes)\n"},
     {"check", cli_check, "validate a model against the ONNX spec",
      "usage: kiln check MODEL...\n"
      "\n"
