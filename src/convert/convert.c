@@ -855,11 +855,16 @@ static kiln_status convert_graph(struct conv *c, struct kiln_graph *g)
 
 static kiln_status convert_function(struct conv *c, struct kiln_function *f)
 {
-    bool imports = false;
-    for (size_t i = 0; i < f->n_opsets; i++) imports |= !f->opsets[i].domain[0];
-    if (!imports) return KILN_OK;
+    int64_t fv = -1;
+    for (size_t i = 0; i < f->n_opsets; i++)
+        if (!f->opsets[i].domain[0]) fv = f->opsets[i].version;
+    if (fv < 0 || fv >= c->to) return KILN_OK;
+    /* the body's nodes resolve against the function's own import */
+    int64_t model_from = c->from;
+    c->from = fv;
     struct gbuild b = {.fn = f};
     kiln_status st = convert_body(c, &b, f->n_nodes, f->nodes);
+    c->from = model_from;
     if (!st) st = done_push(c, &b);
     if (st) gbuild_free(&b);
     return st;
