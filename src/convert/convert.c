@@ -525,6 +525,10 @@ static kiln_status rule_axes_input(struct nctx *x, int at)
 
 static kiln_status rule_split(struct nctx *x)
 {
+    /* Split-1 could take `split` as a second input; 2..12 only as an attribute */
+    if (x->c->from < 2 && x->c->to < 13 && x->n.n_in > 1 && x->n.inputs[1][0])
+        return refuse(x, "Split-1's 'split' input has no form between opsets 2 and 12 "
+                      "(convert to 13 or later)");
     if (crosses(x, 13)) KILN_TRY(ints_to_input(x, "split", 1));
     /* Split-18 needs the split input or num_outputs. */
     if (crosses(x, 18) && (x->n.n_in < 2 || !x->n.inputs[1][0]) && !attr(&x->n, "num_outputs"))
