@@ -617,6 +617,14 @@ static void test_fuse_layernorm(void)
                "node Pow d,two -> q\nnode ReduceMean q,ax -> v\nnode Add eps,v -> ve\n"
                "node Sqrt ve -> s\nnode Div d,s -> y\noutput y\n",
                "fuse_layernorm,dce", true, "LayerNormalization=1 ReduceMean=0", 2e-5);
+    check_case("TF / Keras LayerNorm",
+               "opset 13\ninput x f32 2,3,8\ninit eps f32 - = 1e-3\ninit gamma f32 8 rand\n"
+               "init beta f32 8 rand\nnode ReduceMean x -> m axes=ints:-1\nnode Sub x,m -> d\n"
+               "node Mul d,d -> q\nnode ReduceMean q -> v axes=ints:-1\nnode Add v,eps -> ve\n"
+               "node Sqrt ve -> s\nnode Reciprocal s -> r\nnode Mul r,gamma -> a\n"
+               "node Mul x,a -> xa\nnode Mul a,m -> ma\nnode Sub beta,ma -> b2\n"
+               "node Add xa,b2 -> y\noutput y\n",
+               "fuse_layernorm,dce", true, "kiln.LayerNormalization=1 ReduceMean=0 Mul=0", 2e-5);
     check_case("RMSNorm (opset 17 -> kiln)",
                "opset 17\ninput x f32 2,4,6\ninit eps f32 - = 1e-6\ninit two f32 - = 2\n"
                "init gamma f32 6 rand\nnode Pow x,two -> q\nnode ReduceMean q -> v axes=ints:-1\n"
