@@ -905,6 +905,109 @@ static void test_fuzz_corpus(void)
     CHECK(n > 0, "no corpus model loaded");
 }
 
+/* Each pass alone (every pass of the table, basic and extended) on ONNX test cases that
+ * exercise it: the optimized model must still give the expected outputs (ONNX's backend
+ * tolerance). Running them together, as the conformance tests do, could hide a pass whose
+ * damage a later pass happens to undo. */
+static const char *const PASS_CASES[] = {
+    "test_affine_grid_2d_expanded", "test_layer_normalization_4d_axis0_expanded",
+    "test_layer_normalization_2d_axis1_expanded_ver18", "test_gelu_tanh_2_expanded",
+    "test_gelu_default_2_expanded", "test_softmax_axis_1_expanded",
+    "test_range_float_type_positive_delta_expanded", "test_dropout_default_old",
+    "test_dropout_default_mask", "test_identity", "test_identity_sequence", "test_if_seq",
+    "test_group_normalization_example_expanded", "test_center_crop_pad_crop_and_pad_expanded",
+    "test_linear_attention_delta_expanded", "test_attention_4d_expanded",
+    "test_attention_3d_gqa_causal_expanded", "test_hardswish_expanded", "test_celu_expanded",
+    "test_mvn_expanded", "test_shrink_soft_expanded", "test_expand_dim_unchanged",
+    "test_transpose_default", "test_squeeze", "test_unsqueeze_axis_0", "test_reshape_reordered_all_dims",
+    "test_slice_default_axes", "test_concat_1d_axis_0", "test_cast_FLOAT_to_DOUBLE",
+    "test_batchnorm_example", "test_conv_with_strides_padding", "test_matmul_2d",
+    "test_gemm_default_vector_bias", "test_convtranspose_pad", NULL};
+
+static bool close_enough(const kiln_value *got, const kiln_value *exp)
+{
+    if (kiln_value_kind_of(got) != kiln_value_kind_of(exp)) return false;
+    if (kiln_value_kind_of(got) != KILN_VALUE_TENSOR) {
+        if (kiln_value_count(got) != kiln_value_count(exp)) return false;
+        for (size_t i = 0; i < kiln_value_count(got); i++)
+            if (!close_enough(kiln_value_item(got, i), kiln_value_item(exp, i))) return false;
+        return true;
+    }
+    kiln_dtype dt = kiln_value_dtype(got);
+    if (dt != kiln_value_dtype(exp) || kiln_value_rank(got) != kiln_value_rank(exp)) return false;
+    for (int d = 0; d < kiln_value_rank(got); d++)
+        if (kiln_value_dims(got)[d] != kiln_value_dims(exp)[d]) return false;
+    size_t n = kiln_value_numel(got);
+    const void *x = kiln_value_data((kiln_value *)got), *y = kiln_value_data((kiln_value *)exp);
+    if (dt == KILN_DTYPE_F32 || dt == KILN_DTYPE_F64) {
+        for (size_t i = 0; i < n; i++) {
+            double a = dt == KILN_DTYPE_F32 ? ((const float *)x)[i] : ((const double *)x)[i];
+            double b = dt == KILN_DTYPE_F32 ? ((const float *)y)[i] : ((const double *)y)[i];
+            if (a == b || (isnan(a) && isnan(b))) continue;
+            if (!(fabs(a - b) <= 1e-7 + 1e-3 * fabs(b))) return false;
+        }
+        return true;
+    }
+    if (dt == KILN_DTYPE_STRING) return true;
+    size_t es = dt == KILN_DTYPE_I64 ? 8 : dt == KILN_DTYPE_I32 ? 4 : dt == KILN_DTYPE_F16 ? 2 : 1;
+    return n == 0 || memcmp(x, y, n * es) == 0;
+}
+
+static void test_each_pass_on_cases(void)
+{
+    size_t n_pass;
+    const struct kiln_pass *const *passes = kiln_opt_passes(&n_pass);
+    size_t ran = 0;
+    for (size_t c = 0; PASS_CASES[c]; c++) {
+        char path[4096], data[4096];
+        case_path(path, sizeof path, "node", PASS_CASES[c], "model.onnx");
+        FILE *f = fopen(path, "rb");
+        if (!f) continue; /* not in this copy of the test data */
+        fclose(f);
+        for (size_t p = 0; p < n_pass; p++) {
+            kiln_model *m = NULL;
+            kiln_err err = {0};
+            if (kiln_model_load_file(path, &m, &err) != KILN_OK) {
+                test_fail(__FILE__, __LINE__, NULL, "%s: %s", PASS_CASES[c], err.msg);
+                break;
+            }
+            kiln_optimize_options opt = {.passes = passes[p]->name, .keep_fused = 1};
+            kiln_status st = kiln_model_optimize(m, &opt, &err);
+            CHECK(st == KILN_OK, "%s, pass %s: %s", PASS_CASES[c], passes[p]->name, err.msg);
+            size_t n_in = kiln_model_input_count(m), n_out = kiln_model_output_count(m);
+            kiln_value *in[16] = {0}, *out[16] = {0}, *exp[16] = {0};
+            bool ok = st == KILN_OK && n_in <= 16 && n_out <= 16;
+            for (size_t i = 0; ok && i < n_in; i++) {
+                char file[64];
+                snprintf(file, sizeof file, "test_data_set_0/input_%zu.pb", i);
+                case_path(data, sizeof data, "node", PASS_CASES[c], file);
+                kiln_value_kind k = kiln_model_input_kind(m, i);
+                ok = kiln_value_read_file(data, k, &in[i], &err) == KILN_OK;
+            }
+            for (size_t i = 0; ok && i < n_out; i++) {
+                char file[64];
+                snprintf(file, sizeof file, "test_data_set_0/output_%zu.pb", i);
+                case_path(data, sizeof data, "node", PASS_CASES[c], file);
+                ok = kiln_value_read_file(data, kiln_model_output_kind(m, i), &exp[i], &err) == KILN_OK;
+            }
+            CHECK(ok || st != KILN_OK, "%s: test data: %s", PASS_CASES[c], err.msg);
+            if (ok && run_model(m, in, out, n_out)) {
+                for (size_t i = 0; i < n_out; i++)
+                    CHECK(close_enough(out[i], exp[i]), "%s, pass %s: output %zu differs",
+                          PASS_CASES[c], passes[p]->name, i);
+                ran++;
+            }
+            for (size_t i = 0; i < 16; i++) {
+                kiln_value_free(in[i]);
+                kiln_value_free(out[i]);
+                kiln_value_free(exp[i]);
+            }
+            kiln_model_free(m);
+        }
+    }
+    CHECK(ran > 0, "no test case found under %s", onnx_tests_dir());
+}
+
 int main(void)
 {
     test_fold_constants();
@@ -918,5 +1021,6 @@ int main(void)
     test_pass_list_and_report();
     test_nomem();
     test_fuzz_corpus();
+    test_each_pass_on_cases();
     return test_summary("test_opt_basic");
 }
