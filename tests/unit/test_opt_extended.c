@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/base.h"
 #include "kiln.h"
 #include "test_support.h"
 
@@ -776,6 +777,75 @@ static void test_push_transpose(void)
                "push_transpose,dce", false, "Transpose=2", 0);
 }
 
+/* ------------------------------------------------------------------ out of memory */
+
+/* Every allocation of an extended optimization of a model that exercises each fusion fails
+ * in turn: the optimizer returns KILN_E_NOMEM and leaves the model as it was (it still runs
+ * and gives the original outputs), or succeeds with the full result. Leaks show under ASan. */
+static void test_oom(void)
+{
+    static const char *text =
+        "opset 13\ninput x f32 1,3,6,6\ninput t f32 2,5,16\n"
+        "init w f32 4,3,3,3 rand\ninit s f32 4 rand\ninit b f32 4 rand\ninit mu f32 4 rand\n"
+        "init var f32 4 pos\nnode Conv x,w -> c pads=ints:1,1,1,1\n"
+        "node BatchNormalization c,s,b,mu,var -> n\nnode Relu n -> y\noutput y\n"
+        "init wq f32 16,16 rand\ninit wk f32 16,16 rand\ninit wv f32 16,16 rand\n"
+        "init bq f32 16 rand\ninit shp i64 4 = 0,0,4,4\ninit back i64 3 = 0,0,16\n"
+        "init c8 f32 - = 2\ninit sq2 f32 - = 1.4142135\ninit one f32 - = 1\ninit half f32 - = 0.5\n"
+        "node MatMul t,wq -> q0\nnode Add q0,bq -> q\nnode MatMul t,wk -> k\nnode MatMul t,wv -> v\n"
+        "node Reshape q,shp -> q3\nnode Transpose q3 -> q4 perm=ints:0,2,1,3\n"
+        "node Reshape k,shp -> k3\nnode Transpose k3 -> kt perm=ints:0,2,3,1\n"
+        "node Reshape v,shp -> v3\nnode Transpose v3 -> v4 perm=ints:0,2,1,3\n"
+        "node MatMul q4,kt -> s0\nnode Div s0,c8 -> sc\nnode Softmax sc -> p axis=int:-1\n"
+        "node MatMul p,v4 -> o4\nnode Transpose o4 -> o3 perm=ints:0,2,1,3\n"
+        "node Reshape o3,back -> o\nnode Div o,sq2 -> ga\nnode Erf ga -> ge\n"
+        "node Add ge,one -> gp\nnode Mul o,gp -> gm\nnode Mul gm,half -> z\noutput z\n";
+    struct buf b;
+    parse_model(text, &b);
+    struct run r0 = {0};
+    kiln_model *m0 = NULL;
+    kiln_err e = {0};
+    if (kiln_model_load_buffer(b.p, b.len, NULL, &m0, &e) || !run_model(m0, 9, &r0, "oom")) {
+        CHECK(false, "oom model: %s", e.msg);
+        free(b.p);
+        kiln_model_free(m0);
+        return;
+    }
+    size_t before = kiln_model_node_count(m0);
+    int failures = 0;
+    for (long n = 1; n < 100000; n++) {
+        kiln_model *m = NULL;
+        if (kiln_model_load_buffer(b.p, b.len, NULL, &m, &e)) break;
+        kiln_alloc_fail_after(n);
+        kiln_status st = optimize(m, NULL, true, &e);
+        long used = kiln_alloc_fail_after(0);
+        bool failed = used >= n;
+        CHECK(st == KILN_OK || st == KILN_E_NOMEM, "allocation %ld failing: status %d (%s)", n, st, e.msg);
+        if (st == KILN_E_NOMEM) {
+            failures++;
+            CHECK(kiln_model_node_count(m) == before, "allocation %ld failing: model changed", n);
+        }
+        if (n % 16 == 1 || !failed) { /* the model (restored or optimized) still runs right */
+            struct run r1 = {0};
+            if (run_model(m, 9, &r1, "oom")) {
+                double d = max_diff(&r1, &r0);
+                CHECK(d >= 0 && d <= 1e-5, "allocation %ld failing: outputs differ by %.3g", n, d);
+            }
+            free_run(&r1);
+        }
+        if (!failed) {
+            CHECK(st == KILN_OK && kiln_model_node_count(m) < before, "optimization without failures");
+            kiln_model_free(m);
+            break;
+        }
+        kiln_model_free(m);
+    }
+    CHECK(failures > 10, "only %d allocation failures seen", failures);
+    free_run(&r0);
+    kiln_model_free(m0);
+    free(b.p);
+}
+
 /* ------------------------------------------------------------------ bench models */
 
 static void histogram(const kiln_model *m)
@@ -843,5 +913,6 @@ int main(int argc, char **argv)
     test_fuse_bias_scale();
     test_fuse_pad();
     test_push_transpose();
+    test_oom();
     return test_summary("test_opt_extended");
 }
