@@ -288,7 +288,7 @@ static kiln_status ones(struct kiln_opt *o, struct kiln_graph *g, const char *x,
     size_t n = 1;
     for (int i = r - k; i < r; i++) n *= (size_t)d[i];
     float *v = kiln_malloc((n ? n : 1) * sizeof *v);
-    if (!v) return kiln_err_set(kiln_opt_err(o), KILN_E_NOMEM, "out of memory optimizing the model");
+    if (!v) return fu_nomem(o);
     for (size_t i = 0; i < n; i++) v[i] = 1.0f;
     kiln_status st = fu_add_f32(o, g, "ones", k, d + r - k, v, name);
     kiln_free(v);
