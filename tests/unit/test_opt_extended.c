@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/base.h"
 #include "kiln.h"
@@ -872,6 +873,51 @@ static void histogram(const kiln_model *m)
     printf("\n");
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Times `reps` one-thread runs of m0 and m1 alternately (after one warm-up each) and prints
+ * the minimum and median of each (KILN_OPT_BENCH_REPS, default 0: no timing). */
+static void time_models(const kiln_model *m0, const kiln_model *m1, const char *what)
+{
+    const char *env = getenv("KILN_OPT_BENCH_REPS");
+    int reps = env ? atoi(env) : 0;
+    if (reps <= 0 || reps > 1000) return;
+    const kiln_model *ms[2] = {m0, m1};
+    kiln_session *s[2] = {0};
+    kiln_value *in[8] = {0};
+    size_t n_in = make_inputs(m0, 5, in), n_out = kiln_model_output_count(m0);
+    kiln_session_options so = {.threads = 1};
+    kiln_err e;
+    double t[2][1000];
+    for (int k = 0; k < 2; k++)
+        if (kiln_session_create(ms[k], &so, &s[k], &e)) goto out;
+    for (int r = -1; r < reps; r++)
+        for (int k = 0; k < 2; k++) {
+            kiln_value *outs[8] = {0};
+            double t0 = now_ms();
+            if (kiln_session_run(s[k], n_in, NULL, (const kiln_value *const *)in, n_out, outs, &e)) goto out;
+            if (r >= 0) t[k][r] = now_ms() - t0;
+            for (size_t i = 0; i < n_out; i++) kiln_value_free(outs[i]);
+        }
+    for (int k = 0; k < 2; k++) qsort(t[k], (size_t)reps, sizeof(double), cmp_d);
+    printf("%s: 1 thread, %d runs each: original min %.1f ms median %.1f; extended min %.1f ms "
+           "median %.1f\n", what, reps, t[0][0], t[0][reps / 2], t[1][0], t[1][reps / 2]);
+out:
+    for (int k = 0; k < 2; k++) kiln_session_free(s[k]);
+    for (size_t i = 0; i < n_in; i++) kiln_value_free(in[i]);
+}
+
 static int bench_models(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -893,6 +939,7 @@ static int bench_models(int argc, char **argv)
         if (run_model(m0, 5, &r0, argv[i]) && run_model(m1, 5, &r1, argv[i]))
             printf("%s: largest output difference %.3g (relative to 1 + |x|)\n", argv[i],
                    max_diff(&r1, &r0));
+        time_models(m0, m1, argv[i]);
         free_run(&r0);
         free_run(&r1);
         kiln_model_free(m0);
