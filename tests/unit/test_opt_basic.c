@@ -753,6 +753,51 @@ static void test_subgraphs(void)
     pb_free(&m);
 }
 
+/* A subgraph that defines a name of its enclosing graph again (ONNX forbids it; kiln's
+ * linker lets it through): merging b into a would make the branch read its own 'a'. */
+static void test_shadowing(void)
+{
+    struct pb then_g = {0}, else_g = {0}, g = {0}, at = {0};
+    node(&then_g, "Neg", "x", "a", NULL); /* shadows the outer 'a' */
+    node(&then_g, "Add", "a,b", "then_out", NULL);
+    output(&then_g, "then_out", F32, "3");
+    pb_str(&then_g, 2, "then");
+    node(&else_g, "Sub", "a,b", "else_out", NULL);
+    output(&else_g, "else_out", F32, "3");
+    pb_str(&else_g, 2, "else");
+    input(&g, "x", F32, "3");
+    input(&g, "c", KILN_DTYPE_BOOL, "");
+    node(&g, "Relu", "x", "a", NULL);
+    node(&g, "Relu", "x", "b", NULL);
+    pb_attr_graph(&at, "then_branch", &then_g);
+    pb_attr_graph(&at, "else_branch", &else_g);
+    node(&g, "If", "c", "y", &at);
+    output(&g, "y", F32, "3");
+    struct pb m = model_of(&g, 17, 8);
+    kiln_model *a = load(&m), *b = load(&m);
+    kiln_err err = {0};
+    kiln_optimize_options opt = {.level = KILN_OPT_EXTENDED, .keep_fused = 1};
+    if (a && b) {
+        CHECK(kiln_model_optimize(b, &opt, &err) == KILN_OK, "%s", err.msg);
+        CHECK(count_op(b->graph, "Relu") == 2, "shadowed value: no merge");
+        for (int cond = 0; cond < 2; cond++) {
+            kiln_value **in = make_inputs(a, 5);
+            *(uint8_t *)kiln_value_data(in[1]) = (uint8_t)cond;
+            kiln_value *oa[1] = {0}, *ob[1] = {0};
+            if (run_model(a, in, oa, 1) && run_model(b, in, ob, 1))
+                CHECK(same_values(oa[0], ob[0]), "cond %d: outputs differ", cond);
+            kiln_value_free(oa[0]);
+            kiln_value_free(ob[0]);
+            kiln_value_free(in[0]);
+            kiln_value_free(in[1]);
+            free(in);
+        }
+    }
+    kiln_model_free(a);
+    kiln_model_free(b);
+    pb_free(&m);
+}
+
 /* ------------------------------------------------------------------ framework */
 
 static struct pb sample_model(void)
@@ -1018,6 +1063,7 @@ int main(void)
     test_noops();
     test_unsqueeze_squeeze_transpose();
     test_subgraphs();
+    test_shadowing();
     test_pass_list_and_report();
     test_nomem();
     test_fuzz_corpus();
