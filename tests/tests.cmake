@@ -55,6 +55,17 @@ foreach(level basic extended)
                    --report ${CMAKE_BINARY_DIR}/conformance_${level}.md)
 endforeach()
 
+# Shape inference against the same cases: inferred output types must equal the actual output
+# shapes (inputs fixed to the test data) and the declared ones; the cases in
+# tests/onnx/shapes_passing.txt must pass.
+add_executable(kiln-shape-conformance ${CMAKE_SOURCE_DIR}/tests/onnx/shape_conformance.c)
+target_link_libraries(kiln-shape-conformance PRIVATE kiln_static)
+target_compile_definitions(kiln-shape-conformance PRIVATE KILN_ONNX_TESTS="${KILN_ONNX_TESTS}")
+add_test(NAME onnx_shape_conformance
+         COMMAND kiln-shape-conformance --data ${KILN_ONNX_TESTS} -j 2
+                 --passing ${CMAKE_SOURCE_DIR}/tests/onnx/shapes_passing.txt
+                 --report ${CMAKE_BINARY_DIR}/shape_conformance.md)
+
 # Fuzz targets (libFuzzer, option KILN_FUZZ) and the corpus replay tests (always).
 if(EXISTS ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz.cmake)
   include(${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz.cmake)

@@ -73,6 +73,9 @@ void kiln_infer_fini(struct kiln_infer *inf)
     kiln_free(inf->intern);
     inf->intern = NULL;
     inf->n_intern = inf->cap_intern = 0;
+    kiln_free(inf->seen);
+    inf->seen = NULL;
+    inf->n_seen = inf->cap_seen = 0;
 }
 
 static void *arena_array(struct kiln_infer *inf, size_t count, size_t size)
@@ -82,8 +85,34 @@ static void *arena_array(struct kiln_infer *inf, size_t count, size_t size)
     return p;
 }
 
+/* Reports msg once per run (duplicates come from subgraphs inferred more than once). */
 static void problem(struct kiln_infer *inf, const char *msg)
 {
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = msg; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    h |= 1; /* 0 marks an empty slot */
+    if (inf->n_seen * 2 >= inf->cap_seen) {
+        size_t cap = inf->cap_seen ? inf->cap_seen * 2 : 64;
+        uint64_t *t = kiln_calloc(cap, sizeof *t);
+        if (t) {
+            for (size_t i = 0; i < inf->cap_seen; i++) {
+                if (!inf->seen[i]) continue;
+                size_t j = inf->seen[i] & (cap - 1);
+                while (t[j]) j = (j + 1) & (cap - 1);
+                t[j] = inf->seen[i];
+            }
+            kiln_free(inf->seen);
+            inf->seen = t;
+            inf->cap_seen = cap;
+        }
+    }
+    if (inf->n_seen * 2 < inf->cap_seen) { /* else (NOMEM): report without deduplicating */
+        size_t j = h & (inf->cap_seen - 1);
+        for (; inf->seen[j]; j = (j + 1) & (inf->cap_seen - 1))
+            if (inf->seen[j] == h) return;
+        inf->seen[j] = h;
+        inf->n_seen++;
+    }
     inf->n_problems++;
     if (inf->problem) inf->problem(inf->user, msg);
 }

@@ -23,6 +23,10 @@ struct kiln_infer {
     bool nomem;    /* an allocation failed; the run fails at its end */
     int depth;     /* subgraph nesting */
     unsigned long fresh; /* counter behind kiln_sym_fresh */
+    /* Hashes of the problems reported (a subgraph inferred again, as Loop bodies are until
+     * their carried types settle, must not repeat its problems). */
+    uint64_t *seen;
+    size_t n_seen, cap_seen;
     /* Interned symbolic texts (open addressing; the strings live in the arena). */
     const char **intern;
     size_t n_intern, cap_intern;

@@ -16,8 +16,7 @@
 #include "infer/shape_nn.h"
 
 /* A 3- or 4-D input's dims; NULL when not known or of another rank (reported). */
-static const struct kiln_dim *attn_in(struct kiln_ictx *c, size_t i, int want3, int want4,
-                                      int *rank)
+static const struct kiln_dim *attn_in(struct kiln_ictx *c, size_t i, int want3, int want4, int *rank)
 {
     const struct kiln_dim *d;
     if (!kiln_infer_shape_of(c, i, rank, &d)) return NULL;

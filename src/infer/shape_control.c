@@ -3,12 +3,15 @@
  *
  * If: both branches are inferred (kiln_ic_subgraph, no inputs) and output k is the merge of
  *   their outputs k: equal dims kept, different ones unknown (a constant cond picks its
- *   branch alone).
+ *   branch alone). Body and branch outputs that are data-dependent make the node's so.
  * Loop: the body sees (iteration_num int64 scalar, cond bool scalar, carried values typed
  *   from v_initial). A carried value whose body output differs from its input is merged and
  *   the body inferred again with the merged type (a few rounds, until nothing changes), so
- *   a value that grows each iteration ends up with an unknown dim. Final carried values get
- *   that merged type. Scan output k is [L, body output k...] with L the trip count M when M
+ *   a value that grows each iteration ends up with an unknown dim. Rounds multiply with
+ *   nesting, so a body nested two levels deep gets one round (its carried outputs still
+ *   get the merged types). Final carried values get
+ *   that merged type (an optional carried in whose body hands back its content: the content
+ *   type merged with the body's). Scan output k is [L, body output k...] with L the trip count M when M
  *   is known and there is no cond input (or a constant true one the body passes back
  *   unchanged); otherwise a fresh symbol, data-dependent.
  * Scan (9+): the body sees the state variables and each scan input with its scan axis
@@ -32,6 +35,13 @@ static const struct kiln_type *out_type(const struct kiln_graph *g, size_t k)
     if (k >= g->n_outputs) return NULL;
     const struct kiln_vtype *v = kiln_infer_lookup(g, g->outputs[k].name);
     return v && v->type.kind != KILN_TYPE_NONE ? &v->type : NULL;
+}
+
+/* Whether subgraph output k's shape depends on the data. */
+static bool out_dd(const struct kiln_graph *g, size_t k)
+{
+    const struct kiln_vtype *v = k < g->n_outputs ? kiln_infer_lookup(g, g->outputs[k].name) : NULL;
+    return v && v->data_dependent;
 }
 
 static struct kiln_graph *graph_attr(const struct kiln_ictx *c, const char *name)
@@ -66,7 +76,12 @@ static kiln_status if_infer(struct kiln_ictx *c)
             t = out_type(el, k);
         } else {
             const struct kiln_type *a = out_type(th, k), *b = out_type(el, k);
-            if (!a || !b) continue; /* one branch says nothing: neither does the node */
+            if (!a || !b) { /* one branch says nothing of the shape: only the element type stands */
+                const struct kiln_type *k1 = a ? a : b;
+                if (k1 && k1->kind == KILN_TYPE_TENSOR && k1->elem != KILN_DTYPE_UNDEFINED)
+                    KILN_TRY(kiln_ic_set_tensor(c, k, k1->elem, -1, NULL));
+                continue;
+            }
             if (a->kind == KILN_TYPE_TENSOR && b->kind == KILN_TYPE_TENSOR && a->elem && b->elem &&
                 a->elem != b->elem) {
                 kiln_ic_problem(c, "output %zu is %s in then_branch but %s in else_branch", k,
@@ -75,7 +90,9 @@ static kiln_status if_infer(struct kiln_ictx *c)
             }
             t = kiln_infer_merge(a, b, &buf);
         }
-        if (t) KILN_TRY(kiln_ic_set_type(c, k, t));
+        if (!t) continue;
+        KILN_TRY(kiln_ic_set_type(c, k, t));
+        if ((pick != 0 && out_dd(th, k)) || (pick != 1 && out_dd(el, k))) kiln_ic_data_dependent(c, k);
     }
     return KILN_OK;
 }
@@ -98,8 +115,10 @@ static kiln_status run_body(struct kiln_ictx *c, struct kiln_graph *body, size_t
         if (!bufs) return KILN_E_NOMEM;
     }
     kiln_status st = KILN_OK;
-    int p = 0;
-    for (int round = 0; round < BODY_ROUNDS; round++) {
+    int p = 0, depth = 0, rounds = BODY_ROUNDS;
+    for (const struct kiln_graph *g = c->g; g && g->parent; g = g->parent) depth++;
+    if (depth >= 2) rounds = 1; /* nested bodies: rounds multiply, so only the outer ones round */
+    for (int round = 0; round < rounds; round++) {
         st = kiln_ic_subgraph(c, body, n_bin, bin);
         if (st) goto done;
         bool changed = false;
@@ -112,6 +131,8 @@ static kiln_status run_body(struct kiln_ictx *c, struct kiln_graph *body, size_t
                 o = &weak;
             }
             tmp.used = 0;
+            if (cur && o && cur->kind == KILN_TYPE_OPTIONAL && o->kind != KILN_TYPE_OPTIONAL)
+                o = cur; /* optional in, its content out: the body keeps seeing the optional */
             const struct kiln_type *m = o ? kiln_infer_merge(cur, o, &tmp) : NULL;
             if (round == 0 && empty && empty[k] && o && o->kind == KILN_TYPE_SEQUENCE) m = o;
             dst->used = 0;
@@ -122,8 +143,15 @@ static kiln_status run_body(struct kiln_ictx *c, struct kiln_graph *body, size_t
         if (!changed) break;
     }
     for (size_t k = 0; k < n_car && k < c->n_out; k++) {
-        const struct kiln_type *t = bin[in_off + k];
+        const struct kiln_type *t = bin[in_off + k], *o = out_type(body, out_off + k);
         if (!t) continue;
+        if (t->kind == KILN_TYPE_OPTIONAL && o && o->kind != KILN_TYPE_OPTIONAL) {
+            /* the final value is what the last iteration produced (or, with none, the
+             * initial optional's content) */
+            tmp.used = 0;
+            t = kiln_infer_merge(t->inner, o, &tmp);
+            if (!t) continue;
+        }
         if (batch && t->kind == KILN_TYPE_TENSOR) {
             struct kiln_dim d[KILN_MAX_RANK];
             if (t->rank < 0 || t->rank + 1 > KILN_MAX_RANK) {
@@ -137,6 +165,7 @@ static kiln_status run_body(struct kiln_ictx *c, struct kiln_graph *body, size_t
             st = kiln_ic_set_type(c, k, t);
         }
         if (st) goto done;
+        if (out_dd(body, out_off + k)) kiln_ic_data_dependent(c, k);
     }
 done:
     kiln_free(bufs);
@@ -206,8 +235,10 @@ static kiln_status loop_infer(struct kiln_ictx *c)
     if (!bin) return KILN_E_NOMEM;
     struct kiln_type iter = {.kind = KILN_TYPE_TENSOR, .elem = KILN_DTYPE_I64, .rank = 0};
     struct kiln_type cond = {.kind = KILN_TYPE_TENSOR, .elem = KILN_DTYPE_BOOL, .rank = 0};
-    bin[0] = &iter;
-    bin[1] = &cond;
+    /* Scalars, unless the body declares a shape of its own (some exporters write [1]): then
+     * the declaration stands. */
+    bin[0] = body->inputs[0].type.kind == KILN_TYPE_TENSOR && body->inputs[0].type.rank >= 0 ? NULL : &iter;
+    bin[1] = body->inputs[1].type.kind == KILN_TYPE_TENSOR && body->inputs[1].type.rank >= 0 ? NULL : &cond;
     for (size_t k = 0; k < n_car; k++) bin[2 + k] = in_type(c, 2 + k);
     bool *empty = kiln_calloc(n_car + 1, sizeof *empty);
     if (!empty) {
@@ -239,7 +270,8 @@ static kiln_status loop_infer(struct kiln_ictx *c)
     size_t n_scan = body->n_outputs - 1 - n_car;
     if (dd && n_scan) len = kiln_sym_fresh(c->inf, "Loop");
     for (size_t k = 0; k < n_scan && n_car + k < c->n_out; k++)
-        KILN_TRY(set_stacked(c, n_car + k, out_type(body, 1 + n_car + k), 0, len, NULL, dd));
+        KILN_TRY(set_stacked(c, n_car + k, out_type(body, 1 + n_car + k), 0, len, NULL,
+                             dd || out_dd(body, 1 + n_car + k)));
     return KILN_OK;
 }
 
@@ -257,8 +289,7 @@ static kiln_status scan_infer(struct kiln_ictx *c)
     }
     size_t n_state = c->n_in - first - (size_t)n_scan_in;
     if (body->n_inputs != n_state + (size_t)n_scan_in || body->n_outputs < n_state) {
-        kiln_ic_problem(c, "body has %zu inputs; expected %zu", body->n_inputs,
-                        n_state + (size_t)n_scan_in);
+        kiln_ic_problem(c, "body has %zu inputs; expected %zu", body->n_inputs, n_state + (size_t)n_scan_in);
         return KILN_OK;
     }
     const int64_t *in_axes = NULL, *out_axes = NULL;
@@ -296,7 +327,8 @@ static kiln_status scan_infer(struct kiln_ictx *c)
         int r = t->rank, ax;
         int64_t a = v8 ? 1 : j < n_in_axes ? in_axes[j] : 0;
         if (!kiln_ic_axis(c, a, r, &ax)) goto done;
-        if (!kiln_dim_defined(len)) len = t->dims[ax];
+        if (!kiln_dim_defined(len))
+            len = t->dims[ax];
         else if (kiln_dim_ne(len, t->dims[ax])) {
             kiln_ic_problem(c, "scan inputs disagree on the sequence length (%lld vs %lld)",
                             (long long)len.value, (long long)t->dims[ax].value);
@@ -315,7 +347,8 @@ static kiln_status scan_infer(struct kiln_ictx *c)
     if (st) goto done;
     for (size_t k = 0; n_state + k < body->n_outputs && n_state + k < c->n_out; k++) {
         int64_t ax = v8 ? 0 : k < n_out_axes ? out_axes[k] : 0;
-        st = set_stacked(c, n_state + k, out_type(body, n_state + k), ax, len, v8 ? &batch : NULL, false);
+        st = set_stacked(c, n_state + k, out_type(body, n_state + k), ax, len, v8 ? &batch : NULL,
+                         out_dd(body, n_state + k));
         if (st) goto done;
     }
 done:

@@ -1,5 +1,5 @@
 /* shape_conv.c: shape and type rules for the convolutions: Conv (1, 11, 22), ConvTranspose
- * (1, 11, 22) and DeformConv (19, 22).
+ * (1, 11, 22), DeformConv (19, 22) and Col2Im (18).
  *
  * Conv / DeformConv: Y [N, M, o...] with M = W[0] and, per spatial dim, o = ceil(in / s) for
  * auto_pad SAME_*, else floor((in + pb + pe - dk) / s) + 1 with dk = (k - 1) * d + 1 (VALID:
@@ -10,12 +10,13 @@
  * Contradictions reported: ranks of X and W, X's channels vs W[1] * group (Conv) or W[0]
  * (ConvTranspose), group not dividing them, bias length vs M.
  * The element type is X's (W's when X's is unknown).
+ * Col2Im (18), im2col's inverse, lives here too: [N, C, image_shape...] with
+ * C = input dim 1 / prod(block_shape).
  */
 #include "infer/shape_nn.h"
 
 /* Ranks of X (input 0) and W (input 1) agree; the common rank into *rank (-1 unknown). */
-static bool conv_rank(struct kiln_ictx *c, int *rank, const struct kiln_dim **x,
-                      const struct kiln_dim **w)
+static bool conv_rank(struct kiln_ictx *c, int *rank, const struct kiln_dim **x, const struct kiln_dim **w)
 {
     int rx = -1, rw = -1;
     *x = *w = NULL;
@@ -74,8 +75,8 @@ static kiln_status conv_common(struct kiln_ictx *c, bool transpose)
         }
     }
     if (kiln_dim_known(y[1]) && y[1].value % group) {
-        kiln_ic_problem(c, "%lld output channels are not a multiple of group %lld",
-                        (long long)y[1].value, (long long)group);
+        kiln_ic_problem(c, "%lld output channels are not a multiple of group %lld", (long long)y[1].value,
+                        (long long)group);
         return KILN_OK;
     }
     if (kiln_dim_known(cx) && cx.value % group) {
@@ -108,6 +109,14 @@ static kiln_status conv_common(struct kiln_ictx *c, bool transpose)
         kiln_ic_problem(c, "output_padding has %zu values; expected %d", nop, nd);
         return KILN_OK;
     }
+    for (size_t i = 0; i < nos + nop; i++) {
+        int64_t v = i < nos ? os[i] : op[i - nos];
+        if (v < 0 || v > (INT64_C(1) << 40)) {
+            kiln_ic_problem(c, "%s value %lld out of range", i < nos ? "output_shape" : "output_padding",
+                            (long long)v);
+            return KILN_OK;
+        }
+    }
     for (int i = 0; i < nd; i++) {
         struct kiln_dim in = x ? x[2 + i] : kiln_dim_unknown();
         if (!transpose) {
@@ -127,12 +136,60 @@ static kiln_status conv_common(struct kiln_ictx *c, bool transpose)
     return kiln_ic_set_tensor(c, 0, dt, rank, y);
 }
 
-static kiln_status conv_infer(struct kiln_ictx *c) { return conv_common(c, false); }
-static kiln_status convt_infer(struct kiln_ictx *c) { return conv_common(c, true); }
+/* Col2Im (18): input [N, C * prod(block_shape), L] with image_shape and block_shape (n
+ * values each) gives [N, C, image_shape...]. */
+static kiln_status col2im_infer(struct kiln_ictx *c)
+{
+    kiln_dtype dt = kiln_ic_in_dtype(c, 0);
+    int rx = -1, n_img = -1, n_blk = -1, rs;
+    const struct kiln_dim *x = NULL, *img = NULL, *blk = NULL, *sd;
+    struct kiln_dim u = kiln_dim_unknown();
+    if (kiln_infer_shape_of(c, 0, &rx, &x) && rx != 3) {
+        kiln_ic_problem(c, "input has %d dims; expected 3 (N, C * prod(block_shape), L)", rx);
+        return KILN_OK;
+    }
+    if (!kiln_ic_vals(c, 1, &n_img, &img)) {
+        img = NULL;
+        n_img =
+            kiln_infer_shape_of(c, 1, &rs, &sd) && rs == 1 && kiln_dim_known(sd[0]) ? (int)sd[0].value : -1;
+    }
+    if (!kiln_ic_vals(c, 2, &n_blk, &blk)) blk = NULL;
+    if (n_img < 0 && blk) n_img = n_blk;
+    if (n_img < 0 || n_img + 2 > KILN_MAX_RANK) return kiln_ic_set_tensor(c, 0, dt, -1, NULL);
+    if (blk && n_blk != n_img) {
+        kiln_ic_problem(c, "image_shape has %d values but block_shape %d", n_img, n_blk);
+        return KILN_OK;
+    }
+    struct kiln_dim y[KILN_MAX_RANK];
+    y[0] = x ? x[0] : u;
+    y[1] = u;
+    if (x && blk) {
+        struct kiln_dim prod = kiln_dim_int(1);
+        for (int i = 0; i < n_blk; i++) prod = kiln_sym_mul(c->inf, prod, blk[i]);
+        if (kiln_dim_known(prod) && kiln_dim_known(x[1]) && (prod.value == 0 || x[1].value % prod.value)) {
+            kiln_ic_problem(c, "input dim 1 (%lld) is not a multiple of prod(block_shape) = %lld",
+                            (long long)x[1].value, (long long)prod.value);
+            return KILN_OK;
+        }
+        if (kiln_dim_known(prod) && prod.value > 0) y[1] = kiln_sym_floordiv(c->inf, x[1], prod);
+    }
+    for (int i = 0; i < n_img; i++) y[2 + i] = img ? img[i] : u;
+    return kiln_ic_set_tensor(c, 0, dt, n_img + 2, y);
+}
+
+static kiln_status conv_infer(struct kiln_ictx *c)
+{
+    return conv_common(c, false);
+}
+static kiln_status convt_infer(struct kiln_ictx *c)
+{
+    return conv_common(c, true);
+}
 
 const struct kiln_infer_op kiln_infer_ops_conv[] = {
     {"Conv", "", 1, 0, conv_infer},
     {"ConvTranspose", "", 1, 0, convt_infer},
     {"DeformConv", "", 19, 0, conv_infer},
+    {"Col2Im", "", 18, 0, col2im_infer},
     {NULL},
 };

@@ -4,10 +4,10 @@
  *
  * Unary ops keep their input's type; IsNaN and IsInf give bool. Binary ops broadcast
  * multidirectionally from opset 7 on (the variadic Sum/Mean/Max/Min from 8); before that
- * the `broadcast` attribute made B follow A, so the output has A's shape. Comparisons give
- * bool; Pow keeps its base's type (the exponent's may differ); every other binary op needs
- * both inputs of one type and reports when they differ. Cast takes the type of `to` (a
- * type name in opset 1), CastLike input 1's. PRelu and Clip keep X's type.
+ * the `broadcast` attribute made B follow A, so the output has A's shape. Comparisons and
+ * And/Or/Xor give bool; Pow keeps its base's type (the exponent's may differ); every other
+ * binary op needs both inputs of one type and reports when they differ. Cast takes the type
+ * of `to` (a type name in opset 1), CastLike input 1's. PRelu and Clip keep X's type.
  *
  * Small integer tensors carry their elements as dims (shape arithmetic): Identity, Cast
  * between integer types, CastLike, Neg, Abs, Add/Sub/Mul/Div/Mod, Max/Min and Sum compute
@@ -244,7 +244,7 @@ static kiln_status rule_bitcast(struct kiln_ictx *c)
     if (sf == st) return ru_set(c, 0, to, r, d, dd);
     if (sf > st) {
         if (r >= KILN_MAX_RANK) return ru_set(c, 0, to, -1, NULL, dd);
-        memcpy(out, d, (size_t)r * sizeof *out);
+        if (r > 0) memcpy(out, d, (size_t)r * sizeof *out);
         out[r] = kiln_dim_int((int64_t)(sf / st));
         return ru_set(c, 0, to, r + 1, out, dd);
     }
@@ -302,7 +302,7 @@ static kiln_status binary(struct kiln_ictx *c, enum bkind kind, int bcast_since,
         int r;
         const struct kiln_dim *d;
         if (!ru_shape(c, idx[0], &r, &d)) return ru_set(c, 0, odt, -1, NULL, dd);
-        memcpy(dims_out, d, (size_t)r * sizeof *d);
+        if (r > 0) memcpy(dims_out, d, (size_t)r * sizeof *d);
         *rank_out = r;
         return ru_set(c, 0, odt, r, d, dd);
     }
@@ -506,9 +506,9 @@ const struct kiln_infer_op kiln_infer_ops_elementwise[] = {
     {"Greater", "", 1, 0, rule_compare},
     {"LessOrEqual", "", 12, 0, rule_compare},
     {"GreaterOrEqual", "", 12, 0, rule_compare},
-    {"And", "", 1, 0, rule_same},
-    {"Or", "", 1, 0, rule_same},
-    {"Xor", "", 1, 0, rule_same},
+    {"And", "", 1, 0, rule_compare},
+    {"Or", "", 1, 0, rule_compare},
+    {"Xor", "", 1, 0, rule_compare},
     {"BitwiseAnd", "", 18, 0, rule_same},
     {"BitwiseOr", "", 18, 0, rule_same},
     {"BitwiseXor", "", 18, 0, rule_same},

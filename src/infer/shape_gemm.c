@@ -35,8 +35,7 @@ static kiln_status gemm_infer(struct kiln_ictx *c)
         kiln_ic_problem(c, "inputs A and B have %d and %d dims; expected 2 each", ra, rb);
         return KILN_OK;
     }
-    struct kiln_dim y[2] = {a ? a[ta ? 1 : 0] : kiln_dim_unknown(),
-                            b ? b[tb ? 0 : 1] : kiln_dim_unknown()};
+    struct kiln_dim y[2] = {a ? a[ta ? 1 : 0] : kiln_dim_unknown(), b ? b[tb ? 0 : 1] : kiln_dim_unknown()};
     if (a && b) {
         struct kiln_dim ka = a[ta ? 0 : 1], kb = b[tb ? 1 : 0];
         if (kiln_dim_ne(ka, kb)) {
@@ -58,8 +57,7 @@ static kiln_status gemm_infer(struct kiln_ictx *c)
                 return KILN_OK;
             }
             /* C fixes an output dim that A and B leave open */
-            if (!kiln_dim_defined(want) && kiln_dim_known(cd[i]) && cd[i].value != 1)
-                y[2 - rc + i] = cd[i];
+            if (!kiln_dim_defined(want) && kiln_dim_known(cd[i]) && cd[i].value != 1) y[2 - rc + i] = cd[i];
         }
     }
     return kiln_ic_set_tensor(c, 0, dt, 2, y);

@@ -187,7 +187,7 @@ static kiln_status rule_strsplit(struct kiln_ictx *c)
     }
     if (r >= KILN_MAX_RANK) return KILN_OK;
     struct kiln_dim out[KILN_MAX_RANK];
-    memcpy(out, d, (size_t)r * sizeof *out);
+    if (r > 0) memcpy(out, d, (size_t)r * sizeof *out);
     out[r] = kiln_sym_fresh(c->inf, "StringSplit");
     KILN_TRY(ru_set(c, 0, KILN_DTYPE_STRING, r + 1, out, true));
     if (c->n_out > 1) KILN_TRY(ru_like(c, 1, 0, KILN_DTYPE_I64));
@@ -204,8 +204,13 @@ static kiln_status rule_tfidf(struct kiln_ictx *c)
     const int64_t *idx;
     size_t n = kiln_ic_attr_ints(c, "ngram_indexes", &idx);
     int64_t len = 0;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        if (idx[i] < 0 || idx[i] >= (int64_t)KILN_MAX_NUMEL) {
+            kiln_ic_problem(c, "ngram_indexes[%zu] is %lld", i, (long long)idx[i]);
+            return KILN_OK;
+        }
         if (idx[i] + 1 > len) len = idx[i] + 1;
+    }
     int r;
     const struct kiln_dim *d;
     if (!ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_F32, -1, NULL, false);

@@ -44,8 +44,7 @@ static int64_t ml_features(const struct kiln_ictx *c)
     if (r == 1) return kiln_dim_known(x[0]) ? x[0].value : -1;
     int64_t f = 1;
     for (int i = 1; i < r; i++) {
-        if (!kiln_dim_known(x[i])) return -1;
-        f *= x[i].value;
+        if (!kiln_dim_known(x[i]) || __builtin_mul_overflow(f, x[i].value, &f)) return -1;
     }
     return f;
 }
@@ -59,8 +58,14 @@ static kiln_status ml_like(struct kiln_ictx *c, kiln_dtype dt)
     return kiln_ic_set_tensor(c, 0, dt, r, x);
 }
 
-static kiln_status same_infer(struct kiln_ictx *c) { return ml_like(c, KILN_DTYPE_UNDEFINED); }
-static kiln_status float_infer(struct kiln_ictx *c) { return ml_like(c, KILN_DTYPE_F32); }
+static kiln_status same_infer(struct kiln_ictx *c)
+{
+    return ml_like(c, KILN_DTYPE_UNDEFINED);
+}
+static kiln_status float_infer(struct kiln_ictx *c)
+{
+    return ml_like(c, KILN_DTYPE_F32);
+}
 
 /* 2-D output o: [N, cols] of dt (cols < 0: unknown). */
 static kiln_status ml_matrix(struct kiln_ictx *c, size_t o, kiln_dtype dt, int64_t cols)
@@ -104,7 +109,7 @@ static kiln_status onehot_infer(struct kiln_ictx *c)
     if (!kiln_infer_shape_of(c, 0, &r, &x)) return kiln_ic_set_tensor(c, 0, KILN_DTYPE_F32, -1, NULL);
     if (r + 1 > KILN_MAX_RANK) return KILN_OK;
     struct kiln_dim y[KILN_MAX_RANK];
-    memcpy(y, x, (size_t)r * sizeof *y);
+    if (r > 0) memcpy(y, x, (size_t)r * sizeof *y);
     y[r] = kiln_dim_int((int64_t)n);
     return kiln_ic_set_tensor(c, 0, KILN_DTYPE_F32, r + 1, y);
 }
@@ -128,10 +133,14 @@ static kiln_status label_encoder_infer(struct kiln_ictx *c)
     if (c->opset < 2) return strmap_infer(c);
     kiln_dtype dt = KILN_DTYPE_UNDEFINED;
     const struct kiln_attr *t = c->opset >= 4 ? kiln_node_attr(c->node, "values_tensor") : NULL;
-    if (kiln_ic_attr_has(c, "values_strings")) dt = KILN_DTYPE_STRING;
-    else if (kiln_ic_attr_has(c, "values_int64s")) dt = KILN_DTYPE_I64;
-    else if (kiln_ic_attr_has(c, "values_floats")) dt = KILN_DTYPE_F32;
-    else if (t && t->t) dt = t->t->dtype;
+    if (kiln_ic_attr_has(c, "values_strings"))
+        dt = KILN_DTYPE_STRING;
+    else if (kiln_ic_attr_has(c, "values_int64s"))
+        dt = KILN_DTYPE_I64;
+    else if (kiln_ic_attr_has(c, "values_floats"))
+        dt = KILN_DTYPE_F32;
+    else if (t && t->t)
+        dt = t->t->dtype;
     return ml_like(c, dt);
 }
 
@@ -140,7 +149,9 @@ static kiln_status featvec_infer(struct kiln_ictx *c)
     const int64_t *d;
     size_t n = kiln_ic_attr_ints(c, "inputdimensions", &d);
     int64_t total = 0;
-    for (size_t i = 0; i < n; i++) total += d[i] > 0 ? d[i] : 0;
+    for (size_t i = 0; i < n; i++)
+        if (d[i] < 0 || __builtin_add_overflow(total, d[i], &total)) total = INT64_MIN / 2;
+    if (total < 0) total = -1;
     return ml_matrix(c, 0, KILN_DTYPE_F32, n == c->n_in ? total : -1);
 }
 
@@ -149,7 +160,10 @@ static kiln_status linreg_infer(struct kiln_ictx *c)
     return ml_matrix(c, 0, KILN_DTYPE_F32, kiln_ic_attr_i(c, "targets", 1));
 }
 
-static kiln_status svmreg_infer(struct kiln_ictx *c) { return ml_matrix(c, 0, KILN_DTYPE_F32, 1); }
+static kiln_status svmreg_infer(struct kiln_ictx *c)
+{
+    return ml_matrix(c, 0, KILN_DTYPE_F32, 1);
+}
 
 static kiln_status tereg_infer(struct kiln_ictx *c)
 {

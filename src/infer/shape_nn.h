@@ -67,7 +67,8 @@ static inline const struct kiln_type *kiln_infer_merge(const struct kiln_type *a
     if (a->kind != KILN_TYPE_TENSOR && a->kind != KILN_TYPE_SPARSE_TENSOR) return a;
     t->rank = a->rank == b->rank ? a->rank : -1;
     if (t->rank > KILN_MAX_RANK) t->rank = -1;
-    for (int i = 0; i < t->rank; i++) d[i] = kiln_dim_eq(a->dims[i], b->dims[i]) ? a->dims[i] : kiln_dim_unknown();
+    for (int i = 0; i < t->rank; i++)
+        d[i] = kiln_dim_eq(a->dims[i], b->dims[i]) ? a->dims[i] : kiln_dim_unknown();
     t->dims = t->rank >= 0 ? d : NULL;
     return t;
 }
@@ -107,8 +108,13 @@ static inline bool kiln_infer_type_same(const struct kiln_type *a, const struct 
     return true;
 }
 
-enum kiln_autopad { KILN_AUTOPAD_NOTSET, KILN_AUTOPAD_VALID, KILN_AUTOPAD_SAME_UPPER,
-                    KILN_AUTOPAD_SAME_LOWER, KILN_AUTOPAD_BAD };
+enum kiln_autopad {
+    KILN_AUTOPAD_NOTSET,
+    KILN_AUTOPAD_VALID,
+    KILN_AUTOPAD_SAME_UPPER,
+    KILN_AUTOPAD_SAME_LOWER,
+    KILN_AUTOPAD_BAD
+};
 
 /* The window attributes of a node with nd spatial dims, defaults filled in. */
 struct kiln_window {
@@ -133,8 +139,7 @@ static inline enum kiln_autopad kiln_infer_autopad(const struct kiln_ictx *c)
  * from the kernel_shape attribute, else from ks (may be NULL: then kernel_shape is
  * required). False (with a problem reported) when an attribute has the wrong length or a
  * value out of range; an unknown kernel size (ks entry < 0) is kept as -1. */
-static inline bool kiln_infer_window(struct kiln_ictx *c, int nd, const int64_t *ks,
-                                     struct kiln_window *w)
+static inline bool kiln_infer_window(struct kiln_ictx *c, int nd, const int64_t *ks, struct kiln_window *w)
 {
     const int64_t *v;
     size_t n;
@@ -175,6 +180,20 @@ static inline bool kiln_infer_window(struct kiln_ictx *c, int nd, const int64_t 
         w->pb[i] = n ? v[i] : 0;
         w->pe[i] = n ? v[nd + i] : 0;
     }
+    /* Bounds keep the arithmetic below (dk = (k - 1) * d + 1, in + pb + pe) far from
+     * overflow; real models are many orders of magnitude inside them. */
+    for (int i = 0; i < nd; i++) {
+        const int64_t lim = INT64_C(1) << 31;
+        if (w->k[i] > lim || w->s[i] > lim || w->d[i] > lim || w->pb[i] > lim || w->pb[i] < -lim ||
+            w->pe[i] > lim || w->pe[i] < -lim || (w->k[i] < 0 && w->k[i] != -1)) {
+            kiln_ic_problem(c,
+                            "spatial dim %d: kernel %lld, stride %lld, dilation %lld or pads %lld, %lld "
+                            "out of range",
+                            i, (long long)w->k[i], (long long)w->s[i], (long long)w->d[i],
+                            (long long)w->pb[i], (long long)w->pe[i]);
+            return false;
+        }
+    }
     w->ap = kiln_infer_autopad(c);
     if (w->ap == KILN_AUTOPAD_BAD) {
         kiln_ic_problem(c, "auto_pad '%s' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID",
@@ -202,8 +221,8 @@ static inline struct kiln_dim kiln_infer_dim_plus(struct kiln_infer *inf, struct
  *           reference; src/cpu/ops/pool.c does the same). For a symbolic in that drop is
  *           decidable only when it can never happen (s <= dk - pe); otherwise unknown.
  * A known result below 1 is reported and gives unknown. */
-static inline struct kiln_dim kiln_infer_window_out(struct kiln_ictx *c, const struct kiln_window *w,
-                                                    int i, struct kiln_dim in)
+static inline struct kiln_dim kiln_infer_window_out(struct kiln_ictx *c, const struct kiln_window *w, int i,
+                                                    struct kiln_dim in)
 {
     struct kiln_infer *inf = c->inf;
     struct kiln_dim s = kiln_dim_int(w->s[i]);

@@ -106,8 +106,7 @@ static kiln_status einsum_infer(struct kiln_ictx *c)
         b = e + 1;
     }
     if (n_terms != c->n_in) {
-        kiln_ic_problem(c, "equation '%s' has %zu operands; the node has %zu inputs", eq, n_terms,
-                        c->n_in);
+        kiln_ic_problem(c, "equation '%s' has %zu operands; the node has %zu inputs", eq, n_terms, c->n_in);
         return KILN_OK;
     }
     if (arrow && !parse_term(arrow + 2, strlen(arrow + 2), &out)) goto bad;
@@ -223,9 +222,9 @@ static void dft_dims(struct kiln_ictx *c, int r, const struct kiln_dim *x, int a
     if (c->n_in < 2 || !kiln_ic_in(c, 1))
         N = irfft ? kiln_infer_dim_plus(c->inf, kiln_sym_mul(c->inf, x[ax], kiln_dim_int(2)), -2) : x[ax];
     memcpy(y, x, (size_t)r * sizeof *y);
-    y[ax] = irfft || !onesided ? N
-                               : kiln_sym_add(c->inf, kiln_sym_floordiv(c->inf, N, kiln_dim_int(2)),
-                                              kiln_dim_int(1));
+    y[ax] = irfft || !onesided
+                ? N
+                : kiln_sym_add(c->inf, kiln_sym_floordiv(c->inf, N, kiln_dim_int(2)), kiln_dim_int(1));
     y[r - 1] = kiln_dim_int(irfft ? 1 : 2);
 }
 
@@ -278,16 +277,14 @@ static kiln_status stft_infer(struct kiln_ictx *c)
         return KILN_OK;
     }
     struct kiln_dim step = scalar_dim(c, 1), fl = scalar_dim(c, 3);
-    if (!kiln_dim_defined(fl) && c->n_in > 2 && kiln_infer_shape_of(c, 2, &rw, &w) && rw == 1)
-        fl = w[0];
+    if (!kiln_dim_defined(fl) && c->n_in > 2 && kiln_infer_shape_of(c, 2, &rw, &w) && rw == 1) fl = w[0];
     bool onesided = kiln_ic_attr_i(c, "onesided", 1) != 0;
     struct kiln_dim frames = u;
     if (x && kiln_dim_defined(step) && step.value != 0)
         frames = kiln_sym_add(c->inf, kiln_sym_floordiv(c->inf, kiln_sym_sub(c->inf, x[1], fl), step),
                               kiln_dim_int(1));
     struct kiln_dim bins =
-        onesided ? kiln_sym_add(c->inf, kiln_sym_floordiv(c->inf, fl, kiln_dim_int(2)), kiln_dim_int(1))
-                 : fl;
+        onesided ? kiln_sym_add(c->inf, kiln_sym_floordiv(c->inf, fl, kiln_dim_int(2)), kiln_dim_int(1)) : fl;
     struct kiln_dim y[4] = {x ? x[0] : u, frames, bins, kiln_dim_int(2)};
     return kiln_ic_set_tensor(c, 0, dt, 4, y);
 }

@@ -8,9 +8,13 @@
  *   SequenceEmpty       seq(tensor(dtype attr, default float32), unknown rank)
  *   SequenceConstruct   seq(merge of the inputs)
  *   SequenceInsert      seq(merge of the element type and the inserted tensor), except that
- *                       an element type with unknown rank (SequenceEmpty's) gives way
+ *                       inserting into SequenceEmpty's output gives the tensor's type
  *   SequenceAt          the element type; SequenceErase like the input
  *   SequenceLength      int64 scalar
+ * A sequence built in the same graph by SequenceEmpty/Construct/Insert/Erase with known
+ * positions has a known element list: SequenceAt at a constant position gets that
+ * element's type, SequenceLength the count as its value, ConcatFromSequence the sum of the
+ * elements' axis dims (or their count with new_axis).
  *   SplitToSequence     elements of the input's shape with the axis dim: 1 (or removed with
  *                       keepdims 0) without split; the split size for a scalar split (unknown
  *                       when it does not divide the dim); for a 1-D split its common value
@@ -28,6 +32,16 @@ static const struct kiln_type *in_type(const struct kiln_ictx *c, size_t i)
     return v && v->type.kind != KILN_TYPE_NONE ? &v->type : NULL;
 }
 
+/* Whether input i is made by a SequenceEmpty node of this graph. */
+static bool from_sequence_empty(const struct kiln_ictx *c, size_t i)
+{
+    int id = i < c->node->n_in && c->node->in_ids ? c->node->in_ids[i] : -1;
+    if (id < 0 || (size_t)id >= c->g->n_values) return false;
+    const struct kiln_graph_value *gv = &c->g->values[id];
+    return gv->def == KILN_DEF_NODE && gv->producer >= 0 && (size_t)gv->producer < c->g->n_nodes &&
+           !strcmp(c->g->nodes[gv->producer].op_type, "SequenceEmpty");
+}
+
 /* Output o: seq(elem); elem NULL: a sequence of tensors of unknown type. */
 static kiln_status set_seq(struct kiln_ictx *c, size_t o, const struct kiln_type *elem)
 {
@@ -35,6 +49,68 @@ static kiln_status set_seq(struct kiln_ictx *c, size_t o, const struct kiln_type
     struct kiln_type s = {.kind = KILN_TYPE_SEQUENCE, .inner = (struct kiln_type *)(elem ? elem : &unk)};
     return kiln_ic_set_type(c, o, &s);
 }
+
+/* ------------------------------------------------------------------ element lists */
+
+#define SEQ_MAX_ELEMS 64
+
+/* A scalar integer constant (a position input), when known. */
+static bool const_index(const struct kiln_vtype *v, int64_t *out)
+{
+    const struct kiln_tensor *t = v ? v->konst : NULL;
+    if (!t || kiln_tensor_numel(t) != 1 || !t->data) return false;
+    if (t->dtype == KILN_DTYPE_I64)
+        *out = *(const int64_t *)t->data;
+    else if (t->dtype == KILN_DTYPE_I32)
+        *out = *(const int32_t *)t->data;
+    else
+        return false;
+    return true;
+}
+
+/* The element types of sequence value `name` of g, one per element, when the sequence is
+ * built in g by SequenceEmpty / SequenceConstruct / SequenceInsert / SequenceErase with
+ * known positions: the count (at most cap), or -1 when not known. */
+static int seq_elems(const struct kiln_graph *g, const char *name, const struct kiln_type **el, int cap,
+                     int depth)
+{
+    int id = name && *name ? kiln_graph_find(g, name) : -1;
+    if (id < 0 || depth > 32 || g->values[id].def != KILN_DEF_NODE) return -1;
+    const struct kiln_node *n = &g->nodes[g->values[id].producer];
+    const struct kiln_vtype *v;
+    int64_t pos;
+    if (!strcmp(n->op_type, "SequenceEmpty")) return 0;
+    if (!strcmp(n->op_type, "SequenceConstruct")) {
+        if (n->n_in > (size_t)cap) return -1;
+        for (size_t i = 0; i < n->n_in; i++) {
+            v = kiln_infer_lookup(g, n->inputs[i]);
+            if (!v || v->type.kind != KILN_TYPE_TENSOR) return -1;
+            el[i] = &v->type;
+        }
+        return (int)n->n_in;
+    }
+    bool insert = !strcmp(n->op_type, "SequenceInsert"), erase = !strcmp(n->op_type, "SequenceErase");
+    if ((!insert && !erase) || n->n_in < 1) return -1;
+    int k = seq_elems(g, n->inputs[0], el, cap, depth + 1);
+    if (k < 0) return -1;
+    size_t pi = insert ? 2 : 1;
+    bool has_pos = n->n_in > pi && *n->inputs[pi];
+    if (has_pos && !const_index(kiln_infer_lookup(g, n->inputs[pi]), &pos)) return -1;
+    if (!has_pos) pos = insert ? k : k - 1;
+    if (pos < 0) pos += k;
+    if (insert) {
+        v = kiln_infer_lookup(g, n->inputs[1]);
+        if (k >= cap || pos < 0 || pos > k || !v || v->type.kind != KILN_TYPE_TENSOR) return -1;
+        memmove(el + pos + 1, el + pos, (size_t)(k - pos) * sizeof *el);
+        el[pos] = &v->type;
+        return k + 1;
+    }
+    if (pos < 0 || pos >= k) return -1;
+    memmove(el + pos, el + pos + 1, (size_t)(k - pos - 1) * sizeof *el);
+    return k - 1;
+}
+
+/* ------------------------------------------------------------------ rules */
 
 static kiln_status seq_empty_infer(struct kiln_ictx *c)
 {
@@ -67,6 +143,11 @@ static kiln_status seq_construct_infer(struct kiln_ictx *c)
 
 static kiln_status seq_at_infer(struct kiln_ictx *c)
 {
+    const struct kiln_type *el[SEQ_MAX_ELEMS];
+    int64_t pos;
+    int k = seq_elems(c->g, c->node->inputs[0], el, SEQ_MAX_ELEMS, 0);
+    if (k > 0 && const_index(kiln_ic_in(c, 1), &pos) && pos >= -k && pos < k)
+        return kiln_ic_set_type(c, 0, el[pos < 0 ? pos + k : pos]);
     const struct kiln_type *s = in_type(c, 0);
     if (!s || s->kind != KILN_TYPE_SEQUENCE || !s->inner) return KILN_OK;
     return kiln_ic_set_type(c, 0, s->inner);
@@ -77,11 +158,11 @@ static kiln_status seq_insert_infer(struct kiln_ictx *c)
     const struct kiln_type *s = in_type(c, 0), *t = in_type(c, 1);
     const struct kiln_type *e = s && s->kind == KILN_TYPE_SEQUENCE ? s->inner : NULL;
     struct kiln_merge_buf buf = {.used = 0};
-    if (e && e->kind == KILN_TYPE_TENSOR && e->rank < 0 && t && t->kind == KILN_TYPE_TENSOR &&
+    if (from_sequence_empty(c, 0) && t && t->kind == KILN_TYPE_TENSOR && e &&
         (e->elem == t->elem || e->elem == KILN_DTYPE_UNDEFINED))
         return set_seq(c, 0, t); /* an empty sequence says nothing of the shape */
-    if (e && t && e->kind == KILN_TYPE_TENSOR && t->kind == KILN_TYPE_TENSOR && e->elem != KILN_DTYPE_UNDEFINED &&
-        t->elem != KILN_DTYPE_UNDEFINED && e->elem != t->elem) {
+    if (e && t && e->kind == KILN_TYPE_TENSOR && t->kind == KILN_TYPE_TENSOR &&
+        e->elem != KILN_DTYPE_UNDEFINED && t->elem != KILN_DTYPE_UNDEFINED && e->elem != t->elem) {
         kiln_ic_problem(c, "inserting a %s tensor into a sequence of %s", kiln_dtype_name(t->elem),
                         kiln_dtype_name(e->elem));
         return KILN_OK;
@@ -96,7 +177,12 @@ static kiln_status seq_erase_infer(struct kiln_ictx *c)
 
 static kiln_status seq_length_infer(struct kiln_ictx *c)
 {
-    return kiln_ic_set_tensor(c, 0, KILN_DTYPE_I64, 0, NULL);
+    const struct kiln_type *el[SEQ_MAX_ELEMS];
+    int k = seq_elems(c->g, c->node->inputs[0], el, SEQ_MAX_ELEMS, 0);
+    KILN_TRY(kiln_ic_set_tensor(c, 0, KILN_DTYPE_I64, 0, NULL));
+    if (k < 0) return KILN_OK;
+    struct kiln_dim n = kiln_dim_int(k);
+    return kiln_ic_set_vals(c, 0, 1, &n);
 }
 
 static kiln_status split_to_seq_infer(struct kiln_ictx *c)
@@ -159,6 +245,18 @@ static kiln_status concat_from_seq_infer(struct kiln_ictx *c)
         y[i] = e->dims[j++];
     }
     y[axis] = kiln_dim_unknown();
+    /* the elements, when the sequence is built in this graph: the axis dim is their count
+     * (new_axis) or the sum of theirs */
+    const struct kiln_type *el[SEQ_MAX_ELEMS];
+    int k = seq_elems(c->g, c->node->inputs[0], el, SEQ_MAX_ELEMS, 0);
+    if (k > 0 && new_axis) {
+        y[axis] = kiln_dim_int(k);
+    } else if (k > 0) {
+        struct kiln_dim sum = kiln_dim_int(0);
+        for (int i = 0; i < k; i++)
+            sum = el[i]->rank == e->rank ? kiln_sym_add(c->inf, sum, el[i]->dims[axis]) : kiln_dim_unknown();
+        y[axis] = sum;
+    }
     return kiln_ic_set_tensor(c, 0, e->elem, r, y);
 }
 

@@ -341,11 +341,12 @@ static int64_t slice_count(int64_t dim, int64_t s, int64_t e, int64_t step)
     if (step > 0) {
         s = s < 0 ? 0 : s > dim ? dim : s;
         e = e < 0 ? 0 : e > dim ? dim : e;
-        return e > s ? (e - s + step - 1) / step : 0;
+        return e > s ? (e - s - 1) / step + 1 : 0; /* no overflow for any step */
     }
     s = s < 0 ? -1 : s > dim - 1 ? dim - 1 : s;
     e = e < -1 ? -1 : e > dim - 1 ? dim - 1 : e;
-    return s > e ? (s - e + (-step) - 1) / (-step) : 0;
+    if (step == INT64_MIN) return s > e ? 1 : 0;
+    return s > e ? (s - e - 1) / (-step) + 1 : 0;
 }
 
 static int64_t slice_start(int64_t dim, int64_t s, int64_t step)
@@ -415,10 +416,13 @@ static kiln_status rule_slice(struct kiln_ictx *c)
                 vsliced = true;
             }
         } else if (kiln_dim_defined(d[a]) && sp[i] == 1 && en[i] >= HUGE_END && st[i] >= 0) {
-            out[a] = kiln_sym_sub(c->inf, d[a], kiln_dim_int(st[i])); /* x[s:] */
+            /* x[s:]: d-s when d >= s, else 0 */
+            out[a] = kiln_sym_max(c->inf, kiln_sym_sub(c->inf, d[a], kiln_dim_int(st[i])), kiln_dim_int(0));
         } else if (kiln_dim_defined(d[a]) && sp[i] == 1 && st[i] == 0 && en[i] < 0 && en[i] > -HUGE_END) {
-            out[a] = kiln_sym_sub(c->inf, d[a], kiln_dim_int(-en[i])); /* x[:-k] */
-        } else if (kiln_dim_defined(d[a]) && sp[i] == 1 && st[i] < 0 && en[i] >= HUGE_END) {
+            /* x[:-k]: d-k when d >= k, else 0 */
+            out[a] = kiln_sym_max(c->inf, kiln_sym_sub(c->inf, d[a], kiln_dim_int(-en[i])), kiln_dim_int(0));
+        } else if (kiln_dim_defined(d[a]) && sp[i] == 1 && st[i] < 0 && st[i] > -HUGE_END &&
+                   en[i] >= HUGE_END) {
             out[a] = kiln_sym_min(c->inf, d[a], kiln_dim_int(-st[i])); /* x[-k:] */
         } else if (kiln_dim_defined(d[a]) && sp[i] == 1 && st[i] == 0 && en[i] >= 0) {
             out[a] = kiln_sym_min(c->inf, d[a], kiln_dim_int(en[i])); /* x[:e] */
@@ -434,8 +438,10 @@ static kiln_status rule_slice(struct kiln_ictx *c)
         struct kiln_dim o[KILN_INFER_MAX_VALS];
         if (!vsliced) vstart = 0, vstep = 1;
         for (int64_t k = 0; k < out[0].value && k < KILN_INFER_MAX_VALS; k++) {
-            int64_t j = vstart + k * vstep;
-            if (j < 0 || j >= nv) return KILN_OK;
+            int64_t j;
+            if (__builtin_mul_overflow(k, vstep, &j) || __builtin_add_overflow(j, vstart, &j) ||
+                j < 0 || j >= nv)
+                return KILN_OK;
             o[k] = v[j];
         }
         KILN_TRY(kiln_ic_set_vals(c, 0, (int)out[0].value, o));
@@ -445,6 +451,15 @@ static kiln_status rule_slice(struct kiln_ictx *c)
 
 /* ------------------------------------------------------------------ Squeeze, Unsqueeze */
 
+/* Entries of a 1-D input whose values are unknown but whose length is known; -1 otherwise. */
+static int axes_count(const struct kiln_ictx *c, size_t i)
+{
+    int r;
+    const struct kiln_dim *d;
+    if (!shp(c, i, &r, &d) || r != 1 || d[0].value < 0 || d[0].value > MAXR) return -1;
+    return (int)d[0].value;
+}
+
 static kiln_status rule_unsqueeze(struct kiln_ictx *c)
 {
     int r;
@@ -453,9 +468,14 @@ static kiln_status rule_unsqueeze(struct kiln_ictx *c)
     int64_t axes[MAXR + 1];
     size_t na;
     bool present;
-    if (!ints_in_or_attr(c, 1, "axes", c->opset < 13, axes, MAXR + 1, &na, &present) ||
-        !shp(c, 0, &r, &d))
-        return set(c, 0, dt, -1, NULL);
+    if (!shp(c, 0, &r, &d)) return set(c, 0, dt, -1, NULL);
+    if (!ints_in_or_attr(c, 1, "axes", c->opset < 13, axes, MAXR + 1, &na, &present)) {
+        int k = axes_count(c, 1);
+        if (k < 0 || r + k > MAXR) return set(c, 0, dt, -1, NULL);
+        struct kiln_dim out[MAXR];
+        for (int i = 0; i < r + k; i++) out[i] = kiln_dim_unknown();
+        return set(c, 0, dt, r + k, out);
+    }
     int ro = r + (int)na;
     if (ro > MAXR) {
         kiln_ic_problem(c, "output rank %d exceeds kiln's limit %d", ro, MAXR);
@@ -488,9 +508,14 @@ static kiln_status rule_squeeze(struct kiln_ictx *c)
     int64_t axes[MAXR];
     size_t na;
     bool present;
-    if (!ints_in_or_attr(c, 1, "axes", c->opset < 13, axes, MAXR, &na, &present) ||
-        !shp(c, 0, &r, &d))
-        return set(c, 0, dt, -1, NULL);
+    if (!shp(c, 0, &r, &d)) return set(c, 0, dt, -1, NULL);
+    if (!ints_in_or_attr(c, 1, "axes", c->opset < 13, axes, MAXR, &na, &present)) {
+        int k = axes_count(c, 1);
+        if (k < 0 || k > r) return set(c, 0, dt, -1, NULL);
+        struct kiln_dim out[MAXR];
+        for (int i = 0; i < r - k; i++) out[i] = kiln_dim_unknown();
+        return set(c, 0, dt, r - k, out);
+    }
     bool drop[MAXR] = {0};
     if (!present) {
         for (int k = 0; k < r; k++) {
@@ -648,8 +673,18 @@ static kiln_status rule_split(struct kiln_ictx *c)
         }
         return KILN_OK;
     }
-    out[ax] = kiln_sym_floordiv(c->inf, d[ax], kiln_dim_int(parts));
-    for (size_t o = 0; o < no; o++) KILN_TRY(set(c, o, dt, r, out));
+    if (c->opset < 18) { /* must divide evenly */
+        out[ax] = kiln_sym_floordiv(c->inf, d[ax], kiln_dim_int(parts));
+        for (size_t o = 0; o < no; o++) KILN_TRY(set(c, o, dt, r, out));
+        return KILN_OK;
+    }
+    /* Split-18: ceil(d/n) each, the last one takes what is left */
+    struct kiln_dim each = kiln_sym_ceildiv(c->inf, d[ax], kiln_dim_int(parts));
+    for (size_t o = 0; o < no; o++) {
+        out[ax] = o + 1 < no ? each
+                             : kiln_sym_sub(c->inf, d[ax], kiln_sym_mul(c->inf, each, kiln_dim_int(parts - 1)));
+        KILN_TRY(set(c, o, dt, r, out));
+    }
     return KILN_OK;
 }
 
@@ -853,8 +888,9 @@ static kiln_status rule_range(struct kiln_ictx *c)
             struct kiln_dim span = kiln_sym_sub(c->inf, l[0], s[0]);
             int64_t sv;
             if (kiln_dim_int_value(span, &sv)) {
-                int64_t cnt = step > 0 ? (sv <= 0 ? 0 : (sv + step - 1) / step)
-                                       : (sv >= 0 ? 0 : (-sv + (-step) - 1) / (-step));
+                int64_t cnt = step > 0 ? (sv <= 0 ? 0 : (sv - 1) / step + 1)
+                              : step == INT64_MIN || sv == INT64_MIN ? (sv < 0 ? 1 : 0)
+                                                 : (sv >= 0 ? 0 : (-sv - 1) / (-step) + 1);
                 n = kiln_dim_int(cnt);
             } else if (step > 0) {
                 n = kiln_sym_ceildiv(c->inf, span, kiln_dim_int(step));
@@ -1087,7 +1123,7 @@ static kiln_status rule_resize(struct kiln_ictx *c)
         }
         for (size_t i = 0; i < na; i++) {
             double v = floor(sc * (double)d[axes[i]].value + 0.5);
-            out[axes[i]] = kiln_dim_int((int64_t)v);
+            out[axes[i]] = v >= 0 && v <= 1e15 ? kiln_dim_int((int64_t)v) : kiln_dim_unknown();
         }
         return set(c, 0, dt, r, out);
     }

@@ -24,8 +24,7 @@ static kiln_status affine_grid_infer(struct kiln_ictx *c)
     }
     if (!kiln_ic_vals(c, 1, &n, &sz)) {
         n = -1;
-        if (kiln_infer_shape_of(c, 1, &rs, &sd) && rs == 1 && kiln_dim_known(sd[0]))
-            n = (int)sd[0].value;
+        if (kiln_infer_shape_of(c, 1, &rs, &sd) && rs == 1 && kiln_dim_known(sd[0])) n = (int)sd[0].value;
     }
     if (n < 0 && th && kiln_dim_known(th[1])) n = th[1].value == 2 ? 4 : th[1].value == 3 ? 5 : -1;
     if (n < 0) return kiln_ic_set_tensor(c, 0, dt, -1, NULL);

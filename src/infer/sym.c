@@ -425,6 +425,35 @@ struct kiln_dim kiln_sym_ceildiv(struct kiln_infer *inf, struct kiln_dim a, stru
     return kiln_sym_floordiv(inf, num, b);
 }
 
+/* Whether d is evidently >= 0: known, or a polynomial with positive coefficients over
+ * symbols (declared and fresh symbols are sizes); atoms computed from other expressions
+ * ("(H-1)/2", "min(...)") may be negative and do not count. */
+static bool nonneg(struct kiln_dim d)
+{
+    if (d.value >= 0) return true;
+    struct poly p;
+    if (!poly_of(d, &p)) return false;
+    for (int i = 0; i < p.n; i++) {
+        if (p.t[i].coef < 0) return false;
+        for (int k = 0; k < p.t[i].deg; k++) {
+            struct atom a = p.t[i].a[k];
+            bool computed = a.p[0] != '(' || a.p[a.n - 1] != ')';
+            if (a.p[0] != '(') { /* an identifier, or min(...)/max(...) */
+                computed = false;
+                for (size_t j = 0; j < a.n && !computed; j++) computed = a.p[j] == '(' || a.p[j] == '/';
+            } else {
+                int depth = 0; /* "(...)" alone, not "(...)/2" */
+                for (size_t j = 0; j < a.n && !computed; j++) {
+                    depth += a.p[j] == '(' ? 1 : a.p[j] == ')' ? -1 : 0;
+                    computed = depth == 0 && j + 1 < a.n;
+                }
+            }
+            if (computed) return false;
+        }
+    }
+    return true;
+}
+
 static struct kiln_dim minmax(struct kiln_infer *inf, struct kiln_dim a, struct kiln_dim b, bool max)
 {
     int64_t x = 0, y = 0;
@@ -432,9 +461,9 @@ static struct kiln_dim minmax(struct kiln_infer *inf, struct kiln_dim a, struct 
     bool ai = kiln_dim_int_value(a, &x), bi = kiln_dim_int_value(b, &y);
     if (ai && bi) return kiln_sym_int(inf, max ? (x > y ? x : y) : (x < y ? x : y));
     if (kiln_dim_eq(a, b)) return a;
-    /* sizes are >= 0: max(0, d) = d, min(0, d) = 0 */
-    if (ai && x == 0 && b.value >= -1 && !bi) return max ? b : kiln_dim_int(0);
-    if (bi && y == 0 && !ai) return max ? a : kiln_dim_int(0);
+    /* sizes are >= 0: max(0, d) = d, min(0, d) = 0, when d is evidently a size */
+    if (ai && x == 0 && nonneg(b)) return max ? b : kiln_dim_int(0);
+    if (bi && y == 0 && nonneg(a)) return max ? a : kiln_dim_int(0);
     char ta[SYM_MAX_TEXT + 1], tb[SYM_MAX_TEXT + 1], out[2 * SYM_MAX_TEXT + 8];
     if (!dim_text(a, ta, sizeof ta) || !dim_text(b, tb, sizeof tb)) return kiln_dim_unknown();
     bool swap = strcmp(ta, tb) > 0; /* commutative: one text for min(a,b) and min(b,a) */

@@ -90,10 +90,39 @@ static void test_threads_option(void)
     kiln_model_free(m);
 }
 
+/* Shape inference through kiln.h: symbolic N carried to the output, then fixed. */
+static void test_shape_inference(void)
+{
+    kiln_err err = {0};
+    kiln_model *m = NULL;
+    if (kiln_model_load_file(KILN_SOURCE_DIR "/tests/data/good_add.onnx", &m, &err)) {
+        EXPECT(0, "good_add.onnx: %s", err.msg);
+        return;
+    }
+    EXPECT(kiln_model_value_count(m) == 0, "no values listed before inference");
+    EXPECT(kiln_model_infer_shapes(m, &err) == KILN_OK, "infer: %s", err.msg);
+    size_t n = kiln_model_value_count(m);
+    char type[64] = "";
+    EXPECT(n == 3 && strcmp(kiln_model_value_name(m, 0), "A") == 0 &&
+               strcmp(kiln_model_value_name(m, 2), "C") == 0,
+           "values: %zu", n);
+    kiln_model_value_type(m, 2, type, sizeof type);
+    EXPECT(strcmp(type, "float32[N,3]") == 0, "C is %s", type);
+    const int64_t dims[2] = {5, 3}, bad[2] = {5, 4};
+    EXPECT(kiln_model_set_input_shape(m, "A", 2, bad, &err) == KILN_E_INVALID_ARG, "A[5,4] refused");
+    EXPECT(kiln_model_set_input_shape(m, "A", 2, dims, &err) == KILN_OK, "A[5,3]: %s", err.msg);
+    EXPECT(kiln_model_infer_shapes(m, &err) == KILN_OK, "infer: %s", err.msg);
+    kiln_model_value_type(m, 2, type, sizeof type);
+    EXPECT(strcmp(type, "float32[5,3]") == 0, "C is %s after fixing A", type);
+    EXPECT(strcmp(kiln_model_value_name(m, 99), "") == 0, "out of range name is empty");
+    kiln_model_free(m);
+}
+
 int main(void)
 {
     test_declared_types();
     test_threads_option();
+    test_shape_inference();
     const char *dir = KILN_ONNX_TESTS "/node/test_add";
     char path[1024];
     kiln_err err = {0};

@@ -2,7 +2,8 @@
  *
  * Input: the bytes of an ONNX ModelProto (onnx/onnx.proto). The target loads them with
  * kiln_model_load_buffer (no folder, so external data is refused), and on success runs the
- * checker, every model query of kiln.h (the type text both measured and truncated), then
+ * checker, every model query of kiln.h (the type text both measured and truncated), shape
+ * inference and its value listing, then
  * creates a session and runs it once on zero-filled inputs of the declared shapes when
  * every input is a tensor with known dims and at most FUZZ_MAX_INPUT_ELEMS elements in all
  * (empty sequences and empty optionals of the declared element type otherwise). Everything
@@ -49,6 +50,23 @@ static void check_type_text(size_t (*fn)(const kiln_model *, size_t, char *, siz
                "cut type text is %zu bytes", strlen(small));
     FUZZ_CHECK(!strncmp(small, buf, strlen(small)), "cut type text differs");
     free(buf);
+}
+
+/* Shape inference (also run inside the checker when the model is sound) on any model that
+ * links, and the inferred-type listing with the same text invariants. */
+static void infer_all(kiln_model *m)
+{
+    kiln_err err;
+    memset(&err, 0, sizeof err);
+    kiln_status st = kiln_model_infer_shapes(m, &err);
+    FUZZ_CHECK(st == KILN_OK || fuzz_msg_ok(&err), "inference failed without a message");
+    size_t n = kiln_model_value_count(m);
+    FUZZ_CHECK(st == KILN_OK || n == 0, "failed inference left %zu values", n);
+    for (size_t i = 0; i <= n && i <= FUZZ_MAX_LISTED; i++) { /* one past the end too */
+        volatile size_t sink = strlen(kiln_model_value_name(m, i));
+        (void)sink;
+        check_type_text(kiln_model_value_type, m, i);
+    }
 }
 
 static void query_all(const kiln_model *m)
@@ -221,6 +239,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(problems == counted, "check returned %zu, reported %zu", problems, counted);
     FUZZ_CHECK(kiln_model_check(m, NULL, NULL) == problems, "check is not repeatable");
     query_all(m);
+    infer_all(m);
     run_once(m);
     kiln_model_free(m);
     optimize_once(data, size, problems);

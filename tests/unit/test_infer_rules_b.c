@@ -405,6 +405,15 @@ static void test_vals(void)
     end_node(&m, node("Add", "m,s", "a"), NULL);
     end_node(&m, node("Div", "s,half", "d"), NULL);
     end_node(&m, node("Neg", "half", "ng"), NULL);
+    static const int64_t minus1[] = {-1};
+    init_i64(&m, "minus1", 1, minus1);
+    end_node(&m, node("Add", "s,minus1", "dec"), NULL);
+    end_node(&m, node("Sub", "s,s", "zero"), NULL);
+    end_node(&m, node("Max", "s,minus1", "mx"), NULL);
+    struct pb *rp = node("ReduceProd", "s", "numel");
+    at_i(rp, "keepdims", 0);
+    end_node(&m, rp, NULL);
+    end_node(&m, node("ReduceSum", "s", "total"), NULL);
     struct pb *n = node("Cast", "a", "c");
     at_i(n, "to", KILN_DTYPE_I32);
     end_node(&m, n, NULL);
@@ -421,6 +430,18 @@ static void test_vals(void)
     CHECK(strcmp(v, "[N/2,3]") == 0 || strcmp(v, "[(N)/2,3]") == 0, "vals of d: %s", v);
     v = vals_of(&r, "ng");
     CHECK(strcmp(v, "[-2]") == 0, "vals of ng: %s", v);
+    v = vals_of(&r, "dec");
+    CHECK(strcmp(v, "[N-1,5]") == 0, "vals of dec: %s", v);
+    v = vals_of(&r, "zero");
+    CHECK(strcmp(v, "[0,0]") == 0, "vals of zero: %s", v);
+    v = vals_of(&r, "mx");
+    CHECK(strcmp(v, "[N,6]") == 0, "vals of mx: %s", v);
+    EXPECT_TYPE(&r, "numel", "int64[]");
+    v = vals_of(&r, "numel");
+    CHECK(strcmp(v, "[6*N]") == 0, "vals of numel: %s", v);
+    EXPECT_TYPE(&r, "total", "int64[1]");
+    v = vals_of(&r, "total");
+    CHECK(strcmp(v, "[N+6]") == 0, "vals of total: %s", v);
     done(&r);
 }
 
@@ -686,6 +707,85 @@ static void test_training(void)
     done(&r);
 }
 
+/* Contradictions come out as problems; unknown ranks stay unknown; old versions. */
+static void test_problems_and_old_versions(void)
+{
+    struct model m = fresh(13);
+    struct run r;
+    input(&m, "X", KILN_DTYPE_F32, "N,C,4");
+    input(&m, "bad_t", KILN_DTYPE_I64, "N,5");
+    end_node(&m, node("NegativeLogLikelihoodLoss", "X,bad_t", "L"), NULL);
+    if (!run(&m, &r)) return;
+    EXPECT_PROBLEM(&r, "target");
+    done(&r);
+
+    m = fresh(13);
+    input(&m, "X", KILN_DTYPE_F32, "N,4");
+    input(&m, "lo", KILN_DTYPE_F64, "");
+    end_node(&m, node("Clip", "X,lo", "Y"), NULL);
+    if (!run(&m, &r)) return;
+    EXPECT_PROBLEM(&r, "input 1");
+    done(&r);
+
+    m = fresh(21);
+    input(&m, "q", KILN_DTYPE_U8, "N");
+    input(&m, "s", KILN_DTYPE_F32, "");
+    input(&m, "zp", KILN_DTYPE_I8, "");
+    end_node(&m, node("DequantizeLinear", "q,s,zp", "Y"), NULL);
+    if (!run(&m, &r)) return;
+    EXPECT_PROBLEM(&r, "zero point");
+    done(&r);
+
+    m = fresh(10);
+    input(&m, "A", KILN_DTYPE_U8, "M,K");
+    input(&m, "B", KILN_DTYPE_U8, "5,7");
+    input(&m, "C", KILN_DTYPE_U8, "4,7");
+    end_node(&m, node("MatMulInteger", "B,C", "Y"), NULL);
+    end_node(&m, node("MatMulInteger", "A,C", "Z"), NULL);
+    if (!run(&m, &r)) return;
+    EXPECT_PROBLEM(&r, "inner dims");
+    EXPECT_TYPE(&r, "Z", "int32[M,7]");
+    done(&r);
+
+    /* unknown rank in, unknown rank out (element type kept) */
+    m = fresh(18);
+    input(&m, "U", KILN_DTYPE_F32, NULL);
+    input(&m, "V", KILN_DTYPE_F32, "3");
+    end_node(&m, node("Add", "U,V", "A"), NULL);
+    end_node(&m, node("ReduceSum", "U", "R"), NULL);
+    end_node(&m, node("ArgMax", "U", "G"), NULL);
+    end_node(&m, node("Less", "U,V", "L"), NULL);
+    if (!run(&m, &r)) return;
+    EXPECT_CLEAN(&r);
+    EXPECT_TYPE(&r, "A", "float32");
+    EXPECT_TYPE(&r, "R", "float32");
+    EXPECT_TYPE(&r, "G", "int64");
+    EXPECT_TYPE(&r, "L", "bool");
+    done(&r);
+
+    /* opset 7: Dropout's mask has X's type; opset 9 BatchNormalization's four statistics;
+     * opset 11 Softmax takes axis = rank (coerced to 2-D) without complaint */
+    m = fresh(9);
+    input(&m, "X", KILN_DTYPE_F64, "N,C,8");
+    input(&m, "c", KILN_DTYPE_F64, "C");
+    end_node(&m, node("Dropout", "X", "DY,DM"), NULL);
+    end_node(&m, node("BatchNormalization", "X,c,c,c,c", "Y,M,V,SM,SV"), NULL);
+    if (!run(&m, &r)) return;
+    EXPECT_CLEAN(&r);
+    EXPECT_TYPE(&r, "DM", "float64[N,C,8]");
+    EXPECT_TYPE(&r, "SV", "float64[C]");
+    done(&r);
+    m = fresh(11);
+    input(&m, "X", KILN_DTYPE_F32, "N,8");
+    struct pb *n = node("Softmax", "X", "S");
+    at_i(n, "axis", 2);
+    end_node(&m, n, NULL);
+    if (!run(&m, &r)) return;
+    EXPECT_CLEAN(&r);
+    EXPECT_TYPE(&r, "S", "float32[N,8]");
+    done(&r);
+}
+
 /* Every rule of these families is registered for the versions the CPU kernels run. */
 static void test_registry(void)
 {
@@ -734,5 +834,6 @@ int main(void)
     test_quant();
     test_misc();
     test_training();
+    test_problems_and_old_versions();
     return test_summary("test_infer_rules_b");
 }

@@ -60,7 +60,6 @@ static void pb_msg(struct pb *b, unsigned field, const struct pb *m)
     pb_bytes(b, field, m->data, m->len);
 }
 
-
 static void at_floats(struct pb *n, const char *name, int k, const float *v)
 {
     struct pb a = {0};
@@ -83,8 +82,8 @@ static void at_g(struct pb *n, const char *name, struct model *body);
 
 struct model {
     struct pb graph;
-    int opset;          /* ai.onnx */
-    int ml_opset;       /* ai.onnx.ml; 0: not imported */
+    int opset;    /* ai.onnx */
+    int ml_opset; /* ai.onnx.ml; 0: not imported */
 };
 
 /* A graph input of element type dt; shape: NULL for no shape, "" for rank 0, else
@@ -284,6 +283,30 @@ static struct model fresh(int opset)
     memset(&m, 0, sizeof m);
     m.opset = opset;
     return m;
+}
+
+/* ------------------------------------------------------------------ registry */
+
+/* Every op of the CPU families these rules cover has a rule at every version kiln runs. */
+extern const struct kiln_cpu_op kiln_cpu_ops_conv[], kiln_cpu_ops_pool[], kiln_cpu_ops_gemm[],
+    kiln_cpu_ops_nn_extra[], kiln_cpu_ops_rnn[], kiln_cpu_ops_vision[], kiln_cpu_ops_image[],
+    kiln_cpu_ops_ml[], kiln_cpu_ops_sequence[], kiln_cpu_ops_control[], kiln_cpu_ops_scan[];
+
+static void test_registry(void)
+{
+    const struct kiln_cpu_op *const fams[] = {
+        kiln_cpu_ops_conv,     kiln_cpu_ops_pool,    kiln_cpu_ops_gemm,  kiln_cpu_ops_nn_extra,
+        kiln_cpu_ops_rnn,      kiln_cpu_ops_vision,  kiln_cpu_ops_image, kiln_cpu_ops_ml,
+        kiln_cpu_ops_sequence, kiln_cpu_ops_control, kiln_cpu_ops_scan,
+    };
+    for (size_t f = 0; f < sizeof fams / sizeof fams[0]; f++)
+        for (const struct kiln_cpu_op *op = fams[f]; op->name; op++) {
+            int last = op->until ? op->until : 26;
+            for (int v = op->since; v <= last; v++)
+                CHECK(kiln_infer_find_op(op->domain, op->name, v) != NULL, "no rule for %s '%s' version %d",
+                      op->domain, op->name, v);
+        }
+    CHECK(kiln_infer_find_op("", "Col2Im", 18) != NULL, "no rule for Col2Im");
 }
 
 /* ------------------------------------------------------------------ conv and pool */
@@ -616,6 +639,8 @@ static void test_sequence(void)
     end_node(&m, node("SequenceConstruct", "A,B", "S"), NULL);
     init_i64(&m, "i0", -1, zero);
     end_node(&m, node("SequenceAt", "S,i0", "At"), NULL);
+    input(&m, "p", KILN_DTYPE_I64, "");
+    end_node(&m, node("SequenceAt", "S,p", "Ap"), NULL);
     end_node(&m, node("SequenceLength", "S", "Len"), NULL);
     struct pb *n = node("ConcatFromSequence", "S", "Cat");
     at_i(n, "axis", 1);
@@ -636,9 +661,12 @@ static void test_sequence(void)
     if (!run(&m, &r)) return;
     EXPECT_CLEAN(&r);
     EXPECT_TYPE(&r, "S", "seq(float32[N,?])");
-    EXPECT_TYPE(&r, "At", "float32[N,?]");
+    EXPECT_TYPE(&r, "At", "float32[N,3]"); /* element 0, a known position */
+    EXPECT_TYPE(&r, "Ap", "float32[N,?]"); /* any element */
     EXPECT_TYPE(&r, "Len", "int64[]");
-    EXPECT_TYPE(&r, "Cat", "float32[N,?]");
+    const struct kiln_vtype *len = kiln_infer_lookup(((struct kiln_model *)r.km)->graph, "Len");
+    CHECK(len && len->n_vals == 1 && len->vals[0].value == 2, "Len: its value 2 is not known");
+    EXPECT_TYPE(&r, "Cat", "float32[N,7]"); /* the elements are known: 3 + 4 */
     EXPECT_TYPE(&r, "Sp", "seq(float32[N])");
     EXPECT_TYPE(&r, "Sp2", "seq(float32[N,2])");
     EXPECT_TYPE(&r, "E", "seq(float32)");
@@ -701,6 +729,27 @@ static void test_loop_scan(void)
     EXPECT_TYPE(&r, "S", "float32[5,N,3]");
     done(&r);
 
+    /* a symbolic trip count (Shape arithmetic) gives a symbolic scan length */
+    body = fresh(17);
+    m = fresh(17);
+    input(&body, "i", KILN_DTYPE_I64, "");
+    input(&body, "cin", KILN_DTYPE_BOOL, "");
+    end_node(&body, node("Identity", "cin", "cout"), NULL);
+    end_node(&body, node("Relu", "X", "s"), NULL);
+    output(&body, "cout");
+    output(&body, "s");
+    input(&m, "X", KILN_DTYPE_F32, "N,3");
+    n = node("Shape", "X", "MN");
+    at_i(n, "end", 1);
+    end_node(&m, n, NULL);
+    n = node("Loop", "MN,", "S");
+    at_g(n, "body", &body);
+    end_node(&m, n, NULL);
+    if (!run(&m, &r)) return;
+    EXPECT_CLEAN(&r);
+    EXPECT_TYPE(&r, "S", "float32[N,N,3]");
+    done(&r);
+
     /* a constant true cond that the body hands back: still counted */
     body = fresh(17);
     m = fresh(17);
@@ -749,8 +798,7 @@ static void test_loop_scan(void)
     EXPECT_CLEAN(&r);
     EXPECT_TYPE(&r, "Y", "float32[?,3]");
     const char *s = type_of(&r, "S");
-    CHECK(strncmp(s, "float32[Loop_", 13) == 0 && strstr(s, ",N,3] (data-dependent)"),
-          "S: inferred %s", s);
+    CHECK(strncmp(s, "float32[Loop_", 13) == 0 && strstr(s, ",N,3] (data-dependent)"), "S: inferred %s", s);
     done(&r);
 
     /* Scan: state [2], scan input [N, T, 3] along axis 1, output axis 1 */
@@ -775,6 +823,141 @@ static void test_loop_scan(void)
     EXPECT_CLEAN(&r);
     EXPECT_TYPE(&r, "SF", "float32[2]");
     EXPECT_TYPE(&r, "Y", "float32[N,T,3]");
+    done(&r);
+}
+
+/* Inputs given as constants (or shape arithmetic) give exact sizes. */
+static void test_value_inputs(void)
+{
+    struct model m = fresh(18);
+    struct run r;
+    static const int64_t ten[] = {10}, four[] = {4}, mel[] = {8, 16, 8000}, os[] = {1, 2, 9, 9};
+    static const int64_t k2[] = {2, 2}, s2[] = {2, 2};
+    init_i64(&m, "ten", -1, ten);
+    end_node(&m, node("HannWindow", "ten", "win"), NULL);
+    struct pb *n = node("BlackmanWindow", "ten", "winD");
+    at_i(n, "output_datatype", KILN_DTYPE_F64);
+    end_node(&m, n, NULL);
+    init_i64(&m, "nmel", -1, mel);
+    init_i64(&m, "dftl", -1, mel + 1);
+    init_i64(&m, "rate", -1, mel + 2);
+    input(&m, "lo", KILN_DTYPE_F32, "");
+    end_node(&m, node("MelWeightMatrix", "nmel,dftl,rate,lo,lo", "mel"), NULL);
+    input(&m, "sig", KILN_DTYPE_F32, "B,T,1");
+    init_i64(&m, "step", -1, four);
+    end_node(&m, node("STFT", "sig,step,,dftl", "spec"), NULL);
+    /* TopK with k from shape arithmetic: the size of X's dim 1, a symbol */
+    input(&m, "X", KILN_DTYPE_F32, "N,C,W");
+    n = node("Shape", "X", "k");
+    at_i(n, "start", 1);
+    at_i(n, "end", 2);
+    end_node(&m, n, NULL);
+    n = node("TopK", "X,k", "tv,ti");
+    at_i(n, "axis", 2);
+    end_node(&m, n, NULL);
+    input(&m, "U", KILN_DTYPE_F32, "1,2,4,4");
+    input(&m, "I", KILN_DTYPE_I64, "1,2,4,4");
+    init_i64(&m, "os", 4, os);
+    n = node("MaxUnpool", "U,I,os", "un");
+    at_ints(n, "kernel_shape", 2, k2);
+    at_ints(n, "strides", 2, s2);
+    end_node(&m, n, NULL);
+    n = node("MaxUnpool", "U,I", "und");
+    at_ints(n, "kernel_shape", 2, k2);
+    at_ints(n, "strides", 2, s2);
+    end_node(&m, n, NULL);
+    end_node(&m, node("CumSum", "X,ten", "cs"), NULL);
+    if (!run(&m, &r)) return;
+    EXPECT_CLEAN(&r);
+    EXPECT_TYPE(&r, "win", "float32[10]");
+    EXPECT_TYPE(&r, "winD", "float64[10]");
+    EXPECT_TYPE(&r, "mel", "float32[9,8]");
+    EXPECT_TYPE(&r, "spec", "float32[B,(T-16)/4+1,9,2]");
+    EXPECT_TYPE(&r, "tv", "float32[N,C,C]");
+    EXPECT_TYPE(&r, "ti", "int64[N,C,C]");
+    EXPECT_TYPE(&r, "un", "float32[1,2,9,9]");
+    EXPECT_TYPE(&r, "und", "float32[1,2,8,8]");
+    EXPECT_TYPE(&r, "cs", "float32[N,C,W]");
+    done(&r);
+}
+
+static void test_more_nn(void)
+{
+    struct model m = fresh(27);
+    struct run r;
+    input(&m, "q", KILN_DTYPE_F32, "B,T,64");
+    input(&m, "k", KILN_DTYPE_F32, "B,T,32");
+    input(&m, "v", KILN_DTYPE_F32, "B,T,48");
+    struct pb *n = node("LinearAttention", "q,k,v", "o,st");
+    at_i(n, "q_num_heads", 4);
+    at_i(n, "kv_num_heads", 2);
+    at_s(n, "update_rule", "linear");
+    end_node(&m, n, NULL);
+    input(&m, "x", KILN_DTYPE_F16, "B,C,L");
+    input(&m, "w", KILN_DTYPE_F16, "C,1,4");
+    end_node(&m, node("CausalConvWithState", "x,w", "y,ps"), NULL);
+    input(&m, "col", KILN_DTYPE_F32, "N,12,L");
+    static const int64_t img[] = {5, 5}, blk[] = {2, 3};
+    init_i64(&m, "img", 2, img);
+    init_i64(&m, "blk", 2, blk);
+    end_node(&m, node("Col2Im", "col,img,blk", "im"), NULL);
+    input(&m, "X4", KILN_DTYPE_F32, "N,3,H,W");
+    input(&m, "W4", KILN_DTYPE_F32, "8,3,3,3");
+    input(&m, "off", KILN_DTYPE_F32, "N,18,H,W");
+    static const int64_t p1[] = {1, 1, 1, 1};
+    n = node("DeformConv", "X4,W4,off", "dc");
+    at_ints(n, "pads", 4, p1);
+    end_node(&m, n, NULL);
+    if (!run(&m, &r)) return;
+    EXPECT_CLEAN(&r);
+    EXPECT_TYPE(&r, "o", "float32[B,T,96]");
+    EXPECT_TYPE(&r, "st", "float32[B,2,16,24]");
+    EXPECT_TYPE(&r, "y", "float16[B,C,L]");
+    EXPECT_TYPE(&r, "ps", "float16[B,C,3]");
+    EXPECT_TYPE(&r, "im", "float32[N,2,5,5]");
+    EXPECT_TYPE(&r, "dc", "float32[N,8,H,W]");
+    done(&r);
+}
+
+static void test_more_ml(void)
+{
+    struct model m = fresh(17);
+    m.ml_opset = 3;
+    struct run r;
+    static const int64_t cls[] = {0, 1, 2}, vpc[] = {2, 1, 1}, ids[] = {0, 0};
+    static const float coef[] = {1, 2, 3, 4, 5, 6, 7, 8}, sv[] = {1, 2, 3, 4, 5, 6, 7, 8};
+    static const float rho[] = {0, 0, 0};
+    input(&m, "X", KILN_DTYPE_F32, "N,2");
+    struct pb *n = node("SVMClassifier", "X", "l,p");
+    at_ints(n, "classlabels_ints", 3, cls);
+    at_ints(n, "vectors_per_class", 3, vpc);
+    at_floats(n, "support_vectors", 8, sv);
+    at_floats(n, "coefficients", 8, coef);
+    at_floats(n, "rho", 3, rho);
+    end_node(&m, n, "ai.onnx.ml");
+    n = node("TreeEnsembleClassifier", "X", "tl,tp");
+    at_ints(n, "classlabels_int64s", 2, cls);
+    at_ints(n, "class_ids", 2, ids);
+    end_node(&m, n, "ai.onnx.ml");
+    n = node("TreeEnsembleRegressor", "X", "tr");
+    at_i(n, "n_targets", 3);
+    end_node(&m, n, "ai.onnx.ml");
+    input(&m, "A", KILN_DTYPE_F32, "N,3");
+    static const int64_t dims[] = {2, 3};
+    n = node("FeatureVectorizer", "X,A", "fv");
+    at_ints(n, "inputdimensions", 2, dims);
+    end_node(&m, n, "ai.onnx.ml");
+    input(&m, "ix", KILN_DTYPE_I64, "4");
+    end_node(&m, node("ArrayFeatureExtractor", "A,ix", "afe"), "ai.onnx.ml");
+    if (!run(&m, &r)) return;
+    EXPECT_CLEAN(&r);
+    EXPECT_TYPE(&r, "l", "int64[N]");
+    EXPECT_TYPE(&r, "p", "float32[N,3]"); /* one score per class pair */
+    EXPECT_TYPE(&r, "tl", "int64[N]");
+    EXPECT_TYPE(&r, "tp", "float32[N,2]");
+    EXPECT_TYPE(&r, "tr", "float32[N,3]");
+    EXPECT_TYPE(&r, "fv", "float32[N,5]");
+    EXPECT_TYPE(&r, "afe", "float32[N,4]");
     done(&r);
 }
 
@@ -819,6 +1002,7 @@ static void test_node_cases(void)
 
 int main(void)
 {
+    test_registry();
     test_conv();
     test_pool();
     test_matmul_gemm();
@@ -829,6 +1013,9 @@ int main(void)
     test_sequence();
     test_if();
     test_loop_scan();
+    test_value_inputs();
+    test_more_nn();
+    test_more_ml();
     test_node_cases();
     return test_summary("test_infer_rules_c");
 }
