@@ -13,6 +13,9 @@ command -v cmake >/dev/null 2>&1 || missing="$missing cmake"
 [ -f /usr/include/x86_64-linux-gnu/tiffio.h ] || [ -f /usr/include/tiffio.h ] || missing="$missing libtiff-dev"
 [ -f /usr/include/webp/decode.h ] || missing="$missing libwebp-dev"
 [ -f /usr/include/openjpeg-2.5/openjpeg.h ] || missing="$missing libopenjp2-7-dev"
+# Debian's onnx package: tests/cli/test_save_onnx_checker.sh runs onnx.checker on models
+# kiln writes (there is no skip; the test fails without it).
+/usr/bin/python3 -c "import onnx" >/dev/null 2>&1 || missing="$missing python3-onnx"
 [ "${KILN_NEED_CLANG:-0}" = 1 ] && ! command -v clang >/dev/null 2>&1 && missing="$missing clang"
 if [ -n "$missing" ]; then
     SUDO=""

@@ -488,6 +488,8 @@ kiln_status kiln_model_link(struct kiln_model *m, kiln_err *err)
 {
     if (!m->graph) return KILN_OK;
     struct collect cl = {.m = m};
+    m->n_link_problems = 0; /* a relink (after a rewrite) starts a fresh list */
+    m->link_problems = NULL;
     struct link_ctx c = {.arena = &m->arena, .problem = collect_problem, .user = &cl, .err = err};
     m->graph->model = m;
     kiln_status st = link_graph(m->graph, &c);
