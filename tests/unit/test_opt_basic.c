@@ -1009,16 +1009,24 @@ static void test_each_pass_on_cases(void)
         FILE *f = fopen(path, "rb");
         if (!f) continue; /* not in this copy of the test data */
         fclose(f);
-        for (size_t p = 0; p < n_pass; p++) {
+        /* p == n_pass: the whole extended level without kiln's ops. */
+        for (size_t p = 0; p <= n_pass; p++) {
             kiln_model *m = NULL;
             kiln_err err = {0};
             if (kiln_model_load_file(path, &m, &err) != KILN_OK) {
                 test_fail(__FILE__, __LINE__, NULL, "%s: %s", PASS_CASES[c], err.msg);
                 break;
             }
-            kiln_optimize_options opt = {.passes = passes[p]->name, .keep_fused = 1};
+            kiln_optimize_options opt = {.passes = p < n_pass ? passes[p]->name : NULL,
+                                         .level = KILN_OPT_EXTENDED, .keep_fused = p < n_pass};
+            const char *what = p < n_pass ? passes[p]->name : "extended without kiln ops";
             kiln_status st = kiln_model_optimize(m, &opt, &err);
-            CHECK(st == KILN_OK, "%s, pass %s: %s", PASS_CASES[c], passes[p]->name, err.msg);
+            CHECK(st == KILN_OK, "%s, pass %s: %s", PASS_CASES[c], what, err.msg);
+            if (p == n_pass)
+                for (size_t i = 0; i < m->graph->n_nodes; i++)
+                    CHECK(strcmp(m->graph->nodes[i].domain, "kiln") != 0,
+                          "%s: keep_fused 0 left a kiln op %s", PASS_CASES[c],
+                          m->graph->nodes[i].op_type);
             size_t n_in = kiln_model_input_count(m), n_out = kiln_model_output_count(m);
             kiln_value *in[16] = {0}, *out[16] = {0}, *exp[16] = {0};
             bool ok = st == KILN_OK && n_in <= 16 && n_out <= 16;
@@ -1039,7 +1047,7 @@ static void test_each_pass_on_cases(void)
             if (ok && run_model(m, in, out, n_out)) {
                 for (size_t i = 0; i < n_out; i++)
                     CHECK(close_enough(out[i], exp[i]), "%s, pass %s: output %zu differs",
-                          PASS_CASES[c], passes[p]->name, i);
+                          PASS_CASES[c], what, i);
                 ran++;
             }
             for (size_t i = 0; i < 16; i++) {
