@@ -32,6 +32,7 @@ struct pb {
 
 static void pb_put(struct pb *b, const void *p, size_t n)
 {
+    if (!n) return;
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n) cap *= 2;
