@@ -766,14 +766,49 @@ static bool find_def(struct kiln_opt *o, const struct kiln_graph *g, const char 
     return false;
 }
 
+static bool captured_in_node(const struct kiln_node *n, const char *from, const char *to);
+
+/* Whether renaming `from` to `to` in subgraph sg (which reads `from` from outside) would bind
+ * to a value `to` that sg (or a subgraph in it) defines itself: a model whose subgraph names
+ * shadow outer ones (ONNX forbids it; kiln's linker allows it). */
+static bool captured(const struct kiln_graph *sg, const char *from, const char *to)
+{
+    if (subgraph_defines(sg, from)) return false;
+    if (subgraph_defines(sg, to)) return true;
+    for (size_t i = 0; i < sg->n_nodes; i++)
+        if (captured_in_node(&sg->nodes[i], from, to)) return true;
+    return false;
+}
+
+static bool captured_in_node(const struct kiln_node *n, const char *from, const char *to)
+{
+    for (size_t k = 0; k < n->n_attr; k++) {
+        const struct kiln_attr *a = &n->attrs[k];
+        if (a->type == KILN_ATTR_GRAPH && a->g && captured(a->g, from, to)) return true;
+        if (a->type == KILN_ATTR_GRAPHS)
+            for (size_t j = 0; j < a->n; j++)
+                if (a->graphs[j] && captured(a->graphs[j], from, to)) return true;
+    }
+    return false;
+}
+
+static bool captured_in_graph(const struct kiln_graph *g, const char *from, const char *to)
+{
+    for (size_t i = 0; i < g->n_nodes; i++)
+        if (kiln_opt_has_subgraph(&g->nodes[i]) && captured_in_node(&g->nodes[i], from, to))
+            return true;
+    return false;
+}
+
 bool kiln_opt_can_replace(const struct kiln_opt *o, const struct kiln_graph *g,
                           const char *old_name, const char *new_name)
 {
     if (!old_name[0] || !new_name[0]) return false;
     if (strcmp(old_name, new_name) == 0) return true;
-    if (!kiln_opt_is_graph_output(g, old_name)) return true;
+    if (!kiln_opt_is_graph_output(g, old_name)) return !captured_in_graph(g, old_name, new_name);
     struct def_site d;
-    return find_def((struct kiln_opt *)o, g, new_name, &d);
+    return find_def((struct kiln_opt *)o, g, new_name, &d) &&
+           !captured_in_graph(g, new_name, old_name);
 }
 
 kiln_status kiln_opt_replace_uses(struct kiln_opt *o, struct kiln_graph *g, const char *old_name,
@@ -789,7 +824,12 @@ kiln_status kiln_opt_replace_uses(struct kiln_opt *o, struct kiln_graph *g, cons
     /* Both strings must outlive the pass: take arena copies. */
     const char *from = arena_str(o, old_name), *to = arena_str(o, new_name);
     if (!from || !to) return nomem(o);
-    if (!kiln_opt_is_graph_output(g, from)) {
+    bool out = kiln_opt_is_graph_output(g, from);
+    if (out ? captured_in_graph(g, to, from) : captured_in_graph(g, from, to))
+        return kiln_err_set(o->err, KILN_E_INVALID_MODEL,
+                            "a subgraph defines '%s' again, shadowing the value of its enclosing graph (ONNX forbids it); cannot rewire '%s'",
+                            out ? from : to, out ? to : from);
+    if (!out) {
         rename_uses(o, g, from, to);
         return KILN_OK;
     }

@@ -51,12 +51,17 @@ kiln_status fu_add_f32(struct kiln_opt *o, struct kiln_graph *g, const char *bas
     return kiln_opt_add_init(o, g, base, &t, name);
 }
 
+kiln_status fu_nomem(struct kiln_opt *o)
+{
+    return kiln_err_set(kiln_opt_err(o), KILN_E_NOMEM, "out of memory optimizing the model");
+}
+
 float *fu_copy_f32(struct kiln_opt *o, const struct kiln_tensor *t)
 {
     size_t n = kiln_tensor_numel(t);
     float *p = kiln_malloc((n ? n : 1) * sizeof *p);
     if (!p) {
-        kiln_err_set(kiln_opt_err(o), KILN_E_NOMEM, "out of memory optimizing the model");
+        fu_nomem(o);
         return NULL;
     }
     if (n) memcpy(p, t->data, n * sizeof *p);

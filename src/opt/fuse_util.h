@@ -24,6 +24,8 @@ bool fu_const_all(const struct kiln_opt *o, const struct kiln_graph *g, const ch
 KILN_NODISCARD kiln_status fu_add_f32(struct kiln_opt *o, struct kiln_graph *g, const char *base,
                                       int rank, const int64_t *dims, const float *data,
                                       const char **name);
+/* Sets the run's error to out of memory and returns KILN_E_NOMEM. */
+kiln_status fu_nomem(struct kiln_opt *o);
 /* A kiln_malloc'd float copy of a float32 constant's data (numel(t) floats, at least one);
  * NULL with KILN_E_NOMEM set in the run's error. Free with kiln_free. */
 float *fu_copy_f32(struct kiln_opt *o, const struct kiln_tensor *t);

@@ -27,7 +27,9 @@
  * one rewrite per value and let the next round find the rest.
  *
  * Failure. Every edit function fails only with KILN_E_NOMEM (or KILN_E_INTERNAL for a
- * misuse, with a message), and a pass returns the first failure. kiln_model_optimize keeps
+ * misuse, with a message; kiln_opt_replace_uses also with KILN_E_INVALID_MODEL when a
+ * subgraph shadows the new name, which kiln_opt_can_replace checks first), and a pass
+ * returns the first failure. kiln_model_optimize keeps
  * a snapshot of the model's graphs, taken before the first pass, and puts it back on any
  * failure, so the model is never left half-changed. What this asks of a pass: change the
  * model only through this API or by writing into the fields of existing nodes, attributes,
@@ -183,7 +185,9 @@ const struct kiln_tensor *kiln_opt_const_pending(const struct kiln_opt *o,
  * so instead new_name's definition is renamed to old_name (its producing node's output, or
  * the initializer) together with all its uses; that needs new_name defined in g by a node
  * or an initializer that is not a graph input and not a graph output itself
- * (kiln_opt_can_replace says whether it is). The pass then removes old_name's producer. */
+ * (kiln_opt_can_replace says whether it is). Either way, no subgraph that reads the value
+ * may define the new name itself (shadowing; can_replace says no). The pass then removes
+ * old_name's producer. */
 bool kiln_opt_can_replace(const struct kiln_opt *o, const struct kiln_graph *g,
                           const char *old_name, const char *new_name);
 KILN_NODISCARD kiln_status kiln_opt_replace_uses(struct kiln_opt *o, struct kiln_graph *g,

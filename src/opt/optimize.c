@@ -236,7 +236,7 @@ struct hist_entry {
 
 struct hist {
     struct hist_entry *e;
-    size_t n, nodes;
+    size_t n, nodes, inits;
 };
 
 static int cmp_node_op(const void *a, const void *b)
@@ -263,7 +263,10 @@ static bool hist_take(struct kiln_model *m, struct hist *h)
         return false;
     }
     size_t total = 0;
-    for (size_t i = 0; i < l.n; i++) total += l.g[i]->n_nodes;
+    for (size_t i = 0; i < l.n; i++) {
+        total += l.g[i]->n_nodes;
+        h->inits += l.g[i]->n_inits;
+    }
     const struct kiln_node **all = kiln_malloc((total + 1) * sizeof *all);
     h->e = kiln_malloc((total + 1) * sizeof *h->e);
     if (!all || !h->e) {
@@ -447,10 +450,12 @@ static kiln_status run_pass(struct kiln_opt *o, const struct kiln_pass *pass, in
             st = kiln_err_set(o->err, KILN_E_NOMEM, "out of memory optimizing the model");
             goto done;
         }
-        char diff[2048];
+        char diff[2048], inits[64] = "";
         hist_diff(&before, &after, diff, sizeof diff);
-        report(&o->opt, "pass %s (round %d): %zu -> %zu nodes%s%s", pass->name, round,
-               before.nodes, after.nodes, diff[0] ? "; " : "", diff);
+        if (before.inits != after.inits)
+            snprintf(inits, sizeof inits, ", %zu -> %zu initializers", before.inits, after.inits);
+        report(&o->opt, "pass %s (round %d): %zu -> %zu nodes%s%s%s", pass->name, round,
+               before.nodes, after.nodes, inits, diff[0] ? "; " : "", diff);
     }
 done:
     opt_pending_free(&o->pend);
@@ -510,7 +515,8 @@ kiln_status kiln_model_optimize(kiln_model *m, const kiln_optimize_options *opt,
         char a[2048], b[2048];
         hist_text(&h0, a, sizeof a);
         hist_text(&h1, b, sizeof b);
-        report(opt, "optimized: %zu -> %zu nodes in %d round%s%s", h0.nodes, h1.nodes,
+        report(opt, "optimized: %zu -> %zu nodes, %zu -> %zu initializers in %d round%s%s",
+               h0.nodes, h1.nodes, h0.inits, h1.inits,
                round > KILN_OPT_MAX_ROUNDS ? KILN_OPT_MAX_ROUNDS : round,
                round == 1 ? "" : "s", round > KILN_OPT_MAX_ROUNDS ? " (round limit reached)" : "");
         report(opt, "ops before: %s", a);

@@ -181,6 +181,7 @@ static kiln_status cse_inits(struct kiln_opt *o, struct kiln_graph *g, bool *cha
             table_add(&t, h, i);
             continue;
         }
+        if (!kiln_opt_can_replace(o, g, in->name, g->inits[found].name)) continue;
         st = kiln_opt_replace_uses(o, g, in->name, g->inits[found].name);
         if (st) break;
         kiln_opt_remove_init(o, g, i);

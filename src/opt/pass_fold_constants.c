@@ -12,7 +12,8 @@
  * beyond its inputs' bytes (ConstantOfShape, Expand, Tile, Range... would bloat the model).
  * The inferred output shapes decide before evaluating; when they are not all known, ops that
  * can expand (EXPANDING below) are left alone, and for the others the result is measured and
- * dropped when too big. Results that are not tensors (sequences, optionals) are not folded;
+ * dropped when too big. Identity is left to eliminate_identity (folding it would copy the
+ * constant's data). Results that are not tensors (sequences, optionals) are not folded;
  * a kernel that fails on its constant inputs leaves the node as it is (the error is the
  * model's, and shows when it runs).
  */
@@ -65,6 +66,8 @@ static kiln_status fold_node(struct kiln_opt *o, struct kiln_graph *g, size_t id
     bool is_constant = !n->domain[0] && strcmp(n->op_type, "Constant") == 0;
     if (!n->n_out || n->n_in > MAX_IN || n->n_out > MAX_OUT) return KILN_OK;
     if (!is_constant && n->n_in == 0) return KILN_OK; /* sources other than Constant */
+    /* Identity of a constant would copy its data; eliminate_identity rewires instead. */
+    if (!n->domain[0] && strcmp(n->op_type, "Identity") == 0) return KILN_OK;
     if (!kiln_eval_can(m, n)) return KILN_OK;
 
     /* Values shape inference already knows (Shape of a static shape and its arithmetic):

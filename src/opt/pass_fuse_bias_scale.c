@@ -34,11 +34,6 @@ static bool per_channel(const struct kiln_tensor *c, size_t M, int r, int axis, 
     return true;
 }
 
-static kiln_status nomem(struct kiln_opt *o)
-{
-    return kiln_err_set(kiln_opt_err(o), KILN_E_NOMEM, "out of memory optimizing the model");
-}
-
 /* Producer pi (Conv or Gemm), consumer ci (Add or Mul) with the constant cst. */
 static kiln_status fold(struct kiln_opt *o, struct kiln_graph *g, size_t pi, size_t ci,
                         const struct kiln_tensor *cst, bool *done)
@@ -71,7 +66,7 @@ static kiln_status fold(struct kiln_opt *o, struct kiln_graph *g, size_t pi, siz
     }
     const float *cv = cst->data;
     float *nb = kiln_malloc((M ? M : 1) * sizeof *nb), *nw = NULL;
-    if (!nb) return nomem(o);
+    if (!nb) return fu_nomem(o);
     for (size_t m = 0; m < M; m++) {
         float bv = b ? ((const float *)b->data)[kiln_tensor_numel(b) == 1 ? 0 : m] * beta : 0.0f;
         nb[m] = mul ? bv * cv[m * step] : bv + cv[m * step];

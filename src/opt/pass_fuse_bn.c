@@ -35,7 +35,7 @@ static float *bn_affine(struct kiln_opt *o, const struct kiln_graph *g, const st
     float *st = kiln_malloc(2 * (C ? C : 1) * sizeof *st);
     if (!st) {
         *nomem = true;
-        kiln_err_set(kiln_opt_err(o), KILN_E_NOMEM, "out of memory optimizing the model");
+        fu_nomem(o);
         return NULL;
     }
     double eps = kiln_opt_attr_f(bn, "epsilon", 1e-5f);
@@ -78,7 +78,7 @@ static kiln_status fold_conv(struct kiln_opt *o, struct kiln_graph *g, size_t pi
     float *nw = fu_copy_f32(o, w), *nb = kiln_malloc((M ? M : 1) * sizeof *nb);
     kiln_status rc = KILN_OK;
     if (!nw || !nb) {
-        rc = kiln_err_set(kiln_opt_err(o), KILN_E_NOMEM, "out of memory optimizing the model");
+        rc = fu_nomem(o);
         goto out;
     }
     size_t inner = 1;
@@ -143,7 +143,7 @@ static kiln_status fold_gemm(struct kiln_opt *o, struct kiln_graph *g, size_t pi
     float *nw = fu_copy_f32(o, w), *nc = kiln_malloc((N ? N : 1) * sizeof *nc);
     kiln_status rc = KILN_OK;
     if (!nw || !nc) {
-        rc = kiln_err_set(kiln_opt_err(o), KILN_E_NOMEM, "out of memory optimizing the model");
+        rc = fu_nomem(o);
         goto out;
     }
     for (size_t n = 0; n < N; n++)

@@ -4,6 +4,8 @@
  *
  *   LayerNorm  m = ReduceMean(x); d = x - m; v = ReduceMean(d^2); s = Sqrt(v + eps);
  *              y = d / s [* gamma] [+ beta]          (PyTorch before opset 17, Paddle, TF)
+ *   TF / Keras m and d as above; a = Reciprocal(Sqrt(ReduceMean(d^2) + eps)) * gamma;
+ *              y = x * a + (beta - m * a)        (tf2onnx's rewrite of the same formula)
  *   RMSNorm    v = ReduceMean(x^2); s = Sqrt(v + eps); y = x / s [* gamma]
  *
  * Both ReduceMeans keep dims and reduce the same trailing axes [r-k, r) of x's rank r (axes
@@ -20,14 +22,17 @@
 #include "opt/fuse_util.h"
 
 struct ln_match {
-    size_t nodes[12];
+    size_t nodes[16];
     size_t n;
     int k;        /* normalized trailing dims */
     float eps;
     const char *gamma, *beta, *out;
 };
 
-static void add(struct ln_match *m, int i) { m->nodes[m->n++] = (size_t)i; }
+static void add(struct ln_match *m, int i)
+{
+    if (m->n < sizeof m->nodes / sizeof m->nodes[0]) m->nodes[m->n++] = (size_t)i;
+}
 
 /* The trailing-axes count of ReduceMean node i over an input of rank r; 0 when it is not a
  * keepdims ReduceMean over trailing axes. */
@@ -174,6 +179,85 @@ static bool match_ln(const struct kiln_opt *o, const struct kiln_graph *g, size_
     return false;
 }
 
+/* The node among g's live nodes of op `op` whose two inputs are {a, b} in any order; -1. */
+static int find_binary(const struct kiln_opt *o, const struct kiln_graph *g, const char *op,
+                       const char *a, const char *b, bool ordered)
+{
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        if (!kiln_opt_is_op(o, g, i, op)) continue;
+        const struct kiln_node *n = &g->nodes[i];
+        if (n->n_in != 2 || n->n_out != 1) continue;
+        if (!strcmp(n->inputs[0], a) && !strcmp(n->inputs[1], b)) return (int)i;
+        if (!ordered && !strcmp(n->inputs[0], b) && !strcmp(n->inputs[1], a)) return (int)i;
+    }
+    return -1;
+}
+
+/* The TF / Keras LayerNorm from its first ReduceMean ri. */
+static bool match_ln_tf(const struct kiln_opt *o, const struct kiln_graph *g, size_t ri,
+                        const char **x, struct ln_match *m)
+{
+    const struct kiln_node *r0 = &g->nodes[ri];
+    *x = r0->inputs[0];
+    int r = rank_of(g, *x);
+    m->k = trailing_axes(o, g, ri, r);
+    if (!m->k) return false;
+    const char *mean = r0->outputs[0];
+    int su = find_binary(o, g, "Sub", *x, mean, true);
+    if (su < 0) return false;
+    add(m, (int)ri);
+    add(m, su);
+    const char *d = g->nodes[su].outputs[0];
+    int vi = -1;
+    for (size_t i = 0; i < g->n_nodes && vi < 0; i++) {
+        const char *sx;
+        if (!kiln_opt_is_op(o, g, i, "ReduceMean")) continue;
+        int sq = square_node(o, g, g->nodes[i].inputs[0], &sx);
+        if (sq < 0 || strcmp(sx, d) || trailing_axes(o, g, i, r) != m->k) continue;
+        add(m, sq);
+        add(m, (int)i);
+        vi = (int)i;
+    }
+    if (vi < 0) return false;
+    int a = fu_next(o, g, (size_t)vi);
+    if (a < 0 || !fu_is(o, g, a, "", "Add")) return false;
+    int j = fu_other(&g->nodes[a], g->nodes[vi].outputs[0]);
+    const struct kiln_tensor *eps = j >= 0 ? fu_const_f32(o, g, g->nodes[a].inputs[j]) : NULL;
+    if (!eps || kiln_tensor_numel(eps) != 1) return false;
+    m->eps = ((const float *)eps->data)[0];
+    add(m, a);
+    int s = fu_next(o, g, (size_t)a);
+    if (s < 0 || !fu_is(o, g, s, "", "Sqrt")) return false;
+    add(m, s);
+    int rc = fu_next(o, g, (size_t)s);
+    if (rc < 0 || !fu_is(o, g, rc, "", "Reciprocal")) return false;
+    add(m, rc);
+    int gm = fu_next(o, g, (size_t)rc);
+    if (gm < 0 || !fu_is(o, g, gm, "", "Mul")) return false;
+    j = fu_other(&g->nodes[gm], g->nodes[rc].outputs[0]);
+    if (j < 0 || rank_of(g, g->nodes[gm].inputs[j]) < 0 || rank_of(g, g->nodes[gm].inputs[j]) > m->k)
+        return false;
+    m->gamma = g->nodes[gm].inputs[j];
+    add(m, gm);
+    const char *sc = g->nodes[gm].outputs[0];
+    int xa = find_binary(o, g, "Mul", *x, sc, false), ma = find_binary(o, g, "Mul", mean, sc, false);
+    if (xa < 0 || ma < 0) return false;
+    add(m, xa);
+    add(m, ma);
+    int sb = fu_next(o, g, (size_t)ma);
+    if (sb < 0 || !fu_is(o, g, sb, "", "Sub") || g->nodes[sb].n_in != 2 ||
+        strcmp(g->nodes[sb].inputs[1], g->nodes[ma].outputs[0]))
+        return false;
+    m->beta = g->nodes[sb].inputs[0];
+    if (rank_of(g, m->beta) < 0 || rank_of(g, m->beta) > m->k) return false;
+    add(m, sb);
+    int y = find_binary(o, g, "Add", g->nodes[xa].outputs[0], g->nodes[sb].outputs[0], false);
+    if (y < 0) return false;
+    add(m, y);
+    m->out = g->nodes[y].outputs[0];
+    return true;
+}
+
 /* RMSNorm from its ReduceMean ri (over x^2). */
 static bool match_rms(const struct kiln_opt *o, const struct kiln_graph *g, size_t ri, const char **x,
                       struct ln_match *m)
@@ -204,7 +288,7 @@ static kiln_status ones(struct kiln_opt *o, struct kiln_graph *g, const char *x,
     size_t n = 1;
     for (int i = r - k; i < r; i++) n *= (size_t)d[i];
     float *v = kiln_malloc((n ? n : 1) * sizeof *v);
-    if (!v) return kiln_err_set(kiln_opt_err(o), KILN_E_NOMEM, "out of memory optimizing the model");
+    if (!v) return fu_nomem(o);
     for (size_t i = 0; i < n; i++) v[i] = 1.0f;
     kiln_status st = fu_add_f32(o, g, "ones", k, d + r - k, v, name);
     kiln_free(v);
@@ -216,10 +300,14 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
     int64_t opset = fu_opset(o);
     for (size_t i = 0; i < g->n_nodes; i++) {
         if (!kiln_opt_is_op(o, g, i, "ReduceMean")) continue;
-        for (int rms = 0; rms < 2; rms++) {
+        for (int form = 0; form < 3; form++) {
             struct ln_match m = {0};
             const char *x;
-            if (!(rms ? match_rms(o, g, i, &x, &m) : match_ln(o, g, i, &x, &m))) continue;
+            bool rms = form == 2;
+            if (!(form == 0   ? match_ln(o, g, i, &x, &m)
+                  : form == 1 ? match_ln_tf(o, g, i, &x, &m)
+                              : match_rms(o, g, i, &x, &m)))
+                continue;
             bool std_op = opset >= (rms ? 23 : 17);
             if (!std_op && !kiln_opt_keep_fused(o)) break;
             const char *keep[1] = {m.out};

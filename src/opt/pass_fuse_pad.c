@@ -111,7 +111,7 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
         const char *ins[3] = {p->inputs[0], cn->n_in > 1 ? cn->inputs[1] : "",
                               cn->n_in > 2 ? cn->inputs[2] : ""};
         const char *outs[2] = {cn->outputs[0], cn->n_out > 1 ? cn->outputs[1] : ""};
-        size_t nodes[2] = {i, (size_t)c};
+        size_t nodes[2] = {(size_t)c, i}; /* the new node keeps the consumer's name */
         struct kiln_node *nn;
         KILN_TRY(fu_replace(o, g, nodes, 2, cn->op_type, "", cn->n_in, ins, cn->n_out, outs, cn, &nn));
         kiln_opt_remove_attr(nn, "auto_pad");

@@ -38,8 +38,8 @@ done
 # The report: per pass lines, then the summary with both histograms.
 AG=$NODE/test_affine_grid_2d_expanded/model.onnx
 expect_ok "$KILN" optimize "$AG" -o "$TMP/r.onnx" --level basic --report
-out_has '^pass fold_constants \(round 1\): [0-9]+ -> [0-9]+ nodes; .*Constant [0-9]+ -> 0'
-out_has '^optimized: 113 -> [0-9]+ nodes in [0-9]+ rounds$'
+out_has '^pass fold_constants \(round 1\): [0-9]+ -> [0-9]+ nodes, 0 -> [0-9]+ initializers; .*Constant [0-9]+ -> 0'
+out_has '^optimized: 113 -> [0-9]+ nodes, 0 -> [0-9]+ initializers in [0-9]+ rounds$'
 out_has '^ops before: Add 11, '
 out_has '^ops after: '
 # --passes runs only those.
@@ -47,7 +47,7 @@ expect_ok "$KILN" optimize "$AG" -o "$TMP/p.onnx" --passes dce --report
 out_has '^optimized: 113 -> 113 nodes'
 # Fewer nodes than the original, and a second optimize changes nothing.
 expect_ok "$KILN" optimize "$TMP/r.onnx" -o "$TMP/r2.onnx" --level basic --report
-out_has '^optimized: ([0-9]+) -> \1 nodes in 1 round$'
+out_has '^optimized: ([0-9]+) -> \1 nodes, ([0-9]+) -> \2 initializers in 1 round$'
 
 # --shapes fixes an input; a contradicting shape is refused.
 GE=$NODE/test_gelu_tanh_2_expanded

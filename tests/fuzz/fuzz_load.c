@@ -9,6 +9,9 @@
  * (empty sequences and empty optionals of the declared element type otherwise). Everything
  * is freed; LeakSanitizer reports what is not.
  *
+ * A second copy is optimized (kiln_model_optimize, extended level), checked again when the
+ * model was valid, queried and run the same way.
+ *
  * Invariants checked: every failure carries a one-line message; the type text reports the
  * length it needs and stays NUL-terminated when cut; a successful run fills every output.
  */
@@ -198,6 +201,29 @@ static void run_once(const kiln_model *m)
     kiln_session_free(s);
 }
 
+/* A second copy optimized at the extended level with kiln's fused ops (docs/optimizer.md):
+ * a failure carries a message and is never an internal error (a pass breaking the graph);
+ * a valid model stays valid; the optimized model goes through the queries and a run. */
+static void optimize_once(const uint8_t *data, size_t size, size_t problems)
+{
+    kiln_model *m = NULL;
+    kiln_err err;
+    memset(&err, 0, sizeof err);
+    if (kiln_model_load_buffer(data, size, NULL, &m, &err) != KILN_OK) return;
+    kiln_optimize_options opt = {.level = KILN_OPT_EXTENDED, .keep_fused = 1};
+    kiln_status st = kiln_model_optimize(m, &opt, &err);
+    if (st) {
+        FUZZ_CHECK(fuzz_msg_ok(&err), "optimize failed (%d) without a message", (int)st);
+        FUZZ_CHECK(st != KILN_E_INTERNAL, "optimize: %s", err.msg);
+    } else {
+        if (problems == 0)
+            FUZZ_CHECK(kiln_model_check(m, NULL, NULL) == 0, "optimize made a valid model invalid");
+        query_all(m);
+        run_once(m);
+    }
+    kiln_model_free(m);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     kiln_model *m = NULL;
@@ -216,5 +242,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     infer_all(m);
     run_once(m);
     kiln_model_free(m);
+    optimize_once(data, size, problems);
     return 0;
 }

@@ -22,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "base/base.h"
 #include "kiln.h"
 #include "test_support.h"
 
@@ -617,6 +619,14 @@ static void test_fuse_layernorm(void)
                "node Pow d,two -> q\nnode ReduceMean q,ax -> v\nnode Add eps,v -> ve\n"
                "node Sqrt ve -> s\nnode Div d,s -> y\noutput y\n",
                "fuse_layernorm,dce", true, "LayerNormalization=1 ReduceMean=0", 2e-5);
+    check_case("TF / Keras LayerNorm",
+               "opset 13\ninput x f32 2,3,8\ninit eps f32 - = 1e-3\ninit gamma f32 8 rand\n"
+               "init beta f32 8 rand\nnode ReduceMean x -> m axes=ints:-1\nnode Sub x,m -> d\n"
+               "node Mul d,d -> q\nnode ReduceMean q -> v axes=ints:-1\nnode Add v,eps -> ve\n"
+               "node Sqrt ve -> s\nnode Reciprocal s -> r\nnode Mul r,gamma -> a\n"
+               "node Mul x,a -> xa\nnode Mul a,m -> ma\nnode Sub beta,ma -> b2\n"
+               "node Add xa,b2 -> y\noutput y\n",
+               "fuse_layernorm,dce", true, "kiln.LayerNormalization=1 ReduceMean=0 Mul=0", 2e-5);
     check_case("RMSNorm (opset 17 -> kiln)",
                "opset 17\ninput x f32 2,4,6\ninit eps f32 - = 1e-6\ninit two f32 - = 2\n"
                "init gamma f32 6 rand\nnode Pow x,two -> q\nnode ReduceMean q -> v axes=ints:-1\n"
@@ -768,6 +778,75 @@ static void test_push_transpose(void)
                "push_transpose,dce", false, "Transpose=2", 0);
 }
 
+/* ------------------------------------------------------------------ out of memory */
+
+/* Every allocation of an extended optimization of a model that exercises each fusion fails
+ * in turn: the optimizer returns KILN_E_NOMEM and leaves the model as it was (it still runs
+ * and gives the original outputs), or succeeds with the full result. Leaks show under ASan. */
+static void test_oom(void)
+{
+    static const char *text =
+        "opset 13\ninput x f32 1,3,6,6\ninput t f32 2,5,16\n"
+        "init w f32 4,3,3,3 rand\ninit s f32 4 rand\ninit b f32 4 rand\ninit mu f32 4 rand\n"
+        "init var f32 4 pos\nnode Conv x,w -> c pads=ints:1,1,1,1\n"
+        "node BatchNormalization c,s,b,mu,var -> n\nnode Relu n -> y\noutput y\n"
+        "init wq f32 16,16 rand\ninit wk f32 16,16 rand\ninit wv f32 16,16 rand\n"
+        "init bq f32 16 rand\ninit shp i64 4 = 0,0,4,4\ninit back i64 3 = 0,0,16\n"
+        "init c8 f32 - = 2\ninit sq2 f32 - = 1.4142135\ninit one f32 - = 1\ninit half f32 - = 0.5\n"
+        "node MatMul t,wq -> q0\nnode Add q0,bq -> q\nnode MatMul t,wk -> k\nnode MatMul t,wv -> v\n"
+        "node Reshape q,shp -> q3\nnode Transpose q3 -> q4 perm=ints:0,2,1,3\n"
+        "node Reshape k,shp -> k3\nnode Transpose k3 -> kt perm=ints:0,2,3,1\n"
+        "node Reshape v,shp -> v3\nnode Transpose v3 -> v4 perm=ints:0,2,1,3\n"
+        "node MatMul q4,kt -> s0\nnode Div s0,c8 -> sc\nnode Softmax sc -> p axis=int:-1\n"
+        "node MatMul p,v4 -> o4\nnode Transpose o4 -> o3 perm=ints:0,2,1,3\n"
+        "node Reshape o3,back -> o\nnode Div o,sq2 -> ga\nnode Erf ga -> ge\n"
+        "node Add ge,one -> gp\nnode Mul o,gp -> gm\nnode Mul gm,half -> z\noutput z\n";
+    struct buf b;
+    parse_model(text, &b);
+    struct run r0 = {0};
+    kiln_model *m0 = NULL;
+    kiln_err e = {0};
+    if (kiln_model_load_buffer(b.p, b.len, NULL, &m0, &e) || !run_model(m0, 9, &r0, "oom")) {
+        CHECK(false, "oom model: %s", e.msg);
+        free(b.p);
+        kiln_model_free(m0);
+        return;
+    }
+    size_t before = kiln_model_node_count(m0);
+    int failures = 0;
+    for (long n = 1; n < 100000; n++) {
+        kiln_model *m = NULL;
+        if (kiln_model_load_buffer(b.p, b.len, NULL, &m, &e)) break;
+        kiln_alloc_fail_after(n);
+        kiln_status st = optimize(m, NULL, true, &e);
+        long used = kiln_alloc_fail_after(0);
+        bool failed = used >= n;
+        CHECK(st == KILN_OK || st == KILN_E_NOMEM, "allocation %ld failing: status %d (%s)", n, st, e.msg);
+        if (st == KILN_E_NOMEM) {
+            failures++;
+            CHECK(kiln_model_node_count(m) == before, "allocation %ld failing: model changed", n);
+        }
+        if (n % 16 == 1 || !failed) { /* the model (restored or optimized) still runs right */
+            struct run r1 = {0};
+            if (run_model(m, 9, &r1, "oom")) {
+                double d = max_diff(&r1, &r0);
+                CHECK(d >= 0 && d <= 1e-5, "allocation %ld failing: outputs differ by %.3g", n, d);
+            }
+            free_run(&r1);
+        }
+        if (!failed) {
+            CHECK(st == KILN_OK && kiln_model_node_count(m) < before, "optimization without failures");
+            kiln_model_free(m);
+            break;
+        }
+        kiln_model_free(m);
+    }
+    CHECK(failures > 10, "only %d allocation failures seen", failures);
+    free_run(&r0);
+    kiln_model_free(m0);
+    free(b.p);
+}
+
 /* ------------------------------------------------------------------ bench models */
 
 static void histogram(const kiln_model *m)
@@ -794,6 +873,51 @@ static void histogram(const kiln_model *m)
     printf("\n");
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Times `reps` one-thread runs of m0 and m1 alternately (after one warm-up each) and prints
+ * the minimum and median of each (KILN_OPT_BENCH_REPS, default 0: no timing). */
+static void time_models(const kiln_model *m0, const kiln_model *m1, const char *what)
+{
+    const char *env = getenv("KILN_OPT_BENCH_REPS");
+    int reps = env ? atoi(env) : 0;
+    if (reps <= 0 || reps > 1000) return;
+    const kiln_model *ms[2] = {m0, m1};
+    kiln_session *s[2] = {0};
+    kiln_value *in[8] = {0};
+    size_t n_in = make_inputs(m0, 5, in), n_out = kiln_model_output_count(m0);
+    kiln_session_options so = {.threads = 1};
+    kiln_err e;
+    double t[2][1000];
+    for (int k = 0; k < 2; k++)
+        if (kiln_session_create(ms[k], &so, &s[k], &e)) goto out;
+    for (int r = -1; r < reps; r++)
+        for (int k = 0; k < 2; k++) {
+            kiln_value *outs[8] = {0};
+            double t0 = now_ms();
+            if (kiln_session_run(s[k], n_in, NULL, (const kiln_value *const *)in, n_out, outs, &e)) goto out;
+            if (r >= 0) t[k][r] = now_ms() - t0;
+            for (size_t i = 0; i < n_out; i++) kiln_value_free(outs[i]);
+        }
+    for (int k = 0; k < 2; k++) qsort(t[k], (size_t)reps, sizeof(double), cmp_d);
+    printf("%s: 1 thread, %d runs each: original min %.1f ms median %.1f; extended min %.1f ms "
+           "median %.1f\n", what, reps, t[0][0], t[0][reps / 2], t[1][0], t[1][reps / 2]);
+out:
+    for (int k = 0; k < 2; k++) kiln_session_free(s[k]);
+    for (size_t i = 0; i < n_in; i++) kiln_value_free(in[i]);
+}
+
 static int bench_models(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -815,6 +939,7 @@ static int bench_models(int argc, char **argv)
         if (run_model(m0, 5, &r0, argv[i]) && run_model(m1, 5, &r1, argv[i]))
             printf("%s: largest output difference %.3g (relative to 1 + |x|)\n", argv[i],
                    max_diff(&r1, &r0));
+        time_models(m0, m1, argv[i]);
         free_run(&r0);
         free_run(&r1);
         kiln_model_free(m0);
@@ -835,5 +960,6 @@ int main(int argc, char **argv)
     test_fuse_bias_scale();
     test_fuse_pad();
     test_push_transpose();
+    test_oom();
     return test_summary("test_opt_extended");
 }

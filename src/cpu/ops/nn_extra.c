@@ -55,6 +55,7 @@
 #include "cpu/ops/fused.h"
 #include "cpu/sgemm.h"
 #include "cpu/tensor_util.h"
+#include "cpu/vmath.h"
 
 /* ------------------------------------------------------------------ Attention */
 
@@ -135,10 +136,9 @@ static void attn_head(const struct attn_job *j, size_t b, size_t h, float *sc, f
         if (mx == -INFINITY) {
             memset(row, 0, T * sizeof *row); /* fully masked: see file comment */
         } else {
-            for (size_t c = 0; c < T; c++) {
-                row[c] = expf(row[c] - mx);
-                sum += row[c];
-            }
+            for (size_t c = 0; c < T; c++) row[c] -= mx;
+            kiln_vexp_f32(row, row, T);
+            for (size_t c = 0; c < T; c++) sum += row[c];
             float inv = (float)(1.0 / sum);
             for (size_t c = 0; c < T; c++) row[c] *= inv;
         }
