@@ -36,6 +36,10 @@
 /* Bigger DOT text than this is refused (KILN_E_LIMIT): about 100 000 nodes. */
 #define DRAW_MAX_DOT ((size_t)256 << 20)
 #define DRAW_MAX_ATTR_LINES 6
+/* Above this many boxes, dot's layout is told to work less: fewer network-simplex and
+ * crossing-minimization rounds, straight edges. DenseNet-121 (440 nodes, 976 edges, the
+ * concatenations reaching far back) takes minutes of CPU with the defaults and ~8 s so. */
+#define DRAW_BIG_GRAPH 150
 #define DRAW_MAX_LIST 8 /* list attributes and small initializers show this many entries */
 
 #define DRAW_MAX_DEPTH 64 /* subgraph nesting drawn; deeper ones are left out */
@@ -43,6 +47,7 @@
 struct draw {
     struct kiln_buf out;
     int n_graphs;                 /* graphs numbered so far (the DOT ids' G) */
+    size_t n_boxes;               /* node boxes drawn, all graphs */
     int depth;                    /* enclosing graphs of the one being drawn */
     int stack[DRAW_MAX_DEPTH];    /* their ids, outermost first */
 };
@@ -346,6 +351,7 @@ static void draw_node(struct draw *d, const struct kiln_graph *g, int gi, size_t
     const struct kiln_node *nd = &g->nodes[ni];
     bool fused = strcmp(nd->domain, "kiln") == 0;
     char buf[256];
+    d->n_boxes++;
 
     putf(d, "%sop_%d_%zu [id=\"op_%d_%zu\"%s", ind, gi, ni, gi, ni,
          fused ? " fillcolor=\"#ffd8a8\" color=\"#e8590c\"" : "");
@@ -723,6 +729,8 @@ kiln_status kiln_model_draw(const kiln_model *m, const char *path, kiln_draw_for
             "fontname=\"Helvetica\" fontsize=11 margin=\"0.12,0.04\"];\n"
             "  edge [fontname=\"Helvetica\" fontsize=9 color=\"#495057\" fontcolor=\"#495057\" arrowsize=0.6];\n");
     draw_graph(&d, g, 0, "  ");
+    if (d.n_boxes > DRAW_BIG_GRAPH)
+        put(&d, "  graph [nslimit=0.5 nslimit1=0.5 mclimit=0.05 searchsize=10 remincross=false splines=line];\n");
     put(&d, "}\n");
     kiln_buf_append(&d.out, "", 1); /* NUL for Graphviz; not written to .dot */
     if (d.out.failed) {
