@@ -46,6 +46,9 @@
 
 struct draw {
     struct kiln_buf out;
+    /* Outer-scope edges, written at the root's end: an edge statement inside a cluster
+     * would pull both of its nodes into that cluster. */
+    struct kiln_buf tail;
     int n_graphs;                 /* graphs numbered so far (the DOT ids' G) */
     size_t n_boxes;               /* node boxes drawn, all graphs */
     int depth;                    /* enclosing graphs of the one being drawn */
@@ -564,7 +567,15 @@ static void draw_graph(struct draw *d, const struct kiln_graph *g, int gi, const
             bool dup = false;
             for (size_t j = 0; j < k && !dup; j++) dup = nd->in_ids[j] == id;
             if (dup || !source_of(d, g, gi, id, from, sizeof from, &outer)) continue;
-            edge(d, ind, from, to, value_type(g, id), outer ? "style=dotted constraint=false" : NULL);
+            if (outer) {
+                struct kiln_buf main = d->out;
+                d->out = d->tail;
+                edge(d, "  ", from, to, value_type(g, id), "style=dotted constraint=false");
+                d->tail = d->out;
+                d->out = main;
+                continue;
+            }
+            edge(d, ind, from, to, value_type(g, id), NULL);
         }
         /* values the node's subgraphs read from this graph come in through the node */
     }
@@ -573,8 +584,15 @@ static void draw_graph(struct draw *d, const struct kiln_graph *g, int gi, const
         bool outer;
         snprintf(to, sizeof to, "out_%d_%zu", gi, k);
         if (!source_of(d, g, gi, id, from, sizeof from, &outer)) continue;
-        edge(d, ind, from, to, id >= 0 ? value_type(g, id) : &g->outputs[k].type,
-             outer ? "style=dotted" : NULL);
+        if (outer) {
+            struct kiln_buf main = d->out;
+            d->out = d->tail;
+            edge(d, "  ", from, to, id >= 0 ? value_type(g, id) : &g->outputs[k].type, "style=dotted");
+            d->tail = d->out;
+            d->out = main;
+            continue;
+        }
+        edge(d, ind, from, to, id >= 0 ? value_type(g, id) : &g->outputs[k].type, NULL);
     }
 }
 
@@ -719,7 +737,7 @@ kiln_status kiln_model_draw(const kiln_model *m, const char *path, kiln_draw_for
     if (!g || !g->linked)
         return kiln_err_set(err, KILN_E_INVALID_MODEL, "draw: the model's graph is not linked");
 
-    struct draw d = {.out = {.limit = DRAW_MAX_DOT}, .n_graphs = 1};
+    struct draw d = {.out = {.limit = DRAW_MAX_DOT}, .tail = {.limit = DRAW_MAX_DOT}, .n_graphs = 1};
     put(&d, "digraph kiln {\n"
             "  graph [rankdir=TB compound=true nodesep=0.25 ranksep=0.35 fontname=\"Helvetica\"");
     put(&d, " label=");
@@ -729,6 +747,9 @@ kiln_status kiln_model_draw(const kiln_model *m, const char *path, kiln_draw_for
             "fontname=\"Helvetica\" fontsize=11 margin=\"0.12,0.04\"];\n"
             "  edge [fontname=\"Helvetica\" fontsize=9 color=\"#495057\" fontcolor=\"#495057\" arrowsize=0.6];\n");
     draw_graph(&d, g, 0, "  ");
+    if (d.tail.failed) d.out.failed = true;
+    if (d.tail.len) kiln_buf_append(&d.out, d.tail.data, d.tail.len);
+    kiln_buf_free(&d.tail);
     if (d.n_boxes > DRAW_BIG_GRAPH)
         put(&d, "  graph [nslimit=0.5 nslimit1=0.5 mclimit=0.05 searchsize=10 remincross=false splines=line];\n");
     put(&d, "}\n");
