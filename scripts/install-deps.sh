@@ -13,6 +13,10 @@ command -v cmake >/dev/null 2>&1 || missing="$missing cmake"
 [ -f /usr/include/x86_64-linux-gnu/tiffio.h ] || [ -f /usr/include/tiffio.h ] || missing="$missing libtiff-dev"
 [ -f /usr/include/webp/decode.h ] || missing="$missing libwebp-dev"
 [ -f /usr/include/openjpeg-2.5/openjpeg.h ] || missing="$missing libopenjp2-7-dev"
+# Graphviz for `kiln graph` SVG/HTML (optional at build time; the tests expect it), and
+# Chromium for tests/cli/test_graph.sh's browser checks (~81 MB download, ~1 min on CI).
+[ -f /usr/include/graphviz/gvc.h ] || missing="$missing libgraphviz-dev"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 [ "${KILN_NEED_CLANG:-0}" = 1 ] && ! command -v clang >/dev/null 2>&1 && missing="$missing clang"
 if [ -n "$missing" ]; then
     SUDO=""
