@@ -29,6 +29,8 @@
 #include "ir/ir.h"
 
 #ifdef KILN_HAVE_GRAPHVIZ
+#include <pthread.h>
+
 #include <graphviz/cgraph.h>
 #include <graphviz/gvc.h>
 #endif
@@ -599,6 +601,14 @@ static void draw_graph(struct draw *d, const struct kiln_graph *g, int gi, const
 /* ------------------------------------------------------------------ SVG and HTML */
 
 #ifdef KILN_HAVE_GRAPHVIZ
+/* One Graphviz context for the process, made on first use and never freed, and a lock
+ * around every use: Graphviz is not thread-safe, and 2.42's pango text-layout plugin keeps
+ * a static pointer to the last font name, which lives in the context's font dictionary,
+ * so freeing the context after each drawing made the next one read freed memory
+ * (valgrind: invalid read in pango_textlayout). The context holds the loaded plugins and
+ * their configuration, about 100 kB. */
+static pthread_mutex_t gv_lock = PTHREAD_MUTEX_INITIALIZER;
+static GVC_t *gv_ctx;
 static char gv_errbuf[512];
 static int gv_error(char *msg)
 {
@@ -611,11 +621,16 @@ static int gv_error(char *msg)
 static kiln_status render_svg(const char *dot, char **svg, size_t *len, kiln_err *err)
 {
     *svg = NULL;
+    pthread_mutex_lock(&gv_lock);
     gv_errbuf[0] = 0;
     agseterr(AGERR);
     agseterrf(gv_error);
-    GVC_t *gvc = gvContext();
-    if (!gvc) return kiln_err_set(err, KILN_E_NOMEM, "draw: cannot create a Graphviz context");
+    if (!gv_ctx) gv_ctx = gvContext();
+    GVC_t *gvc = gv_ctx;
+    if (!gvc) {
+        pthread_mutex_unlock(&gv_lock);
+        return kiln_err_set(err, KILN_E_NOMEM, "draw: cannot create a Graphviz context");
+    }
     kiln_status st = KILN_OK;
     Agraph_t *gr = agmemread(dot);
     char *data = NULL;
@@ -647,8 +662,8 @@ static kiln_status render_svg(const char *dot, char **svg, size_t *len, kiln_err
     gvFreeLayout(gvc, gr);
 done:
     if (gr) agclose(gr);
-    gvFreeContext(gvc);
     agseterrf(NULL);
+    pthread_mutex_unlock(&gv_lock);
     return st;
 }
 #endif
