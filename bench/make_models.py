@@ -311,6 +311,11 @@ def torchvision_model(name, size=224):
     import torchvision  # python3-torchvision; imported here so the other models need only torch
 
     model = getattr(torchvision.models, name)(weights=None)
+    # ViT initializes its classification head to zeros (as for fine-tuning), which makes
+    # every output 0 and the kiln-vs-ORT check vacuous: give such layers random weights.
+    for m in model.modules():
+        if isinstance(m, nn.Linear) and not m.weight.any():
+            nn.init.normal_(m.weight, std=0.02)
     return calibrate(model, lambda: torch.rand(8, 3, size, size) * 2 - 1)
 
 
