@@ -1,27 +1,50 @@
 #!/usr/bin/python3
-"""bench/make_models.py: export the benchmark models to ONNX with PyTorch.
+"""bench/make_models.py: export the benchmark model set to ONNX with PyTorch.
 
 Run with Debian's Python (python3-torch 1.13, python3-torchvision 0.14; see
 scripts/install-peers.sh):
 
     /usr/bin/python3 bench/make_models.py [--out DIR] [--opsets 13,17] [MODEL...]
+    /usr/bin/python3 bench/make_models.py --list | --table
 
-MODEL is any of resnet50, mobilenet_v2, bert, mlp (default: all). Writes
-DIR/NAME-opsetK.onnx (DIR defaults to build/bench-models, which git ignores; the models
-are not committed). Weights are random (fixed seeds, no downloads), which is all a speed
-benchmark needs (the CNNs' BatchNorm statistics are measured on random images, so that the
-outputs have a sensible scale for the kiln-vs-ORT check); every model is in eval mode with a fixed batch of 1, so all shapes are
-static. Running it twice gives byte-identical files.
+MODEL is any of the names below (default: all). Writes DIR/NAME-opsetK.onnx (DIR defaults
+to build/bench-models, which git ignores; the models are not committed) for each model's
+opsets: 13 and 17 for the first four (the original set), 17 for the others; --opsets
+overrides. Models with dynamic inputs also get DIR/NAME-opsetK.shapes, the concrete shapes
+bench/make_refs.sh runs them with. --table prints docs/benchmarks.md's table of what is in
+DIR (needs python3-onnx). Weights are random (fixed seeds, no downloads), which is all a
+speed benchmark and the kiln-vs-ORT check need; BatchNorm statistics are measured on random
+inputs (calibrate()), so that the outputs have a sensible scale. Every model is in eval
+mode; shapes are static (batch 1) except where noted. Running it twice gives
+byte-identical files. The whole set takes about 4 minutes on 2 cores and 2.7 GB of disk.
 
-  resnet50      torchvision ResNet-50,      input "input" float32[1,3,224,224], output "output" [1,1000]
-  mobilenet_v2  torchvision MobileNetV2,    input "input" float32[1,3,224,224], output "output" [1,1000]
-  bert          BERT-base-like encoder (12 layers, hidden 768, 12 heads, FFN 3072, GELU,
-                post-LayerNorm, vocab 30522), input "input_ids" int64[1,128],
-                outputs "last_hidden_state" [1,128,768] and "pooler_output" [1,768].
-                Written layer by layer, so the graph has MatMul, Softmax, Erf and
-                LayerNormalization (opset 17; at opset 13 LayerNorm is decomposed into
-                ReduceMean/Sub/Pow/Sqrt/Div).
-  mlp           784-512-512-10 MLP with ReLU, input "input" float32[1,784], output "output" [1,10]
+  resnet50         torchvision ResNet-50, input [1,3,224,224] -> output [1,1000]
+  mobilenet_v2     torchvision MobileNetV2, same shapes
+  efficientnet_b0  torchvision EfficientNet-B0 (SiLU, squeeze-excitation), same shapes
+  densenet121      torchvision DenseNet-121 (Concat of every earlier layer), same shapes
+  shufflenet_v2    torchvision ShuffleNetV2 x1.0 (channel shuffle: Reshape/Transpose), same shapes
+  convnext_tiny    torchvision ConvNeXt-Tiny (7x7 depthwise, LayerNorm, GELU), same shapes
+  vit_b_16         torchvision ViT-B/16 (patch Conv, 12 encoder layers), same shapes
+  bert             BERT-base-like encoder (12 layers, hidden 768, 12 heads, FFN 3072, GELU,
+                   post-LayerNorm, vocab 30522), input "input_ids" int64[1,128], outputs
+                   "last_hidden_state" [1,128,768] and "pooler_output" [1,768]. Written
+                   layer by layer: MatMul, Softmax, Erf and LayerNormalization (opset 17;
+                   at opset 13 LayerNorm is decomposed into ReduceMean/Sub/Pow/Sqrt/Div)
+  bert_dyn         the same encoder with dynamic batch and sequence length: input_ids
+                   int64[batch,seq] (references at 2x64)
+  gpt2             GPT-2-small-style decoder with a key/value cache (class GPT2): input_ids
+                   int64[batch,seq] and 24 past_key_values.I.key/value [batch,12,past_seq,64];
+                   logits [batch,seq,50257] and 24 present.I.key/value [batch,12,total_seq,64]
+                   (references at seq 8 after past_seq 16)
+  lstm             2-layer nn.LSTM, input 256, hidden 512: input [64,1,256] -> output
+                   [64,1,512], h_n and c_n [2,1,512]
+  dcgan            DCGAN generator (ConvTranspose2d stack): z [1,100,1,1] -> image [1,3,64,64]
+  deeplabv3        torchvision DeepLabV3-MobileNetV3-Large, 21 classes: input [1,3,256,256]
+                   -> out [1,21,256,256] (bilinear Resize)
+  ssd              SSD-style detector (class SSDLite): MobileNetV3-Large features, conv
+                   heads, box decoding, batched NMS (NonMaxSuppression): input [1,3,320,320]
+                   -> boxes [detections,4], scores [detections], labels int64[detections]
+  mlp              784-512-512-10 MLP with ReLU, input [1,784] -> output [1,10]
 """
 
 import argparse
@@ -132,9 +155,9 @@ class GPT2Block(nn.Module):
 
 class GPT2(nn.Module):
     """GPT-2-small shapes (12 pre-LN layers, hidden 768, 12 heads, vocab 50257, 1024
-    positions) with a key/value cache: inputs input_ids [1, S] and past_key_values.I.key /
-    .value [1, 12, P, 64]; outputs logits [1, S, 50257] and present.I.key / .value
-    [1, 12, P+S, 64]. S and P are dynamic. The causal mask lets query i (at position P+i)
+    positions) with a key/value cache: inputs input_ids [B, S] and past_key_values.I.key /
+    .value [B, 12, P, 64]; outputs logits [B, S, 50257] and present.I.key / .value
+    [B, 12, P+S, 64]. B, S and P are dynamic (the example traced has B = 1). The causal mask lets query i (at position P+i)
     see keys 0..P+i; it is built from Range and a comparison, so it follows S and P."""
 
     def __init__(self, vocab=50257, hidden=768, heads=12, layers=12, n_pos=1024):
@@ -288,6 +311,11 @@ def torchvision_model(name, size=224):
     import torchvision  # python3-torchvision; imported here so the other models need only torch
 
     model = getattr(torchvision.models, name)(weights=None)
+    # ViT initializes its classification head to zeros (as for fine-tuning), which makes
+    # every output 0 and the kiln-vs-ORT check vacuous: give such layers random weights.
+    for m in model.modules():
+        if isinstance(m, nn.Linear) and not m.weight.any():
+            nn.init.normal_(m.weight, std=0.02)
     return calibrate(model, lambda: torch.rand(8, 3, size, size) * 2 - 1)
 
 
@@ -315,9 +343,9 @@ def classifier(name):
 
 
 def gpt2_dynamic():
-    d = {"input_ids": {1: "seq"}, "logits": {1: "seq"}}
-    d.update({n: {2: "past_seq"} for n in GPT2_PAST})
-    d.update({n: {2: "total_seq"} for n in GPT2_PRESENT})
+    d = {"input_ids": {0: "batch", 1: "seq"}, "logits": {0: "batch", 1: "seq"}}
+    d.update({n: {0: "batch", 2: "past_seq"} for n in GPT2_PAST})
+    d.update({n: {0: "batch", 2: "total_seq"} for n in GPT2_PRESENT})
     return d
 
 
@@ -342,7 +370,8 @@ MODELS = {
     "lstm": Spec(LSTM2, lambda: (torch.randn(64, 1, 256),), ["input"], ["output", "h_n", "c_n"]),
     "dcgan": Spec(dcgan, lambda: (torch.randn(1, 100, 1, 1),), ["z"], ["image"]),
     "deeplabv3": Spec(Segmentation, image(256), ["input"], ["out"]),
-    "ssd": Spec(SSDLite, image(320), ["input"], ["boxes", "scores", "labels"]),
+    "ssd": Spec(SSDLite, image(320), ["input"], ["boxes", "scores", "labels"],
+                dynamic={"boxes": {0: "detections"}, "scores": {0: "detections"}, "labels": {0: "detections"}}),
     "mlp": Spec(mlp, lambda: (torch.randn(1, 784),), ["input"], ["output"], (13, 17)),
 }
 
@@ -370,15 +399,58 @@ def export(name, opset, out_dir):
     print(f"{path}: {params / 1e6:.1f} M parameters, {os.path.getsize(path) / 2**20:.1f} MiB", flush=True)
 
 
+def type_text(t):
+    """'float32[1,3,224,224]' from an onnx TypeProto (symbolic dims by name)."""
+    from onnx import mapping
+
+    tt = t.tensor_type
+    dims = ",".join(d.dim_param if d.HasField("dim_param") else str(d.dim_value) for d in tt.shape.dim)
+    return f"{mapping.TENSOR_TYPE_TO_NP_TYPE[tt.elem_type].name}[{dims}]"
+
+
+def table(out_dir):
+    """Markdown rows describing every model file in out_dir (docs/benchmarks.md)."""
+    import collections
+
+    import onnx
+
+    print("| model | inputs | outputs | params | size | nodes | ops (count) |")
+    print("|---|---|---|---:|---:|---:|---|")
+    for f in sorted(os.listdir(out_dir)):
+        if not f.endswith(".onnx"):
+            continue
+        path = os.path.join(out_dir, f)
+        m = onnx.load(path, load_external_data=False)
+        g = m.graph
+        inits = {i.name for i in g.initializer}
+        params = sum(math.prod(i.dims) for i in g.initializer)
+        ins = [i for i in g.input if i.name not in inits]
+
+        def io(vs):
+            if len(vs) > 3:
+                return f"`{vs[0].name}` {type_text(vs[0].type)}, ... ({len(vs)} in all)"
+            return ", ".join(f"`{v.name}` {type_text(v.type)}" for v in vs)
+
+        ops = collections.Counter(n.op_type for n in g.node)
+        top = ", ".join(f"{k} {v}" for k, v in sorted(ops.items(), key=lambda kv: (-kv[1], kv[0])))
+        print(f"| `{f[:-5]}` | {io(ins)} | {io(list(g.output))} | {params / 1e6:.1f} M | "
+              f"{os.path.getsize(path) / 2**20:.1f} MiB | {len(g.node)} | {top} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="*", metavar="MODEL", help="any of " + ", ".join(MODELS) + " (default: all)")
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench-models"))
     ap.add_argument("--opsets", help="comma-separated opsets instead of each model's own (torch 1.13: at most 17)")
     ap.add_argument("--list", action="store_true", help="print the model names and exit")
+    ap.add_argument("--table", action="store_true",
+                    help="print a Markdown table of the models in --out (needs python3-onnx) and exit")
     args = ap.parse_args()
     if args.list:
         print("\n".join(MODELS))
+        return 0
+    if args.table:
+        table(args.out)
         return 0
     for name in args.models:
         if name not in MODELS:

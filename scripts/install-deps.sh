@@ -16,6 +16,10 @@ command -v cmake >/dev/null 2>&1 || missing="$missing cmake"
 # Debian's onnx package: tests/cli/test_save_onnx_checker.sh runs onnx.checker on models
 # kiln writes (there is no skip; the test fails without it).
 /usr/bin/python3 -c "import onnx" >/dev/null 2>&1 || missing="$missing python3-onnx"
+# Graphviz for `kiln graph` SVG/HTML (optional at build time; the tests expect it), and
+# Chromium for tests/cli/test_graph.sh's browser checks (~81 MB download, ~1 min on CI).
+[ -f /usr/include/graphviz/gvc.h ] || missing="$missing libgraphviz-dev"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 [ "${KILN_NEED_CLANG:-0}" = 1 ] && ! command -v clang >/dev/null 2>&1 && missing="$missing clang"
 if [ -n "$missing" ]; then
     SUDO=""

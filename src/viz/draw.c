@@ -29,6 +29,8 @@
 #include "ir/ir.h"
 
 #ifdef KILN_HAVE_GRAPHVIZ
+#include <pthread.h>
+
 #include <graphviz/cgraph.h>
 #include <graphviz/gvc.h>
 #endif
@@ -36,13 +38,21 @@
 /* Bigger DOT text than this is refused (KILN_E_LIMIT): about 100 000 nodes. */
 #define DRAW_MAX_DOT ((size_t)256 << 20)
 #define DRAW_MAX_ATTR_LINES 6
+/* Above this many boxes, dot's layout is told to work less: fewer network-simplex and
+ * crossing-minimization rounds, straight edges. DenseNet-121 (440 nodes, 976 edges, the
+ * concatenations reaching far back) takes minutes of CPU with the defaults and ~8 s so. */
+#define DRAW_BIG_GRAPH 150
 #define DRAW_MAX_LIST 8 /* list attributes and small initializers show this many entries */
 
 #define DRAW_MAX_DEPTH 64 /* subgraph nesting drawn; deeper ones are left out */
 
 struct draw {
     struct kiln_buf out;
+    /* Outer-scope edges, written at the root's end: an edge statement inside a cluster
+     * would pull both of its nodes into that cluster. */
+    struct kiln_buf tail;
     int n_graphs;                 /* graphs numbered so far (the DOT ids' G) */
+    size_t n_boxes;               /* node boxes drawn, all graphs */
     int depth;                    /* enclosing graphs of the one being drawn */
     int stack[DRAW_MAX_DEPTH];    /* their ids, outermost first */
 };
@@ -346,6 +356,7 @@ static void draw_node(struct draw *d, const struct kiln_graph *g, int gi, size_t
     const struct kiln_node *nd = &g->nodes[ni];
     bool fused = strcmp(nd->domain, "kiln") == 0;
     char buf[256];
+    d->n_boxes++;
 
     putf(d, "%sop_%d_%zu [id=\"op_%d_%zu\"%s", ind, gi, ni, gi, ni,
          fused ? " fillcolor=\"#ffd8a8\" color=\"#e8590c\"" : "");
@@ -558,7 +569,15 @@ static void draw_graph(struct draw *d, const struct kiln_graph *g, int gi, const
             bool dup = false;
             for (size_t j = 0; j < k && !dup; j++) dup = nd->in_ids[j] == id;
             if (dup || !source_of(d, g, gi, id, from, sizeof from, &outer)) continue;
-            edge(d, ind, from, to, value_type(g, id), outer ? "style=dotted constraint=false" : NULL);
+            if (outer) {
+                struct kiln_buf main = d->out;
+                d->out = d->tail;
+                edge(d, "  ", from, to, value_type(g, id), "style=dotted constraint=false");
+                d->tail = d->out;
+                d->out = main;
+                continue;
+            }
+            edge(d, ind, from, to, value_type(g, id), NULL);
         }
         /* values the node's subgraphs read from this graph come in through the node */
     }
@@ -567,14 +586,29 @@ static void draw_graph(struct draw *d, const struct kiln_graph *g, int gi, const
         bool outer;
         snprintf(to, sizeof to, "out_%d_%zu", gi, k);
         if (!source_of(d, g, gi, id, from, sizeof from, &outer)) continue;
-        edge(d, ind, from, to, id >= 0 ? value_type(g, id) : &g->outputs[k].type,
-             outer ? "style=dotted" : NULL);
+        if (outer) {
+            struct kiln_buf main = d->out;
+            d->out = d->tail;
+            edge(d, "  ", from, to, id >= 0 ? value_type(g, id) : &g->outputs[k].type, "style=dotted");
+            d->tail = d->out;
+            d->out = main;
+            continue;
+        }
+        edge(d, ind, from, to, id >= 0 ? value_type(g, id) : &g->outputs[k].type, NULL);
     }
 }
 
 /* ------------------------------------------------------------------ SVG and HTML */
 
 #ifdef KILN_HAVE_GRAPHVIZ
+/* One Graphviz context for the process, made on first use and never freed, and a lock
+ * around every use: Graphviz is not thread-safe, and 2.42's pango text-layout plugin keeps
+ * a static pointer to the last font name, which lives in the context's font dictionary,
+ * so freeing the context after each drawing made the next one read freed memory
+ * (valgrind: invalid read in pango_textlayout). The context holds the loaded plugins and
+ * their configuration, about 100 kB. */
+static pthread_mutex_t gv_lock = PTHREAD_MUTEX_INITIALIZER;
+static GVC_t *gv_ctx;
 static char gv_errbuf[512];
 static int gv_error(char *msg)
 {
@@ -587,11 +621,16 @@ static int gv_error(char *msg)
 static kiln_status render_svg(const char *dot, char **svg, size_t *len, kiln_err *err)
 {
     *svg = NULL;
+    pthread_mutex_lock(&gv_lock);
     gv_errbuf[0] = 0;
     agseterr(AGERR);
     agseterrf(gv_error);
-    GVC_t *gvc = gvContext();
-    if (!gvc) return kiln_err_set(err, KILN_E_NOMEM, "draw: cannot create a Graphviz context");
+    if (!gv_ctx) gv_ctx = gvContext();
+    GVC_t *gvc = gv_ctx;
+    if (!gvc) {
+        pthread_mutex_unlock(&gv_lock);
+        return kiln_err_set(err, KILN_E_NOMEM, "draw: cannot create a Graphviz context");
+    }
     kiln_status st = KILN_OK;
     Agraph_t *gr = agmemread(dot);
     char *data = NULL;
@@ -623,8 +662,8 @@ static kiln_status render_svg(const char *dot, char **svg, size_t *len, kiln_err
     gvFreeLayout(gvc, gr);
 done:
     if (gr) agclose(gr);
-    gvFreeContext(gvc);
     agseterrf(NULL);
+    pthread_mutex_unlock(&gv_lock);
     return st;
 }
 #endif
@@ -713,7 +752,7 @@ kiln_status kiln_model_draw(const kiln_model *m, const char *path, kiln_draw_for
     if (!g || !g->linked)
         return kiln_err_set(err, KILN_E_INVALID_MODEL, "draw: the model's graph is not linked");
 
-    struct draw d = {.out = {.limit = DRAW_MAX_DOT}, .n_graphs = 1};
+    struct draw d = {.out = {.limit = DRAW_MAX_DOT}, .tail = {.limit = DRAW_MAX_DOT}, .n_graphs = 1};
     put(&d, "digraph kiln {\n"
             "  graph [rankdir=TB compound=true nodesep=0.25 ranksep=0.35 fontname=\"Helvetica\"");
     put(&d, " label=");
@@ -723,6 +762,11 @@ kiln_status kiln_model_draw(const kiln_model *m, const char *path, kiln_draw_for
             "fontname=\"Helvetica\" fontsize=11 margin=\"0.12,0.04\"];\n"
             "  edge [fontname=\"Helvetica\" fontsize=9 color=\"#495057\" fontcolor=\"#495057\" arrowsize=0.6];\n");
     draw_graph(&d, g, 0, "  ");
+    if (d.tail.failed) d.out.failed = true;
+    if (d.tail.len) kiln_buf_append(&d.out, d.tail.data, d.tail.len);
+    kiln_buf_free(&d.tail);
+    if (d.n_boxes > DRAW_BIG_GRAPH)
+        put(&d, "  graph [nslimit=0.5 nslimit1=0.5 mclimit=0.05 searchsize=10 remincross=false splines=line];\n");
     put(&d, "}\n");
     kiln_buf_append(&d.out, "", 1); /* NUL for Graphviz; not written to .dot */
     if (d.out.failed) {

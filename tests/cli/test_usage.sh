@@ -18,12 +18,13 @@ run "$KILN"
 [ "$RC" -eq 2 ] || fail "kiln with no arguments exits $RC, expected 2"
 grep -q '^usage: kiln' "$TMP/err" || fail "kiln with no arguments prints no usage on stderr"
 
-for cmd in optimize build quantize graph serve; do
+for cmd in build quantize serve; do
     expect_error 2 "^kiln: '$cmd' is not implemented yet$" "$KILN" "$cmd" model.onnx
 done
 expect_error 2 "unknown command 'frobnicate'" "$KILN" frobnicate
 expect_error 2 "unknown option '--frobnicate'" "$KILN" --frobnicate
 expect_error 2 "info needs a MODEL" "$KILN" info
+expect_error 2 "graph needs a MODEL" "$KILN" graph
 expect_error 2 "check needs a MODEL" "$KILN" check
 expect_error 2 "run needs a MODEL" "$KILN" run
 expect_error 2 "unknown option '--bogus'" "$KILN" run "$NODE/test_relu/model.onnx" --bogus

@@ -146,6 +146,12 @@ static void test_fused_if(void)
               count(dot, "op_0_1 -> op_"));
         CHECK(count(dot, "style=dotted") == 2, "%zu dotted outer-scope edges, expected 2",
               count(dot, "style=dotted"));
+        /* outer-scope edges come after every cluster: inside one they would pull the fused
+         * node into it */
+        const char *last_close = NULL;
+        for (const char *p = dot; (p = strstr(p, "\n  }\n")) != NULL; p++) last_close = p;
+        const char *dotted = strstr(dot, "style=dotted");
+        CHECK(last_close && dotted && dotted > last_close, "dotted edges inside a cluster block");
         CHECK(count(dot, "-> anchor_") == 2 && count(dot, "lhead=cluster_") == 2,
               "If joined to each cluster once");
         CHECK(strstr(dot, "op_0_0 -> op_0_1 [label=\"[1,4,8,8]\"]"), "value_info shape on the edge");
