@@ -17,7 +17,8 @@
  *      node and the value;
  *   4. inference of the subgraphs the rule did not infer (with their declared input types),
  *      so that every graph gets types.
- * Results live in the model's arena; g->vtypes[id] holds them. Hostile input is bounded:
+ * Results live in the model's inference arena (m->infer_arena, replaced by each run);
+ * g->vtypes[id] holds them. Hostile input is bounded:
  * ranks above KILN_MAX_RANK become unknown ranks, subgraph nesting beyond 64 is left
  * untyped, symbolic arithmetic is capped (sym.c), and evaluation is size-limited.
  */
@@ -788,14 +789,22 @@ kiln_status kiln_infer_model_ex(struct kiln_model *m, unsigned flags, kiln_probl
     if (n_problems) *n_problems = 0;
     if (!m || !m->graph) return kiln_err_set(err, KILN_E_INVALID_MODEL, "model has no graph");
     struct kiln_infer inf;
+    struct kiln_arena fresh = {0};
     kiln_infer_init(&inf, m);
+    inf.arena = &fresh; /* this run's results; the last run's go once nothing points there */
     inf.flags = flags;
     inf.problem = prob;
     inf.user = user;
     clear_vtypes(m->graph, 0);
+    kiln_arena_free(&m->infer_arena);
     kiln_status st = infer_graph(&inf, m->graph, NULL, 0, NULL, err);
     if (!st && inf.nomem) st = kiln_err_set(err, KILN_E_NOMEM, "shape inference: out of memory");
-    if (st) clear_vtypes(m->graph, 0); /* no half results */
+    if (st) { /* no half results */
+        clear_vtypes(m->graph, 0);
+        kiln_arena_free(&fresh);
+    } else {
+        m->infer_arena = fresh;
+    }
     if (n_problems) *n_problems = inf.n_problems;
     kiln_infer_fini(&inf);
     return st;

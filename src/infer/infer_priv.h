@@ -15,7 +15,7 @@ enum {
 
 struct kiln_infer {
     struct kiln_model *m;
-    struct kiln_arena *arena; /* where results live: the model's arena */
+    struct kiln_arena *arena; /* where results live: the run's new inference arena */
     unsigned flags;
     kiln_problem_fn problem;
     void *user;

@@ -168,7 +168,11 @@ static bool has_problem(struct tb *t, const char *text)
     return false;
 }
 
-static void tb_free(struct tb *t) { kiln_arena_free(&t->m.arena); }
+static void tb_free(struct tb *t)
+{
+    kiln_arena_free(&t->m.infer_arena);
+    kiln_arena_free(&t->m.arena);
+}
 
 /* ------------------------------------------------------------------ tests */
 
