@@ -700,6 +700,15 @@ static kiln_status infer_graph(struct kiln_infer *inf, struct kiln_graph *g, con
             } else {
                 type_copy(inf, &vt[id].type, decl, true, 0);
             }
+            for (size_t k = 0; !owner && k < inf->n_values; k++) {
+                const struct kiln_value *v = inf->values[k];
+                if (!v || v->kind != KILN_VALUE_TENSOR || !inf->value_names[k] ||
+                    strcmp(inf->value_names[k], gv->name) != 0 ||
+                    kiln_tensor_nbytes(&v->t) > KILN_INFER_FOLD_LIMIT)
+                    continue;
+                struct kiln_tensor *t = tensor_to_arena(inf, &v->t);
+                if (t) set_konst(inf, &vt[id], t);
+            }
             break;
         }
         case KILN_DEF_INIT: {
@@ -786,6 +795,13 @@ static kiln_status infer_graph(struct kiln_infer *inf, struct kiln_graph *g, con
 kiln_status kiln_infer_model_ex(struct kiln_model *m, unsigned flags, kiln_problem_fn prob,
                                 void *user, size_t *n_problems, kiln_err *err)
 {
+    return kiln_infer_model_values(m, flags, 0, NULL, NULL, prob, user, n_problems, err);
+}
+
+kiln_status kiln_infer_model_values(struct kiln_model *m, unsigned flags, size_t n_values,
+                                    const char *const *names, const struct kiln_value *const *values,
+                                    kiln_problem_fn prob, void *user, size_t *n_problems, kiln_err *err)
+{
     if (n_problems) *n_problems = 0;
     if (!m || !m->graph) return kiln_err_set(err, KILN_E_INVALID_MODEL, "model has no graph");
     struct kiln_infer inf;
@@ -793,6 +809,9 @@ kiln_status kiln_infer_model_ex(struct kiln_model *m, unsigned flags, kiln_probl
     kiln_infer_init(&inf, m);
     inf.arena = &fresh; /* this run's results; the last run's go once nothing points there */
     inf.flags = flags;
+    inf.n_values = names && values ? n_values : 0;
+    inf.value_names = names;
+    inf.values = values;
     inf.problem = prob;
     inf.user = user;
     clear_vtypes(m->graph, 0);
