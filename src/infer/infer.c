@@ -17,7 +17,8 @@
  *      node and the value;
  *   4. inference of the subgraphs the rule did not infer (with their declared input types),
  *      so that every graph gets types.
- * Results live in the model's arena; g->vtypes[id] holds them. Hostile input is bounded:
+ * Results live in the model's inference arena (m->infer_arena, replaced by each run);
+ * g->vtypes[id] holds them. Hostile input is bounded:
  * ranks above KILN_MAX_RANK become unknown ranks, subgraph nesting beyond 64 is left
  * untyped, symbolic arithmetic is capped (sym.c), and evaluation is size-limited.
  */
@@ -699,6 +700,15 @@ static kiln_status infer_graph(struct kiln_infer *inf, struct kiln_graph *g, con
             } else {
                 type_copy(inf, &vt[id].type, decl, true, 0);
             }
+            for (size_t k = 0; !owner && k < inf->n_values; k++) {
+                const struct kiln_value *v = inf->values[k];
+                if (!v || v->kind != KILN_VALUE_TENSOR || !inf->value_names[k] ||
+                    strcmp(inf->value_names[k], gv->name) != 0 ||
+                    kiln_tensor_nbytes(&v->t) > KILN_INFER_FOLD_LIMIT)
+                    continue;
+                struct kiln_tensor *t = tensor_to_arena(inf, &v->t);
+                if (t) set_konst(inf, &vt[id], t);
+            }
             break;
         }
         case KILN_DEF_INIT: {
@@ -785,17 +795,35 @@ static kiln_status infer_graph(struct kiln_infer *inf, struct kiln_graph *g, con
 kiln_status kiln_infer_model_ex(struct kiln_model *m, unsigned flags, kiln_problem_fn prob,
                                 void *user, size_t *n_problems, kiln_err *err)
 {
+    return kiln_infer_model_values(m, flags, 0, NULL, NULL, prob, user, n_problems, err);
+}
+
+kiln_status kiln_infer_model_values(struct kiln_model *m, unsigned flags, size_t n_values,
+                                    const char *const *names, const struct kiln_value *const *values,
+                                    kiln_problem_fn prob, void *user, size_t *n_problems, kiln_err *err)
+{
     if (n_problems) *n_problems = 0;
     if (!m || !m->graph) return kiln_err_set(err, KILN_E_INVALID_MODEL, "model has no graph");
     struct kiln_infer inf;
+    struct kiln_arena fresh = {0};
     kiln_infer_init(&inf, m);
+    inf.arena = &fresh; /* this run's results; the last run's go once nothing points there */
     inf.flags = flags;
+    inf.n_values = names && values ? n_values : 0;
+    inf.value_names = names;
+    inf.values = values;
     inf.problem = prob;
     inf.user = user;
     clear_vtypes(m->graph, 0);
+    kiln_arena_free(&m->infer_arena);
     kiln_status st = infer_graph(&inf, m->graph, NULL, 0, NULL, err);
     if (!st && inf.nomem) st = kiln_err_set(err, KILN_E_NOMEM, "shape inference: out of memory");
-    if (st) clear_vtypes(m->graph, 0); /* no half results */
+    if (st) { /* no half results */
+        clear_vtypes(m->graph, 0);
+        kiln_arena_free(&fresh);
+    } else {
+        m->infer_arena = fresh;
+    }
     if (n_problems) *n_problems = inf.n_problems;
     kiln_infer_fini(&inf);
     return st;

@@ -4,7 +4,8 @@
  * `struct kiln_vtype`: its type (element type, rank, dims), whether it depends on data, and
  * what is known of its contents (a whole constant, or the elements of a small integer
  * tensor as dims: the Shape -> Gather -> Concat -> Reshape arithmetic that exporters emit).
- * Results live in the model's arena, in g->vtypes[value id], until the graph is relinked.
+ * Results live in the model's inference arena (m->infer_arena), in g->vtypes[value id], until
+ * the graph is relinked or inference runs again (each run replaces the last one's results).
  *
  * Dims. A `struct kiln_dim` (ir.h) is known (value >= 0), symbolic (value -1, param a
  * canonical expression over symbols: "N", "seq+1", "8*N", "N*seq", "(H-1)/2"... see sym.c)
@@ -42,7 +43,8 @@ struct kiln_vtype {
     int n_vals;
     struct kiln_dim *vals;
     /* The whole value, when it is a known constant (initializer, Constant, folded);
-     * NULL otherwise. Borrowed from the model (initializers) or in the model's arena. */
+     * NULL otherwise. Borrowed from the model (initializers, Constant attributes) or in the
+     * inference arena. */
     const struct kiln_tensor *konst;
 };
 
@@ -97,7 +99,7 @@ bool kiln_dim_eq(struct kiln_dim a, struct kiln_dim b);
 /* Definitely different: both known and different (symbols may stand for any size). */
 bool kiln_dim_ne(struct kiln_dim a, struct kiln_dim b);
 
-/* Arithmetic; an unknown operand gives unknown. Results are interned in the model's arena
+/* Arithmetic; an unknown operand gives unknown. Results are interned in the run's arena
  * (the run's arena via inf). On NOMEM they give unknown and the run fails at its end. */
 struct kiln_dim kiln_sym_add(struct kiln_infer *inf, struct kiln_dim a, struct kiln_dim b);
 struct kiln_dim kiln_sym_sub(struct kiln_infer *inf, struct kiln_dim a, struct kiln_dim b);

@@ -15,12 +15,15 @@ enum {
 
 struct kiln_infer {
     struct kiln_model *m;
-    struct kiln_arena *arena; /* where results live: the model's arena */
+    struct kiln_arena *arena; /* where results live: the run's new inference arena */
     unsigned flags;
     kiln_problem_fn problem;
     void *user;
     size_t n_problems;
     bool nomem;    /* an allocation failed; the run fails at its end */
+    size_t n_values; /* kiln_infer_model_values: known main-graph input tensors */
+    const char *const *value_names;
+    const struct kiln_value *const *values;
     int depth;     /* subgraph nesting */
     unsigned long fresh; /* counter behind kiln_sym_fresh */
     size_t eval_bytes;   /* inputs + outputs of the nodes evaluated so far (capped) */
@@ -41,6 +44,14 @@ void kiln_infer_fini(struct kiln_infer *inf);
 KILN_NODISCARD kiln_status kiln_infer_model_ex(struct kiln_model *m, unsigned flags,
                                                kiln_problem_fn problem, void *user,
                                                size_t *n_problems, kiln_err *err);
+/* kiln_infer_model_ex where the main graph's inputs names[0..n) hold the tensors values[k]
+ * (copied; at most KILN_INFER_FOLD_LIMIT bytes each, larger ones give only their type): they
+ * are constants for this run, as if they were initializers. */
+KILN_NODISCARD kiln_status kiln_infer_model_values(struct kiln_model *m, unsigned flags, size_t n,
+                                                   const char *const *names,
+                                                   const struct kiln_value *const *values,
+                                                   kiln_problem_fn problem, void *user,
+                                                   size_t *n_problems, kiln_err *err);
 
 /* The canonical form of a declared dim_param: an identifier ([A-Za-z_][A-Za-z0-9_]*) stays
  * as it is, anything else becomes an opaque atom "(text)"; "" gives unknown. */

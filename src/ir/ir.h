@@ -281,6 +281,9 @@ struct kiln_function {
 
 struct kiln_model {
     struct kiln_arena arena;
+    /* Shape inference results (src/infer: vtypes, symbols, folded constants); each run
+     * builds a new one and frees the last, so re-inferring does not grow the model. */
+    struct kiln_arena infer_arena;
     struct kiln_mapping map;       /* the model file (kept mapped: weights point into it) */
     size_t n_ext;                  /* external data files, mapped */
     struct kiln_mapping *ext;

@@ -15,6 +15,7 @@ void kiln_model_free(kiln_model *m)
     for (size_t i = 0; i < m->n_ext; i++) kiln_unmap(&m->ext[i]);
     kiln_free(m->ext);
     kiln_unmap(&m->map);
+    kiln_arena_free(&m->infer_arena);
     kiln_arena_free(&m->arena);
     kiln_free(m);
 }

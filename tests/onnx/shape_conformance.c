@@ -17,7 +17,9 @@
  * agree on one; optional outputs compare what they hold. A failure is WRONG when a known
  * inferred fact (element type, rank, dim, kind) differs from the data or the declaration,
  * else only incomplete (unknown or symbolic where the data has a number); the summary
- * counts the wrong ones apart.
+ * counts the wrong ones apart. Failing cases with a small integer input (a shape, axes or
+ * scales given as data) are run a third time, informationally, with those inputs' values
+ * known (kiln_infer_model_values), to show what data propagation makes of them.
  *
  * Each case runs in a child process (crash isolation, a time limit), up to -j at once. The
  * final line is `shapes: N passed, M failed`. --passing FILE: every case listed there must
@@ -48,6 +50,7 @@ struct result {
     int small_int_input; /* a graph input is a small integer (or 1-D float) tensor: likely a
                             shape, axes or scales given as data */
     int data_dependent;  /* an output's inferred size depends on the data */
+    int values_ok;       /* informational: exact once the small inputs' values are known too */
     char reason[1024];
 };
 
@@ -250,6 +253,71 @@ static const struct kiln_type *inferred_output(struct kiln_model *m, size_t o)
     return vt ? &vt->type : NULL;
 }
 
+static int is_small_input(const kiln_value *v, size_t i)
+{
+    return kiln_value_kind_of(v) == KILN_VALUE_TENSOR && kiln_value_rank(v) <= 1 &&
+           kiln_value_numel(v) <= 64 &&
+           (kiln_value_dtype(v) == KILN_DTYPE_I64 || kiln_value_dtype(v) == KILN_DTYPE_I32 ||
+            (i > 0 && kiln_value_dtype(v) == KILN_DTYPE_F32)); /* scales, OneHot's depth */
+}
+
+/* Informational third mode: inputs fixed as in `fixed`, and the values of the small inputs
+ * (a shape, axes, scales, a count given as data) known too (kiln_infer_model_values): does
+ * data propagation then give the exact output types? */
+static int mode_values(const char *dir, const char *set)
+{
+    char path[4096];
+    kiln_err err = {0};
+    kiln_model *m = NULL;
+    snprintf(path, sizeof path, "%s/model.onnx", dir);
+    if (kiln_model_load_file(path, &m, &err)) return 0;
+    kiln_value *vals[64] = {0};
+    const char *names[64];
+    size_t nv = 0, n_in = kiln_model_input_count(m);
+    int ok = 1;
+    for (size_t i = 0; ok && i < n_in && i < 64; i++) {
+        snprintf(path, sizeof path, "%s/%s/input_%zu.pb", dir, set, i);
+        if (!file_exists(path)) break;
+        kiln_value *v = NULL;
+        if (kiln_value_read_file(path, kiln_model_input_kind(m, i), &v, &err)) {
+            ok = 0;
+            break;
+        }
+        if (kiln_value_kind_of(v) == KILN_VALUE_TENSOR &&
+            kiln_model_set_input_shape(m, kiln_model_input_name(m, i), kiln_value_rank(v),
+                                       kiln_value_dims(v), &err))
+            ok = 0;
+        if (is_small_input(v, i)) {
+            names[nv] = kiln_model_input_name(m, i);
+            vals[nv++] = v;
+        } else {
+            kiln_value_free(v);
+        }
+    }
+    struct probs pr = {0};
+    if (ok && kiln_infer_model_values(m, KILN_INFER_IGNORE_DECLARED, nv, names,
+                                      (const struct kiln_value *const *)vals, on_problem, &pr, NULL, &err))
+        ok = 0;
+    if (pr.n) ok = 0;
+    for (size_t o = 0; ok && o < kiln_model_output_count(m); o++) {
+        snprintf(path, sizeof path, "%s/%s/output_%zu.pb", dir, set, o);
+        if (!file_exists(path)) continue;
+        kiln_value *v = NULL;
+        if (kiln_value_read_file(path, kiln_model_output_kind(m, o), &v, &err)) {
+            ok = 0;
+            break;
+        }
+        const struct kiln_type *t = inferred_output(m, o);
+        struct kiln_type none = {.rank = -1};
+        char w[700];
+        if (match_value(t ? t : &none, v, 0, w, sizeof w) != 1) ok = 0;
+        kiln_value_free(v);
+    }
+    for (size_t k = 0; k < nv; k++) kiln_value_free(vals[k]);
+    kiln_model_free(m);
+    return ok;
+}
+
 static int mode_fixed(const char *dir, const char *set, int *wrong, int *small_int, int *dd,
                       char *why, size_t n)
 {
@@ -272,11 +340,7 @@ static int mode_fixed(const char *dir, const char *set, int *wrong, int *small_i
             ok = 0;
             break;
         }
-        if (kiln_value_kind_of(v) == KILN_VALUE_TENSOR && kiln_value_rank(v) <= 1 &&
-            kiln_value_numel(v) <= 64 &&
-            (kiln_value_dtype(v) == KILN_DTYPE_I64 || kiln_value_dtype(v) == KILN_DTYPE_I32 ||
-             (i > 0 && kiln_value_rank(v) == 1 && kiln_value_dtype(v) == KILN_DTYPE_F32)))
-            *small_int = 1;
+        if (is_small_input(v, i)) *small_int = 1;
         if (kiln_value_kind_of(v) == KILN_VALUE_TENSOR &&
             kiln_model_set_input_shape(m, kiln_model_input_name(m, i), kiln_value_rank(v),
                                        kiln_value_dims(v), &err)) {
@@ -395,6 +459,7 @@ static void run_case(const char *dir, struct result *r)
     } else {
         r->fixed_ok = mode_fixed(dir, set, &r->wrong, &r->small_int_input, &r->data_dependent,
                                  r->reason, sizeof r->reason);
+        if (!r->fixed_ok && r->small_int_input && !r->wrong) r->values_ok = mode_values(dir, set);
     }
     char why[1024] = "";
     r->declared_ok = mode_declared(dir, &r->declared_compared, &r->wrong, why, sizeof why);
@@ -572,10 +637,12 @@ int main(int argc, char **argv)
 
     size_t n_pass = 0, n_fixed = 0, n_decl = 0, n_decl_cmp = 0, n_decl_cmp_ok = 0, n_wrong = 0;
     size_t n_cat[3] = {0}; /* input values, data-dependent, other */
+    size_t n_values_ok = 0;
     for (size_t i = 0; i < n_cases; i++) {
         n_wrong += res[i].wrong != 0;
         const char *k = category(&res[i]);
         n_cat[0] += strcmp(k, "input values") == 0;
+        n_values_ok += strcmp(k, "input values") == 0 && res[i].values_ok;
         n_cat[1] += strcmp(k, "data-dependent") == 0;
         n_cat[2] += strcmp(k, "other") == 0;
         n_pass += passed(&res[i]) != 0;
@@ -637,23 +704,27 @@ int main(int argc, char **argv)
                        "- wrong (an inferred known element type, rank or dim that differs from the "
                        "data or the declaration; the rest of the failures are only incomplete): %zu\n\n"
                        "Failing cases by kind: %zu input values (a shape, axes, scales... given as "
-                       "data of a graph input), %zu data-dependent, %zu other, %zu wrong.\n\n"
+                       "data of a graph input; %zu of them are inferred exactly when those small "
+                       "inputs' values are known too, kiln_infer_model_values), %zu data-dependent, "
+                       "%zu other, %zu wrong.\n\n"
                        "## Failing cases\n\n| case | kind | reason |\n|---|---|---|\n",
                     day, n_pass, n_cases - n_pass, n_cases, n_fixed, n_decl_cmp_ok, n_decl_cmp, n_decl,
-                    n_wrong, n_cat[0], n_cat[1], n_cat[2], n_wrong);
+                    n_wrong, n_cat[0], n_values_ok, n_cat[1], n_cat[2], n_wrong);
             for (size_t c = 0; c < n_cases; c++) {
                 if (passed(&res[c])) continue;
                 for (char *p = res[c].reason; *p; p++)
                     if (*p == '|' || *p == '\n') *p = '/';
-                fprintf(f, "| %s | %s | %s |\n", res[c].name, category(&res[c]), res[c].reason);
+                fprintf(f, "| %s | %s%s | %s |\n", res[c].name, category(&res[c]),
+                        res[c].values_ok ? " (exact with values)" : "", res[c].reason);
             }
             fclose(f);
         }
     }
     printf("shapes: fixed inputs %zu/%zu, declared inputs %zu/%zu compared, %zu wrong\n", n_fixed,
            n_cases, n_decl_cmp_ok, n_decl_cmp, n_wrong);
-    printf("shapes: failing: %zu input values, %zu data-dependent, %zu other, %zu wrong\n", n_cat[0],
-           n_cat[1], n_cat[2], n_wrong);
+    printf("shapes: failing: %zu input values (%zu exact once those values are known), %zu "
+           "data-dependent, %zu other, %zu wrong\n",
+           n_cat[0], n_values_ok, n_cat[1], n_cat[2], n_wrong);
     printf("shapes: %zu passed, %zu failed\n", n_pass, n_cases - n_pass);
     for (size_t i = 0; i < n_cases; i++) free(dirs[i]);
     free(dirs);

@@ -168,7 +168,11 @@ static bool has_problem(struct tb *t, const char *text)
     return false;
 }
 
-static void tb_free(struct tb *t) { kiln_arena_free(&t->m.arena); }
+static void tb_free(struct tb *t)
+{
+    kiln_arena_free(&t->m.infer_arena);
+    kiln_arena_free(&t->m.arena);
+}
 
 /* ------------------------------------------------------------------ tests */
 
@@ -285,6 +289,27 @@ static void test_constant_evaluation(void)
     TYPE_IS(&t, "zs", "int64[2]");
     TYPE_IS(&t, "xt", "float32[12]");
     CHECK(t.p.n == 0, "no problems (%s)", t.p.msg[0]);
+    tb_free(&t);
+}
+
+/* Known input values (kiln_infer_model_values): a shape given as a graph input. */
+static void test_input_values(void)
+{
+    struct tb t;
+    tb_init(&t, 13);
+    tb_input(&t, "x", KILN_DTYPE_F32, "2,3,4");
+    tb_input(&t, "shape", KILN_DTYPE_I64, "2");
+    tb_node(&t, "Reshape", "r", "x,shape", "y", NULL, 0);
+    if (!tb_infer(&t, 0)) return;
+    TYPE_IS(&t, "y", "float32[?,?]");
+    static const int64_t two[] = {2}, sv[] = {-1, 4};
+    struct kiln_value *v = tensor_of(KILN_DTYPE_I64, 1, two, sv);
+    const char *names[] = {"shape"};
+    const struct kiln_value *vals[] = {v};
+    kiln_err err = {0};
+    CHECK(kiln_infer_model_values(&t.m, 0, 1, names, vals, NULL, NULL, NULL, &err) == KILN_OK, "%s", err.msg);
+    TYPE_IS(&t, "y", "float32[6,4]");
+    kiln_value_free(v);
     tb_free(&t);
 }
 
@@ -1036,6 +1061,7 @@ int main(void)
     test_symbolic_heads();
     test_constant_evaluation();
     test_declared();
+    test_input_values();
     test_data_dependent();
     test_hostile();
     test_split_slice();
