@@ -427,8 +427,10 @@ static kiln_status rule_clip(struct nctx *x)
     const struct kiln_attr *lo = attr(&x->n, "min"), *hi = attr(&x->n, "max");
     const char *in0 = x->n.inputs[0];
     /* Clip-6's absent bounds are -FLT_MAX / FLT_MAX (so infinities clip); make them explicit
-     * for float32, where the new version's absent bounds would not clip infinities. */
-    bool f32 = value_dtype(x, in0) == KILN_DTYPE_F32;
+     * for float32 and float64, where the new version's absent bounds would not clip
+     * (float16 turns FLT_MAX into infinity, which is no bound either way). */
+    kiln_dtype dt0 = value_dtype(x, in0);
+    bool f32 = dt0 == KILN_DTYPE_F32 || dt0 == KILN_DTYPE_F64;
     double vlo = lo ? lo->f : -FLT_MAX, vhi = hi ? hi->f : FLT_MAX;
     KILN_TRY(drop_attr(x, "min"));
     KILN_TRY(drop_attr(x, "max"));

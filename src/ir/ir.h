@@ -189,6 +189,7 @@ struct kiln_attr {
     struct kiln_graph **graphs;
     struct kiln_sparse_tensor *sparses;
     struct kiln_type *types;
+    const char *t_name; /* TENSOR: the TensorProto's name ("" when absent), kept for writing */
 };
 
 struct kiln_node {

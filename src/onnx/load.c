@@ -424,7 +424,7 @@ static kiln_status decode_attr(struct loader *L, const uint8_t *p, size_t len,
             if (ty != KILN_ATTR_TENSOR) break;
             at->t = kiln_arena_alloc(L->a, sizeof *at->t);
             if (!at->t) return oom(L);
-            KILN_TRY(tensor_field(L, &f, "t", -1, "attribute tensor", at->t, NULL, NULL));
+            KILN_TRY(tensor_field(L, &f, "t", -1, "attribute tensor", at->t, &at->t_name, NULL));
             break;
         case AT_G:
             if (ty == KILN_ATTR_GRAPH) KILN_TRY(graph_field(L, &f, "g", -1, owner, &at->g));

@@ -332,7 +332,7 @@ static kiln_status put_attr(struct writer *w, const struct kiln_attr *a)
         kiln_pb_put_bytes(&w->b, AT_S, a->s ? a->s : "", a->s ? a->s_len : 0);
         break;
     case KILN_ATTR_TENSOR:
-        if (a->t) st = put_tensor(w, AT_T, a->t, NULL, NULL, true);
+        if (a->t) st = put_tensor(w, AT_T, a->t, a->t_name, NULL, true);
         break;
     case KILN_ATTR_GRAPH:
         if (a->g) st = put_graph(w, AT_G, a->g);

@@ -132,6 +132,7 @@ static void cmp_node(const struct kiln_node *a, const struct kiln_node *b, const
             SAME(x->s_len == y->s_len && !memcmp(x->s, y->s, x->s_len), "%s: s", c);
             break;
         case KILN_ATTR_TENSOR:
+            SAME(str_eq(x->t_name, y->t_name), "%s: tensor name", c);
             cmp_tensor(x->t, y->t, c);
             break;
         case KILN_ATTR_GRAPH:
@@ -519,7 +520,7 @@ static struct kiln_model *build_rich(void)
     at[0] = (struct kiln_attr){.name = "f", .doc = "a float", .type = KILN_ATTR_FLOAT, .f = -2.5f};
     at[1] = (struct kiln_attr){.name = "i", .doc = "", .type = KILN_ATTR_INT, .i = -7};
     at[2] = (struct kiln_attr){.name = "s", .doc = "", .type = KILN_ATTR_STRING, .s = "a\0b", .s_len = 3};
-    at[3] = (struct kiln_attr){.name = "t", .doc = "", .type = KILN_ATTR_TENSOR};
+    at[3] = (struct kiln_attr){.name = "t", .doc = "", .type = KILN_ATTR_TENSOR, .t_name = "tv"};
     at[3].t = zalloc(sizeof *at[3].t);
     *at[3].t = mk_tensor(KILN_DTYPE_I4, 1, (const int64_t[]){3}, i4);
     at[4] = (struct kiln_attr){.name = "g", .doc = "", .type = KILN_ATTR_GRAPH, .g = mk_body(m, "g1")};
