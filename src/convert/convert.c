@@ -29,7 +29,7 @@
 
 /* One graph (or function body) being rebuilt. */
 struct gbuild {
-    struct kiln_graph *g;   /* NULL for a function body */
+    struct kiln_graph *g; /* NULL for a function body */
     struct kiln_function *fn;
     struct kiln_node *nodes; /* kiln_malloc'd, grows */
     size_t n_nodes, cap_nodes;
@@ -47,7 +47,7 @@ struct conv {
     struct kiln_arena *a;
     kiln_err *err;
     int64_t from, to;
-    unsigned serial; /* for fresh value names */
+    unsigned serial;     /* for fresh value names */
     struct gbuild *done; /* graphs converted, waiting for the swap */
     size_t n_done, cap_done;
     size_t n_rewritten;
@@ -75,10 +75,9 @@ static kiln_status refuse(struct nctx *x, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    return kiln_err_set(x->c->err, KILN_E_UNSUPPORTED,
-                        "%s (opset %lld -> %lld): cannot convert: %s",
-                        kiln_node_label(x->old, lb, sizeof lb), (long long)x->c->from,
-                        (long long)x->c->to, why);
+    return kiln_err_set(x->c->err, KILN_E_UNSUPPORTED, "%s (opset %lld -> %lld): cannot convert: %s",
+                        kiln_node_label(x->old, lb, sizeof lb), (long long)x->c->from, (long long)x->c->to,
+                        why);
 }
 
 /* ------------------------------------------------------------------ node editing */
@@ -98,8 +97,7 @@ static int64_t attr_i(const struct kiln_node *n, const char *name, int64_t dflt)
 static kiln_status drop_attr(struct nctx *x, const char *name)
 {
     if (!attr(&x->n, name)) return KILN_OK;
-    struct kiln_attr *na = x->n.n_attr > 1 ? kiln_arena_array(x->c->a, x->n.n_attr - 1, sizeof *na)
-                                           : NULL;
+    struct kiln_attr *na = x->n.n_attr > 1 ? kiln_arena_array(x->c->a, x->n.n_attr - 1, sizeof *na) : NULL;
     if (x->n.n_attr > 1 && !na) return nomem(x->c);
     size_t k = 0;
     for (size_t i = 0; i < x->n.n_attr; i++)
@@ -124,8 +122,8 @@ static kiln_status set_attr(struct nctx *x, struct kiln_attr a)
 
 static kiln_status set_attr_s(struct nctx *x, const char *name, const char *v)
 {
-    return set_attr(x, (struct kiln_attr){.name = name, .type = KILN_ATTR_STRING, .s = v,
-                                          .s_len = strlen(v)});
+    return set_attr(x,
+                    (struct kiln_attr){.name = name, .type = KILN_ATTR_STRING, .s = v, .s_len = strlen(v)});
 }
 
 static kiln_status set_attr_i(struct nctx *x, const char *name, int64_t v)
@@ -174,12 +172,16 @@ static kiln_status push_node(struct conv *c, struct gbuild *b, const struct kiln
 }
 
 /* A new node with one output; inputs/attrs copied into the arena. */
-static kiln_status emit(struct nctx *x, const char *op, size_t n_in, const char *const *in,
-                        const char *out, size_t n_attr, const struct kiln_attr *attrs)
+static kiln_status emit(struct nctx *x, const char *op, size_t n_in, const char *const *in, const char *out,
+                        size_t n_attr, const struct kiln_attr *attrs)
 {
     struct conv *c = x->c;
     struct kiln_node n = {.name = fresh_name(x, x->old->name[0] ? x->old->name : op),
-                          .op_type = op, .domain = "", .doc = "", .n_in = n_in, .n_out = 1,
+                          .op_type = op,
+                          .domain = "",
+                          .doc = "",
+                          .n_in = n_in,
+                          .n_out = 1,
                           .n_attr = n_attr};
     n.inputs = kiln_arena_array(c->a, n_in ? n_in : 1, sizeof *n.inputs);
     n.outputs = kiln_arena_array(c->a, 1, sizeof *n.outputs);
@@ -196,8 +198,8 @@ static kiln_status emit(struct nctx *x, const char *op, size_t n_in, const char 
 
 /* A new constant tensor value: an initializer of the graph, or a Constant node in a
  * function body. `data` holds numel elements of dt. Returns its name in *out. */
-static kiln_status new_const(struct nctx *x, const char *what, kiln_dtype dt, int rank,
-                             const int64_t *dims, const void *data, const char **out)
+static kiln_status new_const(struct nctx *x, const char *what, kiln_dtype dt, int rank, const int64_t *dims,
+                             const void *data, const char **out)
 {
     struct conv *c = x->c;
     struct kiln_tensor t = {.dtype = dt, .rank = rank};
@@ -232,8 +234,7 @@ static kiln_status new_const(struct nctx *x, const char *what, kiln_dtype dt, in
     return KILN_OK;
 }
 
-static kiln_status const_i64s(struct nctx *x, const char *what, const int64_t *v, size_t n,
-                              const char **out)
+static kiln_status const_i64s(struct nctx *x, const char *what, const int64_t *v, size_t n, const char **out)
 {
     int64_t d = (int64_t)n;
     return new_const(x, what, KILN_DTYPE_I64, 1, &d, v, out);
@@ -245,8 +246,7 @@ static kiln_status ints_to_input(struct nctx *x, const char *name, size_t idx)
 {
     const struct kiln_attr *a = attr(&x->n, name);
     if (!a) return KILN_OK;
-    if (a->type != KILN_ATTR_INTS)
-        return refuse(x, "attribute '%s' is not a list of ints", name);
+    if (a->type != KILN_ATTR_INTS) return refuse(x, "attribute '%s' is not a list of ints", name);
     const char *v;
     KILN_TRY(const_i64s(x, name, a->ints, a->n, &v));
     KILN_TRY(drop_attr(x, name));
@@ -257,8 +257,7 @@ static kiln_status ints_to_input(struct nctx *x, const char *name, size_t idx)
 
 /* The declared type of `name` seen from graph g (g, then enclosing graphs); NULL when
  * unknown. Initializers give a synthetic tensor type in *tmp. */
-static const struct kiln_type *declared(const struct kiln_graph *g, const char *name,
-                                        struct kiln_type *tmp)
+static const struct kiln_type *declared(const struct kiln_graph *g, const char *name, struct kiln_type *tmp)
 {
     for (; g; g = g->parent) {
         for (size_t i = 0; i < g->n_inputs; i++)
@@ -296,24 +295,49 @@ static kiln_dtype value_dtype(const struct nctx *x, const char *name)
 /* A scalar constant of input `like`'s element type holding v (float types and the common
  * integer types); when that type is unknown, a float32 constant cast with CastLike (opset
  * 15+). */
-static kiln_status const_like(struct nctx *x, const char *what, double v, const char *like,
-                              const char **out)
+static kiln_status const_like(struct nctx *x, const char *what, double v, const char *like, const char **out)
 {
     kiln_dtype dt = value_dtype(x, like);
-    union { float f; double d; uint16_t h; int8_t i8; uint8_t u8; int32_t i32; int64_t i64; } u;
+    union {
+        float f;
+        double d;
+        uint16_t h;
+        int8_t i8;
+        uint8_t u8;
+        int32_t i32;
+        int64_t i64;
+    } u;
     switch (dt) {
-    case KILN_DTYPE_F32: u.f = (float)v; break;
-    case KILN_DTYPE_F64: u.d = v; break;
-    case KILN_DTYPE_F16: u.h = kiln_f32_to_f16((float)v); break;
-    case KILN_DTYPE_BF16: u.h = kiln_f32_to_bf16((float)v); break;
-    case KILN_DTYPE_I8: u.i8 = (int8_t)v; break;
-    case KILN_DTYPE_U8: u.u8 = (uint8_t)v; break;
-    case KILN_DTYPE_I32: u.i32 = (int32_t)v; break;
-    case KILN_DTYPE_I64: u.i64 = (int64_t)v; break;
+    case KILN_DTYPE_F32:
+        u.f = (float)v;
+        break;
+    case KILN_DTYPE_F64:
+        u.d = v;
+        break;
+    case KILN_DTYPE_F16:
+        u.h = kiln_f32_to_f16((float)v);
+        break;
+    case KILN_DTYPE_BF16:
+        u.h = kiln_f32_to_bf16((float)v);
+        break;
+    case KILN_DTYPE_I8:
+        u.i8 = (int8_t)v;
+        break;
+    case KILN_DTYPE_U8:
+        u.u8 = (uint8_t)v;
+        break;
+    case KILN_DTYPE_I32:
+        u.i32 = (int32_t)v;
+        break;
+    case KILN_DTYPE_I64:
+        u.i64 = (int64_t)v;
+        break;
     default:
         if (x->c->to < 15)
-            return refuse(x, "the element type of '%s' is not declared, so the %s constant "
-                          "cannot be typed (CastLike needs opset 15)", like, what);
+            return refuse(x,
+                          "the element type of '%s' is not declared, so the %s constant "
+                          "cannot be typed (CastLike needs opset 15)",
+                          like, what);
         {
             float f = (float)v;
             const char *fv, *ins[2];
@@ -349,12 +373,13 @@ static kiln_status rule_legacy_broadcast(struct nctx *x)
     if (!bc || !ax || x->n.n_in < 2) return KILN_OK; /* equal shapes, or B a suffix of A */
     int ra = value_rank(x, x->n.inputs[0]), rb = value_rank(x, x->n.inputs[1]);
     if (ra < 0 || rb < 0)
-        return refuse(x, "broadcast with axis=%lld needs the ranks of '%s' and '%s', which are "
-                      "not declared", (long long)ax->i, x->n.inputs[0], x->n.inputs[1]);
+        return refuse(x,
+                      "broadcast with axis=%lld needs the ranks of '%s' and '%s', which are "
+                      "not declared",
+                      (long long)ax->i, x->n.inputs[0], x->n.inputs[1]);
     int64_t axis = ax->i < 0 ? ax->i + ra : ax->i;
     if (axis < 0 || axis + rb > ra)
-        return refuse(x, "broadcast axis %lld does not fit ranks %d and %d", (long long)ax->i,
-                      ra, rb);
+        return refuse(x, "broadcast axis %lld does not fit ranks %d and %d", (long long)ax->i, ra, rb);
     int64_t k = ra - axis - rb; /* trailing ones B needs */
     if (k == 0) return KILN_OK;
     int64_t axes[KILN_MAX_RANK];
@@ -388,9 +413,9 @@ static kiln_status rule_cast(struct nctx *x)
     if (!crosses(x, 6)) return KILN_OK;
     const struct kiln_attr *a = attr(&x->n, "to");
     if (!a || a->type != KILN_ATTR_STRING) return KILN_OK;
-    static const char *const names[] = {
-        "UNDEFINED", "FLOAT", "UINT8", "INT8", "UINT16", "INT16", "INT32", "INT64", "STRING",
-        "BOOL", "FLOAT16", "DOUBLE", "UINT32", "UINT64", "COMPLEX64", "COMPLEX128", "BFLOAT16"};
+    static const char *const names[] = {"UNDEFINED", "FLOAT",  "UINT8",     "INT8",       "UINT16",  "INT16",
+                                        "INT32",     "INT64",  "STRING",    "BOOL",       "FLOAT16", "DOUBLE",
+                                        "UINT32",    "UINT64", "COMPLEX64", "COMPLEX128", "BFLOAT16"};
     for (int i = 1; i < (int)(sizeof names / sizeof names[0]); i++)
         if (!strcasecmp(a->s, names[i])) return set_attr_i(x, "to", i);
     return refuse(x, "attribute to='%s' names no ONNX type", a->s);
@@ -434,8 +459,9 @@ static kiln_status rule_reshape(struct nctx *x)
 
 static kiln_status rule_tile(struct nctx *x)
 {
-    if (crosses(x, 6)) return refuse(x, "Tile-1's (tiles, axis) inputs need the input's rank to "
-                                     "become a repeats vector; kiln does not rewrite them");
+    if (crosses(x, 6))
+        return refuse(x, "Tile-1's (tiles, axis) inputs need the input's rank to "
+                         "become a repeats vector; kiln does not rewrite them");
     return KILN_OK;
 }
 
@@ -471,8 +497,7 @@ static kiln_status rule_dropout(struct nctx *x)
         if (had_is_test && !is_test && x->c->to < 12)
             return refuse(x, "is_test=0 (training) cannot be expressed before opset 12");
     }
-    if (crosses(x, 10))
-        KILN_TRY(drop_outputs(x, 1, "the mask changed type from T to bool at opset 10"));
+    if (crosses(x, 10)) KILN_TRY(drop_outputs(x, 1, "the mask changed type from T to bool at opset 10"));
     if (crosses(x, 12)) {
         const struct kiln_attr *r = attr(&x->n, "ratio");
         if (r) {
@@ -497,13 +522,14 @@ static kiln_status rule_batchnorm(struct nctx *x)
     if (crosses(x, 9) || crosses(x, 7)) {
         if (attr_i(&x->n, "spatial", 1) != 1)
             return refuse(x, "spatial=0 (per-activation statistics) has no equivalent after "
-                          "opset 8");
+                             "opset 8");
         KILN_TRY(drop_attr(x, "spatial"));
     }
     if (crosses(x, 7)) KILN_TRY(drop_attr(x, "is_test"));
     if (crosses(x, 14))
-        KILN_TRY(drop_outputs(x, 1, "the training outputs (mean, var, saved mean/var) changed "
-                                    "meaning at opset 14"));
+        KILN_TRY(drop_outputs(x, 1,
+                              "the training outputs (mean, var, saved mean/var) changed "
+                              "meaning at opset 14"));
     return KILN_OK;
 }
 
@@ -525,6 +551,10 @@ static kiln_status rule_axes_input(struct nctx *x, int at)
 
 static kiln_status rule_split(struct nctx *x)
 {
+    /* Split-1 could take `split` as a second input; 2..12 only as an attribute */
+    if (x->c->from < 2 && x->c->to < 13 && x->n.n_in > 1 && x->n.inputs[1][0])
+        return refuse(x, "Split-1's 'split' input has no form between opsets 2 and 12 "
+                         "(convert to 13 or later)");
     if (crosses(x, 13)) KILN_TRY(ints_to_input(x, "split", 1));
     /* Split-18 needs the split input or num_outputs. */
     if (crosses(x, 18) && (x->n.n_in < 2 || !x->n.inputs[1][0]) && !attr(&x->n, "num_outputs"))
@@ -625,7 +655,7 @@ static kiln_status rule_resize(struct nctx *x)
         const struct kiln_attr *ct = attr(&x->n, "coordinate_transformation_mode");
         if (ct && !strcmp(ct->s, "tf_half_pixel_for_nn"))
             return refuse(x, "coordinate_transformation_mode 'tf_half_pixel_for_nn' was removed "
-                          "at opset 13");
+                             "at opset 13");
     }
     return KILN_OK;
 }
@@ -660,8 +690,8 @@ static kiln_status rule_softmax(struct nctx *x)
     int64_t na = axis < 0 && r >= 0 ? axis + r : axis;
     /* the last axis: flattening there changes nothing, whatever the rank */
     if (axis == -1 || (r >= 0 && na == r - 1)) return set_attr_i(x, "axis", -1);
-    if (r >= 0 && (na < 0 || na > r)) return refuse(x, "axis %lld is out of range for rank %d",
-                                                    (long long)axis, r);
+    if (r >= 0 && (na < 0 || na > r))
+        return refuse(x, "axis %lld is out of range for rank %d", (long long)axis, r);
     /* Shape(X) -> s; Flatten(X, axis) -> f; op(f, axis=-1) -> y2; Reshape(y2, s) -> y */
     if (!out_wanted(&x->n, 0)) return set_attr_i(x, "axis", -1);
     const char *shape = fresh_name(x, in), *flat = fresh_name(x, in);
@@ -721,8 +751,7 @@ static kiln_status rule_dft(struct nctx *x)
 
 static kiln_status rule_scan(struct nctx *x)
 {
-    if (crosses(x, 9))
-        return refuse(x, "Scan-8 has a batch axis and sequence_lens, which Scan-9 dropped");
+    if (crosses(x, 9)) return refuse(x, "Scan-8 has a batch axis and sequence_lens, which Scan-9 dropped");
     return KILN_OK;
 }
 
@@ -730,41 +759,76 @@ static kiln_status rule_groupnorm(struct nctx *x)
 {
     if (crosses(x, 21))
         return refuse(x, "scale and bias are per group before opset 21 and per channel after; "
-                      "kiln does not expand them");
+                         "kiln does not expand them");
     return KILN_OK;
 }
 
 struct rule {
     const char *op;
     kiln_status (*fn)(struct nctx *x);
-    int arg; /* for rule_axes_input: the opset where axes became an input */
 };
 
-static kiln_status rule_axes13(struct nctx *x) { return rule_axes_input(x, 13); }
-static kiln_status rule_axes18(struct nctx *x) { return rule_axes_input(x, 18); }
+static kiln_status rule_axes13(struct nctx *x)
+{
+    return rule_axes_input(x, 13);
+}
+static kiln_status rule_axes18(struct nctx *x)
+{
+    return rule_axes_input(x, 18);
+}
 
 static const struct rule rules[] = {
-    {"Add", rule_legacy_broadcast, 0}, {"Sub", rule_legacy_broadcast, 0},
-    {"Mul", rule_legacy_broadcast, 0}, {"Div", rule_legacy_broadcast, 0},
-    {"Pow", rule_legacy_broadcast, 0}, {"And", rule_legacy_broadcast, 0},
-    {"Or", rule_legacy_broadcast, 0}, {"Xor", rule_legacy_broadcast, 0},
-    {"Equal", rule_legacy_broadcast, 0}, {"Greater", rule_legacy_broadcast, 0},
-    {"Less", rule_legacy_broadcast, 0}, {"Gemm", rule_gemm, 0}, {"Cast", rule_cast, 0},
-    {"Clip", rule_clip, 0}, {"Concat", rule_concat, 0}, {"Reshape", rule_reshape, 0},
-    {"Tile", rule_tile, 0}, {"Dropout", rule_dropout, 0},
-    {"BatchNormalization", rule_batchnorm, 0}, {"Slice", rule_slice, 0},
-    {"Squeeze", rule_axes13, 0}, {"Unsqueeze", rule_axes13, 0}, {"ReduceSum", rule_axes13, 0},
-    {"ReduceMax", rule_axes18, 0}, {"ReduceMin", rule_axes18, 0},
-    {"ReduceMean", rule_axes18, 0}, {"ReduceProd", rule_axes18, 0},
-    {"ReduceL1", rule_axes18, 0}, {"ReduceL2", rule_axes18, 0},
-    {"ReduceLogSum", rule_axes18, 0}, {"ReduceLogSumExp", rule_axes18, 0},
-    {"ReduceSumSquare", rule_axes18, 0}, {"Split", rule_split, 0}, {"Pad", rule_pad, 0},
-    {"TopK", rule_topk, 0}, {"Upsample", rule_upsample, 0}, {"Resize", rule_resize, 0},
-    {"Scatter", rule_scatter, 0}, {"LpPool", rule_lppool, 0}, {"GlobalLpPool", rule_lppool, 0},
-    {"Softmax", rule_softmax, 0}, {"LogSoftmax", rule_softmax, 0},
-    {"Hardmax", rule_softmax, 0}, {"RNN", rule_rnn, 0}, {"GRU", rule_rnn, 0},
-    {"LSTM", rule_rnn, 0}, {"RoiAlign", rule_roialign, 0}, {"GridSample", rule_gridsample, 0},
-    {"DFT", rule_dft, 0}, {"Scan", rule_scan, 0}, {"GroupNormalization", rule_groupnorm, 0},
+    {"Add", rule_legacy_broadcast},
+    {"Sub", rule_legacy_broadcast},
+    {"Mul", rule_legacy_broadcast},
+    {"Div", rule_legacy_broadcast},
+    {"Pow", rule_legacy_broadcast},
+    {"And", rule_legacy_broadcast},
+    {"Or", rule_legacy_broadcast},
+    {"Xor", rule_legacy_broadcast},
+    {"Equal", rule_legacy_broadcast},
+    {"Greater", rule_legacy_broadcast},
+    {"Less", rule_legacy_broadcast},
+    {"Gemm", rule_gemm},
+    {"Cast", rule_cast},
+    {"Clip", rule_clip},
+    {"Concat", rule_concat},
+    {"Reshape", rule_reshape},
+    {"Tile", rule_tile},
+    {"Dropout", rule_dropout},
+    {"BatchNormalization", rule_batchnorm},
+    {"Slice", rule_slice},
+    {"Squeeze", rule_axes13},
+    {"Unsqueeze", rule_axes13},
+    {"ReduceSum", rule_axes13},
+    {"ReduceMax", rule_axes18},
+    {"ReduceMin", rule_axes18},
+    {"ReduceMean", rule_axes18},
+    {"ReduceProd", rule_axes18},
+    {"ReduceL1", rule_axes18},
+    {"ReduceL2", rule_axes18},
+    {"ReduceLogSum", rule_axes18},
+    {"ReduceLogSumExp", rule_axes18},
+    {"ReduceSumSquare", rule_axes18},
+    {"Split", rule_split},
+    {"Pad", rule_pad},
+    {"TopK", rule_topk},
+    {"Upsample", rule_upsample},
+    {"Resize", rule_resize},
+    {"Scatter", rule_scatter},
+    {"LpPool", rule_lppool},
+    {"GlobalLpPool", rule_lppool},
+    {"Softmax", rule_softmax},
+    {"LogSoftmax", rule_softmax},
+    {"Hardmax", rule_softmax},
+    {"RNN", rule_rnn},
+    {"GRU", rule_rnn},
+    {"LSTM", rule_rnn},
+    {"RoiAlign", rule_roialign},
+    {"GridSample", rule_gridsample},
+    {"DFT", rule_dft},
+    {"Scan", rule_scan},
+    {"GroupNormalization", rule_groupnorm},
 };
 
 /* ------------------------------------------------------------------ graphs */
@@ -802,8 +866,8 @@ static kiln_status convert_node(struct conv *c, struct gbuild *b, const struct k
         return kiln_err_set(c->err, KILN_E_UNSUPPORTED,
                             "%s (opset %lld -> %lld): cannot convert: the op is deprecated at "
                             "opset %lld and kiln knows no replacement",
-                            kiln_node_label(old, lb, sizeof lb), (long long)c->from,
-                            (long long)c->to, (long long)c->to);
+                            kiln_node_label(old, lb, sizeof lb), (long long)c->from, (long long)c->to,
+                            (long long)c->to);
     }
     c->n_rewritten++;
     if (!x.n.op_type) return KILN_OK; /* the rule emitted it */
@@ -884,14 +948,19 @@ kiln_status kiln_model_convert_opset(kiln_model *m, int64_t opset, kiln_err *err
     int latest = kiln_schema_latest("");
     int64_t from = kiln_model_opset_for(m, "");
     if (from < 0)
-        return kiln_err_set(err, KILN_E_INVALID_ARG, "the model imports no default-domain "
+        return kiln_err_set(err, KILN_E_INVALID_ARG,
+                            "the model imports no default-domain "
                             "opset; nothing to convert");
     if (opset < 7 || opset > latest)
-        return kiln_err_set(err, KILN_E_UNSUPPORTED, "target opset %lld is outside 7..%d, the "
-                            "range kiln converts to", (long long)opset, latest);
+        return kiln_err_set(err, KILN_E_UNSUPPORTED,
+                            "target opset %lld is outside 7..%d, the "
+                            "range kiln converts to",
+                            (long long)opset, latest);
     if (opset < from)
-        return kiln_err_set(err, KILN_E_UNSUPPORTED, "the model is at opset %lld; kiln converts "
-                            "upward only (to %lld asked)", (long long)from, (long long)opset);
+        return kiln_err_set(err, KILN_E_UNSUPPORTED,
+                            "the model is at opset %lld; kiln converts "
+                            "upward only (to %lld asked)",
+                            (long long)from, (long long)opset);
     if (opset == from) return KILN_OK;
     struct conv c = {.m = m, .a = &m->arena, .err = err, .from = from, .to = opset};
     kiln_status st = convert_graph(&c, m->graph);
@@ -900,8 +969,10 @@ kiln_status kiln_model_convert_opset(kiln_model *m, int64_t opset, kiln_err *err
     struct kiln_opset *ops = NULL;
     if (!st) {
         ops = kiln_arena_array(c.a, m->n_opsets, sizeof *ops);
-        if (!ops) st = nomem(&c);
-        else memcpy(ops, m->opsets, m->n_opsets * sizeof *ops);
+        if (!ops)
+            st = nomem(&c);
+        else
+            memcpy(ops, m->opsets, m->n_opsets * sizeof *ops);
     }
     for (size_t i = 0; !st && i < c.n_done; i++) {
         struct gbuild *b = &c.done[i];
@@ -947,8 +1018,8 @@ kiln_status kiln_model_convert_opset(kiln_model *m, int64_t opset, kiln_err *err
         if (!ops[i].domain[0] || !strcmp(ops[i].domain, "ai.onnx")) ops[i].version = opset;
     m->opsets = ops;
     /* An IR version too old for the new opset would make checkers refuse the model. */
-    static const int64_t ir_for[] = {0, 3, 3, 3, 3, 3, 3, 3, 3, 4, 5, 6, 7, 7, 7, 8, 8, 8, 8,
-                                     9, 9, 10, 10, 11, 11};
+    static const int64_t ir_for[] = {0, 3, 3, 3, 3, 3, 3, 3, 3,  4,  5,  6, 7,
+                                     7, 7, 8, 8, 8, 8, 9, 9, 10, 10, 11, 11};
     int64_t need = opset < (int64_t)(sizeof ir_for / sizeof ir_for[0]) ? ir_for[opset] : 11;
     if (m->ir_version < need) m->ir_version = need;
     st = kiln_model_link(m, err);

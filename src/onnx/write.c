@@ -98,16 +98,14 @@ static void put_float(struct writer *w, uint32_t num, float f)
 {
     uint32_t bits;
     memcpy(&bits, &f, 4);
-    uint8_t le[4] = {(uint8_t)bits, (uint8_t)(bits >> 8), (uint8_t)(bits >> 16),
-                     (uint8_t)(bits >> 24)};
+    uint8_t le[4] = {(uint8_t)bits, (uint8_t)(bits >> 8), (uint8_t)(bits >> 16), (uint8_t)(bits >> 24)};
     kiln_pb_put_key(&w->b, num, PB_I32);
     kiln_buf_append(&w->b, le, 4);
 }
 
 static kiln_status oom(struct writer *w)
 {
-    return kiln_err_set(w->err, KILN_E_NOMEM, "out of memory writing the model (%zu bytes so far)",
-                        w->b.len);
+    return kiln_err_set(w->err, KILN_E_NOMEM, "out of memory writing the model (%zu bytes so far)", w->b.len);
 }
 
 static kiln_status check(struct writer *w)
@@ -131,8 +129,10 @@ static kiln_status ext_open(struct writer *w)
     snprintf(w->ext_tmp, n, "%s.tmp.XXXXXX", w->ext_final);
     w->ext_fd = mkstemp(w->ext_tmp);
     if (w->ext_fd < 0) {
-        kiln_status st = kiln_err_set(w->err, KILN_E_IO, "cannot create a temporary file for "
-                                      "'%s': %s", w->ext_final, strerror(errno));
+        kiln_status st = kiln_err_set(w->err, KILN_E_IO,
+                                      "cannot create a temporary file for "
+                                      "'%s': %s",
+                                      w->ext_final, strerror(errno));
         kiln_free(w->ext_tmp);
         w->ext_tmp = NULL;
         return st;
@@ -170,8 +170,7 @@ static kiln_status ext_put(struct writer *w, const struct kiln_tensor *t, const 
     if (n != kiln_tensor_nbytes(t)) { /* sub-byte types: pack first */
         packed = kiln_malloc(n);
         if (!packed)
-            return kiln_err_set(w->err, KILN_E_NOMEM, "out of memory packing %s (%zu bytes)",
-                                label, n);
+            return kiln_err_set(w->err, KILN_E_NOMEM, "out of memory packing %s (%zu bytes)", label, n);
         kiln_tpb_pack(t, packed);
         bytes = packed;
     }
@@ -188,8 +187,8 @@ static kiln_status ext_put(struct writer *w, const struct kiln_tensor *t, const 
 /* ------------------------------------------------------------------ tensors, types */
 
 /* A TensorProto as field `num`; `external_ok`: may go to the data file. */
-static kiln_status put_tensor(struct writer *w, uint32_t num, const struct kiln_tensor *t,
-                              const char *name, const char *doc, bool external_ok)
+static kiln_status put_tensor(struct writer *w, uint32_t num, const struct kiln_tensor *t, const char *name,
+                              const char *doc, bool external_ok)
 {
     char label[200];
     snprintf(label, sizeof label, "tensor '%.150s'", name && name[0] ? name : "(unnamed)");
@@ -201,7 +200,8 @@ static kiln_status put_tensor(struct writer *w, uint32_t num, const struct kiln_
     } else if (raw > PB_MAX_MESSAGE) {
         return kiln_err_set(w->err, KILN_E_LIMIT,
                             "%s takes %zu bytes; protobuf limits a model to 2 GB inline: save "
-                            "it with an external data threshold", label, raw);
+                            "it with an external data threshold",
+                            label, raw);
     }
     size_t at = msg_begin(w, num);
     kiln_status st = kiln_tpb_encode_full(t, name, doc, xp, &w->b, w->err);
@@ -210,8 +210,7 @@ static kiln_status put_tensor(struct writer *w, uint32_t num, const struct kiln_
     return check(w);
 }
 
-static void put_sparse(struct writer *w, uint32_t num, const struct kiln_sparse_tensor *sp,
-                       kiln_status *st)
+static void put_sparse(struct writer *w, uint32_t num, const struct kiln_sparse_tensor *sp, kiln_status *st)
 {
     if (*st) return;
     size_t at = msg_begin(w, num);
@@ -232,8 +231,10 @@ static void put_tensor_type(struct writer *w, const struct kiln_type *t)
     size_t shape = msg_begin(w, 2);
     for (int i = 0; i < t->rank; i++) {
         size_t dim = msg_begin(w, 1);
-        if (t->dims[i].value >= 0) kiln_pb_put_uint(&w->b, 1, (uint64_t)t->dims[i].value);
-        else if (t->dims[i].param) put_str(w, 2, t->dims[i].param);
+        if (t->dims[i].value >= 0)
+            kiln_pb_put_uint(&w->b, 1, (uint64_t)t->dims[i].value);
+        else if (t->dims[i].param)
+            put_str(w, 2, t->dims[i].param);
         msg_end(w, dim);
     }
     msg_end(w, shape);
@@ -242,14 +243,16 @@ static void put_tensor_type(struct writer *w, const struct kiln_type *t)
 static void put_type_body(struct writer *w, const struct kiln_type *t)
 {
     static const uint32_t field[] = {
-        [KILN_TYPE_TENSOR] = 1, [KILN_TYPE_SEQUENCE] = 4, [KILN_TYPE_MAP] = 5,
+        [KILN_TYPE_TENSOR] = 1,   [KILN_TYPE_SEQUENCE] = 4,      [KILN_TYPE_MAP] = 5,
         [KILN_TYPE_OPTIONAL] = 9, [KILN_TYPE_SPARSE_TENSOR] = 8,
     };
     if (t->kind > KILN_TYPE_NONE && t->kind <= KILN_TYPE_SPARSE_TENSOR) {
         size_t at = msg_begin(w, field[t->kind]);
         switch (t->kind) {
         case KILN_TYPE_TENSOR:
-        case KILN_TYPE_SPARSE_TENSOR: put_tensor_type(w, t); break;
+        case KILN_TYPE_SPARSE_TENSOR:
+            put_tensor_type(w, t);
+            break;
         case KILN_TYPE_MAP:
             if (t->elem) kiln_pb_put_uint(&w->b, 1, (uint64_t)t->elem);
             if (t->inner) put_type(w, 2, t->inner);
@@ -285,9 +288,24 @@ static void put_value_info(struct writer *w, uint32_t num, const struct kiln_val
 static kiln_status put_graph(struct writer *w, uint32_t num, const struct kiln_graph *g);
 
 enum {
-    AT_NAME = 1, AT_F = 2, AT_I = 3, AT_S = 4, AT_T = 5, AT_G = 6, AT_FLOATS = 7, AT_INTS = 8,
-    AT_STRINGS = 9, AT_TENSORS = 10, AT_GRAPHS = 11, AT_DOC = 13, AT_TP = 14, AT_TPS = 15,
-    AT_TYPE = 20, AT_REF = 21, AT_SPARSE = 22, AT_SPARSES = 23,
+    AT_NAME = 1,
+    AT_F = 2,
+    AT_I = 3,
+    AT_S = 4,
+    AT_T = 5,
+    AT_G = 6,
+    AT_FLOATS = 7,
+    AT_INTS = 8,
+    AT_STRINGS = 9,
+    AT_TENSORS = 10,
+    AT_GRAPHS = 11,
+    AT_DOC = 13,
+    AT_TP = 14,
+    AT_TPS = 15,
+    AT_TYPE = 20,
+    AT_REF = 21,
+    AT_SPARSE = 22,
+    AT_SPARSES = 23,
 };
 
 static kiln_status put_attr(struct writer *w, const struct kiln_attr *a)
@@ -304,9 +322,15 @@ static kiln_status put_attr(struct writer *w, const struct kiln_attr *a)
         return check(w);
     }
     switch (a->type) {
-    case KILN_ATTR_FLOAT: put_float(w, AT_F, a->f); break;
-    case KILN_ATTR_INT: kiln_pb_put_uint(&w->b, AT_I, (uint64_t)a->i); break;
-    case KILN_ATTR_STRING: kiln_pb_put_bytes(&w->b, AT_S, a->s ? a->s : "", a->s ? a->s_len : 0); break;
+    case KILN_ATTR_FLOAT:
+        put_float(w, AT_F, a->f);
+        break;
+    case KILN_ATTR_INT:
+        kiln_pb_put_uint(&w->b, AT_I, (uint64_t)a->i);
+        break;
+    case KILN_ATTR_STRING:
+        kiln_pb_put_bytes(&w->b, AT_S, a->s ? a->s : "", a->s ? a->s_len : 0);
+        break;
     case KILN_ATTR_TENSOR:
         if (a->t) st = put_tensor(w, AT_T, a->t, NULL, NULL, true);
         break;
@@ -343,7 +367,8 @@ static kiln_status put_attr(struct writer *w, const struct kiln_attr *a)
     case KILN_ATTR_TYPE_PROTOS:
         for (size_t i = 0; i < a->n; i++) put_type(w, AT_TPS, &a->types[i]);
         break;
-    default: break;
+    default:
+        break;
     }
     if (st) return st;
     msg_end(w, at);
@@ -374,8 +399,10 @@ static kiln_status put_node(struct writer *w, uint32_t num, const struct kiln_no
 static kiln_status put_graph(struct writer *w, uint32_t num, const struct kiln_graph *g)
 {
     if (++w->depth > MAX_GRAPH_DEPTH)
-        return kiln_err_set(w->err, KILN_E_LIMIT, "graph '%s': subgraphs nest deeper than %d "
-                            "levels, which the loader refuses", g->name, MAX_GRAPH_DEPTH);
+        return kiln_err_set(w->err, KILN_E_LIMIT,
+                            "graph '%s': subgraphs nest deeper than %d "
+                            "levels, which the loader refuses",
+                            g->name, MAX_GRAPH_DEPTH);
     size_t at = msg_begin(w, num);
     for (size_t i = 0; i < g->n_nodes; i++) KILN_TRY(put_node(w, 1, &g->nodes[i]));
     put_str(w, 2, g->name);
@@ -462,8 +489,7 @@ void kiln_buffer_free(void *buf)
 
 /* Writes data to a new temporary file next to path; *tmp_out receives its name (free with
  * kiln_free; the caller renames or unlinks it). */
-static kiln_status write_temp(const char *path, const void *data, size_t n, char **tmp_out,
-                              kiln_err *err)
+static kiln_status write_temp(const char *path, const void *data, size_t n, char **tmp_out, kiln_err *err)
 {
     *tmp_out = NULL;
     size_t plen = strlen(path) + 16;
@@ -472,8 +498,8 @@ static kiln_status write_temp(const char *path, const void *data, size_t n, char
     snprintf(tmp, plen, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        kiln_status st = kiln_err_set(err, KILN_E_IO, "cannot create a temporary file for '%s': %s",
-                                      path, strerror(errno));
+        kiln_status st = kiln_err_set(err, KILN_E_IO, "cannot create a temporary file for '%s': %s", path,
+                                      strerror(errno));
         kiln_free(tmp);
         return st;
     }
@@ -497,14 +523,18 @@ static kiln_status write_temp(const char *path, const void *data, size_t n, char
 static kiln_status check_location(const char *loc, kiln_err *err)
 {
     if (!loc[0] || loc[0] == '/' || strlen(loc) > 100)
-        return kiln_err_set(err, KILN_E_INVALID_ARG, "external data name '%s' must be a relative "
-                            "path of 1 to 100 bytes", loc);
+        return kiln_err_set(err, KILN_E_INVALID_ARG,
+                            "external data name '%s' must be a relative "
+                            "path of 1 to 100 bytes",
+                            loc);
     for (const char *q = loc; *q;) {
         const char *e = strchr(q, '/');
         size_t n = e ? (size_t)(e - q) : strlen(q);
         if (n == 2 && q[0] == '.' && q[1] == '.')
-            return kiln_err_set(err, KILN_E_INVALID_ARG, "external data name '%s' leaves the "
-                                "model's folder ('..')", loc);
+            return kiln_err_set(err, KILN_E_INVALID_ARG,
+                                "external data name '%s' leaves the "
+                                "model's folder ('..')",
+                                loc);
         q += n + (e != NULL);
     }
     return KILN_OK;

@@ -125,6 +125,9 @@ expect_error 1 "Scan node .*batch axis" "$KILN" convert "$NODE/test_scan_sum/mod
     -o "$TMP/scan.onnx" --opset 17
 [ -e "$TMP/scan.onnx" ] && fail "a refused conversion wrote its output"
 expect_error 2 "needs -o" "$KILN" convert "$NODE/test_if/model.onnx"
+expect_error 1 "cannot create a temporary file for '$TMP/no/such/out.onnx'" \
+    "$KILN" convert "$NODE/test_if/model.onnx" -o "$TMP/no/such/out.onnx"
+expect_error 1 "upward only" "$KILN" convert "$NODE/test_if/model.onnx" -o "$TMP/x.onnx" --opset 9
 
 if ! "$PY" "$TMP/check.py" "$TMP/list" >"$TMP/pyout" 2>&1; then
     fail "onnx.checker or the comparison refused written models:"

@@ -18,9 +18,11 @@ run "$KILN"
 [ "$RC" -eq 2 ] || fail "kiln with no arguments exits $RC, expected 2"
 grep -q '^usage: kiln' "$TMP/err" || fail "kiln with no arguments prints no usage on stderr"
 
-for cmd in optimize convert build quantize graph serve; do
+for cmd in build quantize graph serve; do
     expect_error 2 "^kiln: '$cmd' is not implemented yet$" "$KILN" "$cmd" model.onnx
 done
+expect_ok "$KILN" help optimize
+out_has '--keep-fused' "kiln help optimize"
 expect_error 2 "unknown command 'frobnicate'" "$KILN" frobnicate
 expect_error 2 "unknown option '--frobnicate'" "$KILN" --frobnicate
 expect_error 2 "info needs a MODEL" "$KILN" info
@@ -32,6 +34,16 @@ expect_error 2 "--input needs a value" "$KILN" run "$NODE/test_relu/model.onnx" 
 expect_error 2 "--format takes pb or npy; got 'csv'" "$KILN" run m.onnx --format csv
 expect_error 2 "--threads takes a number" "$KILN" run m.onnx --threads -3
 expect_error 2 "--threads takes a number" "$KILN" run m.onnx --threads 2x
+expect_error 2 "convert needs -o OUT.onnx" "$KILN" convert model.onnx
+expect_error 2 "convert needs a MODEL" "$KILN" convert -o out.onnx
+expect_error 2 "--opset 'x' is not an opset number" "$KILN" convert m.onnx -o o.onnx --opset x
+expect_error 2 "'--opset' needs a value" "$KILN" convert m.onnx -o o.onnx --opset
+expect_error 2 "--external-data '0' is not a byte count" "$KILN" convert m.onnx -o o.onnx --external-data 0
+expect_error 2 "--external-data-name needs --external-data" "$KILN" convert m.onnx -o o.onnx --external-data-name w.bin
+expect_error 2 "unknown option '--bogus'" "$KILN" convert m.onnx -o o.onnx --bogus
+expect_error 2 "convert takes one MODEL" "$KILN" convert a.onnx b.onnx -o o.onnx
+expect_ok "$KILN" help convert
+out_has '--external-data BYTES' "kiln help convert"
 expect_error 2 "compare needs two files" "$KILN" compare a.pb
 expect_error 2 "--rtol takes a number >= 0; got 'abc'" "$KILN" compare a.pb b.pb --rtol abc
 finish

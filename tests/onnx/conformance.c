@@ -14,7 +14,9 @@
  * --roundtrip writes each model to ONNX bytes (kiln_model_save_buffer) and loads them back
  * before running it, which checks the writer against every case. --opset N converts each
  * model whose default-domain opset is below N (kiln_model_convert_opset) before running it
- * (and before the round trip, with both); a model the converter refuses counts as refused,
+ * (and before the round trip, with both); the converted model must not have more
+ * kiln_model_check problems than the original (stale attributes, say); a model the
+ * converter refuses counts as refused,
  * not failed, and --refused FILE lists the refusals that are expected (one line each: the
  * case name, then the reason). A case of --passing that is refused without being listed
  * there, or listed there but no longer refused, is a regression.
@@ -252,6 +254,13 @@ static void free_list(char **names, size_t n)
     free(names);
 }
 
+/* Keeps the first problem message kiln_model_check reports. */
+static void first_problem(void *user, const char *msg)
+{
+    char *buf = user;
+    if (!buf[0]) snprintf(buf, 600, "%s", msg);
+}
+
 /* Runs one case folder; fills r->passed / r->reason. */
 static void run_case(const char *dir, struct result *r)
 {
@@ -275,10 +284,20 @@ static void run_case(const char *dir, struct result *r)
         }
         if (have >= 0 && have < target_opset) {
             r->converted = 1;
+            size_t problems = kiln_model_check(m, NULL, NULL);
             if (kiln_model_convert_opset(m, target_opset, &err)) {
                 r->refused = err.status == KILN_E_UNSUPPORTED;
                 snprintf(r->reason, sizeof r->reason, "convert %lld -> %lld: %.900s",
                          (long long)have, (long long)target_opset, err.msg);
+                kiln_model_free(m);
+                return;
+            }
+            /* the converted model must be as valid as the original (attributes the new
+             * version does not know, inputs of the wrong kind, ...) */
+            char first[600] = "";
+            if (kiln_model_check(m, first_problem, first) > problems) {
+                snprintf(r->reason, sizeof r->reason, "check after converting to %lld: %.900s",
+                         (long long)target_opset, first);
                 kiln_model_free(m);
                 return;
             }

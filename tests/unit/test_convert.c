@@ -165,8 +165,7 @@ static bool run(kiln_model *m, kiln_value **ins, size_t n_in, kiln_value **outs,
 
 static bool same_value(kiln_value *a, kiln_value *b, double tol)
 {
-    if (kiln_value_dtype(a) != kiln_value_dtype(b) || kiln_value_rank(a) != kiln_value_rank(b))
-        return false;
+    if (kiln_value_dtype(a) != kiln_value_dtype(b) || kiln_value_rank(a) != kiln_value_rank(b)) return false;
     for (int i = 0; i < kiln_value_rank(a); i++)
         if (kiln_value_dims(a)[i] != kiln_value_dims(b)[i]) return false;
     size_t n = kiln_value_numel(a);
@@ -189,8 +188,8 @@ static const struct kiln_node *node_of(const kiln_model *m, const char *op)
 
 /* Runs m, converts it to `to`, reloads, runs again: outputs equal. Returns the converted
  * model (caller frees) or NULL. */
-static kiln_model *check_same(kiln_model *m, int64_t to, kiln_value **ins, size_t n_in,
-                              size_t n_out, double tol, const char *what)
+static kiln_model *check_same(kiln_model *m, int64_t to, kiln_value **ins, size_t n_in, size_t n_out,
+                              double tol, const char *what)
 {
     kiln_value *before[4] = {0}, *after[4] = {0};
     kiln_err err = {0};
@@ -206,12 +205,10 @@ static kiln_model *check_same(kiln_model *m, int64_t to, kiln_value **ins, size_
         return NULL;
     }
     m = reload(m);
-    CHECK(m && kiln_model_opset_for(m, "") == to, "%s: opset_import is not %lld", what,
-          (long long)to);
+    CHECK(m && kiln_model_opset_for(m, "") == to, "%s: opset_import is not %lld", what, (long long)to);
     if (m && run(m, ins, n_in, after, n_out, what))
         for (size_t i = 0; i < n_out; i++)
-            CHECK(same_value(before[i], after[i], tol), "%s: output %zu differs after conversion",
-                  what, i);
+            CHECK(same_value(before[i], after[i], tol), "%s: output %zu differs after conversion", what, i);
     free_all(before, n_out);
     free_all(after, n_out);
     return m;
@@ -258,9 +255,12 @@ static void test_slice1(void)
 static void test_axes_inputs(void)
 {
     static const int64_t d[3] = {2, 1, 3};
-    static const struct { const char *op; int from, since; } cases[] = {
-        {"Squeeze", 11, 13}, {"Unsqueeze", 11, 13}, {"ReduceSum", 11, 13},
-        {"ReduceMean", 13, 18}, {"ReduceMax", 1, 18}, {"ReduceLogSumExp", 11, 18},
+    static const struct {
+        const char *op;
+        int from, since;
+    } cases[] = {
+        {"Squeeze", 11, 13},    {"Unsqueeze", 11, 13}, {"ReduceSum", 11, 13},
+        {"ReduceMean", 13, 18}, {"ReduceMax", 1, 18},  {"ReduceLogSumExp", 11, 18},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         struct mb b = mb_new(cases[k].from);
@@ -364,9 +364,12 @@ static void test_softmax(void)
 {
     static const int64_t d[3] = {2, 3, 4};
     kiln_value *x = rand_tensor(3, d);
-    static const struct { const char *op; int64_t axis; int rank; } cases[] = {
-        {"Softmax", 1, 3}, {"LogSoftmax", 1, -1}, {"Hardmax", 0, 3}, {"Softmax", 2, 3},
-        {"Softmax", -1, -1},
+    static const struct {
+        const char *op;
+        int64_t axis;
+        int rank;
+    } cases[] = {
+        {"Softmax", 1, 3}, {"LogSoftmax", 1, -1}, {"Hardmax", 0, 3}, {"Softmax", 2, 3}, {"Softmax", -1, -1},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         struct mb b = mb_new(11);
@@ -376,12 +379,12 @@ static void test_softmax(void)
         add_i(&at, "axis", cases[k].axis);
         mb_node(&b, cases[k].op, (const char *[]){"x", NULL}, (const char *[]){"y", NULL}, &at);
         char what[100];
-        snprintf(what, sizeof what, "%s-11 axis %lld (rank %d) -> 13", cases[k].op,
-                 (long long)cases[k].axis, cases[k].rank);
+        snprintf(what, sizeof what, "%s-11 axis %lld (rank %d) -> 13", cases[k].op, (long long)cases[k].axis,
+                 cases[k].rank);
         kiln_model *m = check_same(mb_finish(&b), 13, &x, 1, 1, 1e-6, what);
         bool simple = cases[k].axis == 2 || cases[k].axis == -1;
-        CHECK(m && (simple ? m->graph->n_nodes == 1 : m->graph->n_nodes == 4),
-              "%s: %zu nodes", what, m ? m->graph->n_nodes : 0);
+        CHECK(m && (simple ? m->graph->n_nodes == 1 : m->graph->n_nodes == 4), "%s: %zu nodes", what,
+              m ? m->graph->n_nodes : 0);
         kiln_model_free(m);
     }
     kiln_value_free(x);
@@ -543,8 +546,8 @@ static void test_subgraph(void)
         g->n_nodes = 1;
         g->nodes = az(b.m, sizeof *g->nodes);
         struct kiln_node *n = &g->nodes[0];
-        *n = (struct kiln_node){.name = "s", .op_type = "Slice", .domain = "", .doc = "",
-                                .n_in = 1, .n_out = 1, .n_attr = 2};
+        *n = (struct kiln_node){
+            .name = "s", .op_type = "Slice", .domain = "", .doc = "", .n_in = 1, .n_out = 1, .n_attr = 2};
         n->inputs = az(b.m, sizeof(char *));
         n->inputs[0] = "x";
         n->outputs = az(b.m, sizeof(char *));
@@ -560,8 +563,10 @@ static void test_subgraph(void)
         }
         g->n_outputs = 1;
         g->outputs = az(b.m, sizeof *g->outputs);
-        g->outputs[0] = (struct kiln_value_info){.name = n->outputs[0], .doc = "",
-            .type = {.kind = KILN_TYPE_TENSOR, .elem = KILN_DTYPE_F32, .rank = -1}};
+        g->outputs[0] =
+            (struct kiln_value_info){.name = n->outputs[0],
+                                     .doc = "",
+                                     .type = {.kind = KILN_TYPE_TENSOR, .elem = KILN_DTYPE_F32, .rank = -1}};
     }
     struct attrs at = {0};
     struct kiln_node *n = mb_node(&b, "If", (const char *[]){"c", NULL}, (const char *[]){"y", NULL}, &at);
@@ -603,18 +608,23 @@ static void test_function(void)
     f->opsets[0] = (struct kiln_opset){"", 11};
     f->nodes = az(mm, sizeof *f->nodes);
     struct kiln_node *n = &f->nodes[0];
-    *n = (struct kiln_node){.name = "u", .op_type = "Unsqueeze", .domain = "", .doc = "",
-                            .n_in = 1, .n_out = 1, .n_attr = 1, .inputs = f->inputs,
+    *n = (struct kiln_node){.name = "u",
+                            .op_type = "Unsqueeze",
+                            .domain = "",
+                            .doc = "",
+                            .n_in = 1,
+                            .n_out = 1,
+                            .n_attr = 1,
+                            .inputs = f->inputs,
                             .outputs = f->outputs};
     n->attrs = az(mm, sizeof *n->attrs);
     int64_t *ax = az(mm, sizeof *ax);
     *ax = 0;
-    n->attrs[0] = (struct kiln_attr){.name = "axes", .doc = "", .type = KILN_ATTR_INTS, .n = 1,
-                                     .ints = ax};
+    n->attrs[0] = (struct kiln_attr){.name = "axes", .doc = "", .type = KILN_ATTR_INTS, .n = 1, .ints = ax};
     mb_input(&b, "x", KILN_DTYPE_F32, 2, d);
     mb_output(&b, "y", KILN_DTYPE_F32);
-    struct kiln_node *call = mb_node(&b, "AddDim", (const char *[]){"x", NULL},
-                                     (const char *[]){"y", NULL}, NULL);
+    struct kiln_node *call =
+        mb_node(&b, "AddDim", (const char *[]){"x", NULL}, (const char *[]){"y", NULL}, NULL);
     call->domain = "local";
     /* kiln does not run model functions yet: the check is structural */
     kiln_model *m = mb_finish(&b);
@@ -622,8 +632,8 @@ static void test_function(void)
     CHECK(m && kiln_model_convert_opset(m, 13, &err) == KILN_OK, "function: %s", err.msg);
     m = m ? reload(m) : NULL;
     const struct kiln_function *g = m ? &m->functions[0] : NULL;
-    CHECK(g && g->n_nodes == 2 && !strcmp(g->nodes[0].op_type, "Constant") &&
-              g->nodes[1].n_in == 2 && g->opsets[0].version == 13,
+    CHECK(g && g->n_nodes == 2 && !strcmp(g->nodes[0].op_type, "Constant") && g->nodes[1].n_in == 2 &&
+              g->opsets[0].version == 13,
           "the function body got a Constant axes input and imports opset 13");
     kiln_model_free(m);
 }
@@ -642,8 +652,7 @@ static void expect_refused(kiln_model *m, int64_t to, kiln_status want, const ch
     for (size_t i = 0; words[i]; i++)
         CHECK(strstr(err.msg, words[i]), "%s: message lacks '%s': %s", what, words[i], err.msg);
     CHECK(!strchr(err.msg, '\n'), "%s: the message is not one line", what);
-    CHECK(kiln_model_save_buffer(m, &after, &na, &err) == KILN_OK && na == nb &&
-              !memcmp(before, after, nb),
+    CHECK(kiln_model_save_buffer(m, &after, &na, &err) == KILN_OK && na == nb && !memcmp(before, after, nb),
           "%s: the refused model changed", what);
     kiln_buffer_free(before);
     kiln_buffer_free(after);
@@ -664,7 +673,8 @@ static void test_refusals(void)
     at = (struct attrs){0};
     add_i(&at, "broadcast", 1);
     add_i(&at, "axis", 1);
-    struct kiln_node *n = mb_node(&b, "Add", (const char *[]){"s", "b", NULL}, (const char *[]){"y", NULL}, &at);
+    struct kiln_node *n =
+        mb_node(&b, "Add", (const char *[]){"s", "b", NULL}, (const char *[]){"y", NULL}, &at);
     n->name = "add_axis";
     kiln_model *m = mb_finish(&b);
     expect_refused(m, 18, KILN_E_UNSUPPORTED,
@@ -692,8 +702,8 @@ static void test_refusals(void)
     mb_node(&b, "BatchNormalization", (const char *[]){"x", "x", "x", "x", "x", NULL},
             (const char *[]){"y", NULL}, &at);
     m = mb_finish(&b);
-    expect_refused(m, 18, KILN_E_UNSUPPORTED,
-                   (const char *[]){"BatchNormalization node", "spatial=0", NULL}, "BN spatial=0");
+    expect_refused(m, 18, KILN_E_UNSUPPORTED, (const char *[]){"BatchNormalization node", "spatial=0", NULL},
+                   "BN spatial=0");
     kiln_model_free(m);
 
     /* Dropout-7 whose mask is a graph output: its type changes at 10 */
@@ -703,8 +713,7 @@ static void test_refusals(void)
     mb_output(&b, "mask", KILN_DTYPE_F32);
     mb_node(&b, "Dropout", (const char *[]){"x", NULL}, (const char *[]){"y", "mask", NULL}, NULL);
     m = mb_finish(&b);
-    expect_refused(m, 18, KILN_E_UNSUPPORTED, (const char *[]){"'mask'", "bool", NULL},
-                   "Dropout mask used");
+    expect_refused(m, 18, KILN_E_UNSUPPORTED, (const char *[]){"'mask'", "bool", NULL}, "Dropout mask used");
     kiln_model_free(m);
 
     /* Scan-8 from the ONNX tests */
@@ -713,8 +722,7 @@ static void test_refusals(void)
     kiln_err err = {0};
     m = NULL;
     if (kiln_model_load_file(path, &m, &err) == KILN_OK) {
-        expect_refused(m, 18, KILN_E_UNSUPPORTED, (const char *[]){"Scan node", "batch", NULL},
-                       "Scan-8");
+        expect_refused(m, 18, KILN_E_UNSUPPORTED, (const char *[]){"Scan node", "batch", NULL}, "Scan-8");
         kiln_model_free(m);
     }
 }
@@ -754,8 +762,8 @@ static void test_oom(void)
         void *got = NULL;
         size_t len = 0;
         CHECK(kiln_model_save_buffer(m, &got, &len, &err) == KILN_OK && len == want_len &&
-                      !memcmp(got, want, len),
-                  "allocation %ld failing changed the model", n);
+                  !memcmp(got, want, len),
+              "allocation %ld failing changed the model", n);
         kiln_buffer_free(got);
         kiln_model_free(m);
         if (n > 10000) break;

@@ -29,12 +29,12 @@
 static char where[512]; /* path of the first difference */
 static bool differ;
 
-#define SAME(cond, ...)                                                                        \
-    do {                                                                                       \
-        if (!differ && !(cond)) {                                                              \
-            differ = true;                                                                     \
-            snprintf(where, sizeof where, __VA_ARGS__);                                        \
-        }                                                                                      \
+#define SAME(cond, ...)                                                                                      \
+    do {                                                                                                     \
+        if (!differ && !(cond)) {                                                                            \
+            differ = true;                                                                                   \
+            snprintf(where, sizeof where, __VA_ARGS__);                                                      \
+        }                                                                                                    \
     } while (0)
 
 static bool str_eq(const char *a, const char *b)
@@ -93,8 +93,7 @@ static void cmp_type(const struct kiln_type *a, const struct kiln_type *b, const
     }
 }
 
-static void cmp_vi(const struct kiln_value_info *a, const struct kiln_value_info *b,
-                   const char *ctx)
+static void cmp_vi(const struct kiln_value_info *a, const struct kiln_value_info *b, const char *ctx)
 {
     SAME(str_eq(a->name, b->name), "%s: name '%s' vs '%s'", ctx, a->name, b->name);
     SAME(str_eq(a->doc, b->doc), "%s: doc", ctx);
@@ -112,8 +111,7 @@ static void cmp_node(const struct kiln_node *a, const struct kiln_node *b, const
     SAME(a->n_in == b->n_in && a->n_out == b->n_out && a->n_attr == b->n_attr, "%s: counts", ctx);
     if (differ) return;
     for (size_t i = 0; i < a->n_in; i++) SAME(str_eq(a->inputs[i], b->inputs[i]), "%s: in %zu", ctx, i);
-    for (size_t i = 0; i < a->n_out; i++)
-        SAME(str_eq(a->outputs[i], b->outputs[i]), "%s: out %zu", ctx, i);
+    for (size_t i = 0; i < a->n_out; i++) SAME(str_eq(a->outputs[i], b->outputs[i]), "%s: out %zu", ctx, i);
     for (size_t k = 0; !differ && k < a->n_attr; k++) {
         const struct kiln_attr *x = &a->attrs[k], *y = &b->attrs[k];
         char c[400];
@@ -124,31 +122,56 @@ static void cmp_node(const struct kiln_node *a, const struct kiln_node *b, const
         SAME(x->type == y->type, "%s: type %d vs %d", c, x->type, y->type);
         if (differ || x->ref_attr_name) continue;
         switch (x->type) {
-        case KILN_ATTR_FLOAT: SAME(memcmp(&x->f, &y->f, 4) == 0, "%s: f", c); break;
-        case KILN_ATTR_INT: SAME(x->i == y->i, "%s: i", c); break;
+        case KILN_ATTR_FLOAT:
+            SAME(memcmp(&x->f, &y->f, 4) == 0, "%s: f", c);
+            break;
+        case KILN_ATTR_INT:
+            SAME(x->i == y->i, "%s: i", c);
+            break;
         case KILN_ATTR_STRING:
             SAME(x->s_len == y->s_len && !memcmp(x->s, y->s, x->s_len), "%s: s", c);
             break;
-        case KILN_ATTR_TENSOR: cmp_tensor(x->t, y->t, c); break;
-        case KILN_ATTR_GRAPH: cmp_graph(x->g, y->g, c); break;
-        case KILN_ATTR_SPARSE_TENSOR: cmp_sparse(x->sp, y->sp, c); break;
-        case KILN_ATTR_TYPE_PROTO: cmp_type(x->tp, y->tp, c); break;
+        case KILN_ATTR_TENSOR:
+            cmp_tensor(x->t, y->t, c);
+            break;
+        case KILN_ATTR_GRAPH:
+            cmp_graph(x->g, y->g, c);
+            break;
+        case KILN_ATTR_SPARSE_TENSOR:
+            cmp_sparse(x->sp, y->sp, c);
+            break;
+        case KILN_ATTR_TYPE_PROTO:
+            cmp_type(x->tp, y->tp, c);
+            break;
         default:
             SAME(x->n == y->n, "%s: n %zu vs %zu", c, x->n, y->n);
             for (size_t i = 0; !differ && i < x->n; i++) {
                 switch (x->type) {
-                case KILN_ATTR_FLOATS: SAME(!memcmp(&x->floats[i], &y->floats[i], 4), "%s[%zu]", c, i); break;
-                case KILN_ATTR_INTS: SAME(x->ints[i] == y->ints[i], "%s[%zu]", c, i); break;
+                case KILN_ATTR_FLOATS:
+                    SAME(!memcmp(&x->floats[i], &y->floats[i], 4), "%s[%zu]", c, i);
+                    break;
+                case KILN_ATTR_INTS:
+                    SAME(x->ints[i] == y->ints[i], "%s[%zu]", c, i);
+                    break;
                 case KILN_ATTR_STRINGS:
                     SAME(x->string_lens[i] == y->string_lens[i] &&
                              !memcmp(x->strings[i], y->strings[i], x->string_lens[i]),
                          "%s[%zu]", c, i);
                     break;
-                case KILN_ATTR_TENSORS: cmp_tensor(&x->tensors[i], &y->tensors[i], c); break;
-                case KILN_ATTR_GRAPHS: cmp_graph(x->graphs[i], y->graphs[i], c); break;
-                case KILN_ATTR_SPARSE_TENSORS: cmp_sparse(&x->sparses[i], &y->sparses[i], c); break;
-                case KILN_ATTR_TYPE_PROTOS: cmp_type(&x->types[i], &y->types[i], c); break;
-                default: break;
+                case KILN_ATTR_TENSORS:
+                    cmp_tensor(&x->tensors[i], &y->tensors[i], c);
+                    break;
+                case KILN_ATTR_GRAPHS:
+                    cmp_graph(x->graphs[i], y->graphs[i], c);
+                    break;
+                case KILN_ATTR_SPARSE_TENSORS:
+                    cmp_sparse(&x->sparses[i], &y->sparses[i], c);
+                    break;
+                case KILN_ATTR_TYPE_PROTOS:
+                    cmp_type(&x->types[i], &y->types[i], c);
+                    break;
+                default:
+                    break;
                 }
             }
         }
@@ -170,8 +193,7 @@ static void cmp_graph(const struct kiln_graph *a, const struct kiln_graph *b, co
     }
     for (size_t i = 0; !differ && i < a->n_inputs; i++) cmp_vi(&a->inputs[i], &b->inputs[i], ctx);
     for (size_t i = 0; !differ && i < a->n_outputs; i++) cmp_vi(&a->outputs[i], &b->outputs[i], ctx);
-    for (size_t i = 0; !differ && i < a->n_value_info; i++)
-        cmp_vi(&a->value_info[i], &b->value_info[i], ctx);
+    for (size_t i = 0; !differ && i < a->n_value_info; i++) cmp_vi(&a->value_info[i], &b->value_info[i], ctx);
     for (size_t i = 0; !differ && i < a->n_inits; i++) {
         snprintf(c, sizeof c, "%.300s.init[%s]", ctx, a->inits[i].name);
         SAME(str_eq(a->inits[i].name, b->inits[i].name), "%s: name", c);
@@ -193,20 +215,18 @@ static bool same_model(const struct kiln_model *a, const struct kiln_model *b)
     SAME(str_eq(a->producer_version, b->producer_version), "producer_version");
     SAME(str_eq(a->domain, b->domain), "domain");
     SAME(str_eq(a->doc, b->doc), "doc");
-    SAME(a->n_opsets == b->n_opsets && a->n_meta == b->n_meta &&
-             a->n_functions == b->n_functions,
+    SAME(a->n_opsets == b->n_opsets && a->n_meta == b->n_meta && a->n_functions == b->n_functions,
          "model counts");
     for (size_t i = 0; !differ && i < a->n_opsets; i++)
-        SAME(str_eq(a->opsets[i].domain, b->opsets[i].domain) &&
-                 a->opsets[i].version == b->opsets[i].version,
+        SAME(str_eq(a->opsets[i].domain, b->opsets[i].domain) && a->opsets[i].version == b->opsets[i].version,
              "opset %zu", i);
     for (size_t i = 0; !differ && i < a->n_meta; i++)
-        SAME(str_eq(a->meta[i].key, b->meta[i].key) && str_eq(a->meta[i].value, b->meta[i].value),
-             "meta %zu", i);
+        SAME(str_eq(a->meta[i].key, b->meta[i].key) && str_eq(a->meta[i].value, b->meta[i].value), "meta %zu",
+             i);
     for (size_t i = 0; !differ && i < a->n_functions; i++) {
         const struct kiln_function *f = &a->functions[i], *g = &b->functions[i];
-        SAME(str_eq(f->name, g->name) && str_eq(f->domain, g->domain) &&
-                 str_eq(f->overload, g->overload) && str_eq(f->doc, g->doc),
+        SAME(str_eq(f->name, g->name) && str_eq(f->domain, g->domain) && str_eq(f->overload, g->overload) &&
+                 str_eq(f->doc, g->doc),
              "function %zu header", i);
         SAME(f->n_in == g->n_in && f->n_out == g->n_out && f->n_attr_names == g->n_attr_names &&
                  f->n_nodes == g->n_nodes && f->n_opsets == g->n_opsets,
@@ -219,7 +239,8 @@ static bool same_model(const struct kiln_model *a, const struct kiln_model *b)
             SAME(str_eq(f->opsets[k].domain, g->opsets[k].domain) &&
                      f->opsets[k].version == g->opsets[k].version,
                  "fn opset");
-        for (size_t k = 0; !differ && k < f->n_nodes; k++) cmp_node(&f->nodes[k], &g->nodes[k], "function node");
+        for (size_t k = 0; !differ && k < f->n_nodes; k++)
+            cmp_node(&f->nodes[k], &g->nodes[k], "function node");
     }
     if (!differ) cmp_graph(a->graph, b->graph, "graph");
     return !differ;
@@ -365,16 +386,16 @@ static struct kiln_graph *mk_body(struct kiln_model *m, const char *name)
     g->model = m;
     g->n_nodes = 1;
     g->nodes = zalloc(sizeof *g->nodes);
-    g->nodes[0] = (struct kiln_node){.name = "id", .op_type = "Identity", .domain = "", .doc = "",
-                                     .n_in = 1, .n_out = 1};
+    g->nodes[0] = (struct kiln_node){
+        .name = "id", .op_type = "Identity", .domain = "", .doc = "", .n_in = 1, .n_out = 1};
     g->nodes[0].inputs = zalloc(sizeof(char *));
     g->nodes[0].outputs = zalloc(sizeof(char *));
     g->nodes[0].inputs[0] = "outer";
     g->nodes[0].outputs[0] = "y";
     g->n_outputs = 1;
     g->outputs = zalloc(sizeof *g->outputs);
-    g->outputs[0] = (struct kiln_value_info){.name = "y", .doc = "",
-                                             .type = tensor_type(KILN_DTYPE_F32, -1, NULL, NULL)};
+    g->outputs[0] =
+        (struct kiln_value_info){.name = "y", .doc = "", .type = tensor_type(KILN_DTYPE_F32, -1, NULL, NULL)};
     return g;
 }
 
@@ -414,13 +435,13 @@ static struct kiln_model *build_rich(void)
     f->opsets = zalloc(sizeof *f->opsets);
     f->opsets[0] = (struct kiln_opset){"", 21};
     f->nodes = zalloc(sizeof *f->nodes);
-    f->nodes[0] = (struct kiln_node){.name = "", .op_type = "LeakyRelu", .domain = "", .doc = "",
-                                     .n_in = 1, .n_out = 1, .n_attr = 1};
+    f->nodes[0] = (struct kiln_node){
+        .name = "", .op_type = "LeakyRelu", .domain = "", .doc = "", .n_in = 1, .n_out = 1, .n_attr = 1};
     f->nodes[0].inputs = f->inputs;
     f->nodes[0].outputs = f->outputs;
     f->nodes[0].attrs = zalloc(sizeof(struct kiln_attr));
-    f->nodes[0].attrs[0] = (struct kiln_attr){.name = "alpha", .doc = "",
-                                              .ref_attr_name = "alpha", .type = KILN_ATTR_FLOAT};
+    f->nodes[0].attrs[0] =
+        (struct kiln_attr){.name = "alpha", .doc = "", .ref_attr_name = "alpha", .type = KILN_ATTR_FLOAT};
 
     struct kiln_graph *g = m->graph = zalloc(sizeof *g);
     g->name = "rich";
@@ -431,21 +452,35 @@ static struct kiln_model *build_rich(void)
     static const char *const params[3] = {"N", NULL, NULL};
     g->n_inputs = 6;
     g->inputs = zalloc(6 * sizeof *g->inputs);
-    g->inputs[0] = (struct kiln_value_info){.name = "outer", .doc = "x doc",
+    g->inputs[0] = (struct kiln_value_info){
+        .name = "outer",
+        .doc = "x doc",
         .type = tensor_type(KILN_DTYPE_F32, 3, (const int64_t[]){-1, 3, -1}, params)};
     g->inputs[0].type.denotation = "TENSOR";
-    g->inputs[1] = (struct kiln_value_info){.name = "seq", .doc = "",
-        .type = {.kind = KILN_TYPE_SEQUENCE, .rank = -1,
+    g->inputs[1] = (struct kiln_value_info){
+        .name = "seq",
+        .doc = "",
+        .type = {.kind = KILN_TYPE_SEQUENCE,
+                 .rank = -1,
                  .inner = boxed(tensor_type(KILN_DTYPE_I64, 1, (const int64_t[]){4}, NULL))}};
-    g->inputs[2] = (struct kiln_value_info){.name = "map", .doc = "",
-        .type = {.kind = KILN_TYPE_MAP, .elem = KILN_DTYPE_STRING, .rank = -1,
-                 .inner = boxed(tensor_type(KILN_DTYPE_F32, -1, NULL, NULL))}};
-    g->inputs[3] = (struct kiln_value_info){.name = "opt", .doc = "",
-        .type = {.kind = KILN_TYPE_OPTIONAL, .rank = -1,
-                 .inner = boxed((struct kiln_type){.kind = KILN_TYPE_SEQUENCE, .rank = -1,
-                     .inner = boxed(tensor_type(KILN_DTYPE_F16, 0, NULL, NULL))})}};
-    g->inputs[4] = (struct kiln_value_info){.name = "sparse", .doc = "",
-        .type = tensor_type(KILN_DTYPE_F32, 2, (const int64_t[]){2, 3}, NULL)};
+    g->inputs[2] =
+        (struct kiln_value_info){.name = "map",
+                                 .doc = "",
+                                 .type = {.kind = KILN_TYPE_MAP,
+                                          .elem = KILN_DTYPE_STRING,
+                                          .rank = -1,
+                                          .inner = boxed(tensor_type(KILN_DTYPE_F32, -1, NULL, NULL))}};
+    g->inputs[3] = (struct kiln_value_info){
+        .name = "opt",
+        .doc = "",
+        .type = {.kind = KILN_TYPE_OPTIONAL,
+                 .rank = -1,
+                 .inner =
+                     boxed((struct kiln_type){.kind = KILN_TYPE_SEQUENCE,
+                                              .rank = -1,
+                                              .inner = boxed(tensor_type(KILN_DTYPE_F16, 0, NULL, NULL))})}};
+    g->inputs[4] = (struct kiln_value_info){
+        .name = "sparse", .doc = "", .type = tensor_type(KILN_DTYPE_F32, 2, (const int64_t[]){2, 3}, NULL)};
     g->inputs[4].type.kind = KILN_TYPE_SPARSE_TENSOR;
     g->inputs[5] = (struct kiln_value_info){.name = "untyped", .doc = "", .type = {.rank = -1}};
 
@@ -459,14 +494,20 @@ static struct kiln_model *build_rich(void)
     static const float big[300] = {1, 2, 3};
     g->n_inits = 8;
     g->inits = zalloc(8 * sizeof *g->inits);
-    g->inits[0] = (struct kiln_initializer){"i4", "int4 doc", mk_tensor(KILN_DTYPE_I4, 1, (const int64_t[]){5}, i4)};
-    g->inits[1] = (struct kiln_initializer){"u4", "", mk_tensor(KILN_DTYPE_U4, 2, (const int64_t[]){1, 3}, u4)};
+    g->inits[0] =
+        (struct kiln_initializer){"i4", "int4 doc", mk_tensor(KILN_DTYPE_I4, 1, (const int64_t[]){5}, i4)};
+    g->inits[1] =
+        (struct kiln_initializer){"u4", "", mk_tensor(KILN_DTYPE_U4, 2, (const int64_t[]){1, 3}, u4)};
     g->inits[2] = (struct kiln_initializer){"i2", "", mk_tensor(KILN_DTYPE_I2, 1, (const int64_t[]){7}, i2)};
     g->inits[3] = (struct kiln_initializer){"u2", "", mk_tensor(KILN_DTYPE_U2, 1, (const int64_t[]){5}, u2)};
-    g->inits[4] = (struct kiln_initializer){"f4", "", mk_tensor(KILN_DTYPE_F4E2M1, 1, (const int64_t[]){3}, f4)};
-    g->inits[5] = (struct kiln_initializer){"strs", "", mk_tensor(KILN_DTYPE_STRING, 1, (const int64_t[]){3}, strs)};
-    g->inits[6] = (struct kiln_initializer){"empty", "", mk_tensor(KILN_DTYPE_F32, 2, (const int64_t[]){0, 4}, NULL)};
-    g->inits[7] = (struct kiln_initializer){"big", "", mk_tensor(KILN_DTYPE_F32, 2, (const int64_t[]){10, 30}, big)};
+    g->inits[4] =
+        (struct kiln_initializer){"f4", "", mk_tensor(KILN_DTYPE_F4E2M1, 1, (const int64_t[]){3}, f4)};
+    g->inits[5] =
+        (struct kiln_initializer){"strs", "", mk_tensor(KILN_DTYPE_STRING, 1, (const int64_t[]){3}, strs)};
+    g->inits[6] =
+        (struct kiln_initializer){"empty", "", mk_tensor(KILN_DTYPE_F32, 2, (const int64_t[]){0, 4}, NULL)};
+    g->inits[7] =
+        (struct kiln_initializer){"big", "", mk_tensor(KILN_DTYPE_F32, 2, (const int64_t[]){10, 30}, big)};
     g->n_sparse_inits = 1;
     g->sparse_inits = zalloc(sizeof *g->sparse_inits);
     g->sparse_inits[0] = mk_sparse("sp_init");
@@ -482,14 +523,18 @@ static struct kiln_model *build_rich(void)
     at[3].t = zalloc(sizeof *at[3].t);
     *at[3].t = mk_tensor(KILN_DTYPE_I4, 1, (const int64_t[]){3}, i4);
     at[4] = (struct kiln_attr){.name = "g", .doc = "", .type = KILN_ATTR_GRAPH, .g = mk_body(m, "g1")};
-    at[5] = (struct kiln_attr){.name = "floats", .doc = "", .type = KILN_ATTR_FLOATS, .n = 3,
-                               .floats = (float *)fl};
-    at[6] = (struct kiln_attr){.name = "ints", .doc = "", .type = KILN_ATTR_INTS, .n = 4,
-                               .ints = (int64_t *)in};
+    at[5] = (struct kiln_attr){
+        .name = "floats", .doc = "", .type = KILN_ATTR_FLOATS, .n = 3, .floats = (float *)fl};
+    at[6] =
+        (struct kiln_attr){.name = "ints", .doc = "", .type = KILN_ATTR_INTS, .n = 4, .ints = (int64_t *)in};
     static const char *const ss[2] = {"x", ""};
     static size_t sl[2] = {1, 0};
-    at[7] = (struct kiln_attr){.name = "strings", .doc = "", .type = KILN_ATTR_STRINGS, .n = 2,
-                               .strings = (const char **)ss, .string_lens = sl};
+    at[7] = (struct kiln_attr){.name = "strings",
+                               .doc = "",
+                               .type = KILN_ATTR_STRINGS,
+                               .n = 2,
+                               .strings = (const char **)ss,
+                               .string_lens = sl};
     at[8] = (struct kiln_attr){.name = "tensors", .doc = "", .type = KILN_ATTR_TENSORS, .n = 2};
     at[8].tensors = zalloc(2 * sizeof *at[8].tensors);
     at[8].tensors[0] = mk_tensor(KILN_DTYPE_STRING, 1, (const int64_t[]){2}, strs);
@@ -504,8 +549,8 @@ static struct kiln_model *build_rich(void)
     at[11] = (struct kiln_attr){.name = "sparses", .doc = "", .type = KILN_ATTR_SPARSE_TENSORS, .n = 1};
     at[11].sparses = zalloc(sizeof *at[11].sparses);
     at[11].sparses[0] = mk_sparse("named");
-    at[12] = (struct kiln_attr){.name = "tp", .doc = "", .type = KILN_ATTR_TYPE_PROTO,
-                                .tp = boxed(g->inputs[3].type)};
+    at[12] = (struct kiln_attr){
+        .name = "tp", .doc = "", .type = KILN_ATTR_TYPE_PROTO, .tp = boxed(g->inputs[3].type)};
     at[13] = (struct kiln_attr){.name = "tps", .doc = "", .type = KILN_ATTR_TYPE_PROTOS, .n = 2};
     at[13].types = zalloc(2 * sizeof *at[13].types);
     at[13].types[0] = g->inputs[0].type;
@@ -513,9 +558,14 @@ static struct kiln_model *build_rich(void)
 
     g->n_nodes = 2;
     g->nodes = zalloc(2 * sizeof *g->nodes);
-    g->nodes[0] = (struct kiln_node){.name = "everything", .op_type = "Custom",
-                                     .domain = "org.kiln.fn", .doc = "node doc", .n_in = 3,
-                                     .n_out = 2, .n_attr = 14, .attrs = at};
+    g->nodes[0] = (struct kiln_node){.name = "everything",
+                                     .op_type = "Custom",
+                                     .domain = "org.kiln.fn",
+                                     .doc = "node doc",
+                                     .n_in = 3,
+                                     .n_out = 2,
+                                     .n_attr = 14,
+                                     .attrs = at};
     g->nodes[0].inputs = zalloc(3 * sizeof(char *));
     g->nodes[0].inputs[0] = "outer";
     g->nodes[0].inputs[1] = "";
@@ -523,20 +573,24 @@ static struct kiln_model *build_rich(void)
     g->nodes[0].outputs = zalloc(2 * sizeof(char *));
     g->nodes[0].outputs[0] = "";
     g->nodes[0].outputs[1] = "mid";
-    g->nodes[1] = (struct kiln_node){.name = "", .op_type = "Square", .domain = "org.kiln.fn",
-                                     .doc = "", .n_in = 1, .n_out = 1};
+    g->nodes[1] = (struct kiln_node){
+        .name = "", .op_type = "Square", .domain = "org.kiln.fn", .doc = "", .n_in = 1, .n_out = 1};
     g->nodes[1].inputs = zalloc(sizeof(char *));
     g->nodes[1].inputs[0] = "mid";
     g->nodes[1].outputs = zalloc(sizeof(char *));
     g->nodes[1].outputs[0] = "z";
     g->n_outputs = 1;
     g->outputs = zalloc(sizeof *g->outputs);
-    g->outputs[0] = (struct kiln_value_info){.name = "z", .doc = "",
-        .type = tensor_type(KILN_DTYPE_F32, 2, (const int64_t[]){-1, 5}, (const char *const[]){"batch", NULL})};
+    g->outputs[0] = (struct kiln_value_info){.name = "z",
+                                             .doc = "",
+                                             .type = tensor_type(KILN_DTYPE_F32, 2, (const int64_t[]){-1, 5},
+                                                                 (const char *const[]){"batch", NULL})};
     g->n_value_info = 1;
     g->value_info = zalloc(sizeof *g->value_info);
-    g->value_info[0] = (struct kiln_value_info){.name = "mid", .doc = "vi doc",
-        .type = tensor_type(KILN_DTYPE_F32, 2, (const int64_t[]){-1, -1}, NULL)};
+    g->value_info[0] =
+        (struct kiln_value_info){.name = "mid",
+                                 .doc = "vi doc",
+                                 .type = tensor_type(KILN_DTYPE_F32, 2, (const int64_t[]){-1, -1}, NULL)};
     return m;
 }
 
@@ -606,8 +660,7 @@ static void test_external(void)
     struct stat sb;
     CHECK(stat(data, &sb) == 0, "no external data file %s", data);
     /* "big" (1200 bytes) and the sub-byte/other ones under 100 bytes stay inline */
-    CHECK(sb.st_size == 1200, "external data file has %lld bytes; expected 1200",
-          (long long)sb.st_size);
+    CHECK(sb.st_size == 1200, "external data file has %lld bytes; expected 1200", (long long)sb.st_size);
     kiln_model *back = NULL;
     st = kiln_model_load_file(path, &back, &err);
     CHECK(st == KILN_OK, "reload: %s", err.msg);
@@ -673,8 +726,7 @@ static void test_external(void)
               count_files(dir) - before);
         if (n > 10000) break;
     }
-    CHECK(count_files(dir) == before + 2, "the final save wrote %zu files",
-          count_files(dir) - before);
+    CHECK(count_files(dir) == before + 2, "the final save wrote %zu files", count_files(dir) - before);
     for (long n = 1;; n++) {
         void *buf = NULL;
         size_t len = 0;
@@ -686,8 +738,7 @@ static void test_external(void)
             CHECK(used < n, "save_buffer succeeded although allocation %ld failed", n);
             break;
         }
-        CHECK(st == KILN_E_NOMEM && buf == NULL, "save_buffer, allocation %ld failing: %s", n,
-              err.msg);
+        CHECK(st == KILN_E_NOMEM && buf == NULL, "save_buffer, allocation %ld failing: %s", n, err.msg);
         if (n > 10000) break;
     }
     kiln_model_free(m);

@@ -40,8 +40,7 @@ int cli_convert(int argc, char **argv)
         return cli_usage("convert", "--opset '%s' is not an opset number", opset_s);
     if (ext_s && !cli_parse_int(ext_s, 1, 0x7fffffffL, &ext))
         return cli_usage("convert", "--external-data '%s' is not a byte count >= 1", ext_s);
-    if (ext_name && !ext_s)
-        return cli_usage("convert", "--external-data-name needs --external-data BYTES");
+    if (ext_name && !ext_s) return cli_usage("convert", "--external-data-name needs --external-data BYTES");
 
     kiln_model *m = cli_load_model(model);
     if (!m) return CLI_FAIL;
