@@ -21,6 +21,7 @@
 
 #include "ir/ir.h"
 #include "opt/opt.h"
+#include "opt/opt_priv.h"
 #include "test_support.h"
 
 /* ------------------------------------------------------------------ protobuf encoder */
@@ -804,6 +805,106 @@ static void test_shadowing(void)
     pb_free(&m);
 }
 
+/* The editing API directly (as a pass sees it): queries, chains, a node added and wired in,
+ * a commit. */
+static void test_edit_api(void)
+{
+    struct pb g = {0};
+    float w[4] = {1, 2, 3, 4}, bias[2] = {1, -1};
+    input(&g, "x", F32, "1x2");
+    init_f32(&g, "w", "2x2", w, 4);
+    init_f32(&g, "bias", "2", bias, 2);
+    node(&g, "MatMul", "x,w", "mm", NULL);
+    node(&g, "Add", "mm,bias", "a", NULL);
+    node(&g, "Relu", "a", "r", NULL);
+    node(&g, "Sigmoid", "a", "s", NULL); /* a has two consumers */
+    node(&g, "Mul", "r,s", "y", NULL);
+    output(&g, "y", F32, "1x2");
+    struct pb m = model_of(&g, 17, 8);
+    kiln_model *km = load(&m);
+    if (!km) return;
+    kiln_err err = {0};
+    struct kiln_opt o = {.m = km, .err = &err, .fold_limit = KILN_OPT_FOLD_LIMIT_DEFAULT};
+    o.opt.keep_fused = 1;
+    struct kiln_graph *gr = km->graph;
+    CHECK(opt_collect_names(&o) == KILN_OK && opt_relink(&o) == KILN_OK && opt_begin(&o, gr) == KILN_OK,
+          "setup: %s", err.msg);
+    size_t idx[3];
+    CHECK(kiln_opt_match_chain(&o, gr, 0, (const char *const[]){"MatMul", "Add", NULL}, idx) && idx[0] == 0 &&
+              idx[1] == 1,
+          "MatMul -> Add");
+    CHECK(!kiln_opt_match_chain(&o, gr, 0, (const char *const[]){"MatMul", "Add", "Relu", NULL}, idx),
+          "a has two consumers: no chain through it");
+    CHECK(kiln_opt_input_from(&o, gr, 1, 0, "MatMul") == 0 && kiln_opt_input_from(&o, gr, 1, 0, "Conv") < 0,
+          "input_from");
+    CHECK(kiln_opt_input_from(&o, gr, 2, 0, NULL) < 0, "Add's output feeds two nodes");
+    CHECK(kiln_opt_single_consumer(gr, "mm") == 1 && kiln_opt_single_consumer(gr, "a") < 0 &&
+              kiln_opt_single_consumer(gr, "y") < 0,
+          "single_consumer");
+    CHECK(kiln_opt_uses(gr, "a") == 2 && kiln_opt_uses(gr, "y") == 1 && kiln_opt_uses(gr, "nope") == 0,
+          "uses");
+    CHECK(kiln_opt_producer(gr, "a") == 1 && kiln_opt_producer(gr, "x") < 0 && kiln_opt_producer(gr, "w") < 0,
+          "producer");
+    const struct kiln_tensor *t = kiln_opt_const(gr, "w");
+    double v;
+    CHECK(t && kiln_tensor_numel(t) == 4 && !kiln_opt_const(gr, "x") && !kiln_opt_const(gr, "a"), "const");
+    CHECK(!kiln_opt_const_scalar(gr, "w", &v), "w is not a scalar");
+    int rank;
+    int64_t dims[KILN_MAX_RANK];
+    CHECK(kiln_opt_static_shape(gr, "a", &rank, dims) && rank == 2 && dims[0] == 1 && dims[1] == 2,
+          "inferred shape of a");
+    const char *n1 = NULL, *n2 = NULL;
+    CHECK(kiln_opt_unique_name(&o, "a", &n1) == KILN_OK && kiln_opt_unique_name(&o, "a", &n2) == KILN_OK &&
+              n1 && n2 && strcmp(n1, "a") && strcmp(n2, "a") && strcmp(n1, n2),
+          "unique names: %s %s", n1 ? n1 : "", n2 ? n2 : "");
+    const char *fresh = NULL;
+    CHECK(kiln_opt_unique_name(&o, "brand_new", &fresh) == KILN_OK && fresh && !strcmp(fresh, "brand_new"),
+          "a free name is kept");
+
+    /* Replace Relu(a) by Clip(a, 0, inf-ish) through a new node and a new initializer. */
+    struct kiln_tensor lo;
+    CHECK(kiln_opt_new_tensor(&o, F32, 0, NULL, &lo) == KILN_OK, "new tensor");
+    const char *lo_name = NULL;
+    CHECK(kiln_opt_add_init(&o, gr, "lo", &lo, &lo_name) == KILN_OK && lo_name, "add init");
+    CHECK(kiln_opt_const_pending(&o, gr, lo_name) != NULL && kiln_opt_const(gr, lo_name) == NULL,
+          "queued initializer visible as pending only");
+    struct kiln_node *clip = NULL;
+    const char *ins[2] = {"a", lo_name}, *outs[1] = {"clipped"};
+    CHECK(kiln_opt_add_node(&o, gr, "Clip", "", NULL, 2, ins, 1, outs, &clip) == KILN_OK && clip, "add node");
+    CHECK(kiln_opt_set_attr_i(&o, clip, "unused_attr", 3) == KILN_OK &&
+              kiln_opt_attr_i(clip, "unused_attr", 0) == 3,
+          "attribute on a new node");
+    kiln_opt_remove_attr(clip, "unused_attr");
+    CHECK(clip->n_attr == 0, "attribute removed");
+    CHECK(kiln_opt_can_replace(&o, gr, "r", "clipped"), "can replace");
+    CHECK(kiln_opt_replace_uses(&o, gr, "r", "clipped") == KILN_OK, "replace: %s", err.msg);
+    kiln_opt_remove_node(&o, gr, 2);
+    CHECK(!kiln_opt_live(&o, gr, 2) && kiln_opt_pending(&o, gr), "pending removal");
+    CHECK(kiln_opt_commit(&o, gr) == KILN_OK, "commit: %s", err.msg);
+    CHECK(count_op(gr, "Relu") == 0 && count_op(gr, "Clip") == 1 && gr->n_nodes == 5, "committed");
+    const struct kiln_node *mul = find_op(gr, "Mul");
+    CHECK(mul && !strcmp(mul->inputs[0], "clipped"), "Mul reads the Clip");
+    /* Topological order after the commit: Clip before Mul. */
+    int ci = -1, mi = -1;
+    for (size_t i = 0; i < gr->n_nodes; i++) {
+        if (!strcmp(gr->nodes[i].op_type, "Clip")) ci = (int)i;
+        if (!strcmp(gr->nodes[i].op_type, "Mul")) mi = (int)i;
+    }
+    CHECK(ci >= 0 && ci < mi && gr->sorted, "sorted after the commit");
+    CHECK(kiln_model_check(km, NULL, NULL) == 0, "valid after the commit");
+    CHECK(kiln_opt_require_opset(&o, "kiln", 1) == KILN_OK && kiln_model_opset_for(km, "kiln") == 1 &&
+              kiln_model_opset_for(km, "") == 17,
+          "opset import added");
+    /* Editing a graph the pass was not given is a misuse the commit reports. */
+    struct kiln_graph other = {0};
+    kiln_opt_remove_node(&o, &other, 0);
+    CHECK(kiln_opt_commit(&o, gr) == KILN_E_INTERNAL, "misuse reported");
+    opt_pending_free(&o.pend);
+    opt_nameset_free(&o.names);
+    kiln_model_free(km);
+    pb_free(&m);
+}
+
 /* ------------------------------------------------------------------ framework */
 
 static struct pb sample_model(void)
@@ -1098,6 +1199,7 @@ int main(void)
     test_unsqueeze_squeeze_transpose();
     test_subgraphs();
     test_shadowing();
+    test_edit_api();
     test_pass_list_and_report();
     test_nomem();
     test_fuzz_corpus();
