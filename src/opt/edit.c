@@ -67,10 +67,22 @@ static const char *arena_str(struct kiln_opt *o, const char *s)
 
 /* ------------------------------------------------------------------ the run */
 
-struct kiln_model *kiln_opt_model(const struct kiln_opt *o) { return o->m; }
-bool kiln_opt_keep_fused(const struct kiln_opt *o) { return o->opt.keep_fused != 0; }
-size_t kiln_opt_fold_limit(const struct kiln_opt *o) { return o->fold_limit; }
-kiln_err *kiln_opt_err(struct kiln_opt *o) { return o->err; }
+struct kiln_model *kiln_opt_model(const struct kiln_opt *o)
+{
+    return o->m;
+}
+bool kiln_opt_keep_fused(const struct kiln_opt *o)
+{
+    return o->opt.keep_fused != 0;
+}
+size_t kiln_opt_fold_limit(const struct kiln_opt *o)
+{
+    return o->fold_limit;
+}
+kiln_err *kiln_opt_err(struct kiln_opt *o)
+{
+    return o->err;
+}
 
 void kiln_opt_note(struct kiln_opt *o, const char *fmt, ...)
 {
@@ -92,16 +104,15 @@ static size_t node_desc(const struct kiln_node *n, char *buf, size_t size)
     int k;
     const char *dom = n->domain && n->domain[0] ? n->domain : NULL;
     if (n->name && n->name[0])
-        k = snprintf(buf, size, "%s%s%s '%s'", dom ? dom : "", dom ? "." : "", n->op_type,
-                     n->name);
+        k = snprintf(buf, size, "%s%s%s '%s'", dom ? dom : "", dom ? "." : "", n->op_type, n->name);
     else
         k = snprintf(buf, size, "%s%s%s (-> '%s')", dom ? dom : "", dom ? "." : "", n->op_type,
                      n->n_out ? n->outputs[0] : "");
     return k < 0 ? 0 : (size_t)k < size ? (size_t)k : size - 1;
 }
 
-void kiln_opt_note_fused(struct kiln_opt *o, const struct kiln_graph *g, const size_t *nodes,
-                         size_t n, const struct kiln_node *into)
+void kiln_opt_note_fused(struct kiln_opt *o, const struct kiln_graph *g, const size_t *nodes, size_t n,
+                         const struct kiln_node *into)
 {
     if (!o->opt.report) return;
     char buf[900];
@@ -135,9 +146,8 @@ static const struct kiln_graph_value *value_of(const struct kiln_graph *g, const
 int kiln_opt_producer(const struct kiln_graph *g, const char *name)
 {
     const struct kiln_graph_value *v = value_of(g, name);
-    return v && v->def == KILN_DEF_NODE && v->producer >= 0 && (size_t)v->producer < g->n_nodes
-               ? v->producer
-               : -1;
+    return v && v->def == KILN_DEF_NODE && v->producer >= 0 && (size_t)v->producer < g->n_nodes ? v->producer
+                                                                                                : -1;
 }
 
 bool kiln_opt_is_graph_output(const struct kiln_graph *g, const char *name)
@@ -196,8 +206,7 @@ const struct kiln_tensor *kiln_opt_const(const struct kiln_graph *g, const char 
         const struct kiln_graph_value *v = value_of(g, name);
         if (!v) return NULL;
         if (v->def == KILN_DEF_OUTER) continue;
-        if (v->def != KILN_DEF_INIT || v->producer < 0 || (size_t)v->producer >= g->n_inits)
-            return NULL;
+        if (v->def != KILN_DEF_INIT || v->producer < 0 || (size_t)v->producer >= g->n_inits) return NULL;
         if (!init_is_constant(g, name)) return NULL;
         return &g->inits[v->producer].t;
     }
@@ -208,20 +217,47 @@ static bool elem_as_double(const struct kiln_tensor *t, size_t i, double *out)
 {
     const void *p = (const char *)t->data + i * kiln_dtype_size(t->dtype);
     switch (t->dtype) {
-    case KILN_DTYPE_F32: *out = *(const float *)p; return true;
-    case KILN_DTYPE_F64: *out = *(const double *)p; return true;
-    case KILN_DTYPE_F16: *out = kiln_f16_to_f32(*(const uint16_t *)p); return true;
-    case KILN_DTYPE_BF16: *out = kiln_bf16_to_f32(*(const uint16_t *)p); return true;
-    case KILN_DTYPE_I8: *out = *(const int8_t *)p; return true;
-    case KILN_DTYPE_U8: *out = *(const uint8_t *)p; return true;
-    case KILN_DTYPE_BOOL: *out = *(const uint8_t *)p != 0; return true;
-    case KILN_DTYPE_I16: *out = *(const int16_t *)p; return true;
-    case KILN_DTYPE_U16: *out = *(const uint16_t *)p; return true;
-    case KILN_DTYPE_I32: *out = *(const int32_t *)p; return true;
-    case KILN_DTYPE_U32: *out = *(const uint32_t *)p; return true;
-    case KILN_DTYPE_I64: *out = (double)*(const int64_t *)p; return true;
-    case KILN_DTYPE_U64: *out = (double)*(const uint64_t *)p; return true;
-    default: return false;
+    case KILN_DTYPE_F32:
+        *out = *(const float *)p;
+        return true;
+    case KILN_DTYPE_F64:
+        *out = *(const double *)p;
+        return true;
+    case KILN_DTYPE_F16:
+        *out = kiln_f16_to_f32(*(const uint16_t *)p);
+        return true;
+    case KILN_DTYPE_BF16:
+        *out = kiln_bf16_to_f32(*(const uint16_t *)p);
+        return true;
+    case KILN_DTYPE_I8:
+        *out = *(const int8_t *)p;
+        return true;
+    case KILN_DTYPE_U8:
+        *out = *(const uint8_t *)p;
+        return true;
+    case KILN_DTYPE_BOOL:
+        *out = *(const uint8_t *)p != 0;
+        return true;
+    case KILN_DTYPE_I16:
+        *out = *(const int16_t *)p;
+        return true;
+    case KILN_DTYPE_U16:
+        *out = *(const uint16_t *)p;
+        return true;
+    case KILN_DTYPE_I32:
+        *out = *(const int32_t *)p;
+        return true;
+    case KILN_DTYPE_U32:
+        *out = *(const uint32_t *)p;
+        return true;
+    case KILN_DTYPE_I64:
+        *out = (double)*(const int64_t *)p;
+        return true;
+    case KILN_DTYPE_U64:
+        *out = (double)*(const uint64_t *)p;
+        return true;
+    default:
+        return false;
     }
 }
 
@@ -242,8 +278,8 @@ bool kiln_opt_tensor_type(const struct kiln_graph *g, const char *name, kiln_dty
                           const struct kiln_dim **dims)
 {
     const struct kiln_vtype *v = kiln_opt_vtype(g, name);
-    if (!v || v->type.kind != KILN_TYPE_TENSOR || v->type.rank < 0 ||
-        v->type.rank > KILN_MAX_RANK || v->type.elem == KILN_DTYPE_UNDEFINED)
+    if (!v || v->type.kind != KILN_TYPE_TENSOR || v->type.rank < 0 || v->type.rank > KILN_MAX_RANK ||
+        v->type.elem == KILN_DTYPE_UNDEFINED)
         return false;
     if (v->type.rank > 0 && !v->type.dims) return false;
     if (dt) *dt = v->type.elem;
@@ -292,11 +328,14 @@ static bool attr_eq(const struct kiln_attr *a, const struct kiln_attr *b)
 {
     if (a->type != b->type || a->ref_attr_name || b->ref_attr_name) return false;
     switch (a->type) {
-    case KILN_ATTR_FLOAT: return memcmp(&a->f, &b->f, sizeof a->f) == 0;
-    case KILN_ATTR_INT: return a->i == b->i;
+    case KILN_ATTR_FLOAT:
+        return memcmp(&a->f, &b->f, sizeof a->f) == 0;
+    case KILN_ATTR_INT:
+        return a->i == b->i;
     case KILN_ATTR_STRING:
         return a->s_len == b->s_len && (!a->s_len || memcmp(a->s, b->s, a->s_len) == 0);
-    case KILN_ATTR_TENSOR: return a->t && b->t && tensor_eq(a->t, b->t);
+    case KILN_ATTR_TENSOR:
+        return a->t && b->t && tensor_eq(a->t, b->t);
     case KILN_ATTR_FLOATS:
         return a->n == b->n && (!a->n || memcmp(a->floats, b->floats, a->n * sizeof(float)) == 0);
     case KILN_ATTR_INTS:
@@ -314,7 +353,8 @@ static bool attr_eq(const struct kiln_attr *a, const struct kiln_attr *b)
         for (size_t i = 0; i < a->n; i++)
             if (!tensor_eq(&a->tensors[i], &b->tensors[i])) return false;
         return true;
-    default: return false; /* graphs, sparse tensors, type protos: never merged */
+    default:
+        return false; /* graphs, sparse tensors, type protos: never merged */
     }
 }
 
@@ -393,8 +433,7 @@ const char *kiln_opt_attr_s(const struct kiln_node *n, const char *name, const c
     return a && a->s ? a->s : def;
 }
 
-bool kiln_opt_attr_ints(const struct kiln_node *n, const char *name, const int64_t **v,
-                        size_t *count)
+bool kiln_opt_attr_ints(const struct kiln_node *n, const char *name, const int64_t **v, size_t *count)
 {
     const struct kiln_attr *a = attr_typed(n, name, KILN_ATTR_INTS);
     if (!a || (a->n && !a->ints)) return false;
@@ -403,8 +442,7 @@ bool kiln_opt_attr_ints(const struct kiln_node *n, const char *name, const int64
     return true;
 }
 
-bool kiln_opt_attr_floats(const struct kiln_node *n, const char *name, const float **v,
-                          size_t *count)
+bool kiln_opt_attr_floats(const struct kiln_node *n, const char *name, const float **v, size_t *count)
 {
     const struct kiln_attr *a = attr_typed(n, name, KILN_ATTR_FLOATS);
     if (!a || (a->n && !a->floats)) return false;
@@ -417,8 +455,7 @@ bool kiln_opt_has_subgraph(const struct kiln_node *n)
 {
     for (size_t k = 0; k < n->n_attr; k++) {
         const struct kiln_attr *a = &n->attrs[k];
-        if ((a->type == KILN_ATTR_GRAPH && a->g) || (a->type == KILN_ATTR_GRAPHS && a->n))
-            return true;
+        if ((a->type == KILN_ATTR_GRAPH && a->g) || (a->type == KILN_ATTR_GRAPHS && a->n)) return true;
     }
     return false;
 }
@@ -508,8 +545,8 @@ kiln_status opt_begin(struct kiln_opt *o, struct kiln_graph *g)
 bool kiln_opt_pending(const struct kiln_opt *o, const struct kiln_graph *g)
 {
     const struct opt_pending *p = &o->pend;
-    return p->g == g && (p->n_node_removed || p->n_init_removed || p->n_new || p->n_new_inits ||
-                         p->renamed || p->misuse);
+    return p->g == g &&
+           (p->n_node_removed || p->n_init_removed || p->n_new || p->n_new_inits || p->renamed || p->misuse);
 }
 
 static bool editing(struct kiln_opt *o, const struct kiln_graph *g)
@@ -545,9 +582,8 @@ static const char **copy_names(struct kiln_opt *o, size_t n, const char *const *
 }
 
 kiln_status kiln_opt_add_node(struct kiln_opt *o, struct kiln_graph *g, const char *op_type,
-                              const char *domain, const char *name, size_t n_in,
-                              const char *const *inputs, size_t n_out, const char *const *outputs,
-                              struct kiln_node **out)
+                              const char *domain, const char *name, size_t n_in, const char *const *inputs,
+                              size_t n_out, const char *const *outputs, struct kiln_node **out)
 {
     if (out) *out = NULL;
     if (!editing(o, g))
@@ -608,8 +644,7 @@ kiln_status kiln_opt_new_tensor(struct kiln_opt *o, kiln_dtype dt, int rank, con
     return KILN_OK;
 }
 
-static kiln_status copy_tensor(struct kiln_opt *o, const struct kiln_tensor *t,
-                               struct kiln_tensor *out)
+static kiln_status copy_tensor(struct kiln_opt *o, const struct kiln_tensor *t, struct kiln_tensor *out)
 {
     KILN_TRY(kiln_opt_new_tensor(o, t->dtype, t->rank, t->dims, out));
     size_t numel = kiln_tensor_numel(out);
@@ -632,7 +667,8 @@ kiln_status kiln_opt_add_init(struct kiln_opt *o, struct kiln_graph *g, const ch
                               const struct kiln_tensor *t, const char **out_name)
 {
     if (!editing(o, g))
-        return kiln_err_set(o->err, KILN_E_INTERNAL, "pass '%s' adds an initializer to a graph it is not editing",
+        return kiln_err_set(o->err, KILN_E_INTERNAL,
+                            "pass '%s' adds an initializer to a graph it is not editing",
                             o->pass ? o->pass->name : "?");
     struct opt_pending *p = &o->pend;
     if (p->n_new_inits == p->cap_new_inits) {
@@ -650,8 +686,8 @@ kiln_status kiln_opt_add_init(struct kiln_opt *o, struct kiln_graph *g, const ch
     return KILN_OK;
 }
 
-const struct kiln_tensor *kiln_opt_const_pending(const struct kiln_opt *o,
-                                                 const struct kiln_graph *g, const char *name)
+const struct kiln_tensor *kiln_opt_const_pending(const struct kiln_opt *o, const struct kiln_graph *g,
+                                                 const char *name)
 {
     if (!name || !name[0]) return NULL;
     if (o->pend.g == g)
@@ -724,12 +760,10 @@ struct def_site {
     struct kiln_initializer *init;
 };
 
-static bool find_def(struct kiln_opt *o, const struct kiln_graph *g, const char *name,
-                     struct def_site *d)
+static bool find_def(struct kiln_opt *o, const struct kiln_graph *g, const char *name, struct def_site *d)
 {
     *d = (struct def_site){0};
-    if (!name[0] || kiln_opt_is_graph_input(g, name) || kiln_opt_is_graph_output(g, name))
-        return false;
+    if (!name[0] || kiln_opt_is_graph_input(g, name) || kiln_opt_is_graph_output(g, name)) return false;
     for (size_t i = 0; i < g->n_nodes; i++) {
         if (!kiln_opt_live(o, g, i)) continue;
         struct kiln_node *n = &g->nodes[i];
@@ -795,20 +829,18 @@ static bool captured_in_node(const struct kiln_node *n, const char *from, const 
 static bool captured_in_graph(const struct kiln_graph *g, const char *from, const char *to)
 {
     for (size_t i = 0; i < g->n_nodes; i++)
-        if (kiln_opt_has_subgraph(&g->nodes[i]) && captured_in_node(&g->nodes[i], from, to))
-            return true;
+        if (kiln_opt_has_subgraph(&g->nodes[i]) && captured_in_node(&g->nodes[i], from, to)) return true;
     return false;
 }
 
-bool kiln_opt_can_replace(const struct kiln_opt *o, const struct kiln_graph *g,
-                          const char *old_name, const char *new_name)
+bool kiln_opt_can_replace(const struct kiln_opt *o, const struct kiln_graph *g, const char *old_name,
+                          const char *new_name)
 {
     if (!old_name[0] || !new_name[0]) return false;
     if (strcmp(old_name, new_name) == 0) return true;
     if (!kiln_opt_is_graph_output(g, old_name)) return !captured_in_graph(g, old_name, new_name);
     struct def_site d;
-    return find_def((struct kiln_opt *)o, g, new_name, &d) &&
-           !captured_in_graph(g, new_name, old_name);
+    return find_def((struct kiln_opt *)o, g, new_name, &d) && !captured_in_graph(g, new_name, old_name);
 }
 
 kiln_status kiln_opt_replace_uses(struct kiln_opt *o, struct kiln_graph *g, const char *old_name,
@@ -827,7 +859,8 @@ kiln_status kiln_opt_replace_uses(struct kiln_opt *o, struct kiln_graph *g, cons
     bool out = kiln_opt_is_graph_output(g, from);
     if (out ? captured_in_graph(g, to, from) : captured_in_graph(g, from, to))
         return kiln_err_set(o->err, KILN_E_INVALID_MODEL,
-                            "a subgraph defines '%s' again, shadowing the value of its enclosing graph (ONNX forbids it); cannot rewire '%s'",
+                            "a subgraph defines '%s' again, shadowing the value of its enclosing graph (ONNX "
+                            "forbids it); cannot rewire '%s'",
                             out ? from : to, out ? to : from);
     if (!out) {
         rename_uses(o, g, from, to);
@@ -836,20 +869,22 @@ kiln_status kiln_opt_replace_uses(struct kiln_opt *o, struct kiln_graph *g, cons
     struct def_site d;
     if (!find_def(o, g, to, &d))
         return kiln_err_set(o->err, KILN_E_INTERNAL,
-                            "pass '%s': cannot replace graph output '%s' by '%s' (not defined by a node or initializer of the graph)",
+                            "pass '%s': cannot replace graph output '%s' by '%s' (not defined by a node or "
+                            "initializer of the graph)",
                             o->pass ? o->pass->name : "?", from, to);
-    if (d.node) d.node->outputs[d.slot] = from;
-    else d.init->name = from;
+    if (d.node)
+        d.node->outputs[d.slot] = from;
+    else
+        d.init->name = from;
     rename_uses(o, g, to, from);
     return KILN_OK;
 }
 
-kiln_status kiln_opt_set_input(struct kiln_opt *o, struct kiln_node *node, size_t k,
-                               const char *name)
+kiln_status kiln_opt_set_input(struct kiln_opt *o, struct kiln_node *node, size_t k, const char *name)
 {
     if (k >= node->n_in)
-        return kiln_err_set(o->err, KILN_E_INTERNAL, "set_input: node has %zu inputs, not %zu",
-                            node->n_in, k + 1);
+        return kiln_err_set(o->err, KILN_E_INTERNAL, "set_input: node has %zu inputs, not %zu", node->n_in,
+                            k + 1);
     const char *s = arena_str(o, name);
     if (!s) return nomem(o);
     node->inputs[k] = s;
@@ -886,13 +921,12 @@ kiln_status kiln_opt_set_attr_f(struct kiln_opt *o, struct kiln_node *n, const c
     return put_attr(o, n, (struct kiln_attr){.name = name, .type = KILN_ATTR_FLOAT, .f = v});
 }
 
-kiln_status kiln_opt_set_attr_s(struct kiln_opt *o, struct kiln_node *n, const char *name,
-                                const char *v)
+kiln_status kiln_opt_set_attr_s(struct kiln_opt *o, struct kiln_node *n, const char *name, const char *v)
 {
     const char *s = arena_str(o, v);
     if (!s) return nomem(o);
-    return put_attr(o, n, (struct kiln_attr){.name = name, .type = KILN_ATTR_STRING, .s = s,
-                                             .s_len = strlen(s)});
+    return put_attr(o, n,
+                    (struct kiln_attr){.name = name, .type = KILN_ATTR_STRING, .s = s, .s_len = strlen(s)});
 }
 
 kiln_status kiln_opt_set_attr_ints(struct kiln_opt *o, struct kiln_node *n, const char *name,
@@ -901,8 +935,7 @@ kiln_status kiln_opt_set_attr_ints(struct kiln_opt *o, struct kiln_node *n, cons
     int64_t *a = kiln_arena_array(&o->m->arena, count + 1, sizeof *a);
     if (!a) return nomem(o);
     if (count) memcpy(a, v, count * sizeof *a);
-    return put_attr(o, n, (struct kiln_attr){.name = name, .type = KILN_ATTR_INTS, .n = count,
-                                             .ints = a});
+    return put_attr(o, n, (struct kiln_attr){.name = name, .type = KILN_ATTR_INTS, .n = count, .ints = a});
 }
 
 kiln_status kiln_opt_set_attr_floats(struct kiln_opt *o, struct kiln_node *n, const char *name,
@@ -911,8 +944,8 @@ kiln_status kiln_opt_set_attr_floats(struct kiln_opt *o, struct kiln_node *n, co
     float *a = kiln_arena_array(&o->m->arena, count + 1, sizeof *a);
     if (!a) return nomem(o);
     if (count) memcpy(a, v, count * sizeof *a);
-    return put_attr(o, n, (struct kiln_attr){.name = name, .type = KILN_ATTR_FLOATS, .n = count,
-                                             .floats = a});
+    return put_attr(o, n,
+                    (struct kiln_attr){.name = name, .type = KILN_ATTR_FLOATS, .n = count, .floats = a});
 }
 
 kiln_status kiln_opt_set_attr_t(struct kiln_opt *o, struct kiln_node *n, const char *name,
@@ -954,8 +987,7 @@ kiln_status kiln_opt_require_opset(struct kiln_opt *o, const char *domain, int64
         for (size_t i = 0; i < m->n_opsets; i++) {
             const char *d = ops[i].domain ? ops[i].domain : "";
             if (strcmp(d, "ai.onnx") == 0) d = "";
-            if (strcmp(d, domain && strcmp(domain, "ai.onnx") ? domain : "") == 0)
-                ops[i].version = version;
+            if (strcmp(d, domain && strcmp(domain, "ai.onnx") ? domain : "") == 0) ops[i].version = version;
         }
     } else {
         ops[n].domain = arena_str(o, domain);
@@ -1055,16 +1087,16 @@ kiln_status kiln_opt_commit(struct kiln_opt *o, struct kiln_graph *g)
 
     /* Nodes: the live ones in order, then the queued ones. */
     size_t nn = 0;
-    struct kiln_node *nodes = kiln_arena_array(a, p->n_nodes - p->n_node_removed + p->n_new + 1,
-                                               sizeof *nodes);
+    struct kiln_node *nodes =
+        kiln_arena_array(a, p->n_nodes - p->n_node_removed + p->n_new + 1, sizeof *nodes);
     if (!nodes) goto oom;
     for (size_t i = 0; i < g->n_nodes; i++)
         if (i >= p->n_nodes || !p->node_removed[i]) nodes[nn++] = g->nodes[i];
     for (size_t i = 0; i < p->n_new; i++) nodes[nn++] = *p->new_nodes[i];
 
     size_t ni = 0;
-    struct kiln_initializer *inits = kiln_arena_array(
-        a, p->n_inits - p->n_init_removed + p->n_new_inits + 1, sizeof *inits);
+    struct kiln_initializer *inits =
+        kiln_arena_array(a, p->n_inits - p->n_init_removed + p->n_new_inits + 1, sizeof *inits);
     if (!inits) goto oom;
     for (size_t i = 0; i < g->n_inits; i++)
         if (i >= p->n_inits || !p->init_removed[i]) inits[ni++] = g->inits[i];

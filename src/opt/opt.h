@@ -54,10 +54,10 @@
 struct kiln_opt; /* one optimizer run (private to optimize.c / edit.c) */
 
 struct kiln_pass {
-    const char *name;    /* as in --passes and reports: "fold_constants" */
+    const char *name;     /* as in --passes and reports: "fold_constants" */
     kiln_opt_level level; /* the lowest level that runs it */
-    bool needs_kiln_ops; /* creates domain "kiln" ops: skipped unless keep_fused */
-    const char *doc;     /* one line: what it rewrites */
+    bool needs_kiln_ops;  /* creates domain "kiln" ops: skipped unless keep_fused */
+    const char *doc;      /* one line: what it rewrites */
     /* Rewrites g (the main graph or a subgraph; the manager visits each). Sets *changed when
      * it edited anything (the manager then commits and runs another round). Returns
      * KILN_OK, or the failure of an edit function (err already set through
@@ -75,15 +75,15 @@ const struct kiln_pass *kiln_opt_find_pass(const char *name);
 struct kiln_model *kiln_opt_model(const struct kiln_opt *o);
 bool kiln_opt_keep_fused(const struct kiln_opt *o);
 size_t kiln_opt_fold_limit(const struct kiln_opt *o); /* bytes; the default resolved */
-kiln_err *kiln_opt_err(struct kiln_opt *o);          /* where a pass writes its failure */
+kiln_err *kiln_opt_err(struct kiln_opt *o);           /* where a pass writes its failure */
 
 /* One report line (kiln_optimize_options.report), prefixed with the running pass's name:
  * "fold_constants: ..." . Does nothing without a report callback. */
 void kiln_opt_note(struct kiln_opt *o, const char *fmt, ...) KILN_PRINTF(2, 3);
 /* Reports that nodes[0..n) of g (before removal) became `into`: "fused Conv 'c1' +
  * BatchNormalization 'bn1' -> Conv 'c1'". */
-void kiln_opt_note_fused(struct kiln_opt *o, const struct kiln_graph *g, const size_t *nodes,
-                         size_t n, const struct kiln_node *into);
+void kiln_opt_note_fused(struct kiln_opt *o, const struct kiln_graph *g, const size_t *nodes, size_t n,
+                         const struct kiln_node *into);
 
 /* ------------------------------------------------------------------ queries (as of the last commit) */
 
@@ -139,10 +139,8 @@ float kiln_opt_attr_f(const struct kiln_node *n, const char *name, float def);
 const char *kiln_opt_attr_s(const struct kiln_node *n, const char *name, const char *def);
 /* INTS attribute: true with its entries (*v may be NULL when *count is 0); false when absent
  * or of another type. */
-bool kiln_opt_attr_ints(const struct kiln_node *n, const char *name, const int64_t **v,
-                        size_t *count);
-bool kiln_opt_attr_floats(const struct kiln_node *n, const char *name, const float **v,
-                          size_t *count);
+bool kiln_opt_attr_ints(const struct kiln_node *n, const char *name, const int64_t **v, size_t *count);
+bool kiln_opt_attr_floats(const struct kiln_node *n, const char *name, const float **v, size_t *count);
 /* Whether any attribute of n holds a subgraph. */
 bool kiln_opt_has_subgraph(const struct kiln_node *n);
 
@@ -150,8 +148,7 @@ bool kiln_opt_has_subgraph(const struct kiln_node *n);
 
 /* A name unique in the whole model (every graph, and names handed out before), made from
  * `base` ("" or NULL: "opt"): base itself when free, else base_1, base_2, ... In the arena. */
-KILN_NODISCARD kiln_status kiln_opt_unique_name(struct kiln_opt *o, const char *base,
-                                                const char **out);
+KILN_NODISCARD kiln_status kiln_opt_unique_name(struct kiln_opt *o, const char *base, const char **out);
 
 void kiln_opt_remove_node(struct kiln_opt *o, struct kiln_graph *g, size_t i);
 /* Removes initializer i of g (g->inits). Initializers that are also graph inputs must stay. */
@@ -162,22 +159,20 @@ void kiln_opt_remove_init(struct kiln_opt *o, struct kiln_graph *g, size_t i);
  * name from op_type. On KILN_OK *out (may be NULL) is the queued node, valid until the
  * commit, to which attributes are added with kiln_opt_set_attr_*. The node's `since` is
  * resolved at the commit. */
-KILN_NODISCARD kiln_status kiln_opt_add_node(struct kiln_opt *o, struct kiln_graph *g,
-                                             const char *op_type, const char *domain,
-                                             const char *name, size_t n_in,
+KILN_NODISCARD kiln_status kiln_opt_add_node(struct kiln_opt *o, struct kiln_graph *g, const char *op_type,
+                                             const char *domain, const char *name, size_t n_in,
                                              const char *const *inputs, size_t n_out,
                                              const char *const *outputs, struct kiln_node **out);
 /* Queues a new initializer of g holding a copy of t (data copied into the arena), named
  * `name` when it is free in the model, else a unique name made from it; *out_name (may be
  * NULL) receives the name used. */
-KILN_NODISCARD kiln_status kiln_opt_add_init(struct kiln_opt *o, struct kiln_graph *g,
-                                             const char *name, const struct kiln_tensor *t,
-                                             const char **out_name);
+KILN_NODISCARD kiln_status kiln_opt_add_init(struct kiln_opt *o, struct kiln_graph *g, const char *name,
+                                             const struct kiln_tensor *t, const char **out_name);
 
 /* kiln_opt_const, also seeing the initializers queued in this run for g (by their current
  * name; such a pointer is valid until the next edit). */
-const struct kiln_tensor *kiln_opt_const_pending(const struct kiln_opt *o,
-                                                 const struct kiln_graph *g, const char *name);
+const struct kiln_tensor *kiln_opt_const_pending(const struct kiln_opt *o, const struct kiln_graph *g,
+                                                 const char *name);
 
 /* Makes every use of value `old_name` in g read `new_name` instead: node inputs of g,
  * references from g's subgraphs (at any depth) that resolve to g's value, and subgraph
@@ -188,8 +183,8 @@ const struct kiln_tensor *kiln_opt_const_pending(const struct kiln_opt *o,
  * (kiln_opt_can_replace says whether it is). Either way, no subgraph that reads the value
  * may define the new name itself (shadowing; can_replace says no). The pass then removes
  * old_name's producer. */
-bool kiln_opt_can_replace(const struct kiln_opt *o, const struct kiln_graph *g,
-                          const char *old_name, const char *new_name);
+bool kiln_opt_can_replace(const struct kiln_opt *o, const struct kiln_graph *g, const char *old_name,
+                          const char *new_name);
 KILN_NODISCARD kiln_status kiln_opt_replace_uses(struct kiln_opt *o, struct kiln_graph *g,
                                                  const char *old_name, const char *new_name);
 /* Rewires input k of node `node` of g (an existing node or a queued one) to `name`. */
@@ -198,19 +193,18 @@ KILN_NODISCARD kiln_status kiln_opt_set_input(struct kiln_opt *o, struct kiln_no
 
 /* Adds or replaces an attribute of a node (existing or queued); the node gets a new
  * attribute array, values are copied into the arena. */
-KILN_NODISCARD kiln_status kiln_opt_set_attr_i(struct kiln_opt *o, struct kiln_node *n,
-                                               const char *name, int64_t v);
-KILN_NODISCARD kiln_status kiln_opt_set_attr_f(struct kiln_opt *o, struct kiln_node *n,
-                                               const char *name, float v);
-KILN_NODISCARD kiln_status kiln_opt_set_attr_s(struct kiln_opt *o, struct kiln_node *n,
-                                               const char *name, const char *v);
-KILN_NODISCARD kiln_status kiln_opt_set_attr_ints(struct kiln_opt *o, struct kiln_node *n,
-                                                  const char *name, const int64_t *v, size_t count);
-KILN_NODISCARD kiln_status kiln_opt_set_attr_floats(struct kiln_opt *o, struct kiln_node *n,
-                                                    const char *name, const float *v,
-                                                    size_t count);
-KILN_NODISCARD kiln_status kiln_opt_set_attr_t(struct kiln_opt *o, struct kiln_node *n,
-                                               const char *name, const struct kiln_tensor *t);
+KILN_NODISCARD kiln_status kiln_opt_set_attr_i(struct kiln_opt *o, struct kiln_node *n, const char *name,
+                                               int64_t v);
+KILN_NODISCARD kiln_status kiln_opt_set_attr_f(struct kiln_opt *o, struct kiln_node *n, const char *name,
+                                               float v);
+KILN_NODISCARD kiln_status kiln_opt_set_attr_s(struct kiln_opt *o, struct kiln_node *n, const char *name,
+                                               const char *v);
+KILN_NODISCARD kiln_status kiln_opt_set_attr_ints(struct kiln_opt *o, struct kiln_node *n, const char *name,
+                                                  const int64_t *v, size_t count);
+KILN_NODISCARD kiln_status kiln_opt_set_attr_floats(struct kiln_opt *o, struct kiln_node *n, const char *name,
+                                                    const float *v, size_t count);
+KILN_NODISCARD kiln_status kiln_opt_set_attr_t(struct kiln_opt *o, struct kiln_node *n, const char *name,
+                                               const struct kiln_tensor *t);
 /* Copies every attribute of src onto n (subgraph attributes are shared, not copied: the
  * source node must then be removed). */
 KILN_NODISCARD kiln_status kiln_opt_copy_attrs(struct kiln_opt *o, struct kiln_node *n,
@@ -219,8 +213,7 @@ void kiln_opt_remove_attr(struct kiln_node *n, const char *name);
 
 /* Makes the model import `domain` at `version` (or higher) so that new nodes of that domain
  * resolve; no change when it already does. */
-KILN_NODISCARD kiln_status kiln_opt_require_opset(struct kiln_opt *o, const char *domain,
-                                                  int64_t version);
+KILN_NODISCARD kiln_status kiln_opt_require_opset(struct kiln_opt *o, const char *domain, int64_t version);
 
 /* A tensor in the arena (flags 0, borrowed by the model): dt, shape, zero-filled data. */
 KILN_NODISCARD kiln_status kiln_opt_new_tensor(struct kiln_opt *o, kiln_dtype dt, int rank,

@@ -25,8 +25,8 @@ struct opt_pending {
     size_t n_new, cap_new;
     struct kiln_initializer *new_inits; /* kiln_malloc'd array, contents in the arena */
     size_t n_new_inits, cap_new_inits;
-    bool renamed;  /* names were rewritten (relink needed even without other edits) */
-    bool misuse;   /* an edit named a graph other than g: the commit fails */
+    bool renamed; /* names were rewritten (relink needed even without other edits) */
+    bool misuse;  /* an edit named a graph other than g: the commit fails */
 };
 
 struct kiln_opt {

@@ -48,11 +48,11 @@ const struct kiln_pass *kiln_opt_find_pass(const char *name)
 struct snap_graph {
     struct kiln_graph *g;
     struct kiln_graph saved;
-    struct kiln_node *nodes;          /* n_nodes structs */
-    const char **names;               /* every node's inputs then outputs */
-    struct kiln_attr *attrs;          /* every node's attributes */
+    struct kiln_node *nodes; /* n_nodes structs */
+    const char **names;      /* every node's inputs then outputs */
+    struct kiln_attr *attrs; /* every node's attributes */
     struct kiln_initializer *inits;
-    struct kiln_value_info *vinfo;    /* inputs, outputs, value_info */
+    struct kiln_value_info *vinfo; /* inputs, outputs, value_info */
 };
 
 struct snapshot {
@@ -128,11 +128,9 @@ static bool snapshot_graph(struct snapshot *s, struct kiln_graph *g)
         pa += n->n_attr;
     }
     if (g->n_inputs) memcpy(sg->vinfo, g->inputs, g->n_inputs * sizeof *sg->vinfo);
-    if (g->n_outputs)
-        memcpy(sg->vinfo + g->n_inputs, g->outputs, g->n_outputs * sizeof *sg->vinfo);
+    if (g->n_outputs) memcpy(sg->vinfo + g->n_inputs, g->outputs, g->n_outputs * sizeof *sg->vinfo);
     if (g->n_value_info)
-        memcpy(sg->vinfo + g->n_inputs + g->n_outputs, g->value_info,
-               g->n_value_info * sizeof *sg->vinfo);
+        memcpy(sg->vinfo + g->n_inputs + g->n_outputs, g->value_info, g->n_value_info * sizeof *sg->vinfo);
     /* Subgraphs (their struct pointers live in the attribute arrays saved above). */
     for (size_t i = 0; i < g->n_nodes; i++) {
         const struct kiln_node *n = &g->nodes[i];
@@ -178,15 +176,14 @@ static void snapshot_restore(struct snapshot *s, struct kiln_model *m)
         }
         if (g->n_inits) memcpy(g->inits, sg->inits, g->n_inits * sizeof *g->inits);
         if (g->n_inputs) memcpy(g->inputs, sg->vinfo, g->n_inputs * sizeof *sg->vinfo);
-        if (g->n_outputs)
-            memcpy(g->outputs, sg->vinfo + g->n_inputs, g->n_outputs * sizeof *sg->vinfo);
+        if (g->n_outputs) memcpy(g->outputs, sg->vinfo + g->n_inputs, g->n_outputs * sizeof *sg->vinfo);
         if (g->n_value_info)
             memcpy(g->value_info, sg->vinfo + g->n_inputs + g->n_outputs,
                    g->n_value_info * sizeof *sg->vinfo);
     }
     /* The opsets array may have been replaced by a new one: point back at a copy. */
-    if (m->n_opsets != s->n_opsets || (s->n_opsets && memcmp(m->opsets, s->opsets,
-                                                             s->n_opsets * sizeof *s->opsets))) {
+    if (m->n_opsets != s->n_opsets ||
+        (s->n_opsets && memcmp(m->opsets, s->opsets, s->n_opsets * sizeof *s->opsets))) {
         struct kiln_opset *ops = kiln_arena_array(&m->arena, s->n_opsets + 1, sizeof *ops);
         if (ops) { /* on NOMEM the larger list stays: it only adds imports */
             if (s->n_opsets) memcpy(ops, s->opsets, s->n_opsets * sizeof *ops);
@@ -413,8 +410,7 @@ static kiln_status select_passes(const kiln_optimize_options *opt, const struct 
     return KILN_OK;
 }
 
-static kiln_status run_pass(struct kiln_opt *o, const struct kiln_pass *pass, int round,
-                            bool *changed)
+static kiln_status run_pass(struct kiln_opt *o, const struct kiln_pass *pass, int round, bool *changed)
 {
     kiln_status st = KILN_OK;
     struct graph_list l = {0};
@@ -454,8 +450,8 @@ static kiln_status run_pass(struct kiln_opt *o, const struct kiln_pass *pass, in
         hist_diff(&before, &after, diff, sizeof diff);
         if (before.inits != after.inits)
             snprintf(inits, sizeof inits, ", %zu -> %zu initializers", before.inits, after.inits);
-        report(&o->opt, "pass %s (round %d): %zu -> %zu nodes%s%s%s", pass->name, round,
-               before.nodes, after.nodes, inits, diff[0] ? "; " : "", diff);
+        report(&o->opt, "pass %s (round %d): %zu -> %zu nodes%s%s%s", pass->name, round, before.nodes,
+               after.nodes, inits, diff[0] ? "; " : "", diff);
     }
 done:
     opt_pending_free(&o->pend);
@@ -479,8 +475,8 @@ kiln_status kiln_model_optimize(kiln_model *m, const kiln_optimize_options *opt,
     if (!m->graph || !n_sel) return KILN_OK;
     if (m->n_link_errors) {
         const char *first = m->n_link_problems ? m->link_problems[0] : "link errors";
-        return kiln_err_set(err, KILN_E_INVALID_MODEL, "cannot optimize a model whose graph does not link: %s",
-                            first ? first : "");
+        return kiln_err_set(err, KILN_E_INVALID_MODEL,
+                            "cannot optimize a model whose graph does not link: %s", first ? first : "");
     }
 
     struct kiln_opt o = {.m = m, .opt = *opt, .err = err};
@@ -515,9 +511,8 @@ kiln_status kiln_model_optimize(kiln_model *m, const kiln_optimize_options *opt,
         char a[2048], b[2048];
         hist_text(&h0, a, sizeof a);
         hist_text(&h1, b, sizeof b);
-        report(opt, "optimized: %zu -> %zu nodes, %zu -> %zu initializers in %d round%s%s",
-               h0.nodes, h1.nodes, h0.inits, h1.inits,
-               round > KILN_OPT_MAX_ROUNDS ? KILN_OPT_MAX_ROUNDS : round,
+        report(opt, "optimized: %zu -> %zu nodes, %zu -> %zu initializers in %d round%s%s", h0.nodes,
+               h1.nodes, h0.inits, h1.inits, round > KILN_OPT_MAX_ROUNDS ? KILN_OPT_MAX_ROUNDS : round,
                round == 1 ? "" : "s", round > KILN_OPT_MAX_ROUNDS ? " (round limit reached)" : "");
         report(opt, "ops before: %s", a);
         report(opt, "ops after: %s", b);

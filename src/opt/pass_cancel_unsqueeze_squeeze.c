@@ -12,8 +12,8 @@
 
 /* The node's axes, sorted and normalized against `rank` (-1: unknown, then negative axes
  * fail). */
-static bool node_axes(const struct kiln_graph *g, const struct kiln_node *n, int rank,
-                      int64_t *out, size_t *count)
+static bool node_axes(const struct kiln_graph *g, const struct kiln_node *n, int rank, int64_t *out,
+                      size_t *count)
 {
     const int64_t *v = NULL;
     size_t cnt = 0;

@@ -15,12 +15,11 @@
 
 static bool mergeable(const struct kiln_node *n)
 {
-    static const char *const RANDOM[] = {"RandomNormal", "RandomUniform", "RandomNormalLike",
-                                         "RandomUniformLike", "Multinomial", "Bernoulli",
-                                         "Dropout", NULL};
+    static const char *const RANDOM[] = {
+        "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+        "Multinomial",  "Bernoulli",     "Dropout",          NULL};
     if (!n->n_out || kiln_opt_has_subgraph(n)) return false;
-    if (n->domain[0] && strcmp(n->domain, "ai.onnx.ml") != 0 && strcmp(n->domain, "kiln") != 0)
-        return false;
+    if (n->domain[0] && strcmp(n->domain, "ai.onnx.ml") != 0 && strcmp(n->domain, "kiln") != 0) return false;
     for (size_t i = 0; RANDOM[i]; i++)
         if (strcmp(n->op_type, RANDOM[i]) == 0) return false;
     bool any = false;
@@ -44,12 +43,12 @@ static uint64_t node_hash(const struct kiln_node *n)
 
 /* A chained hash table of node (or initializer) indices by hash. */
 struct table {
-    size_t cap; /* power of two */
+    size_t cap;   /* power of two */
     size_t *head; /* index into ent + 1; 0 = empty */
     struct {
         uint64_t h;
         size_t idx, next;
-    } *ent;
+    } * ent;
     size_t n;
 };
 
@@ -79,8 +78,7 @@ static void table_add(struct table *t, uint64_t h, size_t idx)
 }
 
 /* Replaces every output of node `dup` by the same output of node `keep`. */
-static kiln_status merge(struct kiln_opt *o, struct kiln_graph *g, size_t keep, size_t dup,
-                         bool *changed)
+static kiln_status merge(struct kiln_opt *o, struct kiln_graph *g, size_t keep, size_t dup, bool *changed)
 {
     struct kiln_node *a = &g->nodes[keep], *b = &g->nodes[dup];
     /* A graph output may take over the kept node's output name (it is renamed); keep it

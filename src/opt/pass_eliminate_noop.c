@@ -20,8 +20,8 @@
 static bool same_dtype(const struct kiln_graph *g, const char *a, const char *b)
 {
     kiln_dtype da, db;
-    return kiln_opt_tensor_type(g, a, &da, NULL, NULL) &&
-           kiln_opt_tensor_type(g, b, &db, NULL, NULL) && da == db;
+    return kiln_opt_tensor_type(g, a, &da, NULL, NULL) && kiln_opt_tensor_type(g, b, &db, NULL, NULL) &&
+           da == db;
 }
 
 static bool same_shape(const struct kiln_graph *g, const char *a, const char *b)
@@ -46,9 +46,12 @@ static bool const_all(const struct kiln_graph *g, const char *name, int64_t v)
     if (n && !t->data) return false;
     for (size_t i = 0; i < n; i++) {
         int64_t x;
-        if (t->dtype == KILN_DTYPE_I64) x = ((const int64_t *)t->data)[i];
-        else if (t->dtype == KILN_DTYPE_I32) x = ((const int32_t *)t->data)[i];
-        else return false;
+        if (t->dtype == KILN_DTYPE_I64)
+            x = ((const int64_t *)t->data)[i];
+        else if (t->dtype == KILN_DTYPE_I32)
+            x = ((const int32_t *)t->data)[i];
+        else
+            return false;
         if (x != v) return false;
     }
     return true;
@@ -79,8 +82,7 @@ static bool is_noop(const struct kiln_graph *g, const struct kiln_node *n)
     if (strcmp(op, "Transpose") == 0) {
         if (n->n_in != 1) return false;
         int rank;
-        if (!kiln_node_attr(n, "perm"))
-            return kiln_opt_tensor_type(g, in, NULL, &rank, NULL) && rank <= 1;
+        if (!kiln_node_attr(n, "perm")) return kiln_opt_tensor_type(g, in, NULL, &rank, NULL) && rank <= 1;
         if (!kiln_opt_attr_ints(n, "perm", &v, &cnt)) return false;
         for (size_t i = 0; i < cnt; i++)
             if (v[i] != (int64_t)i) return false;
@@ -92,15 +94,13 @@ static bool is_noop(const struct kiln_graph *g, const struct kiln_node *n)
         return n->n_in >= 2 && n->inputs[1][0] && const_all(g, n->inputs[1], 0);
     }
     if (strcmp(op, "Slice") == 0) {
-        if (n->since >= 10 && n->n_in >= 5 && n->inputs[4][0] && !const_all(g, n->inputs[4], 1))
-            return false;
+        if (n->since >= 10 && n->n_in >= 5 && n->inputs[4][0] && !const_all(g, n->inputs[4], 1)) return false;
         return same_shape(g, in, out);
     }
     if (strcmp(op, "Concat") == 0) return n->n_in == 1;
     if (strcmp(op, "Unsqueeze") == 0) {
         /* Not Squeeze: there, empty axes means "every 1-dim" to some runtimes. */
-        if (n->since > 0 && n->since < 13)
-            return kiln_opt_attr_ints(n, "axes", &v, &cnt) && cnt == 0;
+        if (n->since > 0 && n->since < 13) return kiln_opt_attr_ints(n, "axes", &v, &cnt) && cnt == 0;
         if (n->n_in < 2 || !n->inputs[1][0]) return false;
         const struct kiln_tensor *t = kiln_opt_const(g, n->inputs[1]);
         return t && kiln_tensor_numel(t) == 0;

@@ -24,9 +24,9 @@
 
 /* Ops whose outputs can be much larger than their inputs. */
 static const char *const EXPANDING[] = {
-    "ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample", "Pad", "OneHot",
-    "EyeLike", "MatMul", "Gemm", "Einsum", "ConvTranspose", "Col2Im", "GridSample",
-    "CenterCropPad", "Trilu", NULL};
+    "ConstantOfShape", "Expand",        "Tile",   "Range", "Resize", "Upsample",      "Pad",
+    "OneHot",          "EyeLike",       "MatMul", "Gemm",  "Einsum", "ConvTranspose", "Col2Im",
+    "GridSample",      "CenterCropPad", "Trilu",  NULL};
 
 static bool expanding(const char *op)
 {
@@ -56,7 +56,7 @@ static bool inferred_out_bytes(const struct kiln_graph *g, const struct kiln_nod
     return true;
 }
 
-#define MAX_IN 64
+#define MAX_IN  64
 #define MAX_OUT 16
 
 static kiln_status fold_node(struct kiln_opt *o, struct kiln_graph *g, size_t idx, bool *changed)
@@ -124,8 +124,10 @@ static kiln_status fold_node(struct kiln_opt *o, struct kiln_graph *g, size_t id
     out_bytes = 0;
     for (size_t k = 0; k < n->n_out; k++) {
         if (!n->outputs[k][0]) continue;
-        if (!outv[k] || outv[k]->kind != KILN_VALUE_TENSOR) ok = false;
-        else out_bytes += kiln_tensor_nbytes(&outv[k]->t);
+        if (!outv[k] || outv[k]->kind != KILN_VALUE_TENSOR)
+            ok = false;
+        else
+            out_bytes += kiln_tensor_nbytes(&outv[k]->t);
     }
     if (ok && !is_constant && out_bytes > in_bytes && out_bytes - in_bytes > limit) ok = false;
     if (!ok) goto done;

@@ -8,8 +8,7 @@
 #include "opt/opt.h"
 
 /* The node's permutation, validated (a permutation of 0..rank-1). */
-static bool get_perm(const struct kiln_graph *g, const struct kiln_node *n, int64_t *perm,
-                     size_t *rank)
+static bool get_perm(const struct kiln_graph *g, const struct kiln_node *n, int64_t *perm, size_t *rank)
 {
     const int64_t *v;
     size_t cnt;

@@ -21,6 +21,8 @@ grep -q '^usage: kiln' "$TMP/err" || fail "kiln with no arguments prints no usag
 for cmd in build quantize serve; do
     expect_error 2 "^kiln: '$cmd' is not implemented yet$" "$KILN" "$cmd" model.onnx
 done
+expect_ok "$KILN" help optimize
+out_has '--keep-fused' "kiln help optimize"
 expect_error 2 "unknown command 'frobnicate'" "$KILN" frobnicate
 expect_error 2 "unknown option '--frobnicate'" "$KILN" --frobnicate
 expect_error 2 "info needs a MODEL" "$KILN" info

@@ -21,6 +21,7 @@
 
 #include "ir/ir.h"
 #include "opt/opt.h"
+#include "opt/opt_priv.h"
 #include "test_support.h"
 
 /* ------------------------------------------------------------------ protobuf encoder */
@@ -75,7 +76,10 @@ static void pb_bytes(struct pb *b, unsigned field, const void *p, size_t n)
     pb_put(b, p, n);
 }
 
-static void pb_str(struct pb *b, unsigned field, const char *s) { pb_bytes(b, field, s, strlen(s)); }
+static void pb_str(struct pb *b, unsigned field, const char *s)
+{
+    pb_bytes(b, field, s, strlen(s));
+}
 
 /* Appends m as a length-delimited field and frees it. */
 static void pb_msg(struct pb *b, unsigned field, struct pb *m)
@@ -99,8 +103,10 @@ static void put_shape(struct pb *tt, const char *dims)
         struct pb dim = {0};
         char *end;
         long v = strtol(tok, &end, 10);
-        if (*end == 0 && len) pb_int(&dim, 1, v);
-        else pb_str(&dim, 2, tok);
+        if (*end == 0 && len)
+            pb_int(&dim, 1, v);
+        else
+            pb_str(&dim, 2, tok);
         pb_msg(&shape, 1, &dim);
         if (!e) break;
         p = e + 1;
@@ -179,8 +185,8 @@ static void pb_attr_ints(struct pb *a, const char *name, const int64_t *v, size_
 }
 
 /* TensorProto with raw data. */
-static void tensor_msg(struct pb *t, const char *name, kiln_dtype dt, const char *dims,
-                       const void *data, size_t nbytes)
+static void tensor_msg(struct pb *t, const char *name, kiln_dtype dt, const char *dims, const void *data,
+                       size_t nbytes)
 {
     const char *p = dims;
     while (*p) {
@@ -193,8 +199,8 @@ static void tensor_msg(struct pb *t, const char *name, kiln_dtype dt, const char
     pb_bytes(t, 9, data, nbytes);
 }
 
-static void pb_attr_tensor(struct pb *a, const char *name, kiln_dtype dt, const char *dims,
-                        const void *data, size_t nbytes)
+static void pb_attr_tensor(struct pb *a, const char *name, kiln_dtype dt, const char *dims, const void *data,
+                           size_t nbytes)
 {
     struct pb at = {0}, t = {0};
     pb_str(&at, 1, name);
@@ -287,9 +293,12 @@ static kiln_value **make_inputs(const kiln_model *m, uint64_t seed)
         size_t numel = kiln_value_numel(v[i]);
         void *data = kiln_value_data(v[i]);
         for (size_t k = 0; k < numel; k++) {
-            if (dt == KILN_DTYPE_F32) ((float *)data)[k] = (float)rng_range(-2, 2);
-            else if (dt == KILN_DTYPE_I64) ((int64_t *)data)[k] = rng_int(4);
-            else if (dt == KILN_DTYPE_BOOL) ((uint8_t *)data)[k] = (uint8_t)rng_int(2);
+            if (dt == KILN_DTYPE_F32)
+                ((float *)data)[k] = (float)rng_range(-2, 2);
+            else if (dt == KILN_DTYPE_I64)
+                ((int64_t *)data)[k] = rng_int(4);
+            else if (dt == KILN_DTYPE_BOOL)
+                ((uint8_t *)data)[k] = (uint8_t)rng_int(2);
         }
     }
     return v;
@@ -303,8 +312,8 @@ static bool run_model(const kiln_model *m, kiln_value **in, kiln_value **out, si
         test_fail(__FILE__, __LINE__, NULL, "session: %s", err.msg);
         return false;
     }
-    kiln_status st = kiln_session_run(s, kiln_model_input_count(m), NULL,
-                                      (const kiln_value *const *)in, n_out, out, &err);
+    kiln_status st =
+        kiln_session_run(s, kiln_model_input_count(m), NULL, (const kiln_value *const *)in, n_out, out, &err);
     kiln_session_free(s);
     if (st != KILN_OK) test_fail(__FILE__, __LINE__, NULL, "run: %s", err.msg);
     return st == KILN_OK;
@@ -314,8 +323,7 @@ static bool same_values(const kiln_value *a, const kiln_value *b)
 {
     if (kiln_value_kind_of(a) != kiln_value_kind_of(b)) return false;
     if (kiln_value_kind_of(a) != KILN_VALUE_TENSOR) return true;
-    if (kiln_value_dtype(a) != kiln_value_dtype(b) || kiln_value_rank(a) != kiln_value_rank(b))
-        return false;
+    if (kiln_value_dtype(a) != kiln_value_dtype(b) || kiln_value_rank(a) != kiln_value_rank(b)) return false;
     for (int d = 0; d < kiln_value_rank(a); d++)
         if (kiln_value_dims(a)[d] != kiln_value_dims(b)[d]) return false;
     size_t n = kiln_value_numel(a);
@@ -386,8 +394,8 @@ fail:
 }
 
 #define OPT_EQUIV(bytes, opt) opt_equiv(bytes, opt, __LINE__)
-#define F32 KILN_DTYPE_F32
-#define I64 KILN_DTYPE_I64
+#define F32                   KILN_DTYPE_F32
+#define I64                   KILN_DTYPE_I64
 
 /* ------------------------------------------------------------------ passes */
 
@@ -431,8 +439,7 @@ static void test_fold_constants(void)
     if (o) {
         CHECK(o->graph->n_nodes == 1 && count_op(o->graph, "Neg") == 0, "Neg folded");
         CHECK(o->graph->n_inits == 1 && !strcmp(o->graph->inits[0].name, "y"),
-              "initializer named after the output: '%s'",
-              o->graph->n_inits ? o->graph->inits[0].name : "");
+              "initializer named after the output: '%s'", o->graph->n_inits ? o->graph->inits[0].name : "");
     }
     kiln_model_free(o);
     pb_free(&m);
@@ -469,7 +476,7 @@ static void test_dce(void)
     init_f32(&g, "w", "2", w, 2);
     init_f32(&g, "unused", "2", unused, 2);
     node(&g, "Add", "x,w", "a", NULL);
-    node(&g, "Relu", "a", "dead1", NULL);  /* dead chain */
+    node(&g, "Relu", "a", "dead1", NULL); /* dead chain */
     node(&g, "Neg", "dead1", "dead2", NULL);
     node(&g, "Sigmoid", "a", "y", NULL);
     output(&g, "y", F32, "2");
@@ -573,8 +580,8 @@ static void test_identity_dropout(void)
     uint8_t yes = 1;
     init_f32(&g, "ratio", "", &ratio, 1);
     init(&g, "train", KILN_DTYPE_BOOL, "", &yes, 1);
-    node(&g, "Dropout", "d1,ratio,train", "d2", NULL);   /* training: stays */
-    node(&g, "Dropout", "r,ratio", "d3,mask", NULL);     /* mask read: stays */
+    node(&g, "Dropout", "d1,ratio,train", "d2", NULL); /* training: stays */
+    node(&g, "Dropout", "r,ratio", "d3,mask", NULL);   /* mask read: stays */
     node(&g, "Cast", "mask", "maskf", (pb_attr_i(&a, "to", F32), &a));
     node(&g, "Add", "d1,maskf", "y3", NULL);
     output(&g, "y", F32, "2x3");
@@ -618,8 +625,8 @@ static void test_identity_dropout(void)
 static void test_noops(void)
 {
     struct pb g = {0}, a[8] = {{0}};
-    int64_t shape[2] = {2, 3}, zeros[4] = {0, 0, 0, 0}, st[2] = {0, 0}, en[2] = {2, 3},
-            ax[2] = {0, 1}, one[2] = {1, 1}, neg[2] = {1, -1}, en2[2] = {2, INT64_MIN}, st2[2] = {0, INT64_MAX};
+    int64_t shape[2] = {2, 3}, zeros[4] = {0, 0, 0, 0}, st[2] = {0, 0}, en[2] = {2, 3}, ax[2] = {0, 1},
+            one[2] = {1, 1}, neg[2] = {1, -1}, en2[2] = {2, INT64_MIN}, st2[2] = {0, INT64_MAX};
     input(&g, "x", F32, "2x3");
     init_i64(&g, "shape", "2", shape, 2);
     init_i64(&g, "pads", "4", zeros, 4);
@@ -651,9 +658,8 @@ static void test_noops(void)
     kiln_model *o = OPT_EQUIV(&m, NULL);
     if (o) {
         const struct kiln_graph *gr = o->graph;
-        CHECK(count_op(gr, "Reshape") == 0 && count_op(gr, "Transpose") == 0 &&
-                  count_op(gr, "Pad") == 0 && count_op(gr, "Expand") == 0 &&
-                  count_op(gr, "Concat") == 0,
+        CHECK(count_op(gr, "Reshape") == 0 && count_op(gr, "Transpose") == 0 && count_op(gr, "Pad") == 0 &&
+                  count_op(gr, "Expand") == 0 && count_op(gr, "Concat") == 0,
               "no-ops removed");
         CHECK(count_op(gr, "Slice") == 1 && count_op(gr, "Cast") == 1, "real Slice and Cast kept");
         const struct kiln_node *relu = find_op(gr, "Relu");
@@ -703,8 +709,8 @@ static void test_unsqueeze_squeeze_transpose(void)
         const struct kiln_node *t = find_op(o->graph, "Transpose");
         const int64_t *p = NULL;
         size_t n = 0;
-        CHECK(o->graph->n_nodes == 1 && t && kiln_opt_attr_ints(t, "perm", &p, &n) && n == 3 &&
-                  p[0] == 2 && p[1] == 0 && p[2] == 1,
+        CHECK(o->graph->n_nodes == 1 && t && kiln_opt_attr_ints(t, "perm", &p, &n) && n == 3 && p[0] == 2 &&
+                  p[1] == 0 && p[2] == 1,
               "one Transpose with perm {2, 0, 1}");
     }
     kiln_model_free(o);
@@ -745,8 +751,8 @@ static void test_subgraphs(void)
         CHECK(count_op(gr, "Identity") == 0 && count_op(gr, "Constant") == 0, "main graph cleaned");
         const struct kiln_node *ifn = find_op(gr, "If");
         const struct kiln_graph *tg = ifn ? kiln_node_attr(ifn, "then_branch")->g : NULL;
-        CHECK(tg && count_op(tg, "Neg") == 0 && tg->n_nodes == 2,
-              "then branch folded (%zu nodes)", tg ? tg->n_nodes : 0);
+        CHECK(tg && count_op(tg, "Neg") == 0 && tg->n_nodes == 2, "then branch folded (%zu nodes)",
+              tg ? tg->n_nodes : 0);
         const struct kiln_node *relu = tg ? find_op(tg, "Relu") : NULL;
         CHECK(relu && !strcmp(relu->inputs[0], "x"), "subgraph reads x after the rename");
     }
@@ -799,6 +805,106 @@ static void test_shadowing(void)
     pb_free(&m);
 }
 
+/* The editing API directly (as a pass sees it): queries, chains, a node added and wired in,
+ * a commit. */
+static void test_edit_api(void)
+{
+    struct pb g = {0};
+    float w[4] = {1, 2, 3, 4}, bias[2] = {1, -1};
+    input(&g, "x", F32, "1x2");
+    init_f32(&g, "w", "2x2", w, 4);
+    init_f32(&g, "bias", "2", bias, 2);
+    node(&g, "MatMul", "x,w", "mm", NULL);
+    node(&g, "Add", "mm,bias", "a", NULL);
+    node(&g, "Relu", "a", "r", NULL);
+    node(&g, "Sigmoid", "a", "s", NULL); /* a has two consumers */
+    node(&g, "Mul", "r,s", "y", NULL);
+    output(&g, "y", F32, "1x2");
+    struct pb m = model_of(&g, 17, 8);
+    kiln_model *km = load(&m);
+    if (!km) return;
+    kiln_err err = {0};
+    struct kiln_opt o = {.m = km, .err = &err, .fold_limit = KILN_OPT_FOLD_LIMIT_DEFAULT};
+    o.opt.keep_fused = 1;
+    struct kiln_graph *gr = km->graph;
+    CHECK(opt_collect_names(&o) == KILN_OK && opt_relink(&o) == KILN_OK && opt_begin(&o, gr) == KILN_OK,
+          "setup: %s", err.msg);
+    size_t idx[3];
+    CHECK(kiln_opt_match_chain(&o, gr, 0, (const char *const[]){"MatMul", "Add", NULL}, idx) && idx[0] == 0 &&
+              idx[1] == 1,
+          "MatMul -> Add");
+    CHECK(!kiln_opt_match_chain(&o, gr, 0, (const char *const[]){"MatMul", "Add", "Relu", NULL}, idx),
+          "a has two consumers: no chain through it");
+    CHECK(kiln_opt_input_from(&o, gr, 1, 0, "MatMul") == 0 && kiln_opt_input_from(&o, gr, 1, 0, "Conv") < 0,
+          "input_from");
+    CHECK(kiln_opt_input_from(&o, gr, 2, 0, NULL) < 0, "Add's output feeds two nodes");
+    CHECK(kiln_opt_single_consumer(gr, "mm") == 1 && kiln_opt_single_consumer(gr, "a") < 0 &&
+              kiln_opt_single_consumer(gr, "y") < 0,
+          "single_consumer");
+    CHECK(kiln_opt_uses(gr, "a") == 2 && kiln_opt_uses(gr, "y") == 1 && kiln_opt_uses(gr, "nope") == 0,
+          "uses");
+    CHECK(kiln_opt_producer(gr, "a") == 1 && kiln_opt_producer(gr, "x") < 0 && kiln_opt_producer(gr, "w") < 0,
+          "producer");
+    const struct kiln_tensor *t = kiln_opt_const(gr, "w");
+    double v;
+    CHECK(t && kiln_tensor_numel(t) == 4 && !kiln_opt_const(gr, "x") && !kiln_opt_const(gr, "a"), "const");
+    CHECK(!kiln_opt_const_scalar(gr, "w", &v), "w is not a scalar");
+    int rank;
+    int64_t dims[KILN_MAX_RANK];
+    CHECK(kiln_opt_static_shape(gr, "a", &rank, dims) && rank == 2 && dims[0] == 1 && dims[1] == 2,
+          "inferred shape of a");
+    const char *n1 = NULL, *n2 = NULL;
+    CHECK(kiln_opt_unique_name(&o, "a", &n1) == KILN_OK && kiln_opt_unique_name(&o, "a", &n2) == KILN_OK &&
+              n1 && n2 && strcmp(n1, "a") && strcmp(n2, "a") && strcmp(n1, n2),
+          "unique names: %s %s", n1 ? n1 : "", n2 ? n2 : "");
+    const char *fresh = NULL;
+    CHECK(kiln_opt_unique_name(&o, "brand_new", &fresh) == KILN_OK && fresh && !strcmp(fresh, "brand_new"),
+          "a free name is kept");
+
+    /* Replace Relu(a) by Clip(a, 0, inf-ish) through a new node and a new initializer. */
+    struct kiln_tensor lo;
+    CHECK(kiln_opt_new_tensor(&o, F32, 0, NULL, &lo) == KILN_OK, "new tensor");
+    const char *lo_name = NULL;
+    CHECK(kiln_opt_add_init(&o, gr, "lo", &lo, &lo_name) == KILN_OK && lo_name, "add init");
+    CHECK(kiln_opt_const_pending(&o, gr, lo_name) != NULL && kiln_opt_const(gr, lo_name) == NULL,
+          "queued initializer visible as pending only");
+    struct kiln_node *clip = NULL;
+    const char *ins[2] = {"a", lo_name}, *outs[1] = {"clipped"};
+    CHECK(kiln_opt_add_node(&o, gr, "Clip", "", NULL, 2, ins, 1, outs, &clip) == KILN_OK && clip, "add node");
+    CHECK(kiln_opt_set_attr_i(&o, clip, "unused_attr", 3) == KILN_OK &&
+              kiln_opt_attr_i(clip, "unused_attr", 0) == 3,
+          "attribute on a new node");
+    kiln_opt_remove_attr(clip, "unused_attr");
+    CHECK(clip->n_attr == 0, "attribute removed");
+    CHECK(kiln_opt_can_replace(&o, gr, "r", "clipped"), "can replace");
+    CHECK(kiln_opt_replace_uses(&o, gr, "r", "clipped") == KILN_OK, "replace: %s", err.msg);
+    kiln_opt_remove_node(&o, gr, 2);
+    CHECK(!kiln_opt_live(&o, gr, 2) && kiln_opt_pending(&o, gr), "pending removal");
+    CHECK(kiln_opt_commit(&o, gr) == KILN_OK, "commit: %s", err.msg);
+    CHECK(count_op(gr, "Relu") == 0 && count_op(gr, "Clip") == 1 && gr->n_nodes == 5, "committed");
+    const struct kiln_node *mul = find_op(gr, "Mul");
+    CHECK(mul && !strcmp(mul->inputs[0], "clipped"), "Mul reads the Clip");
+    /* Topological order after the commit: Clip before Mul. */
+    int ci = -1, mi = -1;
+    for (size_t i = 0; i < gr->n_nodes; i++) {
+        if (!strcmp(gr->nodes[i].op_type, "Clip")) ci = (int)i;
+        if (!strcmp(gr->nodes[i].op_type, "Mul")) mi = (int)i;
+    }
+    CHECK(ci >= 0 && ci < mi && gr->sorted, "sorted after the commit");
+    CHECK(kiln_model_check(km, NULL, NULL) == 0, "valid after the commit");
+    CHECK(kiln_opt_require_opset(&o, "kiln", 1) == KILN_OK && kiln_model_opset_for(km, "kiln") == 1 &&
+              kiln_model_opset_for(km, "") == 17,
+          "opset import added");
+    /* Editing a graph the pass was not given is a misuse the commit reports. */
+    struct kiln_graph other = {0};
+    kiln_opt_remove_node(&o, &other, 0);
+    CHECK(kiln_opt_commit(&o, gr) == KILN_E_INTERNAL, "misuse reported");
+    opt_pending_free(&o.pend);
+    opt_nameset_free(&o.names);
+    kiln_model_free(km);
+    pb_free(&m);
+}
+
 /* ------------------------------------------------------------------ framework */
 
 static struct pb sample_model(void)
@@ -824,8 +930,8 @@ static void test_pass_list_and_report(void)
     kiln_err err = {0};
     if (!b) return;
     kiln_optimize_options opt = {.level = KILN_OPT_BASIC, .passes = "dce, nonexistent"};
-    CHECK(kiln_model_optimize(b, &opt, &err) == KILN_E_INVALID_ARG &&
-              strstr(err.msg, "'nonexistent'") && strstr(err.msg, "fold_constants"),
+    CHECK(kiln_model_optimize(b, &opt, &err) == KILN_E_INVALID_ARG && strstr(err.msg, "'nonexistent'") &&
+              strstr(err.msg, "fold_constants"),
           "unknown pass named: %s", err.msg);
     CHECK(b->graph->n_nodes == 6, "nothing changed");
 
@@ -836,12 +942,12 @@ static void test_pass_list_and_report(void)
     pb_put(&lines, "", 1);
     const char *text = (const char *)lines.data;
     CHECK(strstr(text, "pass dce (round 1): 6 -> 5 nodes; Relu 1 -> 0"), "report: %s", text);
-    CHECK(strstr(text, "optimized: 6 -> 5 nodes, 1 -> 1 initializers in 2 rounds") && strstr(text, "ops after: Add 2, Identity 1"),
+    CHECK(strstr(text, "optimized: 6 -> 5 nodes, 1 -> 1 initializers in 2 rounds") &&
+              strstr(text, "ops after: Add 2, Identity 1"),
           "summary: %s", text);
     pb_free(&lines);
 
-    opt = (kiln_optimize_options){.level = KILN_OPT_BASIC, .report = collect_line,
-                                  .report_user = &lines};
+    opt = (kiln_optimize_options){.level = KILN_OPT_BASIC, .report = collect_line, .report_user = &lines};
     CHECK(kiln_model_optimize(b, &opt, &err) == KILN_OK, "%s", err.msg);
     pb_put(&lines, "", 1);
     text = (const char *)lines.data;
@@ -863,8 +969,7 @@ static void test_pass_list_and_report(void)
     size_t n;
     const struct kiln_pass *const *p = kiln_opt_passes(&n);
     for (size_t i = 0; i < n; i++) {
-        CHECK(p[i]->name && p[i]->doc && p[i]->run && kiln_opt_find_pass(p[i]->name) == p[i],
-              "pass %zu", i);
+        CHECK(p[i]->name && p[i]->doc && p[i]->run && kiln_opt_find_pass(p[i]->name) == p[i], "pass %zu", i);
     }
 }
 
@@ -955,20 +1060,41 @@ static void test_fuzz_corpus(void)
  * exercise it: the optimized model must still give the expected outputs (ONNX's backend
  * tolerance). Running them together, as the conformance tests do, could hide a pass whose
  * damage a later pass happens to undo. */
-static const char *const PASS_CASES[] = {
-    "test_affine_grid_2d_expanded", "test_layer_normalization_4d_axis0_expanded",
-    "test_layer_normalization_2d_axis1_expanded_ver18", "test_gelu_tanh_2_expanded",
-    "test_gelu_default_2_expanded", "test_softmax_axis_1_expanded",
-    "test_range_float_type_positive_delta_expanded", "test_dropout_default_old",
-    "test_dropout_default_mask", "test_identity", "test_identity_sequence", "test_if_seq",
-    "test_group_normalization_example_expanded", "test_center_crop_pad_crop_and_pad_expanded",
-    "test_linear_attention_delta_expanded", "test_attention_4d_expanded",
-    "test_attention_3d_gqa_causal_expanded", "test_hardswish_expanded", "test_celu_expanded",
-    "test_mvn_expanded", "test_shrink_soft_expanded", "test_expand_dim_unchanged",
-    "test_transpose_default", "test_squeeze", "test_unsqueeze_axis_0", "test_reshape_reordered_all_dims",
-    "test_slice_default_axes", "test_concat_1d_axis_0", "test_cast_FLOAT_to_DOUBLE",
-    "test_batchnorm_example", "test_conv_with_strides_padding", "test_matmul_2d",
-    "test_gemm_default_vector_bias", "test_convtranspose_pad", NULL};
+static const char *const PASS_CASES[] = {"test_affine_grid_2d_expanded",
+                                         "test_layer_normalization_4d_axis0_expanded",
+                                         "test_layer_normalization_2d_axis1_expanded_ver18",
+                                         "test_gelu_tanh_2_expanded",
+                                         "test_gelu_default_2_expanded",
+                                         "test_softmax_axis_1_expanded",
+                                         "test_range_float_type_positive_delta_expanded",
+                                         "test_dropout_default_old",
+                                         "test_dropout_default_mask",
+                                         "test_identity",
+                                         "test_identity_sequence",
+                                         "test_if_seq",
+                                         "test_group_normalization_example_expanded",
+                                         "test_center_crop_pad_crop_and_pad_expanded",
+                                         "test_linear_attention_delta_expanded",
+                                         "test_attention_4d_expanded",
+                                         "test_attention_3d_gqa_causal_expanded",
+                                         "test_hardswish_expanded",
+                                         "test_celu_expanded",
+                                         "test_mvn_expanded",
+                                         "test_shrink_soft_expanded",
+                                         "test_expand_dim_unchanged",
+                                         "test_transpose_default",
+                                         "test_squeeze",
+                                         "test_unsqueeze_axis_0",
+                                         "test_reshape_reordered_all_dims",
+                                         "test_slice_default_axes",
+                                         "test_concat_1d_axis_0",
+                                         "test_cast_FLOAT_to_DOUBLE",
+                                         "test_batchnorm_example",
+                                         "test_conv_with_strides_padding",
+                                         "test_matmul_2d",
+                                         "test_gemm_default_vector_bias",
+                                         "test_convtranspose_pad",
+                                         NULL};
 
 static bool close_enough(const kiln_value *got, const kiln_value *exp)
 {
@@ -1019,15 +1145,15 @@ static void test_each_pass_on_cases(void)
                 break;
             }
             kiln_optimize_options opt = {.passes = p < n_pass ? passes[p]->name : NULL,
-                                         .level = KILN_OPT_EXTENDED, .keep_fused = p < n_pass};
+                                         .level = KILN_OPT_EXTENDED,
+                                         .keep_fused = p < n_pass};
             const char *what = p < n_pass ? passes[p]->name : "extended without kiln ops";
             kiln_status st = kiln_model_optimize(m, &opt, &err);
             CHECK(st == KILN_OK, "%s, pass %s: %s", PASS_CASES[c], what, err.msg);
             if (p == n_pass)
                 for (size_t i = 0; i < m->graph->n_nodes; i++)
                     CHECK(strcmp(m->graph->nodes[i].domain, "kiln") != 0,
-                          "%s: keep_fused 0 left a kiln op %s", PASS_CASES[c],
-                          m->graph->nodes[i].op_type);
+                          "%s: keep_fused 0 left a kiln op %s", PASS_CASES[c], m->graph->nodes[i].op_type);
             size_t n_in = kiln_model_input_count(m), n_out = kiln_model_output_count(m);
             kiln_value *in[16] = {0}, *out[16] = {0}, *exp[16] = {0};
             bool ok = st == KILN_OK && n_in <= 16 && n_out <= 16;
@@ -1047,8 +1173,8 @@ static void test_each_pass_on_cases(void)
             CHECK(ok || st != KILN_OK, "%s: test data: %s", PASS_CASES[c], err.msg);
             if (ok && run_model(m, in, out, n_out)) {
                 for (size_t i = 0; i < n_out; i++)
-                    CHECK(close_enough(out[i], exp[i]), "%s, pass %s: output %zu differs",
-                          PASS_CASES[c], what, i);
+                    CHECK(close_enough(out[i], exp[i]), "%s, pass %s: output %zu differs", PASS_CASES[c],
+                          what, i);
                 ran++;
             }
             for (size_t i = 0; i < 16; i++) {
@@ -1073,6 +1199,7 @@ int main(void)
     test_unsqueeze_squeeze_transpose();
     test_subgraphs();
     test_shadowing();
+    test_edit_api();
     test_pass_list_and_report();
     test_nomem();
     test_fuzz_corpus();

@@ -50,8 +50,7 @@ static int apply_shapes(kiln_model *m, const char *spec)
         size_t len = e ? (size_t)(e - p) : strlen(p);
         const char *eq = memchr(p, '=', len);
         if (!eq || eq == p)
-            return cli_usage("optimize", "--shapes takes NAME=D0xD1x...[,NAME=...]; got '%.*s'",
-                             (int)len, p);
+            return cli_usage("optimize", "--shapes takes NAME=D0xD1x...[,NAME=...]; got '%.*s'", (int)len, p);
         char name[512];
         size_t nlen = (size_t)(eq - p);
         if (nlen >= sizeof name) return cli_usage("optimize", "--shapes: input name too long");
@@ -60,8 +59,8 @@ static int apply_shapes(kiln_model *m, const char *spec)
         int rank;
         int64_t dims[16];
         if (!parse_dims(eq + 1, len - nlen - 1, &rank, dims))
-            return cli_usage("optimize", "--shapes %s: '%.*s' is not D0xD1x... (e.g. 1x3x224x224)",
-                             name, (int)(len - nlen - 1), eq + 1);
+            return cli_usage("optimize", "--shapes %s: '%.*s' is not D0xD1x... (e.g. 1x3x224x224)", name,
+                             (int)(len - nlen - 1), eq + 1);
         kiln_err err = {0};
         if (kiln_model_set_input_shape(m, name, rank, dims, &err) != KILN_OK)
             return cli_error("--shapes %s: %s", name, err.msg);
@@ -73,8 +72,7 @@ static int apply_shapes(kiln_model *m, const char *spec)
 
 int cli_optimize(int argc, char **argv)
 {
-    const char *model = NULL, *out = NULL, *level_s = NULL, *passes = NULL, *shapes = NULL,
-               *ext_s = NULL;
+    const char *model = NULL, *out = NULL, *level_s = NULL, *passes = NULL, *shapes = NULL, *ext_s = NULL;
     bool keep_fused = false, report = false;
     for (int i = 0; i < argc; i++) {
         bool missing = false;
@@ -107,10 +105,14 @@ int cli_optimize(int argc, char **argv)
     if (!out) return cli_usage("optimize", "optimize needs -o OUT.onnx");
     kiln_opt_level level = KILN_OPT_EXTENDED;
     if (level_s) {
-        if (!strcmp(level_s, "basic")) level = KILN_OPT_BASIC;
-        else if (!strcmp(level_s, "extended")) level = KILN_OPT_EXTENDED;
-        else if (!strcmp(level_s, "layout")) level = KILN_OPT_LAYOUT;
-        else return cli_usage("optimize", "--level takes basic, extended or layout; got '%s'", level_s);
+        if (!strcmp(level_s, "basic"))
+            level = KILN_OPT_BASIC;
+        else if (!strcmp(level_s, "extended"))
+            level = KILN_OPT_EXTENDED;
+        else if (!strcmp(level_s, "layout"))
+            level = KILN_OPT_LAYOUT;
+        else
+            return cli_usage("optimize", "--level takes basic, extended or layout; got '%s'", level_s);
     }
     long ext = 0;
     if (ext_s && !cli_parse_int(ext_s, 1, 0x7fffffffL, &ext))
@@ -121,8 +123,8 @@ int cli_optimize(int argc, char **argv)
     int rc = CLI_OK;
     kiln_err err = {0};
     if (shapes && (rc = apply_shapes(m, shapes)) != CLI_OK) goto done;
-    kiln_optimize_options oo = {.level = level, .passes = passes, .keep_fused = keep_fused,
-                                .report = report ? print_line : NULL};
+    kiln_optimize_options oo = {
+        .level = level, .passes = passes, .keep_fused = keep_fused, .report = report ? print_line : NULL};
     if (kiln_model_optimize(m, &oo, &err) != KILN_OK) {
         rc = cli_error("%s: %s", model, err.msg);
         goto done;
