@@ -669,7 +669,6 @@ done:
     pthread_mutex_unlock(&gv_lock);
     return st;
 }
-#endif
 
 /* Copies svg into b, marking the op boxes: <g id="op_..." class="node"> gets class
  * "node kiln-op" (Graphviz 2.42 has no class attribute of its own). With `bare`, the XML
@@ -735,6 +734,7 @@ static const char html_tail[] =
     "set();\n"
     "})();\n"
     "</script>\n</body></html>\n";
+#endif /* KILN_HAVE_GRAPHVIZ */
 
 /* ------------------------------------------------------------------ entry point */
 
