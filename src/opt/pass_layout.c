@@ -250,7 +250,9 @@ static size_t uf_find(size_t *p, size_t i)
 }
 
 struct region {
-    size_t root, n_nodes, n_conv, n_heavy, n_dw, n_in, n_out;
+    size_t first, n_nodes, n_conv, n_heavy, n_dw, n_in, n_out;
+    char in_names[96], out_names[96]; /* the converted values, for the report */
+    size_t in_len, out_len;
     double heavy_macs, conv_elems, elems, pad8, pad16;
     bool concat_ok8, concat_ok16;
     uint8_t mark;
@@ -342,7 +344,7 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
         rid[i] = SIZE_MAX;
         if (ni[i].role == ROLE_PLAIN || uf_find(parent, i) != i) continue;
         rid[i] = n_r;
-        rs[n_r++] = (struct region){.root = i, .concat_ok8 = true, .concat_ok16 = true};
+        rs[n_r++] = (struct region){.first = SIZE_MAX, .concat_ok8 = true, .concat_ok16 = true};
     }
     for (size_t i = 0; i < g->n_nodes; i++)
         if (ni[i].role != ROLE_PLAIN) rid[i] = rid[uf_find(parent, i)];
@@ -352,7 +354,7 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
         if (ni[i].role == ROLE_PLAIN) continue;
         struct region *r = &rs[rid[i]];
         const struct kiln_node *n = &g->nodes[i];
-        r->n_nodes++;
+        if (!r->n_nodes++) r->first = i; /* nodes are in topological order */
         if (ni[i].role == ROLE_CONV) {
             r->n_conv++;
             r->n_dw += ni[i].depthwise;
@@ -397,6 +399,8 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
             seen[id] = rid[j] + 1;
             int64_t x[4];
             r->n_in++;
+            put(r->in_names, sizeof r->in_names, &r->in_len, "%s'%s'", r->in_len ? ", " : "",
+                n->inputs[k]);
             if (image4(g, n->inputs[k], x)) r->conv_elems += numel4(x);
         }
     }
@@ -408,6 +412,8 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
         struct region *r = &rs[rid[i]];
         int64_t y[4];
         r->n_out++;
+        put(r->out_names, sizeof r->out_names, &r->out_len, "%s'%s'", r->out_len ? ", " : "",
+            n->outputs[0]);
         if (image4(g, n->outputs[0], y)) r->conv_elems += numel4(y);
     }
 
@@ -475,15 +481,19 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
         }
         if (!len) ops[0] = 0;
         char lb[128];
+        kiln_node_label(&g->nodes[r->first], lb, sizeof lb);
+        if (!r->mark) {
+            kiln_opt_note(o, "graph '%s' region %zu: %zu node%s (%s) from %s, stays plain; %s",
+                          g->name ? g->name : "", ri + 1, r->n_nodes, r->n_nodes == 1 ? "" : "s",
+                          ops, lb, why);
+            continue;
+        }
         kiln_opt_note(o, "graph '%s' region %zu: %zu node%s (%s) from %s, %s, %zu conversion%s "
-                      "(%zu in, %zu out)%s; %s%s",
+                      "(%zu in%s%s, %zu out%s%s); %s%s",
                       g->name ? g->name : "", ri + 1, r->n_nodes, r->n_nodes == 1 ? "" : "s", ops,
-                      kiln_node_label(&g->nodes[r->root], lb, sizeof lb),
-                      r->mark ? kiln_opt_layout_name(r->mark) : "plain",
-                      r->mark ? r->n_in + r->n_out : 0, r->mark && r->n_in + r->n_out == 1 ? "" : "s",
-                      r->mark ? r->n_in : 0, r->mark ? r->n_out : 0,
-                      r->mark ? "" : " (stays plain)", why, kind_why);
-        if (!r->mark) continue;
+                      lb, kiln_opt_layout_name(r->mark), r->n_in + r->n_out,
+                      r->n_in + r->n_out == 1 ? "" : "s", r->n_in, r->in_len ? ": " : "",
+                      r->in_names, r->n_out, r->out_len ? ": " : "", r->out_names, why, kind_why);
         n_marked++;
         n_conv_total += r->n_in + r->n_out;
         for (size_t i = 0; i < g->n_nodes; i++) {
