@@ -10,7 +10,8 @@
  *     give channels-last, unless depthwise; a Concat of 8 + 24 channels allows block 8 only;
  *   - a transformer-like graph (MatMul, Transpose, Softmax, a mask Add) gets no marks;
  *   - the ONNX written after level layout is byte-identical to the one after extended;
- *   - a relink (another optimizer run) drops the marks.
+ *   - a relink (another optimizer run) drops the marks;
+ *   - every allocation failing in turn leaves the model as it was, without marks.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -584,11 +585,44 @@ static void test_transformer(void)
     }
 }
 
+/* Every allocation of a layout-level run fails in turn: NOMEM with the model as it was (no
+ * marks), or success with the marks. */
+static void test_nomem(void)
+{
+    struct buf b;
+    rng_seed(3);
+    parse_model(CNN, &b);
+    size_t failures = 0;
+    for (long n = 1; n < 200000; n++) {
+        kiln_model *m = NULL;
+        kiln_err e = {0};
+        if (kiln_model_load_buffer(b.p, b.len, NULL, &m, &e) != KILN_OK) break;
+        size_t nodes = m->graph->n_nodes;
+        kiln_optimize_options o = {.level = KILN_OPT_LAYOUT, .keep_fused = 1};
+        kiln_alloc_fail_after(n);
+        kiln_status st = kiln_model_optimize(m, &o, &e);
+        kiln_alloc_fail_after(0);
+        if (st == KILN_OK) {
+            CHECK(n_marked(m) == 4, "nomem: %zu values marked after success", n_marked(m));
+            kiln_model_free(m);
+            break;
+        }
+        failures++;
+        CHECK(st == KILN_E_NOMEM, "allocation %ld: status %d (%s)", n, st, e.msg);
+        CHECK(m->graph->n_nodes == nodes && m->graph->layout == NULL,
+              "allocation %ld: model changed (%zu nodes)", n, m->graph->n_nodes);
+        kiln_model_free(m);
+    }
+    CHECK(failures > 0, "nomem: no allocation failed");
+    free(b.p);
+}
+
 int main(void)
 {
     rng_seed(1);
     test_cnn();
     test_kinds();
     test_transformer();
+    test_nomem();
     return test_summary("test_opt_layout");
 }
