@@ -48,7 +48,7 @@ add_test(NAME onnx_conformance_opset18
                  --report ${CMAKE_BINARY_DIR}/conformance_opset18.md)
 # The same cases optimized at each level (kiln_model_optimize, keep_fused on), then written
 # and loaded back: every pass must leave the outputs equal, and its result writable.
-foreach(level basic extended)
+foreach(level basic extended layout)
   add_test(NAME onnx_conformance_${level}
            COMMAND kiln-conformance --data ${KILN_ONNX_TESTS} -j 2 --level ${level} --roundtrip
                    --passing ${CMAKE_SOURCE_DIR}/tests/onnx/passing.txt

@@ -50,6 +50,7 @@ kiln_status kiln_model_set_input_shape(kiln_model *m, const char *name, int rank
     t->rank = rank;
     t->dims = nd;
     g->vtypes = NULL; /* earlier results are stale */
+    g->layout = NULL; /* layout marks too */
     g->vorder = NULL;
     g->n_vorder = 0;
     return KILN_OK;

@@ -260,6 +260,11 @@ struct kiln_graph {
      * node outputs in topological order); filled with vtypes, valid while vtypes is. */
     int *vorder;
     size_t n_vorder;
+    /* Filled by the optimizer's layout pass (level layout; src/opt/layout.h), per value id:
+     * the memory layout the engine builder should give the value (a kiln_layout mark).
+     * NULL when the pass has not run, and after every relink (ids change). Never written to
+     * ONNX. */
+    uint8_t *layout;
 };
 
 struct kiln_opset {

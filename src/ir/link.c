@@ -440,6 +440,7 @@ static kiln_status link_graph(struct kiln_graph *g, struct link_ctx *c)
     }
     g->linked = true;
     g->vtypes = NULL; /* ids changed: inferred types are stale */
+    g->layout = NULL; /* and so are the layout marks */
     return KILN_OK;
 }
 

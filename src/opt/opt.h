@@ -58,6 +58,10 @@ struct kiln_pass {
     kiln_opt_level level; /* the lowest level that runs it */
     bool needs_kiln_ops;  /* creates domain "kiln" ops: skipped unless keep_fused */
     const char *doc;      /* one line: what it rewrites */
+    /* An analysis: it never edits the graph (only fields such as g->layout that the writer
+     * skips). The manager runs it once, after the fixed point, over every graph; an analysis
+     * that leaves edits pending fails the run with KILN_E_INTERNAL. */
+    bool analysis;
     /* Rewrites g (the main graph or a subgraph; the manager visits each). Sets *changed when
      * it edited anything (the manager then commits and runs another round). Returns
      * KILN_OK, or the failure of an edit function (err already set through

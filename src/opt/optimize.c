@@ -2,7 +2,8 @@
  *
  * Picks the passes (the level's, or the `passes` list), then runs them in pass_table.def
  * order over the main graph and every subgraph, committing each pass's edits, and repeats
- * the list until a round changes nothing (at most KILN_OPT_MAX_ROUNDS rounds). Reports go to
+ * the list until a round changes nothing (at most KILN_OPT_MAX_ROUNDS rounds); analysis passes
+ * (the layout marks) then run once over the final graphs. Reports go to
  * the options' callback: the passes' own notes, one summary line per pass that changed
  * something (node count and op histogram difference), and a final summary with the whole
  * histograms.
@@ -433,6 +434,12 @@ static kiln_status run_pass(struct kiln_opt *o, const struct kiln_pass *pass, in
                 kiln_err_set(o->err, st, "optimizer pass '%s' failed", pass->name);
             goto done;
         }
+        if (pass->analysis && kiln_opt_pending(o, g)) {
+            st = kiln_err_set(o->err, KILN_E_INTERNAL,
+                              "optimizer pass '%s' is an analysis but edited graph '%s'",
+                              pass->name, g->name ? g->name : "");
+            goto done;
+        }
         if (kiln_opt_pending(o, g)) {
             st = kiln_opt_commit(o, g);
             if (st) goto done;
@@ -500,11 +507,20 @@ kiln_status kiln_model_optimize(kiln_model *m, const kiln_optimize_options *opt,
         bool any = false;
         for (size_t i = 0; i < n_sel; i++) {
             bool ch;
+            if (sel[i]->analysis) continue;
             st = run_pass(&o, sel[i], round, &ch);
             if (st) goto fail;
             any |= ch;
         }
         if (!any) break;
+    }
+    /* Analyses (the layout marks), once, over the final graphs: nothing commits after them,
+     * so what they record stays valid. */
+    for (size_t i = 0; i < n_sel; i++) {
+        if (!sel[i]->analysis) continue;
+        bool ch;
+        st = run_pass(&o, sel[i], round > KILN_OPT_MAX_ROUNDS ? KILN_OPT_MAX_ROUNDS : round, &ch);
+        if (st) goto fail;
     }
     if (opt->report) {
         if (!hist_take(m, &h1)) goto oom;

@@ -49,6 +49,18 @@ out_has '^optimized: 113 -> 113 nodes'
 expect_ok "$KILN" optimize "$TMP/r.onnx" -o "$TMP/r2.onnx" --level basic --report
 out_has '^optimized: ([0-9]+) -> \1 nodes, ([0-9]+) -> \2 initializers in 1 round$'
 
+# --level layout: one report line per region; the file written is extended's, byte for byte.
+CNN=$SRC/demo/digits_cnn.onnx
+for kf in "" --keep-fused; do
+    expect_ok "$KILN" optimize "$CNN" -o "$TMP/lay.onnx" --level layout --report $kf
+    out_has "^layout: graph 'torch_jit' region 1: [0-9]+ nodes \(.*MaxPool 2\) from .*, nchwc\(8,16\), 2 conversions \(1 in: 'image', 1 out: "
+    out_has "^layout: graph 'torch_jit': 1 of 1 region marked"
+    expect_ok "$KILN" optimize "$CNN" -o "$TMP/ext.onnx" --level extended $kf
+    cmp -s "$TMP/lay.onnx" "$TMP/ext.onnx" || fail "--level layout $kf wrote another file than extended"
+done
+expect_ok "$KILN" optimize "$AG" -o "$TMP/lay.onnx" --level layout --report
+grep -q '^layout: .*region' "$TMP/out" && fail "affine_grid: a layout region in a graph without images"
+
 # --shapes fixes an input; a contradicting shape is refused.
 GE=$NODE/test_gelu_tanh_2_expanded
 expect_ok "$KILN" optimize "$GE/model.onnx" -o "$TMP/s.onnx" --shapes x=3x4x5
