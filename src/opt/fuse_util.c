@@ -1,5 +1,6 @@
 /* fuse_util.c: helpers of the fusion passes (fuse_util.h). */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "opt/fuse_util.h"
@@ -216,6 +217,34 @@ bool fu_closed(const struct kiln_graph *g, const size_t *nodes, size_t n, const 
     return true;
 }
 
+/* The new node's doc string names the ops it stands for, "fused: Conv + BatchNormalization
+ * + Relu" (a fused node's own list is expanded), so that `kiln graph` and readers of the
+ * written ONNX see what went into it. */
+static kiln_status fused_doc(struct kiln_opt *o, const struct kiln_graph *g, const size_t *nodes,
+                             size_t n, struct kiln_node *nn)
+{
+    static const char prefix[] = "fused: ";
+    char buf[512];
+    size_t len = 0;
+    for (size_t i = 0; i < n && len < sizeof buf; i++) {
+        const struct kiln_node *x = &g->nodes[nodes[i]];
+        const char *part = x->op_type;
+        if (x->doc && strncmp(x->doc, prefix, sizeof prefix - 1) == 0) part = x->doc + sizeof prefix - 1;
+        int k = snprintf(buf + len, sizeof buf - len, "%s%s", i ? " + " : "", part);
+        if (k < 0) break;
+        len += (size_t)k;
+    }
+    if (len >= sizeof buf) len = sizeof buf - 1;
+    struct kiln_model *m = kiln_opt_model(o);
+    char *doc = kiln_arena_alloc(&m->arena, sizeof prefix + len);
+    if (!doc) return kiln_err_set(kiln_opt_err(o), KILN_E_NOMEM, "out of memory fusing nodes");
+    memcpy(doc, prefix, sizeof prefix - 1);
+    memcpy(doc + sizeof prefix - 1, buf, len);
+    doc[sizeof prefix - 1 + len] = 0;
+    nn->doc = doc;
+    return KILN_OK;
+}
+
 kiln_status fu_replace(struct kiln_opt *o, struct kiln_graph *g, const size_t *nodes, size_t n,
                        const char *op, const char *domain, size_t n_in, const char *const *ins,
                        size_t n_out, const char *const *outs, const struct kiln_node *src,
@@ -227,6 +256,7 @@ kiln_status fu_replace(struct kiln_opt *o, struct kiln_graph *g, const size_t *n
     KILN_TRY(kiln_opt_add_node(o, g, op, domain, name && name[0] ? name : NULL, n_in, ins, n_out,
                                outs, &nn));
     if (src) KILN_TRY(kiln_opt_copy_attrs(o, nn, src));
+    KILN_TRY(fused_doc(o, g, nodes, n, nn));
     kiln_opt_note_fused(o, g, nodes, n, nn);
     for (size_t i = 0; i < n; i++) kiln_opt_remove_node(o, g, nodes[i]);
     if (out) *out = nn;

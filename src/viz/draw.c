@@ -336,7 +336,10 @@ static void fused_parts(const struct kiln_node *nd, char *buf, size_t size)
         for (size_t i = 0; i < a->n && n < size; i++)
             n += (size_t)snprintf(buf + n, size - n, "%s%s", i ? " + " : "", a->strings[i]);
     } else if (nd->doc && nd->doc[0]) {
-        snprintf(buf, size, "%s", nd->doc);
+        /* the optimizer's fused nodes say "fused: Conv + BatchNormalization + Relu" */
+        const char *d = nd->doc;
+        if (strncmp(d, "fused: ", 7) == 0) d += 7;
+        snprintf(buf, size, "%s", d);
     }
 }
 

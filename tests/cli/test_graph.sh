@@ -32,7 +32,18 @@ expect_error 2 'graph needs a MODEL' "$KILN" graph -o "$TMP/x.svg"
 expect_error 2 "cannot tell the format of '.*x\.png'" "$KILN" graph "$DEMO" -o "$TMP/x.png"
 expect_error 2 "unknown format 'pdf'" "$KILN" graph "$DEMO" --format pdf -o "$TMP/x.svg"
 expect_error 2 "unknown option '--frobnicate'" "$KILN" graph "$DEMO" --frobnicate -o "$TMP/x.svg"
-expect_error 2 "optimized is not available" "$KILN" graph "$DEMO" --optimized -o "$TMP/x.svg"
+expect_error 2 "unknown level 'fast'" "$KILN" graph "$DEMO" --level fast -o "$TMP/x.svg"
+
+# ------------------------------------------------------------------ --optimized: fused groups
+# The demo's Conv+Relu pairs become kiln.FusedConv boxes that name what they stand for, and
+# edges carry inferred shapes.
+expect_ok "$KILN" graph "$DEMO" --optimized -o "$TMP/demo-opt.dot"
+fused=$(grep -c '<B>FusedConv</B><BR/><I>= Conv + Relu</I>' "$TMP/demo-opt.dot")
+[ "$fused" -ge 2 ] || fail "demo-opt.dot: expected FusedConv boxes showing 'Conv + Relu', got $fused"
+boxes=$(grep -c '\[id="op_' "$TMP/demo-opt.dot")
+[ "$boxes" -lt 11 ] || fail "demo-opt.dot: optimizing left $boxes boxes (11 before)"
+out_has "^wrote .*/demo-opt\.dot \($boxes nodes\)$" "graph --optimized: summary counts the optimized nodes"
+grep -q 'label="\[1,32,' "$TMP/demo-opt.dot" || fail "demo-opt.dot: no inferred shape on the Conv edges"
 expect_error 1 'no-such\.onnx' "$KILN" graph "$TMP/no-such.onnx" -o "$TMP/x.svg"
 : >"$TMP/afile"
 expect_error 1 "cannot .*$TMP/afile/x\.dot" "$KILN" graph "$DEMO" -o "$TMP/afile/x.dot"
@@ -43,7 +54,7 @@ run "$KILN" graph "$DEMO" -o "$TMP/demo.svg"
 if [ "$RC" -ne 0 ] && grep -q 'without Graphviz' "$TMP/err"; then
     [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "the no-Graphviz error is not one line"
     [ ! -e "$TMP/demo.svg" ] || fail "a file was written although SVG is unsupported"
-    echo "kiln built without Graphviz: SVG/HTML refused as expected; browser checks not run" >&2
+    fail "kiln was built without Graphviz (scripts/install-deps.sh installs libgraphviz-dev): the SVG/HTML and browser checks cannot run"
     finish
 fi
 [ "$RC" -eq 0 ] || { fail "graph demo.svg failed: $(cat "$TMP/err")"; finish; }

@@ -1,9 +1,10 @@
-/* cmd_graph.c: `kiln graph MODEL -o OUT.svg|OUT.html|OUT.dot [--format svg|html|dot]`:
- * draw a model's graph with kiln_model_draw.
+/* cmd_graph.c: `kiln graph MODEL -o OUT.svg|OUT.html|OUT.dot [--format svg|html|dot]
+ * [--optimized] [--level basic|extended]`: draw a model's graph with kiln_model_draw.
  *
  * The format comes from --format, else from OUT's extension (.svg, .html/.htm, .dot/.gv).
- * Prints "wrote OUT (N nodes)" on success. --optimized/--level (draw after
- * kiln_model_optimize) are not offered yet: the optimizer is not part of this build.
+ * Shapes are inferred first so that edges carry them. --optimized (or --level, which implies
+ * it) draws the graph after kiln_model_optimize at that level (default extended, kiln's
+ * fused ops kept so that fused groups show). Prints "wrote OUT (N nodes)" on success.
  */
 #include <stdio.h>
 #include <string.h>
@@ -29,6 +30,8 @@ static bool parse_format(const char *s, kiln_draw_format *fmt)
 int cli_graph(int argc, char **argv)
 {
     const char *model = NULL, *out = NULL, *format = NULL;
+    bool optimized = false;
+    kiln_opt_level level = KILN_OPT_EXTENDED;
     for (int i = 0; i < argc; i++) {
         bool missing = false;
         const char *v;
@@ -37,12 +40,17 @@ int cli_graph(int argc, char **argv)
             out = v;
         } else if (!missing && (v = cli_opt_value(argc, argv, &i, "--format", &missing))) {
             format = v;
+        } else if (!missing && (v = cli_opt_value(argc, argv, &i, "--level", &missing))) {
+            if (strcmp(v, "basic") == 0) level = KILN_OPT_BASIC;
+            else if (strcmp(v, "extended") == 0) level = KILN_OPT_EXTENDED;
+            else if (strcmp(v, "layout") == 0) level = KILN_OPT_LAYOUT;
+            else return cli_usage("graph", "unknown level '%s'; expected basic, extended or layout", v);
+            optimized = true;
         } else if (missing) {
             return cli_usage("graph", "%s needs a value", argv[i]);
+        } else if (strcmp(argv[i], "--optimized") == 0) {
+            optimized = true;
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            if (strcmp(argv[i], "--optimized") == 0 || strcmp(argv[i], "--level") == 0)
-                return cli_usage("graph", "%s is not available: this kiln has no graph optimizer yet",
-                                 argv[i]);
             return cli_usage("graph", "unknown option '%s'", argv[i]);
         } else if (model) {
             return cli_usage("graph", "unexpected argument '%s' (one MODEL only)", argv[i]);
@@ -70,7 +78,13 @@ int cli_graph(int argc, char **argv)
     kiln_model *m = cli_load_model(model);
     if (!m) return CLI_FAIL;
     kiln_err err = {0};
-    kiln_status st = kiln_model_draw(m, out, fmt, &err);
+    kiln_status st = KILN_OK;
+    if (optimized) {
+        kiln_optimize_options o = {.level = level, .keep_fused = 1};
+        st = kiln_model_optimize(m, &o, &err);
+    }
+    if (!st) st = kiln_model_infer_shapes(m, &err);
+    if (!st) st = kiln_model_draw(m, out, fmt, &err);
     size_t nodes = kiln_model_node_count(m);
     kiln_model_free(m);
     if (st != KILN_OK) return cli_error("%s", err.msg);

@@ -110,13 +110,17 @@ static const struct command commands[] = {
     {"quantize", NULL, "quantize a model's weights", NULL},
     {"graph", cli_graph, "draw a model's graph as SVG, HTML or Graphviz DOT",
      "usage: kiln graph MODEL -o OUT.svg|OUT.html|OUT.dot [--format svg|html|dot]\n"
+     "                  [--optimized] [--level basic|extended|layout]\n"
      "\n"
      "Draws the main graph top to bottom: one box per node with its op type and main\n"
      "attributes, initializers folded into their consumers ('W [64,3,7,7]'), tensor shapes\n"
-     "on the edges (declared types), graph inputs and outputs as ellipses and octagons,\n"
+     "on the edges (inferred), graph inputs and outputs as ellipses and octagons,\n"
      "subgraphs (If, Loop, Scan) as clusters. The format follows OUT's extension unless\n"
      "--format says otherwise. HTML is a standalone page with the SVG inline (drag to pan,\n"
-     "wheel to zoom). SVG and HTML need kiln built with Graphviz; DOT always works.\n"},
+     "wheel to zoom). SVG and HTML need kiln built with Graphviz; DOT always works.\n"
+     "  --optimized   draw the graph after optimizing it (extended level, kiln's fused ops\n"
+     "                kept: fused groups show in orange with the ops they stand for)\n"
+     "  --level L     optimize at level L first (implies --optimized)\n"},
     {"serve", NULL, "serve a model over HTTP", NULL},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
