@@ -39,11 +39,12 @@ cmake --build build/asan -j "$JOBS"
     ctest --output-on-failure -j "$JOBS" -E '^onnx_conformance_(roundtrip|basic|layout)$')
 
 # ThreadSanitizer on what runs threads: the pool and the parallel GEMM (test_pool), the
-# threaded kernels (test_par_ops, test_par_conv_gemm) and a multi-threaded `kiln run`
+# threaded kernels (test_par_ops, test_par_conv_gemm, the fused ops incl. attention:
+# test_fused_ops) and a multi-threaded `kiln run`
 # (cli_test_threads).
 cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_WERROR=ON -DKILN_TSAN=ON \
       -DKILN_ONNX_TESTS="$ONNX_TESTS" >/dev/null
-cmake --build build/tsan -j "$JOBS" --target test_pool test_par_ops test_par_conv_gemm kiln
+cmake --build build/tsan -j "$JOBS" --target test_pool test_par_ops test_par_conv_gemm test_fused_ops kiln
 (cd build/tsan && TSAN_OPTIONS=halt_on_error=1 \
-    ctest --output-on-failure -j "$JOBS" -R '^(test_pool|test_par_ops|test_par_conv_gemm|cli_test_threads)$')
+    ctest --output-on-failure -j "$JOBS" -R '^(test_pool|test_par_ops|test_par_conv_gemm|test_fused_ops|cli_test_threads)$')
 echo "kiln: all tests passed"
