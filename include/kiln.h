@@ -158,8 +158,12 @@ KILN_NODISCARD kiln_status kiln_model_load_buffer(const void *buf, size_t len, c
 void kiln_model_free(kiln_model *m); /* NULL is fine */
 
 /* Validates the model (graph structure, ops against the imported opsets, attributes,
- * declarations). Calls `problem` once per problem found, with a one-line message; returns
- * the number of problems (0 = valid). `problem` may be NULL. */
+ * declarations) and, when the structure is sound, infers shapes and reports contradictions
+ * with the declared types (see kiln_model_infer_shapes). Calls `problem` once per problem
+ * found, with a one-line message; returns the number of problems (0 = valid). `problem` may
+ * be NULL. The inferred types are kept in the model (its inference results replace earlier
+ * ones), so do not check a model while another thread checks, optimizes or creates a session
+ * on it. */
 typedef void (*kiln_problem_fn)(void *user, const char *message);
 size_t kiln_model_check(const kiln_model *m, kiln_problem_fn problem, void *user);
 
