@@ -63,6 +63,13 @@ def ops(path):
         k = sum(1 for n in g.node if n.op_type == op and n.domain in ("", "ai.onnx"))
         if k:
             parts.append("%s %d" % (op, k))
+    acts = {}
+    for n in g.node:
+        for a in n.attribute:
+            if n.domain == "kiln" and a.name == "activation" and a.s:
+                acts[a.s.decode()] = acts.get(a.s.decode(), 0) + 1
+    if acts:
+        parts.append("fused activations: " + " ".join("%s %d" % kv for kv in sorted(acts.items())))
     kiln_ops = sorted((n.op_type for n in g.node if n.domain == "kiln"))
     if kiln_ops:
         parts.append("kiln: " + " ".join("%s %d" % (o, kiln_ops.count(o)) for o in sorted(set(kiln_ops))))
