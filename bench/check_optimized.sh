@@ -14,9 +14,11 @@
 #
 # MODEL defaults to every build/bench-models/*.onnx with a NAME/ort folder; OUT defaults to
 # build/bench-opt (the optimized models and outputs stay there). Prints a Markdown table:
-#     | model | nodes | std | fused | fused ops | checker | kiln orig | kiln std | kiln fused | ORT std |
-# where each run column is `equal/outputs max-abs-error` (max |a-b| over float outputs), and
-# then the histogram highlights of the standard-ops model. Exits 1 if anything fails or
+#     | model | nodes | std | fused | fused: highlights | checker (std) | kiln orig | kiln std | kiln fused | ORT std |
+# (node counts from `kiln optimize --report`: before, after each form; highlights from
+# bench/opt_summary.py ops) where each run column is `equal/outputs max-abs-error` (max
+# |a-b| over float outputs), then a list with the highlights of each standard-ops model and
+# any failure. The first difference of each output that differs goes to stderr. Exits 1 if anything fails or
 # differs. Needs /usr/bin/python3 with onnx and numpy, and node with onnxruntime-node
 # (scripts/install-peers.sh; KILN_PEERS_DIR as for the other bench scripts).
 set -u
