@@ -5,13 +5,15 @@
  *   K4 = Transpose(Reshape(k, [B, S, H, D]), 0 2 1 3)        [optionally Concat(past_k, ., axis 2)]
  *   Kt = Transpose(K4, 0 1 3 2), or Transpose(Reshape(k), 0 2 3 1) without a cache
  *   V4 = Transpose(Reshape(v, [B, S, H, D]), 0 2 1 3)        [optionally Concat(past_v, ., axis 2)]
- *   s  = MatMul(Q4, Kt)    [* or / a constant]   [+ mask]
+ *   s  = MatMul(Q4, Kt)    [* or / a constant]   [+ mask, or Where(bool mask, s, -huge)]
  *   y  = Reshape(Transpose(MatMul(Softmax(s, last axis), V4), 0 2 1 3), [B, S, H*D])
  *
  * becomes kiln.Attention(q, k, v, mask, past_k, past_v) -> (y, present_k, present_v) with
  * num_heads H and scale = the product of the constant factors (1 when there is none: a
  * scale folded into q before the Reshape stays there). q, k, v are float32 [B, S, H*D]; the
- * mask must be float32 with its last dim equal to the scores' (it may broadcast elsewhere).
+ * mask must be float32 with its last dim equal to the scores' (it may broadcast elsewhere);
+ * a Where mask becomes the float mask Where(cond, 0, fill). The head Reshapes' shapes are
+ * constants, or computed ones whose inferred result is [., S, H, D] (dynamic exports).
  * Every intermediate must have no other use, except the Concat results (the present K/V),
  * which keep their names and uses. Needs kiln ops.
  */
@@ -23,6 +25,7 @@ struct attn {
     size_t nodes[24];
     size_t n;
     const char *q, *k, *v, *mask, *pk, *pv, *present_k, *present_v, *out;
+    const char *cond, *fill; /* a Where mask: cond (bool) and the fill constant */
     int64_t H, D;
     double scale;
 };
@@ -57,19 +60,35 @@ static bool heads_reshape(const struct kiln_opt *o, const struct kiln_graph *g, 
 {
     int r = single_from(o, g, name, "Reshape");
     if (r < 0 || g->nodes[r].n_in != 2) return false;
-    const struct kiln_tensor *s = fu_const(o, g, g->nodes[r].inputs[1]);
-    if (!s || s->dtype != KILN_DTYPE_I64 || kiln_tensor_numel(s) != 4) return false;
-    const int64_t *v = s->data;
-    if (v[2] < 1 || v[3] < 1 || (a->H && (v[2] != a->H || v[3] != a->D))) return false;
-    a->H = v[2];
-    a->D = v[3];
     *x = g->nodes[r].inputs[0];
     int rank;
     kiln_dtype dt;
     const struct kiln_dim *d;
     if (!kiln_opt_tensor_type(g, *x, &dt, &rank, &d) || dt != KILN_DTYPE_F32 || rank != 3 ||
-        !kiln_dim_known(d[2]) || d[2].value != a->H * a->D)
+        !kiln_dim_known(d[2]))
         return false;
+    int64_t h, hd;
+    const struct kiln_tensor *s = fu_const(o, g, g->nodes[r].inputs[1]);
+    if (s) {
+        if (s->dtype != KILN_DTYPE_I64 || kiln_tensor_numel(s) != 4) return false;
+        h = ((const int64_t *)s->data)[2];
+        hd = ((const int64_t *)s->data)[3];
+    } else {
+        /* A shape computed at run time (dynamic exports: Concat of Shape dims and constants):
+         * the inferred result must be [., S, H, D] with S the input's dim 1, so that the
+         * element count leaves dim 0 equal to the input's too. */
+        int ro;
+        const struct kiln_dim *od;
+        if (!kiln_opt_tensor_type(g, g->nodes[r].outputs[0], &dt, &ro, &od) || ro != 4 ||
+            !kiln_dim_known(od[2]) || !kiln_dim_known(od[3]) || !kiln_dim_eq(od[1], d[1]))
+            return false;
+        h = od[2].value;
+        hd = od[3].value;
+    }
+    if (h < 1 || hd < 1 || (a->H && (h != a->H || hd != a->D))) return false;
+    a->H = h;
+    a->D = hd;
+    if (d[2].value != a->H * a->D) return false;
     return push(a, r);
 }
 
@@ -170,6 +189,26 @@ static bool match(const struct kiln_opt *o, const struct kiln_graph *g, size_t s
             rm > 4 || !kiln_opt_tensor_type(g, s, &dt, &rs, &ds) || rs != 4 ||
             !kiln_dim_eq(dm[rm - 1], ds[3]))
             return false;
+    } else if (ad >= 0 && fu_is(o, g, ad, "", "Where") && kiln_opt_single_consumer(g, s) >= 0) {
+        /* Where(cond, scores, fill) with a huge negative constant fill (GPT-2's causal mask):
+         * the same as scores + Where(cond, 0, fill), since scores + fill rounds to fill (or
+         * is -inf) and Softmax gives those keys 0 either way. The float mask is built in run. */
+        const struct kiln_node *wn = &g->nodes[ad];
+        if (wn->n_in != 3) return false;
+        const struct kiln_tensor *f = fu_const_f32(o, g, wn->inputs[2]);
+        if (!f || kiln_tensor_numel(f) != 1 || !(((const float *)f->data)[0] <= -1e30f)) return false;
+        kiln_dtype dt;
+        int rm, rs;
+        const struct kiln_dim *dm, *ds;
+        if (!kiln_opt_tensor_type(g, wn->inputs[0], &dt, &rm, &dm) || dt != KILN_DTYPE_BOOL ||
+            rm < 1 || rm > 4 || !kiln_opt_tensor_type(g, s, &dt, &rs, &ds) || rs != 4 ||
+            !kiln_dim_eq(dm[rm - 1], ds[3]))
+            return false;
+        push(a, ad);
+        const char *sc = unscale(o, g, wn->inputs[1], a);
+        if (!match_qk(o, g, kiln_opt_producer(g, sc), a)) return false;
+        a->cond = wn->inputs[0];
+        a->fill = wn->inputs[2];
     } else {
         const char *sc = unscale(o, g, s, a);
         if (!match_qk(o, g, kiln_opt_producer(g, sc), a)) return false;
@@ -205,6 +244,17 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
             for (size_t y = x + 1; y < a.n; y++) dup = dup || a.nodes[x] == a.nodes[y];
         const char *keep[3] = {a.out, a.present_k, a.present_v};
         if (dup || !fu_closed(g, a.nodes, a.n, keep, 3)) continue;
+        if (a.cond) {
+            /* mask = Where(cond, 0, fill): float32, the shape of cond */
+            struct kiln_tensor zero;
+            const char *zname, *mname;
+            KILN_TRY(kiln_opt_new_tensor(o, KILN_DTYPE_F32, 0, NULL, &zero));
+            KILN_TRY(kiln_opt_add_init(o, g, "attention_mask_zero", &zero, &zname));
+            KILN_TRY(kiln_opt_unique_name(o, "attention_mask", &mname));
+            const char *wins[3] = {a.cond, zname, a.fill};
+            KILN_TRY(kiln_opt_add_node(o, g, "Where", "", NULL, 3, wins, 1, &mname, NULL));
+            a.mask = mname;
+        }
         const char *ins[6] = {a.q, a.k, a.v, a.mask ? a.mask : "", a.pk ? a.pk : "",
                               a.pv ? a.pv : ""};
         const char *outs[3] = {a.out, a.present_k ? a.present_k : "", a.present_v ? a.present_v : ""};

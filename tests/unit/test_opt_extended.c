@@ -698,6 +698,35 @@ static void test_fuse_attention(void)
                    "input x f32 1,2,16\ninput pk f32 1,4,3,4\ninput pv f32 1,4,3,4\ninput mask f32 2,5\n",
                    k_cache, "node MatMul q4,kt -> s0\nnode Mul s0,c8 -> s1\nnode Add s1,mask -> sc\n",
                    "kiln.Attention=1 Concat=0 Softmax=0", "output present_k\noutput vv\n");
+    /* As torch exports GPT-2 with dynamic axes: the head Reshapes' shape is computed
+     * (Concat(Slice(Shape(x)), [H, D])) and the causal mask is Where(bool, scores, fill). */
+    static const char *gpt2_dyn =
+        "opset 13\ninput x f32 1,2,16\ninput pk f32 1,4,3,4\ninput pv f32 1,4,3,4\n"
+        "input mask f32 2,5\n"
+        "init wq f32 16,16 rand\ninit wk f32 16,16 rand\ninit wv f32 16,16 rand\n"
+        "init bq f32 16 rand\ninit hd i64 2 = 4,4\ninit st i64 1 = 0\ninit en i64 1 = 2\n"
+        "init back i64 3 = 0,0,16\ninit c8 f32 - = 2\ninit zero f32 - = 0\ninit fill f32 - = %s\n"
+        "node Shape x -> xs\nnode Slice xs,st,en -> bs\nnode Concat bs,hd -> shp axis=int:0\n"
+        "node MatMul x,wq -> q0\nnode Add q0,bq -> q\nnode MatMul x,wk -> k\n"
+        "node MatMul x,wv -> v\n"
+        "node Reshape q,shp -> q3\nnode Transpose q3 -> q4 perm=ints:0,2,1,3\n"
+        "node Reshape v,shp -> v3\n"
+        "node Reshape k,shp -> k3\nnode Transpose k3 -> kn perm=ints:0,2,1,3\n"
+        "node Concat pk,kn -> present_k axis=int:2\n"
+        "node Transpose present_k -> kt perm=ints:0,1,3,2\n"
+        "node Transpose v3 -> v4 perm=ints:0,2,1,3\nnode Concat pv,v4 -> vv axis=int:2\n"
+        "node Greater mask,zero -> mb\n"
+        "node MatMul q4,kt -> s0\nnode Div s0,c8 -> s1\nnode Where mb,s1,fill -> sc\n"
+        "node Softmax sc -> p axis=int:-1\nnode MatMul p,vv -> o4\n"
+        "node Transpose o4 -> o3 perm=ints:0,2,1,3\nnode Reshape o3,back -> y\noutput y\n"
+        "output present_k\noutput vv\n";
+    char text[4096];
+    snprintf(text, sizeof text, gpt2_dyn, "-3.4028234663852886e38");
+    check_case("GPT-2 block, computed head shapes, Where mask", text, "fuse_attention,dce", true,
+               "kiln.Attention=1 Softmax=0 Concat=0 Reshape=0 Where=1", 2e-5);
+    snprintf(text, sizeof text, gpt2_dyn, "-1"); /* a fill that does not mask: left alone */
+    check_case("Where fill -1 (not a mask)", text, "fuse_attention,dce", true,
+               "kiln.Attention=0 Softmax=1", 0);
     /* Not fused: the probabilities are also an output; a mask that broadcasts the key axis. */
     attention_case("attention with probabilities read", "input x f32 1,3,16\n", k_plain,
                    "node MatMul q4,kt -> sc\n", "kiln.Attention=0 Softmax=1", "output p\n");
