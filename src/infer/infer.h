@@ -14,7 +14,7 @@
  * polynomial with integer coefficients becomes an opaque atom in parentheses.
  *
  * Per-op rules. Each op family is one file src/infer/shape_<family>.c exporting
- * `const struct kiln_infer_op kiln_infer_ops_<family>[]` (terminated by {NULL}); the
+ * `const struct kiln_infer_op kiln_infer_ops_<family>[]` (terminated by {0}); the
  * families are listed in src/infer/op_table.def. A rule reads its inputs' vtypes and the
  * node's attributes and sets its outputs' types through the kiln_ic_* helpers. A rule that
  * finds a contradiction (incompatible broadcast, wrong rank, a dim that must match and does

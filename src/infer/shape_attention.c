@@ -175,5 +175,5 @@ const struct kiln_infer_op kiln_infer_ops_attention[] = {
     {"LinearAttention", "", 27, 0, linear_attention_infer},
     {"CausalConvWithState", "", 27, 0, causal_conv_infer},
     {"FlexAttention", "ai.onnx.preview", 1, 0, flex_attention_infer},
-    {NULL},
+    {0},
 };

@@ -361,5 +361,5 @@ const struct kiln_infer_op kiln_infer_ops_control[] = {
     {"If", "", 1, 0, if_infer},
     {"Loop", "", 1, 0, loop_infer},
     {"Scan", "", 8, 0, scan_infer},
-    {NULL},
+    {0},
 };

@@ -191,5 +191,5 @@ const struct kiln_infer_op kiln_infer_ops_conv[] = {
     {"ConvTranspose", "", 1, 0, convt_infer},
     {"DeformConv", "", 19, 0, conv_infer},
     {"Col2Im", "", 18, 0, col2im_infer},
-    {NULL},
+    {0},
 };

@@ -62,5 +62,5 @@ const struct kiln_infer_op kiln_infer_ops_fused[] = {
     {"LayerNormalization", "kiln", 1, 0, layernorm_infer},
     {"RMSNormalization", "kiln", 1, 0, rmsnorm_infer},
     {"Attention", "kiln", 1, 0, attention_infer},
-    {NULL},
+    {0},
 };

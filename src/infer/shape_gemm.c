@@ -66,5 +66,5 @@ static kiln_status gemm_infer(struct kiln_ictx *c)
 const struct kiln_infer_op kiln_infer_ops_gemm[] = {
     {"MatMul", "", 1, 0, matmul_infer},
     {"Gemm", "", 1, 0, gemm_infer},
-    {NULL},
+    {0},
 };

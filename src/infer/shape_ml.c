@@ -247,5 +247,5 @@ const struct kiln_infer_op kiln_infer_ops_ml[] = {
     {"TreeEnsemble", ML, 5, 0, tereg_infer},
     {"TreeEnsembleClassifier", ML, 1, 4, teclass_infer},
     {"TreeEnsembleRegressor", ML, 1, 4, tereg_infer},
-    {NULL},
+    {0},
 };

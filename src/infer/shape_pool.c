@@ -109,5 +109,5 @@ const struct kiln_infer_op kiln_infer_ops_pool[] = {
     {"GlobalAveragePool", "", 1, 0, global_pool_infer},
     {"GlobalLpPool", "", 1, 0, global_pool_infer},
     {"MaxUnpool", "", 1, 0, maxunpool_infer}, /* the op exists from 9; the CPU table says 1 */
-    {NULL},
+    {0},
 };

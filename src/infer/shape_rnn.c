@@ -73,5 +73,5 @@ const struct kiln_infer_op kiln_infer_ops_rnn[] = {
     {"RNN", "", 1, 0, rnn_infer},
     {"GRU", "", 1, 0, rnn_infer},
     {"LSTM", "", 1, 0, rnn_infer},
-    {NULL},
+    {0},
 };

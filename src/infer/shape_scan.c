@@ -321,5 +321,5 @@ const struct kiln_infer_op kiln_infer_ops_scan[] = {
     {"HammingWindow", "", 17, 0, window_infer},
     {"BlackmanWindow", "", 17, 0, window_infer},
     {"MelWeightMatrix", "", 17, 0, mel_infer},
-    {NULL},
+    {0},
 };

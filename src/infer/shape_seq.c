@@ -315,5 +315,5 @@ const struct kiln_infer_op kiln_infer_ops_seq[] = {
     {"Optional", "", 15, 0, optional_infer},
     {"OptionalHasElement", "", 15, 0, optional_has_infer},
     {"OptionalGetElement", "", 15, 0, optional_get_infer},
-    {NULL},
+    {0},
 };

@@ -105,5 +105,5 @@ const struct kiln_infer_op kiln_infer_ops_vision[] = {
     {"RoiAlign", "", 10, 0, roi_align_infer},
     {"MaxRoiPool", "", 1, 0, max_roi_pool_infer},
     {"ImageDecoder", "", 20, 0, image_decoder_infer},
-    {NULL},
+    {0},
 };
