@@ -32,11 +32,14 @@ cmake --build build/clang -j "$JOBS"
 cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_WERROR=ON -DKILN_SANITIZE=ON \
       -DKILN_ONNX_TESTS="$ONNX_TESTS" >/dev/null
 cmake --build build/asan -j "$JOBS"
-# Under the sanitizers: everything but the conformance variants whose code the others cover
-# (the writer round trip runs inside opset18 and extended; basic's passes inside extended;
-# layout only adds an analysis).
+# Under the sanitizers: everything but the conformance variants whose code is covered
+# otherwise: extended runs the optimizer (basic's passes too) and the writer's round trip on
+# every case; the converter and the shape rules have unit tests that run here over the
+# ONNX test models (test_convert, test_onnx_write, test_infer*), and layout only adds an
+# analysis. Keeps CI's sanitizer stage to two full conformance runs.
 (cd build/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    ctest --output-on-failure -j "$JOBS" -E '^onnx_conformance_(roundtrip|basic|layout)$')
+    ctest --output-on-failure -j "$JOBS" \
+    -E '^(onnx_conformance_(roundtrip|basic|layout|opset18)|onnx_shape_conformance)$')
 
 # ThreadSanitizer on what runs threads: the pool and the parallel GEMM (test_pool), the
 # threaded kernels (test_par_ops, test_par_conv_gemm, the fused ops incl. attention:
