@@ -34,8 +34,8 @@ cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_WERROR=ON -DKI
 cmake --build build/asan -j "$JOBS"
 # Under the sanitizers: everything but the conformance variants whose code is covered
 # otherwise: extended runs the optimizer (basic's passes too) and the writer's round trip on
-# every case; the converter and the shape rules have unit tests that run here over the
-# ONNX test models (test_convert, test_onnx_write, test_infer*), and layout only adds an
+# every case; test_onnx_write round-trips every ONNX test model, the converter and the shape
+# rules have their unit tests here (test_convert, test_infer*), and layout only adds an
 # analysis. Keeps CI's sanitizer stage to two full conformance runs.
 (cd build/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --output-on-failure -j "$JOBS" \
