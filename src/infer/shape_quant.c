@@ -35,13 +35,7 @@ static kiln_status rule_quantize(struct kiln_ictx *c)
     } else if (attr) {
         dt = (kiln_dtype)attr;
     }
-    if (dt == KILN_DTYPE_UNDEFINED) {
-        int r;
-        const struct kiln_dim *d;
-        if (ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_UNDEFINED, r, d, false);
-        return KILN_OK;
-    }
-    return ru_like(c, 0, 0, dt);
+    return ru_like_dt(c, 0, 0, dt);
 }
 
 static kiln_status rule_dequantize(struct kiln_ictx *c)
@@ -64,13 +58,7 @@ static kiln_status rule_dequantize(struct kiln_ictx *c)
     } else {
         dt = kiln_ic_in_dtype(c, 1);
     }
-    if (dt == KILN_DTYPE_UNDEFINED) {
-        int r;
-        const struct kiln_dim *d;
-        if (ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_UNDEFINED, r, d, false);
-        return KILN_OK;
-    }
-    return ru_like(c, 0, 0, dt);
+    return ru_like_dt(c, 0, 0, dt);
 }
 
 static kiln_status rule_dynamic_quantize(struct kiln_ictx *c)
