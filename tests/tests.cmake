@@ -30,7 +30,8 @@ endforeach()
 
 # ONNX backend conformance: every case under node/, simple/, pytorch-operator/; the cases in
 # tests/onnx/passing.txt must pass. The report goes into the build folder.
-add_executable(kiln-conformance ${CMAKE_SOURCE_DIR}/tests/onnx/conformance.c)
+add_executable(kiln-conformance ${CMAKE_SOURCE_DIR}/tests/onnx/conformance.c
+               ${CMAKE_SOURCE_DIR}/tests/onnx/cases.c)
 target_link_libraries(kiln-conformance PRIVATE kiln_static)
 target_compile_definitions(kiln-conformance PRIVATE KILN_ONNX_TESTS="${KILN_ONNX_TESTS}")
 add_test(NAME onnx_conformance
@@ -61,7 +62,8 @@ endforeach()
 # Shape inference against the same cases: inferred output types must equal the actual output
 # shapes (inputs fixed to the test data) and the declared ones; the cases in
 # tests/onnx/shapes_passing.txt must pass.
-add_executable(kiln-shape-conformance ${CMAKE_SOURCE_DIR}/tests/onnx/shape_conformance.c)
+add_executable(kiln-shape-conformance ${CMAKE_SOURCE_DIR}/tests/onnx/shape_conformance.c
+               ${CMAKE_SOURCE_DIR}/tests/onnx/cases.c)
 target_link_libraries(kiln-shape-conformance PRIVATE kiln_static)
 target_compile_definitions(kiln-shape-conformance PRIVATE KILN_ONNX_TESTS="${KILN_ONNX_TESTS}")
 add_test(NAME onnx_shape_conformance
