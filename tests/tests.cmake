@@ -1,9 +1,11 @@
 # Tests. Unit tests: every tests/unit/test_*.c is one executable and one ctest test, linked
 # with the shared scaffolding of tests/unit/support/ (checks, tensors, running one op, the
-# ONNX test data: test_support.h; in-memory ModelProto builders: test_model.h for the
-# shape-inference tests, test_text_model.h for the optimizer tests' text form). The support files are not tests: they live in a
-# folder of their own so the glob below does not pick them up.
+# ONNX test data: test_support.h; hand-written ModelProto bytes: test_pb.h, with the graph
+# builder of the shape-inference tests on top, test_model.h; the optimizer tests' text
+# form: test_text_model.h). The support files are not tests: they live in a folder of
+# their own so the glob below does not pick them up.
 add_library(kiln_test_support STATIC ${CMAKE_SOURCE_DIR}/tests/unit/support/test_support.c
+            ${CMAKE_SOURCE_DIR}/tests/unit/support/test_pb.c
             ${CMAKE_SOURCE_DIR}/tests/unit/support/test_model.c
             ${CMAKE_SOURCE_DIR}/tests/unit/support/test_text_model.c)
 target_include_directories(kiln_test_support PUBLIC ${CMAKE_SOURCE_DIR}/tests/unit/support)

@@ -7,54 +7,11 @@
 
 #include "infer/infer.h"
 
-/* ------------------------------------------------------------------ protobuf encoder */
-
-void pb_byte(struct pb *b, uint8_t v)
-{
-    if (b->len < sizeof b->data) b->data[b->len++] = v;
-}
-
-void pb_varint(struct pb *b, uint64_t v)
-{
-    while (v >= 0x80) {
-        pb_byte(b, (uint8_t)(v | 0x80));
-        v >>= 7;
-    }
-    pb_byte(b, (uint8_t)v);
-}
-
-void pb_int(struct pb *b, unsigned field, int64_t v)
-{
-    pb_varint(b, (uint64_t)field << 3);
-    pb_varint(b, (uint64_t)v);
-}
-
-void pb_bytes(struct pb *b, unsigned field, const void *p, size_t n)
-{
-    pb_varint(b, (uint64_t)field << 3 | 2);
-    pb_varint(b, n);
-    for (size_t i = 0; i < n; i++) pb_byte(b, ((const uint8_t *)p)[i]);
-}
-
-void pb_str(struct pb *b, unsigned field, const char *s)
-{
-    pb_bytes(b, field, s, strlen(s));
-}
-void pb_msg(struct pb *b, unsigned field, const struct pb *m)
-{
-    pb_bytes(b, field, m->data, m->len);
-}
-
 void at_floats(struct pb *n, const char *name, int k, const float *v)
 {
     struct pb a = {0};
     pb_str(&a, 1, name);
-    for (int i = 0; i < k; i++) {
-        pb_varint(&a, 7u << 3 | 5);
-        uint32_t u;
-        memcpy(&u, &v[i], 4);
-        for (int j = 0; j < 4; j++) pb_byte(&a, (uint8_t)(u >> (8 * j)));
-    }
+    for (int i = 0; i < k; i++) pb_float(&a, 7, v[i]);
     pb_int(&a, 20, KILN_ATTR_FLOATS);
     pb_msg(n, 5, &a);
 }

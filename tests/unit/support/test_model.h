@@ -1,9 +1,7 @@
 /* tests/unit/support/test_model.h: small ModelProto builders for the shape-inference tests,
  * written once (test_infer_rules_b.c and test_infer_rules_c.c use them).
  *
- * struct pb is a tiny protobuf encoder into a fixed buffer (16 KiB; bytes past it are
- * dropped, which makes the model fail to load: a test failure, not a crash). struct model
- * builds one GraphProto: graph inputs with symbolic dims, outputs declared by name only,
+ * On the protobuf encoder of test_pb.h, struct model builds one GraphProto: graph inputs with symbolic dims, outputs declared by name only,
  * int64 initializers, nodes with attributes (graph-valued ones for If/Loop/Scan bodies).
  * run() wraps it into a ModelProto (ir_version 8; opset imports ai.onnx, then ai.onnx.ml and
  * ai.onnx.preview.training where set), loads it with kiln_model_load_buffer and runs
@@ -19,24 +17,8 @@
 #include <string.h>
 
 #include "kiln.h"
+#include "test_pb.h"
 #include "test_support.h"
-
-/* ------------------------------------------------------------------ protobuf encoder */
-
-struct pb {
-    uint8_t data[16384];
-    size_t len;
-};
-
-void pb_byte(struct pb *b, uint8_t v);
-void pb_varint(struct pb *b, uint64_t v);
-/* A varint field. */
-void pb_int(struct pb *b, unsigned field, int64_t v);
-/* A length-delimited field of p[0..n). */
-void pb_bytes(struct pb *b, unsigned field, const void *p, size_t n);
-void pb_str(struct pb *b, unsigned field, const char *s);
-/* m's bytes as a length-delimited field. */
-void pb_msg(struct pb *b, unsigned field, const struct pb *m);
 
 /* ------------------------------------------------------------------ model builder */
 
