@@ -1,8 +1,13 @@
 # Tests. Unit tests: every tests/unit/test_*.c is one executable and one ctest test, linked
 # with the shared scaffolding of tests/unit/support/ (checks, tensors, running one op, the
-# ONNX test data; see test_support.h). The support files are not tests: they live in a
-# folder of their own so the glob below does not pick them up.
-add_library(kiln_test_support STATIC ${CMAKE_SOURCE_DIR}/tests/unit/support/test_support.c)
+# ONNX test data: test_support.h; hand-written ModelProto bytes: test_pb.h, with the graph
+# builder of the shape-inference tests on top, test_model.h; the optimizer tests' text
+# form: test_text_model.h). The support files are not tests: they live in a folder of
+# their own so the glob below does not pick them up.
+add_library(kiln_test_support STATIC ${CMAKE_SOURCE_DIR}/tests/unit/support/test_support.c
+            ${CMAKE_SOURCE_DIR}/tests/unit/support/test_pb.c
+            ${CMAKE_SOURCE_DIR}/tests/unit/support/test_model.c
+            ${CMAKE_SOURCE_DIR}/tests/unit/support/test_text_model.c)
 target_include_directories(kiln_test_support PUBLIC ${CMAKE_SOURCE_DIR}/tests/unit/support)
 target_link_libraries(kiln_test_support PUBLIC kiln_static)
 target_compile_definitions(kiln_test_support PRIVATE KILN_ONNX_TESTS="${KILN_ONNX_TESTS}")
@@ -27,7 +32,8 @@ endforeach()
 
 # ONNX backend conformance: every case under node/, simple/, pytorch-operator/; the cases in
 # tests/onnx/passing.txt must pass. The report goes into the build folder.
-add_executable(kiln-conformance ${CMAKE_SOURCE_DIR}/tests/onnx/conformance.c)
+add_executable(kiln-conformance ${CMAKE_SOURCE_DIR}/tests/onnx/conformance.c
+               ${CMAKE_SOURCE_DIR}/tests/onnx/cases.c)
 target_link_libraries(kiln-conformance PRIVATE kiln_static)
 target_compile_definitions(kiln-conformance PRIVATE KILN_ONNX_TESTS="${KILN_ONNX_TESTS}")
 add_test(NAME onnx_conformance
@@ -58,7 +64,8 @@ endforeach()
 # Shape inference against the same cases: inferred output types must equal the actual output
 # shapes (inputs fixed to the test data) and the declared ones; the cases in
 # tests/onnx/shapes_passing.txt must pass.
-add_executable(kiln-shape-conformance ${CMAKE_SOURCE_DIR}/tests/onnx/shape_conformance.c)
+add_executable(kiln-shape-conformance ${CMAKE_SOURCE_DIR}/tests/onnx/shape_conformance.c
+               ${CMAKE_SOURCE_DIR}/tests/onnx/cases.c)
 target_link_libraries(kiln-shape-conformance PRIVATE kiln_static)
 target_compile_definitions(kiln-shape-conformance PRIVATE KILN_ONNX_TESTS="${KILN_ONNX_TESTS}")
 add_test(NAME onnx_shape_conformance

@@ -50,6 +50,18 @@ static inline bool ru_shape(const struct kiln_ictx *c, size_t i, int *rank, cons
     return true;
 }
 
+/* Output o: input i's shape with element type dt, as ru_like; but when dt is not known
+ * (UNDEFINED) the output gets input i's shape only, element type left unknown (nothing when
+ * that shape is not known either), instead of input i's element type. */
+static inline kiln_status ru_like_dt(struct kiln_ictx *c, size_t o, size_t i, kiln_dtype dt)
+{
+    if (dt != KILN_DTYPE_UNDEFINED) return ru_like(c, o, i, dt);
+    int r;
+    const struct kiln_dim *d;
+    if (ru_shape(c, i, &r, &d)) return ru_set(c, o, KILN_DTYPE_UNDEFINED, r, d, false);
+    return KILN_OK;
+}
+
 /* A dim as a plain integer (possibly negative: small integer tensors' elements). */
 static inline bool ru_dim_int(struct kiln_dim d, int64_t *v)
 {

@@ -45,15 +45,9 @@ static kiln_status conv_common(struct kiln_ictx *c, bool transpose)
     if (!conv_rank(c, &rank, &x, &w)) return KILN_OK;
     if (rank < 0) return kiln_ic_set_tensor(c, 0, dt, -1, NULL);
     int nd = rank - 2;
-    int64_t group = kiln_ic_attr_i(c, "group", 1);
-    if (group < 1) {
-        kiln_ic_problem(c, "group is %lld; expected >= 1", (long long)group);
-        return KILN_OK;
-    }
-    int64_t ks[KILN_MAX_RANK];
-    for (int i = 0; i < nd; i++) ks[i] = w && kiln_dim_known(w[2 + i]) ? w[2 + i].value : -1;
+    int64_t group;
     struct kiln_window win;
-    if (!kiln_infer_window(c, nd, ks, &win)) return KILN_OK;
+    if (!kiln_infer_conv_window(c, nd, w, &group, &win)) return KILN_OK;
 
     struct kiln_dim y[KILN_MAX_RANK];
     struct kiln_infer *inf = c->inf;

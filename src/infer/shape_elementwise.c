@@ -207,14 +207,8 @@ static kiln_status rule_cast(struct kiln_ictx *c)
 static kiln_status rule_castlike(struct kiln_ictx *c)
 {
     kiln_dtype to = kiln_ic_in_dtype(c, 1);
-    if (to == KILN_DTYPE_UNDEFINED) {
-        /* the type is not known: only the shape */
-        int r;
-        const struct kiln_dim *d;
-        if (ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_UNDEFINED, r, d, false);
-        return KILN_OK;
-    }
-    KILN_TRY(ru_like(c, 0, 0, to));
+    KILN_TRY(ru_like_dt(c, 0, 0, to));
+    if (to == KILN_DTYPE_UNDEFINED) return KILN_OK; /* the type is not known: only the shape */
     return vals_copy(c, to, 0);
 }
 

@@ -110,13 +110,7 @@ static kiln_status rule_random_like(struct kiln_ictx *c)
 {
     kiln_dtype dt = dtype_attr(c, kiln_ic_in_dtype(c, 0));
     if (kiln_ic_attr_has(c, "dtype") && dt == KILN_DTYPE_UNDEFINED) return KILN_OK;
-    if (dt == KILN_DTYPE_UNDEFINED) {
-        int r;
-        const struct kiln_dim *d;
-        if (ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_UNDEFINED, r, d, false);
-        return KILN_OK;
-    }
-    return ru_like(c, 0, 0, dt);
+    return ru_like_dt(c, 0, 0, dt);
 }
 
 static kiln_status rule_multinomial(struct kiln_ictx *c)

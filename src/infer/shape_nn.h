@@ -206,6 +206,22 @@ static inline bool kiln_infer_window(struct kiln_ictx *c, int nd, const int64_t 
     return true;
 }
 
+/* A convolution's group attribute and window (kiln_infer_window) for nd spatial dims, the
+ * kernel sizes read from weight dims w[2..2+nd) (w NULL: not known). False (with a problem
+ * reported) when group < 1 or a window attribute is malformed. */
+static inline bool kiln_infer_conv_window(struct kiln_ictx *c, int nd, const struct kiln_dim *w,
+                                          int64_t *group, struct kiln_window *win)
+{
+    *group = kiln_ic_attr_i(c, "group", 1);
+    if (*group < 1) {
+        kiln_ic_problem(c, "group is %lld; expected >= 1", (long long)*group);
+        return false;
+    }
+    int64_t ks[KILN_MAX_RANK];
+    for (int i = 0; i < nd; i++) ks[i] = w && kiln_dim_known(w[2 + i]) ? w[2 + i].value : -1;
+    return kiln_infer_window(c, nd, ks, win);
+}
+
 /* d + k for a constant k of either sign (kiln_dim_int takes only sizes >= 0). */
 static inline struct kiln_dim kiln_infer_dim_plus(struct kiln_infer *inf, struct kiln_dim d, int64_t k)
 {

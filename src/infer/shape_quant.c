@@ -35,13 +35,7 @@ static kiln_status rule_quantize(struct kiln_ictx *c)
     } else if (attr) {
         dt = (kiln_dtype)attr;
     }
-    if (dt == KILN_DTYPE_UNDEFINED) {
-        int r;
-        const struct kiln_dim *d;
-        if (ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_UNDEFINED, r, d, false);
-        return KILN_OK;
-    }
-    return ru_like(c, 0, 0, dt);
+    return ru_like_dt(c, 0, 0, dt);
 }
 
 static kiln_status rule_dequantize(struct kiln_ictx *c)
@@ -64,13 +58,7 @@ static kiln_status rule_dequantize(struct kiln_ictx *c)
     } else {
         dt = kiln_ic_in_dtype(c, 1);
     }
-    if (dt == KILN_DTYPE_UNDEFINED) {
-        int r;
-        const struct kiln_dim *d;
-        if (ru_shape(c, 0, &r, &d)) return ru_set(c, 0, KILN_DTYPE_UNDEFINED, r, d, false);
-        return KILN_OK;
-    }
-    return ru_like(c, 0, 0, dt);
+    return ru_like_dt(c, 0, 0, dt);
 }
 
 static kiln_status rule_dynamic_quantize(struct kiln_ictx *c)
@@ -119,15 +107,9 @@ static kiln_status conv_like(struct kiln_ictx *c, size_t xi, size_t wi, kiln_dty
     int rank = hx ? rx : rw;
     if (rank < 0) return dt == KILN_DTYPE_UNDEFINED ? KILN_OK : ru_set(c, 0, dt, -1, NULL, dd);
     int nd = rank - 2;
-    int64_t group = kiln_ic_attr_i(c, "group", 1);
-    if (group < 1) {
-        kiln_ic_problem(c, "group is %lld; expected >= 1", (long long)group);
-        return KILN_OK;
-    }
-    int64_t ks[KILN_MAX_RANK];
-    for (int i = 0; i < nd; i++) ks[i] = w && kiln_dim_known(w[2 + i]) ? w[2 + i].value : -1;
+    int64_t group;
     struct kiln_window win;
-    if (!kiln_infer_window(c, nd, ks, &win)) return KILN_OK;
+    if (!kiln_infer_conv_window(c, nd, w, &group, &win)) return KILN_OK;
     if (x && w && kiln_dim_known(x[1]) && kiln_dim_known(w[1]) && x[1].value != w[1].value * group) {
         kiln_ic_problem(c, "x has %lld channels but w[1] * group is %lld * %lld", (long long)x[1].value,
                         (long long)w[1].value, (long long)group);

@@ -89,21 +89,30 @@ static int square_node(const struct kiln_opt *o, const struct kiln_graph *g, con
     return -1;
 }
 
+/* From the variance node vi: its single use Add(var, eps) with a one-element float32
+ * constant eps (into m->eps), then Sqrt of that; both go into m. The Sqrt's index, or -1. */
+static int eps_sqrt(const struct kiln_opt *o, const struct kiln_graph *g, size_t vi, struct ln_match *m)
+{
+    int a = fu_next(o, g, vi);
+    if (a < 0 || !fu_is(o, g, a, "", "Add")) return -1;
+    int k = fu_other(&g->nodes[a], g->nodes[vi].outputs[0]);
+    const struct kiln_tensor *eps = k >= 0 ? fu_const_f32(o, g, g->nodes[a].inputs[k]) : NULL;
+    if (!eps || kiln_tensor_numel(eps) != 1) return -1;
+    m->eps = ((const float *)eps->data)[0];
+    add(m, a);
+    int s = fu_next(o, g, (size_t)a);
+    if (s < 0 || !fu_is(o, g, s, "", "Sqrt")) return -1;
+    add(m, s);
+    return s;
+}
+
 /* From the variance ReduceMean vi (over the square of d, k axes): + eps, Sqrt, d / s; then
  * the optional * gamma and + beta. */
 static bool ln_tail(const struct kiln_opt *o, const struct kiln_graph *g, size_t vi, const char *d,
                     bool with_beta, struct ln_match *m)
 {
-    int a = fu_next(o, g, vi);
-    if (a < 0 || !fu_is(o, g, a, "", "Add")) return false;
-    int k = fu_other(&g->nodes[a], g->nodes[vi].outputs[0]);
-    const struct kiln_tensor *eps = k >= 0 ? fu_const_f32(o, g, g->nodes[a].inputs[k]) : NULL;
-    if (!eps || kiln_tensor_numel(eps) != 1) return false;
-    m->eps = ((const float *)eps->data)[0];
-    add(m, a);
-    int s = fu_next(o, g, (size_t)a);
-    if (s < 0 || !fu_is(o, g, s, "", "Sqrt")) return false;
-    add(m, s);
+    int s = eps_sqrt(o, g, vi, m);
+    if (s < 0) return false;
     int q = fu_next(o, g, (size_t)s);
     const char *nrm;
     if (q >= 0 && fu_is(o, g, q, "", "Div")) {
@@ -219,22 +228,14 @@ static bool match_ln_tf(const struct kiln_opt *o, const struct kiln_graph *g, si
         vi = (int)i;
     }
     if (vi < 0) return false;
-    int a = fu_next(o, g, (size_t)vi);
-    if (a < 0 || !fu_is(o, g, a, "", "Add")) return false;
-    int j = fu_other(&g->nodes[a], g->nodes[vi].outputs[0]);
-    const struct kiln_tensor *eps = j >= 0 ? fu_const_f32(o, g, g->nodes[a].inputs[j]) : NULL;
-    if (!eps || kiln_tensor_numel(eps) != 1) return false;
-    m->eps = ((const float *)eps->data)[0];
-    add(m, a);
-    int s = fu_next(o, g, (size_t)a);
-    if (s < 0 || !fu_is(o, g, s, "", "Sqrt")) return false;
-    add(m, s);
+    int s = eps_sqrt(o, g, (size_t)vi, m);
+    if (s < 0) return false;
     int rc = fu_next(o, g, (size_t)s);
     if (rc < 0 || !fu_is(o, g, rc, "", "Reciprocal")) return false;
     add(m, rc);
     int gm = fu_next(o, g, (size_t)rc);
     if (gm < 0 || !fu_is(o, g, gm, "", "Mul")) return false;
-    j = fu_other(&g->nodes[gm], g->nodes[rc].outputs[0]);
+    int j = fu_other(&g->nodes[gm], g->nodes[rc].outputs[0]);
     if (j < 0 || rank_of(g, g->nodes[gm].inputs[j]) < 0 || rank_of(g, g->nodes[gm].inputs[j]) > m->k)
         return false;
     m->gamma = g->nodes[gm].inputs[j];

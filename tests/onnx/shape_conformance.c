@@ -30,17 +30,16 @@
  *                               [--write-passing FILE] [--report FILE] [--timeout SEC]
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "cases.h"
 #include "infer/infer_priv.h"
 
 struct result {
@@ -53,58 +52,6 @@ struct result {
     int values_ok;       /* informational: exact once the small inputs' values are known too */
     char reason[1024];
 };
-
-/* ------------------------------------------------------------------ files */
-
-static int is_dir(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int file_exists(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static size_t list_dir(const char *dir, int dirs, char ***out)
-{
-    DIR *d = opendir(dir);
-    size_t n = 0, cap = 0;
-    char **names = NULL;
-    *out = NULL;
-    if (!d) return 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char p[8192];
-        if ((size_t)snprintf(p, sizeof p, "%.4000s/%.255s", dir, e->d_name) >= sizeof p) continue;
-        if (dirs && !is_dir(p)) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **nn = realloc(names, cap * sizeof *nn);
-            if (!nn) break;
-            names = nn;
-        }
-        names[n++] = strdup(e->d_name);
-    }
-    closedir(d);
-    if (n) qsort(names, n, sizeof *names, cmp_str);
-    *out = names;
-    return n;
-}
-
-static void free_list(char **names, size_t n)
-{
-    for (size_t i = 0; i < n; i++) free(names[i]);
-    free(names);
-}
 
 /* ------------------------------------------------------------------ comparison */
 
@@ -449,7 +396,7 @@ static void run_case(const char *dir, struct result *r)
     char **sets;
     char sd[4096];
     snprintf(sd, sizeof sd, "%s", dir);
-    size_t n_sets = list_dir(sd, 1, &sets);
+    size_t n_sets = list_dir(sd, "", 1, &sets);
     const char *set = NULL;
     for (size_t i = 0; i < n_sets && !set; i++)
         if (strcmp(sets[i], "test_data_set_0") == 0) set = sets[i];
@@ -491,36 +438,6 @@ static const char *category(const struct result *r)
     return "other";
 }
 
-static size_t read_lines(const char *path, char ***out)
-{
-    FILE *f = fopen(path, "r");
-    size_t n = 0, cap = 0;
-    char **lines = NULL, buf[512];
-    *out = NULL;
-    if (!f) return 0;
-    while (fgets(buf, sizeof buf, f)) {
-        buf[strcspn(buf, "\r\n")] = 0;
-        if (!buf[0] || buf[0] == '#') continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 256;
-            char **nl = realloc(lines, cap * sizeof *nl);
-            if (!nl) break;
-            lines = nl;
-        }
-        lines[n++] = strdup(buf);
-    }
-    fclose(f);
-    *out = lines;
-    return n;
-}
-
-static int name_in(const char *name, char **list, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(list[i], name) == 0) return 1;
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     const char *data = KILN_ONNX_TESTS, *passing = NULL, *write_passing = NULL, *report = NULL;
@@ -546,35 +463,13 @@ int main(int argc, char **argv)
     }
     if (jobs < 1) jobs = 1;
     if (timeout < 1) timeout = 30;
-    static const char *suites[] = {"node", "simple", "pytorch-operator"};
-    size_t n_cases = 0, cap = 0;
-    struct result *res = NULL;
-    char **dirs = NULL;
-    for (size_t s = 0; s < 3; s++) {
-        char sd[4096];
-        snprintf(sd, sizeof sd, "%s/%s", data, suites[s]);
-        char **names;
-        size_t n = list_dir(sd, 1, &names);
-        for (size_t i = 0; i < n; i++) {
-            char full[512];
-            snprintf(full, sizeof full, "%s/%.400s", suites[s], names[i]);
-            int keep = n_filters == 0;
-            for (size_t f = 0; f < n_filters && !keep; f++) keep = strstr(full, filters[f]) != NULL;
-            if (!keep) continue;
-            if (n_cases == cap) {
-                cap = cap ? 2 * cap : 1024;
-                res = realloc(res, cap * sizeof *res);
-                dirs = realloc(dirs, cap * sizeof *dirs);
-                if (!res || !dirs) return 2;
-            }
-            memset(&res[n_cases], 0, sizeof res[n_cases]);
-            snprintf(res[n_cases].name, sizeof res[n_cases].name, "%s", full);
-            char p[8192];
-            snprintf(p, sizeof p, "%s/%s", sd, names[i]);
-            dirs[n_cases++] = strdup(p);
-        }
-        free_list(names, n);
-    }
+    struct case_list cl;
+    if (cases_find(data, filters, n_filters, &cl) != 0) return 2;
+    size_t n_cases = cl.n;
+    char **dirs = cl.dirs;
+    struct result *res = calloc(n_cases ? n_cases : 1, sizeof *res);
+    if (!res) return 2;
+    for (size_t i = 0; i < n_cases; i++) snprintf(res[i].name, sizeof res[i].name, "%s", cl.names[i]);
     if (n_cases == 0) {
         fprintf(stderr, "kiln-shape-conformance: no cases under %s\n", data);
         return 2;
@@ -726,8 +621,7 @@ int main(int argc, char **argv)
            "data-dependent, %zu other, %zu wrong\n",
            n_cat[0], n_values_ok, n_cat[1], n_cat[2], n_wrong);
     printf("shapes: %zu passed, %zu failed\n", n_pass, n_cases - n_pass);
-    for (size_t i = 0; i < n_cases; i++) free(dirs[i]);
-    free(dirs);
+    cases_free(&cl);
     free(res);
     return rc;
 }

@@ -61,6 +61,24 @@ int cli_io_positional(const char *cmd, const char *arg, bool missing, struct cli
 /* After the loop: the MODEL must have been given. */
 int cli_io_done(const char *cmd, const struct cli_io_args *a);
 
+/* The arguments `convert` and `optimize` share: MODEL, -o/--output OUT.onnx and
+ * --external-data BYTES (the save threshold; 0 when not given). */
+struct cli_out_args {
+    const char *model, *out;
+    const char *ext_s; /* --external-data as given */
+    long ext;          /* set by cli_out_external */
+};
+/* Takes argv[*i] when it is -o, --output or --external-data (advancing *i past its value):
+ * true. *missing as cli_opt_value. */
+bool cli_out_option(int argc, char **argv, int *i, struct cli_out_args *a, bool *missing);
+/* The last branch of the option loop: `arg` is an option that lacked its value, an unknown
+ * option, or the MODEL (one only). CLI_OK or the usage status. */
+int cli_out_positional(const char *cmd, const char *arg, bool missing, struct cli_out_args *a);
+/* After the loop: the MODEL and -o must have been given. */
+int cli_out_done(const char *cmd, const struct cli_out_args *a);
+/* Parses --external-data into a->ext (a byte count >= 1); CLI_OK or the usage status. */
+int cli_out_external(const char *cmd, struct cli_out_args *a);
+
 /* "'a', 'b', 'c'" listing of the model's inputs for messages, truncated to fit `size`. */
 void cli_input_list(const kiln_model *m, char *buf, size_t size);
 /* Reads the files bound to graph inputs into vals[0..input count), by input position:

@@ -11,47 +11,37 @@
 
 int cli_convert(int argc, char **argv)
 {
-    const char *model = NULL, *out = NULL, *opset_s = NULL, *ext_s = NULL, *ext_name = NULL;
+    struct cli_out_args a = {0};
+    const char *opset_s = NULL, *ext_name = NULL;
+    int rc;
     for (int i = 0; i < argc; i++) {
         bool missing = false;
         const char *v;
-        if ((v = cli_opt_value(argc, argv, &i, "-o", &missing)) ||
-            (v = cli_opt_value(argc, argv, &i, "--output", &missing)))
-            out = v;
-        else if ((v = cli_opt_value(argc, argv, &i, "--opset", &missing)))
+        if (cli_out_option(argc, argv, &i, &a, &missing)) continue;
+        if ((v = cli_opt_value(argc, argv, &i, "--opset", &missing)))
             opset_s = v;
-        else if ((v = cli_opt_value(argc, argv, &i, "--external-data", &missing)))
-            ext_s = v;
         else if ((v = cli_opt_value(argc, argv, &i, "--external-data-name", &missing)))
             ext_name = v;
-        else if (missing)
-            return cli_usage("convert", "option '%s' needs a value", argv[i]);
-        else if (argv[i][0] == '-' && argv[i][1])
-            return cli_usage("convert", "unknown option '%s'", argv[i]);
-        else if (model)
-            return cli_usage("convert", "convert takes one MODEL; '%s' is a second", argv[i]);
-        else
-            model = argv[i];
+        else if ((rc = cli_out_positional("convert", argv[i], missing, &a)) != CLI_OK)
+            return rc;
     }
-    if (!model) return cli_usage("convert", "convert needs a MODEL file");
-    if (!out) return cli_usage("convert", "convert needs -o OUT.onnx");
-    long opset = 0, ext = 0;
+    if ((rc = cli_out_done("convert", &a)) != CLI_OK) return rc;
+    long opset = 0;
     if (opset_s && !cli_parse_int(opset_s, 1, 1000, &opset))
         return cli_usage("convert", "--opset '%s' is not an opset number", opset_s);
-    if (ext_s && !cli_parse_int(ext_s, 1, 0x7fffffffL, &ext))
-        return cli_usage("convert", "--external-data '%s' is not a byte count >= 1", ext_s);
-    if (ext_name && !ext_s) return cli_usage("convert", "--external-data-name needs --external-data BYTES");
+    if ((rc = cli_out_external("convert", &a)) != CLI_OK) return rc;
+    if (ext_name && !a.ext_s) return cli_usage("convert", "--external-data-name needs --external-data BYTES");
 
+    const char *model = a.model;
     kiln_model *m = cli_load_model(model);
     if (!m) return CLI_FAIL;
     kiln_err err = {0};
-    int rc = CLI_OK;
     if (opset && kiln_model_convert_opset(m, opset, &err) != KILN_OK) {
         rc = cli_error("%s: %s", model, err.msg);
         goto done;
     }
-    kiln_save_options so = {.external_data_threshold = (size_t)ext, .external_data_name = ext_name};
-    if (kiln_model_save(m, out, &so, &err) != KILN_OK) {
+    kiln_save_options so = {.external_data_threshold = (size_t)a.ext, .external_data_name = ext_name};
+    if (kiln_model_save(m, a.out, &so, &err) != KILN_OK) {
         rc = cli_error("%s", err.msg);
         goto done;
     }

@@ -72,37 +72,28 @@ static int apply_shapes(kiln_model *m, const char *spec)
 
 int cli_optimize(int argc, char **argv)
 {
-    const char *model = NULL, *out = NULL, *level_s = NULL, *passes = NULL, *shapes = NULL, *ext_s = NULL;
+    struct cli_out_args a = {0};
+    const char *level_s = NULL, *passes = NULL, *shapes = NULL;
     bool keep_fused = false, report = false;
+    int rc;
     for (int i = 0; i < argc; i++) {
         bool missing = false;
         const char *v;
-        if ((v = cli_opt_value(argc, argv, &i, "-o", &missing)) ||
-            (v = cli_opt_value(argc, argv, &i, "--output", &missing)))
-            out = v;
-        else if ((v = cli_opt_value(argc, argv, &i, "--level", &missing)))
+        if (cli_out_option(argc, argv, &i, &a, &missing)) continue;
+        if ((v = cli_opt_value(argc, argv, &i, "--level", &missing)))
             level_s = v;
         else if ((v = cli_opt_value(argc, argv, &i, "--passes", &missing)))
             passes = v;
         else if ((v = cli_opt_value(argc, argv, &i, "--shapes", &missing)))
             shapes = v;
-        else if ((v = cli_opt_value(argc, argv, &i, "--external-data", &missing)))
-            ext_s = v;
-        else if (missing)
-            return cli_usage("optimize", "option '%s' needs a value", argv[i]);
         else if (strcmp(argv[i], "--keep-fused") == 0)
             keep_fused = true;
         else if (strcmp(argv[i], "--report") == 0)
             report = true;
-        else if (argv[i][0] == '-' && argv[i][1])
-            return cli_usage("optimize", "unknown option '%s'", argv[i]);
-        else if (model)
-            return cli_usage("optimize", "optimize takes one MODEL; '%s' is a second", argv[i]);
-        else
-            model = argv[i];
+        else if ((rc = cli_out_positional("optimize", argv[i], missing, &a)) != CLI_OK)
+            return rc;
     }
-    if (!model) return cli_usage("optimize", "optimize needs a MODEL file");
-    if (!out) return cli_usage("optimize", "optimize needs -o OUT.onnx");
+    if ((rc = cli_out_done("optimize", &a)) != CLI_OK) return rc;
     kiln_opt_level level = KILN_OPT_EXTENDED;
     if (level_s) {
         if (!strcmp(level_s, "basic"))
@@ -114,13 +105,11 @@ int cli_optimize(int argc, char **argv)
         else
             return cli_usage("optimize", "--level takes basic, extended or layout; got '%s'", level_s);
     }
-    long ext = 0;
-    if (ext_s && !cli_parse_int(ext_s, 1, 0x7fffffffL, &ext))
-        return cli_usage("optimize", "--external-data '%s' is not a byte count >= 1", ext_s);
+    if ((rc = cli_out_external("optimize", &a)) != CLI_OK) return rc;
 
+    const char *model = a.model;
     kiln_model *m = cli_load_model(model);
     if (!m) return CLI_FAIL;
-    int rc = CLI_OK;
     kiln_err err = {0};
     if (shapes && (rc = apply_shapes(m, shapes)) != CLI_OK) goto done;
     kiln_optimize_options oo = {
@@ -129,8 +118,8 @@ int cli_optimize(int argc, char **argv)
         rc = cli_error("%s: %s", model, err.msg);
         goto done;
     }
-    kiln_save_options so = {.external_data_threshold = (size_t)ext};
-    if (kiln_model_save(m, out, &so, &err) != KILN_OK) {
+    kiln_save_options so = {.external_data_threshold = (size_t)a.ext};
+    if (kiln_model_save(m, a.out, &so, &err) != KILN_OK) {
         rc = cli_error("%s", err.msg);
         goto done;
     }

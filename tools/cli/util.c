@@ -413,3 +413,39 @@ int cli_io_done(const char *cmd, const struct cli_io_args *a)
 {
     return a->model ? CLI_OK : cli_usage(cmd, "%s needs a MODEL file", cmd);
 }
+
+bool cli_out_option(int argc, char **argv, int *i, struct cli_out_args *a, bool *missing)
+{
+    const char *v;
+    if ((v = cli_opt_value(argc, argv, i, "-o", missing)) ||
+        (v = cli_opt_value(argc, argv, i, "--output", missing)))
+        a->out = v;
+    else if ((v = cli_opt_value(argc, argv, i, "--external-data", missing)))
+        a->ext_s = v;
+    else
+        return false;
+    return true;
+}
+
+int cli_out_positional(const char *cmd, const char *arg, bool missing, struct cli_out_args *a)
+{
+    if (missing) return cli_usage(cmd, "option '%s' needs a value", arg);
+    if (arg[0] == '-' && arg[1]) return cli_usage(cmd, "unknown option '%s'", arg);
+    if (a->model) return cli_usage(cmd, "%s takes one MODEL; '%s' is a second", cmd, arg);
+    a->model = arg;
+    return CLI_OK;
+}
+
+int cli_out_done(const char *cmd, const struct cli_out_args *a)
+{
+    if (!a->model) return cli_usage(cmd, "%s needs a MODEL file", cmd);
+    if (!a->out) return cli_usage(cmd, "%s needs -o OUT.onnx", cmd);
+    return CLI_OK;
+}
+
+int cli_out_external(const char *cmd, struct cli_out_args *a)
+{
+    if (a->ext_s && !cli_parse_int(a->ext_s, 1, 0x7fffffffL, &a->ext))
+        return cli_usage(cmd, "--external-data '%s' is not a byte count >= 1", a->ext_s);
+    return CLI_OK;
+}

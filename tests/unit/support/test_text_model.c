@@ -1,0 +1,244 @@
+/* tests/unit/support/test_text_model.c: the text-form model encoder of test_text_model.h. */
+#include "test_text_model.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test_support.h"
+
+/* ------------------------------------------------------------------ protobuf bytes */
+
+static void put(struct buf *b, const void *src, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n) cap *= 2;
+        uint8_t *q = realloc(b->p, cap);
+        if (!q) {
+            printf("FAIL: out of memory\n");
+            exit(1);
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+}
+
+static void put_var(struct buf *b, uint64_t v)
+{
+    uint8_t t[10];
+    size_t n = 0;
+    do {
+        t[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    put(b, t, n);
+}
+
+static void f_int(struct buf *b, unsigned field, int64_t v)
+{
+    put_var(b, field << 3);
+    put_var(b, (uint64_t)v);
+}
+
+static void f_len(struct buf *b, unsigned field, const void *p, size_t n)
+{
+    put_var(b, field << 3 | 2);
+    put_var(b, n);
+    put(b, p, n);
+}
+
+static void f_str(struct buf *b, unsigned field, const char *s) { f_len(b, field, s, strlen(s)); }
+
+/* Appends sub as a length-delimited field and frees it. */
+static void f_sub(struct buf *b, unsigned field, struct buf *sub)
+{
+    f_len(b, field, sub->p, sub->len);
+    free(sub->p);
+    *sub = (struct buf){0};
+}
+
+static void f_f32(struct buf *b, unsigned field, float v)
+{
+    put_var(b, field << 3 | 5);
+    put(b, &v, 4); /* little-endian hosts only, as kiln itself */
+}
+
+
+
+/* ------------------------------------------------------------------ the text form */
+
+/* Splits s at any of `sep` into at most cap pieces (s is modified). */
+size_t split(char *s, const char *sep, char **out, size_t cap)
+{
+    size_t n = 0;
+    for (char *t = strtok(s, sep); t && n < cap; t = strtok(NULL, sep)) out[n++] = t;
+    return n;
+}
+
+/* Comma-separated numbers into v; returns the count. */
+static size_t numbers(const char *s, double *v, size_t cap)
+{
+    size_t n = 0;
+    while (*s && n < cap) {
+        char *end;
+        v[n++] = strtod(s, &end);
+        if (end == s) break;
+        s = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
+static void value_info(struct buf *g, unsigned field, const char *name, int elem, const char *dims)
+{
+    struct buf vi = {0}, tp = {0}, tt = {0}, shape = {0};
+    f_str(&vi, 1, name);
+    f_int(&tt, 1, elem);
+    if (dims) {
+        double d[16];
+        size_t nd = strcmp(dims, "-") ? numbers(dims, d, 16) : 0;
+        for (size_t i = 0; i < nd; i++) {
+            struct buf dim = {0};
+            f_int(&dim, 1, (int64_t)d[i]);
+            f_sub(&shape, 1, &dim);
+        }
+        f_len(&tt, 2, shape.p, shape.len);
+        free(shape.p);
+    }
+    f_sub(&tp, 1, &tt);
+    f_sub(&vi, 2, &tp);
+    f_sub(g, field, &vi);
+}
+
+static void initializer(struct buf *g, char *name, char *type, char *dims, char *how, char *vals)
+{
+    struct buf t = {0};
+    double d[16];
+    size_t nd = strcmp(dims, "-") ? numbers(dims, d, 16) : 0, n = 1;
+    for (size_t i = 0; i < nd; i++) {
+        f_int(&t, 1, (int64_t)d[i]);
+        n *= (size_t)d[i];
+    }
+    bool f32 = !strcmp(type, "f32");
+    f_int(&t, 2, f32 ? 1 : 7);
+    f_str(&t, 8, name);
+    size_t es = f32 ? 4 : 8;
+    uint8_t *raw = calloc(n ? n : 1, es);
+    double *lst = calloc(n ? n : 1, sizeof *lst);
+    if (!raw || !lst) exit(1);
+    if (!strcmp(how, "=")) {
+        size_t got = numbers(vals, lst, n);
+        CHECK(got == n, "initializer %s lists %zu values; shape holds %zu", name, got, n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        double v = !strcmp(how, "rand") ? rng_range(-1, 1) : !strcmp(how, "pos") ? rng_range(0.5, 1.5) : lst[i];
+        if (f32) {
+            float f = (float)v;
+            memcpy(raw + 4 * i, &f, 4);
+        } else {
+            int64_t x = (int64_t)v;
+            memcpy(raw + 8 * i, &x, 8);
+        }
+    }
+    f_len(&t, 9, raw, n * es);
+    free(raw);
+    free(lst);
+    f_sub(g, 5, &t);
+}
+
+static void attribute(struct buf *nd, char *spec)
+{
+    char *eq = strchr(spec, '='), *colon = eq ? strchr(eq, ':') : NULL;
+    if (!eq || !colon) {
+        CHECK(false, "bad attribute '%s'", spec);
+        return;
+    }
+    *eq = *colon = 0;
+    const char *type = eq + 1, *val = colon + 1;
+    struct buf a = {0};
+    f_str(&a, 1, spec);
+    double v[64];
+    if (!strcmp(type, "int")) {
+        f_int(&a, 3, strtoll(val, NULL, 10));
+        f_int(&a, 20, 2);
+    } else if (!strcmp(type, "float")) {
+        f_f32(&a, 2, strtof(val, NULL));
+        f_int(&a, 20, 1);
+    } else if (!strcmp(type, "string")) {
+        f_str(&a, 4, strcmp(val, "_") ? val : "");
+        f_int(&a, 20, 3);
+    } else if (!strcmp(type, "ints")) {
+        size_t n = numbers(val, v, 64);
+        for (size_t i = 0; i < n; i++) f_int(&a, 8, (int64_t)v[i]);
+        f_int(&a, 20, 7);
+    } else if (!strcmp(type, "floats")) {
+        size_t n = numbers(val, v, 64);
+        for (size_t i = 0; i < n; i++) f_f32(&a, 7, (float)v[i]);
+        f_int(&a, 20, 6);
+    } else {
+        CHECK(false, "bad attribute type '%s'", type);
+    }
+    f_sub(nd, 5, &a);
+}
+
+/* ModelProto bytes of the text model (the caller frees b->p). */
+void parse_model(const char *text, struct buf *out)
+{
+    struct buf g = {0};
+    char *copy = strdup(text), *save = NULL;
+    int64_t opset = 17;
+    bool kiln_dom = false;
+    int node_no = 0;
+    for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *hash = strchr(line, '#');
+        if (hash) *hash = 0;
+        char *w[48];
+        size_t n = split(line, " \t", w, 48);
+        if (n == 0) continue;
+        if (!strcmp(w[0], "opset")) {
+            opset = strtoll(w[1], NULL, 10);
+            kiln_dom = n > 2 && !strcmp(w[2], "kiln");
+        } else if (!strcmp(w[0], "input") && n == 4) {
+            value_info(&g, 11, w[1], !strcmp(w[2], "f32") ? 1 : 7, w[3]);
+        } else if (!strcmp(w[0], "output") && n == 2) {
+            value_info(&g, 12, w[1], 1, NULL);
+        } else if (!strcmp(w[0], "init") && n >= 5) {
+            initializer(&g, w[1], w[2], w[3], w[4], n > 5 ? w[5] : "");
+        } else if (!strcmp(w[0], "node") && n >= 5 && !strcmp(w[3], "->")) {
+            struct buf nd = {0};
+            char *ins[16], *outs[8], name[32];
+            size_t ni = split(w[2], ",", ins, 16);
+            for (size_t i = 0; i < ni; i++) f_str(&nd, 1, strcmp(ins[i], "_") ? ins[i] : "");
+            size_t no = split(w[4], ",", outs, 8);
+            for (size_t i = 0; i < no; i++) f_str(&nd, 2, outs[i]);
+            snprintf(name, sizeof name, "n%d", node_no++);
+            f_str(&nd, 3, name);
+            const char *op = w[1];
+            if (!strncmp(op, "kiln.", 5)) {
+                f_str(&nd, 7, "kiln");
+                op += 5;
+            }
+            f_str(&nd, 4, op);
+            for (size_t i = 5; i < n; i++) attribute(&nd, w[i]);
+            f_sub(&g, 1, &nd);
+        } else {
+            CHECK(false, "bad model line starting '%s'", w[0]);
+        }
+    }
+    free(copy);
+    f_str(&g, 2, "g");
+    struct buf m = {0}, os = {0};
+    f_int(&m, 1, 8);
+    f_int(&os, 2, opset);
+    f_sub(&m, 8, &os);
+    if (kiln_dom) {
+        f_str(&os, 1, "kiln");
+        f_int(&os, 2, 1);
+        f_sub(&m, 8, &os);
+    }
+    f_sub(&m, 7, &g);
+    *out = m;
+}

@@ -1,0 +1,37 @@
+/* tests/unit/support/test_text_model.h: models of the optimizer tests in a small text form,
+ * encoded as ModelProto bytes (test_opt_extended.c and test_opt_layout.c use it).
+ *
+ * One statement per line; '#' starts a comment.
+ *   opset N [kiln]                   ai.onnx opset (and the kiln domain at version 1)
+ *   input NAME f32|i64 D0,D1,...     a graph input (dims "-" for a scalar)
+ *   output NAME                      a graph output (float32, shape left open)
+ *   init NAME f32|i64 DIMS rand|pos|= v,v,...
+ *                                    an initializer: random in [-1, 1], random in
+ *                                    [0.5, 1.5] (pos), or the values listed
+ *   node OP IN,IN,... -> OUT,... [attr=type:value ...]
+ *                                    OP may be "kiln.Op"; "" inputs as "_"; types int,
+ *                                    float, ints, floats, string
+ *
+ * Random initializers draw from the test generator (rng_range of test_support.h), so seed it
+ * first for the same weights every run. A malformed line is a failed CHECK.
+ */
+#ifndef KILN_TEST_TEXT_MODEL_H
+#define KILN_TEST_TEXT_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A growing byte buffer; out of memory prints and exits. */
+struct buf {
+    uint8_t *p;
+    size_t len, cap;
+};
+
+/* Splits s at any of `sep` into at most cap pieces (s is modified); returns the count. */
+size_t split(char *s, const char *sep, char **out, size_t cap);
+
+/* ModelProto bytes of the text model into *out (the caller frees out->p): ir_version 8, the
+ * opset imports of the "opset" line (ai.onnx 17 when there is none), nodes named n0, n1, ... */
+void parse_model(const char *text, struct buf *out);
+
+#endif
