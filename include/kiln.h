@@ -149,7 +149,11 @@ typedef struct kiln_model kiln_model;
 
 /* Loads an ONNX model file. The file is memory-mapped and weights point into the mapping;
  * external data is resolved relative to the model's folder. On KILN_OK *out is a new model;
- * free it with kiln_model_free(). A model that loads may still fail kiln_model_check(). */
+ * free it with kiln_model_free(). A model that loads may still fail kiln_model_check().
+ * A model importing an opset newer than kiln knows for a domain kiln covers (ai.onnx,
+ * ai.onnx.ml, ai.onnx.preview.training, ...) is refused with KILN_E_UNSUPPORTED: "model
+ * 'm.onnx' imports opset ai.onnx 999; kiln knows ai.onnx up to 28"; so is creating a session
+ * for one (a model changed through the API). Other domains are not judged. */
 KILN_NODISCARD kiln_status kiln_model_load_file(const char *path, kiln_model **out, kiln_err *err);
 /* Loads a model from memory (copied; external data is resolved relative to `dir`, which
  * may be NULL to refuse external data). */

@@ -12,6 +12,7 @@
 #include "base/bcache.h"
 #include "base/pool.h"
 #include "cpu/kernel.h"
+#include "ops/schema.h"
 
 /* Recycled intermediate memory a session may hold between runs. */
 #define KILN_SESSION_CACHE_LIMIT ((size_t)4 << 30)
@@ -120,6 +121,10 @@ kiln_status kiln_session_create(const kiln_model *m, const kiln_session_options 
     if (m->n_link_errors)
         return kiln_err_set(err, KILN_E_INVALID_MODEL, "%s%s", m->link_problems[0],
                             m->n_link_errors > 1 ? " (and more: run `kiln check`)" : "");
+    /* The loader already refuses these; kept here for models changed through the API. */
+    for (size_t i = 0; i < m->n_opsets; i++)
+        KILN_TRY(kiln_schema_check_import("session: model", m->opsets[i].domain,
+                                          m->opsets[i].version, err));
     int threads = opt ? opt->threads : 0;
     if (threads < 0 || threads > 1024)
         return kiln_err_set(err, KILN_E_INVALID_ARG, "session: threads is %d; expected 0 (one per CPU) to 1024",

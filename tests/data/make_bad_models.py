@@ -10,6 +10,7 @@ a valid ONNX model:
   bad_cycle.onnx          Add(X, c) -> a, Relu(a) -> c: the nodes form a cycle
   bad_short_init.onnx     initializer W declares dims [2,3] (6 floats) but holds 4
   bad_missing_input.onnx  Relu reads 'nope', which no input, initializer or node defines
+  bad_opset_999.onnx      Relu(X) -> Y importing ai.onnx opset 999, newer than kiln knows
   good_add.onnx           a valid model for contrast: C = Add(A, W), A float32[N,3],
                           W an initializer float32[3] = [1, 2, 3]; also declares W as an
                           input with a default (IR 3 style), which kiln.h hides
@@ -134,6 +135,10 @@ def main():
             "missing_input",
             [node("Relu", ["nope"], ["Y"], "relu")],
             [value_info("X", FLOAT, [2])], [value_info("Y", FLOAT, [2])]),
+        "bad_opset_999.onnx": graph(
+            "opset_999",
+            [node("Relu", ["X"], ["Y"], "relu")],
+            [value_info("X", FLOAT, [2])], [value_info("Y", FLOAT, [2])]),
         "good_add.onnx": graph(
             "good_add",
             [node("Add", ["A", "W"], ["C"], "add")],
@@ -156,7 +161,8 @@ def main():
     }
     for name, g in models.items():
         with open(os.path.join(HERE, name), "wb") as f:
-            f.write(model(g, meta=[("purpose", "kiln cli tests")] if name.startswith("good") else ()))
+            f.write(model(g, opset=999 if name == "bad_opset_999.onnx" else 13,
+                          meta=[("purpose", "kiln cli tests")] if name.startswith("good") else ()))
         print("wrote", name)
     for name, dims, seed in (("good_gemms_X.npy", [1, 16, 32, 32], 4), ("good_gemms_A.npy", [192, 96], 5)):
         n = 1
