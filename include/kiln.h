@@ -42,9 +42,10 @@ typedef enum kiln_status {
     KILN_E_INVALID_ARG,   /* bad API use: wrong input name/shape/dtype at run time */
     KILN_E_NOMEM,
     KILN_E_IO,
-    KILN_E_LIMIT,    /* a configured cap was hit (model size, rank, element count) */
+    KILN_E_LIMIT,    /* a configured cap was hit (model size, rank, element count, run timeout) */
     KILN_E_DEVICE,   /* CUDA or driver error */
     KILN_E_INTERNAL, /* a bug in kiln; the message says where */
+    KILN_E_CANCELLED, /* the run was stopped by kiln_run_options_cancel */
 } kiln_status;
 
 /* Error details. Pass one to any function taking `kiln_err *` (NULL is allowed and
@@ -149,7 +150,11 @@ typedef struct kiln_model kiln_model;
 
 /* Loads an ONNX model file. The file is memory-mapped and weights point into the mapping;
  * external data is resolved relative to the model's folder. On KILN_OK *out is a new model;
- * free it with kiln_model_free(). A model that loads may still fail kiln_model_check(). */
+ * free it with kiln_model_free(). A model that loads may still fail kiln_model_check().
+ * A model importing an opset newer than kiln knows for a domain kiln covers (ai.onnx,
+ * ai.onnx.ml, ai.onnx.preview.training, ...) is refused with KILN_E_UNSUPPORTED: "model
+ * 'm.onnx' imports opset ai.onnx 999; kiln knows ai.onnx up to 28"; so is creating a session
+ * for one (a model changed through the API). Other domains are not judged. */
 KILN_NODISCARD kiln_status kiln_model_load_file(const char *path, kiln_model **out, kiln_err *err);
 /* Loads a model from memory (copied; external data is resolved relative to `dir`, which
  * may be NULL to refuse external data). */
@@ -340,6 +345,45 @@ int kiln_session_threads(const kiln_session *s);
 KILN_NODISCARD kiln_status kiln_session_run(kiln_session *s, size_t n_in, const char *const *names,
                                             const kiln_value *const *inputs, size_t n_out,
                                             kiln_value **outputs, kiln_err *err);
+
+/* Run options: a timeout and a cancel flag for kiln_session_run_with_options.
+ *
+ * The executor checks them before every node of every graph and subgraph, and before every
+ * iteration of Loop and Scan (and of the other ops that run a subgraph per element), so a
+ * run stops within about one node's time of the deadline or of the cancel: a single long
+ * kernel (one huge MatMul) is not interrupted. A stopped run frees every value it made,
+ * leaves outputs[] NULL and fails with
+ *   KILN_E_LIMIT      "run exceeded its timeout of 2 s at Loop node 'x' iteration 12345"
+ *   KILN_E_CANCELLED  "run cancelled at Add node 'y'"
+ * The session stays usable. */
+typedef struct kiln_run_options kiln_run_options;
+
+/* A new set of run options: no timeout, not cancelled. Free with kiln_run_options_free. */
+KILN_NODISCARD kiln_status kiln_run_options_create(kiln_run_options **out, kiln_err *err);
+/* NULL is fine. Must not be called while a run uses `ro`. */
+void kiln_run_options_free(kiln_run_options *ro);
+/* The longest a run with these options may take, in seconds, counted from the start of each
+ * kiln_session_run_with_options (monotonic clock); 0 = no timeout (the default). Negative,
+ * NaN or infinite values are KILN_E_INVALID_ARG. Set it before the run, not during one. */
+KILN_NODISCARD kiln_status kiln_run_options_set_timeout(kiln_run_options *ro, double seconds,
+                                                        kiln_err *err);
+/* Asks every run using `ro`, now or later, to stop: the flag stays set until
+ * kiln_run_options_reset. Thread-safe and lock-free (one atomic store), so it may be called
+ * from any thread, or from a signal handler, while a run is in progress. */
+void kiln_run_options_cancel(kiln_run_options *ro);
+/* Clears the cancel flag (atomic), so that `ro` can serve the next run. */
+void kiln_run_options_reset(kiln_run_options *ro);
+/* 1 when kiln_run_options_cancel was called since the last reset (atomic read). */
+int kiln_run_options_cancelled(const kiln_run_options *ro);
+
+/* kiln_session_run under run options `ro` (NULL: none, the same as kiln_session_run). The
+ * options are only read, so one `ro` may serve several runs at once, on one session or
+ * several; a cancel then stops them all. */
+KILN_NODISCARD kiln_status kiln_session_run_with_options(kiln_session *s, const kiln_run_options *ro,
+                                                         size_t n_in, const char *const *names,
+                                                         const kiln_value *const *inputs,
+                                                         size_t n_out, kiln_value **outputs,
+                                                         kiln_err *err);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

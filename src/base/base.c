@@ -20,6 +20,7 @@ const char *kiln_status_name(kiln_status st)
     case KILN_E_LIMIT: return "limit exceeded";
     case KILN_E_DEVICE: return "device error";
     case KILN_E_INTERNAL: return "internal error";
+    case KILN_E_CANCELLED: return "cancelled";
     }
     return "unknown status";
 }

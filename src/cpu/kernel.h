@@ -45,6 +45,12 @@ struct kiln_cpu_op {
 
 /* ------------------------------------------------------------------ errors */
 
+/* The run's timeout and cancel flag (kiln_run_options), checked: KILN_OK to go on, else
+ * KILN_E_LIMIT or KILN_E_CANCELLED with k->err naming k's node and `iteration` (< 0: none).
+ * A clock read and an atomic load: cheap enough for every iteration of a kernel that runs
+ * a subgraph per element (Loop, Scan, SequenceMap, ...). */
+kiln_status kiln_kctx_check_cancel(struct kiln_kctx *k, int64_t iteration);
+
 /* Sets k->err to "OpType node 'name' (opset N): <message>" and returns st. */
 kiln_status kiln_kfail(struct kiln_kctx *k, kiln_status st, const char *fmt, ...) KILN_PRINTF(3, 4);
 

@@ -6,12 +6,16 @@
  * outputs are owned by the frame and freed as soon as their last consumer has run. Graph
  * outputs move to the caller (borrowed ones are cloned).
  */
+#include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/bcache.h"
 #include "base/pool.h"
 #include "cpu/kernel.h"
+#include "ops/schema.h"
 
 /* Recycled intermediate memory a session may hold between runs. */
 #define KILN_SESSION_CACHE_LIMIT ((size_t)4 << 30)
@@ -34,6 +38,14 @@ struct kiln_exec {
     struct kiln_session *s;
     kiln_err *err;
     int depth;
+    const struct kiln_run_options *ro; /* NULL: no timeout, no cancel */
+    double deadline;                   /* monotonic seconds; 0 = none */
+};
+
+/* kiln.h's run options. `cancelled` is the only field written during a run. */
+struct kiln_run_options {
+    atomic_int cancelled;
+    double timeout_s; /* 0 = none */
 };
 
 struct frame {
@@ -120,6 +132,10 @@ kiln_status kiln_session_create(const kiln_model *m, const kiln_session_options 
     if (m->n_link_errors)
         return kiln_err_set(err, KILN_E_INVALID_MODEL, "%s%s", m->link_problems[0],
                             m->n_link_errors > 1 ? " (and more: run `kiln check`)" : "");
+    /* The loader already refuses these; kept here for models changed through the API. */
+    for (size_t i = 0; i < m->n_opsets; i++)
+        KILN_TRY(kiln_schema_check_import("session: model", m->opsets[i].domain,
+                                          m->opsets[i].version, err));
     int threads = opt ? opt->threads : 0;
     if (threads < 0 || threads > 1024)
         return kiln_err_set(err, KILN_E_INVALID_ARG, "session: threads is %d; expected 0 (one per CPU) to 1024",
@@ -259,6 +275,78 @@ static kiln_status frame_init(struct frame *f, const struct kiln_graph *g, const
 
 static kiln_status run_frame(struct kiln_exec *ex, struct frame *f);
 
+/* ------------------------------------------------------------------ run options */
+
+kiln_status kiln_run_options_create(kiln_run_options **out, kiln_err *err)
+{
+    *out = kiln_calloc(1, sizeof **out);
+    if (!*out) return kiln_err_set(err, KILN_E_NOMEM, "out of memory creating run options");
+    atomic_init(&(*out)->cancelled, 0);
+    return KILN_OK;
+}
+
+void kiln_run_options_free(kiln_run_options *ro)
+{
+    kiln_free(ro);
+}
+
+kiln_status kiln_run_options_set_timeout(kiln_run_options *ro, double seconds, kiln_err *err)
+{
+    if (!(seconds >= 0) || isinf(seconds))
+        return kiln_err_set(err, KILN_E_INVALID_ARG,
+                            "run options: timeout %g s; expected 0 (none) or a finite number of "
+                            "seconds", seconds);
+    ro->timeout_s = seconds;
+    return KILN_OK;
+}
+
+void kiln_run_options_cancel(kiln_run_options *ro)
+{
+    if (ro) atomic_store(&ro->cancelled, 1);
+}
+
+void kiln_run_options_reset(kiln_run_options *ro)
+{
+    if (ro) atomic_store(&ro->cancelled, 0);
+}
+
+int kiln_run_options_cancelled(const kiln_run_options *ro)
+{
+    /* C11's atomic_load takes a non-const pointer; reading does not modify. */
+    return ro ? atomic_load((atomic_int *)&ro->cancelled) : 0;
+}
+
+static double monotonic_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The run's cancel flag and deadline, before node n (iteration < 0) or before iteration
+ * `iteration` of n's subgraph. */
+static kiln_status exec_check(const struct kiln_exec *ex, const struct kiln_node *n,
+                              int64_t iteration, kiln_err *err)
+{
+    if (!ex || !ex->ro) return KILN_OK;
+    bool cancelled = kiln_run_options_cancelled(ex->ro);
+    if (!cancelled && (ex->deadline <= 0 || monotonic_s() < ex->deadline)) return KILN_OK;
+    char where[600] = "";
+    if (n && iteration >= 0)
+        snprintf(where, sizeof where, " at %s node '%s' iteration %lld", n->op_type,
+                 n->name ? n->name : "", (long long)iteration);
+    else if (n)
+        snprintf(where, sizeof where, " at %s node '%s'", n->op_type, n->name ? n->name : "");
+    if (cancelled) return kiln_err_set(err, KILN_E_CANCELLED, "run cancelled%s", where);
+    return kiln_err_set(err, KILN_E_LIMIT, "run exceeded its timeout of %g s%s", ex->ro->timeout_s,
+                        where);
+}
+
+kiln_status kiln_kctx_check_cancel(struct kiln_kctx *k, int64_t iteration)
+{
+    return exec_check(k->exec, k->node, iteration, k->err);
+}
+
 kiln_status kiln_run_subgraph(struct kiln_kctx *k, const struct kiln_graph *g, size_t n_in,
                               struct kiln_value *const *inputs, struct kiln_value **outputs)
 {
@@ -314,6 +402,7 @@ static kiln_status run_frame(struct kiln_exec *ex, struct frame *f)
     struct kiln_value *in_small[16], *out_small[16];
     for (size_t oi = 0; oi < g->n_nodes; oi++) {
         const struct kiln_node *n = &g->nodes[g->order[oi]];
+        KILN_TRY(exec_check(ex, n, -1, ex->err));
         struct kiln_value **in = in_small, **out = out_small;
         if (n->n_in > 16 || n->n_out > 16) {
             in = kiln_calloc(n->n_in + 1, sizeof *in);
@@ -404,6 +493,14 @@ kiln_status kiln_session_run(kiln_session *s, size_t n_in, const char *const *na
                              const kiln_value *const *inputs, size_t n_out, kiln_value **outputs,
                              kiln_err *err)
 {
+    return kiln_session_run_with_options(s, NULL, n_in, names, inputs, n_out, outputs, err);
+}
+
+kiln_status kiln_session_run_with_options(kiln_session *s, const kiln_run_options *ro, size_t n_in,
+                                          const char *const *names, const kiln_value *const *inputs,
+                                          size_t n_out, kiln_value **outputs, kiln_err *err)
+{
+    double deadline = ro && ro->timeout_s > 0 ? monotonic_s() + ro->timeout_s : 0;
     const struct kiln_graph *g = s->model->graph;
     if (n_out != g->n_outputs)
         return kiln_err_set(err, KILN_E_INVALID_ARG, "run: %zu output slots given; the model has %zu outputs",
@@ -445,7 +542,7 @@ kiln_status kiln_session_run(kiln_session *s, size_t n_in, const char *const *na
     struct frame f = {0};
     if (!st) st = frame_init(&f, g, NULL, bound, g->n_inputs, err);
     if (!st) {
-        struct kiln_exec ex = {.s = s, .err = err};
+        struct kiln_exec ex = {.s = s, .err = err, .ro = ro, .deadline = deadline};
         st = run_frame(&ex, &f);
         for (size_t i = 0; !st && i < n_out; i++) {
             int id = kiln_graph_find(g, g->outputs[i].name);

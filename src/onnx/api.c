@@ -8,6 +8,7 @@
 
 #include "onnx/onnx.h"
 #include "onnx/pbwire.h"
+#include "ops/schema.h"
 
 void kiln_model_free(kiln_model *m)
 {
@@ -52,6 +53,13 @@ static kiln_status load_mapped(struct kiln_model *m, const char *label, kiln_err
         kiln_err_prefix(err, "model %s", label);
         return st;
     }
+    /* Refused here rather than only at session creation: every op of such a model would
+     * resolve to a schema older than the one its producer meant, so neither the checker's
+     * per-node verdicts nor shape inference would mean anything. */
+    char who[700];
+    snprintf(who, sizeof who, "model %s", label);
+    for (size_t i = 0; i < m->n_opsets; i++)
+        KILN_TRY(kiln_schema_check_import(who, m->opsets[i].domain, m->opsets[i].version, err));
     return kiln_model_link(m, err);
 }
 

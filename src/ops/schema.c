@@ -77,3 +77,14 @@ int kiln_schema_latest(const char *domain)
         if (strcmp(domains[i].domain, domain) == 0) return domains[i].latest;
     return 0;
 }
+
+kiln_status kiln_schema_check_import(const char *who, const char *domain, int64_t version,
+                                     kiln_err *err)
+{
+    int latest = kiln_schema_latest(domain);
+    if (latest <= 0 || version <= latest) return KILN_OK;
+    const char *d = norm_domain(domain);
+    if (!d[0]) d = "ai.onnx";
+    return kiln_err_set(err, KILN_E_UNSUPPORTED, "%s imports opset %s %lld; kiln knows %s up to %d",
+                        who, d, (long long)version, d, latest);
+}

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/base.h"
+
 struct kiln_op_schema {
     const char *domain;  /* "" for ai.onnx, "ai.onnx.ml", "ai.onnx.preview.training", ... */
     const char *name;
@@ -29,5 +31,13 @@ int kiln_schema_resolve(const char *domain, const char *op_type, int64_t opset);
 
 /* The newest opset kiln knows for a domain ("" -> e.g. 23); 0 if the domain is unknown. */
 int kiln_schema_latest(const char *domain);
+
+/* Refuses an opset import newer than kiln knows, for a domain kiln knows (other domains are
+ * not ours to judge and pass): KILN_E_UNSUPPORTED with "<who> imports opset ai.onnx 999;
+ * kiln knows ai.onnx up to 28" in *err (who is e.g. "model 'a.onnx'"). Such a model would
+ * otherwise resolve every node to the newest schema kiln knows, silently running semantics
+ * the model's producer did not ask for. */
+kiln_status kiln_schema_check_import(const char *who, const char *domain, int64_t version,
+                                     kiln_err *err);
 
 #endif

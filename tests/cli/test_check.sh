@@ -41,6 +41,14 @@ out_has "'nope' is not defined" "check bad_missing_input"
 expect_error 1 "initializer 'W' has 4 float32 values; its dims \[2,3\] need 6" \
     "$KILN" check "$DATA/bad_short_init.onnx"
 
+write_npy "$TMP/x2.npy" "<f4" "(2,)" 8
+# An opset import newer than kiln knows is refused while loading (KILN_E_UNSUPPORTED), naming
+# the version imported and the newest kiln knows; check, info and run all say so.
+OPSET_MSG="bad_opset_999\.onnx' imports opset ai\.onnx 999; kiln knows ai\.onnx up to [0-9]+$"
+expect_error 1 "$OPSET_MSG" "$KILN" check "$DATA/bad_opset_999.onnx"
+expect_error 1 "$OPSET_MSG" "$KILN" info "$DATA/bad_opset_999.onnx"
+expect_error 1 "$OPSET_MSG" "$KILN" run "$DATA/bad_opset_999.onnx" --input "X=$TMP/x2.npy"
+
 # One bad model among good ones: every model is still checked, and the exit status is 1.
 run "$KILN" check "$DATA/bad_cycle.onnx" "$DATA/good_add.onnx"
 [ "$RC" -eq 1 ] || fail "check of a bad and a good model exits $RC, expected 1"

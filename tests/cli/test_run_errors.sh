@@ -84,6 +84,18 @@ expect_error 1 "Relu node 'relu' input 0 'nope' is not defined by any node, init
 expect_error 1 "initializer 'W' has 4 float32 values; its dims \[2,3\] need 6" \
     "$KILN" run "$SRC/tests/data/bad_short_init.onnx"
 
+# --timeout: a Loop of 2^62 iterations stops after about a second, exit 1, no outputs.
+write_npy "$TMP/x1.npy" "<f4" "(1,)" 4
+T0=$(date +%s)
+expect_error 1 "^kiln: run exceeded its timeout of 1 s at (Loop node 'loop' iteration [0-9]+|Identity node '(keep_going|pass)')$" \
+    "$KILN" run "$SRC/tests/data/long_loop.onnx" --input "X=$TMP/x1.npy" --timeout 1 --output-dir "$OUTD"
+[ $(($(date +%s) - T0)) -le 10 ] || fail "--timeout 1 took more than 10 s"
+no_outputs "timeout"
+expect_error 2 "--timeout takes seconds, more than 0; got '0'" \
+    "$KILN" run "$SRC/tests/data/long_loop.onnx" --input "X=$TMP/x1.npy" --timeout 0
+expect_error 2 "--timeout takes seconds, more than 0; got 'soon'" \
+    "$KILN" run "$SRC/tests/data/long_loop.onnx" --input "X=$TMP/x1.npy" --timeout soon
+
 # A model that does not load.
 expect_error 1 "cannot open .*nosuch\.onnx" "$KILN" run "$TMP/nosuch.onnx" --input "x=$TMP/f60.npy"
 finish

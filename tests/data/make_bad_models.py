@@ -10,6 +10,9 @@ a valid ONNX model:
   bad_cycle.onnx          Add(X, c) -> a, Relu(a) -> c: the nodes form a cycle
   bad_short_init.onnx     initializer W declares dims [2,3] (6 floats) but holds 4
   bad_missing_input.onnx  Relu reads 'nope', which no input, initializer or node defines
+  bad_opset_999.onnx      Relu(X) -> Y importing ai.onnx opset 999, newer than kiln knows
+  long_loop.onnx          Y = Loop(M = 2^62, cond = true, X float32[1]) whose body passes X
+                          through (Identity): runs for ever in practice; the --timeout test
   good_add.onnx           a valid model for contrast: C = Add(A, W), A float32[N,3],
                           W an initializer float32[3] = [1, 2, 3]; also declares W as an
                           input with a default (IR 3 style), which kiln.h hides
@@ -25,7 +28,7 @@ import os
 import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FLOAT, INT64 = 1, 7
+FLOAT, INT64, BOOL = 1, 7, 9
 
 
 def varint(n):
@@ -96,6 +99,11 @@ def node_attrs(op, inputs, outputs, name, attrs):
     return node(op, inputs, outputs, name) + b"".join(f_bytes(5, a) for a in attrs)
 
 
+def attr_graph(name, g):
+    """AttributeProto{name, g, type GRAPH (5)}."""
+    return f_bytes(1, name) + f_bytes(6, g) + f_varint(20, 5)
+
+
 def pseudo_random(n, seed):
     """n floats in [-1, 1) from a 64-bit xorshift: reproducible without numpy."""
     x, out = seed, []
@@ -134,6 +142,21 @@ def main():
             "missing_input",
             [node("Relu", ["nope"], ["Y"], "relu")],
             [value_info("X", FLOAT, [2])], [value_info("Y", FLOAT, [2])]),
+        "bad_opset_999.onnx": graph(
+            "opset_999",
+            [node("Relu", ["X"], ["Y"], "relu")],
+            [value_info("X", FLOAT, [2])], [value_info("Y", FLOAT, [2])]),
+        "long_loop.onnx": graph(
+            "long_loop",
+            [node_attrs("Loop", ["M", "C", "X"], ["Y"], "loop", [attr_graph("body", graph(
+                "body",
+                [node("Identity", ["c_in"], ["c_out"], "keep_going"),
+                 node("Identity", ["v_in"], ["v_out"], "pass")],
+                [value_info("i", INT64, []), value_info("c_in", BOOL, []),
+                 value_info("v_in", FLOAT, [1])],
+                [value_info("c_out", BOOL, []), value_info("v_out", FLOAT, [1])]))])],
+            [value_info("X", FLOAT, [1])], [value_info("Y", FLOAT, [1])],
+            [tensor("M", INT64, [], struct.pack("<q", 1 << 62)), tensor("C", BOOL, [], b"\x01")]),
         "good_add.onnx": graph(
             "good_add",
             [node("Add", ["A", "W"], ["C"], "add")],
@@ -156,7 +179,8 @@ def main():
     }
     for name, g in models.items():
         with open(os.path.join(HERE, name), "wb") as f:
-            f.write(model(g, meta=[("purpose", "kiln cli tests")] if name.startswith("good") else ()))
+            f.write(model(g, opset=999 if name == "bad_opset_999.onnx" else 13,
+                          meta=[("purpose", "kiln cli tests")] if name.startswith("good") else ()))
         print("wrote", name)
     for name, dims, seed in (("good_gemms_X.npy", [1, 16, 32, 32], 4), ("good_gemms_A.npy", [192, 96], 5)):
         n = 1

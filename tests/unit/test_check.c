@@ -444,9 +444,31 @@ static void test_header(void)
     EXPECT(&p, "model imports no opset");
     EXPECT(&p, "domain '' is not imported");
 
+    /* An opset newer than kiln knows never gets to the checker: loading refuses it. */
     model(&m, 8, "", 99, &g);
-    check_bytes(&m, &p);
-    EXPECT(&p, "model imports opset 99 of domain ''; kiln knows up to opset");
+    kiln_model *mm = NULL;
+    kiln_err err = {0};
+    kiln_status st = kiln_model_load_buffer(m.data, m.len, NULL, &mm, &err);
+    CHECK(st == KILN_E_UNSUPPORTED, "opset 99 loads with %s", kiln_status_name(st));
+    CHECK(!mm, "a refused model is still returned");
+    const char *want = "model (from memory) imports opset ai.onnx 99; kiln knows ai.onnx up to ";
+    CHECK(strncmp(err.msg, want, strlen(want)) == 0 && atoi(err.msg + strlen(want)) >= 24,
+          "message is '%s'", err.msg);
+    static const char *const doms[] = {"ai.onnx.ml", "ai.onnx.preview.training"};
+    for (size_t i = 0; i < sizeof doms / sizeof doms[0]; i++) {
+        model(&m, 8, doms[i], 999, &g);
+        st = kiln_model_load_buffer(m.data, m.len, NULL, &mm, &err);
+        CHECK(st == KILN_E_UNSUPPORTED && strstr(err.msg, "imports opset ") &&
+                  strstr(err.msg, doms[i]),
+              "domain %s opset 999: %s '%s'", doms[i], kiln_status_name(st), err.msg);
+        kiln_model_free(mm);
+        mm = NULL;
+    }
+    /* A domain kiln does not know is not judged. */
+    model(&m, 8, "com.example", 999, &g);
+    st = kiln_model_load_buffer(m.data, m.len, NULL, &mm, &err);
+    CHECK(st == KILN_OK, "an unknown domain at 999 does not load: %s", err.msg);
+    kiln_model_free(mm);
 }
 
 /* Problems the decoder would refuse as bytes or that need IR surgery: an empty op_type, an

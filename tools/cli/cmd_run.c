@@ -1,5 +1,5 @@
 /* cmd_run.c: `kiln run MODEL [--input NAME=FILE]... [--input-dir DIR] [--output-dir DIR]
- * [--format pb|npy] [--threads N] [--print-all] [--level basic|extended]`.
+ * [--format pb|npy] [--threads N] [--print-all] [--level basic|extended] [--timeout S]`.
  *
  * Binds input files to graph inputs (by name, or by position from an ONNX test data set
  * folder), runs one session, then prints or writes the outputs. Every problem the CLI can
@@ -24,6 +24,7 @@ struct run_args {
     const char *output_dir;
     bool npy, print_all;
     kiln_opt_level level; /* --level: optimize first; KILN_OPT_NONE: as it is */
+    double timeout;       /* --timeout seconds; 0 = none */
 };
 
 static int parse_args(int argc, char **argv, struct run_args *a)
@@ -46,6 +47,9 @@ static int parse_args(int argc, char **argv, struct run_args *a)
             if (strcmp(v, "basic") == 0) a->level = KILN_OPT_BASIC;
             else if (strcmp(v, "extended") == 0) a->level = KILN_OPT_EXTENDED;
             else return cli_usage("run", "--level takes basic or extended; got '%s'", v);
+        } else if ((v = cli_opt_value(argc, argv, &i, "--timeout", &missing))) {
+            if (!cli_parse_double(v, &a->timeout) || !(a->timeout > 0) || a->timeout > 1e9)
+                return cli_usage("run", "--timeout takes seconds, more than 0; got '%s'", v);
         } else if (strcmp(arg, "--print-all") == 0) {
             a->print_all = true;
         } else {
@@ -124,6 +128,7 @@ int cli_run(int argc, char **argv)
     struct run_args a = {0};
     kiln_model *m = NULL;
     kiln_session *s = NULL;
+    kiln_run_options *ro = NULL;
     kiln_value **vals = NULL, **outs = NULL;
     size_t n_in = 0, n_out = 0;
     int rc = parse_args(argc, argv, &a);
@@ -154,7 +159,13 @@ int cli_run(int argc, char **argv)
         goto done;
     }
     if (bind_inputs(m, &a, vals) != CLI_OK) goto done;
-    if (kiln_session_run(s, n_in, NULL, (const kiln_value *const *)vals, n_out, outs, &err) != KILN_OK) {
+    if (a.timeout > 0 && (kiln_run_options_create(&ro, &err) != KILN_OK ||
+                          kiln_run_options_set_timeout(ro, a.timeout, &err) != KILN_OK)) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    if (kiln_session_run_with_options(s, ro, n_in, NULL, (const kiln_value *const *)vals, n_out,
+                                      outs, &err) != KILN_OK) {
         cli_error("%s", err.msg);
         goto done;
     }
@@ -173,6 +184,7 @@ done:
     free(vals);
     free(outs);
     kiln_session_free(s);
+    kiln_run_options_free(ro);
     kiln_model_free(m);
     cli_io_fini(&a.io);
     return rc;

@@ -202,6 +202,8 @@ static kiln_status loop_run(struct kiln_kctx *k)
     int64_t it = 0;
     size_t done = 0; /* iterations whose scan outputs are stored */
     for (; !st && it < max_trip && cond; it++) {
+        st = kiln_kctx_check_cancel(k, it);
+        if (st) break;
         *(int64_t *)iter_v->t.data = it;
         *(uint8_t *)cond_v->t.data = cond;
         struct kiln_value *ins[MAX_LOOP_VALUES + 2];
@@ -341,6 +343,8 @@ static kiln_status scan_run(struct kiln_kctx *k)
             else if (!st) st = kiln_value_clone(kiln_in_value(k, first + i), &state[i], k->err);
         }
         for (int64_t t = 0; t < len && !st; t++) {
+            st = kiln_kctx_check_cancel(k, b * len + t);
+            if (st) break;
             struct kiln_value *ins[MAX_LOOP_VALUES * 2] = {0};
             for (size_t i = 0; i < n_state; i++) ins[i] = state[i];
             for (size_t j = 0; j < (size_t)n_scan_in && !st; j++) {

@@ -390,6 +390,8 @@ static kiln_status seq_map_run(struct kiln_kctx *k)
         }
     }
     for (size_t p = 0; p < n; p++) {
+        st = kiln_kctx_check_cancel(k, (int64_t)p);
+        if (st) goto done;
         for (size_t i = 0; i < nin; i++) {
             const struct kiln_value *v = kiln_in_value(k, i);
             /* The body borrows the inputs; it does not modify or free them. */
