@@ -3,8 +3,10 @@
  * One entry per node of every graph, registered at session creation. kiln_prof_run reads
  * CLOCK_MONOTONIC around the kernel call, adds the span to the entry, keeps the shapes of
  * the outputs of this call and appends one trace event (up to MAX_EVENTS). Sessions without
- * options.profile never get here: the executor tests one pointer per node.
+ * options.profile never get here: the executor tests one pointer per node. A mutex guards
+ * the entries and events, as two threads may run one session at the same time.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,6 +30,7 @@ struct event {
 };
 
 struct kiln_prof {
+    pthread_mutex_t mu; /* guards the times, shapes and events */
     struct entry *e;
     size_t n, cap;
     struct event *ev;
@@ -43,7 +46,9 @@ static uint64_t now_ns(void)
 
 struct kiln_prof *kiln_prof_create(void)
 {
-    return kiln_calloc(1, sizeof(struct kiln_prof));
+    struct kiln_prof *p = kiln_calloc(1, sizeof *p);
+    if (p) pthread_mutex_init(&p->mu, NULL);
+    return p;
 }
 
 void kiln_prof_free(struct kiln_prof *p)
@@ -56,6 +61,7 @@ void kiln_prof_free(struct kiln_prof *p)
     }
     kiln_free(p->e);
     kiln_free(p->ev);
+    pthread_mutex_destroy(&p->mu);
     kiln_free(p);
 }
 
@@ -139,6 +145,7 @@ kiln_status kiln_prof_run(struct kiln_prof *p, size_t i, const struct kiln_cpu_o
     uint64_t t0 = now_ns();
     kiln_status st = op->run(k);
     uint64_t dur = now_ns() - t0;
+    pthread_mutex_lock(&p->mu);
     struct entry *e = &p->e[i];
     e->total_ns += dur;
     e->calls++;
@@ -149,6 +156,7 @@ kiln_status kiln_prof_run(struct kiln_prof *p, size_t i, const struct kiln_cpu_o
         if (ev) p->ev = ev, p->cap_ev = cap;
     }
     if (p->n_ev < p->cap_ev) p->ev[p->n_ev++] = (struct event){t0, dur, i};
+    pthread_mutex_unlock(&p->mu);
     return st;
 }
 
@@ -168,10 +176,13 @@ kiln_status kiln_session_profile_entry(const kiln_session *s, size_t i, kiln_pro
     if (i >= n)
         return kiln_err_set(err, KILN_E_INVALID_ARG, "profile entry %zu: the session has %zu%s", i, n,
                             s && kiln_session_prof(s) ? " entries" : " (profiling is off)");
-    const struct entry *e = &kiln_session_prof(s)->e[i];
+    struct kiln_prof *p = kiln_session_prof(s);
+    pthread_mutex_lock(&p->mu);
+    const struct entry *e = &p->e[i];
     *out = (kiln_profile_entry){.name = e->name, .op_type = e->op_type, .kernel = e->kernel,
                                 .shapes = e->shapes, .total_ns = e->total_ns, .calls = e->calls,
                                 .depth = e->depth};
+    pthread_mutex_unlock(&p->mu);
     return KILN_OK;
 }
 
@@ -179,8 +190,10 @@ void kiln_session_profile_reset(kiln_session *s)
 {
     struct kiln_prof *p = s ? kiln_session_prof(s) : NULL;
     if (!p) return;
+    pthread_mutex_lock(&p->mu);
     for (size_t i = 0; i < p->n; i++) p->e[i].total_ns = p->e[i].calls = 0;
     p->n_ev = 0;
+    pthread_mutex_unlock(&p->mu);
 }
 
 static void json_str(FILE *f, const char *s)
@@ -197,10 +210,11 @@ static void json_str(FILE *f, const char *s)
 
 kiln_status kiln_session_profile_write_trace(const kiln_session *s, const char *path, kiln_err *err)
 {
-    const struct kiln_prof *p = s ? kiln_session_prof(s) : NULL;
+    struct kiln_prof *p = s ? kiln_session_prof(s) : NULL;
     if (!p) return kiln_err_set(err, KILN_E_INVALID_ARG, "write trace: the session was created without profiling");
     FILE *f = fopen(path, "w");
     if (!f) return kiln_err_set(err, KILN_E_IO, "%s: cannot open for writing", path);
+    pthread_mutex_lock(&p->mu);
     uint64_t base = p->n_ev ? p->ev[0].start_ns : 0;
     for (size_t i = 1; i < p->n_ev; i++) base = p->ev[i].start_ns < base ? p->ev[i].start_ns : base;
     fputs("[\n", f);
@@ -222,6 +236,7 @@ kiln_status kiln_session_profile_write_trace(const kiln_session *s, const char *
         fputs("}}", f);
     }
     fputs("\n]\n", f);
+    pthread_mutex_unlock(&p->mu);
     bool bad = ferror(f) != 0;
     if (fclose(f) != 0) bad = true;
     if (bad) return kiln_err_set(err, KILN_E_IO, "%s: write failed", path);
