@@ -317,7 +317,8 @@ typedef struct kiln_session_options {
      * split across them; other kernels run on the calling thread. */
     int threads;
     /* 1: time every node of every run (kiln_session_profile_*); 0 (the default): off, which
-     * costs one predictable branch per node. Added in 0.x; zero-initialize the struct. */
+     * costs one predictable branch per node. Zero-initialize the struct, so that fields
+     * appended later keep their defaults. */
     int profile;
 } kiln_session_options;
 
@@ -366,20 +367,23 @@ typedef struct kiln_profile_entry {
 /* Number of profile entries: every node of every graph of the model; 0 when profiling is off
  * or s is NULL. */
 size_t kiln_session_profile_count(const kiln_session *s);
-/* Fills *out with entry i (< kiln_session_profile_count). The strings live as long as the
- * session (shapes: until the next run or reset). KILN_E_INVALID_ARG when i is out of range. */
+/* Fills *out with entry i (< kiln_session_profile_count). The strings are the session's and
+ * live as long as it does, except shapes, which the next run of s may replace: read entries
+ * while no run of s is in flight (the counters themselves are read under the profile's lock).
+ * KILN_E_INVALID_ARG when i is out of range or profiling is off. */
 KILN_NODISCARD kiln_status kiln_session_profile_entry(const kiln_session *s, size_t i,
                                                       kiln_profile_entry *out, kiln_err *err);
 /* Zeroes every entry's time and calls and drops the recorded trace events (e.g. after
- * warm-up runs). No-op when profiling is off. */
+ * warm-up runs); keeps the shapes. No-op when profiling is off or s is NULL. */
 void kiln_session_profile_reset(kiln_session *s);
 /* Writes the trace of the runs since creation or the last reset to `path` in the Chrome
  * trace event format (a JSON array of complete "X" events: name = node name, cat = op type,
  * ts and dur in microseconds from the first recorded node, pid 1, tid 1, args.shapes and
  * args.kernel), which Perfetto and chrome://tracing open. Nested subgraph events lie inside
- * their enclosing node's event. At most 4194304 events are kept; later ones are not
- * recorded (the entries' totals still are). KILN_E_INVALID_ARG when
- * profiling is off; KILN_E_IO when the file cannot be written. */
+ * their enclosing node's event; events of two threads running s at once share tid 1. At most
+ * 4194304 events are kept; later ones are not recorded (the entries' totals still are).
+ * Events are written in the order their nodes finished. KILN_E_INVALID_ARG when profiling is
+ * off; KILN_E_IO when the file cannot be opened or written. */
 KILN_NODISCARD kiln_status kiln_session_profile_write_trace(const kiln_session *s, const char *path,
                                                             kiln_err *err);
 
