@@ -321,6 +321,10 @@ typedef struct kiln_session_options {
      * threads - 1 worker threads, idle between runs. Large GEMMs (MatMul, Gemm, Conv) are
      * split across them; other kernels run on the calling thread. */
     int threads;
+    /* 1: time every node of every run (kiln_session_profile_*); 0 (the default): off, which
+     * costs one predictable branch per node. Zero-initialize the struct, so that fields
+     * appended later keep their defaults. */
+    int profile;
 } kiln_session_options;
 
 /* A session keeps, between runs, the memory of the intermediate tensors it freed (blocks of
@@ -384,6 +388,48 @@ KILN_NODISCARD kiln_status kiln_session_run_with_options(kiln_session *s, const 
                                                          const kiln_value *const *inputs,
                                                          size_t n_out, kiln_value **outputs,
                                                          kiln_err *err);
+
+/* ------------------------------------------------------------------------------------------
+ * Profiling: per-node times of a session created with options.profile = 1.
+ *
+ * Every node of the model (subgraph nodes included) has one entry, in the order the session
+ * resolved them (main graph first, each subgraph right after the node that holds it). A node
+ * inside a subgraph is named after the enclosing node: "loop_node/body_node" (a node without
+ * a name is "OpType#index"). Its time also counts in the enclosing node's time, so only the
+ * entries with depth 0 add up to the run time.
+ * ---------------------------------------------------------------------------------------- */
+typedef struct kiln_profile_entry {
+    const char *name;    /* node name, prefixed by the enclosing nodes' names */
+    const char *op_type;
+    const char *kernel;  /* the kernel that ran it: "cpu:Conv v11+" (op, first..last version) */
+    const char *shapes;  /* output shapes of the last call: "float32[1,8,4,4]", "; " between */
+    uint64_t total_ns;   /* summed over the calls since creation or the last reset */
+    uint64_t calls;
+    int depth;           /* 0: main graph; 1: a subgraph of a main-graph node; ... */
+} kiln_profile_entry;
+
+/* Number of profile entries: every node of every graph of the model; 0 when profiling is off
+ * or s is NULL. */
+size_t kiln_session_profile_count(const kiln_session *s);
+/* Fills *out with entry i (< kiln_session_profile_count). The strings are the session's and
+ * live as long as it does, except shapes, which the next run of s may replace: read entries
+ * while no run of s is in flight (the counters themselves are read under the profile's lock).
+ * KILN_E_INVALID_ARG when i is out of range or profiling is off. */
+KILN_NODISCARD kiln_status kiln_session_profile_entry(const kiln_session *s, size_t i,
+                                                      kiln_profile_entry *out, kiln_err *err);
+/* Zeroes every entry's time and calls and drops the recorded trace events (e.g. after
+ * warm-up runs); keeps the shapes. No-op when profiling is off or s is NULL. */
+void kiln_session_profile_reset(kiln_session *s);
+/* Writes the trace of the runs since creation or the last reset to `path` in the Chrome
+ * trace event format (a JSON array of complete "X" events: name = node name, cat = op type,
+ * ts and dur in microseconds from the first recorded node, pid 1, tid 1, args.shapes and
+ * args.kernel), which Perfetto and chrome://tracing open. Nested subgraph events lie inside
+ * their enclosing node's event; events of two threads running s at once share tid 1. At most
+ * 4194304 events are kept; later ones are not recorded (the entries' totals still are).
+ * Events are written in the order their nodes finished. KILN_E_INVALID_ARG when profiling is
+ * off; KILN_E_IO when the file cannot be opened or written. */
+KILN_NODISCARD kiln_status kiln_session_profile_write_trace(const kiln_session *s, const char *path,
+                                                            kiln_err *err);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

@@ -82,7 +82,7 @@ endif()
 add_executable(test_public_api ${CMAKE_SOURCE_DIR}/tests/api/test_public_api.c)
 target_link_libraries(test_public_api PRIVATE kiln_shared)
 target_compile_definitions(test_public_api PRIVATE KILN_ONNX_TESTS="${KILN_ONNX_TESTS}"
-                           KILN_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+                           KILN_SOURCE_DIR="${CMAKE_SOURCE_DIR}" KILN_BINARY_DIR="${CMAKE_BINARY_DIR}")
 add_test(NAME test_public_api COMMAND test_public_api)
 
 # Graphviz's font stack keeps caches for the process (tests/lsan.supp).

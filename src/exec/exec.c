@@ -16,6 +16,7 @@
 #include "base/pool.h"
 #include "cpu/kernel.h"
 #include "ops/schema.h"
+#include "exec/profile.h"
 
 /* Recycled intermediate memory a session may hold between runs. */
 #define KILN_SESSION_CACHE_LIMIT ((size_t)4 << 30)
@@ -23,6 +24,7 @@
 struct graph_kernels {
     const struct kiln_graph *g;
     const struct kiln_cpu_op **ops; /* per node */
+    size_t *prof_ids;               /* per node: its profile entry; NULL when profiling is off */
 };
 
 struct kiln_session {
@@ -32,6 +34,7 @@ struct kiln_session {
     int threads;
     struct kiln_pool *pool; /* NULL when threads == 1 */
     struct kiln_bcache *cache; /* intermediate tensors' memory, kept between nodes and runs */
+    struct kiln_prof *prof;    /* NULL unless options.profile (exec/profile.c) */
 };
 
 struct kiln_exec {
@@ -58,7 +61,9 @@ struct frame {
 
 /* ------------------------------------------------------------------ session creation */
 
-static kiln_status resolve_graph(struct kiln_session *s, const struct kiln_graph *g, kiln_err *err)
+/* prefix and depth name the nodes' profile entries (exec/profile.h). */
+static kiln_status resolve_graph(struct kiln_session *s, const struct kiln_graph *g, const char *prefix,
+                                 int depth, kiln_err *err)
 {
     if (s->n_graphs == s->cap_graphs) {
         size_t cap = s->cap_graphs ? s->cap_graphs * 2 : 8;
@@ -73,6 +78,8 @@ static kiln_status resolve_graph(struct kiln_session *s, const struct kiln_graph
     if (!ops) return kiln_err_set(err, KILN_E_NOMEM, "out of memory creating the session");
     s->graphs[gi] = (struct graph_kernels){.g = g, .ops = ops};
     s->n_graphs++;
+    if (s->prof && !(s->graphs[gi].prof_ids = kiln_calloc(g->n_nodes + 1, sizeof(size_t))))
+        return kiln_err_set(err, KILN_E_NOMEM, "out of memory creating the session");
     for (size_t i = 0; i < g->n_nodes; i++) {
         const struct kiln_node *n = &g->nodes[i];
         char lb[300];
@@ -98,12 +105,17 @@ static kiln_status resolve_graph(struct kiln_session *s, const struct kiln_graph
                                 n->domain[0] ? n->domain : "ai.onnx", version);
         }
         s->graphs[gi].ops[i] = op;
+        const char *name = "";
+        if (s->prof) {
+            KILN_TRY(kiln_prof_add(s->prof, prefix, depth, n, i, op, &s->graphs[gi].prof_ids[i], err));
+            name = kiln_prof_name(s->prof, s->graphs[gi].prof_ids[i]);
+        }
         for (size_t k = 0; k < n->n_attr; k++) {
             const struct kiln_attr *a = &n->attrs[k];
-            if (a->type == KILN_ATTR_GRAPH && a->g) KILN_TRY(resolve_graph(s, a->g, err));
+            if (a->type == KILN_ATTR_GRAPH && a->g) KILN_TRY(resolve_graph(s, a->g, name, depth + 1, err));
             if (a->type == KILN_ATTR_GRAPHS)
                 for (size_t j = 0; j < a->n; j++)
-                    if (a->graphs[j]) KILN_TRY(resolve_graph(s, a->graphs[j], err));
+                    if (a->graphs[j]) KILN_TRY(resolve_graph(s, a->graphs[j], name, depth + 1, err));
         }
     }
     return KILN_OK;
@@ -117,7 +129,11 @@ int kiln_session_threads(const kiln_session *s)
 void kiln_session_free(kiln_session *s)
 {
     if (!s) return;
-    for (size_t i = 0; i < s->n_graphs; i++) kiln_free(s->graphs[i].ops);
+    for (size_t i = 0; i < s->n_graphs; i++) {
+        kiln_free(s->graphs[i].ops);
+        kiln_free(s->graphs[i].prof_ids);
+    }
+    kiln_prof_free(s->prof);
     kiln_free(s->graphs);
     kiln_pool_free(s->pool);
     kiln_bcache_free(s->cache);
@@ -148,7 +164,9 @@ kiln_status kiln_session_create(const kiln_model *m, const kiln_session_options 
     s->cache = kiln_bcache_create(KILN_SESSION_CACHE_LIMIT);
     kiln_status st = s->cache ? KILN_OK : kiln_err_set(err, KILN_E_NOMEM, "out of memory creating the session");
     if (!st && threads > 1) st = kiln_pool_create(threads, &s->pool, err);
-    if (!st) st = resolve_graph(s, m->graph, err);
+    if (!st && opt && opt->profile && !(s->prof = kiln_prof_create()))
+        st = kiln_err_set(err, KILN_E_NOMEM, "out of memory creating the session");
+    if (!st) st = resolve_graph(s, m->graph, "", 0, err);
     if (st) {
         kiln_session_free(s);
         return st;
@@ -159,11 +177,17 @@ kiln_status kiln_session_create(const kiln_model *m, const kiln_session_options 
 
 /* ------------------------------------------------------------------ frames */
 
-static const struct kiln_cpu_op **kernels_of(const struct kiln_session *s, const struct kiln_graph *g)
+static const struct graph_kernels *kernels_of(const struct kiln_session *s, const struct kiln_graph *g)
 {
     for (size_t i = 0; i < s->n_graphs; i++)
-        if (s->graphs[i].g == g) return s->graphs[i].ops;
+        if (s->graphs[i].g == g) return &s->graphs[i];
     return NULL;
+}
+
+struct kiln_prof *kiln_session_prof(const kiln_session *s); /* for exec/profile.c */
+struct kiln_prof *kiln_session_prof(const kiln_session *s)
+{
+    return s->prof;
 }
 
 /* Frees the frame and the values it owns, their tensor memory going to `cache` (may be NULL). */
@@ -397,8 +421,8 @@ kiln_status kiln_run_subgraph(struct kiln_kctx *k, const struct kiln_graph *g, s
 static kiln_status run_frame(struct kiln_exec *ex, struct frame *f)
 {
     const struct kiln_graph *g = f->g;
-    const struct kiln_cpu_op **ops = kernels_of(ex->s, g);
-    if (!ops) return kiln_err_set(ex->err, KILN_E_INTERNAL, "graph '%s' has no resolved kernels", g->name);
+    const struct graph_kernels *gk = kernels_of(ex->s, g);
+    if (!gk) return kiln_err_set(ex->err, KILN_E_INTERNAL, "graph '%s' has no resolved kernels", g->name);
     struct kiln_value *in_small[16], *out_small[16];
     for (size_t oi = 0; oi < g->n_nodes; oi++) {
         const struct kiln_node *n = &g->nodes[g->order[oi]];
@@ -421,7 +445,9 @@ static kiln_status run_frame(struct kiln_exec *ex, struct frame *f)
             .cache = ex->s->cache,
         };
         k.opset = n->since > 0 ? n->since : (int)kiln_model_opset_for(g->model, n->domain);
-        kiln_status st = ops[g->order[oi]]->run(&k);
+        const struct kiln_cpu_op *op = gk->ops[g->order[oi]];
+        kiln_status st = gk->prof_ids ? kiln_prof_run(ex->s->prof, gk->prof_ids[g->order[oi]], op, &k)
+                                      : op->run(&k);
         kiln_kctx_free_scratch(&k);
         for (size_t j = 0; j < n->n_out; j++) {
             int id = n->out_ids[j];

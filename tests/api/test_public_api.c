@@ -1,8 +1,8 @@
 /* test_public_api.c: a client of the shared library that sees only include/kiln.h: loads a
  * model, checks it, queries it, runs it and compares with the expected output; then checks
  * the structured type queries (dtype, rank, dims with symbolic names) on a model with a
- * symbolic dim and on a sequence input. Proves the shared library exports what the header
- * declares. */
+ * symbolic dim and on a sequence input; and the profiling calls on a Loop model. Proves the
+ * shared library exports what the header declares. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -90,6 +90,82 @@ static void test_threads_option(void)
     kiln_model_free(m);
 }
 
+/* Profiling: off by default (no entries, the calls refuse); on, one entry per node of the
+ * Loop model and of its body, body nodes named "loop/node" at depth 1, calls counted per run,
+ * reset zeroes them, and the trace file is written. */
+static void test_profile(void)
+{
+    const char *dir = KILN_ONNX_TESTS "/node/test_loop11";
+    char path[1024];
+    kiln_err err = {0};
+    kiln_model *m = NULL;
+    kiln_session *s = NULL;
+    kiln_value *in[3] = {NULL, NULL, NULL}, *out[2] = {NULL, NULL};
+    kiln_profile_entry e;
+    snprintf(path, sizeof path, "%s/model.onnx", dir);
+    if (kiln_model_load_file(path, &m, &err)) {
+        EXPECT(0, "%s: %s", path, err.msg);
+        return;
+    }
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/test_data_set_0/input_%d.pb", dir, i);
+        EXPECT(kiln_value_read_file(path, KILN_VALUE_TENSOR, &in[i], &err) == KILN_OK, "%s: %s", path, err.msg);
+    }
+    EXPECT(kiln_session_create(m, NULL, &s, &err) == KILN_OK, "session: %s", err.msg);
+    EXPECT(kiln_session_profile_count(s) == 0, "profiling off: %zu entries", kiln_session_profile_count(s));
+    EXPECT(kiln_session_profile_entry(s, 0, &e, &err) == KILN_E_INVALID_ARG, "profiling off: entry 0");
+    EXPECT(kiln_session_profile_write_trace(s, "/nonexistent/t.json", &err) == KILN_E_INVALID_ARG,
+           "profiling off: write_trace");
+    kiln_session_profile_reset(s); /* a no-op */
+    kiln_session_free(s);
+    s = NULL;
+
+    kiln_session_options opt = {.threads = 1, .profile = 1};
+    EXPECT(kiln_session_create(m, &opt, &s, &err) == KILN_OK, "profiled session: %s", err.msg);
+    size_t n = kiln_session_profile_count(s);
+    EXPECT(n >= 2, "profiled Loop model: %zu entries", n);
+    for (int run = 0; run < 2 && s; run++) {
+        EXPECT(kiln_session_run(s, 3, NULL, (const kiln_value *const *)in, 2, out, &err) == KILN_OK, "run: %s",
+               err.msg);
+        kiln_value_free(out[0]);
+        kiln_value_free(out[1]);
+    }
+    size_t top = 0, nested = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (kiln_session_profile_entry(s, i, &e, &err) != KILN_OK) {
+            EXPECT(0, "entry %zu: %s", i, err.msg);
+            continue;
+        }
+        if (e.depth == 0) {
+            top++;
+            EXPECT(strcmp(e.op_type, "Loop") == 0 && e.calls == 2 && e.total_ns > 0, "main node %s: %s, %llu calls",
+                   e.name, e.op_type, (unsigned long long)e.calls);
+            EXPECT(strstr(e.shapes, "float32[") != NULL, "main node shapes '%s'", e.shapes);
+        } else {
+            nested++;
+            EXPECT(e.depth == 1 && strchr(e.name, '/') && e.calls >= 2, "body node %s depth %d, %llu calls", e.name,
+                   e.depth, (unsigned long long)e.calls);
+        }
+        EXPECT(strncmp(e.kernel, "cpu:", 4) == 0 && strstr(e.kernel, e.op_type), "kernel '%s'", e.kernel);
+    }
+    EXPECT(top == 1 && nested == n - 1, "%zu main, %zu body entries", top, nested);
+    EXPECT(kiln_session_profile_entry(s, n, &e, &err) == KILN_E_INVALID_ARG, "entry %zu out of range", n);
+    snprintf(path, sizeof path, "%s/kiln_api_trace.json", KILN_BINARY_DIR);
+    EXPECT(kiln_session_profile_write_trace(s, path, &err) == KILN_OK, "write_trace: %s", err.msg);
+    FILE *f = fopen(path, "r");
+    EXPECT(f && fgetc(f) == '[', "trace %s does not start with '['", path);
+    if (f) fclose(f);
+    remove(path);
+    EXPECT(kiln_session_profile_write_trace(s, "/nonexistent/dir/t.json", &err) == KILN_E_IO, "bad trace path");
+    kiln_session_profile_reset(s);
+    for (size_t i = 0; i < n; i++)
+        EXPECT(kiln_session_profile_entry(s, i, &e, &err) == KILN_OK && e.calls == 0 && e.total_ns == 0,
+               "entry %zu after reset", i);
+    kiln_session_free(s);
+    for (int i = 0; i < 3; i++) kiln_value_free(in[i]);
+    kiln_model_free(m);
+}
+
 /* Shape inference through kiln.h: symbolic N carried to the output, then fixed. */
 static void test_shape_inference(void)
 {
@@ -123,6 +199,7 @@ int main(void)
     test_declared_types();
     test_threads_option();
     test_shape_inference();
+    test_profile();
     const char *dir = KILN_ONNX_TESTS "/node/test_add";
     char path[1024];
     kiln_err err = {0};

@@ -1,5 +1,6 @@
 /* cmd_bench.c: `kiln bench MODEL [--input NAME=FILE]... [--input-dir DIR]
- * [--shape NAME=D0xD1x...]... [--threads N] [--warmup N] [--iterations N] [--min-time S] [--json]`.
+ * [--shape NAME=D0xD1x...]... [--threads N] [--warmup N] [--iterations N] [--min-time S]
+ * [--duration S] [--json] [--profile] [--export-profile FILE]`.
  *
  * Measures how long kiln_session_run takes on one model. Inputs come from files (as
  * `kiln run` binds them) or are generated from the declared type: deterministic
@@ -7,22 +8,30 @@
  * the element type, integers in [0, 10) (fewer for 2- and 4-bit types) so index-like inputs
  * stay in range, bools alternating false/true. A symbolic or unknown dim must be fixed with
  * --shape, which gives the whole shape. One session is created; --warmup runs are not timed;
- * then exactly --iterations runs, or else runs until at least 10 runs and --min-time seconds
- * have passed (at most 100000). Each run is timed alone with CLOCK_MONOTONIC and its outputs
- * are freed outside the timed span.
+ * then exactly --iterations runs, or else runs until at least 10 runs and --min-time (or
+ * --duration) seconds have passed (at most 100000). Each run is timed alone with
+ * CLOCK_MONOTONIC and its outputs are freed outside the timed span.
  *
- * Statistics over the timed runs: min, median, 90th percentile (both interpolated linearly
- * between the sorted samples, as numpy.percentile does by default), mean, max, and the
- * throughput (timed runs divided by the wall time of the timed phase). --json prints them
- * as one line, in the shape the ONNX Runtime benchmark script prints too:
+ * Statistics over the timed runs: min, median, 90th, 95th and 99th percentiles (interpolated
+ * linearly between the sorted samples, as numpy.percentile does by default), mean, max, the
+ * throughput (timed runs divided by the wall time of the timed phase), the load time (model
+ * load and link, session creation) and the peak resident set (getrusage ru_maxrss). --json
+ * prints them as one line, in the shape the ONNX Runtime benchmark script prints, plus
+ * the extra fields (docs/cli.md):
  *   {"model":"m.onnx","threads":2,"warmup":3,"runs":100,
- *    "latency_ms":{"min":..,"median":..,"p90":..,"mean":..,"max":..},"inputs":{"x":[1,3]}}
+ *    "latency_ms":{"min":..,"median":..,"p90":..,"p95":..,"p99":..,"mean":..,"max":..},
+ *    "throughput_per_s":..,"load_ms":..,"peak_rss_mb":..,"iterations":100,"inputs":{"x":[1,3]}}
+ *
+ * --profile and --export-profile create the session with options.profile, reset the
+ * profile after the warm-up runs and report the timed runs' per-node times (which include
+ * the timer's own cost, so latencies are a little higher than without).
  *
  * The declared element type and shape of an input come from kiln_model_input_dtype, _rank
  * and _dim.
  */
 #include <limits.h>
 #include <math.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +54,8 @@ struct bench_args {
     long warmup, iterations; /* iterations 0: run for min_time */
     double min_time;
     bool json;
+    bool profile;              /* --profile: per-node table after the report */
+    const char *trace_path;    /* --export-profile FILE: Chrome trace of the timed runs */
 };
 
 static void free_args(struct bench_args *a)
@@ -120,11 +131,16 @@ static int parse_args(int argc, char **argv, struct bench_args *a)
             if (!cli_parse_int(v, 1, MAX_ITERATIONS, &a->iterations))
                 return cli_usage("bench", "--iterations takes a number from 1 to %ld; got '%s'",
                                  MAX_ITERATIONS, v);
-        } else if ((v = cli_opt_value(argc, argv, &i, "--min-time", &missing))) {
+        } else if ((v = cli_opt_value(argc, argv, &i, "--min-time", &missing)) ||
+                   (v = cli_opt_value(argc, argv, &i, "--duration", &missing))) {
             if (!cli_parse_double(v, &a->min_time) || a->min_time < 0 || a->min_time > 86400)
-                return cli_usage("bench", "--min-time takes seconds from 0 to 86400; got '%s'", v);
+                return cli_usage("bench", "%s takes seconds from 0 to 86400; got '%s'", arg, v);
+        } else if ((v = cli_opt_value(argc, argv, &i, "--export-profile", &missing))) {
+            a->trace_path = v;
         } else if (strcmp(arg, "--json") == 0) {
             a->json = true;
+        } else if (strcmp(arg, "--profile") == 0) {
+            a->profile = true;
         } else {
             rc = cli_io_positional("bench", arg, missing, &a->io);
         }
@@ -466,7 +482,9 @@ static double percentile(const double *sorted, size_t n, double p)
 }
 
 struct stats {
-    double min, median, p90, mean, max, wall;
+    double min, median, p90, p95, p99, mean, max, wall;
+    double load_ms;     /* model load and session creation */
+    double peak_rss_mb; /* getrusage ru_maxrss at the end, in MiB */
     size_t runs;
     int threads; /* what the session uses (--threads 0 resolved) */
 };
@@ -495,15 +513,168 @@ static void print_dims(const kiln_value *v, const char *open, const char *sep, c
     fputs(close, stdout);
 }
 
-static void report_json(const kiln_model *m, const struct bench_args *a, kiln_value **vals,
-                        const struct stats *st)
+static double throughput(const struct stats *st)
+{
+    return st->wall > 0 ? (double)st->runs / st->wall : 0.0;
+}
+
+/* ------------------------------------------------------------------ --profile */
+
+struct prof_row {
+    kiln_profile_entry e;
+};
+
+static int cmp_prof_row(const void *x, const void *y)
+{
+    const struct prof_row *a = x, *b = y;
+    if (a->e.total_ns != b->e.total_ns) return a->e.total_ns < b->e.total_ns ? 1 : -1;
+    return strcmp(a->e.name, b->e.name);
+}
+
+/* The session's profile entries sorted by time, most first, into *rows (free it); *top_ns:
+ * the summed time of the main graph's nodes, what the shares are of. */
+static int prof_rows(const kiln_session *s, struct prof_row **rows, size_t *n, uint64_t *top_ns)
+{
+    *n = kiln_session_profile_count(s);
+    *top_ns = 0;
+    if (!(*rows = calloc(*n + 1, sizeof **rows))) return cli_error("out of memory");
+    for (size_t i = 0; i < *n; i++) {
+        kiln_err err = {0};
+        if (kiln_session_profile_entry(s, i, &(*rows)[i].e, &err) != KILN_OK) return cli_error("%s", err.msg);
+        if ((*rows)[i].e.depth == 0) *top_ns += (*rows)[i].e.total_ns;
+    }
+    qsort(*rows, *n, sizeof **rows, cmp_prof_row);
+    return CLI_OK;
+}
+
+static double share(uint64_t ns, uint64_t top_ns) { return top_ns ? 100.0 * (double)ns / (double)top_ns : 0.0; }
+
+/* Per-op-type sums over the main graph's nodes (subgraph nodes count in their enclosing
+ * node), in the order of the sorted rows' first appearance after sorting by sum. */
+struct op_sum {
+    const char *op_type;
+    uint64_t ns;
+    size_t nodes;
+};
+
+static int cmp_op_sum(const void *x, const void *y)
+{
+    const struct op_sum *a = x, *b = y;
+    if (a->ns != b->ns) return a->ns < b->ns ? 1 : -1;
+    return strcmp(a->op_type, b->op_type);
+}
+
+static size_t op_sums(const struct prof_row *rows, size_t n, struct op_sum *sums)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rows[i].e.depth != 0) continue;
+        size_t j = 0;
+        while (j < k && strcmp(sums[j].op_type, rows[i].e.op_type) != 0) j++;
+        if (j == k) sums[k++] = (struct op_sum){rows[i].e.op_type, 0, 0};
+        sums[j].ns += rows[i].e.total_ns;
+        sums[j].nodes++;
+    }
+    qsort(sums, k, sizeof *sums, cmp_op_sum);
+    return k;
+}
+
+static int report_profile_text(const kiln_session *s, size_t runs)
+{
+    struct prof_row *rows;
+    size_t n;
+    uint64_t top_ns;
+    int rc = prof_rows(s, &rows, &n, &top_ns);
+    struct op_sum *sums = rc == CLI_OK ? calloc(n + 1, sizeof *sums) : NULL;
+    if (rc == CLI_OK && !sums) rc = cli_error("out of memory");
+    if (rc != CLI_OK) {
+        free(rows);
+        return rc;
+    }
+    int op_w = 7, name_w = 4, kern_w = 6;
+    for (size_t i = 0; i < n; i++) {
+        int w = (int)strlen(rows[i].e.op_type);
+        op_w = w > op_w ? w : op_w;
+        w = (int)strlen(rows[i].e.name);
+        name_w = w > name_w ? w : name_w;
+        w = (int)strlen(rows[i].e.kernel);
+        kern_w = w > kern_w ? w : kern_w;
+    }
+    name_w = name_w > 60 ? 60 : name_w;
+    printf("profile:    %zu node%s, times summed over %zu timed run%s\n", n, n == 1 ? "" : "s", runs,
+           runs == 1 ? "" : "s");
+    printf("  %10s %6s %7s  %-*s %-*s %-*s %s\n", "total ms", "share", "calls", op_w, "op type", name_w, "node",
+           kern_w, "kernel", "output shapes");
+    for (size_t i = 0; i < n; i++)
+        printf("  %10.3f %5.1f%% %7llu  %-*s %-*s %-*s %s\n", (double)rows[i].e.total_ns / 1e6,
+               share(rows[i].e.total_ns, top_ns), (unsigned long long)rows[i].e.calls, op_w, rows[i].e.op_type,
+               name_w, rows[i].e.name, kern_w, rows[i].e.kernel, rows[i].e.shapes);
+    size_t k = op_sums(rows, n, sums);
+    printf("by op type (main graph):\n");
+    printf("  %10s %6s %7s  %s\n", "total ms", "share", "nodes", "op type");
+    for (size_t i = 0; i < k; i++)
+        printf("  %10.3f %5.1f%% %7zu  %s\n", (double)sums[i].ns / 1e6, share(sums[i].ns, top_ns), sums[i].nodes,
+               sums[i].op_type);
+    free(sums);
+    free(rows);
+    return CLI_OK;
+}
+
+static void json_string(const char *s);
+
+/* ,"profile":{"nodes":[...],"op_types":[...]} */
+static int report_profile_json(const kiln_session *s)
+{
+    struct prof_row *rows;
+    size_t n;
+    uint64_t top_ns;
+    int rc = prof_rows(s, &rows, &n, &top_ns);
+    struct op_sum *sums = rc == CLI_OK ? calloc(n + 1, sizeof *sums) : NULL;
+    if (rc == CLI_OK && !sums) rc = cli_error("out of memory");
+    if (rc != CLI_OK) {
+        free(rows);
+        return rc;
+    }
+    fputs(",\"profile\":{\"nodes\":[", stdout);
+    for (size_t i = 0; i < n; i++) {
+        fputs(i ? ",{\"name\":" : "{\"name\":", stdout);
+        json_string(rows[i].e.name);
+        fputs(",\"op_type\":", stdout);
+        json_string(rows[i].e.op_type);
+        fputs(",\"kernel\":", stdout);
+        json_string(rows[i].e.kernel);
+        fputs(",\"shapes\":", stdout);
+        json_string(rows[i].e.shapes);
+        printf(",\"total_ms\":%.6g,\"share\":%.4g,\"calls\":%llu,\"depth\":%d}",
+               (double)rows[i].e.total_ns / 1e6, share(rows[i].e.total_ns, top_ns) / 100.0,
+               (unsigned long long)rows[i].e.calls, rows[i].e.depth);
+    }
+    fputs("],\"op_types\":[", stdout);
+    size_t k = op_sums(rows, n, sums);
+    for (size_t i = 0; i < k; i++) {
+        fputs(i ? ",{\"op_type\":" : "{\"op_type\":", stdout);
+        json_string(sums[i].op_type);
+        printf(",\"total_ms\":%.6g,\"share\":%.4g,\"nodes\":%zu}", (double)sums[i].ns / 1e6,
+               share(sums[i].ns, top_ns) / 100.0, sums[i].nodes);
+    }
+    fputs("]}", stdout);
+    free(sums);
+    free(rows);
+    return CLI_OK;
+}
+
+static int report_json(const kiln_model *m, const kiln_session *s, const struct bench_args *a,
+                       kiln_value **vals, const struct stats *st)
 {
     fputs("{\"model\":", stdout);
     json_string(a->io.model);
     printf(",\"threads\":%d,\"warmup\":%ld,\"runs\":%zu", st->threads, a->warmup,
            st->runs);
-    printf(",\"latency_ms\":{\"min\":%.6g,\"median\":%.6g,\"p90\":%.6g,\"mean\":%.6g,\"max\":%.6g}",
-           st->min, st->median, st->p90, st->mean, st->max);
+    printf(",\"latency_ms\":{\"min\":%.6g,\"median\":%.6g,\"p90\":%.6g,\"p95\":%.6g,\"p99\":%.6g,"
+           "\"mean\":%.6g,\"max\":%.6g}",
+           st->min, st->median, st->p90, st->p95, st->p99, st->mean, st->max);
+    printf(",\"throughput_per_s\":%.6g,\"load_ms\":%.6g,\"peak_rss_mb\":%.6g,\"iterations\":%zu",
+           throughput(st), st->load_ms, st->peak_rss_mb, st->runs);
     fputs(",\"inputs\":{", stdout);
     for (size_t k = 0; k < kiln_model_input_count(m); k++) {
         if (k) putchar(',');
@@ -512,7 +683,10 @@ static void report_json(const kiln_model *m, const struct bench_args *a, kiln_va
         if (kiln_value_kind_of(vals[k]) == KILN_VALUE_TENSOR) print_dims(vals[k], "[", ",", "]");
         else fputs("null", stdout); /* a sequence or optional has no one shape */
     }
-    fputs("}}\n", stdout);
+    putchar('}');
+    if (a->profile && report_profile_json(s) != CLI_OK) return CLI_FAIL;
+    fputs("}\n", stdout);
+    return CLI_OK;
 }
 
 /* An input's type as used ("float32[1,3,224,224]", "sequence of 3 items") into buf. */
@@ -554,9 +728,11 @@ static void report_text(const kiln_model *m, const struct bench_args *a, kiln_va
     }
     printf("warmup:     %ld run%s\n", a->warmup, a->warmup == 1 ? "" : "s");
     printf("runs:       %zu in %.3f s\n", st->runs, st->wall);
-    printf("latency ms: min %.4g  median %.4g  p90 %.4g  mean %.4g  max %.4g\n", st->min,
-           st->median, st->p90, st->mean, st->max);
-    printf("throughput: %.1f runs/s\n", st->wall > 0 ? (double)st->runs / st->wall : 0.0);
+    printf("latency ms: min %.4g  median %.4g  p90 %.4g  p95 %.4g  p99 %.4g  mean %.4g  max %.4g\n",
+           st->min, st->median, st->p90, st->p95, st->p99, st->mean, st->max);
+    printf("throughput: %.1f runs/s\n", throughput(st));
+    printf("load:       %.3f ms (model load and session creation)\n", st->load_ms);
+    printf("peak RSS:   %.1f MB\n", st->peak_rss_mb);
 }
 
 int cli_bench(int argc, char **argv)
@@ -571,6 +747,7 @@ int cli_bench(int argc, char **argv)
     int rc = parse_args(argc, argv, &a);
     if (rc != CLI_OK) goto done;
     rc = CLI_FAIL;
+    double load_start = now_s();
     if (!(m = cli_load_model(a.io.model))) goto done;
     n_in = kiln_model_input_count(m);
     n_out = kiln_model_output_count(m);
@@ -584,11 +761,12 @@ int cli_bench(int argc, char **argv)
         goto done;
     }
     kiln_err err = {0};
-    kiln_session_options opt = {.threads = (int)a.io.threads};
+    kiln_session_options opt = {.threads = (int)a.io.threads, .profile = a.profile || a.trace_path};
     if (kiln_session_create(m, &opt, &s, &err) != KILN_OK) {
         cli_error("%s", err.msg);
         goto done;
     }
+    double load_ms = (now_s() - load_start) * 1e3;
     if (cli_read_inputs(m, a.io.n_bind, a.io.in_names, a.io.in_files, a.io.input_dir, vals) != CLI_OK) goto done;
     for (size_t k = 0; k < n_in; k++) generated[k] = !vals[k];
     if ((rc = generate_inputs(m, &a, vals)) != CLI_OK) goto done;
@@ -596,7 +774,8 @@ int cli_bench(int argc, char **argv)
 
     for (long i = 0; i < a.warmup; i++)
         if (run_once(s, n_in, vals, n_out, outs, NULL) != CLI_OK) goto done;
-    struct stats st = {.threads = kiln_session_threads(s)};
+    kiln_session_profile_reset(s); /* profile the timed runs only */
+    struct stats st = {.threads = kiln_session_threads(s), .load_ms = load_ms};
     double start = now_s(), elapsed = 0;
     while (st.runs < cap) {
         if (run_once(s, n_in, vals, n_out, outs, &lat[st.runs]) != CLI_OK) goto done;
@@ -612,11 +791,23 @@ int cli_bench(int argc, char **argv)
     st.max = lat[st.runs - 1];
     st.median = percentile(lat, st.runs, 50);
     st.p90 = percentile(lat, st.runs, 90);
+    st.p95 = percentile(lat, st.runs, 95);
+    st.p99 = percentile(lat, st.runs, 99);
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) st.peak_rss_mb = (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
     st.mean = sum / (double)st.runs;
     /* The mean of rounded sums can land a hair outside [min, max]; keep the order exact. */
     st.mean = st.mean < st.min ? st.min : st.mean > st.max ? st.max : st.mean;
-    if (a.json) report_json(m, &a, vals, &st);
-    else report_text(m, &a, vals, generated, &st);
+    if (a.json) {
+        if (report_json(m, s, &a, vals, &st) != CLI_OK) goto done;
+    } else {
+        report_text(m, &a, vals, generated, &st);
+        if (a.profile && report_profile_text(s, st.runs) != CLI_OK) goto done;
+    }
+    if (a.trace_path && kiln_session_profile_write_trace(s, a.trace_path, &err) != KILN_OK) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
     rc = CLI_OK;
 done:
     for (size_t i = 0; vals && i < n_in; i++) kiln_value_free(vals[i]);

@@ -70,11 +70,16 @@ static const struct command commands[] = {
      "  --iterations N      exactly N timed runs (default: run for --min-time)\n"
      "  --min-time S        without --iterations, time runs until at least 10 runs and\n"
      "                      S seconds have passed (default 1.0; at most 100000 runs)\n"
+     "  --duration S        the same as --min-time S\n"
      "  --json              print the result as one JSON object on one line\n"
+     "  --profile           time every node; print them sorted by cost, then per op type\n"
+     "  --export-profile F  write the timed runs' node times to F as a Chrome trace\n"
+     "                      (open it in Perfetto or chrome://tracing)\n"
      "\n"
      "Inputs not given by file are generated from the declared type: fixed-seed\n"
      "pseudo-random floats in [-1,1), integers in [0,10), bools alternating. Prints the\n"
-     "latency per run in ms (min, median, p90, mean, max) and the throughput.\n"},
+     "latency per run in ms (min, median, p90, p95, p99, mean, max), the throughput, the\n"
+     "load time (model load and session creation) and the peak resident memory.\n"},
     {"optimize", cli_optimize, "optimize a model's graph",
      "usage: kiln optimize MODEL -o OUT.onnx [--level basic|extended|layout]\n"
      "                     [--passes a,b,...] [--keep-fused] [--shapes NAME=DIMS,...]\n"
