@@ -325,11 +325,23 @@ typedef struct kiln_session_options {
      * costs one predictable branch per node. Zero-initialize the struct, so that fields
      * appended later keep their defaults. */
     int profile;
+    /* Limits, each 0 for none. A run that would exceed one fails with KILN_E_LIMIT and a
+     * message naming the node and the limit. max_tensor_bytes: the largest tensor a kernel
+     * may allocate; max_memory_bytes: the planned arena of intermediate tensors (checked
+     * when a run's shapes are planned); max_depth: how deep subgraphs (If, Loop, Scan) may
+     * nest (0: 64). */
+    uint64_t max_tensor_bytes;
+    uint64_t max_memory_bytes;
+    int max_depth;
 } kiln_session_options;
 
-/* A session keeps, between runs, the memory of the intermediate tensors it freed (blocks of
- * 64 KiB and more, up to 4 GiB in all), so that repeated runs do not return it to the system
- * and fault it in again; kiln_session_free releases it.
+/* A session is an engine built at level KILN_OPT_NONE (the model as given, kernels
+ * prepared, memory planned) and one execution context: kiln_session_create is
+ * kiln_builder_build without optimization, and kiln_session_run is kiln_context_run. A
+ * session keeps its arena of planned intermediates between runs and the memory of the
+ * unplanned ones it freed (blocks of 64 KiB and more, up to 4 GiB in all), so repeated runs
+ * allocate nothing; kiln_session_free releases it. Creating a session runs shape inference
+ * on `m` (kiln_model_infer_shapes), so do not use `m` from another thread meanwhile.
  *
  * On KILN_OK *out is a new session that borrows `m` (keep the model alive until the
  * session is freed); free it with kiln_session_free(). Fails with KILN_E_UNSUPPORTED naming
@@ -388,6 +400,134 @@ KILN_NODISCARD kiln_status kiln_session_run_with_options(kiln_session *s, const 
                                                          const kiln_value *const *inputs,
                                                          size_t n_out, kiln_value **outputs,
                                                          kiln_err *err);
+
+/* ------------------------------------------------------------------------------------------
+ * Engines: build once (optimize, prepare kernels, plan memory), save, load in milliseconds,
+ * run from many threads.
+ *
+ *   kiln_builder  configuration + kiln_builder_build(model) -> kiln_engine
+ *   kiln_engine   immutable and shared; kiln_engine_save / kiln_engine_load (engine files,
+ *                 docs/engine-format.md)
+ *   kiln_context  one per thread: an arena of planned intermediates and per-run state;
+ *                 kiln_context_run (blocking) and kiln_context_enqueue (asynchronous)
+ *
+ * Thread safety: builders are used by one thread at a time. An engine is immutable: any
+ * number of threads may create contexts on it and query it at once. A context runs one
+ * thing at a time (one kiln_context_run, or the queue of its enqueued runs); use one context
+ * per thread. The engine stays alive while contexts use it, so kiln_engine_free may come
+ * before the contexts' kiln_context_free.
+ * ---------------------------------------------------------------------------------------- */
+typedef struct kiln_builder kiln_builder;
+typedef struct kiln_engine kiln_engine;
+typedef struct kiln_context kiln_context;
+
+/* Precisions a builder may choose per node (a mask). fp32 is what kiln computes in today;
+ * the others are accepted for engines to come and refused now with KILN_E_UNSUPPORTED. */
+typedef enum kiln_precision {
+    KILN_PRECISION_FP32 = 1,
+    KILN_PRECISION_FP16 = 2,
+    KILN_PRECISION_BF16 = 4,
+    KILN_PRECISION_INT8 = 8,
+} kiln_precision;
+
+/* A builder with the defaults: device "cpu", fp32, KILN_OPT_EXTENDED with fused ops,
+ * threads 0 (one per CPU), no memory limit, no profiles, no tuning. */
+KILN_NODISCARD kiln_status kiln_builder_create(kiln_builder **out, kiln_err *err);
+void kiln_builder_free(kiln_builder *b); /* NULL is fine */
+/* The device the engine runs on: "cpu" (a backend name; nodes it cannot run fall back to
+ * the CPU, listed in the build log). KILN_E_UNSUPPORTED for a backend this kiln lacks. */
+KILN_NODISCARD kiln_status kiln_builder_set_device(kiln_builder *b, const char *device, kiln_err *err);
+/* The precisions allowed (kiln_precision bits); must include KILN_PRECISION_FP32 today. */
+KILN_NODISCARD kiln_status kiln_builder_set_precisions(kiln_builder *b, unsigned mask, kiln_err *err);
+void kiln_builder_set_opt_level(kiln_builder *b, kiln_opt_level level);
+/* Threads per context (0: one per CPU, 1 to 1024). */
+KILN_NODISCARD kiln_status kiln_builder_set_threads(kiln_builder *b, int threads, kiln_err *err);
+/* The most bytes of planned intermediates a profile may need (0: no limit); the build fails
+ * with KILN_E_LIMIT naming the profile when its plan needs more. */
+void kiln_builder_set_memory_limit(kiln_builder *b, uint64_t bytes);
+/* 1: kernels with several variants time them on each node's shapes (the first profile's
+ * opt shapes) and keep the fastest; the choice is saved in the engine. */
+void kiln_builder_set_tune(kiln_builder *b, int tune);
+/* Run-time limits of the engine's contexts (see kiln_session_options). */
+void kiln_builder_set_limits(kiln_builder *b, uint64_t max_tensor_bytes, uint64_t max_memory_bytes,
+                             int max_depth);
+/* The build log: one line per event (fallback nodes, each profile's planned memory, each
+ * node's kernel when verbose is 1). */
+void kiln_builder_set_log(kiln_builder *b, kiln_problem_fn log, void *user, int verbose);
+/* Adds input `input`'s bounds to profile `profile` (created on first use; profiles are
+ * tried in the order created). min <= opt <= max per dim, each rank entries; a dim the
+ * model fixes must be that value. A run whose inputs no profile admits fails with
+ * KILN_E_INVALID_ARG naming the input, dim and bounds. Inputs a profile leaves out are
+ * not constrained by it. */
+KILN_NODISCARD kiln_status kiln_builder_add_profile(kiln_builder *b, const char *profile, const char *input,
+                                                    int rank, const int64_t *min, const int64_t *opt,
+                                                    const int64_t *max, kiln_err *err);
+/* Builds an engine for m (m is not changed: the builder optimizes its own copy, which
+ * limits m to what fits one protobuf, 2 GB; use kiln_builder_build_file for larger ones).
+ * *out: free with kiln_engine_free. */
+KILN_NODISCARD kiln_status kiln_builder_build(kiln_builder *b, const kiln_model *m, kiln_engine **out,
+                                              kiln_err *err);
+/* Loads the model at path (external data and all) and builds an engine owning it. */
+KILN_NODISCARD kiln_status kiln_builder_build_file(kiln_builder *b, const char *path, kiln_engine **out,
+                                                   kiln_err *err);
+
+void kiln_engine_free(kiln_engine *e); /* NULL is fine; contexts keep it alive */
+/* Writes an engine file (written to a temporary file and renamed: nothing half-written). */
+KILN_NODISCARD kiln_status kiln_engine_save(const kiln_engine *e, const char *path, kiln_err *err);
+/* Maps an engine file. Refuses, naming what differs, a file that is not an engine, one
+ * written by another kiln version, one built for CPU features this CPU lacks, and one whose
+ * header or graph checksum does not match. The weights' checksum is checked by
+ * kiln_engine_verify (reading every byte; loading does not, to stay in milliseconds). */
+KILN_NODISCARD kiln_status kiln_engine_load(const char *path, kiln_engine **out, kiln_err *err);
+/* Checks every checksum of an engine file, weights included. */
+KILN_NODISCARD kiln_status kiln_engine_verify(const char *path, kiln_err *err);
+/* 1 when the file at path starts like an engine file (its magic), 0 otherwise. */
+int kiln_file_is_engine(const char *path);
+/* The model the engine runs (optimized), for the kiln_model_* queries; owned by e. */
+const kiln_model *kiln_engine_model(const kiln_engine *e);
+int kiln_engine_threads(const kiln_engine *e);
+/* Profiles: count, name, and per profile the planned arena and the sum of the planned
+ * intermediates at its largest shapes. Without profiles, a model whose shapes are all
+ * fixed reports one unnamed entry; a dynamic one none (it plans at its first run). */
+size_t kiln_engine_profile_count(const kiln_engine *e);
+const char *kiln_engine_profile_name(const kiln_engine *e, size_t i);
+void kiln_engine_profile_memory(const kiln_engine *e, size_t i, uint64_t *arena_bytes, uint64_t *sum_bytes);
+/* The backend, kernel and variant of node i of the main graph ("cpu", "Conv v11+",
+ * "im2col+sgemm" or NULL); i < kiln_model_node_count(kiln_engine_model(e)). */
+void kiln_engine_node_kernel(const kiln_engine *e, size_t i, const char **backend, const char **kernel,
+                             const char **variant);
+
+/* A context on e (holds a reference to e). */
+KILN_NODISCARD kiln_status kiln_context_create(kiln_engine *e, kiln_context **out, kiln_err *err);
+void kiln_context_free(kiln_context *c); /* NULL is fine; waits for its enqueued runs */
+/* As kiln_session_run_with_options (ro may be NULL). Inputs are read in place. */
+KILN_NODISCARD kiln_status kiln_context_run(kiln_context *c, const kiln_run_options *ro, size_t n_in,
+                                            const char *const *names, const kiln_value *const *inputs,
+                                            size_t n_out, kiln_value **outputs, kiln_err *err);
+/* IO binding: output i of later runs goes into buf (bytes long, caller-owned), and the value
+ * that run returns for it views buf (kiln_value_free frees only the view). A run whose
+ * output does not fit fails with KILN_E_INVALID_ARG. buf NULL: back to kiln-owned outputs. */
+KILN_NODISCARD kiln_status kiln_context_bind_output(kiln_context *c, size_t i, void *buf, size_t bytes,
+                                                    kiln_err *err);
+/* The planned arena of the context's last run, in bytes. */
+uint64_t kiln_context_arena_bytes(const kiln_context *c);
+
+/* Asynchronous runs. kiln_context_enqueue queues a run on c's worker thread (started on
+ * first use) and returns at once; runs of one context go in order. inputs must stay valid
+ * and outputs[] writable until the run completes. On completion `done` (may be NULL) is
+ * called on the worker thread with the run's status and message, then the event is
+ * signalled. *ev (may be NULL if not wanted) receives a handle: wait on it, then free it. */
+typedef struct kiln_event kiln_event;
+typedef void (*kiln_done_fn)(void *user, kiln_status status, const char *message);
+KILN_NODISCARD kiln_status kiln_context_enqueue(kiln_context *c, const kiln_run_options *ro, size_t n_in,
+                                                const char *const *names, const kiln_value *const *inputs,
+                                                size_t n_out, kiln_value **outputs, kiln_done_fn done,
+                                                void *user, kiln_event **ev, kiln_err *err);
+/* Waits until the run completes; returns its status (its message in err). */
+KILN_NODISCARD kiln_status kiln_event_wait(kiln_event *ev, kiln_err *err);
+/* 1 when the run has completed (does not wait). */
+int kiln_event_done(kiln_event *ev);
+void kiln_event_free(kiln_event *ev); /* waits for the run first; NULL is fine */
 
 /* ------------------------------------------------------------------------------------------
  * Profiling: per-node times of a session created with options.profile = 1.

@@ -235,3 +235,22 @@ void kiln_buf_free(struct kiln_buf *b)
     b->len = b->cap = 0;
     b->failed = false;
 }
+
+/* The raw block's address sits just below the aligned pointer. */
+void *kiln_aligned_alloc(size_t align, size_t n)
+{
+    size_t total;
+    if (align < sizeof(void *) || (align & (align - 1)) || align > 4096 ||
+        !kiln_add_size(n, align + sizeof(void *), &total))
+        return NULL;
+    unsigned char *raw = kiln_malloc(total);
+    if (!raw) return NULL;
+    uintptr_t at = ((uintptr_t)raw + sizeof(void *) + align - 1) & ~(uintptr_t)(align - 1);
+    ((void **)at)[-1] = raw;
+    return (void *)at;
+}
+
+void kiln_aligned_free(void *p)
+{
+    if (p) kiln_free(((void **)p)[-1]);
+}

@@ -40,6 +40,10 @@ long kiln_alloc_fail_after(long n);
 void *kiln_calloc(size_t count, size_t size);
 void *kiln_realloc(void *p, size_t n);
 void kiln_free(void *p);
+/* `align` (a power of two, at most 4096) aligned memory, counted like kiln_malloc; free it
+ * with kiln_aligned_free (NULL is fine). */
+void *kiln_aligned_alloc(size_t align, size_t n);
+void kiln_aligned_free(void *p);
 char *kiln_strdup(const char *s);
 
 /* Overflow-checked size arithmetic: return false on overflow. */

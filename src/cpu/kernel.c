@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "cpu/kernel.h"
+#include "exec/engine.h"
+#include "infer/infer.h"
 
 /* ------------------------------------------------------------------ registry */
 
@@ -242,6 +244,49 @@ kiln_status kiln_out_value(struct kiln_kctx *k, size_t i, struct kiln_value *v)
     return KILN_OK;
 }
 
+/* Output i in its planned place: the arena block the planner gave it, when the tensor fits
+ * (and, for an in-place output, when the input it overwrites is really there with the same
+ * size). False: take the heap path. */
+static bool out_planned(struct kiln_kctx *k, size_t i, kiln_dtype dt, int rank, const int64_t *dims,
+                        bool zero, struct kiln_tensor **t)
+{
+    if (!k->out_mem || !k->out_mem[i] || dt == KILN_DTYPE_STRING || dt == KILN_DTYPE_UNDEFINED ||
+        rank < 0 || rank > KILN_MAX_RANK)
+        return false;
+    size_t n = 1;
+    for (int d = 0; d < rank; d++)
+        if (dims[d] < 0 || !kiln_mul_size(n, (size_t)dims[d], &n)) return false;
+    size_t bytes;
+    if (!kiln_mul_size(n, kiln_dtype_size(dt), &bytes) || bytes > k->out_cap[i]) return false;
+    bool aliased = false;
+    int a = k->out_alias ? k->out_alias[i] : -1;
+    if (a >= 0) {
+        const struct kiln_tensor *src = kiln_in(k, (size_t)a);
+        if (src && src->data == k->out_mem[i]) {
+            if (kiln_tensor_nbytes(src) != bytes) return false;
+            aliased = true;
+        }
+    }
+    struct kiln_value *v = k->out_vals[i];
+    kiln_value_release(k->out[i], k->cache);
+    memset(v, 0, sizeof *v);
+    v->kind = KILN_VALUE_TENSOR;
+    v->t.dtype = dt;
+    v->t.rank = rank;
+    for (int d = 0; d < rank; d++) v->t.dims[d] = dims[d];
+    v->t.data = k->out_mem[i];
+    v->t.flags = 0; /* the arena's */
+    if (!aliased) {
+        if (zero) memset(v->t.data, 0, bytes);
+#ifdef KILN_SANITIZE
+        else memset(v->t.data, 0xFF, bytes);
+#endif
+    }
+    k->out[i] = v;
+    *t = &v->t;
+    return true;
+}
+
 static kiln_status out_tensor(struct kiln_kctx *k, size_t i, kiln_dtype dt, int rank, const int64_t *dims,
                               bool zero, struct kiln_tensor **t)
 {
@@ -249,6 +294,18 @@ static kiln_status out_tensor(struct kiln_kctx *k, size_t i, kiln_dtype dt, int 
     if (i >= k->n_out)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "output %zu is not declared (node has %zu)", i,
                           k->n_out);
+    if (out_planned(k, i, dt, rank, dims, zero, t)) return KILN_OK;
+    if (k->limits && k->limits->max_tensor_bytes && dt != KILN_DTYPE_STRING && rank >= 0 &&
+        rank <= KILN_MAX_RANK) {
+        size_t n = kiln_dtype_size(dt);
+        bool over = false;
+        for (int d = 0; d < rank && !over; d++)
+            over = dims[d] < 0 || !kiln_mul_size(n, (size_t)dims[d], &n);
+        if (over || n > k->limits->max_tensor_bytes)
+            return kiln_kfail(k, KILN_E_LIMIT,
+                              "output %zu would take %zu bytes; the session's limit for one tensor "
+                              "is %llu bytes", i, n, (unsigned long long)k->limits->max_tensor_bytes);
+    }
     struct kiln_value *v;
     kiln_err e;
     kiln_status st = kiln_value_new_tensor_cached(dt, rank, dims, k->cache, zero, &v, &e);
@@ -275,20 +332,42 @@ kiln_status kiln_out_tensor_raw(struct kiln_kctx *k, size_t i, kiln_dtype dt, in
 
 struct scratch_block {
     struct scratch_block *next;
-    _Alignas(16) unsigned char data[]; /* malloc gives 16-byte alignment */
+    void *raw;                                /* what to free */
 };
 
 kiln_status kiln_scratch(struct kiln_kctx *k, size_t bytes, void **p)
 {
-    size_t total;
     *p = NULL;
-    if (!kiln_add_size(sizeof(struct scratch_block), bytes, &total))
+    size_t need;
+    if (!kiln_add_size(bytes, 63, &need))
         return kiln_kfail(k, KILN_E_LIMIT, "scratch request of %zu bytes is too large", bytes);
-    struct scratch_block *b = kiln_calloc(1, total);
-    if (!b) return kiln_kfail(k, KILN_E_NOMEM, "out of memory for %zu bytes of scratch", bytes);
+    need &= ~(size_t)63;
+    struct kiln_scratch_arena *sa = k->scratch_arena;
+    if (sa) {
+        /* Count every request, so the context's next arena holds them all. */
+        size_t want;
+        if (kiln_add_size(sa->used, need, &want)) {
+            if (want > sa->want) sa->want = want;
+            if (want <= sa->size) {
+                *p = sa->base + sa->used;
+                sa->used = want;
+                memset(*p, 0, bytes);
+                return KILN_OK;
+            }
+            sa->used = want; /* heap this time; the arena grows before the next run */
+        }
+    }
+    size_t total;
+    if (!kiln_add_size(sizeof(struct scratch_block) + 64, bytes, &total))
+        return kiln_kfail(k, KILN_E_LIMIT, "scratch request of %zu bytes is too large", bytes);
+    unsigned char *raw = kiln_calloc(1, total);
+    if (!raw) return kiln_kfail(k, KILN_E_NOMEM, "out of memory for %zu bytes of scratch", bytes);
+    uintptr_t at = ((uintptr_t)raw + sizeof(struct scratch_block) + 63) & ~(uintptr_t)63;
+    struct scratch_block *b = (struct scratch_block *)(at - sizeof(struct scratch_block));
+    b->raw = raw;
     b->next = k->scratch;
     k->scratch = b;
-    *p = b->data;
+    *p = (void *)at;
     return KILN_OK;
 }
 
@@ -298,8 +377,62 @@ void kiln_kctx_free_scratch(struct kiln_kctx *k)
     struct scratch_block *b = k->scratch;
     while (b) {
         struct scratch_block *next = b->next;
-        kiln_free(b);
+        kiln_free(b->raw);
         b = next;
     }
     k->scratch = NULL;
+    if (k->scratch_arena) k->scratch_arena->used = 0;
+}
+
+/* ------------------------------------------------------------------ prepare */
+
+const struct kiln_tensor *kiln_kprep_const(const struct kiln_kprep *p, size_t i)
+{
+    if (i >= p->kc.n_in || !p->in || !p->in[i]) return NULL;
+    return p->in[i]->konst;
+}
+
+kiln_status kiln_kprep_alloc(struct kiln_kprep *p, size_t bytes, void **out)
+{
+    *out = NULL;
+    void *m = p->store ? kiln_arena_alloc(p->store->arena, bytes ? bytes : 1) : NULL;
+    if (!m) return kiln_kfail(&p->kc, KILN_E_NOMEM, "out of memory preparing the kernel (%zu bytes)", bytes);
+    memset(m, 0, bytes);
+    *out = m;
+    return KILN_OK;
+}
+
+kiln_status kiln_kprep_blob(struct kiln_kprep *p, uint32_t key, size_t bytes, void **data, bool *fill)
+{
+    *data = NULL;
+    *fill = false;
+    struct kiln_prep_store *s = p->store;
+    if (!s) return kiln_kfail(&p->kc, KILN_E_INTERNAL, "prepacking outside an engine");
+    for (size_t i = 0; i < s->n_blobs; i++) {
+        struct kiln_eblob *b = &s->blobs[i];
+        if (b->graph != s->graph || b->node != s->node || b->key != key) continue;
+        if (b->bytes != bytes)
+            return kiln_kfail(&p->kc, KILN_E_INVALID_MODEL,
+                              "prepacked blob %u holds %zu bytes; the kernel needs %zu (engine "
+                              "built by another kernel version?)", key, b->bytes, bytes);
+        *data = b->data;
+        return KILN_OK;
+    }
+    if (s->loading)
+        return kiln_kfail(&p->kc, KILN_E_INVALID_MODEL, "the engine file lacks prepacked blob %u", key);
+    if (s->n_blobs == s->cap_blobs) {
+        size_t cap = s->cap_blobs ? s->cap_blobs * 2 : 16;
+        struct kiln_eblob *nb = kiln_realloc(s->blobs, cap * sizeof *nb);
+        if (!nb) return kiln_kfail(&p->kc, KILN_E_NOMEM, "out of memory prepacking");
+        s->blobs = nb;
+        s->cap_blobs = cap;
+    }
+    void *m = kiln_aligned_alloc(64, bytes ? bytes : 1);
+    if (!m) return kiln_kfail(&p->kc, KILN_E_NOMEM, "out of memory prepacking %zu bytes", bytes);
+    memset(m, 0, bytes);
+    s->blobs[s->n_blobs++] = (struct kiln_eblob){.graph = s->graph, .node = s->node, .key = key,
+                                                 .bytes = bytes, .data = m, .owned = true};
+    *data = m;
+    *fill = true;
+    return KILN_OK;
 }

@@ -1,17 +1,35 @@
-/* kernel.h: the interface between the executor and CPU kernels.
+/* kernel.h: the interface between the engine and CPU kernels.
  *
  * A kernel is a `struct kiln_cpu_op`: the op it implements, the range of op versions
- * (schema since_versions) it handles, and a `run` function. `run` reads its inputs and
- * attributes through the kiln_kctx, checks them, allocates its outputs with
- * kiln_kctx_out_tensor (which fixes their shapes) and computes them. A later planner will
- * hand out planned memory behind the same calls, so kernels need not change.
+ * (schema since_versions) it handles, an optional `prepare` and a `run` function.
+ *
+ * prepare (struct kiln_kprep) runs once per node when an engine is built or loaded, with
+ * the node's inferred input and output types (dims may be symbolic) and its constant
+ * inputs. It decodes the attributes into the kernel's own struct (allocated with
+ * kiln_kprep_alloc, living as long as the engine), checks what can be checked ahead of
+ * time, prepacks constant weights into blobs (kiln_kprep_blob: computed at build, stored in
+ * the engine file and mapped back at load), chooses among its variants and names the one it
+ * chose (p->kernel, shown by profiles and the build log). The struct reaches run as
+ * k->state. A kernel without prepare reads its attributes at run time through kiln_attr_*.
+ *
+ * run (struct kiln_kctx) reads its inputs, allocates its outputs with kiln_out_tensor (which
+ * fixes their shapes) and computes them. In an engine the output memory is planned: the
+ * call hands out the tensor's place in the context's arena, so it does not allocate unless
+ * the tensor's size is not known ahead (data-dependent outputs: NonZero, Unique, Loop's
+ * scan outputs...), which is the one escape: such tensors come from the heap (recycled
+ * through the context's cache). kiln_scratch takes from the context's scratch arena.
+ *
+ * Flags (KILN_OP_*) tell the memory planner what a kernel allows: KILN_OP_INPLACE, that
+ * output 0 may occupy input 0's memory when both have the same size and input 0 dies at
+ * this node (the kernel reads element i before writing element i, or copies with memmove,
+ * or skips a copy onto itself).
  *
  * Errors: a kernel returns a status made by kiln_kfail, whose message is prefixed with
  * "OpType node 'name' (opset N): ". Kernels never abort on bad input.
  *
  * Each op family lives in one file under src/cpu/ops/ and exports one table
- * `const struct kiln_cpu_op kiln_cpu_ops_<family>[]`, terminated by an entry with
- * name == NULL; src/cpu/op_table.def lists the families.
+ * `const struct kiln_cpu_op kiln_cpu_ops_<family>[]`, terminated by {0};
+ * src/cpu/op_table.def lists the families.
  */
 #ifndef KILN_CPU_KERNEL_H
 #define KILN_CPU_KERNEL_H
@@ -19,6 +37,10 @@
 #include "ir/ir.h"
 
 struct kiln_exec;
+struct kiln_vtype;
+struct kiln_kprep;
+struct kiln_scratch_arena;
+struct kiln_limits;
 
 struct kiln_kctx {
     const struct kiln_node *node;
@@ -32,14 +54,67 @@ struct kiln_kctx {
     void *frame;                   /* the executor's frame (outer scope for subgraphs) */
     struct kiln_pool *pool;        /* the session's threads (base/pool.h); NULL: run inline */
     struct kiln_bcache *cache;     /* the session's recycled tensor memory (base/bcache.h); may be NULL */
+    const void *state;             /* what prepare made (NULL when the op has no prepare) */
+    /* Planned memory of the outputs (exec/plan.h), NULL when unplanned: out_mem[i] is the
+     * place of output i in the context's arena, out_cap[i] its size in bytes, out_alias[i]
+     * the input whose memory it shares (-1: none). */
+    void *const *out_mem;
+    const size_t *out_cap;
+    const int *out_alias;
+    struct kiln_value *const *out_vals;       /* wrappers for planned outputs */
+    const struct kiln_limits *limits;         /* the engine's (NULL: none) */
+    struct kiln_scratch_arena *scratch_arena; /* the context's; NULL: scratch from the heap */
 };
+
+#define KILN_OP_INPLACE 1u /* output 0 may share input 0's memory (see above) */
 
 struct kiln_cpu_op {
     const char *name;   /* op_type */
     const char *domain; /* "" for ai.onnx */
     int since, until;   /* op versions handled, inclusive (until: 0 = no upper limit) */
     kiln_status (*run)(struct kiln_kctx *k);
+    kiln_status (*prepare)(struct kiln_kprep *p); /* NULL: nothing to prepare */
+    unsigned flags;                               /* KILN_OP_* */
 };
+
+/* ------------------------------------------------------------------ prepare */
+
+/* One blob of prepacked data: computed by prepare at build, saved in the engine file,
+ * mapped (read-only) at load. */
+struct kiln_kblob {
+    uint32_t key;     /* the kernel's own number for it, unique per node */
+    size_t bytes;
+    void *data;       /* 64-byte aligned */
+};
+
+struct kiln_kprep {
+    struct kiln_kctx kc;                    /* node, opset, n_in, n_out, err: for kiln_attr_*
+                                             * and kiln_kfail (in/out/exec are NULL) */
+    const struct kiln_vtype *const *in;     /* inferred input types; in[i] NULL: absent or unknown */
+    const struct kiln_vtype *const *out;    /* inferred output types; NULL entries likewise */
+    int threads;                            /* the engine's threads per context */
+    int tune;                               /* 1: time the variants on these shapes, keep
+                                             * the fastest */
+    int variant;                            /* >= 0: the variant to take (a loaded engine,
+                                             * or --tune's choice); -1: choose */
+    /* Set by prepare: */
+    void *state;                            /* given to run as k->state */
+    const char *kernel;                     /* the chosen variant's name (static string) */
+    int chosen;                             /* the chosen variant's number (0 when one) */
+    size_t scratch_bytes;                   /* scratch run needs at most (0: unknown) */
+    /* Private to the engine: */
+    struct kiln_prep_store *store;
+};
+
+/* Input i's contents when it is a constant (initializer or folded); NULL otherwise. */
+const struct kiln_tensor *kiln_kprep_const(const struct kiln_kprep *p, size_t i);
+/* Zero-filled memory living as long as the engine; NULL + status on failure. */
+KILN_NODISCARD kiln_status kiln_kprep_alloc(struct kiln_kprep *p, size_t bytes, void **out);
+/* Blob `key` of this node, of `bytes` bytes (64-byte aligned). *fill is true when the
+ * caller must compute its contents now (building) and false when it comes filled from an
+ * engine file (loading); its contents must not change after prepare returns. */
+KILN_NODISCARD kiln_status kiln_kprep_blob(struct kiln_kprep *p, uint32_t key, size_t bytes,
+                                           void **data, bool *fill);
 
 #define KILN_OPSET_ANY 0
 
@@ -102,8 +177,9 @@ KILN_NODISCARD kiln_status kiln_out_value(struct kiln_kctx *k, size_t i, struct 
 
 /* ------------------------------------------------------------------ memory, subgraphs */
 
-/* Scratch memory for this run (zero-filled, 16-byte aligned); freed when run returns. NULL +
- * status on failure. */
+/* Scratch memory for this run (zero-filled, 64-byte aligned): from the context's scratch
+ * arena, else the heap; released when run returns. NULL + status on failure. Call it from
+ * the kernel's own thread (not from pool tasks). */
 KILN_NODISCARD kiln_status kiln_scratch(struct kiln_kctx *k, size_t bytes, void **p);
 /* Frees every scratch block of k (the executor calls it after run; tests that call kernels
  * directly call it too). */

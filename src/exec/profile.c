@@ -82,7 +82,8 @@ static char *format(const char *fmt, ...)
 }
 
 kiln_status kiln_prof_add(struct kiln_prof *p, const char *prefix, int depth, const struct kiln_node *n,
-                          size_t node_index, const struct kiln_cpu_op *op, size_t *index, kiln_err *err)
+                          size_t node_index, const struct kiln_cpu_op *op, const char *backend,
+                          const char *variant, size_t *index, kiln_err *err)
 {
     if (p->n == p->cap) {
         size_t cap = p->cap ? p->cap * 2 : 64;
@@ -96,8 +97,11 @@ kiln_status kiln_prof_add(struct kiln_prof *p, const char *prefix, int depth, co
     const char *sep = prefix[0] ? "/" : "";
     e->name = n->name[0] ? format("%s%s%s", prefix, sep, n->name)
                          : format("%s%s%s#%zu", prefix, sep, n->op_type, node_index);
-    e->kernel = op->until ? format("cpu:%s v%d-%d", op->name, op->since, op->until)
-                          : format("cpu:%s v%d+", op->name, op->since);
+    char ver[48];
+    if (op->until) snprintf(ver, sizeof ver, "v%d-%d", op->since, op->until);
+    else snprintf(ver, sizeof ver, "v%d+", op->since);
+    e->kernel = variant ? format("%s:%s %s (%s)", backend, op->name, ver, variant)
+                        : format("%s:%s %s", backend, op->name, ver);
     e->shapes = kiln_strdup("");
     e->op_type = n->op_type;
     e->depth = depth;

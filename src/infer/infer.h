@@ -117,6 +117,12 @@ struct kiln_dim kiln_sym_max(struct kiln_infer *inf, struct kiln_dim a, struct k
 struct kiln_dim kiln_sym_int(struct kiln_infer *inf, int64_t v);
 /* d as an integer when it is one (known, or a negative constant from kiln_sym_int). */
 bool kiln_dim_int_value(struct kiln_dim d, int64_t *v);
+/* The value of symbolic dim text (a polynomial over identifiers) with each identifier's value
+ * from lookup(user, name, name_len, &value) (false: unbound). False when the text is not a
+ * polynomial over identifiers (opaque atoms such as "(H-1)/2"), a symbol is unbound, or
+ * the arithmetic overflows. */
+typedef bool (*kiln_sym_lookup_fn)(void *user, const char *name, size_t len, int64_t *value);
+bool kiln_sym_eval(const char *text, kiln_sym_lookup_fn lookup, void *user, int64_t *out);
 /* A new symbol for a data-dependent size, unique in the model: "<prefix>_<n>" (e.g.
  * "NonZero_3"). Rules that produce one also set the output's data_dependent flag. */
 struct kiln_dim kiln_sym_fresh(struct kiln_infer *inf, const char *prefix);

@@ -536,3 +536,24 @@ struct kiln_dim kiln_sym_declared(struct kiln_infer *inf, const char *param)
     buf[n + 1] = ')';
     return opaque(inf, buf, n + 2);
 }
+
+/* ------------------------------------------------------------------ evaluation */
+
+bool kiln_sym_eval(const char *text, kiln_sym_lookup_fn lookup, void *user, int64_t *out)
+{
+    struct poly p;
+    if (!text || !poly_parse(text, &p)) return false;
+    int64_t sum = 0;
+    for (int i = 0; i < p.n; i++) {
+        int64_t v = p.t[i].coef;
+        for (int j = 0; j < p.t[i].deg; j++) {
+            int64_t x;
+            const struct atom a = p.t[i].a[j];
+            if (a.p[0] == '(' || !lookup(user, a.p, a.n, &x)) return false;
+            if (__builtin_mul_overflow(v, x, &v)) return false;
+        }
+        if (__builtin_add_overflow(sum, v, &sum)) return false;
+    }
+    *out = sum;
+    return true;
+}

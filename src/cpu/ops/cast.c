@@ -463,7 +463,7 @@ static kiln_status run_castlike(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_cast[] = {
-    {"Cast", "", 1, 0, run_cast},
-    {"CastLike", "", 15, 0, run_castlike},
+    {"Cast", "", 1, 0, run_cast, NULL, 0},
+    {"CastLike", "", 15, 0, run_castlike, NULL, 0},
     {0},
 };

@@ -414,8 +414,8 @@ static kiln_status scan_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_control[] = {
-    {"If", "", 1, 0, if_run},
-    {"Loop", "", 1, 0, loop_run},
-    {"Scan", "", 8, 0, scan_run},
+    {"If", "", 1, 0, if_run, NULL, 0},
+    {"Loop", "", 1, 0, loop_run, NULL, 0},
+    {"Scan", "", 8, 0, scan_run, NULL, 0},
     {0},
 };

@@ -729,7 +729,7 @@ static kiln_status convt_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_conv[] = {
-    {"Conv", "", 1, 0, kiln_cpu_conv_run},
-    {"ConvTranspose", "", 1, 0, convt_run},
+    {"Conv", "", 1, 0, kiln_cpu_conv_run, NULL, 0},
+    {"ConvTranspose", "", 1, 0, convt_run, NULL, 0},
     {0},
 };

@@ -163,12 +163,12 @@ static kiln_status gelu_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_fused[] = {
-    {"FusedConv", "kiln", 1, 0, fused_conv_run},
-    {"FusedGemm", "kiln", 1, 0, fused_gemm_run},
-    {"FusedMatMul", "kiln", 1, 0, fused_matmul_run},
-    {"Gelu", "kiln", 1, 0, gelu_run},
-    {"LayerNormalization", "kiln", 1, 0, kiln_cpu_layernorm_run},
-    {"RMSNormalization", "kiln", 1, 0, kiln_cpu_rmsnorm_run},
-    {"Attention", "kiln", 1, 0, kiln_cpu_kiln_attention_run},
+    {"FusedConv", "kiln", 1, 0, fused_conv_run, NULL, 0},
+    {"FusedGemm", "kiln", 1, 0, fused_gemm_run, NULL, 0},
+    {"FusedMatMul", "kiln", 1, 0, fused_matmul_run, NULL, 0},
+    {"Gelu", "kiln", 1, 0, gelu_run, NULL, 0},
+    {"LayerNormalization", "kiln", 1, 0, kiln_cpu_layernorm_run, NULL, 0},
+    {"RMSNormalization", "kiln", 1, 0, kiln_cpu_rmsnorm_run, NULL, 0},
+    {"Attention", "kiln", 1, 0, kiln_cpu_kiln_attention_run, NULL, 0},
     {0},
 };

@@ -311,7 +311,7 @@ kiln_status kiln_cpu_gemm_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_gemm[] = {
-    {"MatMul", "", 1, 0, kiln_cpu_matmul_run},
-    {"Gemm", "", 1, 0, kiln_cpu_gemm_run},
+    {"MatMul", "", 1, 0, kiln_cpu_matmul_run, NULL, 0},
+    {"Gemm", "", 1, 0, kiln_cpu_gemm_run, NULL, 0},
     {0},
 };

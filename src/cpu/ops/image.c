@@ -814,6 +814,6 @@ static kiln_status image_decoder_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_image[] = {
-    {"ImageDecoder", "", 20, 0, image_decoder_run},
+    {"ImageDecoder", "", 20, 0, image_decoder_run, NULL, 0},
     {0},
 };

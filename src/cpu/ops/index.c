@@ -455,12 +455,12 @@ static kiln_status tensor_scatter_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_index[] = {
-    {"Gather", "", 1, 0, gather_run},
-    {"GatherElements", "", 11, 0, gather_elements_run},
-    {"GatherND", "", 11, 0, gather_nd_run},
-    {"Scatter", "", 9, 10, scatter_elements_run},
-    {"ScatterElements", "", 11, 0, scatter_elements_run},
-    {"ScatterND", "", 11, 0, scatter_nd_run},
-    {"TensorScatter", "", 24, 0, tensor_scatter_run},
+    {"Gather", "", 1, 0, gather_run, NULL, 0},
+    {"GatherElements", "", 11, 0, gather_elements_run, NULL, 0},
+    {"GatherND", "", 11, 0, gather_nd_run, NULL, 0},
+    {"Scatter", "", 9, 10, scatter_elements_run, NULL, 0},
+    {"ScatterElements", "", 11, 0, scatter_elements_run, NULL, 0},
+    {"ScatterND", "", 11, 0, scatter_nd_run, NULL, 0},
+    {"TensorScatter", "", 24, 0, tensor_scatter_run, NULL, 0},
     {0},
 };

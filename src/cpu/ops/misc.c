@@ -154,7 +154,7 @@ static kiln_status bitcast_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_misc[] = {
-    {"NonMaxSuppression", "", 10, 0, nms_run},
-    {"BitCast", "", 26, 0, bitcast_run},
+    {"NonMaxSuppression", "", 10, 0, nms_run, NULL, 0},
+    {"BitCast", "", 26, 0, bitcast_run, NULL, 0},
     {0},
 };

@@ -789,11 +789,11 @@ static kiln_status flex_attention_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_nn_extra[] = {
-    {"Attention", "", 23, 0, attention_run},
-    {"RotaryEmbedding", "", 23, 0, rotary_run},
-    {"SwiGLU", "", 28, 0, swiglu_run},
-    {"LinearAttention", "", 27, 0, linear_attention_run},
-    {"CausalConvWithState", "", 27, 0, causal_conv_run},
-    {"FlexAttention", "ai.onnx.preview", 1, 0, flex_attention_run},
+    {"Attention", "", 23, 0, attention_run, NULL, 0},
+    {"RotaryEmbedding", "", 23, 0, rotary_run, NULL, 0},
+    {"SwiGLU", "", 28, 0, swiglu_run, NULL, 0},
+    {"LinearAttention", "", 27, 0, linear_attention_run, NULL, 0},
+    {"CausalConvWithState", "", 27, 0, causal_conv_run, NULL, 0},
+    {"FlexAttention", "ai.onnx.preview", 1, 0, flex_attention_run, NULL, 0},
     {0},
 };

@@ -650,14 +650,14 @@ static kiln_status dropout_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_norm[] = {
-    {"BatchNormalization", "", 1, 0, batchnorm_run},
-    {"InstanceNormalization", "", 1, 0, instnorm_run},
-    {"LayerNormalization", "", 1, 0, kiln_cpu_layernorm_run},
-    {"RMSNormalization", "", 1, 0, kiln_cpu_rmsnorm_run},
-    {"GroupNormalization", "", 1, 0, groupnorm_run},
-    {"MeanVarianceNormalization", "", 1, 0, mvn_run},
-    {"LRN", "", 1, 0, lrn_run},
-    {"LpNormalization", "", 1, 0, lpnorm_run},
-    {"Dropout", "", 1, 0, dropout_run},
+    {"BatchNormalization", "", 1, 0, batchnorm_run, NULL, 0},
+    {"InstanceNormalization", "", 1, 0, instnorm_run, NULL, 0},
+    {"LayerNormalization", "", 1, 0, kiln_cpu_layernorm_run, NULL, 0},
+    {"RMSNormalization", "", 1, 0, kiln_cpu_rmsnorm_run, NULL, 0},
+    {"GroupNormalization", "", 1, 0, groupnorm_run, NULL, 0},
+    {"MeanVarianceNormalization", "", 1, 0, mvn_run, NULL, 0},
+    {"LRN", "", 1, 0, lrn_run, NULL, 0},
+    {"LpNormalization", "", 1, 0, lpnorm_run, NULL, 0},
+    {"Dropout", "", 1, 0, dropout_run, NULL, 0},
     {0},
 };

@@ -600,12 +600,12 @@ static kiln_status maxunpool_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_pool[] = {
-    {"MaxPool", "", 1, 0, maxpool_run},
-    {"AveragePool", "", 1, 0, avgpool_run},
-    {"LpPool", "", 1, 0, lppool_run},
-    {"GlobalMaxPool", "", 1, 0, gmax_run},
-    {"GlobalAveragePool", "", 1, 0, gavg_run},
-    {"GlobalLpPool", "", 1, 0, glp_run},
-    {"MaxUnpool", "", 1, 0, maxunpool_run},
+    {"MaxPool", "", 1, 0, maxpool_run, NULL, 0},
+    {"AveragePool", "", 1, 0, avgpool_run, NULL, 0},
+    {"LpPool", "", 1, 0, lppool_run, NULL, 0},
+    {"GlobalMaxPool", "", 1, 0, gmax_run, NULL, 0},
+    {"GlobalAveragePool", "", 1, 0, gavg_run, NULL, 0},
+    {"GlobalLpPool", "", 1, 0, glp_run, NULL, 0},
+    {"MaxUnpool", "", 1, 0, maxunpool_run, NULL, 0},
     {0},
 };

@@ -805,12 +805,12 @@ WITH_QMEM(qlinear_conv)
 /* ------------------------------------------------------------------ table */
 
 const struct kiln_cpu_op kiln_cpu_ops_quant[] = {
-    {"QuantizeLinear", "", 10, 0, run_quantize},
-    {"DequantizeLinear", "", 10, 0, run_dequantize},
-    {"DynamicQuantizeLinear", "", 11, 0, run_dynamic_quantize},
-    {"MatMulInteger", "", 10, 0, run_matmul_integer},
-    {"QLinearMatMul", "", 10, 0, run_qlinear_matmul},
-    {"ConvInteger", "", 10, 0, run_conv_integer},
-    {"QLinearConv", "", 10, 0, run_qlinear_conv},
+    {"QuantizeLinear", "", 10, 0, run_quantize, NULL, 0},
+    {"DequantizeLinear", "", 10, 0, run_dequantize, NULL, 0},
+    {"DynamicQuantizeLinear", "", 11, 0, run_dynamic_quantize, NULL, 0},
+    {"MatMulInteger", "", 10, 0, run_matmul_integer, NULL, 0},
+    {"QLinearMatMul", "", 10, 0, run_qlinear_matmul, NULL, 0},
+    {"ConvInteger", "", 10, 0, run_conv_integer, NULL, 0},
+    {"QLinearConv", "", 10, 0, run_qlinear_conv, NULL, 0},
     {0},
 };

@@ -337,11 +337,11 @@ static kiln_status multinomial_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_random[] = {
-    {"RandomUniform", "", 1, 0, random_uniform_run},
-    {"RandomNormal", "", 1, 0, random_normal_run},
-    {"RandomUniformLike", "", 1, 0, random_uniform_like_run},
-    {"RandomNormalLike", "", 1, 0, random_normal_like_run},
-    {"Bernoulli", "", 15, 0, bernoulli_run},
-    {"Multinomial", "", 7, 0, multinomial_run},
+    {"RandomUniform", "", 1, 0, random_uniform_run, NULL, 0},
+    {"RandomNormal", "", 1, 0, random_normal_run, NULL, 0},
+    {"RandomUniformLike", "", 1, 0, random_uniform_like_run, NULL, 0},
+    {"RandomNormalLike", "", 1, 0, random_normal_like_run, NULL, 0},
+    {"Bernoulli", "", 15, 0, bernoulli_run, NULL, 0},
+    {"Multinomial", "", 7, 0, multinomial_run, NULL, 0},
     {0},
 };

@@ -240,8 +240,8 @@ static kiln_status gru_run(struct kiln_kctx *k) { return rnn_common(k, K_GRU); }
 static kiln_status lstm_run(struct kiln_kctx *k) { return rnn_common(k, K_LSTM); }
 
 const struct kiln_cpu_op kiln_cpu_ops_rnn[] = {
-    {"RNN", "", 1, 0, rnn_run},
-    {"GRU", "", 1, 0, gru_run},
-    {"LSTM", "", 1, 0, lstm_run},
+    {"RNN", "", 1, 0, rnn_run, NULL, 0},
+    {"GRU", "", 1, 0, gru_run, NULL, 0},
+    {"LSTM", "", 1, 0, lstm_run, NULL, 0},
     {0},
 };

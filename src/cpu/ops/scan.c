@@ -928,16 +928,16 @@ static kiln_status mel_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_scan[] = {
-    {"CumSum", "", 11, KILN_OPSET_ANY, cumsum_run},
-    {"CumProd", "", 26, KILN_OPSET_ANY, cumprod_run},
-    {"TopK", "", 1, KILN_OPSET_ANY, topk_run},
-    {"Einsum", "", 12, KILN_OPSET_ANY, einsum_run},
-    {"Det", "", 11, KILN_OPSET_ANY, det_run},
-    {"DFT", "", 17, KILN_OPSET_ANY, dft_run},
-    {"STFT", "", 17, KILN_OPSET_ANY, stft_run},
-    {"HannWindow", "", 17, KILN_OPSET_ANY, hann_run},
-    {"HammingWindow", "", 17, KILN_OPSET_ANY, hamming_run},
-    {"BlackmanWindow", "", 17, KILN_OPSET_ANY, blackman_run},
-    {"MelWeightMatrix", "", 17, KILN_OPSET_ANY, mel_run},
+    {"CumSum", "", 11, KILN_OPSET_ANY, cumsum_run, NULL, 0},
+    {"CumProd", "", 26, KILN_OPSET_ANY, cumprod_run, NULL, 0},
+    {"TopK", "", 1, KILN_OPSET_ANY, topk_run, NULL, 0},
+    {"Einsum", "", 12, KILN_OPSET_ANY, einsum_run, NULL, 0},
+    {"Det", "", 11, KILN_OPSET_ANY, det_run, NULL, 0},
+    {"DFT", "", 17, KILN_OPSET_ANY, dft_run, NULL, 0},
+    {"STFT", "", 17, KILN_OPSET_ANY, stft_run, NULL, 0},
+    {"HannWindow", "", 17, KILN_OPSET_ANY, hann_run, NULL, 0},
+    {"HammingWindow", "", 17, KILN_OPSET_ANY, hamming_run, NULL, 0},
+    {"BlackmanWindow", "", 17, KILN_OPSET_ANY, blackman_run, NULL, 0},
+    {"MelWeightMatrix", "", 17, KILN_OPSET_ANY, mel_run, NULL, 0},
     {0},
 };

@@ -317,10 +317,10 @@ static kiln_status sce_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_softmax[] = {
-    {"Softmax", "", 1, KILN_OPSET_ANY, softmax_run},
-    {"LogSoftmax", "", 1, KILN_OPSET_ANY, logsoftmax_run},
-    {"Hardmax", "", 1, KILN_OPSET_ANY, hardmax_run},
-    {"NegativeLogLikelihoodLoss", "", 12, KILN_OPSET_ANY, nllloss_run},
-    {"SoftmaxCrossEntropyLoss", "", 12, KILN_OPSET_ANY, sce_run},
+    {"Softmax", "", 1, KILN_OPSET_ANY, softmax_run, NULL, 0},
+    {"LogSoftmax", "", 1, KILN_OPSET_ANY, logsoftmax_run, NULL, 0},
+    {"Hardmax", "", 1, KILN_OPSET_ANY, hardmax_run, NULL, 0},
+    {"NegativeLogLikelihoodLoss", "", 12, KILN_OPSET_ANY, nllloss_run, NULL, 0},
+    {"SoftmaxCrossEntropyLoss", "", 12, KILN_OPSET_ANY, sce_run, NULL, 0},
     {0},
 };

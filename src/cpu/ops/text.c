@@ -382,10 +382,10 @@ static kiln_status tfidf_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_text[] = {
-    {"StringNormalizer", "", 10, 0, strnorm_run},
-    {"StringConcat", "", 20, 0, strconcat_run},
-    {"StringSplit", "", 20, 0, strsplit_run},
-    {"RegexFullMatch", "", 20, 0, regex_run},
-    {"TfIdfVectorizer", "", 9, 0, tfidf_run},
+    {"StringNormalizer", "", 10, 0, strnorm_run, NULL, 0},
+    {"StringConcat", "", 20, 0, strconcat_run, NULL, 0},
+    {"StringSplit", "", 20, 0, strsplit_run, NULL, 0},
+    {"RegexFullMatch", "", 20, 0, regex_run, NULL, 0},
+    {"TfIdfVectorizer", "", 9, 0, tfidf_run, NULL, 0},
     {0},
 };

@@ -181,8 +181,8 @@ static kiln_status adam_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_training[] = {
-    {"Adagrad", TRAINING_DOMAIN, 1, 0, adagrad_run},
-    {"Adam", TRAINING_DOMAIN, 1, 0, adam_run},
-    {"Momentum", TRAINING_DOMAIN, 1, 0, momentum_run},
+    {"Adagrad", TRAINING_DOMAIN, 1, 0, adagrad_run, NULL, 0},
+    {"Adam", TRAINING_DOMAIN, 1, 0, adam_run, NULL, 0},
+    {"Momentum", TRAINING_DOMAIN, 1, 0, momentum_run, NULL, 0},
     {0},
 };

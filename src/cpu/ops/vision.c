@@ -579,9 +579,9 @@ static kiln_status deform_conv_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_vision[] = {
-    {"AffineGrid", "", 20, 0, affine_grid_run},
-    {"RoiAlign", "", 10, 0, roi_align_run},
-    {"MaxRoiPool", "", 1, 0, max_roi_pool_run},
-    {"DeformConv", "", 19, 0, deform_conv_run},
+    {"AffineGrid", "", 20, 0, affine_grid_run, NULL, 0},
+    {"RoiAlign", "", 10, 0, roi_align_run, NULL, 0},
+    {"MaxRoiPool", "", 1, 0, max_roi_pool_run, NULL, 0},
+    {"DeformConv", "", 19, 0, deform_conv_run, NULL, 0},
     {0},
 };
