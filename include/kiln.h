@@ -497,6 +497,13 @@ void kiln_engine_profile_memory(const kiln_engine *e, size_t i, uint64_t *arena_
 void kiln_engine_node_kernel(const kiln_engine *e, size_t i, const char **backend, const char **kernel,
                              const char **variant);
 
+/* A session over an engine (a loaded engine file, or one built with a builder): one context
+ * on e behind the kiln_session_* calls; holds a reference to e. Profiling entries exist
+ * only for sessions made by kiln_session_create with options.profile. */
+KILN_NODISCARD kiln_status kiln_session_create_from_engine(kiln_engine *e, kiln_session **out, kiln_err *err);
+/* The model a session runs (the engine's for kiln_session_create_from_engine). */
+const kiln_model *kiln_session_model(const kiln_session *s);
+
 /* A context on e (holds a reference to e). */
 KILN_NODISCARD kiln_status kiln_context_create(kiln_engine *e, kiln_context **out, kiln_err *err);
 void kiln_context_free(kiln_context *c); /* NULL is fine; waits for its enqueued runs */

@@ -59,6 +59,29 @@ kiln_status kiln_session_create(const kiln_model *m, const kiln_session_options 
     return KILN_OK;
 }
 
+kiln_status kiln_session_create_from_engine(kiln_engine *e, kiln_session **out, kiln_err *err)
+{
+    if (!out) return kiln_err_set(err, KILN_E_INVALID_ARG, "session: no output pointer");
+    *out = NULL;
+    if (!e) return kiln_err_set(err, KILN_E_INVALID_ARG, "session: no engine");
+    struct kiln_session *s = kiln_calloc(1, sizeof *s);
+    if (!s) return kiln_err_set(err, KILN_E_NOMEM, "out of memory creating the session");
+    kiln_engine_retain(e);
+    s->e = e;
+    kiln_status st = kiln_context_new(e, &s->c, err);
+    if (st) {
+        kiln_session_free(s);
+        return st;
+    }
+    *out = s;
+    return KILN_OK;
+}
+
+const kiln_model *kiln_session_model(const kiln_session *s)
+{
+    return s ? s->e->model : NULL;
+}
+
 kiln_status kiln_session_run(kiln_session *s, size_t n_in, const char *const *names, const kiln_value *const *inputs,
                              size_t n_out, kiln_value **outputs, kiln_err *err)
 {

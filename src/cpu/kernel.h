@@ -102,6 +102,8 @@ struct kiln_kprep {
     const char *kernel;                     /* the chosen variant's name (static string) */
     int chosen;                             /* the chosen variant's number (0 when one) */
     size_t scratch_bytes;                   /* scratch run needs at most (0: unknown) */
+    uint64_t cpu_features;                  /* KILN_CPU_* (cpu/features.h) the chosen
+                                             * variant needs; recorded in engine files */
     /* Private to the engine: */
     struct kiln_prep_store *store;
 };

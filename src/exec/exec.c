@@ -141,6 +141,7 @@ static kiln_status prepare_node(struct kiln_engine *e, const struct kiln_graph *
         en->kernel = p.kernel;
         en->variant = p.chosen;
         if (p.scratch_bytes > e->scratch_bytes) e->scratch_bytes = p.scratch_bytes;
+        e->cpu_features |= p.cpu_features;
     }
 done:
     if (in && in != small_in) kiln_free(in);

@@ -294,6 +294,10 @@ struct kiln_model {
     size_t n_ext;                  /* external data files, mapped */
     struct kiln_mapping *ext;
     const char *dir;               /* folder of the model file, for external data; may be NULL */
+    /* An engine file's weight section (src/engine/file.c): external data at location
+     * KILN_ENGINE_DATA_LOCATION resolves into it; NULL otherwise. Owned by the engine. */
+    const uint8_t *engine_data;
+    size_t engine_data_len;
     int64_t ir_version, model_version;
     const char *producer_name, *producer_version, *domain, *doc;
     size_t n_opsets, n_meta, n_functions;

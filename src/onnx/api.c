@@ -120,6 +120,29 @@ fail:
     return st;
 }
 
+kiln_status kiln_onnx_load_engine(const uint8_t *buf, size_t len, const uint8_t *data, size_t data_len,
+                                  struct kiln_model **out, kiln_err *err)
+{
+    *out = NULL;
+    struct kiln_model *m = kiln_calloc(1, sizeof *m);
+    uint8_t *copy = m ? kiln_malloc(len ? len : 1) : NULL;
+    if (!copy) {
+        kiln_free(m);
+        return kiln_err_set(err, KILN_E_NOMEM, "out of memory loading an engine's graph (%zu bytes)", len);
+    }
+    if (len) memcpy(copy, buf, len);
+    m->map = (struct kiln_mapping){.data = copy, .size = len, .mapped = false};
+    m->engine_data = data;
+    m->engine_data_len = data_len;
+    kiln_status st = load_mapped(m, "(engine graph)", err);
+    if (st) {
+        kiln_model_free(m);
+        return st;
+    }
+    *out = m;
+    return KILN_OK;
+}
+
 kiln_status kiln_value_read_file(const char *path, kiln_value_kind kind, kiln_value **out,
                                  kiln_err *err)
 {

@@ -776,6 +776,19 @@ kiln_status kiln_onnx_external(struct pb_ctx *c, const struct tpb_sink *s, const
 {
     struct kiln_model *m = s->model;
     struct ext_table *ext = s->ext_state;
+    if (m && m->engine_data && strcmp(location, KILN_ENGINE_DATA_LOCATION) == 0) {
+        uint64_t off = has_offset ? offset : 0;
+        if (has_length && length != need)
+            return kiln_pb_fail(c, KILN_E_INVALID_MODEL,
+                                "%s: engine data length %llu does not match the %zu bytes its dims need",
+                                label, (unsigned long long)length, need);
+        if (off > m->engine_data_len || need > m->engine_data_len - off)
+            return kiln_pb_fail(c, KILN_E_INVALID_MODEL,
+                                "%s: engine data at offset %llu + %zu bytes runs past the weight section "
+                                "(%zu bytes)", label, (unsigned long long)off, need, m->engine_data_len);
+        *out = m->engine_data + off;
+        return KILN_OK;
+    }
     if (!m || !ext || !m->dir)
         return kiln_pb_fail(c, KILN_E_INVALID_MODEL,
                        "%s uses external data '%s', but the model has no folder to resolve it "

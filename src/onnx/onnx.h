@@ -25,4 +25,20 @@ KILN_NODISCARD kiln_status kiln_onnx_decode_value(const uint8_t *buf, size_t len
 KILN_NODISCARD kiln_status kiln_onnx_encode_value(const struct kiln_value *v, const char *name,
                                                   struct kiln_buf *b, kiln_err *err);
 
+/* The external data location that names an engine file's own weight section. */
+#define KILN_ENGINE_DATA_LOCATION "@engine"
+
+/* Decodes the ModelProto section of an engine file (buf[0..len), copied) whose external data
+ * lies in data[0..data_len) (borrowed: it must outlive the model). */
+KILN_NODISCARD kiln_status kiln_onnx_load_engine(const uint8_t *buf, size_t len, const uint8_t *data,
+                                                 size_t data_len, struct kiln_model **out, kiln_err *err);
+
+/* Writes m as ModelProto bytes into a new buffer *buf (free with kiln_free), each numeric
+ * tensor of at least `threshold` bytes going instead to the open file fd at the next
+ * 64-byte-aligned offset, its external data naming KILN_ENGINE_DATA_LOCATION with offsets
+ * counted from the fd's position at the call (*data_len: the bytes written to fd). */
+KILN_NODISCARD kiln_status kiln_onnx_write_engine(const struct kiln_model *m, int fd, const char *path,
+                                                  size_t threshold, void **buf, size_t *len,
+                                                  uint64_t *data_len, kiln_err *err);
+
 #endif

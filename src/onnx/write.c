@@ -159,7 +159,7 @@ static kiln_status write_all(int fd, const void *data, size_t n, const char *pat
 static kiln_status ext_put(struct writer *w, const struct kiln_tensor *t, const char *label,
                            struct tpb_ext *x)
 {
-    if (!w->ext_tmp) KILN_TRY(ext_open(w));
+    if (!w->ext_tmp && w->ext_fd < 0) KILN_TRY(ext_open(w));
     static const uint8_t zeros[KILN_EXT_ALIGN];
     size_t pad = (size_t)(-w->ext_off % KILN_EXT_ALIGN);
     KILN_TRY(write_all(w->ext_fd, zeros, pad, w->ext_final, w->err));
@@ -612,4 +612,23 @@ done:
     kiln_free(ext_path);
     kiln_buf_free(&w.b);
     return st;
+}
+
+kiln_status kiln_onnx_write_engine(const struct kiln_model *m, int fd, const char *path, size_t threshold,
+                                   void **buf, size_t *len, uint64_t *data_len, kiln_err *err)
+{
+    *buf = NULL;
+    *len = 0;
+    *data_len = 0;
+    struct writer w = {.err = err, .ext_fd = fd, .threshold = threshold ? threshold : 1,
+                       .ext_location = KILN_ENGINE_DATA_LOCATION, .ext_final = path};
+    kiln_status st = put_model(&w, m);
+    if (st) {
+        kiln_buf_free(&w.b);
+        return st;
+    }
+    *buf = w.b.data;
+    *len = w.b.len;
+    *data_len = w.ext_off;
+    return KILN_OK;
 }

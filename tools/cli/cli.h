@@ -29,8 +29,23 @@ int cli_usage(const char *cmd, const char *fmt, ...) CLI_PRINTF(2, 3);
 /* Loads a model, printing "kiln: <error>" on failure (returns NULL). */
 kiln_model *cli_load_model(const char *path);
 
+/* A model or an engine file, opened for running: `run`, `bench` and `info` take either.
+ * For a model, *model is the loaded model (the caller frees it after the session) and the
+ * session runs it, optimized first at `level`; for an engine file (kiln_file_is_engine),
+ * *model is NULL and the session runs the loaded engine, which `threads` and `level` cannot
+ * change (a non-default value is a usage error, printed). *m is the model to query. Returns
+ * CLI_OK or the status to exit with (message printed). */
+int cli_open_session(const char *cmd, const char *path, const kiln_session_options *opt, kiln_opt_level level,
+                     kiln_model **model, kiln_session **session, const kiln_model **m);
+
 /* Parses a non-negative decimal integer in [lo, hi]; false when malformed or out of range. */
 bool cli_parse_int(const char *s, long lo, long hi, long *out);
+/* Parses "D0xD1x..." (len bytes of s) into dims (at most 16); false when malformed. "" is
+ * rank 0. */
+bool cli_parse_dims(const char *s, size_t len, int *rank, int64_t *dims);
+/* Applies "--shapes NAME=D0xD1x...,NAME=..." to m's inputs (kiln_model_set_input_shape);
+ * CLI_OK or the status to exit with (message printed; cmd names the command). */
+int cli_apply_shapes(const char *cmd, kiln_model *m, const char *spec);
 /* Parses a finite double; false when malformed. */
 bool cli_parse_double(const char *s, double *out);
 /* Option value from "--opt VALUE" or "--opt=VALUE"; NULL when argv[*i] is not `opt`. Advances
@@ -99,6 +114,7 @@ int cli_bench(int argc, char **argv);
 int cli_convert(int argc, char **argv);
 int cli_optimize(int argc, char **argv);
 int cli_graph(int argc, char **argv);
+int cli_build(int argc, char **argv);
 
 /* Element helpers over kiln.h's in-memory layout. cli_elem_f64 reads element i as a double
  * (for complex types, i indexes the interleaved re/im parts); NaN for types it cannot read. */

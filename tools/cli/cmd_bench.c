@@ -748,9 +748,14 @@ int cli_bench(int argc, char **argv)
     if (rc != CLI_OK) goto done;
     rc = CLI_FAIL;
     double load_start = now_s();
-    if (!(m = cli_load_model(a.io.model))) goto done;
-    n_in = kiln_model_input_count(m);
-    n_out = kiln_model_output_count(m);
+    kiln_err err = {0};
+    kiln_session_options opt = {.threads = (int)a.io.threads, .profile = a.profile || a.trace_path};
+    const kiln_model *qm = NULL;
+    rc = cli_open_session("bench", a.io.model, &opt, KILN_OPT_NONE, &m, &s, &qm);
+    if (rc != CLI_OK) goto done;
+    rc = CLI_FAIL;
+    n_in = kiln_model_input_count(qm);
+    n_out = kiln_model_output_count(qm);
     size_t cap = a.iterations ? (size_t)a.iterations : MAX_AUTO_RUNS;
     vals = calloc(n_in + 1, sizeof *vals);
     outs = calloc(n_out + 1, sizeof *outs);
@@ -760,16 +765,10 @@ int cli_bench(int argc, char **argv)
         cli_error("out of memory");
         goto done;
     }
-    kiln_err err = {0};
-    kiln_session_options opt = {.threads = (int)a.io.threads, .profile = a.profile || a.trace_path};
-    if (kiln_session_create(m, &opt, &s, &err) != KILN_OK) {
-        cli_error("%s", err.msg);
-        goto done;
-    }
     double load_ms = (now_s() - load_start) * 1e3;
-    if (cli_read_inputs(m, a.io.n_bind, a.io.in_names, a.io.in_files, a.io.input_dir, vals) != CLI_OK) goto done;
+    if (cli_read_inputs(qm, a.io.n_bind, a.io.in_names, a.io.in_files, a.io.input_dir, vals) != CLI_OK) goto done;
     for (size_t k = 0; k < n_in; k++) generated[k] = !vals[k];
-    if ((rc = generate_inputs(m, &a, vals)) != CLI_OK) goto done;
+    if ((rc = generate_inputs(qm, &a, vals)) != CLI_OK) goto done;
     rc = CLI_FAIL;
 
     for (long i = 0; i < a.warmup; i++)
@@ -799,9 +798,9 @@ int cli_bench(int argc, char **argv)
     /* The mean of rounded sums can land a hair outside [min, max]; keep the order exact. */
     st.mean = st.mean < st.min ? st.min : st.mean > st.max ? st.max : st.mean;
     if (a.json) {
-        if (report_json(m, s, &a, vals, &st) != CLI_OK) goto done;
+        if (report_json(qm, s, &a, vals, &st) != CLI_OK) goto done;
     } else {
-        report_text(m, &a, vals, generated, &st);
+        report_text(qm, &a, vals, generated, &st);
         if (a.profile && report_profile_text(s, st.runs) != CLI_OK) goto done;
     }
     if (a.trace_path && kiln_session_profile_write_trace(s, a.trace_path, &err) != KILN_OK) {

@@ -20,56 +20,6 @@ static void print_line(void *user, const char *msg)
     printf("%s\n", msg);
 }
 
-/* Parses "D0xD1x..." into dims (at most 16); false when malformed. "" is rank 0. */
-static bool parse_dims(const char *s, size_t len, int *rank, int64_t *dims)
-{
-    *rank = 0;
-    if (len == 0) return true;
-    size_t i = 0;
-    while (i <= len) {
-        size_t j = i;
-        while (j < len && s[j] != 'x') j++;
-        if (j == i || j - i > 12 || *rank >= 16) return false;
-        char buf[16];
-        memcpy(buf, s + i, j - i);
-        buf[j - i] = 0;
-        long v;
-        if (!cli_parse_int(buf, 0, 0x7fffffffL, &v)) return false;
-        dims[(*rank)++] = v;
-        i = j + 1;
-    }
-    return true;
-}
-
-/* Applies "--shapes NAME=DIMS,NAME=DIMS". */
-static int apply_shapes(kiln_model *m, const char *spec)
-{
-    const char *p = spec;
-    while (*p) {
-        const char *e = strchr(p, ',');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        const char *eq = memchr(p, '=', len);
-        if (!eq || eq == p)
-            return cli_usage("optimize", "--shapes takes NAME=D0xD1x...[,NAME=...]; got '%.*s'", (int)len, p);
-        char name[512];
-        size_t nlen = (size_t)(eq - p);
-        if (nlen >= sizeof name) return cli_usage("optimize", "--shapes: input name too long");
-        memcpy(name, p, nlen);
-        name[nlen] = 0;
-        int rank;
-        int64_t dims[16];
-        if (!parse_dims(eq + 1, len - nlen - 1, &rank, dims))
-            return cli_usage("optimize", "--shapes %s: '%.*s' is not D0xD1x... (e.g. 1x3x224x224)", name,
-                             (int)(len - nlen - 1), eq + 1);
-        kiln_err err = {0};
-        if (kiln_model_set_input_shape(m, name, rank, dims, &err) != KILN_OK)
-            return cli_error("--shapes %s: %s", name, err.msg);
-        if (!e) break;
-        p = e + 1;
-    }
-    return CLI_OK;
-}
-
 int cli_optimize(int argc, char **argv)
 {
     struct cli_out_args a = {0};
@@ -111,7 +61,7 @@ int cli_optimize(int argc, char **argv)
     kiln_model *m = cli_load_model(model);
     if (!m) return CLI_FAIL;
     kiln_err err = {0};
-    if (shapes && (rc = apply_shapes(m, shapes)) != CLI_OK) goto done;
+    if (shapes && (rc = cli_apply_shapes("optimize", m, shapes)) != CLI_OK) goto done;
     kiln_optimize_options oo = {
         .level = level, .passes = passes, .keep_fused = keep_fused, .report = report ? print_line : NULL};
     if (kiln_model_optimize(m, &oo, &err) != KILN_OK) {

@@ -134,31 +134,23 @@ int cli_run(int argc, char **argv)
     int rc = parse_args(argc, argv, &a);
     if (rc != CLI_OK) goto done;
     rc = CLI_FAIL;
-    if (!(m = cli_load_model(a.io.model))) goto done;
-    n_in = kiln_model_input_count(m);
-    n_out = kiln_model_output_count(m);
+    /* The session first: a broken graph or an unsupported op is the problem to report,
+     * whatever inputs were given. */
+    kiln_err err = {0};
+    kiln_session_options opt = {.threads = (int)a.io.threads};
+    const kiln_model *qm = NULL;
+    rc = cli_open_session("run", a.io.model, &opt, a.level, &m, &s, &qm);
+    if (rc != CLI_OK) goto done;
+    rc = CLI_FAIL;
+    n_in = kiln_model_input_count(qm);
+    n_out = kiln_model_output_count(qm);
     vals = calloc(n_in + 1, sizeof *vals);
     outs = calloc(n_out + 1, sizeof *outs);
     if (!vals || !outs) {
         cli_error("out of memory");
         goto done;
     }
-    /* The session first: a broken graph or an unsupported op is the problem to report,
-     * whatever inputs were given. */
-    kiln_err err = {0};
-    if (a.level != KILN_OPT_NONE) {
-        kiln_optimize_options oo = {.level = a.level, .keep_fused = 1};
-        if (kiln_model_optimize(m, &oo, &err) != KILN_OK) {
-            cli_error("%s: %s", a.io.model, err.msg);
-            goto done;
-        }
-    }
-    kiln_session_options opt = {.threads = (int)a.io.threads};
-    if (kiln_session_create(m, &opt, &s, &err) != KILN_OK) {
-        cli_error("%s", err.msg);
-        goto done;
-    }
-    if (bind_inputs(m, &a, vals) != CLI_OK) goto done;
+    if (bind_inputs(qm, &a, vals) != CLI_OK) goto done;
     if (a.timeout > 0 && (kiln_run_options_create(&ro, &err) != KILN_OK ||
                           kiln_run_options_set_timeout(ro, a.timeout, &err) != KILN_OK)) {
         cli_error("%s", err.msg);
@@ -170,11 +162,11 @@ int cli_run(int argc, char **argv)
         goto done;
     }
     if (a.output_dir) {
-        rc = write_outputs(m, &a, outs, n_out);
+        rc = write_outputs(qm, &a, outs, n_out);
         goto done;
     }
     for (size_t i = 0; i < n_out; i++) {
-        printf("%s: ", kiln_model_output_name(m, i));
+        printf("%s: ", kiln_model_output_name(qm, i));
         cli_print_value(outs[i], "", a.print_all);
     }
     rc = CLI_OK;

@@ -80,6 +80,26 @@ static const struct command commands[] = {
      "pseudo-random floats in [-1,1), integers in [0,10), bools alternating. Prints the\n"
      "latency per run in ms (min, median, p90, p95, p99, mean, max), the throughput, the\n"
      "load time (model load and session creation) and the peak resident memory.\n"},
+    {"build", cli_build, "build an engine file from a model",
+     "usage: kiln build MODEL -o OUT.kiln [--shapes NAME=DIMS,...] [--threads N]\n"
+     "                  [--profile [PROFILE/]INPUT=min:DIMS,opt:DIMS,max:DIMS]...\n"
+     "                  [--level none|basic|extended|layout] [--memory-limit BYTES]\n"
+     "                  [--tune] [--verbose]\n"
+     "\n"
+     "  -o, --output FILE       the engine file (written atomically; docs/engine-format.md)\n"
+     "  --shapes NAME=DIMS,...  fix inputs to one shape (e.g. x=1x3x224x224)\n"
+     "  --profile P/IN=min:D,opt:D,max:D\n"
+     "                          bound input IN of optimization profile P (default\n"
+     "                          \"default\"); repeat per input and per profile. Runs whose\n"
+     "                          shapes lie within a profile need no rebuild; others fail\n"
+     "  --threads N             threads per run of the engine (default: one per CPU)\n"
+     "  --level L               optimization level (default extended, with kiln's fused ops)\n"
+     "  --memory-limit BYTES    fail when a profile's planned intermediates need more\n"
+     "  --tune                  time kernel variants and keep the fastest per node\n"
+     "  --verbose               log each node's kernel, besides fallbacks and memory\n"
+     "\n"
+     "`kiln run`, `kiln info` and `kiln bench` take the engine file wherever they take a\n"
+     "model. An engine loads in milliseconds (its weights are mapped, not read).\n"},
     {"optimize", cli_optimize, "optimize a model's graph",
      "usage: kiln optimize MODEL -o OUT.onnx [--level basic|extended|layout]\n"
      "                     [--passes a,b,...] [--keep-fused] [--shapes NAME=DIMS,...]\n"

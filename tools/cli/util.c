@@ -439,7 +439,7 @@ int cli_out_positional(const char *cmd, const char *arg, bool missing, struct cl
 int cli_out_done(const char *cmd, const struct cli_out_args *a)
 {
     if (!a->model) return cli_usage(cmd, "%s needs a MODEL file", cmd);
-    if (!a->out) return cli_usage(cmd, "%s needs -o OUT.onnx", cmd);
+    if (!a->out) return cli_usage(cmd, "%s needs -o %s", cmd, strcmp(cmd, "build") ? "OUT.onnx" : "OUT.kiln");
     return CLI_OK;
 }
 
@@ -449,3 +449,88 @@ int cli_out_external(const char *cmd, struct cli_out_args *a)
         return cli_usage(cmd, "--external-data '%s' is not a byte count >= 1", a->ext_s);
     return CLI_OK;
 }
+
+int cli_open_session(const char *cmd, const char *path, const kiln_session_options *opt, kiln_opt_level level,
+                     kiln_model **model, kiln_session **session, const kiln_model **m)
+{
+    kiln_err err = {0};
+    *model = NULL;
+    *session = NULL;
+    *m = NULL;
+    if (kiln_file_is_engine(path)) {
+        if (level != KILN_OPT_NONE) return cli_usage(cmd, "'%s' is an engine, optimized when it was built: drop --level", path);
+        if (opt && opt->profile)
+            return cli_usage(cmd, "profiling takes a MODEL, not an engine (kiln %s MODEL.onnx --profile)", cmd);
+        kiln_engine *e = NULL;
+        if (kiln_engine_load(path, &e, &err) != KILN_OK) return cli_error("%s", err.msg);
+        if (opt && opt->threads && opt->threads != kiln_engine_threads(e)) {
+            int t = kiln_engine_threads(e);
+            kiln_engine_free(e);
+            return cli_usage(cmd, "engine '%s' was built for %d threads; rebuild it with `kiln build --threads %d`",
+                             path, t, opt->threads);
+        }
+        kiln_status st = kiln_session_create_from_engine(e, session, &err);
+        kiln_engine_free(e); /* the session holds it */
+        if (st != KILN_OK) return cli_error("%s", err.msg);
+        *m = kiln_session_model(*session);
+        return CLI_OK;
+    }
+    if (!(*model = cli_load_model(path))) return CLI_FAIL;
+    if (level != KILN_OPT_NONE) {
+        kiln_optimize_options oo = {.level = level, .keep_fused = 1};
+        if (kiln_model_optimize(*model, &oo, &err) != KILN_OK) return cli_error("%s: %s", path, err.msg);
+    }
+    if (kiln_session_create(*model, opt, session, &err) != KILN_OK) return cli_error("%s", err.msg);
+    *m = *model;
+    return CLI_OK;
+}
+
+bool cli_parse_dims(const char *s, size_t len, int *rank, int64_t *dims)
+{
+    *rank = 0;
+    if (len == 0) return true;
+    size_t i = 0;
+    while (i <= len) {
+        size_t j = i;
+        while (j < len && s[j] != 'x') j++;
+        if (j == i || j - i > 12 || *rank >= 16) return false;
+        char buf[16];
+        memcpy(buf, s + i, j - i);
+        buf[j - i] = 0;
+        long v;
+        if (!cli_parse_int(buf, 0, 0x7fffffffL, &v)) return false;
+        dims[(*rank)++] = v;
+        i = j + 1;
+    }
+    return true;
+}
+
+
+int cli_apply_shapes(const char *cmd, kiln_model *m, const char *spec)
+{
+    const char *p = spec;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        if (!eq || eq == p)
+            return cli_usage(cmd, "--shapes takes NAME=D0xD1x...[,NAME=...]; got '%.*s'", (int)len, p);
+        char name[512];
+        size_t nlen = (size_t)(eq - p);
+        if (nlen >= sizeof name) return cli_usage(cmd, "--shapes: input name too long");
+        memcpy(name, p, nlen);
+        name[nlen] = 0;
+        int rank;
+        int64_t dims[16];
+        if (!cli_parse_dims(eq + 1, len - nlen - 1, &rank, dims))
+            return cli_usage(cmd, "--shapes %s: '%.*s' is not D0xD1x... (e.g. 1x3x224x224)", name,
+                             (int)(len - nlen - 1), eq + 1);
+        kiln_err err = {0};
+        if (kiln_model_set_input_shape(m, name, rank, dims, &err) != KILN_OK)
+            return cli_error("--shapes %s: %s", name, err.msg);
+        if (!e) break;
+        p = e + 1;
+    }
+    return CLI_OK;
+}
+
