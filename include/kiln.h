@@ -58,6 +58,10 @@ typedef struct kiln_err {
 /* A short constant name for a status ("invalid model", "out of memory", ...). */
 const char *kiln_status_name(kiln_status st);
 
+/* The version of the kiln library running ("0.1.0"); compare with KILN_VERSION_* to detect
+ * a header/library mismatch. */
+const char *kiln_version(void);
+
 /* Element types, numbered as onnx.proto's TensorProto.DataType. */
 typedef enum kiln_dtype {
     KILN_DTYPE_UNDEFINED = 0,

@@ -161,6 +161,35 @@ static bool parse_shape(char *s, int *rank, int64_t *dims)
     return true;
 }
 
+/* The engine's own part of `kiln info ENGINE`: build settings, profiles and their planned
+ * memory, kernel variants. */
+static void print_engine(const kiln_engine *e, const char *path)
+{
+    const kiln_model *m = kiln_engine_model(e);
+    printf("%-15s %s (kiln %s)\n", "engine:", path, kiln_version());
+    printf("%-15s %d\n", "threads:", kiln_engine_threads(e));
+    size_t np = kiln_engine_profile_count(e);
+    if (!np) printf("%-15s none (dynamic shapes: memory is planned at the first run of each shape)\n", "memory plan:");
+    for (size_t i = 0; i < np; i++) {
+        uint64_t arena, sum;
+        kiln_engine_profile_memory(e, i, &arena, &sum);
+        const char *name = kiln_engine_profile_name(e, i);
+        char a[32], s[32];
+        human_bytes(arena, a, sizeof a);
+        human_bytes(sum, s, sizeof s);
+        printf("%-15s %s%s%splanned arena %s for intermediates summing to %s (%.0f%%)\n", "memory plan:",
+               name && name[0] ? "profile '" : "", name && name[0] ? name : "", name && name[0] ? "': " : "", a, s,
+               sum ? 100.0 * (double)arena / (double)sum : 0.0);
+    }
+    size_t nn = kiln_model_node_count(m), prepared = 0;
+    for (size_t i = 0; i < nn; i++) {
+        const char *be, *k, *var;
+        kiln_engine_node_kernel(e, i, &be, &k, &var);
+        if (var) prepared++;
+    }
+    printf("%-15s %zu nodes, %zu with a chosen kernel variant\n", "kernels:", nn, prepared);
+}
+
 int cli_info(int argc, char **argv)
 {
     bool shapes = false;
@@ -194,8 +223,17 @@ int cli_info(int argc, char **argv)
         if (!parse_shape(copy, &ranks[k], dims[k]))
             return cli_usage("info", "--shape takes NAME=D0xD1x... (e.g. x=1x3x224x224); got '%s'", fix[k]);
     }
-    kiln_model *m = cli_load_model(path);
-    if (!m) return CLI_FAIL;
+    kiln_engine *e = NULL;
+    kiln_model *m = NULL;
+    if (kiln_file_is_engine(path)) {
+        kiln_err err = {0};
+        if (n_fix) return cli_usage("info", "--shape applies to models; an engine's shapes are fixed by its profiles");
+        if (kiln_engine_load(path, &e, &err) != KILN_OK) return cli_error("%s", err.msg);
+        print_engine(e, path);
+        m = (kiln_model *)kiln_engine_model(e); /* read-only below: only queries */
+    } else if (!(m = cli_load_model(path))) {
+        return CLI_FAIL;
+    }
     for (int k = 0; k < n_fix; k++) {
         kiln_err err = {0};
         if (kiln_model_set_input_shape(m, fix[k], ranks[k], dims[k], &err)) {
@@ -243,7 +281,8 @@ int cli_info(int argc, char **argv)
     kiln_model_params(m, &count, &bytes);
     human_bytes(bytes, hb, sizeof hb);
     printf("%-15s %llu (%s)\n", "parameters:", (unsigned long long)count, hb);
-    if (shapes && !print_shapes(m)) rc = CLI_FAIL;
-    kiln_model_free(m);
+    if (shapes && !e && !print_shapes(m)) rc = CLI_FAIL;
+    if (e) kiln_engine_free(e);
+    else kiln_model_free(m);
     return rc;
 }
