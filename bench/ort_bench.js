@@ -19,7 +19,11 @@
 // --json prints one line ("threads" is the number asked for: 0 stays 0, as ORT does not
 // report how many threads its default gives):
 //   {"model":"...","threads":N,"warmup":N,"runs":N,
-//    "latency_ms":{"min":x,"median":x,"p90":x,"mean":x,"max":x},"inputs":{"name":[dims...]}}
+//    "latency_ms":{"min":x,"median":x,"p90":x,"mean":x,"max":x},"inputs":{"name":[dims...]},
+//    "load_ms":x,"peak_rss_mb":x,"base_rss_mb":x}
+// load_ms is InferenceSession.create (reading, optimizing, preparing the model); peak_rss_mb
+// the process's peak resident memory at the end, base_rss_mb the peak before the session was
+// created (Node and the ORT library: what the process costs before any model).
 'use strict';
 
 const c = require('./ort_common');
@@ -65,7 +69,11 @@ async function main(argv) {
   const model = positional[0];
 
   const ort = c.loadOrt();
+  // The process's peak RSS before the session: Node and the ORT library themselves.
+  const baseRssMb = process.resourceUsage().maxRSS / 1024;
+  const tLoad = process.hrtime.bigint();
   const session = await ort.InferenceSession.create(model, c.sessionOptions(o.threads));
+  const loadMs = Number(process.hrtime.bigint() - tLoad) / 1e6;
   const inputs = c.makeInputs(ort, session, o.input, o.shape);
   const feeds = c.feedsOf(inputs);
 
@@ -99,7 +107,11 @@ async function main(argv) {
 
   if (o.json) {
     process.stdout.write(
-      JSON.stringify({ model, threads: o.threads, warmup: o.warmup, runs: times.length, latency_ms: lat, inputs: shapes }) + '\n',
+      JSON.stringify({
+        model, threads: o.threads, warmup: o.warmup, runs: times.length, latency_ms: lat, inputs: shapes,
+        load_ms: round(loadMs), peak_rss_mb: round(process.resourceUsage().maxRSS / 1024),
+        base_rss_mb: round(baseRssMb),
+      }) + '\n',
     );
   } else {
     const ins = inputs.map((i) => `${i.name} ${c.typeText(i.type, i.dims)}${i.generated ? ' (generated)' : ''}`);

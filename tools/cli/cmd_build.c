@@ -5,8 +5,9 @@
  * Builds an engine (kiln_builder_*: optimize, prepare kernels, prepack weights, plan memory)
  * and writes it as an engine file (kiln_engine_save, atomically). --shapes fixes inputs to
  * one shape first; each --profile bounds one input of a profile (PROFILE defaults to
- * "default"; profiles are tried in the order first named). The build log (fallback nodes,
- * each profile's planned memory; with --verbose each node's kernel) goes to stderr.
+ * "default"; profiles are tried in the order first named). The build log goes to stderr:
+ * nodes that fall back to another backend always; with --verbose also each profile's planned
+ * memory next to the sum of the intermediates, and each node's kernel.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,10 +15,11 @@
 
 #include "cli.h"
 
+/* The build log on stderr: fallback nodes always, the rest with --verbose. */
 static void log_line(void *user, const char *msg)
 {
-    (void)user;
-    fprintf(stderr, "build: %s\n", msg);
+    const bool *verbose = user;
+    if (*verbose || strncmp(msg, "fallback:", 9) == 0) fprintf(stderr, "build: %s\n", msg);
 }
 
 /* "[PROFILE/]INPUT=min:DIMS,opt:DIMS,max:DIMS" into the builder. */
@@ -137,7 +139,7 @@ int cli_build(int argc, char **argv)
         kiln_builder_set_memory_limit(b, (uint64_t)lim);
     }
     kiln_builder_set_tune(b, tune);
-    kiln_builder_set_log(b, log_line, NULL, verbose);
+    kiln_builder_set_log(b, log_line, &verbose, verbose);
     rc = CLI_FAIL;
     if (shapes) {
         if (!(m = cli_load_model(a.model))) goto done;

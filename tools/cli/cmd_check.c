@@ -1,4 +1,6 @@
-/* cmd_check.c: `kiln check MODEL...`: load each model and run kiln_model_check.
+/* cmd_check.c: `kiln check MODEL...`: load each model and run kiln_model_check. An engine
+ * file is verified instead: every checksum, weights included (kiln_engine_verify), then
+ * loaded (version, CPU features, tables).
  *
  * Output per model: "ok", or each problem on its own line (stdout) followed by a one-line
  * "kiln: ..." summary on stderr. A model that does not load prints the load error. With
@@ -23,6 +25,15 @@ static int check_one(const char *path, bool many)
     char prefix[4096];
     snprintf(prefix, sizeof prefix, "%s: ", path);
     struct check_ctx c = {many ? prefix : ""};
+    if (kiln_file_is_engine(path)) {
+        kiln_err err = {0};
+        kiln_engine *e = NULL;
+        if (kiln_engine_verify(path, &err) != KILN_OK || kiln_engine_load(path, &e, &err) != KILN_OK)
+            return cli_error("%s", err.msg);
+        kiln_engine_free(e);
+        printf("%sok (engine)\n", c.prefix);
+        return CLI_OK;
+    }
     kiln_model *m = cli_load_model(path);
     if (!m) return CLI_FAIL;
     size_t n = kiln_model_check(m, on_problem, &c);

@@ -131,7 +131,6 @@ static const struct command commands[] = {
      "\n"
      "Without --opset the model is written back unchanged. A node that has no faithful\n"
      "conversion is named in the error, and nothing is written.\n"},
-    {"build", NULL, "build a model into a deployable artifact", NULL},
     {"quantize", NULL, "quantize a model's weights", NULL},
     {"graph", cli_graph, "draw a model's graph as SVG, HTML or Graphviz DOT",
      "usage: kiln graph MODEL -o OUT.svg|OUT.html|OUT.dot [--format svg|html|dot]\n"
