@@ -3,8 +3,8 @@
  * A backend is one static `struct kiln_backend`: its name, whether its memory is host
  * memory, which nodes it runs (per op, version and element type), and its memory, copies,
  * streams and events. The CPU backend (src/cpu/backend.c) is the first; a CUDA backend adds
- * a folder src/cuda/ with one more of these and an entry in backend.c's list, and changes
- * nothing else.
+ * a folder src/cuda/ with one more of these, registered when it finds a device
+ * (kiln_backend_register), and changes nothing else.
  *
  * The builder (src/engine/builder.c) asks the configured device's backend for each node
  * (`find_op`); a node it cannot run falls back to the next backend in the list that can
@@ -48,10 +48,14 @@ struct kiln_backend {
     void (*event_destroy)(void *event);
 };
 
-/* The backends kiln was built with, the CPU last (it is everyone's fallback); NULL-ended. */
-extern const struct kiln_backend *const kiln_backends[];
-/* By name ("cpu"); NULL when not built in. */
+/* The backends available, the CPU last (it is everyone's fallback); NULL-ended. */
+const struct kiln_backend *const *kiln_backend_list(void);
+/* By name ("cpu"); NULL when not available. */
 const struct kiln_backend *kiln_backend_find(const char *name);
+/* Adds a backend (a device backend's initialization, or a test's), before the CPU; `be`
+ * must live as long as the process. Backends are never removed. Register before building
+ * engines on other threads. */
+KILN_NODISCARD kiln_status kiln_backend_register(const struct kiln_backend *be, kiln_err *err);
 
 extern const struct kiln_backend kiln_cpu_backend;
 

@@ -68,8 +68,9 @@ kiln_status kiln_builder_set_device(kiln_builder *b, const char *device, kiln_er
     if (!be) {
         char have[256] = "";
         size_t o = 0;
-        for (size_t i = 0; kiln_backends[i] && o < sizeof have; i++)
-            o += (size_t)snprintf(have + o, sizeof have - o, "%s%s", i ? ", " : "", kiln_backends[i]->name);
+        const struct kiln_backend *const *list = kiln_backend_list();
+        for (size_t i = 0; list[i] && o < sizeof have; i++)
+            o += (size_t)snprintf(have + o, sizeof have - o, "%s%s", i ? ", " : "", list[i]->name);
         return kiln_err_set(err, KILN_E_UNSUPPORTED, "builder: device '%s' is not built into this kiln (it has: %s)",
                             device ? device : "(null)", have);
     }

@@ -80,20 +80,27 @@ void kiln_engine_release(struct kiln_engine *e)
     if (e && atomic_fetch_sub(&e->refs, 1) == 1) engine_free(e);
 }
 
+/* The configured device's kernel for n, else the first backend's that has one (the CPU is
+ * last); the build log lists the nodes that fell back. */
 static kiln_status find_kernel(const struct kiln_engine *e, const struct kiln_node *n, int version,
                                const struct kiln_backend **be_out, const struct kiln_cpu_op **op_out,
                                kiln_err *err)
 {
     char lb[300];
     kiln_dtype dt = KILN_DTYPE_UNDEFINED;
-    (void)e;
-    for (size_t b = 0; kiln_backends[b]; b++) {
-        const struct kiln_cpu_op *op = kiln_backends[b]->find_op(n->domain, n->op_type, version, dt);
-        if (op) {
-            *be_out = kiln_backends[b];
-            *op_out = op;
-            return KILN_OK;
-        }
+    const struct kiln_backend *const *list = kiln_backend_list();
+    const struct kiln_backend *dev = e->device ? e->device : &kiln_cpu_backend;
+    const struct kiln_cpu_op *op = dev->find_op(n->domain, n->op_type, version, dt);
+    if (op) {
+        *be_out = dev;
+        *op_out = op;
+        return KILN_OK;
+    }
+    for (size_t b = 0; list[b]; b++) {
+        if (list[b] == dev || !(op = list[b]->find_op(n->domain, n->op_type, version, dt))) continue;
+        *be_out = list[b];
+        *op_out = op;
+        return KILN_OK;
     }
     if (kiln_cpu_has_op(n->domain, n->op_type))
         return kiln_err_set(err, KILN_E_UNSUPPORTED, "%s: no CPU kernel for op '%s' version %d (domain '%s')",
