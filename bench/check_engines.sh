@@ -9,18 +9,24 @@
 # outputs equal ONNX Runtime's (`kiln compare --rtol 1e-3 --atol 1e-4`). See
 # docs/benchmarks.md.
 #
-#   bench/check_engines.sh [--kiln PATH] [--threads N] [MODEL.onnx...]
+# With --ort, ONNX Runtime's session creation time and peak RSS for the same model, inputs
+# and threads (bench/ort_bench.js --json: Node's own peak before the session is in
+# base_rss_mb, reported in the header line) go next to the engine's.
+#
+#   bench/check_engines.sh [--kiln PATH] [--threads N] [--ort] [MODEL.onnx...]
 #
 # Prints a Markdown table; exits 1 if any engine fails or differs.
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 kiln=${KILN:-$root/build/release/kiln}
 threads=1
+ort_cols=0
 models=()
 while [ $# -gt 0 ]; do
     case $1 in
         --kiln) kiln=$2; shift ;;
         --threads) threads=$2; shift ;;
+        --ort) ort_cols=1 ;;
         -h|--help) sed -n '2,/^set -u/{/^set -u/d;s/^# \{0,1\}//;p;}' "$0"; exit 0 ;;
         -*) echo "check_engines.sh: unknown option '$1'" >&2; exit 2 ;;
         *) models+=("$1") ;;
@@ -42,8 +48,13 @@ json_field() { sed -n "s/.*\"$1\": *\([0-9.]*\).*/\1/p" "$2" | head -n 1; }
 
 echo "kiln: $kiln; threads $threads; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores"
 echo
-echo "| model | build s | engine MB | load ms | peak RSS MB | arena / intermediates | bit-equal to direct run | equal to ORT |"
-echo "|---|---:|---:|---:|---:|---:|---|---|"
+if [ $ort_cols -eq 1 ]; then
+    echo "| model | build s | engine MB | load ms | ORT session ms | peak RSS MB | ORT peak RSS MB | arena / intermediates | bit-equal to direct run | equal to ORT |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"
+else
+    echo "| model | build s | engine MB | load ms | peak RSS MB | arena / intermediates | bit-equal to direct run | equal to ORT |"
+    echo "|---|---:|---:|---:|---:|---:|---|---|"
+fi
 for m in "${models[@]}"; do
     name=$(basename "$m" .onnx)
     ref=${m%.onnx}
@@ -92,6 +103,19 @@ for m in "${models[@]}"; do
     rss=$(json_field peak_rss_mb "$tmp/b.json")
     plan=$("$kiln" info "$eng" | sed -n 's/^memory plan: *//p' | head -n 1 |
         sed 's/.*planned arena \(.*\) for intermediates summing to \(.*\)/\1 \/ \2/')
-    echo "| $name | $bs | $mb | ${load:-—} | ${rss:-—} | ${plan:-unplanned} | $same | $ort |"
+    if [ $ort_cols -eq 1 ]; then
+        ort_in=()
+        while IFS= read -r line; do
+            ort_in+=(--input "${line%%=*}=$ref/${line#*=}")
+        done < <(sed -n 's/^input //p' "$ref/ort/listing.txt")
+        node "$root/bench/ort_bench.js" "$m" "${ort_in[@]}" --threads "$threads" --iterations 3 --warmup 1 --json \
+            >"$tmp/o.json" 2>/dev/null
+        oload=$(json_field load_ms "$tmp/o.json")
+        orss=$(json_field peak_rss_mb "$tmp/o.json")
+        obase=$(json_field base_rss_mb "$tmp/o.json")
+        echo "| $name | $bs | $mb | ${load:-—} | ${oload:-—} | ${rss:-—} | ${orss:-—} (Node+ORT alone ${obase:-?}) | ${plan:-unplanned} | $same | $ort |"
+    else
+        echo "| $name | $bs | $mb | ${load:-—} | ${rss:-—} | ${plan:-unplanned} | $same | $ort |"
+    fi
 done
 exit $status

@@ -502,9 +502,11 @@ void kiln_engine_node_kernel(const kiln_engine *e, size_t i, const char **backen
                              const char **variant);
 
 /* A session over an engine (a loaded engine file, or one built with a builder): one context
- * on e behind the kiln_session_* calls; holds a reference to e. Profiling entries exist
- * only for sessions made by kiln_session_create with options.profile. */
-KILN_NODISCARD kiln_status kiln_session_create_from_engine(kiln_engine *e, kiln_session **out, kiln_err *err);
+ * on e behind the kiln_session_* calls; holds a reference to e. Of opt (may be NULL) only
+ * profile applies; threads must be 0 or the engine's (KILN_E_INVALID_ARG otherwise); the
+ * limits are the engine's. */
+KILN_NODISCARD kiln_status kiln_session_create_from_engine(kiln_engine *e, const kiln_session_options *opt,
+                                                           kiln_session **out, kiln_err *err);
 /* The model a session runs (the engine's for kiln_session_create_from_engine). */
 const kiln_model *kiln_session_model(const kiln_session *s);
 

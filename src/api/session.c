@@ -47,10 +47,10 @@ kiln_status kiln_session_create(const kiln_model *m, const kiln_session_options 
     kiln_status st = kiln_engine_new((struct kiln_model *)m, false, threads, &s->e, err);
     if (!st) {
         if (opt) s->e->limits = (struct kiln_limits){opt->max_tensor_bytes, opt->max_memory_bytes, opt->max_depth};
-        s->e->prof_on = opt && opt->profile;
         st = kiln_engine_finish(NULL, s->e, err);
     }
     if (!st) st = kiln_context_new(s->e, &s->c, err);
+    if (!st && opt && opt->profile) st = kiln_context_profile_on(s->c, err);
     if (st) {
         kiln_session_free(s);
         return st;
@@ -59,7 +59,8 @@ kiln_status kiln_session_create(const kiln_model *m, const kiln_session_options 
     return KILN_OK;
 }
 
-kiln_status kiln_session_create_from_engine(kiln_engine *e, kiln_session **out, kiln_err *err)
+kiln_status kiln_session_create_from_engine(kiln_engine *e, const kiln_session_options *opt, kiln_session **out,
+                                            kiln_err *err)
 {
     if (!out) return kiln_err_set(err, KILN_E_INVALID_ARG, "session: no output pointer");
     *out = NULL;
@@ -68,7 +69,13 @@ kiln_status kiln_session_create_from_engine(kiln_engine *e, kiln_session **out, 
     if (!s) return kiln_err_set(err, KILN_E_NOMEM, "out of memory creating the session");
     kiln_engine_retain(e);
     s->e = e;
-    kiln_status st = kiln_context_new(e, &s->c, err);
+    kiln_status st = KILN_OK;
+    if (opt && opt->threads && opt->threads != kiln_engine_threads(e))
+        st = kiln_err_set(err, KILN_E_INVALID_ARG,
+                          "session: the engine was built for %d threads; %d asked (rebuild it with that many)",
+                          kiln_engine_threads(e), opt->threads);
+    if (!st) st = kiln_context_new(e, &s->c, err);
+    if (!st && opt && opt->profile) st = kiln_context_profile_on(s->c, err);
     if (st) {
         kiln_session_free(s);
         return st;
@@ -99,5 +106,5 @@ kiln_status kiln_session_run_with_options(kiln_session *s, const kiln_run_option
 struct kiln_prof *kiln_session_prof(const kiln_session *s); /* for exec/profile.c */
 struct kiln_prof *kiln_session_prof(const kiln_session *s)
 {
-    return s->e->prof;
+    return s->c->prof;
 }

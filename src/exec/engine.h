@@ -83,8 +83,7 @@ struct kiln_engine {
     struct kiln_plan_info pinfo; /* what the planner needs of the main graph */
     size_t arena_bytes;          /* the largest planned arena over the profiles (0: none) */
     size_t scratch_bytes;        /* the largest scratch a prepared kernel declared */
-    struct kiln_prof *prof;      /* profiling entries (NULL unless profiling) */
-    bool prof_on;                /* make them (set before kiln_engine_prepare) */
+    size_t n_nodes_all;          /* nodes of every graph (each node's prof_id is its index) */
     struct kiln_mapping file;    /* the engine file, when loaded from one */
     uint64_t cpu_features;       /* what its kernels need (kiln_cpu_features bits) */
     const struct kiln_backend *device; /* the configured device */
@@ -119,6 +118,7 @@ struct kiln_context {
     void **out_buf;
     size_t *out_buf_bytes;
     struct kiln_async *async;   /* enqueue's worker (api/context.c); NULL until used */
+    struct kiln_prof *prof;     /* per-node times (exec/profile.h); NULL unless profiling */
 };
 
 /* Engine lifetime (exec.c): a reference per context and session. */
@@ -134,7 +134,7 @@ KILN_NODISCARD kiln_status kiln_engine_finish(const struct kiln_builder *b, stru
 
 /* Resolves every node of every graph to a kernel and prepares it (builder and loader), in
  * one fixed order (main graph nodes by index, each node's subgraphs right after it).
- * Profiling entries when e->prof. */
+ * Each node's prof_id is its index in that order. */
 KILN_NODISCARD kiln_status kiln_engine_prepare(struct kiln_engine *e, kiln_err *err);
 
 /* kiln.h's run options. `cancelled` is the only field written during a run. */
@@ -146,6 +146,9 @@ struct kiln_run_options {
 /* Contexts (exec.c): a new one holds a reference to e. */
 KILN_NODISCARD kiln_status kiln_context_new(struct kiln_engine *e, struct kiln_context **out, kiln_err *err);
 void kiln_context_delete(struct kiln_context *c); /* NULL is fine */
+
+/* Turns on per-node timing for c's runs (profile entries for every node of every graph). */
+KILN_NODISCARD kiln_status kiln_context_profile_on(struct kiln_context *c, kiln_err *err);
 
 /* Which profile admits the bound inputs (-1 when the engine has none); an error naming the
  * input, dim and bounds when none does. */

@@ -68,7 +68,6 @@ static void engine_free(struct kiln_engine *e)
     for (size_t i = 0; i < e->store.n_blobs; i++)
         if (e->store.blobs[i].owned) kiln_aligned_free(e->store.blobs[i].data);
     kiln_free(e->store.blobs);
-    kiln_prof_free(e->prof);
     if (e->owns_model) kiln_model_free(e->model);
     kiln_unmap(&e->file);
     kiln_arena_free(&e->arena);
@@ -156,8 +155,7 @@ done:
     return st;
 }
 
-static kiln_status prepare_graph(struct kiln_engine *e, const struct kiln_graph *g, const char *prefix,
-                                 int depth, size_t *cap, kiln_err *err)
+static kiln_status prepare_graph(struct kiln_engine *e, const struct kiln_graph *g, size_t *cap, kiln_err *err)
 {
     if (e->n_graphs == *cap) {
         size_t nc = *cap ? *cap * 2 : 8;
@@ -194,18 +192,13 @@ static kiln_status prepare_graph(struct kiln_engine *e, const struct kiln_graph 
         e->store.graph = (uint32_t)gi;
         e->store.node = (uint32_t)i;
         KILN_TRY(prepare_node(e, g, n, version, en, err));
-        const char *name = "";
-        if (e->prof) {
-            KILN_TRY(kiln_prof_add(e->prof, prefix, depth, n, i, en->op, en->be->name, en->kernel,
-                                   &en->prof_id, err));
-            name = kiln_prof_name(e->prof, en->prof_id);
-        }
+        en->prof_id = e->n_nodes_all++; /* profile entries follow this order (prof_graph) */
         for (size_t k = 0; k < n->n_attr; k++) {
             const struct kiln_attr *a = &n->attrs[k];
-            if (a->type == KILN_ATTR_GRAPH && a->g) KILN_TRY(prepare_graph(e, a->g, name, depth + 1, cap, err));
+            if (a->type == KILN_ATTR_GRAPH && a->g) KILN_TRY(prepare_graph(e, a->g, cap, err));
             if (a->type == KILN_ATTR_GRAPHS)
                 for (size_t j = 0; j < a->n; j++)
-                    if (a->graphs[j]) KILN_TRY(prepare_graph(e, a->graphs[j], name, depth + 1, cap, err));
+                    if (a->graphs[j]) KILN_TRY(prepare_graph(e, a->graphs[j], cap, err));
         }
     }
     return KILN_OK;
@@ -216,9 +209,8 @@ kiln_status kiln_engine_prepare(struct kiln_engine *e, kiln_err *err)
     size_t cap = 0;
     e->n_graphs = 0;
     e->next_variant = 0;
-    if (e->prof_on && !e->prof && !(e->prof = kiln_prof_create()))
-        return kiln_err_set(err, KILN_E_NOMEM, "out of memory creating the profile");
-    kiln_status st = prepare_graph(e, e->model->graph, "", 0, &cap, err);
+    e->n_nodes_all = 0;
+    kiln_status st = prepare_graph(e, e->model->graph, &cap, err);
     if (!st) st = kiln_plan_info_init(&e->pinfo, &e->arena, &e->graphs[0], err);
     return st;
 }
@@ -548,7 +540,7 @@ static kiln_status run_frame(struct kiln_exec *ex, struct frame *f)
             k.out_vals = vals;
         }
         k.opset = node_version(g->model, n);
-        kiln_status st = ex->e->prof ? kiln_prof_run(ex->e->prof, en->prof_id, en->op, &k) : en->op->run(&k);
+        kiln_status st = c->prof ? kiln_prof_run(c->prof, en->prof_id, en->op, &k) : en->op->run(&k);
         kiln_kctx_free_scratch(&k);
         for (size_t j = 0; j < n->n_out; j++) {
             int id = n->out_ids[j];
@@ -805,9 +797,46 @@ kiln_status kiln_context_new(struct kiln_engine *e, struct kiln_context **out, k
     return KILN_OK;
 }
 
+/* Profile entries for g's nodes in prepare_graph's order, so entry i is node prof_id i. */
+static kiln_status prof_graph(struct kiln_prof *p, const struct kiln_engine *e, const struct kiln_graph *g,
+                              const char *prefix, int depth, kiln_err *err)
+{
+    const struct kiln_egraph *eg = egraph_of(e, g);
+    if (!eg) return kiln_err_set(err, KILN_E_INTERNAL, "profile: graph '%s' was not prepared", g->name);
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        const struct kiln_node *n = &g->nodes[i];
+        const struct kiln_enode *en = &eg->nodes[i];
+        size_t id;
+        KILN_TRY(kiln_prof_add(p, prefix, depth, n, i, en->op, en->be->name, en->kernel, &id, err));
+        if (id != en->prof_id) return kiln_err_set(err, KILN_E_INTERNAL, "profile entries out of order");
+        const char *name = kiln_prof_name(p, id);
+        for (size_t k = 0; k < n->n_attr; k++) {
+            const struct kiln_attr *a = &n->attrs[k];
+            if (a->type == KILN_ATTR_GRAPH && a->g) KILN_TRY(prof_graph(p, e, a->g, name, depth + 1, err));
+            if (a->type == KILN_ATTR_GRAPHS)
+                for (size_t j = 0; j < a->n; j++)
+                    if (a->graphs[j]) KILN_TRY(prof_graph(p, e, a->graphs[j], name, depth + 1, err));
+        }
+    }
+    return KILN_OK;
+}
+
+kiln_status kiln_context_profile_on(struct kiln_context *c, kiln_err *err)
+{
+    if (c->prof) return KILN_OK;
+    if (!(c->prof = kiln_prof_create())) return kiln_err_set(err, KILN_E_NOMEM, "out of memory creating the profile");
+    kiln_status st = prof_graph(c->prof, c->e, c->e->model->graph, "", 0, err);
+    if (st) {
+        kiln_prof_free(c->prof);
+        c->prof = NULL;
+    }
+    return st;
+}
+
 void kiln_context_delete(struct kiln_context *c)
 {
     if (!c) return;
+    kiln_prof_free(c->prof);
     kiln_plan_free(&c->plan);
     kiln_aligned_free(c->arena);
     kiln_aligned_free(c->scratch.base);

@@ -93,7 +93,7 @@ static void test_fallback(void)
             CHECK(be && strcmp(be, dev ? "testdev" : "cpu") == 0, "node %s (%s) on %s", name, op, be ? be : "?");
         }
         kiln_session *s1 = NULL, *s2 = NULL;
-        CHECK(kiln_session_create_from_engine(en, &s1, &e) == KILN_OK, "session: %s", e.msg);
+        CHECK(kiln_session_create_from_engine(en, NULL, &s1, &e) == KILN_OK, "session: %s", e.msg);
         CHECK(kiln_session_create(m, NULL, &s2, &e) == KILN_OK, "plain session: %s", e.msg);
         int64_t dims[2] = {4, 8};
         kiln_value *x = NULL, *y1 = NULL, *y2 = NULL;

@@ -459,8 +459,6 @@ int cli_open_session(const char *cmd, const char *path, const kiln_session_optio
     *m = NULL;
     if (kiln_file_is_engine(path)) {
         if (level != KILN_OPT_NONE) return cli_usage(cmd, "'%s' is an engine, optimized when it was built: drop --level", path);
-        if (opt && opt->profile)
-            return cli_usage(cmd, "profiling takes a MODEL, not an engine (kiln %s MODEL.onnx --profile)", cmd);
         kiln_engine *e = NULL;
         if (kiln_engine_load(path, &e, &err) != KILN_OK) return cli_error("%s", err.msg);
         if (opt && opt->threads && opt->threads != kiln_engine_threads(e)) {
@@ -469,7 +467,7 @@ int cli_open_session(const char *cmd, const char *path, const kiln_session_optio
             return cli_usage(cmd, "engine '%s' was built for %d threads; rebuild it with `kiln build --threads %d`",
                              path, t, opt->threads);
         }
-        kiln_status st = kiln_session_create_from_engine(e, session, &err);
+        kiln_status st = kiln_session_create_from_engine(e, opt, session, &err);
         kiln_engine_free(e); /* the session holds it */
         if (st != KILN_OK) return cli_error("%s", err.msg);
         *m = kiln_session_model(*session);
