@@ -17,4 +17,13 @@ KILN_NODISCARD kiln_status kiln_eval_node(const struct kiln_model *m, const stru
                                           const struct kiln_value *const *in, struct kiln_value **out,
                                           kiln_err *err);
 
+/* Runs kernel `op` on node n at op version `opset`: its prepare first (with the inputs'
+ * concrete types, every input treated as a constant), then run, on `pool` (NULL: inline).
+ * The outputs as kiln_eval_node's. For tests and kiln_eval_node. */
+struct kiln_cpu_op;
+struct kiln_pool;
+KILN_NODISCARD kiln_status kiln_eval_kernel(const struct kiln_cpu_op *op, const struct kiln_node *n, int opset,
+                                            const struct kiln_value *const *in, struct kiln_value **out,
+                                            struct kiln_pool *pool, kiln_err *err);
+
 #endif

@@ -68,6 +68,7 @@ static void engine_free(struct kiln_engine *e)
     for (size_t i = 0; i < e->store.n_blobs; i++)
         if (e->store.blobs[i].owned) kiln_aligned_free(e->store.blobs[i].data);
     kiln_free(e->store.blobs);
+    kiln_free(e->graphs);
     if (e->owns_model) kiln_model_free(e->model);
     kiln_unmap(&e->file);
     kiln_arena_free(&e->arena);
@@ -927,18 +928,14 @@ static void vtype_of(const struct kiln_value *v, struct kiln_vtype *t, struct ki
     t->konst = &v->t;
 }
 
-kiln_status kiln_eval_node(const struct kiln_model *m, const struct kiln_node *n,
-                           const struct kiln_value *const *in, struct kiln_value **out, kiln_err *err)
+kiln_status kiln_eval_kernel(const struct kiln_cpu_op *op, const struct kiln_node *n, int opset,
+                             const struct kiln_value *const *in, struct kiln_value **out, struct kiln_pool *pool,
+                             kiln_err *err)
 {
-    char lb[300];
     for (size_t j = 0; j < n->n_out; j++) out[j] = NULL;
-    if (!kiln_eval_can(m, n))
-        return kiln_err_set(err, KILN_E_UNSUPPORTED, "%s: cannot be evaluated ahead of time",
-                            kiln_node_label(n, lb, sizeof lb));
-    const struct kiln_cpu_op *op = kiln_cpu_find_op(n->domain, n->op_type, node_version(m, n));
     struct kiln_kctx k = {
-        .node = n, .opset = node_version(m, n), .n_in = n->n_in, .n_out = n->n_out,
-        .in = (struct kiln_value *const *)in, .out = out, .err = err,
+        .node = n, .opset = opset, .n_in = n->n_in, .n_out = n->n_out,
+        .in = (struct kiln_value *const *)in, .out = out, .err = err, .pool = pool,
     };
     /* prepare, with the inputs' concrete types and every input a constant */
     struct kiln_arena arena = {0};
@@ -977,4 +974,16 @@ kiln_status kiln_eval_node(const struct kiln_model *m, const struct kiln_node *n
             out[j] = NULL;
         }
     return st;
+}
+
+kiln_status kiln_eval_node(const struct kiln_model *m, const struct kiln_node *n,
+                           const struct kiln_value *const *in, struct kiln_value **out, kiln_err *err)
+{
+    char lb[300];
+    for (size_t j = 0; j < n->n_out; j++) out[j] = NULL;
+    if (!kiln_eval_can(m, n))
+        return kiln_err_set(err, KILN_E_UNSUPPORTED, "%s: cannot be evaluated ahead of time",
+                            kiln_node_label(n, lb, sizeof lb));
+    const struct kiln_cpu_op *op = kiln_cpu_find_op(n->domain, n->op_type, node_version(m, n));
+    return kiln_eval_kernel(op, n, node_version(m, n), in, out, NULL, err);
 }

@@ -1,5 +1,6 @@
 /* tests/unit/support/test_support.c: the shared unit-test scaffolding (see test_support.h). */
 #include "test_support.h"
+#include "exec/eval.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -257,16 +258,14 @@ kiln_status run_node_pool(struct kiln_pool *pool, const char *domain, const char
     struct kiln_node node = {.name = "t", .op_type = op, .domain = domain, .n_in = n_in,
                              .n_out = n_out, .n_attr = n_attr, .inputs = names, .outputs = outs,
                              .attrs = (struct kiln_attr *)attrs, .since = opset};
-    struct kiln_kctx k = {.node = &node, .opset = opset, .n_in = n_in, .n_out = n_out, .in = in,
-                          .out = o, .err = err, .pool = pool};
     const struct kiln_cpu_op *kop = kiln_cpu_find_op(domain, op, opset);
     if (!kop) {
         test_fail(__FILE__, __LINE__, NULL, "no kernel for %s%s%s-%d", domain, *domain ? ":" : "",
                   op, opset);
         return kiln_err_set(err, KILN_E_UNSUPPORTED, "no kernel for %s-%d", op, opset);
     }
-    kiln_status st = kop->run(&k);
-    kiln_kctx_free_scratch(&k);
+    /* prepare then run, as an engine does */
+    kiln_status st = kiln_eval_kernel(kop, &node, opset, (const struct kiln_value *const *)in, o, pool, err);
     for (size_t i = 0; i < n_out; i++) {
         if (st) kiln_value_free(o[i]);
         else out[i] = o[i];
