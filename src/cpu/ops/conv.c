@@ -74,7 +74,8 @@ static kiln_status conv_decode(struct kiln_kctx *k, bool transpose, struct conv_
     memset(a, 0, sizeof *a);
     a->group = kiln_attr_i(k, "group", 1);
     if (a->group < 1)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "group = %lld; expected >= 1", (long long)a->group);
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "group = %lld; expected >= 1",
+                          (long long)a->group);
     a->n_kshape = kiln_attr_ints(k, "kernel_shape", &a->kshape);
     a->n_strides = kiln_attr_ints(k, "strides", &a->strides);
     a->n_dilations = kiln_attr_ints(k, "dilations", &a->dilations);
@@ -608,7 +609,8 @@ static bool conv_applies(int v, const struct conv_plan *c)
     case CONV_IM2COL: return true;
     case CONV_1X1:
         for (int i = 0; i < g->nd; i++)
-            if (g->k[i] != 1 || g->s[i] != 1 || g->pb[i] != 0 || g->out[i] != g->in[i]) return false;
+            if (g->k[i] != 1 || g->s[i] != 1 || g->pb[i] != 0 || g->out[i] != g->in[i])
+                return false;
         return true;
     case CONV_DW: return g->nd == 2 && c->G == c->C && c->w1 == 1;
     default: return false;
@@ -692,8 +694,8 @@ static void conv_compute(struct kiln_pool *pool, int v, const struct conv_plan *
                 im2col_par(pool, xg, c->cg, g, scratch);
                 cols = scratch;
             }
-            kiln_sgemm_par(pool, false, false, c->mg, g->os, c->kdim, 1.0f, w + gi * c->mg * c->kdim,
-                           c->kdim, cols, g->os, 0.0f, yg, g->os);
+            kiln_sgemm_par(pool, false, false, c->mg, g->os, c->kdim, 1.0f,
+                           w + gi * c->mg * c->kdim, c->kdim, cols, g->os, 0.0f, yg, g->os);
             add_bias_par(pool, yg, b ? b + gi * c->mg : NULL, c->mg, g->os);
         }
 }

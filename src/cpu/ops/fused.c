@@ -139,7 +139,8 @@ static kiln_status fused_state_of(struct kiln_kctx *k, struct fused_state *own,
 
 /* Prepare of a fused op on base op `base_prepare` (NULL: none): the activation first, as
  * the run read it first, then the base op's state, variant and blobs. */
-static kiln_status fused_prepare(struct kiln_kprep *p, kiln_status (*base_prepare)(struct kiln_kprep *))
+static kiln_status fused_prepare(struct kiln_kprep *p,
+                                 kiln_status (*base_prepare)(struct kiln_kprep *))
 {
     struct fused_state *fs;
     KILN_TRY(kiln_kprep_alloc(p, sizeof *fs, (void **)&fs));

@@ -277,7 +277,8 @@ kiln_status kiln_cpu_gemm_prepare(struct kiln_kprep *p)
     const struct kiln_tensor *b = kiln_kprep_const(p, 1);
     if (!st->tB || !b || b->dtype != KILN_DTYPE_F32 || b->rank != 2 || !b->data) return KILN_OK;
     size_t N = (size_t)b->dims[0], K = (size_t)b->dims[1], bytes;
-    if (N == 0 || K == 0 || !kiln_mul_size(N, K, &bytes) || !kiln_mul_size(bytes, sizeof(float), &bytes))
+    if (N == 0 || K == 0 || !kiln_mul_size(N, K, &bytes) ||
+        !kiln_mul_size(bytes, sizeof(float), &bytes))
         return KILN_OK;
     void *data;
     bool fill;

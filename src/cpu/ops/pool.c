@@ -722,10 +722,6 @@ static kiln_status glp_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ MaxUnpool */
 
-/* Scatters X into a zero tensor of the inferred shape, (in - 1) * s + k - pb - pe per
- * spatial dim: U.flat[I[j]] = X[j]. With the output_shape input, U is then placed at the
- * origin of a zero tensor of that shape (which must be at least as large in every dim), as
- * the ONNX reference implementation does. */
 /* MaxUnpool's attributes (lists borrowed from the node; lengths checked at run). */
 struct unpool_attrs {
     size_t nk, ns, np;
@@ -748,6 +744,10 @@ static kiln_status maxunpool_prepare(struct kiln_kprep *p)
     return KILN_OK;
 }
 
+/* Scatters X into a zero tensor of the inferred shape, (in - 1) * s + k - pb - pe per
+ * spatial dim: U.flat[I[j]] = X[j]. With the output_shape input, U is then placed at the
+ * origin of a zero tensor of that shape (which must be at least as large in every dim), as
+ * the ONNX reference implementation does. */
 static kiln_status maxunpool_run(struct kiln_kctx *k)
 {
     struct unpool_attrs own;
