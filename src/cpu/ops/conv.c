@@ -19,14 +19,28 @@
  * from it and split as for Conv, except that without auto_pad explicit pads win, matching
  * the ONNX reference implementation.
  *
+ * Prepare (kernel.h) decodes the attributes once and refuses the values that are wrong
+ * whatever the inputs (group < 1, an unknown auto_pad); the list attributes' lengths and
+ * entries are checked at run, against the spatial rank of the inputs. Conv has three
+ * variants, numbered as engine files keep them: 1 "im2col+sgemm" (any Conv), 2 "1x1-sgemm"
+ * (1x1 kernel, stride 1, no pads: X's planes are the GEMM's columns) and 3 "depthwise"
+ * (2-D, one input channel per group). Prepare picks one when W's shape is known (the
+ * depthwise kernel when it applies, else 1x1, else im2col, as the run always did; with
+ * tuning and static shapes the fastest on random data, timed on one thread), or leaves 0
+ * "decided per run from the shapes". No weight is prepacked: the GEMM takes W as stored
+ * (per group an [M/group, C/group * kernel] row-major A operand, which oneDNN's sgemm runs
+ * as fast as or faster than a transposed copy) and so does the depthwise kernel.
+ *
  * dtypes: float32 natively; float16, bfloat16 and float64 are staged through float32.
  */
 #include <string.h>
+#include <time.h>
 
 #include "base/pool.h"
 #include "cpu/ops/fused.h"
 #include "cpu/sgemm.h"
 #include "cpu/tensor_util.h"
+#include "infer/infer.h"
 
 /* ------------------------------------------------------------------ geometry */
 
@@ -38,12 +52,57 @@ struct conv_geom {
     size_t ks, is, os;            /* products of k, in, out */
 };
 
+/* ------------------------------------------------------------------ attributes */
 
-/* Reads attribute `name`: n values >= 1 (default all 1); n = spatial dims. */
-static kiln_status read_steps(struct kiln_kctx *k, const char *name, int n, int64_t *out)
+enum conv_pad { CONV_PAD_NOTSET, CONV_PAD_SAME_UPPER, CONV_PAD_SAME_LOWER, CONV_PAD_VALID };
+
+/* The attributes of a Conv or ConvTranspose node (FusedConv's too), decoded once by prepare.
+ * The lists are borrowed from the node, which outlives the state; n_* are their lengths (0:
+ * absent), checked against the spatial rank at run. */
+struct conv_attrs {
+    int64_t group; /* >= 1 */
+    enum conv_pad pad;
+    size_t n_kshape, n_strides, n_dilations, n_pads, n_opad, n_oshape;
+    const int64_t *kshape, *strides, *dilations, *pads, *opad, *oshape;
+};
+
+/* Decodes the attributes of node k (ConvTranspose's output_padding and output_shape when
+ * `transpose`). Fails only on values wrong whatever the inputs: group < 1, an auto_pad
+ * that is not one of the four. */
+static kiln_status conv_decode(struct kiln_kctx *k, bool transpose, struct conv_attrs *a)
 {
-    const int64_t *v;
-    size_t c = kiln_attr_ints(k, name, &v);
+    memset(a, 0, sizeof *a);
+    a->group = kiln_attr_i(k, "group", 1);
+    if (a->group < 1)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "group = %lld; expected >= 1",
+                          (long long)a->group);
+    a->n_kshape = kiln_attr_ints(k, "kernel_shape", &a->kshape);
+    a->n_strides = kiln_attr_ints(k, "strides", &a->strides);
+    a->n_dilations = kiln_attr_ints(k, "dilations", &a->dilations);
+    a->n_pads = kiln_attr_ints(k, "pads", &a->pads);
+    if (transpose) {
+        a->n_opad = kiln_attr_ints(k, "output_padding", &a->opad);
+        a->n_oshape = kiln_attr_ints(k, "output_shape", &a->oshape);
+    }
+    const char *ap = kiln_attr_s(k, "auto_pad", "NOTSET");
+    if (!strcmp(ap, "NOTSET"))
+        a->pad = CONV_PAD_NOTSET;
+    else if (!strcmp(ap, "SAME_UPPER"))
+        a->pad = CONV_PAD_SAME_UPPER;
+    else if (!strcmp(ap, "SAME_LOWER"))
+        a->pad = CONV_PAD_SAME_LOWER;
+    else if (!strcmp(ap, "VALID"))
+        a->pad = CONV_PAD_VALID;
+    else
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "auto_pad '%s' is not one of NOTSET, "
+                          "SAME_UPPER, SAME_LOWER, VALID", ap);
+    return KILN_OK;
+}
+
+/* Attribute `name` (c values v): n values >= 1 (default all 1); n = spatial dims. */
+static kiln_status read_steps(struct kiln_kctx *k, const char *name, size_t c, const int64_t *v,
+                              int n, int64_t *out)
+{
     if (c && c != (size_t)n)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "%s has %zu values; expected %d", name, c, n);
     for (int i = 0; i < n; i++) {
@@ -55,18 +114,20 @@ static kiln_status read_steps(struct kiln_kctx *k, const char *name, int n, int6
     return KILN_OK;
 }
 
-/* Reads strides/dilations (default 1) and checks them; n = spatial dims. */
-static kiln_status read_sd(struct kiln_kctx *k, int n, int64_t *s, int64_t *d)
+/* Checks strides/dilations (default 1) into s and d; n = spatial dims. */
+static kiln_status read_sd(struct kiln_kctx *k, const struct conv_attrs *a, int n, int64_t *s,
+                           int64_t *d)
 {
-    KILN_TRY(read_steps(k, "strides", n, s));
-    return read_steps(k, "dilations", n, d);
+    KILN_TRY(read_steps(k, "strides", a->n_strides, a->strides, n, s));
+    return read_steps(k, "dilations", a->n_dilations, a->dilations, n, d);
 }
 
-/* Reads `pads` (2n values, begins then ends; default 0). */
-static kiln_status read_pads(struct kiln_kctx *k, int n, int64_t *pb, int64_t *pe, bool *given)
+/* Checks `pads` (2n values, begins then ends; default 0) into pb and pe. */
+static kiln_status read_pads(struct kiln_kctx *k, const struct conv_attrs *a, int n, int64_t *pb,
+                             int64_t *pe)
 {
-    const int64_t *v;
-    size_t c = kiln_attr_ints(k, "pads", &v);
+    size_t c = a->n_pads;
+    const int64_t *v = a->pads;
     if (c && c != 2 * (size_t)n)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "pads has %zu values; expected %d", c, 2 * n);
     for (int i = 0; i < n; i++) {
@@ -76,7 +137,6 @@ static kiln_status read_pads(struct kiln_kctx *k, int n, int64_t *pb, int64_t *p
             return kiln_kfail(k, KILN_E_INVALID_MODEL, "pads must be >= 0; got %lld, %lld at dim %d",
                               (long long)pb[i], (long long)pe[i], i);
     }
-    if (given) *given = c != 0;
     return KILN_OK;
 }
 
@@ -192,10 +252,11 @@ static void col2im(const float *col, size_t c0, size_t c1, const struct conv_geo
 
 /* ------------------------------------------------------------------ Conv */
 
-/* Common input checks; fills C, M, group and the kernel dims. */
-static kiln_status conv_inputs(struct kiln_kctx *k, const struct kiln_tensor **x,
-                               const struct kiln_tensor **w, const struct kiln_tensor **b,
-                               int64_t *group)
+/* Common input checks (a: the node's attributes): X, W and the optional B, their dtypes and
+ * ranks, kernel_shape against W. */
+static kiln_status conv_inputs(struct kiln_kctx *k, const struct conv_attrs *a,
+                               const struct kiln_tensor **x, const struct kiln_tensor **w,
+                               const struct kiln_tensor **b)
 {
     KILN_TRY(kiln_in_req(k, 0, x));
     KILN_TRY(kiln_in_req(k, 1, w));
@@ -212,20 +273,16 @@ static kiln_status conv_inputs(struct kiln_kctx *k, const struct kiln_tensor **x
     if ((*w)->rank != (*x)->rank)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input W has rank %d; expected %d like X",
                           (*w)->rank, (*x)->rank);
-    *group = kiln_attr_i(k, "group", 1);
-    if (*group < 1)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "group = %lld; expected >= 1", (long long)*group);
-    const int64_t *ks;
-    size_t nk = kiln_attr_ints(k, "kernel_shape", &ks);
+    size_t nk = a->n_kshape;
     if (nk) {
         if (nk != (size_t)(*x)->rank - 2)
             return kiln_kfail(k, KILN_E_INVALID_MODEL, "kernel_shape has %zu values; expected %d",
                               nk, (*x)->rank - 2);
         for (size_t i = 0; i < nk; i++)
-            if (ks[i] != (*w)->dims[2 + i])
+            if (a->kshape[i] != (*w)->dims[2 + i])
                 return kiln_kfail(k, KILN_E_INVALID_ARG,
                                   "kernel_shape[%zu] = %lld but W has %lld there", i,
-                                  (long long)ks[i], (long long)(*w)->dims[2 + i]);
+                                  (long long)a->kshape[i], (long long)(*w)->dims[2 + i]);
     }
     return KILN_OK;
 }
@@ -238,14 +295,34 @@ static kiln_status check_bias(struct kiln_kctx *k, const struct kiln_tensor *b, 
     return KILN_OK;
 }
 
-/* Reads auto_pad: NOTSET, SAME_UPPER, SAME_LOWER or VALID. */
-static kiln_status read_auto_pad(struct kiln_kctx *k, const char **ap)
+/* A Conv's geometry for input spatial sizes xin[0..nd) and kernel sizes wk[0..nd): strides,
+ * dilations and pads checked against nd, output sizes as auto_pad says. */
+static kiln_status conv_geometry(struct kiln_kctx *k, const struct conv_attrs *a, int nd,
+                                 const int64_t *xin, const int64_t *wk, struct conv_geom *g)
 {
-    *ap = kiln_attr_s(k, "auto_pad", "NOTSET");
-    if (strcmp(*ap, "NOTSET") && strcmp(*ap, "SAME_UPPER") && strcmp(*ap, "SAME_LOWER") &&
-        strcmp(*ap, "VALID"))
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "auto_pad '%s' is not one of NOTSET, "
-                          "SAME_UPPER, SAME_LOWER, VALID", *ap);
+    *g = (struct conv_geom){.nd = nd, .ks = 1, .is = 1, .os = 1};
+    int64_t pe[KILN_MAX_RANK];
+    KILN_TRY(read_sd(k, a, nd, g->s, g->d));
+    KILN_TRY(read_pads(k, a, nd, g->pb, pe));
+    bool same = a->pad == CONV_PAD_SAME_UPPER || a->pad == CONV_PAD_SAME_LOWER;
+    for (int i = 0; i < nd; i++) {
+        g->in[i] = xin[i];
+        g->k[i] = wk[i];
+        int64_t dk = (g->k[i] - 1) * g->d[i] + 1;
+        if (same) {
+            g->out[i] = kiln_div_ceil(g->in[i], g->s[i]);
+            int64_t tot = (g->out[i] - 1) * g->s[i] + dk - g->in[i];
+            if (tot < 0) tot = 0;
+            g->pb[i] = a->pad == CONV_PAD_SAME_UPPER ? tot / 2 : tot - tot / 2;
+        } else {
+            if (a->pad == CONV_PAD_VALID) g->pb[i] = pe[i] = 0;
+            int64_t span = g->in[i] + g->pb[i] + pe[i] - dk;
+            g->out[i] = span < 0 ? 0 : span / g->s[i] + 1;
+        }
+        g->ks *= (size_t)g->k[i];
+        g->is *= (size_t)g->in[i];
+        g->os *= (size_t)g->out[i];
+    }
     return KILN_OK;
 }
 
@@ -470,27 +547,6 @@ static void dw_chunk(void *ctx, size_t p0, size_t p1, int worker)
     }
 }
 
-/* Runs the depthwise Conv of conv_run over all N * M output planes. */
-static kiln_status dw_run(struct kiln_kctx *k, const struct conv_geom *g, const struct conv_io *io,
-                          size_t N, size_t C, size_t M)
-{
-    struct dw_job j = {g, io->x, io->w, io->b, io->yf, NULL, C, M, M / C, 0, 0};
-    /* The padded rows and (per phase) columns the windows reach. */
-    j.rows = (size_t)((g->out[0] - 1) * g->s[0] + (g->k[0] - 1) * g->d[0] + 1);
-    size_t cols = (size_t)((g->out[1] - 1) * g->s[1] + (g->k[1] - 1) * g->d[1] + 1);
-    size_t sx = (size_t)g->s[1], n;
-    j.len = (cols + sx - 1) / sx;
-    size_t threads = (size_t)kiln_pool_threads(k->pool);
-    if (!kiln_mul_size(j.rows, sx, &n) || !kiln_mul_size(n, j.len, &n) ||
-        !kiln_mul_size(n, threads, &n) || !kiln_mul_size(n, sizeof(float), &n))
-        return kiln_kfail(k, KILN_E_LIMIT, "depthwise buffer size overflows");
-    KILN_TRY(kiln_scratch(k, n, (void **)&j.buf));
-    /* About 64k multiply-adds per chunk: enough to pay for handing it to a thread. */
-    size_t work = g->os * g->ks;
-    kiln_pool_for(k->pool, N * M, work >= 65536 ? 1 : 65536 / (work ? work : 1), dw_chunk, &j);
-    return KILN_OK;
-}
-
 /* Units (image, group) of an im2col + GEMM Conv run side by side (see "threading"). */
 struct conv_unit_job {
     const struct conv_geom *g;
@@ -519,11 +575,267 @@ static void conv_unit_chunk(void *ctx, size_t u0, size_t u1, int worker)
     }
 }
 
+/* ------------------------------------------------------------------ Conv variants */
+
+enum conv_variant {
+    CONV_AUTO = 0,   /* chosen per run from the shapes (W's shape unknown at prepare) */
+    CONV_IM2COL = 1, /* im2col + sgemm per (image, group): any Conv */
+    CONV_1X1 = 2,    /* sgemm on X's planes: 1x1 kernel, stride 1, no pads */
+    CONV_DW = 3,     /* the direct depthwise kernel: 2-D, group == C, one channel per group */
+    CONV_VARIANTS
+};
+
+static const char *const conv_variant_name[CONV_VARIANTS] = {NULL, "im2col+sgemm", "1x1-sgemm",
+                                                             "depthwise"};
+
+/* What Conv's prepare makes (k->state of kiln_cpu_conv_run). */
+struct conv_state {
+    struct conv_attrs a;
+    int variant; /* enum conv_variant */
+};
+
+/* The shapes of one Conv computation. */
+struct conv_plan {
+    struct conv_geom g;
+    size_t N, C, M, G, cg, mg, kdim;
+    size_t w1; /* W's dims[1]: input channels per group */
+};
+
+/* Whether variant v can compute plan c. */
+static bool conv_applies(int v, const struct conv_plan *c)
+{
+    const struct conv_geom *g = &c->g;
+    switch (v) {
+    case CONV_IM2COL: return true;
+    case CONV_1X1:
+        for (int i = 0; i < g->nd; i++)
+            if (g->k[i] != 1 || g->s[i] != 1 || g->pb[i] != 0 || g->out[i] != g->in[i])
+                return false;
+        return true;
+    case CONV_DW: return g->nd == 2 && c->G == c->C && c->w1 == 1;
+    default: return false;
+    }
+}
+
+/* Variant `want` when it applies to c, else the default: depthwise, else 1x1, else im2col. */
+static int conv_pick(int want, const struct conv_plan *c)
+{
+    if (want > CONV_AUTO && want < CONV_VARIANTS && conv_applies(want, c)) return want;
+    if (conv_applies(CONV_DW, c)) return CONV_DW;
+    if (conv_applies(CONV_1X1, c)) return CONV_1X1;
+    return CONV_IM2COL;
+}
+
+/* Whether the GEMM variants run c's (image, group) units side by side on pool (see
+ * "threading"); direct: no im2col (the 1x1 variant). */
+static bool conv_side(struct kiln_pool *pool, const struct conv_plan *c, bool direct)
+{
+    size_t threads = (size_t)kiln_pool_threads(pool), units = c->N * c->G;
+    return threads > 1 && units > 1 && !kiln_sgemm_par_splits(pool, c->mg, c->g.os, c->kdim) &&
+           (direct || c->kdim * c->g.os <= UNIT_COL_MAX);
+}
+
+/* The depthwise kernel's padded rows and per-phase row length for c. */
+static void dw_dims(const struct conv_geom *g, size_t *rows, size_t *len)
+{
+    *rows = (size_t)((g->out[0] - 1) * g->s[0] + (g->k[0] - 1) * g->d[0] + 1);
+    size_t cols = (size_t)((g->out[1] - 1) * g->s[1] + (g->k[1] - 1) * g->d[1] + 1);
+    size_t sx = (size_t)g->s[1];
+    *len = (cols + sx - 1) / sx;
+}
+
+/* The scratch bytes variant v needs for c on pool (0: none); false when the size overflows. */
+static bool conv_scratch_bytes(struct kiln_pool *pool, int v, const struct conv_plan *c, size_t *n)
+{
+    size_t threads = (size_t)kiln_pool_threads(pool);
+    *n = 0;
+    if (v == CONV_DW) {
+        size_t rows, len;
+        dw_dims(&c->g, &rows, &len);
+        return kiln_mul_size(rows, (size_t)c->g.s[1], n) && kiln_mul_size(*n, len, n) &&
+               kiln_mul_size(*n, threads, n) && kiln_mul_size(*n, sizeof(float), n);
+    }
+    if (v == CONV_1X1) return true;
+    size_t bufs = conv_side(pool, c, false) ? threads : 1;
+    return kiln_mul_size(c->kdim, c->g.os, n) && kiln_mul_size(*n, bufs, n) &&
+           kiln_mul_size(*n, sizeof(float), n);
+}
+
+/* Computes Conv c with variant v (which applies to c) on pool: y [N, M, out] from x [N, C, in],
+ * w as stored [M, C/group, k], b [M] or NULL; scratch holds conv_scratch_bytes(pool, v, c).
+ * Never fails. */
+static void conv_compute(struct kiln_pool *pool, int v, const struct conv_plan *c, const float *x,
+                         const float *w, const float *b, float *y, float *scratch)
+{
+    const struct conv_geom *g = &c->g;
+    if (v == CONV_DW) {
+        struct dw_job j = {g, x, w, b, y, scratch, c->C, c->M, c->M / c->C, 0, 0};
+        dw_dims(g, &j.rows, &j.len);
+        /* About 64k multiply-adds per chunk: enough to pay for handing it to a thread. */
+        size_t work = g->os * g->ks;
+        kiln_pool_for(pool, c->N * c->M, work >= 65536 ? 1 : 65536 / (work ? work : 1), dw_chunk,
+                      &j);
+        return;
+    }
+    bool direct = v == CONV_1X1; /* X's planes are already the columns */
+    struct conv_unit_job j = {g, x, w, b, y, direct ? NULL : scratch, c->C, c->M, c->G, c->cg,
+                              c->mg, c->kdim};
+    if (conv_side(pool, c, direct)) {
+        kiln_pool_for(pool, c->N * c->G, grain_for(c->mg * g->os * c->kdim / 2), conv_unit_chunk,
+                      &j);
+        return;
+    }
+    for (size_t n = 0; n < c->N; n++)
+        for (size_t gi = 0; gi < c->G; gi++) {
+            const float *xg = x + (n * c->C + gi * c->cg) * g->is;
+            float *yg = y + (n * c->M + gi * c->mg) * g->os;
+            const float *cols = xg;
+            if (!direct) {
+                im2col_par(pool, xg, c->cg, g, scratch);
+                cols = scratch;
+            }
+            kiln_sgemm_par(pool, false, false, c->mg, g->os, c->kdim, 1.0f,
+                           w + gi * c->mg * c->kdim, c->kdim, cols, g->os, 0.0f, yg, g->os);
+            add_bias_par(pool, yg, b ? b + gi * c->mg : NULL, c->mg, g->os);
+        }
+}
+
+/* ------------------------------------------------------------------ Conv prepare */
+
+/* t's rank and dims when t is a tensor type with every dim known; false otherwise. */
+static bool static_dims(const struct kiln_vtype *t, int *rank, int64_t *dims)
+{
+    if (!t || t->type.kind != KILN_TYPE_TENSOR || t->type.rank < 0 || t->type.rank > KILN_MAX_RANK)
+        return false;
+    for (int d = 0; d < t->type.rank; d++) {
+        if (t->type.dims[d].value < 0) return false;
+        dims[d] = t->type.dims[d].value;
+    }
+    *rank = t->type.rank;
+    return true;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Fills x[0..n) with values in [-1, 1) from a fixed sequence (tuning data). */
+static void fill_random(float *x, size_t n, uint64_t seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(seed >> 40) / (double)(1ull << 23)) - 1.0f;
+    }
+}
+
+/* Times the candidates ok[v] on random data of plan c, on one thread; returns the fastest,
+ * or CONV_AUTO when memory for it cannot be had. */
+static int conv_tune(const struct conv_plan *c, const bool *ok)
+{
+    size_t nx, nw, ny, scratch = 0, n, total;
+    if (!kiln_mul_size(c->N, c->C, &nx) || !kiln_mul_size(nx, c->g.is, &nx) ||
+        !kiln_mul_size(c->M, c->w1, &nw) || !kiln_mul_size(nw, c->g.ks, &nw) ||
+        !kiln_mul_size(c->N, c->M, &ny) || !kiln_mul_size(ny, c->g.os, &ny))
+        return CONV_AUTO;
+    for (int v = CONV_AUTO + 1; v < CONV_VARIANTS; v++) {
+        if (!ok[v]) continue;
+        if (!conv_scratch_bytes(NULL, v, c, &n)) return CONV_AUTO;
+        if (n > scratch) scratch = n;
+    }
+    if (!kiln_add_size(nx, nw, &total) || !kiln_add_size(total, c->M, &total) ||
+        !kiln_add_size(total, ny, &total) || !kiln_mul_size(total, sizeof(float), &total) ||
+        !kiln_add_size(total, scratch, &total))
+        return CONV_AUTO;
+    float *mem = kiln_aligned_alloc(64, total ? total : 1);
+    if (!mem) return CONV_AUTO;
+    float *x = mem, *w = x + nx, *b = w + nw, *y = b + c->M, *s = y + ny;
+    fill_random(mem, nx + nw + c->M, 12345);
+    int best = CONV_AUTO;
+    double best_t = 0;
+    for (int v = CONV_AUTO + 1; v < CONV_VARIANTS; v++) {
+        if (!ok[v]) continue;
+        conv_compute(NULL, v, c, x, w, b, y, s); /* warm caches and pages */
+        double t = 0;
+        for (int r = 0; r < 3; r++) {
+            double t0 = now_s();
+            conv_compute(NULL, v, c, x, w, b, y, s);
+            double d = now_s() - t0;
+            if (r == 0 || d < t) t = d;
+        }
+        if (best == CONV_AUTO || t < best_t) best = v, best_t = t;
+    }
+    kiln_aligned_free(mem);
+    return best;
+}
+
+/* The variant prepare chooses for a Conv with attributes a (see the file comment). */
+static int conv_prepare_variant(struct kiln_kprep *p, const struct conv_attrs *a)
+{
+    int want = p->variant > CONV_AUTO && p->variant < CONV_VARIANTS ? p->variant : CONV_AUTO;
+    int wr, xr;
+    int64_t wd[KILN_MAX_RANK], xd[KILN_MAX_RANK];
+    /* W's shape unknown: the run decides, or checks that the variant asked for applies. */
+    if (!static_dims(p->in[1], &wr, wd) || wr < 3) return want;
+    bool xs = static_dims(p->in[0], &xr, xd);
+    if (xs && xr != wr) return want; /* the run refuses these inputs */
+    int nd = wr - 2;
+    if (!xs) { /* sizes that decide applicability as any input size would */
+        xd[0] = 1;
+        xd[1] = wd[1] * a->group;
+        for (int i = 0; i < nd; i++) xd[2 + i] = wd[2 + i] + 1;
+    }
+    if (xd[1] != wd[1] * a->group || wd[0] % a->group) return want;
+    struct conv_plan c = {.N = (size_t)xd[0], .C = (size_t)xd[1], .M = (size_t)wd[0],
+                          .G = (size_t)a->group, .w1 = (size_t)wd[1]};
+    /* Geometry errors belong to the run, which names the actual inputs. */
+    kiln_err geom_err;
+    struct kiln_kctx kc = p->kc;
+    kc.err = &geom_err;
+    if (conv_geometry(&kc, a, nd, xd + 2, wd + 2, &c.g)) return want;
+    c.cg = c.C / c.G;
+    c.mg = c.M / c.G;
+    c.kdim = c.cg * c.g.ks;
+    if (p->variant >= 0) return want == CONV_AUTO ? CONV_AUTO : conv_pick(want, &c);
+    bool ok[CONV_VARIANTS] = {false};
+    int n_ok = 0;
+    for (int v = CONV_AUTO + 1; v < CONV_VARIANTS; v++) n_ok += ok[v] = conv_applies(v, &c);
+    if (p->tune == 1 && xs && n_ok > 1 && c.N && c.M && c.g.os) {
+        int v = conv_tune(&c, ok);
+        if (v != CONV_AUTO) return v;
+    }
+    return conv_pick(CONV_AUTO, &c);
+}
+
+/* Conv's prepare (FusedConv's too): the attributes, and the variant when W's shape is known. */
+kiln_status kiln_cpu_conv_prepare(struct kiln_kprep *p)
+{
+    struct conv_state *st;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *st, (void **)&st));
+    KILN_TRY(conv_decode(&p->kc, false, &st->a));
+    st->variant = conv_prepare_variant(p, &st->a);
+    p->state = st;
+    p->chosen = st->variant;
+    p->kernel = conv_variant_name[st->variant];
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ Conv run */
+
 kiln_status kiln_cpu_conv_run(struct kiln_kctx *k)
 {
+    struct conv_state own;
+    const struct conv_state *st = k->state;
+    if (!st) { /* called without prepare (kernel tests): decode the attributes now */
+        KILN_TRY(conv_decode(k, false, &own.a));
+        own.variant = CONV_AUTO;
+        st = &own;
+    }
     const struct kiln_tensor *x, *w, *b;
-    int64_t group;
-    KILN_TRY(conv_inputs(k, &x, &w, &b, &group));
+    KILN_TRY(conv_inputs(k, &st->a, &x, &w, &b));
+    int64_t group = st->a.group;
     int nd = x->rank - 2;
     int64_t N = x->dims[0], C = x->dims[1], M = w->dims[0];
     if (C != w->dims[1] * group)
@@ -535,76 +847,24 @@ kiln_status kiln_cpu_conv_run(struct kiln_kctx *k)
                           (long long)M, (long long)group);
     KILN_TRY(check_bias(k, b, M));
 
-    struct conv_geom g = {.nd = nd, .ks = 1, .is = 1, .os = 1};
-    int64_t pe[KILN_MAX_RANK];
-    KILN_TRY(read_sd(k, nd, g.s, g.d));
-    KILN_TRY(read_pads(k, nd, g.pb, pe, NULL));
-    const char *ap;
-    KILN_TRY(read_auto_pad(k, &ap));
-    for (int i = 0; i < nd; i++) {
-        g.in[i] = x->dims[2 + i];
-        g.k[i] = w->dims[2 + i];
-        int64_t dk = (g.k[i] - 1) * g.d[i] + 1;
-        if (!strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER")) {
-            g.out[i] = kiln_div_ceil(g.in[i], g.s[i]);
-            int64_t tot = (g.out[i] - 1) * g.s[i] + dk - g.in[i];
-            if (tot < 0) tot = 0;
-            g.pb[i] = !strcmp(ap, "SAME_UPPER") ? tot / 2 : tot - tot / 2;
-        } else {
-            if (!strcmp(ap, "VALID")) g.pb[i] = pe[i] = 0;
-            int64_t span = g.in[i] + g.pb[i] + pe[i] - dk;
-            g.out[i] = span < 0 ? 0 : span / g.s[i] + 1;
-        }
-        g.ks *= (size_t)g.k[i];
-        g.is *= (size_t)g.in[i];
-        g.os *= (size_t)g.out[i];
-    }
+    struct conv_plan c = {.N = (size_t)N, .C = (size_t)C, .M = (size_t)M, .G = (size_t)group,
+                          .w1 = (size_t)w->dims[1]};
+    KILN_TRY(conv_geometry(k, &st->a, nd, x->dims + 2, w->dims + 2, &c.g));
     struct conv_io io;
-    KILN_TRY(conv_io_open(k, x, w, b, M, g.out, &io));
+    KILN_TRY(conv_io_open(k, x, w, b, M, c.g.out, &io));
     if (kiln_tensor_numel(io.y) == 0) return KILN_OK;
+    c.cg = c.C / c.G;
+    c.mg = c.M / c.G;
+    c.kdim = c.cg * c.g.ks;
 
-    if (nd == 2 && group == C && w->dims[1] == 1) {
-        KILN_TRY(dw_run(k, &g, &io, (size_t)N, (size_t)C, (size_t)M));
-        kiln_unstage_f32(io.y, io.yf);
-        return KILN_OK;
-    }
-    size_t cg = (size_t)(C / group), mg = (size_t)(M / group), G = (size_t)group;
-    size_t kdim = cg * g.ks, units = (size_t)N * G;
-    bool direct = true; /* 1x1, stride 1, no pad: X's planes are already the columns */
-    for (int i = 0; i < nd; i++)
-        if (g.k[i] != 1 || g.s[i] != 1 || g.pb[i] != 0 || g.out[i] != g.in[i]) direct = false;
-    size_t threads = (size_t)kiln_pool_threads(k->pool);
-    /* Small GEMMs, several units and col buffers of moderate size: units side by side. */
-    bool side = threads > 1 && units > 1 && !kiln_sgemm_par_splits(k->pool, mg, g.os, kdim) &&
-                (direct || kdim * g.os <= UNIT_COL_MAX);
-    size_t bufs = side ? threads : 1;
-    struct conv_unit_job j = {&g, io.x, io.w, io.b, io.yf, NULL, (size_t)C, (size_t)M, G, cg, mg,
-                              kdim};
-    if (!direct) {
-        size_t n;
-        if (!kiln_mul_size(kdim, g.os, &n) || !kiln_mul_size(n, bufs, &n) ||
-            !kiln_mul_size(n, sizeof(float), &n))
-            return kiln_kfail(k, KILN_E_LIMIT, "im2col buffer size overflows");
-        KILN_TRY(kiln_scratch(k, n, (void **)&j.col));
-    }
-    if (side) {
-        kiln_pool_for(k->pool, units, grain_for(mg * g.os * kdim / 2), conv_unit_chunk, &j);
-        kiln_unstage_f32(io.y, io.yf);
-        return KILN_OK;
-    }
-    for (size_t n = 0; n < (size_t)N; n++)
-        for (size_t gi = 0; gi < G; gi++) {
-            const float *xg = io.x + (n * (size_t)C + gi * cg) * g.is;
-            float *yg = io.yf + (n * (size_t)M + gi * mg) * g.os;
-            const float *cols = xg;
-            if (!direct) {
-                im2col_par(k->pool, xg, cg, &g, j.col);
-                cols = j.col;
-            }
-            kiln_sgemm_par(k->pool, false, false, mg, g.os, kdim, 1.0f, io.w + gi * mg * kdim, kdim, cols,
-                           g.os, 0.0f, yg, g.os);
-            add_bias_par(k->pool, yg, io.b ? io.b + gi * mg : NULL, mg, g.os);
-        }
+    int v = conv_pick(st->variant, &c);
+    size_t n;
+    if (!conv_scratch_bytes(k->pool, v, &c, &n))
+        return kiln_kfail(k, KILN_E_LIMIT, "%s buffer size overflows",
+                          v == CONV_DW ? "depthwise" : "im2col");
+    float *scratch = NULL;
+    if (n) KILN_TRY(kiln_scratch(k, n, (void **)&scratch));
+    conv_compute(k->pool, v, &c, io.x, io.w, io.b, io.yf, scratch);
     kiln_unstage_f32(io.y, io.yf);
     return KILN_OK;
 }
@@ -636,11 +896,28 @@ static void convt_unit_chunk(void *ctx, size_t u0, size_t u1, int worker)
     }
 }
 
+/* ConvTranspose's prepare: the attributes (one kernel, nothing to prepack: its GEMM takes W
+ * as stored, transposed by the GEMM itself). */
+static kiln_status convt_prepare(struct kiln_kprep *p)
+{
+    struct conv_attrs *a;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *a, (void **)&a));
+    KILN_TRY(conv_decode(&p->kc, true, a));
+    p->state = a;
+    return KILN_OK;
+}
+
 static kiln_status convt_run(struct kiln_kctx *k)
 {
+    struct conv_attrs own;
+    const struct conv_attrs *a = k->state;
+    if (!a) { /* called without prepare (kernel tests): decode the attributes now */
+        KILN_TRY(conv_decode(k, true, &own));
+        a = &own;
+    }
     const struct kiln_tensor *x, *w, *b;
-    int64_t group;
-    KILN_TRY(conv_inputs(k, &x, &w, &b, &group));
+    KILN_TRY(conv_inputs(k, a, &x, &w, &b));
+    int64_t group = a->group;
     int nd = x->rank - 2;
     int64_t N = x->dims[0], C = x->dims[1];
     if (w->dims[0] != C)
@@ -655,32 +932,30 @@ static kiln_status convt_run(struct kiln_kctx *k)
     /* The geometry is that of the Conv whose adjoint this is: g.in is our output. */
     struct conv_geom g = {.nd = nd, .ks = 1, .is = 1, .os = 1};
     int64_t pe[KILN_MAX_RANK], opad[KILN_MAX_RANK];
-    bool pads_given;
-    KILN_TRY(read_sd(k, nd, g.s, g.d));
-    KILN_TRY(read_pads(k, nd, g.pb, pe, &pads_given));
-    const int64_t *v;
-    size_t c = kiln_attr_ints(k, "output_padding", &v);
+    bool pads_given = a->n_pads != 0;
+    KILN_TRY(read_sd(k, a, nd, g.s, g.d));
+    KILN_TRY(read_pads(k, a, nd, g.pb, pe));
+    size_t c = a->n_opad;
     if (c && c != (size_t)nd)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "output_padding has %zu values; expected %d", c, nd);
-    for (int i = 0; i < nd; i++) opad[i] = c ? v[i] : 0;
-    const int64_t *os;
-    size_t nos = kiln_attr_ints(k, "output_shape", &os);
+    for (int i = 0; i < nd; i++) opad[i] = c ? a->opad[i] : 0;
+    const int64_t *os = a->oshape;
+    size_t nos = a->n_oshape;
     if (nos == (size_t)nd + 2) os += 2, nos -= 2;
     if (nos && nos != (size_t)nd)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "output_shape has %zu values; expected %d", nos, nd);
-    const char *ap;
-    KILN_TRY(read_auto_pad(k, &ap));
-    bool same = !strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER");
+    bool same = a->pad == CONV_PAD_SAME_UPPER || a->pad == CONV_PAD_SAME_LOWER;
     for (int i = 0; i < nd; i++) {
         g.out[i] = x->dims[2 + i];
         g.k[i] = w->dims[2 + i];
         int64_t dk = (g.k[i] - 1) * g.d[i] + 1;
         int64_t full = g.s[i] * (g.out[i] - 1) + opad[i] + dk;
-        if (!strcmp(ap, "VALID")) g.pb[i] = pe[i] = 0;
+        if (a->pad == CONV_PAD_VALID) g.pb[i] = pe[i] = 0;
         if (same || (nos && !pads_given)) {
             int64_t want = nos ? os[i] : g.out[i] * g.s[i];
             int64_t tot = full - want;
-            g.pb[i] = !strcmp(ap, "SAME_UPPER") ? kiln_div_floor(tot, 2) : tot - kiln_div_floor(tot, 2);
+            g.pb[i] = a->pad == CONV_PAD_SAME_UPPER ? kiln_div_floor(tot, 2)
+                                                     : tot - kiln_div_floor(tot, 2);
             g.in[i] = want;
         } else {
             g.in[i] = nos ? os[i] : full - g.pb[i] - pe[i];
@@ -729,7 +1004,7 @@ static kiln_status convt_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_conv[] = {
-    {"Conv", "", 1, 0, kiln_cpu_conv_run, NULL, 0},
-    {"ConvTranspose", "", 1, 0, convt_run, NULL, 0},
+    {"Conv", "", 1, 0, kiln_cpu_conv_run, kiln_cpu_conv_prepare, 0},
+    {"ConvTranspose", "", 1, 0, convt_run, convt_prepare, 0},
     {0},
 };

@@ -18,6 +18,13 @@
  * computes it, so fused and unfused graphs agree to the last bit for float32 (up to the
  * summation order of an Add of a residual, which is the same: (conv + bias) + Z).
  *
+ * Prepare (kernel.h): FusedConv, FusedGemm, FusedMatMul and Gelu decode their activation
+ * once (an unknown one fails there, with the message the run gave before); the fused Conv
+ * and Gemm then run their base op's prepare, whose state, variant and prepacked weights the
+ * fused state holds (struct fused_state), so a FusedConv picks its Conv variant and a
+ * FusedGemm uses its B^T blob exactly as the plain op does. LayerNormalization,
+ * RMSNormalization and Attention run other families' kernels and have no prepare here.
+ *
  * dtypes: the float types; float16/bfloat16/float64 outputs are post-processed in float32.
  */
 #include <string.h>
@@ -26,6 +33,13 @@
 #include "cpu/act.h"
 #include "cpu/ops/fused.h"
 #include "cpu/tensor_util.h"
+
+/* What the fused ops' prepare makes: the base op's state (NULL when it has no prepare) and
+ * the activation. */
+struct fused_state {
+    const void *base;
+    struct kiln_act act;
+};
 
 /* Reads the activation attributes. */
 static kiln_status read_act(struct kiln_kctx *k, struct kiln_act *a)
@@ -110,43 +124,122 @@ static kiln_status finish(struct kiln_kctx *k, const struct kiln_act *a, size_t 
     return KILN_OK;
 }
 
+/* The fused state of k: its prepare's, or (a kernel called without prepare) *own, filled now
+ * with the activation and no base state. */
+static kiln_status fused_state_of(struct kiln_kctx *k, struct fused_state *own,
+                                  const struct fused_state **fs)
+{
+    *fs = k->state;
+    if (*fs) return KILN_OK;
+    own->base = NULL;
+    KILN_TRY(read_act(k, &own->act));
+    *fs = own;
+    return KILN_OK;
+}
+
+/* Prepare of a fused op on base op `base_prepare` (NULL: none): the activation first, as
+ * the run read it first, then the base op's state, variant and blobs. */
+static kiln_status fused_prepare(struct kiln_kprep *p,
+                                 kiln_status (*base_prepare)(struct kiln_kprep *))
+{
+    struct fused_state *fs;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *fs, (void **)&fs));
+    KILN_TRY(read_act(&p->kc, &fs->act));
+    if (base_prepare) {
+        KILN_TRY(base_prepare(p));
+        fs->base = p->state;
+    }
+    p->state = fs;
+    return KILN_OK;
+}
+
+/* Runs base kernel `run` on k with the base op's own state. */
+static kiln_status run_base(struct kiln_kctx *k, const struct fused_state *fs,
+                            kiln_status (*run)(struct kiln_kctx *))
+{
+    const void *mine = k->state;
+    k->state = fs->base;
+    kiln_status st = run(k);
+    k->state = mine;
+    return st;
+}
+
+static kiln_status fused_conv_prepare(struct kiln_kprep *p)
+{
+    return fused_prepare(p, kiln_cpu_conv_prepare);
+}
+
 static kiln_status fused_conv_run(struct kiln_kctx *k)
 {
-    struct kiln_act a;
-    KILN_TRY(read_act(k, &a));
-    KILN_TRY(kiln_cpu_conv_run(k));
-    return finish(k, &a, (size_t)-1, 3);
+    struct fused_state own;
+    const struct fused_state *fs;
+    KILN_TRY(fused_state_of(k, &own, &fs));
+    KILN_TRY(run_base(k, fs, kiln_cpu_conv_run));
+    return finish(k, &fs->act, (size_t)-1, 3);
+}
+
+static kiln_status fused_gemm_prepare(struct kiln_kprep *p)
+{
+    return fused_prepare(p, kiln_cpu_gemm_prepare);
 }
 
 static kiln_status fused_gemm_run(struct kiln_kctx *k)
 {
-    struct kiln_act a;
-    KILN_TRY(read_act(k, &a));
-    KILN_TRY(kiln_cpu_gemm_run(k));
-    return finish(k, &a, (size_t)-1, 3);
+    struct fused_state own;
+    const struct fused_state *fs;
+    KILN_TRY(fused_state_of(k, &own, &fs));
+    KILN_TRY(run_base(k, fs, kiln_cpu_gemm_run));
+    return finish(k, &fs->act, (size_t)-1, 3);
+}
+
+/* MatMul has nothing to prepare (gemm.c): only the activation. */
+static kiln_status fused_matmul_prepare(struct kiln_kprep *p)
+{
+    return fused_prepare(p, NULL);
 }
 
 static kiln_status fused_matmul_run(struct kiln_kctx *k)
 {
-    struct kiln_act a;
-    KILN_TRY(read_act(k, &a));
+    struct fused_state own;
+    const struct fused_state *fs;
+    KILN_TRY(fused_state_of(k, &own, &fs));
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (!kiln_dtype_is_real_float(x->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input A is %s; expected a float type",
                           kiln_dtype_name(x->dtype));
-    KILN_TRY(kiln_cpu_matmul_run(k));
-    return finish(k, &a, 2, 3);
+    KILN_TRY(run_base(k, fs, kiln_cpu_matmul_run));
+    return finish(k, &fs->act, 2, 3);
+}
+
+/* Gelu's `approximate` as an activation. */
+static kiln_status gelu_decode(struct kiln_kctx *k, struct kiln_act *a)
+{
+    const char *approx = kiln_attr_s(k, "approximate", "none");
+    if (!kiln_act_parse("Gelu", NULL, 0, approx, a))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL,
+                          "attribute approximate is '%s'; expected 'none' or 'tanh'", approx);
+    return KILN_OK;
+}
+
+static kiln_status gelu_prepare(struct kiln_kprep *p)
+{
+    struct kiln_act *a;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *a, (void **)&a));
+    KILN_TRY(gelu_decode(&p->kc, a));
+    p->state = a;
+    return KILN_OK;
 }
 
 static kiln_status gelu_run(struct kiln_kctx *k)
 {
-    struct kiln_act a;
+    struct kiln_act own;
+    const struct kiln_act *a = k->state;
+    if (!a) { /* called without prepare (kernel tests) */
+        KILN_TRY(gelu_decode(k, &own));
+        a = &own;
+    }
     const struct kiln_tensor *x;
-    const char *approx = kiln_attr_s(k, "approximate", "none");
-    if (!kiln_act_parse("Gelu", NULL, 0, approx, &a))
-        return kiln_kfail(k, KILN_E_INVALID_MODEL,
-                          "attribute approximate is '%s'; expected 'none' or 'tanh'", approx);
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (!kiln_dtype_is_real_float(x->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input X is %s; expected a float type",
@@ -157,16 +250,16 @@ static kiln_status gelu_run(struct kiln_kctx *k)
     KILN_TRY(kiln_out_tensor_raw(k, 0, x->dtype, x->rank, x->dims, &y));
     KILN_TRY(kiln_stage_f32(k, x, &xf));
     KILN_TRY(kiln_stage_out_f32(k, y, &yf));
-    kiln_act_apply_par(k->pool, &a, xf, NULL, yf, kiln_tensor_numel(x));
+    kiln_act_apply_par(k->pool, a, xf, NULL, yf, kiln_tensor_numel(x));
     kiln_unstage_f32(y, yf);
     return KILN_OK;
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_fused[] = {
-    {"FusedConv", "kiln", 1, 0, fused_conv_run, NULL, 0},
-    {"FusedGemm", "kiln", 1, 0, fused_gemm_run, NULL, 0},
-    {"FusedMatMul", "kiln", 1, 0, fused_matmul_run, NULL, 0},
-    {"Gelu", "kiln", 1, 0, gelu_run, NULL, 0},
+    {"FusedConv", "kiln", 1, 0, fused_conv_run, fused_conv_prepare, 0},
+    {"FusedGemm", "kiln", 1, 0, fused_gemm_run, fused_gemm_prepare, 0},
+    {"FusedMatMul", "kiln", 1, 0, fused_matmul_run, fused_matmul_prepare, 0},
+    {"Gelu", "kiln", 1, 0, gelu_run, gelu_prepare, 0},
     {"LayerNormalization", "kiln", 1, 0, kiln_cpu_layernorm_run, NULL, 0},
     {"RMSNormalization", "kiln", 1, 0, kiln_cpu_rmsnorm_run, NULL, 0},
     {"Attention", "kiln", 1, 0, kiln_cpu_kiln_attention_run, NULL, 0},

@@ -1,18 +1,23 @@
-/* src/cpu/ops/fused.h: the run functions of other op families that kiln's fused ops
- * (fused.c, domain "kiln") are built on, so each computation exists once. Not a public
- * interface: nothing outside src/cpu/ops includes it.
+/* src/cpu/ops/fused.h: the kernels of other op families that kiln's fused ops (fused.c,
+ * domain "kiln") are built on, so each computation exists once. Not a public interface:
+ * nothing outside src/cpu/ops includes it.
  *
- * Each is the family's kernel for the standard op, reading the node's inputs and attributes
- * as that op does; inputs and attributes the standard op does not have are ignored, so a
- * fused node may carry more (the residual, the activation).
+ * Each run function is the family's kernel for the standard op, reading the node's inputs
+ * and attributes as that op does; inputs and attributes the standard op does not have are
+ * ignored, so a fused node may carry more (the residual, the activation). Where the op has
+ * a prepare, its run reads what that prepare made from k->state (a fused kernel hands it its
+ * own part of the fused state), and decodes the attributes itself when k->state is NULL (a
+ * kernel called without prepare, as the unit tests' run_node does).
  */
 #ifndef KILN_CPU_OPS_FUSED_H
 #define KILN_CPU_OPS_FUSED_H
 
 #include "cpu/kernel.h"
 
-kiln_status kiln_cpu_conv_run(struct kiln_kctx *k);      /* conv.c: Conv */
-kiln_status kiln_cpu_gemm_run(struct kiln_kctx *k);      /* gemm.c: Gemm */
+kiln_status kiln_cpu_conv_prepare(struct kiln_kprep *p); /* conv.c: Conv */
+kiln_status kiln_cpu_conv_run(struct kiln_kctx *k);
+kiln_status kiln_cpu_gemm_prepare(struct kiln_kprep *p); /* gemm.c: Gemm */
+kiln_status kiln_cpu_gemm_run(struct kiln_kctx *k);
 kiln_status kiln_cpu_matmul_run(struct kiln_kctx *k);    /* gemm.c: MatMul (inputs 0, 1) */
 kiln_status kiln_cpu_layernorm_run(struct kiln_kctx *k); /* norm.c: LayerNormalization-17 */
 kiln_status kiln_cpu_rmsnorm_run(struct kiln_kctx *k);   /* norm.c: RMSNormalization-23 */

@@ -12,6 +12,14 @@
  * dtypes: float32 runs on kiln_sgemm; float16/bfloat16 are widened to float32, multiplied
  * there and rounded back once; float64 is computed in double; integer types accumulate in
  * int64 with wrap-around (the spec leaves overflow undefined).
+ *
+ * Prepare (kernel.h): Gemm decodes transA, transB, alpha and beta once. A float32 constant B
+ * with transB = 1 is prepacked as op(B) = B^T, [K, N] row-major (blob 0), and the run hands
+ * it to kiln_sgemm untransposed: with oneDNN that orientation measured 1.1x to 2.3x faster
+ * than the transposed one for M = 1..64 (and the portable GEMM packs it with unit-stride
+ * reads). A B already [K, N] (Gemm with transB = 0, MatMul) is what the GEMM takes as it is,
+ * so it is not copied; MatMul has no attributes and no prepare. One implementation each:
+ * how a product is split over threads is decided per run from the shapes.
  */
 #include <string.h>
 
@@ -227,13 +235,74 @@ kiln_status kiln_cpu_matmul_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ Gemm */
 
+/* What Gemm's prepare makes (k->state of kiln_cpu_gemm_run). */
+struct gemm_state {
+    bool tA, tB;
+    float alpha, beta;
+    /* B^T as float32 [K, N] row-major (blob 0) when B is a float32 constant and transB is 1;
+     * NULL otherwise. bdims: the constant's dims, which the run's B must have to use it. */
+    const float *bt;
+    int64_t bdims[2];
+};
+
+static void gemm_decode(struct kiln_kctx *k, struct gemm_state *st)
+{
+    memset(st, 0, sizeof *st);
+    st->tA = kiln_attr_i(k, "transA", 0) != 0;
+    st->tB = kiln_attr_i(k, "transB", 0) != 0;
+    st->alpha = kiln_attr_f(k, "alpha", 1.0f);
+    st->beta = kiln_attr_f(k, "beta", 1.0f);
+}
+
+/* dst [K, N] = src^T for src [N, K], in tiles that keep both sides in cache. */
+static void transpose_f32(const float *src, size_t N, size_t K, float *dst)
+{
+    enum { T = 32 };
+    for (size_t n0 = 0; n0 < N; n0 += T)
+        for (size_t k0 = 0; k0 < K; k0 += T) {
+            size_t n1 = n0 + T < N ? n0 + T : N, k1 = k0 + T < K ? k0 + T : K;
+            for (size_t n = n0; n < n1; n++)
+                for (size_t kk = k0; kk < k1; kk++) dst[kk * N + n] = src[n * K + kk];
+        }
+}
+
+/* Gemm's prepare (FusedGemm's too): the attributes, and B^T when B is a float32 constant
+ * with transB. */
+kiln_status kiln_cpu_gemm_prepare(struct kiln_kprep *p)
+{
+    struct gemm_state *st;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *st, (void **)&st));
+    gemm_decode(&p->kc, st);
+    p->state = st;
+    const struct kiln_tensor *b = kiln_kprep_const(p, 1);
+    if (!st->tB || !b || b->dtype != KILN_DTYPE_F32 || b->rank != 2 || !b->data) return KILN_OK;
+    size_t N = (size_t)b->dims[0], K = (size_t)b->dims[1], bytes;
+    if (N == 0 || K == 0 || !kiln_mul_size(N, K, &bytes) ||
+        !kiln_mul_size(bytes, sizeof(float), &bytes))
+        return KILN_OK;
+    void *data;
+    bool fill;
+    KILN_TRY(kiln_kprep_blob(p, 0, bytes, &data, &fill));
+    if (fill) transpose_f32(b->data, N, K, data);
+    st->bt = data;
+    st->bdims[0] = b->dims[0];
+    st->bdims[1] = b->dims[1];
+    return KILN_OK;
+}
+
 kiln_status kiln_cpu_gemm_run(struct kiln_kctx *k)
 {
+    struct gemm_state own;
+    const struct gemm_state *st = k->state;
+    if (!st) { /* called without prepare (kernel tests): decode the attributes now */
+        gemm_decode(k, &own);
+        st = &own;
+    }
     const struct kiln_tensor *a, *b, *c = kiln_in(k, 2);
     KILN_TRY(kiln_in_req(k, 0, &a));
     KILN_TRY(kiln_in_req(k, 1, &b));
-    bool tA = kiln_attr_i(k, "transA", 0) != 0, tB = kiln_attr_i(k, "transB", 0) != 0;
-    float alpha = kiln_attr_f(k, "alpha", 1.0f), beta = kiln_attr_f(k, "beta", 1.0f);
+    bool tA = st->tA, tB = st->tB;
+    float alpha = st->alpha, beta = st->beta;
     if (a->rank != 2 || b->rank != 2)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "A and B must be 2-D; got ranks %d and %d",
                           a->rank, b->rank);
@@ -280,7 +349,14 @@ kiln_status kiln_cpu_gemm_run(struct kiln_kctx *k)
         float *yf = NULL;
         if (f32path) {
             KILN_TRY(kiln_stage_f32(k, a, &af));
-            KILN_TRY(kiln_stage_f32(k, b, &bf));
+            if (st->bt && b->dtype == KILN_DTYPE_F32 && b->dims[0] == st->bdims[0] &&
+                b->dims[1] == st->bdims[1]) {
+                bf = st->bt; /* op(B), prepacked: [K, N] */
+                tB = false;
+                ldb = un;
+            } else {
+                KILN_TRY(kiln_stage_f32(k, b, &bf));
+            }
             if (c) KILN_TRY(kiln_stage_f32(k, c, &cf));
             KILN_TRY(kiln_stage_out_f32(k, y, &yf));
         }
@@ -312,6 +388,6 @@ kiln_status kiln_cpu_gemm_run(struct kiln_kctx *k)
 
 const struct kiln_cpu_op kiln_cpu_ops_gemm[] = {
     {"MatMul", "", 1, 0, kiln_cpu_matmul_run, NULL, 0},
-    {"Gemm", "", 1, 0, kiln_cpu_gemm_run, NULL, 0},
+    {"Gemm", "", 1, 0, kiln_cpu_gemm_run, kiln_cpu_gemm_prepare, 0},
     {0},
 };

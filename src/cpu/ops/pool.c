@@ -25,12 +25,23 @@
  *
  * dtypes: float32 natively; float16, bfloat16, float64, int8 and uint8 are staged through
  * float32 (exact for all but float64, which computes at float32 precision).
+ *
+ * Prepare (kernel.h) decodes the attributes once and refuses the values that are wrong
+ * whatever the input (an unknown auto_pad, LpPool's p <= 0); list lengths and per-dim values
+ * are checked at run against X's rank. MaxPool and AveragePool have two variants, numbered
+ * as engine files keep them: 1 "generic" (the window walk, any rank) and 2 "2d" (the 2-D
+ * fast path, rank 4 only). Prepare picks "2d" for rank 4 and "generic" otherwise when X's
+ * rank is known (with tuning and a static shape, the faster of the two on random data, timed
+ * on one thread), else leaves 0, decided per run. Nothing is prepacked (pools have no
+ * weights).
  */
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/pool.h"
 #include "cpu/tensor_util.h"
+#include "infer/infer.h"
 
 /* ------------------------------------------------------------------ dtype staging */
 
@@ -50,44 +61,76 @@ struct pool_geom {
 };
 
 
-/* Reads the window attributes for an X of rank `rank` and derives the output sizes. */
-static kiln_status pool_geom(struct kiln_kctx *k, const struct kiln_tensor *x, struct pool_geom *g)
+enum pool_pad { POOL_PAD_NOTSET, POOL_PAD_SAME_UPPER, POOL_PAD_SAME_LOWER, POOL_PAD_VALID };
+
+/* The window attributes of a MaxPool / AveragePool / LpPool node, decoded once by prepare.
+ * The lists are borrowed from the node (which outlives the state); n_*: their lengths (0:
+ * absent), checked against X's rank at run. */
+struct pool_attrs {
+    size_t n_k, n_s, n_d, n_p;
+    const int64_t *k, *s, *d, *p;
+    bool ceil_mode;
+    enum pool_pad pad;
+};
+
+/* Decodes the window attributes; fails only on an auto_pad that is not one of the four. */
+static kiln_status pool_decode_window(struct kiln_kctx *k, struct pool_attrs *a)
+{
+    a->n_k = kiln_attr_ints(k, "kernel_shape", &a->k);
+    a->n_s = kiln_attr_ints(k, "strides", &a->s);
+    a->n_d = kiln_attr_ints(k, "dilations", &a->d);
+    a->n_p = kiln_attr_ints(k, "pads", &a->p);
+    a->ceil_mode = kiln_attr_i(k, "ceil_mode", 0) != 0;
+    const char *ap = kiln_attr_s(k, "auto_pad", "NOTSET");
+    if (!strcmp(ap, "NOTSET"))
+        a->pad = POOL_PAD_NOTSET;
+    else if (!strcmp(ap, "SAME_UPPER"))
+        a->pad = POOL_PAD_SAME_UPPER;
+    else if (!strcmp(ap, "SAME_LOWER"))
+        a->pad = POOL_PAD_SAME_LOWER;
+    else if (!strcmp(ap, "VALID"))
+        a->pad = POOL_PAD_VALID;
+    else
+        return kiln_kfail(k, KILN_E_INVALID_MODEL,
+                          "auto_pad '%s' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID", ap);
+    return KILN_OK;
+}
+
+/* Checks the window attributes a against an X of rank `rank` and dims `dims` and derives
+ * the output sizes. */
+static kiln_status pool_geom(struct kiln_kctx *k, const struct pool_attrs *a, int rank,
+                             const int64_t *dims, struct pool_geom *g)
 {
     memset(g, 0, sizeof *g);
-    if (x->rank < 3)
+    if (rank < 3)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input X has rank %d; expected >= 3 (N, C, ...)",
-                          x->rank);
-    int nd = g->nd = x->rank - 2;
-    const int64_t *ks, *v;
-    size_t c = kiln_attr_ints(k, "kernel_shape", &ks);
+                          rank);
+    int nd = g->nd = rank - 2;
+    size_t c = a->n_k;
     if (c != (size_t)nd)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "kernel_shape has %zu values; expected %d", c, nd);
-    size_t cs = kiln_attr_ints(k, "strides", &v);
+    size_t cs = a->n_s;
     if (cs && cs != (size_t)nd)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "strides has %zu values; expected %d", cs, nd);
-    for (int i = 0; i < nd; i++) g->s[i] = cs ? v[i] : 1;
-    size_t cd = kiln_attr_ints(k, "dilations", &v);
+    for (int i = 0; i < nd; i++) g->s[i] = cs ? a->s[i] : 1;
+    size_t cd = a->n_d;
     if (cd && cd != (size_t)nd)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "dilations has %zu values; expected %d", cd, nd);
-    for (int i = 0; i < nd; i++) g->d[i] = cd ? v[i] : 1;
-    size_t cp = kiln_attr_ints(k, "pads", &v);
+    for (int i = 0; i < nd; i++) g->d[i] = cd ? a->d[i] : 1;
+    size_t cp = a->n_p;
     if (cp && cp != 2 * (size_t)nd)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "pads has %zu values; expected %d", cp, 2 * nd);
     for (int i = 0; i < nd; i++) {
-        g->pb[i] = cp ? v[i] : 0;
-        g->pe[i] = cp ? v[nd + i] : 0;
+        g->pb[i] = cp ? a->p[i] : 0;
+        g->pe[i] = cp ? a->p[nd + i] : 0;
     }
-    bool ceil_mode = kiln_attr_i(k, "ceil_mode", 0) != 0;
-    const char *ap = kiln_attr_s(k, "auto_pad", "NOTSET");
-    bool upper = !strcmp(ap, "SAME_UPPER"), lower = !strcmp(ap, "SAME_LOWER");
-    bool valid = !strcmp(ap, "VALID");
-    if (!upper && !lower && !valid && strcmp(ap, "NOTSET"))
-        return kiln_kfail(k, KILN_E_INVALID_MODEL,
-                          "auto_pad '%s' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID", ap);
+    bool ceil_mode = a->ceil_mode;
+    bool upper = a->pad == POOL_PAD_SAME_UPPER, lower = a->pad == POOL_PAD_SAME_LOWER;
+    bool valid = a->pad == POOL_PAD_VALID;
     g->is = g->os = g->ks = 1;
     for (int i = 0; i < nd; i++) {
-        g->in[i] = x->dims[2 + i];
-        g->k[i] = ks[i];
+        g->in[i] = dims[2 + i];
+        g->k[i] = a->k[i];
         if (g->k[i] < 1 || g->s[i] < 1 || g->d[i] < 1 || g->pb[i] < 0 || g->pe[i] < 0)
             return kiln_kfail(k, KILN_E_INVALID_MODEL,
                               "dim %d: kernel %lld, stride %lld, dilation %lld must be >= 1 and "
@@ -412,24 +455,147 @@ static void pool_chunk(void *ctx, size_t p0, size_t p1, int worker)
                      j->idx ? j->idx + pl * g->os : NULL, (int64_t)(pl * g->is));
 }
 
+/* ------------------------------------------------------------------ windowed pools */
+
+enum pool_variant {
+    POOL_AUTO = 0,    /* chosen per run (X's rank unknown at prepare) */
+    POOL_GENERIC = 1, /* the window walk: any rank, any kind */
+    POOL_2D = 2,      /* pool_plane2d: rank 4 MaxPool / AveragePool */
+    POOL_VARIANTS
+};
+
+static const char *const pool_variant_name[POOL_VARIANTS] = {NULL, "generic", "2d"};
+
+/* What a windowed pool's prepare makes (k->state of pool_run). */
+struct pool_state {
+    struct pool_attrs a;
+    float p;          /* LpPool's exponent (> 0) */
+    bool include_pad; /* AveragePool's count_include_pad */
+    bool col_major;   /* MaxPool's storage_order = 1 */
+    int variant;      /* enum pool_variant */
+};
+
+/* Decodes the attributes of a `kind` pool node into st (variant POOL_AUTO). */
+static kiln_status pool_decode(struct kiln_kctx *k, enum pool_kind kind, struct pool_state *st)
+{
+    memset(st, 0, sizeof *st);
+    KILN_TRY(pool_decode_window(k, &st->a));
+    st->p = 2.0f;
+    if (kind == POOL_LP) {
+        st->p = k->opset < 2 ? kiln_attr_f(k, "p", 2.0f) : (float)kiln_attr_i(k, "p", 2);
+        if (!(st->p > 0))
+            return kiln_kfail(k, KILN_E_INVALID_MODEL, "p = %g; expected > 0", st->p);
+    }
+    st->include_pad = kind == POOL_AVG && kiln_attr_i(k, "count_include_pad", 0) != 0;
+    st->col_major = kind == POOL_MAX && kiln_attr_i(k, "storage_order", 0) != 0;
+    st->variant = POOL_AUTO;
+    return KILN_OK;
+}
+
+/* Variant `want` when it applies to a `kind` pool of nd spatial dims, else the default: "2d"
+ * where it applies, else "generic". */
+static int pool_pick(int want, enum pool_kind kind, int nd)
+{
+    bool fast_ok = kind != POOL_LP && nd == 2;
+    if (want == POOL_GENERIC || (want == POOL_2D && fast_ok)) return want;
+    return fast_ok ? POOL_2D : POOL_GENERIC;
+}
+
+static double pool_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Times the generic walk and the 2-D path on random data of a static X [N, C, H, W] (one
+ * thread); returns the faster, or POOL_AUTO when the shape is invalid or memory lacks. */
+static int pool_tune(struct kiln_kprep *p, enum pool_kind kind, const struct pool_state *st,
+                     const int64_t *dims)
+{
+    kiln_err geom_err;
+    struct kiln_kctx kc = p->kc;
+    kc.err = &geom_err;
+    struct pool_geom g;
+    if (pool_geom(&kc, &st->a, 4, dims, &g)) return POOL_AUTO;
+    size_t planes, nx, ny, bytes;
+    if (!kiln_mul_size((size_t)dims[0], (size_t)dims[1], &planes) || !planes || !g.os ||
+        !kiln_mul_size(planes, g.is, &nx) || !kiln_mul_size(planes, g.os, &ny) ||
+        !kiln_add_size(nx, ny, &bytes) || !kiln_mul_size(bytes, sizeof(float), &bytes))
+        return POOL_AUTO;
+    float *x = kiln_aligned_alloc(64, bytes);
+    if (!x) return POOL_AUTO;
+    float *y = x + nx;
+    uint64_t seed = 12345;
+    for (size_t i = 0; i < nx; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(seed >> 40) / (double)(1ull << 23)) - 1.0f;
+    }
+    int best = POOL_AUTO;
+    double best_t = 0;
+    for (int v = POOL_GENERIC; v < POOL_VARIANTS; v++) {
+        struct pool_job job = {&g, kind, st->include_pad, st->col_major, v == POOL_2D, st->p,
+                               x, y, NULL};
+        pool_chunk(&job, 0, planes, 0); /* warm caches and pages */
+        double t = 0;
+        for (int r = 0; r < 3; r++) {
+            double t0 = pool_now();
+            pool_chunk(&job, 0, planes, 0);
+            double d = pool_now() - t0;
+            if (r == 0 || d < t) t = d;
+        }
+        if (best == POOL_AUTO || t < best_t) best = v, best_t = t;
+    }
+    kiln_aligned_free(x);
+    return best;
+}
+
+/* Prepare of a windowed pool: the attributes, and the variant when X's rank is known. */
+static kiln_status pool_prepare(struct kiln_kprep *p, enum pool_kind kind)
+{
+    struct pool_state *st;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *st, (void **)&st));
+    KILN_TRY(pool_decode(&p->kc, kind, st));
+    p->state = st;
+    if (kind == POOL_LP) return KILN_OK; /* one implementation */
+    int want = p->variant > POOL_AUTO && p->variant < POOL_VARIANTS ? p->variant : POOL_AUTO;
+    const struct kiln_vtype *xt = p->in[0];
+    int rank = xt && xt->type.kind == KILN_TYPE_TENSOR ? xt->type.rank : -1;
+    if (rank < 3 || rank > KILN_MAX_RANK) {
+        st->variant = want; /* the run checks that it applies */
+    } else if (p->variant >= 0) {
+        st->variant = want == POOL_AUTO ? POOL_AUTO : pool_pick(want, kind, rank - 2);
+    } else {
+        st->variant = pool_pick(POOL_AUTO, kind, rank - 2);
+        bool fixed = rank == 4;
+        int64_t dims[4];
+        for (int d = 0; fixed && d < 4; d++) fixed = (dims[d] = xt->type.dims[d].value) >= 0;
+        if (p->tune == 1 && fixed) {
+            int v = pool_tune(p, kind, st, dims);
+            if (v != POOL_AUTO) st->variant = v;
+        }
+    }
+    p->chosen = st->variant;
+    p->kernel = pool_variant_name[st->variant];
+    return KILN_OK;
+}
+
 /* Shared driver for the windowed pools. */
 static kiln_status pool_run(struct kiln_kctx *k, enum pool_kind kind)
 {
+    struct pool_state own;
+    const struct pool_state *st = k->state;
+    if (!st) { /* called without prepare (kernel tests): decode the attributes now */
+        KILN_TRY(pool_decode(k, kind, &own));
+        st = &own;
+    }
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (!pool_dtype_ok(x->dtype, kind == POOL_MAX))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input X is %s; expected a float type%s",
                           kiln_dtype_name(x->dtype), kind == POOL_MAX ? ", int8 or uint8" : "");
     struct pool_geom g;
-    KILN_TRY(pool_geom(k, x, &g));
-    float p = 2.0f;
-    if (kind == POOL_LP) {
-        p = k->opset < 2 ? kiln_attr_f(k, "p", 2.0f) : (float)kiln_attr_i(k, "p", 2);
-        if (!(p > 0))
-            return kiln_kfail(k, KILN_E_INVALID_MODEL, "p = %g; expected > 0", p);
-    }
-    bool include_pad = kind == POOL_AVG && kiln_attr_i(k, "count_include_pad", 0) != 0;
-    bool col_major = kind == POOL_MAX && kiln_attr_i(k, "storage_order", 0) != 0;
+    KILN_TRY(pool_geom(k, &st->a, x->rank, x->dims, &g));
     int64_t ydims[KILN_MAX_RANK] = {x->dims[0], x->dims[1]};
     for (int i = 0; i < g.nd; i++) ydims[2 + i] = g.out[i];
     struct kiln_tensor *y, *ind = NULL;
@@ -442,7 +608,8 @@ static kiln_status pool_run(struct kiln_kctx *k, enum pool_kind kind)
     float *yf;
     KILN_TRY(kiln_stage_f32(k, x, &xf));
     KILN_TRY(kiln_stage_out_f32(k, y, &yf));
-    struct pool_job job = {&g, kind, include_pad, col_major, kind != POOL_LP && g.nd == 2, p,
+    bool fast = pool_pick(st->variant, kind, g.nd) == POOL_2D;
+    struct pool_job job = {&g, kind, st->include_pad, st->col_major, fast, st->p,
                            xf, yf, ind ? ind->data : NULL};
     /* About 64k window taps per chunk: enough to pay for handing it to a thread. */
     size_t grain = kiln_pool_grain(g.os * g.ks, 65536);
@@ -451,6 +618,18 @@ static kiln_status pool_run(struct kiln_kctx *k, enum pool_kind kind)
     return KILN_OK;
 }
 
+static kiln_status maxpool_prepare(struct kiln_kprep *p)
+{
+    return pool_prepare(p, POOL_MAX);
+}
+static kiln_status avgpool_prepare(struct kiln_kprep *p)
+{
+    return pool_prepare(p, POOL_AVG);
+}
+static kiln_status lppool_prepare(struct kiln_kprep *p)
+{
+    return pool_prepare(p, POOL_LP);
+}
 static kiln_status maxpool_run(struct kiln_kctx *k)
 {
     return pool_run(k, POOL_MAX);
@@ -466,6 +645,21 @@ static kiln_status lppool_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ global pools */
 
+/* GlobalLpPool's p (GlobalMaxPool and GlobalAveragePool have no attributes, no prepare). */
+static float glp_decode(struct kiln_kctx *k)
+{
+    return k->opset < 2 ? kiln_attr_f(k, "p", 2.0f) : (float)kiln_attr_i(k, "p", 2);
+}
+
+static kiln_status glp_prepare(struct kiln_kprep *p)
+{
+    float *pv;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *pv, (void **)&pv));
+    *pv = glp_decode(&p->kc);
+    p->state = pv;
+    return KILN_OK;
+}
+
 static kiln_status global_run(struct kiln_kctx *k, enum pool_kind kind)
 {
     const struct kiln_tensor *x;
@@ -476,7 +670,7 @@ static kiln_status global_run(struct kiln_kctx *k, enum pool_kind kind)
     if (x->rank < 2)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input X has rank %d; expected >= 2", x->rank);
     float p = 2.0f;
-    if (kind == POOL_LP) p = k->opset < 2 ? kiln_attr_f(k, "p", 2.0f) : (float)kiln_attr_i(k, "p", 2);
+    if (kind == POOL_LP) p = k->state ? *(const float *)k->state : glp_decode(k);
     int64_t ydims[KILN_MAX_RANK] = {x->dims[0], x->dims[1]};
     size_t plane = 1;
     for (int i = 2; i < x->rank; i++) {
@@ -528,12 +722,40 @@ static kiln_status glp_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ MaxUnpool */
 
+/* MaxUnpool's attributes (lists borrowed from the node; lengths checked at run). */
+struct unpool_attrs {
+    size_t nk, ns, np;
+    const int64_t *ks, *sv, *pv;
+};
+
+static void unpool_decode(struct kiln_kctx *k, struct unpool_attrs *a)
+{
+    a->nk = kiln_attr_ints(k, "kernel_shape", &a->ks);
+    a->ns = kiln_attr_ints(k, "strides", &a->sv);
+    a->np = kiln_attr_ints(k, "pads", &a->pv);
+}
+
+static kiln_status maxunpool_prepare(struct kiln_kprep *p)
+{
+    struct unpool_attrs *a;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *a, (void **)&a));
+    unpool_decode(&p->kc, a);
+    p->state = a;
+    return KILN_OK;
+}
+
 /* Scatters X into a zero tensor of the inferred shape, (in - 1) * s + k - pb - pe per
  * spatial dim: U.flat[I[j]] = X[j]. With the output_shape input, U is then placed at the
  * origin of a zero tensor of that shape (which must be at least as large in every dim), as
  * the ONNX reference implementation does. */
 static kiln_status maxunpool_run(struct kiln_kctx *k)
 {
+    struct unpool_attrs own;
+    const struct unpool_attrs *a = k->state;
+    if (!a) { /* called without prepare (kernel tests) */
+        unpool_decode(k, &own);
+        a = &own;
+    }
     const struct kiln_tensor *x, *ind, *shp = kiln_in(k, 2);
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &ind));
@@ -543,9 +765,8 @@ static kiln_status maxunpool_run(struct kiln_kctx *k)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input I must be int64 with X's shape");
     int nd = x->rank - 2, rank = x->rank;
     int64_t udims[KILN_MAX_RANK] = {x->dims[0], x->dims[1]}, ydims[KILN_MAX_RANK];
-    const int64_t *ks, *sv, *pv;
-    size_t nk = kiln_attr_ints(k, "kernel_shape", &ks);
-    size_t ns = kiln_attr_ints(k, "strides", &sv), np = kiln_attr_ints(k, "pads", &pv);
+    const int64_t *ks = a->ks, *sv = a->sv, *pv = a->pv;
+    size_t nk = a->nk, ns = a->ns, np = a->np;
     if (nk != (size_t)nd || (ns && ns != (size_t)nd) || (np && np != 2 * (size_t)nd))
         return kiln_kfail(k, KILN_E_INVALID_MODEL,
                           "kernel_shape/strides/pads sizes (%zu, %zu, %zu) do not fit %d dims", nk,
@@ -600,12 +821,12 @@ static kiln_status maxunpool_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_pool[] = {
-    {"MaxPool", "", 1, 0, maxpool_run, NULL, 0},
-    {"AveragePool", "", 1, 0, avgpool_run, NULL, 0},
-    {"LpPool", "", 1, 0, lppool_run, NULL, 0},
+    {"MaxPool", "", 1, 0, maxpool_run, maxpool_prepare, 0},
+    {"AveragePool", "", 1, 0, avgpool_run, avgpool_prepare, 0},
+    {"LpPool", "", 1, 0, lppool_run, lppool_prepare, 0},
     {"GlobalMaxPool", "", 1, 0, gmax_run, NULL, 0},
     {"GlobalAveragePool", "", 1, 0, gavg_run, NULL, 0},
-    {"GlobalLpPool", "", 1, 0, glp_run, NULL, 0},
-    {"MaxUnpool", "", 1, 0, maxunpool_run, NULL, 0},
+    {"GlobalLpPool", "", 1, 0, glp_run, glp_prepare, 0},
+    {"MaxUnpool", "", 1, 0, maxunpool_run, maxunpool_prepare, 0},
     {0},
 };
