@@ -8,10 +8,18 @@
  * Scan: opset 9+ (num_scan_inputs, per-input axes and directions, output axes and
  *   directions); opset 8 has a leading batch axis and optional sequence_lens (which must
  *   cover the full length: kiln supports only that case).
+ *
+ * Prepare finds the subgraph attributes (the engine prepares their nodes itself) and, for
+ * Scan, decodes num_scan_inputs and the axes and directions lists once; a missing body is
+ * reported by run, as before.
  */
 #include <string.h>
 
 #include "cpu/tensor_util.h"
+
+/* Defined in misc.c: prepares on the spot when run is called without prepare. */
+kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
+                                    kiln_status (*run)(struct kiln_kctx *));
 
 static kiln_status take_outputs(struct kiln_kctx *k, struct kiln_value **vals, size_t n)
 {
@@ -33,14 +41,30 @@ static bool truthy(const struct kiln_tensor *t)
 
 /* ------------------------------------------------------------------ If */
 
+struct if_state {
+    const struct kiln_graph *then_branch, *else_branch; /* NULL: missing */
+};
+
+static kiln_status if_prepare(struct kiln_kprep *p)
+{
+    struct if_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    s->then_branch = kiln_attr_g(&p->kc, "then_branch");
+    s->else_branch = kiln_attr_g(&p->kc, "else_branch");
+    p->state = s;
+    return KILN_OK;
+}
+
 static kiln_status if_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, if_prepare, if_run);
+    const struct if_state *is = k->state;
     const struct kiln_tensor *c;
     KILN_TRY(kiln_in_req(k, 0, &c));
     if (kiln_tensor_numel(c) != 1)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'cond' has %zu elements; expected 1",
                           kiln_tensor_numel(c));
-    const struct kiln_graph *g = kiln_attr_g(k, truthy(c) ? "then_branch" : "else_branch");
+    const struct kiln_graph *g = truthy(c) ? is->then_branch : is->else_branch;
     if (!g)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute '%s' is missing",
                           truthy(c) ? "then_branch" : "else_branch");
@@ -163,9 +187,23 @@ static kiln_status wrap_optional(struct kiln_kctx *k, const struct kiln_value_in
 
 #define MAX_LOOP_VALUES 64
 
+struct loop_state {
+    const struct kiln_graph *body; /* NULL: missing */
+};
+
+static kiln_status loop_prepare(struct kiln_kprep *p)
+{
+    struct loop_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    s->body = kiln_attr_g(&p->kc, "body");
+    p->state = s;
+    return KILN_OK;
+}
+
 static kiln_status loop_run(struct kiln_kctx *k)
 {
-    const struct kiln_graph *body = kiln_attr_g(k, "body");
+    if (!k->state) return kiln_cpu_run_unprepared(k, loop_prepare, loop_run);
+    const struct kiln_graph *body = ((const struct loop_state *)k->state)->body;
     if (!body) return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute 'body' is missing");
     size_t n_carried = k->n_in >= 2 ? k->n_in - 2 : 0;
     if (body->n_inputs != n_carried + 2 || body->n_outputs < n_carried + 1)
@@ -269,13 +307,40 @@ static kiln_status loop_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ Scan */
 
+/* Scan's attributes; opset 8 has no axes lists and calls scan_input_directions
+ * `directions`. */
+struct scan_state {
+    const struct kiln_graph *body; /* NULL: missing */
+    int64_t num_scan_inputs;       /* -1: missing */
+    const int64_t *in_axes, *in_dirs, *out_axes, *out_dirs;
+    size_t n_in_axes, n_in_dirs, n_out_axes, n_out_dirs;
+};
+
+static kiln_status scan_prepare(struct kiln_kprep *p)
+{
+    struct scan_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    const struct kiln_kctx *k = &p->kc;
+    bool v8 = k->opset < 9;
+    s->body = kiln_attr_g(k, "body");
+    s->num_scan_inputs = kiln_attr_i(k, "num_scan_inputs", -1);
+    s->n_in_axes = v8 ? 0 : kiln_attr_ints(k, "scan_input_axes", &s->in_axes);
+    s->n_in_dirs = kiln_attr_ints(k, v8 ? "directions" : "scan_input_directions", &s->in_dirs);
+    s->n_out_axes = v8 ? 0 : kiln_attr_ints(k, "scan_output_axes", &s->out_axes);
+    s->n_out_dirs = v8 ? 0 : kiln_attr_ints(k, "scan_output_directions", &s->out_dirs);
+    p->state = s;
+    return KILN_OK;
+}
+
 static kiln_status scan_run(struct kiln_kctx *k)
 {
-    const struct kiln_graph *body = kiln_attr_g(k, "body");
+    if (!k->state) return kiln_cpu_run_unprepared(k, scan_prepare, scan_run);
+    const struct scan_state *ss = k->state;
+    const struct kiln_graph *body = ss->body;
     if (!body) return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute 'body' is missing");
     bool v8 = k->opset < 9;
     size_t first = v8 ? 1 : 0; /* opset 8: input 0 is sequence_lens */
-    int64_t n_scan_in = kiln_attr_i(k, "num_scan_inputs", -1);
+    int64_t n_scan_in = ss->num_scan_inputs;
     if (n_scan_in < 0 || (size_t)n_scan_in > k->n_in - first)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "num_scan_inputs %lld invalid for %zu inputs",
                           (long long)n_scan_in, k->n_in);
@@ -292,11 +357,10 @@ static kiln_status scan_run(struct kiln_kctx *k)
             /* Only full-length sequences are supported: checked per batch below. */
         }
     }
-    const int64_t *in_axes = NULL, *in_dirs = NULL, *out_axes = NULL, *out_dirs = NULL;
-    size_t n_in_axes = v8 ? 0 : kiln_attr_ints(k, "scan_input_axes", &in_axes);
-    size_t n_in_dirs = kiln_attr_ints(k, v8 ? "directions" : "scan_input_directions", &in_dirs);
-    size_t n_out_axes = v8 ? 0 : kiln_attr_ints(k, "scan_output_axes", &out_axes);
-    size_t n_out_dirs = v8 ? 0 : kiln_attr_ints(k, "scan_output_directions", &out_dirs);
+    const int64_t *in_axes = ss->in_axes, *in_dirs = ss->in_dirs, *out_axes = ss->out_axes,
+                  *out_dirs = ss->out_dirs;
+    size_t n_in_axes = ss->n_in_axes, n_in_dirs = ss->n_in_dirs;
+    size_t n_out_axes = ss->n_out_axes, n_out_dirs = ss->n_out_dirs;
 
     const struct kiln_tensor *xs[MAX_LOOP_VALUES];
     int axes[MAX_LOOP_VALUES];
@@ -414,8 +478,8 @@ static kiln_status scan_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_control[] = {
-    {"If", "", 1, 0, if_run, NULL, 0},
-    {"Loop", "", 1, 0, loop_run, NULL, 0},
-    {"Scan", "", 8, 0, scan_run, NULL, 0},
+    {"If", "", 1, 0, if_run, if_prepare, 0},
+    {"Loop", "", 1, 0, loop_run, loop_prepare, 0},
+    {"Scan", "", 8, 0, scan_run, scan_prepare, 0},
     {0},
 };

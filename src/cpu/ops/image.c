@@ -26,12 +26,19 @@
  * back here (they never exit), libtiff and OpenJPEG report through per-handle callbacks,
  * and no codec writes to stderr. Pixel buffers are kernel scratch, so every error path
  * frees them.
+ *
+ * Prepare decodes pixel_format once; an unknown one is reported by run, after the checks
+ * of the input, as before.
  */
 #include <setjmp.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cpu/kernel.h"
+
+/* Defined in misc.c: prepares on the spot when run is called without prepare. */
+kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
+                                    kiln_status (*run)(struct kiln_kctx *));
 
 #ifdef KILN_HAVE_JPEG
 #include <jerror.h>
@@ -730,8 +737,26 @@ static kiln_status no_codec(struct kiln_kctx *k, const char *fmt, const char *li
 }
 #endif
 
+struct image_state {
+    const char *pixel_format;
+    int mode; /* 0 RGB, 1 BGR, 2 Grayscale, -1 none of them */
+};
+
+static kiln_status image_decoder_prepare(struct kiln_kprep *p)
+{
+    struct image_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    const char *pf = kiln_attr_s(&p->kc, "pixel_format", "RGB");
+    s->pixel_format = pf;
+    s->mode = !strcmp(pf, "RGB") ? 0 : !strcmp(pf, "BGR") ? 1 : !strcmp(pf, "Grayscale") ? 2 : -1;
+    p->state = s;
+    return KILN_OK;
+}
+
 static kiln_status image_decoder_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, image_decoder_prepare, image_decoder_run);
+    const struct image_state *is = k->state;
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (x->dtype != KILN_DTYPE_U8)
@@ -739,12 +764,10 @@ static kiln_status image_decoder_run(struct kiln_kctx *k)
                           kiln_dtype_name(x->dtype));
     if (x->rank != 1)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'encoded_stream' has rank %d; expected 1", x->rank);
-    const char *pf = kiln_attr_s(k, "pixel_format", "RGB");
-    int mode; /* 0 RGB, 1 BGR, 2 Grayscale */
-    if (!strcmp(pf, "RGB")) mode = 0;
-    else if (!strcmp(pf, "BGR")) mode = 1;
-    else if (!strcmp(pf, "Grayscale")) mode = 2;
-    else return kiln_kfail(k, KILN_E_INVALID_MODEL, "pixel_format '%s'; expected RGB, BGR or Grayscale", pf);
+    int mode = is->mode; /* 0 RGB, 1 BGR, 2 Grayscale */
+    if (mode < 0)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "pixel_format '%s'; expected RGB, BGR or Grayscale",
+                          is->pixel_format);
 
     struct dec d;
     memset(&d, 0, sizeof d);
@@ -814,6 +837,6 @@ static kiln_status image_decoder_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_image[] = {
-    {"ImageDecoder", "", 20, 0, image_decoder_run, NULL, 0},
+    {"ImageDecoder", "", 20, 0, image_decoder_run, image_decoder_prepare, 0},
     {0},
 };

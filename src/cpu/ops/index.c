@@ -8,10 +8,43 @@
  * naming the index, the axis and the valid range; no kernel here reads or writes outside a
  * tensor. Scatter with duplicate indices and reduction "none" keeps the last update in
  * index order, as the reference implementation does.
+ *
+ * Prepare decodes the attributes (axis, batch_dims, reduction, mode) once into struct
+ * index_state; they are checked against the inputs at run time, where the ranks and types
+ * are known.
  */
 #include <string.h>
 
 #include "cpu/ops/tensor_ops.h"
+
+/* Defined in misc.c: prepares on the spot when run is called without prepare. */
+kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
+                                    kiln_status (*run)(struct kiln_kctx *));
+
+/* The attributes of the ops of this file, each with its default when absent (and where the
+ * opset predates it). */
+struct index_state {
+    int64_t axis;          /* Gather*, Scatter, ScatterElements (0), TensorScatter (-2) */
+    int64_t batch_dims;    /* GatherND: 0 before opset 12 */
+    const char *reduction; /* ScatterElements, ScatterND: "none" before opset 16 */
+    const char *mode;      /* TensorScatter: "linear" */
+};
+
+static kiln_status index_prepare_axis(struct kiln_kprep *p, int64_t axis_default)
+{
+    struct index_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    const struct kiln_kctx *k = &p->kc;
+    s->axis = kiln_attr_i(k, "axis", axis_default);
+    s->batch_dims = k->opset >= 12 ? kiln_attr_i(k, "batch_dims", 0) : 0;
+    s->reduction = k->opset >= 16 ? kiln_attr_s(k, "reduction", "none") : "none";
+    s->mode = kiln_attr_s(k, "mode", "linear");
+    p->state = s;
+    return KILN_OK;
+}
+
+static kiln_status index_prepare(struct kiln_kprep *p) { return index_prepare_axis(p, 0); }
+static kiln_status tensor_scatter_prepare(struct kiln_kprep *p) { return index_prepare_axis(p, -2); }
 
 /* Reads index j of an integer tensor, normalized into [0, dim); fails when out of range. */
 static kiln_status get_index(struct kiln_kctx *k, const struct kiln_tensor *t, size_t j,
@@ -99,13 +132,15 @@ static kiln_status elem_walk_next(struct kiln_kctx *k, struct elem_walk *w, size
 
 static kiln_status gather_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, index_prepare, gather_run);
+    const struct index_state *ps = k->state;
     const struct kiln_tensor *x, *ix;
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &ix));
     KILN_TRY(check_index_type(k, ix));
     if (x->rank == 0) return kiln_kfail(k, KILN_E_INVALID_ARG, "'data' must have rank >= 1");
     int axis;
-    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
+    KILN_TRY(kiln_norm_axis(k, ps->axis, x->rank, "axis", &axis));
     int r = x->rank - 1 + ix->rank;
     if (r > KILN_MAX_RANK) return kiln_kfail(k, KILN_E_LIMIT, "output rank %d is too large", r);
     int64_t od[KILN_MAX_RANK];
@@ -128,6 +163,8 @@ static kiln_status gather_run(struct kiln_kctx *k)
 
 static kiln_status gather_elements_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, index_prepare, gather_elements_run);
+    const struct index_state *ps = k->state;
     const struct kiln_tensor *x, *ix;
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &ix));
@@ -136,7 +173,7 @@ static kiln_status gather_elements_run(struct kiln_kctx *k)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "'indices' has rank %d; 'data' has rank %d",
                           ix->rank, x->rank);
     int axis;
-    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
+    KILN_TRY(kiln_norm_axis(k, ps->axis, x->rank, "axis", &axis));
     struct elem_walk w;
     KILN_TRY(elem_walk_init(k, &w, x, ix, NULL, axis));
     struct kiln_tensor *o;
@@ -156,13 +193,15 @@ static kiln_status gather_elements_run(struct kiln_kctx *k)
 
 static kiln_status gather_nd_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, index_prepare, gather_nd_run);
+    const struct index_state *ps = k->state;
     const struct kiln_tensor *x, *ix;
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &ix));
     if (ix->dtype != KILN_DTYPE_I64 && ix->dtype != KILN_DTYPE_I32)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "'indices' is %s; expected int64",
                           kiln_dtype_name(ix->dtype));
-    int64_t b = k->opset >= 12 ? kiln_attr_i(k, "batch_dims", 0) : 0;
+    int64_t b = ps->batch_dims;
     if (ix->rank < 1 || x->rank < 1)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "'data' and 'indices' must have rank >= 1");
     int64_t m = ix->dims[ix->rank - 1];
@@ -217,7 +256,7 @@ enum { RED_NONE, RED_ADD, RED_MUL, RED_MAX, RED_MIN };
 
 static kiln_status get_reduction(struct kiln_kctx *k, kiln_dtype dt, int *red)
 {
-    const char *s = k->opset >= 16 ? kiln_attr_s(k, "reduction", "none") : "none";
+    const char *s = ((const struct index_state *)k->state)->reduction;
     *red = strcmp(s, "none") == 0  ? RED_NONE
            : strcmp(s, "add") == 0 ? RED_ADD
            : strcmp(s, "mul") == 0 ? RED_MUL
@@ -318,6 +357,8 @@ static void reduce_elem(kiln_dtype dt, size_t esz, int red, unsigned char *d,
 
 static kiln_status scatter_elements_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, index_prepare, scatter_elements_run);
+    const struct index_state *ps = k->state;
     const struct kiln_tensor *x, *ix, *up;
     int red;
     KILN_TRY(scatter_inputs(k, &x, &ix, &up, &red));
@@ -327,7 +368,7 @@ static kiln_status scatter_elements_run(struct kiln_kctx *k)
                           "updates the data type",
                           x->rank, ix->rank, up->rank);
     int axis;
-    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
+    KILN_TRY(kiln_norm_axis(k, ps->axis, x->rank, "axis", &axis));
     struct elem_walk w;
     KILN_TRY(elem_walk_init(k, &w, x, ix, up, axis));
     struct kiln_tensor *o;
@@ -347,6 +388,7 @@ static kiln_status scatter_elements_run(struct kiln_kctx *k)
 
 static kiln_status scatter_nd_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, index_prepare, scatter_nd_run);
     const struct kiln_tensor *x, *ix, *up;
     int red;
     KILN_TRY(scatter_inputs(k, &x, &ix, &up, &red));
@@ -401,6 +443,8 @@ static kiln_status scatter_nd_run(struct kiln_kctx *k)
 
 static kiln_status tensor_scatter_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, tensor_scatter_prepare, tensor_scatter_run);
+    const struct index_state *ps = k->state;
     const struct kiln_tensor *x, *up, *wi = kiln_in(k, 2);
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &up));
@@ -408,10 +452,10 @@ static kiln_status tensor_scatter_run(struct kiln_kctx *k)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "'past_cache' has rank %d; expected >= 2",
                           x->rank);
     int axis;
-    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", -2), x->rank, "axis", &axis));
+    KILN_TRY(kiln_norm_axis(k, ps->axis, x->rank, "axis", &axis));
     if (axis == 0)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "axis must not be the batch axis 0");
-    const char *mode = kiln_attr_s(k, "mode", "linear");
+    const char *mode = ps->mode;
     bool circ = strcmp(mode, "circular") == 0;
     if (!circ && strcmp(mode, "linear") != 0)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "mode '%s' is not linear or circular", mode);
@@ -455,12 +499,12 @@ static kiln_status tensor_scatter_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_index[] = {
-    {"Gather", "", 1, 0, gather_run, NULL, 0},
-    {"GatherElements", "", 11, 0, gather_elements_run, NULL, 0},
-    {"GatherND", "", 11, 0, gather_nd_run, NULL, 0},
-    {"Scatter", "", 9, 10, scatter_elements_run, NULL, 0},
-    {"ScatterElements", "", 11, 0, scatter_elements_run, NULL, 0},
-    {"ScatterND", "", 11, 0, scatter_nd_run, NULL, 0},
-    {"TensorScatter", "", 24, 0, tensor_scatter_run, NULL, 0},
+    {"Gather", "", 1, 0, gather_run, index_prepare, 0},
+    {"GatherElements", "", 11, 0, gather_elements_run, index_prepare, 0},
+    {"GatherND", "", 11, 0, gather_nd_run, index_prepare, 0},
+    {"Scatter", "", 9, 10, scatter_elements_run, index_prepare, 0},
+    {"ScatterElements", "", 11, 0, scatter_elements_run, index_prepare, 0},
+    {"ScatterND", "", 11, 0, scatter_nd_run, index_prepare, 0},
+    {"TensorScatter", "", 24, 0, tensor_scatter_run, tensor_scatter_prepare, 0},
     {0},
 };

@@ -10,12 +10,68 @@
  * shape; a narrower target appends a dim of size(from)/size(to); a wider target requires
  * the last dim to be size(to)/size(from) and removes it. String and sub-byte types are
  * refused.
+ *
+ * Both decode their attributes once, in prepare (cpu/kernel.h). This file also holds
+ * kiln_cpu_run_unprepared, the fallback that the prepared kernels of the op families
+ * converted with it (reduce, index, scan, quant, rnn, misc, control, sequence, ml, text,
+ * vision, image, random, training) take when run is called without prepare.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cpu/kernel.h"
+#include "exec/engine.h"
+
+/* ------------------------------------------------------------------ run without prepare */
+
+/* Runs `prepare` for k's node on the spot (no inferred types, no constant inputs: prepare
+ * sees only the node, its opset and its attributes) into memory that lives for this one
+ * call, then `run` with the state it made. For callers that drive a kernel's run directly
+ * without preparing it first (the unit tests' run_node); the engine and kiln_eval_node
+ * always prepare, so there k->state is set and this is never reached. Errors of prepare are
+ * reported as run's would be (same k->err, same message prefix). */
+kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
+                                    kiln_status (*run)(struct kiln_kctx *))
+{
+    struct kiln_arena arena = {0};
+    struct kiln_prep_store store = {.arena = &arena};
+    struct kiln_kprep p = {
+        .kc = {.node = k->node, .opset = k->opset, .n_in = k->n_in, .n_out = k->n_out, .err = k->err},
+        .threads = 1, .variant = -1, .store = &store,
+    };
+    kiln_status st = prepare(&p);
+    if (!st && !p.state)
+        st = kiln_kfail(k, KILN_E_INTERNAL, "prepare made no state (misc.c, kiln_cpu_run_unprepared)");
+    if (!st) {
+        k->state = p.state;
+        st = run(k);
+        k->state = NULL;
+    }
+    for (size_t i = 0; i < store.n_blobs; i++) kiln_aligned_free(store.blobs[i].data);
+    kiln_free(store.blobs);
+    kiln_arena_free(&arena);
+    return st;
+}
+
+/* Keeps a check of prepare that failed with status st and message e->msg (written through
+ * a kiln_kctx whose err was e) for run to report, as the kernel did before it had prepare:
+ * *msg becomes a copy of the message in prepare's memory and KILN_OK is returned. Out of
+ * memory is not kept but is prepare's own failure: it is copied into p->kc.err and
+ * returned. st KILN_OK leaves *msg NULL. Run reports a kept failure with
+ * kiln_err_set(k->err, st, "%s", msg): the message already names the node. */
+kiln_status kiln_cpu_prep_keep(struct kiln_kprep *p, kiln_status st, const kiln_err *e, const char **msg)
+{
+    *msg = NULL;
+    if (st == KILN_OK) return KILN_OK;
+    if (st == KILN_E_NOMEM) return kiln_err_set(p->kc.err, st, "%s", e->msg);
+    size_t n = strlen(e->msg);
+    char *m;
+    KILN_TRY(kiln_kprep_alloc(p, n + 1, (void **)&m));
+    memcpy(m, e->msg, n + 1);
+    *msg = m;
+    return KILN_OK;
+}
 
 /* ------------------------------------------------------------------ NonMaxSuppression */
 
@@ -58,8 +114,23 @@ static float iou(const float *a, const float *b, int center)
     return uni > 0 ? inter / uni : 0;
 }
 
+struct nms_state {
+    int center; /* center_point_box */
+};
+
+static kiln_status nms_prepare(struct kiln_kprep *p)
+{
+    struct nms_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    s->center = (int)kiln_attr_i(&p->kc, "center_point_box", 0);
+    p->state = s;
+    return KILN_OK;
+}
+
 static kiln_status nms_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, nms_prepare, nms_run);
+    const struct nms_state *ps = k->state;
     const struct kiln_tensor *boxes, *scores;
     KILN_TRY(kiln_in_req(k, 0, &boxes));
     KILN_TRY(kiln_in_req(k, 1, &scores));
@@ -74,7 +145,7 @@ static kiln_status nms_run(struct kiln_kctx *k)
     float iou_th = tiou && kiln_tensor_numel(tiou) ? (float)kiln_tensor_get_f64(tiou, 0) : 0.0f;
     bool has_score_th = tscore && kiln_tensor_numel(tscore);
     float score_th = has_score_th ? (float)kiln_tensor_get_f64(tscore, 0) : 0.0f;
-    int center = (int)kiln_attr_i(k, "center_point_box", 0);
+    int center = ps->center;
     size_t B = (size_t)boxes->dims[0], N = (size_t)boxes->dims[1], C = (size_t)scores->dims[1];
     const float *bx = boxes->data, *sc = scores->data;
 
@@ -121,11 +192,26 @@ static bool sub_byte(kiln_dtype dt)
            dt == KILN_DTYPE_I2 || dt == KILN_DTYPE_U2;
 }
 
+struct bitcast_state {
+    int64_t to;
+};
+
+static kiln_status bitcast_prepare(struct kiln_kprep *p)
+{
+    struct bitcast_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    s->to = kiln_attr_i(&p->kc, "to", 0);
+    p->state = s;
+    return KILN_OK;
+}
+
 static kiln_status bitcast_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, bitcast_prepare, bitcast_run);
+    const struct bitcast_state *ps = k->state;
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
-    int64_t to = kiln_attr_i(k, "to", 0);
+    int64_t to = ps->to;
     if (!kiln_dtype_valid((int)to))
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute 'to' (%lld) is not a data type", (long long)to);
     kiln_dtype dt = (kiln_dtype)to;
@@ -154,7 +240,7 @@ static kiln_status bitcast_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_misc[] = {
-    {"NonMaxSuppression", "", 10, 0, nms_run, NULL, 0},
-    {"BitCast", "", 26, 0, bitcast_run, NULL, 0},
+    {"NonMaxSuppression", "", 10, 0, nms_run, nms_prepare, 0},
+    {"BitCast", "", 26, 0, bitcast_run, bitcast_prepare, 0},
     {0},
 };

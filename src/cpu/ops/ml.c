@@ -28,6 +28,15 @@
  * (false except for BRANCH_NEQ). Thresholds and set members are rounded to the input's
  * precision (float unless X is double), as onnxruntime compares in the input type. MIN/MAX
  * aggregation leaves a target no leaf voted for at 0 (plus its base value).
+ *
+ * Prepare decodes every op's attributes once and does the work that depends on them alone:
+ * the tree ensembles compile their forest (node and vote arrays, thresholds rounded both
+ * to float and to double, the cycle check), LabelEncoder sorts its keys,
+ * CategoryMapper, LabelEncoder-1 and OneHotEncoder build sorted lookup tables of their
+ * categories, and the post transform, class labels and SVM kernel are parsed. What is
+ * wrong with the attributes is reported by run, at the point and with the message it had
+ * before (after the checks of X, and before or after the checks that need X's shape, as the
+ * op had it); only running out of memory fails prepare itself.
  */
 #include <math.h>
 #include <stdio.h>
@@ -69,6 +78,75 @@ static kiln_status scratch_array(struct kiln_kctx *k, size_t count, size_t size,
     if (!kiln_mul_size(count, size, &bytes) || !kiln_add_size(bytes, 16, &bytes))
         return kiln_kfail(k, KILN_E_LIMIT, "scratch array of %zu x %zu bytes overflows", count, size);
     return kiln_scratch(k, bytes, p);
+}
+
+/* Defined in misc.c: prepares on the spot when run is called without prepare, and keeps a
+ * failed check of prepare for run to report. */
+kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
+                                    kiln_status (*run)(struct kiln_kctx *));
+kiln_status kiln_cpu_prep_keep(struct kiln_kprep *p, kiln_status st, const kiln_err *e, const char **msg);
+
+/* Memory of prepare: kept (kiln_kprep_alloc, living as long as the engine) or temporary
+ * (heap, freed by pm_free when prepare ends). */
+struct pmem {
+    struct kiln_kprep *p;
+    void *tmp[8];
+    int n_tmp;
+};
+
+/* An array of count elements of size bytes each (zeroed, overflow-checked; the message is
+ * the one run's scratch arrays had). */
+static kiln_status pm_array(struct pmem *m, size_t count, size_t size, bool keep, void **out)
+{
+    struct kiln_kctx *k = &m->p->kc;
+    size_t bytes;
+    *out = NULL;
+    if (!kiln_mul_size(count, size, &bytes) || !kiln_add_size(bytes, 16, &bytes))
+        return kiln_kfail(k, KILN_E_LIMIT, "scratch array of %zu x %zu bytes overflows", count, size);
+    if (keep) return kiln_kprep_alloc(m->p, bytes, out);
+    if (m->n_tmp == (int)(sizeof m->tmp / sizeof m->tmp[0]))
+        return kiln_kfail(k, KILN_E_INTERNAL, "ml.c: too many temporary arrays in prepare");
+    void *q = kiln_calloc(1, bytes);
+    if (!q) return kiln_kfail(k, KILN_E_NOMEM, "out of memory preparing the kernel (%zu bytes)", bytes);
+    m->tmp[m->n_tmp++] = q;
+    *out = q;
+    return KILN_OK;
+}
+
+static void pm_free(struct pmem *m)
+{
+    for (int i = 0; i < m->n_tmp; i++) kiln_free(m->tmp[i]);
+    m->n_tmp = 0;
+}
+
+/* Checks of prepare whose failure run reports: between capture_begin and capture_end,
+ * messages made through p->kc go to c->e instead of the caller's err. */
+struct capture {
+    kiln_err e;
+    kiln_err *real;
+};
+
+static void capture_begin(struct kiln_kprep *p, struct capture *c)
+{
+    memset(&c->e, 0, sizeof c->e);
+    c->real = p->kc.err;
+    p->kc.err = &c->e;
+}
+
+/* Ends the capture of the checks that gave st: *kept = st with its message in *msg (a
+ * failure to report at run); fails only when memory ran out. */
+static kiln_status capture_end(struct kiln_kprep *p, struct capture *c, kiln_status st, kiln_status *kept,
+                               const char **msg)
+{
+    p->kc.err = c->real;
+    *kept = st;
+    return kiln_cpu_prep_keep(p, st, &c->e, msg);
+}
+
+/* Reports a failure prepare kept (its message already names the node). */
+static kiln_status kept_fail(struct kiln_kctx *k, kiln_status st, const char *msg)
+{
+    return kiln_err_set(k->err, st, "%s", msg);
 }
 
 /* Reads input 0 as an [N, F] matrix of doubles (rank 1 is [1, F]; rank > 2 keeps dim 0 as N
@@ -119,9 +197,11 @@ static kiln_status read_x(struct kiln_kctx *k, const struct kiln_tensor **x, siz
 }
 
 /* A float list attribute, or its double tensor twin `<name>_as_tensor` (TreeEnsemble* v3)
- * when present, as doubles in scratch memory. *n = 0 and *out = NULL when neither is set. */
-static kiln_status attr_doubles(struct kiln_kctx *k, const char *name, double **out, size_t *n)
+ * when present, as doubles in m's memory (kept or not). *n = 0 and *out = NULL when neither
+ * is set. */
+static kiln_status attr_doubles(struct pmem *m, const char *name, bool keep, double **out, size_t *n)
 {
+    struct kiln_kctx *k = &m->p->kc;
     char tname[96];
     snprintf(tname, sizeof tname, "%s_as_tensor", name);
     const struct kiln_tensor *t = kiln_attr_t(k, tname);
@@ -134,7 +214,7 @@ static kiln_status attr_doubles(struct kiln_kctx *k, const char *name, double **
                           tname, kiln_dtype_name(t->dtype));
     if (!cnt) return KILN_OK;
     double *d;
-    KILN_TRY(scratch_array(k, cnt, sizeof *d, (void **)&d));
+    KILN_TRY(pm_array(m, cnt, sizeof *d, keep, (void **)&d));
     for (size_t i = 0; i < cnt; i++) d[i] = t ? kiln_tensor_get_f64(t, i) : fl[i];
     *out = d;
     return KILN_OK;
@@ -280,16 +360,116 @@ static kiln_status out_scores(struct kiln_kctx *k, size_t i, const double *v, si
     return KILN_OK;
 }
 
+/* ------------------------------------------------------------------ lookup tables */
+
+/* Tables from the values of a list attribute (strings or int64s) to the position of their
+ * first occurrence in it: sorted, one entry per distinct value, searched by binary search.
+ * They stand for the linear "first c with list[c] == v" scans run used to do. */
+struct skey {
+    const char *s;
+    size_t i;
+};
+struct ikey {
+    int64_t v;
+    size_t i;
+};
+struct smap {
+    struct skey *e;
+    size_t n;
+};
+struct imap {
+    struct ikey *e;
+    size_t n;
+};
+
+static int skey_cmp(const void *a, const void *b)
+{
+    const struct skey *x = a, *y = b;
+    int c = strcmp(x->s, y->s);
+    return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+static int ikey_cmp(const void *a, const void *b)
+{
+    const struct ikey *x = a, *y = b;
+    if (x->v != y->v) return x->v < y->v ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+/* Builds the table of v[0..n) (a NULL string counts as ""), kept for the engine's life. */
+static kiln_status smap_build(struct pmem *m, const char *const *v, size_t n, struct smap *map)
+{
+    map->n = 0;
+    KILN_TRY(pm_array(m, n, sizeof *map->e, true, (void **)&map->e));
+    for (size_t i = 0; i < n; i++) map->e[i] = (struct skey){v[i] ? v[i] : "", i};
+    if (n) qsort(map->e, n, sizeof *map->e, skey_cmp);
+    for (size_t i = 0; i < n; i++) /* keep the first (lowest position) of equal values */
+        if (!map->n || strcmp(map->e[map->n - 1].s, map->e[i].s) != 0) map->e[map->n++] = map->e[i];
+    return KILN_OK;
+}
+
+static kiln_status imap_build(struct pmem *m, const int64_t *v, size_t n, struct imap *map)
+{
+    map->n = 0;
+    KILN_TRY(pm_array(m, n, sizeof *map->e, true, (void **)&map->e));
+    for (size_t i = 0; i < n; i++) map->e[i] = (struct ikey){v[i], i};
+    if (n) qsort(map->e, n, sizeof *map->e, ikey_cmp);
+    for (size_t i = 0; i < n; i++)
+        if (!map->n || map->e[map->n - 1].v != map->e[i].v) map->e[map->n++] = map->e[i];
+    return KILN_OK;
+}
+
+/* The first position of s in the list, or SIZE_MAX. */
+static size_t smap_find(const struct smap *map, const char *s)
+{
+    size_t lo = 0, hi = map->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(map->e[mid].s, s);
+        if (c == 0) return map->e[mid].i;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return SIZE_MAX;
+}
+
+static size_t imap_find(const struct imap *map, int64_t v)
+{
+    size_t lo = 0, hi = map->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (map->e[mid].v == v) return map->e[mid].i;
+        if (map->e[mid].v < v) lo = mid + 1;
+        else hi = mid;
+    }
+    return SIZE_MAX;
+}
+
 /* ------------------------------------------------------------------ Binarizer */
+
+struct binarizer_state {
+    double threshold;
+};
+
+static kiln_status binarizer_prepare(struct kiln_kprep *p)
+{
+    struct binarizer_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    s->threshold = kiln_attr_f(&p->kc, "threshold", 0.0f);
+    p->state = s;
+    return KILN_OK;
+}
 
 static kiln_status binarizer_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, binarizer_prepare, binarizer_run);
+    const struct binarizer_state *bs = k->state;
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (!is_num_input(x->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input X is %s; expected float, double, int64 or int32",
                           kiln_dtype_name(x->dtype));
-    double th = kiln_attr_f(k, "threshold", 0.0f);
+    double th = bs->threshold;
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
     size_t n = kiln_tensor_numel(x);
@@ -341,16 +521,33 @@ static kiln_status afe_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ Scaler */
 
+struct scaler_state {
+    const float *offset, *scale;
+    size_t n_offset, n_scale;
+};
+
+static kiln_status scaler_prepare(struct kiln_kprep *p)
+{
+    struct scaler_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    s->n_offset = kiln_attr_floats(&p->kc, "offset", &s->offset);
+    s->n_scale = kiln_attr_floats(&p->kc, "scale", &s->scale);
+    p->state = s;
+    return KILN_OK;
+}
+
 /* Y = (X - offset) * scale over the last axis; offset and scale have 1 or C entries. */
 static kiln_status scaler_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, scaler_prepare, scaler_run);
+    const struct scaler_state *ss = k->state;
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (!is_num_input(x->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input X is %s; expected float, double, int64 or int32",
                           kiln_dtype_name(x->dtype));
-    const float *off, *sc;
-    size_t noff = kiln_attr_floats(k, "offset", &off), nsc = kiln_attr_floats(k, "scale", &sc);
+    const float *off = ss->offset, *sc = ss->scale;
+    size_t noff = ss->n_offset, nsc = ss->n_scale;
     size_t c = x->rank ? (size_t)x->dims[x->rank - 1] : 1;
     if ((noff > 1 && noff != c) || (nsc > 1 && nsc != c))
         return kiln_kfail(k, KILN_E_INVALID_ARG,
@@ -370,13 +567,30 @@ static kiln_status scaler_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ Normalizer */
 
+struct normalizer_state {
+    const char *norm;
+    int mode; /* 0 MAX, 1 L1, 2 L2, -1 none of them */
+};
+
+static kiln_status normalizer_prepare(struct kiln_kprep *p)
+{
+    struct normalizer_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    const char *norm = kiln_attr_s(&p->kc, "norm", "MAX");
+    s->norm = norm;
+    s->mode = strcmp(norm, "MAX") == 0 ? 0 : strcmp(norm, "L1") == 0 ? 1 : strcmp(norm, "L2") == 0 ? 2 : -1;
+    p->state = s;
+    return KILN_OK;
+}
+
 static kiln_status normalizer_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, normalizer_prepare, normalizer_run);
+    const struct normalizer_state *ns = k->state;
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
-    const char *norm = kiln_attr_s(k, "norm", "MAX");
-    int mode = strcmp(norm, "MAX") == 0 ? 0 : strcmp(norm, "L1") == 0 ? 1 : strcmp(norm, "L2") == 0 ? 2 : -1;
-    if (mode < 0) return kiln_kfail(k, KILN_E_INVALID_MODEL, "norm '%s'; expected MAX, L1 or L2", norm);
+    int mode = ns->mode;
+    if (mode < 0) return kiln_kfail(k, KILN_E_INVALID_MODEL, "norm '%s'; expected MAX, L1 or L2", ns->norm);
     if (x->rank > 2)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input X has rank %d; expected [N, C] or [C]", x->rank);
     size_t n, f;
@@ -400,16 +614,39 @@ static kiln_status normalizer_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ OneHotEncoder */
 
+struct onehot_state {
+    size_t ni, ns;     /* entries of cats_int64s, cats_strings */
+    struct imap ints;  /* cats_int64s -> first position */
+    struct smap strs;  /* cats_strings -> first position */
+    bool zeros;
+};
+
+static kiln_status onehot_prepare(struct kiln_kprep *p)
+{
+    struct onehot_state *s;
+    struct pmem m = {.p = p};
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    const int64_t *ci;
+    const char *const *cs;
+    s->ni = kiln_attr_ints(&p->kc, "cats_int64s", &ci);
+    s->ns = kiln_attr_strings(&p->kc, "cats_strings", &cs);
+    s->zeros = kiln_attr_i(&p->kc, "zeros", 1) != 0;
+    KILN_TRY(imap_build(&m, ci, s->ni, &s->ints));
+    KILN_TRY(smap_build(&m, cs, s->ns, &s->strs));
+    p->state = s;
+    return KILN_OK;
+}
+
 /* Y = X.shape + [n_cats], float; numeric X is truncated to int64 and looked up in
  * cats_int64s, strings in cats_strings. A miss gives zeros, or an error when zeros == 0. */
 static kiln_status onehot_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, onehot_prepare, onehot_run);
+    const struct onehot_state *os = k->state;
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
-    const int64_t *ci;
-    const char *const *cs;
-    size_t ni = kiln_attr_ints(k, "cats_int64s", &ci), ns = kiln_attr_strings(k, "cats_strings", &cs);
-    bool zeros = kiln_attr_i(k, "zeros", 1) != 0;
+    size_t ni = os->ni, ns = os->ns;
+    bool zeros = os->zeros;
     bool str = x->dtype == KILN_DTYPE_STRING;
     if (!str && !is_num_input(x->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input X is %s; expected string, int64, int32, float or double",
@@ -429,16 +666,14 @@ static kiln_status onehot_run(struct kiln_kctx *k)
     size_t n = kiln_tensor_numel(x);
     float *o = y->data;
     for (size_t i = 0; i < n; i++) {
-        size_t hit = nc;
+        size_t hit; /* the first matching category, SIZE_MAX: none */
         if (str) {
-            for (size_t c = 0; c < nc && hit == nc; c++)
-                if (strcmp(str_at(x, i), cs[c]) == 0) hit = c;
+            hit = smap_find(&os->strs, str_at(x, i));
         } else {
             double v = kiln_tensor_get_f64(x, i);
             int64_t iv = x->dtype == KILN_DTYPE_I64 ? ((const int64_t *)x->data)[i]
                          : (isnan(v) || fabs(v) >= 0x1p63) ? INT64_MIN : (int64_t)v;
-            for (size_t c = 0; c < nc && hit == nc; c++)
-                if (ci[c] == iv) hit = c;
+            hit = imap_find(&os->ints, iv);
         }
         if (hit < nc) o[i * nc + hit] = 1.0f;
         else if (!zeros)
@@ -449,20 +684,42 @@ static kiln_status onehot_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ Imputer */
 
+struct imputer_state {
+    const float *vf;
+    const int64_t *vi;
+    size_t nf, ni;
+    double rep_f;
+    int64_t rep_i;
+};
+
+static kiln_status imputer_prepare(struct kiln_kprep *p)
+{
+    struct imputer_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    const struct kiln_kctx *k = &p->kc;
+    s->nf = kiln_attr_floats(k, "imputed_value_floats", &s->vf);
+    s->ni = kiln_attr_ints(k, "imputed_value_int64s", &s->vi);
+    s->rep_f = kiln_attr_f(k, "replaced_value_float", 0.0f);
+    s->rep_i = kiln_attr_i(k, "replaced_value_int64", 0);
+    p->state = s;
+    return KILN_OK;
+}
+
 /* Replaces elements equal to replaced_value_* (NaN matches NaN) by imputed_value_*[j] for
  * feature j of the last axis (one imputed value applies to every feature). */
 static kiln_status imputer_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, imputer_prepare, imputer_run);
+    const struct imputer_state *is = k->state;
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     bool flt = x->dtype == KILN_DTYPE_F32 || x->dtype == KILN_DTYPE_F64;
     if (!is_num_input(x->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input X is %s; expected float, double, int64 or int32",
                           kiln_dtype_name(x->dtype));
-    const float *vf;
-    const int64_t *vi;
-    size_t nf = kiln_attr_floats(k, "imputed_value_floats", &vf);
-    size_t ni = kiln_attr_ints(k, "imputed_value_int64s", &vi);
+    const float *vf = is->vf;
+    const int64_t *vi = is->vi;
+    size_t nf = is->nf, ni = is->ni;
     size_t nv = flt ? nf : ni;
     size_t c = x->rank ? (size_t)x->dims[x->rank - 1] : 1;
     if (nv == 0)
@@ -475,13 +732,13 @@ static kiln_status imputer_run(struct kiln_kctx *k)
     size_t n = kiln_tensor_numel(x);
     if (n) memcpy(y->data, x->data, kiln_tensor_nbytes(x));
     if (flt) {
-        double rep = kiln_attr_f(k, "replaced_value_float", 0.0f);
+        double rep = is->rep_f;
         for (size_t i = 0; i < n; i++) {
             double v = kiln_tensor_get_f64(x, i);
             if (v == rep || (isnan(v) && isnan(rep))) kiln_tensor_set_f64(y, i, vf[nv == 1 ? 0 : i % c]);
         }
     } else {
-        int64_t rep = kiln_attr_i(k, "replaced_value_int64", 0);
+        int64_t rep = is->rep_i;
         for (size_t i = 0; i < n; i++) {
             if (kiln_tensor_get_i64(x, i) != rep) continue;
             int64_t v = vi[nv == 1 ? 0 : i % c];
@@ -497,10 +754,26 @@ static kiln_status imputer_run(struct kiln_kctx *k)
 /* Concatenates the inputs along axis 1 into float [N, sum(inputdimensions)]. Input i is
  * [N, C_i] (1-D is [1, C_i], higher ranks flatten after dim 0); its first inputdimensions[i]
  * columns are used, zero-padded when C_i is smaller, as onnxruntime does. */
+struct featvec_state {
+    const int64_t *dims; /* inputdimensions */
+    size_t n;
+};
+
+static kiln_status featvec_prepare(struct kiln_kprep *p)
+{
+    struct featvec_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    s->n = kiln_attr_ints(&p->kc, "inputdimensions", &s->dims);
+    p->state = s;
+    return KILN_OK;
+}
+
 static kiln_status featvec_run(struct kiln_kctx *k)
 {
-    const int64_t *dimsz;
-    size_t nd = kiln_attr_ints(k, "inputdimensions", &dimsz);
+    if (!k->state) return kiln_cpu_run_unprepared(k, featvec_prepare, featvec_run);
+    const struct featvec_state *fs = k->state;
+    const int64_t *dimsz = fs->dims;
+    size_t nd = fs->n;
     if (nd != k->n_in)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "inputdimensions has %zu entries; expected %zu (one per input)",
                           nd, k->n_in);
@@ -539,29 +812,26 @@ static kiln_status featvec_run(struct kiln_kctx *k)
 /* ------------------------------------------------------------------ CategoryMapper */
 
 /* Output 0 (int64, X's shape) for string X: element i is ids[c] (c itself when ids is NULL)
- * for the first category c equal to X[i], else def. */
-static kiln_status map_str_to_i64(struct kiln_kctx *k, const struct kiln_tensor *x,
-                                  const char *const *cats, const int64_t *ids, size_t nc, int64_t def)
+ * for the first category c equal to X[i] (looked up in cats, the table of the categories),
+ * else def. */
+static kiln_status map_str_to_i64(struct kiln_kctx *k, const struct kiln_tensor *x, const struct smap *cats,
+                                  const int64_t *ids, int64_t def)
 {
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_I64, x->rank, x->dims, &y));
     size_t n = kiln_tensor_numel(x);
     for (size_t i = 0; i < n; i++) {
-        int64_t v = def;
-        for (size_t c = 0; c < nc; c++)
-            if (strcmp(str_at(x, i), cats[c]) == 0) {
-                v = ids ? ids[c] : (int64_t)c;
-                break;
-            }
-        ((int64_t *)y->data)[i] = v;
+        size_t c = smap_find(cats, str_at(x, i));
+        ((int64_t *)y->data)[i] = c == SIZE_MAX ? def : ids ? ids[c] : (int64_t)c;
     }
     return KILN_OK;
 }
 
 /* Output 0 (string, X's shape) for int64 X: element i is cats[c] for the first c with
- * ids[c] == X[i] (with ids NULL, c = X[i] when in [0, nc)), else def. */
-static kiln_status map_i64_to_str(struct kiln_kctx *k, const struct kiln_tensor *x,
-                                  const char *const *cats, const int64_t *ids, size_t nc, const char *def)
+ * ids[c] == X[i] (looked up in by_id, the table of ids; with by_id NULL, c = X[i] when in
+ * [0, nc)), else def. */
+static kiln_status map_i64_to_str(struct kiln_kctx *k, const struct kiln_tensor *x, const char *const *cats,
+                                  const struct imap *by_id, size_t nc, const char *def)
 {
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_STRING, x->rank, x->dims, &y));
@@ -569,35 +839,56 @@ static kiln_status map_i64_to_str(struct kiln_kctx *k, const struct kiln_tensor 
     for (size_t i = 0; i < n; i++) {
         int64_t v = ((const int64_t *)x->data)[i];
         const char *s = def;
-        if (!ids) {
+        if (!by_id) {
             if (v >= 0 && (uint64_t)v < nc) s = cats[v];
         } else {
-            for (size_t c = 0; c < nc; c++)
-                if (ids[c] == v) {
-                    s = cats[c];
-                    break;
-                }
+            size_t c = imap_find(by_id, v);
+            if (c != SIZE_MAX) s = cats[c];
         }
         KILN_TRY(set_str(k, y, i, s));
     }
     return KILN_OK;
 }
 
+struct catmap_state {
+    const int64_t *ids;        /* cats_int64s */
+    const char *const *cats;   /* cats_strings */
+    size_t ni, ns;
+    struct smap by_str;        /* cats_strings -> first position (when ni == ns) */
+    struct imap by_id;         /* cats_int64s -> first position (when ni == ns) */
+    int64_t def_i;
+    const char *def_s;
+};
+
+static kiln_status catmap_prepare(struct kiln_kprep *p)
+{
+    struct catmap_state *s;
+    struct pmem m = {.p = p};
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    p->state = s;
+    const struct kiln_kctx *k = &p->kc;
+    s->ni = kiln_attr_ints(k, "cats_int64s", &s->ids);
+    s->ns = kiln_attr_strings(k, "cats_strings", &s->cats);
+    s->def_i = kiln_attr_i(k, "default_int64", -1);
+    s->def_s = kiln_attr_s(k, "default_string", "_Unused");
+    if (s->ni != s->ns) return KILN_OK; /* run fails */
+    KILN_TRY(smap_build(&m, s->cats, s->ns, &s->by_str));
+    return imap_build(&m, s->ids, s->ni, &s->by_id);
+}
+
 /* string -> int64 (default_int64) or int64 -> string (default_string), by the input dtype. */
 static kiln_status catmap_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, catmap_prepare, catmap_run);
+    const struct catmap_state *cs = k->state;
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
-    const int64_t *ci;
-    const char *const *cs;
-    size_t ni = kiln_attr_ints(k, "cats_int64s", &ci), ns = kiln_attr_strings(k, "cats_strings", &cs);
+    size_t ni = cs->ni, ns = cs->ns;
     if (ni != ns)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "cats_int64s has %zu entries and cats_strings %zu; expected equal",
                           ni, ns);
-    if (x->dtype == KILN_DTYPE_STRING)
-        return map_str_to_i64(k, x, cs, ci, ns, kiln_attr_i(k, "default_int64", -1));
-    if (x->dtype == KILN_DTYPE_I64)
-        return map_i64_to_str(k, x, cs, ci, ni, kiln_attr_s(k, "default_string", "_Unused"));
+    if (x->dtype == KILN_DTYPE_STRING) return map_str_to_i64(k, x, &cs->by_str, cs->ids, cs->def_i);
+    if (x->dtype == KILN_DTYPE_I64) return map_i64_to_str(k, x, cs->cats, &cs->by_id, ni, cs->def_s);
     return kiln_kfail(k, KILN_E_UNSUPPORTED, "input X is %s; expected string or int64",
                       kiln_dtype_name(x->dtype));
 }
@@ -627,9 +918,10 @@ static bool lkind_of(kiln_dtype dt, enum lkind *kind)
 }
 
 /* Reads <side>_strings / <side>_int64s / <side>_floats / (v4) <side>_tensor; exactly one
- * must be set. */
-static kiln_status lcol_read(struct kiln_kctx *k, const char *side, struct lcol *c)
+ * must be set. Numbers are copied into m's kept memory. */
+static kiln_status lcol_read(struct pmem *m, const char *side, struct lcol *c)
 {
+    struct kiln_kctx *k = &m->p->kc;
     char ns[48], ni[48], nf[48], nt[48];
     snprintf(ns, sizeof ns, "%s_strings", side);
     snprintf(ni, sizeof ni, "%s_int64s", side);
@@ -668,10 +960,10 @@ static kiln_status lcol_read(struct kiln_kctx *k, const char *side, struct lcol 
         c->n = kiln_attr_floats(k, nf, &fv);
     }
     if (c->kind == LK_INT) {
-        KILN_TRY(scratch_array(k, c->n, sizeof *c->i, (void **)&c->i));
+        KILN_TRY(pm_array(m, c->n, sizeof *c->i, true, (void **)&c->i));
         for (size_t j = 0; j < c->n; j++) c->i[j] = t ? kiln_tensor_get_i64(t, j) : iv[j];
     } else {
-        KILN_TRY(scratch_array(k, c->n, sizeof *c->f, (void **)&c->f));
+        KILN_TRY(pm_array(m, c->n, sizeof *c->f, true, (void **)&c->f));
         for (size_t j = 0; j < c->n; j++) c->f[j] = t ? kiln_tensor_get_f64(t, j) : fv[j];
     }
     return KILN_OK;
@@ -747,66 +1039,108 @@ static kiln_status lcol_store(struct kiln_kctx *k, const struct lcol *v, size_t 
     }
 }
 
-/* LabelEncoder-1: classes_strings maps string -> its index (default_int64) and int64 ->
- * classes_strings[x] (default_string). */
-static kiln_status label_encoder_v1(struct kiln_kctx *k, const struct kiln_tensor *x)
-{
+/* LabelEncoder. Version 1: classes_strings maps string -> its index (default_int64) and
+ * int64 -> classes_strings[x] (default_string). Versions 2 and 4: keys -> values, with the
+ * keys sorted once here; what is wrong with the attributes is kept for run. */
+struct lenc_state {
+    /* version 1 */
     const char *const *cls;
-    size_t nc = kiln_attr_strings(k, "classes_strings", &cls);
-    if (x->dtype == KILN_DTYPE_STRING)
-        return map_str_to_i64(k, x, cls, NULL, nc, kiln_attr_i(k, "default_int64", -1));
-    if (x->dtype != KILN_DTYPE_I64)
-        return kiln_kfail(k, KILN_E_UNSUPPORTED, "input X is %s; expected string or int64", kiln_dtype_name(x->dtype));
-    return map_i64_to_str(k, x, cls, NULL, nc, kiln_attr_s(k, "default_string", "_Unused"));
+    size_t ncls;
+    struct smap cls_map; /* classes_strings -> first position */
+    /* versions 2 and 4 */
+    kiln_status st_cols; /* keys/values: not one kind each, or not as many keys as values */
+    const char *msg_cols;
+    struct lcol kc, vc;
+    kiln_status st_def;  /* default_tensor does not match the values */
+    const char *msg_def;
+    struct lkey *keys;   /* sorted (value, then position) */
+    /* defaults (both versions read default_string and default_int64) */
+    const char *ds;
+    int64_t di;
+    double df;
+};
+
+static kiln_status lenc_prepare(struct kiln_kprep *p)
+{
+    struct lenc_state *s;
+    struct pmem m = {.p = p};
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    p->state = s;
+    struct kiln_kctx *k = &p->kc;
+    s->ds = kiln_attr_s(k, "default_string", "_Unused");
+    s->di = kiln_attr_i(k, "default_int64", -1);
+    if (k->opset < 2) {
+        s->ncls = kiln_attr_strings(k, "classes_strings", &s->cls);
+        return smap_build(&m, s->cls, s->ncls, &s->cls_map);
+    }
+    struct capture c;
+    capture_begin(p, &c);
+    kiln_status st = lcol_read(&m, "keys", &s->kc);
+    if (!st) st = lcol_read(&m, "values", &s->vc);
+    if (!st && s->kc.n != s->vc.n)
+        st = kiln_kfail(k, KILN_E_INVALID_MODEL, "%zu keys but %zu values; expected equal lengths", s->kc.n,
+                        s->vc.n);
+    KILN_TRY(capture_end(p, &c, st, &s->st_cols, &s->msg_cols));
+    if (st) return KILN_OK;
+    /* Defaults: default_tensor (v4) wins, else the default_* attribute of the values' kind. */
+    s->df = kiln_attr_has(k, "default_float") ? kiln_attr_f(k, "default_float", 0.0f) : -0.0;
+    const struct kiln_tensor *dt = k->opset >= 4 ? kiln_attr_t(k, "default_tensor") : NULL;
+    if (dt) {
+        enum lkind dk;
+        if (kiln_tensor_numel(dt) < 1 || !lkind_of(dt->dtype, &dk) || dk != s->vc.kind) {
+            capture_begin(p, &c);
+            st = kiln_kfail(k, KILN_E_INVALID_MODEL, "default_tensor (%s, %zu elements) does not match the "
+                            "values (%s)", kiln_dtype_name(dt->dtype), kiln_tensor_numel(dt),
+                            kiln_dtype_name(s->vc.dt));
+            return capture_end(p, &c, st, &s->st_def, &s->msg_def);
+        }
+        if (dk == LK_STR) s->ds = str_at(dt, 0);
+        else if (dk == LK_INT) s->di = kiln_tensor_get_i64(dt, 0);
+        else s->df = kiln_tensor_get_f64(dt, 0);
+    }
+    const struct lcol *kc = &s->kc;
+    KILN_TRY(pm_array(&m, kc->n, sizeof *s->keys, true, (void **)&s->keys));
+    for (size_t j = 0; j < kc->n; j++) {
+        s->keys[j].pos = j;
+        if (kc->kind == LK_STR) s->keys[j].s = kc->s[j] ? kc->s[j] : "";
+        else if (kc->kind == LK_INT) s->keys[j].i = kc->i[j];
+        else s->keys[j].f = kc->f[j];
+    }
+    if (kc->n)
+        qsort(s->keys, kc->n, sizeof *s->keys,
+              kc->kind == LK_STR ? lkey_cmp_s : kc->kind == LK_INT ? lkey_cmp_i : lkey_cmp_f);
+    return KILN_OK;
 }
 
 static kiln_status label_encoder_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, lenc_prepare, label_encoder_run);
+    const struct lenc_state *ls = k->state;
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
-    if (k->opset < 2) return label_encoder_v1(k, x);
-    struct lcol kc, vc;
-    KILN_TRY(lcol_read(k, "keys", &kc));
-    KILN_TRY(lcol_read(k, "values", &vc));
-    if (kc.n != vc.n)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "%zu keys but %zu values; expected equal lengths", kc.n, vc.n);
+    if (k->opset < 2) {
+        if (x->dtype == KILN_DTYPE_STRING) return map_str_to_i64(k, x, &ls->cls_map, NULL, ls->di);
+        if (x->dtype != KILN_DTYPE_I64)
+            return kiln_kfail(k, KILN_E_UNSUPPORTED, "input X is %s; expected string or int64",
+                              kiln_dtype_name(x->dtype));
+        return map_i64_to_str(k, x, ls->cls, NULL, ls->ncls, ls->ds);
+    }
+    if (ls->st_cols) return kept_fail(k, ls->st_cols, ls->msg_cols);
+    const struct lcol *kc = &ls->kc, *vc = &ls->vc;
     enum lkind xk;
-    if (!lkind_of(x->dtype, &xk) || xk != kc.kind)
+    if (!lkind_of(x->dtype, &xk) || xk != kc->kind)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input X is %s but the keys are %s", kiln_dtype_name(x->dtype),
-                          kiln_dtype_name(kc.dt));
-    /* Defaults: default_tensor (v4) wins, else the default_* attribute of the values' kind. */
-    const char *ds = kiln_attr_s(k, "default_string", "_Unused");
-    int64_t di = kiln_attr_i(k, "default_int64", -1);
-    double df = kiln_attr_has(k, "default_float") ? kiln_attr_f(k, "default_float", 0.0f) : -0.0;
-    const struct kiln_tensor *dt = k->opset >= 4 ? kiln_attr_t(k, "default_tensor") : NULL;
-    if (dt) {
-        enum lkind dk;
-        if (kiln_tensor_numel(dt) < 1 || !lkind_of(dt->dtype, &dk) || dk != vc.kind)
-            return kiln_kfail(k, KILN_E_INVALID_MODEL, "default_tensor (%s, %zu elements) does not match the "
-                              "values (%s)", kiln_dtype_name(dt->dtype), kiln_tensor_numel(dt),
-                              kiln_dtype_name(vc.dt));
-        if (dk == LK_STR) ds = str_at(dt, 0);
-        else if (dk == LK_INT) di = kiln_tensor_get_i64(dt, 0);
-        else df = kiln_tensor_get_f64(dt, 0);
-    }
-    struct lkey *keys;
-    KILN_TRY(scratch_array(k, kc.n, sizeof *keys, (void **)&keys));
-    for (size_t j = 0; j < kc.n; j++) {
-        keys[j].pos = j;
-        if (kc.kind == LK_STR) keys[j].s = kc.s[j] ? kc.s[j] : "";
-        else if (kc.kind == LK_INT) keys[j].i = kc.i[j];
-        else keys[j].f = kc.f[j];
-    }
-    qsort(keys, kc.n, sizeof *keys, kc.kind == LK_STR ? lkey_cmp_s : kc.kind == LK_INT ? lkey_cmp_i : lkey_cmp_f);
+                          kiln_dtype_name(kc->dt));
+    if (ls->st_def) return kept_fail(k, ls->st_def, ls->msg_def);
     struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, vc.dt, x->rank, x->dims, &y));
+    KILN_TRY(kiln_out_tensor(k, 0, vc->dt, x->rank, x->dims, &y));
     size_t n = kiln_tensor_numel(x);
     for (size_t i = 0; i < n; i++) {
         struct lkey q = {0};
         if (xk == LK_STR) q.s = str_at(x, i);
         else if (xk == LK_INT) q.i = kiln_tensor_get_i64(x, i);
         else q.f = kiln_tensor_get_f64(x, i);
-        KILN_TRY(lcol_store(k, &vc, lkey_find(keys, kc.n, kc.kind, &q), ds, di, df, y, i));
+        KILN_TRY(lcol_store(k, vc, lkey_find(ls->keys, kc->n, kc->kind, &q), ls->ds, ls->di, ls->df, y, i));
     }
     return KILN_OK;
 }
@@ -820,7 +1154,7 @@ struct linear {
     size_t nw, nb;
 };
 
-static void linear_read(struct kiln_kctx *k, struct linear *lm)
+static void linear_read(const struct kiln_kctx *k, struct linear *lm)
 {
     lm->nw = kiln_attr_floats(k, "coefficients", &lm->w);
     lm->nb = kiln_attr_floats(k, "intercepts", &lm->b);
@@ -836,21 +1170,96 @@ static void linear_row(const struct linear *lm, const double *x, size_t f, size_
     }
 }
 
+enum { KERN_LINEAR, KERN_POLY, KERN_RBF, KERN_SIGMOID };
+
+struct svm_kernel {
+    int type;
+    double gamma, coef0, degree;
+};
+
+static kiln_status svm_kernel_read(struct kiln_kctx *k, struct svm_kernel *sk)
+{
+    const char *t = kiln_attr_s(k, "kernel_type", "LINEAR");
+    static const char *const names[] = {"LINEAR", "POLY", "RBF", "SIGMOID"};
+    sk->type = -1;
+    for (int i = 0; i < 4; i++)
+        if (strcmp(t, names[i]) == 0) sk->type = i;
+    if (sk->type < 0)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "kernel_type '%s'; expected LINEAR, POLY, RBF or SIGMOID", t);
+    const float *p;
+    size_t np = kiln_attr_floats(k, "kernel_params", &p);
+    sk->gamma = np > 0 ? p[0] : 0.0;
+    sk->coef0 = np > 1 ? p[1] : 0.0;
+    sk->degree = np > 2 ? (double)(int64_t)p[2] : 0.0; /* the degree is an integer */
+    return KILN_OK;
+}
+
+/* The decoded attributes of the linear and SVM models. st/msg: a problem with the class
+ * labels, the kernel type or post_transform, reported by run right after reading X. */
+struct model_state {
+    kiln_status st;
+    const char *msg;
+    struct linear lm;
+    struct labels l;
+    struct svm_kernel sk;
+    int pt;
+    int64_t targets;                     /* LinearRegressor */
+    const float *coef, *sv, *rho, *pa, *pb;
+    size_t ncoef, nsv, nrho, na, nb;
+    const int64_t *vpc;                  /* SVMClassifier: vectors_per_class */
+    size_t nvpc;
+    int64_t n_supports;                  /* SVMRegressor */
+    bool one_class;
+};
+
+/* The model ops' prepare: labels (classifiers), kernel (SVMs), post_transform, then the
+ * lists. */
+static kiln_status model_prepare(struct kiln_kprep *p, bool labels, bool svm)
+{
+    struct model_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    p->state = s;
+    struct kiln_kctx *k = &p->kc;
+    s->pt = POST_NONE;
+    struct capture c;
+    capture_begin(p, &c);
+    kiln_status st = labels ? labels_read(k, "ints", &s->l) : KILN_OK;
+    if (!st && svm) st = svm_kernel_read(k, &s->sk);
+    if (!st) st = post_parse(k, &s->pt);
+    KILN_TRY(capture_end(p, &c, st, &s->st, &s->msg));
+    linear_read(k, &s->lm);
+    s->targets = kiln_attr_i(k, "targets", 1);
+    s->ncoef = kiln_attr_floats(k, "coefficients", &s->coef);
+    s->nsv = kiln_attr_floats(k, "support_vectors", &s->sv);
+    s->nrho = kiln_attr_floats(k, "rho", &s->rho);
+    s->na = kiln_attr_floats(k, "prob_a", &s->pa);
+    s->nb = kiln_attr_floats(k, "prob_b", &s->pb);
+    s->nvpc = kiln_attr_ints(k, "vectors_per_class", &s->vpc);
+    s->n_supports = kiln_attr_i(k, "n_supports", 0);
+    s->one_class = kiln_attr_i(k, "one_class", 0) != 0;
+    return KILN_OK;
+}
+
+static kiln_status linclass_prepare(struct kiln_kprep *p) { return model_prepare(p, true, false); }
+static kiln_status linreg_prepare(struct kiln_kprep *p) { return model_prepare(p, false, false); }
+static kiln_status svmclass_prepare(struct kiln_kprep *p) { return model_prepare(p, true, true); }
+static kiln_status svmreg_prepare(struct kiln_kprep *p) { return model_prepare(p, false, true); }
+
 /* Scores [N, C] = X * W^T + b with C = len(coefficients) / F; with one coefficient row and
  * two class labels the scores become [-s, s] (the reference's binary convention). Labels:
  * argmax when there are several columns; with one column, label 0 (the first class label)
  * when the score reaches the threshold (0 for NONE, else 0.5), else 0 / "". */
 static kiln_status linclass_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, linclass_prepare, linclass_run);
+    const struct model_state *ms = k->state;
     size_t n, f;
     double *d;
     KILN_TRY(read_x(k, NULL, &n, &f, &d));
-    struct linear lm;
-    linear_read(k, &lm);
-    struct labels l;
-    int pt = POST_NONE;
-    KILN_TRY(labels_read(k, "ints", &l));
-    KILN_TRY(post_parse(k, &pt));
+    if (ms->st) return kept_fail(k, ms->st, ms->msg);
+    const struct linear lm = ms->lm;
+    const struct labels l = ms->l;
+    const int pt = ms->pt;
     if (f == 0 || lm.nw == 0 || lm.nw % f)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "%zu coefficients do not split into rows of F = %zu features",
                           lm.nw, f);
@@ -881,14 +1290,15 @@ static kiln_status linclass_run(struct kiln_kctx *k)
 
 static kiln_status linreg_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, linreg_prepare, linreg_run);
+    const struct model_state *ms = k->state;
     size_t n, f;
     double *d;
     KILN_TRY(read_x(k, NULL, &n, &f, &d));
-    struct linear lm;
-    linear_read(k, &lm);
-    int64_t tg = kiln_attr_i(k, "targets", 1);
-    int pt = POST_NONE;
-    KILN_TRY(post_parse(k, &pt));
+    const struct linear lm = ms->lm;
+    int64_t tg = ms->targets;
+    if (ms->st) return kept_fail(k, ms->st, ms->msg);
+    const int pt = ms->pt;
     size_t need;
     if (tg < 1 || !kiln_mul_size((size_t)tg, f, &need) || lm.nw != need)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "%zu coefficients; expected targets (%lld) x F (%zu)", lm.nw,
@@ -906,30 +1316,6 @@ static kiln_status linreg_run(struct kiln_kctx *k)
 }
 
 /* ------------------------------------------------------------------ SVM */
-
-enum { KERN_LINEAR, KERN_POLY, KERN_RBF, KERN_SIGMOID };
-
-struct svm_kernel {
-    int type;
-    double gamma, coef0, degree;
-};
-
-static kiln_status svm_kernel_read(struct kiln_kctx *k, struct svm_kernel *sk)
-{
-    const char *t = kiln_attr_s(k, "kernel_type", "LINEAR");
-    static const char *const names[] = {"LINEAR", "POLY", "RBF", "SIGMOID"};
-    sk->type = -1;
-    for (int i = 0; i < 4; i++)
-        if (strcmp(t, names[i]) == 0) sk->type = i;
-    if (sk->type < 0)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "kernel_type '%s'; expected LINEAR, POLY, RBF or SIGMOID", t);
-    const float *p;
-    size_t np = kiln_attr_floats(k, "kernel_params", &p);
-    sk->gamma = np > 0 ? p[0] : 0.0;
-    sk->coef0 = np > 1 ? p[1] : 0.0;
-    sk->degree = np > 2 ? (double)(int64_t)p[2] : 0.0; /* the degree is an integer */
-    return KILN_OK;
-}
 
 static double svm_kdot(const struct svm_kernel *sk, int type, const double *a, const float *b, size_t f)
 {
@@ -999,20 +1385,20 @@ static void svm_coupling(size_t kc, const double *r, double *q, double *qp, doub
  * columns (LOGISTIC/SOFTMAX/SOFTMAX_ZERO of [-s, s], or [-s, s] for NONE). */
 static kiln_status svmclass_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, svmclass_prepare, svmclass_run);
+    const struct model_state *ms = k->state;
     size_t n, f;
     double *d;
     KILN_TRY(read_x(k, NULL, &n, &f, &d));
-    struct labels l;
-    struct svm_kernel sk;
-    int pt = POST_NONE;
-    KILN_TRY(labels_read(k, "ints", &l));
-    KILN_TRY(svm_kernel_read(k, &sk));
-    KILN_TRY(post_parse(k, &pt));
-    const float *coef, *sv, *rho, *pa, *pb;
-    const int64_t *vpc;
-    size_t ncoef = kiln_attr_floats(k, "coefficients", &coef), nsv = kiln_attr_floats(k, "support_vectors", &sv);
-    size_t nrho = kiln_attr_floats(k, "rho", &rho), na = kiln_attr_floats(k, "prob_a", &pa);
-    size_t nb = kiln_attr_floats(k, "prob_b", &pb), nvpc = kiln_attr_ints(k, "vectors_per_class", &vpc);
+    if (ms->st) return kept_fail(k, ms->st, ms->msg);
+    const struct labels l = ms->l;
+    const struct svm_kernel sk = ms->sk;
+    const int pt = ms->pt;
+    const float *coef = ms->coef, *sv = ms->sv, *rho = ms->rho, *pa = ms->pa, *pb = ms->pb;
+    const int64_t *vpc = ms->vpc;
+    size_t ncoef = ms->ncoef, nsv = ms->nsv;
+    size_t nrho = ms->nrho, na = ms->na;
+    size_t nb = ms->nb, nvpc = ms->nvpc;
     size_t kc = l.n > 1 ? l.n : 1, nvec = 0;
     for (size_t i = 0; i < nvpc; i++) {
         if (vpc[i] < 0 || vpc[i] > (int64_t)KILN_MAX_NUMEL)
@@ -1128,18 +1514,19 @@ static kiln_status svmclass_run(struct kiln_kctx *k)
  * y = rho[0] + x . coefficients. one_class maps y to +1 (y > 0) or -1. Output [N, 1]. */
 static kiln_status svmreg_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, svmreg_prepare, svmreg_run);
+    const struct model_state *ms = k->state;
     size_t n, f;
     double *d;
     KILN_TRY(read_x(k, NULL, &n, &f, &d));
-    struct svm_kernel sk;
-    int pt = POST_NONE;
-    KILN_TRY(svm_kernel_read(k, &sk));
-    KILN_TRY(post_parse(k, &pt));
-    const float *coef, *sv, *rho;
-    size_t ncoef = kiln_attr_floats(k, "coefficients", &coef), nsv = kiln_attr_floats(k, "support_vectors", &sv);
-    size_t nrho = kiln_attr_floats(k, "rho", &rho), need;
-    int64_t ns = kiln_attr_i(k, "n_supports", 0);
-    bool one_class = kiln_attr_i(k, "one_class", 0) != 0;
+    if (ms->st) return kept_fail(k, ms->st, ms->msg);
+    const struct svm_kernel sk = ms->sk;
+    const int pt = ms->pt;
+    const float *coef = ms->coef, *sv = ms->sv, *rho = ms->rho;
+    size_t ncoef = ms->ncoef, nsv = ms->nsv;
+    size_t nrho = ms->nrho, need;
+    int64_t ns = ms->n_supports;
+    bool one_class = ms->one_class;
     if (ns < 0 || ns > (int64_t)KILN_MAX_NUMEL)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "n_supports = %lld is invalid", (long long)ns);
     if (nrho < 1) return kiln_kfail(k, KILN_E_INVALID_MODEL, "rho is empty; expected at least 1 value");
@@ -1170,11 +1557,13 @@ static kiln_status svmreg_run(struct kiln_kctx *k)
 enum { TM_LEQ, TM_LT, TM_GTE, TM_GT, TM_EQ, TM_NEQ, TM_MEMBER, TM_LEAF, TM_ALWAYS };
 enum { AGG_AVERAGE, AGG_SUM, AGG_MIN, AGG_MAX };
 
-/* A compiled node. Interior: compare x[feature] with split (or the member set
- * members[off..off+len)), go to nodes[t] or nodes[f]. TM_ALWAYS (both branches the same)
- * goes to t without reading x. Leaf: votes[off..off+len). */
+/* A compiled node. Interior: compare x[feature] with the threshold (split for double X,
+ * split32, the threshold rounded to float, for other X: onnxruntime compares in the input's
+ * type) or the member set members[off..off+len) (members32 likewise), go to nodes[t] or
+ * nodes[f]. TM_ALWAYS (both branches the same) goes to t without reading x. Leaf:
+ * votes[off..off+len). */
 struct tnode {
-    double split;
+    double split, split32;
     size_t feature, t, f, off, len;
     uint8_t mode, nan_true;
 };
@@ -1184,32 +1573,39 @@ struct tvote {
     double w;
 };
 
+/* A compiled ensemble, built once in prepare. */
 struct forest {
     struct tnode *nodes;
     size_t n_nodes;
     size_t *roots;
     size_t n_roots;
-    double *members;
+    double *members, *members32;
     struct tvote *votes;
     size_t n_targets;
+    bool reads;            /* some interior node reads a feature */
+    size_t max_feature;    /* the largest feature one reads */
+    kiln_status cycle_st;  /* the node graph has a cycle: run reports cycle_msg */
+    const char *cycle_msg;
 };
 
-/* Rounds a threshold to the precision the input is compared in. */
-static double thr_round(double v, bool f32) { return f32 ? (double)(float)v : v; }
+/* A threshold rounded to float precision. */
+static double thr_f32(double v) { return (double)(float)v; }
 
-/* Checks what the builders cannot: every interior node's feature is below F, and the node
- * graph has no cycle (Kahn's algorithm over all nodes), so evaluation always ends at a leaf. */
-static kiln_status forest_check(struct kiln_kctx *k, const struct forest *fo, size_t nfeat)
+/* What the builders cannot check, done once: the largest feature an interior node reads
+ * (checked against X's F by forest_features at run), and that the node graph has no cycle
+ * (Kahn's algorithm over all nodes), so evaluation always ends at a leaf; a cycle is kept
+ * for run to report after the features, as the check did before. */
+static kiln_status forest_finish(struct pmem *m, struct forest *fo)
 {
     size_t n = fo->n_nodes, *indeg, *stack, top = 0, seen = 0;
     for (size_t i = 0; i < n; i++) {
         const struct tnode *nd = &fo->nodes[i];
-        if (nd->mode != TM_LEAF && nd->mode != TM_ALWAYS && nd->feature >= nfeat)
-            return kiln_kfail(k, KILN_E_INVALID_ARG, "tree node %zu reads feature %zu; X has %zu features", i,
-                              nd->feature, nfeat);
+        if (nd->mode == TM_LEAF || nd->mode == TM_ALWAYS) continue;
+        if (!fo->reads || nd->feature > fo->max_feature) fo->max_feature = nd->feature;
+        fo->reads = true;
     }
-    KILN_TRY(scratch_array(k, n, sizeof *indeg, (void **)&indeg));
-    KILN_TRY(scratch_array(k, n, sizeof *stack, (void **)&stack));
+    KILN_TRY(pm_array(m, n, sizeof *indeg, false, (void **)&indeg));
+    KILN_TRY(pm_array(m, n, sizeof *stack, false, (void **)&stack));
     for (size_t i = 0; i < n; i++)
         if (fo->nodes[i].mode != TM_LEAF) indeg[fo->nodes[i].t]++, indeg[fo->nodes[i].f]++;
     for (size_t i = 0; i < n; i++)
@@ -1221,20 +1617,39 @@ static kiln_status forest_check(struct kiln_kctx *k, const struct forest *fo, si
         if (--indeg[nd->t] == 0) stack[top++] = nd->t;
         if (--indeg[nd->f] == 0) stack[top++] = nd->f;
     }
-    if (seen != n)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "the tree nodes form a cycle (%zu of %zu nodes are on or after "
-                          "one)", n - seen, n);
+    if (seen == n) return KILN_OK;
+    struct capture c;
+    capture_begin(m->p, &c);
+    kiln_status st = kiln_kfail(&m->p->kc, KILN_E_INVALID_MODEL, "the tree nodes form a cycle (%zu of %zu "
+                                "nodes are on or after one)", n - seen, n);
+    return capture_end(m->p, &c, st, &fo->cycle_st, &fo->cycle_msg);
+}
+
+/* Run's part of the forest check: every interior node's feature is below F; then the cycle
+ * prepare found, if any. */
+static kiln_status forest_check(struct kiln_kctx *k, const struct forest *fo, size_t nfeat)
+{
+    if (fo->reads && fo->max_feature >= nfeat)
+        for (size_t i = 0; i < fo->n_nodes; i++) {
+            const struct tnode *nd = &fo->nodes[i];
+            if (nd->mode != TM_LEAF && nd->mode != TM_ALWAYS && nd->feature >= nfeat)
+                return kiln_kfail(k, KILN_E_INVALID_ARG, "tree node %zu reads feature %zu; X has %zu features", i,
+                                  nd->feature, nfeat);
+        }
+    if (fo->cycle_st) return kept_fail(k, fo->cycle_st, fo->cycle_msg);
     return KILN_OK;
 }
 
-/* The leaf row x reaches from node `root`. forest_check must have passed. */
-static const struct tnode *forest_leaf(const struct forest *fo, size_t root, const double *x)
+/* The leaf row x reaches from node `root`, comparing with the float-rounded thresholds when
+ * f32. forest_check must have passed. */
+static const struct tnode *forest_leaf(const struct forest *fo, size_t root, const double *x, bool f32)
 {
+    const double *members = f32 ? fo->members32 : fo->members;
     const struct tnode *nd = &fo->nodes[root];
     while (nd->mode != TM_LEAF) {
         bool go = true;
         if (nd->mode != TM_ALWAYS) {
-            double v = x[nd->feature], s = nd->split;
+            double v = x[nd->feature], s = f32 ? nd->split32 : nd->split;
             if (isnan(v) && nd->nan_true) go = true;
             else
                 switch (nd->mode) {
@@ -1246,7 +1661,7 @@ static const struct tnode *forest_leaf(const struct forest *fo, size_t root, con
                 case TM_NEQ: go = v != s; break;
                 default: /* TM_MEMBER */
                     go = false;
-                    for (size_t j = 0; j < nd->len && !go; j++) go = v == fo->members[nd->off + j];
+                    for (size_t j = 0; j < nd->len && !go; j++) go = v == members[nd->off + j];
                     break;
                 }
         }
@@ -1258,12 +1673,13 @@ static const struct tnode *forest_leaf(const struct forest *fo, size_t root, con
 /* Aggregates the votes of every tree for row x into acc[0..n_targets) (has[] marks targets
  * that got a vote; both are reset here). AVERAGE divides by the number of trees; MIN/MAX
  * leave unvoted targets at 0. */
-static void forest_row(const struct forest *fo, const double *x, int agg, double *acc, unsigned char *has)
+static void forest_row(const struct forest *fo, const double *x, bool f32, int agg, double *acc,
+                       unsigned char *has)
 {
     memset(acc, 0, fo->n_targets * sizeof *acc);
     memset(has, 0, fo->n_targets);
     for (size_t r = 0; r < fo->n_roots; r++) {
-        const struct tnode *lf = forest_leaf(fo, fo->roots[r], x);
+        const struct tnode *lf = forest_leaf(fo, fo->roots[r], x, f32);
         for (size_t j = 0; j < lf->len; j++) {
             const struct tvote *v = &fo->votes[lf->off + j];
             double *a = &acc[v->target];
@@ -1276,6 +1692,24 @@ static void forest_row(const struct forest *fo, const double *x, int agg, double
     if (agg == AGG_AVERAGE && fo->n_roots)
         for (size_t t = 0; t < fo->n_targets; t++) acc[t] /= (double)fo->n_roots;
 }
+
+/* The state of the three tree ensemble ops. st/msg: what is wrong with the attributes, found
+ * while building the forest (run reports it right after reading X); bv_st/bv_msg: a
+ * base_values problem (reported after the forest check). */
+struct te_state {
+    kiln_status st;
+    const char *msg;
+    struct forest fo;
+    int agg, pt;
+    struct labels l;      /* TreeEnsembleClassifier */
+    const int64_t *cids;  /* TreeEnsembleClassifier: class_ids */
+    bool binary;
+    size_t cols;
+    kiln_status bv_st;
+    const char *bv_msg;
+    double *bv;           /* base_values (TreeEnsembleClassifier/Regressor) */
+    size_t nb;
+};
 
 /* ---- TreeEnsemble (5) */
 
@@ -1309,8 +1743,9 @@ static kiln_status te5_child(struct kiln_kctx *k, size_t i, const char *side, in
     return KILN_OK;
 }
 
-static kiln_status te5_build(struct kiln_kctx *k, bool f32, struct forest *fo, int *agg, int *pt)
+static kiln_status te5_build(struct pmem *m, struct forest *fo, int *agg, int *pt)
 {
+    struct kiln_kctx *k = &m->p->kc;
     const int64_t *feat, *tid, *tleaf, *fid, *fleaf, *mvt, *ltgt, *roots;
     size_t nn = kiln_attr_ints(k, "nodes_featureids", &feat);
     KILN_TRY(int_list(k, "nodes_truenodeids", nn, &tid));
@@ -1354,24 +1789,29 @@ static kiln_status te5_build(struct kiln_kctx *k, bool f32, struct forest *fo, i
 
     fo->n_nodes = nn + nl;
     size_t nmem = mem ? kiln_tensor_numel(mem) : 0, mcur = 0;
-    KILN_TRY(scratch_array(k, fo->n_nodes, sizeof *fo->nodes, (void **)&fo->nodes));
-    KILN_TRY(scratch_array(k, nl, sizeof *fo->votes, (void **)&fo->votes));
-    KILN_TRY(scratch_array(k, nmem, sizeof *fo->members, (void **)&fo->members));
-    KILN_TRY(scratch_array(k, fo->n_roots, sizeof *fo->roots, (void **)&fo->roots));
-    for (size_t j = 0; j < nmem; j++) fo->members[j] = thr_round(kiln_tensor_get_f64(mem, j), f32);
+    KILN_TRY(pm_array(m, fo->n_nodes, sizeof *fo->nodes, true, (void **)&fo->nodes));
+    KILN_TRY(pm_array(m, nl, sizeof *fo->votes, true, (void **)&fo->votes));
+    KILN_TRY(pm_array(m, nmem, sizeof *fo->members, true, (void **)&fo->members));
+    KILN_TRY(pm_array(m, nmem, sizeof *fo->members32, true, (void **)&fo->members32));
+    KILN_TRY(pm_array(m, fo->n_roots, sizeof *fo->roots, true, (void **)&fo->roots));
+    for (size_t j = 0; j < nmem; j++) {
+        fo->members[j] = kiln_tensor_get_f64(mem, j);
+        fo->members32[j] = thr_f32(fo->members[j]);
+    }
     for (size_t i = 0; i < nn; i++) {
         struct tnode *nd = &fo->nodes[i];
-        int64_t m = kiln_tensor_get_i64(modes, i);
-        if (m < TM_LEQ || m > TM_MEMBER)
-            return kiln_kfail(k, KILN_E_INVALID_MODEL, "node %zu: mode %lld; expected 0..6", i, (long long)m);
+        int64_t md = kiln_tensor_get_i64(modes, i);
+        if (md < TM_LEQ || md > TM_MEMBER)
+            return kiln_kfail(k, KILN_E_INVALID_MODEL, "node %zu: mode %lld; expected 0..6", i, (long long)md);
         if (feat[i] < 0) return kiln_kfail(k, KILN_E_INVALID_MODEL, "node %zu: negative feature id", i);
-        nd->mode = (uint8_t)m;
+        nd->mode = (uint8_t)md;
         nd->feature = (size_t)feat[i];
-        nd->split = thr_round(kiln_tensor_get_f64(splits, i), f32);
+        nd->split = kiln_tensor_get_f64(splits, i);
+        nd->split32 = thr_f32(nd->split);
         nd->nan_true = mvt && mvt[i] != 0;
         KILN_TRY(te5_child(k, i, "true", tleaf[i], tid[i], nn, nl, &nd->t));
         KILN_TRY(te5_child(k, i, "false", fleaf[i], fid[i], nn, nl, &nd->f));
-        if (m == TM_MEMBER) { /* the next NaN-terminated run of membership_values */
+        if (md == TM_MEMBER) { /* the next NaN-terminated run of membership_values */
             nd->off = mcur;
             while (mcur < nmem && !isnan(fo->members[mcur])) mcur++;
             if (mcur == nmem)
@@ -1397,8 +1837,27 @@ static kiln_status te5_build(struct kiln_kctx *k, bool f32, struct forest *fo, i
     return KILN_OK;
 }
 
+static kiln_status te5_prepare(struct kiln_kprep *p)
+{
+    struct te_state *s;
+    struct pmem m = {.p = p};
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    p->state = s;
+    s->agg = AGG_SUM;
+    s->pt = POST_NONE;
+    struct capture c;
+    capture_begin(p, &c);
+    kiln_status st = te5_build(&m, &s->fo, &s->agg, &s->pt);
+    st = capture_end(p, &c, st, &s->st, &s->msg);
+    if (!st && !s->st) st = forest_finish(&m, &s->fo);
+    pm_free(&m);
+    return st;
+}
+
 static kiln_status tree_ensemble_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, te5_prepare, tree_ensemble_run);
+    const struct te_state *ts = k->state;
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (x->dtype != KILN_DTYPE_F32 && x->dtype != KILN_DTYPE_F64 && x->dtype != KILN_DTYPE_F16)
@@ -1407,21 +1866,21 @@ static kiln_status tree_ensemble_run(struct kiln_kctx *k)
     size_t n, f;
     double *d;
     KILN_TRY(read_matrix(k, x, true, &n, &f, &d));
-    struct forest fo = {0};
-    int agg = AGG_SUM, pt = POST_NONE;
-    KILN_TRY(te5_build(k, x->dtype != KILN_DTYPE_F64, &fo, &agg, &pt));
-    KILN_TRY(forest_check(k, &fo, f));
+    if (ts->st) return kept_fail(k, ts->st, ts->msg);
+    const struct forest *fo = &ts->fo;
+    KILN_TRY(forest_check(k, fo, f));
+    const bool f32 = x->dtype != KILN_DTYPE_F64;
     double *acc;
     unsigned char *has;
-    KILN_TRY(scratch_array(k, fo.n_targets, sizeof *acc, (void **)&acc));
-    KILN_TRY(scratch_array(k, fo.n_targets, 1, (void **)&has));
-    int64_t od[2] = {(int64_t)n, (int64_t)fo.n_targets};
+    KILN_TRY(scratch_array(k, fo->n_targets, sizeof *acc, (void **)&acc));
+    KILN_TRY(scratch_array(k, fo->n_targets, 1, (void **)&has));
+    int64_t od[2] = {(int64_t)n, (int64_t)fo->n_targets};
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, x->dtype, 2, od, &y));
     for (size_t r = 0; r < n; r++) {
-        forest_row(&fo, d + r * f, agg, acc, has);
-        post_apply(pt, acc, fo.n_targets);
-        for (size_t t = 0; t < fo.n_targets; t++) kiln_tensor_set_f64(y, r * fo.n_targets + t, acc[t]);
+        forest_row(fo, d + r * f, f32, ts->agg, acc, has);
+        post_apply(ts->pt, acc, fo->n_targets);
+        for (size_t t = 0; t < fo->n_targets; t++) kiln_tensor_set_f64(y, r * fo->n_targets + t, acc[t]);
     }
     return KILN_OK;
 }
@@ -1455,10 +1914,11 @@ static size_t key3_find(const struct key3 *keys, size_t n, int64_t tree, int64_t
 
 /* Builds the forest of a v1/v3 tree ensemble: nodes named by (treeid, nodeid), votes from the
  * `prefix`_treeids/_nodeids/_ids/_weights attributes (prefix "class" or "target"), targets
- * below n_targets. Each tree's root is its first node in attribute order. */
-static kiln_status te1_build(struct kiln_kctx *k, bool f32, const char *prefix, size_t n_targets,
-                             struct forest *fo)
+ * below n_targets. Each tree's root is its first node in attribute order. The key tables are
+ * temporary; the forest is kept. */
+static kiln_status te1_build(struct pmem *m, const char *prefix, size_t n_targets, struct forest *fo)
 {
+    struct kiln_kctx *k = &m->p->kc;
     const int64_t *tree, *node, *feat, *tid, *fid, *mvt;
     const char *const *modes;
     size_t n = kiln_attr_ints(k, "nodes_treeids", &tree), nv;
@@ -1471,11 +1931,11 @@ static kiln_status te1_build(struct kiln_kctx *k, bool f32, const char *prefix, 
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "nodes_modes has %zu entries; expected %zu",
                           kiln_attr_strings(k, "nodes_modes", &modes), n);
     double *vals;
-    KILN_TRY(attr_doubles(k, "nodes_values", &vals, &nv));
+    KILN_TRY(attr_doubles(m, "nodes_values", false, &vals, &nv));
     if (nv != n) return kiln_kfail(k, KILN_E_INVALID_MODEL, "nodes_values has %zu entries; expected %zu", nv, n);
 
     struct key3 *keys;
-    KILN_TRY(scratch_array(k, n, sizeof *keys, (void **)&keys));
+    KILN_TRY(pm_array(m, n, sizeof *keys, false, (void **)&keys));
     for (size_t i = 0; i < n; i++) keys[i] = (struct key3){tree[i], node[i], i};
     qsort(keys, n, sizeof *keys, key3_cmp);
     size_t ntrees = 0;
@@ -1488,8 +1948,8 @@ static kiln_status te1_build(struct kiln_kctx *k, bool f32, const char *prefix, 
     fo->n_nodes = n;
     fo->n_roots = ntrees;
     fo->n_targets = n_targets;
-    KILN_TRY(scratch_array(k, n, sizeof *fo->nodes, (void **)&fo->nodes));
-    KILN_TRY(scratch_array(k, ntrees, sizeof *fo->roots, (void **)&fo->roots));
+    KILN_TRY(pm_array(m, n, sizeof *fo->nodes, true, (void **)&fo->nodes));
+    KILN_TRY(pm_array(m, ntrees, sizeof *fo->roots, true, (void **)&fo->roots));
     for (size_t i = 0, r = 0; i < n; i++) {
         if (i && keys[i].a == keys[i - 1].a) {
             if (keys[i].i < fo->roots[r - 1]) fo->roots[r - 1] = keys[i].i;
@@ -1501,17 +1961,18 @@ static kiln_status te1_build(struct kiln_kctx *k, bool f32, const char *prefix, 
                                           "BRANCH_EQ",  "BRANCH_NEQ", "BRANCH_MEMBER", "LEAF"};
     for (size_t i = 0; i < n; i++) {
         struct tnode *nd = &fo->nodes[i];
-        int m = -1;
+        int md = -1;
         for (int j = 0; j < 8; j++)
-            if (j != TM_MEMBER && strcmp(modes[i], mnames[j]) == 0) m = j;
-        if (m < 0)
+            if (j != TM_MEMBER && strcmp(modes[i], mnames[j]) == 0) md = j;
+        if (md < 0)
             return kiln_kfail(k, KILN_E_INVALID_MODEL, "node %zu: mode '%s'; expected BRANCH_LEQ, BRANCH_LT, "
                               "BRANCH_GTE, BRANCH_GT, BRANCH_EQ, BRANCH_NEQ or LEAF", i, modes[i]);
-        nd->mode = (uint8_t)m;
-        if (m == TM_LEAF) continue;
+        nd->mode = (uint8_t)md;
+        if (md == TM_LEAF) continue;
         if (feat[i] < 0) return kiln_kfail(k, KILN_E_INVALID_MODEL, "node %zu: negative feature id", i);
         nd->feature = (size_t)feat[i];
-        nd->split = thr_round(vals[i], f32);
+        nd->split = vals[i];
+        nd->split32 = thr_f32(vals[i]);
         nd->nan_true = mvt && mvt[i] != 0;
         nd->t = key3_find(keys, n, tree[i], tid[i]);
         nd->f = key3_find(keys, n, tree[i], fid[i]);
@@ -1534,11 +1995,11 @@ static kiln_status te1_build(struct kiln_kctx *k, bool f32, const char *prefix, 
     double *vw;
     size_t nw;
     snprintf(name, sizeof name, "%s_weights", prefix);
-    KILN_TRY(attr_doubles(k, name, &vw, &nw));
+    KILN_TRY(attr_doubles(m, name, false, &vw, &nw));
     if (nw != nv) return kiln_kfail(k, KILN_E_INVALID_MODEL, "%s has %zu entries; expected %zu", name, nw, nv);
     struct key3 *vk;
-    KILN_TRY(scratch_array(k, nv, sizeof *vk, (void **)&vk));
-    KILN_TRY(scratch_array(k, nv, sizeof *fo->votes, (void **)&fo->votes));
+    KILN_TRY(pm_array(m, nv, sizeof *vk, false, (void **)&vk));
+    KILN_TRY(pm_array(m, nv, sizeof *fo->votes, true, (void **)&fo->votes));
     for (size_t j = 0; j < nv; j++) {
         size_t at = key3_find(keys, n, vt[j], vn[j]);
         if (at == SIZE_MAX)
@@ -1561,28 +2022,29 @@ static kiln_status te1_build(struct kiln_kctx *k, bool f32, const char *prefix, 
     return KILN_OK;
 }
 
-/* base_values: none, one (for every column) or one per column. */
-static kiln_status base_values(struct kiln_kctx *k, size_t cols, double **bv, size_t *nb)
+/* base_values: none, one (for every column) or one per column; kept in the state, a wrong
+ * count kept for run to report. */
+static kiln_status base_values(struct pmem *m, size_t cols, struct te_state *s)
 {
-    KILN_TRY(attr_doubles(k, "base_values", bv, nb));
-    if (*nb > 1 && *nb != cols)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "base_values has %zu entries; expected 1 or %zu", *nb, cols);
-    return KILN_OK;
+    struct capture c;
+    capture_begin(m->p, &c);
+    kiln_status st = attr_doubles(m, "base_values", true, &s->bv, &s->nb);
+    if (!st && s->nb > 1 && s->nb != cols)
+        st = kiln_kfail(&m->p->kc, KILN_E_INVALID_MODEL, "base_values has %zu entries; expected 1 or %zu",
+                        s->nb, cols);
+    return capture_end(m->p, &c, st, &s->bv_st, &s->bv_msg);
 }
 
-static kiln_status te_regressor_run(struct kiln_kctx *k)
+static kiln_status te_regressor_build(struct pmem *m, struct te_state *s)
 {
-    const struct kiln_tensor *x;
-    size_t n, f;
-    double *d;
-    KILN_TRY(read_x(k, &x, &n, &f, &d));
-    int pt = POST_NONE, agg = -1;
-    KILN_TRY(post_parse(k, &pt));
+    struct kiln_kctx *k = &m->p->kc;
+    KILN_TRY(post_parse(k, &s->pt));
     const char *aggs = kiln_attr_s(k, "aggregate_function", "SUM");
     static const char *const anames[] = {"AVERAGE", "SUM", "MIN", "MAX"};
+    s->agg = -1;
     for (int i = 0; i < 4; i++)
-        if (strcmp(aggs, anames[i]) == 0) agg = i;
-    if (agg < 0)
+        if (strcmp(aggs, anames[i]) == 0) s->agg = i;
+    if (s->agg < 0)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "aggregate_function '%s'; expected AVERAGE, SUM, MIN or MAX", aggs);
     int64_t nt = kiln_attr_i(k, "n_targets", -1);
     if (nt < 0) { /* absent: enough targets for every vote */
@@ -1594,22 +2056,71 @@ static kiln_status te_regressor_run(struct kiln_kctx *k)
     }
     if (nt < 1 || nt > (int64_t)KILN_MAX_NUMEL)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "n_targets = %lld; expected >= 1", (long long)nt);
-    struct forest fo = {0};
-    KILN_TRY(te1_build(k, x->dtype != KILN_DTYPE_F64, "target", (size_t)nt, &fo));
-    KILN_TRY(forest_check(k, &fo, f));
-    double *bv, *acc;
-    size_t nb;
-    unsigned char *has;
-    KILN_TRY(base_values(k, fo.n_targets, &bv, &nb));
-    KILN_TRY(scratch_array(k, n, fo.n_targets * sizeof *acc, (void **)&acc));
-    KILN_TRY(scratch_array(k, fo.n_targets, 1, (void **)&has));
-    for (size_t r = 0; r < n; r++) {
-        double *row = acc + r * fo.n_targets;
-        forest_row(&fo, d + r * f, agg, row, has);
-        for (size_t t = 0; t < fo.n_targets && nb; t++) row[t] += bv[nb == 1 ? 0 : t];
-        post_apply(pt, row, fo.n_targets);
+    return te1_build(m, "target", (size_t)nt, &s->fo);
+}
+
+static kiln_status te_classifier_build(struct pmem *m, struct te_state *s)
+{
+    struct kiln_kctx *k = &m->p->kc;
+    KILN_TRY(labels_read(k, "int64s", &s->l));
+    KILN_TRY(post_parse(k, &s->pt));
+    if (!s->l.n) return kiln_kfail(k, KILN_E_INVALID_MODEL, "classlabels_int64s or classlabels_strings must be set");
+    return te1_build(m, "class", s->l.n, &s->fo);
+}
+
+/* Prepare of TreeEnsembleClassifier (classifier) and TreeEnsembleRegressor. */
+static kiln_status te1_prepare(struct kiln_kprep *p, bool classifier)
+{
+    struct te_state *s;
+    struct pmem m = {.p = p};
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    p->state = s;
+    s->pt = POST_NONE;
+    struct capture c;
+    capture_begin(p, &c);
+    kiln_status st = classifier ? te_classifier_build(&m, s) : te_regressor_build(&m, s);
+    st = capture_end(p, &c, st, &s->st, &s->msg);
+    if (!st && !s->st) st = forest_finish(&m, &s->fo);
+    if (!st && !s->st && classifier) {
+        size_t ncid = kiln_attr_ints(&p->kc, "class_ids", &s->cids);
+        s->binary = ncid > 0 && s->l.n <= 2;
+        for (size_t j = 1; j < ncid && s->binary; j++) s->binary = s->cids[j] == s->cids[0];
+        s->cols = s->binary ? 2 : s->l.n;
     }
-    return out_scores(k, 0, acc, n, fo.n_targets);
+    if (!st && !s->st) st = base_values(&m, classifier ? s->l.n : s->fo.n_targets, s);
+    pm_free(&m);
+    return st;
+}
+
+static kiln_status te_regressor_prepare(struct kiln_kprep *p) { return te1_prepare(p, false); }
+static kiln_status te_classifier_prepare(struct kiln_kprep *p) { return te1_prepare(p, true); }
+
+static kiln_status te_regressor_run(struct kiln_kctx *k)
+{
+    if (!k->state) return kiln_cpu_run_unprepared(k, te_regressor_prepare, te_regressor_run);
+    const struct te_state *ts = k->state;
+    const struct kiln_tensor *x;
+    size_t n, f;
+    double *d;
+    KILN_TRY(read_x(k, &x, &n, &f, &d));
+    if (ts->st) return kept_fail(k, ts->st, ts->msg);
+    const struct forest *fo = &ts->fo;
+    KILN_TRY(forest_check(k, fo, f));
+    if (ts->bv_st) return kept_fail(k, ts->bv_st, ts->bv_msg);
+    const bool f32 = x->dtype != KILN_DTYPE_F64;
+    const double *bv = ts->bv;
+    size_t nb = ts->nb;
+    double *acc;
+    unsigned char *has;
+    KILN_TRY(scratch_array(k, n, fo->n_targets * sizeof *acc, (void **)&acc));
+    KILN_TRY(scratch_array(k, fo->n_targets, 1, (void **)&has));
+    for (size_t r = 0; r < n; r++) {
+        double *row = acc + r * fo->n_targets;
+        forest_row(fo, d + r * f, f32, ts->agg, row, has);
+        for (size_t t = 0; t < fo->n_targets && nb; t++) row[t] += bv[nb == 1 ? 0 : t];
+        post_apply(ts->pt, row, fo->n_targets);
+    }
+    return out_scores(k, 0, acc, n, fo->n_targets);
 }
 
 /* Classifier: scores start at base_values and sum the class votes. When every vote names
@@ -1618,49 +2129,46 @@ static kiln_status te_regressor_run(struct kiln_kctx *k)
  * reference; with a single int label L the labels are L (column 1 wins) or 0. */
 static kiln_status te_classifier_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, te_classifier_prepare, te_classifier_run);
+    const struct te_state *ts = k->state;
     const struct kiln_tensor *x;
     size_t n, f;
     double *d;
     KILN_TRY(read_x(k, &x, &n, &f, &d));
-    struct labels l;
-    int pt = POST_NONE;
-    KILN_TRY(labels_read(k, "int64s", &l));
-    KILN_TRY(post_parse(k, &pt));
-    if (!l.n) return kiln_kfail(k, KILN_E_INVALID_MODEL, "classlabels_int64s or classlabels_strings must be set");
-    struct forest fo = {0};
-    KILN_TRY(te1_build(k, x->dtype != KILN_DTYPE_F64, "class", l.n, &fo));
-    KILN_TRY(forest_check(k, &fo, f));
-    const int64_t *cids;
-    size_t ncid = kiln_attr_ints(k, "class_ids", &cids);
-    bool binary = ncid > 0 && l.n <= 2;
-    for (size_t j = 1; j < ncid && binary; j++) binary = cids[j] == cids[0];
-    size_t cols = binary ? 2 : l.n;
-    double *bv, *acc, *out;
-    size_t nb;
+    if (ts->st) return kept_fail(k, ts->st, ts->msg);
+    const struct labels *l = &ts->l;
+    const int pt = ts->pt;
+    const struct forest *fo = &ts->fo;
+    KILN_TRY(forest_check(k, fo, f));
+    if (ts->bv_st) return kept_fail(k, ts->bv_st, ts->bv_msg);
+    const bool f32 = x->dtype != KILN_DTYPE_F64, binary = ts->binary;
+    const int64_t *cids = ts->cids;
+    size_t cols = ts->cols, nb = ts->nb;
+    const double *bv = ts->bv;
+    double *acc, *out;
     unsigned char *has;
-    KILN_TRY(base_values(k, l.n, &bv, &nb));
-    KILN_TRY(scratch_array(k, l.n, sizeof *acc, (void **)&acc));
-    KILN_TRY(scratch_array(k, l.n, 1, (void **)&has));
+    KILN_TRY(scratch_array(k, l->n, sizeof *acc, (void **)&acc));
+    KILN_TRY(scratch_array(k, l->n, 1, (void **)&has));
     KILN_TRY(scratch_array(k, n, cols * sizeof *out, (void **)&out));
     struct kiln_tensor *y;
-    KILN_TRY(labels_out(k, &l, n, &y));
+    KILN_TRY(labels_out(k, l, n, &y));
     for (size_t r = 0; r < n; r++) {
         double *row = out + r * cols;
-        forest_row(&fo, d + r * f, AGG_SUM, acc, has);
-        for (size_t c = 0; c < l.n; c++) acc[c] += nb ? bv[nb == 1 ? 0 : c] : 0.0;
+        forest_row(fo, d + r * f, f32, AGG_SUM, acc, has);
+        for (size_t c = 0; c < l->n; c++) acc[c] += nb ? bv[nb == 1 ? 0 : c] : 0.0;
         if (binary) {
             double s = acc[cids[0]];
             row[1] = s;
             row[0] = pt == POST_NONE || pt == POST_PROBIT ? 1 - s : -s;
         } else {
-            memcpy(row, acc, l.n * sizeof *row);
+            memcpy(row, acc, l->n * sizeof *row);
         }
         post_apply(pt, row, cols);
         size_t best = argmax(row, cols);
-        if (l.n == 1) /* binary with one label: column 1 is that label, column 0 "none" */
-            KILN_TRY(labels_set_pos(k, &l, y, r, best != 0));
+        if (l->n == 1) /* binary with one label: column 1 is that label, column 0 "none" */
+            KILN_TRY(labels_set_pos(k, l, y, r, best != 0));
         else
-            KILN_TRY(labels_set(k, &l, y, r, best));
+            KILN_TRY(labels_set(k, l, y, r, best));
     }
     return out_scores(k, 1, out, n, cols);
 }
@@ -1669,20 +2177,20 @@ static kiln_status te_classifier_run(struct kiln_kctx *k)
 
 const struct kiln_cpu_op kiln_cpu_ops_ml[] = {
     {"ArrayFeatureExtractor", ML_DOMAIN, 1, 0, afe_run, NULL, 0},
-    {"Binarizer", ML_DOMAIN, 1, 0, binarizer_run, NULL, 0},
-    {"CategoryMapper", ML_DOMAIN, 1, 0, catmap_run, NULL, 0},
-    {"FeatureVectorizer", ML_DOMAIN, 1, 0, featvec_run, NULL, 0},
-    {"Imputer", ML_DOMAIN, 1, 0, imputer_run, NULL, 0},
-    {"LabelEncoder", ML_DOMAIN, 1, 0, label_encoder_run, NULL, 0},
-    {"LinearClassifier", ML_DOMAIN, 1, 0, linclass_run, NULL, 0},
-    {"LinearRegressor", ML_DOMAIN, 1, 0, linreg_run, NULL, 0},
-    {"Normalizer", ML_DOMAIN, 1, 0, normalizer_run, NULL, 0},
-    {"OneHotEncoder", ML_DOMAIN, 1, 0, onehot_run, NULL, 0},
-    {"Scaler", ML_DOMAIN, 1, 0, scaler_run, NULL, 0},
-    {"SVMClassifier", ML_DOMAIN, 1, 0, svmclass_run, NULL, 0},
-    {"SVMRegressor", ML_DOMAIN, 1, 0, svmreg_run, NULL, 0},
-    {"TreeEnsemble", ML_DOMAIN, 5, 0, tree_ensemble_run, NULL, 0},
-    {"TreeEnsembleClassifier", ML_DOMAIN, 1, 4, te_classifier_run, NULL, 0},
-    {"TreeEnsembleRegressor", ML_DOMAIN, 1, 4, te_regressor_run, NULL, 0},
+    {"Binarizer", ML_DOMAIN, 1, 0, binarizer_run, binarizer_prepare, 0},
+    {"CategoryMapper", ML_DOMAIN, 1, 0, catmap_run, catmap_prepare, 0},
+    {"FeatureVectorizer", ML_DOMAIN, 1, 0, featvec_run, featvec_prepare, 0},
+    {"Imputer", ML_DOMAIN, 1, 0, imputer_run, imputer_prepare, 0},
+    {"LabelEncoder", ML_DOMAIN, 1, 0, label_encoder_run, lenc_prepare, 0},
+    {"LinearClassifier", ML_DOMAIN, 1, 0, linclass_run, linclass_prepare, 0},
+    {"LinearRegressor", ML_DOMAIN, 1, 0, linreg_run, linreg_prepare, 0},
+    {"Normalizer", ML_DOMAIN, 1, 0, normalizer_run, normalizer_prepare, 0},
+    {"OneHotEncoder", ML_DOMAIN, 1, 0, onehot_run, onehot_prepare, 0},
+    {"Scaler", ML_DOMAIN, 1, 0, scaler_run, scaler_prepare, 0},
+    {"SVMClassifier", ML_DOMAIN, 1, 0, svmclass_run, svmclass_prepare, 0},
+    {"SVMRegressor", ML_DOMAIN, 1, 0, svmreg_run, svmreg_prepare, 0},
+    {"TreeEnsemble", ML_DOMAIN, 5, 0, tree_ensemble_run, te5_prepare, 0},
+    {"TreeEnsembleClassifier", ML_DOMAIN, 1, 4, te_classifier_run, te_classifier_prepare, 0},
+    {"TreeEnsembleRegressor", ML_DOMAIN, 1, 4, te_regressor_run, te_regressor_prepare, 0},
     {0},
 };

@@ -16,6 +16,11 @@
  * saturate=0, as the spec's table says); float4e2m1 adds the zero point and saturates.
  * DequantizeLinear computes (float(x) - float(zero_point)) * scale in float32 and rounds to
  * the output type (scale's type, or `output_dtype`).
+ *
+ * Prepare decodes the attributes once (QuantizeLinear/DequantizeLinear: block_size, axis,
+ * output_dtype, saturate, precision, each read only from the opset that has it;
+ * ConvInteger/QLinearConv: group, strides, dilations, pads, kernel_shape and auto_pad);
+ * they are checked against the inputs at run time.
  */
 #include <math.h>
 #include <string.h>
@@ -23,6 +28,10 @@
 #include "cpu/broadcast.h"
 #include "cpu/float8.h"
 #include "cpu/tensor_util.h"
+
+/* Defined in misc.c: prepares on the spot when run is called without prepare. */
+kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
+                                    kiln_status (*run)(struct kiln_kctx *));
 
 /* ------------------------------------------------------------------ small floats */
 
@@ -75,15 +84,45 @@ static void qmem_free(struct qmem *m)
     m->n = 0;
 }
 
-/* Defines run_<name>(k) calling <name>_impl(k, &mem) and freeing mem afterwards. */
-#define WITH_QMEM(name)                                                                         \
+/* Defines run_<name>(k) calling <name>_impl(k, &mem) and freeing mem afterwards; prep is
+ * the op's prepare (NULL: none). */
+#define WITH_QMEM(name, prep)                                                                   \
     static kiln_status run_##name(struct kiln_kctx *k)                                          \
     {                                                                                           \
+        kiln_status (*prep_fn)(struct kiln_kprep *) = prep;                                     \
+        if (prep_fn && !k->state) return kiln_cpu_run_unprepared(k, prep_fn, run_##name);       \
         struct qmem m = {0};                                                                    \
         kiln_status st = name##_impl(k, &m);                                                    \
         qmem_free(&m);                                                                          \
         return st;                                                                              \
     }
+
+/* QuantizeLinear / DequantizeLinear attributes; each is its default before the opset that
+ * introduced it. */
+struct q_state {
+    int64_t block_size;   /* 21+ */
+    int64_t axis;
+    int64_t output_dtype; /* QuantizeLinear 21+, DequantizeLinear 23+; 0: not given */
+    int64_t precision;    /* QuantizeLinear 23+; 0: not given */
+    bool saturate;
+};
+
+static kiln_status q_prepare_with(struct kiln_kprep *p, int output_dtype_since)
+{
+    struct q_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    const struct kiln_kctx *k = &p->kc;
+    s->block_size = k->opset >= 21 ? kiln_attr_i(k, "block_size", 0) : 0;
+    s->axis = kiln_attr_i(k, "axis", 1);
+    s->output_dtype = k->opset >= output_dtype_since ? kiln_attr_i(k, "output_dtype", 0) : 0;
+    s->precision = k->opset >= 23 ? kiln_attr_i(k, "precision", 0) : 0;
+    s->saturate = kiln_attr_i(k, "saturate", 1) != 0;
+    p->state = s;
+    return KILN_OK;
+}
+
+static kiln_status quantize_prepare(struct kiln_kprep *p) { return q_prepare_with(p, 21); }
+static kiln_status dequantize_prepare(struct kiln_kprep *p) { return q_prepare_with(p, 23); }
 
 /* Integer range of a quantized type; false when dt is not an integer quantized type. */
 static bool int_range(kiln_dtype dt, int64_t *lo, int64_t *hi)
@@ -150,7 +189,8 @@ static kiln_status q_layout(struct kiln_kctx *k, const struct kiln_tensor *x,
     char sx[200], ss[200];
     size_t n = kiln_tensor_numel(x), ns = kiln_tensor_numel(s);
     memset(L, 0, sizeof *L);
-    int64_t bsz = k->opset >= 21 ? kiln_attr_i(k, "block_size", 0) : 0;
+    const struct q_state *qs = k->state;
+    int64_t bsz = qs->block_size;
     if (bsz < 0) return kiln_kfail(k, KILN_E_INVALID_MODEL, "block_size is %lld; must be >= 0",
                                    (long long)bsz);
     if (ns == 1 && bsz == 0) { /* per tensor */
@@ -162,7 +202,7 @@ static kiln_status q_layout(struct kiln_kctx *k, const struct kiln_tensor *x,
         return KILN_OK;
     }
     int axis;
-    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 1), x->rank, "attribute 'axis'", &axis));
+    KILN_TRY(kiln_norm_axis(k, qs->axis, x->rank, "attribute 'axis'", &axis));
     L->outer = 1;
     L->inner = 1;
     for (int d = 0; d < axis; d++) L->outer *= (size_t)x->dims[d];
@@ -266,8 +306,9 @@ static kiln_status quantize_impl(struct kiln_kctx *k, struct qmem *m)
 {
     const struct kiln_tensor *x, *s, *zp;
     KILN_TRY(q_inputs(k, &x, &s, &zp));
+    const struct q_state *qs = k->state;
     kiln_dtype odt = KILN_DTYPE_U8;
-    int64_t attr_dt = k->opset >= 21 ? kiln_attr_i(k, "output_dtype", 0) : 0;
+    int64_t attr_dt = qs->output_dtype;
     if (zp) {
         odt = zp->dtype;
         if (attr_dt && attr_dt != (int64_t)odt)
@@ -287,9 +328,9 @@ static kiln_status quantize_impl(struct kiln_kctx *k, struct qmem *m)
     if (!kiln_dtype_is_float(x->dtype) && x->dtype != KILN_DTYPE_I32)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "input x is %s; expected a float type or int32",
                           kiln_dtype_name(x->dtype));
-    bool saturate = kiln_attr_i(k, "saturate", 1) != 0;
+    bool saturate = qs->saturate;
     kiln_dtype prec = promote_float(x->dtype, s->dtype);
-    int64_t pa = k->opset >= 23 ? kiln_attr_i(k, "precision", 0) : 0;
+    int64_t pa = qs->precision;
     if (pa) prec = (kiln_dtype)pa;
     if (x->dtype == KILN_DTYPE_I32 && !pa) prec = KILN_DTYPE_F64;
 
@@ -335,7 +376,7 @@ static kiln_status dequantize_impl(struct kiln_kctx *k, struct qmem *m)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "x_scale is %s; expected a float type",
                           kiln_dtype_name(s->dtype));
     kiln_dtype odt = s->dtype;
-    int64_t attr_dt = k->opset >= 23 ? kiln_attr_i(k, "output_dtype", 0) : 0;
+    int64_t attr_dt = ((const struct q_state *)k->state)->output_dtype;
     if (attr_dt) {
         if (!kiln_dtype_valid((int)attr_dt) || !kiln_dtype_is_float((kiln_dtype)attr_dt))
             return kiln_kfail(k, KILN_E_INVALID_MODEL, "output_dtype %lld is not a float type",
@@ -618,9 +659,39 @@ struct conv_geom {
     int64_t stride[KILN_MAX_RANK], dil[KILN_MAX_RANK], pad0[KILN_MAX_RANK];
 };
 
+enum { AP_NOTSET, AP_SAME_UPPER, AP_SAME_LOWER, AP_VALID };
+
+/* The Conv attributes of ConvInteger / QLinearConv (lists: the node's). */
+struct qconv_state {
+    int64_t group;
+    const int64_t *strides, *dilations, *pads, *kernel_shape;
+    size_t n_strides, n_dilations, n_pads, n_kernel_shape;
+    int auto_pad; /* AP_*; values other than SAME_UPPER, SAME_LOWER and VALID act as NOTSET */
+};
+
+static kiln_status qconv_prepare(struct kiln_kprep *p)
+{
+    struct qconv_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    const struct kiln_kctx *k = &p->kc;
+    s->group = kiln_attr_i(k, "group", 1);
+    s->n_strides = kiln_attr_ints(k, "strides", &s->strides);
+    s->n_dilations = kiln_attr_ints(k, "dilations", &s->dilations);
+    s->n_pads = kiln_attr_ints(k, "pads", &s->pads);
+    s->n_kernel_shape = kiln_attr_ints(k, "kernel_shape", &s->kernel_shape);
+    const char *ap = kiln_attr_s(k, "auto_pad", "NOTSET");
+    s->auto_pad = strcmp(ap, "SAME_UPPER") == 0   ? AP_SAME_UPPER
+                  : strcmp(ap, "SAME_LOWER") == 0 ? AP_SAME_LOWER
+                  : strcmp(ap, "VALID") == 0      ? AP_VALID
+                                                  : AP_NOTSET;
+    p->state = s;
+    return KILN_OK;
+}
+
 static kiln_status conv_geometry(struct kiln_kctx *k, const struct kiln_tensor *x,
                                  const struct kiln_tensor *w, struct conv_geom *G)
 {
+    const struct qconv_state *cs = k->state;
     char sx[200], sw[200];
     memset(G, 0, sizeof *G);
     if (x->rank < 3 || w->rank != x->rank)
@@ -631,7 +702,7 @@ static kiln_status conv_geometry(struct kiln_kctx *k, const struct kiln_tensor *
     G->n = (size_t)x->dims[0];
     G->c = (size_t)x->dims[1];
     G->m = (size_t)w->dims[0];
-    int64_t group = kiln_attr_i(k, "group", 1);
+    int64_t group = cs->group;
     if (group < 1 || G->c % (size_t)group || G->m % (size_t)group ||
         (size_t)w->dims[1] * (size_t)group != G->c)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "group %lld does not fit x %s and w %s",
@@ -640,14 +711,14 @@ static kiln_status conv_geometry(struct kiln_kctx *k, const struct kiln_tensor *
     G->group = (size_t)group;
     G->cg = G->c / G->group;
     G->mg = G->m / G->group;
-    const int64_t *st, *dl, *pd, *ks;
-    size_t nst = kiln_attr_ints(k, "strides", &st), ndl = kiln_attr_ints(k, "dilations", &dl);
-    size_t npd = kiln_attr_ints(k, "pads", &pd), nks = kiln_attr_ints(k, "kernel_shape", &ks);
+    const int64_t *st = cs->strides, *dl = cs->dilations, *pd = cs->pads, *ks = cs->kernel_shape;
+    size_t nst = cs->n_strides, ndl = cs->n_dilations;
+    size_t npd = cs->n_pads, nks = cs->n_kernel_shape;
     if ((nst && nst != (size_t)G->sp) || (ndl && ndl != (size_t)G->sp) ||
         (npd && npd != 2 * (size_t)G->sp) || (nks && nks != (size_t)G->sp))
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "strides/dilations/pads/kernel_shape lengths "
                           "do not match %d spatial dims", G->sp);
-    const char *ap = kiln_attr_s(k, "auto_pad", "NOTSET");
+    const int ap = cs->auto_pad;
     for (int d = 0; d < G->sp; d++) {
         G->in[d] = x->dims[2 + d];
         G->ker[d] = w->dims[2 + d];
@@ -658,13 +729,13 @@ static kiln_status conv_geometry(struct kiln_kctx *k, const struct kiln_tensor *
                               "on spatial dim %d", d);
         int64_t ext = (G->ker[d] - 1) * G->dil[d] + 1;
         int64_t p0 = npd ? pd[d] : 0, p1 = npd ? pd[d + G->sp] : 0;
-        if (strcmp(ap, "SAME_UPPER") == 0 || strcmp(ap, "SAME_LOWER") == 0) {
+        if (ap == AP_SAME_UPPER || ap == AP_SAME_LOWER) {
             int64_t o = (G->in[d] + G->stride[d] - 1) / G->stride[d];
             int64_t tot = (o - 1) * G->stride[d] + ext - G->in[d];
             if (tot < 0) tot = 0;
-            p0 = strcmp(ap, "SAME_UPPER") == 0 ? tot / 2 : tot - tot / 2;
+            p0 = ap == AP_SAME_UPPER ? tot / 2 : tot - tot / 2;
             p1 = tot - p0;
-        } else if (strcmp(ap, "VALID") == 0) {
+        } else if (ap == AP_VALID) {
             p0 = p1 = 0;
         }
         G->pad0[d] = p0;
@@ -795,22 +866,22 @@ static kiln_status qlinear_conv_impl(struct kiln_kctx *k, struct qmem *m)
     return KILN_OK;
 }
 
-WITH_QMEM(quantize)
-WITH_QMEM(dequantize)
-WITH_QMEM(matmul_integer)
-WITH_QMEM(qlinear_matmul)
-WITH_QMEM(conv_integer)
-WITH_QMEM(qlinear_conv)
+WITH_QMEM(quantize, quantize_prepare)
+WITH_QMEM(dequantize, dequantize_prepare)
+WITH_QMEM(matmul_integer, NULL)
+WITH_QMEM(qlinear_matmul, NULL)
+WITH_QMEM(conv_integer, qconv_prepare)
+WITH_QMEM(qlinear_conv, qconv_prepare)
 
 /* ------------------------------------------------------------------ table */
 
 const struct kiln_cpu_op kiln_cpu_ops_quant[] = {
-    {"QuantizeLinear", "", 10, 0, run_quantize, NULL, 0},
-    {"DequantizeLinear", "", 10, 0, run_dequantize, NULL, 0},
+    {"QuantizeLinear", "", 10, 0, run_quantize, quantize_prepare, 0},
+    {"DequantizeLinear", "", 10, 0, run_dequantize, dequantize_prepare, 0},
     {"DynamicQuantizeLinear", "", 11, 0, run_dynamic_quantize, NULL, 0},
     {"MatMulInteger", "", 10, 0, run_matmul_integer, NULL, 0},
     {"QLinearMatMul", "", 10, 0, run_qlinear_matmul, NULL, 0},
-    {"ConvInteger", "", 10, 0, run_conv_integer, NULL, 0},
-    {"QLinearConv", "", 10, 0, run_qlinear_conv, NULL, 0},
+    {"ConvInteger", "", 10, 0, run_conv_integer, qconv_prepare, 0},
+    {"QLinearConv", "", 10, 0, run_qlinear_conv, qconv_prepare, 0},
     {0},
 };

@@ -23,6 +23,10 @@
  * probabilities: class i has weight exp(x_i - max x); a row whose maximum is +inf spreads
  * over its +inf entries only; a row of all -inf or with NaN is refused. Classes of weight
  * 0 are never drawn.
+ *
+ * Prepare decodes the attributes once, the seed included (as the bits of its value widened
+ * to double); the state is read-only after prepare, and each run seeds its own generator
+ * from it (or draws a fresh seed), so runs and threads never share generator state.
  */
 #include <math.h>
 #include <stdatomic.h>
@@ -30,6 +34,10 @@
 #include <time.h>
 
 #include "cpu/kernel.h"
+
+/* Defined in misc.c: prepares on the spot when run is called without prepare. */
+kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
+                                    kiln_status (*run)(struct kiln_kctx *));
 
 /* ------------------------------------------------------------------ generator */
 
@@ -88,14 +96,63 @@ static inline double rng_normal(struct rng *r)
     return rad * cos(th);
 }
 
+/* The attributes of the random ops (an op reads its own). */
+struct random_state {
+    bool has_seed;
+    uint64_t seed;          /* the bits of the seed attribute's value widened to double */
+    bool has_shape;         /* RandomUniform, RandomNormal */
+    const int64_t *shape;
+    size_t n_shape;
+    bool has_dtype;
+    int64_t dtype;          /* with the op's default when absent or not an int */
+    double a, b;            /* mean and scale, or low and high */
+    int64_t sample_size;    /* Multinomial */
+};
+
+/* normal: a, b are mean and scale (else low and high); dtype_default: the op's. */
+static kiln_status random_prepare_with(struct kiln_kprep *p, bool normal, int64_t dtype_default)
+{
+    struct random_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    const struct kiln_kctx *k = &p->kc;
+    s->has_seed = kiln_attr_has(k, "seed");
+    if (s->has_seed) {
+        double v = kiln_attr_f(k, "seed", 0.0f);
+        memcpy(&s->seed, &v, sizeof s->seed);
+    }
+    s->has_shape = kiln_attr_has(k, "shape");
+    s->n_shape = kiln_attr_ints(k, "shape", &s->shape);
+    s->has_dtype = kiln_attr_has(k, "dtype");
+    s->dtype = kiln_attr_i(k, "dtype", dtype_default);
+    if (normal) s->a = kiln_attr_f(k, "mean", 0.0f), s->b = kiln_attr_f(k, "scale", 1.0f);
+    else s->a = kiln_attr_f(k, "low", 0.0f), s->b = kiln_attr_f(k, "high", 1.0f);
+    s->sample_size = kiln_attr_i(k, "sample_size", 1);
+    p->state = s;
+    return KILN_OK;
+}
+
+static kiln_status uniform_prepare(struct kiln_kprep *p)
+{
+    return random_prepare_with(p, false, KILN_DTYPE_F32);
+}
+static kiln_status normal_prepare(struct kiln_kprep *p)
+{
+    return random_prepare_with(p, true, KILN_DTYPE_F32);
+}
+static kiln_status bernoulli_prepare(struct kiln_kprep *p) { return random_prepare_with(p, false, 0); }
+static kiln_status multinomial_prepare(struct kiln_kprep *p)
+{
+    return random_prepare_with(p, false, KILN_DTYPE_I32);
+}
+
 /* Seeds r from the node's `seed` attribute, or from a fresh per-process value. */
 static void rng_for_node(const struct kiln_kctx *k, struct rng *r)
 {
     static _Atomic uint64_t counter;
+    const struct random_state *rs = k->state;
     uint64_t seed;
-    if (kiln_attr_has(k, "seed")) {
-        double v = kiln_attr_f(k, "seed", 0.0f);
-        memcpy(&seed, &v, sizeof seed);
+    if (rs->has_seed) {
+        seed = rs->seed;
     } else {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -163,6 +220,7 @@ static void fill(struct kiln_tensor *t, struct rng *r, bool normal, double lo, d
  * float) and their *Like forms (shape and default dtype from input 0). */
 static kiln_status random_run(struct kiln_kctx *k, bool normal, bool like)
 {
+    const struct random_state *rs = k->state;
     int rank;
     const int64_t *dims;
     int64_t adims[KILN_MAX_RANK];
@@ -172,9 +230,9 @@ static kiln_status random_run(struct kiln_kctx *k, bool normal, bool like)
         KILN_TRY(kiln_in_req(k, 0, &x));
         rank = x->rank, dims = x->dims, dt = x->dtype;
     } else {
-        const int64_t *shape;
-        size_t ns = kiln_attr_ints(k, "shape", &shape);
-        if (!kiln_attr_has(k, "shape"))
+        const int64_t *shape = rs->shape;
+        size_t ns = rs->n_shape;
+        if (!rs->has_shape)
             return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute 'shape' is required");
         if (ns > KILN_MAX_RANK)
             return kiln_kfail(k, KILN_E_LIMIT, "attribute 'shape' has %zu dims; the limit is %d", ns, KILN_MAX_RANK);
@@ -186,17 +244,14 @@ static kiln_status random_run(struct kiln_kctx *k, bool normal, bool like)
         }
         rank = (int)ns, dims = adims;
     }
-    if (kiln_attr_has(k, "dtype")) dt = (kiln_dtype)kiln_attr_i(k, "dtype", KILN_DTYPE_F32);
+    if (rs->has_dtype) dt = (kiln_dtype)rs->dtype;
     if (!float_out(dt))
-        return kiln_kfail(k, like && !kiln_attr_has(k, "dtype") ? KILN_E_INVALID_ARG : KILN_E_INVALID_MODEL,
+        return kiln_kfail(k, like && !rs->has_dtype ? KILN_E_INVALID_ARG : KILN_E_INVALID_MODEL,
                           "output dtype is %s%s; expected float16, bfloat16, float or double",
                           kiln_dtype_valid((int)dt) ? kiln_dtype_name(dt) : "an unknown type",
-                          like && !kiln_attr_has(k, "dtype") ? " (taken from input 0)" : "");
-    double a, b;
-    if (normal) {
-        a = kiln_attr_f(k, "mean", 0.0f), b = kiln_attr_f(k, "scale", 1.0f);
-    } else {
-        a = kiln_attr_f(k, "low", 0.0f), b = kiln_attr_f(k, "high", 1.0f);
+                          like && !rs->has_dtype ? " (taken from input 0)" : "");
+    double a = rs->a, b = rs->b;
+    if (!normal) {
         if (!(a <= b))
             return kiln_kfail(k, KILN_E_INVALID_MODEL, "low = %g and high = %g; expected low <= high", a, b);
     }
@@ -210,18 +265,22 @@ static kiln_status random_run(struct kiln_kctx *k, bool normal, bool like)
 
 static kiln_status random_uniform_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, uniform_prepare, random_uniform_run);
     return random_run(k, false, false);
 }
 static kiln_status random_normal_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, normal_prepare, random_normal_run);
     return random_run(k, true, false);
 }
 static kiln_status random_uniform_like_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, uniform_prepare, random_uniform_like_run);
     return random_run(k, false, true);
 }
 static kiln_status random_normal_like_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, normal_prepare, random_normal_like_run);
     return random_run(k, true, true);
 }
 
@@ -242,12 +301,14 @@ static bool bernoulli_out(kiln_dtype dt)
 
 static kiln_status bernoulli_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, bernoulli_prepare, bernoulli_run);
+    const struct random_state *rs = k->state;
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (!float_out(x->dtype))
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'input' is %s; expected float16, bfloat16, float or double",
                           kiln_dtype_name(x->dtype));
-    kiln_dtype dt = kiln_attr_has(k, "dtype") ? (kiln_dtype)kiln_attr_i(k, "dtype", 0) : x->dtype;
+    kiln_dtype dt = rs->has_dtype ? (kiln_dtype)rs->dtype : x->dtype;
     if (!bernoulli_out(dt))
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute 'dtype' is %lld; expected a float, integer or bool type",
                           (long long)dt);
@@ -268,6 +329,8 @@ static kiln_status bernoulli_run(struct kiln_kctx *k)
 
 static kiln_status multinomial_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, multinomial_prepare, multinomial_run);
+    const struct random_state *rs = k->state;
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (!float_out(x->dtype))
@@ -276,11 +339,11 @@ static kiln_status multinomial_run(struct kiln_kctx *k)
     if (x->rank != 2)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'input' has rank %d; expected 2 [batch_size, class_size]",
                           x->rank);
-    int64_t dti = kiln_attr_i(k, "dtype", KILN_DTYPE_I32);
+    int64_t dti = rs->dtype;
     if (dti != KILN_DTYPE_I32 && dti != KILN_DTYPE_I64)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute 'dtype' is %lld; expected 6 (int32) or 7 (int64)",
                           (long long)dti);
-    int64_t ns = kiln_attr_i(k, "sample_size", 1);
+    int64_t ns = rs->sample_size;
     if (ns < 0)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute 'sample_size' is %lld; expected >= 0", (long long)ns);
     int64_t batch = x->dims[0], classes = x->dims[1];
@@ -337,11 +400,11 @@ static kiln_status multinomial_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_random[] = {
-    {"RandomUniform", "", 1, 0, random_uniform_run, NULL, 0},
-    {"RandomNormal", "", 1, 0, random_normal_run, NULL, 0},
-    {"RandomUniformLike", "", 1, 0, random_uniform_like_run, NULL, 0},
-    {"RandomNormalLike", "", 1, 0, random_normal_like_run, NULL, 0},
-    {"Bernoulli", "", 15, 0, bernoulli_run, NULL, 0},
-    {"Multinomial", "", 7, 0, multinomial_run, NULL, 0},
+    {"RandomUniform", "", 1, 0, random_uniform_run, uniform_prepare, 0},
+    {"RandomNormal", "", 1, 0, random_normal_run, normal_prepare, 0},
+    {"RandomUniformLike", "", 1, 0, random_uniform_like_run, uniform_prepare, 0},
+    {"RandomNormalLike", "", 1, 0, random_normal_like_run, normal_prepare, 0},
+    {"Bernoulli", "", 15, 0, bernoulli_run, bernoulli_prepare, 0},
+    {"Multinomial", "", 7, 0, multinomial_run, multinomial_prepare, 0},
     {0},
 };

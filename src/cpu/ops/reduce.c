@@ -21,12 +21,20 @@
  * dims with the same reduced/kept status are merged, so the inner loop runs over the
  * longest contiguous stretch that either folds into one accumulator or adds elementwise
  * to a row of them.
+ *
+ * Prepare decodes the attributes (keepdims, axes, noop_with_empty_axes; axis and
+ * select_last_index for ArgMax/ArgMin) once; axes are checked against the input's rank at
+ * run time, as the rank may differ from run to run.
  */
 #include <math.h>
 #include <string.h>
 
 #include "base/pool.h"
 #include "cpu/tensor_util.h"
+
+/* Defined in misc.c: prepares on the spot when run is called without prepare. */
+kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
+                                    kiln_status (*run)(struct kiln_kctx *));
 
 /* Smallest and largest value of an integer/bool dtype, as int64 (uint64's max is stored
  * as its bit pattern, -1). */
@@ -226,10 +234,30 @@ static void red_par(struct kiln_pool *pool, int type, const void *x, void *acc, 
 
 enum red_op { R_SUM, R_MEAN, R_MAX, R_MIN, R_PROD, R_L1, R_L2, R_LOGSUM, R_LOGSUMEXP, R_SUMSQ };
 
+/* The attributes of every Reduce* op (the `axes` list is the node's; read only before the
+ * opset that moves axes to input 1). */
+struct reduce_state {
+    bool keepdims;
+    bool noop_with_empty_axes;
+    const int64_t *axes;
+    size_t n_axes;
+};
+
+static kiln_status reduce_prepare(struct kiln_kprep *p)
+{
+    struct reduce_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    s->keepdims = kiln_attr_i(&p->kc, "keepdims", 1) != 0;
+    s->noop_with_empty_axes = kiln_attr_i(&p->kc, "noop_with_empty_axes", 0) != 0;
+    s->n_axes = kiln_attr_ints(&p->kc, "axes", &s->axes);
+    p->state = s;
+    return KILN_OK;
+}
+
 /* Reads the axes (attribute or input 1, as the opset says) into reduced[]. Returns with
  * *none = true when no axes were given. */
-static kiln_status read_axes(struct kiln_kctx *k, int rank, bool axes_from_input, bool *reduced,
-                             bool *none)
+static kiln_status read_axes(struct kiln_kctx *k, const struct reduce_state *rs, int rank,
+                             bool axes_from_input, bool *reduced, bool *none)
 {
     const int64_t *av = NULL;
     size_t na = 0;
@@ -254,7 +282,8 @@ static kiln_status read_axes(struct kiln_kctx *k, int rank, bool axes_from_input
             }
         }
     } else {
-        na = kiln_attr_ints(k, "axes", &av);
+        na = rs->n_axes;
+        av = rs->axes;
     }
     *none = na == 0;
     kiln_status st = KILN_OK;
@@ -291,6 +320,7 @@ static bool red_dtype_ok(enum red_op op, kiln_dtype dt)
  * axes as an input. */
 static kiln_status reduce_run(struct kiln_kctx *k, enum red_op op, int axes_input_since)
 {
+    const struct reduce_state *rs = k->state;
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (!red_dtype_ok(op, x->dtype))
@@ -299,12 +329,12 @@ static kiln_status reduce_run(struct kiln_kctx *k, enum red_op op, int axes_inpu
                           (op == R_MAX || op == R_MIN) ? " and bool" : "");
     const int rank = x->rank;
     bool reduced[KILN_MAX_RANK];
-    bool none;
+    bool none = false;
     const bool from_input = k->opset >= axes_input_since;
-    KILN_TRY(read_axes(k, rank, from_input, reduced, &none));
-    const bool keepdims = kiln_attr_i(k, "keepdims", 1) != 0;
+    KILN_TRY(read_axes(k, rs, rank, from_input, reduced, &none));
+    const bool keepdims = rs->keepdims;
     if (none) {
-        const bool noop = from_input && kiln_attr_i(k, "noop_with_empty_axes", 0) != 0;
+        const bool noop = from_input && rs->noop_with_empty_axes;
         for (int d = 0; d < rank; d++) reduced[d] = !noop;
     }
 
@@ -436,19 +466,26 @@ done:
     return st;
 }
 
-static kiln_status reduce_sum_run(struct kiln_kctx *k) { return reduce_run(k, R_SUM, 13); }
-static kiln_status reduce_mean_run(struct kiln_kctx *k) { return reduce_run(k, R_MEAN, 18); }
-static kiln_status reduce_max_run(struct kiln_kctx *k) { return reduce_run(k, R_MAX, 18); }
-static kiln_status reduce_min_run(struct kiln_kctx *k) { return reduce_run(k, R_MIN, 18); }
-static kiln_status reduce_prod_run(struct kiln_kctx *k) { return reduce_run(k, R_PROD, 18); }
-static kiln_status reduce_l1_run(struct kiln_kctx *k) { return reduce_run(k, R_L1, 18); }
-static kiln_status reduce_l2_run(struct kiln_kctx *k) { return reduce_run(k, R_L2, 18); }
-static kiln_status reduce_logsum_run(struct kiln_kctx *k) { return reduce_run(k, R_LOGSUM, 18); }
-static kiln_status reduce_logsumexp_run(struct kiln_kctx *k)
-{
-    return reduce_run(k, R_LOGSUMEXP, 18);
-}
-static kiln_status reduce_sumsq_run(struct kiln_kctx *k) { return reduce_run(k, R_SUMSQ, 18); }
+/* One run function per op: op, and the first version taking axes as input 1. */
+#define REDUCE_OP(fn, op, since)                                                               \
+    static kiln_status fn(struct kiln_kctx *k)                                                 \
+    {                                                                                          \
+        if (!k->state) return kiln_cpu_run_unprepared(k, reduce_prepare, fn);                  \
+        return reduce_run(k, op, since);                                                       \
+    }
+
+REDUCE_OP(reduce_sum_run, R_SUM, 13)
+REDUCE_OP(reduce_mean_run, R_MEAN, 18)
+REDUCE_OP(reduce_max_run, R_MAX, 18)
+REDUCE_OP(reduce_min_run, R_MIN, 18)
+REDUCE_OP(reduce_prod_run, R_PROD, 18)
+REDUCE_OP(reduce_l1_run, R_L1, 18)
+REDUCE_OP(reduce_l2_run, R_L2, 18)
+REDUCE_OP(reduce_logsum_run, R_LOGSUM, 18)
+REDUCE_OP(reduce_logsumexp_run, R_LOGSUMEXP, 18)
+REDUCE_OP(reduce_sumsq_run, R_SUMSQ, 18)
+
+#undef REDUCE_OP
 
 /* ------------------------------------------------------------------ ArgMax / ArgMin */
 
@@ -487,16 +524,34 @@ DEFINE_ARG(arg_f64, double, RED_NAN_F)
 DEFINE_ARG(arg_i64, int64_t, RED_NAN_NONE)
 DEFINE_ARG(arg_u64, uint64_t, RED_NAN_NONE)
 
+struct arg_state {
+    bool keepdims;
+    bool last; /* select_last_index (opset 12+) */
+    int64_t axis;
+};
+
+static kiln_status arg_prepare(struct kiln_kprep *p)
+{
+    struct arg_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    s->keepdims = kiln_attr_i(&p->kc, "keepdims", 1) != 0;
+    s->last = p->kc.opset >= 12 && kiln_attr_i(&p->kc, "select_last_index", 0) != 0;
+    s->axis = kiln_attr_i(&p->kc, "axis", 0);
+    p->state = s;
+    return KILN_OK;
+}
+
 static kiln_status arg_run(struct kiln_kctx *k, bool want_max)
 {
+    const struct arg_state *as = k->state;
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     const int rank = x->rank;
-    const bool keepdims = kiln_attr_i(k, "keepdims", 1) != 0;
-    const bool last = k->opset >= 12 && kiln_attr_i(k, "select_last_index", 0) != 0;
+    const bool keepdims = as->keepdims;
+    const bool last = as->last;
     const int r = rank ? rank : 1; /* a scalar acts as shape [1] */
     int axis;
-    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 0), r, "attribute 'axis'", &axis));
+    KILN_TRY(kiln_norm_axis(k, as->axis, r, "attribute 'axis'", &axis));
     /* Real floats, bool and 8- to 64-bit integers (not float8/float4 nor int4/int2). */
     const kiln_dtype dt = x->dtype;
     const bool is_f = kiln_dtype_is_real_float(dt);
@@ -540,21 +595,29 @@ static kiln_status arg_run(struct kiln_kctx *k, bool want_max)
     return KILN_OK;
 }
 
-static kiln_status argmax_run(struct kiln_kctx *k) { return arg_run(k, true); }
-static kiln_status argmin_run(struct kiln_kctx *k) { return arg_run(k, false); }
+static kiln_status argmax_run(struct kiln_kctx *k)
+{
+    if (!k->state) return kiln_cpu_run_unprepared(k, arg_prepare, argmax_run);
+    return arg_run(k, true);
+}
+static kiln_status argmin_run(struct kiln_kctx *k)
+{
+    if (!k->state) return kiln_cpu_run_unprepared(k, arg_prepare, argmin_run);
+    return arg_run(k, false);
+}
 
 const struct kiln_cpu_op kiln_cpu_ops_reduce[] = {
-    {"ReduceSum", "", 1, KILN_OPSET_ANY, reduce_sum_run, NULL, 0},
-    {"ReduceMean", "", 1, KILN_OPSET_ANY, reduce_mean_run, NULL, 0},
-    {"ReduceMax", "", 1, KILN_OPSET_ANY, reduce_max_run, NULL, 0},
-    {"ReduceMin", "", 1, KILN_OPSET_ANY, reduce_min_run, NULL, 0},
-    {"ReduceProd", "", 1, KILN_OPSET_ANY, reduce_prod_run, NULL, 0},
-    {"ReduceL1", "", 1, KILN_OPSET_ANY, reduce_l1_run, NULL, 0},
-    {"ReduceL2", "", 1, KILN_OPSET_ANY, reduce_l2_run, NULL, 0},
-    {"ReduceLogSum", "", 1, KILN_OPSET_ANY, reduce_logsum_run, NULL, 0},
-    {"ReduceLogSumExp", "", 1, KILN_OPSET_ANY, reduce_logsumexp_run, NULL, 0},
-    {"ReduceSumSquare", "", 1, KILN_OPSET_ANY, reduce_sumsq_run, NULL, 0},
-    {"ArgMax", "", 1, KILN_OPSET_ANY, argmax_run, NULL, 0},
-    {"ArgMin", "", 1, KILN_OPSET_ANY, argmin_run, NULL, 0},
+    {"ReduceSum", "", 1, KILN_OPSET_ANY, reduce_sum_run, reduce_prepare, 0},
+    {"ReduceMean", "", 1, KILN_OPSET_ANY, reduce_mean_run, reduce_prepare, 0},
+    {"ReduceMax", "", 1, KILN_OPSET_ANY, reduce_max_run, reduce_prepare, 0},
+    {"ReduceMin", "", 1, KILN_OPSET_ANY, reduce_min_run, reduce_prepare, 0},
+    {"ReduceProd", "", 1, KILN_OPSET_ANY, reduce_prod_run, reduce_prepare, 0},
+    {"ReduceL1", "", 1, KILN_OPSET_ANY, reduce_l1_run, reduce_prepare, 0},
+    {"ReduceL2", "", 1, KILN_OPSET_ANY, reduce_l2_run, reduce_prepare, 0},
+    {"ReduceLogSum", "", 1, KILN_OPSET_ANY, reduce_logsum_run, reduce_prepare, 0},
+    {"ReduceLogSumExp", "", 1, KILN_OPSET_ANY, reduce_logsumexp_run, reduce_prepare, 0},
+    {"ReduceSumSquare", "", 1, KILN_OPSET_ANY, reduce_sumsq_run, reduce_prepare, 0},
+    {"ArgMax", "", 1, KILN_OPSET_ANY, argmax_run, arg_prepare, 0},
+    {"ArgMin", "", 1, KILN_OPSET_ANY, argmin_run, arg_prepare, 0},
     {0},
 };

@@ -7,12 +7,20 @@
  * state after its last valid step. `clip` bounds gate pre-activations. Activations come from
  * the `activations` list (per direction) with activation_alpha/beta consumed in order by the
  * functions that take them. Computes in float32 (float64/float16 inputs are converted).
+ *
+ * Prepare decodes the attributes once, the activation list included (names resolved,
+ * alpha/beta distributed); an unknown direction or activation is reported by run, where
+ * it was found before.
  */
 #include <math.h>
 #include <string.h>
 #include <strings.h>
 
 #include "cpu/tensor_util.h"
+
+/* Defined in misc.c: prepares on the spot when run is called without prepare. */
+kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
+                                    kiln_status (*run)(struct kiln_kctx *));
 
 enum rnn_kind { K_RNN, K_GRU, K_LSTM };
 
@@ -57,8 +65,79 @@ static int act_params(int fn, float *alpha, float *beta)
 
 static float clipf(float x, float c) { return c > 0 ? fmaxf(-c, fminf(c, x)) : x; }
 
+/* The decoded attributes of one RNN/GRU/LSTM node. */
+struct rnn_state {
+    const char *dir;       /* direction, for the message when it is not valid */
+    int n_dir;             /* 1, or 2 for bidirectional */
+    bool reverse_only;
+    bool bad_dir;          /* direction is none of forward, reverse, bidirectional */
+    int layout;
+    float clip;
+    bool lbr, input_forget;
+    bool has_hidden;       /* hidden_size given (else R's last dim) */
+    int64_t hidden_size;
+    const char *bad_act;   /* the first unsupported activation name (NULL: none) */
+    struct act acts[6];    /* n_act per direction, per direction in order */
+};
+
+static kiln_status rnn_prepare_kind(struct kiln_kprep *p, enum rnn_kind kind)
+{
+    struct rnn_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    p->state = s;
+    const struct kiln_kctx *k = &p->kc;
+    s->dir = kiln_attr_s(k, "direction", "forward");
+    s->n_dir = strcmp(s->dir, "bidirectional") == 0 ? 2 : 1;
+    s->reverse_only = strcmp(s->dir, "reverse") == 0;
+    s->bad_dir = s->n_dir == 1 && !s->reverse_only && strcmp(s->dir, "forward") != 0;
+    s->layout = (int)kiln_attr_i(k, "layout", 0);
+    s->clip = kiln_attr_f(k, "clip", 0);
+    s->lbr = kiln_attr_i(k, "linear_before_reset", 0) != 0;
+    s->input_forget = kiln_attr_i(k, "input_forget", 0) != 0;
+    /* as kiln_attr_i(k, "hidden_size", R's last dim): only an int attribute counts */
+    const struct kiln_attr *hs = kiln_node_attr(k->node, "hidden_size");
+    s->has_hidden = hs && hs->type == KILN_ATTR_INT;
+    s->hidden_size = s->has_hidden ? hs->i : 0;
+    if (s->bad_dir) return KILN_OK; /* run fails before it reads the activations */
+
+    /* Activations: n_act per direction. */
+    int n_act = kind == K_RNN ? 1 : kind == K_GRU ? 2 : 3;
+    const char *const *names = NULL;
+    const float *alphas = NULL, *betas = NULL;
+    size_t n_names = kiln_attr_strings(k, "activations", &names);
+    size_t n_alpha = kiln_attr_floats(k, "activation_alpha", &alphas);
+    size_t n_beta = kiln_attr_floats(k, "activation_beta", &betas);
+    static const int defaults[3][3] = {{1}, {2, 1}, {2, 1, 1}};
+    size_t ai = 0, bi = 0;
+    for (int d = 0; d < s->n_dir; d++)
+        for (int a = 0; a < n_act; a++) {
+            struct act *ac = &s->acts[d * n_act + a];
+            size_t idx = (size_t)(d * n_act + a);
+            ac->fn = defaults[kind][a];
+            ac->alpha = ac->beta = 0;
+            if (idx < n_names) {
+                ac->fn = -1;
+                for (int f = 0; f < (int)(sizeof act_names / sizeof *act_names); f++)
+                    if (strcasecmp(names[idx], act_names[f]) == 0) ac->fn = f;
+                if (ac->fn < 0) {
+                    s->bad_act = names[idx];
+                    return KILN_OK;
+                }
+            }
+            int np = act_params(ac->fn, &ac->alpha, &ac->beta);
+            if (idx < n_names && np >= 1 && ai < n_alpha) ac->alpha = alphas[ai++];
+            if (idx < n_names && np >= 2 && bi < n_beta) ac->beta = betas[bi++];
+        }
+    return KILN_OK;
+}
+
+static kiln_status rnn_prepare(struct kiln_kprep *p) { return rnn_prepare_kind(p, K_RNN); }
+static kiln_status gru_prepare(struct kiln_kprep *p) { return rnn_prepare_kind(p, K_GRU); }
+static kiln_status lstm_prepare(struct kiln_kprep *p) { return rnn_prepare_kind(p, K_LSTM); }
+
 static kiln_status rnn_common(struct kiln_kctx *k, enum rnn_kind kind)
 {
+    const struct rnn_state *rs = k->state;
     const int G = kind == K_RNN ? 1 : kind == K_GRU ? 3 : 4;
     const struct kiln_tensor *tx, *tw, *tr;
     KILN_TRY(kiln_in_req(k, 0, &tx));
@@ -67,19 +146,19 @@ static kiln_status rnn_common(struct kiln_kctx *k, enum rnn_kind kind)
     const struct kiln_tensor *tb = kiln_in(k, 3), *tlen = kiln_in(k, 4), *th0 = kiln_in(k, 5);
     const struct kiln_tensor *tc0 = kind == K_LSTM ? kiln_in(k, 6) : NULL;
     const struct kiln_tensor *tp = kind == K_LSTM ? kiln_in(k, 7) : NULL;
-    const char *dir = kiln_attr_s(k, "direction", "forward");
-    int n_dir = strcmp(dir, "bidirectional") == 0 ? 2 : 1;
-    bool reverse_only = strcmp(dir, "reverse") == 0;
-    if (n_dir == 1 && !reverse_only && strcmp(dir, "forward") != 0)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "direction '%s'; expected forward, reverse or bidirectional", dir);
-    int layout = (int)kiln_attr_i(k, "layout", 0);
-    float clip = kiln_attr_f(k, "clip", 0);
-    bool lbr = kiln_attr_i(k, "linear_before_reset", 0) != 0;
-    bool input_forget = kiln_attr_i(k, "input_forget", 0) != 0;
+    int n_dir = rs->n_dir;
+    bool reverse_only = rs->reverse_only;
+    if (rs->bad_dir)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL,
+                          "direction '%s'; expected forward, reverse or bidirectional", rs->dir);
+    int layout = rs->layout;
+    float clip = rs->clip;
+    bool lbr = rs->lbr;
+    bool input_forget = rs->input_forget;
     if (tx->rank != 3 || tw->rank != 3 || tr->rank != 3)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "X, W and R must have rank 3");
     int64_t S = layout ? tx->dims[1] : tx->dims[0], Bn = layout ? tx->dims[0] : tx->dims[1], I = tx->dims[2];
-    int64_t H = kiln_attr_i(k, "hidden_size", tr->dims[2]);
+    int64_t H = rs->has_hidden ? rs->hidden_size : tr->dims[2];
     if (tw->dims[0] != n_dir || tw->dims[1] != G * H || tw->dims[2] != I || tr->dims[0] != n_dir ||
         tr->dims[1] != G * H || tr->dims[2] != H)
         return kiln_kfail(k, KILN_E_INVALID_ARG,
@@ -96,33 +175,11 @@ static kiln_status rnn_common(struct kiln_kctx *k, enum rnn_kind kind)
     if (tlen && kiln_tensor_numel(tlen) != (size_t)Bn)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "sequence_lens must have %lld elements", (long long)Bn);
 
-    /* Activations: n_act per direction. */
+    /* Activations: n_act per direction, resolved in prepare. */
     int n_act = kind == K_RNN ? 1 : kind == K_GRU ? 2 : 3;
-    struct act acts[6];
-    const char *const *names = NULL;
-    const float *alphas = NULL, *betas = NULL;
-    size_t n_names = kiln_attr_strings(k, "activations", &names);
-    size_t n_alpha = kiln_attr_floats(k, "activation_alpha", &alphas);
-    size_t n_beta = kiln_attr_floats(k, "activation_beta", &betas);
-    static const int defaults[3][3] = {{1}, {2, 1}, {2, 1, 1}};
-    size_t ai = 0, bi = 0;
-    for (int d = 0; d < n_dir; d++)
-        for (int a = 0; a < n_act; a++) {
-            struct act *ac = &acts[d * n_act + a];
-            size_t idx = (size_t)(d * n_act + a);
-            ac->fn = defaults[kind][a];
-            ac->alpha = ac->beta = 0;
-            if (idx < n_names) {
-                ac->fn = -1;
-                for (int f = 0; f < (int)(sizeof act_names / sizeof *act_names); f++)
-                    if (strcasecmp(names[idx], act_names[f]) == 0) ac->fn = f;
-                if (ac->fn < 0)
-                    return kiln_kfail(k, KILN_E_UNSUPPORTED, "activation '%s' is not supported", names[idx]);
-            }
-            int np = act_params(ac->fn, &ac->alpha, &ac->beta);
-            if (idx < n_names && np >= 1 && ai < n_alpha) ac->alpha = alphas[ai++];
-            if (idx < n_names && np >= 2 && bi < n_beta) ac->beta = betas[bi++];
-        }
+    if (rs->bad_act)
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "activation '%s' is not supported", rs->bad_act);
+    const struct act *acts = rs->acts;
 
     /* Every input as float32 (only read; NULL when absent). */
     const struct kiln_tensor *const tin[7] = {tx, tw, tr, tb, th0, tc0, tp};
@@ -235,13 +292,25 @@ static kiln_status rnn_common(struct kiln_kctx *k, enum rnn_kind kind)
     return KILN_OK;
 }
 
-static kiln_status rnn_run(struct kiln_kctx *k) { return rnn_common(k, K_RNN); }
-static kiln_status gru_run(struct kiln_kctx *k) { return rnn_common(k, K_GRU); }
-static kiln_status lstm_run(struct kiln_kctx *k) { return rnn_common(k, K_LSTM); }
+static kiln_status rnn_run(struct kiln_kctx *k)
+{
+    if (!k->state) return kiln_cpu_run_unprepared(k, rnn_prepare, rnn_run);
+    return rnn_common(k, K_RNN);
+}
+static kiln_status gru_run(struct kiln_kctx *k)
+{
+    if (!k->state) return kiln_cpu_run_unprepared(k, gru_prepare, gru_run);
+    return rnn_common(k, K_GRU);
+}
+static kiln_status lstm_run(struct kiln_kctx *k)
+{
+    if (!k->state) return kiln_cpu_run_unprepared(k, lstm_prepare, lstm_run);
+    return rnn_common(k, K_LSTM);
+}
 
 const struct kiln_cpu_op kiln_cpu_ops_rnn[] = {
-    {"RNN", "", 1, 0, rnn_run, NULL, 0},
-    {"GRU", "", 1, 0, gru_run, NULL, 0},
-    {"LSTM", "", 1, 0, lstm_run, NULL, 0},
+    {"RNN", "", 1, 0, rnn_run, rnn_prepare, 0},
+    {"GRU", "", 1, 0, gru_run, gru_prepare, 0},
+    {"LSTM", "", 1, 0, lstm_run, lstm_prepare, 0},
     {0},
 };

@@ -28,6 +28,10 @@
  * HannWindow, HammingWindow, BlackmanWindow (17): the generalized cosine windows, periodic
  * (denominator N) or symmetric (N-1). MelWeightMatrix (17): the triangular filter bank of
  * the ONNX reference implementation (bin edges floored to DFT bins).
+ *
+ * Prepare decodes every op's attributes once; Einsum's equation is also parsed there into
+ * its terms (a malformed equation is reported by run, after the checks of the inputs that
+ * precede it, as before).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -38,6 +42,12 @@
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
 #endif
+
+/* Defined in misc.c: prepares on the spot when run is called without prepare, and keeps a
+ * failed check of prepare for run to report. */
+kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
+                                    kiln_status (*run)(struct kiln_kctx *));
+kiln_status kiln_cpu_prep_keep(struct kiln_kprep *p, kiln_status st, const kiln_err *e, const char **msg);
 
 /* ------------------------------------------------------------------ conversions */
 
@@ -89,8 +99,23 @@ static kiln_status in_scalar_f64(struct kiln_kctx *k, size_t i, const char *what
             }                                                                                  \
         }
 
+struct cum_state {
+    bool exclusive, reverse;
+};
+
+static kiln_status cum_prepare(struct kiln_kprep *p)
+{
+    struct cum_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    s->exclusive = kiln_attr_i(&p->kc, "exclusive", 0) != 0;
+    s->reverse = kiln_attr_i(&p->kc, "reverse", 0) != 0;
+    p->state = s;
+    return KILN_OK;
+}
+
 static kiln_status cum_run(struct kiln_kctx *k, bool prod)
 {
+    const struct cum_state *cs = k->state;
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     int64_t axis_v = 0;
@@ -100,8 +125,8 @@ static kiln_status cum_run(struct kiln_kctx *k, bool prod)
     const int rank = x->rank ? x->rank : 1;
     int axis;
     KILN_TRY(kiln_norm_axis(k, axis_v, rank, "input 'axis'", &axis));
-    const bool exclusive = kiln_attr_i(k, "exclusive", 0) != 0;
-    const bool reverse = kiln_attr_i(k, "reverse", 0) != 0;
+    const bool exclusive = cs->exclusive;
+    const bool reverse = cs->reverse;
     const bool as_int = kiln_dtype_is_int(x->dtype);
     if (!as_int && !kiln_dtype_is_real_float(x->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 'x' is %s; expected a numeric type",
@@ -134,8 +159,16 @@ static kiln_status cum_run(struct kiln_kctx *k, bool prod)
 
 #undef CUM_SCAN
 
-static kiln_status cumsum_run(struct kiln_kctx *k) { return cum_run(k, false); }
-static kiln_status cumprod_run(struct kiln_kctx *k) { return cum_run(k, true); }
+static kiln_status cumsum_run(struct kiln_kctx *k)
+{
+    if (!k->state) return kiln_cpu_run_unprepared(k, cum_prepare, cumsum_run);
+    return cum_run(k, false);
+}
+static kiln_status cumprod_run(struct kiln_kctx *k)
+{
+    if (!k->state) return kiln_cpu_run_unprepared(k, cum_prepare, cumprod_run);
+    return cum_run(k, true);
+}
 
 /* ------------------------------------------------------------------ TopK */
 
@@ -192,15 +225,37 @@ static int cmp_u_asc(const void *pa, const void *pb)
     return cmp_idx(a, b);
 }
 
+struct topk_state {
+    bool has_k;      /* opset < 10: attribute k is present */
+    int64_t k;       /* opset < 10 */
+    int64_t axis;
+    bool largest;    /* true before opset 11 */
+};
+
+static kiln_status topk_prepare(struct kiln_kprep *p)
+{
+    struct topk_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    const struct kiln_kctx *k = &p->kc;
+    s->has_k = kiln_attr_has(k, "k");
+    s->k = kiln_attr_i(k, "k", 0);
+    s->axis = kiln_attr_i(k, "axis", -1);
+    s->largest = k->opset < 11 || kiln_attr_i(k, "largest", 1) != 0;
+    p->state = s;
+    return KILN_OK;
+}
+
 static kiln_status topk_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, topk_prepare, topk_run);
+    const struct topk_state *ts = k->state;
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     int64_t kk = 0;
     if (k->opset < 10) {
-        if (!kiln_attr_has(k, "k"))
+        if (!ts->has_k)
             return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute 'k' is missing");
-        kk = kiln_attr_i(k, "k", 0);
+        kk = ts->k;
     } else {
         bool present;
         KILN_TRY(in_scalar_i64(k, 1, "K", &kk, &present));
@@ -209,8 +264,8 @@ static kiln_status topk_run(struct kiln_kctx *k)
     if (x->rank == 0)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'X' is a scalar; expected rank >= 1");
     int axis;
-    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", -1), x->rank, "attribute 'axis'", &axis));
-    const bool largest = k->opset < 11 || kiln_attr_i(k, "largest", 1) != 0;
+    KILN_TRY(kiln_norm_axis(k, ts->axis, x->rank, "attribute 'axis'", &axis));
+    const bool largest = ts->largest;
     const int64_t len = x->dims[axis];
     if (kk < 0 || kk > len)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "k is %lld; expected [0, %lld] (the size of "
@@ -323,10 +378,66 @@ static kiln_status ein_parse_term(struct kiln_kctx *k, const char *s, size_t len
     return KILN_OK;
 }
 
+/* The equation, parsed in prepare: the input terms (lhs) and, with "->", the output term.
+ * A parse failure is kept (status and message) for run, which reports it where it would
+ * have found it: the lhs after the checks of the inputs, the output term after the label
+ * sizes. */
+struct einsum_state {
+    const char *eq;                 /* NULL: attribute 'equation' is missing */
+    bool arrow;                     /* the equation has "->" */
+    struct ein_term in_t[EIN_MAXIN];
+    struct ein_term out_t;
+    kiln_status lhs_st, rhs_st;
+    const char *lhs_msg, *rhs_msg;
+};
+
+/* Splits the lhs of eq at commas into nin terms. */
+static kiln_status ein_parse_lhs(struct kiln_kctx *k, const char *eq, size_t nin, struct ein_term *in_t)
+{
+    const char *arrow = strstr(eq, "->");
+    const size_t lhs_len = arrow ? (size_t)(arrow - eq) : strlen(eq);
+    size_t nt = 0, start = 0;
+    for (size_t i = 0; i <= lhs_len; i++) {
+        if (i == lhs_len || eq[i] == ',') {
+            if (nt == nin)
+                return kiln_kfail(k, KILN_E_INVALID_ARG, "attribute 'equation' \"%s\" has more "
+                                  "terms than the %zu inputs", eq, nin);
+            KILN_TRY(ein_parse_term(k, eq + start, i - start, &in_t[nt++]));
+            start = i + 1;
+        }
+    }
+    if (nt != nin)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "attribute 'equation' \"%s\" has %zu terms; "
+                          "expected %zu (one per input)", eq, nt, nin);
+    return KILN_OK;
+}
+
+static kiln_status einsum_prepare(struct kiln_kprep *p)
+{
+    struct einsum_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    p->state = s;
+    s->eq = kiln_attr_s(&p->kc, "equation", NULL);
+    const size_t nin = p->kc.n_in;
+    if (!s->eq || nin == 0 || nin > EIN_MAXIN) return KILN_OK; /* run fails before parsing */
+    const char *arrow = strstr(s->eq, "->");
+    s->arrow = arrow != NULL;
+    kiln_err e = {0};
+    struct kiln_kctx kc = p->kc;
+    kc.err = &e;
+    s->lhs_st = ein_parse_lhs(&kc, s->eq, nin, s->in_t);
+    KILN_TRY(kiln_cpu_prep_keep(p, s->lhs_st, &e, &s->lhs_msg));
+    if (s->lhs_st || !arrow) return KILN_OK;
+    s->rhs_st = ein_parse_term(&kc, arrow + 2, strlen(arrow + 2), &s->out_t);
+    return kiln_cpu_prep_keep(p, s->rhs_st, &e, &s->rhs_msg);
+}
+
 /* Sum of products in double (floats) or wrapping uint64 (integers). */
 static kiln_status einsum_run(struct kiln_kctx *k)
 {
-    const char *eq = kiln_attr_s(k, "equation", NULL);
+    if (!k->state) return kiln_cpu_run_unprepared(k, einsum_prepare, einsum_run);
+    const struct einsum_state *es = k->state;
+    const char *eq = es->eq;
     if (!eq) return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute 'equation' is missing");
     const size_t nin = k->n_in;
     if (nin == 0 || nin > EIN_MAXIN)
@@ -343,23 +454,9 @@ static kiln_status einsum_run(struct kiln_kctx *k)
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "inputs are %s; expected a numeric type",
                           kiln_dtype_name(dt));
 
-    /* Split "lhs->rhs" and the lhs at commas. */
-    const char *arrow = strstr(eq, "->");
-    const size_t lhs_len = arrow ? (size_t)(arrow - eq) : strlen(eq);
-    struct ein_term in_t[EIN_MAXIN], out_t;
-    size_t nt = 0, start = 0;
-    for (size_t i = 0; i <= lhs_len; i++) {
-        if (i == lhs_len || eq[i] == ',') {
-            if (nt == nin)
-                return kiln_kfail(k, KILN_E_INVALID_ARG, "attribute 'equation' \"%s\" has more "
-                                  "terms than the %zu inputs", eq, nin);
-            KILN_TRY(ein_parse_term(k, eq + start, i - start, &in_t[nt++]));
-            start = i + 1;
-        }
-    }
-    if (nt != nin)
-        return kiln_kfail(k, KILN_E_INVALID_ARG, "attribute 'equation' \"%s\" has %zu terms; "
-                          "expected %zu (one per input)", eq, nt, nin);
+    /* The terms of "lhs->rhs", parsed in prepare. */
+    if (es->lhs_st) return kiln_err_set(k->err, es->lhs_st, "%s", es->lhs_msg);
+    const struct ein_term *in_t = es->in_t;
 
     /* Label sizes; ellipsis dims are right-aligned across operands and broadcast. */
     int64_t lsize[EIN_MAXL];
@@ -400,8 +497,9 @@ static kiln_status einsum_run(struct kiln_kctx *k)
     /* Output labels. */
     int olab[KILN_MAX_RANK];
     int on = 0;
-    if (arrow) {
-        KILN_TRY(ein_parse_term(k, arrow + 2, strlen(arrow + 2), &out_t));
+    if (es->arrow) {
+        if (es->rhs_st) return kiln_err_set(k->err, es->rhs_st, "%s", es->rhs_msg);
+        const struct ein_term out_t = es->out_t;
         bool seen[EIN_MAXL] = {false};
         for (int j = 0; j <= out_t.n; j++) {
             if (j == out_t.ell_pos)
@@ -655,8 +753,30 @@ static kiln_status load_complex(struct kiln_kctx *k, const struct kiln_tensor *x
     return KILN_OK;
 }
 
+/* DFT and STFT: inverse, onesided (default 0 for DFT, 1 for STFT) and, before DFT-20, axis. */
+struct dft_state {
+    bool inverse, onesided;
+    int64_t axis;
+};
+
+static kiln_status dft_prepare_with(struct kiln_kprep *p, int64_t onesided_default)
+{
+    struct dft_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    s->inverse = kiln_attr_i(&p->kc, "inverse", 0) != 0;
+    s->onesided = kiln_attr_i(&p->kc, "onesided", onesided_default) != 0;
+    s->axis = kiln_attr_i(&p->kc, "axis", 1);
+    p->state = s;
+    return KILN_OK;
+}
+
+static kiln_status dft_prepare(struct kiln_kprep *p) { return dft_prepare_with(p, 0); }
+static kiln_status stft_prepare(struct kiln_kprep *p) { return dft_prepare_with(p, 1); }
+
 static kiln_status dft_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, dft_prepare, dft_run);
+    const struct dft_state *ds = k->state;
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     char b[128];
@@ -667,12 +787,12 @@ static kiln_status dft_run(struct kiln_kctx *k)
     if (!kiln_dtype_is_real_float(x->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 'input' is %s; expected a float type",
                           kiln_dtype_name(x->dtype));
-    const bool inverse = kiln_attr_i(k, "inverse", 0) != 0;
-    const bool onesided = kiln_attr_i(k, "onesided", 0) != 0;
+    const bool inverse = ds->inverse;
+    const bool onesided = ds->onesided;
     int64_t axis;
     bool present;
     if (k->opset < 20) {
-        axis = kiln_attr_i(k, "axis", 1);
+        axis = ds->axis;
     } else {
         axis = -2;
         KILN_TRY(in_scalar_i64(k, 2, "axis", &axis, &present));
@@ -751,6 +871,8 @@ done:
 
 static kiln_status stft_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, stft_prepare, stft_run);
+    const struct dft_state *ds = k->state;
     const struct kiln_tensor *x, *win = kiln_in(k, 2);
     KILN_TRY(kiln_in_req(k, 0, &x));
     char b[128];
@@ -780,7 +902,7 @@ static kiln_status stft_run(struct kiln_kctx *k)
     if (fl < 1 || fl > L)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "frame_length is %lld; expected [1, %lld] (the "
                           "signal length)", (long long)fl, (long long)L);
-    const bool onesided = kiln_attr_i(k, "onesided", 1) != 0;
+    const bool onesided = ds->onesided;
     const size_t N = (size_t)fl, frames = (size_t)(1 + (L - fl) / step);
     const size_t bins = onesided ? N / 2 + 1 : N, batch = (size_t)x->dims[0];
     int64_t odims[4] = {(int64_t)batch, (int64_t)frames, (int64_t)bins, 2};
@@ -822,9 +944,26 @@ done:
 
 /* ------------------------------------------------------------------ windows */
 
+/* The windows and MelWeightMatrix: output_datatype (checked at run) and periodic. */
+struct window_state {
+    int64_t output_datatype;
+    bool periodic;
+};
+
+static kiln_status window_prepare(struct kiln_kprep *p)
+{
+    struct window_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    s->output_datatype = kiln_attr_i(&p->kc, "output_datatype", KILN_DTYPE_F32);
+    s->periodic = kiln_attr_i(&p->kc, "periodic", 1) != 0;
+    p->state = s;
+    return KILN_OK;
+}
+
 /* a0 - a1*cos(2*pi*n/D) + a2*cos(4*pi*n/D), D = size (periodic) or size-1 (symmetric). */
 static kiln_status window_run(struct kiln_kctx *k, double a0, double a1, double a2)
 {
+    const struct window_state *ws = k->state;
     int64_t size = 0;
     bool present;
     KILN_TRY(in_scalar_i64(k, 0, "size", &size, &present));
@@ -832,12 +971,12 @@ static kiln_status window_run(struct kiln_kctx *k, double a0, double a1, double 
     if (size < 0)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'size' is %lld; expected >= 0",
                           (long long)size);
-    const int64_t odt = kiln_attr_i(k, "output_datatype", KILN_DTYPE_F32);
+    const int64_t odt = ws->output_datatype;
     if (!kiln_dtype_valid((int)odt) || odt != (int)odt ||
         (!kiln_dtype_is_real_float((kiln_dtype)odt) && !kiln_dtype_is_int((kiln_dtype)odt)))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "attribute 'output_datatype' is %lld; expected "
                           "a numeric type", (long long)odt);
-    const bool periodic = kiln_attr_i(k, "periodic", 1) != 0;
+    const bool periodic = ws->periodic;
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, (kiln_dtype)odt, 1, &size, &y));
     if (size == 0) return KILN_OK;
@@ -855,17 +994,28 @@ static kiln_status window_run(struct kiln_kctx *k, double a0, double a1, double 
     return KILN_OK;
 }
 
-static kiln_status hann_run(struct kiln_kctx *k) { return window_run(k, 0.5, 0.5, 0.0); }
+static kiln_status hann_run(struct kiln_kctx *k)
+{
+    if (!k->state) return kiln_cpu_run_unprepared(k, window_prepare, hann_run);
+    return window_run(k, 0.5, 0.5, 0.0);
+}
 static kiln_status hamming_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, window_prepare, hamming_run);
     return window_run(k, 25.0 / 46.0, 21.0 / 46.0, 0.0);
 }
-static kiln_status blackman_run(struct kiln_kctx *k) { return window_run(k, 0.42, 0.5, 0.08); }
+static kiln_status blackman_run(struct kiln_kctx *k)
+{
+    if (!k->state) return kiln_cpu_run_unprepared(k, window_prepare, blackman_run);
+    return window_run(k, 0.42, 0.5, 0.08);
+}
 
 /* ------------------------------------------------------------------ MelWeightMatrix */
 
 static kiln_status mel_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, window_prepare, mel_run);
+    const struct window_state *ws = k->state;
     int64_t nmel = 0, dl = 0;
     double sr, lo, hi;
     bool p1, p2;
@@ -879,7 +1029,7 @@ static kiln_status mel_run(struct kiln_kctx *k)
     KILN_TRY(in_scalar_f64(k, 4, "upper_edge_hertz", &hi));
     if (sr <= 0)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'sample_rate' is %g; expected > 0", sr);
-    const int64_t odt = kiln_attr_i(k, "output_datatype", KILN_DTYPE_F32);
+    const int64_t odt = ws->output_datatype;
     if (!kiln_dtype_valid((int)odt) || odt != (int)odt ||
         (!kiln_dtype_is_real_float((kiln_dtype)odt) && !kiln_dtype_is_int((kiln_dtype)odt)))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "attribute 'output_datatype' is %lld; expected "
@@ -928,16 +1078,16 @@ static kiln_status mel_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_scan[] = {
-    {"CumSum", "", 11, KILN_OPSET_ANY, cumsum_run, NULL, 0},
-    {"CumProd", "", 26, KILN_OPSET_ANY, cumprod_run, NULL, 0},
-    {"TopK", "", 1, KILN_OPSET_ANY, topk_run, NULL, 0},
-    {"Einsum", "", 12, KILN_OPSET_ANY, einsum_run, NULL, 0},
+    {"CumSum", "", 11, KILN_OPSET_ANY, cumsum_run, cum_prepare, 0},
+    {"CumProd", "", 26, KILN_OPSET_ANY, cumprod_run, cum_prepare, 0},
+    {"TopK", "", 1, KILN_OPSET_ANY, topk_run, topk_prepare, 0},
+    {"Einsum", "", 12, KILN_OPSET_ANY, einsum_run, einsum_prepare, 0},
     {"Det", "", 11, KILN_OPSET_ANY, det_run, NULL, 0},
-    {"DFT", "", 17, KILN_OPSET_ANY, dft_run, NULL, 0},
-    {"STFT", "", 17, KILN_OPSET_ANY, stft_run, NULL, 0},
-    {"HannWindow", "", 17, KILN_OPSET_ANY, hann_run, NULL, 0},
-    {"HammingWindow", "", 17, KILN_OPSET_ANY, hamming_run, NULL, 0},
-    {"BlackmanWindow", "", 17, KILN_OPSET_ANY, blackman_run, NULL, 0},
-    {"MelWeightMatrix", "", 17, KILN_OPSET_ANY, mel_run, NULL, 0},
+    {"DFT", "", 17, KILN_OPSET_ANY, dft_run, dft_prepare, 0},
+    {"STFT", "", 17, KILN_OPSET_ANY, stft_run, stft_prepare, 0},
+    {"HannWindow", "", 17, KILN_OPSET_ANY, hann_run, window_prepare, 0},
+    {"HammingWindow", "", 17, KILN_OPSET_ANY, hamming_run, window_prepare, 0},
+    {"BlackmanWindow", "", 17, KILN_OPSET_ANY, blackman_run, window_prepare, 0},
+    {"MelWeightMatrix", "", 17, KILN_OPSET_ANY, mel_run, window_prepare, 0},
     {0},
 };

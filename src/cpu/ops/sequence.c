@@ -18,10 +18,45 @@
  *
  * From opset 18 OptionalHasElement and OptionalGetElement also take a plain tensor or
  * sequence (always "has an element"), and OptionalHasElement an absent input (none).
+ *
+ * The ops with attributes (SequenceEmpty, SplitToSequence, ConcatFromSequence,
+ * SequenceMap, Optional) decode them once in prepare; their checks stay in run.
  */
 #include <string.h>
 
 #include "cpu/tensor_util.h"
+
+/* Defined in misc.c: prepares on the spot when run is called without prepare. */
+kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
+                                    kiln_status (*run)(struct kiln_kctx *));
+
+/* The attributes of the sequence and optional ops (each op reads its own). */
+struct seq_state {
+    int64_t dtype;                 /* SequenceEmpty */
+    bool has_axis;                 /* ConcatFromSequence: axis is required */
+    int64_t axis;                  /* SplitToSequence, ConcatFromSequence (0 when absent) */
+    bool keepdims;                 /* SplitToSequence */
+    bool new_axis;                 /* ConcatFromSequence */
+    const struct kiln_graph *body; /* SequenceMap; NULL: missing */
+    const struct kiln_type *type;  /* Optional: the `type` attribute; NULL: none */
+};
+
+static kiln_status seq_prepare(struct kiln_kprep *p)
+{
+    struct seq_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    const struct kiln_kctx *k = &p->kc;
+    s->dtype = kiln_attr_i(k, "dtype", KILN_DTYPE_F32);
+    s->has_axis = kiln_attr_has(k, "axis");
+    s->axis = kiln_attr_i(k, "axis", 0);
+    s->keepdims = kiln_attr_i(k, "keepdims", 1) != 0;
+    s->new_axis = kiln_attr_i(k, "new_axis", 0) != 0;
+    s->body = kiln_attr_g(k, "body");
+    const struct kiln_attr *a = kiln_node_attr(k->node, "type");
+    s->type = a && a->type == KILN_ATTR_TYPE_PROTO ? a->tp : NULL;
+    p->state = s;
+    return KILN_OK;
+}
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -99,7 +134,8 @@ static void seq_remove(struct kiln_value *seq, size_t i)
 
 static kiln_status seq_empty_run(struct kiln_kctx *k)
 {
-    int64_t dt = kiln_attr_i(k, "dtype", KILN_DTYPE_F32);
+    if (!k->state) return kiln_cpu_run_unprepared(k, seq_prepare, seq_empty_run);
+    int64_t dt = ((const struct seq_state *)k->state)->dtype;
     if (!kiln_dtype_valid((int)dt) || dt != (int)dt)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "attribute 'dtype' is %lld; expected a tensor "
                           "element type", (long long)dt);
@@ -198,13 +234,15 @@ static kiln_status seq_length_run(struct kiln_kctx *k)
 
 static kiln_status split_to_seq_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, seq_prepare, split_to_seq_run);
+    const struct seq_state *ss = k->state;
     const struct kiln_tensor *x, *sp = kiln_in(k, 1);
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (x->rank == 0)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'input' is a scalar; expected rank >= 1");
     int axis;
-    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "attribute 'axis'", &axis));
-    const bool keepdims = kiln_attr_i(k, "keepdims", 1) != 0;
+    KILN_TRY(kiln_norm_axis(k, ss->axis, x->rank, "attribute 'axis'", &axis));
+    const bool keepdims = ss->keepdims;
     const int64_t len = x->dims[axis];
     size_t outer = 1, inner = 1;
     for (int d = 0; d < x->rank; d++) {
@@ -292,12 +330,14 @@ static kiln_status split_to_seq_run(struct kiln_kctx *k)
 
 static kiln_status concat_from_seq_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, seq_prepare, concat_from_seq_run);
+    const struct seq_state *ss = k->state;
     const struct kiln_value *s;
     KILN_TRY(in_seq(k, 0, "input_sequence", &s));
-    if (!kiln_attr_has(k, "axis"))
+    if (!ss->has_axis)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute 'axis' is missing");
-    const int64_t axis_v = kiln_attr_i(k, "axis", 0);
-    const bool new_axis = kiln_attr_i(k, "new_axis", 0) != 0;
+    const int64_t axis_v = ss->axis;
+    const bool new_axis = ss->new_axis;
     if (s->count == 0)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input 'input_sequence' is empty; the output "
                           "shape is undefined");
@@ -358,7 +398,8 @@ static kiln_status concat_from_seq_run(struct kiln_kctx *k)
 /* Runs the body once per position; each body output j is appended to output sequence j. */
 static kiln_status seq_map_run(struct kiln_kctx *k)
 {
-    const struct kiln_graph *g = kiln_attr_g(k, "body");
+    if (!k->state) return kiln_cpu_run_unprepared(k, seq_prepare, seq_map_run);
+    const struct kiln_graph *g = ((const struct seq_state *)k->state)->body;
     if (!g) return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute 'body' is missing");
     const struct kiln_value *s0;
     KILN_TRY(in_seq(k, 0, "input_sequence", &s0));
@@ -428,6 +469,8 @@ done:
 
 static kiln_status optional_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, seq_prepare, optional_run);
+    const struct seq_state *ss = k->state;
     const struct kiln_value *v = kiln_in_value(k, 0);
     struct kiln_value *o = kiln_value_new(KILN_VALUE_OPTIONAL);
     if (!o) return kiln_kfail(k, KILN_E_NOMEM, "out of memory creating an optional");
@@ -447,12 +490,11 @@ static kiln_status optional_run(struct kiln_kctx *k)
             return st;
         }
     } else {
-        const struct kiln_attr *a = kiln_node_attr(k->node, "type");
-        if (!a || a->type != KILN_ATTR_TYPE_PROTO || !a->tp) {
+        const struct kiln_type *tp = ss->type;
+        if (!tp) {
             kiln_value_free(o);
             return kiln_kfail(k, KILN_E_INVALID_MODEL, "has no input and no 'type' attribute");
         }
-        const struct kiln_type *tp = a->tp;
         if (tp->kind == KILN_TYPE_SEQUENCE) {
             o->elem_kind = KILN_VALUE_SEQUENCE;
             o->elem_dtype = tp->inner ? tp->inner->elem : KILN_DTYPE_UNDEFINED;
@@ -492,16 +534,16 @@ static kiln_status optional_get_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_sequence[] = {
-    {"SequenceEmpty", "", 11, KILN_OPSET_ANY, seq_empty_run, NULL, 0},
+    {"SequenceEmpty", "", 11, KILN_OPSET_ANY, seq_empty_run, seq_prepare, 0},
     {"SequenceConstruct", "", 11, KILN_OPSET_ANY, seq_construct_run, NULL, 0},
     {"SequenceAt", "", 11, KILN_OPSET_ANY, seq_at_run, NULL, 0},
     {"SequenceInsert", "", 11, KILN_OPSET_ANY, seq_insert_run, NULL, 0},
     {"SequenceErase", "", 11, KILN_OPSET_ANY, seq_erase_run, NULL, 0},
     {"SequenceLength", "", 11, KILN_OPSET_ANY, seq_length_run, NULL, 0},
-    {"SplitToSequence", "", 11, KILN_OPSET_ANY, split_to_seq_run, NULL, 0},
-    {"ConcatFromSequence", "", 11, KILN_OPSET_ANY, concat_from_seq_run, NULL, 0},
-    {"SequenceMap", "", 17, KILN_OPSET_ANY, seq_map_run, NULL, 0},
-    {"Optional", "", 15, KILN_OPSET_ANY, optional_run, NULL, 0},
+    {"SplitToSequence", "", 11, KILN_OPSET_ANY, split_to_seq_run, seq_prepare, 0},
+    {"ConcatFromSequence", "", 11, KILN_OPSET_ANY, concat_from_seq_run, seq_prepare, 0},
+    {"SequenceMap", "", 17, KILN_OPSET_ANY, seq_map_run, seq_prepare, 0},
+    {"Optional", "", 15, KILN_OPSET_ANY, optional_run, seq_prepare, 0},
     {"OptionalHasElement", "", 15, KILN_OPSET_ANY, optional_has_run, NULL, 0},
     {"OptionalGetElement", "", 15, KILN_OPSET_ANY, optional_get_run, NULL, 0},
     {0},

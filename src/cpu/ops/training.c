@@ -15,11 +15,18 @@
  *             h' = beta * h + (1 - beta) * g^2;
  *             r' = T > 0 ? R * sqrt(1 - beta^T) / (1 - alpha^T) : R;
  *             x' = (1 - norm_coefficient_post) * (x - r' * v' / (sqrt(h') + epsilon))
+ *
+ * Prepare decodes the attributes into the update's parameters once; Momentum's missing
+ * attributes and unknown mode are reported by run, as before.
  */
 #include <math.h>
 #include <string.h>
 
 #include "cpu/kernel.h"
+
+/* Defined in misc.c: prepares on the spot when run is called without prepare. */
+kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
+                                    kiln_status (*run)(struct kiln_kctx *));
 
 #define TRAINING_DOMAIN "ai.onnx.preview.training"
 
@@ -143,46 +150,89 @@ static kiln_status opt_run(struct kiln_kctx *k, enum opt_kind kind, size_t ns, c
     return KILN_OK;
 }
 
+/* The attribute part of the parameters (r and t come from the inputs at run), and for
+ * Momentum what run reports before anything else. */
+struct opt_state {
+    struct opt_params p;
+    const char *missing; /* Momentum: the first required attribute that is absent */
+    const char *mode;    /* Momentum: its mode, when neither standard nor nesterov */
+};
+
+static kiln_status opt_state_new(struct kiln_kprep *p, struct opt_state **out)
+{
+    KILN_TRY(kiln_kprep_alloc(p, sizeof **out, (void **)out));
+    p->state = *out;
+    return KILN_OK;
+}
+
+static kiln_status adagrad_prepare(struct kiln_kprep *p)
+{
+    struct opt_state *s;
+    KILN_TRY(opt_state_new(p, &s));
+    s->p.decay = kiln_attr_f(&p->kc, "decay_factor", 0.0f);
+    s->p.eps = kiln_attr_f(&p->kc, "epsilon", 1e-6f);
+    s->p.norm = kiln_attr_f(&p->kc, "norm_coefficient", 0.0f);
+    return KILN_OK;
+}
+
 static kiln_status adagrad_run(struct kiln_kctx *k)
 {
-    struct opt_params p = {0};
-    p.decay = kiln_attr_f(k, "decay_factor", 0.0f);
-    p.eps = kiln_attr_f(k, "epsilon", 1e-6f);
-    p.norm = kiln_attr_f(k, "norm_coefficient", 0.0f);
-    return opt_run(k, OPT_ADAGRAD, 1, &p);
+    if (!k->state) return kiln_cpu_run_unprepared(k, adagrad_prepare, adagrad_run);
+    const struct opt_state *s = k->state;
+    return opt_run(k, OPT_ADAGRAD, 1, &s->p);
+}
+
+static kiln_status momentum_prepare(struct kiln_kprep *p)
+{
+    struct opt_state *s;
+    KILN_TRY(opt_state_new(p, &s));
+    const struct kiln_kctx *k = &p->kc;
+    static const char *const req[] = {"alpha", "beta", "mode", "norm_coefficient"};
+    for (size_t i = 0; i < 4 && !s->missing; i++)
+        if (!kiln_attr_has(k, req[i])) s->missing = req[i];
+    s->p.alpha = kiln_attr_f(k, "alpha", 0.0f);
+    s->p.beta = kiln_attr_f(k, "beta", 0.0f);
+    s->p.norm = kiln_attr_f(k, "norm_coefficient", 0.0f);
+    const char *mode = kiln_attr_s(k, "mode", "");
+    if (strcmp(mode, "nesterov") == 0) s->p.nesterov = true;
+    else if (strcmp(mode, "standard") != 0) s->mode = mode;
+    return KILN_OK;
 }
 
 static kiln_status momentum_run(struct kiln_kctx *k)
 {
-    struct opt_params p = {0};
-    static const char *const req[] = {"alpha", "beta", "mode", "norm_coefficient"};
-    for (size_t i = 0; i < 4; i++)
-        if (!kiln_attr_has(k, req[i]))
-            return kiln_kfail(k, KILN_E_INVALID_MODEL, "required attribute '%s' is missing", req[i]);
-    p.alpha = kiln_attr_f(k, "alpha", 0.0f);
-    p.beta = kiln_attr_f(k, "beta", 0.0f);
-    p.norm = kiln_attr_f(k, "norm_coefficient", 0.0f);
-    const char *mode = kiln_attr_s(k, "mode", "");
-    if (strcmp(mode, "nesterov") == 0) p.nesterov = true;
-    else if (strcmp(mode, "standard") != 0)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "mode '%s'; expected 'standard' or 'nesterov'", mode);
-    return opt_run(k, OPT_MOMENTUM, 1, &p);
+    if (!k->state) return kiln_cpu_run_unprepared(k, momentum_prepare, momentum_run);
+    const struct opt_state *s = k->state;
+    if (s->missing)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "required attribute '%s' is missing", s->missing);
+    if (s->mode)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "mode '%s'; expected 'standard' or 'nesterov'", s->mode);
+    return opt_run(k, OPT_MOMENTUM, 1, &s->p);
+}
+
+static kiln_status adam_prepare(struct kiln_kprep *p)
+{
+    struct opt_state *s;
+    KILN_TRY(opt_state_new(p, &s));
+    const struct kiln_kctx *k = &p->kc;
+    s->p.alpha = kiln_attr_f(k, "alpha", 0.9f);
+    s->p.beta = kiln_attr_f(k, "beta", 0.999f);
+    s->p.eps = kiln_attr_f(k, "epsilon", 1e-6f);
+    s->p.norm = kiln_attr_f(k, "norm_coefficient", 0.0f);
+    s->p.norm_post = kiln_attr_f(k, "norm_coefficient_post", 0.0f);
+    return KILN_OK;
 }
 
 static kiln_status adam_run(struct kiln_kctx *k)
 {
-    struct opt_params p = {0};
-    p.alpha = kiln_attr_f(k, "alpha", 0.9f);
-    p.beta = kiln_attr_f(k, "beta", 0.999f);
-    p.eps = kiln_attr_f(k, "epsilon", 1e-6f);
-    p.norm = kiln_attr_f(k, "norm_coefficient", 0.0f);
-    p.norm_post = kiln_attr_f(k, "norm_coefficient_post", 0.0f);
-    return opt_run(k, OPT_ADAM, 2, &p);
+    if (!k->state) return kiln_cpu_run_unprepared(k, adam_prepare, adam_run);
+    const struct opt_state *s = k->state;
+    return opt_run(k, OPT_ADAM, 2, &s->p);
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_training[] = {
-    {"Adagrad", TRAINING_DOMAIN, 1, 0, adagrad_run, NULL, 0},
-    {"Adam", TRAINING_DOMAIN, 1, 0, adam_run, NULL, 0},
-    {"Momentum", TRAINING_DOMAIN, 1, 0, momentum_run, NULL, 0},
+    {"Adagrad", TRAINING_DOMAIN, 1, 0, adagrad_run, adagrad_prepare, 0},
+    {"Adam", TRAINING_DOMAIN, 1, 0, adam_run, adam_prepare, 0},
+    {"Momentum", TRAINING_DOMAIN, 1, 0, momentum_run, momentum_prepare, 0},
     {0},
 };

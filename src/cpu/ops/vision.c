@@ -28,12 +28,60 @@
  *   at 2); lowered to sampled columns + kiln_sgemm per (image, group).
  *
  * dtypes: float32 natively; float16, bfloat16 and float64 are staged through float32.
+ *
+ * Prepare decodes every op's attributes once (struct vision_state); they are checked at
+ * run time, where the inputs' ranks and shapes are known, with the same messages as before.
  */
 #include <math.h>
 #include <string.h>
 
 #include "cpu/sgemm.h"
 #include "cpu/tensor_util.h"
+
+/* Defined in misc.c: prepares on the spot when run is called without prepare. */
+kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
+                                    kiln_status (*run)(struct kiln_kctx *));
+
+/* One ints attribute as the node has it (NULL and 0 when absent). */
+struct ints_attr {
+    const int64_t *v;
+    size_t n;
+};
+
+/* The attributes of this file's ops, each with its default (an op reads its own). */
+struct vision_state {
+    bool align_corners;            /* AffineGrid */
+    const char *mode;              /* RoiAlign: "avg" */
+    const char *ctm;               /* RoiAlign 16+: coordinate_transformation_mode */
+    int64_t output_height, output_width, sampling_ratio;
+    double spatial_scale;          /* RoiAlign, MaxRoiPool */
+    struct ints_attr pooled_shape; /* MaxRoiPool */
+    int64_t group, offset_group;   /* DeformConv */
+    struct ints_attr kernel_shape, strides, dilations, pads;
+};
+
+static kiln_status vision_prepare(struct kiln_kprep *p)
+{
+    struct vision_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    const struct kiln_kctx *k = &p->kc;
+    s->align_corners = kiln_attr_i(k, "align_corners", 0) != 0;
+    s->mode = kiln_attr_s(k, "mode", "avg");
+    s->ctm = kiln_attr_s(k, "coordinate_transformation_mode", "half_pixel");
+    s->output_height = kiln_attr_i(k, "output_height", 1);
+    s->output_width = kiln_attr_i(k, "output_width", 1);
+    s->sampling_ratio = kiln_attr_i(k, "sampling_ratio", 0);
+    s->spatial_scale = kiln_attr_f(k, "spatial_scale", 1.0f);
+    s->pooled_shape.n = kiln_attr_ints(k, "pooled_shape", &s->pooled_shape.v);
+    s->group = kiln_attr_i(k, "group", 1);
+    s->offset_group = kiln_attr_i(k, "offset_group", 1);
+    s->kernel_shape.n = kiln_attr_ints(k, "kernel_shape", &s->kernel_shape.v);
+    s->strides.n = kiln_attr_ints(k, "strides", &s->strides.v);
+    s->dilations.n = kiln_attr_ints(k, "dilations", &s->dilations.v);
+    s->pads.n = kiln_attr_ints(k, "pads", &s->pads.v);
+    p->state = s;
+    return KILN_OK;
+}
 
 /* ------------------------------------------------------------------ dtype checks */
 
@@ -57,6 +105,8 @@ static double grid_coord(int64_t i, int64_t n, bool align)
 
 static kiln_status affine_grid_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, vision_prepare, affine_grid_run);
+    const struct vision_state *vs = k->state;
     const struct kiln_tensor *theta, *size;
     KILN_TRY(kiln_in_req(k, 0, &theta));
     KILN_TRY(kiln_in_req(k, 1, &size));
@@ -81,7 +131,7 @@ static kiln_status affine_grid_run(struct kiln_kctx *k)
                           kiln_shape_str(theta->rank, theta->dims, buf, sizeof buf),
                           (long long)sz[0], nd, nd + 1);
     }
-    bool align = kiln_attr_i(k, "align_corners", 0) != 0;
+    bool align = vs->align_corners;
     int64_t od[5];
     od[0] = sz[0];
     for (int i = 0; i < nd; i++) od[1 + i] = sz[2 + i];
@@ -182,6 +232,8 @@ static kiln_status roi_inputs(struct kiln_kctx *k, int64_t cols, const struct ki
 
 static kiln_status roi_align_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, vision_prepare, roi_align_run);
+    const struct vision_state *vs = k->state;
     const struct kiln_tensor *x, *rois, *bi;
     KILN_TRY(roi_inputs(k, 4, &x, &rois, &bi));
     char buf[64];
@@ -191,22 +243,22 @@ static kiln_status roi_align_run(struct kiln_kctx *k)
                           kiln_dtype_name(bi->dtype),
                           kiln_shape_str(bi->rank, bi->dims, buf, sizeof buf),
                           (long long)rois->dims[0]);
-    const char *mode = kiln_attr_s(k, "mode", "avg");
+    const char *mode = vs->mode;
     bool max_mode = strcmp(mode, "max") == 0;
     if (!max_mode && strcmp(mode, "avg") != 0)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "mode '%s' is not avg or max", mode);
     bool half = false;
     if (k->opset >= 16) {
-        const char *ctm = kiln_attr_s(k, "coordinate_transformation_mode", "half_pixel");
+        const char *ctm = vs->ctm;
         half = strcmp(ctm, "half_pixel") == 0;
         if (!half && strcmp(ctm, "output_half_pixel") != 0)
             return kiln_kfail(k, KILN_E_INVALID_MODEL,
                               "coordinate_transformation_mode '%s' is not half_pixel or "
                               "output_half_pixel", ctm);
     }
-    int64_t oh = kiln_attr_i(k, "output_height", 1), ow = kiln_attr_i(k, "output_width", 1);
-    int64_t sr = kiln_attr_i(k, "sampling_ratio", 0);
-    double scale = kiln_attr_f(k, "spatial_scale", 1.0f);
+    int64_t oh = vs->output_height, ow = vs->output_width;
+    int64_t sr = vs->sampling_ratio;
+    double scale = vs->spatial_scale;
     if (oh < 1 || ow < 1 || sr < 0)
         return kiln_kfail(k, KILN_E_INVALID_MODEL,
                           "output_height %lld / output_width %lld must be >= 1 and "
@@ -311,13 +363,15 @@ static int64_t clamp_i64(double v, int64_t lo, int64_t hi)
 
 static kiln_status max_roi_pool_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, vision_prepare, max_roi_pool_run);
+    const struct vision_state *vs = k->state;
     const struct kiln_tensor *x, *rois;
     KILN_TRY(roi_inputs(k, 5, &x, &rois, NULL));
-    const int64_t *ps;
-    if (kiln_attr_ints(k, "pooled_shape", &ps) != 2 || ps[0] < 1 || ps[1] < 1)
+    const int64_t *ps = vs->pooled_shape.v;
+    if (vs->pooled_shape.n != 2 || ps[0] < 1 || ps[1] < 1)
         return kiln_kfail(k, KILN_E_INVALID_MODEL,
                           "pooled_shape must be two positive integers (height, width)");
-    double scale = kiln_attr_f(k, "spatial_scale", 1.0f);
+    double scale = vs->spatial_scale;
     int64_t N = x->dims[0], C = x->dims[1], H = x->dims[2], W = x->dims[3], R = rois->dims[0];
     int64_t PH = ps[0], PW = ps[1];
     int64_t yd[4] = {R, C, PH, PW};
@@ -378,12 +432,13 @@ struct deform_geom {
     size_t ks, is, os; /* products of k, in, out */
 };
 
-/* Reads an nd-value ints attribute (default def) into v, each >= lo. */
-static kiln_status deform_ints(struct kiln_kctx *k, const char *name, int nd, int64_t def,
-                               int64_t lo, int64_t *v)
+/* Reads an nd-value ints attribute `name` (its decoded list ia; default def) into v, each
+ * >= lo. */
+static kiln_status deform_ints(struct kiln_kctx *k, const char *name, const struct ints_attr *ia,
+                               int nd, int64_t def, int64_t lo, int64_t *v)
 {
-    const int64_t *a;
-    size_t c = kiln_attr_ints(k, name, &a);
+    const int64_t *a = ia->v;
+    size_t c = ia->n;
     if (c && c != (size_t)nd)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "%s has %zu values; expected %d", name, c, nd);
     for (int i = 0; i < nd; i++) {
@@ -430,6 +485,8 @@ static float deform_sample(const struct deform_geom *g, const float *xp, const d
 
 static kiln_status deform_conv_run(struct kiln_kctx *k)
 {
+    if (!k->state) return kiln_cpu_run_unprepared(k, vision_prepare, deform_conv_run);
+    const struct vision_state *vs = k->state;
     const struct kiln_tensor *x, *w, *offset, *bias = kiln_in(k, 3), *mask = kiln_in(k, 4);
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &w));
@@ -450,7 +507,7 @@ static kiln_status deform_conv_run(struct kiln_kctx *k)
     if (w->rank != x->rank)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input W has rank %d; expected %d like X",
                           w->rank, x->rank);
-    int64_t group = kiln_attr_i(k, "group", 1), og = kiln_attr_i(k, "offset_group", 1);
+    int64_t group = vs->group, og = vs->offset_group;
     if (group < 1 || og < 1)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "group %lld and offset_group %lld must be >= 1",
                           (long long)group, (long long)og);
@@ -464,8 +521,8 @@ static kiln_status deform_conv_run(struct kiln_kctx *k)
     if (C % og)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "X has %lld channels, not a multiple of "
                           "offset_group %lld", (long long)C, (long long)og);
-    const int64_t *ksa;
-    size_t nk = kiln_attr_ints(k, "kernel_shape", &ksa);
+    const int64_t *ksa = vs->kernel_shape.v;
+    size_t nk = vs->kernel_shape.n;
     if (nk && nk != (size_t)g.nd)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "kernel_shape has %zu values; expected %d", nk,
                           g.nd);
@@ -476,10 +533,10 @@ static kiln_status deform_conv_run(struct kiln_kctx *k)
                               (long long)ksa[i], (long long)g.k[i]);
         g.in[i] = x->dims[2 + i];
     }
-    KILN_TRY(deform_ints(k, "strides", g.nd, 1, 1, g.s));
-    KILN_TRY(deform_ints(k, "dilations", g.nd, 1, 1, g.d));
-    const int64_t *pa;
-    size_t np = kiln_attr_ints(k, "pads", &pa);
+    KILN_TRY(deform_ints(k, "strides", &vs->strides, g.nd, 1, 1, g.s));
+    KILN_TRY(deform_ints(k, "dilations", &vs->dilations, g.nd, 1, 1, g.d));
+    const int64_t *pa = vs->pads.v;
+    size_t np = vs->pads.n;
     if (np && np != 2 * (size_t)g.nd)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "pads has %zu values; expected %d", np, 2 * g.nd);
     g.ks = g.is = g.os = 1;
@@ -579,9 +636,9 @@ static kiln_status deform_conv_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_vision[] = {
-    {"AffineGrid", "", 20, 0, affine_grid_run, NULL, 0},
-    {"RoiAlign", "", 10, 0, roi_align_run, NULL, 0},
-    {"MaxRoiPool", "", 1, 0, max_roi_pool_run, NULL, 0},
-    {"DeformConv", "", 19, 0, deform_conv_run, NULL, 0},
+    {"AffineGrid", "", 20, 0, affine_grid_run, vision_prepare, 0},
+    {"RoiAlign", "", 10, 0, roi_align_run, vision_prepare, 0},
+    {"MaxRoiPool", "", 1, 0, max_roi_pool_run, vision_prepare, 0},
+    {"DeformConv", "", 19, 0, deform_conv_run, vision_prepare, 0},
     {0},
 };
