@@ -397,6 +397,44 @@ static void test_small_first(void)
     kiln_model_free(m);
 }
 
+/* A comparison of float32 input 0 [8] broadcast against [4, 8]: its bool output has as
+ * many bytes as input 0 (32), so the planner lets it take input 0's block though the walk
+ * visits input 0 four times; the kernel must not read what it has overwritten. */
+static const char *const wide_compare_model =
+    "opset 17\n"
+    "input A f32 8\n"
+    "input B f32 4,8\n"
+    "node Neg A -> a\n"
+    "node Less a,B -> g\n"
+    "node Not g -> h\n"
+    "node Cast h -> Y to=int:1\n"
+    "output Y\n";
+
+static void test_wide_compare(void)
+{
+    enum { C = 8, R = 4 };
+    kiln_model *m = load_text(wide_compare_model, 1);
+    if (!m) return;
+    double a[C], b[R * C], y[R * C];
+    rng_seed(16);
+    for (int j = 0; j < C; j++) a[j] = (float)rng_range(-1, 1);
+    for (int i = 0; i < R * C; i++) b[i] = (float)rng_range(-1, 1);
+    for (int i = 0; i < R * C; i++) y[i] = !(-a[i % C] < b[i]);
+    int64_t da[1] = {C}, db[2] = {R, C};
+    kiln_value *in[2] = {input_f32(1, da, a), input_f32(2, db, b)};
+    const double *want[1] = {y};
+    size_t numel[1] = {R * C};
+    check_runs(m, 2, in, 1, want, numel, 0, "wide comparison");
+    uint64_t arena, sum;
+    if (plan_of(m, &arena, &sum, "wide comparison"))
+        CHECK(sum == 3 * 32 && arena == 64,
+              "wide comparison: arena %llu, sum %llu; expected one 64-byte block for 3 x 32",
+              (unsigned long long)arena, (unsigned long long)sum);
+    kiln_value_free(in[0]);
+    kiln_value_free(in[1]);
+    kiln_model_free(m);
+}
+
 /* ------------------------------------------------------------------ views */
 
 /* Reshape, Unsqueeze, Flatten, Squeeze, Identity, Dropout (inference: a copy) and Reshape
@@ -563,6 +601,7 @@ int main(void)
     test_chain();
     test_broadcast();
     test_small_first();
+    test_wide_compare();
     test_views();
     test_cast();
     test_symbolic();

@@ -30,11 +30,15 @@
  * decodes through the same function at run time.
  *
  * In place (KILN_OP_INPLACE): output 0 may occupy input 0's memory when both have the same
- * size. Then input 0 has the output's shape (broadcasting only adds leading 1s), so the walk
- * reads A at the output's own index, and every row function reads a[i] and b[i] before it
- * writes y[i] and never reads a lower index again. Sum/Mean/Max/Min fold into the output,
- * which starts as a copy of input 0 (none needed in place). Where's input 0 is the bool
- * condition: in place only for one-byte X/Y, read at the output's index before the write.
+ * size. When the element types agree, input 0 then has the output's shape (broadcasting only
+ * adds leading 1s), so the walk reads A at the output's own index, and every row function
+ * reads a[i] and b[i] before it writes y[i] and never reads a lower index again. A comparison
+ * has a bool output: there equal sizes may also mean a wider input 0 broadcast to more
+ * elements (float32 [8] against [4, 8]), and binary() then reads input 0 from a scratch
+ * copy. Sum/Mean/Max/Min fold into the output, which starts as a copy of input 0 (none
+ * needed in place). Where's input 0 is the bool condition: its output has as many bytes
+ * only for one-byte X/Y of the condition's shape, read at the output's index before the
+ * write.
  */
 #include <math.h>
 #include <string.h>
@@ -463,7 +467,18 @@ static kiln_status binary(struct kiln_kctx *k, const struct bin_state *bs)
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor_raw(k, 0, odt, orank, odims, &y)); /* walk2 writes every element */
     size_t es = kiln_dtype_size(dt);
-    walk2(k->pool, fn, t[0]->data, es, t[0]->rank, t[0]->dims, t[1]->data, es, brank, bd, y->data,
+    const void *a = t[0]->data;
+    if (y->data == a && kiln_tensor_numel(y) != kiln_tensor_numel(t[0])) {
+        /* In place with another element count: a comparison whose wider input 0 broadcasts
+         * to as many bytes of bool (float32 [8] against [4, 8]). The walk would read input
+         * 0 again after writing over it, so it reads a copy. */
+        void *copy;
+        size_t bytes = kiln_tensor_nbytes(t[0]);
+        KILN_TRY(kiln_scratch(k, bytes, &copy));
+        memcpy(copy, a, bytes);
+        a = copy;
+    }
+    walk2(k->pool, fn, a, es, t[0]->rank, t[0]->dims, t[1]->data, es, brank, bd, y->data,
           kiln_dtype_size(odt), orank, odims);
     return KILN_OK;
 }
