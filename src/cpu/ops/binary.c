@@ -23,6 +23,22 @@
  * - Equal also takes bool (opset 11+) and string (opset 19+) inputs.
  * - PRelu broadcasts slope to X unidirectionally; before opset 7 a 1-D slope of X's channel
  *   count applies per channel (dim 1).
+ *
+ * Prepared kernels (cpu/kernel.h): prepare decodes the attributes (the legacy broadcast/axis
+ * pair, Mod's fmod, BitShift's direction, refused there when unknown) into a struct
+ * bin_state. A kernel run without prepare (k->state NULL: the unit tests call run directly)
+ * decodes through the same function at run time.
+ *
+ * In place (KILN_OP_INPLACE): output 0 may occupy input 0's memory when both have the same
+ * size. When the element types agree, input 0 then has the output's shape (broadcasting only
+ * adds leading 1s), so the walk reads A at the output's own index, and every row function
+ * reads a[i] and b[i] before it writes y[i] and never reads a lower index again. A comparison
+ * has a bool output: there equal sizes may also mean a wider input 0 broadcast to more
+ * elements (float32 [8] against [4, 8]), and binary() then reads input 0 from a scratch
+ * copy. Sum/Mean/Max/Min fold into the output, which starts as a copy of input 0 (none
+ * needed in place). Where's input 0 is the bool condition: its output has as many bytes
+ * only for one-byte X/Y of the condition's shape, read at the output's index before the
+ * write.
  */
 #include <math.h>
 #include <string.h>
@@ -246,6 +262,53 @@ static const row_table t_bxor = {UINT_TYPES(TAB, bxor)[KILN_DTYPE_I8] = bxor_u8,
 static const row_table t_shl = {UINT_TYPES(TAB, shl)};
 static const row_table t_shr = {UINT_TYPES(TAB, shr)};
 
+/* ------------------------------------------------------------------ prepared state */
+
+/* What a two-input op runs: its rows, whether the output is bool, whether opset < 7 reads
+ * the legacy attributes, and those attributes (broadcast, axis; axis absent: B aligns with
+ * A's trailing dims). */
+struct bin_state {
+    const row_table *tab;
+    bool bool_out, legacy;
+    int64_t broadcast;
+    bool has_axis;
+    int64_t axis;
+};
+
+/* Fills s for rows tab; the legacy attributes are read whatever the opset (only opset < 7
+ * uses them). */
+static void bin_decode(struct kiln_kctx *k, struct bin_state *s, const row_table *tab,
+                       bool bool_out, bool legacy)
+{
+    *s = (struct bin_state){.tab = tab, .bool_out = bool_out, .legacy = legacy};
+    if (legacy) {
+        s->broadcast = kiln_attr_i(k, "broadcast", 0);
+        s->has_axis = kiln_attr_has(k, "axis");
+        s->axis = kiln_attr_i(k, "axis", 0);
+    }
+}
+
+/* prepare for a state of type T decoded by `decode` (kiln_status decode(kctx *, T *)). */
+#define PREPARE_WITH(fn, T, decode)                                                            \
+    static kiln_status fn(struct kiln_kprep *p)                                                \
+    {                                                                                          \
+        T *s_;                                                                                 \
+        KILN_TRY(kiln_kprep_alloc(p, sizeof *s_, (void **)&s_));                               \
+        KILN_TRY((decode)(&p->kc, s_));                                                        \
+        p->state = s_;                                                                         \
+        return KILN_OK;                                                                        \
+    }
+
+/* In run: s = the prepared state, or (k->state NULL: run without prepare) tmp decoded now. */
+#define STATE_OR_DECODE(k, decode, tmp, s)                                                     \
+    do {                                                                                       \
+        (s) = (k)->state;                                                                      \
+        if (!(s)) {                                                                            \
+            KILN_TRY((decode)((k), &(tmp)));                                                   \
+            (s) = &(tmp);                                                                      \
+        }                                                                                      \
+    } while (0)
+
 /* ------------------------------------------------------------------ shared drivers */
 
 /* Input names for messages: the node's own name for input i, else its position. */
@@ -271,11 +334,12 @@ static kiln_status bcast_inputs(struct kiln_kctx *k, size_t n, const struct kiln
 
 /* Legacy (opset < 7) broadcasting: rewrites B's shape to A's rank per the `broadcast` and
  * `axis` attributes, so the ordinary walk then applies. */
-static kiln_status legacy_shape(struct kiln_kctx *k, const struct kiln_tensor *a,
-                                const struct kiln_tensor *b, int *rank, int64_t *dims)
+static kiln_status legacy_shape(struct kiln_kctx *k, const struct bin_state *bs,
+                                const struct kiln_tensor *a, const struct kiln_tensor *b, int *rank,
+                                int64_t *dims)
 {
     char sa[200], sb[200];
-    if (kiln_attr_i(k, "broadcast", 0) == 0) {
+    if (bs->broadcast == 0) {
         bool same = a->rank == b->rank;
         for (int d = 0; same && d < a->rank; d++) same = a->dims[d] == b->dims[d];
         if (!same)
@@ -288,7 +352,7 @@ static kiln_status legacy_shape(struct kiln_kctx *k, const struct kiln_tensor *a
         return KILN_OK;
     }
     size_t nb = kiln_tensor_numel(b);
-    int64_t axis = kiln_attr_has(k, "axis") ? kiln_attr_i(k, "axis", 0) : a->rank - b->rank;
+    int64_t axis = bs->has_axis ? bs->axis : a->rank - b->rank;
     if (axis < 0) axis += a->rank;
     bool ok = nb == 1 || (axis >= 0 && axis + b->rank <= a->rank);
     /* Exporters (PyTorch, Caffe2) also rely on size-1 dims of B repeating, as numpy does. */
@@ -369,10 +433,12 @@ static void walk2(struct kiln_pool *pool, row_fn *fn, const void *a, size_t ea, 
     kiln_pool_for(pool, (n + PAR_BLOCK - 1) / PAR_BLOCK, PAR_GRAIN, walk_chunk, &j);
 }
 
-/* Shared kernel of the two-input ops: A and B of one dtype (checked against `tab`), output
- * of that dtype or bool. legacy: whether opset < 7 uses the broadcast/axis attributes. */
-static kiln_status binary(struct kiln_kctx *k, const row_table *tab, bool bool_out, bool legacy)
+/* Shared kernel of the two-input ops: A and B of one dtype (checked against bs->tab), output
+ * of that dtype or bool; opset < 7 of a legacy op broadcasts by bs's attributes. */
+static kiln_status binary(struct kiln_kctx *k, const struct bin_state *bs)
 {
+    const row_table *tab = bs->tab;
+    const bool bool_out = bs->bool_out, legacy = bs->legacy;
     const struct kiln_tensor *t[2];
     KILN_TRY(kiln_in_req(k, 0, &t[0]));
     KILN_TRY(kiln_in_req(k, 1, &t[1]));
@@ -390,7 +456,7 @@ static kiln_status binary(struct kiln_kctx *k, const row_table *tab, bool bool_o
     const int64_t *bd = t[1]->dims;
     brank = t[1]->rank;
     if (legacy && k->opset < 7) {
-        KILN_TRY(legacy_shape(k, t[0], t[1], &brank, bdims));
+        KILN_TRY(legacy_shape(k, bs, t[0], t[1], &brank, bdims));
         bd = bdims;
         orank = t[0]->rank;
         memcpy(odims, t[0]->dims, sizeof(int64_t) * (size_t)orank);
@@ -401,51 +467,107 @@ static kiln_status binary(struct kiln_kctx *k, const row_table *tab, bool bool_o
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor_raw(k, 0, odt, orank, odims, &y)); /* walk2 writes every element */
     size_t es = kiln_dtype_size(dt);
-    walk2(k->pool, fn, t[0]->data, es, t[0]->rank, t[0]->dims, t[1]->data, es, brank, bd, y->data,
+    const void *a = t[0]->data;
+    if (y->data == a && kiln_tensor_numel(y) != kiln_tensor_numel(t[0])) {
+        /* In place with another element count: a comparison whose wider input 0 broadcasts
+         * to as many bytes of bool (float32 [8] against [4, 8]). The walk would read input
+         * 0 again after writing over it, so it reads a copy. */
+        void *copy;
+        size_t bytes = kiln_tensor_nbytes(t[0]);
+        KILN_TRY(kiln_scratch(k, bytes, &copy));
+        memcpy(copy, a, bytes);
+        a = copy;
+    }
+    walk2(k->pool, fn, a, es, t[0]->rank, t[0]->dims, t[1]->data, es, brank, bd, y->data,
           kiln_dtype_size(odt), orank, odims);
     return KILN_OK;
 }
 
 /* ------------------------------------------------------------------ two-input ops */
 
-static kiln_status run_add(struct kiln_kctx *k) { return binary(k, &t_add, false, true); }
-static kiln_status run_sub(struct kiln_kctx *k) { return binary(k, &t_sub, false, true); }
-static kiln_status run_mul(struct kiln_kctx *k) { return binary(k, &t_mul, false, true); }
-static kiln_status run_div(struct kiln_kctx *k) { return binary(k, &t_div, false, true); }
-static kiln_status run_equal(struct kiln_kctx *k) { return binary(k, &t_eq, true, true); }
-static kiln_status run_less(struct kiln_kctx *k) { return binary(k, &t_lt, true, true); }
-static kiln_status run_greater(struct kiln_kctx *k) { return binary(k, &t_gt, true, true); }
-static kiln_status run_less_eq(struct kiln_kctx *k) { return binary(k, &t_le, true, false); }
-static kiln_status run_greater_eq(struct kiln_kctx *k) { return binary(k, &t_ge, true, false); }
-static kiln_status run_and(struct kiln_kctx *k) { return binary(k, &t_and, true, true); }
-static kiln_status run_or(struct kiln_kctx *k) { return binary(k, &t_or, true, true); }
-static kiln_status run_xor(struct kiln_kctx *k) { return binary(k, &t_xor, true, true); }
-static kiln_status run_band(struct kiln_kctx *k) { return binary(k, &t_band, false, false); }
-static kiln_status run_bor(struct kiln_kctx *k) { return binary(k, &t_bor, false, false); }
-static kiln_status run_bxor(struct kiln_kctx *k) { return binary(k, &t_bxor, false, false); }
+/* decode_<name>: the bin_state of op <name>; BINARY_OP makes its run and prepare. */
+#define DECODE_FIXED(name, tab, bool_out, legacy)                                              \
+    static kiln_status decode_##name(struct kiln_kctx *k, struct bin_state *s)                 \
+    {                                                                                          \
+        bin_decode(k, s, tab, bool_out, legacy);                                               \
+        return KILN_OK;                                                                        \
+    }
+#define BINARY_OP(name)                                                                        \
+    static kiln_status run_##name(struct kiln_kctx *k)                                         \
+    {                                                                                          \
+        struct bin_state dec;                                                                  \
+        const struct bin_state *bs;                                                            \
+        STATE_OR_DECODE(k, decode_##name, dec, bs);                                            \
+        return binary(k, bs);                                                                  \
+    }                                                                                          \
+    PREPARE_WITH(prep_##name, struct bin_state, decode_##name)
 
-static kiln_status run_mod(struct kiln_kctx *k)
+DECODE_FIXED(add, &t_add, false, true)
+DECODE_FIXED(sub, &t_sub, false, true)
+DECODE_FIXED(mul, &t_mul, false, true)
+DECODE_FIXED(div, &t_div, false, true)
+DECODE_FIXED(pow, &t_pow, false, true)
+DECODE_FIXED(equal, &t_eq, true, true)
+DECODE_FIXED(less, &t_lt, true, true)
+DECODE_FIXED(greater, &t_gt, true, true)
+DECODE_FIXED(and, &t_and, true, true)
+DECODE_FIXED(or, &t_or, true, true)
+DECODE_FIXED(xor, &t_xor, true, true)
+
+static kiln_status decode_mod(struct kiln_kctx *k, struct bin_state *s)
 {
-    return binary(k, kiln_attr_i(k, "fmod", 0) ? &t_fmod : &t_pmod, false, false);
+    bin_decode(k, s, kiln_attr_i(k, "fmod", 0) ? &t_fmod : &t_pmod, false, false);
+    return KILN_OK;
 }
 
-static kiln_status run_bitshift(struct kiln_kctx *k)
+static kiln_status decode_bitshift(struct kiln_kctx *k, struct bin_state *s)
 {
     const char *dir = kiln_attr_s(k, "direction", "");
-    if (strcmp(dir, "LEFT") == 0) return binary(k, &t_shl, false, false);
-    if (strcmp(dir, "RIGHT") == 0) return binary(k, &t_shr, false, false);
-    return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute 'direction' is '%s'; expected 'LEFT' "
-                      "or 'RIGHT'", dir);
+    bin_decode(k, s, &t_shl, false, false);
+    if (strcmp(dir, "RIGHT") == 0) s->tab = &t_shr;
+    else if (strcmp(dir, "LEFT") != 0)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute 'direction' is '%s'; expected 'LEFT' "
+                          "or 'RIGHT'", dir);
+    return KILN_OK;
 }
+
+BINARY_OP(add)
+BINARY_OP(sub)
+BINARY_OP(mul)
+BINARY_OP(div)
+BINARY_OP(equal)
+BINARY_OP(less)
+BINARY_OP(greater)
+BINARY_OP(and)
+BINARY_OP(or)
+BINARY_OP(xor)
+BINARY_OP(mod)
+BINARY_OP(bitshift)
+PREPARE_WITH(prep_pow, struct bin_state, decode_pow)
+
+/* Ops without attributes (opset 12 and 18 on). */
+static const struct bin_state bs_less_eq = {&t_le, true, false, 0, false, 0};
+static const struct bin_state bs_greater_eq = {&t_ge, true, false, 0, false, 0};
+static const struct bin_state bs_band = {&t_band, false, false, 0, false, 0};
+static const struct bin_state bs_bor = {&t_bor, false, false, 0, false, 0};
+static const struct bin_state bs_bxor = {&t_bxor, false, false, 0, false, 0};
+static kiln_status run_less_eq(struct kiln_kctx *k) { return binary(k, &bs_less_eq); }
+static kiln_status run_greater_eq(struct kiln_kctx *k) { return binary(k, &bs_greater_eq); }
+static kiln_status run_band(struct kiln_kctx *k) { return binary(k, &bs_band); }
+static kiln_status run_bor(struct kiln_kctx *k) { return binary(k, &bs_bor); }
+static kiln_status run_bxor(struct kiln_kctx *k) { return binary(k, &bs_bxor); }
 
 /* Pow: same types take the typed rows; mixed types (opset 12+) go through double per
  * element, converting to the base's type as Cast does. */
 static kiln_status run_pow(struct kiln_kctx *k)
 {
     const struct kiln_tensor *t[2];
+    struct bin_state dec;
+    const struct bin_state *bs;
+    STATE_OR_DECODE(k, decode_pow, dec, bs);
     KILN_TRY(kiln_in_req(k, 0, &t[0]));
     KILN_TRY(kiln_in_req(k, 1, &t[1]));
-    if (t[0]->dtype == t[1]->dtype) return binary(k, &t_pow, false, true);
+    if (t[0]->dtype == t[1]->dtype) return binary(k, bs);
     kiln_dtype bt = t[0]->dtype, et = t[1]->dtype;
     bool bnum = kiln_dtype_valid((int)bt) && t_pow[bt], enum_ = kiln_dtype_valid((int)et) && t_pow[et];
     if (!bnum || !enum_)
@@ -572,7 +694,7 @@ static kiln_status variadic(struct kiln_kctx *k, const row_table *tab, bool mean
     }
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, dt, orank, odims, &y));
-    bcast_copy(y, t0);
+    if (y->data != t0->data) bcast_copy(y, t0); /* in place: y already holds input 0 */
     size_t es = kiln_dtype_size(dt);
     for (size_t i = 1; i < n; i++) {
         const struct kiln_tensor *ti = kiln_in(k, i);
@@ -666,29 +788,29 @@ static kiln_status run_where(struct kiln_kctx *k)
 /* ------------------------------------------------------------------ table */
 
 const struct kiln_cpu_op kiln_cpu_ops_binary[] = {
-    {"Add", "", 1, 0, run_add, NULL, 0},
-    {"Sub", "", 1, 0, run_sub, NULL, 0},
-    {"Mul", "", 1, 0, run_mul, NULL, 0},
-    {"Div", "", 1, 0, run_div, NULL, 0},
-    {"Pow", "", 1, 0, run_pow, NULL, 0},
-    {"Mod", "", 10, 0, run_mod, NULL, 0},
-    {"Min", "", 1, 0, run_min, NULL, 0},
-    {"Max", "", 1, 0, run_max, NULL, 0},
-    {"Sum", "", 1, 0, run_sum, NULL, 0},
-    {"Mean", "", 1, 0, run_mean, NULL, 0},
-    {"Equal", "", 1, 0, run_equal, NULL, 0},
-    {"Less", "", 1, 0, run_less, NULL, 0},
-    {"Greater", "", 1, 0, run_greater, NULL, 0},
-    {"LessOrEqual", "", 12, 0, run_less_eq, NULL, 0},
-    {"GreaterOrEqual", "", 12, 0, run_greater_eq, NULL, 0},
-    {"And", "", 1, 0, run_and, NULL, 0},
-    {"Or", "", 1, 0, run_or, NULL, 0},
-    {"Xor", "", 1, 0, run_xor, NULL, 0},
-    {"BitwiseAnd", "", 18, 0, run_band, NULL, 0},
-    {"BitwiseOr", "", 18, 0, run_bor, NULL, 0},
-    {"BitwiseXor", "", 18, 0, run_bxor, NULL, 0},
-    {"BitShift", "", 11, 0, run_bitshift, NULL, 0},
-    {"Where", "", 9, 0, run_where, NULL, 0},
-    {"PRelu", "", 1, 0, run_prelu, NULL, 0},
+    {"Add", "", 1, 0, run_add, prep_add, KILN_OP_INPLACE},
+    {"Sub", "", 1, 0, run_sub, prep_sub, KILN_OP_INPLACE},
+    {"Mul", "", 1, 0, run_mul, prep_mul, KILN_OP_INPLACE},
+    {"Div", "", 1, 0, run_div, prep_div, KILN_OP_INPLACE},
+    {"Pow", "", 1, 0, run_pow, prep_pow, KILN_OP_INPLACE},
+    {"Mod", "", 10, 0, run_mod, prep_mod, KILN_OP_INPLACE},
+    {"Min", "", 1, 0, run_min, NULL, KILN_OP_INPLACE},
+    {"Max", "", 1, 0, run_max, NULL, KILN_OP_INPLACE},
+    {"Sum", "", 1, 0, run_sum, NULL, KILN_OP_INPLACE},
+    {"Mean", "", 1, 0, run_mean, NULL, KILN_OP_INPLACE},
+    {"Equal", "", 1, 0, run_equal, prep_equal, KILN_OP_INPLACE},
+    {"Less", "", 1, 0, run_less, prep_less, KILN_OP_INPLACE},
+    {"Greater", "", 1, 0, run_greater, prep_greater, KILN_OP_INPLACE},
+    {"LessOrEqual", "", 12, 0, run_less_eq, NULL, KILN_OP_INPLACE},
+    {"GreaterOrEqual", "", 12, 0, run_greater_eq, NULL, KILN_OP_INPLACE},
+    {"And", "", 1, 0, run_and, prep_and, KILN_OP_INPLACE},
+    {"Or", "", 1, 0, run_or, prep_or, KILN_OP_INPLACE},
+    {"Xor", "", 1, 0, run_xor, prep_xor, KILN_OP_INPLACE},
+    {"BitwiseAnd", "", 18, 0, run_band, NULL, KILN_OP_INPLACE},
+    {"BitwiseOr", "", 18, 0, run_bor, NULL, KILN_OP_INPLACE},
+    {"BitwiseXor", "", 18, 0, run_bxor, NULL, KILN_OP_INPLACE},
+    {"BitShift", "", 11, 0, run_bitshift, prep_bitshift, KILN_OP_INPLACE},
+    {"Where", "", 9, 0, run_where, NULL, KILN_OP_INPLACE},
+    {"PRelu", "", 1, 0, run_prelu, NULL, KILN_OP_INPLACE},
     {0},
 };

@@ -21,6 +21,17 @@
  *   "2.5" to an integer truncates to 2; "true"/"false" are accepted for bool. Text that is
  *   not a number fails the node with KILN_E_INVALID_ARG naming the element.
  * Opset 1's `to` is a type name string ("FLOAT"); later opsets use the enum value.
+ *
+ * Prepared kernels (cpu/kernel.h): prepare decodes `to` (Cast), `saturate` and `round_mode`
+ * into a struct cast_state and refuses a missing or unknown `to`, a type Cast cannot produce
+ * and an unknown round_mode there. A kernel run without prepare (k->state NULL: the unit
+ * tests call run directly) decodes through the same function at run time.
+ *
+ * In place (KILN_OP_INPLACE): output 0 has input 0's shape, so the planner's equal-size rule
+ * lets it share input 0's memory only when both element types have the same size (int32 ->
+ * float32, float16 <-> bfloat16, bool -> uint8, same type). The numeric cast converts chunk
+ * by chunk through a double or int64 buffer, reading a whole chunk before storing it, and a
+ * same-type cast has nothing left to copy; strings are never planned.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -388,32 +399,61 @@ static void cast_numeric(const struct kiln_tensor *x, struct kiln_tensor *y,
     }
 }
 
+/* ------------------------------------------------------------------ prepared state */
+
+/* Cast's target (KILN_DTYPE_UNDEFINED for CastLike, which takes input 1's type) and the
+ * float8/float8e8m0 conversion options. */
+struct cast_state {
+    kiln_dtype to;
+    struct cast_opts o;
+};
+
+/* The options every opset may carry (saturate 19+, round_mode 25+; absent: the defaults). */
+static kiln_status decode_opts(struct kiln_kctx *k, struct cast_opts *o)
+{
+    o->saturate = kiln_attr_i(k, "saturate", 1) != 0;
+    const char *rm = kiln_attr_s(k, "round_mode", "up");
+    if (strcmp(rm, "up") == 0)
+        o->rm = KILN_E8M0_UP;
+    else if (strcmp(rm, "down") == 0)
+        o->rm = KILN_E8M0_DOWN;
+    else if (strcmp(rm, "nearest") == 0)
+        o->rm = KILN_E8M0_NEAREST;
+    else
+        return kiln_kfail(k, KILN_E_INVALID_MODEL,
+                          "attribute round_mode is '%s'; expected 'up', 'down' or 'nearest'", rm);
+    return KILN_OK;
+}
+
+/* Refuses a target Cast cannot produce. */
+static kiln_status check_target(struct kiln_kctx *k, kiln_dtype to)
+{
+    if (!castable(to))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "target type is %s (%d); Cast cannot produce it",
+                          kiln_dtype_name(to), (int)to);
+    return KILN_OK;
+}
+
 /* Casts input 0 to dtype `to` into output 0. */
-static kiln_status cast_run(struct kiln_kctx *k, kiln_dtype to)
+static kiln_status cast_run(struct kiln_kctx *k, kiln_dtype to, const struct cast_opts *o)
 {
     const struct kiln_tensor *x;
     struct kiln_tensor *y;
-    struct cast_opts o = {.saturate = kiln_attr_i(k, "saturate", 1) != 0, .rm = KILN_E8M0_UP};
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (!castable(x->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 0 is %s; Cast does not take that type",
                           kiln_dtype_name(x->dtype));
-    if (!castable(to))
-        return kiln_kfail(k, KILN_E_UNSUPPORTED, "target type is %s (%d); Cast cannot produce it",
-                          kiln_dtype_name(to), (int)to);
-    const char *rm = kiln_attr_s(k, "round_mode", "up");
-    if (strcmp(rm, "up") == 0)
-        o.rm = KILN_E8M0_UP;
-    else if (strcmp(rm, "down") == 0)
-        o.rm = KILN_E8M0_DOWN;
-    else if (strcmp(rm, "nearest") == 0)
-        o.rm = KILN_E8M0_NEAREST;
-    else
-        return kiln_kfail(k, KILN_E_INVALID_MODEL,
-                          "attribute round_mode is '%s'; expected 'up', 'down' or 'nearest'", rm);
+    KILN_TRY(check_target(k, to));
 
+    if (x->dtype == to && to != KILN_DTYPE_STRING) {
+        /* A plain copy into the (possibly planned) output; in place, nothing to move. */
+        KILN_TRY(kiln_out_tensor_raw(k, 0, to, x->rank, x->dims, &y));
+        size_t bytes = kiln_tensor_nbytes(x);
+        if (bytes && y->data != x->data) memcpy(y->data, x->data, bytes);
+        return KILN_OK;
+    }
     if (x->dtype == to) {
-        /* A plain copy; deep for strings. */
+        /* Strings: a deep copy. */
         struct kiln_value *v;
         kiln_err e;
         struct kiln_value src = {.kind = KILN_VALUE_TENSOR, .t = *x};
@@ -422,9 +462,9 @@ static kiln_status cast_run(struct kiln_kctx *k, kiln_dtype to)
         return kiln_out_value(k, 0, v);
     }
     KILN_TRY(kiln_out_tensor(k, 0, to, x->rank, x->dims, &y));
-    if (x->dtype == KILN_DTYPE_STRING) return cast_from_string(k, x, y, &o);
+    if (x->dtype == KILN_DTYPE_STRING) return cast_from_string(k, x, y, o);
     if (to == KILN_DTYPE_STRING) return cast_to_string(k, x, y);
-    cast_numeric(x, y, &o);
+    cast_numeric(x, y, o);
     return KILN_OK;
 }
 
@@ -440,30 +480,77 @@ static const struct {
     {"UINT64", KILN_DTYPE_U64},  {"BFLOAT16", KILN_DTYPE_BF16},
 };
 
-static kiln_status run_cast(struct kiln_kctx *k)
+static kiln_status decode_cast(struct kiln_kctx *k, struct cast_state *s)
 {
     const struct kiln_attr *a = kiln_node_attr(k->node, "to");
+    s->to = KILN_DTYPE_UNDEFINED;
     if (!a) return kiln_kfail(k, KILN_E_INVALID_MODEL, "required attribute 'to' is missing");
     if (a->type == KILN_ATTR_STRING && a->s) {
-        for (size_t i = 0; i < sizeof type_names / sizeof type_names[0]; i++)
-            if (strcasecmp(a->s, type_names[i].name) == 0) return cast_run(k, type_names[i].dt);
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute 'to' is '%.40s'; not a type name",
-                          a->s);
-    }
-    if (a->type != KILN_ATTR_INT || !kiln_dtype_valid((int)a->i) || a->i != (int)a->i)
+        size_t i = 0, n = sizeof type_names / sizeof type_names[0];
+        while (i < n && strcasecmp(a->s, type_names[i].name) != 0) i++;
+        if (i == n)
+            return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute 'to' is '%.40s'; not a type name",
+                              a->s);
+        s->to = type_names[i].dt;
+    } else if (a->type != KILN_ATTR_INT || !kiln_dtype_valid((int)a->i) || a->i != (int)a->i) {
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute 'to' is not a valid data type");
-    return cast_run(k, (kiln_dtype)a->i);
+    } else {
+        s->to = (kiln_dtype)a->i;
+    }
+    KILN_TRY(check_target(k, s->to));
+    return decode_opts(k, &s->o);
+}
+
+static kiln_status decode_castlike(struct kiln_kctx *k, struct cast_state *s)
+{
+    s->to = KILN_DTYPE_UNDEFINED;
+    return decode_opts(k, &s->o);
+}
+
+/* prepare for a state of type T decoded by `decode` (kiln_status decode(kctx *, T *)). */
+#define PREPARE_WITH(fn, T, decode)                                                            \
+    static kiln_status fn(struct kiln_kprep *p)                                                \
+    {                                                                                          \
+        T *s_;                                                                                 \
+        KILN_TRY(kiln_kprep_alloc(p, sizeof *s_, (void **)&s_));                               \
+        KILN_TRY((decode)(&p->kc, s_));                                                        \
+        p->state = s_;                                                                         \
+        return KILN_OK;                                                                        \
+    }
+
+/* In run: s = the prepared state, or (k->state NULL: run without prepare) tmp decoded now. */
+#define STATE_OR_DECODE(k, decode, tmp, s)                                                     \
+    do {                                                                                       \
+        (s) = (k)->state;                                                                      \
+        if (!(s)) {                                                                            \
+            KILN_TRY((decode)((k), &(tmp)));                                                   \
+            (s) = &(tmp);                                                                      \
+        }                                                                                      \
+    } while (0)
+
+PREPARE_WITH(prep_cast, struct cast_state, decode_cast)
+PREPARE_WITH(prep_castlike, struct cast_state, decode_castlike)
+
+static kiln_status run_cast(struct kiln_kctx *k)
+{
+    struct cast_state dec;
+    const struct cast_state *cs;
+    STATE_OR_DECODE(k, decode_cast, dec, cs);
+    return cast_run(k, cs->to, &cs->o);
 }
 
 static kiln_status run_castlike(struct kiln_kctx *k)
 {
     const struct kiln_tensor *like;
+    struct cast_state dec;
+    const struct cast_state *cs;
+    STATE_OR_DECODE(k, decode_castlike, dec, cs);
     KILN_TRY(kiln_in_req(k, 1, &like));
-    return cast_run(k, like->dtype);
+    return cast_run(k, like->dtype, &cs->o);
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_cast[] = {
-    {"Cast", "", 1, 0, run_cast, NULL, 0},
-    {"CastLike", "", 15, 0, run_castlike, NULL, 0},
+    {"Cast", "", 1, 0, run_cast, prep_cast, KILN_OP_INPLACE},
+    {"CastLike", "", 15, 0, run_castlike, prep_castlike, KILN_OP_INPLACE},
     {0},
 };

@@ -47,6 +47,20 @@
  *   the op's function body. A row whose scores are all -inf gives NaN, as Softmax does.
  *
  * dtypes: float32 natively; float16/bfloat16/float64 staged through float32.
+ *
+ * Prepared kernels (cpu/kernel.h): prepare decodes each op's attributes into its own struct
+ * (refusing an unknown update_rule, bad head counts of LinearAttention and an unknown
+ * CausalConvWithState activation there); run reads it as k->state. A kernel run without
+ * prepare (k->state NULL: the unit tests call run directly) decodes through the same
+ * function at run time. kiln_cpu_kiln_attention_run (fused.c's kiln.Attention) always
+ * decodes at run time: another family's k->state is not ours to read.
+ *
+ * In place (KILN_OP_INPLACE): RotaryEmbedding (each rotated pair is read before either half
+ * is written, the rest copied element by element), SwiGLU (y[i] from a[i], b[i]) and
+ * CausalConvWithState (each (b, c) row is copied into the padded buffer before its outputs
+ * are written) may write output 0 over input 0. The attention ops are not marked: their
+ * outputs are laid out differently from Q in general, and reasoning about which head reads
+ * what when is not worth the saving.
  */
 #include <math.h>
 #include <string.h>
@@ -56,6 +70,27 @@
 #include "cpu/sgemm.h"
 #include "cpu/tensor_util.h"
 #include "cpu/vmath.h"
+
+/* prepare for a state of type T decoded by `decode` (kiln_status decode(kctx *, T *)). */
+#define PREPARE_WITH(fn, T, decode)                                                            \
+    static kiln_status fn(struct kiln_kprep *p)                                                \
+    {                                                                                          \
+        T *s_;                                                                                 \
+        KILN_TRY(kiln_kprep_alloc(p, sizeof *s_, (void **)&s_));                               \
+        KILN_TRY((decode)(&p->kc, s_));                                                        \
+        p->state = s_;                                                                         \
+        return KILN_OK;                                                                        \
+    }
+
+/* In run: s = the prepared state, or (k->state NULL: run without prepare) tmp decoded now. */
+#define STATE_OR_DECODE(k, decode, tmp, s)                                                     \
+    do {                                                                                       \
+        (s) = (k)->state;                                                                      \
+        if (!(s)) {                                                                            \
+            KILN_TRY((decode)((k), &(tmp)));                                                   \
+            (s) = &(tmp);                                                                      \
+        }                                                                                      \
+    } while (0)
 
 /* ------------------------------------------------------------------ Attention */
 
@@ -160,10 +195,49 @@ static void attn_chunk(void *ctx, size_t u0, size_t u1, int worker)
     for (size_t u = u0; u < u1; u++) attn_head(j, u / j->Hq, u % j->Hq, sc, yh);
 }
 
-/* Attention (ONNX) and kiln.Attention: q_heads / kv_heads are the head counts of 3-D inputs
- * (read from the node's attributes by the caller; ignored for 4-D ones). */
-static kiln_status attention_common(struct kiln_kctx *k, int64_t hq, int64_t hk, bool causal)
+/* Attention's attributes: the head counts of 3-D inputs (ignored for 4-D ones), causal
+ * masking, the scale (has_scale false: 1/sqrt(D)), softcap and qk_matmul_output_mode. */
+struct attn_state {
+    int64_t hq, hk, mode;
+    bool causal, has_scale;
+    float scale, softcap;
+};
+
+/* The attributes both Attention and kiln.Attention read under these names. */
+static void decode_attn_common(struct kiln_kctx *k, struct attn_state *s)
 {
+    const struct kiln_attr *a = kiln_node_attr(k->node, "scale");
+    s->has_scale = a && a->type == KILN_ATTR_FLOAT;
+    s->scale = s->has_scale ? a->f : 0.0f;
+    s->softcap = kiln_attr_f(k, "softcap", 0.0f);
+    s->mode = kiln_attr_i(k, "qk_matmul_output_mode", 0);
+}
+
+static kiln_status decode_attention(struct kiln_kctx *k, struct attn_state *s)
+{
+    decode_attn_common(k, s);
+    s->hq = kiln_attr_i(k, "q_num_heads", 0);
+    s->hk = kiln_attr_i(k, "kv_num_heads", 0);
+    s->causal = kiln_attr_i(k, "is_causal", 0) != 0;
+    return KILN_OK;
+}
+
+/* kiln.Attention: one num_heads for Q and K/V, `causal`. */
+static kiln_status decode_kiln_attention(struct kiln_kctx *k, struct attn_state *s)
+{
+    decode_attn_common(k, s);
+    s->hq = s->hk = kiln_attr_i(k, "num_heads", 0);
+    s->causal = kiln_attr_i(k, "causal", 0) != 0;
+    return KILN_OK;
+}
+
+PREPARE_WITH(attention_prepare, struct attn_state, decode_attention)
+
+/* Attention (ONNX) and kiln.Attention, with the attributes as decoded. */
+static kiln_status attention_common(struct kiln_kctx *k, const struct attn_state *as)
+{
+    const int64_t hq = as->hq, hk = as->hk;
+    const bool causal = as->causal;
     const struct kiln_tensor *q, *kk, *v, *mask = kiln_in(k, 3), *pk = kiln_in(k, 4),
                              *pv = kiln_in(k, 5), *nonpad = kiln_in(k, 6);
     KILN_TRY(qkv_in(k, &q, &kk, &v));
@@ -210,10 +284,9 @@ static kiln_status attention_common(struct kiln_kctx *k, int64_t hq, int64_t hk,
     if (nonpad && (kiln_tensor_numel(nonpad) != B || !kiln_dtype_is_int(nonpad->dtype)))
         return kiln_kfail(k, KILN_E_INVALID_ARG, "nonpad_kv_seqlen must be %zu integers", B);
 
-    float scale = kiln_attr_f(k, "scale", (float)(1.0 / sqrt((double)D)));
-    if (!kiln_attr_has(k, "scale")) scale = (float)(1.0 / sqrt((double)D));
-    float softcap = kiln_attr_f(k, "softcap", 0.0f);
-    int64_t mode = kiln_attr_i(k, "qk_matmul_output_mode", 0);
+    float scale = as->has_scale ? as->scale : (float)(1.0 / sqrt((double)D));
+    float softcap = as->softcap;
+    int64_t mode = as->mode;
 
     /* Outputs. */
     struct kiln_tensor *y, *tpk = NULL, *tpv = NULL, *tqk = NULL;
@@ -312,9 +385,13 @@ static kiln_status attention_common(struct kiln_kctx *k, int64_t hq, int64_t hk,
 
 static kiln_status attention_run(struct kiln_kctx *k)
 {
-    return attention_common(k, kiln_attr_i(k, "q_num_heads", 0), kiln_attr_i(k, "kv_num_heads", 0),
-                            kiln_attr_i(k, "is_causal", 0) != 0);
+    struct attn_state dec;
+    const struct attn_state *as;
+    STATE_OR_DECODE(k, decode_attention, dec, as);
+    return attention_common(k, as);
 }
+
+/* For fused.c (fused.h): decodes the node's attributes now, whatever k->state holds. */
 
 kiln_status kiln_cpu_kiln_attention_run(struct kiln_kctx *k)
 {
@@ -327,14 +404,34 @@ kiln_status kiln_cpu_kiln_attention_run(struct kiln_kctx *k)
         return kiln_kfail(k, KILN_E_INVALID_MODEL,
                           "has %zu inputs and %zu outputs; expected at most 6 and 3", k->n_in,
                           k->n_out);
-    int64_t nh = kiln_attr_i(k, "num_heads", 0);
-    return attention_common(k, nh, nh, kiln_attr_i(k, "causal", 0) != 0);
+    struct attn_state as;
+    KILN_TRY(decode_kiln_attention(k, &as));
+    return attention_common(k, &as);
 }
 
 /* ------------------------------------------------------------------ RotaryEmbedding */
 
+/* RotaryEmbedding: interleaved, rotary_embedding_dim (0: the head size), num_heads (3-D). */
+struct rotary_state {
+    bool inter;
+    int64_t R, num_heads;
+};
+
+static kiln_status decode_rotary(struct kiln_kctx *k, struct rotary_state *s)
+{
+    s->inter = kiln_attr_i(k, "interleaved", 0) != 0;
+    s->R = kiln_attr_i(k, "rotary_embedding_dim", 0);
+    s->num_heads = kiln_attr_i(k, "num_heads", 0);
+    return KILN_OK;
+}
+
+PREPARE_WITH(rotary_prepare, struct rotary_state, decode_rotary)
+
 static kiln_status rotary_run(struct kiln_kctx *k)
 {
+    struct rotary_state dec;
+    const struct rotary_state *rs;
+    STATE_OR_DECODE(k, decode_rotary, dec, rs);
     const struct kiln_tensor *x, *cc, *scache, *pos = kiln_in(k, 3);
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &cc));
@@ -344,12 +441,12 @@ static kiln_status rotary_run(struct kiln_kctx *k)
                           kiln_dtype_name(x->dtype));
     if (x->rank != 3 && x->rank != 4)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input X has rank %d; expected 3 or 4", x->rank);
-    bool inter = kiln_attr_i(k, "interleaved", 0) != 0;
-    int64_t R = kiln_attr_i(k, "rotary_embedding_dim", 0);
+    bool inter = rs->inter;
+    int64_t R = rs->R;
     size_t B = (size_t)x->dims[0], H, S, D;
     bool three = x->rank == 3;
     if (three) {
-        int64_t nh = kiln_attr_i(k, "num_heads", 0);
+        int64_t nh = rs->num_heads;
         if (nh < 1 || x->dims[2] % nh)
             return kiln_kfail(k, KILN_E_INVALID_MODEL,
                               "3-D input needs num_heads dividing %lld; got %lld",
@@ -420,8 +517,24 @@ static bool same_shape(const struct kiln_tensor *a, const struct kiln_tensor *b)
     return a->rank == b->rank && memcmp(a->dims, b->dims, (size_t)a->rank * sizeof *a->dims) == 0;
 }
 
+/* SwiGLU's alpha. */
+struct alpha_state {
+    float alpha;
+};
+
+static kiln_status decode_swiglu(struct kiln_kctx *k, struct alpha_state *s)
+{
+    s->alpha = kiln_attr_f(k, "alpha", 1.0f);
+    return KILN_OK;
+}
+
+PREPARE_WITH(swiglu_prepare, struct alpha_state, decode_swiglu)
+
 static kiln_status swiglu_run(struct kiln_kctx *k)
 {
+    struct alpha_state dec;
+    const struct alpha_state *as;
+    STATE_OR_DECODE(k, decode_swiglu, dec, as);
     const struct kiln_tensor *a, *b;
     KILN_TRY(kiln_in_req(k, 0, &a));
     KILN_TRY(kiln_in_req(k, 1, &b));
@@ -434,7 +547,7 @@ static kiln_status swiglu_run(struct kiln_kctx *k)
                           kiln_shape_str(a->rank, a->dims, s1, sizeof s1),
                           kiln_shape_str(b->rank, b->dims, s2, sizeof s2));
     }
-    float alpha = kiln_attr_f(k, "alpha", 1.0f);
+    float alpha = as->alpha;
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, a->dtype, a->rank, a->dims, &y));
     const float *af, *bf;
@@ -450,8 +563,43 @@ static kiln_status swiglu_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ LinearAttention */
 
+/* LinearAttention: the update rule (gating: decays the state; delta: the delta rule; rule:
+ * its name), the head counts and scale (0: 1/sqrt(dk)). */
+struct linattn_state {
+    bool gating, delta;
+    const char *rule;
+    int64_t hq, hkv;
+    float scale;
+};
+
+static kiln_status decode_linattn(struct kiln_kctx *k, struct linattn_state *s)
+{
+    const char *rule = kiln_attr_s(k, "update_rule", "gated_delta");
+    s->rule = rule;
+    if (strcmp(rule, "linear") == 0) s->gating = false, s->delta = false;
+    else if (strcmp(rule, "gated") == 0) s->gating = true, s->delta = false;
+    else if (strcmp(rule, "delta") == 0) s->gating = false, s->delta = true;
+    else if (strcmp(rule, "gated_delta") == 0) s->gating = true, s->delta = true;
+    else
+        return kiln_kfail(k, KILN_E_INVALID_MODEL,
+                          "update_rule '%s' is not linear, gated, delta or gated_delta", rule);
+    s->hq = kiln_attr_i(k, "q_num_heads", 0);
+    s->hkv = kiln_attr_i(k, "kv_num_heads", 0);
+    if (s->hq < 1 || s->hkv < 1 || s->hq % s->hkv)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL,
+                          "q_num_heads %lld must be a positive multiple of kv_num_heads %lld",
+                          (long long)s->hq, (long long)s->hkv);
+    s->scale = kiln_attr_f(k, "scale", 0.0f);
+    return KILN_OK;
+}
+
+PREPARE_WITH(linattn_prepare, struct linattn_state, decode_linattn)
+
 static kiln_status linear_attention_run(struct kiln_kctx *k)
 {
+    struct linattn_state dec;
+    const struct linattn_state *ls;
+    STATE_OR_DECODE(k, decode_linattn, dec, ls);
     const struct kiln_tensor *q, *kk, *v, *past = kiln_in(k, 3), *decay = kiln_in(k, 4),
                              *beta = kiln_in(k, 5), *erase = kiln_in(k, 6);
     KILN_TRY(kiln_in_req(k, 0, &q));
@@ -464,15 +612,8 @@ static kiln_status linear_attention_run(struct kiln_kctx *k)
         if (all[i] && !kiln_dtype_is_real_float(all[i]->dtype))
             return kiln_kfail(k, KILN_E_UNSUPPORTED, "input %s is %s; expected a float type",
                               names[i], kiln_dtype_name(all[i]->dtype));
-    const char *rule = kiln_attr_s(k, "update_rule", "gated_delta");
-    bool gating, delta;
-    if (strcmp(rule, "linear") == 0) gating = false, delta = false;
-    else if (strcmp(rule, "gated") == 0) gating = true, delta = false;
-    else if (strcmp(rule, "delta") == 0) gating = false, delta = true;
-    else if (strcmp(rule, "gated_delta") == 0) gating = true, delta = true;
-    else
-        return kiln_kfail(k, KILN_E_INVALID_MODEL,
-                          "update_rule '%s' is not linear, gated, delta or gated_delta", rule);
+    const char *rule = ls->rule;
+    const bool gating = ls->gating, delta = ls->delta;
     if (gating != (decay != NULL))
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "update_rule '%s' %s the decay input", rule,
                           gating ? "requires" : "forbids");
@@ -482,11 +623,7 @@ static kiln_status linear_attention_run(struct kiln_kctx *k)
     if (erase && !delta)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "update_rule '%s' forbids the erase_gate input",
                           rule);
-    int64_t hq = kiln_attr_i(k, "q_num_heads", 0), hkv = kiln_attr_i(k, "kv_num_heads", 0);
-    if (hq < 1 || hkv < 1 || hq % hkv)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL,
-                          "q_num_heads %lld must be a positive multiple of kv_num_heads %lld",
-                          (long long)hq, (long long)hkv);
+    const int64_t hq = ls->hq, hkv = ls->hkv;
     for (int i = 0; i < 3; i++)
         if (all[i]->rank != 3)
             return kiln_kfail(k, KILN_E_INVALID_ARG, "input %s has rank %d; expected 3 (B, T, H*D)",
@@ -532,7 +669,7 @@ static kiln_status linear_attention_run(struct kiln_kctx *k)
                           "%lld, %lld]", kiln_shape_str(past->rank, past->dims, s1, sizeof s1),
                           (long long)B, (long long)hkv, (long long)dk, (long long)dv);
     }
-    float scale = kiln_attr_f(k, "scale", 0.0f);
+    float scale = ls->scale;
     if (scale == 0.0f) scale = (float)(1.0 / sqrt((double)dk));
 
     struct kiln_tensor *out, *pres = NULL;
@@ -615,8 +752,28 @@ static float round_to(kiln_dtype dt, float x)
     return x;
 }
 
+/* CausalConvWithState: whether the activation is silu/swish (else none). */
+struct cconv_state {
+    bool silu;
+};
+
+static kiln_status decode_cconv(struct kiln_kctx *k, struct cconv_state *s)
+{
+    const char *act = kiln_attr_s(k, "activation", "none");
+    s->silu = strcmp(act, "silu") == 0 || strcmp(act, "swish") == 0;
+    if (!s->silu && strcmp(act, "none") != 0)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "activation '%s' is not none, silu or swish",
+                          act);
+    return KILN_OK;
+}
+
+PREPARE_WITH(cconv_prepare, struct cconv_state, decode_cconv)
+
 static kiln_status causal_conv_run(struct kiln_kctx *k)
 {
+    struct cconv_state dec;
+    const struct cconv_state *cs;
+    STATE_OR_DECODE(k, decode_cconv, dec, cs);
     const struct kiln_tensor *x, *w, *bias = kiln_in(k, 2), *past = kiln_in(k, 3);
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &w));
@@ -625,11 +782,7 @@ static kiln_status causal_conv_run(struct kiln_kctx *k)
         return kiln_kfail(k, KILN_E_UNSUPPORTED,
                           "input is %s; expected a float type shared by weight, bias, past_state",
                           kiln_dtype_name(x->dtype));
-    const char *act = kiln_attr_s(k, "activation", "none");
-    bool silu = strcmp(act, "silu") == 0 || strcmp(act, "swish") == 0;
-    if (!silu && strcmp(act, "none") != 0)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "activation '%s' is not none, silu or swish",
-                          act);
+    const bool silu = cs->silu;
     if (x->rank != 3)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input has rank %d; expected 3 (B, C, L)",
                           x->rank);
@@ -717,8 +870,29 @@ static kiln_status flex_apply(struct kiln_kctx *k, const struct kiln_graph *g, c
     return st;
 }
 
+/* FlexAttention: the scale when given, and the score_mod / prob_mod subgraphs (NULL: none). */
+struct flex_state {
+    bool has_scale;
+    float scale;
+    const struct kiln_graph *score_mod, *prob_mod;
+};
+
+static kiln_status decode_flex(struct kiln_kctx *k, struct flex_state *s)
+{
+    s->has_scale = kiln_attr_has(k, "scale");
+    s->scale = kiln_attr_f(k, "scale", 1.0f);
+    s->score_mod = kiln_attr_g(k, "score_mod");
+    s->prob_mod = kiln_attr_g(k, "prob_mod");
+    return KILN_OK;
+}
+
+PREPARE_WITH(flex_prepare, struct flex_state, decode_flex)
+
 static kiln_status flex_attention_run(struct kiln_kctx *k)
 {
+    struct flex_state dec;
+    const struct flex_state *fs;
+    STATE_OR_DECODE(k, decode_flex, dec, fs);
     const struct kiln_tensor *q, *kk, *v;
     KILN_TRY(qkv_in(k, &q, &kk, &v));
     if (q->rank != 4 || kk->rank != 4 || v->rank != 4)
@@ -738,10 +912,8 @@ static kiln_status flex_attention_run(struct kiln_kctx *k)
     if (Hkv < 1 || Hq % Hkv)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "q heads %lld not a multiple of kv heads %lld",
                           (long long)Hq, (long long)Hkv);
-    float scale = kiln_attr_has(k, "scale") ? kiln_attr_f(k, "scale", 1.0f)
-                                            : (float)(1.0 / sqrt((double)(E > 0 ? E : 1)));
-    const struct kiln_graph *score_mod = kiln_attr_g(k, "score_mod");
-    const struct kiln_graph *prob_mod = kiln_attr_g(k, "prob_mod");
+    float scale = fs->has_scale ? fs->scale : (float)(1.0 / sqrt((double)(E > 0 ? E : 1)));
+    const struct kiln_graph *score_mod = fs->score_mod, *prob_mod = fs->prob_mod;
     int64_t yd[4] = {B, Hq, L, Ev}, sd[4] = {B, Hq, L, S};
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, q->dtype, 4, yd, &y));
@@ -789,11 +961,11 @@ static kiln_status flex_attention_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_nn_extra[] = {
-    {"Attention", "", 23, 0, attention_run, NULL, 0},
-    {"RotaryEmbedding", "", 23, 0, rotary_run, NULL, 0},
-    {"SwiGLU", "", 28, 0, swiglu_run, NULL, 0},
-    {"LinearAttention", "", 27, 0, linear_attention_run, NULL, 0},
-    {"CausalConvWithState", "", 27, 0, causal_conv_run, NULL, 0},
-    {"FlexAttention", "ai.onnx.preview", 1, 0, flex_attention_run, NULL, 0},
+    {"Attention", "", 23, 0, attention_run, attention_prepare, 0},
+    {"RotaryEmbedding", "", 23, 0, rotary_run, rotary_prepare, KILN_OP_INPLACE},
+    {"SwiGLU", "", 28, 0, swiglu_run, swiglu_prepare, KILN_OP_INPLACE},
+    {"LinearAttention", "", 27, 0, linear_attention_run, linattn_prepare, 0},
+    {"CausalConvWithState", "", 27, 0, causal_conv_run, cconv_prepare, KILN_OP_INPLACE},
+    {"FlexAttention", "ai.onnx.preview", 1, 0, flex_attention_run, flex_prepare, 0},
     {0},
 };

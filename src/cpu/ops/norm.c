@@ -22,6 +22,18 @@
  *   to match other runtimes bit for bit; the spec leaves the generator open).
  *
  * Statistics accumulate in double; inputs other than float32 are staged through float32.
+ *
+ * Prepared kernels (cpu/kernel.h): prepare decodes each op's attributes into its own struct
+ * (refusing LRN size < 1 and LpNormalization p other than 1 or 2 there); run reads it as
+ * k->state. A kernel run without prepare (k->state NULL: the unit tests call run directly)
+ * decodes through the same function at run time. kiln_cpu_layernorm_run and
+ * kiln_cpu_rmsnorm_run, which fused.c's kiln-domain ops call with their own nodes, always
+ * decode at run time: another family's k->state is not ours to read.
+ *
+ * In place (KILN_OP_INPLACE): every op but LRN computes each row, plane or group from input
+ * 0 alone (statistics first, then the elements in order, each read before it is written), so
+ * output 0 may occupy input 0's memory. LRN reads the neighbouring channels of the element it
+ * writes, which an in-place run would already have overwritten: not marked.
  */
 #include <math.h>
 #include <string.h>
@@ -61,16 +73,36 @@ static int norm_axis(int64_t axis, int rank)
     return (int)(axis < 0 ? axis + rank : axis);
 }
 
-/* Reads attribute `axis` (default -1) of a rank-`rank` X, normalized to [0, rank). */
-static kiln_status axis_attr(struct kiln_kctx *k, int rank, int *axis)
+/* Attribute `axis` value a of a rank-`rank` X, normalized to [0, rank). */
+static kiln_status axis_check(struct kiln_kctx *k, int64_t a, int rank, int *axis)
 {
-    int64_t a = kiln_attr_i(k, "axis", -1);
     *axis = norm_axis(a, rank);
     if (*axis < 0 || *axis >= rank)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "axis %lld is out of range for rank %d",
                           (long long)a, rank);
     return KILN_OK;
 }
+
+/* prepare for a state of type T decoded by `decode` (kiln_status decode(kctx *, T *)). */
+#define PREPARE_WITH(fn, T, decode)                                                            \
+    static kiln_status fn(struct kiln_kprep *p)                                                \
+    {                                                                                          \
+        T *s_;                                                                                 \
+        KILN_TRY(kiln_kprep_alloc(p, sizeof *s_, (void **)&s_));                               \
+        KILN_TRY((decode)(&p->kc, s_));                                                        \
+        p->state = s_;                                                                         \
+        return KILN_OK;                                                                        \
+    }
+
+/* In run: s = the prepared state, or (k->state NULL: run without prepare) tmp decoded now. */
+#define STATE_OR_DECODE(k, decode, tmp, s)                                                     \
+    do {                                                                                       \
+        (s) = (k)->state;                                                                      \
+        if (!(s)) {                                                                            \
+            KILN_TRY((decode)((k), &(tmp)));                                                   \
+            (s) = &(tmp);                                                                      \
+        }                                                                                      \
+    } while (0)
 
 /* A small parameter vector as double (scratch); NULL t gives `def` everywhere. */
 static kiln_status param_f64(struct kiln_kctx *k, const struct kiln_tensor *t, size_t n,
@@ -170,8 +202,34 @@ static void bn_chunk(void *ctx, size_t begin, size_t end, int worker)
     }
 }
 
+/* BatchNormalization: epsilon, momentum, whether it trains (batch statistics and running
+ * outputs) and whether the parameters are per activation (opset < 9, spatial = 0). */
+struct bn_state {
+    double eps, mom;
+    bool training, per_act;
+};
+
+static kiln_status decode_batchnorm(struct kiln_kctx *k, struct bn_state *s)
+{
+    s->eps = kiln_attr_f(k, "epsilon", 1e-5f);
+    s->mom = kiln_attr_f(k, "momentum", 0.9f);
+    bool training = k->opset >= 14 && kiln_attr_i(k, "training_mode", 0) != 0;
+    /* Before opset 7, is_test = 0 asked for training; from 7 to 13 the op is inference
+     * only unless extra outputs are requested. */
+    if (k->opset < 7 && !kiln_attr_i(k, "is_test", 0) && kiln_out_wanted(k, 1)) training = true;
+    if (k->opset >= 7 && k->opset < 14 && kiln_out_wanted(k, 1)) training = true;
+    s->training = training;
+    s->per_act = k->opset < 9 && kiln_attr_i(k, "spatial", 1) == 0;
+    return KILN_OK;
+}
+
+PREPARE_WITH(batchnorm_prepare, struct bn_state, decode_batchnorm)
+
 static kiln_status batchnorm_run(struct kiln_kctx *k)
 {
+    struct bn_state dec;
+    const struct bn_state *bs;
+    STATE_OR_DECODE(k, decode_batchnorm, dec, bs);
     const struct kiln_tensor *x, *sc, *bi, *mn, *vr;
     const float *xf;
     KILN_TRY(x_in(k, &x, &xf));
@@ -181,14 +239,8 @@ static kiln_status batchnorm_run(struct kiln_kctx *k)
     KILN_TRY(kiln_in_req(k, 4, &vr));
     if (x->rank < 2)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input X has rank %d; expected >= 2", x->rank);
-    double eps = kiln_attr_f(k, "epsilon", 1e-5f);
-    double mom = kiln_attr_f(k, "momentum", 0.9f);
-    bool training = k->opset >= 14 && kiln_attr_i(k, "training_mode", 0) != 0;
-    /* Before opset 7, is_test = 0 asked for training; from 7 to 13 the op is inference
-     * only unless extra outputs are requested. */
-    if (k->opset < 7 && !kiln_attr_i(k, "is_test", 0) && kiln_out_wanted(k, 1)) training = true;
-    if (k->opset >= 7 && k->opset < 14 && kiln_out_wanted(k, 1)) training = true;
-    bool per_act = k->opset < 9 && kiln_attr_i(k, "spatial", 1) == 0;
+    const double eps = bs->eps, mom = bs->mom;
+    const bool training = bs->training, per_act = bs->per_act;
 
     size_t N = (size_t)x->dims[0], C = (size_t)x->dims[1], plane = plane_of(x);
     size_t np = per_act ? C * plane : C; /* parameters per sample */
@@ -271,8 +323,24 @@ static void in_chunk(void *ctx, size_t begin, size_t end, int worker)
     }
 }
 
+/* An op whose only attribute is epsilon (InstanceNormalization). */
+struct eps_state {
+    double eps;
+};
+
+static kiln_status decode_eps(struct kiln_kctx *k, struct eps_state *s)
+{
+    s->eps = kiln_attr_f(k, "epsilon", 1e-5f);
+    return KILN_OK;
+}
+
+PREPARE_WITH(eps_prepare, struct eps_state, decode_eps)
+
 static kiln_status instnorm_run(struct kiln_kctx *k)
 {
+    struct eps_state dec;
+    const struct eps_state *es;
+    STATE_OR_DECODE(k, decode_eps, dec, es);
     const struct kiln_tensor *x, *sc, *bi;
     const float *xf;
     KILN_TRY(x_in(k, &x, &xf));
@@ -280,7 +348,7 @@ static kiln_status instnorm_run(struct kiln_kctx *k)
     KILN_TRY(kiln_in_req(k, 2, &bi));
     if (x->rank < 3)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input X has rank %d; expected >= 3", x->rank);
-    double eps = kiln_attr_f(k, "epsilon", 1e-5f);
+    double eps = es->eps;
     size_t N = (size_t)x->dims[0], C = (size_t)x->dims[1], plane = plane_of(x);
     double *s, *b;
     KILN_TRY(param_f64(k, sc, C, 1, "scale", &s));
@@ -336,17 +404,33 @@ static void ln_chunk(void *ctx, size_t begin, size_t end, int worker)
     }
 }
 
+/* LayerNormalization / RMSNormalization: axis as written, epsilon, stash_type. */
+struct ln_state {
+    int64_t axis, stash;
+    double eps;
+};
+
+static kiln_status decode_layernorm(struct kiln_kctx *k, struct ln_state *s)
+{
+    s->axis = kiln_attr_i(k, "axis", -1);
+    s->eps = kiln_attr_f(k, "epsilon", 1e-5f);
+    s->stash = kiln_attr_i(k, "stash_type", 1);
+    return KILN_OK;
+}
+
+PREPARE_WITH(layernorm_prepare, struct ln_state, decode_layernorm)
+
 /* rms: RMSNormalization (no mean subtraction, no bias). */
-static kiln_status layernorm_common(struct kiln_kctx *k, bool rms)
+static kiln_status layernorm_common(struct kiln_kctx *k, const struct ln_state *ls, bool rms)
 {
     const struct kiln_tensor *x, *sc, *bi = rms ? NULL : kiln_in(k, 2);
     const float *xf;
     KILN_TRY(x_in(k, &x, &xf));
     KILN_TRY(kiln_in_req(k, 1, &sc));
     int axis;
-    KILN_TRY(axis_attr(k, x->rank, &axis));
-    double eps = kiln_attr_f(k, "epsilon", 1e-5f);
-    int64_t stash = kiln_attr_i(k, "stash_type", 1);
+    KILN_TRY(axis_check(k, ls->axis, x->rank, &axis));
+    double eps = ls->eps;
+    int64_t stash = ls->stash;
     size_t outer = 1, D = 1;
     for (int i = 0; i < axis; i++) outer *= (size_t)x->dims[i];
     for (int i = axis; i < x->rank; i++) D *= (size_t)x->dims[i];
@@ -374,13 +458,35 @@ static kiln_status layernorm_common(struct kiln_kctx *k, bool rms)
     return KILN_OK;
 }
 
+static kiln_status layernorm_run(struct kiln_kctx *k)
+{
+    struct ln_state dec;
+    const struct ln_state *ls;
+    STATE_OR_DECODE(k, decode_layernorm, dec, ls);
+    return layernorm_common(k, ls, false);
+}
+
+static kiln_status rmsnorm_run(struct kiln_kctx *k)
+{
+    struct ln_state dec;
+    const struct ln_state *ls;
+    STATE_OR_DECODE(k, decode_layernorm, dec, ls);
+    return layernorm_common(k, ls, true);
+}
+
+/* For fused.c (fused.h): decodes the node's attributes now, whatever k->state holds. */
 kiln_status kiln_cpu_layernorm_run(struct kiln_kctx *k)
 {
-    return layernorm_common(k, false);
+    struct ln_state ls;
+    KILN_TRY(decode_layernorm(k, &ls));
+    return layernorm_common(k, &ls, false);
 }
+
 kiln_status kiln_cpu_rmsnorm_run(struct kiln_kctx *k)
 {
-    return layernorm_common(k, true);
+    struct ln_state ls;
+    KILN_TRY(decode_layernorm(k, &ls));
+    return layernorm_common(k, &ls, true);
 }
 
 /* ------------------------------------------------------------------ GroupNormalization */
@@ -415,8 +521,26 @@ static void gn_chunk(void *ctx, size_t begin, size_t end, int worker)
     }
 }
 
+/* GroupNormalization: num_groups (checked against the channels at run) and epsilon. */
+struct gn_state {
+    int64_t groups;
+    double eps;
+};
+
+static kiln_status decode_groupnorm(struct kiln_kctx *k, struct gn_state *s)
+{
+    s->groups = kiln_attr_i(k, "num_groups", 0);
+    s->eps = kiln_attr_f(k, "epsilon", 1e-5f);
+    return KILN_OK;
+}
+
+PREPARE_WITH(groupnorm_prepare, struct gn_state, decode_groupnorm)
+
 static kiln_status groupnorm_run(struct kiln_kctx *k)
 {
+    struct gn_state dec;
+    const struct gn_state *gs;
+    STATE_OR_DECODE(k, decode_groupnorm, dec, gs);
     const struct kiln_tensor *x, *sc, *bi;
     const float *xf;
     KILN_TRY(x_in(k, &x, &xf));
@@ -424,8 +548,8 @@ static kiln_status groupnorm_run(struct kiln_kctx *k)
     KILN_TRY(kiln_in_req(k, 2, &bi));
     if (x->rank < 2)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input X has rank %d; expected >= 2", x->rank);
-    int64_t G = kiln_attr_i(k, "num_groups", 0);
-    double eps = kiln_attr_f(k, "epsilon", 1e-5f);
+    int64_t G = gs->groups;
+    double eps = gs->eps;
     size_t N = (size_t)x->dims[0], C = (size_t)x->dims[1], plane = plane_of(x);
     if (G < 1 || C % (size_t)G)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "num_groups = %lld must divide the %zu channels",
@@ -447,15 +571,32 @@ static kiln_status groupnorm_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ MeanVarianceNormalization */
 
+/* MeanVarianceNormalization's axes (default [0, 2, 3]). */
+struct mvn_state {
+    const int64_t *axes;
+    size_t na;
+};
+
+static kiln_status decode_mvn(struct kiln_kctx *k, struct mvn_state *s)
+{
+    static const int64_t def_axes[] = {0, 2, 3};
+    s->na = kiln_attr_ints(k, "axes", &s->axes);
+    if (!kiln_attr_has(k, "axes")) s->axes = def_axes, s->na = 3;
+    return KILN_OK;
+}
+
+PREPARE_WITH(mvn_prepare, struct mvn_state, decode_mvn)
+
 static kiln_status mvn_run(struct kiln_kctx *k)
 {
+    struct mvn_state dec;
+    const struct mvn_state *ms;
+    STATE_OR_DECODE(k, decode_mvn, dec, ms);
     const struct kiln_tensor *x;
     const float *xf;
     KILN_TRY(x_in(k, &x, &xf));
-    static const int64_t def_axes[] = {0, 2, 3};
-    const int64_t *axes;
-    size_t na = kiln_attr_ints(k, "axes", &axes);
-    if (!kiln_attr_has(k, "axes")) axes = def_axes, na = 3;
+    const int64_t *axes = ms->axes;
+    size_t na = ms->na;
     bool red[KILN_MAX_RANK] = {0};
     for (size_t i = 0; i < na; i++) {
         int a = norm_axis(axes[i], x->rank);
@@ -533,17 +674,38 @@ static void lrn_chunk(void *ctx, size_t begin, size_t end, int worker)
     }
 }
 
+/* LRN: size (>= 1), alpha, beta, bias. */
+struct lrn_state {
+    int64_t size;
+    double alpha, beta, bias;
+};
+
+static kiln_status decode_lrn(struct kiln_kctx *k, struct lrn_state *s)
+{
+    s->size = kiln_attr_i(k, "size", 0);
+    s->alpha = kiln_attr_f(k, "alpha", 1e-4f);
+    s->beta = kiln_attr_f(k, "beta", 0.75f);
+    s->bias = kiln_attr_f(k, "bias", 1.0f);
+    if (s->size < 1)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "size = %lld; expected >= 1",
+                          (long long)s->size);
+    return KILN_OK;
+}
+
+PREPARE_WITH(lrn_prepare, struct lrn_state, decode_lrn)
+
 static kiln_status lrn_run(struct kiln_kctx *k)
 {
+    struct lrn_state dec;
+    const struct lrn_state *ls;
+    STATE_OR_DECODE(k, decode_lrn, dec, ls);
     const struct kiln_tensor *x;
     const float *xf;
     KILN_TRY(x_in(k, &x, &xf));
     if (x->rank < 3)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input X has rank %d; expected >= 3", x->rank);
-    int64_t size = kiln_attr_i(k, "size", 0);
-    if (size < 1) return kiln_kfail(k, KILN_E_INVALID_MODEL, "size = %lld; expected >= 1", (long long)size);
-    double alpha = kiln_attr_f(k, "alpha", 1e-4f), beta = kiln_attr_f(k, "beta", 0.75f);
-    double bias = kiln_attr_f(k, "bias", 1.0f);
+    const int64_t size = ls->size;
+    const double alpha = ls->alpha, beta = ls->beta, bias = ls->bias;
     size_t N = (size_t)x->dims[0], C = (size_t)x->dims[1], plane = plane_of(x);
     int64_t lo = (size - 1) / 2, hi = size - 1 - lo;
     struct kiln_tensor *y;
@@ -584,17 +746,34 @@ static void lp_chunk(void *ctx, size_t begin, size_t end, int worker)
     }
 }
 
+/* LpNormalization: p (1 or 2) and axis as written. */
+struct lp_state {
+    int64_t p, axis;
+};
+
+static kiln_status decode_lpnorm(struct kiln_kctx *k, struct lp_state *s)
+{
+    s->p = kiln_attr_i(k, "p", 2);
+    s->axis = kiln_attr_i(k, "axis", -1);
+    if (s->p != 1 && s->p != 2)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "p = %lld; expected 1 or 2", (long long)s->p);
+    return KILN_OK;
+}
+
+PREPARE_WITH(lpnorm_prepare, struct lp_state, decode_lpnorm)
+
 static kiln_status lpnorm_run(struct kiln_kctx *k)
 {
+    struct lp_state dec;
+    const struct lp_state *ls;
+    STATE_OR_DECODE(k, decode_lpnorm, dec, ls);
     const struct kiln_tensor *x;
     const float *xf;
     KILN_TRY(x_in(k, &x, &xf));
-    int64_t p = kiln_attr_i(k, "p", 2);
+    const int64_t p = ls->p;
     if (x->rank == 0) return kiln_kfail(k, KILN_E_INVALID_ARG, "input X must have rank >= 1");
     int axis;
-    KILN_TRY(axis_attr(k, x->rank, &axis));
-    if (p != 1 && p != 2)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "p = %lld; expected 1 or 2", (long long)p);
+    KILN_TRY(axis_check(k, ls->axis, x->rank, &axis));
     size_t outer = 1, len = (size_t)x->dims[axis], inner = 1;
     for (int i = 0; i < axis; i++) outer *= (size_t)x->dims[i];
     for (int i = axis + 1; i < x->rank; i++) inner *= (size_t)x->dims[i];
@@ -609,18 +788,38 @@ static kiln_status lpnorm_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ Dropout */
 
+/* Dropout: the `ratio` attribute (before 12; inputs from 12), is_test (before 7), seed. */
+struct dropout_state {
+    double ratio;
+    bool is_test;
+    int64_t seed;
+};
+
+static kiln_status decode_dropout(struct kiln_kctx *k, struct dropout_state *s)
+{
+    s->ratio = kiln_attr_f(k, "ratio", 0.5f);
+    s->is_test = kiln_attr_i(k, "is_test", 0) != 0;
+    s->seed = kiln_attr_i(k, "seed", 0);
+    return KILN_OK;
+}
+
+PREPARE_WITH(dropout_prepare, struct dropout_state, decode_dropout)
+
 static kiln_status dropout_run(struct kiln_kctx *k)
 {
+    struct dropout_state dec;
+    const struct dropout_state *ds;
+    STATE_OR_DECODE(k, decode_dropout, dec, ds);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
-    double ratio = kiln_attr_f(k, "ratio", 0.5f);
+    double ratio = ds->ratio;
     bool training = false;
     if (k->opset >= 12) {
         const struct kiln_tensor *r = kiln_in(k, 1), *t = kiln_in(k, 2);
         if (r && kiln_tensor_numel(r) == 1) ratio = kiln_tensor_get_f64(r, 0);
         if (t && kiln_tensor_numel(t) == 1) training = kiln_tensor_get_f64(t, 0) != 0;
     } else if (k->opset < 7) {
-        training = kiln_attr_i(k, "is_test", 0) == 0;
+        training = !ds->is_test;
     }
     if (!(ratio >= 0 && ratio < 1))
         return kiln_kfail(k, KILN_E_INVALID_ARG, "ratio = %g; expected [0, 1)", ratio);
@@ -633,11 +832,12 @@ static kiln_status dropout_run(struct kiln_kctx *k)
     if (kiln_out_wanted(k, 1)) KILN_TRY(kiln_out_tensor(k, 1, mdt, x->rank, x->dims, &mask));
     size_t n = kiln_tensor_numel(x);
     if (!(training && ratio > 0)) {
-        if (n) memcpy(y->data, x->data, kiln_tensor_nbytes(x));
+        /* In place the data is already there. */
+        if (n && y->data != x->data) memcpy(y->data, x->data, kiln_tensor_nbytes(x));
         for (size_t i = 0; mask && i < n; i++) kiln_tensor_set_f64(mask, i, 1.0);
         return KILN_OK;
     }
-    uint64_t st = (uint64_t)kiln_attr_i(k, "seed", 0) * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
+    uint64_t st = (uint64_t)ds->seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
     double scale = 1.0 / (1.0 - ratio);
     for (size_t i = 0; i < n; i++) {
         st ^= st << 13, st ^= st >> 7, st ^= st << 17;
@@ -650,14 +850,14 @@ static kiln_status dropout_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_norm[] = {
-    {"BatchNormalization", "", 1, 0, batchnorm_run, NULL, 0},
-    {"InstanceNormalization", "", 1, 0, instnorm_run, NULL, 0},
-    {"LayerNormalization", "", 1, 0, kiln_cpu_layernorm_run, NULL, 0},
-    {"RMSNormalization", "", 1, 0, kiln_cpu_rmsnorm_run, NULL, 0},
-    {"GroupNormalization", "", 1, 0, groupnorm_run, NULL, 0},
-    {"MeanVarianceNormalization", "", 1, 0, mvn_run, NULL, 0},
-    {"LRN", "", 1, 0, lrn_run, NULL, 0},
-    {"LpNormalization", "", 1, 0, lpnorm_run, NULL, 0},
-    {"Dropout", "", 1, 0, dropout_run, NULL, 0},
+    {"BatchNormalization", "", 1, 0, batchnorm_run, batchnorm_prepare, KILN_OP_INPLACE},
+    {"InstanceNormalization", "", 1, 0, instnorm_run, eps_prepare, KILN_OP_INPLACE},
+    {"LayerNormalization", "", 1, 0, layernorm_run, layernorm_prepare, KILN_OP_INPLACE},
+    {"RMSNormalization", "", 1, 0, rmsnorm_run, layernorm_prepare, KILN_OP_INPLACE},
+    {"GroupNormalization", "", 1, 0, groupnorm_run, groupnorm_prepare, KILN_OP_INPLACE},
+    {"MeanVarianceNormalization", "", 1, 0, mvn_run, mvn_prepare, KILN_OP_INPLACE},
+    {"LRN", "", 1, 0, lrn_run, lrn_prepare, 0},
+    {"LpNormalization", "", 1, 0, lpnorm_run, lpnorm_prepare, KILN_OP_INPLACE},
+    {"Dropout", "", 1, 0, dropout_run, dropout_prepare, KILN_OP_INPLACE},
     {0},
 };

@@ -19,6 +19,16 @@
  * result is within a few ulp of the double computation, with the same NaN/inf behaviour.
  * Everything else (Hardmax, the losses, double, float16, bfloat16) is computed in double;
  * float16/bfloat16 results are rounded once at the end.
+ *
+ * Prepared kernels (cpu/kernel.h): prepare decodes `axis` (softmax family) and `reduction` /
+ * `ignore_index` (losses, refusing an unknown reduction there); run reads them as k->state. A
+ * kernel run without prepare (k->state NULL: the unit tests call run directly) decodes
+ * through the same function at run time.
+ *
+ * In place (KILN_OP_INPLACE: Softmax, LogSoftmax, Hardmax): every row is read whole before
+ * any of it is written (float32: max over x, then e = x - max, then y from e, or for
+ * LogSoftmax y[j] from x[j] itself; a strided row is gathered into scratch first; the double
+ * path works on a copy), and rows are disjoint, so output 0 may occupy input 0's memory.
  */
 #include <math.h>
 #include <string.h>
@@ -139,8 +149,45 @@ static kiln_status softmax_f32(struct kiln_kctx *k, const float *x, float *y, si
     return KILN_OK;
 }
 
+/* prepare for a state of type T decoded by `decode` (kiln_status decode(kctx *, T *)). */
+#define PREPARE_WITH(fn, T, decode)                                                            \
+    static kiln_status fn(struct kiln_kprep *p)                                                \
+    {                                                                                          \
+        T *s_;                                                                                 \
+        KILN_TRY(kiln_kprep_alloc(p, sizeof *s_, (void **)&s_));                               \
+        KILN_TRY((decode)(&p->kc, s_));                                                        \
+        p->state = s_;                                                                         \
+        return KILN_OK;                                                                        \
+    }
+
+/* In run: s = the prepared state, or (k->state NULL: run without prepare) tmp decoded now. */
+#define STATE_OR_DECODE(k, decode, tmp, s)                                                     \
+    do {                                                                                       \
+        (s) = (k)->state;                                                                      \
+        if (!(s)) {                                                                            \
+            KILN_TRY((decode)((k), &(tmp)));                                                   \
+            (s) = &(tmp);                                                                      \
+        }                                                                                      \
+    } while (0)
+
+/* The softmax family's `axis` as written (default 1 before opset 13, -1 from 13). */
+struct sm_state {
+    int64_t axis;
+};
+
+static kiln_status decode_softmax(struct kiln_kctx *k, struct sm_state *s)
+{
+    s->axis = kiln_attr_i(k, "axis", k->opset < 13 ? 1 : -1);
+    return KILN_OK;
+}
+
+PREPARE_WITH(softmax_prepare, struct sm_state, decode_softmax)
+
 static kiln_status softmax_family_run(struct kiln_kctx *k, enum sm_kind kind)
 {
+    struct sm_state dec;
+    const struct sm_state *ss;
+    STATE_OR_DECODE(k, decode_softmax, dec, ss);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (!kiln_dtype_is_real_float(x->dtype))
@@ -148,7 +195,7 @@ static kiln_status softmax_family_run(struct kiln_kctx *k, enum sm_kind kind)
                           "double or bfloat16", kiln_dtype_name(x->dtype));
     const int rank = x->rank;
     const bool coerce = k->opset < 13;
-    int64_t axis = kiln_attr_i(k, "axis", coerce ? 1 : -1);
+    int64_t axis = ss->axis;
     /* Coercion accepts axis == rank (one column per row); 13+ needs a real dim. */
     const int hi = coerce ? rank : rank - 1;
     if (axis < -rank || axis > hi)
@@ -187,10 +234,34 @@ static kiln_status hardmax_run(struct kiln_kctx *k) { return softmax_family_run(
 
 enum loss_reduction { LR_NONE, LR_SUM, LR_MEAN };
 
-/* Checks the shapes of input (N, C, d...) / target (N, d...) / weight (C), reads the
- * attributes, and writes the loss of logp (the input, as doubles) to output 0. */
-static kiln_status nll_compute(struct kiln_kctx *k, const struct kiln_tensor *x, const double *logp,
-                               const char *xname, const char *tname)
+/* The losses' reduction and ignore_index (has_ii: given). */
+struct loss_state {
+    enum loss_reduction red;
+    bool has_ii;
+    int64_t ii;
+};
+
+static kiln_status decode_loss(struct kiln_kctx *k, struct loss_state *s)
+{
+    const char *red_s = kiln_attr_s(k, "reduction", "mean");
+    if (!strcmp(red_s, "none")) s->red = LR_NONE;
+    else if (!strcmp(red_s, "sum")) s->red = LR_SUM;
+    else if (!strcmp(red_s, "mean")) s->red = LR_MEAN;
+    else
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "attribute 'reduction' is \"%s\"; expected "
+                          "\"none\", \"sum\" or \"mean\"", red_s);
+    s->has_ii = kiln_attr_has(k, "ignore_index");
+    s->ii = kiln_attr_i(k, "ignore_index", 0);
+    return KILN_OK;
+}
+
+PREPARE_WITH(loss_prepare, struct loss_state, decode_loss)
+
+/* Checks the shapes of input (N, C, d...) / target (N, d...) / weight (C) and writes the loss
+ * of logp (the input, as doubles) to output 0, reduced as ls says. */
+static kiln_status nll_compute(struct kiln_kctx *k, const struct loss_state *ls,
+                               const struct kiln_tensor *x, const double *logp, const char *xname,
+                               const char *tname)
 {
     const struct kiln_tensor *t, *w = kiln_in(k, 2);
     KILN_TRY(kiln_in_req(k, 1, &t));
@@ -218,18 +289,9 @@ static kiln_status nll_compute(struct kiln_kctx *k, const struct kiln_tensor *x,
                               "float, double or bfloat16", kiln_dtype_name(w->dtype));
         KILN_TRY(kiln_load_f64(k, w, "weight", &wd));
     }
-    const char *red_s = kiln_attr_s(k, "reduction", "mean");
-    enum loss_reduction red;
-    if (!strcmp(red_s, "none")) red = LR_NONE;
-    else if (!strcmp(red_s, "sum")) red = LR_SUM;
-    else if (!strcmp(red_s, "mean")) red = LR_MEAN;
-    else {
-        kiln_free(wd);
-        return kiln_kfail(k, KILN_E_INVALID_ARG, "attribute 'reduction' is \"%s\"; expected "
-                          "\"none\", \"sum\" or \"mean\"", red_s);
-    }
-    const bool has_ii = kiln_attr_has(k, "ignore_index");
-    const int64_t ii = kiln_attr_i(k, "ignore_index", 0);
+    const enum loss_reduction red = ls->red;
+    const bool has_ii = ls->has_ii;
+    const int64_t ii = ls->ii;
 
     const size_t N = (size_t)x->dims[0], D = kiln_tensor_numel(t) / (N ? N : 1);
     const size_t nt = kiln_tensor_numel(t);
@@ -279,6 +341,9 @@ done:
 
 static kiln_status nllloss_run(struct kiln_kctx *k)
 {
+    struct loss_state dec;
+    const struct loss_state *ls;
+    STATE_OR_DECODE(k, decode_loss, dec, ls);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (!kiln_dtype_is_real_float(x->dtype))
@@ -286,13 +351,16 @@ static kiln_status nllloss_run(struct kiln_kctx *k)
                           kiln_dtype_name(x->dtype));
     double *xd;
     KILN_TRY(kiln_load_f64(k, x, "input", &xd));
-    kiln_status st = nll_compute(k, x, xd, "input", "target");
+    kiln_status st = nll_compute(k, ls, x, xd, "input", "target");
     kiln_free(xd);
     return st;
 }
 
 static kiln_status sce_run(struct kiln_kctx *k)
 {
+    struct loss_state dec;
+    const struct loss_state *ls;
+    STATE_OR_DECODE(k, decode_loss, dec, ls);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (!kiln_dtype_is_real_float(x->dtype))
@@ -306,7 +374,7 @@ static kiln_status sce_run(struct kiln_kctx *k)
     size_t inner = 1;
     for (int d = 2; d < x->rank; d++) inner *= (size_t)x->dims[d];
     softmax_f64(xd, (size_t)x->dims[0], (size_t)x->dims[1], inner, SM_LOGSOFTMAX);
-    kiln_status st = nll_compute(k, x, xd, "scores", "labels");
+    kiln_status st = nll_compute(k, ls, x, xd, "scores", "labels");
     if (st == KILN_OK && kiln_out_wanted(k, 1)) {
         struct kiln_tensor *lp;
         st = kiln_out_tensor(k, 1, x->dtype, x->rank, x->dims, &lp);
@@ -317,10 +385,10 @@ static kiln_status sce_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_softmax[] = {
-    {"Softmax", "", 1, KILN_OPSET_ANY, softmax_run, NULL, 0},
-    {"LogSoftmax", "", 1, KILN_OPSET_ANY, logsoftmax_run, NULL, 0},
-    {"Hardmax", "", 1, KILN_OPSET_ANY, hardmax_run, NULL, 0},
-    {"NegativeLogLikelihoodLoss", "", 12, KILN_OPSET_ANY, nllloss_run, NULL, 0},
-    {"SoftmaxCrossEntropyLoss", "", 12, KILN_OPSET_ANY, sce_run, NULL, 0},
+    {"Softmax", "", 1, KILN_OPSET_ANY, softmax_run, softmax_prepare, KILN_OP_INPLACE},
+    {"LogSoftmax", "", 1, KILN_OPSET_ANY, logsoftmax_run, softmax_prepare, KILN_OP_INPLACE},
+    {"Hardmax", "", 1, KILN_OPSET_ANY, hardmax_run, softmax_prepare, KILN_OP_INPLACE},
+    {"NegativeLogLikelihoodLoss", "", 12, KILN_OPSET_ANY, nllloss_run, loss_prepare, 0},
+    {"SoftmaxCrossEntropyLoss", "", 12, KILN_OPSET_ANY, sce_run, loss_prepare, 0},
     {0},
 };

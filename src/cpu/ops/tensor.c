@@ -13,6 +13,10 @@
  * Everything here moves whole elements by size, so any dtype works; STRING tensors move
  * their pointers and then own copies of the strings (kiln_tops_own_strings). Shapes read from
  * tensors are checked (negative dims, element count limits) before anything is allocated.
+ *
+ * Attributes are decoded by prepare (tensor_ops.h, "Prepared kernels"). Reshape, Flatten,
+ * Squeeze and Unsqueeze only relabel the shape and copy the bytes unchanged, so they are
+ * marked KILN_OP_INPLACE: when the planner puts output 0 over input 0 the copy is skipped.
  */
 #include <string.h>
 
@@ -20,25 +24,47 @@
 
 /* ------------------------------------------------------------------ Reshape */
 
+/* Opset 1..4: the `shape` attribute; 14+: allowzero. */
+struct reshape_state {
+    const int64_t *shape;
+    size_t n;
+    bool allowzero;
+};
+
+static kiln_status decode_reshape(struct kiln_kctx *k, struct reshape_state *s)
+{
+    s->shape = NULL;
+    s->n = 0;
+    s->allowzero = k->opset >= 14 && kiln_attr_i(k, "allowzero", 0) != 0;
+    if (k->opset < 5) {
+        s->n = kiln_attr_ints(k, "shape", &s->shape);
+        if (s->n > KILN_MAX_RANK)
+            return kiln_kfail(k, KILN_E_LIMIT, "attribute 'shape' has %zu dims; limit is %d", s->n,
+                              KILN_MAX_RANK);
+    }
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(reshape_prepare, struct reshape_state, decode_reshape)
+
 static kiln_status reshape_run(struct kiln_kctx *k)
 {
+    struct reshape_state dec;
+    const struct reshape_state *rs;
+    KILN_TOPS_STATE(k, decode_reshape, dec, rs);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     int64_t shape[KILN_MAX_RANK];
     size_t n;
     if (k->opset < 5) {
-        const int64_t *v;
-        n = kiln_attr_ints(k, "shape", &v);
-        if (n > KILN_MAX_RANK)
-            return kiln_kfail(k, KILN_E_LIMIT, "attribute 'shape' has %zu dims; limit is %d", n,
-                              KILN_MAX_RANK);
-        for (size_t i = 0; i < n; i++) shape[i] = v[i];
+        n = rs->n;
+        for (size_t i = 0; i < n; i++) shape[i] = rs->shape[i];
     } else {
         const struct kiln_tensor *s;
         KILN_TRY(kiln_in_req(k, 1, &s));
         KILN_TRY(kiln_tops_read_ints(k, s, "shape", shape, KILN_MAX_RANK, &n));
     }
-    bool allowzero = k->opset >= 14 && kiln_attr_i(k, "allowzero", 0) != 0;
+    bool allowzero = rs->allowzero;
     int neg = -1;
     uint64_t known = 1;
     for (size_t i = 0; i < n; i++) {
@@ -86,15 +112,31 @@ static kiln_status reshape_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ Flatten */
 
+/* The `axis` attribute as written (Flatten, Concat, Split, OneHot, ...). */
+struct axis_state {
+    int64_t axis;
+};
+
+static kiln_status decode_flatten(struct kiln_kctx *k, struct axis_state *s)
+{
+    s->axis = kiln_attr_i(k, "axis", 1);
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(flatten_prepare, struct axis_state, decode_flatten)
+
 static kiln_status flatten_run(struct kiln_kctx *k)
 {
+    struct axis_state dec;
+    const struct axis_state *as;
+    KILN_TOPS_STATE(k, decode_flatten, dec, as);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
-    int64_t axis = kiln_attr_i(k, "axis", 1);
+    int64_t axis = as->axis;
     if (axis < 0) axis += x->rank;
     if (axis < 0 || axis > x->rank)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "axis %lld is out of range [%d, %d]",
-                          (long long)kiln_attr_i(k, "axis", 1), -x->rank, x->rank);
+                          (long long)as->axis, -x->rank, x->rank);
     int64_t d[2] = {1, 1};
     for (int a = 0; a < x->rank; a++) d[a < axis ? 0 : 1] *= x->dims[a];
     return kiln_tops_out_copy(k, 0, x, 2, d);
@@ -111,21 +153,43 @@ struct axes_in {
     bool given;
 };
 
+/* Squeeze/Unsqueeze before opset 13: the `axes` attribute (given: present, even empty). */
+struct axes_state {
+    const int64_t *axes;
+    size_t n;
+    bool given;
+};
+
+static kiln_status decode_axes(struct kiln_kctx *k, struct axes_state *s)
+{
+    s->axes = NULL;
+    s->n = 0;
+    s->given = false;
+    if (k->opset < 13) {
+        s->n = kiln_attr_ints(k, "axes", &s->axes);
+        s->given = kiln_attr_has(k, "axes");
+        if (s->n > KILN_MAX_RANK)
+            return kiln_kfail(k, KILN_E_LIMIT, "attribute 'axes' has %zu entries; limit is %d",
+                              s->n, KILN_MAX_RANK);
+    }
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(axes_prepare, struct axes_state, decode_axes)
+
 /* Reads input 0 and the axes: the attribute before opset 13, input 1 from 13. */
 static kiln_status read_axes(struct kiln_kctx *k, struct axes_in *in)
 {
+    struct axes_state dec;
+    const struct axes_state *as;
+    KILN_TOPS_STATE(k, decode_axes, dec, as);
     KILN_TRY(kiln_in_req(k, 0, &in->x));
     in->n = 0;
     in->given = false;
     if (k->opset < 13) {
-        const int64_t *v;
-        size_t c = kiln_attr_ints(k, "axes", &v);
-        in->given = kiln_attr_has(k, "axes");
-        if (c > KILN_MAX_RANK)
-            return kiln_kfail(k, KILN_E_LIMIT, "attribute 'axes' has %zu entries; limit is %d", c,
-                              KILN_MAX_RANK);
-        for (size_t i = 0; i < c; i++) in->axes[i] = v[i];
-        in->n = c;
+        in->given = as->given;
+        for (size_t i = 0; i < as->n; i++) in->axes[i] = as->axes[i];
+        in->n = as->n;
         return KILN_OK;
     }
     const struct kiln_tensor *t = kiln_in(k, 1);
@@ -183,14 +247,34 @@ static kiln_status unsqueeze_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ Shape / Size */
 
+/* Shape 15+: start, and end when given (absent: the rank). */
+struct shape_state {
+    int64_t start, end;
+    bool has_end;
+};
+
+static kiln_status decode_shape(struct kiln_kctx *k, struct shape_state *s)
+{
+    const struct kiln_attr *end = kiln_node_attr(k->node, "end");
+    s->start = kiln_attr_i(k, "start", 0);
+    s->has_end = end && end->type == KILN_ATTR_INT;
+    s->end = s->has_end ? end->i : 0;
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(shape_prepare, struct shape_state, decode_shape)
+
 static kiln_status shape_run(struct kiln_kctx *k)
 {
+    struct shape_state dec;
+    const struct shape_state *ss;
+    KILN_TOPS_STATE(k, decode_shape, dec, ss);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     int64_t r = x->rank, start = 0, end = r;
     if (k->opset >= 15) {
-        start = kiln_attr_i(k, "start", 0);
-        end = kiln_attr_i(k, "end", r);
+        start = ss->start;
+        end = ss->has_end ? ss->end : r;
         if (start < 0) start += r;
         if (end < 0) end += r;
         start = start < 0 ? 0 : start > r ? r : start;
@@ -231,12 +315,29 @@ static kiln_status out_view(struct kiln_kctx *k, size_t i, const struct kiln_ten
     return kiln_tops_own_strings(k, o, ph);
 }
 
+/* Transpose's `perm` (NULL when absent: reverse the dims). */
+struct perm_state {
+    const int64_t *perm;
+    size_t n;
+};
+
+static kiln_status decode_transpose(struct kiln_kctx *k, struct perm_state *s)
+{
+    s->n = kiln_attr_ints(k, "perm", &s->perm);
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(transpose_prepare, struct perm_state, decode_transpose)
+
 static kiln_status transpose_run(struct kiln_kctx *k)
 {
+    struct perm_state dec;
+    const struct perm_state *ps;
+    KILN_TOPS_STATE(k, decode_transpose, dec, ps);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
-    const int64_t *perm;
-    size_t n = kiln_attr_ints(k, "perm", &perm);
+    const int64_t *perm = ps->perm;
+    size_t n = ps->n;
     int64_t p[KILN_MAX_RANK], xs[KILN_MAX_RANK], d[KILN_MAX_RANK], s[KILN_MAX_RANK];
     bool seen[KILN_MAX_RANK] = {0};
     if (perm && n != (size_t)x->rank)
@@ -260,15 +361,25 @@ static kiln_status transpose_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ Concat */
 
+static kiln_status decode_concat(struct kiln_kctx *k, struct axis_state *s)
+{
+    s->axis = kiln_attr_i(k, "axis", k->opset < 4 ? 1 : 0);
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(concat_prepare, struct axis_state, decode_concat)
+
 static kiln_status concat_run(struct kiln_kctx *k)
 {
+    struct axis_state dec;
+    const struct axis_state *as;
+    KILN_TOPS_STATE(k, decode_concat, dec, as);
     if (k->n_in == 0) return kiln_kfail(k, KILN_E_INVALID_MODEL, "needs at least one input");
     const struct kiln_tensor *x0;
     KILN_TRY(kiln_in_req(k, 0, &x0));
     if (x0->rank == 0) return kiln_kfail(k, KILN_E_INVALID_ARG, "inputs must have rank >= 1");
     int axis;
-    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", k->opset < 4 ? 1 : 0), x0->rank, "axis",
-                            &axis));
+    KILN_TRY(kiln_norm_axis(k, as->axis, x0->rank, "axis", &axis));
     int64_t d[KILN_MAX_RANK];
     memcpy(d, x0->dims, sizeof d);
     d[axis] = 0;
@@ -312,13 +423,34 @@ static kiln_status concat_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ Split */
 
+/* Split: axis, the `split` attribute (opsets 1..12; NULL when absent) and num_outputs (18+). */
+struct split_state {
+    int64_t axis, num_outputs;
+    const int64_t *split;
+    size_t ns;
+};
+
+static kiln_status decode_split(struct kiln_kctx *k, struct split_state *s)
+{
+    s->axis = kiln_attr_i(k, "axis", 0);
+    s->num_outputs = kiln_attr_i(k, "num_outputs", 0);
+    s->split = NULL;
+    s->ns = k->opset < 13 ? kiln_attr_ints(k, "split", &s->split) : 0;
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(split_prepare, struct split_state, decode_split)
+
 static kiln_status split_run(struct kiln_kctx *k)
 {
+    struct split_state dec;
+    const struct split_state *ss;
+    KILN_TOPS_STATE(k, decode_split, dec, ss);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (x->rank == 0) return kiln_kfail(k, KILN_E_INVALID_ARG, "input must have rank >= 1");
     int axis;
-    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
+    KILN_TRY(kiln_norm_axis(k, ss->axis, x->rank, "axis", &axis));
     size_t nout = k->n_out;
     if (nout == 0) return kiln_kfail(k, KILN_E_INVALID_MODEL, "has no outputs");
     int64_t *sizes;
@@ -326,9 +458,8 @@ static kiln_status split_run(struct kiln_kctx *k)
     int64_t dim = x->dims[axis];
     /* The split sizes come from input 1 (opsets 1 and 13+) or the attribute (1..12). */
     const struct kiln_tensor *st = (k->opset >= 13 || k->opset == 1) ? kiln_in(k, 1) : NULL;
-    const int64_t *sa = NULL;
-    size_t ns = 0;
-    if (k->opset < 13) ns = kiln_attr_ints(k, "split", &sa);
+    const int64_t *sa = ss->split;
+    size_t ns = ss->ns;
     bool given = st != NULL || sa != NULL;
     if (st) {
         ns = kiln_tensor_numel(st);
@@ -354,7 +485,7 @@ static kiln_status split_run(struct kiln_kctx *k)
     } else {
         int64_t parts = (int64_t)nout;
         if (k->opset >= 18) {
-            parts = kiln_attr_i(k, "num_outputs", 0);
+            parts = ss->num_outputs;
             if (parts <= 0 || parts != (int64_t)nout)
                 return kiln_kfail(k, KILN_E_INVALID_MODEL,
                                   "without 'split', num_outputs (%lld) must equal the %zu outputs",
@@ -385,8 +516,30 @@ static kiln_status split_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ Slice */
 
+/* Slice before opset 10: the starts/ends/axes attributes (axes NULL when absent). */
+struct slice_state {
+    const int64_t *starts, *ends, *axes;
+    size_t ns, ne, na;
+};
+
+static kiln_status decode_slice(struct kiln_kctx *k, struct slice_state *s)
+{
+    memset(s, 0, sizeof *s);
+    if (k->opset < 10) {
+        s->ns = kiln_attr_ints(k, "starts", &s->starts);
+        s->ne = kiln_attr_ints(k, "ends", &s->ends);
+        s->na = kiln_attr_ints(k, "axes", &s->axes);
+    }
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(slice_prepare, struct slice_state, decode_slice)
+
 static kiln_status slice_run(struct kiln_kctx *k)
 {
+    struct slice_state dec;
+    const struct slice_state *ss;
+    KILN_TOPS_STATE(k, decode_slice, dec, ss);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     int r = x->rank;
@@ -394,17 +547,16 @@ static kiln_status slice_run(struct kiln_kctx *k)
     size_t ns, ne, na = 0, nst = 0;
     bool has_axes = false;
     if (k->opset < 10) {
-        const int64_t *v;
-        ns = kiln_attr_ints(k, "starts", &v);
+        ns = ss->ns;
         if (ns > (size_t)r) goto too_many;
-        memcpy(starts, v, ns * sizeof *v);
-        ne = kiln_attr_ints(k, "ends", &v);
+        if (ns) memcpy(starts, ss->starts, ns * sizeof *starts);
+        ne = ss->ne;
         if (ne > (size_t)r) goto too_many;
-        memcpy(ends, v, ne * sizeof *v);
-        na = kiln_attr_ints(k, "axes", &v);
+        if (ne) memcpy(ends, ss->ends, ne * sizeof *ends);
+        na = ss->na;
         if (na > (size_t)r) goto too_many;
-        if (v) memcpy(axes, v, na * sizeof *v);
-        has_axes = v != NULL;
+        if (ss->axes) memcpy(axes, ss->axes, na * sizeof *axes);
+        has_axes = ss->axes != NULL;
     } else {
         const struct kiln_tensor *t;
         KILN_TRY(kiln_in_req(k, 1, &t));
@@ -550,8 +702,44 @@ static int64_t pad_src(int64_t o, int64_t before, int64_t dim, int mode)
     }
 }
 
+/* Pad: the mode (0 constant, 1 reflect, 2 edge, 3 wrap; ms its name) and, before opset 11,
+ * the pads (`paddings` at opset 1) and the constant `value`. */
+struct pad_state {
+    int mode;
+    const char *ms;
+    const int64_t *pads;
+    size_t np;
+    float value;
+};
+
+static kiln_status decode_pad(struct kiln_kctx *k, struct pad_state *s)
+{
+    s->pads = NULL;
+    s->np = 0;
+    s->value = 0;
+    if (k->opset < 11) {
+        s->np = kiln_attr_ints(k, k->opset < 2 ? "paddings" : "pads", &s->pads);
+        s->value = kiln_attr_f(k, "value", 0.0f);
+    }
+    const char *ms = kiln_attr_s(k, "mode", "constant");
+    s->ms = ms;
+    s->mode = strcmp(ms, "constant") == 0  ? 0
+              : strcmp(ms, "reflect") == 0 ? 1
+              : strcmp(ms, "edge") == 0    ? 2
+              : strcmp(ms, "wrap") == 0    ? 3
+                                           : -1;
+    if (s->mode < 0 || (s->mode == 3 && k->opset < 19))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "mode '%s' is not valid at this opset", ms);
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(pad_prepare, struct pad_state, decode_pad)
+
 static kiln_status pad_run(struct kiln_kctx *k)
 {
+    struct pad_state dec;
+    const struct pad_state *ps;
+    KILN_TOPS_STATE(k, decode_pad, dec, ps);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     int r = x->rank;
@@ -561,12 +749,11 @@ static kiln_status pad_run(struct kiln_kctx *k)
     bool has_axes = false;
     unsigned char cval[16] = {0};
     if (k->opset < 11) {
-        const int64_t *v;
-        np = kiln_attr_ints(k, k->opset < 2 ? "paddings" : "pads", &v);
+        np = ps->np;
         if (np > 2 * (size_t)r) np = 2 * (size_t)r + 1; /* reported below */
-        else memcpy(pads, v, np * sizeof *v);
+        else if (np) memcpy(pads, ps->pads, np * sizeof *pads);
         struct kiln_tensor tmp = {.dtype = x->dtype, .rank = 0, .data = cval};
-        kiln_tensor_set_f64(&tmp, 0, kiln_attr_f(k, "value", 0.0f));
+        kiln_tensor_set_f64(&tmp, 0, ps->value);
     } else {
         const struct kiln_tensor *t;
         KILN_TRY(kiln_in_req(k, 1, &t));
@@ -589,14 +776,8 @@ static kiln_status pad_run(struct kiln_kctx *k)
     if (np != 2 * na)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "'pads' has %zu entries; expected %zu", np,
                           2 * na);
-    const char *ms = kiln_attr_s(k, "mode", "constant");
-    int mode = strcmp(ms, "constant") == 0 ? 0
-               : strcmp(ms, "reflect") == 0 ? 1
-               : strcmp(ms, "edge") == 0    ? 2
-               : strcmp(ms, "wrap") == 0    ? 3
-                                            : -1;
-    if (mode < 0 || (mode == 3 && k->opset < 19))
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "mode '%s' is not valid at this opset", ms);
+    const char *ms = ps->ms;
+    int mode = ps->mode;
     int64_t before[KILN_MAX_RANK] = {0}, after[KILN_MAX_RANK] = {0}, od[KILN_MAX_RANK];
     bool seen[KILN_MAX_RANK] = {0};
     for (size_t j = 0; j < na; j++) {
@@ -646,17 +827,52 @@ static kiln_status pad_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ DepthToSpace / SpaceToDepth */
 
+/* DepthToSpace / SpaceToDepth: blocksize and (DepthToSpace) whether the mode is CRD. */
+struct depth_state {
+    int64_t b;
+    bool crd;
+};
+
+static kiln_status decode_depth(struct kiln_kctx *k, struct depth_state *s, bool to_space)
+{
+    s->b = kiln_attr_i(k, "blocksize", 0);
+    s->crd = false;
+    if (s->b <= 0 || s->b > 65536)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "blocksize %lld must be positive",
+                          (long long)s->b);
+    if (to_space) {
+        const char *mode = kiln_attr_s(k, "mode", "DCR");
+        s->crd = strcmp(mode, "CRD") == 0;
+        if (!s->crd && strcmp(mode, "DCR") != 0)
+            return kiln_kfail(k, KILN_E_INVALID_MODEL, "mode '%s' is not DCR or CRD", mode);
+    }
+    return KILN_OK;
+}
+
+static kiln_status decode_d2s(struct kiln_kctx *k, struct depth_state *s)
+{
+    return decode_depth(k, s, true);
+}
+
+static kiln_status decode_s2d(struct kiln_kctx *k, struct depth_state *s)
+{
+    return decode_depth(k, s, false);
+}
+
+KILN_TOPS_PREPARE(d2s_prepare, struct depth_state, decode_d2s)
+KILN_TOPS_PREPARE(s2d_prepare, struct depth_state, decode_s2d)
+
 static kiln_status depth_space_run(struct kiln_kctx *k, bool to_space)
 {
+    struct depth_state dec;
+    const struct depth_state *ds;
+    KILN_TOPS_STATE(k, to_space ? decode_d2s : decode_s2d, dec, ds);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
-    int64_t b = kiln_attr_i(k, "blocksize", 0);
+    int64_t b = ds->b;
     if (x->rank != 4)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input has rank %d; expected 4 (N, C, H, W)",
                           x->rank);
-    if (b <= 0 || b > 65536)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "blocksize %lld must be positive",
-                          (long long)b);
     int64_t N = x->dims[0], C = x->dims[1], H = x->dims[2], W = x->dims[3];
     int64_t d[6], s[6], od[4];
     if (to_space) {
@@ -664,10 +880,7 @@ static kiln_status depth_space_run(struct kiln_kctx *k, bool to_space)
             return kiln_kfail(k, KILN_E_INVALID_ARG, "channels %lld are not divisible by %lld",
                               (long long)C, (long long)(b * b));
         int64_t c = C / (b * b);
-        const char *mode = kiln_attr_s(k, "mode", "DCR");
-        bool crd = strcmp(mode, "CRD") == 0;
-        if (!crd && strcmp(mode, "DCR") != 0)
-            return kiln_kfail(k, KILN_E_INVALID_MODEL, "mode '%s' is not DCR or CRD", mode);
+        bool crd = ds->crd;
         /* Output (N, c, H, b1, W, b2); input channel = DCR: (b1, b2, c), CRD: (c, b1, b2). */
         int64_t sc = crd ? b * b * H * W : H * W, sb1 = crd ? b * H * W : b * c * H * W,
                 sb2 = crd ? H * W : c * H * W;
@@ -695,35 +908,37 @@ static kiln_status space_to_depth_run(struct kiln_kctx *k) { return depth_space_
 /* ------------------------------------------------------------------ table */
 
 const struct kiln_cpu_op kiln_cpu_ops_tensor[] = {
-    {"Reshape", "", 1, 0, reshape_run, NULL, 0},
-    {"Flatten", "", 1, 0, flatten_run, NULL, 0},
-    {"Squeeze", "", 1, 0, squeeze_run, NULL, 0},
-    {"Unsqueeze", "", 1, 0, unsqueeze_run, NULL, 0},
-    {"Shape", "", 1, 0, shape_run, NULL, 0},
+    {"Reshape", "", 1, 0, reshape_run, reshape_prepare, KILN_OP_INPLACE},
+    {"Flatten", "", 1, 0, flatten_run, flatten_prepare, KILN_OP_INPLACE},
+    {"Squeeze", "", 1, 0, squeeze_run, axes_prepare, KILN_OP_INPLACE},
+    {"Unsqueeze", "", 1, 0, unsqueeze_run, axes_prepare, KILN_OP_INPLACE},
+    {"Shape", "", 1, 0, shape_run, shape_prepare, 0},
     {"Size", "", 1, 0, size_run, NULL, 0},
-    {"Transpose", "", 1, 0, transpose_run, NULL, 0},
-    {"Concat", "", 1, 0, concat_run, NULL, 0},
-    {"Split", "", 1, 0, split_run, NULL, 0},
-    {"Slice", "", 1, 0, slice_run, NULL, 0},
+    {"Transpose", "", 1, 0, transpose_run, transpose_prepare, 0},
+    {"Concat", "", 1, 0, concat_run, concat_prepare, 0},
+    {"Split", "", 1, 0, split_run, split_prepare, 0},
+    {"Slice", "", 1, 0, slice_run, slice_prepare, 0},
     {"Expand", "", 8, 0, expand_run, NULL, 0},
     {"Tile", "", 1, 0, tile_run, NULL, 0},
-    {"Pad", "", 1, 0, pad_run, NULL, 0},
-    {"DepthToSpace", "", 1, 0, depth_to_space_run, NULL, 0},
-    {"SpaceToDepth", "", 1, 0, space_to_depth_run, NULL, 0},
-    {"Constant", "", 1, 0, kiln_tops_constant, NULL, 0},
-    {"ConstantOfShape", "", 9, 0, kiln_tops_constant_of_shape, NULL, 0},
+    {"Pad", "", 1, 0, pad_run, pad_prepare, 0},
+    {"DepthToSpace", "", 1, 0, depth_to_space_run, d2s_prepare, 0},
+    {"SpaceToDepth", "", 1, 0, space_to_depth_run, s2d_prepare, 0},
+    {"Constant", "", 1, 0, kiln_tops_constant, kiln_tops_constant_prepare, 0},
+    {"ConstantOfShape", "", 9, 0, kiln_tops_constant_of_shape, kiln_tops_constant_of_shape_prepare,
+     0},
     {"Range", "", 11, 0, kiln_tops_range, NULL, 0},
-    {"OneHot", "", 9, 0, kiln_tops_onehot, NULL, 0},
-    {"Trilu", "", 14, 0, kiln_tops_trilu, NULL, 0},
-    {"EyeLike", "", 9, 0, kiln_tops_eyelike, NULL, 0},
-    {"Compress", "", 9, 0, kiln_tops_compress, NULL, 0},
+    {"OneHot", "", 9, 0, kiln_tops_onehot, kiln_tops_onehot_prepare, 0},
+    {"Trilu", "", 14, 0, kiln_tops_trilu, kiln_tops_trilu_prepare, 0},
+    {"EyeLike", "", 9, 0, kiln_tops_eyelike, kiln_tops_eyelike_prepare, 0},
+    {"Compress", "", 9, 0, kiln_tops_compress, kiln_tops_compress_prepare, 0},
     {"NonZero", "", 9, 0, kiln_tops_nonzero, NULL, 0},
-    {"ReverseSequence", "", 10, 0, kiln_tops_reverse_sequence, NULL, 0},
-    {"Unique", "", 11, 0, kiln_tops_unique, NULL, 0},
-    {"Resize", "", 10, 0, kiln_tops_resize, NULL, 0},
-    {"Upsample", "", 7, 9, kiln_tops_upsample, NULL, 0},
-    {"GridSample", "", 16, 0, kiln_tops_grid_sample, NULL, 0},
-    {"Col2Im", "", 18, 0, kiln_tops_col2im, NULL, 0},
-    {"CenterCropPad", "", 18, 0, kiln_tops_center_crop_pad, NULL, 0},
+    {"ReverseSequence", "", 10, 0, kiln_tops_reverse_sequence, kiln_tops_reverse_sequence_prepare,
+     0},
+    {"Unique", "", 11, 0, kiln_tops_unique, kiln_tops_unique_prepare, 0},
+    {"Resize", "", 10, 0, kiln_tops_resize, kiln_tops_resize_prepare, 0},
+    {"Upsample", "", 7, 9, kiln_tops_upsample, kiln_tops_upsample_prepare, 0},
+    {"GridSample", "", 16, 0, kiln_tops_grid_sample, kiln_tops_grid_sample_prepare, 0},
+    {"Col2Im", "", 18, 0, kiln_tops_col2im, kiln_tops_col2im_prepare, 0},
+    {"CenterCropPad", "", 18, 0, kiln_tops_center_crop_pad, kiln_tops_center_crop_pad_prepare, 0},
     {0},
 };

@@ -2,6 +2,8 @@
  * onnx/onnx docs/Operators.md: Constant (value, sparse_value densified, value_float(s),
  * value_int(s), value_string(s)), ConstantOfShape, Range, OneHot, Trilu, EyeLike, Compress,
  * NonZero, ReverseSequence and Unique. Listed in tensor.c's table (see tensor_ops.h).
+ * Attributes are decoded by prepare (tensor_ops.h, "Prepared kernels"); none of these ops runs
+ * in place (they change the shape, or rely on a zero-filled output, as Trilu does).
  */
 #include <math.h>
 #include <string.h>
@@ -51,14 +53,51 @@ bad:
     return kiln_kfail(k, KILN_E_INVALID_MODEL, "sparse_value index outside the dense shape");
 }
 
-kiln_status kiln_tops_constant(struct kiln_kctx *k)
+/* Constant: its one value attribute (checked in decode to be one of the value kinds). */
+struct constant_state {
+    const struct kiln_attr *a;
+};
+
+static bool constant_kind(const struct kiln_attr *a)
+{
+    return (strcmp(a->name, "value") == 0 && a->type == KILN_ATTR_TENSOR && a->t) ||
+           (strcmp(a->name, "sparse_value") == 0 && a->type == KILN_ATTR_SPARSE_TENSOR && a->sp) ||
+           (strcmp(a->name, "value_float") == 0 && a->type == KILN_ATTR_FLOAT) ||
+           (strcmp(a->name, "value_floats") == 0 && a->type == KILN_ATTR_FLOATS) ||
+           (strcmp(a->name, "value_int") == 0 && a->type == KILN_ATTR_INT) ||
+           (strcmp(a->name, "value_ints") == 0 && a->type == KILN_ATTR_INTS) ||
+           (strcmp(a->name, "value_string") == 0 && a->type == KILN_ATTR_STRING) ||
+           (strcmp(a->name, "value_strings") == 0 && a->type == KILN_ATTR_STRINGS);
+}
+
+static kiln_status decode_constant(struct kiln_kctx *k, struct constant_state *s)
 {
     const struct kiln_attr *a = NULL;
     for (size_t i = 0; i < k->node->n_attr; i++)
         if (!k->node->attrs[i].ref_attr_name) a = &k->node->attrs[i];
+    s->a = a;
     if (!a || k->node->n_attr != 1)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "needs exactly one value attribute; has %zu",
                           k->node->n_attr);
+    if (!constant_kind(a))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "attribute '%s' (type %d) is not a Constant value",
+                          a->name, (int)a->type);
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(constant_prepare, struct constant_state, decode_constant)
+
+kiln_status kiln_tops_constant_prepare(struct kiln_kprep *p)
+{
+    return constant_prepare(p);
+}
+
+kiln_status kiln_tops_constant(struct kiln_kctx *k)
+{
+    struct constant_state dec;
+    const struct constant_state *cs;
+    KILN_TOPS_STATE(k, decode_constant, dec, cs);
+    const struct kiln_attr *a = cs->a;
     struct kiln_tensor *o;
     int64_t n = (int64_t)a->n;
     if (strcmp(a->name, "value") == 0 && a->type == KILN_ATTR_TENSOR && a->t)
@@ -103,16 +142,37 @@ kiln_status kiln_tops_constant(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ ConstantOfShape */
 
+/* ConstantOfShape: the one-element `value` (NULL: float32 zeros). */
+struct cos_state {
+    const struct kiln_tensor *v;
+};
+
+static kiln_status decode_constant_of_shape(struct kiln_kctx *k, struct cos_state *s)
+{
+    s->v = kiln_attr_t(k, "value");
+    if (s->v && kiln_tensor_numel(s->v) != 1)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute 'value' has %zu elements; expected 1",
+                          kiln_tensor_numel(s->v));
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(cos_prepare, struct cos_state, decode_constant_of_shape)
+
+kiln_status kiln_tops_constant_of_shape_prepare(struct kiln_kprep *p)
+{
+    return cos_prepare(p);
+}
+
 kiln_status kiln_tops_constant_of_shape(struct kiln_kctx *k)
 {
-    const struct kiln_tensor *s, *v = kiln_attr_t(k, "value");
+    struct cos_state dec;
+    const struct cos_state *cs;
+    KILN_TOPS_STATE(k, decode_constant_of_shape, dec, cs);
+    const struct kiln_tensor *s, *v = cs->v;
     KILN_TRY(kiln_in_req(k, 0, &s));
     int64_t dims[KILN_MAX_RANK];
     size_t n;
     KILN_TRY(kiln_tops_read_ints(k, s, "input", dims, KILN_MAX_RANK, &n));
-    if (v && kiln_tensor_numel(v) != 1)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute 'value' has %zu elements; expected 1",
-                          kiln_tensor_numel(v));
     struct kiln_tensor *o;
     KILN_TRY(kiln_out_tensor(k, 0, v ? v->dtype : KILN_DTYPE_F32, (int)n, dims, &o));
     size_t cnt = kiln_tensor_numel(o), esz = kiln_dtype_size(o->dtype);
@@ -180,8 +240,29 @@ kiln_status kiln_tops_range(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ OneHot */
 
+/* An integer attribute as written (OneHot's axis, Trilu's upper). */
+struct int_state {
+    int64_t v;
+};
+
+static kiln_status decode_onehot(struct kiln_kctx *k, struct int_state *s)
+{
+    s->v = kiln_attr_i(k, "axis", -1);
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(onehot_prepare, struct int_state, decode_onehot)
+
+kiln_status kiln_tops_onehot_prepare(struct kiln_kprep *p)
+{
+    return onehot_prepare(p);
+}
+
 kiln_status kiln_tops_onehot(struct kiln_kctx *k)
 {
+    struct int_state dec;
+    const struct int_state *as;
+    KILN_TOPS_STATE(k, decode_onehot, dec, as);
     const struct kiln_tensor *ix, *dt, *vals;
     KILN_TRY(kiln_in_req(k, 0, &ix));
     KILN_TRY(kiln_in_req(k, 1, &dt));
@@ -198,7 +279,7 @@ kiln_status kiln_tops_onehot(struct kiln_kctx *k)
     int r = ix->rank + 1;
     if (r > KILN_MAX_RANK) return kiln_kfail(k, KILN_E_LIMIT, "output rank %d is too large", r);
     int axis;
-    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", -1), r, "axis", &axis));
+    KILN_TRY(kiln_norm_axis(k, as->v, r, "axis", &axis));
     int64_t od[KILN_MAX_RANK];
     size_t outer = 1, inner = 1;
     for (int a = 0, j = 0; a < r; a++) {
@@ -228,8 +309,24 @@ kiln_status kiln_tops_onehot(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ Trilu / EyeLike */
 
+static kiln_status decode_trilu(struct kiln_kctx *k, struct int_state *s)
+{
+    s->v = kiln_attr_i(k, "upper", 1) != 0;
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(trilu_prepare, struct int_state, decode_trilu)
+
+kiln_status kiln_tops_trilu_prepare(struct kiln_kprep *p)
+{
+    return trilu_prepare(p);
+}
+
 kiln_status kiln_tops_trilu(struct kiln_kctx *k)
 {
+    struct int_state dec;
+    const struct int_state *us;
+    KILN_TOPS_STATE(k, decode_trilu, dec, us);
     const struct kiln_tensor *x, *kt = kiln_in(k, 1);
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (x->rank < 2)
@@ -240,7 +337,7 @@ kiln_status kiln_tops_trilu(struct kiln_kctx *k)
         KILN_TRY(kiln_tops_read_ints(k, kt, "k", &kk, 1, &c));
         if (c != 1) return kiln_kfail(k, KILN_E_INVALID_ARG, "'k' must have one element");
     }
-    bool upper = kiln_attr_i(k, "upper", 1) != 0;
+    bool upper = us->v != 0;
     struct kiln_tensor *o;
     KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &o));
     size_t n = kiln_tensor_numel(o), esz = kiln_dtype_size(x->dtype);
@@ -260,13 +357,38 @@ kiln_status kiln_tops_trilu(struct kiln_kctx *k)
     return kiln_tops_own_strings(k, o, ph);
 }
 
+/* EyeLike: the `dtype` attribute when given (else input 0's) and the diagonal k. */
+struct eyelike_state {
+    bool has_dtype;
+    int64_t dtype, k;
+};
+
+static kiln_status decode_eyelike(struct kiln_kctx *k, struct eyelike_state *s)
+{
+    const struct kiln_attr *a = kiln_node_attr(k->node, "dtype");
+    s->has_dtype = a && a->type == KILN_ATTR_INT;
+    s->dtype = s->has_dtype ? a->i : 0;
+    s->k = kiln_attr_i(k, "k", 0);
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(eyelike_prepare, struct eyelike_state, decode_eyelike)
+
+kiln_status kiln_tops_eyelike_prepare(struct kiln_kprep *p)
+{
+    return eyelike_prepare(p);
+}
+
 kiln_status kiln_tops_eyelike(struct kiln_kctx *k)
 {
+    struct eyelike_state dec;
+    const struct eyelike_state *es;
+    KILN_TOPS_STATE(k, decode_eyelike, dec, es);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (x->rank != 2)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input has rank %d; expected 2", x->rank);
-    int64_t dt = kiln_attr_i(k, "dtype", (int64_t)x->dtype), kk = kiln_attr_i(k, "k", 0);
+    int64_t dt = es->has_dtype ? es->dtype : (int64_t)x->dtype, kk = es->k;
     if (!kiln_dtype_valid((int)dt) || dt == KILN_DTYPE_STRING)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "dtype %lld is not a numeric type",
                           (long long)dt);
@@ -282,16 +404,45 @@ kiln_status kiln_tops_eyelike(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ Compress */
 
+/* An optional `axis` (Compress, Unique: absent means flatten) and Unique's `sorted`. */
+struct opt_axis_state {
+    bool has_axis, sorted;
+    int64_t axis;
+};
+
+static kiln_status decode_opt_axis(struct kiln_kctx *k, struct opt_axis_state *s)
+{
+    s->has_axis = kiln_attr_has(k, "axis");
+    s->axis = kiln_attr_i(k, "axis", 0);
+    s->sorted = kiln_attr_i(k, "sorted", 1) != 0;
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(opt_axis_prepare, struct opt_axis_state, decode_opt_axis)
+
+kiln_status kiln_tops_compress_prepare(struct kiln_kprep *p)
+{
+    return opt_axis_prepare(p);
+}
+
+kiln_status kiln_tops_unique_prepare(struct kiln_kprep *p)
+{
+    return opt_axis_prepare(p);
+}
+
 kiln_status kiln_tops_compress(struct kiln_kctx *k)
 {
+    struct opt_axis_state dec;
+    const struct opt_axis_state *as;
+    KILN_TOPS_STATE(k, decode_opt_axis, dec, as);
     const struct kiln_tensor *x, *c;
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &c));
     if (c->rank != 1)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "'condition' has rank %d; expected 1", c->rank);
-    bool flat = !kiln_attr_has(k, "axis");
+    bool flat = !as->has_axis;
     int axis = 0;
-    if (!flat) KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
+    if (!flat) KILN_TRY(kiln_norm_axis(k, as->axis, x->rank, "axis", &axis));
     int64_t dim = flat ? (int64_t)kiln_tensor_numel(x) : x->dims[axis], *sel;
     size_t nc = kiln_tensor_numel(c), cnt = 0;
     KILN_TRY(kiln_scratch(k, nc * sizeof *sel + 1, (void **)&sel));
@@ -373,16 +524,38 @@ kiln_status kiln_tops_nonzero(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ ReverseSequence */
 
+/* ReverseSequence's batch_axis and time_axis as written. */
+struct revseq_state {
+    int64_t batch_axis, time_axis;
+};
+
+static kiln_status decode_revseq(struct kiln_kctx *k, struct revseq_state *s)
+{
+    s->batch_axis = kiln_attr_i(k, "batch_axis", 1);
+    s->time_axis = kiln_attr_i(k, "time_axis", 0);
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(revseq_prepare, struct revseq_state, decode_revseq)
+
+kiln_status kiln_tops_reverse_sequence_prepare(struct kiln_kprep *p)
+{
+    return revseq_prepare(p);
+}
+
 kiln_status kiln_tops_reverse_sequence(struct kiln_kctx *k)
 {
+    struct revseq_state dec;
+    const struct revseq_state *rs;
+    KILN_TOPS_STATE(k, decode_revseq, dec, rs);
     const struct kiln_tensor *x, *sl;
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &sl));
     if (x->rank < 2)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input has rank %d; expected >= 2", x->rank);
     int ba, ta;
-    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "batch_axis", 1), x->rank, "batch_axis", &ba));
-    KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "time_axis", 0), x->rank, "time_axis", &ta));
+    KILN_TRY(kiln_norm_axis(k, rs->batch_axis, x->rank, "batch_axis", &ba));
+    KILN_TRY(kiln_norm_axis(k, rs->time_axis, x->rank, "time_axis", &ta));
     if (ba == ta || ba > 1 || ta > 1)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "batch_axis and time_axis must be 0 and 1");
     if (!kiln_dtype_is_int(sl->dtype) || sl->rank != 1 || sl->dims[0] != x->dims[ba])
@@ -507,11 +680,14 @@ static void sort_rows(const struct uniq_ctx *c, int64_t *p, int64_t *tmp, size_t
 
 kiln_status kiln_tops_unique(struct kiln_kctx *k)
 {
+    struct opt_axis_state dec;
+    const struct opt_axis_state *as;
+    KILN_TOPS_STATE(k, decode_opt_axis, dec, as);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
-    bool sorted = kiln_attr_i(k, "sorted", 1) != 0, flat = !kiln_attr_has(k, "axis");
+    bool sorted = as->sorted, flat = !as->has_axis;
     int axis = 0;
-    if (!flat) KILN_TRY(kiln_norm_axis(k, kiln_attr_i(k, "axis", 0), x->rank, "axis", &axis));
+    if (!flat) KILN_TRY(kiln_norm_axis(k, as->axis, x->rank, "axis", &axis));
     size_t esz = kiln_dtype_size(x->dtype), n = kiln_tensor_numel(x), m, outer = 1, inner = 1;
     if (flat) {
         m = n;

@@ -42,12 +42,44 @@ char *kiln_tops_placeholder(const struct kiln_tensor *t);
 KILN_NODISCARD kiln_status kiln_tops_own_strings(struct kiln_kctx *k, struct kiln_tensor *t,
                                                  char *ph);
 
-/* Allocates output i and copies src's data into it with the given shape (numel must match). */
+/* Allocates output i and copies src's data into it with the given shape (numel must match).
+ * When the output landed on src's own memory (in place: the planner put output 0 over input
+ * 0) there is nothing to copy. */
 KILN_NODISCARD kiln_status kiln_tops_out_copy(struct kiln_kctx *k, size_t i,
                                               const struct kiln_tensor *src, int rank,
                                               const int64_t *dims);
 
-/* Run functions defined in tensor_misc.c and tensor_resize.c, listed in tensor.c's table. */
+/* Prepared kernels (cpu/kernel.h). An op with attributes has a decode function
+ * `kiln_status decode(struct kiln_kctx *k, T *state)` that reads them into its own struct T
+ * and refuses the values that are wrong whatever the inputs; prepare runs it once (the state
+ * lives as long as the engine, and may point into the node's attributes, which live as long
+ * too), and run reads it as k->state. A kernel run without prepare (k->state NULL: the unit
+ * tests call run directly) decodes into a local T through the same function, so both paths
+ * give the same values and the same errors. */
+
+/* Defines `static kiln_status fn(struct kiln_kprep *p)`: state T decoded by `decode`. */
+#define KILN_TOPS_PREPARE(fn, T, decode)                                                       \
+    static kiln_status fn(struct kiln_kprep *p)                                                \
+    {                                                                                          \
+        T *s_;                                                                                 \
+        KILN_TRY(kiln_kprep_alloc(p, sizeof *s_, (void **)&s_));                               \
+        KILN_TRY((decode)(&p->kc, s_));                                                        \
+        p->state = s_;                                                                         \
+        return KILN_OK;                                                                        \
+    }
+
+/* In run: s = the prepared state, or (k->state NULL: run without prepare) tmp decoded now. */
+#define KILN_TOPS_STATE(k, decode, tmp, s)                                                     \
+    do {                                                                                       \
+        (s) = (k)->state;                                                                      \
+        if (!(s)) {                                                                            \
+            KILN_TRY((decode)((k), &(tmp)));                                                   \
+            (s) = &(tmp);                                                                      \
+        }                                                                                      \
+    } while (0)
+
+/* Run and prepare functions defined in tensor_misc.c and tensor_resize.c, listed in
+ * tensor.c's table. */
 kiln_status kiln_tops_constant(struct kiln_kctx *k);
 kiln_status kiln_tops_constant_of_shape(struct kiln_kctx *k);
 kiln_status kiln_tops_range(struct kiln_kctx *k);
@@ -63,5 +95,18 @@ kiln_status kiln_tops_upsample(struct kiln_kctx *k);
 kiln_status kiln_tops_grid_sample(struct kiln_kctx *k);
 kiln_status kiln_tops_col2im(struct kiln_kctx *k);
 kiln_status kiln_tops_center_crop_pad(struct kiln_kctx *k);
+kiln_status kiln_tops_constant_prepare(struct kiln_kprep *p);
+kiln_status kiln_tops_constant_of_shape_prepare(struct kiln_kprep *p);
+kiln_status kiln_tops_onehot_prepare(struct kiln_kprep *p);
+kiln_status kiln_tops_trilu_prepare(struct kiln_kprep *p);
+kiln_status kiln_tops_eyelike_prepare(struct kiln_kprep *p);
+kiln_status kiln_tops_compress_prepare(struct kiln_kprep *p);
+kiln_status kiln_tops_reverse_sequence_prepare(struct kiln_kprep *p);
+kiln_status kiln_tops_unique_prepare(struct kiln_kprep *p);
+kiln_status kiln_tops_resize_prepare(struct kiln_kprep *p);
+kiln_status kiln_tops_upsample_prepare(struct kiln_kprep *p);
+kiln_status kiln_tops_grid_sample_prepare(struct kiln_kprep *p);
+kiln_status kiln_tops_col2im_prepare(struct kiln_kprep *p);
+kiln_status kiln_tops_center_crop_pad_prepare(struct kiln_kprep *p);
 
 #endif

@@ -15,6 +15,10 @@
  * short list of (source index, weight) taps, computed exactly as the reference computes the
  * 1-D coefficients (ratio in (0, 1], edge-clamped neighbours). Nearest Resize is an index
  * gather and moves raw elements, so it works for every dtype.
+ *
+ * Attributes are decoded by prepare (tensor_ops.h, "Prepared kernels"): the mode and
+ * coordinate strings are turned into the enums below there, and unknown ones refused. None of
+ * these ops runs in place (each reads neighbours of the element it writes).
  */
 #include <math.h>
 #include <string.h>
@@ -261,18 +265,74 @@ static kiln_status sizes_from_scales(struct kiln_kctx *k, const struct kiln_tens
     return KILN_OK;
 }
 
+/* Resize: the interpolation, and from opset 18 the `axes` attribute (NULL when absent) and
+ * keep_aspect_ratio_policy (checked only when sizes are given, as before). */
+struct resize_state {
+    struct rz p;
+    const int64_t *axes;
+    size_t n_axes;
+    const char *policy;
+};
+
+static kiln_status decode_resize(struct kiln_kctx *k, struct resize_state *s)
+{
+    memset(s, 0, sizeof *s);
+    struct rz *p = &s->p;
+    p->A = -0.75;
+    s->policy = "stretch";
+    const char *mode = kiln_attr_s(k, "mode", "nearest");
+    p->mode = strcmp(mode, "nearest") == 0 ? RZ_NEAREST
+              : strcmp(mode, "linear") == 0 ? RZ_LINEAR
+              : strcmp(mode, "cubic") == 0 && k->opset >= 11 ? RZ_CUBIC
+                                                             : -1;
+    if (p->mode < 0) return kiln_kfail(k, KILN_E_INVALID_MODEL, "mode '%s' is not valid", mode);
+    if (k->opset < 11) {
+        p->ct = CT_ASYM;
+        p->nm = NM_SIMPLE;
+        return KILN_OK;
+    }
+    const char *ct = kiln_attr_s(k, "coordinate_transformation_mode", "half_pixel");
+    static const char *const cts[] = {"half_pixel", "half_pixel_symmetric", "pytorch_half_pixel",
+                                      "align_corners", "asymmetric", "tf_crop_and_resize"};
+    p->ct = -1;
+    for (int i = 0; i < 6; i++)
+        if (strcmp(ct, cts[i]) == 0) p->ct = i;
+    if (p->ct < 0 || (p->ct == CT_HALF_SYM && k->opset < 19))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL,
+                          "coordinate_transformation_mode '%s' is not valid", ct);
+    const char *nm = kiln_attr_s(k, "nearest_mode", "round_prefer_floor");
+    static const char *const nms[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
+    p->nm = -1;
+    for (int i = 0; i < 4; i++)
+        if (strcmp(nm, nms[i]) == 0) p->nm = i;
+    if (p->nm < 0) return kiln_kfail(k, KILN_E_INVALID_MODEL, "nearest_mode '%s' is not valid", nm);
+    p->A = kiln_attr_f(k, "cubic_coeff_a", -0.75f);
+    p->exclude = kiln_attr_i(k, "exclude_outside", 0) != 0;
+    p->extrap = kiln_attr_f(k, "extrapolation_value", 0.0f);
+    p->antialias = k->opset >= 18 && kiln_attr_i(k, "antialias", 0) != 0;
+    if (k->opset >= 18) {
+        s->n_axes = kiln_attr_ints(k, "axes", &s->axes);
+        s->policy = kiln_attr_s(k, "keep_aspect_ratio_policy", "stretch");
+    }
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(resize_prepare, struct resize_state, decode_resize)
+
+kiln_status kiln_tops_resize_prepare(struct kiln_kprep *p)
+{
+    return resize_prepare(p);
+}
+
 kiln_status kiln_tops_resize(struct kiln_kctx *k)
 {
+    struct resize_state dec;
+    const struct resize_state *rs;
+    KILN_TOPS_STATE(k, decode_resize, dec, rs);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     int r = x->rank;
-    struct rz p = {.A = -0.75};
-    const char *mode = kiln_attr_s(k, "mode", "nearest");
-    p.mode = strcmp(mode, "nearest") == 0 ? RZ_NEAREST
-             : strcmp(mode, "linear") == 0 ? RZ_LINEAR
-             : strcmp(mode, "cubic") == 0 && k->opset >= 11 ? RZ_CUBIC
-                                                            : -1;
-    if (p.mode < 0) return kiln_kfail(k, KILN_E_INVALID_MODEL, "mode '%s' is not valid", mode);
+    struct rz p = rs->p;
     double scale[KILN_MAX_RANK], roi[2 * KILN_MAX_RANK];
     int64_t od[KILN_MAX_RANK];
     for (int a = 0; a < r; a++) {
@@ -282,8 +342,6 @@ kiln_status kiln_tops_resize(struct kiln_kctx *k)
         roi[r + a] = 1;
     }
     if (k->opset < 11) {
-        p.ct = CT_ASYM;
-        p.nm = NM_SIMPLE;
         const struct kiln_tensor *st;
         size_t ns;
         KILN_TRY(kiln_in_req(k, 1, &st));
@@ -293,31 +351,13 @@ kiln_status kiln_tops_resize(struct kiln_kctx *k)
         KILN_TRY(sizes_from_scales(k, x, scale, od));
         return rz_run(k, &p, x, scale, od, roi);
     }
-    const char *ct = kiln_attr_s(k, "coordinate_transformation_mode", "half_pixel");
-    static const char *const cts[] = {"half_pixel", "half_pixel_symmetric", "pytorch_half_pixel",
-                                      "align_corners", "asymmetric", "tf_crop_and_resize"};
-    p.ct = -1;
-    for (int i = 0; i < 6; i++)
-        if (strcmp(ct, cts[i]) == 0) p.ct = i;
-    if (p.ct < 0 || (p.ct == CT_HALF_SYM && k->opset < 19))
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "coordinate_transformation_mode '%s' is not valid",
-                          ct);
-    const char *nm = kiln_attr_s(k, "nearest_mode", "round_prefer_floor");
-    static const char *const nms[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
-    p.nm = -1;
-    for (int i = 0; i < 4; i++)
-        if (strcmp(nm, nms[i]) == 0) p.nm = i;
-    if (p.nm < 0) return kiln_kfail(k, KILN_E_INVALID_MODEL, "nearest_mode '%s' is not valid", nm);
-    p.A = kiln_attr_f(k, "cubic_coeff_a", -0.75f);
-    p.exclude = kiln_attr_i(k, "exclude_outside", 0) != 0;
-    p.extrap = kiln_attr_f(k, "extrapolation_value", 0.0f);
-    p.antialias = k->opset >= 18 && kiln_attr_i(k, "antialias", 0) != 0;
     /* axes (18+) */
     int axes[KILN_MAX_RANK];
     size_t na = (size_t)r;
     const int64_t *av = NULL;
     if (k->opset >= 18) {
-        size_t c = kiln_attr_ints(k, "axes", &av);
+        size_t c = rs->n_axes;
+        av = rs->axes;
         if (av) {
             if (c > (size_t)r)
                 return kiln_kfail(k, KILN_E_INVALID_ARG, "'axes' has %zu entries; rank is %d", c, r);
@@ -368,8 +408,7 @@ kiln_status kiln_tops_resize(struct kiln_kctx *k)
             od[axes[i]] = sz[i];
             scale[axes[i]] = (double)sz[i] / (double)x->dims[axes[i]];
         }
-        const char *pol = k->opset >= 18 ? kiln_attr_s(k, "keep_aspect_ratio_policy", "stretch")
-                                         : "stretch";
+        const char *pol = rs->policy;
         bool larger = strcmp(pol, "not_larger") == 0, smaller = strcmp(pol, "not_smaller") == 0;
         if (!larger && !smaller && strcmp(pol, "stretch") != 0)
             return kiln_kfail(k, KILN_E_INVALID_MODEL, "keep_aspect_ratio_policy '%s' is not valid",
@@ -387,22 +426,47 @@ kiln_status kiln_tops_resize(struct kiln_kctx *k)
     return rz_run(k, &p, x, scale, od, roi);
 }
 
+/* Upsample: the interpolation and, before opset 9, the `scales` attribute. */
+struct upsample_state {
+    struct rz p;
+    const float *scales;
+    size_t ns;
+};
+
+static kiln_status decode_upsample(struct kiln_kctx *k, struct upsample_state *s)
+{
+    const char *mode = kiln_attr_s(k, "mode", "nearest");
+    s->p = (struct rz){.ct = CT_ASYM, .nm = NM_SIMPLE, .A = -0.75};
+    s->p.mode = strcmp(mode, "nearest") == 0  ? RZ_NEAREST
+                : strcmp(mode, "linear") == 0 || strcmp(mode, "bilinear") == 0 ? RZ_LINEAR
+                                                                                : -1;
+    s->scales = NULL;
+    s->ns = k->opset < 9 ? kiln_attr_floats(k, "scales", &s->scales) : 0;
+    if (s->p.mode < 0) return kiln_kfail(k, KILN_E_INVALID_MODEL, "mode '%s' is not valid", mode);
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(upsample_prepare, struct upsample_state, decode_upsample)
+
+kiln_status kiln_tops_upsample_prepare(struct kiln_kprep *p)
+{
+    return upsample_prepare(p);
+}
+
 kiln_status kiln_tops_upsample(struct kiln_kctx *k)
 {
+    struct upsample_state dec;
+    const struct upsample_state *us;
+    KILN_TOPS_STATE(k, decode_upsample, dec, us);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
-    const char *mode = kiln_attr_s(k, "mode", "nearest");
-    struct rz p = {.ct = CT_ASYM, .nm = NM_SIMPLE, .A = -0.75};
-    p.mode = strcmp(mode, "nearest") == 0  ? RZ_NEAREST
-             : strcmp(mode, "linear") == 0 || strcmp(mode, "bilinear") == 0 ? RZ_LINEAR
-                                                                             : -1;
-    if (p.mode < 0) return kiln_kfail(k, KILN_E_INVALID_MODEL, "mode '%s' is not valid", mode);
+    struct rz p = us->p;
     double scale[KILN_MAX_RANK], roi[2 * KILN_MAX_RANK];
     int64_t od[KILN_MAX_RANK];
     size_t ns;
     if (k->opset < 9) {
-        const float *f;
-        ns = kiln_attr_floats(k, "scales", &f);
+        const float *f = us->scales;
+        ns = us->ns;
         if (ns != (size_t)x->rank)
             return kiln_kfail(k, KILN_E_INVALID_ARG, "'scales' has %zu entries; rank is %d", ns,
                               x->rank);
@@ -466,8 +530,43 @@ static void gs_cubic(float x, float *c)
     c[3] = ((A * (2 - x) - 5 * A) * (2 - x) + 8 * A) * (2 - x) - 4 * A;
 }
 
+/* GridSample: interpolation (RZ_*), padding (PAD_*) and align_corners. */
+struct gs_state {
+    int mode, pad;
+    bool align;
+};
+
+static kiln_status decode_grid_sample(struct kiln_kctx *k, struct gs_state *s)
+{
+    const char *ms = kiln_attr_s(k, "mode", k->opset < 20 ? "bilinear" : "linear");
+    s->mode = strcmp(ms, "nearest") == 0                                  ? RZ_NEAREST
+              : strcmp(ms, "bilinear") == 0 || strcmp(ms, "linear") == 0 ? RZ_LINEAR
+              : strcmp(ms, "bicubic") == 0 || strcmp(ms, "cubic") == 0   ? RZ_CUBIC
+                                                                         : -1;
+    const char *ps = kiln_attr_s(k, "padding_mode", "zeros");
+    s->pad = strcmp(ps, "zeros") == 0        ? PAD_ZEROS
+             : strcmp(ps, "border") == 0     ? PAD_BORDER
+             : strcmp(ps, "reflection") == 0 ? PAD_REFLECT
+                                             : -1;
+    s->align = kiln_attr_i(k, "align_corners", 0) != 0;
+    if (s->mode < 0 || s->pad < 0)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "mode '%s' / padding_mode '%s' is not valid",
+                          ms, ps);
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(gs_prepare, struct gs_state, decode_grid_sample)
+
+kiln_status kiln_tops_grid_sample_prepare(struct kiln_kprep *p)
+{
+    return gs_prepare(p);
+}
+
 kiln_status kiln_tops_grid_sample(struct kiln_kctx *k)
 {
+    struct gs_state dec;
+    const struct gs_state *gs;
+    KILN_TOPS_STATE(k, decode_grid_sample, dec, gs);
     const struct kiln_tensor *x, *g;
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &g));
@@ -481,20 +580,8 @@ kiln_status kiln_tops_grid_sample(struct kiln_kctx *k)
     if (!kiln_dtype_is_float(x->dtype) || !kiln_dtype_is_float(g->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "X is %s and grid %s; expected float types",
                           kiln_dtype_name(x->dtype), kiln_dtype_name(g->dtype));
-    const char *ms = kiln_attr_s(k, "mode", k->opset < 20 ? "bilinear" : "linear");
-    int mode = strcmp(ms, "nearest") == 0                                  ? RZ_NEAREST
-               : strcmp(ms, "bilinear") == 0 || strcmp(ms, "linear") == 0 ? RZ_LINEAR
-               : strcmp(ms, "bicubic") == 0 || strcmp(ms, "cubic") == 0   ? RZ_CUBIC
-                                                                          : -1;
-    const char *ps = kiln_attr_s(k, "padding_mode", "zeros");
-    int pad = strcmp(ps, "zeros") == 0    ? PAD_ZEROS
-              : strcmp(ps, "border") == 0 ? PAD_BORDER
-              : strcmp(ps, "reflection") == 0 ? PAD_REFLECT
-                                              : -1;
-    if (mode < 0 || pad < 0)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "mode '%s' / padding_mode '%s' is not valid",
-                          ms, ps);
-    bool align = kiln_attr_i(k, "align_corners", 0) != 0;
+    const int mode = gs->mode, pad = gs->pad;
+    const bool align = gs->align;
     int64_t od[KILN_MAX_RANK], N = x->dims[0], C = x->dims[1];
     od[0] = N;
     od[1] = C;
@@ -581,8 +668,32 @@ kiln_status kiln_tops_grid_sample(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ Col2Im */
 
+/* Col2Im: dilations, pads and strides as written (NULL when absent). */
+struct col2im_state {
+    const int64_t *dil, *pads, *str;
+    size_t nd, np, ns;
+};
+
+static kiln_status decode_col2im(struct kiln_kctx *k, struct col2im_state *s)
+{
+    s->nd = kiln_attr_ints(k, "dilations", &s->dil);
+    s->np = kiln_attr_ints(k, "pads", &s->pads);
+    s->ns = kiln_attr_ints(k, "strides", &s->str);
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(col2im_prepare, struct col2im_state, decode_col2im)
+
+kiln_status kiln_tops_col2im_prepare(struct kiln_kprep *p)
+{
+    return col2im_prepare(p);
+}
+
 kiln_status kiln_tops_col2im(struct kiln_kctx *k)
 {
+    struct col2im_state dec;
+    const struct col2im_state *cs;
+    KILN_TOPS_STATE(k, decode_col2im, dec, cs);
     const struct kiln_tensor *x, *it, *bt;
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &it));
@@ -594,9 +705,8 @@ kiln_status kiln_tops_col2im(struct kiln_kctx *k)
     if (r == 0 || rb != r || x->rank != 3)
         return kiln_kfail(k, KILN_E_INVALID_ARG,
                           "input must be [N, C*prod(block), L] and image/block shapes equal length");
-    const int64_t *dil, *pads, *str;
-    size_t nd = kiln_attr_ints(k, "dilations", &dil), np = kiln_attr_ints(k, "pads", &pads),
-           ns = kiln_attr_ints(k, "strides", &str);
+    const int64_t *dil = cs->dil, *pads = cs->pads, *str = cs->str;
+    size_t nd = cs->nd, np = cs->np, ns = cs->ns;
     if ((dil && nd != r) || (pads && np != 2 * r) || (str && ns != r))
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "dilations/pads/strides lengths do not match %zu",
                           r);
@@ -670,8 +780,30 @@ kiln_status kiln_tops_col2im(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ CenterCropPad */
 
+/* CenterCropPad's `axes` (NULL when absent: every axis). */
+struct ccp_state {
+    const int64_t *axes;
+    size_t n;
+};
+
+static kiln_status decode_ccp(struct kiln_kctx *k, struct ccp_state *s)
+{
+    s->n = kiln_attr_ints(k, "axes", &s->axes);
+    return KILN_OK;
+}
+
+KILN_TOPS_PREPARE(ccp_prepare, struct ccp_state, decode_ccp)
+
+kiln_status kiln_tops_center_crop_pad_prepare(struct kiln_kprep *p)
+{
+    return ccp_prepare(p);
+}
+
 kiln_status kiln_tops_center_crop_pad(struct kiln_kctx *k)
 {
+    struct ccp_state dec;
+    const struct ccp_state *cs;
+    KILN_TOPS_STATE(k, decode_ccp, dec, cs);
     const struct kiln_tensor *x, *st;
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &st));
@@ -679,8 +811,8 @@ kiln_status kiln_tops_center_crop_pad(struct kiln_kctx *k)
     int64_t shape[KILN_MAX_RANK];
     size_t n;
     KILN_TRY(kiln_tops_read_ints(k, st, "shape", shape, KILN_MAX_RANK, &n));
-    const int64_t *av;
-    size_t na = kiln_attr_ints(k, "axes", &av);
+    const int64_t *av = cs->axes;
+    size_t na = cs->n;
     if (!av) na = (size_t)r;
     if (n != na)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "'shape' has %zu entries; expected %zu", n, na);

@@ -146,6 +146,7 @@ kiln_status kiln_tops_out_copy(struct kiln_kctx *k, size_t i, const struct kiln_
         return kiln_kfail(k, KILN_E_INTERNAL, "copy of %zu elements into %zu", kiln_tensor_numel(src),
                           n);
     if (n == 0) return KILN_OK;
+    if (o->data == src->data) return KILN_OK; /* in place (never strings: not planned) */
     char *ph = kiln_tops_placeholder(o);
     memcpy(o->data, src->data, n * kiln_dtype_size(src->dtype));
     return kiln_tops_own_strings(k, o, ph);

@@ -20,7 +20,20 @@
  * - Clip: opsets 1 and 6 read the attributes min/max (default -+FLT_MAX); opset 11+ reads
  *   optional scalar inputs 1 and 2 (absent: the type's limits). min > max gives max
  *   everywhere, which the spec's min(max(x, lo), hi) order yields.
- * - Identity clones any value (tensor, sequence, optional).
+ * - Identity copies a tensor into its output (nothing to copy when the planner put the
+ *   output over the input) and clones any other value (sequence, optional, string tensor).
+ *
+ * Prepared kernels (cpu/kernel.h): the ops with attributes decode them in prepare into their
+ * state (struct ustate, struct clip_state, struct class_state), rejecting the values that are
+ * wrong whatever the inputs (Celu alpha 0, an unknown Gelu approximation) there. A kernel run
+ * without prepare (k->state NULL: the unit tests call run directly) decodes through the same
+ * function at run time, so the values and the messages are the same on both paths.
+ *
+ * In place (KILN_OP_INPLACE): every op here writes output 0 element by element, reading
+ * element i (or the chunk holding it: float16 staging, Gelu, IsNaN/IsInf) before writing it,
+ * so output 0 may occupy input 0's memory when both have the same size. Not/IsNaN/IsInf
+ * change the element type: they run in place only where the sizes agree (bool from bool or a
+ * float8 type).
  */
 #include <float.h>
 #include <math.h>
@@ -252,7 +265,7 @@ static bool abs_int(kiln_dtype dt, size_t n, const void *xv, void *yv, const str
         FOR_SIGNED(dt, ok, const T *x = xv; T *y = yv;
                    for (size_t i = 0; i < n; i++) y[i] = x[i] < 0 ? WRAP_NEG(T, U, x[i]) : x[i])
     } else {
-        FOR_UNSIGNED(dt, ok, if (n) memcpy(yv, xv, n * sizeof(T)))
+        FOR_UNSIGNED(dt, ok, if (n && yv != xv) memcpy(yv, xv, n * sizeof(T))) /* in place: done */
     }
     return ok;
 }
@@ -514,71 +527,126 @@ PLAIN_RUN(softplus)
 PLAIN_RUN(softsign)
 PLAIN_RUN(mish)
 
-static kiln_status run_hardsigmoid(struct kiln_kctx *k)
-{
-    struct uparams p = {kiln_attr_f(k, "alpha", 0.2f), kiln_attr_f(k, "beta", 0.5f), 0};
-    return run_unary(k, &hardsigmoid_def, &p);
-}
-
+/* HardSwish's alpha 1/6 and beta 1/2 are constants of the spec, not attributes. */
 static kiln_status run_hardswish(struct kiln_kctx *k)
 {
-    struct uparams p = {1.0 / 6.0, 0.5, 0};
+    static const struct uparams p = {1.0 / 6.0, 0.5, 0};
     return run_unary(k, &hardswish_def, &p);
 }
 
-static kiln_status run_leakyrelu(struct kiln_kctx *k)
+/* ------------------------------------------------------------------ prepared state */
+
+/* prepare for a state of type T decoded by `decode` (kiln_status decode(kctx *, T *)). */
+#define PREPARE_WITH(fn, T, decode)                                                            \
+    static kiln_status fn(struct kiln_kprep *p)                                                \
+    {                                                                                          \
+        T *s_;                                                                                 \
+        KILN_TRY(kiln_kprep_alloc(p, sizeof *s_, (void **)&s_));                               \
+        KILN_TRY((decode)(&p->kc, s_));                                                        \
+        p->state = s_;                                                                         \
+        return KILN_OK;                                                                        \
+    }
+
+/* In run: s = the prepared state, or (k->state NULL: run without prepare) tmp decoded now. */
+#define STATE_OR_DECODE(k, decode, tmp, s)                                                     \
+    do {                                                                                       \
+        (s) = (k)->state;                                                                      \
+        if (!(s)) {                                                                            \
+            KILN_TRY((decode)((k), &(tmp)));                                                   \
+            (s) = &(tmp);                                                                      \
+        }                                                                                      \
+    } while (0)
+
+/* An element-wise op with attributes: its loops (Gelu picks one of two) and parameters. */
+struct ustate {
+    const struct unary_def *d;
+    struct uparams p;
+};
+
+static kiln_status decode_hardsigmoid(struct kiln_kctx *k, struct ustate *s)
 {
-    struct uparams p = {kiln_attr_f(k, "alpha", 0.01f), 0, 0};
-    return run_unary(k, &leakyrelu_def, &p);
+    *s = (struct ustate){&hardsigmoid_def,
+                         {kiln_attr_f(k, "alpha", 0.2f), kiln_attr_f(k, "beta", 0.5f), 0}};
+    return KILN_OK;
 }
 
-static kiln_status run_elu(struct kiln_kctx *k)
+static kiln_status decode_leakyrelu(struct kiln_kctx *k, struct ustate *s)
 {
-    struct uparams p = {kiln_attr_f(k, "alpha", 1.0f), 0, 0};
-    return run_unary(k, &elu_def, &p);
+    *s = (struct ustate){&leakyrelu_def, {kiln_attr_f(k, "alpha", 0.01f), 0, 0}};
+    return KILN_OK;
 }
 
-static kiln_status run_selu(struct kiln_kctx *k)
+static kiln_status decode_elu(struct kiln_kctx *k, struct ustate *s)
 {
-    struct uparams p = {kiln_attr_f(k, "alpha", 1.67326319217681884765625f), 0,
-                        kiln_attr_f(k, "gamma", 1.05070102214813232421875f)};
-    return run_unary(k, &selu_def, &p);
+    *s = (struct ustate){&elu_def, {kiln_attr_f(k, "alpha", 1.0f), 0, 0}};
+    return KILN_OK;
 }
 
-static kiln_status run_celu(struct kiln_kctx *k)
+static kiln_status decode_selu(struct kiln_kctx *k, struct ustate *s)
 {
-    struct uparams p = {kiln_attr_f(k, "alpha", 1.0f), 0, 0};
-    if (p.alpha == 0) return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute alpha is 0");
-    return run_unary(k, &celu_def, &p);
+    *s = (struct ustate){&selu_def,
+                         {kiln_attr_f(k, "alpha", 1.67326319217681884765625f), 0,
+                          kiln_attr_f(k, "gamma", 1.05070102214813232421875f)}};
+    return KILN_OK;
 }
 
-static kiln_status run_thresholdedrelu(struct kiln_kctx *k)
+static kiln_status decode_celu(struct kiln_kctx *k, struct ustate *s)
 {
-    struct uparams p = {kiln_attr_f(k, "alpha", 1.0f), 0, 0};
-    return run_unary(k, &thresholdedrelu_def, &p);
+    *s = (struct ustate){&celu_def, {kiln_attr_f(k, "alpha", 1.0f), 0, 0}};
+    if (s->p.alpha == 0) return kiln_kfail(k, KILN_E_INVALID_MODEL, "attribute alpha is 0");
+    return KILN_OK;
 }
 
-static kiln_status run_shrink(struct kiln_kctx *k)
+static kiln_status decode_thresholdedrelu(struct kiln_kctx *k, struct ustate *s)
 {
-    struct uparams p = {kiln_attr_f(k, "lambd", 0.5f), kiln_attr_f(k, "bias", 0.0f), 0};
-    return run_unary(k, &shrink_def, &p);
+    *s = (struct ustate){&thresholdedrelu_def, {kiln_attr_f(k, "alpha", 1.0f), 0, 0}};
+    return KILN_OK;
 }
 
-static kiln_status run_swish(struct kiln_kctx *k)
+static kiln_status decode_shrink(struct kiln_kctx *k, struct ustate *s)
 {
-    struct uparams p = {kiln_attr_f(k, "alpha", 1.0f), 0, 0};
-    return run_unary(k, &swish_def, &p);
+    *s = (struct ustate){&shrink_def,
+                         {kiln_attr_f(k, "lambd", 0.5f), kiln_attr_f(k, "bias", 0.0f), 0}};
+    return KILN_OK;
 }
 
-static kiln_status run_gelu(struct kiln_kctx *k)
+static kiln_status decode_swish(struct kiln_kctx *k, struct ustate *s)
 {
-    static const struct uparams p = {0, 0, 0};
+    *s = (struct ustate){&swish_def, {kiln_attr_f(k, "alpha", 1.0f), 0, 0}};
+    return KILN_OK;
+}
+
+static kiln_status decode_gelu(struct kiln_kctx *k, struct ustate *s)
+{
     const char *approx = kiln_attr_s(k, "approximate", "none");
-    if (strcmp(approx, "none") == 0) return run_unary(k, &gelu_def, &p);
-    if (strcmp(approx, "tanh") == 0) return run_unary(k, &gelu_tanh_def, &p);
-    return kiln_kfail(k, KILN_E_INVALID_MODEL,
-                      "attribute approximate is '%s'; expected 'none' or 'tanh'", approx);
+    *s = (struct ustate){&gelu_def, {0, 0, 0}};
+    if (strcmp(approx, "tanh") == 0) s->d = &gelu_tanh_def;
+    else if (strcmp(approx, "none") != 0)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL,
+                          "attribute approximate is '%s'; expected 'none' or 'tanh'", approx);
+    return KILN_OK;
 }
+
+/* run and prepare of an op whose ustate decode_<name> makes. */
+#define ATTR_OP(name)                                                                          \
+    static kiln_status run_##name(struct kiln_kctx *k)                                         \
+    {                                                                                          \
+        struct ustate dec;                                                                     \
+        const struct ustate *s;                                                                \
+        STATE_OR_DECODE(k, decode_##name, dec, s);                                             \
+        return run_unary(k, s->d, &s->p);                                                      \
+    }                                                                                          \
+    PREPARE_WITH(prep_##name, struct ustate, decode_##name)
+
+ATTR_OP(hardsigmoid)
+ATTR_OP(leakyrelu)
+ATTR_OP(elu)
+ATTR_OP(selu)
+ATTR_OP(celu)
+ATTR_OP(thresholdedrelu)
+ATTR_OP(shrink)
+ATTR_OP(swish)
+ATTR_OP(gelu)
 
 /* ------------------------------------------------------------------ Clip */
 
@@ -684,16 +752,35 @@ static void clip_chunk(void *ctx, size_t begin, size_t end, int worker)
     }
 }
 
+/* Clip's attribute bounds (opsets 1 and 6; 11+ reads inputs, and keeps these defaults). */
+struct clip_state {
+    double lo, hi;
+};
+
+static kiln_status decode_clip(struct kiln_kctx *k, struct clip_state *s)
+{
+    s->lo = -FLT_MAX;
+    s->hi = FLT_MAX;
+    if (k->opset < 11) {
+        s->lo = kiln_attr_f(k, "min", -FLT_MAX);
+        s->hi = kiln_attr_f(k, "max", FLT_MAX);
+    }
+    return KILN_OK;
+}
+
+PREPARE_WITH(prep_clip, struct clip_state, decode_clip)
+
 static kiln_status run_clip(struct kiln_kctx *k)
 {
     const struct kiln_tensor *x, *bmin = NULL, *bmax = NULL;
     struct kiln_tensor *y;
+    struct clip_state dec;
+    const struct clip_state *cs;
+    STATE_OR_DECODE(k, decode_clip, dec, cs);
     KILN_TRY(kiln_in_req(k, 0, &x));
     kiln_dtype dt = x->dtype;
-    double lo = -FLT_MAX, hi = FLT_MAX;
+    double lo = cs->lo, hi = cs->hi;
     if (k->opset < 11) {
-        lo = kiln_attr_f(k, "min", -FLT_MAX);
-        hi = kiln_attr_f(k, "max", FLT_MAX);
         if (!kiln_dtype_is_real_float(dt))
             return kiln_kfail(k, KILN_E_UNSUPPORTED,
                               "input 0 is %s; expected float, double, float16 or bfloat16",
@@ -719,8 +806,23 @@ static kiln_status run_clip(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ predicates */
 
-/* IsNaN / IsInf: any float type (the float8 family included) to bool. */
-static kiln_status run_class(struct kiln_kctx *k, bool want_nan)
+/* IsInf's signs (IsNaN has no attributes and passes both true). */
+struct class_state {
+    bool pos, neg;
+};
+
+static kiln_status decode_isinf(struct kiln_kctx *k, struct class_state *s)
+{
+    s->pos = kiln_attr_i(k, "detect_positive", 1) != 0;
+    s->neg = kiln_attr_i(k, "detect_negative", 1) != 0;
+    return KILN_OK;
+}
+
+PREPARE_WITH(prep_isinf, struct class_state, decode_isinf)
+
+/* IsNaN / IsInf: any float type (the float8 family included) to bool. In place (float8 to
+ * bool, both one byte), each chunk is converted to double before its results are stored. */
+static kiln_status run_class(struct kiln_kctx *k, bool want_nan, const struct class_state *cs)
 {
     const struct kiln_tensor *x;
     struct kiln_tensor *y;
@@ -729,8 +831,7 @@ static kiln_status run_class(struct kiln_kctx *k, bool want_nan)
     if (!kiln_dtype_is_real_float(dt) && !kiln_f8_is_narrow(dt))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input 0 is %s; expected a float type",
                           kiln_dtype_name(dt));
-    bool pos = kiln_attr_i(k, "detect_positive", 1) != 0;
-    bool neg = kiln_attr_i(k, "detect_negative", 1) != 0;
+    bool pos = cs->pos, neg = cs->neg;
     KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_BOOL, x->rank, x->dims, &y));
     size_t n = kiln_tensor_numel(x);
     uint8_t *out = y->data;
@@ -749,8 +850,19 @@ static kiln_status run_class(struct kiln_kctx *k, bool want_nan)
     return KILN_OK;
 }
 
-static kiln_status run_isnan(struct kiln_kctx *k) { return run_class(k, true); }
-static kiln_status run_isinf(struct kiln_kctx *k) { return run_class(k, false); }
+static kiln_status run_isnan(struct kiln_kctx *k)
+{
+    static const struct class_state both = {true, true};
+    return run_class(k, true, &both);
+}
+
+static kiln_status run_isinf(struct kiln_kctx *k)
+{
+    struct class_state dec;
+    const struct class_state *cs;
+    STATE_OR_DECODE(k, decode_isinf, dec, cs);
+    return run_class(k, false, cs);
+}
 
 /* ------------------------------------------------------------------ logic, bits, identity */
 
@@ -783,12 +895,23 @@ static kiln_status run_bitwise_not(struct kiln_kctx *k)
     return KILN_OK;
 }
 
+/* A tensor (not string) goes into output 0 through kiln_out_tensor_raw, so a planned output
+ * lands in its arena place; when the planner put it over the input (in place) the data is
+ * already there. Other values are cloned. */
 static kiln_status run_identity(struct kiln_kctx *k)
 {
     const struct kiln_value *v = kiln_in_value(k, 0);
     struct kiln_value *copy;
     kiln_err e;
     if (!v) return kiln_kfail(k, KILN_E_INVALID_MODEL, "required input 0 is missing");
+    if (v->kind == KILN_VALUE_TENSOR && v->t.dtype != KILN_DTYPE_STRING) {
+        const struct kiln_tensor *x = &v->t;
+        struct kiln_tensor *y;
+        KILN_TRY(kiln_out_tensor_raw(k, 0, x->dtype, x->rank, x->dims, &y));
+        size_t bytes = kiln_tensor_nbytes(x);
+        if (bytes && y->data != x->data) memcpy(y->data, x->data, bytes);
+        return KILN_OK;
+    }
     kiln_status st = kiln_value_clone(v, &copy, &e);
     if (st) return kiln_kfail(k, st, "%s", e.msg);
     return kiln_out_value(k, 0, copy);
@@ -797,49 +920,49 @@ static kiln_status run_identity(struct kiln_kctx *k)
 /* ------------------------------------------------------------------ table */
 
 const struct kiln_cpu_op kiln_cpu_ops_unary[] = {
-    {"Abs", "", 1, 0, run_abs, NULL, 0},
-    {"Neg", "", 1, 0, run_neg, NULL, 0},
-    {"Floor", "", 1, 0, run_floor, NULL, 0},
-    {"Ceil", "", 1, 0, run_ceil, NULL, 0},
-    {"Round", "", 11, 0, run_round, NULL, 0},
-    {"Sqrt", "", 1, 0, run_sqrt, NULL, 0},
-    {"Reciprocal", "", 1, 0, run_reciprocal, NULL, 0},
-    {"Exp", "", 1, 0, run_exp, NULL, 0},
-    {"Log", "", 1, 0, run_log, NULL, 0},
-    {"Sin", "", 7, 0, run_sin, NULL, 0},
-    {"Cos", "", 7, 0, run_cos, NULL, 0},
-    {"Tan", "", 7, 0, run_tan, NULL, 0},
-    {"Asin", "", 7, 0, run_asin, NULL, 0},
-    {"Acos", "", 7, 0, run_acos, NULL, 0},
-    {"Atan", "", 7, 0, run_atan, NULL, 0},
-    {"Sinh", "", 9, 0, run_sinh, NULL, 0},
-    {"Cosh", "", 9, 0, run_cosh, NULL, 0},
-    {"Tanh", "", 1, 0, run_tanh, NULL, 0},
-    {"Asinh", "", 9, 0, run_asinh, NULL, 0},
-    {"Acosh", "", 9, 0, run_acosh, NULL, 0},
-    {"Atanh", "", 9, 0, run_atanh, NULL, 0},
-    {"Sigmoid", "", 1, 0, run_sigmoid, NULL, 0},
-    {"HardSigmoid", "", 1, 0, run_hardsigmoid, NULL, 0},
-    {"HardSwish", "", 14, 0, run_hardswish, NULL, 0},
-    {"Relu", "", 1, 0, run_relu, NULL, 0},
-    {"LeakyRelu", "", 1, 0, run_leakyrelu, NULL, 0},
-    {"Elu", "", 1, 0, run_elu, NULL, 0},
-    {"Selu", "", 1, 0, run_selu, NULL, 0},
-    {"Celu", "", 12, 0, run_celu, NULL, 0},
-    {"ThresholdedRelu", "", 10, 0, run_thresholdedrelu, NULL, 0},
-    {"Softplus", "", 1, 0, run_softplus, NULL, 0},
-    {"Softsign", "", 1, 0, run_softsign, NULL, 0},
-    {"Erf", "", 9, 0, run_erf, NULL, 0},
-    {"Gelu", "", 20, 0, run_gelu, NULL, 0},
-    {"Mish", "", 18, 0, run_mish, NULL, 0},
-    {"Swish", "", 24, 0, run_swish, NULL, 0},
-    {"Sign", "", 9, 0, run_sign, NULL, 0},
-    {"IsNaN", "", 9, 0, run_isnan, NULL, 0},
-    {"IsInf", "", 10, 0, run_isinf, NULL, 0},
-    {"Not", "", 1, 0, run_not, NULL, 0},
-    {"BitwiseNot", "", 18, 0, run_bitwise_not, NULL, 0},
-    {"Clip", "", 1, 0, run_clip, NULL, 0},
-    {"Shrink", "", 9, 0, run_shrink, NULL, 0},
-    {"Identity", "", 1, 0, run_identity, NULL, 0},
+    {"Abs", "", 1, 0, run_abs, NULL, KILN_OP_INPLACE},
+    {"Neg", "", 1, 0, run_neg, NULL, KILN_OP_INPLACE},
+    {"Floor", "", 1, 0, run_floor, NULL, KILN_OP_INPLACE},
+    {"Ceil", "", 1, 0, run_ceil, NULL, KILN_OP_INPLACE},
+    {"Round", "", 11, 0, run_round, NULL, KILN_OP_INPLACE},
+    {"Sqrt", "", 1, 0, run_sqrt, NULL, KILN_OP_INPLACE},
+    {"Reciprocal", "", 1, 0, run_reciprocal, NULL, KILN_OP_INPLACE},
+    {"Exp", "", 1, 0, run_exp, NULL, KILN_OP_INPLACE},
+    {"Log", "", 1, 0, run_log, NULL, KILN_OP_INPLACE},
+    {"Sin", "", 7, 0, run_sin, NULL, KILN_OP_INPLACE},
+    {"Cos", "", 7, 0, run_cos, NULL, KILN_OP_INPLACE},
+    {"Tan", "", 7, 0, run_tan, NULL, KILN_OP_INPLACE},
+    {"Asin", "", 7, 0, run_asin, NULL, KILN_OP_INPLACE},
+    {"Acos", "", 7, 0, run_acos, NULL, KILN_OP_INPLACE},
+    {"Atan", "", 7, 0, run_atan, NULL, KILN_OP_INPLACE},
+    {"Sinh", "", 9, 0, run_sinh, NULL, KILN_OP_INPLACE},
+    {"Cosh", "", 9, 0, run_cosh, NULL, KILN_OP_INPLACE},
+    {"Tanh", "", 1, 0, run_tanh, NULL, KILN_OP_INPLACE},
+    {"Asinh", "", 9, 0, run_asinh, NULL, KILN_OP_INPLACE},
+    {"Acosh", "", 9, 0, run_acosh, NULL, KILN_OP_INPLACE},
+    {"Atanh", "", 9, 0, run_atanh, NULL, KILN_OP_INPLACE},
+    {"Sigmoid", "", 1, 0, run_sigmoid, NULL, KILN_OP_INPLACE},
+    {"HardSigmoid", "", 1, 0, run_hardsigmoid, prep_hardsigmoid, KILN_OP_INPLACE},
+    {"HardSwish", "", 14, 0, run_hardswish, NULL, KILN_OP_INPLACE},
+    {"Relu", "", 1, 0, run_relu, NULL, KILN_OP_INPLACE},
+    {"LeakyRelu", "", 1, 0, run_leakyrelu, prep_leakyrelu, KILN_OP_INPLACE},
+    {"Elu", "", 1, 0, run_elu, prep_elu, KILN_OP_INPLACE},
+    {"Selu", "", 1, 0, run_selu, prep_selu, KILN_OP_INPLACE},
+    {"Celu", "", 12, 0, run_celu, prep_celu, KILN_OP_INPLACE},
+    {"ThresholdedRelu", "", 10, 0, run_thresholdedrelu, prep_thresholdedrelu, KILN_OP_INPLACE},
+    {"Softplus", "", 1, 0, run_softplus, NULL, KILN_OP_INPLACE},
+    {"Softsign", "", 1, 0, run_softsign, NULL, KILN_OP_INPLACE},
+    {"Erf", "", 9, 0, run_erf, NULL, KILN_OP_INPLACE},
+    {"Gelu", "", 20, 0, run_gelu, prep_gelu, KILN_OP_INPLACE},
+    {"Mish", "", 18, 0, run_mish, NULL, KILN_OP_INPLACE},
+    {"Swish", "", 24, 0, run_swish, prep_swish, KILN_OP_INPLACE},
+    {"Sign", "", 9, 0, run_sign, NULL, KILN_OP_INPLACE},
+    {"IsNaN", "", 9, 0, run_isnan, NULL, KILN_OP_INPLACE},
+    {"IsInf", "", 10, 0, run_isinf, prep_isinf, KILN_OP_INPLACE},
+    {"Not", "", 1, 0, run_not, NULL, KILN_OP_INPLACE},
+    {"BitwiseNot", "", 18, 0, run_bitwise_not, NULL, KILN_OP_INPLACE},
+    {"Clip", "", 1, 0, run_clip, prep_clip, KILN_OP_INPLACE},
+    {"Shrink", "", 9, 0, run_shrink, prep_shrink, KILN_OP_INPLACE},
+    {"Identity", "", 1, 0, run_identity, NULL, KILN_OP_INPLACE},
     {0},
 };
