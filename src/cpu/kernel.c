@@ -263,7 +263,7 @@ static bool out_planned(struct kiln_kctx *k, size_t i, kiln_dtype dt, int rank, 
     if (a >= 0) {
         const struct kiln_tensor *src = kiln_in(k, (size_t)a);
         if (src && src->data == k->out_mem[i]) {
-            if (kiln_tensor_nbytes(src) != bytes) return false;
+            if (kiln_tensor_nbytes(src) != bytes || kiln_dtype_size(src->dtype) != kiln_dtype_size(dt)) return false;
             aliased = true;
         }
     }

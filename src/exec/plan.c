@@ -254,7 +254,10 @@ kiln_status kiln_plan_make(const struct kiln_plan_info *pi, const int64_t *sym_v
     for (size_t i = 0; i < nplan; i++) {
         int v = keys[i].id;
         int a = pi->alias[v];
-        if (a >= 0 && out->cap[a] == out->cap[v]) {
+        /* Same bytes and same element size: the same element count, so element i of the
+         * output overwrites element i of the input only. */
+        if (a >= 0 && out->cap[a] == out->cap[v] &&
+            kiln_dtype_size(pi->dtype[a]) == kiln_dtype_size(pi->dtype[v])) {
             int r = find_root(parent, a);
             parent[v] = r;
             if (pi->last[v] > blk[r].last) blk[r].last = pi->last[v];

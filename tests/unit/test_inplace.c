@@ -427,8 +427,10 @@ static void test_wide_compare(void)
     check_runs(m, 2, in, 1, want, numel, 0, "wide comparison");
     uint64_t arena, sum;
     if (plan_of(m, &arena, &sum, "wide comparison"))
-        CHECK(sum == 3 * 32 && arena == 64,
-              "wide comparison: arena %llu, sum %llu; expected one 64-byte block for 3 x 32",
+        /* Neg's float output and Less's bool output have equal bytes but not equal element
+         * counts, so the planner does not share them (plan.c); Not shares Less's block. */
+        CHECK(sum == 3 * 32 && arena == 128,
+              "wide comparison: arena %llu, sum %llu; expected two 64-byte blocks for 3 x 32",
               (unsigned long long)arena, (unsigned long long)sum);
     kiln_value_free(in[0]);
     kiln_value_free(in[1]);
