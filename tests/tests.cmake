@@ -88,3 +88,49 @@ add_test(NAME test_public_api COMMAND test_public_api)
 # Graphviz's font stack keeps caches for the process (tests/lsan.supp).
 set_tests_properties(test_draw cli_test_graph PROPERTIES
                      ENVIRONMENT "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp:print_suppressions=0")
+
+# ---- engine examples (examples/examples.cmake) ---------------------------------------------
+# load_and_run, concurrent_contexts and async_enqueue run on the tiny model that
+# tests/examples/make_tiny_model.c writes, and once more on their embedded copy of it (no
+# model path), checking the lines they print; example_tiny_model_header fails when the
+# embedded bytes (examples/tiny_model.h) are not what the generator writes today.
+add_executable(make_tiny_model ${CMAKE_SOURCE_DIR}/tests/examples/make_tiny_model.c)
+target_link_libraries(make_tiny_model PRIVATE kiln_test_support)
+add_test(NAME example_tiny_model COMMAND make_tiny_model --onnx ${CMAKE_BINARY_DIR}/example_tiny.onnx)
+set_tests_properties(example_tiny_model PROPERTIES FIXTURES_SETUP example_tiny)
+add_test(NAME example_tiny_model_header
+         COMMAND make_tiny_model --check ${CMAKE_SOURCE_DIR}/examples/tiny_model.h)
+set(kiln_run_example sh ${CMAKE_SOURCE_DIR}/tests/examples/run_example.sh)
+set(kiln_tiny ${CMAKE_BINARY_DIR}/example_tiny.onnx)
+add_test(NAME example_load_and_run
+         COMMAND ${kiln_run_example} $<TARGET_FILE:example_load_and_run> ${kiln_tiny} --
+                 "model: ${kiln_tiny}, 1 input(s), 1 output(s)"
+                 "input 'X': float32[N,4], running with [2,4]"
+                 "output 'Y': float32[2,4] = 0 0 1 2 3 4 5 6")
+add_test(NAME example_load_and_run_batch3
+         COMMAND ${kiln_run_example} $<TARGET_FILE:example_load_and_run> ${kiln_tiny} 3 --
+                 "output 'Y': float32[3,4] = 0 0 1 2 3 4 5 6 0 0 1 2")
+add_test(NAME example_load_and_run_embedded
+         COMMAND ${kiln_run_example} $<TARGET_FILE:example_load_and_run> --
+                 "model: (embedded tiny model), 1 input(s), 1 output(s)"
+                 "output 'Y': float32[2,4] = 0 0 1 2 3 4 5 6")
+add_test(NAME example_concurrent_contexts
+         COMMAND ${kiln_run_example} $<TARGET_FILE:example_concurrent_contexts> ${kiln_tiny} 8 300 --
+                 "8 threads x 300 runs, one context each: all 2400 results identical"
+                 "output 'Y': float32[2,4] = 0 0 1 2 3 4 5 6")
+add_test(NAME example_concurrent_contexts_embedded
+         COMMAND ${kiln_run_example} $<TARGET_FILE:example_concurrent_contexts> --
+                 "4 threads x 200 runs, one context each: all 800 results identical"
+                 "output 'Y': float32[2,4] = 0 0 1 2 3 4 5 6")
+add_test(NAME example_async_enqueue
+         COMMAND ${kiln_run_example} $<TARGET_FILE:example_async_enqueue> ${kiln_tiny} --
+                 "queued 4 runs" "run 0 done: ok" "run 1 done: ok" "run 2 done: ok" "run 3 done: ok"
+                 "output 'Y': float32[1,4] = 0 0 1 2"
+                 "output 'Y': float32[3,4] = 0 0 1 2 3 4 5 6 0 0 1 2"
+                 "output 'Y': float32[4,4] = 0 0 1 2 3 4 5 6 0 0 1 2 3 4 5 6")
+add_test(NAME example_async_enqueue_embedded
+         COMMAND ${kiln_run_example} $<TARGET_FILE:example_async_enqueue> --
+                 "run 3 done: ok" "output 'Y': float32[2,4] = 0 0 1 2 3 4 5 6")
+set_tests_properties(example_load_and_run example_load_and_run_batch3 example_concurrent_contexts
+                     example_async_enqueue PROPERTIES FIXTURES_REQUIRED example_tiny)
+# ---- end of engine examples ----------------------------------------------------------------

@@ -1,13 +1,26 @@
 /* session.c: kiln_session_* (kiln.h): an engine built without optimization on the caller's
- * model, and one context. */
+ * model, and its contexts.
+ *
+ * A context runs one thing at a time, but a session may be run from several threads at once
+ * (kiln.h: the profiler and the run options are shared by concurrent runs). A run takes the
+ * session's first context, whose pool has the session's threads; a run that finds it busy
+ * takes an idle extra context, or makes one, and gives it back afterwards for the next
+ * concurrent run. Extra contexts run on their caller's thread alone (no pool), as a second
+ * thread on a session always has: threads per session stay what options.threads says. */
+#include <pthread.h>
 #include <string.h>
 
+#include "base/pool.h"
 #include "exec/engine.h"
 #include "ops/schema.h"
 
 struct kiln_session {
     struct kiln_engine *e;
-    struct kiln_context *c;
+    struct kiln_context *c;   /* the first context */
+    pthread_mutex_t mu;       /* guards what follows */
+    bool c_busy;              /* a run is using c */
+    struct kiln_context **idle; /* extra contexts not in use */
+    size_t n_idle, n_extra;   /* idle has room for n_extra */
 };
 
 int kiln_session_threads(const kiln_session *s)
@@ -19,8 +32,60 @@ void kiln_session_free(kiln_session *s)
 {
     if (!s) return;
     kiln_context_delete(s->c);
+    for (size_t i = 0; i < s->n_idle; i++) kiln_context_delete(s->idle[i]);
+    kiln_free(s->idle);
+    pthread_mutex_destroy(&s->mu);
     kiln_engine_release(s->e);
     kiln_free(s);
+}
+
+/* A context for one run: the first one when it is free, else an idle extra one, else a new
+ * extra one. */
+static kiln_status session_take(struct kiln_session *s, struct kiln_context **out, kiln_err *err)
+{
+    pthread_mutex_lock(&s->mu);
+    if (!s->c_busy) {
+        s->c_busy = true;
+        *out = s->c;
+    } else if (s->n_idle) {
+        *out = s->idle[--s->n_idle];
+    } else {
+        *out = NULL;
+    }
+    if (*out) {
+        pthread_mutex_unlock(&s->mu);
+        return KILN_OK;
+    }
+    /* Room for it in `idle` first (reserved under the lock), so that giving it back cannot
+     * fail. */
+    struct kiln_context **idle = kiln_realloc(s->idle, (s->n_extra + 1) * sizeof *idle);
+    if (idle) {
+        s->idle = idle;
+        s->n_extra++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!idle) return kiln_err_set(err, KILN_E_NOMEM, "out of memory for a second context on the session");
+    kiln_status st = kiln_context_new(s->e, out, err);
+    if (st) {
+        pthread_mutex_lock(&s->mu);
+        s->n_extra--;
+        pthread_mutex_unlock(&s->mu);
+        return st;
+    }
+    kiln_pool_free((*out)->pool);
+    (*out)->pool = NULL;
+    /* Its runs count in the session's profile (the profile has its own lock). */
+    (*out)->prof = s->c->prof;
+    (*out)->prof_borrowed = true;
+    return KILN_OK;
+}
+
+static void session_give(struct kiln_session *s, struct kiln_context *c)
+{
+    pthread_mutex_lock(&s->mu);
+    if (c == s->c) s->c_busy = false;
+    else s->idle[s->n_idle++] = c;
+    pthread_mutex_unlock(&s->mu);
 }
 
 kiln_status kiln_session_create(const kiln_model *m, const kiln_session_options *opt, kiln_session **out,
@@ -43,6 +108,7 @@ kiln_status kiln_session_create(const kiln_model *m, const kiln_session_options 
                             opt->max_depth);
     struct kiln_session *s = kiln_calloc(1, sizeof *s);
     if (!s) return kiln_err_set(err, KILN_E_NOMEM, "out of memory creating the session");
+    pthread_mutex_init(&s->mu, NULL);
     /* The session borrows m: shape inference writes its results into m (documented). */
     kiln_status st = kiln_engine_new((struct kiln_model *)m, false, threads, &s->e, err);
     if (!st) {
@@ -100,7 +166,15 @@ kiln_status kiln_session_run_with_options(kiln_session *s, const kiln_run_option
                                           kiln_value **outputs, kiln_err *err)
 {
     if (!s) return kiln_err_set(err, KILN_E_INVALID_ARG, "run: no session");
-    return kiln_context_run_graph(s->c, ro, n_in, names, inputs, n_out, outputs, err);
+    struct kiln_context *c;
+    kiln_status st = session_take(s, &c, err);
+    if (st) {
+        for (size_t i = 0; outputs && i < n_out; i++) outputs[i] = NULL;
+        return st;
+    }
+    st = kiln_context_run_graph(c, ro, n_in, names, inputs, n_out, outputs, err);
+    session_give(s, c);
+    return st;
 }
 
 struct kiln_prof *kiln_session_prof(const kiln_session *s); /* for exec/profile.c */

@@ -368,6 +368,11 @@ kiln_status kiln_engine_new(struct kiln_model *m, bool owns, int threads, struct
 static kiln_status build_owned(kiln_builder *b, struct kiln_model *m, kiln_engine **out, kiln_err *err)
 {
     *out = NULL;
+    if (b->limits.max_depth < 0) {
+        kiln_model_free(m);
+        return kiln_err_set(err, KILN_E_INVALID_ARG, "build: max_depth is %d; expected 0 (64) or more",
+                            b->limits.max_depth);
+    }
     if (m->n_link_errors) {
         kiln_status st = kiln_err_set(err, KILN_E_INVALID_MODEL, "build: %s%s", m->link_problems[0],
                                       m->n_link_errors > 1 ? " (and more: run `kiln check`)" : "");

@@ -119,6 +119,7 @@ struct kiln_context {
     size_t *out_buf_bytes;
     struct kiln_async *async;   /* enqueue's worker (api/context.c); NULL until used */
     struct kiln_prof *prof;     /* per-node times (exec/profile.h); NULL unless profiling */
+    bool prof_borrowed;         /* prof is another context's (a session's extra contexts) */
 };
 
 /* Engine lifetime (exec.c): a reference per context and session. */

@@ -476,9 +476,11 @@ kiln_status kiln_run_subgraph(struct kiln_kctx *k, const struct kiln_graph *g, s
     return st;
 }
 
-/* Node node_i's planned outputs: arena place, capacity, alias and wrapper per output. */
-static void plan_outputs(const struct frame *f, const struct kiln_node *n, void **mem, size_t *cap,
-                         int *alias, struct kiln_value **vals)
+/* Node n's planned outputs: arena place, capacity, alias and wrapper per output. An output
+ * planned larger than the largest tensor allowed gets none: it takes the heap path, where
+ * kiln_out_tensor refuses it with the limit's message (its planned size is its size). */
+static void plan_outputs(const struct frame *f, const struct kiln_node *n, uint64_t max_tensor_bytes, void **mem,
+                         size_t *cap, int *alias, struct kiln_value **vals)
 {
     const struct kiln_plan *p = f->plan;
     for (size_t j = 0; j < n->n_out; j++) {
@@ -487,7 +489,7 @@ static void plan_outputs(const struct frame *f, const struct kiln_node *n, void 
         cap[j] = 0;
         alias[j] = -1;
         vals[j] = NULL;
-        if (id < 0 || !p->cap[id]) continue;
+        if (id < 0 || !p->cap[id] || (max_tensor_bytes && p->cap[id] > max_tensor_bytes)) continue;
         mem[j] = f->arena + p->off[id];
         cap[j] = p->cap[id];
         alias[j] = p->alias[id];
@@ -534,7 +536,7 @@ static kiln_status run_frame(struct kiln_exec *ex, struct frame *f)
             .state = en->state, .scratch_arena = &c->scratch, .limits = &ex->e->limits,
         };
         if (f->plan) {
-            plan_outputs(f, n, mem, cap, alias, vals);
+            plan_outputs(f, n, ex->e->limits.max_tensor_bytes, mem, cap, alias, vals);
             k.out_mem = mem;
             k.out_cap = cap;
             k.out_alias = (en->op->flags & KILN_OP_INPLACE) ? alias : NULL;
@@ -782,8 +784,9 @@ kiln_status kiln_context_new(struct kiln_engine *e, struct kiln_context **out, k
         st = kiln_err_set(err, KILN_E_NOMEM, "out of memory creating a context");
     if (!st && threads > 1) st = kiln_pool_create(threads, &c->pool, err);
     /* The arena for the largest profile now, so that runs within the profiles allocate
-     * nothing; dynamic models without profiles size it at their first run. */
-    if (!st && e->arena_bytes) {
+     * nothing; dynamic models without profiles size it at their first run, and so does an
+     * engine whose plan is over its memory limit (that run fails, naming the limit). */
+    if (!st && e->arena_bytes && (!e->limits.max_memory_bytes || e->arena_bytes <= e->limits.max_memory_bytes)) {
         c->arena = kiln_aligned_alloc(4096, e->arena_bytes);
         if (!c->arena) st = kiln_err_set(err, KILN_E_NOMEM, "out of memory for the context's arena (%zu bytes)",
                                          e->arena_bytes);
@@ -837,7 +840,7 @@ kiln_status kiln_context_profile_on(struct kiln_context *c, kiln_err *err)
 void kiln_context_delete(struct kiln_context *c)
 {
     if (!c) return;
-    kiln_prof_free(c->prof);
+    if (!c->prof_borrowed) kiln_prof_free(c->prof);
     kiln_plan_free(&c->plan);
     kiln_aligned_free(c->arena);
     kiln_aligned_free(c->scratch.base);

@@ -22,6 +22,18 @@ static bool is_symbol(const char *s)
     return true;
 }
 
+/* rank dims in a, their symbolic texts too; NULL when out of memory. */
+static struct kiln_dim *copy_dims(struct kiln_arena *a, const struct kiln_dim *dims, int rank)
+{
+    struct kiln_dim *c = kiln_arena_array(a, (size_t)rank + 1, sizeof *c);
+    for (int d = 0; c && d < rank; d++) {
+        c[d] = dims[d];
+        if (dims[d].param && !(c[d].param = kiln_arena_strndup(a, dims[d].param, strlen(dims[d].param))))
+            return NULL;
+    }
+    return c;
+}
+
 kiln_status kiln_plan_info_init(struct kiln_plan_info *pi, struct kiln_arena *a, const struct kiln_egraph *eg,
                                 kiln_err *err)
 {
@@ -47,10 +59,8 @@ kiln_status kiln_plan_info_init(struct kiln_plan_info *pi, struct kiln_arena *a,
     pi->occ_input = kiln_arena_array(a, cap_occ + 1, sizeof *pi->occ_input);
     pi->occ_dim = kiln_arena_array(a, cap_occ + 1, sizeof *pi->occ_dim);
     if (!pi->first || !pi->last || !pi->plannable || !pi->alias || !pi->dtype || !pi->rank || !pi->dims ||
-        !pos || !pi->sym || !pi->occ_sym || !pi->occ_input || !pi->occ_dim) {
-        kiln_free(pos);
-        return kiln_err_set(err, KILN_E_NOMEM, "out of memory planning memory");
-    }
+        !pos || !pi->sym || !pi->occ_sym || !pi->occ_input || !pi->occ_dim)
+        goto nomem;
     for (size_t oi = 0; oi < nn; oi++) pos[g->order[oi]] = (int)oi;
     for (size_t v = 0; v < nv; v++) {
         pi->first[v] = pi->last[v] = -1;
@@ -78,10 +88,15 @@ kiln_status kiln_plan_info_init(struct kiln_plan_info *pi, struct kiln_arena *a,
         bool ok = true;
         for (int d = 0; d < t->type.rank && ok; d++) ok = kiln_dim_defined(t->type.dims[d]);
         if (!ok) continue;
+        /* A copy: inference results live in the model's inference arena, which the next
+         * inference frees, and a session's model may be inferred again (kiln_model_check)
+         * while the session plans new shapes with these. */
+        struct kiln_dim *dims = copy_dims(a, t->type.dims, t->type.rank);
+        if (!dims) goto nomem;
         pi->plannable[v] = true;
         pi->dtype[v] = t->type.elem;
         pi->rank[v] = t->type.rank;
-        pi->dims[v] = t->type.dims;
+        pi->dims[v] = dims;
     }
     /* In place: output 0 over input 0 when the kernel allows it and input 0 dies here. */
     for (size_t ni = 0; ni < nn; ni++) {
@@ -104,7 +119,8 @@ kiln_status kiln_plan_info_init(struct kiln_plan_info *pi, struct kiln_arena *a,
             if (!is_symbol(p)) continue;
             size_t s = 0;
             while (s < pi->n_syms && strcmp(pi->sym[s], p) != 0) s++;
-            if (s == pi->n_syms) pi->sym[pi->n_syms++] = p;
+            if (s == pi->n_syms && !(pi->sym[pi->n_syms++] = kiln_arena_strndup(a, p, strlen(p))))
+                return kiln_err_set(err, KILN_E_NOMEM, "out of memory planning memory");
             pi->occ_sym[pi->n_occ] = (int)s;
             pi->occ_input[pi->n_occ] = (int)i;
             pi->occ_dim[pi->n_occ] = d;
@@ -112,6 +128,9 @@ kiln_status kiln_plan_info_init(struct kiln_plan_info *pi, struct kiln_arena *a,
         }
     }
     return KILN_OK;
+nomem:
+    kiln_free(pos);
+    return kiln_err_set(err, KILN_E_NOMEM, "out of memory planning memory");
 }
 
 bool kiln_plan_bind_shapes(const struct kiln_plan_info *pi, const int *rank,

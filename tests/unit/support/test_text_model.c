@@ -12,6 +12,7 @@
 
 static void put(struct buf *b, const void *src, size_t n)
 {
+    if (!n) return; /* src may be NULL then (an empty message) */
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n) cap *= 2;
@@ -98,11 +99,15 @@ static void value_info(struct buf *g, unsigned field, const char *name, int elem
     f_str(&vi, 1, name);
     f_int(&tt, 1, elem);
     if (dims) {
-        double d[16];
-        size_t nd = strcmp(dims, "-") ? numbers(dims, d, 16) : 0;
-        for (size_t i = 0; i < nd; i++) {
+        /* Each dim: digits (known), "?" (unknown) or a name (symbolic); "-": rank 0. */
+        char copy[256], *save = NULL;
+        snprintf(copy, sizeof copy, "%s", strcmp(dims, "-") ? dims : "");
+        for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
             struct buf dim = {0};
-            f_int(&dim, 1, (int64_t)d[i]);
+            if (tok[0] >= '0' && tok[0] <= '9')
+                f_int(&dim, 1, strtoll(tok, NULL, 10));
+            else if (strcmp(tok, "?") != 0)
+                f_str(&dim, 2, tok);
             f_sub(&shape, 1, &dim);
         }
         f_len(&tt, 2, shape.p, shape.len);

@@ -3,7 +3,8 @@
  *
  * One statement per line; '#' starts a comment.
  *   opset N [kiln]                   ai.onnx opset (and the kiln domain at version 1)
- *   input NAME f32|i64 D0,D1,...     a graph input (dims "-" for a scalar)
+ *   input NAME f32|i64 D0,D1,...     a graph input (dims "-" for a scalar); a dim is
+ *                                    digits (known), "?" (unknown) or a name (symbolic)
  *   output NAME                      a graph output (float32, shape left open)
  *   init NAME f32|i64 DIMS rand|pos|= v,v,...
  *                                    an initializer: random in [-1, 1], random in
