@@ -131,6 +131,11 @@ add_test(NAME example_async_enqueue
 add_test(NAME example_async_enqueue_embedded
          COMMAND ${kiln_run_example} $<TARGET_FILE:example_async_enqueue> --
                  "run 3 done: ok" "output 'Y': float32[2,4] = 0 0 1 2 3 4 5 6")
+add_test(NAME example_build_then_load
+         COMMAND ${kiln_run_example} $<TARGET_FILE:example_build_then_load> ${CMAKE_BINARY_DIR}/example_tiny.kiln
+                 ${kiln_tiny} 3 --
+                 "saved ${CMAKE_BINARY_DIR}/example_tiny.kiln"
+                 "output 'Y': float32[3,4] = 0 0 1 2 3 4 5 6 0 0 1 2")
 set_tests_properties(example_load_and_run example_load_and_run_batch3 example_concurrent_contexts
-                     example_async_enqueue PROPERTIES FIXTURES_REQUIRED example_tiny)
+                     example_async_enqueue example_build_then_load PROPERTIES FIXTURES_REQUIRED example_tiny)
 # ---- end of engine examples ----------------------------------------------------------------
