@@ -70,7 +70,7 @@ extern "C" {
 #define KILN_PLUGIN_ABI_VERSION 1u
 
 /* The registration function every plugin exports, by name. */
-#define KILN_PLUGIN_REGISTER kiln_plugin_register
+#define KILN_PLUGIN_REGISTER        kiln_plugin_register
 #define KILN_PLUGIN_REGISTER_SYMBOL "kiln_plugin_register"
 
 /* Exports a symbol from a library built with -fvisibility=hidden. */
@@ -130,8 +130,8 @@ typedef struct kiln_plugin_tensor {
  * of the model (kiln check lists it; the outputs stay unknown) without failing inference.
  * Must not keep any pointer it received. */
 typedef kiln_status (*kiln_plugin_infer_fn)(void *user, const kiln_plugin_node *node, size_t n_in,
-                                            const kiln_plugin_type *in, size_t n_out,
-                                            kiln_plugin_type *out, kiln_err *err);
+                                            const kiln_plugin_type *in, size_t n_out, kiln_plugin_type *out,
+                                            kiln_err *err);
 
 /* Prepare (optional): called once per node when a session or engine is built (and when
  * kiln evaluates a node ahead of time). Decodes and checks attributes, looks at the
@@ -168,8 +168,8 @@ typedef size_t (*kiln_plugin_scratch_fn)(void *user, const kiln_plugin_prep *p, 
  * and mapped back when one is loaded, without calling prepack again, so it must depend only
  * on the node, its constant inputs and the plugin's version. Run reads it with
  * api->kernel_packed. */
-typedef kiln_status (*kiln_plugin_prepack_size_fn)(void *user, const kiln_plugin_prep *p,
-                                                   const void *state, size_t *bytes, kiln_err *err);
+typedef kiln_status (*kiln_plugin_prepack_size_fn)(void *user, const kiln_plugin_prep *p, const void *state,
+                                                   size_t *bytes, kiln_err *err);
 typedef kiln_status (*kiln_plugin_prepack_fn)(void *user, const kiln_plugin_prep *p, const void *state,
                                               void *dst, size_t bytes, kiln_err *err);
 
@@ -178,8 +178,9 @@ typedef kiln_status (*kiln_plugin_prepack_fn)(void *user, const kiln_plugin_prep
 typedef void (*kiln_plugin_for_fn)(void *ctx, size_t begin, size_t end, int worker);
 
 /* Op flags. */
-#define KILN_PLUGIN_OP_INPLACE 1u /* output 0 may share input 0's memory when both have the
-                                   * same size (run reads element i before writing it) */
+#define KILN_PLUGIN_OP_INPLACE                                                                               \
+    1u /* output 0 may share input 0's memory when both have the                                             \
+        * same size (run reads element i before writing it) */
 
 /* One op declaration. kiln copies it (and its strings) at register_op. */
 typedef struct kiln_plugin_op {
@@ -198,15 +199,15 @@ typedef struct kiln_plugin_op {
      * a backend this kiln lacks are kept but never run. One op may have one declaration per
      * backend; they share the shape function of the first one declared. */
     const char *backend;
-    void *user;                        /* passed to every callback */
-    kiln_plugin_infer_fn infer;        /* required */
-    kiln_plugin_prepare_fn prepare;    /* optional */
-    kiln_plugin_release_fn release;    /* optional; frees prepare's state */
-    kiln_plugin_run_fn run;            /* required */
-    kiln_plugin_scratch_fn scratch_size;        /* optional */
-    kiln_plugin_prepack_size_fn prepack_size;   /* optional, with prepack */
-    kiln_plugin_prepack_fn prepack;             /* optional, with prepack_size */
-    unsigned flags;                    /* KILN_PLUGIN_OP_* */
+    void *user;                               /* passed to every callback */
+    kiln_plugin_infer_fn infer;               /* required */
+    kiln_plugin_prepare_fn prepare;           /* optional */
+    kiln_plugin_release_fn release;           /* optional; frees prepare's state */
+    kiln_plugin_run_fn run;                   /* required */
+    kiln_plugin_scratch_fn scratch_size;      /* optional */
+    kiln_plugin_prepack_size_fn prepack_size; /* optional, with prepack */
+    kiln_plugin_prepack_fn prepack;           /* optional, with prepack_size */
+    unsigned flags;                           /* KILN_PLUGIN_OP_* */
 } kiln_plugin_op;
 
 /* ---------------------------------------------------------------------------------------
@@ -229,11 +230,11 @@ typedef struct kiln_plugin_api {
     void (*registry_error)(kiln_plugin_registry *r, const char *message);
 
     /* --- the node (infer, prepare, run) --- */
-    const char *(*node_name)(const kiln_plugin_node *n);    /* "" when unnamed */
+    const char *(*node_name)(const kiln_plugin_node *n); /* "" when unnamed */
     const char *(*node_op_type)(const kiln_plugin_node *n);
-    const char *(*node_domain)(const kiln_plugin_node *n);  /* "" for ai.onnx */
-    int (*node_version)(const kiln_plugin_node *n);         /* the op version it resolved to */
-    size_t (*node_input_count)(const kiln_plugin_node *n);  /* as written on the node */
+    const char *(*node_domain)(const kiln_plugin_node *n); /* "" for ai.onnx */
+    int (*node_version)(const kiln_plugin_node *n);        /* the op version it resolved to */
+    size_t (*node_input_count)(const kiln_plugin_node *n); /* as written on the node */
     size_t (*node_output_count)(const kiln_plugin_node *n);
     /* Input i's value name; "" for an absent optional input (and for i out of range). */
     const char *(*node_input_name)(const kiln_plugin_node *n, size_t i);
@@ -289,8 +290,7 @@ typedef struct kiln_plugin_api {
     /* Runs fn over [0, n) in chunks of `grain` indices (0 counts as 1) on the session's
      * threads, returning when all are done. Chunks must be independent and write disjoint
      * memory; fn must not call the functions of this table. */
-    void (*parallel_for)(kiln_plugin_kernel *k, size_t n, size_t grain, kiln_plugin_for_fn fn,
-                         void *ctx);
+    void (*parallel_for)(kiln_plugin_kernel *k, size_t n, size_t grain, kiln_plugin_for_fn fn, void *ctx);
 } kiln_plugin_api;
 
 #define KILN_PLUGIN_OUTPUT_UNINIT 1u /* kernel_output: do not zero the elements */

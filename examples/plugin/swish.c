@@ -31,8 +31,7 @@ static int is_float_type(kiln_dtype dt)
 /* Shape and type: one input, one output of the input's type and shape (dims copied, so a
  * symbolic batch size stays symbolic). */
 static kiln_status swish_infer(void *user, const kiln_plugin_node *node, size_t n_in,
-                               const kiln_plugin_type *in, size_t n_out, kiln_plugin_type *out,
-                               kiln_err *err)
+                               const kiln_plugin_type *in, size_t n_out, kiln_plugin_type *out, kiln_err *err)
 {
     (void)user, (void)node;
     if (n_in != 1 || n_out != 1) {
@@ -56,13 +55,16 @@ static kiln_status swish_prepare(void *user, const kiln_plugin_prep *p, void **s
     const kiln_plugin_node *node = K->prep_node(p);
     int at = K->attr_type(node, "beta");
     if (at != 0 && at != 1 /* FLOAT */) {
-        snprintf(err->msg, sizeof err->msg, "attribute 'beta' has attribute type %d; expected a float (1)", at);
+        snprintf(err->msg, sizeof err->msg, "attribute 'beta' has attribute type %d; expected a float (1)",
+                 at);
         return KILN_E_INVALID_MODEL;
     }
     kiln_plugin_type t;
     if (K->prep_input_type(p, 0, &t) && t.dtype != KILN_DTYPE_UNDEFINED && !is_float_type(t.dtype)) {
-        snprintf(err->msg, sizeof err->msg, "input X is element type %d; this kernel takes float32 or "
-                 "float64", (int)t.dtype);
+        snprintf(err->msg, sizeof err->msg,
+                 "input X is element type %d; this kernel takes float32 or "
+                 "float64",
+                 (int)t.dtype);
         return KILN_E_UNSUPPORTED;
     }
     struct swish_state *st = malloc(sizeof *st);
@@ -115,8 +117,10 @@ static kiln_status swish_run(void *user, kiln_plugin_kernel *k, const void *stat
         return KILN_E_INVALID_ARG;
     }
     if (!is_float_type(x.dtype)) {
-        snprintf(err->msg, sizeof err->msg, "input X is element type %d; this kernel takes float32 or "
-                 "float64", (int)x.dtype);
+        snprintf(err->msg, sizeof err->msg,
+                 "input X is element type %d; this kernel takes float32 or "
+                 "float64",
+                 (int)x.dtype);
         return KILN_E_INVALID_ARG;
     }
     /* Every element is written below, so the output need not be zeroed first. */

@@ -131,7 +131,8 @@ static void expect_ref(const char *what, kiln_value *x, kiln_value *y)
         double ref = reference(xs[i]), tol = 1e-6 + 1e-6 * fabs(ref), e = fabs(ys[i] - ref);
         if (e / tol > max_err) max_err = e / tol;
         if (!(e <= tol) && bad++ < 3)
-            CHECK(0, "%s: x=%.9g y=%.9g, reference %.17g (error %.3g > %.3g)", what, xs[i], ys[i], ref, e, tol);
+            CHECK(0, "%s: x=%.9g y=%.9g, reference %.17g (error %.3g > %.3g)", what, xs[i], ys[i], ref, e,
+                  tol);
     }
     CHECK(bad == 0, "%s: %zu elements out of tolerance", what, bad);
 }
@@ -282,7 +283,8 @@ static int write_files(const char *dir)
         char px[4096], py[4096];
         snprintf(px, sizeof px, "%s/x.pb", dir);
         snprintf(py, sizeof py, "%s/y_ref.pb", dir);
-        if (kiln_value_write_pb(x, "x", px, &err) == KILN_OK && kiln_value_write_pb(y, "y", py, &err) == KILN_OK)
+        if (kiln_value_write_pb(x, "x", px, &err) == KILN_OK &&
+            kiln_value_write_pb(y, "y", py, &err) == KILN_OK)
             rc = 0;
     }
     if (rc) printf("cannot write the data: %s\n", err.msg);

@@ -46,18 +46,18 @@ struct plugin_lib {
 
 struct kiln_plugin_entry {
     struct kiln_plugin_entry *next; /* set before publication, then never changed */
-    kiln_plugin_op op;                    /* the plugin's declaration; strings below */
-    const char *domain;                   /* normalized: "" for ai.onnx */
+    kiln_plugin_op op;              /* the plugin's declaration; strings below */
+    const char *domain;             /* normalized: "" for ai.onnx */
     const char *op_type, *backend;
-    const char *lib_path;                 /* the library's path, for messages */
-    const char *kernel;                   /* "plugin <file name>": the kernel's variant name */
-    struct kiln_cpu_op cpu;               /* the kernel (backend "cpu") */
+    const char *lib_path;   /* the library's path, for messages */
+    const char *kernel;     /* "plugin <file name>": the kernel's variant name */
+    struct kiln_cpu_op cpu; /* the kernel (backend "cpu") */
     char strings[];
 };
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct plugin_lib *libs;                              /* under reg_lock */
-static _Atomic(struct kiln_plugin_entry *) reg_head;  /* newest first */
+static struct plugin_lib *libs;                      /* under reg_lock */
+static _Atomic(struct kiln_plugin_entry *) reg_head; /* newest first */
 
 static const char *norm_domain(const char *d)
 {
@@ -132,8 +132,8 @@ struct kiln_plugin_kernel {
     struct kiln_plugin_node node;
     struct kiln_kctx *k;
     const struct pstate *ps;
-    kiln_err *perr;  /* the err the plugin's run received */
-    bool kiln_fail;  /* perr holds a message kiln wrote (already naming the node) */
+    kiln_err *perr; /* the err the plugin's run received */
+    bool kiln_fail; /* perr holds a message kiln wrote (already naming the node) */
 };
 
 /* ------------------------------------------------------------------ types and views */
@@ -191,12 +191,30 @@ static bool dtype_valid(int dt)
 static kiln_status api_register_op(kiln_plugin_registry *r, const kiln_plugin_op *op);
 static void api_registry_error(kiln_plugin_registry *r, const char *message);
 
-static const char *api_node_name(const kiln_plugin_node *n) { return n->n->name ? n->n->name : ""; }
-static const char *api_node_op_type(const kiln_plugin_node *n) { return n->n->op_type; }
-static const char *api_node_domain(const kiln_plugin_node *n) { return norm_domain(n->n->domain); }
-static int api_node_version(const kiln_plugin_node *n) { return n->version; }
-static size_t api_node_input_count(const kiln_plugin_node *n) { return n->n->n_in; }
-static size_t api_node_output_count(const kiln_plugin_node *n) { return n->n->n_out; }
+static const char *api_node_name(const kiln_plugin_node *n)
+{
+    return n->n->name ? n->n->name : "";
+}
+static const char *api_node_op_type(const kiln_plugin_node *n)
+{
+    return n->n->op_type;
+}
+static const char *api_node_domain(const kiln_plugin_node *n)
+{
+    return norm_domain(n->n->domain);
+}
+static int api_node_version(const kiln_plugin_node *n)
+{
+    return n->version;
+}
+static size_t api_node_input_count(const kiln_plugin_node *n)
+{
+    return n->n->n_in;
+}
+static size_t api_node_output_count(const kiln_plugin_node *n)
+{
+    return n->n->n_out;
+}
 
 static const char *api_node_input_name(const kiln_plugin_node *n, size_t i)
 {
@@ -268,7 +286,10 @@ static int api_attr_tensor(const kiln_plugin_node *n, const char *name, kiln_plu
     return 1;
 }
 
-static const kiln_plugin_node *api_prep_node(const kiln_plugin_prep *p) { return &p->node; }
+static const kiln_plugin_node *api_prep_node(const kiln_plugin_prep *p)
+{
+    return &p->node;
+}
 
 static int prep_type(const struct kiln_vtype *const *types, size_t n, size_t i, kiln_plugin_type *t)
 {
@@ -303,10 +324,15 @@ static int api_prep_const_input(const kiln_plugin_prep *p, size_t i, kiln_plugin
 
 static int api_prep_threads(const kiln_plugin_prep *p)
 {
-    return p->p->threads > 0 ? p->p->threads : 1;
+    if (p->p->threads > 0) return p->p->threads;
+    int n = kiln_cpus_available(); /* threads 0: one per CPU, as the pool will have */
+    return n > 0 ? n : 1;
 }
 
-static const kiln_plugin_node *api_kernel_node(const kiln_plugin_kernel *k) { return &k->node; }
+static const kiln_plugin_node *api_kernel_node(const kiln_plugin_kernel *k)
+{
+    return &k->node;
+}
 
 static int api_kernel_input(const kiln_plugin_kernel *k, size_t i, kiln_plugin_tensor *t)
 {
@@ -324,7 +350,8 @@ static int api_kernel_output_wanted(const kiln_plugin_kernel *k, size_t j)
 
 /* A failure of a table function during run: the message goes to k->err (naming the node,
  * as every kernel error does) and to the plugin's err, which run is expected to return. */
-static kiln_status kernel_fail(kiln_plugin_kernel *kk, kiln_status st, const char *fmt, ...) KILN_PRINTF(3, 4);
+static kiln_status kernel_fail(kiln_plugin_kernel *kk, kiln_status st, const char *fmt, ...)
+    KILN_PRINTF(3, 4);
 static kiln_status kernel_fail(kiln_plugin_kernel *kk, kiln_status st, const char *fmt, ...)
 {
     char msg[900];
@@ -358,13 +385,17 @@ static kiln_status api_kernel_output(kiln_plugin_kernel *kk, size_t j, kiln_dtyp
         st = kernel_fail(kk, KILN_E_INVALID_ARG, "the plugin allocated output %zu, which the node %s", j,
                          j < k->n_out ? "does not want" : "does not have");
     else if (!dtype_valid((int)dtype))
-        st = kernel_fail(kk, KILN_E_INVALID_ARG, "the plugin gave output %zu element type %d, which is "
-                         "not a kiln_dtype", j, (int)dtype);
+        st = kernel_fail(kk, KILN_E_INVALID_ARG,
+                         "the plugin gave output %zu element type %d, which is "
+                         "not a kiln_dtype",
+                         j, (int)dtype);
     else if (dtype == KILN_DTYPE_STRING)
         st = kernel_fail(kk, KILN_E_UNSUPPORTED, "output %zu: plugins cannot make string tensors", j);
     else if (rank < 0 || rank > KILN_PLUGIN_MAX_RANK || (rank > 0 && !dims))
-        st = kernel_fail(kk, KILN_E_INVALID_ARG, "the plugin gave output %zu rank %d; expected 0 to %d "
-                         "with dims", j, rank, KILN_PLUGIN_MAX_RANK);
+        st = kernel_fail(kk, KILN_E_INVALID_ARG,
+                         "the plugin gave output %zu rank %d; expected 0 to %d "
+                         "with dims",
+                         j, rank, KILN_PLUGIN_MAX_RANK);
     for (int d = 0; !st && d < rank; d++)
         if (dims[d] < 0)
             st = kernel_fail(kk, KILN_E_INVALID_ARG, "the plugin gave output %zu dim %d size %lld", j, d,
@@ -372,7 +403,7 @@ static kiln_status api_kernel_output(kiln_plugin_kernel *kk, size_t j, kiln_dtyp
     if (st) return kernel_pass(kk, st);
     struct kiln_tensor *out;
     st = (flags & KILN_PLUGIN_OUTPUT_UNINIT) ? kiln_out_tensor_raw(k, j, dtype, rank, dims, &out)
-                                              : kiln_out_tensor(k, j, dtype, rank, dims, &out);
+                                             : kiln_out_tensor(k, j, dtype, rank, dims, &out);
     if (st) return kernel_pass(kk, st);
     view_of(out, t);
     return KILN_OK;
@@ -525,7 +556,8 @@ static kiln_status tramp_run(struct kiln_kctx *k)
     struct pstate unprepared = {0};
     if (!ps) { /* a caller that skipped prepare */
         unprepared.e = find_entry(k->node->domain, k->node->op_type, k->opset, "cpu");
-        if (!unprepared.e) return kiln_kfail(k, KILN_E_INTERNAL, "no plugin declares this op at this version");
+        if (!unprepared.e)
+            return kiln_kfail(k, KILN_E_INTERNAL, "no plugin declares this op at this version");
         ps = &unprepared;
     }
     const kiln_plugin_op *op = &ps->e->op;
@@ -534,15 +566,16 @@ static kiln_status tramp_run(struct kiln_kctx *k)
     kiln_status st = op->run(op->user, &kk, ps->state, &perr);
     if (st) {
         /* A message kiln wrote (a failed allocation) already names the node. */
-        if (kk.kiln_fail && k->err && strcmp(perr.msg, k->err->msg) == 0 && st > KILN_OK &&
+        if (kk.kiln_fail && k->err && strncmp(perr.msg, k->err->msg, sizeof perr.msg) == 0 && st > KILN_OK &&
             st <= KILN_E_CANCELLED)
             return kiln_err_set(k->err, st, "%s", perr.msg);
         return plugin_fail(k, st, &perr, "run");
     }
     for (size_t j = 0; j < k->n_out; j++)
         if (kiln_out_wanted(k, j) && !k->out[j])
-            return kiln_kfail(k, KILN_E_INTERNAL, "the plugin's run succeeded without making output %zu ('%s')",
-                              j, k->node->outputs[j]);
+            return kiln_kfail(k, KILN_E_INTERNAL,
+                              "the plugin's run succeeded without making output %zu ('%s')", j,
+                              k->node->outputs[j]);
     return KILN_OK;
 }
 
@@ -572,28 +605,34 @@ kiln_status kiln_plugin_infer(struct kiln_ictx *c, bool *handled, kiln_err *err)
     struct kiln_plugin_node pn = {n, (int)version};
     kiln_status pst = e->op.infer(e->op.user, &pn, c->n_in, in, c->n_out, out, &perr);
     if (pst) {
-        if (perr.msg[0]) kiln_ic_problem(c, "%.*s", (int)sizeof perr.msg, perr.msg);
-        else kiln_ic_problem(c, "the plugin's shape function failed (status %d) without a message", (int)pst);
+        if (perr.msg[0])
+            kiln_ic_problem(c, "%.*s", (int)sizeof perr.msg, perr.msg);
+        else
+            kiln_ic_problem(c, "the plugin's shape function failed (status %d) without a message", (int)pst);
         goto done;
     }
     for (size_t j = 0; j < c->n_out; j++) {
         const kiln_plugin_type *t = &out[j];
         if (!c->out[j] || (t->dtype == KILN_DTYPE_UNDEFINED && t->rank == -1)) continue;
         if (t->dtype != KILN_DTYPE_UNDEFINED && !dtype_valid((int)t->dtype)) {
-            kiln_ic_problem(c, "the plugin's shape function gave output '%s' element type %d, which is "
-                            "not a kiln_dtype", n->outputs[j], (int)t->dtype);
+            kiln_ic_problem(c,
+                            "the plugin's shape function gave output '%s' element type %d, which is "
+                            "not a kiln_dtype",
+                            n->outputs[j], (int)t->dtype);
             continue;
         }
         if (t->rank < -1 || t->rank > KILN_PLUGIN_MAX_RANK) {
-            kiln_ic_problem(c, "the plugin's shape function gave output '%s' rank %d; expected -1 "
-                            "(unknown) to %d", n->outputs[j], t->rank, KILN_PLUGIN_MAX_RANK);
+            kiln_ic_problem(c,
+                            "the plugin's shape function gave output '%s' rank %d; expected -1 "
+                            "(unknown) to %d",
+                            n->outputs[j], t->rank, KILN_PLUGIN_MAX_RANK);
             continue;
         }
         struct kiln_dim dims[KILN_PLUGIN_MAX_RANK];
         for (int d = 0; d < t->rank; d++) {
             int64_t v = t->dims[d];
             int s = v <= -2 && v >= -1 - (int64_t)syms->n ? (int)(-2 - v) : -1;
-            dims[d] = v >= 0 ? kiln_dim_int(v)
+            dims[d] = v >= 0   ? kiln_dim_int(v)
                       : s >= 0 ? (struct kiln_dim){.value = -1, .param = syms->param[s]}
                                : kiln_dim_unknown();
         }
@@ -642,8 +681,8 @@ static kiln_status check_graph(const struct kiln_model *m, const struct kiln_gra
                                const char *who, kiln_err *err)
 {
     if (!g || depth > 256) return KILN_OK; /* the decoder bounds nesting long before this */
-    return check_nodes(m, g->nodes, g->n_nodes, g->parent ? "subgraph" : NULL, g->name ? g->name : "",
-                       depth, who, err);
+    return check_nodes(m, g->nodes, g->n_nodes, g->parent ? "subgraph" : NULL, g->name ? g->name : "", depth,
+                       who, err);
 }
 
 static kiln_status check_nodes(const struct kiln_model *m, const struct kiln_node *nodes, size_t n_nodes,
@@ -654,8 +693,10 @@ static kiln_status check_nodes(const struct kiln_model *m, const struct kiln_nod
         const struct kiln_node *n = &nodes[i];
         if (!kiln_op_known(m, n->domain, n->op_type)) {
             char name[300], in[400] = "";
-            if (n->name && n->name[0]) snprintf(name, sizeof name, "node '%s'", n->name);
-            else snprintf(name, sizeof name, "node #%zu", i);
+            if (n->name && n->name[0])
+                snprintf(name, sizeof name, "node '%s'", n->name);
+            else
+                snprintf(name, sizeof name, "node #%zu", i);
             if (where_kind) snprintf(in, sizeof in, " in %s '%s'", where_kind, where);
             return kiln_err_set(err, KILN_E_UNSUPPORTED,
                                 "%s: %s (%s)%s: op '%s' of domain '%s' is not known to kiln and no loaded "
@@ -688,8 +729,8 @@ struct kiln_plugin_registry {
     const struct plugin_lib *lib;
     const char *path;
     struct kiln_plugin_entry *pending, **tail; /* in declaration order */
-    size_t n_decl;                              /* register_op calls so far */
-    kiln_status st;                             /* the first failure */
+    size_t n_decl;                             /* register_op calls so far */
+    kiln_status st;                            /* the first failure */
     char msg[900];
 };
 
@@ -712,9 +753,12 @@ static void api_registry_error(kiln_plugin_registry *r, const char *message)
 /* "versions 1..3", "versions 2 and later" into buf. */
 static const char *range_str(int since, int until, char *buf, size_t size)
 {
-    if (until == 0) snprintf(buf, size, "versions %d and later", since);
-    else if (until == since) snprintf(buf, size, "version %d", since);
-    else snprintf(buf, size, "versions %d..%d", since, until);
+    if (until == 0)
+        snprintf(buf, size, "versions %d and later", since);
+    else if (until == since)
+        snprintf(buf, size, "version %d", since);
+    else
+        snprintf(buf, size, "versions %d..%d", since, until);
     return buf;
 }
 
@@ -738,9 +782,10 @@ static kiln_status api_register_op(kiln_plugin_registry *r, const kiln_plugin_op
     /* Nothing past abi_version may be read before the version matches: the layout is the
      * version's. */
     if (op->abi_version != KILN_PLUGIN_ABI_VERSION) {
-        reg_fail(r, KILN_E_UNSUPPORTED, "declaration #%zu was built for plugin ABI version %u; this kiln "
-                 "speaks ABI version %u (rebuild the plugin against this kiln's kiln_plugin.h)", k,
-                 (unsigned)op->abi_version, (unsigned)KILN_PLUGIN_ABI_VERSION);
+        reg_fail(r, KILN_E_UNSUPPORTED,
+                 "declaration #%zu was built for plugin ABI version %u; this kiln "
+                 "speaks ABI version %u (rebuild the plugin against this kiln's kiln_plugin.h)",
+                 k, (unsigned)op->abi_version, (unsigned)KILN_PLUGIN_ABI_VERSION);
         return KILN_E_UNSUPPORTED;
     }
     if (!name_ok(op->op_type, 256) || !op->op_type[0] || !name_ok(op->domain, 256)) {
@@ -772,30 +817,34 @@ static kiln_status api_register_op(kiln_plugin_registry *r, const kiln_plugin_op
         return KILN_E_INVALID_ARG;
     }
     if (kiln_schema_latest(domain) > 0 && !kiln_schema_find(domain, op->op_type)) {
-        reg_fail(r, KILN_E_INVALID_ARG, "declaration #%zu (%s): domain '%s' belongs to ONNX (or kiln), "
+        reg_fail(r, KILN_E_INVALID_ARG,
+                 "declaration #%zu (%s): domain '%s' belongs to ONNX (or kiln), "
                  "whose schema has no such op; declare custom ops in a domain of your own, such as "
-                 "'com.example'", k, what, dshow);
+                 "'com.example'",
+                 k, what, dshow);
         return KILN_E_INVALID_ARG;
     }
     range_str(op->since, op->until, rg, sizeof rg);
-    if (strcmp(backend, "cpu") == 0 &&
-        kiln_cpu_builtin_overlaps(domain, op->op_type, op->since, op->until)) {
+    if (strcmp(backend, "cpu") == 0 && kiln_cpu_builtin_overlaps(domain, op->op_type, op->since, op->until)) {
         reg_fail(r, KILN_E_INVALID_ARG, "duplicate op: %s at %s already has a kernel in kiln", what, rg);
         return KILN_E_INVALID_ARG;
     }
     for (const struct kiln_plugin_entry *e = first_entry(); e; e = e->next)
         if (!strcmp(e->op_type, op->op_type) && !strcmp(e->domain, domain) && !strcmp(e->backend, backend) &&
             ranges_overlap(op->since, op->until, e->op.since, e->op.until)) {
-            reg_fail(r, KILN_E_INVALID_ARG, "duplicate op: %s at %s (backend %s) is already declared, at "
-                     "%s, by plugin '%s'", what, rg, backend,
-                     range_str(e->op.since, e->op.until, rg2, sizeof rg2), e->lib_path);
+            reg_fail(r, KILN_E_INVALID_ARG,
+                     "duplicate op: %s at %s (backend %s) is already declared, at "
+                     "%s, by plugin '%s'",
+                     what, rg, backend, range_str(e->op.since, e->op.until, rg2, sizeof rg2), e->lib_path);
             return KILN_E_INVALID_ARG;
         }
     for (const struct kiln_plugin_entry *e = r->pending; e; e = e->next)
         if (!strcmp(e->op_type, op->op_type) && !strcmp(e->domain, domain) && !strcmp(e->backend, backend) &&
             ranges_overlap(op->since, op->until, e->op.since, e->op.until)) {
-            reg_fail(r, KILN_E_INVALID_ARG, "duplicate op: %s at %s (backend %s) is declared twice by this "
-                     "plugin", what, rg, backend);
+            reg_fail(r, KILN_E_INVALID_ARG,
+                     "duplicate op: %s at %s (backend %s) is declared twice by this "
+                     "plugin",
+                     what, rg, backend);
             return KILN_E_INVALID_ARG;
         }
 
@@ -820,8 +869,12 @@ static kiln_status api_register_op(kiln_plugin_registry *r, const kiln_plugin_op
     e->op.op_type = e->op_type;
     e->op.backend = e->backend;
     e->cpu = (struct kiln_cpu_op){
-        .name = e->op_type, .domain = e->domain, .since = op->since, .until = op->until,
-        .run = tramp_run, .prepare = tramp_prepare,
+        .name = e->op_type,
+        .domain = e->domain,
+        .since = op->since,
+        .until = op->until,
+        .run = tramp_run,
+        .prepare = tramp_prepare,
         .flags = (op->flags & KILN_PLUGIN_OP_INPLACE) ? KILN_OP_INPLACE : 0,
     };
     *r->tail = e;
@@ -884,7 +937,8 @@ static kiln_status load_locked(const char *path, kiln_err *err)
         dlclose(h); /* none of its code has been called beyond its constructors */
         return kiln_err_set(err, KILN_E_INVALID_ARG,
                             "plugin '%s': the library exports no function %s, so it is not a kiln "
-                            "plugin (see kiln_plugin.h)", path, KILN_PLUGIN_REGISTER_SYMBOL);
+                            "plugin (see kiln_plugin.h)",
+                            path, KILN_PLUGIN_REGISTER_SYMBOL);
     }
     size_t lp = strlen(path) + 1;
     struct plugin_lib *lib = kiln_calloc(1, sizeof *lib + lp);
@@ -901,7 +955,8 @@ static kiln_status load_locked(const char *path, kiln_err *err)
     int rc = reg(&r, &api);
     if (rc != 0 || r.st) {
         kiln_status st = r.st ? r.st : KILN_E_UNSUPPORTED;
-        if (rc != 0 && !r.msg[0]) snprintf(r.msg, sizeof r.msg, "%s returned %d", KILN_PLUGIN_REGISTER_SYMBOL, rc);
+        if (rc != 0 && !r.msg[0])
+            snprintf(r.msg, sizeof r.msg, "%s returned %d", KILN_PLUGIN_REGISTER_SYMBOL, rc);
         free_pending(r.pending);
         kiln_free(lib);
         /* The library stays open: its register function ran and may have left threads or

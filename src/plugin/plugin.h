@@ -41,7 +41,6 @@ bool kiln_op_known(const struct kiln_model *m, const char *domain, const char *o
  * function) whose op is not known (kiln_op_known): "<who>: node 'n3' (MyRelu): op 'MyRelu'
  * of domain 'com.example' is not known to kiln and no loaded plugin declares it (kiln
  * --plugin LIB.so)". KILN_OK when every op is known. */
-KILN_NODISCARD kiln_status kiln_plugin_check_ops(const struct kiln_model *m, const char *who,
-                                                 kiln_err *err);
+KILN_NODISCARD kiln_status kiln_plugin_check_ops(const struct kiln_model *m, const char *who, kiln_err *err);
 
 #endif

@@ -41,8 +41,9 @@ KP_UNUSED static kiln_status fail(kiln_err *err, kiln_status st, const char *msg
 }
 
 /* Output 0 = input 0's type (shape functions of the simple ops). */
-KP_UNUSED static kiln_status same_infer(void *user, const kiln_plugin_node *node, size_t n_in, const kiln_plugin_type *in,
-                              size_t n_out, kiln_plugin_type *out, kiln_err *err)
+KP_UNUSED static kiln_status same_infer(void *user, const kiln_plugin_node *node, size_t n_in,
+                                        const kiln_plugin_type *in, size_t n_out, kiln_plugin_type *out,
+                                        kiln_err *err)
 {
     (void)user, (void)node, (void)err;
     if (n_in >= 1 && n_out >= 1) out[0] = in[0];
@@ -53,7 +54,8 @@ KP_UNUSED static kiln_status same_infer(void *user, const kiln_plugin_node *node
 KP_UNUSED static kiln_status scale_run(kiln_plugin_kernel *k, float scale, kiln_err *err)
 {
     kiln_plugin_tensor x, y;
-    if (!K->kernel_input(k, 0, &x) || x.dtype != KILN_DTYPE_F32) return fail(err, KILN_E_INVALID_ARG, "X must be float32");
+    if (!K->kernel_input(k, 0, &x) || x.dtype != KILN_DTYPE_F32)
+        return fail(err, KILN_E_INVALID_ARG, "X must be float32");
     kiln_status st = K->kernel_output(k, 0, x.dtype, x.rank, x.dims, 0, &y);
     if (st) return st;
     for (size_t i = 0; i < x.count; i++) ((float *)y.data)[i] = scale * ((const float *)x.data)[i];
@@ -84,8 +86,9 @@ static int wants_fail(const kiln_plugin_node *n, const char *step)
     return strcmp(K->attr_string(n, "fail", ""), step) == 0;
 }
 
-static kiln_status affine_infer(void *user, const kiln_plugin_node *node, size_t n_in, const kiln_plugin_type *in,
-                                size_t n_out, kiln_plugin_type *out, kiln_err *err)
+static kiln_status affine_infer(void *user, const kiln_plugin_node *node, size_t n_in,
+                                const kiln_plugin_type *in, size_t n_out, kiln_plugin_type *out,
+                                kiln_err *err)
 {
     (void)user;
     if (wants_fail(node, "infer")) return fail(err, KILN_E_INVALID_MODEL, "infer failed as asked");
@@ -130,8 +133,8 @@ static size_t affine_scratch(void *user, const kiln_plugin_prep *p, const void *
     return channels(p) * sizeof(float);
 }
 
-static kiln_status affine_prepack_size(void *user, const kiln_plugin_prep *p, const void *state, size_t *bytes,
-                                       kiln_err *err)
+static kiln_status affine_prepack_size(void *user, const kiln_plugin_prep *p, const void *state,
+                                       size_t *bytes, kiln_err *err)
 {
     (void)user, (void)state, (void)err;
     kiln_plugin_tensor w;
@@ -139,8 +142,8 @@ static kiln_status affine_prepack_size(void *user, const kiln_plugin_prep *p, co
     return KILN_OK;
 }
 
-static kiln_status affine_prepack(void *user, const kiln_plugin_prep *p, const void *state, void *dst, size_t bytes,
-                                  kiln_err *err)
+static kiln_status affine_prepack(void *user, const kiln_plugin_prep *p, const void *state, void *dst,
+                                  size_t bytes, kiln_err *err)
 {
     (void)user, (void)state;
     kiln_plugin_tensor w;
@@ -163,7 +166,8 @@ static void affine_rows(void *ctx, size_t begin, size_t end, int worker)
     const struct rows *r = ctx;
     (void)worker;
     for (size_t i = begin; i < end; i++)
-        for (size_t j = 0; j < r->c; j++) r->y[i * r->c + j] = r->x[i * r->c + j] * r->w[j] * r->wscale + r->bias;
+        for (size_t j = 0; j < r->c; j++)
+            r->y[i * r->c + j] = r->x[i * r->c + j] * r->w[j] * r->wscale + r->bias;
 }
 
 static kiln_status affine_run(void *user, kiln_plugin_kernel *k, const void *state, kiln_err *err)
@@ -191,7 +195,8 @@ static kiln_status affine_run(void *user, kiln_plugin_kernel *k, const void *sta
     const float *packed = K->kernel_packed(k, &packed_bytes);
     struct rows r = {x.data, NULL, y.data, c, 1.0f, a->bias};
     if (packed) {
-        if (packed_bytes != c * sizeof(float)) return fail(err, KILN_E_INTERNAL, "prepacked data of the wrong size");
+        if (packed_bytes != c * sizeof(float))
+            return fail(err, KILN_E_INTERNAL, "prepacked data of the wrong size");
         r.w = packed;
         r.wscale = 0.5f;
     } else {
@@ -207,8 +212,9 @@ static kiln_status affine_run(void *user, kiln_plugin_kernel *k, const void *sta
 
 /* ------------------------------------------------------------------ Concat2 */
 
-static kiln_status concat2_infer(void *user, const kiln_plugin_node *node, size_t n_in, const kiln_plugin_type *in,
-                                 size_t n_out, kiln_plugin_type *out, kiln_err *err)
+static kiln_status concat2_infer(void *user, const kiln_plugin_node *node, size_t n_in,
+                                 const kiln_plugin_type *in, size_t n_out, kiln_plugin_type *out,
+                                 kiln_err *err)
 {
     (void)user, (void)node;
     if (n_in != 2 || n_out != 1) return fail(err, KILN_E_INVALID_MODEL, "Concat2 takes 2 inputs");
@@ -216,7 +222,8 @@ static kiln_status concat2_infer(void *user, const kiln_plugin_node *node, size_
     if (in[0].rank != 2) return KILN_OK; /* rank unknown: leave the shape unknown */
     out[0].rank = 2;
     out[0].dims[0] = in[0].dims[0]; /* a symbol stays a symbol */
-    out[0].dims[1] = in[1].rank == 2 && in[0].dims[1] >= 0 && in[1].dims[1] >= 0 ? in[0].dims[1] + in[1].dims[1] : -1;
+    out[0].dims[1] =
+        in[1].rank == 2 && in[0].dims[1] >= 0 && in[1].dims[1] >= 0 ? in[0].dims[1] + in[1].dims[1] : -1;
     return KILN_OK;
 }
 
@@ -247,18 +254,46 @@ static kiln_status no_run(void *user, kiln_plugin_kernel *k, const void *state, 
 }
 
 static const kiln_plugin_op ops[] = {
-    {.abi_version = KILN_PLUGIN_ABI_VERSION, .domain = "test.kiln", .op_type = "Affine", .since = 1, .until = 2,
-     .infer = affine_infer, .prepare = affine_prepare, .release = affine_release, .run = affine_run,
-     .scratch_size = affine_scratch, .prepack_size = affine_prepack_size, .prepack = affine_prepack,
+    {.abi_version = KILN_PLUGIN_ABI_VERSION,
+     .domain = "test.kiln",
+     .op_type = "Affine",
+     .since = 1,
+     .until = 2,
+     .infer = affine_infer,
+     .prepare = affine_prepare,
+     .release = affine_release,
+     .run = affine_run,
+     .scratch_size = affine_scratch,
+     .prepack_size = affine_prepack_size,
+     .prepack = affine_prepack,
      .flags = KILN_PLUGIN_OP_INPLACE},
-    {.abi_version = KILN_PLUGIN_ABI_VERSION, .domain = "test.kiln", .op_type = "Concat2", .since = 1,
-     .backend = "cpu", .infer = concat2_infer, .run = concat2_run},
-    {.abi_version = KILN_PLUGIN_ABI_VERSION, .domain = "test.kiln", .op_type = "Affine", .since = 1,
-     .backend = "cuda", .infer = affine_infer, .run = no_run},
-    {.abi_version = KILN_PLUGIN_ABI_VERSION, .domain = "test.kiln", .op_type = "OnlyCuda", .since = 1,
-     .backend = "cuda", .infer = same_infer, .run = no_run},
-    {.abi_version = KILN_PLUGIN_ABI_VERSION, .domain = "ai.onnx.preview.training", .op_type = "Gradient",
-     .since = 1, .infer = same_infer, .run = no_run},
+    {.abi_version = KILN_PLUGIN_ABI_VERSION,
+     .domain = "test.kiln",
+     .op_type = "Concat2",
+     .since = 1,
+     .backend = "cpu",
+     .infer = concat2_infer,
+     .run = concat2_run},
+    {.abi_version = KILN_PLUGIN_ABI_VERSION,
+     .domain = "test.kiln",
+     .op_type = "Affine",
+     .since = 1,
+     .backend = "cuda",
+     .infer = affine_infer,
+     .run = no_run},
+    {.abi_version = KILN_PLUGIN_ABI_VERSION,
+     .domain = "test.kiln",
+     .op_type = "OnlyCuda",
+     .since = 1,
+     .backend = "cuda",
+     .infer = same_infer,
+     .run = no_run},
+    {.abi_version = KILN_PLUGIN_ABI_VERSION,
+     .domain = "ai.onnx.preview.training",
+     .op_type = "Gradient",
+     .since = 1,
+     .infer = same_infer,
+     .run = no_run},
 };
 
 KILN_PLUGIN_EXPORT int KILN_PLUGIN_REGISTER(kiln_plugin_registry *r, const kiln_plugin_api *api)
@@ -284,11 +319,17 @@ static const float one = 1.0f;
 #endif
 static const kiln_plugin_op op = {.abi_version = KILN_PLUGIN_ABI_VERSION,
 #ifdef KP_SECOND
-                                  .domain = "test.second", .op_type = "Twice", .user = (void *)&two,
+                                  .domain = "test.second",
+                                  .op_type = "Twice",
+                                  .user = (void *)&two,
 #else
-                                  .domain = "test.oom", .op_type = "Same", .user = (void *)&one,
+                                  .domain = "test.oom",
+                                  .op_type = "Same",
+                                  .user = (void *)&one,
 #endif
-                                  .since = 1, .infer = same_infer, .run = twice_run};
+                                  .since = 1,
+                                  .infer = same_infer,
+                                  .run = twice_run};
 
 KILN_PLUGIN_EXPORT int KILN_PLUGIN_REGISTER(kiln_plugin_registry *r, const kiln_plugin_api *api)
 {
@@ -297,7 +338,7 @@ KILN_PLUGIN_EXPORT int KILN_PLUGIN_REGISTER(kiln_plugin_registry *r, const kiln_
 }
 #endif
 
-#if defined(KP_PARTIAL) || defined(KP_IGNORED) || defined(KP_TWICE) || defined(KP_DUP_BUILTIN) ||             \
+#if defined(KP_PARTIAL) || defined(KP_IGNORED) || defined(KP_TWICE) || defined(KP_DUP_BUILTIN) ||            \
     defined(KP_DUP_PLUGIN) || defined(KP_BAD_SCHEMA) || defined(KP_ABI)
 static kiln_status id_run(void *user, kiln_plugin_kernel *k, const void *state, kiln_err *err)
 {
@@ -305,12 +346,18 @@ static kiln_status id_run(void *user, kiln_plugin_kernel *k, const void *state, 
     return scale_run(k, 1.0f, err);
 }
 
-#define OP(dom, name, s, u) {.abi_version = KILN_PLUGIN_ABI_VERSION, .domain = dom, .op_type = name, .since = s,   \
-                             .until = u, .infer = same_infer, .run = id_run}
+#define OP(dom, name, s, u)                                                                                  \
+    {                                                                                                        \
+        .abi_version = KILN_PLUGIN_ABI_VERSION, .domain = dom, .op_type = name, .since = s, .until = u,      \
+        .infer = same_infer, .run = id_run                                                                   \
+    }
 static const kiln_plugin_op decl[] = {
 #if defined(KP_PARTIAL)
     OP("test.partial", "Good", 1, 0),
-    {.abi_version = KILN_PLUGIN_ABI_VERSION, .domain = "test.partial", .op_type = "Bad", .since = 1,
+    {.abi_version = KILN_PLUGIN_ABI_VERSION,
+     .domain = "test.partial",
+     .op_type = "Bad",
+     .since = 1,
      .infer = same_infer},
 #elif defined(KP_IGNORED)
     OP("test.ignored", "Fine", 1, 0),
@@ -325,7 +372,12 @@ static const kiln_plugin_op decl[] = {
 #elif defined(KP_BAD_SCHEMA)
     OP("ai.onnx", "NotAnOnnxOp", 1, 0),
 #elif defined(KP_ABI)
-    {.abi_version = 999, .domain = "test.abi", .op_type = "Op", .since = 1, .infer = same_infer, .run = id_run},
+    {.abi_version = 999,
+     .domain = "test.abi",
+     .op_type = "Op",
+     .since = 1,
+     .infer = same_infer,
+     .run = id_run},
 #endif
 };
 

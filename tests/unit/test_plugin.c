@@ -150,12 +150,12 @@ static void expect_load_fails(const char *path, kiln_status want, const char *ne
 {
     kiln_err err = {0};
     kiln_status st = kiln_plugin_load(path, &err);
-    CHECK(st == want && strstr(err.msg, needle), "%s: %s '%s'; expected %s with '%s'", path, kiln_status_name(st),
-          err.msg, kiln_status_name(want), needle);
+    CHECK(st == want && strstr(err.msg, needle), "%s: %s '%s'; expected %s with '%s'", path,
+          kiln_status_name(st), err.msg, kiln_status_name(want), needle);
     char prefix[4200];
     snprintf(prefix, sizeof prefix, "plugin '%s': ", path);
-    CHECK(st == KILN_OK || !strncmp(err.msg, prefix, strlen(prefix)), "message does not start with the plugin: '%s'",
-          err.msg);
+    CHECK(st == KILN_OK || !strncmp(err.msg, prefix, strlen(prefix)),
+          "message does not start with the plugin: '%s'", err.msg);
 }
 
 static void test_refusals(void)
@@ -184,9 +184,10 @@ static void test_refusals(void)
     expect_load_fails(KP_LIB_TWICE, KILN_E_INVALID_ARG,
                       "duplicate op: op 'Op' of domain 'test.twice' at versions 4 and later (backend cpu) is "
                       "declared twice by this plugin");
-    expect_load_fails(KP_LIB_PARTIAL, KILN_E_INVALID_ARG,
-                      "declaration #2 (op 'Bad' of domain 'test.partial'): it needs an infer (shape and type) "
-                      "function and a run function");
+    expect_load_fails(
+        KP_LIB_PARTIAL, KILN_E_INVALID_ARG,
+        "declaration #2 (op 'Bad' of domain 'test.partial'): it needs an infer (shape and type) "
+        "function and a run function");
     expect_load_fails(KP_LIB_IGNORED, KILN_E_INVALID_ARG,
                       "declaration #2 (op 'Backwards' of domain 'test.ignored'): its versions must be");
     /* None of their ops is registered: not even the good ones declared first. */
@@ -200,8 +201,9 @@ static void test_refusals(void)
     out_f32(&m, "y");
     kiln_status st;
     kiln_model *km = load(&m, "test.partial", 1, &st, &err);
-    CHECK(st == KILN_E_UNSUPPORTED && strstr(err.msg, "node 'g' (Good): op 'Good' of domain 'test.partial' is not "
-                                                      "known to kiln and no loaded plugin declares it"),
+    CHECK(st == KILN_E_UNSUPPORTED &&
+              strstr(err.msg, "node 'g' (Good): op 'Good' of domain 'test.partial' is not "
+                              "known to kiln and no loaded plugin declares it"),
           "a model using the partial plugin's op: %s '%s'", kiln_status_name(st), err.msg);
     kiln_model_free(km);
 }
@@ -216,8 +218,10 @@ static kiln_model *affine_model(bool w_const, const char *fail, int opset, kiln_
     static struct model m;
     m = fresh(13);
     input(&m, "x", KILN_DTYPE_F32, "N,4");
-    if (w_const) init_f32(&m, "w", 1, (const int64_t[]){4}, W);
-    else input(&m, "w", KILN_DTYPE_F32, "4");
+    if (w_const)
+        init_f32(&m, "w", 1, (const int64_t[]){4}, W);
+    else
+        input(&m, "w", KILN_DTYPE_F32, "4");
     struct pb attrs = {0};
     at_f(&attrs, "bias", 0.5f);
     if (fail) at_s(&attrs, "fail", fail);
@@ -263,8 +267,10 @@ static void test_affine(void)
     CHECK(kiln_plugin_load(KP_LIB_OK, &err) == KILN_OK, "loading kp_ok again: %s", err.msg);
     /* Another plugin's declaration of the same op, backend and versions. */
     char want[4200];
-    snprintf(want, sizeof want, "duplicate op: op 'Affine' of domain 'test.kiln' at version 2 (backend cpu) is "
-             "already declared, at versions 1..2, by plugin '%s'", KP_LIB_OK);
+    snprintf(want, sizeof want,
+             "duplicate op: op 'Affine' of domain 'test.kiln' at version 2 (backend cpu) is "
+             "already declared, at versions 1..2, by plugin '%s'",
+             KP_LIB_OK);
     expect_load_fails(KP_LIB_DUP_PLUGIN, KILN_E_INVALID_ARG, want);
 
     kiln_status st;
@@ -307,7 +313,8 @@ static void test_affine(void)
         CHECK(e && kiln_context_create(e, &c, &err) == KILN_OK, "context: %s", err.msg);
         if (c) {
             kiln_value *x = NULL, *y = NULL;
-            CHECK(kiln_value_create_tensor(KILN_DTYPE_F32, 2, (const int64_t[]){2, 4}, &x, &err) == KILN_OK, "x");
+            CHECK(kiln_value_create_tensor(KILN_DTYPE_F32, 2, (const int64_t[]){2, 4}, &x, &err) == KILN_OK,
+                  "x");
             float *xs = kiln_value_data(x);
             for (int i = 0; i < 8; i++) xs[i] = (float)i;
             const kiln_value *in[1] = {x};
@@ -347,8 +354,8 @@ static void test_folded(void)
     counts(&p0, &r0, &k0, &s0, &n0);
     CHECK(kiln_model_infer_shapes(km, &err) == KILN_OK, "infer: %s", err.msg);
     counts(&p1, &r1, &k1, &s1, &n1);
-    CHECK(n1 - n0 == 1 && p1 - p0 == 1 && r1 - r0 == 1, "evaluated ahead of time: %d runs, %d prepares, %d releases",
-          n1 - n0, p1 - p0, r1 - r0);
+    CHECK(n1 - n0 == 1 && p1 - p0 == 1 && r1 - r0 == 1,
+          "evaluated ahead of time: %d runs, %d prepares, %d releases", n1 - n0, p1 - p0, r1 - r0);
     CHECK(!strcmp(type_text(km, "y"), "float32[1,4]"), "y is %s", type_text(km, "y"));
     kiln_model_free(km);
 }
@@ -381,9 +388,11 @@ static void test_plugin_failures(void)
         {"run", false, KILN_E_INVALID_ARG, "Affine node 'a' (opset 1): run failed as asked"},
         {"nooutput", false, KILN_E_INTERNAL,
          "Affine node 'a' (opset 1): the plugin's run succeeded without making output 0 ('y')"},
-        {"baddims", false, KILN_E_INVALID_ARG, "Affine node 'a' (opset 1): the plugin gave output 0 dim 0 size -3"},
+        {"baddims", false, KILN_E_INVALID_ARG,
+         "Affine node 'a' (opset 1): the plugin gave output 0 dim 0 size -3"},
         {"status", false, KILN_E_INTERNAL,
-         "Affine node 'a' (opset 1): the plugin's run returned 77, which is not a kiln_status: a status of my own"},
+         "Affine node 'a' (opset 1): the plugin's run returned 77, which is not a kiln_status: a status of "
+         "my own"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         m = affine_model(true, cases[i].fail, 1, &st, &err);
@@ -392,7 +401,8 @@ static void test_plugin_failures(void)
         st = kiln_session_create(m, NULL, &s, &err);
         if (!cases[i].at_create && st == KILN_OK) {
             kiln_value *x = NULL, *y = NULL;
-            CHECK(kiln_value_create_tensor(KILN_DTYPE_F32, 2, (const int64_t[]){2, 4}, &x, &err) == KILN_OK, "x");
+            CHECK(kiln_value_create_tensor(KILN_DTYPE_F32, 2, (const int64_t[]){2, 4}, &x, &err) == KILN_OK,
+                  "x");
             const kiln_value *in[1] = {x};
             st = kiln_session_run(s, 1, NULL, in, 1, &y, &err);
             CHECK(!y, "%s: an output after a failed run", cases[i].fail);
@@ -454,7 +464,8 @@ static void test_shapes_and_others(void)
     }
 
     /* A standard op kiln has no kernel for: a plugin may fill it in. */
-    CHECK(kiln_cpu_find_op("ai.onnx.preview.training", "Gradient", 1) != NULL, "Gradient's kernel from kp_ok");
+    CHECK(kiln_cpu_find_op("ai.onnx.preview.training", "Gradient", 1) != NULL,
+          "Gradient's kernel from kp_ok");
     CHECK(kiln_cpu_has_op("ai.onnx.preview.training", "Gradient"), "Gradient is not a CPU op");
     /* Declared for CUDA only: known (the model loads and checks), no CPU kernel. */
     m = fresh(13);
@@ -470,8 +481,8 @@ static void test_shapes_and_others(void)
         CHECK(kiln_model_check(km, on_problem, problems) == 0, "OnlyCuda problems: %s", problems);
         kiln_session *s = NULL;
         st = kiln_session_create(km, NULL, &s, &err);
-        CHECK(st == KILN_E_UNSUPPORTED && strstr(err.msg, "unsupported op 'OnlyCuda'"), "OnlyCuda session: %s '%s'",
-              kiln_status_name(st), err.msg);
+        CHECK(st == KILN_E_UNSUPPORTED && strstr(err.msg, "unsupported op 'OnlyCuda'"),
+              "OnlyCuda session: %s '%s'", kiln_status_name(st), err.msg);
         kiln_session_free(s);
         kiln_model_free(km);
     }
@@ -531,9 +542,11 @@ static void test_oom(void)
         st = kiln_plugin_load(KP_LIB_OOM, &err);
         kiln_alloc_fail_after(0);
         if (st == KILN_E_NOMEM)
-            CHECK(!kiln_plugin_declares("test.oom", "Same", NULL), "allocation %d failed, but 'Same' is registered", n);
+            CHECK(!kiln_plugin_declares("test.oom", "Same", NULL),
+                  "allocation %d failed, but 'Same' is registered", n);
     }
-    CHECK(st == KILN_OK && n > 2, "after %d failing allocations: %s '%s'", n - 1, kiln_status_name(st), err.msg);
+    CHECK(st == KILN_OK && n > 2, "after %d failing allocations: %s '%s'", n - 1, kiln_status_name(st),
+          err.msg);
     CHECK(kiln_plugin_declares("test.oom", "Same", "cpu"), "Same is not registered");
 }
 
