@@ -9,8 +9,9 @@
  * expected values in sessions and engines, and in constant folding during inference; every
  * state prepare made is released once, also when a later node fails; the plugin's failures
  * (infer, prepare, run, a missing output, a bad allocation, a status that is not one)
- * become messages naming the node; symbolic dims pass through shape functions; declarations
- * for another backend and for a version range the model does not import.
+ * become messages naming the node; engine files keep the prepacked data (prepack is not
+ * called again when one is loaded); symbolic dims pass through shape functions;
+ * declarations for another backend and for a version range the model does not import.
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -333,6 +334,52 @@ static void test_affine(void)
     CHECK(p1 == r1, "after the engine: %d prepares, %d releases", p1, r1);
 }
 
+/* An engine file: built (prepack runs), saved, loaded back (prepare runs, prepack does not:
+ * its data comes from the file), run. */
+static void test_engine_file(void)
+{
+    kiln_err err = {0};
+    kiln_status st;
+    kiln_model *m = affine_model(true, NULL, 1, &st, &err);
+    CHECK(st == KILN_OK, "Affine model: %s", err.msg);
+    if (!m) return;
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/kiln_test_plugin_%ld.kiln", (long)getpid());
+    kiln_builder *b = NULL;
+    kiln_engine *e = NULL, *e2 = NULL;
+    kiln_context *c = NULL;
+    int p0, r0, k0, s0, n0, p1, r1, k1, s1, n1;
+    CHECK(kiln_builder_create(&b, &err) == KILN_OK, "builder: %s", err.msg);
+    CHECK(b && kiln_builder_build(b, m, &e, &err) == KILN_OK, "engine: %s", err.msg);
+    CHECK(e && kiln_engine_save(e, path, &err) == KILN_OK, "save: %s", err.msg);
+    kiln_engine_free(e);
+    counts(&p0, &r0, &k0, &s0, &n0);
+    st = kiln_engine_load(path, &e2, &err);
+    CHECK(st == KILN_OK, "load: %s", err.msg);
+    counts(&p1, &r1, &k1, &s1, &n1);
+    CHECK(st || (p1 - p0 == 1 && k1 == k0), "loading: %d prepares, %d prepacks", p1 - p0, k1 - k0);
+    CHECK(!e2 || kiln_context_create(e2, &c, &err) == KILN_OK, "context: %s", err.msg);
+    if (c) {
+        kiln_value *x = NULL, *y = NULL;
+        CHECK(kiln_value_create_tensor(KILN_DTYPE_F32, 2, (const int64_t[]){3, 4}, &x, &err) == KILN_OK, "x");
+        float *xs = kiln_value_data(x);
+        for (int i = 0; i < 12; i++) xs[i] = (float)(i - 5);
+        const kiln_value *in[1] = {x};
+        CHECK(kiln_context_run(c, NULL, 1, NULL, in, 1, &y, &err) == KILN_OK, "loaded engine run: %s", err.msg);
+        for (int i = 0; y && i < 12; i++)
+            CHECK(((float *)kiln_value_data(y))[i] == xs[i] * W[i % 4] + 0.5f, "loaded engine y[%d]", i);
+        kiln_value_free(x);
+        kiln_value_free(y);
+    }
+    kiln_context_free(c);
+    kiln_engine_free(e2);
+    kiln_builder_free(b);
+    kiln_model_free(m);
+    remove(path);
+    counts(&p1, &r1, &k1, &s1, &n1);
+    CHECK(p1 == r1, "after the engine file: %d prepares, %d releases", p1, r1);
+}
+
 /* Constant inputs: shape inference evaluates the plugin's op ahead of time (prepare, run,
  * release), so y is known as a constant. */
 static void test_folded(void)
@@ -554,6 +601,7 @@ int main(void)
 {
     test_refusals();
     test_affine();
+    test_engine_file();
     test_folded();
     test_plugin_failures();
     test_shapes_and_others();
