@@ -488,9 +488,18 @@ static const kiln_plugin_api api = {
 
 /* ------------------------------------------------------------------ the kernel bridge */
 
-/* A plugin callback's failure as a kernel error: "<node> (opset N): <the plugin's message>". */
-static kiln_status plugin_fail(struct kiln_kctx *k, kiln_status st, const kiln_err *perr, const char *what)
+/* A plugin's message as kiln promises messages: one line, NUL-terminated. */
+static void one_line(kiln_err *perr)
 {
+    perr->msg[sizeof perr->msg - 1] = 0;
+    for (char *c = perr->msg; *c; c++)
+        if (*c == '\n' || *c == '\r') *c = ' ';
+}
+
+/* A plugin callback's failure as a kernel error: "<node> (opset N): <the plugin's message>". */
+static kiln_status plugin_fail(struct kiln_kctx *k, kiln_status st, kiln_err *perr, const char *what)
+{
+    one_line(perr);
     if (st <= KILN_OK || st > KILN_E_CANCELLED)
         return kiln_kfail(k, KILN_E_INTERNAL, "the plugin's %s returned %d, which is not a kiln_status%s%s",
                           what, (int)st, perr->msg[0] ? ": " : "", perr->msg);
@@ -605,6 +614,7 @@ kiln_status kiln_plugin_infer(struct kiln_ictx *c, bool *handled, kiln_err *err)
     struct kiln_plugin_node pn = {n, (int)version};
     kiln_status pst = e->op.infer(e->op.user, &pn, c->n_in, in, c->n_out, out, &perr);
     if (pst) {
+        one_line(&perr);
         if (perr.msg[0])
             kiln_ic_problem(c, "%.*s", (int)sizeof perr.msg, perr.msg);
         else

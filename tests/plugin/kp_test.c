@@ -6,7 +6,7 @@
  *           attribute bias (float, 0). Every hook: prepare (a malloc'd state), release,
  *           scratch_size (C floats, used by run), prepack (W doubled when W is constant; run
  *           halves it, exactly), INPLACE. Attribute fail = "infer" | "prepare" | "run" |
- *           "nooutput" | "baddims" | "status" makes that step fail. kp_counts() reports
+ *           "lines" | "nooutput" | "baddims" | "status" makes that step fail. kp_counts() reports
  *           how often each hook ran.
  *   Concat2 version 1+: [N,a] and [N,b] float32 -> [N,a+b] (the symbol of X's N kept).
  *   Affine  for backend "cuda": accepted and never run.
@@ -177,6 +177,7 @@ static kiln_status affine_run(void *user, kiln_plugin_kernel *k, const void *sta
     atomic_fetch_add(&n_run, 1);
     if (!a) return fail(err, KILN_E_INTERNAL, "run without prepare");
     if (!strcmp(a->fail, "run")) return fail(err, KILN_E_INVALID_ARG, "run failed as asked");
+    if (!strcmp(a->fail, "lines")) return fail(err, KILN_E_INVALID_ARG, "first line\nsecond line");
     if (!strcmp(a->fail, "nooutput")) return KILN_OK;
     if (!strcmp(a->fail, "status")) return fail(err, (kiln_status)77, "a status of my own");
     kiln_plugin_tensor x, w, y;

@@ -365,7 +365,8 @@ static void test_engine_file(void)
         float *xs = kiln_value_data(x);
         for (int i = 0; i < 12; i++) xs[i] = (float)(i - 5);
         const kiln_value *in[1] = {x};
-        CHECK(kiln_context_run(c, NULL, 1, NULL, in, 1, &y, &err) == KILN_OK, "loaded engine run: %s", err.msg);
+        CHECK(kiln_context_run(c, NULL, 1, NULL, in, 1, &y, &err) == KILN_OK, "loaded engine run: %s",
+              err.msg);
         for (int i = 0; y && i < 12; i++)
             CHECK(((float *)kiln_value_data(y))[i] == xs[i] * W[i % 4] + 0.5f, "loaded engine y[%d]", i);
         kiln_value_free(x);
@@ -433,6 +434,7 @@ static void test_plugin_failures(void)
     } cases[] = {
         {"prepare", true, KILN_E_INVALID_MODEL, "Affine node 'a' (opset 1): prepare failed as asked"},
         {"run", false, KILN_E_INVALID_ARG, "Affine node 'a' (opset 1): run failed as asked"},
+        {"lines", false, KILN_E_INVALID_ARG, "Affine node 'a' (opset 1): first line second line"},
         {"nooutput", false, KILN_E_INTERNAL,
          "Affine node 'a' (opset 1): the plugin's run succeeded without making output 0 ('y')"},
         {"baddims", false, KILN_E_INVALID_ARG,
