@@ -584,6 +584,42 @@ void kiln_session_profile_reset(kiln_session *s);
 KILN_NODISCARD kiln_status kiln_session_profile_write_trace(const kiln_session *s, const char *path,
                                                             kiln_err *err);
 
+/* ------------------------------------------------------------------------------------------
+ * Plugins: custom operators from shared libraries (kiln_plugin.h, docs/plugins.md).
+ *
+ * A plugin declares ops (domain, op type, version range) with a shape function, prepare,
+ * run and optional hooks. Once loaded, a model using them loads, checks, infers shapes and
+ * runs like one using built-in ops. Without it, loading a model whose op belongs to a
+ * domain kiln does not know (not ai.onnx, ai.onnx.ml, ai.onnx.preview.training,
+ * ai.onnx.preview or kiln) and is neither a model-local function nor declared by a loaded
+ * plugin fails with KILN_E_UNSUPPORTED: "model 'm.onnx': node 'n3' (MyRelu): op 'MyRelu' of
+ * domain 'com.example' is not known to kiln and no loaded plugin declares it (kiln --plugin
+ * LIB.so)". Ops of the domains kiln knows keep their rules: the checker judges them against
+ * the ONNX schema, and one without a kernel fails at session creation.
+ *
+ * The registry is process-wide and append-only: a plugin, once loaded, serves every model,
+ * session and engine of the process, and is never unloaded.
+ * ---------------------------------------------------------------------------------------- */
+
+/* Loads the plugin at `path` (dlopen; a bare file name is looked for in the current folder,
+ * then on the library search path) and calls its kiln_plugin_register, whose declarations
+ * are then visible to every thread. Thread-safe: loads are serialized. Loading a library
+ * that is already loaded does nothing. Fails, loading none of the plugin's ops, with
+ *   KILN_E_IO           the file does not exist ("plugin 'x.so': cannot open: ...")
+ *   KILN_E_INVALID_ARG  not a loadable library, no kiln_plugin_register function, or a bad
+ *                       declaration: missing functions, a bad version range, an op that
+ *                       kiln or another plugin already has ("duplicate op: ...")
+ *   KILN_E_UNSUPPORTED  built for another plugin ABI version (naming both), or the plugin
+ *                       declined to load (its message)
+ *   KILN_E_NOMEM. */
+KILN_NODISCARD kiln_status kiln_plugin_load(const char *path, kiln_err *err);
+
+/* kiln_plugin_load(path, err), for code that sets up sessions: the plugin is loaded at
+ * once, for the whole process (every session, not only those created with `o`); `o` is
+ * not changed and may be NULL. */
+KILN_NODISCARD kiln_status kiln_session_options_add_plugin(kiln_session_options *o, const char *path,
+                                                           kiln_err *err);
+
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif

@@ -85,6 +85,9 @@ target_compile_definitions(test_public_api PRIVATE KILN_ONNX_TESTS="${KILN_ONNX_
                            KILN_SOURCE_DIR="${CMAKE_SOURCE_DIR}" KILN_BINARY_DIR="${CMAKE_BINARY_DIR}")
 add_test(NAME test_public_api COMMAND test_public_api)
 
+# Plugins: the libraries test_plugin loads (tests/plugin/plugins.cmake).
+include(${CMAKE_SOURCE_DIR}/tests/plugin/plugins.cmake)
+
 # Graphviz's font stack keeps caches for the process (tests/lsan.supp).
 set_tests_properties(test_draw cli_test_graph PROPERTIES
                      ENVIRONMENT "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp:print_suppressions=0")

@@ -193,8 +193,26 @@ char *kiln_arena_strndup(struct kiln_arena *a, const char *s, size_t n)
     return d;
 }
 
+struct kiln_arena_cleanup {
+    struct kiln_arena_cleanup *next;
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+bool kiln_arena_on_free(struct kiln_arena *a, void (*fn)(void *arg), void *arg)
+{
+    struct kiln_arena_cleanup *c = kiln_arena_alloc(a, sizeof *c);
+    if (!c) return false;
+    *c = (struct kiln_arena_cleanup){.next = a->cleanups, .fn = fn, .arg = arg};
+    a->cleanups = c;
+    return true;
+}
+
 void kiln_arena_free(struct kiln_arena *a)
 {
+    /* Cleanups first, newest first: a later record may depend on an earlier one. */
+    for (struct kiln_arena_cleanup *k = a->cleanups; k; k = k->next) k->fn(k->arg);
+    a->cleanups = NULL;
     struct kiln_arena_chunk *c = a->head;
     while (c) {
         struct kiln_arena_chunk *next = c->next;

@@ -57,15 +57,24 @@ static inline bool kiln_add_size(size_t a, size_t b, size_t *out)
 }
 
 /* Arena: bump allocation in chunks, freed as a whole. Returned memory is 16-byte aligned
- * and zero-filled. NULL on out-of-memory. */
+ * and zero-filled. NULL on out-of-memory. An arena may be moved by copying the struct (the
+ * copy then owns it). */
 struct kiln_arena_chunk;
+struct kiln_arena_cleanup;
 struct kiln_arena {
     struct kiln_arena_chunk *head;
+    struct kiln_arena_cleanup *cleanups; /* kiln_arena_on_free's, newest first */
 };
 void *kiln_arena_alloc(struct kiln_arena *a, size_t n);
 void *kiln_arena_array(struct kiln_arena *a, size_t count, size_t size); /* checks overflow */
 char *kiln_arena_strndup(struct kiln_arena *a, const char *s, size_t n);
+/* Runs the cleanups (newest first), then frees every chunk. The arena is empty after. */
 void kiln_arena_free(struct kiln_arena *a);
+/* Makes kiln_arena_free(a) call fn(arg) before it frees the arena's memory (so arg may point
+ * into the arena): for things the arena's contents own outside it, such as a plugin's
+ * prepared state (src/plugin). The record lives in the arena. false on out-of-memory, when
+ * nothing is registered. */
+KILN_NODISCARD bool kiln_arena_on_free(struct kiln_arena *a, void (*fn)(void *arg), void *arg);
 
 /* Read-only file mapping. */
 struct kiln_mapping {

@@ -7,6 +7,7 @@
 #include "cpu/kernel.h"
 #include "exec/engine.h"
 #include "infer/infer.h"
+#include "plugin/plugin.h"
 
 /* ------------------------------------------------------------------ registry */
 
@@ -34,7 +35,11 @@ const struct kiln_cpu_op *kiln_cpu_find_op(const char *domain, const char *op_ty
             if (strcmp(op->name, op_type) == 0 && same_domain(op->domain, domain) &&
                 version >= op->since && (op->until == 0 || version <= op->until))
                 return op;
-    return NULL;
+    /* Plugin hook: an op none of kiln's kernels runs may be declared by a loaded plugin
+     * (src/plugin/plugin.c). Its kernel is a kiln_cpu_op like these, whose prepare and run
+     * call the plugin's functions. Registration refuses declarations that overlap the
+     * table above, so kiln's own kernel always wins. */
+    return kiln_plugin_cpu_op(domain, op_type, version);
 }
 
 bool kiln_cpu_has_op(const char *domain, const char *op_type)
@@ -42,6 +47,16 @@ bool kiln_cpu_has_op(const char *domain, const char *op_type)
     for (size_t f = 0; f < sizeof families / sizeof families[0]; f++)
         for (const struct kiln_cpu_op *op = families[f]; op->name; op++)
             if (strcmp(op->name, op_type) == 0 && same_domain(op->domain, domain)) return true;
+    return kiln_plugin_declares(domain, op_type, "cpu"); /* plugin hook, as above */
+}
+
+bool kiln_cpu_builtin_overlaps(const char *domain, const char *op_type, int since, int until)
+{
+    for (size_t f = 0; f < sizeof families / sizeof families[0]; f++)
+        for (const struct kiln_cpu_op *op = families[f]; op->name; op++)
+            if (strcmp(op->name, op_type) == 0 && same_domain(op->domain, domain) &&
+                (until == 0 || op->since <= until) && (op->until == 0 || since <= op->until))
+                return true;
     return false;
 }
 
@@ -399,6 +414,13 @@ kiln_status kiln_kprep_alloc(struct kiln_kprep *p, size_t bytes, void **out)
     if (!m) return kiln_kfail(&p->kc, KILN_E_NOMEM, "out of memory preparing the kernel (%zu bytes)", bytes);
     memset(m, 0, bytes);
     *out = m;
+    return KILN_OK;
+}
+
+kiln_status kiln_kprep_on_free(struct kiln_kprep *p, void (*fn)(void *arg), void *arg)
+{
+    if (!p->store || !kiln_arena_on_free(p->store->arena, fn, arg))
+        return kiln_kfail(&p->kc, KILN_E_NOMEM, "out of memory preparing the kernel");
     return KILN_OK;
 }
 

@@ -117,6 +117,11 @@ KILN_NODISCARD kiln_status kiln_kprep_alloc(struct kiln_kprep *p, size_t bytes, 
  * engine file (loading); its contents must not change after prepare returns. */
 KILN_NODISCARD kiln_status kiln_kprep_blob(struct kiln_kprep *p, uint32_t key, size_t bytes,
                                            void **data, bool *fill);
+/* Makes the engine (or the ahead-of-time evaluation) that p prepares for call fn(arg) when
+ * it frees what prepare made, before kiln_kprep_alloc's memory goes: for a state that owns
+ * memory or handles of its own (a plugin's state, src/plugin). KILN_E_NOMEM on failure,
+ * when fn will not be called. */
+KILN_NODISCARD kiln_status kiln_kprep_on_free(struct kiln_kprep *p, void (*fn)(void *arg), void *arg);
 
 #define KILN_OPSET_ANY 0
 
@@ -196,9 +201,13 @@ KILN_NODISCARD kiln_status kiln_run_subgraph(struct kiln_kctx *k, const struct k
 
 /* ------------------------------------------------------------------ registry */
 
-/* The kernel for an op at a resolved version; NULL if none. */
+/* The kernel for an op at a resolved version; NULL if none. Kernels of loaded plugins
+ * (src/plugin) count: they are looked up after kiln's own. */
 const struct kiln_cpu_op *kiln_cpu_find_op(const char *domain, const char *op_type, int version);
-/* Whether any kernel exists for (domain, op_type) at some version. */
+/* Whether any kernel exists for (domain, op_type) at some version (plugins' included). */
 bool kiln_cpu_has_op(const char *domain, const char *op_type);
+/* Whether one of kiln's own kernels (not a plugin's) handles (domain, op_type) at some
+ * version in since..until (until 0: no upper limit). */
+bool kiln_cpu_builtin_overlaps(const char *domain, const char *op_type, int since, int until);
 
 #endif

@@ -27,6 +27,7 @@
 
 #include "exec/eval.h"
 #include "infer/infer_priv.h"
+#include "plugin/plugin.h"
 
 #define INFER_MAX_DEPTH 64
 
@@ -634,6 +635,7 @@ static kiln_status infer_node(struct kiln_infer *inf, struct kiln_graph *g, stru
         .n_out = n->n_out, .in = in, .out = out,
     };
     const struct kiln_infer_op *rule = kiln_infer_find_op(n->domain, n->op_type, n->since);
+    bool typed = rule != NULL;
     if (rule) {
         st = rule->infer(&c);
         if (st == KILN_E_NOMEM || inf->nomem) {
@@ -641,6 +643,12 @@ static kiln_status infer_node(struct kiln_infer *inf, struct kiln_graph *g, stru
             goto done;
         }
         st = KILN_OK; /* a rule's other failures are its problems, already reported */
+    } else {
+        /* Plugin hook: no rule of kiln's own, but a loaded plugin may declare the op; its
+         * shape function types the outputs (src/plugin/plugin.c). */
+        st = kiln_plugin_infer(&c, &typed, err);
+        if (st == KILN_OK && inf->nomem) st = kiln_err_set(err, KILN_E_NOMEM, "shape inference: out of memory");
+        if (st) goto done;
     }
     /* Inputs whose dims depend on the data make outputs with undetermined dims so too. */
     for (size_t j = 0; dd_in && j < n->n_out; j++) {
@@ -652,7 +660,7 @@ static kiln_status infer_node(struct kiln_infer *inf, struct kiln_graph *g, stru
     }
     for (size_t j = 0; j < n->n_out; j++)
         if (out[j]) vals_to_konst(inf, out[j]);
-    st = evaluate(&c, rule != NULL, err);
+    st = evaluate(&c, typed, err);
     if (st) goto done;
     for (size_t j = 0; j < n->n_out; j++)
         if (out[j]) merge_declared(&c, n->out_ids[j]);

@@ -9,6 +9,7 @@
 #include "onnx/onnx.h"
 #include "onnx/pbwire.h"
 #include "ops/schema.h"
+#include "plugin/plugin.h"
 
 void kiln_model_free(kiln_model *m)
 {
@@ -60,6 +61,9 @@ static kiln_status load_mapped(struct kiln_model *m, const char *label, kiln_err
     snprintf(who, sizeof who, "model %s", label);
     for (size_t i = 0; i < m->n_opsets; i++)
         KILN_TRY(kiln_schema_check_import(who, m->opsets[i].domain, m->opsets[i].version, err));
+    /* An op of a domain kiln does not know, that no plugin declares, is refused here too:
+     * nothing could check, infer or run it (src/plugin/plugin.h, docs/plugins.md). */
+    KILN_TRY(kiln_plugin_check_ops(m, who, err));
     return kiln_model_link(m, err);
 }
 

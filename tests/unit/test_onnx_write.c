@@ -559,8 +559,10 @@ static struct kiln_model *build_rich(void)
 
     g->n_nodes = 2;
     g->nodes = zalloc(2 * sizeof *g->nodes);
+    /* A call of the function above: an op of a domain kiln does not know must be one, or be
+     * declared by a loaded plugin, for the written model to load back (docs/plugins.md). */
     g->nodes[0] = (struct kiln_node){.name = "everything",
-                                     .op_type = "Custom",
+                                     .op_type = "Square",
                                      .domain = "org.kiln.fn",
                                      .doc = "node doc",
                                      .n_in = 3,

@@ -3,6 +3,7 @@
  * Exit codes (docs/cli.md): 0 success, 1 failure (bad model, bad data, failed run, values
  * that differ), 2 usage error or a subcommand that is not implemented yet.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -164,6 +165,7 @@ static void print_version(void)
 static void print_help(FILE *f)
 {
     fputs("usage: kiln COMMAND [ARGS...]\n"
+          "       kiln --plugin LIB.so [--plugin LIB2.so ...] COMMAND [ARGS...]\n"
           "\n"
           "kiln runs ONNX models on the CPU.\n"
           "\n"
@@ -175,6 +177,11 @@ static void print_help(FILE *f)
     fputs("\n"
           "  help [COMMAND]   show help for kiln or one command\n"
           "  --version        show the version\n"
+          "\n"
+          "options (before COMMAND):\n"
+          "  --plugin LIB.so  load a plugin of custom operators first (repeatable; see\n"
+          "                   docs/plugins.md); a model using ops of a domain kiln does not\n"
+          "                   know needs the plugin that declares them\n"
           "\n"
           "Exit status: 0 success, 1 failure, 2 usage error.\n",
           f);
@@ -199,8 +206,30 @@ static int help(const char *name)
 
 static bool is_help_flag(const char *s) { return strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0; }
 
+/* Loads the plugins of the leading --plugin LIB.so / --plugin=LIB.so options and removes
+ * them from argv (argv[0] stays). Returns CLI_OK or the exit status of a failure. */
+static int load_plugins(int *argc, char **argv)
+{
+    int i = 1;
+    while (i < *argc) {
+        bool missing = false;
+        const char *lib = cli_opt_value(*argc, argv, &i, "--plugin", &missing);
+        if (!lib && !missing) break;
+        if (missing) return cli_usage(NULL, "--plugin needs a library: kiln --plugin LIB.so COMMAND ...");
+        kiln_err err = {0};
+        if (kiln_plugin_load(lib, &err) != KILN_OK) return cli_error("%s", err.msg);
+        i++;
+    }
+    int taken = i - 1;
+    for (int k = 1; k + taken <= *argc; k++) argv[k] = argv[k + taken]; /* argv[argc] too */
+    *argc -= taken;
+    return CLI_OK;
+}
+
 int main(int argc, char **argv)
 {
+    int rc = load_plugins(&argc, argv);
+    if (rc != CLI_OK) return rc;
     if (argc < 2) {
         print_help(stderr);
         return CLI_USAGE;
