@@ -9,7 +9,7 @@
  *   - shape inference: a node without a rule of kiln's own gets its outputs' types from the
  *     plugin's shape function (kiln_plugin_infer, from infer/infer.c);
  *   - loading and checking: kiln_plugin_check_ops refuses a model whose op nobody knows
- *     (onnx/api.c), kiln_op_known answers the checker.
+ *     (api/model.c), kiln_op_known answers the checker.
  * Lookups take no lock: entries are published with a release store and never change.
  */
 #ifndef KILN_PLUGIN_PLUGIN_H

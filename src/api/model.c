@@ -1,4 +1,4 @@
-/* api.c: the public entry points of kiln.h that read and write ONNX bytes: model loading
+/* model.c: the public entry points of kiln.h that read and write ONNX bytes: model loading
  * (kiln_model_load_file/_buffer, kiln_model_free) and value files (kiln_value_read_file,
  * kiln_value_write_pb, kiln_value_write_npy). The formats are onnx.proto's ModelProto,
  * TensorProto, SequenceProto and OptionalProto, and NumPy's .npy.
