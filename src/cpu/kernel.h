@@ -108,6 +108,30 @@ struct kiln_kprep {
     struct kiln_prep_store *store;
 };
 
+/* Defines `static kiln_status fn(struct kiln_kprep *p)` that allocates a state of type T and
+ * fills it with `decode` (kiln_status decode(struct kiln_kctx *, T *), which reads the
+ * attributes and reports bad ones with kiln_kfail). */
+#define KILN_PREPARE_WITH(fn, T, decode)                                                       \
+    static kiln_status fn(struct kiln_kprep *p)                                                \
+    {                                                                                          \
+        T *s_;                                                                                 \
+        KILN_TRY(kiln_kprep_alloc(p, sizeof *s_, (void **)&s_));                               \
+        KILN_TRY((decode)(&p->kc, s_));                                                        \
+        p->state = s_;                                                                         \
+        return KILN_OK;                                                                        \
+    }
+
+/* In run: s = the prepared state, or, when the kernel runs without prepare (k->state NULL),
+ * tmp decoded now by the same function, so both paths give the same values and errors. */
+#define KILN_STATE_OR_DECODE(k, decode, tmp, s)                                                \
+    do {                                                                                       \
+        (s) = (k)->state;                                                                      \
+        if (!(s)) {                                                                            \
+            KILN_TRY((decode)((k), &(tmp)));                                                   \
+            (s) = &(tmp);                                                                      \
+        }                                                                                      \
+    } while (0)
+
 /* Input i's contents when it is a constant (initializer or folded); NULL otherwise. */
 const struct kiln_tensor *kiln_kprep_const(const struct kiln_kprep *p, size_t i);
 /* Zero-filled memory living as long as the engine; NULL + status on failure. */

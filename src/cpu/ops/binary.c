@@ -288,27 +288,6 @@ static void bin_decode(struct kiln_kctx *k, struct bin_state *s, const row_table
     }
 }
 
-/* prepare for a state of type T decoded by `decode` (kiln_status decode(kctx *, T *)). */
-#define PREPARE_WITH(fn, T, decode)                                                            \
-    static kiln_status fn(struct kiln_kprep *p)                                                \
-    {                                                                                          \
-        T *s_;                                                                                 \
-        KILN_TRY(kiln_kprep_alloc(p, sizeof *s_, (void **)&s_));                               \
-        KILN_TRY((decode)(&p->kc, s_));                                                        \
-        p->state = s_;                                                                         \
-        return KILN_OK;                                                                        \
-    }
-
-/* In run: s = the prepared state, or (k->state NULL: run without prepare) tmp decoded now. */
-#define STATE_OR_DECODE(k, decode, tmp, s)                                                     \
-    do {                                                                                       \
-        (s) = (k)->state;                                                                      \
-        if (!(s)) {                                                                            \
-            KILN_TRY((decode)((k), &(tmp)));                                                   \
-            (s) = &(tmp);                                                                      \
-        }                                                                                      \
-    } while (0)
-
 /* ------------------------------------------------------------------ shared drivers */
 
 /* Input names for messages: the node's own name for input i, else its position. */
@@ -497,10 +476,10 @@ static kiln_status binary(struct kiln_kctx *k, const struct bin_state *bs)
     {                                                                                          \
         struct bin_state dec;                                                                  \
         const struct bin_state *bs;                                                            \
-        STATE_OR_DECODE(k, decode_##name, dec, bs);                                            \
+        KILN_STATE_OR_DECODE(k, decode_##name, dec, bs);                                            \
         return binary(k, bs);                                                                  \
     }                                                                                          \
-    PREPARE_WITH(prep_##name, struct bin_state, decode_##name)
+    KILN_PREPARE_WITH(prep_##name, struct bin_state, decode_##name)
 
 DECODE_FIXED(add, &t_add, false, true)
 DECODE_FIXED(sub, &t_sub, false, true)
@@ -543,7 +522,7 @@ BINARY_OP(or)
 BINARY_OP(xor)
 BINARY_OP(mod)
 BINARY_OP(bitshift)
-PREPARE_WITH(prep_pow, struct bin_state, decode_pow)
+KILN_PREPARE_WITH(prep_pow, struct bin_state, decode_pow)
 
 /* Ops without attributes (opset 12 and 18 on). */
 static const struct bin_state bs_less_eq = {&t_le, true, false, 0, false, 0};
@@ -564,7 +543,7 @@ static kiln_status run_pow(struct kiln_kctx *k)
     const struct kiln_tensor *t[2];
     struct bin_state dec;
     const struct bin_state *bs;
-    STATE_OR_DECODE(k, decode_pow, dec, bs);
+    KILN_STATE_OR_DECODE(k, decode_pow, dec, bs);
     KILN_TRY(kiln_in_req(k, 0, &t[0]));
     KILN_TRY(kiln_in_req(k, 1, &t[1]));
     if (t[0]->dtype == t[1]->dtype) return binary(k, bs);

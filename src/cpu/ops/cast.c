@@ -507,35 +507,14 @@ static kiln_status decode_castlike(struct kiln_kctx *k, struct cast_state *s)
     return decode_opts(k, &s->o);
 }
 
-/* prepare for a state of type T decoded by `decode` (kiln_status decode(kctx *, T *)). */
-#define PREPARE_WITH(fn, T, decode)                                                            \
-    static kiln_status fn(struct kiln_kprep *p)                                                \
-    {                                                                                          \
-        T *s_;                                                                                 \
-        KILN_TRY(kiln_kprep_alloc(p, sizeof *s_, (void **)&s_));                               \
-        KILN_TRY((decode)(&p->kc, s_));                                                        \
-        p->state = s_;                                                                         \
-        return KILN_OK;                                                                        \
-    }
-
-/* In run: s = the prepared state, or (k->state NULL: run without prepare) tmp decoded now. */
-#define STATE_OR_DECODE(k, decode, tmp, s)                                                     \
-    do {                                                                                       \
-        (s) = (k)->state;                                                                      \
-        if (!(s)) {                                                                            \
-            KILN_TRY((decode)((k), &(tmp)));                                                   \
-            (s) = &(tmp);                                                                      \
-        }                                                                                      \
-    } while (0)
-
-PREPARE_WITH(prep_cast, struct cast_state, decode_cast)
-PREPARE_WITH(prep_castlike, struct cast_state, decode_castlike)
+KILN_PREPARE_WITH(prep_cast, struct cast_state, decode_cast)
+KILN_PREPARE_WITH(prep_castlike, struct cast_state, decode_castlike)
 
 static kiln_status run_cast(struct kiln_kctx *k)
 {
     struct cast_state dec;
     const struct cast_state *cs;
-    STATE_OR_DECODE(k, decode_cast, dec, cs);
+    KILN_STATE_OR_DECODE(k, decode_cast, dec, cs);
     return cast_run(k, cs->to, &cs->o);
 }
 
@@ -544,7 +523,7 @@ static kiln_status run_castlike(struct kiln_kctx *k)
     const struct kiln_tensor *like;
     struct cast_state dec;
     const struct cast_state *cs;
-    STATE_OR_DECODE(k, decode_castlike, dec, cs);
+    KILN_STATE_OR_DECODE(k, decode_castlike, dec, cs);
     KILN_TRY(kiln_in_req(k, 1, &like));
     return cast_run(k, like->dtype, &cs->o);
 }

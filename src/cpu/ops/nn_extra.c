@@ -71,27 +71,6 @@
 #include "cpu/tensor_util.h"
 #include "cpu/vmath.h"
 
-/* prepare for a state of type T decoded by `decode` (kiln_status decode(kctx *, T *)). */
-#define PREPARE_WITH(fn, T, decode)                                                            \
-    static kiln_status fn(struct kiln_kprep *p)                                                \
-    {                                                                                          \
-        T *s_;                                                                                 \
-        KILN_TRY(kiln_kprep_alloc(p, sizeof *s_, (void **)&s_));                               \
-        KILN_TRY((decode)(&p->kc, s_));                                                        \
-        p->state = s_;                                                                         \
-        return KILN_OK;                                                                        \
-    }
-
-/* In run: s = the prepared state, or (k->state NULL: run without prepare) tmp decoded now. */
-#define STATE_OR_DECODE(k, decode, tmp, s)                                                     \
-    do {                                                                                       \
-        (s) = (k)->state;                                                                      \
-        if (!(s)) {                                                                            \
-            KILN_TRY((decode)((k), &(tmp)));                                                   \
-            (s) = &(tmp);                                                                      \
-        }                                                                                      \
-    } while (0)
-
 /* ------------------------------------------------------------------ Attention */
 
 /* Copies a 3-D [B, S, H*D] tensor into 4-D [B, H, S, D] layout at dst (or a 4-D one
@@ -231,7 +210,7 @@ static kiln_status decode_kiln_attention(struct kiln_kctx *k, struct attn_state 
     return KILN_OK;
 }
 
-PREPARE_WITH(attention_prepare, struct attn_state, decode_attention)
+KILN_PREPARE_WITH(attention_prepare, struct attn_state, decode_attention)
 
 /* Attention (ONNX) and kiln.Attention, with the attributes as decoded. */
 static kiln_status attention_common(struct kiln_kctx *k, const struct attn_state *as)
@@ -387,7 +366,7 @@ static kiln_status attention_run(struct kiln_kctx *k)
 {
     struct attn_state dec;
     const struct attn_state *as;
-    STATE_OR_DECODE(k, decode_attention, dec, as);
+    KILN_STATE_OR_DECODE(k, decode_attention, dec, as);
     return attention_common(k, as);
 }
 
@@ -425,13 +404,13 @@ static kiln_status decode_rotary(struct kiln_kctx *k, struct rotary_state *s)
     return KILN_OK;
 }
 
-PREPARE_WITH(rotary_prepare, struct rotary_state, decode_rotary)
+KILN_PREPARE_WITH(rotary_prepare, struct rotary_state, decode_rotary)
 
 static kiln_status rotary_run(struct kiln_kctx *k)
 {
     struct rotary_state dec;
     const struct rotary_state *rs;
-    STATE_OR_DECODE(k, decode_rotary, dec, rs);
+    KILN_STATE_OR_DECODE(k, decode_rotary, dec, rs);
     const struct kiln_tensor *x, *cc, *scache, *pos = kiln_in(k, 3);
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &cc));
@@ -528,13 +507,13 @@ static kiln_status decode_swiglu(struct kiln_kctx *k, struct alpha_state *s)
     return KILN_OK;
 }
 
-PREPARE_WITH(swiglu_prepare, struct alpha_state, decode_swiglu)
+KILN_PREPARE_WITH(swiglu_prepare, struct alpha_state, decode_swiglu)
 
 static kiln_status swiglu_run(struct kiln_kctx *k)
 {
     struct alpha_state dec;
     const struct alpha_state *as;
-    STATE_OR_DECODE(k, decode_swiglu, dec, as);
+    KILN_STATE_OR_DECODE(k, decode_swiglu, dec, as);
     const struct kiln_tensor *a, *b;
     KILN_TRY(kiln_in_req(k, 0, &a));
     KILN_TRY(kiln_in_req(k, 1, &b));
@@ -593,13 +572,13 @@ static kiln_status decode_linattn(struct kiln_kctx *k, struct linattn_state *s)
     return KILN_OK;
 }
 
-PREPARE_WITH(linattn_prepare, struct linattn_state, decode_linattn)
+KILN_PREPARE_WITH(linattn_prepare, struct linattn_state, decode_linattn)
 
 static kiln_status linear_attention_run(struct kiln_kctx *k)
 {
     struct linattn_state dec;
     const struct linattn_state *ls;
-    STATE_OR_DECODE(k, decode_linattn, dec, ls);
+    KILN_STATE_OR_DECODE(k, decode_linattn, dec, ls);
     const struct kiln_tensor *q, *kk, *v, *past = kiln_in(k, 3), *decay = kiln_in(k, 4),
                              *beta = kiln_in(k, 5), *erase = kiln_in(k, 6);
     KILN_TRY(kiln_in_req(k, 0, &q));
@@ -767,13 +746,13 @@ static kiln_status decode_cconv(struct kiln_kctx *k, struct cconv_state *s)
     return KILN_OK;
 }
 
-PREPARE_WITH(cconv_prepare, struct cconv_state, decode_cconv)
+KILN_PREPARE_WITH(cconv_prepare, struct cconv_state, decode_cconv)
 
 static kiln_status causal_conv_run(struct kiln_kctx *k)
 {
     struct cconv_state dec;
     const struct cconv_state *cs;
-    STATE_OR_DECODE(k, decode_cconv, dec, cs);
+    KILN_STATE_OR_DECODE(k, decode_cconv, dec, cs);
     const struct kiln_tensor *x, *w, *bias = kiln_in(k, 2), *past = kiln_in(k, 3);
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &w));
@@ -886,13 +865,13 @@ static kiln_status decode_flex(struct kiln_kctx *k, struct flex_state *s)
     return KILN_OK;
 }
 
-PREPARE_WITH(flex_prepare, struct flex_state, decode_flex)
+KILN_PREPARE_WITH(flex_prepare, struct flex_state, decode_flex)
 
 static kiln_status flex_attention_run(struct kiln_kctx *k)
 {
     struct flex_state dec;
     const struct flex_state *fs;
-    STATE_OR_DECODE(k, decode_flex, dec, fs);
+    KILN_STATE_OR_DECODE(k, decode_flex, dec, fs);
     const struct kiln_tensor *q, *kk, *v;
     KILN_TRY(qkv_in(k, &q, &kk, &v));
     if (q->rank != 4 || kk->rank != 4 || v->rank != 4)

@@ -83,27 +83,6 @@ static kiln_status axis_check(struct kiln_kctx *k, int64_t a, int rank, int *axi
     return KILN_OK;
 }
 
-/* prepare for a state of type T decoded by `decode` (kiln_status decode(kctx *, T *)). */
-#define PREPARE_WITH(fn, T, decode)                                                            \
-    static kiln_status fn(struct kiln_kprep *p)                                                \
-    {                                                                                          \
-        T *s_;                                                                                 \
-        KILN_TRY(kiln_kprep_alloc(p, sizeof *s_, (void **)&s_));                               \
-        KILN_TRY((decode)(&p->kc, s_));                                                        \
-        p->state = s_;                                                                         \
-        return KILN_OK;                                                                        \
-    }
-
-/* In run: s = the prepared state, or (k->state NULL: run without prepare) tmp decoded now. */
-#define STATE_OR_DECODE(k, decode, tmp, s)                                                     \
-    do {                                                                                       \
-        (s) = (k)->state;                                                                      \
-        if (!(s)) {                                                                            \
-            KILN_TRY((decode)((k), &(tmp)));                                                   \
-            (s) = &(tmp);                                                                      \
-        }                                                                                      \
-    } while (0)
-
 /* A small parameter vector as double (scratch); NULL t gives `def` everywhere. */
 static kiln_status param_f64(struct kiln_kctx *k, const struct kiln_tensor *t, size_t n,
                              double def, const char *what, double **out)
@@ -223,13 +202,13 @@ static kiln_status decode_batchnorm(struct kiln_kctx *k, struct bn_state *s)
     return KILN_OK;
 }
 
-PREPARE_WITH(batchnorm_prepare, struct bn_state, decode_batchnorm)
+KILN_PREPARE_WITH(batchnorm_prepare, struct bn_state, decode_batchnorm)
 
 static kiln_status batchnorm_run(struct kiln_kctx *k)
 {
     struct bn_state dec;
     const struct bn_state *bs;
-    STATE_OR_DECODE(k, decode_batchnorm, dec, bs);
+    KILN_STATE_OR_DECODE(k, decode_batchnorm, dec, bs);
     const struct kiln_tensor *x, *sc, *bi, *mn, *vr;
     const float *xf;
     KILN_TRY(x_in(k, &x, &xf));
@@ -334,13 +313,13 @@ static kiln_status decode_eps(struct kiln_kctx *k, struct eps_state *s)
     return KILN_OK;
 }
 
-PREPARE_WITH(eps_prepare, struct eps_state, decode_eps)
+KILN_PREPARE_WITH(eps_prepare, struct eps_state, decode_eps)
 
 static kiln_status instnorm_run(struct kiln_kctx *k)
 {
     struct eps_state dec;
     const struct eps_state *es;
-    STATE_OR_DECODE(k, decode_eps, dec, es);
+    KILN_STATE_OR_DECODE(k, decode_eps, dec, es);
     const struct kiln_tensor *x, *sc, *bi;
     const float *xf;
     KILN_TRY(x_in(k, &x, &xf));
@@ -418,7 +397,7 @@ static kiln_status decode_layernorm(struct kiln_kctx *k, struct ln_state *s)
     return KILN_OK;
 }
 
-PREPARE_WITH(layernorm_prepare, struct ln_state, decode_layernorm)
+KILN_PREPARE_WITH(layernorm_prepare, struct ln_state, decode_layernorm)
 
 /* rms: RMSNormalization (no mean subtraction, no bias). */
 static kiln_status layernorm_common(struct kiln_kctx *k, const struct ln_state *ls, bool rms)
@@ -462,7 +441,7 @@ static kiln_status layernorm_run(struct kiln_kctx *k)
 {
     struct ln_state dec;
     const struct ln_state *ls;
-    STATE_OR_DECODE(k, decode_layernorm, dec, ls);
+    KILN_STATE_OR_DECODE(k, decode_layernorm, dec, ls);
     return layernorm_common(k, ls, false);
 }
 
@@ -470,7 +449,7 @@ static kiln_status rmsnorm_run(struct kiln_kctx *k)
 {
     struct ln_state dec;
     const struct ln_state *ls;
-    STATE_OR_DECODE(k, decode_layernorm, dec, ls);
+    KILN_STATE_OR_DECODE(k, decode_layernorm, dec, ls);
     return layernorm_common(k, ls, true);
 }
 
@@ -534,13 +513,13 @@ static kiln_status decode_groupnorm(struct kiln_kctx *k, struct gn_state *s)
     return KILN_OK;
 }
 
-PREPARE_WITH(groupnorm_prepare, struct gn_state, decode_groupnorm)
+KILN_PREPARE_WITH(groupnorm_prepare, struct gn_state, decode_groupnorm)
 
 static kiln_status groupnorm_run(struct kiln_kctx *k)
 {
     struct gn_state dec;
     const struct gn_state *gs;
-    STATE_OR_DECODE(k, decode_groupnorm, dec, gs);
+    KILN_STATE_OR_DECODE(k, decode_groupnorm, dec, gs);
     const struct kiln_tensor *x, *sc, *bi;
     const float *xf;
     KILN_TRY(x_in(k, &x, &xf));
@@ -585,13 +564,13 @@ static kiln_status decode_mvn(struct kiln_kctx *k, struct mvn_state *s)
     return KILN_OK;
 }
 
-PREPARE_WITH(mvn_prepare, struct mvn_state, decode_mvn)
+KILN_PREPARE_WITH(mvn_prepare, struct mvn_state, decode_mvn)
 
 static kiln_status mvn_run(struct kiln_kctx *k)
 {
     struct mvn_state dec;
     const struct mvn_state *ms;
-    STATE_OR_DECODE(k, decode_mvn, dec, ms);
+    KILN_STATE_OR_DECODE(k, decode_mvn, dec, ms);
     const struct kiln_tensor *x;
     const float *xf;
     KILN_TRY(x_in(k, &x, &xf));
@@ -692,13 +671,13 @@ static kiln_status decode_lrn(struct kiln_kctx *k, struct lrn_state *s)
     return KILN_OK;
 }
 
-PREPARE_WITH(lrn_prepare, struct lrn_state, decode_lrn)
+KILN_PREPARE_WITH(lrn_prepare, struct lrn_state, decode_lrn)
 
 static kiln_status lrn_run(struct kiln_kctx *k)
 {
     struct lrn_state dec;
     const struct lrn_state *ls;
-    STATE_OR_DECODE(k, decode_lrn, dec, ls);
+    KILN_STATE_OR_DECODE(k, decode_lrn, dec, ls);
     const struct kiln_tensor *x;
     const float *xf;
     KILN_TRY(x_in(k, &x, &xf));
@@ -760,13 +739,13 @@ static kiln_status decode_lpnorm(struct kiln_kctx *k, struct lp_state *s)
     return KILN_OK;
 }
 
-PREPARE_WITH(lpnorm_prepare, struct lp_state, decode_lpnorm)
+KILN_PREPARE_WITH(lpnorm_prepare, struct lp_state, decode_lpnorm)
 
 static kiln_status lpnorm_run(struct kiln_kctx *k)
 {
     struct lp_state dec;
     const struct lp_state *ls;
-    STATE_OR_DECODE(k, decode_lpnorm, dec, ls);
+    KILN_STATE_OR_DECODE(k, decode_lpnorm, dec, ls);
     const struct kiln_tensor *x;
     const float *xf;
     KILN_TRY(x_in(k, &x, &xf));
@@ -803,13 +782,13 @@ static kiln_status decode_dropout(struct kiln_kctx *k, struct dropout_state *s)
     return KILN_OK;
 }
 
-PREPARE_WITH(dropout_prepare, struct dropout_state, decode_dropout)
+KILN_PREPARE_WITH(dropout_prepare, struct dropout_state, decode_dropout)
 
 static kiln_status dropout_run(struct kiln_kctx *k)
 {
     struct dropout_state dec;
     const struct dropout_state *ds;
-    STATE_OR_DECODE(k, decode_dropout, dec, ds);
+    KILN_STATE_OR_DECODE(k, decode_dropout, dec, ds);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     double ratio = ds->ratio;

@@ -149,27 +149,6 @@ static kiln_status softmax_f32(struct kiln_kctx *k, const float *x, float *y, si
     return KILN_OK;
 }
 
-/* prepare for a state of type T decoded by `decode` (kiln_status decode(kctx *, T *)). */
-#define PREPARE_WITH(fn, T, decode)                                                            \
-    static kiln_status fn(struct kiln_kprep *p)                                                \
-    {                                                                                          \
-        T *s_;                                                                                 \
-        KILN_TRY(kiln_kprep_alloc(p, sizeof *s_, (void **)&s_));                               \
-        KILN_TRY((decode)(&p->kc, s_));                                                        \
-        p->state = s_;                                                                         \
-        return KILN_OK;                                                                        \
-    }
-
-/* In run: s = the prepared state, or (k->state NULL: run without prepare) tmp decoded now. */
-#define STATE_OR_DECODE(k, decode, tmp, s)                                                     \
-    do {                                                                                       \
-        (s) = (k)->state;                                                                      \
-        if (!(s)) {                                                                            \
-            KILN_TRY((decode)((k), &(tmp)));                                                   \
-            (s) = &(tmp);                                                                      \
-        }                                                                                      \
-    } while (0)
-
 /* The softmax family's `axis` as written (default 1 before opset 13, -1 from 13). */
 struct sm_state {
     int64_t axis;
@@ -181,13 +160,13 @@ static kiln_status decode_softmax(struct kiln_kctx *k, struct sm_state *s)
     return KILN_OK;
 }
 
-PREPARE_WITH(softmax_prepare, struct sm_state, decode_softmax)
+KILN_PREPARE_WITH(softmax_prepare, struct sm_state, decode_softmax)
 
 static kiln_status softmax_family_run(struct kiln_kctx *k, enum sm_kind kind)
 {
     struct sm_state dec;
     const struct sm_state *ss;
-    STATE_OR_DECODE(k, decode_softmax, dec, ss);
+    KILN_STATE_OR_DECODE(k, decode_softmax, dec, ss);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (!kiln_dtype_is_real_float(x->dtype))
@@ -255,7 +234,7 @@ static kiln_status decode_loss(struct kiln_kctx *k, struct loss_state *s)
     return KILN_OK;
 }
 
-PREPARE_WITH(loss_prepare, struct loss_state, decode_loss)
+KILN_PREPARE_WITH(loss_prepare, struct loss_state, decode_loss)
 
 /* Checks the shapes of input (N, C, d...) / target (N, d...) / weight (C) and writes the loss
  * of logp (the input, as doubles) to output 0, reduced as ls says. */
@@ -343,7 +322,7 @@ static kiln_status nllloss_run(struct kiln_kctx *k)
 {
     struct loss_state dec;
     const struct loss_state *ls;
-    STATE_OR_DECODE(k, decode_loss, dec, ls);
+    KILN_STATE_OR_DECODE(k, decode_loss, dec, ls);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (!kiln_dtype_is_real_float(x->dtype))
@@ -360,7 +339,7 @@ static kiln_status sce_run(struct kiln_kctx *k)
 {
     struct loss_state dec;
     const struct loss_state *ls;
-    STATE_OR_DECODE(k, decode_loss, dec, ls);
+    KILN_STATE_OR_DECODE(k, decode_loss, dec, ls);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (!kiln_dtype_is_real_float(x->dtype))

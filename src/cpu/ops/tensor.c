@@ -45,13 +45,13 @@ static kiln_status decode_reshape(struct kiln_kctx *k, struct reshape_state *s)
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(reshape_prepare, struct reshape_state, decode_reshape)
+KILN_PREPARE_WITH(reshape_prepare, struct reshape_state, decode_reshape)
 
 static kiln_status reshape_run(struct kiln_kctx *k)
 {
     struct reshape_state dec;
     const struct reshape_state *rs;
-    KILN_TOPS_STATE(k, decode_reshape, dec, rs);
+    KILN_STATE_OR_DECODE(k, decode_reshape, dec, rs);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     int64_t shape[KILN_MAX_RANK];
@@ -123,13 +123,13 @@ static kiln_status decode_flatten(struct kiln_kctx *k, struct axis_state *s)
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(flatten_prepare, struct axis_state, decode_flatten)
+KILN_PREPARE_WITH(flatten_prepare, struct axis_state, decode_flatten)
 
 static kiln_status flatten_run(struct kiln_kctx *k)
 {
     struct axis_state dec;
     const struct axis_state *as;
-    KILN_TOPS_STATE(k, decode_flatten, dec, as);
+    KILN_STATE_OR_DECODE(k, decode_flatten, dec, as);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     int64_t axis = as->axis;
@@ -175,14 +175,14 @@ static kiln_status decode_axes(struct kiln_kctx *k, struct axes_state *s)
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(axes_prepare, struct axes_state, decode_axes)
+KILN_PREPARE_WITH(axes_prepare, struct axes_state, decode_axes)
 
 /* Reads input 0 and the axes: the attribute before opset 13, input 1 from 13. */
 static kiln_status read_axes(struct kiln_kctx *k, struct axes_in *in)
 {
     struct axes_state dec;
     const struct axes_state *as;
-    KILN_TOPS_STATE(k, decode_axes, dec, as);
+    KILN_STATE_OR_DECODE(k, decode_axes, dec, as);
     KILN_TRY(kiln_in_req(k, 0, &in->x));
     in->n = 0;
     in->given = false;
@@ -262,13 +262,13 @@ static kiln_status decode_shape(struct kiln_kctx *k, struct shape_state *s)
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(shape_prepare, struct shape_state, decode_shape)
+KILN_PREPARE_WITH(shape_prepare, struct shape_state, decode_shape)
 
 static kiln_status shape_run(struct kiln_kctx *k)
 {
     struct shape_state dec;
     const struct shape_state *ss;
-    KILN_TOPS_STATE(k, decode_shape, dec, ss);
+    KILN_STATE_OR_DECODE(k, decode_shape, dec, ss);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     int64_t r = x->rank, start = 0, end = r;
@@ -327,13 +327,13 @@ static kiln_status decode_transpose(struct kiln_kctx *k, struct perm_state *s)
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(transpose_prepare, struct perm_state, decode_transpose)
+KILN_PREPARE_WITH(transpose_prepare, struct perm_state, decode_transpose)
 
 static kiln_status transpose_run(struct kiln_kctx *k)
 {
     struct perm_state dec;
     const struct perm_state *ps;
-    KILN_TOPS_STATE(k, decode_transpose, dec, ps);
+    KILN_STATE_OR_DECODE(k, decode_transpose, dec, ps);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     const int64_t *perm = ps->perm;
@@ -367,13 +367,13 @@ static kiln_status decode_concat(struct kiln_kctx *k, struct axis_state *s)
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(concat_prepare, struct axis_state, decode_concat)
+KILN_PREPARE_WITH(concat_prepare, struct axis_state, decode_concat)
 
 static kiln_status concat_run(struct kiln_kctx *k)
 {
     struct axis_state dec;
     const struct axis_state *as;
-    KILN_TOPS_STATE(k, decode_concat, dec, as);
+    KILN_STATE_OR_DECODE(k, decode_concat, dec, as);
     if (k->n_in == 0) return kiln_kfail(k, KILN_E_INVALID_MODEL, "needs at least one input");
     const struct kiln_tensor *x0;
     KILN_TRY(kiln_in_req(k, 0, &x0));
@@ -439,13 +439,13 @@ static kiln_status decode_split(struct kiln_kctx *k, struct split_state *s)
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(split_prepare, struct split_state, decode_split)
+KILN_PREPARE_WITH(split_prepare, struct split_state, decode_split)
 
 static kiln_status split_run(struct kiln_kctx *k)
 {
     struct split_state dec;
     const struct split_state *ss;
-    KILN_TOPS_STATE(k, decode_split, dec, ss);
+    KILN_STATE_OR_DECODE(k, decode_split, dec, ss);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (x->rank == 0) return kiln_kfail(k, KILN_E_INVALID_ARG, "input must have rank >= 1");
@@ -533,13 +533,13 @@ static kiln_status decode_slice(struct kiln_kctx *k, struct slice_state *s)
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(slice_prepare, struct slice_state, decode_slice)
+KILN_PREPARE_WITH(slice_prepare, struct slice_state, decode_slice)
 
 static kiln_status slice_run(struct kiln_kctx *k)
 {
     struct slice_state dec;
     const struct slice_state *ss;
-    KILN_TOPS_STATE(k, decode_slice, dec, ss);
+    KILN_STATE_OR_DECODE(k, decode_slice, dec, ss);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     int r = x->rank;
@@ -733,13 +733,13 @@ static kiln_status decode_pad(struct kiln_kctx *k, struct pad_state *s)
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(pad_prepare, struct pad_state, decode_pad)
+KILN_PREPARE_WITH(pad_prepare, struct pad_state, decode_pad)
 
 static kiln_status pad_run(struct kiln_kctx *k)
 {
     struct pad_state dec;
     const struct pad_state *ps;
-    KILN_TOPS_STATE(k, decode_pad, dec, ps);
+    KILN_STATE_OR_DECODE(k, decode_pad, dec, ps);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     int r = x->rank;
@@ -859,14 +859,14 @@ static kiln_status decode_s2d(struct kiln_kctx *k, struct depth_state *s)
     return decode_depth(k, s, false);
 }
 
-KILN_TOPS_PREPARE(d2s_prepare, struct depth_state, decode_d2s)
-KILN_TOPS_PREPARE(s2d_prepare, struct depth_state, decode_s2d)
+KILN_PREPARE_WITH(d2s_prepare, struct depth_state, decode_d2s)
+KILN_PREPARE_WITH(s2d_prepare, struct depth_state, decode_s2d)
 
 static kiln_status depth_space_run(struct kiln_kctx *k, bool to_space)
 {
     struct depth_state dec;
     const struct depth_state *ds;
-    KILN_TOPS_STATE(k, to_space ? decode_d2s : decode_s2d, dec, ds);
+    KILN_STATE_OR_DECODE(k, to_space ? decode_d2s : decode_s2d, dec, ds);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     int64_t b = ds->b;

@@ -85,7 +85,7 @@ static kiln_status decode_constant(struct kiln_kctx *k, struct constant_state *s
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(constant_prepare, struct constant_state, decode_constant)
+KILN_PREPARE_WITH(constant_prepare, struct constant_state, decode_constant)
 
 kiln_status kiln_tops_constant_prepare(struct kiln_kprep *p)
 {
@@ -96,7 +96,7 @@ kiln_status kiln_tops_constant(struct kiln_kctx *k)
 {
     struct constant_state dec;
     const struct constant_state *cs;
-    KILN_TOPS_STATE(k, decode_constant, dec, cs);
+    KILN_STATE_OR_DECODE(k, decode_constant, dec, cs);
     const struct kiln_attr *a = cs->a;
     struct kiln_tensor *o;
     int64_t n = (int64_t)a->n;
@@ -156,7 +156,7 @@ static kiln_status decode_constant_of_shape(struct kiln_kctx *k, struct cos_stat
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(cos_prepare, struct cos_state, decode_constant_of_shape)
+KILN_PREPARE_WITH(cos_prepare, struct cos_state, decode_constant_of_shape)
 
 kiln_status kiln_tops_constant_of_shape_prepare(struct kiln_kprep *p)
 {
@@ -167,7 +167,7 @@ kiln_status kiln_tops_constant_of_shape(struct kiln_kctx *k)
 {
     struct cos_state dec;
     const struct cos_state *cs;
-    KILN_TOPS_STATE(k, decode_constant_of_shape, dec, cs);
+    KILN_STATE_OR_DECODE(k, decode_constant_of_shape, dec, cs);
     const struct kiln_tensor *s, *v = cs->v;
     KILN_TRY(kiln_in_req(k, 0, &s));
     int64_t dims[KILN_MAX_RANK];
@@ -251,7 +251,7 @@ static kiln_status decode_onehot(struct kiln_kctx *k, struct int_state *s)
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(onehot_prepare, struct int_state, decode_onehot)
+KILN_PREPARE_WITH(onehot_prepare, struct int_state, decode_onehot)
 
 kiln_status kiln_tops_onehot_prepare(struct kiln_kprep *p)
 {
@@ -262,7 +262,7 @@ kiln_status kiln_tops_onehot(struct kiln_kctx *k)
 {
     struct int_state dec;
     const struct int_state *as;
-    KILN_TOPS_STATE(k, decode_onehot, dec, as);
+    KILN_STATE_OR_DECODE(k, decode_onehot, dec, as);
     const struct kiln_tensor *ix, *dt, *vals;
     KILN_TRY(kiln_in_req(k, 0, &ix));
     KILN_TRY(kiln_in_req(k, 1, &dt));
@@ -315,7 +315,7 @@ static kiln_status decode_trilu(struct kiln_kctx *k, struct int_state *s)
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(trilu_prepare, struct int_state, decode_trilu)
+KILN_PREPARE_WITH(trilu_prepare, struct int_state, decode_trilu)
 
 kiln_status kiln_tops_trilu_prepare(struct kiln_kprep *p)
 {
@@ -326,7 +326,7 @@ kiln_status kiln_tops_trilu(struct kiln_kctx *k)
 {
     struct int_state dec;
     const struct int_state *us;
-    KILN_TOPS_STATE(k, decode_trilu, dec, us);
+    KILN_STATE_OR_DECODE(k, decode_trilu, dec, us);
     const struct kiln_tensor *x, *kt = kiln_in(k, 1);
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (x->rank < 2)
@@ -372,7 +372,7 @@ static kiln_status decode_eyelike(struct kiln_kctx *k, struct eyelike_state *s)
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(eyelike_prepare, struct eyelike_state, decode_eyelike)
+KILN_PREPARE_WITH(eyelike_prepare, struct eyelike_state, decode_eyelike)
 
 kiln_status kiln_tops_eyelike_prepare(struct kiln_kprep *p)
 {
@@ -383,7 +383,7 @@ kiln_status kiln_tops_eyelike(struct kiln_kctx *k)
 {
     struct eyelike_state dec;
     const struct eyelike_state *es;
-    KILN_TOPS_STATE(k, decode_eyelike, dec, es);
+    KILN_STATE_OR_DECODE(k, decode_eyelike, dec, es);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     if (x->rank != 2)
@@ -418,7 +418,7 @@ static kiln_status decode_opt_axis(struct kiln_kctx *k, struct opt_axis_state *s
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(opt_axis_prepare, struct opt_axis_state, decode_opt_axis)
+KILN_PREPARE_WITH(opt_axis_prepare, struct opt_axis_state, decode_opt_axis)
 
 kiln_status kiln_tops_compress_prepare(struct kiln_kprep *p)
 {
@@ -434,7 +434,7 @@ kiln_status kiln_tops_compress(struct kiln_kctx *k)
 {
     struct opt_axis_state dec;
     const struct opt_axis_state *as;
-    KILN_TOPS_STATE(k, decode_opt_axis, dec, as);
+    KILN_STATE_OR_DECODE(k, decode_opt_axis, dec, as);
     const struct kiln_tensor *x, *c;
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &c));
@@ -536,7 +536,7 @@ static kiln_status decode_revseq(struct kiln_kctx *k, struct revseq_state *s)
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(revseq_prepare, struct revseq_state, decode_revseq)
+KILN_PREPARE_WITH(revseq_prepare, struct revseq_state, decode_revseq)
 
 kiln_status kiln_tops_reverse_sequence_prepare(struct kiln_kprep *p)
 {
@@ -547,7 +547,7 @@ kiln_status kiln_tops_reverse_sequence(struct kiln_kctx *k)
 {
     struct revseq_state dec;
     const struct revseq_state *rs;
-    KILN_TOPS_STATE(k, decode_revseq, dec, rs);
+    KILN_STATE_OR_DECODE(k, decode_revseq, dec, rs);
     const struct kiln_tensor *x, *sl;
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &sl));
@@ -682,7 +682,7 @@ kiln_status kiln_tops_unique(struct kiln_kctx *k)
 {
     struct opt_axis_state dec;
     const struct opt_axis_state *as;
-    KILN_TOPS_STATE(k, decode_opt_axis, dec, as);
+    KILN_STATE_OR_DECODE(k, decode_opt_axis, dec, as);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     bool sorted = as->sorted, flat = !as->has_axis;

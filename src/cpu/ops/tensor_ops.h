@@ -57,27 +57,6 @@ KILN_NODISCARD kiln_status kiln_tops_out_copy(struct kiln_kctx *k, size_t i,
  * tests call run directly) decodes into a local T through the same function, so both paths
  * give the same values and the same errors. */
 
-/* Defines `static kiln_status fn(struct kiln_kprep *p)`: state T decoded by `decode`. */
-#define KILN_TOPS_PREPARE(fn, T, decode)                                                       \
-    static kiln_status fn(struct kiln_kprep *p)                                                \
-    {                                                                                          \
-        T *s_;                                                                                 \
-        KILN_TRY(kiln_kprep_alloc(p, sizeof *s_, (void **)&s_));                               \
-        KILN_TRY((decode)(&p->kc, s_));                                                        \
-        p->state = s_;                                                                         \
-        return KILN_OK;                                                                        \
-    }
-
-/* In run: s = the prepared state, or (k->state NULL: run without prepare) tmp decoded now. */
-#define KILN_TOPS_STATE(k, decode, tmp, s)                                                     \
-    do {                                                                                       \
-        (s) = (k)->state;                                                                      \
-        if (!(s)) {                                                                            \
-            KILN_TRY((decode)((k), &(tmp)));                                                   \
-            (s) = &(tmp);                                                                      \
-        }                                                                                      \
-    } while (0)
-
 /* Run and prepare functions defined in tensor_misc.c and tensor_resize.c, listed in
  * tensor.c's table. */
 kiln_status kiln_tops_constant(struct kiln_kctx *k);

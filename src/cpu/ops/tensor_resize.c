@@ -317,7 +317,7 @@ static kiln_status decode_resize(struct kiln_kctx *k, struct resize_state *s)
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(resize_prepare, struct resize_state, decode_resize)
+KILN_PREPARE_WITH(resize_prepare, struct resize_state, decode_resize)
 
 kiln_status kiln_tops_resize_prepare(struct kiln_kprep *p)
 {
@@ -328,7 +328,7 @@ kiln_status kiln_tops_resize(struct kiln_kctx *k)
 {
     struct resize_state dec;
     const struct resize_state *rs;
-    KILN_TOPS_STATE(k, decode_resize, dec, rs);
+    KILN_STATE_OR_DECODE(k, decode_resize, dec, rs);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     int r = x->rank;
@@ -446,7 +446,7 @@ static kiln_status decode_upsample(struct kiln_kctx *k, struct upsample_state *s
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(upsample_prepare, struct upsample_state, decode_upsample)
+KILN_PREPARE_WITH(upsample_prepare, struct upsample_state, decode_upsample)
 
 kiln_status kiln_tops_upsample_prepare(struct kiln_kprep *p)
 {
@@ -457,7 +457,7 @@ kiln_status kiln_tops_upsample(struct kiln_kctx *k)
 {
     struct upsample_state dec;
     const struct upsample_state *us;
-    KILN_TOPS_STATE(k, decode_upsample, dec, us);
+    KILN_STATE_OR_DECODE(k, decode_upsample, dec, us);
     const struct kiln_tensor *x;
     KILN_TRY(kiln_in_req(k, 0, &x));
     struct rz p = us->p;
@@ -555,7 +555,7 @@ static kiln_status decode_grid_sample(struct kiln_kctx *k, struct gs_state *s)
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(gs_prepare, struct gs_state, decode_grid_sample)
+KILN_PREPARE_WITH(gs_prepare, struct gs_state, decode_grid_sample)
 
 kiln_status kiln_tops_grid_sample_prepare(struct kiln_kprep *p)
 {
@@ -566,7 +566,7 @@ kiln_status kiln_tops_grid_sample(struct kiln_kctx *k)
 {
     struct gs_state dec;
     const struct gs_state *gs;
-    KILN_TOPS_STATE(k, decode_grid_sample, dec, gs);
+    KILN_STATE_OR_DECODE(k, decode_grid_sample, dec, gs);
     const struct kiln_tensor *x, *g;
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &g));
@@ -682,7 +682,7 @@ static kiln_status decode_col2im(struct kiln_kctx *k, struct col2im_state *s)
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(col2im_prepare, struct col2im_state, decode_col2im)
+KILN_PREPARE_WITH(col2im_prepare, struct col2im_state, decode_col2im)
 
 kiln_status kiln_tops_col2im_prepare(struct kiln_kprep *p)
 {
@@ -693,7 +693,7 @@ kiln_status kiln_tops_col2im(struct kiln_kctx *k)
 {
     struct col2im_state dec;
     const struct col2im_state *cs;
-    KILN_TOPS_STATE(k, decode_col2im, dec, cs);
+    KILN_STATE_OR_DECODE(k, decode_col2im, dec, cs);
     const struct kiln_tensor *x, *it, *bt;
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &it));
@@ -792,7 +792,7 @@ static kiln_status decode_ccp(struct kiln_kctx *k, struct ccp_state *s)
     return KILN_OK;
 }
 
-KILN_TOPS_PREPARE(ccp_prepare, struct ccp_state, decode_ccp)
+KILN_PREPARE_WITH(ccp_prepare, struct ccp_state, decode_ccp)
 
 kiln_status kiln_tops_center_crop_pad_prepare(struct kiln_kprep *p)
 {
@@ -803,7 +803,7 @@ kiln_status kiln_tops_center_crop_pad(struct kiln_kctx *k)
 {
     struct ccp_state dec;
     const struct ccp_state *cs;
-    KILN_TOPS_STATE(k, decode_ccp, dec, cs);
+    KILN_STATE_OR_DECODE(k, decode_ccp, dec, cs);
     const struct kiln_tensor *x, *st;
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &st));

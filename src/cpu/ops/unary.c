@@ -536,27 +536,6 @@ static kiln_status run_hardswish(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ prepared state */
 
-/* prepare for a state of type T decoded by `decode` (kiln_status decode(kctx *, T *)). */
-#define PREPARE_WITH(fn, T, decode)                                                            \
-    static kiln_status fn(struct kiln_kprep *p)                                                \
-    {                                                                                          \
-        T *s_;                                                                                 \
-        KILN_TRY(kiln_kprep_alloc(p, sizeof *s_, (void **)&s_));                               \
-        KILN_TRY((decode)(&p->kc, s_));                                                        \
-        p->state = s_;                                                                         \
-        return KILN_OK;                                                                        \
-    }
-
-/* In run: s = the prepared state, or (k->state NULL: run without prepare) tmp decoded now. */
-#define STATE_OR_DECODE(k, decode, tmp, s)                                                     \
-    do {                                                                                       \
-        (s) = (k)->state;                                                                      \
-        if (!(s)) {                                                                            \
-            KILN_TRY((decode)((k), &(tmp)));                                                   \
-            (s) = &(tmp);                                                                      \
-        }                                                                                      \
-    } while (0)
-
 /* An element-wise op with attributes: its loops (Gelu picks one of two) and parameters. */
 struct ustate {
     const struct unary_def *d;
@@ -633,10 +612,10 @@ static kiln_status decode_gelu(struct kiln_kctx *k, struct ustate *s)
     {                                                                                          \
         struct ustate dec;                                                                     \
         const struct ustate *s;                                                                \
-        STATE_OR_DECODE(k, decode_##name, dec, s);                                             \
+        KILN_STATE_OR_DECODE(k, decode_##name, dec, s);                                             \
         return run_unary(k, s->d, &s->p);                                                      \
     }                                                                                          \
-    PREPARE_WITH(prep_##name, struct ustate, decode_##name)
+    KILN_PREPARE_WITH(prep_##name, struct ustate, decode_##name)
 
 ATTR_OP(hardsigmoid)
 ATTR_OP(leakyrelu)
@@ -768,7 +747,7 @@ static kiln_status decode_clip(struct kiln_kctx *k, struct clip_state *s)
     return KILN_OK;
 }
 
-PREPARE_WITH(prep_clip, struct clip_state, decode_clip)
+KILN_PREPARE_WITH(prep_clip, struct clip_state, decode_clip)
 
 static kiln_status run_clip(struct kiln_kctx *k)
 {
@@ -776,7 +755,7 @@ static kiln_status run_clip(struct kiln_kctx *k)
     struct kiln_tensor *y;
     struct clip_state dec;
     const struct clip_state *cs;
-    STATE_OR_DECODE(k, decode_clip, dec, cs);
+    KILN_STATE_OR_DECODE(k, decode_clip, dec, cs);
     KILN_TRY(kiln_in_req(k, 0, &x));
     kiln_dtype dt = x->dtype;
     double lo = cs->lo, hi = cs->hi;
@@ -818,7 +797,7 @@ static kiln_status decode_isinf(struct kiln_kctx *k, struct class_state *s)
     return KILN_OK;
 }
 
-PREPARE_WITH(prep_isinf, struct class_state, decode_isinf)
+KILN_PREPARE_WITH(prep_isinf, struct class_state, decode_isinf)
 
 /* IsNaN / IsInf: any float type (the float8 family included) to bool. In place (float8 to
  * bool, both one byte), each chunk is converted to double before its results are stored. */
@@ -860,7 +839,7 @@ static kiln_status run_isinf(struct kiln_kctx *k)
 {
     struct class_state dec;
     const struct class_state *cs;
-    STATE_OR_DECODE(k, decode_isinf, dec, cs);
+    KILN_STATE_OR_DECODE(k, decode_isinf, dec, cs);
     return run_class(k, false, cs);
 }
 
