@@ -458,3 +458,53 @@ kiln_status kiln_kprep_blob(struct kiln_kprep *p, uint32_t key, size_t bytes, vo
     *fill = true;
     return KILN_OK;
 }
+
+/* ------------------------------------------------------------------ run without prepare */
+
+/* Runs `prepare` for k's node on the spot (no inferred types, no constant inputs: prepare
+ * sees only the node, its opset and its attributes) into memory that lives for this one
+ * call, then `run` with the state it made. For callers that drive a kernel's run directly
+ * without preparing it first (the unit tests' run_node); the engine and kiln_eval_node
+ * always prepare, so there k->state is set and this is never reached. Errors of prepare are
+ * reported as run's would be (same k->err, same message prefix). */
+kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
+                                    kiln_status (*run)(struct kiln_kctx *))
+{
+    struct kiln_arena arena = {0};
+    struct kiln_prep_store store = {.arena = &arena};
+    struct kiln_kprep p = {
+        .kc = {.node = k->node, .opset = k->opset, .n_in = k->n_in, .n_out = k->n_out, .err = k->err},
+        .threads = 1, .variant = -1, .store = &store,
+    };
+    kiln_status st = prepare(&p);
+    if (!st && !p.state)
+        st = kiln_kfail(k, KILN_E_INTERNAL, "prepare made no state (kiln_cpu_run_unprepared)");
+    if (!st) {
+        k->state = p.state;
+        st = run(k);
+        k->state = NULL;
+    }
+    for (size_t i = 0; i < store.n_blobs; i++) kiln_aligned_free(store.blobs[i].data);
+    kiln_free(store.blobs);
+    kiln_arena_free(&arena);
+    return st;
+}
+
+/* Keeps a check of prepare that failed with status st and message e->msg (written through
+ * a kiln_kctx whose err was e) for run to report, as the kernel did before it had prepare:
+ * *msg becomes a copy of the message in prepare's memory and KILN_OK is returned. Out of
+ * memory is not kept but is prepare's own failure: it is copied into p->kc.err and
+ * returned. st KILN_OK leaves *msg NULL. Run reports a kept failure with
+ * kiln_err_set(k->err, st, "%s", msg): the message already names the node. */
+kiln_status kiln_cpu_prep_keep(struct kiln_kprep *p, kiln_status st, const kiln_err *e, const char **msg)
+{
+    *msg = NULL;
+    if (st == KILN_OK) return KILN_OK;
+    if (st == KILN_E_NOMEM) return kiln_err_set(p->kc.err, st, "%s", e->msg);
+    size_t n = strlen(e->msg);
+    char *m;
+    KILN_TRY(kiln_kprep_alloc(p, n + 1, (void **)&m));
+    memcpy(m, e->msg, n + 1);
+    *msg = m;
+    return KILN_OK;
+}

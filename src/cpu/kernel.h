@@ -132,6 +132,17 @@ struct kiln_kprep {
         }                                                                                      \
     } while (0)
 
+/* Runs `prepare` for k's node on the spot (attributes only: no inferred types, no constants)
+ * into memory that lives for this one call, then `run` with its state: for kernels called
+ * without prepare (k->state NULL). Engines and kiln_eval_node always prepare first. */
+KILN_NODISCARD kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
+                                                   kiln_status (*run)(struct kiln_kctx *));
+/* Keeps a failed check of prepare (status st, message e->msg) for run to report at the same
+ * point as before prepare existed: *msg a copy in prepare's memory, KILN_OK returned (out of
+ * memory is prepare's own failure). Run reports it with kiln_err_set(k->err, st, "%s", msg). */
+KILN_NODISCARD kiln_status kiln_cpu_prep_keep(struct kiln_kprep *p, kiln_status st, const kiln_err *e,
+                                              const char **msg);
+
 /* Input i's contents when it is a constant (initializer or folded); NULL otherwise. */
 const struct kiln_tensor *kiln_kprep_const(const struct kiln_kprep *p, size_t i);
 /* Zero-filled memory living as long as the engine; NULL + status on failure. */

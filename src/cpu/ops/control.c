@@ -17,10 +17,6 @@
 
 #include "cpu/tensor_util.h"
 
-/* Defined in misc.c: prepares on the spot when run is called without prepare. */
-kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
-                                    kiln_status (*run)(struct kiln_kctx *));
-
 static kiln_status take_outputs(struct kiln_kctx *k, struct kiln_value **vals, size_t n)
 {
     kiln_status st = KILN_OK;

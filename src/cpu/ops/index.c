@@ -17,10 +17,6 @@
 
 #include "cpu/ops/tensor_ops.h"
 
-/* Defined in misc.c: prepares on the spot when run is called without prepare. */
-kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
-                                    kiln_status (*run)(struct kiln_kctx *));
-
 /* The attributes of the ops of this file, each with its default when absent (and where the
  * opset predates it). */
 struct index_state {

@@ -80,12 +80,6 @@ static kiln_status scratch_array(struct kiln_kctx *k, size_t count, size_t size,
     return kiln_scratch(k, bytes, p);
 }
 
-/* Defined in misc.c: prepares on the spot when run is called without prepare, and keeps a
- * failed check of prepare for run to report. */
-kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
-                                    kiln_status (*run)(struct kiln_kctx *));
-kiln_status kiln_cpu_prep_keep(struct kiln_kprep *p, kiln_status st, const kiln_err *e, const char **msg);
-
 /* Memory of prepare: kept (kiln_kprep_alloc, living as long as the engine) or temporary
  * (heap, freed by pm_free when prepare ends). */
 struct pmem {

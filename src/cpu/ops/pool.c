@@ -60,7 +60,6 @@ struct pool_geom {
     size_t is, os, ks;
 };
 
-
 enum pool_pad { POOL_PAD_NOTSET, POOL_PAD_SAME_UPPER, POOL_PAD_SAME_LOWER, POOL_PAD_VALID };
 
 /* The window attributes of a MaxPool / AveragePool / LpPool node, decoded once by prepare.

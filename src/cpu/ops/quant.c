@@ -29,10 +29,6 @@
 #include "cpu/float8.h"
 #include "cpu/tensor_util.h"
 
-/* Defined in misc.c: prepares on the spot when run is called without prepare. */
-kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
-                                    kiln_status (*run)(struct kiln_kctx *));
-
 /* ------------------------------------------------------------------ small floats */
 
 /* The float8 family and float4e2m1 (cpu/float8.h), the float quantized types; not
@@ -647,7 +643,6 @@ static kiln_status qlinear_matmul_impl(struct kiln_kctx *k, struct qmem *m)
     }
     return KILN_OK;
 }
-
 
 /* ------------------------------------------------------------------ integer convolution */
 

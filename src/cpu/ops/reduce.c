@@ -32,10 +32,6 @@
 #include "base/pool.h"
 #include "cpu/tensor_util.h"
 
-/* Defined in misc.c: prepares on the spot when run is called without prepare. */
-kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
-                                    kiln_status (*run)(struct kiln_kctx *));
-
 /* Smallest and largest value of an integer/bool dtype, as int64 (uint64's max is stored
  * as its bit pattern, -1). */
 static void int_limits(kiln_dtype dt, int64_t *lo, int64_t *hi)

@@ -43,12 +43,6 @@
 #define M_PI 3.14159265358979323846
 #endif
 
-/* Defined in misc.c: prepares on the spot when run is called without prepare, and keeps a
- * failed check of prepare for run to report. */
-kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
-                                    kiln_status (*run)(struct kiln_kctx *));
-kiln_status kiln_cpu_prep_keep(struct kiln_kprep *p, kiln_status st, const kiln_err *e, const char **msg);
-
 /* ------------------------------------------------------------------ conversions */
 
 /* Reads input i as one integer (a scalar or a one-element tensor). *present is false when

@@ -26,10 +26,6 @@
 
 #include "cpu/tensor_util.h"
 
-/* Defined in misc.c: prepares on the spot when run is called without prepare. */
-kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
-                                    kiln_status (*run)(struct kiln_kctx *));
-
 /* The attributes of the sequence and optional ops (each op reads its own). */
 struct seq_state {
     int64_t dtype;                 /* SequenceEmpty */

@@ -23,12 +23,6 @@
 #include "cpu/broadcast.h"
 #include "cpu/kernel.h"
 
-/* Defined in misc.c: prepares on the spot when run is called without prepare, and keeps a
- * failed check of prepare for run to report. */
-kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
-                                    kiln_status (*run)(struct kiln_kctx *));
-kiln_status kiln_cpu_prep_keep(struct kiln_kprep *p, kiln_status st, const kiln_err *e, const char **msg);
-
 /* Sets string element i of t to a copy of s[0..n). */
 static kiln_status set_str(struct kiln_kctx *k, struct kiln_tensor *t, size_t i, const char *s, size_t n)
 {

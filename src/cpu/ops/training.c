@@ -24,10 +24,6 @@
 
 #include "cpu/kernel.h"
 
-/* Defined in misc.c: prepares on the spot when run is called without prepare. */
-kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
-                                    kiln_status (*run)(struct kiln_kctx *));
-
 #define TRAINING_DOMAIN "ai.onnx.preview.training"
 
 enum opt_kind { OPT_ADAGRAD, OPT_MOMENTUM, OPT_ADAM };

@@ -38,10 +38,6 @@
 #include "cpu/sgemm.h"
 #include "cpu/tensor_util.h"
 
-/* Defined in misc.c: prepares on the spot when run is called without prepare. */
-kiln_status kiln_cpu_run_unprepared(struct kiln_kctx *k, kiln_status (*prepare)(struct kiln_kprep *),
-                                    kiln_status (*run)(struct kiln_kctx *));
-
 /* One ints attribute as the node has it (NULL and 0 when absent). */
 struct ints_attr {
     const int64_t *v;
