@@ -344,7 +344,7 @@ typedef struct kiln_session_options {
  * kiln_builder_build without optimization, and kiln_session_run is kiln_context_run. A
  * session keeps its arena of planned intermediates between runs and the memory of the
  * unplanned ones it freed (blocks of 64 KiB and more, up to 4 GiB in all), so repeated runs
- * allocate nothing; kiln_session_free releases it. Creating a session runs shape inference
+ * allocate no tensor memory (only small per-run bookkeeping); kiln_session_free releases it. Creating a session runs shape inference
  * on `m` (kiln_model_infer_shapes), so do not use `m` from another thread meanwhile.
  *
  * On KILN_OK *out is a new session that borrows `m` (keep the model alive until the
