@@ -1,176 +1,25 @@
-/* src/cpu/vmath.c: vectorizable float32 exp, erf, tanh and sigmoid (contract in vmath.h).
- *
- * Each array function is one plain loop over an inline scalar kernel with no branches and no
- * calls: selects are conditional expressions, bit casts are 4-byte memcpy, integer work is
- * uint32_t, so gcc and clang turn the loop into SIMD code on whatever ISA the build targets
- * (SSE2 on baseline x86-64: no FMA and no roundps, hence the round-to-nearest trick below).
- *
- * exp(x): clamp x to [-104, 89] (NaN passes the compares and stays NaN); k = nearest
- * integer to x/ln2, found by adding and subtracting 1.5*2^23; r = x - k*ln2 with ln2 split
- * Cody-Waite style into C1 (9 significant bits, so k*C1 is exact) and C2; exp(r) on
- * |r| <= ln2/2 is 1 + r + r^2*P(r), P of degree 5 (Cephes expf's minimax coefficients);
- * the result is scaled by 2^k as two factors 2^k1 * 2^k2 (k1 = floor(k/2)), both normal
- * floats for every k in [-151, 129], so huge results overflow to +inf and tiny ones round
- * once into the subnormals or to 0, with no separate cases.
- *
- * erf(x) = sign(x) * E(|x|). For t = |x| <= 0.9277: E = t * G(t^2), G of degree 6.
- * Above it: E = 1 - exp(Q(t)), Q(t) ~ log(erfc(t)) of degree 8 in t - 2.4375, for t up to
- * 3.93 (clamped there: erfc(3.93) < 2^-25, so E rounds to 1, as it does for all larger t).
- *
- * tanh(x) = sign(x) * T(|x|). For t = |x| < 0.5625: T = t + t*s*H(s), s = t^2, H of
- * degree 4. Above it: T = (1 - e) / (1 + e) with e = exp(-2t) <= 0.325, no cancellation.
- *
- * sigmoid(x) = n / (1 + e), e = exp(-|x|), n = 1 for x >= 0 and e otherwise.
- *
- * The G, Q and H coefficients are Chebyshev interpolants (near-minimax) fitted in long
- * double to erf(t)/t, log(erfc(t)) and (tanh(t)/t - 1)/t^2; fit errors 5e-10, 1.5e-8 and
- * 1.6e-8, well below the float rounding of the evaluation.
- */
-#if defined(__GNUC__) && !defined(__clang__)
-/* gcc 12's -O2 vectorizes only loops that need no runtime alias check and no epilogue;
- * these loops need both (y may be x), so ask for -O3 here as sgemm.c does. Under the default
- * -ftrapping-math gcc keeps the float selects (x < lo ? lo : x) as branches, which stops
- * vectorization; the values do not depend on it (only which FP exception flags get raised,
- * which kiln never reads), so turn it off for this file. clang vectorizes without either. */
-#pragma GCC optimize("O3", "no-trapping-math")
-#endif
-
+/* src/cpu/vmath.c: the vmath.h functions, dispatched to the active instruction-set level
+ * (cpu/isa.h); the kernels are in src/cpu/isa/vmath.c. */
 #include "cpu/vmath.h"
 
-#include <stdint.h>
-#include <string.h>
-
-static inline uint32_t f2u(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static inline float u2f(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-#define SIGN_BIT 0x80000000u
-
-/* ------------------------------------------------------------------ exp */
-
-#define EXP_HI 89.0f    /* above ln FLT_MAX = 88.7228: the result overflows anyway */
-#define EXP_LO -104.0f  /* below ln 2^-150 = -103.972: the result rounds to 0 anyway */
-#define EXP_LOG2E 1.44269504088896341f
-#define EXP_C1 0.693359375f     /* 0x3f318000: ln2 to 9 bits */
-#define EXP_C2 -2.12194440e-4f  /* ln2 - C1 */
-#define ROUND_MAGIC 12582912.0f /* 1.5 * 2^23: adding it rounds |v| < 2^22 to an integer */
-
-static inline float exp_core(float x)
-{
-    float xc = x < EXP_LO ? EXP_LO : x; /* NaN fails both compares and stays NaN */
-    xc = xc > EXP_HI ? EXP_HI : xc;
-    float t = xc * EXP_LOG2E + ROUND_MAGIC;
-    float kf = t - ROUND_MAGIC;                   /* nearest integer to xc / ln2 */
-    uint32_t k = f2u(t) - f2u(ROUND_MAGIC);       /* the same integer, mod 2^32 */
-    float r = (xc - kf * EXP_C1) - kf * EXP_C2;   /* |r| <= ln2/2 (+ a little) */
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = (p * (r * r) + r) + 1.0f;
-    /* k in [-151, 129]: k1 = floor(k / 2) and k2 = k - k1 both lie in [-76, 65]. */
-    uint32_t k1 = ((k + 256u) >> 1) - 128u;
-    uint32_t k2 = k - k1;
-    float s1 = u2f((k1 + 127u) << 23);
-    float s2 = u2f((k2 + 127u) << 23);
-    return (p * s1) * s2;
-}
+#include "cpu/isa.h"
 
 void kiln_vexp_f32(const float *x, float *y, size_t n)
 {
-    for (size_t i = 0; i < n; i++) y[i] = exp_core(x[i]);
-}
-
-/* ------------------------------------------------------------------ erf */
-
-#define ERF_SPLIT 0.9277f
-#define ERF_CLAMP 3.93f
-#define ERF_CENTER 2.4375f /* exact */
-
-static inline float erf_core(float x)
-{
-    uint32_t sign = f2u(x) & SIGN_BIT;
-    float t = u2f(f2u(x) & ~SIGN_BIT);
-    /* t <= 0.9277: t * G(t^2) */
-    float s = t * t;
-    float g = 8.349695778e-05f;
-    g = g * s + -8.138270469e-04f;
-    g = g * s + 5.200683626e-03f;
-    g = g * s + -2.685927872e-02f;
-    g = g * s + 1.128369382e-01f;
-    g = g * s + -3.761263367e-01f;
-    g = g * s + 1.128379167e+00f;
-    float small = t * g;
-    /* t > 0.9277: 1 - exp(Q(t)) */
-    float tc = t > ERF_CLAMP ? ERF_CLAMP : t;
-    float w = tc - ERF_CENTER;
-    float q = 1.666957601e-06f;
-    q = q * w + -1.410446894e-05f;
-    q = q * w + 8.316381858e-05f;
-    q = q * w + -4.503197140e-04f;
-    q = q * w + 2.301416555e-03f;
-    q = q * w + -1.141657137e-02f;
-    q = q * w + -9.418060120e-01f;
-    q = q * w + -5.234823377e+00f;
-    q = q * w + -7.475957126e+00f;
-    float big = 1.0f - exp_core(q);
-    float e = t <= ERF_SPLIT ? small : big; /* NaN takes the big path, which keeps it NaN */
-    return u2f(f2u(e) | sign);
+    KILN_ISA_DISPATCH(kiln_vexp_f32_isa, (x, y, n));
 }
 
 void kiln_verf_f32(const float *x, float *y, size_t n)
 {
-    for (size_t i = 0; i < n; i++) y[i] = erf_core(x[i]);
-}
-
-/* ------------------------------------------------------------------ tanh */
-
-#define TANH_SPLIT 0.5625f
-
-static inline float tanh_core(float x)
-{
-    uint32_t sign = f2u(x) & SIGN_BIT;
-    float t = u2f(f2u(x) & ~SIGN_BIT);
-    float s = t * t;
-    float h = -6.525572169e-03f;
-    h = h * s + 2.126335345e-02f;
-    h = h * s + -5.390175316e-02f;
-    h = h * s + 1.333307381e-01f;
-    h = h * s + -3.333333170e-01f;
-    float small = t + t * (s * h);
-    float e = exp_core(-2.0f * t); /* in [0, 1]; +inf gives 0 and so 1 below */
-    float big = (1.0f - e) / (1.0f + e);
-    float r = t < TANH_SPLIT ? small : big; /* NaN takes the big path and stays NaN */
-    return u2f(f2u(r) | sign);
+    KILN_ISA_DISPATCH(kiln_verf_f32_isa, (x, y, n));
 }
 
 void kiln_vtanh_f32(const float *x, float *y, size_t n)
 {
-    for (size_t i = 0; i < n; i++) y[i] = tanh_core(x[i]);
-}
-
-/* ------------------------------------------------------------------ sigmoid */
-
-static inline float sigmoid_core(float x)
-{
-    float e = exp_core(u2f(f2u(x) | SIGN_BIT)); /* exp(-|x|) in [0, 1], NaN for NaN */
-    float num = x >= 0.0f ? 1.0f : e;
-    return num / (1.0f + e);
+    KILN_ISA_DISPATCH(kiln_vtanh_f32_isa, (x, y, n));
 }
 
 void kiln_vsigmoid_f32(const float *x, float *y, size_t n)
 {
-    for (size_t i = 0; i < n; i++) y[i] = sigmoid_core(x[i]);
+    KILN_ISA_DISPATCH(kiln_vsigmoid_f32_isa, (x, y, n));
 }

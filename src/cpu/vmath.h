@@ -26,9 +26,17 @@
 
 #include <stddef.h>
 
+#include "cpu/isa.h"
+
 void kiln_vexp_f32(const float *x, float *y, size_t n);
 void kiln_verf_f32(const float *x, float *y, size_t n);
 void kiln_vtanh_f32(const float *x, float *y, size_t n);
 void kiln_vsigmoid_f32(const float *x, float *y, size_t n);
+
+/* The compiled variants (src/cpu/isa/vmath.c), for tests and for loops in src/cpu/isa/. */
+KILN_ISA_DECLARE(void, kiln_vexp_f32_isa, (const float *x, float *y, size_t n));
+KILN_ISA_DECLARE(void, kiln_verf_f32_isa, (const float *x, float *y, size_t n));
+KILN_ISA_DECLARE(void, kiln_vtanh_f32_isa, (const float *x, float *y, size_t n));
+KILN_ISA_DECLARE(void, kiln_vsigmoid_f32_isa, (const float *x, float *y, size_t n));
 
 #endif
