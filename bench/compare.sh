@@ -3,16 +3,23 @@
 # the same models, inputs, thread counts and run counts. See docs/benchmarks.md.
 #
 #   bench/compare.sh [--threads T[,T...]] [--warmup N] [--iterations N | --min-time S]
-#                    [--kiln PATH] [--check] [MODEL...]
+#                    [--rounds R] [--kiln PATH] [--check] [MODEL...]
 #
 # MODEL defaults to every build/bench-models/*.onnx (bench/make_models.py). For each model
-# the inputs are generated once (bench/ort_run.js --save-inputs, written as .npy) and
-# given to both engines. Timing mode (the default) runs, for each T (default 1),
-#     KILN bench MODEL --input ... --threads T --warmup N [--iterations N] --min-time S --json
-#     node bench/ort_bench.js MODEL (the same options)
-# and prints a Markdown table of the medians and their ratio ORT/kiln (> 1: kiln faster).
+# the inputs are generated once (bench/ort_run.js --save-inputs, written as .npy; a model
+# with symbolic input dims takes the shapes in NAME.shapes next to it) and given to both
+# engines. Timing mode (the default), for each T (default 1):
+#     KILN build MODEL -o ENGINE --threads T   (a profile fixed at NAME.shapes' shapes if any)
+#     then R rounds (default 2), alternating the engines:
+#         KILN bench ENGINE --input ... --threads T --warmup N --min-time S --json
+#         node bench/ort_bench.js MODEL (the same options)
+# and prints a Markdown table: the median latency of each (the median of the rounds'
+# medians), ratio ORT/kiln (> 1: kiln faster), kiln's engine load time and ORT's session
+# creation time, the peak resident memory of each process (the largest over the rounds),
+# then the geometric mean and the smallest of the ratios for each thread count.
 # Defaults as in kiln bench: 3 warm-up runs, then at least 10 timed runs and at least
-# --min-time 1 s; --iterations N times exactly N runs instead.
+# --min-time 1 s; --iterations N times exactly N runs instead. KILN_CPU_ISA (portable, avx2,
+# avx512) is passed on to kiln: it forces a lower instruction-set level (src/cpu/isa.h).
 # --check instead runs each model once in both (bench/ort_run.js, `kiln run --format npy
 # --output-dir`) and compares every output with `kiln compare --rtol 1e-3 --atol 1e-4`.
 # Needs scripts/install-peers.sh (onnxruntime-node) and a kiln build (default
@@ -25,6 +32,7 @@ threads=1
 warmup=3
 iterations=""
 min_time=1
+rounds=2
 check=0
 rtol=1e-3
 atol=1e-4
@@ -32,7 +40,7 @@ models=()
 
 usage() {
     echo "usage: bench/compare.sh [--threads T[,T...]] [--warmup N] [--iterations N | --min-time S]" >&2
-    echo "                        [--kiln PATH] [--check] [MODEL...]" >&2
+    echo "                        [--rounds R] [--kiln PATH] [--check] [MODEL...]" >&2
     exit 2
 }
 need() { [ $# -ge 2 ] || { echo "compare.sh: $1 needs a value" >&2; usage; }; }
@@ -42,6 +50,7 @@ while [ $# -gt 0 ]; do
         --warmup) need "$@"; warmup=$2; shift ;;
         --iterations) need "$@"; iterations=$2; shift ;;
         --min-time) need "$@"; min_time=$2; shift ;;
+        --rounds) need "$@"; rounds=$2; shift ;;
         --kiln) need "$@"; kiln=$2; shift ;;
         --check) check=1 ;;
         -h|--help) sed -n '2,/^set -u/{/^set -u/d;s/^# \{0,1\}//;p;}' "$0"; exit 0 ;;
@@ -91,7 +100,11 @@ notes=()
 
 # One line of an engine's stderr, for the notes under the table.
 first_error() { grep -v '^\s*$' "$1" | grep -iv 'warning' | head -n 1 | cut -c1-300; }
-median_of() { node -p "JSON.parse(require('fs').readFileSync('$1','utf8')).latency_ms.median" 2>/dev/null; }
+# A field of a bench JSON file: latency_ms.median, load_ms, peak_rss_mb.
+field_of() { node -p "JSON.parse(require('fs').readFileSync('$1','utf8')).$2" 2>/dev/null; }
+# The median of numbers given as arguments.
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+maximum() { printf '%s\n' "$@" | sort -g | tail -n 1; }
 # Milliseconds with 3 significant digits or more: 0.148, 9.97, 102.2, 341.8.
 ms() { awk -v x="$1" 'BEGIN { if (x < 1) printf "%.3f", x; else if (x < 100) printf "%.2f", x; else printf "%.1f", x }'; }
 
@@ -111,11 +124,12 @@ else
     else
         runs="at least 10 runs and $min_time s"
     fi
-    echo "Runs: median of $runs, after $warmup warm-up runs; one engine at a time"
+    echo "Runs: $rounds rounds alternating the engines, each the median of $runs after $warmup warm-up runs; the median of the rounds' medians; one engine at a time"
+    echo "kiln: engine built by 'kiln build' (default level), $("$kiln" --version 2>/dev/null)${KILN_CPU_ISA:+ (KILN_CPU_ISA=$KILN_CPU_ISA)}"
     [ -n "$kiln_note" ] && echo "Note: $kiln_note"
     echo
-    echo "| model | threads | kiln median ms | ORT median ms | ORT/kiln |"
-    echo "|---|---:|---:|---:|---:|"
+    echo "| model | threads | kiln median ms | ORT median ms | ORT/kiln | kiln load ms | ORT load ms | kiln peak MB | ORT peak MB |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 fi
 
 for m in "${models[@]}"; do
@@ -123,7 +137,16 @@ for m in "${models[@]}"; do
     d="$tmp/$name"
     mkdir -p "$d/in" "$d/ort" "$d/kiln"
     # Inputs, generated once and given to both engines, and ORT's outputs for --check.
-    if ! node "$root/bench/ort_run.js" "$m" --save-inputs "$d/in" --output-dir "$d/ort" \
+    shape_opts=()
+    prof=()
+    if [ -f "${m%.onnx}.shapes" ]; then
+        while IFS= read -r line; do
+            [ -n "$line" ] || continue
+            shape_opts+=(--shape "$line")
+            prof+=(--profile "${line%%=*}=min:${line#*=},opt:${line#*=},max:${line#*=}")
+        done < "${m%.onnx}.shapes"
+    fi
+    if ! node "$root/bench/ort_run.js" "$m" "${shape_opts[@]}" --save-inputs "$d/in" --output-dir "$d/ort" \
             >"$d/ort_run.out" 2>"$d/ort_run.err"; then
         notes+=("$name: ONNX Runtime fails: $(first_error "$d/ort_run.err")")
         status=1
@@ -159,34 +182,69 @@ for m in "${models[@]}"; do
     for t in ${threads//,/ }; do
         opts=(--threads "$t" --warmup "$warmup" --min-time "$min_time" --json)
         [ -z "$iterations" ] || opts+=(--iterations "$iterations")
-        km="—"
-        if [ $kiln_bench -eq 1 ]; then
-            if "$kiln" bench "$m" "${inputs[@]}" "${opts[@]}" >"$d/kiln.json" 2>"$d/kiln.err"; then
-                km=$(median_of "$d/kiln.json")
-            else
-                km="fails"
-                notes+=("$name: kiln bench fails: $(first_error "$d/kiln.err")")
-                status=1
-            fi
-        fi
-        if node "$root/bench/ort_bench.js" "$m" "${inputs[@]}" "${opts[@]}" >"$d/ort.json" 2>"$d/ort.err"; then
-            om=$(median_of "$d/ort.json")
-        else
-            om="fails"
-            notes+=("$name: ONNX Runtime fails: $(first_error "$d/ort.err")")
+        eng="$d/$name-t$t.kiln"
+        kok=$kiln_bench
+        if [ $kok -eq 1 ] && ! "$kiln" build "$m" -o "$eng" --threads "$t" "${prof[@]}" \
+                >/dev/null 2>"$d/kiln_build.err"; then
+            kok=0
+            notes+=("$name: kiln build fails: $(first_error "$d/kiln_build.err")")
             status=1
         fi
+        oko=1
+        km=(); om=(); kl=(); ol=(); kr=(); orr=()
+        for ((r = 0; r < rounds; r++)); do
+            if [ $kok -eq 1 ]; then
+                if "$kiln" bench "$eng" "${inputs[@]}" "${opts[@]}" >"$d/kiln.json" 2>"$d/kiln.err"; then
+                    km+=("$(field_of "$d/kiln.json" latency_ms.median)")
+                    kl+=("$(field_of "$d/kiln.json" load_ms)")
+                    kr+=("$(field_of "$d/kiln.json" peak_rss_mb)")
+                else
+                    kok=0
+                    notes+=("$name: kiln bench fails: $(first_error "$d/kiln.err")")
+                    status=1
+                fi
+            fi
+            if [ $oko -eq 1 ]; then
+                if node "$root/bench/ort_bench.js" "$m" "${inputs[@]}" "${opts[@]}" >"$d/ort.json" 2>"$d/ort.err"; then
+                    om+=("$(field_of "$d/ort.json" latency_ms.median)")
+                    ol+=("$(field_of "$d/ort.json" load_ms)")
+                    orr+=("$(field_of "$d/ort.json" peak_rss_mb)")
+                else
+                    oko=0
+                    notes+=("$name: ONNX Runtime fails: $(first_error "$d/ort.err")")
+                    status=1
+                fi
+            fi
+        done
+        kmed="fails"; kload=""; krss=""
+        [ $kiln_bench -eq 1 ] || kmed="—"
+        if [ $kok -eq 1 ]; then
+            kmed=$(median "${km[@]}"); kload=$(ms "$(median "${kl[@]}")"); krss=$(maximum "${kr[@]}")
+        fi
+        omed="fails"; oload=""; orss=""
+        if [ $oko -eq 1 ]; then
+            omed=$(median "${om[@]}"); oload=$(ms "$(median "${ol[@]}")"); orss=$(maximum "${orr[@]}")
+        fi
         ratio="—"
-        case "$km$om" in
-            *fails*|*—*) ;;
-            *) ratio=$(awk -v o="$om" -v k="$km" 'BEGIN { if (k > 0) printf "%.2f", o / k }') ;;
-        esac
-        case $km in fails|—) ;; *) km=$(ms "$km") ;; esac
-        case $om in fails) ;; *) om=$(ms "$om") ;; esac
-        echo "| $name | $t | $km | $om | $ratio |"
+        if [ $kok -eq 1 ] && [ $oko -eq 1 ]; then
+            ratio=$(awk -v o="$omed" -v k="$kmed" 'BEGIN { if (k > 0) printf "%.2f", o / k }')
+            echo "$t $ratio $name" >>"$tmp/ratios"
+        fi
+        case $kmed in fails|—) ;; *) kmed=$(ms "$kmed") ;; esac
+        case $omed in fails) ;; *) omed=$(ms "$omed") ;; esac
+        krss=${krss:+$(printf '%.0f' "$krss")}
+        orss=${orss:+$(printf '%.0f' "$orss")}
+        echo "| $name | $t | $kmed | $omed | $ratio | $kload | $oload | $krss | $orss |"
     done
 done
 
+if [ $check -eq 0 ] && [ -s "$tmp/ratios" ]; then
+    echo
+    for t in ${threads//,/ }; do
+        awk -v t="$t" '$1 == t { n++; s += log($2); if (!n0 || $2 < lo) { lo = $2; who = $3; n0 = 1 } }
+            END { if (n) printf "Threads %s: geometric mean of ORT/kiln over %d models %.2f; smallest %.2f (%s)\n", t, n, exp(s / n), lo, who }' "$tmp/ratios"
+    done
+fi
 if [ ${#notes[@]} -gt 0 ]; then
     echo
     for n in "${notes[@]}"; do echo "- $n"; done

@@ -62,6 +62,11 @@ const char *kiln_status_name(kiln_status st);
  * a header/library mismatch. */
 const char *kiln_version(void);
 
+/* The instruction-set level kiln's CPU kernels run with in this process: "avx512", "avx2" or
+ * "portable" (plain C). The best the CPU supports, unless the environment variable
+ * KILN_CPU_ISA names a lower one (a higher one is capped); chosen once, at the first use. */
+const char *kiln_cpu_isa(void);
+
 /* Element types, numbered as onnx.proto's TensorProto.DataType. */
 typedef enum kiln_dtype {
     KILN_DTYPE_UNDEFINED = 0,

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cpu/features.h"
+#include "kiln.h"
 
 static const char *const isa_names[KILN_ISA_COUNT] = {"portable", "avx2", "avx512"};
 
@@ -53,4 +54,9 @@ enum kiln_isa kiln_isa_active(void)
     if (env && *env && kiln_isa_parse(env, &want) && want < best) a = (int)want;
     atomic_store_explicit(&active, a, memory_order_relaxed);
     return (enum kiln_isa)a;
+}
+
+const char *kiln_cpu_isa(void)
+{
+    return kiln_isa_name(kiln_isa_active());
 }

@@ -11,7 +11,7 @@ expect_ok "$KILN" run --help
 out_has '--output-dir DIR' "kiln run --help"
 
 expect_ok "$KILN" --version
-out_has '^kiln [0-9]+\.[0-9]+\.[0-9]+$' "kiln --version"
+out_has '^kiln [0-9]+\.[0-9]+\.[0-9]+ \(CPU kernels: (avx512|avx2|portable)\)$' "kiln --version"
 
 # No arguments: the overview goes to stderr and the exit status is 2.
 run "$KILN"

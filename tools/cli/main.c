@@ -159,7 +159,8 @@ static const struct command *find_command(const char *name)
 
 static void print_version(void)
 {
-    printf("kiln %d.%d.%d\n", KILN_VERSION_MAJOR, KILN_VERSION_MINOR, KILN_VERSION_PATCH);
+    printf("kiln %d.%d.%d (CPU kernels: %s)\n", KILN_VERSION_MAJOR, KILN_VERSION_MINOR,
+           KILN_VERSION_PATCH, kiln_cpu_isa());
 }
 
 static void print_help(FILE *f)
