@@ -40,6 +40,15 @@ add_test(NAME onnx_conformance
          COMMAND kiln-conformance --data ${KILN_ONNX_TESTS} -j 2
                  --passing ${CMAKE_SOURCE_DIR}/tests/onnx/passing.txt
                  --report ${CMAKE_BINARY_DIR}/conformance.md)
+# The same cases with the CPU kernels forced down to AVX2 and to the portable C path
+# (src/cpu/isa.h): every compiled variant must pass, whatever CPU runs the tests.
+foreach(isa avx2 portable)
+  add_test(NAME onnx_conformance_isa_${isa}
+           COMMAND kiln-conformance --data ${KILN_ONNX_TESTS} -j 2
+                   --passing ${CMAKE_SOURCE_DIR}/tests/onnx/passing.txt
+                   --report ${CMAKE_BINARY_DIR}/conformance_isa_${isa}.md)
+  set_tests_properties(onnx_conformance_isa_${isa} PROPERTIES ENVIRONMENT KILN_CPU_ISA=${isa})
+endforeach()
 # The same cases after a trip through the ONNX writer (save to bytes, load back).
 add_test(NAME onnx_conformance_roundtrip
          COMMAND kiln-conformance --data ${KILN_ONNX_TESTS} -j 2 --roundtrip
