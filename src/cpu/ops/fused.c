@@ -192,10 +192,9 @@ static kiln_status fused_gemm_run(struct kiln_kctx *k)
     return finish(k, &fs->act, (size_t)-1, 3);
 }
 
-/* MatMul has nothing to prepare (gemm.c): only the activation. */
 static kiln_status fused_matmul_prepare(struct kiln_kprep *p)
 {
-    return fused_prepare(p, NULL);
+    return fused_prepare(p, kiln_cpu_matmul_prepare);
 }
 
 static kiln_status fused_matmul_run(struct kiln_kctx *k)

@@ -18,7 +18,8 @@ kiln_status kiln_cpu_conv_prepare(struct kiln_kprep *p); /* conv.c: Conv */
 kiln_status kiln_cpu_conv_run(struct kiln_kctx *k);
 kiln_status kiln_cpu_gemm_prepare(struct kiln_kprep *p); /* gemm.c: Gemm */
 kiln_status kiln_cpu_gemm_run(struct kiln_kctx *k);
-kiln_status kiln_cpu_matmul_run(struct kiln_kctx *k);    /* gemm.c: MatMul (inputs 0, 1) */
+kiln_status kiln_cpu_matmul_prepare(struct kiln_kprep *p); /* gemm.c: MatMul (inputs 0, 1) */
+kiln_status kiln_cpu_matmul_run(struct kiln_kctx *k);
 kiln_status kiln_cpu_layernorm_run(struct kiln_kctx *k); /* norm.c: LayerNormalization-17 */
 kiln_status kiln_cpu_rmsnorm_run(struct kiln_kctx *k);   /* norm.c: RMSNormalization-23 */
 /* nn_extra.c: kiln.Attention (3-D Q/K/V, num_heads, causal; see docs/fused-ops.md), on the

@@ -25,9 +25,11 @@
 
 #include "base/pool.h"
 #include "cpu/broadcast.h"
+#include "cpu/dnnl_matmul.h"
 #include "cpu/ops/fused.h"
 #include "cpu/sgemm.h"
 #include "cpu/tensor_util.h"
+#include "infer/infer.h"
 
 /* ------------------------------------------------------------------ dtype staging */
 
@@ -114,6 +116,54 @@ static void mm_batch_chunk(void *ctx, size_t t0, size_t t1, int worker)
     }
 }
 
+/* ------------------------------------------------------------------ MatMul */
+
+/* What MatMul's prepare makes: the product with B prepacked by oneDNN (dnnl_matmul.h) when B
+ * is a float32 constant [K, N] and A's rows (the product of its leading dims) are known;
+ * NULL otherwise (the run then calls kiln_sgemm, which packs B itself each time). */
+struct matmul_state {
+    struct kiln_dnnl_mm *mm;
+    const void *b; /* the constant it packed: a run with another B takes the general path */
+};
+
+kiln_status kiln_cpu_matmul_prepare(struct kiln_kprep *p)
+{
+    struct matmul_state *st;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *st, (void **)&st));
+    p->state = st;
+    const struct kiln_tensor *b = kiln_kprep_const(p, 1);
+    const struct kiln_vtype *at = p->in[0];
+    if (!b || b->dtype != KILN_DTYPE_F32 || b->rank != 2 || !b->data || !at ||
+        at->type.kind != KILN_TYPE_TENSOR || at->type.elem != KILN_DTYPE_F32 || at->type.rank < 2)
+        return KILN_OK;
+    size_t M = 1;
+    for (int d = 0; d + 1 < at->type.rank; d++) {
+        if (at->type.dims[d].value < 0) return KILN_OK;
+        M *= (size_t)at->type.dims[d].value;
+    }
+    size_t K = (size_t)b->dims[0], N = (size_t)b->dims[1];
+    if (at->type.dims[at->type.rank - 1].value != b->dims[0]) return KILN_OK;
+    KILN_TRY(kiln_dnnl_mm_prepare(p, M, K, N, b->data, N, false, &st->mm));
+    if (st->mm) {
+        st->b = b->data;
+        p->kernel = "onednn-packed";
+        p->chosen = 1;
+    }
+    return KILN_OK;
+}
+
+/* Y = A * B through the prepacked product when the run's operands are the prepared ones. */
+static bool matmul_packed(struct kiln_kctx *k, const struct kiln_tensor *a, const struct kiln_tensor *b,
+                          struct kiln_tensor *y)
+{
+    const struct matmul_state *st = k->state;
+    if (!st || !st->mm || b->data != st->b || a->dtype != KILN_DTYPE_F32 || a->rank < 2) return false;
+    size_t M, K, N;
+    kiln_dnnl_mm_dims(st->mm, &M, &K, &N);
+    if (kiln_tensor_numel(a) != M * K || (size_t)a->dims[a->rank - 1] != K) return false;
+    return kiln_dnnl_mm_run(st->mm, k->pool, a->data, y->data);
+}
+
 kiln_status kiln_cpu_matmul_run(struct kiln_kctx *k)
 {
     const struct kiln_tensor *a, *b;
@@ -169,6 +219,7 @@ kiln_status kiln_cpu_matmul_run(struct kiln_kctx *k)
     for (int d = 0; d < br; d++) batch *= (size_t)bdims[d];
     size_t um = (size_t)M, un = (size_t)N, uk = (size_t)K;
     if (batch == 0 || um == 0 || un == 0) return KILN_OK;
+    if (matmul_packed(k, a, b, y)) return KILN_OK;
 
     /* Element strides of each operand's batch dims (0 where broadcast). */
     size_t sa_[KILN_MAX_RANK] = {0}, sb_[KILN_MAX_RANK] = {0};
@@ -243,6 +294,10 @@ struct gemm_state {
      * NULL otherwise. bdims: the constant's dims, which the run's B must have to use it. */
     const float *bt;
     int64_t bdims[2];
+    /* op(B) prepacked by oneDNN (dnnl_matmul.h) when also transA is 0, alpha is 1 and A's
+     * shape is known; b is the constant it packed. */
+    struct kiln_dnnl_mm *mm;
+    const void *b;
 };
 
 static void gemm_decode(struct kiln_kctx *k, struct gemm_state *st)
@@ -266,6 +321,27 @@ static void transpose_f32(const float *src, size_t N, size_t K, float *dst)
         }
 }
 
+/* The oneDNN-packed op(B) of a Gemm with a float32 constant B (any transB), transA 0 and
+ * alpha 1, when A's rows are known. */
+static kiln_status gemm_prepare_packed(struct kiln_kprep *p, struct gemm_state *st,
+                                       const struct kiln_tensor *b)
+{
+    const struct kiln_vtype *at = p->in[0];
+    if (st->tA || st->alpha != 1.0f || !at || at->type.kind != KILN_TYPE_TENSOR ||
+        at->type.elem != KILN_DTYPE_F32 || at->type.rank != 2 || at->type.dims[0].value < 1)
+        return KILN_OK;
+    size_t M = (size_t)at->type.dims[0].value;
+    size_t K = (size_t)(st->tB ? b->dims[1] : b->dims[0]), N = (size_t)(st->tB ? b->dims[0] : b->dims[1]);
+    if (at->type.dims[1].value != (int64_t)K) return KILN_OK;
+    KILN_TRY(kiln_dnnl_mm_prepare(p, M, K, N, b->data, (size_t)b->dims[1], st->tB, &st->mm));
+    if (st->mm) {
+        st->b = b->data;
+        p->kernel = "onednn-packed";
+        p->chosen = 1;
+    }
+    return KILN_OK;
+}
+
 /* Gemm's prepare (FusedGemm's too): the attributes, and B^T when B is a float32 constant
  * with transB. */
 kiln_status kiln_cpu_gemm_prepare(struct kiln_kprep *p)
@@ -275,7 +351,8 @@ kiln_status kiln_cpu_gemm_prepare(struct kiln_kprep *p)
     gemm_decode(&p->kc, st);
     p->state = st;
     const struct kiln_tensor *b = kiln_kprep_const(p, 1);
-    if (!st->tB || !b || b->dtype != KILN_DTYPE_F32 || b->rank != 2 || !b->data) return KILN_OK;
+    if (!b || b->dtype != KILN_DTYPE_F32 || b->rank != 2 || !b->data) return KILN_OK;
+    if (!st->tB) return gemm_prepare_packed(p, st, b);
     size_t N = (size_t)b->dims[0], K = (size_t)b->dims[1], bytes;
     if (N == 0 || K == 0 || !kiln_mul_size(N, K, &bytes) ||
         !kiln_mul_size(bytes, sizeof(float), &bytes))
@@ -287,7 +364,7 @@ kiln_status kiln_cpu_gemm_prepare(struct kiln_kprep *p)
     st->bt = data;
     st->bdims[0] = b->dims[0];
     st->bdims[1] = b->dims[1];
-    return KILN_OK;
+    return gemm_prepare_packed(p, st, b);
 }
 
 kiln_status kiln_cpu_gemm_run(struct kiln_kctx *k)
@@ -344,6 +421,17 @@ kiln_status kiln_cpu_gemm_run(struct kiln_kctx *k)
         cs_r = cr == 1 ? 0 : (size_t)cc;
     }
 
+    if (st->mm && a->dtype == KILN_DTYPE_F32 && b->data == st->b && !tA && alpha == 1.0f) {
+        size_t pm, pk, pn;
+        kiln_dnnl_mm_dims(st->mm, &pm, &pk, &pn);
+        float *yf = y->data;
+        const float *cf = c ? c->data : NULL;
+        if (pm == um && pk == uk && pn == un && kiln_dnnl_mm_run(st->mm, k->pool, a->data, yf)) {
+            for (size_t i = 0; i < um && c; i++) /* + beta * C, as sgemm's beta 1 adds it */
+                for (size_t j = 0; j < un; j++) yf[i * un + j] += beta * cf[i * cs_r + j * cs_c];
+            return KILN_OK;
+        }
+    }
     if (f32path || a->dtype == KILN_DTYPE_F64) {
         const float *af = NULL, *bf = NULL, *cf = NULL;
         float *yf = NULL;
@@ -387,7 +475,7 @@ kiln_status kiln_cpu_gemm_run(struct kiln_kctx *k)
 }
 
 const struct kiln_cpu_op kiln_cpu_ops_gemm[] = {
-    {"MatMul", "", 1, 0, kiln_cpu_matmul_run, NULL, 0},
+    {"MatMul", "", 1, 0, kiln_cpu_matmul_run, kiln_cpu_matmul_prepare, 0},
     {"Gemm", "", 1, 0, kiln_cpu_gemm_run, kiln_cpu_gemm_prepare, 0},
     {0},
 };

@@ -1,0 +1,189 @@
+/* dnnl_matmul.c: products with a constant B prepacked by oneDNN's matmul primitive
+ * (dnnl_matmul.h). */
+#include "cpu/dnnl_matmul.h"
+
+#include <string.h>
+
+#include "cpu/isa.h"
+#include "cpu/kernel.h"
+
+#ifdef KILN_HAVE_DNNL
+#include "cpu/dnnl_util.h"
+
+#define MM_MAX_SLICES 16
+
+struct mm_slice {
+    size_t n0, n1;
+    dnnl_primitive_t prim;
+    dnnl_memory_desc_t a_md, w_md, c_md;
+    void *w;
+};
+
+struct kiln_dnnl_mm {
+    size_t M, K, N;
+    int n;
+    struct mm_slice sl[MM_MAX_SLICES];
+};
+
+static void mm_free(void *arg)
+{
+    struct kiln_dnnl_mm *mm = arg;
+    for (int i = 0; i < mm->n; i++)
+        if (mm->sl[i].prim) dnnl_primitive_destroy(mm->sl[i].prim);
+}
+
+/* Reorders the slice's columns of op(B) into w_md's format. */
+static bool pack(struct kiln_kprep *p, dnnl_engine_t eng, struct mm_slice *s, const float *B,
+                 size_t K, size_t ldb, bool transB)
+{
+    size_t nt = s->n1 - s->n0;
+    dnnl_dims_t d = {(dnnl_dim_t)K, (dnnl_dim_t)nt};
+    dnnl_dims_t str = {transB ? 1 : (dnnl_dim_t)ldb, transB ? (dnnl_dim_t)ldb : 1};
+    const float *src = transB ? B + s->n0 * ldb : B + s->n0;
+    dnnl_memory_desc_t plain;
+    if (dnnl_memory_desc_init_by_strides(&plain, 2, d, dnnl_f32, str)) return false;
+    size_t bytes = dnnl_memory_desc_get_size(&s->w_md);
+    if (kiln_kprep_alloc(p, bytes ? bytes : 1, &s->w) != KILN_OK) return false;
+    dnnl_memory_t ms = NULL, md = NULL;
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_primitive_t r = NULL;
+    dnnl_stream_t st = kiln_dnnl_stream();
+    bool ok = st && dnnl_memory_create(&ms, &plain, eng, (void *)src) == dnnl_success &&
+              dnnl_memory_create(&md, &s->w_md, eng, s->w) == dnnl_success &&
+              dnnl_reorder_primitive_desc_create(&rpd, &plain, eng, &s->w_md, eng, NULL) == dnnl_success &&
+              dnnl_primitive_create(&r, rpd) == dnnl_success;
+    if (ok) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, ms}, {DNNL_ARG_TO, md}};
+        int prev = kiln_dnnl_threads_begin();
+        ok = dnnl_primitive_execute(r, st, 2, args) == dnnl_success && dnnl_stream_wait(st) == dnnl_success;
+        kiln_dnnl_threads_end(prev);
+    }
+    if (r) dnnl_primitive_destroy(r);
+    if (rpd) dnnl_primitive_desc_destroy(rpd);
+    if (ms) dnnl_memory_destroy(ms);
+    if (md) dnnl_memory_destroy(md);
+    return ok;
+}
+
+static bool make_slice(struct kiln_kprep *p, dnnl_engine_t eng, struct kiln_dnnl_mm *mm,
+                       struct mm_slice *s, const float *B, size_t ldb, bool transB)
+{
+    size_t nt = s->n1 - s->n0;
+    dnnl_dims_t ad = {(dnnl_dim_t)mm->M, (dnnl_dim_t)mm->K}, as = {(dnnl_dim_t)mm->K, 1};
+    dnnl_dims_t wd = {(dnnl_dim_t)mm->K, (dnnl_dim_t)nt};
+    dnnl_dims_t cd = {(dnnl_dim_t)mm->M, (dnnl_dim_t)nt}, cs = {(dnnl_dim_t)mm->N, 1};
+    dnnl_memory_desc_t wany;
+    if (dnnl_memory_desc_init_by_strides(&s->a_md, 2, ad, dnnl_f32, as) ||
+        dnnl_memory_desc_init_by_strides(&s->c_md, 2, cd, dnnl_f32, cs) ||
+        dnnl_memory_desc_init_by_tag(&wany, 2, wd, dnnl_f32, dnnl_format_tag_any))
+        return false;
+    dnnl_matmul_desc_t md;
+    if (dnnl_matmul_desc_init(&md, &s->a_md, &wany, NULL, &s->c_md)) return false;
+    dnnl_primitive_desc_t pd = NULL;
+    if (dnnl_primitive_desc_create(&pd, &md, NULL, eng, NULL)) return false;
+    const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    bool ok = wq != NULL;
+    if (ok) s->w_md = *wq;
+    ok = ok && dnnl_primitive_create(&s->prim, pd) == dnnl_success;
+    dnnl_primitive_desc_destroy(pd);
+    return ok && pack(p, eng, s, B, mm->K, ldb, transB);
+}
+
+kiln_status kiln_dnnl_mm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_t N, const float *B,
+                                 size_t ldb, bool transB, struct kiln_dnnl_mm **out)
+{
+    *out = NULL;
+    dnnl_engine_t eng;
+    if (!M || !K || !N || !B || kiln_isa_active() < KILN_ISA_AVX2 || !(eng = kiln_dnnl_engine()))
+        return KILN_OK;
+    struct kiln_dnnl_mm *mm;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *mm, (void **)&mm));
+    mm->M = M, mm->K = K, mm->N = N;
+    /* Slices: one per thread, whole 16-column tiles, at least ~1 MFLOP each. */
+    size_t t = p->threads < 1 ? 1 : (size_t)p->threads;
+    if (t > MM_MAX_SLICES) t = MM_MAX_SLICES;
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    while (t > 1 && (N / t < 16 || flops / (double)t < 1e6)) t--;
+    size_t per = (N + t - 1) / t;
+    if (t > 1) per = (per + 15) / 16 * 16;
+    for (size_t n0 = 0; n0 < N && mm->n < MM_MAX_SLICES; n0 += per) {
+        struct mm_slice *s = &mm->sl[mm->n++];
+        s->n0 = n0;
+        s->n1 = n0 + per < N ? n0 + per : N;
+        if (!make_slice(p, eng, mm, s, B, ldb, transB)) {
+            mm_free(mm);
+            return KILN_OK; /* oneDNN declined: the caller keeps its sgemm */
+        }
+    }
+    KILN_TRY(kiln_kprep_on_free(p, mm_free, mm));
+    *out = mm;
+    return KILN_OK;
+}
+
+struct mm_job {
+    const struct kiln_dnnl_mm *mm;
+    const float *A;
+    float *C;
+    bool failed[MM_MAX_SLICES];
+};
+
+static void mm_chunk(void *ctx, size_t i0, size_t i1, int worker)
+{
+    (void)worker;
+    struct mm_job *j = ctx;
+    dnnl_engine_t eng = kiln_dnnl_engine();
+    dnnl_stream_t st = kiln_dnnl_stream();
+    int prev = kiln_dnnl_threads_begin();
+    for (size_t i = i0; i < i1; i++) {
+        const struct mm_slice *s = &j->mm->sl[i];
+        dnnl_memory_t ma = NULL, mw = NULL, mc = NULL;
+        bool ok = st && dnnl_memory_create(&ma, &s->a_md, eng, (void *)j->A) == dnnl_success &&
+                  dnnl_memory_create(&mw, &s->w_md, eng, s->w) == dnnl_success &&
+                  dnnl_memory_create(&mc, &s->c_md, eng, j->C + s->n0) == dnnl_success;
+        if (ok) {
+            dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, mc}};
+            ok = dnnl_primitive_execute(s->prim, st, 3, args) == dnnl_success &&
+                 dnnl_stream_wait(st) == dnnl_success;
+        }
+        if (ma) dnnl_memory_destroy(ma);
+        if (mw) dnnl_memory_destroy(mw);
+        if (mc) dnnl_memory_destroy(mc);
+        j->failed[i] = !ok;
+    }
+    kiln_dnnl_threads_end(prev);
+}
+
+bool kiln_dnnl_mm_run(const struct kiln_dnnl_mm *mm, struct kiln_pool *pool, const float *A, float *C)
+{
+    struct mm_job j = {mm, A, C, {0}};
+    kiln_pool_for(pool, (size_t)mm->n, 1, mm_chunk, &j);
+    for (int i = 0; i < mm->n; i++)
+        if (j.failed[i]) return false;
+    return true;
+}
+
+void kiln_dnnl_mm_dims(const struct kiln_dnnl_mm *mm, size_t *M, size_t *K, size_t *N)
+{
+    *M = mm->M, *K = mm->K, *N = mm->N;
+}
+#else
+kiln_status kiln_dnnl_mm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_t N, const float *B,
+                                 size_t ldb, bool transB, struct kiln_dnnl_mm **out)
+{
+    (void)p, (void)M, (void)K, (void)N, (void)B, (void)ldb, (void)transB;
+    *out = NULL;
+    return KILN_OK;
+}
+
+bool kiln_dnnl_mm_run(const struct kiln_dnnl_mm *mm, struct kiln_pool *pool, const float *A, float *C)
+{
+    (void)mm, (void)pool, (void)A, (void)C;
+    return false;
+}
+
+void kiln_dnnl_mm_dims(const struct kiln_dnnl_mm *mm, size_t *M, size_t *K, size_t *N)
+{
+    (void)mm;
+    *M = *K = *N = 0;
+}
+#endif
