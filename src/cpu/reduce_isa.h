@@ -4,8 +4,9 @@
  *
  * Reduction folds take float32 or float64 input and accumulate in double. A row fold folds
  * x[0..n) into one accumulator; a column fold updates acc[j] for each j < n. Every fold has a
- * fixed association order (32 independent lanes combined pairwise), written in plain C, so
- * every variant gives bit-identical results and the order depends on nothing but n.
+ * fixed association order (32 independent lanes combined pairwise), written in plain C: the
+ * order depends on nothing but n (a variant with FMA may fuse x*x + acc, so variants agree
+ * to rounding, not always to the bit; one variant is always bit-reproducible).
  *
  * Sum error (row folds): each lane adds at most ceil(n/32) terms and the lanes combine in 5
  * levels, so |computed - exact| <= (n/32 + 6) * 2^-53 * sum |x_i|; the caller's final rounding

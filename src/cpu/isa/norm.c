@@ -1,6 +1,7 @@
 /* src/cpu/isa/norm.c: the normalizations' row statistics and elementwise passes (contract
  * in cpu/reduce_isa.h), in double as the kernels always computed them. Lanes as in
- * cpu/isa/reduce.c: fixed order, so every variant gives the same bits. */
+ * cpu/isa/reduce.c: fixed order (variants with FMA may fuse
+ * multiply-adds, so they agree to rounding, not always to the bit). */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("O3", "no-trapping-math")
 #endif

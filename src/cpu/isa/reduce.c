@@ -4,7 +4,7 @@
  * Row folds keep 32 independent double lanes (lane l takes elements j with j % 32 == l, in
  * order) and combine them pairwise, then fold the tail in order: a fixed order, so gcc's
  * SLP vectorization of the lane loop (no reassociation needed) gives the same bits on every
- * instruction set. MAX/MIN keep float lanes for float input (exact) and let a NaN stick.
+ * instruction set (up to FMA fusion of SQSUM). MAX/MIN keep float lanes for float input (exact) and let a NaN stick.
  */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("O3", "no-trapping-math")

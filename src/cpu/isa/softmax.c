@@ -1,6 +1,6 @@
 /* src/cpu/isa/softmax.c: the Softmax/LogSoftmax row passes (contract in cpu/reduce_isa.h):
- * max, exp + sum, scale. Lanes as in cpu/isa/reduce.c: fixed order, so every variant gives
- * the same bits; the exp is vmath's core (<= 2 ulp). */
+ * max, exp + sum, scale. Lanes as in cpu/isa/reduce.c: fixed order (variants with FMA may
+ * fuse multiply-adds, so they agree to rounding); the exp is vmath's core (<= 2 ulp). */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("O3", "no-trapping-math")
 #endif
