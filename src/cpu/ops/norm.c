@@ -21,7 +21,9 @@
  *   ratio > 0 draws from a xorshift generator seeded by `seed` (outputs are not expected
  *   to match other runtimes bit for bit; the spec leaves the generator open).
  *
- * Statistics accumulate in double; inputs other than float32 are staged through float32.
+ * Statistics accumulate in double; inputs other than float32 are staged through float32. The
+ * per-row statistics and elementwise passes of Batch/Instance/Layer/Group/RMS normalization
+ * are vectorized (cpu/isa/norm.c, still in double) and rows are split over threads.
  *
  * Prepared kernels (cpu/kernel.h): prepare decodes each op's attributes into its own struct
  * (refusing LRN size < 1 and LpNormalization p other than 1 or 2 there); run reads it as
@@ -40,6 +42,7 @@
 
 #include "base/pool.h"
 #include "cpu/ops/fused.h"
+#include "cpu/reduce_isa.h"
 #include "cpu/tensor_util.h"
 
 /* Checks X's dtype and returns it staged. */
@@ -134,18 +137,21 @@ static kiln_status bcast_map(struct kiln_kctx *k, const struct kiln_tensor *p, i
     return KILN_OK;
 }
 
-/* Mean and population variance of n floats (two-pass, double). */
-static void stats(const float *x, size_t n, size_t stride, double *mean, double *var)
+/* Mean and population variance of n contiguous floats (two passes in double, vectorized:
+ * cpu/isa/norm.c); 0 and 0 for n == 0. */
+static void stats(const float *x, size_t n, double *mean, double *var)
 {
-    double s = 0, q = 0;
-    for (size_t i = 0; i < n; i++) s += x[i * stride];
-    double m = n ? s / (double)n : 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = x[i * stride] - m;
-        q += d * d;
+    if (!n) {
+        *mean = *var = 0;
+        return;
     }
-    *mean = m;
-    *var = n ? q / (double)n : 0;
+    KILN_ISA_DISPATCH(kiln_norm_stats_f32_isa, (x, n, mean, var));
+}
+
+/* y[i] = (float)(a * x[i] + c) for i < n, vectorized. */
+static void affine(const float *x, float *y, size_t n, double a, double c)
+{
+    KILN_ISA_DISPATCH(kiln_norm_affine_f32_isa, (x, y, n, a, c));
 }
 
 /* Rows (or planes) of `elems` elements each are split over the session's threads in chunks
@@ -177,7 +183,7 @@ static void bn_chunk(void *ctx, size_t begin, size_t end, int worker)
         double a = j->s[c] / sqrt(j->v[c] + j->eps), off = j->b[c] - a * j->m[c];
         const float *xp = j->x + p * j->inner;
         float *yp = j->y + p * j->inner;
-        for (size_t i = 0; i < j->inner; i++) yp[i] = (float)(a * xp[i] + off);
+        affine(xp, yp, j->inner, a, off);
     }
 }
 
@@ -296,9 +302,9 @@ static void in_chunk(void *ctx, size_t begin, size_t end, int worker)
         const float *xp = j->x + p * j->plane;
         float *yp = j->y + p * j->plane;
         double mu, var;
-        stats(xp, j->plane, 1, &mu, &var);
+        stats(xp, j->plane, &mu, &var);
         double a = j->s[c] / sqrt(var + j->eps), off = j->b[c] - a * mu;
-        for (size_t i = 0; i < j->plane; i++) yp[i] = (float)(a * xp[i] + off);
+        affine(xp, yp, j->plane, a, off);
     }
 }
 
@@ -354,6 +360,7 @@ struct ln_job {
     double eps;
     size_t D;
     bool rms;
+    bool dense; /* Scale (and B) hold D elements each: element i is parameter i */
 };
 
 static void ln_chunk(void *ctx, size_t begin, size_t end, int worker)
@@ -366,13 +373,18 @@ static void ln_chunk(void *ctx, size_t begin, size_t end, int worker)
         float *yp = j->y + o * D;
         double mu = 0, var;
         if (j->rms) {
-            double q = 0;
-            for (size_t i = 0; i < D; i++) q += (double)xp[i] * xp[i];
-            var = D ? q / (double)D : 0;
+            var = D ? KILN_ISA_SELECT(kiln_norm_meansq_f32_isa)(xp, D) : 0;
         } else {
-            stats(xp, D, 1, &mu, &var);
+            stats(xp, D, &mu, &var);
         }
         double inv = 1.0 / sqrt(var + j->eps);
+        if (j->dense) {
+            /* Scale and B cover the whole row: no broadcast maps. */
+            KILN_ISA_DISPATCH(kiln_norm_apply_f32_isa, (xp, yp, D, mu, inv, j->sf, j->bf));
+            if (j->tm) kiln_tensor_set_f64(j->tm, o, mu);
+            if (j->ti) kiln_tensor_set_f64(j->ti, o, inv);
+            continue;
+        }
         for (size_t i = 0; i < D; i++) {
             double v = (xp[i] - mu) * inv * j->sf[j->smap[i]];
             if (j->bf) v += j->bf[j->bmap[i]];
@@ -431,7 +443,8 @@ static kiln_status layernorm_common(struct kiln_kctx *k, const struct ln_state *
                          : KILN_DTYPE_F32;
     if (!rms && kiln_out_wanted(k, 1)) KILN_TRY(kiln_out_tensor(k, 1, sdt, x->rank, sdims, &tm));
     if (!rms && kiln_out_wanted(k, 2)) KILN_TRY(kiln_out_tensor(k, 2, sdt, x->rank, sdims, &ti));
-    struct ln_job j = {xf, yf, sf, bf, smap, bmap, tm, ti, eps, D, rms};
+    const bool dense = kiln_tensor_numel(sc) == D && (!bi || kiln_tensor_numel(bi) == D);
+    struct ln_job j = {xf, yf, sf, bf, smap, bmap, tm, ti, eps, D, rms, dense};
     kiln_pool_for(k->pool, outer, grain_of(D), ln_chunk, &j);
     kiln_unstage_f32(y, yf);
     return KILN_OK;
@@ -488,14 +501,14 @@ static void gn_chunk(void *ctx, size_t begin, size_t end, int worker)
     for (size_t ng = begin; ng < end; ng++) {
         size_t g = ng % j->G, base = ng * cpg * plane;
         double mu, var;
-        stats(j->x + base, cpg * plane, 1, &mu, &var);
+        stats(j->x + base, cpg * plane, &mu, &var);
         double inv = 1.0 / sqrt(var + j->eps);
         for (size_t c = 0; c < cpg; c++) {
             size_t pi = j->per_group ? g : g * cpg + c;
             double a = j->s[pi] * inv, off = j->b[pi] - a * mu;
             const float *xp = j->x + base + c * plane;
             float *yp = j->y + base + c * plane;
-            for (size_t i = 0; i < plane; i++) yp[i] = (float)(a * xp[i] + off);
+            affine(xp, yp, plane, a, off);
         }
     }
 }

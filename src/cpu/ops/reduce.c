@@ -11,16 +11,18 @@
  * -inf/+inf (or the integer type's min/max) for ReduceMax/ReduceMin, -inf for
  * ReduceLogSum/ReduceLogSumExp, NaN for ReduceMean (0/0, as numpy gives).
  *
- * Floats (float16/bfloat16 included) accumulate in double. Integers accumulate in 64 bits:
- * sums and products wrap modulo 2^64 before the cast back to the tensor's type (never
- * signed overflow), max/min compare as signed or unsigned as the type is; ReduceL2,
- * ReduceLogSum and ReduceLogSumExp of integers are computed in double and truncated, as the
- * reference's astype does. NaN propagates through ReduceMax/ReduceMin as numpy does.
+ * Floats (float16/bfloat16 included) accumulate in double, float32 and float64 straight from
+ * the tensor (cpu/isa/reduce.c: sums carry at most (n/32 + 6) * 2^-53 * sum |x| of error
+ * before the final rounding, cpu/reduce_isa.h), the others converted a block at a time.
+ * Integers accumulate in 64 bits: sums and products wrap modulo 2^64 before the cast back to
+ * the tensor's type (never signed overflow), max/min compare as signed or unsigned as the
+ * type is; ReduceL2, ReduceLogSum and ReduceLogSumExp of integers are computed in double and
+ * truncated, as the reference's astype does. NaN propagates through ReduceMax/ReduceMin as
+ * numpy does.
  *
- * The reduction walks the input once in memory order. Size-1 dims are dropped and adjacent
- * dims with the same reduced/kept status are merged, so the inner loop runs over the
- * longest contiguous stretch that either folds into one accumulator or adds elementwise
- * to a row of them.
+ * The input is never copied nor converted whole: see the reduction engine below for how it
+ * is walked (row folds, column folds, stride iterator) and split over threads (results do
+ * not depend on the thread count).
  *
  * Prepare decodes the attributes (keepdims, axes, noop_with_empty_axes; axis and
  * select_last_index for ArgMax/ArgMin) once; axes are checked against the input's rank at
@@ -30,6 +32,7 @@
 #include <string.h>
 
 #include "base/pool.h"
+#include "cpu/reduce_isa.h"
 #include "cpu/tensor_util.h"
 
 /* Smallest and largest value of an integer/bool dtype, as int64 (uint64's max is stored
@@ -51,17 +54,44 @@ static void int_limits(kiln_dtype dt, int64_t *lo, int64_t *hi)
 
 /* ------------------------------------------------------------------ reduction engine */
 
-enum red_kind { K_ADD, K_MUL, K_MAX, K_MIN, K_ADDEXP };
+/* How the input folds: after dropping size-1 dims and merging neighbours of the same status,
+ * the innermost merged dim (s elements, contiguous) is either reduced (case 1: each output
+ * folds rows of s contiguous elements, `row` folds) or kept (case 2: a block of up to RED_CB
+ * outputs folds one segment of each reduced row, `column` folds). The other dims are walked
+ * with a stride iterator: kept ones (ksize/kstride) pick the output group, reduced ones
+ * (rsize/rstride) the rows folded into it.
+ *
+ * Each group's reduction is split into chunks of RED_CH elements (case 1) or of rows worth
+ * about RED_CH elements (case 2); chunks fold into partial accumulators that are then
+ * combined in chunk order. The chunking depends only on the shapes, and every (group, chunk)
+ * unit is computed alone, so splitting the units over threads never changes a result. With
+ * one chunk per group (the usual case) a unit folds, finishes and stores its outputs at once
+ * with no partials array; with more, the partials take one accumulator per chunk per output,
+ * at most 1/1024 of the input's elements. The input is never copied: float32 and float64 are
+ * folded in place (cpu/isa/reduce.c), other types are converted RED_CB elements at a time
+ * into the unit's stack buffer. */
+#define RED_CH ((size_t)1 << 18)
+#define RED_CB 256
 
-/* The input's shape after dropping size-1 dims and merging neighbours of the same status.
- * ostride[d] is the output stride of dim d (0 for reduced dims). nd >= 1. */
-struct red_iter {
-    int nd;
-    size_t size[KILN_MAX_RANK];
-    size_t ostride[KILN_MAX_RANK];
+enum red_acc { ACC_F, ACC_I, ACC_U }; /* double; int64 wrapping, compared signed / unsigned */
+
+struct red_plan {
+    int nk, nr;
+    size_t ksize[KILN_MAX_RANK], kstride[KILN_MAX_RANK];
+    size_t rsize[KILN_MAX_RANK], rstride[KILN_MAX_RANK];
+    bool inner_red;
+    size_t s;      /* the innermost merged dim */
+    size_t rows;   /* product of rsize */
+    size_t width;  /* accumulators per group: 1 (case 1), min(s, RED_CB) (case 2) */
+    size_t nblk;   /* column blocks per kept position: 1 (case 1), ceil(s / RED_CB) */
+    size_t groups; /* product of ksize, times nblk */
+    size_t chunk;  /* elements (case 1) or rows (case 2) per chunk */
+    size_t nchunk; /* chunks per group, >= 1 */
 };
 
-static void red_iter_init(struct red_iter *it, int rank, const int64_t *dims, const bool *reduced)
+static size_t ceil_div(size_t a, size_t b) { return a / b + (a % b != 0); }
+
+static void red_plan_init(struct red_plan *pl, int rank, const int64_t *dims, const bool *reduced)
 {
     size_t size[KILN_MAX_RANK];
     bool red[KILN_MAX_RANK];
@@ -81,149 +111,351 @@ static void red_iter_init(struct red_iter *it, int rank, const int64_t *dims, co
         red[0] = false;
         nd = 1;
     }
-    size_t os = 1;
+    size_t stride[KILN_MAX_RANK], st = 1;
     for (int d = nd - 1; d >= 0; d--) {
-        it->size[d] = size[d];
-        it->ostride[d] = red[d] ? 0 : os;
-        if (!red[d]) os *= size[d];
+        stride[d] = st;
+        st *= size[d];
     }
-    it->nd = nd;
+    memset(pl, 0, sizeof *pl);
+    pl->s = size[nd - 1];
+    pl->inner_red = red[nd - 1];
+    pl->rows = 1;
+    size_t kept = 1;
+    for (int d = 0; d < nd - 1; d++) {
+        if (red[d]) {
+            pl->rsize[pl->nr] = size[d];
+            pl->rstride[pl->nr++] = stride[d];
+            pl->rows *= size[d];
+        } else {
+            pl->ksize[pl->nk] = size[d];
+            pl->kstride[pl->nk++] = stride[d];
+            kept *= size[d];
+        }
+    }
+    if (pl->inner_red) {
+        pl->width = 1;
+        pl->nblk = 1;
+        pl->chunk = RED_CH;
+        pl->nchunk = pl->rows * pl->s > RED_CH ? ceil_div(pl->rows * pl->s, RED_CH) : 1;
+    } else {
+        pl->width = pl->s < RED_CB ? pl->s : RED_CB;
+        pl->nblk = ceil_div(pl->s, RED_CB);
+        pl->chunk = RED_CH / pl->width;
+        pl->nchunk = pl->rows > pl->chunk ? ceil_div(pl->rows, pl->chunk) : 1;
+    }
+    pl->groups = kept * pl->nblk;
 }
 
-/* Folds x (the whole input, in memory order) into acc (one slot per output element,
- * pre-filled with the identity). K_ADDEXP adds exp(x - ref[o]) and exists for double only.
- * The input must be non-empty. */
-#define DEFINE_RED(NAME, T, ISNAN, GT, LT)                                                     \
-    static void NAME(const T *x, T *acc, const T *ref, const struct red_iter *it,               \
-                     enum red_kind kind)                                                        \
-    {                                                                                           \
-        size_t idx[KILN_MAX_RANK] = {0};                                                        \
-        const int nd = it->nd;                                                                  \
-        const size_t s = it->size[nd - 1];                                                      \
-        const bool along = it->ostride[nd - 1] == 0;                                            \
-        size_t i = 0, o = 0;                                                                    \
-        for (;;) {                                                                              \
-            const T *xs = x + i;                                                                \
-            T *a = acc + o;                                                                     \
-            switch (kind) {                                                                     \
-            case K_ADD:                                                                         \
-                if (along) {                                                                    \
-                    T t = *a;                                                                   \
-                    for (size_t j = 0; j < s; j++) t += xs[j];                                  \
-                    *a = t;                                                                     \
-                } else {                                                                        \
-                    for (size_t j = 0; j < s; j++) a[j] += xs[j];                               \
-                }                                                                               \
-                break;                                                                          \
-            case K_MUL:                                                                         \
-                if (along) {                                                                    \
-                    T t = *a;                                                                   \
-                    for (size_t j = 0; j < s; j++) t *= xs[j];                                  \
-                    *a = t;                                                                     \
-                } else {                                                                        \
-                    for (size_t j = 0; j < s; j++) a[j] *= xs[j];                               \
-                }                                                                               \
-                break;                                                                          \
-            case K_MAX:                                                                         \
-                if (along) {                                                                    \
-                    T t = *a;                                                                   \
-                    for (size_t j = 0; j < s; j++)                                              \
-                        if (GT(xs[j], t) || ISNAN(xs[j])) t = xs[j];                            \
-                    *a = t;                                                                     \
-                } else {                                                                        \
-                    for (size_t j = 0; j < s; j++)                                              \
-                        if (GT(xs[j], a[j]) || ISNAN(xs[j])) a[j] = xs[j];                      \
-                }                                                                               \
-                break;                                                                          \
-            case K_MIN:                                                                         \
-                if (along) {                                                                    \
-                    T t = *a;                                                                   \
-                    for (size_t j = 0; j < s; j++)                                              \
-                        if (LT(xs[j], t) || ISNAN(xs[j])) t = xs[j];                            \
-                    *a = t;                                                                     \
-                } else {                                                                        \
-                    for (size_t j = 0; j < s; j++)                                              \
-                        if (LT(xs[j], a[j]) || ISNAN(xs[j])) a[j] = xs[j];                      \
-                }                                                                               \
-                break;                                                                          \
-            case K_ADDEXP:                                                                      \
-                if (along) {                                                                    \
-                    double t = (double)*a, r = (double)ref[o];                                  \
-                    for (size_t j = 0; j < s; j++) t += exp((double)xs[j] - r);                 \
-                    *a = (T)t;                                                                  \
-                } else {                                                                        \
-                    for (size_t j = 0; j < s; j++)                                              \
-                        a[j] = (T)((double)a[j] + exp((double)xs[j] - (double)ref[o + j]));    \
-                }                                                                               \
-                break;                                                                          \
-            }                                                                                   \
-            i += s;                                                                             \
-            int d = nd - 2;                                                                     \
-            for (; d >= 0; d--) {                                                               \
-                o += it->ostride[d];                                                            \
-                if (++idx[d] < it->size[d]) break;                                              \
-                o -= it->ostride[d] * it->size[d];                                              \
-                idx[d] = 0;                                                                     \
-            }                                                                                   \
-            if (d < 0) break;                                                                   \
-        }                                                                                       \
+/* Input offset of kept position kp (row-major over ksize). */
+static size_t kept_offset(const struct red_plan *pl, size_t kp)
+{
+    size_t off = 0;
+    for (int d = pl->nk - 1; d >= 0; d--) {
+        off += (kp % pl->ksize[d]) * pl->kstride[d];
+        kp /= pl->ksize[d];
     }
+    return off;
+}
 
-#define RED_GT(a, b) ((a) > (b))
-#define RED_LT(a, b) ((a) < (b))
-#define RED_NAN_F(v) isnan(v)
-#define RED_NAN_NONE(v) 0
-
-DEFINE_RED(red_f64, double, RED_NAN_F, RED_GT, RED_LT)
-DEFINE_RED(red_i64, int64_t, RED_NAN_NONE, RED_GT, RED_LT)
-DEFINE_RED(red_u64, uint64_t, RED_NAN_NONE, RED_GT, RED_LT)
-
-/* Splitting a reduction over the session's threads: when the outermost (merged) dim is
- * kept, its slices fold into disjoint output elements, each in the same order as one pass,
- * so chunks of it run independently (>= ~16K input elements a chunk) with bit-identical
- * results. Otherwise (outermost dim reduced, or a single dim) the fold runs inline. */
-struct red_job {
-    const void *x;
-    void *acc;
-    const void *ref;
-    const struct red_iter *it;
-    size_t slice; /* input elements per index of dim 0 */
-    enum red_kind kind;
-    int type; /* 0: double, 1: int64, 2: uint64 */
+/* A position in the reduced rows: index per reduced dim and the input offset. */
+struct row_it {
+    size_t idx[KILN_MAX_RANK];
+    size_t off;
 };
 
-static void red_chunk(void *ctx, size_t begin, size_t end, int worker)
+static void row_it_at(const struct red_plan *pl, struct row_it *it, size_t row)
 {
-    const struct red_job *j = ctx;
-    struct red_iter sub = *j->it;
-    (void)worker;
-    sub.size[0] = end - begin;
-    size_t xo = begin * j->slice, ao = begin * sub.ostride[0];
-    switch (j->type) {
-    case 0:
-        red_f64((const double *)j->x + xo, (double *)j->acc + ao,
-                j->ref ? (const double *)j->ref + ao : NULL, &sub, j->kind);
-        break;
-    case 1: red_i64((const int64_t *)j->x + xo, (int64_t *)j->acc + ao, NULL, &sub, j->kind); break;
-    default:
-        red_u64((const uint64_t *)j->x + xo, (uint64_t *)j->acc + ao, NULL, &sub, j->kind);
-        break;
+    it->off = 0;
+    for (int d = pl->nr - 1; d >= 0; d--) {
+        it->idx[d] = row % pl->rsize[d];
+        it->off += it->idx[d] * pl->rstride[d];
+        row /= pl->rsize[d];
     }
 }
 
-/* Runs red_f64/red_i64/red_u64 (type 0/1/2) over the whole non-empty input, split over pool
- * where the iteration allows it. */
-static void red_par(struct kiln_pool *pool, int type, const void *x, void *acc, const void *ref,
-                    const struct red_iter *it, enum red_kind kind)
+static void row_it_next(const struct red_plan *pl, struct row_it *it)
 {
-    struct red_job j = {x, acc, ref, it, 1, kind, type};
-    for (int d = 1; d < it->nd; d++) j.slice *= it->size[d];
-    if (it->nd < 2 || it->ostride[0] == 0) {
-        red_chunk(&j, 0, it->size[0], 0);
+    for (int d = pl->nr - 1; d >= 0; d--) {
+        it->off += pl->rstride[d];
+        if (++it->idx[d] < pl->rsize[d]) return;
+        it->off -= pl->rstride[d] * pl->rsize[d];
+        it->idx[d] = 0;
+    }
+}
+
+/* Integer folds, row (into *acc) or column (acc[j]); sums and products wrap modulo 2^64. */
+static void ifold(const int64_t *x, size_t n, int op, bool uns, bool row, int64_t *acc)
+{
+#define IADD(a, b) ((int64_t)((uint64_t)(a) + (uint64_t)(b)))
+#define IMUL(a, b) ((int64_t)((uint64_t)(a) * (uint64_t)(b)))
+#define IABS(v) ((v) < 0 && !uns ? (int64_t)(0 - (uint64_t)(v)) : (v))
+#define IGT(a, b) (uns ? (uint64_t)(a) > (uint64_t)(b) : (a) > (b))
+#define ILOOP(EXPR)                                                                            \
+    do {                                                                                       \
+        if (row) {                                                                             \
+            int64_t a_ = *acc;                                                                 \
+            for (size_t j = 0; j < n; j++) {                                                   \
+                int64_t *a = &a_, v = x[j];                                                    \
+                EXPR;                                                                          \
+            }                                                                                  \
+            *acc = a_;                                                                         \
+        } else {                                                                               \
+            for (size_t j = 0; j < n; j++) {                                                   \
+                int64_t *a = acc + j, v = x[j];                                                \
+                EXPR;                                                                          \
+            }                                                                                  \
+        }                                                                                      \
+    } while (0)
+    switch (op) {
+    case KILN_RED_SUM: ILOOP(*a = IADD(*a, v)); break;
+    case KILN_RED_ASUM: ILOOP(*a = IADD(*a, IABS(v))); break;
+    case KILN_RED_SQSUM: ILOOP(*a = IADD(*a, IMUL(v, v))); break;
+    case KILN_RED_PROD: ILOOP(*a = IMUL(*a, v)); break;
+    case KILN_RED_MAX: ILOOP(if (IGT(v, *a)) *a = v); break;
+    case KILN_RED_MIN: ILOOP(if (IGT(*a, v)) *a = v); break;
+    default: break;
+    }
+#undef ILOOP
+}
+
+/* One reduction pass: op over the plan, from x into y (or, with to_ref, the combined values
+ * into to_ref[], for LogSumExp's shift). */
+struct red_job {
+    const struct red_plan *pl;
+    const struct kiln_tensor *x;
+    struct kiln_tensor *y;
+    enum red_op_final { F_NONE, F_MEAN, F_SQRT, F_LOG, F_LOGREF } fin;
+    int op;                 /* KILN_RED_* */
+    enum red_acc acc;
+    int64_t iinit;          /* identity of ACC_I / ACC_U */
+    double count;           /* elements folded into each output (MEAN) */
+    const double *ref;      /* EXPSUM's shift per output */
+    double *to_ref;
+    void *partials;         /* groups * nchunk * width accumulators, when nchunk > 1 */
+    void (*row32)(const float *, size_t, int, double, double *);
+    void (*row64)(const double *, size_t, int, double, double *);
+    void (*col32)(const float *, size_t, int, const double *, double *);
+    void (*col64)(const double *, size_t, int, const double *, double *);
+};
+
+static double fident(int op)
+{
+    return op == KILN_RED_PROD ? 1 : op == KILN_RED_MAX ? -INFINITY : op == KILN_RED_MIN ? INFINITY : 0;
+}
+
+/* Folds input elements [off, off + n) into acc (row: one accumulator; column: acc[0..n)).
+ * ref: the shift (row) or shifts (column) of EXPSUM. */
+static void fold_seg(const struct red_job *j, size_t off, size_t n, bool row, const double *ref,
+                     void *acc)
+{
+    const kiln_dtype dt = j->x->dtype;
+    const void *x = j->x->data;
+    if (j->acc == ACC_F) {
+        double r0 = ref && row ? *ref : 0;
+        if (dt == KILN_DTYPE_F32) {
+            if (row) j->row32((const float *)x + off, n, j->op, r0, acc);
+            else j->col32((const float *)x + off, n, j->op, ref, acc);
+            return;
+        }
+        if (dt == KILN_DTYPE_F64) {
+            if (row) j->row64((const double *)x + off, n, j->op, r0, acc);
+            else j->col64((const double *)x + off, n, j->op, ref, acc);
+            return;
+        }
+        double buf[RED_CB];
+        for (size_t i = 0; i < n; i += RED_CB) {
+            size_t m = n - i < RED_CB ? n - i : RED_CB;
+            kiln_to_f64_n(dt, x, off + i, m, buf);
+            if (row) j->row64(buf, m, j->op, r0, acc);
+            else j->col64(buf, m, j->op, ref ? ref + i : NULL, (double *)acc + i);
+        }
         return;
     }
-    size_t grain = kiln_pool_grain(j.slice, 16384);
-    kiln_pool_for(pool, it->size[0], grain, red_chunk, &j);
+    const bool uns = j->acc == ACC_U;
+    if (dt == KILN_DTYPE_I64 || dt == KILN_DTYPE_U64) {
+        ifold((const int64_t *)x + off, n, j->op, uns, row, acc);
+        return;
+    }
+    int64_t buf[RED_CB];
+    for (size_t i = 0; i < n; i += RED_CB) {
+        size_t m = n - i < RED_CB ? n - i : RED_CB;
+        kiln_to_i64_n(dt, x, off + i, m, buf);
+        ifold(buf, m, j->op, uns, row, row ? acc : (int64_t *)acc + i);
+    }
+}
+
+/* Group g's output elements: the first one and how many. */
+static void group_outs(const struct red_plan *pl, size_t g, size_t *o0, size_t *w)
+{
+    if (pl->inner_red) {
+        *o0 = g;
+        *w = 1;
+        return;
+    }
+    size_t kp = g / pl->nblk, c0 = (g % pl->nblk) * RED_CB;
+    *o0 = kp * pl->s + c0;
+    *w = pl->s - c0 < RED_CB ? pl->s - c0 : RED_CB;
+}
+
+static void acc_init(const struct red_job *j, void *acc, size_t w)
+{
+    if (j->acc == ACC_F) {
+        double v = fident(j->op);
+        for (size_t i = 0; i < w; i++) ((double *)acc)[i] = v;
+    } else {
+        for (size_t i = 0; i < w; i++) ((int64_t *)acc)[i] = j->iinit;
+    }
+}
+
+/* Folds chunk c of group g into acc (w accumulators, initialized). */
+static void fold_unit(const struct red_job *j, size_t g, size_t c, void *acc)
+{
+    const struct red_plan *pl = j->pl;
+    size_t o0, w;
+    group_outs(pl, g, &o0, &w);
+    struct row_it it;
+    if (pl->inner_red) {
+        const size_t total = pl->rows * pl->s, base = kept_offset(pl, g);
+        size_t t = c * pl->chunk, t1 = t + pl->chunk < total ? t + pl->chunk : total;
+        if (t >= t1) return;
+        size_t col = t % pl->s;
+        row_it_at(pl, &it, t / pl->s);
+        const double *ref = j->ref ? j->ref + o0 : NULL;
+        while (t < t1) {
+            size_t len = pl->s - col < t1 - t ? pl->s - col : t1 - t;
+            fold_seg(j, base + it.off + col, len, true, ref, acc);
+            t += len;
+            col = 0;
+            row_it_next(pl, &it);
+        }
+    } else {
+        const size_t kp = g / pl->nblk, base = kept_offset(pl, kp) + (g % pl->nblk) * RED_CB;
+        size_t r = c * pl->chunk, r1 = r + pl->chunk < pl->rows ? r + pl->chunk : pl->rows;
+        if (r >= r1) return;
+        row_it_at(pl, &it, r);
+        const double *ref = j->ref ? j->ref + o0 : NULL;
+        for (; r < r1; r++) {
+            fold_seg(j, base + it.off, w, false, ref, acc);
+            row_it_next(pl, &it);
+        }
+    }
+}
+
+/* Combines the nc partials of group g (parts[c * stride + i]) in order, finishes the op and
+ * stores the group's outputs. */
+static void finish_group(const struct red_job *j, size_t g, const void *parts, size_t nc,
+                         size_t stride)
+{
+    size_t o0, w;
+    group_outs(j->pl, g, &o0, &w);
+    if (j->acc == ACC_F) {
+        double v[RED_CB];
+        const double *p = parts;
+        for (size_t i = 0; i < w; i++) v[i] = p[i];
+        for (size_t c = 1; c < nc; c++) {
+            const double *q = p + c * stride;
+            for (size_t i = 0; i < w; i++) {
+                switch (j->op) {
+                case KILN_RED_PROD: v[i] *= q[i]; break;
+                case KILN_RED_MAX: if (q[i] > v[i] || isnan(q[i])) v[i] = isnan(v[i]) ? v[i] : q[i]; break;
+                case KILN_RED_MIN: if (q[i] < v[i] || isnan(q[i])) v[i] = isnan(v[i]) ? v[i] : q[i]; break;
+                default: v[i] += q[i]; break;
+                }
+            }
+        }
+        for (size_t i = 0; i < w; i++) {
+            switch (j->fin) {
+            case F_MEAN: v[i] /= j->count; break;
+            case F_SQRT: v[i] = sqrt(v[i]); break;
+            case F_LOG: v[i] = log(v[i]); break;
+            case F_LOGREF: v[i] = log(v[i]) + j->ref[o0 + i]; break;
+            default: break;
+            }
+        }
+        if (j->to_ref) {
+            memcpy(j->to_ref + o0, v, w * sizeof *v);
+            return;
+        }
+        struct kiln_tensor view = *j->y;
+        view.data = (char *)j->y->data + o0 * kiln_dtype_size(view.dtype);
+        kiln_store_f64(&view, v, w);
+        return;
+    }
+    int64_t v[RED_CB];
+    const int64_t *p = parts;
+    const bool uns = j->acc == ACC_U;
+    for (size_t i = 0; i < w; i++) v[i] = p[i];
+    for (size_t c = 1; c < nc; c++) {
+        const int64_t *q = p + c * stride;
+        for (size_t i = 0; i < w; i++) {
+            switch (j->op) {
+            case KILN_RED_PROD: v[i] = IMUL(v[i], q[i]); break;
+            case KILN_RED_MAX: if (IGT(q[i], v[i])) v[i] = q[i]; break;
+            case KILN_RED_MIN: if (IGT(v[i], q[i])) v[i] = q[i]; break;
+            default: v[i] = IADD(v[i], q[i]); break;
+            }
+        }
+    }
+    if (j->fin == F_MEAN) {
+        uint64_t cnt = (uint64_t)j->count;
+        for (size_t i = 0; i < w; i++) {
+            if (cnt == 0) v[i] = 0;
+            else if (uns) v[i] = (int64_t)((uint64_t)v[i] / cnt);
+            else v[i] = v[i] / (int64_t)cnt;
+        }
+    }
+    struct kiln_tensor view = *j->y;
+    view.data = (char *)j->y->data + o0 * kiln_dtype_size(view.dtype);
+    kiln_store_i64(&view, v, w);
+}
+
+static void red_units(void *ctx, size_t begin, size_t end, int worker)
+{
+    const struct red_job *j = ctx;
+    const struct red_plan *pl = j->pl;
+    (void)worker;
+    union {
+        double d[RED_CB];
+        int64_t i[RED_CB];
+    } acc;
+    for (size_t u = begin; u < end; u++) {
+        size_t g = u / pl->nchunk, c = u % pl->nchunk, o0, w;
+        group_outs(pl, g, &o0, &w);
+        void *a = pl->nchunk > 1 ? (char *)j->partials + (g * pl->nchunk + c) * pl->width * 8
+                                 : (void *)&acc;
+        acc_init(j, a, w);
+        fold_unit(j, g, c, a);
+        if (pl->nchunk == 1) finish_group(j, g, a, 1, 0);
+    }
+}
+
+static void red_finish(void *ctx, size_t begin, size_t end, int worker)
+{
+    const struct red_job *j = ctx;
+    const struct red_plan *pl = j->pl;
+    (void)worker;
+    for (size_t g = begin; g < end; g++)
+        finish_group(j, g, (char *)j->partials + g * pl->nchunk * pl->width * 8, pl->nchunk,
+                     pl->width);
+}
+
+/* Runs job j over the pool: units, then (with several chunks per group) the combination. */
+static kiln_status red_run_job(struct kiln_kctx *k, struct red_job *j)
+{
+    const struct red_plan *pl = j->pl;
+    j->row32 = KILN_ISA_SELECT(kiln_red_row_f32_isa);
+    j->row64 = KILN_ISA_SELECT(kiln_red_row_f64_isa);
+    j->col32 = KILN_ISA_SELECT(kiln_red_col_f32_isa);
+    j->col64 = KILN_ISA_SELECT(kiln_red_col_f64_isa);
+    if (pl->nchunk > 1)
+        KILN_TRY(kiln_scratch(k, pl->groups * pl->nchunk * pl->width * 8, &j->partials));
+    size_t work = pl->inner_red ? (pl->rows * pl->s < pl->chunk ? pl->rows * pl->s : pl->chunk)
+                                : (pl->rows < pl->chunk ? pl->rows : pl->chunk) * pl->width;
+    kiln_pool_for(k->pool, pl->groups * pl->nchunk, kiln_pool_grain(work + 1, 16384), red_units, j);
+    if (pl->nchunk > 1)
+        kiln_pool_for(k->pool, pl->groups, kiln_pool_grain(pl->nchunk * pl->width, 16384),
+                      red_finish, j);
+    return KILN_OK;
 }
 
 /* ------------------------------------------------------------------ Reduce* ops */
@@ -350,116 +582,45 @@ static kiln_status reduce_run(struct kiln_kctx *k, enum red_op op, int axes_inpu
     const size_t n = kiln_tensor_numel(x), on = kiln_tensor_numel(y);
     if (on == 0) return KILN_OK;
 
-    struct red_iter it;
-    red_iter_init(&it, rank, x->dims, reduced);
+    struct red_plan pl;
+    red_plan_init(&pl, rank, x->dims, reduced);
     const bool as_int = kiln_dtype_is_int(x->dtype) || x->dtype == KILN_DTYPE_BOOL;
     const bool int_path = as_int && op != R_L2 && op != R_LOGSUM && op != R_LOGSUMEXP;
-    kiln_status st = KILN_OK;
-
-    if (int_path) {
-        int64_t *xi = NULL, *acc = kiln_malloc(on * sizeof *acc);
-        if (!acc) return kiln_kfail(k, KILN_E_NOMEM, "out of memory for %zu accumulators", on);
-        if (n) {
-            st = kiln_load_i64(k, x, "data", &xi);
-            if (st) goto int_done;
-        }
-        const bool is_u64 = x->dtype == KILN_DTYPE_U64;
-        int64_t lo, hi, init = 0;
-        int_limits(x->dtype, &lo, &hi);
-        enum red_kind kind = K_ADD;
-        switch (op) {
-        case R_PROD: kind = K_MUL; init = 1; break;
-        case R_MAX: kind = K_MAX; init = lo; break;
-        case R_MIN: kind = K_MIN; init = hi; break;
-        case R_L1:
-            for (size_t i = 0; i < n; i++)
-                if (xi[i] < 0 && !is_u64) xi[i] = (int64_t)(0 - (uint64_t)xi[i]);
-            break;
-        case R_SUMSQ:
-            for (size_t i = 0; i < n; i++) xi[i] = (int64_t)((uint64_t)xi[i] * (uint64_t)xi[i]);
-            break;
-        default: break;
-        }
-        for (size_t i = 0; i < on; i++) acc[i] = init;
-        if (n) {
-            if (kind == K_ADD || kind == K_MUL || is_u64)
-                red_par(k->pool, 2, xi, acc, NULL, &it, kind);
-            else
-                red_par(k->pool, 1, xi, acc, NULL, &it, kind);
-        }
-        if (op == R_MEAN) {
-            for (size_t i = 0; i < on; i++) {
-                if (count == 0) acc[i] = 0;
-                else if (is_u64) acc[i] = (int64_t)((uint64_t)acc[i] / count);
-                else acc[i] = acc[i] / (int64_t)count;
-            }
-        }
-        kiln_store_i64(y, acc, on);
-    int_done:
-        kiln_free(xi);
-        kiln_free(acc);
-        return st;
-    }
-
-    double *xd = NULL, *acc = kiln_malloc(on * sizeof *acc), *ref = NULL;
-    if (!acc) return kiln_kfail(k, KILN_E_NOMEM, "out of memory for %zu accumulators", on);
-    if (n) {
-        st = kiln_load_f64(k, x, "data", &xd);
-        if (st) goto done;
-    }
-    double init = 0;
-    enum red_kind kind = K_ADD;
+    (void)n;
+    struct red_job j = {.pl = &pl, .x = x, .y = y, .fin = F_NONE, .count = (double)count};
+    j.acc = !int_path ? ACC_F : x->dtype == KILN_DTYPE_U64 ? ACC_U : ACC_I;
     switch (op) {
-    case R_PROD: kind = K_MUL; init = 1; break;
-    case R_MAX: kind = K_MAX; init = -INFINITY; break;
-    case R_MIN: kind = K_MIN; init = INFINITY; break;
-    case R_L1: for (size_t i = 0; i < n; i++) xd[i] = fabs(xd[i]); break;
-    case R_L2:
-    case R_SUMSQ: for (size_t i = 0; i < n; i++) xd[i] *= xd[i]; break;
-    case R_LOGSUMEXP: kind = K_ADDEXP; break;
-    default: break;
+    case R_SUM: j.op = KILN_RED_SUM; break;
+    case R_MEAN: j.op = KILN_RED_SUM; j.fin = F_MEAN; break;
+    case R_MAX: j.op = KILN_RED_MAX; break;
+    case R_MIN: j.op = KILN_RED_MIN; break;
+    case R_PROD: j.op = KILN_RED_PROD; break;
+    case R_L1: j.op = KILN_RED_ASUM; break;
+    case R_L2: j.op = KILN_RED_SQSUM; j.fin = F_SQRT; break;
+    case R_LOGSUM: j.op = KILN_RED_SUM; j.fin = F_LOG; break;
+    case R_LOGSUMEXP: j.op = KILN_RED_EXPSUM; j.fin = F_LOGREF; break;
+    case R_SUMSQ: j.op = KILN_RED_SQSUM; break;
     }
-    for (size_t i = 0; i < on; i++) acc[i] = init;
-    if (op == R_LOGSUMEXP && n) {
+    if (j.acc != ACC_F) {
+        int64_t lo, hi;
+        int_limits(x->dtype, &lo, &hi);
+        j.iinit = j.op == KILN_RED_PROD ? 1 : j.op == KILN_RED_MAX ? lo : j.op == KILN_RED_MIN ? hi : 0;
+    }
+    if (op == R_LOGSUMEXP) {
         /* Shift by the max so exp cannot overflow; an infinite max shifts by 0 so that
          * -inf inputs give -inf and +inf gives +inf instead of NaN. */
-        ref = kiln_malloc(on * sizeof *ref);
-        if (!ref) {
-            st = kiln_kfail(k, KILN_E_NOMEM, "out of memory for %zu accumulators", on);
-            goto done;
-        }
-        for (size_t i = 0; i < on; i++) ref[i] = -INFINITY;
-        red_par(k->pool, 0, xd, ref, NULL, &it, K_MAX);
+        double *ref;
+        KILN_TRY(kiln_scratch(k, on * sizeof *ref, (void **)&ref));
+        struct red_job mj = j;
+        mj.op = KILN_RED_MAX;
+        mj.fin = F_NONE;
+        mj.to_ref = ref;
+        KILN_TRY(red_run_job(k, &mj));
         for (size_t i = 0; i < on; i++)
             if (isinf(ref[i])) ref[i] = 0;
+        j.ref = ref;
     }
-    if (n) red_par(k->pool, 0, xd, acc, ref, &it, kind);
-    switch (op) {
-    case R_MEAN:
-        for (size_t i = 0; i < on; i++) acc[i] /= (double)count;
-        break;
-    case R_L2:
-        for (size_t i = 0; i < on; i++) acc[i] = sqrt(acc[i]);
-        break;
-    case R_LOGSUM:
-        for (size_t i = 0; i < on; i++) acc[i] = log(acc[i]);
-        break;
-    case R_LOGSUMEXP:
-        for (size_t i = 0; i < on; i++) acc[i] = log(acc[i]) + (ref ? ref[i] : 0);
-        break;
-    default: break;
-    }
-    if (as_int) {
-        /* L2 / LogSum / LogSumExp of integers: truncate, saturating, like a C cast. */
-        for (size_t i = 0; i < on; i++) kiln_tensor_set_f64(y, i, acc[i]);
-    } else {
-        kiln_store_f64(y, acc, on);
-    }
-done:
-    kiln_free(xd);
-    kiln_free(ref);
-    kiln_free(acc);
-    return st;
+    return red_run_job(k, &j);
 }
 
 /* One run function per op: op, and the first version taking axes as input 1. */
@@ -485,40 +646,80 @@ REDUCE_OP(reduce_sumsq_run, R_SUMSQ, 18)
 
 /* ------------------------------------------------------------------ ArgMax / ArgMin */
 
-/* For each (outer, inner) position, the index along the axis of the max (or min) element:
- * the first one, or the last with select_last. A NaN counts as larger and smaller than
- * everything (numpy's argmax/argmin return the first NaN). */
-#define DEFINE_ARG(NAME, T, ISNAN)                                                             \
-    static void NAME(const T *x, int64_t *y, size_t outer, size_t len, size_t inner, bool want_max, \
-                     bool last)                                                                 \
-    {                                                                                           \
-        for (size_t a = 0; a < outer; a++) {                                                    \
-            for (size_t b = 0; b < inner; b++) {                                                \
-                const T *p = x + a * len * inner + b;                                           \
-                T best = p[0];                                                                  \
-                size_t bi = 0;                                                                  \
-                bool best_nan = ISNAN(best);                                                    \
-                for (size_t j = 1; j < len && !(best_nan && !last); j++) {                      \
-                    T v = p[j * inner];                                                         \
-                    bool take;                                                                  \
-                    if (ISNAN(v)) take = !best_nan || last;                                     \
-                    else if (best_nan) take = false;                                            \
-                    else if (want_max) take = last ? v >= best : v > best;                      \
-                    else take = last ? v <= best : v < best;                                    \
-                    if (take) {                                                                 \
-                        best = v;                                                               \
-                        bi = j;                                                                 \
-                        best_nan = ISNAN(v);                                                    \
-                    }                                                                           \
-                }                                                                               \
-                y[a * inner + b] = (int64_t)bi;                                                 \
-            }                                                                                   \
-        }                                                                                       \
+/* For each (outer, inner) position of x viewed as [outer, len, inner], the index along the
+ * axis of the max (or min) element: the first one, or the last with select_last. A NaN
+ * counts as larger and smaller than everything (numpy's argmax/argmin return the first
+ * NaN). Units are (outer, block of up to ARG_B inner positions), each scanning its
+ * positions along the axis with per-position bests on the stack, elements converted to
+ * double (float types) or int64 (integers, bool) RED_CB at a time: no copy of the input. */
+#define ARG_B 64
+
+struct arg_job {
+    const struct kiln_tensor *x;
+    int64_t *y;
+    size_t len, inner, nblk;
+    bool want_max, last;
+    int cls; /* 0: double, 1: int64, 2: uint64 */
+};
+
+#define ARG_TAKE(T, ISNAN, v, best, bn)                                                        \
+    (ISNAN(v) ? (!(bn) || j->last)                                                             \
+     : (bn)   ? false                                                                          \
+     : j->want_max ? (j->last ? (T)(v) >= (T)(best) : (T)(v) > (T)(best))                     \
+                   : (j->last ? (T)(v) <= (T)(best) : (T)(v) < (T)(best)))
+#define ARG_NAN_F(v) isnan(v)
+#define ARG_NAN_NONE(v) 0
+
+/* Updates slot i (best value b[i], its index bi[i], NaN flag bn[i]) with element v at index
+ * t along the axis. */
+#define ARG_STEP(T, ISNAN, b, bi, bn, i, v, t)                                                 \
+    do {                                                                                       \
+        if ((t) == 0 || ARG_TAKE(T, ISNAN, v, b[i], bn[i])) {                                  \
+            b[i] = (v);                                                                        \
+            bi[i] = (int64_t)(t);                                                              \
+            bn[i] = ISNAN(v);                                                                  \
+        }                                                                                      \
+    } while (0)
+
+#define DEFINE_ARG_UNIT(NAME, A, T, ISNAN, LOAD)                                               \
+    static void NAME(const struct arg_job *j, size_t a, size_t blk)                            \
+    {                                                                                          \
+        const size_t len = j->len, inner = j->inner, b0 = blk * ARG_B;                         \
+        const size_t w = inner - b0 < ARG_B ? inner - b0 : ARG_B;                              \
+        const size_t base = a * len * inner + b0;                                              \
+        A best[ARG_B], buf[RED_CB];                                                            \
+        int64_t bi[ARG_B];                                                                     \
+        bool bn[ARG_B];                                                                        \
+        if (inner == 1) {                                                                      \
+            for (size_t t0 = 0; t0 < len; t0 += RED_CB) {                                      \
+                size_t m = len - t0 < RED_CB ? len - t0 : RED_CB;                              \
+                LOAD(j->x->dtype, j->x->data, base + t0, m, buf);                              \
+                for (size_t i = 0; i < m; i++) ARG_STEP(T, ISNAN, best, bi, bn, 0, buf[i], t0 + i); \
+            }                                                                                  \
+        } else {                                                                               \
+            for (size_t t = 0; t < len; t++) {                                                 \
+                LOAD(j->x->dtype, j->x->data, base + t * inner, w, buf);                       \
+                for (size_t i = 0; i < w; i++) ARG_STEP(T, ISNAN, best, bi, bn, i, buf[i], t); \
+            }                                                                                  \
+        }                                                                                      \
+        memcpy(j->y + a * inner + b0, bi, w * sizeof *bi);                                     \
     }
 
-DEFINE_ARG(arg_f64, double, RED_NAN_F)
-DEFINE_ARG(arg_i64, int64_t, RED_NAN_NONE)
-DEFINE_ARG(arg_u64, uint64_t, RED_NAN_NONE)
+DEFINE_ARG_UNIT(arg_unit_f, double, double, ARG_NAN_F, kiln_to_f64_n)
+DEFINE_ARG_UNIT(arg_unit_i, int64_t, int64_t, ARG_NAN_NONE, kiln_to_i64_n)
+DEFINE_ARG_UNIT(arg_unit_u, int64_t, uint64_t, ARG_NAN_NONE, kiln_to_i64_n)
+
+static void arg_units(void *ctx, size_t begin, size_t end, int worker)
+{
+    const struct arg_job *j = ctx;
+    (void)worker;
+    for (size_t u = begin; u < end; u++) {
+        size_t a = u / j->nblk, blk = u % j->nblk;
+        if (j->cls == 0) arg_unit_f(j, a, blk);
+        else if (j->cls == 1) arg_unit_i(j, a, blk);
+        else arg_unit_u(j, a, blk);
+    }
+}
 
 struct arg_state {
     bool keepdims;
@@ -571,23 +772,10 @@ static kiln_status arg_run(struct kiln_kctx *k, bool want_max)
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_I64, orank, odims, &y));
     if (kiln_tensor_numel(y) == 0) return KILN_OK;
-    kiln_status st;
-    if (is_f) {
-        double *xd;
-        st = kiln_load_f64(k, x, "data", &xd);
-        if (st) return st;
-        arg_f64(xd, y->data, outer, len, inner, want_max, last);
-        kiln_free(xd);
-    } else {
-        int64_t *xi;
-        st = kiln_load_i64(k, x, "data", &xi);
-        if (st) return st;
-        if (x->dtype == KILN_DTYPE_U64)
-            arg_u64((const uint64_t *)xi, y->data, outer, len, inner, want_max, last);
-        else
-            arg_i64(xi, y->data, outer, len, inner, want_max, last);
-        kiln_free(xi);
-    }
+    struct arg_job j = {x, y->data, len, inner, (inner + ARG_B - 1) / ARG_B, want_max, last,
+                        is_f ? 0 : dt == KILN_DTYPE_U64 ? 2 : 1};
+    kiln_pool_for(k->pool, outer * j.nblk, kiln_pool_grain(len * (inner < ARG_B ? inner : ARG_B), 16384),
+                  arg_units, &j);
     return KILN_OK;
 }
 

@@ -14,8 +14,9 @@
  * [0, C) that is not ignore_index is an error. SoftmaxCrossEntropyLoss first takes the
  * log-softmax of the scores along dim 1 and can return it as its second output.
  *
- * float32 Softmax and LogSoftmax run in float with the vectorized exp of cpu/vmath.h
- * (within 2 ulp), the row max in float and the row sum and final scaling in double; each
+ * float32 Softmax and LogSoftmax run in three vectorized passes per row (cpu/isa/softmax.c):
+ * the max in float, exp (vmath's core, within 2 ulp) with the sum in double, then the scaling
+ * in double; each
  * result is within a few ulp of the double computation, with the same NaN/inf behaviour.
  * Everything else (Hardmax, the losses, double, float16, bfloat16) is computed in double;
  * float16/bfloat16 results are rounded once at the end.
@@ -34,8 +35,8 @@
 #include <string.h>
 
 #include "base/pool.h"
+#include "cpu/reduce_isa.h"
 #include "cpu/tensor_util.h"
-#include "cpu/vmath.h"
 
 /* ------------------------------------------------------------------ Softmax family */
 
@@ -73,34 +74,26 @@ static void softmax_f64(double *x, size_t outer, size_t len, size_t inner, enum 
     }
 }
 
+/* The vectorized row passes (cpu/isa/softmax.c), chosen once per run. */
+struct sm_fns {
+    float (*max)(const float *, size_t);
+    double (*expsum)(const float *, float *, size_t, float);
+    void (*scale)(const float *, float *, size_t, double);
+    void (*sub)(const float *, float *, size_t, double);
+};
+
 /* Softmax or LogSoftmax of one contiguous float32 row x[0..len) into y (which may be x);
- * e is len floats of scratch. Same rules as softmax_f64: NaN is skipped by the max and then
- * spreads through the sum; a +inf gives NaN; an all -inf row keeps the shift at 0 (NaN). The
- * max and the sum use four independent lanes so neither is one long dependency chain. */
-static void softmax_row_f32(const float *x, float *y, size_t len, float *e, enum sm_kind kind)
+ * e is len floats of scratch (may be y for Softmax). Same rules as softmax_f64: NaN is
+ * skipped by the max and then spreads through the sum; a +inf gives NaN; an all -inf row
+ * keeps the shift at 0 (NaN). Three passes: max, exp + sum (double), scale. */
+static void softmax_row_f32(const struct sm_fns *f, const float *x, float *y, size_t len, float *e,
+                            enum sm_kind kind)
 {
-    float m4[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-    size_t j = 0;
-    for (; j + 4 <= len; j += 4)
-        for (int l = 0; l < 4; l++) m4[l] = x[j + l] > m4[l] ? x[j + l] : m4[l];
-    float mx = -INFINITY;
-    for (int l = 0; l < 4; l++) mx = m4[l] > mx ? m4[l] : mx;
-    for (; j < len; j++) mx = x[j] > mx ? x[j] : mx;
+    const float mx = f->max(x, len);
     const float shift = isinf(mx) && mx < 0 ? 0.0f : mx;
-    for (j = 0; j < len; j++) e[j] = x[j] - shift;
-    kiln_vexp_f32(e, e, len);
-    double s4[4] = {0, 0, 0, 0};
-    for (j = 0; j + 4 <= len; j += 4)
-        for (int l = 0; l < 4; l++) s4[l] += e[j + l];
-    double sum = (s4[0] + s4[1]) + (s4[2] + s4[3]);
-    for (; j < len; j++) sum += e[j];
-    if (kind == SM_SOFTMAX) {
-        const double inv = 1.0 / sum;
-        for (j = 0; j < len; j++) y[j] = (float)(e[j] * inv);
-    } else {
-        const double ls = log(sum);
-        for (j = 0; j < len; j++) y[j] = (float)((double)x[j] - shift - ls);
-    }
+    const double sum = f->expsum(x, e, len, shift);
+    if (kind == SM_SOFTMAX) f->scale(e, y, len, 1.0 / sum);
+    else f->sub(x, y, len, (double)shift + log(sum));
 }
 
 /* Work for one float32 Softmax/LogSoftmax: x viewed as [outer, len, inner] into y. The
@@ -113,6 +106,7 @@ struct sm_job {
     size_t outer, len, inner;
     enum sm_kind kind;
     float *scratch;
+    struct sm_fns f;
 };
 
 static void softmax_chunk(void *ctx, size_t begin, size_t end, int worker)
@@ -125,11 +119,11 @@ static void softmax_chunk(void *ctx, size_t begin, size_t end, int worker)
         const float *xa = j->x + a * len * inner;
         float *ya = j->y + a * len * inner;
         if (inner == 1) {
-            softmax_row_f32(xa, ya, len, e, j->kind);
+            softmax_row_f32(&j->f, xa, ya, len, j->kind == SM_SOFTMAX ? ya : e, j->kind);
             continue;
         }
         for (size_t i = 0; i < len; i++) col[i] = xa[i * inner + b];
-        softmax_row_f32(col, col, len, e, j->kind);
+        softmax_row_f32(&j->f, col, col, len, e, j->kind);
         for (size_t i = 0; i < len; i++) ya[i * inner + b] = col[i];
     }
 }
@@ -143,7 +137,9 @@ static kiln_status softmax_f32(struct kiln_kctx *k, const float *x, float *y, si
     size_t threads = (size_t)kiln_pool_threads(k->pool);
     float *e;
     KILN_TRY(kiln_scratch(k, threads * 2 * len * sizeof *e, (void **)&e));
-    struct sm_job j = {x, y, outer, len, inner, kind, e};
+    struct sm_job j = {x, y, outer, len, inner, kind, e,
+                       {KILN_ISA_SELECT(kiln_sm_max_f32_isa), KILN_ISA_SELECT(kiln_sm_expsum_f32_isa),
+                        KILN_ISA_SELECT(kiln_sm_scale_f32_isa), KILN_ISA_SELECT(kiln_sm_sub_f32_isa)}};
     size_t grain = kiln_pool_grain(len, 16384);
     kiln_pool_for(k->pool, outer * inner, grain, softmax_chunk, &j);
     return KILN_OK;
