@@ -26,53 +26,84 @@
 
 /* ------------------------------------------------------------------ product */
 
+#if defined(__AVX2__) || defined(__AVX512F__)
 #if defined(__AVX512F__)
-static inline __attribute__((always_inline)) void gemv_v(const float *h, const float *p, size_t K, int G,
-                                                         float *out)
+typedef __m512 vec;
+#define VL 16
+#define VZERO() _mm512_setzero_ps()
+#define VSET1(x) _mm512_set1_ps(x)
+#define VLOAD(p) _mm512_loadu_ps(p)
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VADD(a, b) _mm512_add_ps(a, b)
+#define VSTORE(p, v) _mm512_storeu_ps(p, v)
+#else
+typedef __m256 vec;
+#define VL 8
+#define VZERO() _mm256_setzero_ps()
+#define VSET1(x) _mm256_set1_ps(x)
+#define VLOAD(p) _mm256_loadu_ps(p)
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VADD(a, b) _mm256_add_ps(a, b)
+#define VSTORE(p, v) _mm256_storeu_ps(p, v)
+#endif
+
+/* NV vectors per panel row (named accumulators: arrays indexed in loops were spilled);
+ * two sets, even and odd rows, when NV is small enough to keep both in registers. */
+#define GEMV_BODY(NV)                                                                          \
+    do {                                                                                       \
+        const size_t W = (size_t)(NV) * VL;                                                    \
+        vec a0 = VZERO(), a1 = VZERO(), a2 = VZERO(), a3 = VZERO();                            \
+        vec a4 = VZERO(), a5 = VZERO(), a6 = VZERO(), a7 = VZERO();                            \
+        size_t q = 0;                                                                          \
+        if ((NV) <= 4)                                                                         \
+            for (; q + 2 <= K; q += 2) {                                                       \
+                vec h0 = VSET1(h[q]), h1 = VSET1(h[q + 1]);                                    \
+                const float *r0 = p + q * W, *r1 = r0 + W;                                     \
+                a0 = VFMA(h0, VLOAD(r0), a0);                                                  \
+                a4 = VFMA(h1, VLOAD(r1), a4);                                                  \
+                if ((NV) > 1) a1 = VFMA(h0, VLOAD(r0 + VL), a1), a5 = VFMA(h1, VLOAD(r1 + VL), a5); \
+                if ((NV) > 2) a2 = VFMA(h0, VLOAD(r0 + 2 * VL), a2), a6 = VFMA(h1, VLOAD(r1 + 2 * VL), a6); \
+                if ((NV) > 3) a3 = VFMA(h0, VLOAD(r0 + 3 * VL), a3), a7 = VFMA(h1, VLOAD(r1 + 3 * VL), a7); \
+            }                                                                                  \
+        for (; q < K; q++) {                                                                   \
+            vec h0 = VSET1(h[q]);                                                              \
+            const float *r0 = p + q * W;                                                       \
+            a0 = VFMA(h0, VLOAD(r0), a0);                                                      \
+            if ((NV) > 1) a1 = VFMA(h0, VLOAD(r0 + VL), a1);                                   \
+            if ((NV) > 2) a2 = VFMA(h0, VLOAD(r0 + 2 * VL), a2);                               \
+            if ((NV) > 3) a3 = VFMA(h0, VLOAD(r0 + 3 * VL), a3);                               \
+            if ((NV) > 4) a4 = VFMA(h0, VLOAD(r0 + 4 * VL), a4);                               \
+            if ((NV) > 5) a5 = VFMA(h0, VLOAD(r0 + 5 * VL), a5);                               \
+            if ((NV) > 6) a6 = VFMA(h0, VLOAD(r0 + 6 * VL), a6);                               \
+            if ((NV) > 7) a7 = VFMA(h0, VLOAD(r0 + 7 * VL), a7);                               \
+        }                                                                                      \
+        if ((NV) <= 4) {                                                                       \
+            VSTORE(out, VADD(a0, a4));                                                         \
+            if ((NV) > 1) VSTORE(out + VL, VADD(a1, a5));                                      \
+            if ((NV) > 2) VSTORE(out + 2 * VL, VADD(a2, a6));                                  \
+            if ((NV) > 3) VSTORE(out + 3 * VL, VADD(a3, a7));                                  \
+        } else {                                                                               \
+            VSTORE(out, a0), VSTORE(out + VL, a1), VSTORE(out + 2 * VL, a2);                   \
+            VSTORE(out + 3 * VL, a3), VSTORE(out + 4 * VL, a4);                                \
+            if ((NV) > 5) VSTORE(out + 5 * VL, a5);                                            \
+            if ((NV) > 6) VSTORE(out + 6 * VL, a6);                                            \
+            if ((NV) > 7) VSTORE(out + 7 * VL, a7);                                            \
+        }                                                                                      \
+    } while (0)
+
+void KILN_ISA_FN(kiln_rnn_gemv_isa)(const float *h, const float *p, size_t K, int G, float *out)
 {
-    const size_t W = (size_t)G * U;
-    __m512 a[4], b[4];
-    for (int g = 0; g < G; g++) a[g] = b[g] = _mm512_setzero_ps();
-    size_t q = 0;
-    for (; q + 2 <= K; q += 2) {
-        __m512 h0 = _mm512_set1_ps(h[q]), h1 = _mm512_set1_ps(h[q + 1]);
-        const float *r0 = p + q * W, *r1 = r0 + W;
-        for (int g = 0; g < G; g++) {
-            a[g] = _mm512_fmadd_ps(h0, _mm512_loadu_ps(r0 + g * U), a[g]);
-            b[g] = _mm512_fmadd_ps(h1, _mm512_loadu_ps(r1 + g * U), b[g]);
-        }
+    switch (G * U / VL) {
+    case 1: GEMV_BODY(1); break;
+    case 2: GEMV_BODY(2); break;
+    case 3: GEMV_BODY(3); break;
+    case 4: GEMV_BODY(4); break;
+    case 6: GEMV_BODY(6); break;
+    default: GEMV_BODY(8); break;
     }
-    if (q < K) {
-        __m512 h0 = _mm512_set1_ps(h[q]);
-        for (int g = 0; g < G; g++) a[g] = _mm512_fmadd_ps(h0, _mm512_loadu_ps(p + q * W + g * U), a[g]);
-    }
-    for (int g = 0; g < G; g++) _mm512_storeu_ps(out + g * U, _mm512_add_ps(a[g], b[g]));
-}
-#elif defined(__AVX2__)
-static inline __attribute__((always_inline)) void gemv_v(const float *h, const float *p, size_t K, int G,
-                                                         float *out)
-{
-    const size_t W = (size_t)G * U;
-    const int V = 2 * G; /* 8-float vectors per row */
-    __m256 a[8], b[8];
-    for (int v = 0; v < V; v++) a[v] = b[v] = _mm256_setzero_ps();
-    size_t q = 0;
-    for (; q + 2 <= K; q += 2) {
-        __m256 h0 = _mm256_set1_ps(h[q]), h1 = _mm256_set1_ps(h[q + 1]);
-        const float *r0 = p + q * W, *r1 = r0 + W;
-        for (int v = 0; v < V; v++) {
-            a[v] = _mm256_fmadd_ps(h0, _mm256_loadu_ps(r0 + v * 8), a[v]);
-            b[v] = _mm256_fmadd_ps(h1, _mm256_loadu_ps(r1 + v * 8), b[v]);
-        }
-    }
-    if (q < K) {
-        __m256 h0 = _mm256_set1_ps(h[q]);
-        for (int v = 0; v < V; v++) a[v] = _mm256_fmadd_ps(h0, _mm256_loadu_ps(p + q * W + v * 8), a[v]);
-    }
-    for (int v = 0; v < V; v++) _mm256_storeu_ps(out + v * 8, _mm256_add_ps(a[v], b[v]));
 }
 #else
-static inline void gemv_v(const float *h, const float *p, size_t K, int G, float *out)
+void KILN_ISA_FN(kiln_rnn_gemv_isa)(const float *h, const float *p, size_t K, int G, float *out)
 {
     const size_t W = (size_t)G * U;
     float a[4 * U] = {0}, b[4 * U] = {0};
@@ -91,16 +122,6 @@ static inline void gemv_v(const float *h, const float *p, size_t K, int G, float
 }
 #endif
 
-void KILN_ISA_FN(kiln_rnn_gemv_isa)(const float *h, const float *panel, size_t K, int G, float *out)
-{
-    /* constant G per call, so each copy keeps its accumulators in registers */
-    switch (G) {
-    case 1: gemv_v(h, panel, K, 1, out); break;
-    case 2: gemv_v(h, panel, K, 2, out); break;
-    case 3: gemv_v(h, panel, K, 3, out); break;
-    default: gemv_v(h, panel, K, 4, out); break;
-    }
-}
 
 /* ------------------------------------------------------------------ cells */
 
@@ -113,8 +134,8 @@ static inline float clampc(float x, float c)
 
 static inline float bound(float clip) { return clip > 0 ? clip : INFINITY; }
 
-static inline __attribute__((always_inline)) void lstm_body(const float *px, const float *hr, const float *p,
-                                                            float cl, bool input_forget, float *c, float *h,
+static inline __attribute__((always_inline)) void lstm_body(const float *restrict px, const float *restrict hr, const float *restrict p,
+                                                            float cl, bool input_forget, float *restrict c, float *restrict h,
                                                             bool peep)
 {
     for (int u = 0; u < U; u++) {
@@ -137,18 +158,23 @@ static inline __attribute__((always_inline)) void lstm_body(const float *px, con
     }
 }
 
-void KILN_ISA_FN(kiln_rnn_lstm_cell_isa)(const float *px, const float *hr, const float *p, float clip,
-                                         bool input_forget, float *c, float *h)
+void KILN_ISA_FN(kiln_rnn_lstm_cell_isa)(const float *restrict px, const float *restrict hr, const float *restrict p, float clip,
+                                         bool input_forget, float *restrict c, float *restrict h)
 {
     float cl = bound(clip);
-    if (p)
-        lstm_body(px, hr, p, cl, input_forget, c, h, true);
+    /* constant flags per copy: a select on a runtime bool kept gcc from vectorizing */
+    if (p && input_forget)
+        lstm_body(px, hr, p, cl, true, c, h, true);
+    else if (p)
+        lstm_body(px, hr, p, cl, false, c, h, true);
+    else if (input_forget)
+        lstm_body(px, hr, p, cl, true, c, h, false);
     else
-        lstm_body(px, hr, p, cl, input_forget, c, h, false);
+        lstm_body(px, hr, p, cl, false, c, h, false);
 }
 
-void KILN_ISA_FN(kiln_rnn_gru_lbr_cell_isa)(const float *px, const float *hr, const float *rbh, float clip,
-                                            const float *hp, float *h)
+void KILN_ISA_FN(kiln_rnn_gru_lbr_cell_isa)(const float *restrict px, const float *restrict hr, const float *restrict rbh, float clip,
+                                            const float *restrict hp, float *restrict h)
 {
     float cl = bound(clip);
     for (int u = 0; u < U; u++) {
@@ -159,8 +185,8 @@ void KILN_ISA_FN(kiln_rnn_gru_lbr_cell_isa)(const float *px, const float *hr, co
     }
 }
 
-void KILN_ISA_FN(kiln_rnn_gru_zr_cell_isa)(const float *px, const float *hr, float clip, const float *hp,
-                                           float *z, float *rh)
+void KILN_ISA_FN(kiln_rnn_gru_zr_cell_isa)(const float *restrict px, const float *restrict hr, float clip, const float *restrict hp,
+                                           float *restrict z, float *restrict rh)
 {
     float cl = bound(clip);
     for (int u = 0; u < U; u++) {
@@ -169,8 +195,8 @@ void KILN_ISA_FN(kiln_rnn_gru_zr_cell_isa)(const float *px, const float *hr, flo
     }
 }
 
-void KILN_ISA_FN(kiln_rnn_gru_h_cell_isa)(const float *px, const float *hr, const float *z, float clip,
-                                          const float *hp, float *h)
+void KILN_ISA_FN(kiln_rnn_gru_h_cell_isa)(const float *restrict px, const float *restrict hr, const float *restrict z, float clip,
+                                          const float *restrict hp, float *restrict h)
 {
     float cl = bound(clip);
     for (int u = 0; u < U; u++) {
@@ -179,7 +205,7 @@ void KILN_ISA_FN(kiln_rnn_gru_h_cell_isa)(const float *px, const float *hr, cons
     }
 }
 
-void KILN_ISA_FN(kiln_rnn_rnn_cell_isa)(const float *px, const float *hr, float clip, float *h)
+void KILN_ISA_FN(kiln_rnn_rnn_cell_isa)(const float *restrict px, const float *restrict hr, float clip, float *restrict h)
 {
     float cl = bound(clip);
     for (int u = 0; u < U; u++) h[u] = tanh_core(clampc(px[u] + hr[u], cl));
