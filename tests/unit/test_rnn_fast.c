@@ -4,8 +4,8 @@
  * src/cpu/isa/rnn.c, every variant up to kiln_isa_best(), against float64 too.
  *
  * Random shapes: hidden 1..40 (odd, below, at and above the 16-unit block) and some of
- * 100..140 with batch up to 3 (big enough that a step and the projection split over the
- * pool), input 1..20, batch 1..3, 1..6 steps; forward, reverse, bidirectional; layout 0 and 1;
+ * 100..140 with input 100..140 (big enough that the projection splits over the pool), and
+ * two of hidden 512 and 600, batch 4 (big enough that the steps split too); input 1..20, batch 1..3, 1..6 steps; forward, reverse, bidirectional; layout 0 and 1;
  * with and without B, initial_h, initial_c, sequence_lens (0..steps, so some entries stop
  * early or never start), peepholes, clip, input_forget; the default activations (vectorized
  * cells) and other ones (HardSigmoid with alpha/beta, Softsign, Relu: the scalar cells).
@@ -274,6 +274,14 @@ static void test_ops(void)
         c.clip = rng_int(4) == 0 ? 0.7f : 0;
         run_case(&c, pool, t);
     }
+    /* steps big enough to be split over the pool (4M multiply-adds) */
+    struct rcase big[2] = {
+        {.kind = LSTM, .H = 512, .I = 33, .B = 4, .S = 3, .n_dir = 2, .has_b = true, .has_h0 = true,
+         .has_c0 = true, .has_len = true, .has_p = true},
+        {.kind = GRU, .H = 600, .I = 7, .B = 4, .S = 2, .n_dir = 1, .rev = true, .layout = 1, .has_b = true,
+         .has_h0 = true, .clip = 0.9f},
+    };
+    for (int i = 0; i < 2; i++) run_case(&big[i], pool, 1000 + i);
     kiln_pool_free(pool);
 }
 
