@@ -6,9 +6,9 @@
  * g * KILN_RNN_U + u), so the step's product h . R^T for the block is one pass over a
  * contiguous panel, and the gates of a unit land in the same block for the fused cell.
  *
- * gemv: out[j] = sum_q h[q] * panel[q * G * U + j] for j < G * U, summed in q order with two
- * interleaved partial sums (even and odd q) added at the end (the same order in every
- * variant is not promised; each variant is deterministic).
+ * gemv: out[j] = sum_q h[q] * panel[q * G * U + j] for j < G * U (G in 1..4), summed in q
+ * order, in two partial sums (even and odd q) added at the end where the registers allow
+ * (variants may differ in the last bits; each is deterministic).
  *
  * The cells apply the default activations (sigmoid for gates, tanh otherwise) to one block
  * of U units of one batch row. `px` is the projected input of the block (x . W^T plus the

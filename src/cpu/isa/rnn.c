@@ -2,9 +2,9 @@
  * (contract in cpu/rnn_isa.h).
  *
  * The product is memory-bound at batch 1 (each step streams all of R once), so it reads each
- * panel row once, unit stride, into G (AVX-512) or 2G (AVX2) vector accumulators; two
- * accumulator sets (even/odd rows) keep enough independent FMA chains in flight when G is
- * small. The cells are plain loops of KILN_RNN_U over the branch-free cores of vmath_core.h,
+ * panel row once, unit stride, into G (AVX-512) or 2G (AVX2) vector accumulators; a second
+ * set for odd rows, where the registers allow (up to 4 vectors a row), keeps enough
+ * independent FMA chains in flight when G is small. The cells are plain loops of KILN_RNN_U over the branch-free cores of vmath_core.h,
  * which the compiler vectorizes (see isa/vmath.c).
  */
 #if defined(__GNUC__) && !defined(__clang__)
