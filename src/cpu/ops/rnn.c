@@ -11,12 +11,33 @@
  * Prepare decodes the attributes once, the activation list included (names resolved,
  * alpha/beta distributed); an unknown direction or activation is reported by run, where
  * it was found before.
+ *
+ * How it runs. The weights are repacked (struct pack): W^T as [in, Gp] with the gate columns
+ * in block order (hidden units in blocks of KILN_RNN_U, the gates of a block side by side),
+ * R as one contiguous panel per block (cpu/rnn_isa.h), the biases summed where the
+ * equations let them (all but GRU's Rb_h under linear_before_reset), peepholes per block.
+ * Constant float32 weights are packed by prepare (blob 0, kept in engine files); others are
+ * packed by run into scratch. Run projects the inputs of all steps at once, one GEMM
+ * [steps * batch, in] x [in, Gp] on top of the folded bias, then per step only the
+ * recurrent product h . R^T, block by block, each block followed by its gates' cell
+ * (vectorized for the default activations, scalar for the others), so a block's hidden
+ * units are finished where their gates were computed. The blocks of a step are split over
+ * the pool when the step is big enough; a block's arithmetic does not depend on which
+ * thread runs it, and the projection is cut into fixed tiles, so results do not depend on
+ * the thread count. GRU without linear_before_reset needs r . h before its h gate: its z, r
+ * gates and its h gate are two sections of blocks, run one after the other.
  */
 #include <math.h>
 #include <string.h>
 #include <strings.h>
 
+#include "base/pool.h"
+#include "cpu/rnn_isa.h"
+#include "cpu/sgemm.h"
 #include "cpu/tensor_util.h"
+#include "infer/infer.h"
+
+#define U KILN_RNN_U
 
 enum rnn_kind { K_RNN, K_GRU, K_LSTM };
 
@@ -74,7 +95,188 @@ struct rnn_state {
     int64_t hidden_size;
     const char *bad_act;   /* the first unsupported activation name (NULL: none) */
     struct act acts[6];    /* n_act per direction, per direction in order */
+    bool fast[2];          /* per direction: the default activations (vectorized cells) */
+    /* Weights packed by prepare (NULL: packed by run), for hidden pk_h and input pk_i. */
+    const float *packed;
+    int64_t pk_h, pk_i;
 };
+
+/* ------------------------------------------------------------------ packed weights */
+
+/* Where things go for one node: G gates of hidden H (hp = H rounded up to blocks of U, nb
+ * blocks), input I. The gates form one section of g0 gates, or for GRU without
+ * linear_before_reset two (z, r; then h). Packed column of gate g, unit j: blocks of section
+ * 0 (g0 * U columns each), then blocks of section 1. */
+struct geom {
+    enum rnn_kind kind;
+    size_t H, I, hp, nb, gp; /* gp = G * hp columns */
+    int g0, g1;
+    bool fold_rbh;           /* Rb_h sums into the projection (all but GRU with lbr) */
+    /* floats of one direction's pack, and its parts' offsets */
+    size_t wt, rp, bias, rbh, peep, per_dir;
+};
+
+static bool geom_init(struct geom *g, enum rnn_kind kind, bool lbr, int64_t H, int64_t I)
+{
+    g->kind = kind;
+    g->H = (size_t)H, g->I = (size_t)I;
+    g->nb = (g->H + U - 1) / U;
+    g->hp = g->nb * U;
+    int G = kind == K_RNN ? 1 : kind == K_GRU ? 3 : 4;
+    g->g0 = kind == K_GRU && !lbr ? 2 : G;
+    g->g1 = G - g->g0;
+    g->fold_rbh = !(kind == K_GRU && lbr);
+    g->gp = (size_t)G * g->hp;
+    size_t wtn, rpn, n = 0;
+    if (!kiln_mul_size(g->I, g->gp, &wtn) || !kiln_mul_size(g->H, g->gp, &rpn)) return false;
+    g->wt = n;
+    if (!kiln_add_size(n, wtn, &n)) return false;
+    g->rp = n;
+    if (!kiln_add_size(n, rpn, &n)) return false;
+    g->bias = n;
+    g->rbh = n + g->gp;
+    g->peep = g->rbh + g->hp;
+    return kiln_add_size(g->peep, 3 * g->hp, &g->per_dir) && g->per_dir < SIZE_MAX / 4 / 2;
+}
+
+static size_t col_of(const struct geom *g, int gate, size_t j)
+{
+    size_t blk = j / U, u = j % U;
+    if (gate < g->g0) return blk * (size_t)g->g0 * U + (size_t)gate * U + u;
+    return g->nb * (size_t)g->g0 * U + blk * (size_t)g->g1 * U + (size_t)(gate - g->g0) * U + u;
+}
+
+/* Offset of the R panel of block blk of section sec (its row q, column c at + q * gs * U + c). */
+static size_t panel_of(const struct geom *g, int sec, size_t blk)
+{
+    size_t w0 = (size_t)g->g0 * U * g->H;
+    return sec == 0 ? blk * w0 : g->nb * w0 + blk * (size_t)g->g1 * U * g->H;
+}
+
+/* Packs one direction: w [G*H, I], r [G*H, H], b [2*G*H] or NULL, p [3*H] or NULL, into
+ * dst (per_dir floats, which this zeroes first: padding units have zero weights). */
+static void pack_dir(const struct geom *g, const float *w, const float *r, const float *b, const float *p,
+                     float *dst)
+{
+    memset(dst, 0, g->per_dir * sizeof *dst);
+    int G = g->g0 + g->g1;
+    size_t H = g->H, I = g->I;
+    for (int gate = 0; gate < G; gate++) {
+        int sec = gate < g->g0 ? 0 : 1, gs = sec ? g->g1 : g->g0, gl = sec ? gate - g->g0 : gate;
+        for (size_t j = 0; j < H; j++) {
+            size_t row = (size_t)gate * H + j, col = col_of(g, gate, j);
+            for (size_t q = 0; q < I; q++) dst[g->wt + q * g->gp + col] = w[row * I + q];
+            float *pan = dst + g->rp + panel_of(g, sec, j / U) + (size_t)gl * U + j % U;
+            for (size_t q = 0; q < H; q++) pan[q * (size_t)gs * U] = r[row * H + q];
+            if (b) {
+                bool fold = gate != 2 || g->fold_rbh || g->kind != K_GRU;
+                dst[g->bias + col] = b[row] + (fold ? b[(size_t)G * H + row] : 0);
+                if (!fold) dst[g->rbh + j] = b[(size_t)G * H + row];
+            }
+        }
+    }
+    if (p)
+        for (int k = 0; k < 3; k++)
+            for (size_t j = 0; j < H; j++) dst[g->peep + (j / U) * 3 * U + (size_t)k * U + j % U] = p[(size_t)k * H + j];
+}
+
+/* Input i of the node is absent (not given, or ""). */
+static bool absent(const struct kiln_kprep *p, size_t i)
+{
+    return i >= p->kc.node->n_in || !p->kc.node->inputs[i][0];
+}
+
+/* A float32 constant with n elements (absent counts, as NULL with *ok true). */
+static const float *const_f32(const struct kiln_kprep *p, size_t i, size_t n, bool *ok)
+{
+    if (absent(p, i)) return NULL;
+    const struct kiln_tensor *t = kiln_kprep_const(p, i);
+    if (!t || t->dtype != KILN_DTYPE_F32 || !t->data || kiln_tensor_numel(t) != n) *ok = false;
+    return *ok ? t->data : NULL;
+}
+
+/* The scratch blocks run takes for S steps of batch B, in bytes: the pack (when not
+ * prepacked), the projection, h twice, c, GRU's z and r . h, the lengths. */
+enum { N_SCRATCH = 6 };
+static bool scratch_sizes(const struct geom *g, int n_dir, bool packed, size_t S, size_t B, size_t *want)
+{
+    size_t sb, rows = 0;
+    if (!kiln_mul_size(S, B, &sb) || !kiln_mul_size(sb, g->gp, &rows) || rows > SIZE_MAX / 8 ||
+        B > SIZE_MAX / 8 / (g->hp + 1))
+        return false;
+    want[0] = packed ? 0 : (size_t)n_dir * g->per_dir * sizeof(float);
+    want[1] = rows * sizeof(float);
+    want[2] = 2 * B * g->hp * sizeof(float);
+    want[3] = B * g->hp * sizeof(float);
+    want[4] = g->kind == K_GRU ? 2 * B * g->hp * sizeof(float) : 0;
+    want[5] = B * sizeof(int64_t);
+    for (int i = 0; i < N_SCRATCH; i++) want[i] += 64; /* never 0 bytes */
+    return true;
+}
+
+static size_t run_scratch(const struct geom *g, int n_dir, bool packed, size_t S, size_t B)
+{
+    size_t want[N_SCRATCH], n = 0;
+    if (!scratch_sizes(g, n_dir, packed, S, B, want)) return 0;
+    for (int i = 0; i < N_SCRATCH; i++) n += (want[i] + 63) & ~(size_t)63;
+    return n;
+}
+
+static bool known_dims(const struct kiln_vtype *t, int rank, int64_t *dims)
+{
+    if (!t || t->type.kind != KILN_TYPE_TENSOR || t->type.rank != rank) return false;
+    for (int d = 0; d < rank; d++)
+        if ((dims[d] = t->type.dims[d].value) < 0) return false;
+    return true;
+}
+
+/* Packs W, R, B, P once when they are float32 constants of the right shapes (anything else:
+ * run packs, or reports the shape error), and sizes run's scratch when X's shape is known. */
+static kiln_status prepack(struct kiln_kprep *p, struct rnn_state *s, enum rnn_kind kind)
+{
+    if (s->bad_act || p->kc.node->n_in < 3) return KILN_OK;
+    const struct kiln_tensor *tw = kiln_kprep_const(p, 1), *tr = kiln_kprep_const(p, 2);
+    int64_t xd[3], rd[3], H = -1, I = -1;
+    if (s->has_hidden)
+        H = s->hidden_size;
+    else if (tr && tr->rank == 3)
+        H = tr->dims[2];
+    else if (p->in && known_dims(p->in[2], 3, rd))
+        H = rd[2];
+    bool xk = p->in && known_dims(p->in[0], 3, xd);
+    if (xk)
+        I = xd[2];
+    else if (tw && tw->rank == 3)
+        I = tw->dims[2];
+    if (H < 0 || I < 0) return KILN_OK;
+    struct geom g;
+    if (!geom_init(&g, kind, s->lbr, H, I)) return KILN_OK;
+    size_t G = (size_t)(g.g0 + g.g1), nd = (size_t)s->n_dir;
+    bool ok = tw && tr && tw->rank == 3 && tr->rank == 3 && tw->dims[0] == s->n_dir &&
+              tw->dims[1] == (int64_t)(G * g.H) && tw->dims[2] == I && tr->dims[0] == s->n_dir &&
+              tr->dims[1] == (int64_t)(G * g.H) && tr->dims[2] == H;
+    const float *w = ok ? const_f32(p, 1, nd * G * g.H * g.I, &ok) : NULL;
+    const float *r = ok ? const_f32(p, 2, nd * G * g.H * g.H, &ok) : NULL;
+    const float *b = ok ? const_f32(p, 3, nd * 2 * G * g.H, &ok) : NULL;
+    const float *pp = ok && kind == K_LSTM ? const_f32(p, 7, nd * 3 * g.H, &ok) : NULL;
+    if (ok && g.per_dir > 0) {
+        void *data;
+        bool fill;
+        KILN_TRY(kiln_kprep_blob(p, 0, nd * g.per_dir * sizeof(float), &data, &fill));
+        if (fill)
+            for (size_t d = 0; d < nd; d++)
+                pack_dir(&g, w + d * G * g.H * g.I, r + d * G * g.H * g.H, b ? b + d * 2 * G * g.H : NULL,
+                         pp ? pp + d * 3 * g.H : NULL, (float *)data + d * g.per_dir);
+        s->packed = data;
+        s->pk_h = H;
+        s->pk_i = I;
+    }
+    if (xk) {
+        size_t S = (size_t)(s->layout ? xd[1] : xd[0]), B = (size_t)(s->layout ? xd[0] : xd[1]);
+        p->scratch_bytes = run_scratch(&g, s->n_dir, s->packed != NULL, S, B);
+    }
+    return KILN_OK;
+}
 
 static kiln_status rnn_prepare_kind(struct kiln_kprep *p, enum rnn_kind kind)
 {
@@ -124,12 +326,194 @@ static kiln_status rnn_prepare_kind(struct kiln_kprep *p, enum rnn_kind kind)
             if (idx < n_names && np >= 1 && ai < n_alpha) ac->alpha = alphas[ai++];
             if (idx < n_names && np >= 2 && bi < n_beta) ac->beta = betas[bi++];
         }
-    return KILN_OK;
+    for (int d = 0; d < s->n_dir; d++) {
+        s->fast[d] = true;
+        for (int a = 0; a < n_act; a++) s->fast[d] &= s->acts[d * n_act + a].fn == defaults[kind][a];
+    }
+    return prepack(p, s, kind);
 }
 
 static kiln_status rnn_prepare(struct kiln_kprep *p) { return rnn_prepare_kind(p, K_RNN); }
 static kiln_status gru_prepare(struct kiln_kprep *p) { return rnn_prepare_kind(p, K_GRU); }
 static kiln_status lstm_prepare(struct kiln_kprep *p) { return rnn_prepare_kind(p, K_LSTM); }
+
+/* ------------------------------------------------------------------ cells, generic activations */
+
+/* The cells of cpu/rnn_isa.h for any activations (fa: this direction's), one block. */
+static void lstm_generic(const float *px, const float *hr, const float *p, float clip, bool input_forget,
+                         const struct act *fa, float *c, float *h)
+{
+    for (int u = 0; u < U; u++) {
+        float cp = c[u];
+        float xi = px[u] + hr[u] + (p ? p[u] * cp : 0);
+        float xf = px[2 * U + u] + hr[2 * U + u] + (p ? p[2 * U + u] * cp : 0);
+        float i = apply(&fa[0], clipf(xi, clip));
+        float f = input_forget ? 1 - i : apply(&fa[0], clipf(xf, clip));
+        float g = apply(&fa[1], clipf(px[3 * U + u] + hr[3 * U + u], clip));
+        float cn = f * cp + i * g;
+        float o = apply(&fa[0], clipf(px[U + u] + hr[U + u] + (p ? p[U + u] * cn : 0), clip));
+        c[u] = cn;
+        h[u] = o * apply(&fa[2], cn);
+    }
+}
+
+static void gru_lbr_generic(const float *px, const float *hr, const float *rbh, float clip,
+                            const struct act *fa, const float *hp, float *h)
+{
+    for (int u = 0; u < U; u++) {
+        float z = apply(&fa[0], clipf(px[u] + hr[u], clip));
+        float r = apply(&fa[0], clipf(px[U + u] + hr[U + u], clip));
+        float n = apply(&fa[1], clipf(px[2 * U + u] + r * (hr[2 * U + u] + rbh[u]), clip));
+        h[u] = (1 - z) * n + z * hp[u];
+    }
+}
+
+static void gru_zr_generic(const float *px, const float *hr, float clip, const struct act *fa, const float *hp,
+                           float *z, float *rh)
+{
+    for (int u = 0; u < U; u++) {
+        z[u] = apply(&fa[0], clipf(px[u] + hr[u], clip));
+        rh[u] = apply(&fa[0], clipf(px[U + u] + hr[U + u], clip)) * hp[u];
+    }
+}
+
+static void gru_h_generic(const float *px, const float *hr, const float *z, float clip, const struct act *fa,
+                          const float *hp, float *h)
+{
+    for (int u = 0; u < U; u++) {
+        float n = apply(&fa[1], clipf(px[u] + hr[u], clip));
+        h[u] = (1 - z[u]) * n + z[u] * hp[u];
+    }
+}
+
+/* ------------------------------------------------------------------ run */
+
+/* proj [M, gp] += x [M, I] . wt [I, gp], in fixed tiles (the same products whatever the
+ * thread count), the tiles over the pool when there is enough work. */
+enum { TILE_M = 128, TILE_N = 256 };
+struct proj_ctx {
+    size_t M, N, K, tn;
+    const float *x, *wt;
+    float *y;
+};
+
+static void proj_tiles(void *ctx, size_t begin, size_t end, int worker)
+{
+    (void)worker;
+    const struct proj_ctx *c = ctx;
+    for (size_t i = begin; i < end; i++) {
+        size_t m0 = i / c->tn * TILE_M, n0 = i % c->tn * TILE_N;
+        size_t m = c->M - m0 < TILE_M ? c->M - m0 : TILE_M, n = c->N - n0 < TILE_N ? c->N - n0 : TILE_N;
+        kiln_sgemm(false, false, m, n, c->K, 1.0f, c->x + m0 * c->K, c->K, c->wt + n0, c->N, 1.0f,
+                   c->y + m0 * c->N + n0, c->N);
+    }
+}
+
+static void project(struct kiln_pool *pool, size_t M, size_t N, size_t K, const float *x, const float *wt,
+                    float *y)
+{
+    if (M == 0 || N == 0 || K == 0) return;
+    struct proj_ctx c = {M, N, K, (N + TILE_N - 1) / TILE_N, x, wt, y};
+    size_t tiles = (M + TILE_M - 1) / TILE_M * c.tn;
+    if (kiln_pool_threads(pool) > 1 && M * N * K >= ((size_t)1 << 20))
+        kiln_pool_for(pool, tiles, 1, proj_tiles, &c);
+    else
+        proj_tiles(&c, 0, tiles, 0);
+}
+
+typedef void (*gemv_fn)(const float *h, const float *panel, size_t K, int G, float *out);
+
+/* One step (or, for GRU without linear_before_reset, one of its two sections) of one
+ * direction, over blocks of hidden units. */
+struct step_ctx {
+    const struct geom *g;
+    const float *pk, *proj, *hp;
+    float *hn, *c, *z, *rh;
+    const int64_t *len;
+    size_t B, S;
+    int64_t step;
+    int layout, phase; /* phase 1: GRU's h section */
+    bool rev, fast, peep, input_forget, last_phase;
+    float clip;
+    const struct act *fa;
+    gemv_fn gemv;
+};
+
+static void step_blocks(void *ctx, size_t begin, size_t end, int worker)
+{
+    (void)worker;
+    const struct step_ctx *sc = ctx;
+    const struct geom *g = sc->g;
+    size_t H = g->H, hp = g->hp;
+    float hr[4 * U];
+    for (size_t blk = begin; blk < end; blk++) {
+        size_t o = blk * U;
+        for (size_t b = 0; b < sc->B; b++) {
+            const float *hpb = sc->hp + b * hp;
+            float *hnb = sc->hn + b * hp;
+            int64_t len = sc->len[b];
+            if (sc->step >= len) { /* this entry is done: its state stays */
+                if (sc->last_phase) memcpy(hnb + o, hpb + o, U * sizeof *hnb);
+                continue;
+            }
+            size_t t = (size_t)(sc->rev ? len - 1 - sc->step : sc->step);
+            const float *px = sc->proj + (sc->layout ? b * sc->S + t : t * sc->B + b) * g->gp;
+            float *cb = sc->c + b * hp + o, *zb = sc->z + b * hp + o, *rhb = sc->rh + b * hp + o;
+            switch (g->kind) {
+            case K_LSTM: {
+                const float *p = sc->peep ? sc->pk + g->peep + blk * 3 * U : NULL;
+                sc->gemv(hpb, sc->pk + g->rp + panel_of(g, 0, blk), H, 4, hr);
+                if (sc->fast)
+                    KILN_ISA_DISPATCH(kiln_rnn_lstm_cell_isa,
+                                      (px + blk * 4 * U, hr, p, sc->clip, sc->input_forget, cb, hnb + o));
+                else
+                    lstm_generic(px + blk * 4 * U, hr, p, sc->clip, sc->input_forget, sc->fa, cb, hnb + o);
+                break;
+            }
+            case K_RNN:
+                sc->gemv(hpb, sc->pk + g->rp + panel_of(g, 0, blk), H, 1, hr);
+                if (sc->fast)
+                    KILN_ISA_DISPATCH(kiln_rnn_rnn_cell_isa, (px + o, hr, sc->clip, hnb + o));
+                else
+                    for (int u = 0; u < U; u++) hnb[o + u] = apply(&sc->fa[0], clipf(px[o + u] + hr[u], sc->clip));
+                break;
+            case K_GRU:
+                if (g->g1 == 0) { /* linear_before_reset */
+                    const float *rbh = sc->pk + g->rbh + o;
+                    sc->gemv(hpb, sc->pk + g->rp + panel_of(g, 0, blk), H, 3, hr);
+                    if (sc->fast)
+                        KILN_ISA_DISPATCH(kiln_rnn_gru_lbr_cell_isa,
+                                          (px + blk * 3 * U, hr, rbh, sc->clip, hpb + o, hnb + o));
+                    else
+                        gru_lbr_generic(px + blk * 3 * U, hr, rbh, sc->clip, sc->fa, hpb + o, hnb + o);
+                } else if (sc->phase == 0) {
+                    sc->gemv(hpb, sc->pk + g->rp + panel_of(g, 0, blk), H, 2, hr);
+                    if (sc->fast)
+                        KILN_ISA_DISPATCH(kiln_rnn_gru_zr_cell_isa, (px + blk * 2 * U, hr, sc->clip, hpb + o, zb, rhb));
+                    else
+                        gru_zr_generic(px + blk * 2 * U, hr, sc->clip, sc->fa, hpb + o, zb, rhb);
+                } else {
+                    const float *pxh = px + g->nb * 2 * U + o;
+                    sc->gemv(sc->rh + b * hp, sc->pk + g->rp + panel_of(g, 1, blk), H, 1, hr);
+                    if (sc->fast)
+                        KILN_ISA_DISPATCH(kiln_rnn_gru_h_cell_isa, (pxh, hr, zb, sc->clip, hpb + o, hnb + o));
+                    else
+                        gru_h_generic(pxh, hr, zb, sc->clip, sc->fa, hpb + o, hnb + o);
+                }
+                break;
+            }
+        }
+    }
+}
+
+/* Element `at` on of t = the H floats of src. */
+static void put_row(struct kiln_tensor *t, size_t at, const float *src, size_t H)
+{
+    if (t->dtype == KILN_DTYPE_F32)
+        memcpy((float *)t->data + at, src, H * sizeof *src);
+    else
+        for (size_t j = 0; j < H; j++) kiln_tensor_set_f64(t, at + j, src[j]);
+}
 
 static kiln_status rnn_common(struct kiln_kctx *k, enum rnn_kind kind)
 {
@@ -143,19 +527,15 @@ static kiln_status rnn_common(struct kiln_kctx *k, enum rnn_kind kind)
     const struct kiln_tensor *tc0 = kind == K_LSTM ? kiln_in(k, 6) : NULL;
     const struct kiln_tensor *tp = kind == K_LSTM ? kiln_in(k, 7) : NULL;
     int n_dir = rs->n_dir;
-    bool reverse_only = rs->reverse_only;
     if (rs->bad_dir)
         return kiln_kfail(k, KILN_E_INVALID_MODEL,
                           "direction '%s'; expected forward, reverse or bidirectional", rs->dir);
     int layout = rs->layout;
-    float clip = rs->clip;
-    bool lbr = rs->lbr;
-    bool input_forget = rs->input_forget;
     if (tx->rank != 3 || tw->rank != 3 || tr->rank != 3)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "X, W and R must have rank 3");
     int64_t S = layout ? tx->dims[1] : tx->dims[0], Bn = layout ? tx->dims[0] : tx->dims[1], I = tx->dims[2];
     int64_t H = rs->has_hidden ? rs->hidden_size : tr->dims[2];
-    if (tw->dims[0] != n_dir || tw->dims[1] != G * H || tw->dims[2] != I || tr->dims[0] != n_dir ||
+    if (H < 0 || tw->dims[0] != n_dir || tw->dims[1] != G * H || tw->dims[2] != I || tr->dims[0] != n_dir ||
         tr->dims[1] != G * H || tr->dims[2] != H)
         return kiln_kfail(k, KILN_E_INVALID_ARG,
                           "W/R shapes do not match %d directions, %d gates, hidden %lld, input %lld",
@@ -170,20 +550,23 @@ static kiln_status rnn_common(struct kiln_kctx *k, enum rnn_kind kind)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "P must have %lld elements", (long long)(n_dir * 3 * H));
     if (tlen && kiln_tensor_numel(tlen) != (size_t)Bn)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "sequence_lens must have %lld elements", (long long)Bn);
-
-    /* Activations: n_act per direction, resolved in prepare. */
-    int n_act = kind == K_RNN ? 1 : kind == K_GRU ? 2 : 3;
     if (rs->bad_act)
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "activation '%s' is not supported", rs->bad_act);
-    const struct act *acts = rs->acts;
 
-    /* Every input as float32 (only read; NULL when absent). */
+    struct geom g;
+    bool packed = rs->packed && rs->pk_h == H && rs->pk_i == I;
+    size_t want[N_SCRATCH];
+    if (!geom_init(&g, kind, rs->lbr, H, I) || !scratch_sizes(&g, n_dir, packed, (size_t)S, (size_t)Bn, want))
+        return kiln_kfail(k, KILN_E_LIMIT, "hidden %lld, input %lld, %lld steps of batch %lld is too large",
+                          (long long)H, (long long)I, (long long)S, (long long)Bn);
+    size_t B = (size_t)Bn, hp = g.hp;
+
+    /* Every input as float32 (only read; NULL when absent); W, R, B, P only to pack them. */
     const struct kiln_tensor *const tin[7] = {tx, tw, tr, tb, th0, tc0, tp};
     const float *fin[7] = {0};
     for (int i = 0; i < 7; i++)
-        if (tin[i]) KILN_TRY(kiln_stage_f32(k, tin[i], &fin[i]));
-    const float *x = fin[0], *w = fin[1], *r = fin[2], *b = fin[3], *h0 = fin[4], *c0 = fin[5],
-                *p = fin[6];
+        if (tin[i] && (!packed || i == 0 || i == 4 || i == 5)) KILN_TRY(kiln_stage_f32(k, tin[i], &fin[i]));
+    const float *x = fin[0], *h0 = fin[4], *c0 = fin[5];
 
     kiln_dtype dt = tx->dtype;
     struct kiln_tensor *ty = NULL, *tyh = NULL, *tyc = NULL;
@@ -199,90 +582,88 @@ static kiln_status rnn_common(struct kiln_kctx *k, enum rnn_kind kind)
     if (kiln_out_wanted(k, 1)) KILN_TRY(kiln_out_tensor(k, 1, dt, 3, sdims, &tyh));
     if (kind == K_LSTM && kiln_out_wanted(k, 2)) KILN_TRY(kiln_out_tensor(k, 2, dt, 3, sdims, &tyc));
 
-    float *h, *c, *gates, *hr;
-    KILN_TRY(kiln_scratch(k, (size_t)(H + 1) * sizeof(float), (void **)&h));
-    KILN_TRY(kiln_scratch(k, (size_t)(H + 1) * sizeof(float), (void **)&c));
-    KILN_TRY(kiln_scratch(k, (size_t)(G * H + 1) * sizeof(float), (void **)&gates));
-    KILN_TRY(kiln_scratch(k, (size_t)(H + 1) * sizeof(float), (void **)&hr));
+    void *sp[N_SCRATCH];
+    for (int i = 0; i < N_SCRATCH; i++) KILN_TRY(kiln_scratch(k, want[i], &sp[i]));
+    float *proj = sp[1], *hbuf = sp[2], *cbuf = sp[3], *zbuf = sp[4];
+    float *rhbuf = zbuf + B * hp;
+    int64_t *lens = sp[5], maxlen = 0;
+    for (size_t b = 0; b < B; b++) {
+        lens[b] = tlen ? kiln_tensor_get_i64(tlen, b) : S;
+        if (lens[b] < 0 || lens[b] > S)
+            return kiln_kfail(k, KILN_E_INVALID_ARG, "sequence_lens[%zu] = %lld outside [0, %lld]", b,
+                              (long long)lens[b], (long long)S);
+        if (lens[b] > maxlen) maxlen = lens[b];
+    }
+    const float *pack = rs->packed;
+    if (!packed) {
+        float *own = sp[0];
+        size_t GH = (size_t)G * g.H;
+        for (int d = 0; d < n_dir; d++)
+            pack_dir(&g, fin[1] + (size_t)d * GH * g.I, fin[2] + (size_t)d * GH * g.H,
+                     fin[3] ? fin[3] + (size_t)d * 2 * GH : NULL, fin[6] ? fin[6] + (size_t)d * 3 * g.H : NULL,
+                     own + (size_t)d * g.per_dir);
+        pack = own;
+    }
 
+    size_t M = (size_t)S * B;
+    struct step_ctx sc = {
+        .g = &g, .proj = proj, .c = cbuf, .z = zbuf, .rh = rhbuf, .len = lens, .B = B, .S = (size_t)S,
+        .layout = layout, .peep = tp != NULL, .input_forget = rs->input_forget, .clip = rs->clip,
+        .gemv = KILN_ISA_SELECT(kiln_rnn_gemv_isa),
+    };
+    int threads = kiln_pool_threads(k->pool);
+    /* A split step waits for every thread at its end, once per step: on a busy machine a
+     * descheduled worker stalls the whole step (measured: LSTM hidden 512, batch 1, 2 threads
+     * on 2 shared cores went from 20 to 250 ms). So only steps of 4M multiply-adds and more
+     * (about 100 us on one core) are split; the projection is split whenever it is big. */
+    bool par = threads > 1 && g.nb > 1 && B * g.H * g.gp >= ((size_t)1 << 22);
+    size_t grain = g.nb / (2 * (size_t)threads);
+    if (grain < 1) grain = 1;
+    int n_act = kind == K_RNN ? 1 : kind == K_GRU ? 2 : 3;
     for (int d = 0; d < n_dir; d++) {
-        bool rev = reverse_only || d == 1;
-        const float *W = w + (size_t)d * (size_t)(G * H * I), *R = r + (size_t)d * (size_t)(G * H * H);
-        const float *Wb = b ? b + (size_t)d * (size_t)(2 * G * H) : NULL;
-        const float *Rb = Wb ? Wb + G * H : NULL;
-        const float *P = p ? p + (size_t)d * (size_t)(3 * H) : NULL;
-        const struct act *fa = &acts[d * n_act];
-        for (int64_t bt = 0; bt < Bn; bt++) {
-            int64_t len = tlen ? kiln_tensor_get_i64(tlen, (size_t)bt) : S;
-            if (len < 0 || len > S)
-                return kiln_kfail(k, KILN_E_INVALID_ARG, "sequence_lens[%lld] = %lld outside [0, %lld]",
-                                  (long long)bt, (long long)len, (long long)S);
-            for (int64_t j = 0; j < H; j++) {
-                size_t si = (size_t)((d * Bn + bt) * H + j);
-                h[j] = h0 ? h0[si] : 0;
-                c[j] = c0 ? c0[si] : 0;
+        sc.pk = pack + (size_t)d * g.per_dir;
+        sc.rev = rs->reverse_only || d == 1;
+        sc.fast = rs->fast[d];
+        sc.fa = &rs->acts[d * n_act];
+        for (size_t m = 0; m < M; m++) memcpy(proj + m * g.gp, sc.pk + g.bias, g.gp * sizeof *proj);
+        project(k->pool, M, g.gp, g.I, x, sc.pk + g.wt, proj);
+        float *hcur = hbuf, *hnext = hbuf + B * hp;
+        memset(hbuf, 0, 2 * B * hp * sizeof *hbuf);
+        memset(cbuf, 0, B * hp * sizeof *cbuf);
+        for (size_t b = 0; b < B; b++) {
+            size_t si = layout ? (b * (size_t)n_dir + (size_t)d) * g.H : ((size_t)d * B + b) * g.H;
+            if (h0) memcpy(hcur + b * hp, h0 + si, g.H * sizeof *h0);
+            if (c0) memcpy(cbuf + b * hp, c0 + si, g.H * sizeof *c0);
+        }
+        int phases = g.g1 ? 2 : 1;
+        for (int64_t step = 0; step < maxlen; step++) {
+            sc.step = step;
+            sc.hp = hcur;
+            sc.hn = hnext;
+            for (int ph = 0; ph < phases; ph++) {
+                sc.phase = ph;
+                sc.last_phase = ph == phases - 1;
+                if (par)
+                    kiln_pool_for(k->pool, g.nb, grain, step_blocks, &sc);
+                else
+                    step_blocks(&sc, 0, g.nb, 0);
             }
-            for (int64_t step = 0; step < len; step++) {
-                int64_t t = rev ? len - 1 - step : step;
-                const float *xt = x + (size_t)((layout ? bt * S + t : t * Bn + bt) * I);
-                /* gates = X W^T + Wb (+ H R^T + Rb, except GRU's h gate) */
-                for (int64_t g = 0; g < G * H; g++) {
-                    float acc = Wb ? Wb[g] : 0;
-                    const float *wr = W + g * I;
-                    for (int64_t q = 0; q < I; q++) acc += xt[q] * wr[q];
-                    bool gru_h = kind == K_GRU && g >= 2 * H;
-                    if (!gru_h) {
-                        const float *rr = R + g * H;
-                        float acc2 = Rb ? Rb[g] : 0;
-                        for (int64_t q = 0; q < H; q++) acc2 += h[q] * rr[q];
-                        acc += acc2;
-                    }
-                    gates[g] = acc;
+            if (ty)
+                for (size_t b = 0; b < B; b++) {
+                    if (step >= lens[b]) continue;
+                    size_t t = (size_t)(sc.rev ? lens[b] - 1 - step : step);
+                    size_t yi = layout ? ((b * (size_t)S + t) * (size_t)n_dir + (size_t)d) * g.H
+                                       : ((t * (size_t)n_dir + (size_t)d) * B + b) * g.H;
+                    put_row(ty, yi, hnext + b * hp, g.H);
                 }
-                if (kind == K_RNN) {
-                    for (int64_t j = 0; j < H; j++) h[j] = apply(&fa[0], clipf(gates[j], clip));
-                } else if (kind == K_GRU) {
-                    float *z = gates, *rg = gates + H, *hh = gates + 2 * H;
-                    for (int64_t j = 0; j < H; j++) {
-                        z[j] = apply(&fa[0], clipf(z[j], clip));
-                        rg[j] = apply(&fa[0], clipf(rg[j], clip));
-                    }
-                    const float *Rh = R + 2 * H * H;
-                    for (int64_t j = 0; j < H; j++) {
-                        float acc = 0;
-                        if (lbr) {
-                            for (int64_t q = 0; q < H; q++) acc += h[q] * Rh[j * H + q];
-                            acc = rg[j] * (acc + (Rb ? Rb[2 * H + j] : 0));
-                        } else {
-                            for (int64_t q = 0; q < H; q++) acc += rg[q] * h[q] * Rh[j * H + q];
-                            acc += Rb ? Rb[2 * H + j] : 0;
-                        }
-                        hr[j] = apply(&fa[1], clipf(hh[j] + acc, clip));
-                    }
-                    for (int64_t j = 0; j < H; j++) h[j] = (1 - z[j]) * hr[j] + z[j] * h[j];
-                } else {
-                    float *gi = gates, *go = gates + H, *gf = gates + 2 * H, *gc = gates + 3 * H;
-                    for (int64_t j = 0; j < H; j++) {
-                        float i_ = apply(&fa[0], clipf(gi[j] + (P ? P[j] * c[j] : 0), clip));
-                        float f_ = input_forget ? 1 - i_ : apply(&fa[0], clipf(gf[j] + (P ? P[2 * H + j] * c[j] : 0), clip));
-                        float c_ = apply(&fa[1], clipf(gc[j], clip));
-                        c[j] = f_ * c[j] + i_ * c_;
-                        float o_ = apply(&fa[0], clipf(go[j] + (P ? P[H + j] * c[j] : 0), clip));
-                        h[j] = o_ * apply(&fa[2], c[j]);
-                    }
-                }
-                if (ty)
-                    for (int64_t j = 0; j < H; j++) {
-                        size_t yi = (size_t)(layout ? ((bt * S + t) * n_dir + d) * H + j
-                                                    : ((t * n_dir + d) * Bn + bt) * H + j);
-                        kiln_tensor_set_f64(ty, yi, h[j]);
-                    }
-            }
-            for (int64_t j = 0; j < H; j++) {
-                size_t si = (size_t)(layout ? (bt * n_dir + d) * H + j : (d * Bn + bt) * H + j);
-                if (tyh) kiln_tensor_set_f64(tyh, si, h[j]);
-                if (tyc) kiln_tensor_set_f64(tyc, si, c[j]);
-            }
+            float *tmp = hcur;
+            hcur = hnext;
+            hnext = tmp;
+        }
+        for (size_t b = 0; b < B; b++) {
+            size_t si = layout ? (b * (size_t)n_dir + (size_t)d) * g.H : ((size_t)d * B + b) * g.H;
+            if (tyh) put_row(tyh, si, hcur + b * hp, g.H);
+            if (tyc) put_row(tyc, si, cbuf + b * hp, g.H);
         }
     }
     return KILN_OK;
