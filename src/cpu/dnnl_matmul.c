@@ -16,7 +16,7 @@ struct mm_slice {
     size_t n0, n1;
     dnnl_primitive_t prim;
     dnnl_memory_desc_t a_md, w_md, c_md;
-    void *w;
+    const void *w;
 };
 
 struct kiln_dnnl_mm {
@@ -32,41 +32,21 @@ static void mm_free(void *arg)
         if (mm->sl[i].prim) dnnl_primitive_destroy(mm->sl[i].prim);
 }
 
-/* Reorders the slice's columns of op(B) into w_md's format. */
-static bool pack(struct kiln_kprep *p, dnnl_engine_t eng, struct mm_slice *s, const float *B,
-                 size_t K, size_t ldb, bool transB)
+/* The slice's columns of op(B) packed into w_md's format (blob `key`). */
+static kiln_status pack(struct kiln_kprep *p, struct mm_slice *s, uint32_t key, const float *B, size_t K,
+                        size_t ldb, bool transB)
 {
     size_t nt = s->n1 - s->n0;
     dnnl_dims_t d = {(dnnl_dim_t)K, (dnnl_dim_t)nt};
     dnnl_dims_t str = {transB ? 1 : (dnnl_dim_t)ldb, transB ? (dnnl_dim_t)ldb : 1};
     const float *src = transB ? B + s->n0 * ldb : B + s->n0;
     dnnl_memory_desc_t plain;
-    if (dnnl_memory_desc_init_by_strides(&plain, 2, d, dnnl_f32, str)) return false;
-    size_t bytes = dnnl_memory_desc_get_size(&s->w_md);
-    if (kiln_kprep_alloc(p, bytes ? bytes : 1, &s->w) != KILN_OK) return false;
-    dnnl_memory_t ms = NULL, md = NULL;
-    dnnl_primitive_desc_t rpd = NULL;
-    dnnl_primitive_t r = NULL;
-    dnnl_stream_t st = kiln_dnnl_stream();
-    bool ok = st && dnnl_memory_create(&ms, &plain, eng, (void *)src) == dnnl_success &&
-              dnnl_memory_create(&md, &s->w_md, eng, s->w) == dnnl_success &&
-              dnnl_reorder_primitive_desc_create(&rpd, &plain, eng, &s->w_md, eng, NULL) == dnnl_success &&
-              dnnl_primitive_create(&r, rpd) == dnnl_success;
-    if (ok) {
-        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, ms}, {DNNL_ARG_TO, md}};
-        int prev = kiln_dnnl_threads_begin();
-        ok = dnnl_primitive_execute(r, st, 2, args) == dnnl_success && dnnl_stream_wait(st) == dnnl_success;
-        kiln_dnnl_threads_end(prev);
-    }
-    if (r) dnnl_primitive_destroy(r);
-    if (rpd) dnnl_primitive_desc_destroy(rpd);
-    if (ms) dnnl_memory_destroy(ms);
-    if (md) dnnl_memory_destroy(md);
-    return ok;
+    if (dnnl_memory_desc_init_by_strides(&plain, 2, d, dnnl_f32, str)) return KILN_OK;
+    return kiln_dnnl_pack_weights(p, key, &plain, src, &s->w_md, &s->w);
 }
 
-static bool make_slice(struct kiln_kprep *p, dnnl_engine_t eng, struct kiln_dnnl_mm *mm,
-                       struct mm_slice *s, const float *B, size_t ldb, bool transB)
+/* The slice's primitive; false when oneDNN declines it. */
+static bool make_slice(dnnl_engine_t eng, struct kiln_dnnl_mm *mm, struct mm_slice *s)
 {
     size_t nt = s->n1 - s->n0;
     dnnl_dims_t ad = {(dnnl_dim_t)mm->M, (dnnl_dim_t)mm->K}, as = {(dnnl_dim_t)mm->K, 1};
@@ -86,7 +66,7 @@ static bool make_slice(struct kiln_kprep *p, dnnl_engine_t eng, struct kiln_dnnl
     if (ok) s->w_md = *wq;
     ok = ok && dnnl_primitive_create(&s->prim, pd) == dnnl_success;
     dnnl_primitive_desc_destroy(pd);
-    return ok && pack(p, eng, s, B, mm->K, ldb, transB);
+    return ok;
 }
 
 kiln_status kiln_dnnl_mm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_t N, const float *B,
@@ -110,12 +90,20 @@ kiln_status kiln_dnnl_mm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_
         struct mm_slice *s = &mm->sl[mm->n++];
         s->n0 = n0;
         s->n1 = n0 + per < N ? n0 + per : N;
-        if (!make_slice(p, eng, mm, s, B, ldb, transB)) {
+        if (!make_slice(eng, mm, s)) {
             mm_free(mm);
             return KILN_OK; /* oneDNN declined: the caller keeps its sgemm */
         }
     }
-    KILN_TRY(kiln_kprep_on_free(p, mm_free, mm));
+    kiln_status st = kiln_kprep_on_free(p, mm_free, mm);
+    if (st) {
+        mm_free(mm);
+        return st;
+    }
+    for (int i = 0; i < mm->n; i++) {
+        KILN_TRY(pack(p, &mm->sl[i], (uint32_t)(0x6d6d0000u + (unsigned)i), B, K, ldb, transB));
+        if (!mm->sl[i].w) return KILN_OK; /* not packed: the caller keeps its sgemm */
+    }
     *out = mm;
     return KILN_OK;
 }
@@ -138,7 +126,7 @@ static void mm_chunk(void *ctx, size_t i0, size_t i1, int worker)
         const struct mm_slice *s = &j->mm->sl[i];
         dnnl_memory_t ma = NULL, mw = NULL, mc = NULL;
         bool ok = st && dnnl_memory_create(&ma, &s->a_md, eng, (void *)j->A) == dnnl_success &&
-                  dnnl_memory_create(&mw, &s->w_md, eng, s->w) == dnnl_success &&
+                  dnnl_memory_create(&mw, &s->w_md, eng, (void *)s->w) == dnnl_success &&
                   dnnl_memory_create(&mc, &s->c_md, eng, j->C + s->n0) == dnnl_success;
         if (ok) {
             dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, mc}};

@@ -6,7 +6,10 @@
 #include <dlfcn.h>
 #include <pthread.h>
 
+#include <string.h>
+
 #include "cpu/isa.h"
+#include "cpu/kernel.h"
 
 static dnnl_engine_t engine;
 static pthread_key_t stream_key;
@@ -60,5 +63,61 @@ int kiln_dnnl_threads_begin(void)
 void kiln_dnnl_threads_end(int prev)
 {
     if (prev != 1 && omp_set_nt) omp_set_nt(prev);
+}
+
+/* dst (format md) = src (format src_md), one thread. */
+static bool reorder(const dnnl_memory_desc_t *src_md, const void *src, const dnnl_memory_desc_t *md,
+                    void *dst)
+{
+    dnnl_engine_t eng = kiln_dnnl_engine();
+    dnnl_stream_t st = kiln_dnnl_stream();
+    dnnl_memory_t ms = NULL, md_mem = NULL;
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_primitive_t r = NULL;
+    bool ok = eng && st && dnnl_memory_create(&ms, src_md, eng, (void *)src) == dnnl_success &&
+              dnnl_memory_create(&md_mem, md, eng, dst) == dnnl_success &&
+              dnnl_reorder_primitive_desc_create(&rpd, src_md, eng, md, eng, NULL) == dnnl_success &&
+              dnnl_primitive_create(&r, rpd) == dnnl_success;
+    if (ok) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, ms}, {DNNL_ARG_TO, md_mem}};
+        int prev = kiln_dnnl_threads_begin();
+        ok = dnnl_primitive_execute(r, st, 2, args) == dnnl_success && dnnl_stream_wait(st) == dnnl_success;
+        kiln_dnnl_threads_end(prev);
+    }
+    if (r) dnnl_primitive_destroy(r);
+    if (rpd) dnnl_primitive_desc_destroy(rpd);
+    if (ms) dnnl_memory_destroy(ms);
+    if (md_mem) dnnl_memory_destroy(md_mem);
+    return ok;
+}
+
+/* The blob's header: the descriptor, padded so the weights stay 64-byte aligned. */
+#define PACK_HEADER ((sizeof(dnnl_memory_desc_t) + 63) / 64 * 64)
+
+kiln_status kiln_dnnl_pack_weights(struct kiln_kprep *p, uint32_t key, const dnnl_memory_desc_t *src_md,
+                                   const void *src, const dnnl_memory_desc_t *md, const void **out)
+{
+    *out = NULL;
+    size_t size = dnnl_memory_desc_get_size(md), have;
+    if (!size) return KILN_OK;
+    if (kiln_kprep_blob_peek(p, key, &have) || !kiln_kprep_loading(p)) {
+        if (kiln_kprep_loading(p) && have != PACK_HEADER + size) goto repack; /* another format */
+        void *blob;
+        bool fill;
+        KILN_TRY(kiln_kprep_blob(p, key, PACK_HEADER + size, &blob, &fill));
+        if (fill) {
+            memcpy(blob, md, sizeof *md);
+            if (!reorder(src_md, src, md, (char *)blob + PACK_HEADER)) return KILN_OK;
+        } else if (!dnnl_memory_desc_equal(blob, md)) {
+            goto repack;
+        }
+        *out = (const char *)blob + PACK_HEADER;
+        return KILN_OK;
+    }
+repack:;
+    void *mem;
+    KILN_TRY(kiln_kprep_alloc(p, size, &mem));
+    if (reorder(src_md, src, md, mem)) *out = mem;
+    return KILN_OK;
 }
 #endif

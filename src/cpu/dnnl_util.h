@@ -11,6 +11,8 @@
 
 #include <stdbool.h>
 
+#include "base/base.h"
+
 #ifdef KILN_HAVE_DNNL
 #include <dnnl.h>
 
@@ -24,6 +26,17 @@ dnnl_stream_t kiln_dnnl_stream(void);
  * kiln_dnnl_threads_end. */
 int kiln_dnnl_threads_begin(void);
 void kiln_dnnl_threads_end(int prev);
+
+struct kiln_kprep;
+/* Weights `src` (described by src_md) reordered into the format `md` a primitive chose, as
+ * prepacked blob `key` of the node p prepares: computed when building and saved in the
+ * engine file, whose mapped copy is taken when loading, after checking that it was packed
+ * for the same format (the blob starts with the memory descriptor it holds; another CPU or
+ * oneDNN version may choose another). A loaded blob that does not match is not used: the
+ * weights are reordered again into memory of the engine. *out NULL (KILN_OK) when oneDNN
+ * fails; an error status only for out of memory. */
+kiln_status kiln_dnnl_pack_weights(struct kiln_kprep *p, uint32_t key, const dnnl_memory_desc_t *src_md,
+                                   const void *src, const dnnl_memory_desc_t *md, const void **out);
 #endif
 
 #endif

@@ -459,6 +459,24 @@ kiln_status kiln_kprep_blob(struct kiln_kprep *p, uint32_t key, size_t bytes, vo
     return KILN_OK;
 }
 
+bool kiln_kprep_blob_peek(const struct kiln_kprep *p, uint32_t key, size_t *bytes)
+{
+    const struct kiln_prep_store *s = p->store;
+    for (size_t i = 0; s && i < s->n_blobs; i++) {
+        const struct kiln_eblob *b = &s->blobs[i];
+        if (b->graph == s->graph && b->node == s->node && b->key == key) {
+            *bytes = b->bytes;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool kiln_kprep_loading(const struct kiln_kprep *p)
+{
+    return p->store && p->store->loading;
+}
+
 /* ------------------------------------------------------------------ run without prepare */
 
 /* Runs `prepare` for k's node on the spot (no inferred types, no constant inputs: prepare

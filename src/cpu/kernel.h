@@ -152,6 +152,12 @@ KILN_NODISCARD kiln_status kiln_kprep_alloc(struct kiln_kprep *p, size_t bytes, 
  * engine file (loading); its contents must not change after prepare returns. */
 KILN_NODISCARD kiln_status kiln_kprep_blob(struct kiln_kprep *p, uint32_t key, size_t bytes,
                                            void **data, bool *fill);
+/* Whether this node has blob `key` (from the engine file when loading, or made earlier in
+ * this prepare), and its size: for kernels whose blob layout depends on the CPU (oneDNN's
+ * packed weights), which check a loaded blob before taking it. */
+bool kiln_kprep_blob_peek(const struct kiln_kprep *p, uint32_t key, size_t *bytes);
+/* Whether p prepares an engine being loaded from a file (blobs can then only be read). */
+bool kiln_kprep_loading(const struct kiln_kprep *p);
 /* Makes the engine (or the ahead-of-time evaluation) that p prepares for call fn(arg) when
  * it frees what prepare made, before kiln_kprep_alloc's memory goes: for a state that owns
  * memory or handles of its own (a plugin's state, src/plugin). KILN_E_NOMEM on failure,

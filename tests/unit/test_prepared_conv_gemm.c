@@ -673,7 +673,8 @@ struct prepped {
     kiln_status st;
     const char *kernel;
     int chosen;
-    size_t n_blobs;
+    size_t n_blobs;      /* kiln's own blobs (keys 0, 1, ...) */
+    size_t n_dnnl_blobs; /* oneDNN's packed weights (dnnl_util.h; keys from 0x10000 up) */
     size_t blob_bytes[4];
     void *blob_copy[4]; /* read-only copies of the blobs (munmap'd by prepped_free) */
 };
@@ -782,8 +783,15 @@ static struct prepped prep_run(const char *domain, const char *op, int opset, co
             *out = o[0];
     }
     if (!load) {
-        r.n_blobs = store.n_blobs;
         for (size_t i = 0; i < store.n_blobs; i++) {
+            if (store.blobs[i].key >= 0x10000u) { /* oneDNN's, made after kiln's own */
+                CHECK(r.kernel && !strcmp(r.kernel, "onednn-packed"), "%s: blob %u without oneDNN packing",
+                      op, store.blobs[i].key);
+                r.n_dnnl_blobs++;
+                kiln_aligned_free(store.blobs[i].data);
+                continue;
+            }
+            r.n_blobs++;
             CHECK(store.blobs[i].key == i, "%s: blob keys are 0, 1, ...: got %u", op, store.blobs[i].key);
             if (i < 4) {
                 r.blob_bytes[i] = store.blobs[i].bytes;

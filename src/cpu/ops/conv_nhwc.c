@@ -40,7 +40,7 @@ struct nhwc_slice {
 #ifdef KILN_HAVE_DNNL
     dnnl_primitive_t prim;
     dnnl_memory_desc_t src_md, dst_md, w_md, b_md;
-    void *w;            /* weights in w_md's format */
+    const void *w;      /* weights in w_md's format */
 #endif
 };
 
@@ -202,35 +202,8 @@ static void nhwc_free(void *arg)
         if (s->sl[i].prim) dnnl_primitive_destroy(s->sl[i].prim);
 }
 
-/* Reorders OIHW (goihw) weights w into the format of md, into memory from kiln_kprep_alloc. */
-static bool reorder_weights(struct kiln_kprep *p, dnnl_engine_t eng, const dnnl_memory_desc_t *src_md,
-                            const float *w, const dnnl_memory_desc_t *md, void **out)
-{
-    size_t bytes = dnnl_memory_desc_get_size(md);
-    if (kiln_kprep_alloc(p, bytes ? bytes : 1, out) != KILN_OK) return false;
-    dnnl_memory_t ms = NULL, md_mem = NULL;
-    dnnl_primitive_desc_t rpd = NULL;
-    dnnl_primitive_t r = NULL;
-    dnnl_stream_t st = kiln_dnnl_stream();
-    bool ok = st && dnnl_memory_create(&ms, src_md, eng, (void *)w) == dnnl_success &&
-              dnnl_memory_create(&md_mem, md, eng, *out) == dnnl_success &&
-              dnnl_reorder_primitive_desc_create(&rpd, src_md, eng, md, eng, NULL) == dnnl_success &&
-              dnnl_primitive_create(&r, rpd) == dnnl_success;
-    if (ok) {
-        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, ms}, {DNNL_ARG_TO, md_mem}};
-        int prev = kiln_dnnl_threads_begin();
-        ok = dnnl_primitive_execute(r, st, 2, args) == dnnl_success && dnnl_stream_wait(st) == dnnl_success;
-        kiln_dnnl_threads_end(prev);
-    }
-    if (r) dnnl_primitive_destroy(r);
-    if (rpd) dnnl_primitive_desc_destroy(rpd);
-    if (ms) dnnl_memory_destroy(ms);
-    if (md_mem) dnnl_memory_destroy(md_mem);
-    return ok;
-}
-
 /* One slice's primitive: output rows [oh0, oh1) of one image. */
-static bool make_slice(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_slice *sl,
+static bool make_slice(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_slice *sl, int idx,
                        const float *w, const float *b, int64_t pt, int64_t pl, int64_t pr)
 {
     dnnl_engine_t eng = kiln_dnnl_engine();
@@ -293,7 +266,9 @@ static bool make_slice(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_s
     if (dnnl_memory_desc_init_by_tag(&plain, G > 1 ? 5 : 4, G > 1 ? wd : wd + 1, dnnl_f32,
                                      G > 1 ? dnnl_goihw : dnnl_oihw))
         return false;
-    return reorder_weights(p, eng, &plain, w, &sl->w_md, &sl->w);
+    if (kiln_dnnl_pack_weights(p, 0x63760000u + (uint32_t)idx, &plain, w, &sl->w_md, &sl->w) != KILN_OK)
+        return false;
+    return sl->w != NULL;
 }
 
 /* Sets up the oneDNN variant; false (and s->n_slices 0) when it does not apply or fails. */
@@ -318,7 +293,7 @@ static bool prepare_onednn(struct kiln_kprep *p, struct nhwc_state *s, const flo
         sl->oh0 = s->OH * i / t;
         sl->oh1 = s->OH * (i + 1) / t;
         s->n_slices = (int)i + 1;
-        if (!make_slice(p, s, sl, w, b, pt, pl, pr)) {
+        if (!make_slice(p, s, sl, (int)i, w, b, pt, pl, pr)) {
             nhwc_free(s);
             s->n_slices = 0;
             return false;
@@ -351,7 +326,7 @@ static void onednn_slice(void *ctx, size_t i0, size_t i1, int worker)
             float *y = j->y + off;
             dnnl_memory_t ms = NULL, mw = NULL, mb = NULL, md = NULL;
             bool ok = st && dnnl_memory_create(&ms, &sl->src_md, eng, (void *)x) == dnnl_success &&
-                      dnnl_memory_create(&mw, &sl->w_md, eng, sl->w) == dnnl_success &&
+                      dnnl_memory_create(&mw, &sl->w_md, eng, (void *)sl->w) == dnnl_success &&
                       (!j->b || dnnl_memory_create(&mb, &sl->b_md, eng, (void *)j->b) == dnnl_success) &&
                       dnnl_memory_create(&md, &sl->dst_md, eng, y) == dnnl_success;
             if (ok) {
@@ -397,17 +372,12 @@ static kiln_status nhwc_prepare(struct kiln_kprep *p)
     int64_t M = w->dims[0], Cg = w->dims[1];
     if (s->k[0] < 0) s->k[0] = w->dims[2], s->k[1] = w->dims[3];
     if (s->k[0] != w->dims[2] || s->k[1] != w->dims[3] || M % s->group) return KILN_OK;
-    float *wt;
-    KILN_TRY(kiln_kprep_alloc(p, (size_t)kiln_tensor_numel(w) * sizeof(float) + 1, (void **)&wt));
-    relay_weights(w->data, M, Cg, s->group, s->k[0], s->k[1], wt);
-    s->wt = wt;
     s->M = M;
     s->C = Cg * s->group;
 #ifdef KILN_HAVE_DNNL
     const struct kiln_type *xt = p->in[0] ? &p->in[0]->type : NULL;
     bool has_b = p->kc.n_in > 2 && p->kc.node->inputs[2][0];
-    if (has_b && !b) return KILN_OK;
-    if (xt && xt->kind == KILN_TYPE_TENSOR && xt->rank == 4 && xt->dims[1].value > 0 &&
+    if ((!has_b || b) && xt && xt->kind == KILN_TYPE_TENSOR && xt->rank == 4 && xt->dims[1].value > 0 &&
         xt->dims[2].value > 0 && xt->dims[3].value == s->C) {
         s->H = xt->dims[1].value;
         s->W = xt->dims[2].value;
@@ -415,11 +385,17 @@ static kiln_status nhwc_prepare(struct kiln_kprep *p)
             KILN_TRY(kiln_kprep_on_free(p, nhwc_free, s));
             p->kernel = "onednn";
             p->chosen = 1;
+            return KILN_OK;
         }
     }
 #else
     (void)b;
 #endif
+    /* direct: the weights re-laid once */
+    float *wt;
+    KILN_TRY(kiln_kprep_alloc(p, (size_t)kiln_tensor_numel(w) * sizeof(float) + 1, (void **)&wt));
+    relay_weights(w->data, M, Cg, s->group, s->k[0], s->k[1], wt);
+    s->wt = wt;
     return KILN_OK;
 }
 
