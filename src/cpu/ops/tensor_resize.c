@@ -272,7 +272,13 @@ static kiln_status rz_fast(struct kiln_kctx *k, const struct rz *p, const struct
                            const bool *ident, bool *done)
 {
     *done = false;
-    if (x->rank != 4 || !ident[0] || !ident[1]) return KILN_OK;
+    if (x->rank != 4) return KILN_OK;
+    /* N and C must be kept: ident, or for tf_crop_and_resize the same size with roi 0..1,
+     * which maps every position onto itself (x * (in - 1) / (in - 1) is exact). */
+    for (int a = 0; a < 2; a++)
+        if (!ident[a] && !(p->ct == CT_TF_CROP && od[a] == x->dims[a] && scale[a] == 1 && roi[a] == 0 &&
+                           roi[4 + a] == 1))
+            return KILN_OK;
     for (int a = 2; a < 4; a++)
         if (x->dims[a] > INT32_MAX || od[a] > INT32_MAX) return KILN_OK;
     bool nearest = p->mode == RZ_NEAREST;
