@@ -4,7 +4,9 @@
  * taken greedily by descending score (ties: lower box index first); a box is dropped when
  * its IoU with an already selected box exceeds iou_threshold. center_point_box 0 reads
  * [y1, x1, y2, x2] (either corner order), 1 reads [x_center, y_center, width, height].
- * Output rows are [batch, class, box] in selection order.
+ * Output rows are [batch, class, box] in selection order. Corners and areas are computed
+ * once per batch; each candidate is tested against the boxes selected so far with a
+ * vectorized overlap test (cpu/nms_isa.h) that decides exactly as the scalar IoU did.
  *
  * BitCast: reinterprets the bytes (little-endian) as the `to` type. Equal sizes keep the
  * shape; a narrower target appends a dim of size(from)/size(to); a wider target requires

@@ -14,7 +14,8 @@
  * resized axis at a time over a float64 buffer: each output position of the axis gets a
  * short list of (source index, weight) taps, computed exactly as the reference computes the
  * 1-D coefficients (ratio in (0, 1], edge-clamped neighbours). Nearest Resize is an index
- * gather and moves raw elements, so it works for every dtype.
+ * gather and moves raw elements, so it works for every dtype. 4-D inputs that keep N and C
+ * (images) take a float32 fast path built from the same taps (rz_fast below).
  *
  * Attributes are decoded by prepare (tensor_ops.h, "Prepared kernels"): the mode and
  * coordinate strings are turned into the enums below there, and unknown ones refused. None of
