@@ -14,7 +14,8 @@
  * resized axis at a time over a float64 buffer: each output position of the axis gets a
  * short list of (source index, weight) taps, computed exactly as the reference computes the
  * 1-D coefficients (ratio in (0, 1], edge-clamped neighbours). Nearest Resize is an index
- * gather and moves raw elements, so it works for every dtype.
+ * gather and moves raw elements, so it works for every dtype. 4-D inputs that keep N and C
+ * (images) take a float32 fast path built from the same taps (rz_fast below).
  *
  * Attributes are decoded by prepare (tensor_ops.h, "Prepared kernels"): the mode and
  * coordinate strings are turned into the enums below there, and unknown ones refused. None of
@@ -139,6 +140,210 @@ static int64_t rz_nearest(const struct rz *p, int64_t o, double scale, int64_t i
     return i < 0 ? 0 : i >= in ? in - 1 : i;
 }
 
+/* ------------------------------------------------------------------ 4-D fast path
+ *
+ * [N, C, H, W] float32 (linear, cubic) or 4-byte (nearest) tensors with N and C kept: the
+ * per-row and per-column taps are computed once per run by the same functions as the
+ * generic path (rz_taps, rz_nearest), then each output row is built from width-resized input
+ * rows (kiln_resize_hrow / vrow, cpu/resize_isa.h), in float32 rather than float64: within
+ * a few float32 roundings of the generic path for finite inputs. (A zero-weight tap on an
+ * infinite input gives NaN here and is skipped there; the ONNX reference also gives NaN.)
+ * Antialiased downscaling (more than 4 taps) takes the generic path. Work is split over
+ * planes and blocks of RZF_ROWS output rows; each block keeps the last 4 width-resized input
+ * rows it used, so upscaling resizes each input row about once. The result of an element
+ * does not depend on the split. */
+
+#include "base/pool.h"
+#include "cpu/resize_isa.h"
+
+#define RZF_ROWS 16
+
+struct rzf {
+    int64_t H, W, OH, OW;
+    int ny, nx;                       /* taps per output row / column (1, 2 or 4) */
+    const int32_t *yi, *xi;           /* source rows / columns, OH * ny and OW * nx */
+    const float *yw, *xw;             /* their weights */
+    const unsigned char *ye;          /* rows that are extrapolated (tf_crop_and_resize) */
+    const int32_t *xcols;             /* columns that are extrapolated, nxcols of them */
+    size_t nxcols, nblk;              /* blocks of RZF_ROWS rows per plane */
+    const float *erow;                /* the output row of an extrapolated row */
+    float extrap;
+    uint32_t ebits;                   /* nearest: the extrapolation value's bits */
+    const void *x;
+    void *y;
+    float *buf;                       /* per worker: 4 rows of OW floats */
+    void (*hrow)(const float *, float *, const int32_t *, const float *, int, size_t);
+    void (*vrow)(float *, const float *const *, const float *, int, size_t);
+};
+
+static void rzf_linear_task(void *ctx, size_t b0, size_t b1, int worker)
+{
+    const struct rzf *f = ctx;
+    size_t OW = (size_t)f->OW;
+    float *slot[4];
+    for (int s = 0; s < 4; s++) slot[s] = f->buf + ((size_t)worker * 4 + (size_t)s) * OW;
+    for (size_t task = b0; task < b1; task++) {
+        size_t plane = task / f->nblk, r0 = task % f->nblk * RZF_ROWS;
+        size_t r1 = r0 + RZF_ROWS < (size_t)f->OH ? r0 + RZF_ROWS : (size_t)f->OH;
+        const float *src = (const float *)f->x + plane * (size_t)(f->H * f->W);
+        float *dst = (float *)f->y + plane * (size_t)f->OH * OW;
+        int64_t sid[4] = {-1, -1, -1, -1}; /* the input row each slot holds */
+        for (size_t oh = r0; oh < r1; oh++) {
+            float *o = dst + oh * OW;
+            if (f->ye[oh]) {
+                memcpy(o, f->erow, OW * sizeof *o);
+                continue;
+            }
+            const int32_t *iy = f->yi + oh * (size_t)f->ny;
+            const float *rows[4];
+            for (int t = 0; t < f->ny; t++) {
+                int s = 0;
+                while (s < 4 && sid[s] != iy[t]) s++;
+                if (s == 4) { /* resize row iy[t] into a slot this output row does not use */
+                    for (s = 0; s < 4; s++) {
+                        bool used = false;
+                        for (int u = 0; u < f->ny; u++) used |= sid[s] == iy[u];
+                        if (!used) break;
+                    }
+                    f->hrow(src + (size_t)iy[t] * (size_t)f->W, slot[s], f->xi, f->xw, f->nx, OW);
+                    sid[s] = iy[t];
+                }
+                rows[t] = slot[s];
+            }
+            f->vrow(o, rows, f->yw + oh * (size_t)f->ny, f->ny, OW);
+            for (size_t c = 0; c < f->nxcols; c++) o[f->xcols[c]] = f->extrap;
+        }
+    }
+}
+
+static void rzf_nearest_task(void *ctx, size_t b0, size_t b1, int worker)
+{
+    (void)worker;
+    const struct rzf *f = ctx;
+    size_t OW = (size_t)f->OW;
+    for (size_t task = b0; task < b1; task++) {
+        size_t plane = task / f->nblk, r0 = task % f->nblk * RZF_ROWS;
+        size_t r1 = r0 + RZF_ROWS < (size_t)f->OH ? r0 + RZF_ROWS : (size_t)f->OH;
+        const uint32_t *src = (const uint32_t *)f->x + plane * (size_t)(f->H * f->W);
+        uint32_t *dst = (uint32_t *)f->y + plane * (size_t)f->OH * OW;
+        for (size_t oh = r0; oh < r1; oh++) {
+            uint32_t *o = dst + oh * OW;
+            if (f->yi[oh] < 0) {
+                for (size_t j = 0; j < OW; j++) o[j] = f->ebits;
+                continue;
+            }
+            const uint32_t *row = src + (size_t)f->yi[oh] * (size_t)f->W;
+            for (size_t j = 0; j < OW; j++) o[j] = f->xi[j] < 0 ? f->ebits : row[f->xi[j]];
+        }
+    }
+}
+
+/* Taps of one axis as int32 / float (n per position; te: extrapolated positions, taps 0).
+ * An axis kept as is gets one tap of weight 1. */
+static kiln_status rzf_axis(struct kiln_kctx *k, const struct rz *p, int64_t in, int64_t out, double scale,
+                            double r0, double r1, bool ident, int n, int32_t *idx, float *w, unsigned char *te)
+{
+    if (ident) {
+        for (int64_t o = 0; o < out; o++) {
+            idx[o] = (int32_t)o;
+            w[o] = 1;
+        }
+        return KILN_OK;
+    }
+    int64_t *ti;
+    double *tw;
+    bool *tb;
+    KILN_TRY(kiln_scratch(k, (size_t)(out * n) * sizeof *ti, (void **)&ti));
+    KILN_TRY(kiln_scratch(k, (size_t)(out * n) * sizeof *tw, (void **)&tw));
+    KILN_TRY(kiln_scratch(k, (size_t)out * sizeof *tb, (void **)&tb));
+    rz_taps(p, in, out, scale, r0, r1, n, ti, tw, tb);
+    for (int64_t o = 0; o < out; o++) {
+        te[o] = tb[o];
+        for (int t = 0; t < n; t++) {
+            idx[o * n + t] = tb[o] ? 0 : (int32_t)ti[o * n + t];
+            w[o * n + t] = tb[o] ? 0.0f : (float)tw[o * n + t];
+        }
+    }
+    return KILN_OK;
+}
+
+/* The fast path for x (into o, already allocated) when it applies; *done tells. */
+static kiln_status rz_fast(struct kiln_kctx *k, const struct rz *p, const struct kiln_tensor *x,
+                           struct kiln_tensor *o, const double *scale, const int64_t *od, const double *roi,
+                           const bool *ident, bool *done)
+{
+    *done = false;
+    if (x->rank != 4) return KILN_OK;
+    /* N and C must be kept: ident, or for tf_crop_and_resize the same size with roi 0..1,
+     * which maps every position onto itself (x * (in - 1) / (in - 1) is exact). */
+    for (int a = 0; a < 2; a++)
+        if (!ident[a] && !(p->ct == CT_TF_CROP && od[a] == x->dims[a] && scale[a] == 1 && roi[a] == 0 &&
+                           roi[4 + a] == 1))
+            return KILN_OK;
+    for (int a = 2; a < 4; a++)
+        if (x->dims[a] > INT32_MAX || od[a] > INT32_MAX) return KILN_OK;
+    bool nearest = p->mode == RZ_NEAREST;
+    if (nearest ? kiln_dtype_size(x->dtype) != 4 || x->dtype == KILN_DTYPE_STRING : x->dtype != KILN_DTYPE_F32)
+        return KILN_OK;
+    int nt[2] = {1, 1};
+    for (int a = 0; a < 2 && !nearest; a++)
+        if (!ident[2 + a]) {
+            int64_t n = rz_ntaps(p, scale[2 + a]);
+            if (n > 4) return KILN_OK; /* antialiased downscaling */
+            nt[a] = (int)n;
+        }
+    struct rzf f = {.H = x->dims[2], .W = x->dims[3], .OH = od[2], .OW = od[3], .ny = nt[0], .nx = nt[1],
+                    .extrap = (float)p->extrap, .x = x->data, .y = o->data};
+    size_t planes = (size_t)(x->dims[0] * x->dims[1]), OH = (size_t)f.OH, OW = (size_t)f.OW;
+    int threads = kiln_pool_threads(k->pool);
+    f.nblk = (OH + RZF_ROWS - 1) / RZF_ROWS;
+    int32_t *yi, *xi;
+    KILN_TRY(kiln_scratch(k, OH * (size_t)f.ny * sizeof *yi, (void **)&yi));
+    KILN_TRY(kiln_scratch(k, OW * (size_t)f.nx * sizeof *xi, (void **)&xi));
+    f.yi = yi;
+    f.xi = xi;
+    if (nearest) {
+        for (size_t i = 0; i < OH; i++)
+            yi[i] = ident[2] ? (int32_t)i : (int32_t)rz_nearest(p, (int64_t)i, scale[2], f.H, f.OH, roi[2], roi[6]);
+        for (size_t i = 0; i < OW; i++)
+            xi[i] = ident[3] ? (int32_t)i : (int32_t)rz_nearest(p, (int64_t)i, scale[3], f.W, f.OW, roi[3], roi[7]);
+        struct kiln_tensor tmp = {.dtype = x->dtype, .data = &f.ebits};
+        kiln_tensor_set_f64(&tmp, 0, p->extrap);
+        kiln_pool_for(k->pool, planes * f.nblk, kiln_pool_grain((size_t)RZF_ROWS * OW, 32768), rzf_nearest_task, &f);
+        *done = true;
+        return KILN_OK;
+    }
+    float *yw, *xw, *erow;
+    unsigned char *ye, *xe;
+    int32_t *xcols;
+    KILN_TRY(kiln_scratch(k, OH * (size_t)f.ny * sizeof *yw, (void **)&yw));
+    KILN_TRY(kiln_scratch(k, OW * (size_t)f.nx * sizeof *xw, (void **)&xw));
+    KILN_TRY(kiln_scratch(k, OH + OW, (void **)&ye));
+    KILN_TRY(kiln_scratch(k, OW * sizeof *xcols, (void **)&xcols));
+    KILN_TRY(kiln_scratch(k, OW * sizeof *erow, (void **)&erow));
+    KILN_TRY(kiln_scratch(k, (size_t)threads * 4 * OW * sizeof *f.buf, (void **)&f.buf));
+    xe = ye + OH;
+    KILN_TRY(rzf_axis(k, p, f.H, f.OH, scale[2], roi[2], roi[6], ident[2], f.ny, yi, yw, ye));
+    KILN_TRY(rzf_axis(k, p, f.W, f.OW, scale[3], roi[3], roi[7], ident[3], f.nx, xi, xw, xe));
+    for (size_t j = 0; j < OW; j++) {
+        double acc = 0; /* an extrapolated row, resized along the width as the generic path does */
+        for (int t = 0; t < f.nx; t++) acc += (double)xw[j * (size_t)f.nx + (size_t)t] * p->extrap;
+        erow[j] = xe[j] ? f.extrap : (float)acc;
+        if (xe[j]) xcols[f.nxcols++] = (int32_t)j;
+    }
+    f.yw = yw;
+    f.xw = xw;
+    f.ye = ye;
+    f.xcols = xcols;
+    f.erow = erow;
+    f.hrow = KILN_ISA_SELECT(kiln_resize_hrow_isa);
+    f.vrow = KILN_ISA_SELECT(kiln_resize_vrow_isa);
+    kiln_pool_for(k->pool, planes * f.nblk,
+                  kiln_pool_grain((size_t)RZF_ROWS * OW * (size_t)(f.ny + f.nx), 32768), rzf_linear_task, &f);
+    *done = true;
+    return KILN_OK;
+}
+
 /* Resizes x into output 0 with per-axis scales and output sizes (roi: per-axis start/end,
  * used by tf_crop_and_resize). */
 static kiln_status rz_run(struct kiln_kctx *k, const struct rz *p, const struct kiln_tensor *x,
@@ -156,6 +361,9 @@ static kiln_status rz_run(struct kiln_kctx *k, const struct rz *p, const struct 
     bool ident[KILN_MAX_RANK];
     for (int a = 0; a < r; a++)
         ident[a] = od[a] == x->dims[a] && scale[a] == 1 && p->ct != CT_TF_CROP;
+    bool done;
+    KILN_TRY(rz_fast(k, p, x, o, scale, od, roi, ident, &done));
+    if (done) return KILN_OK;
     if (p->mode == RZ_NEAREST) {
         int64_t *maps[KILN_MAX_RANK], xs[KILN_MAX_RANK], total = 0;
         unsigned char cval[16] = {0};
