@@ -12,7 +12,8 @@
  *   are written as comparisons that let NaN through, as numpy's reference does). Signed
  *   integer Abs/Neg of the minimum value wraps (two's complement), as numpy does.
  * - float32 Exp, Tanh, Sigmoid, Erf and Gelu (so float16/bfloat16 too) use the vectorized
- *   kernels of cpu/vmath.h: exp within 2 ulp, erf within 2e-7 absolute, tanh and sigmoid
+ *   cores of cpu/vmath.h (through cpu/eltwise.h, with the other float32 loops that need no
+ *   libm call, at this CPU's vector width): exp within 2 ulp, erf within 2e-7 absolute, tanh and sigmoid
  *   within 1e-6 relative, with libm's results for NaN, +-0 and +-inf. Sigmoid's tails do
  *   not flush early (sigmoid(-100) is the subnormal 3.7e-44). Double stays on libm.
  * - Round is half to even. Softplus is computed as max(x,0) + log1p(exp(-|x|)), which
@@ -369,8 +370,8 @@ static void run_half(f32_loop *fn, kiln_dtype dt, size_t n, const uint16_t *x, u
 /* Element-wise work is split over the session's threads in blocks of PAR_BLOCK elements,
  * PAR_GRAIN blocks to a chunk (so a chunk is >= 16K elements and smaller tensors run
  * inline). Block starts are multiples of PAR_BLOCK, so every element goes through the same
- * loop code (the same HALF_CHUNK / act.c chunk pieces, the same vector lanes) as in one
- * pass: results do not depend on the thread count. */
+ * loop code (the same HALF_CHUNK pieces) as in one pass, and the float32 loops compute each
+ * element alone: results do not depend on the thread count. */
 #define PAR_BLOCK 4096
 #define PAR_GRAIN 4
 
