@@ -3,9 +3,7 @@
 #include <string.h>
 
 #include "cpu/act.h"
-#include "cpu/vmath.h"
-
-#define ACT_CHUNK 256
+#include "cpu/eltwise.h"
 
 bool kiln_act_parse(const char *name, const float *p, size_t np, const char *approximate,
                     struct kiln_act *out)
@@ -44,71 +42,16 @@ bool kiln_act_parse(const char *name, const float *p, size_t np, const char *app
     return false;
 }
 
+/* Gelu is one of the element-wise loops (cpu/eltwise.h), the same expression the fused
+ * activation computes (src/cpu/isa/eltwise_core.h). */
 void kiln_gelu_f32(const float *x, float *y, size_t n)
 {
-    float t[ACT_CHUNK];
-    for (size_t i = 0; i < n; i += ACT_CHUNK) {
-        size_t m = n - i < ACT_CHUNK ? n - i : ACT_CHUNK;
-        for (size_t j = 0; j < m; j++) t[j] = x[i + j] * 0.70710678118654752440f;
-        kiln_verf_f32(t, t, m);
-        for (size_t j = 0; j < m; j++) y[i + j] = 0.5f * x[i + j] * (1.0f + t[j]);
-    }
+    kiln_ew_unary_f32(KILN_EW_GELU, x, y, n, 0, 0);
 }
 
 void kiln_gelu_tanh_f32(const float *x, float *y, size_t n)
 {
-    float t[ACT_CHUNK];
-    for (size_t i = 0; i < n; i += ACT_CHUNK) {
-        size_t m = n - i < ACT_CHUNK ? n - i : ACT_CHUNK;
-        for (size_t j = 0; j < m; j++) {
-            const float v = x[i + j];
-            t[j] = 0.79788456080286535588f * (v + 0.044715f * v * v * v);
-        }
-        kiln_vtanh_f32(t, t, m);
-        for (size_t j = 0; j < m; j++) y[i + j] = 0.5f * x[i + j] * (1.0f + t[j]);
-    }
-}
-
-static inline float clamp01(float t)
-{
-    return t < 0.0f ? 0.0f : t > 1.0f ? 1.0f : t;
-}
-
-/* The activation of v[0..m) in place (m <= ACT_CHUNK). */
-static void act_chunk(const struct kiln_act *a, float *v, size_t m)
-{
-    const float A = a->a, B = a->b;
-    float t[ACT_CHUNK];
-    switch (a->kind) {
-    case KILN_ACT_NONE: break;
-    case KILN_ACT_RELU:
-        for (size_t j = 0; j < m; j++) v[j] = v[j] < 0.0f ? 0.0f : v[j];
-        break;
-    case KILN_ACT_CLIP:
-        for (size_t j = 0; j < m; j++) {
-            float w = v[j] < A ? A : v[j];
-            v[j] = w > B ? B : w;
-        }
-        break;
-    case KILN_ACT_LEAKYRELU:
-        for (size_t j = 0; j < m; j++) v[j] = v[j] < 0.0f ? A * v[j] : v[j];
-        break;
-    case KILN_ACT_SIGMOID: kiln_vsigmoid_f32(v, v, m); break;
-    case KILN_ACT_TANH: kiln_vtanh_f32(v, v, m); break;
-    case KILN_ACT_HARDSIGMOID:
-        for (size_t j = 0; j < m; j++) v[j] = clamp01(A * v[j] + B);
-        break;
-    case KILN_ACT_HARDSWISH:
-        for (size_t j = 0; j < m; j++) v[j] = v[j] * clamp01((float)(1.0 / 6.0) * v[j] + 0.5f);
-        break;
-    case KILN_ACT_SILU:
-        for (size_t j = 0; j < m; j++) t[j] = A == 1.0f ? v[j] : A * v[j];
-        kiln_vsigmoid_f32(t, t, m);
-        for (size_t j = 0; j < m; j++) v[j] = v[j] * t[j];
-        break;
-    case KILN_ACT_GELU: kiln_gelu_f32(v, v, m); break;
-    case KILN_ACT_GELU_TANH: kiln_gelu_tanh_f32(v, v, m); break;
-    }
+    kiln_ew_unary_f32(KILN_EW_GELU_TANH, x, y, n, 0, 0);
 }
 
 void kiln_act_apply_f32(const struct kiln_act *a, const float *x, const float *z, float *y,
@@ -118,16 +61,12 @@ void kiln_act_apply_f32(const struct kiln_act *a, const float *x, const float *z
         if (y != x) memmove(y, x, n * sizeof *y);
         return;
     }
-    float buf[ACT_CHUNK];
-    for (size_t i = 0; i < n; i += ACT_CHUNK) {
-        size_t m = n - i < ACT_CHUNK ? n - i : ACT_CHUNK;
-        for (size_t j = 0; j < m; j++) buf[j] = z ? x[i + j] + z[i + j] : x[i + j];
-        act_chunk(a, buf, m);
-        memcpy(y + i, buf, m * sizeof *y);
-    }
+    KILN_ISA_DISPATCH(kiln_act_apply_f32_isa, (a, x, z, y, n));
 }
 
-/* Blocks of ACT_BLOCK elements, ACT_GRAIN blocks to a chunk (>= 16K elements). */
+/* Blocks of ACT_BLOCK elements, ACT_GRAIN blocks to a chunk (>= 16K elements; smaller
+ * tensors run inline on the caller). Every element is computed alone, so the split does not
+ * change results. */
 #define ACT_BLOCK 4096
 #define ACT_GRAIN 4
 

@@ -25,6 +25,7 @@
 #include <stddef.h>
 
 #include "base/pool.h"
+#include "cpu/isa.h"
 
 enum kiln_act_kind {
     KILN_ACT_NONE,
@@ -52,7 +53,9 @@ bool kiln_act_parse(const char *name, const float *p, size_t np, const char *app
                     struct kiln_act *out);
 
 /* y[i] = act(x[i] + (z ? z[i] : 0)) for i in [0, n). y may be x (in place); z may be NULL.
- * The residual sum is rounded to float before the activation, as Add then the op would. */
+ * The residual sum is rounded to float before the activation, as Add then the op would.
+ * One pass at this CPU's vector width (src/cpu/isa/act.c, cpu/isa.h); the AVX2/AVX-512
+ * copies may contract a*b+c into an FMA, which changes at most the last bit. */
 void kiln_act_apply_f32(const struct kiln_act *a, const float *x, const float *z, float *y,
                         size_t n);
 
@@ -64,5 +67,10 @@ void kiln_act_apply_par(struct kiln_pool *pool, const struct kiln_act *a, const 
 /* The float32 GELU loops: y[i] = gelu(x[i]), erf form and tanh form; y may be x. */
 void kiln_gelu_f32(const float *x, float *y, size_t n);
 void kiln_gelu_tanh_f32(const float *x, float *y, size_t n);
+
+/* The compiled variants of kiln_act_apply_f32 (src/cpu/isa/act.c), for tests. The copy
+ * (kind none, no z) is included: y = x. */
+KILN_ISA_DECLARE(void, kiln_act_apply_f32_isa,
+                 (const struct kiln_act *a, const float *x, const float *z, float *y, size_t n));
 
 #endif

@@ -45,6 +45,7 @@
 
 #include "base/pool.h"
 #include "cpu/broadcast.h"
+#include "cpu/eltwise.h"
 #include "cpu/tensor_util.h"
 
 /* One row of a broadcast walk: y[i] = f(a[i*sa], b[i*sb]) for i < n; sa, sb are 0 or 1.
@@ -412,6 +413,109 @@ static void walk2(struct kiln_pool *pool, row_fn *fn, const void *a, size_t ea, 
     kiln_pool_for(pool, (n + PAR_BLOCK - 1) / PAR_BLOCK, PAR_GRAIN, walk_chunk, &j);
 }
 
+/* ------------------------------------------------------------------ float32 fast path */
+
+/* The float32 vector op (cpu/eltwise.h) of a row table, or -1 when it has none (Mod, Pow). */
+static int ew_op_of(const row_table *tab)
+{
+    static const struct {
+        const row_table *tab;
+        enum kiln_ew_binary op;
+    } map[] = {
+        {&t_add, KILN_EW_ADD}, {&t_sub, KILN_EW_SUB}, {&t_mul, KILN_EW_MUL},
+        {&t_div, KILN_EW_DIV}, {&t_max, KILN_EW_MAX}, {&t_min, KILN_EW_MIN},
+        {&t_prelu, KILN_EW_PRELU}, {&t_eq, KILN_EW_EQ}, {&t_lt, KILN_EW_LT},
+        {&t_gt, KILN_EW_GT}, {&t_le, KILN_EW_LE}, {&t_ge, KILN_EW_GE},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (map[i].tab == tab) return (int)map[i].op;
+    return -1;
+}
+
+/* Fast walks split the output into blocks of PAR_BLOCK elements, EW_GRAIN blocks to a
+ * chunk (32K elements: less is not worth a hand-off for ops this cheap). */
+#define EW_GRAIN 8
+
+struct ew_job {
+    enum kiln_ew_binary op;
+    const float *a, *b;
+    char *y;
+    size_t ey, n;
+    const struct kiln_bcast_iter *it; /* at row 0 */
+};
+
+/* Elements [lo, hi) of the walk as few calls as possible: a partial row alone, then tiles of
+ * whole rows along the innermost collapsed outer dim (that dim's strides are the tile's row
+ * strides), then a partial last row. */
+static void ew_chunk(void *ctx, size_t begin, size_t end, int worker)
+{
+    const struct ew_job *j = ctx;
+    (void)worker;
+    size_t lo = begin * PAR_BLOCK, hi = end * PAR_BLOCK < j->n ? end * PAR_BLOCK : j->n;
+    struct kiln_bcast_iter it = *j->it;
+    const size_t inner = it.inner, sa = it.step[0], sb = it.step[1];
+    const int last = it.rank - 1; /* -1: a single row */
+    const size_t tile = last >= 0 ? (size_t)it.dims[last] : 1;
+    const size_t ra = last >= 0 ? it.strides[0][last] : 0;
+    const size_t rb = last >= 0 ? it.strides[1][last] : 0;
+    iter_seek(&it, lo / inner);
+    size_t c = lo % inner;
+    while (lo < hi) {
+        if (c != 0 || hi - lo < inner) { /* part of one row */
+            size_t m = inner - c < hi - lo ? inner - c : hi - lo;
+            kiln_ew_binary_f32(j->op, 1, m, j->a + it.off[0] + c * sa, 0, sa,
+                               j->b + it.off[1] + c * sb, 0, sb, j->y + (it.out_off + c) * j->ey);
+            lo += m;
+            c = 0;
+            kiln_bcast_iter_next(&it);
+            continue;
+        }
+        size_t q = last >= 0 ? (size_t)it.idx[last] : 0;
+        size_t k = tile - q < (hi - lo) / inner ? tile - q : (hi - lo) / inner;
+        kiln_ew_binary_f32(j->op, k, inner, j->a + it.off[0], ra, sa, j->b + it.off[1], rb, sb,
+                           j->y + it.out_off * j->ey);
+        lo += k * inner;
+        /* Advance k rows: the first k - 1 stay inside the tile, the last goes through next()
+         * so a finished tile carries into the outer dims. */
+        if (last >= 0 && k > 1) {
+            it.idx[last] += (int64_t)(k - 1);
+            it.off[0] += (k - 1) * ra;
+            it.off[1] += (k - 1) * rb;
+            it.out_off += (k - 1) * inner;
+        }
+        kiln_bcast_iter_next(&it);
+    }
+}
+
+/* walk2 for a float32 op with a vector loop (ew_op_of(tab) >= 0); y is float or bool. */
+static void walk2_f32(struct kiln_pool *pool, enum kiln_ew_binary op, const float *a, int ra,
+                      const int64_t *da, const float *b, int rb, const int64_t *db, void *y,
+                      int orank, const int64_t *odims)
+{
+    struct kiln_bcast_iter it;
+    int ranks[2] = {ra, rb};
+    const int64_t *dims[2] = {da, db};
+    kiln_bcast_iter_init(&it, 2, ranks, dims, orank, odims);
+    size_t n = it.rows * it.inner;
+    struct ew_job j = {op, a, b, y, kiln_ew_is_compare(op) ? 1 : sizeof(float), n, &it};
+    kiln_pool_for(pool, (n + PAR_BLOCK - 1) / PAR_BLOCK, EW_GRAIN, ew_chunk, &j);
+}
+
+struct pow_job {
+    enum kiln_ew_unary op;
+    const float *x;
+    float *y;
+    size_t n;
+};
+
+static void pow_chunk(void *ctx, size_t begin, size_t end, int worker)
+{
+    const struct pow_job *j = ctx;
+    (void)worker;
+    size_t lo = begin * PAR_BLOCK, hi = end * PAR_BLOCK < j->n ? end * PAR_BLOCK : j->n;
+    kiln_ew_unary_f32(j->op, j->x + lo, j->y + lo, hi - lo, 0, 0);
+}
+
 /* Shared kernel of the two-input ops: A and B of one dtype (checked against bs->tab), output
  * of that dtype or bool; opset < 7 of a legacy op broadcasts by bs's attributes. */
 static kiln_status binary(struct kiln_kctx *k, const struct bin_state *bs)
@@ -456,6 +560,24 @@ static kiln_status binary(struct kiln_kctx *k, const struct bin_state *bs)
         KILN_TRY(kiln_scratch(k, bytes, &copy));
         memcpy(copy, a, bytes);
         a = copy;
+    }
+    if (dt == KILN_DTYPE_F32 && tab == &t_pow && kiln_tensor_numel(t[1]) == 1) {
+        /* Pow by a scalar 2 or 0.5 (x^2 in norms, sqrt): the output has A's elements in
+         * A's order (B only adds leading 1s), so it is a unary loop; pow(x, 2) is x*x
+         * exactly and pow(x, 0.5) the correctly rounded sqrt, but for -0 and -inf. */
+        float e = *(const float *)t[1]->data;
+        if (e == 2.0f || e == 0.5f) {
+            struct pow_job pj = {e == 2.0f ? KILN_EW_SQUARE : KILN_EW_POW_HALF, a, y->data,
+                                 kiln_tensor_numel(y)};
+            kiln_pool_for(k->pool, (pj.n + PAR_BLOCK - 1) / PAR_BLOCK, EW_GRAIN, pow_chunk, &pj);
+            return KILN_OK;
+        }
+    }
+    int ew = dt == KILN_DTYPE_F32 ? ew_op_of(tab) : -1;
+    if (ew >= 0) {
+        walk2_f32(k->pool, (enum kiln_ew_binary)ew, a, t[0]->rank, t[0]->dims, t[1]->data,
+                  brank, bd, y->data, orank, odims);
+        return KILN_OK;
     }
     walk2(k->pool, fn, a, es, t[0]->rank, t[0]->dims, t[1]->data, es, brank, bd, y->data,
           kiln_dtype_size(odt), orank, odims);
@@ -608,8 +730,12 @@ static kiln_status run_prelu(struct kiln_kctx *k)
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, x->dtype, x->rank, x->dims, &y));
     size_t es = kiln_dtype_size(x->dtype);
-    walk2(k->pool, fn, x->data, es, x->rank, x->dims, s->data, es, srank, sdims, y->data, es, x->rank,
-          x->dims);
+    if (x->dtype == KILN_DTYPE_F32)
+        walk2_f32(k->pool, KILN_EW_PRELU, x->data, x->rank, x->dims, s->data, srank, sdims,
+                  y->data, x->rank, x->dims);
+    else
+        walk2(k->pool, fn, x->data, es, x->rank, x->dims, s->data, es, srank, sdims, y->data,
+              es, x->rank, x->dims);
     return KILN_OK;
 }
 
@@ -677,8 +803,13 @@ static kiln_status variadic(struct kiln_kctx *k, const row_table *tab, bool mean
     size_t es = kiln_dtype_size(dt);
     for (size_t i = 1; i < n; i++) {
         const struct kiln_tensor *ti = kiln_in(k, i);
-        walk2(k->pool, fn, y->data, es, orank, odims, ti->data, es, ti->rank, ti->dims, y->data, es,
-              orank, odims);
+        int ew = dt == KILN_DTYPE_F32 ? ew_op_of(tab) : -1;
+        if (ew >= 0)
+            walk2_f32(k->pool, (enum kiln_ew_binary)ew, y->data, orank, odims, ti->data,
+                      ti->rank, ti->dims, y->data, orank, odims);
+        else
+            walk2(k->pool, fn, y->data, es, orank, odims, ti->data, es, ti->rank, ti->dims,
+                  y->data, es, orank, odims);
     }
     if (mean && n > 1) {
         size_t m = kiln_tensor_numel(y);

@@ -12,7 +12,8 @@
  *   are written as comparisons that let NaN through, as numpy's reference does). Signed
  *   integer Abs/Neg of the minimum value wraps (two's complement), as numpy does.
  * - float32 Exp, Tanh, Sigmoid, Erf and Gelu (so float16/bfloat16 too) use the vectorized
- *   kernels of cpu/vmath.h: exp within 2 ulp, erf within 2e-7 absolute, tanh and sigmoid
+ *   cores of cpu/vmath.h (through cpu/eltwise.h, with the other float32 loops that need no
+ *   libm call, at this CPU's vector width): exp within 2 ulp, erf within 2e-7 absolute, tanh and sigmoid
  *   within 1e-6 relative, with libm's results for NaN, +-0 and +-inf. Sigmoid's tails do
  *   not flush early (sigmoid(-100) is the subnormal 3.7e-44). Double stays on libm.
  * - Round is half to even. Softplus is computed as max(x,0) + log1p(exp(-|x|)), which
@@ -40,10 +41,9 @@
 #include <string.h>
 
 #include "base/pool.h"
-#include "cpu/act.h"
+#include "cpu/eltwise.h"
 #include "cpu/float8.h"
 #include "cpu/tensor_util.h"
-#include "cpu/vmath.h"
 
 /* Attribute values an op's loop reads; meaning per op (e.g. Shrink: alpha = lambd,
  * beta = bias). */
@@ -140,13 +140,13 @@ struct unary_def {
 #define E_SIGN(T, M, v) ((v) > (T)0 ? (T)1 : (v) < (T)0 ? (T)-1 : (v))
 #define E_SHRINK(T, M, v) ((v) < -alpha ? (v) + beta : (v) > alpha ? (v) - beta : (T)0)
 
-DEF_FLOAT_OP(abs, E_ABS)
-DEF_FLOAT_OP(neg, E_NEG)
-DEF_FLOAT_OP(floor, E_FLOOR)
-DEF_FLOAT_OP(ceil, E_CEIL)
-DEF_FLOAT_OP(round, E_ROUND)
-DEF_FLOAT_OP(sqrt, E_SQRT)
-DEF_FLOAT_OP(reciprocal, E_RECIPROCAL)
+DEF_F64_OP(abs, E_ABS)
+DEF_F64_OP(neg, E_NEG)
+DEF_F64_OP(floor, E_FLOOR)
+DEF_F64_OP(ceil, E_CEIL)
+DEF_F64_OP(round, E_ROUND)
+DEF_F64_OP(sqrt, E_SQRT)
+DEF_F64_OP(reciprocal, E_RECIPROCAL)
 DEF_F64_OP(exp, E_EXP)
 DEF_FLOAT_OP(log, E_LOG)
 DEF_FLOAT_OP(sin, E_SIN)
@@ -163,62 +163,55 @@ DEF_FLOAT_OP(acosh, E_ACOSH)
 DEF_FLOAT_OP(atanh, E_ATANH)
 DEF_F64_OP(erf, E_ERF)
 DEF_F64_OP(sigmoid, E_SIGMOID)
-DEF_FLOAT_OP(hardsigmoid, E_HARDSIGMOID)
-DEF_FLOAT_OP(hardswish, E_HARDSWISH)
-DEF_FLOAT_OP(relu, E_RELU)
-DEF_FLOAT_OP(leakyrelu, E_LEAKYRELU)
+DEF_F64_OP(hardsigmoid, E_HARDSIGMOID)
+DEF_F64_OP(hardswish, E_HARDSWISH)
+DEF_F64_OP(relu, E_RELU)
+DEF_F64_OP(leakyrelu, E_LEAKYRELU)
 DEF_FLOAT_OP(elu, E_ELU)
 DEF_FLOAT_OP(selu, E_SELU)
 DEF_FLOAT_OP(celu, E_CELU)
-DEF_FLOAT_OP(thresholdedrelu, E_THRESHOLDEDRELU)
+DEF_F64_OP(thresholdedrelu, E_THRESHOLDEDRELU)
 DEF_FLOAT_OP(softplus, E_SOFTPLUS)
-DEF_FLOAT_OP(softsign, E_SOFTSIGN)
+DEF_F64_OP(softsign, E_SOFTSIGN)
 DEF_F64_OP(gelu, E_GELU)
 DEF_F64_OP(gelu_tanh, E_GELU_TANH)
 DEF_FLOAT_OP(mish, E_MISH)
 DEF_FLOAT_OP(swish, E_SWISH)
-DEF_FLOAT_OP(sign, E_SIGN)
-DEF_FLOAT_OP(shrink, E_SHRINK)
+DEF_F64_OP(sign, E_SIGN)
+DEF_F64_OP(shrink, E_SHRINK)
 
-/* Float loops on the vectorized kernels of cpu/vmath.h (accuracy stated there: exp within
- * 2 ulp, erf within 2e-7 absolute, tanh and sigmoid within 1e-6 relative; NaN and +-inf
- * give what libm gives). Gelu runs a chunk at a time through a stack buffer so y may be x. */
-static void exp_f32(size_t n, const float *x, float *y, const struct uparams *p)
-{
-    (void)p;
-    kiln_vexp_f32(x, y, n);
-}
+/* Float loops at full vector width (cpu/eltwise.h, src/cpu/isa/eltwise.c): the same
+ * expressions as the E_* above, except that Exp, Tanh, Sigmoid, Erf and Gelu use the vmath
+ * cores (accuracy in cpu/vmath.h: exp within 2 ulp, erf within 2e-7 absolute, tanh and
+ * sigmoid within 1e-6 relative; NaN and +-inf give what libm gives). The rest (Log, Elu,
+ * Selu, Celu, Softplus, Mish, Swish, trigonometry) stays on libm, a loop per op above. */
+#define EW_F32(name, OP)                                                                       \
+    static void name##_f32(size_t n, const float *x, float *y, const struct uparams *p)       \
+    {                                                                                          \
+        kiln_ew_unary_f32(OP, x, y, n, (float)p->alpha, (float)p->beta);                      \
+    }
 
-static void tanh_f32(size_t n, const float *x, float *y, const struct uparams *p)
-{
-    (void)p;
-    kiln_vtanh_f32(x, y, n);
-}
-
-static void erf_f32(size_t n, const float *x, float *y, const struct uparams *p)
-{
-    (void)p;
-    kiln_verf_f32(x, y, n);
-}
-
-static void sigmoid_f32(size_t n, const float *x, float *y, const struct uparams *p)
-{
-    (void)p;
-    kiln_vsigmoid_f32(x, y, n);
-}
-
-/* Gelu's loops live in cpu/act.c, shared with the fused ops' activations. */
-static void gelu_f32(size_t n, const float *x, float *y, const struct uparams *p)
-{
-    (void)p;
-    kiln_gelu_f32(x, y, n);
-}
-
-static void gelu_tanh_f32(size_t n, const float *x, float *y, const struct uparams *p)
-{
-    (void)p;
-    kiln_gelu_tanh_f32(x, y, n);
-}
+EW_F32(abs, KILN_EW_ABS)
+EW_F32(neg, KILN_EW_NEG)
+EW_F32(floor, KILN_EW_FLOOR)
+EW_F32(ceil, KILN_EW_CEIL)
+EW_F32(round, KILN_EW_ROUND)
+EW_F32(sqrt, KILN_EW_SQRT)
+EW_F32(reciprocal, KILN_EW_RECIPROCAL)
+EW_F32(exp, KILN_EW_EXP)
+EW_F32(tanh, KILN_EW_TANH)
+EW_F32(erf, KILN_EW_ERF)
+EW_F32(sigmoid, KILN_EW_SIGMOID)
+EW_F32(hardsigmoid, KILN_EW_HARDSIGMOID)
+EW_F32(hardswish, KILN_EW_HARDSWISH)
+EW_F32(relu, KILN_EW_RELU)
+EW_F32(leakyrelu, KILN_EW_LEAKYRELU)
+EW_F32(thresholdedrelu, KILN_EW_THRESHOLDEDRELU)
+EW_F32(softsign, KILN_EW_SOFTSIGN)
+EW_F32(sign, KILN_EW_SIGN)
+EW_F32(shrink, KILN_EW_SHRINK)
+EW_F32(gelu, KILN_EW_GELU)
+EW_F32(gelu_tanh, KILN_EW_GELU_TANH)
 
 /* ------------------------------------------------------------------ integer loops */
 
@@ -377,8 +370,8 @@ static void run_half(f32_loop *fn, kiln_dtype dt, size_t n, const uint16_t *x, u
 /* Element-wise work is split over the session's threads in blocks of PAR_BLOCK elements,
  * PAR_GRAIN blocks to a chunk (so a chunk is >= 16K elements and smaller tensors run
  * inline). Block starts are multiples of PAR_BLOCK, so every element goes through the same
- * loop code (the same HALF_CHUNK / act.c chunk pieces, the same vector lanes) as in one
- * pass: results do not depend on the thread count. */
+ * loop code (the same HALF_CHUNK pieces) as in one pass, and the float32 loops compute each
+ * element alone: results do not depend on the thread count. */
 #define PAR_BLOCK 4096
 #define PAR_GRAIN 4
 
@@ -629,15 +622,6 @@ ATTR_OP(gelu)
 
 /* ------------------------------------------------------------------ Clip */
 
-static void clip_f32(size_t n, const float *x, float *y, float lo, float hi)
-{
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        v = v < lo ? lo : v;
-        y[i] = v > hi ? hi : v;
-    }
-}
-
 static void clip_f64(size_t n, const double *x, double *y, double lo, double hi)
 {
     for (size_t i = 0; i < n; i++) {
@@ -691,7 +675,9 @@ static void clip_chunk(void *ctx, size_t begin, size_t end, int worker)
     const kiln_dtype dt = j->dt;
     const struct kiln_tensor *bmin = j->bmin, *bmax = j->bmax;
     switch (dt) {
-    case KILN_DTYPE_F32: clip_f32(n, xv, yv, (float)j->lo, (float)j->hi); break;
+    case KILN_DTYPE_F32:
+        kiln_ew_unary_f32(KILN_EW_CLIP, xv, yv, n, (float)j->lo, (float)j->hi);
+        break;
     case KILN_DTYPE_F64: clip_f64(n, xv, yv, j->lo, j->hi); break;
     case KILN_DTYPE_F16:
     case KILN_DTYPE_BF16: {
@@ -703,7 +689,7 @@ static void clip_chunk(void *ctx, size_t begin, size_t end, int worker)
         for (size_t i = 0; i < n; i += HALF_CHUNK) {
             size_t m = n - i < HALF_CHUNK ? n - i : HALF_CHUNK;
             kiln_half_load_f32(dt, xs + i, m, buf);
-            clip_f32(m, buf, buf, (float)j->lo, (float)j->hi);
+            kiln_ew_unary_f32(KILN_EW_CLIP, buf, buf, m, (float)j->lo, (float)j->hi);
             kiln_half_store_f32(dt, buf, m, ys + i);
         }
         break;
