@@ -19,8 +19,16 @@ foreach(src ${KILN_UNIT_TESTS})
   target_link_libraries(${name} PRIVATE kiln_test_support kiln_static)
   target_compile_definitions(${name} PRIVATE KILN_SOURCE_DIR="${CMAKE_SOURCE_DIR}"
                              KILN_ONNX_TESTS="${KILN_ONNX_TESTS}")
+  if(KILN_DNNL_FOUND)
+    target_compile_definitions(${name} PRIVATE KILN_HAVE_DNNL=1)
+  endif()
   add_test(NAME ${name} COMMAND ${name})
 endforeach()
+
+# The channels-last Conv again with the CPU kernels forced to the portable path (its
+# "direct" variant instead of oneDNN).
+add_test(NAME test_conv_nhwc_portable COMMAND test_conv_nhwc)
+set_tests_properties(test_conv_nhwc_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)
 
 # CLI tests: every tests/cli/test_*.sh runs with the kiln binary, the source folder and the
 # ONNX test data folder as arguments; exit 0 = pass.

@@ -193,25 +193,8 @@ void kiln_sgemm_portable(bool transA, bool transB, size_t M, size_t N, size_t K,
 }
 
 #ifdef KILN_HAVE_DNNL
-#include <dlfcn.h>
-#include <dnnl.h>
-#include <pthread.h>
-
-/* Debian's oneDNN runs its sgemm on an OpenMP team as wide as omp_get_max_threads() of the
- * calling thread: every core by default. kiln's threading is its own pool (kiln_sgemm_par),
- * so each oneDNN call is held to one thread. The OpenMP runtime (libgomp) is loaded with
- * libdnnl; its two entry points are looked up at run time rather than linked, so that kiln
- * does not tie itself to one compiler's OpenMP library. */
-static void (*omp_set_nt)(int);
-static int (*omp_get_nt)(void);
-static pthread_once_t omp_once = PTHREAD_ONCE_INIT;
-
-static void omp_resolve(void)
-{
-    *(void **)&omp_set_nt = dlsym(RTLD_DEFAULT, "omp_set_num_threads");
-    *(void **)&omp_get_nt = dlsym(RTLD_DEFAULT, "omp_get_max_threads");
-    if (!omp_set_nt || !omp_get_nt) omp_set_nt = NULL, omp_get_nt = NULL;
-}
+#include "cpu/dnnl_util.h"
+#include "cpu/isa.h"
 
 /* oneDNN's sgemm (row-major, like ours) where it is available: about 4x the portable code
  * on one core of the development machine (docs/DEPENDENCIES.md). Empty products and any
@@ -220,14 +203,13 @@ void kiln_sgemm(bool transA, bool transB, size_t M, size_t N, size_t K, float al
                 const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
                 size_t ldc)
 {
-    if (M && N && K) {
-        pthread_once(&omp_once, omp_resolve);
-        int prev = omp_get_nt ? omp_get_nt() : 1;
-        if (prev != 1) omp_set_nt(1);
+    /* KILN_CPU_ISA=portable means kiln's own C code, GEMM included. */
+    if (M && N && K && kiln_isa_active() != KILN_ISA_PORTABLE) {
+        int prev = kiln_dnnl_threads_begin(); /* one OpenMP thread: see dnnl_util.h */
         dnnl_status_t st = dnnl_sgemm(transA ? 'T' : 'N', transB ? 'T' : 'N', (dnnl_dim_t)M,
                                       (dnnl_dim_t)N, (dnnl_dim_t)K, alpha, A, (dnnl_dim_t)lda, B,
                                       (dnnl_dim_t)ldb, beta, C, (dnnl_dim_t)ldc);
-        if (prev != 1) omp_set_nt(prev);
+        kiln_dnnl_threads_end(prev);
         if (st == dnnl_success) return;
     }
     kiln_sgemm_portable(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

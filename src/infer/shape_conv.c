@@ -36,13 +36,21 @@ static bool conv_rank(struct kiln_ictx *c, int *rank, const struct kiln_dim **x,
     return true;
 }
 
-static kiln_status conv_common(struct kiln_ictx *c, bool transpose)
+/* nhwc: X and Y are channels-last ([N, spatial..., C], kiln.ConvNhwc); W stays [M, C/g, k...]. */
+static kiln_status conv_common(struct kiln_ictx *c, bool transpose, bool nhwc)
 {
     static const size_t dt_in[] = {0, 1};
     kiln_dtype dt = kiln_infer_dtype_of(c, 2, dt_in);
     int rank;
     const struct kiln_dim *x, *w;
     if (!conv_rank(c, &rank, &x, &w)) return KILN_OK;
+    struct kiln_dim xt[KILN_MAX_RANK];
+    if (nhwc && x) { /* read X as [N, C, spatial...] */
+        xt[0] = x[0];
+        xt[1] = x[rank - 1];
+        for (int i = 2; i < rank; i++) xt[i] = x[i - 1];
+        x = xt;
+    }
     if (rank < 0) return kiln_ic_set_tensor(c, 0, dt, -1, NULL);
     int nd = rank - 2;
     int64_t group;
@@ -127,6 +135,11 @@ static kiln_status conv_common(struct kiln_ictx *c, bool transpose)
             y[2 + i] = kiln_infer_dim_plus(inf, kiln_sym_mul(inf, in, kiln_dim_int(win.s[i])), add);
         }
     }
+    if (nhwc) { /* [N, M, spatial...] -> [N, spatial..., M] */
+        struct kiln_dim m = y[1];
+        for (int i = 1; i < rank - 1; i++) y[i] = y[i + 1];
+        y[rank - 1] = m;
+    }
     return kiln_ic_set_tensor(c, 0, dt, rank, y);
 }
 
@@ -173,11 +186,13 @@ static kiln_status col2im_infer(struct kiln_ictx *c)
 
 static kiln_status conv_infer(struct kiln_ictx *c)
 {
-    return conv_common(c, false);
+    return conv_common(c, false, false);
 }
+kiln_status kiln_infer_conv_nhwc(struct kiln_ictx *c) { return conv_common(c, false, true); }
+
 static kiln_status convt_infer(struct kiln_ictx *c)
 {
-    return conv_common(c, true);
+    return conv_common(c, true, false);
 }
 
 const struct kiln_infer_op kiln_infer_ops_conv[] = {

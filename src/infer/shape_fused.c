@@ -7,6 +7,7 @@
  * RMSNormalization-23. Attention: Y has Q's shape with V's last dim; present_key and
  * present_value are [B, H, P + S, D] (P = past length, 0 without a past; D = hidden / H).
  */
+#include "infer/shape_nn.h"
 #include "infer/rule_util.h"
 
 /* Runs the rule of standard op `op` at `version` on the first n_in inputs of c's node. */
@@ -55,6 +56,7 @@ static kiln_status attention_infer(struct kiln_ictx *c)
 }
 
 const struct kiln_infer_op kiln_infer_ops_fused[] = {
+    {"ConvNhwc", "kiln", 1, 0, kiln_infer_conv_nhwc},
     {"FusedConv", "kiln", 1, 0, fused_conv_infer},
     {"FusedGemm", "kiln", 1, 0, fused_gemm_infer},
     {"FusedMatMul", "kiln", 1, 0, fused_matmul_infer},

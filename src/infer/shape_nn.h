@@ -266,4 +266,7 @@ static inline struct kiln_dim kiln_infer_window_out(struct kiln_ictx *c, const s
     return kiln_sym_add(inf, kiln_sym_floordiv(inf, span, s), kiln_dim_int(1));
 }
 
+/* kiln.ConvNhwc: Conv-11 with X and Y channels-last (shape_conv.c). */
+kiln_status kiln_infer_conv_nhwc(struct kiln_ictx *c);
+
 #endif /* KILN_INFER_SHAPE_NN_H */

@@ -1,0 +1,485 @@
+/* src/cpu/ops/conv_nhwc.c: kiln.ConvNhwc, a 2-D convolution on channels-last tensors
+ * (docs/fused-ops.md). The optimizer's NHWC pass (src/opt/pass_nhwc.c) rewrites CNN regions
+ * to it, so that activations stay channels-last from one convolution to the next.
+ *
+ *   ConvNhwc (X [N, H, W, C], W [M, C/group, kH, kW], B? [M], Z? [N, OH, OW, M])
+ *       -> Y [N, OH, OW, M] = act(conv(X, W) + B + Z)
+ *
+ * Attributes are kiln.FusedConv's (Conv's plus activation, activation_params, approximate).
+ *
+ * Two variants:
+ *   "onednn"    oneDNN's convolution primitive on nhwc memory (its brgconv / depthwise JIT
+ *               kernels), when kiln has oneDNN, the instruction set is AVX2 or better, and
+ *               C, H, W are known at prepare. kiln's threads split the output rows: each of
+ *               T slices (T = the engine's threads, fewer for small convolutions) is its own
+ *               primitive, created at prepare with the padding its rows see, run on one
+ *               OpenMP thread (cpu/dnnl_util.h). Weights are reordered into the primitive's
+ *               format at prepare (that format is oneDNN's choice for this CPU, so it is not
+ *               stored in engine files: loading an engine redoes it). Relu, LeakyRelu and Clip
+ *               run as oneDNN post-ops when there is no Z; otherwise the residual and the
+ *               activation follow per slice with kiln_act_apply_f32 (cpu/act.h).
+ *   "direct"    the reference: a direct loop with the weights re-laid [g][kh][kw][c][m] so
+ *               the inner loop runs over contiguous output channels. Used for symbolic
+ *               shapes, KILN_CPU_ISA=portable and builds without oneDNN.
+ * float32 only (the NHWC pass rewrites float32 convolutions only).
+ */
+#include <string.h>
+
+#include "base/pool.h"
+#include "cpu/act.h"
+#include "cpu/dnnl_util.h"
+#include "cpu/isa.h"
+#include "cpu/kernel.h"
+#include "infer/infer.h"
+
+#define MAX_SLICES 16
+
+struct nhwc_slice {
+    int64_t oh0, oh1;   /* output rows */
+    int64_t ih0;        /* first input row it reads */
+#ifdef KILN_HAVE_DNNL
+    dnnl_primitive_t prim;
+    dnnl_memory_desc_t src_md, dst_md, w_md, b_md;
+    void *w;            /* weights in w_md's format */
+#endif
+};
+
+struct nhwc_state {
+    int64_t group, k[2], s[2], d[2], pb[2], pe[2];
+    int auto_pad; /* 0 NOTSET, 1 SAME_UPPER, 2 SAME_LOWER, 3 VALID */
+    struct kiln_act act;
+    bool act_in_prim; /* the activation is a oneDNN post-op */
+    const float *wt;  /* direct: [g][kh][kw][c/g][m/g] */
+    int64_t C, M;     /* 0 when unknown at prepare */
+    int n_slices;     /* 0: direct */
+    int64_t H, W, OH, OW;
+    struct nhwc_slice sl[MAX_SLICES];
+};
+
+static kiln_status read_pair(struct kiln_kctx *k, const char *name, int64_t def, int64_t min,
+                             int64_t *out)
+{
+    const int64_t *v;
+    size_t n = kiln_attr_ints(k, name, &v);
+    if (n && n != 2)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "%s has %zu values; expected 2", name, n);
+    for (int i = 0; i < 2; i++) {
+        out[i] = n ? v[i] : def;
+        if (out[i] < min)
+            return kiln_kfail(k, KILN_E_INVALID_MODEL, "%s[%d] = %lld; expected >= %lld", name, i,
+                              (long long)out[i], (long long)min);
+    }
+    return KILN_OK;
+}
+
+static kiln_status nhwc_decode(struct kiln_kctx *k, struct nhwc_state *s)
+{
+    memset(s, 0, sizeof *s);
+    s->group = kiln_attr_i(k, "group", 1);
+    if (s->group < 1)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "group = %lld; expected >= 1", (long long)s->group);
+    KILN_TRY(read_pair(k, "strides", 1, 1, s->s));
+    KILN_TRY(read_pair(k, "dilations", 1, 1, s->d));
+    s->k[0] = s->k[1] = -1;
+    const int64_t *ks;
+    size_t nk = kiln_attr_ints(k, "kernel_shape", &ks);
+    if (nk && nk != 2)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "kernel_shape has %zu values; expected 2", nk);
+    if (nk) s->k[0] = ks[0], s->k[1] = ks[1];
+    const int64_t *p;
+    size_t np = kiln_attr_ints(k, "pads", &p);
+    if (np && np != 4)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "pads has %zu values; expected 4", np);
+    for (int i = 0; i < 2; i++) {
+        s->pb[i] = np ? p[i] : 0;
+        s->pe[i] = np ? p[2 + i] : 0;
+        if (s->pb[i] < 0 || s->pe[i] < 0)
+            return kiln_kfail(k, KILN_E_INVALID_MODEL, "pads must be >= 0");
+    }
+    const char *ap = kiln_attr_s(k, "auto_pad", "NOTSET");
+    static const char *const aps[] = {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"};
+    s->auto_pad = -1;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(ap, aps[i])) s->auto_pad = i;
+    if (s->auto_pad < 0)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "auto_pad '%s' is not one of NOTSET, SAME_UPPER, "
+                                                   "SAME_LOWER, VALID", ap);
+    const char *name = kiln_attr_s(k, "activation", "");
+    const float *ap_v;
+    size_t nap = kiln_attr_floats(k, "activation_params", &ap_v);
+    const char *approx = kiln_attr_s(k, "approximate", "none");
+    if (!kiln_act_parse(name, ap_v, nap, approx, &s->act))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL,
+                          "activation '%s' with %zu parameters (approximate '%s') is not one kiln "
+                          "knows (see docs/fused-ops.md)", name, nap, approx);
+    return KILN_OK;
+}
+
+/* Output size and begin padding of spatial dim i for input size in (kernel size kk). */
+static void nhwc_dim(const struct nhwc_state *s, int i, int64_t in, int64_t kk, int64_t *out,
+                     int64_t *pb, int64_t *pe)
+{
+    int64_t dk = (kk - 1) * s->d[i] + 1;
+    if (s->auto_pad == 1 || s->auto_pad == 2) {
+        *out = (in + s->s[i] - 1) / s->s[i];
+        int64_t tot = (*out - 1) * s->s[i] + dk - in;
+        if (tot < 0) tot = 0;
+        *pb = s->auto_pad == 1 ? tot / 2 : tot - tot / 2;
+        *pe = tot - *pb;
+        return;
+    }
+    *pb = s->auto_pad == 3 ? 0 : s->pb[i];
+    *pe = s->auto_pad == 3 ? 0 : s->pe[i];
+    int64_t span = in + *pb + *pe - dk;
+    *out = span < 0 ? 0 : span / s->s[i] + 1;
+}
+
+/* ------------------------------------------------------------------ direct */
+
+/* Re-lays OIHW weights [M][C/g][kh][kw] as [g][kh][kw][c/g][m/g]. */
+static void relay_weights(const float *w, int64_t M, int64_t Cg, int64_t G, int64_t kh, int64_t kw,
+                          float *wt)
+{
+    int64_t Mg = M / G;
+    for (int64_t g = 0; g < G; g++)
+        for (int64_t m = 0; m < Mg; m++)
+            for (int64_t c = 0; c < Cg; c++)
+                for (int64_t y = 0; y < kh; y++)
+                    for (int64_t x = 0; x < kw; x++)
+                        wt[(((g * kh + y) * kw + x) * Cg + c) * Mg + m] =
+                            w[(((g * Mg + m) * Cg + c) * kh + y) * kw + x];
+}
+
+struct direct_job {
+    const struct nhwc_state *s;
+    const float *x, *wt, *b, *z;
+    float *y;
+    int64_t H, W, C, M, OH, OW, kh, kw, pt, pl;
+};
+
+/* Output rows [r0, r1) of all images (row r = image r / OH, row r % OH). */
+static void direct_rows(void *ctx, size_t r0, size_t r1, int worker)
+{
+    (void)worker;
+    const struct direct_job *j = ctx;
+    const struct nhwc_state *s = j->s;
+    int64_t G = s->group, Cg = j->C / G, Mg = j->M / G;
+    for (size_t r = r0; r < r1; r++) {
+        int64_t n = (int64_t)r / j->OH, oh = (int64_t)r % j->OH;
+        for (int64_t ow = 0; ow < j->OW; ow++) {
+            float *yp = j->y + ((n * j->OH + oh) * j->OW + ow) * j->M;
+            for (int64_t m = 0; m < j->M; m++) yp[m] = j->b ? j->b[m] : 0.0f;
+            for (int64_t ky = 0; ky < j->kh; ky++) {
+                int64_t ih = oh * s->s[0] - j->pt + ky * s->d[0];
+                if (ih < 0 || ih >= j->H) continue;
+                for (int64_t kx = 0; kx < j->kw; kx++) {
+                    int64_t iw = ow * s->s[1] - j->pl + kx * s->d[1];
+                    if (iw < 0 || iw >= j->W) continue;
+                    const float *xp = j->x + ((n * j->H + ih) * j->W + iw) * j->C;
+                    for (int64_t g = 0; g < G; g++) {
+                        const float *wp = j->wt + ((g * j->kh + ky) * j->kw + kx) * Cg * Mg;
+                        float *yg = yp + g * Mg;
+                        for (int64_t c = 0; c < Cg; c++) {
+                            float xv = xp[g * Cg + c];
+                            const float *wc = wp + c * Mg;
+                            for (int64_t m = 0; m < Mg; m++) yg[m] += xv * wc[m];
+                        }
+                    }
+                }
+            }
+            kiln_act_apply_f32(&s->act, yp, j->z ? j->z + (yp - j->y) : NULL, yp, (size_t)j->M);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ oneDNN */
+
+#ifdef KILN_HAVE_DNNL
+static void nhwc_free(void *arg)
+{
+    struct nhwc_state *s = arg;
+    for (int i = 0; i < s->n_slices; i++)
+        if (s->sl[i].prim) dnnl_primitive_destroy(s->sl[i].prim);
+}
+
+/* Reorders OIHW (goihw) weights w into the format of md, into memory from kiln_kprep_alloc. */
+static bool reorder_weights(struct kiln_kprep *p, dnnl_engine_t eng, const dnnl_memory_desc_t *src_md,
+                            const float *w, const dnnl_memory_desc_t *md, void **out)
+{
+    size_t bytes = dnnl_memory_desc_get_size(md);
+    if (kiln_kprep_alloc(p, bytes ? bytes : 1, out) != KILN_OK) return false;
+    dnnl_memory_t ms = NULL, md_mem = NULL;
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_primitive_t r = NULL;
+    dnnl_stream_t st = kiln_dnnl_stream();
+    bool ok = st && dnnl_memory_create(&ms, src_md, eng, (void *)w) == dnnl_success &&
+              dnnl_memory_create(&md_mem, md, eng, *out) == dnnl_success &&
+              dnnl_reorder_primitive_desc_create(&rpd, src_md, eng, md, eng, NULL) == dnnl_success &&
+              dnnl_primitive_create(&r, rpd) == dnnl_success;
+    if (ok) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, ms}, {DNNL_ARG_TO, md_mem}};
+        int prev = kiln_dnnl_threads_begin();
+        ok = dnnl_primitive_execute(r, st, 2, args) == dnnl_success && dnnl_stream_wait(st) == dnnl_success;
+        kiln_dnnl_threads_end(prev);
+    }
+    if (r) dnnl_primitive_destroy(r);
+    if (rpd) dnnl_primitive_desc_destroy(rpd);
+    if (ms) dnnl_memory_destroy(ms);
+    if (md_mem) dnnl_memory_destroy(md_mem);
+    return ok;
+}
+
+/* One slice's primitive: output rows [oh0, oh1) of one image. */
+static bool make_slice(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_slice *sl,
+                       const float *w, const float *b, int64_t pt, int64_t pl, int64_t pr)
+{
+    dnnl_engine_t eng = kiln_dnnl_engine();
+    int64_t dk = (s->k[0] - 1) * s->d[0] + 1;
+    int64_t first = sl->oh0 * s->s[0] - pt;             /* may be < 0: padding */
+    int64_t last = (sl->oh1 - 1) * s->s[0] - pt + dk;   /* one past; may be > H */
+    int64_t lo = first < 0 ? 0 : first, hi = last > s->H ? s->H : last;
+    sl->ih0 = lo;
+    int64_t spt = lo - first, spb = last - hi;
+    int64_t G = s->group, C = s->C, M = s->M;
+    dnnl_dims_t sd = {1, C, hi - lo, s->W}, dd = {1, M, sl->oh1 - sl->oh0, s->OW};
+    dnnl_dims_t wd = {G, M / G, C / G, s->k[0], s->k[1]}, bd = {M};
+    dnnl_dims_t str = {s->s[0], s->s[1]}, dil = {s->d[0] - 1, s->d[1] - 1};
+    dnnl_dims_t pad_l = {spt, pl}, pad_r = {spb, pr};
+    dnnl_memory_desc_t wany;
+    if (dnnl_memory_desc_init_by_tag(&sl->src_md, 4, sd, dnnl_f32, dnnl_nhwc) ||
+        dnnl_memory_desc_init_by_tag(&sl->dst_md, 4, dd, dnnl_f32, dnnl_nhwc) ||
+        dnnl_memory_desc_init_by_tag(&wany, G > 1 ? 5 : 4, G > 1 ? wd : wd + 1, dnnl_f32,
+                                     dnnl_format_tag_any))
+        return false;
+    memset(&sl->b_md, 0, sizeof sl->b_md);
+    if (b && dnnl_memory_desc_init_by_tag(&sl->b_md, 1, bd, dnnl_f32, dnnl_x)) return false;
+    dnnl_convolution_desc_t cd;
+    if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
+                                                   &sl->src_md, &wany, b ? &sl->b_md : NULL,
+                                                   &sl->dst_md, str, dil, pad_l, pad_r))
+        return false;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    bool ok = dnnl_primitive_attr_create(&attr) == dnnl_success &&
+              dnnl_post_ops_create(&po) == dnnl_success;
+    if (ok && s->act_in_prim) {
+        const struct kiln_act *a = &s->act;
+        if (a->kind == KILN_ACT_RELU)
+            ok = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) == dnnl_success;
+        else if (a->kind == KILN_ACT_LEAKYRELU)
+            ok = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, a->a, 0.0f) == dnnl_success;
+        else /* Clip */
+            ok = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_clip_v2, a->a, a->b) == dnnl_success;
+        ok = ok && dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
+    }
+    dnnl_primitive_desc_t pd = NULL;
+    ok = ok && dnnl_primitive_desc_create(&pd, &cd, attr, eng, NULL) == dnnl_success;
+    if (po) dnnl_post_ops_destroy(po);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (!ok) return false;
+    const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    ok = wq != NULL;
+    if (ok) sl->w_md = *wq;
+    ok = ok && dnnl_primitive_create(&sl->prim, pd) == dnnl_success;
+    dnnl_primitive_desc_destroy(pd);
+    if (!ok) return false;
+    /* Share the weights of an earlier slice that wants the same format. */
+    for (struct nhwc_slice *o = s->sl; o < sl; o++)
+        if (dnnl_memory_desc_equal(&o->w_md, &sl->w_md)) {
+            sl->w = o->w;
+            return true;
+        }
+    dnnl_memory_desc_t plain;
+    if (dnnl_memory_desc_init_by_tag(&plain, G > 1 ? 5 : 4, G > 1 ? wd : wd + 1, dnnl_f32,
+                                     G > 1 ? dnnl_goihw : dnnl_oihw))
+        return false;
+    return reorder_weights(p, eng, &plain, w, &sl->w_md, &sl->w);
+}
+
+/* Sets up the oneDNN variant; false (and s->n_slices 0) when it does not apply or fails. */
+static bool prepare_onednn(struct kiln_kprep *p, struct nhwc_state *s, const float *w, const float *b)
+{
+    if (kiln_isa_active() < KILN_ISA_AVX2 || !kiln_dnnl_engine()) return false;
+    int64_t pt, pb, pl, pr;
+    nhwc_dim(s, 0, s->H, s->k[0], &s->OH, &pt, &pb);
+    nhwc_dim(s, 1, s->W, s->k[1], &s->OW, &pl, &pr);
+    if (s->OH < 1 || s->OW < 1) return false;
+    /* Slices: one per thread, at least 4 output rows and ~1 MFLOP each. */
+    double flops = 2.0 * (double)s->OH * (double)s->OW * (double)s->M * (double)(s->C / s->group) *
+                   (double)(s->k[0] * s->k[1]);
+    int64_t t = p->threads < 1 ? 1 : p->threads;
+    if (t > MAX_SLICES) t = MAX_SLICES;
+    while (t > 1 && (s->OH / t < 4 || flops / (double)t < 1e6)) t--;
+    s->act_in_prim = s->act.kind == KILN_ACT_RELU || s->act.kind == KILN_ACT_LEAKYRELU ||
+                     s->act.kind == KILN_ACT_CLIP;
+    if (p->kc.n_in > 3 && p->kc.node->inputs[3][0]) s->act_in_prim = false; /* Z comes first */
+    for (int64_t i = 0; i < t; i++) {
+        struct nhwc_slice *sl = &s->sl[i];
+        sl->oh0 = s->OH * i / t;
+        sl->oh1 = s->OH * (i + 1) / t;
+        s->n_slices = (int)i + 1;
+        if (!make_slice(p, s, sl, w, b, pt, pl, pr)) {
+            nhwc_free(s);
+            s->n_slices = 0;
+            return false;
+        }
+    }
+    return true;
+}
+
+struct onednn_job {
+    const struct nhwc_state *s;
+    const float *x, *b, *z;
+    float *y;
+    int64_t N;
+    bool failed[MAX_SLICES];
+};
+
+static void onednn_slice(void *ctx, size_t i0, size_t i1, int worker)
+{
+    (void)worker;
+    struct onednn_job *j = ctx;
+    const struct nhwc_state *s = j->s;
+    dnnl_engine_t eng = kiln_dnnl_engine();
+    dnnl_stream_t st = kiln_dnnl_stream();
+    int prev = kiln_dnnl_threads_begin();
+    for (size_t i = i0; i < i1; i++) {
+        const struct nhwc_slice *sl = &s->sl[i];
+        for (int64_t n = 0; n < j->N; n++) {
+            const float *x = j->x + ((n * s->H + sl->ih0) * s->W) * s->C;
+            size_t off = (size_t)((n * s->OH + sl->oh0) * s->OW * s->M);
+            float *y = j->y + off;
+            dnnl_memory_t ms = NULL, mw = NULL, mb = NULL, md = NULL;
+            bool ok = st && dnnl_memory_create(&ms, &sl->src_md, eng, (void *)x) == dnnl_success &&
+                      dnnl_memory_create(&mw, &sl->w_md, eng, sl->w) == dnnl_success &&
+                      (!j->b || dnnl_memory_create(&mb, &sl->b_md, eng, (void *)j->b) == dnnl_success) &&
+                      dnnl_memory_create(&md, &sl->dst_md, eng, y) == dnnl_success;
+            if (ok) {
+                dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw},
+                                           {DNNL_ARG_DST, md}, {DNNL_ARG_BIAS, mb}};
+                ok = dnnl_primitive_execute(sl->prim, st, j->b ? 4 : 3, args) == dnnl_success &&
+                     dnnl_stream_wait(st) == dnnl_success;
+            }
+            if (ms) dnnl_memory_destroy(ms);
+            if (mw) dnnl_memory_destroy(mw);
+            if (mb) dnnl_memory_destroy(mb);
+            if (md) dnnl_memory_destroy(md);
+            if (!ok) {
+                j->failed[i] = true;
+                continue;
+            }
+            if (!s->act_in_prim && (j->z || s->act.kind != KILN_ACT_NONE))
+                kiln_act_apply_f32(&s->act, y, j->z ? j->z + off : NULL, y,
+                                   (size_t)((sl->oh1 - sl->oh0) * s->OW * s->M));
+        }
+    }
+    kiln_dnnl_threads_end(prev);
+}
+#endif
+
+/* ------------------------------------------------------------------ prepare, run */
+
+static const struct kiln_tensor *const_f32(const struct kiln_kprep *p, size_t i)
+{
+    const struct kiln_tensor *t = p->kc.n_in > i ? kiln_kprep_const(p, i) : NULL;
+    return t && t->dtype == KILN_DTYPE_F32 ? t : NULL;
+}
+
+static kiln_status nhwc_prepare(struct kiln_kprep *p)
+{
+    struct nhwc_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    KILN_TRY(nhwc_decode(&p->kc, s));
+    p->state = s;
+    p->kernel = "direct";
+    const struct kiln_tensor *w = const_f32(p, 1), *b = const_f32(p, 2);
+    if (!w || w->rank != 4) return KILN_OK; /* run checks and reports it */
+    int64_t M = w->dims[0], Cg = w->dims[1];
+    if (s->k[0] < 0) s->k[0] = w->dims[2], s->k[1] = w->dims[3];
+    if (s->k[0] != w->dims[2] || s->k[1] != w->dims[3] || M % s->group) return KILN_OK;
+    float *wt;
+    KILN_TRY(kiln_kprep_alloc(p, (size_t)kiln_tensor_numel(w) * sizeof(float) + 1, (void **)&wt));
+    relay_weights(w->data, M, Cg, s->group, s->k[0], s->k[1], wt);
+    s->wt = wt;
+    s->M = M;
+    s->C = Cg * s->group;
+#ifdef KILN_HAVE_DNNL
+    const struct kiln_type *xt = p->in[0] ? &p->in[0]->type : NULL;
+    bool has_b = p->kc.n_in > 2 && p->kc.node->inputs[2][0];
+    if (has_b && !b) return KILN_OK;
+    if (xt && xt->kind == KILN_TYPE_TENSOR && xt->rank == 4 && xt->dims[1].value > 0 &&
+        xt->dims[2].value > 0 && xt->dims[3].value == s->C) {
+        s->H = xt->dims[1].value;
+        s->W = xt->dims[2].value;
+        if (prepare_onednn(p, s, w->data, b ? b->data : NULL)) {
+            KILN_TRY(kiln_kprep_on_free(p, nhwc_free, s));
+            p->kernel = "onednn";
+            p->chosen = 1;
+        }
+    }
+#else
+    (void)b;
+#endif
+    return KILN_OK;
+}
+
+static kiln_status nhwc_run(struct kiln_kctx *k)
+{
+    const struct nhwc_state *s = k->state;
+    if (!s) return kiln_cpu_run_unprepared(k, nhwc_prepare, nhwc_run);
+    const struct kiln_tensor *x = kiln_in(k, 0), *w = kiln_in(k, 1);
+    const struct kiln_tensor *b = k->n_in > 2 ? kiln_in(k, 2) : NULL;
+    const struct kiln_tensor *z = k->n_in > 3 ? kiln_in(k, 3) : NULL;
+    if (!x || !w) return kiln_kfail(k, KILN_E_INVALID_MODEL, "inputs X and W are required");
+    if (x->dtype != KILN_DTYPE_F32 || w->dtype != KILN_DTYPE_F32 || (b && b->dtype != KILN_DTYPE_F32) ||
+        (z && z->dtype != KILN_DTYPE_F32))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "X, W, B and Z must be float32");
+    if (x->rank != 4 || w->rank != 4)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "X has %d dims and W %d; expected 4 and 4", x->rank,
+                          w->rank);
+    int64_t N = x->dims[0], H = x->dims[1], W = x->dims[2], C = x->dims[3], M = w->dims[0];
+    int64_t G = s->group, kh = s->k[0] < 0 ? w->dims[2] : s->k[0], kw = s->k[1] < 0 ? w->dims[3] : s->k[1];
+    if (C != w->dims[1] * G || M % G || kh != w->dims[2] || kw != w->dims[3])
+        return kiln_kfail(k, KILN_E_INVALID_MODEL,
+                          "X has %lld channels and W is [%lld, %lld, %lld, %lld] with group %lld: they "
+                          "do not agree", (long long)C, (long long)w->dims[0], (long long)w->dims[1],
+                          (long long)w->dims[2], (long long)w->dims[3], (long long)G);
+    if (b && (b->rank != 1 || b->dims[0] != M))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "B must be [%lld]", (long long)M);
+    int64_t OH, OW, pt, pb, pl, pr;
+    nhwc_dim(s, 0, H, kh, &OH, &pt, &pb);
+    nhwc_dim(s, 1, W, kw, &OW, &pl, &pr);
+    int64_t yd[4] = {N, OH, OW, M};
+    if (z && (z->rank != 4 || memcmp(z->dims, yd, sizeof yd)))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "Z must have Y's shape [%lld, %lld, %lld, %lld]",
+                          (long long)N, (long long)OH, (long long)OW, (long long)M);
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_F32, 4, yd, &y));
+    if (!kiln_tensor_numel(y)) return KILN_OK;
+#ifdef KILN_HAVE_DNNL
+    if (s->n_slices && H == s->H && W == s->W && C == s->C && M == s->M && w->data) {
+        struct onednn_job j = {s, x->data, b ? b->data : NULL, z ? z->data : NULL, y->data, N, {0}};
+        kiln_pool_for(k->pool, (size_t)s->n_slices, 1, onednn_slice, &j);
+        for (int i = 0; i < s->n_slices; i++)
+            if (j.failed[i]) return kiln_kfail(k, KILN_E_INTERNAL, "oneDNN failed to run slice %d", i);
+        return KILN_OK;
+    }
+#endif
+    const float *wt = s->wt;
+    float *tmp = NULL;
+    if (!wt || M != s->M || C != s->C) { /* weights not prepared: re-lay them for this run */
+        KILN_TRY(kiln_scratch(k, (size_t)kiln_tensor_numel(w) * sizeof(float) + 1, (void **)&tmp));
+        relay_weights(w->data, M, C / G, G, kh, kw, tmp);
+        wt = tmp;
+    }
+    struct direct_job j = {s, x->data, wt, b ? b->data : NULL, z ? z->data : NULL, y->data,
+                           H, W, C, M, OH, OW, kh, kw, pt, pl};
+    size_t per_row = (size_t)(OW * M * (C / G) * kh * kw);
+    kiln_pool_for(k->pool, (size_t)(N * OH), kiln_pool_grain(per_row, 1 << 16), direct_rows, &j);
+    return KILN_OK;
+}
+
+const struct kiln_cpu_op kiln_cpu_ops_conv_nhwc[] = {
+    {"ConvNhwc", "kiln", 1, 0, nhwc_run, nhwc_prepare, 0},
+    {0},
+};

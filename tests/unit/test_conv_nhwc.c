@@ -1,0 +1,300 @@
+/* test_conv_nhwc.c: kiln.ConvNhwc (src/cpu/ops/conv_nhwc.c), the channels-last convolution.
+ *
+ * Small models in the text form of support/test_text_model.h run through kiln_session with
+ * 1, 2 and 3 threads: X [N, H, W, C] a graph input (static shapes: the "onednn" variant
+ * where kiln has oneDNN, split into row slices by thread; H and W symbolic: the "direct"
+ * variant), W and B initializers, Z a second graph input. Shapes: random, odd and tiny
+ * (1x1 images, one channel, more slices than rows), groups, depthwise, 1x1, 3x3, 5x5, 7x7,
+ * strides, dilations, asymmetric pads, every auto_pad; activations Relu, LeakyRelu, Clip
+ * (oneDNN post-ops without Z) and Sigmoid (applied by kiln), with and without Z.
+ *
+ * The reference is a float64 convolution written here from the ONNX definition. Inputs and
+ * weights lie on a 1/16 grid in [-1, 1] and activation parameters are dyadic, so float32
+ * products and sums are exact in any order: |got - want| <= 1e-5 * (1 + |want|) then catches
+ * indexing, padding and slicing mistakes, never rounding (Sigmoid adds vmath's 1e-6).
+ * ctest also runs this test with KILN_CPU_ISA=portable, where every case takes "direct".
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln.h"
+#include "test_support.h"
+#include "test_text_model.h"
+
+#define TOL 1e-5
+
+static char text[1 << 22];
+static size_t tlen;
+
+static void tf(const char *fmt, ...) KILN_PRINTF(1, 2);
+static void tf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text + tlen, sizeof text - tlen, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof text - tlen) {
+        fprintf(stderr, "test_conv_nhwc: model text too long\n");
+        exit(1);
+    }
+    tlen += (size_t)n;
+}
+
+static double grid(void) { return (double)(rng_int(33) - 16) / 16.0; }
+
+enum act { ACT_NONE, ACT_RELU, ACT_LEAKY, ACT_CLIP, ACT_SIGMOID, ACT_COUNT };
+
+static double act_apply(enum act a, double v)
+{
+    switch (a) {
+    case ACT_RELU: return v < 0 ? 0 : v;
+    case ACT_LEAKY: return v < 0 ? 0.125 * v : v;
+    case ACT_CLIP: return v < -0.5 ? -0.5 : v > 0.75 ? 0.75 : v;
+    case ACT_SIGMOID: return 1.0 / (1.0 + exp(-v));
+    default: return v;
+    }
+}
+
+static const char *act_attrs(enum act a)
+{
+    switch (a) {
+    case ACT_RELU: return " activation=string:Relu";
+    case ACT_LEAKY: return " activation=string:LeakyRelu activation_params=floats:0.125";
+    case ACT_CLIP: return " activation=string:Clip activation_params=floats:-0.5,0.75";
+    case ACT_SIGMOID: return " activation=string:Sigmoid";
+    default: return "";
+    }
+}
+
+struct cfg {
+    int64_t N, H, W, C, M, G, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
+    int auto_pad; /* 0 NOTSET, 1 SAME_UPPER, 2 SAME_LOWER, 3 VALID */
+    bool bias, z, symbolic;
+    enum act act;
+};
+
+static void out_dim(const struct cfg *c, int i, int64_t *out, int64_t *pb)
+{
+    int64_t in = i ? c->W : c->H, k = i ? c->kw : c->kh, s = i ? c->sw : c->sh, d = i ? c->dw : c->dh;
+    int64_t dk = (k - 1) * d + 1;
+    if (c->auto_pad == 1 || c->auto_pad == 2) {
+        *out = (in + s - 1) / s;
+        int64_t tot = (*out - 1) * s + dk - in;
+        if (tot < 0) tot = 0;
+        *pb = c->auto_pad == 1 ? tot / 2 : tot - tot / 2;
+        return;
+    }
+    int64_t b = c->auto_pad == 3 ? 0 : (i ? c->pl : c->pt), e = c->auto_pad == 3 ? 0 : (i ? c->pr : c->pb);
+    *pb = b;
+    int64_t span = in + b + e - dk;
+    *out = span < 0 ? 0 : span / s + 1;
+}
+
+static void run_case(const struct cfg *c, int threads, const char *what)
+{
+    int64_t OH, OW, pt, pl;
+    out_dim(c, 0, &OH, &pt);
+    out_dim(c, 1, &OW, &pl);
+    int64_t Cg = c->C / c->G, Mg = c->M / c->G;
+    size_t nx = (size_t)(c->N * c->H * c->W * c->C), nw = (size_t)(c->M * Cg * c->kh * c->kw);
+    size_t ny = (size_t)(c->N * OH * OW * c->M);
+    double *x = malloc((nx + 1) * sizeof *x), *w = malloc((nw + 1) * sizeof *w);
+    double *b = malloc((size_t)(c->M + 1) * sizeof *b), *z = malloc((ny + 1) * sizeof *z);
+    double *want = malloc((ny + 1) * sizeof *want);
+    if (!x || !w || !b || !z || !want) exit(1);
+    for (size_t i = 0; i < nx; i++) x[i] = grid();
+    for (size_t i = 0; i < nw; i++) w[i] = grid();
+    for (int64_t i = 0; i < c->M; i++) b[i] = c->bias ? grid() : 0;
+    for (size_t i = 0; i < ny; i++) z[i] = c->z ? grid() : 0;
+    for (int64_t n = 0; n < c->N; n++)
+        for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t ow = 0; ow < OW; ow++)
+                for (int64_t m = 0; m < c->M; m++) {
+                    int64_t g = m / Mg;
+                    double acc = b[m];
+                    for (int64_t ci = 0; ci < Cg; ci++)
+                        for (int64_t ky = 0; ky < c->kh; ky++)
+                            for (int64_t kx = 0; kx < c->kw; kx++) {
+                                int64_t ih = oh * c->sh - pt + ky * c->dh, iw = ow * c->sw - pl + kx * c->dw;
+                                if (ih < 0 || ih >= c->H || iw < 0 || iw >= c->W) continue;
+                                acc += x[((n * c->H + ih) * c->W + iw) * c->C + g * Cg + ci] *
+                                       w[((m * Cg + ci) * c->kh + ky) * c->kw + kx];
+                            }
+                    size_t o = (size_t)(((n * OH + oh) * OW + ow) * c->M + m);
+                    want[o] = act_apply(c->act, acc + z[o]);
+                }
+
+    tlen = 0;
+    tf("opset 17 kiln\n");
+    if (c->symbolic)
+        tf("input X f32 %lld,h,w,%lld\n", (long long)c->N, (long long)c->C);
+    else
+        tf("input X f32 %lld,%lld,%lld,%lld\n", (long long)c->N, (long long)c->H, (long long)c->W,
+           (long long)c->C);
+    if (c->z) tf("input Z f32 %lld,%lld,%lld,%lld\n", (long long)c->N, (long long)OH, (long long)OW, (long long)c->M);
+    tf("init W f32 %lld,%lld,%lld,%lld =", (long long)c->M, (long long)Cg, (long long)c->kh, (long long)c->kw);
+    for (size_t i = 0; i < nw; i++) tf("%s%g", i ? "," : " ", w[i]);
+    tf("\n");
+    if (c->bias) {
+        tf("init B f32 %lld =", (long long)c->M);
+        for (int64_t i = 0; i < c->M; i++) tf("%s%g", i ? "," : " ", b[i]);
+        tf("\n");
+    }
+    tf("output Y\n");
+    tf("node kiln.ConvNhwc X,W,%s%s -> Y group=int:%lld strides=ints:%lld,%lld dilations=ints:%lld,%lld",
+       c->bias ? "B" : "_", c->z ? ",Z" : "", (long long)c->G, (long long)c->sh, (long long)c->sw,
+       (long long)c->dh, (long long)c->dw);
+    static const char *const aps[] = {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"};
+    if (c->auto_pad)
+        tf(" auto_pad=string:%s", aps[c->auto_pad]);
+    else
+        tf(" pads=ints:%lld,%lld,%lld,%lld", (long long)c->pt, (long long)c->pl, (long long)c->pb,
+           (long long)c->pr);
+    if (rng_int(2)) tf(" kernel_shape=ints:%lld,%lld", (long long)c->kh, (long long)c->kw);
+    tf("%s\n", act_attrs(c->act));
+
+    struct buf mb = {0};
+    parse_model(text, &mb);
+    kiln_model *m = NULL;
+    kiln_session *s = NULL;
+    kiln_value *out = NULL, *in[2] = {NULL, NULL};
+    const char *names[2] = {"X", "Z"};
+    kiln_err e = {0};
+    kiln_session_options o = {.threads = threads};
+    float *xf = malloc((nx + ny + 1) * sizeof *xf);
+    if (!xf) exit(1);
+    for (size_t i = 0; i < nx; i++) xf[i] = (float)x[i];
+    int64_t xd[4] = {c->N, c->H, c->W, c->C}, zd[4] = {c->N, OH, OW, c->M};
+    in[0] = tensor_of(KILN_DTYPE_F32, 4, xd, xf);
+    if (c->z) {
+        for (size_t i = 0; i < ny; i++) xf[i] = (float)z[i];
+        in[1] = tensor_of(KILN_DTYPE_F32, 4, zd, xf);
+    }
+    kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &e);
+    if (!st) st = kiln_session_create(m, &o, &s, &e);
+    if (!st) st = kiln_session_run(s, c->z ? 2 : 1, names, (const kiln_value *const *)in, 1, &out, &e);
+    CHECK(st == KILN_OK, "%s: %s", what, e.msg);
+    if (!st) {
+        int64_t yd[4] = {c->N, OH, OW, c->M};
+        CHECK(same_shape(&out->t, 4, yd), "%s: output shape", what);
+        close_to(out, want, ny, TOL, what);
+    }
+    kiln_value_free(out);
+    kiln_value_free(in[0]);
+    kiln_value_free(in[1]);
+    kiln_session_free(s);
+    kiln_model_free(m);
+    free(mb.p);
+    free(xf);
+    free(x), free(w), free(b), free(z), free(want);
+}
+
+static void random_cases(int count)
+{
+    static const int ks[] = {1, 1, 3, 3, 3, 5, 7};
+    for (int i = 0; i < count; i++) {
+        struct cfg c = {0};
+        c.N = 1 + rng_int(2);
+        c.H = 1 + rng_int(14);
+        c.W = 1 + rng_int(14);
+        int kind = rng_int(4); /* 0 dense, 1 grouped, 2 depthwise, 3 dense wide */
+        c.G = kind == 1 ? 1 + rng_int(3) : 1;
+        c.C = c.G * (1 + rng_int(kind == 3 ? 40 : 9));
+        if (kind == 2) c.G = c.C = 1 + rng_int(24);
+        c.M = kind == 2 ? c.C : c.G * (1 + rng_int(kind == 3 ? 40 : 9));
+        c.kh = ks[rng_int(7)];
+        c.kw = rng_int(4) ? c.kh : ks[rng_int(7)];
+        c.sh = 1 + rng_int(2), c.sw = rng_int(3) ? c.sh : 1 + rng_int(2);
+        c.dh = rng_int(5) ? 1 : 2, c.dw = rng_int(5) ? 1 : 2;
+        c.auto_pad = rng_int(5) == 0 ? 1 + rng_int(3) : 0;
+        c.pt = rng_int(c.kh), c.pb = rng_int(c.kh), c.pl = rng_int(c.kw), c.pr = rng_int(c.kw);
+        c.bias = rng_int(3) != 0;
+        c.z = rng_int(3) == 0;
+        c.symbolic = rng_int(5) == 0;
+        c.act = (enum act)rng_int(ACT_COUNT);
+        int64_t oh, ow, p;
+        out_dim(&c, 0, &oh, &p);
+        out_dim(&c, 1, &ow, &p);
+        if (oh < 1 || ow < 1) continue;
+        char what[512];
+        for (int t = 1; t <= 3; t++) {
+            snprintf(what, sizeof what,
+                     "case %d: N%lld H%lld W%lld C%lld M%lld G%lld k%lldx%lld s%lldx%lld d%lldx%lld "
+                     "pads %lld,%lld,%lld,%lld auto_pad %d bias %d z %d act %d sym %d, %d threads",
+                     i, (long long)c.N, (long long)c.H, (long long)c.W, (long long)c.C, (long long)c.M,
+                     (long long)c.G, (long long)c.kh, (long long)c.kw, (long long)c.sh, (long long)c.sw,
+                     (long long)c.dh, (long long)c.dw, (long long)c.pt, (long long)c.pl, (long long)c.pb,
+                     (long long)c.pr, c.auto_pad, c.bias, c.z, c.act, c.symbolic, t);
+            run_case(&c, t, what);
+        }
+    }
+}
+
+/* Shapes of the CNNs that take this kernel, big enough to be split into row slices. */
+static void model_shapes(void)
+{
+    struct cfg cs[] = {
+        {1, 28, 28, 64, 64, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_RELU},
+        {1, 28, 28, 64, 128, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, true, true, false, ACT_RELU},
+        {1, 29, 29, 32, 32, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_CLIP},
+        {1, 14, 14, 48, 48, 48, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 0, true, false, false, ACT_SIGMOID},
+        {1, 56, 56, 3, 16, 1, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3, 0, false, false, false, ACT_NONE},
+        {1, 16, 16, 24, 24, 1, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 0, true, true, false, ACT_LEAKY},
+    };
+    char what[64];
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        for (int t = 1; t <= 3; t++) {
+            snprintf(what, sizeof what, "model shape %zu, %d threads", i, t);
+            run_case(&cs[i], t, what);
+        }
+}
+
+/* The variant an engine picks: "onednn" for static shapes when kiln has oneDNN and runs at
+ * AVX2 or better, "direct" for symbolic H and W or the portable path. */
+static void variants(void)
+{
+    for (int sym = 0; sym < 2; sym++) {
+        tlen = 0;
+        tf("opset 17 kiln\ninput X f32 1,%s,16\ninit W f32 8,16,3,3 rand\noutput Y\n"
+           "node kiln.ConvNhwc X,W -> Y pads=ints:1,1,1,1\n", sym ? "h,w" : "12,12");
+        struct buf mb = {0};
+        parse_model(text, &mb);
+        kiln_model *m = NULL;
+        kiln_builder *b = NULL;
+        kiln_engine *e = NULL;
+        kiln_err err = {0};
+        kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &err);
+        if (!st) st = kiln_builder_create(&b, &err);
+        if (!st) st = kiln_builder_set_threads(b, 2, &err);
+        if (!st) st = kiln_builder_build(b, m, &e, &err);
+        CHECK(st == KILN_OK, "variants: %s", err.msg);
+        if (!st) {
+            const char *be, *kernel, *variant;
+            kiln_engine_node_kernel(e, 0, &be, &kernel, &variant);
+#ifdef KILN_HAVE_DNNL
+            bool dnnl = true;
+#else
+            bool dnnl = false;
+#endif
+            const char *want = !sym && dnnl && strcmp(kiln_cpu_isa(), "portable") ? "onednn" : "direct";
+            CHECK(variant && !strcmp(variant, want), "%s shapes: variant %s, expected %s",
+                  sym ? "symbolic" : "static", variant ? variant : "(none)", want);
+        }
+        kiln_engine_free(e);
+        kiln_builder_free(b);
+        kiln_model_free(m);
+        free(mb.p);
+    }
+}
+
+int main(void)
+{
+    rng_seed(77);
+    variants();
+    model_shapes();
+    random_cases(60);
+    return test_summary("test_conv_nhwc");
+}
