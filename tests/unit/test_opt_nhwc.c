@@ -16,7 +16,8 @@
  *     save to ONNX and a load back, and gives the original model's outputs on random inputs
  *     within |a - b| <= 1e-5 + 1e-4 |b| (the NHWC convolution sums in another order; BN as
  *     Mul/Add rounds its scale and shift once) for a ResNet-like, an SE, a DenseNet-like and
- *     a MobileNet-like block.
+ *     a MobileNet-like block;
+ *   - every allocation failing in turn leaves the model as it was.
  */
 #include <math.h>
 #include <stdio.h>
@@ -639,6 +640,43 @@ static void test_left_alone(void)
     }
 }
 
+/* Every allocation of the optimizer run fails in turn (the SE block: every kind of rewrite
+ * but BN): KILN_E_NOMEM with the model as it was, or success with the regions converted. */
+static void test_nomem(void)
+{
+    char text[2048];
+    snprintf(text, sizeof text, SE_FMT, 18);
+    struct buf b;
+    rng_seed(8);
+    parse_model(text, &b);
+    size_t failures = 0;
+    bool done = false;
+    for (long n = 1; n < 200000 && !done; n++) {
+        kiln_model *m = NULL;
+        kiln_err e = {0};
+        if (kiln_model_load_buffer(b.p, b.len, NULL, &m, &e) != KILN_OK) break;
+        size_t nodes = m->graph->n_nodes;
+        kiln_optimize_options o = {.level = KILN_OPT_EXTENDED, .keep_fused = 1};
+        kiln_alloc_fail_after(n);
+        kiln_status st = kiln_model_optimize(m, &o, &e);
+        kiln_alloc_fail_after(0);
+        if (st == KILN_OK) {
+            CHECK(count_op(m, "kiln.ConvNhwc") == 4, "nomem: %zu ConvNhwc after success",
+                  count_op(m, "kiln.ConvNhwc"));
+            done = true;
+        } else {
+            failures++;
+            CHECK(st == KILN_E_NOMEM, "allocation %ld: status %d (%s)", n, st, e.msg);
+            CHECK(m->graph->n_nodes == nodes && count_op(m, "kiln.ConvNhwc") == 0 &&
+                      count_op(m, "Conv") == 4,
+                  "allocation %ld: model changed (%zu nodes)", n, m->graph->n_nodes);
+        }
+        kiln_model_free(m);
+    }
+    CHECK(done && failures > 0, "nomem: %zu failures, success %d", failures, done);
+    free(b.p);
+}
+
 int main(void)
 {
     rng_seed(20261);
@@ -649,5 +687,6 @@ int main(void)
     test_dense();
     test_mobile();
     test_left_alone();
+    test_nomem();
     return test_summary("test_opt_nhwc");
 }
