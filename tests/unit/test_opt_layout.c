@@ -12,6 +12,8 @@
  *   - the ONNX written after level layout is byte-identical to the one after extended;
  *   - a relink (another optimizer run) drops the marks;
  *   - every allocation failing in turn leaves the model as it was, without marks.
+ * Runs with kiln ops leave out the nhwc pass, which would turn these CNNs channels-last
+ * (kiln.ConvNhwc) before this analysis sees them (test_opt_nhwc covers that pass).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,7 @@
 #include "ir/ir.h"
 #include "kiln.h"
 #include "opt/layout.h"
+#include "opt/opt.h"
 #include "test_support.h"
 #include "test_text_model.h"
 
@@ -66,6 +69,22 @@ static kiln_model *load_text(const char *text)
     return st ? NULL : m;
 }
 
+/* The passes of `level` but nhwc, as a --passes list (NULL without kiln ops: the level's
+ * own list, which skips nhwc then). */
+static const char *passes_but_nhwc(kiln_opt_level level, bool keep_fused)
+{
+    static char buf[3][1024];
+    if (!keep_fused) return NULL;
+    char *b = buf[level % 3];
+    size_t n, len = 0;
+    const struct kiln_pass *const *ps = kiln_opt_passes(&n);
+    b[0] = 0;
+    for (size_t i = 0; i < n; i++)
+        if ((int)ps[i]->level <= (int)level && strcmp(ps[i]->name, "nhwc"))
+            len += (size_t)snprintf(b + len, 1024 - len, "%s%s", len ? "," : "", ps[i]->name);
+    return b;
+}
+
 /* Loads `text` and optimizes it at `level` (report lines into ls when not NULL). */
 static kiln_model *optimized(const char *text, kiln_opt_level level, bool keep_fused,
                              struct lines *ls)
@@ -73,6 +92,7 @@ static kiln_model *optimized(const char *text, kiln_opt_level level, bool keep_f
     kiln_model *m = load_text(text);
     if (!m) return NULL;
     kiln_optimize_options o = {.level = level, .keep_fused = keep_fused,
+                               .passes = passes_but_nhwc(level, keep_fused),
                                .report = ls ? keep_line : NULL, .report_user = ls};
     kiln_err e = {0};
     kiln_status st = kiln_model_optimize(m, &o, &e);
@@ -254,11 +274,13 @@ static void test_cnn(void)
                   n->outputs[0], kiln_opt_layout_name(mark(m, n->outputs[0])));
         }
         /* Another run relinks: the marks go (extended), or come back (layout). */
-        kiln_optimize_options o = {.level = KILN_OPT_EXTENDED, .keep_fused = fused};
+        kiln_optimize_options o = {.level = KILN_OPT_EXTENDED, .keep_fused = fused,
+                                   .passes = passes_but_nhwc(KILN_OPT_EXTENDED, fused)};
         kiln_err e = {0};
         CHECK(kiln_model_optimize(m, &o, &e) == KILN_OK && m->graph->layout == NULL,
               "cnn: marks survived a relink");
         o.level = KILN_OPT_LAYOUT;
+        o.passes = passes_but_nhwc(KILN_OPT_LAYOUT, fused);
         CHECK(kiln_model_optimize(m, &o, &e) == KILN_OK && n_marked(m) == want,
               "cnn: a second layout run marks the same");
         kiln_model_free(m);
@@ -348,7 +370,8 @@ static void test_nomem(void)
         kiln_err e = {0};
         if (kiln_model_load_buffer(b.p, b.len, NULL, &m, &e) != KILN_OK) break;
         size_t nodes = m->graph->n_nodes;
-        kiln_optimize_options o = {.level = KILN_OPT_LAYOUT, .keep_fused = 1};
+        kiln_optimize_options o = {.level = KILN_OPT_LAYOUT, .keep_fused = 1,
+                                   .passes = passes_but_nhwc(KILN_OPT_LAYOUT, true)};
         kiln_alloc_fail_after(n);
         kiln_status st = kiln_model_optimize(m, &o, &e);
         kiln_alloc_fail_after(0);
