@@ -83,6 +83,7 @@ async function main(argv) {
   const cap = o.iterations || MAX_AUTO_RUNS;
   const minNs = BigInt(Math.round(o.min_time * 1e9));
   const start = process.hrtime.bigint();
+  const cpuStart = process.cpuUsage();
   while (times.length < cap) {
     const t0 = process.hrtime.bigint();
     await session.run(feeds);
@@ -91,6 +92,8 @@ async function main(argv) {
     if (!o.iterations && times.length >= MIN_AUTO_RUNS && t1 - start >= minNs) break;
   }
   const wall = Number(process.hrtime.bigint() - start) / 1e9;
+  const cpu = process.cpuUsage(cpuStart); // microseconds, every thread of the process
+  const cpuMs = (cpu.user + cpu.system) / 1e3 / times.length;
   const sorted = [...times].sort((a, b) => a - b);
   const min = sorted[0];
   const max = sorted[sorted.length - 1];
@@ -109,7 +112,7 @@ async function main(argv) {
     process.stdout.write(
       JSON.stringify({
         model, threads: o.threads, warmup: o.warmup, runs: times.length, latency_ms: lat, inputs: shapes,
-        load_ms: round(loadMs), peak_rss_mb: round(process.resourceUsage().maxRSS / 1024),
+        cpu_ms: round(cpuMs), load_ms: round(loadMs), peak_rss_mb: round(process.resourceUsage().maxRSS / 1024),
         base_rss_mb: round(baseRssMb),
       }) + '\n',
     );

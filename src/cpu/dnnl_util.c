@@ -34,7 +34,7 @@ static void init(void)
 
 dnnl_engine_t kiln_dnnl_engine(void)
 {
-    pthread_once(&once, init);
+    kiln_dnnl_threads_begin(); /* creating primitives may run parallel code too */
     return engine;
 }
 
@@ -52,17 +52,22 @@ dnnl_stream_t kiln_dnnl_stream(void)
     return s;
 }
 
+/* Once a thread has run an OpenMP team of two, libgomp keeps the second thread and wakes it
+ * at every later parallel region of that thread, even a region of one thread, after which it
+ * spins for a while: measured as half the process's CPU time in a 1-thread ResNet-50 run. So
+ * a thread that calls oneDNN is set to one OpenMP thread for good, not just around the call
+ * (kiln does not use OpenMP itself). kiln_dnnl_threads_end is kept for symmetry; it does
+ * nothing. */
 int kiln_dnnl_threads_begin(void)
 {
     pthread_once(&once, init);
-    int prev = omp_get_nt ? omp_get_nt() : 1;
-    if (prev != 1) omp_set_nt(1);
-    return prev;
+    if (omp_get_nt && omp_get_nt() != 1) omp_set_nt(1);
+    return 1;
 }
 
 void kiln_dnnl_threads_end(int prev)
 {
-    if (prev != 1 && omp_set_nt) omp_set_nt(prev);
+    (void)prev;
 }
 
 /* dst (format md) = src (format src_md), one thread. */

@@ -22,8 +22,8 @@ dnnl_engine_t kiln_dnnl_engine(void);
 /* This thread's stream on that engine (one per thread, freed when the thread exits); NULL
  * on failure. */
 dnnl_stream_t kiln_dnnl_stream(void);
-/* Holds oneDNN calls on this thread to one OpenMP thread; returns what to restore with
- * kiln_dnnl_threads_end. */
+/* Holds oneDNN calls on this thread to one OpenMP thread, for good (see dnnl_util.c for why);
+ * kiln_dnnl_threads_end does nothing. */
 int kiln_dnnl_threads_begin(void);
 void kiln_dnnl_threads_end(int prev);
 

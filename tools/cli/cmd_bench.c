@@ -20,7 +20,7 @@
  * the extra fields (docs/cli.md):
  *   {"model":"m.onnx","threads":2,"warmup":3,"runs":100,
  *    "latency_ms":{"min":..,"median":..,"p90":..,"p95":..,"p99":..,"mean":..,"max":..},
- *    "throughput_per_s":..,"load_ms":..,"peak_rss_mb":..,"iterations":100,"inputs":{"x":[1,3]}}
+ *    "throughput_per_s":..,"cpu_ms":..,"load_ms":..,"peak_rss_mb":..,"iterations":100,"inputs":{"x":[1,3]}}
  *
  * --profile and --export-profile create the session with options.profile, reset the
  * profile after the warm-up runs and report the timed runs' per-node times (which include
@@ -453,6 +453,15 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* CPU time of the whole process (every thread, user + system), in seconds. On a shared
+ * machine it is steadier than wall time: a run that waits for the CPU does not count. */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 /* One run; the outputs are freed before returning. */
 static int run_once(kiln_session *s, size_t n_in, kiln_value **vals, size_t n_out, kiln_value **outs,
                     double *seconds)
@@ -483,6 +492,7 @@ static double percentile(const double *sorted, size_t n, double p)
 
 struct stats {
     double min, median, p90, p95, p99, mean, max, wall;
+    double cpu_ms; /* process CPU time (all threads) per timed run */
     double load_ms;     /* model load and session creation */
     double peak_rss_mb; /* getrusage ru_maxrss at the end, in MiB */
     size_t runs;
@@ -673,8 +683,9 @@ static int report_json(const kiln_model *m, const kiln_session *s, const struct 
     printf(",\"latency_ms\":{\"min\":%.6g,\"median\":%.6g,\"p90\":%.6g,\"p95\":%.6g,\"p99\":%.6g,"
            "\"mean\":%.6g,\"max\":%.6g}",
            st->min, st->median, st->p90, st->p95, st->p99, st->mean, st->max);
-    printf(",\"throughput_per_s\":%.6g,\"load_ms\":%.6g,\"peak_rss_mb\":%.6g,\"iterations\":%zu",
-           throughput(st), st->load_ms, st->peak_rss_mb, st->runs);
+    printf(",\"throughput_per_s\":%.6g,\"cpu_ms\":%.6g,\"load_ms\":%.6g,\"peak_rss_mb\":%.6g,"
+           "\"iterations\":%zu",
+           throughput(st), st->cpu_ms, st->load_ms, st->peak_rss_mb, st->runs);
     fputs(",\"inputs\":{", stdout);
     for (size_t k = 0; k < kiln_model_input_count(m); k++) {
         if (k) putchar(',');
@@ -731,6 +742,7 @@ static void report_text(const kiln_model *m, const struct bench_args *a, kiln_va
     printf("latency ms: min %.4g  median %.4g  p90 %.4g  p95 %.4g  p99 %.4g  mean %.4g  max %.4g\n",
            st->min, st->median, st->p90, st->p95, st->p99, st->mean, st->max);
     printf("throughput: %.1f runs/s\n", throughput(st));
+    printf("CPU time:   %.4g ms per run (all threads)\n", st->cpu_ms);
     printf("load:       %.3f ms (model load and session creation)\n", st->load_ms);
     printf("peak RSS:   %.1f MB\n", st->peak_rss_mb);
 }
@@ -775,7 +787,7 @@ int cli_bench(int argc, char **argv)
         if (run_once(s, n_in, vals, n_out, outs, NULL) != CLI_OK) goto done;
     kiln_session_profile_reset(s); /* profile the timed runs only */
     struct stats st = {.threads = kiln_session_threads(s), .load_ms = load_ms};
-    double start = now_s(), elapsed = 0;
+    double start = now_s(), elapsed = 0, cpu_start = cpu_s();
     while (st.runs < cap) {
         if (run_once(s, n_in, vals, n_out, outs, &lat[st.runs]) != CLI_OK) goto done;
         st.runs++;
@@ -783,6 +795,7 @@ int cli_bench(int argc, char **argv)
         if (!a.iterations && st.runs >= MIN_AUTO_RUNS && elapsed >= a.min_time) break;
     }
     st.wall = elapsed;
+    st.cpu_ms = (cpu_s() - cpu_start) * 1e3 / (double)st.runs;
     double sum = 0;
     for (size_t i = 0; i < st.runs; i++) sum += lat[i] *= 1e3; /* seconds -> ms */
     qsort(lat, st.runs, sizeof *lat, cmp_double);
