@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ir/half.h"
 #include "test_support.h"
 
 /* ------------------------------------------------------------------ protobuf bytes */
@@ -118,6 +119,15 @@ static void value_info(struct buf *g, unsigned field, const char *name, int elem
     f_sub(g, field, &vi);
 }
 
+/* TensorProto element type of "f32", "f16" or "i64". */
+static int elem_code(const char *t)
+{
+    if (!strcmp(t, "f32")) return 1;
+    if (!strcmp(t, "f16")) return 10;
+    CHECK(!strcmp(t, "i64"), "bad element type '%s'", t);
+    return 7;
+}
+
 static void initializer(struct buf *g, char *name, char *type, char *dims, char *how, char *vals)
 {
     struct buf t = {0};
@@ -127,10 +137,10 @@ static void initializer(struct buf *g, char *name, char *type, char *dims, char 
         f_int(&t, 1, (int64_t)d[i]);
         n *= (size_t)d[i];
     }
-    bool f32 = !strcmp(type, "f32");
-    f_int(&t, 2, f32 ? 1 : 7);
+    int code = elem_code(type);
+    f_int(&t, 2, code);
     f_str(&t, 8, name);
-    size_t es = f32 ? 4 : 8;
+    size_t es = code == 1 ? 4 : code == 10 ? 2 : 8;
     uint8_t *raw = calloc(n ? n : 1, es);
     double *lst = calloc(n ? n : 1, sizeof *lst);
     if (!raw || !lst) exit(1);
@@ -140,9 +150,12 @@ static void initializer(struct buf *g, char *name, char *type, char *dims, char 
     }
     for (size_t i = 0; i < n; i++) {
         double v = !strcmp(how, "rand") ? rng_range(-1, 1) : !strcmp(how, "pos") ? rng_range(0.5, 1.5) : lst[i];
-        if (f32) {
+        if (code == 1) {
             float f = (float)v;
             memcpy(raw + 4 * i, &f, 4);
+        } else if (code == 10) {
+            uint16_t h = kiln_half_f32_to_f16((float)v);
+            memcpy(raw + 2 * i, &h, 2);
         } else {
             int64_t x = (int64_t)v;
             memcpy(raw + 8 * i, &x, 8);
@@ -207,9 +220,11 @@ void parse_model(const char *text, struct buf *out)
             opset = strtoll(w[1], NULL, 10);
             kiln_dom = n > 2 && !strcmp(w[2], "kiln");
         } else if (!strcmp(w[0], "input") && n == 4) {
-            value_info(&g, 11, w[1], !strcmp(w[2], "f32") ? 1 : 7, w[3]);
-        } else if (!strcmp(w[0], "output") && n == 2) {
-            value_info(&g, 12, w[1], 1, NULL);
+            value_info(&g, 11, w[1], elem_code(w[2]), w[3]);
+        } else if (!strcmp(w[0], "output") && (n == 2 || n == 3)) {
+            value_info(&g, 12, w[1], n == 3 ? elem_code(w[2]) : 1, NULL);
+        } else if (!strcmp(w[0], "value") && n == 3) {
+            value_info(&g, 13, w[1], elem_code(w[2]), NULL);
         } else if (!strcmp(w[0], "init") && n >= 5) {
             initializer(&g, w[1], w[2], w[3], w[4], n > 5 ? w[5] : "");
         } else if (!strcmp(w[0], "node") && n >= 5 && !strcmp(w[3], "->")) {
