@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cpu/float8.h"
+#include "cpu/half_isa.h"
 
 /* ------------------------------------------------------------------ float32 staging */
 
@@ -66,7 +67,7 @@ void kiln_unstage_f32(struct kiln_tensor *t, const float *src)
 void kiln_half_load_f32(kiln_dtype dt, const uint16_t *x, size_t n, float *y)
 {
     if (dt == KILN_DTYPE_F16)
-        for (size_t i = 0; i < n; i++) y[i] = kiln_half_f16_to_f32(x[i]);
+        KILN_ISA_DISPATCH(kiln_f16_load_f32_isa, (x, n, y)); /* cpu/half_isa.h: F16C */
     else
         for (size_t i = 0; i < n; i++) y[i] = kiln_half_bf16_to_f32(x[i]);
 }
@@ -74,7 +75,7 @@ void kiln_half_load_f32(kiln_dtype dt, const uint16_t *x, size_t n, float *y)
 void kiln_half_store_f32(kiln_dtype dt, const float *x, size_t n, uint16_t *y)
 {
     if (dt == KILN_DTYPE_F16)
-        for (size_t i = 0; i < n; i++) y[i] = kiln_half_f32_to_f16(x[i]);
+        KILN_ISA_DISPATCH(kiln_f16_store_f32_isa, (x, n, y));
     else
         for (size_t i = 0; i < n; i++) y[i] = kiln_half_f32_to_bf16(x[i]);
 }
