@@ -103,14 +103,25 @@ static size_t uf_find(size_t *p, size_t i)
     return i;
 }
 
-/* "name_f32" made unique in the model. */
-static kiln_status f32_name(struct kiln_opt *o, const char *name, const char **out)
+/* "name_f32", kiln_malloc'd (NULL on NOMEM, the error set). */
+static char *f32_base(struct kiln_opt *o, const char *name)
 {
     size_t len = strlen(name);
     char *base = kiln_malloc(len + 5);
-    if (!base) return fu_nomem(o);
+    if (!base) {
+        fu_nomem(o);
+        return NULL;
+    }
     memcpy(base, name, len);
     memcpy(base + len, "_f32", 5);
+    return base;
+}
+
+/* "name_f32" made unique in the model. */
+static kiln_status f32_name(struct kiln_opt *o, const char *name, const char **out)
+{
+    char *base = f32_base(o, name);
+    if (!base) return KILN_E_NOMEM;
     kiln_status rc = kiln_opt_unique_name(o, base, out);
     kiln_free(base);
     return rc;
@@ -156,12 +167,15 @@ static kiln_status entering(struct kiln_opt *o, struct kiln_graph *g, struct ent
     if (t && t->dtype == KILN_DTYPE_F16) {
         size_t n = kiln_tensor_numel(t);
         float *w = kiln_malloc((n ? n : 1) * sizeof *w);
-        if (!w) return fu_nomem(o);
-        const uint16_t *h = t->data;
-        for (size_t i = 0; i < n; i++) w[i] = kiln_half_f16_to_f32(h[i]);
-        KILN_TRY(f32_name(o, x, &name));
-        kiln_status rc = fu_add_f32(o, g, name, t->rank, t->dims, w, &name);
+        char *base = f32_base(o, x);
+        kiln_status rc = w && base ? KILN_OK : fu_nomem(o);
+        if (!rc) {
+            const uint16_t *h = t->data;
+            for (size_t i = 0; i < n; i++) w[i] = kiln_half_f16_to_f32(h[i]);
+            rc = fu_add_f32(o, g, base, t->rank, t->dims, w, &name);
+        }
         kiln_free(w);
+        kiln_free(base);
         KILN_TRY(rc);
     } else {
         struct kiln_node *c;
