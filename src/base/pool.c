@@ -3,10 +3,15 @@
  * One job at a time. The caller publishes the job under `mu`, bumps `gen` and wakes the
  * workers; every participant (caller included) then claims chunks with one atomic
  * fetch-add each, and the caller waits until every worker has reported the job finished.
- * Kernels issue one job per node, often a few microseconds apart, so both sides spin
- * briefly (SPIN_ROUNDS pause instructions, some tens of microseconds) on the atomics
- * before sleeping on a condition variable: a futex wake-up per job cost more than the
- * work of small nodes.
+ * Kernels issue one job per node, often some microseconds apart, so both sides spin on the
+ * atomics for up to SPIN_NS before sleeping on a condition variable. The spin is measured in
+ * time, not in pause instructions (a pause lasts 10 to 150 cycles depending on the CPU), and
+ * is long: on a virtual machine a sleeping thread's CPU may be descheduled by the host, and
+ * waking it took 0.3-0.5 ms per node on the development machine (a 2-thread DCGAN ran 3x
+ * slower than 1 thread with a 20000-pause spin). Every 256 pauses the spinner yields, so a
+ * thread it waits for that shares its CPU (another process keeps the other core busy) can
+ * run. The caller wakes the workers (a futex
+ * call) only when one of them sleeps.
  * `busy` keeps a second caller (another thread using the same session) out: it runs its
  * loop inline instead of waiting. Workers and chunk-running callers mark themselves in a
  * thread-local flag, so a nested loop runs inline too.
@@ -20,7 +25,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 struct kiln_pool {
     int threads;
@@ -31,6 +38,7 @@ struct kiln_pool {
     pthread_mutex_t busy;
     atomic_ulong gen; /* bumped per job (under mu); workers run a job when it differs from theirs */
     bool stop;        /* under mu */
+    int sleepers;     /* workers waiting on `wake` (under mu) */
     atomic_int active; /* workers still in the current job */
     /* the current job */
     kiln_pool_fn fn;
@@ -46,7 +54,14 @@ struct worker_arg {
 
 static _Thread_local bool in_pool;
 
-#define SPIN_ROUNDS 20000
+#define SPIN_NS 2000000ull /* 2 ms */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 static inline void cpu_relax(void)
 {
@@ -76,11 +91,20 @@ static void *worker_main(void *arg_)
     unsigned long seen = 0;
     for (;;) {
         /* Spin for the next job, then sleep. */
-        for (int r = 0; r < SPIN_ROUNDS && atomic_load_explicit(&p->gen, memory_order_acquire) == seen; r++)
+        uint64_t t0 = now_ns();
+        for (unsigned r = 1; atomic_load_explicit(&p->gen, memory_order_acquire) == seen; r++) {
             cpu_relax();
+            if (!(r & 255)) {
+                if (now_ns() - t0 > SPIN_NS) break;
+                sched_yield(); /* the thread we wait for may share this CPU */
+            }
+        }
         pthread_mutex_lock(&p->mu);
-        while (!p->stop && atomic_load_explicit(&p->gen, memory_order_acquire) == seen)
+        while (!p->stop && atomic_load_explicit(&p->gen, memory_order_acquire) == seen) {
+            p->sleepers++;
             pthread_cond_wait(&p->wake, &p->mu);
+            p->sleepers--;
+        }
         bool stop = p->stop;
         pthread_mutex_unlock(&p->mu);
         if (stop) break;
@@ -174,15 +198,21 @@ void kiln_pool_for(struct kiln_pool *p, size_t n, size_t grain, kiln_pool_fn fn,
     atomic_store_explicit(&p->next, 0, memory_order_relaxed);
     atomic_store_explicit(&p->active, p->n_workers, memory_order_relaxed);
     atomic_fetch_add_explicit(&p->gen, 1, memory_order_release); /* publishes the job */
-    pthread_cond_broadcast(&p->wake);
+    if (p->sleepers) pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
 
     in_pool = true;
     run_chunks(p, 0);
     in_pool = false;
 
-    for (int r = 0; r < SPIN_ROUNDS && atomic_load_explicit(&p->active, memory_order_acquire) > 0; r++)
+    uint64_t t0 = now_ns();
+    for (unsigned r = 1; atomic_load_explicit(&p->active, memory_order_acquire) > 0; r++) {
         cpu_relax();
+        if (!(r & 255)) {
+            if (now_ns() - t0 > SPIN_NS) break;
+            sched_yield();
+        }
+    }
     if (atomic_load_explicit(&p->active, memory_order_acquire) > 0) {
         pthread_mutex_lock(&p->mu);
         while (atomic_load_explicit(&p->active, memory_order_acquire) > 0) pthread_cond_wait(&p->done, &p->mu);
