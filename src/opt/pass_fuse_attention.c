@@ -16,6 +16,18 @@
  * constants, or computed ones whose inferred result is [., S, H, D] (dynamic exports).
  * Every intermediate must have no other use, except the Concat results (the present K/V),
  * which keep their names and uses. Needs kiln ops.
+ *
+ * The sequence-first form torch's nn.MultiheadAttention exports (torchvision's ViT) has the
+ * batch and heads merged:
+ *
+ *   Qh = Transpose(Reshape(q, [S, B*H, D]), 1 0 2)            q [S, B, H*D], B known
+ *   Kt = Transpose(Reshape(k, [S, B*H, D]), 1 2 0), or Transpose(heads of k, 0 2 1)
+ *   y  = Reshape(Transpose(MatMul(Softmax(s), Vh), 1 0 2), [S*B, H*D] or [S, B, H*D])
+ *
+ * with the scale and mask as above (no KV cache; a 3-D mask's first dim must be 1, or B must
+ * be 1, and no mask dim may widen the scores). q, k, v go in as [B, S, H*D] (a Reshape when B
+ * is 1, else a Transpose 1 0 2) and the result comes back the same way. A scale may also sit
+ * on K^T, in either form.
  */
 #include <string.h>
 

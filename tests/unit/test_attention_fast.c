@@ -5,7 +5,7 @@
  *    softmax on odd and tiny lengths, with and without a mask, with a masked tail and fully
  *    masked rows: within 1e-6 absolute + 4e-6 relative (exp within 2 ulp, float sums).
  * 2. kiln.Attention on random shapes (batch 1-2, heads 1-5, head sizes odd and 64, query
- *    blocks crossing the kernel's 64-row block, past K/V, float masks of rank 1-4 that
+ *    blocks crossing the kernel's 128-row block, past K/V, float masks of rank 1-4 that
  *    broadcast and may be shorter than the keys, -inf entries and fully masked rows, causal,
  *    an explicit scale, a bool mask that takes the generic path) and the bench models' shapes
  *    (ViT S=197, BERT S=128, GPT-2 decoding S_q 1..8 over up to 1024 cached keys), against a

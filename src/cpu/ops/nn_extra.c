@@ -385,7 +385,7 @@ static kiln_status attention_run(struct kiln_kctx *k)
  * KATTN_QB x T scores per thread, sized at prepare when the shapes are known. Anything else
  * (other dtypes, a bool mask, shapes the fast path does not accept) runs attention_common,
  * which also reports the errors. */
-#define KATTN_QB 64 /* query rows per task */
+#define KATTN_QB 128 /* query rows per task */
 
 struct kattn_job {
     const float *q, *k, *v, *pk, *pv, *mf;
