@@ -13,7 +13,7 @@
  *    Each case also runs ONNX Attention-23 (the generic kernel kiln.Attention used before)
  *    on the same inputs: within the same 1e-5; and inline against a 2-thread pool:
  *    identical bytes.
- * 3. Bad shapes fail with a status, never crash.
+ * 3. A mask with no columns gives zeros; bad shapes fail with a status, never crash.
  *
  * `test_attention_fast bench` instead times kiln.Attention against ONNX Attention on the
  * bench models' shapes (best of 30 runs, 1 and 2 threads).
@@ -322,6 +322,25 @@ static void test_cases(void)
     }
 }
 
+/* A mask with no columns masks every key: Y is zeros (the fast path leaves it to the generic
+ * kernel). */
+static void test_empty_mask(void)
+{
+    int64_t qd[3] = {1, 4, 8}, md[2] = {4, 0};
+    struct kiln_value *x = rand_tensor(3, qd), *m = new_tensor(KILN_DTYPE_F32, 2, md);
+    struct kiln_value *in[4] = {x, x, x, m}, *out[1] = {0};
+    struct attrs at = {0};
+    add_i(&at, "num_heads", 2);
+    kiln_err e = {0};
+    kiln_status st = run_node_pool(g_pool, "kiln", "Attention", 1, at.a, at.n, in, 4, out, 1, &e);
+    CHECK(st == KILN_OK, "empty mask: %s", e.msg);
+    double zeros[32] = {0};
+    if (!st) close_to(out[0], zeros, 32, 0, "empty mask");
+    free_all(out, 1);
+    kiln_value_free(x);
+    kiln_value_free(m);
+}
+
 /* ------------------------------------------------------------------ errors */
 
 static void expect_fail(struct kiln_value **in, size_t n_in, int64_t heads, const char *what)
@@ -470,6 +489,7 @@ int main(int argc, char **argv)
     }
     test_rows();
     test_cases();
+    test_empty_mask();
     test_errors();
     kiln_pool_free(g_pool);
     return test_summary("test_attention_fast");

@@ -52,8 +52,9 @@
  * (refusing an unknown update_rule, bad head counts of LinearAttention and an unknown
  * CausalConvWithState activation there); run reads it as k->state. A kernel run without
  * prepare (k->state NULL: the unit tests call run directly) decodes through the same
- * function at run time. kiln_cpu_kiln_attention_run (fused.c's kiln.Attention) always
- * decodes at run time: another family's k->state is not ours to read.
+ * function at run time. kiln.Attention (fused.c's table) runs kiln_cpu_kiln_attention_run
+ * with kiln_cpu_kiln_attention_prepare's state: a float32 fast path (see its section), else
+ * attention_common.
  *
  * In place (KILN_OP_INPLACE): RotaryEmbedding (each rotated pair is read before either half
  * is written, the rest copied element by element), SwiGLU (y[i] from a[i], b[i]) and
@@ -486,7 +487,7 @@ static kiln_status kattn_fast(struct kiln_kctx *k, const struct attn_state *as, 
     size_t T = P + Skv, Tm = 0, ms[3] = {0};
     if (Sq == 0) return KILN_OK; /* no query blocks would write the present K/V */
     if (mask) {
-        if (mask->rank < 1 || mask->rank > 4) return KILN_OK;
+        if (mask->rank < 1 || mask->rank > 4 || kiln_tensor_numel(mask) == 0) return KILN_OK;
         Tm = (size_t)mask->dims[mask->rank - 1];
         size_t full[4] = {B, H, Sq, Tm}, st = Tm;
         if (Tm > T) return KILN_OK;
