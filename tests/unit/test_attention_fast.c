@@ -15,8 +15,9 @@
  *    identical bytes.
  * 3. A mask with no columns gives zeros; bad shapes fail with a status, never crash.
  *
- * `test_attention_fast bench` instead times kiln.Attention against ONNX Attention on the
- * bench models' shapes (best of 30 runs, 1 and 2 threads).
+ * `test_attention_fast bench [NAME]` instead times kiln.Attention against ONNX Attention on
+ * the bench models' shapes (those whose name contains NAME; best of 40 session runs, 1 and
+ * 2 threads).
  */
 #include <math.h>
 #include <stdio.h>
@@ -420,7 +421,7 @@ static kiln_model *one_node(const struct acase *c, bool generic)
     return m;
 }
 
-static int bench(void)
+static int bench(const char *only)
 {
     static const struct {
         const char *name;
@@ -434,6 +435,7 @@ static int bench(void)
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const struct acase *c = &shapes[s].c;
+        if (only && !strstr(shapes[s].name, only)) continue;
         struct kiln_value *in6[6], *in[6];
         make_inputs(c, in6);
         size_t n_in = 0;
@@ -483,7 +485,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (argc > 1 && !strcmp(argv[1], "bench")) {
-        int rc = bench();
+        int rc = bench(argc > 2 ? argv[2] : NULL);
         kiln_pool_free(g_pool);
         return rc;
     }
