@@ -22,8 +22,9 @@
  * once (an unknown one fails there, with the message the run gave before); the fused Conv
  * and Gemm then run their base op's prepare, whose state, variant and prepacked weights the
  * fused state holds (struct fused_state), so a FusedConv picks its Conv variant and a
- * FusedGemm uses its B^T blob exactly as the plain op does. LayerNormalization,
- * RMSNormalization and Attention run other families' kernels and have no prepare here.
+ * FusedGemm uses its B^T blob exactly as the plain op does. LayerNormalization and
+ * RMSNormalization run other families' kernels and have no prepare here; Attention's
+ * kernel and prepare live in nn_extra.c.
  *
  * dtypes: the float types; float16/bfloat16/float64 outputs are post-processed in float32.
  */
@@ -261,6 +262,6 @@ const struct kiln_cpu_op kiln_cpu_ops_fused[] = {
     {"Gelu", "kiln", 1, 0, gelu_run, gelu_prepare, 0},
     {"LayerNormalization", "kiln", 1, 0, kiln_cpu_layernorm_run, NULL, 0},
     {"RMSNormalization", "kiln", 1, 0, kiln_cpu_rmsnorm_run, NULL, 0},
-    {"Attention", "kiln", 1, 0, kiln_cpu_kiln_attention_run, NULL, 0},
+    {"Attention", "kiln", 1, 0, kiln_cpu_kiln_attention_run, kiln_cpu_kiln_attention_prepare, 0},
     {0},
 };

@@ -22,8 +22,9 @@ kiln_status kiln_cpu_matmul_prepare(struct kiln_kprep *p); /* gemm.c: MatMul (in
 kiln_status kiln_cpu_matmul_run(struct kiln_kctx *k);
 kiln_status kiln_cpu_layernorm_run(struct kiln_kctx *k); /* norm.c: LayerNormalization-17 */
 kiln_status kiln_cpu_rmsnorm_run(struct kiln_kctx *k);   /* norm.c: RMSNormalization-23 */
-/* nn_extra.c: kiln.Attention (3-D Q/K/V, num_heads, causal; see docs/fused-ops.md), on the
- * kernel of ONNX Attention. */
+/* nn_extra.c: kiln.Attention (3-D Q/K/V, num_heads, causal; see docs/fused-ops.md): a
+ * float32 fast path, else the kernel of ONNX Attention; prepare decodes the attributes. */
 kiln_status kiln_cpu_kiln_attention_run(struct kiln_kctx *k);
+kiln_status kiln_cpu_kiln_attention_prepare(struct kiln_kprep *p);
 
 #endif

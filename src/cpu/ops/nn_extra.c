@@ -52,8 +52,9 @@
  * (refusing an unknown update_rule, bad head counts of LinearAttention and an unknown
  * CausalConvWithState activation there); run reads it as k->state. A kernel run without
  * prepare (k->state NULL: the unit tests call run directly) decodes through the same
- * function at run time. kiln_cpu_kiln_attention_run (fused.c's kiln.Attention) always
- * decodes at run time: another family's k->state is not ours to read.
+ * function at run time. kiln.Attention (fused.c's table) runs kiln_cpu_kiln_attention_run
+ * with kiln_cpu_kiln_attention_prepare's state: a float32 fast path (see its section), else
+ * attention_common.
  *
  * In place (KILN_OP_INPLACE): RotaryEmbedding (each rotated pair is read before either half
  * is written, the rest copied element by element), SwiGLU (y[i] from a[i], b[i]) and
@@ -66,10 +67,12 @@
 #include <string.h>
 
 #include "base/pool.h"
+#include "cpu/attention_isa.h"
 #include "cpu/ops/fused.h"
 #include "cpu/sgemm.h"
 #include "cpu/tensor_util.h"
 #include "cpu/vmath.h"
+#include "infer/infer.h"
 
 /* ------------------------------------------------------------------ Attention */
 
@@ -370,6 +373,155 @@ static kiln_status attention_run(struct kiln_kctx *k)
     return attention_common(k, as);
 }
 
+/* ------------------------------------------------------------------ kiln.Attention */
+
+/* kiln.Attention on float32 (the common case) runs without staging: each task is one block
+ * of KATTN_QB query rows of one (batch, head), whose scores Q_h K_h^T come from kiln_sgemm
+ * over strided views of the [B, S, H*D] inputs (the past keys, when given, as a second
+ * product into the first P columns), then kiln_attn_softmax_row (cpu/attention_isa.h) adds
+ * the mask and normalizes each row, and probs V_h goes straight into Y's [B, S, H*Dv] rows
+ * (past values first, then the new ones accumulated). The blocks are fixed by the shapes
+ * alone, so results do not depend on the thread count. present_key / present_value (when
+ * wanted) are written by each (batch, head)'s first block; no task reads them. Scratch:
+ * KATTN_QB x T scores per thread, sized at prepare when the shapes are known. Anything else
+ * (other dtypes, a bool mask, shapes the fast path does not accept) runs attention_common,
+ * which also reports the errors. */
+#define KATTN_QB 128 /* query rows per task */
+
+struct kattn_job {
+    const float *q, *k, *v, *pk, *pv, *mf;
+    float *y, *prk, *prv, *sc;
+    size_t B, H, Sq, Skv, P, T, D, Dv, Tm, nqb;
+    size_t ms[3];
+    float scale;
+    bool causal;
+    void (*row)(float *x, const float *m, size_t n, size_t T);
+};
+
+static void kattn_block(const struct kattn_job *j, size_t u, float *sc)
+{
+    const size_t H = j->H, D = j->D, Dv = j->Dv, T = j->T, P = j->P, Skv = j->Skv;
+    size_t bh = u / j->nqb, i0 = (u % j->nqb) * KATTN_QB, b = bh / H, h = bh % H;
+    size_t rows = j->Sq - i0 < KATTN_QB ? j->Sq - i0 : KATTN_QB;
+    const float *qh = j->q + (b * j->Sq + i0) * H * D + h * D;
+    const float *kh = j->k + b * Skv * H * D + h * D;
+    const float *vh = j->v + b * Skv * H * Dv + h * Dv;
+    const float *pkh = j->pk ? j->pk + bh * P * D : NULL;
+    const float *pvh = j->pv ? j->pv + bh * P * Dv : NULL;
+    if (i0 == 0) {
+        if (j->prk) {
+            float *dst = j->prk + bh * T * D;
+            if (P) memcpy(dst, pkh, P * D * sizeof *dst);
+            for (size_t s = 0; s < Skv; s++)
+                memcpy(dst + (P + s) * D, kh + s * H * D, D * sizeof *dst);
+        }
+        if (j->prv) {
+            float *dst = j->prv + bh * T * Dv;
+            if (P) memcpy(dst, pvh, P * Dv * sizeof *dst);
+            for (size_t s = 0; s < Skv; s++)
+                memcpy(dst + (P + s) * Dv, vh + s * H * Dv, Dv * sizeof *dst);
+        }
+    }
+    if (P) kiln_sgemm(false, true, rows, P, D, j->scale, qh, H * D, pkh, D, 0.0f, sc, T);
+    kiln_sgemm(false, true, rows, Skv, D, j->scale, qh, H * D, kh, H * D, 0.0f, sc + P, T);
+    for (size_t r = 0; r < rows; r++) {
+        size_t i = i0 + r, n = T;
+        if (j->causal && i + P + 1 < n) n = i + P + 1; /* key c masked when c > i + P */
+        const float *mrow = NULL;
+        if (j->mf) {
+            mrow = j->mf + b * j->ms[0] + h * j->ms[1] + i * j->ms[2];
+            if (j->Tm < n) n = j->Tm; /* a short mask pads with -inf */
+        }
+        j->row(sc + r * T, mrow, n, T);
+    }
+    float *yh = j->y + (b * j->Sq + i0) * H * Dv + h * Dv;
+    if (P) kiln_sgemm(false, false, rows, Dv, P, 1.0f, sc, T, pvh, Dv, 0.0f, yh, H * Dv);
+    kiln_sgemm(false, false, rows, Dv, Skv, 1.0f, sc + P, T, vh, H * Dv, P ? 1.0f : 0.0f, yh,
+               H * Dv);
+}
+
+static void kattn_chunk(void *ctx, size_t u0, size_t u1, int worker)
+{
+    const struct kattn_job *j = ctx;
+    size_t rows = j->Sq < KATTN_QB ? j->Sq : KATTN_QB;
+    float *sc = j->sc + (size_t)worker * rows * j->T;
+    for (size_t u = u0; u < u1; u++) kattn_block(j, u, sc);
+}
+
+static bool known_dims(const struct kiln_vtype *t, int rank, int64_t *dims)
+{
+    if (!t || t->type.kind != KILN_TYPE_TENSOR || t->type.rank != rank) return false;
+    for (int d = 0; d < rank; d++)
+        if ((dims[d] = t->type.dims[d].value) < 0) return false;
+    return true;
+}
+
+static bool is_f32(const struct kiln_tensor *t)
+{
+    return !t || t->dtype == KILN_DTYPE_F32;
+}
+
+/* The float32 fast path; *done false (nothing written) when it does not apply. */
+static kiln_status kattn_fast(struct kiln_kctx *k, const struct attn_state *as, bool *done)
+{
+    *done = false;
+    const struct kiln_tensor *q = kiln_in(k, 0), *kk = kiln_in(k, 1), *v = kiln_in(k, 2),
+                             *mask = kiln_in(k, 3), *pk = kiln_in(k, 4), *pv = kiln_in(k, 5);
+    if (!q || !kk || !v || !is_f32(q) || !is_f32(kk) || !is_f32(v) || !is_f32(mask) ||
+        !is_f32(pk) || !is_f32(pv) || (pk == NULL) != (pv == NULL) || kk->rank != 3 ||
+        v->rank != 3 || as->hq < 1 || as->softcap > 0)
+        return KILN_OK;
+    size_t H = (size_t)as->hq, B = (size_t)q->dims[0], Sq = (size_t)q->dims[1];
+    size_t Skv = (size_t)kk->dims[1];
+    if (q->dims[2] % as->hq || v->dims[2] % as->hq || kk->dims[2] != q->dims[2] ||
+        kk->dims[0] != q->dims[0] || v->dims[0] != q->dims[0] || v->dims[1] != kk->dims[1])
+        return KILN_OK;
+    size_t D = (size_t)q->dims[2] / H, Dv = (size_t)v->dims[2] / H, P = 0;
+    if (pk) {
+        if (pk->rank != 4 || pv->rank != 4 || (size_t)pk->dims[0] != B ||
+            (size_t)pk->dims[1] != H || (size_t)pk->dims[3] != D || (size_t)pv->dims[0] != B ||
+            (size_t)pv->dims[1] != H || pv->dims[2] != pk->dims[2] || (size_t)pv->dims[3] != Dv)
+            return KILN_OK;
+        P = (size_t)pk->dims[2];
+    }
+    size_t T = P + Skv, Tm = 0, ms[3] = {0};
+    if (Sq == 0) return KILN_OK; /* no query blocks would write the present K/V */
+    if (mask) {
+        if (mask->rank < 1 || mask->rank > 4 || kiln_tensor_numel(mask) == 0) return KILN_OK;
+        Tm = (size_t)mask->dims[mask->rank - 1];
+        size_t full[4] = {B, H, Sq, Tm}, st = Tm;
+        if (Tm > T) return KILN_OK;
+        for (int d = mask->rank - 2; d >= 0; d--) {
+            int od = 4 - mask->rank + d;
+            size_t md = (size_t)mask->dims[d];
+            if (md != 1 && md != full[od]) return KILN_OK;
+            ms[od] = md == 1 ? 0 : st;
+            st *= md;
+        }
+    }
+    *done = true;
+    struct kiln_tensor *y, *tpk = NULL, *tpv = NULL;
+    int64_t yd[3] = {(int64_t)B, (int64_t)Sq, (int64_t)(H * Dv)};
+    int64_t pkd[4] = {(int64_t)B, (int64_t)H, (int64_t)T, (int64_t)D};
+    int64_t pvd[4] = {(int64_t)B, (int64_t)H, (int64_t)T, (int64_t)Dv};
+    KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_F32, 3, yd, &y));
+    if (kiln_out_wanted(k, 1)) KILN_TRY(kiln_out_tensor_raw(k, 1, KILN_DTYPE_F32, 4, pkd, &tpk));
+    if (kiln_out_wanted(k, 2)) KILN_TRY(kiln_out_tensor_raw(k, 2, KILN_DTYPE_F32, 4, pvd, &tpv));
+    size_t threads = (size_t)kiln_pool_threads(k->pool), rows = Sq < KATTN_QB ? Sq : KATTN_QB;
+    float *sc;
+    KILN_TRY(kiln_scratch(k, threads * rows * T * sizeof *sc + 1, (void **)&sc));
+    struct kattn_job j = {
+        .q = q->data, .k = kk->data, .v = v->data, .pk = pk ? pk->data : NULL,
+        .pv = pv ? pv->data : NULL, .mf = mask ? mask->data : NULL, .y = y->data,
+        .prk = tpk ? tpk->data : NULL, .prv = tpv ? tpv->data : NULL, .sc = sc, .B = B, .H = H,
+        .Sq = Sq, .Skv = Skv, .P = P, .T = T, .D = D, .Dv = Dv, .Tm = Tm,
+        .nqb = (Sq + KATTN_QB - 1) / KATTN_QB, .ms = {ms[0], ms[1], ms[2]},
+        .scale = as->has_scale ? as->scale : (float)(1.0 / sqrt((double)D)),
+        .causal = as->causal, .row = KILN_ISA_SELECT(kiln_attn_softmax_row_isa)};
+    kiln_pool_for(k->pool, B * H * j.nqb, kiln_pool_grain(rows * T * (D + Dv), 65536), kattn_chunk, &j);
+    return KILN_OK;
+}
+
 /* For fused.c (fused.h): decodes the node's attributes now, whatever k->state holds. */
 
 kiln_status kiln_cpu_kiln_attention_run(struct kiln_kctx *k)
@@ -383,9 +535,31 @@ kiln_status kiln_cpu_kiln_attention_run(struct kiln_kctx *k)
         return kiln_kfail(k, KILN_E_INVALID_MODEL,
                           "has %zu inputs and %zu outputs; expected at most 6 and 3", k->n_in,
                           k->n_out);
-    struct attn_state as;
-    KILN_TRY(decode_kiln_attention(k, &as));
-    return attention_common(k, &as);
+    struct attn_state dec;
+    const struct attn_state *as;
+    KILN_STATE_OR_DECODE(k, decode_kiln_attention, dec, as);
+    bool done;
+    KILN_TRY(kattn_fast(k, as, &done));
+    return done ? KILN_OK : attention_common(k, as);
+}
+
+/* Decodes the attributes and sizes the fast path's scratch when Q, K (and the past keys)
+ * have known shapes. */
+kiln_status kiln_cpu_kiln_attention_prepare(struct kiln_kprep *p)
+{
+    struct attn_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    KILN_TRY(decode_kiln_attention(&p->kc, s));
+    p->state = s;
+    int64_t qd[3], kd[3], pd[4] = {0, 0, 0, 0};
+    bool past = p->kc.n_in > 4 && p->kc.node->inputs[4][0];
+    if (p->in && known_dims(p->in[0], 3, qd) && known_dims(p->in[1], 3, kd) &&
+        (!past || known_dims(p->in[4], 4, pd))) {
+        size_t rows = (size_t)qd[1] < KATTN_QB ? (size_t)qd[1] : KATTN_QB;
+        size_t T = (size_t)(pd[2] + kd[1]);
+        p->scratch_bytes = ((size_t)p->threads * rows * T * sizeof(float) + 64) & ~(size_t)63;
+    }
+    return KILN_OK;
 }
 
 /* ------------------------------------------------------------------ RotaryEmbedding */
