@@ -14,10 +14,10 @@
  *               T slices (T = the engine's threads, fewer for small convolutions) is its own
  *               primitive, created at prepare with the padding its rows see, run on one
  *               OpenMP thread (cpu/dnnl_util.h). Weights are reordered into the primitive's
- *               format at prepare (that format is oneDNN's choice for this CPU, so it is not
- *               stored in engine files: loading an engine redoes it). Relu, LeakyRelu and Clip
- *               run as oneDNN post-ops when there is no Z; otherwise the residual and the
- *               activation follow per slice with kiln_act_apply_f32 (cpu/act.h).
+ *               format at prepare and kept as prepacked blobs (kiln_dnnl_pack_weights). Without
+ *               Z the activation runs as oneDNN eltwise post-ops (every kind of cpu/act.h has
+ *               one; oneDNN's exp/erf/tanh are within a few ulp of kiln's); with Z the
+ *               residual and the activation follow per slice with kiln_act_apply_f32.
  *   "direct"    the reference: a direct loop with the weights re-laid [g][kh][kw][c][m] so
  *               the inner loop runs over contiguous output channels. Used for symbolic
  *               shapes, KILN_CPU_ISA=portable and builds without oneDNN.
@@ -202,6 +202,27 @@ static void nhwc_free(void *arg)
         if (s->sl[i].prim) dnnl_primitive_destroy(s->sl[i].prim);
 }
 
+/* The activation as oneDNN eltwise post-ops; false if it has no such form. */
+static bool append_act(dnnl_post_ops_t po, const struct kiln_act *a)
+{
+#define ELT(alg, x, y) (dnnl_post_ops_append_eltwise(po, 1.0f, (alg), (x), (y)) == dnnl_success)
+    switch (a->kind) {
+    case KILN_ACT_RELU: return ELT(dnnl_eltwise_relu, 0.0f, 0.0f);
+    case KILN_ACT_LEAKYRELU: return ELT(dnnl_eltwise_relu, a->a, 0.0f);
+    case KILN_ACT_CLIP: return ELT(dnnl_eltwise_clip_v2, a->a, a->b);
+    case KILN_ACT_SIGMOID: return ELT(dnnl_eltwise_logistic, 0.0f, 0.0f);
+    case KILN_ACT_TANH: return ELT(dnnl_eltwise_tanh, 0.0f, 0.0f);
+    case KILN_ACT_HARDSIGMOID: /* clamp(alpha x + beta, 0, 1) */
+        return ELT(dnnl_eltwise_linear, a->a, a->b) && ELT(dnnl_eltwise_clip_v2, 0.0f, 1.0f);
+    case KILN_ACT_HARDSWISH: return ELT(dnnl_eltwise_hardswish, 0.0f, 0.0f);
+    case KILN_ACT_SILU: return ELT(dnnl_eltwise_swish, a->a, 0.0f);
+    case KILN_ACT_GELU: return ELT(dnnl_eltwise_gelu_erf, 0.0f, 0.0f);
+    case KILN_ACT_GELU_TANH: return ELT(dnnl_eltwise_gelu_tanh, 0.0f, 0.0f);
+    default: return false;
+    }
+#undef ELT
+}
+
 /* One slice's primitive: output rows [oh0, oh1) of one image. */
 static bool make_slice(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_slice *sl, int idx,
                        const float *w, const float *b, int64_t pt, int64_t pl, int64_t pr)
@@ -235,16 +256,8 @@ static bool make_slice(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_s
     dnnl_post_ops_t po = NULL;
     bool ok = dnnl_primitive_attr_create(&attr) == dnnl_success &&
               dnnl_post_ops_create(&po) == dnnl_success;
-    if (ok && s->act_in_prim) {
-        const struct kiln_act *a = &s->act;
-        if (a->kind == KILN_ACT_RELU)
-            ok = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) == dnnl_success;
-        else if (a->kind == KILN_ACT_LEAKYRELU)
-            ok = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, a->a, 0.0f) == dnnl_success;
-        else /* Clip */
-            ok = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_clip_v2, a->a, a->b) == dnnl_success;
-        ok = ok && dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
-    }
+    if (ok && s->act_in_prim)
+        ok = append_act(po, &s->act) && dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
     dnnl_primitive_desc_t pd = NULL;
     ok = ok && dnnl_primitive_desc_create(&pd, &cd, attr, eng, NULL) == dnnl_success;
     if (po) dnnl_post_ops_destroy(po);
@@ -285,8 +298,7 @@ static bool prepare_onednn(struct kiln_kprep *p, struct nhwc_state *s, const flo
     int64_t t = p->threads < 1 ? 1 : p->threads;
     if (t > MAX_SLICES) t = MAX_SLICES;
     while (t > 1 && (s->OH / t < 4 || flops / (double)t < 1e6)) t--;
-    s->act_in_prim = s->act.kind == KILN_ACT_RELU || s->act.kind == KILN_ACT_LEAKYRELU ||
-                     s->act.kind == KILN_ACT_CLIP;
+    s->act_in_prim = s->act.kind != KILN_ACT_NONE;
     if (p->kc.n_in > 3 && p->kc.node->inputs[3][0]) s->act_in_prim = false; /* Z comes first */
     for (int64_t i = 0; i < t; i++) {
         struct nhwc_slice *sl = &s->sl[i];
