@@ -111,12 +111,16 @@ static size_t linear(int rank, const int64_t *dims, const int64_t *c)
 
 /* ------------------------------------------------------------------ Transpose */
 
-static void test_transpose_random(void)
+/* Dims up to max_dim: small ones walk every permutation path; from 16 the innermost swapped
+ * dims take the tiled transpose of kiln_tops_strided_copy (odd sizes: partial tiles). */
+static void test_transpose_random(int iters, int max_rank, int max_dim)
 {
-    for (int iter = 0; iter < 300; iter++) {
-        int rank = rng_int_low(7);
+    for (int iter = 0; iter < iters; iter++) {
+        int rank = rng_int_low(max_rank + 1);
         int64_t dims[8], perm[8], od[8], c[8], ic[8];
-        rnd_shape(rank, dims, 4);
+        rnd_shape(rank, dims, max_dim);
+        if (max_dim > 16) /* uniform, so that most dims reach the tiles */
+            for (int a = 0; a < rank; a++) dims[a] = 1 + rng_int(max_dim);
         if (rank && rng_int_low(10) == 0) dims[rng_int_low(rank)] = 0;
         for (int a = 0; a < rank; a++) perm[a] = a;
         for (int a = rank - 1; a > 0; a--) {
@@ -150,6 +154,10 @@ static void test_transpose_random(void)
         run_fini(&r);
         kiln_value_free(x);
     }
+}
+
+static void test_transpose_bad_perm(void)
+{
     /* A repeated axis in perm is an error. */
     int64_t dims[2] = {2, 3}, perm[2] = {0, 0};
     struct kiln_value *x = iota(2, dims);
@@ -664,7 +672,9 @@ static void test_constant_sparse(void)
 int main(void)
 {
     rng_seed(0x2545F4914F6CDD1Dull);
-    test_transpose_random();
+    test_transpose_random(300, 6, 4);
+    test_transpose_random(60, 4, 40);
+    test_transpose_bad_perm();
     test_slice_random();
     test_expand_tile_random();
     test_split_concat_roundtrip();
