@@ -394,8 +394,10 @@ static kiln_status replace_node(struct nhwc *s, size_t i, const char *op, const 
         if (s->ni[i].in_kind[k] == IN_CONST) KILN_TRY(relaid_const(s, n->inputs[k], &ins[k]));
     }
     while (n_in > 1 && !ins[n_in - 1][0]) n_in--;
+    const char *doc = n->doc; /* "fused: Conv + Relu" stays readable on the new node */
     KILN_TRY(kiln_opt_add_node(s->o, s->g, op, domain, n->name && n->name[0] ? n->name : NULL, n_in,
                                ins, 1, &out, nn));
+    if (doc && doc[0]) (*nn)->doc = doc;
     return kiln_opt_copy_attrs(s->o, *nn, n);
 }
 

@@ -38,12 +38,12 @@ expect_ok "$KILN" bench "$GEMMS" --iterations 3 --warmup 1 --json
 json_re='^\{"model":"[^"]*good_gemms\.onnx","threads":[1-9][0-9]*,"warmup":1,"runs":3,'
 json_re=$json_re'"latency_ms":\{"min":[0-9.e+-]+,"median":[0-9.e+-]+,"p90":[0-9.e+-]+,'
 json_re=$json_re'"p95":[0-9.e+-]+,"p99":[0-9.e+-]+,"mean":[0-9.e+-]+,"max":[0-9.e+-]+\},'
-json_re=$json_re'"throughput_per_s":[0-9.e+-]+,"load_ms":[0-9.e+-]+,"peak_rss_mb":[0-9.e+-]+,"iterations":3,'
+json_re=$json_re'"throughput_per_s":[0-9.e+-]+,"cpu_ms":[0-9.e+-]+,"load_ms":[0-9.e+-]+,"peak_rss_mb":[0-9.e+-]+,"iterations":3,'
 json_re=$json_re'"inputs":\{"X":\[1,16,32,32\],"A":\[192,96\]\}\}$'
 out_has "$json_re" "bench --json (good_gemms)"
 [ "$(json_field runs)" = 3 ] || fail "--iterations 3 gave runs '$(json_field runs)'"
 check_latencies "good_gemms"
-for f in throughput_per_s load_ms peak_rss_mb; do
+for f in throughput_per_s cpu_ms load_ms peak_rss_mb; do
     awk -v v="$(json_field $f)" 'BEGIN { exit !(v + 0 > 0) }' || fail "--json: $f '$(json_field $f)' is not positive"
 done
 
