@@ -2,7 +2,8 @@
 # Installs what the benchmarks (bench/, docs/benchmarks.md) need and CI does not:
 #   - ONNX Runtime's CPU library and its Node.js binding: npm package onnxruntime-node,
 #     pinned, into $KILN_PEERS_DIR (default build/peers, git-ignored) with `npm install --prefix`;
-#   - PyTorch, torchvision and scikit-learn from Debian's archive (bench/make_models.py).
+#   - PyTorch, torchvision and scikit-learn from Debian's archive (bench/make_models.py), and
+#     python3-onnx (bench/make_fp16.py).
 # Idempotent: does nothing for what is already there. Not called by scripts/test.sh.
 # Run as root on Debian 12 (or with sudo available); needs node and npm. See docs/DEPENDENCIES.md.
 set -eu
@@ -16,7 +17,7 @@ SUDO=""
 missing=""
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
-for p in python3-torch python3-torchvision python3-sklearn; do
+for p in python3-torch python3-torchvision python3-sklearn python3-onnx; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
         missing="$missing $p"
 done
