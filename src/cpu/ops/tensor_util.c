@@ -88,15 +88,14 @@ static void copy_run(unsigned char *dst, const unsigned char *src, int64_t n, in
             }                                                                                  \
     } while (0)
 
-static bool tiled_transpose(void *dst, const void *src, size_t esz, int64_t R, int64_t C,
+static void tiled_transpose(void *dst, const void *src, size_t esz, int64_t R, int64_t C,
                             int64_t step)
 {
     switch (esz) {
-    case 1: TILED_T(uint8_t); return true;
-    case 2: TILED_T(uint16_t); return true;
-    case 4: TILED_T(uint32_t); return true;
-    case 8: TILED_T(uint64_t); return true;
-    default: return false;
+    case 1: TILED_T(uint8_t); break;
+    case 2: TILED_T(uint16_t); break;
+    case 8: TILED_T(uint64_t); break;
+    default: TILED_T(uint32_t); break; /* 4: the caller passes only 1, 2, 4 and 8 */
     }
 }
 #undef TILED_T
@@ -127,32 +126,22 @@ void kiln_tops_strided_copy(void *dst, const void *src, size_t esz, int rank, co
         return;
     }
     int64_t n = d[r - 1], step = s[r - 1];
-    /* The two innermost dims swapped (the outer one contiguous in src): tiled transposes. */
-    if (r >= 2 && s[r - 2] == 1 && step > 1 && d[r - 2] >= 16 && n >= 16 &&
-        (esz == 1 || esz == 2 || esz == 4 || esz == 8)) {
-        for (int a = 0; a < r - 2; a++) idx[a] = 0;
-        int64_t off = 0;
-        unsigned char *o2 = dst;
-        for (;;) {
-            tiled_transpose(o2, base + off * (int64_t)esz, esz, d[r - 2], n, step);
-            o2 += (size_t)(d[r - 2] * n) * esz;
-            int a = r - 3;
-            for (; a >= 0; a--) {
-                off += s[a];
-                if (++idx[a] < d[a]) break;
-                off -= s[a] * d[a];
-                idx[a] = 0;
-            }
-            if (a < 0) break;
-        }
-        return;
-    }
-    for (int a = 0; a < r - 1; a++) idx[a] = 0;
+    /* The two innermost dims swapped (the outer one contiguous in src): tiled transposes,
+     * one per index of the outer dims; otherwise one strided run per index of all but the
+     * innermost. */
+    bool tiled = r >= 2 && s[r - 2] == 1 && step > 1 && d[r - 2] >= 16 && n >= 16 &&
+                 (esz == 1 || esz == 2 || esz == 4 || esz == 8);
+    int outer = tiled ? r - 2 : r - 1;
+    size_t block = (size_t)(tiled ? d[r - 2] * n : n) * esz;
+    for (int a = 0; a < outer; a++) idx[a] = 0;
     int64_t off = 0;
     for (;;) {
-        copy_run(o, base + off * (int64_t)esz, n, step, esz);
-        o += (size_t)n * esz;
-        int a = r - 2;
+        if (tiled)
+            tiled_transpose(o, base + off * (int64_t)esz, esz, d[r - 2], n, step);
+        else
+            copy_run(o, base + off * (int64_t)esz, n, step, esz);
+        o += block;
+        int a = outer - 1;
         for (; a >= 0; a--) {
             off += s[a];
             if (++idx[a] < d[a]) break;
