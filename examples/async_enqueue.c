@@ -83,12 +83,20 @@ int main(int argc, char **argv)
     printf("queued %ld runs\n", queued);
     fflush(stdout);
 
-    /* Wait for each run through its event; the callbacks above have printed by then. */
+    /* Wait for every run through its event first: each event is signalled after its run's
+     * callback, so once all are, every callback has printed and the worker prints no more
+     * (printing run 0's outputs after waiting for run 0 alone could interleave them with
+     * run 1's callback). */
     rc = 0;
+    kiln_status st[MAX_RUNS];
+    char msg[MAX_RUNS][160];
     for (long k = 0; k < queued; k++) {
-        kiln_status st = kiln_event_wait(runs[k].done, &err);
-        if (st) {
-            fprintf(stderr, "run %ld: %s\n", k, err.msg);
+        st[k] = kiln_event_wait(runs[k].done, &err);
+        if (st[k]) snprintf(msg[k], sizeof msg[k], "%s", err.msg);
+    }
+    for (long k = 0; k < queued; k++) {
+        if (st[k]) {
+            fprintf(stderr, "run %ld: %s\n", k, msg[k]);
             rc = 1;
             continue;
         }

@@ -43,7 +43,7 @@ int KILN_ISA_FN(kiln_nms_overlaps_isa)(float ay1, float ax1, float ay2, float ax
             float inter = ih * iw;
             float uni = aa + ba[j] - inter;
             float q = inter / uni;
-            float v = !(ih <= 0) & !(iw <= 0) & (uni > 0) ? q : 0.0f;
+            float v = (!(ih <= 0) & !(iw <= 0) & (uni > 0)) ? q : 0.0f;
             hit |= !(v <= th);
         }
         if (hit) return 1;
