@@ -89,7 +89,7 @@ int main(int argc, char **argv)
      * run 1's callback). */
     rc = 0;
     kiln_status st[MAX_RUNS];
-    char msg[MAX_RUNS][160];
+    static char msg[MAX_RUNS][sizeof err.msg];
     for (long k = 0; k < queued; k++) {
         st[k] = kiln_event_wait(runs[k].done, &err);
         if (st[k]) snprintf(msg[k], sizeof msg[k], "%s", err.msg);
