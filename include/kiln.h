@@ -123,6 +123,26 @@ KILN_NODISCARD kiln_status kiln_value_create_tensor(kiln_dtype dt, int rank, con
                                                     kiln_value **out, kiln_err *err);
 void kiln_value_free(kiln_value *v); /* NULL is fine */
 
+/* A tensor value that borrows `data` instead of owning a copy (zero-copy inputs, e.g. from
+ * language bindings): `bytes` must equal numel times the element size (for
+ * KILN_DTYPE_STRING: numel * sizeof(char *), an array of NUL-terminated strings, also
+ * borrowed). data may be NULL only when bytes is 0. The memory must stay valid and unchanged
+ * while the value is in use; kiln_value_free frees the value only, never `data`. Runs read
+ * inputs in place and never write them. KILN_E_INVALID_ARG for a bad dtype, a negative dim
+ * or a size mismatch; KILN_E_LIMIT beyond rank 16 or the element limit. */
+KILN_NODISCARD kiln_status kiln_value_wrap_tensor(kiln_dtype dt, int rank, const int64_t *dims,
+                                                  void *data, size_t bytes, kiln_value **out,
+                                                  kiln_err *err);
+/* A new empty sequence whose tensors have element type elem_dtype; free it with
+ * kiln_value_free (which frees its items). */
+KILN_NODISCARD kiln_status kiln_value_create_sequence(kiln_dtype elem_dtype, kiln_value **out,
+                                                      kiln_err *err);
+/* Appends tensor `item` to sequence `seq`; ownership of item moves into seq, also on failure
+ * (where it is freed). KILN_E_INVALID_ARG when seq is not a sequence, item not a tensor, or
+ * its element type is not the sequence's. */
+KILN_NODISCARD kiln_status kiln_value_sequence_append(kiln_value *seq, kiln_value *item,
+                                                      kiln_err *err);
+
 kiln_value_kind kiln_value_kind_of(const kiln_value *v);
 /* Tensor queries; valid for KILN_VALUE_TENSOR only. */
 kiln_dtype kiln_value_dtype(const kiln_value *v);

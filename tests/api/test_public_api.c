@@ -1,7 +1,8 @@
 /* test_public_api.c: a client of the shared library that sees only include/kiln.h: loads a
  * model, checks it, queries it, runs it and compares with the expected output; then checks
  * the structured type queries (dtype, rank, dims with symbolic names) on a model with a
- * symbolic dim and on a sequence input; and the profiling calls on a Loop model. Proves the
+ * symbolic dim and on a sequence input; the profiling calls on a Loop model; tensors that
+ * borrow memory (kiln_value_wrap_tensor) and sequences built through the API. Proves the
  * shared library exports what the header declares. */
 #include <math.h>
 #include <stdio.h>
@@ -194,8 +195,83 @@ static void test_shape_inference(void)
     kiln_model_free(m);
 }
 
+/* kiln_value_wrap_tensor borrows memory: the value sees the caller's bytes, a run reads them
+ * in place, and kiln_value_free leaves them alone; bad sizes are refused. Then a sequence
+ * built with kiln_value_create_sequence / kiln_value_sequence_append. */
+static void test_wrap_and_sequence(void)
+{
+    kiln_err err = {0};
+    float x[6] = {1, 2, 3, 4, 5, 6};
+    int64_t dims[2] = {2, 3};
+    kiln_value *v = NULL;
+    EXPECT(kiln_value_wrap_tensor(KILN_DTYPE_F32, 2, dims, x, sizeof x, &v, &err) == KILN_OK, "wrap: %s", err.msg);
+    if (v) {
+        EXPECT(kiln_value_data(v) == (void *)x, "wrap copied the data");
+        EXPECT(kiln_value_numel(v) == 6 && kiln_value_rank(v) == 2 && kiln_value_dims(v)[1] == 3,
+               "wrapped shape");
+    }
+    kiln_value_free(v);
+    EXPECT(x[5] == 6, "kiln_value_free touched borrowed memory");
+    v = NULL;
+    EXPECT(kiln_value_wrap_tensor(KILN_DTYPE_F32, 2, dims, x, sizeof x - 4, &v, &err) == KILN_E_INVALID_ARG && !v,
+           "wrong byte count accepted");
+    EXPECT(strstr(err.msg, "20 bytes given") != NULL, "message: %s", err.msg);
+    int64_t neg[1] = {-1};
+    EXPECT(kiln_value_wrap_tensor(KILN_DTYPE_F32, 1, neg, x, 0, &v, &err) == KILN_E_INVALID_ARG, "negative dim");
+    EXPECT(kiln_value_wrap_tensor(KILN_DTYPE_UNDEFINED, 1, dims, x, 8, &v, &err) == KILN_E_INVALID_ARG, "bad dtype");
+    EXPECT(kiln_value_wrap_tensor(KILN_DTYPE_F32, 17, dims, x, 8, &v, &err) == KILN_E_LIMIT, "rank 17");
+    EXPECT(kiln_value_wrap_tensor(KILN_DTYPE_F32, 1, dims, NULL, 8, &v, &err) == KILN_E_INVALID_ARG, "NULL data");
+    const char *strs[2] = {"ab", "c"};
+    EXPECT(kiln_value_wrap_tensor(KILN_DTYPE_STRING, 1, dims, (void *)strs, sizeof strs, &v, &err) == KILN_OK,
+           "wrap strings: %s", err.msg);
+    kiln_value_free(v);
+
+    /* A run reads a wrapped input in place: test_add's x + y. */
+    kiln_model *m = NULL;
+    kiln_session *s = NULL;
+    if (kiln_model_load_file(KILN_ONNX_TESTS "/node/test_add/model.onnx", &m, &err) ||
+        kiln_session_create(m, NULL, &s, &err)) {
+        EXPECT(0, "test_add: %s", err.msg);
+    } else {
+        static float a[60], b[60];
+        for (int i = 0; i < 60; i++) a[i] = (float)i, b[i] = 0.5f * (float)i;
+        int64_t d3[3] = {3, 4, 5};
+        kiln_value *in[2] = {NULL, NULL}, *out = NULL;
+        EXPECT(kiln_value_wrap_tensor(KILN_DTYPE_F32, 3, d3, a, sizeof a, &in[0], &err) == KILN_OK, "%s", err.msg);
+        EXPECT(kiln_value_wrap_tensor(KILN_DTYPE_F32, 3, d3, b, sizeof b, &in[1], &err) == KILN_OK, "%s", err.msg);
+        if (in[0] && in[1] &&
+            kiln_session_run(s, 2, NULL, (const kiln_value *const *)in, 1, &out, &err) == KILN_OK) {
+            const float *o = kiln_value_data(out);
+            for (int i = 0; i < 60; i++) EXPECT(o[i] == 1.5f * (float)i, "wrapped add [%d] = %g", i, o[i]);
+        } else {
+            EXPECT(0, "run on wrapped inputs: %s", err.msg);
+        }
+        kiln_value_free(out);
+        kiln_value_free(in[0]);
+        kiln_value_free(in[1]);
+        EXPECT(a[59] == 59 && b[59] == 29.5f, "the run changed its inputs");
+    }
+    kiln_session_free(s);
+    kiln_model_free(m);
+
+    kiln_value *seq = NULL, *item = NULL;
+    EXPECT(kiln_value_create_sequence(KILN_DTYPE_F32, &seq, &err) == KILN_OK, "sequence: %s", err.msg);
+    if (!seq) return;
+    EXPECT(kiln_value_kind_of(seq) == KILN_VALUE_SEQUENCE && kiln_value_count(seq) == 0, "empty sequence");
+    EXPECT(kiln_value_wrap_tensor(KILN_DTYPE_F32, 2, dims, x, sizeof x, &item, &err) == KILN_OK, "%s", err.msg);
+    EXPECT(kiln_value_sequence_append(seq, item, &err) == KILN_OK, "append: %s", err.msg);
+    EXPECT(kiln_value_create_tensor(KILN_DTYPE_I64, 0, NULL, &item, &err) == KILN_OK, "%s", err.msg);
+    EXPECT(kiln_value_sequence_append(seq, item, &err) == KILN_E_INVALID_ARG, "int64 into a float sequence");
+    EXPECT(strstr(err.msg, "int64") != NULL, "message: %s", err.msg);
+    EXPECT(kiln_value_count(seq) == 1 && kiln_value_item(seq, 0) != NULL, "sequence count");
+    EXPECT(kiln_value_elem_dtype(seq) == KILN_DTYPE_F32, "sequence element type");
+    kiln_value_free(seq);
+    EXPECT(x[0] == 1, "freeing the sequence touched borrowed memory");
+}
+
 int main(void)
 {
+    test_wrap_and_sequence();
     test_declared_types();
     test_threads_option();
     test_shape_inference();
