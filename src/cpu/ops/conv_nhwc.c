@@ -41,6 +41,11 @@ struct nhwc_slice {
     dnnl_primitive_t prim;
     dnnl_memory_desc_t src_md, dst_md, w_md, b_md;
     const void *w;      /* weights in w_md's format */
+    /* The primitive's scratchpad, supplied per run (scratchpad mode "user"): in the library
+     * mode oneDNN ties one scratchpad to the thread that created the primitive, which
+     * contexts running the engine on several threads at once would share. */
+    dnnl_memory_desc_t sp_md;
+    size_t sp_bytes;
 #endif
 };
 
@@ -258,6 +263,7 @@ static bool make_slice(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_s
               dnnl_post_ops_create(&po) == dnnl_success;
     if (ok && s->act_in_prim)
         ok = append_act(po, &s->act) && dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
+    ok = ok && dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success;
     dnnl_primitive_desc_t pd = NULL;
     ok = ok && dnnl_primitive_desc_create(&pd, &cd, attr, eng, NULL) == dnnl_success;
     if (po) dnnl_post_ops_destroy(po);
@@ -266,6 +272,10 @@ static bool make_slice(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_s
     const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     ok = wq != NULL;
     if (ok) sl->w_md = *wq;
+    const dnnl_memory_desc_t *spq = ok ? dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0) : NULL;
+    memset(&sl->sp_md, 0, sizeof sl->sp_md);
+    if (spq) sl->sp_md = *spq;
+    sl->sp_bytes = dnnl_memory_desc_get_size(&sl->sp_md);
     ok = ok && dnnl_primitive_create(&sl->prim, pd) == dnnl_success;
     dnnl_primitive_desc_destroy(pd);
     if (!ok) return false;
@@ -319,6 +329,8 @@ struct onednn_job {
     const float *x, *b, *z;
     float *y;
     int64_t N;
+    char *scratch;               /* this run's scratchpads, slice i's at sp_off[i] */
+    size_t sp_off[MAX_SLICES];
     bool failed[MAX_SLICES];
 };
 
@@ -336,17 +348,22 @@ static void onednn_slice(void *ctx, size_t i0, size_t i1, int worker)
             const float *x = j->x + ((n * s->H + sl->ih0) * s->W) * s->C;
             size_t off = (size_t)((n * s->OH + sl->oh0) * s->OW * s->M);
             float *y = j->y + off;
-            dnnl_memory_t ms = NULL, mw = NULL, mb = NULL, md = NULL;
+            dnnl_memory_t ms = NULL, mw = NULL, mb = NULL, md = NULL, msp = NULL;
             bool ok = st && dnnl_memory_create(&ms, &sl->src_md, eng, (void *)x) == dnnl_success &&
                       dnnl_memory_create(&mw, &sl->w_md, eng, (void *)sl->w) == dnnl_success &&
                       (!j->b || dnnl_memory_create(&mb, &sl->b_md, eng, (void *)j->b) == dnnl_success) &&
+                      (!sl->sp_bytes || dnnl_memory_create(&msp, &sl->sp_md, eng, j->scratch + j->sp_off[i]) ==
+                                            dnnl_success) &&
                       dnnl_memory_create(&md, &sl->dst_md, eng, y) == dnnl_success;
             if (ok) {
-                dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw},
-                                           {DNNL_ARG_DST, md}, {DNNL_ARG_BIAS, mb}};
-                ok = dnnl_primitive_execute(sl->prim, st, j->b ? 4 : 3, args) == dnnl_success &&
+                dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}};
+                int na = 3;
+                if (j->b) args[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, mb};
+                if (msp) args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, msp};
+                ok = dnnl_primitive_execute(sl->prim, st, na, args) == dnnl_success &&
                      dnnl_stream_wait(st) == dnnl_success;
             }
+            if (msp) dnnl_memory_destroy(msp);
             if (ms) dnnl_memory_destroy(ms);
             if (mw) dnnl_memory_destroy(mw);
             if (mb) dnnl_memory_destroy(mb);
@@ -446,7 +463,13 @@ static kiln_status nhwc_run(struct kiln_kctx *k)
     if (!kiln_tensor_numel(y)) return KILN_OK;
 #ifdef KILN_HAVE_DNNL
     if (s->n_slices && H == s->H && W == s->W && C == s->C && M == s->M && w->data) {
-        struct onednn_job j = {s, x->data, b ? b->data : NULL, z ? z->data : NULL, y->data, N, {0}};
+        struct onednn_job j = {s, x->data, b ? b->data : NULL, z ? z->data : NULL, y->data, N, NULL, {0}, {0}};
+        size_t sp_total = 0;
+        for (int i = 0; i < s->n_slices; i++) {
+            j.sp_off[i] = sp_total;
+            sp_total += (s->sl[i].sp_bytes + 63) / 64 * 64;
+        }
+        if (sp_total) KILN_TRY(kiln_scratch(k, sp_total, (void **)&j.scratch));
         kiln_pool_for(k->pool, (size_t)s->n_slices, 1, onednn_slice, &j);
         for (int i = 0; i < s->n_slices; i++)
             if (j.failed[i]) return kiln_kfail(k, KILN_E_INTERNAL, "oneDNN failed to run slice %d", i);
