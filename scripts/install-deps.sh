@@ -16,13 +16,20 @@ command -v cmake >/dev/null 2>&1 || missing="$missing cmake"
 # Graphviz for `kiln graph` SVG/HTML (optional at build time; the tests expect it).
 [ -f /usr/include/graphviz/gvc.h ] || missing="$missing libgraphviz-dev"
 # What only the tests need (scripts/test.sh sets KILN_NEED_CLANG=1): clang for the second
-# build; Debian's onnx package, since tests/cli/test_save_onnx_checker.sh runs onnx.checker
-# on models kiln writes; Chromium for tests/cli/test_graph.sh's browser checks (~81 MB,
-# ~1 min on CI). The tests fail without them; they never skip.
+# build; python3-dev, python3-numpy and python3-pytest for the Python module and its tests;
+# Debian's onnx package, since tests/cli/test_save_onnx_checker.sh runs onnx.checker on
+# models kiln writes (tests/python reads ONNX test data with it); Chromium for
+# tests/cli/test_graph.sh's browser checks (~81 MB, ~1 min on CI). The tests fail without them; they never skip.
 if [ "${KILN_NEED_CLANG:-0}" = 1 ]; then
     command -v clang >/dev/null 2>&1 || missing="$missing clang"
     /usr/bin/python3 -c "import onnx" >/dev/null 2>&1 || missing="$missing python3-onnx"
     command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+    # The Python module (cmake/python.cmake builds it when these are present) and its tests
+    # (tests/python, run with python3 -m pytest): Debian's packages, no package index.
+    [ -f "/usr/include/python3.$(/usr/bin/python3 -c 'import sys; print(sys.version_info[1])' 2>/dev/null)/Python.h" ] ||
+        missing="$missing python3-dev"
+    /usr/bin/python3 -c "import numpy" >/dev/null 2>&1 || missing="$missing python3-numpy"
+    /usr/bin/python3 -c "import pytest" >/dev/null 2>&1 || missing="$missing python3-pytest"
 fi
 if [ -n "$missing" ]; then
     SUDO=""
