@@ -46,8 +46,10 @@ if(KILN_WITH_PYTHON AND Python3_Development.Module_FOUND AND Python3_NumPy_FOUND
   add_dependencies(kiln_python kiln_python_files)
 
   if(NOT DEFINED KILN_PYTHON_INSTALL_DIR)
+    # Debian's python3 looks in PREFIX/lib/python3.X/dist-packages (for /usr/local); others
+    # in their posix_prefix scheme's site-packages.
     execute_process(COMMAND ${Python3_EXECUTABLE} -c
-                    "import sys, sysconfig; p = sys.argv[1]; print(sysconfig.get_path('platlib', vars={'base': p, 'platbase': p}))"
+                    "import sys, sysconfig; p = sys.argv[1]; v = sys.version_info; print(f'{p}/lib/python{v[0]}.{v[1]}/dist-packages' if 'deb_system' in sysconfig.get_scheme_names() else sysconfig.get_path('platlib', 'posix_prefix', vars={'base': p, 'platbase': p}))"
                     ${CMAKE_INSTALL_PREFIX}
                     OUTPUT_VARIABLE KILN_PYTHON_INSTALL_DIR OUTPUT_STRIP_TRAILING_WHITESPACE)
   endif()

@@ -19,7 +19,8 @@ command -v cmake >/dev/null 2>&1 || missing="$missing cmake"
 # build; python3-dev, python3-numpy and python3-pytest for the Python module and its tests;
 # Debian's onnx package, since tests/cli/test_save_onnx_checker.sh runs onnx.checker on
 # models kiln writes (tests/python reads ONNX test data with it); Chromium for
-# tests/cli/test_graph.sh's browser checks (~81 MB, ~1 min on CI). The tests fail without them; they never skip.
+# tests/cli/test_graph.sh's browser checks (~81 MB, ~1 min on CI). The tests fail without
+# them; they never skip.
 if [ "${KILN_NEED_CLANG:-0}" = 1 ]; then
     command -v clang >/dev/null 2>&1 || missing="$missing clang"
     /usr/bin/python3 -c "import onnx" >/dev/null 2>&1 || missing="$missing python3-onnx"
