@@ -57,6 +57,17 @@ static const char *const SMALL = "input X f32 N,8\n"
                                  "node Sub H5,H3 -> Y\n"
                                  "output Y\n";
 
+/* Two convolutions for the many-threads test: X [N,8,16,16] -> Y [N,16,16,16]. At level
+ * extended they run as kiln.ConvNhwc on oneDNN primitives shared by every context. */
+static const char *const CONVS = "input X f32 N,8,16,16\n"
+                                 "init W1 f32 16,8,3,3 rand\n"
+                                 "init B1 f32 16 rand\n"
+                                 "init W2 f32 16,16,3,3 rand\n"
+                                 "node Conv X,W1,B1 -> H pads=ints:1,1,1,1\n"
+                                 "node Relu H -> H2\n"
+                                 "node Conv H2,W2 -> Y pads=ints:1,1,1,1\n"
+                                 "output Y\n";
+
 /* The text model as a loaded model (random initializers drawn from seed). */
 static kiln_model *load_text(const char *text, uint64_t seed)
 {
@@ -916,6 +927,42 @@ static void test_many_contexts(void)
     kiln_model_free(m);
 }
 
+/* Eight contexts running the convolution engine at once on different inputs. oneDNN's
+ * library-mode scratchpad belongs to the thread that created the primitive, so contexts on
+ * other threads shared one and corrupted each other's results (about 3% of runs) until
+ * conv_nhwc passed a scratchpad of each run's own. */
+static void test_many_contexts_conv(void)
+{
+    kiln_model *m = load_text(CONVS, 11);
+    kiln_value *x[N_INPUTS], *want[N_INPUTS];
+    for (int k = 0; k < N_INPUTS; k++) {
+        int64_t dims[4] = {1 + k % 4, 8, 16, 16};
+        rng_seed(500 + (uint64_t)k);
+        x[k] = rand_tensor(4, dims);
+    }
+    kiln_builder *b = NULL;
+    kiln_engine *e = NULL;
+    kiln_context *c = NULL;
+    kiln_err err = {0};
+    CHECK(kiln_builder_create(&b, &err) == KILN_OK, "%s", err.msg);
+    kiln_builder_set_opt_level(b, KILN_OPT_EXTENDED);
+    CHECK(kiln_builder_set_threads(b, 1, &err) == KILN_OK, "%s", err.msg);
+    CHECK(kiln_builder_build(b, m, &e, &err) == KILN_OK, "%s", err.msg);
+    kiln_builder_free(b);
+    CHECK(e && kiln_context_create(e, &c, &err) == KILN_OK, "%s", err.msg);
+    for (int k = 0; k < N_INPUTS; k++) {
+        want[k] = NULL;
+        CHECK(c && run1(c, x[k], &want[k], &err) == KILN_OK, "%s", err.msg);
+    }
+    kiln_context_free(c);
+    if (e) run_threads(e, NULL, 8, 200, (const kiln_value *const *)x, (const kiln_value *const *)want,
+                       "8 contexts on convolutions");
+    free_all(want, N_INPUTS);
+    free_all(x, N_INPUTS);
+    kiln_engine_free(e);
+    kiln_model_free(m);
+}
+
 /* ------------------------------------------------------------------ out of memory */
 
 /* Build + context + bound run + enqueued run with the nth allocation failing, for every n
@@ -1039,6 +1086,7 @@ int main(void)
     test_io_binding();
     test_async();
     test_many_contexts();
+    test_many_contexts_conv();
     test_engine_outlives();
     test_session_after_reinfer();
     test_oom();
