@@ -228,13 +228,21 @@ static int feed_from_dict(Session *self, PyObject *dict, struct feed *f)
             return -1;
         }
     }
+    /* First take references to every key and value without running any Python code, so
+     * that the conversions below (which may: np.asarray calls __array__) cannot change the
+     * dict under PyDict_Next; the references also keep the arrays alive while the run reads
+     * them, whatever other threads do to the dict. */
     Py_ssize_t pos = 0;
     PyObject *key, *val;
     while (PyDict_Next(dict, &pos, &key, &val)) {
-        if (f->n == n) {
-            PyErr_SetString(PyExc_RuntimeError, "input_feed changed size during the run");
-            return -1;
-        }
+        Py_INCREF(key);
+        if (kiln_py_keep_add(&f->keep, key)) return -1;
+        Py_INCREF(val);
+        if (kiln_py_keep_add(&f->keep, val)) return -1;
+    }
+    for (size_t j = 0; j < n; j++) {
+        key = f->keep.objs[2 * j];
+        val = f->keep.objs[2 * j + 1];
         if (!PyUnicode_Check(key)) {
             PyErr_Format(PyExc_TypeError, "input_feed keys must be input names (str), not %s", Py_TYPE(key)->tp_name);
             return -1;
@@ -248,9 +256,6 @@ static int feed_from_dict(Session *self, PyObject *dict, struct feed *f)
         size_t i = PyLong_AsSize_t(ix);
         char what[300];
         snprintf(what, sizeof what, "input '%s'", self->in_names[i]);
-        Py_INCREF(key);
-        Py_INCREF(val); /* another thread may change the dict while the run reads */
-        if (kiln_py_keep_add(&f->keep, key) || kiln_py_keep_add(&f->keep, val)) return -1;
         f->names[f->n] = self->in_names[i];
         f->vals[f->n] = NULL;
         if (kiln_py_to_value(val, self->in_kind[i], self->in_elem[i], what, &f->keep, &f->vals[f->n])) return -1;
