@@ -21,6 +21,7 @@
 #include "base/pool.h"
 
 struct kiln_kprep;
+struct kiln_kctx;
 struct kiln_dnnl_mm;
 
 /* Prepares C[M, N] = A[M, K] * op(B) for the constant B: op(B) = B ([K, N], row stride ldb)
@@ -30,9 +31,11 @@ struct kiln_dnnl_mm;
  * memory. */
 kiln_status kiln_dnnl_mm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_t N, const float *B,
                          size_t ldb, bool transB, struct kiln_dnnl_mm **out);
-/* C (row stride N) = A (row stride K) * op(B), over the pool. False if oneDNN failed (C is
- * then undefined; the caller falls back to kiln_sgemm). */
-bool kiln_dnnl_mm_run(const struct kiln_dnnl_mm *mm, struct kiln_pool *pool, const float *A, float *C);
+/* C (row stride N) = A (row stride K) * op(B), over k's pool, with the primitives'
+ * scratchpads in k's scratch memory (so that contexts on several threads can run one engine
+ * at once); call it from the kernel's thread. False if oneDNN failed or the scratch memory
+ * could not be had (C is then undefined; the caller falls back to kiln_sgemm). */
+bool kiln_dnnl_mm_run(const struct kiln_dnnl_mm *mm, struct kiln_kctx *k, const float *A, float *C);
 /* M, K, N it was prepared for. */
 void kiln_dnnl_mm_dims(const struct kiln_dnnl_mm *mm, size_t *M, size_t *K, size_t *N);
 

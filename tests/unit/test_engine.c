@@ -68,6 +68,13 @@ static const char *const CONVS = "input X f32 N,8,16,16\n"
                                  "node Conv H2,W2 -> Y pads=ints:1,1,1,1\n"
                                  "output Y\n";
 
+/* A product with a constant B, prepacked by oneDNN's matmul primitive: X [16,128] -> Y. */
+static const char *const MATMUL = "input X f32 16,128\n"
+                                  "init W f32 128,128 rand\n"
+                                  "node MatMul X,W -> H\n"
+                                  "node Relu H -> Y\n"
+                                  "output Y\n";
+
 /* The text model as a loaded model (random initializers drawn from seed). */
 static kiln_model *load_text(const char *text, uint64_t seed)
 {
@@ -927,25 +934,29 @@ static void test_many_contexts(void)
     kiln_model_free(m);
 }
 
-/* Eight contexts running the convolution engine at once on different inputs. oneDNN's
- * library-mode scratchpad belongs to the thread that created the primitive, so contexts on
- * other threads shared one and corrupted each other's results (about 3% of runs) until
- * conv_nhwc passed a scratchpad of each run's own. */
-static void test_many_contexts_conv(void)
+/* Eight contexts running one engine at once on different inputs: text (random weights),
+ * inputs of shape dims, with dim 0 1 + k % batches when batches > 1. oneDNN's library-mode
+ * scratchpad belongs to the thread that created the primitive, so contexts on other threads
+ * shared one and corrupted each other's results (3% to 20% of runs) until conv_nhwc and
+ * dnnl_matmul passed a scratchpad of each run's own. */
+static void many_contexts_on(const char *text, int rank, const int64_t *dims, int batches, kiln_opt_level level,
+                             const char *what)
 {
-    kiln_model *m = load_text(CONVS, 11);
+    kiln_model *m = load_text(text, 11);
     kiln_value *x[N_INPUTS], *want[N_INPUTS];
     for (int k = 0; k < N_INPUTS; k++) {
-        int64_t dims[4] = {1 + k % 4, 8, 16, 16};
+        int64_t d[4];
+        memcpy(d, dims, (size_t)rank * sizeof *d);
+        if (batches > 1) d[0] = 1 + k % batches;
         rng_seed(500 + (uint64_t)k);
-        x[k] = rand_tensor(4, dims);
+        x[k] = rand_tensor(rank, d);
     }
     kiln_builder *b = NULL;
     kiln_engine *e = NULL;
     kiln_context *c = NULL;
     kiln_err err = {0};
     CHECK(kiln_builder_create(&b, &err) == KILN_OK, "%s", err.msg);
-    kiln_builder_set_opt_level(b, KILN_OPT_EXTENDED);
+    kiln_builder_set_opt_level(b, level);
     CHECK(kiln_builder_set_threads(b, 1, &err) == KILN_OK, "%s", err.msg);
     CHECK(kiln_builder_build(b, m, &e, &err) == KILN_OK, "%s", err.msg);
     kiln_builder_free(b);
@@ -955,12 +966,18 @@ static void test_many_contexts_conv(void)
         CHECK(c && run1(c, x[k], &want[k], &err) == KILN_OK, "%s", err.msg);
     }
     kiln_context_free(c);
-    if (e) run_threads(e, NULL, 8, 200, (const kiln_value *const *)x, (const kiln_value *const *)want,
-                       "8 contexts on convolutions");
+    if (e) run_threads(e, NULL, 8, 200, (const kiln_value *const *)x, (const kiln_value *const *)want, what);
     free_all(want, N_INPUTS);
     free_all(x, N_INPUTS);
     kiln_engine_free(e);
     kiln_model_free(m);
+}
+
+static void test_many_contexts_onednn(void)
+{
+    int64_t conv_dims[4] = {0, 8, 16, 16}, mm_dims[2] = {16, 128};
+    many_contexts_on(CONVS, 4, conv_dims, 4, KILN_OPT_EXTENDED, "8 contexts on convolutions (NHWC)");
+    many_contexts_on(MATMUL, 2, mm_dims, 1, KILN_OPT_NONE, "8 contexts on a prepacked MatMul");
 }
 
 /* ------------------------------------------------------------------ out of memory */
@@ -1086,7 +1103,7 @@ int main(void)
     test_io_binding();
     test_async();
     test_many_contexts();
-    test_many_contexts_conv();
+    test_many_contexts_onednn();
     test_engine_outlives();
     test_session_after_reinfer();
     test_oom();
