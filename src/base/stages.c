@@ -1,0 +1,96 @@
+/* stages.c: kiln_pool_stages (base/stages.h).
+ *
+ * State: one claim cursor per slot (participant p prefers slot p), each on its own cache
+ * line, counting the slot's claimed items over all stages (stage s of a slice of n items is
+ * cursor values [s * n, (s + 1) * n)), and `done`, the items finished over all stages. A
+ * participant in stage s claims with a compare-and-swap that never passes (s + 1) * n, so it
+ * cannot take an item of a stage that is not open yet; it adds what it ran to `done` once
+ * per stage (release) and spins until `done` reaches (s + 1) * items (acquire), which
+ * publishes every write of the stage to every participant. One that joins late starts at
+ * stage done / items, the open one. The wait spins with a pause and yields every 256 spins
+ * (the thread waited for may share this CPU); it never sleeps: a stage is short, and the
+ * participants of a slow one are all running.
+ */
+#define _GNU_SOURCE /* sched_yield */
+#include "base/stages.h"
+
+#include <sched.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct slot {
+    alignas(64) atomic_size_t next;
+};
+
+struct stages_job {
+    kiln_stage_fn fn;
+    void *ctx;
+    size_t stages, items;
+    int n_slots;
+    size_t lo[KILN_STAGES_MAX_THREADS + 1]; /* slot r: items [lo[r], lo[r + 1]) */
+    struct slot slot[KILN_STAGES_MAX_THREADS];
+    alignas(64) atomic_size_t done;
+};
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Runs the unclaimed items of stage s in slot r; returns how many. */
+static size_t claim_slot(struct stages_job *j, int r, size_t s)
+{
+    size_t lo = j->lo[r], n = j->lo[r + 1] - lo, lim = (s + 1) * n, ran = 0;
+    atomic_size_t *cur = &j->slot[r].next;
+    size_t v = atomic_load_explicit(cur, memory_order_relaxed);
+    while (v < lim) {
+        if (!atomic_compare_exchange_weak_explicit(cur, &v, v + 1, memory_order_relaxed, memory_order_relaxed))
+            continue; /* v reloaded */
+        j->fn(j->ctx, s, lo + v - s * n);
+        ran++;
+        v++;
+    }
+    return ran;
+}
+
+static void participate(void *ctx, size_t begin, size_t end, int worker)
+{
+    (void)end, (void)worker;
+    struct stages_job *j = ctx;
+    int me = (int)(begin % (size_t)j->n_slots);
+    for (size_t s = atomic_load_explicit(&j->done, memory_order_acquire) / j->items; s < j->stages; s++) {
+        size_t ran = 0;
+        for (int k = 0; k < j->n_slots; k++) ran += claim_slot(j, (me + k) % j->n_slots, s);
+        size_t target = (s + 1) * j->items;
+        if (ran && atomic_fetch_add_explicit(&j->done, ran, memory_order_acq_rel) + ran == target) continue;
+        for (unsigned r = 1; atomic_load_explicit(&j->done, memory_order_acquire) < target; r++) {
+            cpu_relax();
+            if (!(r & 255)) sched_yield();
+        }
+    }
+}
+
+void kiln_pool_stages(struct kiln_pool *pool, int threads, size_t stages, size_t items, kiln_stage_fn fn,
+                      void *ctx)
+{
+    if (stages == 0 || items == 0) return;
+    int pt = kiln_pool_threads(pool);
+    if (threads > pt) threads = pt;
+    if (threads > KILN_STAGES_MAX_THREADS) threads = KILN_STAGES_MAX_THREADS;
+    if ((size_t)threads > items) threads = (int)items;
+    if (threads <= 1 || stages > SIZE_MAX / items) { /* (the cursors count stages * items) */
+        for (size_t s = 0; s < stages; s++)
+            for (size_t i = 0; i < items; i++) fn(ctx, s, i);
+        return;
+    }
+    struct stages_job j = {.fn = fn, .ctx = ctx, .stages = stages, .items = items, .n_slots = threads};
+    for (int r = 0; r <= threads; r++) j.lo[r] = items * (size_t)r / (size_t)threads;
+    for (int r = 0; r < threads; r++) atomic_init(&j.slot[r].next, 0);
+    atomic_init(&j.done, 0);
+    kiln_pool_for(pool, (size_t)threads, 1, participate, &j);
+}

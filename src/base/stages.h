@@ -1,0 +1,36 @@
+/* stages.h: a sequence of dependent parallel loops in one pool job (base/pool.h).
+ *
+ * kiln_pool_stages runs `stages` stages of `items` independent items each: every item of
+ * stage s runs once, after every item of stage s - 1 has finished (its writes visible), and
+ * the call returns when the last stage is done. It is one kiln_pool_for of `threads`
+ * participants that stay for the whole sequence and meet at a spin wait between stages,
+ * instead of one pool job per stage (a job costs a wake-up and a join; a recurrent layer
+ * has a stage per time step of some microseconds).
+ *
+ * Items are claimed, not assigned: the items of a stage are cut into one contiguous slice
+ * per participant, each participant claims items from its own slice first (so it touches the
+ * same data stage after stage) and then from the others'. A participant that the pool starts
+ * late, or that is descheduled between items, leaves its slice to the others; with a
+ * nested call, a busy pool or one thread, the caller runs everything. A stage waits only
+ * for items claimed by running participants: never a deadlock. Which thread runs an item is
+ * not fixed, so results must not depend on it.
+ */
+#ifndef KILN_BASE_STAGES_H
+#define KILN_BASE_STAGES_H
+
+#include <stddef.h>
+
+#include "base/pool.h"
+
+/* Runs item `item` of stage `stage`. */
+typedef void (*kiln_stage_fn)(void *ctx, size_t stage, size_t item);
+
+/* The participants a call may ask for (larger `threads` is taken as this). */
+#define KILN_STAGES_MAX_THREADS 64
+
+/* fn over every (stage, item), stage by stage, on up to `threads` participants of the pool
+ * (at most kiln_pool_threads(pool); 1 or less: inline on the caller, in order). */
+void kiln_pool_stages(struct kiln_pool *pool, int threads, size_t stages, size_t items, kiln_stage_fn fn,
+                      void *ctx);
+
+#endif

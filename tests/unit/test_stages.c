@@ -1,0 +1,135 @@
+/* test_stages.c: kiln_pool_stages (base/stages.h).
+ *
+ * For pools of 1, 2, 3 and 5 threads, asking for 0 to 7 participants, 0 to 40 stages of 1 to
+ * 70 items: every (stage, item) runs exactly once, and when an item of stage s runs every
+ * item of stage s - 1 has finished and its plain (non-atomic) write is visible: each item
+ * reads a value another item of the previous stage wrote (ThreadSanitizer, in
+ * scripts/test.sh, reports the race if a stage's writes are not published). Also: a call
+ * nested in a pool loop and two threads sharing one pool complete (inline, not
+ * deadlocked), with the same checks.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "base/base.h"
+#include "base/pool.h"
+#include "base/stages.h"
+#include "test_support.h"
+
+struct sctx {
+    size_t stages, items;
+    atomic_int *runs;      /* [stages * items] */
+    atomic_size_t *ended;  /* [stages]: items of the stage finished */
+    long *val;             /* [stages * items], plain */
+    atomic_int early, wrong;
+};
+
+static void item_fn(void *ctx, size_t s, size_t i)
+{
+    struct sctx *c = ctx;
+    if (s >= c->stages || i >= c->items) {
+        atomic_fetch_add(&c->wrong, 1);
+        return;
+    }
+    long v = (long)(s * 1000 + i);
+    if (s > 0) {
+        if (atomic_load_explicit(&c->ended[s - 1], memory_order_relaxed) != c->items) atomic_fetch_add(&c->early, 1);
+        size_t j = (i * 7 + 3) % c->items;
+        v += c->val[(s - 1) * c->items + j] % 5; /* a plain read of another item's write */
+    }
+    c->val[s * c->items + i] = v;
+    atomic_fetch_add_explicit(&c->runs[s * c->items + i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->ended[s], 1, memory_order_relaxed);
+}
+
+/* Runs one call and checks it; returns the number of failed checks. */
+static int run_one(struct kiln_pool *pool, int threads, size_t stages, size_t items)
+{
+    struct sctx c = {.stages = stages, .items = items};
+    size_t n = stages * items + 1;
+    c.runs = calloc(n, sizeof *c.runs);
+    c.ended = calloc(stages + 1, sizeof *c.ended);
+    c.val = calloc(n, sizeof *c.val);
+    kiln_pool_stages(pool, threads, stages, items, item_fn, &c);
+    int bad = 0;
+    for (size_t k = 0; k + 1 < n; k++) bad += atomic_load(&c.runs[k]) != 1;
+    /* the values, recomputed in order */
+    long *want = calloc(n, sizeof *want);
+    for (size_t s = 0; s < stages; s++)
+        for (size_t i = 0; i < items; i++)
+            want[s * items + i] =
+                (long)(s * 1000 + i) + (s ? want[(s - 1) * items + (i * 7 + 3) % items] % 5 : 0);
+    for (size_t k = 0; k + 1 < n; k++) bad += c.val[k] != want[k];
+    bad += atomic_load(&c.early) + atomic_load(&c.wrong);
+    free(want);
+    free(c.runs);
+    free((void *)c.ended);
+    free(c.val);
+    return bad;
+}
+
+static void test_shapes(void)
+{
+    static const int sizes[] = {1, 2, 3, 5};
+    static const size_t stage_counts[] = {0, 1, 2, 7, 40};
+    static const size_t item_counts[] = {1, 2, 3, 5, 16, 70};
+    for (int p = 0; p < 4; p++) {
+        struct kiln_pool *pool = NULL;
+        kiln_err err = {0};
+        CHECK(kiln_pool_create(sizes[p], &pool, &err) == KILN_OK, "%s", err.msg);
+        for (int threads = 0; threads <= 7; threads++)
+            for (int si = 0; si < 5; si++)
+                for (int ii = 0; ii < 6; ii++) {
+                    int bad = run_one(pool, threads, stage_counts[si], item_counts[ii]);
+                    CHECK(bad == 0, "pool %d, %d participants, %zu stages of %zu items: %d bad", sizes[p],
+                          threads, stage_counts[si], item_counts[ii], bad);
+                }
+        kiln_pool_free(pool);
+    }
+}
+
+/* ------------------------------------------------------------------ nested, shared pool */
+
+struct nest_ctx {
+    struct kiln_pool *pool;
+    atomic_int bad;
+};
+
+static void nested_chunk(void *ctx_, size_t b, size_t e, int worker)
+{
+    (void)worker;
+    struct nest_ctx *c = ctx_;
+    for (size_t i = b; i < e; i++) atomic_fetch_add(&c->bad, run_one(c->pool, 3, 5, 9 + i));
+}
+
+static void *sharer(void *arg)
+{
+    struct nest_ctx *c = arg;
+    for (int r = 0; r < 20; r++) atomic_fetch_add(&c->bad, run_one(c->pool, 3, 12, 17));
+    return NULL;
+}
+
+static void test_nested_and_shared(void)
+{
+    struct kiln_pool *pool = NULL;
+    kiln_err err = {0};
+    CHECK(kiln_pool_create(3, &pool, &err) == KILN_OK, "%s", err.msg);
+    struct nest_ctx c = {.pool = pool};
+    atomic_init(&c.bad, 0);
+    kiln_pool_for(pool, 6, 1, nested_chunk, &c);
+    CHECK(atomic_load(&c.bad) == 0, "nested calls: %d bad", atomic_load(&c.bad));
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) CHECK(pthread_create(&t[i], NULL, sharer, &c) == 0, "pthread_create");
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    CHECK(atomic_load(&c.bad) == 0, "two threads on one pool: %d bad", atomic_load(&c.bad));
+    kiln_pool_free(pool);
+}
+
+int main(void)
+{
+    test_shapes();
+    test_nested_and_shared();
+    return test_summary("stages");
+}
