@@ -51,7 +51,8 @@ static size_t claim_slot(struct stages_job *j, int r, size_t s)
     while (v < lim) {
         if (!atomic_compare_exchange_weak_explicit(cur, &v, v + 1, memory_order_relaxed, memory_order_relaxed))
             continue; /* v reloaded */
-        j->fn(j->ctx, s, lo + v - s * n);
+        size_t k = v - s * n;
+        j->fn(j->ctx, s, lo + (s & 1 ? n - 1 - k : k));
         ran++;
         v++;
     }
@@ -85,7 +86,7 @@ void kiln_pool_stages(struct kiln_pool *pool, int threads, size_t stages, size_t
     if ((size_t)threads > items) threads = (int)items;
     if (threads <= 1 || stages > SIZE_MAX / items) { /* (the cursors count stages * items) */
         for (size_t s = 0; s < stages; s++)
-            for (size_t i = 0; i < items; i++) fn(ctx, s, i);
+            for (size_t i = 0; i < items; i++) fn(ctx, s, s & 1 ? items - 1 - i : i);
         return;
     }
     struct stages_job j = {.fn = fn, .ctx = ctx, .stages = stages, .items = items, .n_slots = threads};
