@@ -4,7 +4,8 @@
  * line, counting the slot's claimed items over all stages (stage s of a slice of n items is
  * cursor values [s * n, (s + 1) * n)), and `done`, the items finished over all stages. A
  * participant in stage s claims with a compare-and-swap that never passes (s + 1) * n, so it
- * cannot take an item of a stage that is not open yet; it adds what it ran to `done` once
+ * cannot take an item of a stage that is not open yet (the k-th claim of a stage is item k of
+ * the slice, or n - 1 - k in a turned stage); it adds what it ran to `done` once
  * per stage (release) and spins until `done` reaches (s + 1) * items (acquire), which
  * publishes every write of the stage to every participant. One that joins late starts at
  * stage done / items, the open one. The wait spins with a pause and yields every 256 spins
@@ -26,7 +27,7 @@ struct slot {
 struct stages_job {
     kiln_stage_fn fn;
     void *ctx;
-    size_t stages, items;
+    size_t stages, items, turn;
     int n_slots;
     size_t lo[KILN_STAGES_MAX_THREADS + 1]; /* slot r: items [lo[r], lo[r + 1]) */
     struct slot slot[KILN_STAGES_MAX_THREADS];
@@ -52,7 +53,7 @@ static size_t claim_slot(struct stages_job *j, int r, size_t s)
         if (!atomic_compare_exchange_weak_explicit(cur, &v, v + 1, memory_order_relaxed, memory_order_relaxed))
             continue; /* v reloaded */
         size_t k = v - s * n;
-        j->fn(j->ctx, s, lo + (s & 1 ? n - 1 - k : k));
+        j->fn(j->ctx, s, lo + (s / j->turn & 1 ? n - 1 - k : k));
         ran++;
         v++;
     }
@@ -76,20 +77,21 @@ static void participate(void *ctx, size_t begin, size_t end, int worker)
     }
 }
 
-void kiln_pool_stages(struct kiln_pool *pool, int threads, size_t stages, size_t items, kiln_stage_fn fn,
-                      void *ctx)
+void kiln_pool_stages(struct kiln_pool *pool, int threads, size_t stages, size_t items, size_t turn,
+                      kiln_stage_fn fn, void *ctx)
 {
     if (stages == 0 || items == 0) return;
+    if (turn == 0) turn = 1;
     int pt = kiln_pool_threads(pool);
     if (threads > pt) threads = pt;
     if (threads > KILN_STAGES_MAX_THREADS) threads = KILN_STAGES_MAX_THREADS;
     if ((size_t)threads > items) threads = (int)items;
     if (threads <= 1 || stages > SIZE_MAX / items) { /* (the cursors count stages * items) */
         for (size_t s = 0; s < stages; s++)
-            for (size_t i = 0; i < items; i++) fn(ctx, s, s & 1 ? items - 1 - i : i);
+            for (size_t i = 0; i < items; i++) fn(ctx, s, s / turn & 1 ? items - 1 - i : i);
         return;
     }
-    struct stages_job j = {.fn = fn, .ctx = ctx, .stages = stages, .items = items, .n_slots = threads};
+    struct stages_job j = {.fn = fn, .ctx = ctx, .stages = stages, .items = items, .turn = turn, .n_slots = threads};
     for (int r = 0; r <= threads; r++) j.lo[r] = items * (size_t)r / (size_t)threads;
     for (int r = 0; r < threads; r++) atomic_init(&j.slot[r].next, 0);
     atomic_init(&j.done, 0);

@@ -14,6 +14,13 @@
  * nested call, a busy pool or one thread, the caller runs everything. A stage waits only
  * for items claimed by running participants: never a deadlock. Which thread runs an item is
  * not fixed, so results must not depend on it.
+ *
+ * Order: a slice is claimed in ascending order, then, `turn` stages later, in descending
+ * order, and so on (turn 1: every other stage). Data that an item uses again stage after
+ * stage (a recurrent layer's weights) is then the most recently used when the order turns,
+ * so a slice somewhat larger than the cache still mostly hits, where a cyclic order would
+ * miss on every item (measured: the bench set's LSTM, 4 MiB of weights a step against 2 MiB
+ * of L2, from 21 to 14 ms of CPU per run on one thread).
  */
 #ifndef KILN_BASE_STAGES_H
 #define KILN_BASE_STAGES_H
@@ -29,8 +36,9 @@ typedef void (*kiln_stage_fn)(void *ctx, size_t stage, size_t item);
 #define KILN_STAGES_MAX_THREADS 64
 
 /* fn over every (stage, item), stage by stage, on up to `threads` participants of the pool
- * (at most kiln_pool_threads(pool); 1 or less: inline on the caller, in order). */
-void kiln_pool_stages(struct kiln_pool *pool, int threads, size_t stages, size_t items, kiln_stage_fn fn,
-                      void *ctx);
+ * (at most kiln_pool_threads(pool); 1 or less: inline on the caller, in the order above);
+ * the order turns every `turn` stages (0 is taken as 1). */
+void kiln_pool_stages(struct kiln_pool *pool, int threads, size_t stages, size_t items, size_t turn,
+                      kiln_stage_fn fn, void *ctx);
 
 #endif

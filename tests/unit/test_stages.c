@@ -6,7 +6,8 @@
  * reads a value another item of the previous stage wrote (ThreadSanitizer, in
  * scripts/test.sh, reports the race if a stage's writes are not published). Also: a call
  * nested in a pool loop and two threads sharing one pool complete (inline, not
- * deadlocked), with the same checks.
+ * deadlocked), with the same checks; inline, the items come in the documented order
+ * (ascending, turned every `turn` stages).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -45,14 +46,14 @@ static void item_fn(void *ctx, size_t s, size_t i)
 }
 
 /* Runs one call and checks it; returns the number of failed checks. */
-static int run_one(struct kiln_pool *pool, int threads, size_t stages, size_t items)
+static int run_one(struct kiln_pool *pool, int threads, size_t stages, size_t items, size_t turn)
 {
     struct sctx c = {.stages = stages, .items = items};
     size_t n = stages * items + 1;
     c.runs = calloc(n, sizeof *c.runs);
     c.ended = calloc(stages + 1, sizeof *c.ended);
     c.val = calloc(n, sizeof *c.val);
-    kiln_pool_stages(pool, threads, stages, items, item_fn, &c);
+    kiln_pool_stages(pool, threads, stages, items, turn, item_fn, &c);
     int bad = 0;
     for (size_t k = 0; k + 1 < n; k++) bad += atomic_load(&c.runs[k]) != 1;
     /* the values, recomputed in order */
@@ -82,9 +83,10 @@ static void test_shapes(void)
         for (int threads = 0; threads <= 7; threads++)
             for (int si = 0; si < 5; si++)
                 for (int ii = 0; ii < 6; ii++) {
-                    int bad = run_one(pool, threads, stage_counts[si], item_counts[ii]);
-                    CHECK(bad == 0, "pool %d, %d participants, %zu stages of %zu items: %d bad", sizes[p],
-                          threads, stage_counts[si], item_counts[ii], bad);
+                    size_t turn = (size_t)(ii % 3);
+                    int bad = run_one(pool, threads, stage_counts[si], item_counts[ii], turn);
+                    CHECK(bad == 0, "pool %d, %d participants, %zu stages of %zu items, turn %zu: %d bad",
+                          sizes[p], threads, stage_counts[si], item_counts[ii], turn, bad);
                 }
         kiln_pool_free(pool);
     }
@@ -101,13 +103,13 @@ static void nested_chunk(void *ctx_, size_t b, size_t e, int worker)
 {
     (void)worker;
     struct nest_ctx *c = ctx_;
-    for (size_t i = b; i < e; i++) atomic_fetch_add(&c->bad, run_one(c->pool, 3, 5, 9 + i));
+    for (size_t i = b; i < e; i++) atomic_fetch_add(&c->bad, run_one(c->pool, 3, 5, 9 + i, 1));
 }
 
 static void *sharer(void *arg)
 {
     struct nest_ctx *c = arg;
-    for (int r = 0; r < 20; r++) atomic_fetch_add(&c->bad, run_one(c->pool, 3, 12, 17));
+    for (int r = 0; r < 20; r++) atomic_fetch_add(&c->bad, run_one(c->pool, 3, 12, 17, 2));
     return NULL;
 }
 
@@ -127,8 +129,38 @@ static void test_nested_and_shared(void)
     kiln_pool_free(pool);
 }
 
+/* ------------------------------------------------------------------ order on one thread */
+
+struct order_ctx {
+    size_t seq[64][2], n;
+};
+
+static void record(void *ctx, size_t s, size_t i)
+{
+    struct order_ctx *c = ctx;
+    if (c->n < 64) c->seq[c->n][0] = s, c->seq[c->n][1] = i;
+    c->n++;
+}
+
+/* Inline, the order is the documented one: ascending, turned every `turn` stages. */
+static void test_order(void)
+{
+    for (size_t turn = 0; turn <= 3; turn++) {
+        struct order_ctx c = {.n = 0};
+        kiln_pool_stages(NULL, 4, 7, 5, turn, record, &c);
+        CHECK(c.n == 35, "turn %zu: %zu calls, want 35", turn, c.n);
+        size_t t = turn ? turn : 1;
+        for (size_t k = 0; k < 35 && k < c.n; k++) {
+            size_t s = k / 5, i = s / t & 1 ? 4 - k % 5 : k % 5;
+            CHECK(c.seq[k][0] == s && c.seq[k][1] == i, "turn %zu call %zu: (%zu, %zu), want (%zu, %zu)", turn,
+                  k, c.seq[k][0], c.seq[k][1], s, i);
+        }
+    }
+}
+
 int main(void)
 {
+    test_order();
     test_shapes();
     test_nested_and_shared();
     return test_summary("stages");

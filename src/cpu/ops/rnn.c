@@ -662,7 +662,7 @@ static kiln_status rnn_common(struct kiln_kctx *k, enum rnn_kind kind)
     size_t stages = (size_t)maxlen * (size_t)sc.phases, items = nd * g.nb;
     double step_work = (double)nd * (double)B * (double)g.H * (double)g.gp / sc.phases;
     int threads = step_work >= PAR_STEP ? kiln_pool_threads(k->pool) : 1;
-    kiln_pool_stages(k->pool, threads, stages, items, seq_item, &sc);
+    kiln_pool_stages(k->pool, threads, stages, items, (size_t)sc.phases, seq_item, &sc);
     for (size_t d = 0; d < nd; d++) {
         const float *hl = sc.dir[d].h[(size_t)maxlen & 1];
         for (size_t b = 0; b < B; b++) {
