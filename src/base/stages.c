@@ -11,6 +11,14 @@
  * stage done / items, the open one. The wait spins with a pause and yields every 256 spins
  * (the thread waited for may share this CPU); it never sleeps: a stage is short, and the
  * participants of a slow one are all running.
+ *
+ * Stalls. On a machine with more runnable threads than CPUs, a participant is descheduled
+ * now and then, and an item it has claimed holds up the stage for as long as it is off its
+ * CPU (milliseconds), every time. A participant whose wait for a stage lasts longer than
+ * STALL_NS plus 4 times its own work in that stage therefore makes itself `solo`: from the
+ * next stage on the others leave and it runs every item (in the turned order over all
+ * slices), so a call loses at most one stall, then runs at one thread's speed. A pool that
+ * ran the whole loop on one thread (nested, busy) is solo from the start.
  */
 #define _GNU_SOURCE /* sched_yield */
 #include "base/stages.h"
@@ -18,7 +26,9 @@
 #include <sched.h>
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 struct slot {
     alignas(64) atomic_size_t next;
@@ -32,7 +42,10 @@ struct stages_job {
     size_t lo[KILN_STAGES_MAX_THREADS + 1]; /* slot r: items [lo[r], lo[r + 1]) */
     struct slot slot[KILN_STAGES_MAX_THREADS];
     alignas(64) atomic_size_t done;
+    atomic_int solo; /* the participant that goes on alone; -1: none */
 };
+
+#define STALL_NS 200000ull /* 200 us */
 
 static inline void cpu_relax(void)
 {
@@ -60,20 +73,51 @@ static size_t claim_slot(struct stages_job *j, int r, size_t s)
     return ran;
 }
 
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Waits until `done` reaches target; true when that took longer than limit_ns. */
+static bool wait_done(struct stages_job *j, size_t target, uint64_t limit_ns)
+{
+    uint64_t t0 = 0;
+    bool stalled = false;
+    for (unsigned r = 1; atomic_load_explicit(&j->done, memory_order_acquire) < target; r++) {
+        cpu_relax();
+        if (!(r & 255)) {
+            uint64_t t = now_ns();
+            if (!t0) t0 = t;
+            stalled |= t - t0 > limit_ns;
+            sched_yield();
+        }
+    }
+    return stalled;
+}
+
 static void participate(void *ctx, size_t begin, size_t end, int worker)
 {
-    (void)end, (void)worker;
+    (void)worker;
     struct stages_job *j = ctx;
-    int me = (int)(begin % (size_t)j->n_slots);
+    int me = (int)begin, n = j->n_slots, none = -1;
+    if (end - begin == (size_t)n) /* the pool ran the whole loop here: alone */
+        atomic_store_explicit(&j->solo, me, memory_order_relaxed);
     for (size_t s = atomic_load_explicit(&j->done, memory_order_acquire) / j->items; s < j->stages; s++) {
+        int solo = atomic_load_explicit(&j->solo, memory_order_relaxed);
+        if (solo >= 0 && solo != me) return;
+        bool turned = s / j->turn & 1;
+        uint64_t t0 = now_ns();
         size_t ran = 0;
-        for (int k = 0; k < j->n_slots; k++) ran += claim_slot(j, (me + k) % j->n_slots, s);
+        for (int k = 0; k < n; k++) /* own slice first; alone, slices in the turned order too */
+            ran += claim_slot(j, solo == me && turned ? (me + 2 * n - 1 - k) % n : (me + k) % n, s);
         size_t target = (s + 1) * j->items;
         if (ran && atomic_fetch_add_explicit(&j->done, ran, memory_order_acq_rel) + ran == target) continue;
-        for (unsigned r = 1; atomic_load_explicit(&j->done, memory_order_acquire) < target; r++) {
-            cpu_relax();
-            if (!(r & 255)) sched_yield();
-        }
+        uint64_t own = now_ns() - t0;
+        if (wait_done(j, target, STALL_NS + 4 * own))
+            atomic_compare_exchange_strong_explicit(&j->solo, &none, me, memory_order_relaxed,
+                                                    memory_order_relaxed);
     }
 }
 
@@ -95,5 +139,6 @@ void kiln_pool_stages(struct kiln_pool *pool, int threads, size_t stages, size_t
     for (int r = 0; r <= threads; r++) j.lo[r] = items * (size_t)r / (size_t)threads;
     for (int r = 0; r < threads; r++) atomic_init(&j.slot[r].next, 0);
     atomic_init(&j.done, 0);
+    atomic_init(&j.solo, -1);
     kiln_pool_for(pool, (size_t)threads, 1, participate, &j);
 }

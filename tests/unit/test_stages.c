@@ -7,12 +7,14 @@
  * scripts/test.sh, reports the race if a stage's writes are not published). Also: a call
  * nested in a pool loop and two threads sharing one pool complete (inline, not
  * deadlocked), with the same checks; inline, the items come in the documented order
- * (ascending, turned every `turn` stages).
+ * (ascending, turned every `turn` stages); items that sleep 1 ms now and then (as a
+ * descheduled thread: the others go on alone) keep every check.
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "base/base.h"
 #include "base/pool.h"
@@ -25,6 +27,7 @@ struct sctx {
     atomic_size_t *ended;  /* [stages]: items of the stage finished */
     long *val;             /* [stages * items], plain */
     atomic_int early, wrong;
+    size_t nap_every;      /* > 0: every nap_every-th item sleeps 1 ms (a descheduled thread) */
 };
 
 static void item_fn(void *ctx, size_t s, size_t i)
@@ -40,15 +43,20 @@ static void item_fn(void *ctx, size_t s, size_t i)
         size_t j = (i * 7 + 3) % c->items;
         v += c->val[(s - 1) * c->items + j] % 5; /* a plain read of another item's write */
     }
+    if (c->nap_every && (s * c->items + i) % c->nap_every == 0) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
     c->val[s * c->items + i] = v;
     atomic_fetch_add_explicit(&c->runs[s * c->items + i], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->ended[s], 1, memory_order_relaxed);
 }
 
 /* Runs one call and checks it; returns the number of failed checks. */
-static int run_one(struct kiln_pool *pool, int threads, size_t stages, size_t items, size_t turn)
+static int run_napping(struct kiln_pool *pool, int threads, size_t stages, size_t items, size_t turn,
+                       size_t nap_every)
 {
-    struct sctx c = {.stages = stages, .items = items};
+    struct sctx c = {.stages = stages, .items = items, .nap_every = nap_every};
     size_t n = stages * items + 1;
     c.runs = calloc(n, sizeof *c.runs);
     c.ended = calloc(stages + 1, sizeof *c.ended);
@@ -69,6 +77,11 @@ static int run_one(struct kiln_pool *pool, int threads, size_t stages, size_t it
     free((void *)c.ended);
     free(c.val);
     return bad;
+}
+
+static int run_one(struct kiln_pool *pool, int threads, size_t stages, size_t items, size_t turn)
+{
+    return run_napping(pool, threads, stages, items, turn, 0);
 }
 
 static void test_shapes(void)
@@ -111,6 +124,23 @@ static void *sharer(void *arg)
     struct nest_ctx *c = arg;
     for (int r = 0; r < 20; r++) atomic_fetch_add(&c->bad, run_one(c->pool, 3, 12, 17, 2));
     return NULL;
+}
+
+/* Items that sleep now and then: a participant waits past its stall limit and goes on
+ * alone (stages.c); every item still runs once, in stage order. */
+static void test_stalls(void)
+{
+    static const int sizes[] = {2, 3};
+    for (int p = 0; p < 2; p++) {
+        struct kiln_pool *pool = NULL;
+        kiln_err err = {0};
+        CHECK(kiln_pool_create(sizes[p], &pool, &err) == KILN_OK, "%s", err.msg);
+        for (size_t nap = 7; nap <= 61; nap += 27) {
+            int bad = run_napping(pool, sizes[p], 9, 8, 1, nap);
+            CHECK(bad == 0, "pool %d, a nap every %zu items: %d bad", sizes[p], nap, bad);
+        }
+        kiln_pool_free(pool);
+    }
 }
 
 static void test_nested_and_shared(void)
@@ -162,6 +192,7 @@ int main(void)
 {
     test_order();
     test_shapes();
+    test_stalls();
     test_nested_and_shared();
     return test_summary("stages");
 }
