@@ -34,7 +34,9 @@
  * the next (the bench set's LSTM: 4 MiB of R per layer against 2 MiB of L2 per core, 21 ->
  * 14 ms of CPU per run on one thread). Steps of fewer than PAR_STEP multiply-adds (64K, a
  * few microseconds) stay on one thread: below that, the wait costs as much as the split
- * saves. A block's arithmetic does not depend on which thread runs it, and the projection's
+ * saves (measured on the 2-core development VM, RNN, GRU and LSTM at hidden 16..256, batch 1
+ * and 4, best of 40 runs: 2 threads break even at 40K-55K a step, gain 8-18% at 64K and
+ * 1.4x at 250K-1M; at 4K a step takes 2-3x as long, the wait costing ~0.4 us). A block's arithmetic does not depend on which thread runs it, and the projection's
  * tiles are fixed, so results do not depend on the thread count (tests compare 1, 2 and 3
  * threads bitwise). GRU without linear_before_reset needs r . h before its h gate: its z, r
  * gates and its h gate are two sections of blocks, two stages of a step.
