@@ -1,7 +1,7 @@
 /* stages.c: kiln_pool_stages (base/stages.h).
  *
- * State: one claim cursor per slot (participant p prefers slot p), each on its own cache
- * line, counting the slot's claimed items over all stages (stage s of a slice of n items is
+ * State: one claim cursor per slot (participant p owns slot p; the slots of participants
+ * not started yet, `here` false, are open to all), each on its own cache line, counting the slot's claimed items over all stages (stage s of a slice of n items is
  * cursor values [s * n, (s + 1) * n)), and `done`, the items finished over all stages. A
  * participant in stage s claims with a compare-and-swap that never passes (s + 1) * n, so it
  * cannot take an item of a stage that is not open yet (the k-th claim of a stage is item k of
@@ -43,6 +43,7 @@ struct stages_job {
     struct slot slot[KILN_STAGES_MAX_THREADS];
     alignas(64) atomic_size_t done;
     atomic_int solo; /* the participant that goes on alone; -1: none */
+    alignas(64) atomic_bool here[KILN_STAGES_MAX_THREADS]; /* participant r has started */
 };
 
 #define STALL_NS 200000ull /* 200 us */
@@ -104,14 +105,20 @@ static void participate(void *ctx, size_t begin, size_t end, int worker)
     int me = (int)begin, n = j->n_slots, none = -1;
     if (end - begin == (size_t)n) /* the pool ran the whole loop here: alone */
         atomic_store_explicit(&j->solo, me, memory_order_relaxed);
+    atomic_store_explicit(&j->here[me], true, memory_order_relaxed);
     for (size_t s = atomic_load_explicit(&j->done, memory_order_acquire) / j->items; s < j->stages; s++) {
         int solo = atomic_load_explicit(&j->solo, memory_order_relaxed);
         if (solo >= 0 && solo != me) return;
         bool turned = s / j->turn & 1;
         uint64_t t0 = now_ns();
         size_t ran = 0;
-        for (int k = 0; k < n; k++) /* own slice first; alone, slices in the turned order too */
-            ran += claim_slot(j, solo == me && turned ? (me + 2 * n - 1 - k) % n : (me + k) % n, s);
+        for (int k = 0; k < n; k++) {
+            /* own slice first, then those of participants not started yet; alone, every
+             * slice, in the turned order too */
+            int r = solo == me && turned ? (me + 2 * n - 1 - k) % n : (me + k) % n;
+            if (k == 0 || solo == me || !atomic_load_explicit(&j->here[r], memory_order_relaxed))
+                ran += claim_slot(j, r, s);
+        }
         size_t target = (s + 1) * j->items;
         if (ran && atomic_fetch_add_explicit(&j->done, ran, memory_order_acq_rel) + ran == target) continue;
         uint64_t own = now_ns() - t0;
@@ -137,7 +144,7 @@ void kiln_pool_stages(struct kiln_pool *pool, int threads, size_t stages, size_t
     }
     struct stages_job j = {.fn = fn, .ctx = ctx, .stages = stages, .items = items, .turn = turn, .n_slots = threads};
     for (int r = 0; r <= threads; r++) j.lo[r] = items * (size_t)r / (size_t)threads;
-    for (int r = 0; r < threads; r++) atomic_init(&j.slot[r].next, 0);
+    for (int r = 0; r < threads; r++) atomic_init(&j.slot[r].next, 0), atomic_init(&j.here[r], false);
     atomic_init(&j.done, 0);
     atomic_init(&j.solo, -1);
     kiln_pool_for(pool, (size_t)threads, 1, participate, &j);

@@ -8,12 +8,14 @@
  * has a stage per time step of some microseconds).
  *
  * Items are claimed, not assigned: the items of a stage are cut into one contiguous slice
- * per participant, each participant claims items from its own slice first (so it touches the
- * same data stage after stage) and then from the others'. A participant that the pool starts
- * late, or that is descheduled between items, leaves its slice to the others; with a
- * nested call, a busy pool or one thread, the caller runs everything. A stage waits only
- * for items claimed by running participants: never a deadlock. Which thread runs an item is
- * not fixed, so results must not depend on it.
+ * per participant; each participant claims the items of its own slice (so it touches the
+ * same data stage after stage, in its own cache) and those of participants that the pool has
+ * not started yet. One that waits for a stage much longer than its own share took (a
+ * participant descheduled while it holds an item) goes on alone from the next stage, every
+ * slice its own, and the others leave (stages.c); with a nested call, a busy pool or one
+ * thread, the caller runs everything. A stage waits only for items claimed by running
+ * participants: never a deadlock. Which thread runs an item is not fixed, so results must
+ * not depend on it.
  *
  * Order: a slice is claimed in ascending order, then, `turn` stages later, in descending
  * order, and so on (turn 1: every other stage). Data that an item uses again stage after
