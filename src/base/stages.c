@@ -1,16 +1,17 @@
 /* stages.c: kiln_pool_stages (base/stages.h).
  *
  * State: one claim cursor per slot (participant p owns slot p; the slots of participants
- * not started yet, `here` false, are open to all), each on its own cache line, counting the slot's claimed items over all stages (stage s of a slice of n items is
- * cursor values [s * n, (s + 1) * n)), and `done`, the items finished over all stages. A
- * participant in stage s claims with a compare-and-swap that never passes (s + 1) * n, so it
- * cannot take an item of a stage that is not open yet (the k-th claim of a stage is item k of
- * the slice, or n - 1 - k in a turned stage); it adds what it ran to `done` once
- * per stage (release) and spins until `done` reaches (s + 1) * items (acquire), which
- * publishes every write of the stage to every participant. One that joins late starts at
- * stage done / items, the open one. The wait spins with a pause and yields every 256 spins
- * (the thread waited for may share this CPU); it never sleeps: a stage is short, and the
- * participants of a slow one are all running.
+ * not started yet, `here` false, are open to all), each on its own cache line, counting the
+ * slot's claimed items over all stages (stage s of a slice of n items is cursor values
+ * [s * n, (s + 1) * n)), and `done`, the items finished over all stages. A participant in
+ * stage s claims with a compare-and-swap that never passes (s + 1) * n, so it cannot take an
+ * item of a stage that is not open yet (the k-th claim of a stage is item k of the slice, or
+ * n - 1 - k in a turned stage); it adds what it ran to `done` once per stage (release) and
+ * spins until `done` reaches (s + 1) * items (acquire), which publishes every write of the
+ * stage to every participant. One that joins late starts at stage done / items, the open
+ * one. The wait spins with a pause and yields every 256 spins (the thread waited for may
+ * share this CPU); it never sleeps: a stage is short, and the participants of a slow one are
+ * all running.
  *
  * Stalls. On a machine with more runnable threads than CPUs, a participant is descheduled
  * now and then, and an item it has claimed holds up the stage for as long as it is off its
