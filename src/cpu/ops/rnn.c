@@ -33,8 +33,9 @@
  * step and descending on the next, so what a step read last is still cached at the start of
  * the next (the bench set's LSTM: 4 MiB of R per layer against 2 MiB of L2 per core, 21 ->
  * 14 ms of CPU per run on one thread; on two threads, each with half of R in its L2, 4.3 ms
- * when both cores are free, where the one pool job per step ran at 20 ms; with the other
- * core busy with another process, a stall makes the call go on alone, ~16 ms). Steps of fewer than PAR_STEP multiply-adds (64K, a
+ * when both cores are free, against 20 ms before, when a pool job per step paid only from
+ * 4M multiply-adds a step and this model's steps ran on one thread; with the other core
+ * busy with another process, a stall makes the call go on alone, ~16 ms). Steps of fewer than PAR_STEP multiply-adds (64K, a
  * few microseconds) stay on one thread: below that, the wait costs as much as the split
  * saves (measured on the 2-core development VM, RNN, GRU and LSTM at hidden 16..256, batch 1
  * and 4, best of 40 runs: 2 threads break even at 40K-55K a step, gain 8-18% at 64K and
