@@ -4,15 +4,17 @@
  * src/cpu/isa/rnn.c, every variant up to kiln_isa_best(), against float64 too.
  *
  * Random shapes: hidden 1..40 (odd, below, at and above the 16-unit block) and some of
- * 100..140 with input 100..140 (big enough that the projection splits over the pool), and
- * two of hidden 512 and 600, batch 4 (big enough that the steps split too); input 1..20, batch 1..3, 1..6 steps; forward, reverse, bidirectional; layout 0 and 1;
+ * 80..200 with input 1..140 and batch 1..4 (big enough that the steps, and from input ~100
+ * the projection, split over the pool), and named big cases (hidden 512 and 600 at batch 4;
+ * GRU both ways, RNN and LSTM at odd hidden sizes, bidirectional, with lengths, batch first);
+ * input 1..20, batch 1..3, 1..6 steps; forward, reverse, bidirectional; layout 0 and 1;
  * with and without B, initial_h, initial_c, sequence_lens (0..steps, so some entries stop
  * early or never start), peepholes, clip, input_forget; the default activations (vectorized
  * cells) and other ones (HardSigmoid with alpha/beta, Softsign, Relu: the scalar cells).
- * Weights are in [-0.5, 0.5], inputs in [-1, 1]. Tolerance: |got - want| <= 1e-5 * (1 +
+ * Weights are in [-0.5, 0.5] (R beyond hidden 40 scaled down, see run_case), inputs in [-1, 1]. Tolerance: |got - want| <= 1e-5 * (1 +
  * |want|) per element (float32 sums of at most ~160 terms, 1e-6 relative sigmoid/tanh,
- * over at most 6 steps). Every case runs inline and with a pool of 2 threads; the two results
- * must be bitwise identical.
+ * over at most 7 steps). Every case runs inline and with pools of 2 and 3 threads; the three
+ * results must be bitwise identical.
  */
 #include <math.h>
 #include <stdio.h>
@@ -165,7 +167,9 @@ static int check_close(const struct kiln_value *v, const double *want, size_t n,
     return 0;
 }
 
-static void run_case(const struct rcase *c, struct kiln_pool *pool, int t)
+/* pools[0] NULL (inline), then pools of 2 and 3 threads: every output bitwise the same. */
+enum { N_RUNS = 3 };
+static void run_case(const struct rcase *c, struct kiln_pool *const *pools, int t)
 {
     int G = c->kind == RNN ? 1 : c->kind == GRU ? 3 : 4, H = c->H, I = c->I, B = c->B, S = c->S, nd = c->n_dir;
     int64_t xd[3] = {c->layout ? B : S, c->layout ? S : B, I};
@@ -179,7 +183,11 @@ static void run_case(const struct rcase *c, struct kiln_pool *pool, int t)
     int32_t *lens = malloc((size_t)B * 4 + 4);
     fill(x, nx, -1, 1);
     fill(w, nw, -0.5, 0.5);
-    fill(r, nr, -0.5, 0.5);
+    /* R at hidden H > 40 in [-0.5, 0.5] * sqrt(40 / H): the recurrence's gain stays as at 40
+     * (at full range, the float32 and float64 states drift apart by more than TOL in a few
+     * steps, the rounding amplified step by step) */
+    double rs = H > 40 ? 0.5 * sqrt(40.0 / H) : 0.5;
+    fill(r, nr, -rs, rs);
     fill(b, nb, -0.5, 0.5);
     fill(h0, ns, -1, 1);
     fill(c0, ns, -1, 1);
@@ -211,8 +219,8 @@ static void run_case(const struct rcase *c, struct kiln_pool *pool, int t)
               c->has_len ? lens : NULL, c->has_p ? p : NULL, y, yh, yc);
 
     int n_out = c->kind == LSTM ? 3 : 2;
-    struct kiln_value *outs[2][3] = {{0}};
-    for (int run = 0; run < 2; run++) {
+    struct kiln_value *outs[N_RUNS][3] = {{0}};
+    for (int run = 0; run < N_RUNS; run++) {
         struct kiln_value *in[8] = {
             tensor_of(KILN_DTYPE_F32, 3, xd, x), tensor_of(KILN_DTYPE_F32, 3, wd, w),
             tensor_of(KILN_DTYPE_F32, 3, rd, r), c->has_b ? tensor_of(KILN_DTYPE_F32, 2, bd, b) : NULL,
@@ -224,7 +232,7 @@ static void run_case(const struct rcase *c, struct kiln_pool *pool, int t)
         size_t n_in = c->kind == LSTM ? 8 : 6;
         kiln_err err = {0};
         const char *op = c->kind == RNN ? "RNN" : c->kind == GRU ? "GRU" : "LSTM";
-        kiln_status st = run_op_pool(run ? pool : NULL, op, opset, at.a, at.n, in, n_in, outs[run],
+        kiln_status st = run_op_pool(pools[run], op, opset, at.a, at.n, in, n_in, outs[run],
                                      (size_t)n_out, &err);
         CHECK(st == KILN_OK, "case %d: %s", t, err.msg);
         free_all(in, 8);
@@ -232,34 +240,37 @@ static void run_case(const struct rcase *c, struct kiln_pool *pool, int t)
     }
     int bad = check_close(outs[0][0], y, ny, "Y", t) + check_close(outs[0][1], yh, ns, "Y_h", t);
     if (c->kind == LSTM) bad += check_close(outs[0][2], yc, ns, "Y_c", t);
-    for (int o = 0; o < n_out; o++)
-        CHECK(memcmp(outs[0][o]->t.data, outs[1][o]->t.data, (o ? ns : ny) * sizeof(float)) == 0,
-              "case %d output %d differs between 1 and 2 threads", t, o);
+    for (int run = 1; run < N_RUNS; run++)
+        for (int o = 0; o < n_out; o++)
+            CHECK(memcmp(outs[0][o]->t.data, outs[run][o]->t.data, (o ? ns : ny) * sizeof(float)) == 0,
+                  "case %d output %d differs between 1 and %d threads", t, o, kiln_pool_threads(pools[run]));
     if (bad)
         printf("  case %d: kind %d H %d I %d B %d S %d dirs %d rev %d layout %d lbr %d b %d h0 %d c0 %d len %d "
                "p %d if %d acts %d clip %g\n",
                t, c->kind, H, I, B, S, nd, c->rev, c->layout, c->lbr, c->has_b, c->has_h0, c->has_c0,
                c->has_len, c->has_p, c->input_forget, c->other_acts, c->clip);
 done:
-    for (int run = 0; run < 2; run++) free_all(outs[run], 3);
+    for (int run = 0; run < N_RUNS; run++) free_all(outs[run], 3);
     free(x), free(w), free(r), free(b), free(h0), free(c0), free(p), free(lens);
     free(y), free(yh), free(yc);
 }
 
 static void test_ops(void)
 {
-    struct kiln_pool *pool = NULL;
+    struct kiln_pool *pools[N_RUNS] = {NULL};
     kiln_err err = {0};
-    CHECK(kiln_pool_create(2, &pool, &err) == KILN_OK, "%s", err.msg);
+    for (int i = 1; i < N_RUNS; i++) CHECK(kiln_pool_create(i + 1, &pools[i], &err) == KILN_OK, "%s", err.msg);
     static const int small_h[] = {1, 3, 15, 16, 17, 31, 33, 40};
     for (int t = 0; t < 240; t++) {
         struct rcase c = {0};
         c.kind = t % 3;
-        bool big = t % 8 == 7;
-        c.H = big ? 100 + rng_int(41) : small_h[rng_int(8)];
-        c.I = big ? 100 + rng_int(41) : 1 + rng_int(20);
-        c.B = 1 + rng_int(3);
-        c.S = big ? 6 : 1 + rng_int(6);
+        /* every 4th: hidden 80..200 (steps of 64K multiply-adds and more split over the pool,
+         * the projection too from input ~100 on) */
+        bool big = t % 4 == 3;
+        c.H = big ? 80 + rng_int(121) : small_h[rng_int(8)];
+        c.I = big ? 1 + rng_int(140) : 1 + rng_int(20);
+        c.B = 1 + rng_int(big ? 4 : 3);
+        c.S = big ? 2 + rng_int(5) : 1 + rng_int(6);
         c.n_dir = rng_int(3) == 0 ? 2 : 1;
         c.rev = c.n_dir == 1 && rng_int(2);
         c.layout = rng_int(2);
@@ -272,17 +283,25 @@ static void test_ops(void)
         c.input_forget = rng_int(4) == 0;
         c.other_acts = rng_int(5) == 0;
         c.clip = rng_int(4) == 0 ? 0.7f : 0;
-        run_case(&c, pool, t);
+        run_case(&c, pools, t);
     }
-    /* steps big enough to be split over the pool (4M multiply-adds) */
-    struct rcase big[2] = {
+    /* big steps, and every split path named: GRU both ways bidirectional with lengths,
+     * batch first, odd hidden sizes */
+    struct rcase big[] = {
         {.kind = LSTM, .H = 512, .I = 33, .B = 4, .S = 3, .n_dir = 2, .has_b = true, .has_h0 = true,
          .has_c0 = true, .has_len = true, .has_p = true},
         {.kind = GRU, .H = 600, .I = 7, .B = 4, .S = 2, .n_dir = 1, .rev = true, .layout = 1, .has_b = true,
          .has_h0 = true, .clip = 0.9f},
+        {.kind = GRU, .H = 161, .I = 45, .B = 3, .S = 5, .n_dir = 2, .layout = 1, .has_b = true, .has_h0 = true,
+         .has_len = true},
+        {.kind = GRU, .H = 161, .I = 45, .B = 3, .S = 5, .n_dir = 2, .lbr = true, .has_b = true, .has_len = true},
+        {.kind = RNN, .H = 257, .I = 130, .B = 2, .S = 4, .n_dir = 2, .has_b = true, .has_h0 = true,
+         .has_len = true},
+        {.kind = LSTM, .H = 129, .I = 256, .B = 1, .S = 7, .n_dir = 1, .layout = 1, .has_b = true,
+         .other_acts = true},
     };
-    for (int i = 0; i < 2; i++) run_case(&big[i], pool, 1000 + i);
-    kiln_pool_free(pool);
+    for (int i = 0; i < (int)(sizeof big / sizeof *big); i++) run_case(&big[i], pools, 1000 + i);
+    for (int i = 1; i < N_RUNS; i++) kiln_pool_free(pools[i]);
 }
 
 /* ------------------------------------------------------------------ the ISA loops */

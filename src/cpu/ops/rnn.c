@@ -18,20 +18,38 @@
  * equations let them (all but GRU's Rb_h under linear_before_reset), peepholes per block.
  * Constant float32 weights are packed by prepare (blob 0, kept in engine files); others are
  * packed by run into scratch. Run projects the inputs of all steps at once, one GEMM
- * [steps * batch, in] x [in, Gp] on top of the folded bias, then per step only the
- * recurrent product h . R^T, block by block, each block followed by its gates' cell
- * (vectorized for the default activations, scalar for the others), so a block's hidden
- * units are finished where their gates were computed. The blocks of a step are split over
- * the pool when the step is big enough; a block's arithmetic does not depend on which
- * thread runs it, and the projection is cut into fixed tiles, so results do not depend on
- * the thread count. GRU without linear_before_reset needs r . h before its h gate: its z, r
- * gates and its h gate are two sections of blocks, run one after the other.
+ * [steps * batch, in] x [in, Gp] per direction on top of the folded bias (cut into fixed
+ * tiles, split over the pool when big), then per step only the recurrent product h . R^T,
+ * block by block, each block followed by its gates' cell (vectorized for the default
+ * activations, scalar for the others), so a block's hidden units are finished, and written
+ * to Y, where their gates were computed.
+ *
+ * Threads. The steps of both directions run in one pool job (base/stages.h): a stage is a
+ * step (GRU without linear_before_reset: each of its two sections), its items the blocks of
+ * both directions side by side. The participants stay for the whole sequence and meet at a
+ * spin wait per step, where a pool job per step cost a wake-up and a join each time; each
+ * keeps to its own slice of blocks (bidirectional on two threads: one direction each), so
+ * its share of R stays in its cache, and the blocks are visited in ascending order on one
+ * step and descending on the next, so what a step read last is still cached at the start of
+ * the next (the bench set's LSTM: 4 MiB of R per layer against 2 MiB of L2 per core, 21 ->
+ * 14 ms of CPU per run on one thread; on two threads, each with half of R in its L2, 4.3 ms
+ * when both cores are free, against 20 ms before, when a pool job per step paid only from
+ * 4M multiply-adds a step and this model's steps ran on one thread; with the other core
+ * busy with another process, a stall makes the call go on alone, ~16 ms). Steps of fewer than PAR_STEP multiply-adds (64K, a
+ * few microseconds) stay on one thread: below that, the wait costs as much as the split
+ * saves (measured on the 2-core development VM, RNN, GRU and LSTM at hidden 16..256, batch 1
+ * and 4, best of 40 runs: 2 threads break even at 40K-55K a step, gain 8-18% at 64K and
+ * 1.4x at 250K-1M; at 4K a step takes 2-3x as long, the wait costing ~0.4 us). A block's arithmetic does not depend on which thread runs it, and the projection's
+ * tiles are fixed, so results do not depend on the thread count (tests compare 1, 2 and 3
+ * threads bitwise). GRU without linear_before_reset needs r . h before its h gate: its z, r
+ * gates and its h gate are two sections of blocks, two stages of a step.
  */
 #include <math.h>
 #include <string.h>
 #include <strings.h>
 
 #include "base/pool.h"
+#include "base/stages.h"
 #include "cpu/rnn_isa.h"
 #include "cpu/sgemm.h"
 #include "cpu/tensor_util.h"
@@ -202,13 +220,14 @@ static bool scratch_sizes(const struct geom *g, int n_dir, bool packed, size_t S
 {
     size_t sb, rows = 0;
     if (!kiln_mul_size(S, B, &sb) || !kiln_mul_size(sb, g->gp, &rows) || rows > SIZE_MAX / 8 ||
-        B > SIZE_MAX / 8 / (g->hp + 1))
+        B > SIZE_MAX / 16 / (g->hp + 1))
         return false;
     want[0] = packed ? 0 : (size_t)n_dir * g->per_dir * sizeof(float);
-    want[1] = rows * sizeof(float);
-    want[2] = 2 * B * g->hp * sizeof(float);
-    want[3] = B * g->hp * sizeof(float);
-    want[4] = g->kind == K_GRU ? 2 * B * g->hp * sizeof(float) : 0;
+    size_t nd = (size_t)n_dir;
+    want[1] = nd * rows * sizeof(float);
+    want[2] = nd * 2 * B * g->hp * sizeof(float);
+    want[3] = nd * B * g->hp * sizeof(float);
+    want[4] = g->kind == K_GRU ? nd * 2 * B * g->hp * sizeof(float) : 0;
     want[5] = B * sizeof(int64_t);
     for (int i = 0; i < N_SCRATCH; i++) want[i] += 64; /* never 0 bytes */
     return true;
@@ -421,98 +440,117 @@ static void project(struct kiln_pool *pool, size_t M, size_t N, size_t K, const 
         proj_tiles(&c, 0, tiles, 0);
 }
 
+/* Multiply-adds of a step (all directions) from which its blocks are split over the pool. */
+#define PAR_STEP 65536.0
+
 typedef void (*gemv_fn)(const float *h, const float *panel, size_t K, int G, float *out);
 
-/* One step (or, for GRU without linear_before_reset, one of its two sections) of one
- * direction, over blocks of hidden units. */
-struct step_ctx {
-    const struct geom *g;
-    const float *pk, *proj, *hp;
-    float *hn, *c, *z, *rh;
-    const int64_t *len;
-    size_t B, S;
-    int64_t step;
-    int layout, phase; /* phase 1: GRU's h section */
-    bool rev, fast, peep, input_forget, last_phase;
-    float clip;
-    const struct act *fa;
-    gemv_fn gemv;
-};
-
-static void step_blocks(void *ctx, size_t begin, size_t end, int worker)
-{
-    (void)worker;
-    const struct step_ctx *sc = ctx;
-    const struct geom *g = sc->g;
-    size_t H = g->H, hp = g->hp;
-    float hr[4 * U];
-    for (size_t blk = begin; blk < end; blk++) {
-        size_t o = blk * U;
-        for (size_t b = 0; b < sc->B; b++) {
-            const float *hpb = sc->hp + b * hp;
-            float *hnb = sc->hn + b * hp;
-            int64_t len = sc->len[b];
-            if (sc->step >= len) { /* this entry is done: its state stays */
-                if (sc->last_phase) memcpy(hnb + o, hpb + o, U * sizeof *hnb);
-                continue;
-            }
-            size_t t = (size_t)(sc->rev ? len - 1 - sc->step : sc->step);
-            const float *px = sc->proj + (sc->layout ? b * sc->S + t : t * sc->B + b) * g->gp;
-            float *cb = sc->c + b * hp + o, *zb = sc->z + b * hp + o, *rhb = sc->rh + b * hp + o;
-            switch (g->kind) {
-            case K_LSTM: {
-                const float *p = sc->peep ? sc->pk + g->peep + blk * 3 * U : NULL;
-                sc->gemv(hpb, sc->pk + g->rp + panel_of(g, 0, blk), H, 4, hr);
-                if (sc->fast)
-                    KILN_ISA_DISPATCH(kiln_rnn_lstm_cell_isa,
-                                      (px + blk * 4 * U, hr, p, sc->clip, sc->input_forget, cb, hnb + o));
-                else
-                    lstm_generic(px + blk * 4 * U, hr, p, sc->clip, sc->input_forget, sc->fa, cb, hnb + o);
-                break;
-            }
-            case K_RNN:
-                sc->gemv(hpb, sc->pk + g->rp + panel_of(g, 0, blk), H, 1, hr);
-                if (sc->fast)
-                    KILN_ISA_DISPATCH(kiln_rnn_rnn_cell_isa, (px + o, hr, sc->clip, hnb + o));
-                else
-                    for (int u = 0; u < U; u++) hnb[o + u] = apply(&sc->fa[0], clipf(px[o + u] + hr[u], sc->clip));
-                break;
-            case K_GRU:
-                if (g->g1 == 0) { /* linear_before_reset */
-                    const float *rbh = sc->pk + g->rbh + o;
-                    sc->gemv(hpb, sc->pk + g->rp + panel_of(g, 0, blk), H, 3, hr);
-                    if (sc->fast)
-                        KILN_ISA_DISPATCH(kiln_rnn_gru_lbr_cell_isa,
-                                          (px + blk * 3 * U, hr, rbh, sc->clip, hpb + o, hnb + o));
-                    else
-                        gru_lbr_generic(px + blk * 3 * U, hr, rbh, sc->clip, sc->fa, hpb + o, hnb + o);
-                } else if (sc->phase == 0) {
-                    sc->gemv(hpb, sc->pk + g->rp + panel_of(g, 0, blk), H, 2, hr);
-                    if (sc->fast)
-                        KILN_ISA_DISPATCH(kiln_rnn_gru_zr_cell_isa, (px + blk * 2 * U, hr, sc->clip, hpb + o, zb, rhb));
-                    else
-                        gru_zr_generic(px + blk * 2 * U, hr, sc->clip, sc->fa, hpb + o, zb, rhb);
-                } else {
-                    const float *pxh = px + g->nb * 2 * U + o;
-                    sc->gemv(sc->rh + b * hp, sc->pk + g->rp + panel_of(g, 1, blk), H, 1, hr);
-                    if (sc->fast)
-                        KILN_ISA_DISPATCH(kiln_rnn_gru_h_cell_isa, (pxh, hr, zb, sc->clip, hpb + o, hnb + o));
-                    else
-                        gru_h_generic(pxh, hr, zb, sc->clip, sc->fa, hpb + o, hnb + o);
-                }
-                break;
-            }
-        }
-    }
-}
-
-/* Element `at` on of t = the H floats of src. */
-static void put_row(struct kiln_tensor *t, size_t at, const float *src, size_t H)
+/* Element `at` on of t = the n floats of src. */
+static void put_row(struct kiln_tensor *t, size_t at, const float *src, size_t n)
 {
     if (t->dtype == KILN_DTYPE_F32)
-        memcpy((float *)t->data + at, src, H * sizeof *src);
+        memcpy((float *)t->data + at, src, n * sizeof *src);
     else
-        for (size_t j = 0; j < H; j++) kiln_tensor_set_f64(t, at + j, src[j]);
+        for (size_t j = 0; j < n; j++) kiln_tensor_set_f64(t, at + j, src[j]);
+}
+
+/* One direction's run: its pack, projection and state (h[step % 2] the state before a
+ * step, h[(step + 1) % 2] after it). */
+struct dir_run {
+    const float *pk, *proj;
+    float *h[2], *c, *z, *rh;
+    const struct act *fa;
+    bool rev, fast;
+};
+
+/* The whole sequence: stage = step * phases + phase (phase 1: GRU's h section), item =
+ * direction * nb + block. */
+struct seq_ctx {
+    const struct geom *g;
+    struct dir_run dir[2];
+    const int64_t *len;
+    size_t B, S;
+    int n_dir, phases, layout;
+    bool peep, input_forget;
+    float clip;
+    gemv_fn gemv;
+    struct kiln_tensor *ty; /* NULL: Y not wanted */
+};
+
+/* One block of hidden units of one direction in one stage, for every batch entry: its
+ * recurrent product, its cell, and (last phase) its units of Y. */
+static void seq_item(void *ctx, size_t stage, size_t item)
+{
+    const struct seq_ctx *sc = ctx;
+    const struct geom *g = sc->g;
+    size_t H = g->H, hp = g->hp, blk = item % g->nb, o = blk * U, d = item / g->nb;
+    size_t step = stage / (size_t)sc->phases, nu = H - o < U ? H - o : U;
+    int phase = (int)(stage % (size_t)sc->phases);
+    bool last_phase = phase == sc->phases - 1;
+    const struct dir_run *dr = &sc->dir[d];
+    const float *hpv = dr->h[step & 1], *pk = dr->pk;
+    float *hnv = dr->h[(step + 1) & 1];
+    float hr[4 * U];
+    for (size_t b = 0; b < sc->B; b++) {
+        const float *hpb = hpv + b * hp;
+        float *hnb = hnv + b * hp;
+        int64_t len = sc->len[b];
+        if ((int64_t)step >= len) { /* this entry is done: its state stays */
+            if (last_phase) memcpy(hnb + o, hpb + o, U * sizeof *hnb);
+            continue;
+        }
+        size_t t = dr->rev ? (size_t)len - 1 - step : step;
+        const float *px = dr->proj + (sc->layout ? b * sc->S + t : t * sc->B + b) * g->gp;
+        float *cb = dr->c + b * hp + o, *zb = dr->z + b * hp + o, *rhb = dr->rh + b * hp + o;
+        switch (g->kind) {
+        case K_LSTM: {
+            const float *p = sc->peep ? pk + g->peep + blk * 3 * U : NULL;
+            sc->gemv(hpb, pk + g->rp + panel_of(g, 0, blk), H, 4, hr);
+            if (dr->fast)
+                KILN_ISA_DISPATCH(kiln_rnn_lstm_cell_isa,
+                                  (px + blk * 4 * U, hr, p, sc->clip, sc->input_forget, cb, hnb + o));
+            else
+                lstm_generic(px + blk * 4 * U, hr, p, sc->clip, sc->input_forget, dr->fa, cb, hnb + o);
+            break;
+        }
+        case K_RNN:
+            sc->gemv(hpb, pk + g->rp + panel_of(g, 0, blk), H, 1, hr);
+            if (dr->fast)
+                KILN_ISA_DISPATCH(kiln_rnn_rnn_cell_isa, (px + o, hr, sc->clip, hnb + o));
+            else
+                for (int u = 0; u < U; u++) hnb[o + u] = apply(&dr->fa[0], clipf(px[o + u] + hr[u], sc->clip));
+            break;
+        case K_GRU:
+            if (g->g1 == 0) { /* linear_before_reset */
+                const float *rbh = pk + g->rbh + o;
+                sc->gemv(hpb, pk + g->rp + panel_of(g, 0, blk), H, 3, hr);
+                if (dr->fast)
+                    KILN_ISA_DISPATCH(kiln_rnn_gru_lbr_cell_isa,
+                                      (px + blk * 3 * U, hr, rbh, sc->clip, hpb + o, hnb + o));
+                else
+                    gru_lbr_generic(px + blk * 3 * U, hr, rbh, sc->clip, dr->fa, hpb + o, hnb + o);
+            } else if (phase == 0) {
+                sc->gemv(hpb, pk + g->rp + panel_of(g, 0, blk), H, 2, hr);
+                if (dr->fast)
+                    KILN_ISA_DISPATCH(kiln_rnn_gru_zr_cell_isa, (px + blk * 2 * U, hr, sc->clip, hpb + o, zb, rhb));
+                else
+                    gru_zr_generic(px + blk * 2 * U, hr, sc->clip, dr->fa, hpb + o, zb, rhb);
+            } else {
+                const float *pxh = px + g->nb * 2 * U + o;
+                sc->gemv(dr->rh + b * hp, pk + g->rp + panel_of(g, 1, blk), H, 1, hr);
+                if (dr->fast)
+                    KILN_ISA_DISPATCH(kiln_rnn_gru_h_cell_isa, (pxh, hr, zb, sc->clip, hpb + o, hnb + o));
+                else
+                    gru_h_generic(pxh, hr, zb, sc->clip, dr->fa, hpb + o, hnb + o);
+            }
+            break;
+        }
+        if (sc->ty && last_phase) {
+            size_t nd = (size_t)sc->n_dir;
+            size_t yi = sc->layout ? ((b * sc->S + t) * nd + d) * H : ((t * nd + d) * sc->B + b) * H;
+            put_row(sc->ty, yi + o, hnb + o, nu);
+        }
+    }
 }
 
 static kiln_status rnn_common(struct kiln_kctx *k, enum rnn_kind kind)
@@ -585,7 +623,6 @@ static kiln_status rnn_common(struct kiln_kctx *k, enum rnn_kind kind)
     void *sp[N_SCRATCH];
     for (int i = 0; i < N_SCRATCH; i++) KILN_TRY(kiln_scratch(k, want[i], &sp[i]));
     float *proj = sp[1], *hbuf = sp[2], *cbuf = sp[3], *zbuf = sp[4];
-    float *rhbuf = zbuf + B * hp;
     int64_t *lens = sp[5], maxlen = 0;
     for (size_t b = 0; b < B; b++) {
         lens[b] = tlen ? kiln_tensor_get_i64(tlen, b) : S;
@@ -605,65 +642,50 @@ static kiln_status rnn_common(struct kiln_kctx *k, enum rnn_kind kind)
         pack = own;
     }
 
-    size_t M = (size_t)S * B;
-    struct step_ctx sc = {
-        .g = &g, .proj = proj, .c = cbuf, .z = zbuf, .rh = rhbuf, .len = lens, .B = B, .S = (size_t)S,
-        .layout = layout, .peep = tp != NULL, .input_forget = rs->input_forget, .clip = rs->clip,
-        .gemv = KILN_ISA_SELECT(kiln_rnn_gemv_isa),
+    size_t M = (size_t)S * B, nd = (size_t)n_dir;
+    struct seq_ctx sc = {
+        .g = &g, .len = lens, .B = B, .S = (size_t)S, .n_dir = n_dir, .phases = g.g1 ? 2 : 1, .layout = layout,
+        .peep = tp != NULL, .input_forget = rs->input_forget, .clip = rs->clip,
+        .gemv = KILN_ISA_SELECT(kiln_rnn_gemv_isa), .ty = ty,
     };
-    int threads = kiln_pool_threads(k->pool);
-    /* A split step waits for every thread at its end, once per step: on a busy machine a
-     * descheduled worker stalls the whole step (measured: LSTM hidden 512, batch 1, 2 threads
-     * on 2 shared cores went from 20 to 250 ms). So only steps of 4M multiply-adds and more
-     * (about 100 us on one core) are split; the projection is split whenever it is big. */
-    bool par = threads > 1 && g.nb > 1 && B * g.H * g.gp >= ((size_t)1 << 22);
-    size_t grain = g.nb / (2 * (size_t)threads);
-    if (grain < 1) grain = 1;
     int n_act = kind == K_RNN ? 1 : kind == K_GRU ? 2 : 3;
-    for (int d = 0; d < n_dir; d++) {
-        sc.pk = pack + (size_t)d * g.per_dir;
-        sc.rev = rs->reverse_only || d == 1;
-        sc.fast = rs->fast[d];
-        sc.fa = &rs->acts[d * n_act];
-        for (size_t m = 0; m < M; m++) memcpy(proj + m * g.gp, sc.pk + g.bias, g.gp * sizeof *proj);
-        project(k->pool, M, g.gp, g.I, x, sc.pk + g.wt, proj);
-        float *hcur = hbuf, *hnext = hbuf + B * hp;
-        memset(hbuf, 0, 2 * B * hp * sizeof *hbuf);
-        memset(cbuf, 0, B * hp * sizeof *cbuf);
+    for (size_t d = 0; d < nd; d++) {
+        struct dir_run *dr = &sc.dir[d];
+        float *pj = proj + d * M * g.gp;
+        dr->pk = pack + d * g.per_dir;
+        dr->proj = pj;
+        dr->h[0] = hbuf + d * 2 * B * hp;
+        dr->h[1] = dr->h[0] + B * hp;
+        dr->c = cbuf + d * B * hp;
+        dr->z = zbuf + d * 2 * B * hp;
+        dr->rh = dr->z + B * hp;
+        dr->rev = rs->reverse_only || d == 1;
+        dr->fast = rs->fast[d];
+        dr->fa = &rs->acts[d * (size_t)n_act];
+        for (size_t m = 0; m < M; m++) memcpy(pj + m * g.gp, dr->pk + g.bias, g.gp * sizeof *proj);
+        project(k->pool, M, g.gp, g.I, x, dr->pk + g.wt, pj);
+        memset(dr->h[0], 0, 2 * B * hp * sizeof *hbuf);
+        memset(dr->c, 0, B * hp * sizeof *cbuf);
         for (size_t b = 0; b < B; b++) {
-            size_t si = layout ? (b * (size_t)n_dir + (size_t)d) * g.H : ((size_t)d * B + b) * g.H;
-            if (h0) memcpy(hcur + b * hp, h0 + si, g.H * sizeof *h0);
-            if (c0) memcpy(cbuf + b * hp, c0 + si, g.H * sizeof *c0);
+            size_t si = layout ? (b * nd + d) * g.H : (d * B + b) * g.H;
+            if (h0) memcpy(dr->h[0] + b * hp, h0 + si, g.H * sizeof *h0);
+            if (c0) memcpy(dr->c + b * hp, c0 + si, g.H * sizeof *c0);
         }
-        int phases = g.g1 ? 2 : 1;
-        for (int64_t step = 0; step < maxlen; step++) {
-            sc.step = step;
-            sc.hp = hcur;
-            sc.hn = hnext;
-            for (int ph = 0; ph < phases; ph++) {
-                sc.phase = ph;
-                sc.last_phase = ph == phases - 1;
-                if (par)
-                    kiln_pool_for(k->pool, g.nb, grain, step_blocks, &sc);
-                else
-                    step_blocks(&sc, 0, g.nb, 0);
-            }
-            if (ty)
-                for (size_t b = 0; b < B; b++) {
-                    if (step >= lens[b]) continue;
-                    size_t t = (size_t)(sc.rev ? lens[b] - 1 - step : step);
-                    size_t yi = layout ? ((b * (size_t)S + t) * (size_t)n_dir + (size_t)d) * g.H
-                                       : ((t * (size_t)n_dir + (size_t)d) * B + b) * g.H;
-                    put_row(ty, yi, hnext + b * hp, g.H);
-                }
-            float *tmp = hcur;
-            hcur = hnext;
-            hnext = tmp;
-        }
+    }
+    /* Every step, both directions side by side, in one pool job (base/stages.h): the
+     * participants meet at a spin wait per step instead of a pool job per step, and each
+     * keeps to its own slice of blocks (its share of R stays in its cache). Only steps of
+     * PAR_STEP multiply-adds and more are split; see the header comment. */
+    size_t stages = (size_t)maxlen * (size_t)sc.phases, items = nd * g.nb;
+    double step_work = (double)nd * (double)B * (double)g.H * (double)g.gp / sc.phases;
+    int threads = step_work >= PAR_STEP ? kiln_pool_threads(k->pool) : 1;
+    kiln_pool_stages(k->pool, threads, stages, items, (size_t)sc.phases, seq_item, &sc);
+    for (size_t d = 0; d < nd; d++) {
+        const float *hl = sc.dir[d].h[(size_t)maxlen & 1];
         for (size_t b = 0; b < B; b++) {
-            size_t si = layout ? (b * (size_t)n_dir + (size_t)d) * g.H : ((size_t)d * B + b) * g.H;
-            if (tyh) put_row(tyh, si, hcur + b * hp, g.H);
-            if (tyc) put_row(tyc, si, cbuf + b * hp, g.H);
+            size_t si = layout ? (b * nd + d) * g.H : (d * B + b) * g.H;
+            if (tyh) put_row(tyh, si, hl + b * hp, g.H);
+            if (tyc) put_row(tyc, si, sc.dir[d].c + b * hp, g.H);
         }
     }
     return KILN_OK;
