@@ -50,9 +50,9 @@
 
 /* Convolution MACs per converted element a region needs to be converted. */
 #define NHWC_RATIO 20.0
-#define MAX_IN 8
+#define MAX_IN 64 /* DenseNet concatenates up to 25 feature maps; more stays NCHW */
 
-enum role { R_NONE = 0, R_CONV, R_EW, R_BN, R_CONCAT, R_GPOOL };
+enum role { R_NONE = 0, R_CONV, R_EW, R_BN, R_CONCAT, R_GPOOL, R_POOL, R_SLICE, R_SHUFFLE };
 /* Per input: an activation in the region's layout, a constant re-laid to NHWC, or kept as
  * it is (a one-element constant, an absent optional input, W and B of a conv). */
 enum { IN_KEEP = 0, IN_ACT, IN_CONST };
@@ -171,6 +171,37 @@ static bool operand(const struct kiln_opt *o, const struct kiln_graph *g, const 
     return true;
 }
 
+static bool chan_axis(int64_t axis) { return axis == 1 || axis == -3; }
+
+/* Slice on a 4-D image: its axes, from the attribute (opset < 10) or a constant int32/int64
+ * input 3 (10+), every one in [-4, 4). *axes / *n receive them when not NULL. False when
+ * the axes are absent (all leading axes) or not constant. */
+static bool slice_axes(const struct kiln_opt *o, const struct kiln_graph *g, const struct kiln_node *n,
+                       int64_t *axes, size_t *n_axes)
+{
+    int64_t tmp[4];
+    size_t cnt = 0;
+    if (n->since > 0 && n->since < 10) {
+        const int64_t *v;
+        if (n->n_in != 1 || !kiln_opt_attr_ints(n, "axes", &v, &cnt) || cnt < 1 || cnt > 4) return false;
+        memcpy(tmp, v, cnt * sizeof *v);
+    } else {
+        if (n->n_in < 4 || n->n_in > 5 || !n->inputs[3][0]) return false;
+        const struct kiln_tensor *t = fu_const(o, g, n->inputs[3]);
+        if (!t || !t->data || t->rank != 1 || (t->dtype != KILN_DTYPE_I64 && t->dtype != KILN_DTYPE_I32))
+            return false;
+        cnt = kiln_tensor_numel(t);
+        if (cnt < 1 || cnt > 4) return false;
+        for (size_t k = 0; k < cnt; k++)
+            tmp[k] = t->dtype == KILN_DTYPE_I64 ? ((const int64_t *)t->data)[k] : ((const int32_t *)t->data)[k];
+    }
+    for (size_t k = 0; k < cnt; k++)
+        if (tmp[k] < -4 || tmp[k] > 3) return false;
+    if (axes) memcpy(axes, tmp, cnt * sizeof *tmp);
+    if (n_axes) *n_axes = cnt;
+    return true;
+}
+
 static void classify(const struct kiln_opt *o, const struct kiln_graph *g, size_t i, struct ninfo *ni)
 {
     memset(ni, 0, sizeof *ni);
@@ -187,6 +218,11 @@ static void classify(const struct kiln_opt *o, const struct kiln_graph *g, size_
             ni->in_kind[0] = IN_ACT;
             ni->role = R_EW;
         }
+        if (!strcmp(op, "ChannelShuffle") && n->n_in == 1 && n->n_out == 1 &&
+            image4(g, n->inputs[0], x) && chan_axis(kiln_opt_attr_i(n, "axis", 1))) {
+            ni->in_kind[0] = IN_ACT;
+            ni->role = R_SHUFFLE;
+        }
         return;
     }
     if (dom[0]) return;
@@ -201,7 +237,24 @@ static void classify(const struct kiln_opt *o, const struct kiln_graph *g, size_
         }
         return;
     }
+    if (!strcmp(op, "MaxPool") || !strcmp(op, "AveragePool")) {
+        const int64_t *ks;
+        size_t nks;
+        if (n->n_in == 1 && image4(g, n->inputs[0], x) && kiln_opt_attr_ints(n, "kernel_shape", &ks, &nks) &&
+            nks == 2) {
+            ni->in_kind[0] = IN_ACT;
+            ni->role = R_POOL;
+        }
+        return;
+    }
     if (n->n_out != 1) return;
+    if (!strcmp(op, "Slice")) {
+        if (image4(g, n->inputs[0], x) && slice_axes(o, g, n, NULL, NULL)) {
+            ni->in_kind[0] = IN_ACT;
+            ni->role = R_SLICE;
+        }
+        return;
+    }
     if (!strcmp(op, "GlobalAveragePool") || !strcmp(op, "GlobalMaxPool")) {
         if (n->n_in == 1 && image4(g, n->inputs[0], x)) {
             ni->in_kind[0] = IN_ACT;
@@ -456,6 +509,28 @@ static kiln_status rewrite_gpool(struct nhwc *s, size_t i, const char *out)
     return kiln_opt_set_attr_i(s->o, nn, "keepdims", 1);
 }
 
+/* Slice: the same node with each axis moved to its NHWC place (N 0, C 3, H 1, W 2). */
+static kiln_status rewrite_slice(struct nhwc *s, size_t i, const char *out)
+{
+    static const int64_t TO_NHWC[4] = {0, 3, 1, 2};
+    const struct kiln_node *n = &s->g->nodes[i];
+    int64_t axes[4];
+    size_t cnt;
+    struct kiln_node *nn;
+    if (!slice_axes(s->o, s->g, n, axes, &cnt)) return KILN_OK; /* checked by classify */
+    for (size_t k = 0; k < cnt; k++) axes[k] = TO_NHWC[axes[k] < 0 ? axes[k] + 4 : axes[k]];
+    KILN_TRY(replace_node(s, i, "Slice", "", out, &nn));
+    if (n->since > 0 && n->since < 10) return kiln_opt_set_attr_ints(s->o, nn, "axes", axes, cnt);
+    const struct kiln_tensor *old = fu_const(s->o, s->g, n->inputs[3]);
+    int32_t a32[4];
+    for (size_t k = 0; k < cnt; k++) a32[k] = (int32_t)axes[k];
+    struct kiln_tensor t = {.dtype = old->dtype, .rank = 1, .dims = {(int64_t)cnt},
+                            .data = old->dtype == KILN_DTYPE_I32 ? (void *)a32 : (void *)axes};
+    char base[256];
+    snprintf(base, sizeof base, "%s_nhwc", n->inputs[3]);
+    return kiln_opt_add_init(s->o, s->g, base, &t, &nn->inputs[3]);
+}
+
 static kiln_status rewrite_node(struct nhwc *s, size_t i)
 {
     const struct kiln_node *n = &s->g->nodes[i];
@@ -469,6 +544,13 @@ static kiln_status rewrite_node(struct nhwc *s, size_t i)
     case R_CONCAT:
         KILN_TRY(replace_node(s, i, "Concat", "", out, &nn));
         return kiln_opt_set_attr_i(s->o, nn, "axis", 3);
+    case R_POOL:
+        return replace_node(s, i, strcmp(n->op_type, "MaxPool") ? "AveragePoolNhwc" : "MaxPoolNhwc",
+                            "kiln", out, &nn);
+    case R_SHUFFLE:
+        KILN_TRY(replace_node(s, i, "ChannelShuffle", "kiln", out, &nn));
+        return kiln_opt_set_attr_i(s->o, nn, "axis", 3);
+    case R_SLICE: return rewrite_slice(s, i, out);
     case R_BN: return rewrite_bn(s, i, out);
     case R_GPOOL: return rewrite_gpool(s, i, out);
     default: return KILN_OK;
