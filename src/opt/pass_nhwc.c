@@ -18,10 +18,18 @@
  *      inference BatchNormalization with constant parameters -> Mul(x, s) then Add(., t),
  *        s = gamma / sqrt(var + eps), t = beta - mean * s per channel ([C] initializers,
  *        computed in double, rounded to float once);
- *      Concat on axis 1 (-3) -> axis 3;
+ *      Concat on axis 1 (-3), up to MAX_IN inputs -> axis 3;
  *      GlobalAveragePool / GlobalMaxPool -> ReduceMean / ReduceMax over axes [1, 2],
- *        keepdims 1 (axes as an attribute below opset 18, a constant input from 18).
- *    Everything else (pools with windows, Resize, Reshape, Flatten, Gemm, ...) stays NCHW.
+ *        keepdims 1 (axes as an attribute below opset 18, a constant input from 18);
+ *      2-D MaxPool (Indices unread) / AveragePool, any attributes -> kiln.MaxPoolNhwc /
+ *        kiln.AveragePoolNhwc, the attributes copied;
+ *      kiln.ChannelShuffle on axis 1 (-3) (pass_fuse_channel_shuffle.c makes it from
+ *        ShuffleNet's Reshape -> Transpose -> Reshape, just before this pass) -> axis 3;
+ *      Slice with constant axes (an int32/int64 input 3, or Slice-1's attribute) -> the same
+ *        with each axis moved to its NHWC place (0 -> 0, 1 -> 3, 2 -> 1, 3 -> 2) in a new
+ *        constant of the same type (starts / ends / steps are kept: they index the same
+ *        dims).
+ *    Everything else (LpPool, Split, Resize, Reshape, Flatten, Gemm, ...) stays NCHW.
  * 2. Regions: candidates joined through the activations they pass to each other
  *    (union-find), so a value needs converting only at a region's boundary: each activation
  *    entering it from outside, each region value read outside it (a node outside, a
@@ -36,8 +44,9 @@
  *    under its ORIGINAL name, so readers outside, graph outputs and their declared shapes
  *    stay as they were. The commit infers the new values' shapes.
  *
- * Numerics: element-wise ops compute the same values in another order of memory (bitwise
- * equal); ConvNhwc sums in another order than the NCHW Conv; BatchNormalization as Mul/Add
+ * Numerics: element-wise ops, Concat, Slice and the shuffle compute the same values in another
+ * order of memory (bitwise equal), and so do the NHWC pools (each window in the NCHW 2-D
+ * kernel's order); ConvNhwc sums in another order than the NCHW Conv; BatchNormalization as Mul/Add
  * rounds the scale and shift to float (a few ulp). Regions never contain a converted node,
  * so the pass reaches a fixed point: a converted region holds no Conv any more, and the
  * NHWC element-wise ops left in it never form a region with one. Needs kiln ops.
