@@ -2,7 +2,7 @@
  * docs/fused-ops.md and src/cpu/ops/fused.c).
  *
  * FusedConv, FusedGemm and FusedMatMul have the shape of Conv-11, Gemm-13 and MatMul-13 on
- * their first inputs (the bias and residual do not change it); Gelu and ChannelShuffle keep their input's type;
+ * their first inputs (the bias and residual do not change it); Gelu, ChannelShuffle and ScaleBias keep their input's type;
  * MaxPoolNhwc / AveragePoolNhwc are the 2-D pool rule channels-last (shape_pool.c);
  * LayerNormalization and RMSNormalization are the rules of LayerNormalization-17 and
  * RMSNormalization-23. Attention: Y has Q's shape with V's last dim; present_key and
@@ -61,6 +61,7 @@ const struct kiln_infer_op kiln_infer_ops_fused[] = {
     {"MaxPoolNhwc", "kiln", 1, 0, kiln_infer_pool_nhwc},
     {"AveragePoolNhwc", "kiln", 1, 0, kiln_infer_pool_nhwc},
     {"ChannelShuffle", "kiln", 1, 0, gelu_infer},
+    {"ScaleBias", "kiln", 1, 0, gelu_infer},
     {"FusedConv", "kiln", 1, 0, fused_conv_infer},
     {"FusedGemm", "kiln", 1, 0, fused_gemm_infer},
     {"FusedMatMul", "kiln", 1, 0, fused_matmul_infer},

@@ -15,9 +15,10 @@
  *        broadcast: the same permutation of both operands keeps it), a one-element
  *        constant (kept) or a float32 constant of rank <= 4 (re-laid: a per-channel one as
  *        [C], another one permuted to NHWC, in a new initializer) -> the same op;
- *      inference BatchNormalization with constant parameters -> Mul(x, s) then Add(., t),
- *        s = gamma / sqrt(var + eps), t = beta - mean * s per channel ([C] initializers,
- *        computed in double, rounded to float once);
+ *      inference BatchNormalization with constant parameters -> kiln.ScaleBias(x, s, t):
+ *        x * s + t, s = gamma / sqrt(var + eps), t = beta - mean * s per channel ([C]
+ *        initializers, computed in double, rounded to float once), with the activation that
+ *        is the BN's only reader (Relu, Clip, ...: fu_activation) when it is in the region;
  *      Concat on axis 1 (-3), up to MAX_IN inputs -> axis 3;
  *      GlobalAveragePool / GlobalMaxPool -> ReduceMean / ReduceMax over axes [1, 2],
  *        keepdims 1 (axes as an attribute below opset 18, a constant input from 18);
@@ -46,8 +47,8 @@
  *
  * Numerics: element-wise ops, Concat, Slice and the shuffle compute the same values in another
  * order of memory (bitwise equal), and so do the NHWC pools (each window in the NCHW 2-D
- * kernel's order); ConvNhwc sums in another order than the NCHW Conv; BatchNormalization as Mul/Add
- * rounds the scale and shift to float (a few ulp). Regions never contain a converted node,
+ * kernel's order); ConvNhwc sums in another order than the NCHW Conv; BatchNormalization as
+ * ScaleBias rounds the scale and shift to float (a few ulp). Regions never contain a converted node,
  * so the pass reaches a fixed point: a converted region holds no Conv any more, and the
  * NHWC element-wise ops left in it never form a region with one. Needs kiln ops.
  */
@@ -68,6 +69,7 @@ enum { IN_KEEP = 0, IN_ACT, IN_CONST };
 
 struct ninfo {
     uint8_t role;
+    bool absorbed; /* an activation a BN's kiln.ScaleBias applies (written there) */
     uint8_t in_kind[MAX_IN];
     double macs;
 };
@@ -463,7 +465,19 @@ static kiln_status replace_node(struct nhwc *s, size_t i, const char *op, const 
     return kiln_opt_copy_attrs(s->o, *nn, n);
 }
 
-/* BatchNormalization -> Mul(x, s) -> Add(., t) with per-channel [C] constants. */
+/* The activation node that is the only reader of BN node i's output, in i's region and
+ * one kiln.ScaleBias can apply (fu_activation); -1 when there is none. */
+static int bn_activation(const struct nhwc *s, size_t i, struct fu_act *a)
+{
+    const char *v = s->g->nodes[i].outputs[0];
+    int j = kiln_opt_single_consumer(s->g, v);
+    if (j < 0 || s->ni[j].role != R_EW || s->rid[j] != s->rid[i]) return -1;
+    return fu_activation(s->o, s->g, (size_t)j, v, a) ? j : -1;
+}
+
+/* BatchNormalization -> kiln.ScaleBias(x, s, t) with per-channel [C] constants
+ * s = gamma / sqrt(var + eps), t = beta - mean * s (Mul then Add, one pass), taking the
+ * activation that alone reads it along (DenseNet's BN + Relu before each convolution). */
 static kiln_status rewrite_bn(struct nhwc *s, size_t i, const char *out)
 {
     const struct kiln_node *n = &s->g->nodes[i];
@@ -479,22 +493,26 @@ static kiln_status rewrite_bn(struct nhwc *s, size_t i, const char *out)
         st[j] = (float)sc;
         st[c + j] = (float)(beta[j] - mean[j] * sc);
     }
-    const char *x, *sn, *tn, *mid;
+    const char *ins[3];
     int64_t dims[1] = {(int64_t)c};
     char base[256];
-    kiln_status rc = act_name(s, i, 0, &x);
+    kiln_status rc = act_name(s, i, 0, &ins[0]);
     snprintf(base, sizeof base, "%s_scale", n->name && n->name[0] ? n->name : "bn");
-    if (!rc) rc = fu_add_f32(s->o, s->g, base, 1, dims, st, &sn);
+    if (!rc) rc = fu_add_f32(s->o, s->g, base, 1, dims, st, &ins[1]);
     snprintf(base, sizeof base, "%s_shift", n->name && n->name[0] ? n->name : "bn");
-    if (!rc) rc = fu_add_f32(s->o, s->g, base, 1, dims, st + c, &tn);
+    if (!rc) rc = fu_add_f32(s->o, s->g, base, 1, dims, st + c, &ins[2]);
     kiln_free(st);
     KILN_TRY(rc);
-    snprintf(base, sizeof base, "%s_scaled", out);
-    KILN_TRY(kiln_opt_unique_name(s->o, base, &mid));
-    const char *mul_in[2] = {x, sn}, *add_in[2] = {mid, tn};
-    KILN_TRY(kiln_opt_add_node(s->o, s->g, "Mul", "", NULL, 2, mul_in, 1, &mid, NULL));
-    return kiln_opt_add_node(s->o, s->g, "Add", "", n->name && n->name[0] ? n->name : NULL, 2, add_in,
-                             1, &out, NULL);
+    struct fu_act a = {.name = ""};
+    int j = bn_activation(s, i, &a);
+    if (j >= 0) {
+        out = s->out_nhwc[j];
+        s->ni[j].absorbed = true;
+    }
+    struct kiln_node *nn;
+    KILN_TRY(kiln_opt_add_node(s->o, s->g, "ScaleBias", "kiln", n->name && n->name[0] ? n->name : NULL, 3,
+                               ins, 1, &out, &nn));
+    return fu_set_act(s->o, nn, &a);
 }
 
 /* GlobalAveragePool / GlobalMaxPool -> ReduceMean / ReduceMax over H and W, keepdims. */
@@ -545,6 +563,7 @@ static kiln_status rewrite_node(struct nhwc *s, size_t i)
     const struct kiln_node *n = &s->g->nodes[i];
     const char *out = s->out_nhwc[i];
     struct kiln_node *nn;
+    if (s->ni[i].absorbed) return KILN_OK; /* written by its BN's ScaleBias */
     switch (s->ni[i].role) {
     case R_CONV:
         return replace_node(s, i, "ConvNhwc", "kiln", out, &nn);

@@ -6,7 +6,8 @@
  *   - structure: which nodes became kiln.ConvNhwc, one Transpose(0,2,3,1) per entering value
  *     (shared by its readers), one Transpose(0,3,1,2) per leaving value writing the original
  *     name, constants re-laid ([C] for per-channel ones, permuted 4-D otherwise), inference
- *     BatchNormalization as Mul/Add by [C] constants, Concat on axis 3, GlobalAveragePool as
+ *     BatchNormalization (+ the activation after it) as kiln.ScaleBias by [C] constants,
+ *     Concat on axis 3, GlobalAveragePool as
  *     ReduceMean over [1, 2] (axes attribute before opset 18, an input from 18), MaxPool /
  *     AveragePool as kiln.MaxPoolNhwc / AveragePoolNhwc, the channel shuffle (fused to
  *     kiln.ChannelShuffle) on axis 3, Slice on channels with axes [3] (an input or, Slice-1,
@@ -18,7 +19,7 @@
  *   - the result passes kiln_model_check, is a fixed point of the optimizer, survives a
  *     save to ONNX and a load back, and gives the original model's outputs on random inputs
  *     within |a - b| <= 1e-5 + 1e-4 |b| (the NHWC convolution sums in another order; BN as
- *     Mul/Add rounds its scale and shift once) for a ResNet-like, an SE, a DenseNet-like, a
+ *     ScaleBias rounds its scale and shift once) for a ResNet-like, an SE, a DenseNet-like, a
  *     ShuffleNet-like (static and symbolic batch) and a MobileNet-like block;
  *   - every allocation failing in turn leaves the model as it was.
  */
@@ -496,21 +497,24 @@ static void test_dense(void)
     if (!m) return;
     CHECK(count_op(m, "kiln.ConvNhwc") == 3, "%s: %zu ConvNhwc", what, count_op(m, "kiln.ConvNhwc"));
     CHECK(count_op(m, "BatchNormalization") == 0, "%s: a BatchNormalization is left", what);
-    CHECK(count_op(m, "Mul") == 2 && count_op(m, "Add") == 2, "%s: %zu Mul, %zu Add (2 BN each)", what,
-          count_op(m, "Mul"), count_op(m, "Add"));
+    CHECK(count_op(m, "kiln.ScaleBias") == 2 && count_op(m, "Relu") == 0 && count_op(m, "Mul") == 0 &&
+              count_op(m, "Add") == 0,
+          "%s: %zu ScaleBias, %zu Relu (2 BN + Relu, each one ScaleBias)", what,
+          count_op(m, "kiln.ScaleBias"), count_op(m, "Relu"));
     CHECK(count_op(m, "Transpose") == 2, "%s: %zu Transposes, expected 2 (x in, y out)", what,
           count_op(m, "Transpose"));
     CHECK(readers(m, "x") == 1, "%s: x read %zu times (BN and Concat share one Transpose)", what,
           readers(m, "x"));
-    /* The first BN: Mul(x_nhwc, scale[16]) then Add(., shift[16]), values in double. */
-    const struct kiln_node *mul = nth_op(m, "Mul", 0);
-    const struct kiln_tensor *sc = mul ? init_of(m, mul->inputs[1]) : NULL;
-    const struct kiln_node *add = mul ? nth_op(m, "Add", 0) : NULL;
-    const struct kiln_tensor *sh = add ? init_of(m, add->inputs[1]) : NULL;
+    /* The first BN + Relu: ScaleBias(x_nhwc, scale[16], shift[16]) activation Relu, the
+     * constants in double. */
+    const struct kiln_node *sb = nth_op(m, "kiln.ScaleBias", 0);
+    const struct kiln_tensor *sc = sb && sb->n_in == 3 ? init_of(m, sb->inputs[1]) : NULL;
+    const struct kiln_tensor *sh = sb && sb->n_in == 3 ? init_of(m, sb->inputs[2]) : NULL;
+    const struct kiln_attr *act = sb ? kiln_node_attr(sb, "activation") : NULL;
     kiln_model *orig = load_text(DENSE, 4);
-    CHECK(sc && sh && sc->rank == 1 && sc->dims[0] == 16 && sh->rank == 1 && sh->dims[0] == 16 &&
-              add && !strcmp(add->inputs[0], mul->outputs[0]),
-          "%s: BN not as Mul/Add by [16] constants", what);
+    CHECK(sc && sh && sc->rank == 1 && sc->dims[0] == 16 && sh->rank == 1 && sh->dims[0] == 16 && act &&
+              act->type == KILN_ATTR_STRING && !strcmp(act->s, "Relu"),
+          "%s: BN + Relu not as ScaleBias(x, [16], [16]) with Relu", what);
     if (sc && sh && orig && sc->rank == 1 && sc->dims[0] == 16) {
         const float *g = init_of(orig, "s0")->data, *b = init_of(orig, "t0")->data;
         const float *mu = init_of(orig, "m0")->data, *v = init_of(orig, "v0")->data;

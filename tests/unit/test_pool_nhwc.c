@@ -1,5 +1,6 @@
-/* test_pool_nhwc.c: kiln's channels-last pools and the channel shuffle (src/cpu/ops/
- * pool_nhwc.c, src/cpu/isa/pool_nhwc.c, src/cpu/ops/shuffle.c).
+/* test_pool_nhwc.c: the kiln ops of the NHWC pass other than ConvNhwc: the channels-last
+ * pools, the channel shuffle and ScaleBias (src/cpu/ops/pool_nhwc.c, src/cpu/isa/pool_nhwc.c,
+ * src/cpu/ops/shuffle.c, src/cpu/ops/scale_bias.c).
  *
  * Each case is one model in the text form of support/test_text_model.h, run through
  * kiln_session (no optimization) with 1, 2 and 3 threads: the reference NCHW op on X and the
@@ -14,6 +15,8 @@
  *   - kiln.ChannelShuffle, axis 1 against Reshape -> Transpose(0,2,1,3,4) -> Reshape and
  *     axis -1 on NHWC data against the same permuted, bit for bit (groups 1..4, any C they
  *     divide);
+ *   - kiln.ScaleBias against Mul -> Add -> Relu / LeakyRelu / Clip / nothing, bit for bit, on
+ *     random and tiny shapes;
  *   - bad input: a group that does not divide C, an X of rank 3, fail with a message.
  * ctest also runs it with KILN_CPU_ISA=portable and =avx2 (tests/tests.cmake), so each
  * compiled row kernel is checked.
@@ -284,6 +287,53 @@ static void shuffles(void)
         shuffle_case(1 + rng_int(2), 1 + rng_int(4), 1 + rng_int(9), 1 + rng_int(6), 1 + rng_int(6));
 }
 
+/* ------------------------------------------------------------------ ScaleBias */
+
+/* kiln.ScaleBias(X, S, B) with activation `act` (attrs as written) against Mul -> Add ->
+ * the activation op (`op`, NULL for none), bit for bit. */
+static void scale_bias_case(int64_t N, int64_t H, int64_t W, int64_t C, const char *op, const char *op_attrs,
+                            const char *act_attrs)
+{
+    tlen = 0;
+    tf("opset 17 kiln\ninput X f32 %lld,%lld,%lld,%lld\noutput R\noutput Y\n", (long long)N, (long long)H,
+       (long long)W, (long long)C);
+    tf("init S f32 %lld rand\ninit B f32 %lld rand\n", (long long)C, (long long)C);
+    tf("node Mul X,S -> m\nnode Add m,B -> %s\n", op ? "a" : "R");
+    if (op) tf("node %s a -> R %s\n", op, op_attrs);
+    tf("node kiln.ScaleBias X,S,B -> Y %s\n", act_attrs);
+    int64_t d[4] = {N, H, W, C};
+    size_t n = (size_t)(N * H * W * C);
+    float *x = malloc((n + 1) * sizeof *x);
+    if (!x) exit(1);
+    for (size_t i = 0; i < n; i++) x[i] = 4 * rng_f32();
+    for (int t = 1; t <= 3; t++) {
+        char what[200];
+        snprintf(what, sizeof what, "ScaleBias %lldx%lldx%lldx%lld %s, %d threads", (long long)N, (long long)H,
+                 (long long)W, (long long)C, op ? op : "(none)", t);
+        kiln_value *out[2];
+        if (run_text(x, d, t, out, false, NULL, 0, what))
+            CHECK(kiln_value_numel(out[1]) == n &&
+                      !memcmp(kiln_value_data(out[0]), kiln_value_data(out[1]), n * sizeof(float)),
+                  "%s: differs from Mul -> Add -> activation", what);
+        kiln_value_free(out[0]);
+        kiln_value_free(out[1]);
+    }
+    free(x);
+}
+
+static void scale_bias(void)
+{
+    scale_bias_case(1, 56, 56, 64, "Relu", "", "activation=string:Relu"); /* DenseNet block 1 */
+    scale_bias_case(1, 1, 1, 1, "Relu", "", "activation=string:Relu");
+    scale_bias_case(2, 3, 5, 17, NULL, "", "");
+    scale_bias_case(1, 7, 3, 33, "LeakyRelu", "alpha=float:0.25",
+                    "activation=string:LeakyRelu activation_params=floats:0.25");
+    scale_bias_case(1, 4, 4, 100, "Clip", "", "activation=string:Clip");
+    for (int i = 0; i < 6; i++)
+        scale_bias_case(1 + rng_int(2), 1 + rng_int(9), 1 + rng_int(9), 1 + rng_int(70), "Relu", "",
+                        "activation=string:Relu");
+}
+
 /* ------------------------------------------------------------------ bad input */
 
 static void bad_input(void)
@@ -318,6 +368,7 @@ int main(void)
     fixed_pools();
     random_pools(150);
     shuffles();
+    scale_bias();
     bad_input();
     return test_summary("test_pool_nhwc");
 }
