@@ -45,12 +45,13 @@
  *    under its ORIGINAL name, so readers outside, graph outputs and their declared shapes
  *    stay as they were. The commit infers the new values' shapes.
  *
- * Numerics: element-wise ops, Concat, Slice and the shuffle compute the same values in another
- * order of memory (bitwise equal), and so do the NHWC pools (each window in the NCHW 2-D
- * kernel's order); ConvNhwc sums in another order than the NCHW Conv; BatchNormalization as
- * ScaleBias rounds the scale and shift to float (a few ulp). Regions never contain a converted node,
- * so the pass reaches a fixed point: a converted region holds no Conv any more, and the
- * NHWC element-wise ops left in it never form a region with one. Needs kiln ops.
+ * Numerics: element-wise ops, Concat, Slice and the shuffle compute the same values in
+ * another order of memory (bitwise equal), and so do the NHWC pools (each window in the
+ * NCHW 2-D kernel's order); ConvNhwc sums in another order than the NCHW Conv;
+ * BatchNormalization as ScaleBias rounds the scale and shift to float (a few ulp). Regions
+ * never contain a converted node, so the pass reaches a fixed point: a converted region
+ * holds no Conv any more, and the NHWC ops left in it (element-wise, Slice on axis 3) never
+ * form a region with one. Needs kiln ops.
  */
 #include <math.h>
 #include <stdio.h>
