@@ -412,12 +412,19 @@ static kiln_status concat_run(struct kiln_kctx *k)
      * front to back, which matters when rows are short (channels-last Concat on the last
      * axis: one row per pixel). */
     unsigned char *out = o->data;
+    const unsigned char *src[64];
+    size_t rows[64], n_src = k->n_in <= 64 ? k->n_in : 0; /* inputs looked up once */
+    for (size_t i = 0; i < n_src; i++) {
+        const struct kiln_tensor *x = kiln_in(k, i);
+        src[i] = x->data;
+        rows[i] = (size_t)x->dims[axis] * inner;
+    }
     for (size_t j = 0; j < outer; j++) {
         for (size_t i = 0; i < k->n_in; i++) {
-            const struct kiln_tensor *x = kiln_in(k, i);
-            size_t row = (size_t)x->dims[axis] * inner;
+            const struct kiln_tensor *x = i < n_src ? NULL : kiln_in(k, i);
+            size_t row = x ? (size_t)x->dims[axis] * inner : rows[i];
             if (row == 0) continue;
-            memcpy(out, (const unsigned char *)x->data + j * row, row);
+            memcpy(out, (x ? (const unsigned char *)x->data : src[i]) + j * row, row);
             out += row;
         }
     }
