@@ -642,6 +642,49 @@ static void test_slice_attrs(void)
     kiln_model_free(m);
 }
 
+/* fuse_channel_shuffle alone (no convolution, so the graph stays NCHW): the shuffle becomes
+ * kiln.ChannelShuffle on axis 1 with the same outputs; look-alikes stay. */
+static void test_shuffle_fusion_only(void)
+{
+    const char *what = "shuffle, NCHW";
+    const char *text = "opset 13\ninput x f32 2,12,4,6\n"
+                       "init s5 i64 5 = 2,3,4,4,6\ninit s4 i64 4 = 2,12,4,6\n"
+                       "node Reshape x,s5 -> a\nnode Transpose a -> b perm=ints:0,2,1,3,4\n"
+                       "node Reshape b,s4 -> y\noutput y\n";
+    kiln_model *m = optimized(text, 9, true, what);
+    if (m) {
+        const struct kiln_node *cs = nth_op(m, "kiln.ChannelShuffle", 0);
+        CHECK(cs && attr_int(cs, "group", 0) == 3 && attr_int(cs, "axis", 0) == 1 &&
+                  count_op(m, "Reshape") == 0 && count_op(m, "Transpose") == 0,
+              "%s: not one ChannelShuffle(group 3, axis 1)", what);
+        check_model(text, 9, m, what);
+        kiln_model_free(m);
+    }
+    /* Another permutation (the last two dims swapped), and a last Reshape that is not back
+     * to [N, C, H, W]: not a channel shuffle. */
+    const char *others[] = {
+        "opset 13\ninput x f32 1,8,4,6\ninit s5 i64 5 = 1,2,4,4,6\ninit s4 i64 4 = 1,8,4,6\n"
+        "node Reshape x,s5 -> a\nnode Transpose a -> b perm=ints:0,1,2,4,3\n"
+        "node Reshape b,s4 -> y\noutput y\n",
+        "opset 13\ninput x f32 1,8,4,6\ninit s5 i64 5 = 1,2,4,4,6\ninit s3 i64 3 = 1,32,6\n"
+        "node Reshape x,s5 -> a\nnode Transpose a -> b perm=ints:0,2,1,3,4\n"
+        "node Reshape b,s3 -> y\noutput y\n",
+        /* The transposed value is read twice. */
+        "opset 13\ninput x f32 1,8,4,6\ninit s5 i64 5 = 1,2,4,4,6\ninit s4 i64 4 = 1,8,4,6\n"
+        "node Reshape x,s5 -> a\nnode Transpose a -> b perm=ints:0,2,1,3,4\n"
+        "node Reshape b,s4 -> y\nnode Relu b -> z\noutput y\noutput z\n",
+    };
+    for (size_t i = 0; i < sizeof others / sizeof *others; i++) {
+        char w[64];
+        snprintf(w, sizeof w, "shuffle look-alike %zu", i);
+        m = optimized(others[i], 9, true, w);
+        if (!m) continue;
+        CHECK(count_op(m, "kiln.ChannelShuffle") == 0 && count_op(m, "Reshape") == 2,
+              "%s: fused (%zu ChannelShuffle)", w, count_op(m, "kiln.ChannelShuffle"));
+        kiln_model_free(m);
+    }
+}
+
 /* ------------------------------------------------------------------ MobileNet-like */
 
 /* Expand 1x1 + Relu6, Mul by a per-channel constant [64,1,1], Add of a scalar, depthwise 3x3
@@ -805,6 +848,7 @@ int main(void)
     test_shuffle(false);
     test_shuffle(true);
     test_slice_attrs();
+    test_shuffle_fusion_only();
     test_mobile();
     test_left_alone();
     test_nomem();
