@@ -10,7 +10,7 @@
  *     Concat on axis 3, GlobalAveragePool as
  *     ReduceMean over [1, 2] (axes attribute before opset 18, an input from 18), MaxPool /
  *     AveragePool as kiln.MaxPoolNhwc / AveragePoolNhwc, the channel shuffle (fused to
- *     kiln.ChannelShuffle) on axis 3, Slice on channels with axes [3] (an input or, Slice-1,
+ *     kiln.ChannelShuffle) on axis 3, Concat -> shuffle -> half Slices as kiln.ShuffleSplit, Slice on channels with axes [3] (an input or, Slice-1,
  *     an attribute);
  *   - inferred shapes: NHWC values are [N, H, W, C]; graph outputs keep their names and
  *     NCHW shapes (a symbolic batch included);
@@ -685,6 +685,39 @@ static void test_shuffle_fusion_only(void)
     }
 }
 
+/* A ShuffleNetV2 unit boundary in a region: Concat of two branches, the shuffle, two half
+ * Slices (the high one with an end past the dim, clamped): kiln.ShuffleSplit once the
+ * region is channels-last. */
+static void test_shuffle_split(void)
+{
+    const char *what = "shuffle split";
+    const char *text = "opset 13\ninput x f32 1,16,8,10\n"
+                       "init w0 f32 16,16,3,3 rand\nnode Conv x,w0 -> c0 pads=ints:1,1,1,1\n"
+                       "init w1 f32 16,16,1,1 rand\nnode Conv x,w1 -> c1\n"
+                       "node Concat c0,c1 -> cat axis=int:1\n"
+                       "init s5 i64 5 = 1,2,16,8,10\ninit s4 i64 4 = 1,32,8,10\n"
+                       "node Reshape cat,s5 -> rs\nnode Transpose rs -> tr perm=ints:0,2,1,3,4\n"
+                       "node Reshape tr,s4 -> sh\n"
+                       "init z i64 1 = 0\ninit h i64 1 = 16\ninit big i64 1 = 1000\ninit ax i64 1 = 1\n"
+                       "node Slice sh,z,h,ax -> lo\nnode Slice sh,h,big,ax -> hi\n"
+                       "init w2 f32 16,16,3,3 rand\nnode Conv lo,w2 -> a pads=ints:1,1,1,1\n"
+                       "node Relu hi -> b\nnode Concat a,b -> y axis=int:1\noutput y\n";
+    kiln_model *m = optimized(text, 10, true, what);
+    if (!m) return;
+    CHECK(count_op(m, "kiln.ShuffleSplit") == 1 && count_op(m, "kiln.ChannelShuffle") == 0 &&
+              count_op(m, "Slice") == 0 && count_op(m, "Concat") == 1 && count_op(m, "Transpose") == 2,
+          "%s: %zu ShuffleSplit, %zu ChannelShuffle, %zu Slice, %zu Concat, %zu Transpose", what,
+          count_op(m, "kiln.ShuffleSplit"), count_op(m, "kiln.ChannelShuffle"), count_op(m, "Slice"),
+          count_op(m, "Concat"), count_op(m, "Transpose"));
+    const struct kiln_node *ss = nth_op(m, "kiln.ShuffleSplit", 0);
+    if (ss) {
+        check_shape(m, ss->outputs[0], "1,8,10,16", what);
+        check_shape(m, ss->outputs[1], "1,8,10,16", what);
+    }
+    check_model(text, 10, m, what);
+    kiln_model_free(m);
+}
+
 /* ------------------------------------------------------------------ MobileNet-like */
 
 /* Expand 1x1 + Relu6, Mul by a per-channel constant [64,1,1], Add of a scalar, depthwise 3x3
@@ -849,6 +882,7 @@ int main(void)
     test_shuffle(true);
     test_slice_attrs();
     test_shuffle_fusion_only();
+    test_shuffle_split();
     test_mobile();
     test_left_alone();
     test_nomem();

@@ -15,6 +15,8 @@
  *   - kiln.ChannelShuffle, axis 1 against Reshape -> Transpose(0,2,1,3,4) -> Reshape and
  *     axis -1 on NHWC data against the same permuted, bit for bit (groups 1..4, any C they
  *     divide);
+ *   - kiln.ShuffleSplit against Concat -> ChannelShuffle(group 2) -> two half Slices, bit for
+ *     bit (G even and odd);
  *   - kiln.ScaleBias against Mul -> Add -> Relu / LeakyRelu / Clip / nothing, bit for bit, on
  *     random and tiny shapes;
  *   - bad input: a group that does not divide C, an X of rank 3, fail with a message.
@@ -277,8 +279,61 @@ static void shuffle_case(int64_t N, int64_t g, int64_t per, int64_t H, int64_t W
     free(x);
 }
 
+/* kiln.ShuffleSplit(A, B) against Concat(A, B) -> ChannelShuffle(group 2) -> Slices [0, G)
+ * and [G, 2G) on the last axis, bit for bit (G even and odd). */
+static void shuffle_split_case(int64_t N, int64_t H, int64_t W, int64_t G)
+{
+    tlen = 0;
+    tf("opset 17 kiln\ninput X f32 %lld,%lld,%lld,%lld\noutput R1\noutput R2\noutput Y1\noutput Y2\n",
+       (long long)N, (long long)H, (long long)W, (long long)(2 * G));
+    tf("init z i64 1 = 0\ninit g i64 1 = %lld\ninit g2 i64 1 = %lld\ninit ax i64 1 = -1\n", (long long)G,
+       (long long)(2 * G));
+    /* A and B: the two halves of X, negated for B so that they differ. */
+    tf("node Slice X,z,g,ax -> A\nnode Slice X,g,g2,ax -> Bp\nnode Neg Bp -> B\n");
+    tf("node Concat A,B -> c axis=int:3\nnode kiln.ChannelShuffle c -> s group=int:2 axis=int:3\n");
+    tf("node Slice s,z,g,ax -> R1\nnode Slice s,g,g2,ax -> R2\n");
+    tf("node kiln.ShuffleSplit A,B -> Y1,Y2\n");
+    struct buf mb = {0};
+    parse_model(text, &mb);
+    int64_t d[4] = {N, H, W, 2 * G};
+    size_t n = (size_t)(N * H * W * 2 * G), half = n / 2;
+    float *x = malloc((n + 1) * sizeof *x);
+    if (!x) exit(1);
+    for (size_t i = 0; i < n; i++) x[i] = rng_f32();
+    char what[200];
+    snprintf(what, sizeof what, "ShuffleSplit %lldx%lldx%lld G %lld", (long long)N, (long long)H, (long long)W,
+             (long long)G);
+    for (int t = 1; t <= 3; t++) {
+        kiln_model *m = NULL;
+        kiln_session *se = NULL;
+        kiln_err e = {0};
+        kiln_session_options o = {.threads = t};
+        kiln_value *in = tensor_of(KILN_DTYPE_F32, 4, d, x), *out[4] = {0};
+        const char *names[1] = {"X"};
+        kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &e);
+        if (!st) st = kiln_session_create(m, &o, &se, &e);
+        if (!st) st = kiln_session_run(se, 1, names, (const kiln_value *const *)&in, 4, out, &e);
+        CHECK(st == KILN_OK, "%s: %s", what, e.msg);
+        if (!st)
+            for (int k = 0; k < 2; k++)
+                CHECK(kiln_value_numel(out[2 + k]) == half && kiln_value_numel(out[k]) == half &&
+                          !memcmp(kiln_value_data(out[k]), kiln_value_data(out[2 + k]), half * sizeof(float)),
+                      "%s, %d threads: Y%d differs from Concat -> shuffle -> Slice", what, t, k + 1);
+        free_all(out, 4);
+        kiln_value_free(in);
+        kiln_session_free(se);
+        kiln_model_free(m);
+    }
+    free(mb.p);
+    free(x);
+}
+
 static void shuffles(void)
 {
+    shuffle_split_case(1, 28, 28, 58); /* ShuffleNetV2 stage 2 */
+    shuffle_split_case(1, 1, 1, 1);
+    shuffle_split_case(2, 3, 2, 7);
+    for (int i = 0; i < 6; i++) shuffle_split_case(1 + rng_int(2), 1 + rng_int(5), 1 + rng_int(5), 1 + rng_int(40));
     shuffle_case(1, 2, 58, 28, 28); /* ShuffleNetV2 stage 2 */
     shuffle_case(1, 1, 3, 2, 2);
     shuffle_case(2, 3, 5, 3, 1);
