@@ -7,11 +7,11 @@
  *     (shared by its readers), one Transpose(0,3,1,2) per leaving value writing the original
  *     name, constants re-laid ([C] for per-channel ones, permuted 4-D otherwise), inference
  *     BatchNormalization (+ the activation after it) as kiln.ScaleBias by [C] constants,
- *     Concat on axis 3, GlobalAveragePool as
- *     ReduceMean over [1, 2] (axes attribute before opset 18, an input from 18), MaxPool /
- *     AveragePool as kiln.MaxPoolNhwc / AveragePoolNhwc, the channel shuffle (fused to
- *     kiln.ChannelShuffle) on axis 3, Concat -> shuffle -> half Slices as kiln.ShuffleSplit, Slice on channels with axes [3] (an input or, Slice-1,
- *     an attribute);
+ *     Concat on axis 3, GlobalAveragePool as ReduceMean over [1, 2] (axes attribute before
+ *     opset 18, an input from 18), MaxPool / AveragePool as kiln.MaxPoolNhwc /
+ *     AveragePoolNhwc, the channel shuffle (fused to kiln.ChannelShuffle) on axis 3,
+ *     Concat -> shuffle -> half Slices as kiln.ShuffleSplit, Slice on channels with axes [3]
+ *     (an input or, Slice-1, an attribute);
  *   - inferred shapes: NHWC values are [N, H, W, C]; graph outputs keep their names and
  *     NCHW shapes (a symbolic batch included);
  *   - regions whose conv work is small against their conversions, regions without a conv,
