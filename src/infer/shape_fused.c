@@ -2,7 +2,9 @@
  * docs/fused-ops.md and src/cpu/ops/fused.c).
  *
  * FusedConv, FusedGemm and FusedMatMul have the shape of Conv-11, Gemm-13 and MatMul-13 on
- * their first inputs (the bias and residual do not change it); Gelu keeps its input's type;
+ * their first inputs (the bias and residual do not change it); Gelu, ChannelShuffle and ScaleBias keep their input's type, ShuffleSplit's two outputs
+ * have its first input's;
+ * MaxPoolNhwc / AveragePoolNhwc are the 2-D pool rule channels-last (shape_pool.c);
  * LayerNormalization and RMSNormalization are the rules of LayerNormalization-17 and
  * RMSNormalization-23. Attention: Y has Q's shape with V's last dim; present_key and
  * present_value are [B, H, P + S, D] (P = past length, 0 without a past; D = hidden / H).
@@ -30,6 +32,11 @@ static kiln_status layernorm_infer(struct kiln_ictx *c)
 }
 static kiln_status rmsnorm_infer(struct kiln_ictx *c) { return as_op(c, "RMSNormalization", 23, 2); }
 static kiln_status gelu_infer(struct kiln_ictx *c) { return ru_like(c, 0, 0, KILN_DTYPE_UNDEFINED); }
+static kiln_status shuffle_split_infer(struct kiln_ictx *c)
+{
+    KILN_TRY(ru_like(c, 0, 0, KILN_DTYPE_UNDEFINED));
+    return c->n_out > 1 ? ru_like(c, 1, 0, KILN_DTYPE_UNDEFINED) : KILN_OK;
+}
 
 static kiln_status attention_infer(struct kiln_ictx *c)
 {
@@ -57,6 +64,11 @@ static kiln_status attention_infer(struct kiln_ictx *c)
 
 const struct kiln_infer_op kiln_infer_ops_fused[] = {
     {"ConvNhwc", "kiln", 1, 0, kiln_infer_conv_nhwc},
+    {"MaxPoolNhwc", "kiln", 1, 0, kiln_infer_pool_nhwc},
+    {"AveragePoolNhwc", "kiln", 1, 0, kiln_infer_pool_nhwc},
+    {"ChannelShuffle", "kiln", 1, 0, gelu_infer},
+    {"ScaleBias", "kiln", 1, 0, gelu_infer},
+    {"ShuffleSplit", "kiln", 1, 0, shuffle_split_infer},
     {"FusedConv", "kiln", 1, 0, fused_conv_infer},
     {"FusedGemm", "kiln", 1, 0, fused_gemm_infer},
     {"FusedMatMul", "kiln", 1, 0, fused_matmul_infer},

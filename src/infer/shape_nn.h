@@ -268,5 +268,8 @@ static inline struct kiln_dim kiln_infer_window_out(struct kiln_ictx *c, const s
 
 /* kiln.ConvNhwc: Conv-11 with X and Y channels-last (shape_conv.c). */
 kiln_status kiln_infer_conv_nhwc(struct kiln_ictx *c);
+/* kiln.MaxPoolNhwc / AveragePoolNhwc: the 2-D pool rule with X and Y channels-last
+ * (shape_pool.c). */
+kiln_status kiln_infer_pool_nhwc(struct kiln_ictx *c);
 
 #endif /* KILN_INFER_SHAPE_NN_H */

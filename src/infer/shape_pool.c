@@ -51,6 +51,26 @@ static kiln_status pool_infer(struct kiln_ictx *c)
     return indices ? kiln_ic_set_tensor(c, 1, KILN_DTYPE_I64, rank, y) : KILN_OK;
 }
 
+/* kiln.MaxPoolNhwc / AveragePoolNhwc: X [N, H, W, C] -> Y [N, OH, OW, C], OH and OW by the
+ * window rule of MaxPool / AveragePool. */
+kiln_status kiln_infer_pool_nhwc(struct kiln_ictx *c)
+{
+    kiln_dtype dt = kiln_ic_in_dtype(c, 0);
+    int rank;
+    const struct kiln_dim *x;
+    if (!pool_x(c, &rank, &x)) return KILN_OK;
+    if (rank >= 0 && rank != 4) {
+        kiln_ic_problem(c, "input X has %d dims; expected 4 (N, H, W, C)", rank);
+        return KILN_OK;
+    }
+    struct kiln_window w;
+    if (!kiln_infer_window(c, 2, NULL, &w)) return KILN_OK;
+    struct kiln_dim y[4];
+    for (int i = 0; i < 4; i++) y[i] = x ? x[i] : kiln_dim_unknown();
+    for (int i = 0; i < 2; i++) y[1 + i] = kiln_infer_window_out(c, &w, i, y[1 + i]);
+    return kiln_ic_set_tensor(c, 0, dt, 4, y);
+}
+
 static kiln_status global_pool_infer(struct kiln_ictx *c)
 {
     kiln_dtype dt = kiln_ic_in_dtype(c, 0);

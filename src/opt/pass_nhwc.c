@@ -15,13 +15,22 @@
  *        broadcast: the same permutation of both operands keeps it), a one-element
  *        constant (kept) or a float32 constant of rank <= 4 (re-laid: a per-channel one as
  *        [C], another one permuted to NHWC, in a new initializer) -> the same op;
- *      inference BatchNormalization with constant parameters -> Mul(x, s) then Add(., t),
- *        s = gamma / sqrt(var + eps), t = beta - mean * s per channel ([C] initializers,
- *        computed in double, rounded to float once);
- *      Concat on axis 1 (-3) -> axis 3;
+ *      inference BatchNormalization with constant parameters -> kiln.ScaleBias(x, s, t):
+ *        x * s + t, s = gamma / sqrt(var + eps), t = beta - mean * s per channel ([C]
+ *        initializers, computed in double, rounded to float once), with the activation that
+ *        is the BN's only reader (Relu, Clip, ...: fu_activation) when it is in the region;
+ *      Concat on axis 1 (-3), up to MAX_IN inputs -> axis 3;
  *      GlobalAveragePool / GlobalMaxPool -> ReduceMean / ReduceMax over axes [1, 2],
- *        keepdims 1 (axes as an attribute below opset 18, a constant input from 18).
- *    Everything else (pools with windows, Resize, Reshape, Flatten, Gemm, ...) stays NCHW.
+ *        keepdims 1 (axes as an attribute below opset 18, a constant input from 18);
+ *      2-D MaxPool (Indices unread) / AveragePool, any attributes -> kiln.MaxPoolNhwc /
+ *        kiln.AveragePoolNhwc, the attributes copied;
+ *      kiln.ChannelShuffle on axis 1 (-3) (pass_fuse_channel_shuffle.c makes it from
+ *        ShuffleNet's Reshape -> Transpose -> Reshape, just before this pass) -> axis 3;
+ *      Slice with constant axes (an int32/int64 input 3, or Slice-1's attribute) -> the same
+ *        with each axis moved to its NHWC place (0 -> 0, 1 -> 3, 2 -> 1, 3 -> 2) in a new
+ *        constant of the same type (starts / ends / steps are kept: they index the same
+ *        dims).
+ *    Everything else (LpPool, Split, Resize, Reshape, Flatten, Gemm, ...) stays NCHW.
  * 2. Regions: candidates joined through the activations they pass to each other
  *    (union-find), so a value needs converting only at a region's boundary: each activation
  *    entering it from outside, each region value read outside it (a node outside, a
@@ -36,11 +45,13 @@
  *    under its ORIGINAL name, so readers outside, graph outputs and their declared shapes
  *    stay as they were. The commit infers the new values' shapes.
  *
- * Numerics: element-wise ops compute the same values in another order of memory (bitwise
- * equal); ConvNhwc sums in another order than the NCHW Conv; BatchNormalization as Mul/Add
- * rounds the scale and shift to float (a few ulp). Regions never contain a converted node,
- * so the pass reaches a fixed point: a converted region holds no Conv any more, and the
- * NHWC element-wise ops left in it never form a region with one. Needs kiln ops.
+ * Numerics: element-wise ops, Concat, Slice and the shuffle compute the same values in
+ * another order of memory (bitwise equal), and so do the NHWC pools (each window in the
+ * NCHW 2-D kernel's order); ConvNhwc sums in another order than the NCHW Conv;
+ * BatchNormalization as ScaleBias rounds the scale and shift to float (a few ulp). Regions
+ * never contain a converted node, so the pass reaches a fixed point: a converted region
+ * holds no Conv any more, and the NHWC ops left in it (element-wise, Slice on axis 3) never
+ * form a region with one. Needs kiln ops.
  */
 #include <math.h>
 #include <stdio.h>
@@ -50,15 +61,16 @@
 
 /* Convolution MACs per converted element a region needs to be converted. */
 #define NHWC_RATIO 20.0
-#define MAX_IN 8
+#define MAX_IN 64 /* DenseNet concatenates up to 25 feature maps; more stays NCHW */
 
-enum role { R_NONE = 0, R_CONV, R_EW, R_BN, R_CONCAT, R_GPOOL };
+enum role { R_NONE = 0, R_CONV, R_EW, R_BN, R_CONCAT, R_GPOOL, R_POOL, R_SLICE, R_SHUFFLE };
 /* Per input: an activation in the region's layout, a constant re-laid to NHWC, or kept as
  * it is (a one-element constant, an absent optional input, W and B of a conv). */
 enum { IN_KEEP = 0, IN_ACT, IN_CONST };
 
 struct ninfo {
     uint8_t role;
+    bool absorbed; /* an activation a BN's kiln.ScaleBias applies (written there) */
     uint8_t in_kind[MAX_IN];
     double macs;
 };
@@ -171,6 +183,37 @@ static bool operand(const struct kiln_opt *o, const struct kiln_graph *g, const 
     return true;
 }
 
+static bool chan_axis(int64_t axis) { return axis == 1 || axis == -3; }
+
+/* Slice on a 4-D image: its axes, from the attribute (opset < 10) or a constant int32/int64
+ * input 3 (10+), every one in [-4, 4). *axes / *n receive them when not NULL. False when
+ * the axes are absent (all leading axes) or not constant. */
+static bool slice_axes(const struct kiln_opt *o, const struct kiln_graph *g, const struct kiln_node *n,
+                       int64_t *axes, size_t *n_axes)
+{
+    int64_t tmp[4];
+    size_t cnt = 0;
+    if (n->since > 0 && n->since < 10) {
+        const int64_t *v;
+        if (n->n_in != 1 || !kiln_opt_attr_ints(n, "axes", &v, &cnt) || cnt < 1 || cnt > 4) return false;
+        memcpy(tmp, v, cnt * sizeof *v);
+    } else {
+        if (n->n_in < 4 || n->n_in > 5 || !n->inputs[3][0]) return false;
+        const struct kiln_tensor *t = fu_const(o, g, n->inputs[3]);
+        if (!t || !t->data || t->rank != 1 || (t->dtype != KILN_DTYPE_I64 && t->dtype != KILN_DTYPE_I32))
+            return false;
+        cnt = kiln_tensor_numel(t);
+        if (cnt < 1 || cnt > 4) return false;
+        for (size_t k = 0; k < cnt; k++)
+            tmp[k] = t->dtype == KILN_DTYPE_I64 ? ((const int64_t *)t->data)[k] : ((const int32_t *)t->data)[k];
+    }
+    for (size_t k = 0; k < cnt; k++)
+        if (tmp[k] < -4 || tmp[k] > 3) return false;
+    if (axes) memcpy(axes, tmp, cnt * sizeof *tmp);
+    if (n_axes) *n_axes = cnt;
+    return true;
+}
+
 static void classify(const struct kiln_opt *o, const struct kiln_graph *g, size_t i, struct ninfo *ni)
 {
     memset(ni, 0, sizeof *ni);
@@ -187,6 +230,11 @@ static void classify(const struct kiln_opt *o, const struct kiln_graph *g, size_
             ni->in_kind[0] = IN_ACT;
             ni->role = R_EW;
         }
+        if (!strcmp(op, "ChannelShuffle") && n->n_in == 1 && n->n_out == 1 &&
+            image4(g, n->inputs[0], x) && chan_axis(kiln_opt_attr_i(n, "axis", 1))) {
+            ni->in_kind[0] = IN_ACT;
+            ni->role = R_SHUFFLE;
+        }
         return;
     }
     if (dom[0]) return;
@@ -201,7 +249,24 @@ static void classify(const struct kiln_opt *o, const struct kiln_graph *g, size_
         }
         return;
     }
+    if (!strcmp(op, "MaxPool") || !strcmp(op, "AveragePool")) {
+        const int64_t *ks;
+        size_t nks;
+        if (n->n_in == 1 && image4(g, n->inputs[0], x) && kiln_opt_attr_ints(n, "kernel_shape", &ks, &nks) &&
+            nks == 2) {
+            ni->in_kind[0] = IN_ACT;
+            ni->role = R_POOL;
+        }
+        return;
+    }
     if (n->n_out != 1) return;
+    if (!strcmp(op, "Slice")) {
+        if (image4(g, n->inputs[0], x) && slice_axes(o, g, n, NULL, NULL)) {
+            ni->in_kind[0] = IN_ACT;
+            ni->role = R_SLICE;
+        }
+        return;
+    }
     if (!strcmp(op, "GlobalAveragePool") || !strcmp(op, "GlobalMaxPool")) {
         if (n->n_in == 1 && image4(g, n->inputs[0], x)) {
             ni->in_kind[0] = IN_ACT;
@@ -401,7 +466,19 @@ static kiln_status replace_node(struct nhwc *s, size_t i, const char *op, const 
     return kiln_opt_copy_attrs(s->o, *nn, n);
 }
 
-/* BatchNormalization -> Mul(x, s) -> Add(., t) with per-channel [C] constants. */
+/* The activation node that is the only reader of BN node i's output, in i's region and
+ * one kiln.ScaleBias can apply (fu_activation); -1 when there is none. */
+static int bn_activation(const struct nhwc *s, size_t i, struct fu_act *a)
+{
+    const char *v = s->g->nodes[i].outputs[0];
+    int j = kiln_opt_single_consumer(s->g, v);
+    if (j < 0 || s->ni[j].role != R_EW || s->rid[j] != s->rid[i]) return -1;
+    return fu_activation(s->o, s->g, (size_t)j, v, a) ? j : -1;
+}
+
+/* BatchNormalization -> kiln.ScaleBias(x, s, t) with per-channel [C] constants
+ * s = gamma / sqrt(var + eps), t = beta - mean * s (Mul then Add, one pass), taking the
+ * activation that alone reads it along (DenseNet's BN + Relu before each convolution). */
 static kiln_status rewrite_bn(struct nhwc *s, size_t i, const char *out)
 {
     const struct kiln_node *n = &s->g->nodes[i];
@@ -417,22 +494,26 @@ static kiln_status rewrite_bn(struct nhwc *s, size_t i, const char *out)
         st[j] = (float)sc;
         st[c + j] = (float)(beta[j] - mean[j] * sc);
     }
-    const char *x, *sn, *tn, *mid;
+    const char *ins[3];
     int64_t dims[1] = {(int64_t)c};
     char base[256];
-    kiln_status rc = act_name(s, i, 0, &x);
+    kiln_status rc = act_name(s, i, 0, &ins[0]);
     snprintf(base, sizeof base, "%s_scale", n->name && n->name[0] ? n->name : "bn");
-    if (!rc) rc = fu_add_f32(s->o, s->g, base, 1, dims, st, &sn);
+    if (!rc) rc = fu_add_f32(s->o, s->g, base, 1, dims, st, &ins[1]);
     snprintf(base, sizeof base, "%s_shift", n->name && n->name[0] ? n->name : "bn");
-    if (!rc) rc = fu_add_f32(s->o, s->g, base, 1, dims, st + c, &tn);
+    if (!rc) rc = fu_add_f32(s->o, s->g, base, 1, dims, st + c, &ins[2]);
     kiln_free(st);
     KILN_TRY(rc);
-    snprintf(base, sizeof base, "%s_scaled", out);
-    KILN_TRY(kiln_opt_unique_name(s->o, base, &mid));
-    const char *mul_in[2] = {x, sn}, *add_in[2] = {mid, tn};
-    KILN_TRY(kiln_opt_add_node(s->o, s->g, "Mul", "", NULL, 2, mul_in, 1, &mid, NULL));
-    return kiln_opt_add_node(s->o, s->g, "Add", "", n->name && n->name[0] ? n->name : NULL, 2, add_in,
-                             1, &out, NULL);
+    struct fu_act a = {.name = ""};
+    int j = bn_activation(s, i, &a);
+    if (j >= 0) {
+        out = s->out_nhwc[j];
+        s->ni[j].absorbed = true;
+    }
+    struct kiln_node *nn;
+    KILN_TRY(kiln_opt_add_node(s->o, s->g, "ScaleBias", "kiln", n->name && n->name[0] ? n->name : NULL, 3,
+                               ins, 1, &out, &nn));
+    return fu_set_act(s->o, nn, &a);
 }
 
 /* GlobalAveragePool / GlobalMaxPool -> ReduceMean / ReduceMax over H and W, keepdims. */
@@ -456,11 +537,34 @@ static kiln_status rewrite_gpool(struct nhwc *s, size_t i, const char *out)
     return kiln_opt_set_attr_i(s->o, nn, "keepdims", 1);
 }
 
+/* Slice: the same node with each axis moved to its NHWC place (N 0, C 3, H 1, W 2). */
+static kiln_status rewrite_slice(struct nhwc *s, size_t i, const char *out)
+{
+    static const int64_t TO_NHWC[4] = {0, 3, 1, 2};
+    const struct kiln_node *n = &s->g->nodes[i];
+    int64_t axes[4];
+    size_t cnt;
+    struct kiln_node *nn;
+    if (!slice_axes(s->o, s->g, n, axes, &cnt)) return KILN_OK; /* checked by classify */
+    for (size_t k = 0; k < cnt; k++) axes[k] = TO_NHWC[axes[k] < 0 ? axes[k] + 4 : axes[k]];
+    KILN_TRY(replace_node(s, i, "Slice", "", out, &nn));
+    if (n->since > 0 && n->since < 10) return kiln_opt_set_attr_ints(s->o, nn, "axes", axes, cnt);
+    const struct kiln_tensor *old = fu_const(s->o, s->g, n->inputs[3]);
+    int32_t a32[4];
+    for (size_t k = 0; k < cnt; k++) a32[k] = (int32_t)axes[k];
+    struct kiln_tensor t = {.dtype = old->dtype, .rank = 1, .dims = {(int64_t)cnt},
+                            .data = old->dtype == KILN_DTYPE_I32 ? (void *)a32 : (void *)axes};
+    char base[256];
+    snprintf(base, sizeof base, "%s_nhwc", n->inputs[3]);
+    return kiln_opt_add_init(s->o, s->g, base, &t, &nn->inputs[3]);
+}
+
 static kiln_status rewrite_node(struct nhwc *s, size_t i)
 {
     const struct kiln_node *n = &s->g->nodes[i];
     const char *out = s->out_nhwc[i];
     struct kiln_node *nn;
+    if (s->ni[i].absorbed) return KILN_OK; /* written by its BN's ScaleBias */
     switch (s->ni[i].role) {
     case R_CONV:
         return replace_node(s, i, "ConvNhwc", "kiln", out, &nn);
@@ -469,6 +573,13 @@ static kiln_status rewrite_node(struct nhwc *s, size_t i)
     case R_CONCAT:
         KILN_TRY(replace_node(s, i, "Concat", "", out, &nn));
         return kiln_opt_set_attr_i(s->o, nn, "axis", 3);
+    case R_POOL:
+        return replace_node(s, i, strcmp(n->op_type, "MaxPool") ? "AveragePoolNhwc" : "MaxPoolNhwc",
+                            "kiln", out, &nn);
+    case R_SHUFFLE:
+        KILN_TRY(replace_node(s, i, "ChannelShuffle", "kiln", out, &nn));
+        return kiln_opt_set_attr_i(s->o, nn, "axis", 3);
+    case R_SLICE: return rewrite_slice(s, i, out);
     case R_BN: return rewrite_bn(s, i, out);
     case R_GPOOL: return rewrite_gpool(s, i, out);
     default: return KILN_OK;

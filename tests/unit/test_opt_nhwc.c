@@ -6,8 +6,12 @@
  *   - structure: which nodes became kiln.ConvNhwc, one Transpose(0,2,3,1) per entering value
  *     (shared by its readers), one Transpose(0,3,1,2) per leaving value writing the original
  *     name, constants re-laid ([C] for per-channel ones, permuted 4-D otherwise), inference
- *     BatchNormalization as Mul/Add by [C] constants, Concat on axis 3, GlobalAveragePool as
- *     ReduceMean over [1, 2] (axes attribute before opset 18, an input from 18);
+ *     BatchNormalization (+ the activation after it) as kiln.ScaleBias by [C] constants,
+ *     Concat on axis 3, GlobalAveragePool as ReduceMean over [1, 2] (axes attribute before
+ *     opset 18, an input from 18), MaxPool / AveragePool as kiln.MaxPoolNhwc /
+ *     AveragePoolNhwc, the channel shuffle (fused to kiln.ChannelShuffle) on axis 3,
+ *     Concat -> shuffle -> half Slices as kiln.ShuffleSplit, Slice on channels with axes [3]
+ *     (an input or, Slice-1, an attribute);
  *   - inferred shapes: NHWC values are [N, H, W, C]; graph outputs keep their names and
  *     NCHW shapes (a symbolic batch included);
  *   - regions whose conv work is small against their conversions, regions without a conv,
@@ -15,8 +19,8 @@
  *   - the result passes kiln_model_check, is a fixed point of the optimizer, survives a
  *     save to ONNX and a load back, and gives the original model's outputs on random inputs
  *     within |a - b| <= 1e-5 + 1e-4 |b| (the NHWC convolution sums in another order; BN as
- *     Mul/Add rounds its scale and shift once) for a ResNet-like, an SE, a DenseNet-like and
- *     a MobileNet-like block;
+ *     ScaleBias rounds its scale and shift once) for a ResNet-like, an SE, a DenseNet-like, a
+ *     ShuffleNet-like (static and symbolic batch) and a MobileNet-like block;
  *   - every allocation failing in turn leaves the model as it was.
  */
 #include <math.h>
@@ -288,7 +292,8 @@ static kiln_model *optimized(const char *text, uint64_t seed, bool keep_fused, c
 /* ------------------------------------------------------------------ ResNet-like */
 
 /* Conv+BN+Relu, Conv + residual Add + Relu (FusedConv with Z after the fusions), then a
- * MaxPool that stays NCHW. Non-square spatial dims, so NHWC shapes differ from NCHW ones. */
+ * MaxPool (kiln.MaxPoolNhwc in the region). Non-square spatial dims, so NHWC shapes differ
+ * from NCHW ones. */
 static const char *RESNET =
     "opset 13\n"
     "input x f32 1,16,12,10\n"
@@ -313,7 +318,7 @@ static void test_resnet(void)
               count_op(m, "Conv") == 0,
           "%s: %zu ConvNhwc, %zu FusedConv, %zu Conv", what, count_op(m, "kiln.ConvNhwc"),
           count_op(m, "kiln.FusedConv"), count_op(m, "Conv"));
-    CHECK(count_op(m, "Transpose") == 2, "%s: %zu Transposes, expected 2 (x in, r2 out)", what,
+    CHECK(count_op(m, "Transpose") == 2, "%s: %zu Transposes, expected 2 (x in, y out)", what,
           count_op(m, "Transpose"));
     const struct kiln_node *c1 = nth_op(m, "kiln.ConvNhwc", 0), *c2 = nth_op(m, "kiln.ConvNhwc", 1);
     if (c1 && c2) {
@@ -334,15 +339,19 @@ static void test_resnet(void)
         CHECK(pads && pads->n == 4, "%s: Conv attributes not copied", what);
         check_shape(m, c1->inputs[0], "1,12,10,16", what);
         check_shape(m, c1->outputs[0], "1,12,10,16", what);
-        /* r2 leaves the region for MaxPool under its own name, NCHW. */
-        const struct kiln_node *tout = producer(m, "r2");
-        CHECK(tout && is_op(tout, "Transpose") && has_perm(tout, 0, 3, 1, 2) &&
-                  !strcmp(tout->inputs[0], c2->outputs[0]),
-              "%s: r2 is not Transpose(ConvNhwc 2, 0,3,1,2)", what);
+        /* The MaxPool reads ConvNhwc 2 in the region; y leaves it under its own name. */
+        const struct kiln_node *mp = nth_op(m, "kiln.MaxPoolNhwc", 0);
+        CHECK(mp && !strcmp(mp->inputs[0], c2->outputs[0]), "%s: MaxPoolNhwc does not read ConvNhwc 2",
+              what);
+        const struct kiln_node *tout = producer(m, "y");
+        CHECK(tout && mp && is_op(tout, "Transpose") && has_perm(tout, 0, 3, 1, 2) &&
+                  !strcmp(tout->inputs[0], mp->outputs[0]),
+              "%s: y is not Transpose(MaxPoolNhwc, 0,3,1,2)", what);
+        if (mp) check_shape(m, mp->outputs[0], "1,6,5,16", what);
     }
-    check_shape(m, "r2", "1,16,12,10", what);
     check_shape(m, "y", "1,16,6,5", what);
-    CHECK(count_op(m, "MaxPool") == 1, "%s: MaxPool must stay", what);
+    CHECK(count_op(m, "MaxPool") == 0 && count_op(m, "kiln.MaxPoolNhwc") == 1,
+          "%s: MaxPool not converted", what);
     check_model(RESNET, 1, m, what);
     kiln_model_free(m);
 
@@ -458,7 +467,7 @@ static void test_se(int opset)
 
 /* Pre-activation BN + Relu on the block input (not after a conv: stays a BN until this
  * pass), 1x1 Conv, BN + Relu (folded), 3x3 Conv, Concat on channels with the input, a
- * second BN + Relu, 1x1 transition Conv, AveragePool (stays NCHW). */
+ * second BN + Relu, 1x1 transition Conv, AveragePool (kiln.AveragePoolNhwc). */
 static const char *DENSE =
     "opset 13\n"
     "input x f32 1,16,8,12\n"
@@ -488,21 +497,24 @@ static void test_dense(void)
     if (!m) return;
     CHECK(count_op(m, "kiln.ConvNhwc") == 3, "%s: %zu ConvNhwc", what, count_op(m, "kiln.ConvNhwc"));
     CHECK(count_op(m, "BatchNormalization") == 0, "%s: a BatchNormalization is left", what);
-    CHECK(count_op(m, "Mul") == 2 && count_op(m, "Add") == 2, "%s: %zu Mul, %zu Add (2 BN each)", what,
-          count_op(m, "Mul"), count_op(m, "Add"));
-    CHECK(count_op(m, "Transpose") == 2, "%s: %zu Transposes, expected 2 (x in, c3 out)", what,
+    CHECK(count_op(m, "kiln.ScaleBias") == 2 && count_op(m, "Relu") == 0 && count_op(m, "Mul") == 0 &&
+              count_op(m, "Add") == 0,
+          "%s: %zu ScaleBias, %zu Relu (2 BN + Relu, each one ScaleBias)", what,
+          count_op(m, "kiln.ScaleBias"), count_op(m, "Relu"));
+    CHECK(count_op(m, "Transpose") == 2, "%s: %zu Transposes, expected 2 (x in, y out)", what,
           count_op(m, "Transpose"));
     CHECK(readers(m, "x") == 1, "%s: x read %zu times (BN and Concat share one Transpose)", what,
           readers(m, "x"));
-    /* The first BN: Mul(x_nhwc, scale[16]) then Add(., shift[16]), values in double. */
-    const struct kiln_node *mul = nth_op(m, "Mul", 0);
-    const struct kiln_tensor *sc = mul ? init_of(m, mul->inputs[1]) : NULL;
-    const struct kiln_node *add = mul ? nth_op(m, "Add", 0) : NULL;
-    const struct kiln_tensor *sh = add ? init_of(m, add->inputs[1]) : NULL;
+    /* The first BN + Relu: ScaleBias(x_nhwc, scale[16], shift[16]) activation Relu, the
+     * constants in double. */
+    const struct kiln_node *sb = nth_op(m, "kiln.ScaleBias", 0);
+    const struct kiln_tensor *sc = sb && sb->n_in == 3 ? init_of(m, sb->inputs[1]) : NULL;
+    const struct kiln_tensor *sh = sb && sb->n_in == 3 ? init_of(m, sb->inputs[2]) : NULL;
+    const struct kiln_attr *act = sb ? kiln_node_attr(sb, "activation") : NULL;
     kiln_model *orig = load_text(DENSE, 4);
-    CHECK(sc && sh && sc->rank == 1 && sc->dims[0] == 16 && sh->rank == 1 && sh->dims[0] == 16 &&
-              add && !strcmp(add->inputs[0], mul->outputs[0]),
-          "%s: BN not as Mul/Add by [16] constants", what);
+    CHECK(sc && sh && sc->rank == 1 && sc->dims[0] == 16 && sh->rank == 1 && sh->dims[0] == 16 && act &&
+              act->type == KILN_ATTR_STRING && !strcmp(act->s, "Relu"),
+          "%s: BN + Relu not as ScaleBias(x, [16], [16]) with Relu", what);
     if (sc && sh && orig && sc->rank == 1 && sc->dims[0] == 16) {
         const float *g = init_of(orig, "s0")->data, *b = init_of(orig, "t0")->data;
         const float *mu = init_of(orig, "m0")->data, *v = init_of(orig, "v0")->data;
@@ -518,10 +530,191 @@ static void test_dense(void)
     const struct kiln_node *cat = nth_op(m, "Concat", 0);
     CHECK(cat && attr_int(cat, "axis", 0) == 3, "%s: Concat not on axis 3", what);
     if (cat) check_shape(m, cat->outputs[0], "1,8,12,24", what);
-    const struct kiln_node *tc = producer(m, "c3");
-    CHECK(tc && is_op(tc, "Transpose") && has_perm(tc, 0, 3, 1, 2), "%s: c3 not from a Transpose", what);
-    CHECK(count_op(m, "AveragePool") == 1, "%s: AveragePool must stay", what);
+    const struct kiln_node *ty = producer(m, "y"), *ap = nth_op(m, "kiln.AveragePoolNhwc", 0);
+    CHECK(ty && ap && is_op(ty, "Transpose") && has_perm(ty, 0, 3, 1, 2) &&
+              !strcmp(ty->inputs[0], ap->outputs[0]),
+          "%s: y not Transpose(AveragePoolNhwc)", what);
+    CHECK(count_op(m, "AveragePool") == 0, "%s: AveragePool not converted", what);
+    if (ap) check_shape(m, ap->outputs[0], "1,4,6,16", what);
     check_model(DENSE, 4, m, what);
+    kiln_model_free(m);
+}
+
+/* ------------------------------------------------------------------ ShuffleNet-like */
+
+/* Conv + Relu, MaxPool (ceil_mode, pads), the channel shuffle as exporters write it
+ * (Reshape -> Transpose(0,2,1,3,4) -> Reshape), a Slice into two channel halves (axes 1 and
+ * -3), a 1x1 Conv on one half, Concat with the other, AveragePool with count_include_pad.
+ * %s: the batch dim ("1" or a symbol "N"); %s: the Reshapes' batch entry ("1" or "0", copy). */
+static const char *SHUFFLE_FMT =
+    "opset 13\n"
+    "input x f32 %s,8,22,18\n"
+    "init w0 f32 16,8,3,3 rand\ninit b0 f32 16 rand\n"
+    "node Conv x,w0,b0 -> c0 pads=ints:1,1,1,1\n"
+    "node Relu c0 -> r0\n"
+    "node MaxPool r0 -> p0 kernel_shape=ints:3,3 strides=ints:2,2 pads=ints:1,1,1,1 ceil_mode=int:1\n"
+    "init s5 i64 5 = %s,2,8,12,10\ninit s4 i64 4 = %s,-1,12,10\n"
+    "node Reshape p0,s5 -> rs\n"
+    "node Transpose rs -> tr perm=ints:0,2,1,3,4\n"
+    "node Reshape tr,s4 -> sh\n"
+    "init st0 i64 1 = 0\ninit en0 i64 1 = 8\ninit ax0 i64 1 = 1\n"
+    "init st1 i64 1 = 8\ninit en1 i64 1 = 16\ninit ax1 i64 1 = -3\n"
+    "node Slice sh,st0,en0,ax0 -> a\n"
+    "node Slice sh,st1,en1,ax1 -> b\n"
+    "init w1 f32 8,8,1,1 rand\n"
+    "node Conv b,w1 -> cb\n"
+    "node Relu cb -> rb\n"
+    "node Concat a,rb -> cat axis=int:1\n"
+    "node AveragePool cat -> y kernel_shape=ints:3,3 strides=ints:2,2 pads=ints:1,1,1,1 "
+    "count_include_pad=int:1\n"
+    "output y\n";
+
+static void test_shuffle(bool symbolic)
+{
+    const char *what = symbolic ? "shufflenet block, symbolic batch" : "shufflenet block";
+    char text[2048];
+    snprintf(text, sizeof text, SHUFFLE_FMT, symbolic ? "N" : "1", symbolic ? "0" : "1",
+             symbolic ? "0" : "1");
+    kiln_model *m = optimized(text, 5, true, what);
+    if (!m) return;
+    CHECK(count_op(m, "kiln.ConvNhwc") == 2 && count_op(m, "kiln.MaxPoolNhwc") == 1 &&
+              count_op(m, "kiln.AveragePoolNhwc") == 1 && count_op(m, "kiln.ChannelShuffle") == 1 &&
+              count_op(m, "Reshape") == 0 && count_op(m, "Slice") == 2,
+          "%s: %zu ConvNhwc, %zu MaxPoolNhwc, %zu AveragePoolNhwc, %zu ChannelShuffle, %zu Reshape, "
+          "%zu Slice",
+          what, count_op(m, "kiln.ConvNhwc"), count_op(m, "kiln.MaxPoolNhwc"),
+          count_op(m, "kiln.AveragePoolNhwc"), count_op(m, "kiln.ChannelShuffle"), count_op(m, "Reshape"),
+          count_op(m, "Slice"));
+    CHECK(count_op(m, "Transpose") == 2, "%s: %zu Transposes, expected 2 (x in, y out)", what,
+          count_op(m, "Transpose"));
+    const struct kiln_node *cs = nth_op(m, "kiln.ChannelShuffle", 0);
+    CHECK(cs && attr_int(cs, "axis", 1) == 3 && attr_int(cs, "group", 0) == 2,
+          "%s: ChannelShuffle not on axis 3 with group 2", what);
+    const struct kiln_node *mp = nth_op(m, "kiln.MaxPoolNhwc", 0);
+    CHECK(mp && cs && !strcmp(cs->inputs[0], mp->outputs[0]), "%s: the shuffle does not read the pool",
+          what);
+    if (mp) check_shape(m, mp->outputs[0], symbolic ? "N,12,10,16" : "1,12,10,16", what);
+    for (size_t k = 0; k < 2; k++) {
+        const struct kiln_node *sl = nth_op(m, "Slice", k);
+        const struct kiln_tensor *ax = sl && sl->n_in > 3 ? init_of(m, sl->inputs[3]) : NULL;
+        int64_t v = !ax ? -1 : ax->dtype == KILN_DTYPE_I64 ? ((const int64_t *)ax->data)[0]
+                                                           : ((const int32_t *)ax->data)[0];
+        CHECK(ax && kiln_tensor_numel(ax) == 1 && v == 3,
+              "%s: Slice %zu axes not the constant [3]", what, k);
+        if (sl && cs) CHECK(!strcmp(sl->inputs[0], cs->outputs[0]), "%s: Slice %zu does not read the shuffle", what, k);
+        if (sl) check_shape(m, sl->outputs[0], symbolic ? "N,12,10,8" : "1,12,10,8", what);
+    }
+    const struct kiln_node *ty = producer(m, "y"), *ap = nth_op(m, "kiln.AveragePoolNhwc", 0);
+    CHECK(ty && ap && is_op(ty, "Transpose") && has_perm(ty, 0, 3, 1, 2) && !strcmp(ty->inputs[0], ap->outputs[0]),
+          "%s: y not Transpose(AveragePoolNhwc)", what);
+    check_shape(m, "y", symbolic ? "N,16,6,5" : "1,16,6,5", what);
+    check_model(text, 5, m, what);
+    kiln_model_free(m);
+
+    /* Without kiln ops: nothing changes (not even the shuffle, which needs a kiln op). */
+    m = optimized(text, 5, false, what);
+    if (m) {
+        CHECK(count_op(m, "Reshape") == 2 && count_op(m, "kiln.ChannelShuffle") == 0 &&
+                  count_op(m, "MaxPool") == 1,
+              "%s, no kiln ops: the graph changed", what);
+        kiln_model_free(m);
+    }
+}
+
+/* Slice-1 (opset 9: starts, ends, axes as attributes) on channels. */
+static void test_slice_attrs(void)
+{
+    const char *what = "Slice-1 on channels";
+    const char *text = "opset 9\ninput x f32 1,8,10,10\ninit w0 f32 16,8,3,3 rand\n"
+                       "node Conv x,w0 -> c0 pads=ints:1,1,1,1\n"
+                       "node Slice c0 -> s starts=ints:4 ends=ints:12 axes=ints:1\n"
+                       "init w1 f32 8,8,3,3 rand\nnode Conv s,w1 -> y pads=ints:1,1,1,1\noutput y\n";
+    kiln_model *m = optimized(text, 6, true, what);
+    if (!m) return;
+    const struct kiln_node *sl = nth_op(m, "Slice", 0);
+    const int64_t *axes = NULL;
+    const struct kiln_attr *a = sl ? kiln_node_attr(sl, "axes") : NULL;
+    if (a && a->type == KILN_ATTR_INTS && a->n == 1) axes = a->ints;
+    CHECK(axes && axes[0] == 3 && count_op(m, "Transpose") == 2 && count_op(m, "kiln.ConvNhwc") == 2,
+          "%s: not converted (axes %lld, %zu Transposes)", what, axes ? (long long)axes[0] : -1LL,
+          count_op(m, "Transpose"));
+    check_model(text, 6, m, what);
+    kiln_model_free(m);
+}
+
+/* fuse_channel_shuffle alone (no convolution, so the graph stays NCHW): the shuffle becomes
+ * kiln.ChannelShuffle on axis 1 with the same outputs; look-alikes stay. */
+static void test_shuffle_fusion_only(void)
+{
+    const char *what = "shuffle, NCHW";
+    const char *text = "opset 13\ninput x f32 2,12,4,6\n"
+                       "init s5 i64 5 = 2,3,4,4,6\ninit s4 i64 4 = 2,12,4,6\n"
+                       "node Reshape x,s5 -> a\nnode Transpose a -> b perm=ints:0,2,1,3,4\n"
+                       "node Reshape b,s4 -> y\noutput y\n";
+    kiln_model *m = optimized(text, 9, true, what);
+    if (m) {
+        const struct kiln_node *cs = nth_op(m, "kiln.ChannelShuffle", 0);
+        CHECK(cs && attr_int(cs, "group", 0) == 3 && attr_int(cs, "axis", 0) == 1 &&
+                  count_op(m, "Reshape") == 0 && count_op(m, "Transpose") == 0,
+              "%s: not one ChannelShuffle(group 3, axis 1)", what);
+        check_model(text, 9, m, what);
+        kiln_model_free(m);
+    }
+    /* Another permutation (the last two dims swapped), and a last Reshape that is not back
+     * to [N, C, H, W]: not a channel shuffle. */
+    const char *others[] = {
+        "opset 13\ninput x f32 1,8,4,6\ninit s5 i64 5 = 1,2,4,4,6\ninit s4 i64 4 = 1,8,4,6\n"
+        "node Reshape x,s5 -> a\nnode Transpose a -> b perm=ints:0,1,2,4,3\n"
+        "node Reshape b,s4 -> y\noutput y\n",
+        "opset 13\ninput x f32 1,8,4,6\ninit s5 i64 5 = 1,2,4,4,6\ninit s3 i64 3 = 1,32,6\n"
+        "node Reshape x,s5 -> a\nnode Transpose a -> b perm=ints:0,2,1,3,4\n"
+        "node Reshape b,s3 -> y\noutput y\n",
+        /* The transposed value is read twice. */
+        "opset 13\ninput x f32 1,8,4,6\ninit s5 i64 5 = 1,2,4,4,6\ninit s4 i64 4 = 1,8,4,6\n"
+        "node Reshape x,s5 -> a\nnode Transpose a -> b perm=ints:0,2,1,3,4\n"
+        "node Reshape b,s4 -> y\nnode Relu b -> z\noutput y\noutput z\n",
+    };
+    for (size_t i = 0; i < sizeof others / sizeof *others; i++) {
+        char w[64];
+        snprintf(w, sizeof w, "shuffle look-alike %zu", i);
+        m = optimized(others[i], 9, true, w);
+        if (!m) continue;
+        CHECK(count_op(m, "kiln.ChannelShuffle") == 0 && count_op(m, "Reshape") == 2,
+              "%s: fused (%zu ChannelShuffle)", w, count_op(m, "kiln.ChannelShuffle"));
+        kiln_model_free(m);
+    }
+}
+
+/* A ShuffleNetV2 unit boundary in a region: Concat of two branches, the shuffle, two half
+ * Slices (the high one with an end past the dim, clamped): kiln.ShuffleSplit once the
+ * region is channels-last. */
+static void test_shuffle_split(void)
+{
+    const char *what = "shuffle split";
+    const char *text = "opset 13\ninput x f32 1,16,8,10\n"
+                       "init w0 f32 16,16,3,3 rand\nnode Conv x,w0 -> c0 pads=ints:1,1,1,1\n"
+                       "init w1 f32 16,16,1,1 rand\nnode Conv x,w1 -> c1\n"
+                       "node Concat c0,c1 -> cat axis=int:1\n"
+                       "init s5 i64 5 = 1,2,16,8,10\ninit s4 i64 4 = 1,32,8,10\n"
+                       "node Reshape cat,s5 -> rs\nnode Transpose rs -> tr perm=ints:0,2,1,3,4\n"
+                       "node Reshape tr,s4 -> sh\n"
+                       "init z i64 1 = 0\ninit h i64 1 = 16\ninit big i64 1 = 1000\ninit ax i64 1 = 1\n"
+                       "node Slice sh,z,h,ax -> lo\nnode Slice sh,h,big,ax -> hi\n"
+                       "init w2 f32 16,16,3,3 rand\nnode Conv lo,w2 -> a pads=ints:1,1,1,1\n"
+                       "node Relu hi -> b\nnode Concat a,b -> y axis=int:1\noutput y\n";
+    kiln_model *m = optimized(text, 10, true, what);
+    if (!m) return;
+    CHECK(count_op(m, "kiln.ShuffleSplit") == 1 && count_op(m, "kiln.ChannelShuffle") == 0 &&
+              count_op(m, "Slice") == 0 && count_op(m, "Concat") == 1 && count_op(m, "Transpose") == 2,
+          "%s: %zu ShuffleSplit, %zu ChannelShuffle, %zu Slice, %zu Concat, %zu Transpose", what,
+          count_op(m, "kiln.ShuffleSplit"), count_op(m, "kiln.ChannelShuffle"), count_op(m, "Slice"),
+          count_op(m, "Concat"), count_op(m, "Transpose"));
+    const struct kiln_node *ss = nth_op(m, "kiln.ShuffleSplit", 0);
+    if (ss) {
+        check_shape(m, ss->outputs[0], "1,8,10,16", what);
+        check_shape(m, ss->outputs[1], "1,8,10,16", what);
+    }
+    check_model(text, 10, m, what);
     kiln_model_free(m);
 }
 
@@ -624,11 +817,11 @@ static void test_left_alone(void)
     unchanged("opset 13\ninput x f32 1,32,8,8,8\ninit w f32 32,32,3,3,3 rand\n"
               "node Conv x,w -> y pads=ints:1,1,1,1,1,1\noutput y\n",
               "3-D conv");
-    /* The ratio counts the conversions of every region separately: two convs split by a
-     * MaxPool each pay for themselves, the narrow one next to them does not. */
+    /* The ratio counts the conversions of every region separately: two convs split by an
+     * LpPool (no NHWC form) each pay for themselves, the narrow one next to them does not. */
     const char *text = "opset 13\ninput x f32 1,32,16,16\ninit w1 f32 32,32,3,3 rand\n"
                        "node Conv x,w1 -> c1 pads=ints:1,1,1,1\n"
-                       "node MaxPool c1 -> p kernel_shape=ints:2,2 strides=ints:2,2\n"
+                       "node LpPool c1 -> p kernel_shape=ints:2,2 strides=ints:2,2\n"
                        "init w2 f32 2,32,1,1 rand\nnode Conv p,w2 -> c2\n"
                        "node Relu c2 -> y\noutput y\n";
     kiln_model *m = optimized(text, 7, true, "two regions");
@@ -685,6 +878,11 @@ int main(void)
     test_se(13);
     test_se(18);
     test_dense();
+    test_shuffle(false);
+    test_shuffle(true);
+    test_slice_attrs();
+    test_shuffle_fusion_only();
+    test_shuffle_split();
     test_mobile();
     test_left_alone();
     test_nomem();

@@ -112,7 +112,9 @@ static size_t linear(int rank, const int64_t *dims, const int64_t *c)
 /* ------------------------------------------------------------------ Transpose */
 
 /* Dims up to max_dim: small ones walk every permutation path; from 16 the innermost swapped
- * dims take the tiled transpose of kiln_tops_strided_copy (odd sizes: partial tiles). */
+ * dims take the tiled transpose of kiln_tops_strided_copy (odd sizes: partial tiles), or its
+ * narrow column-by-column one when the inner swapped dim is below 16 (NCHW -> NHWC of a
+ * 3-channel image). */
 static void test_transpose_random(int iters, int max_rank, int max_dim)
 {
     for (int iter = 0; iter < iters; iter++) {

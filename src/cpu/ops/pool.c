@@ -40,6 +40,7 @@
 #include <time.h>
 
 #include "base/pool.h"
+#include "cpu/pool_geom.h"
 #include "cpu/tensor_util.h"
 #include "infer/infer.h"
 
@@ -51,29 +52,10 @@ static bool pool_dtype_ok(kiln_dtype dt, bool ints)
            dt == KILN_DTYPE_F64 || (ints && (dt == KILN_DTYPE_I8 || dt == KILN_DTYPE_U8));
 }
 
-/* ------------------------------------------------------------------ geometry */
-
-struct pool_geom {
-    int nd;
-    int64_t in[KILN_MAX_RANK], out[KILN_MAX_RANK], k[KILN_MAX_RANK];
-    int64_t s[KILN_MAX_RANK], d[KILN_MAX_RANK], pb[KILN_MAX_RANK], pe[KILN_MAX_RANK];
-    size_t is, os, ks;
-};
-
-enum pool_pad { POOL_PAD_NOTSET, POOL_PAD_SAME_UPPER, POOL_PAD_SAME_LOWER, POOL_PAD_VALID };
-
-/* The window attributes of a MaxPool / AveragePool / LpPool node, decoded once by prepare.
- * The lists are borrowed from the node (which outlives the state); n_*: their lengths (0:
- * absent), checked against X's rank at run. */
-struct pool_attrs {
-    size_t n_k, n_s, n_d, n_p;
-    const int64_t *k, *s, *d, *p;
-    bool ceil_mode;
-    enum pool_pad pad;
-};
+/* ------------------------------------------------------------------ geometry (cpu/pool_geom.h) */
 
 /* Decodes the window attributes; fails only on an auto_pad that is not one of the four. */
-static kiln_status pool_decode_window(struct kiln_kctx *k, struct pool_attrs *a)
+kiln_status kiln_pool_decode_window(struct kiln_kctx *k, struct pool_attrs *a)
 {
     a->n_k = kiln_attr_ints(k, "kernel_shape", &a->k);
     a->n_s = kiln_attr_ints(k, "strides", &a->s);
@@ -97,7 +79,7 @@ static kiln_status pool_decode_window(struct kiln_kctx *k, struct pool_attrs *a)
 
 /* Checks the window attributes a against an X of rank `rank` and dims `dims` and derives
  * the output sizes. */
-static kiln_status pool_geom(struct kiln_kctx *k, const struct pool_attrs *a, int rank,
+kiln_status kiln_pool_geom(struct kiln_kctx *k, const struct pool_attrs *a, int rank,
                              const int64_t *dims, struct pool_geom *g)
 {
     memset(g, 0, sizeof *g);
@@ -261,10 +243,8 @@ static void pool_planes(const struct pool_geom *g, enum pool_kind kind, bool inc
 
 /* ------------------------------------------------------------------ 2-D fast path */
 
-/* Along one dim, the taps j in [*lo, *hi) of output o's window fall inside the input;
- * *cnt is how many fall inside input + pads (AveragePool's count_include_pad). */
-static void pool_taps(const struct pool_geom *g, int dim, int64_t o, int64_t *lo, int64_t *hi,
-                      int64_t *cnt)
+void kiln_pool_taps(const struct pool_geom *g, int dim, int64_t o, int64_t *lo, int64_t *hi,
+                    int64_t *cnt)
 {
     int64_t st = o * g->s[dim] - g->pb[dim], d = g->d[dim], k = g->k[dim], in = g->in[dim];
     int64_t l = st >= 0 ? 0 : kiln_div_ceil(-st, d);
@@ -331,7 +311,7 @@ static void pool_plane2d(const struct pool_geom *g, enum pool_kind kind, bool in
     bool is_max = kind == POOL_MAX;
     for (int64_t oy = 0; oy < OH; oy++) {
         int64_t ky0, ky1, cy;
-        pool_taps(g, 0, oy, &ky0, &ky1, &cy);
+        kiln_pool_taps(g, 0, oy, &ky0, &ky1, &cy);
         int64_t y0 = oy * sy - g->pb[0];
         float *yr = yp + oy * OW;
         int64_t *ir = idx ? idx + oy * OW : NULL;
@@ -390,7 +370,7 @@ static void pool_plane2d(const struct pool_geom *g, enum pool_kind kind, bool in
                 continue;
             }
             int64_t kx0, kx1, cx;
-            pool_taps(g, 1, ox, &kx0, &kx1, &cx);
+            kiln_pool_taps(g, 1, ox, &kx0, &kx1, &cx);
             int64_t x0 = ox * sx - g->pb[1];
             if (is_max) {
                 float best = -INFINITY;
@@ -478,7 +458,7 @@ struct pool_state {
 static kiln_status pool_decode(struct kiln_kctx *k, enum pool_kind kind, struct pool_state *st)
 {
     memset(st, 0, sizeof *st);
-    KILN_TRY(pool_decode_window(k, &st->a));
+    KILN_TRY(kiln_pool_decode_window(k, &st->a));
     st->p = 2.0f;
     if (kind == POOL_LP) {
         st->p = k->opset < 2 ? kiln_attr_f(k, "p", 2.0f) : (float)kiln_attr_i(k, "p", 2);
@@ -516,7 +496,7 @@ static int pool_tune(struct kiln_kprep *p, enum pool_kind kind, const struct poo
     struct kiln_kctx kc = p->kc;
     kc.err = &geom_err;
     struct pool_geom g;
-    if (pool_geom(&kc, &st->a, 4, dims, &g)) return POOL_AUTO;
+    if (kiln_pool_geom(&kc, &st->a, 4, dims, &g)) return POOL_AUTO;
     size_t planes, nx, ny, bytes;
     if (!kiln_mul_size((size_t)dims[0], (size_t)dims[1], &planes) || !planes || !g.os ||
         !kiln_mul_size(planes, g.is, &nx) || !kiln_mul_size(planes, g.os, &ny) ||
@@ -594,7 +574,7 @@ static kiln_status pool_run(struct kiln_kctx *k, enum pool_kind kind)
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input X is %s; expected a float type%s",
                           kiln_dtype_name(x->dtype), kind == POOL_MAX ? ", int8 or uint8" : "");
     struct pool_geom g;
-    KILN_TRY(pool_geom(k, &st->a, x->rank, x->dims, &g));
+    KILN_TRY(kiln_pool_geom(k, &st->a, x->rank, x->dims, &g));
     int64_t ydims[KILN_MAX_RANK] = {x->dims[0], x->dims[1]};
     for (int i = 0; i < g.nd; i++) ydims[2 + i] = g.out[i];
     struct kiln_tensor *y, *ind = NULL;

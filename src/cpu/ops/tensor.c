@@ -401,22 +401,32 @@ static kiln_status concat_run(struct kiln_kctx *k)
         d[axis] += x->dims[axis];
     }
     struct kiln_tensor *o;
-    KILN_TRY(kiln_out_tensor(k, 0, x0->dtype, x0->rank, d, &o));
+    KILN_TRY(kiln_out_tensor_raw(k, 0, x0->dtype, x0->rank, d, &o));
     size_t esz = kiln_dtype_size(x0->dtype);
     size_t outer = 1, inner = esz;
     for (int a = 0; a < axis; a++) outer *= (size_t)d[a];
     for (int a = axis + 1; a < x0->rank; a++) inner *= (size_t)d[a];
     if (kiln_tensor_numel(o) == 0) return KILN_OK;
     char *ph = kiln_tops_placeholder(o);
-    size_t orow = (size_t)d[axis] * inner, pos = 0;
-    for (size_t i = 0; i < k->n_in; i++) {
+    /* Output rows in order, each filled from every input: the output is written once,
+     * front to back, which matters when rows are short (channels-last Concat on the last
+     * axis: one row per pixel). */
+    unsigned char *out = o->data;
+    const unsigned char *src[64];
+    size_t rows[64], n_src = k->n_in <= 64 ? k->n_in : 0; /* inputs looked up once */
+    for (size_t i = 0; i < n_src; i++) {
         const struct kiln_tensor *x = kiln_in(k, i);
-        size_t row = (size_t)x->dims[axis] * inner;
-        if (row == 0) continue;
-        for (size_t j = 0; j < outer; j++)
-            memcpy((unsigned char *)o->data + j * orow + pos,
-                   (const unsigned char *)x->data + j * row, row);
-        pos += row;
+        src[i] = x->data;
+        rows[i] = (size_t)x->dims[axis] * inner;
+    }
+    for (size_t j = 0; j < outer; j++) {
+        for (size_t i = 0; i < k->n_in; i++) {
+            const struct kiln_tensor *x = i < n_src ? NULL : kiln_in(k, i);
+            size_t row = x ? (size_t)x->dims[axis] * inner : rows[i];
+            if (row == 0) continue;
+            memcpy(out, (x ? (const unsigned char *)x->data : src[i]) + j * row, row);
+            out += row;
+        }
     }
     return kiln_tops_own_strings(k, o, ph);
 }

@@ -100,6 +100,17 @@ static void tiled_transpose(void *dst, const void *src, size_t esz, int64_t R, i
 }
 #undef TILED_T
 
+/* tiled_transpose's case with few columns (C < 16, 4-byte elements): column by column, so
+ * src is read front to back and each dst row gets its C elements from C streams (NCHW ->
+ * NHWC of an image with 3 channels took 1.7 ns per element as one 3-element run per pixel). */
+static void narrow_transpose(void *dst, const void *src, int64_t R, int64_t C, int64_t step)
+{
+    uint32_t *d = dst;
+    const uint32_t *s = src;
+    for (int64_t i = 0; i < R; i++)
+        for (int64_t j = 0; j < C; j++) d[i * C + j] = s[i + j * step];
+}
+
 void kiln_tops_strided_copy(void *dst, const void *src, size_t esz, int rank, const int64_t *dims,
                             const int64_t *sstride)
 {
@@ -131,12 +142,16 @@ void kiln_tops_strided_copy(void *dst, const void *src, size_t esz, int rank, co
      * innermost. */
     bool tiled = r >= 2 && s[r - 2] == 1 && step > 1 && d[r - 2] >= 16 && n >= 16 &&
                  (esz == 1 || esz == 2 || esz == 4 || esz == 8);
+    bool narrow = r >= 2 && s[r - 2] == 1 && step > 1 && d[r - 2] >= 16 && n < 16 && esz == 4;
+    tiled = tiled || narrow;
     int outer = tiled ? r - 2 : r - 1;
     size_t block = (size_t)(tiled ? d[r - 2] * n : n) * esz;
     for (int a = 0; a < outer; a++) idx[a] = 0;
     int64_t off = 0;
     for (;;) {
-        if (tiled)
+        if (narrow)
+            narrow_transpose(o, base + off * (int64_t)esz, d[r - 2], n, step);
+        else if (tiled)
             tiled_transpose(o, base + off * (int64_t)esz, esz, d[r - 2], n, step);
         else
             copy_run(o, base + off * (int64_t)esz, n, step, esz);

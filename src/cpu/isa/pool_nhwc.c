@@ -1,0 +1,81 @@
+/* src/cpu/isa/pool_nhwc.c: one output row of the channels-last MaxPool / AveragePool
+ * (contract in cpu/pool_nhwc_isa.h). Plain C loops over the contiguous channels, which the
+ * compiler vectorizes per level (max: x > m ? x : m is maxps with the operands in this order,
+ * so equal values and NaN behave as in the scalar NCHW loops). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3", "no-trapping-math")
+#endif
+
+#include <math.h>
+#include <stdbool.h>
+
+#include "cpu/pool_nhwc_isa.h"
+
+static void row_init(float *restrict y, int64_t n, float v)
+{
+    for (int64_t c = 0; c < n; c++) y[c] = v;
+}
+
+static void row_max(float *restrict y, const float *restrict x, int64_t n)
+{
+    for (int64_t c = 0; c < n; c++) y[c] = x[c] > y[c] ? x[c] : y[c];
+}
+
+static void row_add(float *restrict y, const float *restrict x, int64_t n)
+{
+    for (int64_t c = 0; c < n; c++) y[c] += x[c];
+}
+
+static void row_div(float *restrict y, int64_t n, float d)
+{
+    for (int64_t c = 0; c < n; c++) y[c] /= d;
+}
+
+/* MaxPool's rule for an output left at -inf in channel c: NaN when the window has taps
+ * inside the input and every one of them is NaN; -inf otherwise (a -inf tap, or padding
+ * only). */
+static float max_fixup(const struct kiln_pool_nhwc_row *r, const struct kiln_pool_nhwc_col *col,
+                       int64_t ox, int64_t c)
+{
+    int64_t x0 = ox * r->sx - r->pbx;
+    bool any = false;
+    for (int64_t ky = r->ky0; ky < r->ky1; ky++) {
+        const float *xr = r->x + (r->iy0 + ky * r->dy) * r->W * r->C;
+        for (int64_t kx = col->kx0; kx < col->kx1; kx++) {
+            if (!isnan(xr[(x0 + kx * r->dx) * r->C + c])) return -INFINITY;
+            any = true;
+        }
+    }
+    return any ? NAN : -INFINITY;
+}
+
+void KILN_ISA_FN(kiln_pool_nhwc_row_isa)(const struct kiln_pool_nhwc_row *r)
+{
+    const int64_t C = r->C, WC = r->W * r->C;
+    for (int64_t ox = 0; ox < r->OW; ox++) {
+        const struct kiln_pool_nhwc_col *col = &r->cols[ox];
+        float *yo = r->y + ox * C;
+        int64_t x0 = ox * r->sx - r->pbx;
+        row_init(yo, C, r->is_max ? -INFINITY : 0.0f);
+        for (int64_t ky = r->ky0; ky < r->ky1; ky++) {
+            const float *xr = r->x + (r->iy0 + ky * r->dy) * WC;
+            for (int64_t kx = col->kx0; kx < col->kx1; kx++) {
+                const float *xs = xr + (x0 + kx * r->dx) * C;
+                if (r->is_max)
+                    row_max(yo, xs, C);
+                else
+                    row_add(yo, xs, C);
+            }
+        }
+        if (r->is_max) {
+            for (int64_t c = 0; c < C; c++)
+                if (yo[c] == -INFINITY) yo[c] = max_fixup(r, col, ox, c);
+            continue;
+        }
+        int64_t cnt = r->include_pad ? r->cy * col->cnt : (r->ky1 - r->ky0) * (col->kx1 - col->kx0);
+        if (cnt)
+            row_div(yo, C, (float)cnt);
+        else
+            row_init(yo, C, NAN);
+    }
+}

@@ -1,0 +1,42 @@
+/* pool_nhwc_isa.h: the inner loop of kiln's channels-last MaxPool / AveragePool
+ * (src/cpu/ops/pool_nhwc.c), compiled per instruction-set level in src/cpu/isa/pool_nhwc.c
+ * (cpu/isa.h): one output row [OW, C] of one image, vectorized over the contiguous channels.
+ *
+ * The taps of every window are visited in the NCHW 2-D path's order (kernel rows, then
+ * kernel columns), so MaxPool's result equals pool.c's bit for bit (max = x > m ? x : m from
+ * -inf, the first of equal values kept; NaN skipped; an output left at -inf is NaN when every
+ * tap inside the input is NaN) and AveragePool's float32 sum, divided by the float count,
+ * equals pool.c's 2-D path bit for bit too.
+ */
+#ifndef KILN_CPU_POOL_NHWC_ISA_H
+#define KILN_CPU_POOL_NHWC_ISA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cpu/isa.h"
+
+/* Column taps of output column ox: kernel columns [kx0, kx1) fall inside the input, cnt of
+ * them inside input + pads. */
+struct kiln_pool_nhwc_col {
+    int64_t kx0, kx1, cnt;
+};
+
+/* One output row. */
+struct kiln_pool_nhwc_row {
+    const float *x;     /* the image: [H, W, C] */
+    float *y;           /* the output row: [OW, C] */
+    int64_t C, W, OW;
+    int64_t sx, dx, pbx; /* column stride, dilation, begin pad */
+    int64_t dy;          /* row dilation */
+    int64_t iy0;         /* input row of kernel row 0 (oy * sy - pby) */
+    int64_t ky0, ky1;    /* kernel rows inside the input */
+    int64_t cy;          /* kernel rows inside input + pads */
+    const struct kiln_pool_nhwc_col *cols; /* [OW] */
+    int is_max;          /* 1: MaxPool; 0: AveragePool */
+    int include_pad;     /* AveragePool's count_include_pad */
+};
+
+KILN_ISA_DECLARE(void, kiln_pool_nhwc_row_isa, (const struct kiln_pool_nhwc_row *r));
+
+#endif
