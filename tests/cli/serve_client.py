@@ -1,0 +1,575 @@
+"""serve_client.py: end-to-end test of `kiln serve` (docs/serve.md) with a standard-library
+KServe v2 client (urllib/http.client, json, struct; no tritonclient).
+
+Run by test_serve.sh as: python3 serve_client.py KILN SOURCE_DIR ONNX_TEST_DATA_DIR.
+Builds a model repository in a temporary folder (the digits demo model under several
+configs, ONNX node-test models), starts `kiln serve` on free ports (--http-port 0; the
+server prints the ports it bound), and checks health, metadata, configuration, JSON and
+binary inference against reference outputs, dynamic batching (through /metrics), queue
+limits and timeouts, explicit load/unload, a list of bad requests (each a 4xx with a
+message, the server staying up), and that SIGTERM drains an in-flight request and exits 0.
+"""
+import http.client
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+KILN, SRC, ONNX = sys.argv[1], sys.argv[2], sys.argv[3]
+NODE = os.path.join(ONNX, "node")
+FAILS = []
+
+
+def check(cond, what):
+    if not cond:
+        FAILS.append(what)
+        print("FAIL:", what, file=sys.stderr)
+    return cond
+
+
+def read_npy(path):
+    """A float32 little-endian C-order .npy file: (shape, list of floats)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:6] == b"\x93NUMPY"
+    hlen = struct.unpack("<H", data[8:10])[0]
+    header = data[10:10 + hlen].decode()
+    assert "'<f4'" in header and "False" in header
+    shape = tuple(int(x) for x in header.split("(")[1].split(")")[0].split(",") if x.strip())
+    n = 1
+    for d in shape:
+        n *= d
+    return shape, list(struct.unpack("<%df" % n, data[10 + hlen:10 + hlen + 4 * n]))
+
+
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def close(a, b, rtol=1e-4, atol=1e-5):
+    """The tolerance of tests/cli/test_demo.sh: float32 rounding of a different summation order."""
+    return len(a) == len(b) and all(abs(x - y) <= atol + rtol * abs(y) for x, y in zip(a, b))
+
+
+class Server:
+    def __init__(self, repo, *args):
+        self.out = tempfile.TemporaryFile()
+        self.err = open(os.path.join(repo, "..", "server-%d.log" % random.randrange(1 << 30)), "w+b")
+        self.proc = subprocess.Popen([KILN, "serve", "--model-repository", repo, "--http-port", "0",
+                                      "--metrics-port", "0", "--http-address", "127.0.0.1"] + list(args),
+                                     stdout=subprocess.PIPE, stderr=self.err)
+        self.port = self.metrics_port = None
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            line = self.proc.stdout.readline().decode()
+            if not line:
+                break
+            if "HTTP on" in line:
+                self.port = int(line.rsplit(":", 1)[1])
+            elif "metrics on" in line:
+                self.metrics_port = int(line.rsplit(":", 1)[1].split("/")[0])
+            elif line.startswith("kiln serve: ready"):
+                break
+        if not self.port:
+            self.err.seek(0)
+            raise SystemExit("kiln serve did not start: " + self.err.read().decode())
+
+    def request(self, method, path, body=None, headers=None, port=None):
+        """(status, headers, body bytes)."""
+        c = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=30)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            return r.status, dict(r.getheaders()), r.read()
+        finally:
+            c.close()
+
+    def json(self, method, path, doc=None):
+        body = json.dumps(doc).encode() if doc is not None else None
+        st, _, data = self.request(method, path, body)
+        try:
+            return st, json.loads(data) if data else None
+        except ValueError:
+            return st, data
+
+    def metrics(self):
+        st, _, data = self.request("GET", "/metrics", port=self.metrics_port)
+        values = {}
+        for line in data.decode().splitlines():
+            if line and not line.startswith("#"):
+                key, v = line.rsplit(" ", 1)
+                values[key] = float(v)
+        return values
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout=30)
+        self.err.seek(0)
+        return rc, self.err.read().decode()
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def add_model(repo, name, onnx, config=None, versions=(1,)):
+    for v in versions:
+        os.makedirs(os.path.join(repo, name, str(v)))
+        shutil.copy(onnx, os.path.join(repo, name, str(v), "model.onnx"))
+    if config is not None:
+        write(os.path.join(repo, name, "config.pbtxt"), config)
+
+
+def make_repo(root):
+    repo = os.path.join(root, "repo")
+    digits = os.path.join(SRC, "demo", "digits_cnn.onnx")
+    add_model(repo, "digits", digits, """
+name: "digits"
+platform: "onnxruntime_onnx"
+max_batch_size: 16
+input [ { name: "image" data_type: TYPE_FP32 dims: [ 1, 8, 8 ] } ]
+dynamic_batching { preferred_batch_size: [ 8, 16 ] max_queue_delay_microseconds: 50000 }
+instance_group [ { count: 2 kind: KIND_CPU } ]
+response_cache { enable: true }   # a Triton field kiln does not use: reported, ignored
+""")
+    add_model(repo, "digits_auto", digits)  # no config: auto-complete, max_batch_size 4
+    add_model(repo, "digits_queue", digits, """
+max_batch_size: 16
+dynamic_batching {
+  max_queue_delay_microseconds: 1500000
+  default_queue_policy { max_queue_size: 2 }
+}
+""")
+    add_model(repo, "digits_timeout", digits, """
+max_batch_size: 16
+dynamic_batching {
+  max_queue_delay_microseconds: 400000
+  default_queue_policy { timeout_action: REJECT allow_timeout_override: true }
+}
+""")
+    add_model(repo, "digits_v", digits, 'version_policy: { all { } }\nmax_batch_size: 8\n', versions=(1, 2))
+    add_model(repo, "digits_flat", digits, """
+max_batch_size: 4
+input { name: "image" data_type: TYPE_FP32 dims: [ 64 ] reshape: { shape: [ 1, 8, 8 ] } }
+""")
+    add_model(repo, "add", os.path.join(NODE, "test_add", "model.onnx"))
+    add_model(repo, "strings", os.path.join(NODE, "test_equal_string", "model.onnx"))
+    add_model(repo, "labels", os.path.join(NODE, "test_ai_onnx_ml_label_encoder_string_int", "model.onnx"))
+    os.makedirs(os.path.join(repo, "broken", "1"))
+    with open(os.path.join(repo, "broken", "1", "model.onnx"), "wb") as f:
+        f.write(b"this is not an onnx model")
+    return repo
+
+
+def infer_json(srv, model, inputs, outputs=None, params=None):
+    doc = {"inputs": inputs}
+    if outputs is not None:
+        doc["outputs"] = outputs
+    if params is not None:
+        doc["parameters"] = params
+    return srv.json("POST", "/v2/models/%s/infer" % model, doc)
+
+
+def image_rows(images, first, count):
+    return images[first * 64:(first + count) * 64]
+
+
+def binary_request(header, blobs):
+    h = json.dumps(header).encode()
+    return h + b"".join(blobs), {"Inference-Header-Content-Length": str(len(h)),
+                                 "Content-Type": "application/octet-stream"}
+
+
+def parse_binary_response(headers, body):
+    hl = int(headers.get("Inference-Header-Content-Length", len(body)))
+    doc = json.loads(body[:hl])
+    off, out = hl, {}
+    for o in doc["outputs"]:
+        size = o.get("parameters", {}).get("binary_data_size")
+        if size is not None:
+            out[o["name"]] = (o, body[off:off + size])
+            off += size
+        else:
+            out[o["name"]] = (o, None)
+    return doc, out, off == len(body)
+
+
+def bytes_tensor(strings):
+    return b"".join(struct.pack("<I", len(s)) + s for s in strings)
+
+
+def test_health_metadata(srv):
+    check(srv.request("GET", "/v2/health/live")[0] == 200, "health/live is 200")
+    check(srv.request("GET", "/v2/health/ready")[0] == 200, "health/ready is 200")
+    st, meta = srv.json("GET", "/v2")
+    check(st == 200 and meta["name"] == "kiln" and "binary_tensor_data" in meta["extensions"],
+          "server metadata with extensions: %s" % meta)
+    st, m = srv.json("GET", "/v2/models/digits")
+    check(st == 200 and m["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 1, 8, 8]}]
+          and [o["name"] for o in m["outputs"]] == ["logits", "label"]
+          and m["outputs"][1]["datatype"] == "INT64" and m["versions"] == ["1"], "digits metadata: %s" % m)
+    check(srv.request("GET", "/v2/models/digits/ready")[0] == 200, "digits ready")
+    check(srv.request("GET", "/v2/models/digits/versions/1/ready")[0] == 200, "digits version 1 ready")
+    st, c = srv.json("GET", "/v2/models/digits/config")
+    check(st == 200 and c["max_batch_size"] == 16 and c["dynamic_batching"]["preferred_batch_size"] == [8, 16]
+          and c["instance_group"][0]["count"] == 2 and c["input"][0]["dims"] == [1, 8, 8]
+          and c["output"][0] == {"name": "logits", "data_type": "TYPE_FP32", "dims": [10]},
+          "digits config: %s" % c)
+    st, c = srv.json("GET", "/v2/models/digits_auto/config")
+    check(st == 200 and c["max_batch_size"] == 4 and c["input"][0]["dims"] == [1, 8, 8]
+          and "dynamic_batching" in c, "auto-completed config (max_batch_size 4, batching on): %s" % c)
+    st, c = srv.json("GET", "/v2/models/add/config")
+    check(st == 200 and c["max_batch_size"] == 0 and c["input"][0]["dims"] == [3, 4, 5],
+          "auto-completed config of a fixed-shape model: %s" % c)
+    st, m = srv.json("GET", "/v2/models/digits_v")
+    check(st == 200 and m["versions"] == ["1", "2"], "version_policy all serves both versions: %s" % m)
+    check(srv.request("GET", "/v2/models/digits_v/versions/1")[0] == 200, "digits_v version 1 metadata")
+    check(srv.request("GET", "/v2/models/digits_v/versions/3")[0] == 404, "digits_v version 3 is 404")
+
+
+def test_json_infer(srv, images, logits):
+    st, r = infer_json(srv, "digits", [{"name": "image", "shape": [16, 1, 8, 8], "datatype": "FP32",
+                                        "data": images}])
+    if not check(st == 200, "JSON infer of 16 images: %s %s" % (st, r)):
+        return
+    out = {o["name"]: o for o in r["outputs"]}
+    check(out["logits"]["shape"] == [16, 10] and close(out["logits"]["data"], logits),
+          "JSON logits equal demo/test_logits.npy")
+    labels = [max(range(10), key=lambda c: logits[i * 10 + c]) for i in range(16)]
+    check(out["label"]["data"] == labels, "JSON labels are the argmax of the reference logits")
+    # Nested data (row-major) instead of flat, and one requested output.
+    nested = [[[images[i * 64 + r * 8:i * 64 + r * 8 + 8] for r in range(8)]] for i in range(2)]
+    st, r = infer_json(srv, "digits", [{"name": "image", "shape": [2, 1, 8, 8], "datatype": "FP32",
+                                        "data": nested}], outputs=[{"name": "label"}])
+    check(st == 200 and [o["name"] for o in r["outputs"]] == ["label"] and r["outputs"][0]["data"] == labels[:2],
+          "nested JSON data and one requested output: %s" % (r,))
+    # reshape: the client sends [B, 64]; the model gets [B, 1, 8, 8].
+    st, r = infer_json(srv, "digits_flat", [{"name": "image", "shape": [3, 64], "datatype": "FP32",
+                                             "data": images[:3 * 64]}])
+    check(st == 200 and close(r["outputs"][0]["data"], logits[:30]), "reshape input: %s" % (st,))
+    # auto-completed model, batch within its max_batch_size of 4, and beyond it.
+    st, r = infer_json(srv, "digits_auto", [{"name": "image", "shape": [4, 1, 8, 8], "datatype": "FP32",
+                                             "data": images[:4 * 64]}])
+    check(st == 200 and close(r["outputs"][0]["data"], logits[:40]), "digits_auto batch 4: %s" % (st,))
+    # Fixed-shape model: x + y exactly (the float32 sum of float32 values).
+    rnd = random.Random(7)
+    x = [f32(rnd.uniform(-10, 10)) for _ in range(60)]
+    y = [f32(rnd.uniform(-10, 10)) for _ in range(60)]
+    st, r = infer_json(srv, "add", [{"name": "x", "shape": [3, 4, 5], "datatype": "FP32", "data": x},
+                                    {"name": "y", "shape": [3, 4, 5], "datatype": "FP32", "data": y}])
+    check(st == 200 and [f32(v) for v in r["outputs"][0]["data"]] == [f32(a + b) for a, b in zip(x, y)]
+          and r["outputs"][0]["shape"] == [3, 4, 5], "add: x + y: %s" % (st,))
+    # Strings (BYTES) in, BOOL out.
+    st, r = infer_json(srv, "strings", [{"name": "x", "shape": [2], "datatype": "BYTES", "data": ["a", "bc"]},
+                                        {"name": "y", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]}])
+    check(st == 200 and r["outputs"][0]["datatype"] == "BOOL" and r["outputs"][0]["data"] == [True, False],
+          "string equality: %s" % (r,))
+    st, m = srv.json("GET", "/v2/models/labels")
+    check(st == 200 and m["inputs"][0]["datatype"] == "BYTES" and m["outputs"][0]["datatype"] == "INT64",
+          "label encoder metadata: %s" % (m,))
+
+
+def test_binary_infer(srv, images, logits):
+    raw = struct.pack("<%df" % (16 * 64), *images)
+    body, headers = binary_request({"inputs": [{"name": "image", "shape": [16, 1, 8, 8], "datatype": "FP32",
+                                                "parameters": {"binary_data_size": len(raw)}}],
+                                    "parameters": {"binary_data_output": True}}, [raw])
+    st, rh, data = srv.request("POST", "/v2/models/digits/infer", body, headers)
+    if not check(st == 200, "binary infer: %s %s" % (st, data[:200])):
+        return
+    doc, out, exact = parse_binary_response(rh, data)
+    check(exact, "binary response: the binary_data_size values add up to the body")
+    o, blob = out["logits"]
+    check(o["datatype"] == "FP32" and o["shape"] == [16, 10] and blob is not None
+          and close(list(struct.unpack("<160f", blob)), logits), "binary logits equal the reference")
+    o, blob = out["label"]
+    labels = [max(range(10), key=lambda c: logits[i * 10 + c]) for i in range(16)]
+    check(blob is not None and list(struct.unpack("<16q", blob)) == labels, "binary labels")
+    # Binary in, mixed out: logits as JSON, label binary.
+    body, headers = binary_request({"inputs": [{"name": "image", "shape": [2, 1, 8, 8], "datatype": "FP32",
+                                                "parameters": {"binary_data_size": 512}}],
+                                    "outputs": [{"name": "logits", "parameters": {"binary_data": False}},
+                                                {"name": "label", "parameters": {"binary_data": True}}]},
+                                   [raw[:512]])
+    st, rh, data = srv.request("POST", "/v2/models/digits/infer", body, headers)
+    if not check(st == 200, "mixed outputs: %s %s" % (st, data[:300])):
+        return
+    doc, out, exact = parse_binary_response(rh, data)
+    check(exact and close(out["logits"][0]["data"], logits[:20])
+          and struct.unpack("<2q", out["label"][1]) == tuple(labels[:2]), "mixed JSON/binary outputs")
+    # BYTES in the binary format, BOOL out binary.
+    xs, ys = [b"kiln", b"\xc3\xa9t\xc3\xa9"], [b"kiln", b"x"]
+    bx, by = bytes_tensor(xs), bytes_tensor(ys)
+    body, headers = binary_request({"inputs": [
+        {"name": "x", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": len(bx)}},
+        {"name": "y", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": len(by)}}],
+        "outputs": [{"name": "z", "parameters": {"binary_data": True}}]}, [bx, by])
+    st, rh, data = srv.request("POST", "/v2/models/strings/infer", body, headers)
+    if not check(st == 200, "binary BYTES: %s %s" % (st, data[:300])):
+        return
+    doc, out, exact = parse_binary_response(rh, data)
+    check( out["z"][1] == b"\x01\x00", "binary BYTES input, BOOL output: %s %s" % (st, data[:200]))
+
+
+def test_batching(srv, images, logits):
+    before = srv.metrics()
+    n = 32
+    results = [None] * n
+
+    def one(i):
+        k = i % 16
+        results[i] = infer_json(srv, "digits", [{"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                                 "data": image_rows(images, k, 1)}])
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ok = all(r and r[0] == 200 and close(r[1]["outputs"][0]["data"], logits[(i % 16) * 10:(i % 16) * 10 + 10])
+             for i, r in enumerate(results))
+    check(ok, "32 concurrent requests each get their own row's logits")
+    after = srv.metrics()
+    key = '{model="digits",version="1"}'
+    count = after["nv_inference_count" + key] - before.get("nv_inference_count" + key, 0)
+    execs = after["nv_inference_exec_count" + key] - before.get("nv_inference_exec_count" + key, 0)
+    check(count == n and execs < count, "dynamic batching: %d inferences in %d executions" % (count, execs))
+    check(after["nv_inference_request_success" + key] >= n, "metrics count the successes")
+    check(after["nv_inference_pending_request_count" + key] == 0, "no pending requests afterwards")
+    check(after["nv_inference_queue_duration_us" + key] > 0 and
+          after["nv_inference_compute_infer_duration_us" + key] > 0, "queue and compute durations are counted")
+    st, s = srv.json("GET", "/v2/models/digits/stats")
+    check(st == 200 and s["model_stats"][0]["inference_count"] >= n
+          and s["model_stats"][0]["execution_count"] < s["model_stats"][0]["inference_count"],
+          "statistics extension: %s" % (s,))
+
+
+def test_queue_limit_and_timeout(srv, images):
+    results = [None] * 6
+
+    def one(i):
+        results[i] = infer_json(srv, "digits_queue", [{"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                                       "data": image_rows(images, i, 1)}])
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+        time.sleep(0.02)
+    for t in threads:
+        t.join()
+    codes = sorted(r[0] for r in results)
+    rejected = [r for r in results if r[0] == 503]
+    check(codes.count(200) == 2 and len(rejected) == 4
+          and all("maximum queue size" in r[1]["error"] for r in rejected),
+          "max_queue_size 2: two served, four rejected with a clear error: %s" % (results,))
+    # A 1 ms timeout while the batcher waits 400 ms for more requests: rejected in the queue.
+    t0 = time.time()
+    st, r = infer_json(srv, "digits_timeout", [{"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                                "data": image_rows(images, 0, 1)}], params={"timeout": 1000})
+    check(st == 503 and "timeout" in r["error"], "parameters.timeout rejects a request in the queue: %s %s" % (st, r))
+    st, r = infer_json(srv, "digits_timeout", [{"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                                "data": image_rows(images, 0, 1)}], params={"timeout": 5000000})
+    check(st == 200, "a generous timeout is served: %s %s" % (st, r))
+    check(time.time() - t0 < 5, "timeouts do not hang")
+
+
+def expect_4xx(srv, what, status, method, path, body=None, headers=None, contains=None):
+    st, _, data = srv.request(method, path, body, headers)
+    try:
+        msg = json.loads(data).get("error", "") if data else ""
+    except ValueError:
+        msg = None
+    ok = (st in status if isinstance(status, tuple) else st == status) and msg is not None and (status == 405 or msg) and (contains is None or contains in msg)
+    check(ok, "%s: expected %s with an error message%s; got %d %r" %
+          (what, status, " containing %r" % contains if contains else "", st, data[:300]))
+
+
+def test_bad_requests(srv, images):
+    img = {"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": images[:64]}
+    infer = "/v2/models/digits/infer"
+    J = lambda d: json.dumps(d).encode()
+    expect_4xx(srv, "malformed JSON", 400, "POST", infer, b'{"inputs": [', contains="malformed JSON")
+    expect_4xx(srv, "not an object", 400, "POST", infer, b'[1, 2]')
+    expect_4xx(srv, "binary garbage", 400, "POST", infer, bytes(range(256)))
+    expect_4xx(srv, "deep nesting", 400, "POST", infer, b"[" * 100000 + b"]" * 100000)
+    expect_4xx(srv, "duplicate keys", 400, "POST", infer, b'{"inputs": [], "inputs": []}')
+    expect_4xx(srv, "unknown model", 404, "POST", "/v2/models/nosuch/infer", J({"inputs": [img]}), contains="unknown model")
+    expect_4xx(srv, "unknown model metadata", 404, "GET", "/v2/models/nosuch")
+    expect_4xx(srv, "unknown input", 400, "POST", infer, J({"inputs": [dict(img, name="pixels")]}), contains="pixels")
+    expect_4xx(srv, "missing input", 400, "POST", "/v2/models/add/infer",
+               J({"inputs": [{"name": "x", "shape": [3, 4, 5], "datatype": "FP32", "data": [0.0] * 60}]}), contains="'y'")
+    expect_4xx(srv, "repeated input", 400, "POST", infer, J({"inputs": [img, img]}), contains="twice")
+    expect_4xx(srv, "wrong datatype", 400, "POST", infer, J({"inputs": [dict(img, datatype="INT32")]}), contains="FP32")
+    expect_4xx(srv, "unknown datatype", 400, "POST", infer, J({"inputs": [dict(img, datatype="FP33")]}))
+    expect_4xx(srv, "wrong shape", 400, "POST", infer, J({"inputs": [dict(img, shape=[1, 8, 8])]}), contains="shape")
+    expect_4xx(srv, "negative dim", 400, "POST", infer, J({"inputs": [dict(img, shape=[1, 1, -8, 8])]}))
+    expect_4xx(srv, "too few elements", 400, "POST", infer, J({"inputs": [dict(img, data=images[:63])]}), contains="63")
+    expect_4xx(srv, "too many elements", 400, "POST", infer, J({"inputs": [dict(img, data=images[:65])]}))
+    expect_4xx(srv, "string where a number goes", 400, "POST", infer, J({"inputs": [dict(img, data=["x"] * 64)]}))
+    expect_4xx(srv, "batch above max_batch_size", 400, "POST", infer,
+               J({"inputs": [dict(img, shape=[17, 1, 8, 8], data=(images * 2)[:17 * 64])]}), contains="batch")
+    expect_4xx(srv, "huge shape", 400, "POST", infer,
+               J({"inputs": [dict(img, shape=[16, 1, 1 << 40, 1 << 40])]}))
+    expect_4xx(srv, "unknown output", 400, "POST", infer, J({"inputs": [img], "outputs": [{"name": "probs"}]}))
+    expect_4xx(srv, "classification", 400, "POST", infer,
+               J({"inputs": [img], "outputs": [{"name": "logits", "parameters": {"classification": 3}}]}))
+    expect_4xx(srv, "no inputs", 400, "POST", infer, J({"outputs": []}))
+    expect_4xx(srv, "bad timeout", 400, "POST", infer, J({"inputs": [img], "parameters": {"timeout": "soon"}}))
+    # Binary data that does not add up.
+    raw = struct.pack("<64f", *images[:64])
+    hdr = {"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32", "parameters": {"binary_data_size": 256}}
+    body, h = binary_request({"inputs": [hdr]}, [raw[:200]])
+    expect_4xx(srv, "binary_data_size past the body", 400, "POST", infer, body, h, contains="remain")
+    body, h = binary_request({"inputs": [hdr]}, [raw + b"xx"])
+    expect_4xx(srv, "bytes after the binary inputs", 400, "POST", infer, body, h, contains="add up")
+    body, h = binary_request({"inputs": [dict(hdr, parameters={"binary_data_size": 252})]}, [raw[:252]])
+    expect_4xx(srv, "binary size not the shape's", 400, "POST", infer, body, h, contains="need")
+    body, h = binary_request({"inputs": [hdr]}, [raw])
+    h["Inference-Header-Content-Length"] = str(len(body) + 1)
+    expect_4xx(srv, "header length past the body", 400, "POST", infer, body, h)
+    h["Inference-Header-Content-Length"] = "-3"
+    expect_4xx(srv, "negative header length", 400, "POST", infer, body, h)
+    bad_bytes = struct.pack("<I", 1) + b"a" + struct.pack("<I", 100) + b"abc"
+    body, h = binary_request({"inputs": [
+        {"name": "x", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": len(bad_bytes)}},
+        {"name": "y", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]}]}, [bad_bytes])
+    expect_4xx(srv, "BYTES element longer than its data", 400, "POST", "/v2/models/strings/infer", body, h,
+               contains="declares 100 bytes")
+    # Paths and methods.
+    expect_4xx(srv, "hidden model name", 400, "GET", "/v2/models/.hidden/config")
+    # The server decodes %2F before routing: the extra '/' makes a path no route matches.
+    expect_4xx(srv, "dot-dot model name", (400, 404), "GET", "/v2/models/..%2f..%2fetc/config")
+    expect_4xx(srv, "dot-dot load", (400, 404), "POST", "/v2/repository/models/..%2Fdigits/load")
+    expect_4xx(srv, "bad version", 400, "GET", "/v2/models/digits/versions/x1")
+    expect_4xx(srv, "unknown path", 404, "GET", "/v2/nothing/here")
+    expect_4xx(srv, "wrong method", 405, "GET", infer)
+    # A body over --max-request-bytes (1 MiB here).
+    # A declared Content-Length over the limit is refused before the body is read ...
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    sock.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (infer.encode(), (1 << 20) + 1))
+    reply = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        reply += chunk
+    sock.close()
+    check(reply.startswith(b"HTTP/1.1 413") and b"--max-request-bytes" in reply, "declared body too large: %r" % reply[:200])
+    # ... and a chunked body that grows past it is read to its end and refused.
+    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    c.request("POST", infer, body=iter([b" " * 65536] * 20), encode_chunked=True)
+    r = c.getresponse()
+    check(r.status == 413, "chunked body too large: %d" % r.status)
+    c.close()
+    # Headers larger than --max-header-bytes (16 KiB by default).
+    expect_status = srv.request("GET", "/v2/health/live", headers={"X-Big": "x" * 40000})[0]
+    check(expect_status in (413, 431, 400), "oversized headers are refused: %d" % expect_status)
+    check(srv.request("GET", "/v2/health/live")[0] == 200, "the server is alive after the bad requests")
+    st, r = infer_json(srv, "digits", [img])
+    check(st == 200, "and still serves: %s" % (st,))
+    m = srv.metrics()
+    check(m['nv_inference_request_failure{model="digits",version="1"}'] >= 20, "failures are counted in /metrics")
+
+
+def test_load_unload(srv, images):
+    check(srv.request("POST", "/v2/repository/models/add/unload")[0] == 200, "unload add")
+    check(srv.request("GET", "/v2/models/add/ready")[0] == 503, "add is not ready after unload")
+    st, r = infer_json(srv, "add", [])
+    check(st == 503, "infer on an unloaded model is 503: %s" % (st,))
+    st, idx = srv.json("POST", "/v2/repository/index")
+    states = {(e["name"], e.get("state")) for e in idx}
+    check(("add", "UNAVAILABLE") in states and ("digits", "READY") in states, "index after unload: %s" % idx)
+    check(srv.request("POST", "/v2/repository/models/add/load")[0] == 200, "load add again")
+    check(srv.request("GET", "/v2/models/add/ready")[0] == 200, "add is ready after load")
+    # Reload a model while requests run on it: none is lost.
+    results = []
+
+    def one():
+        results.append(infer_json(srv, "digits", [{"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                                   "data": images[:64]}])[0])
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    st = srv.request("POST", "/v2/repository/models/digits/load")[0]
+    for t in threads:
+        t.join()
+    check(st == 200 and all(s in (200, 503) for s in results) and results.count(200) >= 1,
+          "reload under load answers every request: %s" % results)
+    expect_4xx(srv, "load a broken model", 400, "POST", "/v2/repository/models/broken/load", contains="broken")
+    st, idx = srv.json("POST", "/v2/repository/index")
+    broken = [e for e in idx if e["name"] == "broken"]
+    check(broken and broken[0].get("state") == "UNAVAILABLE" and broken[0].get("reason"),
+          "index shows the broken model with its reason: %s" % broken)
+    expect_4xx(srv, "unload what is not loaded", 404, "POST", "/v2/repository/models/nosuch/unload")
+    expect_4xx(srv, "load a missing folder", 400, "POST", "/v2/repository/models/nosuch/load")
+
+
+def test_drain(srv, images):
+    """SIGTERM while a request waits in the batcher (400 ms delay): it is answered, exit 0."""
+    result = []
+
+    def one():
+        result.append(infer_json(srv, "digits_timeout", [{"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                                          "data": images[:64]}]))
+
+    t = threading.Thread(target=one)
+    t.start()
+    time.sleep(0.15)
+    rc, log = srv.stop()
+    t.join()
+    check(result and result[0][0] == 200, "the in-flight request is answered during shutdown: %s" % result)
+    check(rc == 0, "SIGTERM exits 0 (got %s): %s" % (rc, log[-500:]))
+    check("draining" in log and "stopped" in log, "the shutdown is logged")
+
+
+def main():
+    root = tempfile.mkdtemp(prefix="kiln-serve-test.")
+    try:
+        repo = make_repo(root)
+        _, images = read_npy(os.path.join(SRC, "demo", "test_images.npy"))
+        _, logits = read_npy(os.path.join(SRC, "demo", "test_logits.npy"))
+        # Mode none: every model loads at start; "broken" fails, so readiness is 503.
+        srv = Server(repo)
+        check(srv.request("GET", "/v2/health/live")[0] == 200, "mode none: live")
+        check(srv.request("GET", "/v2/health/ready")[0] == 503, "mode none with a broken model: not ready")
+        check(srv.request("GET", "/v2/models/digits/ready")[0] == 200, "mode none: the good models are ready")
+        expect_4xx(srv, "load in mode none", 400, "POST", "/v2/repository/models/add/load", contains="explicit")
+        rc, log = srv.stop()
+        check(rc == 0, "mode none: SIGTERM exits 0")
+        check("response_cache" in log and "ignored" in log, "unknown config fields are reported: %s" % log[-800:])
+        # Mode explicit: every model but the broken one.
+        names = [n for n in sorted(os.listdir(repo)) if n != "broken"]
+        args = ["--model-control-mode", "explicit", "--max-request-bytes", str(1 << 20)]
+        for n in names:
+            args += ["--load-model", n]
+        srv = Server(repo, *args)
+        test_health_metadata(srv)
+        test_json_infer(srv, images, logits)
+        test_binary_infer(srv, images, logits)
+        test_batching(srv, images, logits)
+        test_queue_limit_and_timeout(srv, images)
+        test_bad_requests(srv, images)
+        test_load_unload(srv, images)
+        test_drain(srv, images)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    if FAILS:
+        print("%d check(s) failed" % len(FAILS), file=sys.stderr)
+        sys.exit(1)
+    print("all checks passed")
+
+
+if __name__ == "__main__":
+    main()
