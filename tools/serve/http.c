@@ -210,7 +210,14 @@ static void model_route(struct sv_http *h, struct route *rt, struct sv_response 
                         return;
                     }
                 }
-                sv_infer(h->opt, m, rt->body ? rt->body : "", rt->len, header_len, resp);
+                /* A reload swaps versions while requests arrive: a request that found the
+                 * old version just as it stopped taking work goes to the new one. */
+                for (int attempt = 0; m && attempt < 3; attempt++) {
+                    if (sv_infer(h->opt, m, rt->body ? rt->body : "", rt->len, header_len, resp)) break;
+                    sv_model_unref(m);
+                    bool known;
+                    m = sv_repo_get(h->repo, name, version, &known);
+                }
             }
         }
     } else {

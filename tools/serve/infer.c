@@ -524,9 +524,10 @@ static bool parse_request(const struct sv_options *opt, struct sv_model *m, json
     return ok;
 }
 
-void sv_infer(const struct sv_options *opt, struct sv_model *m, const char *body, size_t len, long long header_len,
+bool sv_infer(const struct sv_options *opt, struct sv_model *m, const char *body, size_t len, long long header_len,
               struct sv_response *resp)
 {
+    bool unloading = false;
     uint64_t t0 = sv_now_ns();
     size_t n_in = kiln_model_input_count(m->m);
     struct parsed p = {0};
@@ -558,6 +559,7 @@ void sv_infer(const struct sv_options *opt, struct sv_model *m, const char *body
     p.r = r;
     if (!parse_request(opt, m, root, body + jlen, len - jlen, &p, resp)) goto fail;
     if (!sv_sched_submit(r)) {
+        unloading = r->unloading;
         sv_response_error(resp, r->http_status, "%s", r->msg);
         goto fail;
     }
@@ -576,11 +578,12 @@ void sv_infer(const struct sv_options *opt, struct sv_model *m, const char *body
     free_request(r, n_in);
     free(p.outs);
     json_decref(root);
-    return;
+    return true;
 fail:
-    sv_stats_request(&m->stats, false, sv_now_ns() - t0, 0, 0);
+    if (!unloading) sv_stats_request(&m->stats, false, sv_now_ns() - t0, 0, 0);
     if (sv_verbose) sv_log("infer model=%s version=%s status=%d", m->name, m->version_str, resp->status);
     free_request(p.r, n_in);
     free(p.outs);
     json_decref(root);
+    return !unloading;
 }

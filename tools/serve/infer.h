@@ -25,8 +25,10 @@ void sv_response_json(struct sv_response *resp, char *s);
 
 /* Runs the inference request in body (len bytes) on model m. header_len is the value of
  * the Inference-Header-Content-Length header, or -1 when absent (the whole body is JSON).
- * Always fills resp; counts the request in m's statistics. */
-void sv_infer(const struct sv_options *opt, struct sv_model *m, const char *body, size_t len, long long header_len,
+ * Always fills resp. Returns false (resp a 503) only when m was being unloaded before the
+ * request could be queued: the caller may look the model up again (a reload has put a new
+ * version in place) and retry; otherwise the request is counted in m's statistics. */
+bool sv_infer(const struct sv_options *opt, struct sv_model *m, const char *body, size_t len, long long header_len,
               struct sv_response *resp);
 
 /* Model metadata, configuration (Triton's ModelConfig as JSON) and statistics. */

@@ -76,6 +76,7 @@ bool sv_sched_submit(struct sv_request *r)
     if (s->stopping) {
         pthread_mutex_unlock(&s->mu);
         r->http_status = 503;
+        r->unloading = true;
         snprintf(r->msg, sizeof r->msg, "model '%s' version %s is being unloaded", m->name, m->version_str);
         return false;
     }

@@ -187,6 +187,7 @@ struct sv_request {
     bool done;
     kiln_status status;
     int http_status;
+    bool unloading; /* submission refused because the model version is being unloaded */
     char msg[1100];
     struct sv_batch_result *result; /* shared with the batch's other requests */
     int64_t row0;                   /* first row of this request in result's outputs */
