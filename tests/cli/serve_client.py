@@ -114,7 +114,9 @@ class Server:
         self.proc.send_signal(signal.SIGTERM)
         rc = self.proc.wait(timeout=30)
         self.err.seek(0)
-        return rc, self.err.read().decode()
+        log = self.err.read().decode()
+        check("Sanitizer" not in log and "runtime error" not in log, "no sanitizer report: %s" % log[-3000:])
+        return rc, log
 
 
 def write(path, text):

@@ -82,7 +82,8 @@ static void test_fixed(void)
     CHECK(decode(KILN_DTYPE_I64, 1, &zero, NULL, 0, 100, &t, err, sizeof err) && kiln_value_numel(t.v) == 0,
           "an empty tensor: %s", err);
     sv_tensor_fini(&t);
-    CHECK(!decode(KILN_DTYPE_C64, 1, &four, x, 32, 100, &t, err, sizeof err) && strstr(err, "no binary form"),
+    float cx[8] = {0};
+    CHECK(!decode(KILN_DTYPE_C64, 1, &four, cx, sizeof cx, 100, &t, err, sizeof err) && strstr(err, "no binary form"),
           "complex has no binary form: %s", err);
 }
 

@@ -145,7 +145,7 @@ static uint64_t metric_value(const struct snapshot *s, int which)
     case 1: return s->failure;
     case 2: return s->inference_count;
     case 3: return s->exec_count;
-    case 4: return (s->request_ns + s->fail_ns) / 1000;
+    case 4: return s->request_ns / 1000; /* successful requests, as Triton */
     case 5: return s->queue_ns / 1000;
     case 6: return s->compute_ns / 1000;
     default: return s->pending > 0 ? (uint64_t)s->pending : 0;
