@@ -524,6 +524,87 @@ def test_load_unload(srv, images):
     expect_4xx(srv, "load a missing folder", 400, "POST", "/v2/repository/models/nosuch/load")
 
 
+def test_fuzz(srv, images):
+    """Random mutations of valid requests (bodies, header lengths, paths, methods) and
+    malformed HTTP on raw sockets: every request gets an answer with a status the server
+    uses, within the timeout, and the server stays up (under ASan in the sanitizer build)."""
+    seconds = float(os.environ.get("KILN_SERVE_FUZZ_SECONDS", "2"))
+    rnd = random.Random(int(os.environ.get("KILN_SERVE_FUZZ_SEED", "1234")))
+    img = {"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": images[:64]}
+    raw = struct.pack("<64f", *images[:64])
+    bx = bytes_tensor([b"kiln", b"x"])
+    templates = [
+        ("/v2/models/digits/infer", json.dumps({"inputs": [img], "outputs": [{"name": "label"}]}).encode(), None),
+        ("/v2/models/add/infer", json.dumps({"inputs": [
+            {"name": "x", "shape": [3, 4, 5], "datatype": "FP32", "data": [1.0] * 60},
+            {"name": "y", "shape": [3, 4, 5], "datatype": "FP32", "data": [2.0] * 60}]}).encode(), None),
+        binary_request({"inputs": [{"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                    "parameters": {"binary_data_size": 256}}],
+                        "parameters": {"binary_data_output": True}}, [raw]) + ("/v2/models/digits/infer",),
+        binary_request({"inputs": [
+            {"name": "x", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": len(bx)}},
+            {"name": "y", "shape": [2], "datatype": "BYTES", "data": ["kiln", "y"]}]}, [bx]) + ("/v2/models/strings/infer",),
+    ]
+    templates = [(t[0], t[1], None) if isinstance(t[0], str) else (t[2], t[0], t[1]) for t in templates]
+    paths = ["/v2", "/v2/health/ready", "/v2/models/digits", "/v2/models/digits/versions/1/config",
+             "/v2/models/digits/stats", "/v2/repository/index", "/v2/models/strings/ready"]
+    allowed = {200, 400, 404, 405, 413, 431, 503}
+    n = bad = 0
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        n += 1
+        path, body, headers = rnd.choice(templates)
+        body = bytearray(body)
+        headers = dict(headers or {})
+        for _ in range(rnd.randint(1, 6)):
+            op = rnd.randrange(6)
+            if op == 0 and body:
+                body[rnd.randrange(len(body))] = rnd.randrange(256)
+            elif op == 1 and body:
+                del body[rnd.randrange(len(body)):][:rnd.randint(1, 16)]
+            elif op == 2:
+                at = rnd.randrange(len(body) + 1)
+                body[at:at] = rnd.choice([b"[", b"]", b"{", b"}", b'"', b",", b"-1", b"1e999", b"null",
+                                          b"\\u0000", b"\xff\xfe", b"9" * 30])
+            elif op == 3:
+                headers["Inference-Header-Content-Length"] = rnd.choice(
+                    [str(rnd.randrange(len(body) + 8)), "-1", "x", "", "99999999999999999999"])
+            elif op == 4:
+                body = body[:rnd.randrange(len(body) + 1)]
+            else:
+                path = rnd.choice(paths + [path, path.replace("digits", rnd.choice(["", "..", "%00", "a" * 300]))])
+        method = rnd.choice(["POST"] * 6 + ["GET", "PUT", "DELETE"])
+        try:
+            st, _, _ = srv.request(method, path, bytes(body), headers)
+        except (OSError, http.client.HTTPException) as e:
+            st = "exception %r" % e
+        if st not in allowed:
+            bad += 1
+            if bad <= 5:
+                check(False, "fuzz: %s %s %r -> %s" % (method, path, bytes(body[:80]), st))
+    check(n > 50 and bad == 0, "fuzz: %d random requests, %d unexpected answers" % (n, bad))
+    print("fuzz: %d random requests in %.0f s" % (n, seconds))
+    # Malformed HTTP on raw sockets: an answer (or a close), never a hang.
+    for req in [b"GARBAGE\r\n\r\n", b"GET /v2 HTTP/9.9\r\n\r\n", b"GET /v2\r\n\r\n",
+                b"GET /v2 HTTP/1.1\r\nNoColonHeader\r\n\r\n",
+                b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
+                b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+                b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{}",
+                b"\x00\x01\x02\xff" * 64]:
+        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        try:
+            sock.sendall(req)
+            sock.shutdown(socket.SHUT_WR)
+            reply = sock.recv(4096)
+        except OSError as e:
+            reply = b"(%r)" % e
+        finally:
+            sock.close()
+        check(reply == b"" or reply.startswith(b"HTTP/1.1 ") or reply.startswith(b"("),
+              "malformed HTTP %r: %r" % (req[:40], reply[:80]))
+    check(srv.request("GET", "/v2/health/live")[0] == 200, "alive after the fuzzing")
+
+
 def test_drain(srv, images):
     """SIGTERM while a request waits in the batcher (400 ms delay): it is answered, exit 0."""
     result = []
@@ -570,6 +651,7 @@ def main():
         test_queue_limit_and_timeout(srv, images)
         test_bad_requests(srv, images)
         test_load_unload(srv, images)
+        test_fuzz(srv, images)
         test_drain(srv, images)
     finally:
         shutil.rmtree(root, ignore_errors=True)
