@@ -281,7 +281,8 @@ static void run_batch(struct sv_worker *w, size_t n)
     }
     st = kiln_context_run(w->ctx, w->ro, n_in, m->in_names, ins, n_out, res->outs, &ke);
     if (st != KILN_OK) {
-        http = http_status_of(st);
+        /* A run stopped by a request's deadline is that request's timeout, not a bad request. */
+        http = st == KILN_E_LIMIT && deadline ? 503 : http_status_of(st);
         snprintf(msg, sizeof msg, "%s", ke.msg);
         goto done;
     }
