@@ -115,7 +115,8 @@ class Server:
         rc = self.proc.wait(timeout=30)
         self.err.seek(0)
         log = self.err.read().decode()
-        check("Sanitizer" not in log and "runtime error" not in log, "no sanitizer report: %s" % log[-3000:])
+        at = max(log.find("Sanitizer"), log.find("runtime error"))
+        check(at < 0, "no sanitizer report: %s" % log[max(0, at - 200):at + 6000])
         return rc, log
 
 

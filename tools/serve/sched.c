@@ -81,11 +81,12 @@ bool sv_sched_submit(struct sv_request *r)
         return false;
     }
     if (m->cfg.max_queue_size > 0 && s->queued >= (size_t)m->cfg.max_queue_size) {
+        size_t queued = s->queued;
         pthread_mutex_unlock(&s->mu);
         r->http_status = 503;
         snprintf(r->msg, sizeof r->msg,
                  "exceeds maximum queue size: model '%s' version %s has %zu requests queued (max_queue_size %lld)",
-                 m->name, m->version_str, s->queued, (long long)m->cfg.max_queue_size);
+                 m->name, m->version_str, queued, (long long)m->cfg.max_queue_size);
         return false;
     }
     r->enqueue_ns = sv_now_ns();
