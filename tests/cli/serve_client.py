@@ -169,6 +169,20 @@ input { name: "image" data_type: TYPE_FP32 dims: [ 64 ] reshape: { shape: [ 1, 8
     add_model(repo, "add", os.path.join(NODE, "test_add", "model.onnx"))
     add_model(repo, "strings", os.path.join(NODE, "test_equal_string", "model.onnx"))
     add_model(repo, "labels", os.path.join(NODE, "test_ai_onnx_ml_label_encoder_string_int", "model.onnx"))
+    for case in NODE_CASES:
+        add_model(repo, "node_" + case, os.path.join(NODE, case, "model.onnx"))
+    # An engine file (kiln build) under platform kiln, and a model.onnx folder with external data.
+    os.makedirs(os.path.join(repo, "digits_engine", "1"))
+    subprocess.run([KILN, "build", digits, "-o", os.path.join(repo, "digits_engine", "1", "model.kiln")],
+                   check=True, stdout=subprocess.DEVNULL)
+    write(os.path.join(repo, "digits_engine", "config.pbtxt"), 'platform: "kiln"\nmax_batch_size: 16\n')
+    os.makedirs(os.path.join(repo, "digits_external", "1", "model.onnx"))
+    subprocess.run([KILN, "convert", digits, "-o", os.path.join(repo, "digits_external", "1", "model.onnx",
+                                                                "model.onnx"), "--external-data", "1024"],
+                   check=True, stdout=subprocess.DEVNULL)
+    os.makedirs(os.path.join(repo, "digits_named", "7"))
+    shutil.copy(digits, os.path.join(repo, "digits_named", "7", "cnn.onnx"))
+    write(os.path.join(repo, "digits_named", "config.pbtxt"), 'default_model_filename: "cnn.onnx"\n')
     os.makedirs(os.path.join(repo, "broken", "1"))
     with open(os.path.join(repo, "broken", "1", "model.onnx"), "wb") as f:
         f.write(b"this is not an onnx model")
@@ -210,6 +224,128 @@ def parse_binary_response(headers, body):
 
 def bytes_tensor(strings):
     return b"".join(struct.pack("<I", len(s)) + s for s in strings)
+
+
+# ---- ONNX node tests through the server: inputs and expected outputs from their .pb files
+
+NODE_CASES = ["test_add_int8", "test_add_uint64", "test_ai_onnx_ml_label_encoder_string_int", "test_equal_string",
+              "test_cast_FLOAT16_to_DOUBLE", "test_and2d", "test_argmax_default_axis_random", "test_add_bcast"]
+ONNX_TO_KSERVE = {1: ("FP32", "<f"), 2: ("UINT8", "<B"), 3: ("INT8", "<b"), 4: ("UINT16", "<H"), 5: ("INT16", "<h"),
+                  6: ("INT32", "<i"), 7: ("INT64", "<q"), 8: ("BYTES", None), 9: ("BOOL", "<B"), 10: ("FP16", "<H"),
+                  11: ("FP64", "<d"), 12: ("UINT32", "<I"), 13: ("UINT64", "<Q")}
+
+
+def varint(b, i):
+    v = shift = 0
+    while True:
+        c = b[i]
+        i += 1
+        v |= (c & 0x7F) << shift
+        shift += 7
+        if c < 0x80:
+            return v, i
+
+
+def read_tensor_pb(path):
+    """A TensorProto: (name, onnx data_type, dims, binary tensor bytes in the KServe layout)."""
+    with open(path, "rb") as f:
+        b = f.read()
+    i, name, dt, dims, raw, ints, floats, doubles, strings = 0, "", 0, [], None, [], [], [], []
+    while i < len(b):
+        key, i = varint(b, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            v, i = varint(b, i)
+            vals = [v]
+        elif wire == 2:
+            n, i = varint(b, i)
+            chunk, i = b[i:i + n], i + n
+            vals = None
+        elif wire == 5:
+            chunk, i, vals = b[i:i + 4], i + 4, None
+        else:
+            chunk, i, vals = b[i:i + 8], i + 8, None
+        if field == 1:
+            dims += vals if vals else packed_varints(chunk)
+        elif field == 2:
+            dt = vals[0]
+        elif field in (5, 7, 11):
+            ints += vals if vals else packed_varints(chunk)
+        elif field == 4:
+            floats += list(struct.unpack("<%df" % (len(chunk) // 4), chunk))
+        elif field == 10:
+            doubles += list(struct.unpack("<%dd" % (len(chunk) // 8), chunk))
+        elif field == 6:
+            strings.append(chunk)
+        elif field == 8:
+            name = chunk.decode()
+        elif field == 9:
+            raw = chunk
+    kserve, fmt = ONNX_TO_KSERVE[dt]
+    if dt == 8:
+        data = bytes_tensor(strings)
+    elif raw is not None:
+        data = raw
+    else:
+        vals = floats or doubles or ints
+        if fmt in ("<b", "<h", "<i", "<q"):  # varints of negative numbers are two's complement
+            bits = {"<b": 8, "<h": 16, "<i": 32, "<q": 64}[fmt]
+            vals = [v - (1 << 64) if v >= 1 << 63 else v for v in vals]
+            vals = [((v + (1 << (bits - 1))) % (1 << bits)) - (1 << (bits - 1)) for v in vals]
+        data = b"".join(struct.pack(fmt, v) for v in vals)
+    return name, kserve, [int(d) for d in dims], data
+
+
+def packed_varints(chunk):
+    out, i = [], 0
+    while i < len(chunk):
+        v, i = varint(chunk, i)
+        out.append(v)
+    return out
+
+
+def same_tensor(kserve, got, want):
+    if kserve in ("FP32", "FP64"):
+        fmt = "<f" if kserve == "FP32" else "<d"
+        n = len(want) // struct.calcsize(fmt)
+        if len(got) != len(want):
+            return False
+        a, b = struct.unpack("<%d%s" % (n, fmt[1]), got), struct.unpack("<%d%s" % (n, fmt[1]), want)
+        return all(x == y or abs(x - y) <= 1e-5 + 1e-4 * abs(y) or (math.isnan(x) and math.isnan(y))
+                   for x, y in zip(a, b))
+    return got == want
+
+
+def test_node_cases(srv):
+    for case in NODE_CASES:
+        model = "node_" + case
+        st, meta = srv.json("GET", "/v2/models/" + model)
+        if not check(st == 200, "%s metadata: %s %s" % (case, st, meta)):
+            continue
+        ds = os.path.join(NODE, case, "test_data_set_0")
+        inputs, blobs = [], []
+        for k, io in enumerate(meta["inputs"]):
+            name, kserve, dims, data = read_tensor_pb(os.path.join(ds, "input_%d.pb" % k))
+            inputs.append({"name": io["name"], "shape": dims, "datatype": kserve,
+                           "parameters": {"binary_data_size": len(data)}})
+            blobs.append(data)
+        body, headers = binary_request({"inputs": inputs, "parameters": {"binary_data_output": True}}, blobs)
+        st, rh, data = srv.request("POST", "/v2/models/%s/infer" % model, body, headers)
+        if not check(st == 200, "%s: infer %s %s" % (case, st, data[:300])):
+            continue
+        doc, out, exact = parse_binary_response(rh, data)
+        for k, io in enumerate(meta["outputs"]):
+            _, kserve, dims, want = read_tensor_pb(os.path.join(ds, "output_%d.pb" % k))
+            o, blob = out[io["name"]]
+            check(o["datatype"] == kserve and o["shape"] == dims and same_tensor(kserve, blob, want),
+                  "%s: output %s equals the node test's (%s %s)" % (case, io["name"], o["datatype"], o["shape"]))
+    # NaN and infinity have no JSON form: asking for them as JSON is a 400 that says what to do.
+    ds = os.path.join(NODE, "test_cast_FLOAT16_to_DOUBLE", "test_data_set_0")
+    _, kserve, dims, data = read_tensor_pb(os.path.join(ds, "input_0.pb"))
+    body, headers = binary_request({"inputs": [{"name": "input", "shape": dims, "datatype": kserve,
+                                                "parameters": {"binary_data_size": len(data)}}]}, [data])
+    expect_4xx(srv, "NaN output as JSON", 400, "POST", "/v2/models/node_test_cast_FLOAT16_to_DOUBLE/infer", body,
+               headers, contains="binary_data")
 
 
 def test_health_metadata(srv):
@@ -281,6 +417,13 @@ def test_json_infer(srv, images, logits):
     st, m = srv.json("GET", "/v2/models/labels")
     check(st == 200 and m["inputs"][0]["datatype"] == "BYTES" and m["outputs"][0]["datatype"] == "INT64",
           "label encoder metadata: %s" % (m,))
+    # The same model as an engine file, from a model.onnx folder with external data, and
+    # from the file default_model_filename names (in version folder 7).
+    for name in ("digits_engine", "digits_external", "digits_named"):
+        st, r = infer_json(srv, name, [{"name": "image", "shape": [2, 1, 8, 8], "datatype": "FP32",
+                                        "data": images[:128]}])
+        check(st == 200 and r["model_version"] == ("7" if name == "digits_named" else "1")
+              and close(r["outputs"][0]["data"], logits[:20]), "%s: %s %s" % (name, st, r))
 
 
 def test_binary_infer(srv, images, logits):
@@ -648,6 +791,7 @@ def main():
         test_health_metadata(srv)
         test_json_infer(srv, images, logits)
         test_binary_infer(srv, images, logits)
+        test_node_cases(srv)
         test_batching(srv, images, logits)
         test_queue_limit_and_timeout(srv, images)
         test_bad_requests(srv, images)

@@ -421,7 +421,7 @@ static void write_response(struct sv_model *m, struct parsed *p, struct sv_respo
         for (size_t i = v.first; i < v.first + v.count; i++) {
             json_t *e = json_elem(v.dt, v.data, i);
             if (!e) {
-                sv_response_error(resp, 500,
+                sv_response_error(resp, 400,
                                   "output '%s' element %zu (%s) cannot be written as JSON (NaN, infinity, a "
                                   "value above 2^63 or text that is not UTF-8); request it with binary_data",
                                   io->name, i - v.first, sv_dtype_kserve(v.dt));
