@@ -530,6 +530,27 @@ def test_queue_limit_and_timeout(srv, images):
     check(time.time() - t0 < 5, "timeouts do not hang")
 
 
+def test_client_gone(srv, images):
+    """A client that closes its connection while its request waits in the batcher (400 ms
+    delay) cancels it: it never runs, counts as a failure, and nothing stays pending."""
+    key = '{model="digits_timeout",version="1"}'
+    before = srv.metrics()
+    body = json.dumps({"inputs": [{"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                   "data": images[:64]}]}).encode()
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    sock.sendall(b"POST /v2/models/digits_timeout/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    time.sleep(0.1)
+    sock.close()
+    time.sleep(0.6)
+    after = srv.metrics()
+    d = {k: after[k + key] - before.get(k + key, 0) for k in
+         ("nv_inference_exec_count", "nv_inference_request_failure", "nv_inference_request_success")}
+    check(d["nv_inference_exec_count"] == 0 and d["nv_inference_request_failure"] == 1
+          and d["nv_inference_request_success"] == 0 and after["nv_inference_pending_request_count" + key] == 0,
+          "a request whose client left is cancelled in the queue: %s" % d)
+
+
 def expect_4xx(srv, what, status, method, path, body=None, headers=None, contains=None):
     st, _, data = srv.request(method, path, body, headers)
     try:
@@ -794,6 +815,7 @@ def main():
         test_node_cases(srv)
         test_batching(srv, images, logits)
         test_queue_limit_and_timeout(srv, images)
+        test_client_gone(srv, images)
         test_bad_requests(srv, images)
         test_load_unload(srv, images)
         test_fuzz(srv, images)

@@ -212,8 +212,11 @@ static void model_route(struct sv_http *h, struct route *rt, struct sv_response 
                 }
                 /* A reload swaps versions while requests arrive: a request that found the
                  * old version just as it stopped taking work goes to the new one. */
+                const union MHD_ConnectionInfo *ci =
+                    MHD_get_connection_info(rt->c, MHD_CONNECTION_INFO_CONNECTION_FD);
+                int fd = ci ? (int)ci->connect_fd : -1;
                 for (int attempt = 0; m && attempt < 3; attempt++) {
-                    if (sv_infer(h->opt, m, rt->body ? rt->body : "", rt->len, header_len, resp)) break;
+                    if (sv_infer(h->opt, m, rt->body ? rt->body : "", rt->len, header_len, fd, resp)) break;
                     sv_model_unref(m);
                     bool known;
                     m = sv_repo_get(h->repo, name, version, &known);

@@ -525,7 +525,7 @@ static bool parse_request(const struct sv_options *opt, struct sv_model *m, json
 }
 
 bool sv_infer(const struct sv_options *opt, struct sv_model *m, const char *body, size_t len, long long header_len,
-              struct sv_response *resp)
+              int client_fd, struct sv_response *resp)
 {
     bool unloading = false;
     uint64_t t0 = sv_now_ns();
@@ -556,6 +556,7 @@ bool sv_infer(const struct sv_options *opt, struct sv_model *m, const char *body
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     r->model = m;
+    r->client_fd = client_fd;
     p.r = r;
     if (!parse_request(opt, m, root, body + jlen, len - jlen, &p, resp)) goto fail;
     if (!sv_sched_submit(r)) {

@@ -25,11 +25,12 @@ void sv_response_json(struct sv_response *resp, char *s);
 
 /* Runs the inference request in body (len bytes) on model m. header_len is the value of
  * the Inference-Header-Content-Length header, or -1 when absent (the whole body is JSON).
+ * client_fd: the connection's socket, watched for the client going away (-1: not watched).
  * Always fills resp. Returns false (resp a 503) only when m was being unloaded before the
  * request could be queued: the caller may look the model up again (a reload has put a new
  * version in place) and retry; otherwise the request is counted in m's statistics. */
 bool sv_infer(const struct sv_options *opt, struct sv_model *m, const char *body, size_t len, long long header_len,
-              struct sv_response *resp);
+              int client_fd, struct sv_response *resp);
 
 /* Model metadata, configuration (Triton's ModelConfig as JSON) and statistics. */
 char *sv_model_metadata_json(const struct sv_model *m, const char *const *versions, size_t n_versions);

@@ -13,10 +13,13 @@
  * action REJECT) or left queued (DELAY). Requests are concatenated along dim 0, and every
  * output is split back along dim 0.
  */
+#define _GNU_SOURCE /* POLLRDHUP */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "serve.h"
@@ -30,6 +33,7 @@ struct sv_worker {
     kiln_context *ctx;
     kiln_run_options *ro;
     struct sv_request *batch[SV_MAX_BATCH_REQUESTS];
+    size_t batch_n; /* requests of the batch running now (under the sched lock) */
 };
 
 uint64_t sv_now_ns(void)
@@ -61,10 +65,66 @@ static void complete(struct sv_request *r, int http_status, kiln_status st, cons
     pthread_mutex_unlock(&r->mu);
 }
 
+/* True when the peer of socket fd has closed the connection (or its sending side). */
+static bool client_gone(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0) return false;
+    if (p.revents & (POLLHUP | POLLERR | POLLNVAL | POLLRDHUP)) return true;
+    char c;
+    return (p.revents & POLLIN) && recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+/* Unlinks `r` (whose predecessor is prev, NULL for the head). Under s->mu. */
+static void unlink_req(struct sv_sched *s, struct sv_request *prev, struct sv_request *r)
+{
+    if (prev) prev->next = r->next;
+    else s->head = r->next;
+    if (s->tail == r) s->tail = prev;
+    r->next = NULL;
+    r->phase = SV_REQ_FINISHED;
+    s->queued--;
+}
+
+/* The client of r went away: drop r from the queue, or stop its run when it runs alone. */
+static void cancel(struct sv_request *r)
+{
+    struct sv_sched *s = &r->model->sched;
+    pthread_mutex_lock(&s->mu);
+    if (r->phase == SV_REQ_QUEUED) {
+        struct sv_request *prev = NULL;
+        for (struct sv_request *q = s->head; q && q != r; q = q->next) prev = q;
+        unlink_req(s, prev, r);
+        r->queue_ns = sv_now_ns() - r->enqueue_ns;
+        complete(r, 503, KILN_E_CANCELLED, "cancelled: the client closed the connection while the request was queued");
+    } else if (r->phase == SV_REQ_RUNNING && r->worker && r->worker->batch_n == 1) {
+        /* The worker resets its run options when it picks a batch, under this lock, and
+         * marks its requests finished under it too: this cancel reaches r's run only. */
+        kiln_run_options_cancel(r->worker->ro);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 void sv_request_wait(struct sv_request *r)
 {
+    bool cancelled = false;
     pthread_mutex_lock(&r->mu);
-    while (!r->done) pthread_cond_wait(&r->cv, &r->mu);
+    while (!r->done) {
+        if (r->client_fd < 0 || cancelled) {
+            pthread_cond_wait(&r->cv, &r->mu);
+            continue;
+        }
+        /* Look at the connection every 20 ms. */
+        uint64_t t = sv_now_ns() + 20000000u;
+        struct timespec ts = {(time_t)(t / 1000000000u), (long)(t % 1000000000u)};
+        pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+        if (!r->done && client_gone(r->client_fd)) {
+            cancelled = true;
+            pthread_mutex_unlock(&r->mu);
+            cancel(r);
+            pthread_mutex_lock(&r->mu);
+        }
+    }
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -95,20 +155,11 @@ bool sv_sched_submit(struct sv_request *r)
     else s->head = r;
     s->tail = r;
     s->queued++;
+    r->phase = SV_REQ_QUEUED;
     atomic_fetch_add(&m->stats.pending, 1);
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return true;
-}
-
-/* Unlinks `r` (whose predecessor is prev, NULL for the head). Under s->mu. */
-static void unlink_req(struct sv_sched *s, struct sv_request *prev, struct sv_request *r)
-{
-    if (prev) prev->next = r->next;
-    else s->head = r->next;
-    if (s->tail == r) s->tail = prev;
-    r->next = NULL;
-    s->queued--;
 }
 
 /* Rejects the queued requests whose timeout has passed (timeout action REJECT). */
@@ -267,7 +318,6 @@ static void run_batch(struct sv_worker *w, size_t n)
             ins[i] = cat[i].v;
         }
     }
-    kiln_run_options_reset(w->ro);
     double timeout_s = 0;
     if (deadline) {
         uint64_t now = sv_now_ns();
@@ -300,6 +350,10 @@ static void run_batch(struct sv_worker *w, size_t n)
     }
 done:;
     uint64_t compute = sv_now_ns() - start;
+    pthread_mutex_lock(&m->sched.mu);
+    for (size_t k = 0; k < n; k++) w->batch[k]->phase = SV_REQ_FINISHED, w->batch[k]->worker = NULL;
+    w->batch_n = 0;
+    pthread_mutex_unlock(&m->sched.mu);
     for (size_t i = 0; cat && i < n_in; i++) sv_tensor_fini(&cat[i]);
     free(cat);
     free(ins);
@@ -346,7 +400,12 @@ static void *worker_main(void *arg)
                 continue;
             }
             n = pick(s, w, now, &wake);
-            if (n) break;
+            if (n) {
+                for (size_t k = 0; k < n; k++) w->batch[k]->phase = SV_REQ_RUNNING, w->batch[k]->worker = w;
+                w->batch_n = n;
+                kiln_run_options_reset(w->ro); /* under the lock: see cancel() */
+                break;
+            }
             struct timespec ts = {(time_t)(wake / 1000000000u), (long)(wake % 1000000000u)};
             pthread_cond_timedwait(&s->cv, &s->mu, &ts);
         }

@@ -193,6 +193,10 @@ struct sv_request {
     int64_t row0;                   /* first row of this request in result's outputs */
     uint64_t queue_ns, compute_ns;
     struct sv_request *next;
+    /* Scheduler state, under the model's sched.mu. */
+    enum { SV_REQ_NEW, SV_REQ_QUEUED, SV_REQ_RUNNING, SV_REQ_FINISHED } phase;
+    struct sv_worker *worker; /* SV_REQ_RUNNING: the instance running it */
+    int client_fd;            /* the connection's socket, watched while waiting; -1: none */
 };
 
 /* Outputs of one model execution, shared by the requests of its batch. */
@@ -207,6 +211,10 @@ void sv_batch_result_unref(struct sv_batch_result *r);
  * r->msg set when the queue is full or the model is unloading; otherwise the request
  * completes later: sv_request_wait returns when it has. */
 bool sv_sched_submit(struct sv_request *r);
+/* Waits for r to complete. While it waits it watches r->client_fd (when >= 0): a client
+ * that closed its connection cancels the request: taken out of the queue when still queued,
+ * its run stopped (kiln_run_options_cancel) when it runs alone; a run shared with other
+ * requests finishes. */
 void sv_request_wait(struct sv_request *r);
 
 uint64_t sv_now_ns(void);
