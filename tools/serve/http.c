@@ -17,6 +17,7 @@
  * shutting down, 500 a failure of kiln serve itself.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -315,7 +316,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *con_cls = st;
         atomic_fetch_add(&h->in_flight, 1);
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > h->opt->max_body_bytes) st->too_big = true;
+        if (cl) { /* libmicrohttpd has validated the header; a value over the limit ends here */
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(cl, &end, 10);
+            if (end != cl && (errno == ERANGE || n > h->opt->max_body_bytes)) st->too_big = true;
+        }
         if (st->too_big) {
             struct sv_response resp = {0};
             sv_response_error(&resp, 413, "the request body exceeds %zu bytes (--max-request-bytes)",
