@@ -788,6 +788,29 @@ def test_drain(srv, images):
     check("draining" in log and "stopped" in log, "the shutdown is logged")
 
 
+def test_exit_timeout(repo, images):
+    """Past --exit-timeout-secs, shutdown cancels what is still waiting: the request queued
+    behind a 1.5 s batching delay is answered 503 at once and the exit status says 1."""
+    srv = Server(repo, "--model-control-mode", "explicit", "--load-model", "digits_queue", "--exit-timeout-secs", "0")
+    result = []
+
+    def one():
+        result.append(infer_json(srv, "digits_queue", [{"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                                        "data": images[:64]}]))
+
+    t = threading.Thread(target=one)
+    t.start()
+    time.sleep(0.2)
+    t0 = time.time()
+    rc, log = srv.stop()
+    t.join()
+    check(result and result[0][0] == 503 and "shutting down" in result[0][1]["error"],
+          "a request past the exit timeout is cancelled: %s" % result)
+    check(rc == 1 and time.time() - t0 < 1.2, "exit status 1, without waiting for the batcher (%s, %.2f s)" %
+          (rc, time.time() - t0))
+    check("still in flight" in log, "the log says requests were cut: %s" % log[-300:])
+
+
 def main():
     root = tempfile.mkdtemp(prefix="kiln-serve-test.")
     try:
@@ -820,6 +843,7 @@ def main():
         test_load_unload(srv, images)
         test_fuzz(srv, images)
         test_drain(srv, images)
+        test_exit_timeout(repo, images)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if FAILS:

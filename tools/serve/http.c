@@ -467,6 +467,12 @@ bool sv_http_start(struct sv_http *h, char *err, size_t err_size)
     return true;
 }
 
+static void abort_model(void *user, struct sv_model *m)
+{
+    (void)user;
+    sv_sched_abort(m);
+}
+
 long sv_http_drain_and_stop(struct sv_http *h, unsigned timeout_s)
 {
     atomic_store(&h->stopping, true);
@@ -474,6 +480,14 @@ long sv_http_drain_and_stop(struct sv_http *h, unsigned timeout_s)
     uint64_t deadline = sv_now_ns() + (uint64_t)timeout_s * 1000000000u;
     long left;
     while ((left = atomic_load(&h->in_flight)) > 0 && sv_now_ns() < deadline) usleep(10000);
+    /* Past the deadline: stop the inferences that requests still wait for, so that the
+     * connection threads (which MHD_stop_daemon joins) return. */
+    if (left > 0) {
+        sv_repo_each(h->repo, abort_model, NULL);
+        /* Give the answers (503) a moment to go out before the sockets close. */
+        uint64_t grace = sv_now_ns() + 1000000000u;
+        while (atomic_load(&h->in_flight) > 0 && sv_now_ns() < grace) usleep(10000);
+    }
     if (h->api) MHD_stop_daemon(h->api);
     if (s != MHD_INVALID_SOCKET) close(s);
     if (h->metrics) MHD_stop_daemon(h->metrics);

@@ -19,7 +19,8 @@ struct sv_http {
 
 /* Starts both daemons (metrics_port < 0: no metrics). false with a message. */
 bool sv_http_start(struct sv_http *h, char *err, size_t err_size);
-/* Stops accepting connections, waits up to timeout_s for in-flight requests, then stops
+/* Stops accepting connections, waits up to timeout_s for in-flight requests, cancels the
+ * inferences still queued or running at the deadline (their requests get 503), then stops
  * the daemons. Returns the number of requests still in flight at the deadline. */
 long sv_http_drain_and_stop(struct sv_http *h, unsigned timeout_s);
 

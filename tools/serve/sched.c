@@ -443,6 +443,24 @@ bool sv_sched_start(struct sv_model *m, char *err, size_t err_size)
     return true;
 }
 
+void sv_sched_abort(struct sv_model *m)
+{
+    struct sv_sched *s = &m->sched;
+    if (!m->sched_started) return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    while (s->head) {
+        struct sv_request *r = s->head;
+        unlink_req(s, NULL, r);
+        r->queue_ns = sv_now_ns() - r->enqueue_ns;
+        complete(r, 503, KILN_E_CANCELLED, "cancelled: the server is shutting down and its exit timeout passed");
+    }
+    for (size_t i = 0; i < s->n_workers; i++)
+        if (s->workers[i].batch_n) kiln_run_options_cancel(s->workers[i].ro);
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
 void sv_sched_stop(struct sv_model *m)
 {
     struct sv_sched *s = &m->sched;

@@ -173,6 +173,9 @@ void sv_model_unref(struct sv_model *m); /* NULL is fine */
  * every queued request, then joins them (new submissions fail from then on). */
 bool sv_sched_start(struct sv_model *m, char *err, size_t err_size);
 void sv_sched_stop(struct sv_model *m);
+/* For a shutdown past its deadline: fails every queued request, cancels the running ones
+ * (kiln_run_options_cancel) and refuses new ones; sv_sched_stop still joins the threads. */
+void sv_sched_abort(struct sv_model *m);
 
 /* An inference request as the scheduler sees it (built by infer.c). Inputs are in model
  * input order; batch is the rows of the batch dim (1 for a model without batching). */
