@@ -65,6 +65,7 @@ void sv_model_unref(struct sv_model *m)
 {
     if (!m || atomic_fetch_sub(&m->refs, 1) != 1) return;
     sv_sched_stop(m);
+    sv_sched_fini(m);
     kiln_engine_free(m->engine);
     free(m->in_names);
     sv_config_fini(&m->cfg);

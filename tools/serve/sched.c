@@ -425,6 +425,7 @@ bool sv_sched_start(struct sv_model *m, char *err, size_t err_size)
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, &ca);
     pthread_condattr_destroy(&ca);
+    m->sched_inited = true;
     m->sched_started = true;
     s->workers = calloc((size_t)m->cfg.instance_count, sizeof *s->workers);
     if (!s->workers) return snprintf(err, err_size, "out of memory"), false;
@@ -478,15 +479,25 @@ void sv_sched_stop(struct sv_model *m)
         unlink_req(s, NULL, r);
         complete(r, 503, KILN_E_CANCELLED, "the model was unloaded before the request ran");
     }
-    pthread_mutex_unlock(&s->mu);
-    for (size_t i = 0; i < s->n_workers; i++) {
-        kiln_context_free(s->workers[i].ctx);
-        kiln_run_options_free(s->workers[i].ro);
-    }
-    free(s->workers);
+    struct sv_worker *workers = s->workers;
+    size_t n = s->n_workers;
     s->workers = NULL;
     s->n_workers = 0;
-    pthread_cond_destroy(&s->cv);
-    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_unlock(&s->mu);
+    for (size_t i = 0; i < n; i++) {
+        kiln_context_free(workers[i].ctx);
+        kiln_run_options_free(workers[i].ro);
+    }
+    free(workers);
     m->sched_started = false;
+    /* The lock and condition stay until the last reference goes (sv_sched_fini): a request
+     * thread holding a reference may still try to submit, and is told the model unloads. */
+}
+
+void sv_sched_fini(struct sv_model *m)
+{
+    if (!m->sched_inited) return;
+    pthread_cond_destroy(&m->sched.cv);
+    pthread_mutex_destroy(&m->sched.mu);
+    m->sched_inited = false;
 }

@@ -164,7 +164,7 @@ struct sv_model {
     struct sv_sched sched;
     struct sv_stats stats;
     atomic_int refs;
-    bool sched_started;
+    bool sched_inited, sched_started;
 };
 
 void sv_model_unref(struct sv_model *m); /* NULL is fine */
@@ -176,6 +176,8 @@ void sv_sched_stop(struct sv_model *m);
 /* For a shutdown past its deadline: fails every queued request, cancels the running ones
  * (kiln_run_options_cancel) and refuses new ones; sv_sched_stop still joins the threads. */
 void sv_sched_abort(struct sv_model *m);
+/* Frees the scheduler's lock and condition; for the last reference's free only. */
+void sv_sched_fini(struct sv_model *m);
 
 /* An inference request as the scheduler sees it (built by infer.c). Inputs are in model
  * input order; batch is the rows of the batch dim (1 for a model without batching). */
