@@ -169,6 +169,13 @@ input { name: "image" data_type: TYPE_FP32 dims: [ 64 ] reshape: { shape: [ 1, 8
     add_model(repo, "add", os.path.join(NODE, "test_add", "model.onnx"))
     add_model(repo, "strings", os.path.join(NODE, "test_equal_string", "model.onnx"))
     add_model(repo, "labels", os.path.join(NODE, "test_ai_onnx_ml_label_encoder_string_int", "model.onnx"))
+    add_model(repo, "digits_labels", digits, """
+max_batch_size: 16
+output [ { name: "logits" data_type: TYPE_FP32 dims: [ 10 ] label_filename: "digits.txt" },
+         { name: "label" data_type: TYPE_INT64 dims: [ ] } ]
+""")
+    write(os.path.join(repo, "digits_labels", "digits.txt"),
+          "zero\none\ntwo\nthree\nfour\nfive\nsix\nseven\neight\r\nnine\n")
     for case in NODE_CASES:
         add_model(repo, "node_" + case, os.path.join(NODE, case, "model.onnx"))
     # An engine file (kiln build) under platform kiln, and a model.onnx folder with external data.
@@ -426,6 +433,45 @@ def test_json_infer(srv, images, logits):
               and close(r["outputs"][0]["data"], logits[:20]), "%s: %s %s" % (name, st, r))
 
 
+def test_classification(srv, images, logits):
+    """Triton's classification extension: the top K of each row as "value:index[:label]"."""
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    for model, labels in (("digits", None), ("digits_labels", words)):
+        st, r = infer_json(srv, model, [{"name": "image", "shape": [3, 1, 8, 8], "datatype": "FP32",
+                                         "data": images[:3 * 64]}],
+                           outputs=[{"name": "logits", "parameters": {"classification": 3}}])
+        if not check(st == 200, "%s: classification: %s %s" % (model, st, r)):
+            continue
+        o = r["outputs"][0]
+        ok = o["datatype"] == "BYTES" and o["shape"] == [3, 3] and len(o["data"]) == 9
+        for row in range(3 if ok else 0):
+            ref = sorted(range(10), key=lambda c: (-logits[row * 10 + c], c))[:3]
+            for j in range(3):
+                parts = o["data"][row * 3 + j].split(":")
+                ok = ok and int(parts[1]) == ref[j] and abs(float(parts[0]) - logits[row * 10 + ref[j]]) < 1e-4
+                ok = ok and (parts[2:] == [labels[ref[j]]] if labels else len(parts) == 2)
+        check(ok, "%s: top 3 of each row with %s: %s" % (model, "labels" if labels else "no labels", o))
+    # Binary: BYTES elements, length-prefixed.
+    body, headers = binary_request({"inputs": [{"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                                "parameters": {"binary_data_size": 256}}],
+                                    "outputs": [{"name": "logits", "parameters": {"classification": 1,
+                                                                                 "binary_data": True}}]},
+                                   [struct.pack("<64f", *images[:64])])
+    st, rh, data = srv.request("POST", "/v2/models/digits_labels/infer", body, headers)
+    doc, out, exact = parse_binary_response(rh, data)
+    best = max(range(10), key=lambda c: logits[c])
+    blob = out["logits"][1]
+    check(st == 200 and exact and struct.unpack("<I", blob[:4])[0] == len(blob) - 4
+          and blob[4:].decode().endswith(":%d:%s" % (best, words[best])), "binary classification: %r" % (blob,))
+    J = lambda d: json.dumps(d).encode()
+    img = {"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": images[:64]}
+    expect_4xx(srv, "classification above the row's values", 400, "POST", "/v2/models/digits/infer",
+               J({"inputs": [img], "outputs": [{"name": "logits", "parameters": {"classification": 11}}]}),
+               contains="out of range [1, 10]")
+    expect_4xx(srv, "classification 0", 400, "POST", "/v2/models/digits/infer",
+               J({"inputs": [img], "outputs": [{"name": "logits", "parameters": {"classification": 0}}]}))
+
+
 def test_binary_infer(srv, images, logits):
     raw = struct.pack("<%df" % (16 * 64), *images)
     body, headers = binary_request({"inputs": [{"name": "image", "shape": [16, 1, 8, 8], "datatype": "FP32",
@@ -589,8 +635,6 @@ def test_bad_requests(srv, images):
     expect_4xx(srv, "huge shape", 400, "POST", infer,
                J({"inputs": [dict(img, shape=[16, 1, 1 << 40, 1 << 40])]}))
     expect_4xx(srv, "unknown output", 400, "POST", infer, J({"inputs": [img], "outputs": [{"name": "probs"}]}))
-    expect_4xx(srv, "classification", 400, "POST", infer,
-               J({"inputs": [img], "outputs": [{"name": "logits", "parameters": {"classification": 3}}]}))
     expect_4xx(srv, "no inputs", 400, "POST", infer, J({"outputs": []}))
     expect_4xx(srv, "bad timeout", 400, "POST", infer, J({"inputs": [img], "parameters": {"timeout": "soon"}}))
     # Binary data that does not add up.
@@ -836,6 +880,7 @@ def main():
         test_json_infer(srv, images, logits)
         test_binary_infer(srv, images, logits)
         test_node_cases(srv)
+        test_classification(srv, images, logits)
         test_batching(srv, images, logits)
         test_queue_limit_and_timeout(srv, images)
         test_client_gone(srv, images)

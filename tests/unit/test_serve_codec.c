@@ -4,8 +4,10 @@
  * re-encoded, and every malformed buffer refused with a message naming the input: wrong
  * sizes, every truncated prefix of a BYTES buffer, trailing bytes, lengths past the end
  * (0xffffffff included), negative dims, element counts over the limit or overflowing.
- * Buffers are allocated at their exact size so that ASan catches any over-read.
+ * Buffers are allocated at their exact size so that ASan catches any over-read. Also the
+ * classification extension's top-k strings (tools/serve/classify.c): order, ties, NaN, labels.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -174,8 +176,41 @@ static void test_random_bytes(void)
     }
 }
 
+/* The classification extension's top-k strings (tools/serve/classify.c). */
+static void test_classify(void)
+{
+    float v[8] = {0.5f, 2.0f, 2.0f, -1.0f, /* row 1: a tie between indices 1 and 2 */
+                  NAN, 3.0f, 1.0f, 0.25f}; /* row 2: NaN sorts last */
+    char *labels[2] = {"zero", "one"};
+    char **s = NULL, *buf = NULL, err[256] = "";
+    CHECK(sv_classify(KILN_DTYPE_F32, v, 0, 8, 2, 3, labels, 2, &s, &buf, err, sizeof err), "classify: %s", err);
+    if (s) {
+        const char *want[6] = {"2.000000:1:one", "2.000000:2", "0.500000:0:zero", "3.000000:1:one", "1.000000:2",
+                               "0.250000:3"};
+        for (int i = 0; i < 6; i++) CHECK(strcmp(s[i], want[i]) == 0, "string %d: '%s', want '%s'", i, s[i], want[i]);
+    }
+    free(s), free(buf);
+    int64_t iv[3] = {-5, 7, 7};
+    CHECK(sv_classify(KILN_DTYPE_I64, iv, 0, 3, 1, 3, NULL, 0, &s, &buf, err, sizeof err) &&
+              strcmp(s[0], "7.000000:1") == 0 && strcmp(s[2], "-5.000000:0") == 0,
+          "int64 values");
+    free(s), free(buf);
+    CHECK(sv_classify(KILN_DTYPE_F32, v + 4, 0, 4, 1, 4, NULL, 0, &s, &buf, err, sizeof err) &&
+              strcmp(s[3], "nan:0") == 0,
+          "NaN last: '%s'", s ? s[3] : "");
+    free(s), free(buf);
+    CHECK(!sv_classify(KILN_DTYPE_F32, v, 0, 8, 2, 5, NULL, 0, &s, &buf, err, sizeof err) &&
+              strstr(err, "out of range [1, 4]") && s == NULL,
+          "k above the row: %s", err);
+    CHECK(!sv_classify(KILN_DTYPE_F32, v, 0, 8, 2, 0, NULL, 0, &s, &buf, err, sizeof err), "k = 0");
+    CHECK(sv_classify_supported(KILN_DTYPE_U16) && sv_classify_supported(KILN_DTYPE_BOOL) &&
+              !sv_classify_supported(KILN_DTYPE_STRING) && !sv_classify_supported(KILN_DTYPE_F16),
+          "supported types");
+}
+
 int main(void)
 {
+    test_classify();
     test_dtypes();
     test_fixed();
     test_bytes();

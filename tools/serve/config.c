@@ -142,9 +142,10 @@ static bool read_io(struct cfg_reader *r, const struct pbtxt_field *f, struct sv
             }
         } else if (is(g, "optional") && is_input) {
             if (!get_bool(r, g, &io->optional)) return false;
-        } else if (is(g, "format") || is(g, "label_filename") || is(g, "is_shape_tensor") ||
-                   is(g, "allow_ragged_batch")) {
-            unknown(r, where, g);
+        } else if (is(g, "label_filename") && !is_input) {
+            if (!get_string(r, g, &io->label_filename)) return false;
+            if (!io->label_filename[0] || io->label_filename[0] == '.' || strchr(io->label_filename, '/'))
+                return bad(r, g, "'%s' must be a plain file name in the model folder", io->label_filename);
         } else {
             unknown(r, where, g);
         }
@@ -351,7 +352,12 @@ bool sv_config_from_pbtxt(const struct pbtxt_msg *msg, struct sv_config *c, sv_w
 
 static void io_fini(struct sv_io *l, size_t n)
 {
-    for (size_t i = 0; i < n; i++) free(l[i].name);
+    for (size_t i = 0; i < n; i++) {
+        free(l[i].name);
+        free(l[i].label_filename);
+        if (l[i].labels) free(l[i].labels[0]); /* one block holds every label */
+        free(l[i].labels);
+    }
     free(l);
 }
 

@@ -121,8 +121,9 @@ static bool parse_version(const char *s, int64_t *v)
 
 static void server_metadata(struct sv_response *resp)
 {
-    json_t *o = json_pack("{s:s,s:s,s:[s,s,s,s]}", "name", "kiln", "version", kiln_version(), "extensions",
-                          "binary_tensor_data", "model_repository", "statistics", "model_configuration");
+    json_t *o = json_pack("{s:s,s:s,s:[s,s,s,s,s]}", "name", "kiln", "version", kiln_version(), "extensions",
+                          "classification", "binary_tensor_data", "model_repository", "statistics",
+                          "model_configuration");
     sv_response_json(resp, o ? json_dumps(o, JSON_COMPACT) : NULL);
     json_decref(o);
 }

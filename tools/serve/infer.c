@@ -168,6 +168,7 @@ static void dims_text(char *buf, size_t size, int rank, const int64_t *dims, boo
 struct req_output {
     size_t cfg_index;
     bool binary;
+    int64_t classify; /* classification extension: the top K per row; 0: the tensor itself */
 };
 
 struct parsed {
@@ -291,7 +292,7 @@ static bool parse_outputs(struct sv_model *m, json_t *outs, struct parsed *p, st
     p->outs = calloc(n ? n : 1, sizeof *p->outs);
     if (!p->outs) return sv_response_error(resp, 500, "out of memory"), false;
     if (!outs) {
-        for (size_t i = 0; i < n; i++) p->outs[i] = (struct req_output){i, p->binary_all};
+        for (size_t i = 0; i < n; i++) p->outs[i] = (struct req_output){i, p->binary_all, 0};
         p->n_outs = n;
         return true;
     }
@@ -315,11 +316,18 @@ static bool parse_outputs(struct sv_model *m, json_t *outs, struct parsed *p, st
                 return sv_response_error(resp, 400, "output '%s': binary_data must be true or false", name), false;
             binary = json_is_true(bd);
         }
-        if (params && json_object_get(params, "classification"))
-            return sv_response_error(resp, 400, "output '%s': the classification extension is not supported by kiln "
-                                     "serve yet", name),
-                   false;
-        p->outs[p->n_outs++] = (struct req_output){ci, binary};
+        json_t *cl = params ? json_object_get(params, "classification") : NULL;
+        int64_t classify = 0;
+        if (cl) {
+            if (!json_is_integer(cl) || json_integer_value(cl) < 1)
+                return sv_response_error(resp, 400, "output '%s': classification must be an integer >= 1", name), false;
+            if (!sv_classify_supported(c->outputs[ci].dtype))
+                return sv_response_error(resp, 400, "output '%s': %s values cannot be classified", name,
+                                         sv_dtype_kserve(c->outputs[ci].dtype)),
+                       false;
+            classify = json_integer_value(cl);
+        }
+        p->outs[p->n_outs++] = (struct req_output){ci, binary, classify};
     }
     return true;
 }
@@ -332,7 +340,31 @@ struct out_view {
     int64_t dims[SV_MAX_RANK];
     const void *data; /* the value's data; elements [first, first+count) are ours */
     size_t first, count;
+    char **class_ptrs; /* a classification's strings (data points here), owned */
+    char *class_buf;
 };
+
+/* Turns v into its classification: BYTES, [rows, k] ([k] without batching). */
+static bool classify_view(const struct sv_model *m, const struct sv_request *r, const struct sv_io *io, int64_t k,
+                          struct out_view *v, struct sv_response *resp)
+{
+    bool batched = m->cfg.max_batch_size > 0;
+    size_t rows = batched ? (size_t)r->batch : 1;
+    char err[256];
+    if (!sv_classify(v->dt, v->data, v->first, v->count, rows, (size_t)k, io->labels, io->n_labels, &v->class_ptrs,
+                     &v->class_buf, err, sizeof err)) {
+        sv_response_error(resp, 400, "output '%s': %s", io->name, err);
+        return false;
+    }
+    v->dt = KILN_DTYPE_STRING;
+    v->data = v->class_ptrs;
+    v->first = 0;
+    v->count = rows * (size_t)k;
+    v->rank = 0;
+    if (batched) v->dims[v->rank++] = (int64_t)rows;
+    v->dims[v->rank++] = k;
+    return true;
+}
 
 static void view_output(const struct sv_model *m, const struct sv_request *r, size_t cfg_index, struct out_view *v)
 {
@@ -391,15 +423,21 @@ static void write_response(struct sv_model *m, struct parsed *p, struct sv_respo
 {
     json_t *root = json_pack("{s:s,s:s}", "model_name", m->name, "model_version", m->version_str);
     json_t *outs = json_array();
+    struct out_view *views = calloc(p->n_outs ? p->n_outs : 1, sizeof *views);
     size_t bin_total = 0;
     bool fp64 = false;
-    if (!root || !outs) goto nomem;
+    if (!root || !outs || !views) goto nomem;
+    for (size_t k = 0; k < p->n_outs; k++) {
+        view_output(m, p->r, p->outs[k].cfg_index, &views[k]);
+        if (p->outs[k].classify &&
+            !classify_view(m, p->r, &m->cfg.outputs[p->outs[k].cfg_index], p->outs[k].classify, &views[k], resp))
+            goto out;
+    }
     if (p->id) json_object_set_new(root, "id", json_string(p->id));
     json_object_set(root, "outputs", outs);
     for (size_t k = 0; k < p->n_outs; k++) {
         const struct sv_io *io = &m->cfg.outputs[p->outs[k].cfg_index];
-        struct out_view v;
-        view_output(m, p->r, p->outs[k].cfg_index, &v);
+        const struct out_view v = views[k];
         json_t *shape = json_array();
         for (int i = 0; shape && i < v.rank; i++) json_array_append_new(shape, json_integer(v.dims[i]));
         json_t *o = json_pack("{s:s,s:s,s:o}", "name", io->name, "datatype", sv_dtype_kserve(v.dt), "shape", shape);
@@ -447,8 +485,7 @@ static void write_response(struct sv_model *m, struct parsed *p, struct sv_respo
     unsigned char *dst = (unsigned char *)body + jl;
     for (size_t k = 0; k < p->n_outs; k++) {
         if (!p->outs[k].binary) continue;
-        struct out_view v;
-        view_output(m, p->r, p->outs[k].cfg_index, &v);
+        const struct out_view v = views[k];
         sv_binary_write(v.dt, v.data, v.first, v.count, dst);
         dst += sv_binary_size(v.dt, v.data, v.first, v.count);
     }
@@ -461,6 +498,8 @@ static void write_response(struct sv_model *m, struct parsed *p, struct sv_respo
 nomem:
     sv_response_error(resp, 500, "out of memory writing the response");
 out:
+    for (size_t k = 0; views && k < p->n_outs; k++) free(views[k].class_ptrs), free(views[k].class_buf);
+    free(views);
     json_decref(outs);
     json_decref(root);
 }

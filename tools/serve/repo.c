@@ -206,6 +206,48 @@ static bool list_versions(const char *dir, int64_t **out, size_t *n, char *err, 
     return ok;
 }
 
+#define LABELS_MAX_BYTES (16u << 20)
+
+/* Reads an output's label file (dir/label_filename, one label per line, "\r\n" allowed):
+ * io->labels[0] is the block that holds them all. */
+static bool read_labels(const char *dir, struct sv_io *io, char *err, size_t err_size)
+{
+    char path[4200];
+    if (!path_fmt(path, sizeof path, "%s/%s", dir, io->label_filename))
+        return snprintf(err, err_size, "label file path too long"), false;
+    FILE *f = fopen(path, "rb");
+    if (!f) return snprintf(err, err_size, "output '%s': label file '%s': %s", io->name, io->label_filename,
+                            strerror(errno)), false;
+    char *buf = malloc(LABELS_MAX_BYTES + 1);
+    size_t n = buf ? fread(buf, 1, LABELS_MAX_BYTES + 1, f) : 0;
+    fclose(f);
+    if (!buf || n > LABELS_MAX_BYTES) {
+        free(buf);
+        return snprintf(err, err_size, "output '%s': label file '%s' %s", io->name, io->label_filename,
+                        buf ? "is larger than 16 MiB" : ": out of memory"), false;
+    }
+    buf[n] = 0;
+    size_t lines = 1;
+    for (size_t i = 0; i < n; i++) lines += buf[i] == '\n';
+    io->labels = calloc(lines, sizeof *io->labels);
+    if (!io->labels) {
+        free(buf);
+        return snprintf(err, err_size, "out of memory"), false;
+    }
+    io->labels[0] = buf;
+    for (char *p = buf;;) {
+        char *nl = strchr(p, '\n');
+        if (nl) *nl = 0;
+        size_t len = strlen(p);
+        if (len && p[len - 1] == '\r') p[len - 1] = 0;
+        if (!nl && p >= buf + n) break; /* no empty label after a final newline */
+        io->labels[io->n_labels++] = p;
+        if (!nl) break;
+        p = nl + 1;
+    }
+    return true;
+}
+
 static void warn_config(void *user, const char *message)
 {
     fprintf(stderr, "kiln serve: model '%s': config.pbtxt %s\n", (const char *)user, message);
@@ -284,6 +326,11 @@ static struct sv_model *load_version(struct sv_repo *r, const char *name, const 
         snprintf(err, err_size, "version %lld: %s", (long long)version, why);
         goto fail;
     }
+    for (size_t i = 0; i < m->cfg.n_outputs; i++)
+        if (m->cfg.outputs[i].label_filename && !read_labels(dir, &m->cfg.outputs[i], why, sizeof why)) {
+            snprintf(err, err_size, "%s", why);
+            goto fail;
+        }
     size_t n_in = kiln_model_input_count(m->m);
     m->in_names = calloc(n_in ? n_in : 1, sizeof *m->in_names);
     if (!m->in_names) {

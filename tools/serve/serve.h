@@ -69,6 +69,18 @@ size_t sv_binary_size(kiln_dtype dt, const void *data, size_t first, size_t coun
 /* Writes those elements in the binary format to dst (sv_binary_size bytes). */
 void sv_binary_write(kiln_dtype dt, const void *data, size_t first, size_t count, unsigned char *dst);
 
+/* ------------------------------------------------------------------ classification (classify.c) */
+
+/* Whether an output of type dt can be classified (real numeric types and BOOL). */
+bool sv_classify_supported(kiln_dtype dt);
+/* Triton's classification of elements [first, first+count) of a numeric tensor, as `rows`
+ * rows: for each row its k largest values, descending, as "<value>:<index>[:<label>]"
+ * (labels[index] when index < n_labels). On success *out_ptrs holds rows*k strings that
+ * point into *out_buf; free both. false with a message when k is 0 or above the values per
+ * row, or on out of memory. */
+bool sv_classify(kiln_dtype dt, const void *data, size_t first, size_t count, size_t rows, size_t k,
+                 char *const *labels, size_t n_labels, char ***out_ptrs, char **out_buf, char *err, size_t err_size);
+
 /* ------------------------------------------------------------------ config (config.c) */
 
 struct sv_io {
@@ -81,6 +93,9 @@ struct sv_io {
     int64_t reshape[SV_MAX_RANK];
     bool optional;
     size_t model_index; /* position among the model's inputs / outputs */
+    char *label_filename; /* outputs: labels for classification, one per line */
+    char **labels;        /* read by repo.c at load; labels[i] names index i */
+    size_t n_labels;
 };
 
 enum sv_version_policy { SV_VERSIONS_LATEST, SV_VERSIONS_ALL, SV_VERSIONS_SPECIFIC };
