@@ -25,6 +25,7 @@ import threading
 import time
 
 KILN, SRC, ONNX = sys.argv[1], sys.argv[2], sys.argv[3]
+POLL = "--poll" in sys.argv[4:]  # test_serve_poll.sh: only the poll mode test
 NODE = os.path.join(ONNX, "node")
 FAILS = []
 
@@ -855,9 +856,49 @@ def test_exit_timeout(repo, images):
     check("still in flight" in log, "the log says requests were cut: %s" % log[-300:])
 
 
+def wait_for(what, cond, timeout=5.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return check(cond(), what)
+
+
+def test_poll(root):
+    """--model-control-mode poll: new, changed, broken and removed model folders."""
+    repo = os.path.join(root, "poll")
+    digits = os.path.join(SRC, "demo", "digits_cnn.onnx")
+    add_model(repo, "add", os.path.join(NODE, "test_add", "model.onnx"))
+    add_model(repo, "d", digits, "max_batch_size: 4\n")
+    srv = Server(repo, "--model-control-mode", "poll", "--repository-poll-secs", "1")
+    check(srv.request("GET", "/v2/health/ready")[0] == 200, "poll: ready")
+    config = lambda: srv.json("GET", "/v2/models/d/config")[1].get("max_batch_size")
+    check(config() == 4, "poll: d loaded with max_batch_size 4")
+    add_model(repo, "late", os.path.join(NODE, "test_equal_string", "model.onnx"))
+    wait_for("poll: a new folder is loaded", lambda: srv.request("GET", "/v2/models/late/ready")[0] == 200)
+    time.sleep(0.05)  # a new modification time, whatever the file system's granularity
+    write(os.path.join(repo, "d", "config.pbtxt"), "max_batch_size: 8\n")
+    wait_for("poll: a changed config is reloaded", lambda: config() == 8)
+    write(os.path.join(repo, "d", "config.pbtxt"), "max_batch_size: eight\n")
+    time.sleep(2.5)
+    check(config() == 8 and srv.request("GET", "/v2/models/d/ready")[0] == 200,
+          "poll: a broken config keeps the loaded version serving")
+    shutil.rmtree(os.path.join(repo, "add"))
+    wait_for("poll: a removed folder is unloaded", lambda: srv.request("GET", "/v2/models/add/ready")[0] == 404)
+    st, idx = srv.json("POST", "/v2/repository/index")
+    check(st == 200 and "add" not in [e["name"] for e in idx], "poll: the index forgets a removed folder: %s" % idx)
+    expect_4xx(srv, "load in poll mode", 400, "POST", "/v2/repository/models/d/load", contains="explicit")
+    rc, log = srv.stop()
+    check(rc == 0, "poll: SIGTERM exits 0")
+
+
 def main():
     root = tempfile.mkdtemp(prefix="kiln-serve-test.")
     try:
+        if POLL:
+            test_poll(root)
+            return finish()
         repo = make_repo(root)
         _, images = read_npy(os.path.join(SRC, "demo", "test_images.npy"))
         _, logits = read_npy(os.path.join(SRC, "demo", "test_logits.npy"))
@@ -891,6 +932,10 @@ def main():
         test_exit_timeout(repo, images)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    finish()
+
+
+def finish():
     if FAILS:
         print("%d check(s) failed" % len(FAILS), file=sys.stderr)
         sys.exit(1)

@@ -5,7 +5,7 @@
 expect_error 2 "--model-repository DIR is required" "$KILN" serve
 expect_error 2 "unknown option 'model.onnx'" "$KILN" serve --model-repository "$TMP" model.onnx
 expect_error 2 "--http-port takes 0..65535" "$KILN" serve --model-repository "$TMP" --http-port 70000
-expect_error 2 "poll is not supported yet" "$KILN" serve --model-repository "$TMP" --model-control-mode poll
+expect_error 2 "takes none, explicit or poll" "$KILN" serve --model-repository "$TMP" --model-control-mode sometimes
 expect_error 2 "--load-model needs --model-control-mode explicit" "$KILN" serve --model-repository "$TMP" \
     --load-model m
 expect_error 1 "is not a folder" "$KILN" serve --model-repository "$TMP/none" --http-port 0 --metrics-port 0

@@ -29,6 +29,7 @@ struct sv_entry {
     size_t n_versions;
     enum entry_state state;
     char reason[768];
+    uint64_t fingerprint; /* poll mode: the folder's contents when last loaded; 0: never */
 };
 
 #define CONFIG_MAX_BYTES (1u << 20)
@@ -556,6 +557,114 @@ char *sv_repo_index_json(struct sv_repo *r)
     char *s = a ? json_dumps(a, JSON_COMPACT) : NULL;
     json_decref(a);
     return s;
+}
+
+/* ------------------------------------------------------------------ poll mode */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Hashes the names, types, sizes and modification times under path (depth levels deep,
+ * names in sorted order, at most *budget entries in all). */
+static uint64_t fingerprint_tree(const char *path, int depth, uint64_t h, size_t *budget)
+{
+    DIR *d = opendir(path);
+    if (!d) return h;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && *budget) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **g = realloc(names, cap * sizeof *g);
+            if (!g) break;
+            names = g;
+        }
+        if (!(names[n] = strdup(de->d_name))) break;
+        n++;
+        (*budget)--;
+    }
+    closedir(d);
+    if (n) qsort(names, n, sizeof *names, cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        char sub[4096];
+        struct stat st;
+        h = fnv(h, names[i], strlen(names[i]) + 1);
+        if (path_fmt(sub, sizeof sub, "%s/%s", path, names[i]) && stat(sub, &st) == 0) {
+            int64_t f[4] = {(int64_t)st.st_mode, (int64_t)st.st_size, (int64_t)st.st_mtim.tv_sec,
+                            (int64_t)st.st_mtim.tv_nsec};
+            h = fnv(h, f, sizeof f);
+            if (S_ISDIR(st.st_mode) && depth > 1) h = fingerprint_tree(sub, depth - 1, h, budget);
+        }
+        free(names[i]);
+    }
+    free(names);
+    return h;
+}
+
+static uint64_t fingerprint(const char *dir)
+{
+    size_t budget = 100000;
+    uint64_t h = fingerprint_tree(dir, 3, 0xcbf29ce484222325ull, &budget); /* NAME/VERSION/model.onnx/ */
+    return h ? h : 1;
+}
+
+bool sv_repo_all_loaded(struct sv_repo *r)
+{
+    bool ok = true;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->n_entries; i++)
+        if (r->entries[i].state == ENTRY_UNAVAILABLE) ok = false;
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
+void sv_repo_poll(struct sv_repo *r)
+{
+    scan(r);
+    pthread_mutex_lock(&r->mu);
+    size_t n = r->n_entries;
+    char **names = calloc(n ? n : 1, sizeof *names);
+    uint64_t *fps = calloc(n ? n : 1, sizeof *fps);
+    for (size_t i = 0; names && fps && i < n; i++) {
+        names[i] = strdup(r->entries[i].name);
+        fps[i] = r->entries[i].fingerprint;
+    }
+    pthread_mutex_unlock(&r->mu);
+    for (size_t i = 0; names && fps && i < n; i++) {
+        char dir[4096], err[1024];
+        if (!names[i]) continue;
+        if (!path_fmt(dir, sizeof dir, "%s/%s", r->opt->repository, names[i])) continue;
+        uint64_t fp = is_dir(dir) ? fingerprint(dir) : 0;
+        if (fp == fps[i]) continue;
+        if (fp == 0) {
+            (void)sv_repo_unload(r, names[i], err, sizeof err); /* the folder is gone */
+        } else {
+            /* A model still being copied in may fail now and load at a later poll, when its
+             * files have changed again. */
+            (void)sv_repo_load(r, names[i], err, sizeof err);
+        }
+        pthread_mutex_lock(&r->mu);
+        struct sv_entry *e = find_entry(r, names[i], false);
+        if (e) e->fingerprint = fp;
+        if (e && fp == 0 && e->n_versions == 0) { /* forget a removed folder */
+            free(e->name);
+            size_t k = (size_t)(e - r->entries);
+            memmove(e, e + 1, (r->n_entries - k - 1) * sizeof *e);
+            r->n_entries--;
+        }
+        pthread_mutex_unlock(&r->mu);
+    }
+    for (size_t i = 0; names && i < n; i++) free(names[i]);
+    free(names);
+    free(fps);
 }
 
 void sv_repo_fini(struct sv_repo *r)

@@ -62,6 +62,7 @@ static int parse_options(int argc, char **argv, struct sv_options *o, const char
     o->max_connections = 256;
     o->exit_timeout_s = 30;
     o->default_max_batch = 4;
+    o->poll_secs = 15;
     o->load_models = calloc((size_t)argc + 1, sizeof *o->load_models);
     if (!o->load_models) return cli_error("out of memory");
     for (int i = 0; i < argc; i++) {
@@ -90,9 +91,12 @@ static int parse_options(int argc, char **argv, struct sv_options *o, const char
         } else if ((v = cli_opt_value(argc, argv, &i, "--model-control-mode", &missing))) {
             if (strcmp(v, "none") == 0) o->control = SV_CONTROL_NONE;
             else if (strcmp(v, "explicit") == 0) o->control = SV_CONTROL_EXPLICIT;
-            else if (strcmp(v, "poll") == 0)
-                return cli_usage("serve", "--model-control-mode poll is not supported yet (none or explicit)");
-            else return cli_usage("serve", "--model-control-mode takes none or explicit; got '%s'", v);
+            else if (strcmp(v, "poll") == 0) o->control = SV_CONTROL_POLL;
+            else return cli_usage("serve", "--model-control-mode takes none, explicit or poll; got '%s'", v);
+        } else if ((v = cli_opt_value(argc, argv, &i, "--repository-poll-secs", &missing))) {
+            if (!cli_parse_int(v, 1, 86400, &n))
+                return cli_usage("serve", "--repository-poll-secs takes 1..86400; got '%s'", v);
+            o->poll_secs = (unsigned)n;
         } else if ((v = cli_opt_value(argc, argv, &i, "--load-model", &missing))) {
             o->load_models[o->n_load_models++] = v;
         } else if ((v = cli_opt_value(argc, argv, &i, "--threads", &missing))) {
@@ -137,6 +141,10 @@ static int parse_options(int argc, char **argv, struct sv_options *o, const char
 static bool load_startup(struct sv_repo *repo, const struct sv_options *o)
 {
     if (o->control == SV_CONTROL_NONE) return sv_repo_load_all(repo);
+    if (o->control == SV_CONTROL_POLL) {
+        sv_repo_poll(repo);
+        return sv_repo_all_loaded(repo);
+    }
     bool ok = true;
     for (int i = 0; i < o->n_load_models; i++) {
         char err[1024];
@@ -144,6 +152,60 @@ static bool load_startup(struct sv_repo *repo, const struct sv_options *o)
         else if (!sv_repo_load(repo, o->load_models[i], err, sizeof err)) ok = false;
     }
     return ok;
+}
+
+/* The poll thread of --model-control-mode poll: a repository pass every poll_secs until
+ * stop is set. */
+struct poller {
+    struct sv_repo *repo;
+    unsigned secs;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+    pthread_t thread;
+};
+
+static void *poll_main(void *arg)
+{
+    struct poller *p = arg;
+    pthread_mutex_lock(&p->mu);
+    while (!p->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += p->secs;
+        while (!p->stop && pthread_cond_timedwait(&p->cv, &p->mu, &ts) == 0) {}
+        if (p->stop) break;
+        pthread_mutex_unlock(&p->mu);
+        sv_repo_poll(p->repo);
+        pthread_mutex_lock(&p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static bool poller_start(struct poller *p, struct sv_repo *repo, unsigned secs)
+{
+    memset(p, 0, sizeof *p);
+    p->repo = repo;
+    p->secs = secs;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return pthread_create(&p->thread, NULL, poll_main, p) == 0;
+}
+
+static void poller_stop(struct poller *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
 }
 
 int cli_serve(int argc, char **argv)
@@ -195,8 +257,12 @@ int cli_serve(int argc, char **argv)
     printf("kiln serve: %s\n", loaded ? "ready" : "ready, but some models failed to load (health/ready is 503)");
     fflush(stdout);
 
+    struct poller poller;
+    bool polling = o.control == SV_CONTROL_POLL && poller_start(&poller, &repo, o.poll_secs);
+    if (o.control == SV_CONTROL_POLL && !polling) fprintf(stderr, "kiln serve: cannot start the poll thread\n");
     int sig = 0;
     sigwait(&set, &sig);
+    if (polling) poller_stop(&poller); /* finishes a pass under way first */
     fprintf(stderr, "kiln serve: %s: draining in-flight requests (up to %u s)\n", sig == SIGTERM ? "SIGTERM" : "SIGINT",
             o.exit_timeout_s);
     long left = sv_http_drain_and_stop(&http, o.exit_timeout_s);

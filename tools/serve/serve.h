@@ -241,7 +241,7 @@ uint64_t sv_now_ns(void);
 
 /* ------------------------------------------------------------------ the repository (repo.c) */
 
-enum sv_control_mode { SV_CONTROL_NONE, SV_CONTROL_EXPLICIT };
+enum sv_control_mode { SV_CONTROL_NONE, SV_CONTROL_EXPLICIT, SV_CONTROL_POLL };
 
 struct sv_options {
     const char *repository;
@@ -254,6 +254,7 @@ struct sv_options {
     size_t max_body_bytes, max_header_bytes, max_elements;
     unsigned max_connections;
     unsigned exit_timeout_s;
+    unsigned poll_secs; /* SV_CONTROL_POLL: seconds between repository scans */
     int64_t default_max_batch;
 };
 
@@ -278,6 +279,13 @@ void sv_repo_fini(struct sv_repo *r); /* unloads everything (draining each model
 bool sv_repo_load(struct sv_repo *r, const char *name, char *err, size_t err_size);
 /* Loads every model folder of the repository; false when any failed (messages logged). */
 bool sv_repo_load_all(struct sv_repo *r);
+/* Poll mode: one pass over the repository. A model folder whose contents (names, sizes,
+ * modification times, three levels deep) changed since the last pass is loaded or reloaded
+ * (a failed reload keeps the loaded versions); a folder that is gone is unloaded. The first
+ * pass loads everything. */
+void sv_repo_poll(struct sv_repo *r);
+/* No model folder is UNAVAILABLE (failed to load). */
+bool sv_repo_all_loaded(struct sv_repo *r);
 /* Unloads `name`, letting its queued requests finish. false when it is not loaded. */
 bool sv_repo_unload(struct sv_repo *r, const char *name, char *err, size_t err_size);
 /* A reference to a loaded version (version 0: the newest); NULL when there is none, with
