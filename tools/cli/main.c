@@ -174,6 +174,7 @@ static const struct command commands[] = {
      "  --load-model NAME          with explicit: load NAME at start ('*': all); repeatable\n"
      "  --threads N                threads per model instance (default 0: one per CPU)\n"
      "  --max-request-bytes N      largest request body (default 67108864; else 413)\n"
+     "  --max-json-bytes N         largest JSON part of a request (default 16777216)\n"
      "  --max-header-bytes N       memory for one connection's headers (default 16384)\n"
      "  --max-tensor-elements N    most elements of one input tensor (default 67108864)\n"
      "  --max-connections N        concurrent connections (default 256)\n"

@@ -578,6 +578,14 @@ bool sv_infer(const struct sv_options *opt, struct sv_model *m, const char *body
         goto fail;
     }
     size_t jlen = header_len >= 0 ? (size_t)header_len : len;
+    if (jlen > opt->max_json_bytes) {
+        /* A parsed JSON number takes about 20 times its text: bound the parse, not just the body. */
+        sv_response_error(resp, 413,
+                          "the request's JSON has %zu bytes; the limit is %zu (--max-json-bytes): send large "
+                          "tensors as binary data (Inference-Header-Content-Length)",
+                          jlen, opt->max_json_bytes);
+        goto fail;
+    }
     json_error_t je;
     root = json_loadb(body, jlen, JSON_REJECT_DUPLICATES, &je);
     if (!root) {

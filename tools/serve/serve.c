@@ -58,6 +58,7 @@ static int parse_options(int argc, char **argv, struct sv_options *o, const char
     o->control = SV_CONTROL_NONE;
     o->max_body_bytes = 64u << 20;
     o->max_header_bytes = 16u << 10;
+    o->max_json_bytes = 16u << 20;
     o->max_elements = 64u << 20;
     o->max_connections = 256;
     o->exit_timeout_s = 30;
@@ -106,6 +107,10 @@ static int parse_options(int argc, char **argv, struct sv_options *o, const char
             if (!parse_size(v, 1024, (size_t)1 << 34, &z))
                 return cli_usage("serve", "--max-request-bytes takes 1024..2^34; got '%s'", v);
             o->max_body_bytes = z;
+        } else if ((v = cli_opt_value(argc, argv, &i, "--max-json-bytes", &missing))) {
+            if (!parse_size(v, 1024, (size_t)1 << 34, &z))
+                return cli_usage("serve", "--max-json-bytes takes 1024..2^34; got '%s'", v);
+            o->max_json_bytes = z;
         } else if ((v = cli_opt_value(argc, argv, &i, "--max-header-bytes", &missing))) {
             if (!parse_size(v, 2048, 1u << 24, &z))
                 return cli_usage("serve", "--max-header-bytes takes 2048..2^24; got '%s'", v);

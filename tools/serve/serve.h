@@ -252,6 +252,7 @@ struct sv_options {
     int threads; /* per context; 0: kiln's default */
     bool verbose;
     size_t max_body_bytes, max_header_bytes, max_elements;
+    size_t max_json_bytes; /* the JSON part of a request (its parse takes ~20x its size) */
     unsigned max_connections;
     unsigned exit_timeout_s;
     unsigned poll_secs; /* SV_CONTROL_POLL: seconds between repository scans */
