@@ -14,6 +14,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -906,14 +907,20 @@ def main():
         _, images = read_npy(os.path.join(SRC, "demo", "test_images.npy"))
         _, logits = read_npy(os.path.join(SRC, "demo", "test_logits.npy"))
         # Mode none: every model loads at start; "broken" fails, so readiness is 503.
-        srv = Server(repo)
+        srv = Server(repo, "--verbose")
         check(srv.request("GET", "/v2/health/live")[0] == 200, "mode none: live")
+        st, r = infer_json(srv, "digits", [{"name": "image", "shape": [2, 1, 8, 8], "datatype": "FP32",
+                                            "data": images[:128]}])
+        check(st == 200, "mode none: infer")
         check(srv.request("GET", "/v2/health/ready")[0] == 503, "mode none with a broken model: not ready")
         check(srv.request("GET", "/v2/models/digits/ready")[0] == 200, "mode none: the good models are ready")
         expect_4xx(srv, "load in mode none", 400, "POST", "/v2/repository/models/add/load", contains="explicit")
         rc, log = srv.stop()
         check(rc == 0, "mode none: SIGTERM exits 0")
         check("response_cache" in log and "ignored" in log, "unknown config fields are reported: %s" % log[-800:])
+        check(re.search(r"Z kiln serve: infer model=digits version=1 batch=2 status=200 queue_us=\d+ compute_us=\d+ "
+                        r"total_us=\d+", log) and "GET /v2/health/live -> 200" in log,
+              "--verbose: one structured line per request: %s" % log[-800:])
         # Mode explicit: every model but the broken one.
         names = [n for n in sorted(os.listdir(repo)) if n != "broken"]
         args = ["--model-control-mode", "explicit", "--max-request-bytes", str(1 << 20),
