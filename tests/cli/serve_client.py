@@ -653,6 +653,11 @@ def test_bad_requests(srv, images):
     expect_4xx(srv, "header length past the body", 400, "POST", infer, body, h)
     h["Inference-Header-Content-Length"] = "-3"
     expect_4xx(srv, "negative header length", 400, "POST", infer, body, h)
+    # As Triton: a header length of 0 means the whole body is JSON.
+    st, _, data = srv.request("POST", infer, J({"inputs": [img]}), {"Inference-Header-Content-Length": "0"})
+    check(st == 200, "Inference-Header-Content-Length 0 is a JSON request: %s %s" % (st, data[:200]))
+    expect_4xx(srv, "compressed body", 415, "POST", infer, J({"inputs": [img]}), {"Content-Encoding": "gzip"},
+               contains="Content-Encoding")
     bad_bytes = struct.pack("<I", 1) + b"a" + struct.pack("<I", 100) + b"abc"
     body, h = binary_request({"inputs": [
         {"name": "x", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": len(bad_bytes)}},
@@ -762,7 +767,7 @@ def test_fuzz(srv, images):
     templates = [(t[0], t[1], None) if isinstance(t[0], str) else (t[2], t[0], t[1]) for t in templates]
     paths = ["/v2", "/v2/health/ready", "/v2/models/digits", "/v2/models/digits/versions/1/config",
              "/v2/models/digits/stats", "/v2/repository/index", "/v2/models/strings/ready"]
-    allowed = {200, 400, 404, 405, 413, 431, 503}
+    allowed = {200, 400, 404, 405, 413, 415, 431, 503}
     n = bad = 0
     deadline = time.time() + seconds
     while time.time() < deadline:

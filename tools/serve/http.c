@@ -13,8 +13,8 @@
  *   GET  /metrics                                 (on the metrics port)
  *
  * Errors are {"error": "..."} with Triton's codes: 400 bad request, 404 unknown model or
- * path, 405 wrong method, 413 body over --max-request-bytes, 503 not ready / queue full /
- * shutting down, 500 a failure of kiln serve itself.
+ * path, 405 wrong method, 413 body over --max-request-bytes, 415 a compressed body, 503 not
+ * ready / queue full / shutting down, 500 a failure of kiln serve itself.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "http.h"
@@ -202,6 +203,13 @@ static void model_route(struct sv_http *h, struct route *rt, struct sv_response 
             if (atomic_load(&h->stopping)) sv_response_error(resp, 503, "the server is shutting down");
             else {
                 const char *hl = MHD_lookup_connection_value(rt->c, MHD_HEADER_KIND, "Inference-Header-Content-Length");
+                const char *ce = MHD_lookup_connection_value(rt->c, MHD_HEADER_KIND, "Content-Encoding");
+                if (ce && strcasecmp(ce, "identity") != 0) {
+                    sv_response_error(resp, 415, "Content-Encoding '%s' is not supported by kiln serve yet; send the "
+                                      "body uncompressed", ce);
+                    sv_model_unref(m);
+                    return;
+                }
                 long long header_len = -1;
                 if (hl) {
                     char *end;
@@ -211,6 +219,7 @@ static void model_route(struct sv_http *h, struct route *rt, struct sv_response 
                         sv_model_unref(m);
                         return;
                     }
+                    if (header_len == 0) header_len = -1; /* as Triton: 0 means the whole body is JSON */
                 }
                 /* A reload swaps versions while requests arrive: a request that found the
                  * old version just as it stopped taking work goes to the new one. */
