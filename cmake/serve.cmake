@@ -5,7 +5,7 @@
 # Without them the kiln binary is built without `serve` (it says so when asked).
 set(KILN_SERVE_DIR ${CMAKE_SOURCE_DIR}/tools/serve)
 add_library(kiln_serve_core STATIC ${KILN_SERVE_DIR}/pbtxt.c ${KILN_SERVE_DIR}/codec.c
-            ${KILN_SERVE_DIR}/config.c ${KILN_SERVE_DIR}/classify.c)
+            ${KILN_SERVE_DIR}/config.c ${KILN_SERVE_DIR}/classify.c ${KILN_SERVE_DIR}/batcher.c)
 target_include_directories(kiln_serve_core PUBLIC ${KILN_SERVE_DIR})
 target_link_libraries(kiln_serve_core PUBLIC kiln_static)
 

@@ -25,9 +25,9 @@ foreach(src ${KILN_UNIT_TESTS})
   add_test(NAME ${name} COMMAND ${name})
 endforeach()
 
-# kiln serve's parsers (config.pbtxt, the binary tensor format) are kiln_serve_core
+# kiln serve's parsers (config.pbtxt, the binary tensor format) and batcher are kiln_serve_core
 # (cmake/serve.cmake), which needs no network library.
-foreach(t test_serve_pbtxt test_serve_codec)
+foreach(t test_serve_pbtxt test_serve_codec test_serve_batcher)
   target_link_libraries(${t} PRIVATE kiln_serve_core)
 endforeach()
 

@@ -3,15 +3,10 @@
  * the version's shared engine.
  *
  * Without dynamic batching (or with max_batch_size 0) each request runs alone, in arrival
- * order. With it, a worker follows Triton's dynamic batcher
- * (docs/user_guide/model_configuration.md#dynamic-batcher): starting at the oldest request,
- * it gathers requests whose non-batch dims agree while their rows fit max_batch_size. When
- * they reach the largest preferred batch size (max_batch_size when none is given) the batch
- * runs at once, cut to the largest preferred size that a prefix of them forms exactly;
- * otherwise it waits for more until the oldest request has waited max_queue_delay_microseconds,
- * and then runs what it has. A request whose queue timeout passes first is rejected (timeout
- * action REJECT) or left queued (DELAY). Requests are concatenated along dim 0, and every
- * output is split back along dim 0.
+ * order. With it, batcher.c decides which of the oldest requests form the next batch
+ * (Triton's dynamic batcher); a request whose queue timeout passes first is rejected
+ * (timeout action REJECT) or left queued (DELAY). Requests are concatenated along dim 0,
+ * and every output is split back along dim 0.
  */
 #define _GNU_SOURCE /* POLLRDHUP */
 #include <errno.h>
@@ -24,8 +19,6 @@
 
 #include "serve.h"
 
-#define SV_MAX_BATCH_REQUESTS 1024
-
 struct sv_worker {
     struct sv_model *model;
     pthread_t thread;
@@ -33,6 +26,7 @@ struct sv_worker {
     kiln_context *ctx;
     kiln_run_options *ro;
     struct sv_request *batch[SV_MAX_BATCH_REQUESTS];
+    int64_t rows[SV_MAX_BATCH_REQUESTS]; /* pick's scratch */
     size_t batch_n; /* requests of the batch running now (under the sched lock) */
 };
 
@@ -197,52 +191,36 @@ static bool compatible(const struct sv_model *m, const struct sv_request *a, con
     return true;
 }
 
-/* Takes the next batch off the queue into w->batch; returns its request count, or 0 when
- * the batcher should wait (until *wake_ns when that is not 0). Under s->mu. */
+/* Takes the next batch off the queue into w->batch (sv_batch_decide chooses it); returns
+ * its request count, or 0 when the batcher should wait (until *wake_ns when that is not 0).
+ * Under s->mu. */
 static size_t pick(struct sv_sched *s, struct sv_worker *w, uint64_t now, uint64_t *wake_ns)
 {
     const struct sv_config *c = &s->model->cfg;
     *wake_ns = 0;
     if (!s->head) return 0;
-    if (!c->dynamic_batching || c->max_batch_size <= 0) {
-        struct sv_request *r = s->head;
-        unlink_req(s, NULL, r);
-        w->batch[0] = r;
-        return 1;
-    }
-    /* The largest preferred size (all are <= max_batch_size), else max_batch_size. */
-    int64_t target = c->n_preferred ? 0 : c->max_batch_size;
-    for (int i = 0; i < c->n_preferred; i++)
-        if (c->preferred[i] > target) target = c->preferred[i];
-    /* Walk the compatible run from the head while it fits. */
-    size_t n = 0;
-    int64_t rows = 0, cut_rows = 0;
-    size_t cut_n = 0; /* the longest prefix whose rows are a preferred size */
-    bool blocked = false;
-    for (struct sv_request *r = s->head; r; r = r->next) {
-        if (n == SV_MAX_BATCH_REQUESTS || rows + r->batch > c->max_batch_size ||
-            (n && !compatible(s->model, s->head, r))) {
-            blocked = true;
+    /* The rows of the requests that may join the oldest one, until they overflow the batch. */
+    size_t k = 0;
+    int64_t sum = 0;
+    bool more = false;
+    for (struct sv_request *r = s->head; r && k < SV_MAX_BATCH_REQUESTS; r = r->next) {
+        if (k && !compatible(s->model, s->head, r)) {
+            more = true;
             break;
         }
-        rows += r->batch;
-        n++;
-        for (int i = 0; i < c->n_preferred; i++)
-            if (rows == c->preferred[i]) cut_n = n, cut_rows = rows;
-        if (rows >= target) break;
+        w->rows[k++] = r->batch;
+        sum += r->batch;
+        if (sum > c->max_batch_size) break;
     }
-    bool expired = now >= s->head->enqueue_ns + c->max_queue_delay_us * 1000;
-    if (rows >= target || blocked || expired || s->stopping) {
-        if (rows >= target && cut_n && cut_rows < rows) n = cut_n;
-        for (size_t i = 0; i < n; i++) {
-            struct sv_request *r = s->head;
-            unlink_req(s, NULL, r);
-            w->batch[i] = r;
-        }
-        return n;
+    uint64_t deadline = s->head->enqueue_ns + c->max_queue_delay_us * 1000;
+    size_t n = sv_batch_decide(c, w->rows, k, more, now >= deadline, s->stopping);
+    for (size_t i = 0; i < n; i++) {
+        struct sv_request *r = s->head;
+        unlink_req(s, NULL, r);
+        w->batch[i] = r;
     }
-    *wake_ns = s->head->enqueue_ns + c->max_queue_delay_us * 1000;
-    return 0;
+    if (!n) *wake_ns = deadline;
+    return n;
 }
 
 static int http_status_of(kiln_status st)

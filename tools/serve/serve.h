@@ -136,6 +136,19 @@ bool sv_config_complete(struct sv_config *cfg, const kiln_model *m, const char *
                         char *err, size_t err_size);
 void sv_config_fini(struct sv_config *cfg);
 
+/* ------------------------------------------------------------------ the batcher (batcher.c) */
+
+#define SV_MAX_BATCH_REQUESTS 1024
+
+/* The dynamic batcher's choice: how many of the oldest queued requests form the next batch,
+ * or 0 to wait for more. rows[0..n) are the batch rows of the oldest requests that may share
+ * a batch with the first (same non-batch dims), in queue order; more: the request after
+ * them may not (so they cannot grow). expired: the oldest has waited
+ * max_queue_delay_microseconds; stopping: the scheduler drains. Without dynamic batching
+ * (or with max_batch_size 0) a batch is one request. */
+size_t sv_batch_decide(const struct sv_config *c, const int64_t *rows, size_t n, bool more, bool expired,
+                       bool stopping);
+
 /* ------------------------------------------------------------------ statistics (metrics.c) */
 
 struct sv_stats {
