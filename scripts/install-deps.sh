@@ -15,6 +15,9 @@ command -v cmake >/dev/null 2>&1 || missing="$missing cmake"
 [ -f /usr/include/openjpeg-2.5/openjpeg.h ] || missing="$missing libopenjp2-7-dev"
 # Graphviz for `kiln graph` SVG/HTML (optional at build time; the tests expect it).
 [ -f /usr/include/graphviz/gvc.h ] || missing="$missing libgraphviz-dev"
+# libmicrohttpd and jansson for `kiln serve` (optional at build time; the tests expect it).
+[ -f /usr/include/microhttpd.h ] || missing="$missing libmicrohttpd-dev"
+[ -f /usr/include/jansson.h ] || missing="$missing libjansson-dev"
 # What only the tests need (scripts/test.sh sets KILN_NEED_CLANG=1): clang for the second
 # build; python3-dev, python3-numpy and python3-pytest for the Python module and its tests;
 # Debian's onnx package, since tests/cli/test_save_onnx_checker.sh runs onnx.checker on

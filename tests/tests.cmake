@@ -25,6 +25,12 @@ foreach(src ${KILN_UNIT_TESTS})
   add_test(NAME ${name} COMMAND ${name})
 endforeach()
 
+# kiln serve's parsers (config.pbtxt, the binary tensor format) and batcher are kiln_serve_core
+# (cmake/serve.cmake), which needs no network library.
+foreach(t test_serve_pbtxt test_serve_codec test_serve_batcher)
+  target_link_libraries(${t} PRIVATE kiln_serve_core)
+endforeach()
+
 # The channels-last Conv again with the CPU kernels forced to the portable path (its
 # "direct" variant instead of oneDNN).
 add_test(NAME test_conv_nhwc_portable COMMAND test_conv_nhwc)

@@ -18,7 +18,7 @@ run "$KILN"
 [ "$RC" -eq 2 ] || fail "kiln with no arguments exits $RC, expected 2"
 grep -q '^usage: kiln' "$TMP/err" || fail "kiln with no arguments prints no usage on stderr"
 
-for cmd in quantize serve; do
+for cmd in quantize; do
     expect_error 2 "^kiln: '$cmd' is not implemented yet$" "$KILN" "$cmd" model.onnx
 done
 expect_ok "$KILN" help optimize

@@ -115,6 +115,7 @@ int cli_convert(int argc, char **argv);
 int cli_optimize(int argc, char **argv);
 int cli_graph(int argc, char **argv);
 int cli_build(int argc, char **argv);
+int cli_serve(int argc, char **argv); /* tools/serve/serve.c */
 
 /* Element helpers over kiln.h's in-memory layout. cli_elem_f64 reads element i as a double
  * (for complex types, i indexes the interleaved re/im parts); NaN for types it cannot read. */

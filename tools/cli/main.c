@@ -16,6 +16,12 @@ struct command {
     const char *usage; /* full help text */
 };
 
+#ifdef KILN_HAVE_SERVE
+#define SERVE_FN cli_serve
+#else
+#define SERVE_FN NULL /* built without libmicrohttpd / jansson (cmake/serve.cmake) */
+#endif
+
 static const struct command commands[] = {
     {"info", cli_info, "show a model's inputs, outputs, opsets, metadata, ops and size",
      "usage: kiln info [--shapes] [--shape NAME=DIMS]... MODEL\n"
@@ -146,7 +152,35 @@ static const struct command commands[] = {
      "  --optimized   draw the graph after optimizing it (extended level, kiln's fused ops\n"
      "                kept: fused groups show in orange with the ops they stand for)\n"
      "  --level L     optimize at level L first (implies --optimized)\n"},
-    {"serve", NULL, "serve a model over HTTP", NULL},
+    {"serve", SERVE_FN, "serve a model repository over HTTP (KServe v2, Triton-compatible)",
+     "usage: kiln serve --model-repository DIR [options]\n"
+     "\n"
+     "Serves the models of a Triton model repository (DIR/NAME/config.pbtxt,\n"
+     "DIR/NAME/VERSION/model.onnx or model.kiln) over the KServe v2 HTTP/REST protocol with\n"
+     "Triton's extensions (binary tensor data, classification, model repository, statistics,\n"
+     "configuration), dynamic batching per model, and Prometheus metrics. SIGTERM or SIGINT\n"
+     "stops accepting connections, finishes the requests in flight and exits 0. See\n"
+     "docs/serve.md.\n"
+     "  --model-repository DIR     the repository (required)\n"
+     "  --http-port N              HTTP port (default 8000; 0 picks a free one, printed)\n"
+     "  --http-address A           IPv4 address to bind (default 0.0.0.0)\n"
+     "  --metrics-port N           Prometheus /metrics port (default 8002; 0 picks one)\n"
+     "  --allow-metrics false      no metrics port\n"
+     "  --grpc-port N              accepted; gRPC is not supported yet (a message says so)\n"
+     "  --model-control-mode M     none (load every model at start; the default),\n"
+     "                             explicit (load/unload through the repository API) or\n"
+     "                             poll (reload what changes in the repository)\n"
+     "  --repository-poll-secs N   with poll: seconds between repository scans (15)\n"
+     "  --load-model NAME          with explicit: load NAME at start ('*': all); repeatable\n"
+     "  --threads N                threads per model instance (default 0: one per CPU)\n"
+     "  --max-request-bytes N      largest request body (default 67108864; else 413)\n"
+     "  --max-json-bytes N         largest JSON part of a request (default 16777216)\n"
+     "  --max-header-bytes N       memory for one connection's headers (default 16384)\n"
+     "  --max-tensor-elements N    most elements of one input tensor (default 67108864)\n"
+     "  --max-connections N        concurrent connections (default 256)\n"
+     "  --exit-timeout-secs N      how long shutdown waits for in-flight requests (30)\n"
+     "  --default-max-batch-size N max_batch_size auto-completed for batchable models (4)\n"
+     "  --verbose                  one log line per request\n"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
