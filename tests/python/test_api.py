@@ -71,7 +71,9 @@ def test_profiling(demo, tmp_path, monkeypatch):
     assert os.path.basename(path).startswith("prof_") and path.endswith(".json")
     events = json.load(open(path))
     assert len(events) >= 3 * len(entries) and {e["ph"] for e in events} == {"X"}
-    assert {e["cat"] for e in events} >= {"Gemm", "MaxPool"}
+    cats = {e["cat"] for e in events}
+    # The op types run (the optimizer may have rewritten the CNN to channels-last forms).
+    assert "Gemm" in cats and any(c.startswith("MaxPool") for c in cats), cats
     assert kiln.InferenceSession(demo[0]).end_profiling() == ""
 
 
