@@ -119,26 +119,13 @@ static void mm_chunk(void *ctx, size_t i0, size_t i1, int worker)
 {
     (void)worker;
     struct mm_job *j = ctx;
-    dnnl_engine_t eng = kiln_dnnl_engine();
-    dnnl_stream_t st = kiln_dnnl_stream();
-    int prev = kiln_dnnl_threads_begin();
     for (size_t i = i0; i < i1; i++) {
         const struct mm_slice *s = &j->mm->sl[i];
-        dnnl_memory_t ma = NULL, mw = NULL, mc = NULL;
-        bool ok = st && dnnl_memory_create(&ma, &s->a_md, eng, (void *)j->A) == dnnl_success &&
-                  dnnl_memory_create(&mw, &s->w_md, eng, (void *)s->w) == dnnl_success &&
-                  dnnl_memory_create(&mc, &s->c_md, eng, j->C + s->n0) == dnnl_success;
-        if (ok) {
-            dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, mc}};
-            ok = dnnl_primitive_execute(s->prim, st, 3, args) == dnnl_success &&
-                 dnnl_stream_wait(st) == dnnl_success;
-        }
-        if (ma) dnnl_memory_destroy(ma);
-        if (mw) dnnl_memory_destroy(mw);
-        if (mc) dnnl_memory_destroy(mc);
-        j->failed[i] = !ok;
+        struct kiln_dnnl_arg args[3] = {{DNNL_ARG_SRC, &s->a_md, j->A},
+                                        {DNNL_ARG_WEIGHTS, &s->w_md, s->w},
+                                        {DNNL_ARG_DST, &s->c_md, j->C + s->n0}};
+        j->failed[i] = !kiln_dnnl_execute(s->prim, 3, args);
     }
-    kiln_dnnl_threads_end(prev);
 }
 
 bool kiln_dnnl_mm_run(const struct kiln_dnnl_mm *mm, struct kiln_pool *pool, const float *A, float *C)

@@ -6,18 +6,50 @@
 #include <dlfcn.h>
 #include <pthread.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu/isa.h"
 #include "cpu/kernel.h"
 
 static dnnl_engine_t engine;
-static pthread_key_t stream_key;
+static pthread_key_t stream_key, memo_key;
+static bool memo_ok;
 static void (*omp_set_nt)(int);
 static int (*omp_get_nt)(void);
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void stream_free(void *s) { dnnl_stream_destroy(s); }
+
+/* The per-thread cache of memory objects (kiln_dnnl_execute): open addressing on the
+ * descriptor's address, linear probing, emptied at the start of a call once half full. */
+#define MEMO_BITS 10
+#define MEMO_SIZE (1u << MEMO_BITS)
+struct memo {
+    void *buf; /* kiln_dnnl_thread_buffer */
+    size_t buf_bytes;
+    unsigned used;
+    struct {
+        const dnnl_memory_desc_t *md;
+        dnnl_memory_t mem;
+    } e[MEMO_SIZE];
+};
+
+static void memo_clear(struct memo *m)
+{
+    for (size_t i = 0; i < MEMO_SIZE; i++)
+        if (m->e[i].mem) dnnl_memory_destroy(m->e[i].mem);
+    memset(m->e, 0, sizeof m->e);
+    m->used = 0;
+}
+
+static void memo_free(void *arg)
+{
+    struct memo *m = arg;
+    memo_clear(m);
+    free(m->buf);
+    free(m);
+}
 
 static void init(void)
 {
@@ -29,6 +61,7 @@ static void init(void)
     /* Must precede the first generated kernel; later calls are ignored by oneDNN. */
     if (kiln_isa_active() < KILN_ISA_AVX512) dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx2);
     if (pthread_key_create(&stream_key, stream_free)) return;
+    memo_ok = pthread_key_create(&memo_key, memo_free) == 0;
     if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) engine = NULL;
 }
 
@@ -68,6 +101,91 @@ int kiln_dnnl_threads_begin(void)
 void kiln_dnnl_threads_end(int prev)
 {
     (void)prev;
+}
+
+/* This thread's cache; NULL when it cannot have one (the caller then creates objects per
+ * call). */
+static struct memo *memo_get(void)
+{
+    if (!memo_ok) return NULL;
+    struct memo *m = pthread_getspecific(memo_key);
+    if (m) return m;
+    m = calloc(1, sizeof *m);
+    if (m && pthread_setspecific(memo_key, m)) {
+        free(m);
+        m = NULL;
+    }
+    return m;
+}
+
+void *kiln_dnnl_thread_buffer(size_t bytes)
+{
+    struct memo *m = memo_get();
+    if (!m) return NULL;
+    if (m->buf_bytes < bytes) {
+        size_t want = (bytes + 4095) / 4096 * 4096;
+        void *b = NULL;
+        if (posix_memalign(&b, 64, want)) return NULL;
+        free(m->buf);
+        m->buf = b;
+        m->buf_bytes = want;
+    }
+    return m->buf;
+}
+
+/* The cached memory object for md, pointing at data; NULL on failure. */
+static dnnl_memory_t memo_take(struct memo *m, dnnl_engine_t eng, const dnnl_memory_desc_t *md, void *data)
+{
+    size_t h = (size_t)(((uint64_t)(uintptr_t)md >> 4) * 0x9E3779B97F4A7C15ull >> (64 - MEMO_BITS));
+    for (;; h = (h + 1) % MEMO_SIZE) {
+        if (m->e[h].md == md) break;
+        if (!m->e[h].md) {
+            m->e[h].md = md;
+            m->used++;
+            break;
+        }
+    }
+    dnnl_memory_t mem = m->e[h].mem;
+    if (mem) {
+        /* The address may be reused by another engine's descriptor after the first was freed. */
+        const dnnl_memory_desc_t *have = NULL;
+        if (dnnl_memory_get_memory_desc(mem, &have) == dnnl_success && have &&
+            dnnl_memory_desc_equal(have, md))
+            return dnnl_memory_set_data_handle(mem, data) == dnnl_success ? mem : NULL;
+        dnnl_memory_destroy(mem);
+        m->e[h].mem = NULL;
+    }
+    if (dnnl_memory_create(&mem, md, eng, data) != dnnl_success) return NULL;
+    m->e[h].mem = mem;
+    return mem;
+}
+
+bool kiln_dnnl_execute(dnnl_primitive_t prim, int n, const struct kiln_dnnl_arg *args)
+{
+    enum { MAX_ARGS = 8 };
+    if (n < 0 || n > MAX_ARGS) return false;
+    dnnl_engine_t eng = kiln_dnnl_engine();
+    dnnl_stream_t st = kiln_dnnl_stream();
+    if (!eng || !st) return false;
+    struct memo *m = memo_get();
+    if (m && m->used > MEMO_SIZE / 2) memo_clear(m);
+    dnnl_exec_arg_t ea[MAX_ARGS];
+    dnnl_memory_t own[MAX_ARGS] = {0};
+    bool ok = true;
+    for (int i = 0; i < n && ok; i++) {
+        void *data = (void *)args[i].data;
+        ea[i].arg = args[i].arg;
+        if (m) {
+            ea[i].memory = memo_take(m, eng, args[i].md, data);
+        } else {
+            ea[i].memory = dnnl_memory_create(&own[i], args[i].md, eng, data) == dnnl_success ? own[i] : NULL;
+        }
+        ok = ea[i].memory != NULL;
+    }
+    ok = ok && dnnl_primitive_execute(prim, st, n, ea) == dnnl_success && dnnl_stream_wait(st) == dnnl_success;
+    for (int i = 0; i < n; i++)
+        if (own[i]) dnnl_memory_destroy(own[i]);
+    return ok;
 }
 
 /* dst (format md) = src (format src_md), one thread. */

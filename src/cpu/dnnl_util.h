@@ -27,6 +27,28 @@ dnnl_stream_t kiln_dnnl_stream(void);
 int kiln_dnnl_threads_begin(void);
 void kiln_dnnl_threads_end(int prev);
 
+/* One argument of a primitive's execution: oneDNN's argument number, its memory descriptor
+ * (one that lives as long as the primitive: the cache below keys on its address) and the
+ * memory it describes. */
+struct kiln_dnnl_arg {
+    int arg;
+    const dnnl_memory_desc_t *md;
+    const void *data;
+};
+/* Runs prim on this thread's stream with args[0..n) (n <= 8) and waits; false on failure.
+ * The memory objects come from a per-thread cache keyed by each md's address (hit: the
+ * object, checked against *md, takes the new data pointer with dnnl_memory_set_data_handle),
+ * so a kernel's run does not create and destroy them at every call: per thread, so contexts
+ * of one engine running on several threads at once share nothing. The cache is emptied when
+ * it grows past its size (at the start of a call, never while a call holds its objects) and
+ * freed when the thread exits. */
+bool kiln_dnnl_execute(dnnl_primitive_t prim, int n, const struct kiln_dnnl_arg *args);
+
+/* This thread's staging buffer of at least `bytes` (64-byte aligned, contents left from its
+ * last use), kept in the same per-thread state as the cache above: grown when a call needs
+ * more (the first runs), freed when the thread exits. NULL on failure. */
+void *kiln_dnnl_thread_buffer(size_t bytes);
+
 struct kiln_kprep;
 /* Weights `src` (described by src_md) reordered into the format `md` a primitive chose, as
  * prepacked blob `key` of the node p prepares: computed when building and saved in the
