@@ -15,7 +15,7 @@
 struct mm_slice {
     size_t n0, n1;
     dnnl_primitive_t prim;
-    dnnl_memory_desc_t a_md, w_md, c_md;
+    dnnl_memory_desc_t a_md, w_md, c_md, sp_md; /* sp_md: its scratchpad (zeros: none) */
     const void *w;
 };
 
@@ -60,10 +60,15 @@ static bool make_slice(dnnl_engine_t eng, struct kiln_dnnl_mm *mm, struct mm_sli
     dnnl_matmul_desc_t md;
     if (dnnl_matmul_desc_init(&md, &s->a_md, &wany, NULL, &s->c_md)) return false;
     dnnl_primitive_desc_t pd = NULL;
-    if (dnnl_primitive_desc_create(&pd, &md, NULL, eng, NULL)) return false;
+    dnnl_primitive_attr_t attr = NULL;
+    bool made = kiln_dnnl_attr_create(&attr) && dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL) == dnnl_success;
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (!made) return false;
     const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     bool ok = wq != NULL;
     if (ok) s->w_md = *wq;
+    if (sp) s->sp_md = *sp;
     ok = ok && dnnl_primitive_create(&s->prim, pd) == dnnl_success;
     dnnl_primitive_desc_destroy(pd);
     return ok;
@@ -121,10 +126,11 @@ static void mm_chunk(void *ctx, size_t i0, size_t i1, int worker)
     struct mm_job *j = ctx;
     for (size_t i = i0; i < i1; i++) {
         const struct mm_slice *s = &j->mm->sl[i];
-        struct kiln_dnnl_arg args[3] = {{DNNL_ARG_SRC, &s->a_md, j->A},
+        struct kiln_dnnl_arg args[4] = {{DNNL_ARG_SRC, &s->a_md, j->A},
                                         {DNNL_ARG_WEIGHTS, &s->w_md, s->w},
-                                        {DNNL_ARG_DST, &s->c_md, j->C + s->n0}};
-        j->failed[i] = !kiln_dnnl_execute(s->prim, 3, args);
+                                        {DNNL_ARG_DST, &s->c_md, j->C + s->n0},
+                                        {DNNL_ARG_SCRATCHPAD, &s->sp_md, NULL}};
+        j->failed[i] = !kiln_dnnl_execute(s->prim, 4, args);
     }
 }
 

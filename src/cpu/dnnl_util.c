@@ -25,9 +25,13 @@ static void stream_free(void *s) { dnnl_stream_destroy(s); }
  * descriptor's address, linear probing, emptied at the start of a call once half full. */
 #define MEMO_BITS 10
 #define MEMO_SIZE (1u << MEMO_BITS)
+struct grow_buf {
+    void *p;
+    size_t bytes;
+};
+
 struct memo {
-    void *buf; /* kiln_dnnl_thread_buffer */
-    size_t buf_bytes;
+    struct grow_buf buf, scratch; /* kiln_dnnl_thread_buffer; the scratchpads */
     unsigned used;
     struct {
         const dnnl_memory_desc_t *md;
@@ -47,7 +51,8 @@ static void memo_free(void *arg)
 {
     struct memo *m = arg;
     memo_clear(m);
-    free(m->buf);
+    free(m->buf.p);
+    free(m->scratch.p);
     free(m);
 }
 
@@ -118,22 +123,42 @@ static struct memo *memo_get(void)
     return m;
 }
 
+/* b's memory, grown to at least `bytes` (64-byte aligned); NULL on failure. */
+static void *grow(struct grow_buf *b, size_t bytes)
+{
+    if (b->bytes < bytes || !b->p) {
+        size_t want = (bytes + 4095) / 4096 * 4096;
+        void *p = NULL;
+        if (posix_memalign(&p, 64, want ? want : 64)) return NULL;
+        free(b->p);
+        b->p = p;
+        b->bytes = want;
+    }
+    return b->p;
+}
+
 void *kiln_dnnl_thread_buffer(size_t bytes)
 {
     struct memo *m = memo_get();
-    if (!m) return NULL;
-    if (m->buf_bytes < bytes) {
-        size_t want = (bytes + 4095) / 4096 * 4096;
-        void *b = NULL;
-        if (posix_memalign(&b, 64, want)) return NULL;
-        free(m->buf);
-        m->buf = b;
-        m->buf_bytes = want;
-    }
-    return m->buf;
+    return m ? grow(&m->buf, bytes) : NULL;
 }
 
-/* The cached memory object for md, pointing at data; NULL on failure. */
+bool kiln_dnnl_attr_create(dnnl_primitive_attr_t *attr)
+{
+    *attr = NULL;
+    if (dnnl_primitive_attr_create(attr) != dnnl_success) return false;
+    if (dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user) == dnnl_success) return true;
+    dnnl_primitive_attr_destroy(*attr);
+    *attr = NULL;
+    return false;
+}
+
+/* md_padded: memory of a blocked format whose dims are rounded up (packed weights of 8
+ * output channels in blocks of 16) has padding, which oneDNN fills with zeros whenever an
+ * object is created over it or takes a new data pointer. The cache keeps each object's
+ * pointer while it does not change, so that happens once per thread, not once per run. */
+
+/* The cached memory object for md (md_padded above), pointing at data; NULL on failure. */
 static dnnl_memory_t memo_take(struct memo *m, dnnl_engine_t eng, const dnnl_memory_desc_t *md, void *data)
 {
     size_t h = (size_t)(((uint64_t)(uintptr_t)md >> 4) * 0x9E3779B97F4A7C15ull >> (64 - MEMO_BITS));
@@ -149,9 +174,12 @@ static dnnl_memory_t memo_take(struct memo *m, dnnl_engine_t eng, const dnnl_mem
     if (mem) {
         /* The address may be reused by another engine's descriptor after the first was freed. */
         const dnnl_memory_desc_t *have = NULL;
+        void *old = NULL;
         if (dnnl_memory_get_memory_desc(mem, &have) == dnnl_success && have &&
-            dnnl_memory_desc_equal(have, md))
+            dnnl_memory_desc_equal(have, md) && dnnl_memory_get_data_handle(mem, &old) == dnnl_success) {
+            if (old == data) return mem; /* weights: no zero-padding again (see md_padded) */
             return dnnl_memory_set_data_handle(mem, data) == dnnl_success ? mem : NULL;
+        }
         dnnl_memory_destroy(mem);
         m->e[h].mem = NULL;
     }
@@ -169,23 +197,23 @@ bool kiln_dnnl_execute(dnnl_primitive_t prim, int n, const struct kiln_dnnl_arg 
     if (!eng || !st) return false;
     struct memo *m = memo_get();
     if (m && m->used > MEMO_SIZE / 2) memo_clear(m);
+    if (!m) return false; /* out of memory: no scratchpad either */
     dnnl_exec_arg_t ea[MAX_ARGS];
-    dnnl_memory_t own[MAX_ARGS] = {0};
+    int k = 0;
     bool ok = true;
     for (int i = 0; i < n && ok; i++) {
         void *data = (void *)args[i].data;
-        ea[i].arg = args[i].arg;
-        if (m) {
-            ea[i].memory = memo_take(m, eng, args[i].md, data);
-        } else {
-            ea[i].memory = dnnl_memory_create(&own[i], args[i].md, eng, data) == dnnl_success ? own[i] : NULL;
+        if (args[i].arg == DNNL_ARG_SCRATCHPAD) {
+            size_t bytes = dnnl_memory_desc_get_size(args[i].md);
+            if (!bytes) continue;
+            ok = (data = grow(&m->scratch, bytes)) != NULL;
+            if (!ok) break;
         }
-        ok = ea[i].memory != NULL;
+        ea[k].arg = args[i].arg;
+        ea[k].memory = memo_take(m, eng, args[i].md, data);
+        ok = ea[k++].memory != NULL;
     }
-    ok = ok && dnnl_primitive_execute(prim, st, n, ea) == dnnl_success && dnnl_stream_wait(st) == dnnl_success;
-    for (int i = 0; i < n; i++)
-        if (own[i]) dnnl_memory_destroy(own[i]);
-    return ok;
+    return ok && dnnl_primitive_execute(prim, st, k, ea) == dnnl_success && dnnl_stream_wait(st) == dnnl_success;
 }
 
 /* dst (format md) = src (format src_md), one thread. */
@@ -193,24 +221,25 @@ static bool reorder(const dnnl_memory_desc_t *src_md, const void *src, const dnn
                     void *dst)
 {
     dnnl_engine_t eng = kiln_dnnl_engine();
-    dnnl_stream_t st = kiln_dnnl_stream();
-    dnnl_memory_t ms = NULL, md_mem = NULL;
+    dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t rpd = NULL;
     dnnl_primitive_t r = NULL;
-    bool ok = eng && st && dnnl_memory_create(&ms, src_md, eng, (void *)src) == dnnl_success &&
-              dnnl_memory_create(&md_mem, md, eng, dst) == dnnl_success &&
-              dnnl_reorder_primitive_desc_create(&rpd, src_md, eng, md, eng, NULL) == dnnl_success &&
+    bool ok = eng && kiln_dnnl_attr_create(&attr) &&
+              dnnl_reorder_primitive_desc_create(&rpd, src_md, eng, md, eng, attr) == dnnl_success &&
               dnnl_primitive_create(&r, rpd) == dnnl_success;
     if (ok) {
-        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, ms}, {DNNL_ARG_TO, md_mem}};
-        int prev = kiln_dnnl_threads_begin();
-        ok = dnnl_primitive_execute(r, st, 2, args) == dnnl_success && dnnl_stream_wait(st) == dnnl_success;
-        kiln_dnnl_threads_end(prev);
+        const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(rpd, dnnl_query_scratchpad_md, 0);
+        dnnl_memory_desc_t none;
+        memset(&none, 0, sizeof none);
+        /* Local descriptors: copies in memory the per-thread cache may key on later are
+         * checked against their contents there, so the cache stays right. */
+        struct kiln_dnnl_arg args[3] = {{DNNL_ARG_FROM, src_md, src}, {DNNL_ARG_TO, md, dst},
+                                        {DNNL_ARG_SCRATCHPAD, sp ? sp : &none, NULL}};
+        ok = kiln_dnnl_execute(r, 3, args);
     }
     if (r) dnnl_primitive_destroy(r);
     if (rpd) dnnl_primitive_desc_destroy(rpd);
-    if (ms) dnnl_memory_destroy(ms);
-    if (md_mem) dnnl_memory_destroy(md_mem);
+    if (attr) dnnl_primitive_attr_destroy(attr);
     return ok;
 }
 

@@ -282,6 +282,9 @@ static void model_shapes(void)
         {2, 7, 7, 48, 50, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, true, true, false, ACT_HARDSWISH},
         {1, 14, 14, 32, 96, 1, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 0, false, true, false, ACT_SILU},
         {1, 5, 5, 40, 33, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_GELU},
+        /* N > 1: whole images per thread where that balances better than the slices */
+        {2, 7, 7, 64, 64, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, false, true, false, ACT_RELU},
+        {4, 6, 6, 64, 72, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_SIGMOID},
     };
     char what[96];
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)

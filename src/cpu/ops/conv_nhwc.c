@@ -68,7 +68,7 @@ struct nhwc_slice {
     int64_t m0, m1;     /* output channels */
 #ifdef KILN_HAVE_DNNL
     dnnl_primitive_t prim;
-    dnnl_memory_desc_t src_md, dst_md, w_md, b_md;
+    dnnl_memory_desc_t src_md, dst_md, w_md, b_md, sp_md; /* sp_md: its scratchpad */
     const void *w;      /* weights in w_md's format */
 #endif
 };
@@ -82,8 +82,10 @@ struct nhwc_state {
     int64_t C, M;     /* 0 when unknown at prepare */
     int split;        /* V_*; V_DIRECT: no primitives */
     int n_slices;
+    bool batch;       /* sl[n_slices] is the whole convolution, for N > 1 split by image */
+    double share;     /* the largest slice's share of the work */
     int64_t H, W, OH, OW;
-    struct nhwc_slice sl[MAX_SLICES];
+    struct nhwc_slice sl[MAX_SLICES + 1];
 };
 
 static kiln_status read_pair(struct kiln_kctx *k, const char *name, int64_t def, int64_t min,
@@ -228,7 +230,7 @@ static void direct_rows(void *ctx, size_t r0, size_t r1, int worker)
 static void nhwc_free(void *arg)
 {
     struct nhwc_state *s = arg;
-    for (int i = 0; i < s->n_slices; i++)
+    for (int i = 0; i < s->n_slices + s->batch; i++)
         if (s->sl[i].prim) dnnl_primitive_destroy(s->sl[i].prim);
 }
 
@@ -286,8 +288,7 @@ static bool make_prim(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_sl
         return false;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
-    bool ok = dnnl_primitive_attr_create(&attr) == dnnl_success &&
-              dnnl_post_ops_create(&po) == dnnl_success;
+    bool ok = kiln_dnnl_attr_create(&attr) && dnnl_post_ops_create(&po) == dnnl_success;
     if (ok && epi)
         ok = (!z || dnnl_post_ops_append_sum(po, 1.0f) == dnnl_success) && append_act(po, &s->act) &&
              dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
@@ -297,8 +298,10 @@ static bool make_prim(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_sl
     if (attr) dnnl_primitive_attr_destroy(attr);
     if (!ok) return false;
     const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     ok = wq != NULL;
     if (ok) sl->w_md = *wq;
+    if (sp) sl->sp_md = *sp; /* else zeros: no scratchpad */
     ok = ok && dnnl_primitive_create(&sl->prim, pd) == dnnl_success;
     dnnl_primitive_desc_destroy(pd);
     if (!ok) return false;
@@ -319,17 +322,17 @@ static bool make_prim(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_sl
     return sl->w != NULL;
 }
 
-/* The slice's geometry and primitive for split s->split. */
-static bool make_slice(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_slice *sl, int idx,
+/* The slice's geometry and primitive for split `how`. */
+static bool make_slice(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_slice *sl, int idx, int how,
                        const float *w, const float *b, bool z, bool epi, const int64_t pad[4])
 {
     struct slice_geom g = {s->H, s->W, s->OH, s->OW, {pad[0], pad[1]}, {pad[2], pad[3]}};
     sl->in0 = 0;
-    if (s->split == V_PIXELS) { /* 1x1, stride 1, no padding: a [1, P] image of the pixels */
+    if (how == V_PIXELS) { /* 1x1, stride 1, no padding: a [1, P] image of the pixels */
         sl->in0 = sl->o0;
         g.sh = g.dh = 1;
         g.sw = g.dw = sl->o1 - sl->o0;
-    } else if (s->split == V_ROWS) {
+    } else if (how == V_ROWS) {
         int64_t dk = (s->k[0] - 1) * s->d[0] + 1;
         int64_t first = sl->o0 * s->s[0] - pad[0];           /* may be < 0: padding */
         int64_t last = (sl->o1 - 1) * s->s[0] - pad[0] + dk; /* one past; may be > H */
@@ -421,11 +424,23 @@ static bool prepare_onednn(struct kiln_kprep *p, struct nhwc_state *s, const flo
             sl->m0 = how == V_CHANNELS ? per * i : 0;
             sl->m1 = how == V_CHANNELS ? (per * (i + 1) < s->M ? per * (i + 1) : s->M) : s->M;
             s->n_slices = (int)i + 1;
-            fine = make_slice(p, s, sl, (int)i, w, b, z, epi, pad);
+            fine = make_slice(p, s, sl, (int)i, how, w, b, z, epi, pad);
         }
+        /* Several slices: also the whole convolution, which N > 1 images split over the
+         * threads use when that balances better (N is known at run only). */
+        if (fine && t > 1) {
+            struct nhwc_slice *sl = &s->sl[t];
+            memset(sl, 0, sizeof *sl);
+            sl->o1 = s->OH, sl->m1 = s->M;
+            s->batch = true;
+            fine = make_slice(p, s, sl, MAX_SLICES, V_ROWS, w, b, z, epi, pad);
+        }
+        s->share = how == V_CHANNELS ? (double)(s->sl[0].m1 - s->sl[0].m0) / (double)s->M
+                                     : (double)((units + t - 1) / t) / (double)units;
         if (fine) return true;
         nhwc_free(s);
         s->n_slices = 0;
+        s->batch = false;
     }
     s->split = V_DIRECT;
     return false;
@@ -439,8 +454,9 @@ struct onednn_job {
     bool failed[MAX_SLICES];
 };
 
-/* Slice sl of image n: the primitive, and the epilogue when it is not in the primitive. */
-static bool slice_image(const struct onednn_job *j, const struct nhwc_slice *sl, int64_t n)
+/* Slice sl (split `how`) of image n: the primitive, and the epilogue when it is not in the
+ * primitive. */
+static bool slice_image(const struct onednn_job *j, const struct nhwc_slice *sl, int how, int64_t n)
 {
     const struct nhwc_state *s = j->s;
     const float *x = j->x + n * s->H * s->W * s->C;
@@ -449,27 +465,28 @@ static bool slice_image(const struct onednn_job *j, const struct nhwc_slice *sl,
     const float *z = j->z ? j->z + yoff : NULL;
     float *y = j->y + yoff, *dst;
     size_t count; /* elements of dst (spatial splits: contiguous in Y) */
-    if (s->split == V_CHANNELS) {
+    if (how == V_CHANNELS) {
         dst = kiln_dnnl_thread_buffer((size_t)(P * Ms) * sizeof *dst); /* dense [P, Ms] */
         if (!dst) return false;
         count = (size_t)(P * Ms);
         if (z && s->epi_in_prim)
             for (int64_t q = 0; q < P; q++) memcpy(dst + q * Ms, z + q * M + sl->m0, (size_t)Ms * sizeof *dst);
     } else {
-        int64_t px = s->split == V_PIXELS ? sl->o0 : sl->o0 * s->OW;
-        x += (s->split == V_PIXELS ? sl->in0 : sl->in0 * s->W) * s->C;
+        int64_t px = how == V_PIXELS ? sl->o0 : sl->o0 * s->OW;
+        x += (how == V_PIXELS ? sl->in0 : sl->in0 * s->W) * s->C;
         dst = y + px * M;
         if (z) z += px * M;
-        count = (size_t)((s->split == V_PIXELS ? sl->o1 - sl->o0 : (sl->o1 - sl->o0) * s->OW) * M);
+        count = (size_t)((how == V_PIXELS ? sl->o1 - sl->o0 : (sl->o1 - sl->o0) * s->OW) * M);
         if (z && s->epi_in_prim && z != dst) memcpy(dst, z, count * sizeof *dst);
     }
-    struct kiln_dnnl_arg args[4] = {{DNNL_ARG_SRC, &sl->src_md, x},
+    struct kiln_dnnl_arg args[5] = {{DNNL_ARG_SRC, &sl->src_md, x},
                                     {DNNL_ARG_WEIGHTS, &sl->w_md, sl->w},
                                     {DNNL_ARG_DST, &sl->dst_md, dst},
+                                    {DNNL_ARG_SCRATCHPAD, &sl->sp_md, NULL},
                                     {DNNL_ARG_BIAS, &sl->b_md, j->b ? j->b + sl->m0 : NULL}};
-    if (!kiln_dnnl_execute(sl->prim, j->b ? 4 : 3, args)) return false;
+    if (!kiln_dnnl_execute(sl->prim, j->b ? 5 : 4, args)) return false;
     bool epi = !s->epi_in_prim && (z || s->act.kind != KILN_ACT_NONE);
-    if (s->split != V_CHANNELS) {
+    if (how != V_CHANNELS) {
         if (epi) kiln_act_apply_f32(&s->act, dst, z, dst, count);
         return true;
     }
@@ -489,7 +506,16 @@ static void onednn_slice(void *ctx, size_t i0, size_t i1, int worker)
     struct onednn_job *j = ctx;
     for (size_t i = i0; i < i1; i++)
         for (int64_t n = 0; n < j->N; n++)
-            if (!slice_image(j, &j->s->sl[i], n)) j->failed[i] = true;
+            if (!slice_image(j, &j->s->sl[i], j->s->split, n)) j->failed[i] = true;
+}
+
+/* Images [n0, n1), each the whole convolution. */
+static void onednn_images(void *ctx, size_t n0, size_t n1, int worker)
+{
+    (void)worker;
+    struct onednn_job *j = ctx;
+    for (size_t n = n0; n < n1; n++)
+        if (!slice_image(j, &j->s->sl[j->s->n_slices], V_ROWS, (int64_t)n)) j->failed[0] = true;
 }
 #endif
 
@@ -577,7 +603,13 @@ static kiln_status nhwc_run(struct kiln_kctx *k)
 #ifdef KILN_HAVE_DNNL
     if (s->split && H == s->H && W == s->W && C == s->C && M == s->M && w->data) {
         struct onednn_job j = {s, x->data, b ? b->data : NULL, z ? z->data : NULL, y->data, N, {0}};
-        kiln_pool_for(k->pool, (size_t)s->n_slices, 1, onednn_slice, &j);
+        /* N > 1: whole images per thread when the largest share of them is below a slice's
+         * (the split stays as prepared for a given N, so results do not depend on timing). */
+        int64_t T = s->n_slices;
+        if (s->batch && N > 1 && (double)((N + T - 1) / T) / (double)N < s->share)
+            kiln_pool_for(k->pool, (size_t)N, (size_t)((N + T - 1) / T), onednn_images, &j);
+        else
+            kiln_pool_for(k->pool, (size_t)s->n_slices, 1, onednn_slice, &j);
         for (int i = 0; i < s->n_slices; i++)
             if (j.failed[i]) return kiln_kfail(k, KILN_E_INTERNAL, "oneDNN failed to run slice %d", i);
         return KILN_OK;
