@@ -8,8 +8,9 @@
  *
  * kiln's threads split the columns: T slices of about N / T columns (multiples of 16), each
  * its own primitive and packed weights, run one per pool thread on one OpenMP thread
- * (dnnl_util.h). The packed format is oneDNN's choice for this CPU, so it is not stored in
- * engine files: preparing (building or loading an engine) redoes it.
+ * (dnnl_util.h: a scratchpad per thread, the memory objects of the arguments cached per
+ * thread). The packed format is oneDNN's choice for this CPU; the blob records it, and a
+ * loaded engine packs again when it differs.
  */
 #ifndef KILN_CPU_DNNL_MATMUL_H
 #define KILN_CPU_DNNL_MATMUL_H

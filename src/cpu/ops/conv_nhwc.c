@@ -350,8 +350,10 @@ static bool make_slice(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_s
  * bytes moved, a FLOP counting 1/8 of a byte: the brgconv kernels run near 8 FLOP per byte
  * of L2 traffic on one core); *t_used the slices it makes. Spatial splits read all the
  * weights in every slice; the channel split reads all the input in every slice and writes
- * its output through a dense buffer (one more write and read, and Z's copy in). */
-static double split_cost(const struct nhwc_state *s, int how, int64_t t, bool z, int64_t *t_used)
+ * its output through a dense buffer (one more write and read, and Z's copy in). *per: the
+ * channels of a slice (channels) or 0. */
+static double split_cost(const struct nhwc_state *s, int how, int64_t t, bool z, int64_t *t_used,
+                         int64_t *per_out)
 {
     double flops = 2.0 * (double)(s->OH * s->OW * s->M) * (double)(s->C / s->group * s->k[0] * s->k[1]);
     double in = 4.0 * (double)(s->H * s->W * s->C), out = 4.0 * (double)(s->OH * s->OW * s->M);
@@ -363,11 +365,13 @@ static double split_cost(const struct nhwc_state *s, int how, int64_t t, bool z,
         int64_t per = (blocks + t - 1) / t * 16;
         share = (double)(per < s->M ? per : s->M) / (double)s->M;
         *t_used = (s->M + per - 1) / per;
+        *per_out = per;
         return flops * share / 8.0 + wb * share + in + out * share * (z ? 5.0 : 3.0);
     }
     int64_t units = how == V_PIXELS ? s->OH * s->OW : s->OH;
     if (t > units) t = units;
     *t_used = t;
+    *per_out = 0;
     share = (double)((units + t - 1) / t) / (double)units;
     return flops * share / 8.0 + wb + (in + out * (z ? 2.0 : 1.0)) * share;
 }
@@ -399,21 +403,21 @@ static bool prepare_onednn(struct kiln_kprep *p, struct nhwc_state *s, const flo
     while (t > 1 && flops / (double)t < 1e6) t--;
     bool ok[V_COUNT] = {false, true, s->group == 1, s->k[0] == 1 && s->k[1] == 1 && s->s[0] == 1 &&
                                                         s->s[1] == 1 && !pad[0] && !pad[1] && !pad[2] && !pad[3]};
-    int64_t used[V_COUNT] = {0};
+    int64_t used[V_COUNT] = {0}, pers[V_COUNT] = {0};
     double cost[V_COUNT];
     int how = V_ROWS;
     for (int v = V_ROWS; v < V_COUNT; v++) {
-        cost[v] = ok[v] ? split_cost(s, v, t, z, &used[v]) : 0;
+        cost[v] = ok[v] ? split_cost(s, v, t, z, &used[v], &pers[v]) : 0;
         if (ok[v] && cost[v] < cost[how]) how = v;
     }
     int want = p->variant > V_DIRECT && p->variant < V_COUNT ? p->variant : forced_split();
     if (want != V_DIRECT && ok[want]) how = want;
     s->split = how;
     t = used[how];
+    int64_t per = pers[how];
     /* The epilogue in the primitive when oneDNN takes it, else kiln's activation loop. */
     for (int epi = 1; epi >= 0; epi--) {
         s->epi_in_prim = epi;
-        int64_t per = how == V_CHANNELS ? ((s->M + 15) / 16 + t - 1) / t * 16 : 0;
         int64_t units = how == V_PIXELS ? s->OH * s->OW : s->OH;
         bool fine = true;
         for (int64_t i = 0; i < t && fine; i++) {
