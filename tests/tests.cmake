@@ -29,6 +29,9 @@ endforeach()
 # "direct" variant instead of oneDNN).
 add_test(NAME test_conv_nhwc_portable COMMAND test_conv_nhwc)
 set_tests_properties(test_conv_nhwc_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)
+# and with oneDNN held to AVX2 (its other convolution kernels)
+add_test(NAME test_conv_nhwc_avx2 COMMAND test_conv_nhwc)
+set_tests_properties(test_conv_nhwc_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx2)
 
 # CLI tests: every tests/cli/test_*.sh runs with the kiln binary, the source folder and the
 # ONNX test data folder as arguments; exit 0 = pass.

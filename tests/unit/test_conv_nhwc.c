@@ -1,17 +1,23 @@
 /* test_conv_nhwc.c: kiln.ConvNhwc (src/cpu/ops/conv_nhwc.c), the channels-last convolution.
  *
  * Small models in the text form of support/test_text_model.h run through kiln_session with
- * 1, 2 and 3 threads: X [N, H, W, C] a graph input (static shapes: the "onednn" variant
- * where kiln has oneDNN, split into row slices by thread; H and W symbolic: the "direct"
- * variant), W and B initializers, Z a second graph input. Shapes: random, odd and tiny
- * (1x1 images, one channel, more slices than rows), groups, depthwise, 1x1, 3x3, 5x5, 7x7,
- * strides, dilations, asymmetric pads, every auto_pad; activations Relu, LeakyRelu, Clip
- * (oneDNN post-ops without Z) and Sigmoid (applied by kiln), with and without Z.
+ * 1, 2 and 3 threads: X [N, H, W, C] a graph input (static shapes: the "onednn-*" variants
+ * where kiln has oneDNN; H and W symbolic: the "direct" variant), W and B initializers, Z a
+ * second graph input. Every static case runs with each split of the oneDNN variant forced
+ * (KILN_CONV_NHWC_SPLIT=rows, channels, pixels; one that does not apply leaves the choice to
+ * the cost estimate) and unforced. Shapes: random, odd and tiny (1x1 images, one channel,
+ * more slices than rows, channel counts that are not multiples of 16), groups, depthwise,
+ * 1x1, 3x3, 5x5, 7x7, strides, dilations, asymmetric pads, every auto_pad, N of 1 to 4 (whole
+ * images per thread); every activation kiln fuses (oneDNN post-ops after Z's sum post-op),
+ * with and without Z. Also: the variant names, four contexts of one engine running at once on
+ * their own threads (byte-equal results: the per-thread oneDNN scratchpads, memory objects
+ * and staging buffers of cpu/dnnl_util.c), and an engine saved and loaded again.
  *
  * The reference is a float64 convolution written here from the ONNX definition. Inputs and
  * weights lie on a 1/16 grid in [-1, 1] and activation parameters are dyadic, so float32
  * products and sums are exact in any order: |got - want| <= 1e-5 * (1 + |want|) then catches
- * indexing, padding and slicing mistakes, never rounding (Sigmoid adds vmath's 1e-6).
+ * indexing, padding and slicing mistakes, never rounding (the transcendental activations add
+ * a few ulp of oneDNN's or kiln's exp, erf and tanh, far below it).
  * ctest also runs this test with KILN_CPU_ISA=portable, where every case takes "direct".
  */
 #include <math.h>
