@@ -108,8 +108,8 @@ void kiln_dnnl_threads_end(int prev)
     (void)prev;
 }
 
-/* This thread's cache; NULL when it cannot have one (the caller then creates objects per
- * call). */
+/* This thread's cache, scratchpad and staging buffer; NULL when out of memory (the call
+ * then fails). */
 static struct memo *memo_get(void)
 {
     if (!memo_ok) return NULL;
@@ -153,12 +153,11 @@ bool kiln_dnnl_attr_create(dnnl_primitive_attr_t *attr)
     return false;
 }
 
-/* md_padded: memory of a blocked format whose dims are rounded up (packed weights of 8
- * output channels in blocks of 16) has padding, which oneDNN fills with zeros whenever an
- * object is created over it or takes a new data pointer. The cache keeps each object's
- * pointer while it does not change, so that happens once per thread, not once per run. */
-
-/* The cached memory object for md (md_padded above), pointing at data; NULL on failure. */
+/* The cached memory object for md, pointing at data; NULL on failure. Memory of a blocked
+ * format whose dims are rounded up (packed weights of 8 output channels in blocks of 16) has
+ * padding, which oneDNN fills with zeros whenever an object is created over it or takes a new
+ * data pointer: an object keeps its pointer while it does not change, so that happens once
+ * per thread, not once per run. */
 static dnnl_memory_t memo_take(struct memo *m, dnnl_engine_t eng, const dnnl_memory_desc_t *md, void *data)
 {
     size_t h = (size_t)(((uint64_t)(uintptr_t)md >> 4) * 0x9E3779B97F4A7C15ull >> (64 - MEMO_BITS));
@@ -177,7 +176,7 @@ static dnnl_memory_t memo_take(struct memo *m, dnnl_engine_t eng, const dnnl_mem
         void *old = NULL;
         if (dnnl_memory_get_memory_desc(mem, &have) == dnnl_success && have &&
             dnnl_memory_desc_equal(have, md) && dnnl_memory_get_data_handle(mem, &old) == dnnl_success) {
-            if (old == data) return mem; /* weights: no zero-padding again (see md_padded) */
+            if (old == data) return mem; /* weights: no zero-padding again */
             return dnnl_memory_set_data_handle(mem, data) == dnnl_success ? mem : NULL;
         }
         dnnl_memory_destroy(mem);
