@@ -396,11 +396,13 @@ static bool prepare_onednn(struct kiln_kprep *p, struct nhwc_state *s, const flo
     nhwc_dim(s, 0, s->H, s->k[0], &s->OH, &pad[0], &pad[2]);
     nhwc_dim(s, 1, s->W, s->k[1], &s->OW, &pad[1], &pad[3]);
     if (s->OH < 1 || s->OW < 1) return false;
-    /* Threads: one slice each, at least ~1 MFLOP per slice. */
+    /* Threads: one slice each, at least ~1 MFLOP per slice (grouped and depthwise: 0.4 MFLOP;
+     * they run at about a third of the dense kernels' FLOP rate, so that is as much time:
+     * MobileNetV2's 14x14x384 and 7x7x960 depthwise layers split, measured 1.7-2x at 2). */
     double flops = 2.0 * (double)(s->OH * s->OW * s->M) * (double)(s->C / s->group * s->k[0] * s->k[1]);
     int64_t t = p->threads < 1 ? 1 : p->threads;
     if (t > MAX_SLICES) t = MAX_SLICES;
-    while (t > 1 && flops / (double)t < 1e6) t--;
+    while (t > 1 && flops / (double)t < (s->group > 1 ? 4e5 : 1e6)) t--;
     bool ok[V_COUNT] = {false, true, s->group == 1, s->k[0] == 1 && s->k[1] == 1 && s->s[0] == 1 &&
                                                         s->s[1] == 1 && !pad[0] && !pad[1] && !pad[2] && !pad[3]};
     int64_t used[V_COUNT] = {0}, pers[V_COUNT] = {0};
