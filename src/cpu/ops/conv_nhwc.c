@@ -11,9 +11,10 @@
  *   "onednn-*"  oneDNN's convolution primitive on nhwc memory (its brgconv / depthwise JIT
  *               kernels), when kiln has oneDNN, the instruction set is AVX2 or better, and
  *               C, H, W are known at prepare. kiln's threads split the work into T slices
- *               (T = the engine's threads, fewer when a slice would get under ~1 MFLOP), each
- *               its own primitive created at prepare and run on one OpenMP thread
- *               (cpu/dnnl_util.h), in one of three ways chosen per convolution:
+ *               (T = the engine's threads, fewer when a slice would get under ~1 MFLOP,
+ *               0.4 MFLOP for grouped and depthwise convolutions), each its own primitive
+ *               created at prepare and run on one OpenMP thread (cpu/dnnl_util.h), in one
+ *               of three ways chosen per convolution:
  *                 rows      output rows; each slice's primitive has the padding its rows see
  *                           and reads the input rows they need, and all the weights;
  *                 pixels    1x1, stride 1, no padding: the image's pixels as one row, split
@@ -28,8 +29,13 @@
  *               The choice is a cost estimate (split_cost: the slowest slice's FLOPs and
  *               bytes moved); KILN_CONV_NHWC_SPLIT=rows|pixels|channels forces one where it
  *               applies (tests, measurements), and a loaded engine keeps the one it was built
- *               with (the variant number). N > 1 runs the images one after another in every
- *               slice. Weights are reordered into each primitive's format at prepare and kept
+ *               with (the variant number). Measured per slice at 2 threads (slowest slice,
+ *               one at a time): ResNet-50's convolutions 2.01x faster than on one thread
+ *               (rows alone, which needed 4 rows a slice, left the 7x7 stage on one thread:
+ *               1.69x), MobileNetV2's 1.99x (1.62x). N > 1 runs the images one after another
+ *               in every slice, or, when that balances better (N a multiple of T, say), whole
+ *               images per thread with a primitive of the whole convolution (sl[n_slices]).
+ *               Weights are reordered into each primitive's format at prepare and kept
  *               as prepacked blobs (kiln_dnnl_pack_weights). The epilogue runs in the
  *               primitive: Z as a sum post-op (Z's part copied into the slice's destination
  *               first, while it is about to be used), then the activation as eltwise post-ops
