@@ -545,7 +545,7 @@ static kiln_status nhwc_prepare(struct kiln_kprep *p)
     KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
     KILN_TRY(nhwc_decode(&p->kc, s));
     p->state = s;
-    p->kernel = "direct";
+    p->kernel = variant_name[V_DIRECT];
     const struct kiln_tensor *w = const_f32(p, 1), *b = const_f32(p, 2);
     if (!w || w->rank != 4) return KILN_OK; /* run checks and reports it */
     int64_t M = w->dims[0], Cg = w->dims[1];
