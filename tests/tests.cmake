@@ -35,6 +35,9 @@ endforeach()
 # "direct" variant instead of oneDNN).
 add_test(NAME test_conv_nhwc_portable COMMAND test_conv_nhwc)
 set_tests_properties(test_conv_nhwc_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)
+# and with oneDNN held to AVX2 (its other convolution kernels)
+add_test(NAME test_conv_nhwc_avx2 COMMAND test_conv_nhwc)
+set_tests_properties(test_conv_nhwc_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx2)
 # The channels-last pools' row kernel at each compiled level below the best.
 add_test(NAME test_pool_nhwc_portable COMMAND test_pool_nhwc)
 set_tests_properties(test_pool_nhwc_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)

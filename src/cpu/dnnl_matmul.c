@@ -15,13 +15,8 @@
 struct mm_slice {
     size_t n0, n1;
     dnnl_primitive_t prim;
-    dnnl_memory_desc_t a_md, w_md, c_md;
+    dnnl_memory_desc_t a_md, w_md, c_md, sp_md; /* sp_md: its scratchpad (zeros: none) */
     const void *w;
-    /* The primitive's scratchpad, supplied per run (scratchpad mode "user"): in the library
-     * mode oneDNN ties one scratchpad to the thread that created the primitive, which
-     * contexts running the engine on several threads at once would share. */
-    dnnl_memory_desc_t sp_md;
-    size_t sp_bytes;
 };
 
 struct kiln_dnnl_mm {
@@ -64,20 +59,16 @@ static bool make_slice(dnnl_engine_t eng, struct kiln_dnnl_mm *mm, struct mm_sli
         return false;
     dnnl_matmul_desc_t md;
     if (dnnl_matmul_desc_init(&md, &s->a_md, &wany, NULL, &s->c_md)) return false;
-    dnnl_primitive_attr_t attr = NULL;
-    if (dnnl_primitive_attr_create(&attr)) return false;
     dnnl_primitive_desc_t pd = NULL;
-    bool made = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success &&
-                dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL) == dnnl_success;
-    dnnl_primitive_attr_destroy(attr);
+    dnnl_primitive_attr_t attr = NULL;
+    bool made = kiln_dnnl_attr_create(&attr) && dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL) == dnnl_success;
+    if (attr) dnnl_primitive_attr_destroy(attr);
     if (!made) return false;
     const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     bool ok = wq != NULL;
     if (ok) s->w_md = *wq;
-    const dnnl_memory_desc_t *spq = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-    memset(&s->sp_md, 0, sizeof s->sp_md);
-    if (spq) s->sp_md = *spq;
-    s->sp_bytes = dnnl_memory_desc_get_size(&s->sp_md);
+    if (sp) s->sp_md = *sp;
     ok = ok && dnnl_primitive_create(&s->prim, pd) == dnnl_success;
     dnnl_primitive_desc_destroy(pd);
     return ok;
@@ -126,8 +117,6 @@ struct mm_job {
     const struct kiln_dnnl_mm *mm;
     const float *A;
     float *C;
-    char *scratch; /* this run's scratchpads, slice i's at sp_off[i] */
-    size_t sp_off[MM_MAX_SLICES];
     bool failed[MM_MAX_SLICES];
 };
 
@@ -135,42 +124,20 @@ static void mm_chunk(void *ctx, size_t i0, size_t i1, int worker)
 {
     (void)worker;
     struct mm_job *j = ctx;
-    dnnl_engine_t eng = kiln_dnnl_engine();
-    dnnl_stream_t st = kiln_dnnl_stream();
-    int prev = kiln_dnnl_threads_begin();
     for (size_t i = i0; i < i1; i++) {
         const struct mm_slice *s = &j->mm->sl[i];
-        dnnl_memory_t ma = NULL, mw = NULL, mc = NULL, msp = NULL;
-        bool ok = st && dnnl_memory_create(&ma, &s->a_md, eng, (void *)j->A) == dnnl_success &&
-                  dnnl_memory_create(&mw, &s->w_md, eng, (void *)s->w) == dnnl_success &&
-                  dnnl_memory_create(&mc, &s->c_md, eng, j->C + s->n0) == dnnl_success &&
-                  (!s->sp_bytes ||
-                   dnnl_memory_create(&msp, &s->sp_md, eng, j->scratch + j->sp_off[i]) == dnnl_success);
-        if (ok) {
-            dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, mc},
-                                       {DNNL_ARG_SCRATCHPAD, msp}};
-            ok = dnnl_primitive_execute(s->prim, st, msp ? 4 : 3, args) == dnnl_success &&
-                 dnnl_stream_wait(st) == dnnl_success;
-        }
-        if (msp) dnnl_memory_destroy(msp);
-        if (ma) dnnl_memory_destroy(ma);
-        if (mw) dnnl_memory_destroy(mw);
-        if (mc) dnnl_memory_destroy(mc);
-        j->failed[i] = !ok;
+        struct kiln_dnnl_arg args[4] = {{DNNL_ARG_SRC, &s->a_md, j->A},
+                                        {DNNL_ARG_WEIGHTS, &s->w_md, s->w},
+                                        {DNNL_ARG_DST, &s->c_md, j->C + s->n0},
+                                        {DNNL_ARG_SCRATCHPAD, &s->sp_md, NULL}};
+        j->failed[i] = !kiln_dnnl_execute(s->prim, 4, args);
     }
-    kiln_dnnl_threads_end(prev);
 }
 
-bool kiln_dnnl_mm_run(const struct kiln_dnnl_mm *mm, struct kiln_kctx *k, const float *A, float *C)
+bool kiln_dnnl_mm_run(const struct kiln_dnnl_mm *mm, struct kiln_pool *pool, const float *A, float *C)
 {
-    struct mm_job j = {mm, A, C, NULL, {0}, {0}};
-    size_t sp_total = 0;
-    for (int i = 0; i < mm->n; i++) {
-        j.sp_off[i] = sp_total;
-        sp_total += (mm->sl[i].sp_bytes + 63) / 64 * 64;
-    }
-    if (sp_total && kiln_scratch(k, sp_total, (void **)&j.scratch) != KILN_OK) return false;
-    kiln_pool_for(k->pool, (size_t)mm->n, 1, mm_chunk, &j);
+    struct mm_job j = {mm, A, C, {0}};
+    kiln_pool_for(pool, (size_t)mm->n, 1, mm_chunk, &j);
     for (int i = 0; i < mm->n; i++)
         if (j.failed[i]) return false;
     return true;
@@ -189,9 +156,9 @@ kiln_status kiln_dnnl_mm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_
     return KILN_OK;
 }
 
-bool kiln_dnnl_mm_run(const struct kiln_dnnl_mm *mm, struct kiln_kctx *k, const float *A, float *C)
+bool kiln_dnnl_mm_run(const struct kiln_dnnl_mm *mm, struct kiln_pool *pool, const float *A, float *C)
 {
-    (void)mm, (void)k, (void)A, (void)C;
+    (void)mm, (void)pool, (void)A, (void)C;
     return false;
 }
 

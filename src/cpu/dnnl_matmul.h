@@ -8,8 +8,9 @@
  *
  * kiln's threads split the columns: T slices of about N / T columns (multiples of 16), each
  * its own primitive and packed weights, run one per pool thread on one OpenMP thread
- * (dnnl_util.h). The packed format is oneDNN's choice for this CPU, so it is not stored in
- * engine files: preparing (building or loading an engine) redoes it.
+ * (dnnl_util.h: a scratchpad per thread, the memory objects of the arguments cached per
+ * thread). The packed format is oneDNN's choice for this CPU; the blob records it, and a
+ * loaded engine packs again when it differs.
  */
 #ifndef KILN_CPU_DNNL_MATMUL_H
 #define KILN_CPU_DNNL_MATMUL_H
@@ -21,7 +22,6 @@
 #include "base/pool.h"
 
 struct kiln_kprep;
-struct kiln_kctx;
 struct kiln_dnnl_mm;
 
 /* Prepares C[M, N] = A[M, K] * op(B) for the constant B: op(B) = B ([K, N], row stride ldb)
@@ -31,11 +31,9 @@ struct kiln_dnnl_mm;
  * memory. */
 kiln_status kiln_dnnl_mm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_t N, const float *B,
                          size_t ldb, bool transB, struct kiln_dnnl_mm **out);
-/* C (row stride N) = A (row stride K) * op(B), over k's pool, with the primitives'
- * scratchpads in k's scratch memory (so that contexts on several threads can run one engine
- * at once); call it from the kernel's thread. False if oneDNN failed or the scratch memory
- * could not be had (C is then undefined; the caller falls back to kiln_sgemm). */
-bool kiln_dnnl_mm_run(const struct kiln_dnnl_mm *mm, struct kiln_kctx *k, const float *A, float *C);
+/* C (row stride N) = A (row stride K) * op(B), over the pool. False if oneDNN failed (C is
+ * then undefined; the caller falls back to kiln_sgemm). */
+bool kiln_dnnl_mm_run(const struct kiln_dnnl_mm *mm, struct kiln_pool *pool, const float *A, float *C);
 /* M, K, N it was prepared for. */
 void kiln_dnnl_mm_dims(const struct kiln_dnnl_mm *mm, size_t *M, size_t *K, size_t *N);
 

@@ -27,6 +27,40 @@ dnnl_stream_t kiln_dnnl_stream(void);
 int kiln_dnnl_threads_begin(void);
 void kiln_dnnl_threads_end(int prev);
 
+/* A primitive attribute whose scratchpad kiln provides (dnnl_scratchpad_mode_user); false on
+ * failure. Every primitive kiln makes uses one: with the library's own scratchpad, Debian's
+ * oneDNN 2.6 gives one primitive run on several threads at once (two slices of one node, or
+ * contexts of one engine) the same scratchpad memory, and brgconv's results come out wrong
+ * (measured: a 3x3 convolution on 4 threads, ~10% of the runs). */
+bool kiln_dnnl_attr_create(dnnl_primitive_attr_t *attr);
+
+/* One argument of a primitive's execution: oneDNN's argument number, its memory descriptor
+ * (one that lives as long as the primitive: the cache below keys on its address) and the
+ * memory it describes. For DNNL_ARG_SCRATCHPAD (md: the primitive's dnnl_query_scratchpad_md)
+ * data is ignored: the scratchpad is this thread's (grown when needed, freed when the thread
+ * exits); an empty md is left out. */
+struct kiln_dnnl_arg {
+    int arg;
+    const dnnl_memory_desc_t *md;
+    const void *data;
+};
+/* Runs prim on this thread's stream with args[0..n) (n <= 8) and waits; false on failure.
+ * The memory objects come from a per-thread cache keyed by each md's address (hit: the
+ * object, checked against *md, takes the new data pointer with dnnl_memory_set_data_handle
+ * when it changed), so a kernel's run does not create and destroy them at every call: per
+ * thread, so contexts of one engine running on several threads at once share nothing. The
+ * cache is emptied when it grows past its size (at the start of a call, never while a call
+ * holds its objects) and freed when the thread exits. An object whose pointer does not change
+ * (packed weights) is not touched again: oneDNN zero-fills the padding of blocked formats at
+ * every creation and pointer change. Without memory for the cache (or the scratchpad) the
+ * call fails. */
+bool kiln_dnnl_execute(dnnl_primitive_t prim, int n, const struct kiln_dnnl_arg *args);
+
+/* This thread's staging buffer of at least `bytes` (64-byte aligned, contents left from its
+ * last use), kept in the same per-thread state as the cache above: grown when a call needs
+ * more (the first runs), freed when the thread exits. NULL on failure. */
+void *kiln_dnnl_thread_buffer(size_t bytes);
+
 struct kiln_kprep;
 /* Weights `src` (described by src_md) reordered into the format `md` a primitive chose, as
  * prepacked blob `key` of the node p prepares: computed when building and saved in the

@@ -161,7 +161,7 @@ static bool matmul_packed(struct kiln_kctx *k, const struct kiln_tensor *a, cons
     size_t M, K, N;
     kiln_dnnl_mm_dims(st->mm, &M, &K, &N);
     if (kiln_tensor_numel(a) != M * K || (size_t)a->dims[a->rank - 1] != K) return false;
-    return kiln_dnnl_mm_run(st->mm, k, a->data, y->data);
+    return kiln_dnnl_mm_run(st->mm, k->pool, a->data, y->data);
 }
 
 kiln_status kiln_cpu_matmul_run(struct kiln_kctx *k)
@@ -426,7 +426,7 @@ kiln_status kiln_cpu_gemm_run(struct kiln_kctx *k)
         kiln_dnnl_mm_dims(st->mm, &pm, &pk, &pn);
         float *yf = y->data;
         const float *cf = c ? c->data : NULL;
-        if (pm == um && pk == uk && pn == un && kiln_dnnl_mm_run(st->mm, k, a->data, yf)) {
+        if (pm == um && pk == uk && pn == un && kiln_dnnl_mm_run(st->mm, k->pool, a->data, yf)) {
             for (size_t i = 0; i < um && c; i++) /* + beta * C, as sgemm's beta 1 adds it */
                 for (size_t j = 0; j < un; j++) yf[i * un + j] += beta * cf[i * cs_r + j * cs_c];
             return KILN_OK;
