@@ -37,6 +37,9 @@
 #include <time.h>
 
 #include "base/pool.h"
+#include "cpu/act.h"
+#include "cpu/dnnl_util.h"
+#include "cpu/isa.h"
 #include "cpu/ops/fused.h"
 #include "cpu/sgemm.h"
 #include "cpu/tensor_util.h"
@@ -871,6 +874,51 @@ kiln_status kiln_cpu_conv_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ ConvTranspose */
 
+/* ConvTranspose's geometry for input spatial sizes xin[0..nd) and kernel sizes wk[0..nd):
+ * that of the Conv whose adjoint it is, so g->in is our output and g->out our input. */
+static kiln_status convt_geometry(struct kiln_kctx *k, const struct conv_attrs *a, int nd,
+                                  const int64_t *xin, const int64_t *wk, struct conv_geom *g)
+{
+    *g = (struct conv_geom){.nd = nd, .ks = 1, .is = 1, .os = 1};
+    int64_t pe[KILN_MAX_RANK], opad[KILN_MAX_RANK];
+    bool pads_given = a->n_pads != 0;
+    KILN_TRY(read_sd(k, a, nd, g->s, g->d));
+    KILN_TRY(read_pads(k, a, nd, g->pb, pe));
+    size_t c = a->n_opad;
+    if (c && c != (size_t)nd)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "output_padding has %zu values; expected %d", c, nd);
+    for (int i = 0; i < nd; i++) opad[i] = c ? a->opad[i] : 0;
+    const int64_t *os = a->oshape;
+    size_t nos = a->n_oshape;
+    if (nos == (size_t)nd + 2) os += 2, nos -= 2;
+    if (nos && nos != (size_t)nd)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "output_shape has %zu values; expected %d", nos, nd);
+    bool same = a->pad == CONV_PAD_SAME_UPPER || a->pad == CONV_PAD_SAME_LOWER;
+    for (int i = 0; i < nd; i++) {
+        g->out[i] = xin[i];
+        g->k[i] = wk[i];
+        int64_t dk = (g->k[i] - 1) * g->d[i] + 1;
+        int64_t full = g->s[i] * (g->out[i] - 1) + opad[i] + dk;
+        if (a->pad == CONV_PAD_VALID) g->pb[i] = pe[i] = 0;
+        if (same || (nos && !pads_given)) {
+            int64_t want = nos ? os[i] : g->out[i] * g->s[i];
+            int64_t tot = full - want;
+            g->pb[i] = a->pad == CONV_PAD_SAME_UPPER ? kiln_div_floor(tot, 2)
+                                                      : tot - kiln_div_floor(tot, 2);
+            g->in[i] = want;
+        } else {
+            g->in[i] = nos ? os[i] : full - g->pb[i] - pe[i];
+        }
+        if (g->in[i] < 0)
+            return kiln_kfail(k, KILN_E_INVALID_ARG, "output spatial dim %d would be %lld", i,
+                              (long long)g->in[i]);
+        g->ks *= (size_t)g->k[i];
+        g->is *= (size_t)g->in[i];
+        g->os *= (size_t)g->out[i];
+    }
+    return KILN_OK;
+}
+
 /* Units (image, group) of a ConvTranspose run side by side (see "threading"). */
 struct convt_unit_job {
     const struct conv_geom *g;
@@ -896,25 +944,394 @@ static void convt_unit_chunk(void *ctx, size_t u0, size_t u1, int worker)
     }
 }
 
-/* ConvTranspose's prepare: the attributes (one kernel, nothing to prepack: its GEMM takes W
- * as stored, transposed by the GEMM itself). */
-static kiln_status convt_prepare(struct kiln_kprep *p)
+/* The reference ConvTranspose ("sgemm+col2im"): per (image, group) col = W_g^T X_g with
+ * kiln_sgemm, which takes W as stored (and transposes it itself, on every call), then
+ * col2im and the bias. yf is zero-filled here. */
+static kiln_status convt_compute(struct kiln_kctx *k, const struct conv_geom *g, size_t N, size_t C,
+                                 size_t M, size_t G, const float *x, const float *w, const float *b,
+                                 float *yf, size_t ny)
 {
-    struct conv_attrs *a;
-    KILN_TRY(kiln_kprep_alloc(p, sizeof *a, (void **)&a));
-    KILN_TRY(conv_decode(&p->kc, true, a));
-    p->state = a;
+    memset(yf, 0, ny * sizeof *yf);
+    size_t cg = C / G, mg = M / G;
+    size_t rows = mg * g->ks, units = N * G, n;
+    size_t threads = (size_t)kiln_pool_threads(k->pool);
+    bool side = threads > 1 && units > 1 && !kiln_sgemm_par_splits(k->pool, rows, g->os, cg) &&
+                rows * g->os <= UNIT_COL_MAX;
+    size_t bufs = side ? threads : 1;
+    struct convt_unit_job j = {g, x, w, b, yf, NULL, C, M, G, cg, mg, rows};
+    if (!kiln_mul_size(rows, g->os, &n) || !kiln_mul_size(n, bufs, &n) ||
+        !kiln_mul_size(n, sizeof(float), &n))
+        return kiln_kfail(k, KILN_E_LIMIT, "col2im buffer size overflows");
+    KILN_TRY(kiln_scratch(k, n + 1, (void **)&j.col));
+    if (side) {
+        kiln_pool_for(k->pool, units, grain_for(rows * g->os * cg / 2), convt_unit_chunk, &j);
+        return KILN_OK;
+    }
+    for (size_t ni = 0; ni < N; ni++)
+        for (size_t gi = 0; gi < G; gi++) {
+            const float *xg = x + (ni * C + gi * cg) * g->os;
+            float *yg = yf + (ni * M + gi * mg) * g->is;
+            /* col[rows x in_positions] = W_g^T [rows x cg] * X_g [cg x in_positions]. */
+            kiln_sgemm_par(k->pool, true, false, rows, g->os, cg, 1.0f, w + gi * cg * rows, rows, xg,
+                           g->os, 0.0f, j.col, g->os);
+            col2im_par(k->pool, j.col, mg, g, yg);
+            add_bias_par(k->pool, yg, b ? b + gi * mg : NULL, mg, g->is);
+        }
     return KILN_OK;
 }
 
-static kiln_status convt_run(struct kiln_kctx *k)
+/* ------------------------------------------------------------------ ConvTranspose, oneDNN
+ *
+ * The "onednn" variant: the same col = W_g^T X_g and col2im, with the GEMM a oneDNN matmul
+ * primitive made at prepare for the shapes the engine was built for. W_g^T is laid out once
+ * at prepare ([G][M/group * ks][C/group], row-major: the A operand oneDNN's brgemm reads as
+ * it is, so the layout does not depend on the CPU) and kept as a prepacked blob, where
+ * kiln_sgemm transposed and packed all of W on every call. X_g is the B operand as it lies
+ * in X. The output channels of a group are split into T slices (T up to the engine's
+ * threads), each with its own primitive and col buffer, run one per pool thread on one
+ * OpenMP thread (cpu/dnnl_util.h): a slice's channels' planes are written by that slice
+ * alone (bias, col2im, activation), so the slices need no synchronisation.
+ *
+ * Why not oneDNN's deconvolution primitive: measured on DCGAN's layers (Sapphire Rapids,
+ * oneDNN 2.6, one thread) its kernels (backward-data convolutions) ran at 30-60 GFLOP/s in
+ * nchw, nhwc and blocked layouts, the matmul at 140-200. */
+
+#define CONVT_MAX_SLICES 16
+#define CONVT_BLOB_KEY 0x63740000u /* "ct" */
+
+struct convt_slice {
+    size_t m0, m1; /* output channels within each group */
+#ifdef KILN_HAVE_DNNL
+    dnnl_primitive_t prim;
+    dnnl_memory_desc_t a_md, b_md, c_md;
+#endif
+};
+
+/* What the oneDNN variant's prepare made: the shapes it holds for, W^T and the slices. */
+struct convt_fast {
+    struct conv_geom g;
+    size_t N, C, M, G, cg, mg;
+    const float *wt;   /* [G][mg * ks][cg] */
+    size_t col_floats; /* per slice: (largest m1 - m0) * ks * os */
+    int n_slices;
+    struct convt_slice sl[CONVT_MAX_SLICES];
+};
+
+/* What ConvTranspose's (and FusedConvTranspose's) prepare makes. */
+struct convt_state {
+    struct conv_attrs a;
+    struct kiln_act act;          /* FusedConvTranspose's activation; none for ConvTranspose */
+    const struct convt_fast *fast; /* NULL: the reference variant */
+};
+
+enum { CONVT_SGEMM = 1, CONVT_ONEDNN = 2 };
+
+/* Reads the activation attributes of a FusedConvTranspose (none for ConvTranspose). */
+static kiln_status convt_read_act(struct kiln_kctx *k, bool fused, struct kiln_act *act)
 {
-    struct conv_attrs own;
-    const struct conv_attrs *a = k->state;
-    if (!a) { /* called without prepare (kernel tests): decode the attributes now */
-        KILN_TRY(conv_decode(k, true, &own));
-        a = &own;
+    memset(act, 0, sizeof *act);
+    act->kind = KILN_ACT_NONE;
+    if (!fused) return KILN_OK;
+    const char *name = kiln_attr_s(k, "activation", "");
+    const float *p;
+    size_t np = kiln_attr_floats(k, "activation_params", &p);
+    const char *approx = kiln_attr_s(k, "approximate", "none");
+    if (!kiln_act_parse(name, p, np, approx, act))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL,
+                          "activation '%s' with %zu parameters (approximate '%s') is not one kiln "
+                          "knows (see docs/fused-ops.md)", name, np, approx);
+    return KILN_OK;
+}
+
+static kiln_status convt_decode(struct kiln_kctx *k, bool fused, struct convt_state *s)
+{
+    memset(s, 0, sizeof *s);
+    KILN_TRY(conv_decode(k, true, &s->a));
+    return convt_read_act(k, fused, &s->act);
+}
+
+#ifdef KILN_HAVE_DNNL
+static void convt_fast_free(void *arg)
+{
+    struct convt_fast *f = arg;
+    for (int i = 0; i < f->n_slices; i++)
+        if (f->sl[i].prim) dnnl_primitive_destroy(f->sl[i].prim);
+}
+
+/* Slice sl's primitive: col [(m1 - m0) ks, os] = W^T rows [(m1 - m0) ks, cg] * X_g [cg, os]. */
+static bool convt_make_slice(dnnl_engine_t eng, const struct convt_fast *f, struct convt_slice *sl)
+{
+    dnnl_dim_t rows = (dnnl_dim_t)((sl->m1 - sl->m0) * f->g.ks), K = (dnnl_dim_t)f->cg;
+    dnnl_dim_t os = (dnnl_dim_t)f->g.os;
+    dnnl_dims_t ad = {rows, K}, as = {K, 1}, bd = {K, os}, bs = {os, 1}, cd = {rows, os}, cs = {os, 1};
+    if (dnnl_memory_desc_init_by_strides(&sl->a_md, 2, ad, dnnl_f32, as) ||
+        dnnl_memory_desc_init_by_strides(&sl->b_md, 2, bd, dnnl_f32, bs) ||
+        dnnl_memory_desc_init_by_strides(&sl->c_md, 2, cd, dnnl_f32, cs))
+        return false;
+    dnnl_matmul_desc_t md;
+    if (dnnl_matmul_desc_init(&md, &sl->a_md, &sl->b_md, NULL, &sl->c_md)) return false;
+    dnnl_primitive_desc_t pd = NULL;
+    if (dnnl_primitive_desc_create(&pd, &md, NULL, eng, NULL)) return false;
+    bool ok = dnnl_primitive_create(&sl->prim, pd) == dnnl_success;
+    dnnl_primitive_desc_destroy(pd);
+    return ok;
+}
+
+/* The number of slices for f: one per thread, each at least one channel and ~1 MFLOP. */
+static int convt_slices(const struct convt_fast *f, int threads)
+{
+    double flops = 2.0 * (double)(f->N * f->M) * (double)(f->cg * f->g.ks) * (double)f->g.os;
+    int t = threads < 1 ? 1 : threads;
+    if (t > CONVT_MAX_SLICES) t = CONVT_MAX_SLICES;
+    if ((size_t)t > f->mg) t = (int)f->mg;
+    while (t > 1 && flops / t < 1e6) t--;
+    return t;
+}
+
+/* W [C, mg * ks] (group gi's rows gi * cg ..) laid out as W^T per group: [G][mg * ks][cg]. */
+static void convt_transpose_w(const float *w, size_t G, size_t cg, size_t rows, float *wt)
+{
+    for (size_t gi = 0; gi < G; gi++)
+        for (size_t c = 0; c < cg; c++) {
+            const float *src = w + (gi * cg + c) * rows;
+            float *dst = wt + gi * rows * cg + c;
+            for (size_t r = 0; r < rows; r++) dst[r * cg] = src[r];
+        }
+}
+
+/* Sets up the oneDNN variant for p's node (attributes a) when W is a float32 constant, B
+ * absent or a float32 constant, X float32 of static shape, oneDNN there and the
+ * instruction set AVX2 or better; *out stays NULL otherwise (and when oneDNN declines).
+ * Errors only for out of memory. */
+static kiln_status convt_fast_prepare(struct kiln_kprep *p, const struct conv_attrs *a,
+                                      const struct convt_fast **out)
+{
+    *out = NULL;
+    const struct kiln_tensor *w = kiln_kprep_const(p, 1);
+    const struct kiln_tensor *b = p->kc.n_in > 2 && p->kc.node->inputs[2][0] ? kiln_kprep_const(p, 2) : NULL;
+    bool has_b = p->kc.n_in > 2 && p->kc.node->inputs[2][0];
+    int xr;
+    int64_t xd[KILN_MAX_RANK];
+    if (!w || w->dtype != KILN_DTYPE_F32 || (has_b && (!b || b->dtype != KILN_DTYPE_F32)) ||
+        !static_dims(p->in[0], &xr, xd) || p->in[0]->type.elem != KILN_DTYPE_F32 || xr != w->rank ||
+        xr < 3 || kiln_isa_active() < KILN_ISA_AVX2)
+        return KILN_OK;
+    int64_t C = xd[1], G = a->group;
+    if (w->dims[0] != C || C % G || (b && (b->rank != 1 || b->dims[0] != w->dims[1] * G)))
+        return KILN_OK; /* the run reports it */
+    for (size_t i = 0; i < a->n_kshape; i++)
+        if (a->n_kshape != (size_t)xr - 2 || a->kshape[i] != w->dims[2 + i]) return KILN_OK;
+    struct convt_fast f = {.N = (size_t)xd[0], .C = (size_t)C, .G = (size_t)G};
+    kiln_err geom_err; /* geometry errors belong to the run, which names the inputs */
+    struct kiln_kctx kc = p->kc;
+    kc.err = &geom_err;
+    if (convt_geometry(&kc, a, xr - 2, xd + 2, w->dims + 2, &f.g)) return KILN_OK;
+    f.cg = f.C / f.G;
+    f.mg = (size_t)w->dims[1];
+    f.M = f.mg * f.G;
+    size_t rows = f.mg * f.g.ks, nw;
+    if (!f.N || !f.mg || !f.cg || !f.g.os || !f.g.is || !kiln_mul_size(rows, f.C, &nw) ||
+        nw != kiln_tensor_numel(w) || !kiln_mul_size(nw, sizeof(float), &nw))
+        return KILN_OK;
+    dnnl_engine_t eng = kiln_dnnl_engine();
+    if (!eng) return KILN_OK;
+    struct convt_fast *fp;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *fp, (void **)&fp));
+    *fp = f;
+    int t = convt_slices(fp, p->threads);
+    for (int i = 0; i < t; i++) {
+        struct convt_slice *sl = &fp->sl[i];
+        sl->m0 = fp->mg * (size_t)i / (size_t)t;
+        sl->m1 = fp->mg * (size_t)(i + 1) / (size_t)t;
+        size_t cf = (sl->m1 - sl->m0) * fp->g.ks * fp->g.os;
+        if (cf > fp->col_floats) fp->col_floats = cf;
+        fp->n_slices = i + 1;
+        if (!convt_make_slice(eng, fp, sl)) {
+            convt_fast_free(fp);
+            return KILN_OK;
+        }
     }
+    kiln_status st = kiln_kprep_on_free(p, convt_fast_free, fp);
+    if (st) {
+        convt_fast_free(fp);
+        return st;
+    }
+    void *blob;
+    bool fill;
+    KILN_TRY(kiln_kprep_blob(p, CONVT_BLOB_KEY, nw, &blob, &fill));
+    if (fill) convt_transpose_w(w->data, fp->G, fp->cg, rows, blob);
+    fp->wt = blob;
+    *out = fp;
+    return KILN_OK;
+}
+
+/* Along dim i, kernel offset kk: input position j lands on output j * s + off, inside the
+ * output for j in [lo, hi). */
+static void convt_axis(const struct conv_geom *g, int i, int64_t kk, int64_t *off, int64_t *lo,
+                       int64_t *hi)
+{
+    int64_t s = g->s[i];
+    *off = kk * g->d[i] - g->pb[i];
+    *lo = *off >= 0 ? 0 : kiln_div_ceil(-*off, s);
+    *hi = kiln_div_floor(g->in[i] - 1 - *off, s) + 1;
+    if (*hi > g->out[i]) *hi = g->out[i];
+    if (*lo > *hi) *lo = *hi;
+}
+
+#define CONVT_2D_MAX_KS 256
+
+/* col2im for 2-D ConvTranspose (g->nd == 2, g->ks <= CONVT_2D_MAX_KS) over nc channels, the
+ * same sums as col2im: each kernel position's ranges are computed once for all channels,
+ * and a channel's plane stays in cache while its ks col rows are added to it. */
+static void col2im_2d(const float *col, size_t nc, const struct conv_geom *g, float *y)
+{
+    int64_t off[CONVT_2D_MAX_KS][2], lo[CONVT_2D_MAX_KS][2], hi[CONVT_2D_MAX_KS][2];
+    for (size_t kidx = 0; kidx < g->ks; kidx++) {
+        convt_axis(g, 0, (int64_t)kidx / g->k[1], &off[kidx][0], &lo[kidx][0], &hi[kidx][0]);
+        convt_axis(g, 1, (int64_t)kidx % g->k[1], &off[kidx][1], &lo[kidx][1], &hi[kidx][1]);
+    }
+    int64_t IW = g->out[1], OW = g->in[1], sy = g->s[0], sx = g->s[1];
+    for (size_t c = 0; c < nc; c++) {
+        float *yc = y + c * g->is;
+        for (size_t kidx = 0; kidx < g->ks; kidx++) {
+            const float *src = col + (c * g->ks + kidx) * g->os;
+            int64_t x0 = lo[kidx][1], n = hi[kidx][1] - x0;
+            if (n <= 0) continue;
+            for (int64_t iy = lo[kidx][0]; iy < hi[kidx][0]; iy++) {
+                const float *restrict sr = src + iy * IW + x0;
+                float *restrict d = yc + (iy * sy + off[kidx][0]) * OW + x0 * sx + off[kidx][1];
+                if (sx == 1)
+                    for (int64_t j = 0; j < n; j++) d[j] += sr[j];
+                else if (sx == 2) /* a constant stride the compiler vectorizes */
+                    for (int64_t j = 0; j < n; j++) d[2 * j] += sr[j];
+                else
+                    for (int64_t j = 0; j < n; j++) d[j * sx] += sr[j];
+            }
+        }
+    }
+}
+
+struct convt_fast_job {
+    const struct convt_fast *f;
+    const struct kiln_act *act;
+    const float *x, *b;
+    float *y, *col;
+    bool failed[CONVT_MAX_SLICES];
+};
+
+/* Runs slice i for every (image, group): GEMM into its col buffer, then its channels' planes
+ * set to the bias, col2im onto them, and the activation. */
+static void convt_fast_slice(void *ctx, size_t i0, size_t i1, int worker)
+{
+    (void)worker;
+    struct convt_fast_job *j = ctx;
+    const struct convt_fast *f = j->f;
+    const struct conv_geom *g = &f->g;
+    dnnl_engine_t eng = kiln_dnnl_engine();
+    dnnl_stream_t st = kiln_dnnl_stream();
+    int prev = kiln_dnnl_threads_begin();
+    size_t rows = f->mg * g->ks;
+    for (size_t i = i0; i < i1; i++) {
+        const struct convt_slice *sl = &f->sl[i];
+        float *col = j->col + i * f->col_floats;
+        size_t nm = sl->m1 - sl->m0;
+        for (size_t u = 0; u < f->N * f->G && !j->failed[i]; u++) {
+            size_t n = u / f->G, gi = u % f->G;
+            const float *a = f->wt + (gi * rows + sl->m0 * g->ks) * f->cg;
+            const float *xg = j->x + (n * f->C + gi * f->cg) * g->os;
+            dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
+            bool ok = st && dnnl_memory_create(&ma, &sl->a_md, eng, (void *)a) == dnnl_success &&
+                      dnnl_memory_create(&mb, &sl->b_md, eng, (void *)xg) == dnnl_success &&
+                      dnnl_memory_create(&mc, &sl->c_md, eng, col) == dnnl_success;
+            if (ok) {
+                dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
+                ok = dnnl_primitive_execute(sl->prim, st, 3, args) == dnnl_success &&
+                     dnnl_stream_wait(st) == dnnl_success;
+            }
+            if (ma) dnnl_memory_destroy(ma);
+            if (mb) dnnl_memory_destroy(mb);
+            if (mc) dnnl_memory_destroy(mc);
+            if (!ok) {
+                j->failed[i] = true;
+                break;
+            }
+            size_t m0 = gi * f->mg + sl->m0;
+            float *yp = j->y + (n * f->M + m0) * g->is;
+            for (size_t m = 0; m < nm; m++) {
+                float bv = j->b ? j->b[m0 + m] : 0.0f, *pl = yp + m * g->is;
+                for (size_t o = 0; o < g->is; o++) pl[o] = bv;
+            }
+            if (g->nd == 2 && g->ks <= CONVT_2D_MAX_KS)
+                col2im_2d(col, nm, g, yp);
+            else
+                col2im(col, 0, nm, g, yp);
+            if (j->act->kind != KILN_ACT_NONE) kiln_act_apply_f32(j->act, yp, NULL, yp, nm * g->is);
+        }
+    }
+    kiln_dnnl_threads_end(prev);
+}
+
+/* Runs the oneDNN variant when x, w and y are what it was prepared for; *done false when it
+ * does not apply or oneDNN failed (the reference then computes y). */
+static kiln_status convt_fast_run(struct kiln_kctx *k, const struct convt_state *s,
+                                  const struct kiln_tensor *x, const struct kiln_tensor *w,
+                                  const struct kiln_tensor *b, struct kiln_tensor *y, bool *done)
+{
+    const struct convt_fast *f = s->fast;
+    *done = false;
+    if (!f || x->dtype != KILN_DTYPE_F32 || w->dtype != KILN_DTYPE_F32 || y->dtype != KILN_DTYPE_F32 ||
+        (size_t)x->dims[0] != f->N || (size_t)x->dims[1] != f->C || (size_t)y->dims[1] != f->M)
+        return KILN_OK;
+    for (int i = 0; i < f->g.nd; i++)
+        if (x->dims[2 + i] != f->g.out[i] || y->dims[2 + i] != f->g.in[i] || w->dims[2 + i] != f->g.k[i])
+            return KILN_OK;
+    struct convt_fast_job j = {f, &s->act, x->data, b ? b->data : NULL, y->data, NULL, {0}};
+    size_t n;
+    if (!kiln_mul_size(f->col_floats, (size_t)f->n_slices, &n) || !kiln_mul_size(n, sizeof(float), &n))
+        return KILN_OK;
+    KILN_TRY(kiln_scratch(k, n, (void **)&j.col));
+    kiln_pool_for(k->pool, (size_t)f->n_slices, 1, convt_fast_slice, &j);
+    for (int i = 0; i < f->n_slices; i++)
+        if (j.failed[i]) return KILN_OK;
+    *done = true;
+    return KILN_OK;
+}
+#endif
+
+/* ConvTranspose's prepare (fused: FusedConvTranspose's, with its activation): the
+ * attributes, and the oneDNN variant when it applies (see above). */
+static kiln_status convt_prepare_common(struct kiln_kprep *p, bool fused)
+{
+    struct convt_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    KILN_TRY(convt_decode(&p->kc, fused, s));
+    p->state = s;
+    p->chosen = CONVT_SGEMM;
+    p->kernel = "sgemm+col2im";
+#ifdef KILN_HAVE_DNNL
+    if (p->variant < 0 || p->variant == CONVT_ONEDNN) { /* engines of older kilns: 0 */
+        KILN_TRY(convt_fast_prepare(p, &s->a, &s->fast));
+        if (s->fast) {
+            p->chosen = CONVT_ONEDNN;
+            p->kernel = "onednn";
+        }
+    }
+#endif
+    return KILN_OK;
+}
+
+static kiln_status convt_prepare(struct kiln_kprep *p) { return convt_prepare_common(p, false); }
+static kiln_status fused_convt_prepare(struct kiln_kprep *p) { return convt_prepare_common(p, true); }
+
+static kiln_status convt_run_common(struct kiln_kctx *k, bool fused)
+{
+    struct convt_state own;
+    const struct convt_state *s = k->state;
+    if (!s) { /* called without prepare (kernel tests): decode the attributes now */
+        KILN_TRY(convt_decode(k, fused, &own));
+        s = &own;
+    }
+    const struct conv_attrs *a = &s->a;
     const struct kiln_tensor *x, *w, *b;
     KILN_TRY(conv_inputs(k, a, &x, &w, &b));
     int64_t group = a->group;
@@ -928,83 +1345,33 @@ static kiln_status convt_run(struct kiln_kctx *k)
                           (long long)C, (long long)group);
     int64_t M = w->dims[1] * group;
     KILN_TRY(check_bias(k, b, M));
-
-    /* The geometry is that of the Conv whose adjoint this is: g.in is our output. */
-    struct conv_geom g = {.nd = nd, .ks = 1, .is = 1, .os = 1};
-    int64_t pe[KILN_MAX_RANK], opad[KILN_MAX_RANK];
-    bool pads_given = a->n_pads != 0;
-    KILN_TRY(read_sd(k, a, nd, g.s, g.d));
-    KILN_TRY(read_pads(k, a, nd, g.pb, pe));
-    size_t c = a->n_opad;
-    if (c && c != (size_t)nd)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "output_padding has %zu values; expected %d", c, nd);
-    for (int i = 0; i < nd; i++) opad[i] = c ? a->opad[i] : 0;
-    const int64_t *os = a->oshape;
-    size_t nos = a->n_oshape;
-    if (nos == (size_t)nd + 2) os += 2, nos -= 2;
-    if (nos && nos != (size_t)nd)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "output_shape has %zu values; expected %d", nos, nd);
-    bool same = a->pad == CONV_PAD_SAME_UPPER || a->pad == CONV_PAD_SAME_LOWER;
-    for (int i = 0; i < nd; i++) {
-        g.out[i] = x->dims[2 + i];
-        g.k[i] = w->dims[2 + i];
-        int64_t dk = (g.k[i] - 1) * g.d[i] + 1;
-        int64_t full = g.s[i] * (g.out[i] - 1) + opad[i] + dk;
-        if (a->pad == CONV_PAD_VALID) g.pb[i] = pe[i] = 0;
-        if (same || (nos && !pads_given)) {
-            int64_t want = nos ? os[i] : g.out[i] * g.s[i];
-            int64_t tot = full - want;
-            g.pb[i] = a->pad == CONV_PAD_SAME_UPPER ? kiln_div_floor(tot, 2)
-                                                     : tot - kiln_div_floor(tot, 2);
-            g.in[i] = want;
-        } else {
-            g.in[i] = nos ? os[i] : full - g.pb[i] - pe[i];
-        }
-        if (g.in[i] < 0)
-            return kiln_kfail(k, KILN_E_INVALID_ARG, "output spatial dim %d would be %lld", i,
-                              (long long)g.in[i]);
-        g.ks *= (size_t)g.k[i];
-        g.is *= (size_t)g.in[i];
-        g.os *= (size_t)g.out[i];
-    }
+    struct conv_geom g;
+    KILN_TRY(convt_geometry(k, a, nd, x->dims + 2, w->dims + 2, &g));
     struct conv_io io;
     KILN_TRY(conv_io_open(k, x, w, b, M, g.in, &io));
-    if (kiln_tensor_numel(io.y) == 0) return KILN_OK;
-    memset(io.yf, 0, kiln_tensor_numel(io.y) * sizeof *io.yf);
-
-    size_t cg = (size_t)(C / group), mg = (size_t)(M / group), G = (size_t)group;
-    size_t rows = mg * g.ks, units = (size_t)N * G, n;
-    size_t threads = (size_t)kiln_pool_threads(k->pool);
-    bool side = threads > 1 && units > 1 && !kiln_sgemm_par_splits(k->pool, rows, g.os, cg) &&
-                rows * g.os <= UNIT_COL_MAX;
-    size_t bufs = side ? threads : 1;
-    struct convt_unit_job j = {&g, io.x, io.w, io.b, io.yf, NULL, (size_t)C, (size_t)M, G, cg, mg,
-                               rows};
-    if (!kiln_mul_size(rows, g.os, &n) || !kiln_mul_size(n, bufs, &n) ||
-        !kiln_mul_size(n, sizeof(float), &n))
-        return kiln_kfail(k, KILN_E_LIMIT, "col2im buffer size overflows");
-    KILN_TRY(kiln_scratch(k, n + 1, (void **)&j.col));
-    if (side) {
-        kiln_pool_for(k->pool, units, grain_for(rows * g.os * cg / 2), convt_unit_chunk, &j);
-        kiln_unstage_f32(io.y, io.yf);
-        return KILN_OK;
+    size_t ny = kiln_tensor_numel(io.y);
+    if (ny == 0) return KILN_OK;
+#ifdef KILN_HAVE_DNNL
+    if (s->fast) {
+        bool done;
+        KILN_TRY(convt_fast_run(k, s, x, w, b, io.y, &done));
+        if (done) return KILN_OK;
     }
-    for (size_t ni = 0; ni < (size_t)N; ni++)
-        for (size_t gi = 0; gi < G; gi++) {
-            const float *xg = io.x + (ni * (size_t)C + gi * cg) * g.os;
-            float *yg = io.yf + (ni * (size_t)M + gi * mg) * g.is;
-            /* col[rows x in_positions] = W_g^T [rows x cg] * X_g [cg x in_positions]. */
-            kiln_sgemm_par(k->pool, true, false, rows, g.os, cg, 1.0f, io.w + gi * cg * rows, rows, xg, g.os,
-                           0.0f, j.col, g.os);
-            col2im_par(k->pool, j.col, mg, &g, yg);
-            add_bias_par(k->pool, yg, io.b ? io.b + gi * mg : NULL, mg, g.is);
-        }
+#endif
+    KILN_TRY(convt_compute(k, &g, (size_t)N, (size_t)C, (size_t)M, (size_t)group, io.x, io.w, io.b,
+                           io.yf, ny));
+    if (s->act.kind != KILN_ACT_NONE) kiln_act_apply_par(k->pool, &s->act, io.yf, NULL, io.yf, ny);
     kiln_unstage_f32(io.y, io.yf);
     return KILN_OK;
 }
 
+static kiln_status convt_run(struct kiln_kctx *k) { return convt_run_common(k, false); }
+static kiln_status fused_convt_run(struct kiln_kctx *k) { return convt_run_common(k, true); }
+
 const struct kiln_cpu_op kiln_cpu_ops_conv[] = {
     {"Conv", "", 1, 0, kiln_cpu_conv_run, kiln_cpu_conv_prepare, 0},
     {"ConvTranspose", "", 1, 0, convt_run, convt_prepare, 0},
+    /* kiln.FusedConvTranspose (docs/fused-ops.md): ConvTranspose, then the activation. */
+    {"FusedConvTranspose", "kiln", 1, 0, fused_convt_run, fused_convt_prepare, 0},
     {0},
 };
