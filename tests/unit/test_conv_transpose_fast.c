@@ -159,8 +159,8 @@ static void tf_values(const double *v, size_t n)
 
 static const char *const pad_name[] = {"pads", "none", "SAME_UPPER", "SAME_LOWER", "VALID", "output_shape"};
 
-/* The model text: X a graph input, W and B initializers (consts) or graph inputs. */
-static void model_text(const struct cfg *c, const double *w, const double *b, bool consts)
+/* The model text: X a graph input, W and B initializers (wconst, bconst) or graph inputs. */
+static void model_text(const struct cfg *c, const double *w, const double *b, bool wconst, bool bconst)
 {
     int r = c->nd + 2;
     int64_t xd[5] = {c->N, c->C}, wd[5] = {c->C, c->M / c->G};
@@ -170,13 +170,13 @@ static void model_text(const struct cfg *c, const double *w, const double *b, bo
     tlen = 0;
     tf("opset 17 kiln\ninput X f32 ");
     tf_dims(xd, r);
-    tf("\n%s W f32 ", consts ? "init" : "input");
+    tf("\n%s W f32 ", wconst ? "init" : "input");
     tf_dims(wd, r);
-    if (consts) tf_values(w, nw);
+    if (wconst) tf_values(w, nw);
     tf("\n");
     if (c->bias) {
-        tf("%s B f32 %lld", consts ? "init" : "input", (long long)c->M);
-        if (consts) tf_values(b, (size_t)c->M);
+        tf("%s B f32 %lld", bconst ? "init" : "input", (long long)c->M);
+        if (bconst) tf_values(b, (size_t)c->M);
         tf("\n");
     }
     tf("output Y\nnode %s X,W%s -> Y group=int:%lld", c->act ? "kiln.FusedConvTranspose" : "ConvTranspose",
@@ -209,9 +209,9 @@ static kiln_value *f32_value(const double *v, int rank, const int64_t *dims, siz
 }
 
 /* Runs the model in `text` with `threads` threads; returns output Y (NULL after a failed
- * CHECK). W and B are bound as inputs unless consts. */
+ * CHECK). W and B are bound as inputs unless wconst / bconst. */
 static kiln_value *run_model(const struct cfg *c, const double *x, const double *w, const double *b,
-                             bool consts, int threads, const char *what)
+                             bool wconst, bool bconst, int threads, const char *what)
 {
     int r = c->nd + 2;
     int64_t xd[5] = {c->N, c->C}, wd[5] = {c->C, c->M / c->G};
@@ -221,10 +221,8 @@ static kiln_value *run_model(const struct cfg *c, const double *x, const double 
     const char *names[3] = {"X", "W", "B"};
     kiln_value *in[3] = {f32_value(x, r, xd, nx), NULL, NULL};
     size_t n_in = 1;
-    if (!consts) {
-        in[n_in++] = f32_value(w, r, wd, nw);
-        if (c->bias) in[n_in++] = f32_value(b, 1, &c->M, (size_t)c->M);
-    }
+    if (!wconst) names[n_in] = "W", in[n_in++] = f32_value(w, r, wd, nw);
+    if (c->bias && !bconst) names[n_in] = "B", in[n_in++] = f32_value(b, 1, &c->M, (size_t)c->M);
     struct buf mb = {0};
     parse_model(text, &mb);
     kiln_model *m = NULL;
@@ -265,19 +263,20 @@ static void run_case(const struct cfg *c, const char *what)
     reference(c, x, w, b, out, pb, want);
     char msg[600];
     /* The reference variant: W (and B) graph inputs. */
-    model_text(c, w, b, false);
+    model_text(c, w, b, false, false);
     snprintf(msg, sizeof msg, "%s, reference variant", what);
-    kiln_value *yr = run_model(c, x, w, b, false, 1, msg);
+    kiln_value *yr = run_model(c, x, w, b, false, false, 1, msg);
     if (yr) {
         CHECK(same_shape(&yr->t, c->nd + 2, yd), "%s: output shape", msg);
         close_to(yr, want, ny, TOL, msg);
         for (size_t i = 0; i < ny; i++) ref[i] = ((const float *)yr->t.data)[i];
     }
-    /* The prepared variant, W and B initializers, 1 and 2 threads. */
-    model_text(c, w, b, true);
+    /* The prepared variant, W an initializer (B too, or a graph input), 1 and 2 threads. */
+    bool bconst = rng_int(3) != 0;
+    model_text(c, w, b, true, bconst);
     for (int t = 1; t <= 2; t++) {
-        snprintf(msg, sizeof msg, "%s, prepared, %d threads", what, t);
-        kiln_value *y = run_model(c, x, w, b, true, t, msg);
+        snprintf(msg, sizeof msg, "%s, prepared (B %s), %d threads", what, bconst ? "const" : "input", t);
+        kiln_value *y = run_model(c, x, w, b, true, bconst, t, msg);
         if (y) {
             CHECK(same_shape(&y->t, c->nd + 2, yd), "%s: output shape", msg);
             close_to(y, want, ny, TOL, msg);

@@ -1099,26 +1099,22 @@ static void convt_transpose_w(const float *w, size_t G, size_t cg, size_t rows, 
         }
 }
 
-/* Sets up the oneDNN variant for p's node (attributes a) when W is a float32 constant, B
- * absent or a float32 constant, X float32 of static shape, oneDNN there and the
- * instruction set AVX2 or better; *out stays NULL otherwise (and when oneDNN declines).
+/* Sets up the oneDNN variant for p's node (attributes a) when W is a float32 constant, X
+ * float32 of static shape, oneDNN there and the instruction set AVX2 or better (B, read at
+ * run, may be anything the run accepts); *out stays NULL otherwise (and when oneDNN declines).
  * Errors only for out of memory. */
 static kiln_status convt_fast_prepare(struct kiln_kprep *p, const struct conv_attrs *a,
                                       const struct convt_fast **out)
 {
     *out = NULL;
     const struct kiln_tensor *w = kiln_kprep_const(p, 1);
-    const struct kiln_tensor *b = p->kc.n_in > 2 && p->kc.node->inputs[2][0] ? kiln_kprep_const(p, 2) : NULL;
-    bool has_b = p->kc.n_in > 2 && p->kc.node->inputs[2][0];
     int xr;
     int64_t xd[KILN_MAX_RANK];
-    if (!w || w->dtype != KILN_DTYPE_F32 || (has_b && (!b || b->dtype != KILN_DTYPE_F32)) ||
-        !static_dims(p->in[0], &xr, xd) || p->in[0]->type.elem != KILN_DTYPE_F32 || xr != w->rank ||
+    if (!w || w->dtype != KILN_DTYPE_F32 || !static_dims(p->in[0], &xr, xd) || p->in[0]->type.elem != KILN_DTYPE_F32 || xr != w->rank ||
         xr < 3 || kiln_isa_active() < KILN_ISA_AVX2)
         return KILN_OK;
     int64_t C = xd[1], G = a->group;
-    if (w->dims[0] != C || C % G || (b && (b->rank != 1 || b->dims[0] != w->dims[1] * G)))
-        return KILN_OK; /* the run reports it */
+    if (w->dims[0] != C || C % G) return KILN_OK; /* the run reports it */
     for (size_t i = 0; i < a->n_kshape; i++)
         if (a->n_kshape != (size_t)xr - 2 || a->kshape[i] != w->dims[2 + i]) return KILN_OK;
     struct convt_fast f = {.N = (size_t)xd[0], .C = (size_t)C, .G = (size_t)G};
@@ -1280,6 +1276,7 @@ static kiln_status convt_fast_run(struct kiln_kctx *k, const struct convt_state 
     const struct convt_fast *f = s->fast;
     *done = false;
     if (!f || x->dtype != KILN_DTYPE_F32 || w->dtype != KILN_DTYPE_F32 || y->dtype != KILN_DTYPE_F32 ||
+        (b && b->dtype != KILN_DTYPE_F32) ||
         (size_t)x->dims[0] != f->N || (size_t)x->dims[1] != f->C || (size_t)y->dims[1] != f->M)
         return KILN_OK;
     for (int i = 0; i < f->g.nd; i++)
