@@ -5,7 +5,11 @@
  * channel multiplier) runs a direct kernel over each output plane, the planes split over the
  * session's threads; any other Conv lowers each (image, group) to im2col + kiln_sgemm
  * (skipping im2col for 1x1 / stride 1 / no-pad kernels); ConvTranspose computes W^T * X
- * with kiln_sgemm and scatters the columns back with col2im. With a session pool, a unit
+ * and scatters the columns back with col2im: with a oneDNN matmul primitive prepared at
+ * build time on W^T laid out once (variant 2 "onednn", when W is a float32 constant and X's
+ * shape static; see "ConvTranspose, oneDNN" below), else with kiln_sgemm (variant 1
+ * "sgemm+col2im", the reference). kiln.FusedConvTranspose is ConvTranspose followed by an
+ * activation (docs/fused-ops.md). With a session pool, a unit
  * whose GEMM is big enough to split runs with its im2col / col2im, GEMM and bias each split
  * over the threads; several units with small GEMMs run side by side instead, one thread each
  * (see "threading" below).
@@ -27,9 +31,12 @@
  * (2-D, one input channel per group). Prepare picks one when W's shape is known (the
  * depthwise kernel when it applies, else 1x1, else im2col, as the run always did; with
  * tuning and static shapes the fastest on random data, timed on one thread), or leaves 0
- * "decided per run from the shapes". No weight is prepacked: the GEMM takes W as stored
+ * "decided per run from the shapes". No Conv weight is prepacked: the GEMM takes W as stored
  * (per group an [M/group, C/group * kernel] row-major A operand, which oneDNN's sgemm runs
  * as fast as or faster than a transposed copy) and so does the depthwise kernel.
+ * ConvTranspose's variants are numbered likewise (1 "sgemm+col2im", 2 "onednn"; an engine
+ * file of an older kiln says 0, which takes the reference); its oneDNN variant keeps W^T as
+ * a prepacked blob.
  *
  * dtypes: float32 natively; float16, bfloat16 and float64 are staged through float32.
  */
