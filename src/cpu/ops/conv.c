@@ -45,6 +45,7 @@
 
 #include "base/pool.h"
 #include "cpu/act.h"
+#include "cpu/convt_isa.h"
 #include "cpu/dnnl_util.h"
 #include "cpu/isa.h"
 #include "cpu/ops/fused.h"
@@ -1019,7 +1020,8 @@ struct convt_fast {
     struct conv_geom g;
     size_t N, C, M, G, cg, mg;
     const float *wt;   /* [G][mg * ks][cg] */
-    size_t col_floats; /* per slice: (largest m1 - m0) * ks * os */
+    size_t col_floats; /* per slice: (largest m1 - m0) * ks * os, then col2im_2d's buffer */
+    bool col2im_2d;    /* 2-D with ks <= CONVT_2D_MAX_KS: col2im_2d, else col2im */
     int n_slices;
     struct convt_slice sl[CONVT_MAX_SLICES];
 };
@@ -1106,6 +1108,57 @@ static void convt_transpose_w(const float *w, size_t G, size_t cg, size_t rows, 
         }
 }
 
+/* Along dim i, kernel offset kk: input position j lands on output j * s + off, inside the
+ * output for j in [lo, hi). */
+static void convt_axis(const struct conv_geom *g, int i, int64_t kk, int64_t *off, int64_t *lo,
+                       int64_t *hi)
+{
+    int64_t s = g->s[i];
+    *off = kk * g->d[i] - g->pb[i];
+    *lo = *off >= 0 ? 0 : kiln_div_ceil(-*off, s);
+    *hi = kiln_div_floor(g->in[i] - 1 - *off, s) + 1;
+    if (*hi > g->out[i]) *hi = g->out[i];
+    if (*lo > *hi) *lo = *hi;
+}
+
+#define CONVT_2D_MAX_KS 256
+
+/* The phase buffer of col2im_2d for g: per output row, s[1] phase rows of *len floats,
+ * output column ox = j * s[1] + ph (ph in [0, s[1])) at P[(oy * s[1] + ph) * len + j - *jmin],
+ * j reaching from *jmin (the leftmost column a kernel position writes, <= 0) to the
+ * rightmost one written or read (output columns that no input reaches are read as 0). Returns the buffer's floats. */
+static size_t col2im_2d_dims(const struct conv_geom *g, int64_t *jmin, int64_t *len)
+{
+    int64_t sx = g->s[1];
+    *jmin = kiln_div_floor(-g->pb[1], sx);
+    int64_t jmax = g->out[1] - 1 + kiln_div_floor((g->k[1] - 1) * g->d[1] - g->pb[1], sx);
+    if (jmax < (g->in[1] - 1) / sx) jmax = (g->in[1] - 1) / sx; /* output_padding: bias only */
+    *len = jmax - *jmin + 1;
+    return (size_t)(g->in[0] * sx * *len);
+}
+
+/* col2im for 2-D ConvTranspose (g->nd == 2, g->ks <= CONVT_2D_MAX_KS) over nc channels:
+ * y[c] = col2im of channel c's rows + bias[c] (bias NULL: 0), the sums in col2im's order,
+ * by kiln_convt_col2im_2d_isa (cpu/convt_isa.h: each col row added contiguously into a
+ * buffer split by column phase, then interleaved into the plane). P: scratch of the size
+ * col2im_2d_dims gives. */
+static void col2im_2d(const float *col, size_t nc, const struct conv_geom *g, const float *bias,
+                      float *P, float *y)
+{
+    int64_t ylo[CONVT_2D_MAX_KS], yhi[CONVT_2D_MAX_KS], yoff[CONVT_2D_MAX_KS], xat[CONVT_2D_MAX_KS];
+    struct kiln_convt_c2i c = {.ks = g->ks, .os = g->os, .is = g->is, .IW = g->out[1], .OH = g->in[0],
+                               .OW = g->in[1], .sx = g->s[1], .sy = g->s[0],
+                               .ylo = ylo, .yhi = yhi, .yoff = yoff, .xat = xat};
+    col2im_2d_dims(g, &c.jmin, &c.len);
+    for (size_t kidx = 0; kidx < g->ks; kidx++) {
+        convt_axis(g, 0, (int64_t)kidx / g->k[1], &yoff[kidx], &ylo[kidx], &yhi[kidx]);
+        int64_t offx = (int64_t)kidx % g->k[1] * g->d[1] - g->pb[1];
+        int64_t q = kiln_div_floor(offx, c.sx);
+        xat[kidx] = (offx - q * c.sx) * c.len + q - c.jmin;
+    }
+    KILN_ISA_DISPATCH(kiln_convt_col2im_2d_isa, (&c, col, nc, bias, P, y));
+}
+
 /* Sets up the oneDNN variant for p's node (attributes a) when W is a float32 constant, X
  * float32 of static shape, oneDNN there and the instruction set AVX2 or better (B, read at
  * run, may be anything the run accepts); *out stays NULL otherwise (and when oneDNN declines).
@@ -1154,6 +1207,11 @@ static kiln_status convt_fast_prepare(struct kiln_kprep *p, const struct conv_at
             return KILN_OK;
         }
     }
+    fp->col2im_2d = fp->g.nd == 2 && fp->g.ks <= CONVT_2D_MAX_KS;
+    if (fp->col2im_2d) {
+        int64_t jmin, len;
+        fp->col_floats += col2im_2d_dims(&fp->g, &jmin, &len);
+    }
     kiln_status st = kiln_kprep_on_free(p, convt_fast_free, fp);
     if (st) {
         convt_fast_free(fp);
@@ -1166,52 +1224,6 @@ static kiln_status convt_fast_prepare(struct kiln_kprep *p, const struct conv_at
     fp->wt = blob;
     *out = fp;
     return KILN_OK;
-}
-
-/* Along dim i, kernel offset kk: input position j lands on output j * s + off, inside the
- * output for j in [lo, hi). */
-static void convt_axis(const struct conv_geom *g, int i, int64_t kk, int64_t *off, int64_t *lo,
-                       int64_t *hi)
-{
-    int64_t s = g->s[i];
-    *off = kk * g->d[i] - g->pb[i];
-    *lo = *off >= 0 ? 0 : kiln_div_ceil(-*off, s);
-    *hi = kiln_div_floor(g->in[i] - 1 - *off, s) + 1;
-    if (*hi > g->out[i]) *hi = g->out[i];
-    if (*lo > *hi) *lo = *hi;
-}
-
-#define CONVT_2D_MAX_KS 256
-
-/* col2im for 2-D ConvTranspose (g->nd == 2, g->ks <= CONVT_2D_MAX_KS) over nc channels, the
- * same sums as col2im: each kernel position's ranges are computed once for all channels,
- * and a channel's plane stays in cache while its ks col rows are added to it. */
-static void col2im_2d(const float *col, size_t nc, const struct conv_geom *g, float *y)
-{
-    int64_t off[CONVT_2D_MAX_KS][2], lo[CONVT_2D_MAX_KS][2], hi[CONVT_2D_MAX_KS][2];
-    for (size_t kidx = 0; kidx < g->ks; kidx++) {
-        convt_axis(g, 0, (int64_t)kidx / g->k[1], &off[kidx][0], &lo[kidx][0], &hi[kidx][0]);
-        convt_axis(g, 1, (int64_t)kidx % g->k[1], &off[kidx][1], &lo[kidx][1], &hi[kidx][1]);
-    }
-    int64_t IW = g->out[1], OW = g->in[1], sy = g->s[0], sx = g->s[1];
-    for (size_t c = 0; c < nc; c++) {
-        float *yc = y + c * g->is;
-        for (size_t kidx = 0; kidx < g->ks; kidx++) {
-            const float *src = col + (c * g->ks + kidx) * g->os;
-            int64_t x0 = lo[kidx][1], n = hi[kidx][1] - x0;
-            if (n <= 0) continue;
-            for (int64_t iy = lo[kidx][0]; iy < hi[kidx][0]; iy++) {
-                const float *restrict sr = src + iy * IW + x0;
-                float *restrict d = yc + (iy * sy + off[kidx][0]) * OW + x0 * sx + off[kidx][1];
-                if (sx == 1)
-                    for (int64_t j = 0; j < n; j++) d[j] += sr[j];
-                else if (sx == 2) /* a constant stride the compiler vectorizes */
-                    for (int64_t j = 0; j < n; j++) d[2 * j] += sr[j];
-                else
-                    for (int64_t j = 0; j < n; j++) d[j * sx] += sr[j];
-            }
-        }
-    }
 }
 
 struct convt_fast_job {
@@ -1260,14 +1272,13 @@ static void convt_fast_slice(void *ctx, size_t i0, size_t i1, int worker)
             }
             size_t m0 = gi * f->mg + sl->m0;
             float *yp = j->y + (n * f->M + m0) * g->is;
-            for (size_t m = 0; m < nm; m++) {
-                float bv = j->b ? j->b[m0 + m] : 0.0f, *pl = yp + m * g->is;
-                for (size_t o = 0; o < g->is; o++) pl[o] = bv;
-            }
-            if (g->nd == 2 && g->ks <= CONVT_2D_MAX_KS)
-                col2im_2d(col, nm, g, yp);
-            else
+            if (f->col2im_2d) {
+                col2im_2d(col, nm, g, j->b ? j->b + m0 : NULL, col + nm * g->ks * g->os, yp);
+            } else {
+                memset(yp, 0, nm * g->is * sizeof *yp);
                 col2im(col, 0, nm, g, yp);
+                add_bias(yp, j->b ? j->b + m0 : NULL, nm, g->is);
+            }
             if (j->act->kind != KILN_ACT_NONE) kiln_act_apply_f32(j->act, yp, NULL, yp, nm * g->is);
         }
     }
