@@ -1,7 +1,7 @@
-/* src/cpu/isa/convt.c: the 2-D col2im of ConvTranspose's oneDNN variant (contract in
- * cpu/convt_isa.h). Plain loops the compiler vectorizes at each level: the adds run over
- * contiguous input rows, the interleave of stride 1 and 2 (the common ones) has its own
- * loop. No contraction: only adds, in the reference's order. */
+/* src/cpu/isa/convt.c: the channels-last col2im of ConvTranspose's oneDNN variant (contract
+ * in cpu/convt_isa.h). The adds run over the nm contiguous channels of one (input position,
+ * kernel position) pair, which the compiler vectorizes at each level; only adds, no
+ * contraction. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("O3", "no-trapping-math", "fp-contract=off")
 #endif
@@ -10,50 +10,47 @@
 
 #include "cpu/convt_isa.h"
 
-static void add_row(float *restrict d, const float *restrict s, int64_t n)
+static void add_vec(float *restrict d, const float *restrict s, size_t n)
 {
-    for (int64_t j = 0; j < n; j++) d[j] += s[j];
+    for (size_t j = 0; j < n; j++) d[j] += s[j];
 }
 
-static void interleave(const struct kiln_convt_c2i *c, const float *P, float bv, float *y)
-{
-    int64_t sx = c->sx, OW = c->OW, len = c->len;
-    for (int64_t oy = 0; oy < c->OH; oy++) {
-        const float *pr = P + oy * sx * len - c->jmin;
-        float *restrict yr = y + oy * OW;
-        if (sx == 1) {
-            for (int64_t j = 0; j < OW; j++) yr[j] = pr[j] + bv;
-        } else if (sx == 2) {
-            const float *restrict p0 = pr, *restrict p1 = pr + len;
-            int64_t h = OW / 2;
-            for (int64_t j = 0; j < h; j++) {
-                yr[2 * j] = p0[j] + bv;
-                yr[2 * j + 1] = p1[j] + bv;
-            }
-            if (OW & 1) yr[OW - 1] = p0[h] + bv;
-        } else {
-            for (int64_t ph = 0; ph < sx && ph < OW; ph++) {
-                const float *p = pr + ph * len;
-                int64_t n = (OW - ph + sx - 1) / sx;
-                for (int64_t j = 0; j < n; j++) yr[ph + j * sx] = p[j] + bv;
-            }
-        }
-    }
-}
-
-void KILN_ISA_FN(kiln_convt_col2im_2d_isa)(const struct kiln_convt_c2i *c, const float *col, size_t nc,
+void KILN_ISA_FN(kiln_convt_col2im_cl_isa)(const struct kiln_convt_cl *c, const float *col,
                                            const float *bias, float *P, float *y)
 {
-    size_t pn = (size_t)(c->OH * c->sx * c->len);
-    int64_t rs = c->sx * c->len; /* P floats per output row */
-    for (size_t ch = 0; ch < nc; ch++) {
-        memset(P, 0, pn * sizeof *P);
-        for (size_t kidx = 0; kidx < c->ks; kidx++) {
-            const float *src = col + (ch * c->ks + kidx) * c->os;
-            float *d = P + c->yoff[kidx] * rs + c->xat[kidx];
-            for (int64_t iy = c->ylo[kidx]; iy < c->yhi[kidx]; iy++)
-                add_row(d + iy * c->sy * rs, src + iy * c->IW, c->IW);
+    size_t nm = c->nm;
+    memset(P, 0, c->is * nm * sizeof *P);
+    const float *src = col;
+    for (int64_t iz = 0; iz < c->in[0]; iz++)
+        for (int64_t iy = 0; iy < c->in[1]; iy++)
+            for (int64_t ix = 0; ix < c->in[2]; ix++) {
+                for (int64_t kz = 0; kz < c->k[0]; kz++) {
+                    int64_t oz = iz * c->s[0] - c->pb[0] + kz * c->d[0];
+                    if (oz < 0 || oz >= c->out[0]) continue;
+                    for (int64_t ky = 0; ky < c->k[1]; ky++) {
+                        int64_t oy = iy * c->s[1] - c->pb[1] + ky * c->d[1];
+                        if (oy < 0 || oy >= c->out[1]) continue;
+                        const float *sk = src + (size_t)((kz * c->k[1] + ky) * c->k[2]) * nm;
+                        float *prow = P + (size_t)((oz * c->out[1] + oy) * c->out[2]) * nm;
+                        for (int64_t kx = 0; kx < c->k[2]; kx++) {
+                            int64_t ox = ix * c->s[2] - c->pb[2] + kx * c->d[2];
+                            if (ox < 0 || ox >= c->out[2]) continue;
+                            add_vec(prow + (size_t)ox * nm, sk + (size_t)kx * nm, nm);
+                        }
+                    }
+                }
+                src += c->ks * nm;
+            }
+    /* P [is][nm] -> y [nm][is] in 16 x 16 tiles: whole cache lines read and written. */
+    for (size_t o0 = 0; o0 < c->is; o0 += 16) {
+        size_t o1 = o0 + 16 < c->is ? o0 + 16 : c->is;
+        for (size_t m0 = 0; m0 < nm; m0 += 16) {
+            size_t m1 = m0 + 16 < nm ? m0 + 16 : nm;
+            for (size_t m = m0; m < m1; m++) {
+                float bv = bias ? bias[m] : 0.0f, *restrict yp = y + m * c->is;
+                const float *pp = P + m;
+                for (size_t o = o0; o < o1; o++) yp[o] = pp[o * nm] + bv;
+            }
         }
-        interleave(c, P, bias ? bias[ch] : 0.0f, y + ch * c->is);
     }
 }

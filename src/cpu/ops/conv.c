@@ -990,38 +990,42 @@ static kiln_status convt_compute(struct kiln_kctx *k, const struct conv_geom *g,
 
 /* ------------------------------------------------------------------ ConvTranspose, oneDNN
  *
- * The "onednn" variant: the same col = W_g^T X_g and col2im, with the GEMM a oneDNN matmul
- * primitive made at prepare for the shapes the engine was built for. W_g^T is laid out once
- * at prepare ([G][M/group * ks][C/group], row-major: the A operand oneDNN's brgemm reads as
- * it is, so the layout does not depend on the CPU) and kept as a prepacked blob, where
- * kiln_sgemm transposed and packed all of W on every call. X_g is the B operand as it lies
- * in X. The output channels of a group are split into T slices (T up to the engine's
- * threads), each with its own primitive and col buffer, run one per pool thread on one
- * OpenMP thread (cpu/dnnl_util.h): a slice's channels' planes are written by that slice
- * alone (bias, col2im, activation), so the slices need no synchronisation.
+ * The "onednn" variant, for the shapes the engine was built for: per (image, group) a oneDNN
+ * matmul primitive made at prepare computes col [in positions][ks][channels] = X_g^T W_g
+ * (X_g^T a strided view of X, no copy; W_g's columns ordered (kernel position, output
+ * channel), reordered once at prepare into the primitive's own format and kept as prepacked
+ * blobs of the engine, kiln_dnnl_pack_weights), where kiln_sgemm transposed and packed all
+ * of W on every call. The col2im then adds whole channel vectors (cpu/convt_isa.h) into a
+ * channels-last buffer and writes the NCHW planes with the bias; the activation follows
+ * per plane. The output channels of a group are split into T slices (T up to the engine's
+ * threads), each with its own primitive, weights (blob key CONVT_BLOB_KEY + slice * group
+ * count + group) and buffers, run one per pool thread on one OpenMP thread
+ * (cpu/dnnl_util.h): a slice's planes are written by that slice alone, so the slices need no
+ * synchronisation. Up to 3 spatial dims.
  *
  * Why not oneDNN's deconvolution primitive: measured on DCGAN's layers (Sapphire Rapids,
  * oneDNN 2.6, one thread) its kernels (backward-data convolutions) ran at 30-60 GFLOP/s in
- * nchw, nhwc and blocked layouts, the matmul at 140-200. */
+ * nchw, nhwc and blocked layouts, this matmul at 140-200. */
 
 #define CONVT_MAX_SLICES 16
 #define CONVT_BLOB_KEY 0x63740000u /* "ct" */
+#define CONVT_MAX_BLOBS 0x10000u
 
 struct convt_slice {
     size_t m0, m1; /* output channels within each group */
 #ifdef KILN_HAVE_DNNL
     dnnl_primitive_t prim;
-    dnnl_memory_desc_t a_md, b_md, c_md;
+    dnnl_memory_desc_t a_md, w_md, c_md;
+    const void **w; /* per group: the weights in w_md's format */
 #endif
 };
 
-/* What the oneDNN variant's prepare made: the shapes it holds for, W^T and the slices. */
+/* What the oneDNN variant's prepare made: the shapes it holds for and the slices. */
 struct convt_fast {
     struct conv_geom g;
     size_t N, C, M, G, cg, mg;
-    const float *wt;   /* [G][mg * ks][cg] */
-    size_t col_floats; /* per slice: (largest m1 - m0) * ks * os, then col2im_2d's buffer */
-    bool col2im_2d;    /* 2-D with ks <= CONVT_2D_MAX_KS: col2im_2d, else col2im */
+    struct kiln_convt_cl cl; /* col2im geometry (nm set per slice) */
+    size_t buf_floats;       /* per slice: col, os * ks * nm, then the plane buffer, is * nm */
     int n_slices;
     struct convt_slice sl[CONVT_MAX_SLICES];
 };
@@ -1067,21 +1071,25 @@ static void convt_fast_free(void *arg)
         if (f->sl[i].prim) dnnl_primitive_destroy(f->sl[i].prim);
 }
 
-/* Slice sl's primitive: col [(m1 - m0) ks, os] = W^T rows [(m1 - m0) ks, cg] * X_g [cg, os]. */
+/* Slice sl's primitive: col [os, ks * nm] = X_g^T [os, cg] (X_g as it lies) * W' [cg, ks * nm]. */
 static bool convt_make_slice(dnnl_engine_t eng, const struct convt_fast *f, struct convt_slice *sl)
 {
-    dnnl_dim_t rows = (dnnl_dim_t)((sl->m1 - sl->m0) * f->g.ks), K = (dnnl_dim_t)f->cg;
+    dnnl_dim_t n = (dnnl_dim_t)((sl->m1 - sl->m0) * f->g.ks), K = (dnnl_dim_t)f->cg;
     dnnl_dim_t os = (dnnl_dim_t)f->g.os;
-    dnnl_dims_t ad = {rows, K}, as = {K, 1}, bd = {K, os}, bs = {os, 1}, cd = {rows, os}, cs = {os, 1};
+    dnnl_dims_t ad = {os, K}, as = {1, os}, wd = {K, n}, cd = {os, n}, cs = {n, 1};
+    dnnl_memory_desc_t wany;
     if (dnnl_memory_desc_init_by_strides(&sl->a_md, 2, ad, dnnl_f32, as) ||
-        dnnl_memory_desc_init_by_strides(&sl->b_md, 2, bd, dnnl_f32, bs) ||
+        dnnl_memory_desc_init_by_tag(&wany, 2, wd, dnnl_f32, dnnl_format_tag_any) ||
         dnnl_memory_desc_init_by_strides(&sl->c_md, 2, cd, dnnl_f32, cs))
         return false;
     dnnl_matmul_desc_t md;
-    if (dnnl_matmul_desc_init(&md, &sl->a_md, &sl->b_md, NULL, &sl->c_md)) return false;
+    if (dnnl_matmul_desc_init(&md, &sl->a_md, &wany, NULL, &sl->c_md)) return false;
     dnnl_primitive_desc_t pd = NULL;
     if (dnnl_primitive_desc_create(&pd, &md, NULL, eng, NULL)) return false;
-    bool ok = dnnl_primitive_create(&sl->prim, pd) == dnnl_success;
+    const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    bool ok = wq != NULL;
+    if (ok) sl->w_md = *wq;
+    ok = ok && dnnl_primitive_create(&sl->prim, pd) == dnnl_success;
     dnnl_primitive_desc_destroy(pd);
     return ok;
 }
@@ -1097,72 +1105,27 @@ static int convt_slices(const struct convt_fast *f, int threads)
     return t;
 }
 
-/* W [C, mg * ks] (group gi's rows gi * cg ..) laid out as W^T per group: [G][mg * ks][cg]. */
-static void convt_transpose_w(const float *w, size_t G, size_t cg, size_t rows, float *wt)
+/* Packs group gi's weights for slice sl (blob `key`): W [C, mg, ks] rows gi * cg .. as
+ * W' [cg][ks][m1 - m0], the columns the slice computes, then into sl->w_md's format. tmp
+ * holds cg * ks * (m1 - m0) floats. */
+static kiln_status convt_pack(struct kiln_kprep *p, const struct convt_fast *f, struct convt_slice *sl,
+                              size_t gi, uint32_t key, const float *w, float *tmp)
 {
-    for (size_t gi = 0; gi < G; gi++)
-        for (size_t c = 0; c < cg; c++) {
-            const float *src = w + (gi * cg + c) * rows;
-            float *dst = wt + gi * rows * cg + c;
-            for (size_t r = 0; r < rows; r++) dst[r * cg] = src[r];
-        }
-}
-
-/* Along dim i, kernel offset kk: input position j lands on output j * s + off, inside the
- * output for j in [lo, hi). */
-static void convt_axis(const struct conv_geom *g, int i, int64_t kk, int64_t *off, int64_t *lo,
-                       int64_t *hi)
-{
-    int64_t s = g->s[i];
-    *off = kk * g->d[i] - g->pb[i];
-    *lo = *off >= 0 ? 0 : kiln_div_ceil(-*off, s);
-    *hi = kiln_div_floor(g->in[i] - 1 - *off, s) + 1;
-    if (*hi > g->out[i]) *hi = g->out[i];
-    if (*lo > *hi) *lo = *hi;
-}
-
-#define CONVT_2D_MAX_KS 256
-
-/* The phase buffer of col2im_2d for g: per output row, s[1] phase rows of *len floats,
- * output column ox = j * s[1] + ph (ph in [0, s[1])) at P[(oy * s[1] + ph) * len + j - *jmin],
- * j reaching from *jmin (the leftmost column a kernel position writes, <= 0) to the
- * rightmost one written or read (output columns that no input reaches are read as 0). Returns the buffer's floats. */
-static size_t col2im_2d_dims(const struct conv_geom *g, int64_t *jmin, int64_t *len)
-{
-    int64_t sx = g->s[1];
-    *jmin = kiln_div_floor(-g->pb[1], sx);
-    int64_t jmax = g->out[1] - 1 + kiln_div_floor((g->k[1] - 1) * g->d[1] - g->pb[1], sx);
-    if (jmax < (g->in[1] - 1) / sx) jmax = (g->in[1] - 1) / sx; /* output_padding: bias only */
-    *len = jmax - *jmin + 1;
-    return (size_t)(g->in[0] * sx * *len);
-}
-
-/* col2im for 2-D ConvTranspose (g->nd == 2, g->ks <= CONVT_2D_MAX_KS) over nc channels:
- * y[c] = col2im of channel c's rows + bias[c] (bias NULL: 0), the sums in col2im's order,
- * by kiln_convt_col2im_2d_isa (cpu/convt_isa.h: each col row added contiguously into a
- * buffer split by column phase, then interleaved into the plane). P: scratch of the size
- * col2im_2d_dims gives. */
-static void col2im_2d(const float *col, size_t nc, const struct conv_geom *g, const float *bias,
-                      float *P, float *y)
-{
-    int64_t ylo[CONVT_2D_MAX_KS], yhi[CONVT_2D_MAX_KS], yoff[CONVT_2D_MAX_KS], xat[CONVT_2D_MAX_KS];
-    struct kiln_convt_c2i c = {.ks = g->ks, .os = g->os, .is = g->is, .IW = g->out[1], .OH = g->in[0],
-                               .OW = g->in[1], .sx = g->s[1], .sy = g->s[0],
-                               .ylo = ylo, .yhi = yhi, .yoff = yoff, .xat = xat};
-    col2im_2d_dims(g, &c.jmin, &c.len);
-    for (size_t kidx = 0; kidx < g->ks; kidx++) {
-        convt_axis(g, 0, (int64_t)kidx / g->k[1], &yoff[kidx], &ylo[kidx], &yhi[kidx]);
-        int64_t offx = (int64_t)kidx % g->k[1] * g->d[1] - g->pb[1];
-        int64_t q = kiln_div_floor(offx, c.sx);
-        xat[kidx] = (offx - q * c.sx) * c.len + q - c.jmin;
-    }
-    KILN_ISA_DISPATCH(kiln_convt_col2im_2d_isa, (&c, col, nc, bias, P, y));
+    size_t nm = sl->m1 - sl->m0, ks = f->g.ks;
+    for (size_t c = 0; c < f->cg; c++)
+        for (size_t kidx = 0; kidx < ks; kidx++)
+            for (size_t m = 0; m < nm; m++)
+                tmp[(c * ks + kidx) * nm + m] = w[((gi * f->cg + c) * f->mg + sl->m0 + m) * ks + kidx];
+    dnnl_dims_t d = {(dnnl_dim_t)f->cg, (dnnl_dim_t)(ks * nm)}, st = {(dnnl_dim_t)(ks * nm), 1};
+    dnnl_memory_desc_t plain;
+    if (dnnl_memory_desc_init_by_strides(&plain, 2, d, dnnl_f32, st)) return KILN_OK;
+    return kiln_dnnl_pack_weights(p, key, &plain, tmp, &sl->w_md, &sl->w[gi]);
 }
 
 /* Sets up the oneDNN variant for p's node (attributes a) when W is a float32 constant, X
- * float32 of static shape, oneDNN there and the instruction set AVX2 or better (B, read at
- * run, may be anything the run accepts); *out stays NULL otherwise (and when oneDNN declines).
- * Errors only for out of memory. */
+ * float32 of static shape with 1 to 3 spatial dims, oneDNN there and the instruction set
+ * AVX2 or better (B, read at run, may be anything the run accepts); *out stays NULL
+ * otherwise (and when oneDNN declines). Errors only for out of memory. */
 static kiln_status convt_fast_prepare(struct kiln_kprep *p, const struct conv_attrs *a,
                                       const struct convt_fast **out)
 {
@@ -1170,8 +1133,9 @@ static kiln_status convt_fast_prepare(struct kiln_kprep *p, const struct conv_at
     const struct kiln_tensor *w = kiln_kprep_const(p, 1);
     int xr;
     int64_t xd[KILN_MAX_RANK];
-    if (!w || w->dtype != KILN_DTYPE_F32 || !static_dims(p->in[0], &xr, xd) || p->in[0]->type.elem != KILN_DTYPE_F32 || xr != w->rank ||
-        xr < 3 || kiln_isa_active() < KILN_ISA_AVX2)
+    if (!w || w->dtype != KILN_DTYPE_F32 || !static_dims(p->in[0], &xr, xd) ||
+        p->in[0]->type.elem != KILN_DTYPE_F32 || xr != w->rank || xr < 3 || xr > 5 ||
+        kiln_isa_active() < KILN_ISA_AVX2)
         return KILN_OK;
     int64_t C = xd[1], G = a->group;
     if (w->dims[0] != C || C % G) return KILN_OK; /* the run reports it */
@@ -1181,47 +1145,65 @@ static kiln_status convt_fast_prepare(struct kiln_kprep *p, const struct conv_at
     kiln_err geom_err; /* geometry errors belong to the run, which names the inputs */
     struct kiln_kctx kc = p->kc;
     kc.err = &geom_err;
-    if (convt_geometry(&kc, a, xr - 2, xd + 2, w->dims + 2, &f.g)) return KILN_OK;
+    int nd = xr - 2;
+    if (convt_geometry(&kc, a, nd, xd + 2, w->dims + 2, &f.g)) return KILN_OK;
     f.cg = f.C / f.G;
     f.mg = (size_t)w->dims[1];
     f.M = f.mg * f.G;
-    size_t rows = f.mg * f.g.ks, nw;
-    if (!f.N || !f.mg || !f.cg || !f.g.os || !f.g.is || !kiln_mul_size(rows, f.C, &nw) ||
-        nw != kiln_tensor_numel(w) || !kiln_mul_size(nw, sizeof(float), &nw))
+    size_t nw;
+    if (!f.N || !f.mg || !f.cg || !f.g.os || !f.g.is || !kiln_mul_size(f.mg * f.g.ks, f.C, &nw) ||
+        nw != kiln_tensor_numel(w))
         return KILN_OK;
+    for (int i = 0; i < 3; i++) { /* leading dims of size 1 */
+        int s = i - (3 - nd);
+        f.cl.in[i] = s < 0 ? 1 : f.g.out[s];
+        f.cl.out[i] = s < 0 ? 1 : f.g.in[s];
+        f.cl.k[i] = s < 0 ? 1 : f.g.k[s];
+        f.cl.s[i] = s < 0 ? 1 : f.g.s[s];
+        f.cl.d[i] = s < 0 ? 1 : f.g.d[s];
+        f.cl.pb[i] = s < 0 ? 0 : f.g.pb[s];
+    }
+    f.cl.is = f.g.is;
+    f.cl.ks = f.g.ks;
     dnnl_engine_t eng = kiln_dnnl_engine();
-    if (!eng) return KILN_OK;
+    int t = convt_slices(&f, p->threads);
+    if (!eng || (size_t)t * f.G > CONVT_MAX_BLOBS) return KILN_OK;
     struct convt_fast *fp;
     KILN_TRY(kiln_kprep_alloc(p, sizeof *fp, (void **)&fp));
     *fp = f;
-    int t = convt_slices(fp, p->threads);
+    size_t nm_max = 0;
     for (int i = 0; i < t; i++) {
         struct convt_slice *sl = &fp->sl[i];
         sl->m0 = fp->mg * (size_t)i / (size_t)t;
         sl->m1 = fp->mg * (size_t)(i + 1) / (size_t)t;
-        size_t cf = (sl->m1 - sl->m0) * fp->g.ks * fp->g.os;
-        if (cf > fp->col_floats) fp->col_floats = cf;
+        if (sl->m1 - sl->m0 > nm_max) nm_max = sl->m1 - sl->m0;
         fp->n_slices = i + 1;
         if (!convt_make_slice(eng, fp, sl)) {
             convt_fast_free(fp);
             return KILN_OK;
         }
     }
-    fp->col2im_2d = fp->g.nd == 2 && fp->g.ks <= CONVT_2D_MAX_KS;
-    if (fp->col2im_2d) {
-        int64_t jmin, len;
-        fp->col_floats += col2im_2d_dims(&fp->g, &jmin, &len);
-    }
     kiln_status st = kiln_kprep_on_free(p, convt_fast_free, fp);
     if (st) {
         convt_fast_free(fp);
         return st;
     }
-    void *blob;
-    bool fill;
-    KILN_TRY(kiln_kprep_blob(p, CONVT_BLOB_KEY, nw, &blob, &fill));
-    if (fill) convt_transpose_w(w->data, fp->G, fp->cg, rows, blob);
-    fp->wt = blob;
+    fp->buf_floats = (fp->g.os * fp->g.ks + fp->g.is) * nm_max;
+    float *tmp = kiln_malloc(fp->cg * fp->g.ks * nm_max * sizeof *tmp + 1);
+    if (!tmp) return kiln_kfail(&p->kc, KILN_E_NOMEM, "out of memory packing W");
+    for (int i = 0; i < t && !st; i++) {
+        struct convt_slice *sl = &fp->sl[i];
+        st = kiln_kprep_alloc(p, fp->G * sizeof *sl->w, (void **)&sl->w);
+        for (size_t gi = 0; gi < fp->G && !st; gi++) {
+            st = convt_pack(p, fp, sl, gi, CONVT_BLOB_KEY + (uint32_t)((size_t)i * fp->G + gi), w->data, tmp);
+            if (!st && !sl->w[gi]) {
+                kiln_free(tmp);
+                return KILN_OK; /* oneDNN failed: the reference variant */
+            }
+        }
+    }
+    kiln_free(tmp);
+    if (st) return st;
     *out = fp;
     return KILN_OK;
 }
@@ -1230,12 +1212,12 @@ struct convt_fast_job {
     const struct convt_fast *f;
     const struct kiln_act *act;
     const float *x, *b;
-    float *y, *col;
+    float *y, *buf;
     bool failed[CONVT_MAX_SLICES];
 };
 
-/* Runs slice i for every (image, group): GEMM into its col buffer, then its channels' planes
- * set to the bias, col2im onto them, and the activation. */
+/* Runs slice i for every (image, group): the matmul into its col buffer, then col2im with
+ * the bias onto its channels' planes, and the activation. */
 static void convt_fast_slice(void *ctx, size_t i0, size_t i1, int worker)
 {
     (void)worker;
@@ -1245,26 +1227,26 @@ static void convt_fast_slice(void *ctx, size_t i0, size_t i1, int worker)
     dnnl_engine_t eng = kiln_dnnl_engine();
     dnnl_stream_t st = kiln_dnnl_stream();
     int prev = kiln_dnnl_threads_begin();
-    size_t rows = f->mg * g->ks;
     for (size_t i = i0; i < i1; i++) {
         const struct convt_slice *sl = &f->sl[i];
-        float *col = j->col + i * f->col_floats;
         size_t nm = sl->m1 - sl->m0;
+        float *col = j->buf + i * f->buf_floats, *P = col + g->os * g->ks * nm;
+        struct kiln_convt_cl cl = f->cl;
+        cl.nm = nm;
         for (size_t u = 0; u < f->N * f->G && !j->failed[i]; u++) {
             size_t n = u / f->G, gi = u % f->G;
-            const float *a = f->wt + (gi * rows + sl->m0 * g->ks) * f->cg;
             const float *xg = j->x + (n * f->C + gi * f->cg) * g->os;
-            dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
-            bool ok = st && dnnl_memory_create(&ma, &sl->a_md, eng, (void *)a) == dnnl_success &&
-                      dnnl_memory_create(&mb, &sl->b_md, eng, (void *)xg) == dnnl_success &&
+            dnnl_memory_t ma = NULL, mw = NULL, mc = NULL;
+            bool ok = st && dnnl_memory_create(&ma, &sl->a_md, eng, (void *)xg) == dnnl_success &&
+                      dnnl_memory_create(&mw, &sl->w_md, eng, (void *)sl->w[gi]) == dnnl_success &&
                       dnnl_memory_create(&mc, &sl->c_md, eng, col) == dnnl_success;
             if (ok) {
-                dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
+                dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, mc}};
                 ok = dnnl_primitive_execute(sl->prim, st, 3, args) == dnnl_success &&
                      dnnl_stream_wait(st) == dnnl_success;
             }
             if (ma) dnnl_memory_destroy(ma);
-            if (mb) dnnl_memory_destroy(mb);
+            if (mw) dnnl_memory_destroy(mw);
             if (mc) dnnl_memory_destroy(mc);
             if (!ok) {
                 j->failed[i] = true;
@@ -1272,13 +1254,7 @@ static void convt_fast_slice(void *ctx, size_t i0, size_t i1, int worker)
             }
             size_t m0 = gi * f->mg + sl->m0;
             float *yp = j->y + (n * f->M + m0) * g->is;
-            if (f->col2im_2d) {
-                col2im_2d(col, nm, g, j->b ? j->b + m0 : NULL, col + nm * g->ks * g->os, yp);
-            } else {
-                memset(yp, 0, nm * g->is * sizeof *yp);
-                col2im(col, 0, nm, g, yp);
-                add_bias(yp, j->b ? j->b + m0 : NULL, nm, g->is);
-            }
+            KILN_ISA_DISPATCH(kiln_convt_col2im_cl_isa, (&cl, col, j->b ? j->b + m0 : NULL, P, yp));
             if (j->act->kind != KILN_ACT_NONE) kiln_act_apply_f32(j->act, yp, NULL, yp, nm * g->is);
         }
     }
@@ -1302,9 +1278,9 @@ static kiln_status convt_fast_run(struct kiln_kctx *k, const struct convt_state 
             return KILN_OK;
     struct convt_fast_job j = {f, &s->act, x->data, b ? b->data : NULL, y->data, NULL, {0}};
     size_t n;
-    if (!kiln_mul_size(f->col_floats, (size_t)f->n_slices, &n) || !kiln_mul_size(n, sizeof(float), &n))
+    if (!kiln_mul_size(f->buf_floats, (size_t)f->n_slices, &n) || !kiln_mul_size(n, sizeof(float), &n))
         return KILN_OK;
-    KILN_TRY(kiln_scratch(k, n, (void **)&j.col));
+    KILN_TRY(kiln_scratch(k, n, (void **)&j.buf));
     kiln_pool_for(k->pool, (size_t)f->n_slices, 1, convt_fast_slice, &j);
     for (int i = 0; i < f->n_slices; i++)
         if (j.failed[i]) return KILN_OK;
