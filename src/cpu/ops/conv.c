@@ -6,7 +6,7 @@
  * session's threads; any other Conv lowers each (image, group) to im2col + kiln_sgemm
  * (skipping im2col for 1x1 / stride 1 / no-pad kernels); ConvTranspose computes W^T * X
  * and scatters the columns back with col2im: with a oneDNN matmul primitive prepared at
- * build time on W^T laid out once (variant 2 "onednn", when W is a float32 constant and X's
+ * build time on W packed once (variant 2 "onednn", when W is a float32 constant and X's
  * shape static; see "ConvTranspose, oneDNN" below), else with kiln_sgemm (variant 1
  * "sgemm+col2im", the reference). kiln.FusedConvTranspose is ConvTranspose followed by an
  * activation (docs/fused-ops.md). With a session pool, a unit
@@ -35,8 +35,8 @@
  * (per group an [M/group, C/group * kernel] row-major A operand, which oneDNN's sgemm runs
  * as fast as or faster than a transposed copy) and so does the depthwise kernel.
  * ConvTranspose's variants are numbered likewise (1 "sgemm+col2im", 2 "onednn"; an engine
- * file of an older kiln says 0, which takes the reference); its oneDNN variant keeps W^T as
- * a prepacked blob.
+ * file of an older kiln says 0, which takes the reference); its oneDNN variant keeps W,
+ * packed, as prepacked blobs.
  *
  * dtypes: float32 natively; float16, bfloat16 and float64 are staged through float32.
  */
