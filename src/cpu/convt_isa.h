@@ -6,7 +6,9 @@
  * channels' contributions, contiguous. It adds each such vector into P [is][nm] (channels
  * last; is = the output positions, row-major over out[]) at output position
  * o = p * s - pb + kidx * d (per dim; skipped when outside), in ascending (p, kidx) order,
- * then writes y[m][o] = P[o][m] + bias[m] (bias NULL: 0) for the nm planes of y. Geometry
+ * then writes y[m][o] = P[o][m] + bias[m] (bias NULL: 0) for the nm planes of y (with few
+ * channels, the planes start at the bias and take the adds directly, P unused: the same
+ * sum, the bias added first). Geometry
  * of up to 3 spatial dims, leading dims padded with size 1. P: is * nm floats of scratch
  * (zeroed here); y, P and col do not overlap.
  */
