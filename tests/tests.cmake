@@ -43,6 +43,9 @@ add_test(NAME test_pool_nhwc_portable COMMAND test_pool_nhwc)
 set_tests_properties(test_pool_nhwc_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)
 add_test(NAME test_pool_nhwc_avx2 COMMAND test_pool_nhwc)
 set_tests_properties(test_pool_nhwc_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx2)
+# ConvTranspose's prepared oneDNN variant likewise: portable takes the reference variant.
+add_test(NAME test_conv_transpose_fast_portable COMMAND test_conv_transpose_fast)
+set_tests_properties(test_conv_transpose_fast_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)
 
 # CLI tests: every tests/cli/test_*.sh runs with the kiln binary, the source folder and the
 # ONNX test data folder as arguments; exit 0 = pass.

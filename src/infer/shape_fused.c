@@ -1,12 +1,12 @@
 /* shape_fused.c: shape and type rules for kiln's own ops (domain "kiln", version 1; see
  * docs/fused-ops.md and src/cpu/ops/fused.c).
  *
- * FusedConv, FusedGemm and FusedMatMul have the shape of Conv-11, Gemm-13 and MatMul-13 on
- * their first inputs (the bias and residual do not change it); Gelu, ChannelShuffle and ScaleBias keep their input's type, ShuffleSplit's two outputs
- * have its first input's;
- * MaxPoolNhwc / AveragePoolNhwc are the 2-D pool rule channels-last (shape_pool.c);
- * LayerNormalization and RMSNormalization are the rules of LayerNormalization-17 and
- * RMSNormalization-23. Attention: Y has Q's shape with V's last dim; present_key and
+ * FusedConv, FusedConvTranspose, FusedGemm and FusedMatMul have the shape of Conv-11,
+ * ConvTranspose-11, Gemm-13 and MatMul-13 on their first inputs (the bias and residual do
+ * not change it); Gelu, ChannelShuffle and ScaleBias keep their input's type, ShuffleSplit's
+ * two outputs have its first input's; MaxPoolNhwc / AveragePoolNhwc are the 2-D pool rule
+ * channels-last (shape_pool.c); LayerNormalization and RMSNormalization are the rules of
+ * LayerNormalization-17 and RMSNormalization-23. Attention: Y has Q's shape with V's last dim; present_key and
  * present_value are [B, H, P + S, D] (P = past length, 0 without a past; D = hidden / H).
  */
 #include "infer/shape_nn.h"
@@ -24,6 +24,7 @@ static kiln_status as_op(struct kiln_ictx *c, const char *op, int version, size_
 }
 
 static kiln_status fused_conv_infer(struct kiln_ictx *c) { return as_op(c, "Conv", 11, 3); }
+static kiln_status fused_convt_infer(struct kiln_ictx *c) { return as_op(c, "ConvTranspose", 11, 3); }
 static kiln_status fused_gemm_infer(struct kiln_ictx *c) { return as_op(c, "Gemm", 13, 3); }
 static kiln_status fused_matmul_infer(struct kiln_ictx *c) { return as_op(c, "MatMul", 13, 2); }
 static kiln_status layernorm_infer(struct kiln_ictx *c)
@@ -70,6 +71,7 @@ const struct kiln_infer_op kiln_infer_ops_fused[] = {
     {"ScaleBias", "kiln", 1, 0, gelu_infer},
     {"ShuffleSplit", "kiln", 1, 0, shuffle_split_infer},
     {"FusedConv", "kiln", 1, 0, fused_conv_infer},
+    {"FusedConvTranspose", "kiln", 1, 0, fused_convt_infer},
     {"FusedGemm", "kiln", 1, 0, fused_gemm_infer},
     {"FusedMatMul", "kiln", 1, 0, fused_matmul_infer},
     {"Gelu", "kiln", 1, 0, gelu_infer},

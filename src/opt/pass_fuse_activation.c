@@ -5,13 +5,15 @@
  *   Gemm -> [Add(., Z)] -> [act]          => kiln.FusedGemm(A, B, C, Z)
  *   MatMul -> [Add(., Z)] -> [act]        => kiln.FusedMatMul(A, B, "", Z)
  *   kiln.FusedMatMul(A, B, bias) -> ...   => kiln.FusedMatMul(A, B, bias, Z)
+ *   ConvTranspose -> act                  => kiln.FusedConvTranspose(X, W, B) activation=act
  *
  * act is any activation of fu_activation (Relu, Clip, LeakyRelu, Sigmoid, Tanh,
  * HardSigmoid, HardSwish, Gelu) or SiLU written as Mul(x, Sigmoid(x)). Z, the residual, is
  * the Add's other operand when its inferred shape is statically the producer's output shape
  * (so no broadcasting is involved) and it is float32; a Conv's output feeding an Add whose
  * other operand is the output of another Conv picks the Add's first such operand. At least
- * one of the two must be there. The kernels compute (y + Z) then the activation in float32
+ * one of the two must be there. ConvTranspose takes the activation only (its fused op has no
+ * residual input). The kernels compute (y + Z) then the activation in float32
  * exactly as the unfused ops do (docs/fused-ops.md). Needs kiln ops.
  */
 #include <string.h>
@@ -25,13 +27,14 @@ static const char *fused_op(const struct kiln_node *p, bool *has_act)
     *has_act = false;
     if (!d[0]) {
         if (!strcmp(p->op_type, "Conv")) return "FusedConv";
+        if (!strcmp(p->op_type, "ConvTranspose")) return "FusedConvTranspose";
         if (!strcmp(p->op_type, "Gemm")) return "FusedGemm";
         if (!strcmp(p->op_type, "MatMul")) return "FusedMatMul";
         return NULL;
     }
     if (strcmp(d, "kiln")) return NULL;
     if (strcmp(p->op_type, "FusedConv") && strcmp(p->op_type, "FusedGemm") &&
-        strcmp(p->op_type, "FusedMatMul"))
+        strcmp(p->op_type, "FusedMatMul") && strcmp(p->op_type, "FusedConvTranspose"))
         return NULL;
     const char *a = kiln_opt_attr_s(p, "activation", "");
     *has_act = a[0] != 0;
@@ -64,7 +67,8 @@ static kiln_status try_fuse(struct kiln_opt *o, struct kiln_graph *g, size_t pi,
     size_t nn = 1;
     const char *z = NULL, *cur = y;
     int c = fu_next(o, g, pi);
-    if (c >= 0 && kiln_opt_is_op(o, g, (size_t)c, "Add")) {
+    bool takes_z = strcmp(op, "FusedConvTranspose") != 0;
+    if (takes_z && c >= 0 && kiln_opt_is_op(o, g, (size_t)c, "Add")) {
         const struct kiln_node *a = &g->nodes[c];
         int k = fu_other(a, y);
         if (k >= 0 && a->n_out == 1 && residual_ok(g, y, a->inputs[k])) {
@@ -113,6 +117,7 @@ const struct kiln_pass kiln_pass_fuse_activation = {
     .name = "fuse_activation",
     .level = KILN_OPT_EXTENDED,
     .needs_kiln_ops = true,
-    .doc = "Conv/Gemm/MatMul + residual Add + activation -> kiln.FusedConv/FusedGemm/FusedMatMul",
+    .doc = "Conv/Gemm/MatMul + residual Add + activation -> kiln.FusedConv/FusedGemm/FusedMatMul; "
+           "ConvTranspose + activation -> kiln.FusedConvTranspose",
     .run = run,
 };

@@ -198,6 +198,13 @@ static void test_fuse_bn(void)
                "node ConvTranspose x,w -> c group=int:2 strides=ints:2,2\n"
                "node BatchNormalization c,s,t,mu,var -> y\noutput y\n",
                "fuse_bn,dce", false, "ConvTranspose=1 BatchNormalization=0", 1e-5);
+    check_case("ConvTranspose (bias, 1-D, output_padding, dilations)+BN",
+               "opset 13\ninput x f32 2,6,5\ninit w f32 6,2,4 rand\ninit b f32 6 rand\n"
+               "init s f32 6 rand\ninit t f32 6 rand\ninit mu f32 6 rand\ninit var f32 6 pos\n"
+               "node ConvTranspose x,w,b -> c group=int:3 strides=ints:3 dilations=ints:2 "
+               "pads=ints:1,2 output_padding=ints:1\n"
+               "node BatchNormalization c,s,t,mu,var -> y epsilon=float:0.01\noutput y\n",
+               "fuse_bn,dce", false, "ConvTranspose=1 BatchNormalization=0", 1e-5);
     check_case("Gemm+BN", "opset 13\ninput x f32 3,5\ninit w f32 4,5 rand\ninit c f32 4 rand\n"
                "init s f32 4 rand\ninit t f32 4 rand\ninit mu f32 4 rand\ninit var f32 4 pos\n"
                "node Gemm x,w,c -> g transB=int:1 beta=float:0.5 alpha=float:2\n"
@@ -242,6 +249,37 @@ static void test_fuse_activation(void)
                "node Conv x,w -> a pads=ints:1,1,1,1\nnode Conv x,w2 -> c\nnode Add a,c -> s\n"
                "node Relu s -> y\noutput y\n",
                "fuse_activation,dce", true, "Conv=1 kiln.FusedConv=1 Add=0 Relu=0", 1e-6);
+    for (size_t i = 0; i + 1 < sizeof acts / sizeof acts[0]; i++) {
+        char text[1024], what[128];
+        snprintf(text, sizeof text,
+                 "opset 20\ninput x f32 2,4,3,5\ninit w f32 4,3,4,4 rand\ninit b f32 3 rand\n"
+                 "init lo f32 - = 0\ninit hi f32 - = 0.5\n"
+                 "node ConvTranspose x,w,b -> c strides=ints:2,2 pads=ints:1,1,1,1\n%s\noutput y\n",
+                 acts[i]);
+        snprintf(what, sizeof what, "ConvTranspose + %s", acts[i] + 5);
+        check_case(what, text, "fuse_activation,dce", true, "ConvTranspose=0 kiln.FusedConvTranspose=1", 1e-6);
+    }
+    check_case("ConvTranspose + SiLU",
+               "opset 13\ninput x f32 1,2,3,3\ninit w f32 2,4,3,3 rand\n"
+               "node ConvTranspose x,w -> c group=int:2\nnode Sigmoid c -> s\nnode Mul c,s -> y\noutput y\n",
+               "fuse_activation,dce", true, "ConvTranspose=0 Sigmoid=0 Mul=0 kiln.FusedConvTranspose=1", 1e-6);
+    /* DCGAN's chain: BatchNormalization folds into the ConvTranspose, the Relu fuses. */
+    check_case("ConvTranspose + BN + Relu",
+               "opset 13\ninput x f32 1,8,4,4\ninit w f32 8,4,4,4 rand\n"
+               "init s f32 4 rand\ninit t f32 4 rand\ninit mu f32 4 rand\ninit var f32 4 pos\n"
+               "node ConvTranspose x,w -> c strides=ints:2,2 pads=ints:1,1,1,1\n"
+               "node BatchNormalization c,s,t,mu,var -> n\nnode Relu n -> y\noutput y\n",
+               "fuse_bn,fuse_activation,dce", true,
+               "ConvTranspose=0 BatchNormalization=0 Relu=0 kiln.FusedConvTranspose=1", 1e-5);
+    /* Not fused: a residual Add (FusedConvTranspose has none) leaves the chain alone; kiln
+     * ops not allowed. */
+    check_case("ConvTranspose + Add + Relu",
+               "opset 13\ninput x f32 1,2,3,3\ninput r f32 1,2,5,5\ninit w f32 2,2,3,3 rand\n"
+               "node ConvTranspose x,w -> c\nnode Add c,r -> a\nnode Relu a -> y\noutput y\n",
+               "fuse_activation,dce", true, "ConvTranspose=1 Add=1 Relu=1", 0);
+    check_case("ConvTranspose + Relu, standard ops only",
+               "opset 13\ninput x f32 1,2,3,3\ninit w f32 2,2,3,3 rand\nnode ConvTranspose x,w -> c\n"
+               "node Relu c -> y\noutput y\n", "fuse_activation,dce", false, "ConvTranspose=1 Relu=1", 0);
     check_case("Gemm + Tanh", "opset 13\ninput x f32 3,5\ninit w f32 5,4 rand\ninit c f32 4 rand\n"
                "node Gemm x,w,c -> g\nnode Tanh g -> y\noutput y\n",
                "fuse_activation,dce", true, "Gemm=0 kiln.FusedGemm=1", 1e-6);

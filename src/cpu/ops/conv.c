@@ -5,7 +5,11 @@
  * channel multiplier) runs a direct kernel over each output plane, the planes split over the
  * session's threads; any other Conv lowers each (image, group) to im2col + kiln_sgemm
  * (skipping im2col for 1x1 / stride 1 / no-pad kernels); ConvTranspose computes W^T * X
- * with kiln_sgemm and scatters the columns back with col2im. With a session pool, a unit
+ * and scatters the columns back with col2im: with a oneDNN matmul primitive prepared at
+ * build time on W packed once (variant 2 "onednn", when W is a float32 constant and X's
+ * shape static; see "ConvTranspose, oneDNN" below), else with kiln_sgemm (variant 1
+ * "sgemm+col2im", the reference). kiln.FusedConvTranspose is ConvTranspose followed by an
+ * activation (docs/fused-ops.md). With a session pool, a unit
  * whose GEMM is big enough to split runs with its im2col / col2im, GEMM and bias each split
  * over the threads; several units with small GEMMs run side by side instead, one thread each
  * (see "threading" below).
@@ -27,16 +31,24 @@
  * (2-D, one input channel per group). Prepare picks one when W's shape is known (the
  * depthwise kernel when it applies, else 1x1, else im2col, as the run always did; with
  * tuning and static shapes the fastest on random data, timed on one thread), or leaves 0
- * "decided per run from the shapes". No weight is prepacked: the GEMM takes W as stored
+ * "decided per run from the shapes". No Conv weight is prepacked: the GEMM takes W as stored
  * (per group an [M/group, C/group * kernel] row-major A operand, which oneDNN's sgemm runs
  * as fast as or faster than a transposed copy) and so does the depthwise kernel.
+ * ConvTranspose's variants are numbered likewise (1 "sgemm+col2im", 2 "onednn"; an engine
+ * file of an older kiln says 0, which takes the reference); its oneDNN variant keeps W,
+ * packed, as prepacked blobs.
  *
  * dtypes: float32 natively; float16, bfloat16 and float64 are staged through float32.
  */
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
 #include "base/pool.h"
+#include "cpu/act.h"
+#include "cpu/convt_isa.h"
+#include "cpu/dnnl_util.h"
+#include "cpu/isa.h"
 #include "cpu/ops/fused.h"
 #include "cpu/sgemm.h"
 #include "cpu/tensor_util.h"
@@ -871,6 +883,51 @@ kiln_status kiln_cpu_conv_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ ConvTranspose */
 
+/* ConvTranspose's geometry for input spatial sizes xin[0..nd) and kernel sizes wk[0..nd):
+ * that of the Conv whose adjoint it is, so g->in is our output and g->out our input. */
+static kiln_status convt_geometry(struct kiln_kctx *k, const struct conv_attrs *a, int nd,
+                                  const int64_t *xin, const int64_t *wk, struct conv_geom *g)
+{
+    *g = (struct conv_geom){.nd = nd, .ks = 1, .is = 1, .os = 1};
+    int64_t pe[KILN_MAX_RANK], opad[KILN_MAX_RANK];
+    bool pads_given = a->n_pads != 0;
+    KILN_TRY(read_sd(k, a, nd, g->s, g->d));
+    KILN_TRY(read_pads(k, a, nd, g->pb, pe));
+    size_t c = a->n_opad;
+    if (c && c != (size_t)nd)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "output_padding has %zu values; expected %d", c, nd);
+    for (int i = 0; i < nd; i++) opad[i] = c ? a->opad[i] : 0;
+    const int64_t *os = a->oshape;
+    size_t nos = a->n_oshape;
+    if (nos == (size_t)nd + 2) os += 2, nos -= 2;
+    if (nos && nos != (size_t)nd)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "output_shape has %zu values; expected %d", nos, nd);
+    bool same = a->pad == CONV_PAD_SAME_UPPER || a->pad == CONV_PAD_SAME_LOWER;
+    for (int i = 0; i < nd; i++) {
+        g->out[i] = xin[i];
+        g->k[i] = wk[i];
+        int64_t dk = (g->k[i] - 1) * g->d[i] + 1;
+        int64_t full = g->s[i] * (g->out[i] - 1) + opad[i] + dk;
+        if (a->pad == CONV_PAD_VALID) g->pb[i] = pe[i] = 0;
+        if (same || (nos && !pads_given)) {
+            int64_t want = nos ? os[i] : g->out[i] * g->s[i];
+            int64_t tot = full - want;
+            g->pb[i] = a->pad == CONV_PAD_SAME_UPPER ? kiln_div_floor(tot, 2)
+                                                      : tot - kiln_div_floor(tot, 2);
+            g->in[i] = want;
+        } else {
+            g->in[i] = nos ? os[i] : full - g->pb[i] - pe[i];
+        }
+        if (g->in[i] < 0)
+            return kiln_kfail(k, KILN_E_INVALID_ARG, "output spatial dim %d would be %lld", i,
+                              (long long)g->in[i]);
+        g->ks *= (size_t)g->k[i];
+        g->is *= (size_t)g->in[i];
+        g->os *= (size_t)g->out[i];
+    }
+    return KILN_OK;
+}
+
 /* Units (image, group) of a ConvTranspose run side by side (see "threading"). */
 struct convt_unit_job {
     const struct conv_geom *g;
@@ -896,25 +953,407 @@ static void convt_unit_chunk(void *ctx, size_t u0, size_t u1, int worker)
     }
 }
 
-/* ConvTranspose's prepare: the attributes (one kernel, nothing to prepack: its GEMM takes W
- * as stored, transposed by the GEMM itself). */
-static kiln_status convt_prepare(struct kiln_kprep *p)
+/* The reference ConvTranspose ("sgemm+col2im"): per (image, group) col = W_g^T X_g with
+ * kiln_sgemm, which takes W as stored (and transposes it itself, on every call), then
+ * col2im and the bias. yf is zero-filled here. */
+static kiln_status convt_compute(struct kiln_kctx *k, const struct conv_geom *g, size_t N, size_t C,
+                                 size_t M, size_t G, const float *x, const float *w, const float *b,
+                                 float *yf, size_t ny)
 {
-    struct conv_attrs *a;
-    KILN_TRY(kiln_kprep_alloc(p, sizeof *a, (void **)&a));
-    KILN_TRY(conv_decode(&p->kc, true, a));
-    p->state = a;
+    memset(yf, 0, ny * sizeof *yf);
+    size_t cg = C / G, mg = M / G;
+    size_t rows = mg * g->ks, units = N * G, n;
+    size_t threads = (size_t)kiln_pool_threads(k->pool);
+    bool side = threads > 1 && units > 1 && !kiln_sgemm_par_splits(k->pool, rows, g->os, cg) &&
+                rows * g->os <= UNIT_COL_MAX;
+    size_t bufs = side ? threads : 1;
+    struct convt_unit_job j = {g, x, w, b, yf, NULL, C, M, G, cg, mg, rows};
+    if (!kiln_mul_size(rows, g->os, &n) || !kiln_mul_size(n, bufs, &n) ||
+        !kiln_mul_size(n, sizeof(float), &n))
+        return kiln_kfail(k, KILN_E_LIMIT, "col2im buffer size overflows");
+    KILN_TRY(kiln_scratch(k, n + 1, (void **)&j.col));
+    if (side) {
+        kiln_pool_for(k->pool, units, grain_for(rows * g->os * cg / 2), convt_unit_chunk, &j);
+        return KILN_OK;
+    }
+    for (size_t ni = 0; ni < N; ni++)
+        for (size_t gi = 0; gi < G; gi++) {
+            const float *xg = x + (ni * C + gi * cg) * g->os;
+            float *yg = yf + (ni * M + gi * mg) * g->is;
+            /* col[rows x in_positions] = W_g^T [rows x cg] * X_g [cg x in_positions]. */
+            kiln_sgemm_par(k->pool, true, false, rows, g->os, cg, 1.0f, w + gi * cg * rows, rows, xg,
+                           g->os, 0.0f, j.col, g->os);
+            col2im_par(k->pool, j.col, mg, g, yg);
+            add_bias_par(k->pool, yg, b ? b + gi * mg : NULL, mg, g->is);
+        }
     return KILN_OK;
 }
 
-static kiln_status convt_run(struct kiln_kctx *k)
+/* ------------------------------------------------------------------ ConvTranspose, oneDNN
+ *
+ * The "onednn" variant, for the shapes the engine was built for: per (image, group) a oneDNN
+ * matmul primitive made at prepare computes col [in positions][ks][channels] = X_g^T W_g
+ * (X_g^T a strided view of X, no copy; W_g's columns ordered (kernel position, output
+ * channel), reordered once at prepare into the primitive's own format and kept as prepacked
+ * blobs of the engine, kiln_dnnl_pack_weights), where kiln_sgemm transposed and packed all
+ * of W on every call. The col2im then adds whole channel vectors (cpu/convt_isa.h) into a
+ * channels-last buffer and writes the NCHW planes with the bias; the activation follows
+ * per plane. The output channels of a group are split into T slices (T up to the engine's
+ * threads), each with its own primitive, weights (blob key CONVT_BLOB_KEY + slice * group
+ * count + group) and buffers, run one per pool thread on one OpenMP thread
+ * (cpu/dnnl_util.h): a slice's planes are written by that slice alone, so the slices need no
+ * synchronisation. Up to 3 spatial dims.
+ *
+ * Why not oneDNN's deconvolution primitive: measured on DCGAN's layers (Sapphire Rapids,
+ * oneDNN 2.6, one thread) its kernels (backward-data convolutions) ran at 30-60 GFLOP/s in
+ * nchw, nhwc and blocked layouts, this matmul at 140-200. */
+
+#define CONVT_MAX_SLICES 16
+#define CONVT_BLOB_KEY 0x63740000u /* "ct" */
+#define CONVT_MAX_BLOBS 0x10000u
+
+struct convt_slice {
+    size_t m0, m1; /* output channels within each group */
+#ifdef KILN_HAVE_DNNL
+    dnnl_primitive_t prim;
+    dnnl_memory_desc_t a_md, w_md, c_md;
+    const void **w; /* per group: the weights in w_md's format */
+#endif
+};
+
+/* What the oneDNN variant's prepare made: the shapes it holds for and the slices. */
+struct convt_fast {
+    struct conv_geom g;
+    size_t N, C, M, G, cg, mg;
+    struct kiln_convt_cl cl; /* col2im geometry (nm set per slice) */
+    size_t buf_floats;       /* per slice: col, os * ks * nm, then the plane buffer, is * nm */
+    int n_slices;
+    struct convt_slice sl[CONVT_MAX_SLICES];
+};
+
+/* What ConvTranspose's (and FusedConvTranspose's) prepare makes. */
+struct convt_state {
+    struct conv_attrs a;
+    struct kiln_act act;          /* FusedConvTranspose's activation; none for ConvTranspose */
+    const struct convt_fast *fast; /* NULL: the reference variant */
+};
+
+enum { CONVT_SGEMM = 1, CONVT_ONEDNN = 2 };
+
+/* Reads the activation attributes of a FusedConvTranspose (none for ConvTranspose). */
+static kiln_status convt_read_act(struct kiln_kctx *k, bool fused, struct kiln_act *act)
 {
-    struct conv_attrs own;
-    const struct conv_attrs *a = k->state;
-    if (!a) { /* called without prepare (kernel tests): decode the attributes now */
-        KILN_TRY(conv_decode(k, true, &own));
-        a = &own;
+    memset(act, 0, sizeof *act);
+    act->kind = KILN_ACT_NONE;
+    if (!fused) return KILN_OK;
+    const char *name = kiln_attr_s(k, "activation", "");
+    const float *p;
+    size_t np = kiln_attr_floats(k, "activation_params", &p);
+    const char *approx = kiln_attr_s(k, "approximate", "none");
+    if (!kiln_act_parse(name, p, np, approx, act))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL,
+                          "activation '%s' with %zu parameters (approximate '%s') is not one kiln "
+                          "knows (see docs/fused-ops.md)", name, np, approx);
+    return KILN_OK;
+}
+
+static kiln_status convt_decode(struct kiln_kctx *k, bool fused, struct convt_state *s)
+{
+    memset(s, 0, sizeof *s);
+    KILN_TRY(conv_decode(k, true, &s->a));
+    return convt_read_act(k, fused, &s->act);
+}
+
+#ifdef KILN_HAVE_DNNL
+static void convt_fast_free(void *arg)
+{
+    struct convt_fast *f = arg;
+    for (int i = 0; i < f->n_slices; i++)
+        if (f->sl[i].prim) dnnl_primitive_destroy(f->sl[i].prim);
+}
+
+/* Slice sl's primitive: col [os, ks * nm] = X_g^T [os, cg] (X_g as it lies) * W' [cg, ks * nm]. */
+static bool convt_make_slice(dnnl_engine_t eng, const struct convt_fast *f, struct convt_slice *sl)
+{
+    dnnl_dim_t n = (dnnl_dim_t)((sl->m1 - sl->m0) * f->g.ks), K = (dnnl_dim_t)f->cg;
+    dnnl_dim_t os = (dnnl_dim_t)f->g.os;
+    dnnl_dims_t ad = {os, K}, as = {1, os}, wd = {K, n}, cd = {os, n}, cs = {n, 1};
+    dnnl_memory_desc_t wany;
+    if (dnnl_memory_desc_init_by_strides(&sl->a_md, 2, ad, dnnl_f32, as) ||
+        dnnl_memory_desc_init_by_tag(&wany, 2, wd, dnnl_f32, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_strides(&sl->c_md, 2, cd, dnnl_f32, cs))
+        return false;
+    dnnl_matmul_desc_t md;
+    if (dnnl_matmul_desc_init(&md, &sl->a_md, &wany, NULL, &sl->c_md)) return false;
+    dnnl_primitive_desc_t pd = NULL;
+    if (dnnl_primitive_desc_create(&pd, &md, NULL, eng, NULL)) return false;
+    const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    bool ok = wq != NULL;
+    if (ok) sl->w_md = *wq;
+    ok = ok && dnnl_primitive_create(&sl->prim, pd) == dnnl_success;
+    dnnl_primitive_desc_destroy(pd);
+    return ok;
+}
+
+/* The number of slices for f: one per thread, each at least one channel and ~1 MFLOP. */
+static int convt_slices(const struct convt_fast *f, int threads)
+{
+    double flops = 2.0 * (double)(f->N * f->M) * (double)(f->cg * f->g.ks) * (double)f->g.os;
+    int t = threads < 1 ? 1 : threads;
+    if (t > CONVT_MAX_SLICES) t = CONVT_MAX_SLICES;
+    if ((size_t)t > f->mg) t = (int)f->mg;
+    while (t > 1 && flops / t < 1e6) t--;
+    return t;
+}
+
+/* Packs group gi's weights for slice sl (blob `key`): W [C, mg, ks] rows gi * cg .. as
+ * W' [cg][ks][m1 - m0], the columns the slice computes, then into sl->w_md's format. tmp
+ * holds cg * ks * (m1 - m0) floats. */
+static kiln_status convt_pack(struct kiln_kprep *p, const struct convt_fast *f, struct convt_slice *sl,
+                              size_t gi, uint32_t key, const float *w, float *tmp)
+{
+    size_t nm = sl->m1 - sl->m0, ks = f->g.ks;
+    for (size_t c = 0; c < f->cg; c++)
+        for (size_t kidx = 0; kidx < ks; kidx++)
+            for (size_t m = 0; m < nm; m++)
+                tmp[(c * ks + kidx) * nm + m] = w[((gi * f->cg + c) * f->mg + sl->m0 + m) * ks + kidx];
+    dnnl_dims_t d = {(dnnl_dim_t)f->cg, (dnnl_dim_t)(ks * nm)}, st = {(dnnl_dim_t)(ks * nm), 1};
+    dnnl_memory_desc_t plain;
+    if (dnnl_memory_desc_init_by_strides(&plain, 2, d, dnnl_f32, st)) return KILN_OK;
+    return kiln_dnnl_pack_weights(p, key, &plain, tmp, &sl->w_md, &sl->w[gi]);
+}
+
+/* Sets up the oneDNN variant for p's node (attributes a) when W is a float32 constant, X
+ * float32 of static shape with 1 to 3 spatial dims, oneDNN there and the instruction set
+ * AVX2 or better (B, read at run, may be anything the run accepts); *out stays NULL
+ * otherwise (and when oneDNN declines). Errors only for out of memory. */
+static kiln_status convt_fast_prepare(struct kiln_kprep *p, const struct conv_attrs *a,
+                                      const struct convt_fast **out)
+{
+    *out = NULL;
+    const struct kiln_tensor *w = kiln_kprep_const(p, 1);
+    int xr;
+    int64_t xd[KILN_MAX_RANK];
+    if (!w || w->dtype != KILN_DTYPE_F32 || !static_dims(p->in[0], &xr, xd) ||
+        p->in[0]->type.elem != KILN_DTYPE_F32 || xr != w->rank || xr < 3 || xr > 5 ||
+        kiln_isa_active() < KILN_ISA_AVX2)
+        return KILN_OK;
+    int64_t C = xd[1], G = a->group;
+    if (w->dims[0] != C || C % G) return KILN_OK; /* the run reports it */
+    for (size_t i = 0; i < a->n_kshape; i++)
+        if (a->n_kshape != (size_t)xr - 2 || a->kshape[i] != w->dims[2 + i]) return KILN_OK;
+    struct convt_fast f = {.N = (size_t)xd[0], .C = (size_t)C, .G = (size_t)G};
+    kiln_err geom_err; /* geometry errors belong to the run, which names the inputs */
+    struct kiln_kctx kc = p->kc;
+    kc.err = &geom_err;
+    int nd = xr - 2;
+    if (convt_geometry(&kc, a, nd, xd + 2, w->dims + 2, &f.g)) return KILN_OK;
+    f.cg = f.C / f.G;
+    f.mg = (size_t)w->dims[1];
+    f.M = f.mg * f.G;
+    size_t nw;
+    if (!f.N || !f.mg || !f.cg || !f.g.os || !f.g.is || !kiln_mul_size(f.mg * f.g.ks, f.C, &nw) ||
+        nw != kiln_tensor_numel(w))
+        return KILN_OK;
+    for (int i = 0; i < 3; i++) { /* leading dims of size 1 */
+        int s = i - (3 - nd);
+        f.cl.in[i] = s < 0 ? 1 : f.g.out[s];
+        f.cl.out[i] = s < 0 ? 1 : f.g.in[s];
+        f.cl.k[i] = s < 0 ? 1 : f.g.k[s];
+        f.cl.s[i] = s < 0 ? 1 : f.g.s[s];
+        f.cl.d[i] = s < 0 ? 1 : f.g.d[s];
+        f.cl.pb[i] = s < 0 ? 0 : f.g.pb[s];
     }
+    f.cl.is = f.g.is;
+    f.cl.ks = f.g.ks;
+    dnnl_engine_t eng = kiln_dnnl_engine();
+    int t = convt_slices(&f, p->threads);
+    if (!eng || (size_t)t * f.G > CONVT_MAX_BLOBS) return KILN_OK;
+    struct convt_fast *fp;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *fp, (void **)&fp));
+    *fp = f;
+    size_t nm_max = 0;
+    for (int i = 0; i < t; i++) {
+        struct convt_slice *sl = &fp->sl[i];
+        sl->m0 = fp->mg * (size_t)i / (size_t)t;
+        sl->m1 = fp->mg * (size_t)(i + 1) / (size_t)t;
+        if (sl->m1 - sl->m0 > nm_max) nm_max = sl->m1 - sl->m0;
+        fp->n_slices = i + 1;
+        if (!convt_make_slice(eng, fp, sl)) {
+            convt_fast_free(fp);
+            return KILN_OK;
+        }
+    }
+    kiln_status st = kiln_kprep_on_free(p, convt_fast_free, fp);
+    if (st) {
+        convt_fast_free(fp);
+        return st;
+    }
+    fp->buf_floats = (fp->g.os * fp->g.ks + fp->g.is) * nm_max;
+    float *tmp = kiln_malloc(fp->cg * fp->g.ks * nm_max * sizeof *tmp + 1);
+    if (!tmp) return kiln_kfail(&p->kc, KILN_E_NOMEM, "out of memory packing W");
+    for (int i = 0; i < t && !st; i++) {
+        struct convt_slice *sl = &fp->sl[i];
+        st = kiln_kprep_alloc(p, fp->G * sizeof *sl->w, (void **)&sl->w);
+        for (size_t gi = 0; gi < fp->G && !st; gi++) {
+            st = convt_pack(p, fp, sl, gi, CONVT_BLOB_KEY + (uint32_t)((size_t)i * fp->G + gi), w->data, tmp);
+            if (!st && !sl->w[gi]) {
+                kiln_free(tmp);
+                return KILN_OK; /* oneDNN failed: the reference variant */
+            }
+        }
+    }
+    kiln_free(tmp);
+    if (st) return st;
+    *out = fp;
+    return KILN_OK;
+}
+
+struct convt_fast_job {
+    const struct convt_fast *f;
+    const struct kiln_act *act;
+    const float *x, *b;
+    float *y;
+    bool failed[CONVT_MAX_SLICES];
+};
+
+/* Each thread's col and plane buffer, kept from run to run (freed when the thread exits):
+ * a megabyte or so that kiln_scratch would zero on every run, which cost 4% of DCGAN. */
+static pthread_key_t convt_buf_key;
+static pthread_once_t convt_buf_once = PTHREAD_ONCE_INIT;
+static bool convt_buf_ok;
+
+static void convt_buf_init(void)
+{
+    convt_buf_ok = pthread_key_create(&convt_buf_key, kiln_aligned_free) == 0;
+}
+
+/* This thread's buffer of at least `floats` floats (contents undefined); NULL when memory
+ * cannot be had. */
+static float *convt_thread_buf(size_t floats)
+{
+    pthread_once(&convt_buf_once, convt_buf_init);
+    if (!convt_buf_ok) return NULL;
+    size_t *h = pthread_getspecific(convt_buf_key), bytes; /* h[0]: capacity in floats */
+    if (h && h[0] >= floats) return (float *)((char *)h + 64);
+    if (!kiln_mul_size(floats, sizeof(float), &bytes) || !kiln_add_size(bytes, 64, &bytes)) return NULL;
+    size_t *n = kiln_aligned_alloc(64, bytes);
+    if (!n) return NULL;
+    n[0] = floats;
+    if (pthread_setspecific(convt_buf_key, n)) {
+        kiln_aligned_free(n);
+        return NULL;
+    }
+    kiln_aligned_free(h);
+    return (float *)((char *)n + 64);
+}
+
+/* Runs slice i for every (image, group): the matmul into its col buffer, then col2im with
+ * the bias onto its channels' planes, and the activation. */
+static void convt_fast_slice(void *ctx, size_t i0, size_t i1, int worker)
+{
+    (void)worker;
+    struct convt_fast_job *j = ctx;
+    const struct convt_fast *f = j->f;
+    const struct conv_geom *g = &f->g;
+    dnnl_engine_t eng = kiln_dnnl_engine();
+    dnnl_stream_t st = kiln_dnnl_stream();
+    int prev = kiln_dnnl_threads_begin();
+    float *buf = convt_thread_buf(f->buf_floats);
+    for (size_t i = i0; i < i1; i++) {
+        const struct convt_slice *sl = &f->sl[i];
+        size_t nm = sl->m1 - sl->m0;
+        float *col = buf, *P = col + g->os * g->ks * nm;
+        if (!buf) j->failed[i] = true;
+        struct kiln_convt_cl cl = f->cl;
+        cl.nm = nm;
+        for (size_t u = 0; u < f->N * f->G && !j->failed[i]; u++) {
+            size_t n = u / f->G, gi = u % f->G;
+            const float *xg = j->x + (n * f->C + gi * f->cg) * g->os;
+            dnnl_memory_t ma = NULL, mw = NULL, mc = NULL;
+            bool ok = st && dnnl_memory_create(&ma, &sl->a_md, eng, (void *)xg) == dnnl_success &&
+                      dnnl_memory_create(&mw, &sl->w_md, eng, (void *)sl->w[gi]) == dnnl_success &&
+                      dnnl_memory_create(&mc, &sl->c_md, eng, col) == dnnl_success;
+            if (ok) {
+                dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, mc}};
+                ok = dnnl_primitive_execute(sl->prim, st, 3, args) == dnnl_success &&
+                     dnnl_stream_wait(st) == dnnl_success;
+            }
+            if (ma) dnnl_memory_destroy(ma);
+            if (mw) dnnl_memory_destroy(mw);
+            if (mc) dnnl_memory_destroy(mc);
+            if (!ok) {
+                j->failed[i] = true;
+                break;
+            }
+            size_t m0 = gi * f->mg + sl->m0;
+            float *yp = j->y + (n * f->M + m0) * g->is;
+            KILN_ISA_DISPATCH(kiln_convt_col2im_cl_isa, (&cl, col, j->b ? j->b + m0 : NULL, P, yp));
+            if (j->act->kind != KILN_ACT_NONE) kiln_act_apply_f32(j->act, yp, NULL, yp, nm * g->is);
+        }
+    }
+    kiln_dnnl_threads_end(prev);
+}
+
+/* Runs the oneDNN variant when x, w and y are what it was prepared for; *done false when it
+ * does not apply or oneDNN failed (the reference then computes y). */
+static kiln_status convt_fast_run(struct kiln_kctx *k, const struct convt_state *s,
+                                  const struct kiln_tensor *x, const struct kiln_tensor *w,
+                                  const struct kiln_tensor *b, struct kiln_tensor *y, bool *done)
+{
+    const struct convt_fast *f = s->fast;
+    *done = false;
+    if (!f || x->dtype != KILN_DTYPE_F32 || w->dtype != KILN_DTYPE_F32 || y->dtype != KILN_DTYPE_F32 ||
+        (b && b->dtype != KILN_DTYPE_F32) ||
+        (size_t)x->dims[0] != f->N || (size_t)x->dims[1] != f->C || (size_t)y->dims[1] != f->M)
+        return KILN_OK;
+    for (int i = 0; i < f->g.nd; i++)
+        if (x->dims[2 + i] != f->g.out[i] || y->dims[2 + i] != f->g.in[i] || w->dims[2 + i] != f->g.k[i])
+            return KILN_OK;
+    (void)k;
+    struct convt_fast_job j = {f, &s->act, x->data, b ? b->data : NULL, y->data, {0}};
+    kiln_pool_for(k->pool, (size_t)f->n_slices, 1, convt_fast_slice, &j);
+    for (int i = 0; i < f->n_slices; i++)
+        if (j.failed[i]) return KILN_OK;
+    *done = true;
+    return KILN_OK;
+}
+#endif
+
+/* ConvTranspose's prepare (fused: FusedConvTranspose's, with its activation): the
+ * attributes, and the oneDNN variant when it applies (see above). */
+static kiln_status convt_prepare_common(struct kiln_kprep *p, bool fused)
+{
+    struct convt_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    KILN_TRY(convt_decode(&p->kc, fused, s));
+    p->state = s;
+    p->chosen = CONVT_SGEMM;
+    p->kernel = "sgemm+col2im";
+#ifdef KILN_HAVE_DNNL
+    if (p->variant < 0 || p->variant == CONVT_ONEDNN) { /* engines of older kilns: 0 */
+        KILN_TRY(convt_fast_prepare(p, &s->a, &s->fast));
+        if (s->fast) {
+            p->chosen = CONVT_ONEDNN;
+            p->kernel = "onednn";
+        }
+    }
+#endif
+    return KILN_OK;
+}
+
+static kiln_status convt_prepare(struct kiln_kprep *p) { return convt_prepare_common(p, false); }
+static kiln_status fused_convt_prepare(struct kiln_kprep *p) { return convt_prepare_common(p, true); }
+
+static kiln_status convt_run_common(struct kiln_kctx *k, bool fused)
+{
+    struct convt_state own;
+    const struct convt_state *s = k->state;
+    if (!s) { /* called without prepare (kernel tests): decode the attributes now */
+        KILN_TRY(convt_decode(k, fused, &own));
+        s = &own;
+    }
+    const struct conv_attrs *a = &s->a;
     const struct kiln_tensor *x, *w, *b;
     KILN_TRY(conv_inputs(k, a, &x, &w, &b));
     int64_t group = a->group;
@@ -928,83 +1367,33 @@ static kiln_status convt_run(struct kiln_kctx *k)
                           (long long)C, (long long)group);
     int64_t M = w->dims[1] * group;
     KILN_TRY(check_bias(k, b, M));
-
-    /* The geometry is that of the Conv whose adjoint this is: g.in is our output. */
-    struct conv_geom g = {.nd = nd, .ks = 1, .is = 1, .os = 1};
-    int64_t pe[KILN_MAX_RANK], opad[KILN_MAX_RANK];
-    bool pads_given = a->n_pads != 0;
-    KILN_TRY(read_sd(k, a, nd, g.s, g.d));
-    KILN_TRY(read_pads(k, a, nd, g.pb, pe));
-    size_t c = a->n_opad;
-    if (c && c != (size_t)nd)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "output_padding has %zu values; expected %d", c, nd);
-    for (int i = 0; i < nd; i++) opad[i] = c ? a->opad[i] : 0;
-    const int64_t *os = a->oshape;
-    size_t nos = a->n_oshape;
-    if (nos == (size_t)nd + 2) os += 2, nos -= 2;
-    if (nos && nos != (size_t)nd)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "output_shape has %zu values; expected %d", nos, nd);
-    bool same = a->pad == CONV_PAD_SAME_UPPER || a->pad == CONV_PAD_SAME_LOWER;
-    for (int i = 0; i < nd; i++) {
-        g.out[i] = x->dims[2 + i];
-        g.k[i] = w->dims[2 + i];
-        int64_t dk = (g.k[i] - 1) * g.d[i] + 1;
-        int64_t full = g.s[i] * (g.out[i] - 1) + opad[i] + dk;
-        if (a->pad == CONV_PAD_VALID) g.pb[i] = pe[i] = 0;
-        if (same || (nos && !pads_given)) {
-            int64_t want = nos ? os[i] : g.out[i] * g.s[i];
-            int64_t tot = full - want;
-            g.pb[i] = a->pad == CONV_PAD_SAME_UPPER ? kiln_div_floor(tot, 2)
-                                                     : tot - kiln_div_floor(tot, 2);
-            g.in[i] = want;
-        } else {
-            g.in[i] = nos ? os[i] : full - g.pb[i] - pe[i];
-        }
-        if (g.in[i] < 0)
-            return kiln_kfail(k, KILN_E_INVALID_ARG, "output spatial dim %d would be %lld", i,
-                              (long long)g.in[i]);
-        g.ks *= (size_t)g.k[i];
-        g.is *= (size_t)g.in[i];
-        g.os *= (size_t)g.out[i];
-    }
+    struct conv_geom g;
+    KILN_TRY(convt_geometry(k, a, nd, x->dims + 2, w->dims + 2, &g));
     struct conv_io io;
     KILN_TRY(conv_io_open(k, x, w, b, M, g.in, &io));
-    if (kiln_tensor_numel(io.y) == 0) return KILN_OK;
-    memset(io.yf, 0, kiln_tensor_numel(io.y) * sizeof *io.yf);
-
-    size_t cg = (size_t)(C / group), mg = (size_t)(M / group), G = (size_t)group;
-    size_t rows = mg * g.ks, units = (size_t)N * G, n;
-    size_t threads = (size_t)kiln_pool_threads(k->pool);
-    bool side = threads > 1 && units > 1 && !kiln_sgemm_par_splits(k->pool, rows, g.os, cg) &&
-                rows * g.os <= UNIT_COL_MAX;
-    size_t bufs = side ? threads : 1;
-    struct convt_unit_job j = {&g, io.x, io.w, io.b, io.yf, NULL, (size_t)C, (size_t)M, G, cg, mg,
-                               rows};
-    if (!kiln_mul_size(rows, g.os, &n) || !kiln_mul_size(n, bufs, &n) ||
-        !kiln_mul_size(n, sizeof(float), &n))
-        return kiln_kfail(k, KILN_E_LIMIT, "col2im buffer size overflows");
-    KILN_TRY(kiln_scratch(k, n + 1, (void **)&j.col));
-    if (side) {
-        kiln_pool_for(k->pool, units, grain_for(rows * g.os * cg / 2), convt_unit_chunk, &j);
-        kiln_unstage_f32(io.y, io.yf);
-        return KILN_OK;
+    size_t ny = kiln_tensor_numel(io.y);
+    if (ny == 0) return KILN_OK;
+#ifdef KILN_HAVE_DNNL
+    if (s->fast) {
+        bool done;
+        KILN_TRY(convt_fast_run(k, s, x, w, b, io.y, &done));
+        if (done) return KILN_OK;
     }
-    for (size_t ni = 0; ni < (size_t)N; ni++)
-        for (size_t gi = 0; gi < G; gi++) {
-            const float *xg = io.x + (ni * (size_t)C + gi * cg) * g.os;
-            float *yg = io.yf + (ni * (size_t)M + gi * mg) * g.is;
-            /* col[rows x in_positions] = W_g^T [rows x cg] * X_g [cg x in_positions]. */
-            kiln_sgemm_par(k->pool, true, false, rows, g.os, cg, 1.0f, io.w + gi * cg * rows, rows, xg, g.os,
-                           0.0f, j.col, g.os);
-            col2im_par(k->pool, j.col, mg, &g, yg);
-            add_bias_par(k->pool, yg, io.b ? io.b + gi * mg : NULL, mg, g.is);
-        }
+#endif
+    KILN_TRY(convt_compute(k, &g, (size_t)N, (size_t)C, (size_t)M, (size_t)group, io.x, io.w, io.b,
+                           io.yf, ny));
+    if (s->act.kind != KILN_ACT_NONE) kiln_act_apply_par(k->pool, &s->act, io.yf, NULL, io.yf, ny);
     kiln_unstage_f32(io.y, io.yf);
     return KILN_OK;
 }
 
+static kiln_status convt_run(struct kiln_kctx *k) { return convt_run_common(k, false); }
+static kiln_status fused_convt_run(struct kiln_kctx *k) { return convt_run_common(k, true); }
+
 const struct kiln_cpu_op kiln_cpu_ops_conv[] = {
     {"Conv", "", 1, 0, kiln_cpu_conv_run, kiln_cpu_conv_prepare, 0},
     {"ConvTranspose", "", 1, 0, convt_run, convt_prepare, 0},
+    /* kiln.FusedConvTranspose (docs/fused-ops.md): ConvTranspose, then the activation. */
+    {"FusedConvTranspose", "kiln", 1, 0, fused_convt_run, fused_convt_prepare, 0},
     {0},
 };
