@@ -84,11 +84,15 @@ kiln_status kiln_dnnl_mm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_
     struct kiln_dnnl_mm *mm;
     KILN_TRY(kiln_kprep_alloc(p, sizeof *mm, (void **)&mm));
     mm->M = M, mm->K = K, mm->N = N;
-    /* Slices: one per thread, whole 16-column tiles, at least ~1 MFLOP each. */
+    /* Slices: one per thread, whole 16-column tiles, each worth waking a thread for: ~1 MFLOP
+     * (about 5 us of arithmetic) or, for the few-row products that only stream their weights
+     * (a classifier's M = 1), 128 KiB of weights (about 5 us of memory traffic; each thread
+     * then also keeps its share of the weights in its own L2 from run to run). */
     size_t t = p->threads < 1 ? 1 : (size_t)p->threads;
     if (t > MM_MAX_SLICES) t = MM_MAX_SLICES;
     double flops = 2.0 * (double)M * (double)N * (double)K;
-    while (t > 1 && (N / t < 16 || flops / (double)t < 1e6)) t--;
+    double wbytes = 4.0 * (double)N * (double)K;
+    while (t > 1 && (N / t < 16 || (flops / (double)t < 1e6 && wbytes / (double)t < 131072.0))) t--;
     size_t per = (N + t - 1) / t;
     if (t > 1) per = (per + 15) / 16 * 16;
     for (size_t n0 = 0; n0 < N && mm->n < MM_MAX_SLICES; n0 += per) {

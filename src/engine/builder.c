@@ -365,6 +365,23 @@ kiln_status kiln_engine_new(struct kiln_model *m, bool owns, int threads, struct
     return KILN_OK;
 }
 
+/* An engine with one profile whose every bounded input has one shape (min == max) serves
+ * exactly those shapes: the model's inputs are fixed to them before the optimizer runs, so
+ * constant folding, shape inference and every kernel's prepare see a static graph (shape
+ * arithmetic folded away, GEMMs prepacked for their row count, convolutions planned for
+ * their sizes), as for a model declared with fixed shapes. */
+static kiln_status fix_single_shape_profile(const kiln_builder *b, struct kiln_model *m, kiln_err *err)
+{
+    if (b->n_profiles != 1) return KILN_OK;
+    const struct bprofile *bp = &b->profiles[0];
+    for (size_t j = 0; j < bp->n; j++)
+        for (int d = 0; d < bp->rank[j]; d++)
+            if (bp->min[j][d] != bp->max[j][d]) return KILN_OK;
+    for (size_t j = 0; j < bp->n; j++)
+        KILN_TRY(kiln_model_set_input_shape(m, bp->input[j], bp->rank[j], bp->min[j], err));
+    return KILN_OK;
+}
+
 static kiln_status build_owned(kiln_builder *b, struct kiln_model *m, kiln_engine **out, kiln_err *err)
 {
     *out = NULL;
@@ -382,8 +399,8 @@ static kiln_status build_owned(kiln_builder *b, struct kiln_model *m, kiln_engin
     struct kiln_engine *e;
     KILN_TRY(kiln_engine_new(m, true, b->threads, &e, err));
     e->limits = b->limits;
-    kiln_status st = KILN_OK;
-    if (b->level != KILN_OPT_NONE) {
+    kiln_status st = fix_single_shape_profile(b, m, err);
+    if (!st && b->level != KILN_OPT_NONE) {
         kiln_optimize_options oo = {.level = b->level, .keep_fused = 1};
         st = kiln_model_optimize(m, &oo, err);
     }

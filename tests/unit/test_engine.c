@@ -372,6 +372,48 @@ done:
     kiln_model_free(m);
 }
 
+/* One profile of one shape (min == max): the build fixes the model's input to it, so the
+ * engine's graph is static (its model declares the dim; kernels prepare for it), runs that
+ * shape as the session does and refuses others. */
+static void test_single_shape_profile(void)
+{
+    kiln_model *m = load_text(MLP, 2);
+    kiln_session *s = NULL;
+    kiln_session_options so = {.threads = 1};
+    kiln_err err = {0};
+    CHECK(kiln_session_create(m, &so, &s, &err) == KILN_OK, "%s", err.msg);
+    CHECK(kiln_model_input_dim(m, 0, 0, NULL) < 0, "the test model's batch dim should be symbolic");
+    kiln_builder *b = mlp_builder("one", 6, 6, 6);
+    kiln_engine *e = NULL;
+    CHECK(kiln_builder_build(b, m, &e, &err) == KILN_OK, "%s", err.msg);
+    kiln_builder_free(b);
+    kiln_context *c = NULL;
+    if (e) CHECK(kiln_context_create(e, &c, &err) == KILN_OK, "%s", err.msg);
+    if (!c || !s) goto done;
+    CHECK(kiln_model_input_dim(kiln_engine_model(e), 0, 0, NULL) == 6,
+          "the engine's model declares batch %lld, expected the profile's 6",
+          (long long)kiln_model_input_dim(kiln_engine_model(e), 0, 0, NULL));
+    CHECK(kiln_model_input_dim(m, 0, 0, NULL) < 0, "building changed the caller's model");
+    CHECK(kiln_engine_profile_count(e) == 1, "profiles: %zu", kiln_engine_profile_count(e));
+    kiln_value *x = input_rows(6, 16, 300), *y = NULL, *want = NULL;
+    CHECK(run1(c, x, &y, &err) == KILN_OK, "batch 6: %s", err.msg);
+    CHECK(srun1(s, x, &want, &err) == KILN_OK, "%s", err.msg);
+    CHECK(y && want && close_vals(y, want, 1e-5), "batch 6: the engine and the session differ");
+    kiln_value_free(x), kiln_value_free(y), kiln_value_free(want);
+    x = input_rows(5, 16, 301);
+    y = NULL;
+    kiln_status st = run1(c, x, &y, &err);
+    CHECK(st == KILN_E_INVALID_ARG && strstr(err.msg, "input 'X'") && strstr(err.msg, "dim 0 is 5"),
+          "batch 5: %s '%s'", kiln_status_name(st), err.msg);
+    CHECK(y == NULL, "a failed run left an output");
+    kiln_value_free(x);
+done:
+    kiln_context_free(c);
+    kiln_engine_free(e);
+    kiln_session_free(s);
+    kiln_model_free(m);
+}
+
 static void test_memory_limit(void)
 {
     kiln_model *m = load_text(MLP, 4);
@@ -1097,6 +1139,7 @@ int main(void)
     test_builder_options();
     test_dynamic_batch();
     test_two_profiles();
+    test_single_shape_profile();
     test_memory_limit();
     test_session_limits();
     test_max_depth();
