@@ -34,22 +34,8 @@
 
 #define TOL 1e-5
 
-static char text[1 << 22];
-static size_t tlen;
-
-static void tf(const char *fmt, ...) KILN_PRINTF(1, 2);
-static void tf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(text + tlen, sizeof text - tlen, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof text - tlen) {
-        fprintf(stderr, "test_conv_nhwc: model text too long\n");
-        exit(1);
-    }
-    tlen += (size_t)n;
-}
+/* The model text being built (support/test_text_model.h). */
+#define tf model_text_add
 
 static double grid(void) { return (double)(rng_int(33) - 16) / 16.0; }
 
@@ -165,7 +151,7 @@ static void run_case(const struct cfg *c, int threads, const char *split, const 
                     want[o] = act_apply(c->act, acc + z[o]);
                 }
 
-    tlen = 0;
+    model_text_reset();
     tf("opset 17 kiln\n");
     if (c->symbolic)
         tf("input X f32 %lld,h,w,%lld\n", (long long)c->N, (long long)c->C);
@@ -194,14 +180,8 @@ static void run_case(const struct cfg *c, int threads, const char *split, const 
     if (rng_int(2)) tf(" kernel_shape=ints:%lld,%lld", (long long)c->kh, (long long)c->kw);
     tf("%s\n", act_attrs(c->act));
 
-    struct buf mb = {0};
-    parse_model(text, &mb);
-    kiln_model *m = NULL;
-    kiln_session *s = NULL;
-    kiln_value *out = NULL, *in[2] = {NULL, NULL};
+    kiln_value *in[2] = {NULL, NULL};
     const char *names[2] = {"X", "Z"};
-    kiln_err e = {0};
-    kiln_session_options o = {.threads = threads};
     float *xf = malloc((nx + ny + 1) * sizeof *xf);
     if (!xf) exit(1);
     for (size_t i = 0; i < nx; i++) xf[i] = (float)x[i];
@@ -211,11 +191,8 @@ static void run_case(const struct cfg *c, int threads, const char *split, const 
         for (size_t i = 0; i < ny; i++) xf[i] = (float)z[i];
         in[1] = tensor_of(KILN_DTYPE_F32, 4, zd, xf);
     }
-    kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &e);
-    if (!st) st = kiln_session_create(m, &o, &s, &e);
-    if (!st) st = kiln_session_run(s, c->z ? 2 : 1, names, (const kiln_value *const *)in, 1, &out, &e);
-    CHECK(st == KILN_OK, "%s: %s", what, e.msg);
-    if (!st) {
+    kiln_value *out = run_text_model(model_text(), c->z ? 2 : 1, names, in, threads, what);
+    if (out) {
         int64_t yd[4] = {c->N, OH, OW, c->M};
         CHECK(same_shape(&out->t, 4, yd), "%s: output shape", what);
         close_to(out, want, ny, TOL, what);
@@ -223,9 +200,6 @@ static void run_case(const struct cfg *c, int threads, const char *split, const 
     kiln_value_free(out);
     kiln_value_free(in[0]);
     kiln_value_free(in[1]);
-    kiln_session_free(s);
-    kiln_model_free(m);
-    free(mb.p);
     free(xf);
     free(x), free(w), free(b), free(z), free(want);
 }
@@ -309,22 +283,12 @@ static void model_shapes(void)
 static void check_variant(int sym, size_t sp, int one)
 {
     set_split(splits[sp]);
-    tlen = 0;
+    model_text_reset();
     tf("opset 17 kiln\ninput X f32 1,%s,16\ninit W f32 32,16,%s rand\noutput Y\n"
        "node kiln.ConvNhwc X,W -> Y pads=ints:%s\n", sym ? "h,w" : "12,12", one ? "1,1" : "3,3",
        one ? "0,0,0,0" : "1,1,1,1");
-    struct buf mb = {0};
-    parse_model(text, &mb);
-    kiln_model *m = NULL;
-    kiln_builder *b = NULL;
-    kiln_engine *e = NULL;
-    kiln_err err = {0};
-    kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &err);
-    if (!st) st = kiln_builder_create(&b, &err);
-    if (!st) st = kiln_builder_set_threads(b, 2, &err);
-    if (!st) st = kiln_builder_build(b, m, &e, &err);
-    CHECK(st == KILN_OK, "variants: %s", err.msg);
-    if (!st) {
+    kiln_engine *e = build_text_model(model_text(), 2, "variants");
+    if (e) {
         const char *be, *kernel, *variant;
         kiln_engine_node_kernel(e, 0, &be, &kernel, &variant);
 #ifdef KILN_HAVE_DNNL
@@ -344,9 +308,6 @@ static void check_variant(int sym, size_t sp, int one)
               want, forced || !onednn ? "" : "*");
     }
     kiln_engine_free(e);
-    kiln_builder_free(b);
-    kiln_model_free(m);
-    free(mb.p);
 }
 
 static void variants(void)
@@ -400,7 +361,7 @@ static void *ctx_main(void *arg)
 
 static void contexts_on_threads(void)
 {
-    tlen = 0;
+    model_text_reset();
     tf("opset 17 kiln\ninput X f32 1,7,7,64\n"
        "init W1 f32 96,64,3,3 rand\ninit B1 f32 96 rand\ninit W2 f32 96,96,1,1 rand\n"
        "init W3 f32 96,1,3,3 rand\ninit W4 f32 40,96,3,3 rand\noutput Y\n"
@@ -410,7 +371,7 @@ static void contexts_on_threads(void)
        "activation_params=floats:0,6\n"
        "node kiln.ConvNhwc Cq,W4,_,_ -> Y strides=ints:2,2\n");
     struct buf mb = {0};
-    parse_model(text, &mb);
+    parse_model(model_text(), &mb);
     kiln_model *m = NULL;
     kiln_builder *b = NULL;
     kiln_engine *e = NULL;
@@ -464,12 +425,12 @@ static void contexts_on_threads(void)
  * channels (the last padded to oneDNN's block of 16 in the packed format) at 3 threads. */
 static void saved_engine(void)
 {
-    tlen = 0;
+    model_text_reset();
     tf("opset 17 kiln\ninput X f32 1,6,6,64\ninit W f32 72,64,3,3 rand\ninit B f32 72 rand\n"
        "input Z f32 1,6,6,72\noutput Y\n"
        "node kiln.ConvNhwc X,W,B,Z -> Y pads=ints:1,1,1,1 activation=string:Relu\n");
     struct buf mb = {0};
-    parse_model(text, &mb);
+    parse_model(model_text(), &mb);
     kiln_model *m = NULL;
     kiln_builder *b = NULL;
     kiln_engine *e = NULL, *e2 = NULL;

@@ -31,22 +31,8 @@
 
 #define TOL 1e-5
 
-static char text[1 << 25]; /* DCGAN's 2M weights as text */
-static size_t tlen;
-
-static void tf(const char *fmt, ...) KILN_PRINTF(1, 2);
-static void tf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(text + tlen, sizeof text - tlen, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof text - tlen) {
-        fprintf(stderr, "test_conv_transpose_fast: model text too long\n");
-        exit(1);
-    }
-    tlen += (size_t)n;
-}
+/* The model text being built (support/test_text_model.h). */
+#define tf model_text_add
 
 static double grid(void) { return (double)(rng_int(33) - 16) / 16.0; }
 
@@ -160,14 +146,14 @@ static void tf_values(const double *v, size_t n)
 static const char *const pad_name[] = {"pads", "none", "SAME_UPPER", "SAME_LOWER", "VALID", "output_shape"};
 
 /* The model text: X a graph input, W and B initializers (wconst, bconst) or graph inputs. */
-static void model_text(const struct cfg *c, const double *w, const double *b, bool wconst, bool bconst)
+static void write_model(const struct cfg *c, const double *w, const double *b, bool wconst, bool bconst)
 {
     int r = c->nd + 2;
     int64_t xd[5] = {c->N, c->C}, wd[5] = {c->C, c->M / c->G};
     for (int i = 0; i < c->nd; i++) xd[2 + i] = c->in[i], wd[2 + i] = c->k[i];
     size_t nw = 1;
     for (int i = 0; i < r; i++) nw *= (size_t)wd[i];
-    tlen = 0;
+    model_text_reset();
     tf("opset 17 kiln\ninput X f32 ");
     tf_dims(xd, r);
     tf("\n%s W f32 ", wconst ? "init" : "input");
@@ -223,22 +209,9 @@ static kiln_value *run_model(const struct cfg *c, const double *x, const double 
     size_t n_in = 1;
     if (!wconst) names[n_in] = "W", in[n_in++] = f32_value(w, r, wd, nw);
     if (c->bias && !bconst) names[n_in] = "B", in[n_in++] = f32_value(b, 1, &c->M, (size_t)c->M);
-    struct buf mb = {0};
-    parse_model(text, &mb);
-    kiln_model *m = NULL;
-    kiln_session *s = NULL;
-    kiln_value *out = NULL;
-    kiln_err e = {0};
-    kiln_session_options o = {.threads = threads};
-    kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &e);
-    if (!st) st = kiln_session_create(m, &o, &s, &e);
-    if (!st) st = kiln_session_run(s, n_in, names, (const kiln_value *const *)in, 1, &out, &e);
-    CHECK(st == KILN_OK, "%s: %s", what, e.msg);
-    kiln_session_free(s);
-    kiln_model_free(m);
-    free(mb.p);
+    kiln_value *out = run_text_model(model_text(), n_in, names, in, threads, what);
     free_all(in, n_in);
-    return st ? NULL : out;
+    return out;
 }
 
 static int cases_run;
@@ -263,7 +236,7 @@ static void run_case(const struct cfg *c, const char *what)
     reference(c, x, w, b, out, pb, want);
     char msg[600];
     /* The reference variant: W (and B) graph inputs. */
-    model_text(c, w, b, false, false);
+    write_model(c, w, b, false, false);
     snprintf(msg, sizeof msg, "%s, reference variant", what);
     kiln_value *yr = run_model(c, x, w, b, false, false, 1, msg);
     if (yr) {
@@ -273,7 +246,7 @@ static void run_case(const struct cfg *c, const char *what)
     }
     /* The prepared variant, W an initializer (B too, or a graph input), 1 and 2 threads. */
     bool bconst = rng_int(3) != 0;
-    model_text(c, w, b, true, bconst);
+    write_model(c, w, b, true, bconst);
     for (int t = 1; t <= 2; t++) {
         snprintf(msg, sizeof msg, "%s, prepared (B %s), %d threads", what, bconst ? "const" : "input", t);
         kiln_value *y = run_model(c, x, w, b, true, bconst, t, msg);
@@ -361,23 +334,13 @@ static void variants(void)
 {
     for (int wconst = 0; wconst < 2; wconst++)
         for (int fused = 0; fused < 2; fused++) {
-            tlen = 0;
+            model_text_reset();
             tf("opset 17 kiln\ninput X f32 1,8,5,5\n%s W f32 8,4,3,3%s\noutput Y\n"
                "node %s X,W -> Y strides=ints:2,2 pads=ints:1,1,1,1%s\n",
                wconst ? "init" : "input", wconst ? " rand" : "",
                fused ? "kiln.FusedConvTranspose" : "ConvTranspose", fused ? " activation=string:Relu" : "");
-            struct buf mb = {0};
-            parse_model(text, &mb);
-            kiln_model *m = NULL;
-            kiln_builder *b = NULL;
-            kiln_engine *e = NULL;
-            kiln_err err = {0};
-            kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &err);
-            if (!st) st = kiln_builder_create(&b, &err);
-            if (!st) st = kiln_builder_set_threads(b, 2, &err);
-            if (!st) st = kiln_builder_build(b, m, &e, &err);
-            CHECK(st == KILN_OK, "variants: %s", err.msg);
-            if (!st) {
+            kiln_engine *e = build_text_model(model_text(), 2, "variants");
+            if (e) {
                 const char *be, *kernel, *variant;
                 kiln_engine_node_kernel(e, 0, &be, &kernel, &variant);
 #ifdef KILN_HAVE_DNNL
@@ -392,9 +355,6 @@ static void variants(void)
                       want);
             }
             kiln_engine_free(e);
-            kiln_builder_free(b);
-            kiln_model_free(m);
-            free(mb.p);
         }
 }
 

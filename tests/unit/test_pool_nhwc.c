@@ -35,22 +35,8 @@
 
 #define AVG_TOL 1e-6
 
-static char text[1 << 16];
-static size_t tlen;
-
-static void tf(const char *fmt, ...) KILN_PRINTF(1, 2);
-static void tf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(text + tlen, sizeof text - tlen, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof text - tlen) {
-        fprintf(stderr, "test_pool_nhwc: model text too long\n");
-        exit(1);
-    }
-    tlen += (size_t)n;
-}
+/* The model text being built (support/test_text_model.h). */
+#define tf model_text_add
 
 /* Runs the model in `text` on x [d0, d1, d2, d3] with `threads`; out[0..2) receive outputs
  * R and Y. False (with a failed CHECK unless expect_fail) when it does not run; *msg the
@@ -59,7 +45,7 @@ static bool run_text(const float *x, const int64_t *d, int threads, kiln_value *
                      char *msg, size_t msg_size, const char *what)
 {
     struct buf mb = {0};
-    parse_model(text, &mb);
+    parse_model(model_text(), &mb);
     kiln_model *m = NULL;
     kiln_session *s = NULL;
     kiln_err e = {0};
@@ -147,7 +133,7 @@ static void pool_case(const struct pcase *c, const char *what)
     if (!c->max)
         snprintf(attrs + len, sizeof attrs - (size_t)len, " count_include_pad=int:%d", c->include_pad);
     const char *op = c->max ? "MaxPool" : "AveragePool";
-    tlen = 0;
+    model_text_reset();
     tf("opset 19 kiln\ninput X f32 %lld,%lld,%lld,%lld\noutput R\noutput Y\n", (long long)c->N,
        (long long)c->C, (long long)c->H, (long long)c->W);
     tf("node %s X -> R %s\n", op, attrs);
@@ -236,7 +222,7 @@ static void fixed_pools(void)
 static void shuffle_case(int64_t N, int64_t g, int64_t per, int64_t H, int64_t W)
 {
     int64_t C = g * per;
-    tlen = 0;
+    model_text_reset();
     tf("opset 17 kiln\ninput X f32 %lld,%lld,%lld,%lld\noutput R\noutput Y\n", (long long)N,
        (long long)C, (long long)H, (long long)W);
     tf("init s5 i64 5 = %lld,%lld,%lld,%lld,%lld\n", (long long)N, (long long)g, (long long)per,
@@ -260,7 +246,7 @@ static void shuffle_case(int64_t N, int64_t g, int64_t per, int64_t H, int64_t W
         kiln_value_free(out[1]);
     }
     /* Axis 1 against the reference, same layout. */
-    tlen = 0;
+    model_text_reset();
     tf("opset 17 kiln\ninput X f32 %lld,%lld,%lld,%lld\noutput R\noutput Z\n", (long long)N, (long long)C,
        (long long)H, (long long)W);
     tf("init s5 i64 5 = %lld,%lld,%lld,%lld,%lld\n", (long long)N, (long long)g, (long long)per,
@@ -283,7 +269,7 @@ static void shuffle_case(int64_t N, int64_t g, int64_t per, int64_t H, int64_t W
  * and [G, 2G) on the last axis, bit for bit (G even and odd). */
 static void shuffle_split_case(int64_t N, int64_t H, int64_t W, int64_t G)
 {
-    tlen = 0;
+    model_text_reset();
     tf("opset 17 kiln\ninput X f32 %lld,%lld,%lld,%lld\noutput R1\noutput R2\noutput Y1\noutput Y2\n",
        (long long)N, (long long)H, (long long)W, (long long)(2 * G));
     tf("init z i64 1 = 0\ninit g i64 1 = %lld\ninit g2 i64 1 = %lld\ninit ax i64 1 = -1\n", (long long)G,
@@ -294,7 +280,7 @@ static void shuffle_split_case(int64_t N, int64_t H, int64_t W, int64_t G)
     tf("node Slice s,z,g,ax -> R1\nnode Slice s,g,g2,ax -> R2\n");
     tf("node kiln.ShuffleSplit A,B -> Y1,Y2\n");
     struct buf mb = {0};
-    parse_model(text, &mb);
+    parse_model(model_text(), &mb);
     int64_t d[4] = {N, H, W, 2 * G};
     size_t n = (size_t)(N * H * W * 2 * G), half = n / 2;
     float *x = malloc((n + 1) * sizeof *x);
@@ -349,7 +335,7 @@ static void shuffles(void)
 static void scale_bias_case(int64_t N, int64_t H, int64_t W, int64_t C, const char *op, const char *op_attrs,
                             const char *act_attrs)
 {
-    tlen = 0;
+    model_text_reset();
     tf("opset 17 kiln\ninput X f32 %lld,%lld,%lld,%lld\noutput R\noutput Y\n", (long long)N, (long long)H,
        (long long)W, (long long)C);
     tf("init S f32 %lld rand\ninit B f32 %lld rand\n", (long long)C, (long long)C);
@@ -397,7 +383,7 @@ static void bad_input(void)
     kiln_value *out[2];
     float x[4 * 3 * 3] = {0};
     int64_t d[4] = {1, 4, 3, 3};
-    tlen = 0;
+    model_text_reset();
     tf("opset 17 kiln\ninput X f32 1,4,3,3\noutput R\noutput Y\n"
        "node Relu X -> R\nnode kiln.ChannelShuffle X -> Y group=int:3\n");
     bool ok = run_text(x, d, 1, out, true, msg, sizeof msg, "bad group");
@@ -406,7 +392,7 @@ static void bad_input(void)
     kiln_value_free(out[0]);
     kiln_value_free(out[1]);
     /* A rank-3 X (the model declares none, so the check is the kernel's). */
-    tlen = 0;
+    model_text_reset();
     tf("opset 17 kiln\ninput X f32 1,4,3,3\noutput R\noutput Y\n"
        "init s i64 3 = 4,3,3\nnode Reshape X,s -> R\n"
        "node kiln.MaxPoolNhwc R -> Y kernel_shape=ints:2,2\n");

@@ -141,27 +141,6 @@ static void sb_ints(struct sb *s, const char *name, const int64_t *v, int n)
     for (int i = 0; i < n; i++) sbf(s, "%s%lld", i ? "," : "", (long long)v[i]);
 }
 
-/* Runs model `text` on inputs in[0..n_in) (bound by name) with `threads` threads; returns
- * output 0, or NULL after a failed CHECK. */
-static kiln_value *run_text(const char *text, size_t n_in, const char *const *names, kiln_value *const *in,
-                            int threads, const char *what)
-{
-    struct buf mb = {0};
-    parse_model(text, &mb);
-    kiln_model *m = NULL;
-    kiln_session *s = NULL;
-    kiln_value *out = NULL;
-    kiln_err e = {0};
-    kiln_session_options o = {.threads = threads};
-    kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &e);
-    if (!st) st = kiln_session_create(m, &o, &s, &e);
-    if (!st) st = kiln_session_run(s, n_in, names, (const kiln_value *const *)in, 1, &out, &e);
-    CHECK(st == KILN_OK, "%s: %s", what, e.msg);
-    kiln_session_free(s);
-    kiln_model_free(m);
-    free(mb.p);
-    return st ? NULL : out;
-}
 
 /* Output `got` has shape dims[0..rank) and holds want[0..n) within TOL. */
 static void expect(const kiln_value *got, int rank, const int64_t *dims, const double *want, size_t n,
@@ -403,7 +382,7 @@ static void test_conv_sessions(void)
                  fused ? "FusedConv" : "Conv", t, kind, c.nd, (long long)c.G, ap_name[c.ap], wform_name[wf],
                  (int)a);
         for (int threads = 1; threads <= 3; threads += 2) {
-            kiln_value *y = run_text(s.p, n_in, names, in, threads, what);
+            kiln_value *y = run_text_model(s.p, n_in, names, in, threads, what);
             expect(y, c.nd + 2, yd, want, (size_t)(c.N * c.M) * c.os, what);
             kiln_value_free(y);
             count++;
@@ -528,7 +507,7 @@ static void test_gemm_sessions(void)
         snprintf(what, sizeof what, "%s case %d (%lldx%lldx%lld, tA %d tB %d, C shape %d, B %s)",
                  fused ? "FusedGemm" : "Gemm", t, (long long)g.M, (long long)g.N, (long long)g.K, g.tA, g.tB,
                  g.cshape, bconst ? "const" : "input");
-        kiln_value *y = run_text(s.p, n_in, names, in, 1 + 2 * (t % 2), what);
+        kiln_value *y = run_text_model(s.p, n_in, names, in, 1 + 2 * (t % 2), what);
         expect(y, 2, yd, want, (size_t)(g.M * g.N), what);
         kiln_value_free(y);
         free_all(in, n_in);
@@ -653,7 +632,7 @@ static void test_matmul_sessions(void)
         char what[160];
         snprintf(what, sizeof what, "%s case %d (ranks %d, %d; batch rank %d; B %s)",
                  fused ? "FusedMatMul" : "MatMul", t, c.ra, c.rb, c.br, bconst ? "const" : "input");
-        kiln_value *y = run_text(s.p, n_in, names, in, 1 + 2 * (t % 2), what);
+        kiln_value *y = run_text_model(s.p, n_in, names, in, 1 + 2 * (t % 2), what);
         expect(y, c.yr, c.yd, want, ny, what);
         kiln_value_free(y);
         free_all(in, n_in);

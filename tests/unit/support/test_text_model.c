@@ -1,6 +1,7 @@
 /* tests/unit/support/test_text_model.c: the text-form model encoder of test_text_model.h. */
 #include "test_text_model.h"
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,4 +262,81 @@ void parse_model(const char *text, struct buf *out)
     }
     f_sub(&m, 7, &g);
     *out = m;
+}
+
+static struct buf model_txt;
+
+void model_text_reset(void)
+{
+    model_txt.len = 0;
+    if (model_txt.p) model_txt.p[0] = 0;
+}
+
+void model_text_add(const char *fmt, ...)
+{
+    for (;;) {
+        size_t room = model_txt.cap - model_txt.len;
+        va_list ap;
+        va_start(ap, fmt);
+        int n = model_txt.p ? vsnprintf((char *)model_txt.p + model_txt.len, room, fmt, ap) : -2;
+        va_end(ap);
+        if (n == -1) {
+            fprintf(stderr, "model_text_add: bad format\n");
+            exit(1);
+        }
+        if (n >= 0 && (size_t)n < room) {
+            model_txt.len += (size_t)n;
+            return;
+        }
+        size_t cap = model_txt.cap ? model_txt.cap * 2 : 1 << 16;
+        while (n >= 0 && cap - model_txt.len <= (size_t)n) cap *= 2;
+        uint8_t *p = realloc(model_txt.p, cap);
+        if (!p) {
+            fprintf(stderr, "model_text_add: out of memory\n");
+            exit(1);
+        }
+        if (!model_txt.p) p[0] = 0;
+        model_txt.p = p, model_txt.cap = cap;
+    }
+}
+
+const char *model_text(void) { return model_txt.p ? (const char *)model_txt.p : ""; }
+
+kiln_value *run_text_model(const char *text, size_t n_in, const char *const *names, kiln_value *const *in,
+                           int threads, const char *what)
+{
+    struct buf mb = {0};
+    parse_model(text, &mb);
+    kiln_model *m = NULL;
+    kiln_session *s = NULL;
+    kiln_value *out = NULL;
+    kiln_err e = {0};
+    kiln_session_options o = {.threads = threads};
+    kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &e);
+    if (!st) st = kiln_session_create(m, &o, &s, &e);
+    if (!st) st = kiln_session_run(s, n_in, names, (const kiln_value *const *)in, 1, &out, &e);
+    CHECK(st == KILN_OK, "%s: %s", what, e.msg);
+    kiln_session_free(s);
+    kiln_model_free(m);
+    free(mb.p);
+    return st ? NULL : out;
+}
+
+kiln_engine *build_text_model(const char *text, int threads, const char *what)
+{
+    struct buf mb = {0};
+    parse_model(text, &mb);
+    kiln_model *m = NULL;
+    kiln_builder *b = NULL;
+    kiln_engine *e = NULL;
+    kiln_err err = {0};
+    kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &err);
+    if (!st) st = kiln_builder_create(&b, &err);
+    if (!st) st = kiln_builder_set_threads(b, threads, &err);
+    if (!st) st = kiln_builder_build(b, m, &e, &err);
+    CHECK(st == KILN_OK, "%s: %s", what, err.msg);
+    kiln_builder_free(b);
+    kiln_model_free(m);
+    free(mb.p);
+    return st ? NULL : e;
 }

@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kiln.h"
+
 /* A growing byte buffer; out of memory prints and exits. */
 struct buf {
     uint8_t *p;
@@ -35,5 +37,21 @@ size_t split(char *s, const char *sep, char **out, size_t cap);
 /* ModelProto bytes of the text model into *out (the caller frees out->p): ir_version 8, the
  * opset imports of the "opset" line (ai.onnx 17 when there is none), nodes named n0, n1, ... */
 void parse_model(const char *text, struct buf *out);
+
+/* The text of a model built by appending (the kernel tests' generators): model_text_add
+ * appends printf-style, model_text_reset empties it; model_text() is the text so far. Out of
+ * memory prints and exits. */
+void model_text_reset(void);
+void model_text_add(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *model_text(void);
+
+/* Loads the text model and runs it once on a session with `threads` (feeding in[0..n_in)
+ * as names[0..n_in)); returns output 0, or NULL after a failed CHECK naming `what`. */
+kiln_value *run_text_model(const char *text, size_t n_in, const char *const *names, kiln_value *const *in,
+                           int threads, const char *what);
+
+/* Loads the text model and builds an engine for `threads`; NULL after a failed CHECK. The
+ * model is freed (the engine keeps its own copy). */
+kiln_engine *build_text_model(const char *text, int threads, const char *what);
 
 #endif
