@@ -33,7 +33,7 @@ static void on_log(void *user, const char *line)
     strcat(l->text, "\n");
 }
 
-static const char *model_text =
+static const char *backend_model =
     "opset 17\n"
     "input X f32 4,8\n"
     "output Y\n"
@@ -62,7 +62,7 @@ static void test_fallback(void)
 
     rng_seed(7);
     struct buf b = {0};
-    parse_model(model_text, &b);
+    parse_model(backend_model, &b);
     kiln_model *m = NULL;
     CHECK(kiln_model_load_buffer(b.p, b.len, NULL, &m, &e) == KILN_OK, "load: %s", e.msg);
     free(b.p);
