@@ -271,3 +271,12 @@ kiln_status fu_set_act(struct kiln_opt *o, struct kiln_node *n, const struct fu_
     if (a->approx && strcmp(a->approx, "none")) KILN_TRY(kiln_opt_set_attr_s(o, n, "approximate", a->approx));
     return KILN_OK;
 }
+
+size_t fu_find(size_t *p, size_t i)
+{
+    while (p[i] != i) {
+        p[i] = p[p[i]];
+        i = p[i];
+    }
+    return i;
+}

@@ -76,6 +76,10 @@ KILN_NODISCARD kiln_status fu_replace(struct kiln_opt *o, struct kiln_graph *g, 
                                       const char *const *ins, size_t n_out,
                                       const char *const *outs, const struct kiln_node *src,
                                       struct kiln_node **out);
+/* Union-find over node indices (the layout passes' regions): the root of i in the parent
+ * array p, halving the path on the way. */
+size_t fu_find(size_t *p, size_t i);
+
 /* Sets the activation attributes of a fused node (nothing for none). */
 KILN_NODISCARD kiln_status fu_set_act(struct kiln_opt *o, struct kiln_node *n, const struct fu_act *a);
 

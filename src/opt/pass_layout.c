@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "opt/fuse_util.h"
 #include "opt/layout.h"
 #include "opt/opt.h"
 
@@ -240,15 +241,6 @@ static void classify(const struct kiln_opt *o, const struct kiln_graph *g, size_
 
 /* ------------------------------------------------------------------ regions */
 
-static size_t uf_find(size_t *p, size_t i)
-{
-    while (p[i] != i) {
-        p[i] = p[p[i]];
-        i = p[i];
-    }
-    return i;
-}
-
 struct region {
     size_t first, n_nodes, n_conv, n_heavy, n_dw, n_in, n_out;
     char in_names[96], out_names[96]; /* the converted values, for the report */
@@ -295,7 +287,7 @@ static bool leaves_region(const struct kiln_graph *g, const char *name, size_t *
         if (j < 0 || (size_t)j >= g->n_nodes || j == prev) continue; /* a node listed twice */
         prev = j;
         const struct kiln_node *n = &g->nodes[j];
-        bool in_r = ni[j].role != ROLE_PLAIN && uf_find(parent, (size_t)j) == r;
+        bool in_r = ni[j].role != ROLE_PLAIN && fu_find(parent, (size_t)j) == r;
         for (size_t k = 0; k < n->n_in; k++)
             if (!strcmp(n->inputs[k], name)) {
                 if (!in_r) return true;
@@ -335,19 +327,19 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
             if (!ni[j].in_kind[k]) continue;
             int p = kiln_opt_producer(g, g->nodes[j].inputs[k]);
             if (p < 0 || ni[p].role == ROLE_PLAIN) continue;
-            size_t a = uf_find(parent, (size_t)p), b = uf_find(parent, j);
+            size_t a = fu_find(parent, (size_t)p), b = fu_find(parent, j);
             if (a != b) parent[a] = b;
         }
     }
     size_t n_r = 0;
     for (size_t i = 0; i < g->n_nodes; i++) {
         rid[i] = SIZE_MAX;
-        if (ni[i].role == ROLE_PLAIN || uf_find(parent, i) != i) continue;
+        if (ni[i].role == ROLE_PLAIN || fu_find(parent, i) != i) continue;
         rid[i] = n_r;
         rs[n_r++] = (struct region){.first = SIZE_MAX, .concat_ok8 = true, .concat_ok16 = true};
     }
     for (size_t i = 0; i < g->n_nodes; i++)
-        if (ni[i].role != ROLE_PLAIN) rid[i] = rid[uf_find(parent, i)];
+        if (ni[i].role != ROLE_PLAIN) rid[i] = rid[fu_find(parent, i)];
 
     /* Per region: convolutions, padding, boundary conversions. */
     for (size_t i = 0; i < g->n_nodes; i++) {
@@ -408,7 +400,7 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
     for (size_t i = 0; i < g->n_nodes; i++) {
         if (ni[i].role == ROLE_PLAIN) continue;
         const struct kiln_node *n = &g->nodes[i];
-        if (!leaves_region(g, n->outputs[0], parent, ni, uf_find(parent, i))) continue;
+        if (!leaves_region(g, n->outputs[0], parent, ni, fu_find(parent, i))) continue;
         struct region *r = &rs[rid[i]];
         int64_t y[4];
         r->n_out++;

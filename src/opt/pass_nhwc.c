@@ -309,15 +309,6 @@ static void classify(const struct kiln_opt *o, const struct kiln_graph *g, size_
 
 /* ------------------------------------------------------------------ regions */
 
-static size_t uf_find(size_t *p, size_t i)
-{
-    while (p[i] != i) {
-        p[i] = p[p[i]];
-        i = p[i];
-    }
-    return i;
-}
-
 struct region {
     size_t first, n_nodes, n_conv, n_in, n_out;
     double macs, conv_elems;
@@ -648,19 +639,19 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
             if (s.ni[j].in_kind[k] != IN_ACT) continue;
             int p = kiln_opt_producer(g, g->nodes[j].inputs[k]);
             if (p < 0 || s.ni[p].role == R_NONE) continue;
-            size_t a = uf_find(s.parent, (size_t)p), b = uf_find(s.parent, j);
+            size_t a = fu_find(s.parent, (size_t)p), b = fu_find(s.parent, j);
             if (a != b) s.parent[a] = b;
         }
     }
     size_t n_r = 0;
     for (size_t i = 0; i < nn; i++) {
         s.rid[i] = SIZE_MAX;
-        if (s.ni[i].role == R_NONE || uf_find(s.parent, i) != i) continue;
+        if (s.ni[i].role == R_NONE || fu_find(s.parent, i) != i) continue;
         s.rid[i] = n_r;
         s.rs[n_r++] = (struct region){.first = SIZE_MAX};
     }
     for (size_t i = 0; i < nn; i++)
-        if (s.ni[i].role != R_NONE) s.rid[i] = s.rid[uf_find(s.parent, i)];
+        if (s.ni[i].role != R_NONE) s.rid[i] = s.rid[fu_find(s.parent, i)];
 
     /* Work and conversions per region. An entering value is counted once per region: at its
      * first reader (nodes are in topological order; a value read twice by one node once). */
