@@ -314,7 +314,7 @@ static struct rpc call1(struct conn *c, const char *method, const ProtobufCMessa
     return r;
 }
 
-static void stats(struct conn *c, const char *model, uint64_t *inferences, uint64_t *execs)
+static void stats(struct conn *c, const char *model, uint64_t *inferences, uint64_t *execs, uint64_t *failed)
 {
     Inference__ModelStatisticsRequest q = INFERENCE__MODEL_STATISTICS_REQUEST__INIT;
     q.name = (char *)model;
@@ -325,6 +325,9 @@ static void stats(struct conn *c, const char *model, uint64_t *inferences, uint6
     CHECK(a && a->n_model_stats == 1, "ModelStatistics %s: status %d (%s)", model, r.status, r.msg);
     *inferences = a && a->n_model_stats ? a->model_stats[0]->inference_count : 0;
     *execs = a && a->n_model_stats ? a->model_stats[0]->execution_count : 0;
+    *failed = a && a->n_model_stats && a->model_stats[0]->inference_stats && a->model_stats[0]->inference_stats->fail
+                  ? a->model_stats[0]->inference_stats->fail->count
+                  : 0;
     if (a) inference__model_statistics_response__free_unpacked(a, NULL);
     rpc_free(&r);
 }
@@ -488,8 +491,8 @@ static void check_infer(struct conn *c)
     rpc_free(&r);
 
     /* 16 calls at once on one connection: the batcher groups them. */
-    uint64_t inf0, ex0, inf1, ex1;
-    stats(c, "digits", &inf0, &ex0);
+    uint64_t inf0, ex0, inf1, ex1, f0, f1;
+    stats(c, "digits", &inf0, &ex0, &f0);
     struct rpc rs[16];
     for (size_t i = 0; i < 16; i++) start_infer(c, "digits", i, 1, i % 2 == 1, &rs[i]);
     wait_all(c, rs, 16);
@@ -499,29 +502,31 @@ static void check_infer(struct conn *c)
         check_logits(&rs[i], i, 1, what);
         rpc_free(&rs[i]);
     }
-    stats(c, "digits", &inf1, &ex1);
+    stats(c, "digits", &inf1, &ex1, &f1);
     CHECK(inf1 - inf0 == 16, "16 concurrent calls counted %llu inferences", (unsigned long long)(inf1 - inf0));
     CHECK(ex1 - ex0 < inf1 - inf0, "16 concurrent calls ran in %llu executions: not batched",
           (unsigned long long)(ex1 - ex0));
     printf("16 concurrent calls on one connection: %llu executions\n", (unsigned long long)(ex1 - ex0));
 }
 
-/* Cancelling a queued call (RST_STREAM) takes it out of the queue: digits_slow waits 2 s
- * for a batch; the cancelled call must not be counted as an inference. */
+/* Cancelling a queued call (RST_STREAM) takes it out of the queue at once: digits_slow
+ * waits 2 s for a batch, yet the call ends (counted as failed, never run) within 0.4 s. */
 static void check_cancel(struct conn *c)
 {
-    uint64_t inf0, ex0, inf1, ex1;
-    stats(c, "digits_slow", &inf0, &ex0);
+    uint64_t inf0, ex0, inf1, ex1, f0, f1;
+    stats(c, "digits_slow", &inf0, &ex0, &f0);
     struct rpc r;
     start_infer(c, "digits_slow", 0, 1, false, &r);
     nghttp2_session_send(c->s);
     usleep(200000);
     nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, r.sid, NGHTTP2_CANCEL);
     nghttp2_session_send(c->s);
-    usleep(300000);
-    stats(c, "digits_slow", &inf1, &ex1);
+    usleep(400000);
+    stats(c, "digits_slow", &inf1, &ex1, &f1);
     CHECK(inf1 == inf0 && ex1 == ex0, "a cancelled call ran: inferences %llu -> %llu",
           (unsigned long long)inf0, (unsigned long long)inf1);
+    CHECK(f1 == f0 + 1, "the cancelled call is not out of the queue: failures %llu -> %llu",
+          (unsigned long long)f0, (unsigned long long)f1);
     rpc_free(&r);
 }
 
