@@ -152,15 +152,15 @@ static const struct command commands[] = {
      "  --optimized   draw the graph after optimizing it (extended level, kiln's fused ops\n"
      "                kept: fused groups show in orange with the ops they stand for)\n"
      "  --level L     optimize at level L first (implies --optimized)\n"},
-    {"serve", SERVE_FN, "serve a model repository over HTTP (KServe v2, Triton-compatible)",
+    {"serve", SERVE_FN, "serve a model repository over HTTP and gRPC (KServe v2, Triton-compatible)",
      "usage: kiln serve --model-repository DIR [options]\n"
      "\n"
      "Serves the models of a Triton model repository (DIR/NAME/config.pbtxt,\n"
      "DIR/NAME/VERSION/model.onnx or model.kiln) over the KServe v2 HTTP/REST protocol with\n"
      "Triton's extensions (binary tensor data, classification, model repository, statistics,\n"
-     "configuration), the same over gRPC, dynamic batching per model, and Prometheus metrics. SIGTERM or SIGINT\n"
-     "stops accepting connections, finishes the requests in flight and exits 0. See\n"
-     "docs/serve.md.\n"
+     "configuration), the same over gRPC, dynamic batching per model, and Prometheus\n"
+     "metrics. SIGTERM or SIGINT stops accepting connections, finishes the requests in\n"
+     "flight and exits 0. See docs/serve.md.\n"
      "  --model-repository DIR     the repository (required)\n"
      "  --http-port N              HTTP port (default 8000; 0 picks a free one, printed)\n"
      "  --http-address A           IPv4 address to bind (default 0.0.0.0)\n"
