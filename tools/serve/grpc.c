@@ -184,7 +184,7 @@ static struct sv_model *lookup(struct call *cl, const char *name, const char *ve
 
 #define UNPACK(type, fn, var)                                                                                          \
     type *var = fn(NULL, len, msg);                                                                                    \
-    if (!var) return call_fail(cl, GS_INVALID_ARGUMENT, "malformed %s message (%zu bytes)", #type + 11, len)
+    if (!var) return call_fail(cl, GS_INVALID_ARGUMENT, "malformed %sRequest message (%zu bytes)", cl->method, len)
 
 static void do_server_live(struct call *cl, const uint8_t *msg, size_t len)
 {
@@ -845,6 +845,7 @@ static void call_run(struct call *cl)
         return call_fail(cl, GS_INVALID_ARGUMENT, "the message's length prefix says %zu bytes but %zu follow (a unary "
                          "call carries exactly one message)", n, cl->len - 5);
     mt->fn(cl, b + 5, n);
+    if (cl->status == GS_OK && !cl->out) call_fail(cl, GS_INTERNAL, "no answer was made (a bug in kiln serve)");
 }
 
 static void *call_thread(void *arg)
