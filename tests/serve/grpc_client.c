@@ -29,14 +29,14 @@
 #include "kserve_grpc.pb-c.h"
 
 static int fails;
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                       \
-            fprintf(stderr, __VA_ARGS__);                                                                              \
-            fputc('\n', stderr);                                                                                       \
-            fails++;                                                                                                   \
-        }                                                                                                              \
+#define CHECK(cond, ...)                                                                                     \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                             \
+            fprintf(stderr, __VA_ARGS__);                                                                    \
+            fputc('\n', stderr);                                                                             \
+            fails++;                                                                                         \
+        }                                                                                                    \
     } while (0)
 
 struct rpc {
@@ -64,8 +64,8 @@ static ssize_t on_send(nghttp2_session *s, const uint8_t *d, size_t n, int f, vo
     return w < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : w;
 }
 
-static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nl, const uint8_t *value,
-                     size_t vl, uint8_t flags, void *u)
+static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nl,
+                     const uint8_t *value, size_t vl, uint8_t flags, void *u)
 {
     (void)flags, (void)u;
     struct rpc *r = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
@@ -142,7 +142,10 @@ static ssize_t read_req(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t le
     return (ssize_t)n;
 }
 
-#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE}
+#define NV(n, v)                                                                                             \
+    {                                                                                                        \
+        (uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE                           \
+    }
 
 /* Starts a call of METHOD with the raw body (already framed) in r. */
 static void start_raw(struct conn *c, const char *method, struct rpc *r, uint8_t *body, size_t len)
@@ -153,8 +156,12 @@ static void start_raw(struct conn *c, const char *method, struct rpc *r, uint8_t
     r->req_len = len;
     char path[128];
     snprintf(path, sizeof path, "/inference.GRPCInferenceService/%s", method);
-    nghttp2_nv h[] = {NV(":method", "POST"), NV(":scheme", "http"), NV(":authority", "localhost"), NV(":path", path),
-                      NV("content-type", "application/grpc"), NV("te", "trailers")};
+    nghttp2_nv h[] = {NV(":method", "POST"),
+                      NV(":scheme", "http"),
+                      NV(":authority", "localhost"),
+                      NV(":path", path),
+                      NV("content-type", "application/grpc"),
+                      NV("te", "trailers")};
     nghttp2_data_provider dp = {.source.ptr = r, .read_callback = read_req};
     r->sid = nghttp2_submit_request(c->s, NULL, h, 6, &dp, r);
 }
@@ -163,7 +170,8 @@ static uint8_t *frame(const ProtobufCMessage *m, size_t *len)
 {
     size_t n = protobuf_c_message_get_packed_size(m);
     uint8_t *b = malloc(n + 5);
-    b[0] = 0, b[1] = (uint8_t)(n >> 24), b[2] = (uint8_t)(n >> 16), b[3] = (uint8_t)(n >> 8), b[4] = (uint8_t)n;
+    b[0] = 0, b[1] = (uint8_t)(n >> 24), b[2] = (uint8_t)(n >> 16), b[3] = (uint8_t)(n >> 8),
+    b[4] = (uint8_t)n;
     protobuf_c_message_pack(m, b + 5);
     *len = n + 5;
     return b;
@@ -236,9 +244,9 @@ static size_t n_images, n_logits;
 
 /* ModelInferRequest for `model` with images [first, first+count). */
 static void infer_request(Inference__ModelInferRequest *q, Inference__ModelInferRequest__InferInputTensor *in,
-                          Inference__ModelInferRequest__InferInputTensor **pin, Inference__InferTensorContents *tc,
-                          ProtobufCBinaryData *raw, int64_t *shape, const char *model, size_t first, size_t count,
-                          bool typed)
+                          Inference__ModelInferRequest__InferInputTensor **pin,
+                          Inference__InferTensorContents *tc, ProtobufCBinaryData *raw, int64_t *shape,
+                          const char *model, size_t first, size_t count, bool typed)
 {
     inference__model_infer_request__init(q);
     inference__model_infer_request__infer_input_tensor__init(in);
@@ -264,7 +272,8 @@ static void infer_request(Inference__ModelInferRequest *q, Inference__ModelInfer
     }
 }
 
-static void start_infer(struct conn *c, const char *model, size_t first, size_t count, bool typed, struct rpc *r)
+static void start_infer(struct conn *c, const char *model, size_t first, size_t count, bool typed,
+                        struct rpc *r)
 {
     Inference__ModelInferRequest q;
     Inference__ModelInferRequest__InferInputTensor in, *pin;
@@ -290,7 +299,8 @@ static void check_logits(const struct rpc *r, size_t first, size_t count, const 
     CHECK(k < a->n_outputs && a->n_raw_output_contents == a->n_outputs, "%s: no logits output", what);
     if (k < a->n_outputs && a->n_raw_output_contents == a->n_outputs) {
         const Inference__ModelInferResponse__InferOutputTensor *o = a->outputs[k];
-        CHECK(strcmp(o->datatype, "FP32") == 0 && o->n_shape == 2 && o->shape[0] == (int64_t)count && o->shape[1] == 10,
+        CHECK(strcmp(o->datatype, "FP32") == 0 && o->n_shape == 2 && o->shape[0] == (int64_t)count &&
+                  o->shape[1] == 10,
               "%s: logits is %s with %zu dims", what, o->datatype, o->n_shape);
         CHECK(a->raw_output_contents[k].len == count * 40, "%s: logits has %zu bytes", what,
               a->raw_output_contents[k].len);
@@ -298,7 +308,8 @@ static void check_logits(const struct rpc *r, size_t first, size_t count, const 
             float got[16 * 10];
             memcpy(got, a->raw_output_contents[k].data, count * 40);
             double worst = 0;
-            for (size_t i = 0; i < count * 10; i++) worst = fmax(worst, fabs(got[i] - logits[first * 10 + i]));
+            for (size_t i = 0; i < count * 10; i++)
+                worst = fmax(worst, fabs(got[i] - logits[first * 10 + i]));
             CHECK(worst <= 1e-4, "%s: logits differ from ONNX Runtime's by %g (tolerance 1e-4)", what, worst);
         }
     }
@@ -321,11 +332,13 @@ static void stats(struct conn *c, const char *model, uint64_t *inferences, uint6
     struct rpc r = call1(c, "ModelStatistics", &q.base);
     size_t len;
     const uint8_t *b = body_of(&r, &len);
-    Inference__ModelStatisticsResponse *a = b ? inference__model_statistics_response__unpack(NULL, len, b) : NULL;
+    Inference__ModelStatisticsResponse *a =
+        b ? inference__model_statistics_response__unpack(NULL, len, b) : NULL;
     CHECK(a && a->n_model_stats == 1, "ModelStatistics %s: status %d (%s)", model, r.status, r.msg);
     *inferences = a && a->n_model_stats ? a->model_stats[0]->inference_count : 0;
     *execs = a && a->n_model_stats ? a->model_stats[0]->execution_count : 0;
-    *failed = a && a->n_model_stats && a->model_stats[0]->inference_stats && a->model_stats[0]->inference_stats->fail
+    *failed = a && a->n_model_stats && a->model_stats[0]->inference_stats &&
+                      a->model_stats[0]->inference_stats->fail
                   ? a->model_stats[0]->inference_stats->fail->count
                   : 0;
     if (a) inference__model_statistics_response__free_unpacked(a, NULL);
@@ -354,8 +367,10 @@ static void check_server(struct conn *c)
     Inference__ServerMetadataRequest mq = INFERENCE__SERVER_METADATA_REQUEST__INIT;
     r = call1(c, "ServerMetadata", &mq.base);
     b = body_of(&r, &len);
-    Inference__ServerMetadataResponse *md = b ? inference__server_metadata_response__unpack(NULL, len, b) : NULL;
-    CHECK(md && strcmp(md->name, "kiln") == 0 && md->n_extensions > 0, "ServerMetadata: status %d (%s)", r.status, r.msg);
+    Inference__ServerMetadataResponse *md =
+        b ? inference__server_metadata_response__unpack(NULL, len, b) : NULL;
+    CHECK(md && strcmp(md->name, "kiln") == 0 && md->n_extensions > 0, "ServerMetadata: status %d (%s)",
+          r.status, r.msg);
     if (md) inference__server_metadata_response__free_unpacked(md, NULL);
     rpc_free(&r);
 }
@@ -387,7 +402,8 @@ static void check_model_metadata(struct conn *c)
     b = body_of(&r, &len);
     Inference__ModelConfigResponse *cfg = b ? inference__model_config_response__unpack(NULL, len, b) : NULL;
     CHECK(cfg && cfg->config && cfg->config->max_batch_size == 16 && cfg->config->n_input == 1 &&
-              cfg->config->input[0]->data_type == INFERENCE__DATA_TYPE__TYPE_FP32 && cfg->config->dynamic_batching,
+              cfg->config->input[0]->data_type == INFERENCE__DATA_TYPE__TYPE_FP32 &&
+              cfg->config->dynamic_batching,
           "ModelConfig: status %d (%s)", r.status, r.msg);
     if (cfg) inference__model_config_response__free_unpacked(cfg, NULL);
     rpc_free(&r);
@@ -404,7 +420,8 @@ static void check_model_metadata(struct conn *c)
     Inference__RepositoryIndexRequest iq = INFERENCE__REPOSITORY_INDEX_REQUEST__INIT;
     r = call1(c, "RepositoryIndex", &iq.base);
     b = body_of(&r, &len);
-    Inference__RepositoryIndexResponse *ix = b ? inference__repository_index_response__unpack(NULL, len, b) : NULL;
+    Inference__RepositoryIndexResponse *ix =
+        b ? inference__repository_index_response__unpack(NULL, len, b) : NULL;
     CHECK(ix && ix->n_models >= 2, "RepositoryIndex: status %d (%s)", r.status, r.msg);
     if (ix) inference__repository_index_response__free_unpacked(ix, NULL);
     rpc_free(&r);
@@ -423,7 +440,8 @@ static void check_errors(struct conn *c, int port)
     memcpy(bad, "\0\0\0\0\x0b\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 16);
     start_raw(c, "ModelInfer", &r, bad, 16);
     wait_all(c, &r, 1);
-    CHECK(r.status == 3, "malformed message: grpc-status %d (%s), expected 3 INVALID_ARGUMENT", r.status, r.msg);
+    CHECK(r.status == 3, "malformed message: grpc-status %d (%s), expected 3 INVALID_ARGUMENT", r.status,
+          r.msg);
     rpc_free(&r);
 
     /* A length prefix that does not match the bytes. */
@@ -449,10 +467,12 @@ static void check_errors(struct conn *c, int port)
     /* Over --max-request-bytes (the test starts the server with 100000). */
     size_t big = 200000;
     bad = calloc(1, big + 5);
-    bad[1] = (uint8_t)(big >> 24), bad[2] = (uint8_t)(big >> 16), bad[3] = (uint8_t)(big >> 8), bad[4] = (uint8_t)big;
+    bad[1] = (uint8_t)(big >> 24), bad[2] = (uint8_t)(big >> 16), bad[3] = (uint8_t)(big >> 8),
+    bad[4] = (uint8_t)big;
     start_raw(c, "ModelInfer", &r, bad, big + 5);
     wait_all(c, &r, 1);
-    CHECK(r.status == 8, "message over the limit: grpc-status %d (%s), expected 8 RESOURCE_EXHAUSTED", r.status, r.msg);
+    CHECK(r.status == 8, "message over the limit: grpc-status %d (%s), expected 8 RESOURCE_EXHAUSTED",
+          r.status, r.msg);
     rpc_free(&r);
 
     Inference__ServerLiveRequest lq = INFERENCE__SERVER_LIVE_REQUEST__INIT;
@@ -503,7 +523,8 @@ static void check_infer(struct conn *c)
         rpc_free(&rs[i]);
     }
     stats(c, "digits", &inf1, &ex1, &f1);
-    CHECK(inf1 - inf0 == 16, "16 concurrent calls counted %llu inferences", (unsigned long long)(inf1 - inf0));
+    CHECK(inf1 - inf0 == 16, "16 concurrent calls counted %llu inferences",
+          (unsigned long long)(inf1 - inf0));
     CHECK(ex1 - ex0 < inf1 - inf0, "16 concurrent calls ran in %llu executions: not batched",
           (unsigned long long)(ex1 - ex0));
     printf("16 concurrent calls on one connection: %llu executions\n", (unsigned long long)(ex1 - ex0));
@@ -577,7 +598,9 @@ int main(int argc, char **argv)
     }
     free(images);
     free(logits);
-    if (rc) fprintf(stderr, "%d check(s) failed\n", fails);
-    else printf("all checks passed\n");
+    if (rc)
+        fprintf(stderr, "%d check(s) failed\n", fails);
+    else
+        printf("all checks passed\n");
     return rc;
 }

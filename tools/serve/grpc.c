@@ -50,8 +50,11 @@ enum {
     GS_UNAVAILABLE = 14,
 };
 
-#define SERVICE "/inference.GRPCInferenceService/"
+#define SERVICE     "/inference.GRPCInferenceService/"
 #define MAX_STREAMS 128u
+/* Request bytes one connection may hold at once, in units of --max-request-bytes: its calls
+ * together get RESOURCE_EXHAUSTED beyond (128 streams of 64 MiB would be 8 GiB). */
+#define CONN_BUDGET 4u
 
 enum call_state { CALL_RECEIVING, CALL_RUNNING, CALL_ANSWERING };
 
@@ -84,6 +87,7 @@ struct sv_grpc_conn {
     bool goaway_sent;
     struct call *all; /* every live call (connection thread only) */
     size_t running;   /* calls handed to a thread and not yet back */
+    size_t buffered;  /* request bytes its calls hold */
     pthread_mutex_t mu;
     struct call *done; /* calls back from their thread, under mu */
     struct sv_grpc_conn *next;
@@ -128,9 +132,13 @@ static void call_reply(struct call *cl, const ProtobufCMessage *m)
 /* An HTTP-front error (status + {"error": msg}) as a gRPC status. */
 static void call_fail_resp(struct call *cl, const struct sv_response *resp)
 {
-    int code = resp->status == 400 ? GS_INVALID_ARGUMENT : resp->status == 404 ? GS_NOT_FOUND
-             : resp->status == 413 ? GS_RESOURCE_EXHAUSTED : resp->status == 415 ? GS_UNIMPLEMENTED
-             : resp->status == 503 ? GS_UNAVAILABLE : resp->status == 500 ? GS_INTERNAL : GS_UNKNOWN;
+    int code = resp->status == 400   ? GS_INVALID_ARGUMENT
+               : resp->status == 404 ? GS_NOT_FOUND
+               : resp->status == 413 ? GS_RESOURCE_EXHAUSTED
+               : resp->status == 415 ? GS_UNIMPLEMENTED
+               : resp->status == 503 ? GS_UNAVAILABLE
+               : resp->status == 500 ? GS_INTERNAL
+                                     : GS_UNKNOWN;
     json_t *o = resp->body ? json_loads(resp->body, 0, NULL) : NULL;
     const char *m = json_string_value(json_object_get(o, "error"));
     call_fail(cl, code, "%s", m ? m : "error");
@@ -139,6 +147,7 @@ static void call_fail_resp(struct call *cl, const struct sv_response *resp)
 
 static void call_free(struct call *cl)
 {
+    cl->conn->buffered -= cl->cap;
     if (cl->cancel[0] >= 0) close(cl->cancel[0]);
     if (cl->cancel[1] >= 0) close(cl->cancel[1]);
     free(cl->body);
@@ -174,17 +183,21 @@ static struct sv_model *lookup(struct call *cl, const char *name, const char *ve
     bool known;
     struct sv_model *m = sv_repo_get(cl->conn->g->repo, name, *version, &known);
     if (m) return m;
-    if (!known) call_fail(cl, GS_NOT_FOUND, "Request for unknown model: '%s' is not found", name);
+    if (!known)
+        call_fail(cl, GS_NOT_FOUND, "Request for unknown model: '%s' is not found", name);
     else if (*version)
         call_fail(cl, GS_NOT_FOUND, "Request for unknown model: '%s' version %lld is not found", name,
                   (long long)*version);
-    else call_fail(cl, GS_UNAVAILABLE, "model '%s' is not ready (not loaded, unloaded, or failed to load)", name);
+    else
+        call_fail(cl, GS_UNAVAILABLE, "model '%s' is not ready (not loaded, unloaded, or failed to load)",
+                  name);
     return NULL;
 }
 
-#define UNPACK(type, fn, var)                                                                                          \
-    type *var = fn(NULL, len, msg);                                                                                    \
-    if (!var) return call_fail(cl, GS_INVALID_ARGUMENT, "malformed %sRequest message (%zu bytes)", cl->method, len)
+#define UNPACK(type, fn, var)                                                                                \
+    type *var = fn(NULL, len, msg);                                                                          \
+    if (!var)                                                                                                \
+    return call_fail(cl, GS_INVALID_ARGUMENT, "malformed %sRequest message (%zu bytes)", cl->method, len)
 
 static void do_server_live(struct call *cl, const uint8_t *msg, size_t len)
 {
@@ -249,8 +262,10 @@ static void collect_version(void *user, struct sv_model *m)
 }
 
 /* Tensor metadata of a config's inputs or outputs into t (n entries, shape storage in dims). */
-static void tensors_meta(const struct sv_io *io, size_t n, bool batch, Inference__ModelMetadataResponse__TensorMetadata *t,
-                         Inference__ModelMetadataResponse__TensorMetadata **ptrs, int64_t (*dims)[SV_MAX_RANK + 1])
+static void tensors_meta(const struct sv_io *io, size_t n, bool batch,
+                         Inference__ModelMetadataResponse__TensorMetadata *t,
+                         Inference__ModelMetadataResponse__TensorMetadata **ptrs,
+                         int64_t (*dims)[SV_MAX_RANK + 1])
 {
     for (size_t i = 0; i < n; i++) {
         inference__model_metadata_response__tensor_metadata__init(&t[i]);
@@ -303,7 +318,8 @@ static void do_model_metadata(struct call *cl, const uint8_t *msg, size_t len)
 static int config_dtype(kiln_dtype dt)
 {
     const char *name = sv_dtype_config(dt);
-    const ProtobufCEnumValue *v = name ? protobuf_c_enum_descriptor_get_value_by_name(&inference__data_type__descriptor, name) : NULL;
+    const ProtobufCEnumValue *v =
+        name ? protobuf_c_enum_descriptor_get_value_by_name(&inference__data_type__descriptor, name) : NULL;
     return v ? v->value : INFERENCE__DATA_TYPE__TYPE_INVALID;
 }
 
@@ -399,7 +415,8 @@ struct stats_collect {
 static void stats_one(void *user, struct sv_model *m)
 {
     struct stats_collect *sc = user;
-    if ((sc->name && strcmp(sc->name, m->name) != 0) || (sc->version && sc->version != m->version) || sc->n == sc->cap)
+    if ((sc->name && strcmp(sc->name, m->name) != 0) || (sc->version && sc->version != m->version) ||
+        sc->n == sc->cap)
         return;
     size_t k = sc->n++;
     Inference__ModelStatistics *o = &sc->st[k];
@@ -516,11 +533,14 @@ static void load_unload(struct call *cl, const char *name, bool load)
 {
     struct sv_grpc *g = cl->conn->g;
     if (g->opt->control != SV_CONTROL_EXPLICIT)
-        return call_fail(cl, GS_FAILED_PRECONDITION, "explicit model load / unload is not allowed: start kiln serve "
+        return call_fail(cl, GS_FAILED_PRECONDITION,
+                         "explicit model load / unload is not allowed: start kiln serve "
                          "with --model-control-mode explicit");
-    if (!sv_model_name_ok(name)) return call_fail(cl, GS_INVALID_ARGUMENT, "'%s' is not a valid model name", name);
+    if (!sv_model_name_ok(name))
+        return call_fail(cl, GS_INVALID_ARGUMENT, "'%s' is not a valid model name", name);
     char err[1024];
-    bool ok = load ? sv_repo_load(g->repo, name, err, sizeof err) : sv_repo_unload(g->repo, name, err, sizeof err);
+    bool ok =
+        load ? sv_repo_load(g->repo, name, err, sizeof err) : sv_repo_unload(g->repo, name, err, sizeof err);
     if (!ok) return call_fail(cl, load ? GS_INVALID_ARGUMENT : GS_NOT_FOUND, "%s", err);
     Inference__RepositoryModelLoadResponse a = INFERENCE__REPOSITORY_MODEL_LOAD_RESPONSE__INIT;
     call_reply(cl, &a.base); /* both answers are empty messages */
@@ -546,42 +566,62 @@ static void do_model_unload(struct call *cl, const uint8_t *msg, size_t len)
 static bool typed_count(const char *name, size_t got, size_t want, struct sv_response *resp)
 {
     if (got == want) return true;
-    sv_response_error(resp, 400, "input '%s': contents has %zu elements; its shape needs %zu", name, got, want);
+    sv_response_error(resp, 400, "input '%s': contents has %zu elements; its shape needs %zu", name, got,
+                      want);
     return false;
 }
 
-static bool in_range(int64_t v, int64_t lo, int64_t hi) { return v >= lo && v <= hi; }
+static bool in_range(int64_t v, int64_t lo, int64_t hi)
+{
+    return v >= lo && v <= hi;
+}
 
 /* Fills the tensor of slot from InferTensorContents (the field of its datatype). */
-static bool tensor_from_contents(const struct sv_options *opt, const char *name, const struct sv_input_slot *slot,
-                                 const Inference__InferTensorContents *c, struct sv_response *resp)
+static bool tensor_from_contents(const struct sv_options *opt, const char *name,
+                                 const struct sv_input_slot *slot, const Inference__InferTensorContents *c,
+                                 struct sv_response *resp)
 {
     char err[768];
-    if (!sv_tensor_create(name, slot->dtype, slot->rank, slot->dims, opt->max_elements, slot->t, err, sizeof err))
+    if (!sv_tensor_create(name, slot->dtype, slot->rank, slot->dims, opt->max_elements, slot->t, err,
+                          sizeof err))
         return sv_response_error(resp, 400, "%s", err), false;
     size_t n = kiln_value_numel(slot->t->v);
     void *d = kiln_value_data(slot->t->v);
     static const Inference__InferTensorContents empty = INFERENCE__INFER_TENSOR_CONTENTS__INIT;
     if (!c) c = &empty;
-#define FILL(field, ctype, lo, hi)                                                                                     \
-    do {                                                                                                               \
-        if (!typed_count(name, c->n_##field, n, resp)) return false;                                                   \
-        for (size_t i = 0; i < n; i++) {                                                                               \
-            if (!in_range((int64_t)c->field[i], lo, hi))                                                              \
-                return sv_response_error(resp, 400, "input '%s': element %zu is out of range for %s", name, i,         \
-                                         sv_dtype_kserve(slot->dtype)),                                                \
-                       false;                                                                                          \
-            ((ctype *)d)[i] = (ctype)c->field[i];                                                                      \
-        }                                                                                                              \
+#define FILL(field, ctype, lo, hi)                                                                           \
+    do {                                                                                                     \
+        if (!typed_count(name, c->n_##field, n, resp)) return false;                                         \
+        for (size_t i = 0; i < n; i++) {                                                                     \
+            if (!in_range((int64_t)c->field[i], lo, hi))                                                     \
+                return sv_response_error(resp, 400, "input '%s': element %zu is out of range for %s", name,  \
+                                         i, sv_dtype_kserve(slot->dtype)),                                   \
+                       false;                                                                                \
+            ((ctype *)d)[i] = (ctype)c->field[i];                                                            \
+        }                                                                                                    \
     } while (0)
     switch (slot->dtype) {
-    case KILN_DTYPE_BOOL: FILL(bool_contents, uint8_t, 0, 1); break;
-    case KILN_DTYPE_I8: FILL(int_contents, int8_t, INT8_MIN, INT8_MAX); break;
-    case KILN_DTYPE_I16: FILL(int_contents, int16_t, INT16_MIN, INT16_MAX); break;
-    case KILN_DTYPE_I32: FILL(int_contents, int32_t, INT32_MIN, INT32_MAX); break;
-    case KILN_DTYPE_U8: FILL(uint_contents, uint8_t, 0, UINT8_MAX); break;
-    case KILN_DTYPE_U16: FILL(uint_contents, uint16_t, 0, UINT16_MAX); break;
-    case KILN_DTYPE_U32: FILL(uint_contents, uint32_t, 0, UINT32_MAX); break;
+    case KILN_DTYPE_BOOL:
+        FILL(bool_contents, uint8_t, 0, 1);
+        break;
+    case KILN_DTYPE_I8:
+        FILL(int_contents, int8_t, INT8_MIN, INT8_MAX);
+        break;
+    case KILN_DTYPE_I16:
+        FILL(int_contents, int16_t, INT16_MIN, INT16_MAX);
+        break;
+    case KILN_DTYPE_I32:
+        FILL(int_contents, int32_t, INT32_MIN, INT32_MAX);
+        break;
+    case KILN_DTYPE_U8:
+        FILL(uint_contents, uint8_t, 0, UINT8_MAX);
+        break;
+    case KILN_DTYPE_U16:
+        FILL(uint_contents, uint16_t, 0, UINT16_MAX);
+        break;
+    case KILN_DTYPE_U32:
+        FILL(uint_contents, uint32_t, 0, UINT32_MAX);
+        break;
     case KILN_DTYPE_I64:
         if (!typed_count(name, c->n_int64_contents, n, resp)) return false;
         memcpy(d, c->int64_contents, n * sizeof(int64_t));
@@ -603,15 +643,19 @@ static bool tensor_from_contents(const struct sv_options *opt, const char *name,
         const char **s = calloc(n + 1, sizeof *s);
         size_t *l = calloc(n + 1, sizeof *l);
         bool ok = s && l;
-        for (size_t i = 0; ok && i < n; i++) s[i] = (const char *)c->bytes_contents[i].data, l[i] = c->bytes_contents[i].len;
-        if (ok) ok = sv_tensor_set_strings(slot->t, s, l, n, err, sizeof err);
-        else snprintf(err, sizeof err, "out of memory");
+        for (size_t i = 0; ok && i < n; i++)
+            s[i] = (const char *)c->bytes_contents[i].data, l[i] = c->bytes_contents[i].len;
+        if (ok)
+            ok = sv_tensor_set_strings(slot->t, s, l, n, err, sizeof err);
+        else
+            snprintf(err, sizeof err, "out of memory");
         free(s), free(l);
         if (!ok) return sv_response_error(resp, 400, "%s", err), false;
         break;
     }
     default:
-        return sv_response_error(resp, 400, "input '%s': %s data has no typed contents field; use raw_input_contents",
+        return sv_response_error(resp, 400,
+                                 "input '%s': %s data has no typed contents field; use raw_input_contents",
                                  name, sv_dtype_kserve(slot->dtype)),
                false;
     }
@@ -629,14 +673,16 @@ static const Inference__InferParameter *find_param(void *entries, size_t n, cons
 }
 
 /* Reads q's inputs into r. false with resp set. */
-static bool infer_inputs(const struct sv_options *opt, struct sv_model *m, const Inference__ModelInferRequest *q,
-                         struct sv_request *r, struct sv_response *resp)
+static bool infer_inputs(const struct sv_options *opt, struct sv_model *m,
+                         const Inference__ModelInferRequest *q, struct sv_request *r,
+                         struct sv_response *resp)
 {
     if (q->n_raw_input_contents && q->n_raw_input_contents != q->n_inputs)
-        return sv_response_error(resp, 400,
-                                 "the request has %zu raw_input_contents for %zu inputs: give raw contents for every "
-                                 "input or for none",
-                                 q->n_raw_input_contents, q->n_inputs),
+        return sv_response_error(
+                   resp, 400,
+                   "the request has %zu raw_input_contents for %zu inputs: give raw contents for every "
+                   "input or for none",
+                   q->n_raw_input_contents, q->n_inputs),
                false;
     bool *seen = calloc(m->cfg.n_inputs + 1, sizeof *seen);
     if (!seen) return sv_response_error(resp, 500, "out of memory"), false;
@@ -645,8 +691,8 @@ static bool infer_inputs(const struct sv_options *opt, struct sv_model *m, const
         const Inference__ModelInferRequest__InferInputTensor *in = q->inputs[i];
         struct sv_input_slot slot;
         if (in->n_shape > SV_MAX_RANK) {
-            ok = (sv_response_error(resp, 400, "input '%s': the shape has %zu dims; at most %d are allowed", in->name,
-                                    in->n_shape, SV_MAX_RANK),
+            ok = (sv_response_error(resp, 400, "input '%s': the shape has %zu dims; at most %d are allowed",
+                                    in->name, in->n_shape, SV_MAX_RANK),
                   false);
             break;
         }
@@ -655,8 +701,8 @@ static bool infer_inputs(const struct sv_options *opt, struct sv_model *m, const
         if (q->n_raw_input_contents) {
             char err[768];
             const ProtobufCBinaryData *raw = &q->raw_input_contents[i];
-            ok = sv_tensor_from_binary(in->name, slot.dtype, slot.rank, slot.dims, raw->data, raw->len, opt->max_elements,
-                                       slot.t, err, sizeof err);
+            ok = sv_tensor_from_binary(in->name, slot.dtype, slot.rank, slot.dims, raw->data, raw->len,
+                                       opt->max_elements, slot.t, err, sizeof err);
             if (!ok) sv_response_error(resp, 400, "%s", err);
         } else {
             ok = tensor_from_contents(opt, in->name, &slot, in->contents, resp);
@@ -681,15 +727,18 @@ static bool infer_outputs(struct sv_model *m, const Inference__ModelInferRequest
     for (size_t i = 0; i < q->n_outputs; i++) {
         const Inference__ModelInferRequest__InferRequestedOutputTensor *o = q->outputs[i];
         if (find_param(o->parameters, o->n_parameters, "classification"))
-            return sv_response_error(resp, 400, "output '%s': classification is not supported over gRPC yet", o->name),
+            return sv_response_error(resp, 400, "output '%s': classification is not supported over gRPC yet",
+                                     o->name),
                    false;
         size_t k = 0;
         while (k < c->n_outputs && strcmp(c->outputs[k].name, o->name) != 0) k++;
         if (k == c->n_outputs)
-            return sv_response_error(resp, 400, "unexpected inference output '%s' for model '%s'", o->name, m->name),
+            return sv_response_error(resp, 400, "unexpected inference output '%s' for model '%s'", o->name,
+                                     m->name),
                    false;
         for (size_t j = 0; j < *n; j++)
-            if (idx[j] == k) return sv_response_error(resp, 400, "output '%s' is requested twice", o->name), false;
+            if (idx[j] == k)
+                return sv_response_error(resp, 400, "output '%s' is requested twice", o->name), false;
         if (*n == c->n_outputs) break;
         idx[(*n)++] = k;
     }
@@ -698,8 +747,8 @@ static bool infer_outputs(struct sv_model *m, const Inference__ModelInferRequest
 
 /* The timeout: the config's default, the request's "timeout" parameter (microseconds) when
  * the config allows overriding it, and the call's grpc-timeout, whichever ends first. */
-static bool infer_deadline(const struct sv_model *m, const Inference__ModelInferRequest *q, uint64_t call_deadline,
-                           struct sv_request *r, struct sv_response *resp)
+static bool infer_deadline(const struct sv_model *m, const Inference__ModelInferRequest *q,
+                           uint64_t call_deadline, struct sv_request *r, struct sv_response *resp)
 {
     const struct sv_config *c = &m->cfg;
     uint64_t timeout_us = c->default_timeout_us;
@@ -707,7 +756,8 @@ static bool infer_deadline(const struct sv_model *m, const Inference__ModelInfer
     if (to) {
         if (to->parameter_choice_case != INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM ||
             to->int64_param < 0 || to->int64_param > INT64_MAX / 1000)
-            return sv_response_error(resp, 400, "parameter 'timeout' must be an int64 of microseconds >= 0"), false;
+            return sv_response_error(resp, 400, "parameter 'timeout' must be an int64 of microseconds >= 0"),
+                   false;
         if (c->allow_timeout_override || !c->default_timeout_us) timeout_us = (uint64_t)to->int64_param;
     }
     r->deadline_ns = timeout_us ? sv_now_ns() + timeout_us * 1000 : 0;
@@ -770,7 +820,8 @@ static bool infer_once(struct call *cl, struct sv_model *m, const Inference__Mod
     bool unloading = false, ok = false;
     size_t *idx = calloc(m->cfg.n_outputs + 1, sizeof *idx), n_out = 0;
     struct sv_request *r = sv_request_new(m, cl->cancel[0]);
-    if (!r || !idx) sv_response_error(&resp, 500, "out of memory");
+    if (!r || !idx)
+        sv_response_error(&resp, 500, "out of memory");
     else if (infer_inputs(opt, m, q, r, &resp) && infer_outputs(m, q, idx, &n_out, &resp) &&
              infer_deadline(m, q, cl->deadline_ns, r, &resp))
         ok = sv_request_run(r, &unloading, &resp);
@@ -835,17 +886,24 @@ static void call_run(struct call *cl)
     const struct method *mt = NULL;
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
         if (strcmp(methods[i].name, cl->method) == 0) mt = &methods[i];
-    if (!mt) return call_fail(cl, GS_UNIMPLEMENTED, "method '%s' is not implemented by kiln serve", cl->method);
-    if (cl->len < 5) return call_fail(cl, GS_INVALID_ARGUMENT, "the request has no message (%zu bytes)", cl->len);
+    if (!mt)
+        return call_fail(cl, GS_UNIMPLEMENTED, "method '%s' is not implemented by kiln serve", cl->method);
+    if (cl->len < 5)
+        return call_fail(cl, GS_INVALID_ARGUMENT, "the request has no message (%zu bytes)", cl->len);
     const unsigned char *b = cl->body;
     size_t n = (size_t)b[1] << 24 | (size_t)b[2] << 16 | (size_t)b[3] << 8 | b[4];
     if (b[0] > 1) return call_fail(cl, GS_INVALID_ARGUMENT, "the message's compressed flag is %u", b[0]);
-    if (b[0] == 1) return call_fail(cl, GS_UNIMPLEMENTED, "compressed messages are not supported (send grpc-encoding identity)");
+    if (b[0] == 1)
+        return call_fail(cl, GS_UNIMPLEMENTED,
+                         "compressed messages are not supported (send grpc-encoding identity)");
     if (n != cl->len - 5)
-        return call_fail(cl, GS_INVALID_ARGUMENT, "the message's length prefix says %zu bytes but %zu follow (a unary "
-                         "call carries exactly one message)", n, cl->len - 5);
+        return call_fail(cl, GS_INVALID_ARGUMENT,
+                         "the message's length prefix says %zu bytes but %zu follow (a unary "
+                         "call carries exactly one message)",
+                         n, cl->len - 5);
     mt->fn(cl, b + 5, n);
-    if (cl->status == GS_OK && !cl->out) call_fail(cl, GS_INTERNAL, "no answer was made (a bug in kiln serve)");
+    if (cl->status == GS_OK && !cl->out)
+        call_fail(cl, GS_INTERNAL, "no answer was made (a bug in kiln serve)");
 }
 
 static void *call_thread(void *arg)
@@ -870,13 +928,18 @@ static void percent_encode(const char *s, char *out, size_t size)
     size_t o = 0;
     for (; *s && o + 4 < size; s++) {
         unsigned char ch = (unsigned char)*s;
-        if (ch >= 0x20 && ch < 0x7f && ch != '%') out[o++] = (char)ch;
-        else o += (size_t)snprintf(out + o, size - o, "%%%02X", ch);
+        if (ch >= 0x20 && ch < 0x7f && ch != '%')
+            out[o++] = (char)ch;
+        else
+            o += (size_t)snprintf(out + o, size - o, "%%%02X", ch);
     }
     out[o] = 0;
 }
 
-#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
+#define NV(n, v)                                                                                             \
+    {                                                                                                        \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE                       \
+    }
 
 static ssize_t read_out(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t length, uint32_t *flags,
                         nghttp2_data_source *src, void *user)
@@ -923,10 +986,14 @@ static void call_reject(nghttp2_session *s, struct call *cl, int status, const c
 
 static void call_start(struct sv_grpc_conn *c, struct call *cl)
 {
-    if (cl->bad_path) return call_reject(c->s, cl, GS_UNIMPLEMENTED, "unknown service or method: kiln serve "
-                                         "implements inference.GRPCInferenceService");
-    if (cl->bad_type) return call_reject(c->s, cl, GS_INVALID_ARGUMENT, "content-type must be application/grpc");
-    if (atomic_load(&c->g->stopping)) return call_reject(c->s, cl, GS_UNAVAILABLE, "the server is shutting down");
+    if (cl->bad_path)
+        return call_reject(c->s, cl, GS_UNIMPLEMENTED,
+                           "unknown service or method: kiln serve "
+                           "implements inference.GRPCInferenceService");
+    if (cl->bad_type)
+        return call_reject(c->s, cl, GS_INVALID_ARGUMENT, "content-type must be application/grpc");
+    if (atomic_load(&c->g->stopping))
+        return call_reject(c->s, cl, GS_UNAVAILABLE, "the server is shutting down");
     cl->state = CALL_RUNNING;
     pthread_attr_t a;
     pthread_attr_init(&a);
@@ -934,8 +1001,10 @@ static void call_start(struct sv_grpc_conn *c, struct call *cl)
     pthread_t t;
     bool ok = pthread_create(&t, &a, call_thread, cl) == 0;
     pthread_attr_destroy(&a);
-    if (ok) c->running++;
-    else call_reject(c->s, cl, GS_RESOURCE_EXHAUSTED, "cannot start a thread for the call");
+    if (ok)
+        c->running++;
+    else
+        call_reject(c->s, cl, GS_RESOURCE_EXHAUSTED, "cannot start a thread for the call");
 }
 
 static void unlink_call(struct sv_grpc_conn *c, struct call *cl)
@@ -958,7 +1027,8 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *us
     cl->bad_path = true;
     cl->bad_type = true;
     cl->cancel[0] = cl->cancel[1] = -1;
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, cl->cancel) != 0) cl->cancel[0] = cl->cancel[1] = -1;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, cl->cancel) != 0)
+        cl->cancel[0] = cl->cancel[1] = -1;
     atomic_fetch_add(&c->g->in_flight, 1);
     cl->next_all = c->all;
     c->all = cl;
@@ -976,13 +1046,20 @@ static uint64_t parse_timeout(const uint8_t *v, size_t n)
         x = x * 10 + (v[i] - '0');
     }
     switch (v[n - 1]) {
-    case 'H': return x * 3600000000000ull;
-    case 'M': return x * 60000000000ull;
-    case 'S': return x * 1000000000ull;
-    case 'm': return x * 1000000ull;
-    case 'u': return x * 1000ull;
-    case 'n': return x ? x : 1;
-    default: return 0;
+    case 'H':
+        return x * 3600000000000ull;
+    case 'M':
+        return x * 60000000000ull;
+    case 'S':
+        return x * 1000000000ull;
+    case 'm':
+        return x * 1000000ull;
+    case 'u':
+        return x * 1000ull;
+    case 'n':
+        return x ? x : 1;
+    default:
+        return 0;
     }
 }
 
@@ -1010,20 +1087,33 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     return 0;
 }
 
-static int on_data(nghttp2_session *s, uint8_t flags, int32_t stream_id, const uint8_t *data, size_t len, void *user)
+static int on_data(nghttp2_session *s, uint8_t flags, int32_t stream_id, const uint8_t *data, size_t len,
+                   void *user)
 {
     (void)flags;
     struct sv_grpc_conn *c = user;
     struct call *cl = nghttp2_session_get_stream_user_data(s, stream_id);
     if (!cl || cl->state != CALL_RECEIVING || cl->too_big) return 0;
     size_t limit = c->g->opt->max_body_bytes + 5;
-    if (len > limit - cl->len) {
+    size_t max = c->g->opt->max_body_bytes,
+           budget = max > SIZE_MAX / CONN_BUDGET ? SIZE_MAX : max * CONN_BUDGET;
+    if (len > limit - cl->len ||
+        (cl->len + len > cl->cap && c->buffered + (cl->len + len - cl->cap) > budget)) {
+        bool own = len > limit - cl->len;
         cl->too_big = true;
         free(cl->body);
         cl->body = NULL;
-        char msg[160];
-        snprintf(msg, sizeof msg, "the request message exceeds %zu bytes (--max-request-bytes)",
-                 c->g->opt->max_body_bytes);
+        c->buffered -= cl->cap;
+        cl->cap = cl->len = 0;
+        char msg[200];
+        if (own)
+            snprintf(msg, sizeof msg, "the request message exceeds %zu bytes (--max-request-bytes)",
+                     c->g->opt->max_body_bytes);
+        else
+            snprintf(msg, sizeof msg,
+                     "the connection's calls hold over %u x --max-request-bytes of requests; retry "
+                     "when some have finished",
+                     CONN_BUDGET);
         call_reject(s, cl, GS_RESOURCE_EXHAUSTED, msg);
         return 0;
     }
@@ -1033,6 +1123,7 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t stream_id, const u
         if (cap > limit) cap = limit;
         unsigned char *b = realloc(cl->body, cap);
         if (!b) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        c->buffered += cap - cl->cap;
         cl->body = b;
         cl->cap = cap;
     }
@@ -1044,7 +1135,8 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t stream_id, const u
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
 {
     struct sv_grpc_conn *c = user;
-    if ((f->hd.type != NGHTTP2_DATA && f->hd.type != NGHTTP2_HEADERS) || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    if ((f->hd.type != NGHTTP2_DATA && f->hd.type != NGHTTP2_HEADERS) ||
+        !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;
     struct call *cl = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
     if (cl && cl->state == CALL_RECEIVING) call_start(c, cl);
@@ -1073,7 +1165,9 @@ static ssize_t on_send(nghttp2_session *s, const uint8_t *data, size_t len, int 
     (void)s, (void)flags;
     struct sv_grpc_conn *c = user;
     ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
-    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? NGHTTP2_ERR_WOULDBLOCK : NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? NGHTTP2_ERR_WOULDBLOCK
+                                                       : NGHTTP2_ERR_CALLBACK_FAILURE;
     return n;
 }
 
@@ -1081,7 +1175,8 @@ static ssize_t on_send(nghttp2_session *s, const uint8_t *data, size_t len, int 
 static void take_done(struct sv_grpc_conn *c)
 {
     char buf[64];
-    while (read(c->wake[0], buf, sizeof buf) > 0) {}
+    while (read(c->wake[0], buf, sizeof buf) > 0) {
+    }
     pthread_mutex_lock(&c->mu);
     struct call *d = c->done;
     c->done = NULL;
@@ -1089,8 +1184,10 @@ static void take_done(struct sv_grpc_conn *c)
     while (d) {
         struct call *next = d->next_done;
         c->running--;
-        if (d->orphan || !c->s) call_free(d);
-        else call_answer(c->s, d);
+        if (d->orphan || !c->s)
+            call_free(d);
+        else
+            call_answer(c->s, d);
         d = next;
     }
 }
@@ -1108,8 +1205,9 @@ static bool session_new(struct sv_grpc_conn *c)
     int rv = nghttp2_session_server_new(&c->s, cb, c);
     nghttp2_session_callbacks_del(cb);
     if (rv != 0) return false;
-    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_STREAMS},
-                                   {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)c->g->opt->max_header_bytes}};
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_STREAMS},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)c->g->opt->max_header_bytes}};
     return nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, iv, 2) == 0;
 }
 
@@ -1231,7 +1329,8 @@ static void *accept_thread(void *arg)
 {
     struct sv_grpc *g = arg;
     for (;;) {
-        struct pollfd p[2] = {{.fd = g->listen_fd, .events = POLLIN}, {.fd = g->stop_pipe[0], .events = POLLIN}};
+        struct pollfd p[2] = {{.fd = g->listen_fd, .events = POLLIN},
+                              {.fd = g->stop_pipe[0], .events = POLLIN}};
         if (poll(p, 2, 1000) < 0 && errno != EINTR) break;
         if (p[1].revents) break;
         pthread_mutex_lock(&g->mu);
@@ -1239,7 +1338,9 @@ static void *accept_thread(void *arg)
         if (p[0].revents & POLLIN) {
             int fd = accept4(g->listen_fd, NULL, NULL, SOCK_CLOEXEC);
             if (fd >= 0 && g->n_conns >= g->opt->max_connections) {
-                if (sv_verbose) sv_log("grpc: connection refused: --max-connections (%u) reached", g->opt->max_connections);
+                if (sv_verbose)
+                    sv_log("grpc: connection refused: --max-connections (%u) reached",
+                           g->opt->max_connections);
                 close(fd);
             } else if (fd >= 0) {
                 conn_start(g, fd);
@@ -1267,9 +1368,10 @@ bool sv_grpc_start(struct sv_grpc *g, char *err, size_t err_size)
     int one = 1;
     if (g->listen_fd >= 0) setsockopt(g->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     socklen_t sl = sizeof sa;
-    if (g->listen_fd < 0 || bind(g->listen_fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(g->listen_fd, 128) != 0 ||
-        getsockname(g->listen_fd, (struct sockaddr *)&sa, &sl) != 0) {
-        snprintf(err, err_size, "cannot listen on %s:%d (gRPC port): %s", g->address, g->opt->grpc_port, strerror(errno));
+    if (g->listen_fd < 0 || bind(g->listen_fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        listen(g->listen_fd, 128) != 0 || getsockname(g->listen_fd, (struct sockaddr *)&sa, &sl) != 0) {
+        snprintf(err, err_size, "cannot listen on %s:%d (gRPC port): %s", g->address, g->opt->grpc_port,
+                 strerror(errno));
         if (g->listen_fd >= 0) close(g->listen_fd);
         return false;
     }
@@ -1331,8 +1433,7 @@ long sv_grpc_drain_and_stop(struct sv_grpc *g, unsigned timeout_s)
     }
     /* Close what is left: each connection thread ends on its socket's shutdown. */
     pthread_mutex_lock(&g->mu);
-    for (struct sv_grpc_conn *c = g->conns; c; c = c->next)
-        shutdown(c->fd, SHUT_RDWR);
+    for (struct sv_grpc_conn *c = g->conns; c; c = c->next) shutdown(c->fd, SHUT_RDWR);
     while (g->conns) {
         struct sv_grpc_conn *c = g->conns;
         g->conns = c->next;

@@ -13,9 +13,9 @@ struct sv_grpc_conn;
 struct sv_grpc {
     struct sv_repo *repo;
     const struct sv_options *opt;
-    const char *address;     /* IPv4 address to bind */
+    const char *address;      /* IPv4 address to bind */
     const atomic_bool *ready; /* startup models loaded (the HTTP front's flag) */
-    int port;                /* bound port (useful with port 0) */
+    int port;                 /* bound port (useful with port 0) */
     /* internal */
     int listen_fd, stop_pipe[2];
     pthread_t accept_thread;
