@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kserve_grpc.pb-c.h"
@@ -147,6 +148,8 @@ static ssize_t read_req(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t le
         (uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE                           \
     }
 
+static const char *grpc_timeout; /* the next calls' grpc-timeout header; NULL: none */
+
 /* Starts a call of METHOD with the raw body (already framed) in r. */
 static void start_raw(struct conn *c, const char *method, struct rpc *r, uint8_t *body, size_t len)
 {
@@ -161,9 +164,10 @@ static void start_raw(struct conn *c, const char *method, struct rpc *r, uint8_t
                       NV(":authority", "localhost"),
                       NV(":path", path),
                       NV("content-type", "application/grpc"),
-                      NV("te", "trailers")};
+                      NV("te", "trailers"),
+                      NV("grpc-timeout", grpc_timeout ? grpc_timeout : "")};
     nghttp2_data_provider dp = {.source.ptr = r, .read_callback = read_req};
-    r->sid = nghttp2_submit_request(c->s, NULL, h, 6, &dp, r);
+    r->sid = nghttp2_submit_request(c->s, NULL, h, grpc_timeout ? 7 : 6, &dp, r);
 }
 
 static uint8_t *frame(const ProtobufCMessage *m, size_t *len)
@@ -551,6 +555,25 @@ static void check_cancel(struct conn *c)
     rpc_free(&r);
 }
 
+/* grpc-timeout: a call queued on digits_slow (2 s batching delay) with 150 ms ends
+ * DEADLINE_EXCEEDED, well before the batch would run. */
+static void check_timeout(struct conn *c)
+{
+    struct rpc r;
+    grpc_timeout = "150m";
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    start_infer(c, "digits_slow", 0, 1, false, &r);
+    grpc_timeout = NULL;
+    wait_all(c, &r, 1);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    CHECK(r.status == 4, "grpc-timeout 150m: grpc-status %d (%s), expected 4 DEADLINE_EXCEEDED", r.status,
+          r.msg);
+    CHECK(ms < 1500, "grpc-timeout 150m: the call took %.0f ms", ms);
+    rpc_free(&r);
+}
+
 static int drain(int port, pid_t pid)
 {
     struct conn c;
@@ -593,6 +616,7 @@ int main(int argc, char **argv)
         check_infer(&c);
         check_errors(&c, port);
         check_cancel(&c);
+        check_timeout(&c);
         conn_close(&c);
         rc = fails ? 1 : 0;
     }
