@@ -2,7 +2,7 @@
 # on a repository of the digits demo model and runs tests/serve/grpc_client.c against it
 # (health, metadata, config, ModelInfer with raw and typed contents against ONNX Runtime's
 # logits, NOT_FOUND / INVALID_ARGUMENT / RESOURCE_EXHAUSTED / UNIMPLEMENTED, batching of
-# concurrent streams, RST_STREAM cancellation), then SIGTERM with calls in flight: they
+# concurrent streams, RST_STREAM cancellation, grpc-timeout, mutated messages), then SIGTERM with calls in flight: they
 # complete, GOAWAY arrives, the server exits 0.
 # Run as `sh serve_grpc.sh KILN SOURCE_DIR GRPC_CLIENT` (tests/tests.cmake).
 set -u
