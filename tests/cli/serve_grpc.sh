@@ -52,6 +52,18 @@ port=$(sed -n 's/^kiln serve: gRPC on .*:\([0-9][0-9]*\)$/\1/p' "$TMP/out")
 
 "$CLIENT" "$port" "$SRC" check || fail "grpc_client check"
 kill -0 "$PID" 2>/dev/null || fail "the server died during the checks"
+# The HTTP front's /metrics counts the gRPC calls: the concurrent streams ran batched.
+mport=$(sed -n 's/^kiln serve: metrics on .*:\([0-9][0-9]*\)\/metrics$/\1/p' "$TMP/out")
+python3 - "$mport" <<'PY' || fail "/metrics: digits ran no batch"
+import re, sys, urllib.request
+text = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=10).read().decode()
+def value(name):
+    m = re.search(r'^%s\{model="digits",version="1"\} (\d+)$' % name, text, re.M)
+    return int(m.group(1)) if m else -1
+inferences, execs = value("nv_inference_count"), value("nv_inference_exec_count")
+print("/metrics digits: %d inferences in %d executions" % (inferences, execs))
+sys.exit(0 if 0 < execs < inferences else 1)
+PY
 "$CLIENT" "$port" "$SRC" drain "$PID" || fail "grpc_client drain"
 wait "$PID"
 rc=$?
