@@ -19,6 +19,10 @@ fail() {
     FAILS=$((FAILS + 1))
 }
 
+"$KILN" serve --model-repository "$TMP" --grpc-port 70000 > /dev/null 2> "$TMP/usage"
+rc=$?
+[ "$rc" -eq 2 ] && grep -q -- '--grpc-port takes 0..65535' "$TMP/usage" || fail "--grpc-port 70000: exit $rc"
+
 repo=$TMP/repo
 mkdir -p "$repo/digits/1" "$repo/digits_slow/1"
 cp "$SRC/demo/digits_cnn.onnx" "$repo/digits/1/model.onnx"
