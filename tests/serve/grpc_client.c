@@ -479,6 +479,22 @@ static void check_errors(struct conn *c, int port)
           r.status, r.msg);
     rpc_free(&r);
 
+    Inference__RepositoryModelLoadRequest ld = INFERENCE__REPOSITORY_MODEL_LOAD_REQUEST__INIT;
+    ld.model_name = (char *)"digits";
+    r = call1(c, "RepositoryModelLoad", &ld.base);
+    CHECK(r.status == 9,
+          "RepositoryModelLoad without explicit mode: grpc-status %d, expected 9 FAILED_PRECONDITION",
+          r.status);
+    rpc_free(&r);
+
+    Inference__ModelReadyRequest mr = INFERENCE__MODEL_READY_REQUEST__INIT;
+    mr.name = (char *)"digits";
+    mr.version = (char *)"7";
+    r = call1(c, "ModelReady", &mr.base);
+    CHECK(r.status == 5, "ModelReady of version 7: grpc-status %d (%s), expected 5 NOT_FOUND", r.status,
+          r.msg);
+    rpc_free(&r);
+
     Inference__ServerLiveRequest lq = INFERENCE__SERVER_LIVE_REQUEST__INIT;
     r = call1(c, "ModelStreamInfer", &lq.base);
     CHECK(r.status == 12, "ModelStreamInfer: grpc-status %d, expected 12 UNIMPLEMENTED", r.status);
