@@ -18,6 +18,11 @@ command -v cmake >/dev/null 2>&1 || missing="$missing cmake"
 # libmicrohttpd and jansson for `kiln serve` (optional at build time; the tests expect it).
 [ -f /usr/include/microhttpd.h ] || missing="$missing libmicrohttpd-dev"
 [ -f /usr/include/jansson.h ] || missing="$missing libjansson-dev"
+# libnghttp2 and protobuf-c (with protoc-c) for kiln serve's gRPC endpoint (optional at build
+# time; the tests expect it).
+[ -f /usr/include/nghttp2/nghttp2.h ] || missing="$missing libnghttp2-dev"
+[ -f /usr/include/protobuf-c/protobuf-c.h ] || missing="$missing libprotobuf-c-dev"
+command -v protoc-c >/dev/null 2>&1 || missing="$missing protobuf-c-compiler"
 # What only the tests need (scripts/test.sh sets KILN_NEED_CLANG=1): clang for the second
 # build; python3-dev, python3-numpy and python3-pytest for the Python module and its tests;
 # Debian's onnx package, since tests/cli/test_save_onnx_checker.sh runs onnx.checker on

@@ -48,13 +48,13 @@ cmake --build build/asan -j "$JOBS"
 # threaded kernels (test_par_ops, test_par_conv_gemm, the fused ops incl. attention:
 # test_fused_ops, the channels-last convolution's slices and contexts: test_conv_nhwc), a
 # multi-threaded `kiln run` (cli_test_threads), the server's queues, batcher and instances
-# (cli_test_serve), the engine runtime
+# (cli_test_serve, and the gRPC front: cli_test_serve_grpc), the engine runtime
 # (test_engine: eight contexts on one engine, one session on four threads, asynchronous runs;
 # test_plan: planned runs) and the threaded examples on the public API.
 cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_WERROR=ON -DKILN_TSAN=ON \
       -DKILN_ONNX_TESTS="$ONNX_TESTS" >/dev/null
-cmake --build build/tsan -j "$JOBS" --target test_pool test_stages test_rnn_fast test_par_ops test_par_conv_gemm test_fused_ops test_conv_nhwc kiln \
+cmake --build build/tsan -j "$JOBS" --target test_pool test_stages test_rnn_fast test_par_ops test_par_conv_gemm test_fused_ops test_conv_nhwc kiln test_serve_grpc_client \
       test_engine test_plan example_concurrent_contexts example_async_enqueue
 (cd build/tsan && TSAN_OPTIONS=halt_on_error=1 \
-    ctest --output-on-failure -j "$JOBS" -R '^(test_pool|test_stages|test_rnn_fast|test_par_ops|test_par_conv_gemm|test_fused_ops|test_conv_nhwc|cli_test_threads|cli_test_serve|test_engine|test_plan|example_(concurrent_contexts|async_enqueue)_embedded)$')
+    ctest --output-on-failure -j "$JOBS" -R '^(test_pool|test_stages|test_rnn_fast|test_par_ops|test_par_conv_gemm|test_fused_ops|test_conv_nhwc|cli_test_threads|cli_test_serve|cli_test_serve_grpc|test_engine|test_plan|example_(concurrent_contexts|async_enqueue)_embedded)$')
 echo "kiln: all tests passed"

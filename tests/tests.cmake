@@ -176,3 +176,13 @@ add_test(NAME example_build_then_load
 set_tests_properties(example_load_and_run example_load_and_run_batch3 example_concurrent_contexts
                      example_async_enqueue example_build_then_load PROPERTIES FIXTURES_REQUIRED example_tiny)
 # ---- end of engine examples ----------------------------------------------------------------
+
+# kiln serve's gRPC endpoint (cmake/serve.cmake sets KILN_HAVE_GRPC): a C client over the
+# same libraries (libnghttp2, protobuf-c), driven by tests/cli/serve_grpc.sh.
+if(KILN_HAVE_GRPC)
+  add_executable(test_serve_grpc_client ${CMAKE_SOURCE_DIR}/tests/serve/grpc_client.c)
+  target_link_libraries(test_serve_grpc_client PRIVATE kiln_serve_proto m)
+  add_test(NAME cli_test_serve_grpc
+           COMMAND sh ${CMAKE_SOURCE_DIR}/tests/cli/serve_grpc.sh $<TARGET_FILE:kiln> ${CMAKE_SOURCE_DIR}
+                   $<TARGET_FILE:test_serve_grpc_client>)
+endif()

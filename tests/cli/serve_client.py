@@ -66,7 +66,7 @@ class Server:
     def __init__(self, repo, *args):
         self.out = tempfile.TemporaryFile()
         self.err = open(os.path.join(repo, "..", "server-%d.log" % random.randrange(1 << 30)), "w+b")
-        self.proc = subprocess.Popen([KILN, "serve", "--model-repository", repo, "--http-port", "0",
+        self.proc = subprocess.Popen([KILN, "serve", "--model-repository", repo, "--http-port", "0", "--grpc-port", "0",
                                       "--metrics-port", "0", "--http-address", "127.0.0.1"] + list(args),
                                      stdout=subprocess.PIPE, stderr=self.err)
         self.port = self.metrics_port = None

@@ -189,16 +189,10 @@ static const struct sv_io *find_io(const struct sv_io *list, size_t n, const cha
     return NULL;
 }
 
-/* Reads one entry of "inputs" into the request. Returns false with resp set. */
-static bool parse_input(const struct sv_options *opt, struct sv_model *m, json_t *in, const char *bin, size_t bin_len,
-                        size_t *bin_off, bool *seen, struct sv_request *r, struct sv_response *resp)
+bool sv_request_input(struct sv_model *m, struct sv_request *r, bool *seen, const char *name, const char *dtname,
+                      int rank, const int64_t *dims, struct sv_input_slot *slot, struct sv_response *resp)
 {
     const struct sv_config *c = &m->cfg;
-    if (!json_is_object(in)) return sv_response_error(resp, 400, "each entry of 'inputs' must be an object"), false;
-    const char *name = json_string_value(json_object_get(in, "name"));
-    const char *dtname = json_string_value(json_object_get(in, "datatype"));
-    json_t *shape = json_object_get(in, "shape");
-    if (!name) return sv_response_error(resp, 400, "an input has no 'name' string"), false;
     size_t ci;
     const struct sv_io *io = find_io(c->inputs, c->n_inputs, name, &ci);
     if (!io)
@@ -210,18 +204,12 @@ static bool parse_input(const struct sv_options *opt, struct sv_model *m, json_t
         return sv_response_error(resp, 400, "inference input '%s' data-type is '%s', but model '%s' expects '%s'", name,
                                  dtname, m->name, sv_dtype_kserve(io->dtype)),
                false;
-    if (!json_is_array(shape) || json_array_size(shape) > SV_MAX_RANK)
-        return sv_response_error(resp, 400, "input '%s': 'shape' must be an array of at most %d integers", name,
+    if (rank > SV_MAX_RANK)
+        return sv_response_error(resp, 400, "input '%s': the shape has %d dims; at most %d are allowed", name, rank,
                                  SV_MAX_RANK),
                false;
-    int rank = (int)json_array_size(shape);
-    int64_t dims[SV_MAX_RANK];
-    for (int i = 0; i < rank; i++) {
-        json_t *d = json_array_get(shape, (size_t)i);
-        if (!json_is_integer(d) || json_integer_value(d) < 0)
-            return sv_response_error(resp, 400, "input '%s': shape entries must be integers >= 0", name), false;
-        dims[i] = json_integer_value(d);
-    }
+    for (int i = 0; i < rank; i++)
+        if (dims[i] < 0) return sv_response_error(resp, 400, "input '%s': shape entries must be integers >= 0", name), false;
     bool batched = c->max_batch_size > 0;
     char want[256], got[256];
     dims_text(want, sizeof want, io->rank, io->dims, batched);
@@ -248,16 +236,45 @@ static bool parse_input(const struct sv_options *opt, struct sv_model *m, json_t
                false;
     r->batch = batch;
     /* The tensor the model gets: reshape replaces the dims past the batch dim. */
-    int mrank = rank;
-    int64_t mdims[SV_MAX_RANK];
-    memcpy(mdims, dims, sizeof(int64_t) * (size_t)rank);
+    slot->rank = rank;
+    memcpy(slot->dims, dims, sizeof(int64_t) * (size_t)rank);
     if (io->has_reshape) {
-        mrank = (batched ? 1 : 0) + io->reshape_rank;
-        if (mrank > SV_MAX_RANK) return sv_response_error(resp, 400, "input '%s': reshape too deep", name), false;
-        for (int i = 0; i < io->reshape_rank; i++) mdims[i + (batched ? 1 : 0)] = io->reshape[i];
+        slot->rank = (batched ? 1 : 0) + io->reshape_rank;
+        if (slot->rank > SV_MAX_RANK) return sv_response_error(resp, 400, "input '%s': reshape too deep", name), false;
+        for (int i = 0; i < io->reshape_rank; i++) slot->dims[i + (batched ? 1 : 0)] = io->reshape[i];
     }
+    slot->dtype = io->dtype;
+    slot->t = &r->in[io->model_index];
+    return true;
+}
+
+/* Reads one entry of "inputs" into the request. Returns false with resp set. */
+static bool parse_input(const struct sv_options *opt, struct sv_model *m, json_t *in, const char *bin, size_t bin_len,
+                        size_t *bin_off, bool *seen, struct sv_request *r, struct sv_response *resp)
+{
+    if (!json_is_object(in)) return sv_response_error(resp, 400, "each entry of 'inputs' must be an object"), false;
+    const char *name = json_string_value(json_object_get(in, "name"));
+    const char *dtname = json_string_value(json_object_get(in, "datatype"));
+    json_t *shape = json_object_get(in, "shape");
+    if (!name) return sv_response_error(resp, 400, "an input has no 'name' string"), false;
+    if (!json_is_array(shape) || json_array_size(shape) > SV_MAX_RANK)
+        return sv_response_error(resp, 400, "input '%s': 'shape' must be an array of at most %d integers", name,
+                                 SV_MAX_RANK),
+               false;
+    int rank = (int)json_array_size(shape);
+    int64_t dims[SV_MAX_RANK];
+    for (int i = 0; i < rank; i++) {
+        json_t *d = json_array_get(shape, (size_t)i);
+        if (!json_is_integer(d) || json_integer_value(d) < 0)
+            return sv_response_error(resp, 400, "input '%s': shape entries must be integers >= 0", name), false;
+        dims[i] = json_integer_value(d);
+    }
+    struct sv_input_slot slot;
+    if (!sv_request_input(m, r, seen, name, dtname, rank, dims, &slot, resp)) return false;
+    int mrank = slot.rank;
+    const int64_t *mdims = slot.dims;
     char err[768];
-    struct sv_tensor *t = &r->in[io->model_index];
+    struct sv_tensor *t = slot.t;
     json_t *params = json_object_get(in, "parameters");
     json_t *bsize = params ? json_object_get(params, "binary_data_size") : NULL;
     json_t *data = json_object_get(in, "data");
@@ -272,13 +289,13 @@ static bool parse_input(const struct sv_options *opt, struct sv_model *m, json_t
                                      "input '%s': binary_data_size is %llu but only %zu bytes of binary data remain",
                                      name, size, bin_len - *bin_off),
                    false;
-        if (!sv_tensor_from_binary(name, io->dtype, mrank, mdims, bin + *bin_off, (size_t)size, opt->max_elements, t,
+        if (!sv_tensor_from_binary(name, slot.dtype, mrank, mdims, bin + *bin_off, (size_t)size, opt->max_elements, t,
                                    err, sizeof err))
             return sv_response_error(resp, 400, "%s", err), false;
         *bin_off += (size_t)size;
     } else {
         if (!data) return sv_response_error(resp, 400, "input '%s' has neither 'data' nor binary_data_size", name), false;
-        if (!tensor_from_json(name, io->dtype, mrank, mdims, data, opt->max_elements, t, err, sizeof err))
+        if (!tensor_from_json(name, slot.dtype, mrank, mdims, data, opt->max_elements, t, err, sizeof err))
             return sv_response_error(resp, 400, "%s", err), false;
     }
     return true;
@@ -334,19 +351,10 @@ static bool parse_outputs(struct sv_model *m, json_t *outs, struct parsed *p, st
 
 /* ------------------------------------------------------------------ the response */
 
-struct out_view {
-    kiln_dtype dt;
-    int rank;
-    int64_t dims[SV_MAX_RANK];
-    const void *data; /* the value's data; elements [first, first+count) are ours */
-    size_t first, count;
-    char **class_ptrs; /* a classification's strings (data points here), owned */
-    char *class_buf;
-};
 
 /* Turns v into its classification: BYTES, [rows, k] ([k] without batching). */
 static bool classify_view(const struct sv_model *m, const struct sv_request *r, const struct sv_io *io, int64_t k,
-                          struct out_view *v, struct sv_response *resp)
+                          struct sv_out_view *v, struct sv_response *resp)
 {
     bool batched = m->cfg.max_batch_size > 0;
     size_t rows = batched ? (size_t)r->batch : 1;
@@ -366,7 +374,7 @@ static bool classify_view(const struct sv_model *m, const struct sv_request *r, 
     return true;
 }
 
-static void view_output(const struct sv_model *m, const struct sv_request *r, size_t cfg_index, struct out_view *v)
+void sv_output_view(const struct sv_model *m, const struct sv_request *r, size_t cfg_index, struct sv_out_view *v)
 {
     const struct sv_io *io = &m->cfg.outputs[cfg_index];
     kiln_value *val = r->result->outs[io->model_index];
@@ -423,12 +431,12 @@ static void write_response(struct sv_model *m, struct parsed *p, struct sv_respo
 {
     json_t *root = json_pack("{s:s,s:s}", "model_name", m->name, "model_version", m->version_str);
     json_t *outs = json_array();
-    struct out_view *views = calloc(p->n_outs ? p->n_outs : 1, sizeof *views);
+    struct sv_out_view *views = calloc(p->n_outs ? p->n_outs : 1, sizeof *views);
     size_t bin_total = 0;
     bool fp64 = false;
     if (!root || !outs || !views) goto nomem;
     for (size_t k = 0; k < p->n_outs; k++) {
-        view_output(m, p->r, p->outs[k].cfg_index, &views[k]);
+        sv_output_view(m, p->r, p->outs[k].cfg_index, &views[k]);
         if (p->outs[k].classify &&
             !classify_view(m, p->r, &m->cfg.outputs[p->outs[k].cfg_index], p->outs[k].classify, &views[k], resp))
             goto out;
@@ -437,7 +445,7 @@ static void write_response(struct sv_model *m, struct parsed *p, struct sv_respo
     json_object_set(root, "outputs", outs);
     for (size_t k = 0; k < p->n_outs; k++) {
         const struct sv_io *io = &m->cfg.outputs[p->outs[k].cfg_index];
-        const struct out_view v = views[k];
+        const struct sv_out_view v = views[k];
         json_t *shape = json_array();
         for (int i = 0; shape && i < v.rank; i++) json_array_append_new(shape, json_integer(v.dims[i]));
         json_t *o = json_pack("{s:s,s:s,s:o}", "name", io->name, "datatype", sv_dtype_kserve(v.dt), "shape", shape);
@@ -485,7 +493,7 @@ static void write_response(struct sv_model *m, struct parsed *p, struct sv_respo
     unsigned char *dst = (unsigned char *)body + jl;
     for (size_t k = 0; k < p->n_outs; k++) {
         if (!p->outs[k].binary) continue;
-        const struct out_view v = views[k];
+        const struct sv_out_view v = views[k];
         sv_binary_write(v.dt, v.data, v.first, v.count, dst);
         dst += sv_binary_size(v.dt, v.data, v.first, v.count);
     }
@@ -513,6 +521,54 @@ static void free_request(struct sv_request *r, size_t n_in)
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
     free(r);
+}
+
+void sv_request_free(struct sv_request *r)
+{
+    if (r) free_request(r, kiln_model_input_count(r->model->m));
+}
+
+struct sv_request *sv_request_new(struct sv_model *m, int client_fd)
+{
+    size_t n_in = kiln_model_input_count(m->m);
+    struct sv_request *r = calloc(1, sizeof *r);
+    if (r) r->in = calloc(n_in ? n_in : 1, sizeof *r->in);
+    if (!r || !r->in) {
+        free(r);
+        return NULL;
+    }
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->model = m;
+    r->client_fd = client_fd;
+    return r;
+}
+
+bool sv_request_inputs_complete(const struct sv_model *m, const bool *seen, size_t n_given, struct sv_response *resp)
+{
+    const struct sv_config *c = &m->cfg;
+    for (size_t k = 0; k < c->n_inputs; k++)
+        if (!seen[k])
+            return sv_response_error(resp, 400, "expected %zu inputs but got %zu inputs for model '%s': '%s' is missing",
+                                     c->n_inputs, n_given, m->name, c->inputs[k].name),
+                   false;
+    return true;
+}
+
+bool sv_request_run(struct sv_request *r, bool *unloading, struct sv_response *resp)
+{
+    *unloading = false;
+    if (!sv_sched_submit(r)) {
+        *unloading = r->unloading;
+        sv_response_error(resp, r->http_status, "%s", r->msg);
+        return false;
+    }
+    sv_request_wait(r);
+    if (r->status != KILN_OK) {
+        sv_response_error(resp, r->http_status ? r->http_status : 500, "%s", r->msg);
+        return false;
+    }
+    return true;
 }
 
 /* Parses the request; false with resp set on a bad one. */
@@ -546,11 +602,7 @@ static bool parse_request(const struct sv_options *opt, struct sv_model *m, json
     json_t *in;
     bool ok = true;
     json_array_foreach(inputs, i, in) if (!(ok = parse_input(opt, m, in, bin, bin_len, &bin_off, seen, r, resp))) break;
-    for (size_t k = 0; ok && k < c->n_inputs; k++)
-        if (!seen[k])
-            ok = (sv_response_error(resp, 400, "expected %zu inputs but got %zu inputs for model '%s': '%s' is missing",
-                                    c->n_inputs, json_array_size(inputs), m->name, c->inputs[k].name),
-                  false);
+    if (ok) ok = sv_request_inputs_complete(m, seen, json_array_size(inputs), resp);
     free(seen);
     if (ok && bin_off != bin_len)
         ok = (sv_response_error(resp, 400,
@@ -593,29 +645,14 @@ bool sv_infer(const struct sv_options *opt, struct sv_model *m, const char *body
                           je.column);
         goto fail;
     }
-    struct sv_request *r = calloc(1, sizeof *r);
-    if (r) r->in = calloc(n_in ? n_in : 1, sizeof *r->in);
-    if (!r || !r->in) {
-        if (r) free(r);
+    struct sv_request *r = sv_request_new(m, client_fd);
+    if (!r) {
         sv_response_error(resp, 500, "out of memory");
         goto fail;
     }
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv, NULL);
-    r->model = m;
-    r->client_fd = client_fd;
     p.r = r;
     if (!parse_request(opt, m, root, body + jlen, len - jlen, &p, resp)) goto fail;
-    if (!sv_sched_submit(r)) {
-        unloading = r->unloading;
-        sv_response_error(resp, r->http_status, "%s", r->msg);
-        goto fail;
-    }
-    sv_request_wait(r);
-    if (r->status != KILN_OK) {
-        sv_response_error(resp, r->http_status ? r->http_status : 500, "%s", r->msg);
-        goto fail;
-    }
+    if (!sv_request_run(r, &unloading, resp)) goto fail;
     write_response(m, &p, resp);
     if (resp->status != 200) goto fail;
     sv_stats_request(&m->stats, true, sv_now_ns() - t0, r->queue_ns, r->compute_ns);

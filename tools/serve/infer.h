@@ -32,6 +32,45 @@ void sv_response_json(struct sv_response *resp, char *s);
 bool sv_infer(const struct sv_options *opt, struct sv_model *m, const char *body, size_t len, long long header_len,
               int client_fd, struct sv_response *resp);
 
+/* ------------------------------------------------------------------ the shared request path
+ * Both front ends (http.c through sv_infer, grpc.c directly) build a struct sv_request with
+ * these, so that checks, limits, scheduling and statistics are the same. */
+
+/* A new request on m (which the caller keeps a reference to); NULL when out of memory.
+ * client_fd: a socket watched for the client going away (-1: none). */
+struct sv_request *sv_request_new(struct sv_model *m, int client_fd);
+void sv_request_free(struct sv_request *r); /* NULL is fine */
+
+/* Where an input's data goes: the tensor to create, its type and the dims the model gets
+ * (the request's dims, or the configured reshape after the batch dim). */
+struct sv_input_slot {
+    struct sv_tensor *t;
+    kiln_dtype dtype;
+    int rank;
+    int64_t dims[SV_MAX_RANK];
+};
+/* Checks an input (name, KServe datatype, shape) against m's config and r's batch size so
+ * far; seen[] (one per configured input) catches repeats. false with resp set (400). */
+bool sv_request_input(struct sv_model *m, struct sv_request *r, bool *seen, const char *name, const char *dtname,
+                      int rank, const int64_t *dims, struct sv_input_slot *slot, struct sv_response *resp);
+/* Every configured input was given; n_given is the request's input count (for the message). */
+bool sv_request_inputs_complete(const struct sv_model *m, const bool *seen, size_t n_given, struct sv_response *resp);
+/* Queues r and waits for it. false with resp set: *unloading when the model version was
+ * being unloaded before r could be queued (look it up again and retry, uncounted). */
+bool sv_request_run(struct sv_request *r, bool *unloading, struct sv_response *resp);
+
+/* A completed request's share of one output: elements [first, first+count) of data. */
+struct sv_out_view {
+    kiln_dtype dt;
+    int rank;
+    int64_t dims[SV_MAX_RANK];
+    const void *data;
+    size_t first, count;
+    char **class_ptrs; /* a classification's strings (data points here), owned */
+    char *class_buf;
+};
+void sv_output_view(const struct sv_model *m, const struct sv_request *r, size_t cfg_index, struct sv_out_view *v);
+
 /* Model metadata, configuration (Triton's ModelConfig as JSON) and statistics. */
 char *sv_model_metadata_json(const struct sv_model *m, const char *const *versions, size_t n_versions);
 char *sv_model_config_json(const struct sv_model *m);

@@ -219,7 +219,12 @@ static size_t pick(struct sv_sched *s, struct sv_worker *w, uint64_t now, uint64
         unlink_req(s, NULL, r);
         w->batch[i] = r;
     }
-    if (!n) *wake_ns = deadline;
+    if (!n) {
+        /* Wake for the batch delay, or sooner for a queued request's timeout (REJECT). */
+        *wake_ns = deadline;
+        for (struct sv_request *r = s->head; r && !c->timeout_delay; r = r->next)
+            if (r->deadline_ns && r->deadline_ns < *wake_ns) *wake_ns = r->deadline_ns;
+    }
     return n;
 }
 

@@ -15,6 +15,9 @@
 
 #include "../cli/cli.h"
 #include "http.h"
+#ifdef KILN_HAVE_GRPC
+#include "grpc.h"
+#endif
 #include "serve.h"
 
 bool sv_verbose;
@@ -55,6 +58,11 @@ static int parse_options(int argc, char **argv, struct sv_options *o, const char
 {
     o->http_port = 8000;
     o->metrics_port = 8002;
+#ifdef KILN_HAVE_GRPC
+    o->grpc_port = 8001;
+#else
+    o->grpc_port = -1;
+#endif
     o->control = SV_CONTROL_NONE;
     o->max_body_bytes = 64u << 20;
     o->max_header_bytes = 16u << 10;
@@ -81,9 +89,16 @@ static int parse_options(int argc, char **argv, struct sv_options *o, const char
             if (!cli_parse_int(v, 0, 65535, &n)) return cli_usage("serve", "--metrics-port takes 0..65535; got '%s'", v);
             o->metrics_port = (int)n;
         } else if ((v = cli_opt_value(argc, argv, &i, "--grpc-port", &missing))) {
-            fprintf(stderr, "kiln serve: --grpc-port %s: gRPC is not supported yet; serving HTTP/REST only\n", v);
+#ifdef KILN_HAVE_GRPC
+            if (!cli_parse_int(v, 0, 65535, &n)) return cli_usage("serve", "--grpc-port takes 0..65535; got '%s'", v);
+            if (o->grpc_port >= 0) o->grpc_port = (int)n;
+#else
+            fprintf(stderr, "kiln serve: --grpc-port %s: this kiln was built without gRPC (libnghttp2-dev, "
+                    "libprotobuf-c-dev); serving HTTP/REST only\n", v);
+#endif
         } else if ((v = cli_opt_value(argc, argv, &i, "--allow-grpc", &missing))) {
-            if (strcmp(v, "false") != 0) fprintf(stderr, "kiln serve: gRPC is not supported yet; serving HTTP/REST only\n");
+            if (strcmp(v, "false") == 0) o->grpc_port = -1;
+            else if (strcmp(v, "true") != 0) return cli_usage("serve", "--allow-grpc takes true or false");
         } else if ((v = cli_opt_value(argc, argv, &i, "--allow-metrics", &missing))) {
             if (strcmp(v, "false") == 0) o->metrics_port = -1;
             else if (strcmp(v, "true") != 0) return cli_usage("serve", "--allow-metrics takes true or false");
@@ -253,7 +268,19 @@ int cli_serve(int argc, char **argv)
         free(o.load_models);
         return cli_error("serve: %s", err);
     }
+#ifdef KILN_HAVE_GRPC
+    struct sv_grpc grpc = {.repo = &repo, .opt = &o, .address = address, .ready = &http.ready};
+    if (o.grpc_port >= 0 && !sv_grpc_start(&grpc, err, sizeof err)) {
+        sv_http_drain_and_stop(&http, 0);
+        sv_repo_fini(&repo);
+        free(o.load_models);
+        return cli_error("serve: %s", err);
+    }
+#endif
     printf("kiln serve: HTTP on %s:%d\n", address, http.api_port);
+#ifdef KILN_HAVE_GRPC
+    if (o.grpc_port >= 0) printf("kiln serve: gRPC on %s:%d\n", address, grpc.port);
+#endif
     if (http.metrics) printf("kiln serve: metrics on %s:%d/metrics\n", address, http.metrics_port);
     fflush(stdout);
     bool loaded = load_startup(&repo, &o);
@@ -270,7 +297,15 @@ int cli_serve(int argc, char **argv)
     if (polling) poller_stop(&poller); /* finishes a pass under way first */
     fprintf(stderr, "kiln serve: %s: draining in-flight requests (up to %u s)\n", sig == SIGTERM ? "SIGTERM" : "SIGINT",
             o.exit_timeout_s);
+#ifdef KILN_HAVE_GRPC
+    uint64_t t0 = sv_now_ns();
+    sv_grpc_shutdown_begin(&grpc); /* GOAWAY: the calls under way go on while HTTP drains */
+#endif
     long left = sv_http_drain_and_stop(&http, o.exit_timeout_s);
+#ifdef KILN_HAVE_GRPC
+    uint64_t spent_s = (sv_now_ns() - t0) / 1000000000u;
+    left += sv_grpc_drain_and_stop(&grpc, spent_s >= o.exit_timeout_s ? 0 : o.exit_timeout_s - (unsigned)spent_s);
+#endif
     sv_repo_fini(&repo);
     free(o.load_models);
     if (left > 0) {

@@ -8,6 +8,7 @@
  *   metrics.c   per-model statistics, Prometheus text and the statistics JSON
  *   infer.c     an inference request: JSON and binary tensors in, outputs out
  *   http.c      the HTTP endpoints (libmicrohttpd)
+ *   grpc.c      the gRPC endpoint (libnghttp2, protobuf-c; kserve_grpc.proto)
  *   serve.c     the command: options, startup, signals, drain
  */
 #ifndef KILN_SERVE_H
@@ -259,6 +260,7 @@ enum sv_control_mode { SV_CONTROL_NONE, SV_CONTROL_EXPLICIT, SV_CONTROL_POLL };
 struct sv_options {
     const char *repository;
     int http_port, metrics_port;
+    int grpc_port; /* -1: no gRPC endpoint */
     enum sv_control_mode control;
     const char **load_models;
     int n_load_models;
