@@ -26,8 +26,10 @@
 #include <string.h>
 
 #include "cpu/broadcast.h"
+#include "cpu/dnnl_int8.h"
 #include "cpu/float8.h"
 #include "cpu/tensor_util.h"
+#include "infer/infer.h"
 
 /* ------------------------------------------------------------------ small floats */
 
@@ -557,6 +559,84 @@ static kiln_status int8_inputs(struct kiln_kctx *k, const char *what,
     return KILN_OK;
 }
 
+/* What MatMulInteger's prepare makes: the product with B prepacked by oneDNN (dnnl_int8.h)
+ * when B is a constant 8-bit [K, N] with a constant zero point (none, per tensor or per
+ * column) and A's rows (the product of its leading dims) are known; NULL otherwise (the run
+ * then takes the reference loop). */
+struct mmi_state {
+    struct kiln_dnnl_imm *mm;
+    const void *b, *bzp; /* the constants it packed: a run with others takes the reference */
+    kiln_dtype a_dtype;
+};
+
+/* b's zero point as int32 into *out (kiln_kprep_alloc), *n its count (0, 1 or N); false
+ * when it is not a constant of a form the prepared product takes. */
+static kiln_status mmi_bzp(struct kiln_kprep *p, const struct kiln_tensor *bzp, size_t N, int32_t **out,
+                           size_t *n, bool *ok)
+{
+    *ok = false, *n = 0, *out = NULL;
+    if (!bzp) {
+        *ok = p->kc.n_in <= 3 || !p->in[3]; /* a zero point that is not a constant: no */
+        return KILN_OK;
+    }
+    size_t c = kiln_tensor_numel(bzp);
+    if (!bzp->data || !is_8bit(bzp->dtype) || !(c == 1 || (bzp->rank == 1 && c == N))) return KILN_OK;
+    KILN_TRY(kiln_kprep_alloc(p, c * sizeof(int32_t), (void **)out));
+    for (size_t j = 0; j < c; j++) (*out)[j] = (int32_t)kiln_tensor_get_i64(bzp, j);
+    *n = c, *ok = true;
+    return KILN_OK;
+}
+
+static kiln_status mmi_prepare(struct kiln_kprep *p)
+{
+    struct mmi_state *st;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *st, (void **)&st));
+    p->state = st;
+    const struct kiln_tensor *b = kiln_kprep_const(p, 1);
+    const struct kiln_tensor *bzp = p->kc.n_in > 3 ? kiln_kprep_const(p, 3) : NULL;
+    const struct kiln_vtype *at = p->in[0];
+    if (!b || !is_8bit(b->dtype) || b->rank != 2 || !b->data || !at || at->type.kind != KILN_TYPE_TENSOR ||
+        !is_8bit(at->type.elem) || at->type.rank < 2)
+        return KILN_OK;
+    size_t M = 1;
+    for (int d = 0; d + 1 < at->type.rank; d++) {
+        if (at->type.dims[d].value < 0) return KILN_OK;
+        M *= (size_t)at->type.dims[d].value;
+    }
+    size_t K = (size_t)b->dims[0], N = (size_t)b->dims[1], nz;
+    if (at->type.dims[at->type.rank - 1].value != b->dims[0]) return KILN_OK;
+    int32_t *z;
+    bool ok;
+    KILN_TRY(mmi_bzp(p, bzp, N, &z, &nz, &ok));
+    if (!ok) return KILN_OK;
+    KILN_TRY(kiln_dnnl_imm_prepare(p, M, K, N, at->type.elem == KILN_DTYPE_I8, b->data, b->dtype == KILN_DTYPE_I8,
+                                   z, nz, &st->mm));
+    if (st->mm) {
+        st->b = b->data;
+        st->bzp = bzp ? bzp->data : NULL;
+        st->a_dtype = at->type.elem;
+        p->kernel = "onednn-int8";
+        p->chosen = 1;
+    }
+    return KILN_OK;
+}
+
+/* Y = (A - azp) * (B - bzp) through the prepared product when the run's operands are the
+ * prepared ones and A's zero point is per tensor. */
+static bool matmul_integer_packed(struct kiln_kctx *k, const struct kiln_tensor *in[4], struct kiln_tensor *y)
+{
+    const struct mmi_state *st = k->state;
+    const struct kiln_tensor *a = in[0], *azp = in[2];
+    if (!st || !st->mm || in[1]->data != st->b || (in[3] ? in[3]->data : NULL) != st->bzp || a->rank < 2 ||
+        (azp && kiln_tensor_numel(azp) != 1))
+        return false;
+    size_t M, K, N;
+    kiln_dnnl_imm_dims(st->mm, &M, &K, &N);
+    if (kiln_tensor_numel(a) != M * K || (size_t)a->dims[a->rank - 1] != K) return false;
+    if (a->dtype != st->a_dtype) return false;
+    return kiln_dnnl_imm_run(st->mm, k->pool, a->data, zp_at(azp, 0), y->data);
+}
+
 static kiln_status matmul_integer_impl(struct kiln_kctx *k, struct qmem *m)
 {
     const struct kiln_tensor *in[4];
@@ -568,6 +648,7 @@ static kiln_status matmul_integer_impl(struct kiln_kctx *k, struct qmem *m)
     KILN_TRY(zp_check(k, bzp, S.n, "b_zero_point"));
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_I32, S.orank, S.odims, &y));
+    if (b->rank == 2 && matmul_integer_packed(k, in, y)) return KILN_OK;
     return imatmul(k, m, a, azp, b, bzp, &S, y->data);
 }
 
@@ -863,7 +944,7 @@ static kiln_status qlinear_conv_impl(struct kiln_kctx *k, struct qmem *m)
 
 WITH_QMEM(quantize, quantize_prepare)
 WITH_QMEM(dequantize, dequantize_prepare)
-WITH_QMEM(matmul_integer, NULL)
+WITH_QMEM(matmul_integer, mmi_prepare)
 WITH_QMEM(qlinear_matmul, NULL)
 WITH_QMEM(conv_integer, qconv_prepare)
 WITH_QMEM(qlinear_conv, qconv_prepare)
@@ -874,7 +955,7 @@ const struct kiln_cpu_op kiln_cpu_ops_quant[] = {
     {"QuantizeLinear", "", 10, 0, run_quantize, quantize_prepare, 0},
     {"DequantizeLinear", "", 10, 0, run_dequantize, dequantize_prepare, 0},
     {"DynamicQuantizeLinear", "", 11, 0, run_dynamic_quantize, NULL, 0},
-    {"MatMulInteger", "", 10, 0, run_matmul_integer, NULL, 0},
+    {"MatMulInteger", "", 10, 0, run_matmul_integer, mmi_prepare, 0},
     {"QLinearMatMul", "", 10, 0, run_qlinear_matmul, NULL, 0},
     {"ConvInteger", "", 10, 0, run_conv_integer, qconv_prepare, 0},
     {"QLinearConv", "", 10, 0, run_qlinear_conv, qconv_prepare, 0},

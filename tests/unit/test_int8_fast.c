@@ -1,0 +1,286 @@
+/* test_int8_fast.c: MatMulInteger's prepared oneDNN int8 product (src/cpu/dnnl_int8.c: B
+ * a constant [K, N], packed at prepare as int8, zero points folded in afterwards) against
+ * the reference loop of src/cpu/ops/quant.c and against the ONNX definition computed here
+ * in int64: Y[m, n] = sum_k (A[m, k] - a_zp) * (B[k, n] - b_zp[n]).
+ *
+ * Small models in the text form of support/test_text_model.h run through kiln_session with
+ * 1, 2 and 3 threads: A and its zero point are graph inputs (as DynamicQuantizeLinear's
+ * outputs are), B and b_zero_point initializers (the prepared variant where kiln has oneDNN
+ * and oneDNN runs VNNI or AMX) or graph inputs (the reference variant). Shapes: random, odd
+ * and tiny (M = 1, K not a multiple of 4, N not a multiple of 16), batch dims on A;
+ * uint8 and int8 A and B; zero points absent, 0, 128, 255 (uint8), -128, 127 (int8),
+ * random, and per column for B. Values are drawn mostly from the extremes (0/255, -128/127)
+ * so that a kernel whose pair sums saturate (vpmaddubsw) would be caught. Every comparison
+ * is exact (int32). ctest also runs this test with KILN_CPU_ISA=avx2 and =portable, where
+ * every case takes the reference variant.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln.h"
+#include "test_support.h"
+#include "test_text_model.h"
+
+static char text[1 << 24];
+static size_t tlen;
+static int cases_run, prepared_runs;
+
+static void tf(const char *fmt, ...) KILN_PRINTF(1, 2);
+static void tf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text + tlen, sizeof text - tlen, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof text - tlen) {
+        fprintf(stderr, "test_int8_fast: model text too long\n");
+        exit(1);
+    }
+    tlen += (size_t)n;
+}
+
+struct cfg {
+    int brank;         /* batch dims on A: 0..2 */
+    int64_t batch[2];
+    int64_t M, K, N;
+    bool a_s8, b_s8;
+    int azp_kind;      /* 0: absent, 1: given */
+    int bzp_kind;      /* 0: absent, 1: per tensor, 2: per column */
+    int32_t azp;
+    int32_t *bzp;      /* [N] (per tensor: all equal) */
+    int32_t *a, *b;    /* values */
+};
+
+static size_t rows(const struct cfg *c)
+{
+    size_t r = (size_t)c->M;
+    for (int i = 0; i < c->brank; i++) r *= (size_t)c->batch[i];
+    return r;
+}
+
+static int32_t draw(bool s8)
+{
+    int lo = s8 ? -128 : 0, hi = s8 ? 127 : 255;
+    int u = rng_int(8);
+    return u < 3 ? lo : u < 6 ? hi : lo + rng_int(hi - lo + 1);
+}
+
+static int32_t draw_zp(bool s8)
+{
+    static const int32_t u8z[] = {0, 128, 255}, s8z[] = {0, -128, 127};
+    return rng_int(2) ? (s8 ? s8z : u8z)[rng_int(3)] : draw(s8);
+}
+
+static void tf_vals(const int32_t *v, size_t n)
+{
+    tf(" =");
+    for (size_t i = 0; i < n; i++) tf("%s%d", i ? "," : " ", v[i]);
+}
+
+static void model_text(const struct cfg *c, bool bconst)
+{
+    const char *at = c->a_s8 ? "i8" : "u8", *bt = c->b_s8 ? "i8" : "u8";
+    tlen = 0;
+    tf("opset 17\ninput A %s ", at);
+    for (int i = 0; i < c->brank; i++) tf("%lld,", (long long)c->batch[i]);
+    tf("%lld,%lld\n", (long long)c->M, (long long)c->K);
+    if (c->azp_kind) tf("input AZ %s -\n", at);
+    tf("%s B %s %lld,%lld", bconst ? "init" : "input", bt, (long long)c->K, (long long)c->N);
+    if (bconst) tf_vals(c->b, (size_t)(c->K * c->N));
+    tf("\n");
+    if (c->bzp_kind) {
+        tf("%s BZ %s %s", bconst ? "init" : "input", bt, c->bzp_kind == 1 ? "-" : "");
+        if (c->bzp_kind == 2) tf("%lld", (long long)c->N);
+        if (bconst) tf_vals(c->bzp, c->bzp_kind == 1 ? 1 : (size_t)c->N);
+        tf("\n");
+    }
+    tf("output Y i32\nnode MatMulInteger A,B%s%s -> Y\n", c->azp_kind ? ",AZ" : c->bzp_kind ? ",_" : "",
+       c->bzp_kind ? ",BZ" : "");
+}
+
+static kiln_value *int_value(kiln_dtype dt, const int32_t *v, int rank, const int64_t *dims, size_t n)
+{
+    uint8_t *raw = malloc(n + 1);
+    if (!raw) exit(1);
+    for (size_t i = 0; i < n; i++) raw[i] = (uint8_t)v[i];
+    kiln_value *t = tensor_of(dt, rank, dims, raw);
+    free(raw);
+    return t;
+}
+
+/* Runs the model with `threads` threads; returns Y (NULL after a failed CHECK) and, in
+ * *kernel, whether the node took the prepared variant. */
+static kiln_value *run_model(const struct cfg *c, bool bconst, int threads, bool *prepared, const char *what)
+{
+    kiln_dtype at = c->a_s8 ? KILN_DTYPE_I8 : KILN_DTYPE_U8, bt = c->b_s8 ? KILN_DTYPE_I8 : KILN_DTYPE_U8;
+    model_text(c, bconst);
+    int64_t ad[4];
+    int ar = 0;
+    for (int i = 0; i < c->brank; i++) ad[ar++] = c->batch[i];
+    ad[ar++] = c->M, ad[ar++] = c->K;
+    int64_t bd[2] = {c->K, c->N};
+    const char *names[4];
+    kiln_value *in[4];
+    size_t n_in = 0;
+    names[n_in] = "A", in[n_in++] = int_value(at, c->a, ar, ad, rows(c) * (size_t)c->K);
+    if (c->azp_kind) names[n_in] = "AZ", in[n_in++] = int_value(at, &c->azp, 0, NULL, 1);
+    if (!bconst) {
+        names[n_in] = "B", in[n_in++] = int_value(bt, c->b, 2, bd, (size_t)(c->K * c->N));
+        if (c->bzp_kind == 1) names[n_in] = "BZ", in[n_in++] = int_value(bt, c->bzp, 0, NULL, 1);
+        if (c->bzp_kind == 2) names[n_in] = "BZ", in[n_in++] = int_value(bt, c->bzp, 1, &c->N, (size_t)c->N);
+    }
+    struct buf mb = {0};
+    parse_model(text, &mb);
+    kiln_model *m = NULL;
+    kiln_builder *b = NULL;
+    kiln_engine *e = NULL;
+    kiln_session *s = NULL;
+    kiln_value *out = NULL;
+    kiln_err err = {0};
+    kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &err);
+    if (!st) st = kiln_builder_create(&b, &err);
+    if (!st) st = kiln_builder_set_threads(b, threads, &err);
+    if (!st) st = kiln_builder_build(b, m, &e, &err);
+    if (!st) {
+        const char *be, *kernel, *variant;
+        kiln_engine_node_kernel(e, 0, &be, &kernel, &variant);
+        *prepared = variant && !strcmp(variant, "onednn-int8");
+        st = kiln_session_create_from_engine(e, NULL, &s, &err);
+    }
+    if (!st) st = kiln_session_run(s, n_in, names, (const kiln_value *const *)in, 1, &out, &err);
+    CHECK(st == KILN_OK, "%s: %s", what, err.msg);
+    kiln_session_free(s);
+    kiln_engine_free(e);
+    kiln_builder_free(b);
+    kiln_model_free(m);
+    free(mb.p);
+    free_all(in, n_in);
+    return out;
+}
+
+/* The ONNX definition in int64 (no overflow for these sizes, so int32 wrapping is moot). */
+static void expected(const struct cfg *c, int32_t *y)
+{
+    size_t R = rows(c), K = (size_t)c->K, N = (size_t)c->N;
+    int64_t az = c->azp_kind ? c->azp : 0;
+    for (size_t r = 0; r < R; r++)
+        for (size_t n = 0; n < N; n++) {
+            int64_t bz = c->bzp_kind ? c->bzp[n] : 0, acc = 0;
+            for (size_t k = 0; k < K; k++) acc += ((int64_t)c->a[r * K + k] - az) * ((int64_t)c->b[k * N + n] - bz);
+            y[r * N + n] = (int32_t)acc;
+        }
+}
+
+static bool same(const kiln_value *got, const int32_t *want, size_t n, const char *what)
+{
+    CHECK(got && got->t.dtype == KILN_DTYPE_I32 && kiln_tensor_numel(&got->t) == n, "%s: wrong output", what);
+    if (!got || got->t.dtype != KILN_DTYPE_I32 || kiln_tensor_numel(&got->t) != n) return false;
+    const int32_t *g = got->t.data;
+    for (size_t i = 0; i < n; i++)
+        if (g[i] != want[i]) {
+            CHECK(false, "%s: Y[%zu] = %d, want %d", what, i, g[i], want[i]);
+            return false;
+        }
+    return true;
+}
+
+static bool exact_isa_expected(void)
+{
+#if defined(KILN_HAVE_DNNL) && (defined(__x86_64__) || defined(__i386__))
+    return !strcmp(kiln_cpu_isa(), "avx512") && __builtin_cpu_supports("avx512vnni");
+#else
+    return false;
+#endif
+}
+
+static void run_case(struct cfg *c, const char *label)
+{
+    size_t R = rows(c), K = (size_t)c->K, N = (size_t)c->N;
+    c->a = malloc(R * K * sizeof *c->a);
+    c->b = malloc(K * N * sizeof *c->b);
+    c->bzp = malloc(N * sizeof *c->bzp);
+    int32_t *want = malloc(R * N * sizeof *want);
+    if (!c->a || !c->b || !c->bzp || !want) exit(1);
+    for (size_t i = 0; i < R * K; i++) c->a[i] = draw(c->a_s8);
+    for (size_t i = 0; i < K * N; i++) c->b[i] = draw(c->b_s8);
+    c->azp = draw_zp(c->a_s8);
+    int32_t z = draw_zp(c->b_s8);
+    for (size_t n = 0; n < N; n++) c->bzp[n] = c->bzp_kind == 2 ? draw_zp(c->b_s8) : z;
+    expected(c, want);
+    char what[300];
+    bool prep = false;
+    snprintf(what, sizeof what, "%s: reference variant", label);
+    kiln_value *yr = run_model(c, false, 1, &prep, what);
+    CHECK(!prep, "%s took the prepared variant", what);
+    same(yr, want, R * N, what);
+    for (int t = 1; t <= 3; t++) {
+        snprintf(what, sizeof what, "%s: B constant, %d threads", label, t);
+        kiln_value *y = run_model(c, true, t, &prep, what);
+        if (exact_isa_expected()) CHECK(prep, "%s: expected the onednn-int8 variant", what);
+        prepared_runs += prep;
+        same(y, want, R * N, what);
+        if (y && yr) same(y, yr->t.data, R * N, what); /* bit-exact against the reference kernel */
+        kiln_value_free(y);
+    }
+    kiln_value_free(yr);
+    free(c->a), free(c->b), free(c->bzp), free(want);
+    cases_run++;
+}
+
+static void describe(const struct cfg *c, char *buf, size_t size)
+{
+    snprintf(buf, size, "batch %d M%lld K%lld N%lld A %s B %s azp %s bzp %s", c->brank, (long long)c->M,
+             (long long)c->K, (long long)c->N, c->a_s8 ? "i8" : "u8", c->b_s8 ? "i8" : "u8",
+             c->azp_kind ? "given" : "absent", c->bzp_kind == 0 ? "absent" : c->bzp_kind == 1 ? "tensor" : "column");
+}
+
+static void random_cases(int n)
+{
+    static const int64_t small[] = {1, 2, 3, 5, 7, 15, 16, 17, 31, 33, 64, 65, 100};
+    for (int i = 0; i < n; i++) {
+        struct cfg c = {0};
+        c.brank = rng_int(3);
+        for (int d = 0; d < c.brank; d++) c.batch[d] = 1 + rng_int(3);
+        c.M = rng_int(3) ? small[rng_int(13)] : 1;
+        c.K = rng_int(4) ? small[rng_int(13)] : 1 + rng_int(300);
+        c.N = rng_int(4) ? small[rng_int(13)] : 1 + rng_int(200);
+        c.a_s8 = rng_int(4) == 0;
+        c.b_s8 = rng_int(2);
+        c.azp_kind = rng_int(4) != 0;
+        c.bzp_kind = rng_int(3);
+        char label[200];
+        describe(&c, label, sizeof label);
+        snprintf(label + strlen(label), sizeof label - strlen(label), " (#%d)", i);
+        run_case(&c, label);
+    }
+}
+
+/* Transformer-like shapes (more columns than one slice, K large enough that float32 would
+ * lose exactness: |Y| up to 2^24 and more). */
+static void large_cases(void)
+{
+    struct cfg shapes[] = {
+        {.M = 16, .K = 768, .N = 256, .azp_kind = 1, .bzp_kind = 1},
+        {.M = 1, .K = 1024, .N = 1000, .azp_kind = 1, .bzp_kind = 2, .b_s8 = true},
+        {.brank = 1, .batch = {2}, .M = 9, .K = 515, .N = 130, .azp_kind = 1, .bzp_kind = 0, .b_s8 = true},
+        {.M = 33, .K = 2048, .N = 48, .a_s8 = true, .b_s8 = true, .azp_kind = 1, .bzp_kind = 2},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        char label[200];
+        describe(&shapes[i], label, sizeof label);
+        run_case(&shapes[i], label);
+    }
+}
+
+int main(void)
+{
+    rng_seed(0x1A78);
+    large_cases();
+    random_cases(60);
+    CHECK(cases_run >= 60, "only %d cases ran", cases_run);
+    if (exact_isa_expected()) CHECK(prepared_runs >= 3 * cases_run, "prepared variant ran %d times", prepared_runs);
+    printf("test_int8_fast: %d cases, %d prepared runs (isa %s)\n", cases_run, prepared_runs, kiln_cpu_isa());
+    return test_summary("test_int8_fast");
+}
