@@ -13,12 +13,22 @@
  * so that a kernel whose pair sums saturate (vpmaddubsw) would be caught. Every comparison
  * is exact (int32). ctest also runs this test with KILN_CPU_ISA=avx2 and =portable, where
  * every case takes the reference variant.
+ *
+ * DynamicQuantizeLinear's range and quantize passes (cpu/quant_isa.h), every compiled
+ * variant up to the CPU's best, against the ONNX definition in float32 written here: exact
+ * equality of the range, the scale, the zero point and every byte, on lengths around the
+ * vector widths, with NaN, +-inf, -0, exact halves (ties: half to even), values that
+ * saturate, all-negative and all-positive inputs.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <math.h>
+
+#include "cpu/isa.h"
+#include "cpu/quant_isa.h"
 #include "kiln.h"
 #include "test_support.h"
 #include "test_text_model.h"
@@ -274,9 +284,90 @@ static void large_cases(void)
     }
 }
 
+/* The ONNX definition of DynamicQuantizeLinear (float32). */
+static void dql_expected(const float *x, size_t n, float *scale, uint8_t *zp, uint8_t *y)
+{
+    float mx = 0, mn = 0;
+    for (size_t j = 0; j < n; j++) {
+        if (x[j] > mx) mx = x[j];
+        if (x[j] < mn) mn = x[j];
+    }
+    *scale = mx == mn ? 1.0f : (mx - mn) / 255.0f;
+    float z = nearbyintf(fminf(fmaxf(0.0f - mn / *scale, 0.0f), 255.0f));
+    *zp = (uint8_t)z;
+    for (size_t j = 0; j < n; j++) {
+        float q = nearbyintf(x[j] / *scale) + z;
+        if (isnan(q)) q = z;
+        y[j] = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+    }
+}
+
+static float dql_value(int kind, float scale_hint)
+{
+    switch (rng_int(kind)) {
+    case 0: return NAN;
+    case 1: return rng_int(2) ? INFINITY : -INFINITY;
+    case 2: return -0.0f;
+    case 3: return ((float)(rng_int(41) - 20) + 0.5f) * scale_hint; /* exact ties */
+    default: return (float)rng_range(-3, 3);
+    }
+}
+
+static void dql_cases(void)
+{
+    static const size_t lens[] = {0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100, 255, 1000, 4099};
+    float *x = malloc(4099 * sizeof *x);
+    uint8_t *want = malloc(4099), *got = malloc(4099);
+    if (!x || !want || !got) exit(1);
+    int checked = 0;
+    for (int rep = 0; rep < 40; rep++)
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            size_t n = lens[li];
+            int mode = rep % 5; /* 0: plain, 1: specials, 2: all >= 0, 3: all <= 0, 4: ties */
+            for (size_t j = 0; j < n; j++) {
+                float v = mode == 1 ? dql_value(rep < 20 ? 8 : 40, 0.25f) : mode == 4 ? dql_value(4, 0.0625f) + (rng_int(2) ? 0.0f : 0.125f) : (float)rng_range(-2, 2);
+                if (mode == 4 && isnan(v)) v = 1.5f;
+                if (mode == 4 && isinf(v)) v = -0.25f;
+                x[j] = mode == 2 ? fabsf(v) : mode == 3 ? -fabsf(v) : v;
+            }
+            float scale;
+            uint8_t zp;
+            dql_expected(x, n, &scale, &zp, want);
+            for (int isa = 0; isa <= (int)kiln_isa_best(); isa++) {
+                float mn, mx;
+                KILN_ISA_VARIANT(kiln_dql_range_isa, isa)(x, n, &mn, &mx);
+                float s = mx == mn ? 1.0f : (mx - mn) / 255.0f;
+                CHECK(s == scale || (isnan(s) && isnan(scale)), "dql %s n %zu mode %d: scale %g, want %g",
+                      kiln_isa_name((enum kiln_isa)isa), n, mode, s, scale);
+                memset(got, 0xAB, n);
+                KILN_ISA_VARIANT(kiln_dql_quantize_isa, isa)(x, n, scale, (float)zp, got);
+                for (size_t j = 0; j < n; j++)
+                    if (got[j] != want[j]) {
+                        CHECK(false, "dql %s n %zu mode %d: y[%zu] = %d for x %g (scale %g zp %d), want %d",
+                              kiln_isa_name((enum kiln_isa)isa), n, mode, j, got[j], x[j], scale, zp, want[j]);
+                        break;
+                    }
+                checked++;
+            }
+        }
+    /* ties exactly: scale 1 (range [0, 255]), x = k + 0.5 rounds to the even neighbour */
+    for (size_t j = 0; j < 64; j++) x[j] = (float)j + 0.5f;
+    x[64] = 0.0f, x[65] = 255.0f;
+    dql_expected(x, 66, &(float){0}, &(uint8_t){0}, want);
+    for (int isa = 0; isa <= (int)kiln_isa_best(); isa++) {
+        KILN_ISA_VARIANT(kiln_dql_quantize_isa, isa)(x, 66, 1.0f, 0.0f, got);
+        for (size_t j = 0; j < 64; j++)
+            CHECK(got[j] == (uint8_t)(j % 2 ? j + 1 : j), "dql %s tie %zu + 0.5 -> %d", kiln_isa_name((enum kiln_isa)isa),
+                  j, got[j]);
+    }
+    CHECK(checked > 100, "only %d dql checks", checked);
+    free(x), free(want), free(got);
+}
+
 int main(void)
 {
     rng_seed(0x1A78);
+    dql_cases();
     large_cases();
     random_cases(60);
     CHECK(cases_run >= 60, "only %d cases ran", cases_run);

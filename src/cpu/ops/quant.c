@@ -28,6 +28,7 @@
 #include "cpu/broadcast.h"
 #include "cpu/dnnl_int8.h"
 #include "cpu/float8.h"
+#include "cpu/quant_isa.h"
 #include "cpu/tensor_util.h"
 #include "infer/infer.h"
 
@@ -414,23 +415,15 @@ static kiln_status run_dynamic_quantize(struct kiln_kctx *k)
                           kiln_dtype_name(x->dtype));
     size_t n = kiln_tensor_numel(x);
     const float *xd = x->data;
-    float mx = 0, mn = 0;
-    for (size_t j = 0; j < n; j++) {
-        if (xd[j] > mx) mx = xd[j];
-        if (xd[j] < mn) mn = xd[j];
-    }
+    float mx, mn;
+    KILN_ISA_DISPATCH(kiln_dql_range_isa, (xd, n, &mn, &mx));
     float scale = mx == mn ? 1.0f : (mx - mn) / 255.0f;
     float zp = 0.0f - mn / scale;
     zp = zp < 0 ? 0 : zp > 255 ? 255 : zp;
     zp = nearbyintf(zp);
     struct kiln_tensor *y, *ys, *yz;
     KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_U8, x->rank, x->dims, &y));
-    uint8_t *yd = y->data;
-    for (size_t j = 0; j < n; j++) {
-        float q = nearbyintf(xd[j] / scale) + zp;
-        if (isnan(q)) q = zp;
-        yd[j] = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
-    }
+    KILN_ISA_DISPATCH(kiln_dql_quantize_isa, (xd, n, scale, zp, y->data));
     if (kiln_out_wanted(k, 1)) {
         KILN_TRY(kiln_out_tensor(k, 1, KILN_DTYPE_F32, 0, NULL, &ys));
         *(float *)ys->data = scale;
