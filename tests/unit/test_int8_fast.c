@@ -14,6 +14,13 @@
  * is exact (int32). ctest also runs this test with KILN_CPU_ISA=avx2 and =portable, where
  * every case takes the reference variant.
  *
+ * ConvInteger's prepared variant (2-D, one group, w and its zero point constant: x unfolded
+ * channels-last into the same int8 product) likewise against its reference variant and an
+ * int64 convolution written here: random channels, kernels 1..3, strides, dilations,
+ * asymmetric pads (taps in the padding add nothing: the reference pads the zero-point-shifted
+ * x), zero points per tensor and per output channel, uint8 and int8; two groups take the
+ * reference (checked all the same).
+ *
  * DynamicQuantizeLinear's range and quantize passes (cpu/quant_isa.h), every compiled
  * variant up to the CPU's best, against the ONNX definition in float32 written here: exact
  * equality of the range, the scale, the zero point and every byte, on lengths around the
@@ -35,7 +42,7 @@
 
 static char text[1 << 24];
 static size_t tlen;
-static int cases_run, prepared_runs;
+static int cases_run, prepared_runs, prepared_wanted;
 
 static void tf(const char *fmt, ...) KILN_PRINTF(1, 2);
 static void tf(const char *fmt, ...)
@@ -120,8 +127,10 @@ static kiln_value *int_value(kiln_dtype dt, const int32_t *v, int rank, const in
     return t;
 }
 
-/* Runs the model with `threads` threads; returns Y (NULL after a failed CHECK) and, in
- * *kernel, whether the node took the prepared variant. */
+static kiln_value *run_text(kiln_value **in, const char **names, size_t n_in, int threads, bool *prepared,
+                            const char *what);
+
+/* Runs MatMulInteger's model with `threads` threads (run_text). */
 static kiln_value *run_model(const struct cfg *c, bool bconst, int threads, bool *prepared, const char *what)
 {
     kiln_dtype at = c->a_s8 ? KILN_DTYPE_I8 : KILN_DTYPE_U8, bt = c->b_s8 ? KILN_DTYPE_I8 : KILN_DTYPE_U8;
@@ -141,6 +150,15 @@ static kiln_value *run_model(const struct cfg *c, bool bconst, int threads, bool
         if (c->bzp_kind == 1) names[n_in] = "BZ", in[n_in++] = int_value(bt, c->bzp, 0, NULL, 1);
         if (c->bzp_kind == 2) names[n_in] = "BZ", in[n_in++] = int_value(bt, c->bzp, 1, &c->N, (size_t)c->N);
     }
+    return run_text(in, names, n_in, threads, prepared, what);
+}
+
+/* Runs the model in `text` with the inputs in[0..n_in) (freed here) and `threads` threads;
+ * returns Y (NULL after a failed CHECK) and, in *prepared, whether node 0 took the prepared
+ * variant ("onednn-int8"). */
+static kiln_value *run_text(kiln_value **in, const char **names, size_t n_in, int threads, bool *prepared,
+                            const char *what)
+{
     struct buf mb = {0};
     parse_model(text, &mb);
     kiln_model *m = NULL;
@@ -229,6 +247,7 @@ static void run_case(struct cfg *c, const char *label)
         snprintf(what, sizeof what, "%s: B constant, %d threads", label, t);
         kiln_value *y = run_model(c, true, t, &prep, what);
         if (exact_isa_expected()) CHECK(prep, "%s: expected the onednn-int8 variant", what);
+        prepared_wanted += exact_isa_expected();
         prepared_runs += prep;
         same(y, want, R * N, what);
         if (y && yr) same(y, yr->t.data, R * N, what); /* bit-exact against the reference kernel */
@@ -282,6 +301,153 @@ static void large_cases(void)
         describe(&shapes[i], label, sizeof label);
         run_case(&shapes[i], label);
     }
+}
+
+/* ------------------------------------------------------------------ ConvInteger */
+
+struct ccfg {
+    int64_t N, C, M, G, H, W, KH, KW, sh, sw, dh, dw, p[4]; /* pads: top, left, bottom, right */
+    bool x_s8, w_s8;
+    int xzp_kind, wzp_kind; /* x: 0 absent, 1 given; w: 0 absent, 1 per tensor, 2 per channel */
+    int32_t xzp, *wzp, *x, *w;
+    int64_t OH, OW;
+};
+
+static void conv_text(const struct ccfg *c, bool wconst)
+{
+    const char *xt = c->x_s8 ? "i8" : "u8", *wt = c->w_s8 ? "i8" : "u8";
+    size_t nw = (size_t)(c->M * (c->C / c->G) * c->KH * c->KW);
+    tlen = 0;
+    tf("opset 17\ninput X %s %lld,%lld,%lld,%lld\n", xt, (long long)c->N, (long long)c->C, (long long)c->H,
+       (long long)c->W);
+    if (c->xzp_kind) tf("input XZ %s -\n", xt);
+    tf("%s W %s %lld,%lld,%lld,%lld", wconst ? "init" : "input", wt, (long long)c->M, (long long)(c->C / c->G),
+       (long long)c->KH, (long long)c->KW);
+    if (wconst) tf_vals(c->w, nw);
+    tf("\n");
+    if (c->wzp_kind) {
+        tf("%s WZ %s ", wconst ? "init" : "input", wt);
+        if (c->wzp_kind == 1) tf("-");
+        else tf("%lld", (long long)c->M);
+        if (wconst) tf_vals(c->wzp, c->wzp_kind == 1 ? 1 : (size_t)c->M);
+        tf("\n");
+    }
+    tf("output Y i32\nnode ConvInteger X,W%s%s -> Y group=int:%lld strides=ints:%lld,%lld dilations=ints:%lld,%lld "
+       "pads=ints:%lld,%lld,%lld,%lld\n",
+       c->xzp_kind ? ",XZ" : c->wzp_kind ? ",_" : "", c->wzp_kind ? ",WZ" : "", (long long)c->G, (long long)c->sh,
+       (long long)c->sw, (long long)c->dh, (long long)c->dw, (long long)c->p[0], (long long)c->p[1],
+       (long long)c->p[2], (long long)c->p[3]);
+}
+
+static kiln_value *run_conv(const struct ccfg *c, bool wconst, int threads, bool *prepared, const char *what)
+{
+    kiln_dtype xt = c->x_s8 ? KILN_DTYPE_I8 : KILN_DTYPE_U8, wt = c->w_s8 ? KILN_DTYPE_I8 : KILN_DTYPE_U8;
+    conv_text(c, wconst);
+    int64_t xd[4] = {c->N, c->C, c->H, c->W}, wd[4] = {c->M, c->C / c->G, c->KH, c->KW};
+    const char *names[4];
+    kiln_value *in[4];
+    size_t n_in = 0;
+    names[n_in] = "X", in[n_in++] = int_value(xt, c->x, 4, xd, (size_t)(c->N * c->C * c->H * c->W));
+    if (c->xzp_kind) names[n_in] = "XZ", in[n_in++] = int_value(xt, &c->xzp, 0, NULL, 1);
+    if (!wconst) {
+        names[n_in] = "W", in[n_in++] = int_value(wt, c->w, 4, wd, (size_t)(wd[0] * wd[1] * wd[2] * wd[3]));
+        if (c->wzp_kind == 1) names[n_in] = "WZ", in[n_in++] = int_value(wt, c->wzp, 0, NULL, 1);
+        if (c->wzp_kind == 2) names[n_in] = "WZ", in[n_in++] = int_value(wt, c->wzp, 1, &c->M, (size_t)c->M);
+    }
+    return run_text(in, names, n_in, threads, prepared, what);
+}
+
+static void conv_expected(const struct ccfg *c, int32_t *y)
+{
+    int64_t cg = c->C / c->G, mg = c->M / c->G;
+    for (int64_t n = 0; n < c->N; n++)
+        for (int64_t m = 0; m < c->M; m++)
+            for (int64_t oh = 0; oh < c->OH; oh++)
+                for (int64_t ow = 0; ow < c->OW; ow++) {
+                    int64_t acc = 0, g = m / mg, wz = c->wzp_kind ? c->wzp[m] : 0, xz = c->xzp_kind ? c->xzp : 0;
+                    for (int64_t ic = 0; ic < cg; ic++)
+                        for (int64_t kh = 0; kh < c->KH; kh++)
+                            for (int64_t kw = 0; kw < c->KW; kw++) {
+                                int64_t ih = oh * c->sh - c->p[0] + kh * c->dh, iw = ow * c->sw - c->p[1] + kw * c->dw;
+                                if (ih < 0 || ih >= c->H || iw < 0 || iw >= c->W) continue;
+                                int64_t xv = c->x[((n * c->C + g * cg + ic) * c->H + ih) * c->W + iw] - xz;
+                                int64_t wv = c->w[((m * cg + ic) * c->KH + kh) * c->KW + kw] - wz;
+                                acc += xv * wv;
+                            }
+                    y[((n * c->M + m) * c->OH + oh) * c->OW + ow] = (int32_t)acc;
+                }
+}
+
+static void conv_case(struct ccfg *c, const char *label)
+{
+    c->OH = (c->H + c->p[0] + c->p[2] - ((c->KH - 1) * c->dh + 1)) / c->sh + 1;
+    c->OW = (c->W + c->p[1] + c->p[3] - ((c->KW - 1) * c->dw + 1)) / c->sw + 1;
+    size_t nx = (size_t)(c->N * c->C * c->H * c->W), nw = (size_t)(c->M * (c->C / c->G) * c->KH * c->KW);
+    size_t ny = (size_t)(c->N * c->M * c->OH * c->OW);
+    c->x = malloc(nx * sizeof *c->x);
+    c->w = malloc(nw * sizeof *c->w);
+    c->wzp = malloc((size_t)c->M * sizeof *c->wzp);
+    int32_t *want = malloc(ny * sizeof *want);
+    if (!c->x || !c->w || !c->wzp || !want) exit(1);
+    for (size_t i = 0; i < nx; i++) c->x[i] = draw(c->x_s8);
+    for (size_t i = 0; i < nw; i++) c->w[i] = draw(c->w_s8);
+    c->xzp = draw_zp(c->x_s8);
+    int32_t z = draw_zp(c->w_s8);
+    for (int64_t m = 0; m < c->M; m++) c->wzp[m] = c->wzp_kind == 2 ? draw_zp(c->w_s8) : z;
+    conv_expected(c, want);
+    char what[300];
+    bool prep = false;
+    snprintf(what, sizeof what, "%s: reference variant", label);
+    kiln_value *yr = run_conv(c, false, 1, &prep, what);
+    CHECK(!prep, "%s took the prepared variant", what);
+    same(yr, want, ny, what);
+    for (int t = 1; t <= 3; t++) {
+        snprintf(what, sizeof what, "%s: W constant, %d threads", label, t);
+        kiln_value *y = run_conv(c, true, t, &prep, what);
+        if (exact_isa_expected() && c->G == 1) CHECK(prep, "%s: expected the onednn-int8 variant", what);
+        prepared_wanted += exact_isa_expected() && c->G == 1;
+        prepared_runs += prep;
+        same(y, want, ny, what);
+        if (y && yr) same(y, yr->t.data, ny, what);
+        kiln_value_free(y);
+    }
+    kiln_value_free(yr);
+    free(c->x), free(c->w), free(c->wzp), free(want);
+    cases_run++;
+}
+
+static void conv_cases(int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct ccfg c = {0};
+        c.N = 1 + rng_int(2);
+        c.G = rng_int(5) == 0 ? 2 : 1;
+        c.C = c.G * (1 + rng_int(rng_int(2) ? 5 : 40));
+        c.M = c.G * (1 + rng_int(rng_int(2) ? 5 : 40));
+        c.KH = 1 + rng_int(3), c.KW = 1 + rng_int(3);
+        c.sh = 1 + rng_int(2), c.sw = 1 + rng_int(2);
+        c.dh = 1 + (rng_int(4) == 0), c.dw = 1 + (rng_int(4) == 0);
+        for (int d = 0; d < 4; d++) c.p[d] = rng_int(3);
+        c.H = (c.KH - 1) * c.dh + 1 + rng_int(9);
+        c.W = (c.KW - 1) * c.dw + 1 + rng_int(9);
+        c.x_s8 = rng_int(4) == 0;
+        c.w_s8 = rng_int(2);
+        c.xzp_kind = rng_int(4) != 0;
+        c.wzp_kind = rng_int(3);
+        char label[300];
+        snprintf(label, sizeof label,
+                 "conv #%d: N%lld C%lld M%lld G%lld in %lldx%lld k %lldx%lld s %lld,%lld d %lld,%lld p %lld,%lld,%lld,%lld "
+                 "x %s w %s xzp %d wzp %d",
+                 i, (long long)c.N, (long long)c.C, (long long)c.M, (long long)c.G, (long long)c.H, (long long)c.W,
+                 (long long)c.KH, (long long)c.KW, (long long)c.sh, (long long)c.sw, (long long)c.dh, (long long)c.dw,
+                 (long long)c.p[0], (long long)c.p[1], (long long)c.p[2], (long long)c.p[3], c.x_s8 ? "i8" : "u8",
+                 c.w_s8 ? "i8" : "u8", c.xzp_kind, c.wzp_kind);
+        conv_case(&c, label);
+    }
+    /* a ResNet-sized layer: 64 -> 64, 3x3, pads 1, 28x28 */
+    struct ccfg big = {.N = 1, .C = 64, .M = 64, .G = 1, .H = 28, .W = 28, .KH = 3, .KW = 3, .sh = 1, .sw = 1,
+                       .dh = 1, .dw = 1, .p = {1, 1, 1, 1}, .xzp_kind = 1, .wzp_kind = 1};
+    conv_case(&big, "conv 64x28x28 3x3 u8/u8");
 }
 
 /* The ONNX definition of DynamicQuantizeLinear (float32). */
@@ -368,10 +534,12 @@ int main(void)
 {
     rng_seed(0x1A78);
     dql_cases();
+    conv_cases(50);
     large_cases();
     random_cases(60);
-    CHECK(cases_run >= 60, "only %d cases ran", cases_run);
-    if (exact_isa_expected()) CHECK(prepared_runs >= 3 * cases_run, "prepared variant ran %d times", prepared_runs);
+    CHECK(cases_run >= 110, "only %d cases ran", cases_run);
+    CHECK(prepared_runs == prepared_wanted, "prepared variant ran %d times, expected %d", prepared_runs,
+          prepared_wanted);
     printf("test_int8_fast: %d cases, %d prepared runs (isa %s)\n", cases_run, prepared_runs, kiln_cpu_isa());
     return test_summary("test_int8_fast");
 }

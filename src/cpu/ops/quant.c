@@ -738,11 +738,8 @@ struct qconv_state {
     int auto_pad; /* AP_*; values other than SAME_UPPER, SAME_LOWER and VALID act as NOTSET */
 };
 
-static kiln_status qconv_prepare(struct kiln_kprep *p)
+static void qconv_decode(const struct kiln_kctx *k, struct qconv_state *s)
 {
-    struct qconv_state *s;
-    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
-    const struct kiln_kctx *k = &p->kc;
     s->group = kiln_attr_i(k, "group", 1);
     s->n_strides = kiln_attr_ints(k, "strides", &s->strides);
     s->n_dilations = kiln_attr_ints(k, "dilations", &s->dilations);
@@ -753,6 +750,13 @@ static kiln_status qconv_prepare(struct kiln_kprep *p)
                   : strcmp(ap, "SAME_LOWER") == 0 ? AP_SAME_LOWER
                   : strcmp(ap, "VALID") == 0      ? AP_VALID
                                                   : AP_NOTSET;
+}
+
+static kiln_status qconv_prepare(struct kiln_kprep *p)
+{
+    struct qconv_state *s;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
+    qconv_decode(&p->kc, s);
     p->state = s;
     return KILN_OK;
 }
@@ -885,6 +889,158 @@ static void conv_out_dims(const struct conv_geom *G, int64_t *dims)
     for (int d = 0; d < G->sp; d++) dims[2 + d] = G->out[d];
 }
 
+/* What ConvInteger's prepare makes: the Conv attributes (first, so that conv_geometry reads
+ * them from k->state) and, for a 2-D convolution with one group, a constant 8-bit w with a
+ * constant zero point and x's shape known, the product on a prepacked oneDNN int8 matmul
+ * (dnnl_int8.h): x is laid out channels-last, unfolded into one row per output pixel (the
+ * taps in (kh, kw, c) order; taps in the padding take x's zero point, so that they add
+ * nothing, as the reference's zero-point-shifted padding), multiplied by w^T laid out in the
+ * same order at prepare, and the [pixels, M] result is written back channels-first. */
+struct iconv_state {
+    struct qconv_state cs;
+    struct kiln_dnnl_imm *mm;
+    const void *w, *wzp; /* the constants it packed */
+    kiln_dtype x_dtype;
+    struct conv_geom G;
+    size_t kdim;         /* KH * KW * C */
+};
+
+/* w [M, C, KH, KW] as [KH * KW * C, M] (row (kh * KW + kw) * C + c) into *out (kiln_malloc). */
+static kiln_status iconv_weights_t(struct kiln_kprep *p, const struct kiln_tensor *w, void **out)
+{
+    size_t M = (size_t)w->dims[0], C = (size_t)w->dims[1], KK = (size_t)(w->dims[2] * w->dims[3]);
+    size_t total = M * C * KK;
+    uint8_t *t = kiln_malloc(total ? total : 1);
+    if (!t) return kiln_kfail(&p->kc, KILN_E_NOMEM, "out of memory for the int8 weights");
+    const uint8_t *src = w->data;
+    for (size_t m = 0; m < M; m++)
+        for (size_t c = 0; c < C; c++)
+            for (size_t kk = 0; kk < KK; kk++) t[(kk * C + c) * M + m] = src[(m * C + c) * KK + kk];
+    *out = t;
+    return KILN_OK;
+}
+
+/* The prepared product when the shapes and constants allow it (iconv_state). */
+static kiln_status iconv_prepare_fast(struct kiln_kprep *p, struct iconv_state *st)
+{
+    const struct kiln_tensor *w = kiln_kprep_const(p, 1);
+    const struct kiln_tensor *wzp = p->kc.n_in > 3 ? kiln_kprep_const(p, 3) : NULL;
+    const struct kiln_vtype *xt = p->in[0];
+    if (!w || !is_8bit(w->dtype) || w->rank != 4 || !w->data || !xt || xt->type.kind != KILN_TYPE_TENSOR ||
+        !is_8bit(xt->type.elem) || xt->type.rank != 4 || st->cs.group != 1)
+        return KILN_OK;
+    struct kiln_tensor x = {.dtype = xt->type.elem, .rank = 4};
+    for (int d = 0; d < 4; d++) {
+        if (xt->type.dims[d].value < 1) return KILN_OK;
+        x.dims[d] = xt->type.dims[d].value;
+    }
+    struct kiln_kctx kc = p->kc;
+    kc.state = &st->cs;
+    if (conv_geometry(&kc, &x, w, &st->G) != KILN_OK) return KILN_OK; /* the run reports it */
+    const struct conv_geom *G = &st->G;
+    size_t rows = G->n * (size_t)(G->out[0] * G->out[1]), nz;
+    st->kdim = (size_t)(G->ker[0] * G->ker[1]) * G->c;
+    int32_t *z;
+    bool ok;
+    KILN_TRY(mmi_bzp(p, wzp, G->m, &z, &nz, &ok));
+    if (!ok) return KILN_OK;
+    void *wt = NULL;
+    KILN_TRY(iconv_weights_t(p, w, &wt));
+    kiln_status s = kiln_dnnl_imm_prepare(p, rows, st->kdim, G->m, x.dtype == KILN_DTYPE_I8, wt,
+                                          w->dtype == KILN_DTYPE_I8, z, nz, &st->mm);
+    kiln_free(wt);
+    KILN_TRY(s);
+    if (!st->mm) return KILN_OK;
+    st->w = w->data;
+    st->wzp = wzp ? wzp->data : NULL;
+    st->x_dtype = x.dtype;
+    size_t csz = G->c * (size_t)(G->in[0] * G->in[1]);
+    p->scratch_bytes = G->n * csz + rows * st->kdim + rows * G->m * sizeof(int32_t) + 3 * 64;
+    p->kernel = "onednn-int8";
+    p->chosen = 1;
+    return KILN_OK;
+}
+
+static kiln_status iconv_prepare(struct kiln_kprep *p)
+{
+    struct iconv_state *st;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *st, (void **)&st));
+    qconv_decode(&p->kc, &st->cs);
+    p->state = st;
+    return iconv_prepare_fast(p, st);
+}
+
+struct unfold_job {
+    const struct iconv_state *st;
+    const uint8_t *xt; /* [N, H, W, C] */
+    uint8_t *cols;     /* [N * OH * OW, KH * KW * C] */
+    uint8_t pad;       /* x's zero point */
+};
+
+/* Rows of cols for output rows [r0, r1) (r = n * OH + oh). */
+static void unfold_rows(void *ctx, size_t r0, size_t r1, int worker)
+{
+    (void)worker;
+    const struct unfold_job *j = ctx;
+    const struct conv_geom *G = &j->st->G;
+    size_t C = G->c, OH = (size_t)G->out[0], OW = (size_t)G->out[1];
+    for (size_t r = r0; r < r1; r++) {
+        size_t n = r / OH;
+        int64_t oh = (int64_t)(r % OH);
+        const uint8_t *img = j->xt + n * (size_t)(G->in[0] * G->in[1]) * C;
+        for (size_t ow = 0; ow < OW; ow++) {
+            uint8_t *row = j->cols + (r * OW + ow) * j->st->kdim;
+            for (int64_t kh = 0; kh < G->ker[0]; kh++) {
+                int64_t ih = oh * G->stride[0] - G->pad0[0] + kh * G->dil[0];
+                for (int64_t kw = 0; kw < G->ker[1]; kw++, row += C) {
+                    int64_t iw = (int64_t)ow * G->stride[1] - G->pad0[1] + kw * G->dil[1];
+                    if (ih < 0 || ih >= G->in[0] || iw < 0 || iw >= G->in[1])
+                        memset(row, j->pad, C);
+                    else
+                        memcpy(row, img + ((size_t)ih * (size_t)G->in[1] + (size_t)iw) * C, C);
+                }
+            }
+        }
+    }
+}
+
+/* ConvInteger through the prepared product; false when this run's operands are not the
+ * prepared ones (the reference then runs). */
+static kiln_status conv_integer_fast(struct kiln_kctx *k, const struct kiln_tensor *in[4], struct kiln_tensor *y,
+                                     bool *done)
+{
+    const struct iconv_state *st = k->state;
+    const struct kiln_tensor *x = in[0], *xzp = in[2];
+    *done = false;
+    if (!st || !st->mm || in[1]->data != st->w || (in[3] ? in[3]->data : NULL) != st->wzp ||
+        x->dtype != st->x_dtype || x->rank != 4 || (xzp && kiln_tensor_numel(xzp) != 1))
+        return KILN_OK;
+    const struct conv_geom *G = &st->G;
+    if ((size_t)x->dims[0] != G->n || (size_t)x->dims[1] != G->c || x->dims[2] != G->in[0] || x->dims[3] != G->in[1])
+        return KILN_OK;
+    size_t hw = (size_t)(G->in[0] * G->in[1]), ohw = (size_t)(G->out[0] * G->out[1]);
+    size_t rows = G->n * ohw;
+    uint8_t *xt, *cols;
+    int32_t *yt;
+    KILN_TRY(kiln_scratch(k, G->n * G->c * hw, (void **)&xt));
+    KILN_TRY(kiln_scratch(k, rows * st->kdim, (void **)&cols));
+    KILN_TRY(kiln_scratch(k, rows * G->m * sizeof(int32_t), (void **)&yt));
+    const uint8_t *xd = x->data;
+    for (size_t n = 0; n < G->n; n++) /* channels-last */
+        for (size_t c = 0; c < G->c; c++)
+            for (size_t i = 0; i < hw; i++) xt[(n * hw + i) * G->c + c] = xd[(n * G->c + c) * hw + i];
+    int32_t azp = zp_at(xzp, 0);
+    struct unfold_job uj = {st, xt, cols, (uint8_t)azp};
+    kiln_pool_for(k->pool, G->n * (size_t)G->out[0], 1, unfold_rows, &uj);
+    if (!kiln_dnnl_imm_run(st->mm, k->pool, cols, azp, yt)) return KILN_OK;
+    int32_t *yd = y->data;
+    for (size_t n = 0; n < G->n; n++) /* back to channels-first */
+        for (size_t i = 0; i < ohw; i++)
+            for (size_t m = 0; m < G->m; m++) yd[(n * G->m + m) * ohw + i] = yt[(n * ohw + i) * G->m + m];
+    *done = true;
+    return KILN_OK;
+}
+
 static kiln_status conv_integer_impl(struct kiln_kctx *k, struct qmem *m)
 {
     const struct kiln_tensor *in[4];
@@ -898,6 +1054,9 @@ static kiln_status conv_integer_impl(struct kiln_kctx *k, struct qmem *m)
     conv_out_dims(&G, od);
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_I32, x->rank, od, &y));
+    bool done;
+    KILN_TRY(conv_integer_fast(k, in, y, &done));
+    if (done) return KILN_OK;
     return iconv(k, m, &G, x, xzp, w, wzp, NULL, y->data);
 }
 
@@ -939,7 +1098,7 @@ WITH_QMEM(quantize, quantize_prepare)
 WITH_QMEM(dequantize, dequantize_prepare)
 WITH_QMEM(matmul_integer, mmi_prepare)
 WITH_QMEM(qlinear_matmul, NULL)
-WITH_QMEM(conv_integer, qconv_prepare)
+WITH_QMEM(conv_integer, iconv_prepare)
 WITH_QMEM(qlinear_conv, qconv_prepare)
 
 /* ------------------------------------------------------------------ table */
@@ -950,7 +1109,7 @@ const struct kiln_cpu_op kiln_cpu_ops_quant[] = {
     {"DynamicQuantizeLinear", "", 11, 0, run_dynamic_quantize, NULL, 0},
     {"MatMulInteger", "", 10, 0, run_matmul_integer, mmi_prepare, 0},
     {"QLinearMatMul", "", 10, 0, run_qlinear_matmul, NULL, 0},
-    {"ConvInteger", "", 10, 0, run_conv_integer, qconv_prepare, 0},
+    {"ConvInteger", "", 10, 0, run_conv_integer, iconv_prepare, 0},
     {"QLinearConv", "", 10, 0, run_qlinear_conv, qconv_prepare, 0},
     {0},
 };
