@@ -58,7 +58,18 @@ static void tf(const char *fmt, ...)
     tlen += (size_t)n;
 }
 
+/* QLinearMatMul / QLinearConv's extra inputs (on: the node is the QLinear form; zero points
+ * are then required). The scales and the bias are constants in every variant. */
+struct qlin {
+    bool on, y_s8;
+    float as, ys, *bs; /* bs: [nbs], nbs 1 or per column / output channel */
+    size_t nbs;
+    int32_t yzp;
+    int32_t *bias;     /* QLinearConv: [M] or NULL */
+};
+
 struct cfg {
+    struct qlin q;
     int brank;         /* batch dims on A: 0..2 */
     int64_t batch[2];
     int64_t M, K, N;
@@ -96,6 +107,24 @@ static void tf_vals(const int32_t *v, size_t n)
     for (size_t i = 0; i < n; i++) tf("%s%d", i ? "," : " ", v[i]);
 }
 
+static void tf_floats(const float *v, size_t n)
+{
+    tf(" =");
+    for (size_t i = 0; i < n; i++) tf("%s%.9g", i ? "," : " ", (double)v[i]);
+}
+
+/* The QLinear form's constants: AS, BS, YS, YZ (and B for a bias). */
+static void qlin_text(const struct qlin *q, const char *bs_dims)
+{
+    tf("init AS f32 -");
+    tf_floats(&q->as, 1);
+    tf("\ninit BS f32 %s", q->nbs == 1 ? "-" : bs_dims);
+    tf_floats(q->bs, q->nbs);
+    tf("\ninit YS f32 -");
+    tf_floats(&q->ys, 1);
+    tf("\ninit YZ %s - = %d\n", q->y_s8 ? "i8" : "u8", q->yzp);
+}
+
 static void model_text(const struct cfg *c, bool bconst)
 {
     const char *at = c->a_s8 ? "i8" : "u8", *bt = c->b_s8 ? "i8" : "u8";
@@ -112,6 +141,13 @@ static void model_text(const struct cfg *c, bool bconst)
         if (c->bzp_kind == 2) tf("%lld", (long long)c->N);
         if (bconst) tf_vals(c->bzp, c->bzp_kind == 1 ? 1 : (size_t)c->N);
         tf("\n");
+    }
+    if (c->q.on) {
+        char nd[32];
+        snprintf(nd, sizeof nd, "%lld", (long long)c->N);
+        qlin_text(&c->q, nd);
+        tf("output Y %s\nnode QLinearMatMul A,AS,AZ,B,BS,BZ,YS,YZ -> Y\n", c->q.y_s8 ? "i8" : "u8");
+        return;
     }
     tf("output Y i32\nnode MatMulInteger A,B%s%s -> Y\n", c->azp_kind ? ",AZ" : c->bzp_kind ? ",_" : "",
        c->bzp_kind ? ",BZ" : "");
@@ -201,17 +237,72 @@ static void expected(const struct cfg *c, int32_t *y)
         }
 }
 
-static bool same(const kiln_value *got, const int32_t *want, size_t n, const char *what)
+/* Element i of an int32, uint8 or int8 output. */
+static int32_t out_at(const kiln_value *v, size_t i)
 {
-    CHECK(got && got->t.dtype == KILN_DTYPE_I32 && kiln_tensor_numel(&got->t) == n, "%s: wrong output", what);
-    if (!got || got->t.dtype != KILN_DTYPE_I32 || kiln_tensor_numel(&got->t) != n) return false;
-    const int32_t *g = got->t.data;
+    if (v->t.dtype == KILN_DTYPE_U8) return ((const uint8_t *)v->t.data)[i];
+    if (v->t.dtype == KILN_DTYPE_I8) return ((const int8_t *)v->t.data)[i];
+    return ((const int32_t *)v->t.data)[i];
+}
+
+/* got (of dtype dt) equals want exactly. */
+static bool same(const kiln_value *got, kiln_dtype dt, const int32_t *want, size_t n, const char *what)
+{
+    CHECK(got && got->t.dtype == dt && kiln_tensor_numel(&got->t) == n, "%s: wrong output", what);
+    if (!got || got->t.dtype != dt || kiln_tensor_numel(&got->t) != n) return false;
     for (size_t i = 0; i < n; i++)
-        if (g[i] != want[i]) {
-            CHECK(false, "%s: Y[%zu] = %d, want %d", what, i, g[i], want[i]);
+        if (out_at(got, i) != want[i]) {
+            CHECK(false, "%s: Y[%zu] = %d, want %d", what, i, out_at(got, i), want[i]);
             return false;
         }
     return true;
+}
+
+static bool same_values(const kiln_value *got, const kiln_value *ref, size_t n, const char *what)
+{
+    int32_t *w = malloc((n + 1) * sizeof *w);
+    if (!w) exit(1);
+    for (size_t i = 0; i < n; i++) w[i] = out_at(ref, i);
+    bool ok = same(got, ref->t.dtype, w, n, what);
+    free(w);
+    return ok;
+}
+
+static kiln_dtype out_dtype(const struct qlin *q)
+{
+    return !q->on ? KILN_DTYPE_I32 : q->y_s8 ? KILN_DTYPE_I8 : KILN_DTYPE_U8;
+}
+
+/* Random QLinear constants for nch channels (scales: random in [2^-10, 2^-4) * [1, 2)). */
+static void qlin_draw(struct qlin *q, size_t nch, bool bias)
+{
+    q->on = true;
+    q->y_s8 = rng_int(2);
+    q->as = (float)rng_range(0.001, 0.03);
+    q->ys = (float)rng_range(0.01, 0.5);
+    q->nbs = rng_int(2) ? 1 : nch;
+    q->bs = malloc(nch * sizeof *q->bs);
+    q->bias = bias ? malloc(nch * sizeof *q->bias) : NULL;
+    if (!q->bs || (bias && !q->bias)) exit(1);
+    for (size_t i = 0; i < nch; i++) q->bs[i] = (float)rng_range(0.001, 0.03);
+    for (size_t i = 0; bias && i < nch; i++) q->bias[i] = rng_int(20001) - 10000;
+    q->yzp = draw_zp(q->y_s8);
+}
+
+/* The ONNX definition of the requantization, as the reference computes it: the multiplier
+ * rounded to float32 twice (a_scale * b_scale, then / y_scale), then
+ * saturate(round_half_even(acc * multiplier + y_zero_point)) in double; channel of element
+ * j: (j / div) % nch. acc is replaced by the result. */
+static void requantize(const struct qlin *q, int32_t *acc, size_t n, size_t div, size_t nch)
+{
+    double lo = q->y_s8 ? -128 : 0, hi = q->y_s8 ? 127 : 255;
+    for (size_t j = 0; j < n; j++) {
+        size_t c = (j / div) % nch;
+        double bs = q->bs[q->nbs == 1 ? 0 : c];
+        double mult = (double)(float)((double)(float)((double)q->as * bs) / (double)q->ys);
+        double v = nearbyint((double)acc[j] * mult + (double)q->yzp);
+        acc[j] = (int32_t)(v < lo ? lo : v > hi ? hi : v);
+    }
 }
 
 static bool exact_isa_expected(void)
@@ -237,30 +328,33 @@ static void run_case(struct cfg *c, const char *label)
     int32_t z = draw_zp(c->b_s8);
     for (size_t n = 0; n < N; n++) c->bzp[n] = c->bzp_kind == 2 ? draw_zp(c->b_s8) : z;
     expected(c, want);
+    if (c->q.on) requantize(&c->q, want, R * N, 1, N);
+    kiln_dtype yt = out_dtype(&c->q);
     char what[300];
     bool prep = false;
     snprintf(what, sizeof what, "%s: reference variant", label);
     kiln_value *yr = run_model(c, false, 1, &prep, what);
     CHECK(!prep, "%s took the prepared variant", what);
-    same(yr, want, R * N, what);
+    same(yr, yt, want, R * N, what);
     for (int t = 1; t <= 3; t++) {
         snprintf(what, sizeof what, "%s: B constant, %d threads", label, t);
         kiln_value *y = run_model(c, true, t, &prep, what);
         if (exact_isa_expected()) CHECK(prep, "%s: expected the onednn-int8 variant", what);
         prepared_wanted += exact_isa_expected();
         prepared_runs += prep;
-        same(y, want, R * N, what);
-        if (y && yr) same(y, yr->t.data, R * N, what); /* bit-exact against the reference kernel */
+        same(y, yt, want, R * N, what);
+        if (y && yr) same_values(y, yr, R * N, what); /* bit-exact against the reference kernel */
         kiln_value_free(y);
     }
     kiln_value_free(yr);
-    free(c->a), free(c->b), free(c->bzp), free(want);
+    free(c->a), free(c->b), free(c->bzp), free(want), free(c->q.bs), free(c->q.bias);
     cases_run++;
 }
 
 static void describe(const struct cfg *c, char *buf, size_t size)
 {
-    snprintf(buf, size, "batch %d M%lld K%lld N%lld A %s B %s azp %s bzp %s", c->brank, (long long)c->M,
+    snprintf(buf, size, "%sbatch %d M%lld K%lld N%lld A %s B %s azp %s bzp %s", c->q.on ? "QLinearMatMul " : "",
+             c->brank, (long long)c->M,
              (long long)c->K, (long long)c->N, c->a_s8 ? "i8" : "u8", c->b_s8 ? "i8" : "u8",
              c->azp_kind ? "given" : "absent", c->bzp_kind == 0 ? "absent" : c->bzp_kind == 1 ? "tensor" : "column");
 }
@@ -279,6 +373,10 @@ static void random_cases(int n)
         c.b_s8 = rng_int(2);
         c.azp_kind = rng_int(4) != 0;
         c.bzp_kind = rng_int(3);
+        if (rng_int(3) == 0) { /* QLinearMatMul: zero points required */
+            c.azp_kind = 1, c.bzp_kind = 1 + rng_int(2);
+            qlin_draw(&c.q, (size_t)c.N, false);
+        }
         char label[200];
         describe(&c, label, sizeof label);
         snprintf(label + strlen(label), sizeof label - strlen(label), " (#%d)", i);
@@ -306,6 +404,7 @@ static void large_cases(void)
 /* ------------------------------------------------------------------ ConvInteger */
 
 struct ccfg {
+    struct qlin q;
     int64_t N, C, M, G, H, W, KH, KW, sh, sw, dh, dw, p[4]; /* pads: top, left, bottom, right */
     bool x_s8, w_s8;
     int xzp_kind, wzp_kind; /* x: 0 absent, 1 given; w: 0 absent, 1 per tensor, 2 per channel */
@@ -331,6 +430,22 @@ static void conv_text(const struct ccfg *c, bool wconst)
         else tf("%lld", (long long)c->M);
         if (wconst) tf_vals(c->wzp, c->wzp_kind == 1 ? 1 : (size_t)c->M);
         tf("\n");
+    }
+    if (c->q.on) {
+        char md[32];
+        snprintf(md, sizeof md, "%lld", (long long)c->M);
+        qlin_text(&c->q, md);
+        if (c->q.bias) {
+            tf("init BIAS i32 %lld", (long long)c->M);
+            tf_vals(c->q.bias, (size_t)c->M);
+            tf("\n");
+        }
+        tf("output Y %s\nnode QLinearConv X,AS,XZ,W,BS,WZ,YS,YZ%s -> Y group=int:%lld strides=ints:%lld,%lld "
+           "dilations=ints:%lld,%lld pads=ints:%lld,%lld,%lld,%lld\n",
+           c->q.y_s8 ? "i8" : "u8", c->q.bias ? ",BIAS" : "", (long long)c->G, (long long)c->sh, (long long)c->sw,
+           (long long)c->dh, (long long)c->dw, (long long)c->p[0], (long long)c->p[1], (long long)c->p[2],
+           (long long)c->p[3]);
+        return;
     }
     tf("output Y i32\nnode ConvInteger X,W%s%s -> Y group=int:%lld strides=ints:%lld,%lld dilations=ints:%lld,%lld "
        "pads=ints:%lld,%lld,%lld,%lld\n",
@@ -395,24 +510,29 @@ static void conv_case(struct ccfg *c, const char *label)
     int32_t z = draw_zp(c->w_s8);
     for (int64_t m = 0; m < c->M; m++) c->wzp[m] = c->wzp_kind == 2 ? draw_zp(c->w_s8) : z;
     conv_expected(c, want);
+    size_t ohw = (size_t)(c->OH * c->OW);
+    if (c->q.on && c->q.bias)
+        for (size_t j = 0; j < ny; j++) want[j] += c->q.bias[(j / ohw) % (size_t)c->M];
+    if (c->q.on) requantize(&c->q, want, ny, ohw, (size_t)c->M);
+    kiln_dtype yt = out_dtype(&c->q);
     char what[300];
     bool prep = false;
     snprintf(what, sizeof what, "%s: reference variant", label);
     kiln_value *yr = run_conv(c, false, 1, &prep, what);
     CHECK(!prep, "%s took the prepared variant", what);
-    same(yr, want, ny, what);
+    same(yr, yt, want, ny, what);
     for (int t = 1; t <= 3; t++) {
         snprintf(what, sizeof what, "%s: W constant, %d threads", label, t);
         kiln_value *y = run_conv(c, true, t, &prep, what);
         if (exact_isa_expected() && c->G == 1) CHECK(prep, "%s: expected the onednn-int8 variant", what);
         prepared_wanted += exact_isa_expected() && c->G == 1;
         prepared_runs += prep;
-        same(y, want, ny, what);
-        if (y && yr) same(y, yr->t.data, ny, what);
+        same(y, yt, want, ny, what);
+        if (y && yr) same_values(y, yr, ny, what);
         kiln_value_free(y);
     }
     kiln_value_free(yr);
-    free(c->x), free(c->w), free(c->wzp), free(want);
+    free(c->x), free(c->w), free(c->wzp), free(want), free(c->q.bs), free(c->q.bias);
     cases_run++;
 }
 
@@ -434,14 +554,18 @@ static void conv_cases(int n)
         c.w_s8 = rng_int(2);
         c.xzp_kind = rng_int(4) != 0;
         c.wzp_kind = rng_int(3);
+        if (rng_int(3) == 0) { /* QLinearConv */
+            c.xzp_kind = 1, c.wzp_kind = 1 + rng_int(2);
+            qlin_draw(&c.q, (size_t)c.M, rng_int(2));
+        }
         char label[300];
         snprintf(label, sizeof label,
                  "conv #%d: N%lld C%lld M%lld G%lld in %lldx%lld k %lldx%lld s %lld,%lld d %lld,%lld p %lld,%lld,%lld,%lld "
-                 "x %s w %s xzp %d wzp %d",
+                 "x %s w %s xzp %d wzp %d%s",
                  i, (long long)c.N, (long long)c.C, (long long)c.M, (long long)c.G, (long long)c.H, (long long)c.W,
                  (long long)c.KH, (long long)c.KW, (long long)c.sh, (long long)c.sw, (long long)c.dh, (long long)c.dw,
                  (long long)c.p[0], (long long)c.p[1], (long long)c.p[2], (long long)c.p[3], c.x_s8 ? "i8" : "u8",
-                 c.w_s8 ? "i8" : "u8", c.xzp_kind, c.wzp_kind);
+                 c.w_s8 ? "i8" : "u8", c.xzp_kind, c.wzp_kind, c.q.on ? " QLinearConv" : "");
         conv_case(&c, label);
     }
     /* a ResNet-sized layer: 64 -> 64, 3x3, pads 1, 28x28 */

@@ -564,12 +564,12 @@ struct mmi_state {
 
 /* b's zero point as int32 into *out (kiln_kprep_alloc), *n its count (0, 1 or N); false
  * when it is not a constant of a form the prepared product takes. */
-static kiln_status mmi_bzp(struct kiln_kprep *p, const struct kiln_tensor *bzp, size_t N, int32_t **out,
-                           size_t *n, bool *ok)
+static kiln_status mmi_bzp(struct kiln_kprep *p, size_t zi, const struct kiln_tensor *bzp, size_t N,
+                           int32_t **out, size_t *n, bool *ok)
 {
     *ok = false, *n = 0, *out = NULL;
     if (!bzp) {
-        *ok = p->kc.n_in <= 3 || !p->in[3]; /* a zero point that is not a constant: no */
+        *ok = p->kc.n_in <= zi || !p->in[zi]; /* a zero point that is not a constant: no */
         return KILN_OK;
     }
     size_t c = kiln_tensor_numel(bzp);
@@ -580,13 +580,15 @@ static kiln_status mmi_bzp(struct kiln_kprep *p, const struct kiln_tensor *bzp, 
     return KILN_OK;
 }
 
-static kiln_status mmi_prepare(struct kiln_kprep *p)
+/* The prepared product of MatMulInteger (B input bi = 1, its zero point zi = 3) or
+ * QLinearMatMul (3, 5). */
+static kiln_status mmi_prepare_at(struct kiln_kprep *p, size_t bi, size_t zi)
 {
     struct mmi_state *st;
     KILN_TRY(kiln_kprep_alloc(p, sizeof *st, (void **)&st));
     p->state = st;
-    const struct kiln_tensor *b = kiln_kprep_const(p, 1);
-    const struct kiln_tensor *bzp = p->kc.n_in > 3 ? kiln_kprep_const(p, 3) : NULL;
+    const struct kiln_tensor *b = kiln_kprep_const(p, bi);
+    const struct kiln_tensor *bzp = p->kc.n_in > zi ? kiln_kprep_const(p, zi) : NULL;
     const struct kiln_vtype *at = p->in[0];
     if (!b || !is_8bit(b->dtype) || b->rank != 2 || !b->data || !at || at->type.kind != KILN_TYPE_TENSOR ||
         !is_8bit(at->type.elem) || at->type.rank < 2)
@@ -600,7 +602,7 @@ static kiln_status mmi_prepare(struct kiln_kprep *p)
     if (at->type.dims[at->type.rank - 1].value != b->dims[0]) return KILN_OK;
     int32_t *z;
     bool ok;
-    KILN_TRY(mmi_bzp(p, bzp, N, &z, &nz, &ok));
+    KILN_TRY(mmi_bzp(p, zi, bzp, N, &z, &nz, &ok));
     if (!ok) return KILN_OK;
     KILN_TRY(kiln_dnnl_imm_prepare(p, M, K, N, at->type.elem == KILN_DTYPE_I8, b->data, b->dtype == KILN_DTYPE_I8,
                                    z, nz, &st->mm));
@@ -614,20 +616,23 @@ static kiln_status mmi_prepare(struct kiln_kprep *p)
     return KILN_OK;
 }
 
-/* Y = (A - azp) * (B - bzp) through the prepared product when the run's operands are the
- * prepared ones and A's zero point is per tensor. */
-static bool matmul_integer_packed(struct kiln_kctx *k, const struct kiln_tensor *in[4], struct kiln_tensor *y)
+static kiln_status mmi_prepare(struct kiln_kprep *p) { return mmi_prepare_at(p, 1, 3); }
+static kiln_status qmm_prepare(struct kiln_kprep *p) { return mmi_prepare_at(p, 3, 5); }
+
+/* y = (A - azp) * (B - bzp) (int32) through the prepared product when the run's operands
+ * are the prepared ones and A's zero point is per tensor. */
+static bool matmul_integer_packed(struct kiln_kctx *k, const struct kiln_tensor *a, const struct kiln_tensor *azp,
+                                  const struct kiln_tensor *b, const struct kiln_tensor *bzp, int32_t *y)
 {
     const struct mmi_state *st = k->state;
-    const struct kiln_tensor *a = in[0], *azp = in[2];
-    if (!st || !st->mm || in[1]->data != st->b || (in[3] ? in[3]->data : NULL) != st->bzp || a->rank < 2 ||
+    if (!st || !st->mm || b->rank != 2 || b->data != st->b || (bzp ? bzp->data : NULL) != st->bzp || a->rank < 2 ||
         (azp && kiln_tensor_numel(azp) != 1))
         return false;
     size_t M, K, N;
     kiln_dnnl_imm_dims(st->mm, &M, &K, &N);
     if (kiln_tensor_numel(a) != M * K || (size_t)a->dims[a->rank - 1] != K) return false;
     if (a->dtype != st->a_dtype) return false;
-    return kiln_dnnl_imm_run(st->mm, k->pool, a->data, zp_at(azp, 0), y->data);
+    return kiln_dnnl_imm_run(st->mm, k->pool, a->data, zp_at(azp, 0), y);
 }
 
 static kiln_status matmul_integer_impl(struct kiln_kctx *k, struct qmem *m)
@@ -641,7 +646,7 @@ static kiln_status matmul_integer_impl(struct kiln_kctx *k, struct qmem *m)
     KILN_TRY(zp_check(k, bzp, S.n, "b_zero_point"));
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_I32, S.orank, S.odims, &y));
-    if (b->rank == 2 && matmul_integer_packed(k, in, y)) return KILN_OK;
+    if (matmul_integer_packed(k, a, azp, b, bzp, y->data)) return KILN_OK;
     return imatmul(k, m, a, azp, b, bzp, &S, y->data);
 }
 
@@ -705,7 +710,7 @@ static kiln_status qlinear_matmul_impl(struct kiln_kctx *k, struct qmem *m)
     int32_t *acc;
     KILN_TRY(qlinear_out(k, m, yzp, S.orank, S.odims, &y, &lo, &hi, &acc));
     size_t total = kiln_tensor_numel(y);
-    KILN_TRY(imatmul(k, m, a, azp, b, bzp, &S, acc));
+    if (!matmul_integer_packed(k, a, azp, b, bzp, acc)) KILN_TRY(imatmul(k, m, a, azp, b, bzp, &S, acc));
     /* The multiplier is computed in the scales' type, as the reference's numpy does. */
     kiln_dtype st = as->dtype;
     for (size_t j = 0; j < total; j++) {
@@ -750,15 +755,6 @@ static void qconv_decode(const struct kiln_kctx *k, struct qconv_state *s)
                   : strcmp(ap, "SAME_LOWER") == 0 ? AP_SAME_LOWER
                   : strcmp(ap, "VALID") == 0      ? AP_VALID
                                                   : AP_NOTSET;
-}
-
-static kiln_status qconv_prepare(struct kiln_kprep *p)
-{
-    struct qconv_state *s;
-    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
-    qconv_decode(&p->kc, s);
-    p->state = s;
-    return KILN_OK;
 }
 
 static kiln_status conv_geometry(struct kiln_kctx *k, const struct kiln_tensor *x,
@@ -921,10 +917,10 @@ static kiln_status iconv_weights_t(struct kiln_kprep *p, const struct kiln_tenso
 }
 
 /* The prepared product when the shapes and constants allow it (iconv_state). */
-static kiln_status iconv_prepare_fast(struct kiln_kprep *p, struct iconv_state *st)
+static kiln_status iconv_prepare_fast(struct kiln_kprep *p, struct iconv_state *st, size_t wi, size_t zi)
 {
-    const struct kiln_tensor *w = kiln_kprep_const(p, 1);
-    const struct kiln_tensor *wzp = p->kc.n_in > 3 ? kiln_kprep_const(p, 3) : NULL;
+    const struct kiln_tensor *w = kiln_kprep_const(p, wi);
+    const struct kiln_tensor *wzp = p->kc.n_in > zi ? kiln_kprep_const(p, zi) : NULL;
     const struct kiln_vtype *xt = p->in[0];
     if (!w || !is_8bit(w->dtype) || w->rank != 4 || !w->data || !xt || xt->type.kind != KILN_TYPE_TENSOR ||
         !is_8bit(xt->type.elem) || xt->type.rank != 4 || st->cs.group != 1)
@@ -942,7 +938,7 @@ static kiln_status iconv_prepare_fast(struct kiln_kprep *p, struct iconv_state *
     st->kdim = (size_t)(G->ker[0] * G->ker[1]) * G->c;
     int32_t *z;
     bool ok;
-    KILN_TRY(mmi_bzp(p, wzp, G->m, &z, &nz, &ok));
+    KILN_TRY(mmi_bzp(p, zi, wzp, G->m, &z, &nz, &ok));
     if (!ok) return KILN_OK;
     void *wt = NULL;
     KILN_TRY(iconv_weights_t(p, w, &wt));
@@ -961,14 +957,18 @@ static kiln_status iconv_prepare_fast(struct kiln_kprep *p, struct iconv_state *
     return KILN_OK;
 }
 
-static kiln_status iconv_prepare(struct kiln_kprep *p)
+/* ConvInteger (w input wi = 1, its zero point zi = 3) or QLinearConv (3, 5). */
+static kiln_status iconv_prepare_at(struct kiln_kprep *p, size_t wi, size_t zi)
 {
     struct iconv_state *st;
     KILN_TRY(kiln_kprep_alloc(p, sizeof *st, (void **)&st));
     qconv_decode(&p->kc, &st->cs);
     p->state = st;
-    return iconv_prepare_fast(p, st);
+    return iconv_prepare_fast(p, st, wi, zi);
 }
+
+static kiln_status iconv_prepare(struct kiln_kprep *p) { return iconv_prepare_at(p, 1, 3); }
+static kiln_status qiconv_prepare(struct kiln_kprep *p) { return iconv_prepare_at(p, 3, 5); }
 
 struct unfold_job {
     const struct iconv_state *st;
@@ -1006,13 +1006,13 @@ static void unfold_rows(void *ctx, size_t r0, size_t r1, int worker)
 
 /* ConvInteger through the prepared product; false when this run's operands are not the
  * prepared ones (the reference then runs). */
-static kiln_status conv_integer_fast(struct kiln_kctx *k, const struct kiln_tensor *in[4], struct kiln_tensor *y,
+static kiln_status conv_integer_fast(struct kiln_kctx *k, const struct kiln_tensor *x, const struct kiln_tensor *xzp,
+                                     const struct kiln_tensor *w, const struct kiln_tensor *wzp, int32_t *yd,
                                      bool *done)
 {
     const struct iconv_state *st = k->state;
-    const struct kiln_tensor *x = in[0], *xzp = in[2];
     *done = false;
-    if (!st || !st->mm || in[1]->data != st->w || (in[3] ? in[3]->data : NULL) != st->wzp ||
+    if (!st || !st->mm || w->data != st->w || (wzp ? wzp->data : NULL) != st->wzp ||
         x->dtype != st->x_dtype || x->rank != 4 || (xzp && kiln_tensor_numel(xzp) != 1))
         return KILN_OK;
     const struct conv_geom *G = &st->G;
@@ -1033,7 +1033,6 @@ static kiln_status conv_integer_fast(struct kiln_kctx *k, const struct kiln_tens
     struct unfold_job uj = {st, xt, cols, (uint8_t)azp};
     kiln_pool_for(k->pool, G->n * (size_t)G->out[0], 1, unfold_rows, &uj);
     if (!kiln_dnnl_imm_run(st->mm, k->pool, cols, azp, yt)) return KILN_OK;
-    int32_t *yd = y->data;
     for (size_t n = 0; n < G->n; n++) /* back to channels-first */
         for (size_t i = 0; i < ohw; i++)
             for (size_t m = 0; m < G->m; m++) yd[(n * G->m + m) * ohw + i] = yt[(n * ohw + i) * G->m + m];
@@ -1055,7 +1054,7 @@ static kiln_status conv_integer_impl(struct kiln_kctx *k, struct qmem *m)
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_I32, x->rank, od, &y));
     bool done;
-    KILN_TRY(conv_integer_fast(k, in, y, &done));
+    KILN_TRY(conv_integer_fast(k, x, xzp, w, wzp, y->data, &done));
     if (done) return KILN_OK;
     return iconv(k, m, &G, x, xzp, w, wzp, NULL, y->data);
 }
@@ -1082,7 +1081,12 @@ static kiln_status qlinear_conv_impl(struct kiln_kctx *k, struct qmem *m)
     int32_t *acc;
     KILN_TRY(qlinear_out(k, m, yzp, x->rank, od, &y, &lo, &hi, &acc));
     size_t total = kiln_tensor_numel(y), osz = G.m ? total / (G.n ? G.n : 1) / G.m : 0;
-    KILN_TRY(iconv(k, m, &G, x, xzp, w, wzp, bias, acc));
+    bool done;
+    KILN_TRY(conv_integer_fast(k, x, xzp, w, wzp, acc, &done));
+    if (done && bias)
+        for (size_t j = 0; j < total; j++) /* wrapping, as the reference's sum */
+            acc[j] = (int32_t)((uint32_t)acc[j] + (uint32_t)kiln_tensor_get_i64(bias, osz ? (j / osz) % G.m : 0));
+    if (!done) KILN_TRY(iconv(k, m, &G, x, xzp, w, wzp, bias, acc));
     kiln_dtype st = xs->dtype;
     double yz = (double)kiln_tensor_get_i64(yzp, 0);
     for (size_t j = 0; j < total; j++) {
@@ -1097,9 +1101,9 @@ static kiln_status qlinear_conv_impl(struct kiln_kctx *k, struct qmem *m)
 WITH_QMEM(quantize, quantize_prepare)
 WITH_QMEM(dequantize, dequantize_prepare)
 WITH_QMEM(matmul_integer, mmi_prepare)
-WITH_QMEM(qlinear_matmul, NULL)
+WITH_QMEM(qlinear_matmul, qmm_prepare)
 WITH_QMEM(conv_integer, iconv_prepare)
-WITH_QMEM(qlinear_conv, qconv_prepare)
+WITH_QMEM(qlinear_conv, qiconv_prepare)
 
 /* ------------------------------------------------------------------ table */
 
@@ -1108,8 +1112,8 @@ const struct kiln_cpu_op kiln_cpu_ops_quant[] = {
     {"DequantizeLinear", "", 10, 0, run_dequantize, dequantize_prepare, 0},
     {"DynamicQuantizeLinear", "", 11, 0, run_dynamic_quantize, NULL, 0},
     {"MatMulInteger", "", 10, 0, run_matmul_integer, mmi_prepare, 0},
-    {"QLinearMatMul", "", 10, 0, run_qlinear_matmul, NULL, 0},
+    {"QLinearMatMul", "", 10, 0, run_qlinear_matmul, qmm_prepare, 0},
     {"ConvInteger", "", 10, 0, run_conv_integer, iconv_prepare, 0},
-    {"QLinearConv", "", 10, 0, run_qlinear_conv, qconv_prepare, 0},
+    {"QLinearConv", "", 10, 0, run_qlinear_conv, qiconv_prepare, 0},
     {0},
 };
