@@ -21,6 +21,12 @@
  * x), zero points per tensor and per output channel, uint8 and int8; two groups take the
  * reference (checked all the same).
  *
+ * kiln.DynQuantMatMul (the optimizer's fuse_dynquant pass over DynamicQuantizeLinear ->
+ * MatMulInteger -> Cast -> Mul(scales) [-> Add(bias)]): the fused engine's output equals
+ * the unfused one (level none) bit for bit, float32 compared with memcmp, 1/2/3 threads,
+ * weights uint8/int8 with zero points absent, per tensor or per column, w_scale per tensor
+ * or per column, with and without bias, batch dims on x, inputs with and without negatives.
+ *
  * DynamicQuantizeLinear's range and quantize passes (cpu/quant_isa.h), every compiled
  * variant up to the CPU's best, against the ONNX definition in float32 written here: exact
  * equality of the range, the scale, the zero point and every byte, on lengths around the
@@ -124,6 +130,8 @@ static void qlin_text(const struct qlin *q, const char *bs_dims)
     tf_floats(&q->ys, 1);
     tf("\ninit YZ %s - = %d\n", q->y_s8 ? "i8" : "u8", q->yzp);
 }
+
+static void tf_floats(const float *v, size_t n);
 
 static void model_text(const struct cfg *c, bool bconst)
 {
@@ -401,6 +409,116 @@ static void large_cases(void)
     }
 }
 
+/* ------------------------------------------------------------------ kiln.DynQuantMatMul */
+
+/* Builds and runs the quantize_dynamic pattern (DynamicQuantizeLinear -> MatMulInteger ->
+ * Cast -> Mul(x_scale * w_scale) [-> Add(bias)]) at `level`; returns Y and, in *fused,
+ * whether some node runs kiln.DynQuantMatMul. */
+static kiln_value *run_dynquant(const float *x, int xr, const int64_t *xd, int threads, kiln_opt_level level,
+                                bool *fused, const char *what)
+{
+    struct buf mb = {0};
+    parse_model(text, &mb);
+    kiln_model *m = NULL;
+    kiln_builder *b = NULL;
+    kiln_engine *e = NULL;
+    kiln_session *s = NULL;
+    kiln_value *out = NULL, *in = tensor_of(KILN_DTYPE_F32, xr, xd, x);
+    const char *names[1] = {"X"};
+    kiln_err err = {0};
+    kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &err);
+    if (!st) st = kiln_builder_create(&b, &err);
+    if (!st) st = kiln_builder_set_threads(b, threads, &err);
+    if (!st) kiln_builder_set_opt_level(b, level);
+    if (!st) st = kiln_builder_build(b, m, &e, &err);
+    *fused = false;
+    for (size_t i = 0; !st && i < kiln_model_node_count(kiln_engine_model(e)); i++) {
+        const char *be, *kernel, *variant;
+        kiln_engine_node_kernel(e, i, &be, &kernel, &variant);
+        *fused |= kernel && strstr(kernel, "DynQuantMatMul") != NULL;
+    }
+    if (!st) st = kiln_session_create_from_engine(e, NULL, &s, &err);
+    if (!st) st = kiln_session_run(s, 1, names, (const kiln_value *const *)&in, 1, &out, &err);
+    CHECK(st == KILN_OK, "%s: %s", what, err.msg);
+    kiln_session_free(s);
+    kiln_engine_free(e);
+    kiln_builder_free(b);
+    kiln_model_free(m);
+    free(mb.p);
+    kiln_value_free(in);
+    return out;
+}
+
+static void dynquant_cases(int n)
+{
+    static const int64_t small[] = {1, 2, 3, 5, 7, 15, 16, 17, 33, 64, 100};
+    for (int i = 0; i < n; i++) {
+        int64_t M = rng_int(3) ? small[rng_int(11)] : 1, K = small[rng_int(11)], N = small[rng_int(11)];
+        int64_t B = 1 + rng_int(2);
+        bool w_s8 = rng_int(2), bias = rng_int(3) != 0, ws_vec = rng_int(2);
+        int wz_kind = rng_int(3);
+        const char *wt = w_s8 ? "i8" : "u8";
+        int32_t *w = malloc((size_t)(K * N) * sizeof *w), *wz = malloc((size_t)N * sizeof *wz);
+        float *ws = malloc((size_t)N * sizeof *ws), *bv = malloc((size_t)N * sizeof *bv);
+        float *x = malloc((size_t)(B * M * K) * sizeof *x);
+        if (!w || !wz || !ws || !bv || !x) exit(1);
+        for (int64_t j = 0; j < K * N; j++) w[j] = draw(w_s8);
+        int32_t z = draw_zp(w_s8);
+        for (int64_t j = 0; j < N; j++) {
+            wz[j] = wz_kind == 2 ? draw_zp(w_s8) : z;
+            ws[j] = (float)rng_range(0.001, 0.05);
+            bv[j] = (float)rng_range(-1, 1);
+        }
+        double lo = rng_int(4) == 0 ? 0.0 : -rng_range(0.1, 4);
+        for (int64_t j = 0; j < B * M * K; j++) x[j] = (float)rng_range(lo, rng_range(0.1, 4));
+        tlen = 0;
+        tf("opset 17 kiln\ninput X f32 %lld,%lld,%lld\ninit W %s %lld,%lld", (long long)B, (long long)M, (long long)K, wt,
+           (long long)K, (long long)N);
+        tf_vals(w, (size_t)(K * N));
+        if (wz_kind) {
+            tf("\ninit WZ %s ", wt);
+            if (wz_kind == 1) tf("-");
+            else tf("%lld", (long long)N);
+            tf_vals(wz, wz_kind == 1 ? 1 : (size_t)N);
+        }
+        tf("\ninit WS f32 ");
+        if (ws_vec) tf("%lld", (long long)N);
+        else tf("-");
+        tf_floats(ws, ws_vec ? (size_t)N : 1);
+        if (bias) {
+            tf("\ninit BIAS f32 %lld", (long long)N);
+            tf_floats(bv, (size_t)N);
+        }
+        tf("\noutput Y\nnode DynamicQuantizeLinear X -> XQ,XS,XZ\nnode MatMulInteger XQ,W,XZ%s -> YI\n"
+           "node Cast YI -> YF to=int:1\nnode Mul XS,WS -> SC\nnode Mul YF,SC -> %s\n%s",
+           wz_kind ? ",WZ" : "", bias ? "YM" : "Y", bias ? "node Add YM,BIAS -> Y\n" : "");
+        char what[300];
+        snprintf(what, sizeof what, "dynquant #%d: B%lld M%lld K%lld N%lld w %s wz %d ws %s bias %d", i, (long long)B,
+                 (long long)M, (long long)K, (long long)N, wt, wz_kind, ws_vec ? "column" : "tensor", bias);
+        int64_t xd[3] = {B, M, K};
+        size_t ny = (size_t)(B * M * N);
+        bool fused = false;
+        kiln_value *yr = run_dynquant(x, 3, xd, 1, KILN_OPT_NONE, &fused, what);
+        CHECK(!fused, "%s: fused at level none", what);
+        for (int t = 1; t <= 3 && yr; t++) {
+            kiln_value *y = run_dynquant(x, 3, xd, t, KILN_OPT_EXTENDED, &fused, what);
+            CHECK(fused, "%s: not fused (%d threads)", what, t);
+            CHECK(y && y->t.dtype == KILN_DTYPE_F32 && kiln_tensor_numel(&y->t) == ny, "%s: wrong output", what);
+            if (y && y->t.dtype == KILN_DTYPE_F32 && kiln_tensor_numel(&y->t) == ny &&
+                memcmp(y->t.data, yr->t.data, ny * sizeof(float)) != 0) {
+                const float *g = y->t.data, *r = yr->t.data;
+                size_t j = 0;
+                while (j < ny && g[j] == r[j]) j++;
+                CHECK(false, "%s, %d threads: Y[%zu] = %.9g, unfused %.9g", what, t, j, (double)g[j], (double)r[j]);
+            }
+            kiln_value_free(y);
+        }
+        kiln_value_free(yr);
+        free(w), free(wz), free(ws), free(bv), free(x);
+        cases_run++;
+    }
+}
+
 /* ------------------------------------------------------------------ ConvInteger */
 
 struct ccfg {
@@ -659,9 +777,10 @@ int main(void)
     rng_seed(0x1A78);
     dql_cases();
     conv_cases(50);
+    dynquant_cases(30);
     large_cases();
     random_cases(60);
-    CHECK(cases_run >= 110, "only %d cases ran", cases_run);
+    CHECK(cases_run >= 140, "only %d cases ran", cases_run);
     CHECK(prepared_runs == prepared_wanted, "prepared variant ran %d times, expected %d", prepared_runs,
           prepared_wanted);
     printf("test_int8_fast: %d cases, %d prepared runs (isa %s)\n", cases_run, prepared_runs, kiln_cpu_isa());

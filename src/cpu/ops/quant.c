@@ -404,6 +404,17 @@ static kiln_status dequantize_impl(struct kiln_kctx *k, struct qmem *m)
 
 /* ------------------------------------------------------------------ DynamicQuantizeLinear */
 
+/* DynamicQuantizeLinear's scale and zero point for x[0..n) (float32, as the reference). */
+static void dql_params(const float *xd, size_t n, float *scale, float *zp)
+{
+    float mx, mn;
+    KILN_ISA_DISPATCH(kiln_dql_range_isa, (xd, n, &mn, &mx));
+    float s = mx == mn ? 1.0f : (mx - mn) / 255.0f;
+    float z = 0.0f - mn / s;
+    z = z < 0 ? 0 : z > 255 ? 255 : z;
+    *scale = s, *zp = nearbyintf(z);
+}
+
 /* uint8 asymmetric quantization with the range taken from x itself, widened to include 0
  * (float32 arithmetic throughout, as the reference). */
 static kiln_status run_dynamic_quantize(struct kiln_kctx *k)
@@ -415,12 +426,8 @@ static kiln_status run_dynamic_quantize(struct kiln_kctx *k)
                           kiln_dtype_name(x->dtype));
     size_t n = kiln_tensor_numel(x);
     const float *xd = x->data;
-    float mx, mn;
-    KILN_ISA_DISPATCH(kiln_dql_range_isa, (xd, n, &mn, &mx));
-    float scale = mx == mn ? 1.0f : (mx - mn) / 255.0f;
-    float zp = 0.0f - mn / scale;
-    zp = zp < 0 ? 0 : zp > 255 ? 255 : zp;
-    zp = nearbyintf(zp);
+    float scale, zp;
+    dql_params(xd, n, &scale, &zp);
     struct kiln_tensor *y, *ys, *yz;
     KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_U8, x->rank, x->dims, &y));
     KILN_ISA_DISPATCH(kiln_dql_quantize_isa, (xd, n, scale, zp, y->data));
@@ -582,7 +589,7 @@ static kiln_status mmi_bzp(struct kiln_kprep *p, size_t zi, const struct kiln_te
 
 /* The prepared product of MatMulInteger (B input bi = 1, its zero point zi = 3) or
  * QLinearMatMul (3, 5). */
-static kiln_status mmi_prepare_at(struct kiln_kprep *p, size_t bi, size_t zi)
+static kiln_status mmi_prepare_at(struct kiln_kprep *p, size_t bi, size_t zi, bool a_float)
 {
     struct mmi_state *st;
     KILN_TRY(kiln_kprep_alloc(p, sizeof *st, (void **)&st));
@@ -591,8 +598,9 @@ static kiln_status mmi_prepare_at(struct kiln_kprep *p, size_t bi, size_t zi)
     const struct kiln_tensor *bzp = p->kc.n_in > zi ? kiln_kprep_const(p, zi) : NULL;
     const struct kiln_vtype *at = p->in[0];
     if (!b || !is_8bit(b->dtype) || b->rank != 2 || !b->data || !at || at->type.kind != KILN_TYPE_TENSOR ||
-        !is_8bit(at->type.elem) || at->type.rank < 2)
+        !(a_float ? at->type.elem == KILN_DTYPE_F32 : is_8bit(at->type.elem)) || at->type.rank < 2)
         return KILN_OK;
+    kiln_dtype a_dtype = a_float ? KILN_DTYPE_U8 : at->type.elem;
     size_t M = 1;
     for (int d = 0; d + 1 < at->type.rank; d++) {
         if (at->type.dims[d].value < 0) return KILN_OK;
@@ -604,20 +612,21 @@ static kiln_status mmi_prepare_at(struct kiln_kprep *p, size_t bi, size_t zi)
     bool ok;
     KILN_TRY(mmi_bzp(p, zi, bzp, N, &z, &nz, &ok));
     if (!ok) return KILN_OK;
-    KILN_TRY(kiln_dnnl_imm_prepare(p, M, K, N, at->type.elem == KILN_DTYPE_I8, b->data, b->dtype == KILN_DTYPE_I8,
+    KILN_TRY(kiln_dnnl_imm_prepare(p, M, K, N, a_dtype == KILN_DTYPE_I8, b->data, b->dtype == KILN_DTYPE_I8,
                                    z, nz, &st->mm));
     if (st->mm) {
         st->b = b->data;
         st->bzp = bzp ? bzp->data : NULL;
-        st->a_dtype = at->type.elem;
+        st->a_dtype = a_dtype;
         p->kernel = "onednn-int8";
         p->chosen = 1;
     }
     return KILN_OK;
 }
 
-static kiln_status mmi_prepare(struct kiln_kprep *p) { return mmi_prepare_at(p, 1, 3); }
-static kiln_status qmm_prepare(struct kiln_kprep *p) { return mmi_prepare_at(p, 3, 5); }
+static kiln_status mmi_prepare(struct kiln_kprep *p) { return mmi_prepare_at(p, 1, 3, false); }
+static kiln_status qmm_prepare(struct kiln_kprep *p) { return mmi_prepare_at(p, 3, 5, false); }
+static kiln_status dqmm_prepare(struct kiln_kprep *p) { return mmi_prepare_at(p, 1, 2, true); }
 
 /* y = (A - azp) * (B - bzp) (int32) through the prepared product when the run's operands
  * are the prepared ones and A's zero point is per tensor. */
@@ -719,6 +728,75 @@ static kiln_status qlinear_matmul_impl(struct kiln_kctx *k, struct qmem *m)
                                        param_at(ys, i));
         requant(y, j, (double)acc[j], mult, (double)kiln_tensor_get_i64(yzp,
                 kiln_tensor_numel(yzp) == 1 ? 0 : i), lo, hi);
+    }
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ kiln.DynQuantMatMul */
+
+/* kiln.DynQuantMatMul(x, W, W_zero_point, w_scale[, bias]) (docs/fused-ops.md): what the
+ * optimizer's fuse_dynquant pass makes of DynamicQuantizeLinear -> MatMulInteger -> Cast ->
+ * Mul(x_scale * w_scale) [-> Add(bias)]. The same steps in the same float32 operations:
+ * x quantized (dql_params, kiln_dql_quantize_isa), the exact int32 product (prepared, or the
+ * reference loop), then per element float(acc) * (x_scale * w_scale[n]) [+ bias[n]], two
+ * roundings as the separate Mul and Add (this file is compiled without FMA contraction: the
+ * baseline instruction set has none). The int32 product is written into y's own memory and
+ * converted in place. */
+static kiln_status dqmm_check(struct kiln_kctx *k, const struct kiln_tensor *in[5], size_t N)
+{
+    const struct kiln_tensor *ws = in[3], *bias = in[4];
+    if (in[0]->dtype != KILN_DTYPE_F32 || ws->dtype != KILN_DTYPE_F32 || (bias && bias->dtype != KILN_DTYPE_F32))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "x, w_scale and bias must be float32 (got %s, %s, %s)",
+                          kiln_dtype_name(in[0]->dtype), kiln_dtype_name(ws->dtype),
+                          bias ? kiln_dtype_name(bias->dtype) : "none");
+    size_t ns = kiln_tensor_numel(ws);
+    if (!(ns == 1 || ns == N) || (bias && kiln_tensor_numel(bias) != N))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "w_scale has %zu elements and bias %zu; expected 1 or %zu, and %zu",
+                          ns, bias ? kiln_tensor_numel(bias) : (size_t)0, N, N);
+    return KILN_OK;
+}
+
+static kiln_status dqmm_impl(struct kiln_kctx *k, struct qmem *m)
+{
+    const struct kiln_tensor *in[5];
+    KILN_TRY(kiln_in_req(k, 0, &in[0]));
+    KILN_TRY(kiln_in_req(k, 1, &in[1]));
+    in[2] = kiln_in(k, 2);
+    KILN_TRY(kiln_in_req(k, 3, &in[3]));
+    in[4] = kiln_in(k, 4);
+    const struct kiln_tensor *x = in[0], *w = in[1], *wzp = in[2];
+    if (!is_8bit(w->dtype) || w->rank != 2 || x->rank < 2)
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "W must be a 2-D int8/uint8 matrix and x of rank >= 2");
+    size_t n = kiln_tensor_numel(x), N = (size_t)w->dims[1];
+    KILN_TRY(dqmm_check(k, in, N));
+    float xs, xz;
+    dql_params(x->data, n, &xs, &xz);
+    struct kiln_tensor a = *x, azp = {.dtype = KILN_DTYPE_U8, .rank = 0};
+    uint8_t zq = (uint8_t)xz;
+    a.dtype = KILN_DTYPE_U8, a.flags = 0, azp.data = &zq;
+    KILN_TRY(kiln_scratch(k, n ? n : 1, &a.data));
+    KILN_ISA_DISPATCH(kiln_dql_quantize_isa, (x->data, n, xs, xz, a.data));
+    struct mm_shape S;
+    KILN_TRY(mm_shapes(k, &a, w, &S));
+    KILN_TRY(zp_check(k, wzp, S.n, "W_zero_point"));
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_F32, S.orank, S.odims, &y));
+    int32_t *acc = y->data; /* int32 and float32 share the size: converted in place below */
+    if (!matmul_integer_packed(k, &a, &azp, w, wzp, acc)) KILN_TRY(imatmul(k, m, &a, &azp, w, wzp, &S, acc));
+    const float *ws = in[3]->data, *bias = in[4] ? in[4]->data : NULL;
+    size_t ns = kiln_tensor_numel(in[3]), rows = N ? kiln_tensor_numel(y) / N : 0;
+    float *scale;
+    KILN_TRY(kiln_scratch(k, N * sizeof *scale, (void **)&scale));
+    for (size_t c = 0; c < N; c++) scale[c] = xs * ws[ns == 1 ? 0 : c];
+    for (size_t r = 0; r < rows; r++) {
+        float *row = (float *)y->data + r * N;
+        const int32_t *arow = acc + r * N;
+        for (size_t c = 0; c < N; c++) {
+            int32_t v;
+            memcpy(&v, arow + c, sizeof v);
+            float f = (float)v * scale[c];
+            row[c] = bias ? f + bias[c] : f;
+        }
     }
     return KILN_OK;
 }
@@ -1103,6 +1181,7 @@ WITH_QMEM(dequantize, dequantize_prepare)
 WITH_QMEM(matmul_integer, mmi_prepare)
 WITH_QMEM(qlinear_matmul, qmm_prepare)
 WITH_QMEM(conv_integer, iconv_prepare)
+WITH_QMEM(dqmm, dqmm_prepare)
 WITH_QMEM(qlinear_conv, qiconv_prepare)
 
 /* ------------------------------------------------------------------ table */
@@ -1115,5 +1194,7 @@ const struct kiln_cpu_op kiln_cpu_ops_quant[] = {
     {"QLinearMatMul", "", 10, 0, run_qlinear_matmul, qmm_prepare, 0},
     {"ConvInteger", "", 10, 0, run_conv_integer, iconv_prepare, 0},
     {"QLinearConv", "", 10, 0, run_qlinear_conv, qiconv_prepare, 0},
+    /* kiln.DynQuantMatMul (docs/fused-ops.md): the fused dynamic quantization pattern */
+    {"DynQuantMatMul", "kiln", 1, 0, run_dqmm, dqmm_prepare, 0},
     {0},
 };
