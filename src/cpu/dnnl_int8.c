@@ -6,6 +6,7 @@
 
 #include "cpu/isa.h"
 #include "cpu/kernel.h"
+#include "cpu/quant_isa.h"
 
 #ifdef KILN_HAVE_DNNL
 #include "cpu/dnnl_util.h"
@@ -196,11 +197,11 @@ static void fold_zero_points(const struct imm_job *j, const struct imm_slice *s)
     const struct kiln_dnnl_imm *mm = j->mm;
     uint32_t a = (uint32_t)j->azp, ka = (uint32_t)mm->K * a;
     if (!a && !mm->any_corr) return;
+    void (*fold)(int32_t *, size_t, const int32_t *, const int32_t *, uint32_t, uint32_t) =
+        KILN_ISA_SELECT(kiln_imm_fold_row_isa);
     for (size_t m = 0; m < mm->M; m++) {
         uint32_t r = mm->any_corr ? row_sum(mm, j->A, m) - ka : 0;
-        uint32_t *y = (uint32_t *)j->Y + m * mm->N;
-        for (size_t n = s->n0; n < s->n1; n++)
-            y[n] += (uint32_t)mm->corr[n] * r - a * (uint32_t)mm->colsum[n];
+        fold(j->Y + m * mm->N + s->n0, s->n1 - s->n0, mm->corr + s->n0, mm->colsum + s->n0, r, a);
     }
 }
 

@@ -22,4 +22,9 @@ KILN_ISA_DECLARE(void, kiln_dql_range_isa, (const float *x, size_t n, float *mn,
 /* y[j] = saturate_u8(nearbyintf(x[j] / scale) + zp), NaN -> zp (zp integral in [0, 255]). */
 KILN_ISA_DECLARE(void, kiln_dql_quantize_isa, (const float *x, size_t n, float scale, float zp, uint8_t *y));
 
+/* The zero-point correction of one row of an int8 product (dnnl_int8.h), wrapping int32:
+ * y[n] += corr[n] * r - a * colsum[n] for n in [0, n). */
+KILN_ISA_DECLARE(void, kiln_imm_fold_row_isa,
+                 (int32_t *y, size_t n, const int32_t *corr, const int32_t *colsum, uint32_t r, uint32_t a));
+
 #endif

@@ -25,6 +25,14 @@ static inline uint8_t quantize_one(float x, float scale, float zp)
     return (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
 }
 
+/* Unsigned arithmetic: wraps like the reference's int32 sums; the loop vectorizes (vpmulld). */
+void KILN_ISA_FN(kiln_imm_fold_row_isa)(int32_t *y, size_t n, const int32_t *corr, const int32_t *colsum, uint32_t r,
+                                        uint32_t a)
+{
+    uint32_t *u = (uint32_t *)y;
+    for (size_t j = 0; j < n; j++) u[j] += (uint32_t)corr[j] * r - a * (uint32_t)colsum[j];
+}
+
 void KILN_ISA_FN(kiln_dql_range_isa)(const float *x, size_t n, float *mn, float *mx)
 {
     float lo = 0.0f, hi = 0.0f;
