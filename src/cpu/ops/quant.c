@@ -618,6 +618,7 @@ static kiln_status mmi_prepare_at(struct kiln_kprep *p, size_t bi, size_t zi, bo
         st->b = b->data;
         st->bzp = bzp ? bzp->data : NULL;
         st->a_dtype = a_dtype;
+        if (a_float) p->scratch_bytes = M * K + N * sizeof(float) + 128; /* dqmm_impl's */
         p->kernel = "onednn-int8";
         p->chosen = 1;
     }
