@@ -47,6 +47,13 @@ set_tests_properties(test_pool_nhwc_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx
 add_test(NAME test_conv_transpose_fast_portable COMMAND test_conv_transpose_fast)
 set_tests_properties(test_conv_transpose_fast_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)
 
+# MatMulInteger's prepared int8 product at each compiled level below the best: both take
+# the reference variant (oneDNN held to AVX2 has no VNNI), still compared exactly.
+add_test(NAME test_int8_fast_portable COMMAND test_int8_fast)
+set_tests_properties(test_int8_fast_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)
+add_test(NAME test_int8_fast_avx2 COMMAND test_int8_fast)
+set_tests_properties(test_int8_fast_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx2)
+
 # CLI tests: every tests/cli/test_*.sh runs with the kiln binary, the source folder and the
 # ONNX test data folder as arguments; exit 0 = pass.
 file(GLOB KILN_CLI_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/cli/test_*.sh)

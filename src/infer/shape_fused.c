@@ -27,6 +27,19 @@ static kiln_status fused_conv_infer(struct kiln_ictx *c) { return as_op(c, "Conv
 static kiln_status fused_convt_infer(struct kiln_ictx *c) { return as_op(c, "ConvTranspose", 11, 3); }
 static kiln_status fused_gemm_infer(struct kiln_ictx *c) { return as_op(c, "Gemm", 13, 3); }
 static kiln_status fused_matmul_infer(struct kiln_ictx *c) { return as_op(c, "MatMul", 13, 2); }
+/* kiln.DynQuantMatMul(x, W, ...): float32, x's shape with the last dim W's columns. */
+static kiln_status dynquant_matmul_infer(struct kiln_ictx *c)
+{
+    kiln_dtype dx, dw;
+    int rx, rw;
+    const struct kiln_dim *x, *w;
+    if (!kiln_ic_in_tensor(c, 0, &dx, &rx, &x) || !kiln_ic_in_tensor(c, 1, &dw, &rw, &w) || rx < 1 || rw != 2)
+        return kiln_ic_set_tensor(c, 0, KILN_DTYPE_F32, -1, NULL);
+    struct kiln_dim d[KILN_MAX_RANK];
+    memcpy(d, x, sizeof *d * (size_t)rx);
+    d[rx - 1] = w[1];
+    return kiln_ic_set_tensor(c, 0, KILN_DTYPE_F32, rx, d);
+}
 static kiln_status layernorm_infer(struct kiln_ictx *c)
 {
     return as_op(c, "LayerNormalization", 17, 3);
@@ -70,6 +83,7 @@ const struct kiln_infer_op kiln_infer_ops_fused[] = {
     {"ChannelShuffle", "kiln", 1, 0, gelu_infer},
     {"ScaleBias", "kiln", 1, 0, gelu_infer},
     {"ShuffleSplit", "kiln", 1, 0, shuffle_split_infer},
+    {"DynQuantMatMul", "kiln", 1, 0, dynquant_matmul_infer},
     {"FusedConv", "kiln", 1, 0, fused_conv_infer},
     {"FusedConvTranspose", "kiln", 1, 0, fused_convt_infer},
     {"FusedGemm", "kiln", 1, 0, fused_gemm_infer},

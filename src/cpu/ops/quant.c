@@ -26,8 +26,11 @@
 #include <string.h>
 
 #include "cpu/broadcast.h"
+#include "cpu/dnnl_int8.h"
 #include "cpu/float8.h"
+#include "cpu/quant_isa.h"
 #include "cpu/tensor_util.h"
+#include "infer/infer.h"
 
 /* ------------------------------------------------------------------ small floats */
 
@@ -401,6 +404,17 @@ static kiln_status dequantize_impl(struct kiln_kctx *k, struct qmem *m)
 
 /* ------------------------------------------------------------------ DynamicQuantizeLinear */
 
+/* DynamicQuantizeLinear's scale and zero point for x[0..n) (float32, as the reference). */
+static void dql_params(const float *xd, size_t n, float *scale, float *zp)
+{
+    float mx, mn;
+    KILN_ISA_DISPATCH(kiln_dql_range_isa, (xd, n, &mn, &mx));
+    float s = mx == mn ? 1.0f : (mx - mn) / 255.0f;
+    float z = 0.0f - mn / s;
+    z = z < 0 ? 0 : z > 255 ? 255 : z;
+    *scale = s, *zp = nearbyintf(z);
+}
+
 /* uint8 asymmetric quantization with the range taken from x itself, widened to include 0
  * (float32 arithmetic throughout, as the reference). */
 static kiln_status run_dynamic_quantize(struct kiln_kctx *k)
@@ -412,23 +426,11 @@ static kiln_status run_dynamic_quantize(struct kiln_kctx *k)
                           kiln_dtype_name(x->dtype));
     size_t n = kiln_tensor_numel(x);
     const float *xd = x->data;
-    float mx = 0, mn = 0;
-    for (size_t j = 0; j < n; j++) {
-        if (xd[j] > mx) mx = xd[j];
-        if (xd[j] < mn) mn = xd[j];
-    }
-    float scale = mx == mn ? 1.0f : (mx - mn) / 255.0f;
-    float zp = 0.0f - mn / scale;
-    zp = zp < 0 ? 0 : zp > 255 ? 255 : zp;
-    zp = nearbyintf(zp);
+    float scale, zp;
+    dql_params(xd, n, &scale, &zp);
     struct kiln_tensor *y, *ys, *yz;
     KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_U8, x->rank, x->dims, &y));
-    uint8_t *yd = y->data;
-    for (size_t j = 0; j < n; j++) {
-        float q = nearbyintf(xd[j] / scale) + zp;
-        if (isnan(q)) q = zp;
-        yd[j] = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
-    }
+    KILN_ISA_DISPATCH(kiln_dql_quantize_isa, (xd, n, scale, zp, y->data));
     if (kiln_out_wanted(k, 1)) {
         KILN_TRY(kiln_out_tensor(k, 1, KILN_DTYPE_F32, 0, NULL, &ys));
         *(float *)ys->data = scale;
@@ -557,6 +559,92 @@ static kiln_status int8_inputs(struct kiln_kctx *k, const char *what,
     return KILN_OK;
 }
 
+/* What MatMulInteger's prepare makes: the product with B prepacked by oneDNN (dnnl_int8.h)
+ * when B is a constant 8-bit [K, N] with a constant zero point (none, per tensor or per
+ * column) and A's rows (the product of its leading dims) are known; NULL otherwise (the run
+ * then takes the reference loop). */
+struct mmi_state {
+    struct kiln_dnnl_imm *mm;
+    const void *b, *bzp; /* the constants it packed: a run with others takes the reference */
+    kiln_dtype a_dtype;
+};
+
+/* b's zero point as int32 into *out (kiln_kprep_alloc), *n its count (0, 1 or N); false
+ * when it is not a constant of a form the prepared product takes. */
+static kiln_status mmi_bzp(struct kiln_kprep *p, size_t zi, const struct kiln_tensor *bzp, size_t N,
+                           int32_t **out, size_t *n, bool *ok)
+{
+    *ok = false, *n = 0, *out = NULL;
+    if (!bzp) {
+        *ok = p->kc.n_in <= zi || !p->in[zi]; /* a zero point that is not a constant: no */
+        return KILN_OK;
+    }
+    size_t c = kiln_tensor_numel(bzp);
+    if (!bzp->data || !is_8bit(bzp->dtype) || !(c == 1 || (bzp->rank == 1 && c == N))) return KILN_OK;
+    KILN_TRY(kiln_kprep_alloc(p, c * sizeof(int32_t), (void **)out));
+    for (size_t j = 0; j < c; j++) (*out)[j] = (int32_t)kiln_tensor_get_i64(bzp, j);
+    *n = c, *ok = true;
+    return KILN_OK;
+}
+
+/* The prepared product of MatMulInteger (B input bi = 1, its zero point zi = 3) or
+ * QLinearMatMul (3, 5). */
+static kiln_status mmi_prepare_at(struct kiln_kprep *p, size_t bi, size_t zi, bool a_float)
+{
+    struct mmi_state *st;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *st, (void **)&st));
+    p->state = st;
+    const struct kiln_tensor *b = kiln_kprep_const(p, bi);
+    const struct kiln_tensor *bzp = p->kc.n_in > zi ? kiln_kprep_const(p, zi) : NULL;
+    const struct kiln_vtype *at = p->in[0];
+    if (!b || !is_8bit(b->dtype) || b->rank != 2 || !b->data || !at || at->type.kind != KILN_TYPE_TENSOR ||
+        !(a_float ? at->type.elem == KILN_DTYPE_F32 : is_8bit(at->type.elem)) || at->type.rank < 2)
+        return KILN_OK;
+    kiln_dtype a_dtype = a_float ? KILN_DTYPE_U8 : at->type.elem;
+    size_t M = 1;
+    for (int d = 0; d + 1 < at->type.rank; d++) {
+        if (at->type.dims[d].value < 0) return KILN_OK;
+        M *= (size_t)at->type.dims[d].value;
+    }
+    size_t K = (size_t)b->dims[0], N = (size_t)b->dims[1], nz;
+    if (at->type.dims[at->type.rank - 1].value != b->dims[0]) return KILN_OK;
+    int32_t *z;
+    bool ok;
+    KILN_TRY(mmi_bzp(p, zi, bzp, N, &z, &nz, &ok));
+    if (!ok) return KILN_OK;
+    KILN_TRY(kiln_dnnl_imm_prepare(p, M, K, N, a_dtype == KILN_DTYPE_I8, b->data, b->dtype == KILN_DTYPE_I8,
+                                   z, nz, &st->mm));
+    if (st->mm) {
+        st->b = b->data;
+        st->bzp = bzp ? bzp->data : NULL;
+        st->a_dtype = a_dtype;
+        if (a_float) p->scratch_bytes = M * K + N * sizeof(float) + 128; /* dqmm_impl's */
+        p->kernel = "onednn-int8";
+        p->chosen = 1;
+    }
+    return KILN_OK;
+}
+
+static kiln_status mmi_prepare(struct kiln_kprep *p) { return mmi_prepare_at(p, 1, 3, false); }
+static kiln_status qmm_prepare(struct kiln_kprep *p) { return mmi_prepare_at(p, 3, 5, false); }
+static kiln_status dqmm_prepare(struct kiln_kprep *p) { return mmi_prepare_at(p, 1, 2, true); }
+
+/* y = (A - azp) * (B - bzp) (int32) through the prepared product when the run's operands
+ * are the prepared ones and A's zero point is per tensor. */
+static bool matmul_integer_packed(struct kiln_kctx *k, const struct kiln_tensor *a, const struct kiln_tensor *azp,
+                                  const struct kiln_tensor *b, const struct kiln_tensor *bzp, int32_t *y)
+{
+    const struct mmi_state *st = k->state;
+    if (!st || !st->mm || b->rank != 2 || b->data != st->b || (bzp ? bzp->data : NULL) != st->bzp || a->rank < 2 ||
+        (azp && kiln_tensor_numel(azp) != 1))
+        return false;
+    size_t M, K, N;
+    kiln_dnnl_imm_dims(st->mm, &M, &K, &N);
+    if (kiln_tensor_numel(a) != M * K || (size_t)a->dims[a->rank - 1] != K) return false;
+    if (a->dtype != st->a_dtype) return false;
+    return kiln_dnnl_imm_run(st->mm, k->pool, a->data, zp_at(azp, 0), y);
+}
+
 static kiln_status matmul_integer_impl(struct kiln_kctx *k, struct qmem *m)
 {
     const struct kiln_tensor *in[4];
@@ -568,6 +656,7 @@ static kiln_status matmul_integer_impl(struct kiln_kctx *k, struct qmem *m)
     KILN_TRY(zp_check(k, bzp, S.n, "b_zero_point"));
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_I32, S.orank, S.odims, &y));
+    if (matmul_integer_packed(k, a, azp, b, bzp, y->data)) return KILN_OK;
     return imatmul(k, m, a, azp, b, bzp, &S, y->data);
 }
 
@@ -631,7 +720,7 @@ static kiln_status qlinear_matmul_impl(struct kiln_kctx *k, struct qmem *m)
     int32_t *acc;
     KILN_TRY(qlinear_out(k, m, yzp, S.orank, S.odims, &y, &lo, &hi, &acc));
     size_t total = kiln_tensor_numel(y);
-    KILN_TRY(imatmul(k, m, a, azp, b, bzp, &S, acc));
+    if (!matmul_integer_packed(k, a, azp, b, bzp, acc)) KILN_TRY(imatmul(k, m, a, azp, b, bzp, &S, acc));
     /* The multiplier is computed in the scales' type, as the reference's numpy does. */
     kiln_dtype st = as->dtype;
     for (size_t j = 0; j < total; j++) {
@@ -640,6 +729,75 @@ static kiln_status qlinear_matmul_impl(struct kiln_kctx *k, struct qmem *m)
                                        param_at(ys, i));
         requant(y, j, (double)acc[j], mult, (double)kiln_tensor_get_i64(yzp,
                 kiln_tensor_numel(yzp) == 1 ? 0 : i), lo, hi);
+    }
+    return KILN_OK;
+}
+
+/* ------------------------------------------------------------------ kiln.DynQuantMatMul */
+
+/* kiln.DynQuantMatMul(x, W, W_zero_point, w_scale[, bias]) (docs/fused-ops.md): what the
+ * optimizer's fuse_dynquant pass makes of DynamicQuantizeLinear -> MatMulInteger -> Cast ->
+ * Mul(x_scale * w_scale) [-> Add(bias)]. The same steps in the same float32 operations:
+ * x quantized (dql_params, kiln_dql_quantize_isa), the exact int32 product (prepared, or the
+ * reference loop), then per element float(acc) * (x_scale * w_scale[n]) [+ bias[n]], two
+ * roundings as the separate Mul and Add (this file is compiled without FMA contraction: the
+ * baseline instruction set has none). The int32 product is written into y's own memory and
+ * converted in place. */
+static kiln_status dqmm_check(struct kiln_kctx *k, const struct kiln_tensor *in[5], size_t N)
+{
+    const struct kiln_tensor *ws = in[3], *bias = in[4];
+    if (in[0]->dtype != KILN_DTYPE_F32 || ws->dtype != KILN_DTYPE_F32 || (bias && bias->dtype != KILN_DTYPE_F32))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "x, w_scale and bias must be float32 (got %s, %s, %s)",
+                          kiln_dtype_name(in[0]->dtype), kiln_dtype_name(ws->dtype),
+                          bias ? kiln_dtype_name(bias->dtype) : "none");
+    size_t ns = kiln_tensor_numel(ws);
+    if (!(ns == 1 || ns == N) || (bias && kiln_tensor_numel(bias) != N))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "w_scale has %zu elements and bias %zu; expected 1 or %zu, and %zu",
+                          ns, bias ? kiln_tensor_numel(bias) : (size_t)0, N, N);
+    return KILN_OK;
+}
+
+static kiln_status dqmm_impl(struct kiln_kctx *k, struct qmem *m)
+{
+    const struct kiln_tensor *in[5];
+    KILN_TRY(kiln_in_req(k, 0, &in[0]));
+    KILN_TRY(kiln_in_req(k, 1, &in[1]));
+    in[2] = kiln_in(k, 2);
+    KILN_TRY(kiln_in_req(k, 3, &in[3]));
+    in[4] = kiln_in(k, 4);
+    const struct kiln_tensor *x = in[0], *w = in[1], *wzp = in[2];
+    if (!is_8bit(w->dtype) || w->rank != 2 || x->rank < 2)
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "W must be a 2-D int8/uint8 matrix and x of rank >= 2");
+    size_t n = kiln_tensor_numel(x), N = (size_t)w->dims[1];
+    KILN_TRY(dqmm_check(k, in, N));
+    float xs, xz;
+    dql_params(x->data, n, &xs, &xz);
+    struct kiln_tensor a = *x, azp = {.dtype = KILN_DTYPE_U8, .rank = 0};
+    uint8_t zq = (uint8_t)xz;
+    a.dtype = KILN_DTYPE_U8, a.flags = 0, azp.data = &zq;
+    KILN_TRY(kiln_scratch(k, n ? n : 1, &a.data));
+    KILN_ISA_DISPATCH(kiln_dql_quantize_isa, (x->data, n, xs, xz, a.data));
+    struct mm_shape S;
+    KILN_TRY(mm_shapes(k, &a, w, &S));
+    KILN_TRY(zp_check(k, wzp, S.n, "W_zero_point"));
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_F32, S.orank, S.odims, &y));
+    int32_t *acc = y->data; /* int32 and float32 share the size: converted in place below */
+    if (!matmul_integer_packed(k, &a, &azp, w, wzp, acc)) KILN_TRY(imatmul(k, m, &a, &azp, w, wzp, &S, acc));
+    const float *ws = in[3]->data, *bias = in[4] ? in[4]->data : NULL;
+    size_t ns = kiln_tensor_numel(in[3]), rows = N ? kiln_tensor_numel(y) / N : 0;
+    float *scale;
+    KILN_TRY(kiln_scratch(k, N * sizeof *scale, (void **)&scale));
+    for (size_t c = 0; c < N; c++) scale[c] = xs * ws[ns == 1 ? 0 : c];
+    for (size_t r = 0; r < rows; r++) {
+        float *row = (float *)y->data + r * N;
+        const int32_t *arow = acc + r * N;
+        for (size_t c = 0; c < N; c++) {
+            int32_t v;
+            memcpy(&v, arow + c, sizeof v);
+            float f = (float)v * scale[c];
+            row[c] = bias ? f + bias[c] : f;
+        }
     }
     return KILN_OK;
 }
@@ -664,11 +822,8 @@ struct qconv_state {
     int auto_pad; /* AP_*; values other than SAME_UPPER, SAME_LOWER and VALID act as NOTSET */
 };
 
-static kiln_status qconv_prepare(struct kiln_kprep *p)
+static void qconv_decode(const struct kiln_kctx *k, struct qconv_state *s)
 {
-    struct qconv_state *s;
-    KILN_TRY(kiln_kprep_alloc(p, sizeof *s, (void **)&s));
-    const struct kiln_kctx *k = &p->kc;
     s->group = kiln_attr_i(k, "group", 1);
     s->n_strides = kiln_attr_ints(k, "strides", &s->strides);
     s->n_dilations = kiln_attr_ints(k, "dilations", &s->dilations);
@@ -679,8 +834,6 @@ static kiln_status qconv_prepare(struct kiln_kprep *p)
                   : strcmp(ap, "SAME_LOWER") == 0 ? AP_SAME_LOWER
                   : strcmp(ap, "VALID") == 0      ? AP_VALID
                                                   : AP_NOTSET;
-    p->state = s;
-    return KILN_OK;
 }
 
 static kiln_status conv_geometry(struct kiln_kctx *k, const struct kiln_tensor *x,
@@ -811,6 +964,161 @@ static void conv_out_dims(const struct conv_geom *G, int64_t *dims)
     for (int d = 0; d < G->sp; d++) dims[2 + d] = G->out[d];
 }
 
+/* What ConvInteger's prepare makes: the Conv attributes (first, so that conv_geometry reads
+ * them from k->state) and, for a 2-D convolution with one group, a constant 8-bit w with a
+ * constant zero point and x's shape known, the product on a prepacked oneDNN int8 matmul
+ * (dnnl_int8.h): x is laid out channels-last, unfolded into one row per output pixel (the
+ * taps in (kh, kw, c) order; taps in the padding take x's zero point, so that they add
+ * nothing, as the reference's zero-point-shifted padding), multiplied by w^T laid out in the
+ * same order at prepare, and the [pixels, M] result is written back channels-first. */
+struct iconv_state {
+    struct qconv_state cs;
+    struct kiln_dnnl_imm *mm;
+    const void *w, *wzp; /* the constants it packed */
+    kiln_dtype x_dtype;
+    struct conv_geom G;
+    size_t kdim;         /* KH * KW * C */
+};
+
+/* w [M, C, KH, KW] as [KH * KW * C, M] (row (kh * KW + kw) * C + c) into *out (kiln_malloc). */
+static kiln_status iconv_weights_t(struct kiln_kprep *p, const struct kiln_tensor *w, void **out)
+{
+    size_t M = (size_t)w->dims[0], C = (size_t)w->dims[1], KK = (size_t)(w->dims[2] * w->dims[3]);
+    size_t total = M * C * KK;
+    uint8_t *t = kiln_malloc(total ? total : 1);
+    if (!t) return kiln_kfail(&p->kc, KILN_E_NOMEM, "out of memory for the int8 weights");
+    const uint8_t *src = w->data;
+    for (size_t m = 0; m < M; m++)
+        for (size_t c = 0; c < C; c++)
+            for (size_t kk = 0; kk < KK; kk++) t[(kk * C + c) * M + m] = src[(m * C + c) * KK + kk];
+    *out = t;
+    return KILN_OK;
+}
+
+/* The prepared product when the shapes and constants allow it (iconv_state). */
+static kiln_status iconv_prepare_fast(struct kiln_kprep *p, struct iconv_state *st, size_t wi, size_t zi)
+{
+    const struct kiln_tensor *w = kiln_kprep_const(p, wi);
+    const struct kiln_tensor *wzp = p->kc.n_in > zi ? kiln_kprep_const(p, zi) : NULL;
+    const struct kiln_vtype *xt = p->in[0];
+    if (!w || !is_8bit(w->dtype) || w->rank != 4 || !w->data || !xt || xt->type.kind != KILN_TYPE_TENSOR ||
+        !is_8bit(xt->type.elem) || xt->type.rank != 4 || st->cs.group != 1)
+        return KILN_OK;
+    struct kiln_tensor x = {.dtype = xt->type.elem, .rank = 4};
+    for (int d = 0; d < 4; d++) {
+        if (xt->type.dims[d].value < 1) return KILN_OK;
+        x.dims[d] = xt->type.dims[d].value;
+    }
+    struct kiln_kctx kc = p->kc;
+    kc.state = &st->cs;
+    if (conv_geometry(&kc, &x, w, &st->G) != KILN_OK) return KILN_OK; /* the run reports it */
+    const struct conv_geom *G = &st->G;
+    size_t rows = G->n * (size_t)(G->out[0] * G->out[1]), nz;
+    st->kdim = (size_t)(G->ker[0] * G->ker[1]) * G->c;
+    int32_t *z;
+    bool ok;
+    KILN_TRY(mmi_bzp(p, zi, wzp, G->m, &z, &nz, &ok));
+    if (!ok) return KILN_OK;
+    void *wt = NULL;
+    KILN_TRY(iconv_weights_t(p, w, &wt));
+    kiln_status s = kiln_dnnl_imm_prepare(p, rows, st->kdim, G->m, x.dtype == KILN_DTYPE_I8, wt,
+                                          w->dtype == KILN_DTYPE_I8, z, nz, &st->mm);
+    kiln_free(wt);
+    KILN_TRY(s);
+    if (!st->mm) return KILN_OK;
+    st->w = w->data;
+    st->wzp = wzp ? wzp->data : NULL;
+    st->x_dtype = x.dtype;
+    size_t csz = G->c * (size_t)(G->in[0] * G->in[1]);
+    p->scratch_bytes = G->n * csz + rows * st->kdim + rows * G->m * sizeof(int32_t) + 3 * 64;
+    p->kernel = "onednn-int8";
+    p->chosen = 1;
+    return KILN_OK;
+}
+
+/* ConvInteger (w input wi = 1, its zero point zi = 3) or QLinearConv (3, 5). */
+static kiln_status iconv_prepare_at(struct kiln_kprep *p, size_t wi, size_t zi)
+{
+    struct iconv_state *st;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *st, (void **)&st));
+    qconv_decode(&p->kc, &st->cs);
+    p->state = st;
+    return iconv_prepare_fast(p, st, wi, zi);
+}
+
+static kiln_status iconv_prepare(struct kiln_kprep *p) { return iconv_prepare_at(p, 1, 3); }
+static kiln_status qiconv_prepare(struct kiln_kprep *p) { return iconv_prepare_at(p, 3, 5); }
+
+struct unfold_job {
+    const struct iconv_state *st;
+    const uint8_t *xt; /* [N, H, W, C] */
+    uint8_t *cols;     /* [N * OH * OW, KH * KW * C] */
+    uint8_t pad;       /* x's zero point */
+};
+
+/* Rows of cols for output rows [r0, r1) (r = n * OH + oh). */
+static void unfold_rows(void *ctx, size_t r0, size_t r1, int worker)
+{
+    (void)worker;
+    const struct unfold_job *j = ctx;
+    const struct conv_geom *G = &j->st->G;
+    size_t C = G->c, OH = (size_t)G->out[0], OW = (size_t)G->out[1];
+    for (size_t r = r0; r < r1; r++) {
+        size_t n = r / OH;
+        int64_t oh = (int64_t)(r % OH);
+        const uint8_t *img = j->xt + n * (size_t)(G->in[0] * G->in[1]) * C;
+        for (size_t ow = 0; ow < OW; ow++) {
+            uint8_t *row = j->cols + (r * OW + ow) * j->st->kdim;
+            for (int64_t kh = 0; kh < G->ker[0]; kh++) {
+                int64_t ih = oh * G->stride[0] - G->pad0[0] + kh * G->dil[0];
+                for (int64_t kw = 0; kw < G->ker[1]; kw++, row += C) {
+                    int64_t iw = (int64_t)ow * G->stride[1] - G->pad0[1] + kw * G->dil[1];
+                    if (ih < 0 || ih >= G->in[0] || iw < 0 || iw >= G->in[1])
+                        memset(row, j->pad, C);
+                    else
+                        memcpy(row, img + ((size_t)ih * (size_t)G->in[1] + (size_t)iw) * C, C);
+                }
+            }
+        }
+    }
+}
+
+/* ConvInteger through the prepared product; false when this run's operands are not the
+ * prepared ones (the reference then runs). */
+static kiln_status conv_integer_fast(struct kiln_kctx *k, const struct kiln_tensor *x, const struct kiln_tensor *xzp,
+                                     const struct kiln_tensor *w, const struct kiln_tensor *wzp, int32_t *yd,
+                                     bool *done)
+{
+    const struct iconv_state *st = k->state;
+    *done = false;
+    if (!st || !st->mm || w->data != st->w || (wzp ? wzp->data : NULL) != st->wzp ||
+        x->dtype != st->x_dtype || x->rank != 4 || (xzp && kiln_tensor_numel(xzp) != 1))
+        return KILN_OK;
+    const struct conv_geom *G = &st->G;
+    if ((size_t)x->dims[0] != G->n || (size_t)x->dims[1] != G->c || x->dims[2] != G->in[0] || x->dims[3] != G->in[1])
+        return KILN_OK;
+    size_t hw = (size_t)(G->in[0] * G->in[1]), ohw = (size_t)(G->out[0] * G->out[1]);
+    size_t rows = G->n * ohw;
+    uint8_t *xt, *cols;
+    int32_t *yt;
+    KILN_TRY(kiln_scratch(k, G->n * G->c * hw, (void **)&xt));
+    KILN_TRY(kiln_scratch(k, rows * st->kdim, (void **)&cols));
+    KILN_TRY(kiln_scratch(k, rows * G->m * sizeof(int32_t), (void **)&yt));
+    const uint8_t *xd = x->data;
+    for (size_t n = 0; n < G->n; n++) /* channels-last */
+        for (size_t c = 0; c < G->c; c++)
+            for (size_t i = 0; i < hw; i++) xt[(n * hw + i) * G->c + c] = xd[(n * G->c + c) * hw + i];
+    int32_t azp = zp_at(xzp, 0);
+    struct unfold_job uj = {st, xt, cols, (uint8_t)azp};
+    kiln_pool_for(k->pool, G->n * (size_t)G->out[0], 1, unfold_rows, &uj);
+    if (!kiln_dnnl_imm_run(st->mm, k->pool, cols, azp, yt)) return KILN_OK;
+    for (size_t n = 0; n < G->n; n++) /* back to channels-first */
+        for (size_t i = 0; i < ohw; i++)
+            for (size_t m = 0; m < G->m; m++) yd[(n * G->m + m) * ohw + i] = yt[(n * ohw + i) * G->m + m];
+    *done = true;
+    return KILN_OK;
+}
+
 static kiln_status conv_integer_impl(struct kiln_kctx *k, struct qmem *m)
 {
     const struct kiln_tensor *in[4];
@@ -824,6 +1132,9 @@ static kiln_status conv_integer_impl(struct kiln_kctx *k, struct qmem *m)
     conv_out_dims(&G, od);
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_I32, x->rank, od, &y));
+    bool done;
+    KILN_TRY(conv_integer_fast(k, x, xzp, w, wzp, y->data, &done));
+    if (done) return KILN_OK;
     return iconv(k, m, &G, x, xzp, w, wzp, NULL, y->data);
 }
 
@@ -849,7 +1160,12 @@ static kiln_status qlinear_conv_impl(struct kiln_kctx *k, struct qmem *m)
     int32_t *acc;
     KILN_TRY(qlinear_out(k, m, yzp, x->rank, od, &y, &lo, &hi, &acc));
     size_t total = kiln_tensor_numel(y), osz = G.m ? total / (G.n ? G.n : 1) / G.m : 0;
-    KILN_TRY(iconv(k, m, &G, x, xzp, w, wzp, bias, acc));
+    bool done;
+    KILN_TRY(conv_integer_fast(k, x, xzp, w, wzp, acc, &done));
+    if (done && bias)
+        for (size_t j = 0; j < total; j++) /* wrapping, as the reference's sum */
+            acc[j] = (int32_t)((uint32_t)acc[j] + (uint32_t)kiln_tensor_get_i64(bias, osz ? (j / osz) % G.m : 0));
+    if (!done) KILN_TRY(iconv(k, m, &G, x, xzp, w, wzp, bias, acc));
     kiln_dtype st = xs->dtype;
     double yz = (double)kiln_tensor_get_i64(yzp, 0);
     for (size_t j = 0; j < total; j++) {
@@ -863,10 +1179,11 @@ static kiln_status qlinear_conv_impl(struct kiln_kctx *k, struct qmem *m)
 
 WITH_QMEM(quantize, quantize_prepare)
 WITH_QMEM(dequantize, dequantize_prepare)
-WITH_QMEM(matmul_integer, NULL)
-WITH_QMEM(qlinear_matmul, NULL)
-WITH_QMEM(conv_integer, qconv_prepare)
-WITH_QMEM(qlinear_conv, qconv_prepare)
+WITH_QMEM(matmul_integer, mmi_prepare)
+WITH_QMEM(qlinear_matmul, qmm_prepare)
+WITH_QMEM(conv_integer, iconv_prepare)
+WITH_QMEM(dqmm, dqmm_prepare)
+WITH_QMEM(qlinear_conv, qiconv_prepare)
 
 /* ------------------------------------------------------------------ table */
 
@@ -874,9 +1191,11 @@ const struct kiln_cpu_op kiln_cpu_ops_quant[] = {
     {"QuantizeLinear", "", 10, 0, run_quantize, quantize_prepare, 0},
     {"DequantizeLinear", "", 10, 0, run_dequantize, dequantize_prepare, 0},
     {"DynamicQuantizeLinear", "", 11, 0, run_dynamic_quantize, NULL, 0},
-    {"MatMulInteger", "", 10, 0, run_matmul_integer, NULL, 0},
-    {"QLinearMatMul", "", 10, 0, run_qlinear_matmul, NULL, 0},
-    {"ConvInteger", "", 10, 0, run_conv_integer, qconv_prepare, 0},
-    {"QLinearConv", "", 10, 0, run_qlinear_conv, qconv_prepare, 0},
+    {"MatMulInteger", "", 10, 0, run_matmul_integer, mmi_prepare, 0},
+    {"QLinearMatMul", "", 10, 0, run_qlinear_matmul, qmm_prepare, 0},
+    {"ConvInteger", "", 10, 0, run_conv_integer, iconv_prepare, 0},
+    {"QLinearConv", "", 10, 0, run_qlinear_conv, qiconv_prepare, 0},
+    /* kiln.DynQuantMatMul (docs/fused-ops.md): the fused dynamic quantization pattern */
+    {"DynQuantMatMul", "kiln", 1, 0, run_dqmm, dqmm_prepare, 0},
     {0},
 };

@@ -120,11 +120,14 @@ static void value_info(struct buf *g, unsigned field, const char *name, int elem
     f_sub(g, field, &vi);
 }
 
-/* TensorProto element type of "f32", "f16" or "i64". */
+/* TensorProto element type of "f32", "f16", "i64", "u8", "i8" or "i32". */
 static int elem_code(const char *t)
 {
     if (!strcmp(t, "f32")) return 1;
     if (!strcmp(t, "f16")) return 10;
+    if (!strcmp(t, "u8")) return 2;
+    if (!strcmp(t, "i8")) return 3;
+    if (!strcmp(t, "i32")) return 6;
     CHECK(!strcmp(t, "i64"), "bad element type '%s'", t);
     return 7;
 }
@@ -141,7 +144,7 @@ static void initializer(struct buf *g, char *name, char *type, char *dims, char 
     int code = elem_code(type);
     f_int(&t, 2, code);
     f_str(&t, 8, name);
-    size_t es = code == 1 ? 4 : code == 10 ? 2 : 8;
+    size_t es = code == 1 || code == 6 ? 4 : code == 10 ? 2 : code == 2 || code == 3 ? 1 : 8;
     uint8_t *raw = calloc(n ? n : 1, es);
     double *lst = calloc(n ? n : 1, sizeof *lst);
     if (!raw || !lst) exit(1);
@@ -157,6 +160,11 @@ static void initializer(struct buf *g, char *name, char *type, char *dims, char 
         } else if (code == 10) {
             uint16_t h = kiln_half_f32_to_f16((float)v);
             memcpy(raw + 2 * i, &h, 2);
+        } else if (code == 2 || code == 3) {
+            raw[i] = (uint8_t)(int)v; /* int8: its two's complement byte */
+        } else if (code == 6) {
+            int32_t x = (int32_t)v;
+            memcpy(raw + 4 * i, &x, 4);
         } else {
             int64_t x = (int64_t)v;
             memcpy(raw + 8 * i, &x, 8);

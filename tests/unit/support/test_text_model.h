@@ -3,11 +3,12 @@
  *
  * One statement per line; '#' starts a comment.
  *   opset N [kiln]                   ai.onnx opset (and the kiln domain at version 1)
- *   input NAME f32|f16|i64 D0,D1,... a graph input (dims "-" for a scalar); a dim is
+ *   (TYPE: f32, f16, i64, u8, i8 or i32)
+ *   input NAME TYPE D0,D1,...        a graph input (dims "-" for a scalar); a dim is
  *                                    digits (known), "?" (unknown) or a name (symbolic)
- *   output NAME [f32|f16|i64]        a graph output (default float32, shape left open)
- *   value NAME f32|f16|i64           a value_info entry (shape left open)
- *   init NAME f32|f16|i64 DIMS rand|pos|= v,v,...
+ *   output NAME [TYPE]               a graph output (default float32, shape left open)
+ *   value NAME TYPE                  a value_info entry (shape left open)
+ *   init NAME TYPE DIMS rand|pos|= v,v,...
  *                                    an initializer: random in [-1, 1], random in
  *                                    [0.5, 1.5] (pos), or the values listed
  *   node OP IN,IN,... -> OUT,... [attr=type:value ...]

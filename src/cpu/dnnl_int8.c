@@ -1,0 +1,259 @@
+/* dnnl_int8.c: exact integer products with a constant 8-bit B prepacked by oneDNN's int8
+ * matmul primitive (dnnl_int8.h). */
+#include "cpu/dnnl_int8.h"
+
+#include <string.h>
+
+#include "cpu/isa.h"
+#include "cpu/kernel.h"
+#include "cpu/quant_isa.h"
+
+#ifdef KILN_HAVE_DNNL
+#include "cpu/dnnl_util.h"
+
+#define IMM_MAX_SLICES 16
+
+struct imm_slice {
+    size_t n0, n1;
+    dnnl_primitive_t prim;
+    dnnl_memory_desc_t a_md, w_md, c_md, sp_md; /* sp_md: its scratchpad (zeros: none) */
+    const void *w;
+};
+
+struct kiln_dnnl_imm {
+    size_t M, K, N;
+    bool a_signed;
+    bool any_corr;  /* some corr[n] != 0: the rows' sums are needed */
+    int32_t *colsum; /* [N] colsum(B') */
+    int32_t *corr;   /* [N] off - b_zp[n] */
+    int n;
+    struct imm_slice sl[IMM_MAX_SLICES];
+};
+
+static void imm_free(void *arg)
+{
+    struct kiln_dnnl_imm *mm = arg;
+    for (int i = 0; i < mm->n; i++)
+        if (mm->sl[i].prim) dnnl_primitive_destroy(mm->sl[i].prim);
+}
+
+/* Whether oneDNN's int8 kernels at its effective instruction set accumulate exactly: VNNI
+ * (AVX-512 or AVX) or AMX. */
+static bool exact_int8_isa(void)
+{
+    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+    unsigned v512 = (unsigned)dnnl_cpu_isa_avx512_core_vnni, v256 = (unsigned)dnnl_cpu_isa_avx2_vnni;
+    return (isa & v512) == v512 || (isa & v256) == v256;
+}
+
+/* The slice's primitive; false when oneDNN declines it. */
+static bool make_slice(dnnl_engine_t eng, struct kiln_dnnl_imm *mm, struct imm_slice *s)
+{
+    size_t nt = s->n1 - s->n0;
+    dnnl_dims_t ad = {(dnnl_dim_t)mm->M, (dnnl_dim_t)mm->K}, as = {(dnnl_dim_t)mm->K, 1};
+    dnnl_dims_t wd = {(dnnl_dim_t)mm->K, (dnnl_dim_t)nt};
+    dnnl_dims_t cd = {(dnnl_dim_t)mm->M, (dnnl_dim_t)nt}, cs = {(dnnl_dim_t)mm->N, 1};
+    dnnl_memory_desc_t wany;
+    if (dnnl_memory_desc_init_by_strides(&s->a_md, 2, ad, mm->a_signed ? dnnl_s8 : dnnl_u8, as) ||
+        dnnl_memory_desc_init_by_strides(&s->c_md, 2, cd, dnnl_s32, cs) ||
+        dnnl_memory_desc_init_by_tag(&wany, 2, wd, dnnl_s8, dnnl_format_tag_any))
+        return false;
+    dnnl_matmul_desc_t md;
+    if (dnnl_matmul_desc_init(&md, &s->a_md, &wany, NULL, &s->c_md)) return false;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    bool made = kiln_dnnl_attr_create(&attr) && dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL) == dnnl_success;
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (!made) return false;
+    const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    const char *impl = NULL;
+    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    /* the reference matmul is exact too, but slower than kiln's own loop: decline it */
+    bool ok = wq != NULL && impl && strncmp(impl, "ref", 3) != 0;
+    if (ok) s->w_md = *wq;
+    if (sp) s->sp_md = *sp;
+    ok = ok && dnnl_primitive_create(&s->prim, pd) == dnnl_success;
+    dnnl_primitive_desc_destroy(pd);
+    return ok;
+}
+
+/* B' = B - off as int8 into bs, and the corrections' constants. */
+static void fold_weights(struct kiln_dnnl_imm *mm, const void *B, bool b_signed, const int32_t *bzp,
+                         size_t nbzp, int8_t *bs)
+{
+    size_t K = mm->K, N = mm->N;
+    int32_t off = b_signed ? 0 : 128;
+    memset(mm->colsum, 0, N * sizeof *mm->colsum);
+    for (size_t k = 0; k < K; k++)
+        for (size_t n = 0; n < N; n++) {
+            int32_t v = b_signed ? ((const int8_t *)B)[k * N + n] : (int32_t)((const uint8_t *)B)[k * N + n] - 128;
+            bs[k * N + n] = (int8_t)v;
+            mm->colsum[n] += v;
+        }
+    mm->any_corr = false;
+    for (size_t n = 0; n < N; n++) {
+        int32_t z = nbzp == 0 ? 0 : bzp[nbzp == 1 ? 0 : n];
+        mm->corr[n] = (int32_t)((uint32_t)off - (uint32_t)z);
+        mm->any_corr |= mm->corr[n] != 0;
+    }
+}
+
+/* Slices: one per thread, whole 16-column tiles, each worth waking a thread for: ~2 M
+ * integer operations or 128 KiB of weights (the M = 1 products that only stream them). */
+static size_t slice_width(const struct kiln_kprep *p, size_t M, size_t K, size_t N)
+{
+    size_t t = p->threads < 1 ? 1 : (size_t)p->threads;
+    if (t > IMM_MAX_SLICES) t = IMM_MAX_SLICES;
+    double ops = 2.0 * (double)M * (double)N * (double)K, wbytes = (double)N * (double)K;
+    while (t > 1 && (N / t < 16 || (ops / (double)t < 2e6 && wbytes / (double)t < 131072.0))) t--;
+    size_t per = (N + t - 1) / t;
+    if (t > 1) per = (per + 15) / 16 * 16;
+    return per;
+}
+
+static kiln_status pack_slices(struct kiln_kprep *p, struct kiln_dnnl_imm *mm, const int8_t *bs)
+{
+    for (int i = 0; i < mm->n; i++) {
+        struct imm_slice *s = &mm->sl[i];
+        dnnl_dims_t d = {(dnnl_dim_t)mm->K, (dnnl_dim_t)(s->n1 - s->n0)}, str = {(dnnl_dim_t)mm->N, 1};
+        dnnl_memory_desc_t plain;
+        if (dnnl_memory_desc_init_by_strides(&plain, 2, d, dnnl_s8, str)) return KILN_OK;
+        KILN_TRY(kiln_dnnl_pack_weights(p, (uint32_t)(0x69380000u + (unsigned)i), &plain, bs + s->n0,
+                                        &s->w_md, &s->w));
+        if (!s->w) return KILN_OK;
+    }
+    return KILN_OK;
+}
+
+kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_t N, bool a_signed,
+                                  const void *B, bool b_signed, const int32_t *bzp, size_t nbzp,
+                                  struct kiln_dnnl_imm **out)
+{
+    *out = NULL;
+    dnnl_engine_t eng;
+    if (!M || !K || !N || !B || kiln_isa_active() < KILN_ISA_AVX2 || !(eng = kiln_dnnl_engine()) ||
+        !exact_int8_isa())
+        return KILN_OK;
+    struct kiln_dnnl_imm *mm;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *mm, (void **)&mm));
+    KILN_TRY(kiln_kprep_alloc(p, N * sizeof(int32_t), (void **)&mm->colsum));
+    KILN_TRY(kiln_kprep_alloc(p, N * sizeof(int32_t), (void **)&mm->corr));
+    mm->M = M, mm->K = K, mm->N = N, mm->a_signed = a_signed;
+    size_t per = slice_width(p, M, K, N);
+    for (size_t n0 = 0; n0 < N && mm->n < IMM_MAX_SLICES; n0 += per) {
+        struct imm_slice *s = &mm->sl[mm->n++];
+        s->n0 = n0;
+        s->n1 = n0 + per < N ? n0 + per : N;
+        if (!make_slice(eng, mm, s)) {
+            imm_free(mm);
+            return KILN_OK; /* oneDNN declined: the caller keeps its reference loop */
+        }
+    }
+    kiln_status st = kiln_kprep_on_free(p, imm_free, mm);
+    if (st) {
+        imm_free(mm);
+        return st;
+    }
+    size_t bytes;
+    if (!kiln_mul_size(K, N, &bytes)) return KILN_OK;
+    int8_t *bs = kiln_malloc(bytes);
+    if (!bs) return kiln_kfail(&p->kc, KILN_E_NOMEM, "out of memory for %zu bytes of int8 weights", bytes);
+    fold_weights(mm, B, b_signed, bzp, nbzp, bs);
+    st = pack_slices(p, mm, bs);
+    kiln_free(bs);
+    KILN_TRY(st);
+    for (int i = 0; i < mm->n; i++)
+        if (!mm->sl[i].w) return KILN_OK; /* not packed: the caller keeps its reference loop */
+    *out = mm;
+    return KILN_OK;
+}
+
+struct imm_job {
+    const struct kiln_dnnl_imm *mm;
+    const void *A;
+    int32_t azp;
+    int32_t *Y;
+    bool failed[IMM_MAX_SLICES];
+};
+
+/* Row m's sum of A, wrapping like int32. */
+static uint32_t row_sum(const struct kiln_dnnl_imm *mm, const void *A, size_t m)
+{
+    uint32_t s = 0;
+    if (mm->a_signed) {
+        const int8_t *r = (const int8_t *)A + m * mm->K;
+        for (size_t k = 0; k < mm->K; k++) s += (uint32_t)(int32_t)r[k];
+    } else {
+        const uint8_t *r = (const uint8_t *)A + m * mm->K;
+        for (size_t k = 0; k < mm->K; k++) s += r[k];
+    }
+    return s;
+}
+
+/* The zero points folded into the slice's columns of Y (dnnl_int8.h's formula). */
+static void fold_zero_points(const struct imm_job *j, const struct imm_slice *s)
+{
+    const struct kiln_dnnl_imm *mm = j->mm;
+    uint32_t a = (uint32_t)j->azp, ka = (uint32_t)mm->K * a;
+    if (!a && !mm->any_corr) return;
+    void (*fold)(int32_t *, size_t, const int32_t *, const int32_t *, uint32_t, uint32_t) =
+        KILN_ISA_SELECT(kiln_imm_fold_row_isa);
+    for (size_t m = 0; m < mm->M; m++) {
+        uint32_t r = mm->any_corr ? row_sum(mm, j->A, m) - ka : 0;
+        fold(j->Y + m * mm->N + s->n0, s->n1 - s->n0, mm->corr + s->n0, mm->colsum + s->n0, r, a);
+    }
+}
+
+static void imm_chunk(void *ctx, size_t i0, size_t i1, int worker)
+{
+    (void)worker;
+    struct imm_job *j = ctx;
+    for (size_t i = i0; i < i1; i++) {
+        const struct imm_slice *s = &j->mm->sl[i];
+        struct kiln_dnnl_arg args[4] = {{DNNL_ARG_SRC, &s->a_md, j->A},
+                                        {DNNL_ARG_WEIGHTS, &s->w_md, s->w},
+                                        {DNNL_ARG_DST, &s->c_md, j->Y + s->n0},
+                                        {DNNL_ARG_SCRATCHPAD, &s->sp_md, NULL}};
+        j->failed[i] = !kiln_dnnl_execute(s->prim, 4, args);
+        if (!j->failed[i]) fold_zero_points(j, s);
+    }
+}
+
+bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, const void *A, int32_t a_zp,
+                       int32_t *Y)
+{
+    struct imm_job j = {mm, A, a_zp, Y, {0}};
+    kiln_pool_for(pool, (size_t)mm->n, 1, imm_chunk, &j);
+    for (int i = 0; i < mm->n; i++)
+        if (j.failed[i]) return false;
+    return true;
+}
+
+void kiln_dnnl_imm_dims(const struct kiln_dnnl_imm *mm, size_t *M, size_t *K, size_t *N)
+{
+    *M = mm->M, *K = mm->K, *N = mm->N;
+}
+#else
+kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_t N, bool a_signed,
+                                  const void *B, bool b_signed, const int32_t *bzp, size_t nbzp,
+                                  struct kiln_dnnl_imm **out)
+{
+    (void)p, (void)M, (void)K, (void)N, (void)a_signed, (void)B, (void)b_signed, (void)bzp, (void)nbzp;
+    *out = NULL;
+    return KILN_OK;
+}
+
+bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, const void *A, int32_t a_zp,
+                       int32_t *Y)
+{
+    (void)mm, (void)pool, (void)A, (void)a_zp, (void)Y;
+    return false;
+}
+
+void kiln_dnnl_imm_dims(const struct kiln_dnnl_imm *mm, size_t *M, size_t *K, size_t *N)
+{
+    (void)mm;
+    *M = *K = *N = 0;
+}
+#endif

@@ -1,0 +1,50 @@
+/* dnnl_int8.h: exact int32 integer products Y = (A - a_zp) * (B - b_zp) with a constant
+ * 8-bit B, prepacked once by oneDNN's int8 matmul primitive (Debian's libdnnl 2.6;
+ * docs/DEPENDENCIES.md, docs/quantization.md), for MatMulInteger when the shapes are known
+ * when the engine is prepared.
+ *
+ * oneDNN computes only the raw product D = A * B' with B' = B - off in int8 (off = 128 for a
+ * uint8 B, 0 for int8), A as stored (uint8 or int8), int32 accumulation and destination, no
+ * scales: its VNNI (vpdpbusd) and AMX kernels accumulate without saturation, so D is exact.
+ * The zero points are folded in afterwards, in wrapping int32 arithmetic like the reference:
+ *   Y[m, n] = D[m, n] - a_zp * colsum(B')[n] + (off - b_zp[n]) * (rowsum(A)[m] - K * a_zp)
+ * with colsum(B') computed at prepare. Only where oneDNN runs VNNI or AMX (its effective
+ * instruction set, after kiln's cap): without them its kernels go through vpmaddubsw, whose
+ * 16-bit pair sums saturate, and the result would not be exact.
+ *
+ * kiln's threads split the columns like dnnl_matmul.h: T slices, each its own primitive and
+ * packed weights, run one per pool thread; each slice applies the correction to its columns.
+ */
+#ifndef KILN_CPU_DNNL_INT8_H
+#define KILN_CPU_DNNL_INT8_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/base.h"
+#include "base/pool.h"
+
+struct kiln_kprep;
+struct kiln_dnnl_imm;
+
+/* Prepares Y[M, N] = (A[M, K] - a_zp) * (B[K, N] - b_zp) for the constant B (row-major,
+ * int8 when b_signed, else uint8) and its constant zero point bzp (nbzp 0: none, 1: per
+ * tensor, N: per column); A is int8 when a_signed, else uint8, and its zero point (per
+ * tensor) is given at run. Memory comes from kiln_kprep_alloc; the primitives are released
+ * with the engine. *out NULL (KILN_OK) when oneDNN is not there, has no VNNI/AMX at the
+ * active instruction set, or declines; an error only for out of memory. */
+KILN_NODISCARD kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_t N,
+                                                 bool a_signed, const void *B, bool b_signed,
+                                                 const int32_t *bzp, size_t nbzp,
+                                                 struct kiln_dnnl_imm **out);
+
+/* Y = (A - a_zp) * (B - b_zp) (int32, row-major [M, N]) on the pool's threads; false when
+ * oneDNN fails (the caller then takes its reference loop). */
+bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, const void *A, int32_t a_zp,
+                       int32_t *Y);
+
+/* The prepared M, K, N. */
+void kiln_dnnl_imm_dims(const struct kiln_dnnl_imm *mm, size_t *M, size_t *K, size_t *N);
+
+#endif

@@ -1,0 +1,97 @@
+/* src/cpu/isa/quant.c: DynamicQuantizeLinear's range and quantize passes (contract in
+ * cpu/quant_isa.h): AVX-512 and AVX2 intrinsics, and the reference's scalar loops for the
+ * portable copy and the tails. */
+#include <math.h>
+
+#include "cpu/quant_isa.h"
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+/* The reference's comparisons: NaN compares false and is skipped. */
+static inline void range_scalar(const float *x, size_t n, float *mn, float *mx)
+{
+    for (size_t j = 0; j < n; j++) {
+        if (x[j] > *mx) *mx = x[j];
+        if (x[j] < *mn) *mn = x[j];
+    }
+}
+
+static inline uint8_t quantize_one(float x, float scale, float zp)
+{
+    float q = nearbyintf(x / scale) + zp;
+    if (isnan(q)) q = zp;
+    return (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+}
+
+/* Unsigned arithmetic: wraps like the reference's int32 sums; the loop vectorizes (vpmulld). */
+void KILN_ISA_FN(kiln_imm_fold_row_isa)(int32_t *y, size_t n, const int32_t *corr, const int32_t *colsum, uint32_t r,
+                                        uint32_t a)
+{
+    uint32_t *u = (uint32_t *)y;
+    for (size_t j = 0; j < n; j++) u[j] += (uint32_t)corr[j] * r - a * (uint32_t)colsum[j];
+}
+
+void KILN_ISA_FN(kiln_dql_range_isa)(const float *x, size_t n, float *mn, float *mx)
+{
+    float lo = 0.0f, hi = 0.0f;
+    size_t j = 0;
+#if defined(__AVX512F__)
+    __m512 vlo = _mm512_setzero_ps(), vhi = _mm512_setzero_ps();
+    for (; j + 16 <= n; j += 16) {
+        __m512 v = _mm512_loadu_ps(x + j);
+        vhi = _mm512_max_ps(v, vhi); /* NaN v or v == vhi: vhi */
+        vlo = _mm512_min_ps(v, vlo);
+    }
+    hi = _mm512_reduce_max_ps(vhi);
+    lo = _mm512_reduce_min_ps(vlo);
+#elif defined(__AVX2__)
+    __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_setzero_ps();
+    for (; j + 8 <= n; j += 8) {
+        __m256 v = _mm256_loadu_ps(x + j);
+        vhi = _mm256_max_ps(v, vhi);
+        vlo = _mm256_min_ps(v, vlo);
+    }
+    float h[8], l[8];
+    _mm256_storeu_ps(h, vhi);
+    _mm256_storeu_ps(l, vlo);
+    range_scalar(h, 8, &lo, &hi);
+    range_scalar(l, 8, &lo, &hi);
+#endif
+    range_scalar(x + j, n - j, &lo, &hi);
+    *mn = lo, *mx = hi;
+}
+
+void KILN_ISA_FN(kiln_dql_quantize_isa)(const float *x, size_t n, float scale, float zp, uint8_t *y)
+{
+    size_t j = 0;
+#if defined(__AVX512F__)
+    __m512 vs = _mm512_set1_ps(scale), vz = _mm512_set1_ps(zp), v0 = _mm512_setzero_ps(),
+           v255 = _mm512_set1_ps(255.0f);
+    for (; j + 16 <= n; j += 16) {
+        __m512 q = _mm512_div_ps(_mm512_loadu_ps(x + j), vs);
+        q = _mm512_add_ps(_mm512_roundscale_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
+        __mmask16 nan = _mm512_cmp_ps_mask(q, q, _CMP_UNORD_Q);
+        q = _mm512_min_ps(_mm512_max_ps(q, v0), v255);
+        q = _mm512_mask_mov_ps(q, nan, vz);
+        _mm_storeu_si128((__m128i *)(y + j), _mm512_cvtusepi32_epi8(_mm512_cvttps_epi32(q)));
+    }
+#elif defined(__AVX2__)
+    __m256 vs = _mm256_set1_ps(scale), vz = _mm256_set1_ps(zp), v0 = _mm256_setzero_ps(),
+           v255 = _mm256_set1_ps(255.0f);
+    for (; j + 8 <= n; j += 8) {
+        __m256 q = _mm256_div_ps(_mm256_loadu_ps(x + j), vs);
+        q = _mm256_add_ps(_mm256_round_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
+        __m256 nan = _mm256_cmp_ps(q, q, _CMP_UNORD_Q);
+        q = _mm256_min_ps(_mm256_max_ps(q, v0), v255);
+        q = _mm256_blendv_ps(q, vz, nan);
+        __m256i i = _mm256_cvttps_epi32(q);
+        __m256i p = _mm256_packus_epi16(_mm256_packus_epi32(i, i), _mm256_setzero_si256());
+        uint32_t lo = (uint32_t)_mm_cvtsi128_si32(_mm256_castsi256_si128(p));
+        uint32_t hi = (uint32_t)_mm_cvtsi128_si32(_mm256_extracti128_si256(p, 1));
+        for (int b = 0; b < 4; b++) y[j + (size_t)b] = (uint8_t)(lo >> (8 * b)), y[j + 4 + (size_t)b] = (uint8_t)(hi >> (8 * b));
+    }
+#endif
+    for (; j < n; j++) y[j] = quantize_one(x[j], scale, zp);
+}

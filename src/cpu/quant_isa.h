@@ -1,0 +1,30 @@
+/* quant_isa.h: DynamicQuantizeLinear's two passes, compiled per instruction set
+ * (src/cpu/isa/quant.c; cpu/isa.h).
+ *
+ * Both give exactly the reference's results (src/cpu/ops/quant.c, the ONNX definition in
+ * float32): the range starts at [0, 0] and grows with every non-NaN element (NaN is
+ * skipped); each element quantizes to saturate(round_half_even(x / scale) + zp) in float32
+ * (a true division, never a multiplication by 1/scale), NaN to zp. Vector max/min return
+ * their second operand for NaN and for equal operands, so the accumulator never takes a NaN
+ * or a -0, as the scalar comparisons never do; vroundps / vrndscaleps round half to even
+ * like nearbyintf in the default rounding mode.
+ */
+#ifndef KILN_CPU_QUANT_ISA_H
+#define KILN_CPU_QUANT_ISA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cpu/isa.h"
+
+/* *mn = min(0, x...), *mx = max(0, x...) over the non-NaN elements of x[0..n). */
+KILN_ISA_DECLARE(void, kiln_dql_range_isa, (const float *x, size_t n, float *mn, float *mx));
+/* y[j] = saturate_u8(nearbyintf(x[j] / scale) + zp), NaN -> zp (zp integral in [0, 255]). */
+KILN_ISA_DECLARE(void, kiln_dql_quantize_isa, (const float *x, size_t n, float scale, float zp, uint8_t *y));
+
+/* The zero-point correction of one row of an int8 product (dnnl_int8.h), wrapping int32:
+ * y[n] += corr[n] * r - a * colsum[n] for n in [0, n). */
+KILN_ISA_DECLARE(void, kiln_imm_fold_row_isa,
+                 (int32_t *y, size_t n, const int32_t *corr, const int32_t *colsum, uint32_t r, uint32_t a));
+
+#endif

@@ -1,0 +1,111 @@
+/* pass_fuse_dynquant.c: the dynamic quantization pattern onnxruntime's quantize_dynamic
+ * writes around every MatMul,
+ *
+ *   (xq, xs, xz) = DynamicQuantizeLinear(x)
+ *   y = Cast<float>(MatMulInteger(xq, W, xz, Wz)) * Mul(xs, ws)   [+ bias]
+ *
+ * becomes kiln.DynQuantMatMul(x, W, Wz, ws[, bias]) (docs/fused-ops.md), one kernel that
+ * quantizes x, runs the integer product and applies the float epilogue in the same float32
+ * operations, in the same order, as the nodes it replaces (bit-identical results).
+ *
+ * Conditions: W a constant 8-bit [K, N]; Wz absent or a constant; ws a float32 constant,
+ * scalar or [N]; bias (optional) a float32 constant [N] added after the Mul; x float32 of
+ * rank >= 2; the MatMulInteger, Cast and Mul outputs each used once, by the next node. The
+ * DynamicQuantizeLinear stays when its outputs have other readers (another MatMulInteger of
+ * the same activation fuses the same way and recomputes the quantization; dce removes the
+ * node once nothing reads it), and so does the scale Mul.
+ */
+#include <string.h>
+
+#include "opt/fuse_util.h"
+
+static bool is_8bit_const(const struct kiln_opt *o, const struct kiln_graph *g, const char *name, int rank)
+{
+    const struct kiln_tensor *t = fu_const(o, g, name);
+    return t && (t->dtype == KILN_DTYPE_U8 || t->dtype == KILN_DTYPE_I8) && (rank < 0 || t->rank == rank);
+}
+
+/* A float32 constant of one element or [n] (trailing vector), n the product's columns. */
+static bool vec_const(const struct kiln_opt *o, const struct kiln_graph *g, const char *name, int64_t n,
+                      bool scalar_ok)
+{
+    const struct kiln_tensor *t = fu_const_f32(o, g, name);
+    if (!t) return false;
+    size_t c = kiln_tensor_numel(t);
+    if (c == 1 && scalar_ok && t->rank <= 1) return true;
+    return t->rank == 1 && t->dims[0] == n;
+}
+
+/* The pattern around MatMulInteger node i; fills nodes (removed), their count and the
+ * fused node's inputs. */
+static bool match(const struct kiln_opt *o, const struct kiln_graph *g, size_t i, size_t *nodes, size_t *n_nodes,
+                  const char **ins, size_t *n_ins, const char **out)
+{
+    const struct kiln_node *mi = &g->nodes[i];
+    if (mi->n_in < 3 || mi->n_out != 1 || !mi->outputs[0][0]) return false;
+    int d = kiln_opt_producer(g, mi->inputs[0]);
+    if (d < 0 || !kiln_opt_is_op(o, g, (size_t)d, "DynamicQuantizeLinear")) return false;
+    const struct kiln_node *dq = &g->nodes[d];
+    if (dq->n_out < 3 || strcmp(dq->outputs[0], mi->inputs[0]) || strcmp(dq->outputs[2], mi->inputs[2]) ||
+        !fu_is_f32(g, dq->inputs[0]))
+        return false;
+    kiln_dtype dt;
+    int rx;
+    const struct kiln_dim *dx;
+    if (!kiln_opt_tensor_type(g, dq->inputs[0], &dt, &rx, &dx) || rx < 2) return false;
+    if (!is_8bit_const(o, g, mi->inputs[1], 2)) return false;
+    const char *wz = mi->n_in > 3 ? mi->inputs[3] : "";
+    if (wz[0] && !is_8bit_const(o, g, wz, -1)) return false;
+    int64_t N = fu_const(o, g, mi->inputs[1])->dims[1];
+    int c = fu_next(o, g, i);
+    if (c < 0 || !kiln_opt_is_op(o, g, (size_t)c, "Cast") ||
+        kiln_opt_attr_i(&g->nodes[c], "to", 0) != KILN_DTYPE_F32)
+        return false;
+    int m1 = fu_next(o, g, (size_t)c);
+    if (m1 < 0 || !kiln_opt_is_op(o, g, (size_t)m1, "Mul")) return false;
+    int k = fu_other(&g->nodes[m1], g->nodes[c].outputs[0]);
+    if (k < 0) return false;
+    int m0 = kiln_opt_producer(g, g->nodes[m1].inputs[k]);
+    if (m0 < 0 || !kiln_opt_is_op(o, g, (size_t)m0, "Mul")) return false;
+    int ks = fu_other(&g->nodes[m0], dq->outputs[1]);
+    if (ks < 0 || !vec_const(o, g, g->nodes[m0].inputs[ks], N, true)) return false;
+    size_t n = 0;
+    nodes[n++] = i, nodes[n++] = (size_t)c, nodes[n++] = (size_t)m1;
+    if (kiln_opt_uses(g, g->nodes[m0].outputs[0]) == 1) nodes[n++] = (size_t)m0;
+    ins[0] = dq->inputs[0], ins[1] = mi->inputs[1], ins[2] = wz, ins[3] = g->nodes[m0].inputs[ks];
+    *n_ins = 4;
+    *out = g->nodes[m1].outputs[0];
+    int a = fu_next(o, g, (size_t)m1);
+    if (a >= 0 && kiln_opt_is_op(o, g, (size_t)a, "Add") && g->nodes[a].n_out == 1) {
+        int kb = fu_other(&g->nodes[a], g->nodes[m1].outputs[0]);
+        if (kb >= 0 && vec_const(o, g, g->nodes[a].inputs[kb], N, false)) {
+            nodes[n++] = (size_t)a;
+            ins[(*n_ins)++] = g->nodes[a].inputs[kb];
+            *out = g->nodes[a].outputs[0];
+        }
+    }
+    *n_nodes = n;
+    return true;
+}
+
+static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
+{
+    if (!kiln_opt_keep_fused(o)) return KILN_OK;
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        if (!kiln_opt_is_op(o, g, i, "MatMulInteger")) continue;
+        size_t nodes[5], n_nodes, n_ins;
+        const char *ins[5], *out;
+        if (!match(o, g, i, nodes, &n_nodes, ins, &n_ins, &out)) continue;
+        const char *outs[1] = {out};
+        KILN_TRY(fu_replace(o, g, nodes, n_nodes, "DynQuantMatMul", "kiln", n_ins, ins, 1, outs, NULL, NULL));
+        *changed = true;
+    }
+    return KILN_OK;
+}
+
+const struct kiln_pass kiln_pass_fuse_dynquant = {
+    .name = "fuse_dynquant",
+    .level = KILN_OPT_EXTENDED,
+    .doc = "DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul(scales) [-> Add(bias)] -> kiln.DynQuantMatMul",
+    .run = run,
+};
