@@ -46,23 +46,10 @@
 #include "test_support.h"
 #include "test_text_model.h"
 
-static char text[1 << 24];
-static size_t tlen;
-static int cases_run, prepared_runs, prepared_wanted;
+/* The model text being built (support/test_text_model.h). */
+#define tf model_text_add
 
-static void tf(const char *fmt, ...) KILN_PRINTF(1, 2);
-static void tf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(text + tlen, sizeof text - tlen, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof text - tlen) {
-        fprintf(stderr, "test_int8_fast: model text too long\n");
-        exit(1);
-    }
-    tlen += (size_t)n;
-}
+static int cases_run, prepared_runs, prepared_wanted;
 
 /* QLinearMatMul / QLinearConv's extra inputs (on: the node is the QLinear form; zero points
  * are then required). The scales and the bias are constants in every variant. */
@@ -133,10 +120,10 @@ static void qlin_text(const struct qlin *q, const char *bs_dims)
 
 static void tf_floats(const float *v, size_t n);
 
-static void model_text(const struct cfg *c, bool bconst)
+static void write_model(const struct cfg *c, bool bconst)
 {
     const char *at = c->a_s8 ? "i8" : "u8", *bt = c->b_s8 ? "i8" : "u8";
-    tlen = 0;
+    model_text_reset();
     tf("opset 17\ninput A %s ", at);
     for (int i = 0; i < c->brank; i++) tf("%lld,", (long long)c->batch[i]);
     tf("%lld,%lld\n", (long long)c->M, (long long)c->K);
@@ -178,7 +165,7 @@ static kiln_value *run_text(kiln_value **in, const char **names, size_t n_in, in
 static kiln_value *run_model(const struct cfg *c, bool bconst, int threads, bool *prepared, const char *what)
 {
     kiln_dtype at = c->a_s8 ? KILN_DTYPE_I8 : KILN_DTYPE_U8, bt = c->b_s8 ? KILN_DTYPE_I8 : KILN_DTYPE_U8;
-    model_text(c, bconst);
+    write_model(c, bconst);
     int64_t ad[4];
     int ar = 0;
     for (int i = 0; i < c->brank; i++) ad[ar++] = c->batch[i];
@@ -204,7 +191,7 @@ static kiln_value *run_text(kiln_value **in, const char **names, size_t n_in, in
                             const char *what)
 {
     struct buf mb = {0};
-    parse_model(text, &mb);
+    parse_model(model_text(), &mb);
     kiln_model *m = NULL;
     kiln_builder *b = NULL;
     kiln_engine *e = NULL;
@@ -418,7 +405,7 @@ static kiln_value *run_dynquant(const float *x, int xr, const int64_t *xd, int t
                                 bool *fused, const char *what)
 {
     struct buf mb = {0};
-    parse_model(text, &mb);
+    parse_model(model_text(), &mb);
     kiln_model *m = NULL;
     kiln_builder *b = NULL;
     kiln_engine *e = NULL;
@@ -471,7 +458,7 @@ static void dynquant_cases(int n)
         }
         double lo = rng_int(4) == 0 ? 0.0 : -rng_range(0.1, 4);
         for (int64_t j = 0; j < B * M * K; j++) x[j] = (float)rng_range(lo, rng_range(0.1, 4));
-        tlen = 0;
+        model_text_reset();
         tf("opset 17 kiln\ninput X f32 %lld,%lld,%lld\ninit W %s %lld,%lld", (long long)B, (long long)M, (long long)K, wt,
            (long long)K, (long long)N);
         tf_vals(w, (size_t)(K * N));
@@ -534,7 +521,7 @@ static void conv_text(const struct ccfg *c, bool wconst)
 {
     const char *xt = c->x_s8 ? "i8" : "u8", *wt = c->w_s8 ? "i8" : "u8";
     size_t nw = (size_t)(c->M * (c->C / c->G) * c->KH * c->KW);
-    tlen = 0;
+    model_text_reset();
     tf("opset 17\ninput X %s %lld,%lld,%lld,%lld\n", xt, (long long)c->N, (long long)c->C, (long long)c->H,
        (long long)c->W);
     if (c->xzp_kind) tf("input XZ %s -\n", xt);
