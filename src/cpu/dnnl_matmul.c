@@ -17,6 +17,7 @@ struct mm_slice {
     dnnl_primitive_t prim;
     dnnl_memory_desc_t a_md, w_md, c_md, sp_md; /* sp_md: its scratchpad (zeros: none) */
     const void *w;
+    bool staged; /* c_md is a dense [M, n1 - n0]: the run writes a thread buffer, then C */
 };
 
 struct kiln_dnnl_mm {
@@ -45,13 +46,14 @@ static kiln_status pack(struct kiln_kprep *p, struct mm_slice *s, uint32_t key, 
     return kiln_dnnl_pack_weights(p, key, &plain, src, &s->w_md, &s->w);
 }
 
-/* The slice's primitive; false when oneDNN declines it. */
-static bool make_slice(dnnl_engine_t eng, struct kiln_dnnl_mm *mm, struct mm_slice *s)
+/* The slice's primitive writing C's columns in place (dense false) or a dense [M, nt] buffer;
+ * false when oneDNN declines it. */
+static bool make_prim(dnnl_engine_t eng, struct kiln_dnnl_mm *mm, struct mm_slice *s, bool dense)
 {
     size_t nt = s->n1 - s->n0;
     dnnl_dims_t ad = {(dnnl_dim_t)mm->M, (dnnl_dim_t)mm->K}, as = {(dnnl_dim_t)mm->K, 1};
     dnnl_dims_t wd = {(dnnl_dim_t)mm->K, (dnnl_dim_t)nt};
-    dnnl_dims_t cd = {(dnnl_dim_t)mm->M, (dnnl_dim_t)nt}, cs = {(dnnl_dim_t)mm->N, 1};
+    dnnl_dims_t cd = {(dnnl_dim_t)mm->M, (dnnl_dim_t)nt}, cs = {(dnnl_dim_t)(dense ? nt : mm->N), 1};
     dnnl_memory_desc_t wany;
     if (dnnl_memory_desc_init_by_strides(&s->a_md, 2, ad, dnnl_f32, as) ||
         dnnl_memory_desc_init_by_strides(&s->c_md, 2, cd, dnnl_f32, cs) ||
@@ -68,10 +70,41 @@ static bool make_slice(dnnl_engine_t eng, struct kiln_dnnl_mm *mm, struct mm_sli
     const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     bool ok = wq != NULL;
     if (ok) s->w_md = *wq;
+    memset(&s->sp_md, 0, sizeof s->sp_md);
     if (sp) s->sp_md = *sp;
     ok = ok && dnnl_primitive_create(&s->prim, pd) == dnnl_success;
     dnnl_primitive_desc_destroy(pd);
+    s->staged = dense && nt < mm->N;
     return ok;
+}
+
+/* Whether the slice's primitive packs its weights (a blocked format). One whose weights stay
+ * plain is oneDNN's gemm fallback, which repacks B at every call (2-3 times slower). */
+static bool packs_weights(const struct mm_slice *s)
+{
+    dnnl_memory_desc_t plain;
+    dnnl_dims_t wd = {s->w_md.dims[0], s->w_md.dims[1]};
+    return dnnl_memory_desc_init_by_tag(&plain, 2, wd, dnnl_f32, dnnl_ab) == dnnl_success &&
+           !dnnl_memory_desc_equal(&plain, &s->w_md);
+}
+
+/* The slice's primitive; false when oneDNN declines it. A slice narrower than C whose
+ * in-place primitive keeps plain weights (oneDNN's brgemm matmul declines some row strides
+ * of C, e.g. the odd 50257 of GPT-2's vocabulary) is made again writing a dense buffer,
+ * copied into C by the run, when that one packs. */
+static bool make_slice(dnnl_engine_t eng, struct kiln_dnnl_mm *mm, struct mm_slice *s)
+{
+    if (!make_prim(eng, mm, s, false)) return false;
+    if (s->n1 - s->n0 == mm->N || packs_weights(s)) return true;
+    struct mm_slice d = *s;
+    d.prim = NULL;
+    if (!make_prim(eng, mm, &d, true) || !packs_weights(&d)) {
+        if (d.prim) dnnl_primitive_destroy(d.prim);
+        return true;
+    }
+    dnnl_primitive_destroy(s->prim);
+    *s = d;
+    return true;
 }
 
 kiln_status kiln_dnnl_mm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_t N, const float *B,
@@ -130,11 +163,15 @@ static void mm_chunk(void *ctx, size_t i0, size_t i1, int worker)
     struct mm_job *j = ctx;
     for (size_t i = i0; i < i1; i++) {
         const struct mm_slice *s = &j->mm->sl[i];
+        size_t M = j->mm->M, N = j->mm->N, nt = s->n1 - s->n0;
+        float *dst = s->staged ? kiln_dnnl_thread_buffer(M * nt * sizeof(float)) : j->C + s->n0;
         struct kiln_dnnl_arg args[4] = {{DNNL_ARG_SRC, &s->a_md, j->A},
                                         {DNNL_ARG_WEIGHTS, &s->w_md, s->w},
-                                        {DNNL_ARG_DST, &s->c_md, j->C + s->n0},
+                                        {DNNL_ARG_DST, &s->c_md, dst},
                                         {DNNL_ARG_SCRATCHPAD, &s->sp_md, NULL}};
-        j->failed[i] = !kiln_dnnl_execute(s->prim, 4, args);
+        j->failed[i] = !dst || !kiln_dnnl_execute(s->prim, 4, args);
+        if (s->staged && !j->failed[i])
+            for (size_t r = 0; r < M; r++) memcpy(j->C + r * N + s->n0, dst + r * nt, nt * sizeof(float));
     }
 }
 

@@ -9,7 +9,9 @@
  * kiln's threads split the columns: T slices of about N / T columns (multiples of 16), each
  * its own primitive and packed weights, run one per pool thread on one OpenMP thread
  * (dnnl_util.h: a scratchpad per thread, the memory objects of the arguments cached per
- * thread). The packed format is oneDNN's choice for this CPU; the blob records it, and a
+ * thread). A slice whose in-place primitive would keep B plain (oneDNN's gemm fallback, which
+ * repacks B at every call: it declines some row strides of C, e.g. an odd N of 50257) writes
+ * a dense per-thread buffer instead, copied into C. The packed format is oneDNN's choice for this CPU; the blob records it, and a
  * loaded engine packs again when it differs.
  */
 #ifndef KILN_CPU_DNNL_MATMUL_H

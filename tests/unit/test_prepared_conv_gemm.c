@@ -640,6 +640,38 @@ static void test_matmul_sessions(void)
         free(want);
         ten_free(&A), ten_free(&B), ten_free(&Z), ten_free(&Bias);
     }
+    /* Wide products split over threads whose row stride is odd (GPT-2's vocabulary is 50257):
+     * oneDNN's packed matmul declines to write such column slices in place, so they run on a
+     * dense buffer copied into Y (dnnl_matmul.c). Tolerance as above. */
+    static const int64_t wide[][3] = {{3, 16, 20001}, {8, 7, 8001}, {1, 5, 12003}};
+    for (size_t w = 0; w < sizeof wide / sizeof *wide; w++) {
+        struct mm_case c = {.ra = 2, .rb = 2, .yr = 2, .M = wide[w][0], .K = wide[w][1], .N = wide[w][2]};
+        c.ad[0] = c.M, c.ad[1] = c.K, c.bd[0] = c.K, c.bd[1] = c.N, c.yd[0] = c.M, c.yd[1] = c.N;
+        struct ten A = ten_rand(2, c.ad), B = ten_rand(2, c.bd);
+        size_t ny = (size_t)(c.M * c.N);
+        double *want = malloc(ny * sizeof *want);
+        if (!want) exit(1);
+        mm_ref(&c, A.v, B.v, NULL, NULL, ACT_NONE, want);
+        struct sb s = {0};
+        sbf(&s, "opset 17 kiln\n");
+        sb_tensor(&s, "A", &A, false);
+        sb_tensor(&s, "B", &B, true);
+        sbf(&s, "node MatMul A,B -> Y\noutput Y\n");
+        const char *names[1] = {"A"};
+        for (int threads = 2; threads <= 3; threads++) {
+            kiln_value *in[1] = {ten_value(&A)};
+            char what[96];
+            snprintf(what, sizeof what, "wide MatMul %lldx%lldx%lld, %d threads", (long long)c.M,
+                     (long long)c.K, (long long)c.N, threads);
+            kiln_value *y = run_text_model(s.p, 1, names, in, threads, what);
+            expect(y, c.yr, c.yd, want, ny, what);
+            kiln_value_free(y);
+            free_all(in, 1);
+        }
+        free(s.p);
+        free(want);
+        ten_free(&A), ten_free(&B);
+    }
 }
 
 /* ------------------------------------------------------------------ prepare, directly */
