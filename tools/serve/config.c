@@ -55,6 +55,9 @@ static bool get_string(struct cfg_reader *r, const struct pbtxt_field *f, char *
     if (!want_scalar(r, f)) return false;
     if (!f->quoted) return bad(r, f, "expected a quoted string, got '%s'", f->text);
     if (strlen(f->text) != f->text_len) return bad(r, f, "the string holds a NUL byte");
+    for (const unsigned char *c = (const unsigned char *)f->text; *c; c++)
+        if (*c < 0x20 || *c == 0x7f) /* names end up in one-line messages and logs */
+            return bad(r, f, "the string holds control character 0x%02x", *c);
     char *d = strdup(f->text);
     if (!d) return bad(r, f, "out of memory");
     free(*out);
