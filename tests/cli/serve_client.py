@@ -825,6 +825,26 @@ def start_threads(fns):
     return threads
 
 
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_idle_wait(srv, images):
+    """Requests waiting in the batcher cost no CPU: 4 requests parked 400 ms each in
+    digits_timeout's batcher (their connection threads wake every 20 ms to look at the
+    client) take well under the 1.6 s that busy waiting would burn."""
+    results = []
+    threads = start_threads([lambda: results.append(infer_json(srv, "digits_timeout", [
+        {"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": images[:64]}])[0]) for _ in range(4)])
+    t0 = cpu_seconds(srv.proc.pid)
+    for t in threads:
+        t.join()
+    used = cpu_seconds(srv.proc.pid) - t0
+    check(results == [200] * 4 and used < 0.3, "4 requests waiting 400 ms used %.2f s of CPU: %s" % (used, results))
+
+
 def test_exactly_once_reload(srv, images, logits):
     """Concurrent load with dynamic batching on, across an explicit unload and load of the
     model: every id answered exactly once, 200 with its own output or 503 while unloaded;
@@ -1108,6 +1128,7 @@ def main():
         test_classification(srv, images, logits)
         test_batching(srv, images, logits)
         test_queue_limit_and_timeout(srv, images)
+        test_idle_wait(srv, images)
         test_client_gone(srv, images)
         test_bad_requests(srv, images)
         test_load_unload(srv, images)

@@ -531,7 +531,12 @@ struct sv_request *sv_request_new(struct sv_model *m, int client_fd)
         return NULL;
     }
     pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv, NULL);
+    /* sv_request_wait's timed waits take sv_now_ns deadlines: the monotonic clock. */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cv, &ca);
+    pthread_condattr_destroy(&ca);
     r->model = m;
     r->client_fd = client_fd;
     return r;
