@@ -7,7 +7,9 @@ configs, ONNX node-test models), starts `kiln serve` on free ports (--http-port 
 server prints the ports it bound), and checks health, metadata, configuration, JSON and
 binary inference against reference outputs, dynamic batching (through /metrics), queue
 limits and timeouts, explicit load/unload, a list of bad requests (each a 4xx with a
-message, the server staying up), and that SIGTERM drains an in-flight request and exits 0.
+message, the server staying up), that SIGTERM drains an in-flight request and exits 0, and
+that under concurrent load every request (each with a unique KServe "id") is answered
+exactly once with its own output, across an unload/load of the model and across SIGTERM.
 """
 import http.client
 import json
@@ -743,6 +745,192 @@ def test_load_unload(srv, images):
     expect_4xx(srv, "load a missing folder", 400, "POST", "/v2/repository/models/nosuch/load")
 
 
+class IdLedger:
+    """Requests that each carry a unique KServe "id" (echoed in the response), and every
+    answer recorded by id: the exactly-once tests check that each id got one answer, that a
+    200 carries its own id and its own row's logits, and that anything else is a clean
+    refusal (a 503 with a message, or a connection the server refused or closed)."""
+
+    def __init__(self, srv, images, logits, tag):
+        self.srv, self.images, self.logits, self.tag = srv, images, logits, tag
+        self.lock = threading.Lock()
+        self.sent, self.answers, self.n = {}, {}, 0
+
+    def send(self, model="digits", conn=None):
+        with self.lock:
+            rid, self.n = "%s-%d" % (self.tag, self.n), self.n + 1
+            k = self.n % 16
+            self.sent[rid] = (k, time.time())
+        body = json.dumps({"id": rid, "inputs": [{"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                                  "data": image_rows(self.images, k, 1)}]}).encode()
+        try:
+            if conn is None:
+                st, _, data = self.srv.request("POST", "/v2/models/%s/infer" % model, body)
+            else:
+                conn.request("POST", "/v2/models/%s/infer" % model, body=body)
+                r = conn.getresponse()
+                st, data = r.status, r.read()
+            try:
+                answer = (st, json.loads(data))
+            except ValueError:
+                answer = (st, data)
+        except OSError as e:  # ConnectionRefusedError, ConnectionResetError, RemoteDisconnected
+            answer = ("refused", type(e).__name__)
+        with self.lock:
+            self.answers.setdefault(rid, []).append(answer)
+        return rid, answer
+
+    def loop(self, stop, model="digits"):
+        while not stop.is_set():
+            self.send(model)
+
+    def check(self, what, allowed_refusals):
+        """Each id answered exactly once; 200s right; refusals among allowed_refusals
+        (statuses and/or "refused"). Returns the number of 200s."""
+        ok = 0
+        for rid, (k, _) in self.sent.items():
+            a = self.answers.get(rid, [])
+            if not check(len(a) == 1, "%s: request %s answered %d times" % (what, rid, len(a))):
+                continue
+            st, doc = a[0]
+            if st == 200:
+                good = (isinstance(doc, dict) and doc.get("id") == rid
+                        and close(doc["outputs"][0]["data"], self.logits[k * 10:k * 10 + 10]))
+                check(good, "%s: %s is answered with its own id and row %d: %s" % (what, rid, k, str(doc)[:200]))
+                ok += good
+            else:
+                clean = st in allowed_refusals and (st == "refused" or (isinstance(doc, dict) and doc.get("error")))
+                check(clean, "%s: %s refused cleanly (allowed %s): %s %s" % (what, rid, allowed_refusals, st,
+                                                                            str(doc)[:200]))
+        extra = set(self.answers) - set(self.sent)
+        check(not extra, "%s: no answers to ids never sent: %s" % (what, sorted(extra)[:5]))
+        return ok
+
+
+def wait_pending(srv, model, n, timeout=5.0):
+    """Waits until /metrics shows n requests pending on model (queued in its batcher)."""
+    key = 'nv_inference_pending_request_count{model="%s",version="1"}' % model
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if srv.metrics().get(key, 0) >= n:
+            return True
+        time.sleep(0.005)
+    return check(False, "%d requests pending on %s" % (n, model))
+
+
+def start_threads(fns):
+    threads = [threading.Thread(target=f) for f in fns]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_idle_wait(srv, images):
+    """Requests waiting in the batcher cost no CPU: 4 requests parked 400 ms each in
+    digits_timeout's batcher (their connection threads wake every 20 ms to look at the
+    client) take well under the 1.6 s that busy waiting would burn."""
+    results = []
+    threads = start_threads([lambda: results.append(infer_json(srv, "digits_timeout", [
+        {"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": images[:64]}])[0]) for _ in range(4)])
+    t0 = cpu_seconds(srv.proc.pid)
+    for t in threads:
+        t.join()
+    used = cpu_seconds(srv.proc.pid) - t0
+    check(results == [200] * 4 and used < 0.3, "4 requests waiting 400 ms used %.2f s of CPU: %s" % (used, results))
+
+
+def test_exactly_once_reload(srv, images, logits):
+    """Concurrent load with dynamic batching on, across an explicit unload and load of the
+    model: every id answered exactly once, 200 with its own output or 503 while unloaded;
+    requests queued in the batcher when the unload comes are answered 200 (it drains)."""
+    key = '{model="digits",version="1"}'
+    before = srv.metrics().get("nv_inference_request_success" + key, 0)
+    busy = IdLedger(srv, images, logits, "busy")
+    stop = threading.Event()
+    threads = start_threads([lambda: busy.loop(stop) for _ in range(8)])
+    time.sleep(0.3)
+    busy_ok_mid = sum(1 for a in list(busy.answers.values()) if a and a[0][0] == 200)
+    after_load = srv.metrics().get("nv_inference_request_success" + key, 0)
+    check(busy_ok_mid > 0 and after_load - before >= busy_ok_mid,
+          "metrics count the successes under load (%d answered, %d counted)" % (busy_ok_mid, after_load - before))
+    # Three requests parked in digits_timeout's batcher (400 ms delay) when it is unloaded.
+    parked = IdLedger(srv, images, logits, "parked")
+    pthreads = start_threads([lambda: parked.send("digits_timeout") for _ in range(3)])
+    wait_pending(srv, "digits_timeout", 3)
+    st_u1 = srv.request("POST", "/v2/repository/models/digits_timeout/unload")[0]
+    st_u2 = srv.request("POST", "/v2/repository/models/digits/unload")[0]
+    time.sleep(0.1)
+    late = IdLedger(srv, images, logits, "late")
+    late.send("digits_timeout")
+    st_l1 = srv.request("POST", "/v2/repository/models/digits/load")[0]
+    st_l2 = srv.request("POST", "/v2/repository/models/digits_timeout/load")[0]
+    time.sleep(0.3)
+    stop.set()
+    for t in threads + pthreads:
+        t.join()
+    check((st_u1, st_u2, st_l1, st_l2) == (200, 200, 200, 200), "unload and load: %s" % ((st_u1, st_u2, st_l1, st_l2),))
+    check(parked.check("queued across unload", ()) == 3, "the 3 queued requests are answered 200 by the unload")
+    check(late.check("after unload", (503,)) == 0, "a request to an unloaded model is refused 503")
+    n_ok = busy.check("load across unload/load", (503,))
+    statuses = [a[0][0] for a in busy.answers.values()]
+    print("exactly once across unload/load: %d requests, %d answered 200, %d refused 503" %
+          (len(busy.sent), n_ok, statuses.count(503)))
+    check(n_ok >= 20 and len(busy.sent) == len(busy.answers),
+          "under load across unload/load: %d requests, %d answered 200, %d 503" %
+          (len(busy.sent), n_ok, statuses.count(503)))
+
+
+def test_exactly_once_sigterm(repo, images, logits):
+    """SIGTERM under load: requests in flight are answered 200 with their own output, a
+    request on a kept-alive connection during the drain gets 503, later connections are
+    refused, every id answered exactly once."""
+    srv = Server(repo, "--model-control-mode", "explicit", "--load-model", "digits", "--load-model", "digits_timeout")
+    busy = IdLedger(srv, images, logits, "busy")
+    stop = threading.Event()
+    threads = start_threads([lambda: busy.loop(stop) for _ in range(8)])
+    keep = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    kept = IdLedger(srv, images, logits, "kept")
+    kept.send("digits", conn=keep)
+    time.sleep(0.2)
+    parked = IdLedger(srv, images, logits, "parked")
+    pthreads = start_threads([lambda: parked.send("digits_timeout") for _ in range(3)])
+    wait_pending(srv, "digits_timeout", 3)
+    srv.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    kept.send("digits", conn=keep)  # during the drain (the parked ones wait until 400 ms)
+    rc = srv.proc.wait(timeout=30)
+    for t in pthreads:
+        t.join()
+    after = IdLedger(srv, images, logits, "after")
+    after.send()
+    stop.set()
+    for t in threads:
+        t.join()
+    keep.close()
+    srv.err.seek(0)
+    log = srv.err.read().decode()
+    at = max(log.find("Sanitizer"), log.find("runtime error"))
+    check(at < 0, "sigterm under load: no sanitizer report: %s" % log[max(0, at - 200):at + 4000])
+    check(rc == 0, "SIGTERM under load exits 0 (%s): %s" % (rc, log[-400:]))
+    check(parked.check("in flight at SIGTERM", ()) == 3, "the 3 requests in flight at SIGTERM are answered 200")
+    kept_answers = [kept.answers[r][0][0] for r in sorted(kept.answers)]
+    check(kept.check("kept-alive connection", (503, "refused")) >= 1 and kept_answers[-1] in (503, "refused"),
+          "keep-alive: 200 before SIGTERM, refused during the drain: %s" % kept_answers)
+    check(after.check("after exit", ("refused",)) == 0 and after.answers[list(after.answers)[0]][0][0] == "refused",
+          "a connection after the exit is refused")
+    n_ok = busy.check("load across SIGTERM", (503, "refused"))
+    outcomes = [a[0][0] for a in busy.answers.values()]
+    print("exactly once across SIGTERM: %d requests, %d answered 200, %d refused 503, %d connections refused" %
+          (len(busy.sent), n_ok, outcomes.count(503), outcomes.count("refused")))
+    check(n_ok > 0, "load across SIGTERM: %d requests, %d answered 200" % (len(busy.sent), n_ok))
+
+
 def test_fuzz(srv, images):
     """Random mutations of valid requests (bodies, header lengths, paths, methods) and
     malformed HTTP on raw sockets: every request gets an answer with a status the server
@@ -940,12 +1128,15 @@ def main():
         test_classification(srv, images, logits)
         test_batching(srv, images, logits)
         test_queue_limit_and_timeout(srv, images)
+        test_idle_wait(srv, images)
         test_client_gone(srv, images)
         test_bad_requests(srv, images)
         test_load_unload(srv, images)
+        test_exactly_once_reload(srv, images, logits)
         test_fuzz(srv, images)
         test_drain(srv, images)
         test_exit_timeout(repo, images)
+        test_exactly_once_sigterm(repo, images, logits)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     finish()

@@ -12,10 +12,21 @@ option(KILN_FUZZ "Build the libFuzzer targets (clang; needs KILN_SANITIZE=ON)" O
 
 set(KILN_FUZZ_TARGETS load value)
 set(KILN_FUZZ_DIR ${CMAKE_SOURCE_DIR}/tests/fuzz)
+# kiln serve's config.pbtxt reader (kiln_serve_core, no dependency) and, when the server is
+# built (libmicrohttpd, jansson), its inference request decoder (tools/serve/infer.c with
+# the scheduler it references; the harness stubs the statistics and the log).
+list(APPEND KILN_FUZZ_TARGETS serve_pbtxt)
+set(KILN_FUZZ_LIBS_serve_pbtxt kiln_serve_core)
+if(KILN_SERVE_DEPS_FOUND)
+  list(APPEND KILN_FUZZ_TARGETS serve_infer)
+  set(KILN_FUZZ_SRC_serve_infer ${KILN_SERVE_DIR}/infer.c ${KILN_SERVE_DIR}/sched.c)
+  set(KILN_FUZZ_LIBS_serve_infer kiln_serve_core PkgConfig::KILN_SERVE_DEPS)
+endif()
 
 foreach(t ${KILN_FUZZ_TARGETS})
-  add_executable(fuzz_replay_${t} ${KILN_FUZZ_DIR}/replay.c ${KILN_FUZZ_DIR}/fuzz_${t}.c)
-  target_link_libraries(fuzz_replay_${t} PRIVATE kiln_static)
+  add_executable(fuzz_replay_${t} ${KILN_FUZZ_DIR}/replay.c ${KILN_FUZZ_DIR}/fuzz_${t}.c ${KILN_FUZZ_SRC_${t}})
+  target_link_libraries(fuzz_replay_${t} PRIVATE kiln_static ${KILN_FUZZ_LIBS_${t}})
+  target_compile_definitions(fuzz_replay_${t} PRIVATE KILN_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
   add_test(NAME fuzz_replay_${t} COMMAND fuzz_replay_${t} ${KILN_FUZZ_DIR}/corpus/${t})
   set_tests_properties(fuzz_replay_${t} PROPERTIES TIMEOUT 600)
 endforeach()
@@ -29,10 +40,12 @@ if(KILN_FUZZ)
   endif()
   # Coverage feedback from the library itself, not only from the harness.
   target_compile_options(kiln_objs PRIVATE -fsanitize=fuzzer-no-link)
+  target_compile_options(kiln_serve_core PRIVATE -fsanitize=fuzzer-no-link)
   foreach(t ${KILN_FUZZ_TARGETS})
-    add_executable(fuzz_${t} ${KILN_FUZZ_DIR}/fuzz_${t}.c)
+    add_executable(fuzz_${t} ${KILN_FUZZ_DIR}/fuzz_${t}.c ${KILN_FUZZ_SRC_${t}})
     target_compile_options(fuzz_${t} PRIVATE -fsanitize=fuzzer)
     target_link_options(fuzz_${t} PRIVATE -fsanitize=fuzzer)
-    target_link_libraries(fuzz_${t} PRIVATE kiln_static)
+    target_link_libraries(fuzz_${t} PRIVATE kiln_static ${KILN_FUZZ_LIBS_${t}})
+    target_compile_definitions(fuzz_${t} PRIVATE KILN_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
   endforeach()
 endif()

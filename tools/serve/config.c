@@ -50,16 +50,25 @@ static bool want_scalar(struct cfg_reader *r, const struct pbtxt_field *f)
     return true;
 }
 
-static bool get_string(struct cfg_reader *r, const struct pbtxt_field *f, char **out)
+/* A string; any_bytes: control characters allowed (a parameter's value), else refused (a
+ * name or a file name, which end up in one-line messages and logs). */
+static bool get_text(struct cfg_reader *r, const struct pbtxt_field *f, bool any_bytes, char **out)
 {
     if (!want_scalar(r, f)) return false;
     if (!f->quoted) return bad(r, f, "expected a quoted string, got '%s'", f->text);
     if (strlen(f->text) != f->text_len) return bad(r, f, "the string holds a NUL byte");
+    for (const unsigned char *c = (const unsigned char *)f->text; !any_bytes && *c; c++)
+        if (*c < 0x20 || *c == 0x7f) return bad(r, f, "the string holds control character 0x%02x", *c);
     char *d = strdup(f->text);
     if (!d) return bad(r, f, "out of memory");
     free(*out);
     *out = d;
     return true;
+}
+
+static bool get_string(struct cfg_reader *r, const struct pbtxt_field *f, char **out)
+{
+    return get_text(r, f, false, out);
 }
 
 static bool get_int(struct cfg_reader *r, const struct pbtxt_field *f, int64_t lo, int64_t hi, int64_t *out)
@@ -276,7 +285,7 @@ static bool read_parameter(struct cfg_reader *r, const struct pbtxt_field *f, st
             if (!want_msg(r, g)) goto fail;
             for (size_t k = 0; k < g->msg->n; k++) {
                 if (is(&g->msg->fields[k], "string_value")) {
-                    if (!get_string(r, &g->msg->fields[k], &value)) goto fail;
+                    if (!get_text(r, &g->msg->fields[k], true, &value)) goto fail;
                 } else {
                     unknown(r, "parameters.value", &g->msg->fields[k]);
                 }

@@ -171,13 +171,6 @@ struct req_output {
     int64_t classify; /* classification extension: the top K per row; 0: the tensor itself */
 };
 
-struct parsed {
-    struct sv_request *r;
-    struct req_output *outs;
-    size_t n_outs;
-    const char *id;
-    bool binary_all;
-};
 
 static const struct sv_io *find_io(const struct sv_io *list, size_t n, const char *name, size_t *index)
 {
@@ -301,7 +294,7 @@ static bool parse_input(const struct sv_options *opt, struct sv_model *m, json_t
     return true;
 }
 
-static bool parse_outputs(struct sv_model *m, json_t *outs, struct parsed *p, struct sv_response *resp)
+static bool parse_outputs(struct sv_model *m, json_t *outs, struct sv_decoded *p, struct sv_response *resp)
 {
     const struct sv_config *c = &m->cfg;
     size_t n = outs ? json_array_size(outs) : c->n_outputs;
@@ -427,7 +420,7 @@ static json_t *json_elem(kiln_dtype dt, const void *data, size_t i)
 }
 
 /* Builds the response of a completed request into resp. */
-static void write_response(struct sv_model *m, struct parsed *p, struct sv_response *resp)
+static void write_response(struct sv_model *m, struct sv_decoded *p, struct sv_response *resp)
 {
     json_t *root = json_pack("{s:s,s:s}", "model_name", m->name, "model_version", m->version_str);
     json_t *outs = json_array();
@@ -538,7 +531,12 @@ struct sv_request *sv_request_new(struct sv_model *m, int client_fd)
         return NULL;
     }
     pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv, NULL);
+    /* sv_request_wait's timed waits take sv_now_ns deadlines: the monotonic clock. */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cv, &ca);
+    pthread_condattr_destroy(&ca);
     r->model = m;
     r->client_fd = client_fd;
     return r;
@@ -573,7 +571,7 @@ bool sv_request_run(struct sv_request *r, bool *unloading, struct sv_response *r
 
 /* Parses the request; false with resp set on a bad one. */
 static bool parse_request(const struct sv_options *opt, struct sv_model *m, json_t *root, const char *bin,
-                          size_t bin_len, struct parsed *p, struct sv_response *resp)
+                          size_t bin_len, struct sv_decoded *p, struct sv_response *resp)
 {
     const struct sv_config *c = &m->cfg;
     if (!json_is_object(root)) return sv_response_error(resp, 400, "the request body must be a JSON object"), false;
@@ -615,43 +613,51 @@ static bool parse_request(const struct sv_options *opt, struct sv_model *m, json
     return ok;
 }
 
+bool sv_infer_decode(const struct sv_options *opt, struct sv_model *m, const char *body, size_t len,
+                     long long header_len, int client_fd, struct sv_decoded *d, struct sv_response *resp)
+{
+    memset(d, 0, sizeof *d);
+    resp->status = 0;
+    if (header_len > (long long)len)
+        return sv_response_error(resp, 400, "Inference-Header-Content-Length is %lld but the body has %zu bytes",
+                                 header_len, len),
+               false;
+    size_t jlen = header_len >= 0 ? (size_t)header_len : len;
+    if (jlen > opt->max_json_bytes)
+        /* A parsed JSON number takes about 20 times its text: bound the parse, not just the body. */
+        return sv_response_error(resp, 413,
+                                 "the request's JSON has %zu bytes; the limit is %zu (--max-json-bytes): send large "
+                                 "tensors as binary data (Inference-Header-Content-Length)",
+                                 jlen, opt->max_json_bytes),
+               false;
+    json_error_t je;
+    json_t *root = json_loadb(body, jlen, JSON_REJECT_DUPLICATES, &je);
+    d->root = root;
+    if (!root)
+        return sv_response_error(resp, 400, "malformed JSON in the request: %s (line %d, column %d)", je.text, je.line,
+                                 je.column),
+               false;
+    d->r = sv_request_new(m, client_fd);
+    if (!d->r) return sv_response_error(resp, 500, "out of memory"), false;
+    return parse_request(opt, m, root, body + jlen, len - jlen, d, resp);
+}
+
+void sv_decoded_fini(struct sv_decoded *d)
+{
+    sv_request_free(d->r);
+    free(d->outs);
+    json_decref(d->root);
+    memset(d, 0, sizeof *d);
+}
+
 bool sv_infer(const struct sv_options *opt, struct sv_model *m, const char *body, size_t len, long long header_len,
               int client_fd, struct sv_response *resp)
 {
     bool unloading = false;
     uint64_t t0 = sv_now_ns();
-    size_t n_in = kiln_model_input_count(m->m);
-    struct parsed p = {0};
-    json_t *root = NULL;
-    resp->status = 0;
-    if (header_len > (long long)len) {
-        sv_response_error(resp, 400, "Inference-Header-Content-Length is %lld but the body has %zu bytes", header_len,
-                          len);
-        goto fail;
-    }
-    size_t jlen = header_len >= 0 ? (size_t)header_len : len;
-    if (jlen > opt->max_json_bytes) {
-        /* A parsed JSON number takes about 20 times its text: bound the parse, not just the body. */
-        sv_response_error(resp, 413,
-                          "the request's JSON has %zu bytes; the limit is %zu (--max-json-bytes): send large "
-                          "tensors as binary data (Inference-Header-Content-Length)",
-                          jlen, opt->max_json_bytes);
-        goto fail;
-    }
-    json_error_t je;
-    root = json_loadb(body, jlen, JSON_REJECT_DUPLICATES, &je);
-    if (!root) {
-        sv_response_error(resp, 400, "malformed JSON in the request: %s (line %d, column %d)", je.text, je.line,
-                          je.column);
-        goto fail;
-    }
-    struct sv_request *r = sv_request_new(m, client_fd);
-    if (!r) {
-        sv_response_error(resp, 500, "out of memory");
-        goto fail;
-    }
-    p.r = r;
-    if (!parse_request(opt, m, root, body + jlen, len - jlen, &p, resp)) goto fail;
+    struct sv_decoded p;
+    if (!sv_infer_decode(opt, m, body, len, header_len, client_fd, &p, resp)) goto fail;
+    struct sv_request *r = p.r;
     if (!sv_request_run(r, &unloading, resp)) goto fail;
     write_response(m, &p, resp);
     if (resp->status != 200) goto fail;
@@ -660,15 +666,11 @@ bool sv_infer(const struct sv_options *opt, struct sv_model *m, const char *body
         sv_log("infer model=%s version=%s batch=%lld status=200 queue_us=%llu compute_us=%llu total_us=%llu", m->name,
                m->version_str, (long long)r->batch, (unsigned long long)(r->queue_ns / 1000),
                (unsigned long long)(r->compute_ns / 1000), (unsigned long long)((sv_now_ns() - t0) / 1000));
-    free_request(r, n_in);
-    free(p.outs);
-    json_decref(root);
+    sv_decoded_fini(&p);
     return true;
 fail:
     if (!unloading) sv_stats_request(&m->stats, false, sv_now_ns() - t0, 0, 0);
     if (sv_verbose) sv_log("infer model=%s version=%s status=%d", m->name, m->version_str, resp->status);
-    free_request(p.r, n_in);
-    free(p.outs);
-    json_decref(root);
+    sv_decoded_fini(&p);
     return !unloading;
 }

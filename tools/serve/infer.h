@@ -32,6 +32,25 @@ void sv_response_json(struct sv_response *resp, char *s);
 bool sv_infer(const struct sv_options *opt, struct sv_model *m, const char *body, size_t len, long long header_len,
               int client_fd, struct sv_response *resp);
 
+/* A decoded inference request (sv_infer_decode): the request, ready for sv_request_run,
+ * and what its response needs. */
+struct req_output;
+struct sv_decoded {
+    void *root;              /* the parsed JSON header (json_t; id points into it) */
+    struct sv_request *r;    /* NULL when decoding failed before it was made */
+    struct req_output *outs; /* the requested outputs */
+    size_t n_outs;
+    const char *id;          /* the request's "id", echoed in the response, or NULL */
+    bool binary_all;
+};
+/* Decodes an inference request body (the part sv_infer does before it queues it; kept apart
+ * for tests/fuzz/fuzz_serve_infer.c): body holds len bytes, its first header_len of them JSON
+ * (-1: all). true with d filled; false with resp set (4xx, or 500 out of memory). Either way
+ * free d with sv_decoded_fini. */
+bool sv_infer_decode(const struct sv_options *opt, struct sv_model *m, const char *body, size_t len,
+                     long long header_len, int client_fd, struct sv_decoded *d, struct sv_response *resp);
+void sv_decoded_fini(struct sv_decoded *d);
+
 /* ------------------------------------------------------------------ the shared request path
  * Both front ends (http.c through sv_infer, grpc.c directly) build a struct sv_request with
  * these, so that checks, limits, scheduling and statistics are the same. */
