@@ -51,31 +51,13 @@ static bool make_slice(dnnl_engine_t eng, struct kiln_dnnl_imm *mm, struct imm_s
 {
     size_t nt = s->n1 - s->n0;
     dnnl_dims_t ad = {(dnnl_dim_t)mm->M, (dnnl_dim_t)mm->K}, as = {(dnnl_dim_t)mm->K, 1};
-    dnnl_dims_t wd = {(dnnl_dim_t)mm->K, (dnnl_dim_t)nt};
     dnnl_dims_t cd = {(dnnl_dim_t)mm->M, (dnnl_dim_t)nt}, cs = {(dnnl_dim_t)mm->N, 1};
-    dnnl_memory_desc_t wany;
     if (dnnl_memory_desc_init_by_strides(&s->a_md, 2, ad, mm->a_signed ? dnnl_s8 : dnnl_u8, as) ||
-        dnnl_memory_desc_init_by_strides(&s->c_md, 2, cd, dnnl_s32, cs) ||
-        dnnl_memory_desc_init_by_tag(&wany, 2, wd, dnnl_s8, dnnl_format_tag_any))
+        dnnl_memory_desc_init_by_strides(&s->c_md, 2, cd, dnnl_s32, cs))
         return false;
-    dnnl_matmul_desc_t md;
-    if (dnnl_matmul_desc_init(&md, &s->a_md, &wany, NULL, &s->c_md)) return false;
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_primitive_attr_t attr = NULL;
-    bool made = kiln_dnnl_attr_create(&attr) && dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL) == dnnl_success;
-    if (attr) dnnl_primitive_attr_destroy(attr);
-    if (!made) return false;
-    const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-    const char *impl = NULL;
-    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
     /* the reference matmul is exact too, but slower than kiln's own loop: decline it */
-    bool ok = wq != NULL && impl && strncmp(impl, "ref", 3) != 0;
-    if (ok) s->w_md = *wq;
-    if (sp) s->sp_md = *sp;
-    ok = ok && dnnl_primitive_create(&s->prim, pd) == dnnl_success;
-    dnnl_primitive_desc_destroy(pd);
-    return ok;
+    kiln_dnnl_matmul_create(eng, &s->a_md, &s->c_md, dnnl_s8, true, &s->prim, &s->w_md, &s->sp_md);
+    return s->prim != NULL;
 }
 
 /* B' = B - off as int8 into bs, and the corrections' constants. */

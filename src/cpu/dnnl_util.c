@@ -272,3 +272,32 @@ repack:;
     return KILN_OK;
 }
 #endif
+
+void kiln_dnnl_matmul_create(dnnl_engine_t eng, const dnnl_memory_desc_t *a_md, const dnnl_memory_desc_t *c_md,
+                             dnnl_data_type_t wt, bool no_ref, dnnl_primitive_t *prim, dnnl_memory_desc_t *w_md,
+                             dnnl_memory_desc_t *sp_md)
+{
+    *prim = NULL;
+    memset(sp_md, 0, sizeof *sp_md);
+    dnnl_dims_t wd = {a_md->dims[1], c_md->dims[1]};
+    dnnl_memory_desc_t wany;
+    dnnl_matmul_desc_t md;
+    if (dnnl_memory_desc_init_by_tag(&wany, 2, wd, wt, dnnl_format_tag_any) ||
+        dnnl_matmul_desc_init(&md, a_md, &wany, NULL, c_md))
+        return;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    bool made = kiln_dnnl_attr_create(&attr) && dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL) == dnnl_success;
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (!made) return;
+    const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    const char *impl = NULL;
+    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    if (wq && (!no_ref || (impl && strncmp(impl, "ref", 3) != 0))) {
+        *w_md = *wq;
+        if (sp) *sp_md = *sp;
+        if (dnnl_primitive_create(prim, pd) != dnnl_success) *prim = NULL;
+    }
+    dnnl_primitive_desc_destroy(pd);
+}

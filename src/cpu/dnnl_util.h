@@ -34,6 +34,14 @@ void kiln_dnnl_threads_end(int prev);
  * (measured: a 3x3 convolution on 4 threads, ~10% of the runs). */
 bool kiln_dnnl_attr_create(dnnl_primitive_attr_t *attr);
 
+/* A matmul primitive a (a_md) x weights -> c (c_md) with the weights [K, N] of type wt in the
+ * format oneDNN prefers (*w_md gets it, *sp_md its scratchpad, zeros when none) and kiln's
+ * scratchpad attribute; *prim NULL when oneDNN declines, or (no_ref) when it would take its
+ * reference implementation. */
+void kiln_dnnl_matmul_create(dnnl_engine_t eng, const dnnl_memory_desc_t *a_md, const dnnl_memory_desc_t *c_md,
+                             dnnl_data_type_t wt, bool no_ref, dnnl_primitive_t *prim, dnnl_memory_desc_t *w_md,
+                             dnnl_memory_desc_t *sp_md);
+
 /* One argument of a primitive's execution: oneDNN's argument number, its memory descriptor
  * (one that lives as long as the primitive: the cache below keys on its address) and the
  * memory it describes. For DNNL_ARG_SCRATCHPAD (md: the primitive's dnnl_query_scratchpad_md)

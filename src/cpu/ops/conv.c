@@ -1016,7 +1016,7 @@ struct convt_slice {
     size_t m0, m1; /* output channels within each group */
 #ifdef KILN_HAVE_DNNL
     dnnl_primitive_t prim;
-    dnnl_memory_desc_t a_md, w_md, c_md;
+    dnnl_memory_desc_t a_md, w_md, c_md, sp_md; /* sp_md: its scratchpad (zeros: none) */
     const void **w; /* per group: the weights in w_md's format */
 #endif
 };
@@ -1077,22 +1077,12 @@ static bool convt_make_slice(dnnl_engine_t eng, const struct convt_fast *f, stru
 {
     dnnl_dim_t n = (dnnl_dim_t)((sl->m1 - sl->m0) * f->g.ks), K = (dnnl_dim_t)f->cg;
     dnnl_dim_t os = (dnnl_dim_t)f->g.os;
-    dnnl_dims_t ad = {os, K}, as = {1, os}, wd = {K, n}, cd = {os, n}, cs = {n, 1};
-    dnnl_memory_desc_t wany;
+    dnnl_dims_t ad = {os, K}, as = {1, os}, cd = {os, n}, cs = {n, 1};
     if (dnnl_memory_desc_init_by_strides(&sl->a_md, 2, ad, dnnl_f32, as) ||
-        dnnl_memory_desc_init_by_tag(&wany, 2, wd, dnnl_f32, dnnl_format_tag_any) ||
         dnnl_memory_desc_init_by_strides(&sl->c_md, 2, cd, dnnl_f32, cs))
         return false;
-    dnnl_matmul_desc_t md;
-    if (dnnl_matmul_desc_init(&md, &sl->a_md, &wany, NULL, &sl->c_md)) return false;
-    dnnl_primitive_desc_t pd = NULL;
-    if (dnnl_primitive_desc_create(&pd, &md, NULL, eng, NULL)) return false;
-    const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    bool ok = wq != NULL;
-    if (ok) sl->w_md = *wq;
-    ok = ok && dnnl_primitive_create(&sl->prim, pd) == dnnl_success;
-    dnnl_primitive_desc_destroy(pd);
-    return ok;
+    kiln_dnnl_matmul_create(eng, &sl->a_md, &sl->c_md, dnnl_f32, false, &sl->prim, &sl->w_md, &sl->sp_md);
+    return sl->prim != NULL;
 }
 
 /* The number of slices for f: one per thread, each at least one channel and ~1 MFLOP. */
@@ -1256,9 +1246,6 @@ static void convt_fast_slice(void *ctx, size_t i0, size_t i1, int worker)
     struct convt_fast_job *j = ctx;
     const struct convt_fast *f = j->f;
     const struct conv_geom *g = &f->g;
-    dnnl_engine_t eng = kiln_dnnl_engine();
-    dnnl_stream_t st = kiln_dnnl_stream();
-    int prev = kiln_dnnl_threads_begin();
     float *buf = convt_thread_buf(f->buf_floats);
     for (size_t i = i0; i < i1; i++) {
         const struct convt_slice *sl = &f->sl[i];
@@ -1270,19 +1257,11 @@ static void convt_fast_slice(void *ctx, size_t i0, size_t i1, int worker)
         for (size_t u = 0; u < f->N * f->G && !j->failed[i]; u++) {
             size_t n = u / f->G, gi = u % f->G;
             const float *xg = j->x + (n * f->C + gi * f->cg) * g->os;
-            dnnl_memory_t ma = NULL, mw = NULL, mc = NULL;
-            bool ok = st && dnnl_memory_create(&ma, &sl->a_md, eng, (void *)xg) == dnnl_success &&
-                      dnnl_memory_create(&mw, &sl->w_md, eng, (void *)sl->w[gi]) == dnnl_success &&
-                      dnnl_memory_create(&mc, &sl->c_md, eng, col) == dnnl_success;
-            if (ok) {
-                dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, mc}};
-                ok = dnnl_primitive_execute(sl->prim, st, 3, args) == dnnl_success &&
-                     dnnl_stream_wait(st) == dnnl_success;
-            }
-            if (ma) dnnl_memory_destroy(ma);
-            if (mw) dnnl_memory_destroy(mw);
-            if (mc) dnnl_memory_destroy(mc);
-            if (!ok) {
+            struct kiln_dnnl_arg args[4] = {{DNNL_ARG_SRC, &sl->a_md, xg},
+                                            {DNNL_ARG_WEIGHTS, &sl->w_md, sl->w[gi]},
+                                            {DNNL_ARG_DST, &sl->c_md, col},
+                                            {DNNL_ARG_SCRATCHPAD, &sl->sp_md, NULL}};
+            if (!kiln_dnnl_execute(sl->prim, 4, args)) {
                 j->failed[i] = true;
                 break;
             }
@@ -1292,7 +1271,6 @@ static void convt_fast_slice(void *ctx, size_t i0, size_t i1, int worker)
             if (j->act->kind != KILN_ACT_NONE) kiln_act_apply_f32(j->act, yp, NULL, yp, nm * g->is);
         }
     }
-    kiln_dnnl_threads_end(prev);
 }
 
 /* Runs the oneDNN variant when x, w and y are what it was prepared for; *done false when it
