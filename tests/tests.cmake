@@ -193,3 +193,10 @@ if(KILN_HAVE_GRPC)
            COMMAND sh ${CMAKE_SOURCE_DIR}/tests/cli/serve_grpc.sh $<TARGET_FILE:kiln> ${CMAKE_SOURCE_DIR}
                    $<TARGET_FILE:test_serve_grpc_client>)
 endif()
+
+# kiln.QConv / kiln.QAdd (static QDQ models) at each compiled level below the best: QConv
+# takes the reference (no exact oneDNN int8 kernels there), still compared exactly.
+add_test(NAME test_qdq_kernels_portable COMMAND test_qdq_kernels)
+set_tests_properties(test_qdq_kernels_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)
+add_test(NAME test_qdq_kernels_avx2 COMMAND test_qdq_kernels)
+set_tests_properties(test_qdq_kernels_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx2)

@@ -40,6 +40,13 @@ static kiln_status dynquant_matmul_infer(struct kiln_ictx *c)
     d[rx - 1] = w[1];
     return kiln_ic_set_tensor(c, 0, KILN_DTYPE_F32, rx, d);
 }
+/* kiln.QConv(X, W, ...): ConvNhwc's shape on X and W; Y has X's type (uint8 or int8). */
+static kiln_status qconv_infer(struct kiln_ictx *c)
+{
+    struct kiln_ictx cc = *c;
+    if (cc.n_in > 2) cc.n_in = 2;
+    return kiln_infer_conv_nhwc(&cc);
+}
 static kiln_status layernorm_infer(struct kiln_ictx *c)
 {
     return as_op(c, "LayerNormalization", 17, 3);
@@ -84,6 +91,8 @@ const struct kiln_infer_op kiln_infer_ops_fused[] = {
     {"ScaleBias", "kiln", 1, 0, gelu_infer},
     {"ShuffleSplit", "kiln", 1, 0, shuffle_split_infer},
     {"DynQuantMatMul", "kiln", 1, 0, dynquant_matmul_infer},
+    {"QConv", "kiln", 1, 0, qconv_infer},
+    {"QAdd", "kiln", 1, 0, gelu_infer},
     {"FusedConv", "kiln", 1, 0, fused_conv_infer},
     {"FusedConvTranspose", "kiln", 1, 0, fused_convt_infer},
     {"FusedGemm", "kiln", 1, 0, fused_gemm_infer},
