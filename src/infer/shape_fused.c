@@ -93,6 +93,7 @@ const struct kiln_infer_op kiln_infer_ops_fused[] = {
     {"DynQuantMatMul", "kiln", 1, 0, dynquant_matmul_infer},
     {"QConv", "kiln", 1, 0, qconv_infer},
     {"QAdd", "kiln", 1, 0, gelu_infer},
+    {"QMaxPool", "kiln", 1, 0, kiln_infer_pool_nhwc},
     {"FusedConv", "kiln", 1, 0, fused_conv_infer},
     {"FusedConvTranspose", "kiln", 1, 0, fused_convt_infer},
     {"FusedGemm", "kiln", 1, 0, fused_gemm_infer},

@@ -264,7 +264,13 @@ static kiln_status fuse_add(struct kiln_opt *o, struct kiln_graph *g, size_t i, 
 static kiln_status fuse_maxpool(struct kiln_opt *o, struct kiln_graph *g, size_t i, bool *changed)
 {
     const struct kiln_node *mp = &g->nodes[i];
-    if (mp->n_in != 1 || mp->n_out != 1) return KILN_OK; /* Indices: not this */
+    if (mp->n_in != 1 || mp->n_out != 1 || !rank4(g, mp->inputs[0])) return KILN_OK; /* Indices: not this */
+    const int64_t *ks;
+    size_t nks;
+    if (!kiln_opt_attr_ints(mp, "kernel_shape", &ks, &nks) || nks != 2) return KILN_OK;
+    if (kiln_opt_attr_i(mp, "ceil_mode", 0) || kiln_opt_attr_i(mp, "storage_order", 0) ||
+        strcmp(kiln_opt_attr_s(mp, "auto_pad", "NOTSET"), "NOTSET"))
+        return KILN_OK;
     kiln_dtype zdt;
     float xs, ys;
     int d = dq_act(o, g, mp->inputs[0], &zdt, &xs);
@@ -274,14 +280,80 @@ static kiln_status fuse_maxpool(struct kiln_opt *o, struct kiln_graph *g, size_t
     const struct kiln_tensor *z1 = fu_const(o, g, g->nodes[d].inputs[2]), *z2 = fu_const(o, g, g->nodes[q].inputs[2]);
     if (memcmp(z1->data, z2->data, 1)) return KILN_OK;
     size_t nodes[2] = {i, (size_t)q};
+    KILN_TRY(kiln_opt_require_opset(o, "kiln", 1));
     struct kiln_node *nn;
-    const char *in = g->nodes[d].inputs[0];
-    KILN_TRY(kiln_opt_add_node(o, g, "MaxPool", "", mp->name && mp->name[0] ? mp->name : NULL, 1, &in, 1,
-                               &g->nodes[q].outputs[0], &nn));
+    const char *ins[1] = {g->nodes[d].inputs[0]};
+    const size_t act[1] = {0};
+    KILN_TRY(nhwc_node(o, g, "QMaxPool", mp->name && mp->name[0] ? mp->name : NULL, 1, ins, act, 1,
+                       g->nodes[q].outputs[0], &nn));
     KILN_TRY(kiln_opt_copy_attrs(o, nn, mp));
+    kiln_opt_remove_attr(nn, "ceil_mode");
+    kiln_opt_remove_attr(nn, "storage_order");
+    kiln_opt_remove_attr(nn, "auto_pad");
     kiln_opt_note_fused(o, g, nodes, 2, nn);
     kiln_opt_remove_node(o, g, i);
     kiln_opt_remove_node(o, g, (size_t)q);
+    *changed = true;
+    return KILN_OK;
+}
+
+/* DequantizeLinear of a constant (8-bit or int32 data, constant scale and zero point,
+ * per tensor or per axis) read only as the weights of Gemm / MatMul: replaced by its float32
+ * value, computed here as the kernel computes it, ((float)x - (float)zp) * scale. (Constant
+ * folding leaves it: the float32 copy is 4x the bytes, past its size cap; the convolutions'
+ * weights never get here, they are QConv's.) */
+static kiln_status fold_weights(struct kiln_opt *o, struct kiln_graph *g, size_t i, bool *changed)
+{
+    const struct kiln_node *n = &g->nodes[i];
+    if (n->n_in < 2 || n->n_out != 1 || kiln_opt_is_graph_output(g, n->outputs[0])) return KILN_OK;
+    const struct kiln_tensor *x = fu_const(o, g, n->inputs[0]), *s = fu_const_f32(o, g, n->inputs[1]);
+    const struct kiln_tensor *z = n->n_in > 2 && n->inputs[2][0] ? fu_const(o, g, n->inputs[2]) : NULL;
+    if (!x || !x->data || !s || !s->data || (n->n_in > 2 && n->inputs[2][0] && (!z || !z->data || z->dtype != x->dtype)))
+        return KILN_OK;
+    if (x->dtype != KILN_DTYPE_I8 && x->dtype != KILN_DTYPE_U8 && x->dtype != KILN_DTYPE_I32) return KILN_OK;
+    if (kiln_opt_attr_i(n, "block_size", 0) != 0 || x->rank < 1) return KILN_OK;
+    int uses = 0;
+    for (size_t j = 0; j < g->n_nodes; j++) {
+        const struct kiln_node *r = &g->nodes[j];
+        if (!kiln_opt_live(o, g, j)) continue;
+        for (size_t k = 0; k < r->n_in; k++) {
+            if (strcmp(r->inputs[k], n->outputs[0])) continue;
+            if (k != 1 || !(fu_is(o, g, (int)j, "", "Gemm") || fu_is(o, g, (int)j, "", "MatMul"))) return KILN_OK;
+            uses++;
+        }
+    }
+    if (!uses || kiln_opt_uses(g, n->outputs[0]) != uses) return KILN_OK;
+    size_t ns = kiln_tensor_numel(s), total = kiln_tensor_numel(x);
+    int64_t axis = kiln_opt_attr_i(n, "axis", 1);
+    if (axis < 0) axis += x->rank;
+    size_t inner = 1, D = 1;
+    if (ns != 1) {
+        if (axis < 0 || axis >= x->rank || s->rank != 1 || (int64_t)ns != x->dims[axis]) return KILN_OK;
+        D = ns;
+        for (int a = (int)axis + 1; a < x->rank; a++) inner *= (size_t)x->dims[a];
+    }
+    if (z && kiln_tensor_numel(z) != ns) return KILN_OK;
+    float *v = kiln_malloc((total ? total : 1) * sizeof *v);
+    if (!v) return fu_nomem(o);
+    const float *sv = s->data;
+    for (size_t e = 0; e < total; e++) {
+        size_t c = ns == 1 ? 0 : e / inner % D;
+        float xv = x->dtype == KILN_DTYPE_I8 ? ((const int8_t *)x->data)[e]
+                   : x->dtype == KILN_DTYPE_U8 ? ((const uint8_t *)x->data)[e]
+                                               : (float)((const int32_t *)x->data)[e];
+        float zv = !z ? 0.0f
+                   : z->dtype == KILN_DTYPE_I8 ? ((const int8_t *)z->data)[c]
+                   : z->dtype == KILN_DTYPE_U8 ? ((const uint8_t *)z->data)[c]
+                                               : (float)((const int32_t *)z->data)[c];
+        v[e] = (xv - zv) * sv[c];
+    }
+    const char *name;
+    kiln_status st = fu_add_f32(o, g, n->outputs[0], x->rank, x->dims, v, &name);
+    kiln_free(v);
+    KILN_TRY(st);
+    if (!kiln_opt_can_replace(o, g, n->outputs[0], name)) return KILN_OK;
+    KILN_TRY(kiln_opt_replace_uses(o, g, n->outputs[0], name));
+    kiln_opt_remove_node(o, g, i);
     *changed = true;
     return KILN_OK;
 }
@@ -295,6 +367,7 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
         if (fu_is(o, g, (int)i, "", "Conv")) KILN_TRY(fuse_conv(o, g, i, changed));
         else if (fu_is(o, g, (int)i, "", "Add")) KILN_TRY(fuse_add(o, g, i, changed));
         else if (fu_is(o, g, (int)i, "", "MaxPool")) KILN_TRY(fuse_maxpool(o, g, i, changed));
+        else if (fu_is(o, g, (int)i, "", "DequantizeLinear")) KILN_TRY(fold_weights(o, g, i, changed));
     }
     return KILN_OK;
 }

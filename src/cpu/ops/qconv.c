@@ -417,8 +417,92 @@ static kiln_status qadd_run(struct kiln_kctx *k)
     return KILN_OK;
 }
 
+/* ------------------------------------------------------------------ QMaxPool */
+
+/* kiln.QMaxPool(X [N, H, W, C] uint8/int8) -> Y [N, OH, OW, C]: MaxPool-12's 2-D maximum
+ * (kernel_shape, strides, pads, dilations; floor rounding; padding never wins) on the 8-bit
+ * data of a DequantizeLinear -> MaxPool -> QuantizeLinear with one scale and zero point
+ * (pass_fuse_qdq.c says why that is exact), channels-last: the inner loop takes the maximum
+ * of contiguous channels. */
+struct qpool_job {
+    const struct kiln_tensor *x;
+    void *y;
+    int64_t k[2], s[2], d[2], p[2], OH, OW;
+};
+
+static void qpool_rows(void *ctx, size_t r0, size_t r1, int worker)
+{
+    (void)worker;
+    const struct qpool_job *j = ctx;
+    int64_t H = j->x->dims[1], W = j->x->dims[2], C = j->x->dims[3];
+    bool sg = j->x->dtype == KILN_DTYPE_I8;
+    for (size_t r = r0; r < r1; r++) {
+        int64_t n = (int64_t)r / j->OH, oh = (int64_t)r % j->OH;
+        for (int64_t ow = 0; ow < j->OW; ow++) {
+            size_t yo = (size_t)(((n * j->OH + oh) * j->OW + ow) * C);
+            bool first = true;
+            for (int64_t ky = 0; ky < j->k[0]; ky++) {
+                int64_t ih = oh * j->s[0] - j->p[0] + ky * j->d[0];
+                if (ih < 0 || ih >= H) continue;
+                for (int64_t kx = 0; kx < j->k[1]; kx++) {
+                    int64_t iw = ow * j->s[1] - j->p[1] + kx * j->d[1];
+                    if (iw < 0 || iw >= W) continue;
+                    size_t xo = (size_t)(((n * H + ih) * W + iw) * C);
+                    if (sg) {
+                        const int8_t *xp = (const int8_t *)j->x->data + xo;
+                        int8_t *yp = (int8_t *)j->y + yo;
+                        for (int64_t c = 0; c < C; c++) yp[c] = first || xp[c] > yp[c] ? xp[c] : yp[c];
+                    } else {
+                        const uint8_t *xp = (const uint8_t *)j->x->data + xo;
+                        uint8_t *yp = (uint8_t *)j->y + yo;
+                        if (first)
+                            memcpy(yp, xp, (size_t)C);
+                        else
+                            for (int64_t c = 0; c < C; c++) yp[c] = xp[c] > yp[c] ? xp[c] : yp[c];
+                    }
+                    first = false;
+                }
+            }
+        }
+    }
+}
+
+static kiln_status qmaxpool_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *x = kiln_in(k, 0);
+    if (!x || x->rank != 4 || !is8(x->dtype))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "X must be a 4-D uint8 or int8 tensor");
+    struct qpool_job j = {x, NULL, {0, 0}, {1, 1}, {1, 1}, {0, 0}, 0, 0};
+    int64_t pe[2] = {0, 0};
+    KILN_TRY(read_pair(k, "kernel_shape", 0, 1, j.k));
+    KILN_TRY(read_pair(k, "strides", 1, 1, j.s));
+    KILN_TRY(read_pair(k, "dilations", 1, 1, j.d));
+    const int64_t *p;
+    size_t np = kiln_attr_ints(k, "pads", &p);
+    if (np && np != 4) return kiln_kfail(k, KILN_E_INVALID_MODEL, "pads has %zu values; expected 4", np);
+    for (int i = 0; i < 2; i++) {
+        j.p[i] = np ? p[i] : 0, pe[i] = np ? p[2 + i] : 0;
+        if (j.p[i] < 0 || pe[i] < 0) return kiln_kfail(k, KILN_E_INVALID_MODEL, "pads must be >= 0");
+        if (j.p[i] >= j.k[i] || pe[i] >= j.k[i])
+            return kiln_kfail(k, KILN_E_INVALID_MODEL, "pads must be smaller than the kernel");
+    }
+    int64_t span[2];
+    for (int i = 0; i < 2; i++) span[i] = x->dims[1 + i] + j.p[i] + pe[i] - ((j.k[i] - 1) * j.d[i] + 1);
+    j.OH = span[0] < 0 ? 0 : span[0] / j.s[0] + 1;
+    j.OW = span[1] < 0 ? 0 : span[1] / j.s[1] + 1;
+    int64_t yd[4] = {x->dims[0], j.OH, j.OW, x->dims[3]};
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor_raw(k, 0, x->dtype, 4, yd, &y));
+    j.y = y->data;
+    if (!kiln_tensor_numel(y)) return KILN_OK;
+    size_t per_row = (size_t)(j.OW * x->dims[3] * j.k[0] * j.k[1]);
+    kiln_pool_for(k->pool, (size_t)(yd[0] * j.OH), kiln_pool_grain(per_row, 1 << 16), qpool_rows, &j);
+    return KILN_OK;
+}
+
 const struct kiln_cpu_op kiln_cpu_ops_qconv[] = {
     {"QConv", "kiln", 1, 0, qconv_run, qconv_prepare, 0},
     {"QAdd", "kiln", 1, 0, qadd_run, NULL, 0},
+    {"QMaxPool", "kiln", 1, 0, qmaxpool_run, NULL, 0},
     {0},
 };
