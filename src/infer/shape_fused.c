@@ -47,6 +47,10 @@ static kiln_status qconv_infer(struct kiln_ictx *c)
     if (cc.n_in > 2) cc.n_in = 2;
     return kiln_infer_conv_nhwc(&cc);
 }
+/* kiln.QuantizeU8(x, scale, zero_point): uint8 of x's shape. */
+static kiln_status quantize_u8_infer(struct kiln_ictx *c) { return ru_like(c, 0, 0, KILN_DTYPE_U8); }
+/* kiln.DequantizeU8(x, scale, zero_point): float32 of x's shape. */
+static kiln_status dequantize_u8_infer(struct kiln_ictx *c) { return ru_like(c, 0, 0, KILN_DTYPE_F32); }
 static kiln_status layernorm_infer(struct kiln_ictx *c)
 {
     return as_op(c, "LayerNormalization", 17, 3);
@@ -94,6 +98,8 @@ const struct kiln_infer_op kiln_infer_ops_fused[] = {
     {"QConv", "kiln", 1, 0, qconv_infer},
     {"QAdd", "kiln", 1, 0, gelu_infer},
     {"QMaxPool", "kiln", 1, 0, kiln_infer_pool_nhwc},
+    {"QuantizeU8", "kiln", 1, 0, quantize_u8_infer},
+    {"DequantizeU8", "kiln", 1, 0, dequantize_u8_infer},
     {"FusedConv", "kiln", 1, 0, fused_conv_infer},
     {"FusedConvTranspose", "kiln", 1, 0, fused_convt_infer},
     {"FusedGemm", "kiln", 1, 0, fused_gemm_infer},

@@ -358,6 +358,66 @@ static kiln_status fold_weights(struct kiln_opt *o, struct kiln_graph *g, size_t
     return KILN_OK;
 }
 
+/* QuantizeLinear of float32 x with a constant scalar scale and uint8 zero point (and no
+ * opset-21+ extras) -> kiln.QuantizeU8: the same values, vectorized. */
+static kiln_status fuse_quantize(struct kiln_opt *o, struct kiln_graph *g, size_t i, bool *changed)
+{
+    const struct kiln_node *n = &g->nodes[i];
+    float s;
+    kiln_dtype zdt;
+    if (n->n_in != 3 || n->n_out != 1 || !fu_is_f32(g, n->inputs[0]) || !scalar_f32(o, g, n->inputs[1], &s) ||
+        !scalar_zp(o, g, n->inputs[2], &zdt) || zdt != KILN_DTYPE_U8 || kiln_opt_attr_i(n, "saturate", 1) != 1 ||
+        kiln_opt_attr_i(n, "precision", 0) != 0 || kiln_opt_attr_i(n, "output_dtype", 0) != 0)
+        return KILN_OK;
+    KILN_TRY(kiln_opt_require_opset(o, "kiln", 1));
+    struct kiln_node *nn;
+    KILN_TRY(kiln_opt_add_node(o, g, "QuantizeU8", "kiln", n->name && n->name[0] ? n->name : NULL, 3, n->inputs, 1,
+                               n->outputs, &nn));
+    kiln_opt_note_fused(o, g, &i, 1, nn);
+    kiln_opt_remove_node(o, g, i);
+    *changed = true;
+    return KILN_OK;
+}
+
+/* Whether a reader of DequantizeLinear node i's output is a Conv, Add or MaxPool (the
+ * fusions above read the DequantizeLinear itself: it must stay one). */
+static bool any_fusable_reader(const struct kiln_opt *o, const struct kiln_graph *g, size_t i)
+{
+    const char *v = g->nodes[i].outputs[0];
+    for (size_t j = 0; j < g->n_nodes; j++) {
+        if (!kiln_opt_live(o, g, j)) continue;
+        const struct kiln_node *r = &g->nodes[j];
+        bool reads = false;
+        for (size_t k = 0; k < r->n_in; k++) reads |= !strcmp(r->inputs[k], v);
+        if (reads && (fu_is(o, g, (int)j, "", "Conv") || fu_is(o, g, (int)j, "", "Add") ||
+                      fu_is(o, g, (int)j, "", "MaxPool")))
+            return true;
+    }
+    return false;
+}
+
+/* DequantizeLinear of a uint8 activation (not a constant) with a constant scalar scale and
+ * uint8 zero point -> kiln.DequantizeU8: the same values, vectorized. */
+static kiln_status fuse_dequantize(struct kiln_opt *o, struct kiln_graph *g, size_t i, bool *changed)
+{
+    const struct kiln_node *n = &g->nodes[i];
+    kiln_dtype zdt, xdt;
+    float s;
+    int rank;
+    if (dq_act(o, g, n->outputs[0], &zdt, &s) != (int)i || zdt != KILN_DTYPE_U8 || fu_const(o, g, n->inputs[0]) ||
+        !kiln_opt_tensor_type(g, n->inputs[0], &xdt, &rank, NULL) || xdt != KILN_DTYPE_U8 ||
+        kiln_opt_attr_i(n, "output_dtype", 0) != 0)
+        return KILN_OK;
+    KILN_TRY(kiln_opt_require_opset(o, "kiln", 1));
+    struct kiln_node *nn;
+    KILN_TRY(kiln_opt_add_node(o, g, "DequantizeU8", "kiln", n->name && n->name[0] ? n->name : NULL, 3, n->inputs, 1,
+                               n->outputs, &nn));
+    kiln_opt_note_fused(o, g, &i, 1, nn);
+    kiln_opt_remove_node(o, g, i);
+    *changed = true;
+    return KILN_OK;
+}
+
 static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
 {
     if (!kiln_opt_keep_fused(o) || !g->vtypes) return KILN_OK;
@@ -368,6 +428,12 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
         else if (fu_is(o, g, (int)i, "", "Add")) KILN_TRY(fuse_add(o, g, i, changed));
         else if (fu_is(o, g, (int)i, "", "MaxPool")) KILN_TRY(fuse_maxpool(o, g, i, changed));
         else if (fu_is(o, g, (int)i, "", "DequantizeLinear")) KILN_TRY(fold_weights(o, g, i, changed));
+    }
+    /* After the fusions above (whose QuantizeLinear nodes they take). */
+    for (size_t i = 0; i < nn; i++) {
+        if (kiln_opt_live(o, g, i) && fu_is(o, g, (int)i, "", "QuantizeLinear")) KILN_TRY(fuse_quantize(o, g, i, changed));
+        if (kiln_opt_live(o, g, i) && fu_is(o, g, (int)i, "", "DequantizeLinear") && !any_fusable_reader(o, g, i))
+            KILN_TRY(fuse_dequantize(o, g, i, changed));
     }
     return KILN_OK;
 }

@@ -40,6 +40,7 @@
 #include "cpu/isa.h"
 #include "cpu/kernel.h"
 #include "cpu/qdq_isa.h"
+#include "cpu/quant_isa.h"
 #include "infer/infer.h"
 
 enum { QC_X, QC_W, QC_B, QC_XS, QC_XZ, QC_WS, QC_YS, QC_YZ, QC_NIN };
@@ -500,9 +501,78 @@ static kiln_status qmaxpool_run(struct kiln_kctx *k)
     return KILN_OK;
 }
 
+/* ------------------------------------------------------------------ QuantizeU8 */
+
+/* kiln.QuantizeU8(x float32, scale float32 scalar, zero_point uint8 scalar) -> uint8:
+ * QuantizeLinear per tensor, y = saturate(round_half_even(x / scale) + zero_point), NaN to
+ * the zero point, in float32 as ONNX defines it for float32 x; on DynamicQuantizeLinear's
+ * vectorized quantize pass (cpu/quant_isa.h, which computes exactly that), split over the
+ * threads. The fuse_qdq pass makes it from such a QuantizeLinear (a QDQ model's input). */
+struct quant_job {
+    const float *x;
+    uint8_t *y;
+    float scale, zp;
+};
+
+static void quant_chunk(void *ctx, size_t i0, size_t i1, int worker)
+{
+    (void)worker;
+    const struct quant_job *j = ctx;
+    KILN_ISA_DISPATCH(kiln_dql_quantize_isa, (j->x + i0, i1 - i0, j->scale, j->zp, j->y + i0));
+}
+
+static kiln_status quantize_u8_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *x = kiln_in(k, 0);
+    float s;
+    int32_t z;
+    if (!x || x->dtype != KILN_DTYPE_F32 || !scalar_f32(kiln_in(k, 1), &s) ||
+        !scalar_zp(kiln_in(k, 2), KILN_DTYPE_U8, &z))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "expected float32 x, a float32 scalar scale and a uint8 scalar zero point");
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_U8, x->rank, x->dims, &y));
+    struct quant_job j = {x->data, y->data, s, (float)z};
+    kiln_pool_for(k->pool, kiln_tensor_numel(x), kiln_pool_grain(4, 1 << 16), quant_chunk, &j);
+    return KILN_OK;
+}
+
+/* kiln.DequantizeU8(x uint8, scale float32 scalar, zero_point uint8 scalar) -> float32:
+ * DequantizeLinear per tensor, y = ((float)x - (float)zero_point) * scale in float32 (this
+ * file is built for the baseline instruction set: no fused multiply-add), a loop the
+ * compiler vectorizes, split over the threads. */
+struct dequant_job {
+    const uint8_t *x;
+    float *y;
+    float scale, zp;
+};
+
+static void dequant_chunk(void *ctx, size_t i0, size_t i1, int worker)
+{
+    (void)worker;
+    const struct dequant_job *j = ctx;
+    for (size_t i = i0; i < i1; i++) j->y[i] = ((float)j->x[i] - j->zp) * j->scale;
+}
+
+static kiln_status dequantize_u8_run(struct kiln_kctx *k)
+{
+    const struct kiln_tensor *x = kiln_in(k, 0);
+    float s;
+    int32_t z;
+    if (!x || x->dtype != KILN_DTYPE_U8 || !scalar_f32(kiln_in(k, 1), &s) ||
+        !scalar_zp(kiln_in(k, 2), KILN_DTYPE_U8, &z))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "expected uint8 x, a float32 scalar scale and a uint8 scalar zero point");
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_F32, x->rank, x->dims, &y));
+    struct dequant_job j = {x->data, y->data, s, (float)z};
+    kiln_pool_for(k->pool, kiln_tensor_numel(x), kiln_pool_grain(1, 1 << 16), dequant_chunk, &j);
+    return KILN_OK;
+}
+
 const struct kiln_cpu_op kiln_cpu_ops_qconv[] = {
     {"QConv", "kiln", 1, 0, qconv_run, qconv_prepare, 0},
     {"QAdd", "kiln", 1, 0, qadd_run, NULL, 0},
     {"QMaxPool", "kiln", 1, 0, qmaxpool_run, NULL, 0},
+    {"QuantizeU8", "kiln", 1, 0, quantize_u8_run, NULL, 0},
+    {"DequantizeU8", "kiln", 1, 0, dequantize_u8_run, NULL, 0},
     {0},
 };
