@@ -200,3 +200,7 @@ add_test(NAME test_qdq_kernels_portable COMMAND test_qdq_kernels)
 set_tests_properties(test_qdq_kernels_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)
 add_test(NAME test_qdq_kernels_avx2 COMMAND test_qdq_kernels)
 set_tests_properties(test_qdq_kernels_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx2)
+# and with oneDNN held to AVX-512 VNNI: QConv's non-AMX kernels (the variant prepare picks
+# for thin convolutions), checked bit for bit the same way.
+add_test(NAME test_qdq_kernels_vnni COMMAND test_qdq_kernels)
+set_tests_properties(test_qdq_kernels_vnni PROPERTIES ENVIRONMENT ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI)

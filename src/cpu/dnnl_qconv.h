@@ -18,6 +18,9 @@
  * dnnl_int8.h) and not its reference implementation; otherwise prepare leaves *out NULL and
  * the caller runs its own loop.
  *
+ * The implementation: oneDNN's first choice or its first without AMX, whichever ran faster
+ * on the first slice when the engine was prepared (kiln_dnnl_qconv_kind).
+ *
  * kiln's threads split the output rows: T slices, each its own primitive (the padding its
  * rows see) and packed weights, one per pool thread; N > 1 images run one after another in
  * every slice.
@@ -65,5 +68,10 @@ bool kiln_dnnl_qconv_run(const struct kiln_dnnl_qconv *qc, struct kiln_pool *poo
 
 /* The number of slices (threads) the convolution is split into. */
 int kiln_dnnl_qconv_slices(const struct kiln_dnnl_qconv *qc);
+/* The implementation kind: 0 oneDNN's first choice (AMX where the CPU has it), 1 its first
+ * without AMX (AVX-512 VNNI). Prepare times both on the first slice and keeps the faster;
+ * given p->variant (a loaded engine: the kind + 1) it takes that one without timing. Both
+ * compute the same bits (the tests run both). */
+int kiln_dnnl_qconv_kind(const struct kiln_dnnl_qconv *qc);
 
 #endif

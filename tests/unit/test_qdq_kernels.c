@@ -181,7 +181,7 @@ static kiln_value *run(const struct qc *c, int threads, bool *prepared, const ch
     if (!st) {
         const char *be, *kernel, *variant;
         kiln_engine_node_kernel(e, 0, &be, &kernel, &variant);
-        *prepared = variant && !strcmp(variant, "onednn-int8");
+        *prepared = variant && !strncmp(variant, "onednn-int8", 11);
         st = kiln_session_create_from_engine(e, NULL, &s, &err);
     }
     if (!st) st = kiln_session_run(s, n_in, names, (const kiln_value *const *)in, 1, &out, &err);

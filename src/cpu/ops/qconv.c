@@ -28,7 +28,8 @@
  * y = saturate(round_half_even(((float)(a - a_zp) * a_scale + (float)(b - b_zp) * b_scale)
  * / y_scale) + y_zp), with a true division (src/cpu/isa/qdq.c vectorizes it).
  *
- * Variants of QConv: "onednn-int8" (prepared when X's shape, W, B and every scale and zero
+ * Variants of QConv: "onednn-int8" / "onednn-int8-noamx" (oneDNN's AMX or VNNI kernels,
+ * whichever ran faster when prepared; cpu/dnnl_qconv.h) (prepared when X's shape, W, B and every scale and zero
  * point are known at prepare, and oneDNN has exact int8 kernels), else "reference".
  */
 #include <math.h>
@@ -310,8 +311,9 @@ static kiln_status qconv_prepare(struct kiln_kprep *p)
     KILN_TRY(kiln_dnnl_qconv_prepare(p, &g, &e, w->data, q.b, &s->fast));
     if (s->fast) {
         s->H = g.H, s->W = g.W, s->C = C, s->M = M;
-        p->kernel = "onednn-int8";
-        p->chosen = 1;
+        int kind = kiln_dnnl_qconv_kind(s->fast);
+        p->kernel = kind ? "onednn-int8-noamx" : "onednn-int8";
+        p->chosen = 1 + kind;
     }
     return KILN_OK;
 }
