@@ -106,7 +106,7 @@ static bool rank4(const struct kiln_graph *g, const char *name)
 
 /* DequantizeLinear of a constant int8 W [M, ...] with zero point absent or 0 and scale a
  * scalar or [M] on axis 0: W's, the scale's names. */
-static bool dq_weights(const struct kiln_opt *o, const struct kiln_graph *g, const char *name, const char **w,
+static bool dq_weights(const struct kiln_opt *o, const struct kiln_graph *g, const char *name, int rank, const char **w,
                        const char **ws, const struct kiln_tensor **wt, const struct kiln_tensor **st)
 {
     int d = kiln_opt_producer(g, name);
@@ -114,7 +114,7 @@ static bool dq_weights(const struct kiln_opt *o, const struct kiln_graph *g, con
     const struct kiln_node *n = &g->nodes[d];
     if (n->n_in < 2 || n->n_out != 1) return false;
     const struct kiln_tensor *t = fu_const(o, g, n->inputs[0]), *s = fu_const_f32(o, g, n->inputs[1]);
-    if (!t || !t->data || t->dtype != KILN_DTYPE_I8 || t->rank != 4 || !s || !s->data) return false;
+    if (!t || !t->data || t->dtype != KILN_DTYPE_I8 || t->rank != rank || !s || !s->data) return false;
     size_t ns = kiln_tensor_numel(s);
     if (!(ns == 1 && s->rank <= 1) &&
         !(s->rank == 1 && s->dims[0] == t->dims[0] && kiln_opt_attr_i(n, "axis", 1) == 0))
@@ -197,7 +197,7 @@ static kiln_status fuse_conv(struct kiln_opt *o, struct kiln_graph *g, size_t i,
     if (dx < 0) return KILN_OK;
     const char *w, *ws, *b = "";
     const struct kiln_tensor *wt, *st;
-    if (!dq_weights(o, g, c->inputs[1], &w, &ws, &wt, &st)) return KILN_OK;
+    if (!dq_weights(o, g, c->inputs[1], 4, &w, &ws, &wt, &st)) return KILN_OK;
     if (c->n_in > 2 && c->inputs[2][0] && !dq_bias(o, g, c->inputs[2], xs, st, wt->dims[0], &b)) return KILN_OK;
     size_t nodes[3] = {i}, n = 1;
     struct fu_act a = {.name = ""};
@@ -222,6 +222,64 @@ static kiln_status fuse_conv(struct kiln_opt *o, struct kiln_graph *g, size_t i,
     KILN_TRY(fu_set_act(o, nn, &a));
     kiln_opt_note_fused(o, g, nodes, n, nn);
     for (size_t k = 0; k < n; k++) kiln_opt_remove_node(o, g, nodes[k]);
+    *changed = true;
+    return KILN_OK;
+}
+
+/* A constant int64 vector initializer made from base. */
+static kiln_status add_i64(struct kiln_opt *o, struct kiln_graph *g, const char *base, const int64_t *v, int64_t n,
+                           const char **name)
+{
+    struct kiln_tensor t = {.dtype = KILN_DTYPE_I64, .rank = 1, .dims = {n}, .data = (void *)v};
+    return kiln_opt_add_init(o, g, base, &t, name);
+}
+
+/* DequantizeLinear(A [R, K]) -> Gemm(., DequantizeLinear(W int8 [N, K]), DequantizeLinear(B))
+ * (transB 1, alpha 1, beta 1) -> QuantizeLinear: a 1x1 kiln.QConv on R images of one pixel,
+ * between Reshapes ([R, 1, 1, K] in, [R, N] out); the weights re-shaped [N, K, 1, 1]. */
+static kiln_status fuse_gemm(struct kiln_opt *o, struct kiln_graph *g, size_t i, bool *changed)
+{
+    const struct kiln_node *gm = &g->nodes[i];
+    if (gm->n_in < 2 || gm->n_in > 3 || gm->n_out != 1 || kiln_opt_attr_i(gm, "transA", 0) ||
+        kiln_opt_attr_i(gm, "transB", 0) != 1 || kiln_opt_attr_f(gm, "alpha", 1.0f) != 1.0f ||
+        kiln_opt_attr_f(gm, "beta", 1.0f) != 1.0f)
+        return KILN_OK;
+    kiln_dtype zdt, adt;
+    float xs, ys;
+    int rank;
+    const struct kiln_dim *ad;
+    int dx = dq_act(o, g, gm->inputs[0], &zdt, &xs);
+    if (dx < 0 || !kiln_opt_tensor_type(g, gm->inputs[0], &adt, &rank, &ad) || rank != 2 || !kiln_dim_known(ad[1]))
+        return KILN_OK;
+    const char *w, *ws, *b = "";
+    const struct kiln_tensor *wt, *st;
+    if (!dq_weights(o, g, gm->inputs[1], 2, &w, &ws, &wt, &st) || wt->dims[1] != ad[1].value) return KILN_OK;
+    int64_t N = wt->dims[0], K = wt->dims[1];
+    if (gm->n_in > 2 && gm->inputs[2][0] && !dq_bias(o, g, gm->inputs[2], xs, st, N, &b)) return KILN_OK;
+    int q = q_after(o, g, i, zdt, &ys);
+    if (q < 0) return KILN_OK;
+    const struct kiln_node *dn = &g->nodes[dx], *qn = &g->nodes[q];
+    KILN_TRY(kiln_opt_require_opset(o, "kiln", 1));
+    struct kiln_tensor w4 = *wt;
+    w4.rank = 4, w4.dims[2] = 1, w4.dims[3] = 1;
+    const char *w4n, *sin, *sout, *a4, *y4;
+    const int64_t in_shape[4] = {-1, 1, 1, K}, out_shape[2] = {-1, N}, one[2] = {1, 1};
+    KILN_TRY(kiln_opt_add_init(o, g, w, &w4, &w4n));
+    KILN_TRY(add_i64(o, g, "qgemm_in_shape", in_shape, 4, &sin));
+    KILN_TRY(add_i64(o, g, "qgemm_out_shape", out_shape, 2, &sout));
+    KILN_TRY(fresh(o, dn->inputs[0], "_1x1", &a4));
+    KILN_TRY(fresh(o, qn->outputs[0], "_1x1", &y4));
+    const char *rin[2] = {dn->inputs[0], sin}, *rout[2] = {y4, sout};
+    struct kiln_node *nn;
+    KILN_TRY(kiln_opt_add_node(o, g, "Reshape", "", NULL, 2, rin, 1, &a4, NULL));
+    const char *ins[8] = {a4, w4n, b, dn->inputs[1], dn->inputs[2], ws, qn->inputs[1], qn->inputs[2]};
+    KILN_TRY(kiln_opt_add_node(o, g, "QConv", "kiln", gm->name && gm->name[0] ? gm->name : NULL, 8, ins, 1, &y4, &nn));
+    KILN_TRY(kiln_opt_set_attr_ints(o, nn, "kernel_shape", one, 2));
+    size_t nodes[2] = {i, (size_t)q};
+    kiln_opt_note_fused(o, g, nodes, 2, nn);
+    KILN_TRY(kiln_opt_add_node(o, g, "Reshape", "", NULL, 2, rout, 1, &qn->outputs[0], NULL));
+    kiln_opt_remove_node(o, g, i);
+    kiln_opt_remove_node(o, g, (size_t)q);
     *changed = true;
     return KILN_OK;
 }
@@ -427,8 +485,10 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
         if (fu_is(o, g, (int)i, "", "Conv")) KILN_TRY(fuse_conv(o, g, i, changed));
         else if (fu_is(o, g, (int)i, "", "Add")) KILN_TRY(fuse_add(o, g, i, changed));
         else if (fu_is(o, g, (int)i, "", "MaxPool")) KILN_TRY(fuse_maxpool(o, g, i, changed));
-        else if (fu_is(o, g, (int)i, "", "DequantizeLinear")) KILN_TRY(fold_weights(o, g, i, changed));
+        else if (fu_is(o, g, (int)i, "", "Gemm")) KILN_TRY(fuse_gemm(o, g, i, changed));
     }
+    for (size_t i = 0; i < nn; i++)
+        if (kiln_opt_live(o, g, i) && fu_is(o, g, (int)i, "", "DequantizeLinear")) KILN_TRY(fold_weights(o, g, i, changed));
     /* After the fusions above (whose QuantizeLinear nodes they take). */
     for (size_t i = 0; i < nn; i++) {
         if (kiln_opt_live(o, g, i) && fu_is(o, g, (int)i, "", "QuantizeLinear")) KILN_TRY(fuse_quantize(o, g, i, changed));

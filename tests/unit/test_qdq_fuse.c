@@ -183,11 +183,66 @@ static void add_pool_case(int t)
     free_all(in, 2);
 }
 
+/* DequantizeLinear -> Gemm (transB, per-row int8 weights, int32 bias) -> QuantizeLinear:
+ * a 1x1 kiln.QConv between Reshapes, within one step of the unfused model. */
+static void gemm_case(int t)
+{
+    int64_t R = 1 + rng_int(3), K = 1 + rng_int(70), N = 1 + rng_int(40);
+    int32_t *w = malloc((size_t)(N * K) * sizeof *w), *b = malloc((size_t)N * sizeof *b), *zero = calloc((size_t)N, sizeof *zero);
+    float *ws = malloc((size_t)N * sizeof *ws), *bs = malloc((size_t)N * sizeof *bs);
+    if (!w || !b || !zero || !ws || !bs) exit(1);
+    float xs = (float)rng_range(0.004, 0.02), ys = (float)rng_range(0.01, 0.05);
+    int32_t xz = rng_int(256), yz = rng_int(256);
+    for (int64_t i = 0; i < N * K; i++) w[i] = rng_int(255) - 127;
+    for (int64_t m = 0; m < N; m++) {
+        ws[m] = (float)rng_range(0.002, 0.01);
+        bs[m] = xs * ws[m];
+        b[m] = rng_int(2001) - 1000;
+    }
+    char dims[64], nd[32];
+    snprintf(dims, sizeof dims, "%lld,%lld", (long long)N, (long long)K);
+    snprintf(nd, sizeof nd, "%lld", (long long)N);
+    model_text_reset();
+    tf("opset 17\ninput x f32 %lld,%lld\n", (long long)R, (long long)K);
+    tf("init xs f32 - = %.9g\ninit xz u8 - = %d\ninit ys f32 - = %.9g\ninit yz u8 - = %d\n", xs, xz, ys, yz);
+    ints("w", "i8", dims, w, (size_t)(N * K));
+    floats("ws", nd, ws, (size_t)N);
+    ints("wz", "i8", nd, zero, (size_t)N);
+    ints("b", "i32", nd, b, (size_t)N);
+    floats("bs", nd, bs, (size_t)N);
+    ints("bz", "i32", nd, zero, (size_t)N);
+    tf("node QuantizeLinear x,xs,xz -> xq\nnode DequantizeLinear xq,xs,xz -> xd\n");
+    tf("node DequantizeLinear w,ws,wz -> wd axis=int:0\nnode DequantizeLinear b,bs,bz -> bd axis=int:0\n");
+    tf("node Gemm xd,wd,bd -> c transB=int:1\n");
+    tf("node QuantizeLinear c,ys,yz -> yq\nnode DequantizeLinear yq,ys,yz -> y\noutput y\n");
+    int64_t xd[2] = {R, K};
+    kiln_value *x = rand_tensor(2, xd);
+    const char *names[1] = {"x"};
+    char what[160];
+    snprintf(what, sizeof what, "gemm case %d (%lld x %lld -> %lld)", t, (long long)R, (long long)K, (long long)N);
+    kiln_value *ref = run_text_model(model_text(), 1, names, &x, 1, what);
+    int fused = 0;
+    kiln_value *got = run_fused(1, names, (kiln_value *const *)&x, 1, "QConv", &fused, what);
+    CHECK(fused == 1, "%s: %d kiln.QConv nodes, expected 1", what, fused);
+    if (ref && got) {
+        size_t n = kiln_tensor_numel(&ref->t);
+        CHECK(kiln_tensor_numel(&got->t) == n && got->t.rank == 2, "%s: output shapes differ", what);
+        const float *a = ref->t.data, *g2 = got->t.data;
+        for (size_t i = 0; i < n && kiln_tensor_numel(&got->t) == n; i++)
+            CHECK(fabs((double)a[i] - (double)g2[i]) / ys < 1.5, "%s: [%zu] %g vs %g", what, i, a[i], g2[i]);
+    }
+    kiln_value_free(ref);
+    kiln_value_free(got);
+    kiln_value_free(x);
+    free(w), free(b), free(zero), free(ws), free(bs);
+}
+
 int main(void)
 {
     rng_seed(1202);
     for (int t = 0; t < 60; t++) conv_case(t);
     for (int t = 0; t < 20; t++) add_pool_case(t);
+    for (int t = 0; t < 20; t++) gemm_case(t);
     printf("test_qdq_fuse: %zu of %zu QConv outputs one step from the unfused model\n", total_diff, total_out);
     return test_summary("test_qdq_fuse");
 }
