@@ -47,8 +47,18 @@ static kiln_status qconv_infer(struct kiln_ictx *c)
     if (cc.n_in > 2) cc.n_in = 2;
     return kiln_infer_conv_nhwc(&cc);
 }
-/* kiln.QuantizeU8(x, scale, zero_point): uint8 of x's shape. */
-static kiln_status quantize_u8_infer(struct kiln_ictx *c) { return ru_like(c, 0, 0, KILN_DTYPE_U8); }
+/* kiln.QuantizeU8(x, scale, zero_point): uint8 of x's shape ([N, H, W, C] for a 4-D
+ * [N, C, H, W] x with nhwc 1). */
+static kiln_status quantize_u8_infer(struct kiln_ictx *c)
+{
+    kiln_dtype dt;
+    int r;
+    const struct kiln_dim *x;
+    if (!kiln_ic_attr_i(c, "nhwc", 0)) return ru_like(c, 0, 0, KILN_DTYPE_U8);
+    if (!kiln_ic_in_tensor(c, 0, &dt, &r, &x) || r != 4) return kiln_ic_set_tensor(c, 0, KILN_DTYPE_U8, 4, NULL);
+    struct kiln_dim y[4] = {x[0], x[2], x[3], x[1]};
+    return kiln_ic_set_tensor(c, 0, KILN_DTYPE_U8, 4, y);
+}
 /* kiln.DequantizeU8(x, scale, zero_point): float32 of x's shape. */
 static kiln_status dequantize_u8_infer(struct kiln_ictx *c) { return ru_like(c, 0, 0, KILN_DTYPE_F32); }
 static kiln_status layernorm_infer(struct kiln_ictx *c)

@@ -476,6 +476,31 @@ static kiln_status fuse_dequantize(struct kiln_opt *o, struct kiln_graph *g, siz
     return KILN_OK;
 }
 
+/* kiln.QuantizeU8 read only by a Transpose to NHWC (the one in front of the first QConv):
+ * one kiln.QuantizeU8 with nhwc 1 writing the Transpose's output. */
+static kiln_status fuse_quantize_nhwc(struct kiln_opt *o, struct kiln_graph *g, size_t i, bool *changed)
+{
+    const struct kiln_node *n = &g->nodes[i];
+    if (n->n_in != 3 || n->n_out != 1 || kiln_opt_attr_i(n, "nhwc", 0) || !rank4(g, n->inputs[0])) return KILN_OK;
+    int t = fu_next(o, g, i);
+    if (t < 0 || !fu_is(o, g, t, "", "Transpose")) return KILN_OK;
+    const int64_t *perm;
+    size_t np;
+    static const int64_t TO_NHWC[4] = {0, 2, 3, 1};
+    if (!kiln_opt_attr_ints(&g->nodes[t], "perm", &perm, &np) || np != 4 || memcmp(perm, TO_NHWC, sizeof TO_NHWC))
+        return KILN_OK;
+    struct kiln_node *nn;
+    KILN_TRY(kiln_opt_add_node(o, g, "QuantizeU8", "kiln", n->name && n->name[0] ? n->name : NULL, 3, n->inputs, 1,
+                               g->nodes[t].outputs, &nn));
+    KILN_TRY(kiln_opt_set_attr_i(o, nn, "nhwc", 1));
+    size_t nodes[2] = {i, (size_t)t};
+    kiln_opt_note_fused(o, g, nodes, 2, nn);
+    kiln_opt_remove_node(o, g, i);
+    kiln_opt_remove_node(o, g, (size_t)t);
+    *changed = true;
+    return KILN_OK;
+}
+
 static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
 {
     if (!kiln_opt_keep_fused(o) || !g->vtypes) return KILN_OK;
@@ -486,6 +511,7 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
         else if (fu_is(o, g, (int)i, "", "Add")) KILN_TRY(fuse_add(o, g, i, changed));
         else if (fu_is(o, g, (int)i, "", "MaxPool")) KILN_TRY(fuse_maxpool(o, g, i, changed));
         else if (fu_is(o, g, (int)i, "", "Gemm")) KILN_TRY(fuse_gemm(o, g, i, changed));
+        else if (fu_is(o, g, (int)i, "kiln", "QuantizeU8")) KILN_TRY(fuse_quantize_nhwc(o, g, i, changed));
     }
     for (size_t i = 0; i < nn; i++)
         if (kiln_opt_live(o, g, i) && fu_is(o, g, (int)i, "", "DequantizeLinear")) KILN_TRY(fold_weights(o, g, i, changed));

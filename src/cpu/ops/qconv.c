@@ -505,7 +505,8 @@ static kiln_status qmaxpool_run(struct kiln_kctx *k)
 
 /* ------------------------------------------------------------------ QuantizeU8 */
 
-/* kiln.QuantizeU8(x float32, scale float32 scalar, zero_point uint8 scalar) -> uint8:
+/* kiln.QuantizeU8(x float32, scale float32 scalar, zero_point uint8 scalar) -> uint8
+ * (attribute nhwc 1: x [N, C, H, W] written as [N, H, W, C], the Transpose after it folded in):
  * QuantizeLinear per tensor, y = saturate(round_half_even(x / scale) + zero_point), NaN to
  * the zero point, in float32 as ONNX defines it for float32 x; on DynamicQuantizeLinear's
  * vectorized quantize pass (cpu/quant_isa.h, which computes exactly that), split over the
@@ -514,7 +515,29 @@ struct quant_job {
     const float *x;
     uint8_t *y;
     float scale, zp;
+    int64_t C, H, W; /* nhwc: x [N, C, H, W] -> y [N, H, W, C]; else 0 */
 };
+
+/* nhwc: rows r = (n, h) of [N*H]: each channel's row quantized into a buffer, then
+ * interleaved into y. */
+static void quant_nhwc_rows(void *ctx, size_t r0, size_t r1, int worker)
+{
+    (void)worker;
+    const struct quant_job *j = ctx;
+    uint8_t buf[256];
+    for (size_t r = r0; r < r1; r++) {
+        int64_t n = (int64_t)r / j->H, h = (int64_t)r % j->H;
+        uint8_t *y = j->y + (size_t)r * (size_t)(j->W * j->C);
+        for (int64_t c = 0; c < j->C; c++) {
+            const float *x = j->x + ((n * j->C + c) * j->H + h) * j->W;
+            for (int64_t w0 = 0; w0 < j->W; w0 += 256) {
+                int64_t cnt = j->W - w0 < 256 ? j->W - w0 : 256;
+                KILN_ISA_DISPATCH(kiln_dql_quantize_isa, (x + w0, (size_t)cnt, j->scale, j->zp, buf));
+                for (int64_t w = 0; w < cnt; w++) y[(w0 + w) * j->C + c] = buf[w];
+            }
+        }
+    }
+}
 
 static void quant_chunk(void *ctx, size_t i0, size_t i1, int worker)
 {
@@ -532,8 +555,17 @@ static kiln_status quantize_u8_run(struct kiln_kctx *k)
         !scalar_zp(kiln_in(k, 2), KILN_DTYPE_U8, &z))
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "expected float32 x, a float32 scalar scale and a uint8 scalar zero point");
     struct kiln_tensor *y;
+    if (kiln_attr_i(k, "nhwc", 0)) {
+        if (x->rank != 4) return kiln_kfail(k, KILN_E_INVALID_MODEL, "nhwc needs a 4-D x; got %d dims", x->rank);
+        int64_t yd[4] = {x->dims[0], x->dims[2], x->dims[3], x->dims[1]};
+        KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_U8, 4, yd, &y));
+        struct quant_job j = {x->data, y->data, s, (float)z, x->dims[1], x->dims[2], x->dims[3]};
+        size_t per_row = (size_t)(x->dims[1] * x->dims[3]);
+        kiln_pool_for(k->pool, (size_t)(x->dims[0] * x->dims[2]), kiln_pool_grain(per_row, 1 << 15), quant_nhwc_rows, &j);
+        return KILN_OK;
+    }
     KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_U8, x->rank, x->dims, &y));
-    struct quant_job j = {x->data, y->data, s, (float)z};
+    struct quant_job j = {x->data, y->data, s, (float)z, 0, 0, 0};
     kiln_pool_for(k->pool, kiln_tensor_numel(x), kiln_pool_grain(4, 1 << 16), quant_chunk, &j);
     return KILN_OK;
 }
