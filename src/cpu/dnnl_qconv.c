@@ -189,6 +189,15 @@ static double time_slice(const struct kiln_dnnl_qconv *q, struct qslice *sl)
     return failed ? 1e30 : best;
 }
 
+/* The multiply-adds a slice must have for a convolution to be split over the threads:
+ * KILN_QCONV_SLICE_MACS when set (measurements), else the default below. */
+static double min_slice_macs(bool grouped)
+{
+    const char *e = getenv("KILN_QCONV_SLICE_MACS");
+    if (e && *e) return strtod(e, NULL);
+    return grouped ? 2e5 : 2e6;
+}
+
 kiln_status kiln_dnnl_qconv_prepare(struct kiln_kprep *p, const struct kiln_qconv_geom *g,
                                     const struct kiln_qconv_epi *e, const int8_t *w, const int32_t *bias,
                                     struct kiln_dnnl_qconv **out)
@@ -213,12 +222,12 @@ kiln_status kiln_dnnl_qconv_prepare(struct kiln_kprep *p, const struct kiln_qcon
         memcpy(b, bias, (size_t)g->M * sizeof *b);
         q->bias = b;
     }
-    /* Threads: one slice each, at least ~2 MMAC per slice (int8 runs ~4x the fp32 rate). */
+    /* Threads: one slice each, at least min_slice_macs() per slice. */
     double macs = (double)(g->OH * g->OW * g->M) * (double)(g->C / g->group * g->k[0] * g->k[1]);
     int64_t t = p->threads < 1 ? 1 : p->threads;
     if (t > MAX_SLICES) t = MAX_SLICES;
     if (t > g->OH) t = g->OH;
-    while (t > 1 && macs / (double)t < (g->group > 1 ? 2e5 : 2e6)) t--;
+    while (t > 1 && macs / (double)t < min_slice_macs(g->group > 1)) t--;
     kiln_status st = kiln_kprep_on_free(p, qconv_free, q);
     if (st) return st;
     /* The kind: a loaded engine's, else the faster on slice 0 (the largest). */
