@@ -3,7 +3,7 @@
 # the same models, inputs, thread counts and run counts. See docs/benchmarks.md.
 #
 #   bench/compare.sh [--threads T[,T...]] [--warmup N] [--iterations N | --min-time S]
-#                    [--rounds R] [--kiln PATH] [--check] [MODEL...]
+#                    [--rounds R] [--kiln PATH] [--check [--rtol R] [--atol A] [--level L]] [MODEL...]
 #
 # MODEL defaults to every build/bench-models/*.onnx (bench/make_models.py). For each model
 # the inputs are generated once (bench/ort_run.js --save-inputs, written as .npy; a model
@@ -21,7 +21,9 @@
 # --min-time 1 s; --iterations N times exactly N runs instead. KILN_CPU_ISA (portable, avx2,
 # avx512) is passed on to kiln: it forces a lower instruction-set level (src/cpu/isa.h).
 # --check instead runs each model once in both (bench/ort_run.js, `kiln run --format npy
-# --output-dir`) and compares every output with `kiln compare --rtol 1e-3 --atol 1e-4`.
+# --output-dir`) and compares every output with `kiln compare --rtol 1e-3 --atol 1e-4` (or the
+# given --rtol / --atol: quantized models differ by a few quantization steps); --level L runs
+# kiln's model optimized at L (`kiln run --level`; default: as written, no optimization).
 # Needs scripts/install-peers.sh (onnxruntime-node) and a kiln build (default
 # build/release/kiln, or --kiln PATH, or $KILN). Exits 1 if any model fails in either
 # engine or (--check) any output differs.
@@ -36,11 +38,12 @@ rounds=2
 check=0
 rtol=1e-3
 atol=1e-4
+run_level=()
 models=()
 
 usage() {
     echo "usage: bench/compare.sh [--threads T[,T...]] [--warmup N] [--iterations N | --min-time S]" >&2
-    echo "                        [--rounds R] [--kiln PATH] [--check] [MODEL...]" >&2
+    echo "                        [--rounds R] [--kiln PATH] [--check [--rtol R] [--atol A] [--level L]] [MODEL...]" >&2
     exit 2
 }
 need() { [ $# -ge 2 ] || { echo "compare.sh: $1 needs a value" >&2; usage; }; }
@@ -53,6 +56,9 @@ while [ $# -gt 0 ]; do
         --rounds) need "$@"; rounds=$2; shift ;;
         --kiln) need "$@"; kiln=$2; shift ;;
         --check) check=1 ;;
+        --rtol) need "$@"; rtol=$2; shift ;;
+        --atol) need "$@"; atol=$2; shift ;;
+        --level) need "$@"; run_level=(--level "$2"); shift ;;
         -h|--help) sed -n '2,/^set -u/{/^set -u/d;s/^# \{0,1\}//;p;}' "$0"; exit 0 ;;
         -*) echo "compare.sh: unknown option '$1'" >&2; usage ;;
         *) models+=("$1") ;;
@@ -163,7 +169,7 @@ for m in "${models[@]}"; do
     done < <(sed -n 's/^input //p' "$d/ort_run.out")
 
     if [ $check -eq 1 ]; then
-        if ! "$kiln" run "$m" "${inputs[@]}" --format npy --output-dir "$d/kiln" \
+        if ! "$kiln" run "$m" "${run_level[@]}" "${inputs[@]}" --format npy --output-dir "$d/kiln" \
                 >/dev/null 2>"$d/kiln_run.err"; then
             echo "| $name | | kiln fails (see below) |"
             notes+=("$name: kiln run fails: $(first_error "$d/kiln_run.err")")
