@@ -81,7 +81,7 @@ expect_ok "$KILN" check "$TMP/e.onnx"
 expect_error 2 "needs -o" "$KILN" optimize "$AG"
 expect_error 2 "needs a MODEL" "$KILN" optimize -o "$TMP/x.onnx"
 expect_error 2 "--level takes basic, extended or layout" "$KILN" optimize "$AG" -o "$TMP/x.onnx" --level max
-expect_error 1 "unknown optimizer pass 'zzz' \(known: fold_constants, " \
+expect_error 1 "unknown optimizer pass 'zzz' \(known: fuse_qdq, fold_constants, " \
     "$KILN" optimize "$AG" -o "$TMP/x.onnx" --passes dce,zzz
 expect_error 1 "" "$KILN" optimize "$TMP/missing.onnx" -o "$TMP/x.onnx"
 expect_error 1 "does not link" "$KILN" optimize "$SRC/tests/data/bad_cycle.onnx" -o "$TMP/x.onnx"
