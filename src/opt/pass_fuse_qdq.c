@@ -14,10 +14,18 @@
  *         yz), A and B of one known shape -> kiln.QAdd(aq, as, az, bq, bs, bz, ys, yz)
  *         (between the same Transposes when 4-D: it is element-wise, so it runs on the
  *         channels-last data of the convolutions around it).
+ *   Gemm  DequantizeLinear(A [R, K]) -> Gemm(transB 1, DequantizeLinear(W int8 [N, K]), B) ->
+ *         QuantizeLinear: a 1x1 kiln.QConv between Reshapes.
+ *   Reshape, Flatten, Transpose, Squeeze, Unsqueeze, Concat between DequantizeLinear and
+ *         QuantizeLinear of one scale and zero point: the op on the 8-bit data (exact).
+ *   QuantizeLinear / DequantizeLinear per tensor, uint8, of activations: kiln.QuantizeU8 /
+ *         DequantizeU8 (the same values, vectorized); QuantizeU8 then takes the Transpose
+ *         to NHWC after it. DequantizeLinear of Gemm/MatMul weights: folded to float32.
  *   MaxPool  DequantizeLinear(xq, s, z) -> MaxPool -> QuantizeLinear(s, z) (the same scale
  *         and zero point, s > 0) -> MaxPool(xq) on the 8-bit data: DequantizeLinear is
  *         increasing, so the maximum commutes with it, and QuantizeLinear(DequantizeLinear(v))
- *         is v again (|(v - z) * s / s - (v - z)| stays far below one half).
+ *         is v again (|(v - z) * s / s - (v - z)| stays far below one half): kiln.QMaxPool,
+ *         channels-last.
  *
  * The Transposes of consecutive quantized nodes cancel in merge_transposes (Transpose to
  * NCHW then back to NHWC is the identity), so a chain of QConv / QAdd hands its channels-last
@@ -355,6 +363,74 @@ static kiln_status fuse_maxpool(struct kiln_opt *o, struct kiln_graph *g, size_t
     return KILN_OK;
 }
 
+/* Whether DequantizeLinear d and QuantizeLinear q use the same scale and zero point (by
+ * value; the scale > 0, so that Q(DQ(v)) = v). */
+static bool same_params(const struct kiln_opt *o, const struct kiln_graph *g, int d, int q)
+{
+    kiln_dtype zd, zq;
+    float sd, sq;
+    if (!scalar_f32(o, g, g->nodes[d].inputs[1], &sd) || !scalar_f32(o, g, g->nodes[q].inputs[1], &sq) ||
+        !scalar_zp(o, g, g->nodes[d].inputs[2], &zd) || !scalar_zp(o, g, g->nodes[q].inputs[2], &zq))
+        return false;
+    const struct kiln_tensor *a = fu_const(o, g, g->nodes[d].inputs[2]), *b = fu_const(o, g, g->nodes[q].inputs[2]);
+    return zd == zq && sd > 0.0f && !memcmp(&sd, &sq, sizeof sd) && !memcmp(a->data, b->data, 1);
+}
+
+/* Data movement between a DequantizeLinear and a QuantizeLinear of the same parameters
+ * (quantize_static's QDQDirect8BitOp: Reshape, Flatten, Transpose, Squeeze, Unsqueeze; and
+ * Concat whose every input is such a DequantizeLinear): the op on the 8-bit data, which
+ * moves the same values (Q(DQ(v)) = v for v of the type, scale > 0). Concat on the channels
+ * of 4-D tensors runs channels-last (axis 3, between Transposes), so that a chain of QConvs
+ * through it stays NHWC. */
+static kiln_status fuse_move(struct kiln_opt *o, struct kiln_graph *g, size_t i, bool *changed)
+{
+    const struct kiln_node *n = &g->nodes[i];
+    bool concat = fu_is(o, g, (int)i, "", "Concat");
+    if (n->n_in < 1 || n->n_out != 1 || n->n_in > 64) return KILN_OK;
+    kiln_dtype zdt;
+    float s;
+    int d0 = dq_act(o, g, n->inputs[0], &zdt, &s);
+    if (d0 < 0) return KILN_OK;
+    float ys;
+    int q = q_after(o, g, i, zdt, &ys);
+    if (q < 0 || !same_params(o, g, d0, q)) return KILN_OK;
+    const char *ins[64];
+    for (size_t k = 0; k < n->n_in; k++) {
+        ins[k] = n->inputs[k];
+        if (k > 0 && !concat) continue; /* shapes, perms, axes: kept */
+        int d = dq_act(o, g, n->inputs[k], &zdt, &s);
+        if (d < 0 || !same_params(o, g, d, q)) return KILN_OK;
+        ins[k] = g->nodes[d].inputs[0];
+    }
+    size_t nodes[2] = {i, (size_t)q};
+    struct kiln_node *nn;
+    const char *name = n->name && n->name[0] ? n->name : NULL;
+    int64_t axis = kiln_opt_attr_i(n, "axis", 0);
+    bool nhwc = concat && (axis == 1 || axis == -3);
+    for (size_t k = 0; k < n->n_in && nhwc; k++) nhwc = rank4(g, n->inputs[k]);
+    if (nhwc) {
+        const char *y;
+        for (size_t k = 0; k < n->n_in; k++) {
+            const char *t;
+            KILN_TRY(fresh(o, ins[k], "_nhwc", &t));
+            KILN_TRY(transpose(o, g, ins[k], t, true));
+            ins[k] = t;
+        }
+        KILN_TRY(fresh(o, g->nodes[q].outputs[0], "_nhwc", &y));
+        KILN_TRY(kiln_opt_add_node(o, g, "Concat", "", name, n->n_in, ins, 1, &y, &nn));
+        KILN_TRY(kiln_opt_set_attr_i(o, nn, "axis", 3));
+        KILN_TRY(transpose(o, g, y, g->nodes[q].outputs[0], false));
+    } else {
+        KILN_TRY(kiln_opt_add_node(o, g, n->op_type, "", name, n->n_in, ins, 1, &g->nodes[q].outputs[0], &nn));
+        KILN_TRY(kiln_opt_copy_attrs(o, nn, n));
+    }
+    kiln_opt_note_fused(o, g, nodes, 2, nn);
+    kiln_opt_remove_node(o, g, i);
+    kiln_opt_remove_node(o, g, (size_t)q);
+    *changed = true;
+    return KILN_OK;
+}
+
 /* DequantizeLinear of a constant (8-bit or int32 data, constant scale and zero point,
  * per tensor or per axis) read only as the weights of Gemm / MatMul: replaced by its float32
  * value, computed here as the kernel computes it, ((float)x - (float)zp) * scale. (Constant
@@ -511,6 +587,10 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
         else if (fu_is(o, g, (int)i, "", "Add")) KILN_TRY(fuse_add(o, g, i, changed));
         else if (fu_is(o, g, (int)i, "", "MaxPool")) KILN_TRY(fuse_maxpool(o, g, i, changed));
         else if (fu_is(o, g, (int)i, "", "Gemm")) KILN_TRY(fuse_gemm(o, g, i, changed));
+        else if (fu_is(o, g, (int)i, "", "Concat") || fu_is(o, g, (int)i, "", "Reshape") ||
+                 fu_is(o, g, (int)i, "", "Flatten") || fu_is(o, g, (int)i, "", "Transpose") ||
+                 fu_is(o, g, (int)i, "", "Squeeze") || fu_is(o, g, (int)i, "", "Unsqueeze"))
+            KILN_TRY(fuse_move(o, g, i, changed));
         else if (fu_is(o, g, (int)i, "kiln", "QuantizeU8")) KILN_TRY(fuse_quantize_nhwc(o, g, i, changed));
     }
     for (size_t i = 0; i < nn; i++)

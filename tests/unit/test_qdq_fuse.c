@@ -10,6 +10,9 @@
  * quantization step of the unfused one (docs/quantization.md says why it can differ: the
  * float32 sum of the unfused Conv rounds, the fused one is exact), and at least 99% equal.
  *
+ * Gemm (transB) as a 1x1 QConv: within one step. Concat (channels) and Reshape between
+ * DequantizeLinear and QuantizeLinear of one scale: on the 8-bit data, bit-exact.
+ *
  * Add + MaxPool (the residual and the stem's pool): DequantizeLinear of two quantized
  * tensors, Add, QuantizeLinear, DequantizeLinear, MaxPool (3x3, stride 2, pads 1),
  * QuantizeLinear with the same scale and zero point: fused to kiln.QAdd and kiln.QMaxPool,
@@ -237,12 +240,50 @@ static void gemm_case(int t)
     free(w), free(b), free(zero), free(ws), free(bs);
 }
 
+/* DequantizeLinear -> Concat (channels) -> QuantizeLinear -> DequantizeLinear -> Reshape ->
+ * QuantizeLinear, one scale and zero point: Concat and Reshape on the 8-bit data, no
+ * QuantizeLinear / DequantizeLinear left but the input's and the output's, bit-exact. */
+static void move_case(int t)
+{
+    int64_t C1 = 1 + rng_int(9), C2 = 1 + rng_int(9), H = 1 + rng_int(6), W = 1 + rng_int(6);
+    float sc = (float)rng_range(0.004, 0.02);
+    int z = rng_int(256);
+    model_text_reset();
+    tf("opset 17\ninput a f32 1,%lld,%lld,%lld\ninput b f32 1,%lld,%lld,%lld\n", (long long)C1, (long long)H,
+       (long long)W, (long long)C2, (long long)H, (long long)W);
+    tf("init s f32 - = %.9g\ninit z u8 - = %d\ninit shape i64 2 = 1,-1\n", sc, z);
+    tf("node QuantizeLinear a,s,z -> aq\nnode DequantizeLinear aq,s,z -> ad\n");
+    tf("node QuantizeLinear b,s,z -> bq\nnode DequantizeLinear bq,s,z -> bd\n");
+    tf("node Concat ad,bd -> c axis=int:1\nnode QuantizeLinear c,s,z -> cq\nnode DequantizeLinear cq,s,z -> cd\n");
+    tf("node Reshape cd,shape -> r\nnode QuantizeLinear r,s,z -> rq\nnode DequantizeLinear rq,s,z -> y\noutput y\n");
+    int64_t da[4] = {1, C1, H, W}, db[4] = {1, C2, H, W};
+    kiln_value *in[2] = {rand_tensor(4, da), rand_tensor(4, db)};
+    const char *names[2] = {"a", "b"};
+    char what[128];
+    snprintf(what, sizeof what, "move case %d (C %lld + %lld, %lldx%lld)", t, (long long)C1, (long long)C2, (long long)H,
+             (long long)W);
+    kiln_value *ref = run_text_model(model_text(), 2, names, in, 1, what);
+    int nq = 0, ndq = 0;
+    kiln_value *got = run_fused(2, names, in, 1, "QuantizeLinear", &nq, what);
+    kiln_value_free(run_fused(2, names, in, 1, "DequantizeLinear", &ndq, what));
+    CHECK(nq == 0 && ndq == 0, "%s: %d QuantizeLinear and %d DequantizeLinear left", what, nq, ndq);
+    if (ref && got) {
+        size_t n = kiln_tensor_numel(&ref->t);
+        CHECK(kiln_tensor_numel(&got->t) == n && !memcmp(ref->t.data, got->t.data, n * sizeof(float)),
+              "%s: fused and unfused outputs differ", what);
+    }
+    kiln_value_free(ref);
+    kiln_value_free(got);
+    free_all(in, 2);
+}
+
 int main(void)
 {
     rng_seed(1202);
     for (int t = 0; t < 60; t++) conv_case(t);
     for (int t = 0; t < 20; t++) add_pool_case(t);
     for (int t = 0; t < 20; t++) gemm_case(t);
+    for (int t = 0; t < 20; t++) move_case(t);
     printf("test_qdq_fuse: %zu of %zu QConv outputs one step from the unfused model\n", total_diff, total_out);
     return test_summary("test_qdq_fuse");
 }
