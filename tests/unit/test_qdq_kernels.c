@@ -322,13 +322,15 @@ static void qconv_cases(void)
         CHECK(prepared_runs == 0, "prepared variant ran %d times at isa %s", prepared_runs, kiln_cpu_isa());
 }
 
-/* kiln.QAdd's loop, each compiled variant, against the unfused float32 computation. */
+/* kiln.QAdd's loop, each compiled variant, against the unfused float32 computation (a true
+ * division: the vector loops multiply by the reciprocal and divide only near ties, so the
+ * random scales here test that shortcut and the tie cases the division). */
 static void qadd_cases(void)
 {
     for (int isa = 0; isa <= (int)kiln_isa_best(); isa++) {
         void (*fn)(const uint8_t *, const uint8_t *, uint8_t *, size_t, const struct kiln_qadd_params *) =
             KILN_ISA_VARIANT(kiln_qadd_u8_isa, isa);
-        for (int t = 0; t < 60; t++) {
+        for (int t = 0; t < 600; t++) {
             size_t n = (size_t)(t < 40 ? t : rng_int(300));
             uint8_t a[300], b[300], y[300];
             bool ties = t % 2 == 0;
