@@ -29,8 +29,12 @@
  *
  * The Transposes of consecutive quantized nodes cancel in merge_transposes (Transpose to
  * NCHW then back to NHWC is the identity), so a chain of QConv / QAdd hands its channels-last
- * 8-bit tensors from one node to the next; the pairs left are at the chain's ends (the
- * quantized input after its QuantizeLinear, MaxPool, the head's DequantizeLinear).
+ * 8-bit tensors from one node to the next; what is left is a Transpose at the chain's end
+ * (before the head's DequantizeLinear); the one at its start goes into kiln.QuantizeU8.
+ *
+ * The residual Add is not folded into the convolution before it as a sum post-op: the
+ * graph rounds that convolution's output to 8 bits (QuantizeLinear -> DequantizeLinear)
+ * before the Add, which a post-op would skip; kiln.QAdd keeps that rounding and is exact.
  *
  * Numerics. QAdd and the MaxPool rewrite give exactly what the unfused nodes give. QConv
  * does not, and cannot: the unfused graph sums float32 products of dequantized values in
