@@ -20,7 +20,7 @@
  *         QuantizeLinear of one scale and zero point: the op on the 8-bit data (exact).
  *   QuantizeLinear / DequantizeLinear per tensor, uint8, of activations: kiln.QuantizeU8 /
  *         DequantizeU8 (the same values, vectorized); QuantizeU8 then takes the Transpose
- *         to NHWC after it. DequantizeLinear of Gemm/MatMul weights: folded to float32.
+ *         to NHWC after it.
  *   MaxPool  DequantizeLinear(xq, s, z) -> MaxPool -> QuantizeLinear(s, z) (the same scale
  *         and zero point, s > 0) -> MaxPool(xq) on the 8-bit data: DequantizeLinear is
  *         increasing, so the maximum commutes with it, and QuantizeLinear(DequantizeLinear(v))
@@ -435,67 +435,6 @@ static kiln_status fuse_move(struct kiln_opt *o, struct kiln_graph *g, size_t i,
     return KILN_OK;
 }
 
-/* DequantizeLinear of a constant (8-bit or int32 data, constant scale and zero point,
- * per tensor or per axis) read only as the weights of Gemm / MatMul: replaced by its float32
- * value, computed here as the kernel computes it, ((float)x - (float)zp) * scale. (Constant
- * folding leaves it: the float32 copy is 4x the bytes, past its size cap; the convolutions'
- * weights never get here, they are QConv's.) */
-static kiln_status fold_weights(struct kiln_opt *o, struct kiln_graph *g, size_t i, bool *changed)
-{
-    const struct kiln_node *n = &g->nodes[i];
-    if (n->n_in < 2 || n->n_out != 1 || kiln_opt_is_graph_output(g, n->outputs[0])) return KILN_OK;
-    const struct kiln_tensor *x = fu_const(o, g, n->inputs[0]), *s = fu_const_f32(o, g, n->inputs[1]);
-    const struct kiln_tensor *z = n->n_in > 2 && n->inputs[2][0] ? fu_const(o, g, n->inputs[2]) : NULL;
-    if (!x || !x->data || !s || !s->data || (n->n_in > 2 && n->inputs[2][0] && (!z || !z->data || z->dtype != x->dtype)))
-        return KILN_OK;
-    if (x->dtype != KILN_DTYPE_I8 && x->dtype != KILN_DTYPE_U8 && x->dtype != KILN_DTYPE_I32) return KILN_OK;
-    if (kiln_opt_attr_i(n, "block_size", 0) != 0 || x->rank < 1) return KILN_OK;
-    int uses = 0;
-    for (size_t j = 0; j < g->n_nodes; j++) {
-        const struct kiln_node *r = &g->nodes[j];
-        if (!kiln_opt_live(o, g, j)) continue;
-        for (size_t k = 0; k < r->n_in; k++) {
-            if (strcmp(r->inputs[k], n->outputs[0])) continue;
-            if (k != 1 || !(fu_is(o, g, (int)j, "", "Gemm") || fu_is(o, g, (int)j, "", "MatMul"))) return KILN_OK;
-            uses++;
-        }
-    }
-    if (!uses || kiln_opt_uses(g, n->outputs[0]) != uses) return KILN_OK;
-    size_t ns = kiln_tensor_numel(s), total = kiln_tensor_numel(x);
-    int64_t axis = kiln_opt_attr_i(n, "axis", 1);
-    if (axis < 0) axis += x->rank;
-    size_t inner = 1, D = 1;
-    if (ns != 1) {
-        if (axis < 0 || axis >= x->rank || s->rank != 1 || (int64_t)ns != x->dims[axis]) return KILN_OK;
-        D = ns;
-        for (int a = (int)axis + 1; a < x->rank; a++) inner *= (size_t)x->dims[a];
-    }
-    if (z && kiln_tensor_numel(z) != ns) return KILN_OK;
-    float *v = kiln_malloc((total ? total : 1) * sizeof *v);
-    if (!v) return fu_nomem(o);
-    const float *sv = s->data;
-    for (size_t e = 0; e < total; e++) {
-        size_t c = ns == 1 ? 0 : e / inner % D;
-        float xv = x->dtype == KILN_DTYPE_I8 ? ((const int8_t *)x->data)[e]
-                   : x->dtype == KILN_DTYPE_U8 ? ((const uint8_t *)x->data)[e]
-                                               : (float)((const int32_t *)x->data)[e];
-        float zv = !z ? 0.0f
-                   : z->dtype == KILN_DTYPE_I8 ? ((const int8_t *)z->data)[c]
-                   : z->dtype == KILN_DTYPE_U8 ? ((const uint8_t *)z->data)[c]
-                                               : (float)((const int32_t *)z->data)[c];
-        v[e] = (xv - zv) * sv[c];
-    }
-    const char *name;
-    kiln_status st = fu_add_f32(o, g, n->outputs[0], x->rank, x->dims, v, &name);
-    kiln_free(v);
-    KILN_TRY(st);
-    if (!kiln_opt_can_replace(o, g, n->outputs[0], name)) return KILN_OK;
-    KILN_TRY(kiln_opt_replace_uses(o, g, n->outputs[0], name));
-    kiln_opt_remove_node(o, g, i);
-    *changed = true;
-    return KILN_OK;
-}
-
 /* QuantizeLinear of float32 x with a constant scalar scale and uint8 zero point (and no
  * opset-21+ extras) -> kiln.QuantizeU8: the same values, vectorized. */
 static kiln_status fuse_quantize(struct kiln_opt *o, struct kiln_graph *g, size_t i, bool *changed)
@@ -597,8 +536,6 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
             KILN_TRY(fuse_move(o, g, i, changed));
         else if (fu_is(o, g, (int)i, "kiln", "QuantizeU8")) KILN_TRY(fuse_quantize_nhwc(o, g, i, changed));
     }
-    for (size_t i = 0; i < nn; i++)
-        if (kiln_opt_live(o, g, i) && fu_is(o, g, (int)i, "", "DequantizeLinear")) KILN_TRY(fold_weights(o, g, i, changed));
     /* After the fusions above (whose QuantizeLinear nodes they take). */
     for (size_t i = 0; i < nn; i++) {
         if (kiln_opt_live(o, g, i) && fu_is(o, g, (int)i, "", "QuantizeLinear")) KILN_TRY(fuse_quantize(o, g, i, changed));
