@@ -64,9 +64,9 @@
 #define MAX_SLICES 16
 
 /* The variants (p->chosen): direct, or oneDNN with one of three ways of splitting the work. */
-enum { V_DIRECT, V_ROWS, V_CHANNELS, V_PIXELS, V_COUNT };
+enum { V_DIRECT, V_ROWS, V_CHANNELS, V_PIXELS, V_WINO, V_COUNT };
 static const char *const variant_name[V_COUNT] = {"direct", "onednn-rows", "onednn-channels",
-                                                  "onednn-pixels"};
+                                                  "onednn-pixels", "onednn-winograd"};
 
 struct nhwc_slice {
     int64_t o0, o1;     /* rows: output rows; pixels: output pixels of an image; channels: 0, OH */
@@ -76,6 +76,10 @@ struct nhwc_slice {
     dnnl_primitive_t prim;
     dnnl_memory_desc_t src_md, dst_md, w_md, b_md, sp_md; /* sp_md: its scratchpad */
     const void *w;      /* weights in w_md's format */
+    /* Winograd: the primitive takes src and dst blocked (bsrc_md, bdst_md: nChw16c) in this
+     * thread's staging buffer; rin reorders src_md (nhwc) into it, rout dst back. */
+    dnnl_primitive_t rin, rout;
+    dnnl_memory_desc_t bsrc_md, bdst_md, rin_sp, rout_sp;
 #endif
 };
 
@@ -86,7 +90,8 @@ struct nhwc_state {
     bool epi_in_prim; /* Z (a sum post-op) and the activation run inside the primitive */
     const float *wt;  /* direct: [g][kh][kw][c/g][m/g] */
     int64_t C, M;     /* 0 when unknown at prepare */
-    int split;        /* V_*; V_DIRECT: no primitives */
+    int split;        /* V_ROWS, V_CHANNELS, V_PIXELS; V_DIRECT: no primitives */
+    bool wino;        /* row slices on oneDNN's Winograd convolution (split V_ROWS) */
     int n_slices;
     bool batch;       /* sl[n_slices] is the whole convolution, for N > 1 split by image */
     double share;     /* the largest slice's share of the work */
@@ -236,8 +241,11 @@ static void direct_rows(void *ctx, size_t r0, size_t r1, int worker)
 static void nhwc_free(void *arg)
 {
     struct nhwc_state *s = arg;
-    for (int i = 0; i < s->n_slices + s->batch; i++)
+    for (int i = 0; i < s->n_slices + s->batch; i++) {
         if (s->sl[i].prim) dnnl_primitive_destroy(s->sl[i].prim);
+        if (s->sl[i].rin) dnnl_primitive_destroy(s->sl[i].rin);
+        if (s->sl[i].rout) dnnl_primitive_destroy(s->sl[i].rout);
+    }
 }
 
 /* The activation as oneDNN eltwise post-ops; false if it has no such form. */
@@ -268,10 +276,39 @@ struct slice_geom {
     int64_t sh, sw, dh, dw, pad_l[2], pad_r[2];
 };
 
+/* A reorder from -> to with kiln's scratchpad attribute (*sp its scratchpad); false on failure. */
+static bool make_reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to, dnnl_primitive_t *r,
+                         dnnl_memory_desc_t *sp)
+{
+    dnnl_engine_t eng = kiln_dnnl_engine();
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    bool ok = kiln_dnnl_attr_create(&attr) &&
+              dnnl_reorder_primitive_desc_create(&pd, from, eng, to, eng, attr) == dnnl_success;
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (!ok) return false;
+    const dnnl_memory_desc_t *q = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    memset(sp, 0, sizeof *sp);
+    if (q) *sp = *q;
+    ok = dnnl_primitive_create(r, pd) == dnnl_success;
+    dnnl_primitive_desc_destroy(pd);
+    return ok;
+}
+
+/* Bytes of the Winograd slice's blocked src, rounded to 64 (its dst follows it in the
+ * staging buffer). */
+static size_t wino_src_bytes(const struct nhwc_slice *sl)
+{
+    return (dnnl_memory_desc_get_size(&sl->bsrc_md) + 63) / 64 * 64;
+}
+
 /* The slice's primitive, with Z as a sum post-op and the activation as eltwise post-ops when
- * epi (the primitive then adds what dst holds before it runs), and its weights packed. */
+ * epi (the primitive then adds what dst holds before it runs), and its weights packed. wino:
+ * oneDNN's Winograd algorithm on blocked src and dst, with the reorders from and to nhwc
+ * (never with Z: the activation would have to follow the sum). */
 static bool make_prim(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_slice *sl, int idx,
-                      const struct slice_geom *g, const float *w, const float *b, bool z, bool epi)
+                      const struct slice_geom *g, const float *w, const float *b, bool z, bool epi,
+                      bool wino)
 {
     dnnl_engine_t eng = kiln_dnnl_engine();
     int64_t G = s->group, C = s->C, Ms = sl->m1 - sl->m0, Cg = C / G;
@@ -279,18 +316,21 @@ static bool make_prim(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_sl
     dnnl_dims_t wd = {G, Ms / G, Cg, s->k[0], s->k[1]}, bd = {Ms};
     dnnl_dims_t str = {s->s[0], s->s[1]}, dil = {s->d[0] - 1, s->d[1] - 1};
     dnnl_dims_t pad_l = {g->pad_l[0], g->pad_l[1]}, pad_r = {g->pad_r[0], g->pad_r[1]};
-    dnnl_memory_desc_t wany;
+    dnnl_memory_desc_t wany, sany, dany;
     if (dnnl_memory_desc_init_by_tag(&sl->src_md, 4, sd, dnnl_f32, dnnl_nhwc) ||
         dnnl_memory_desc_init_by_tag(&sl->dst_md, 4, dd, dnnl_f32, dnnl_nhwc) ||
+        dnnl_memory_desc_init_by_tag(&sany, 4, sd, dnnl_f32, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_tag(&dany, 4, dd, dnnl_f32, dnnl_format_tag_any) ||
         dnnl_memory_desc_init_by_tag(&wany, G > 1 ? 5 : 4, G > 1 ? wd : wd + 1, dnnl_f32,
                                      dnnl_format_tag_any))
         return false;
     memset(&sl->b_md, 0, sizeof sl->b_md);
     if (b && dnnl_memory_desc_init_by_tag(&sl->b_md, 1, bd, dnnl_f32, dnnl_x)) return false;
     dnnl_convolution_desc_t cd;
-    if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
-                                                   &sl->src_md, &wany, b ? &sl->b_md : NULL,
-                                                   &sl->dst_md, str, dil, pad_l, pad_r))
+    if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
+                                                   wino ? dnnl_convolution_winograd : dnnl_convolution_direct,
+                                                   wino ? &sany : &sl->src_md, &wany, b ? &sl->b_md : NULL,
+                                                   wino ? &dany : &sl->dst_md, str, dil, pad_l, pad_r))
         return false;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
@@ -308,6 +348,14 @@ static bool make_prim(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_sl
     ok = wq != NULL;
     if (ok) sl->w_md = *wq;
     if (sp) sl->sp_md = *sp; /* else zeros: no scratchpad */
+    if (ok && wino) {
+        const dnnl_memory_desc_t *qs = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+        const dnnl_memory_desc_t *qd = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+        ok = qs && qd;
+        if (ok) sl->bsrc_md = *qs, sl->bdst_md = *qd;
+        ok = ok && make_reorder(&sl->src_md, &sl->bsrc_md, &sl->rin, &sl->rin_sp) &&
+             make_reorder(&sl->bdst_md, &sl->dst_md, &sl->rout, &sl->rout_sp);
+    }
     ok = ok && dnnl_primitive_create(&sl->prim, pd) == dnnl_success;
     dnnl_primitive_desc_destroy(pd);
     if (!ok) return false;
@@ -322,7 +370,7 @@ static bool make_prim(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_sl
                                      G > 1 ? dnnl_goihw : dnnl_oihw))
         return false;
     const float *ws = w + sl->m0 * Cg * s->k[0] * s->k[1]; /* G == 1 when m0 > 0 */
-    uint32_t key = 0x63760000u + (uint32_t)idx + (epi ? 0 : 0x100u); /* a retry packs anew */
+    uint32_t key = 0x63760000u + (uint32_t)idx + (epi ? 0 : 0x100u) + (wino ? 0x200u : 0); /* a retry packs anew */
     if (kiln_dnnl_pack_weights(p, key, &plain, ws, &sl->w_md, &sl->w) != KILN_OK)
         return false;
     return sl->w != NULL;
@@ -349,7 +397,7 @@ static bool make_slice(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_s
         g.pad_l[0] = lo - first;
         g.pad_r[0] = last - hi;
     }
-    return make_prim(p, s, sl, idx, &g, w, b ? b + sl->m0 : NULL, z, epi);
+    return make_prim(p, s, sl, idx, &g, w, b ? b + sl->m0 : NULL, z, epi, s->wino);
 }
 
 /* Estimated time of the slowest slice when the work splits `how` over t threads (units:
@@ -393,37 +441,13 @@ static int forced_split(void)
     return V_DIRECT;
 }
 
-/* Sets up the oneDNN variant; false (and s->split V_DIRECT) when it does not apply or fails. */
-static bool prepare_onednn(struct kiln_kprep *p, struct nhwc_state *s, const float *w, const float *b,
-                           bool z)
+/* The t slices of split `how` (per: the channels of a slice for V_CHANNELS) and, when t > 1,
+ * the whole convolution for N > 1; false (nothing left made) when oneDNN declines. The
+ * epilogue goes in the primitives when oneDNN takes it, else kiln's activation loop. */
+static bool build_slices(struct kiln_kprep *p, struct nhwc_state *s, int how, int64_t t, int64_t per,
+                         const float *w, const float *b, bool z, const int64_t pad[4])
 {
-    if (kiln_isa_active() < KILN_ISA_AVX2 || !kiln_dnnl_engine()) return false;
-    int64_t pad[4];
-    nhwc_dim(s, 0, s->H, s->k[0], &s->OH, &pad[0], &pad[2]);
-    nhwc_dim(s, 1, s->W, s->k[1], &s->OW, &pad[1], &pad[3]);
-    if (s->OH < 1 || s->OW < 1) return false;
-    /* Threads: one slice each, at least ~1 MFLOP per slice (grouped and depthwise: 0.4 MFLOP;
-     * they run at about a third of the dense kernels' FLOP rate, so that is as much time:
-     * MobileNetV2's 14x14x384 and 7x7x960 depthwise layers split, measured 1.7-2x at 2). */
-    double flops = 2.0 * (double)(s->OH * s->OW * s->M) * (double)(s->C / s->group * s->k[0] * s->k[1]);
-    int64_t t = p->threads < 1 ? 1 : p->threads;
-    if (t > MAX_SLICES) t = MAX_SLICES;
-    while (t > 1 && flops / (double)t < (s->group > 1 ? 4e5 : 1e6)) t--;
-    bool ok[V_COUNT] = {false, true, s->group == 1, s->k[0] == 1 && s->k[1] == 1 && s->s[0] == 1 &&
-                                                        s->s[1] == 1 && !pad[0] && !pad[1] && !pad[2] && !pad[3]};
-    int64_t used[V_COUNT] = {0}, pers[V_COUNT] = {0};
-    double cost[V_COUNT];
-    int how = V_ROWS;
-    for (int v = V_ROWS; v < V_COUNT; v++) {
-        cost[v] = ok[v] ? split_cost(s, v, t, z, &used[v], &pers[v]) : 0;
-        if (ok[v] && cost[v] < cost[how]) how = v;
-    }
-    int want = p->variant > V_DIRECT && p->variant < V_COUNT ? p->variant : forced_split();
-    if (want != V_DIRECT && ok[want]) how = want;
     s->split = how;
-    t = used[how];
-    int64_t per = pers[how];
-    /* The epilogue in the primitive when oneDNN takes it, else kiln's activation loop. */
     for (int epi = 1; epi >= 0; epi--) {
         s->epi_in_prim = epi;
         int64_t units = how == V_PIXELS ? s->OH * s->OW : s->OH;
@@ -454,6 +478,67 @@ static bool prepare_onednn(struct kiln_kprep *p, struct nhwc_state *s, const flo
         s->n_slices = 0;
         s->batch = false;
     }
+    return false;
+}
+
+/* Whether oneDNN's Winograd convolution (F(2x2, 3x3) or F(4x4, 3x3) on AVX-512) can take the
+ * convolution: 3x3, stride 1, no dilation, one group, no Z. */
+static bool wino_applies(const struct nhwc_state *s, bool z)
+{
+    return kiln_isa_active() >= KILN_ISA_AVX512 && s->k[0] == 3 && s->k[1] == 3 && s->s[0] == 1 &&
+           s->s[1] == 1 && s->d[0] == 1 && s->d[1] == 1 && s->group == 1 && !z;
+}
+
+/* Whether Winograd is faster than the direct kernels for row slices of t threads: a rule
+ * from measurements on an Intel Xeon (Sapphire Rapids), one slice on one thread, the reorders
+ * to and from nChw16c included (docs/benchmarks.md, "Issue 7, third step"): 1.3-1.7x for
+ * ResNet's 64 and 128 channels at 56x56 and 28x28, 1.15x for 256 at 14x14 or 7x14 rows,
+ * 0.9-1.1x at 7x7 and below, 0.95x where a slice's input passes 1 MiB (DenseNet's 128 -> 32
+ * at 56x56: the reorders leave L2). KILN_CONV_NHWC_WINO=0 turns it off (measurements), =1
+ * takes Winograd wherever it applies. */
+static bool wino_pays(const struct nhwc_state *s, int64_t t)
+{
+    const char *e = getenv("KILN_CONV_NHWC_WINO");
+    if (e && (e[0] == '0' || e[0] == '1')) return e[0] == '1';
+    int64_t rows = s->OH / (t < 1 ? 1 : t);
+    return rows >= 7 && s->OW >= 8 && s->C >= 32 && s->M >= 32 && (rows + 2) * s->W * s->C * 4 <= (1 << 20);
+}
+
+/* Sets up the oneDNN variant; false (and s->split V_DIRECT) when it does not apply or fails. */
+static bool prepare_onednn(struct kiln_kprep *p, struct nhwc_state *s, const float *w, const float *b,
+                           bool z)
+{
+    if (kiln_isa_active() < KILN_ISA_AVX2 || !kiln_dnnl_engine()) return false;
+    int64_t pad[4];
+    nhwc_dim(s, 0, s->H, s->k[0], &s->OH, &pad[0], &pad[2]);
+    nhwc_dim(s, 1, s->W, s->k[1], &s->OW, &pad[1], &pad[3]);
+    if (s->OH < 1 || s->OW < 1) return false;
+    /* Threads: one slice each, at least ~1 MFLOP per slice (grouped and depthwise: 0.4 MFLOP;
+     * they run at about a third of the dense kernels' FLOP rate, so that is as much time:
+     * MobileNetV2's 14x14x384 and 7x7x960 depthwise layers split, measured 1.7-2x at 2). */
+    double flops = 2.0 * (double)(s->OH * s->OW * s->M) * (double)(s->C / s->group * s->k[0] * s->k[1]);
+    int64_t t = p->threads < 1 ? 1 : p->threads;
+    if (t > MAX_SLICES) t = MAX_SLICES;
+    while (t > 1 && flops / (double)t < (s->group > 1 ? 4e5 : 1e6)) t--;
+    bool ok[V_COUNT] = {false, true, s->group == 1, s->k[0] == 1 && s->k[1] == 1 && s->s[0] == 1 &&
+                                                        s->s[1] == 1 && !pad[0] && !pad[1] && !pad[2] && !pad[3]};
+    int64_t used[V_COUNT] = {0}, pers[V_COUNT] = {0};
+    double cost[V_COUNT];
+    int how = V_ROWS;
+    for (int v = V_ROWS; v < V_COUNT; v++) {
+        cost[v] = ok[v] ? split_cost(s, v, t, z, &used[v], &pers[v]) : 0;
+        if (ok[v] && cost[v] < cost[how]) how = v;
+    }
+    int want = p->variant > V_DIRECT && p->variant < V_COUNT ? p->variant : forced_split();
+    if (want != V_DIRECT && ok[want]) how = want;
+    /* Winograd: row slices, when it applies and (unforced) pays; should oneDNN decline it,
+     * the split chosen above. */
+    if (wino_applies(s, z) && (want == V_WINO || (want == V_DIRECT && wino_pays(s, used[V_ROWS])))) {
+        s->wino = true;
+        if (build_slices(p, s, V_ROWS, used[V_ROWS], 0, w, b, z, pad)) return true;
+        s->wino = false;
+    }
+    if (build_slices(p, s, how, used[how], pers[how], w, b, z, pad)) return true;
     s->split = V_DIRECT;
     return false;
 }
@@ -465,6 +550,28 @@ struct onednn_job {
     int64_t N;
     bool failed[MAX_SLICES];
 };
+
+/* A Winograd slice of one image: x (nhwc) reordered into this thread's staging buffer as
+ * nChw16c, the primitive, its blocked output reordered into dst (nhwc). */
+static bool wino_image(const struct onednn_job *j, const struct nhwc_slice *sl, const float *x, float *dst)
+{
+    size_t sb = wino_src_bytes(sl);
+    char *buf = kiln_dnnl_thread_buffer(sb + dnnl_memory_desc_get_size(&sl->bdst_md));
+    if (!buf) return false;
+    struct kiln_dnnl_arg in[3] = {{DNNL_ARG_FROM, &sl->src_md, x},
+                                  {DNNL_ARG_TO, &sl->bsrc_md, buf},
+                                  {DNNL_ARG_SCRATCHPAD, &sl->rin_sp, NULL}};
+    struct kiln_dnnl_arg conv[5] = {{DNNL_ARG_SRC, &sl->bsrc_md, buf},
+                                    {DNNL_ARG_WEIGHTS, &sl->w_md, sl->w},
+                                    {DNNL_ARG_DST, &sl->bdst_md, buf + sb},
+                                    {DNNL_ARG_SCRATCHPAD, &sl->sp_md, NULL},
+                                    {DNNL_ARG_BIAS, &sl->b_md, j->b ? j->b + sl->m0 : NULL}};
+    struct kiln_dnnl_arg out[3] = {{DNNL_ARG_FROM, &sl->bdst_md, buf + sb},
+                                   {DNNL_ARG_TO, &sl->dst_md, dst},
+                                   {DNNL_ARG_SCRATCHPAD, &sl->rout_sp, NULL}};
+    return kiln_dnnl_execute(sl->rin, 3, in) && kiln_dnnl_execute(sl->prim, j->b ? 5 : 4, conv) &&
+           kiln_dnnl_execute(sl->rout, 3, out);
+}
 
 /* Slice sl (split `how`) of image n: the primitive, and the epilogue when it is not in the
  * primitive. */
@@ -491,12 +598,16 @@ static bool slice_image(const struct onednn_job *j, const struct nhwc_slice *sl,
         count = (size_t)((how == V_PIXELS ? sl->o1 - sl->o0 : (sl->o1 - sl->o0) * s->OW) * M);
         if (z && s->epi_in_prim && z != dst) memcpy(dst, z, count * sizeof *dst);
     }
-    struct kiln_dnnl_arg args[5] = {{DNNL_ARG_SRC, &sl->src_md, x},
-                                    {DNNL_ARG_WEIGHTS, &sl->w_md, sl->w},
-                                    {DNNL_ARG_DST, &sl->dst_md, dst},
-                                    {DNNL_ARG_SCRATCHPAD, &sl->sp_md, NULL},
-                                    {DNNL_ARG_BIAS, &sl->b_md, j->b ? j->b + sl->m0 : NULL}};
-    if (!kiln_dnnl_execute(sl->prim, j->b ? 5 : 4, args)) return false;
+    if (s->wino) {
+        if (!wino_image(j, sl, x, dst)) return false;
+    } else {
+        struct kiln_dnnl_arg args[5] = {{DNNL_ARG_SRC, &sl->src_md, x},
+                                        {DNNL_ARG_WEIGHTS, &sl->w_md, sl->w},
+                                        {DNNL_ARG_DST, &sl->dst_md, dst},
+                                        {DNNL_ARG_SCRATCHPAD, &sl->sp_md, NULL},
+                                        {DNNL_ARG_BIAS, &sl->b_md, j->b ? j->b + sl->m0 : NULL}};
+        if (!kiln_dnnl_execute(sl->prim, j->b ? 5 : 4, args)) return false;
+    }
     bool epi = !s->epi_in_prim && (z || s->act.kind != KILN_ACT_NONE);
     if (how != V_CHANNELS) {
         if (epi) kiln_act_apply_f32(&s->act, dst, z, dst, count);
@@ -563,8 +674,8 @@ static kiln_status nhwc_prepare(struct kiln_kprep *p)
         bool z = p->kc.n_in > 3 && p->kc.node->inputs[3][0];
         if (prepare_onednn(p, s, w->data, b ? b->data : NULL, z)) {
             KILN_TRY(kiln_kprep_on_free(p, nhwc_free, s));
-            p->kernel = variant_name[s->split];
-            p->chosen = s->split;
+            p->chosen = s->wino ? V_WINO : s->split;
+            p->kernel = variant_name[p->chosen];
             return KILN_OK;
         }
     }
