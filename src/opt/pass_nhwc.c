@@ -20,8 +20,9 @@
  *        initializers, computed in double, rounded to float once), with the activation that
  *        is the BN's only reader (Relu, Clip, ...: fu_activation) when it is in the region;
  *      Concat on axis 1 (-3), up to MAX_IN inputs -> axis 3;
- *      GlobalAveragePool / GlobalMaxPool -> ReduceMean / ReduceMax over axes [1, 2],
- *        keepdims 1 (axes as an attribute below opset 18, a constant input from 18);
+ *      GlobalAveragePool / GlobalMaxPool -> kiln.AveragePoolNhwc / kiln.MaxPoolNhwc with
+ *        kernel_shape [H, W] when H and W are known, else ReduceMean / ReduceMax over axes
+ *        [1, 2], keepdims 1 (axes as an attribute below opset 18, a constant input from 18);
  *      2-D MaxPool (Indices unread) / AveragePool, any attributes -> kiln.MaxPoolNhwc /
  *        kiln.AveragePoolNhwc, the attributes copied;
  *      kiln.ChannelShuffle on axis 1 (-3) (pass_fuse_channel_shuffle.c makes it from
@@ -507,13 +508,24 @@ static kiln_status rewrite_bn(struct nhwc *s, size_t i, const char *out)
     return fu_set_act(s->o, nn, &a);
 }
 
-/* GlobalAveragePool / GlobalMaxPool -> ReduceMean / ReduceMax over H and W, keepdims. */
+/* GlobalAveragePool / GlobalMaxPool -> kiln.AveragePoolNhwc / MaxPoolNhwc of one H x W
+ * window when H and W are known (its kernel splits the channels over the threads, and sums
+ * in float32 in one pass: EfficientNet-B0's 17 squeeze-excitation pools, 0.7 ms a run at 1
+ * thread as ReduceMean); else ReduceMean / ReduceMax over H and W, keepdims. */
 static kiln_status rewrite_gpool(struct nhwc *s, size_t i, const char *out)
 {
     static const int64_t AXES[2] = {1, 2};
     const struct kiln_node *n = &s->g->nodes[i];
-    const char *op = !strcmp(n->op_type, "GlobalAveragePool") ? "ReduceMean" : "ReduceMax";
+    bool avg = !strcmp(n->op_type, "GlobalAveragePool");
+    const char *op = avg ? "ReduceMean" : "ReduceMax";
     const char *ins[2];
+    int64_t d[4];
+    struct kiln_node *nn;
+    if (image4(s->g, n->inputs[0], d) && d[2] > 0 && d[3] > 0) {
+        int64_t ks[2] = {d[2], d[3]};
+        KILN_TRY(replace_node(s, i, avg ? "AveragePoolNhwc" : "MaxPoolNhwc", "kiln", out, &nn));
+        return kiln_opt_set_attr_ints(s->o, nn, "kernel_shape", ks, 2);
+    }
     KILN_TRY(act_name(s, i, 0, &ins[0]));
     bool axes_input = fu_opset(s->o) >= 18;
     if (axes_input && !s->axes12) {
@@ -521,7 +533,6 @@ static kiln_status rewrite_gpool(struct nhwc *s, size_t i, const char *out)
         KILN_TRY(kiln_opt_add_init(s->o, s->g, "nhwc_axes_hw", &t, &s->axes12));
     }
     ins[1] = s->axes12;
-    struct kiln_node *nn;
     KILN_TRY(kiln_opt_add_node(s->o, s->g, op, "", n->name && n->name[0] ? n->name : NULL,
                                axes_input ? 2 : 1, ins, 1, &out, &nn));
     if (!axes_input) KILN_TRY(kiln_opt_set_attr_ints(s->o, nn, "axes", AXES, 2));

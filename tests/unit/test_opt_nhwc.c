@@ -7,7 +7,8 @@
  *     (shared by its readers), one Transpose(0,3,1,2) per leaving value writing the original
  *     name, constants re-laid ([C] for per-channel ones, permuted 4-D otherwise), inference
  *     BatchNormalization (+ the activation after it) as kiln.ScaleBias by [C] constants,
- *     Concat on axis 3, GlobalAveragePool as ReduceMean over [1, 2] (axes attribute before
+ *     Concat on axis 3, GlobalAveragePool as kiln.AveragePoolNhwc of one H x W window (H and
+ *     W known) or ReduceMean over [1, 2] (axes attribute before
  *     opset 18, an input from 18), MaxPool / AveragePool as kiln.MaxPoolNhwc /
  *     AveragePoolNhwc, the channel shuffle (fused to kiln.ChannelShuffle) on axis 3,
  *     Concat -> shuffle -> half Slices as kiln.ShuffleSplit, Slice on channels with axes [3]
@@ -403,7 +404,7 @@ static void test_symbolic_and_outputs(void)
  * of [N,C,1,1] with the image), 1x1 Conv, then GlobalAveragePool + Flatten (outside). */
 static const char *SE_FMT =
     "opset %d\n"
-    "input x f32 2,16,10,9\n"
+    "input x f32 2,16,%s\n"
     "init w1 f32 32,16,3,3 rand\ninit b1 f32 32 rand\n"
     "node Conv x,w1,b1 -> c1 pads=ints:1,1,1,1\n"
     "node Relu c1 -> r1\n"
@@ -421,19 +422,29 @@ static const char *SE_FMT =
     "node Flatten gp -> y\n"
     "output y\n";
 
-static void test_se(int opset)
+/* sym: H and W symbolic, so the global pools become ReduceMean / ReduceMax; known, they
+ * become kiln.AveragePoolNhwc / MaxPoolNhwc with one 10 x 9 window. */
+static void test_se(int opset, bool sym)
 {
     char text[2048], what[64];
-    snprintf(text, sizeof text, SE_FMT, opset);
-    snprintf(what, sizeof what, "SE block (opset %d)", opset);
+    snprintf(text, sizeof text, SE_FMT, opset, sym ? "h,w" : "10,9");
+    snprintf(what, sizeof what, "SE block (opset %d, %s H and W)", opset, sym ? "symbolic" : "known");
     kiln_model *m = optimized(text, 3, true, what);
     if (!m) return;
     CHECK(count_op(m, "kiln.ConvNhwc") == 4, "%s: %zu ConvNhwc", what, count_op(m, "kiln.ConvNhwc"));
     CHECK(count_op(m, "GlobalAveragePool") == 0 && count_op(m, "GlobalMaxPool") == 0 &&
-              count_op(m, "ReduceMean") == 1 && count_op(m, "ReduceMax") == 1,
+              count_op(m, "ReduceMean") == sym && count_op(m, "ReduceMax") == sym &&
+              count_op(m, "kiln.AveragePoolNhwc") == !sym && count_op(m, "kiln.MaxPoolNhwc") == !sym,
           "%s: global pools not rewritten", what);
     CHECK(count_op(m, "Transpose") == 2, "%s: %zu Transposes, expected 2 (x in, gp out)", what,
           count_op(m, "Transpose"));
+    for (int k = 0; k < 2 && !sym; k++) {
+        const struct kiln_node *gp = nth_op(m, k ? "kiln.MaxPoolNhwc" : "kiln.AveragePoolNhwc", 0);
+        const struct kiln_attr *ks = gp ? kiln_node_attr(gp, "kernel_shape") : NULL;
+        CHECK(ks && ks->type == KILN_ATTR_INTS && ks->n == 2 && ks->ints[0] == 10 && ks->ints[1] == 9,
+              "%s: the global pool needs kernel_shape [10, 9]", what);
+        if (gp) check_shape(m, gp->outputs[0], "2,1,1,32", what);
+    }
     const struct kiln_node *rm = nth_op(m, "ReduceMean", 0);
     if (rm) {
         CHECK(attr_int(rm, "keepdims", 0) == 1, "%s: ReduceMean keepdims", what);
@@ -454,7 +465,7 @@ static void test_se(int opset)
     const struct kiln_node *mul = nth_op(m, "Mul", 0);
     if (mul) {
         check_shape(m, mul->inputs[1], "2,1,1,32", what);
-        check_shape(m, mul->outputs[0], "2,10,9,32", what);
+        if (!sym) check_shape(m, mul->outputs[0], "2,10,9,32", what);
     }
     const struct kiln_node *tg = producer(m, "gp");
     CHECK(tg && is_op(tg, "Transpose") && has_perm(tg, 0, 3, 1, 2), "%s: gp not from a Transpose", what);
@@ -838,7 +849,7 @@ static void test_left_alone(void)
 static void test_nomem(void)
 {
     char text[2048];
-    snprintf(text, sizeof text, SE_FMT, 18);
+    snprintf(text, sizeof text, SE_FMT, 18, "10,9");
     struct buf b;
     rng_seed(8);
     parse_model(text, &b);
@@ -875,8 +886,10 @@ int main(void)
     rng_seed(20261);
     test_resnet();
     test_symbolic_and_outputs();
-    test_se(13);
-    test_se(18);
+    test_se(13, false);
+    test_se(18, false);
+    test_se(13, true);
+    test_se(18, true);
     test_dense();
     test_shuffle(false);
     test_shuffle(true);
