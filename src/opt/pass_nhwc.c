@@ -39,7 +39,8 @@
  * 3. A region is converted when it has a convolution and its convolutions' multiply-adds
  *    are at least NHWC_RATIO times the elements converted at its boundary (unknown dims
  *    count as 1 on both sides). A transpose costs a few ns per element; the NHWC kernels
- *    save a fraction of the conv's time, a few hundredths of a ns per MAC.
+ *    save a fraction of the conv's time, a few hundredths of a ns per MAC (grouped and
+ *    depthwise MACs count GROUPED_MAC_WEIGHT times: they save several times more).
  * 4. Rewrite: each entering value gets one Transpose(perm [0, 2, 3, 1]), shared by all its
  *    readers in regions; region nodes are replaced by their NHWC forms writing new values
  *    ("<name>_nhwc"); each value leaving a region is made by Transpose(perm [0, 3, 1, 2])
@@ -62,6 +63,11 @@
 
 /* Convolution MACs per converted element a region needs to be converted. */
 #define NHWC_RATIO 20.0
+/* A grouped or depthwise multiply-add counts this many times: kiln's NCHW depthwise kernel
+ * (conv.c) runs ConvNeXt-T's 7x7 depthwise layers at 56x56x96 in 4.4x the time of ConvNhwc
+ * (oneDNN's depthwise JIT): 0.15 ns saved per MAC, against a few hundredths for a dense
+ * convolution. */
+#define GROUPED_MAC_WEIGHT 4.0
 #define MAX_IN 64 /* DenseNet concatenates up to 25 feature maps; more stays NCHW */
 
 enum role { R_NONE = 0, R_CONV, R_EW, R_BN, R_CONCAT, R_GPOOL, R_POOL, R_SLICE, R_SHUFFLE };
@@ -145,6 +151,7 @@ static void classify_conv(const struct kiln_opt *o, const struct kiln_graph *g,
     }
     ni->in_kind[0] = IN_ACT;
     ni->macs = numel4(y) * (double)w->dims[1] * (double)w->dims[2] * (double)w->dims[3];
+    if (group > 1) ni->macs *= GROUPED_MAC_WEIGHT;
     ni->role = R_CONV;
 }
 

@@ -813,6 +813,11 @@ static void test_left_alone(void)
     unchanged("opset 13\ninput x f32 1,4,16,16\ninit w f32 4,4,3,3 rand\n"
               "node Conv x,w -> c pads=ints:1,1,1,1\nnode Relu c -> y\noutput y\n",
               "narrow conv");
+    /* Depthwise 3x3 on 8 channels: 9 MAC per output element, counted 4 times (grouped
+     * MACs: GROUPED_MAC_WEIGHT), against 2 converted elements: ratio 18 < 20. */
+    unchanged("opset 13\ninput x f32 1,8,10,10\ninit w f32 8,1,3,3 rand\n"
+              "node Conv x,w -> y pads=ints:1,1,1,1 group=int:8\noutput y\n",
+              "narrow depthwise conv");
     /* No conv: element-wise ops and a global pool only. */
     unchanged("opset 13\ninput x f32 1,16,16,16\ninput z f32 1,16,16,16\n"
               "node Relu x -> r\nnode Add r,z -> a\nnode GlobalAveragePool a -> y\noutput y\n",
@@ -842,6 +847,21 @@ static void test_left_alone(void)
         check_model(text, 7, m, "two regions");
         kiln_model_free(m);
     }
+}
+
+/* Depthwise 5x5 on 8 channels: 25 MAC per output element against 2 converted elements,
+ * ratio 12.5 as dense MACs (which would stay NCHW), 50 with grouped MACs counted 4 times
+ * (ConvNeXt's 7x7 depthwise layers: kiln's NCHW depthwise kernel is the slow one). */
+static void test_depthwise_weight(void)
+{
+    const char *text = "opset 13\ninput x f32 1,8,10,10\ninit w f32 8,1,5,5 rand\n"
+                       "node Conv x,w -> y pads=ints:2,2,2,2 group=int:8\noutput y\n";
+    kiln_model *m = optimized(text, 5, true, "depthwise 5x5");
+    if (!m) return;
+    CHECK(count_op(m, "kiln.ConvNhwc") == 1 && count_op(m, "Conv") == 0,
+          "depthwise 5x5: should convert (%zu ConvNhwc)", count_op(m, "kiln.ConvNhwc"));
+    check_model(text, 5, m, "depthwise 5x5");
+    kiln_model_free(m);
 }
 
 /* Every allocation of the optimizer run fails in turn (the SE block: every kind of rewrite
@@ -898,6 +918,7 @@ int main(void)
     test_shuffle_split();
     test_mobile();
     test_left_alone();
+    test_depthwise_weight();
     test_nomem();
     return test_summary("test_opt_nhwc");
 }
