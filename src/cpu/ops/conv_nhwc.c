@@ -494,14 +494,18 @@ static bool wino_applies(const struct nhwc_state *s, bool z)
  * to and from nChw16c included (docs/benchmarks.md, "Issue 7, third step"): 1.3-1.7x for
  * ResNet's 64 and 128 channels at 56x56 and 28x28, 1.15x for 256 at 14x14 or 7x14 rows,
  * 0.9-1.1x at 7x7 and below, 0.95x where a slice's input passes 1 MiB (DenseNet's 128 -> 32
- * at 56x56: the reorders leave L2). KILN_CONV_NHWC_WINO=0 turns it off (measurements), =1
- * takes Winograd wherever it applies. */
+ * at 56x56: the reorders leave L2). Several slices have unequal top and bottom padding, for
+ * which oneDNN takes its F(4x4, 3x3) kernel (jit_wino_4x3) instead of F(2x2, 3x3): measured
+ * in ResNet-50 at 2 threads, 14-row slices 1.25x faster than the direct rows, 7-row slices
+ * (14x14 images) 1.6x slower, so several slices need 14 rows. KILN_CONV_NHWC_WINO=0 turns
+ * it off (measurements), =1 takes Winograd wherever it applies. */
 static bool wino_pays(const struct nhwc_state *s, int64_t t)
 {
     const char *e = getenv("KILN_CONV_NHWC_WINO");
     if (e && (e[0] == '0' || e[0] == '1')) return e[0] == '1';
     int64_t rows = s->OH / (t < 1 ? 1 : t);
-    return rows >= 7 && s->OW >= 8 && s->C >= 32 && s->M >= 32 && (rows + 2) * s->W * s->C * 4 <= (1 << 20);
+    return rows >= (t > 1 ? 14 : 7) && s->OW >= 8 && s->C >= 32 && s->M >= 32 &&
+           (rows + 2) * s->W * s->C * 4 <= (1 << 20);
 }
 
 /* Sets up the oneDNN variant; false (and s->split V_DIRECT) when it does not apply or fails. */
