@@ -46,6 +46,13 @@
  *               Results are deterministic for a given engine (its split is fixed at prepare);
  *               engines built for different thread counts may split differently, which can
  *               change the summation order inside oneDNN's kernels and so the last bits.
+ *   "onednn-winograd"  the row split on oneDNN's Winograd convolution (AVX-512: F(2x2, 3x3),
+ *               or F(4x4, 3x3) for the unequal padding of several slices), for 3x3 stride-1
+ *               undilated group-1 convolutions without Z where wino_pays' measured rule says
+ *               it is faster. It takes nChw16c only: each slice reorders its input rows into
+ *               the thread's staging buffer, runs, and reorders its blocked output into Y
+ *               (the activation still a post-op). Not exact like a direct sum: its
+ *               transforms round (tests/unit/test_conv_nhwc.c states the tolerance).
  *   "direct"    the reference: a direct loop with the weights re-laid [g][kh][kw][c][m] so
  *               the inner loop runs over contiguous output channels. Used for symbolic
  *               shapes, KILN_CPU_ISA=portable and builds without oneDNN.
@@ -63,7 +70,8 @@
 
 #define MAX_SLICES 16
 
-/* The variants (p->chosen): direct, or oneDNN with one of three ways of splitting the work. */
+/* The variants (p->chosen): direct, oneDNN with one of three ways of splitting the work, or
+ * oneDNN's Winograd on row slices. */
 enum { V_DIRECT, V_ROWS, V_CHANNELS, V_PIXELS, V_WINO, V_COUNT };
 static const char *const variant_name[V_COUNT] = {"direct", "onednn-rows", "onednn-channels",
                                                   "onednn-pixels", "onednn-winograd"};
