@@ -24,11 +24,9 @@ struct kiln_pool_nhwc_col {
 
 /* One output row. */
 struct kiln_pool_nhwc_row {
-    const float *x;     /* the image: [H, W, ldx], channels [0, C) of each pixel read */
-    float *y;           /* the output row: [OW, ldy], channels [0, C) of each column written */
+    const float *x;     /* the image: [H, W, C] */
+    float *y;           /* the output row: [OW, C] */
     int64_t C, W, OW;
-    int64_t ldx, ldy;   /* floats from one pixel (column) to the next: C, or more for a slice
-                         * of the channels */
     int64_t sx, dx, pbx; /* column stride, dilation, begin pad */
     int64_t dy;          /* row dilation */
     int64_t iy0;         /* input row of kernel row 0 (oy * sy - pby) */

@@ -40,9 +40,9 @@ static float max_fixup(const struct kiln_pool_nhwc_row *r, const struct kiln_poo
     int64_t x0 = ox * r->sx - r->pbx;
     bool any = false;
     for (int64_t ky = r->ky0; ky < r->ky1; ky++) {
-        const float *xr = r->x + (r->iy0 + ky * r->dy) * r->W * r->ldx;
+        const float *xr = r->x + (r->iy0 + ky * r->dy) * r->W * r->C;
         for (int64_t kx = col->kx0; kx < col->kx1; kx++) {
-            if (!isnan(xr[(x0 + kx * r->dx) * r->ldx + c])) return -INFINITY;
+            if (!isnan(xr[(x0 + kx * r->dx) * r->C + c])) return -INFINITY;
             any = true;
         }
     }
@@ -51,16 +51,16 @@ static float max_fixup(const struct kiln_pool_nhwc_row *r, const struct kiln_poo
 
 void KILN_ISA_FN(kiln_pool_nhwc_row_isa)(const struct kiln_pool_nhwc_row *r)
 {
-    const int64_t C = r->C, ldx = r->ldx, WC = r->W * ldx;
+    const int64_t C = r->C, WC = r->W * r->C;
     for (int64_t ox = 0; ox < r->OW; ox++) {
         const struct kiln_pool_nhwc_col *col = &r->cols[ox];
-        float *yo = r->y + ox * r->ldy;
+        float *yo = r->y + ox * C;
         int64_t x0 = ox * r->sx - r->pbx;
         row_init(yo, C, r->is_max ? -INFINITY : 0.0f);
         for (int64_t ky = r->ky0; ky < r->ky1; ky++) {
             const float *xr = r->x + (r->iy0 + ky * r->dy) * WC;
             for (int64_t kx = col->kx0; kx < col->kx1; kx++) {
-                const float *xs = xr + (x0 + kx * r->dx) * ldx;
+                const float *xs = xr + (x0 + kx * r->dx) * C;
                 if (r->is_max)
                     row_max(yo, xs, C);
                 else

@@ -14,11 +14,7 @@
  *
  * Run: output rows (N * OH) are split over the session's threads; each row is one call of
  * the per-ISA row kernel (src/cpu/isa/pool_nhwc.c), vectorized over the C contiguous
- * channels. With fewer rows than threads (a global pool: the NHWC pass rewrites
- * GlobalAveragePool / GlobalMaxPool of known H and W to a pool of one H x W window, one row
- * per image) the channels are split too, in blocks of 16, so that every thread gets work
- * (each channel's taps still in the same order: the results do not depend on the split).
- * The per-column taps are computed once per run in scratch.
+ * channels. The per-column taps are computed once per run in scratch.
  */
 #include <string.h>
 
@@ -50,7 +46,6 @@ struct pnhwc_job {
     const float *x;
     float *y;
     int64_t C;
-    int64_t cb, nb; /* channels of a block, blocks per row (1: no channel split) */
 };
 
 static void pnhwc_rows(void *ctx, size_t r0, size_t r1, int worker)
@@ -60,17 +55,15 @@ static void pnhwc_rows(void *ctx, size_t r0, size_t r1, int worker)
     const struct pool_geom *g = j->g;
     int64_t H = g->in[0], W = g->in[1], OH = g->out[0], OW = g->out[1], C = j->C;
     struct kiln_pool_nhwc_row r = {
-        .C = C, .W = W, .OW = OW, .ldx = C, .ldy = C, .sx = g->s[1], .dx = g->d[1], .pbx = g->pb[1],
-        .dy = g->d[0], .cols = j->cols, .is_max = j->st->is_max, .include_pad = j->st->include_pad,
+        .C = C, .W = W, .OW = OW, .sx = g->s[1], .dx = g->d[1], .pbx = g->pb[1], .dy = g->d[0],
+        .cols = j->cols, .is_max = j->st->is_max, .include_pad = j->st->include_pad,
     };
-    for (size_t u = r0; u < r1; u++) { /* unit u: block u % nb of row u / nb */
-        int64_t row = (int64_t)u / j->nb, c0 = (int64_t)u % j->nb * j->cb;
-        int64_t n = row / OH, oy = row % OH;
+    for (size_t row = r0; row < r1; row++) {
+        int64_t n = (int64_t)row / OH, oy = (int64_t)row % OH;
         kiln_pool_taps(g, 0, oy, &r.ky0, &r.ky1, &r.cy);
         r.iy0 = oy * g->s[0] - g->pb[0];
-        r.C = C - c0 < j->cb ? C - c0 : j->cb;
-        r.x = j->x + n * H * W * C + c0;
-        r.y = j->y + row * OW * C + c0;
+        r.x = j->x + n * H * W * C;
+        r.y = j->y + (size_t)row * (size_t)(OW * C);
         KILN_ISA_DISPATCH(kiln_pool_nhwc_row_isa, (&r));
     }
 }
@@ -100,19 +93,10 @@ static kiln_status pnhwc_run(struct kiln_kctx *k)
     KILN_TRY(kiln_scratch(k, (size_t)g.out[1] * sizeof *cols, (void **)&cols));
     for (int64_t ox = 0; ox < g.out[1]; ox++)
         kiln_pool_taps(&g, 1, ox, &cols[ox].kx0, &cols[ox].kx1, &cols[ox].cnt);
-    int64_t C = x->dims[3], T = kiln_pool_threads(k->pool);
-    struct pnhwc_job job = {&g, st, cols, x->data, y->data, C, C, 1};
-    /* Fewer rows than threads, each with at least 64k taps: blocks of channels too. */
-    size_t row_taps = g.os / (size_t)g.out[0] * g.ks * (size_t)C;
-    if ((int64_t)rows < T && C >= 32 && row_taps >= 65536) {
-        int64_t per = (T + (int64_t)rows - 1) / (int64_t)rows; /* blocks wanted per row */
-        job.cb = ((C + per - 1) / per + 15) / 16 * 16;
-        job.nb = (C + job.cb - 1) / job.cb;
-        kiln_pool_for(k->pool, rows * (size_t)job.nb, 1, pnhwc_rows, &job);
-        return KILN_OK;
-    }
+    struct pnhwc_job job = {&g, st, cols, x->data, y->data, x->dims[3]};
     /* About 64k window taps per chunk: enough to pay for handing it to a thread. */
-    kiln_pool_for(k->pool, rows, kiln_pool_grain(row_taps, 65536), pnhwc_rows, &job);
+    size_t grain = kiln_pool_grain(g.os / (size_t)g.out[0] * g.ks * (size_t)x->dims[3], 65536);
+    kiln_pool_for(k->pool, rows, grain, pnhwc_rows, &job);
     return KILN_OK;
 }
 
