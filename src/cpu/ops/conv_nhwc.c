@@ -48,7 +48,7 @@
  *               change the summation order inside oneDNN's kernels and so the last bits.
  *   "onednn-winograd"  the row split on oneDNN's Winograd convolution (AVX-512: F(2x2, 3x3),
  *               or F(4x4, 3x3) for the unequal padding of several slices), for 3x3 stride-1
- *               undilated group-1 convolutions without Z where wino_pays' measured rule says
+ *               undilated group-1 convolutions without Z where wino_slices' measured rule says
  *               it is faster. It takes nChw16c only: each slice reorders its input rows into
  *               the thread's staging buffer, runs, and reorders its blocked output into Y
  *               (the activation still a post-op). Not exact like a direct sum: its
@@ -449,11 +449,12 @@ static int forced_split(void)
     return V_DIRECT;
 }
 
-/* The t slices of split `how` (per: the channels of a slice for V_CHANNELS) and, when t > 1,
- * the whole convolution for N > 1; false (nothing left made) when oneDNN declines. The
- * epilogue goes in the primitives when oneDNN takes it, else kiln's activation loop. */
+/* The t slices of split `how` (per: the channels of a slice for V_CHANNELS) and, when batch
+ * (several threads), the whole convolution for N > 1; false (nothing left made) when oneDNN
+ * declines. The epilogue goes in the primitives when oneDNN takes it, else kiln's
+ * activation loop. */
 static bool build_slices(struct kiln_kprep *p, struct nhwc_state *s, int how, int64_t t, int64_t per,
-                         const float *w, const float *b, bool z, const int64_t pad[4])
+                         bool batch, const float *w, const float *b, bool z, const int64_t pad[4])
 {
     s->split = how;
     for (int epi = 1; epi >= 0; epi--) {
@@ -472,7 +473,7 @@ static bool build_slices(struct kiln_kprep *p, struct nhwc_state *s, int how, in
         }
         /* Several slices: also the whole convolution, which N > 1 images split over the
          * threads use when that balances better (N is known at run only). */
-        if (fine && t > 1) {
+        if (fine && batch) {
             struct nhwc_slice *sl = &s->sl[t];
             memset(sl, 0, sizeof *sl);
             sl->o1 = s->OH, sl->m1 = s->M;
@@ -497,23 +498,39 @@ static bool wino_applies(const struct nhwc_state *s, bool z)
            s->s[1] == 1 && s->d[0] == 1 && s->d[1] == 1 && s->group == 1 && !z;
 }
 
-/* Whether Winograd is faster than the direct kernels for row slices of t threads: a rule
- * from measurements on an Intel Xeon (Sapphire Rapids), one slice on one thread, the reorders
- * to and from nChw16c included (docs/benchmarks.md, "Issue 7, third step"): 1.3-1.7x for
- * ResNet's 64 and 128 channels at 56x56 and 28x28, 1.15x for 256 at 14x14 or 7x14 rows,
- * 0.9-1.1x at 7x7 and below, 0.95x where a slice's input passes 1 MiB (DenseNet's 128 -> 32
- * at 56x56: the reorders leave L2). Several slices have unequal top and bottom padding, for
- * which oneDNN takes its F(4x4, 3x3) kernel (jit_wino_4x3) instead of F(2x2, 3x3): measured
- * in ResNet-50 at 2 threads, 14-row slices 1.25x faster than the direct rows, 7-row slices
- * (14x14 images) 1.6x slower, so several slices need 14 rows. KILN_CONV_NHWC_WINO=0 turns
- * it off (measurements), =1 takes Winograd wherever it applies. */
-static bool wino_pays(const struct nhwc_state *s, int64_t t)
+/* Bytes of input a slice of n row slices reads (its rows and the 2 rows around them). */
+static int64_t wino_slice_input(const struct nhwc_state *s, int64_t n)
 {
-    const char *e = getenv("KILN_CONV_NHWC_WINO");
-    if (e && (e[0] == '0' || e[0] == '1')) return e[0] == '1';
-    int64_t rows = s->OH / (t < 1 ? 1 : t);
-    return rows >= (t > 1 ? 14 : 7) && s->OW >= 8 && s->C >= 32 && s->M >= 32 &&
-           (rows + 2) * s->W * s->C * 4 <= (1 << 20);
+    return ((s->OH + n - 1) / n + 2) * s->W * s->C * 4;
+}
+
+/* How many row slices make Winograd faster than the direct kernels for t threads, 0 when
+ * none does: rules from measurements on an Intel Xeon (Sapphire Rapids), one slice on one
+ * thread, the reorders to and from nChw16c included (docs/benchmarks.md, "Issue 7, third
+ * step"). oneDNN takes its F(4x4, 3x3) kernel (jit_wino_4x3) for a slice whose top and
+ * bottom padding differ, as a row slice's do when there are several, and F(2x2, 3x3)
+ * (jit_fp32_wino_2x3) for a whole image:
+ *   - F(4x4, 3x3) on slices of 14 to 28 rows (one a thread, or 28-row ones of 56-row
+ *     images one after the other on one thread), where its weights (36 x C x M floats) are
+ *     small, C x M <= 128 x 128: 1.5-1.9x the direct kernel alone for ResNet's 64 and 128
+ *     channels at 56x56 and 28x28, 1.3-1.4x for DenseNet's 128 -> 32; in the models at 1
+ *     thread DenseNet's 56x56 layers gained ~10% but its 28x28 ones, as two 14-row slices,
+ *     lost ~12% (so one thread keeps F(2x2, 3x3) for them), at 2 threads those gained 1.45x.
+ *     For 256 x 256 (9.4 MB of weights) it was 1.6x slower in ResNet-50's stage 3 although
+ *     faster alone: the weights leave the caches.
+ *   - F(2x2, 3x3) on the whole image (one thread), at least 7 rows: 1.15x for 256 at 14x14,
+ *     1.3x for DenseNet's 128 -> 32 at 14x14, 0.9-1.1x at 7x7 and below.
+ * Both need at least 8 columns, 32 input and output channels and at most 1 MiB of input a
+ * slice (DenseNet's 128 -> 32 at 56x56 as one slice: 0.95x, the reorders leave L2). */
+static int64_t wino_slices(const struct nhwc_state *s, int64_t t)
+{
+    if (s->OW < 8 || s->C < 32 || s->M < 32) return 0;
+    if (s->C * s->M <= 128 * 128) {
+        int64_t n = (s->OH + 27) / 28;
+        if (n < t) n = t;
+        if (n >= 2 && n <= MAX_SLICES && s->OH / n >= 14 && wino_slice_input(s, n) <= (1 << 20)) return n;
+    }
+    return t == 1 && s->OH >= 7 && wino_slice_input(s, 1) <= (1 << 20) ? 1 : 0;
 }
 
 /* Sets up the oneDNN variant; false (and s->split V_DIRECT) when it does not apply or fails. */
@@ -543,14 +560,23 @@ static bool prepare_onednn(struct kiln_kprep *p, struct nhwc_state *s, const flo
     }
     int want = p->variant > V_DIRECT && p->variant < V_COUNT ? p->variant : forced_split();
     if (want != V_DIRECT && ok[want]) how = want;
-    /* Winograd: row slices, when it applies and (unforced) pays; should oneDNN decline it,
-     * the split chosen above. */
-    if (wino_applies(s, z) && (want == V_WINO || (want == V_DIRECT && wino_pays(s, used[V_ROWS])))) {
-        s->wino = true;
-        if (build_slices(p, s, V_ROWS, used[V_ROWS], 0, w, b, z, pad)) return true;
-        s->wino = false;
+    /* Winograd: row slices, when it applies and pays (wino_slices), or wherever it applies
+     * when forced (a loaded engine built with it, KILN_CONV_NHWC_SPLIT=winograd or
+     * KILN_CONV_NHWC_WINO=1: the rule's slices, else one per thread); KILN_CONV_NHWC_WINO=0
+     * turns the rule off (measurements). Should oneDNN decline it, the split chosen above. */
+    if (wino_applies(s, z)) {
+        const char *e = getenv("KILN_CONV_NHWC_WINO");
+        bool on = want == V_WINO || (want == V_DIRECT && e && e[0] == '1');
+        bool rule = want == V_DIRECT && !(e && e[0] == '0');
+        int64_t n = wino_slices(s, used[V_ROWS]);
+        if (!n && on) n = used[V_ROWS];
+        if (n && (on || rule)) {
+            s->wino = true;
+            if (build_slices(p, s, V_ROWS, n, 0, used[V_ROWS] > 1, w, b, z, pad)) return true;
+            s->wino = false;
+        }
     }
-    if (build_slices(p, s, how, used[how], pers[how], w, b, z, pad)) return true;
+    if (build_slices(p, s, how, used[how], pers[how], used[how] > 1, w, b, z, pad)) return true;
     s->split = V_DIRECT;
     return false;
 }
