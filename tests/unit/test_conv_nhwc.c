@@ -19,6 +19,12 @@
  * indexing, padding and slicing mistakes, never rounding (the transcendental activations add
  * a few ulp of oneDNN's or kiln's exp, erf and tanh, far below it).
  * ctest also runs this test with KILN_CPU_ISA=portable, where every case takes "direct".
+ *
+ * Winograd (KILN_CONV_NHWC_SPLIT=winograd forces it where it applies: 3x3, stride 1, no
+ * dilation, one group, no Z, AVX-512; unforced, the rule of conv_nhwc.c may take it) is not
+ * exact: its transforms round. Cases that may run it are held to |got - want| <=
+ * WINO_TOL * (1 + S), S the sum of the magnitudes of the terms (|b| + sum |x w|), instead
+ * (measured worst here: 7.6e-7 * (1 + S)).
  */
 #include <math.h>
 #include <pthread.h>
@@ -33,6 +39,7 @@
 #include "test_text_model.h"
 
 #define TOL 1e-5
+#define WINO_TOL 2e-6
 
 /* The model text being built (support/test_text_model.h). */
 #define tf model_text_add
@@ -105,7 +112,7 @@ static void out_dim(const struct cfg *c, int i, int64_t *out, int64_t *pb)
 /* The splits of the oneDNN variant a case runs under (KILN_CONV_NHWC_SPLIT; NULL: the cost
  * estimate chooses). A split that does not apply (channels with groups, pixels unless 1x1,
  * stride 1, no padding) leaves the choice to the estimate. */
-static const char *const splits[] = {NULL, "rows", "channels", "pixels"};
+static const char *const splits[] = {NULL, "rows", "channels", "pixels", "winograd"};
 #define N_SPLITS (sizeof splits / sizeof splits[0])
 
 static void set_split(const char *split)
@@ -114,6 +121,30 @@ static void set_split(const char *split)
         setenv("KILN_CONV_NHWC_SPLIT", split, 1);
     else
         unsetenv("KILN_CONV_NHWC_SPLIT");
+}
+
+/* Whether the case may run on Winograd: forced by split or chosen by the rule. */
+static bool wino_possible(const struct cfg *c, const char *split)
+{
+    return c->kh == 3 && c->kw == 3 && c->sh == 1 && c->sw == 1 && c->dh == 1 && c->dw == 1 && c->G == 1 &&
+           !c->z && !c->symbolic && (!split || !strcmp(split, "winograd"));
+}
+
+/* Winograd's check: each got[i] within WINO_TOL * (1 + mag[i]) of want[i]. */
+static void wino_close(const kiln_value *got, const double *want, const double *mag, size_t n, const char *what)
+{
+    const float *g = got->t.data;
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs(g[i] - want[i]) / (1 + mag[i]);
+        if (e > worst) worst = e;
+        if (!(e <= WINO_TOL)) {
+            CHECK(false, "%s: element %zu is %.7g, want %.7g (terms' magnitude %g)", what, i, g[i], want[i],
+                  mag[i]);
+            return;
+        }
+    }
+    if (getenv("KILN_TEST_VERBOSE")) fprintf(stderr, "%s: worst |got - want| / (1 + S) %.3g\n", what, worst);
 }
 
 static void run_case(const struct cfg *c, int threads, const char *split, const char *what)
@@ -127,8 +158,8 @@ static void run_case(const struct cfg *c, int threads, const char *split, const 
     size_t ny = (size_t)(c->N * OH * OW * c->M);
     double *x = malloc((nx + 1) * sizeof *x), *w = malloc((nw + 1) * sizeof *w);
     double *b = malloc((size_t)(c->M + 1) * sizeof *b), *z = malloc((ny + 1) * sizeof *z);
-    double *want = malloc((ny + 1) * sizeof *want);
-    if (!x || !w || !b || !z || !want) exit(1);
+    double *want = malloc((ny + 1) * sizeof *want), *mag = malloc((ny + 1) * sizeof *mag);
+    if (!x || !w || !b || !z || !want || !mag) exit(1);
     for (size_t i = 0; i < nx; i++) x[i] = grid();
     for (size_t i = 0; i < nw; i++) w[i] = grid();
     for (int64_t i = 0; i < c->M; i++) b[i] = c->bias ? grid() : 0;
@@ -138,17 +169,20 @@ static void run_case(const struct cfg *c, int threads, const char *split, const 
             for (int64_t ow = 0; ow < OW; ow++)
                 for (int64_t m = 0; m < c->M; m++) {
                     int64_t g = m / Mg;
-                    double acc = b[m];
+                    double acc = b[m], sum = fabs(b[m]);
                     for (int64_t ci = 0; ci < Cg; ci++)
                         for (int64_t ky = 0; ky < c->kh; ky++)
                             for (int64_t kx = 0; kx < c->kw; kx++) {
                                 int64_t ih = oh * c->sh - pt + ky * c->dh, iw = ow * c->sw - pl + kx * c->dw;
                                 if (ih < 0 || ih >= c->H || iw < 0 || iw >= c->W) continue;
-                                acc += x[((n * c->H + ih) * c->W + iw) * c->C + g * Cg + ci] *
-                                       w[((m * Cg + ci) * c->kh + ky) * c->kw + kx];
+                                double t = x[((n * c->H + ih) * c->W + iw) * c->C + g * Cg + ci] *
+                                           w[((m * Cg + ci) * c->kh + ky) * c->kw + kx];
+                                acc += t;
+                                sum += fabs(t);
                             }
                     size_t o = (size_t)(((n * OH + oh) * OW + ow) * c->M + m);
                     want[o] = act_apply(c->act, acc + z[o]);
+                    mag[o] = sum + fabs(z[o]);
                 }
 
     model_text_reset();
@@ -195,13 +229,16 @@ static void run_case(const struct cfg *c, int threads, const char *split, const 
     if (out) {
         int64_t yd[4] = {c->N, OH, OW, c->M};
         CHECK(same_shape(&out->t, 4, yd), "%s: output shape", what);
-        close_to(out, want, ny, TOL, what);
+        if (wino_possible(c, split) && kiln_tensor_numel(&out->t) == ny)
+            wino_close(out, want, mag, ny, what);
+        else
+            close_to(out, want, ny, TOL, what);
     }
     kiln_value_free(out);
     kiln_value_free(in[0]);
     kiln_value_free(in[1]);
     free(xf);
-    free(x), free(w), free(b), free(z), free(want);
+    free(x), free(w), free(b), free(z), free(want), free(mag);
 }
 
 static void random_cases(int count)
@@ -266,6 +303,13 @@ static void model_shapes(void)
         /* N > 1: whole images per thread where that balances better than the slices */
         {2, 7, 7, 64, 64, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, false, true, false, ACT_RELU},
         {4, 6, 6, 64, 72, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_SIGMOID},
+        /* Winograd by the rule: ResNet's 3x3 layers (smaller), odd sizes, asymmetric pads */
+        {1, 16, 16, 64, 64, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_RELU},
+        {1, 17, 15, 40, 36, 1, 3, 3, 1, 1, 1, 1, 1, 0, 1, 2, 0, false, false, false, ACT_NONE},
+        {2, 15, 9, 33, 48, 1, 3, 3, 1, 1, 1, 1, 0, 1, 2, 1, 0, true, false, false, ACT_GELU},
+        /* Winograd's F(4x4, 3x3) on 14- and 28-row slices (two 28-row ones even on one thread) */
+        {1, 28, 20, 32, 48, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_RELU},
+        {1, 56, 9, 32, 40, 1, 3, 3, 1, 1, 1, 1, 1, 0, 1, 2, 0, false, false, false, ACT_NONE},
     };
     char what[96];
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
@@ -298,8 +342,12 @@ static void check_variant(int sym, size_t sp, int one)
 #endif
         bool onednn = !sym && dnnl && strcmp(kiln_cpu_isa(), "portable");
         char want[64];
-        /* pixels only for the 1x1 convolution; otherwise the estimate's choice */
-        bool forced = splits[sp] && (strcmp(splits[sp], "pixels") || one);
+        /* pixels only for the 1x1 convolution, winograd only for the 3x3 at AVX-512;
+         * otherwise the estimate's choice */
+        bool avx512 = !strcmp(kiln_cpu_isa(), "avx512");
+        bool forced = splits[sp] && (!strcmp(splits[sp], "pixels") ? one
+                                     : !strcmp(splits[sp], "winograd") ? !one && avx512
+                                                                        : true);
         snprintf(want, sizeof want, "%s%s", onednn ? "onednn-" : "direct",
                  onednn ? (forced ? splits[sp] : "") : "");
         CHECK(variant && (forced || !onednn ? !strcmp(variant, want) : !strncmp(variant, want, 7)),
@@ -378,8 +426,9 @@ static void contexts_on_threads(void)
     kiln_context *c = NULL;
     kiln_value *want = NULL, *x = NULL;
     kiln_err err = {0};
-    for (int split = 0; split < 3; split++) { /* auto, channels, pixels where they apply */
-        set_split(split == 0 ? NULL : split == 1 ? "channels" : "pixels");
+    for (int split = 0; split < 4; split++) { /* auto, channels, pixels, winograd where they apply */
+        static const char *const forced[] = {NULL, "channels", "pixels", "winograd"};
+        set_split(forced[split]);
         kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &err);
         if (!st) st = kiln_builder_create(&b, &err);
         if (!st) st = kiln_builder_set_threads(b, 2, &err);
@@ -422,13 +471,15 @@ static void contexts_on_threads(void)
 
 /* An engine saved and loaded again (its packed weights mapped read-only from the file) runs
  * the split it was built with and gives the same bytes: channel slices of 32, 32 and 8 output
- * channels (the last padded to oneDNN's block of 16 in the packed format) at 3 threads. */
-static void saved_engine(void)
+ * channels (the last padded to oneDNN's block of 16 in the packed format) at 3 threads, or
+ * Winograd row slices (weights in oneDNN's Winograd format; no Z). */
+static void saved_engine(const char *split)
 {
+    bool wino = !strcmp(split, "winograd");
     model_text_reset();
     tf("opset 17 kiln\ninput X f32 1,6,6,64\ninit W f32 72,64,3,3 rand\ninit B f32 72 rand\n"
-       "input Z f32 1,6,6,72\noutput Y\n"
-       "node kiln.ConvNhwc X,W,B,Z -> Y pads=ints:1,1,1,1 activation=string:Relu\n");
+       "%soutput Y\nnode kiln.ConvNhwc X,W,B%s -> Y pads=ints:1,1,1,1 activation=string:Relu\n",
+       wino ? "" : "input Z f32 1,6,6,72\n", wino ? "" : ",Z");
     struct buf mb = {0};
     parse_model(model_text(), &mb);
     kiln_model *m = NULL;
@@ -442,7 +493,7 @@ static void saved_engine(void)
     CHECK(fd >= 0, "mkstemp");
     if (fd < 0) return;
     close(fd);
-    set_split("channels");
+    set_split(split);
     kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &err);
     if (!st) st = kiln_builder_create(&b, &err);
     if (!st) st = kiln_builder_set_threads(b, 3, &err);
@@ -456,20 +507,24 @@ static void saved_engine(void)
     in[0] = rand_tensor(4, xd);
     in[1] = rand_tensor(4, zd);
     const char *names[2] = {"X", "Z"};
-    if (!st) st = kiln_context_run(c, NULL, 2, names, (const kiln_value *const *)in, 1, &y, &err);
-    if (!st) st = kiln_context_run(c2, NULL, 2, names, (const kiln_value *const *)in, 1, &y2, &err);
-    CHECK(st == KILN_OK, "saved engine: %s", err.msg);
+    size_t n_in = wino ? 1 : 2;
+    if (!st) st = kiln_context_run(c, NULL, n_in, names, (const kiln_value *const *)in, 1, &y, &err);
+    if (!st) st = kiln_context_run(c2, NULL, n_in, names, (const kiln_value *const *)in, 1, &y2, &err);
+    CHECK(st == KILN_OK, "saved engine, %s: %s", split, err.msg);
     if (!st) {
         const char *be, *kernel, *variant = NULL;
         kiln_engine_node_kernel(e2, 0, &be, &kernel, &variant);
         if (strcmp(kiln_cpu_isa(), "portable")) {
 #ifdef KILN_HAVE_DNNL
-            CHECK(variant && !strcmp(variant, "onednn-channels"), "saved engine: variant %s",
-                  variant ? variant : "(none)");
+            char want[32];
+            snprintf(want, sizeof want, "onednn-%s", split);
+            if (!wino || !strcmp(kiln_cpu_isa(), "avx512"))
+                CHECK(variant && !strcmp(variant, want), "saved engine: variant %s, expected %s",
+                      variant ? variant : "(none)", want);
 #endif
         }
         CHECK(!memcmp(y->t.data, y2->t.data, 6 * 6 * 72 * sizeof(float)),
-              "saved engine: the loaded engine's output differs");
+              "saved engine, %s: the loaded engine's output differs", split);
     }
     kiln_value_free(y), kiln_value_free(y2), kiln_value_free(in[0]), kiln_value_free(in[1]);
     kiln_context_free(c), kiln_context_free(c2);
@@ -485,7 +540,8 @@ int main(void)
     rng_seed(77);
     variants();
     contexts_on_threads();
-    saved_engine();
+    saved_engine("channels");
+    saved_engine("winograd");
     model_shapes();
     random_cases(60);
     return test_summary("test_conv_nhwc");

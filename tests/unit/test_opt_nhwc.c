@@ -7,7 +7,8 @@
  *     (shared by its readers), one Transpose(0,3,1,2) per leaving value writing the original
  *     name, constants re-laid ([C] for per-channel ones, permuted 4-D otherwise), inference
  *     BatchNormalization (+ the activation after it) as kiln.ScaleBias by [C] constants,
- *     Concat on axis 3, GlobalAveragePool as ReduceMean over [1, 2] (axes attribute before
+ *     Concat on axis 3, GlobalAveragePool as kiln.AveragePoolNhwc of one H x W window (H and
+ *     W known) or ReduceMean over [1, 2] (axes attribute before
  *     opset 18, an input from 18), MaxPool / AveragePool as kiln.MaxPoolNhwc /
  *     AveragePoolNhwc, the channel shuffle (fused to kiln.ChannelShuffle) on axis 3,
  *     Concat -> shuffle -> half Slices as kiln.ShuffleSplit, Slice on channels with axes [3]
@@ -403,7 +404,7 @@ static void test_symbolic_and_outputs(void)
  * of [N,C,1,1] with the image), 1x1 Conv, then GlobalAveragePool + Flatten (outside). */
 static const char *SE_FMT =
     "opset %d\n"
-    "input x f32 2,16,10,9\n"
+    "input x f32 2,16,%s\n"
     "init w1 f32 32,16,3,3 rand\ninit b1 f32 32 rand\n"
     "node Conv x,w1,b1 -> c1 pads=ints:1,1,1,1\n"
     "node Relu c1 -> r1\n"
@@ -421,19 +422,29 @@ static const char *SE_FMT =
     "node Flatten gp -> y\n"
     "output y\n";
 
-static void test_se(int opset)
+/* sym: H and W symbolic, so the global pools become ReduceMean / ReduceMax; known, they
+ * become kiln.AveragePoolNhwc / MaxPoolNhwc with one 10 x 9 window. */
+static void test_se(int opset, bool sym)
 {
     char text[2048], what[64];
-    snprintf(text, sizeof text, SE_FMT, opset);
-    snprintf(what, sizeof what, "SE block (opset %d)", opset);
+    snprintf(text, sizeof text, SE_FMT, opset, sym ? "h,w" : "10,9");
+    snprintf(what, sizeof what, "SE block (opset %d, %s H and W)", opset, sym ? "symbolic" : "known");
     kiln_model *m = optimized(text, 3, true, what);
     if (!m) return;
     CHECK(count_op(m, "kiln.ConvNhwc") == 4, "%s: %zu ConvNhwc", what, count_op(m, "kiln.ConvNhwc"));
     CHECK(count_op(m, "GlobalAveragePool") == 0 && count_op(m, "GlobalMaxPool") == 0 &&
-              count_op(m, "ReduceMean") == 1 && count_op(m, "ReduceMax") == 1,
+              count_op(m, "ReduceMean") == sym && count_op(m, "ReduceMax") == sym &&
+              count_op(m, "kiln.AveragePoolNhwc") == !sym && count_op(m, "kiln.MaxPoolNhwc") == !sym,
           "%s: global pools not rewritten", what);
     CHECK(count_op(m, "Transpose") == 2, "%s: %zu Transposes, expected 2 (x in, gp out)", what,
           count_op(m, "Transpose"));
+    for (int k = 0; k < 2 && !sym; k++) {
+        const struct kiln_node *gp = nth_op(m, k ? "kiln.MaxPoolNhwc" : "kiln.AveragePoolNhwc", 0);
+        const struct kiln_attr *ks = gp ? kiln_node_attr(gp, "kernel_shape") : NULL;
+        CHECK(ks && ks->type == KILN_ATTR_INTS && ks->n == 2 && ks->ints[0] == 10 && ks->ints[1] == 9,
+              "%s: the global pool needs kernel_shape [10, 9]", what);
+        if (gp) check_shape(m, gp->outputs[0], "2,1,1,32", what);
+    }
     const struct kiln_node *rm = nth_op(m, "ReduceMean", 0);
     if (rm) {
         CHECK(attr_int(rm, "keepdims", 0) == 1, "%s: ReduceMean keepdims", what);
@@ -454,7 +465,7 @@ static void test_se(int opset)
     const struct kiln_node *mul = nth_op(m, "Mul", 0);
     if (mul) {
         check_shape(m, mul->inputs[1], "2,1,1,32", what);
-        check_shape(m, mul->outputs[0], "2,10,9,32", what);
+        if (!sym) check_shape(m, mul->outputs[0], "2,10,9,32", what);
     }
     const struct kiln_node *tg = producer(m, "gp");
     CHECK(tg && is_op(tg, "Transpose") && has_perm(tg, 0, 3, 1, 2), "%s: gp not from a Transpose", what);
@@ -802,6 +813,11 @@ static void test_left_alone(void)
     unchanged("opset 13\ninput x f32 1,4,16,16\ninit w f32 4,4,3,3 rand\n"
               "node Conv x,w -> c pads=ints:1,1,1,1\nnode Relu c -> y\noutput y\n",
               "narrow conv");
+    /* Depthwise 3x3 on 8 channels: 9 MAC per output element, counted 4 times (grouped
+     * MACs: GROUPED_MAC_WEIGHT), against 2 converted elements: ratio 18 < 20. */
+    unchanged("opset 13\ninput x f32 1,8,10,10\ninit w f32 8,1,3,3 rand\n"
+              "node Conv x,w -> y pads=ints:1,1,1,1 group=int:8\noutput y\n",
+              "narrow depthwise conv");
     /* No conv: element-wise ops and a global pool only. */
     unchanged("opset 13\ninput x f32 1,16,16,16\ninput z f32 1,16,16,16\n"
               "node Relu x -> r\nnode Add r,z -> a\nnode GlobalAveragePool a -> y\noutput y\n",
@@ -833,12 +849,27 @@ static void test_left_alone(void)
     }
 }
 
+/* Depthwise 5x5 on 8 channels: 25 MAC per output element against 2 converted elements,
+ * ratio 12.5 as dense MACs (which would stay NCHW), 50 with grouped MACs counted 4 times
+ * (ConvNeXt's 7x7 depthwise layers: kiln's NCHW depthwise kernel is the slow one). */
+static void test_depthwise_weight(void)
+{
+    const char *text = "opset 13\ninput x f32 1,8,10,10\ninit w f32 8,1,5,5 rand\n"
+                       "node Conv x,w -> y pads=ints:2,2,2,2 group=int:8\noutput y\n";
+    kiln_model *m = optimized(text, 5, true, "depthwise 5x5");
+    if (!m) return;
+    CHECK(count_op(m, "kiln.ConvNhwc") == 1 && count_op(m, "Conv") == 0,
+          "depthwise 5x5: should convert (%zu ConvNhwc)", count_op(m, "kiln.ConvNhwc"));
+    check_model(text, 5, m, "depthwise 5x5");
+    kiln_model_free(m);
+}
+
 /* Every allocation of the optimizer run fails in turn (the SE block: every kind of rewrite
  * but BN): KILN_E_NOMEM with the model as it was, or success with the regions converted. */
 static void test_nomem(void)
 {
     char text[2048];
-    snprintf(text, sizeof text, SE_FMT, 18);
+    snprintf(text, sizeof text, SE_FMT, 18, "10,9");
     struct buf b;
     rng_seed(8);
     parse_model(text, &b);
@@ -875,8 +906,10 @@ int main(void)
     rng_seed(20261);
     test_resnet();
     test_symbolic_and_outputs();
-    test_se(13);
-    test_se(18);
+    test_se(13, false);
+    test_se(18, false);
+    test_se(13, true);
+    test_se(18, true);
     test_dense();
     test_shuffle(false);
     test_shuffle(true);
@@ -885,6 +918,7 @@ int main(void)
     test_shuffle_split();
     test_mobile();
     test_left_alone();
+    test_depthwise_weight();
     test_nomem();
     return test_summary("test_opt_nhwc");
 }

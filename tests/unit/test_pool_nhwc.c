@@ -8,7 +8,8 @@
  *   - kiln.MaxPoolNhwc / AveragePoolNhwc against MaxPool / AveragePool (opset 19) on random,
  *     odd and tiny shapes (1x1 images, one channel, channel counts that are no multiple of a
  *     vector), kernels 1..4, strides 1..3, dilations 1..2, asymmetric pads, every auto_pad,
- *     ceil_mode, count_include_pad. MaxPool inputs hold NaN and -inf (sometimes whole
+ *     ceil_mode, count_include_pad, global windows. MaxPool inputs hold NaN and -inf
+ *     (sometimes whole
  *     windows of NaN). MaxPool must match bit for bit; AveragePool within
  *     1e-6 * (1 + |want|) (both sum float32 in the same order, so it matches exactly today;
  *     the tolerance allows for the NCHW kernel's generic double walk);
@@ -209,6 +210,13 @@ static void fixed_pools(void)
         /* SAME_LOWER with dilations, a large odd channel count. */
         {true, 1, 67, 9, 10, {3, 2}, {2, 1}, {2, 2}, {0, 0, 0, 0}, 2, 0, 0, 5},
         {false, 1, 67, 9, 10, {3, 2}, {2, 1}, {2, 2}, {0, 0, 0, 0}, 1, 0, 1, 0},
+        /* Global pools (the NHWC pass's GlobalAveragePool / GlobalMaxPool): one window of
+         * the whole image, fewer images than threads, C not a multiple of a vector. */
+        {false, 1, 100, 28, 28, {28, 28}, {1, 1}, {1, 1}, {0, 0, 0, 0}, 0, 0, 0, 0},
+        {true, 1, 100, 28, 28, {28, 28}, {1, 1}, {1, 1}, {0, 0, 0, 0}, 0, 0, 0, 3},
+        {false, 2, 48, 40, 40, {40, 40}, {1, 1}, {1, 1}, {0, 0, 0, 0}, 0, 0, 0, 0},
+        {false, 1, 33, 50, 50, {50, 50}, {1, 1}, {1, 1}, {0, 0, 0, 0}, 0, 0, 0, 0},
+        {true, 1, 33, 50, 50, {50, 50}, {1, 1}, {1, 1}, {0, 0, 0, 0}, 0, 0, 0, 100},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char what[300];

@@ -46,6 +46,13 @@
  *               Results are deterministic for a given engine (its split is fixed at prepare);
  *               engines built for different thread counts may split differently, which can
  *               change the summation order inside oneDNN's kernels and so the last bits.
+ *   "onednn-winograd"  the row split on oneDNN's Winograd convolution (AVX-512: F(2x2, 3x3),
+ *               or F(4x4, 3x3) for the unequal padding of several slices), for 3x3 stride-1
+ *               undilated group-1 convolutions without Z where wino_slices' measured rule says
+ *               it is faster. It takes nChw16c only: each slice reorders its input rows into
+ *               the thread's staging buffer, runs, and reorders its blocked output into Y
+ *               (the activation still a post-op). Not exact like a direct sum: its
+ *               transforms round (tests/unit/test_conv_nhwc.c states the tolerance).
  *   "direct"    the reference: a direct loop with the weights re-laid [g][kh][kw][c][m] so
  *               the inner loop runs over contiguous output channels. Used for symbolic
  *               shapes, KILN_CPU_ISA=portable and builds without oneDNN.
@@ -63,10 +70,11 @@
 
 #define MAX_SLICES 16
 
-/* The variants (p->chosen): direct, or oneDNN with one of three ways of splitting the work. */
-enum { V_DIRECT, V_ROWS, V_CHANNELS, V_PIXELS, V_COUNT };
+/* The variants (p->chosen): direct, oneDNN with one of three ways of splitting the work, or
+ * oneDNN's Winograd on row slices. */
+enum { V_DIRECT, V_ROWS, V_CHANNELS, V_PIXELS, V_WINO, V_COUNT };
 static const char *const variant_name[V_COUNT] = {"direct", "onednn-rows", "onednn-channels",
-                                                  "onednn-pixels"};
+                                                  "onednn-pixels", "onednn-winograd"};
 
 struct nhwc_slice {
     int64_t o0, o1;     /* rows: output rows; pixels: output pixels of an image; channels: 0, OH */
@@ -76,6 +84,10 @@ struct nhwc_slice {
     dnnl_primitive_t prim;
     dnnl_memory_desc_t src_md, dst_md, w_md, b_md, sp_md; /* sp_md: its scratchpad */
     const void *w;      /* weights in w_md's format */
+    /* Winograd: the primitive takes src and dst blocked (bsrc_md, bdst_md: nChw16c) in this
+     * thread's staging buffer; rin reorders src_md (nhwc) into it, rout dst back. */
+    dnnl_primitive_t rin, rout;
+    dnnl_memory_desc_t bsrc_md, bdst_md, rin_sp, rout_sp;
 #endif
 };
 
@@ -86,7 +98,8 @@ struct nhwc_state {
     bool epi_in_prim; /* Z (a sum post-op) and the activation run inside the primitive */
     const float *wt;  /* direct: [g][kh][kw][c/g][m/g] */
     int64_t C, M;     /* 0 when unknown at prepare */
-    int split;        /* V_*; V_DIRECT: no primitives */
+    int split;        /* V_ROWS, V_CHANNELS, V_PIXELS; V_DIRECT: no primitives */
+    bool wino;        /* row slices on oneDNN's Winograd convolution (split V_ROWS) */
     int n_slices;
     bool batch;       /* sl[n_slices] is the whole convolution, for N > 1 split by image */
     double share;     /* the largest slice's share of the work */
@@ -236,8 +249,11 @@ static void direct_rows(void *ctx, size_t r0, size_t r1, int worker)
 static void nhwc_free(void *arg)
 {
     struct nhwc_state *s = arg;
-    for (int i = 0; i < s->n_slices + s->batch; i++)
+    for (int i = 0; i < s->n_slices + s->batch; i++) {
         if (s->sl[i].prim) dnnl_primitive_destroy(s->sl[i].prim);
+        if (s->sl[i].rin) dnnl_primitive_destroy(s->sl[i].rin);
+        if (s->sl[i].rout) dnnl_primitive_destroy(s->sl[i].rout);
+    }
 }
 
 /* The activation as oneDNN eltwise post-ops; false if it has no such form. */
@@ -268,10 +284,39 @@ struct slice_geom {
     int64_t sh, sw, dh, dw, pad_l[2], pad_r[2];
 };
 
+/* A reorder from -> to with kiln's scratchpad attribute (*sp its scratchpad); false on failure. */
+static bool make_reorder(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to, dnnl_primitive_t *r,
+                         dnnl_memory_desc_t *sp)
+{
+    dnnl_engine_t eng = kiln_dnnl_engine();
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    bool ok = kiln_dnnl_attr_create(&attr) &&
+              dnnl_reorder_primitive_desc_create(&pd, from, eng, to, eng, attr) == dnnl_success;
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (!ok) return false;
+    const dnnl_memory_desc_t *q = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    memset(sp, 0, sizeof *sp);
+    if (q) *sp = *q;
+    ok = dnnl_primitive_create(r, pd) == dnnl_success;
+    dnnl_primitive_desc_destroy(pd);
+    return ok;
+}
+
+/* Bytes of the Winograd slice's blocked src, rounded to 64 (its dst follows it in the
+ * staging buffer). */
+static size_t wino_src_bytes(const struct nhwc_slice *sl)
+{
+    return (dnnl_memory_desc_get_size(&sl->bsrc_md) + 63) / 64 * 64;
+}
+
 /* The slice's primitive, with Z as a sum post-op and the activation as eltwise post-ops when
- * epi (the primitive then adds what dst holds before it runs), and its weights packed. */
+ * epi (the primitive then adds what dst holds before it runs), and its weights packed. wino:
+ * oneDNN's Winograd algorithm on blocked src and dst, with the reorders from and to nhwc
+ * (never with Z: the activation would have to follow the sum). */
 static bool make_prim(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_slice *sl, int idx,
-                      const struct slice_geom *g, const float *w, const float *b, bool z, bool epi)
+                      const struct slice_geom *g, const float *w, const float *b, bool z, bool epi,
+                      bool wino)
 {
     dnnl_engine_t eng = kiln_dnnl_engine();
     int64_t G = s->group, C = s->C, Ms = sl->m1 - sl->m0, Cg = C / G;
@@ -279,18 +324,21 @@ static bool make_prim(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_sl
     dnnl_dims_t wd = {G, Ms / G, Cg, s->k[0], s->k[1]}, bd = {Ms};
     dnnl_dims_t str = {s->s[0], s->s[1]}, dil = {s->d[0] - 1, s->d[1] - 1};
     dnnl_dims_t pad_l = {g->pad_l[0], g->pad_l[1]}, pad_r = {g->pad_r[0], g->pad_r[1]};
-    dnnl_memory_desc_t wany;
+    dnnl_memory_desc_t wany, sany, dany;
     if (dnnl_memory_desc_init_by_tag(&sl->src_md, 4, sd, dnnl_f32, dnnl_nhwc) ||
         dnnl_memory_desc_init_by_tag(&sl->dst_md, 4, dd, dnnl_f32, dnnl_nhwc) ||
+        dnnl_memory_desc_init_by_tag(&sany, 4, sd, dnnl_f32, dnnl_format_tag_any) ||
+        dnnl_memory_desc_init_by_tag(&dany, 4, dd, dnnl_f32, dnnl_format_tag_any) ||
         dnnl_memory_desc_init_by_tag(&wany, G > 1 ? 5 : 4, G > 1 ? wd : wd + 1, dnnl_f32,
                                      dnnl_format_tag_any))
         return false;
     memset(&sl->b_md, 0, sizeof sl->b_md);
     if (b && dnnl_memory_desc_init_by_tag(&sl->b_md, 1, bd, dnnl_f32, dnnl_x)) return false;
     dnnl_convolution_desc_t cd;
-    if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
-                                                   &sl->src_md, &wany, b ? &sl->b_md : NULL,
-                                                   &sl->dst_md, str, dil, pad_l, pad_r))
+    if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
+                                                   wino ? dnnl_convolution_winograd : dnnl_convolution_direct,
+                                                   wino ? &sany : &sl->src_md, &wany, b ? &sl->b_md : NULL,
+                                                   wino ? &dany : &sl->dst_md, str, dil, pad_l, pad_r))
         return false;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
@@ -308,6 +356,14 @@ static bool make_prim(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_sl
     ok = wq != NULL;
     if (ok) sl->w_md = *wq;
     if (sp) sl->sp_md = *sp; /* else zeros: no scratchpad */
+    if (ok && wino) {
+        const dnnl_memory_desc_t *qs = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+        const dnnl_memory_desc_t *qd = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+        ok = qs && qd;
+        if (ok) sl->bsrc_md = *qs, sl->bdst_md = *qd;
+        ok = ok && make_reorder(&sl->src_md, &sl->bsrc_md, &sl->rin, &sl->rin_sp) &&
+             make_reorder(&sl->bdst_md, &sl->dst_md, &sl->rout, &sl->rout_sp);
+    }
     ok = ok && dnnl_primitive_create(&sl->prim, pd) == dnnl_success;
     dnnl_primitive_desc_destroy(pd);
     if (!ok) return false;
@@ -322,7 +378,7 @@ static bool make_prim(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_sl
                                      G > 1 ? dnnl_goihw : dnnl_oihw))
         return false;
     const float *ws = w + sl->m0 * Cg * s->k[0] * s->k[1]; /* G == 1 when m0 > 0 */
-    uint32_t key = 0x63760000u + (uint32_t)idx + (epi ? 0 : 0x100u); /* a retry packs anew */
+    uint32_t key = 0x63760000u + (uint32_t)idx + (epi ? 0 : 0x100u) + (wino ? 0x200u : 0); /* a retry packs anew */
     if (kiln_dnnl_pack_weights(p, key, &plain, ws, &sl->w_md, &sl->w) != KILN_OK)
         return false;
     return sl->w != NULL;
@@ -349,7 +405,7 @@ static bool make_slice(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_s
         g.pad_l[0] = lo - first;
         g.pad_r[0] = last - hi;
     }
-    return make_prim(p, s, sl, idx, &g, w, b ? b + sl->m0 : NULL, z, epi);
+    return make_prim(p, s, sl, idx, &g, w, b ? b + sl->m0 : NULL, z, epi, s->wino);
 }
 
 /* Estimated time of the slowest slice when the work splits `how` over t threads (units:
@@ -393,6 +449,90 @@ static int forced_split(void)
     return V_DIRECT;
 }
 
+/* The t slices of split `how` (per: the channels of a slice for V_CHANNELS) and, when batch
+ * (several threads), the whole convolution for N > 1; false (nothing left made) when oneDNN
+ * declines. The epilogue goes in the primitives when oneDNN takes it, else kiln's
+ * activation loop. */
+static bool build_slices(struct kiln_kprep *p, struct nhwc_state *s, int how, int64_t t, int64_t per,
+                         bool batch, const float *w, const float *b, bool z, const int64_t pad[4])
+{
+    s->split = how;
+    for (int epi = 1; epi >= 0; epi--) {
+        s->epi_in_prim = epi;
+        int64_t units = how == V_PIXELS ? s->OH * s->OW : s->OH;
+        bool fine = true;
+        for (int64_t i = 0; i < t && fine; i++) {
+            struct nhwc_slice *sl = &s->sl[i];
+            memset(sl, 0, sizeof *sl);
+            sl->o0 = how == V_CHANNELS ? 0 : units * i / t;
+            sl->o1 = how == V_CHANNELS ? s->OH : units * (i + 1) / t;
+            sl->m0 = how == V_CHANNELS ? per * i : 0;
+            sl->m1 = how == V_CHANNELS ? (per * (i + 1) < s->M ? per * (i + 1) : s->M) : s->M;
+            s->n_slices = (int)i + 1;
+            fine = make_slice(p, s, sl, (int)i, how, w, b, z, epi, pad);
+        }
+        /* Several slices: also the whole convolution, which N > 1 images split over the
+         * threads use when that balances better (N is known at run only). */
+        if (fine && batch) {
+            struct nhwc_slice *sl = &s->sl[t];
+            memset(sl, 0, sizeof *sl);
+            sl->o1 = s->OH, sl->m1 = s->M;
+            s->batch = true;
+            fine = make_slice(p, s, sl, MAX_SLICES, V_ROWS, w, b, z, epi, pad);
+        }
+        s->share = how == V_CHANNELS ? (double)(s->sl[0].m1 - s->sl[0].m0) / (double)s->M
+                                     : (double)((units + t - 1) / t) / (double)units;
+        if (fine) return true;
+        nhwc_free(s);
+        s->n_slices = 0;
+        s->batch = false;
+    }
+    return false;
+}
+
+/* Whether oneDNN's Winograd convolution (F(2x2, 3x3) or F(4x4, 3x3) on AVX-512) can take the
+ * convolution: 3x3, stride 1, no dilation, one group, no Z. */
+static bool wino_applies(const struct nhwc_state *s, bool z)
+{
+    return kiln_isa_active() >= KILN_ISA_AVX512 && s->k[0] == 3 && s->k[1] == 3 && s->s[0] == 1 &&
+           s->s[1] == 1 && s->d[0] == 1 && s->d[1] == 1 && s->group == 1 && !z;
+}
+
+/* Bytes of input a slice of n row slices reads (its rows and the 2 rows around them). */
+static int64_t wino_slice_input(const struct nhwc_state *s, int64_t n)
+{
+    return ((s->OH + n - 1) / n + 2) * s->W * s->C * 4;
+}
+
+/* How many row slices make Winograd faster than the direct kernels for t threads, 0 when
+ * none does: rules from measurements on an Intel Xeon (Sapphire Rapids), one slice on one
+ * thread, the reorders to and from nChw16c included (docs/benchmarks.md, "Issue 7, third
+ * step"). oneDNN takes its F(4x4, 3x3) kernel (jit_wino_4x3) for a slice whose top and
+ * bottom padding differ, as a row slice's do when there are several, and F(2x2, 3x3)
+ * (jit_fp32_wino_2x3) for a whole image:
+ *   - F(4x4, 3x3) on slices of 14 to 28 rows (one a thread, or 28-row ones of 56-row
+ *     images one after the other on one thread), where its weights (36 x C x M floats) are
+ *     small, C x M <= 128 x 128: 1.5-1.9x the direct kernel alone for ResNet's 64 and 128
+ *     channels at 56x56 and 28x28, 1.3-1.4x for DenseNet's 128 -> 32; in the models at 1
+ *     thread DenseNet's 56x56 layers gained ~10% but its 28x28 ones, as two 14-row slices,
+ *     lost ~12% (so one thread keeps F(2x2, 3x3) for them), at 2 threads those gained 1.45x.
+ *     For 256 x 256 (9.4 MB of weights) it was 1.6x slower in ResNet-50's stage 3 although
+ *     faster alone: the weights leave the caches.
+ *   - F(2x2, 3x3) on the whole image (one thread), at least 7 rows: 1.15x for 256 at 14x14,
+ *     1.3x for DenseNet's 128 -> 32 at 14x14, 0.9-1.1x at 7x7 and below.
+ * Both need at least 8 columns, 32 input and output channels and at most 1 MiB of input a
+ * slice (DenseNet's 128 -> 32 at 56x56 as one slice: 0.95x, the reorders leave L2). */
+static int64_t wino_slices(const struct nhwc_state *s, int64_t t)
+{
+    if (s->OW < 8 || s->C < 32 || s->M < 32) return 0;
+    if (s->C * s->M <= 128 * 128) {
+        int64_t n = (s->OH + 27) / 28;
+        if (n < t) n = t;
+        if (n >= 2 && n <= MAX_SLICES && s->OH / n >= 14 && wino_slice_input(s, n) <= (1 << 20)) return n;
+    }
+    return t == 1 && s->OH >= 7 && wino_slice_input(s, 1) <= (1 << 20) ? 1 : 0;
+}
+
 /* Sets up the oneDNN variant; false (and s->split V_DIRECT) when it does not apply or fails. */
 static bool prepare_onednn(struct kiln_kprep *p, struct nhwc_state *s, const float *w, const float *b,
                            bool z)
@@ -420,40 +560,23 @@ static bool prepare_onednn(struct kiln_kprep *p, struct nhwc_state *s, const flo
     }
     int want = p->variant > V_DIRECT && p->variant < V_COUNT ? p->variant : forced_split();
     if (want != V_DIRECT && ok[want]) how = want;
-    s->split = how;
-    t = used[how];
-    int64_t per = pers[how];
-    /* The epilogue in the primitive when oneDNN takes it, else kiln's activation loop. */
-    for (int epi = 1; epi >= 0; epi--) {
-        s->epi_in_prim = epi;
-        int64_t units = how == V_PIXELS ? s->OH * s->OW : s->OH;
-        bool fine = true;
-        for (int64_t i = 0; i < t && fine; i++) {
-            struct nhwc_slice *sl = &s->sl[i];
-            memset(sl, 0, sizeof *sl);
-            sl->o0 = how == V_CHANNELS ? 0 : units * i / t;
-            sl->o1 = how == V_CHANNELS ? s->OH : units * (i + 1) / t;
-            sl->m0 = how == V_CHANNELS ? per * i : 0;
-            sl->m1 = how == V_CHANNELS ? (per * (i + 1) < s->M ? per * (i + 1) : s->M) : s->M;
-            s->n_slices = (int)i + 1;
-            fine = make_slice(p, s, sl, (int)i, how, w, b, z, epi, pad);
+    /* Winograd: row slices, when it applies and pays (wino_slices), or wherever it applies
+     * when forced (a loaded engine built with it, KILN_CONV_NHWC_SPLIT=winograd or
+     * KILN_CONV_NHWC_WINO=1: the rule's slices, else one per thread); KILN_CONV_NHWC_WINO=0
+     * turns the rule off (measurements). Should oneDNN decline it, the split chosen above. */
+    if (wino_applies(s, z)) {
+        const char *e = getenv("KILN_CONV_NHWC_WINO");
+        bool on = want == V_WINO || (want == V_DIRECT && e && e[0] == '1');
+        bool rule = want == V_DIRECT && !(e && e[0] == '0');
+        int64_t n = wino_slices(s, used[V_ROWS]);
+        if (!n && on) n = used[V_ROWS];
+        if (n && (on || rule)) {
+            s->wino = true;
+            if (build_slices(p, s, V_ROWS, n, 0, used[V_ROWS] > 1, w, b, z, pad)) return true;
+            s->wino = false;
         }
-        /* Several slices: also the whole convolution, which N > 1 images split over the
-         * threads use when that balances better (N is known at run only). */
-        if (fine && t > 1) {
-            struct nhwc_slice *sl = &s->sl[t];
-            memset(sl, 0, sizeof *sl);
-            sl->o1 = s->OH, sl->m1 = s->M;
-            s->batch = true;
-            fine = make_slice(p, s, sl, MAX_SLICES, V_ROWS, w, b, z, epi, pad);
-        }
-        s->share = how == V_CHANNELS ? (double)(s->sl[0].m1 - s->sl[0].m0) / (double)s->M
-                                     : (double)((units + t - 1) / t) / (double)units;
-        if (fine) return true;
-        nhwc_free(s);
-        s->n_slices = 0;
-        s->batch = false;
     }
+    if (build_slices(p, s, how, used[how], pers[how], used[how] > 1, w, b, z, pad)) return true;
     s->split = V_DIRECT;
     return false;
 }
@@ -465,6 +588,28 @@ struct onednn_job {
     int64_t N;
     bool failed[MAX_SLICES];
 };
+
+/* A Winograd slice of one image: x (nhwc) reordered into this thread's staging buffer as
+ * nChw16c, the primitive, its blocked output reordered into dst (nhwc). */
+static bool wino_image(const struct onednn_job *j, const struct nhwc_slice *sl, const float *x, float *dst)
+{
+    size_t sb = wino_src_bytes(sl);
+    char *buf = kiln_dnnl_thread_buffer(sb + dnnl_memory_desc_get_size(&sl->bdst_md));
+    if (!buf) return false;
+    struct kiln_dnnl_arg in[3] = {{DNNL_ARG_FROM, &sl->src_md, x},
+                                  {DNNL_ARG_TO, &sl->bsrc_md, buf},
+                                  {DNNL_ARG_SCRATCHPAD, &sl->rin_sp, NULL}};
+    struct kiln_dnnl_arg conv[5] = {{DNNL_ARG_SRC, &sl->bsrc_md, buf},
+                                    {DNNL_ARG_WEIGHTS, &sl->w_md, sl->w},
+                                    {DNNL_ARG_DST, &sl->bdst_md, buf + sb},
+                                    {DNNL_ARG_SCRATCHPAD, &sl->sp_md, NULL},
+                                    {DNNL_ARG_BIAS, &sl->b_md, j->b ? j->b + sl->m0 : NULL}};
+    struct kiln_dnnl_arg out[3] = {{DNNL_ARG_FROM, &sl->bdst_md, buf + sb},
+                                   {DNNL_ARG_TO, &sl->dst_md, dst},
+                                   {DNNL_ARG_SCRATCHPAD, &sl->rout_sp, NULL}};
+    return kiln_dnnl_execute(sl->rin, 3, in) && kiln_dnnl_execute(sl->prim, j->b ? 5 : 4, conv) &&
+           kiln_dnnl_execute(sl->rout, 3, out);
+}
 
 /* Slice sl (split `how`) of image n: the primitive, and the epilogue when it is not in the
  * primitive. */
@@ -491,12 +636,16 @@ static bool slice_image(const struct onednn_job *j, const struct nhwc_slice *sl,
         count = (size_t)((how == V_PIXELS ? sl->o1 - sl->o0 : (sl->o1 - sl->o0) * s->OW) * M);
         if (z && s->epi_in_prim && z != dst) memcpy(dst, z, count * sizeof *dst);
     }
-    struct kiln_dnnl_arg args[5] = {{DNNL_ARG_SRC, &sl->src_md, x},
-                                    {DNNL_ARG_WEIGHTS, &sl->w_md, sl->w},
-                                    {DNNL_ARG_DST, &sl->dst_md, dst},
-                                    {DNNL_ARG_SCRATCHPAD, &sl->sp_md, NULL},
-                                    {DNNL_ARG_BIAS, &sl->b_md, j->b ? j->b + sl->m0 : NULL}};
-    if (!kiln_dnnl_execute(sl->prim, j->b ? 5 : 4, args)) return false;
+    if (s->wino) {
+        if (!wino_image(j, sl, x, dst)) return false;
+    } else {
+        struct kiln_dnnl_arg args[5] = {{DNNL_ARG_SRC, &sl->src_md, x},
+                                        {DNNL_ARG_WEIGHTS, &sl->w_md, sl->w},
+                                        {DNNL_ARG_DST, &sl->dst_md, dst},
+                                        {DNNL_ARG_SCRATCHPAD, &sl->sp_md, NULL},
+                                        {DNNL_ARG_BIAS, &sl->b_md, j->b ? j->b + sl->m0 : NULL}};
+        if (!kiln_dnnl_execute(sl->prim, j->b ? 5 : 4, args)) return false;
+    }
     bool epi = !s->epi_in_prim && (z || s->act.kind != KILN_ACT_NONE);
     if (how != V_CHANNELS) {
         if (epi) kiln_act_apply_f32(&s->act, dst, z, dst, count);
@@ -563,8 +712,8 @@ static kiln_status nhwc_prepare(struct kiln_kprep *p)
         bool z = p->kc.n_in > 3 && p->kc.node->inputs[3][0];
         if (prepare_onednn(p, s, w->data, b ? b->data : NULL, z)) {
             KILN_TRY(kiln_kprep_on_free(p, nhwc_free, s));
-            p->kernel = variant_name[s->split];
-            p->chosen = s->split;
+            p->chosen = s->wino ? V_WINO : s->split;
+            p->kernel = variant_name[p->chosen];
             return KILN_OK;
         }
     }
