@@ -12,6 +12,7 @@
 #ifndef KILN_CPU_QUANT_ISA_H
 #define KILN_CPU_QUANT_ISA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,5 +27,17 @@ KILN_ISA_DECLARE(void, kiln_dql_quantize_isa, (const float *x, size_t n, float s
  * y[n] += corr[n] * r - a * colsum[n] for n in [0, n). */
 KILN_ISA_DECLARE(void, kiln_imm_fold_row_isa,
                  (int32_t *y, size_t n, const int32_t *corr, const int32_t *colsum, uint32_t r, uint32_t a));
+
+/* One tap of a depthwise integer convolution over c channels, wrapping int32:
+ * acc[j] += (x[j] - zp) * w[j], x uint8 (int8 when x_signed). */
+KILN_ISA_DECLARE(void, kiln_qdw_tap_isa,
+                 (uint32_t *acc, const uint8_t *x, bool x_signed, int32_t zp, const int32_t *w, size_t c));
+
+/* kiln.DynQuantConv's epilogue on a tile, channels-last to channels-first:
+ * y[m * ys + p] = float(acc[p * as + m]) * scale [+ bias[m]] for p < np, m < nm, the product
+ * and the sum each rounded to float32 (no fused multiply-add), as the Mul and Add nodes. */
+KILN_ISA_DECLARE(void, kiln_qconv_epilogue_isa,
+                 (float *y, size_t ys, const int32_t *acc, size_t as, size_t np, size_t nm, float scale,
+                  const float *bias));
 
 #endif

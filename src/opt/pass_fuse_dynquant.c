@@ -6,7 +6,10 @@
  *
  * becomes kiln.DynQuantMatMul(x, W, Wz, ws[, bias]) (docs/fused-ops.md), one kernel that
  * quantizes x, runs the integer product and applies the float epilogue in the same float32
- * operations, in the same order, as the nodes it replaces (bit-identical results).
+ * operations, in the same order, as the nodes it replaces (bit-identical results). The same
+ * pattern around ConvInteger, where quantize_dynamic adds the bias as Add(y, Reshape(b,
+ * [1, -1, 1, 1])), becomes kiln.DynQuantConv(x, W, Wz, ws[, bias]) with ConvInteger's
+ * attributes (ws a scalar; bias the M values, per output channel).
  *
  * Conditions: W a constant 8-bit [K, N]; Wz absent or a constant; ws a float32 constant,
  * scalar or [N]; bias (optional) a float32 constant [N] added after the Mul; x float32 of
@@ -36,10 +39,38 @@ static bool vec_const(const struct kiln_opt *o, const struct kiln_graph *g, cons
     return t->rank == 1 && t->dims[0] == n;
 }
 
-/* The pattern around MatMulInteger node i; fills nodes (removed), their count and the
- * fused node's inputs. */
-static bool match(const struct kiln_opt *o, const struct kiln_graph *g, size_t i, size_t *nodes, size_t *n_nodes,
-                  const char **ins, size_t *n_ins, const char **out)
+/* The per-channel bias of a convolution with m output channels: a float32 constant of m
+ * elements shaped [m, 1, ...] or [1, m, 1, ...] (as many trailing ones as spatial dims), or
+ * the output of a Reshape of an m-element float32 constant to such a shape; *name: the
+ * constant's name. */
+static bool conv_bias(const struct kiln_opt *o, const struct kiln_graph *g, const char *b, int64_t m, int sp,
+                      const char **name)
+{
+    const struct kiln_tensor *t = fu_const_f32(o, g, b);
+    *name = b;
+    if (!t) {
+        int r = kiln_opt_producer(g, b);
+        if (r < 0 || !kiln_opt_is_op(o, g, (size_t)r, "Reshape") || g->nodes[r].n_in < 1) return false;
+        *name = g->nodes[r].inputs[0];
+        const struct kiln_tensor *raw = fu_const_f32(o, g, *name);
+        kiln_dtype dt;
+        int rank;
+        const struct kiln_dim *d;
+        if (!raw || kiln_tensor_numel(raw) != (size_t)m || !kiln_opt_tensor_type(g, b, &dt, &rank, &d)) return false;
+        for (int j = 0; j < rank; j++)
+            if (!kiln_dim_known(d[j]) || d[j].value != (j == rank - sp - 1 ? m : 1)) return false;
+        return rank >= sp + 1;
+    }
+    if (kiln_tensor_numel(t) != (size_t)m || t->rank < sp + 1) return false;
+    for (int j = 0; j < t->rank; j++)
+        if (t->dims[j] != (j == t->rank - sp - 1 ? m : 1)) return false;
+    return true;
+}
+
+/* The pattern around MatMulInteger / ConvInteger node i (conv: the latter); fills nodes
+ * (removed), their count and the fused node's inputs. */
+static bool match(const struct kiln_opt *o, const struct kiln_graph *g, size_t i, bool conv, size_t *nodes,
+                  size_t *n_nodes, const char **ins, size_t *n_ins, const char **out)
 {
     const struct kiln_node *mi = &g->nodes[i];
     if (mi->n_in < 3 || mi->n_out != 1 || !mi->outputs[0][0]) return false;
@@ -52,11 +83,12 @@ static bool match(const struct kiln_opt *o, const struct kiln_graph *g, size_t i
     kiln_dtype dt;
     int rx;
     const struct kiln_dim *dx;
-    if (!kiln_opt_tensor_type(g, dq->inputs[0], &dt, &rx, &dx) || rx < 2) return false;
-    if (!is_8bit_const(o, g, mi->inputs[1], 2)) return false;
+    if (!kiln_opt_tensor_type(g, dq->inputs[0], &dt, &rx, &dx) || rx < (conv ? 3 : 2)) return false;
+    if (!is_8bit_const(o, g, mi->inputs[1], conv ? rx : 2)) return false;
     const char *wz = mi->n_in > 3 ? mi->inputs[3] : "";
     if (wz[0] && !is_8bit_const(o, g, wz, -1)) return false;
-    int64_t N = fu_const(o, g, mi->inputs[1])->dims[1];
+    const struct kiln_tensor *w = fu_const(o, g, mi->inputs[1]);
+    int64_t N = conv ? w->dims[0] : w->dims[1];
     int c = fu_next(o, g, i);
     if (c < 0 || !kiln_opt_is_op(o, g, (size_t)c, "Cast") ||
         kiln_opt_attr_i(&g->nodes[c], "to", 0) != KILN_DTYPE_F32)
@@ -68,7 +100,7 @@ static bool match(const struct kiln_opt *o, const struct kiln_graph *g, size_t i
     int m0 = kiln_opt_producer(g, g->nodes[m1].inputs[k]);
     if (m0 < 0 || !kiln_opt_is_op(o, g, (size_t)m0, "Mul")) return false;
     int ks = fu_other(&g->nodes[m0], dq->outputs[1]);
-    if (ks < 0 || !vec_const(o, g, g->nodes[m0].inputs[ks], N, true)) return false;
+    if (ks < 0 || !vec_const(o, g, g->nodes[m0].inputs[ks], conv ? 0 : N, true)) return false;
     size_t n = 0;
     nodes[n++] = i, nodes[n++] = (size_t)c, nodes[n++] = (size_t)m1;
     if (kiln_opt_uses(g, g->nodes[m0].outputs[0]) == 1) nodes[n++] = (size_t)m0;
@@ -78,9 +110,10 @@ static bool match(const struct kiln_opt *o, const struct kiln_graph *g, size_t i
     int a = fu_next(o, g, (size_t)m1);
     if (a >= 0 && kiln_opt_is_op(o, g, (size_t)a, "Add") && g->nodes[a].n_out == 1) {
         int kb = fu_other(&g->nodes[a], g->nodes[m1].outputs[0]);
-        if (kb >= 0 && vec_const(o, g, g->nodes[a].inputs[kb], N, false)) {
+        const char *bn = kb >= 0 ? g->nodes[a].inputs[kb] : "";
+        if (kb >= 0 && (conv ? conv_bias(o, g, bn, N, rx - 2, &bn) : vec_const(o, g, bn, N, false))) {
             nodes[n++] = (size_t)a;
-            ins[(*n_ins)++] = g->nodes[a].inputs[kb];
+            ins[(*n_ins)++] = bn;
             *out = g->nodes[a].outputs[0];
         }
     }
@@ -92,12 +125,14 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
 {
     if (!kiln_opt_keep_fused(o)) return KILN_OK;
     for (size_t i = 0; i < g->n_nodes; i++) {
-        if (!kiln_opt_is_op(o, g, i, "MatMulInteger")) continue;
+        bool conv = kiln_opt_is_op(o, g, i, "ConvInteger");
+        if (!conv && !kiln_opt_is_op(o, g, i, "MatMulInteger")) continue;
         size_t nodes[5], n_nodes, n_ins;
         const char *ins[5], *out;
-        if (!match(o, g, i, nodes, &n_nodes, ins, &n_ins, &out)) continue;
+        if (!match(o, g, i, conv, nodes, &n_nodes, ins, &n_ins, &out)) continue;
         const char *outs[1] = {out};
-        KILN_TRY(fu_replace(o, g, nodes, n_nodes, "DynQuantMatMul", "kiln", n_ins, ins, 1, outs, NULL, NULL));
+        KILN_TRY(fu_replace(o, g, nodes, n_nodes, conv ? "DynQuantConv" : "DynQuantMatMul", "kiln", n_ins, ins, 1,
+                            outs, conv ? &g->nodes[i] : NULL, NULL));
         *changed = true;
     }
     return KILN_OK;
@@ -106,6 +141,7 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
 const struct kiln_pass kiln_pass_fuse_dynquant = {
     .name = "fuse_dynquant",
     .level = KILN_OPT_EXTENDED,
-    .doc = "DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul(scales) [-> Add(bias)] -> kiln.DynQuantMatMul",
+    .doc = "DynamicQuantizeLinear -> MatMulInteger / ConvInteger -> Cast -> Mul(scales) [-> Add(bias)] -> "
+           "kiln.DynQuantMatMul / kiln.DynQuantConv",
     .run = run,
 };

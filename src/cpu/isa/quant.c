@@ -1,6 +1,10 @@
-/* src/cpu/isa/quant.c: DynamicQuantizeLinear's range and quantize passes (contract in
- * cpu/quant_isa.h): AVX-512 and AVX2 intrinsics, and the reference's scalar loops for the
- * portable copy and the tails. */
+/* src/cpu/isa/quant.c: DynamicQuantizeLinear's range and quantize passes, the depthwise
+ * integer tap and kiln.DynQuantConv's epilogue (contracts in cpu/quant_isa.h): AVX-512 and
+ * AVX2 intrinsics, and the reference's scalar loops for the portable copy and the tails.
+ * No contraction: the epilogue's product and sum round separately, as the nodes they fuse. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3", "no-trapping-math", "fp-contract=off")
+#endif
 #include <math.h>
 
 #include "cpu/quant_isa.h"
@@ -94,4 +98,34 @@ void KILN_ISA_FN(kiln_dql_quantize_isa)(const float *x, size_t n, float scale, f
     }
 #endif
     for (; j < n; j++) y[j] = quantize_one(x[j], scale, zp);
+}
+
+void KILN_ISA_FN(kiln_qdw_tap_isa)(uint32_t *acc, const uint8_t *x, bool x_signed, int32_t zp, const int32_t *w,
+                                   size_t c)
+{
+    const uint32_t *uw = (const uint32_t *)w;
+    uint32_t z = (uint32_t)zp;
+    if (x_signed) {
+        const int8_t *s = (const int8_t *)x;
+        for (size_t j = 0; j < c; j++) acc[j] += ((uint32_t)(int32_t)s[j] - z) * uw[j];
+    } else {
+        for (size_t j = 0; j < c; j++) acc[j] += ((uint32_t)x[j] - z) * uw[j];
+    }
+}
+
+void KILN_ISA_FN(kiln_qconv_epilogue_isa)(float *y, size_t ys, const int32_t *acc, size_t as, size_t np, size_t nm,
+                                          float scale, const float *bias)
+{
+    for (size_t m = 0; m < nm; m++) {
+        float *row = y + m * ys;
+        const int32_t *a = acc + m;
+        float b = bias ? bias[m] : 0.0f;
+        if (bias)
+            for (size_t p = 0; p < np; p++) {
+                float f = (float)a[p * as] * scale;
+                row[p] = f + b;
+            }
+        else
+            for (size_t p = 0; p < np; p++) row[p] = (float)a[p * as] * scale;
+    }
 }
