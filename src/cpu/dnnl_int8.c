@@ -14,7 +14,7 @@
 #define IMM_MAX_SLICES 16
 
 struct imm_slice {
-    size_t n0, n1;
+    size_t m0, m1, n0, n1; /* its rows and columns of Y */
     dnnl_primitive_t prim;
     dnnl_memory_desc_t a_md, w_md, c_md, sp_md; /* sp_md: its scratchpad (zeros: none) */
     const void *w;
@@ -49,9 +49,9 @@ static bool exact_int8_isa(void)
 /* The slice's primitive; false when oneDNN declines it. */
 static bool make_slice(dnnl_engine_t eng, struct kiln_dnnl_imm *mm, struct imm_slice *s)
 {
-    size_t nt = s->n1 - s->n0;
-    dnnl_dims_t ad = {(dnnl_dim_t)mm->M, (dnnl_dim_t)mm->K}, as = {(dnnl_dim_t)mm->K, 1};
-    dnnl_dims_t cd = {(dnnl_dim_t)mm->M, (dnnl_dim_t)nt}, cs = {(dnnl_dim_t)mm->N, 1};
+    size_t nt = s->n1 - s->n0, mt = s->m1 - s->m0;
+    dnnl_dims_t ad = {(dnnl_dim_t)mt, (dnnl_dim_t)mm->K}, as = {(dnnl_dim_t)mm->K, 1};
+    dnnl_dims_t cd = {(dnnl_dim_t)mt, (dnnl_dim_t)nt}, cs = {(dnnl_dim_t)mm->N, 1};
     if (dnnl_memory_desc_init_by_strides(&s->a_md, 2, ad, mm->a_signed ? dnnl_s8 : dnnl_u8, as) ||
         dnnl_memory_desc_init_by_strides(&s->c_md, 2, cd, dnnl_s32, cs))
         return false;
@@ -81,15 +81,22 @@ static void fold_weights(struct kiln_dnnl_imm *mm, const void *B, bool b_signed,
     }
 }
 
-/* Slices: one per thread, whole 16-column tiles, each worth waking a thread for: ~2 M
- * integer operations or 128 KiB of weights (the M = 1 products that only stream them). */
-static size_t slice_width(const struct kiln_kprep *p, size_t M, size_t K, size_t N)
+/* Slices: one per thread, each worth waking a thread for: ~2 M integer operations or 128
+ * KiB of weights (the M = 1 products that only stream them). With at least 16 rows a slice
+ * the rows are split (whole 16-row tiles): every slice then writes whole rows of Y, dense,
+ * which oneDNN's brgemm (AMX / VNNI) kernels need, and all share one packed B; a column
+ * slice writes a strided block of Y, which oneDNN 2.6 gives to its much slower gemm:jit, so
+ * the columns are split (whole 16-column tiles) only when the rows are too few. *by_rows
+ * says which; the result is the slice's extent. */
+static size_t slice_extent(const struct kiln_kprep *p, size_t M, size_t K, size_t N, bool *by_rows)
 {
     size_t t = p->threads < 1 ? 1 : (size_t)p->threads;
     if (t > IMM_MAX_SLICES) t = IMM_MAX_SLICES;
     double ops = 2.0 * (double)M * (double)N * (double)K, wbytes = (double)N * (double)K;
-    while (t > 1 && (N / t < 16 || (ops / (double)t < 2e6 && wbytes / (double)t < 131072.0))) t--;
-    size_t per = (N + t - 1) / t;
+    *by_rows = M / t >= 16;
+    size_t len = *by_rows ? M : N;
+    while (t > 1 && (len / t < 16 || (ops / (double)t < 2e6 && (*by_rows || wbytes / (double)t < 131072.0)))) t--;
+    size_t per = (len + t - 1) / t;
     if (t > 1) per = (per + 15) / 16 * 16;
     return per;
 }
@@ -98,6 +105,10 @@ static kiln_status pack_slices(struct kiln_kprep *p, struct kiln_dnnl_imm *mm, c
 {
     for (int i = 0; i < mm->n; i++) {
         struct imm_slice *s = &mm->sl[i];
+        if (i > 0 && s->n0 == mm->sl[0].n0 && s->n1 == mm->sl[0].n1 && dnnl_memory_desc_equal(&s->w_md, &mm->sl[0].w_md)) {
+            s->w = mm->sl[0].w; /* a row slice: the same packed B */
+            continue;
+        }
         dnnl_dims_t d = {(dnnl_dim_t)mm->K, (dnnl_dim_t)(s->n1 - s->n0)}, str = {(dnnl_dim_t)mm->N, 1};
         dnnl_memory_desc_t plain;
         if (dnnl_memory_desc_init_by_strides(&plain, 2, d, dnnl_s8, str)) return KILN_OK;
@@ -122,11 +133,13 @@ kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size
     KILN_TRY(kiln_kprep_alloc(p, N * sizeof(int32_t), (void **)&mm->colsum));
     KILN_TRY(kiln_kprep_alloc(p, N * sizeof(int32_t), (void **)&mm->corr));
     mm->M = M, mm->K = K, mm->N = N, mm->a_signed = a_signed;
-    size_t per = slice_width(p, M, K, N);
-    for (size_t n0 = 0; n0 < N && mm->n < IMM_MAX_SLICES; n0 += per) {
+    bool by_rows;
+    size_t per = slice_extent(p, M, K, N, &by_rows), len = by_rows ? M : N;
+    for (size_t i0 = 0; i0 < len && mm->n < IMM_MAX_SLICES; i0 += per) {
         struct imm_slice *s = &mm->sl[mm->n++];
-        s->n0 = n0;
-        s->n1 = n0 + per < N ? n0 + per : N;
+        size_t i1 = i0 + per < len ? i0 + per : len;
+        s->m0 = by_rows ? i0 : 0, s->m1 = by_rows ? i1 : M;
+        s->n0 = by_rows ? 0 : i0, s->n1 = by_rows ? N : i1;
         if (!make_slice(eng, mm, s)) {
             imm_free(mm);
             return KILN_OK; /* oneDNN declined: the caller keeps its reference loop */
@@ -181,7 +194,7 @@ static void fold_zero_points(const struct imm_job *j, const struct imm_slice *s)
     if (!a && !mm->any_corr) return;
     void (*fold)(int32_t *, size_t, const int32_t *, const int32_t *, uint32_t, uint32_t) =
         KILN_ISA_SELECT(kiln_imm_fold_row_isa);
-    for (size_t m = 0; m < mm->M; m++) {
+    for (size_t m = s->m0; m < s->m1; m++) {
         uint32_t r = mm->any_corr ? row_sum(mm, j->A, m) - ka : 0;
         fold(j->Y + m * mm->N + s->n0, s->n1 - s->n0, mm->corr + s->n0, mm->colsum + s->n0, r, a);
     }
@@ -193,9 +206,10 @@ static void imm_chunk(void *ctx, size_t i0, size_t i1, int worker)
     struct imm_job *j = ctx;
     for (size_t i = i0; i < i1; i++) {
         const struct imm_slice *s = &j->mm->sl[i];
-        struct kiln_dnnl_arg args[4] = {{DNNL_ARG_SRC, &s->a_md, j->A},
+        const char *a = (const char *)j->A + s->m0 * j->mm->K;
+        struct kiln_dnnl_arg args[4] = {{DNNL_ARG_SRC, &s->a_md, a},
                                         {DNNL_ARG_WEIGHTS, &s->w_md, s->w},
-                                        {DNNL_ARG_DST, &s->c_md, j->Y + s->n0},
+                                        {DNNL_ARG_DST, &s->c_md, j->Y + s->m0 * j->mm->N + s->n0},
                                         {DNNL_ARG_SCRATCHPAD, &s->sp_md, NULL}};
         j->failed[i] = !kiln_dnnl_execute(s->prim, 4, args);
         if (!j->failed[i]) fold_zero_points(j, s);

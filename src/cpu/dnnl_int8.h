@@ -12,8 +12,11 @@
  * instruction set, after kiln's cap): without them its kernels go through vpmaddubsw, whose
  * 16-bit pair sums saturate, and the result would not be exact.
  *
- * kiln's threads split the columns like dnnl_matmul.h: T slices, each its own primitive and
- * packed weights, run one per pool thread; each slice applies the correction to its columns.
+ * kiln's threads split the product into T slices, each its own primitive, run one per pool
+ * thread; each slice applies the correction to its part of Y. The rows are split when each
+ * slice gets at least 16 (the slices share one packed B and write dense rows, which oneDNN's
+ * brgemm AMX / VNNI kernels need); fewer rows split the columns like dnnl_matmul.h, each
+ * slice with its own packed columns (oneDNN then runs gemm:jit on the strided output).
  */
 #ifndef KILN_CPU_DNNL_INT8_H
 #define KILN_CPU_DNNL_INT8_H

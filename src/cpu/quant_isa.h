@@ -40,4 +40,9 @@ KILN_ISA_DECLARE(void, kiln_qconv_epilogue_isa,
                  (float *y, size_t ys, const int32_t *acc, size_t as, size_t np, size_t nm, float scale,
                   const float *bias));
 
+/* DynamicQuantizeLinear's quantization of a tile to channels-last: y[p * ys + c] =
+ * quantize(x[c * xs + p]) (as kiln_dql_quantize_isa) for p < np, c < nc. */
+KILN_ISA_DECLARE(void, kiln_dql_quantize_nhwc_isa,
+                 (const float *x, size_t xs, size_t np, size_t nc, float scale, float zp, uint8_t *y, size_t ys));
+
 #endif

@@ -29,6 +29,44 @@ static inline uint8_t quantize_one(float x, float scale, float zp)
     return (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
 }
 
+#if defined(__AVX512F__)
+/* 16 elements quantized as quantize_one (as int32 in [0, 255]). */
+static inline __m512i quantize16(__m512 x, __m512 vs, __m512 vz)
+{
+    __m512 q = _mm512_div_ps(x, vs);
+    q = _mm512_add_ps(_mm512_roundscale_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
+    __mmask16 nan = _mm512_cmp_ps_mask(q, q, _CMP_UNORD_Q);
+    q = _mm512_min_ps(_mm512_max_ps(q, _mm512_setzero_ps()), _mm512_set1_ps(255.0f));
+    q = _mm512_mask_mov_ps(q, nan, vz);
+    return _mm512_cvttps_epi32(q);
+}
+
+/* r[i][j] <- r[j][i] for a 16 x 16 block of 32-bit lanes. */
+static inline void transpose16(__m512i r[16])
+{
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int h = 0; h < 16; h += 8)
+        for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0x88);
+            t[h + i + 4] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0xdd);
+        }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+#endif
+
 /* Unsigned arithmetic: wraps like the reference's int32 sums; the loop vectorizes (vpmulld). */
 void KILN_ISA_FN(kiln_imm_fold_row_isa)(int32_t *y, size_t n, const int32_t *corr, const int32_t *colsum, uint32_t r,
                                         uint32_t a)
@@ -73,14 +111,9 @@ void KILN_ISA_FN(kiln_dql_quantize_isa)(const float *x, size_t n, float scale, f
 #if defined(__AVX512F__)
     __m512 vs = _mm512_set1_ps(scale), vz = _mm512_set1_ps(zp), v0 = _mm512_setzero_ps(),
            v255 = _mm512_set1_ps(255.0f);
-    for (; j + 16 <= n; j += 16) {
-        __m512 q = _mm512_div_ps(_mm512_loadu_ps(x + j), vs);
-        q = _mm512_add_ps(_mm512_roundscale_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
-        __mmask16 nan = _mm512_cmp_ps_mask(q, q, _CMP_UNORD_Q);
-        q = _mm512_min_ps(_mm512_max_ps(q, v0), v255);
-        q = _mm512_mask_mov_ps(q, nan, vz);
-        _mm_storeu_si128((__m128i *)(y + j), _mm512_cvtusepi32_epi8(_mm512_cvttps_epi32(q)));
-    }
+    (void)v0, (void)v255;
+    for (; j + 16 <= n; j += 16)
+        _mm_storeu_si128((__m128i *)(y + j), _mm512_cvtusepi32_epi8(quantize16(_mm512_loadu_ps(x + j), vs, vz)));
 #elif defined(__AVX2__)
     __m256 vs = _mm256_set1_ps(scale), vz = _mm256_set1_ps(zp), v0 = _mm256_setzero_ps(),
            v255 = _mm256_set1_ps(255.0f);
@@ -113,19 +146,67 @@ void KILN_ISA_FN(kiln_qdw_tap_isa)(uint32_t *acc, const uint8_t *x, bool x_signe
     }
 }
 
-void KILN_ISA_FN(kiln_qconv_epilogue_isa)(float *y, size_t ys, const int32_t *acc, size_t as, size_t np, size_t nm,
-                                          float scale, const float *bias)
+static void epilogue_scalar(float *y, size_t ys, const int32_t *acc, size_t as, size_t p0, size_t p1, size_t m0,
+                            size_t m1, float scale, const float *bias)
 {
-    for (size_t m = 0; m < nm; m++) {
+    for (size_t m = m0; m < m1; m++) {
         float *row = y + m * ys;
         const int32_t *a = acc + m;
-        float b = bias ? bias[m] : 0.0f;
-        if (bias)
-            for (size_t p = 0; p < np; p++) {
+        if (bias) {
+            float b = bias[m];
+            for (size_t p = p0; p < p1; p++) {
                 float f = (float)a[p * as] * scale;
                 row[p] = f + b;
             }
-        else
-            for (size_t p = 0; p < np; p++) row[p] = (float)a[p * as] * scale;
+        } else {
+            for (size_t p = p0; p < p1; p++) row[p] = (float)a[p * as] * scale;
+        }
     }
+}
+
+void KILN_ISA_FN(kiln_qconv_epilogue_isa)(float *y, size_t ys, const int32_t *acc, size_t as, size_t np, size_t nm,
+                                          float scale, const float *bias)
+{
+    size_t pv = 0;
+#if defined(__AVX512F__)
+    size_t mv = nm / 16 * 16;
+    pv = np / 16 * 16;
+    __m512 vs = _mm512_set1_ps(scale);
+    for (size_t p0 = 0; p0 < pv; p0 += 16)
+        for (size_t m0 = 0; m0 < mv; m0 += 16) {
+            __m512i r[16];
+            for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512(acc + (p0 + (size_t)i) * as + m0);
+            transpose16(r);
+            for (int i = 0; i < 16; i++) {
+                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(r[i]), vs);
+                if (bias) f = _mm512_add_ps(f, _mm512_set1_ps(bias[m0 + (size_t)i]));
+                _mm512_storeu_ps(y + (m0 + (size_t)i) * ys + p0, f);
+            }
+        }
+    epilogue_scalar(y, ys, acc, as, 0, pv, mv, nm, scale, bias);
+#endif
+    epilogue_scalar(y, ys, acc, as, pv, np, 0, nm, scale, bias);
+}
+
+void KILN_ISA_FN(kiln_dql_quantize_nhwc_isa)(const float *x, size_t xs, size_t np, size_t nc, float scale, float zp,
+                                             uint8_t *y, size_t ys)
+{
+    size_t pv = 0;
+#if defined(__AVX512F__)
+    size_t cv = nc / 16 * 16;
+    pv = np / 16 * 16;
+    __m512 vs = _mm512_set1_ps(scale), vz = _mm512_set1_ps(zp);
+    for (size_t p0 = 0; p0 < pv; p0 += 16)
+        for (size_t c0 = 0; c0 < cv; c0 += 16) {
+            __m512i r[16];
+            for (int i = 0; i < 16; i++) r[i] = quantize16(_mm512_loadu_ps(x + (c0 + (size_t)i) * xs + p0), vs, vz);
+            transpose16(r);
+            for (int i = 0; i < 16; i++)
+                _mm_storeu_si128((__m128i *)(y + (p0 + (size_t)i) * ys + c0), _mm512_cvtusepi32_epi8(r[i]));
+        }
+    for (size_t c = cv; c < nc; c++)
+        for (size_t p = 0; p < pv; p++) y[p * ys + c] = quantize_one(x[c * xs + p], scale, zp);
+#endif
+    for (size_t c = 0; c < nc; c++)
+        for (size_t p = pv; p < np; p++) y[p * ys + c] = quantize_one(x[c * xs + p], scale, zp);
 }

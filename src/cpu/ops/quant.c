@@ -1190,16 +1190,15 @@ static void nhwc_tiles(void *ctx, size_t t0, size_t t1, int worker)
     for (size_t t = t0; t < t1; t++) {
         size_t n = t / j->tiles, p0 = (t % j->tiles) * QTILE, np = j->hw - p0 < QTILE ? j->hw - p0 : QTILE;
         uint8_t *dst = j->xt + (n * j->hw + p0) * j->c;
+        if (j->x_float) {
+            KILN_ISA_DISPATCH(kiln_dql_quantize_nhwc_isa, ((const float *)j->x + n * j->c * j->hw + p0, j->hw, np,
+                                                           j->c, j->scale, j->zp, dst, j->c));
+            continue;
+        }
         for (size_t c0 = 0; c0 < j->c; c0 += QTILE) {
             size_t nc = j->c - c0 < QTILE ? j->c - c0 : QTILE;
-            for (size_t c = 0; c < nc; c++) {
-                size_t off = (n * j->c + c0 + c) * j->hw + p0;
-                if (j->x_float)
-                    KILN_ISA_DISPATCH(kiln_dql_quantize_isa, ((const float *)j->x + off, np, j->scale, j->zp,
-                                                              tmp + c * QTILE));
-                else
-                    memcpy(tmp + c * QTILE, (const uint8_t *)j->x + off, np);
-            }
+            for (size_t c = 0; c < nc; c++)
+                memcpy(tmp + c * QTILE, (const uint8_t *)j->x + (n * j->c + c0 + c) * j->hw + p0, np);
             for (size_t p = 0; p < np; p++)
                 for (size_t c = 0; c < nc; c++) dst[p * j->c + c0 + c] = tmp[c * QTILE + p];
         }
