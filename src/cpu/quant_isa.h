@@ -45,4 +45,19 @@ KILN_ISA_DECLARE(void, kiln_qconv_epilogue_isa,
 KILN_ISA_DECLARE(void, kiln_dql_quantize_nhwc_isa,
                  (const float *x, size_t xs, size_t np, size_t nc, float scale, float zp, uint8_t *y, size_t ys));
 
+/* QuantizeLinear, float32 x and scale, an integer target of 1 or 2 bytes (4-bit types are
+ * stored a byte each): y[j] = clamp(nearbyintf(x[j] / s) + z, lo, hi), NaN -> z, with s
+ * and z (NULL: 0) the parameters s[0], z[0], or s[j], z[j] when per_elem; the division and
+ * the rounding in float32, which equals the ONNX reference's double arithmetic on float32
+ * operands (a double quotient of two floats rounds to the same float). */
+KILN_ISA_DECLARE(void, kiln_q_f32_isa,
+                 (const float *x, size_t n, const float *s, const float *z, bool per_elem, float lo, float hi,
+                  void *y, int bytes));
+
+/* DequantizeLinear to float32: y[j] = (float(x[j]) - z) * s (z NULL: no subtraction), the
+ * parameters as for kiln_q_f32_isa; x of kind KILN_DQ_*. */
+enum { KILN_DQ_U8, KILN_DQ_I8, KILN_DQ_U16, KILN_DQ_I16, KILN_DQ_I32 };
+KILN_ISA_DECLARE(void, kiln_dq_f32_isa,
+                 (const void *x, int kind, size_t n, const float *s, const float *z, bool per_elem, float *y));
+
 #endif

@@ -210,3 +210,84 @@ void KILN_ISA_FN(kiln_dql_quantize_nhwc_isa)(const float *x, size_t xs, size_t n
     for (size_t c = 0; c < nc; c++)
         for (size_t p = pv; p < np; p++) y[p * ys + c] = quantize_one(x[c * xs + p], scale, zp);
 }
+
+/* ------------------------------------------------------------------ QuantizeLinear / DequantizeLinear */
+
+static inline int32_t q_one(float x, float s, float z, float lo, float hi)
+{
+    float q = nearbyintf(x / s) + z;
+    if (isnan(q)) q = z;
+    return (int32_t)(q < lo ? lo : q > hi ? hi : q);
+}
+
+void KILN_ISA_FN(kiln_q_f32_isa)(const float *x, size_t n, const float *s, const float *z, bool per_elem, float lo,
+                                 float hi, void *y, int bytes)
+{
+    size_t j = 0;
+#if defined(__AVX512F__)
+    __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    __m512 vs = _mm512_set1_ps(s[0]), vz = _mm512_set1_ps(z ? z[0] : 0.0f);
+    for (; j + 16 <= n; j += 16) {
+        if (per_elem) {
+            vs = _mm512_loadu_ps(s + j);
+            if (z) vz = _mm512_loadu_ps(z + j);
+        }
+        __m512 q = _mm512_div_ps(_mm512_loadu_ps(x + j), vs);
+        q = _mm512_add_ps(_mm512_roundscale_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
+        __mmask16 nan = _mm512_cmp_ps_mask(q, q, _CMP_UNORD_Q);
+        q = _mm512_min_ps(_mm512_max_ps(q, vlo), vhi);
+        __m512i i = _mm512_cvttps_epi32(_mm512_mask_mov_ps(q, nan, vz));
+        if (bytes == 1) _mm_storeu_si128((__m128i *)((uint8_t *)y + j), _mm512_cvtepi32_epi8(i));
+        else _mm256_storeu_si256((__m256i *)((uint16_t *)y + j), _mm512_cvtepi32_epi16(i));
+    }
+#endif
+    for (; j < n; j++) {
+        size_t p = per_elem ? j : 0;
+        int32_t v = q_one(x[j], s[p], z ? z[p] : 0.0f, lo, hi);
+        if (bytes == 1) ((uint8_t *)y)[j] = (uint8_t)v;
+        else ((uint16_t *)y)[j] = (uint16_t)v;
+    }
+}
+
+static inline float dq_load(const void *x, int kind, size_t j)
+{
+    switch (kind) {
+    case KILN_DQ_U8: return (float)((const uint8_t *)x)[j];
+    case KILN_DQ_I8: return (float)((const int8_t *)x)[j];
+    case KILN_DQ_U16: return (float)((const uint16_t *)x)[j];
+    case KILN_DQ_I16: return (float)((const int16_t *)x)[j];
+    default: return (float)((const int32_t *)x)[j];
+    }
+}
+
+void KILN_ISA_FN(kiln_dq_f32_isa)(const void *x, int kind, size_t n, const float *s, const float *z, bool per_elem,
+                                  float *y)
+{
+    size_t j = 0;
+#if defined(__AVX512F__)
+    __m512 vs = _mm512_set1_ps(s[0]), vz = _mm512_set1_ps(z ? z[0] : 0.0f);
+    for (; j + 16 <= n; j += 16) {
+        if (per_elem) {
+            vs = _mm512_loadu_ps(s + j);
+            if (z) vz = _mm512_loadu_ps(z + j);
+        }
+        __m512i i;
+        switch (kind) {
+        case KILN_DQ_U8: i = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((const uint8_t *)x + j))); break;
+        case KILN_DQ_I8: i = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((const int8_t *)x + j))); break;
+        case KILN_DQ_U16: i = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)x + j))); break;
+        case KILN_DQ_I16: i = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)((const int16_t *)x + j))); break;
+        default: i = _mm512_loadu_si512((const int32_t *)x + j); break;
+        }
+        __m512 f = _mm512_cvtepi32_ps(i);
+        if (z) f = _mm512_sub_ps(f, vz);
+        _mm512_storeu_ps(y + j, _mm512_mul_ps(f, vs));
+    }
+#endif
+    for (; j < n; j++) {
+        size_t p = per_elem ? j : 0;
+        float dx = dq_load(x, kind, j);
+        if (z) dx -= z[p];
+        y[j] = dx * s[p];
+    }
+}

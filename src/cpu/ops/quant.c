@@ -299,6 +299,114 @@ static size_t q_next(const struct qlayout *L, struct qwalk *w)
     return p;
 }
 
+/* ------------------------------------------------------------------ fast paths */
+
+/* The fast QuantizeLinear / DequantizeLinear over layout L: float32 parameters (sc, zf; zf
+ * NULL without a zero point) and one call of the ISA kernel per run of elements whose
+ * parameters are one value (per tensor, per axis, blocks along the last axis) or follow the
+ * elements one to one (per axis on the last axis, blocks on an inner axis). */
+struct qfast {
+    const struct qlayout *L;
+    const float *sc, *zf;
+    const void *x;
+    void *y;
+    size_t xsz, ysz;            /* element sizes */
+    bool quant;
+    int bytes, kind;            /* kiln_q_f32_isa's bytes, kiln_dq_f32_isa's kind */
+    float lo, hi;
+};
+
+static void qfast_run(const struct qfast *f, size_t off, size_t len, size_t p, bool per_elem)
+{
+    const char *x = (const char *)f->x + off * f->xsz;
+    char *y = (char *)f->y + off * f->ysz;
+    const float *z = f->zf ? f->zf + p : NULL;
+    if (f->quant)
+        KILN_ISA_DISPATCH(kiln_q_f32_isa, ((const float *)x, len, f->sc + p, z, per_elem, f->lo, f->hi, y, f->bytes));
+    else
+        KILN_ISA_DISPATCH(kiln_dq_f32_isa, (x, f->kind, len, f->sc + p, z, per_elem, (float *)y));
+}
+
+/* Rows [r0, r1) of the [outer, D] row space (row r: o = r / D, c = r % D, inner elements). */
+static void qfast_rows(void *ctx, size_t r0, size_t r1, int worker)
+{
+    (void)worker;
+    const struct qfast *f = ctx;
+    const struct qlayout *L = f->L;
+    for (size_t r = r0; r < r1; r++) {
+        size_t o = r / L->d, c = r % L->d, base = o * L->pouter + (c / L->bs) * L->pc;
+        if (L->inner > 1 || L->d == 1) {
+            qfast_run(f, r * L->inner, L->inner, base, L->pinner == 1);
+            continue;
+        }
+        /* inner == 1: the parameters vary along the axis; whole rows of D at c == 0 */
+        if (c) continue;
+        if (L->bs == 1) {
+            qfast_run(f, o * L->d, L->d, o * L->pouter, L->d > 1);
+            continue;
+        }
+        for (size_t c0 = 0; c0 < L->d; c0 += L->bs)
+            qfast_run(f, o * L->d + c0, L->d - c0 < L->bs ? L->d - c0 : L->bs, o * L->pouter + (c0 / L->bs) * L->pc,
+                      false);
+    }
+}
+
+static kiln_status qfast(struct kiln_kctx *k, struct qmem *m, struct qfast *f, const double *sc, const double *zv)
+{
+    const struct qlayout *L = f->L;
+    float *s32, *z32 = NULL;
+    KILN_TRY(qmem_alloc(k, m, L->nparam, sizeof *s32, (void **)&s32));
+    for (size_t j = 0; j < L->nparam; j++) s32[j] = (float)sc[j];
+    if (zv) {
+        KILN_TRY(qmem_alloc(k, m, L->nparam, sizeof *z32, (void **)&z32));
+        for (size_t j = 0; j < L->nparam; j++) z32[j] = (float)zv[j];
+    }
+    f->sc = s32, f->zf = z32;
+    size_t rows = L->outer * L->d;
+    kiln_pool_for(k->pool, rows, kiln_pool_grain(L->inner > 1 ? L->inner : L->d, 65536), qfast_rows, f);
+    return KILN_OK;
+}
+
+/* QuantizeLinear to a 1- or 2-byte integer from float32 x and scale (no `precision` other
+ * than float32): *done. */
+static kiln_status quantize_fast(struct kiln_kctx *k, struct qmem *m, const struct kiln_tensor *x,
+                                 const struct kiln_tensor *s, kiln_dtype prec, const struct qlayout *L,
+                                 const double *sc, const double *zv, int64_t lo, int64_t hi, struct kiln_tensor *y,
+                                 bool *done)
+{
+    size_t ysz = kiln_dtype_size(y->dtype);
+    *done = false;
+    if (x->dtype != KILN_DTYPE_F32 || s->dtype != KILN_DTYPE_F32 || prec != KILN_DTYPE_F32 || !(ysz == 1 || ysz == 2) ||
+        kiln_tensor_numel(x) == 0)
+        return KILN_OK;
+    struct qfast f = {.L = L, .x = x->data, .y = y->data, .xsz = 4, .ysz = ysz, .quant = true, .bytes = (int)ysz,
+                      .lo = (float)lo, .hi = (float)hi};
+    KILN_TRY(qfast(k, m, &f, sc, zv));
+    *done = true;
+    return KILN_OK;
+}
+
+/* DequantizeLinear of an integer x of at most 32 bits with a float32 scale to float32. */
+static kiln_status dequantize_fast(struct kiln_kctx *k, struct qmem *m, const struct kiln_tensor *x,
+                                   const struct kiln_tensor *s, const struct qlayout *L, const double *sc,
+                                   const double *zv, struct kiln_tensor *y, bool *done)
+{
+    static const struct { kiln_dtype dt; int kind; } kinds[] = {
+        {KILN_DTYPE_U8, KILN_DQ_U8}, {KILN_DTYPE_U4, KILN_DQ_U8}, {KILN_DTYPE_I8, KILN_DQ_I8},
+        {KILN_DTYPE_I4, KILN_DQ_I8}, {KILN_DTYPE_U16, KILN_DQ_U16}, {KILN_DTYPE_I16, KILN_DQ_I16},
+        {KILN_DTYPE_I32, KILN_DQ_I32}};
+    *done = false;
+    int kind = -1;
+    for (size_t j = 0; j < sizeof kinds / sizeof kinds[0]; j++)
+        if (kinds[j].dt == x->dtype) kind = kinds[j].kind;
+    if (kind < 0 || s->dtype != KILN_DTYPE_F32 || y->dtype != KILN_DTYPE_F32 || kiln_tensor_numel(x) == 0)
+        return KILN_OK;
+    struct qfast f = {.L = L, .x = x->data, .y = y->data, .xsz = kiln_dtype_size(x->dtype), .ysz = 4, .kind = kind};
+    KILN_TRY(qfast(k, m, &f, sc, zv));
+    *done = true;
+    return KILN_OK;
+}
+
 /* ------------------------------------------------------------------ QuantizeLinear */
 
 static kiln_status quantize_impl(struct kiln_kctx *k, struct qmem *m)
@@ -338,6 +446,9 @@ static kiln_status quantize_impl(struct kiln_kctx *k, struct qmem *m)
     struct kiln_tensor *y;
     KILN_TRY(q_setup(k, m, x, s, zp, "y_scale", odt, &L, &sc, &y));
     KILN_TRY(q_params(k, m, zp, zp ? L.nparam : 0, &zv));
+    bool done = false;
+    if (!sf) KILN_TRY(quantize_fast(k, m, x, s, prec, &L, sc, zp ? zv : NULL, qlo, qhi, y, &done));
+    if (done) return KILN_OK;
     size_t n = kiln_tensor_numel(x);
     struct qwalk w = {0};
     for (size_t j = 0; j < n; j++) {
@@ -389,6 +500,9 @@ static kiln_status dequantize_impl(struct kiln_kctx *k, struct qmem *m)
     /* float8 zero points must be zero; the reference ignores them otherwise */
     bool use_zp = zp && !is_small_float(x->dtype);
     KILN_TRY(q_params(k, m, use_zp ? zp : NULL, use_zp ? L.nparam : 0, &zv));
+    bool done = false;
+    KILN_TRY(dequantize_fast(k, m, x, s, &L, sc, use_zp ? zv : NULL, y, &done));
+    if (done) return KILN_OK;
     size_t n = kiln_tensor_numel(x);
     struct qwalk w = {0};
     for (size_t j = 0; j < n; j++) {
