@@ -40,6 +40,8 @@ static kiln_status dynquant_matmul_infer(struct kiln_ictx *c)
     d[rx - 1] = w[1];
     return kiln_ic_set_tensor(c, 0, KILN_DTYPE_F32, rx, d);
 }
+/* kiln.DequantMatMul(x, W, ...): MatMul's shape, x's type (float32). */
+static kiln_status dequant_matmul_infer(struct kiln_ictx *c) { return as_op(c, "MatMul", 13, 2); }
 /* kiln.DynQuantConv(x, W, ...): Conv's shape, x's type (float32). */
 static kiln_status dynquant_conv_infer(struct kiln_ictx *c) { return as_op(c, "Conv", 11, 2); }
 static kiln_status layernorm_infer(struct kiln_ictx *c)
@@ -87,6 +89,7 @@ const struct kiln_infer_op kiln_infer_ops_fused[] = {
     {"ShuffleSplit", "kiln", 1, 0, shuffle_split_infer},
     {"DynQuantMatMul", "kiln", 1, 0, dynquant_matmul_infer},
     {"DynQuantConv", "kiln", 1, 0, dynquant_conv_infer},
+    {"DequantMatMul", "kiln", 1, 0, dequant_matmul_infer},
     {"FusedConv", "kiln", 1, 0, fused_conv_infer},
     {"FusedConvTranspose", "kiln", 1, 0, fused_convt_infer},
     {"FusedGemm", "kiln", 1, 0, fused_gemm_infer},

@@ -11,6 +11,13 @@
  * [1, -1, 1, 1])), becomes kiln.DynQuantConv(x, W, Wz, ws[, bias]) with ConvInteger's
  * attributes (ws a scalar; bias the M values, per output channel).
  *
+ * Weight-only quantization, y = MatMul(x, DequantizeLinear(Wq, scale[, zp])) with Wq a
+ * constant 8- or 4-bit [K, N] and scale / zp constants, becomes kiln.DequantMatMul(x, Wq,
+ * scale[, zp]) with the DequantizeLinear's axis and block_size (its output float32, read by
+ * that MatMul only; x float32 of rank >= 2 and not itself a DequantizeLinear's output, which
+ * is static QDQ and left to its own pass). Its kernel dequantizes W tile by tile as it
+ * multiplies (not bit-identical: the float32 sums may run in another order).
+ *
  * Conditions: W a constant 8-bit [K, N]; Wz absent or a constant; ws a float32 constant,
  * scalar or [N]; bias (optional) a float32 constant [N] added after the Mul; x float32 of
  * rank >= 2; the MatMulInteger, Cast and Mul outputs each used once, by the next node. The
@@ -121,10 +128,57 @@ static bool match(const struct kiln_opt *o, const struct kiln_graph *g, size_t i
     return true;
 }
 
+static bool is_wo_weight(const struct kiln_opt *o, const struct kiln_graph *g, const char *name)
+{
+    const struct kiln_tensor *t = fu_const(o, g, name);
+    return t && t->rank == 2 && (t->dtype == KILN_DTYPE_U8 || t->dtype == KILN_DTYPE_I8 || t->dtype == KILN_DTYPE_U4 ||
+                                 t->dtype == KILN_DTYPE_I4);
+}
+
+/* Weight-only MatMul node i (module comment); fills the DequantizeLinear's index and the
+ * fused node's inputs. */
+static bool match_wo(const struct kiln_opt *o, const struct kiln_graph *g, size_t i, size_t *dq_at,
+                     const char **ins, size_t *n_ins)
+{
+    const struct kiln_node *mm = &g->nodes[i];
+    if (mm->n_in != 2 || mm->n_out != 1 || !fu_is_f32(g, mm->inputs[0])) return false;
+    int a = kiln_opt_producer(g, mm->inputs[0]), d = kiln_opt_producer(g, mm->inputs[1]);
+    if ((a >= 0 && kiln_opt_is_op(o, g, (size_t)a, "DequantizeLinear")) || d < 0 ||
+        !kiln_opt_is_op(o, g, (size_t)d, "DequantizeLinear") || kiln_opt_uses(g, mm->inputs[1]) != 1)
+        return false;
+    const struct kiln_node *dq = &g->nodes[d];
+    kiln_dtype dt;
+    int rx;
+    const struct kiln_dim *dx;
+    if (dq->n_in < 2 || dq->n_out != 1 || !kiln_opt_tensor_type(g, mm->inputs[0], &dt, &rx, &dx) || rx < 2 ||
+        !is_wo_weight(o, g, dq->inputs[0]) || !fu_const_f32(o, g, dq->inputs[1]))
+        return false;
+    const char *zp = dq->n_in > 2 ? dq->inputs[2] : "";
+    if (zp[0] && (!fu_const(o, g, zp) || fu_const(o, g, zp)->dtype != fu_const(o, g, dq->inputs[0])->dtype))
+        return false;
+    int64_t odt = kiln_opt_attr_i(dq, "output_dtype", 0);
+    if ((odt && odt != KILN_DTYPE_F32) || (fu_opset(o) < 21 && kiln_opt_attr_i(dq, "block_size", 0) != 0))
+        return false;
+    *dq_at = (size_t)d;
+    ins[0] = mm->inputs[0], ins[1] = dq->inputs[0], ins[2] = dq->inputs[1];
+    *n_ins = 3;
+    if (zp[0]) ins[(*n_ins)++] = zp;
+    return true;
+}
+
 static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
 {
     if (!kiln_opt_keep_fused(o)) return KILN_OK;
     for (size_t i = 0; i < g->n_nodes; i++) {
+        size_t d, n_wo;
+        const char *wins[4];
+        if (kiln_opt_is_op(o, g, i, "MatMul") && match_wo(o, g, i, &d, wins, &n_wo)) {
+            size_t nodes[2] = {d, i};
+            const char *outs[1] = {g->nodes[i].outputs[0]};
+            KILN_TRY(fu_replace(o, g, nodes, 2, "DequantMatMul", "kiln", n_wo, wins, 1, outs, &g->nodes[d], NULL));
+            *changed = true;
+            continue;
+        }
         bool conv = kiln_opt_is_op(o, g, i, "ConvInteger");
         if (!conv && !kiln_opt_is_op(o, g, i, "MatMulInteger")) continue;
         size_t nodes[5], n_nodes, n_ins;
@@ -142,6 +196,7 @@ const struct kiln_pass kiln_pass_fuse_dynquant = {
     .name = "fuse_dynquant",
     .level = KILN_OPT_EXTENDED,
     .doc = "DynamicQuantizeLinear -> MatMulInteger / ConvInteger -> Cast -> Mul(scales) [-> Add(bias)] -> "
-           "kiln.DynQuantMatMul / kiln.DynQuantConv",
+           "kiln.DynQuantMatMul / kiln.DynQuantConv; MatMul(x, DequantizeLinear(constant 8/4-bit W)) -> "
+           "kiln.DequantMatMul",
     .run = run,
 };

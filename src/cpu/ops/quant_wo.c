@@ -1,0 +1,203 @@
+/* src/cpu/ops/quant_wo.c: kiln.DequantMatMul(x, W, w_scale[, w_zero_point]) (docs/fused-ops.md),
+ * weight-only quantization as transformer exporters write it: DequantizeLinear of a constant
+ * 8- or 4-bit W [K, N] (per tensor, per axis or blocked along either axis) feeding MatMul's B.
+ * The optimizer's fuse_dynquant pass makes it (the DequantizeLinear's attributes `axis`,
+ * default 1, and `block_size` come along).
+ *
+ * Y = x @ W_f with W_f[k, n] = (float(W[k, n]) - float(zp[p])) * scale[p], the very float32
+ * operations of DequantizeLinear (kiln_dq_f32_isa), but W_f is never whole in memory: each
+ * thread dequantizes a tile of KTILE rows of its columns and multiplies it with kiln_sgemm,
+ * accumulating over the tiles. So the output agrees with the unfused DequantizeLinear ->
+ * MatMul up to the float32 summation order of the products (not bit for bit); the weights stay
+ * a byte each. The parameter index of element (k, n) is (k / bk) * rs + (n / bn) * cs, which
+ * covers every granularity: per tensor (rs = cs = 0), per axis 0 (scale [K]: bk = 1, rs = 1)
+ * or 1 (scale [N]: bn = 1, cs = 1), blocks along axis 0 (scale [ceil(K / b), N]: bk = b,
+ * rs = N, bn = cs = 1) or axis 1 (scale [K, ceil(N / b)]: bk = 1, rs = ceil(N / b), bn = b,
+ * cs = 1).
+ */
+#include <string.h>
+
+#include "cpu/isa.h"
+#include "cpu/kernel.h"
+#include "cpu/quant_isa.h"
+#include "cpu/sgemm.h"
+
+#define KTILE 256
+
+struct wo_params {
+    size_t K, N, bk, rs, bn, cs;
+    int kind;              /* KILN_DQ_U8 / KILN_DQ_I8 (4-bit types are stored a byte each) */
+    const float *s, *z;    /* z NULL without a zero point */
+};
+
+struct wo_state {
+    int64_t axis, block;
+    bool ready;            /* params prepared for the constants at w */
+    const void *w;
+    struct wo_params P;
+};
+
+/* The parameters of W (dtype/shape), scale and zero point; an error names what is wrong.
+ * The float copies come from alloc(ctx, bytes). */
+static kiln_status wo_layout(struct kiln_kctx *k, const struct wo_state *st, const struct kiln_tensor *w,
+                             const struct kiln_tensor *s, const struct kiln_tensor *z, struct wo_params *P,
+                             kiln_status (*alloc)(void *, size_t, void **), void *actx)
+{
+    kiln_dtype dt = w->dtype;
+    if (w->rank != 2 || !(dt == KILN_DTYPE_U8 || dt == KILN_DTYPE_I8 || dt == KILN_DTYPE_U4 || dt == KILN_DTYPE_I4) ||
+        s->dtype != KILN_DTYPE_F32 || (z && z->dtype != dt))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "W must be a 2-D 8- or 4-bit integer matrix (got %s of rank %d), "
+                          "w_scale float32 (got %s) and w_zero_point W's type", kiln_dtype_name(dt), w->rank,
+                          kiln_dtype_name(s->dtype));
+    size_t K = (size_t)w->dims[0], N = (size_t)w->dims[1], ns = kiln_tensor_numel(s);
+    memset(P, 0, sizeof *P);
+    P->K = K, P->N = N, P->bk = 1, P->bn = 1;
+    P->kind = dt == KILN_DTYPE_U8 || dt == KILN_DTYPE_U4 ? KILN_DQ_U8 : KILN_DQ_I8;
+    int64_t axis = st->axis < 0 ? st->axis + 2 : st->axis, b = st->block;
+    bool ok = axis == 0 || axis == 1;
+    if (ok && ns == 1 && b == 0) {
+        /* per tensor: rs = cs = 0 */
+    } else if (ok && b == 0) {
+        ok = s->rank == 1 && ns == (axis ? N : K);
+        if (axis) P->cs = 1;
+        else P->rs = 1;
+    } else if (ok && b > 0) {
+        size_t len = axis ? N : K, nb = (len + (size_t)b - 1) / (size_t)b;
+        ok = s->rank == 2 && (size_t)s->dims[0] == (axis ? K : nb) && (size_t)s->dims[1] == (axis ? nb : N);
+        if (axis) P->rs = nb, P->bn = (size_t)b, P->cs = 1;
+        else P->bk = (size_t)b, P->rs = N, P->cs = 1;
+    } else {
+        ok = false;
+    }
+    if (!ok || (z && kiln_tensor_numel(z) != ns))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "w_scale (%zu elements) and w_zero_point do not fit W [%zu, %zu] with "
+                          "axis %lld and block_size %lld", ns, K, N, (long long)st->axis, (long long)st->block);
+    float *sf, *zf = NULL;
+    KILN_TRY(alloc(actx, ns * sizeof *sf, (void **)&sf));
+    memcpy(sf, s->data, ns * sizeof *sf);
+    if (z) {
+        KILN_TRY(alloc(actx, ns * sizeof *zf, (void **)&zf));
+        for (size_t j = 0; j < ns; j++)
+            zf[j] = P->kind == KILN_DQ_U8 ? (float)((const uint8_t *)z->data)[j] : (float)((const int8_t *)z->data)[j];
+    }
+    P->s = sf, P->z = zf;
+    return KILN_OK;
+}
+
+static kiln_status prep_alloc(void *ctx, size_t bytes, void **p) { return kiln_kprep_alloc(ctx, bytes, p); }
+static kiln_status run_alloc(void *ctx, size_t bytes, void **p) { return kiln_scratch(ctx, bytes, p); }
+
+static kiln_status wo_prepare(struct kiln_kprep *p)
+{
+    struct wo_state *st;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *st, (void **)&st));
+    st->axis = kiln_attr_i(&p->kc, "axis", 1);
+    st->block = kiln_attr_i(&p->kc, "block_size", 0);
+    p->state = st;
+    const struct kiln_tensor *w = kiln_kprep_const(p, 1), *s = kiln_kprep_const(p, 2);
+    const struct kiln_tensor *z = p->kc.n_in > 3 ? kiln_kprep_const(p, 3) : NULL;
+    bool z_absent = p->kc.n_in <= 3 || !p->in[3];
+    if (!w || !w->data || !s || !s->data || (!z && !z_absent)) return KILN_OK;
+    kiln_err e = {0}, *saved = p->kc.err;
+    p->kc.err = &e; /* a misfit is run's to report */
+    kiln_status r = wo_layout(&p->kc, st, w, s, z, &st->P, prep_alloc, p);
+    p->kc.err = saved;
+    if (r == KILN_E_NOMEM) return r;
+    st->ready = r == KILN_OK;
+    st->w = w->data;
+    p->kernel = "dequant-tiles";
+    return KILN_OK;
+}
+
+struct wo_job {
+    const struct wo_params *P;
+    const void *w;
+    const float *x;
+    float *y, *tiles;      /* tiles: one KTILE x per floats per slice */
+    size_t M, per;
+};
+
+/* Rows [k0, k0 + kb) of columns [n0, n1) of W dequantized into t (row stride n1 - n0). */
+static void wo_tile(const struct wo_params *P, const void *w, size_t k0, size_t kb, size_t n0, size_t n1, float *t)
+{
+    size_t nw = n1 - n0, es = 1;
+    for (size_t kk = 0; kk < kb; kk++) {
+        size_t k = k0 + kk, rb = (k / P->bk) * P->rs;
+        const char *row = (const char *)w + (k * P->N) * es;
+        float *dst = t + kk * nw;
+        if (P->bn == 1) {
+            size_t p = rb + n0 * P->cs;
+            KILN_ISA_DISPATCH(kiln_dq_f32_isa, (row + n0, P->kind, nw, P->s + p, P->z ? P->z + p : NULL, P->cs == 1, dst));
+            continue;
+        }
+        for (size_t c = n0; c < n1;) { /* blocks of bn columns share a parameter */
+            size_t e = (c / P->bn + 1) * P->bn;
+            if (e > n1) e = n1;
+            size_t p = rb + (c / P->bn) * P->cs;
+            KILN_ISA_DISPATCH(kiln_dq_f32_isa, (row + c, P->kind, e - c, P->s + p, P->z ? P->z + p : NULL, false,
+                                                dst + (c - n0)));
+            c = e;
+        }
+    }
+}
+
+static void wo_slices(void *ctx, size_t i0, size_t i1, int worker)
+{
+    (void)worker;
+    const struct wo_job *j = ctx;
+    const struct wo_params *P = j->P;
+    for (size_t i = i0; i < i1; i++) {
+        size_t n0 = i * j->per, n1 = n0 + j->per < P->N ? n0 + j->per : P->N;
+        float *t = j->tiles + i * KTILE * j->per;
+        for (size_t k0 = 0; k0 < P->K; k0 += KTILE) {
+            size_t kb = P->K - k0 < KTILE ? P->K - k0 : KTILE;
+            wo_tile(P, j->w, k0, kb, n0, n1, t);
+            kiln_sgemm(false, false, j->M, n1 - n0, kb, 1.0f, j->x + k0, P->K, t, n1 - n0, k0 ? 1.0f : 0.0f,
+                       j->y + n0, P->N);
+        }
+    }
+}
+
+static kiln_status wo_run(struct kiln_kctx *k)
+{
+    if (!k->state) return kiln_cpu_run_unprepared(k, wo_prepare, wo_run);
+    const struct wo_state *st = k->state;
+    const struct kiln_tensor *x, *w, *s, *z = kiln_in(k, 3);
+    KILN_TRY(kiln_in_req(k, 0, &x));
+    KILN_TRY(kiln_in_req(k, 1, &w));
+    KILN_TRY(kiln_in_req(k, 2, &s));
+    struct wo_params Pl;
+    const struct wo_params *P = &st->P;
+    if (!st->ready || w->data != st->w) {
+        KILN_TRY(wo_layout(k, st, w, s, z, &Pl, run_alloc, k));
+        P = &Pl;
+    }
+    char sx[200];
+    if (x->dtype != KILN_DTYPE_F32 || x->rank < 2 || (size_t)x->dims[x->rank - 1] != P->K)
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "x is %s %s; expected float32 of rank >= 2 with %zu columns",
+                          kiln_dtype_name(x->dtype), kiln_shape_str(x->rank, x->dims, sx, sizeof sx), P->K);
+    int64_t od[KILN_MAX_RANK];
+    memcpy(od, x->dims, sizeof od[0] * (size_t)x->rank);
+    od[x->rank - 1] = (int64_t)P->N;
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_F32, x->rank, od, &y));
+    size_t M = P->K ? kiln_tensor_numel(x) / P->K : 0;
+    if (!M || !P->N) return KILN_OK;
+    if (!P->K) {
+        memset(y->data, 0, M * P->N * sizeof(float));
+        return KILN_OK;
+    }
+    size_t t = (size_t)kiln_pool_threads(k->pool), per = (P->N + t - 1) / t;
+    per = (per + 15) / 16 * 16;
+    size_t n_sl = (P->N + per - 1) / per;
+    struct wo_job j = {P, w->data, x->data, y->data, NULL, M, per};
+    KILN_TRY(kiln_scratch(k, n_sl * KTILE * per * sizeof(float), (void **)&j.tiles));
+    kiln_pool_for(k->pool, n_sl, 1, wo_slices, &j);
+    return KILN_OK;
+}
+
+const struct kiln_cpu_op kiln_cpu_ops_quant_wo[] = {
+    /* kiln.DequantMatMul (docs/fused-ops.md): weight-only quantized MatMul */
+    {"DequantMatMul", "kiln", 1, 0, wo_run, wo_prepare, 0},
+    {0},
+};
