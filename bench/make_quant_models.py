@@ -27,6 +27,15 @@ per_channel False, reduce_range False, MatMulConstBOnly) and the op_types_to_qua
   resnet50_dynq.onnx, mobilenet_v2_dynq.onnx   op_types_to_quantize ["Conv", "MatMul"]
   bert_dynq.onnx, bert_dyn_dynq.onnx (+ .shapes)  op_types_to_quantize ["MatMul"]
 
+And weight-only quantization as transformer exporters write it (opset 21, int4 blocks along
+K; python3-onnx 1.12 has no int4, so these are written without onnx.checker):
+
+  mlp_wo_int4.onnx       x float[1, 1, 1024] (one token, as in decoding), 4 blocks of
+                         1024 -> 4096 -> 1024 (Relu between); each weight W [K, N] is
+                         DequantizeLinear(W_q int4, scale float[K / 32, N], zero point int4,
+                         axis 0, block_size 32) -> MatMul(x, W) (+ Add bias).
+  mlp_wo_int4_m128.onnx  the same with x float[1, 128, 1024] (a prompt of 128 tokens).
+
 quantize_dynamic's default list (every IntegerOps operator) also takes Gather (the embedding
 tables, as uint8 + DequantizeLinear); the BERT files leave it out, as a MatMul-only
 quantization. The rewrite, per node in graph order:
@@ -200,6 +209,59 @@ def quantize_dynamic(model, op_types):
     return model
 
 
+INT4, OPSET_WO = 22, 21
+
+
+def int4_tensor(name, q):
+    """A TensorProto of INT4 (data_type 22): two values a byte, the first in the low nibble."""
+    flat = (q.astype(np.int16).reshape(-1) & 0xF).astype(np.uint8)
+    if flat.size % 2:
+        flat = np.concatenate([flat, np.zeros(1, np.uint8)])
+    t = TensorProto()
+    t.name, t.data_type = name, INT4
+    t.dims.extend(q.shape)
+    t.raw_data = (flat[0::2] | (flat[1::2] << 4)).astype(np.uint8).tobytes()
+    return t
+
+
+def wo_weight(g, w, block=32):
+    """W -> DequantizeLinear(int4 blocks of `block` rows, asymmetric, axis 0): its output name."""
+    K, N = w.shape
+    nb = (K + block - 1) // block
+    wp = np.zeros((nb * block, N), np.float32)
+    wp[:K] = w
+    blocks = wp.reshape(nb, block, N)
+    lo, hi = np.minimum(blocks.min(axis=1), 0), np.maximum(blocks.max(axis=1), 0)
+    scale = np.maximum((hi - lo) / 15.0, 1e-8).astype(np.float32)
+    zp = np.clip(np.rint(-8 - lo / scale), -8, 7).astype(np.int8)
+    q = np.clip(np.rint(blocks / scale[:, None, :]) + zp[:, None, :], -8, 7).astype(np.int8).reshape(nb * block, N)[:K]
+    qn, zn = g.name("w_q"), g.name("w_zp")
+    g.inits.append(int4_tensor(qn, q))
+    g.inits.append(int4_tensor(zn, zp))
+    sn = g.init("w_scale", scale)
+    return g.node("DequantizeLinear", [qn, sn, zn], axis=0, block_size=block)
+
+
+def mlp_wo(path, M, seed):
+    rng = np.random.default_rng(seed)
+    g = Graph()
+    x = "x"
+    for _ in range(4):
+        w1 = (rng.standard_normal((1024, 4096)) * 0.03).astype(np.float32)
+        w2 = (rng.standard_normal((4096, 1024)) * 0.015).astype(np.float32)
+        h = g.node("Add", [g.node("MatMul", [x, wo_weight(g, w1)]), g.init("b", (rng.standard_normal(4096) * 0.1).astype(np.float32))])
+        h = g.node("Relu", [h])
+        x = g.node("Add", [g.node("MatMul", [h, wo_weight(g, w2)]), g.init("b", (rng.standard_normal(1024) * 0.1).astype(np.float32))])
+    g.nodes.append(helper.make_node("Identity", [x], ["y"], name="out"))
+    shape = [1, M, 1024]
+    graph = helper.make_graph(g.nodes, os.path.basename(path)[:-5], [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)], g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET_WO)], producer_name="kiln-bench")
+    model.ir_version = 10
+    onnx.save(model, path)
+    print("wrote", path)
+
+
 def model_set(src, out):
     for name, dst, ops in (("resnet50-opset17", "resnet50_dynq", ["Conv", "MatMul"]),
                            ("mobilenet_v2-opset17", "mobilenet_v2_dynq", ["Conv", "MatMul"]),
@@ -230,6 +292,8 @@ def main():
     mlp(os.path.join(a.out, "mlp_int8.onnx"), True, 1)
     mlp(os.path.join(a.out, "mlp_u8_int8.onnx"), False, 2)
     conv(os.path.join(a.out, "conv_int8.onnx"), 3)
+    mlp_wo(os.path.join(a.out, "mlp_wo_int4.onnx"), 1, 4)
+    mlp_wo(os.path.join(a.out, "mlp_wo_int4_m128.onnx"), 128, 4)
     model_set(a.models, a.out)
 
 

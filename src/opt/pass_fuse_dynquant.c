@@ -13,7 +13,9 @@
  *
  * Weight-only quantization, y = MatMul(x, DequantizeLinear(Wq, scale[, zp])) with Wq a
  * constant 8- or 4-bit [K, N] and scale / zp constants, becomes kiln.DequantMatMul(x, Wq,
- * scale[, zp]) with the DequantizeLinear's axis and block_size (its output float32, read by
+ * scale[, zp]) with the DequantizeLinear's axis and block_size; so does kiln.FusedMatMul
+ * (fuse_matmul_add's MatMul + Add, which runs first) with a bias and no activation or
+ * residual, the bias then the fused op's input 4 (its output float32, read by
  * that MatMul only; x float32 of rank >= 2 and not itself a DequantizeLinear's output, which
  * is static QDQ and left to its own pass). Its kernel dequantizes W tile by tile as it
  * multiplies (not bit-identical: the float32 sums may run in another order).
@@ -141,7 +143,10 @@ static bool match_wo(const struct kiln_opt *o, const struct kiln_graph *g, size_
                      const char **ins, size_t *n_ins)
 {
     const struct kiln_node *mm = &g->nodes[i];
-    if (mm->n_in != 2 || mm->n_out != 1 || !fu_is_f32(g, mm->inputs[0])) return false;
+    bool fused = fu_is(o, g, (int)i, "kiln", "FusedMatMul");
+    if (!(fused ? mm->n_in <= 3 && !kiln_opt_attr_s(mm, "activation", "")[0] : mm->n_in == 2) || mm->n_out != 1 ||
+        !fu_is_f32(g, mm->inputs[0]))
+        return false;
     int a = kiln_opt_producer(g, mm->inputs[0]), d = kiln_opt_producer(g, mm->inputs[1]);
     if ((a >= 0 && kiln_opt_is_op(o, g, (size_t)a, "DequantizeLinear")) || d < 0 ||
         !kiln_opt_is_op(o, g, (size_t)d, "DequantizeLinear") || kiln_opt_uses(g, mm->inputs[1]) != 1)
@@ -162,7 +167,8 @@ static bool match_wo(const struct kiln_opt *o, const struct kiln_graph *g, size_
     *dq_at = (size_t)d;
     ins[0] = mm->inputs[0], ins[1] = dq->inputs[0], ins[2] = dq->inputs[1];
     *n_ins = 3;
-    if (zp[0]) ins[(*n_ins)++] = zp;
+    if (zp[0] || (fused && mm->n_in == 3 && mm->inputs[2][0])) ins[(*n_ins)++] = zp;
+    if (fused && mm->n_in == 3 && mm->inputs[2][0]) ins[(*n_ins)++] = mm->inputs[2];
     return true;
 }
 
@@ -171,8 +177,9 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
     if (!kiln_opt_keep_fused(o)) return KILN_OK;
     for (size_t i = 0; i < g->n_nodes; i++) {
         size_t d, n_wo;
-        const char *wins[4];
-        if (kiln_opt_is_op(o, g, i, "MatMul") && match_wo(o, g, i, &d, wins, &n_wo)) {
+        const char *wins[5];
+        if ((kiln_opt_is_op(o, g, i, "MatMul") || fu_is(o, g, (int)i, "kiln", "FusedMatMul")) &&
+            match_wo(o, g, i, &d, wins, &n_wo)) {
             size_t nodes[2] = {d, i};
             const char *outs[1] = {g->nodes[i].outputs[0]};
             KILN_TRY(fu_replace(o, g, nodes, 2, "DequantMatMul", "kiln", n_wo, wins, 1, outs, &g->nodes[d], NULL));

@@ -52,7 +52,7 @@ static void draw_wcase(struct wcase *c)
 {
     int kind = rng_int(5); /* 0 tensor, 1 axis 0, 2 axis 1, 3 blocks on axis 0, 4 blocks on axis 1 */
     c->axis = kind == 1 || kind == 3 ? 0 : 1;
-    c->block = kind >= 3 ? (rng_int(2) ? 32 : 1 + rng_int(20)) : 0;
+    c->block = kind >= 3 ? (rng_int(2) ? 32 : 2 + rng_int(19)) : 0; /* block 1: scales as big as W_f, folded */
     if (kind == 0) c->srank = 0, c->ns = 1;
     if (kind == 1 || kind == 2) c->srank = 1, c->sdims[0] = kind == 1 ? c->K : c->N, c->ns = (size_t)c->sdims[0];
     if (kind >= 3) {
@@ -151,7 +151,7 @@ static void tf_f32(const float *v, size_t n)
 static void model_case(int i)
 {
     /* K * N above shape inference's 64 KiB of known values, which would fold W before fusion */
-    static const int64_t ks[] = {255, 256, 300, 513}, ns[] = {65, 100, 130};
+    static const int64_t ks[] = {255, 256, 300, 513}, ns[] = {65, 130, 300}; /* N = 300: two 256-column chunks */
     struct wcase c = {.B = 1 + rng_int(2), .M = rng_int(2) ? 1 : 1 + rng_int(40), .K = ks[rng_int(4)], .N = ns[rng_int(3)],
                       .dt = rng_int(2) ? KILN_DTYPE_U8 : KILN_DTYPE_I8, .zp = rng_int(3) != 0};
     draw_wcase(&c);

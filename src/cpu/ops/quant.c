@@ -271,7 +271,7 @@ static kiln_status q_inputs(struct kiln_kctx *k, const struct kiln_tensor **x,
 
 /* The common part of QuantizeLinear / DequantizeLinear: lays out x against scale s
  * (q_layout; `what` names the scale), checks the zero point zp, reads the scales into *sc
- * and creates output 0 (*y) of dtype odt and x's shape. */
+ * (unless sc is NULL) and creates output 0 (*y) of dtype odt and x's shape. */
 static kiln_status q_setup(struct kiln_kctx *k, struct qmem *m, const struct kiln_tensor *x,
                            const struct kiln_tensor *s, const struct kiln_tensor *zp,
                            const char *what, kiln_dtype odt, struct qlayout *L, double **sc,
@@ -279,6 +279,8 @@ static kiln_status q_setup(struct kiln_kctx *k, struct qmem *m, const struct kil
 {
     KILN_TRY(q_layout(k, x, s, what, L));
     KILN_TRY(q_check_zp(k, s, zp));
+    if (!sc) /* the fast path: reads the parameters itself and writes every element */
+        return kiln_out_tensor_raw(k, 0, odt, x->rank, x->dims, y);
     KILN_TRY(q_params(k, m, s, L->nparam, sc));
     return kiln_out_tensor(k, 0, odt, x->rank, x->dims, y);
 }
@@ -351,60 +353,87 @@ static void qfast_rows(void *ctx, size_t r0, size_t r1, int worker)
     }
 }
 
-static kiln_status qfast(struct kiln_kctx *k, struct qmem *m, struct qfast *f, const double *sc, const double *zv)
+/* The zero point's values as float32 into z (n of them; an integer type of at most 32 bits,
+ * 4-bit types stored a byte each). */
+static void zp_to_f32(const struct kiln_tensor *zp, size_t n, float *z)
+{
+    const void *d = zp->data;
+    switch (zp->dtype) {
+    case KILN_DTYPE_U8: case KILN_DTYPE_U4: case KILN_DTYPE_U2:
+        for (size_t j = 0; j < n; j++) z[j] = (float)((const uint8_t *)d)[j];
+        break;
+    case KILN_DTYPE_I8: case KILN_DTYPE_I4: case KILN_DTYPE_I2:
+        for (size_t j = 0; j < n; j++) z[j] = (float)((const int8_t *)d)[j];
+        break;
+    case KILN_DTYPE_U16:
+        for (size_t j = 0; j < n; j++) z[j] = (float)((const uint16_t *)d)[j];
+        break;
+    case KILN_DTYPE_I16:
+        for (size_t j = 0; j < n; j++) z[j] = (float)((const int16_t *)d)[j];
+        break;
+    default:
+        for (size_t j = 0; j < n; j++) z[j] = (float)kiln_tensor_get_f64(zp, j);
+        break;
+    }
+}
+
+/* Runs f with the float32 scale s and the zero point zp (NULL: none) as they are. */
+static kiln_status qfast(struct kiln_kctx *k, struct qmem *m, struct qfast *f, const struct kiln_tensor *s,
+                         const struct kiln_tensor *zp)
 {
     const struct qlayout *L = f->L;
-    float *s32, *z32 = NULL;
-    KILN_TRY(qmem_alloc(k, m, L->nparam, sizeof *s32, (void **)&s32));
-    for (size_t j = 0; j < L->nparam; j++) s32[j] = (float)sc[j];
-    if (zv) {
+    float *z32 = NULL;
+    if (zp) {
         KILN_TRY(qmem_alloc(k, m, L->nparam, sizeof *z32, (void **)&z32));
-        for (size_t j = 0; j < L->nparam; j++) z32[j] = (float)zv[j];
+        zp_to_f32(zp, L->nparam, z32);
     }
-    f->sc = s32, f->zf = z32;
+    f->sc = s->data, f->zf = z32;
     size_t rows = L->outer * L->d;
     kiln_pool_for(k->pool, rows, kiln_pool_grain(L->inner > 1 ? L->inner : L->d, 65536), qfast_rows, f);
     return KILN_OK;
 }
 
-/* QuantizeLinear to a 1- or 2-byte integer from float32 x and scale (no `precision` other
- * than float32): *done. */
-static kiln_status quantize_fast(struct kiln_kctx *k, struct qmem *m, const struct kiln_tensor *x,
-                                 const struct kiln_tensor *s, kiln_dtype prec, const struct qlayout *L,
-                                 const double *sc, const double *zv, int64_t lo, int64_t hi, struct kiln_tensor *y,
-                                 bool *done)
+/* Whether QuantizeLinear takes the fast path: float32 x and scale, the division in float32
+ * (no other `precision`), an integer target of 1 or 2 bytes. */
+static bool quantize_fast_ok(const struct kiln_tensor *x, const struct kiln_tensor *s, kiln_dtype prec, kiln_dtype odt)
 {
-    size_t ysz = kiln_dtype_size(y->dtype);
-    *done = false;
-    if (x->dtype != KILN_DTYPE_F32 || s->dtype != KILN_DTYPE_F32 || prec != KILN_DTYPE_F32 || !(ysz == 1 || ysz == 2) ||
-        kiln_tensor_numel(x) == 0)
-        return KILN_OK;
-    struct qfast f = {.L = L, .x = x->data, .y = y->data, .xsz = 4, .ysz = ysz, .quant = true, .bytes = (int)ysz,
-                      .lo = (float)lo, .hi = (float)hi};
-    KILN_TRY(qfast(k, m, &f, sc, zv));
-    *done = true;
-    return KILN_OK;
+    size_t ysz = kiln_dtype_size(odt);
+    return x->dtype == KILN_DTYPE_F32 && s->dtype == KILN_DTYPE_F32 && prec == KILN_DTYPE_F32 &&
+           !is_small_float(odt) && (ysz == 1 || ysz == 2);
 }
 
-/* DequantizeLinear of an integer x of at most 32 bits with a float32 scale to float32. */
-static kiln_status dequantize_fast(struct kiln_kctx *k, struct qmem *m, const struct kiln_tensor *x,
-                                   const struct kiln_tensor *s, const struct qlayout *L, const double *sc,
-                                   const double *zv, struct kiln_tensor *y, bool *done)
+static kiln_status quantize_fast(struct kiln_kctx *k, struct qmem *m, const struct kiln_tensor *x,
+                                 const struct kiln_tensor *s, const struct kiln_tensor *zp, const struct qlayout *L,
+                                 int64_t lo, int64_t hi, struct kiln_tensor *y)
+{
+    size_t ysz = kiln_dtype_size(y->dtype);
+    if (kiln_tensor_numel(x) == 0) return KILN_OK;
+    struct qfast f = {.L = L, .x = x->data, .y = y->data, .xsz = 4, .ysz = ysz, .quant = true, .bytes = (int)ysz,
+                      .lo = (float)lo, .hi = (float)hi};
+    return qfast(k, m, &f, s, zp);
+}
+
+/* DequantizeLinear's fast path: an integer x of at most 32 bits, a float32 scale and output;
+ * the kernel's kind of x, or -1. */
+static int dequantize_fast_kind(const struct kiln_tensor *x, const struct kiln_tensor *s, kiln_dtype odt)
 {
     static const struct { kiln_dtype dt; int kind; } kinds[] = {
         {KILN_DTYPE_U8, KILN_DQ_U8}, {KILN_DTYPE_U4, KILN_DQ_U8}, {KILN_DTYPE_I8, KILN_DQ_I8},
         {KILN_DTYPE_I4, KILN_DQ_I8}, {KILN_DTYPE_U16, KILN_DQ_U16}, {KILN_DTYPE_I16, KILN_DQ_I16},
         {KILN_DTYPE_I32, KILN_DQ_I32}};
-    *done = false;
-    int kind = -1;
+    if (s->dtype != KILN_DTYPE_F32 || odt != KILN_DTYPE_F32) return -1;
     for (size_t j = 0; j < sizeof kinds / sizeof kinds[0]; j++)
-        if (kinds[j].dt == x->dtype) kind = kinds[j].kind;
-    if (kind < 0 || s->dtype != KILN_DTYPE_F32 || y->dtype != KILN_DTYPE_F32 || kiln_tensor_numel(x) == 0)
-        return KILN_OK;
+        if (kinds[j].dt == x->dtype) return kinds[j].kind;
+    return -1;
+}
+
+static kiln_status dequantize_fast(struct kiln_kctx *k, struct qmem *m, const struct kiln_tensor *x, int kind,
+                                   const struct kiln_tensor *s, const struct kiln_tensor *zp, const struct qlayout *L,
+                                   struct kiln_tensor *y)
+{
+    if (kiln_tensor_numel(x) == 0) return KILN_OK;
     struct qfast f = {.L = L, .x = x->data, .y = y->data, .xsz = kiln_dtype_size(x->dtype), .ysz = 4, .kind = kind};
-    KILN_TRY(qfast(k, m, &f, sc, zv));
-    *done = true;
-    return KILN_OK;
+    return qfast(k, m, &f, s, zp);
 }
 
 /* ------------------------------------------------------------------ QuantizeLinear */
@@ -444,11 +473,10 @@ static kiln_status quantize_impl(struct kiln_kctx *k, struct qmem *m)
     struct qlayout L;
     double *sc, *zv;
     struct kiln_tensor *y;
-    KILN_TRY(q_setup(k, m, x, s, zp, "y_scale", odt, &L, &sc, &y));
+    bool fast = quantize_fast_ok(x, s, prec, odt);
+    KILN_TRY(q_setup(k, m, x, s, zp, "y_scale", odt, &L, fast ? NULL : &sc, &y));
+    if (fast) return quantize_fast(k, m, x, s, zp, &L, qlo, qhi, y);
     KILN_TRY(q_params(k, m, zp, zp ? L.nparam : 0, &zv));
-    bool done = false;
-    if (!sf) KILN_TRY(quantize_fast(k, m, x, s, prec, &L, sc, zp ? zv : NULL, qlo, qhi, y, &done));
-    if (done) return KILN_OK;
     size_t n = kiln_tensor_numel(x);
     struct qwalk w = {0};
     for (size_t j = 0; j < n; j++) {
@@ -496,13 +524,12 @@ static kiln_status dequantize_impl(struct kiln_kctx *k, struct qmem *m)
     struct qlayout L;
     double *sc, *zv;
     struct kiln_tensor *y;
-    KILN_TRY(q_setup(k, m, x, s, zp, "x_scale", odt, &L, &sc, &y));
+    int kind = dequantize_fast_kind(x, s, odt);
+    KILN_TRY(q_setup(k, m, x, s, zp, "x_scale", odt, &L, kind >= 0 ? NULL : &sc, &y));
+    if (kind >= 0) return dequantize_fast(k, m, x, kind, s, zp, &L, y);
     /* float8 zero points must be zero; the reference ignores them otherwise */
     bool use_zp = zp && !is_small_float(x->dtype);
     KILN_TRY(q_params(k, m, use_zp ? zp : NULL, use_zp ? L.nparam : 0, &zv));
-    bool done = false;
-    KILN_TRY(dequantize_fast(k, m, x, s, &L, sc, use_zp ? zv : NULL, y, &done));
-    if (done) return KILN_OK;
     size_t n = kiln_tensor_numel(x);
     struct qwalk w = {0};
     for (size_t j = 0; j < n; j++) {

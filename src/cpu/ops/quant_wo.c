@@ -1,4 +1,5 @@
-/* src/cpu/ops/quant_wo.c: kiln.DequantMatMul(x, W, w_scale[, w_zero_point]) (docs/fused-ops.md),
+/* src/cpu/ops/quant_wo.c: kiln.DequantMatMul(x, W, w_scale[, w_zero_point[, bias]])
+ * (docs/fused-ops.md),
  * weight-only quantization as transformer exporters write it: DequantizeLinear of a constant
  * 8- or 4-bit W [K, N] (per tensor, per axis or blocked along either axis) feeding MatMul's B.
  * The optimizer's fuse_dynquant pass makes it (the DequantizeLinear's attributes `axis`,
@@ -6,10 +7,11 @@
  *
  * Y = x @ W_f with W_f[k, n] = (float(W[k, n]) - float(zp[p])) * scale[p], the very float32
  * operations of DequantizeLinear (kiln_dq_f32_isa), but W_f is never whole in memory: each
- * thread dequantizes a tile of KTILE rows of its columns and multiplies it with kiln_sgemm,
- * accumulating over the tiles. So the output agrees with the unfused DequantizeLinear ->
+ * thread takes its columns in chunks of NTILE, dequantizes a tile of KTILE rows of the chunk
+ * and multiplies it with kiln_sgemm, accumulating over the tiles. So the output agrees with the unfused DequantizeLinear ->
  * MatMul up to the float32 summation order of the products (not bit for bit); the weights stay
- * a byte each. The parameter index of element (k, n) is (k / bk) * rs + (n / bn) * cs, which
+ * a byte each. The optional bias (N values, fuse_matmul_add's) is added to each row at the
+ * end, as the Add after the MatMul. The parameter index of element (k, n) is (k / bk) * rs + (n / bn) * cs, which
  * covers every granularity: per tensor (rs = cs = 0), per axis 0 (scale [K]: bk = 1, rs = 1)
  * or 1 (scale [N]: bn = 1, cs = 1), blocks along axis 0 (scale [ceil(K / b), N]: bk = b,
  * rs = N, bn = cs = 1) or axis 1 (scale [K, ceil(N / b)]: bk = 1, rs = ceil(N / b), bn = b,
@@ -22,7 +24,9 @@
 #include "cpu/quant_isa.h"
 #include "cpu/sgemm.h"
 
+/* A tile: KTILE rows by at most NTILE columns of W as float32 (256 KiB: in L2). */
 #define KTILE 256
+#define NTILE 256
 
 struct wo_params {
     size_t K, N, bk, rs, bn, cs;
@@ -112,7 +116,7 @@ static kiln_status wo_prepare(struct kiln_kprep *p)
 struct wo_job {
     const struct wo_params *P;
     const void *w;
-    const float *x;
+    const float *x, *bias;
     float *y, *tiles;      /* tiles: one KTILE x per floats per slice */
     size_t M, per;
 };
@@ -147,14 +151,23 @@ static void wo_slices(void *ctx, size_t i0, size_t i1, int worker)
     const struct wo_job *j = ctx;
     const struct wo_params *P = j->P;
     for (size_t i = i0; i < i1; i++) {
-        size_t n0 = i * j->per, n1 = n0 + j->per < P->N ? n0 + j->per : P->N;
-        float *t = j->tiles + i * KTILE * j->per;
-        for (size_t k0 = 0; k0 < P->K; k0 += KTILE) {
-            size_t kb = P->K - k0 < KTILE ? P->K - k0 : KTILE;
-            wo_tile(P, j->w, k0, kb, n0, n1, t);
-            kiln_sgemm(false, false, j->M, n1 - n0, kb, 1.0f, j->x + k0, P->K, t, n1 - n0, k0 ? 1.0f : 0.0f,
-                       j->y + n0, P->N);
+        size_t s0 = i * j->per, s1 = s0 + j->per < P->N ? s0 + j->per : P->N;
+        float *t = j->tiles + i * KTILE * NTILE;
+        for (size_t n0 = s0; n0 < s1; n0 += NTILE) {
+            size_t n1 = n0 + NTILE < s1 ? n0 + NTILE : s1;
+            for (size_t k0 = 0; k0 < P->K; k0 += KTILE) {
+                size_t kb = P->K - k0 < KTILE ? P->K - k0 : KTILE;
+                wo_tile(P, j->w, k0, kb, n0, n1, t);
+                kiln_sgemm(false, false, j->M, n1 - n0, kb, 1.0f, j->x + k0, P->K, t, n1 - n0, k0 ? 1.0f : 0.0f,
+                           j->y + n0, P->N);
+            }
         }
+        size_t n0 = s0, n1 = s1;
+        if (j->bias)
+            for (size_t r = 0; r < j->M; r++) {
+                float *row = j->y + r * P->N;
+                for (size_t n = n0; n < n1; n++) row[n] = row[n] + j->bias[n];
+            }
     }
 }
 
@@ -162,7 +175,7 @@ static kiln_status wo_run(struct kiln_kctx *k)
 {
     if (!k->state) return kiln_cpu_run_unprepared(k, wo_prepare, wo_run);
     const struct wo_state *st = k->state;
-    const struct kiln_tensor *x, *w, *s, *z = kiln_in(k, 3);
+    const struct kiln_tensor *x, *w, *s, *z = kiln_in(k, 3), *bias = kiln_in(k, 4);
     KILN_TRY(kiln_in_req(k, 0, &x));
     KILN_TRY(kiln_in_req(k, 1, &w));
     KILN_TRY(kiln_in_req(k, 2, &s));
@@ -176,6 +189,9 @@ static kiln_status wo_run(struct kiln_kctx *k)
     if (x->dtype != KILN_DTYPE_F32 || x->rank < 2 || (size_t)x->dims[x->rank - 1] != P->K)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "x is %s %s; expected float32 of rank >= 2 with %zu columns",
                           kiln_dtype_name(x->dtype), kiln_shape_str(x->rank, x->dims, sx, sizeof sx), P->K);
+    if (bias && (bias->dtype != KILN_DTYPE_F32 || kiln_tensor_numel(bias) != P->N))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "bias is %s with %zu elements; expected float32 with %zu",
+                          kiln_dtype_name(bias->dtype), kiln_tensor_numel(bias), P->N);
     int64_t od[KILN_MAX_RANK];
     memcpy(od, x->dims, sizeof od[0] * (size_t)x->rank);
     od[x->rank - 1] = (int64_t)P->N;
@@ -190,8 +206,8 @@ static kiln_status wo_run(struct kiln_kctx *k)
     size_t t = (size_t)kiln_pool_threads(k->pool), per = (P->N + t - 1) / t;
     per = (per + 15) / 16 * 16;
     size_t n_sl = (P->N + per - 1) / per;
-    struct wo_job j = {P, w->data, x->data, y->data, NULL, M, per};
-    KILN_TRY(kiln_scratch(k, n_sl * KTILE * per * sizeof(float), (void **)&j.tiles));
+    struct wo_job j = {P, w->data, x->data, bias ? bias->data : NULL, y->data, NULL, M, per};
+    KILN_TRY(kiln_scratch(k, n_sl * KTILE * NTILE * sizeof(float), (void **)&j.tiles));
     kiln_pool_for(k->pool, n_sl, 1, wo_slices, &j);
     return KILN_OK;
 }
