@@ -60,4 +60,12 @@ enum { KILN_DQ_U8, KILN_DQ_I8, KILN_DQ_U16, KILN_DQ_I16, KILN_DQ_I32 };
 KILN_ISA_DECLARE(void, kiln_dq_f32_isa,
                  (const void *x, int kind, size_t n, const float *s, const float *z, bool per_elem, float *y));
 
+/* kiln.DequantMatMul's few-row product: acc[n] += sum_k x[k] * float(w[k * ldw + n] - z[n])
+ * for k < kb, n < nw (z NULL: 0); w uint8 (int8 when w_signed), the difference exact in
+ * int32, the sum in float32 (fused multiply-adds where the instruction set has them: not
+ * bit-identical to DequantizeLinear -> MatMul, whose sums run in another order anyway). */
+KILN_ISA_DECLARE(void, kiln_wo_rows_isa,
+                 (float *acc, const float *x, const uint8_t *w, size_t ldw, bool w_signed, const int32_t *z,
+                  size_t kb, size_t nw));
+
 #endif

@@ -291,3 +291,30 @@ void KILN_ISA_FN(kiln_dq_f32_isa)(const void *x, int kind, size_t n, const float
         y[j] = dx * s[p];
     }
 }
+
+/* ------------------------------------------------------------------ weight-only rows */
+
+void KILN_ISA_FN(kiln_wo_rows_isa)(float *acc, const float *x, const uint8_t *w, size_t ldw, bool w_signed,
+                                   const int32_t *z, size_t kb, size_t nw)
+{
+    for (size_t k = 0; k < kb; k++) {
+        const uint8_t *row = w + k * ldw;
+        float xv = x[k];
+        size_t n = 0;
+#if defined(__AVX512F__)
+        __m512 vx = _mm512_set1_ps(xv);
+        for (; n + 16 <= nw; n += 16) {
+            __m128i b = _mm_loadu_si128((const __m128i *)(row + n));
+            __m512i i = w_signed ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b);
+            if (z) i = _mm512_sub_epi32(i, _mm512_loadu_si512(z + n));
+            __m512 a = _mm512_loadu_ps(acc + n);
+            _mm512_storeu_ps(acc + n, _mm512_fmadd_ps(vx, _mm512_cvtepi32_ps(i), a));
+        }
+#endif
+        for (; n < nw; n++) {
+            int32_t v = w_signed ? (int32_t)(int8_t)row[n] : (int32_t)row[n];
+            if (z) v -= z[n];
+            acc[n] += xv * (float)v;
+        }
+    }
+}

@@ -8,7 +8,9 @@
  * Y = x @ W_f with W_f[k, n] = (float(W[k, n]) - float(zp[p])) * scale[p], the very float32
  * operations of DequantizeLinear (kiln_dq_f32_isa), but W_f is never whole in memory: each
  * thread takes its columns in chunks of NTILE, dequantizes a tile of KTILE rows of the chunk
- * and multiplies it with kiln_sgemm, accumulating over the tiles. So the output agrees with the unfused DequantizeLinear ->
+ * and multiplies it with kiln_sgemm, accumulating over the tiles; up to FEW_ROWS rows of x (decoding)
+ * instead sum x[k] * float(W[k, n] - zp) over each block of rows sharing a scale and scale
+ * the block's sum once (wo_few_rows). So the output agrees with the unfused DequantizeLinear ->
  * MatMul up to the float32 summation order of the products (not bit for bit); the weights stay
  * a byte each. The optional bias (N values, fuse_matmul_add's) is added to each row at the
  * end, as the Add after the MatMul. The parameter index of element (k, n) is (k / bk) * rs + (n / bn) * cs, which
@@ -27,11 +29,16 @@
 /* A tile: KTILE rows by at most NTILE columns of W as float32 (256 KiB: in L2). */
 #define KTILE 256
 #define NTILE 256
+/* At most this many rows of x take wo_few_rows, FEW_COLS columns at a time (its four
+ * vectors fill one tile's memory). */
+#define FEW_ROWS 4
+#define FEW_COLS (KTILE * NTILE / 4)
 
 struct wo_params {
     size_t K, N, bk, rs, bn, cs;
     int kind;              /* KILN_DQ_U8 / KILN_DQ_I8 (4-bit types are stored a byte each) */
     const float *s, *z;    /* z NULL without a zero point */
+    const int32_t *zi;     /* z as int32 */
 };
 
 struct wo_state {
@@ -77,14 +84,18 @@ static kiln_status wo_layout(struct kiln_kctx *k, const struct wo_state *st, con
         return kiln_kfail(k, KILN_E_INVALID_ARG, "w_scale (%zu elements) and w_zero_point do not fit W [%zu, %zu] with "
                           "axis %lld and block_size %lld", ns, K, N, (long long)st->axis, (long long)st->block);
     float *sf, *zf = NULL;
+    int32_t *zi = NULL;
     KILN_TRY(alloc(actx, ns * sizeof *sf, (void **)&sf));
     memcpy(sf, s->data, ns * sizeof *sf);
     if (z) {
         KILN_TRY(alloc(actx, ns * sizeof *zf, (void **)&zf));
-        for (size_t j = 0; j < ns; j++)
-            zf[j] = P->kind == KILN_DQ_U8 ? (float)((const uint8_t *)z->data)[j] : (float)((const int8_t *)z->data)[j];
+        KILN_TRY(alloc(actx, ns * sizeof *zi, (void **)&zi));
+        for (size_t j = 0; j < ns; j++) {
+            zi[j] = P->kind == KILN_DQ_U8 ? ((const uint8_t *)z->data)[j] : ((const int8_t *)z->data)[j];
+            zf[j] = (float)zi[j];
+        }
     }
-    P->s = sf, P->z = zf;
+    P->s = sf, P->z = zf, P->zi = zi;
     return KILN_OK;
 }
 
@@ -145,6 +156,48 @@ static void wo_tile(const struct wo_params *P, const void *w, size_t k0, size_t 
     }
 }
 
+/* Few rows of x (token-by-token decoding): no float tile; for each block of rows of W that
+ * share their parameters (bk rows, or all K when the parameters do not depend on k),
+ * acc[n] = sum_k x[k] * float(W[k, n] - zp) (kiln_wo_rows_isa, exact differences), then
+ * y[n] += scale * acc[n]. Columns [n0, n1), n1 - n0 <= FEW_COLS; acc: FEW_COLS floats, yc:
+ * 2 * FEW_COLS floats, zr: FEW_COLS int32. */
+static void wo_few_rows(const struct wo_job *j, size_t n0, size_t n1, float *acc, float *yc, int32_t *zr)
+{
+    const struct wo_params *P = j->P;
+    size_t nw = n1 - n0, blk = P->rs ? P->bk : P->K;
+    for (size_t m = 0; m < j->M; m++) {
+        const float *x = j->x + m * P->K;
+        memset(yc, 0, nw * sizeof *yc);
+        for (size_t k0 = 0; k0 < P->K; k0 += blk) {
+            size_t kb = P->K - k0 < blk ? P->K - k0 : blk, rb = (k0 / P->bk) * P->rs;
+            /* the block's zero points and scales for columns n0.. (p = rb + (n / bn) * cs) */
+            const int32_t *zb = NULL;
+            const float *sb = NULL;
+            if (P->bn == 1 && P->cs == 1) { /* one per column: the arrays themselves */
+                zb = P->zi ? P->zi + rb + n0 : NULL;
+                sb = P->s + rb + n0;
+            } else {
+                for (size_t n = n0; n < n1; n++) {
+                    size_t p = rb + (n / P->bn) * P->cs;
+                    if (P->zi) zr[n - n0] = P->zi[p];
+                    acc[n - n0] = P->s[p]; /* the scales, moved to yc's side below */
+                }
+                zb = P->zi ? zr : NULL;
+            }
+            float *sc = yc + FEW_COLS; /* scratch for the gathered scales */
+            if (!sb) {
+                memcpy(sc, acc, nw * sizeof *sc);
+                sb = sc;
+            }
+            memset(acc, 0, nw * sizeof *acc);
+            KILN_ISA_DISPATCH(kiln_wo_rows_isa, (acc, x + k0, (const uint8_t *)j->w + k0 * P->N + n0, P->N,
+                                                 P->kind == KILN_DQ_I8, zb, kb, nw));
+            for (size_t i = 0; i < nw; i++) yc[i] += sb[i] * acc[i];
+        }
+        memcpy(j->y + m * P->N + n0, yc, nw * sizeof *yc);
+    }
+}
+
 static void wo_slices(void *ctx, size_t i0, size_t i1, int worker)
 {
     (void)worker;
@@ -153,7 +206,12 @@ static void wo_slices(void *ctx, size_t i0, size_t i1, int worker)
     for (size_t i = i0; i < i1; i++) {
         size_t s0 = i * j->per, s1 = s0 + j->per < P->N ? s0 + j->per : P->N;
         float *t = j->tiles + i * KTILE * NTILE;
-        for (size_t n0 = s0; n0 < s1; n0 += NTILE) {
+        if (j->M <= FEW_ROWS) { /* whole rows of the slice: W streams in order */
+            for (size_t n0 = s0; n0 < s1; n0 += FEW_COLS)
+                wo_few_rows(j, n0, n0 + FEW_COLS < s1 ? n0 + FEW_COLS : s1, t, t + FEW_COLS,
+                            (int32_t *)(t + 3 * FEW_COLS));
+        }
+        for (size_t n0 = s0; n0 < s1 && j->M > FEW_ROWS; n0 += NTILE) {
             size_t n1 = n0 + NTILE < s1 ? n0 + NTILE : s1;
             for (size_t k0 = 0; k0 < P->K; k0 += KTILE) {
                 size_t kb = P->K - k0 < KTILE ? P->K - k0 : KTILE;
