@@ -853,7 +853,7 @@ static kiln_status matmul_integer_impl(struct kiln_kctx *k, struct qmem *m)
     KILN_TRY(zp_check(k, azp, S.m, "a_zero_point"));
     KILN_TRY(zp_check(k, bzp, S.n, "b_zero_point"));
     struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_I32, S.orank, S.odims, &y));
+    KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_I32, S.orank, S.odims, &y));
     if (matmul_integer_packed(k, a, azp, b, bzp, y->data)) return KILN_OK;
     return imatmul(k, m, a, azp, b, bzp, &S, y->data);
 }
@@ -1002,7 +1002,7 @@ static kiln_status dqmm_impl(struct kiln_kctx *k, struct qmem *m)
     KILN_TRY(mm_shapes(k, &a, w, &S));
     KILN_TRY(zp_check(k, wzp, S.n, "W_zero_point"));
     struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_F32, S.orank, S.odims, &y));
+    KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_F32, S.orank, S.odims, &y));
     int32_t *acc = y->data; /* int32 and float32 share the size: converted in place below */
     if (!matmul_integer_packed(k, &a, &azp, w, wzp, acc)) KILN_TRY(imatmul(k, m, &a, &azp, w, wzp, &S, acc));
     const float *ws = in[3]->data, *bias = in[4] ? in[4]->data : NULL;
@@ -1525,7 +1525,7 @@ static kiln_status conv_integer_impl(struct kiln_kctx *k, struct qmem *m)
     int64_t od[KILN_MAX_RANK];
     conv_out_dims(&G, od);
     struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_I32, x->rank, od, &y));
+    KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_I32, x->rank, od, &y));
     bool done;
     KILN_TRY(conv_integer_fast(k, x, xzp, w, wzp, y->data, &done));
     if (done) return KILN_OK;
