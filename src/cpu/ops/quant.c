@@ -1,6 +1,7 @@
 /* src/cpu/ops/quant.c: ONNX linear quantization ops: QuantizeLinear (10..25),
  * DequantizeLinear (10..25), DynamicQuantizeLinear (11), MatMulInteger (10), QLinearMatMul
- * (10, 21), ConvInteger (10) and QLinearConv (10).
+ * (10, 21), ConvInteger (10) and QLinearConv (10); kiln.DynQuantMatMul and kiln.DynQuantConv
+ * (docs/fused-ops.md).
  *
  * Quantization granularity follows the scale's shape: one element is per tensor, a 1-D scale
  * is per axis (`axis`, default 1), and with `block_size` > 0 (opset 21+) the scale has x's
@@ -21,6 +22,13 @@
  * output_dtype, saturate, precision, each read only from the opset that has it;
  * ConvInteger/QLinearConv: group, strides, dilations, pads, kernel_shape and auto_pad);
  * they are checked against the inputs at run time.
+ *
+ * Every op above is the reference; the common cases take fast paths with the same bits
+ * (docs/quantization.md): QuantizeLinear / DequantizeLinear between float32 and integers of
+ * up to 16 (dequantize: 32) bits on the kernels of cpu/quant_isa.h; DynamicQuantizeLinear's
+ * passes vectorized and threaded; MatMulInteger / QLinearMatMul with a constant B on
+ * oneDNN's int8 matmul (cpu/dnnl_int8.h); 2-D ConvInteger / QLinearConv with a constant w,
+ * channels-last, on the same matmul (one group) or an int32 depthwise kernel.
  */
 #include <math.h>
 #include <string.h>
