@@ -2,6 +2,7 @@
  * matmul primitive (dnnl_int8.h). */
 #include "cpu/dnnl_int8.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include "cpu/isa.h"
@@ -21,7 +22,7 @@ struct imm_slice {
 };
 
 struct kiln_dnnl_imm {
-    size_t M, K, N;
+    size_t M, K, N;           /* M 0: rows given at run (the slices are the row buckets) */
     bool a_signed;
     bool any_corr;  /* some corr[n] != 0: the rows' sums are needed */
     int32_t *colsum; /* [N] colsum(B') */
@@ -81,6 +82,12 @@ static void fold_weights(struct kiln_dnnl_imm *mm, const void *B, bool b_signed,
     }
 }
 
+/* Rows given at run: the slices are primitives for blocks of IMM_BUCKETS[i] rows, all on one
+ * packed B (when oneDNN picks the same layout for each); a run splits its M rows into
+ * blocks of the largest (run in parallel), then the rest greedily into smaller ones. */
+static const size_t IMM_BUCKETS[] = {256, 64, 16, 4, 1};
+#define IMM_N_BUCKETS (sizeof IMM_BUCKETS / sizeof IMM_BUCKETS[0])
+
 /* Slices: one per thread, each worth waking a thread for: ~2 M integer operations or 128
  * KiB of weights (the M = 1 products that only stream them). With at least 16 rows a slice
  * the rows are split (whole 16-row tiles): every slice then writes whole rows of Y, dense,
@@ -125,16 +132,23 @@ kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size
 {
     *out = NULL;
     dnnl_engine_t eng;
-    if (!M || !K || !N || !B || kiln_isa_active() < KILN_ISA_AVX2 || !(eng = kiln_dnnl_engine()) ||
-        !exact_int8_isa())
+    if (!K || !N || !B || kiln_isa_active() < KILN_ISA_AVX2 || !(eng = kiln_dnnl_engine()) || !exact_int8_isa())
         return KILN_OK;
     struct kiln_dnnl_imm *mm;
     KILN_TRY(kiln_kprep_alloc(p, sizeof *mm, (void **)&mm));
     KILN_TRY(kiln_kprep_alloc(p, N * sizeof(int32_t), (void **)&mm->colsum));
     KILN_TRY(kiln_kprep_alloc(p, N * sizeof(int32_t), (void **)&mm->corr));
     mm->M = M, mm->K = K, mm->N = N, mm->a_signed = a_signed;
-    bool by_rows;
-    size_t per = slice_extent(p, M, K, N, &by_rows), len = by_rows ? M : N;
+    bool by_rows = true;
+    size_t per = M ? slice_extent(p, M, K, N, &by_rows) : 0, len = by_rows ? M : N;
+    for (size_t b = 0; !M && b < IMM_N_BUCKETS; b++) {
+        struct imm_slice *s = &mm->sl[mm->n++];
+        s->m0 = 0, s->m1 = IMM_BUCKETS[b], s->n0 = 0, s->n1 = N;
+        if (!make_slice(eng, mm, s)) {
+            imm_free(mm);
+            return KILN_OK;
+        }
+    }
     for (size_t i0 = 0; i0 < len && mm->n < IMM_MAX_SLICES; i0 += per) {
         struct imm_slice *s = &mm->sl[mm->n++];
         size_t i1 = i0 + per < len ? i0 + per : len;
@@ -164,12 +178,17 @@ kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size
     return KILN_OK;
 }
 
+/* A run's blocks of rows: block i runs slice slice[i] on rows [r0[i], r0[i] + its rows);
+ * rows given at run: blocks [0, nfull) are the largest bucket's, at i * IMM_BUCKETS[0]. */
+#define IMM_MAX_REST 16
 struct imm_job {
     const struct kiln_dnnl_imm *mm;
     const void *A;
     int32_t azp;
     int32_t *Y;
-    bool failed[IMM_MAX_SLICES];
+    size_t nfull, nrest, rest_r0[IMM_MAX_REST];
+    int rest_slice[IMM_MAX_REST];
+    atomic_bool failed;
 };
 
 /* Row m's sum of A, wrapping like int32. */
@@ -186,15 +205,16 @@ static uint32_t row_sum(const struct kiln_dnnl_imm *mm, const void *A, size_t m)
     return s;
 }
 
-/* The zero points folded into the slice's columns of Y (dnnl_int8.h's formula). */
-static void fold_zero_points(const struct imm_job *j, const struct imm_slice *s)
+/* The zero points folded into rows [m0, m1) of the slice's columns of Y (dnnl_int8.h's
+ * formula). */
+static void fold_zero_points(const struct imm_job *j, const struct imm_slice *s, size_t m0, size_t m1)
 {
     const struct kiln_dnnl_imm *mm = j->mm;
     uint32_t a = (uint32_t)j->azp, ka = (uint32_t)mm->K * a;
     if (!a && !mm->any_corr) return;
     void (*fold)(int32_t *, size_t, const int32_t *, const int32_t *, uint32_t, uint32_t) =
         KILN_ISA_SELECT(kiln_imm_fold_row_isa);
-    for (size_t m = s->m0; m < s->m1; m++) {
+    for (size_t m = m0; m < m1; m++) {
         uint32_t r = mm->any_corr ? row_sum(mm, j->A, m) - ka : 0;
         fold(j->Y + m * mm->N + s->n0, s->n1 - s->n0, mm->corr + s->n0, mm->colsum + s->n0, r, a);
     }
@@ -204,26 +224,50 @@ static void imm_chunk(void *ctx, size_t i0, size_t i1, int worker)
 {
     (void)worker;
     struct imm_job *j = ctx;
+    const struct kiln_dnnl_imm *mm = j->mm;
     for (size_t i = i0; i < i1; i++) {
-        const struct imm_slice *s = &j->mm->sl[i];
-        const char *a = (const char *)j->A + s->m0 * j->mm->K;
+        size_t si = i, r0;
+        if (mm->M) {
+            r0 = mm->sl[i].m0;
+        } else if (i < j->nfull) {
+            si = 0, r0 = i * IMM_BUCKETS[0];
+        } else {
+            si = (size_t)j->rest_slice[i - j->nfull], r0 = j->rest_r0[i - j->nfull];
+        }
+        const struct imm_slice *s = &mm->sl[si];
+        size_t r1 = r0 + (s->m1 - s->m0);
+        const char *a = (const char *)j->A + r0 * mm->K;
         struct kiln_dnnl_arg args[4] = {{DNNL_ARG_SRC, &s->a_md, a},
                                         {DNNL_ARG_WEIGHTS, &s->w_md, s->w},
-                                        {DNNL_ARG_DST, &s->c_md, j->Y + s->m0 * j->mm->N + s->n0},
+                                        {DNNL_ARG_DST, &s->c_md, j->Y + r0 * mm->N + s->n0},
                                         {DNNL_ARG_SCRATCHPAD, &s->sp_md, NULL}};
-        j->failed[i] = !kiln_dnnl_execute(s->prim, 4, args);
-        if (!j->failed[i]) fold_zero_points(j, s);
+        if (!kiln_dnnl_execute(s->prim, 4, args)) {
+            atomic_store(&j->failed, true);
+            continue;
+        }
+        fold_zero_points(j, s, r0, r1);
     }
 }
 
-bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, const void *A, int32_t a_zp,
-                       int32_t *Y)
+bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, const void *A, size_t M,
+                       int32_t a_zp, int32_t *Y)
 {
-    struct imm_job j = {mm, A, a_zp, Y, {0}};
-    kiln_pool_for(pool, (size_t)mm->n, 1, imm_chunk, &j);
-    for (int i = 0; i < mm->n; i++)
-        if (j.failed[i]) return false;
-    return true;
+    struct imm_job j = {.mm = mm, .A = A, .azp = a_zp, .Y = Y};
+    atomic_init(&j.failed, false);
+    size_t blocks = (size_t)mm->n;
+    if (!mm->M) { /* rows given at run: the largest bucket's blocks, then the rest */
+        j.nfull = M / IMM_BUCKETS[0];
+        size_t r = j.nfull * IMM_BUCKETS[0];
+        for (size_t b = 1; b < IMM_N_BUCKETS; b++)
+            for (; M - r >= IMM_BUCKETS[b] && j.nrest < IMM_MAX_REST; r += IMM_BUCKETS[b])
+                j.rest_slice[j.nrest] = (int)b, j.rest_r0[j.nrest++] = r;
+        if (r != M) return false; /* cannot happen: the last bucket is 1 row, at most 3 of each */
+        blocks = j.nfull + j.nrest;
+    } else if (M != mm->M) {
+        return false;
+    }
+    kiln_pool_for(pool, blocks, 1, imm_chunk, &j);
+    return !atomic_load(&j.failed);
 }
 
 void kiln_dnnl_imm_dims(const struct kiln_dnnl_imm *mm, size_t *M, size_t *K, size_t *N)
@@ -240,10 +284,10 @@ kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size
     return KILN_OK;
 }
 
-bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, const void *A, int32_t a_zp,
-                       int32_t *Y)
+bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, const void *A, size_t M,
+                       int32_t a_zp, int32_t *Y)
 {
-    (void)mm, (void)pool, (void)A, (void)a_zp, (void)Y;
+    (void)mm, (void)pool, (void)A, (void)M, (void)a_zp, (void)Y;
     return false;
 }
 

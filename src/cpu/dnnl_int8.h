@@ -34,7 +34,9 @@ struct kiln_dnnl_imm;
 /* Prepares Y[M, N] = (A[M, K] - a_zp) * (B[K, N] - b_zp) for the constant B (row-major,
  * int8 when b_signed, else uint8) and its constant zero point bzp (nbzp 0: none, 1: per
  * tensor, N: per column); A is int8 when a_signed, else uint8, and its zero point (per
- * tensor) is given at run. Memory comes from kiln_kprep_alloc; the primitives are released
+ * tensor) is given at run. M 0: the rows are known only at run (a symbolic batch or
+ * sequence); the product then runs in blocks of 256, 64, 16, 4 and 1 rows, each its own
+ * primitive on the one packed B. Memory comes from kiln_kprep_alloc; the primitives are released
  * with the engine. *out NULL (KILN_OK) when oneDNN is not there, has no VNNI/AMX at the
  * active instruction set, or declines; an error only for out of memory. */
 KILN_NODISCARD kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_t N,
@@ -42,12 +44,13 @@ KILN_NODISCARD kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M,
                                                  const int32_t *bzp, size_t nbzp,
                                                  struct kiln_dnnl_imm **out);
 
-/* Y = (A - a_zp) * (B - b_zp) (int32, row-major [M, N]) on the pool's threads; false when
- * oneDNN fails (the caller then takes its reference loop). */
-bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, const void *A, int32_t a_zp,
-                       int32_t *Y);
+/* Y = (A - a_zp) * (B - b_zp) (int32, row-major [M, N]) on the pool's threads; M the
+ * prepared one unless that was 0. False when oneDNN fails or M is not the prepared (the
+ * caller then takes its reference loop). */
+bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, const void *A, size_t M,
+                       int32_t a_zp, int32_t *Y);
 
-/* The prepared M, K, N. */
+/* The prepared M (0: given at run), K, N. */
 void kiln_dnnl_imm_dims(const struct kiln_dnnl_imm *mm, size_t *M, size_t *K, size_t *N);
 
 #endif

@@ -76,6 +76,7 @@ struct cfg {
     int64_t batch[2];
     int64_t M, K, N;
     bool a_s8, b_s8;
+    bool sym;          /* A's leading dims symbolic: the rows known only at run */
     int azp_kind;      /* 0: absent, 1: given */
     int bzp_kind;      /* 0: absent, 1: per tensor, 2: per column */
     int32_t azp;
@@ -134,8 +135,12 @@ static void write_model(const struct cfg *c, bool bconst)
     const char *at = c->a_s8 ? "i8" : "u8", *bt = c->b_s8 ? "i8" : "u8";
     model_text_reset();
     tf("opset 17\ninput A %s ", at);
-    for (int i = 0; i < c->brank; i++) tf("%lld,", (long long)c->batch[i]);
-    tf("%lld,%lld\n", (long long)c->M, (long long)c->K);
+    for (int i = 0; i < c->brank; i++) {
+        if (c->sym) tf("b%d,", i);
+        else tf("%lld,", (long long)c->batch[i]);
+    }
+    if (c->sym) tf("rows,%lld\n", (long long)c->K);
+    else tf("%lld,%lld\n", (long long)c->M, (long long)c->K);
     if (c->azp_kind) tf("input AZ %s -\n", at);
     tf("%s B %s %lld,%lld", bconst ? "init" : "input", bt, (long long)c->K, (long long)c->N);
     if (bconst) tf_vals(c->b, (size_t)(c->K * c->N));
@@ -357,8 +362,8 @@ static void run_case(struct cfg *c, const char *label)
 
 static void describe(const struct cfg *c, char *buf, size_t size)
 {
-    snprintf(buf, size, "%sbatch %d M%lld K%lld N%lld A %s B %s azp %s bzp %s", c->q.on ? "QLinearMatMul " : "",
-             c->brank, (long long)c->M,
+    snprintf(buf, size, "%s%sbatch %d M%lld K%lld N%lld A %s B %s azp %s bzp %s", c->q.on ? "QLinearMatMul " : "",
+             c->sym ? "symbolic rows, " : "", c->brank, (long long)c->M,
              (long long)c->K, (long long)c->N, c->a_s8 ? "i8" : "u8", c->b_s8 ? "i8" : "u8",
              c->azp_kind ? "given" : "absent", c->bzp_kind == 0 ? "absent" : c->bzp_kind == 1 ? "tensor" : "column");
 }
@@ -377,6 +382,8 @@ static void random_cases(int n)
         c.b_s8 = rng_int(2);
         c.azp_kind = rng_int(4) != 0;
         c.bzp_kind = rng_int(3);
+        c.sym = rng_int(3) == 0;
+        if (c.sym && rng_int(2)) c.M = 1 + rng_int(600); /* several row buckets */
         if (rng_int(3) == 0) { /* QLinearMatMul: zero points required */
             c.azp_kind = 1, c.bzp_kind = 1 + rng_int(2);
             qlin_draw(&c.q, (size_t)c.N, false);
@@ -397,6 +404,7 @@ static void large_cases(void)
         {.M = 1, .K = 1024, .N = 1000, .azp_kind = 1, .bzp_kind = 2, .b_s8 = true},
         {.brank = 1, .batch = {2}, .M = 9, .K = 515, .N = 130, .azp_kind = 1, .bzp_kind = 0, .b_s8 = true},
         {.M = 33, .K = 2048, .N = 48, .a_s8 = true, .b_s8 = true, .azp_kind = 1, .bzp_kind = 2},
+        {.M = 599, .K = 300, .N = 70, .azp_kind = 1, .bzp_kind = 2, .sym = true}, /* 256 * 2 + 64 + 16 + 4 * 1 + 1 * 3 */
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         char label[200];

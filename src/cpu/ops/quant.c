@@ -767,8 +767,8 @@ static kiln_status int8_inputs(struct kiln_kctx *k, const char *what,
 
 /* What MatMulInteger's prepare makes: the product with B prepacked by oneDNN (dnnl_int8.h)
  * when B is a constant 8-bit [K, N] with a constant zero point (none, per tensor or per
- * column) and A's rows (the product of its leading dims) are known; NULL otherwise (the run
- * then takes the reference loop). */
+ * column); A's rows (the product of its leading dims) may be known only at the run (dnnl_int8.h's
+ * row buckets). NULL otherwise (the run then takes the reference loop). */
 struct mmi_state {
     struct kiln_dnnl_imm *mm;
     const void *b, *bzp; /* the constants it packed: a run with others takes the reference */
@@ -807,11 +807,9 @@ static kiln_status mmi_prepare_at(struct kiln_kprep *p, size_t bi, size_t zi, bo
         !(a_float ? at->type.elem == KILN_DTYPE_F32 : is_8bit(at->type.elem)) || at->type.rank < 2)
         return KILN_OK;
     kiln_dtype a_dtype = a_float ? KILN_DTYPE_U8 : at->type.elem;
-    size_t M = 1;
-    for (int d = 0; d + 1 < at->type.rank; d++) {
-        if (at->type.dims[d].value < 0) return KILN_OK;
-        M *= (size_t)at->type.dims[d].value;
-    }
+    size_t M = 1; /* 0: not known until the run (a symbolic batch or sequence) */
+    for (int d = 0; d + 1 < at->type.rank; d++)
+        M = at->type.dims[d].value < 0 ? 0 : M * (size_t)at->type.dims[d].value;
     size_t K = (size_t)b->dims[0], N = (size_t)b->dims[1], nz;
     if (at->type.dims[at->type.rank - 1].value != b->dims[0]) return KILN_OK;
     int32_t *z;
@@ -824,7 +822,7 @@ static kiln_status mmi_prepare_at(struct kiln_kprep *p, size_t bi, size_t zi, bo
         st->b = b->data;
         st->bzp = bzp ? bzp->data : NULL;
         st->a_dtype = a_dtype;
-        if (a_float) p->scratch_bytes = M * K + N * sizeof(float) + 128; /* dqmm_impl's */
+        if (a_float && M) p->scratch_bytes = M * K + N * sizeof(float) + 128; /* dqmm_impl's */
         p->kernel = "onednn-int8";
         p->chosen = 1;
     }
@@ -844,11 +842,12 @@ static bool matmul_integer_packed(struct kiln_kctx *k, const struct kiln_tensor 
     if (!st || !st->mm || b->rank != 2 || b->data != st->b || (bzp ? bzp->data : NULL) != st->bzp || a->rank < 2 ||
         (azp && kiln_tensor_numel(azp) != 1))
         return false;
-    size_t M, K, N;
+    size_t M, K, N, na = kiln_tensor_numel(a);
     kiln_dnnl_imm_dims(st->mm, &M, &K, &N);
-    if (kiln_tensor_numel(a) != M * K || (size_t)a->dims[a->rank - 1] != K) return false;
+    if (!M && K) M = na / K; /* rows given at run */
+    if (na != M * K || (size_t)a->dims[a->rank - 1] != K) return false;
     if (a->dtype != st->a_dtype) return false;
-    return kiln_dnnl_imm_run(st->mm, k->pool, a->data, zp_at(azp, 0), y);
+    return kiln_dnnl_imm_run(st->mm, k->pool, a->data, M, zp_at(azp, 0), y);
 }
 
 static kiln_status matmul_integer_impl(struct kiln_kctx *k, struct qmem *m)
@@ -1447,7 +1446,7 @@ static bool iconv_nhwc(struct kiln_kctx *k, const struct iconv_state *st, const 
         struct unfold_job uj = {st, xt, cols, (uint8_t)azp};
         kiln_pool_for(k->pool, orows, kiln_pool_grain(per, 65536), unfold_rows, &uj);
     }
-    return kiln_dnnl_imm_run(st->mm, k->pool, st->direct ? xt : cols, azp, yt);
+    return kiln_dnnl_imm_run(st->mm, k->pool, st->direct ? xt : cols, G->n * (size_t)(G->out[0] * G->out[1]), azp, yt);
 }
 
 /* The [pixels, M] int32 result back channels-first, for tiles [t0, t1) of QTILE pixels
