@@ -23,6 +23,7 @@ struct imm_slice {
 
 struct kiln_dnnl_imm {
     size_t M, K, N;           /* M 0: rows given at run (the slices are the row buckets) */
+    size_t Kp;                /* K rounded up to 4: A's row stride, B's padded rows */
     bool a_signed;
     bool any_corr;  /* some corr[n] != 0: the rows' sums are needed */
     int32_t *colsum; /* [N] colsum(B') */
@@ -51,7 +52,7 @@ static bool exact_int8_isa(void)
 static bool make_slice(dnnl_engine_t eng, struct kiln_dnnl_imm *mm, struct imm_slice *s)
 {
     size_t nt = s->n1 - s->n0, mt = s->m1 - s->m0;
-    dnnl_dims_t ad = {(dnnl_dim_t)mt, (dnnl_dim_t)mm->K}, as = {(dnnl_dim_t)mm->K, 1};
+    dnnl_dims_t ad = {(dnnl_dim_t)mt, (dnnl_dim_t)mm->Kp}, as = {(dnnl_dim_t)mm->Kp, 1};
     dnnl_dims_t cd = {(dnnl_dim_t)mt, (dnnl_dim_t)nt}, cs = {(dnnl_dim_t)mm->N, 1};
     if (dnnl_memory_desc_init_by_strides(&s->a_md, 2, ad, mm->a_signed ? dnnl_s8 : dnnl_u8, as) ||
         dnnl_memory_desc_init_by_strides(&s->c_md, 2, cd, dnnl_s32, cs))
@@ -61,13 +62,15 @@ static bool make_slice(dnnl_engine_t eng, struct kiln_dnnl_imm *mm, struct imm_s
     return s->prim != NULL;
 }
 
-/* B' = B - off as int8 into bs, and the corrections' constants. */
+/* B' = B - off as int8 into bs ([Kp, N], the rows past K zero), and the corrections'
+ * constants. */
 static void fold_weights(struct kiln_dnnl_imm *mm, const void *B, bool b_signed, const int32_t *bzp,
                          size_t nbzp, int8_t *bs)
 {
     size_t K = mm->K, N = mm->N;
     int32_t off = b_signed ? 0 : 128;
     memset(mm->colsum, 0, N * sizeof *mm->colsum);
+    memset(bs + K * N, 0, (mm->Kp - K) * N);
     for (size_t k = 0; k < K; k++)
         for (size_t n = 0; n < N; n++) {
             int32_t v = b_signed ? ((const int8_t *)B)[k * N + n] : (int32_t)((const uint8_t *)B)[k * N + n] - 128;
@@ -116,7 +119,7 @@ static kiln_status pack_slices(struct kiln_kprep *p, struct kiln_dnnl_imm *mm, c
             s->w = mm->sl[0].w; /* a row slice: the same packed B */
             continue;
         }
-        dnnl_dims_t d = {(dnnl_dim_t)mm->K, (dnnl_dim_t)(s->n1 - s->n0)}, str = {(dnnl_dim_t)mm->N, 1};
+        dnnl_dims_t d = {(dnnl_dim_t)mm->Kp, (dnnl_dim_t)(s->n1 - s->n0)}, str = {(dnnl_dim_t)mm->N, 1};
         dnnl_memory_desc_t plain;
         if (dnnl_memory_desc_init_by_strides(&plain, 2, d, dnnl_s8, str)) return KILN_OK;
         KILN_TRY(kiln_dnnl_pack_weights(p, (uint32_t)(0x69380000u + (unsigned)i), &plain, bs + s->n0,
@@ -139,6 +142,7 @@ kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size
     KILN_TRY(kiln_kprep_alloc(p, N * sizeof(int32_t), (void **)&mm->colsum));
     KILN_TRY(kiln_kprep_alloc(p, N * sizeof(int32_t), (void **)&mm->corr));
     mm->M = M, mm->K = K, mm->N = N, mm->a_signed = a_signed;
+    mm->Kp = (K + 3) / 4 * 4; /* oneDNN 2.6's AMX kernels can fault (SIGILL) on a K tail */
     bool by_rows = true;
     size_t per = M ? slice_extent(p, M, K, N, &by_rows) : 0, len = by_rows ? M : N;
     for (size_t b = 0; !M && b < IMM_N_BUCKETS; b++) {
@@ -165,7 +169,7 @@ kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size
         return st;
     }
     size_t bytes;
-    if (!kiln_mul_size(K, N, &bytes)) return KILN_OK;
+    if (!kiln_mul_size(mm->Kp, N, &bytes)) return KILN_OK;
     int8_t *bs = kiln_malloc(bytes);
     if (!bs) return kiln_kfail(&p->kc, KILN_E_NOMEM, "out of memory for %zu bytes of int8 weights", bytes);
     fold_weights(mm, B, b_signed, bzp, nbzp, bs);
@@ -196,10 +200,10 @@ static uint32_t row_sum(const struct kiln_dnnl_imm *mm, const void *A, size_t m)
 {
     uint32_t s = 0;
     if (mm->a_signed) {
-        const int8_t *r = (const int8_t *)A + m * mm->K;
+        const int8_t *r = (const int8_t *)A + m * mm->Kp;
         for (size_t k = 0; k < mm->K; k++) s += (uint32_t)(int32_t)r[k];
     } else {
-        const uint8_t *r = (const uint8_t *)A + m * mm->K;
+        const uint8_t *r = (const uint8_t *)A + m * mm->Kp;
         for (size_t k = 0; k < mm->K; k++) s += r[k];
     }
     return s;
@@ -236,7 +240,7 @@ static void imm_chunk(void *ctx, size_t i0, size_t i1, int worker)
         }
         const struct imm_slice *s = &mm->sl[si];
         size_t r1 = r0 + (s->m1 - s->m0);
-        const char *a = (const char *)j->A + r0 * mm->K;
+        const char *a = (const char *)j->A + r0 * mm->Kp;
         struct kiln_dnnl_arg args[4] = {{DNNL_ARG_SRC, &s->a_md, a},
                                         {DNNL_ARG_WEIGHTS, &s->w_md, s->w},
                                         {DNNL_ARG_DST, &s->c_md, j->Y + r0 * mm->N + s->n0},
@@ -274,6 +278,8 @@ void kiln_dnnl_imm_dims(const struct kiln_dnnl_imm *mm, size_t *M, size_t *K, si
 {
     *M = mm->M, *K = mm->K, *N = mm->N;
 }
+
+size_t kiln_dnnl_imm_lda(const struct kiln_dnnl_imm *mm) { return mm->Kp; }
 #else
 kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_t N, bool a_signed,
                                   const void *B, bool b_signed, const int32_t *bzp, size_t nbzp,
@@ -295,5 +301,11 @@ void kiln_dnnl_imm_dims(const struct kiln_dnnl_imm *mm, size_t *M, size_t *K, si
 {
     (void)mm;
     *M = *K = *N = 0;
+}
+
+size_t kiln_dnnl_imm_lda(const struct kiln_dnnl_imm *mm)
+{
+    (void)mm;
+    return 0;
 }
 #endif

@@ -44,11 +44,18 @@ KILN_NODISCARD kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M,
                                                  const int32_t *bzp, size_t nbzp,
                                                  struct kiln_dnnl_imm **out);
 
-/* Y = (A - a_zp) * (B - b_zp) (int32, row-major [M, N]) on the pool's threads; M the
+/* Y = (A - a_zp) * (B - b_zp) (int32, row-major [M, N]) on the pool's threads, A's rows at
+ * the stride kiln_dnnl_imm_lda with zeros past K; M the
  * prepared one unless that was 0. False when oneDNN fails or M is not the prepared (the
  * caller then takes its reference loop). */
 bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, const void *A, size_t M,
                        int32_t a_zp, int32_t *Y);
+
+/* A's row stride: K rounded up to a multiple of 4, the columns past K zero. oneDNN 2.6's AMX
+ * int8 matmul faults (SIGILL) on some shapes with a K tail (K 125..127 with M >= 65 and N not
+ * a multiple of 16, found by test_int8_fast), so kiln never gives it one: B gets zero rows,
+ * A zero columns, which add nothing. */
+size_t kiln_dnnl_imm_lda(const struct kiln_dnnl_imm *mm);
 
 /* The prepared M (0: given at run), K, N. */
 void kiln_dnnl_imm_dims(const struct kiln_dnnl_imm *mm, size_t *M, size_t *K, size_t *N);

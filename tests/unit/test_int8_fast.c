@@ -540,6 +540,7 @@ struct ccfg {
     struct qlin q;
     int64_t N, C, M, G, H, W, KH, KW, sh, sw, dh, dw, p[4]; /* pads: top, left, bottom, right */
     bool x_s8, w_s8;
+    bool sym;               /* x's batch and image size symbolic: known only at run */
     int xzp_kind, wzp_kind; /* x: 0 absent, 1 given; w: 0 absent, 1 per tensor, 2 per channel */
     int32_t xzp, *wzp, *x, *w;
     int64_t OH, OW;
@@ -550,8 +551,11 @@ static void conv_text(const struct ccfg *c, bool wconst)
     const char *xt = c->x_s8 ? "i8" : "u8", *wt = c->w_s8 ? "i8" : "u8";
     size_t nw = (size_t)(c->M * (c->C / c->G) * c->KH * c->KW);
     model_text_reset();
-    tf("opset 17\ninput X %s %lld,%lld,%lld,%lld\n", xt, (long long)c->N, (long long)c->C, (long long)c->H,
-       (long long)c->W);
+    if (c->sym)
+        tf("opset 17\ninput X %s n,%lld,h,w\n", xt, (long long)c->C);
+    else
+        tf("opset 17\ninput X %s %lld,%lld,%lld,%lld\n", xt, (long long)c->N, (long long)c->C, (long long)c->H,
+           (long long)c->W);
     if (c->xzp_kind) tf("input XZ %s -\n", xt);
     tf("%s W %s %lld,%lld,%lld,%lld", wconst ? "init" : "input", wt, (long long)c->M, (long long)(c->C / c->G),
        (long long)c->KH, (long long)c->KW);
@@ -688,6 +692,7 @@ static void conv_cases(int n)
         c.W = (c.KW - 1) * c.dw + 1 + rng_int(9);
         c.x_s8 = rng_int(4) == 0;
         c.w_s8 = rng_int(2);
+        c.sym = rng_int(4) == 0;
         c.xzp_kind = rng_int(4) != 0;
         c.wzp_kind = rng_int(3);
         if (rng_int(3) == 0) { /* QLinearConv */
@@ -697,11 +702,11 @@ static void conv_cases(int n)
         char label[300];
         snprintf(label, sizeof label,
                  "conv #%d: N%lld C%lld M%lld G%lld in %lldx%lld k %lldx%lld s %lld,%lld d %lld,%lld p %lld,%lld,%lld,%lld "
-                 "x %s w %s xzp %d wzp %d%s",
+                 "x %s w %s xzp %d wzp %d%s%s",
                  i, (long long)c.N, (long long)c.C, (long long)c.M, (long long)c.G, (long long)c.H, (long long)c.W,
                  (long long)c.KH, (long long)c.KW, (long long)c.sh, (long long)c.sw, (long long)c.dh, (long long)c.dw,
                  (long long)c.p[0], (long long)c.p[1], (long long)c.p[2], (long long)c.p[3], c.x_s8 ? "i8" : "u8",
-                 c.w_s8 ? "i8" : "u8", c.xzp_kind, c.wzp_kind, c.q.on ? " QLinearConv" : "");
+                 c.w_s8 ? "i8" : "u8", c.xzp_kind, c.wzp_kind, c.q.on ? " QLinearConv" : "", c.sym ? " symbolic" : "");
         conv_case(&c, label);
     }
     /* a ResNet-sized layer: 64 -> 64, 3x3, pads 1, 28x28 */
@@ -717,7 +722,7 @@ static void conv_cases(int n)
 /* ------------------------------------------------------------------ kiln.DynQuantConv */
 
 static void dqconv_case(int i, int64_t N, int64_t C, int64_t M, int64_t G, int64_t H, int64_t W, int64_t KH,
-                        int64_t KW, int64_t s, int64_t pad, int bias_kind, bool w_s8, int wz_kind)
+                        int64_t KW, int64_t s, int64_t pad, int bias_kind, bool w_s8, int wz_kind, bool sym)
 {
     size_t nw = (size_t)(M * (C / G) * KH * KW), nx = (size_t)(N * C * H * W);
     const char *wt = w_s8 ? "i8" : "u8";
@@ -731,8 +736,12 @@ static void dqconv_case(int i, int64_t N, int64_t C, int64_t M, int64_t G, int64
     for (size_t j = 0; j < nx; j++) x[j] = (float)rng_range(lo, rng_range(0.1, 4));
     float ws = (float)rng_range(0.001, 0.05);
     model_text_reset();
-    tf("opset 17 kiln\ninput X f32 %lld,%lld,%lld,%lld\ninit W %s %lld,%lld,%lld,%lld", (long long)N, (long long)C,
-       (long long)H, (long long)W, wt, (long long)M, (long long)(C / G), (long long)KH, (long long)KW);
+    if (sym)
+        tf("opset 17 kiln\ninput X f32 n,%lld,h,w\ninit W %s %lld,%lld,%lld,%lld", (long long)C, wt, (long long)M,
+           (long long)(C / G), (long long)KH, (long long)KW);
+    else
+        tf("opset 17 kiln\ninput X f32 %lld,%lld,%lld,%lld\ninit W %s %lld,%lld,%lld,%lld", (long long)N, (long long)C,
+           (long long)H, (long long)W, wt, (long long)M, (long long)(C / G), (long long)KH, (long long)KW);
     tf_vals(w, nw);
     if (wz_kind) {
         tf("\ninit WZ %s ", wt);
@@ -757,8 +766,8 @@ static void dqconv_case(int i, int64_t N, int64_t C, int64_t M, int64_t G, int64
        (long long)pad, bias_kind ? "YM" : "Y", bias_kind == 1 ? "node Reshape B,BSHAPE -> BIAS\n" : "",
        bias_kind ? "node Add YM,BIAS -> Y\n" : "");
     char what[300];
-    snprintf(what, sizeof what, "dqconv #%d: N%lld C%lld M%lld G%lld %lldx%lld k%lldx%lld s%lld p%lld w %s wz %d bias %d",
-             i, (long long)N, (long long)C, (long long)M, (long long)G, (long long)H, (long long)W, (long long)KH,
+    snprintf(what, sizeof what, "dqconv #%d%s: N%lld C%lld M%lld G%lld %lldx%lld k%lldx%lld s%lld p%lld w %s wz %d bias %d",
+             i, sym ? " symbolic" : "", (long long)N, (long long)C, (long long)M, (long long)G, (long long)H, (long long)W, (long long)KH,
              (long long)KW, (long long)s, (long long)pad, wt, wz_kind, bias_kind);
     int64_t xd[4] = {N, C, H, W};
     bool fused = false;
@@ -797,10 +806,11 @@ static void dqconv_cases(int n)
         if (kind == 2) G = C = M = 2 + rng_int(40), s = 1 + rng_int(2), pad = K / 2;
         if (kind == 3) G = 2, C = 2 * (1 + rng_int(9)), M = 2 * (1 + rng_int(9)), pad = rng_int(2);
         int64_t H = K + rng_int(20), W = K + rng_int(20);
-        dqconv_case(i, 1 + rng_int(2), C, M, G, H, W, K, K, s, pad, rng_int(3), rng_int(2), rng_int(3));
+        dqconv_case(i, 1 + rng_int(2), C, M, G, H, W, K, K, s, pad, rng_int(3), rng_int(2), rng_int(3), rng_int(4) == 0);
     }
-    dqconv_case(n, 1, 64, 64, 1, 28, 28, 3, 3, 1, 1, 1, true, 1);     /* ResNet-like */
-    dqconv_case(n + 1, 1, 96, 96, 96, 28, 28, 3, 3, 2, 1, 1, true, 1); /* MobileNetV2 depthwise */
+    dqconv_case(n, 1, 64, 64, 1, 28, 28, 3, 3, 1, 1, 1, true, 1, false);     /* ResNet-like */
+    dqconv_case(n + 1, 1, 96, 96, 96, 28, 28, 3, 3, 2, 1, 1, true, 1, false); /* MobileNetV2 depthwise */
+    dqconv_case(n + 2, 2, 32, 48, 1, 23, 17, 3, 3, 1, 1, 1, true, 1, true);   /* batch and size at run */
 }
 
 /* The tile kernels of kiln.DynQuantConv and the depthwise convolution, every variant,

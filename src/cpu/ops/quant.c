@@ -842,12 +842,19 @@ static bool matmul_integer_packed(struct kiln_kctx *k, const struct kiln_tensor 
     if (!st || !st->mm || b->rank != 2 || b->data != st->b || (bzp ? bzp->data : NULL) != st->bzp || a->rank < 2 ||
         (azp && kiln_tensor_numel(azp) != 1))
         return false;
-    size_t M, K, N, na = kiln_tensor_numel(a);
+    size_t M, K, N, na = kiln_tensor_numel(a), lda = kiln_dnnl_imm_lda(st->mm);
     kiln_dnnl_imm_dims(st->mm, &M, &K, &N);
     if (!M && K) M = na / K; /* rows given at run */
     if (na != M * K || (size_t)a->dims[a->rank - 1] != K) return false;
     if (a->dtype != st->a_dtype) return false;
-    return kiln_dnnl_imm_run(st->mm, k->pool, a->data, M, zp_at(azp, 0), y);
+    const void *ad = a->data;
+    if (lda != K) { /* rows at the product's stride, zero past K */
+        uint8_t *pad;
+        if (kiln_scratch(k, M * lda, (void **)&pad) != KILN_OK) return false;
+        for (size_t r = 0; r < M; r++) memcpy(pad + r * lda, (const uint8_t *)a->data + r * K, K);
+        ad = pad;
+    }
+    return kiln_dnnl_imm_run(st->mm, k->pool, ad, M, zp_at(azp, 0), y);
 }
 
 static kiln_status matmul_integer_impl(struct kiln_kctx *k, struct qmem *m)
@@ -1196,8 +1203,10 @@ static void conv_out_dims(const struct conv_geom *G, int64_t *dims)
  *    laid out in the same order at prepare;
  *  - depthwise (group = C = M): kiln_qdw_tap_isa over each output pixel's taps, with
  *    w - w_zero_point kept as int32 [KH * KW, C] (padding taps skipped: they add nothing).
- * Either writes the [pixels, M] int32 result, which goes back channels-first. The same plan
- * serves kiln.DynQuantConv, whose x is float32 (quantized to uint8 on the way). */
+ * Either writes the [pixels, M] int32 result, which goes back channels-first. x's batch and
+ * image size may be known only at run (dyn: the product's rows then too, dnnl_int8.h); its
+ * channels must be known. The same plan serves kiln.DynQuantConv, whose x is float32
+ * (quantized to uint8 on the way). */
 struct iconv_state {
     struct qconv_state cs;
     struct kiln_dnnl_imm *mm; /* group 1 */
@@ -1205,8 +1214,10 @@ struct iconv_state {
     const void *w, *wzp;      /* the constants it packed */
     kiln_dtype x_dtype;       /* of the 8-bit x (uint8 for kiln.DynQuantConv) */
     bool direct;              /* group 1, 1x1, stride 1, no padding: no unfold */
+    bool dyn;                 /* x's batch / size known only at run: G holds C and the kernel */
     struct conv_geom G;
     size_t kdim;              /* KH * KW * C */
+    size_t lda;               /* the product's row stride (kdim rounded up to 4; dnnl_int8.h) */
 };
 
 /* w [M, C, KH, KW] as [KH * KW * C, M] (row (kh * KW + kw) * C + c) into *out (kiln_malloc). */
@@ -1249,9 +1260,13 @@ static kiln_status iconv_prepare_fast(struct kiln_kprep *p, struct iconv_state *
         !(x_float ? xt->type.elem == KILN_DTYPE_F32 : is_8bit(xt->type.elem)) || xt->type.rank != 4)
         return KILN_OK;
     struct kiln_tensor x = {.dtype = x_float ? KILN_DTYPE_U8 : xt->type.elem, .rank = 4};
+    if (xt->type.dims[1].value < 1) return KILN_OK; /* the channels must be known */
     for (int d = 0; d < 4; d++) {
-        if (xt->type.dims[d].value < 1) return KILN_OK;
         x.dims[d] = xt->type.dims[d].value;
+        if (x.dims[d] >= 1) continue;
+        /* known only at run: a probe size that fits the kernel (only C and the kernel are kept) */
+        st->dyn = true;
+        x.dims[d] = d == 0 ? 1 : w->dims[d] * 64;
     }
     struct kiln_kctx kc = p->kc;
     kc.state = &st->cs;
@@ -1259,7 +1274,7 @@ static kiln_status iconv_prepare_fast(struct kiln_kprep *p, struct iconv_state *
     const struct conv_geom *G = &st->G;
     bool dw = G->group > 1 && G->cg == 1 && G->mg == 1;
     if (G->group != 1 && !dw) return KILN_OK;
-    size_t rows = G->n * (size_t)(G->out[0] * G->out[1]), nz;
+    size_t rows = st->dyn ? 0 : G->n * (size_t)(G->out[0] * G->out[1]), nz;
     st->kdim = (size_t)(G->ker[0] * G->ker[1]) * G->c;
     int32_t *z;
     bool ok;
@@ -1278,13 +1293,16 @@ static kiln_status iconv_prepare_fast(struct kiln_kprep *p, struct iconv_state *
         kiln_free(wt);
         KILN_TRY(s);
         if (!st->mm) return KILN_OK;
+        st->lda = kiln_dnnl_imm_lda(st->mm);
+        st->direct = st->direct && st->lda == st->kdim;
         p->kernel = "onednn-int8";
     }
     st->w = w->data;
     st->wzp = wzp ? wzp->data : NULL;
     st->x_dtype = x.dtype;
     size_t csz = G->c * (size_t)(G->in[0] * G->in[1]);
-    p->scratch_bytes = G->n * csz + (st->direct || dw ? 0 : rows * st->kdim) + rows * G->m * sizeof(int32_t) + 3 * 64;
+    if (!st->dyn)
+        p->scratch_bytes = G->n * csz + (st->direct || dw ? 0 : rows * st->lda) + rows * G->m * sizeof(int32_t) + 3 * 64;
     p->chosen = 1;
     return KILN_OK;
 }
@@ -1304,16 +1322,18 @@ static kiln_status iconv_prepare(struct kiln_kprep *p) { return iconv_prepare_at
 static kiln_status qiconv_prepare(struct kiln_kprep *p) { return iconv_prepare_at(p, 3, 5, false); }
 static kiln_status dqconv_prepare(struct kiln_kprep *p) { return iconv_prepare_at(p, 1, 2, true); }
 
-/* Whether the run's operands are the prepared plan's (else the reference runs). */
-static bool iconv_matches(const struct iconv_state *st, const struct kiln_tensor *x, kiln_dtype x_dtype,
-                          const struct kiln_tensor *xzp, const struct kiln_tensor *w, const struct kiln_tensor *wzp)
+/* Whether the run's operands are the prepared plan's (else the reference runs); G: this
+ * run's geometry. */
+static bool iconv_matches(const struct iconv_state *st, const struct conv_geom *G, const struct kiln_tensor *x,
+                          kiln_dtype x_dtype, const struct kiln_tensor *xzp, const struct kiln_tensor *w,
+                          const struct kiln_tensor *wzp)
 {
     if (!st || !(st->mm || st->wdw) || w->data != st->w || (wzp ? wzp->data : NULL) != st->wzp ||
-        x_dtype != st->x_dtype || x->rank != 4 || (xzp && kiln_tensor_numel(xzp) != 1))
+        x_dtype != st->x_dtype || x->rank != 4 || (xzp && kiln_tensor_numel(xzp) != 1) || G->c != st->G.c ||
+        G->m != st->G.m)
         return false;
-    const struct conv_geom *G = &st->G;
-    return (size_t)x->dims[0] == G->n && (size_t)x->dims[1] == G->c && x->dims[2] == G->in[0] &&
-           x->dims[3] == G->in[1];
+    const struct conv_geom *P = &st->G;
+    return st->dyn || ((size_t)x->dims[0] == P->n && x->dims[2] == P->in[0] && x->dims[3] == P->in[1]);
 }
 
 /* Tiles of the layout changes: TILE pixels by TILE channels. */
@@ -1361,6 +1381,7 @@ static void to_nhwc(struct kiln_pool *pool, struct nhwc_job *j, size_t n)
 
 struct unfold_job {
     const struct iconv_state *st;
+    const struct conv_geom *G;
     const uint8_t *xt; /* [N, H, W, C] */
     uint8_t *cols;     /* [N * OH * OW, KH * KW * C] */
     uint8_t pad;       /* x's zero point */
@@ -1371,14 +1392,14 @@ static void unfold_rows(void *ctx, size_t r0, size_t r1, int worker)
 {
     (void)worker;
     const struct unfold_job *j = ctx;
-    const struct conv_geom *G = &j->st->G;
+    const struct conv_geom *G = j->G;
     size_t C = G->c, OH = (size_t)G->out[0], OW = (size_t)G->out[1];
     for (size_t r = r0; r < r1; r++) {
         size_t n = r / OH;
         int64_t oh = (int64_t)(r % OH);
         const uint8_t *img = j->xt + n * (size_t)(G->in[0] * G->in[1]) * C;
         for (size_t ow = 0; ow < OW; ow++) {
-            uint8_t *row = j->cols + (r * OW + ow) * j->st->kdim;
+            uint8_t *row = j->cols + (r * OW + ow) * j->st->lda; /* the pad past kdim stays 0 */
             for (int64_t kh = 0; kh < G->ker[0]; kh++) {
                 int64_t ih = oh * G->stride[0] - G->pad0[0] + kh * G->dil[0];
                 for (int64_t kw = 0; kw < G->ker[1]; kw++, row += C) {
@@ -1395,6 +1416,7 @@ static void unfold_rows(void *ctx, size_t r0, size_t r1, int worker)
 
 struct dw_job {
     const struct iconv_state *st;
+    const struct conv_geom *G;
     const uint8_t *xt; /* [N, H, W, C] */
     int32_t azp;
     int32_t *yt;       /* [N * OH * OW, C] */
@@ -1405,7 +1427,7 @@ static void dw_rows(void *ctx, size_t r0, size_t r1, int worker)
 {
     (void)worker;
     const struct dw_job *j = ctx;
-    const struct conv_geom *G = &j->st->G;
+    const struct conv_geom *G = j->G;
     size_t C = G->c, OH = (size_t)G->out[0], OW = (size_t)G->out[1];
     bool sgn = j->st->x_dtype == KILN_DTYPE_I8;
     for (size_t r = r0; r < r1; r++) {
@@ -1430,23 +1452,31 @@ static void dw_rows(void *ctx, size_t r0, size_t r1, int worker)
     }
 }
 
-/* The prepared convolution of channels-last xt (zero point azp) into yt [pixels, M] int32;
- * cols: the unfold buffer (unless direct or depthwise). False when oneDNN fails. */
-static bool iconv_nhwc(struct kiln_kctx *k, const struct iconv_state *st, const uint8_t *xt, int32_t azp,
-                       uint8_t *cols, int32_t *yt)
+/* Group 1, a 1x1 kernel, stride 1, no padding, C a multiple of 4: x itself is the product's A. */
+static bool iconv_direct(const struct iconv_state *st, const struct conv_geom *G)
 {
-    const struct conv_geom *G = &st->G;
+    return !st->wdw && G->ker[0] == 1 && G->ker[1] == 1 && G->stride[0] == 1 && G->stride[1] == 1 &&
+           G->out[0] == G->in[0] && G->out[1] == G->in[1] && st->lda == st->kdim;
+}
+
+/* The prepared convolution (geometry G) of channels-last xt (zero point azp) into yt
+ * [pixels, M] int32; cols: the unfold buffer (unless direct or depthwise). False when oneDNN
+ * fails. */
+static bool iconv_nhwc(struct kiln_kctx *k, const struct iconv_state *st, const struct conv_geom *G,
+                       const uint8_t *xt, int32_t azp, uint8_t *cols, int32_t *yt)
+{
+    bool direct = iconv_direct(st, G);
     size_t orows = G->n * (size_t)G->out[0], per = (size_t)G->out[1] * (size_t)(G->ker[0] * G->ker[1]) * G->c;
     if (st->wdw) {
-        struct dw_job dj = {st, xt, azp, yt};
+        struct dw_job dj = {st, G, xt, azp, yt};
         kiln_pool_for(k->pool, orows, kiln_pool_grain(per, 65536), dw_rows, &dj);
         return true;
     }
-    if (!st->direct) {
-        struct unfold_job uj = {st, xt, cols, (uint8_t)azp};
+    if (!direct) {
+        struct unfold_job uj = {st, G, xt, cols, (uint8_t)azp};
         kiln_pool_for(k->pool, orows, kiln_pool_grain(per, 65536), unfold_rows, &uj);
     }
-    return kiln_dnnl_imm_run(st->mm, k->pool, st->direct ? xt : cols, G->n * (size_t)(G->out[0] * G->out[1]), azp, yt);
+    return kiln_dnnl_imm_run(st->mm, k->pool, direct ? xt : cols, G->n * (size_t)(G->out[0] * G->out[1]), azp, yt);
 }
 
 /* The [pixels, M] int32 result back channels-first, for tiles [t0, t1) of QTILE pixels
@@ -1486,34 +1516,32 @@ static void to_nchw(struct kiln_pool *pool, struct nchw_job *j, size_t n)
     kiln_pool_for(pool, n * j->tiles, kiln_pool_grain(QTILE * j->m, 32768), nchw_tiles, j);
 }
 
-/* The prepared plan's buffers: xt, cols (NULL when not needed) and yt. */
-static kiln_status iconv_scratch(struct kiln_kctx *k, const struct iconv_state *st, uint8_t **xt, uint8_t **cols,
-                                 int32_t **yt)
+/* The prepared plan's buffers for geometry G: xt, cols (NULL when not needed) and yt. */
+static kiln_status iconv_scratch(struct kiln_kctx *k, const struct iconv_state *st, const struct conv_geom *G,
+                                 uint8_t **xt, uint8_t **cols, int32_t **yt)
 {
-    const struct conv_geom *G = &st->G;
     size_t rows = G->n * (size_t)(G->out[0] * G->out[1]);
     *cols = NULL;
     KILN_TRY(kiln_scratch(k, G->n * G->c * (size_t)(G->in[0] * G->in[1]), (void **)xt));
-    if (!st->direct && !st->wdw) KILN_TRY(kiln_scratch(k, rows * st->kdim, (void **)cols));
+    if (!iconv_direct(st, G) && !st->wdw) KILN_TRY(kiln_scratch(k, rows * st->lda, (void **)cols));
     return kiln_scratch(k, rows * G->m * sizeof(int32_t), (void **)yt);
 }
 
 /* ConvInteger through the prepared plan; *done false when this run's operands are not the
  * prepared ones (the reference then runs). */
-static kiln_status conv_integer_fast(struct kiln_kctx *k, const struct kiln_tensor *x, const struct kiln_tensor *xzp,
-                                     const struct kiln_tensor *w, const struct kiln_tensor *wzp, int32_t *yd,
-                                     bool *done)
+static kiln_status conv_integer_fast(struct kiln_kctx *k, const struct conv_geom *G, const struct kiln_tensor *x,
+                                     const struct kiln_tensor *xzp, const struct kiln_tensor *w,
+                                     const struct kiln_tensor *wzp, int32_t *yd, bool *done)
 {
     const struct iconv_state *st = k->state;
     *done = false;
-    if (!iconv_matches(st, x, x->dtype, xzp, w, wzp)) return KILN_OK;
-    const struct conv_geom *G = &st->G;
+    if (!iconv_matches(st, G, x, x->dtype, xzp, w, wzp)) return KILN_OK;
     uint8_t *xt, *cols;
     int32_t *yt;
-    KILN_TRY(iconv_scratch(k, st, &xt, &cols, &yt));
+    KILN_TRY(iconv_scratch(k, st, G, &xt, &cols, &yt));
     struct nhwc_job xj = {.x = x->data, .xt = xt, .c = G->c, .hw = (size_t)(G->in[0] * G->in[1])};
     to_nhwc(k->pool, &xj, G->n);
-    if (!iconv_nhwc(k, st, xt, zp_at(xzp, 0), cols, yt)) return KILN_OK;
+    if (!iconv_nhwc(k, st, G, xt, zp_at(xzp, 0), cols, yt)) return KILN_OK;
     struct nchw_job yj = {.yt = yt, .y = yd, .m = G->m, .p = (size_t)(G->out[0] * G->out[1])};
     to_nchw(k->pool, &yj, G->n);
     *done = true;
@@ -1534,7 +1562,7 @@ static kiln_status conv_integer_impl(struct kiln_kctx *k, struct qmem *m)
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_I32, x->rank, od, &y));
     bool done;
-    KILN_TRY(conv_integer_fast(k, x, xzp, w, wzp, y->data, &done));
+    KILN_TRY(conv_integer_fast(k, &G, x, xzp, w, wzp, y->data, &done));
     if (done) return KILN_OK;
     return iconv(k, m, &G, x, xzp, w, wzp, NULL, y->data);
 }
@@ -1562,7 +1590,7 @@ static kiln_status qlinear_conv_impl(struct kiln_kctx *k, struct qmem *m)
     KILN_TRY(qlinear_out(k, m, yzp, x->rank, od, &y, &lo, &hi, &acc));
     size_t total = kiln_tensor_numel(y), osz = G.m ? total / (G.n ? G.n : 1) / G.m : 0;
     bool done;
-    KILN_TRY(conv_integer_fast(k, x, xzp, w, wzp, acc, &done));
+    KILN_TRY(conv_integer_fast(k, &G, x, xzp, w, wzp, acc, &done));
     if (done && bias)
         for (size_t j = 0; j < total; j++) /* wrapping, as the reference's sum */
             acc[j] = (int32_t)((uint32_t)acc[j] + (uint32_t)kiln_tensor_get_i64(bias, osz ? (j / osz) % G.m : 0));
@@ -1650,14 +1678,14 @@ static kiln_status dqconv_impl(struct kiln_kctx *k, struct qmem *m)
     const struct iconv_state *st = k->state;
     uint8_t zq = (uint8_t)xz;
     struct kiln_tensor azp = {.dtype = KILN_DTYPE_U8, .rank = 0, .data = &zq};
-    if (!iconv_matches(st, x, KILN_DTYPE_U8, &azp, w, wzp)) return dqconv_reference(k, m, &G, in, xs, xz, scale, y);
+    if (!iconv_matches(st, &G, x, KILN_DTYPE_U8, &azp, w, wzp)) return dqconv_reference(k, m, &G, in, xs, xz, scale, y);
     uint8_t *xt, *cols;
     int32_t *yt;
-    KILN_TRY(iconv_scratch(k, st, &xt, &cols, &yt));
+    KILN_TRY(iconv_scratch(k, st, &G, &xt, &cols, &yt));
     struct nhwc_job xj = {.x = x->data, .x_float = true, .scale = xs, .zp = xz, .xt = xt, .c = G.c,
                           .hw = (size_t)(G.in[0] * G.in[1])};
     to_nhwc(k->pool, &xj, G.n);
-    if (!iconv_nhwc(k, st, xt, (int32_t)zq, cols, yt)) return dqconv_reference(k, m, &G, in, xs, xz, scale, y);
+    if (!iconv_nhwc(k, st, &G, xt, (int32_t)zq, cols, yt)) return dqconv_reference(k, m, &G, in, xs, xz, scale, y);
     struct nchw_job yj = {.yt = yt, .y = y->data, .to_float = true, .scale = scale,
                           .bias = in[4] ? in[4]->data : NULL, .m = G.m, .p = (size_t)(G.out[0] * G.out[1])};
     to_nchw(k->pool, &yj, G.n);
