@@ -280,6 +280,8 @@ void kiln_dnnl_imm_dims(const struct kiln_dnnl_imm *mm, size_t *M, size_t *K, si
 }
 
 size_t kiln_dnnl_imm_lda(const struct kiln_dnnl_imm *mm) { return mm->Kp; }
+
+const int32_t *kiln_dnnl_imm_colsum(const struct kiln_dnnl_imm *mm) { return mm->any_corr ? NULL : mm->colsum; }
 #else
 kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_t N, bool a_signed,
                                   const void *B, bool b_signed, const int32_t *bzp, size_t nbzp,
@@ -307,5 +309,11 @@ size_t kiln_dnnl_imm_lda(const struct kiln_dnnl_imm *mm)
 {
     (void)mm;
     return 0;
+}
+
+const int32_t *kiln_dnnl_imm_colsum(const struct kiln_dnnl_imm *mm)
+{
+    (void)mm;
+    return NULL;
 }
 #endif

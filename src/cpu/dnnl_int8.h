@@ -57,6 +57,12 @@ bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, c
  * A zero columns, which add nothing. */
 size_t kiln_dnnl_imm_lda(const struct kiln_dnnl_imm *mm);
 
+/* colsum(B') [N] when the correction needs no row sums (every b_zp[n] equals off: int8 B
+ * without a zero point, uint8 B with 128), else NULL: then running with a_zp 0 and taking
+ * Y - a_zp * colsum afterwards (wrapping) gives the same Y, which lets a caller fold the
+ * correction into its own pass over Y. */
+const int32_t *kiln_dnnl_imm_colsum(const struct kiln_dnnl_imm *mm);
+
 /* The prepared M (0: given at run), K, N. */
 void kiln_dnnl_imm_dims(const struct kiln_dnnl_imm *mm, size_t *M, size_t *K, size_t *N);
 

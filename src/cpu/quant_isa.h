@@ -68,4 +68,10 @@ KILN_ISA_DECLARE(void, kiln_wo_rows_isa,
                  (float *acc, const float *x, const uint8_t *w, size_t ldw, bool w_signed, const int32_t *z,
                   size_t kb, size_t nw));
 
+/* kiln.DynQuantMatMul's epilogue on one row, in place: the int32 v = y[c] (less a * colsum[c],
+ * wrapping, when colsum is not NULL: the A zero point's correction, dnnl_int8.h), then
+ * y[c] = float(v) * scale[c] [+ bias[c]] as float32, the product and the sum rounded apart. */
+KILN_ISA_DECLARE(void, kiln_dqmm_epilogue_isa,
+                 (void *y, size_t n, const float *scale, const float *bias, uint32_t a, const int32_t *colsum));
+
 #endif

@@ -6,6 +6,7 @@
 #pragma GCC optimize("O3", "no-trapping-math", "fp-contract=off")
 #endif
 #include <math.h>
+#include <string.h>
 
 #include "cpu/quant_isa.h"
 
@@ -316,5 +317,21 @@ void KILN_ISA_FN(kiln_wo_rows_isa)(float *acc, const float *x, const uint8_t *w,
             if (z) v -= z[n];
             acc[n] += xv * (float)v;
         }
+    }
+}
+
+/* ------------------------------------------------------------------ kiln.DynQuantMatMul's epilogue */
+
+void KILN_ISA_FN(kiln_dqmm_epilogue_isa)(void *y, size_t n, const float *scale, const float *bias, uint32_t a,
+                                         const int32_t *colsum)
+{
+    char *p = y;
+    for (size_t c = 0; c < n; c++) {
+        uint32_t v;
+        memcpy(&v, p + 4 * c, sizeof v);
+        if (colsum) v -= a * (uint32_t)colsum[c];
+        float f = (float)(int32_t)v * scale[c];
+        if (bias) f = f + bias[c];
+        memcpy(p + 4 * c, &f, sizeof f);
     }
 }

@@ -834,9 +834,12 @@ static kiln_status qmm_prepare(struct kiln_kprep *p) { return mmi_prepare_at(p, 
 static kiln_status dqmm_prepare(struct kiln_kprep *p) { return mmi_prepare_at(p, 1, 2, true); }
 
 /* y = (A - azp) * (B - bzp) (int32) through the prepared product when the run's operands
- * are the prepared ones and A's zero point is per tensor. */
-static bool matmul_integer_packed(struct kiln_kctx *k, const struct kiln_tensor *a, const struct kiln_tensor *azp,
-                                  const struct kiln_tensor *b, const struct kiln_tensor *bzp, int32_t *y)
+ * are the prepared ones and A's zero point is per tensor. With defer (kiln.DynQuantMatMul's
+ * epilogue): when the correction needs no row sums, y lacks the - a_zp * colsum term, and
+ * *defer gets colsum (else NULL). */
+static bool matmul_integer_packed_d(struct kiln_kctx *k, const struct kiln_tensor *a, const struct kiln_tensor *azp,
+                                    const struct kiln_tensor *b, const struct kiln_tensor *bzp, int32_t *y,
+                                    const int32_t **defer)
 {
     const struct mmi_state *st = k->state;
     if (!st || !st->mm || b->rank != 2 || b->data != st->b || (bzp ? bzp->data : NULL) != st->bzp || a->rank < 2 ||
@@ -854,7 +857,15 @@ static bool matmul_integer_packed(struct kiln_kctx *k, const struct kiln_tensor 
         for (size_t r = 0; r < M; r++) memcpy(pad + r * lda, (const uint8_t *)a->data + r * K, K);
         ad = pad;
     }
-    return kiln_dnnl_imm_run(st->mm, k->pool, ad, M, zp_at(azp, 0), y);
+    const int32_t *cs = defer ? kiln_dnnl_imm_colsum(st->mm) : NULL;
+    if (defer) *defer = cs;
+    return kiln_dnnl_imm_run(st->mm, k->pool, ad, M, cs ? 0 : zp_at(azp, 0), y);
+}
+
+static bool matmul_integer_packed(struct kiln_kctx *k, const struct kiln_tensor *a, const struct kiln_tensor *azp,
+                                  const struct kiln_tensor *b, const struct kiln_tensor *bzp, int32_t *y)
+{
+    return matmul_integer_packed_d(k, a, azp, b, bzp, y, NULL);
 }
 
 static kiln_status matmul_integer_impl(struct kiln_kctx *k, struct qmem *m)
@@ -969,27 +980,22 @@ static kiln_status dqmm_check(struct kiln_kctx *k, const struct kiln_tensor *in[
     return KILN_OK;
 }
 
-/* The epilogue of rows [r0, r1), in place: y[r, c] = float(acc[r, c]) * scale[c] [+ bias[c]]. */
+/* The epilogue of rows [r0, r1), in place: y[r, c] = float(acc[r, c] [- a * colsum[c]]) *
+ * scale[c] [+ bias[c]] (kiln_dqmm_epilogue_isa). */
 struct dqmm_epi {
     void *y;
     const float *scale, *bias;
     size_t n;
+    uint32_t a;
+    const int32_t *colsum;
 };
 
 static void dqmm_epilogue_rows(void *ctx, size_t r0, size_t r1, int worker)
 {
     (void)worker;
     const struct dqmm_epi *e = ctx;
-    for (size_t r = r0; r < r1; r++) {
-        float *row = (float *)e->y + r * e->n;
-        const int32_t *arow = (const int32_t *)e->y + r * e->n;
-        for (size_t c = 0; c < e->n; c++) {
-            int32_t v;
-            memcpy(&v, arow + c, sizeof v);
-            float f = (float)v * e->scale[c];
-            row[c] = e->bias ? f + e->bias[c] : f;
-        }
-    }
+    for (size_t r = r0; r < r1; r++)
+        KILN_ISA_DISPATCH(kiln_dqmm_epilogue_isa, ((char *)e->y + r * e->n * 4, e->n, e->scale, e->bias, e->a, e->colsum));
 }
 
 static kiln_status dqmm_impl(struct kiln_kctx *k, struct qmem *m)
@@ -1018,13 +1024,17 @@ static kiln_status dqmm_impl(struct kiln_kctx *k, struct qmem *m)
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_F32, S.orank, S.odims, &y));
     int32_t *acc = y->data; /* int32 and float32 share the size: converted in place below */
-    if (!matmul_integer_packed(k, &a, &azp, w, wzp, acc)) KILN_TRY(imatmul(k, m, &a, &azp, w, wzp, &S, acc));
+    const int32_t *defer = NULL;
+    if (!matmul_integer_packed_d(k, &a, &azp, w, wzp, acc, &defer)) {
+        defer = NULL;
+        KILN_TRY(imatmul(k, m, &a, &azp, w, wzp, &S, acc));
+    }
     const float *ws = in[3]->data, *bias = in[4] ? in[4]->data : NULL;
     size_t ns = kiln_tensor_numel(in[3]), rows = N ? kiln_tensor_numel(y) / N : 0;
     float *scale;
     KILN_TRY(kiln_scratch(k, N * sizeof *scale, (void **)&scale));
     for (size_t c = 0; c < N; c++) scale[c] = xs * ws[ns == 1 ? 0 : c];
-    struct dqmm_epi ep = {y->data, scale, bias, N};
+    struct dqmm_epi ep = {y->data, scale, bias, N, (uint32_t)zq, defer};
     kiln_pool_for(k->pool, rows, kiln_pool_grain(N, 32768), dqmm_epilogue_rows, &ep);
     return KILN_OK;
 }
