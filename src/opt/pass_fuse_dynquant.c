@@ -8,8 +8,10 @@
  * quantizes x, runs the integer product and applies the float epilogue in the same float32
  * operations, in the same order, as the nodes it replaces (bit-identical results). The same
  * pattern around ConvInteger, where quantize_dynamic adds the bias as Add(y, Reshape(b,
- * [1, -1, 1, 1])), becomes kiln.DynQuantConv(x, W, Wz, ws[, bias]) with ConvInteger's
- * attributes (ws a scalar; bias the M values, per output channel).
+ * [1, -1, 1, 1])), becomes kiln.DynQuantConv(x, W, Wz, ws[, bias[, Z]]) with ConvInteger's
+ * attributes (ws a scalar; bias the M values, per output channel), taking along a following
+ * residual Add (Z: a float32 of the output's static shape) and Relu or Clip (constant
+ * bounds) as its `activation` (exact: no multiplication, so the same floats as the nodes).
  *
  * Weight-only quantization, y = MatMul(x, DequantizeLinear(Wq, scale[, zp])) with Wq a
  * constant 8- or 4-bit [K, N] and scale / zp constants, becomes kiln.DequantMatMul(x, Wq,
@@ -172,6 +174,35 @@ static bool match_wo(const struct kiln_opt *o, const struct kiln_graph *g, size_
     return true;
 }
 
+/* After kiln.DynQuantConv's last matched node (output *out): a residual Add (Z into ins[5],
+ * the bias slot ins[4] "" when absent) and a Relu / Clip; appends the nodes and moves *out. */
+static void match_conv_tail(const struct kiln_opt *o, const struct kiln_graph *g, size_t last, size_t *nodes,
+                            size_t *n_nodes, const char **ins, size_t *n_ins, const char **out, struct fu_act *act)
+{
+    int c = fu_next(o, g, last);
+    if (c >= 0 && kiln_opt_is_op(o, g, (size_t)c, "Add") && g->nodes[c].n_out == 1) {
+        const struct kiln_node *a = &g->nodes[c];
+        int k = fu_other(a, *out);
+        int ry, rz;
+        int64_t dy[KILN_MAX_RANK], dz[KILN_MAX_RANK];
+        if (k >= 0 && fu_is_f32(g, *out) && fu_is_f32(g, a->inputs[k]) && !fu_const(o, g, a->inputs[k]) &&
+            kiln_opt_static_shape(g, *out, &ry, dy) && kiln_opt_static_shape(g, a->inputs[k], &rz, dz) && ry == rz &&
+            !memcmp(dy, dz, (size_t)ry * sizeof *dy)) {
+            if (*n_ins == 4) ins[(*n_ins)++] = "";
+            ins[(*n_ins)++] = a->inputs[k];
+            nodes[(*n_nodes)++] = (size_t)c;
+            *out = a->outputs[0];
+            c = fu_next(o, g, (size_t)c);
+        }
+    }
+    struct fu_act a = {.name = ""};
+    if (c >= 0 && fu_activation(o, g, (size_t)c, *out, &a) && (!strcmp(a.name, "Relu") || !strcmp(a.name, "Clip"))) {
+        nodes[(*n_nodes)++] = (size_t)c;
+        *out = g->nodes[c].outputs[0];
+        *act = a;
+    }
+}
+
 static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
 {
     if (!kiln_opt_keep_fused(o)) return KILN_OK;
@@ -188,12 +219,16 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
         }
         bool conv = kiln_opt_is_op(o, g, i, "ConvInteger");
         if (!conv && !kiln_opt_is_op(o, g, i, "MatMulInteger")) continue;
-        size_t nodes[5], n_nodes, n_ins;
-        const char *ins[5], *out;
+        size_t nodes[7], n_nodes, n_ins;
+        const char *ins[6], *out;
         if (!match(o, g, i, conv, nodes, &n_nodes, ins, &n_ins, &out)) continue;
+        struct fu_act act = {.name = ""};
+        if (conv) match_conv_tail(o, g, (size_t)kiln_opt_producer(g, out), nodes, &n_nodes, ins, &n_ins, &out, &act);
         const char *outs[1] = {out};
+        struct kiln_node *f;
         KILN_TRY(fu_replace(o, g, nodes, n_nodes, conv ? "DynQuantConv" : "DynQuantMatMul", "kiln", n_ins, ins, 1,
-                            outs, conv ? &g->nodes[i] : NULL, NULL));
+                            outs, conv ? &g->nodes[i] : NULL, &f));
+        if (act.name[0]) KILN_TRY(fu_set_act(o, f, &act));
         *changed = true;
     }
     return KILN_OK;

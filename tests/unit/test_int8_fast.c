@@ -418,8 +418,14 @@ static void large_cases(void)
 /* Builds and runs the quantize_dynamic pattern (DynamicQuantizeLinear -> MatMulInteger ->
  * Cast -> Mul(x_scale * w_scale) [-> Add(bias)]) at `level`; returns Y and, in *fused,
  * whether some node runs kiln.DynQuantMatMul. */
-/* Whether the last fused node run_dynquant_op found took a prepared variant. */
+/* Whether the last fused node run_dynquant_op found took a prepared variant; the number of
+ * nodes of its engine. */
 static bool fused_prepared;
+static size_t engine_nodes;
+
+/* The residual input R of kiln.DynQuantConv's cases (NULL: none). */
+static const float *g_res;
+static int64_t g_res_dims[4];
 
 static kiln_value *run_dynquant_op(const float *x, int xr, const int64_t *xd, int threads, kiln_opt_level level,
                                    const char *op, bool *fused, const char *what)
@@ -430,8 +436,9 @@ static kiln_value *run_dynquant_op(const float *x, int xr, const int64_t *xd, in
     kiln_builder *b = NULL;
     kiln_engine *e = NULL;
     kiln_session *s = NULL;
-    kiln_value *out = NULL, *in = tensor_of(KILN_DTYPE_F32, xr, xd, x);
-    const char *names[1] = {"X"};
+    kiln_value *out = NULL, *ins[2] = {tensor_of(KILN_DTYPE_F32, xr, xd, x), NULL};
+    const char *names[2] = {"X", "R"};
+    if (g_res) ins[1] = tensor_of(KILN_DTYPE_F32, 4, g_res_dims, g_res);
     kiln_err err = {0};
     kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &err);
     if (!st) st = kiln_builder_create(&b, &err);
@@ -439,6 +446,7 @@ static kiln_value *run_dynquant_op(const float *x, int xr, const int64_t *xd, in
     if (!st) kiln_builder_set_opt_level(b, level);
     if (!st) st = kiln_builder_build(b, m, &e, &err);
     *fused = false;
+    engine_nodes = st ? 0 : kiln_model_node_count(kiln_engine_model(e));
     for (size_t i = 0; !st && i < kiln_model_node_count(kiln_engine_model(e)); i++) {
         const char *be, *kernel, *variant;
         kiln_engine_node_kernel(e, i, &be, &kernel, &variant);
@@ -447,14 +455,14 @@ static kiln_value *run_dynquant_op(const float *x, int xr, const int64_t *xd, in
         if (hit) fused_prepared = variant && (!strcmp(variant, "onednn-int8") || !strcmp(variant, "int32-depthwise"));
     }
     if (!st) st = kiln_session_create_from_engine(e, NULL, &s, &err);
-    if (!st) st = kiln_session_run(s, 1, names, (const kiln_value *const *)&in, 1, &out, &err);
+    if (!st) st = kiln_session_run(s, g_res ? 2 : 1, names, (const kiln_value *const *)ins, 1, &out, &err);
     CHECK(st == KILN_OK, "%s: %s", what, err.msg);
     kiln_session_free(s);
     kiln_engine_free(e);
     kiln_builder_free(b);
     kiln_model_free(m);
     free(mb.p);
-    kiln_value_free(in);
+    free_all(ins, 2);
     return out;
 }
 
@@ -721,9 +729,17 @@ static void conv_cases(int n)
 
 /* ------------------------------------------------------------------ kiln.DynQuantConv */
 
+/* tail: bit 0 a residual Add of a graph input R, bits 1-2: 1 Relu, 2 Clip(0, 6). */
 static void dqconv_case(int i, int64_t N, int64_t C, int64_t M, int64_t G, int64_t H, int64_t W, int64_t KH,
-                        int64_t KW, int64_t s, int64_t pad, int bias_kind, bool w_s8, int wz_kind, bool sym)
+                        int64_t KW, int64_t s, int64_t pad, int bias_kind, bool w_s8, int wz_kind, bool sym, int tail)
 {
+    int64_t OH = (H + 2 * pad - KH) / s + 1, OW = (W + 2 * pad - KW) / s + 1;
+    size_t nr = (size_t)(N * M * OH * OW);
+    float *res = (tail & 1) ? malloc(nr * sizeof *res) : NULL;
+    if ((tail & 1) && !res) exit(1);
+    for (size_t j = 0; res && j < nr; j++) res[j] = (float)rng_range(-2, 2);
+    g_res = res;
+    g_res_dims[0] = N, g_res_dims[1] = M, g_res_dims[2] = OH, g_res_dims[3] = OW;
     size_t nw = (size_t)(M * (C / G) * KH * KW), nx = (size_t)(N * C * H * W);
     const char *wt = w_s8 ? "i8" : "u8";
     int32_t *w = malloc(nw * sizeof *w), *wz = malloc((size_t)M * sizeof *wz);
@@ -759,16 +775,25 @@ static void dqconv_case(int i, int64_t N, int64_t C, int64_t M, int64_t G, int64
         tf("\ninit BIAS f32 1,%lld,1,1", (long long)M);
         tf_floats(bv, (size_t)M);
     }
+    if (res) {
+        if (sym) tf("\ninput R f32 n,%lld,oh,ow", (long long)M);
+        else tf("\ninput R f32 %lld,%lld,%lld,%lld", (long long)N, (long long)M, (long long)OH, (long long)OW);
+    }
+    if (tail >> 1 == 2) tf("\ninit CMIN f32 - = 0\ninit CMAX f32 - = 6");
     tf("\noutput Y\nnode DynamicQuantizeLinear X -> XQ,XS,XZ\nnode ConvInteger XQ,W,XZ%s -> YI group=int:%lld "
        "strides=ints:%lld,%lld pads=ints:%lld,%lld,%lld,%lld\nnode Cast YI -> YF to=int:1\nnode Mul XS,WS -> SC\n"
        "node Mul YF,SC -> %s\n%s%s",
        wz_kind ? ",WZ" : "", (long long)G, (long long)s, (long long)s, (long long)pad, (long long)pad, (long long)pad,
-       (long long)pad, bias_kind ? "YM" : "Y", bias_kind == 1 ? "node Reshape B,BSHAPE -> BIAS\n" : "",
-       bias_kind ? "node Add YM,BIAS -> Y\n" : "");
+       (long long)pad, bias_kind ? "YM" : "Y0", bias_kind == 1 ? "node Reshape B,BSHAPE -> BIAS\n" : "",
+       bias_kind ? "node Add YM,BIAS -> Y0\n" : "");
+    tf("node %s Y0%s -> %s\n", res ? "Add" : "Identity", res ? ",R" : "", tail >> 1 ? "Y1" : "Y");
+    if (tail >> 1 == 1) tf("node Relu Y1 -> Y\n");
+    if (tail >> 1 == 2) tf("node Clip Y1,CMIN,CMAX -> Y\n");
     char what[300];
-    snprintf(what, sizeof what, "dqconv #%d%s: N%lld C%lld M%lld G%lld %lldx%lld k%lldx%lld s%lld p%lld w %s wz %d bias %d",
-             i, sym ? " symbolic" : "", (long long)N, (long long)C, (long long)M, (long long)G, (long long)H, (long long)W, (long long)KH,
-             (long long)KW, (long long)s, (long long)pad, wt, wz_kind, bias_kind);
+    snprintf(what, sizeof what,
+             "dqconv #%d%s: N%lld C%lld M%lld G%lld %lldx%lld k%lldx%lld s%lld p%lld w %s wz %d bias %d tail %d", i,
+             sym ? " symbolic" : "", (long long)N, (long long)C, (long long)M, (long long)G, (long long)H, (long long)W,
+             (long long)KH, (long long)KW, (long long)s, (long long)pad, wt, wz_kind, bias_kind, tail);
     int64_t xd[4] = {N, C, H, W};
     bool fused = false;
     kiln_value *yr = run_dynquant_op(x, 4, xd, 1, KILN_OPT_NONE, "DynQuantConv", &fused, what);
@@ -780,6 +805,7 @@ static void dqconv_case(int i, int64_t N, int64_t C, int64_t M, int64_t G, int64
         bool dw = G > 1 && G == C && G == M;
         if (dw || (G == 1 && exact_isa_expected()))
             CHECK(fused_prepared, "%s: the fused node took no prepared variant (%d threads)", what, t);
+        if (!sym) CHECK(engine_nodes == 1, "%s: %zu nodes after fusion, expected 1", what, engine_nodes);
         CHECK(y && y->t.dtype == KILN_DTYPE_F32 && kiln_tensor_numel(&y->t) == ny, "%s: wrong output", what);
         if (y && y->t.dtype == KILN_DTYPE_F32 && kiln_tensor_numel(&y->t) == ny &&
             memcmp(y->t.data, yr->t.data, ny * sizeof(float)) != 0) {
@@ -791,7 +817,8 @@ static void dqconv_case(int i, int64_t N, int64_t C, int64_t M, int64_t G, int64
         kiln_value_free(y);
     }
     kiln_value_free(yr);
-    free(w), free(wz), free(bv), free(x);
+    free(w), free(wz), free(bv), free(x), free(res);
+    g_res = NULL;
     cases_run++;
 }
 
@@ -806,11 +833,12 @@ static void dqconv_cases(int n)
         if (kind == 2) G = C = M = 2 + rng_int(40), s = 1 + rng_int(2), pad = K / 2;
         if (kind == 3) G = 2, C = 2 * (1 + rng_int(9)), M = 2 * (1 + rng_int(9)), pad = rng_int(2);
         int64_t H = K + rng_int(20), W = K + rng_int(20);
-        dqconv_case(i, 1 + rng_int(2), C, M, G, H, W, K, K, s, pad, rng_int(3), rng_int(2), rng_int(3), rng_int(4) == 0);
+        dqconv_case(i, 1 + rng_int(2), C, M, G, H, W, K, K, s, pad, rng_int(3), rng_int(2), rng_int(3), rng_int(4) == 0,
+                    rng_int(6));
     }
-    dqconv_case(n, 1, 64, 64, 1, 28, 28, 3, 3, 1, 1, 1, true, 1, false);     /* ResNet-like */
-    dqconv_case(n + 1, 1, 96, 96, 96, 28, 28, 3, 3, 2, 1, 1, true, 1, false); /* MobileNetV2 depthwise */
-    dqconv_case(n + 2, 2, 32, 48, 1, 23, 17, 3, 3, 1, 1, 1, true, 1, true);   /* batch and size at run */
+    dqconv_case(n, 1, 64, 64, 1, 28, 28, 3, 3, 1, 1, 1, true, 1, false, 3);     /* ResNet-like: + residual, Relu */
+    dqconv_case(n + 1, 1, 96, 96, 96, 28, 28, 3, 3, 2, 1, 1, true, 1, false, 4); /* MobileNetV2 depthwise, Clip */
+    dqconv_case(n + 2, 2, 32, 48, 1, 23, 17, 3, 3, 1, 1, 1, true, 1, true, 2);   /* batch and size at run, Relu */
 }
 
 /* The tile kernels of kiln.DynQuantConv and the depthwise convolution, every variant,

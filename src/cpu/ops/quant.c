@@ -33,6 +33,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "cpu/act.h"
 #include "cpu/broadcast.h"
 #include "cpu/dnnl_int8.h"
 #include "cpu/float8.h"
@@ -1228,6 +1229,7 @@ struct iconv_state {
     struct conv_geom G;
     size_t kdim;              /* KH * KW * C */
     size_t lda;               /* the product's row stride (kdim rounded up to 4; dnnl_int8.h) */
+    struct kiln_act act;      /* kiln.DynQuantConv's activation (Relu, Clip or none) */
 };
 
 /* w [M, C, KH, KW] as [KH * KW * C, M] (row (kh * KW + kw) * C + c) into *out (kiln_malloc). */
@@ -1330,7 +1332,17 @@ static kiln_status iconv_prepare_at(struct kiln_kprep *p, size_t wi, size_t zi, 
 
 static kiln_status iconv_prepare(struct kiln_kprep *p) { return iconv_prepare_at(p, 1, 3, false); }
 static kiln_status qiconv_prepare(struct kiln_kprep *p) { return iconv_prepare_at(p, 3, 5, false); }
-static kiln_status dqconv_prepare(struct kiln_kprep *p) { return iconv_prepare_at(p, 1, 2, true); }
+static kiln_status dqconv_prepare(struct kiln_kprep *p)
+{
+    KILN_TRY(iconv_prepare_at(p, 1, 2, true));
+    struct iconv_state *st = p->state;
+    const float *ap;
+    size_t np = kiln_attr_floats(&p->kc, "activation_params", &ap);
+    if (!kiln_act_parse(kiln_attr_s(&p->kc, "activation", ""), ap, np, NULL, &st->act) ||
+        !(st->act.kind == KILN_ACT_NONE || st->act.kind == KILN_ACT_RELU || st->act.kind == KILN_ACT_CLIP))
+        st->act.kind = (enum kiln_act_kind)-1; /* the run reports it */
+    return KILN_OK;
+}
 
 /* Whether the run's operands are the prepared plan's (else the reference runs); G: this
  * run's geometry. */
@@ -1618,13 +1630,15 @@ static kiln_status qlinear_conv_impl(struct kiln_kctx *k, struct qmem *m)
 
 /* ------------------------------------------------------------------ kiln.DynQuantConv */
 
-/* kiln.DynQuantConv(x, W, W_zero_point, w_scale[, bias]) (docs/fused-ops.md): what the
+/* kiln.DynQuantConv(x, W, W_zero_point, w_scale[, bias[, Z]]) (docs/fused-ops.md): what the
  * optimizer's fuse_dynquant pass makes of DynamicQuantizeLinear -> ConvInteger -> Cast ->
- * Mul(x_scale * w_scale) [-> Add(Reshape(bias))], with ConvInteger's attributes. The same
+ * Mul(x_scale * w_scale) [-> Add(Reshape(bias))] [-> Add(Z)] [-> Relu / Clip], with
+ * ConvInteger's attributes and `activation` / `activation_params` (cpu/act.h). The same
  * steps in the same float32 operations: x quantized (dql_params_pool, kiln_dql_quantize_isa,
  * on the way to the channels-last layout), the exact int32 convolution (the prepared plan,
  * or the reference), then float(acc) * (x_scale * w_scale) [+ bias[m]], rounded as the
- * separate Mul and Add (kiln_qconv_epilogue_isa, no contraction). */
+ * separate Mul and Add (kiln_qconv_epilogue_isa, no contraction), then act(y + Z)
+ * (kiln_act_apply_f32: the residual sum rounded, then Relu / Clip, which are exact). */
 static kiln_status dqconv_inputs(struct kiln_kctx *k, const struct kiln_tensor *in[5])
 {
     KILN_TRY(kiln_in_req(k, 0, &in[0]));
@@ -1670,6 +1684,38 @@ static kiln_status dqconv_reference(struct kiln_kctx *k, struct qmem *m, const s
     return KILN_OK;
 }
 
+/* y = act(y + z) over the pool (z: the residual or NULL), the fused Add and Relu / Clip. */
+struct act_job {
+    const struct kiln_act *act;
+    float *y;
+    const float *z;
+    size_t n;
+};
+
+static void act_chunks(void *ctx, size_t c0, size_t c1, int worker)
+{
+    (void)worker;
+    const struct act_job *j = ctx;
+    size_t b = c0 * 65536, e = c1 * 65536 < j->n ? c1 * 65536 : j->n;
+    kiln_act_apply_f32(j->act, j->y + b, j->z ? j->z + b : NULL, j->y + b, e - b);
+}
+
+static kiln_status dqconv_tail(struct kiln_kctx *k, struct kiln_tensor *y)
+{
+    const struct iconv_state *st = k->state;
+    const struct kiln_tensor *z = kiln_in(k, 5);
+    if ((int)st->act.kind < 0)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "activation '%s' is not Relu or Clip",
+                          kiln_attr_s(k, "activation", ""));
+    if (z && (z->dtype != KILN_DTYPE_F32 || kiln_tensor_numel(z) != kiln_tensor_numel(y) || z->rank != y->rank))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "residual Z must be float32 of the output's shape");
+    if (st->act.kind == KILN_ACT_NONE && !z) return KILN_OK;
+    size_t n = kiln_tensor_numel(y);
+    struct act_job j = {&st->act, y->data, z ? z->data : NULL, n};
+    kiln_pool_for(k->pool, (n + 65535) / 65536, 1, act_chunks, &j);
+    return KILN_OK;
+}
+
 static kiln_status dqconv_impl(struct kiln_kctx *k, struct qmem *m)
 {
     const struct kiln_tensor *in[5];
@@ -1688,18 +1734,24 @@ static kiln_status dqconv_impl(struct kiln_kctx *k, struct qmem *m)
     const struct iconv_state *st = k->state;
     uint8_t zq = (uint8_t)xz;
     struct kiln_tensor azp = {.dtype = KILN_DTYPE_U8, .rank = 0, .data = &zq};
-    if (!iconv_matches(st, &G, x, KILN_DTYPE_U8, &azp, w, wzp)) return dqconv_reference(k, m, &G, in, xs, xz, scale, y);
+    if (!iconv_matches(st, &G, x, KILN_DTYPE_U8, &azp, w, wzp)) {
+        KILN_TRY(dqconv_reference(k, m, &G, in, xs, xz, scale, y));
+        return dqconv_tail(k, y);
+    }
     uint8_t *xt, *cols;
     int32_t *yt;
     KILN_TRY(iconv_scratch(k, st, &G, &xt, &cols, &yt));
     struct nhwc_job xj = {.x = x->data, .x_float = true, .scale = xs, .zp = xz, .xt = xt, .c = G.c,
                           .hw = (size_t)(G.in[0] * G.in[1])};
     to_nhwc(k->pool, &xj, G.n);
-    if (!iconv_nhwc(k, st, &G, xt, (int32_t)zq, cols, yt)) return dqconv_reference(k, m, &G, in, xs, xz, scale, y);
+    if (!iconv_nhwc(k, st, &G, xt, (int32_t)zq, cols, yt)) {
+        KILN_TRY(dqconv_reference(k, m, &G, in, xs, xz, scale, y));
+        return dqconv_tail(k, y);
+    }
     struct nchw_job yj = {.yt = yt, .y = y->data, .to_float = true, .scale = scale,
                           .bias = in[4] ? in[4]->data : NULL, .m = G.m, .p = (size_t)(G.out[0] * G.out[1])};
     to_nchw(k->pool, &yj, G.n);
-    return KILN_OK;
+    return dqconv_tail(k, y);
 }
 
 WITH_QMEM(quantize, quantize_prepare)
