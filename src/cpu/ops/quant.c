@@ -1510,6 +1510,8 @@ struct nchw_job {
     bool to_float;
     float scale;
     const float *bias;
+    const struct kiln_act *act; /* then y = act(y + z) (NULL: nothing) */
+    const float *z;
     size_t m, p, tiles;
 };
 
@@ -1524,6 +1526,10 @@ static void nchw_tiles(void *ctx, size_t t0, size_t t1, int worker)
         if (j->to_float) {
             KILN_ISA_DISPATCH(kiln_qconv_epilogue_isa, ((float *)j->y + off, j->p, src, j->m, np, j->m, j->scale,
                                                         j->bias));
+            for (size_t m = 0; j->act && m < j->m; m++) { /* while the tile is in cache */
+                float *row = (float *)j->y + off + m * j->p;
+                kiln_act_apply_f32(j->act, row, j->z ? j->z + off + m * j->p : NULL, row, np);
+            }
             continue;
         }
         int32_t *y = (int32_t *)j->y + off;
@@ -1700,18 +1706,31 @@ static void act_chunks(void *ctx, size_t c0, size_t c1, int worker)
     kiln_act_apply_f32(j->act, j->y + b, j->z ? j->z + b : NULL, j->y + b, e - b);
 }
 
-static kiln_status dqconv_tail(struct kiln_kctx *k, struct kiln_tensor *y)
+/* Checks kiln.DynQuantConv's activation and residual; *act NULL when there is nothing to
+ * apply, else the activation and *z the residual (or NULL). */
+static kiln_status dqconv_tail_check(struct kiln_kctx *k, const struct kiln_tensor *y, const struct kiln_act **act,
+                                     const float **z)
 {
     const struct iconv_state *st = k->state;
-    const struct kiln_tensor *z = kiln_in(k, 5);
+    const struct kiln_tensor *zt = kiln_in(k, 5);
+    *act = NULL, *z = NULL;
     if ((int)st->act.kind < 0)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "activation '%s' is not Relu or Clip",
                           kiln_attr_s(k, "activation", ""));
-    if (z && (z->dtype != KILN_DTYPE_F32 || kiln_tensor_numel(z) != kiln_tensor_numel(y) || z->rank != y->rank))
+    if (zt && (zt->dtype != KILN_DTYPE_F32 || kiln_tensor_numel(zt) != kiln_tensor_numel(y) || zt->rank != y->rank))
         return kiln_kfail(k, KILN_E_INVALID_ARG, "residual Z must be float32 of the output's shape");
-    if (st->act.kind == KILN_ACT_NONE && !z) return KILN_OK;
+    if (st->act.kind != KILN_ACT_NONE || zt) *act = &st->act, *z = zt ? zt->data : NULL;
+    return KILN_OK;
+}
+
+static kiln_status dqconv_tail(struct kiln_kctx *k, struct kiln_tensor *y)
+{
+    const struct kiln_act *act;
+    const float *z;
+    KILN_TRY(dqconv_tail_check(k, y, &act, &z));
+    if (!act) return KILN_OK;
     size_t n = kiln_tensor_numel(y);
-    struct act_job j = {&st->act, y->data, z ? z->data : NULL, n};
+    struct act_job j = {act, y->data, z, n};
     kiln_pool_for(k->pool, (n + 65535) / 65536, 1, act_chunks, &j);
     return KILN_OK;
 }
@@ -1750,8 +1769,9 @@ static kiln_status dqconv_impl(struct kiln_kctx *k, struct qmem *m)
     }
     struct nchw_job yj = {.yt = yt, .y = y->data, .to_float = true, .scale = scale,
                           .bias = in[4] ? in[4]->data : NULL, .m = G.m, .p = (size_t)(G.out[0] * G.out[1])};
+    KILN_TRY(dqconv_tail_check(k, y, &yj.act, &yj.z));
     to_nchw(k->pool, &yj, G.n);
-    return dqconv_tail(k, y);
+    return KILN_OK;
 }
 
 WITH_QMEM(quantize, quantize_prepare)
