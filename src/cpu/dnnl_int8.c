@@ -2,6 +2,7 @@
  * matmul primitive (dnnl_int8.h). */
 #include "cpu/dnnl_int8.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include "cpu/isa.h"
@@ -14,14 +15,15 @@
 #define IMM_MAX_SLICES 16
 
 struct imm_slice {
-    size_t n0, n1;
+    size_t m0, m1, n0, n1; /* its rows and columns of Y */
     dnnl_primitive_t prim;
     dnnl_memory_desc_t a_md, w_md, c_md, sp_md; /* sp_md: its scratchpad (zeros: none) */
     const void *w;
 };
 
 struct kiln_dnnl_imm {
-    size_t M, K, N;
+    size_t M, K, N;           /* M 0: rows given at run (the slices are the row buckets) */
+    size_t Kp;                /* K rounded up to 4: A's row stride, B's padded rows */
     bool a_signed;
     bool any_corr;  /* some corr[n] != 0: the rows' sums are needed */
     int32_t *colsum; /* [N] colsum(B') */
@@ -49,9 +51,9 @@ static bool exact_int8_isa(void)
 /* The slice's primitive; false when oneDNN declines it. */
 static bool make_slice(dnnl_engine_t eng, struct kiln_dnnl_imm *mm, struct imm_slice *s)
 {
-    size_t nt = s->n1 - s->n0;
-    dnnl_dims_t ad = {(dnnl_dim_t)mm->M, (dnnl_dim_t)mm->K}, as = {(dnnl_dim_t)mm->K, 1};
-    dnnl_dims_t cd = {(dnnl_dim_t)mm->M, (dnnl_dim_t)nt}, cs = {(dnnl_dim_t)mm->N, 1};
+    size_t nt = s->n1 - s->n0, mt = s->m1 - s->m0;
+    dnnl_dims_t ad = {(dnnl_dim_t)mt, (dnnl_dim_t)mm->Kp}, as = {(dnnl_dim_t)mm->Kp, 1};
+    dnnl_dims_t cd = {(dnnl_dim_t)mt, (dnnl_dim_t)nt}, cs = {(dnnl_dim_t)mm->N, 1};
     if (dnnl_memory_desc_init_by_strides(&s->a_md, 2, ad, mm->a_signed ? dnnl_s8 : dnnl_u8, as) ||
         dnnl_memory_desc_init_by_strides(&s->c_md, 2, cd, dnnl_s32, cs))
         return false;
@@ -60,13 +62,15 @@ static bool make_slice(dnnl_engine_t eng, struct kiln_dnnl_imm *mm, struct imm_s
     return s->prim != NULL;
 }
 
-/* B' = B - off as int8 into bs, and the corrections' constants. */
+/* B' = B - off as int8 into bs ([Kp, N], the rows past K zero), and the corrections'
+ * constants. */
 static void fold_weights(struct kiln_dnnl_imm *mm, const void *B, bool b_signed, const int32_t *bzp,
                          size_t nbzp, int8_t *bs)
 {
     size_t K = mm->K, N = mm->N;
     int32_t off = b_signed ? 0 : 128;
     memset(mm->colsum, 0, N * sizeof *mm->colsum);
+    memset(bs + K * N, 0, (mm->Kp - K) * N);
     for (size_t k = 0; k < K; k++)
         for (size_t n = 0; n < N; n++) {
             int32_t v = b_signed ? ((const int8_t *)B)[k * N + n] : (int32_t)((const uint8_t *)B)[k * N + n] - 128;
@@ -81,15 +85,28 @@ static void fold_weights(struct kiln_dnnl_imm *mm, const void *B, bool b_signed,
     }
 }
 
-/* Slices: one per thread, whole 16-column tiles, each worth waking a thread for: ~2 M
- * integer operations or 128 KiB of weights (the M = 1 products that only stream them). */
-static size_t slice_width(const struct kiln_kprep *p, size_t M, size_t K, size_t N)
+/* Rows given at run: the slices are primitives for blocks of IMM_BUCKETS[i] rows, all on one
+ * packed B (when oneDNN picks the same layout for each); a run splits its M rows into
+ * blocks of the largest (run in parallel), then the rest greedily into smaller ones. */
+static const size_t IMM_BUCKETS[] = {256, 64, 16, 4, 1};
+#define IMM_N_BUCKETS (sizeof IMM_BUCKETS / sizeof IMM_BUCKETS[0])
+
+/* Slices: one per thread, each worth waking a thread for: ~2 M integer operations or 128
+ * KiB of weights (the M = 1 products that only stream them). With at least 16 rows a slice
+ * the rows are split (whole 16-row tiles): every slice then writes whole rows of Y, dense,
+ * which oneDNN's brgemm (AMX / VNNI) kernels need, and all share one packed B; a column
+ * slice writes a strided block of Y, which oneDNN 2.6 gives to its much slower gemm:jit, so
+ * the columns are split (whole 16-column tiles) only when the rows are too few. *by_rows
+ * says which; the result is the slice's extent. */
+static size_t slice_extent(const struct kiln_kprep *p, size_t M, size_t K, size_t N, bool *by_rows)
 {
     size_t t = p->threads < 1 ? 1 : (size_t)p->threads;
     if (t > IMM_MAX_SLICES) t = IMM_MAX_SLICES;
     double ops = 2.0 * (double)M * (double)N * (double)K, wbytes = (double)N * (double)K;
-    while (t > 1 && (N / t < 16 || (ops / (double)t < 2e6 && wbytes / (double)t < 131072.0))) t--;
-    size_t per = (N + t - 1) / t;
+    *by_rows = M / t >= 16;
+    size_t len = *by_rows ? M : N;
+    while (t > 1 && (len / t < 16 || (ops / (double)t < 2e6 && (*by_rows || wbytes / (double)t < 131072.0)))) t--;
+    size_t per = (len + t - 1) / t;
     if (t > 1) per = (per + 15) / 16 * 16;
     return per;
 }
@@ -98,7 +115,11 @@ static kiln_status pack_slices(struct kiln_kprep *p, struct kiln_dnnl_imm *mm, c
 {
     for (int i = 0; i < mm->n; i++) {
         struct imm_slice *s = &mm->sl[i];
-        dnnl_dims_t d = {(dnnl_dim_t)mm->K, (dnnl_dim_t)(s->n1 - s->n0)}, str = {(dnnl_dim_t)mm->N, 1};
+        if (i > 0 && s->n0 == mm->sl[0].n0 && s->n1 == mm->sl[0].n1 && dnnl_memory_desc_equal(&s->w_md, &mm->sl[0].w_md)) {
+            s->w = mm->sl[0].w; /* a row slice: the same packed B */
+            continue;
+        }
+        dnnl_dims_t d = {(dnnl_dim_t)mm->Kp, (dnnl_dim_t)(s->n1 - s->n0)}, str = {(dnnl_dim_t)mm->N, 1};
         dnnl_memory_desc_t plain;
         if (dnnl_memory_desc_init_by_strides(&plain, 2, d, dnnl_s8, str)) return KILN_OK;
         KILN_TRY(kiln_dnnl_pack_weights(p, (uint32_t)(0x69380000u + (unsigned)i), &plain, bs + s->n0,
@@ -114,19 +135,29 @@ kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size
 {
     *out = NULL;
     dnnl_engine_t eng;
-    if (!M || !K || !N || !B || kiln_isa_active() < KILN_ISA_AVX2 || !(eng = kiln_dnnl_engine()) ||
-        !exact_int8_isa())
+    if (!K || !N || !B || kiln_isa_active() < KILN_ISA_AVX2 || !(eng = kiln_dnnl_engine()) || !exact_int8_isa())
         return KILN_OK;
     struct kiln_dnnl_imm *mm;
     KILN_TRY(kiln_kprep_alloc(p, sizeof *mm, (void **)&mm));
     KILN_TRY(kiln_kprep_alloc(p, N * sizeof(int32_t), (void **)&mm->colsum));
     KILN_TRY(kiln_kprep_alloc(p, N * sizeof(int32_t), (void **)&mm->corr));
     mm->M = M, mm->K = K, mm->N = N, mm->a_signed = a_signed;
-    size_t per = slice_width(p, M, K, N);
-    for (size_t n0 = 0; n0 < N && mm->n < IMM_MAX_SLICES; n0 += per) {
+    mm->Kp = (K + 3) / 4 * 4; /* oneDNN 2.6's AMX kernels can fault (SIGILL) on a K tail */
+    bool by_rows = true;
+    size_t per = M ? slice_extent(p, M, K, N, &by_rows) : 0, len = by_rows ? M : N;
+    for (size_t b = 0; !M && b < IMM_N_BUCKETS; b++) {
         struct imm_slice *s = &mm->sl[mm->n++];
-        s->n0 = n0;
-        s->n1 = n0 + per < N ? n0 + per : N;
+        s->m0 = 0, s->m1 = IMM_BUCKETS[b], s->n0 = 0, s->n1 = N;
+        if (!make_slice(eng, mm, s)) {
+            imm_free(mm);
+            return KILN_OK;
+        }
+    }
+    for (size_t i0 = 0; i0 < len && mm->n < IMM_MAX_SLICES; i0 += per) {
+        struct imm_slice *s = &mm->sl[mm->n++];
+        size_t i1 = i0 + per < len ? i0 + per : len;
+        s->m0 = by_rows ? i0 : 0, s->m1 = by_rows ? i1 : M;
+        s->n0 = by_rows ? 0 : i0, s->n1 = by_rows ? N : i1;
         if (!make_slice(eng, mm, s)) {
             imm_free(mm);
             return KILN_OK; /* oneDNN declined: the caller keeps its reference loop */
@@ -138,7 +169,7 @@ kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size
         return st;
     }
     size_t bytes;
-    if (!kiln_mul_size(K, N, &bytes)) return KILN_OK;
+    if (!kiln_mul_size(mm->Kp, N, &bytes)) return KILN_OK;
     int8_t *bs = kiln_malloc(bytes);
     if (!bs) return kiln_kfail(&p->kc, KILN_E_NOMEM, "out of memory for %zu bytes of int8 weights", bytes);
     fold_weights(mm, B, b_signed, bzp, nbzp, bs);
@@ -151,12 +182,17 @@ kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size
     return KILN_OK;
 }
 
+/* A run's blocks of rows: block i runs slice slice[i] on rows [r0[i], r0[i] + its rows);
+ * rows given at run: blocks [0, nfull) are the largest bucket's, at i * IMM_BUCKETS[0]. */
+#define IMM_MAX_REST 16
 struct imm_job {
     const struct kiln_dnnl_imm *mm;
     const void *A;
     int32_t azp;
     int32_t *Y;
-    bool failed[IMM_MAX_SLICES];
+    size_t nfull, nrest, rest_r0[IMM_MAX_REST];
+    int rest_slice[IMM_MAX_REST];
+    atomic_bool failed;
 };
 
 /* Row m's sum of A, wrapping like int32. */
@@ -164,24 +200,25 @@ static uint32_t row_sum(const struct kiln_dnnl_imm *mm, const void *A, size_t m)
 {
     uint32_t s = 0;
     if (mm->a_signed) {
-        const int8_t *r = (const int8_t *)A + m * mm->K;
+        const int8_t *r = (const int8_t *)A + m * mm->Kp;
         for (size_t k = 0; k < mm->K; k++) s += (uint32_t)(int32_t)r[k];
     } else {
-        const uint8_t *r = (const uint8_t *)A + m * mm->K;
+        const uint8_t *r = (const uint8_t *)A + m * mm->Kp;
         for (size_t k = 0; k < mm->K; k++) s += r[k];
     }
     return s;
 }
 
-/* The zero points folded into the slice's columns of Y (dnnl_int8.h's formula). */
-static void fold_zero_points(const struct imm_job *j, const struct imm_slice *s)
+/* The zero points folded into rows [m0, m1) of the slice's columns of Y (dnnl_int8.h's
+ * formula). */
+static void fold_zero_points(const struct imm_job *j, const struct imm_slice *s, size_t m0, size_t m1)
 {
     const struct kiln_dnnl_imm *mm = j->mm;
     uint32_t a = (uint32_t)j->azp, ka = (uint32_t)mm->K * a;
     if (!a && !mm->any_corr) return;
     void (*fold)(int32_t *, size_t, const int32_t *, const int32_t *, uint32_t, uint32_t) =
         KILN_ISA_SELECT(kiln_imm_fold_row_isa);
-    for (size_t m = 0; m < mm->M; m++) {
+    for (size_t m = m0; m < m1; m++) {
         uint32_t r = mm->any_corr ? row_sum(mm, j->A, m) - ka : 0;
         fold(j->Y + m * mm->N + s->n0, s->n1 - s->n0, mm->corr + s->n0, mm->colsum + s->n0, r, a);
     }
@@ -191,31 +228,60 @@ static void imm_chunk(void *ctx, size_t i0, size_t i1, int worker)
 {
     (void)worker;
     struct imm_job *j = ctx;
+    const struct kiln_dnnl_imm *mm = j->mm;
     for (size_t i = i0; i < i1; i++) {
-        const struct imm_slice *s = &j->mm->sl[i];
-        struct kiln_dnnl_arg args[4] = {{DNNL_ARG_SRC, &s->a_md, j->A},
+        size_t si = i, r0;
+        if (mm->M) {
+            r0 = mm->sl[i].m0;
+        } else if (i < j->nfull) {
+            si = 0, r0 = i * IMM_BUCKETS[0];
+        } else {
+            si = (size_t)j->rest_slice[i - j->nfull], r0 = j->rest_r0[i - j->nfull];
+        }
+        const struct imm_slice *s = &mm->sl[si];
+        size_t r1 = r0 + (s->m1 - s->m0);
+        const char *a = (const char *)j->A + r0 * mm->Kp;
+        struct kiln_dnnl_arg args[4] = {{DNNL_ARG_SRC, &s->a_md, a},
                                         {DNNL_ARG_WEIGHTS, &s->w_md, s->w},
-                                        {DNNL_ARG_DST, &s->c_md, j->Y + s->n0},
+                                        {DNNL_ARG_DST, &s->c_md, j->Y + r0 * mm->N + s->n0},
                                         {DNNL_ARG_SCRATCHPAD, &s->sp_md, NULL}};
-        j->failed[i] = !kiln_dnnl_execute(s->prim, 4, args);
-        if (!j->failed[i]) fold_zero_points(j, s);
+        if (!kiln_dnnl_execute(s->prim, 4, args)) {
+            atomic_store(&j->failed, true);
+            continue;
+        }
+        fold_zero_points(j, s, r0, r1);
     }
 }
 
-bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, const void *A, int32_t a_zp,
-                       int32_t *Y)
+bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, const void *A, size_t M,
+                       int32_t a_zp, int32_t *Y)
 {
-    struct imm_job j = {mm, A, a_zp, Y, {0}};
-    kiln_pool_for(pool, (size_t)mm->n, 1, imm_chunk, &j);
-    for (int i = 0; i < mm->n; i++)
-        if (j.failed[i]) return false;
-    return true;
+    struct imm_job j = {.mm = mm, .A = A, .azp = a_zp, .Y = Y};
+    atomic_init(&j.failed, false);
+    size_t blocks = (size_t)mm->n;
+    if (!mm->M) { /* rows given at run: the largest bucket's blocks, then the rest */
+        j.nfull = M / IMM_BUCKETS[0];
+        size_t r = j.nfull * IMM_BUCKETS[0];
+        for (size_t b = 1; b < IMM_N_BUCKETS; b++)
+            for (; M - r >= IMM_BUCKETS[b] && j.nrest < IMM_MAX_REST; r += IMM_BUCKETS[b])
+                j.rest_slice[j.nrest] = (int)b, j.rest_r0[j.nrest++] = r;
+        if (r != M) return false; /* cannot happen: the last bucket is 1 row, at most 3 of each */
+        blocks = j.nfull + j.nrest;
+    } else if (M != mm->M) {
+        return false;
+    }
+    kiln_pool_for(pool, blocks, 1, imm_chunk, &j);
+    return !atomic_load(&j.failed);
 }
 
 void kiln_dnnl_imm_dims(const struct kiln_dnnl_imm *mm, size_t *M, size_t *K, size_t *N)
 {
     *M = mm->M, *K = mm->K, *N = mm->N;
 }
+
+size_t kiln_dnnl_imm_lda(const struct kiln_dnnl_imm *mm) { return mm->Kp; }
+
+const int32_t *kiln_dnnl_imm_colsum(const struct kiln_dnnl_imm *mm) { return mm->any_corr ? NULL : mm->colsum; }
 #else
 kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_t N, bool a_signed,
                                   const void *B, bool b_signed, const int32_t *bzp, size_t nbzp,
@@ -226,10 +292,10 @@ kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size
     return KILN_OK;
 }
 
-bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, const void *A, int32_t a_zp,
-                       int32_t *Y)
+bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, const void *A, size_t M,
+                       int32_t a_zp, int32_t *Y)
 {
-    (void)mm, (void)pool, (void)A, (void)a_zp, (void)Y;
+    (void)mm, (void)pool, (void)A, (void)M, (void)a_zp, (void)Y;
     return false;
 }
 
@@ -237,5 +303,17 @@ void kiln_dnnl_imm_dims(const struct kiln_dnnl_imm *mm, size_t *M, size_t *K, si
 {
     (void)mm;
     *M = *K = *N = 0;
+}
+
+size_t kiln_dnnl_imm_lda(const struct kiln_dnnl_imm *mm)
+{
+    (void)mm;
+    return 0;
+}
+
+const int32_t *kiln_dnnl_imm_colsum(const struct kiln_dnnl_imm *mm)
+{
+    (void)mm;
+    return NULL;
 }
 #endif

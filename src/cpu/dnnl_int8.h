@@ -12,8 +12,11 @@
  * instruction set, after kiln's cap): without them its kernels go through vpmaddubsw, whose
  * 16-bit pair sums saturate, and the result would not be exact.
  *
- * kiln's threads split the columns like dnnl_matmul.h: T slices, each its own primitive and
- * packed weights, run one per pool thread; each slice applies the correction to its columns.
+ * kiln's threads split the product into T slices, each its own primitive, run one per pool
+ * thread; each slice applies the correction to its part of Y. The rows are split when each
+ * slice gets at least 16 (the slices share one packed B and write dense rows, which oneDNN's
+ * brgemm AMX / VNNI kernels need); fewer rows split the columns like dnnl_matmul.h, each
+ * slice with its own packed columns (oneDNN then runs gemm:jit on the strided output).
  */
 #ifndef KILN_CPU_DNNL_INT8_H
 #define KILN_CPU_DNNL_INT8_H
@@ -31,7 +34,9 @@ struct kiln_dnnl_imm;
 /* Prepares Y[M, N] = (A[M, K] - a_zp) * (B[K, N] - b_zp) for the constant B (row-major,
  * int8 when b_signed, else uint8) and its constant zero point bzp (nbzp 0: none, 1: per
  * tensor, N: per column); A is int8 when a_signed, else uint8, and its zero point (per
- * tensor) is given at run. Memory comes from kiln_kprep_alloc; the primitives are released
+ * tensor) is given at run. M 0: the rows are known only at run (a symbolic batch or
+ * sequence); the product then runs in blocks of 256, 64, 16, 4 and 1 rows, each its own
+ * primitive on the one packed B. Memory comes from kiln_kprep_alloc; the primitives are released
  * with the engine. *out NULL (KILN_OK) when oneDNN is not there, has no VNNI/AMX at the
  * active instruction set, or declines; an error only for out of memory. */
 KILN_NODISCARD kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_t N,
@@ -39,12 +44,26 @@ KILN_NODISCARD kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M,
                                                  const int32_t *bzp, size_t nbzp,
                                                  struct kiln_dnnl_imm **out);
 
-/* Y = (A - a_zp) * (B - b_zp) (int32, row-major [M, N]) on the pool's threads; false when
- * oneDNN fails (the caller then takes its reference loop). */
-bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, const void *A, int32_t a_zp,
-                       int32_t *Y);
+/* Y = (A - a_zp) * (B - b_zp) (int32, row-major [M, N]) on the pool's threads, A's rows at
+ * the stride kiln_dnnl_imm_lda with zeros past K; M the
+ * prepared one unless that was 0. False when oneDNN fails or M is not the prepared (the
+ * caller then takes its reference loop). */
+bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, const void *A, size_t M,
+                       int32_t a_zp, int32_t *Y);
 
-/* The prepared M, K, N. */
+/* A's row stride: K rounded up to a multiple of 4, the columns past K zero. oneDNN 2.6's AMX
+ * int8 matmul faults (SIGILL) on some shapes with a K tail (K 125..127 with M >= 65 and N not
+ * a multiple of 16, found by test_int8_fast), so kiln never gives it one: B gets zero rows,
+ * A zero columns, which add nothing. */
+size_t kiln_dnnl_imm_lda(const struct kiln_dnnl_imm *mm);
+
+/* colsum(B') [N] when the correction needs no row sums (every b_zp[n] equals off: int8 B
+ * without a zero point, uint8 B with 128), else NULL: then running with a_zp 0 and taking
+ * Y - a_zp * colsum afterwards (wrapping) gives the same Y, which lets a caller fold the
+ * correction into its own pass over Y. */
+const int32_t *kiln_dnnl_imm_colsum(const struct kiln_dnnl_imm *mm);
+
+/* The prepared M (0: given at run), K, N. */
 void kiln_dnnl_imm_dims(const struct kiln_dnnl_imm *mm, size_t *M, size_t *K, size_t *N);
 
 #endif

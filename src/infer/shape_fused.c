@@ -61,6 +61,10 @@ static kiln_status quantize_u8_infer(struct kiln_ictx *c)
 }
 /* kiln.DequantizeU8(x, scale, zero_point): float32 of x's shape. */
 static kiln_status dequantize_u8_infer(struct kiln_ictx *c) { return ru_like(c, 0, 0, KILN_DTYPE_F32); }
+/* kiln.DequantMatMul(x, W, ...): MatMul's shape, x's type (float32). */
+static kiln_status dequant_matmul_infer(struct kiln_ictx *c) { return as_op(c, "MatMul", 13, 2); }
+/* kiln.DynQuantConv(x, W, ...): Conv's shape, x's type (float32). */
+static kiln_status dynquant_conv_infer(struct kiln_ictx *c) { return as_op(c, "Conv", 11, 2); }
 static kiln_status layernorm_infer(struct kiln_ictx *c)
 {
     return as_op(c, "LayerNormalization", 17, 3);
@@ -110,6 +114,8 @@ const struct kiln_infer_op kiln_infer_ops_fused[] = {
     {"QMaxPool", "kiln", 1, 0, kiln_infer_pool_nhwc},
     {"QuantizeU8", "kiln", 1, 0, quantize_u8_infer},
     {"DequantizeU8", "kiln", 1, 0, dequantize_u8_infer},
+    {"DynQuantConv", "kiln", 1, 0, dynquant_conv_infer},
+    {"DequantMatMul", "kiln", 1, 0, dequant_matmul_infer},
     {"FusedConv", "kiln", 1, 0, fused_conv_infer},
     {"FusedConvTranspose", "kiln", 1, 0, fused_convt_infer},
     {"FusedGemm", "kiln", 1, 0, fused_gemm_infer},

@@ -19,7 +19,16 @@
  * int64 convolution written here: random channels, kernels 1..3, strides, dilations,
  * asymmetric pads (taps in the padding add nothing: the reference pads the zero-point-shifted
  * x), zero points per tensor and per output channel, uint8 and int8; two groups take the
- * reference (checked all the same).
+ * reference (checked all the same). Depthwise convolutions (group = C = M) take the prepared
+ * int32 depthwise kernel (kiln_qdw_tap_isa, any instruction set), checked the same way.
+ *
+ * kiln.DynQuantConv (fuse_dynquant over DynamicQuantizeLinear -> ConvInteger -> Cast ->
+ * Mul(scales) [-> Add(Reshape(bias, [1, -1, 1, 1]))], as quantize_dynamic writes it): fused
+ * against unfused bit for bit (memcmp), 1/2/3 threads, group 1 (1x1 direct and unfolded),
+ * depthwise and two groups (the fused op's reference path), channel counts and image sizes
+ * around the 16-lane tiles, weights uint8/int8, zero points absent / per tensor / per channel.
+ * Its tile kernels (kiln_dql_quantize_nhwc_isa, kiln_qconv_epilogue_isa, kiln_qdw_tap_isa),
+ * every compiled variant, against scalar loops written here on odd tile sizes.
  *
  * kiln.DynQuantMatMul (the optimizer's fuse_dynquant pass over DynamicQuantizeLinear ->
  * MatMulInteger -> Cast -> Mul(scales) [-> Add(bias)]): the fused engine's output equals
@@ -67,6 +76,7 @@ struct cfg {
     int64_t batch[2];
     int64_t M, K, N;
     bool a_s8, b_s8;
+    bool sym;          /* A's leading dims symbolic: the rows known only at run */
     int azp_kind;      /* 0: absent, 1: given */
     int bzp_kind;      /* 0: absent, 1: per tensor, 2: per column */
     int32_t azp;
@@ -125,8 +135,12 @@ static void write_model(const struct cfg *c, bool bconst)
     const char *at = c->a_s8 ? "i8" : "u8", *bt = c->b_s8 ? "i8" : "u8";
     model_text_reset();
     tf("opset 17\ninput A %s ", at);
-    for (int i = 0; i < c->brank; i++) tf("%lld,", (long long)c->batch[i]);
-    tf("%lld,%lld\n", (long long)c->M, (long long)c->K);
+    for (int i = 0; i < c->brank; i++) {
+        if (c->sym) tf("b%d,", i);
+        else tf("%lld,", (long long)c->batch[i]);
+    }
+    if (c->sym) tf("rows,%lld\n", (long long)c->K);
+    else tf("%lld,%lld\n", (long long)c->M, (long long)c->K);
     if (c->azp_kind) tf("input AZ %s -\n", at);
     tf("%s B %s %lld,%lld", bconst ? "init" : "input", bt, (long long)c->K, (long long)c->N);
     if (bconst) tf_vals(c->b, (size_t)(c->K * c->N));
@@ -205,7 +219,7 @@ static kiln_value *run_text(kiln_value **in, const char **names, size_t n_in, in
     if (!st) {
         const char *be, *kernel, *variant;
         kiln_engine_node_kernel(e, 0, &be, &kernel, &variant);
-        *prepared = variant && !strcmp(variant, "onednn-int8");
+        *prepared = variant && (!strcmp(variant, "onednn-int8") || !strcmp(variant, "int32-depthwise"));
         st = kiln_session_create_from_engine(e, NULL, &s, &err);
     }
     if (!st) st = kiln_session_run(s, n_in, names, (const kiln_value *const *)in, 1, &out, &err);
@@ -348,8 +362,8 @@ static void run_case(struct cfg *c, const char *label)
 
 static void describe(const struct cfg *c, char *buf, size_t size)
 {
-    snprintf(buf, size, "%sbatch %d M%lld K%lld N%lld A %s B %s azp %s bzp %s", c->q.on ? "QLinearMatMul " : "",
-             c->brank, (long long)c->M,
+    snprintf(buf, size, "%s%sbatch %d M%lld K%lld N%lld A %s B %s azp %s bzp %s", c->q.on ? "QLinearMatMul " : "",
+             c->sym ? "symbolic rows, " : "", c->brank, (long long)c->M,
              (long long)c->K, (long long)c->N, c->a_s8 ? "i8" : "u8", c->b_s8 ? "i8" : "u8",
              c->azp_kind ? "given" : "absent", c->bzp_kind == 0 ? "absent" : c->bzp_kind == 1 ? "tensor" : "column");
 }
@@ -368,6 +382,8 @@ static void random_cases(int n)
         c.b_s8 = rng_int(2);
         c.azp_kind = rng_int(4) != 0;
         c.bzp_kind = rng_int(3);
+        c.sym = rng_int(3) == 0;
+        if (c.sym && rng_int(2)) c.M = 1 + rng_int(600); /* several row buckets */
         if (rng_int(3) == 0) { /* QLinearMatMul: zero points required */
             c.azp_kind = 1, c.bzp_kind = 1 + rng_int(2);
             qlin_draw(&c.q, (size_t)c.N, false);
@@ -388,6 +404,7 @@ static void large_cases(void)
         {.M = 1, .K = 1024, .N = 1000, .azp_kind = 1, .bzp_kind = 2, .b_s8 = true},
         {.brank = 1, .batch = {2}, .M = 9, .K = 515, .N = 130, .azp_kind = 1, .bzp_kind = 0, .b_s8 = true},
         {.M = 33, .K = 2048, .N = 48, .a_s8 = true, .b_s8 = true, .azp_kind = 1, .bzp_kind = 2},
+        {.M = 599, .K = 300, .N = 70, .azp_kind = 1, .bzp_kind = 2, .sym = true}, /* 256 * 2 + 64 + 16 + 4 * 1 + 1 * 3 */
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         char label[200];
@@ -401,8 +418,17 @@ static void large_cases(void)
 /* Builds and runs the quantize_dynamic pattern (DynamicQuantizeLinear -> MatMulInteger ->
  * Cast -> Mul(x_scale * w_scale) [-> Add(bias)]) at `level`; returns Y and, in *fused,
  * whether some node runs kiln.DynQuantMatMul. */
-static kiln_value *run_dynquant(const float *x, int xr, const int64_t *xd, int threads, kiln_opt_level level,
-                                bool *fused, const char *what)
+/* Whether the last fused node run_dynquant_op found took a prepared variant; the number of
+ * nodes of its engine. */
+static bool fused_prepared;
+static size_t engine_nodes;
+
+/* The residual input R of kiln.DynQuantConv's cases (NULL: none). */
+static const float *g_res;
+static int64_t g_res_dims[4];
+
+static kiln_value *run_dynquant_op(const float *x, int xr, const int64_t *xd, int threads, kiln_opt_level level,
+                                   const char *op, bool *fused, const char *what)
 {
     struct buf mb = {0};
     parse_model(model_text(), &mb);
@@ -410,8 +436,9 @@ static kiln_value *run_dynquant(const float *x, int xr, const int64_t *xd, int t
     kiln_builder *b = NULL;
     kiln_engine *e = NULL;
     kiln_session *s = NULL;
-    kiln_value *out = NULL, *in = tensor_of(KILN_DTYPE_F32, xr, xd, x);
-    const char *names[1] = {"X"};
+    kiln_value *out = NULL, *ins[2] = {tensor_of(KILN_DTYPE_F32, xr, xd, x), NULL};
+    const char *names[2] = {"X", "R"};
+    if (g_res) ins[1] = tensor_of(KILN_DTYPE_F32, 4, g_res_dims, g_res);
     kiln_err err = {0};
     kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &err);
     if (!st) st = kiln_builder_create(&b, &err);
@@ -419,21 +446,30 @@ static kiln_value *run_dynquant(const float *x, int xr, const int64_t *xd, int t
     if (!st) kiln_builder_set_opt_level(b, level);
     if (!st) st = kiln_builder_build(b, m, &e, &err);
     *fused = false;
+    engine_nodes = st ? 0 : kiln_model_node_count(kiln_engine_model(e));
     for (size_t i = 0; !st && i < kiln_model_node_count(kiln_engine_model(e)); i++) {
         const char *be, *kernel, *variant;
         kiln_engine_node_kernel(e, i, &be, &kernel, &variant);
-        *fused |= kernel && strstr(kernel, "DynQuantMatMul") != NULL;
+        bool hit = kernel && strstr(kernel, op) != NULL;
+        *fused |= hit;
+        if (hit) fused_prepared = variant && (!strcmp(variant, "onednn-int8") || !strcmp(variant, "int32-depthwise"));
     }
     if (!st) st = kiln_session_create_from_engine(e, NULL, &s, &err);
-    if (!st) st = kiln_session_run(s, 1, names, (const kiln_value *const *)&in, 1, &out, &err);
+    if (!st) st = kiln_session_run(s, g_res ? 2 : 1, names, (const kiln_value *const *)ins, 1, &out, &err);
     CHECK(st == KILN_OK, "%s: %s", what, err.msg);
     kiln_session_free(s);
     kiln_engine_free(e);
     kiln_builder_free(b);
     kiln_model_free(m);
     free(mb.p);
-    kiln_value_free(in);
+    free_all(ins, 2);
     return out;
+}
+
+static kiln_value *run_dynquant(const float *x, int xr, const int64_t *xd, int threads, kiln_opt_level level,
+                                bool *fused, const char *what)
+{
+    return run_dynquant_op(x, xr, xd, threads, level, "DynQuantMatMul", fused, what);
 }
 
 static void dynquant_cases(int n)
@@ -512,6 +548,7 @@ struct ccfg {
     struct qlin q;
     int64_t N, C, M, G, H, W, KH, KW, sh, sw, dh, dw, p[4]; /* pads: top, left, bottom, right */
     bool x_s8, w_s8;
+    bool sym;               /* x's batch and image size symbolic: known only at run */
     int xzp_kind, wzp_kind; /* x: 0 absent, 1 given; w: 0 absent, 1 per tensor, 2 per channel */
     int32_t xzp, *wzp, *x, *w;
     int64_t OH, OW;
@@ -522,8 +559,11 @@ static void conv_text(const struct ccfg *c, bool wconst)
     const char *xt = c->x_s8 ? "i8" : "u8", *wt = c->w_s8 ? "i8" : "u8";
     size_t nw = (size_t)(c->M * (c->C / c->G) * c->KH * c->KW);
     model_text_reset();
-    tf("opset 17\ninput X %s %lld,%lld,%lld,%lld\n", xt, (long long)c->N, (long long)c->C, (long long)c->H,
-       (long long)c->W);
+    if (c->sym)
+        tf("opset 17\ninput X %s n,%lld,h,w\n", xt, (long long)c->C);
+    else
+        tf("opset 17\ninput X %s %lld,%lld,%lld,%lld\n", xt, (long long)c->N, (long long)c->C, (long long)c->H,
+           (long long)c->W);
     if (c->xzp_kind) tf("input XZ %s -\n", xt);
     tf("%s W %s %lld,%lld,%lld,%lld", wconst ? "init" : "input", wt, (long long)c->M, (long long)(c->C / c->G),
        (long long)c->KH, (long long)c->KW);
@@ -630,7 +670,9 @@ static void conv_case(struct ccfg *c, const char *label)
         snprintf(what, sizeof what, "%s: W constant, %d threads", label, t);
         kiln_value *y = run_conv(c, true, t, &prep, what);
         if (exact_isa_expected() && c->G == 1) CHECK(prep, "%s: expected the onednn-int8 variant", what);
-        prepared_wanted += exact_isa_expected() && c->G == 1;
+        bool dw = c->G > 1 && c->G == c->C && c->G == c->M;
+        if (dw) CHECK(prep, "%s: expected the int32-depthwise variant", what);
+        prepared_wanted += (exact_isa_expected() && c->G == 1) || dw;
         prepared_runs += prep;
         same(y, yt, want, ny, what);
         if (y && yr) same_values(y, yr, ny, what);
@@ -649,6 +691,7 @@ static void conv_cases(int n)
         c.G = rng_int(5) == 0 ? 2 : 1;
         c.C = c.G * (1 + rng_int(rng_int(2) ? 5 : 40));
         c.M = c.G * (1 + rng_int(rng_int(2) ? 5 : 40));
+        if (rng_int(4) == 0) c.G = c.C = c.M = 2 + rng_int(rng_int(2) ? 6 : 40); /* depthwise */
         c.KH = 1 + rng_int(3), c.KW = 1 + rng_int(3);
         c.sh = 1 + rng_int(2), c.sw = 1 + rng_int(2);
         c.dh = 1 + (rng_int(4) == 0), c.dw = 1 + (rng_int(4) == 0);
@@ -657,6 +700,7 @@ static void conv_cases(int n)
         c.W = (c.KW - 1) * c.dw + 1 + rng_int(9);
         c.x_s8 = rng_int(4) == 0;
         c.w_s8 = rng_int(2);
+        c.sym = rng_int(4) == 0;
         c.xzp_kind = rng_int(4) != 0;
         c.wzp_kind = rng_int(3);
         if (rng_int(3) == 0) { /* QLinearConv */
@@ -666,17 +710,201 @@ static void conv_cases(int n)
         char label[300];
         snprintf(label, sizeof label,
                  "conv #%d: N%lld C%lld M%lld G%lld in %lldx%lld k %lldx%lld s %lld,%lld d %lld,%lld p %lld,%lld,%lld,%lld "
-                 "x %s w %s xzp %d wzp %d%s",
+                 "x %s w %s xzp %d wzp %d%s%s",
                  i, (long long)c.N, (long long)c.C, (long long)c.M, (long long)c.G, (long long)c.H, (long long)c.W,
                  (long long)c.KH, (long long)c.KW, (long long)c.sh, (long long)c.sw, (long long)c.dh, (long long)c.dw,
                  (long long)c.p[0], (long long)c.p[1], (long long)c.p[2], (long long)c.p[3], c.x_s8 ? "i8" : "u8",
-                 c.w_s8 ? "i8" : "u8", c.xzp_kind, c.wzp_kind, c.q.on ? " QLinearConv" : "");
+                 c.w_s8 ? "i8" : "u8", c.xzp_kind, c.wzp_kind, c.q.on ? " QLinearConv" : "", c.sym ? " symbolic" : "");
         conv_case(&c, label);
     }
     /* a ResNet-sized layer: 64 -> 64, 3x3, pads 1, 28x28 */
     struct ccfg big = {.N = 1, .C = 64, .M = 64, .G = 1, .H = 28, .W = 28, .KH = 3, .KW = 3, .sh = 1, .sw = 1,
                        .dh = 1, .dw = 1, .p = {1, 1, 1, 1}, .xzp_kind = 1, .wzp_kind = 1};
     conv_case(&big, "conv 64x28x28 3x3 u8/u8");
+    /* a MobileNetV2 depthwise layer: 96 channels, 3x3, stride 2, pads 1, 29x29 */
+    struct ccfg dw = {.N = 1, .C = 96, .M = 96, .G = 96, .H = 29, .W = 29, .KH = 3, .KW = 3, .sh = 2, .sw = 2,
+                      .dh = 1, .dw = 1, .p = {1, 1, 1, 1}, .xzp_kind = 1, .wzp_kind = 1, .w_s8 = true};
+    conv_case(&dw, "depthwise 96x29x29 3x3 s2 u8/i8");
+}
+
+/* ------------------------------------------------------------------ kiln.DynQuantConv */
+
+/* tail: bit 0 a residual Add of a graph input R, bits 1-2: 1 Relu, 2 Clip(0, 6). */
+static void dqconv_case(int i, int64_t N, int64_t C, int64_t M, int64_t G, int64_t H, int64_t W, int64_t KH,
+                        int64_t KW, int64_t s, int64_t pad, int bias_kind, bool w_s8, int wz_kind, bool sym, int tail)
+{
+    int64_t OH = (H + 2 * pad - KH) / s + 1, OW = (W + 2 * pad - KW) / s + 1;
+    size_t nr = (size_t)(N * M * OH * OW);
+    float *res = (tail & 1) ? malloc(nr * sizeof *res) : NULL;
+    if ((tail & 1) && !res) exit(1);
+    for (size_t j = 0; res && j < nr; j++) res[j] = (float)rng_range(-2, 2);
+    g_res = res;
+    g_res_dims[0] = N, g_res_dims[1] = M, g_res_dims[2] = OH, g_res_dims[3] = OW;
+    size_t nw = (size_t)(M * (C / G) * KH * KW), nx = (size_t)(N * C * H * W);
+    const char *wt = w_s8 ? "i8" : "u8";
+    int32_t *w = malloc(nw * sizeof *w), *wz = malloc((size_t)M * sizeof *wz);
+    float *bv = malloc((size_t)M * sizeof *bv), *x = malloc(nx * sizeof *x);
+    if (!w || !wz || !bv || !x) exit(1);
+    for (size_t j = 0; j < nw; j++) w[j] = draw(w_s8);
+    int32_t z = draw_zp(w_s8);
+    for (int64_t j = 0; j < M; j++) wz[j] = wz_kind == 2 ? draw_zp(w_s8) : z, bv[j] = (float)rng_range(-1, 1);
+    double lo = rng_int(4) == 0 ? 0.0 : -rng_range(0.1, 4);
+    for (size_t j = 0; j < nx; j++) x[j] = (float)rng_range(lo, rng_range(0.1, 4));
+    float ws = (float)rng_range(0.001, 0.05);
+    model_text_reset();
+    if (sym)
+        tf("opset 17 kiln\ninput X f32 n,%lld,h,w\ninit W %s %lld,%lld,%lld,%lld", (long long)C, wt, (long long)M,
+           (long long)(C / G), (long long)KH, (long long)KW);
+    else
+        tf("opset 17 kiln\ninput X f32 %lld,%lld,%lld,%lld\ninit W %s %lld,%lld,%lld,%lld", (long long)N, (long long)C,
+           (long long)H, (long long)W, wt, (long long)M, (long long)(C / G), (long long)KH, (long long)KW);
+    tf_vals(w, nw);
+    if (wz_kind) {
+        tf("\ninit WZ %s ", wt);
+        if (wz_kind == 1) tf("-");
+        else tf("%lld", (long long)M);
+        tf_vals(wz, wz_kind == 1 ? 1 : (size_t)M);
+    }
+    tf("\ninit WS f32 -");
+    tf_floats(&ws, 1);
+    if (bias_kind == 1) { /* quantize_dynamic's Reshape of the [M] bias */
+        tf("\ninit B f32 %lld", (long long)M);
+        tf_floats(bv, (size_t)M);
+        tf("\ninit BSHAPE i64 4 = 1,-1,1,1");
+    } else if (bias_kind == 2) { /* a [1, M, 1, 1] constant */
+        tf("\ninit BIAS f32 1,%lld,1,1", (long long)M);
+        tf_floats(bv, (size_t)M);
+    }
+    if (res) {
+        if (sym) tf("\ninput R f32 n,%lld,oh,ow", (long long)M);
+        else tf("\ninput R f32 %lld,%lld,%lld,%lld", (long long)N, (long long)M, (long long)OH, (long long)OW);
+    }
+    if (tail >> 1 == 2) tf("\ninit CMIN f32 - = 0\ninit CMAX f32 - = 6");
+    tf("\noutput Y\nnode DynamicQuantizeLinear X -> XQ,XS,XZ\nnode ConvInteger XQ,W,XZ%s -> YI group=int:%lld "
+       "strides=ints:%lld,%lld pads=ints:%lld,%lld,%lld,%lld\nnode Cast YI -> YF to=int:1\nnode Mul XS,WS -> SC\n"
+       "node Mul YF,SC -> %s\n%s%s",
+       wz_kind ? ",WZ" : "", (long long)G, (long long)s, (long long)s, (long long)pad, (long long)pad, (long long)pad,
+       (long long)pad, bias_kind ? "YM" : "Y0", bias_kind == 1 ? "node Reshape B,BSHAPE -> BIAS\n" : "",
+       bias_kind ? "node Add YM,BIAS -> Y0\n" : "");
+    tf("node %s Y0%s -> %s\n", res ? "Add" : "Identity", res ? ",R" : "", tail >> 1 ? "Y1" : "Y");
+    if (tail >> 1 == 1) tf("node Relu Y1 -> Y\n");
+    if (tail >> 1 == 2) tf("node Clip Y1,CMIN,CMAX -> Y\n");
+    char what[300];
+    snprintf(what, sizeof what,
+             "dqconv #%d%s: N%lld C%lld M%lld G%lld %lldx%lld k%lldx%lld s%lld p%lld w %s wz %d bias %d tail %d", i,
+             sym ? " symbolic" : "", (long long)N, (long long)C, (long long)M, (long long)G, (long long)H, (long long)W,
+             (long long)KH, (long long)KW, (long long)s, (long long)pad, wt, wz_kind, bias_kind, tail);
+    int64_t xd[4] = {N, C, H, W};
+    bool fused = false;
+    kiln_value *yr = run_dynquant_op(x, 4, xd, 1, KILN_OPT_NONE, "DynQuantConv", &fused, what);
+    CHECK(!fused, "%s: fused at level none", what);
+    size_t ny = yr ? kiln_tensor_numel(&yr->t) : 0;
+    for (int t = 1; t <= 3 && yr; t++) {
+        kiln_value *y = run_dynquant_op(x, 4, xd, t, KILN_OPT_EXTENDED, "DynQuantConv", &fused, what);
+        CHECK(fused, "%s: not fused (%d threads)", what, t);
+        bool dw = G > 1 && G == C && G == M;
+        if (dw || (G == 1 && exact_isa_expected()))
+            CHECK(fused_prepared, "%s: the fused node took no prepared variant (%d threads)", what, t);
+        if (!sym) CHECK(engine_nodes == 1, "%s: %zu nodes after fusion, expected 1", what, engine_nodes);
+        CHECK(y && y->t.dtype == KILN_DTYPE_F32 && kiln_tensor_numel(&y->t) == ny, "%s: wrong output", what);
+        if (y && y->t.dtype == KILN_DTYPE_F32 && kiln_tensor_numel(&y->t) == ny &&
+            memcmp(y->t.data, yr->t.data, ny * sizeof(float)) != 0) {
+            const float *g = y->t.data, *r = yr->t.data;
+            size_t j = 0;
+            while (j < ny && g[j] == r[j]) j++;
+            CHECK(false, "%s, %d threads: Y[%zu] = %.9g, unfused %.9g", what, t, j, (double)g[j], (double)r[j]);
+        }
+        kiln_value_free(y);
+    }
+    kiln_value_free(yr);
+    free(w), free(wz), free(bv), free(x), free(res);
+    g_res = NULL;
+    cases_run++;
+}
+
+static void dqconv_cases(int n)
+{
+    static const int64_t chans[] = {1, 3, 8, 15, 16, 17, 32, 33};
+    for (int i = 0; i < n; i++) {
+        int kind = rng_int(4); /* 0: 1x1 direct, 1: unfolded, 2: depthwise, 3: two groups */
+        int64_t C = chans[rng_int(8)], M = chans[rng_int(8)], G = 1, K = 1 + 2 * rng_int(2), s = 1, pad = 0;
+        if (kind == 0) K = 1;
+        if (kind == 1) s = 1 + rng_int(2), pad = rng_int(2), K = 1 + rng_int(3);
+        if (kind == 2) G = C = M = 2 + rng_int(40), s = 1 + rng_int(2), pad = K / 2;
+        if (kind == 3) G = 2, C = 2 * (1 + rng_int(9)), M = 2 * (1 + rng_int(9)), pad = rng_int(2);
+        int64_t H = K + rng_int(20), W = K + rng_int(20);
+        dqconv_case(i, 1 + rng_int(2), C, M, G, H, W, K, K, s, pad, rng_int(3), rng_int(2), rng_int(3), rng_int(4) == 0,
+                    rng_int(6));
+    }
+    dqconv_case(n, 1, 64, 64, 1, 28, 28, 3, 3, 1, 1, 1, true, 1, false, 3);     /* ResNet-like: + residual, Relu */
+    dqconv_case(n + 1, 1, 96, 96, 96, 28, 28, 3, 3, 2, 1, 1, true, 1, false, 4); /* MobileNetV2 depthwise, Clip */
+    dqconv_case(n + 2, 2, 32, 48, 1, 23, 17, 3, 3, 1, 1, 1, true, 1, true, 2);   /* batch and size at run, Relu */
+}
+
+/* The tile kernels of kiln.DynQuantConv and the depthwise convolution, every variant,
+ * against scalar loops. */
+static void tile_cases(void)
+{
+    static const size_t sizes[] = {1, 3, 15, 16, 17, 31, 32, 33, 48, 64};
+    int checked = 0;
+    for (int rep = 0; rep < 40; rep++) {
+        size_t np = sizes[rng_int(10)], nc = sizes[rng_int(10)], xs = np + (size_t)rng_int(5), ys = nc + (size_t)rng_int(5);
+        float *x = malloc(nc * xs * sizeof *x), *yf = malloc(nc * xs * sizeof *yf), *bias = malloc(nc * sizeof *bias);
+        uint8_t *q = malloc(np * ys), *qw = malloc(np * ys);
+        int32_t *acc = malloc(np * ys * sizeof *acc), *w = malloc(nc * sizeof *w);
+        uint32_t *da = malloc(nc * sizeof *da), *dw = malloc(nc * sizeof *dw);
+        if (!x || !yf || !bias || !q || !qw || !acc || !w || !da || !dw) exit(1);
+        float scale = (float)rng_range(0.001, 0.1), zp = (float)rng_int(256);
+        for (size_t j = 0; j < nc * xs; j++) x[j] = rng_int(20) == 0 ? NAN : (float)rng_range(-30, 30);
+        for (size_t j = 0; j < np * ys; j++) acc[j] = (int32_t)(rng_u64() >> 32);
+        for (size_t j = 0; j < nc; j++) bias[j] = (float)rng_range(-1, 1), w[j] = draw(true) - draw(false);
+        for (int isa = 0; isa <= (int)kiln_isa_best(); isa++) {
+            const char *in = kiln_isa_name((enum kiln_isa)isa);
+            /* quantize to channels-last */
+            memset(q, 0xAB, np * ys), memset(qw, 0xAB, np * ys);
+            KILN_ISA_VARIANT(kiln_dql_quantize_nhwc_isa, isa)(x, xs, np, nc, scale, zp, q, ys);
+            for (size_t c = 0; c < nc; c++)
+                for (size_t p = 0; p < np; p++) {
+                    float v = nearbyintf(x[c * xs + p] / scale) + zp;
+                    if (isnan(v)) v = zp;
+                    qw[p * ys + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+                }
+            CHECK(!memcmp(q, qw, np * ys), "quantize_nhwc %s np %zu nc %zu differs", in, np, nc);
+            /* the epilogue, with and without bias */
+            for (int b = 0; b < 2; b++) {
+                for (size_t j = 0; j < nc * xs; j++) yf[j] = -7.0f;
+                KILN_ISA_VARIANT(kiln_qconv_epilogue_isa, isa)(yf, xs, acc, ys, np, nc, scale, b ? bias : NULL);
+                for (size_t m = 0; m < nc; m++)
+                    for (size_t p = 0; p < xs; p++) {
+                        float got = yf[m * xs + p];
+                        if (p >= np) {
+                            CHECK(got == -7.0f, "epilogue %s wrote past np", in);
+                            continue;
+                        }
+                        float f = (float)acc[p * ys + m] * scale;
+                        volatile float want = f;
+                        if (b) want = want + bias[m];
+                        if (memcmp(&got, (const void *)&want, sizeof got))
+                            CHECK(false, "epilogue %s np %zu nc %zu bias %d: y[%zu, %zu] = %.9g, want %.9g", in, np, nc,
+                                  b, m, p, (double)got, (double)want);
+                    }
+            }
+            /* a depthwise tap, uint8 and int8 x */
+            for (int sg = 0; sg < 2; sg++) {
+                int32_t z = draw_zp(sg);
+                for (size_t j = 0; j < nc; j++) da[j] = dw[j] = (uint32_t)rng_u64();
+                KILN_ISA_VARIANT(kiln_qdw_tap_isa, isa)(da, q, sg, z, w, nc);
+                for (size_t j = 0; j < nc; j++) {
+                    int32_t xv = sg ? (int32_t)(int8_t)q[j] : (int32_t)q[j];
+                    dw[j] += (uint32_t)(xv - z) * (uint32_t)w[j];
+                }
+                CHECK(!memcmp(da, dw, nc * sizeof *da), "dw tap %s nc %zu signed %d differs", in, nc, sg);
+            }
+            checked++;
+        }
+        free(x), free(yf), free(bias), free(q), free(qw), free(acc), free(w), free(da), free(dw);
+    }
+    CHECK(checked >= 40, "only %d tile checks", checked);
 }
 
 /* The ONNX definition of DynamicQuantizeLinear (float32). */
@@ -763,7 +991,9 @@ int main(void)
 {
     rng_seed(0x1A78);
     dql_cases();
+    tile_cases();
     conv_cases(50);
+    dqconv_cases(30);
     dynquant_cases(30);
     large_cases();
     random_cases(60);

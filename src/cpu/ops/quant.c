@@ -1,6 +1,7 @@
 /* src/cpu/ops/quant.c: ONNX linear quantization ops: QuantizeLinear (10..25),
  * DequantizeLinear (10..25), DynamicQuantizeLinear (11), MatMulInteger (10), QLinearMatMul
- * (10, 21), ConvInteger (10) and QLinearConv (10).
+ * (10, 21), ConvInteger (10) and QLinearConv (10); kiln.DynQuantMatMul and kiln.DynQuantConv
+ * (docs/fused-ops.md).
  *
  * Quantization granularity follows the scale's shape: one element is per tensor, a 1-D scale
  * is per axis (`axis`, default 1), and with `block_size` > 0 (opset 21+) the scale has x's
@@ -21,10 +22,18 @@
  * output_dtype, saturate, precision, each read only from the opset that has it;
  * ConvInteger/QLinearConv: group, strides, dilations, pads, kernel_shape and auto_pad);
  * they are checked against the inputs at run time.
+ *
+ * Every op above is the reference; the common cases take fast paths with the same bits
+ * (docs/quantization.md): QuantizeLinear / DequantizeLinear between float32 and integers of
+ * up to 16 (dequantize: 32) bits on the kernels of cpu/quant_isa.h; DynamicQuantizeLinear's
+ * passes vectorized and threaded; MatMulInteger / QLinearMatMul with a constant B on
+ * oneDNN's int8 matmul (cpu/dnnl_int8.h); 2-D ConvInteger / QLinearConv with a constant w,
+ * channels-last, on the same matmul (one group) or an int32 depthwise kernel.
  */
 #include <math.h>
 #include <string.h>
 
+#include "cpu/act.h"
 #include "cpu/broadcast.h"
 #include "cpu/dnnl_int8.h"
 #include "cpu/float8.h"
@@ -271,7 +280,7 @@ static kiln_status q_inputs(struct kiln_kctx *k, const struct kiln_tensor **x,
 
 /* The common part of QuantizeLinear / DequantizeLinear: lays out x against scale s
  * (q_layout; `what` names the scale), checks the zero point zp, reads the scales into *sc
- * and creates output 0 (*y) of dtype odt and x's shape. */
+ * (unless sc is NULL) and creates output 0 (*y) of dtype odt and x's shape. */
 static kiln_status q_setup(struct kiln_kctx *k, struct qmem *m, const struct kiln_tensor *x,
                            const struct kiln_tensor *s, const struct kiln_tensor *zp,
                            const char *what, kiln_dtype odt, struct qlayout *L, double **sc,
@@ -279,6 +288,8 @@ static kiln_status q_setup(struct kiln_kctx *k, struct qmem *m, const struct kil
 {
     KILN_TRY(q_layout(k, x, s, what, L));
     KILN_TRY(q_check_zp(k, s, zp));
+    if (!sc) /* the fast path: reads the parameters itself and writes every element */
+        return kiln_out_tensor_raw(k, 0, odt, x->rank, x->dims, y);
     KILN_TRY(q_params(k, m, s, L->nparam, sc));
     return kiln_out_tensor(k, 0, odt, x->rank, x->dims, y);
 }
@@ -297,6 +308,141 @@ static size_t q_next(const struct qlayout *L, struct qwalk *w)
         w->pbase = w->o * L->pouter + (w->c / L->bs) * L->pc;
     }
     return p;
+}
+
+/* ------------------------------------------------------------------ fast paths */
+
+/* The fast QuantizeLinear / DequantizeLinear over layout L: float32 parameters (sc, zf; zf
+ * NULL without a zero point) and one call of the ISA kernel per run of elements whose
+ * parameters are one value (per tensor, per axis, blocks along the last axis) or follow the
+ * elements one to one (per axis on the last axis, blocks on an inner axis). */
+struct qfast {
+    const struct qlayout *L;
+    const float *sc, *zf;
+    const void *x;
+    void *y;
+    size_t xsz, ysz;            /* element sizes */
+    bool quant;
+    int bytes, kind;            /* kiln_q_f32_isa's bytes, kiln_dq_f32_isa's kind */
+    float lo, hi;
+};
+
+static void qfast_run(const struct qfast *f, size_t off, size_t len, size_t p, bool per_elem)
+{
+    const char *x = (const char *)f->x + off * f->xsz;
+    char *y = (char *)f->y + off * f->ysz;
+    const float *z = f->zf ? f->zf + p : NULL;
+    if (f->quant)
+        KILN_ISA_DISPATCH(kiln_q_f32_isa, ((const float *)x, len, f->sc + p, z, per_elem, f->lo, f->hi, y, f->bytes));
+    else
+        KILN_ISA_DISPATCH(kiln_dq_f32_isa, (x, f->kind, len, f->sc + p, z, per_elem, (float *)y));
+}
+
+/* Rows [r0, r1) of the [outer, D] row space (row r: o = r / D, c = r % D, inner elements). */
+static void qfast_rows(void *ctx, size_t r0, size_t r1, int worker)
+{
+    (void)worker;
+    const struct qfast *f = ctx;
+    const struct qlayout *L = f->L;
+    for (size_t r = r0; r < r1; r++) {
+        size_t o = r / L->d, c = r % L->d, base = o * L->pouter + (c / L->bs) * L->pc;
+        if (L->inner > 1 || L->d == 1) {
+            qfast_run(f, r * L->inner, L->inner, base, L->pinner == 1);
+            continue;
+        }
+        /* inner == 1: the parameters vary along the axis; whole rows of D at c == 0 */
+        if (c) continue;
+        if (L->bs == 1) {
+            qfast_run(f, o * L->d, L->d, o * L->pouter, L->d > 1);
+            continue;
+        }
+        for (size_t c0 = 0; c0 < L->d; c0 += L->bs)
+            qfast_run(f, o * L->d + c0, L->d - c0 < L->bs ? L->d - c0 : L->bs, o * L->pouter + (c0 / L->bs) * L->pc,
+                      false);
+    }
+}
+
+/* The zero point's values as float32 into z (n of them; an integer type of at most 32 bits,
+ * 4-bit types stored a byte each). */
+static void zp_to_f32(const struct kiln_tensor *zp, size_t n, float *z)
+{
+    const void *d = zp->data;
+    switch (zp->dtype) {
+    case KILN_DTYPE_U8: case KILN_DTYPE_U4: case KILN_DTYPE_U2:
+        for (size_t j = 0; j < n; j++) z[j] = (float)((const uint8_t *)d)[j];
+        break;
+    case KILN_DTYPE_I8: case KILN_DTYPE_I4: case KILN_DTYPE_I2:
+        for (size_t j = 0; j < n; j++) z[j] = (float)((const int8_t *)d)[j];
+        break;
+    case KILN_DTYPE_U16:
+        for (size_t j = 0; j < n; j++) z[j] = (float)((const uint16_t *)d)[j];
+        break;
+    case KILN_DTYPE_I16:
+        for (size_t j = 0; j < n; j++) z[j] = (float)((const int16_t *)d)[j];
+        break;
+    default:
+        for (size_t j = 0; j < n; j++) z[j] = (float)kiln_tensor_get_f64(zp, j);
+        break;
+    }
+}
+
+/* Runs f with the float32 scale s and the zero point zp (NULL: none) as they are. */
+static kiln_status qfast(struct kiln_kctx *k, struct qmem *m, struct qfast *f, const struct kiln_tensor *s,
+                         const struct kiln_tensor *zp)
+{
+    const struct qlayout *L = f->L;
+    float *z32 = NULL;
+    if (zp) {
+        KILN_TRY(qmem_alloc(k, m, L->nparam, sizeof *z32, (void **)&z32));
+        zp_to_f32(zp, L->nparam, z32);
+    }
+    f->sc = s->data, f->zf = z32;
+    size_t rows = L->outer * L->d;
+    kiln_pool_for(k->pool, rows, kiln_pool_grain(L->inner > 1 ? L->inner : L->d, 65536), qfast_rows, f);
+    return KILN_OK;
+}
+
+/* Whether QuantizeLinear takes the fast path: float32 x and scale, the division in float32
+ * (no other `precision`), an integer target of 1 or 2 bytes. */
+static bool quantize_fast_ok(const struct kiln_tensor *x, const struct kiln_tensor *s, kiln_dtype prec, kiln_dtype odt)
+{
+    size_t ysz = kiln_dtype_size(odt);
+    return x->dtype == KILN_DTYPE_F32 && s->dtype == KILN_DTYPE_F32 && prec == KILN_DTYPE_F32 &&
+           !is_small_float(odt) && (ysz == 1 || ysz == 2);
+}
+
+static kiln_status quantize_fast(struct kiln_kctx *k, struct qmem *m, const struct kiln_tensor *x,
+                                 const struct kiln_tensor *s, const struct kiln_tensor *zp, const struct qlayout *L,
+                                 int64_t lo, int64_t hi, struct kiln_tensor *y)
+{
+    size_t ysz = kiln_dtype_size(y->dtype);
+    if (kiln_tensor_numel(x) == 0) return KILN_OK;
+    struct qfast f = {.L = L, .x = x->data, .y = y->data, .xsz = 4, .ysz = ysz, .quant = true, .bytes = (int)ysz,
+                      .lo = (float)lo, .hi = (float)hi};
+    return qfast(k, m, &f, s, zp);
+}
+
+/* DequantizeLinear's fast path: an integer x of at most 32 bits, a float32 scale and output;
+ * the kernel's kind of x, or -1. */
+static int dequantize_fast_kind(const struct kiln_tensor *x, const struct kiln_tensor *s, kiln_dtype odt)
+{
+    static const struct { kiln_dtype dt; int kind; } kinds[] = {
+        {KILN_DTYPE_U8, KILN_DQ_U8}, {KILN_DTYPE_U4, KILN_DQ_U8}, {KILN_DTYPE_I8, KILN_DQ_I8},
+        {KILN_DTYPE_I4, KILN_DQ_I8}, {KILN_DTYPE_U16, KILN_DQ_U16}, {KILN_DTYPE_I16, KILN_DQ_I16},
+        {KILN_DTYPE_I32, KILN_DQ_I32}};
+    if (s->dtype != KILN_DTYPE_F32 || odt != KILN_DTYPE_F32) return -1;
+    for (size_t j = 0; j < sizeof kinds / sizeof kinds[0]; j++)
+        if (kinds[j].dt == x->dtype) return kinds[j].kind;
+    return -1;
+}
+
+static kiln_status dequantize_fast(struct kiln_kctx *k, struct qmem *m, const struct kiln_tensor *x, int kind,
+                                   const struct kiln_tensor *s, const struct kiln_tensor *zp, const struct qlayout *L,
+                                   struct kiln_tensor *y)
+{
+    if (kiln_tensor_numel(x) == 0) return KILN_OK;
+    struct qfast f = {.L = L, .x = x->data, .y = y->data, .xsz = kiln_dtype_size(x->dtype), .ysz = 4, .kind = kind};
+    return qfast(k, m, &f, s, zp);
 }
 
 /* ------------------------------------------------------------------ QuantizeLinear */
@@ -336,7 +482,9 @@ static kiln_status quantize_impl(struct kiln_kctx *k, struct qmem *m)
     struct qlayout L;
     double *sc, *zv;
     struct kiln_tensor *y;
-    KILN_TRY(q_setup(k, m, x, s, zp, "y_scale", odt, &L, &sc, &y));
+    bool fast = quantize_fast_ok(x, s, prec, odt);
+    KILN_TRY(q_setup(k, m, x, s, zp, "y_scale", odt, &L, fast ? NULL : &sc, &y));
+    if (fast) return quantize_fast(k, m, x, s, zp, &L, qlo, qhi, y);
     KILN_TRY(q_params(k, m, zp, zp ? L.nparam : 0, &zv));
     size_t n = kiln_tensor_numel(x);
     struct qwalk w = {0};
@@ -385,7 +533,9 @@ static kiln_status dequantize_impl(struct kiln_kctx *k, struct qmem *m)
     struct qlayout L;
     double *sc, *zv;
     struct kiln_tensor *y;
-    KILN_TRY(q_setup(k, m, x, s, zp, "x_scale", odt, &L, &sc, &y));
+    int kind = dequantize_fast_kind(x, s, odt);
+    KILN_TRY(q_setup(k, m, x, s, zp, "x_scale", odt, &L, kind >= 0 ? NULL : &sc, &y));
+    if (kind >= 0) return dequantize_fast(k, m, x, kind, s, zp, &L, y);
     /* float8 zero points must be zero; the reference ignores them otherwise */
     bool use_zp = zp && !is_small_float(x->dtype);
     KILN_TRY(q_params(k, m, use_zp ? zp : NULL, use_zp ? L.nparam : 0, &zv));
@@ -404,11 +554,68 @@ static kiln_status dequantize_impl(struct kiln_kctx *k, struct qmem *m)
 
 /* ------------------------------------------------------------------ DynamicQuantizeLinear */
 
-/* DynamicQuantizeLinear's scale and zero point for x[0..n) (float32, as the reference). */
-static void dql_params(const float *xd, size_t n, float *scale, float *zp)
+/* Elements per chunk of the threaded range and quantize passes. */
+#define DQL_CHUNK 32768
+
+struct dql_job {
+    const float *x;
+    size_t n;
+    float lo[64], hi[64]; /* range: per chunk */
+    float scale, zp;      /* quantize */
+    uint8_t *y;
+};
+
+static void dql_range_chunks(void *ctx, size_t c0, size_t c1, int worker)
+{
+    (void)worker;
+    struct dql_job *j = ctx;
+    size_t per = (j->n + 63) / 64;
+    for (size_t c = c0; c < c1; c++) {
+        size_t b = c * per, e = b + per < j->n ? b + per : j->n;
+        KILN_ISA_DISPATCH(kiln_dql_range_isa, (j->x + b, b < e ? e - b : 0, &j->lo[c], &j->hi[c]));
+    }
+}
+
+static void dql_quantize_chunks(void *ctx, size_t c0, size_t c1, int worker)
+{
+    (void)worker;
+    struct dql_job *j = ctx;
+    size_t b = c0 * DQL_CHUNK, e = c1 * DQL_CHUNK < j->n ? c1 * DQL_CHUNK : j->n;
+    KILN_ISA_DISPATCH(kiln_dql_quantize_isa, (j->x + b, e - b, j->scale, j->zp, j->y + b));
+}
+
+/* y = saturate(round(x / scale) + zp) for x[0..n), over the pool's threads when long. */
+static void dql_quantize_pool(struct kiln_pool *pool, const float *x, size_t n, float scale, float zp, uint8_t *y)
+{
+    struct dql_job j = {.x = x, .n = n, .scale = scale, .zp = zp, .y = y};
+    kiln_pool_for(pool, (n + DQL_CHUNK - 1) / DQL_CHUNK, 1, dql_quantize_chunks, &j);
+}
+
+/* The range [min(0, x...), max(0, x...)] of x[0..n) over the pool's threads when long: each
+ * chunk's range starts at [0, 0] and skips NaN, so the ranges of the chunks (never NaN, never
+ * -0) combine with plain comparisons into exactly the one-pass range. */
+static void dql_range_pool(struct kiln_pool *pool, const float *x, size_t n, float *mn, float *mx)
+{
+    if (n < 2 * DQL_CHUNK || kiln_pool_threads(pool) < 2) {
+        KILN_ISA_DISPATCH(kiln_dql_range_isa, (x, n, mn, mx));
+        return;
+    }
+    struct dql_job j = {.x = x, .n = n};
+    kiln_pool_for(pool, 64, 1, dql_range_chunks, &j);
+    float lo = 0.0f, hi = 0.0f;
+    for (int c = 0; c < 64; c++) {
+        if (j.lo[c] < lo) lo = j.lo[c];
+        if (j.hi[c] > hi) hi = j.hi[c];
+    }
+    *mn = lo, *mx = hi;
+}
+
+/* DynamicQuantizeLinear's scale and zero point for x[0..n) (float32, as the reference), the
+ * range over the pool's threads. */
+static void dql_params_pool(struct kiln_pool *pool, const float *xd, size_t n, float *scale, float *zp)
 {
     float mx, mn;
-    KILN_ISA_DISPATCH(kiln_dql_range_isa, (xd, n, &mn, &mx));
+    dql_range_pool(pool, xd, n, &mn, &mx);
     float s = mx == mn ? 1.0f : (mx - mn) / 255.0f;
     float z = 0.0f - mn / s;
     z = z < 0 ? 0 : z > 255 ? 255 : z;
@@ -427,10 +634,10 @@ static kiln_status run_dynamic_quantize(struct kiln_kctx *k)
     size_t n = kiln_tensor_numel(x);
     const float *xd = x->data;
     float scale, zp;
-    dql_params(xd, n, &scale, &zp);
+    dql_params_pool(k->pool, xd, n, &scale, &zp);
     struct kiln_tensor *y, *ys, *yz;
-    KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_U8, x->rank, x->dims, &y));
-    KILN_ISA_DISPATCH(kiln_dql_quantize_isa, (xd, n, scale, zp, y->data));
+    KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_U8, x->rank, x->dims, &y));
+    dql_quantize_pool(k->pool, xd, n, scale, zp, y->data);
     if (kiln_out_wanted(k, 1)) {
         KILN_TRY(kiln_out_tensor(k, 1, KILN_DTYPE_F32, 0, NULL, &ys));
         *(float *)ys->data = scale;
@@ -561,8 +768,8 @@ static kiln_status int8_inputs(struct kiln_kctx *k, const char *what,
 
 /* What MatMulInteger's prepare makes: the product with B prepacked by oneDNN (dnnl_int8.h)
  * when B is a constant 8-bit [K, N] with a constant zero point (none, per tensor or per
- * column) and A's rows (the product of its leading dims) are known; NULL otherwise (the run
- * then takes the reference loop). */
+ * column); A's rows (the product of its leading dims) may be known only at the run (dnnl_int8.h's
+ * row buckets). NULL otherwise (the run then takes the reference loop). */
 struct mmi_state {
     struct kiln_dnnl_imm *mm;
     const void *b, *bzp; /* the constants it packed: a run with others takes the reference */
@@ -601,11 +808,9 @@ static kiln_status mmi_prepare_at(struct kiln_kprep *p, size_t bi, size_t zi, bo
         !(a_float ? at->type.elem == KILN_DTYPE_F32 : is_8bit(at->type.elem)) || at->type.rank < 2)
         return KILN_OK;
     kiln_dtype a_dtype = a_float ? KILN_DTYPE_U8 : at->type.elem;
-    size_t M = 1;
-    for (int d = 0; d + 1 < at->type.rank; d++) {
-        if (at->type.dims[d].value < 0) return KILN_OK;
-        M *= (size_t)at->type.dims[d].value;
-    }
+    size_t M = 1; /* 0: not known until the run (a symbolic batch or sequence) */
+    for (int d = 0; d + 1 < at->type.rank; d++)
+        M = at->type.dims[d].value < 0 ? 0 : M * (size_t)at->type.dims[d].value;
     size_t K = (size_t)b->dims[0], N = (size_t)b->dims[1], nz;
     if (at->type.dims[at->type.rank - 1].value != b->dims[0]) return KILN_OK;
     int32_t *z;
@@ -618,7 +823,7 @@ static kiln_status mmi_prepare_at(struct kiln_kprep *p, size_t bi, size_t zi, bo
         st->b = b->data;
         st->bzp = bzp ? bzp->data : NULL;
         st->a_dtype = a_dtype;
-        if (a_float) p->scratch_bytes = M * K + N * sizeof(float) + 128; /* dqmm_impl's */
+        if (a_float && M) p->scratch_bytes = M * K + N * sizeof(float) + 128; /* dqmm_impl's */
         p->kernel = "onednn-int8";
         p->chosen = 1;
     }
@@ -630,19 +835,38 @@ static kiln_status qmm_prepare(struct kiln_kprep *p) { return mmi_prepare_at(p, 
 static kiln_status dqmm_prepare(struct kiln_kprep *p) { return mmi_prepare_at(p, 1, 2, true); }
 
 /* y = (A - azp) * (B - bzp) (int32) through the prepared product when the run's operands
- * are the prepared ones and A's zero point is per tensor. */
-static bool matmul_integer_packed(struct kiln_kctx *k, const struct kiln_tensor *a, const struct kiln_tensor *azp,
-                                  const struct kiln_tensor *b, const struct kiln_tensor *bzp, int32_t *y)
+ * are the prepared ones and A's zero point is per tensor. With defer (kiln.DynQuantMatMul's
+ * epilogue): when the correction needs no row sums, y lacks the - a_zp * colsum term, and
+ * *defer gets colsum (else NULL). */
+static bool matmul_integer_packed_d(struct kiln_kctx *k, const struct kiln_tensor *a, const struct kiln_tensor *azp,
+                                    const struct kiln_tensor *b, const struct kiln_tensor *bzp, int32_t *y,
+                                    const int32_t **defer)
 {
     const struct mmi_state *st = k->state;
     if (!st || !st->mm || b->rank != 2 || b->data != st->b || (bzp ? bzp->data : NULL) != st->bzp || a->rank < 2 ||
         (azp && kiln_tensor_numel(azp) != 1))
         return false;
-    size_t M, K, N;
+    size_t M, K, N, na = kiln_tensor_numel(a), lda = kiln_dnnl_imm_lda(st->mm);
     kiln_dnnl_imm_dims(st->mm, &M, &K, &N);
-    if (kiln_tensor_numel(a) != M * K || (size_t)a->dims[a->rank - 1] != K) return false;
+    if (!M && K) M = na / K; /* rows given at run */
+    if (na != M * K || (size_t)a->dims[a->rank - 1] != K) return false;
     if (a->dtype != st->a_dtype) return false;
-    return kiln_dnnl_imm_run(st->mm, k->pool, a->data, zp_at(azp, 0), y);
+    const void *ad = a->data;
+    if (lda != K) { /* rows at the product's stride, zero past K */
+        uint8_t *pad;
+        if (kiln_scratch(k, M * lda, (void **)&pad) != KILN_OK) return false;
+        for (size_t r = 0; r < M; r++) memcpy(pad + r * lda, (const uint8_t *)a->data + r * K, K);
+        ad = pad;
+    }
+    const int32_t *cs = defer ? kiln_dnnl_imm_colsum(st->mm) : NULL;
+    if (defer) *defer = cs;
+    return kiln_dnnl_imm_run(st->mm, k->pool, ad, M, cs ? 0 : zp_at(azp, 0), y);
+}
+
+static bool matmul_integer_packed(struct kiln_kctx *k, const struct kiln_tensor *a, const struct kiln_tensor *azp,
+                                  const struct kiln_tensor *b, const struct kiln_tensor *bzp, int32_t *y)
+{
+    return matmul_integer_packed_d(k, a, azp, b, bzp, y, NULL);
 }
 
 static kiln_status matmul_integer_impl(struct kiln_kctx *k, struct qmem *m)
@@ -655,7 +879,7 @@ static kiln_status matmul_integer_impl(struct kiln_kctx *k, struct qmem *m)
     KILN_TRY(zp_check(k, azp, S.m, "a_zero_point"));
     KILN_TRY(zp_check(k, bzp, S.n, "b_zero_point"));
     struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_I32, S.orank, S.odims, &y));
+    KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_I32, S.orank, S.odims, &y));
     if (matmul_integer_packed(k, a, azp, b, bzp, y->data)) return KILN_OK;
     return imatmul(k, m, a, azp, b, bzp, &S, y->data);
 }
@@ -757,6 +981,24 @@ static kiln_status dqmm_check(struct kiln_kctx *k, const struct kiln_tensor *in[
     return KILN_OK;
 }
 
+/* The epilogue of rows [r0, r1), in place: y[r, c] = float(acc[r, c] [- a * colsum[c]]) *
+ * scale[c] [+ bias[c]] (kiln_dqmm_epilogue_isa). */
+struct dqmm_epi {
+    void *y;
+    const float *scale, *bias;
+    size_t n;
+    uint32_t a;
+    const int32_t *colsum;
+};
+
+static void dqmm_epilogue_rows(void *ctx, size_t r0, size_t r1, int worker)
+{
+    (void)worker;
+    const struct dqmm_epi *e = ctx;
+    for (size_t r = r0; r < r1; r++)
+        KILN_ISA_DISPATCH(kiln_dqmm_epilogue_isa, ((char *)e->y + r * e->n * 4, e->n, e->scale, e->bias, e->a, e->colsum));
+}
+
 static kiln_status dqmm_impl(struct kiln_kctx *k, struct qmem *m)
 {
     const struct kiln_tensor *in[5];
@@ -771,34 +1013,30 @@ static kiln_status dqmm_impl(struct kiln_kctx *k, struct qmem *m)
     size_t n = kiln_tensor_numel(x), N = (size_t)w->dims[1];
     KILN_TRY(dqmm_check(k, in, N));
     float xs, xz;
-    dql_params(x->data, n, &xs, &xz);
+    dql_params_pool(k->pool, x->data, n, &xs, &xz);
     struct kiln_tensor a = *x, azp = {.dtype = KILN_DTYPE_U8, .rank = 0};
     uint8_t zq = (uint8_t)xz;
     a.dtype = KILN_DTYPE_U8, a.flags = 0, azp.data = &zq;
     KILN_TRY(kiln_scratch(k, n ? n : 1, &a.data));
-    KILN_ISA_DISPATCH(kiln_dql_quantize_isa, (x->data, n, xs, xz, a.data));
+    dql_quantize_pool(k->pool, x->data, n, xs, xz, a.data);
     struct mm_shape S;
     KILN_TRY(mm_shapes(k, &a, w, &S));
     KILN_TRY(zp_check(k, wzp, S.n, "W_zero_point"));
     struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_F32, S.orank, S.odims, &y));
+    KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_F32, S.orank, S.odims, &y));
     int32_t *acc = y->data; /* int32 and float32 share the size: converted in place below */
-    if (!matmul_integer_packed(k, &a, &azp, w, wzp, acc)) KILN_TRY(imatmul(k, m, &a, &azp, w, wzp, &S, acc));
+    const int32_t *defer = NULL;
+    if (!matmul_integer_packed_d(k, &a, &azp, w, wzp, acc, &defer)) {
+        defer = NULL;
+        KILN_TRY(imatmul(k, m, &a, &azp, w, wzp, &S, acc));
+    }
     const float *ws = in[3]->data, *bias = in[4] ? in[4]->data : NULL;
     size_t ns = kiln_tensor_numel(in[3]), rows = N ? kiln_tensor_numel(y) / N : 0;
     float *scale;
     KILN_TRY(kiln_scratch(k, N * sizeof *scale, (void **)&scale));
     for (size_t c = 0; c < N; c++) scale[c] = xs * ws[ns == 1 ? 0 : c];
-    for (size_t r = 0; r < rows; r++) {
-        float *row = (float *)y->data + r * N;
-        const int32_t *arow = acc + r * N;
-        for (size_t c = 0; c < N; c++) {
-            int32_t v;
-            memcpy(&v, arow + c, sizeof v);
-            float f = (float)v * scale[c];
-            row[c] = bias ? f + bias[c] : f;
-        }
-    }
+    struct dqmm_epi ep = {y->data, scale, bias, N, (uint32_t)zq, defer};
+    kiln_pool_for(k->pool, rows, kiln_pool_grain(N, 32768), dqmm_epilogue_rows, &ep);
     return KILN_OK;
 }
 
@@ -964,20 +1202,34 @@ static void conv_out_dims(const struct conv_geom *G, int64_t *dims)
     for (int d = 0; d < G->sp; d++) dims[2 + d] = G->out[d];
 }
 
+/* ------------------------------------------------------------------ fast integer convolution */
+
 /* What ConvInteger's prepare makes: the Conv attributes (first, so that conv_geometry reads
- * them from k->state) and, for a 2-D convolution with one group, a constant 8-bit w with a
- * constant zero point and x's shape known, the product on a prepacked oneDNN int8 matmul
- * (dnnl_int8.h): x is laid out channels-last, unfolded into one row per output pixel (the
- * taps in (kh, kw, c) order; taps in the padding take x's zero point, so that they add
- * nothing, as the reference's zero-point-shifted padding), multiplied by w^T laid out in the
- * same order at prepare, and the [pixels, M] result is written back channels-first. */
+ * them from k->state) and, for a 2-D convolution with a constant 8-bit w, a constant zero
+ * point and x's shape known, a channels-last plan (x laid out [N, H, W, C]):
+ *  - group 1: the product on a prepacked oneDNN int8 matmul (dnnl_int8.h). A 1x1 kernel with
+ *    stride 1 and no padding multiplies x itself; others unfold x into one row per output
+ *    pixel (the taps in (kh, kw, c) order; taps in the padding take x's zero point, so that
+ *    they add nothing, as the reference's zero-point-shifted padding), multiplied by w^T
+ *    laid out in the same order at prepare;
+ *  - depthwise (group = C = M): kiln_qdw_tap_isa over each output pixel's taps, with
+ *    w - w_zero_point kept as int32 [KH * KW, C] (padding taps skipped: they add nothing).
+ * Either writes the [pixels, M] int32 result, which goes back channels-first. x's batch and
+ * image size may be known only at run (dyn: the product's rows then too, dnnl_int8.h); its
+ * channels must be known. The same plan serves kiln.DynQuantConv, whose x is float32
+ * (quantized to uint8 on the way). */
 struct iconv_state {
     struct qconv_state cs;
-    struct kiln_dnnl_imm *mm;
-    const void *w, *wzp; /* the constants it packed */
-    kiln_dtype x_dtype;
+    struct kiln_dnnl_imm *mm; /* group 1 */
+    int32_t *wdw;             /* depthwise: [KH * KW, C] */
+    const void *w, *wzp;      /* the constants it packed */
+    kiln_dtype x_dtype;       /* of the 8-bit x (uint8 for kiln.DynQuantConv) */
+    bool direct;              /* group 1, 1x1, stride 1, no padding: no unfold */
+    bool dyn;                 /* x's batch / size known only at run: G holds C and the kernel */
     struct conv_geom G;
-    size_t kdim;         /* KH * KW * C */
+    size_t kdim;              /* KH * KW * C */
+    size_t lda;               /* the product's row stride (kdim rounded up to 4; dnnl_int8.h) */
+    struct kiln_act act;      /* kiln.DynQuantConv's activation (Relu, Clip or none) */
 };
 
 /* w [M, C, KH, KW] as [KH * KW * C, M] (row (kh * KW + kw) * C + c) into *out (kiln_malloc). */
@@ -995,62 +1247,163 @@ static kiln_status iconv_weights_t(struct kiln_kprep *p, const struct kiln_tenso
     return KILN_OK;
 }
 
-/* The prepared product when the shapes and constants allow it (iconv_state). */
-static kiln_status iconv_prepare_fast(struct kiln_kprep *p, struct iconv_state *st, size_t wi, size_t zi)
+/* Depthwise: w - w_zero_point[c] as int32 [KH * KW, C]. */
+static kiln_status iconv_prepare_dw(struct kiln_kprep *p, struct iconv_state *st, const struct kiln_tensor *w,
+                                    const int32_t *z, size_t nz)
+{
+    size_t C = st->G.m, KK = (size_t)(st->G.ker[0] * st->G.ker[1]);
+    KILN_TRY(kiln_kprep_alloc(p, C * KK * sizeof(int32_t), (void **)&st->wdw));
+    for (size_t c = 0; c < C; c++)
+        for (size_t kk = 0; kk < KK; kk++) {
+            int32_t v = (int32_t)kiln_tensor_get_i64(w, c * KK + kk);
+            st->wdw[kk * C + c] = v - (nz == 0 ? 0 : z[nz == 1 ? 0 : c]);
+        }
+    return KILN_OK;
+}
+
+/* The prepared plan when the shapes and constants allow it (iconv_state); x_float: x is
+ * kiln.DynQuantConv's float32 input. */
+static kiln_status iconv_prepare_fast(struct kiln_kprep *p, struct iconv_state *st, size_t wi, size_t zi, bool x_float)
 {
     const struct kiln_tensor *w = kiln_kprep_const(p, wi);
     const struct kiln_tensor *wzp = p->kc.n_in > zi ? kiln_kprep_const(p, zi) : NULL;
     const struct kiln_vtype *xt = p->in[0];
     if (!w || !is_8bit(w->dtype) || w->rank != 4 || !w->data || !xt || xt->type.kind != KILN_TYPE_TENSOR ||
-        !is_8bit(xt->type.elem) || xt->type.rank != 4 || st->cs.group != 1)
+        !(x_float ? xt->type.elem == KILN_DTYPE_F32 : is_8bit(xt->type.elem)) || xt->type.rank != 4)
         return KILN_OK;
-    struct kiln_tensor x = {.dtype = xt->type.elem, .rank = 4};
+    struct kiln_tensor x = {.dtype = x_float ? KILN_DTYPE_U8 : xt->type.elem, .rank = 4};
+    if (xt->type.dims[1].value < 1) return KILN_OK; /* the channels must be known */
     for (int d = 0; d < 4; d++) {
-        if (xt->type.dims[d].value < 1) return KILN_OK;
         x.dims[d] = xt->type.dims[d].value;
+        if (x.dims[d] >= 1) continue;
+        /* known only at run: a probe size that fits the kernel (only C and the kernel are kept) */
+        st->dyn = true;
+        x.dims[d] = d == 0 ? 1 : w->dims[d] * 64;
     }
     struct kiln_kctx kc = p->kc;
     kc.state = &st->cs;
     if (conv_geometry(&kc, &x, w, &st->G) != KILN_OK) return KILN_OK; /* the run reports it */
     const struct conv_geom *G = &st->G;
-    size_t rows = G->n * (size_t)(G->out[0] * G->out[1]), nz;
+    bool dw = G->group > 1 && G->cg == 1 && G->mg == 1;
+    if (G->group != 1 && !dw) return KILN_OK;
+    size_t rows = st->dyn ? 0 : G->n * (size_t)(G->out[0] * G->out[1]), nz;
     st->kdim = (size_t)(G->ker[0] * G->ker[1]) * G->c;
     int32_t *z;
     bool ok;
     KILN_TRY(mmi_bzp(p, zi, wzp, G->m, &z, &nz, &ok));
     if (!ok) return KILN_OK;
-    void *wt = NULL;
-    KILN_TRY(iconv_weights_t(p, w, &wt));
-    kiln_status s = kiln_dnnl_imm_prepare(p, rows, st->kdim, G->m, x.dtype == KILN_DTYPE_I8, wt,
-                                          w->dtype == KILN_DTYPE_I8, z, nz, &st->mm);
-    kiln_free(wt);
-    KILN_TRY(s);
-    if (!st->mm) return KILN_OK;
+    st->direct = !dw && G->ker[0] == 1 && G->ker[1] == 1 && G->stride[0] == 1 && G->stride[1] == 1 &&
+                 G->out[0] == G->in[0] && G->out[1] == G->in[1];
+    if (dw) {
+        KILN_TRY(iconv_prepare_dw(p, st, w, z, nz));
+        p->kernel = "int32-depthwise";
+    } else {
+        void *wt = NULL;
+        KILN_TRY(iconv_weights_t(p, w, &wt));
+        kiln_status s = kiln_dnnl_imm_prepare(p, rows, st->kdim, G->m, x.dtype == KILN_DTYPE_I8, wt,
+                                              w->dtype == KILN_DTYPE_I8, z, nz, &st->mm);
+        kiln_free(wt);
+        KILN_TRY(s);
+        if (!st->mm) return KILN_OK;
+        st->lda = kiln_dnnl_imm_lda(st->mm);
+        st->direct = st->direct && st->lda == st->kdim;
+        p->kernel = "onednn-int8";
+    }
     st->w = w->data;
     st->wzp = wzp ? wzp->data : NULL;
     st->x_dtype = x.dtype;
     size_t csz = G->c * (size_t)(G->in[0] * G->in[1]);
-    p->scratch_bytes = G->n * csz + rows * st->kdim + rows * G->m * sizeof(int32_t) + 3 * 64;
-    p->kernel = "onednn-int8";
+    if (!st->dyn)
+        p->scratch_bytes = G->n * csz + (st->direct || dw ? 0 : rows * st->lda) + rows * G->m * sizeof(int32_t) + 3 * 64;
     p->chosen = 1;
     return KILN_OK;
 }
 
-/* ConvInteger (w input wi = 1, its zero point zi = 3) or QLinearConv (3, 5). */
-static kiln_status iconv_prepare_at(struct kiln_kprep *p, size_t wi, size_t zi)
+/* ConvInteger (w input wi = 1, its zero point zi = 3), QLinearConv (3, 5) or
+ * kiln.DynQuantConv (1, 2; x_float). */
+static kiln_status iconv_prepare_at(struct kiln_kprep *p, size_t wi, size_t zi, bool x_float)
 {
     struct iconv_state *st;
     KILN_TRY(kiln_kprep_alloc(p, sizeof *st, (void **)&st));
     qconv_decode(&p->kc, &st->cs);
     p->state = st;
-    return iconv_prepare_fast(p, st, wi, zi);
+    return iconv_prepare_fast(p, st, wi, zi, x_float);
 }
 
-static kiln_status iconv_prepare(struct kiln_kprep *p) { return iconv_prepare_at(p, 1, 3); }
-static kiln_status qiconv_prepare(struct kiln_kprep *p) { return iconv_prepare_at(p, 3, 5); }
+static kiln_status iconv_prepare(struct kiln_kprep *p) { return iconv_prepare_at(p, 1, 3, false); }
+static kiln_status qiconv_prepare(struct kiln_kprep *p) { return iconv_prepare_at(p, 3, 5, false); }
+static kiln_status dqconv_prepare(struct kiln_kprep *p)
+{
+    KILN_TRY(iconv_prepare_at(p, 1, 2, true));
+    struct iconv_state *st = p->state;
+    const float *ap;
+    size_t np = kiln_attr_floats(&p->kc, "activation_params", &ap);
+    if (!kiln_act_parse(kiln_attr_s(&p->kc, "activation", ""), ap, np, NULL, &st->act) ||
+        !(st->act.kind == KILN_ACT_NONE || st->act.kind == KILN_ACT_RELU || st->act.kind == KILN_ACT_CLIP))
+        st->act.kind = (enum kiln_act_kind)-1; /* the run reports it */
+    return KILN_OK;
+}
+
+/* Whether the run's operands are the prepared plan's (else the reference runs); G: this
+ * run's geometry. */
+static bool iconv_matches(const struct iconv_state *st, const struct conv_geom *G, const struct kiln_tensor *x,
+                          kiln_dtype x_dtype, const struct kiln_tensor *xzp, const struct kiln_tensor *w,
+                          const struct kiln_tensor *wzp)
+{
+    if (!st || !(st->mm || st->wdw) || w->data != st->w || (wzp ? wzp->data : NULL) != st->wzp ||
+        x_dtype != st->x_dtype || x->rank != 4 || (xzp && kiln_tensor_numel(xzp) != 1) || G->c != st->G.c ||
+        G->m != st->G.m)
+        return false;
+    const struct conv_geom *P = &st->G;
+    return st->dyn || ((size_t)x->dims[0] == P->n && x->dims[2] == P->in[0] && x->dims[3] == P->in[1]);
+}
+
+/* Tiles of the layout changes: TILE pixels by TILE channels. */
+#define QTILE 64
+
+/* Channels-last 8-bit x from channels-first x (8-bit, or float32 quantized with scale/zp on
+ * the way), for pixel tiles [t0, t1) over all images (tile t: image t / tiles, pixels from
+ * (t % tiles) * QTILE). */
+struct nhwc_job {
+    const void *x;      /* [N, C, HW] */
+    bool x_float;
+    float scale, zp;    /* x_float: DynamicQuantizeLinear's */
+    uint8_t *xt;        /* [N, HW, C] */
+    size_t c, hw, tiles;
+};
+
+static void nhwc_tiles(void *ctx, size_t t0, size_t t1, int worker)
+{
+    (void)worker;
+    const struct nhwc_job *j = ctx;
+    uint8_t tmp[QTILE * QTILE];
+    for (size_t t = t0; t < t1; t++) {
+        size_t n = t / j->tiles, p0 = (t % j->tiles) * QTILE, np = j->hw - p0 < QTILE ? j->hw - p0 : QTILE;
+        uint8_t *dst = j->xt + (n * j->hw + p0) * j->c;
+        if (j->x_float) {
+            KILN_ISA_DISPATCH(kiln_dql_quantize_nhwc_isa, ((const float *)j->x + n * j->c * j->hw + p0, j->hw, np,
+                                                           j->c, j->scale, j->zp, dst, j->c));
+            continue;
+        }
+        for (size_t c0 = 0; c0 < j->c; c0 += QTILE) {
+            size_t nc = j->c - c0 < QTILE ? j->c - c0 : QTILE;
+            for (size_t c = 0; c < nc; c++)
+                memcpy(tmp + c * QTILE, (const uint8_t *)j->x + (n * j->c + c0 + c) * j->hw + p0, np);
+            for (size_t p = 0; p < np; p++)
+                for (size_t c = 0; c < nc; c++) dst[p * j->c + c0 + c] = tmp[c * QTILE + p];
+        }
+    }
+}
+
+static void to_nhwc(struct kiln_pool *pool, struct nhwc_job *j, size_t n)
+{
+    j->tiles = (j->hw + QTILE - 1) / QTILE;
+    kiln_pool_for(pool, n * j->tiles, kiln_pool_grain(QTILE * j->c, 32768), nhwc_tiles, j);
+}
 
 struct unfold_job {
     const struct iconv_state *st;
+    const struct conv_geom *G;
     const uint8_t *xt; /* [N, H, W, C] */
     uint8_t *cols;     /* [N * OH * OW, KH * KW * C] */
     uint8_t pad;       /* x's zero point */
@@ -1061,14 +1414,14 @@ static void unfold_rows(void *ctx, size_t r0, size_t r1, int worker)
 {
     (void)worker;
     const struct unfold_job *j = ctx;
-    const struct conv_geom *G = &j->st->G;
+    const struct conv_geom *G = j->G;
     size_t C = G->c, OH = (size_t)G->out[0], OW = (size_t)G->out[1];
     for (size_t r = r0; r < r1; r++) {
         size_t n = r / OH;
         int64_t oh = (int64_t)(r % OH);
         const uint8_t *img = j->xt + n * (size_t)(G->in[0] * G->in[1]) * C;
         for (size_t ow = 0; ow < OW; ow++) {
-            uint8_t *row = j->cols + (r * OW + ow) * j->st->kdim;
+            uint8_t *row = j->cols + (r * OW + ow) * j->st->lda; /* the pad past kdim stays 0 */
             for (int64_t kh = 0; kh < G->ker[0]; kh++) {
                 int64_t ih = oh * G->stride[0] - G->pad0[0] + kh * G->dil[0];
                 for (int64_t kw = 0; kw < G->ker[1]; kw++, row += C) {
@@ -1083,38 +1436,142 @@ static void unfold_rows(void *ctx, size_t r0, size_t r1, int worker)
     }
 }
 
-/* ConvInteger through the prepared product; false when this run's operands are not the
+struct dw_job {
+    const struct iconv_state *st;
+    const struct conv_geom *G;
+    const uint8_t *xt; /* [N, H, W, C] */
+    int32_t azp;
+    int32_t *yt;       /* [N * OH * OW, C] */
+};
+
+/* Depthwise output rows [r0, r1) (r = n * OH + oh), exact in wrapping int32. */
+static void dw_rows(void *ctx, size_t r0, size_t r1, int worker)
+{
+    (void)worker;
+    const struct dw_job *j = ctx;
+    const struct conv_geom *G = j->G;
+    size_t C = G->c, OH = (size_t)G->out[0], OW = (size_t)G->out[1];
+    bool sgn = j->st->x_dtype == KILN_DTYPE_I8;
+    for (size_t r = r0; r < r1; r++) {
+        size_t n = r / OH;
+        int64_t oh = (int64_t)(r % OH);
+        const uint8_t *img = j->xt + n * (size_t)(G->in[0] * G->in[1]) * C;
+        for (size_t ow = 0; ow < OW; ow++) {
+            uint32_t *acc = (uint32_t *)j->yt + (r * OW + ow) * C;
+            memset(acc, 0, C * sizeof *acc);
+            for (int64_t kh = 0; kh < G->ker[0]; kh++) {
+                int64_t ih = oh * G->stride[0] - G->pad0[0] + kh * G->dil[0];
+                if (ih < 0 || ih >= G->in[0]) continue;
+                for (int64_t kw = 0; kw < G->ker[1]; kw++) {
+                    int64_t iw = (int64_t)ow * G->stride[1] - G->pad0[1] + kw * G->dil[1];
+                    if (iw < 0 || iw >= G->in[1]) continue;
+                    const uint8_t *xp = img + ((size_t)ih * (size_t)G->in[1] + (size_t)iw) * C;
+                    const int32_t *wp = j->st->wdw + (size_t)(kh * G->ker[1] + kw) * C;
+                    KILN_ISA_DISPATCH(kiln_qdw_tap_isa, (acc, xp, sgn, j->azp, wp, C));
+                }
+            }
+        }
+    }
+}
+
+/* Group 1, a 1x1 kernel, stride 1, no padding, C a multiple of 4: x itself is the product's A. */
+static bool iconv_direct(const struct iconv_state *st, const struct conv_geom *G)
+{
+    return !st->wdw && G->ker[0] == 1 && G->ker[1] == 1 && G->stride[0] == 1 && G->stride[1] == 1 &&
+           G->out[0] == G->in[0] && G->out[1] == G->in[1] && st->lda == st->kdim;
+}
+
+/* The prepared convolution (geometry G) of channels-last xt (zero point azp) into yt
+ * [pixels, M] int32; cols: the unfold buffer (unless direct or depthwise). False when oneDNN
+ * fails. */
+static bool iconv_nhwc(struct kiln_kctx *k, const struct iconv_state *st, const struct conv_geom *G,
+                       const uint8_t *xt, int32_t azp, uint8_t *cols, int32_t *yt)
+{
+    bool direct = iconv_direct(st, G);
+    size_t orows = G->n * (size_t)G->out[0], per = (size_t)G->out[1] * (size_t)(G->ker[0] * G->ker[1]) * G->c;
+    if (st->wdw) {
+        struct dw_job dj = {st, G, xt, azp, yt};
+        kiln_pool_for(k->pool, orows, kiln_pool_grain(per, 65536), dw_rows, &dj);
+        return true;
+    }
+    if (!direct) {
+        struct unfold_job uj = {st, G, xt, cols, (uint8_t)azp};
+        kiln_pool_for(k->pool, orows, kiln_pool_grain(per, 65536), unfold_rows, &uj);
+    }
+    return kiln_dnnl_imm_run(st->mm, k->pool, direct ? xt : cols, G->n * (size_t)(G->out[0] * G->out[1]), azp, yt);
+}
+
+/* The [pixels, M] int32 result back channels-first, for tiles [t0, t1) of QTILE pixels
+ * (over all images): as int32 (ConvInteger), or float(acc) * scale [+ bias[m]] as float32
+ * (kiln.DynQuantConv: the Cast, Mul and Add it replaces, each rounded as they round). */
+struct nchw_job {
+    const int32_t *yt; /* [N, P, M] */
+    void *y;           /* [N, M, P] */
+    bool to_float;
+    float scale;
+    const float *bias;
+    const struct kiln_act *act; /* then y = act(y + z) (NULL: nothing) */
+    const float *z;
+    size_t m, p, tiles;
+};
+
+static void nchw_tiles(void *ctx, size_t t0, size_t t1, int worker)
+{
+    (void)worker;
+    const struct nchw_job *j = ctx;
+    for (size_t t = t0; t < t1; t++) {
+        size_t n = t / j->tiles, p0 = (t % j->tiles) * QTILE, np = j->p - p0 < QTILE ? j->p - p0 : QTILE;
+        const int32_t *src = j->yt + (n * j->p + p0) * j->m;
+        size_t off = n * j->m * j->p + p0;
+        if (j->to_float) {
+            KILN_ISA_DISPATCH(kiln_qconv_epilogue_isa, ((float *)j->y + off, j->p, src, j->m, np, j->m, j->scale,
+                                                        j->bias));
+            for (size_t m = 0; j->act && m < j->m; m++) { /* while the tile is in cache */
+                float *row = (float *)j->y + off + m * j->p;
+                kiln_act_apply_f32(j->act, row, j->z ? j->z + off + m * j->p : NULL, row, np);
+            }
+            continue;
+        }
+        int32_t *y = (int32_t *)j->y + off;
+        for (size_t m = 0; m < j->m; m++)
+            for (size_t p = 0; p < np; p++) y[m * j->p + p] = src[p * j->m + m];
+    }
+}
+
+static void to_nchw(struct kiln_pool *pool, struct nchw_job *j, size_t n)
+{
+    j->tiles = (j->p + QTILE - 1) / QTILE;
+    kiln_pool_for(pool, n * j->tiles, kiln_pool_grain(QTILE * j->m, 32768), nchw_tiles, j);
+}
+
+/* The prepared plan's buffers for geometry G: xt, cols (NULL when not needed) and yt. */
+static kiln_status iconv_scratch(struct kiln_kctx *k, const struct iconv_state *st, const struct conv_geom *G,
+                                 uint8_t **xt, uint8_t **cols, int32_t **yt)
+{
+    size_t rows = G->n * (size_t)(G->out[0] * G->out[1]);
+    *cols = NULL;
+    KILN_TRY(kiln_scratch(k, G->n * G->c * (size_t)(G->in[0] * G->in[1]), (void **)xt));
+    if (!iconv_direct(st, G) && !st->wdw) KILN_TRY(kiln_scratch(k, rows * st->lda, (void **)cols));
+    return kiln_scratch(k, rows * G->m * sizeof(int32_t), (void **)yt);
+}
+
+/* ConvInteger through the prepared plan; *done false when this run's operands are not the
  * prepared ones (the reference then runs). */
-static kiln_status conv_integer_fast(struct kiln_kctx *k, const struct kiln_tensor *x, const struct kiln_tensor *xzp,
-                                     const struct kiln_tensor *w, const struct kiln_tensor *wzp, int32_t *yd,
-                                     bool *done)
+static kiln_status conv_integer_fast(struct kiln_kctx *k, const struct conv_geom *G, const struct kiln_tensor *x,
+                                     const struct kiln_tensor *xzp, const struct kiln_tensor *w,
+                                     const struct kiln_tensor *wzp, int32_t *yd, bool *done)
 {
     const struct iconv_state *st = k->state;
     *done = false;
-    if (!st || !st->mm || w->data != st->w || (wzp ? wzp->data : NULL) != st->wzp ||
-        x->dtype != st->x_dtype || x->rank != 4 || (xzp && kiln_tensor_numel(xzp) != 1))
-        return KILN_OK;
-    const struct conv_geom *G = &st->G;
-    if ((size_t)x->dims[0] != G->n || (size_t)x->dims[1] != G->c || x->dims[2] != G->in[0] || x->dims[3] != G->in[1])
-        return KILN_OK;
-    size_t hw = (size_t)(G->in[0] * G->in[1]), ohw = (size_t)(G->out[0] * G->out[1]);
-    size_t rows = G->n * ohw;
+    if (!iconv_matches(st, G, x, x->dtype, xzp, w, wzp)) return KILN_OK;
     uint8_t *xt, *cols;
     int32_t *yt;
-    KILN_TRY(kiln_scratch(k, G->n * G->c * hw, (void **)&xt));
-    KILN_TRY(kiln_scratch(k, rows * st->kdim, (void **)&cols));
-    KILN_TRY(kiln_scratch(k, rows * G->m * sizeof(int32_t), (void **)&yt));
-    const uint8_t *xd = x->data;
-    for (size_t n = 0; n < G->n; n++) /* channels-last */
-        for (size_t c = 0; c < G->c; c++)
-            for (size_t i = 0; i < hw; i++) xt[(n * hw + i) * G->c + c] = xd[(n * G->c + c) * hw + i];
-    int32_t azp = zp_at(xzp, 0);
-    struct unfold_job uj = {st, xt, cols, (uint8_t)azp};
-    kiln_pool_for(k->pool, G->n * (size_t)G->out[0], 1, unfold_rows, &uj);
-    if (!kiln_dnnl_imm_run(st->mm, k->pool, cols, azp, yt)) return KILN_OK;
-    for (size_t n = 0; n < G->n; n++) /* back to channels-first */
-        for (size_t i = 0; i < ohw; i++)
-            for (size_t m = 0; m < G->m; m++) yd[(n * G->m + m) * ohw + i] = yt[(n * ohw + i) * G->m + m];
+    KILN_TRY(iconv_scratch(k, st, G, &xt, &cols, &yt));
+    struct nhwc_job xj = {.x = x->data, .xt = xt, .c = G->c, .hw = (size_t)(G->in[0] * G->in[1])};
+    to_nhwc(k->pool, &xj, G->n);
+    if (!iconv_nhwc(k, st, G, xt, zp_at(xzp, 0), cols, yt)) return KILN_OK;
+    struct nchw_job yj = {.yt = yt, .y = yd, .m = G->m, .p = (size_t)(G->out[0] * G->out[1])};
+    to_nchw(k->pool, &yj, G->n);
     *done = true;
     return KILN_OK;
 }
@@ -1131,9 +1588,9 @@ static kiln_status conv_integer_impl(struct kiln_kctx *k, struct qmem *m)
     int64_t od[KILN_MAX_RANK];
     conv_out_dims(&G, od);
     struct kiln_tensor *y;
-    KILN_TRY(kiln_out_tensor(k, 0, KILN_DTYPE_I32, x->rank, od, &y));
+    KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_I32, x->rank, od, &y));
     bool done;
-    KILN_TRY(conv_integer_fast(k, x, xzp, w, wzp, y->data, &done));
+    KILN_TRY(conv_integer_fast(k, &G, x, xzp, w, wzp, y->data, &done));
     if (done) return KILN_OK;
     return iconv(k, m, &G, x, xzp, w, wzp, NULL, y->data);
 }
@@ -1161,7 +1618,7 @@ static kiln_status qlinear_conv_impl(struct kiln_kctx *k, struct qmem *m)
     KILN_TRY(qlinear_out(k, m, yzp, x->rank, od, &y, &lo, &hi, &acc));
     size_t total = kiln_tensor_numel(y), osz = G.m ? total / (G.n ? G.n : 1) / G.m : 0;
     bool done;
-    KILN_TRY(conv_integer_fast(k, x, xzp, w, wzp, acc, &done));
+    KILN_TRY(conv_integer_fast(k, &G, x, xzp, w, wzp, acc, &done));
     if (done && bias)
         for (size_t j = 0; j < total; j++) /* wrapping, as the reference's sum */
             acc[j] = (int32_t)((uint32_t)acc[j] + (uint32_t)kiln_tensor_get_i64(bias, osz ? (j / osz) % G.m : 0));
@@ -1177,6 +1634,146 @@ static kiln_status qlinear_conv_impl(struct kiln_kctx *k, struct qmem *m)
     return KILN_OK;
 }
 
+/* ------------------------------------------------------------------ kiln.DynQuantConv */
+
+/* kiln.DynQuantConv(x, W, W_zero_point, w_scale[, bias[, Z]]) (docs/fused-ops.md): what the
+ * optimizer's fuse_dynquant pass makes of DynamicQuantizeLinear -> ConvInteger -> Cast ->
+ * Mul(x_scale * w_scale) [-> Add(Reshape(bias))] [-> Add(Z)] [-> Relu / Clip], with
+ * ConvInteger's attributes and `activation` / `activation_params` (cpu/act.h). The same
+ * steps in the same float32 operations: x quantized (dql_params_pool, kiln_dql_quantize_isa,
+ * on the way to the channels-last layout), the exact int32 convolution (the prepared plan,
+ * or the reference), then float(acc) * (x_scale * w_scale) [+ bias[m]], rounded as the
+ * separate Mul and Add (kiln_qconv_epilogue_isa, no contraction), then act(y + Z)
+ * (kiln_act_apply_f32: the residual sum rounded, then Relu / Clip, which are exact). */
+static kiln_status dqconv_inputs(struct kiln_kctx *k, const struct kiln_tensor *in[5])
+{
+    KILN_TRY(kiln_in_req(k, 0, &in[0]));
+    KILN_TRY(kiln_in_req(k, 1, &in[1]));
+    in[2] = kiln_in(k, 2);
+    KILN_TRY(kiln_in_req(k, 3, &in[3]));
+    in[4] = kiln_in(k, 4);
+    const struct kiln_tensor *x = in[0], *w = in[1], *wzp = in[2], *ws = in[3], *bias = in[4];
+    if (x->dtype != KILN_DTYPE_F32 || ws->dtype != KILN_DTYPE_F32 || (bias && bias->dtype != KILN_DTYPE_F32) ||
+        !is_8bit(w->dtype) || (wzp && wzp->dtype != w->dtype))
+        return kiln_kfail(k, KILN_E_UNSUPPORTED, "x, w_scale and bias must be float32 and W 8-bit with a zero "
+                          "point of its type (got %s, %s, %s, %s, %s)", kiln_dtype_name(x->dtype),
+                          kiln_dtype_name(ws->dtype), bias ? kiln_dtype_name(bias->dtype) : "none",
+                          kiln_dtype_name(w->dtype), wzp ? kiln_dtype_name(wzp->dtype) : "none");
+    if (kiln_tensor_numel(ws) != 1 || (bias && w->rank >= 1 && kiln_tensor_numel(bias) != (size_t)w->dims[0]))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "w_scale has %zu elements and bias %zu; expected 1, and W's %lld "
+                          "output channels", kiln_tensor_numel(ws), bias ? kiln_tensor_numel(bias) : (size_t)0,
+                          w->rank >= 1 ? (long long)w->dims[0] : -1LL);
+    return KILN_OK;
+}
+
+/* The reference path: x quantized channels-first, iconv, then the epilogue in place. */
+static kiln_status dqconv_reference(struct kiln_kctx *k, struct qmem *m, const struct conv_geom *G,
+                                    const struct kiln_tensor *in[5], float xs, float xz, float scale,
+                                    struct kiln_tensor *y)
+{
+    const struct kiln_tensor *x = in[0];
+    size_t n = kiln_tensor_numel(x), total = kiln_tensor_numel(y), osz = G->m && G->n ? total / G->n / G->m : 0;
+    struct kiln_tensor xq = *x, azp = {.dtype = KILN_DTYPE_U8, .rank = 0};
+    uint8_t zq = (uint8_t)xz;
+    xq.dtype = KILN_DTYPE_U8, xq.flags = 0, azp.data = &zq;
+    KILN_TRY(qmem_alloc(k, m, n, 1, &xq.data));
+    KILN_ISA_DISPATCH(kiln_dql_quantize_isa, (x->data, n, xs, xz, xq.data));
+    int32_t *acc = y->data; /* int32 and float32 share the size: converted in place */
+    KILN_TRY(iconv(k, m, G, &xq, &azp, in[1], in[2], NULL, acc));
+    const float *bias = in[4] ? in[4]->data : NULL;
+    for (size_t j = 0; j < total; j++) {
+        int32_t v;
+        memcpy(&v, acc + j, sizeof v);
+        float f = (float)v * scale;
+        ((float *)y->data)[j] = bias ? f + bias[osz ? (j / osz) % G->m : 0] : f;
+    }
+    return KILN_OK;
+}
+
+/* y = act(y + z) over the pool (z: the residual or NULL), the fused Add and Relu / Clip. */
+struct act_job {
+    const struct kiln_act *act;
+    float *y;
+    const float *z;
+    size_t n;
+};
+
+static void act_chunks(void *ctx, size_t c0, size_t c1, int worker)
+{
+    (void)worker;
+    const struct act_job *j = ctx;
+    size_t b = c0 * 65536, e = c1 * 65536 < j->n ? c1 * 65536 : j->n;
+    kiln_act_apply_f32(j->act, j->y + b, j->z ? j->z + b : NULL, j->y + b, e - b);
+}
+
+/* Checks kiln.DynQuantConv's activation and residual; *act NULL when there is nothing to
+ * apply, else the activation and *z the residual (or NULL). */
+static kiln_status dqconv_tail_check(struct kiln_kctx *k, const struct kiln_tensor *y, const struct kiln_act **act,
+                                     const float **z)
+{
+    const struct iconv_state *st = k->state;
+    const struct kiln_tensor *zt = kiln_in(k, 5);
+    *act = NULL, *z = NULL;
+    if ((int)st->act.kind < 0)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "activation '%s' is not Relu or Clip",
+                          kiln_attr_s(k, "activation", ""));
+    if (zt && (zt->dtype != KILN_DTYPE_F32 || kiln_tensor_numel(zt) != kiln_tensor_numel(y) || zt->rank != y->rank))
+        return kiln_kfail(k, KILN_E_INVALID_ARG, "residual Z must be float32 of the output's shape");
+    if (st->act.kind != KILN_ACT_NONE || zt) *act = &st->act, *z = zt ? zt->data : NULL;
+    return KILN_OK;
+}
+
+static kiln_status dqconv_tail(struct kiln_kctx *k, struct kiln_tensor *y)
+{
+    const struct kiln_act *act;
+    const float *z;
+    KILN_TRY(dqconv_tail_check(k, y, &act, &z));
+    if (!act) return KILN_OK;
+    size_t n = kiln_tensor_numel(y);
+    struct act_job j = {act, y->data, z, n};
+    kiln_pool_for(k->pool, (n + 65535) / 65536, 1, act_chunks, &j);
+    return KILN_OK;
+}
+
+static kiln_status dqconv_impl(struct kiln_kctx *k, struct qmem *m)
+{
+    const struct kiln_tensor *in[5];
+    KILN_TRY(dqconv_inputs(k, in));
+    const struct kiln_tensor *x = in[0], *w = in[1], *wzp = in[2];
+    struct conv_geom G;
+    KILN_TRY(conv_geometry(k, x, w, &G));
+    KILN_TRY(zp_check(k, wzp, G.m, "W_zero_point"));
+    int64_t od[KILN_MAX_RANK];
+    conv_out_dims(&G, od);
+    struct kiln_tensor *y;
+    KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_F32, x->rank, od, &y));
+    float xs, xz;
+    dql_params_pool(k->pool, x->data, kiln_tensor_numel(x), &xs, &xz);
+    float scale = xs * ((const float *)in[3]->data)[0];
+    const struct iconv_state *st = k->state;
+    uint8_t zq = (uint8_t)xz;
+    struct kiln_tensor azp = {.dtype = KILN_DTYPE_U8, .rank = 0, .data = &zq};
+    if (!iconv_matches(st, &G, x, KILN_DTYPE_U8, &azp, w, wzp)) {
+        KILN_TRY(dqconv_reference(k, m, &G, in, xs, xz, scale, y));
+        return dqconv_tail(k, y);
+    }
+    uint8_t *xt, *cols;
+    int32_t *yt;
+    KILN_TRY(iconv_scratch(k, st, &G, &xt, &cols, &yt));
+    struct nhwc_job xj = {.x = x->data, .x_float = true, .scale = xs, .zp = xz, .xt = xt, .c = G.c,
+                          .hw = (size_t)(G.in[0] * G.in[1])};
+    to_nhwc(k->pool, &xj, G.n);
+    if (!iconv_nhwc(k, st, &G, xt, (int32_t)zq, cols, yt)) {
+        KILN_TRY(dqconv_reference(k, m, &G, in, xs, xz, scale, y));
+        return dqconv_tail(k, y);
+    }
+    struct nchw_job yj = {.yt = yt, .y = y->data, .to_float = true, .scale = scale,
+                          .bias = in[4] ? in[4]->data : NULL, .m = G.m, .p = (size_t)(G.out[0] * G.out[1])};
+    KILN_TRY(dqconv_tail_check(k, y, &yj.act, &yj.z));
+    to_nchw(k->pool, &yj, G.n);
+    return KILN_OK;
+}
+
 WITH_QMEM(quantize, quantize_prepare)
 WITH_QMEM(dequantize, dequantize_prepare)
 WITH_QMEM(matmul_integer, mmi_prepare)
@@ -1184,6 +1781,7 @@ WITH_QMEM(qlinear_matmul, qmm_prepare)
 WITH_QMEM(conv_integer, iconv_prepare)
 WITH_QMEM(dqmm, dqmm_prepare)
 WITH_QMEM(qlinear_conv, qiconv_prepare)
+WITH_QMEM(dqconv, dqconv_prepare)
 
 /* ------------------------------------------------------------------ table */
 
@@ -1197,5 +1795,6 @@ const struct kiln_cpu_op kiln_cpu_ops_quant[] = {
     {"QLinearConv", "", 10, 0, run_qlinear_conv, qiconv_prepare, 0},
     /* kiln.DynQuantMatMul (docs/fused-ops.md): the fused dynamic quantization pattern */
     {"DynQuantMatMul", "kiln", 1, 0, run_dqmm, dqmm_prepare, 0},
+    {"DynQuantConv", "kiln", 1, 0, run_dqconv, dqconv_prepare, 0},
     {0},
 };
