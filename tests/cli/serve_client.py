@@ -197,7 +197,147 @@ output [ { name: "logits" data_type: TYPE_FP32 dims: [ 10 ] label_filename: "dig
     os.makedirs(os.path.join(repo, "broken", "1"))
     with open(os.path.join(repo, "broken", "1", "model.onnx"), "wb") as f:
         f.write(b"this is not an onnx model")
+    make_scheduling_models(repo)
     return repo
+
+
+# ---- priority levels and preserve_ordering (Triton's dynamic_batching fields)
+
+def onnx_model(path, op, dims, repeat=1):
+    """Y = Relu(X), X and Y float32 of the given dims (str: dim_param), or for MatMul
+    Y = ReduceMax(X^(2^repeat), axes 1, 2), X squared `repeat` times, Y [dims[0], 1, 1]; written
+    with tests/data/make_bad_models.py's protobuf helpers."""
+    sys.path.insert(0, os.path.join(SRC, "tests", "data"))
+    import make_bad_models as mk  # noqa: E402 (standard library only)
+    ydims = dims
+    if op == "Relu":
+        nodes = [mk.node("Relu", ["X"], ["Y"], "n")]
+    else:
+        names = ["X"] + ["t%d" % i for i in range(1, repeat + 1)]
+        nodes = [mk.node(op, [names[i], names[i]], [names[i + 1]], "n%d" % i) for i in range(repeat)]
+        nodes.append(mk.node_attrs("ReduceMax", [names[-1]], ["Y"], "max", [mk.attr_ints("axes", [1, 2])]))
+        ydims = [dims[0], 1, 1]
+    g = mk.graph("g", nodes, [mk.value_info("X", mk.FLOAT, dims)], [mk.value_info("Y", mk.FLOAT, ydims)])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(mk.model(g))
+
+
+def make_scheduling_models(repo):
+    # Relu on [N, M]: requests of other M cannot share a batch, so the queue's order shows in
+    # which runs first. Level 2 (the default) holds two queued requests at most; level 1 any.
+    onnx_model(os.path.join(repo, "prio", "1", "model.onnx"), "Relu", ["N", "M"])
+    write(os.path.join(repo, "prio", "config.pbtxt"), """
+max_batch_size: 8
+dynamic_batching {
+  max_queue_delay_microseconds: 700000
+  priority_levels: 2
+  default_priority_level: 2
+  default_queue_policy { max_queue_size: 2 }
+  priority_queue_policy { key: 1 value: { max_queue_size: 0 } }
+}
+""")
+    # X squared 80 times, X [N, M, M]: run time grows as M^3 (M = 400: some 5e9 multiply-adds);
+    # the output (the max) is one value per row, so answers take no time to write. Two
+    # instances, so a small request taken after a big one finishes first; with
+    # preserve_ordering its answer waits.
+    for name, ordered in (("ordered", "true"), ("unordered", "false")):
+        onnx_model(os.path.join(repo, name, "1", "model.onnx"), "MatMul", ["N", "M", "M"], repeat=80)
+        write(os.path.join(repo, name, "config.pbtxt"), """
+max_batch_size: 4
+dynamic_batching { max_queue_delay_microseconds: 0 preserve_ordering: %s }
+instance_group [ { count: 2 } ]
+""" % ordered)
+
+
+def timed_infer(srv, model, shape, params, results, key, t0, value=0.5):
+    """One request of X = value everywhere (as binary data); results[key] = (status, seconds
+    after t0, response with its outputs as JSON)."""
+    n = 1
+    for d in shape:
+        n *= d
+    header = {"inputs": [{"name": "X", "shape": shape, "datatype": "FP32",
+                          "parameters": {"binary_data_size": 4 * n}}]}
+    if params:
+        header["parameters"] = params
+    body, headers = binary_request(header, [struct.pack("<%df" % n, *([value] * n))])
+    st, _, data = srv.request("POST", "/v2/models/%s/infer" % model, body, headers)
+    results[key] = (st, time.time() - t0, json.loads(data))
+
+
+def test_priority(srv):
+    """A request of priority level 1 overtakes a queued level 2 one; max_queue_size per level."""
+    st, cfg = srv.json("GET", "/v2/models/prio/config")
+    db = cfg.get("dynamic_batching", {}) if st == 200 else {}
+    check(db.get("priority_levels") == 2 and db.get("default_priority_level") == 2 and
+          db.get("priority_queue_policy", {}).get("1", {}).get("max_queue_size") == 0,
+          "priority config shown: %s" % db)
+    for high, name in ((1, "priority 1"), (2, "same priority (control)")):
+        results, t0 = {}, time.time()
+        low = threading.Thread(target=timed_infer, args=(srv, "prio", [1, 3], None, results, "low", t0))
+        low.start()
+        time.sleep(0.15)
+        hi = threading.Thread(target=timed_infer, args=(srv, "prio", [1, 5], {"priority": high}, results, "high", t0))
+        hi.start()
+        low.join()
+        hi.join()
+        (st_l, t_l, r_l), (st_h, t_h, r_h) = results["low"], results["high"]
+        check(st_l == 200 and st_h == 200, "%s: both answered 200: %s %s" % (name, r_l, r_h))
+        if high == 1:
+            # The level 1 request goes to the head, runs at once (the level 2 one cannot join
+            # it); the level 2 one then waits out its queue delay (0.7 s from its arrival).
+            check(t_h < t_l and t_h < 0.5 and t_l >= 0.6,
+                  "%s: the high one answered first (%.3f s; low %.3f s)" % (name, t_h, t_l))
+        else:
+            # FIFO: the other shape cannot join the oldest, so the oldest runs as it arrives.
+            check(t_l < 0.5 and t_l <= t_h, "%s: first come, first served (low %.3f s, high %.3f s)"
+                  % (name, t_l, t_h))
+    # Level 2 holds two queued requests: a third is refused, a level 1 one is not.
+    results, t0 = {}, time.time()
+    queued = [threading.Thread(target=timed_infer, args=(srv, "prio", [1, 3], None, results, k, t0))
+              for k in ("first", "second")]
+    for t in queued:
+        t.start()
+    wait_pending(srv, "prio", 2)
+    st, r = infer_json(srv, "prio", [{"name": "X", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}],
+                       params={"priority": 2})
+    check(st == 503 and "2 requests queued at priority level 2" in r.get("error", "") and
+          "max_queue_size 2" in r.get("error", ""), "level 2 full: %s %s" % (st, r))
+    st, r = infer_json(srv, "prio", [{"name": "X", "shape": [1, 3], "datatype": "FP32", "data": [-1, 2, -3]}],
+                       params={"priority": 1})
+    check(st == 200 and r["outputs"][0]["data"] == [0, 2, 0], "level 1 still takes requests: %s %s" % (st, r))
+    for t in queued:
+        t.join()
+    check(results["first"][0] == 200 and results["second"][0] == 200, "the queued level 2 requests: %s" % results)
+    st, r = infer_json(srv, "prio", [{"name": "X", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}],
+                       params={"priority": -1})
+    check(st == 400 and "priority" in r.get("error", ""), "a negative priority: %s %s" % (st, r))
+
+
+def test_preserve_ordering(srv):
+    """Two instances: a big request, then a small one that finishes first. With preserve_ordering
+    the small one's answer waits for the big one's; without, it comes back first."""
+    for model, ordered in (("ordered", True), ("unordered", False)):
+        results, t0 = {}, time.time()
+        big = threading.Thread(target=timed_infer, args=(srv, model, [1, 400, 400], None, results, "big", t0, 0.0))
+        big.start()
+        wait_pending(srv, model, 1)  # the big one is running
+        small = threading.Thread(target=timed_infer, args=(srv, model, [1, 2, 2], None, results, "small", t0,
+                                                           0.0))
+        small.start()
+        big.join()
+        small.join()
+        (st_b, t_b, r_b), (st_s, t_s, r_s) = results["big"], results["small"]
+        check(st_b == 200 and st_s == 200, "%s: both answered: %s %s" % (model, st_b, st_s))
+        if st_s == 200:
+            check(r_s["outputs"][0]["data"] == [0] and r_s["outputs"][0]["shape"] == [1, 1, 1],
+                  "%s: the small one's result: %s" % (model, r_s))
+        if ordered:
+            check(t_s >= t_b - 0.005, "preserve_ordering: the small answer (%.3f s) after the big one (%.3f s)"
+                  % (t_s, t_b))
+        else:
+            check(t_s < t_b, "without preserve_ordering the small answer (%.3f s) comes first (big %.3f s)"
+                  % (t_s, t_b))
 
 
 def infer_json(srv, model, inputs, outputs=None, params=None):
@@ -1128,6 +1268,8 @@ def main():
         test_classification(srv, images, logits)
         test_batching(srv, images, logits)
         test_queue_limit_and_timeout(srv, images)
+        test_priority(srv)
+        test_preserve_ordering(srv)
         test_idle_wait(srv, images)
         test_client_gone(srv, images)
         test_bad_requests(srv, images)

@@ -299,7 +299,14 @@ def check_model(args, srv, name, model_file, input_dir, rng):
     if args.grpc_client:
         fronts.append(("grpc", lambda: via_grpc(args.grpc_client, args.grpc_port, name, inputs, work)))
     failed = 0
-    shapes = " ".join("%s[%s]" % (t.datatype, "x".join(map(str, t.shape))) for t in inputs)
+    shapes = []  # "FP32[1x3]", repeats of the same folded as "24 x FP32[1x3]"
+    for t in inputs:
+        text = "%s[%s]" % (t.datatype, "x".join(map(str, t.shape)))
+        if shapes and shapes[-1][1] == text:
+            shapes[-1][0] += 1
+        else:
+            shapes.append([1, text])
+    shapes = " ".join(text if n == 1 else "%d x %s" % (n, text) for n, text in shapes)
     for front, fn in fronts:
         try:
             got = fn()
