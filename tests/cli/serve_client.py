@@ -237,12 +237,22 @@ dynamic_batching {
   priority_queue_policy { key: 1 value: { max_queue_size: 0 } }
 }
 """)
-    # X squared 120 times, X [N, M, M]: run time grows as M^3 (M = 400: some 8e9 multiply-adds);
+    # Timeout action DELAY: a request whose 100 ms timeout passes while it waits for a batch
+    # moves behind the requests of its level that have not timed out.
+    onnx_model(os.path.join(repo, "delay", "1", "model.onnx"), "Relu", ["N", "M"])
+    write(os.path.join(repo, "delay", "config.pbtxt"), """
+max_batch_size: 8
+dynamic_batching {
+  max_queue_delay_microseconds: 600000
+  default_queue_policy { timeout_action: DELAY default_timeout_microseconds: 100000 }
+}
+""")
+    # X squared 160 times, X [N, M, M]: run time grows as M^3 (M = 450: some 1.5e10 multiply-adds);
     # the output (the max) is one value per row, so answers take no time to write. Two
     # instances, so a small request taken after a big one finishes first; with
     # preserve_ordering its answer waits.
     for name, ordered in (("ordered", "true"), ("unordered", "false")):
-        onnx_model(os.path.join(repo, name, "1", "model.onnx"), "MatMul", ["N", "M", "M"], repeat=120)
+        onnx_model(os.path.join(repo, name, "1", "model.onnx"), "MatMul", ["N", "M", "M"], repeat=160)
         write(os.path.join(repo, name, "config.pbtxt"), """
 max_batch_size: 4
 dynamic_batching { max_queue_delay_microseconds: 0 preserve_ordering: %s }
@@ -312,6 +322,23 @@ def test_priority(srv):
     st, r = infer_json(srv, "prio", [{"name": "X", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}],
                        params={"priority": -1})
     check(st == 400 and "priority" in r.get("error", ""), "a negative priority: %s %s" % (st, r))
+    # DELAY: A waits for a batch past its 100 ms timeout and moves behind; B (another shape,
+    # so it cannot join A) arrives at 0.2 s and goes first, running at once; A is still
+    # answered, when its 0.6 s batch window ends. (First come, first served would run A as B
+    # arrives; REJECT would refuse A at 0.1 s.)
+    results, t0 = {}, time.time()
+    a = threading.Thread(target=timed_infer, args=(srv, "delay", [1, 3], None, results, "a", t0))
+    a.start()
+    time.sleep(0.2)
+    b = threading.Thread(target=timed_infer, args=(srv, "delay", [1, 5], None, results, "b", t0))
+    b.start()
+    a.join()
+    b.join()
+    (st_a, t_a, r_a), (st_b, t_b, r_b) = results["a"], results["b"]
+    print("DELAY: the delayed request answered at %.3f s, the later one at %.3f s" % (t_a, t_b))
+    check(st_a == 200 and st_b == 200 and t_b < t_a and t_b < 0.5 and t_a >= 0.55,
+          "DELAY: the later request first (%s at %.3f s), the delayed one still served (%s at %.3f s)"
+          % (st_b, t_b, st_a, t_a))
 
 
 def test_preserve_ordering(srv):
@@ -319,7 +346,7 @@ def test_preserve_ordering(srv):
     the small one's answer waits for the big one's; without, it comes back first."""
     for model, ordered in (("ordered", True), ("unordered", False)):
         results, t0 = {}, time.time()
-        big = threading.Thread(target=timed_infer, args=(srv, model, [1, 400, 400], None, results, "big", t0, 0.0))
+        big = threading.Thread(target=timed_infer, args=(srv, model, [1, 450, 450], None, results, "big", t0, 0.0))
         big.start()
         wait_pending(srv, model, 1)  # the big one is running
         small = threading.Thread(target=timed_infer, args=(srv, model, [1, 2, 2], None, results, "small", t0,
@@ -333,7 +360,7 @@ def test_preserve_ordering(srv):
         if st_s == 200:
             check(r_s["outputs"][0]["data"] == [0] and r_s["outputs"][0]["shape"] == [1, 1, 1],
                   "%s: the small one's result: %s" % (model, r_s))
-        # The big run takes some 0.2 s, the small one microseconds; the client's threads see
+        # The big run takes 0.1 s or more, the small one microseconds; the client's threads see
         # answers that the server sends together up to a few ms apart (Python's GIL), hence
         # the 30 ms margin both ways.
         if ordered:
