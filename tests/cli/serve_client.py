@@ -1154,33 +1154,11 @@ def raw_http_mutant(srv, rnd, templates):
         sock.close()
 
 
-def test_fuzz(srv, images):
-    """Random mutations of valid requests (bodies, header lengths, paths, methods) and
-    malformed HTTP on raw sockets: every request gets an answer with a status the server
-    uses, within the timeout, and the server stays up (under ASan in the sanitizer build)."""
-    seconds = float(os.environ.get("KILN_SERVE_FUZZ_SECONDS", "2"))
-    rnd = random.Random(int(os.environ.get("KILN_SERVE_FUZZ_SEED", "1234")))
-    img = {"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": images[:64]}
-    raw = struct.pack("<64f", *images[:64])
-    bx = bytes_tensor([b"kiln", b"x"])
-    templates = [
-        ("/v2/models/digits/infer", json.dumps({"inputs": [img], "outputs": [{"name": "label"}]}).encode(), None),
-        ("/v2/models/add/infer", json.dumps({"inputs": [
-            {"name": "x", "shape": [3, 4, 5], "datatype": "FP32", "data": [1.0] * 60},
-            {"name": "y", "shape": [3, 4, 5], "datatype": "FP32", "data": [2.0] * 60}]}).encode(), None),
-        binary_request({"inputs": [{"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32",
-                                    "parameters": {"binary_data_size": 256}}],
-                        "parameters": {"binary_data_output": True}}, [raw]) + ("/v2/models/digits/infer",),
-        binary_request({"inputs": [
-            {"name": "x", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": len(bx)}},
-            {"name": "y", "shape": [2], "datatype": "BYTES", "data": ["kiln", "y"]}]}, [bx]) + ("/v2/models/strings/infer",),
-    ]
-    templates = [(t[0], t[1], None) if isinstance(t[0], str) else (t[2], t[0], t[1]) for t in templates]
-    paths = ["/v2", "/v2/health/ready", "/v2/models/digits", "/v2/models/digits/versions/1/config",
-             "/v2/models/digits/stats", "/v2/repository/index", "/v2/models/strings/ready"]
+def fuzz_client(srv, rnd, templates, paths, deadline, totals, lock):
+    """One fuzzing client (test_fuzz): sends mutated requests until the deadline and adds its
+    counts to totals."""
     allowed = {200, 400, 404, 405, 413, 415, 431, 503}
     n = bad = n_raw = 0
-    deadline = time.time() + seconds
     while time.time() < deadline:
         n += 1
         if rnd.random() < 0.3:
@@ -1221,8 +1199,51 @@ def test_fuzz(srv, images):
             bad += 1
             if bad <= 5:
                 check(False, "fuzz: %s %s %r -> %s" % (method, path, bytes(body[:80]), st))
+    with lock:
+        totals["n"] += n
+        totals["bad"] += bad
+        totals["raw"] += n_raw
+
+
+def test_fuzz(srv, images):
+    """Random mutations of valid requests (bodies, header lengths, paths, methods) and
+    malformed HTTP on raw sockets: every request gets an answer with a status the server
+    uses, within the timeout, and the server stays up (under ASan in the sanitizer build)."""
+    seconds = float(os.environ.get("KILN_SERVE_FUZZ_SECONDS", "2"))
+    img = {"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": images[:64]}
+    raw = struct.pack("<64f", *images[:64])
+    bx = bytes_tensor([b"kiln", b"x"])
+    templates = [
+        ("/v2/models/digits/infer", json.dumps({"inputs": [img], "outputs": [{"name": "label"}]}).encode(), None),
+        ("/v2/models/add/infer", json.dumps({"inputs": [
+            {"name": "x", "shape": [3, 4, 5], "datatype": "FP32", "data": [1.0] * 60},
+            {"name": "y", "shape": [3, 4, 5], "datatype": "FP32", "data": [2.0] * 60}]}).encode(), None),
+        binary_request({"inputs": [{"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                    "parameters": {"binary_data_size": 256}}],
+                        "parameters": {"binary_data_output": True}}, [raw]) + ("/v2/models/digits/infer",),
+        binary_request({"inputs": [
+            {"name": "x", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": len(bx)}},
+            {"name": "y", "shape": [2], "datatype": "BYTES", "data": ["kiln", "y"]}]}, [bx]) + ("/v2/models/strings/infer",),
+    ]
+    templates = [(t[0], t[1], None) if isinstance(t[0], str) else (t[2], t[0], t[1]) for t in templates]
+    paths = ["/v2", "/v2/health/ready", "/v2/models/digits", "/v2/models/digits/versions/1/config",
+             "/v2/models/digits/stats", "/v2/repository/index", "/v2/models/strings/ready"]
+    clients = int(os.environ.get("KILN_SERVE_FUZZ_CLIENTS", "1"))
+    seed = int(os.environ.get("KILN_SERVE_FUZZ_SEED", "1234"))
+    totals = {"n": 0, "bad": 0, "raw": 0}
+    lock = threading.Lock()
+    cpu0, t0 = cpu_seconds(srv.proc.pid), time.time()
+    threads = [threading.Thread(target=fuzz_client, args=(srv, random.Random(seed + i), templates, paths,
+                                                          time.time() + seconds, totals, lock))
+               for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    n, bad = totals["n"], totals["bad"]
     check(n > 50 and bad == 0, "fuzz: %d random requests, %d unexpected answers" % (n, bad))
-    print("fuzz: %d random requests in %.0f s (%d of them malformed HTTP)" % (n, seconds, n_raw))
+    print("fuzz: %d random requests in %.0f s from %d client(s) (%d of them malformed HTTP); the server used "
+          "%.1f CPU s" % (n, time.time() - t0, clients, totals["raw"], cpu_seconds(srv.proc.pid) - cpu0))
     # Malformed HTTP on raw sockets: an answer (or a close), never a hang.
     for req in [b"GARBAGE\r\n\r\n", b"GET /v2 HTTP/9.9\r\n\r\n", b"GET /v2\r\n\r\n",
                 b"GET /v2 HTTP/1.1\r\nNoColonHeader\r\n\r\n",
