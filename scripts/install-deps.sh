@@ -23,6 +23,9 @@ command -v cmake >/dev/null 2>&1 || missing="$missing cmake"
 [ -f /usr/include/nghttp2/nghttp2.h ] || missing="$missing libnghttp2-dev"
 [ -f /usr/include/protobuf-c/protobuf-c.h ] || missing="$missing libprotobuf-c-dev"
 command -v protoc-c >/dev/null 2>&1 || missing="$missing protobuf-c-compiler"
+# curl for kiln serve's tests (tests/cli/test_serve_curl.sh, test_serve_repo.sh) and
+# bench/check_serve.sh: HTTP requests as a shell user sends them.
+command -v curl >/dev/null 2>&1 || missing="$missing curl"
 # What only the tests need (scripts/test.sh sets KILN_NEED_CLANG=1): clang for the second
 # build; python3-dev, python3-numpy and python3-pytest for the Python module and its tests;
 # Debian's onnx package, since tests/cli/test_save_onnx_checker.sh runs onnx.checker on

@@ -197,7 +197,180 @@ output [ { name: "logits" data_type: TYPE_FP32 dims: [ 10 ] label_filename: "dig
     os.makedirs(os.path.join(repo, "broken", "1"))
     with open(os.path.join(repo, "broken", "1", "model.onnx"), "wb") as f:
         f.write(b"this is not an onnx model")
+    make_scheduling_models(repo)
     return repo
+
+
+# ---- priority levels and preserve_ordering (Triton's dynamic_batching fields)
+
+def onnx_model(path, op, dims, repeat=1):
+    """Y = Relu(X), X and Y float32 of the given dims (str: dim_param), or for MatMul
+    Y = ReduceMax(X^(2^repeat), axes 1, 2), X squared `repeat` times, Y [dims[0], 1, 1]; written
+    with tests/data/make_bad_models.py's protobuf helpers."""
+    sys.path.insert(0, os.path.join(SRC, "tests", "data"))
+    import make_bad_models as mk  # noqa: E402 (standard library only)
+    ydims = dims
+    if op == "Relu":
+        nodes = [mk.node("Relu", ["X"], ["Y"], "n")]
+    else:
+        names = ["X"] + ["t%d" % i for i in range(1, repeat + 1)]
+        nodes = [mk.node(op, [names[i], names[i]], [names[i + 1]], "n%d" % i) for i in range(repeat)]
+        nodes.append(mk.node_attrs("ReduceMax", [names[-1]], ["Y"], "max", [mk.attr_ints("axes", [1, 2])]))
+        ydims = [dims[0], 1, 1]
+    g = mk.graph("g", nodes, [mk.value_info("X", mk.FLOAT, dims)], [mk.value_info("Y", mk.FLOAT, ydims)])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(mk.model(g))
+
+
+def make_scheduling_models(repo):
+    # Relu on [N, M]: requests of other M cannot share a batch, so the queue's order shows in
+    # which runs first. Level 2 (the default) holds two queued requests at most; level 1 any.
+    onnx_model(os.path.join(repo, "prio", "1", "model.onnx"), "Relu", ["N", "M"])
+    write(os.path.join(repo, "prio", "config.pbtxt"), """
+max_batch_size: 8
+dynamic_batching {
+  max_queue_delay_microseconds: 700000
+  priority_levels: 2
+  default_priority_level: 2
+  default_queue_policy { max_queue_size: 2 }
+  priority_queue_policy { key: 1 value: { max_queue_size: 0 } }
+}
+""")
+    # Timeout action DELAY: a request whose 100 ms timeout passes while it waits for a batch
+    # moves behind the requests of its level that have not timed out.
+    onnx_model(os.path.join(repo, "delay", "1", "model.onnx"), "Relu", ["N", "M"])
+    write(os.path.join(repo, "delay", "config.pbtxt"), """
+max_batch_size: 8
+dynamic_batching {
+  max_queue_delay_microseconds: 600000
+  default_queue_policy { timeout_action: DELAY default_timeout_microseconds: 100000 }
+}
+""")
+    # X squared 160 times, X [N, M, M]: run time grows as M^3 (M = 450: some 1.5e10 multiply-adds);
+    # the output (the max) is one value per row, so answers take no time to write. Two
+    # instances, so a small request taken after a big one finishes first; with
+    # preserve_ordering its answer waits.
+    for name, ordered in (("ordered", "true"), ("unordered", "false")):
+        onnx_model(os.path.join(repo, name, "1", "model.onnx"), "MatMul", ["N", "M", "M"], repeat=160)
+        write(os.path.join(repo, name, "config.pbtxt"), """
+max_batch_size: 4
+dynamic_batching { max_queue_delay_microseconds: 0 preserve_ordering: %s }
+instance_group [ { count: 2 } ]
+""" % ordered)
+
+
+def timed_infer(srv, model, shape, params, results, key, t0, value=0.5):
+    """One request of X = value everywhere (as binary data); results[key] = (status, seconds
+    after t0, response with its outputs as JSON)."""
+    n = 1
+    for d in shape:
+        n *= d
+    header = {"inputs": [{"name": "X", "shape": shape, "datatype": "FP32",
+                          "parameters": {"binary_data_size": 4 * n}}]}
+    if params:
+        header["parameters"] = params
+    body, headers = binary_request(header, [struct.pack("<%df" % n, *([value] * n))])
+    st, _, data = srv.request("POST", "/v2/models/%s/infer" % model, body, headers)
+    results[key] = (st, time.time() - t0, json.loads(data))
+
+
+def test_priority(srv):
+    """A request of priority level 1 overtakes a queued level 2 one; max_queue_size per level."""
+    st, cfg = srv.json("GET", "/v2/models/prio/config")
+    db = cfg.get("dynamic_batching", {}) if st == 200 else {}
+    check(db.get("priority_levels") == 2 and db.get("default_priority_level") == 2 and
+          db.get("priority_queue_policy", {}).get("1", {}).get("max_queue_size") == 0,
+          "priority config shown: %s" % db)
+    for high, name in ((1, "priority 1"), (2, "same priority (control)")):
+        results, t0 = {}, time.time()
+        low = threading.Thread(target=timed_infer, args=(srv, "prio", [1, 3], None, results, "low", t0))
+        low.start()
+        time.sleep(0.15)
+        hi = threading.Thread(target=timed_infer, args=(srv, "prio", [1, 5], {"priority": high}, results, "high", t0))
+        hi.start()
+        low.join()
+        hi.join()
+        (st_l, t_l, r_l), (st_h, t_h, r_h) = results["low"], results["high"]
+        check(st_l == 200 and st_h == 200, "%s: both answered 200: %s %s" % (name, r_l, r_h))
+        if high == 1:
+            # The level 1 request goes to the head, runs at once (the level 2 one cannot join
+            # it); the level 2 one then waits out its queue delay (0.7 s from its arrival).
+            check(t_h < t_l and t_h < 0.5 and t_l >= 0.6,
+                  "%s: the high one answered first (%.3f s; low %.3f s)" % (name, t_h, t_l))
+        else:
+            # FIFO: the other shape cannot join the oldest, so the oldest runs as the other
+            # arrives; the other, then alone in the queue, waits out its own window (0.7 s
+            # from its arrival at 0.15 s).
+            check(t_l < 0.5 and t_h >= 0.75, "%s: first come, first served (low %.3f s, high %.3f s)"
+                  % (name, t_l, t_h))
+    # Level 2 holds two queued requests: a third is refused, a level 1 one is not.
+    results, t0 = {}, time.time()
+    queued = [threading.Thread(target=timed_infer, args=(srv, "prio", [1, 3], None, results, k, t0))
+              for k in ("first", "second")]
+    for t in queued:
+        t.start()
+    wait_pending(srv, "prio", 2)
+    st, r = infer_json(srv, "prio", [{"name": "X", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}],
+                       params={"priority": 2})
+    check(st == 503 and "2 requests queued at priority level 2" in r.get("error", "") and
+          "max_queue_size 2" in r.get("error", ""), "level 2 full: %s %s" % (st, r))
+    st, r = infer_json(srv, "prio", [{"name": "X", "shape": [1, 3], "datatype": "FP32", "data": [-1, 2, -3]}],
+                       params={"priority": 1})
+    check(st == 200 and r["outputs"][0]["data"] == [0, 2, 0], "level 1 still takes requests: %s %s" % (st, r))
+    for t in queued:
+        t.join()
+    check(results["first"][0] == 200 and results["second"][0] == 200, "the queued level 2 requests: %s" % results)
+    st, r = infer_json(srv, "prio", [{"name": "X", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}],
+                       params={"priority": -1})
+    check(st == 400 and "priority" in r.get("error", ""), "a negative priority: %s %s" % (st, r))
+    # DELAY: A waits for a batch past its 100 ms timeout and moves behind; B (another shape,
+    # so it cannot join A) arrives at 0.2 s and goes first, running at once; A is still
+    # answered, when its 0.6 s batch window ends. (First come, first served would run A as B
+    # arrives; REJECT would refuse A at 0.1 s.)
+    results, t0 = {}, time.time()
+    a = threading.Thread(target=timed_infer, args=(srv, "delay", [1, 3], None, results, "a", t0))
+    a.start()
+    time.sleep(0.2)
+    b = threading.Thread(target=timed_infer, args=(srv, "delay", [1, 5], None, results, "b", t0))
+    b.start()
+    a.join()
+    b.join()
+    (st_a, t_a, r_a), (st_b, t_b, r_b) = results["a"], results["b"]
+    print("DELAY: the delayed request answered at %.3f s, the later one at %.3f s" % (t_a, t_b))
+    check(st_a == 200 and st_b == 200 and t_b < t_a and t_b < 0.5 and t_a >= 0.55,
+          "DELAY: the later request first (%s at %.3f s), the delayed one still served (%s at %.3f s)"
+          % (st_b, t_b, st_a, t_a))
+
+
+def test_preserve_ordering(srv):
+    """Two instances: a big request, then a small one that finishes first. With preserve_ordering
+    the small one's answer waits for the big one's; without, it comes back first."""
+    for model, ordered in (("ordered", True), ("unordered", False)):
+        results, t0 = {}, time.time()
+        big = threading.Thread(target=timed_infer, args=(srv, model, [1, 450, 450], None, results, "big", t0, 0.0))
+        big.start()
+        wait_pending(srv, model, 1)  # the big one is running
+        small = threading.Thread(target=timed_infer, args=(srv, model, [1, 2, 2], None, results, "small", t0,
+                                                           0.0))
+        small.start()
+        big.join()
+        small.join()
+        (st_b, t_b, r_b), (st_s, t_s, r_s) = results["big"], results["small"]
+        check(st_b == 200 and st_s == 200, "%s: both answered: %s %s" % (model, st_b, st_s))
+        print("%s: big answered at %.3f s, small at %.3f s" % (model, t_b, t_s))
+        if st_s == 200:
+            check(r_s["outputs"][0]["data"] == [0] and r_s["outputs"][0]["shape"] == [1, 1, 1],
+                  "%s: the small one's result: %s" % (model, r_s))
+        # The big run takes 0.1 s or more, the small one microseconds; the client's threads see
+        # answers that the server sends together up to a few ms apart (Python's GIL), hence
+        # the 30 ms margin both ways.
+        if ordered:
+            check(t_s >= t_b - 0.03, "preserve_ordering: the small answer (%.3f s) after the big one (%.3f s)"
+                  % (t_s, t_b))
+        else:
+            check(t_s < t_b - 0.03, "without preserve_ordering the small answer (%.3f s) comes first (big %.3f s)"
+                  % (t_s, t_b))
 
 
 def infer_json(srv, model, inputs, outputs=None, params=None):
@@ -931,35 +1104,74 @@ def test_exactly_once_sigterm(repo, images, logits):
     check(n_ok > 0, "load across SIGTERM: %d requests, %d answered 200" % (len(busy.sent), n_ok))
 
 
-def test_fuzz(srv, images):
-    """Random mutations of valid requests (bodies, header lengths, paths, methods) and
-    malformed HTTP on raw sockets: every request gets an answer with a status the server
-    uses, within the timeout, and the server stays up (under ASan in the sanitizer build)."""
-    seconds = float(os.environ.get("KILN_SERVE_FUZZ_SECONDS", "2"))
-    rnd = random.Random(int(os.environ.get("KILN_SERVE_FUZZ_SEED", "1234")))
-    img = {"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": images[:64]}
-    raw = struct.pack("<64f", *images[:64])
-    bx = bytes_tensor([b"kiln", b"x"])
-    templates = [
-        ("/v2/models/digits/infer", json.dumps({"inputs": [img], "outputs": [{"name": "label"}]}).encode(), None),
-        ("/v2/models/add/infer", json.dumps({"inputs": [
-            {"name": "x", "shape": [3, 4, 5], "datatype": "FP32", "data": [1.0] * 60},
-            {"name": "y", "shape": [3, 4, 5], "datatype": "FP32", "data": [2.0] * 60}]}).encode(), None),
-        binary_request({"inputs": [{"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32",
-                                    "parameters": {"binary_data_size": 256}}],
-                        "parameters": {"binary_data_output": True}}, [raw]) + ("/v2/models/digits/infer",),
-        binary_request({"inputs": [
-            {"name": "x", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": len(bx)}},
-            {"name": "y", "shape": [2], "datatype": "BYTES", "data": ["kiln", "y"]}]}, [bx]) + ("/v2/models/strings/infer",),
-    ]
-    templates = [(t[0], t[1], None) if isinstance(t[0], str) else (t[2], t[0], t[1]) for t in templates]
-    paths = ["/v2", "/v2/health/ready", "/v2/models/digits", "/v2/models/digits/versions/1/config",
-             "/v2/models/digits/stats", "/v2/repository/index", "/v2/models/strings/ready"]
+def raw_http_mutant(srv, rnd, templates):
+    """Sends one of the templates as raw HTTP/1.1 (Content-Length or chunked), mutated
+    anywhere: request line, headers, framing, body; returns the reply's first bytes (b"" when
+    the server closed without one; b"(timeout)" when it neither answered nor closed within
+    10 s, which the caller counts as a failure)."""
+    path, body, headers = rnd.choice(templates)
+    head = ["POST %s HTTP/1.1" % path, "Host: 127.0.0.1"] + ["%s: %s" % kv for kv in (headers or {}).items()]
+    if rnd.random() < 0.3:
+        chunks, at = [], 0
+        while at < len(body):
+            k = rnd.randint(1, 512)
+            chunks.append(b"%x\r\n%s\r\n" % (len(body[at:at + k]), body[at:at + k]))
+            at += k
+        payload = b"".join(chunks) + b"0\r\n\r\n"
+        head.append("Transfer-Encoding: chunked")
+    else:
+        payload = body
+        head.append("Content-Length: %d" % len(body))
+    req = bytearray("\r\n".join(head).encode() + b"\r\n\r\n" + payload)
+    end_of_head = req.find(b"\r\n\r\n") + 4
+    for _ in range(rnd.randint(1, 8)):
+        op = rnd.randrange(5)
+        if not req:
+            req = bytearray(b"G")
+        limit = min(end_of_head, len(req))  # mostly in the request line and headers
+        at = rnd.randrange(limit) if rnd.random() < 0.7 else rnd.randrange(len(req))
+        if op == 0:
+            req[at] = rnd.randrange(256)
+        elif op == 1:
+            del req[at:at + rnd.randint(1, 8)]
+        elif op == 2:
+            req[at:at] = rnd.choice([b"\r\n", b"\n", b":", b" ", b"\x00", b"%", b"%2F", b"99999999999999999999",
+                                     b"-1", b"HTTP/1.0", b"Transfer-Encoding: chunked\r\n",
+                                     b"Content-Length: 7\r\n", b"Expect: 100-continue\r\n",
+                                     b"X-Long: " + b"a" * rnd.choice([100, 5000, 40000]) + b"\r\n"])
+        elif op == 3:
+            req = req[:rnd.randrange(len(req) + 1)]
+        else:
+            req[at:at] = bytes(req[at:at + rnd.randint(1, 64)])  # repeat a stretch
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    try:
+        sock.sendall(bytes(req))
+        sock.shutdown(socket.SHUT_WR)
+        return sock.recv(64)
+    except socket.timeout:
+        return b"(timeout)"
+    except OSError:
+        return b""  # reset by the server: a close
+    finally:
+        sock.close()
+
+
+def fuzz_client(srv, rnd, templates, paths, deadline, totals, lock):
+    """One fuzzing client (test_fuzz): sends mutated requests until the deadline and adds its
+    counts to totals."""
     allowed = {200, 400, 404, 405, 413, 415, 431, 503}
-    n = bad = 0
-    deadline = time.time() + seconds
+    n = bad = n_raw = 0
     while time.time() < deadline:
         n += 1
+        if rnd.random() < 0.3:
+            # Malformed HTTP: a whole request, request line and headers included, mutated.
+            n_raw += 1
+            reply = raw_http_mutant(srv, rnd, templates)
+            if not (reply == b"" or reply.startswith(b"HTTP/1.")):
+                bad += 1
+                if bad <= 5:
+                    check(False, "fuzz: malformed HTTP got %r" % reply[:80])
+            continue
         path, body, headers = rnd.choice(templates)
         body = bytearray(body)
         headers = dict(headers or {})
@@ -989,8 +1201,51 @@ def test_fuzz(srv, images):
             bad += 1
             if bad <= 5:
                 check(False, "fuzz: %s %s %r -> %s" % (method, path, bytes(body[:80]), st))
+    with lock:
+        totals["n"] += n
+        totals["bad"] += bad
+        totals["raw"] += n_raw
+
+
+def test_fuzz(srv, images):
+    """Random mutations of valid requests (bodies, header lengths, paths, methods) and
+    malformed HTTP on raw sockets: every request gets an answer with a status the server
+    uses, within the timeout, and the server stays up (under ASan in the sanitizer build)."""
+    seconds = float(os.environ.get("KILN_SERVE_FUZZ_SECONDS", "2"))
+    img = {"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": images[:64]}
+    raw = struct.pack("<64f", *images[:64])
+    bx = bytes_tensor([b"kiln", b"x"])
+    templates = [
+        ("/v2/models/digits/infer", json.dumps({"inputs": [img], "outputs": [{"name": "label"}]}).encode(), None),
+        ("/v2/models/add/infer", json.dumps({"inputs": [
+            {"name": "x", "shape": [3, 4, 5], "datatype": "FP32", "data": [1.0] * 60},
+            {"name": "y", "shape": [3, 4, 5], "datatype": "FP32", "data": [2.0] * 60}]}).encode(), None),
+        binary_request({"inputs": [{"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                    "parameters": {"binary_data_size": 256}}],
+                        "parameters": {"binary_data_output": True}}, [raw]) + ("/v2/models/digits/infer",),
+        binary_request({"inputs": [
+            {"name": "x", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": len(bx)}},
+            {"name": "y", "shape": [2], "datatype": "BYTES", "data": ["kiln", "y"]}]}, [bx]) + ("/v2/models/strings/infer",),
+    ]
+    templates = [(t[0], t[1], None) if isinstance(t[0], str) else (t[2], t[0], t[1]) for t in templates]
+    paths = ["/v2", "/v2/health/ready", "/v2/models/digits", "/v2/models/digits/versions/1/config",
+             "/v2/models/digits/stats", "/v2/repository/index", "/v2/models/strings/ready"]
+    clients = int(os.environ.get("KILN_SERVE_FUZZ_CLIENTS", "1"))
+    seed = int(os.environ.get("KILN_SERVE_FUZZ_SEED", "1234"))
+    totals = {"n": 0, "bad": 0, "raw": 0}
+    lock = threading.Lock()
+    cpu0, t0 = cpu_seconds(srv.proc.pid), time.time()
+    threads = [threading.Thread(target=fuzz_client, args=(srv, random.Random(seed + i), templates, paths,
+                                                          time.time() + seconds, totals, lock))
+               for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    n, bad = totals["n"], totals["bad"]
     check(n > 50 and bad == 0, "fuzz: %d random requests, %d unexpected answers" % (n, bad))
-    print("fuzz: %d random requests in %.0f s" % (n, seconds))
+    print("fuzz: %d random requests in %.0f s from %d client(s) (%d of them malformed HTTP); the server used "
+          "%.1f CPU s" % (n, time.time() - t0, clients, totals["raw"], cpu_seconds(srv.proc.pid) - cpu0))
     # Malformed HTTP on raw sockets: an answer (or a close), never a hang.
     for req in [b"GARBAGE\r\n\r\n", b"GET /v2 HTTP/9.9\r\n\r\n", b"GET /v2\r\n\r\n",
                 b"GET /v2 HTTP/1.1\r\nNoColonHeader\r\n\r\n",
@@ -1128,6 +1383,8 @@ def main():
         test_classification(srv, images, logits)
         test_batching(srv, images, logits)
         test_queue_limit_and_timeout(srv, images)
+        test_priority(srv)
+        test_preserve_ordering(srv)
         test_idle_wait(srv, images)
         test_client_gone(srv, images)
         test_bad_requests(srv, images)

@@ -4,16 +4,19 @@
  * Inference-Header-Content-Length, then the request body: KServe v2 JSON, followed by the
  * binary tensor data of the binary extension when the header length is given. Bit 0 picks
  * the model description the body is decoded against: the digits demo model with
- * max_batch_size 16 and dynamic batching, or the same model without batching and with its
- * input given as 64 flat floats reshaped to [1, 8, 8]. The body goes through
+ * max_batch_size 16 and dynamic batching with three priority levels, a default timeout that
+ * requests may shorten, and a policy of its own for level 1, or the same model without
+ * batching and with its input given as 64 flat floats reshaped to [1, 8, 8]. The body goes through
  * sv_infer_decode (tools/serve/infer.c), the part of sv_infer before a request is queued:
  * JSON parse, inputs (JSON data or binary), shapes and types against the configuration,
  * requested outputs and parameters. Limits are the server's defaults but --max-json-bytes
  * and --max-elements are small, so that the limit paths are reached.
  *
  * Invariants checked: a refused request has a 4xx status (500 only for out of memory) and a
- * JSON body {"error": "<message>"}; an accepted one has every model input filled and a
- * batch size within max_batch_size (1 without batching). Everything is freed (LeakSanitizer).
+ * JSON body {"error": "<message>"}; an accepted one has every model input filled, a batch
+ * size within max_batch_size (1 without batching), a priority level within the model's
+ * levels (0 without levels) with that level's queue policy, and a deadline no later than
+ * the policy's default timeout allows (a request's timeout may only shorten it). Everything is freed (LeakSanitizer).
  *
  * The decoder never reaches the scheduler, the statistics or the server's log: those are
  * stubs here that fail the target when called.
@@ -42,7 +45,9 @@ void sv_stats_exec(struct sv_stats *s, int64_t rows)
 static const char *const configs[2] = {
     "max_batch_size: 16\n"
     "input [ { name: \"image\" data_type: TYPE_FP32 dims: [ 1, 8, 8 ] } ]\n"
-    "dynamic_batching { preferred_batch_size: [ 8, 16 ] }\n",
+    "dynamic_batching { preferred_batch_size: [ 8, 16 ] priority_levels: 3 default_priority_level: 2\n"
+    "  default_queue_policy { default_timeout_microseconds: 1000000 allow_timeout_override: true }\n"
+    "  priority_queue_policy { key: 1 value: { max_queue_size: 4 } } }\n",
     "max_batch_size: 0\n"
     "input { name: \"image\" data_type: TYPE_FP32 dims: [ 64 ] reshape: { shape: [ 1, 1, 8, 8 ] } }\n",
 };
@@ -104,6 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (len) memcpy(body, data + at, len);
     struct sv_decoded d;
     struct sv_response resp = {0};
+    uint64_t t0 = sv_now_ns();
     if (!sv_infer_decode(&opt, m, body, len, header_len, -1, &d, &resp)) {
         check_refusal(&resp);
     } else {
@@ -113,6 +119,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                    (long long)d.r->batch, (long long)max);
         for (size_t i = 0; i < kiln_model_input_count(m->m); i++)
             FUZZ_CHECK(d.r->in[i].v, "input %zu not filled", i);
+        const struct sv_config *c = &m->cfg;
+        FUZZ_CHECK(c->priority_levels ? d.r->priority >= 1 && d.r->priority <= c->priority_levels
+                                      : d.r->priority == 0,
+                   "priority level %llu of %llu", (unsigned long long)d.r->priority,
+                   (unsigned long long)c->priority_levels);
+        FUZZ_CHECK(d.r->policy == sv_config_queue_policy(c, d.r->priority), "the level's queue policy");
+        uint64_t def = d.r->policy->default_timeout_us;
+        FUZZ_CHECK(!def || (d.r->deadline_ns && d.r->deadline_ns >= t0 && d.r->deadline_ns <= sv_now_ns() + def * 1000),
+                   "a deadline past the default timeout");
     }
     sv_decoded_fini(&d);
     free(resp.body);

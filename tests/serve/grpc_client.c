@@ -6,6 +6,17 @@
  *   grpc_client PORT SRC_DIR drain PID   queues inferences on digits_slow, sends SIGTERM to
  *                                        PID, and checks that they all complete and that a
  *                                        GOAWAY arrives
+ *   grpc_client PORT infer MODEL SPEC OUTDIR
+ *                                        one ModelInfer (tests/serve/compare.py): SPEC has a
+ *                                        line per input, "NAME DATATYPE RANK DIMS... FILE" (FILE:
+ *                                        its raw_input_contents); writes OUTDIR/outputs.txt, a
+ *                                        line per output "NAME DATATYPE RANK DIMS... FILE", and
+ *                                        each output's raw contents in OUTDIR/out_K.bin
+ *   grpc_client PORT repo MODEL          the repository calls on a server in explicit mode:
+ *                                        RepositoryIndex, ModelStatistics,
+ *                                        RepositoryModelUnload (ModelReady false, the index
+ *                                        says UNAVAILABLE, ModelInfer UNAVAILABLE) and
+ *                                        RepositoryModelLoad (ready again); exit 0 when all pass
  *
  * Reference data: demo/test_images.npy (16x1x8x8 float32) and demo/test_logits.npy (16x10
  * float32, ONNX Runtime's logits); logits must match within 1e-4 absolute (float32 math
@@ -13,6 +24,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <nghttp2/nghttp2.h>
@@ -188,6 +200,8 @@ static void start(struct conn *c, const char *method, const ProtobufCMessage *m,
     start_raw(c, method, r, b, n);
 }
 
+static int poll_ms = 10000; /* the longest wait for the server; `infer` waits for big models */
+
 /* Runs the session until every call in rs[0..n) closed (or the peer went away). */
 static void wait_all(struct conn *c, struct rpc *rs, size_t n)
 {
@@ -198,7 +212,7 @@ static void wait_all(struct conn *c, struct rpc *rs, size_t n)
         if (all) return;
         if (nghttp2_session_send(c->s) != 0) return;
         struct pollfd p = {.fd = c->fd, .events = POLLIN};
-        if (poll(&p, 1, 10000) <= 0) {
+        if (poll(&p, 1, poll_ms) <= 0) {
             fprintf(stderr, "timeout waiting for the server\n");
             return;
         }
@@ -518,6 +532,96 @@ static void check_errors(struct conn *c, int port)
     rpc_free(&r);
 }
 
+static Inference__InferParameter int_param(int64_t v)
+{
+    Inference__InferParameter p = INFERENCE__INFER_PARAMETER__INIT;
+    p.parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
+    p.int64_param = v;
+    return p;
+}
+
+/* Triton's classification extension over gRPC: logits asked with classification 3 come back
+ * as BYTES [count, 3], each "<value>:<index>", the three largest logits of the row in
+ * descending order; the `priority` parameter is accepted (digits has no priority levels, so
+ * every request gets level 0). */
+static void check_classification(struct conn *c)
+{
+    Inference__ModelInferRequest q;
+    Inference__ModelInferRequest__InferInputTensor in, *pin;
+    Inference__InferTensorContents tc;
+    ProtobufCBinaryData raw;
+    int64_t shape[4];
+    const size_t first = 2, count = 4, k = 3;
+    infer_request(&q, &in, &pin, &tc, &raw, shape, "digits", first, count, false);
+    Inference__ModelInferRequest__InferRequestedOutputTensor out = INFERENCE__MODEL_INFER_REQUEST__INFER_REQUESTED_OUTPUT_TENSOR__INIT,
+                                                             *pout = &out;
+    Inference__InferParameter kp = int_param((int64_t)k), pp = int_param(1);
+    Inference__ModelInferRequest__InferRequestedOutputTensor__ParametersEntry ke =
+        INFERENCE__MODEL_INFER_REQUEST__INFER_REQUESTED_OUTPUT_TENSOR__PARAMETERS_ENTRY__INIT, *pke = &ke;
+    ke.key = (char *)"classification";
+    ke.value = &kp;
+    out.name = (char *)"logits";
+    out.n_parameters = 1;
+    out.parameters = &pke;
+    q.n_outputs = 1;
+    q.outputs = &pout;
+    Inference__ModelInferRequest__ParametersEntry pe = INFERENCE__MODEL_INFER_REQUEST__PARAMETERS_ENTRY__INIT, *ppe = &pe;
+    pe.key = (char *)"priority";
+    pe.value = &pp;
+    q.n_parameters = 1;
+    q.parameters = &ppe;
+    struct rpc r = call1(c, "ModelInfer", &q.base);
+    size_t len;
+    const uint8_t *b = body_of(&r, &len);
+    Inference__ModelInferResponse *a = b ? inference__model_infer_response__unpack(NULL, len, b) : NULL;
+    CHECK(a && a->n_outputs == 1 && a->n_raw_output_contents == 1, "classification: status %d (%s)", r.status,
+          r.msg);
+    if (a && a->n_outputs == 1 && a->n_raw_output_contents == 1) {
+        const Inference__ModelInferResponse__InferOutputTensor *o = a->outputs[0];
+        CHECK(strcmp(o->datatype, "BYTES") == 0 && o->n_shape == 2 && o->shape[0] == (int64_t)count &&
+                  o->shape[1] == (int64_t)k,
+              "classification: %s with %zu dims", o->datatype, o->n_shape);
+        const uint8_t *p = a->raw_output_contents[0].data, *end = p + a->raw_output_contents[0].len;
+        for (size_t row = 0; row < count; row++) {
+            const float *lg = logits + (first + row) * 10;
+            bool used[10] = {false};
+            for (size_t j = 0; j < k; j++) {
+                size_t best = 0; /* the reference's j-th largest logit */
+                for (size_t i = 0; i < 10; i++)
+                    if (!used[i] && (used[best] || lg[i] > lg[best])) best = i;
+                used[best] = true;
+                uint32_t n = 0;
+                if (end - p >= 4) memcpy(&n, p, 4);
+                char text[64] = "";
+                if (end - p >= 4 && n < sizeof text && (size_t)(end - p - 4) >= n) memcpy(text, p + 4, n);
+                p += 4 + n;
+                char *colon = strchr(text, ':');
+                double value = atof(text);
+                long index = colon ? strtol(colon + 1, NULL, 10) : -1;
+                CHECK(index == (long)best && fabs(value - lg[best]) <= 1e-4,
+                      "classification row %zu #%zu: '%s', expected index %zu value %g", row, j, text, best,
+                      (double)lg[best]);
+            }
+        }
+        CHECK(p == end, "classification: %td bytes left after %zu strings", end - p, count * k);
+    }
+    if (a) inference__model_infer_response__free_unpacked(a, NULL);
+    rpc_free(&r);
+
+    /* K above the 10 values per row, and a typed priority: INVALID_ARGUMENT. */
+    kp = int_param(11);
+    r = call1(c, "ModelInfer", &q.base);
+    CHECK(r.status == 3, "classification 11 of 10: grpc-status %d (%s), expected 3", r.status, r.msg);
+    rpc_free(&r);
+    kp = int_param(2);
+    pp.parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM;
+    pp.string_param = (char *)"high";
+    r = call1(c, "ModelInfer", &q.base);
+    CHECK(r.status == 3 && strstr(r.msg, "priority"), "priority 'high': grpc-status %d (%s), expected 3", r.status,
+          r.msg);
+    rpc_free(&r);
+}
+
 static void check_infer(struct conn *c)
 {
     struct rpc r;
@@ -548,6 +652,7 @@ static void check_infer(struct conn *c)
     CHECK(ex1 - ex0 < inf1 - inf0, "16 concurrent calls ran in %llu executions: not batched",
           (unsigned long long)(ex1 - ex0));
     printf("16 concurrent calls on one connection: %llu executions\n", (unsigned long long)(ex1 - ex0));
+    check_classification(c);
 }
 
 /* Cancelling a queued call (RST_STREAM) takes it out of the queue at once: digits_slow
@@ -639,6 +744,187 @@ static void check_mutations(struct conn *c)
     rpc_free(&r);
 }
 
+/* ---------------------------------------------------------------- `infer`: one call from files */
+
+static uint8_t *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    uint8_t *b = NULL;
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) b = malloc((size_t)n + 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) free(b), b = NULL;
+    fclose(f);
+    *len = b ? (size_t)n : 0;
+    return b;
+}
+
+#define MAX_IO 256
+
+static int infer_files(int port, const char *model, const char *spec, const char *outdir)
+{
+    FILE *f = fopen(spec, "r");
+    if (!f) return fprintf(stderr, "cannot read %s\n", spec), 2;
+    static Inference__ModelInferRequest__InferInputTensor in[MAX_IO], *pin[MAX_IO];
+    static ProtobufCBinaryData raw[MAX_IO];
+    static int64_t shapes[MAX_IO][16];
+    static char names[MAX_IO][256], types[MAX_IO][16];
+    size_t n = 0;
+    int rc = 0;
+    char path[4096];
+    size_t rank;
+    while (n < MAX_IO && fscanf(f, "%255s %15s %zu", names[n], types[n], &rank) == 3 && rank <= 16) {
+        inference__model_infer_request__infer_input_tensor__init(&in[n]);
+        for (size_t d = 0; d < rank; d++)
+            if (fscanf(f, "%" SCNd64, &shapes[n][d]) != 1) rc = 2;
+        if (fscanf(f, "%4095s", path) != 1) rc = 2;
+        raw[n].data = rc ? NULL : read_file(path, &raw[n].len);
+        if (!raw[n].data) {
+            fprintf(stderr, "%s: bad line %zu or unreadable %s\n", spec, n + 1, path);
+            rc = 2;
+            break;
+        }
+        in[n].name = names[n];
+        in[n].datatype = types[n];
+        in[n].n_shape = rank;
+        in[n].shape = shapes[n];
+        pin[n] = &in[n];
+        n++;
+    }
+    fclose(f);
+    if (rc) goto out;
+    Inference__ModelInferRequest q = INFERENCE__MODEL_INFER_REQUEST__INIT;
+    q.model_name = (char *)model;
+    q.n_inputs = n;
+    q.inputs = pin;
+    q.n_raw_input_contents = n;
+    q.raw_input_contents = raw;
+    struct conn c;
+    if (!conn_open(&c, port)) {
+        fprintf(stderr, "cannot connect to port %d\n", port);
+        rc = 1;
+        goto out;
+    }
+    poll_ms = 600000;
+    struct rpc r = call1(&c, "ModelInfer", &q.base);
+    size_t len;
+    const uint8_t *b = body_of(&r, &len);
+    Inference__ModelInferResponse *a = b ? inference__model_infer_response__unpack(NULL, len, b) : NULL;
+    if (!a || a->n_raw_output_contents != a->n_outputs) {
+        fprintf(stderr, "ModelInfer %s: grpc-status %d (%s)\n", model, r.status, r.msg);
+        rc = 1;
+    } else {
+        snprintf(path, sizeof path, "%s/outputs.txt", outdir);
+        FILE *o = fopen(path, "w");
+        for (size_t k = 0; o && k < a->n_outputs; k++) {
+            const Inference__ModelInferResponse__InferOutputTensor *t = a->outputs[k];
+            snprintf(path, sizeof path, "%s/out_%zu.bin", outdir, k);
+            FILE *g = fopen(path, "wb");
+            if (!g || fwrite(a->raw_output_contents[k].data, 1, a->raw_output_contents[k].len, g) !=
+                          a->raw_output_contents[k].len)
+                rc = 2;
+            if (g) fclose(g);
+            fprintf(o, "%s %s %zu", t->name, t->datatype, t->n_shape);
+            for (size_t d = 0; d < t->n_shape; d++) fprintf(o, " %" PRId64, t->shape[d]);
+            fprintf(o, " %s\n", path);
+        }
+        if (!o || fclose(o) != 0) rc = 2;
+    }
+    if (a) inference__model_infer_response__free_unpacked(a, NULL);
+    rpc_free(&r);
+    conn_close(&c);
+out:
+    for (size_t i = 0; i < n; i++) free(raw[i].data);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- `repo`: load and unload */
+
+static bool model_ready(struct conn *c, const char *model, int *status)
+{
+    Inference__ModelReadyRequest q = INFERENCE__MODEL_READY_REQUEST__INIT;
+    q.name = (char *)model;
+    struct rpc r = call1(c, "ModelReady", &q.base);
+    size_t len;
+    const uint8_t *b = body_of(&r, &len);
+    Inference__ModelReadyResponse *a = b ? inference__model_ready_response__unpack(NULL, len, b) : NULL;
+    bool ready = a && a->ready;
+    *status = r.status;
+    if (a) inference__model_ready_response__free_unpacked(a, NULL);
+    rpc_free(&r);
+    return ready;
+}
+
+/* The model's state in RepositoryIndex ("" when it is not listed). */
+static void index_state(struct conn *c, const char *model, char *state, size_t size)
+{
+    Inference__RepositoryIndexRequest q = INFERENCE__REPOSITORY_INDEX_REQUEST__INIT;
+    struct rpc r = call1(c, "RepositoryIndex", &q.base);
+    size_t len;
+    const uint8_t *b = body_of(&r, &len);
+    Inference__RepositoryIndexResponse *a = b ? inference__repository_index_response__unpack(NULL, len, b) : NULL;
+    CHECK(a, "RepositoryIndex: grpc-status %d (%s)", r.status, r.msg);
+    state[0] = 0;
+    for (size_t i = 0; a && i < a->n_models; i++)
+        if (strcmp(a->models[i]->name, model) == 0) snprintf(state, size, "%s", a->models[i]->state);
+    if (a) inference__repository_index_response__free_unpacked(a, NULL);
+    rpc_free(&r);
+}
+
+static int repo_calls(int port, const char *model)
+{
+    struct conn c;
+    if (!conn_open(&c, port)) return fprintf(stderr, "cannot connect to port %d\n", port), 1;
+    int st;
+    char state[64];
+    CHECK(model_ready(&c, model, &st), "ModelReady %s before the unload: grpc-status %d", model, st);
+    index_state(&c, model, state, sizeof state);
+    CHECK(strcmp(state, "READY") == 0, "RepositoryIndex: %s is '%s', expected READY", model, state);
+
+    Inference__ModelStatisticsRequest sq = INFERENCE__MODEL_STATISTICS_REQUEST__INIT;
+    sq.name = (char *)model;
+    struct rpc r = call1(&c, "ModelStatistics", &sq.base);
+    size_t len;
+    const uint8_t *b = body_of(&r, &len);
+    Inference__ModelStatisticsResponse *sa = b ? inference__model_statistics_response__unpack(NULL, len, b) : NULL;
+    CHECK(sa && sa->n_model_stats >= 1 && strcmp(sa->model_stats[0]->name, model) == 0 &&
+              sa->model_stats[0]->inference_stats && sa->model_stats[0]->inference_stats->success &&
+              sa->model_stats[0]->inference_stats->success->count > 0,
+          "ModelStatistics %s: grpc-status %d (%s), or no successful inference counted", model, r.status, r.msg);
+    if (sa) inference__model_statistics_response__free_unpacked(sa, NULL);
+    rpc_free(&r);
+
+    Inference__RepositoryModelUnloadRequest uq = INFERENCE__REPOSITORY_MODEL_UNLOAD_REQUEST__INIT;
+    uq.model_name = (char *)model;
+    r = call1(&c, "RepositoryModelUnload", &uq.base);
+    CHECK(r.status == 0, "RepositoryModelUnload %s: grpc-status %d (%s)", model, r.status, r.msg);
+    rpc_free(&r);
+    CHECK(!model_ready(&c, model, &st), "ModelReady %s after the unload: still ready", model);
+    index_state(&c, model, state, sizeof state);
+    CHECK(strcmp(state, "READY") != 0, "RepositoryIndex after the unload: %s is still READY", model);
+    Inference__ModelInferRequest iq = INFERENCE__MODEL_INFER_REQUEST__INIT;
+    iq.model_name = (char *)model;
+    r = call1(&c, "ModelInfer", &iq.base);
+    CHECK(r.status == 14, "ModelInfer on the unloaded %s: grpc-status %d (%s), expected 14 UNAVAILABLE", model,
+          r.status, r.msg);
+    rpc_free(&r);
+
+    Inference__RepositoryModelLoadRequest lq = INFERENCE__REPOSITORY_MODEL_LOAD_REQUEST__INIT;
+    lq.model_name = (char *)model;
+    r = call1(&c, "RepositoryModelLoad", &lq.base);
+    CHECK(r.status == 0, "RepositoryModelLoad %s: grpc-status %d (%s)", model, r.status, r.msg);
+    rpc_free(&r);
+    CHECK(model_ready(&c, model, &st), "ModelReady %s after the load: grpc-status %d", model, st);
+    index_state(&c, model, state, sizeof state);
+    CHECK(strcmp(state, "READY") == 0, "RepositoryIndex after the load: %s is '%s'", model, state);
+    lq.model_name = (char *)"no_such_model";
+    r = call1(&c, "RepositoryModelLoad", &lq.base);
+    CHECK(r.status != 0, "RepositoryModelLoad of a model the repository lacks succeeded");
+    rpc_free(&r);
+    conn_close(&c);
+    return fails ? 1 : 0;
+}
+
 static int drain(int port, pid_t pid)
 {
     struct conn c;
@@ -660,9 +946,19 @@ static int drain(int port, pid_t pid)
 
 int main(int argc, char **argv)
 {
-    if (argc < 4) return fprintf(stderr, "usage: grpc_client PORT SRC_DIR check|drain [PID]\n"), 2;
+    if (argc < 4)
+        return fprintf(stderr, "usage: grpc_client PORT SRC_DIR check|drain [PID] | PORT infer MODEL SPEC OUTDIR | "
+                               "PORT repo MODEL\n"),
+               2;
     signal(SIGPIPE, SIG_IGN);
     int port = atoi(argv[1]);
+    if (strcmp(argv[2], "infer") == 0 && argc == 6) return infer_files(port, argv[3], argv[4], argv[5]);
+    if (strcmp(argv[2], "repo") == 0 && argc == 4) {
+        int rc = repo_calls(port, argv[3]);
+        if (rc) fprintf(stderr, "%d check(s) failed\n", fails);
+        else printf("all checks passed\n");
+        return rc;
+    }
     char path[4096];
     snprintf(path, sizeof path, "%s/demo/test_images.npy", argv[2]);
     images = load_npy(path, &n_images);

@@ -41,6 +41,46 @@ static void count_warning(void *user, const char *msg)
     warnings++;
 }
 
+/* Priority levels (Triton's dynamic_batching.priority_levels): the request's priority maps to
+ * a level as Triton's InferenceRequest::SetPriority does, and each level has its queue policy
+ * (priority_queue_policy, else default_queue_policy). */
+static void test_priority_config(void)
+{
+    static const char text[] = "dynamic_batching {\n"
+                               "  preserve_ordering: true\n"
+                               "  priority_levels: 3 default_priority_level: 2\n"
+                               "  default_queue_policy { max_queue_size: 5 }\n"
+                               "  priority_queue_policy { key: 3 value: { timeout_action: DELAY "
+                               "default_timeout_microseconds: 100 } }\n"
+                               "  priority_queue_policy [ { key: 1, value: { max_queue_size: 9 } } ]\n"
+                               "}\n";
+    struct pbtxt_msg *m = NULL;
+    char err[512];
+    CHECK(pbtxt_parse(text, strlen(text), &m, err, sizeof err) == 0, "parse: %s", err);
+    if (!m) return;
+    struct sv_config c;
+    bool ok = sv_config_from_pbtxt(m, &c, NULL, NULL, err, sizeof err);
+    CHECK(ok, "priority config: %s", err);
+    if (ok) {
+        CHECK(c.preserve_ordering && c.priority_levels == 3 && c.default_priority_level == 2, "levels");
+        CHECK(c.n_level_policies == 2 && c.level_policies[0].level == 1 && c.level_policies[1].level == 3,
+              "level policies sorted by level");
+        const uint64_t asked[] = {0, 1, 2, 3, 4, 1000};
+        const uint64_t level[] = {2, 1, 2, 3, 2, 2}; /* 0 and > priority_levels: the default */
+        for (size_t i = 0; i < sizeof asked / sizeof asked[0]; i++)
+            CHECK(sv_config_priority(&c, asked[i]) == level[i], "priority %llu -> level %llu, want %llu",
+                  (unsigned long long)asked[i], (unsigned long long)sv_config_priority(&c, asked[i]),
+                  (unsigned long long)level[i]);
+        CHECK(sv_config_queue_policy(&c, 1)->max_queue_size == 9, "level 1: its own policy");
+        CHECK(sv_config_queue_policy(&c, 2) == &c.queue && c.queue.max_queue_size == 5, "level 2: the default");
+        const struct sv_queue_policy *p3 = sv_config_queue_policy(&c, 3);
+        CHECK(p3->timeout_delay && p3->default_timeout_us == 100 && p3->max_queue_size == 0,
+              "level 3: DELAY after 100 us, unbounded");
+        sv_config_fini(&c);
+    }
+    pbtxt_free(m);
+}
+
 static void test_full_config(void)
 {
     struct pbtxt_msg *m = NULL;
@@ -64,8 +104,12 @@ static void test_full_config(void)
               "output with reshape");
         CHECK(c.dynamic_batching && c.n_preferred == 2 && c.preferred[1] == 8 && c.max_queue_delay_us == 100,
               "dynamic_batching");
-        CHECK(c.timeout_delay && c.default_timeout_us == 5000 && c.allow_timeout_override && c.max_queue_size == 7,
+        CHECK(c.queue.timeout_delay && c.queue.default_timeout_us == 5000 && c.queue.allow_timeout_override &&
+                  c.queue.max_queue_size == 7,
               "queue policy");
+        CHECK(c.priority_levels == 0 && !c.preserve_ordering && sv_config_priority(&c, 3) == 0 &&
+                  sv_config_queue_policy(&c, 0) == &c.queue,
+              "no priority levels: every request at level 0 under the default policy");
         CHECK(c.instance_count == 3, "instance groups add up: %d", c.instance_count);
         CHECK(c.version_policy == SV_VERSIONS_SPECIFIC && c.n_versions == 2 && c.versions[1] == 3, "version_policy");
         CHECK(c.n_params == 1 && strcmp(c.param_keys[0], "k") == 0 && strcmp(c.param_values[0], "a\tbAA") == 0,
@@ -135,6 +179,19 @@ static void test_errors(void)
     }
     /* Values of known fields. */
     expect_config_error("max_batch_size: -1", "out of range");
+    expect_config_error("dynamic_batching { priority_levels: 2 }", "default_priority_level 0 must be in [1, priority_levels 2]");
+    expect_config_error("dynamic_batching { priority_levels: 2 default_priority_level: 3 }", "must be in [1");
+    expect_config_error("dynamic_batching { default_priority_level: 1 }", "needs priority_levels");
+    expect_config_error("dynamic_batching { priority_levels: 2 default_priority_level: 1 "
+                        "priority_queue_policy { key: 3 value: { max_queue_size: 1 } } }",
+                        "priority_queue_policy for level 3: priority_levels is 2");
+    expect_config_error("dynamic_batching { priority_levels: 2 default_priority_level: 1 "
+                        "priority_queue_policy { value: { max_queue_size: 1 } } }", "needs a key");
+    expect_config_error("dynamic_batching { priority_levels: 2 default_priority_level: 1 "
+                        "priority_queue_policy { key: 1 value: {} } priority_queue_policy { key: 1 value: {} } }",
+                        "priority level 1 has two policies");
+    expect_config_error("dynamic_batching { priority_queue_policy { key: 0 value: {} } }", "out of range");
+    expect_config_error("dynamic_batching { preserve_ordering: maybe }", "expected true or false");
     expect_config_error("max_batch_size: 1.5", "expected an integer");
     expect_config_error("max_batch_size: \"4\"", "expected an integer");
     expect_config_error("name: digits", "quoted string");
@@ -269,6 +326,7 @@ static void test_complete(void)
 int main(void)
 {
     test_full_config();
+    test_priority_config();
     test_errors();
     test_truncation_and_mutation();
     test_complete();

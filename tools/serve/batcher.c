@@ -8,6 +8,12 @@
  * preferred size that a prefix of them forms exactly. When the next request does not fit or
  * cannot join, the gathered ones run. Otherwise the batcher waits for more, until the oldest
  * request has waited max_queue_delay_microseconds (expired) or the scheduler stops.
+ *
+ * The queue itself is kept in the order the batcher reads it: priority levels first
+ * (priority_levels, a request's `priority`), arrival within a level, and requests delayed by
+ * their timeout (timeout_action DELAY) after the others of their level, as in Triton's
+ * PriorityQueue. With preserve_ordering, the ready list holds finished requests until the
+ * ones taken off the queue before them have been answered.
  */
 #include "serve.h"
 
@@ -39,4 +45,65 @@ size_t sv_batch_decide(const struct sv_config *c, const int64_t *rows, size_t n,
     if (full) return cut_n && cut_rows < sum ? cut_n : taken;
     if (blocked || expired || stopping) return taken;
     return 0;
+}
+
+/* ------------------------------------------------------------------ the queue's order */
+
+/* Requests run in order of (level, delayed), arrival within. */
+static bool ranks_before_or_with(const struct sv_request *a, const struct sv_request *b)
+{
+    if (a->priority != b->priority) return a->priority < b->priority;
+    return a->delayed <= b->delayed;
+}
+
+void sv_queue_push(struct sv_queue *q, struct sv_request *r)
+{
+    r->next = NULL;
+    q->n++;
+    /* Equal priorities (the common case, and the only one without priority levels) append. */
+    if (!q->tail || ranks_before_or_with(q->tail, r)) {
+        if (q->tail) q->tail->next = r;
+        else q->head = r;
+        q->tail = r;
+        return;
+    }
+    struct sv_request *prev = NULL, *at = q->head;
+    while (at && ranks_before_or_with(at, r)) prev = at, at = at->next;
+    r->next = at;
+    if (prev) prev->next = r;
+    else q->head = r;
+}
+
+void sv_queue_unlink(struct sv_queue *q, struct sv_request *prev, struct sv_request *r)
+{
+    if (prev) prev->next = r->next;
+    else q->head = r->next;
+    if (q->tail == r) q->tail = prev;
+    r->next = NULL;
+    q->n--;
+}
+
+size_t sv_queue_level_count(const struct sv_queue *q, uint64_t level)
+{
+    size_t n = 0;
+    for (const struct sv_request *r = q->head; r; r = r->next) n += r->priority == level;
+    return n;
+}
+
+void sv_ready_add(struct sv_request **ready, struct sv_request *r)
+{
+    r->next = *ready;
+    *ready = r;
+}
+
+struct sv_request *sv_ready_take(struct sv_request **ready, uint64_t order)
+{
+    for (struct sv_request **p = ready; *p; p = &(*p)->next)
+        if ((*p)->order == order) {
+            struct sv_request *r = *p;
+            *p = r->next;
+            r->next = NULL;
+            return r;
+        }
+    return NULL;
 }

@@ -164,7 +164,8 @@ static bool read_io(struct cfg_reader *r, const struct pbtxt_field *f, struct sv
     return true;
 }
 
-static bool read_queue_policy(struct cfg_reader *r, const struct pbtxt_field *f, struct sv_config *c)
+static bool read_queue_policy(struct cfg_reader *r, const struct pbtxt_field *f, const char *where,
+                              struct sv_queue_policy *p)
 {
     if (!want_msg(r, f)) return false;
     for (size_t i = 0; i < f->msg->n; i++) {
@@ -173,20 +174,55 @@ static bool read_queue_policy(struct cfg_reader *r, const struct pbtxt_field *f,
         const char *id = NULL;
         if (is(g, "timeout_action")) {
             if (!get_ident(r, g, &id)) return false;
-            if (strcmp(id, "REJECT") == 0) c->timeout_delay = false;
-            else if (strcmp(id, "DELAY") == 0) c->timeout_delay = true;
+            if (strcmp(id, "REJECT") == 0) p->timeout_delay = false;
+            else if (strcmp(id, "DELAY") == 0) p->timeout_delay = true;
             else return bad(r, g, "expected REJECT or DELAY, got '%s'", id);
         } else if (is(g, "default_timeout_microseconds")) {
             if (!get_int(r, g, 0, INT64_MAX / 1000, &v)) return false;
-            c->default_timeout_us = (uint64_t)v;
+            p->default_timeout_us = (uint64_t)v;
         } else if (is(g, "allow_timeout_override")) {
-            if (!get_bool(r, g, &c->allow_timeout_override)) return false;
+            if (!get_bool(r, g, &p->allow_timeout_override)) return false;
         } else if (is(g, "max_queue_size")) {
-            if (!get_int(r, g, 0, INT32_MAX, &c->max_queue_size)) return false;
+            if (!get_int(r, g, 0, INT32_MAX, &p->max_queue_size)) return false;
         } else {
-            unknown(r, "dynamic_batching.default_queue_policy", g);
+            unknown(r, where, g);
         }
     }
+    return true;
+}
+
+/* One priority_queue_policy map entry: { key: LEVEL value: { ModelQueuePolicy } }. */
+static bool read_level_policy(struct cfg_reader *r, const struct pbtxt_field *f, struct sv_config *c)
+{
+    if (!want_msg(r, f)) return false;
+    if (c->n_level_policies >= SV_MAX_LEVEL_POLICIES)
+        return bad(r, f, "more than %d priority_queue_policy entries", SV_MAX_LEVEL_POLICIES);
+    struct sv_level_policy e = {0};
+    bool has_key = false;
+    for (size_t i = 0; i < f->msg->n; i++) {
+        const struct pbtxt_field *g = &f->msg->fields[i];
+        int64_t v;
+        if (is(g, "key")) {
+            if (!get_int(r, g, 1, INT64_MAX, &v)) return false;
+            e.level = (uint64_t)v;
+            has_key = true;
+        } else if (is(g, "value")) {
+            if (!read_queue_policy(r, g, "dynamic_batching.priority_queue_policy.value", &e.policy)) return false;
+        } else {
+            unknown(r, "dynamic_batching.priority_queue_policy", g);
+        }
+    }
+    if (!has_key) return bad(r, f, "a priority_queue_policy entry needs a key (its priority level)");
+    size_t at = 0;
+    while (at < c->n_level_policies && c->level_policies[at].level < e.level) at++;
+    if (at < c->n_level_policies && c->level_policies[at].level == e.level)
+        return bad(r, f, "priority level %llu has two policies", (unsigned long long)e.level);
+    struct sv_level_policy *l = realloc(c->level_policies, (c->n_level_policies + 1) * sizeof *l);
+    if (!l) return bad(r, f, "out of memory");
+    c->level_policies = l;
+    memmove(&l[at + 1], &l[at], (c->n_level_policies - at) * sizeof *l);
+    l[at] = e;
+    c->n_level_policies++;
     return true;
 }
 
@@ -203,13 +239,53 @@ static bool read_batching(struct cfg_reader *r, const struct pbtxt_field *f, str
         } else if (is(g, "max_queue_delay_microseconds")) {
             if (!get_int(r, g, 0, 60000000, &v)) return false;
             c->max_queue_delay_us = (uint64_t)v;
+        } else if (is(g, "preserve_ordering")) {
+            if (!get_bool(r, g, &c->preserve_ordering)) return false;
+        } else if (is(g, "priority_levels")) {
+            if (!get_int(r, g, 0, INT64_MAX, &v)) return false;
+            c->priority_levels = (uint64_t)v;
+        } else if (is(g, "default_priority_level")) {
+            if (!get_int(r, g, 0, INT64_MAX, &v)) return false;
+            c->default_priority_level = (uint64_t)v;
         } else if (is(g, "default_queue_policy")) {
-            if (!read_queue_policy(r, g, c)) return false;
+            if (!read_queue_policy(r, g, "dynamic_batching.default_queue_policy", &c->queue)) return false;
+        } else if (is(g, "priority_queue_policy")) {
+            if (!read_level_policy(r, g, c)) return false;
         } else {
             unknown(r, "dynamic_batching", g);
         }
     }
+    /* Triton's checks (model_config_utils.cc): levels named by a default or a policy exist. */
+    if (c->priority_levels) {
+        if (c->default_priority_level < 1 || c->default_priority_level > c->priority_levels)
+            return bad(r, f, "default_priority_level %llu must be in [1, priority_levels %llu]",
+                       (unsigned long long)c->default_priority_level, (unsigned long long)c->priority_levels);
+    } else if (c->default_priority_level) {
+        return bad(r, f, "default_priority_level %llu needs priority_levels", (unsigned long long)c->default_priority_level);
+    }
+    for (size_t i = 0; i < c->n_level_policies; i++)
+        if (c->level_policies[i].level > c->priority_levels)
+            return bad(r, f, "priority_queue_policy for level %llu: priority_levels is %llu",
+                       (unsigned long long)c->level_policies[i].level, (unsigned long long)c->priority_levels);
     return true;
+}
+
+uint64_t sv_config_priority(const struct sv_config *c, uint64_t requested)
+{
+    if (!c->priority_levels) return 0;
+    return requested == 0 || requested > c->priority_levels ? c->default_priority_level : requested;
+}
+
+const struct sv_queue_policy *sv_config_queue_policy(const struct sv_config *c, uint64_t level)
+{
+    size_t lo = 0, hi = c->n_level_policies;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->level_policies[mid].level < level) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo < c->n_level_policies && c->level_policies[lo].level == level) return &c->level_policies[lo].policy;
+    return &c->queue;
 }
 
 static bool read_instance_group(struct cfg_reader *r, const struct pbtxt_field *f, struct sv_config *c)
@@ -379,6 +455,7 @@ void sv_config_fini(struct sv_config *c)
     io_fini(c->inputs, c->n_inputs);
     io_fini(c->outputs, c->n_outputs);
     free(c->versions);
+    free(c->level_policies);
     for (size_t i = 0; i < c->n_params; i++) free(c->param_keys[i]), free(c->param_values[i]);
     free(c->param_keys);
     free(c->param_values);

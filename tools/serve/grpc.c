@@ -323,6 +323,16 @@ static int config_dtype(kiln_dtype dt)
     return v ? v->value : INFERENCE__DATA_TYPE__TYPE_INVALID;
 }
 
+static void queue_policy_pb(const struct sv_queue_policy *p, Inference__ModelQueuePolicy *q)
+{
+    inference__model_queue_policy__init(q);
+    q->timeout_action = p->timeout_delay ? INFERENCE__MODEL_QUEUE_POLICY__TIMEOUT_ACTION__DELAY
+                                         : INFERENCE__MODEL_QUEUE_POLICY__TIMEOUT_ACTION__REJECT;
+    q->default_timeout_microseconds = p->default_timeout_us;
+    q->allow_timeout_override = p->allow_timeout_override;
+    q->max_queue_size = (uint32_t)p->max_queue_size;
+}
+
 static void do_model_config(struct call *cl, const uint8_t *msg, size_t len)
 {
     UNPACK(Inference__ModelConfigRequest, inference__model_config_request__unpack, q);
@@ -381,6 +391,23 @@ static void do_model_config(struct call *cl, const uint8_t *msg, size_t len)
     db.n_preferred_batch_size = (size_t)c->n_preferred;
     db.preferred_batch_size = pref;
     db.max_queue_delay_microseconds = c->max_queue_delay_us;
+    db.preserve_ordering = c->preserve_ordering;
+    db.priority_levels = c->priority_levels;
+    db.default_priority_level = c->default_priority_level;
+    Inference__ModelQueuePolicy dq;
+    queue_policy_pb(&c->queue, &dq);
+    db.default_queue_policy = &dq;
+    Inference__ModelQueuePolicy lq[SV_MAX_LEVEL_POLICIES];
+    Inference__ModelDynamicBatching__PriorityQueuePolicyEntry le[SV_MAX_LEVEL_POLICIES], *pe[SV_MAX_LEVEL_POLICIES];
+    for (size_t i = 0; i < c->n_level_policies; i++) {
+        queue_policy_pb(&c->level_policies[i].policy, &lq[i]);
+        inference__model_dynamic_batching__priority_queue_policy_entry__init(&le[i]);
+        le[i].key = c->level_policies[i].level;
+        le[i].value = &lq[i];
+        pe[i] = &le[i];
+    }
+    db.n_priority_queue_policy = c->n_level_policies;
+    db.priority_queue_policy = pe;
     Inference__ModelConfig mc = INFERENCE__MODEL_CONFIG__INIT;
     mc.name = m->name;
     if (c->platform) mc.platform = c->platform;
@@ -713,22 +740,35 @@ static bool infer_inputs(const struct sv_options *opt, struct sv_model *m,
     return ok;
 }
 
-/* The configured outputs the request asks for (all when it names none), as cfg indexes. */
-static bool infer_outputs(struct sv_model *m, const Inference__ModelInferRequest *q, size_t *idx, size_t *n,
-                          struct sv_response *resp)
+/* A non-negative integer parameter (int64_param or uint64_param, as clients send either);
+ * false when it has another type or is negative. */
+static bool param_uint(const Inference__InferParameter *p, uint64_t *out)
+{
+    if (p->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM && p->int64_param >= 0)
+        return *out = (uint64_t)p->int64_param, true;
+    if (p->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_UINT64_PARAM)
+        return *out = p->uint64_param, true;
+    return false;
+}
+
+/* The configured outputs the request asks for (all when it names none), as cfg indexes, and
+ * for each its classification count (0: the tensor itself). */
+static bool infer_outputs(struct sv_model *m, const Inference__ModelInferRequest *q, size_t *idx, int64_t *classify,
+                          size_t *n, struct sv_response *resp)
 {
     const struct sv_config *c = &m->cfg;
     if (!q->n_outputs) {
-        for (size_t i = 0; i < c->n_outputs; i++) idx[i] = i;
+        for (size_t i = 0; i < c->n_outputs; i++) idx[i] = i, classify[i] = 0;
         *n = c->n_outputs;
         return true;
     }
     *n = 0;
     for (size_t i = 0; i < q->n_outputs; i++) {
         const Inference__ModelInferRequest__InferRequestedOutputTensor *o = q->outputs[i];
-        if (find_param(o->parameters, o->n_parameters, "classification"))
-            return sv_response_error(resp, 400, "output '%s': classification is not supported over gRPC yet",
-                                     o->name),
+        const Inference__InferParameter *cp = find_param(o->parameters, o->n_parameters, "classification");
+        uint64_t k_top = 0;
+        if (cp && (!param_uint(cp, &k_top) || k_top < 1 || k_top > INT32_MAX))
+            return sv_response_error(resp, 400, "output '%s': classification must be an integer >= 1", o->name),
                    false;
         size_t k = 0;
         while (k < c->n_outputs && strcmp(c->outputs[k].name, o->name) != 0) k++;
@@ -739,44 +779,55 @@ static bool infer_outputs(struct sv_model *m, const Inference__ModelInferRequest
         for (size_t j = 0; j < *n; j++)
             if (idx[j] == k)
                 return sv_response_error(resp, 400, "output '%s' is requested twice", o->name), false;
+        if (k_top && !sv_classify_supported(c->outputs[k].dtype))
+            return sv_response_error(resp, 400, "output '%s': %s values cannot be classified", o->name,
+                                     sv_dtype_kserve(c->outputs[k].dtype)),
+                   false;
         if (*n == c->n_outputs) break;
+        classify[*n] = (int64_t)k_top;
         idx[(*n)++] = k;
     }
     return true;
 }
 
-/* The timeout: the config's default, the request's "timeout" parameter (microseconds) when
- * the config allows overriding it, and the call's grpc-timeout, whichever ends first. */
-static bool infer_deadline(const struct sv_model *m, const Inference__ModelInferRequest *q,
-                           uint64_t call_deadline, struct sv_request *r, struct sv_response *resp)
+/* The priority level and deadline (sv_request_schedule): the request's "priority" and
+ * "timeout" (microseconds) parameters under its level's queue policy, and the call's
+ * grpc-timeout. */
+static bool infer_schedule(const Inference__ModelInferRequest *q, uint64_t call_deadline, struct sv_request *r,
+                           struct sv_response *resp)
 {
-    const struct sv_config *c = &m->cfg;
-    uint64_t timeout_us = c->default_timeout_us;
+    uint64_t timeout_us = 0, priority = 0;
     const Inference__InferParameter *to = find_param(q->parameters, q->n_parameters, "timeout");
-    if (to) {
-        if (to->parameter_choice_case != INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM ||
-            to->int64_param < 0 || to->int64_param > INT64_MAX / 1000)
-            return sv_response_error(resp, 400, "parameter 'timeout' must be an int64 of microseconds >= 0"),
-                   false;
-        if (c->allow_timeout_override || !c->default_timeout_us) timeout_us = (uint64_t)to->int64_param;
-    }
-    r->deadline_ns = timeout_us ? sv_now_ns() + timeout_us * 1000 : 0;
-    if (call_deadline && (!r->deadline_ns || call_deadline < r->deadline_ns)) r->deadline_ns = call_deadline;
+    if (to && (!param_uint(to, &timeout_us) || timeout_us > INT64_MAX / 1000))
+        return sv_response_error(resp, 400, "parameter 'timeout' must be an int64 of microseconds >= 0"), false;
+    const Inference__InferParameter *pr = find_param(q->parameters, q->n_parameters, "priority");
+    if (pr && !param_uint(pr, &priority))
+        return sv_response_error(resp, 400, "parameter 'priority' must be an integer >= 0"), false;
+    sv_request_schedule(r, priority, to != NULL, timeout_us, call_deadline);
     return true;
 }
 
 /* The answer of a completed request: every output as raw_output_contents (as Triton does). */
 static void infer_answer(struct call *cl, struct sv_model *m, const Inference__ModelInferRequest *q,
-                         struct sv_request *r, const size_t *idx, size_t n)
+                         struct sv_request *r, const size_t *idx, const int64_t *classify, size_t n)
 {
     Inference__ModelInferResponse__InferOutputTensor *t = calloc(n + 1, sizeof *t);
     Inference__ModelInferResponse__InferOutputTensor **p = calloc(n + 1, sizeof *p);
     ProtobufCBinaryData *raw = calloc(n + 1, sizeof *raw);
     int64_t(*dims)[SV_MAX_RANK] = calloc(n + 1, sizeof *dims);
     bool ok = t && p && raw && dims;
+    struct sv_response err = {0};
     for (size_t k = 0; ok && k < n; k++) {
-        struct sv_out_view v;
+        struct sv_out_view v = {0};
         sv_output_view(m, r, idx[k], &v);
+        if (classify[k] && !sv_output_classify(m, r, &m->cfg.outputs[idx[k]], classify[k], &v, &err)) {
+            free(t), free(p), free(dims);
+            for (size_t j = 0; raw && j < k; j++) free(raw[j].data);
+            free(raw);
+            call_fail_resp(cl, &err);
+            free(err.body);
+            return;
+        }
         inference__model_infer_response__infer_output_tensor__init(&t[k]);
         t[k].name = m->cfg.outputs[idx[k]].name;
         t[k].datatype = (char *)sv_dtype_kserve(v.dt);
@@ -786,12 +837,13 @@ static void infer_answer(struct call *cl, struct sv_model *m, const Inference__M
         p[k] = &t[k];
         size_t b = sv_binary_size(v.dt, v.data, v.first, v.count);
         raw[k].data = b == SIZE_MAX ? NULL : malloc(b + 1);
+        if (raw[k].data) sv_binary_write(v.dt, v.data, v.first, v.count, raw[k].data);
+        raw[k].len = b;
+        free(v.class_ptrs), free(v.class_buf);
         if (!raw[k].data) {
             ok = false;
             break;
         }
-        sv_binary_write(v.dt, v.data, v.first, v.count, raw[k].data);
-        raw[k].len = b;
     }
     if (ok) {
         Inference__ModelInferResponse a = INFERENCE__MODEL_INFER_RESPONSE__INIT;
@@ -819,14 +871,15 @@ static bool infer_once(struct call *cl, struct sv_model *m, const Inference__Mod
     struct sv_response resp = {0};
     bool unloading = false, ok = false;
     size_t *idx = calloc(m->cfg.n_outputs + 1, sizeof *idx), n_out = 0;
+    int64_t *classify = calloc(m->cfg.n_outputs + 1, sizeof *classify);
     struct sv_request *r = sv_request_new(m, cl->cancel[0]);
-    if (!r || !idx)
+    if (!r || !idx || !classify)
         sv_response_error(&resp, 500, "out of memory");
-    else if (infer_inputs(opt, m, q, r, &resp) && infer_outputs(m, q, idx, &n_out, &resp) &&
-             infer_deadline(m, q, cl->deadline_ns, r, &resp))
+    else if (infer_inputs(opt, m, q, r, &resp) && infer_outputs(m, q, idx, classify, &n_out, &resp) &&
+             infer_schedule(q, cl->deadline_ns, r, &resp))
         ok = sv_request_run(r, &unloading, &resp);
     if (ok) {
-        infer_answer(cl, m, q, r, idx, n_out);
+        infer_answer(cl, m, q, r, idx, classify, n_out);
         ok = cl->status == GS_OK;
         if (ok) sv_stats_request(&m->stats, true, sv_now_ns() - t0, r->queue_ns, r->compute_ns);
     } else {
@@ -840,6 +893,7 @@ static bool infer_once(struct call *cl, struct sv_model *m, const Inference__Mod
         sv_log("grpc infer model=%s version=%s status=%d", m->name, m->version_str, ok ? 0 : cl->status);
     sv_request_free(r);
     free(idx);
+    free(classify);
     free(resp.body);
     return !unloading;
 }

@@ -345,9 +345,8 @@ static bool parse_outputs(struct sv_model *m, json_t *outs, struct sv_decoded *p
 /* ------------------------------------------------------------------ the response */
 
 
-/* Turns v into its classification: BYTES, [rows, k] ([k] without batching). */
-static bool classify_view(const struct sv_model *m, const struct sv_request *r, const struct sv_io *io, int64_t k,
-                          struct sv_out_view *v, struct sv_response *resp)
+bool sv_output_classify(const struct sv_model *m, const struct sv_request *r, const struct sv_io *io, int64_t k,
+                        struct sv_out_view *v, struct sv_response *resp)
 {
     bool batched = m->cfg.max_batch_size > 0;
     size_t rows = batched ? (size_t)r->batch : 1;
@@ -431,7 +430,7 @@ static void write_response(struct sv_model *m, struct sv_decoded *p, struct sv_r
     for (size_t k = 0; k < p->n_outs; k++) {
         sv_output_view(m, p->r, p->outs[k].cfg_index, &views[k]);
         if (p->outs[k].classify &&
-            !classify_view(m, p->r, &m->cfg.outputs[p->outs[k].cfg_index], p->outs[k].classify, &views[k], resp))
+            !sv_output_classify(m, p->r, &m->cfg.outputs[p->outs[k].cfg_index], p->outs[k].classify, &views[k], resp))
             goto out;
     }
     if (p->id) json_object_set_new(root, "id", json_string(p->id));
@@ -539,7 +538,23 @@ struct sv_request *sv_request_new(struct sv_model *m, int client_fd)
     pthread_condattr_destroy(&ca);
     r->model = m;
     r->client_fd = client_fd;
+    r->priority = sv_config_priority(&m->cfg, 0);
+    r->policy = sv_config_queue_policy(&m->cfg, r->priority);
     return r;
+}
+
+void sv_request_schedule(struct sv_request *r, uint64_t priority, bool has_timeout, uint64_t timeout_us,
+                         uint64_t call_deadline_ns)
+{
+    const struct sv_config *c = &r->model->cfg;
+    r->priority = sv_config_priority(c, priority);
+    r->policy = sv_config_queue_policy(c, r->priority);
+    uint64_t us = r->policy->default_timeout_us;
+    /* Without a default, the request's timeout; with one, a shorter request timeout when the
+     * policy allows overrides (Triton's allow_timeout_override). */
+    if (has_timeout && timeout_us && (!us || (r->policy->allow_timeout_override && timeout_us < us))) us = timeout_us;
+    r->deadline_ns = us ? sv_now_ns() + us * 1000 : 0;
+    if (call_deadline_ns && (!r->deadline_ns || call_deadline_ns < r->deadline_ns)) r->deadline_ns = call_deadline_ns;
 }
 
 bool sv_request_inputs_complete(const struct sv_model *m, const bool *seen, size_t n_given, struct sv_response *resp)
@@ -584,13 +599,12 @@ static bool parse_request(const struct sv_options *opt, struct sv_model *m, json
     if (bdo && !json_is_boolean(bdo))
         return sv_response_error(resp, 400, "parameters.binary_data_output must be true or false"), false;
     p->binary_all = bdo && json_is_true(bdo);
-    uint64_t timeout_us = c->default_timeout_us;
     json_t *to = params ? json_object_get(params, "timeout") : NULL;
-    if (to) {
-        if (!json_is_integer(to) || json_integer_value(to) < 0 || json_integer_value(to) > INT64_MAX / 1000)
-            return sv_response_error(resp, 400, "parameters.timeout must be an integer of microseconds >= 0"), false;
-        if (c->allow_timeout_override || !c->default_timeout_us) timeout_us = (uint64_t)json_integer_value(to);
-    }
+    if (to && (!json_is_integer(to) || json_integer_value(to) < 0 || json_integer_value(to) > INT64_MAX / 1000))
+        return sv_response_error(resp, 400, "parameters.timeout must be an integer of microseconds >= 0"), false;
+    json_t *prio = params ? json_object_get(params, "priority") : NULL;
+    if (prio && (!json_is_integer(prio) || json_integer_value(prio) < 0))
+        return sv_response_error(resp, 400, "parameters.priority must be an integer >= 0"), false;
     json_t *inputs = json_object_get(root, "inputs");
     if (!json_is_array(inputs)) return sv_response_error(resp, 400, "the request has no 'inputs' array"), false;
     bool *seen = calloc(c->n_inputs ? c->n_inputs : 1, sizeof *seen);
@@ -609,7 +623,9 @@ static bool parse_request(const struct sv_options *opt, struct sv_model *m, json
                                 bin_len, bin_off),
               false);
     if (ok) ok = parse_outputs(m, json_object_get(root, "outputs"), p, resp);
-    if (ok && timeout_us) r->deadline_ns = sv_now_ns() + timeout_us * 1000;
+    if (ok)
+        sv_request_schedule(r, prio ? (uint64_t)json_integer_value(prio) : 0, to != NULL,
+                            to ? (uint64_t)json_integer_value(to) : 0, 0);
     return ok;
 }
 

@@ -59,6 +59,11 @@ void sv_decoded_fini(struct sv_decoded *d);
  * client_fd: a socket watched for the client going away (-1: none). */
 struct sv_request *sv_request_new(struct sv_model *m, int client_fd);
 void sv_request_free(struct sv_request *r); /* NULL is fine */
+/* A request's priority level and deadline from its `priority` (0: the default level) and
+ * `timeout` (µs; has_timeout: given) parameters under its level's queue policy, and the
+ * front end's own deadline (gRPC's grpc-timeout; 0: none), whichever ends first. */
+void sv_request_schedule(struct sv_request *r, uint64_t priority, bool has_timeout, uint64_t timeout_us,
+                         uint64_t call_deadline_ns);
 
 /* Where an input's data goes: the tensor to create, its type and the dims the model gets
  * (the request's dims, or the configured reshape after the batch dim). */
@@ -89,6 +94,12 @@ struct sv_out_view {
     char *class_buf;
 };
 void sv_output_view(const struct sv_model *m, const struct sv_request *r, size_t cfg_index, struct sv_out_view *v);
+/* Turns v (of output io) into its classification (Triton's extension): BYTES of shape
+ * [rows, k] ([k] without batching), "<value>:<index>[:<label>]" per element; v then owns
+ * class_ptrs and class_buf (free both). false with resp set (400) when k exceeds the values
+ * per row, or out of memory. */
+bool sv_output_classify(const struct sv_model *m, const struct sv_request *r, const struct sv_io *io, int64_t k,
+                        struct sv_out_view *v, struct sv_response *resp);
 
 /* Model metadata, configuration (Triton's ModelConfig as JSON) and statistics. */
 char *sv_model_metadata_json(const struct sv_model *m, const char *const *versions, size_t n_versions);

@@ -56,6 +56,14 @@ static json_t *io_config(const struct sv_io *list, size_t n, bool input)
     return a;
 }
 
+/* A ModelQueuePolicy as Triton's JSON shows it. */
+static json_t *queue_policy_json(const struct sv_queue_policy *p)
+{
+    return json_pack("{s:s,s:I,s:b,s:i}", "timeout_action", p->timeout_delay ? "DELAY" : "REJECT",
+                     "default_timeout_microseconds", (json_int_t)p->default_timeout_us, "allow_timeout_override",
+                     p->allow_timeout_override, "max_queue_size", (int)p->max_queue_size);
+}
+
 char *sv_model_config_json(const struct sv_model *m)
 {
     const struct sv_config *c = &m->cfg;
@@ -78,16 +86,24 @@ char *sv_model_config_json(const struct sv_model *m)
     json_object_set_new(o, "version_policy", vp);
     json_object_set_new(o, "instance_group", json_pack("[{s:s,s:i,s:s}]", "name", m->name, "count",
                                                        c->instance_count, "kind", "KIND_CPU"));
-    if (c->dynamic_batching && c->max_batch_size > 0) {
+    if (c->dynamic_batching) {
         json_t *pref = json_array();
         for (int i = 0; pref && i < c->n_preferred; i++) json_array_append_new(pref, json_integer(c->preferred[i]));
-        json_object_set_new(
-            o, "dynamic_batching",
-            json_pack("{s:o,s:I,s:{s:s,s:I,s:b,s:i}}", "preferred_batch_size", pref, "max_queue_delay_microseconds",
-                      (json_int_t)c->max_queue_delay_us, "default_queue_policy", "timeout_action",
-                      c->timeout_delay ? "DELAY" : "REJECT", "default_timeout_microseconds",
-                      (json_int_t)c->default_timeout_us, "allow_timeout_override", c->allow_timeout_override,
-                      "max_queue_size", (int)c->max_queue_size));
+        json_t *db = json_pack("{s:o,s:I,s:b,s:o,s:I,s:I}", "preferred_batch_size", pref,
+                               "max_queue_delay_microseconds", (json_int_t)c->max_queue_delay_us, "preserve_ordering",
+                               c->preserve_ordering, "default_queue_policy", queue_policy_json(&c->queue),
+                               "priority_levels", (json_int_t)c->priority_levels, "default_priority_level",
+                               (json_int_t)c->default_priority_level);
+        if (db && c->n_level_policies) {
+            json_t *lp = json_object();
+            for (size_t i = 0; lp && i < c->n_level_policies; i++) {
+                char key[24];
+                snprintf(key, sizeof key, "%llu", (unsigned long long)c->level_policies[i].level);
+                json_object_set_new(lp, key, queue_policy_json(&c->level_policies[i].policy));
+            }
+            json_object_set_new(db, "priority_queue_policy", lp);
+        }
+        json_object_set_new(o, "dynamic_batching", db);
     }
     json_t *params = json_object();
     for (size_t i = 0; params && i < c->n_params; i++)

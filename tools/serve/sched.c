@@ -2,11 +2,14 @@
  * per instance (instance_group count), each running batches on its own kiln context over
  * the version's shared engine.
  *
- * Without dynamic batching (or with max_batch_size 0) each request runs alone, in arrival
- * order. With it, batcher.c decides which of the oldest requests form the next batch
- * (Triton's dynamic batcher); a request whose queue timeout passes first is rejected
- * (timeout action REJECT) or left queued (DELAY). Requests are concatenated along dim 0,
- * and every output is split back along dim 0.
+ * Without dynamic batching (or with max_batch_size 0) each request runs alone, in queue
+ * order. With it, batcher.c decides which of the first queued requests form the next batch
+ * (Triton's dynamic batcher). The queue is ordered by priority level, then arrival
+ * (batcher.c); a request whose queue timeout passes first is rejected (its level's
+ * timeout_action REJECT) or moved behind its level's other requests (DELAY). Requests are
+ * concatenated along dim 0, and every output is split back along dim 0. With
+ * preserve_ordering, responses go out in the order their requests were taken off the queue,
+ * whichever instance finishes first.
  */
 #define _GNU_SOURCE /* POLLRDHUP */
 #include <errno.h>
@@ -45,18 +48,29 @@ void sv_batch_result_unref(struct sv_batch_result *r)
     free(r);
 }
 
+/* Sets r's outcome; its waiter reads it once deliver() has marked it done. */
+static void stage(struct sv_request *r, int http_status, kiln_status st, const char *msg)
+{
+    r->http_status = http_status;
+    r->status = st;
+    if (msg) snprintf(r->msg, sizeof r->msg, "%s", msg);
+}
+
 /* Marks r done and wakes its waiter; r may be freed by the waiter right after. */
-static void complete(struct sv_request *r, int http_status, kiln_status st, const char *msg)
+static void deliver(struct sv_request *r)
 {
     struct sv_stats *s = &r->model->stats;
     atomic_fetch_sub(&s->pending, 1);
     pthread_mutex_lock(&r->mu);
-    r->http_status = http_status;
-    r->status = st;
-    if (msg) snprintf(r->msg, sizeof r->msg, "%s", msg);
     r->done = true;
     pthread_cond_signal(&r->cv);
     pthread_mutex_unlock(&r->mu);
+}
+
+static void complete(struct sv_request *r, int http_status, kiln_status st, const char *msg)
+{
+    stage(r, http_status, st, msg);
+    deliver(r);
 }
 
 /* True when the peer of socket fd has closed the connection (or its sending side). */
@@ -72,12 +86,13 @@ static bool client_gone(int fd)
 /* Unlinks `r` (whose predecessor is prev, NULL for the head). Under s->mu. */
 static void unlink_req(struct sv_sched *s, struct sv_request *prev, struct sv_request *r)
 {
-    if (prev) prev->next = r->next;
-    else s->head = r->next;
-    if (s->tail == r) s->tail = prev;
-    r->next = NULL;
+    sv_queue_unlink(&s->q, prev, r);
     r->phase = SV_REQ_FINISHED;
-    s->queued--;
+}
+
+static const struct sv_queue_policy *policy_of(const struct sv_request *r)
+{
+    return r->policy ? r->policy : &r->model->cfg.queue;
 }
 
 /* The client of r went away: drop r from the queue, or stop its run when it runs alone. */
@@ -87,7 +102,7 @@ static void cancel(struct sv_request *r)
     pthread_mutex_lock(&s->mu);
     if (r->phase == SV_REQ_QUEUED) {
         struct sv_request *prev = NULL;
-        for (struct sv_request *q = s->head; q && q != r; q = q->next) prev = q;
+        for (struct sv_request *q = s->q.head; q && q != r; q = q->next) prev = q;
         unlink_req(s, prev, r);
         r->queue_ns = sv_now_ns() - r->enqueue_ns;
         complete(r, 503, KILN_E_CANCELLED, "cancelled: the client closed the connection while the request was queued");
@@ -134,21 +149,26 @@ bool sv_sched_submit(struct sv_request *r)
         snprintf(r->msg, sizeof r->msg, "model '%s' version %s is being unloaded", m->name, m->version_str);
         return false;
     }
-    if (m->cfg.max_queue_size > 0 && s->queued >= (size_t)m->cfg.max_queue_size) {
-        size_t queued = s->queued;
+    /* max_queue_size bounds each priority level's queue (one queue without levels). */
+    int64_t max = policy_of(r)->max_queue_size;
+    size_t queued = max > 0 ? (m->cfg.priority_levels ? sv_queue_level_count(&s->q, r->priority) : s->q.n) : 0;
+    if (max > 0 && queued >= (size_t)max) {
         pthread_mutex_unlock(&s->mu);
         r->http_status = 503;
-        snprintf(r->msg, sizeof r->msg,
-                 "exceeds maximum queue size: model '%s' version %s has %zu requests queued (max_queue_size %lld)",
-                 m->name, m->version_str, queued, (long long)m->cfg.max_queue_size);
+        if (m->cfg.priority_levels)
+            snprintf(r->msg, sizeof r->msg,
+                     "exceeds maximum queue size: model '%s' version %s has %zu requests queued at priority level "
+                     "%llu (max_queue_size %lld)",
+                     m->name, m->version_str, queued, (unsigned long long)r->priority, (long long)max);
+        else
+            snprintf(r->msg, sizeof r->msg,
+                     "exceeds maximum queue size: model '%s' version %s has %zu requests queued (max_queue_size %lld)",
+                     m->name, m->version_str, queued, (long long)max);
         return false;
     }
     r->enqueue_ns = sv_now_ns();
-    r->next = NULL;
-    if (s->tail) s->tail->next = r;
-    else s->head = r;
-    s->tail = r;
-    s->queued++;
+    r->delayed = false;
+    sv_queue_push(&s->q, r);
     r->phase = SV_REQ_QUEUED;
     atomic_fetch_add(&m->stats.pending, 1);
     pthread_cond_broadcast(&s->cv);
@@ -156,14 +176,20 @@ bool sv_sched_submit(struct sv_request *r)
     return true;
 }
 
-/* Rejects the queued requests whose timeout has passed (timeout action REJECT). */
+/* Applies the queue policy to the queued requests whose timeout has passed: rejected
+ * (timeout_action REJECT) or moved behind the other requests of their level (DELAY; they
+ * stay queued until they run). */
 static void expire(struct sv_sched *s, uint64_t now)
 {
-    if (s->model->cfg.timeout_delay) return;
-    struct sv_request *prev = NULL, *r = s->head;
+    struct sv_request *prev = NULL, *r = s->q.head, *delayed = NULL;
     while (r) {
         struct sv_request *next = r->next;
-        if (r->deadline_ns && now >= r->deadline_ns) {
+        if (r->deadline_ns && now >= r->deadline_ns && !r->delayed && policy_of(r)->timeout_delay) {
+            sv_queue_unlink(&s->q, prev, r);
+            r->delayed = true;
+            r->next = delayed; /* put back below, after this walk */
+            delayed = r;
+        } else if (r->deadline_ns && now >= r->deadline_ns && !r->delayed) {
             unlink_req(s, prev, r);
             char msg[160];
             snprintf(msg, sizeof msg, "request timeout expired: waited %.3f ms in the queue",
@@ -174,6 +200,19 @@ static void expire(struct sv_sched *s, uint64_t now)
             prev = r;
         }
         r = next;
+    }
+    /* Back in the order they had (the walk collected them reversed). */
+    struct sv_request *rev = NULL;
+    while (delayed) {
+        struct sv_request *next = delayed->next;
+        delayed->next = rev;
+        rev = delayed;
+        delayed = next;
+    }
+    while (rev) {
+        struct sv_request *next = rev->next;
+        sv_queue_push(&s->q, rev);
+        rev = next;
     }
 }
 
@@ -198,13 +237,13 @@ static size_t pick(struct sv_sched *s, struct sv_worker *w, uint64_t now, uint64
 {
     const struct sv_config *c = &s->model->cfg;
     *wake_ns = 0;
-    if (!s->head) return 0;
+    if (!s->q.head) return 0;
     /* The rows of the requests that may join the oldest one, until they overflow the batch. */
     size_t k = 0;
     int64_t sum = 0;
     bool more = false;
-    for (struct sv_request *r = s->head; r && k < SV_MAX_BATCH_REQUESTS; r = r->next) {
-        if (k && !compatible(s->model, s->head, r)) {
+    for (struct sv_request *r = s->q.head; r && k < SV_MAX_BATCH_REQUESTS; r = r->next) {
+        if (k && !compatible(s->model, s->q.head, r)) {
             more = true;
             break;
         }
@@ -212,18 +251,19 @@ static size_t pick(struct sv_sched *s, struct sv_worker *w, uint64_t now, uint64
         sum += r->batch;
         if (sum > c->max_batch_size) break;
     }
-    uint64_t deadline = s->head->enqueue_ns + c->max_queue_delay_us * 1000;
+    uint64_t deadline = s->q.head->enqueue_ns + c->max_queue_delay_us * 1000;
     size_t n = sv_batch_decide(c, w->rows, k, more, now >= deadline, s->stopping);
     for (size_t i = 0; i < n; i++) {
-        struct sv_request *r = s->head;
+        struct sv_request *r = s->q.head;
         unlink_req(s, NULL, r);
+        r->order = s->next_order++;
         w->batch[i] = r;
     }
     if (!n) {
-        /* Wake for the batch delay, or sooner for a queued request's timeout (REJECT). */
+        /* Wake for the batch delay, or sooner for a queued request's timeout. */
         *wake_ns = deadline;
-        for (struct sv_request *r = s->head; r && !c->timeout_delay; r = r->next)
-            if (r->deadline_ns && r->deadline_ns < *wake_ns) *wake_ns = r->deadline_ns;
+        for (struct sv_request *r = s->q.head; r; r = r->next)
+            if (r->deadline_ns && !r->delayed && r->deadline_ns < *wake_ns) *wake_ns = r->deadline_ns;
     }
     return n;
 }
@@ -261,6 +301,26 @@ static bool concat_input(struct sv_worker *w, size_t n, size_t i, int64_t rows, 
         dst += bytes;
     }
     return true;
+}
+
+/* Answers the finished batch w->batch[0..n) (outcomes staged). With preserve_ordering, a
+ * request waits on the ready list until every request taken off the queue before it has
+ * been answered, then goes out with the ready ones that follow it. */
+static void deliver_batch(struct sv_worker *w, size_t n)
+{
+    struct sv_sched *s = &w->model->sched;
+    if (!w->model->cfg.preserve_ordering) {
+        for (size_t k = 0; k < n; k++) deliver(w->batch[k]);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    for (size_t k = 0; k < n; k++) sv_ready_add(&s->ready, w->batch[k]);
+    struct sv_request *r;
+    while ((r = sv_ready_take(&s->ready, s->next_deliver))) {
+        s->next_deliver++;
+        deliver(r);
+    }
+    pthread_mutex_unlock(&s->mu);
 }
 
 /* Runs the batch w->batch[0..n) and completes each request. */
@@ -350,7 +410,7 @@ done:;
             r->row0 = row;
             r->compute_ns = compute;
             row += r->batch;
-            complete(r, 200, KILN_OK, NULL);
+            stage(r, 200, KILN_OK, NULL);
         }
     } else {
         if (res) {
@@ -359,9 +419,10 @@ done:;
         }
         for (size_t k = 0; k < n; k++) {
             w->batch[k]->compute_ns = compute;
-            complete(w->batch[k], http, st, msg);
+            stage(w->batch[k], http, st, msg);
         }
     }
+    deliver_batch(w, n);
 }
 
 static void *worker_main(void *arg)
@@ -374,7 +435,7 @@ static void *worker_main(void *arg)
         for (;;) {
             uint64_t now = sv_now_ns(), wake = 0;
             expire(s, now);
-            if (!s->head) {
+            if (!s->q.head) {
                 if (s->stopping) {
                     pthread_mutex_unlock(&s->mu);
                     return NULL;
@@ -433,8 +494,8 @@ void sv_sched_abort(struct sv_model *m)
     if (!m->sched_started) return;
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
-    while (s->head) {
-        struct sv_request *r = s->head;
+    while (s->q.head) {
+        struct sv_request *r = s->q.head;
         unlink_req(s, NULL, r);
         r->queue_ns = sv_now_ns() - r->enqueue_ns;
         complete(r, 503, KILN_E_CANCELLED, "cancelled: the server is shutting down and its exit timeout passed");
@@ -457,8 +518,8 @@ void sv_sched_stop(struct sv_model *m)
         if (s->workers[i].started) pthread_join(s->workers[i].thread, NULL);
     /* A version whose workers never started may still hold requests: fail them. */
     pthread_mutex_lock(&s->mu);
-    while (s->head) {
-        struct sv_request *r = s->head;
+    while (s->q.head) {
+        struct sv_request *r = s->q.head;
         unlink_req(s, NULL, r);
         complete(r, 503, KILN_E_CANCELLED, "the model was unloaded before the request ran");
     }

@@ -101,6 +101,23 @@ struct sv_io {
 
 enum sv_version_policy { SV_VERSIONS_LATEST, SV_VERSIONS_ALL, SV_VERSIONS_SPECIFIC };
 
+/* Triton's ModelQueuePolicy: what a queue (the model's, or one priority level's) does with
+ * its requests' timeouts and how many it holds. */
+struct sv_queue_policy {
+    uint64_t default_timeout_us; /* 0: none */
+    bool timeout_delay;          /* timeout_action DELAY (else REJECT) */
+    bool allow_timeout_override; /* a request's timeout may shorten default_timeout_us */
+    int64_t max_queue_size;      /* 0: unbounded */
+};
+
+/* dynamic_batching.priority_queue_policy: one level's policy. */
+struct sv_level_policy {
+    uint64_t level;
+    struct sv_queue_policy policy;
+};
+
+#define SV_MAX_LEVEL_POLICIES 256
+
 struct sv_config {
     char *name, *platform, *backend, *default_model_filename;
     int64_t max_batch_size;
@@ -111,10 +128,12 @@ struct sv_config {
     int64_t preferred[16];
     int n_preferred;
     uint64_t max_queue_delay_us;
-    uint64_t default_timeout_us; /* 0: none */
-    bool timeout_delay;          /* timeout_action DELAY (else REJECT) */
-    bool allow_timeout_override;
-    int64_t max_queue_size; /* 0: unbounded */
+    bool preserve_ordering;
+    struct sv_queue_policy queue; /* default_queue_policy */
+    uint64_t priority_levels;       /* 0: one level (no priorities) */
+    uint64_t default_priority_level; /* 1..priority_levels when priority_levels > 0 */
+    struct sv_level_policy *level_policies; /* priority_queue_policy, sorted by level */
+    size_t n_level_policies;
     int instance_count;
     enum sv_version_policy version_policy;
     int64_t latest_versions;
@@ -136,6 +155,12 @@ bool sv_config_from_pbtxt(const struct pbtxt_msg *msg, struct sv_config *cfg, sv
 bool sv_config_complete(struct sv_config *cfg, const kiln_model *m, const char *name, int64_t default_max_batch,
                         char *err, size_t err_size);
 void sv_config_fini(struct sv_config *cfg);
+/* A request's priority level from the `priority` it asked for (0: none), as Triton's
+ * InferenceRequest::SetPriority: 0 or a level above priority_levels gets
+ * default_priority_level; without priority levels every request is level 0. */
+uint64_t sv_config_priority(const struct sv_config *cfg, uint64_t requested);
+/* The queue policy of a priority level: its priority_queue_policy entry, else the default. */
+const struct sv_queue_policy *sv_config_queue_policy(const struct sv_config *cfg, uint64_t level);
 
 /* ------------------------------------------------------------------ the batcher (batcher.c) */
 
@@ -150,6 +175,27 @@ void sv_config_fini(struct sv_config *cfg);
 size_t sv_batch_decide(const struct sv_config *c, const int64_t *rows, size_t n, bool more, bool expired,
                        bool stopping);
 
+struct sv_request;
+/* The queue of a model version (batcher.c, so that its order can be tested alone): requests
+ * sorted by priority level (1 first; 0 when the model has no levels) and, within a level, by
+ * arrival, except that requests whose timeout passed with timeout_action DELAY (r->delayed)
+ * come after the level's other requests, as in Triton's priority queue. */
+struct sv_queue {
+    struct sv_request *head, *tail;
+    size_t n;
+};
+/* Inserts r at its place (after every queued request of a higher or equal rank). */
+void sv_queue_push(struct sv_queue *q, struct sv_request *r);
+/* Unlinks r, whose predecessor is prev (NULL for the head). */
+void sv_queue_unlink(struct sv_queue *q, struct sv_request *prev, struct sv_request *r);
+/* The queued requests of a priority level. */
+size_t sv_queue_level_count(const struct sv_queue *q, uint64_t level);
+/* preserve_ordering: the requests whose batches finished, waiting for their turn (the order
+ * they were taken off the queue). sv_ready_take unlinks and returns the one numbered
+ * `order`, or NULL while it has not finished. */
+void sv_ready_add(struct sv_request **ready, struct sv_request *r);
+struct sv_request *sv_ready_take(struct sv_request **ready, uint64_t order);
+
 /* ------------------------------------------------------------------ statistics (metrics.c) */
 
 struct sv_stats {
@@ -163,18 +209,19 @@ struct sv_stats {
 
 /* ------------------------------------------------------------------ models (repo.c, sched.c) */
 
-struct sv_request;
 struct sv_model;
 struct sv_worker;
 
-/* Scheduler of one loaded model version: a FIFO queue and instance_count threads, each with
- * its own kiln context on the version's engine. */
+/* Scheduler of one loaded model version: a queue (FIFO per priority level) and
+ * instance_count threads, each with its own kiln context on the version's engine. */
 struct sv_sched {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct sv_request *head, *tail;
-    size_t queued;
+    struct sv_queue q;
     bool stopping;
+    uint64_t next_order;   /* preserve_ordering: the number the next request taken gets */
+    uint64_t next_deliver; /* ... and the number whose response goes out next */
+    struct sv_request *ready; /* finished, waiting for next_deliver to reach them */
     struct sv_worker *workers; /* one per instance: a thread, a context, run options */
     size_t n_workers;
     struct sv_model *model;
@@ -215,6 +262,10 @@ struct sv_request {
     struct sv_tensor *in; /* model input count entries */
     int64_t batch;
     uint64_t enqueue_ns, deadline_ns; /* deadline 0: none */
+    uint64_t priority;                   /* level (sv_config_priority) */
+    const struct sv_queue_policy *policy; /* the level's policy (NULL: the default) */
+    bool delayed;                        /* its timeout passed under timeout_action DELAY */
+    uint64_t order;                      /* preserve_ordering: taken off the queue as number */
     /* results */
     pthread_mutex_t mu;
     pthread_cond_t cv;
