@@ -56,5 +56,5 @@ cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_WERROR=ON -DKI
 cmake --build build/tsan -j "$JOBS" --target test_pool test_stages test_rnn_fast test_par_ops test_par_conv_gemm test_fused_ops test_conv_nhwc kiln test_serve_grpc_client \
       test_engine test_plan example_concurrent_contexts example_async_enqueue
 (cd build/tsan && TSAN_OPTIONS=halt_on_error=1 \
-    ctest --output-on-failure -j "$JOBS" -R '^(test_pool|test_stages|test_rnn_fast|test_par_ops|test_par_conv_gemm|test_fused_ops|test_conv_nhwc|cli_test_threads|cli_test_serve|cli_test_serve_grpc|test_engine|test_plan|example_(concurrent_contexts|async_enqueue)_embedded)$')
+    ctest --output-on-failure -j "$JOBS" -R '^(test_pool|test_stages|test_rnn_fast|test_par_ops|test_par_conv_gemm|test_fused_ops|test_conv_nhwc|cli_test_threads|cli_test_serve|cli_test_serve_grpc|cli_test_serve_repo|cli_test_serve_curl|test_engine|test_plan|example_(concurrent_contexts|async_enqueue)_embedded)$')
 echo "kiln: all tests passed"
