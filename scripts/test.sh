@@ -48,7 +48,8 @@ cmake --build build/asan -j "$JOBS"
 # threaded kernels (test_par_ops, test_par_conv_gemm, the fused ops incl. attention:
 # test_fused_ops, the channels-last convolution's slices and contexts: test_conv_nhwc), a
 # multi-threaded `kiln run` (cli_test_threads), the server's queues, batcher and instances
-# (cli_test_serve, and the gRPC front: cli_test_serve_grpc), the engine runtime
+# (cli_test_serve, the gRPC front: cli_test_serve_grpc, a repository of models with and
+# without config.pbtxt: cli_test_serve_repo, curl: cli_test_serve_curl), the engine runtime
 # (test_engine: eight contexts on one engine, one session on four threads, asynchronous runs;
 # test_plan: planned runs) and the threaded examples on the public API.
 cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_WERROR=ON -DKILN_TSAN=ON \
