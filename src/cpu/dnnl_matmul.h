@@ -38,5 +38,8 @@ kiln_status kiln_dnnl_mm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_
 bool kiln_dnnl_mm_run(const struct kiln_dnnl_mm *mm, struct kiln_pool *pool, const float *A, float *C);
 /* M, K, N it was prepared for. */
 void kiln_dnnl_mm_dims(const struct kiln_dnnl_mm *mm, size_t *M, size_t *K, size_t *N);
+/* How it splits over the threads: the number of slices, *by_rows whether they are blocks of
+ * rows (else of columns). */
+int kiln_dnnl_mm_slices(const struct kiln_dnnl_mm *mm, bool *by_rows);
 
 #endif
