@@ -13,7 +13,7 @@
 #define MM_MAX_SLICES 16
 
 struct mm_slice {
-    size_t n0, n1;
+    size_t m0, m1, n0, n1; /* its rows and columns of C */
     dnnl_primitive_t prim;
     dnnl_memory_desc_t a_md, w_md, c_md, sp_md; /* sp_md: its scratchpad (zeros: none) */
     const void *w;
@@ -50,9 +50,9 @@ static kiln_status pack(struct kiln_kprep *p, struct mm_slice *s, uint32_t key, 
  * false when oneDNN declines it. */
 static bool make_prim(dnnl_engine_t eng, struct kiln_dnnl_mm *mm, struct mm_slice *s, bool dense)
 {
-    size_t nt = s->n1 - s->n0;
-    dnnl_dims_t ad = {(dnnl_dim_t)mm->M, (dnnl_dim_t)mm->K}, as = {(dnnl_dim_t)mm->K, 1};
-    dnnl_dims_t cd = {(dnnl_dim_t)mm->M, (dnnl_dim_t)nt}, cs = {(dnnl_dim_t)(dense ? nt : mm->N), 1};
+    size_t nt = s->n1 - s->n0, mt = s->m1 - s->m0;
+    dnnl_dims_t ad = {(dnnl_dim_t)mt, (dnnl_dim_t)mm->K}, as = {(dnnl_dim_t)mm->K, 1};
+    dnnl_dims_t cd = {(dnnl_dim_t)mt, (dnnl_dim_t)nt}, cs = {(dnnl_dim_t)(dense ? nt : mm->N), 1};
     if (dnnl_memory_desc_init_by_strides(&s->a_md, 2, ad, dnnl_f32, as) ||
         dnnl_memory_desc_init_by_strides(&s->c_md, 2, cd, dnnl_f32, cs))
         return false;
@@ -90,6 +90,34 @@ static bool make_slice(dnnl_engine_t eng, struct kiln_dnnl_mm *mm, struct mm_sli
     return true;
 }
 
+/* Slices: one per thread, whole 16-column or 16-row tiles, each worth waking a thread for:
+ * ~1 MFLOP (about 5 us of arithmetic) or, for the few-row products that only stream their
+ * weights (a classifier's M = 1), 128 KiB of weights (about 5 us of memory traffic; each
+ * thread then also keeps its share of the weights in its own L2 from run to run).
+ *
+ * The columns are split when each slice gets at least 16: for float32, oneDNN 2.6's brgemm
+ * takes a strided column block of C (unlike int8's, dnnl_int8.c), and a column slice streams
+ * only its share of B, where a row slice streams all of it: measured on the bench models'
+ * shapes at 2 threads, row slices were never faster and up to 2x slower (ViT's 197 x 3072 x
+ * 768: 112 + 85 rows 5.3 + 2.4 ms against 2 x 2.6 ms; docs/benchmarks.md). Narrower products
+ * with many rows (N < 16 T, M >= 16 T) split the rows instead: every slice writes whole dense
+ * rows of C and all share one packed B. *by_rows says which; the result is the slice's
+ * extent (N for one slice). */
+static size_t slice_extent(const struct kiln_kprep *p, size_t M, size_t K, size_t N, bool *by_rows)
+{
+    size_t t = p->threads < 1 ? 1 : (size_t)p->threads;
+    if (t > MM_MAX_SLICES) t = MM_MAX_SLICES;
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    double wbytes = 4.0 * (double)N * (double)K;
+    *by_rows = N / t < 16 && M / t >= 16;
+    size_t len = *by_rows ? M : N;
+    while (t > 1 && (len / t < 16 || (flops / (double)t < 1e6 && (*by_rows || wbytes / (double)t < 131072.0)))) t--;
+    if (t == 1) *by_rows = false;
+    size_t per = (len + t - 1) / t;
+    if (t > 1) per = (per + 15) / 16 * 16;
+    return t == 1 ? N : per;
+}
+
 kiln_status kiln_dnnl_mm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_t N, const float *B,
                                  size_t ldb, bool transB, struct kiln_dnnl_mm **out)
 {
@@ -100,21 +128,13 @@ kiln_status kiln_dnnl_mm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_
     struct kiln_dnnl_mm *mm;
     KILN_TRY(kiln_kprep_alloc(p, sizeof *mm, (void **)&mm));
     mm->M = M, mm->K = K, mm->N = N;
-    /* Slices: one per thread, whole 16-column tiles, each worth waking a thread for: ~1 MFLOP
-     * (about 5 us of arithmetic) or, for the few-row products that only stream their weights
-     * (a classifier's M = 1), 128 KiB of weights (about 5 us of memory traffic; each thread
-     * then also keeps its share of the weights in its own L2 from run to run). */
-    size_t t = p->threads < 1 ? 1 : (size_t)p->threads;
-    if (t > MM_MAX_SLICES) t = MM_MAX_SLICES;
-    double flops = 2.0 * (double)M * (double)N * (double)K;
-    double wbytes = 4.0 * (double)N * (double)K;
-    while (t > 1 && (N / t < 16 || (flops / (double)t < 1e6 && wbytes / (double)t < 131072.0))) t--;
-    size_t per = (N + t - 1) / t;
-    if (t > 1) per = (per + 15) / 16 * 16;
-    for (size_t n0 = 0; n0 < N && mm->n < MM_MAX_SLICES; n0 += per) {
+    bool by_rows;
+    size_t per = slice_extent(p, M, K, N, &by_rows), len = by_rows ? M : N;
+    for (size_t i0 = 0; i0 < len && mm->n < MM_MAX_SLICES; i0 += per) {
         struct mm_slice *s = &mm->sl[mm->n++];
-        s->n0 = n0;
-        s->n1 = n0 + per < N ? n0 + per : N;
+        size_t i1 = i0 + per < len ? i0 + per : len;
+        s->m0 = by_rows ? i0 : 0, s->m1 = by_rows ? i1 : M;
+        s->n0 = by_rows ? 0 : i0, s->n1 = by_rows ? N : i1;
         if (!make_slice(eng, mm, s)) {
             mm_free(mm);
             return KILN_OK; /* oneDNN declined: the caller keeps its sgemm */
@@ -126,7 +146,12 @@ kiln_status kiln_dnnl_mm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_
         return st;
     }
     for (int i = 0; i < mm->n; i++) {
-        KILN_TRY(pack(p, &mm->sl[i], (uint32_t)(0x6d6d0000u + (unsigned)i), B, K, ldb, transB));
+        struct mm_slice *s = &mm->sl[i], *s0 = &mm->sl[0];
+        if (i > 0 && s->n0 == s0->n0 && s->n1 == s0->n1 && dnnl_memory_desc_equal(&s->w_md, &s0->w_md)) {
+            s->w = s0->w; /* a row slice: the same packed B */
+            continue;
+        }
+        KILN_TRY(pack(p, s, (uint32_t)(0x6d6d0000u + (unsigned)i), B, K, ldb, transB));
         if (!mm->sl[i].w) return KILN_OK; /* not packed: the caller keeps its sgemm */
     }
     *out = mm;
@@ -146,15 +171,16 @@ static void mm_chunk(void *ctx, size_t i0, size_t i1, int worker)
     struct mm_job *j = ctx;
     for (size_t i = i0; i < i1; i++) {
         const struct mm_slice *s = &j->mm->sl[i];
-        size_t M = j->mm->M, N = j->mm->N, nt = s->n1 - s->n0;
-        float *dst = s->staged ? kiln_dnnl_thread_buffer(M * nt * sizeof(float)) : j->C + s->n0;
-        struct kiln_dnnl_arg args[4] = {{DNNL_ARG_SRC, &s->a_md, j->A},
+        size_t M = s->m1 - s->m0, N = j->mm->N, nt = s->n1 - s->n0;
+        float *C = j->C + s->m0 * N;
+        float *dst = s->staged ? kiln_dnnl_thread_buffer(M * nt * sizeof(float)) : C + s->n0;
+        struct kiln_dnnl_arg args[4] = {{DNNL_ARG_SRC, &s->a_md, j->A + s->m0 * j->mm->K},
                                         {DNNL_ARG_WEIGHTS, &s->w_md, s->w},
                                         {DNNL_ARG_DST, &s->c_md, dst},
                                         {DNNL_ARG_SCRATCHPAD, &s->sp_md, NULL}};
         j->failed[i] = !dst || !kiln_dnnl_execute(s->prim, 4, args);
         if (s->staged && !j->failed[i])
-            for (size_t r = 0; r < M; r++) memcpy(j->C + r * N + s->n0, dst + r * nt, nt * sizeof(float));
+            for (size_t r = 0; r < M; r++) memcpy(C + r * N + s->n0, dst + r * nt, nt * sizeof(float));
     }
 }
 
@@ -170,6 +196,12 @@ bool kiln_dnnl_mm_run(const struct kiln_dnnl_mm *mm, struct kiln_pool *pool, con
 void kiln_dnnl_mm_dims(const struct kiln_dnnl_mm *mm, size_t *M, size_t *K, size_t *N)
 {
     *M = mm->M, *K = mm->K, *N = mm->N;
+}
+
+int kiln_dnnl_mm_slices(const struct kiln_dnnl_mm *mm, bool *by_rows)
+{
+    *by_rows = mm->n > 1 && mm->sl[0].m1 < mm->M;
+    return mm->n;
 }
 #else
 kiln_status kiln_dnnl_mm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_t N, const float *B,
@@ -190,5 +222,12 @@ void kiln_dnnl_mm_dims(const struct kiln_dnnl_mm *mm, size_t *M, size_t *K, size
 {
     (void)mm;
     *M = *K = *N = 0;
+}
+
+int kiln_dnnl_mm_slices(const struct kiln_dnnl_mm *mm, bool *by_rows)
+{
+    (void)mm;
+    *by_rows = false;
+    return 0;
 }
 #endif
