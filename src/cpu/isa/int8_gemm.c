@@ -1,0 +1,159 @@
+/* src/cpu/isa/int8_gemm.c: kiln's exact 8-bit integer product (contract in
+ * cpu/int8_gemm_isa.h). AVX2 intrinsics (also the AVX-512 copy, there EVEX-encoded with 32
+ * registers) and plain C for the portable copy, left to the compiler's vectorizer.
+ *
+ * Blocking: K in chunks of KC pairs (the chunk of B', KC x N int16 pairs, stays in L2 for
+ * all rows); per chunk, panels of MR rows of A are widened to int16 once (abuf, on the
+ * stack: widened bytes in memory order are exactly the int32 pairs vpmaddwd wants), then a
+ * register-blocked MR x 16 micro-kernel runs over each column block: per pair, two loads
+ * of B', one broadcast of A's pair per row, two vpmaddwd and two vpaddd per row. The first
+ * chunk stores C, later ones add to it. */
+#include <string.h>
+
+#include "cpu/int8_gemm_isa.h"
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#define NB KILN_I8GEMM_NB
+#define MR 6
+#define KC 256 /* pairs of K per chunk */
+
+/* Rows [0, mr) of A (at lda), pairs [k2, k2 + kc) of each, widened into abuf (row stride
+ * 2 * KC int16); an odd K's last pair gets a zero partner. */
+static void widen_panel(const void *A, size_t lda, bool a_signed, size_t mr, size_t K, size_t k2, size_t kc,
+                        int16_t *abuf)
+{
+    for (size_t r = 0; r < mr; r++) {
+        int16_t *d = abuf + r * 2 * KC;
+        size_t k0 = 2 * k2, k1 = k0 + 2 * kc, kend = k1 < K ? k1 : K, k = k0;
+        if (a_signed) {
+            const int8_t *s = (const int8_t *)A + r * lda;
+#if defined(__AVX2__)
+            for (; k + 16 <= kend; k += 16)
+                _mm256_storeu_si256((__m256i *)(d + k - k0),
+                                    _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(s + k))));
+#endif
+            for (; k < kend; k++) d[k - k0] = s[k];
+        } else {
+            const uint8_t *s = (const uint8_t *)A + r * lda;
+#if defined(__AVX2__)
+            for (; k + 16 <= kend; k += 16)
+                _mm256_storeu_si256((__m256i *)(d + k - k0),
+                                    _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(s + k))));
+#endif
+            for (; k < kend; k++) d[k - k0] = s[k];
+        }
+        for (; k < k1; k++) d[k - k0] = 0;
+    }
+}
+
+/* A's pair kk of abuf's row r as one int32 (low half the even k). */
+static inline int32_t pair_at(const int16_t *abuf, size_t r, size_t kk)
+{
+    int32_t v;
+    memcpy(&v, abuf + r * 2 * KC + 2 * kk, sizeof v);
+    return v;
+}
+
+/* Adds the tile t (mr rows of 16) into C's first nc columns (or stores it when !acc). */
+static inline void put_tile(const int32_t *t, size_t mr, size_t nc, int32_t *C, size_t ldc, bool acc)
+{
+    for (size_t r = 0; r < mr; r++)
+        for (size_t j = 0; j < nc; j++)
+            C[r * ldc + j] = acc ? (int32_t)((uint32_t)C[r * ldc + j] + (uint32_t)t[r * NB + j]) : t[r * NB + j];
+}
+
+#if defined(__AVX2__)
+/* The micro-kernel: C[0..mr)[0..nc) (+)= abuf's rows x the block b (kc pairs of 16
+ * columns). mr is a constant where it is inlined, so the accumulators live in registers. */
+static inline __attribute__((always_inline)) void micro(size_t mr, const int16_t *abuf, const int16_t *b,
+                                                        size_t kc, int32_t *C, size_t ldc, size_t nc, bool acc)
+{
+    __m256i c0[MR], c1[MR];
+    for (size_t r = 0; r < mr; r++) c0[r] = c1[r] = _mm256_setzero_si256();
+    for (size_t kk = 0; kk < kc; kk++) {
+        __m256i b0 = _mm256_loadu_si256((const __m256i *)(b + kk * 2 * NB));
+        __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + kk * 2 * NB + NB));
+        for (size_t r = 0; r < mr; r++) {
+            __m256i a = _mm256_set1_epi32(pair_at(abuf, r, kk));
+            c0[r] = _mm256_add_epi32(c0[r], _mm256_madd_epi16(a, b0));
+            c1[r] = _mm256_add_epi32(c1[r], _mm256_madd_epi16(a, b1));
+        }
+    }
+    if (nc == NB) {
+        for (size_t r = 0; r < mr; r++) {
+            __m256i *y = (__m256i *)(C + r * ldc);
+            if (acc) {
+                c0[r] = _mm256_add_epi32(c0[r], _mm256_loadu_si256(y));
+                c1[r] = _mm256_add_epi32(c1[r], _mm256_loadu_si256(y + 1));
+            }
+            _mm256_storeu_si256(y, c0[r]);
+            _mm256_storeu_si256(y + 1, c1[r]);
+        }
+        return;
+    }
+    int32_t t[MR * NB];
+    for (size_t r = 0; r < mr; r++) {
+        _mm256_storeu_si256((__m256i *)(t + r * NB), c0[r]);
+        _mm256_storeu_si256((__m256i *)(t + r * NB + 8), c1[r]);
+    }
+    put_tile(t, mr, nc, C, ldc, acc);
+}
+#else
+static inline __attribute__((always_inline)) void micro(size_t mr, const int16_t *abuf, const int16_t *b,
+                                                        size_t kc, int32_t *C, size_t ldc, size_t nc, bool acc)
+{
+    int32_t t[MR * NB] = {0};
+    for (size_t r = 0; r < mr; r++)
+        for (size_t kk = 0; kk < kc; kk++) {
+            int32_t a0 = abuf[r * 2 * KC + 2 * kk], a1 = abuf[r * 2 * KC + 2 * kk + 1];
+            const int16_t *bk = b + kk * 2 * NB;
+            for (size_t j = 0; j < NB; j++)
+                t[r * NB + j] = (int32_t)((uint32_t)t[r * NB + j] + (uint32_t)(a0 * bk[2 * j] + a1 * bk[2 * j + 1]));
+        }
+    put_tile(t, mr, nc, C, ldc, acc);
+}
+#endif
+
+#define MICRO_N(n)                                                                                           \
+    static void micro##n(const int16_t *abuf, const int16_t *b, size_t kc, int32_t *C, size_t ldc, size_t nc, \
+                         bool acc)                                                                           \
+    {                                                                                                        \
+        micro(n, abuf, b, kc, C, ldc, nc, acc);                                                              \
+    }
+MICRO_N(1)
+MICRO_N(2)
+MICRO_N(3)
+MICRO_N(4)
+MICRO_N(5)
+MICRO_N(6)
+
+typedef void (*micro_fn)(const int16_t *, const int16_t *, size_t, int32_t *, size_t, size_t, bool);
+static const micro_fn MICRO[MR + 1] = {NULL, micro1, micro2, micro3, micro4, micro5, micro6};
+
+void KILN_ISA_FN(kiln_i8gemm_isa)(const void *A, size_t lda, bool a_signed, size_t M, size_t K, const int16_t *bp,
+                                  size_t N, size_t nb0, size_t nb1, int32_t *C, size_t ldc)
+{
+    size_t K2 = (K + 1) / 2, nblocks = (N + NB - 1) / NB;
+    if (nb1 > nblocks) nb1 = nblocks;
+    if (K2 == 0) { /* an empty sum */
+        for (size_t m = 0; m < M; m++)
+            if (nb1 > nb0) memset(C + m * ldc + nb0 * NB, 0, ((nb1 * NB < N ? nb1 * NB : N) - nb0 * NB) * sizeof *C);
+        return;
+    }
+    int16_t abuf[MR * 2 * KC];
+    for (size_t k2 = 0; k2 < K2; k2 += KC) {
+        size_t kc = K2 - k2 < KC ? K2 - k2 : KC;
+        for (size_t m = 0; m < M; m += MR) {
+            size_t mr = M - m < MR ? M - m : MR;
+            widen_panel((const char *)A + m * lda, lda, a_signed, mr, K, k2, kc, abuf);
+            for (size_t jb = nb0; jb < nb1; jb++) {
+                size_t nc = N - jb * NB < NB ? N - jb * NB : NB;
+                const int16_t *b = bp + jb * K2 * 2 * NB + k2 * 2 * NB;
+                MICRO[mr](abuf, b, kc, C + m * ldc + jb * NB, ldc, nc, k2 > 0);
+            }
+        }
+    }
+}
