@@ -4,7 +4,8 @@
  * C = A * B' with A uint8 or int8 (row stride lda >= K, the bytes past K garbage that must
  * not be read into the sum), B' int8 or uint8 less 128 (as dnnl_int8.c shifts it), packed
  * by kiln_i8gemm_pack. Shapes: every M, N in 1..9 and K in 1..9 (tiny, odd K), random M, N,
- * K in 1..70, and a few larger ones past the K chunk (K > 512) and the 6-row panels; values
+ * K in 1..70, and a few larger ones past the K chunk (K > 256), the column chunk (N > 512)
+ * and the 6-row panels; values
  * drawn mostly from the extremes (255, 0, 127, -128: where vpmaddubsw's 16-bit pair sums
  * would saturate); a column-block range [nb0, nb1) inside N (the threads' column slices)
  * leaves C outside it untouched. Every comparison is exact.
@@ -83,6 +84,8 @@ int main(void)
             }
             one_case(isa, 13, 1031, 37, as, bs, 0, blocks(37)); /* K past two chunks, odd */
             one_case(isa, 7, 600, 64, as, bs, 1, 3);
+            one_case(isa, 8, 301, 1061, as, bs, 0, blocks(1061)); /* past a chunk of 32 column blocks */
+            one_case(isa, 5, 40, 1061, as, bs, 31, 66);
             one_case(isa, 2, 0, 5, as, bs, 0, 1); /* empty sum: zeros */
         }
     }

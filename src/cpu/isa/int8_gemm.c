@@ -2,10 +2,11 @@
  * cpu/int8_gemm_isa.h). AVX2 intrinsics (also the AVX-512 copy, there EVEX-encoded with 32
  * registers) and plain C for the portable copy, left to the compiler's vectorizer.
  *
- * Blocking: K in chunks of KC pairs (the chunk of B', KC x N int16 pairs, stays in L2 for
- * all rows); per chunk, panels of MR rows of A are widened to int16 once (abuf, on the
- * stack: widened bytes in memory order are exactly the int32 pairs vpmaddwd wants), then a
- * register-blocked MR x 16 micro-kernel runs over each column block: per pair, two loads
+ * Blocking: K in chunks of KC pairs and the columns in chunks of NBC blocks of 16 (that
+ * chunk of B', KC x NBC x 16 int16 pairs = 256 KiB, stays in L2 for all rows); per chunk,
+ * panels of MR rows of A are widened to int16 (abuf, on the stack: widened bytes in memory
+ * order are exactly the int32 pairs vpmaddwd wants), then a register-blocked MR x 16
+ * micro-kernel runs over each column block: per pair, two loads
  * of B', one broadcast of A's pair per row, two vpmaddwd and two vpaddd per row. The first
  * chunk stores C, later ones add to it. */
 #include <string.h>
@@ -18,7 +19,8 @@
 
 #define NB KILN_I8GEMM_NB
 #define MR 6
-#define KC 256 /* pairs of K per chunk */
+#define KC 128 /* pairs of K per chunk */
+#define NBC 32 /* column blocks per chunk */
 
 /* Rows [0, mr) of A (at lda), pairs [k2, k2 + kc) of each, widened into abuf (row stride
  * 2 * KC int16); an odd K's last pair gets a zero partner. */
@@ -49,14 +51,6 @@ static void widen_panel(const void *A, size_t lda, bool a_signed, size_t mr, siz
     }
 }
 
-/* A's pair kk of abuf's row r as one int32 (low half the even k). */
-static inline int32_t pair_at(const int16_t *abuf, size_t r, size_t kk)
-{
-    int32_t v;
-    memcpy(&v, abuf + r * 2 * KC + 2 * kk, sizeof v);
-    return v;
-}
-
 /* Adds the tile t (mr rows of 16) into C's first nc columns (or stores it when !acc). */
 static inline void put_tile(const int32_t *t, size_t mr, size_t nc, int32_t *C, size_t ldc, bool acc)
 {
@@ -66,6 +60,14 @@ static inline void put_tile(const int32_t *t, size_t mr, size_t nc, int32_t *C, 
 }
 
 #if defined(__AVX2__)
+/* A's pair kk of abuf's row r as one int32 (low half the even k). */
+static inline int32_t pair_at(const int16_t *abuf, size_t r, size_t kk)
+{
+    int32_t v;
+    memcpy(&v, abuf + r * 2 * KC + 2 * kk, sizeof v);
+    return v;
+}
+
 /* The micro-kernel: C[0..mr)[0..nc) (+)= abuf's rows x the block b (kc pairs of 16
  * columns). mr is a constant where it is inlined, so the accumulators live in registers. */
 static inline __attribute__((always_inline)) void micro(size_t mr, const int16_t *abuf, const int16_t *b,
@@ -146,13 +148,16 @@ void KILN_ISA_FN(kiln_i8gemm_isa)(const void *A, size_t lda, bool a_signed, size
     int16_t abuf[MR * 2 * KC];
     for (size_t k2 = 0; k2 < K2; k2 += KC) {
         size_t kc = K2 - k2 < KC ? K2 - k2 : KC;
-        for (size_t m = 0; m < M; m += MR) {
-            size_t mr = M - m < MR ? M - m : MR;
-            widen_panel((const char *)A + m * lda, lda, a_signed, mr, K, k2, kc, abuf);
-            for (size_t jb = nb0; jb < nb1; jb++) {
-                size_t nc = N - jb * NB < NB ? N - jb * NB : NB;
-                const int16_t *b = bp + jb * K2 * 2 * NB + k2 * 2 * NB;
-                MICRO[mr](abuf, b, kc, C + m * ldc + jb * NB, ldc, nc, k2 > 0);
+        for (size_t jc = nb0; jc < nb1; jc += NBC) { /* KC x NBC blocks of B': ~256 KiB, in L2 */
+            size_t jend = jc + NBC < nb1 ? jc + NBC : nb1;
+            for (size_t m = 0; m < M; m += MR) {
+                size_t mr = M - m < MR ? M - m : MR;
+                widen_panel((const char *)A + m * lda, lda, a_signed, mr, K, k2, kc, abuf);
+                for (size_t jb = jc; jb < jend; jb++) {
+                    size_t nc = N - jb * NB < NB ? N - jb * NB : NB;
+                    const int16_t *b = bp + jb * K2 * 2 * NB + k2 * 2 * NB;
+                    MICRO[mr](abuf, b, kc, C + m * ldc + jb * NB, ldc, nc, k2 > 0);
+                }
             }
         }
     }
