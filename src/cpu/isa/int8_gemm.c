@@ -68,31 +68,43 @@ static inline int32_t pair_at(const int16_t *abuf, size_t r, size_t kk)
     return v;
 }
 
+/* Row r's step: A's pair broadcast, times both halves of the block's pair row. */
+#define MICRO_ROW(r)                                                                               \
+    if (mr > r) {                                                                                  \
+        __m256i a = _mm256_set1_epi32(pair_at(abuf, r, kk));                                       \
+        c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(a, b0));                             \
+        c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(a, b1));                             \
+    }
+
 /* The micro-kernel: C[0..mr)[0..nc) (+)= abuf's rows x the block b (kc pairs of 16
- * columns). mr is a constant where it is inlined, so the accumulators live in registers. */
+ * columns). mr is a constant where it is inlined, and the 12 accumulators are named
+ * variables (an array of them, GCC keeps on the stack), so they live in registers. */
 static inline __attribute__((always_inline)) void micro(size_t mr, const int16_t *abuf, const int16_t *b,
                                                         size_t kc, int32_t *C, size_t ldc, size_t nc, bool acc)
 {
-    __m256i c0[MR], c1[MR];
-    for (size_t r = 0; r < mr; r++) c0[r] = c1[r] = _mm256_setzero_si256();
+    __m256i z = _mm256_setzero_si256();
+    __m256i c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z, c40 = z, c41 = z, c50 = z,
+            c51 = z;
     for (size_t kk = 0; kk < kc; kk++) {
         __m256i b0 = _mm256_loadu_si256((const __m256i *)(b + kk * 2 * NB));
         __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + kk * 2 * NB + NB));
-        for (size_t r = 0; r < mr; r++) {
-            __m256i a = _mm256_set1_epi32(pair_at(abuf, r, kk));
-            c0[r] = _mm256_add_epi32(c0[r], _mm256_madd_epi16(a, b0));
-            c1[r] = _mm256_add_epi32(c1[r], _mm256_madd_epi16(a, b1));
-        }
+        MICRO_ROW(0)
+        MICRO_ROW(1)
+        MICRO_ROW(2)
+        MICRO_ROW(3)
+        MICRO_ROW(4)
+        MICRO_ROW(5)
     }
+    const __m256i c0[MR] = {c00, c10, c20, c30, c40, c50}, c1[MR] = {c01, c11, c21, c31, c41, c51};
     if (nc == NB) {
         for (size_t r = 0; r < mr; r++) {
-            __m256i *y = (__m256i *)(C + r * ldc);
+            __m256i *y = (__m256i *)(C + r * ldc), y0 = c0[r], y1 = c1[r];
             if (acc) {
-                c0[r] = _mm256_add_epi32(c0[r], _mm256_loadu_si256(y));
-                c1[r] = _mm256_add_epi32(c1[r], _mm256_loadu_si256(y + 1));
+                y0 = _mm256_add_epi32(y0, _mm256_loadu_si256(y));
+                y1 = _mm256_add_epi32(y1, _mm256_loadu_si256(y + 1));
             }
-            _mm256_storeu_si256(y, c0[r]);
-            _mm256_storeu_si256(y + 1, c1[r]);
+            _mm256_storeu_si256(y, y0);
+            _mm256_storeu_si256(y + 1, y1);
         }
         return;
     }
