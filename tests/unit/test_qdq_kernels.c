@@ -16,8 +16,8 @@
  * added before rounding (an odd zero point tells the two orders apart). Weights and
  * activations come mostly from the extremes of their ranges (a saturating pair sum would
  * show). ctest also runs it with KILN_CPU_ISA=avx2 and =portable, where a constant W with
- * group 1 takes kiln's own int8 product ("kiln-int8-*", cpu/int8_gemm_isa.h) and the rest
- * the reference (checked all the same).
+ * group 1 takes kiln's own int8 product ("kiln-int8-*", cpu/int8_gemm_isa.h), a depthwise
+ * one the int32 taps ("int32-depthwise") and the rest the reference (checked all the same).
  */
 #include <math.h>
 #include <stdio.h>
@@ -307,6 +307,10 @@ static void qconv_cases(void)
                 /* without oneDNN's exact kernels, group 1 takes kiln's own int8 product */
                 if (!want_fast && c.wconst && c.G == 1)
                     CHECK(!strncmp(last_variant, "kiln-int8-", 10), "%s: took %s, not kiln-int8-*", what, last_variant);
+                /* and depthwise (group = C = M) the int32 taps */
+                if (!want_fast && c.wconst && c.G > 1 && c.G == c.C && c.M == c.C)
+                    CHECK(!strcmp(last_variant, "int32-depthwise"), "%s: took %s, not int32-depthwise", what,
+                          last_variant);
                 if (y) {
                     CHECK(y->t.rank == 4 && y->t.dims[1] == c.OH && y->t.dims[2] == c.OW && y->t.dims[3] == c.M,
                           "%s: wrong output shape", what);
