@@ -55,4 +55,12 @@ KILN_ISA_DECLARE(void, kiln_i8gemm_isa,
                  (const void *A, size_t lda, bool a_signed, size_t M, size_t K, const int16_t *bp, size_t N,
                   size_t nb0, size_t nb1, int32_t *C, size_t ldc));
 
+/* kiln.QConv's requantization of one row of int32 accumulators (src/cpu/ops/qconv.c's
+ * requant, bit for bit: float32 operations in its order, no contraction):
+ *   v = ((float)acc[m] + (float)bias[m]) * S[m]; act 1: max(v, 0); act 2: clamp to [lo, hi];
+ *   y[m] = saturate(nearbyintf(v + yz)) as int8 when y_signed, else uint8; bias NULL: 0. */
+KILN_ISA_DECLARE(void, kiln_i8_requant_row_isa,
+                 (const int32_t *acc, size_t n, const int32_t *bias, const float *S, int act, float lo, float hi,
+                  int32_t yz, bool y_signed, void *y));
+
 #endif

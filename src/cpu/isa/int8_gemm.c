@@ -9,6 +9,10 @@
  * micro-kernel runs over each column block: per pair, two loads
  * of B', one broadcast of A's pair per row, two vpmaddwd and two vpaddd per row. The first
  * chunk stores C, later ones add to it. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3", "no-trapping-math", "fp-contract=off")
+#endif
+#include <math.h>
 #include <string.h>
 
 #include "cpu/int8_gemm_isa.h"
@@ -172,5 +176,31 @@ void KILN_ISA_FN(kiln_i8gemm_isa)(const void *A, size_t lda, bool a_signed, size
                 }
             }
         }
+    }
+}
+
+/* One element of the requantization (the header's formula); each operation its own
+ * statement, so that nothing contracts into a fused multiply-add. */
+static inline float requant_v(int32_t acc, int32_t bias, float S, int act, float lo, float hi, float yz)
+{
+    float v = (float)acc + (float)bias;
+    v = v * S;
+    if (act == 1) v = v > 0.0f ? v : 0.0f;
+    if (act == 2) v = v < lo ? lo : v > hi ? hi : v;
+    v = v + yz;
+    return nearbyintf(v);
+}
+
+void KILN_ISA_FN(kiln_i8_requant_row_isa)(const int32_t *acc, size_t n, const int32_t *bias, const float *S, int act,
+                                          float lo, float hi, int32_t yz, bool y_signed, void *y)
+{
+    float fz = (float)yz, qlo = y_signed ? -128.0f : 0.0f, qhi = y_signed ? 127.0f : 255.0f;
+    for (size_t m = 0; m < n; m++) {
+        float v = requant_v(acc[m], bias ? bias[m] : 0, S[m], act, lo, hi, fz);
+        v = v < qlo ? qlo : v > qhi ? qhi : v;
+        if (y_signed)
+            ((int8_t *)y)[m] = (int8_t)(int32_t)v;
+        else
+            ((uint8_t *)y)[m] = (uint8_t)(int32_t)v;
     }
 }

@@ -44,6 +44,7 @@
 #include "base/pool.h"
 #include "cpu/dnnl_int8.h"
 #include "cpu/dnnl_qconv.h"
+#include "cpu/int8_gemm_isa.h"
 #include "cpu/isa.h"
 #include "cpu/kernel.h"
 #include "cpu/qdq_isa.h"
@@ -410,17 +411,12 @@ static void own_requant(void *ctx, size_t r0, size_t r1, int worker)
     (void)worker;
     const struct own_job *j = ctx;
     const struct qconv_params *q = j->q;
-    int32_t qlo = q->is_signed ? -128 : 0, qhi = q->is_signed ? 127 : 255;
     float lo = j->a->lo / q->ys, hi = j->a->hi / q->ys;
     size_t M = (size_t)j->M;
-    for (size_t i = r0 * M; i < r1 * M; i++) {
-        size_t m = i % M;
-        int32_t v = requant(j->acc[i], q->b ? q->b[m] : 0, j->S[m], j->a->act, lo, hi, q->yz, qlo, qhi);
-        if (q->is_signed)
-            ((int8_t *)j->y)[i] = (int8_t)v;
-        else
-            ((uint8_t *)j->y)[i] = (uint8_t)v;
-    }
+    void (*row)(const int32_t *, size_t, const int32_t *, const float *, int, float, float, int32_t, bool, void *) =
+        KILN_ISA_SELECT(kiln_i8_requant_row_isa);
+    for (size_t r = r0; r < r1; r++)
+        row(j->acc + r * M, M, q->b, j->S, j->a->act, lo, hi, q->yz, q->is_signed, (uint8_t *)j->y + r * M);
 }
 
 /* Depthwise output rows [r0, r1) (r = n * OH + oh) into acc, exact in wrapping int32; taps
