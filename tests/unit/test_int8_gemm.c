@@ -8,8 +8,10 @@
  * and the 6-row panels; values
  * drawn mostly from the extremes (255, 0, 127, -128: where vpmaddubsw's 16-bit pair sums
  * would saturate); a column-block range [nb0, nb1) inside N (the threads' column slices)
- * leaves C outside it untouched. Every comparison is exact.
+ * leaves C outside it untouched. kiln.QConv's requantization row (kiln_i8_requant_row_isa)
+ * likewise against qconv.c's formula written out here. Every comparison is exact.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +68,52 @@ done:
     free(A), free(B), free(C), free(R), free(bp);
 }
 
+/* kiln.QConv's requantization (src/cpu/ops/qconv.c's requant), written out here. */
+static int32_t requant_ref(int32_t acc, int32_t bias, float S, int act, float lo, float hi, int32_t yz, bool sgn)
+{
+    float v = (float)acc + (float)bias;
+    v = v * S;
+    if (act == 1) v = v > 0.0f ? v : 0.0f;
+    if (act == 2) v = v < lo ? lo : v > hi ? hi : v;
+    v = v + (float)yz;
+    v = nearbyintf(v);
+    float qlo = sgn ? -128.0f : 0.0f, qhi = sgn ? 127.0f : 255.0f;
+    return (int32_t)(v < qlo ? qlo : v > qhi ? qhi : v);
+}
+
+/* kiln_i8_requant_row_isa, every variant, against requant_ref byte for byte: lengths
+ * around the vector widths, scales 0.5 / 0.25 (exact halves: ties to even) and random,
+ * each activation, bias or none, int8 and uint8 output. */
+static void requant_cases(void)
+{
+    enum { N = 77 };
+    int32_t acc[N], bias[N];
+    float S[N];
+    uint8_t y[N + 1], want[N];
+    for (int isa = 0; isa <= (int)kiln_isa_best(); isa++)
+        for (int i = 0; i < 200; i++) {
+            size_t n = (size_t)rng_int(N + 1);
+            bool sgn = i & 1, hb = i & 2;
+            int act = (i >> 2) % 3;
+            int32_t yz = sgn ? rng_int(256) - 128 : rng_int(256);
+            float lo = (float)(rng_int(100) - 80), hi = lo + (float)rng_int(200);
+            for (size_t m = 0; m < n; m++) {
+                acc[m] = rng_int(2) ? rng_int(4001) - 2000 : (int32_t)(rng_u64() >> 40) - (1 << 23);
+                bias[m] = rng_int(201) - 100;
+                S[m] = i % 8 < 4 ? (rng_int(2) ? 0.5f : 0.25f) : (float)(rng_unit() * 0.01);
+            }
+            y[n] = 0xa5;
+            KILN_ISA_VARIANT(kiln_i8_requant_row_isa, isa)(acc, n, hb ? bias : NULL, S, act, lo, hi, yz, sgn, y);
+            size_t bad = 0;
+            for (size_t m = 0; m < n; m++) {
+                want[m] = (uint8_t)requant_ref(acc[m], hb ? bias[m] : 0, S[m], act, lo, hi, yz, sgn);
+                bad += y[m] != want[m];
+            }
+            CHECK(bad == 0 && y[n] == 0xa5, "requant %s n %zu act %d %s bias %d: %zu wrong or past the end",
+                  kiln_isa_name((enum kiln_isa)isa), n, act, sgn ? "s8" : "u8", hb, bad);
+        }
+}
+
 static size_t blocks(size_t N) { return (N + KILN_I8GEMM_NB - 1) / KILN_I8GEMM_NB; }
 
 int main(void)
@@ -89,5 +137,6 @@ int main(void)
             one_case(isa, 2, 0, 5, as, bs, 0, 1); /* empty sum: zeros */
         }
     }
+    requant_cases();
     return test_summary("test_int8_gemm");
 }
