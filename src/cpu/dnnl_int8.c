@@ -25,8 +25,8 @@ struct imm_slice {
 #endif
 };
 
-typedef void (*imm_gemm_fn)(const void *, size_t, bool, size_t, size_t, const int16_t *, size_t, size_t, size_t,
-                            int32_t *, size_t);
+typedef void (*imm_gemm_fn)(const void *, size_t, bool, size_t, size_t, const int16_t *, size_t, size_t,
+                            size_t, int32_t *, size_t);
 
 struct kiln_dnnl_imm {
     size_t M, K, N;           /* M 0: rows given at run (the slices are the row buckets) */
@@ -43,14 +43,16 @@ struct kiln_dnnl_imm {
 };
 
 /* colsum(B') and the corrections' constants (B' = B - off, off = 128 for a uint8 B). */
-static void fold_constants(struct kiln_dnnl_imm *mm, const void *B, bool b_signed, const int32_t *bzp, size_t nbzp)
+static void fold_constants(struct kiln_dnnl_imm *mm, const void *B, bool b_signed, const int32_t *bzp,
+                           size_t nbzp)
 {
     size_t K = mm->K, N = mm->N;
     int32_t off = b_signed ? 0 : 128;
     memset(mm->colsum, 0, N * sizeof *mm->colsum);
     for (size_t k = 0; k < K; k++)
         for (size_t n = 0; n < N; n++)
-            mm->colsum[n] += b_signed ? ((const int8_t *)B)[k * N + n] : (int32_t)((const uint8_t *)B)[k * N + n] - 128;
+            mm->colsum[n] +=
+                b_signed ? ((const int8_t *)B)[k * N + n] : (int32_t)((const uint8_t *)B)[k * N + n] - 128;
     mm->any_corr = false;
     for (size_t n = 0; n < N; n++) {
         int32_t z = nbzp == 0 ? 0 : bzp[nbzp == 1 ? 0 : n];
@@ -288,8 +290,8 @@ static void own_chunk(void *ctx, size_t i0, size_t i1, int worker)
         size_t b0 = (i % j->own_nn) * j->own_nbt, b1 = b0 + j->own_nbt;
         size_t n0 = b0 * KILN_I8GEMM_NB, n1 = b1 * KILN_I8GEMM_NB < mm->N ? b1 * KILN_I8GEMM_NB : mm->N;
         if (n0 >= n1 || m0 >= m1) continue;
-        mm->gemm((const char *)j->A + m0 * mm->Kp, mm->Kp, mm->a_signed, m1 - m0, mm->K, mm->own, mm->N, b0, b1,
-                 j->Y + m0 * mm->N, mm->N);
+        mm->gemm((const char *)j->A + m0 * mm->Kp, mm->Kp, mm->a_signed, m1 - m0, mm->K, mm->own, mm->N, b0,
+                 b1, j->Y + m0 * mm->N, mm->N);
         fold_zero_points(j, n0, n1, m0, m1);
     }
 }
@@ -347,8 +349,8 @@ bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, c
 static kiln_status own_prepare(struct kiln_kprep *p, struct kiln_dnnl_imm *mm, const void *B, bool b_signed)
 {
     size_t len, bytes;
-    if (!kiln_mul_size(mm->K, mm->N, &len) || !kiln_mul_size(kiln_i8gemm_packed_len(mm->K, mm->N), 2, &bytes) ||
-        bytes / 2 < len)
+    if (!kiln_mul_size(mm->K, mm->N, &len) ||
+        !kiln_mul_size(kiln_i8gemm_packed_len(mm->K, mm->N), 2, &bytes) || bytes / 2 < len)
         return kiln_kfail(&p->kc, KILN_E_NOMEM, "int8 weights of %zu x %zu are too large", mm->K, mm->N);
     KILN_TRY(kiln_kprep_alloc(p, bytes, (void **)&mm->own));
     kiln_i8gemm_pack(B, b_signed, 128, mm->K, mm->N, mm->own);
@@ -387,8 +389,17 @@ void kiln_dnnl_imm_dims(const struct kiln_dnnl_imm *mm, size_t *M, size_t *K, si
     *M = mm->M, *K = mm->K, *N = mm->N;
 }
 
-size_t kiln_dnnl_imm_lda(const struct kiln_dnnl_imm *mm) { return mm->Kp; }
+size_t kiln_dnnl_imm_lda(const struct kiln_dnnl_imm *mm)
+{
+    return mm->Kp;
+}
 
-const int32_t *kiln_dnnl_imm_colsum(const struct kiln_dnnl_imm *mm) { return mm->any_corr ? NULL : mm->colsum; }
+const int32_t *kiln_dnnl_imm_colsum(const struct kiln_dnnl_imm *mm)
+{
+    return mm->any_corr ? NULL : mm->colsum;
+}
 
-const char *kiln_dnnl_imm_kernel(const struct kiln_dnnl_imm *mm) { return mm->kernel; }
+const char *kiln_dnnl_imm_kernel(const struct kiln_dnnl_imm *mm)
+{
+    return mm->kernel;
+}

@@ -33,7 +33,8 @@ static inline size_t kiln_i8gemm_packed_len(size_t K, size_t N)
 
 /* Packs B'[k, n] = b(k * N + n) into bp (kiln_i8gemm_packed_len elements), b int8 when
  * b_signed, else uint8 less `off` (the caller's shift, e.g. 128 for uint8 weights). */
-static inline void kiln_i8gemm_pack(const void *b, bool b_signed, int32_t off, size_t K, size_t N, int16_t *bp)
+static inline void kiln_i8gemm_pack(const void *b, bool b_signed, int32_t off, size_t K, size_t N,
+                                    int16_t *bp)
 {
     size_t K2 = (K + 1) / 2, NB = KILN_I8GEMM_NB;
     for (size_t jb = 0; jb * NB < N; jb++)
@@ -43,7 +44,8 @@ static inline void kiln_i8gemm_pack(const void *b, bool b_signed, int32_t off, s
                     size_t k = 2 * k2 + h, n = jb * NB + j;
                     int32_t v = 0;
                     if (k < K && n < N)
-                        v = b_signed ? ((const int8_t *)b)[k * N + n] : (int32_t)((const uint8_t *)b)[k * N + n] - off;
+                        v = b_signed ? ((const int8_t *)b)[k * N + n]
+                                     : (int32_t)((const uint8_t *)b)[k * N + n] - off;
                     *bp++ = (int16_t)v;
                 }
 }
@@ -60,7 +62,7 @@ KILN_ISA_DECLARE(void, kiln_i8gemm_isa,
  *   v = ((float)acc[m] + (float)bias[m]) * S[m]; act 1: max(v, 0); act 2: clamp to [lo, hi];
  *   y[m] = saturate(nearbyintf(v + yz)) as int8 when y_signed, else uint8; bias NULL: 0. */
 KILN_ISA_DECLARE(void, kiln_i8_requant_row_isa,
-                 (const int32_t *acc, size_t n, const int32_t *bias, const float *S, int act, float lo, float hi,
-                  int32_t yz, bool y_signed, void *y));
+                 (const int32_t *acc, size_t n, const int32_t *bias, const float *S, int act, float lo,
+                  float hi, int32_t yz, bool y_signed, void *y));
 
 #endif

@@ -323,7 +323,10 @@ static void requantize(const struct qlin *q, int32_t *acc, size_t n, size_t div,
 
 /* The prepared int8 product runs at every level: oneDNN's where it has VNNI/AMX, else
  * kiln's own (cpu/int8_gemm_isa.h). */
-static bool exact_isa_expected(void) { return true; }
+static bool exact_isa_expected(void)
+{
+    return true;
+}
 
 static void run_case(struct cfg *c, const char *label)
 {

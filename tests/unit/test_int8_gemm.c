@@ -29,7 +29,8 @@ static int draw(bool sgn)
     return sgn ? rng_int(256) - 128 : rng_int(256);
 }
 
-static void one_case(int isa, size_t M, size_t K, size_t N, bool a_signed, bool b_signed, size_t nb0, size_t nb1)
+static void one_case(int isa, size_t M, size_t K, size_t N, bool a_signed, bool b_signed, size_t nb0,
+                     size_t nb1)
 {
     size_t lda = K + (size_t)rng_int(5), ldc = N + (size_t)rng_int(3);
     uint8_t *A = malloc(M * lda + 1), *B = malloc(K * N + 1);
@@ -62,14 +63,15 @@ static void one_case(int isa, size_t M, size_t K, size_t N, bool a_signed, bool 
             if (C[m * ldc + n] != want && !bad++) first = m * ldc + n;
         }
     CHECK(bad == 0, "%s M %zu K %zu N %zu A %s B %s blocks [%zu, %zu): %zu wrong, first at [%zu, %zu]: %d",
-          kiln_isa_name((enum kiln_isa)isa), M, K, N, a_signed ? "s8" : "u8", b_signed ? "s8" : "u8", nb0, nb1,
-          bad, first / ldc, first % ldc, C[first]);
+          kiln_isa_name((enum kiln_isa)isa), M, K, N, a_signed ? "s8" : "u8", b_signed ? "s8" : "u8", nb0,
+          nb1, bad, first / ldc, first % ldc, C[first]);
 done:
     free(A), free(B), free(C), free(R), free(bp);
 }
 
 /* kiln.QConv's requantization (src/cpu/ops/qconv.c's requant), written out here. */
-static int32_t requant_ref(int32_t acc, int32_t bias, float S, int act, float lo, float hi, int32_t yz, bool sgn)
+static int32_t requant_ref(int32_t acc, int32_t bias, float S, int act, float lo, float hi, int32_t yz,
+                           bool sgn)
 {
     float v = (float)acc + (float)bias;
     v = v * S;
@@ -103,7 +105,8 @@ static void requant_cases(void)
                 S[m] = i % 8 < 4 ? (rng_int(2) ? 0.5f : 0.25f) : (float)(rng_unit() * 0.01);
             }
             y[n] = 0xa5;
-            KILN_ISA_VARIANT(kiln_i8_requant_row_isa, isa)(acc, n, hb ? bias : NULL, S, act, lo, hi, yz, sgn, y);
+            KILN_ISA_VARIANT(kiln_i8_requant_row_isa, isa)
+            (acc, n, hb ? bias : NULL, S, act, lo, hi, yz, sgn, y);
             size_t bad = 0;
             for (size_t m = 0; m < n; m++) {
                 want[m] = (uint8_t)requant_ref(acc[m], hb ? bias[m] : 0, S[m], act, lo, hi, yz, sgn);
@@ -114,7 +117,10 @@ static void requant_cases(void)
         }
 }
 
-static size_t blocks(size_t N) { return (N + KILN_I8GEMM_NB - 1) / KILN_I8GEMM_NB; }
+static size_t blocks(size_t N)
+{
+    return (N + KILN_I8GEMM_NB - 1) / KILN_I8GEMM_NB;
+}
 
 int main(void)
 {
@@ -127,7 +133,8 @@ int main(void)
                     for (size_t N = 1; N <= 9; N += 4) one_case(isa, M, K, N, as, bs, 0, blocks(N));
             for (int i = 0; i < 60; i++) {
                 size_t M = 1 + (size_t)rng_int(70), K = 1 + (size_t)rng_int(70), N = 1 + (size_t)rng_int(70);
-                size_t nb = blocks(N), nb0 = (size_t)rng_int((int)nb), nb1 = nb0 + 1 + (size_t)rng_int((int)(nb - nb0));
+                size_t nb = blocks(N), nb0 = (size_t)rng_int((int)nb),
+                       nb1 = nb0 + 1 + (size_t)rng_int((int)(nb - nb0));
                 one_case(isa, M, K, N, as, bs, i % 3 ? 0 : nb0, i % 3 ? nb : nb1);
             }
             one_case(isa, 13, 1031, 37, as, bs, 0, blocks(37)); /* K past two chunks, odd */

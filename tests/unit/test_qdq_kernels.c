@@ -306,7 +306,8 @@ static void qconv_cases(void)
                 CHECK(!prep || c.wconst, "%s: a graph-input W took the prepared variant", what);
                 /* without oneDNN's exact kernels, group 1 takes kiln's own int8 product */
                 if (!want_fast && c.wconst && c.G == 1)
-                    CHECK(!strncmp(last_variant, "kiln-int8-", 10), "%s: took %s, not kiln-int8-*", what, last_variant);
+                    CHECK(!strncmp(last_variant, "kiln-int8-", 10), "%s: took %s, not kiln-int8-*", what,
+                          last_variant);
                 /* and depthwise (group = C = M) the int32 taps */
                 if (!want_fast && c.wconst && c.G > 1 && c.G == c.C && c.M == c.C)
                     CHECK(!strcmp(last_variant, "int32-depthwise"), "%s: took %s, not int32-depthwise", what,

@@ -21,10 +21,10 @@
 #include <immintrin.h>
 #endif
 
-#define NB KILN_I8GEMM_NB
-#define MR 6
-#define KC 128 /* pairs of K per chunk */
-#define NBC 32 /* column blocks per chunk */
+#define NB  KILN_I8GEMM_NB
+#define MR  6
+#define KC  128 /* pairs of K per chunk */
+#define NBC 32  /* column blocks per chunk */
 
 /* Rows [0, mr) of A (at lda), pairs [k2, k2 + kc) of each, widened into abuf (row stride
  * 2 * KC int16); an odd K's last pair gets a zero partner. */
@@ -60,7 +60,8 @@ static inline void put_tile(const int32_t *t, size_t mr, size_t nc, int32_t *C, 
 {
     for (size_t r = 0; r < mr; r++)
         for (size_t j = 0; j < nc; j++)
-            C[r * ldc + j] = acc ? (int32_t)((uint32_t)C[r * ldc + j] + (uint32_t)t[r * NB + j]) : t[r * NB + j];
+            C[r * ldc + j] =
+                acc ? (int32_t)((uint32_t)C[r * ldc + j] + (uint32_t)t[r * NB + j]) : t[r * NB + j];
 }
 
 #if defined(__AVX2__)
@@ -73,18 +74,19 @@ static inline int32_t pair_at(const int16_t *abuf, size_t r, size_t kk)
 }
 
 /* Row r's step: A's pair broadcast, times both halves of the block's pair row. */
-#define MICRO_ROW(r)                                                                               \
-    if (mr > r) {                                                                                  \
-        __m256i a = _mm256_set1_epi32(pair_at(abuf, r, kk));                                       \
-        c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(a, b0));                             \
-        c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(a, b1));                             \
+#define MICRO_ROW(r)                                                                                         \
+    if (mr > r) {                                                                                            \
+        __m256i a = _mm256_set1_epi32(pair_at(abuf, r, kk));                                                 \
+        c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(a, b0));                                       \
+        c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(a, b1));                                       \
     }
 
 /* The micro-kernel: C[0..mr)[0..nc) (+)= abuf's rows x the block b (kc pairs of 16
  * columns). mr is a constant where it is inlined, and the 12 accumulators are named
  * variables (an array of them, GCC keeps on the stack), so they live in registers. */
 static inline __attribute__((always_inline)) void micro(size_t mr, const int16_t *abuf, const int16_t *b,
-                                                        size_t kc, int32_t *C, size_t ldc, size_t nc, bool acc)
+                                                        size_t kc, int32_t *C, size_t ldc, size_t nc,
+                                                        bool acc)
 {
     __m256i z = _mm256_setzero_si256();
     __m256i c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z, c40 = z, c41 = z, c50 = z,
@@ -121,7 +123,8 @@ static inline __attribute__((always_inline)) void micro(size_t mr, const int16_t
 }
 #else
 static inline __attribute__((always_inline)) void micro(size_t mr, const int16_t *abuf, const int16_t *b,
-                                                        size_t kc, int32_t *C, size_t ldc, size_t nc, bool acc)
+                                                        size_t kc, int32_t *C, size_t ldc, size_t nc,
+                                                        bool acc)
 {
     int32_t t[MR * NB] = {0};
     for (size_t r = 0; r < mr; r++)
@@ -129,15 +132,16 @@ static inline __attribute__((always_inline)) void micro(size_t mr, const int16_t
             int32_t a0 = abuf[r * 2 * KC + 2 * kk], a1 = abuf[r * 2 * KC + 2 * kk + 1];
             const int16_t *bk = b + kk * 2 * NB;
             for (size_t j = 0; j < NB; j++)
-                t[r * NB + j] = (int32_t)((uint32_t)t[r * NB + j] + (uint32_t)(a0 * bk[2 * j] + a1 * bk[2 * j + 1]));
+                t[r * NB + j] =
+                    (int32_t)((uint32_t)t[r * NB + j] + (uint32_t)(a0 * bk[2 * j] + a1 * bk[2 * j + 1]));
         }
     put_tile(t, mr, nc, C, ldc, acc);
 }
 #endif
 
 #define MICRO_N(n)                                                                                           \
-    static void micro##n(const int16_t *abuf, const int16_t *b, size_t kc, int32_t *C, size_t ldc, size_t nc, \
-                         bool acc)                                                                           \
+    static void micro##n(const int16_t *abuf, const int16_t *b, size_t kc, int32_t *C, size_t ldc,           \
+                         size_t nc, bool acc)                                                                \
     {                                                                                                        \
         micro(n, abuf, b, kc, C, ldc, nc, acc);                                                              \
     }
@@ -151,14 +155,15 @@ MICRO_N(6)
 typedef void (*micro_fn)(const int16_t *, const int16_t *, size_t, int32_t *, size_t, size_t, bool);
 static const micro_fn MICRO[MR + 1] = {NULL, micro1, micro2, micro3, micro4, micro5, micro6};
 
-void KILN_ISA_FN(kiln_i8gemm_isa)(const void *A, size_t lda, bool a_signed, size_t M, size_t K, const int16_t *bp,
-                                  size_t N, size_t nb0, size_t nb1, int32_t *C, size_t ldc)
+void KILN_ISA_FN(kiln_i8gemm_isa)(const void *A, size_t lda, bool a_signed, size_t M, size_t K,
+                                  const int16_t *bp, size_t N, size_t nb0, size_t nb1, int32_t *C, size_t ldc)
 {
     size_t K2 = (K + 1) / 2, nblocks = (N + NB - 1) / NB;
     if (nb1 > nblocks) nb1 = nblocks;
     if (K2 == 0) { /* an empty sum */
         for (size_t m = 0; m < M; m++)
-            if (nb1 > nb0) memset(C + m * ldc + nb0 * NB, 0, ((nb1 * NB < N ? nb1 * NB : N) - nb0 * NB) * sizeof *C);
+            if (nb1 > nb0)
+                memset(C + m * ldc + nb0 * NB, 0, ((nb1 * NB < N ? nb1 * NB : N) - nb0 * NB) * sizeof *C);
         return;
     }
     int16_t abuf[MR * 2 * KC];
@@ -191,8 +196,8 @@ static inline float requant_v(int32_t acc, int32_t bias, float S, int act, float
     return nearbyintf(v);
 }
 
-void KILN_ISA_FN(kiln_i8_requant_row_isa)(const int32_t *acc, size_t n, const int32_t *bias, const float *S, int act,
-                                          float lo, float hi, int32_t yz, bool y_signed, void *y)
+void KILN_ISA_FN(kiln_i8_requant_row_isa)(const int32_t *acc, size_t n, const int32_t *bias, const float *S,
+                                          int act, float lo, float hi, int32_t yz, bool y_signed, void *y)
 {
     float fz = (float)yz, qlo = y_signed ? -128.0f : 0.0f, qhi = y_signed ? 127.0f : 255.0f;
     for (size_t m = 0; m < n; m++) {

@@ -29,13 +29,12 @@
  * / y_scale) + y_zp), with a true division (src/cpu/isa/qdq.c vectorizes it).
  *
  * Variants of QConv: "onednn-int8" / "onednn-int8-noamx" (oneDNN's AMX or VNNI kernels,
- * whichever ran faster when prepared; cpu/dnnl_qconv.h) (prepared when X's shape, W, B and every scale and zero
- * point are known at prepare, and oneDNN has exact int8 kernels); without those kernels, for
- * group 1, "kiln-int8-avx2" (-avx512, -portable: X unfolded channels-last into rows of
- * kh * kw * C, the padding x_zero_point, times W prepacked by cpu/dnnl_int8.h, kiln's own
- * exact int8 kernel there, then the same requantization per element); depthwise (group = C
- * = M) "int32-depthwise" (exact int32 taps, kiln_qdw_tap_isa, then the same
- * requantization); else "reference".
+ * whichever ran faster when prepared; cpu/dnnl_qconv.h) (prepared when X's shape, W, B and every scale and
+ * zero point are known at prepare, and oneDNN has exact int8 kernels); without those kernels, for group 1,
+ * "kiln-int8-avx2" (-avx512, -portable: X unfolded channels-last into rows of kh * kw * C, the padding
+ * x_zero_point, times W prepacked by cpu/dnnl_int8.h, kiln's own exact int8 kernel there, then the same
+ * requantization per element); depthwise (group = C = M) "int32-depthwise" (exact int32 taps,
+ * kiln_qdw_tap_isa, then the same requantization); else "reference".
  */
 #include <math.h>
 #include <stdio.h>
@@ -373,7 +372,7 @@ struct own_job {
     const struct qconv_attrs *a;
     const struct qconv_params *q;
     const uint8_t *x;
-    uint8_t *A; /* [rows, lda] */
+    uint8_t *A;         /* [rows, lda] */
     const int32_t *acc; /* [rows, M] */
     const int32_t *wdw; /* depthwise: W [kh * kw][C] */
     void *y;
@@ -413,8 +412,8 @@ static void own_requant(void *ctx, size_t r0, size_t r1, int worker)
     const struct qconv_params *q = j->q;
     float lo = j->a->lo / q->ys, hi = j->a->hi / q->ys;
     size_t M = (size_t)j->M;
-    void (*row)(const int32_t *, size_t, const int32_t *, const float *, int, float, float, int32_t, bool, void *) =
-        KILN_ISA_SELECT(kiln_i8_requant_row_isa);
+    void (*row)(const int32_t *, size_t, const int32_t *, const float *, int, float, float, int32_t, bool,
+                void *) = KILN_ISA_SELECT(kiln_i8_requant_row_isa);
     for (size_t r = r0; r < r1; r++)
         row(j->acc + r * M, M, q->b, j->S, j->a->act, lo, hi, q->yz, q->is_signed, (uint8_t *)j->y + r * M);
 }
@@ -427,7 +426,8 @@ static void dw_rows(void *ctx, size_t r0, size_t r1, int worker)
     const struct own_job *j = ctx;
     const struct qconv_attrs *a = j->a;
     size_t C = (size_t)j->C;
-    void (*tap)(uint32_t *, const uint8_t *, bool, int32_t, const int32_t *, size_t) = KILN_ISA_SELECT(kiln_qdw_tap_isa);
+    void (*tap)(uint32_t *, const uint8_t *, bool, int32_t, const int32_t *, size_t) =
+        KILN_ISA_SELECT(kiln_qdw_tap_isa);
     for (size_t r = r0; r < r1; r++) {
         int64_t n = (int64_t)r / j->OH, oh = (int64_t)r % j->OH;
         for (int64_t ow = 0; ow < j->OW; ow++) {
@@ -448,27 +448,47 @@ static void dw_rows(void *ctx, size_t r0, size_t r1, int worker)
 }
 
 static kiln_status own_run(struct kiln_kctx *k, const struct qconv_state *s, const struct qconv_params *q,
-                           const struct kiln_tensor *x, struct kiln_tensor *y, int64_t OH, int64_t OW, int64_t pt,
-                           int64_t pl, int64_t kh, int64_t kw)
+                           const struct kiln_tensor *x, struct kiln_tensor *y, int64_t OH, int64_t OW,
+                           int64_t pt, int64_t pl, int64_t kh, int64_t kw)
 {
     const struct qconv_attrs *a = &s->a;
     size_t N = (size_t)x->dims[0], rows = N * (size_t)(OH * OW), M = (size_t)s->M;
     size_t lda = s->own ? kiln_dnnl_imm_lda(s->own) : 0;
     bool direct = s->wdw || (kh == 1 && kw == 1 && a->s[0] == 1 && a->s[1] == 1 && pt == 0 && pl == 0 &&
                              OH == s->H && OW == s->W && lda == (size_t)s->C);
-    size_t abytes = direct ? 0 : (rows * lda + 63) / 64 * 64, accbytes = (rows * M * sizeof(int32_t) + 63) / 64 * 64;
+    size_t abytes = direct ? 0 : (rows * lda + 63) / 64 * 64,
+           accbytes = (rows * M * sizeof(int32_t) + 63) / 64 * 64;
     uint8_t *mem;
     KILN_TRY(kiln_scratch(k, abytes + accbytes + M * sizeof(float), (void **)&mem));
-    struct own_job j = {a,      q,    x->data, direct ? x->data : mem, (const int32_t *)(mem + abytes), s->wdw, y->data,
-                        (const float *)(mem + abytes + accbytes), lda, s->H, s->W, s->C, s->M, OH, OW, kh, kw, pt, pl};
+    struct own_job j = {a,
+                        q,
+                        x->data,
+                        direct ? x->data : mem,
+                        (const int32_t *)(mem + abytes),
+                        s->wdw,
+                        y->data,
+                        (const float *)(mem + abytes + accbytes),
+                        lda,
+                        s->H,
+                        s->W,
+                        s->C,
+                        s->M,
+                        OH,
+                        OW,
+                        kh,
+                        kw,
+                        pt,
+                        pl};
     qconv_scales(q, s->M, (float *)(mem + abytes + accbytes));
     if (s->wdw) {
-        kiln_pool_for(k->pool, N * (size_t)OH, kiln_pool_grain((size_t)(OW * kh * kw * s->C), 1 << 16), dw_rows, &j);
+        kiln_pool_for(k->pool, N * (size_t)OH, kiln_pool_grain((size_t)(OW * kh * kw * s->C), 1 << 16),
+                      dw_rows, &j);
         kiln_pool_for(k->pool, rows, kiln_pool_grain(M, 1 << 16), own_requant, &j);
         return KILN_OK;
     }
     if (!direct)
-        kiln_pool_for(k->pool, N * (size_t)OH, kiln_pool_grain((size_t)(OW * kh * kw * s->C), 1 << 16), own_unfold, &j);
+        kiln_pool_for(k->pool, N * (size_t)OH, kiln_pool_grain((size_t)(OW * kh * kw * s->C), 1 << 16),
+                      own_unfold, &j);
     if (!kiln_dnnl_imm_run(s->own, k->pool, j.A, rows, q->xz, (int32_t *)(mem + abytes)))
         return kiln_kfail(k, KILN_E_INTERNAL, "the int8 product failed");
     kiln_pool_for(k->pool, rows, kiln_pool_grain(M, 1 << 16), own_requant, &j);
@@ -510,7 +530,8 @@ static kiln_status qconv_run(struct kiln_kctx *k)
             return kiln_kfail(k, KILN_E_INTERNAL, "oneDNN failed to run the int8 convolution");
         return KILN_OK;
     }
-    if ((s->own || s->wdw) && H == s->H && W == s->W && C == s->C && M == s->M) return own_run(k, s, &q, x, y, OH, OW, pt, pl, kh, kw);
+    if ((s->own || s->wdw) && H == s->H && W == s->W && C == s->C && M == s->M)
+        return own_run(k, s, &q, x, y, OH, OW, pt, pl, kh, kw);
     float *S;
     KILN_TRY(kiln_scratch(k, (size_t)M * sizeof *S, (void **)&S));
     qconv_scales(&q, M, S);
