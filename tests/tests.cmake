@@ -48,7 +48,8 @@ add_test(NAME test_conv_transpose_fast_portable COMMAND test_conv_transpose_fast
 set_tests_properties(test_conv_transpose_fast_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)
 
 # MatMulInteger's prepared int8 product at each compiled level below the best: both take
-# the reference variant (oneDNN held to AVX2 has no VNNI), still compared exactly.
+# kiln's own int8 kernel (oneDNN held to AVX2 has no VNNI; cpu/int8_gemm_isa.h), compared
+# exactly.
 add_test(NAME test_int8_fast_portable COMMAND test_int8_fast)
 set_tests_properties(test_int8_fast_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)
 add_test(NAME test_int8_fast_avx2 COMMAND test_int8_fast)

@@ -1,37 +1,67 @@
 /* dnnl_int8.c: exact integer products with a constant 8-bit B prepacked by oneDNN's int8
- * matmul primitive (dnnl_int8.h). */
+ * matmul primitive, or by kiln's own int8 kernel where oneDNN has none exact (dnnl_int8.h). */
 #include "cpu/dnnl_int8.h"
 
 #include <stdatomic.h>
 #include <string.h>
 
+#include "cpu/int8_gemm_isa.h"
 #include "cpu/isa.h"
 #include "cpu/kernel.h"
 #include "cpu/quant_isa.h"
 
 #ifdef KILN_HAVE_DNNL
 #include "cpu/dnnl_util.h"
+#endif
 
 #define IMM_MAX_SLICES 16
 
 struct imm_slice {
     size_t m0, m1, n0, n1; /* its rows and columns of Y */
+#ifdef KILN_HAVE_DNNL
     dnnl_primitive_t prim;
     dnnl_memory_desc_t a_md, w_md, c_md, sp_md; /* sp_md: its scratchpad (zeros: none) */
     const void *w;
+#endif
 };
+
+typedef void (*imm_gemm_fn)(const void *, size_t, bool, size_t, size_t, const int16_t *, size_t, size_t,
+                            size_t, int32_t *, size_t);
 
 struct kiln_dnnl_imm {
     size_t M, K, N;           /* M 0: rows given at run (the slices are the row buckets) */
-    size_t Kp;                /* K rounded up to 4: A's row stride, B's padded rows */
+    size_t Kp;                /* A's row stride: K rounded up to 4 for oneDNN, K for kiln's own */
     bool a_signed;
     bool any_corr;  /* some corr[n] != 0: the rows' sums are needed */
     int32_t *colsum; /* [N] colsum(B') */
     int32_t *corr;   /* [N] off - b_zp[n] */
+    int16_t *own;    /* B' packed for kiln's own kernel (int8_gemm_isa.h); NULL: oneDNN's slices */
+    imm_gemm_fn gemm; /* the own kernel's active variant */
+    const char *kernel;
     int n;
     struct imm_slice sl[IMM_MAX_SLICES];
 };
 
+/* colsum(B') and the corrections' constants (B' = B - off, off = 128 for a uint8 B). */
+static void fold_constants(struct kiln_dnnl_imm *mm, const void *B, bool b_signed, const int32_t *bzp,
+                           size_t nbzp)
+{
+    size_t K = mm->K, N = mm->N;
+    int32_t off = b_signed ? 0 : 128;
+    memset(mm->colsum, 0, N * sizeof *mm->colsum);
+    for (size_t k = 0; k < K; k++)
+        for (size_t n = 0; n < N; n++)
+            mm->colsum[n] +=
+                b_signed ? ((const int8_t *)B)[k * N + n] : (int32_t)((const uint8_t *)B)[k * N + n] - 128;
+    mm->any_corr = false;
+    for (size_t n = 0; n < N; n++) {
+        int32_t z = nbzp == 0 ? 0 : bzp[nbzp == 1 ? 0 : n];
+        mm->corr[n] = (int32_t)((uint32_t)off - (uint32_t)z);
+        mm->any_corr |= mm->corr[n] != 0;
+    }
+}
+
+#ifdef KILN_HAVE_DNNL
 static void imm_free(void *arg)
 {
     struct kiln_dnnl_imm *mm = arg;
@@ -62,27 +92,13 @@ static bool make_slice(dnnl_engine_t eng, struct kiln_dnnl_imm *mm, struct imm_s
     return s->prim != NULL;
 }
 
-/* B' = B - off as int8 into bs ([Kp, N], the rows past K zero), and the corrections'
- * constants. */
-static void fold_weights(struct kiln_dnnl_imm *mm, const void *B, bool b_signed, const int32_t *bzp,
-                         size_t nbzp, int8_t *bs)
+/* B' = B - off as int8 into bs ([Kp, N], the rows past K zero). */
+static void shift_weights(const struct kiln_dnnl_imm *mm, const void *B, bool b_signed, int8_t *bs)
 {
     size_t K = mm->K, N = mm->N;
-    int32_t off = b_signed ? 0 : 128;
-    memset(mm->colsum, 0, N * sizeof *mm->colsum);
     memset(bs + K * N, 0, (mm->Kp - K) * N);
-    for (size_t k = 0; k < K; k++)
-        for (size_t n = 0; n < N; n++) {
-            int32_t v = b_signed ? ((const int8_t *)B)[k * N + n] : (int32_t)((const uint8_t *)B)[k * N + n] - 128;
-            bs[k * N + n] = (int8_t)v;
-            mm->colsum[n] += v;
-        }
-    mm->any_corr = false;
-    for (size_t n = 0; n < N; n++) {
-        int32_t z = nbzp == 0 ? 0 : bzp[nbzp == 1 ? 0 : n];
-        mm->corr[n] = (int32_t)((uint32_t)off - (uint32_t)z);
-        mm->any_corr |= mm->corr[n] != 0;
-    }
+    for (size_t k = 0; k < K * N; k++)
+        bs[k] = b_signed ? ((const int8_t *)B)[k] : (int8_t)((int32_t)((const uint8_t *)B)[k] - 128);
 }
 
 /* Rows given at run: the slices are primitives for blocks of IMM_BUCKETS[i] rows, all on one
@@ -129,19 +145,16 @@ static kiln_status pack_slices(struct kiln_kprep *p, struct kiln_dnnl_imm *mm, c
     return KILN_OK;
 }
 
-kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_t N, bool a_signed,
-                                  const void *B, bool b_signed, const int32_t *bzp, size_t nbzp,
-                                  struct kiln_dnnl_imm **out)
+/* oneDNN's slices and packed B for mm (its constants set); *ok false when oneDNN is not
+ * there, has no exact kernel at the active instruction set, or declines (mm->n then counts
+ * the primitives the engine's release destroys). */
+static kiln_status dnnl_prepare(struct kiln_kprep *p, struct kiln_dnnl_imm *mm, const void *B, bool b_signed,
+                                bool *ok)
 {
-    *out = NULL;
+    *ok = false;
     dnnl_engine_t eng;
-    if (!K || !N || !B || kiln_isa_active() < KILN_ISA_AVX2 || !(eng = kiln_dnnl_engine()) || !exact_int8_isa())
-        return KILN_OK;
-    struct kiln_dnnl_imm *mm;
-    KILN_TRY(kiln_kprep_alloc(p, sizeof *mm, (void **)&mm));
-    KILN_TRY(kiln_kprep_alloc(p, N * sizeof(int32_t), (void **)&mm->colsum));
-    KILN_TRY(kiln_kprep_alloc(p, N * sizeof(int32_t), (void **)&mm->corr));
-    mm->M = M, mm->K = K, mm->N = N, mm->a_signed = a_signed;
+    size_t M = mm->M, K = mm->K, N = mm->N;
+    if (kiln_isa_active() < KILN_ISA_AVX2 || !(eng = kiln_dnnl_engine()) || !exact_int8_isa()) return KILN_OK;
     mm->Kp = (K + 3) / 4 * 4; /* oneDNN 2.6's AMX kernels can fault (SIGILL) on a K tail */
     bool by_rows = true;
     size_t per = M ? slice_extent(p, M, K, N, &by_rows) : 0, len = by_rows ? M : N;
@@ -150,6 +163,7 @@ kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size
         s->m0 = 0, s->m1 = IMM_BUCKETS[b], s->n0 = 0, s->n1 = N;
         if (!make_slice(eng, mm, s)) {
             imm_free(mm);
+            mm->n = 0;
             return KILN_OK;
         }
     }
@@ -160,38 +174,47 @@ kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size
         s->n0 = by_rows ? 0 : i0, s->n1 = by_rows ? N : i1;
         if (!make_slice(eng, mm, s)) {
             imm_free(mm);
-            return KILN_OK; /* oneDNN declined: the caller keeps its reference loop */
+            mm->n = 0;
+            return KILN_OK; /* oneDNN declined: kiln's own kernel */
         }
     }
     kiln_status st = kiln_kprep_on_free(p, imm_free, mm);
     if (st) {
         imm_free(mm);
+        mm->n = 0;
         return st;
     }
     size_t bytes;
     if (!kiln_mul_size(mm->Kp, N, &bytes)) return KILN_OK;
     int8_t *bs = kiln_malloc(bytes);
     if (!bs) return kiln_kfail(&p->kc, KILN_E_NOMEM, "out of memory for %zu bytes of int8 weights", bytes);
-    fold_weights(mm, B, b_signed, bzp, nbzp, bs);
+    shift_weights(mm, B, b_signed, bs);
     st = pack_slices(p, mm, bs);
     kiln_free(bs);
     KILN_TRY(st);
     for (int i = 0; i < mm->n; i++)
-        if (!mm->sl[i].w) return KILN_OK; /* not packed: the caller keeps its reference loop */
-    *out = mm;
+        if (!mm->sl[i].w) return KILN_OK; /* not packed: kiln's own kernel */
+    *ok = true;
+    mm->kernel = "onednn-int8";
     return KILN_OK;
 }
 
+#endif
+
 /* A run's blocks of rows: block i runs slice slice[i] on rows [r0[i], r0[i] + its rows);
- * rows given at run: blocks [0, nfull) are the largest bucket's, at i * IMM_BUCKETS[0]. */
+ * rows given at run: blocks [0, nfull) are the largest bucket's, at i * IMM_BUCKETS[0].
+ * kiln's own kernel: block i is rows [own_mt * (i / own_nn), ...) x column blocks
+ * [own_nbt * (i % own_nn), ...) of KILN_I8GEMM_NB. */
 #define IMM_MAX_REST 16
 struct imm_job {
     const struct kiln_dnnl_imm *mm;
     const void *A;
     int32_t azp;
     int32_t *Y;
+    size_t M;
     size_t nfull, nrest, rest_r0[IMM_MAX_REST];
     int rest_slice[IMM_MAX_REST];
+    size_t own_mt, own_nbt, own_nn;
     atomic_bool failed;
 };
 
@@ -209,9 +232,9 @@ static uint32_t row_sum(const struct kiln_dnnl_imm *mm, const void *A, size_t m)
     return s;
 }
 
-/* The zero points folded into rows [m0, m1) of the slice's columns of Y (dnnl_int8.h's
+/* The zero points folded into rows [m0, m1) x columns [n0, n1) of Y (dnnl_int8.h's
  * formula). */
-static void fold_zero_points(const struct imm_job *j, const struct imm_slice *s, size_t m0, size_t m1)
+static void fold_zero_points(const struct imm_job *j, size_t n0, size_t n1, size_t m0, size_t m1)
 {
     const struct kiln_dnnl_imm *mm = j->mm;
     uint32_t a = (uint32_t)j->azp, ka = (uint32_t)mm->K * a;
@@ -220,10 +243,11 @@ static void fold_zero_points(const struct imm_job *j, const struct imm_slice *s,
         KILN_ISA_SELECT(kiln_imm_fold_row_isa);
     for (size_t m = m0; m < m1; m++) {
         uint32_t r = mm->any_corr ? row_sum(mm, j->A, m) - ka : 0;
-        fold(j->Y + m * mm->N + s->n0, s->n1 - s->n0, mm->corr + s->n0, mm->colsum + s->n0, r, a);
+        fold(j->Y + m * mm->N + n0, n1 - n0, mm->corr + n0, mm->colsum + n0, r, a);
     }
 }
 
+#ifdef KILN_HAVE_DNNL
 static void imm_chunk(void *ctx, size_t i0, size_t i1, int worker)
 {
     (void)worker;
@@ -249,15 +273,61 @@ static void imm_chunk(void *ctx, size_t i0, size_t i1, int worker)
             atomic_store(&j->failed, true);
             continue;
         }
-        fold_zero_points(j, s, r0, r1);
+        fold_zero_points(j, s->n0, s->n1, r0, r1);
     }
+}
+
+#endif
+
+/* kiln's own kernel on blocks [i0, i1) of the run (struct imm_job), each then corrected. */
+static void own_chunk(void *ctx, size_t i0, size_t i1, int worker)
+{
+    (void)worker;
+    const struct imm_job *j = ctx;
+    const struct kiln_dnnl_imm *mm = j->mm;
+    for (size_t i = i0; i < i1; i++) {
+        size_t m0 = (i / j->own_nn) * j->own_mt, m1 = m0 + j->own_mt < j->M ? m0 + j->own_mt : j->M;
+        size_t b0 = (i % j->own_nn) * j->own_nbt, b1 = b0 + j->own_nbt;
+        size_t n0 = b0 * KILN_I8GEMM_NB, n1 = b1 * KILN_I8GEMM_NB < mm->N ? b1 * KILN_I8GEMM_NB : mm->N;
+        if (n0 >= n1 || m0 >= m1) continue;
+        mm->gemm((const char *)j->A + m0 * mm->Kp, mm->Kp, mm->a_signed, m1 - m0, mm->K, mm->own, mm->N, b0,
+                 b1, j->Y + m0 * mm->N, mm->N);
+        fold_zero_points(j, n0, n1, m0, m1);
+    }
+}
+
+/* Splits the own kernel's M x N product into blocks for t threads: rows in panels of 48
+ * (whole 6-row micro-tiles), the column blocks too when the panels are fewer than 2t; one
+ * block when the whole product is under ~2 M integer operations. */
+static size_t own_blocks(struct imm_job *j, size_t M, int threads)
+{
+    const struct kiln_dnnl_imm *mm = j->mm;
+    size_t nb = (mm->N + KILN_I8GEMM_NB - 1) / KILN_I8GEMM_NB, t = threads < 1 ? 1 : (size_t)threads;
+    double ops = 2.0 * (double)M * (double)mm->N * (double)mm->K;
+    if (t == 1 || ops < 2e6) {
+        j->own_mt = M ? M : 1, j->own_nbt = nb ? nb : 1, j->own_nn = 1;
+        return 1;
+    }
+    j->own_mt = 48;
+    size_t np = (M + 47) / 48, want = 2 * t, split = np >= want ? 1 : (want + np - 1) / np;
+    if (split > nb) split = nb ? nb : 1;
+    j->own_nbt = (nb + split - 1) / split;
+    j->own_nn = (nb + j->own_nbt - 1) / j->own_nbt;
+    return np * j->own_nn;
 }
 
 bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, const void *A, size_t M,
                        int32_t a_zp, int32_t *Y)
 {
-    struct imm_job j = {.mm = mm, .A = A, .azp = a_zp, .Y = Y};
+    struct imm_job j = {.mm = mm, .A = A, .azp = a_zp, .Y = Y, .M = M};
     atomic_init(&j.failed, false);
+    if (mm->M && M != mm->M) return false;
+    if (mm->own) {
+        size_t blocks = own_blocks(&j, M, kiln_pool_threads(pool));
+        kiln_pool_for(pool, blocks, 1, own_chunk, &j);
+        return true;
+    }
+#ifdef KILN_HAVE_DNNL
     size_t blocks = (size_t)mm->n;
     if (!mm->M) { /* rows given at run: the largest bucket's blocks, then the rest */
         j.nfull = M / IMM_BUCKETS[0];
@@ -267,11 +337,51 @@ bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, c
                 j.rest_slice[j.nrest] = (int)b, j.rest_r0[j.nrest++] = r;
         if (r != M) return false; /* cannot happen: the last bucket is 1 row, at most 3 of each */
         blocks = j.nfull + j.nrest;
-    } else if (M != mm->M) {
-        return false;
     }
     kiln_pool_for(pool, blocks, 1, imm_chunk, &j);
     return !atomic_load(&j.failed);
+#else
+    return false;
+#endif
+}
+
+/* B' packed for kiln's own kernel, its active variant chosen. */
+static kiln_status own_prepare(struct kiln_kprep *p, struct kiln_dnnl_imm *mm, const void *B, bool b_signed)
+{
+    size_t len, bytes;
+    if (!kiln_mul_size(mm->K, mm->N, &len) ||
+        !kiln_mul_size(kiln_i8gemm_packed_len(mm->K, mm->N), 2, &bytes) || bytes / 2 < len)
+        return kiln_kfail(&p->kc, KILN_E_NOMEM, "int8 weights of %zu x %zu are too large", mm->K, mm->N);
+    KILN_TRY(kiln_kprep_alloc(p, bytes, (void **)&mm->own));
+    kiln_i8gemm_pack(B, b_signed, 128, mm->K, mm->N, mm->own);
+    mm->Kp = mm->K;
+    mm->gemm = KILN_ISA_SELECT(kiln_i8gemm_isa);
+    mm->kernel = kiln_isa_active() == KILN_ISA_AVX512 ? "kiln-int8-avx512"
+                 : kiln_isa_active() == KILN_ISA_AVX2 ? "kiln-int8-avx2"
+                                                      : "kiln-int8-portable";
+    return KILN_OK;
+}
+
+kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_t N, bool a_signed,
+                                  const void *B, bool b_signed, const int32_t *bzp, size_t nbzp,
+                                  struct kiln_dnnl_imm **out)
+{
+    *out = NULL;
+    if (!K || !N || !B) return KILN_OK;
+    struct kiln_dnnl_imm *mm;
+    KILN_TRY(kiln_kprep_alloc(p, sizeof *mm, (void **)&mm));
+    memset(mm, 0, sizeof *mm);
+    KILN_TRY(kiln_kprep_alloc(p, N * sizeof(int32_t), (void **)&mm->colsum));
+    KILN_TRY(kiln_kprep_alloc(p, N * sizeof(int32_t), (void **)&mm->corr));
+    mm->M = M, mm->K = K, mm->N = N, mm->a_signed = a_signed;
+    fold_constants(mm, B, b_signed, bzp, nbzp);
+    bool ok = false;
+#ifdef KILN_HAVE_DNNL
+    KILN_TRY(dnnl_prepare(p, mm, B, b_signed, &ok));
+#endif
+    if (!ok) KILN_TRY(own_prepare(p, mm, B, b_signed));
+    *out = mm;
+    return KILN_OK;
 }
 
 void kiln_dnnl_imm_dims(const struct kiln_dnnl_imm *mm, size_t *M, size_t *K, size_t *N)
@@ -279,41 +389,17 @@ void kiln_dnnl_imm_dims(const struct kiln_dnnl_imm *mm, size_t *M, size_t *K, si
     *M = mm->M, *K = mm->K, *N = mm->N;
 }
 
-size_t kiln_dnnl_imm_lda(const struct kiln_dnnl_imm *mm) { return mm->Kp; }
-
-const int32_t *kiln_dnnl_imm_colsum(const struct kiln_dnnl_imm *mm) { return mm->any_corr ? NULL : mm->colsum; }
-#else
-kiln_status kiln_dnnl_imm_prepare(struct kiln_kprep *p, size_t M, size_t K, size_t N, bool a_signed,
-                                  const void *B, bool b_signed, const int32_t *bzp, size_t nbzp,
-                                  struct kiln_dnnl_imm **out)
-{
-    (void)p, (void)M, (void)K, (void)N, (void)a_signed, (void)B, (void)b_signed, (void)bzp, (void)nbzp;
-    *out = NULL;
-    return KILN_OK;
-}
-
-bool kiln_dnnl_imm_run(const struct kiln_dnnl_imm *mm, struct kiln_pool *pool, const void *A, size_t M,
-                       int32_t a_zp, int32_t *Y)
-{
-    (void)mm, (void)pool, (void)A, (void)M, (void)a_zp, (void)Y;
-    return false;
-}
-
-void kiln_dnnl_imm_dims(const struct kiln_dnnl_imm *mm, size_t *M, size_t *K, size_t *N)
-{
-    (void)mm;
-    *M = *K = *N = 0;
-}
-
 size_t kiln_dnnl_imm_lda(const struct kiln_dnnl_imm *mm)
 {
-    (void)mm;
-    return 0;
+    return mm->Kp;
 }
 
 const int32_t *kiln_dnnl_imm_colsum(const struct kiln_dnnl_imm *mm)
 {
-    (void)mm;
-    return NULL;
+    return mm->any_corr ? NULL : mm->colsum;
 }
-#endif
+
+const char *kiln_dnnl_imm_kernel(const struct kiln_dnnl_imm *mm)
+{
+    return mm->kernel;
+}

@@ -15,8 +15,9 @@
  * are exact halves: they check that rounding is half to even and that y_zero_point is
  * added before rounding (an odd zero point tells the two orders apart). Weights and
  * activations come mostly from the extremes of their ranges (a saturating pair sum would
- * show). ctest also runs it with KILN_CPU_ISA=avx2 and =portable, where every case takes
- * the reference (checked all the same).
+ * show). ctest also runs it with KILN_CPU_ISA=avx2 and =portable, where a constant W with
+ * group 1 takes kiln's own int8 product ("kiln-int8-*", cpu/int8_gemm_isa.h), a depthwise
+ * one the int32 taps ("int32-depthwise") and the rest the reference (checked all the same).
  */
 #include <math.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@
 #define tf model_text_add
 
 static int cases_run, prepared_runs;
+static char last_variant[32]; /* node 0's variant in the last run */
 
 struct qc {
     bool s8, bias, wconst;
@@ -182,6 +184,7 @@ static kiln_value *run(const struct qc *c, int threads, bool *prepared, const ch
         const char *be, *kernel, *variant;
         kiln_engine_node_kernel(e, 0, &be, &kernel, &variant);
         *prepared = variant && !strncmp(variant, "onednn-int8", 11);
+        snprintf(last_variant, sizeof last_variant, "%s", variant ? variant : "");
         st = kiln_session_create_from_engine(e, NULL, &s, &err);
     }
     if (!st) st = kiln_session_run(s, n_in, names, (const kiln_value *const *)in, 1, &out, &err);
@@ -301,6 +304,14 @@ static void qconv_cases(void)
                 prepared_runs += prep;
                 if (c.wconst && !prep && getenv("QDQ_TEST_VERBOSE")) printf("not prepared: %s\n", what);
                 CHECK(!prep || c.wconst, "%s: a graph-input W took the prepared variant", what);
+                /* without oneDNN's exact kernels, group 1 takes kiln's own int8 product */
+                if (!want_fast && c.wconst && c.G == 1)
+                    CHECK(!strncmp(last_variant, "kiln-int8-", 10), "%s: took %s, not kiln-int8-*", what,
+                          last_variant);
+                /* and depthwise (group = C = M) the int32 taps */
+                if (!want_fast && c.wconst && c.G > 1 && c.G == c.C && c.M == c.C)
+                    CHECK(!strcmp(last_variant, "int32-depthwise"), "%s: took %s, not int32-depthwise", what,
+                          last_variant);
                 if (y) {
                     CHECK(y->t.rank == 4 && y->t.dims[1] == c.OH && y->t.dims[2] == c.OW && y->t.dims[3] == c.M,
                           "%s: wrong output shape", what);

@@ -29,15 +29,21 @@
  * / y_scale) + y_zp), with a true division (src/cpu/isa/qdq.c vectorizes it).
  *
  * Variants of QConv: "onednn-int8" / "onednn-int8-noamx" (oneDNN's AMX or VNNI kernels,
- * whichever ran faster when prepared; cpu/dnnl_qconv.h) (prepared when X's shape, W, B and every scale and zero
- * point are known at prepare, and oneDNN has exact int8 kernels), else "reference".
+ * whichever ran faster when prepared; cpu/dnnl_qconv.h) (prepared when X's shape, W, B and every scale and
+ * zero point are known at prepare, and oneDNN has exact int8 kernels); without those kernels, for group 1,
+ * "kiln-int8-avx2" (-avx512, -portable: X unfolded channels-last into rows of kh * kw * C, the padding
+ * x_zero_point, times W prepacked by cpu/dnnl_int8.h, kiln's own exact int8 kernel there, then the same
+ * requantization per element); depthwise (group = C = M) "int32-depthwise" (exact int32 taps,
+ * kiln_qdw_tap_isa, then the same requantization); else "reference".
  */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "base/pool.h"
+#include "cpu/dnnl_int8.h"
 #include "cpu/dnnl_qconv.h"
+#include "cpu/int8_gemm_isa.h"
 #include "cpu/isa.h"
 #include "cpu/kernel.h"
 #include "cpu/qdq_isa.h"
@@ -56,7 +62,9 @@ struct qconv_attrs {
 struct qconv_state {
     struct qconv_attrs a;
     struct kiln_dnnl_qconv *fast;
-    int64_t H, W, C, M; /* what fast was prepared for */
+    struct kiln_dnnl_imm *own; /* group 1 without fast: the exact int8 product (dnnl_int8.h) */
+    int32_t *wdw;              /* depthwise without fast: W as int32 [kh * kw][C] */
+    int64_t H, W, C, M;        /* what fast / own was prepared for */
 };
 
 static kiln_status read_pair(struct kiln_kctx *k, const char *name, int64_t def, int64_t min, int64_t *out)
@@ -267,9 +275,45 @@ static void ref_rows(void *ctx, size_t r0, size_t r1, int worker)
 
 /* ------------------------------------------------------------------ prepare, run */
 
+/* Group 1 without oneDNN's exact convolution: W [M, C, kh, kw] as B [kh * kw * C, M] for the
+ * exact int8 product (its zero point 0), the rows given at run. */
+static kiln_status own_prepare(struct kiln_kprep *p, struct qconv_state *s, const int8_t *w,
+                               const struct kiln_qconv_geom *g, bool x_signed)
+{
+    size_t C = (size_t)g->C, M = (size_t)g->M, taps = (size_t)(g->k[0] * g->k[1]), K = taps * C, bytes;
+    if (!kiln_mul_size(K, M, &bytes)) return KILN_OK;
+    int8_t *b = kiln_malloc(bytes ? bytes : 1);
+    if (!b) return kiln_kfail(&p->kc, KILN_E_NOMEM, "out of memory for %zu bytes of int8 weights", bytes);
+    for (size_t m = 0; m < M; m++)
+        for (size_t c = 0; c < C; c++)
+            for (size_t t = 0; t < taps; t++) b[(t * C + c) * M + m] = w[(m * C + c) * taps + t];
+    kiln_status st = kiln_dnnl_imm_prepare(p, 0, K, M, x_signed, b, true, NULL, 0, &s->own);
+    kiln_free(b);
+    KILN_TRY(st);
+    if (s->own) {
+        s->H = g->H, s->W = g->W, s->C = g->C, s->M = g->M;
+        p->kernel = kiln_dnnl_imm_kernel(s->own);
+    }
+    return KILN_OK;
+}
+
 static const struct kiln_tensor *in_const(const struct kiln_kprep *p, size_t i)
 {
     return p->kc.n_in > i && p->kc.node->inputs[i][0] ? kiln_kprep_const(p, i) : NULL;
+}
+
+/* Depthwise without oneDNN's exact convolution: W [C, 1, kh, kw] as int32 [kh * kw][C]. */
+static kiln_status dw_prepare(struct kiln_kprep *p, struct qconv_state *s, const int8_t *w,
+                              const struct kiln_qconv_geom *g)
+{
+    size_t C = (size_t)g->C, taps = (size_t)(g->k[0] * g->k[1]), n;
+    if (!kiln_mul_size(taps * C, sizeof(int32_t), &n)) return KILN_OK;
+    KILN_TRY(kiln_kprep_alloc(p, n, (void **)&s->wdw));
+    for (size_t c = 0; c < C; c++)
+        for (size_t t = 0; t < taps; t++) s->wdw[t * C + c] = w[c * taps + t];
+    s->H = g->H, s->W = g->W, s->C = g->C, s->M = g->M;
+    p->kernel = "int32-depthwise";
+    return KILN_OK;
 }
 
 static kiln_status qconv_prepare(struct kiln_kprep *p)
@@ -314,7 +358,140 @@ static kiln_status qconv_prepare(struct kiln_kprep *p)
         int kind = kiln_dnnl_qconv_kind(s->fast);
         p->kernel = kind ? "onednn-int8-noamx" : "onednn-int8";
         p->chosen = 1 + kind;
+    } else if (a->group == 1) {
+        KILN_TRY(own_prepare(p, s, w->data, &g, q.is_signed));
+    } else if (a->group == C && M == C) {
+        KILN_TRY(dw_prepare(p, s, w->data, &g));
     }
+    return KILN_OK;
+}
+
+/* The own product's run (struct qconv_state's own: X unfolded, the product; wdw: the
+ * depthwise taps), then requantized. */
+struct own_job {
+    const struct qconv_attrs *a;
+    const struct qconv_params *q;
+    const uint8_t *x;
+    uint8_t *A;         /* [rows, lda] */
+    const int32_t *acc; /* [rows, M] */
+    const int32_t *wdw; /* depthwise: W [kh * kw][C] */
+    void *y;
+    const float *S;
+    size_t lda;
+    int64_t H, W, C, M, OH, OW, kh, kw, pt, pl;
+};
+
+static void own_unfold(void *ctx, size_t r0, size_t r1, int worker)
+{
+    (void)worker;
+    const struct own_job *j = ctx;
+    const struct qconv_attrs *a = j->a;
+    size_t C = (size_t)j->C;
+    for (size_t r = r0; r < r1; r++) { /* r: (n, oh) */
+        int64_t n = (int64_t)r / j->OH, oh = (int64_t)r % j->OH;
+        for (int64_t ow = 0; ow < j->OW; ow++) {
+            uint8_t *d = j->A + (r * (size_t)j->OW + (size_t)ow) * j->lda;
+            for (int64_t ky = 0; ky < j->kh; ky++) {
+                int64_t ih = oh * a->s[0] - j->pt + ky * a->d[0];
+                for (int64_t kx = 0; kx < j->kw; kx++, d += C) {
+                    int64_t iw = ow * a->s[1] - j->pl + kx * a->d[1];
+                    if (ih < 0 || ih >= j->H || iw < 0 || iw >= j->W)
+                        memset(d, (uint8_t)j->q->xz, C); /* (x - x_zero_point) 0 */
+                    else
+                        memcpy(d, j->x + (size_t)((n * j->H + ih) * j->W + iw) * C, C);
+                }
+            }
+        }
+    }
+}
+
+static void own_requant(void *ctx, size_t r0, size_t r1, int worker)
+{
+    (void)worker;
+    const struct own_job *j = ctx;
+    const struct qconv_params *q = j->q;
+    float lo = j->a->lo / q->ys, hi = j->a->hi / q->ys;
+    size_t M = (size_t)j->M;
+    void (*row)(const int32_t *, size_t, const int32_t *, const float *, int, float, float, int32_t, bool,
+                void *) = KILN_ISA_SELECT(kiln_i8_requant_row_isa);
+    for (size_t r = r0; r < r1; r++)
+        row(j->acc + r * M, M, q->b, j->S, j->a->act, lo, hi, q->yz, q->is_signed, (uint8_t *)j->y + r * M);
+}
+
+/* Depthwise output rows [r0, r1) (r = n * OH + oh) into acc, exact in wrapping int32; taps
+ * in the padding add nothing, as in the reference. */
+static void dw_rows(void *ctx, size_t r0, size_t r1, int worker)
+{
+    (void)worker;
+    const struct own_job *j = ctx;
+    const struct qconv_attrs *a = j->a;
+    size_t C = (size_t)j->C;
+    void (*tap)(uint32_t *, const uint8_t *, bool, int32_t, const int32_t *, size_t) =
+        KILN_ISA_SELECT(kiln_qdw_tap_isa);
+    for (size_t r = r0; r < r1; r++) {
+        int64_t n = (int64_t)r / j->OH, oh = (int64_t)r % j->OH;
+        for (int64_t ow = 0; ow < j->OW; ow++) {
+            uint32_t *acc = (uint32_t *)j->acc + (r * (size_t)j->OW + (size_t)ow) * C;
+            memset(acc, 0, C * sizeof *acc);
+            for (int64_t ky = 0; ky < j->kh; ky++) {
+                int64_t ih = oh * a->s[0] - j->pt + ky * a->d[0];
+                if (ih < 0 || ih >= j->H) continue;
+                for (int64_t kx = 0; kx < j->kw; kx++) {
+                    int64_t iw = ow * a->s[1] - j->pl + kx * a->d[1];
+                    if (iw < 0 || iw >= j->W) continue;
+                    tap(acc, j->x + (size_t)((n * j->H + ih) * j->W + iw) * C, j->q->is_signed, j->q->xz,
+                        j->wdw + (size_t)(ky * j->kw + kx) * C, C);
+                }
+            }
+        }
+    }
+}
+
+static kiln_status own_run(struct kiln_kctx *k, const struct qconv_state *s, const struct qconv_params *q,
+                           const struct kiln_tensor *x, struct kiln_tensor *y, int64_t OH, int64_t OW,
+                           int64_t pt, int64_t pl, int64_t kh, int64_t kw)
+{
+    const struct qconv_attrs *a = &s->a;
+    size_t N = (size_t)x->dims[0], rows = N * (size_t)(OH * OW), M = (size_t)s->M;
+    size_t lda = s->own ? kiln_dnnl_imm_lda(s->own) : 0;
+    bool direct = s->wdw || (kh == 1 && kw == 1 && a->s[0] == 1 && a->s[1] == 1 && pt == 0 && pl == 0 &&
+                             OH == s->H && OW == s->W && lda == (size_t)s->C);
+    size_t abytes = direct ? 0 : (rows * lda + 63) / 64 * 64,
+           accbytes = (rows * M * sizeof(int32_t) + 63) / 64 * 64;
+    uint8_t *mem;
+    KILN_TRY(kiln_scratch(k, abytes + accbytes + M * sizeof(float), (void **)&mem));
+    struct own_job j = {a,
+                        q,
+                        x->data,
+                        direct ? x->data : mem,
+                        (const int32_t *)(mem + abytes),
+                        s->wdw,
+                        y->data,
+                        (const float *)(mem + abytes + accbytes),
+                        lda,
+                        s->H,
+                        s->W,
+                        s->C,
+                        s->M,
+                        OH,
+                        OW,
+                        kh,
+                        kw,
+                        pt,
+                        pl};
+    qconv_scales(q, s->M, (float *)(mem + abytes + accbytes));
+    if (s->wdw) {
+        kiln_pool_for(k->pool, N * (size_t)OH, kiln_pool_grain((size_t)(OW * kh * kw * s->C), 1 << 16),
+                      dw_rows, &j);
+        kiln_pool_for(k->pool, rows, kiln_pool_grain(M, 1 << 16), own_requant, &j);
+        return KILN_OK;
+    }
+    if (!direct)
+        kiln_pool_for(k->pool, N * (size_t)OH, kiln_pool_grain((size_t)(OW * kh * kw * s->C), 1 << 16),
+                      own_unfold, &j);
+    if (!kiln_dnnl_imm_run(s->own, k->pool, j.A, rows, q->xz, (int32_t *)(mem + abytes)))
+        return kiln_kfail(k, KILN_E_INTERNAL, "the int8 product failed");
+    kiln_pool_for(k->pool, rows, kiln_pool_grain(M, 1 << 16), own_requant, &j);
     return KILN_OK;
 }
 
@@ -353,6 +530,8 @@ static kiln_status qconv_run(struct kiln_kctx *k)
             return kiln_kfail(k, KILN_E_INTERNAL, "oneDNN failed to run the int8 convolution");
         return KILN_OK;
     }
+    if ((s->own || s->wdw) && H == s->H && W == s->W && C == s->C && M == s->M)
+        return own_run(k, s, &q, x, y, OH, OW, pt, pl, kh, kw);
     float *S;
     KILN_TRY(kiln_scratch(k, (size_t)M * sizeof *S, (void **)&S));
     qconv_scales(&q, M, S);

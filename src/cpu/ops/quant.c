@@ -824,7 +824,7 @@ static kiln_status mmi_prepare_at(struct kiln_kprep *p, size_t bi, size_t zi, bo
         st->bzp = bzp ? bzp->data : NULL;
         st->a_dtype = a_dtype;
         if (a_float && M) p->scratch_bytes = M * K + N * sizeof(float) + 128; /* dqmm_impl's */
-        p->kernel = "onednn-int8";
+        p->kernel = kiln_dnnl_imm_kernel(st->mm);
         p->chosen = 1;
     }
     return KILN_OK;
@@ -1307,7 +1307,7 @@ static kiln_status iconv_prepare_fast(struct kiln_kprep *p, struct iconv_state *
         if (!st->mm) return KILN_OK;
         st->lda = kiln_dnnl_imm_lda(st->mm);
         st->direct = st->direct && st->lda == st->kdim;
-        p->kernel = "onednn-int8";
+        p->kernel = kiln_dnnl_imm_kernel(st->mm);
     }
     st->w = w->data;
     st->wzp = wzp ? wzp->data : NULL;
