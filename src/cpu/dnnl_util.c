@@ -271,7 +271,6 @@ repack:;
     if (reorder(src_md, src, md, mem)) *out = mem;
     return KILN_OK;
 }
-#endif
 
 void kiln_dnnl_matmul_create(dnnl_engine_t eng, const dnnl_memory_desc_t *a_md, const dnnl_memory_desc_t *c_md,
                              dnnl_data_type_t wt, bool no_ref, dnnl_primitive_t *prim, dnnl_memory_desc_t *w_md,
@@ -301,3 +300,4 @@ void kiln_dnnl_matmul_create(dnnl_engine_t eng, const dnnl_memory_desc_t *a_md, 
     }
     dnnl_primitive_desc_destroy(pd);
 }
+#endif
