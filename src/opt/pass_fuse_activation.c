@@ -6,14 +6,15 @@
  *   MatMul -> [Add(., Z)] -> [act]        => kiln.FusedMatMul(A, B, "", Z)
  *   kiln.FusedMatMul(A, B, bias) -> ...   => kiln.FusedMatMul(A, B, bias, Z)
  *   ConvTranspose -> act                  => kiln.FusedConvTranspose(X, W, B) activation=act
+ *   kiln.DynQuantMatMul(...) -> act       => kiln.DynQuantMatMul(...) activation=act
  *
  * act is any activation of fu_activation (Relu, Clip, LeakyRelu, Sigmoid, Tanh,
  * HardSigmoid, HardSwish, Gelu) or SiLU written as Mul(x, Sigmoid(x)). Z, the residual, is
  * the Add's other operand when its inferred shape is statically the producer's output shape
  * (so no broadcasting is involved) and it is float32; a Conv's output feeding an Add whose
  * other operand is the output of another Conv picks the Add's first such operand. At least
- * one of the two must be there. ConvTranspose takes the activation only (its fused op has no
- * residual input). The kernels compute (y + Z) then the activation in float32
+ * one of the two must be there. ConvTranspose and kiln.DynQuantMatMul take the activation
+ * only (their fused ops have no residual input). The kernels compute (y + Z) then the activation in float32
  * exactly as the unfused ops do (docs/fused-ops.md). Needs kiln ops.
  */
 #include <string.h>
@@ -34,7 +35,8 @@ static const char *fused_op(const struct kiln_node *p, bool *has_act)
     }
     if (strcmp(d, "kiln")) return NULL;
     if (strcmp(p->op_type, "FusedConv") && strcmp(p->op_type, "FusedGemm") &&
-        strcmp(p->op_type, "FusedMatMul") && strcmp(p->op_type, "FusedConvTranspose"))
+        strcmp(p->op_type, "FusedMatMul") && strcmp(p->op_type, "FusedConvTranspose") &&
+        strcmp(p->op_type, "DynQuantMatMul"))
         return NULL;
     const char *a = kiln_opt_attr_s(p, "activation", "");
     *has_act = a[0] != 0;
@@ -58,7 +60,8 @@ static kiln_status try_fuse(struct kiln_opt *o, struct kiln_graph *g, size_t pi,
     bool has_act;
     const char *op = fused_op(p, &has_act);
     if (!op || has_act || p->n_out != 1 || !p->outputs[0][0]) return KILN_OK;
-    if (p->n_in > 4 || (p->n_in == 4 && p->inputs[3][0])) return KILN_OK; /* has Z already */
+    bool dynquant = !strcmp(op, "DynQuantMatMul"); /* activation only, its inputs as they are */
+    if (!dynquant && (p->n_in > 4 || (p->n_in == 4 && p->inputs[3][0]))) return KILN_OK; /* has Z already */
     if (!strcmp(p->op_type, "MatMul") && p->n_in != 2) return KILN_OK;
     const char *y = p->outputs[0];
     if (!fu_is_f32(g, y)) return KILN_OK;
@@ -67,7 +70,7 @@ static kiln_status try_fuse(struct kiln_opt *o, struct kiln_graph *g, size_t pi,
     size_t nn = 1;
     const char *z = NULL, *cur = y;
     int c = fu_next(o, g, pi);
-    bool takes_z = strcmp(op, "FusedConvTranspose") != 0;
+    bool takes_z = strcmp(op, "FusedConvTranspose") != 0 && !dynquant;
     if (takes_z && c >= 0 && kiln_opt_is_op(o, g, (size_t)c, "Add")) {
         const struct kiln_node *a = &g->nodes[c];
         int k = fu_other(a, y);
@@ -90,10 +93,16 @@ static kiln_status try_fuse(struct kiln_opt *o, struct kiln_graph *g, size_t pi,
         cur = g->nodes[mul].outputs[0];
     }
     if (nn == 1) return KILN_OK;
-    const char *ins[4] = {"", "", "", ""};
-    for (size_t i = 0; i < p->n_in && i < 3; i++) ins[i] = p->inputs[i];
-    ins[3] = z ? z : "";
-    size_t n_in = z ? 4 : (p->n_in > 3 ? 3 : p->n_in);
+    const char *ins[5] = {"", "", "", "", ""};
+    size_t n_in;
+    if (dynquant) {
+        n_in = p->n_in > 5 ? 5 : p->n_in;
+        for (size_t i = 0; i < n_in; i++) ins[i] = p->inputs[i];
+    } else {
+        for (size_t i = 0; i < p->n_in && i < 3; i++) ins[i] = p->inputs[i];
+        ins[3] = z ? z : "";
+        n_in = z ? 4 : (p->n_in > 3 ? 3 : p->n_in);
+    }
     const char *outs[1] = {cur};
     struct kiln_node *f;
     KILN_TRY(fu_replace(o, g, nodes, nn, op, "kiln", n_in, ins, 1, outs, p, &f));
@@ -118,6 +127,6 @@ const struct kiln_pass kiln_pass_fuse_activation = {
     .level = KILN_OPT_EXTENDED,
     .needs_kiln_ops = true,
     .doc = "Conv/Gemm/MatMul + residual Add + activation -> kiln.FusedConv/FusedGemm/FusedMatMul; "
-           "ConvTranspose + activation -> kiln.FusedConvTranspose",
+           "ConvTranspose + activation -> kiln.FusedConvTranspose; kiln.DynQuantMatMul + activation",
     .run = run,
 };

@@ -774,6 +774,7 @@ struct mmi_state {
     struct kiln_dnnl_imm *mm;
     const void *b, *bzp; /* the constants it packed: a run with others takes the reference */
     kiln_dtype a_dtype;
+    struct kiln_act act; /* kiln.DynQuantMatMul's activation (any of cpu/act.h, or none) */
 };
 
 /* b's zero point as int32 into *out (kiln_kprep_alloc), *n its count (0, 1 or N); false
@@ -832,7 +833,17 @@ static kiln_status mmi_prepare_at(struct kiln_kprep *p, size_t bi, size_t zi, bo
 
 static kiln_status mmi_prepare(struct kiln_kprep *p) { return mmi_prepare_at(p, 1, 3, false); }
 static kiln_status qmm_prepare(struct kiln_kprep *p) { return mmi_prepare_at(p, 3, 5, false); }
-static kiln_status dqmm_prepare(struct kiln_kprep *p) { return mmi_prepare_at(p, 1, 2, true); }
+static kiln_status dqmm_prepare(struct kiln_kprep *p)
+{
+    KILN_TRY(mmi_prepare_at(p, 1, 2, true));
+    struct mmi_state *st = p->state;
+    const float *ap;
+    size_t np = kiln_attr_floats(&p->kc, "activation_params", &ap);
+    if (!kiln_act_parse(kiln_attr_s(&p->kc, "activation", ""), ap, np, kiln_attr_s(&p->kc, "approximate", "none"),
+                        &st->act))
+        st->act.kind = (enum kiln_act_kind)-1; /* the run reports it */
+    return KILN_OK;
+}
 
 /* y = (A - azp) * (B - bzp) (int32) through the prepared product when the run's operands
  * are the prepared ones and A's zero point is per tensor. With defer (kiln.DynQuantMatMul's
@@ -982,21 +993,27 @@ static kiln_status dqmm_check(struct kiln_kctx *k, const struct kiln_tensor *in[
 }
 
 /* The epilogue of rows [r0, r1), in place: y[r, c] = float(acc[r, c] [- a * colsum[c]]) *
- * scale[c] [+ bias[c]] (kiln_dqmm_epilogue_isa). */
+ * scale[c] [+ bias[c]] (kiln_dqmm_epilogue_isa), then the activation (when there is one) on
+ * the row while it is in cache: the same function as the activation's own node
+ * (kiln_act_apply_f32, cpu/act.h), so the same floats. */
 struct dqmm_epi {
     void *y;
     const float *scale, *bias;
     size_t n;
     uint32_t a;
     const int32_t *colsum;
+    const struct kiln_act *act; /* NULL: none */
 };
 
 static void dqmm_epilogue_rows(void *ctx, size_t r0, size_t r1, int worker)
 {
     (void)worker;
     const struct dqmm_epi *e = ctx;
-    for (size_t r = r0; r < r1; r++)
-        KILN_ISA_DISPATCH(kiln_dqmm_epilogue_isa, ((char *)e->y + r * e->n * 4, e->n, e->scale, e->bias, e->a, e->colsum));
+    for (size_t r = r0; r < r1; r++) {
+        float *row = (float *)((char *)e->y + r * e->n * 4);
+        KILN_ISA_DISPATCH(kiln_dqmm_epilogue_isa, (row, e->n, e->scale, e->bias, e->a, e->colsum));
+        if (e->act) kiln_act_apply_f32(e->act, row, NULL, row, e->n);
+    }
 }
 
 static kiln_status dqmm_impl(struct kiln_kctx *k, struct qmem *m)
@@ -1012,6 +1029,10 @@ static kiln_status dqmm_impl(struct kiln_kctx *k, struct qmem *m)
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "W must be a 2-D int8/uint8 matrix and x of rank >= 2");
     size_t n = kiln_tensor_numel(x), N = (size_t)w->dims[1];
     KILN_TRY(dqmm_check(k, in, N));
+    const struct mmi_state *st = k->state;
+    if ((int)st->act.kind < 0)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "unknown activation '%s' (or its parameters)",
+                          kiln_attr_s(k, "activation", ""));
     float xs, xz;
     dql_params_pool(k->pool, x->data, n, &xs, &xz);
     struct kiln_tensor a = *x, azp = {.dtype = KILN_DTYPE_U8, .rank = 0};
@@ -1035,7 +1056,7 @@ static kiln_status dqmm_impl(struct kiln_kctx *k, struct qmem *m)
     float *scale;
     KILN_TRY(kiln_scratch(k, N * sizeof *scale, (void **)&scale));
     for (size_t c = 0; c < N; c++) scale[c] = xs * ws[ns == 1 ? 0 : c];
-    struct dqmm_epi ep = {y->data, scale, bias, N, (uint32_t)zq, defer};
+    struct dqmm_epi ep = {y->data, scale, bias, N, (uint32_t)zq, defer, st->act.kind == KILN_ACT_NONE ? NULL : &st->act};
     kiln_pool_for(k->pool, rows, kiln_pool_grain(N, 32768), dqmm_epilogue_rows, &ep);
     return KILN_OK;
 }
