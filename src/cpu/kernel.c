@@ -214,6 +214,20 @@ size_t kiln_attr_ints(const struct kiln_kctx *k, const char *name, const int64_t
     return a ? a->n : 0;
 }
 
+kiln_status kiln_attr_pair(struct kiln_kctx *k, const char *name, int64_t def, int64_t min, int64_t out[2])
+{
+    const int64_t *v;
+    size_t n = kiln_attr_ints(k, name, &v);
+    if (n && n != 2) return kiln_kfail(k, KILN_E_INVALID_MODEL, "%s has %zu values; expected 2", name, n);
+    for (int i = 0; i < 2; i++) {
+        out[i] = n ? v[i] : def;
+        if (out[i] < min)
+            return kiln_kfail(k, KILN_E_INVALID_MODEL, "%s[%d] = %lld; expected >= %lld", name, i,
+                              (long long)out[i], (long long)min);
+    }
+    return KILN_OK;
+}
+
 size_t kiln_attr_floats(const struct kiln_kctx *k, const char *name, const float **v)
 {
     const struct kiln_attr *a = attr_of(k, name, KILN_ATTR_FLOATS);

@@ -201,6 +201,11 @@ float kiln_attr_f(const struct kiln_kctx *k, const char *name, float def);
 const char *kiln_attr_s(const struct kiln_kctx *k, const char *name, const char *def);
 /* List attributes: returns the count, sets *v (NULL and 0 when absent). */
 size_t kiln_attr_ints(const struct kiln_kctx *k, const char *name, const int64_t **v);
+/* A 2-D geometry attribute (strides, dilations, kernel_shape of a 2-D convolution or pool)
+ * into out[0..2): def for each when absent; fails naming the attribute when it has other
+ * than 2 values or one is below min. */
+KILN_NODISCARD kiln_status kiln_attr_pair(struct kiln_kctx *k, const char *name, int64_t def, int64_t min,
+                                          int64_t out[2]);
 size_t kiln_attr_floats(const struct kiln_kctx *k, const char *name, const float **v);
 size_t kiln_attr_strings(const struct kiln_kctx *k, const char *name, const char *const **v);
 const struct kiln_tensor *kiln_attr_t(const struct kiln_kctx *k, const char *name);

@@ -107,30 +107,14 @@ struct nhwc_state {
     struct nhwc_slice sl[MAX_SLICES + 1];
 };
 
-static kiln_status read_pair(struct kiln_kctx *k, const char *name, int64_t def, int64_t min,
-                             int64_t *out)
-{
-    const int64_t *v;
-    size_t n = kiln_attr_ints(k, name, &v);
-    if (n && n != 2)
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "%s has %zu values; expected 2", name, n);
-    for (int i = 0; i < 2; i++) {
-        out[i] = n ? v[i] : def;
-        if (out[i] < min)
-            return kiln_kfail(k, KILN_E_INVALID_MODEL, "%s[%d] = %lld; expected >= %lld", name, i,
-                              (long long)out[i], (long long)min);
-    }
-    return KILN_OK;
-}
-
 static kiln_status nhwc_decode(struct kiln_kctx *k, struct nhwc_state *s)
 {
     memset(s, 0, sizeof *s);
     s->group = kiln_attr_i(k, "group", 1);
     if (s->group < 1)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "group = %lld; expected >= 1", (long long)s->group);
-    KILN_TRY(read_pair(k, "strides", 1, 1, s->s));
-    KILN_TRY(read_pair(k, "dilations", 1, 1, s->d));
+    KILN_TRY(kiln_attr_pair(k, "strides", 1, 1, s->s));
+    KILN_TRY(kiln_attr_pair(k, "dilations", 1, 1, s->d));
     s->k[0] = s->k[1] = -1;
     const int64_t *ks;
     size_t nk = kiln_attr_ints(k, "kernel_shape", &ks);

@@ -67,28 +67,14 @@ struct qconv_state {
     int64_t H, W, C, M;        /* what fast / own was prepared for */
 };
 
-static kiln_status read_pair(struct kiln_kctx *k, const char *name, int64_t def, int64_t min, int64_t *out)
-{
-    const int64_t *v;
-    size_t n = kiln_attr_ints(k, name, &v);
-    if (n && n != 2) return kiln_kfail(k, KILN_E_INVALID_MODEL, "%s has %zu values; expected 2", name, n);
-    for (int i = 0; i < 2; i++) {
-        out[i] = n ? v[i] : def;
-        if (out[i] < min)
-            return kiln_kfail(k, KILN_E_INVALID_MODEL, "%s[%d] = %lld; expected >= %lld", name, i,
-                              (long long)out[i], (long long)min);
-    }
-    return KILN_OK;
-}
-
 static kiln_status qconv_decode(struct kiln_kctx *k, struct qconv_attrs *a)
 {
     memset(a, 0, sizeof *a);
     a->group = kiln_attr_i(k, "group", 1);
     if (a->group < 1) return kiln_kfail(k, KILN_E_INVALID_MODEL, "group = %lld; expected >= 1", (long long)a->group);
-    KILN_TRY(read_pair(k, "strides", 1, 1, a->s));
-    KILN_TRY(read_pair(k, "dilations", 1, 1, a->d));
-    KILN_TRY(read_pair(k, "kernel_shape", -1, 1, a->k));
+    KILN_TRY(kiln_attr_pair(k, "strides", 1, 1, a->s));
+    KILN_TRY(kiln_attr_pair(k, "dilations", 1, 1, a->d));
+    KILN_TRY(kiln_attr_pair(k, "kernel_shape", -1, 1, a->k));
     const int64_t *p;
     size_t np = kiln_attr_ints(k, "pads", &p);
     if (np && np != 4) return kiln_kfail(k, KILN_E_INVALID_MODEL, "pads has %zu values; expected 4", np);
@@ -656,9 +642,9 @@ static kiln_status qmaxpool_run(struct kiln_kctx *k)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "X must be a 4-D uint8 or int8 tensor");
     struct qpool_job j = {x, NULL, {0, 0}, {1, 1}, {1, 1}, {0, 0}, 0, 0};
     int64_t pe[2] = {0, 0};
-    KILN_TRY(read_pair(k, "kernel_shape", 0, 1, j.k));
-    KILN_TRY(read_pair(k, "strides", 1, 1, j.s));
-    KILN_TRY(read_pair(k, "dilations", 1, 1, j.d));
+    KILN_TRY(kiln_attr_pair(k, "kernel_shape", 0, 1, j.k));
+    KILN_TRY(kiln_attr_pair(k, "strides", 1, 1, j.s));
+    KILN_TRY(kiln_attr_pair(k, "dilations", 1, 1, j.d));
     const int64_t *p;
     size_t np = kiln_attr_ints(k, "pads", &p);
     if (np && np != 4) return kiln_kfail(k, KILN_E_INVALID_MODEL, "pads has %zu values; expected 4", np);
