@@ -111,31 +111,17 @@ static int32_t draw_zp(bool s8)
     return rng_int(2) ? (s8 ? s8z : u8z)[rng_int(3)] : draw(s8);
 }
 
-static void tf_vals(const int32_t *v, size_t n)
-{
-    tf(" =");
-    for (size_t i = 0; i < n; i++) tf("%s%d", i ? "," : " ", v[i]);
-}
-
-static void tf_floats(const float *v, size_t n)
-{
-    tf(" =");
-    for (size_t i = 0; i < n; i++) tf("%s%.9g", i ? "," : " ", (double)v[i]);
-}
-
 /* The QLinear form's constants: AS, BS, YS, YZ (and B for a bias). */
 static void qlin_text(const struct qlin *q, const char *bs_dims)
 {
     tf("init AS f32 -");
-    tf_floats(&q->as, 1);
+    model_text_floats(&q->as, 1);
     tf("\ninit BS f32 %s", q->nbs == 1 ? "-" : bs_dims);
-    tf_floats(q->bs, q->nbs);
+    model_text_floats(q->bs, q->nbs);
     tf("\ninit YS f32 -");
-    tf_floats(&q->ys, 1);
+    model_text_floats(&q->ys, 1);
     tf("\ninit YZ %s - = %d\n", q->y_s8 ? "i8" : "u8", q->yzp);
 }
-
-static void tf_floats(const float *v, size_t n);
 
 static void write_model(const struct cfg *c, bool bconst)
 {
@@ -150,12 +136,12 @@ static void write_model(const struct cfg *c, bool bconst)
     else tf("%lld,%lld\n", (long long)c->M, (long long)c->K);
     if (c->azp_kind) tf("input AZ %s -\n", at);
     tf("%s B %s %lld,%lld", bconst ? "init" : "input", bt, (long long)c->K, (long long)c->N);
-    if (bconst) tf_vals(c->b, (size_t)(c->K * c->N));
+    if (bconst) model_text_ints(c->b, (size_t)(c->K * c->N));
     tf("\n");
     if (c->bzp_kind) {
         tf("%s BZ %s %s", bconst ? "init" : "input", bt, c->bzp_kind == 1 ? "-" : "");
         if (c->bzp_kind == 2) tf("%lld", (long long)c->N);
-        if (bconst) tf_vals(c->bzp, c->bzp_kind == 1 ? 1 : (size_t)c->N);
+        if (bconst) model_text_ints(c->bzp, c->bzp_kind == 1 ? 1 : (size_t)c->N);
         tf("\n");
     }
     if (c->q.on) {
@@ -517,20 +503,20 @@ static void dynquant_cases(int n)
         model_text_reset();
         tf("opset %d kiln\ninput X f32 %lld,%lld,%lld\ninit W %s %lld,%lld", act == 3 ? 20 : 17, (long long)B,
            (long long)M, (long long)K, wt, (long long)K, (long long)N);
-        tf_vals(w, (size_t)(K * N));
+        model_text_ints(w, (size_t)(K * N));
         if (wz_kind) {
             tf("\ninit WZ %s ", wt);
             if (wz_kind == 1) tf("-");
             else tf("%lld", (long long)N);
-            tf_vals(wz, wz_kind == 1 ? 1 : (size_t)N);
+            model_text_ints(wz, wz_kind == 1 ? 1 : (size_t)N);
         }
         tf("\ninit WS f32 ");
         if (ws_vec) tf("%lld", (long long)N);
         else tf("-");
-        tf_floats(ws, ws_vec ? (size_t)N : 1);
+        model_text_floats(ws, ws_vec ? (size_t)N : 1);
         if (bias) {
             tf("\ninit BIAS f32 %lld", (long long)N);
-            tf_floats(bv, (size_t)N);
+            model_text_floats(bv, (size_t)N);
         }
         tf("\noutput Y\nnode DynamicQuantizeLinear X -> XQ,XS,XZ\nnode MatMulInteger XQ,W,XZ%s -> YI\n"
            "node Cast YI -> YF to=int:1\nnode Mul XS,WS -> SC\nnode Mul YF,SC -> %s\n",
@@ -594,13 +580,13 @@ static void conv_text(const struct ccfg *c, bool wconst)
     if (c->xzp_kind) tf("input XZ %s -\n", xt);
     tf("%s W %s %lld,%lld,%lld,%lld", wconst ? "init" : "input", wt, (long long)c->M, (long long)(c->C / c->G),
        (long long)c->KH, (long long)c->KW);
-    if (wconst) tf_vals(c->w, nw);
+    if (wconst) model_text_ints(c->w, nw);
     tf("\n");
     if (c->wzp_kind) {
         tf("%s WZ %s ", wconst ? "init" : "input", wt);
         if (c->wzp_kind == 1) tf("-");
         else tf("%lld", (long long)c->M);
-        if (wconst) tf_vals(c->wzp, c->wzp_kind == 1 ? 1 : (size_t)c->M);
+        if (wconst) model_text_ints(c->wzp, c->wzp_kind == 1 ? 1 : (size_t)c->M);
         tf("\n");
     }
     if (c->q.on) {
@@ -609,7 +595,7 @@ static void conv_text(const struct ccfg *c, bool wconst)
         qlin_text(&c->q, md);
         if (c->q.bias) {
             tf("init BIAS i32 %lld", (long long)c->M);
-            tf_vals(c->q.bias, (size_t)c->M);
+            model_text_ints(c->q.bias, (size_t)c->M);
             tf("\n");
         }
         tf("output Y %s\nnode QLinearConv X,AS,XZ,W,BS,WZ,YS,YZ%s -> Y group=int:%lld strides=ints:%lld,%lld "
@@ -785,22 +771,22 @@ static void dqconv_case(int i, int64_t N, int64_t C, int64_t M, int64_t G, int64
     else
         tf("opset 17 kiln\ninput X f32 %lld,%lld,%lld,%lld\ninit W %s %lld,%lld,%lld,%lld", (long long)N, (long long)C,
            (long long)H, (long long)W, wt, (long long)M, (long long)(C / G), (long long)KH, (long long)KW);
-    tf_vals(w, nw);
+    model_text_ints(w, nw);
     if (wz_kind) {
         tf("\ninit WZ %s ", wt);
         if (wz_kind == 1) tf("-");
         else tf("%lld", (long long)M);
-        tf_vals(wz, wz_kind == 1 ? 1 : (size_t)M);
+        model_text_ints(wz, wz_kind == 1 ? 1 : (size_t)M);
     }
     tf("\ninit WS f32 -");
-    tf_floats(&ws, 1);
+    model_text_floats(&ws, 1);
     if (bias_kind == 1) { /* quantize_dynamic's Reshape of the [M] bias */
         tf("\ninit B f32 %lld", (long long)M);
-        tf_floats(bv, (size_t)M);
+        model_text_floats(bv, (size_t)M);
         tf("\ninit BSHAPE i64 4 = 1,-1,1,1");
     } else if (bias_kind == 2) { /* a [1, M, 1, 1] constant */
         tf("\ninit BIAS f32 1,%lld,1,1", (long long)M);
-        tf_floats(bv, (size_t)M);
+        model_text_floats(bv, (size_t)M);
     }
     if (res) {
         if (sym) tf("\ninput R f32 n,%lld,oh,ow", (long long)M);

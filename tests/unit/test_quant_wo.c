@@ -136,18 +136,6 @@ static kiln_value *run_model(const struct wcase *c, bool fuse, int threads, bool
     return out;
 }
 
-static void tf_ints(const int32_t *v, size_t n)
-{
-    tf(" =");
-    for (size_t i = 0; i < n; i++) tf("%s%d", i ? "," : " ", v[i]);
-}
-
-static void tf_f32(const float *v, size_t n)
-{
-    tf(" =");
-    for (size_t i = 0; i < n; i++) tf("%s%.9g", i ? "," : " ", (double)v[i]);
-}
-
 static void model_case(int i)
 {
     /* K * N above shape inference's 64 KiB of known values, which would fold W before fusion */
@@ -159,18 +147,18 @@ static void model_case(int i)
     model_text_reset();
     tf("opset 21\ninput X f32 %lld,%lld,%lld\ninit WQ %s %lld,%lld", (long long)c.B, (long long)c.M, (long long)c.K, wt,
        (long long)c.K, (long long)c.N);
-    tf_ints(c.w, (size_t)(c.K * c.N));
+    model_text_ints(c.w, (size_t)(c.K * c.N));
     tf("\ninit S f32 ");
     if (c.srank == 0) tf("-");
     else if (c.srank == 1) tf("%lld", (long long)c.sdims[0]);
     else tf("%lld,%lld", (long long)c.sdims[0], (long long)c.sdims[1]);
-    tf_f32(c.s, c.ns);
+    model_text_floats(c.s, c.ns);
     if (c.zp) {
         tf("\ninit Z %s ", wt);
         if (c.srank == 0) tf("-");
         else if (c.srank == 1) tf("%lld", (long long)c.sdims[0]);
         else tf("%lld,%lld", (long long)c.sdims[0], (long long)c.sdims[1]);
-        tf_ints(c.z, c.ns);
+        model_text_ints(c.z, c.ns);
     }
     tf("\noutput Y\nnode DequantizeLinear WQ,S%s -> W axis=int:%lld", c.zp ? ",Z" : "", (long long)c.axis);
     if (c.block) tf(" block_size=int:%lld", (long long)c.block);

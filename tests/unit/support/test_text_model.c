@@ -308,6 +308,18 @@ void model_text_add(const char *fmt, ...)
     }
 }
 
+void model_text_ints(const int32_t *v, size_t n)
+{
+    model_text_add(" =");
+    for (size_t i = 0; i < n; i++) model_text_add("%s%d", i ? "," : " ", v[i]);
+}
+
+void model_text_floats(const float *v, size_t n)
+{
+    model_text_add(" =");
+    for (size_t i = 0; i < n; i++) model_text_add("%s%.9g", i ? "," : " ", (double)v[i]);
+}
+
 const char *model_text(void) { return model_txt.p ? (const char *)model_txt.p : ""; }
 
 kiln_value *run_text_model(const char *text, size_t n_in, const char *const *names, kiln_value *const *in,

@@ -45,6 +45,10 @@ void parse_model(const char *text, struct buf *out);
 void model_text_reset(void);
 void model_text_add(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *model_text(void);
+/* Append an initializer's listed values, " = v,v,...": integers, and floats to 9 digits (the
+ * float32 value exactly). */
+void model_text_ints(const int32_t *v, size_t n);
+void model_text_floats(const float *v, size_t n);
 
 /* Loads the text model and runs it once on a session with `threads` (feeding in[0..n_in)
  * as names[0..n_in)); returns output 0, or NULL after a failed CHECK naming `what`. */
