@@ -704,6 +704,18 @@ static void quant_nhwc_rows(void *ctx, size_t r0, size_t r1, int worker)
     }
 }
 
+/* kiln.QuantizeU8's and DequantizeU8's operands: x of type x_dtype, a float32 scalar scale
+ * and a uint8 scalar zero point. */
+static kiln_status u8_operands(struct kiln_kctx *k, kiln_dtype x_dtype, const struct kiln_tensor **x, float *s,
+                               int32_t *z)
+{
+    *x = kiln_in(k, 0);
+    if (!*x || (*x)->dtype != x_dtype || !scalar_f32(kiln_in(k, 1), s) || !scalar_zp(kiln_in(k, 2), KILN_DTYPE_U8, z))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "expected %s x, a float32 scalar scale and a uint8 scalar zero point",
+                          kiln_dtype_name(x_dtype));
+    return KILN_OK;
+}
+
 static void quant_chunk(void *ctx, size_t i0, size_t i1, int worker)
 {
     (void)worker;
@@ -713,12 +725,10 @@ static void quant_chunk(void *ctx, size_t i0, size_t i1, int worker)
 
 static kiln_status quantize_u8_run(struct kiln_kctx *k)
 {
-    const struct kiln_tensor *x = kiln_in(k, 0);
-    float s;
-    int32_t z;
-    if (!x || x->dtype != KILN_DTYPE_F32 || !scalar_f32(kiln_in(k, 1), &s) ||
-        !scalar_zp(kiln_in(k, 2), KILN_DTYPE_U8, &z))
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "expected float32 x, a float32 scalar scale and a uint8 scalar zero point");
+    const struct kiln_tensor *x;
+    float s = 0;
+    int32_t z = 0;
+    KILN_TRY(u8_operands(k, KILN_DTYPE_F32, &x, &s, &z));
     struct kiln_tensor *y;
     if (kiln_attr_i(k, "nhwc", 0)) {
         if (x->rank != 4) return kiln_kfail(k, KILN_E_INVALID_MODEL, "nhwc needs a 4-D x; got %d dims", x->rank);
@@ -754,12 +764,10 @@ static void dequant_chunk(void *ctx, size_t i0, size_t i1, int worker)
 
 static kiln_status dequantize_u8_run(struct kiln_kctx *k)
 {
-    const struct kiln_tensor *x = kiln_in(k, 0);
-    float s;
-    int32_t z;
-    if (!x || x->dtype != KILN_DTYPE_U8 || !scalar_f32(kiln_in(k, 1), &s) ||
-        !scalar_zp(kiln_in(k, 2), KILN_DTYPE_U8, &z))
-        return kiln_kfail(k, KILN_E_INVALID_MODEL, "expected uint8 x, a float32 scalar scale and a uint8 scalar zero point");
+    const struct kiln_tensor *x;
+    float s = 0;
+    int32_t z = 0;
+    KILN_TRY(u8_operands(k, KILN_DTYPE_U8, &x, &s, &z));
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_F32, x->rank, x->dims, &y));
     struct dequant_job j = {x->data, y->data, s, (float)z};
