@@ -3,7 +3,7 @@
 // in kiln, so the two can be compared side by side (bench/compare.sh, docs/benchmarks.md).
 //
 //   node bench/ort_bench.js MODEL [--input NAME=FILE.npy]... [--shape NAME=D0xD1...]...
-//        [--threads N] [--warmup N] [--iterations N] [--min-time S] [--json]
+//        [--threads N] [--warmup N] [--iterations N] [--min-time S] [--json] [--profile]
 //
 // The same semantics as `kiln bench` (tools/cli/cmd_bench.c, docs/cli.md). Inputs not
 // given as files are generated as kiln generates them (bench/ort_common.js: deterministic;
@@ -24,13 +24,22 @@
 // load_ms is InferenceSession.create (reading, optimizing, preparing the model); peak_rss_mb
 // the process's peak resident memory at the end, base_rss_mb the peak before the session was
 // created (Node and the ORT library: what the process costs before any model).
+// --profile turns on ORT's own profiler (enableProfiling) for the timed runs and then prints
+// its node times as `kiln bench --profile` prints kiln's: per node (sorted by cost, with the
+// op type and the kernel's output shape where ORT records it) and per op type, summed over
+// the timed runs; the profiler's JSON file is removed afterwards. With --profile the latency
+// includes the profiler's own cost: use it to see where the time goes, not to compare speed.
 'use strict';
+
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
 
 const c = require('./ort_common');
 
 const USAGE =
   'usage: node bench/ort_bench.js MODEL [--input NAME=FILE.npy]... [--shape NAME=D0xD1...]...\n' +
-  '       [--threads N] [--warmup N] [--iterations N] [--min-time S] [--json]\n';
+  '       [--threads N] [--warmup N] [--iterations N] [--min-time S] [--json] [--profile]\n';
 
 const DEFAULTS = { threads: 0, warmup: 3, iterations: 0, min_time: 1 };
 const MIN_AUTO_RUNS = 10;
@@ -56,6 +65,7 @@ async function main(argv) {
     '--iterations': 'int',
     '--min-time': 'float',
     '--json': 'flag',
+    '--profile': 'flag',
     '--help': 'flag',
   });
   if (opts.help) {
@@ -72,7 +82,14 @@ async function main(argv) {
   // The process's peak RSS before the session: Node and the ORT library themselves.
   const baseRssMb = process.resourceUsage().maxRSS / 1024;
   const tLoad = process.hrtime.bigint();
-  const session = await ort.InferenceSession.create(model, c.sessionOptions(o.threads));
+  const sopts = c.sessionOptions(o.threads);
+  let profDir = null;
+  if (o.profile) {
+    profDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ort-profile-'));
+    sopts.enableProfiling = true;
+    sopts.profileFilePrefix = path.join(profDir, 'ort');
+  }
+  const session = await ort.InferenceSession.create(model, sopts);
   const loadMs = Number(process.hrtime.bigint() - tLoad) / 1e6;
   const inputs = c.makeInputs(ort, session, o.input, o.shape);
   const feeds = c.feedsOf(inputs);
@@ -126,8 +143,60 @@ async function main(argv) {
         `latency:  min ${lat.min} ms  median ${lat.median} ms  p90 ${lat.p90} ms  mean ${lat.mean} ms  max ${lat.max} ms\n`,
     );
   }
+  if (profDir) {
+    session.endProfiling();
+    printProfile(profDir, o.warmup, times.length);
+  }
   await session.release();
   return 0;
+}
+
+// Reads the one profile file in dir, keeps the node events of the timed runs (the events of
+// the first `warmup` runs are dropped) and prints the table; removes the folder.
+function printProfile(dir, warmup, runs) {
+  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.json'));
+  if (files.length !== 1) throw new Error(`expected one ORT profile file in ${dir}; found ${files.length}`);
+  const events = JSON.parse(fs.readFileSync(path.join(dir, files[0]), 'utf8'));
+  fs.rmSync(dir, { recursive: true, force: true });
+  const nodes = new Map();
+  // Runs are delimited by 'model_run' Session events (each after its nodes): number the
+  // node events by the index of the model_run that follows them.
+  const runEnds = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').map((e) => e.ts + e.dur);
+  for (const e of events) {
+    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time')) continue;
+    const run = runEnds.findIndex((t) => e.ts <= t);
+    if (run < warmup) continue;
+    const name = e.name.slice(0, -'_kernel_time'.length);
+    let n = nodes.get(name);
+    if (!n) {
+      n = { name, op: (e.args && e.args.op_name) || '?', us: 0, calls: 0, shape: '' };
+      const out = e.args && e.args.output_type_shape;
+      if (out && out.length) n.shape = JSON.stringify(Object.values(out[0])[0]);
+      nodes.set(name, n);
+    }
+    n.us += e.dur;
+    n.calls++;
+  }
+  const all = [...nodes.values()].sort((a, b) => b.us - a.us);
+  const total = all.reduce((t, n) => t + n.us, 0);
+  const pct = (us) => ((100 * us) / (total || 1)).toFixed(1).padStart(5) + '%';
+  let out = `profile:    ${all.length} nodes, times summed over ${runs} timed runs (${(total / 1e3 / runs).toFixed(3)} ms per run in nodes)\n`;
+  out += '    total ms  share   calls  op type         node  output shape\n';
+  for (const n of all) {
+    out += `${(n.us / 1e3).toFixed(3).padStart(12)} ${pct(n.us)} ${String(n.calls).padStart(7)}  ${n.op.padEnd(15)} ${n.name}  ${n.shape}\n`;
+  }
+  const ops = new Map();
+  for (const n of all) {
+    const t = ops.get(n.op) || { us: 0, nodes: 0 };
+    t.us += n.us;
+    t.nodes++;
+    ops.set(n.op, t);
+  }
+  out += 'by op type:\n    total ms  share   nodes  op type\n';
+  for (const [op, t] of [...ops.entries()].sort((a, b) => b[1].us - a[1].us)) {
+    out += `${(t.us / 1e3).toFixed(3).padStart(12)} ${pct(t.us)} ${String(t.nodes).padStart(7)}  ${op}\n`;
+  }
+  process.stdout.write(out);
 }
 
 c.runMain('ort_bench', USAGE, main);
