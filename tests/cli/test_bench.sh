@@ -79,6 +79,21 @@ expect_error 1 "--shape image: dim 1 is 3; input 'image' is float32\[N,1,8,8\] \
 expect_error 1 "--shape img: the model has no input named 'img'; its inputs are 'image'" \
     "$KILN" bench "$DIGITS" --shape img=4x1x8x8 --iterations 1
 
+# An ONNX model is built into an engine first, as `kiln build` builds it (fused, channels-last
+# ops), with the --shape as its one-shape profile; --level none runs the model as it is.
+expect_ok "$KILN" bench "$DIGITS" --shape image=4x1x8x8 --iterations 2 --warmup 0 --profile
+out_has '^ +[0-9.]+ +[0-9.]+% +3  ConvNhwc$' "bench builds an engine: ConvNhwc in the profile"
+out_has '^latency ms: min ' "bench on the built engine: latencies"
+expect_ok "$KILN" bench "$DIGITS" --shape image=4x1x8x8 --iterations 2 --warmup 0 --profile --level none
+out_has '^ +[0-9.]+ +[0-9.]+% +3  Conv$' "bench --level none: the model's own Conv nodes"
+expect_ok "$KILN" bench "$DIGITS" --shape image=4x1x8x8 --iterations 2 --warmup 0 --profile --level basic
+out_has '^ +[0-9.]+ +[0-9.]+% +[0-9]+  [A-Za-z]+$' "bench --level basic: an op-type row"
+expect_error 2 "--level takes none, basic, extended or layout; got 'max'" \
+    "$KILN" bench "$DIGITS" --shape image=4x1x8x8 --iterations 1 --level max
+"$KILN" build "$DIGITS" -o "$TMP/digits.kiln" --threads 1 >/dev/null 2>&1 || fail "build digits engine"
+expect_error 2 "is an engine, optimized when it was built: drop --level" \
+    "$KILN" bench "$TMP/digits.kiln" --shape image=4x1x8x8 --iterations 1 --level basic
+
 # An input from a file is used as is (16 images), in JSON and in the human report.
 expect_ok "$KILN" bench "$DIGITS" --input "image=$SRC/demo/test_images.npy" --iterations 2 --json
 out_has '"inputs":\{"image":\[16,1,8,8\]\}\}$' "bench --input image=test_images.npy"
