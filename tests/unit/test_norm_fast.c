@@ -2,7 +2,8 @@
  *
  * 1. The row passes of every ISA variant up to kiln_isa_best() (cpu/isa/softmax.c,
  *    cpu/isa/norm.c) against float64 references on odd and tiny lengths (sums within
- *    4e-7 relative, elementwise passes within 1.2e-7 relative: one float rounding).
+ *    4e-7 relative, elementwise passes within 1.2e-7 relative: one float rounding; the
+ *    float-lane normalization row within 6 roundings of its terms).
  * 2. Softmax/LogSoftmax (opset 13, every axis) and LayerNormalization (every axis) on random
  *    float32 shapes of rank 1..4 against float64 references written here, inline and over a
  *    2-thread pool (identical results). Tolerances: Softmax 1e-6 absolute + 4e-6 relative
@@ -48,13 +49,34 @@ static void test_rows(void)
             CHECK(fabs(gmu - m) <= 1e-14 && fabs(gvar - v) <= 1e-13, "%s stats n %zu", nm, n);
             double gq = KILN_ISA_VARIANT(kiln_norm_meansq_f32_isa, isa)(x, n);
             CHECK(fabs(gq - sq / (double)n) <= 1e-13, "%s meansq n %zu", nm, n);
-            KILN_ISA_VARIANT(kiln_norm_apply_f32_isa, isa)(x, e, n, m, 1.5, s, b);
+            /* The whole row in float lanes (LayerNorm and RMS, with and without bias) against
+             * float64. A float-lane sum of n terms is within g = 6e-8 (n / 16 + 4) of the sum
+             * of their magnitudes: the mean within g * mean|x|, 1 / sqrt(var + eps) within
+             * 2 g relative; each output within 6 roundings of its terms plus what those two
+             * errors carry (|s| inv dmu + |x - mu| |s| dinv). */
+            double ax = 0;
+            for (size_t i = 0; i < n; i++) ax += fabs(x[i]);
+            ax /= (double)n;
+            const double g = 6e-8 * ((double)n / 16 + 4);
             bool ok = true;
-            for (size_t i = 0; i < n; i++) {
-                double r = (x[i] - m) * 1.5 * s[i] + b[i];
-                ok = ok && fabs(e[i] - r) <= 1.2e-7 * fabs(r) + 1e-12;
-            }
-            CHECK(ok, "%s apply n %zu", nm, n);
+            for (int rms = 0; rms <= 1; rms++)
+                for (int wb = 0; wb <= 1; wb++) {
+                    double rmu = rms ? 0 : m, rvar = rms ? sq / (double)n : v, eps = 1e-5;
+                    double rinv = 1.0 / sqrt(rvar + eps), gmu2, ginv;
+                    double dmu = g * ax + 6e-8 * fabs(rmu), dinv = 2 * g * rinv;
+                    KILN_ISA_VARIANT(kiln_norm_row_f32_isa, isa)(x, e, n, eps, s, wb ? b : NULL, rms, &gmu2, &ginv);
+                    CHECK(fabs(gmu2 - rmu) <= dmu && fabs(ginv - rinv) <= dinv,
+                          "%s row rms %d n %zu: mu %.9g vs %.9g, inv %.9g vs %.9g", nm, rms, n, gmu2, rmu, ginv, rinv);
+                    for (size_t i = 0; i < n; i++) {
+                        double t = fabs(x[i] - rmu) * rinv * fabs(s[i]);
+                        double r = (x[i] - rmu) * rinv * s[i] + (wb ? b[i] : 0);
+                        double tol = 6 * 6e-8 * (t + (wb ? fabs(b[i]) : 0)) + fabs(s[i]) * rinv * dmu +
+                                     fabs(x[i] - rmu) * fabs(s[i]) * dinv;
+                        ok = ok && fabs(e[i] - r) <= tol;
+                    }
+                    CHECK(ok, "%s row rms %d bias %d n %zu", nm, rms, wb, n);
+                }
+            ok = true;
             KILN_ISA_VARIANT(kiln_norm_affine_f32_isa, isa)(x, e, n, 0.7, -0.2);
             for (size_t i = 0; i < n; i++) {
                 double r = 0.7 * x[i] - 0.2;
