@@ -1,0 +1,227 @@
+/* src/cpu/isa/pgemm.c: the register tiles of kiln's own float32 GEMM with a prepacked B
+ * (contract and layout in cpu/pgemm_isa.h; the product, its threads and its blobs in
+ * cpu/pgemm.c).
+ *
+ * Loop order of a block: groups of up to GROUP panels (256 columns), then tiles of MR rows,
+ * then the panels of the group. A panel of B (K x 32 floats) is read once per row tile from
+ * L2 (with K = 768 it is 96 KiB, more than L1), the MR rows of A once per panel; a group
+ * keeps the rows of C just finished in L1 for the activation. The AVX-512 tile, 14 x 32,
+ * holds 28 accumulators and does 28 FMAs per two loads of B and 14 broadcasts of A, which
+ * on a Sapphire Rapids core measured 200-210 GFLOP/s on BERT's products (fp32 FMA peak about
+ * 240) where oneDNN 2.6's brgemm matmul gave 170-185 (docs/DEPENDENCIES.md).
+ *
+ * Each row count 1..MR is its own copy of the tile (a switch over always-inlined code), so
+ * the accumulators stay in registers for the row tails too.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3", "no-trapping-math")
+#endif
+#include <string.h>
+
+#include "cpu/pgemm_isa.h"
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#define NR    KILN_PGEMM_NR
+#define GROUP 8 /* panels per group: 256 columns */
+
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+#if defined(__AVX512F__)
+#define MR 14
+
+/* One tile: rows [0, mr) of A (at lda, from the block's first k) times one panel's kc rows
+ * (b, at the stride NR), into the first nc <= 32 columns of C's mr rows; acc: add to C; bias
+ * (at the tile's first column) and z (at the tile's first element, stride ldz) when not NULL. */
+static ALWAYS_INLINE void tile(const size_t mr, size_t kc, const float *a, size_t lda, const float *b, float *c,
+                               size_t ldc, size_t nc, bool acc, const float *bias, const float *z, size_t ldz)
+{
+    __m512 c0[MR], c1[MR];
+#pragma GCC unroll 14
+    for (size_t i = 0; i < mr; i++) c0[i] = c1[i] = _mm512_setzero_ps();
+    for (size_t k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(b + k * NR), b1 = _mm512_loadu_ps(b + k * NR + 16);
+#pragma GCC unroll 14
+        for (size_t i = 0; i < mr; i++) {
+            __m512 av = _mm512_set1_ps(a[i * lda + k]);
+            c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
+            c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
+        }
+    }
+    __mmask16 m0 = nc >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nc) - 1);
+    __mmask16 m1 = nc >= 32 ? (__mmask16)0xffff : nc <= 16 ? 0 : (__mmask16)((1u << (nc - 16)) - 1);
+    __m512 bb0 = _mm512_setzero_ps(), bb1 = _mm512_setzero_ps();
+    if (bias) bb0 = _mm512_maskz_loadu_ps(m0, bias), bb1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+#pragma GCC unroll 14
+    for (size_t i = 0; i < mr; i++) {
+        float *ci = c + i * ldc;
+        __m512 v0 = c0[i], v1 = c1[i];
+        if (acc) {
+            v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, ci), v0);
+            v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, ci + 16), v1);
+        }
+        if (bias) v0 = _mm512_add_ps(v0, bb0), v1 = _mm512_add_ps(v1, bb1);
+        if (z) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, z + i * ldz));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, z + i * ldz + 16));
+        }
+        _mm512_mask_storeu_ps(ci, m0, v0);
+        _mm512_mask_storeu_ps(ci + 16, m1, v1);
+    }
+}
+
+/* A tile of mr rows against one panel (all NR columns of the panel at b). */
+static void panel_tile(size_t mr, size_t kc, const float *a, size_t lda, const float *b, float *c, size_t ldc,
+                       size_t nc, bool acc, const float *bias, const float *z, size_t ldz)
+{
+#define T_(R)                                                                                  \
+    case R: tile(R, kc, a, lda, b, c, ldc, nc, acc, bias, z, ldz); break
+    switch (mr) {
+        T_(1); T_(2); T_(3); T_(4); T_(5); T_(6); T_(7);
+        T_(8); T_(9); T_(10); T_(11); T_(12); T_(13); T_(14);
+    default: break;
+    }
+#undef T_
+}
+
+#elif defined(__AVX2__)
+#define MR 6
+
+/* mask of the first n (<= 8) lanes */
+static ALWAYS_INLINE __m256i lanes(size_t n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* One 6 x 16 half of a panel: as the AVX-512 tile, with nc <= 16 and b at the half. */
+static ALWAYS_INLINE void half_tile(const size_t mr, size_t kc, const float *a, size_t lda, const float *b,
+                                    float *c, size_t ldc, size_t nc, bool acc, const float *bias,
+                                    const float *z, size_t ldz)
+{
+    __m256 c0[MR], c1[MR];
+#pragma GCC unroll 6
+    for (size_t i = 0; i < mr; i++) c0[i] = c1[i] = _mm256_setzero_ps();
+    for (size_t k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_loadu_ps(b + k * NR), b1 = _mm256_loadu_ps(b + k * NR + 8);
+#pragma GCC unroll 6
+        for (size_t i = 0; i < mr; i++) {
+            __m256 av = _mm256_broadcast_ss(a + i * lda + k);
+            c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
+            c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
+        }
+    }
+    if (nc >= 16) {
+        __m256 bb0 = _mm256_setzero_ps(), bb1 = _mm256_setzero_ps();
+        if (bias) bb0 = _mm256_loadu_ps(bias), bb1 = _mm256_loadu_ps(bias + 8);
+#pragma GCC unroll 6
+        for (size_t i = 0; i < mr; i++) {
+            float *ci = c + i * ldc;
+            __m256 v0 = c0[i], v1 = c1[i];
+            if (acc) v0 = _mm256_add_ps(_mm256_loadu_ps(ci), v0), v1 = _mm256_add_ps(_mm256_loadu_ps(ci + 8), v1);
+            if (bias) v0 = _mm256_add_ps(v0, bb0), v1 = _mm256_add_ps(v1, bb1);
+            if (z) {
+                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(z + i * ldz));
+                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(z + i * ldz + 8));
+            }
+            _mm256_storeu_ps(ci, v0);
+            _mm256_storeu_ps(ci + 8, v1);
+        }
+        return;
+    }
+    __m256i m0 = lanes(nc), m1 = lanes(nc > 8 ? nc - 8 : 0);
+    __m256 bb0 = _mm256_setzero_ps(), bb1 = _mm256_setzero_ps();
+    if (bias) bb0 = _mm256_maskload_ps(bias, m0), bb1 = _mm256_maskload_ps(bias + 8, m1);
+    for (size_t i = 0; i < mr; i++) {
+        float *ci = c + i * ldc;
+        __m256 v0 = c0[i], v1 = c1[i];
+        if (acc) {
+            v0 = _mm256_add_ps(_mm256_maskload_ps(ci, m0), v0);
+            v1 = _mm256_add_ps(_mm256_maskload_ps(ci + 8, m1), v1);
+        }
+        if (bias) v0 = _mm256_add_ps(v0, bb0), v1 = _mm256_add_ps(v1, bb1);
+        if (z) {
+            v0 = _mm256_add_ps(v0, _mm256_maskload_ps(z + i * ldz, m0));
+            v1 = _mm256_add_ps(v1, _mm256_maskload_ps(z + i * ldz + 8, m1));
+        }
+        _mm256_maskstore_ps(ci, m0, v0);
+        _mm256_maskstore_ps(ci + 8, m1, v1);
+    }
+}
+
+static void half_panel(size_t mr, size_t kc, const float *a, size_t lda, const float *b, float *c, size_t ldc,
+                       size_t nc, bool acc, const float *bias, const float *z, size_t ldz)
+{
+#define T_(R)                                                                                  \
+    case R: half_tile(R, kc, a, lda, b, c, ldc, nc, acc, bias, z, ldz); break
+    switch (mr) {
+        T_(1); T_(2); T_(3); T_(4); T_(5); T_(6);
+    default: break;
+    }
+#undef T_
+}
+
+static void panel_tile(size_t mr, size_t kc, const float *a, size_t lda, const float *b, float *c, size_t ldc,
+                       size_t nc, bool acc, const float *bias, const float *z, size_t ldz)
+{
+    half_panel(mr, kc, a, lda, b, c, ldc, nc < 16 ? nc : 16, acc, bias, z, ldz);
+    if (nc > 16)
+        half_panel(mr, kc, a, lda, b + 16, c + 16, ldc, nc - 16, acc, bias ? bias + 16 : NULL,
+                   z ? z + 16 : NULL, ldz);
+}
+
+#else
+#define MR 4
+
+/* Plain C: each element one sum over k in order, as the vector tiles. */
+static void panel_tile(size_t mr, size_t kc, const float *a, size_t lda, const float *b, float *c, size_t ldc,
+                       size_t nc, bool acc, const float *bias, const float *z, size_t ldz)
+{
+    float t[MR][NR];
+    memset(t, 0, sizeof t);
+    for (size_t k = 0; k < kc; k++)
+        for (size_t i = 0; i < mr; i++) {
+            float av = a[i * lda + k];
+            for (size_t j = 0; j < NR; j++) t[i][j] += av * b[k * NR + j];
+        }
+    for (size_t i = 0; i < mr; i++)
+        for (size_t j = 0; j < nc; j++) {
+            float v = t[i][j];
+            if (acc) v = c[i * ldc + j] + v;
+            if (bias) v += bias[j];
+            if (z) v += z[i * ldz + j];
+            c[i * ldc + j] = v;
+        }
+}
+#endif
+
+void KILN_ISA_FN(kiln_pgemm_block_isa)(const struct kiln_pgemm_args *g, size_t m0, size_t m1, size_t n0,
+                                       size_t n1, size_t k0, size_t k1)
+{
+    bool last = k1 == g->K, acc = g->acc || k0 > 0;
+    const struct kiln_act *act = last && g->act && g->act->kind != KILN_ACT_NONE ? g->act : NULL;
+    const float *bias = last ? g->bias : NULL, *z = last ? g->z : NULL;
+    size_t kc = k1 - k0;
+    for (size_t g0 = n0; g0 < n1; g0 += GROUP * NR) {
+        size_t g1 = g0 + GROUP * NR < n1 ? g0 + GROUP * NR : n1;
+        for (size_t i = m0; i < m1; i += MR) {
+            size_t mr = m1 - i < MR ? m1 - i : MR;
+            const float *a = g->A + i * g->lda + k0;
+            float *c = g->C + i * g->ldc;
+            for (size_t j = g0; j < g1; j += NR) {
+                size_t nc = g1 - j < NR ? g1 - j : NR;
+                panel_tile(mr, kc, a, g->lda, g->bp + (j / NR) * g->K * NR + k0 * NR, c + j, g->ldc, nc, acc,
+                           bias ? bias + j : NULL, z ? z + i * g->ldz + j : NULL, g->ldz);
+            }
+            if (act)
+                for (size_t r = 0; r < mr; r++)
+                    KILN_ISA_FN(kiln_act_apply_f32_isa)(act, c + r * g->ldc + g0, NULL, c + r * g->ldc + g0,
+                                                        g1 - g0);
+        }
+    }
+}
