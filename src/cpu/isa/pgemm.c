@@ -25,7 +25,11 @@
 #endif
 
 #define NR    KILN_PGEMM_NR
-#define GROUP 8 /* panels per group: 256 columns */
+#ifndef PF_DIST
+#define PF_DIST 24 /* k steps ahead that the first row tile of a group prefetches B (memory) */
+#endif
+#define GROUP  8    /* panels per group: 256 columns */
+#define KC_MAX 1024 /* the longest K block: past it, even blocks of 512 to 1024 */
 
 #if defined(__GNUC__)
 #define ALWAYS_INLINE inline __attribute__((always_inline))
@@ -39,13 +43,22 @@
 /* One tile: rows [0, mr) of A (at lda, from the block's first k) times one panel's kc rows
  * (b, at the stride NR), into the first nc <= 32 columns of C's mr rows; acc: add to C; bias
  * (at the tile's first column) and z (at the tile's first element, stride ldz) when not NULL. */
-static ALWAYS_INLINE void tile(const size_t mr, size_t kc, const float *a, size_t lda, const float *b, float *c,
-                               size_t ldc, size_t nc, bool acc, const float *bias, const float *z, size_t ldz)
+static ALWAYS_INLINE void tile(const size_t mr, const bool pf, size_t kc, const float *a, size_t lda, const float *b,
+                               float *c, size_t ldc, size_t nc, bool acc, const float *bias, const float *z,
+                               size_t ldz, const float *pn, size_t npn)
 {
     __m512 c0[MR], c1[MR];
 #pragma GCC unroll 14
     for (size_t i = 0; i < mr; i++) c0[i] = c1[i] = _mm512_setzero_ps();
     for (size_t k = 0; k < kc; k++) {
+        if (pf) {
+            _mm_prefetch((const char *)(b + (k + PF_DIST) * NR), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + (k + PF_DIST) * NR + 16), _MM_HINT_T0);
+        }
+        if (2 * k < npn) {
+            _mm_prefetch((const char *)(pn + 2 * k * 16), _MM_HINT_T1);
+            _mm_prefetch((const char *)(pn + 2 * k * 16 + 16), _MM_HINT_T1);
+        }
         __m512 b0 = _mm512_loadu_ps(b + k * NR), b1 = _mm512_loadu_ps(b + k * NR + 16);
 #pragma GCC unroll 14
         for (size_t i = 0; i < mr; i++) {
@@ -77,11 +90,15 @@ static ALWAYS_INLINE void tile(const size_t mr, size_t kc, const float *a, size_
 }
 
 /* A tile of mr rows against one panel (all NR columns of the panel at b). */
-static void panel_tile(size_t mr, size_t kc, const float *a, size_t lda, const float *b, float *c, size_t ldc,
-                       size_t nc, bool acc, const float *bias, const float *z, size_t ldz)
+static void panel_tile(size_t mr, bool pf, size_t kc, const float *a, size_t lda, const float *b, float *c,
+                       size_t ldc, size_t nc, bool acc, const float *bias, const float *z, size_t ldz,
+                       const float *pn, size_t npn)
 {
 #define T_(R)                                                                                  \
-    case R: tile(R, kc, a, lda, b, c, ldc, nc, acc, bias, z, ldz); break
+    case R:                                                                                    \
+        if (pf) tile(R, true, kc, a, lda, b, c, ldc, nc, acc, bias, z, ldz, pn, npn);          \
+        else tile(R, false, kc, a, lda, b, c, ldc, nc, acc, bias, z, ldz, pn, npn);            \
+        break
     switch (mr) {
         T_(1); T_(2); T_(3); T_(4); T_(5); T_(6); T_(7);
         T_(8); T_(9); T_(10); T_(11); T_(12); T_(13); T_(14);
@@ -166,9 +183,11 @@ static void half_panel(size_t mr, size_t kc, const float *a, size_t lda, const f
 #undef T_
 }
 
-static void panel_tile(size_t mr, size_t kc, const float *a, size_t lda, const float *b, float *c, size_t ldc,
-                       size_t nc, bool acc, const float *bias, const float *z, size_t ldz)
+static void panel_tile(size_t mr, bool pf, size_t kc, const float *a, size_t lda, const float *b, float *c,
+                       size_t ldc, size_t nc, bool acc, const float *bias, const float *z, size_t ldz,
+                       const float *pn, size_t npn)
 {
+    (void)pf, (void)pn, (void)npn;
     half_panel(mr, kc, a, lda, b, c, ldc, nc < 16 ? nc : 16, acc, bias, z, ldz);
     if (nc > 16)
         half_panel(mr, kc, a, lda, b + 16, c + 16, ldc, nc - 16, acc, bias ? bias + 16 : NULL,
@@ -179,9 +198,11 @@ static void panel_tile(size_t mr, size_t kc, const float *a, size_t lda, const f
 #define MR 4
 
 /* Plain C: each element one sum over k in order, as the vector tiles. */
-static void panel_tile(size_t mr, size_t kc, const float *a, size_t lda, const float *b, float *c, size_t ldc,
-                       size_t nc, bool acc, const float *bias, const float *z, size_t ldz)
+static void panel_tile(size_t mr, bool pf, size_t kc, const float *a, size_t lda, const float *b, float *c,
+                       size_t ldc, size_t nc, bool acc, const float *bias, const float *z, size_t ldz,
+                       const float *pn, size_t npn)
 {
+    (void)pf, (void)pn, (void)npn;
     float t[MR][NR];
     memset(t, 0, sizeof t);
     for (size_t k = 0; k < kc; k++)
@@ -200,28 +221,61 @@ static void panel_tile(size_t mr, size_t kc, const float *a, size_t lda, const f
 }
 #endif
 
+static inline size_t g1_of(size_t g0, size_t n1)
+{
+    return n1 - g0 > GROUP * NR ? g0 + GROUP * NR : n1;
+}
+
+#ifndef PG_KC_MAX
+#define PG_KC_MAX KC_MAX
+#endif
+
+/* Columns [g0, g1) (at most GROUP panels) of rows [m0, m1), K block [kb, ke). The first row
+ * tile prefetches its panels PF_DIST k steps ahead into L1; the later ones prefetch the next
+ * group's panels (columns [x0, x0 + GROUP panels) of K block [xb, xe); xe == xb: none) into
+ * L2, panel q by the tiles of panel q, a share each, so the weights stream from memory while
+ * the arithmetic of this group runs instead of before the next. */
+static void group(const struct kiln_pgemm_args *g, size_t m0, size_t m1, size_t g0, size_t g1, size_t kb,
+                  size_t ke, size_t x0, size_t x1, size_t xb, size_t xe)
+{
+    bool last = ke == g->K, acc = g->acc || kb > 0;
+    const struct kiln_act *act = last && g->act && g->act->kind != KILN_ACT_NONE ? g->act : NULL;
+    const float *bias = last ? g->bias : NULL, *z = last ? g->z : NULL;
+    /* nt tiles of nearly equal rows (128 rows: 13 and 12 rather than 14 and a tail of 2) */
+    size_t rows = m1 - m0, nt = (rows + MR - 1) / MR, xl = 2 * (xe - xb); /* lines of a next panel */
+    for (size_t t = 0; t < nt; t++) {
+        size_t i = m0 + rows * t / nt, mr = m0 + rows * (t + 1) / nt - i;
+        const float *a = g->A + i * g->lda + kb;
+        float *c = g->C + i * g->ldc;
+        for (size_t j = g0; j < g1; j += NR) {
+            size_t nc = g1 - j < NR ? g1 - j : NR, xj = x0 + (j - g0), npn = 0;
+            const float *pn = NULL;
+            if (t > 0 && xj < x1) { /* lines [l0, l1) of the next group's panel q */
+                size_t l0 = xl * (t - 1) / (nt - 1), l1 = xl * t / (nt - 1);
+                pn = g->bp + (xj / NR) * g->K * NR + xb * NR + l0 * 16, npn = l1 - l0;
+            }
+            panel_tile(mr, t == 0, ke - kb, a, g->lda, g->bp + (j / NR) * g->K * NR + kb * NR, c + j, g->ldc,
+                       nc, acc, bias ? bias + j : NULL, z ? z + i * g->ldz + j : NULL, g->ldz, pn, npn);
+        }
+        if (act)
+            for (size_t r = 0; r < mr; r++)
+                KILN_ISA_FN(kiln_act_apply_f32_isa)(act, c + r * g->ldc + g0, NULL, c + r * g->ldc + g0, g1 - g0);
+    }
+}
+
 void KILN_ISA_FN(kiln_pgemm_block_isa)(const struct kiln_pgemm_args *g, size_t m0, size_t m1, size_t n0,
                                        size_t n1, size_t k0, size_t k1)
 {
-    bool last = k1 == g->K, acc = g->acc || k0 > 0;
-    const struct kiln_act *act = last && g->act && g->act->kind != KILN_ACT_NONE ? g->act : NULL;
-    const float *bias = last ? g->bias : NULL, *z = last ? g->z : NULL;
-    size_t kc = k1 - k0;
-    for (size_t g0 = n0; g0 < n1; g0 += GROUP * NR) {
-        size_t g1 = g0 + GROUP * NR < n1 ? g0 + GROUP * NR : n1;
-        for (size_t i = m0; i < m1; i += MR) {
-            size_t mr = m1 - i < MR ? m1 - i : MR;
-            const float *a = g->A + i * g->lda + k0;
-            float *c = g->C + i * g->ldc;
-            for (size_t j = g0; j < g1; j += NR) {
-                size_t nc = g1 - j < NR ? g1 - j : NR;
-                panel_tile(mr, kc, a, g->lda, g->bp + (j / NR) * g->K * NR + k0 * NR, c + j, g->ldc, nc, acc,
-                           bias ? bias + j : NULL, z ? z + i * g->ldz + j : NULL, g->ldz);
-            }
-            if (act)
-                for (size_t r = 0; r < mr; r++)
-                    KILN_ISA_FN(kiln_act_apply_f32_isa)(act, c + r * g->ldc + g0, NULL, c + r * g->ldc + g0,
-                                                        g1 - g0);
+    /* K in nkb even blocks of at most KC_MAX (one, possibly empty, when K is short) */
+    size_t nkb = (k1 - k0 + PG_KC_MAX - 1) / PG_KC_MAX, kcb = nkb > 1 ? (k1 - k0 + nkb - 1) / nkb : k1 - k0;
+    size_t kb = k0;
+    do {
+        size_t ke = k1 - kb > kcb ? kb + kcb : k1;
+        for (size_t g0 = n0; g0 < n1; g0 += GROUP * NR) {
+            size_t g1 = g1_of(g0, n1), x0 = g1, xb = kb, xe = ke; /* the next group */
+            if (g1 >= n1) x0 = n0, xb = ke, xe = k1 - ke > kcb ? ke + kcb : k1;
+            group(g, m0, m1, g0, g1, kb, ke, x0, g1_of(x0, n1), xb, xe);
         }
-    }
+        kb = ke;
+    } while (kb < k1);
 }
