@@ -34,7 +34,9 @@
 #include "cpu/act.h"
 #include "cpu/isa.h"
 
+#ifndef KILN_PGEMM_NR
 #define KILN_PGEMM_NR 32
+#endif
 
 /* One product: what the block function reads. */
 struct kiln_pgemm_args {

@@ -2,13 +2,21 @@
  * (contract and layout in cpu/pgemm_isa.h; the product, its threads and its blobs in
  * cpu/pgemm.c).
  *
- * Loop order of a block: groups of up to GROUP panels (256 columns), then tiles of MR rows,
- * then the panels of the group. A panel of B (K x 32 floats) is read once per row tile from
- * L2 (with K = 768 it is 96 KiB, more than L1), the MR rows of A once per panel; a group
- * keeps the rows of C just finished in L1 for the activation. The AVX-512 tile, 14 x 32,
- * holds 28 accumulators and does 28 FMAs per two loads of B and 14 broadcasts of A, which
- * on a Sapphire Rapids core measured 200-210 GFLOP/s on BERT's products (fp32 FMA peak about
- * 240) where oneDNN 2.6's brgemm matmul gave 170-185 (docs/DEPENDENCIES.md).
+ * Loop order of a block: K in blocks of at most KC_MAX (1024: K = 3072 is three blocks; a
+ * block's partial sums are added into C by the next), then groups of up to GROUP panels (256
+ * columns), then tiles of at most MR rows (all of nearly equal size: 128 rows are tiles of 13
+ * and 12, not 9 of 14 and a slow tail of 2), then the panels of the group. A group's panels
+ * (8 x K x 32 floats, 768 KiB at K = 768) stay in L2 for all its row tiles; the MR rows of A
+ * stay in L1 across the group's panels; C's finished rows are still in L1 for the
+ * activation. The first row tile of a group reads the panels from memory and prefetches them
+ * PF_DIST k steps ahead (with B not in cache, as in a model's run, that took a 128 x 768 x
+ * 768 product from 154 to about 180 GFLOP/s).
+ *
+ * The AVX-512 tile, 14 x 32, holds 28 zmm accumulators and does 28 FMAs per two loads of B
+ * and 14 broadcasts of A (direct from A's rows: one FMA-fused broadcast load each). 6 x 64,
+ * 8 x 48 and 12 x 32 were measured too (docs/design.md, "kiln's own GEMM"): 14 x 32 was the
+ * fastest here, 12 x 32 within noise. The AVX2 tile is 6 x 16 (12 ymm accumulators) over
+ * each half of a panel.
  *
  * Each row count 1..MR is its own copy of the tile (a switch over always-inlined code), so
  * the accumulators stay in registers for the row tails too.
@@ -24,7 +32,9 @@
 #include <immintrin.h>
 #endif
 
-#define NR    KILN_PGEMM_NR
+#ifndef NR
+#define NR KILN_PGEMM_NR
+#endif
 #ifndef PF_DIST
 #define PF_DIST 24 /* k steps ahead that the first row tile of a group prefetches B (memory) */
 #endif
@@ -38,70 +48,77 @@
 #endif
 
 #if defined(__AVX512F__)
-#define MR 14
+#define NV (NR / 16) /* vectors of a panel row */
+#ifndef MR
+#define MR (NV == 2 ? 14 : NV == 3 ? 8 : 6)
+#endif
 
 /* One tile: rows [0, mr) of A (at lda, from the block's first k) times one panel's kc rows
- * (b, at the stride NR), into the first nc <= 32 columns of C's mr rows; acc: add to C; bias
- * (at the tile's first column) and z (at the tile's first element, stride ldz) when not NULL. */
+ * (b, at the stride NR), into the first nc <= NR columns of C's mr rows; acc: add to C; bias
+ * (at the tile's first column) and z (at the tile's first element, stride ldz) when not NULL.
+ * pf: prefetch b PF_DIST k steps ahead into L1. */
 static ALWAYS_INLINE void tile(const size_t mr, const bool pf, size_t kc, const float *a, size_t lda, const float *b,
                                float *c, size_t ldc, size_t nc, bool acc, const float *bias, const float *z,
-                               size_t ldz, const float *pn, size_t npn)
+                               size_t ldz)
 {
-    __m512 c0[MR], c1[MR];
+    __m512 cv[MR][NV];
 #pragma GCC unroll 14
-    for (size_t i = 0; i < mr; i++) c0[i] = c1[i] = _mm512_setzero_ps();
+    for (size_t i = 0; i < mr; i++)
+#pragma GCC unroll 4
+        for (size_t v = 0; v < NV; v++) cv[i][v] = _mm512_setzero_ps();
     for (size_t k = 0; k < kc; k++) {
-        if (pf) {
-            _mm_prefetch((const char *)(b + (k + PF_DIST) * NR), _MM_HINT_T0);
-            _mm_prefetch((const char *)(b + (k + PF_DIST) * NR + 16), _MM_HINT_T0);
-        }
-        if (2 * k < npn) {
-            _mm_prefetch((const char *)(pn + 2 * k * 16), _MM_HINT_T1);
-            _mm_prefetch((const char *)(pn + 2 * k * 16 + 16), _MM_HINT_T1);
-        }
-        __m512 b0 = _mm512_loadu_ps(b + k * NR), b1 = _mm512_loadu_ps(b + k * NR + 16);
+        if (pf)
+#pragma GCC unroll 4
+            for (size_t v = 0; v < NV; v++) _mm_prefetch((const char *)(b + (k + PF_DIST) * NR + 16 * v), _MM_HINT_T0);
+        __m512 bv[NV];
+#pragma GCC unroll 4
+        for (size_t v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(b + k * NR + 16 * v);
 #pragma GCC unroll 14
         for (size_t i = 0; i < mr; i++) {
             __m512 av = _mm512_set1_ps(a[i * lda + k]);
-            c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
-            c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
+#pragma GCC unroll 4
+            for (size_t v = 0; v < NV; v++) cv[i][v] = _mm512_fmadd_ps(av, bv[v], cv[i][v]);
         }
     }
-    __mmask16 m0 = nc >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nc) - 1);
-    __mmask16 m1 = nc >= 32 ? (__mmask16)0xffff : nc <= 16 ? 0 : (__mmask16)((1u << (nc - 16)) - 1);
-    __m512 bb0 = _mm512_setzero_ps(), bb1 = _mm512_setzero_ps();
-    if (bias) bb0 = _mm512_maskz_loadu_ps(m0, bias), bb1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+    __mmask16 m[NV];
+    __m512 bb[NV];
+#pragma GCC unroll 4
+    for (size_t v = 0; v < NV; v++) {
+        size_t n = nc > 16 * v ? nc - 16 * v : 0;
+        m[v] = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+        bb[v] = bias ? _mm512_maskz_loadu_ps(m[v], bias + 16 * v) : _mm512_setzero_ps();
+    }
 #pragma GCC unroll 14
     for (size_t i = 0; i < mr; i++) {
         float *ci = c + i * ldc;
-        __m512 v0 = c0[i], v1 = c1[i];
-        if (acc) {
-            v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, ci), v0);
-            v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, ci + 16), v1);
+#pragma GCC unroll 4
+        for (size_t v = 0; v < NV; v++) {
+            __m512 x = cv[i][v];
+            if (acc) x = _mm512_add_ps(_mm512_maskz_loadu_ps(m[v], ci + 16 * v), x);
+            if (bias) x = _mm512_add_ps(x, bb[v]);
+            if (z) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m[v], z + i * ldz + 16 * v));
+            _mm512_mask_storeu_ps(ci + 16 * v, m[v], x);
         }
-        if (bias) v0 = _mm512_add_ps(v0, bb0), v1 = _mm512_add_ps(v1, bb1);
-        if (z) {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, z + i * ldz));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, z + i * ldz + 16));
-        }
-        _mm512_mask_storeu_ps(ci, m0, v0);
-        _mm512_mask_storeu_ps(ci + 16, m1, v1);
     }
 }
 
 /* A tile of mr rows against one panel (all NR columns of the panel at b). */
 static void panel_tile(size_t mr, bool pf, size_t kc, const float *a, size_t lda, const float *b, float *c,
-                       size_t ldc, size_t nc, bool acc, const float *bias, const float *z, size_t ldz,
-                       const float *pn, size_t npn)
+                       size_t ldc, size_t nc, bool acc, const float *bias, const float *z, size_t ldz)
 {
 #define T_(R)                                                                                  \
     case R:                                                                                    \
-        if (pf) tile(R, true, kc, a, lda, b, c, ldc, nc, acc, bias, z, ldz, pn, npn);          \
-        else tile(R, false, kc, a, lda, b, c, ldc, nc, acc, bias, z, ldz, pn, npn);            \
+        if (pf) tile(R, true, kc, a, lda, b, c, ldc, nc, acc, bias, z, ldz);                   \
+        else tile(R, false, kc, a, lda, b, c, ldc, nc, acc, bias, z, ldz);                     \
         break
     switch (mr) {
-        T_(1); T_(2); T_(3); T_(4); T_(5); T_(6); T_(7);
-        T_(8); T_(9); T_(10); T_(11); T_(12); T_(13); T_(14);
+        T_(1); T_(2); T_(3); T_(4); T_(5); T_(6);
+#if MR > 6
+        T_(7); T_(8);
+#endif
+#if MR > 8
+        T_(9); T_(10); T_(11); T_(12); T_(13); T_(14);
+#endif
     default: break;
     }
 #undef T_
@@ -184,14 +201,12 @@ static void half_panel(size_t mr, size_t kc, const float *a, size_t lda, const f
 }
 
 static void panel_tile(size_t mr, bool pf, size_t kc, const float *a, size_t lda, const float *b, float *c,
-                       size_t ldc, size_t nc, bool acc, const float *bias, const float *z, size_t ldz,
-                       const float *pn, size_t npn)
+                       size_t ldc, size_t nc, bool acc, const float *bias, const float *z, size_t ldz)
 {
-    (void)pf, (void)pn, (void)npn;
-    half_panel(mr, kc, a, lda, b, c, ldc, nc < 16 ? nc : 16, acc, bias, z, ldz);
-    if (nc > 16)
-        half_panel(mr, kc, a, lda, b + 16, c + 16, ldc, nc - 16, acc, bias ? bias + 16 : NULL,
-                   z ? z + 16 : NULL, ldz);
+    (void)pf;
+    for (size_t h = 0; h * 16 < nc; h++)
+        half_panel(mr, kc, a, lda, b + 16 * h, c + 16 * h, ldc, nc - 16 * h < 16 ? nc - 16 * h : 16, acc,
+                   bias ? bias + 16 * h : NULL, z ? z + 16 * h : NULL, ldz);
 }
 
 #else
@@ -199,10 +214,9 @@ static void panel_tile(size_t mr, bool pf, size_t kc, const float *a, size_t lda
 
 /* Plain C: each element one sum over k in order, as the vector tiles. */
 static void panel_tile(size_t mr, bool pf, size_t kc, const float *a, size_t lda, const float *b, float *c,
-                       size_t ldc, size_t nc, bool acc, const float *bias, const float *z, size_t ldz,
-                       const float *pn, size_t npn)
+                       size_t ldc, size_t nc, bool acc, const float *bias, const float *z, size_t ldz)
 {
-    (void)pf, (void)pn, (void)npn;
+    (void)pf;
     float t[MR][NR];
     memset(t, 0, sizeof t);
     for (size_t k = 0; k < kc; k++)
@@ -226,36 +240,26 @@ static inline size_t g1_of(size_t g0, size_t n1)
     return n1 - g0 > GROUP * NR ? g0 + GROUP * NR : n1;
 }
 
-#ifndef PG_KC_MAX
-#define PG_KC_MAX KC_MAX
-#endif
-
 /* Columns [g0, g1) (at most GROUP panels) of rows [m0, m1), K block [kb, ke). The first row
- * tile prefetches its panels PF_DIST k steps ahead into L1; the later ones prefetch the next
- * group's panels (columns [x0, x0 + GROUP panels) of K block [xb, xe); xe == xb: none) into
- * L2, panel q by the tiles of panel q, a share each, so the weights stream from memory while
- * the arithmetic of this group runs instead of before the next. */
+ * tile, which reads the group's panels from memory (the weights of a model do not stay in
+ * cache from run to run), prefetches them PF_DIST k steps ahead: with K unblocked the panels
+ * of a group are contiguous, so the prefetch runs on into the next panel. */
 static void group(const struct kiln_pgemm_args *g, size_t m0, size_t m1, size_t g0, size_t g1, size_t kb,
-                  size_t ke, size_t x0, size_t x1, size_t xb, size_t xe)
+                  size_t ke)
 {
     bool last = ke == g->K, acc = g->acc || kb > 0;
     const struct kiln_act *act = last && g->act && g->act->kind != KILN_ACT_NONE ? g->act : NULL;
     const float *bias = last ? g->bias : NULL, *z = last ? g->z : NULL;
     /* nt tiles of nearly equal rows (128 rows: 13 and 12 rather than 14 and a tail of 2) */
-    size_t rows = m1 - m0, nt = (rows + MR - 1) / MR, xl = 2 * (xe - xb); /* lines of a next panel */
+    size_t rows = m1 - m0, nt = (rows + MR - 1) / MR;
     for (size_t t = 0; t < nt; t++) {
         size_t i = m0 + rows * t / nt, mr = m0 + rows * (t + 1) / nt - i;
         const float *a = g->A + i * g->lda + kb;
         float *c = g->C + i * g->ldc;
         for (size_t j = g0; j < g1; j += NR) {
-            size_t nc = g1 - j < NR ? g1 - j : NR, xj = x0 + (j - g0), npn = 0;
-            const float *pn = NULL;
-            if (t > 0 && xj < x1) { /* lines [l0, l1) of the next group's panel q */
-                size_t l0 = xl * (t - 1) / (nt - 1), l1 = xl * t / (nt - 1);
-                pn = g->bp + (xj / NR) * g->K * NR + xb * NR + l0 * 16, npn = l1 - l0;
-            }
+            size_t nc = g1 - j < NR ? g1 - j : NR;
             panel_tile(mr, t == 0, ke - kb, a, g->lda, g->bp + (j / NR) * g->K * NR + kb * NR, c + j, g->ldc,
-                       nc, acc, bias ? bias + j : NULL, z ? z + i * g->ldz + j : NULL, g->ldz, pn, npn);
+                       nc, acc, bias ? bias + j : NULL, z ? z + i * g->ldz + j : NULL, g->ldz);
         }
         if (act)
             for (size_t r = 0; r < mr; r++)
@@ -267,15 +271,11 @@ void KILN_ISA_FN(kiln_pgemm_block_isa)(const struct kiln_pgemm_args *g, size_t m
                                        size_t n1, size_t k0, size_t k1)
 {
     /* K in nkb even blocks of at most KC_MAX (one, possibly empty, when K is short) */
-    size_t nkb = (k1 - k0 + PG_KC_MAX - 1) / PG_KC_MAX, kcb = nkb > 1 ? (k1 - k0 + nkb - 1) / nkb : k1 - k0;
+    size_t nkb = (k1 - k0 + KC_MAX - 1) / KC_MAX, kcb = nkb > 1 ? (k1 - k0 + nkb - 1) / nkb : k1 - k0;
     size_t kb = k0;
     do {
         size_t ke = k1 - kb > kcb ? kb + kcb : k1;
-        for (size_t g0 = n0; g0 < n1; g0 += GROUP * NR) {
-            size_t g1 = g1_of(g0, n1), x0 = g1, xb = kb, xe = ke; /* the next group */
-            if (g1 >= n1) x0 = n0, xb = ke, xe = k1 - ke > kcb ? ke + kcb : k1;
-            group(g, m0, m1, g0, g1, kb, ke, x0, g1_of(x0, n1), xb, xe);
-        }
+        for (size_t g0 = n0; g0 < n1; g0 += GROUP * NR) group(g, m0, m1, g0, g1_of(g0, n1), kb, ke);
         kb = ke;
     } while (kb < k1);
 }

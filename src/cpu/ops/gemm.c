@@ -18,8 +18,17 @@
  * it to kiln_sgemm untransposed: with oneDNN that orientation measured 1.1x to 2.3x faster
  * than the transposed one for M = 1..64 (and the portable GEMM packs it with unit-stride
  * reads). A B already [K, N] (Gemm with transB = 0, MatMul) is what the GEMM takes as it is,
- * so it is not copied; MatMul has no attributes and no prepare. One implementation each:
- * how a product is split over threads is decided per run from the shapes.
+ * so it is not copied. One implementation each: how a product is split over threads is
+ * decided per run from the shapes.
+ *
+ * Prepacked variants (p->chosen, shown by profiles): a float32 constant B of MatMul, or of a
+ * Gemm with transA 0 and alpha 1, is packed once, either for oneDNN's matmul primitive
+ * (1 "onednn-packed", dnnl_matmul.h; needs A's rows known at prepare) or for kiln's own GEMM
+ * (2 "kiln-pgemm", pgemm.h; any rows, and a Gemm's C of one row with beta 1 is its bias
+ * epilogue). pgemm_wins says which (kiln's for few rows or rows unknown, oneDNN's for many;
+ * each falls back to the other where it is not there: no oneDNN, or the portable level,
+ * which has neither); an engine file keeps the choice; KILN_MATMUL_PACKED=onednn|pgemm forces
+ * one (tests, A/B measurements). With kiln's GEMM a transB Gemm keeps no B^T copy.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -131,14 +140,16 @@ static const char *const packed_name[] = {NULL, "onednn-packed", "kiln-pgemm"};
 /* Blob keys of the pgemm variant (oneDNN's are 0x6d6d0000 + slice; Gemm's B^T is 0). */
 #define PGEMM_BLOB 0x70670000u
 
-/* Whether kiln's GEMM is the one to take for M x K x N when both are there: measured on the
- * bench models' products (docs/design.md, "kiln's own GEMM"). M < 0: M unknown at prepare,
- * where the only other choice is kiln_sgemm, which packs B at every call. */
+/* Whether kiln's GEMM is the one to take for M x K x N when both are there. M < 0: M unknown
+ * at prepare, where the only other choice is kiln_sgemm, which packs B at every call.
+ * Measured on the bench models (docs/design.md, "kiln's own GEMM"): oneDNN's brgemm matmul
+ * is 5-12% faster on the many-row products of BERT, ViT-B/16 and ConvNeXt (M >= 49), kiln's
+ * 5% faster on GPT-2's 8-token products and its lm head (M = 8) and 5-30% on the MLP's
+ * M = 1 layers at 1 and 2 threads. */
 static bool pgemm_wins(int64_t M, size_t K, size_t N)
 {
     (void)K, (void)N;
-    if (M < 0) return true;
-    return M >= 2;
+    return M < 0 || M <= 16;
 }
 
 /* The variant to prepare: an engine file's or --tune's (p->variant), else the environment
