@@ -153,12 +153,15 @@ static bool pgemm_wins(int64_t M, size_t K, size_t N)
 }
 
 /* The variant to prepare: an engine file's or --tune's (p->variant), else the environment
- * variable KILN_MATMUL_PACKED=onednn|pgemm (tests, measurements), else pgemm_wins. */
-static int packed_pick(const struct kiln_kprep *p, int64_t M, size_t K, size_t N)
+ * variable KILN_MATMUL_PACKED (tests, A/B measurements: "onednn" is kiln before its own GEMM,
+ * oneDNN's primitive where it applies and kiln_sgemm elsewhere, *only set; "pgemm" kiln's
+ * GEMM wherever it applies), else pgemm_wins. */
+static int packed_pick(const struct kiln_kprep *p, int64_t M, size_t K, size_t N, bool *only)
 {
+    *only = false;
     if (p->variant == PACKED_ONEDNN || p->variant == PACKED_PGEMM) return p->variant;
     const char *e = getenv("KILN_MATMUL_PACKED");
-    if (e && !strcmp(e, "onednn")) return PACKED_ONEDNN;
+    if (e && !strcmp(e, "onednn")) return *only = true, PACKED_ONEDNN;
     if (e && !strcmp(e, "pgemm")) return PACKED_PGEMM;
     return pgemm_wins(M, K, N) ? PACKED_PGEMM : PACKED_ONEDNN;
 }
@@ -171,10 +174,12 @@ static kiln_status packed_prepare(struct kiln_kprep *p, int64_t M, size_t K, siz
                                   size_t ldb, bool transB, struct kiln_dnnl_mm **mm, struct kiln_pgemm **pg)
 {
     *mm = NULL, *pg = NULL;
-    int v = packed_pick(p, M, K, N);
+    bool only;
+    int v = packed_pick(p, M, K, N, &only);
     if (v == PACKED_ONEDNN && M > 0) KILN_TRY(kiln_dnnl_mm_prepare(p, (size_t)M, K, N, B, ldb, transB, mm));
-    if (!*mm) KILN_TRY(kiln_pgemm_prepare(p, PGEMM_BLOB, K, N, B, ldb, transB, pg));
-    if (!*mm && !*pg && M > 0) KILN_TRY(kiln_dnnl_mm_prepare(p, (size_t)M, K, N, B, ldb, transB, mm));
+    if (!*mm && !only) KILN_TRY(kiln_pgemm_prepare(p, PGEMM_BLOB, K, N, B, ldb, transB, pg));
+    if (!*mm && !*pg && M > 0 && v != PACKED_ONEDNN)
+        KILN_TRY(kiln_dnnl_mm_prepare(p, (size_t)M, K, N, B, ldb, transB, mm));
     p->chosen = *pg ? PACKED_PGEMM : *mm ? PACKED_ONEDNN : PACKED_NONE;
     if (p->chosen) p->kernel = packed_name[p->chosen];
     return KILN_OK;
@@ -389,16 +394,26 @@ static void transpose_f32(const float *src, size_t N, size_t K, float *dst)
 
 /* The prepacked op(B) of a Gemm with a float32 constant B (any transB), transA 0 and alpha
  * 1 (packed_prepare: oneDNN's when A's rows are known, or kiln's GEMM). */
-static kiln_status gemm_prepare_packed(struct kiln_kprep *p, struct gemm_state *st,
-                                       const struct kiln_tensor *b)
+/* Whether a prepacked variant applies to the Gemm (float32 A with K columns, transA 0,
+ * alpha 1): *M its rows (-1: unknown), *K, *N op(B)'s dims. */
+static bool gemm_packed_dims(const struct kiln_kprep *p, const struct gemm_state *st, const struct kiln_tensor *b,
+                             int64_t *M, size_t *K, size_t *N)
 {
     const struct kiln_vtype *at = p->in[0];
     if (st->tA || st->alpha != 1.0f || !at || at->type.kind != KILN_TYPE_TENSOR ||
         at->type.elem != KILN_DTYPE_F32 || at->type.rank != 2 || at->type.dims[0].value == 0)
-        return KILN_OK;
-    int64_t M = at->type.dims[0].value < 0 ? -1 : at->type.dims[0].value;
-    size_t K = (size_t)(st->tB ? b->dims[1] : b->dims[0]), N = (size_t)(st->tB ? b->dims[0] : b->dims[1]);
-    if (at->type.dims[1].value != (int64_t)K) return KILN_OK;
+        return false;
+    *M = at->type.dims[0].value < 0 ? -1 : at->type.dims[0].value;
+    *K = (size_t)(st->tB ? b->dims[1] : b->dims[0]), *N = (size_t)(st->tB ? b->dims[0] : b->dims[1]);
+    return at->type.dims[1].value == (int64_t)*K;
+}
+
+static kiln_status gemm_prepare_packed(struct kiln_kprep *p, struct gemm_state *st,
+                                       const struct kiln_tensor *b)
+{
+    int64_t M;
+    size_t K, N;
+    if (!gemm_packed_dims(p, st, b, &M, &K, &N)) return KILN_OK;
     KILN_TRY(packed_prepare(p, M, K, N, b->data, (size_t)b->dims[1], st->tB, &st->mm, &st->pg));
     if (st->mm || st->pg) st->b = b->data;
     return KILN_OK;
@@ -414,9 +429,14 @@ kiln_status kiln_cpu_gemm_prepare(struct kiln_kprep *p)
     p->state = st;
     const struct kiln_tensor *b = kiln_kprep_const(p, 1);
     if (!b || b->dtype != KILN_DTYPE_F32 || b->rank != 2 || !b->data) return KILN_OK;
-    KILN_TRY(gemm_prepare_packed(p, st, b));
-    /* B^T for kiln_sgemm, unless kiln's GEMM (which takes any A's rows) packed it */
-    if (!st->tB || st->pg) return KILN_OK;
+    /* B^T for kiln_sgemm (blob 0, made before oneDNN's blobs), unless kiln's GEMM, which takes
+     * any A's rows, will pack op(B) */
+    int64_t pm;
+    size_t pk, pn;
+    bool only;
+    if (!st->tB || (gemm_packed_dims(p, st, b, &pm, &pk, &pn) && kiln_pgemm_available() &&
+                    packed_pick(p, pm, pk, pn, &only) == PACKED_PGEMM))
+        return gemm_prepare_packed(p, st, b);
     size_t N = (size_t)b->dims[0], K = (size_t)b->dims[1], bytes, have;
     if (N == 0 || K == 0 || !kiln_mul_size(N, K, &bytes) ||
         !kiln_mul_size(bytes, sizeof(float), &bytes))
@@ -431,7 +451,7 @@ kiln_status kiln_cpu_gemm_prepare(struct kiln_kprep *p)
     st->bt = data;
     st->bdims[0] = b->dims[0];
     st->bdims[1] = b->dims[1];
-    return KILN_OK;
+    return gemm_prepare_packed(p, st, b);
 }
 
 kiln_status kiln_cpu_gemm_run(struct kiln_kctx *k)
