@@ -3,8 +3,9 @@
  * primitive on one thread) and dnnl_sgemm (kiln_sgemm, which packs B at every call), on the
  * float32 products of the bench models. Not a test: a measuring tool.
  *
- *   cc -O2 -Iinclude -Isrc bench/pgemm_bench.c build/release/libkiln.a -ldnnl -lm -lpthread \
- *      -o /tmp/pgemm_bench
+ *   cc -O2 -DKILN_HAVE_DNNL=1 -Iinclude -Isrc bench/pgemm_bench.c build/release/libkiln.a \
+ *      -ldnnl -lpng -ljpeg -lopenjp2 -ltiff -lwebp -lz -lgvc -lcgraph -lcdt -lm -lpthread -ldl \
+ *      -o /tmp/pgemm_bench        (the libraries libkiln.a was built with; see CMakeLists.txt)
  *   /tmp/pgemm_bench [--threads T] [--time S] [--cold C] [M N K ...]
  *
  * Without shapes it runs the list below. Each figure is the best of three windows of S

@@ -34,7 +34,7 @@
 #include "cpu/act.h"
 #include "cpu/isa.h"
 
-#ifndef KILN_PGEMM_NR
+#ifndef KILN_PGEMM_NR /* -DKILN_PGEMM_NR=48/64 (with -DMR) builds the other tiles measured */
 #define KILN_PGEMM_NR 32
 #endif
 
