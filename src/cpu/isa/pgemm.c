@@ -35,11 +35,18 @@
 #ifndef NR
 #define NR KILN_PGEMM_NR
 #endif
+#ifndef PF_ALL
+#define PF_ALL 0
+#endif
 #ifndef PF_DIST
 #define PF_DIST 24 /* k steps ahead that the first row tile of a group prefetches B (memory) */
 #endif
-#define GROUP  8    /* panels per group: 256 columns */
-#define KC_MAX 1024 /* the longest K block: past it, even blocks of 512 to 1024 */
+#ifndef GROUP
+#define GROUP 4 /* panels per group: 128 columns */
+#endif
+#ifndef KC_MAX
+#define KC_MAX 768 /* the longest K block: past it, even blocks of 384 to 768 */
+#endif
 
 #if defined(__GNUC__)
 #define ALWAYS_INLINE inline __attribute__((always_inline))
@@ -258,7 +265,7 @@ static void group(const struct kiln_pgemm_args *g, size_t m0, size_t m1, size_t 
         float *c = g->C + i * g->ldc;
         for (size_t j = g0; j < g1; j += NR) {
             size_t nc = g1 - j < NR ? g1 - j : NR;
-            panel_tile(mr, t == 0, ke - kb, a, g->lda, g->bp + (j / NR) * g->K * NR + kb * NR, c + j, g->ldc,
+            panel_tile(mr, PF_ALL || t == 0, ke - kb, a, g->lda, g->bp + (j / NR) * g->K * NR + kb * NR, c + j, g->ldc,
                        nc, acc, bias ? bias + j : NULL, z ? z + i * g->ldz + j : NULL, g->ldz);
         }
         if (act)
