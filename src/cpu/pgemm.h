@@ -15,8 +15,8 @@
  * Run splits the product over kiln's pool: mostly by columns (slices of whole 32-column
  * panels, each streaming only its share of B, as dnnl_matmul.c splits), by rows when there
  * are fewer panels than threads (a narrow N) and rows enough. It never allocates and never
- * fails. Each element of C is one sum over k in ascending order, computed by exactly one
- * thread: results do not depend on the thread count (unlike oneDNN's, which may block K
+ * fails. Each element of C is computed by exactly one thread in an order fixed by K alone
+ * (cpu/pgemm_isa.h): results do not depend on the thread count (unlike oneDNN's, which may block K
  * differently per slice shape).
  *
  * Available where the active instruction set is AVX2 or AVX-512 (kiln_pgemm_available);

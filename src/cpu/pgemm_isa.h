@@ -15,13 +15,14 @@
  * AVX2 6 x 16 (12 ymm accumulators), the portable copy plain C 4 x 32 left to the compiler.
  * Row tails run the same kernel with fewer rows (compiled per row count); the column tail of
  * the last panel computes all 32 columns (B is zero there) and stores the first nc with a
- * mask. Each element is one sum over k in ascending order, one FMA per k at the vector
- * levels (portable: a*b+c as the compiler contracts it), so results do not depend on the
- * tiling or on how the caller splits rows and columns over threads.
+ * mask. Each element is a sum over k in ascending order in blocks of K fixed by K alone (at
+ * most 768), each block's sum added to the previous ones in C; one FMA per k at the vector
+ * levels (portable: a*b+c), so results do not depend on the row tiles or on how the caller
+ * splits rows and columns over threads.
  *
  * Epilogue: on the last K block (k1 == K) a tile's store adds bias (a vector over the
  * columns) and then Z (a second [M, N] tensor at the stride ldz), each a float add, in that
- * order, then the activation runs on the finished rows of a group of panels (up to 256
+ * order, then the activation runs on the finished rows of a group of panels (up to 128
  * columns, still in L1) through the same kiln_act_apply_f32 copy that kiln.FusedMatMul's
  * unfused pass runs: the same floats as MatMul, Add(bias), Add(Z), activation.
  */

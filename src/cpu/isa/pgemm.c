@@ -2,18 +2,22 @@
  * (contract and layout in cpu/pgemm_isa.h; the product, its threads and its blobs in
  * cpu/pgemm.c).
  *
- * Loop order of a block: K in blocks of at most KC_MAX (1024: K = 3072 is three blocks; a
- * block's partial sums are added into C by the next), then groups of up to GROUP panels (256
+ * Loop order of a block: K in blocks of at most KC_MAX (768: K = 3072 is four blocks; a
+ * block's partial sums are added into C by the next), then groups of up to GROUP panels (128
  * columns), then tiles of at most MR rows (all of nearly equal size: 128 rows are tiles of 13
  * and 12, not 9 of 14 and a slow tail of 2), then the panels of the group. A group's panels
- * (8 x K x 32 floats, 768 KiB at K = 768) stay in L2 for all its row tiles; the MR rows of A
+ * (4 x K x 32 floats, 384 KiB at K = 768) stay in L2 for all its row tiles; the MR rows of A
  * stay in L1 across the group's panels; C's finished rows are still in L1 for the
- * activation. The first row tile of a group reads the panels from memory and prefetches them
- * PF_DIST k steps ahead (with B not in cache, as in a model's run, that took a 128 x 768 x
- * 768 product from 154 to about 180 GFLOP/s).
+ * activation. The first row tile of a group reads the panels from memory (a model's weights
+ * do not stay in cache from run to run) and prefetches them PF_DIST k steps ahead. Measured
+ * with B from memory (bench/pgemm_bench.c --cold), 128 x 768 x 768: groups of 8 panels and no
+ * prefetch 154 GFLOP/s, with the prefetch about 180, groups of 4 190-210 (oneDNN 2.6's
+ * prepacked matmul 183-207); groups of 16 were slower still, and the group size mattered
+ * more than the prefetch distance (12 to 48 k steps: within noise) or prefetching in every
+ * row tile. Blocks of K: 768 or 512 measured alike, 1024 a little slower, none 15% slower.
  *
  * The AVX-512 tile, 14 x 32, holds 28 zmm accumulators and does 28 FMAs per two loads of B
- * and 14 broadcasts of A (direct from A's rows: one FMA-fused broadcast load each). 6 x 64,
+ * and 14 broadcasts of A (vbroadcastss straight from A's rows, no packing of A). 6 x 64,
  * 8 x 48 and 12 x 32 were measured too (docs/design.md, "kiln's own GEMM"): 14 x 32 was the
  * fastest here, 12 x 32 within noise. The AVX2 tile is 6 x 16 (12 ymm accumulators) over
  * each half of a panel.
