@@ -143,9 +143,9 @@ static const char *const packed_name[] = {NULL, "onednn-packed", "kiln-pgemm"};
 /* Whether kiln's GEMM is the one to take for M x K x N when both are there. M < 0: M unknown
  * at prepare, where the only other choice is kiln_sgemm, which packs B at every call.
  * Measured on the bench models (docs/design.md, "kiln's own GEMM"): oneDNN's brgemm matmul
- * is 5-12% faster on the many-row products of BERT, ViT-B/16 and ConvNeXt (M >= 49), kiln's
- * 5% faster on GPT-2's 8-token products and its lm head (M = 8) and 5-30% on the MLP's
- * M = 1 layers at 1 and 2 threads. */
+ * is 1-5% faster on the many-row products of BERT, ViT-B/16 and ConvNeXt (M >= 49: B streams
+ * from memory), kiln's as fast on GPT-2's 8-token products and its lm head (M = 8) and 5-30%
+ * faster on the MLP's M = 1 layers. */
 static bool pgemm_wins(int64_t M, size_t K, size_t N)
 {
     (void)K, (void)N;
