@@ -182,6 +182,7 @@ static ALWAYS_INLINE void half_tile(const size_t mr, size_t kc, const float *a, 
     __m256i m0 = lanes(nc), m1 = lanes(nc > 8 ? nc - 8 : 0);
     __m256 bb0 = _mm256_setzero_ps(), bb1 = _mm256_setzero_ps();
     if (bias) bb0 = _mm256_maskload_ps(bias, m0), bb1 = _mm256_maskload_ps(bias + 8, m1);
+#pragma GCC unroll 6 /* unrolled, or the accumulators live in memory through the k loop */
     for (size_t i = 0; i < mr; i++) {
         float *ci = c + i * ldc;
         __m256 v0 = c0[i], v1 = c1[i];
