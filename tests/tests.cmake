@@ -55,6 +55,11 @@ set_tests_properties(test_int8_fast_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA
 add_test(NAME test_int8_fast_avx2 COMMAND test_int8_fast)
 set_tests_properties(test_int8_fast_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx2)
 
+# test_prepared_conv_gemm checks the blobs and variant names of oneDNN's prepacked matmul:
+# pinned to it (KILN_MATMUL_PACKED=onednn: kiln before its own GEMM), since the default now
+# takes kiln's GEMM (cpu/pgemm.h) for few rows; test_pgemm tests that one.
+set_tests_properties(test_prepared_conv_gemm PROPERTIES ENVIRONMENT KILN_MATMUL_PACKED=onednn)
+
 # CLI tests: every tests/cli/test_*.sh runs with the kiln binary, the source folder and the
 # ONNX test data folder as arguments; exit 0 = pass.
 file(GLOB KILN_CLI_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/cli/test_*.sh)

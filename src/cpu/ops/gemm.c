@@ -18,15 +18,26 @@
  * it to kiln_sgemm untransposed: with oneDNN that orientation measured 1.1x to 2.3x faster
  * than the transposed one for M = 1..64 (and the portable GEMM packs it with unit-stride
  * reads). A B already [K, N] (Gemm with transB = 0, MatMul) is what the GEMM takes as it is,
- * so it is not copied; MatMul has no attributes and no prepare. One implementation each:
- * how a product is split over threads is decided per run from the shapes.
+ * so it is not copied. One implementation each: how a product is split over threads is
+ * decided per run from the shapes.
+ *
+ * Prepacked variants (p->chosen, shown by profiles): a float32 constant B of MatMul, or of a
+ * Gemm with transA 0 and alpha 1, is packed once, either for oneDNN's matmul primitive
+ * (1 "onednn-packed", dnnl_matmul.h; needs A's rows known at prepare) or for kiln's own GEMM
+ * (2 "kiln-pgemm", pgemm.h; any rows, and a Gemm's C of one row with beta 1 is its bias
+ * epilogue). pgemm_wins says which (kiln's for few rows or rows unknown, oneDNN's for many;
+ * each falls back to the other where it is not there: no oneDNN, or the portable level,
+ * which has neither); an engine file keeps the choice; KILN_MATMUL_PACKED=onednn|pgemm forces
+ * one (tests, A/B measurements). With kiln's GEMM a transB Gemm keeps no B^T copy.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/pool.h"
 #include "cpu/broadcast.h"
 #include "cpu/dnnl_matmul.h"
 #include "cpu/ops/fused.h"
+#include "cpu/pgemm.h"
 #include "cpu/sgemm.h"
 #include "cpu/tensor_util.h"
 #include "infer/infer.h"
@@ -118,11 +129,71 @@ static void mm_batch_chunk(void *ctx, size_t t0, size_t t1, int worker)
 
 /* ------------------------------------------------------------------ MatMul */
 
-/* What MatMul's prepare makes: the product with B prepacked by oneDNN (dnnl_matmul.h) when B
- * is a float32 constant [K, N] and A's rows (the product of its leading dims) are known;
- * NULL otherwise (the run then calls kiln_sgemm, which packs B itself each time). */
+/* ------------------------------------------------------------------ prepacked variants */
+
+/* The variants of a product with a constant float32 B, numbered as engine files keep them
+ * (p->chosen): 0 none (kiln_sgemm packs B at every call), 1 oneDNN's matmul primitive with
+ * B prepacked (dnnl_matmul.h), 2 kiln's own GEMM with B prepacked (pgemm.h). */
+enum { PACKED_NONE, PACKED_ONEDNN, PACKED_PGEMM };
+static const char *const packed_name[] = {NULL, "onednn-packed", "kiln-pgemm"};
+
+/* Blob keys of the pgemm variant (oneDNN's are 0x6d6d0000 + slice; Gemm's B^T is 0). */
+#define PGEMM_BLOB 0x70670000u
+
+/* Whether kiln's GEMM is the one to take for M x K x N when both are there. M < 0: M unknown
+ * at prepare, where the only other choice is kiln_sgemm, which packs B at every call.
+ * Measured on the bench models (docs/design.md, "kiln's own GEMM"): oneDNN's brgemm matmul
+ * is 1-5% faster on the many-row products of BERT, ViT-B/16 and ConvNeXt (M >= 49: B streams
+ * from memory), kiln's as fast on GPT-2's 8-token products and its lm head (M = 8) and 5-30%
+ * faster on the MLP's M = 1 layers. At AVX2 kiln's 6 x 16 tile is as fast as oneDNN's
+ * AVX2 matmul on many rows (0.84-1.10), 1.47x on 8 rows, but 0.73x on one row (a product
+ * of one row reads each panel in two halves), which stays oneDNN's. */
+static bool pgemm_wins(int64_t M, size_t K, size_t N)
+{
+    (void)K, (void)N;
+    return M < 0 || (M <= 16 && (M >= 2 || kiln_isa_active() == KILN_ISA_AVX512));
+}
+
+/* The variant to prepare: an engine file's or --tune's (p->variant), else the environment
+ * variable KILN_MATMUL_PACKED (tests, A/B measurements: "onednn" is kiln before its own GEMM,
+ * oneDNN's primitive where it applies and kiln_sgemm elsewhere, *only set; "pgemm" kiln's
+ * GEMM wherever it applies), else pgemm_wins. */
+static int packed_pick(const struct kiln_kprep *p, int64_t M, size_t K, size_t N, bool *only)
+{
+    *only = false;
+    if (p->variant == PACKED_ONEDNN || p->variant == PACKED_PGEMM) return p->variant;
+    const char *e = getenv("KILN_MATMUL_PACKED");
+    if (e && !strcmp(e, "onednn")) return *only = true, PACKED_ONEDNN;
+    if (e && !strcmp(e, "pgemm")) return PACKED_PGEMM;
+    return pgemm_wins(M, K, N) ? PACKED_PGEMM : PACKED_ONEDNN;
+}
+
+/* Prepacks op(B) (B [K, N] at the row stride ldb, or B^T of B [N, K]) for the variant
+ * packed_pick chooses, falling back to the other one where it is not there (no oneDNN, an
+ * instruction set without pgemm, M unknown for oneDNN). *mm or *pg is set; both NULL when
+ * neither applies. */
+static kiln_status packed_prepare(struct kiln_kprep *p, int64_t M, size_t K, size_t N, const float *B,
+                                  size_t ldb, bool transB, struct kiln_dnnl_mm **mm, struct kiln_pgemm **pg)
+{
+    *mm = NULL, *pg = NULL;
+    bool only;
+    int v = packed_pick(p, M, K, N, &only);
+    if (v == PACKED_ONEDNN && M > 0) KILN_TRY(kiln_dnnl_mm_prepare(p, (size_t)M, K, N, B, ldb, transB, mm));
+    if (!*mm && !only) KILN_TRY(kiln_pgemm_prepare(p, PGEMM_BLOB, K, N, B, ldb, transB, pg));
+    if (!*mm && !*pg && M > 0 && v != PACKED_ONEDNN)
+        KILN_TRY(kiln_dnnl_mm_prepare(p, (size_t)M, K, N, B, ldb, transB, mm));
+    p->chosen = *pg ? PACKED_PGEMM : *mm ? PACKED_ONEDNN : PACKED_NONE;
+    if (p->chosen) p->kernel = packed_name[p->chosen];
+    return KILN_OK;
+}
+
+/* What MatMul's prepare makes: the product with B prepacked (oneDNN's matmul primitive,
+ * dnnl_matmul.h, which needs A's rows, the product of its leading dims, known; or kiln's own
+ * GEMM, pgemm.h, for any rows) when B is a float32 constant [K, N]; neither otherwise (the
+ * run then calls kiln_sgemm, which packs B itself each time). */
 struct matmul_state {
     struct kiln_dnnl_mm *mm;
+    struct kiln_pgemm *pg;
     const void *b; /* the constant it packed: a run with another B takes the general path */
 };
 
@@ -136,19 +207,13 @@ kiln_status kiln_cpu_matmul_prepare(struct kiln_kprep *p)
     if (!b || b->dtype != KILN_DTYPE_F32 || b->rank != 2 || !b->data || !at ||
         at->type.kind != KILN_TYPE_TENSOR || at->type.elem != KILN_DTYPE_F32 || at->type.rank < 2)
         return KILN_OK;
-    size_t M = 1;
-    for (int d = 0; d + 1 < at->type.rank; d++) {
-        if (at->type.dims[d].value < 0) return KILN_OK;
-        M *= (size_t)at->type.dims[d].value;
-    }
+    int64_t M = 1;
+    for (int d = 0; d + 1 < at->type.rank && M > 0; d++)
+        M = at->type.dims[d].value < 0 ? -1 : M * at->type.dims[d].value;
     size_t K = (size_t)b->dims[0], N = (size_t)b->dims[1];
-    if (at->type.dims[at->type.rank - 1].value != b->dims[0]) return KILN_OK;
-    KILN_TRY(kiln_dnnl_mm_prepare(p, M, K, N, b->data, N, false, &st->mm));
-    if (st->mm) {
-        st->b = b->data;
-        p->kernel = "onednn-packed";
-        p->chosen = 1;
-    }
+    if (at->type.dims[at->type.rank - 1].value != b->dims[0] || M == 0) return KILN_OK;
+    KILN_TRY(packed_prepare(p, M, K, N, b->data, N, false, &st->mm, &st->pg));
+    if (st->mm || st->pg) st->b = b->data;
     return KILN_OK;
 }
 
@@ -157,7 +222,13 @@ static bool matmul_packed(struct kiln_kctx *k, const struct kiln_tensor *a, cons
                           struct kiln_tensor *y)
 {
     const struct matmul_state *st = k->state;
-    if (!st || !st->mm || b->data != st->b || a->dtype != KILN_DTYPE_F32 || a->rank < 2) return false;
+    if (!st || !st->b || b->data != st->b || a->dtype != KILN_DTYPE_F32 || a->rank < 2) return false;
+    if (st->pg) {
+        size_t K = st->pg->K;
+        if ((size_t)a->dims[a->rank - 1] != K) return false;
+        kiln_pgemm_run(st->pg, k->pool, kiln_tensor_numel(a) / K, a->data, K, y->data, st->pg->N, false, NULL);
+        return true;
+    }
     size_t M, K, N;
     kiln_dnnl_mm_dims(st->mm, &M, &K, &N);
     if (kiln_tensor_numel(a) != M * K || (size_t)a->dims[a->rank - 1] != K) return false;
@@ -297,6 +368,8 @@ struct gemm_state {
     /* op(B) prepacked by oneDNN (dnnl_matmul.h) when also transA is 0, alpha is 1 and A's
      * shape is known; b is the constant it packed. */
     struct kiln_dnnl_mm *mm;
+    /* or by kiln's GEMM (pgemm.h), for any rows */
+    struct kiln_pgemm *pg;
     const void *b;
 };
 
@@ -321,24 +394,30 @@ static void transpose_f32(const float *src, size_t N, size_t K, float *dst)
         }
 }
 
-/* The oneDNN-packed op(B) of a Gemm with a float32 constant B (any transB), transA 0 and
- * alpha 1, when A's rows are known. */
-static kiln_status gemm_prepare_packed(struct kiln_kprep *p, struct gemm_state *st,
-                                       const struct kiln_tensor *b)
+/* The prepacked op(B) of a Gemm with a float32 constant B (any transB), transA 0 and alpha
+ * 1 (packed_prepare: oneDNN's when A's rows are known, or kiln's GEMM). */
+/* Whether a prepacked variant applies to the Gemm (float32 A with K columns, transA 0,
+ * alpha 1): *M its rows (-1: unknown), *K, *N op(B)'s dims. */
+static bool gemm_packed_dims(const struct kiln_kprep *p, const struct gemm_state *st, const struct kiln_tensor *b,
+                             int64_t *M, size_t *K, size_t *N)
 {
     const struct kiln_vtype *at = p->in[0];
     if (st->tA || st->alpha != 1.0f || !at || at->type.kind != KILN_TYPE_TENSOR ||
-        at->type.elem != KILN_DTYPE_F32 || at->type.rank != 2 || at->type.dims[0].value < 1)
-        return KILN_OK;
-    size_t M = (size_t)at->type.dims[0].value;
-    size_t K = (size_t)(st->tB ? b->dims[1] : b->dims[0]), N = (size_t)(st->tB ? b->dims[0] : b->dims[1]);
-    if (at->type.dims[1].value != (int64_t)K) return KILN_OK;
-    KILN_TRY(kiln_dnnl_mm_prepare(p, M, K, N, b->data, (size_t)b->dims[1], st->tB, &st->mm));
-    if (st->mm) {
-        st->b = b->data;
-        p->kernel = "onednn-packed";
-        p->chosen = 1;
-    }
+        at->type.elem != KILN_DTYPE_F32 || at->type.rank != 2 || at->type.dims[0].value == 0)
+        return false;
+    *M = at->type.dims[0].value < 0 ? -1 : at->type.dims[0].value;
+    *K = (size_t)(st->tB ? b->dims[1] : b->dims[0]), *N = (size_t)(st->tB ? b->dims[0] : b->dims[1]);
+    return at->type.dims[1].value == (int64_t)*K;
+}
+
+static kiln_status gemm_prepare_packed(struct kiln_kprep *p, struct gemm_state *st,
+                                       const struct kiln_tensor *b)
+{
+    int64_t M;
+    size_t K, N;
+    if (!gemm_packed_dims(p, st, b, &M, &K, &N)) return KILN_OK;
+    KILN_TRY(packed_prepare(p, M, K, N, b->data, (size_t)b->dims[1], st->tB, &st->mm, &st->pg));
+    if (st->mm || st->pg) st->b = b->data;
     return KILN_OK;
 }
 
@@ -352,14 +431,24 @@ kiln_status kiln_cpu_gemm_prepare(struct kiln_kprep *p)
     p->state = st;
     const struct kiln_tensor *b = kiln_kprep_const(p, 1);
     if (!b || b->dtype != KILN_DTYPE_F32 || b->rank != 2 || !b->data) return KILN_OK;
-    if (!st->tB) return gemm_prepare_packed(p, st, b);
-    size_t N = (size_t)b->dims[0], K = (size_t)b->dims[1], bytes;
+    /* B^T for kiln_sgemm (blob 0, made before oneDNN's blobs), unless kiln's GEMM, which takes
+     * any A's rows, will pack op(B) */
+    int64_t pm;
+    size_t pk, pn;
+    bool only;
+    if (!st->tB || (gemm_packed_dims(p, st, b, &pm, &pk, &pn) && kiln_pgemm_available() &&
+                    packed_pick(p, pm, pk, pn, &only) == PACKED_PGEMM))
+        return gemm_prepare_packed(p, st, b);
+    size_t N = (size_t)b->dims[0], K = (size_t)b->dims[1], bytes, have;
     if (N == 0 || K == 0 || !kiln_mul_size(N, K, &bytes) ||
         !kiln_mul_size(bytes, sizeof(float), &bytes))
         return KILN_OK;
     void *data;
-    bool fill;
-    KILN_TRY(kiln_kprep_blob(p, 0, bytes, &data, &fill));
+    bool fill = true;
+    if (!kiln_kprep_loading(p) || (kiln_kprep_blob_peek(p, 0, &have) && have == bytes))
+        KILN_TRY(kiln_kprep_blob(p, 0, bytes, &data, &fill));
+    else /* an engine file whose variant needed no B^T: make it in prepare's memory */
+        KILN_TRY(kiln_kprep_alloc(p, bytes, &data));
     if (fill) transpose_f32(b->data, N, K, data);
     st->bt = data;
     st->bdims[0] = b->dims[0];
@@ -421,6 +510,19 @@ kiln_status kiln_cpu_gemm_run(struct kiln_kctx *k)
         cs_r = cr == 1 ? 0 : (size_t)cc;
     }
 
+    if (st->pg && a->dtype == KILN_DTYPE_F32 && b->data == st->b && !tA && alpha == 1.0f && uk == st->pg->K &&
+        un == st->pg->N) {
+        float *yf = y->data;
+        const float *cf = c ? c->data : NULL;
+        /* C a row of N with beta 1 (a Linear layer's bias): the bias epilogue; any other C:
+         * Y = beta * C first, then the product added, as the kiln_sgemm path computes it */
+        struct kiln_pgemm_epi epi = {cs_r == 0 && cs_c == 1 && beta == 1.0f ? cf : NULL, NULL, 0, NULL};
+        bool acc = c && !epi.bias;
+        for (size_t i = 0; i < um && acc; i++)
+            for (size_t j = 0; j < un; j++) yf[i * un + j] = beta * cf[i * cs_r + j * cs_c];
+        kiln_pgemm_run(st->pg, k->pool, um, a->data, lda, yf, un, acc, &epi);
+        return KILN_OK;
+    }
     if (st->mm && a->dtype == KILN_DTYPE_F32 && b->data == st->b && !tA && alpha == 1.0f) {
         size_t pm, pk, pn;
         kiln_dnnl_mm_dims(st->mm, &pm, &pk, &pn);

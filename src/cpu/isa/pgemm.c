@@ -1,0 +1,293 @@
+/* src/cpu/isa/pgemm.c: the register tiles of kiln's own float32 GEMM with a prepacked B
+ * (contract and layout in cpu/pgemm_isa.h; the product, its threads and its blobs in
+ * cpu/pgemm.c).
+ *
+ * Loop order of a block: K in blocks of at most KC_MAX (768: K = 3072 is four blocks; a
+ * block's partial sums are added into C by the next), then groups of up to GROUP panels (128
+ * columns), then tiles of at most MR rows (all of nearly equal size: 128 rows are tiles of 13
+ * and 12, not 9 of 14 and a slow tail of 2), then the panels of the group. A group's panels
+ * (4 x K x 32 floats, 384 KiB at K = 768) stay in L2 for all its row tiles; the MR rows of A
+ * stay in L1 across the group's panels; C's finished rows are still in L1 for the
+ * activation. The first row tile of a group reads the panels from memory (a model's weights
+ * do not stay in cache from run to run) and prefetches them PF_DIST k steps ahead. Measured
+ * with B from memory (bench/pgemm_bench.c --cold), 128 x 768 x 768: groups of 8 panels and no
+ * prefetch 154 GFLOP/s, with the prefetch about 180, groups of 4 190-210 (oneDNN 2.6's
+ * prepacked matmul 183-207); groups of 16 were slower still, and the group size mattered
+ * more than the prefetch distance (12 to 48 k steps: within noise) or prefetching in every
+ * row tile. Blocks of K: 768 or 512 measured alike, 1024 a little slower, none 15% slower.
+ *
+ * The AVX-512 tile, 14 x 32, holds 28 zmm accumulators and does 28 FMAs per two loads of B
+ * and 14 broadcasts of A (vbroadcastss straight from A's rows, no packing of A). 6 x 64,
+ * 8 x 48 and 12 x 32 were measured too (docs/design.md, "kiln's own GEMM"): 14 x 32 was the
+ * fastest here, 12 x 32 within noise. The AVX2 tile is 6 x 16 (12 ymm accumulators) over
+ * each half of a panel.
+ *
+ * Each row count 1..MR is its own copy of the tile (a switch over always-inlined code), so
+ * the accumulators stay in registers for the row tails too.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3", "no-trapping-math")
+#endif
+#include <string.h>
+
+#include "cpu/pgemm_isa.h"
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#ifndef NR
+#define NR KILN_PGEMM_NR
+#endif
+#ifndef PF_ALL
+#define PF_ALL 0
+#endif
+#ifndef PF_DIST
+#define PF_DIST 24 /* k steps ahead that the first row tile of a group prefetches B (memory) */
+#endif
+#ifndef GROUP
+#define GROUP 4 /* panels per group: 128 columns */
+#endif
+#ifndef KC_MAX
+#define KC_MAX 768 /* the longest K block: past it, even blocks of 384 to 768 */
+#endif
+
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+#if defined(__AVX512F__)
+#define NV (NR / 16) /* vectors of a panel row */
+#ifndef MR
+#define MR (NV == 2 ? 14 : NV == 3 ? 8 : 6)
+#endif
+
+/* One tile: rows [0, mr) of A (at lda, from the block's first k) times one panel's kc rows
+ * (b, at the stride NR), into the first nc <= NR columns of C's mr rows; acc: add to C; bias
+ * (at the tile's first column) and z (at the tile's first element, stride ldz) when not NULL.
+ * pf: prefetch b PF_DIST k steps ahead into L1. */
+static ALWAYS_INLINE void tile(const size_t mr, const bool pf, size_t kc, const float *a, size_t lda, const float *b,
+                               float *c, size_t ldc, size_t nc, bool acc, const float *bias, const float *z,
+                               size_t ldz)
+{
+    __m512 cv[MR][NV];
+#pragma GCC unroll 14
+    for (size_t i = 0; i < mr; i++)
+#pragma GCC unroll 4
+        for (size_t v = 0; v < NV; v++) cv[i][v] = _mm512_setzero_ps();
+    for (size_t k = 0; k < kc; k++) {
+        if (pf)
+#pragma GCC unroll 4
+            for (size_t v = 0; v < NV; v++) _mm_prefetch((const char *)(b + (k + PF_DIST) * NR + 16 * v), _MM_HINT_T0);
+        __m512 bv[NV];
+#pragma GCC unroll 4
+        for (size_t v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(b + k * NR + 16 * v);
+#pragma GCC unroll 14
+        for (size_t i = 0; i < mr; i++) {
+            __m512 av = _mm512_set1_ps(a[i * lda + k]);
+#pragma GCC unroll 4
+            for (size_t v = 0; v < NV; v++) cv[i][v] = _mm512_fmadd_ps(av, bv[v], cv[i][v]);
+        }
+    }
+    __mmask16 m[NV];
+    __m512 bb[NV];
+#pragma GCC unroll 4
+    for (size_t v = 0; v < NV; v++) {
+        size_t n = nc > 16 * v ? nc - 16 * v : 0;
+        m[v] = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+        bb[v] = bias ? _mm512_maskz_loadu_ps(m[v], bias + 16 * v) : _mm512_setzero_ps();
+    }
+#pragma GCC unroll 14
+    for (size_t i = 0; i < mr; i++) {
+        float *ci = c + i * ldc;
+#pragma GCC unroll 4
+        for (size_t v = 0; v < NV; v++) {
+            __m512 x = cv[i][v];
+            if (acc) x = _mm512_add_ps(_mm512_maskz_loadu_ps(m[v], ci + 16 * v), x);
+            if (bias) x = _mm512_add_ps(x, bb[v]);
+            if (z) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m[v], z + i * ldz + 16 * v));
+            _mm512_mask_storeu_ps(ci + 16 * v, m[v], x);
+        }
+    }
+}
+
+/* A tile of mr rows against one panel (all NR columns of the panel at b). */
+static void panel_tile(size_t mr, bool pf, size_t kc, const float *a, size_t lda, const float *b, float *c,
+                       size_t ldc, size_t nc, bool acc, const float *bias, const float *z, size_t ldz)
+{
+#define T_(R)                                                                                  \
+    case R:                                                                                    \
+        if (pf) tile(R, true, kc, a, lda, b, c, ldc, nc, acc, bias, z, ldz);                   \
+        else tile(R, false, kc, a, lda, b, c, ldc, nc, acc, bias, z, ldz);                     \
+        break
+    switch (mr) {
+        T_(1); T_(2); T_(3); T_(4); T_(5); T_(6);
+#if MR > 6
+        T_(7); T_(8);
+#endif
+#if MR > 8
+        T_(9); T_(10); T_(11); T_(12); T_(13); T_(14);
+#endif
+    default: break;
+    }
+#undef T_
+}
+
+#elif defined(__AVX2__)
+#define MR 6
+
+/* mask of the first n (<= 8) lanes */
+static ALWAYS_INLINE __m256i lanes(size_t n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* One 6 x 16 half of a panel: as the AVX-512 tile, with nc <= 16 and b at the half. */
+static ALWAYS_INLINE void half_tile(const size_t mr, size_t kc, const float *a, size_t lda, const float *b,
+                                    float *c, size_t ldc, size_t nc, bool acc, const float *bias,
+                                    const float *z, size_t ldz)
+{
+    __m256 c0[MR], c1[MR];
+#pragma GCC unroll 6
+    for (size_t i = 0; i < mr; i++) c0[i] = c1[i] = _mm256_setzero_ps();
+    for (size_t k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_loadu_ps(b + k * NR), b1 = _mm256_loadu_ps(b + k * NR + 8);
+#pragma GCC unroll 6
+        for (size_t i = 0; i < mr; i++) {
+            __m256 av = _mm256_broadcast_ss(a + i * lda + k);
+            c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
+            c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
+        }
+    }
+    if (nc >= 16) {
+        __m256 bb0 = _mm256_setzero_ps(), bb1 = _mm256_setzero_ps();
+        if (bias) bb0 = _mm256_loadu_ps(bias), bb1 = _mm256_loadu_ps(bias + 8);
+#pragma GCC unroll 6
+        for (size_t i = 0; i < mr; i++) {
+            float *ci = c + i * ldc;
+            __m256 v0 = c0[i], v1 = c1[i];
+            if (acc) v0 = _mm256_add_ps(_mm256_loadu_ps(ci), v0), v1 = _mm256_add_ps(_mm256_loadu_ps(ci + 8), v1);
+            if (bias) v0 = _mm256_add_ps(v0, bb0), v1 = _mm256_add_ps(v1, bb1);
+            if (z) {
+                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(z + i * ldz));
+                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(z + i * ldz + 8));
+            }
+            _mm256_storeu_ps(ci, v0);
+            _mm256_storeu_ps(ci + 8, v1);
+        }
+        return;
+    }
+    __m256i m0 = lanes(nc), m1 = lanes(nc > 8 ? nc - 8 : 0);
+    __m256 bb0 = _mm256_setzero_ps(), bb1 = _mm256_setzero_ps();
+    if (bias) bb0 = _mm256_maskload_ps(bias, m0), bb1 = _mm256_maskload_ps(bias + 8, m1);
+#pragma GCC unroll 6 /* unrolled, or the accumulators live in memory through the k loop */
+    for (size_t i = 0; i < mr; i++) {
+        float *ci = c + i * ldc;
+        __m256 v0 = c0[i], v1 = c1[i];
+        if (acc) {
+            v0 = _mm256_add_ps(_mm256_maskload_ps(ci, m0), v0);
+            v1 = _mm256_add_ps(_mm256_maskload_ps(ci + 8, m1), v1);
+        }
+        if (bias) v0 = _mm256_add_ps(v0, bb0), v1 = _mm256_add_ps(v1, bb1);
+        if (z) {
+            v0 = _mm256_add_ps(v0, _mm256_maskload_ps(z + i * ldz, m0));
+            v1 = _mm256_add_ps(v1, _mm256_maskload_ps(z + i * ldz + 8, m1));
+        }
+        _mm256_maskstore_ps(ci, m0, v0);
+        _mm256_maskstore_ps(ci + 8, m1, v1);
+    }
+}
+
+static void half_panel(size_t mr, size_t kc, const float *a, size_t lda, const float *b, float *c, size_t ldc,
+                       size_t nc, bool acc, const float *bias, const float *z, size_t ldz)
+{
+#define T_(R)                                                                                  \
+    case R: half_tile(R, kc, a, lda, b, c, ldc, nc, acc, bias, z, ldz); break
+    switch (mr) {
+        T_(1); T_(2); T_(3); T_(4); T_(5); T_(6);
+    default: break;
+    }
+#undef T_
+}
+
+static void panel_tile(size_t mr, bool pf, size_t kc, const float *a, size_t lda, const float *b, float *c,
+                       size_t ldc, size_t nc, bool acc, const float *bias, const float *z, size_t ldz)
+{
+    (void)pf;
+    for (size_t h = 0; h * 16 < nc; h++)
+        half_panel(mr, kc, a, lda, b + 16 * h, c + 16 * h, ldc, nc - 16 * h < 16 ? nc - 16 * h : 16, acc,
+                   bias ? bias + 16 * h : NULL, z ? z + 16 * h : NULL, ldz);
+}
+
+#else
+#define MR 4
+
+/* Plain C: each element one sum over k in order, as the vector tiles. */
+static void panel_tile(size_t mr, bool pf, size_t kc, const float *a, size_t lda, const float *b, float *c,
+                       size_t ldc, size_t nc, bool acc, const float *bias, const float *z, size_t ldz)
+{
+    (void)pf;
+    float t[MR][NR];
+    memset(t, 0, sizeof t);
+    for (size_t k = 0; k < kc; k++)
+        for (size_t i = 0; i < mr; i++) {
+            float av = a[i * lda + k];
+            for (size_t j = 0; j < NR; j++) t[i][j] += av * b[k * NR + j];
+        }
+    for (size_t i = 0; i < mr; i++)
+        for (size_t j = 0; j < nc; j++) {
+            float v = t[i][j];
+            if (acc) v = c[i * ldc + j] + v;
+            if (bias) v += bias[j];
+            if (z) v += z[i * ldz + j];
+            c[i * ldc + j] = v;
+        }
+}
+#endif
+
+static inline size_t g1_of(size_t g0, size_t n1)
+{
+    return n1 - g0 > GROUP * NR ? g0 + GROUP * NR : n1;
+}
+
+/* Columns [g0, g1) (at most GROUP panels) of rows [m0, m1), K block [kb, ke). The first row
+ * tile, which reads the group's panels from memory (the weights of a model do not stay in
+ * cache from run to run), prefetches them PF_DIST k steps ahead: with K unblocked the panels
+ * of a group are contiguous, so the prefetch runs on into the next panel. */
+static void group(const struct kiln_pgemm_args *g, size_t m0, size_t m1, size_t g0, size_t g1, size_t kb,
+                  size_t ke)
+{
+    bool last = ke == g->K, acc = g->acc || kb > 0;
+    const struct kiln_act *act = last && g->act && g->act->kind != KILN_ACT_NONE ? g->act : NULL;
+    const float *bias = last ? g->bias : NULL, *z = last ? g->z : NULL;
+    /* nt tiles of nearly equal rows (128 rows: 13 and 12 rather than 14 and a tail of 2) */
+    size_t rows = m1 - m0, nt = (rows + MR - 1) / MR;
+    for (size_t t = 0; t < nt; t++) {
+        size_t i = m0 + rows * t / nt, mr = m0 + rows * (t + 1) / nt - i;
+        const float *a = g->A + i * g->lda + kb;
+        float *c = g->C + i * g->ldc;
+        for (size_t j = g0; j < g1; j += NR) {
+            size_t nc = g1 - j < NR ? g1 - j : NR;
+            panel_tile(mr, PF_ALL || t == 0, ke - kb, a, g->lda, g->bp + (j / NR) * g->K * NR + kb * NR, c + j, g->ldc,
+                       nc, acc, bias ? bias + j : NULL, z ? z + i * g->ldz + j : NULL, g->ldz);
+        }
+        if (act)
+            for (size_t r = 0; r < mr; r++)
+                KILN_ISA_FN(kiln_act_apply_f32_isa)(act, c + r * g->ldc + g0, NULL, c + r * g->ldc + g0, g1 - g0);
+    }
+}
+
+void KILN_ISA_FN(kiln_pgemm_block_isa)(const struct kiln_pgemm_args *g, size_t m0, size_t m1, size_t n0,
+                                       size_t n1, size_t k0, size_t k1)
+{
+    /* K in nkb even blocks of at most KC_MAX (one, possibly empty, when K is short) */
+    size_t nkb = (k1 - k0 + KC_MAX - 1) / KC_MAX, kcb = nkb > 1 ? (k1 - k0 + nkb - 1) / nkb : k1 - k0;
+    size_t kb = k0;
+    do {
+        size_t ke = k1 - kb > kcb ? kb + kcb : k1;
+        for (size_t g0 = n0; g0 < n1; g0 += GROUP * NR) group(g, m0, m1, g0, g1_of(g0, n1), kb, ke);
+        kb = ke;
+    } while (kb < k1);
+}
