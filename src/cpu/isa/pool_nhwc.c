@@ -82,41 +82,42 @@ void KILN_ISA_FN(kiln_pool_nhwc_row_isa)(const struct kiln_pool_nhwc_row *r)
 
 /* ------------------------------------------------------------------ squeeze-excitation */
 
-void KILN_ISA_FN(kiln_nhwc_chansum_isa)(const float *x, int64_t P, int64_t C, float *sum)
+void KILN_ISA_FN(kiln_nhwc_chansum_isa)(const float *x, int64_t P, int64_t C, int64_t ld, float *sum)
 {
     row_init(sum, C, 0.0f);
     int64_t p = 0;
     for (; p + 4 <= P; p += 4) {
-        const float *restrict x0 = x + p * C, *restrict x1 = x0 + C, *restrict x2 = x1 + C,
-                              *restrict x3 = x2 + C;
+        const float *restrict x0 = x + p * ld, *restrict x1 = x0 + ld, *restrict x2 = x1 + ld,
+                              *restrict x3 = x2 + ld;
         float *restrict s = sum;
         for (int64_t c = 0; c < C; c++) s[c] += (x0[c] + x1[c]) + (x2[c] + x3[c]);
     }
-    for (; p < P; p++) row_add(sum, x + p * C, C);
+    for (; p < P; p++) row_add(sum, x + p * ld, C);
 }
 
-void KILN_ISA_FN(kiln_nhwc_chanscale_isa)(const float *x, const float *g, float *y, int64_t P, int64_t C)
+void KILN_ISA_FN(kiln_nhwc_chanscale_isa)(const float *x, const float *g, float *y, int64_t P, int64_t C,
+                                          int64_t ld)
 {
     for (int64_t p = 0; p < P; p++) {
-        const float *xp = x + p * C; /* y may be x: no restrict on these two */
-        float *yp = y + p * C;
+        const float *xp = x + p * ld; /* y may be x: no restrict on these two */
+        float *yp = y + p * ld;
         for (int64_t c = 0; c < C; c++) yp[c] = xp[c] * g[c];
     }
 }
 
-void KILN_ISA_FN(kiln_se_gemv_isa)(const float *wt, const float *x, int64_t K, int64_t N, float *y)
+void KILN_ISA_FN(kiln_se_gemv_isa)(const float *wt, int64_t ld, const float *x, int64_t K, int64_t N, float *y)
 {
     row_init(y, N, 0.0f);
     int64_t k = 0;
     for (; k + 4 <= K; k += 4) {
-        const float *restrict w0 = wt + k * N, *restrict w1 = w0 + N, *restrict w2 = w1 + N,
-                              *restrict w3 = w2 + N;
+        const float *restrict w0 = wt + k * ld, *restrict w1 = w0 + ld, *restrict w2 = w1 + ld,
+                              *restrict w3 = w2 + ld;
         float a0 = x[k], a1 = x[k + 1], a2 = x[k + 2], a3 = x[k + 3];
         float *restrict yy = y;
         for (int64_t n = 0; n < N; n++) yy[n] += (a0 * w0[n] + a1 * w1[n]) + (a2 * w2[n] + a3 * w3[n]);
     }
     for (; k < K; k++) {
-        const float *restrict w = wt + k * N;
+        const float *restrict w = wt + k * ld;
         float a = x[k];
         float *restrict yy = y;
         for (int64_t n = 0; n < N; n++) yy[n] += a * w[n];
