@@ -1,7 +1,8 @@
 /* src/cpu/isa/pool_nhwc.c: one output row of the channels-last MaxPool / AveragePool
  * (contract in cpu/pool_nhwc_isa.h). Plain C loops over the contiguous channels, which the
  * compiler vectorizes per level (max: x > m ? x : m is maxps with the operands in this order,
- * so equal values and NaN behave as in the scalar NCHW loops). */
+ * so equal values and NaN behave as in the scalar NCHW loops). Also kiln.SqueezeExcite's
+ * loops (channel sums, channel scale, the small GEMVs; contracts in cpu/pool_nhwc_isa.h). */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("O3", "no-trapping-math")
 #endif
