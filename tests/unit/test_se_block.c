@@ -6,8 +6,9 @@
  *     activation (SiLU as Sigmoid + Mul, Relu, none) -> Conv 1x1 -> gate (Sigmoid,
  *     HardSigmoid) -> Mul(X, gate). Random, odd and tiny shapes: one channel, R = 1, 1x1
  *     images, channel counts that are no multiple of a vector, images large enough to be
- *     split over the threads by rows (56x56x32, EfficientNet's first block) and by channels
- *     (7x7x1152, 14x14x672, 3x3x100 in blocks of 48, 48 and 4), batch 2 and 3, no
+ *     split over the threads by rows (56x56x32, EfficientNet's first block), GEMVs split by
+ *     channels (7x7x1152, 14x14x672, 3x3x100 with R 160 in blocks of 48, 48 and 4 at 3 threads), batch
+ *     2 and 3, no
  *     biases, weights as [R, C] (rank 2), weights not constant at prepare (an Identity in
  *     between). Tolerance: |y - r| <= 1e-5 (1 + |r|) (the sums and the GEMVs add in another
  *     order than the pool and oneDNN's convolution: float32 rounding only).
@@ -157,8 +158,8 @@ static void kernel_cases(void)
         {3, 40, 9, 2, 5, NULL, "Sigmoid", false, false, false},
         {1, 33, 40, 30, 7, "SiLU", "Sigmoid", true, true, false},
         {2, 24, 13, 11, 6, "Relu", "Sigmoid", true, false, true},
-        {2, 100, 3, 3, 13, "SiLU", "Sigmoid", false, false, false},  /* channel split, odd blocks */
-        {1, 672, 14, 14, 28, "SiLU", "Sigmoid", true, false, true},  /* channel split, W not prepared */
+        {2, 100, 3, 3, 160, "SiLU", "Sigmoid", false, false, false}, /* GEMVs split, odd blocks */
+        {1, 672, 14, 14, 28, "SiLU", "Sigmoid", true, false, true},  /* GEMVs split, W not prepared */
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) se_case(&fixed[i]);
     for (int i = 0; i < 10; i++) {

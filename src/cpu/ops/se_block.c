@@ -17,28 +17,31 @@
  * Why: in the unfused graph the block is five nodes, four of them tiny (a pool to [1, C], two
  * GEMVs of a few thousand to 110 thousand multiply-adds, the broadcast Mul), each a hand-off
  * to the threads, and the pool ran on one thread over a tensor the previous convolution had
- * written half on each core. Here the run is two parallel passes around a short serial middle,
- * split one of two ways (fixed by the shape and the session's threads T, never by timing):
- *   rows (most blocks): the image's rows in nb fixed blocks (nb = T, 1 when the image has
- *      under 32768 elements; never more blocks than rows), so each core mostly reads the rows
- *      the convolution before it wrote. Pass 1: each block's per-channel sums into its own
- *      row of scratch (cpu/pool_nhwc_isa.h's chansum). Middle, on the calling thread: the
- *      blocks' sums added in block order, divided by H * W (as GlobalAveragePool divides),
- *      fc1 as a GEMV on W1 transposed to [C, R] at prepare, its activation (bias added
- *      first, as the convolution does), fc2 likewise on W2 as [R, C], the gate activation.
- *      Pass 2: Y = X * g per channel, in the same row blocks.
- *   channels (when fc1 and fc2's weights weigh at least a quarter of the image and every
- *      thread gets 32 channels or more: EfficientNet's 7x7x1152 and 14x14x672 blocks, whose
- *      442 and 150 KB of weights come from beyond L2 at every run): blocks of channels (a
- *      multiple of 16). Pass 1: each block's means over all pixels and its share of fc1,
- *      W1[:, c0:c1] mean[c0:c1]. Middle: the shares added in block order, fc1's activation.
- *      Pass 2: each block's rows of fc2, the gate activation, and the scale of its channels.
- *      Each thread reads only its part of the weights.
+ * written half on each core. Here the run is two passes over X split by rows over the
+ * threads around a short middle; how it splits is fixed by the shape and the session's
+ * threads T, never by timing:
+ *   pass 1: the image's rows in nb fixed blocks (nb = T, 1 when the image has under 32768
+ *      elements; never more blocks than rows), each block's per-channel sums into its own
+ *      row of scratch (cpu/pool_nhwc_isa.h's chansum). Row blocks, not channel blocks: the
+ *      pool (base/pool.h) gives block i to thread i, which ran the same rows of the
+ *      convolution before, so the data stays in that core's L2. Split by channels, each core
+ *      read half the image from the other core's cache and wrote it back there: EfficientNet's
+ *      14x14x672 blocks took 47 us on 2 threads against 19 us on 1.
+ *   middle: the blocks' sums added in block order and divided by H * W (as
+ *      GlobalAveragePool divides); fc1 as a GEMV on W1 transposed to [C, R] at prepare, its
+ *      activation (bias added first, as the convolution does); fc2 likewise on W2 as [R, C],
+ *      the gate activation. On the calling thread, or, when the two weights are over 64 KB
+ *      (EfficientNet's 7x7x1152 blocks: 442 KB, its 14x14x672 ones 150 KB, read from beyond
+ *      L2 at every run) and each thread gets 32 channels or more, split by channel blocks (a
+ *      multiple of 16): fc1's shares W1[:, c0:c1] mean[c0:c1] on the threads, added in block
+ *      order on the caller, then fc2's rows [c0, c1) and the gate on the threads: two
+ *      hand-offs more, half the weight reads each.
+ *   pass 2: Y = X * g per channel, in the same row blocks.
  * Numerics: the sums are in another order than GlobalAveragePool's (four pixels at a time,
  * then the blocks) and the GEMVs in another order than oneDNN's 1x1 convolution, so g
  * differs from the unfused graph's by float32 rounding (tests/unit/test_se_block.c: within
  * 1e-5 relative). Results depend on the thread count only through nb, never on timing. Y may
- * be X (in place: every element is read in pass 1 before pass 3 writes it).
+ * be X (in place: every element is read in pass 1 before pass 2 writes it).
  */
 #include <string.h>
 
@@ -118,16 +121,18 @@ static kiln_status se_prepare(struct kiln_kprep *p)
 struct se_job {
     const struct se_state *s;
     const float *x, *w1t, *w2t, *b2;
-    float *y, *part, *mean, *h, *g;
-    int64_t H, W, C, R, nb, per; /* per: rows (row split) or channels (channel split) of a block */
+    float *y, *part, *mean, *h, *hpart, *g;
+    int64_t H, W, C, R;
+    int64_t nb, rows; /* row blocks of an image, rows of a block */
+    int64_t ncb, cper; /* the split GEMVs: channel blocks of an image, channels of a block */
 };
 
-/* Row split: the pixels of block i (image i / nb, rows [r0, r0 + per) clipped to H); *off
- * its first element. */
+/* The pixels of row block i (image i / nb, rows [r0, r0 + rows) clipped to H); *off its
+ * first element. */
 static int64_t row_block(const struct se_job *j, size_t i, int64_t *off)
 {
-    int64_t n = (int64_t)i / j->nb, r0 = ((int64_t)i % j->nb) * j->per;
-    int64_t r1 = r0 + j->per < j->H ? r0 + j->per : j->H;
+    int64_t n = (int64_t)i / j->nb, r0 = ((int64_t)i % j->nb) * j->rows;
+    int64_t r1 = r0 + j->rows < j->H ? r0 + j->rows : j->H;
     *off = (n * j->H + r0) * j->W * j->C;
     return r1 > r0 ? (r1 - r0) * j->W : 0;
 }
@@ -153,53 +158,46 @@ static void row_scale(void *ctx, size_t b, size_t e, int worker)
     }
 }
 
-/* Channel split: block i is image n = i / nb, channels [*c0, *c0 + count returned). */
+/* Channel block i of the split GEMVs: image *n = i / ncb, channels [*c0, *c0 + count). */
 static int64_t chan_block(const struct se_job *j, size_t i, int64_t *n, int64_t *c0)
 {
-    *n = (int64_t)i / j->nb;
-    *c0 = ((int64_t)i % j->nb) * j->per;
-    return *c0 + j->per < j->C ? j->per : j->C - *c0;
+    *n = (int64_t)i / j->ncb;
+    *c0 = ((int64_t)i % j->ncb) * j->cper;
+    return *c0 + j->cper < j->C ? j->cper : j->C - *c0;
 }
 
-/* Its channels' means, then its share of fc1: part[i] = W1[:, c0:c1] mean[c0:c1] ([R]). */
-static void chan_sums(void *ctx, size_t b, size_t e, int worker)
+/* fc1's share of channel block i: hpart[i] = W1[:, c0:c1] mean[c0:c1] ([R]). */
+static void fc1_part(void *ctx, size_t b, size_t e, int worker)
 {
     (void)worker;
     const struct se_job *j = ctx;
-    int64_t HW = j->H * j->W;
-    float cnt = (float)HW;
     for (size_t i = b; i < e; i++) {
         int64_t n, c0, nc = chan_block(j, i, &n, &c0);
-        float *m = j->mean + n * j->C + c0;
-        KILN_ISA_DISPATCH(kiln_nhwc_chansum_isa, (j->x + n * HW * j->C + c0, HW, nc, j->C, m));
-        for (int64_t c = 0; c < nc; c++) m[c] /= cnt;
-        KILN_ISA_DISPATCH(kiln_se_gemv_isa, (j->w1t + c0 * j->R, j->R, m, nc, j->R, j->part + (int64_t)i * j->R));
+        KILN_ISA_DISPATCH(kiln_se_gemv_isa, (j->w1t + c0 * j->R, j->R, j->mean + n * j->C + c0, nc, j->R,
+                                             j->hpart + (int64_t)i * j->R));
     }
 }
 
-/* Its channels' gate (fc2's rows [c0, c1) and the gate activation), then their scale. */
-static void chan_scale(void *ctx, size_t b, size_t e, int worker)
+/* fc2's rows [c0, c1) of channel block i and the gate activation: g[n, c0:c1]. */
+static void fc2_part(void *ctx, size_t b, size_t e, int worker)
 {
     (void)worker;
     const struct se_job *j = ctx;
-    int64_t HW = j->H * j->W;
     for (size_t i = b; i < e; i++) {
         int64_t n, c0, nc = chan_block(j, i, &n, &c0);
         float *g = j->g + n * j->C + c0;
         KILN_ISA_DISPATCH(kiln_se_gemv_isa, (j->w2t + c0, j->C, j->h + n * j->R, j->R, nc, g));
         kiln_act_apply_f32(&j->s->gate, g, j->b2 ? j->b2 + c0 : NULL, g, (size_t)nc);
-        int64_t off = n * HW * j->C + c0;
-        KILN_ISA_DISPATCH(kiln_nhwc_chanscale_isa, (j->x + off, g, j->y + off, HW, nc, j->C));
     }
 }
 
-/* Channel split when fc1 and fc2's weights weigh at least a quarter of the image (the GEMVs'
- * weight reads then matter: EfficientNet's 7x7x1152 and 14x14x672 blocks) and every thread
- * gets at least 32 channels; rows otherwise (the image's rows mostly where the convolution
- * before wrote them). */
-static bool chan_split(int64_t T, int64_t H, int64_t W, int64_t C, int64_t R)
+/* The GEMVs split over the threads by channels when their weights are over 64 KB (they come
+ * from beyond L2 at every run: EfficientNet's 7x7x1152 blocks have 442 KB, its 14x14x672
+ * ones 150 KB) and every thread gets at least 32 channels: two hand-offs more, half the
+ * weight reads each. */
+static bool split_gemv(int64_t T, int64_t C, int64_t R)
 {
-    return T > 1 && C >= 32 * T && 2 * R * C * 4 >= H * W * C;
+    return T > 1 && C >= 32 * T && 2 * R * C * 4 > 65536;
 }
 
 static kiln_status se_run(struct kiln_kctx *k)
@@ -229,23 +227,19 @@ static kiln_status se_run(struct kiln_kctx *k)
     KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_F32, 4, x->dims, &y));
     if (!kiln_tensor_numel(x)) return KILN_OK;
     int64_t T = kiln_pool_threads(k->pool), HW = H * W;
-    bool by_chan = chan_split(T, H, W, C, R);
-    int64_t nb, per;
-    if (by_chan) {
-        per = ((C + T - 1) / T + 15) / 16 * 16;
-        nb = (C + per - 1) / per;
-    } else {
-        nb = HW * C < SE_SPLIT_MIN || T < 2 ? 1 : T < H ? T : H;
-        per = (H + nb - 1) / nb;
-        nb = (H + per - 1) / per; /* no empty block */
-    }
-    /* scratch: block sums [N * nb, C] (channel split: fc1's partial sums [N * nb, R]), mean
-     * [N, C], h [N, R], g [N, C], and the weights transposed when they were not prepared */
+    int64_t nb = HW * C < SE_SPLIT_MIN || T < 2 ? 1 : T < H ? T : H;
+    int64_t rows = (H + nb - 1) / nb;
+    nb = (H + rows - 1) / rows; /* no empty block */
+    bool split = split_gemv(T, C, R);
+    int64_t cper = split ? ((C + T - 1) / T + 15) / 16 * 16 : C;
+    int64_t ncb = (C + cper - 1) / cper;
+    /* scratch: row blocks' sums [N * nb, C], mean [N, C], h [N, R], fc1's shares [N * ncb, R],
+     * g [N, C], and the weights transposed when they were not prepared */
     bool prepped = s->w1t && s->R == R && s->C == C;
-    size_t fl = (size_t)(N * nb * (by_chan ? R : C) + N * C + N * R + N * C) + (prepped ? 0 : (size_t)(2 * R * C));
+    size_t fl = (size_t)(N * nb * C + N * C + N * R + N * ncb * R + N * C) + (prepped ? 0 : (size_t)(2 * R * C));
     float *part;
     KILN_TRY(kiln_scratch(k, fl * sizeof(float), (void **)&part));
-    float *mean = part + N * nb * (by_chan ? R : C), *h = mean + N * C, *g = h + N * R;
+    float *mean = part + N * nb * C, *h = mean + N * C, *hpart = h + N * R, *g = hpart + N * ncb * R;
     const float *w1t = s->w1t, *w2t = s->w2t;
     if (!prepped) {
         float *t1 = g + N * C, *t2 = t1 + R * C;
@@ -253,34 +247,37 @@ static kiln_status se_run(struct kiln_kctx *k)
         transpose_w(w2->data, C, R, t2);
         w1t = t1, w2t = t2;
     }
-    struct se_job j = {s, x->data, w1t, w2t, b2 ? b2->data : NULL, y->data, part, mean, h, g,
-                       H, W, C, R, nb, per};
+    struct se_job j = {s, x->data, w1t, w2t, b2 ? b2->data : NULL, y->data, part, mean, h, hpart, g,
+                       H, W, C, R, nb, rows, ncb, cper};
     const float *bias1 = b1 ? b1->data : NULL;
-    if (by_chan) {
-        kiln_pool_for(k->pool, (size_t)(N * nb), 1, chan_sums, &j);
-        for (int64_t n = 0; n < N; n++) { /* fc1's blocks added in order, its activation */
-            float *hn = h + n * R;
-            memcpy(hn, part + n * nb * R, (size_t)R * sizeof *hn);
-            for (int64_t b = 1; b < nb; b++)
-                for (int64_t r = 0; r < R; r++) hn[r] += part[(n * nb + b) * R + r];
-            kiln_act_apply_f32(&s->act, hn, bias1, hn, (size_t)R);
-        }
-        kiln_pool_for(k->pool, (size_t)(N * nb), 1, chan_scale, &j);
-        return KILN_OK;
-    }
     kiln_pool_for(k->pool, (size_t)(N * nb), 1, row_sums, &j);
     float cnt = (float)HW;
-    for (int64_t n = 0; n < N; n++) {
+    for (int64_t n = 0; n < N; n++) { /* the blocks' sums in block order, the mean */
         const float *pn = part + n * nb * C;
-        float *mn = mean + n * C, *hn = h + n * R, *gn = g + n * C;
+        float *mn = mean + n * C;
         memcpy(mn, pn, (size_t)C * sizeof *mn);
         for (int64_t b = 1; b < nb; b++)
             for (int64_t c = 0; c < C; c++) mn[c] += pn[b * C + c];
         for (int64_t c = 0; c < C; c++) mn[c] /= cnt;
-        KILN_ISA_DISPATCH(kiln_se_gemv_isa, (w1t, R, mn, C, R, hn));
-        kiln_act_apply_f32(&s->act, hn, bias1, hn, (size_t)R);
-        KILN_ISA_DISPATCH(kiln_se_gemv_isa, (w2t, C, hn, R, C, gn));
-        kiln_act_apply_f32(&s->gate, gn, b2 ? b2->data : NULL, gn, (size_t)C);
+    }
+    if (split) {
+        kiln_pool_for(k->pool, (size_t)(N * ncb), 1, fc1_part, &j);
+        for (int64_t n = 0; n < N; n++) { /* fc1's shares in block order, its activation */
+            float *hn = h + n * R;
+            memcpy(hn, hpart + n * ncb * R, (size_t)R * sizeof *hn);
+            for (int64_t b = 1; b < ncb; b++)
+                for (int64_t r = 0; r < R; r++) hn[r] += hpart[(n * ncb + b) * R + r];
+            kiln_act_apply_f32(&s->act, hn, bias1, hn, (size_t)R);
+        }
+        kiln_pool_for(k->pool, (size_t)(N * ncb), 1, fc2_part, &j);
+    } else {
+        for (int64_t n = 0; n < N; n++) {
+            float *hn = h + n * R, *gn = g + n * C;
+            KILN_ISA_DISPATCH(kiln_se_gemv_isa, (w1t, R, mean + n * C, C, R, hn));
+            kiln_act_apply_f32(&s->act, hn, bias1, hn, (size_t)R);
+            KILN_ISA_DISPATCH(kiln_se_gemv_isa, (w2t, C, hn, R, C, gn));
+            kiln_act_apply_f32(&s->gate, gn, b2 ? b2->data : NULL, gn, (size_t)C);
+        }
     }
     kiln_pool_for(k->pool, (size_t)(N * nb), 1, row_scale, &j);
     return KILN_OK;
