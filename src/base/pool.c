@@ -3,16 +3,6 @@
  * One job at a time. The caller publishes the job under `mu`, bumps `gen` and wakes the
  * workers; every participant (caller included) then claims chunks with one atomic
  * fetch-add each, and the caller waits until every worker has reported the job finished.
- * The chunks are dealt out in contiguous ranges first, one per participant in order (the
- * caller the first, worker i the (i+1)-th), each with its own claim counter: a participant
- * runs its own range, then takes what is left of the others' (from their front), so a late
- * or descheduled thread delays nothing. Keeping the same share of a tensor on the same
- * thread from one node to the next matters on this class of machine: with chunks claimed
- * from one shared counter, which thread ran which part of consecutive element-wise nodes
- * was chance, half the data moved between the cores' caches at every node, and a chain of
- * ten Relus over 1.8 MB ran slower on 2 threads than on 1 (0.47 vs 0.39 ms); the conv row
- * slices, SqueezeExcite's row blocks and the element-wise ops now see the top of the image
- * on the caller, the bottom on the worker.
  * Kernels issue one job per node, often some microseconds apart, so both sides spin on the
  * atomics for up to SPIN_NS before sleeping on a condition variable. The spin is measured in
  * time, not in pause instructions (a pause lasts 10 to 150 cycles depending on the CPU), and
@@ -54,17 +44,7 @@ struct kiln_pool {
     kiln_pool_fn fn;
     void *ctx;
     size_t n, grain;
-    struct pool_range *range; /* [threads]: participant i's chunks (after the struct, in its
-                               * allocation) */
-};
-
-/* A participant's share of the current job: indices [next, end), claimed by fetch-add on
- * next (by it first, then by anyone done with their own). Padded to two cache lines so
- * that the counters of different participants share none. */
-struct pool_range {
     atomic_size_t next;
-    size_t end;
-    char pad[128 - sizeof(atomic_size_t) - sizeof(size_t)];
 };
 
 struct worker_arg {
@@ -92,17 +72,13 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Runs participant id's range, then what is left of the others' (id + 1, id + 2, ...). */
 static void run_chunks(struct kiln_pool *p, int id)
 {
-    for (int k = 0; k < p->threads; k++) {
-        struct pool_range *r = &p->range[(id + k) % p->threads];
-        for (;;) {
-            size_t b = atomic_fetch_add_explicit(&r->next, p->grain, memory_order_relaxed);
-            if (b >= r->end) break;
-            size_t e = r->end - b < p->grain ? r->end : b + p->grain;
-            p->fn(p->ctx, b, e, id);
-        }
+    for (;;) {
+        size_t b = atomic_fetch_add_explicit(&p->next, p->grain, memory_order_relaxed);
+        if (b >= p->n) break;
+        size_t e = p->n - b < p->grain ? p->n : b + p->grain;
+        p->fn(p->ctx, b, e, id);
     }
 }
 
@@ -148,17 +124,15 @@ kiln_status kiln_pool_create(int threads, struct kiln_pool **out, kiln_err *err)
     *out = NULL;
     if (threads < 1 || threads > 4096)
         return kiln_err_set(err, KILN_E_INVALID_ARG, "thread pool: %d threads; expected 1 to 4096", threads);
-    size_t head = (sizeof(struct kiln_pool) + 127) / 128 * 128;
-    struct kiln_pool *p = kiln_calloc(1, head + (size_t)threads * sizeof(struct pool_range));
+    struct kiln_pool *p = kiln_calloc(1, sizeof *p);
     if (!p) return kiln_err_set(err, KILN_E_NOMEM, "out of memory creating a thread pool");
     p->threads = threads;
     pthread_mutex_init(&p->mu, NULL);
     pthread_mutex_init(&p->busy, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
+    atomic_init(&p->next, 0);
     atomic_init(&p->gen, 0);
-    p->range = (struct pool_range *)((char *)p + head);
-    for (int i = 0; i < threads; i++) atomic_init(&p->range[i].next, 0);
     atomic_init(&p->active, 0);
     if (threads > 1) {
         p->tids = kiln_calloc((size_t)threads - 1, sizeof *p->tids);
@@ -221,13 +195,7 @@ void kiln_pool_for(struct kiln_pool *p, size_t n, size_t grain, kiln_pool_fn fn,
     p->ctx = ctx;
     p->n = n;
     p->grain = grain;
-    /* chunks [c * i / T, c * (i + 1) / T) to participant i */
-    size_t chunks = (n - 1) / grain + 1, T = (size_t)p->threads;
-    for (size_t i = 0; i < T; i++) {
-        size_t b = chunks * i / T * grain, e = chunks * (i + 1) / T * grain;
-        atomic_store_explicit(&p->range[i].next, b < n ? b : n, memory_order_relaxed);
-        p->range[i].end = e < n ? e : n;
-    }
+    atomic_store_explicit(&p->next, 0, memory_order_relaxed);
     atomic_store_explicit(&p->active, p->n_workers, memory_order_relaxed);
     atomic_fetch_add_explicit(&p->gen, 1, memory_order_release); /* publishes the job */
     if (p->sleepers) pthread_cond_broadcast(&p->wake);

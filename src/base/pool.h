@@ -4,10 +4,7 @@
  * workers started at creation (pthreads). kiln_pool_for splits [0, n) into chunks of
  * `grain` indices that the participants claim in order until none is left, and returns when
  * every chunk has run. The chunks must be independent; which thread runs which chunk is not
- * fixed, so results must not depend on it (kernels write disjoint outputs). It is mostly
- * fixed, though, which locality relies on: the chunks are dealt in contiguous ranges, the
- * first to the caller, the i-th to worker i, and a participant takes from the others'
- * ranges only when done with its own (pool.c says why).
+ * fixed, so results must not depend on it (kernels write disjoint outputs).
  *
  * A NULL pool, a pool of one thread, or a loop of one chunk runs inline on the caller. A
  * kiln_pool_for issued from inside a chunk (nested), or while another thread is using the
