@@ -39,4 +39,21 @@ struct kiln_pool_nhwc_row {
 
 KILN_ISA_DECLARE(void, kiln_pool_nhwc_row_isa, (const struct kiln_pool_nhwc_row *r));
 
+/* The squeeze-excitation block's loops (kiln.SqueezeExcite, src/cpu/ops/se_block.c), over
+ * P channels-last pixels of which C channels are taken, pixel p at x + p * ld (ld >= C):
+ *   chansum:   sum[c] = the sum over the P pixels of x[p * ld + c], added four pixels at a
+ *              time ((x0 + x1) + (x2 + x3), then into the sum), so not in the NCHW pool's
+ *              order: float32 rounding differs from GlobalAveragePool's by a few ulp of the
+ *              sum. P = 0 gives zeros.
+ *   chanscale: y[p * ld + c] = x[p * ld + c] * g[c], rounded once as Mul is (bitwise equal
+ *              to Mul); y may be x; other elements of y are not touched.
+ *   gemv:      y[n] = sum over k < K of x[k] * wt[k * ld + n] for n < N (ld >= N), four k at
+ *              a time; K = 0 gives zeros. May contract to FMA on AVX2 / AVX-512.
+ * No over-read past the elements named; sum and y must not overlap x or wt except as stated. */
+KILN_ISA_DECLARE(void, kiln_nhwc_chansum_isa, (const float *x, int64_t P, int64_t C, int64_t ld, float *sum));
+KILN_ISA_DECLARE(void, kiln_nhwc_chanscale_isa,
+                 (const float *x, const float *g, float *y, int64_t P, int64_t C, int64_t ld));
+KILN_ISA_DECLARE(void, kiln_se_gemv_isa,
+                 (const float *wt, int64_t ld, const float *x, int64_t K, int64_t N, float *y));
+
 #endif

@@ -108,6 +108,7 @@ const struct kiln_infer_op kiln_infer_ops_fused[] = {
     {"ChannelShuffle", "kiln", 1, 0, gelu_infer},
     {"ScaleBias", "kiln", 1, 0, gelu_infer},
     {"ShuffleSplit", "kiln", 1, 0, shuffle_split_infer},
+    {"SqueezeExcite", "kiln", 1, 0, gelu_infer},
     {"DynQuantMatMul", "kiln", 1, 0, dynquant_matmul_infer},
     {"QConv", "kiln", 1, 0, qconv_infer},
     {"QAdd", "kiln", 1, 0, gelu_infer},

@@ -1,7 +1,8 @@
 /* src/cpu/isa/pool_nhwc.c: one output row of the channels-last MaxPool / AveragePool
  * (contract in cpu/pool_nhwc_isa.h). Plain C loops over the contiguous channels, which the
  * compiler vectorizes per level (max: x > m ? x : m is maxps with the operands in this order,
- * so equal values and NaN behave as in the scalar NCHW loops). */
+ * so equal values and NaN behave as in the scalar NCHW loops). Also kiln.SqueezeExcite's
+ * loops (channel sums, channel scale, the small GEMVs; contracts in cpu/pool_nhwc_isa.h). */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("O3", "no-trapping-math")
 #endif
@@ -77,5 +78,49 @@ void KILN_ISA_FN(kiln_pool_nhwc_row_isa)(const struct kiln_pool_nhwc_row *r)
             row_div(yo, C, (float)cnt);
         else
             row_init(yo, C, NAN);
+    }
+}
+
+/* ------------------------------------------------------------------ squeeze-excitation */
+
+void KILN_ISA_FN(kiln_nhwc_chansum_isa)(const float *x, int64_t P, int64_t C, int64_t ld, float *sum)
+{
+    row_init(sum, C, 0.0f);
+    int64_t p = 0;
+    for (; p + 4 <= P; p += 4) {
+        const float *restrict x0 = x + p * ld, *restrict x1 = x0 + ld, *restrict x2 = x1 + ld,
+                              *restrict x3 = x2 + ld;
+        float *restrict s = sum;
+        for (int64_t c = 0; c < C; c++) s[c] += (x0[c] + x1[c]) + (x2[c] + x3[c]);
+    }
+    for (; p < P; p++) row_add(sum, x + p * ld, C);
+}
+
+void KILN_ISA_FN(kiln_nhwc_chanscale_isa)(const float *x, const float *g, float *y, int64_t P, int64_t C,
+                                          int64_t ld)
+{
+    for (int64_t p = 0; p < P; p++) {
+        const float *xp = x + p * ld; /* y may be x: no restrict on these two */
+        float *yp = y + p * ld;
+        for (int64_t c = 0; c < C; c++) yp[c] = xp[c] * g[c];
+    }
+}
+
+void KILN_ISA_FN(kiln_se_gemv_isa)(const float *wt, int64_t ld, const float *x, int64_t K, int64_t N, float *y)
+{
+    row_init(y, N, 0.0f);
+    int64_t k = 0;
+    for (; k + 4 <= K; k += 4) {
+        const float *restrict w0 = wt + k * ld, *restrict w1 = w0 + ld, *restrict w2 = w1 + ld,
+                              *restrict w3 = w2 + ld;
+        float a0 = x[k], a1 = x[k + 1], a2 = x[k + 2], a3 = x[k + 3];
+        float *restrict yy = y;
+        for (int64_t n = 0; n < N; n++) yy[n] += (a0 * w0[n] + a1 * w1[n]) + (a2 * w2[n] + a3 * w3[n]);
+    }
+    for (; k < K; k++) {
+        const float *restrict w = wt + k * ld;
+        float a = x[k];
+        float *restrict yy = y;
+        for (int64_t n = 0; n < N; n++) yy[n] += a * w[n];
     }
 }

@@ -53,6 +53,12 @@
  *               the thread's staging buffer, runs, and reorders its blocked output into Y
  *               (the activation still a post-op). Not exact like a direct sum: its
  *               transforms round (tests/unit/test_conv_nhwc.c states the tolerance).
+ *   "onednn-winograd-channels"  the channel split on oneDNN's F(2x2, 3x3) Winograd kernel:
+ *               each slice transforms the whole image (symmetric padding, so F(2x2, 3x3))
+ *               into its thread's staging buffer, after the slice's dense output, for its
+ *               block of output channels (wino_channels' rule: where row slices would need
+ *               F(4x4, 3x3)'s large weights, ResNet-50's 14x14 256 -> 256 layers at 2
+ *               threads: 570 -> 545 us a layer; tests/unit/test_conv_wino_channels.c).
  *   "direct"    the reference: a direct loop with the weights re-laid [g][kh][kw][c][m] so
  *               the inner loop runs over contiguous output channels. Used for symbolic
  *               shapes, KILN_CPU_ISA=portable and builds without oneDNN.
@@ -72,9 +78,10 @@
 
 /* The variants (p->chosen): direct, oneDNN with one of three ways of splitting the work, or
  * oneDNN's Winograd on row slices. */
-enum { V_DIRECT, V_ROWS, V_CHANNELS, V_PIXELS, V_WINO, V_COUNT };
+enum { V_DIRECT, V_ROWS, V_CHANNELS, V_PIXELS, V_WINO, V_WINO_CH, V_COUNT };
 static const char *const variant_name[V_COUNT] = {"direct", "onednn-rows", "onednn-channels",
-                                                  "onednn-pixels", "onednn-winograd"};
+                                                  "onednn-pixels", "onednn-winograd",
+                                                  "onednn-winograd-channels"};
 
 struct nhwc_slice {
     int64_t o0, o1;     /* rows: output rows; pixels: output pixels of an image; channels: 0, OH */
@@ -517,6 +524,17 @@ static int64_t wino_slices(const struct nhwc_state *s, int64_t t)
     return t == 1 && s->OH >= 7 && wino_slice_input(s, 1) <= (1 << 20) ? 1 : 0;
 }
 
+/* Whether F(2x2, 3x3) on the whole image, output channels split over t threads, pays where
+ * wino_slices' row slices do not: at least 14 rows and 8 columns (at 7x7 the whole-image
+ * kernel measured 0.9-1.1x the direct one), 32 input channels, 64 output channels a slice
+ * and at most 1 MiB of input (each slice transforms all of it). ResNet-50's stage 3 (256 ->
+ * 256 at 14x14, whose 9.4 MB of F(4x4, 3x3) weights ruled row slices out): each thread runs
+ * the 1.15x whole-image kernel on half the weights. */
+static bool wino_channels(const struct nhwc_state *s, int64_t t)
+{
+    return t >= 2 && s->OH >= 14 && s->OW >= 8 && s->C >= 32 && s->M >= 64 * t && wino_slice_input(s, 1) <= (1 << 20);
+}
+
 /* Sets up the oneDNN variant; false (and s->split V_DIRECT) when it does not apply or fails. */
 static bool prepare_onednn(struct kiln_kprep *p, struct nhwc_state *s, const float *w, const float *b,
                            bool z)
@@ -552,11 +570,21 @@ static bool prepare_onednn(struct kiln_kprep *p, struct nhwc_state *s, const flo
         const char *e = getenv("KILN_CONV_NHWC_WINO");
         bool on = want == V_WINO || (want == V_DIRECT && e && e[0] == '1');
         bool rule = want == V_DIRECT && !(e && e[0] == '0');
-        int64_t n = wino_slices(s, used[V_ROWS]);
+        int64_t n = want == V_WINO_CH ? 0 : wino_slices(s, used[V_ROWS]);
         if (!n && on) n = used[V_ROWS];
         if (n && (on || rule)) {
             s->wino = true;
             if (build_slices(p, s, V_ROWS, n, 0, used[V_ROWS] > 1, w, b, z, pad)) return true;
+            s->wino = false;
+        }
+        /* Output channels split, each slice F(2x2, 3x3) on the whole image (wino_channels),
+         * or where it applies when forced (KILN_CONV_NHWC_SPLIT=winograd-channels, a loaded
+         * engine built with it). */
+        if (!s->wino && s->group == 1 && t >= 2 &&
+            (want == V_WINO_CH || (rule && want == V_DIRECT && wino_channels(s, t)))) {
+            int64_t per = ((s->M + t - 1) / t + 15) / 16 * 16;
+            s->wino = true;
+            if (build_slices(p, s, V_CHANNELS, (s->M + per - 1) / per, per, true, w, b, z, pad)) return true;
             s->wino = false;
         }
     }
@@ -575,10 +603,11 @@ struct onednn_job {
 
 /* A Winograd slice of one image: x (nhwc) reordered into this thread's staging buffer as
  * nChw16c, the primitive, its blocked output reordered into dst (nhwc). */
-static bool wino_image(const struct onednn_job *j, const struct nhwc_slice *sl, const float *x, float *dst)
+static bool wino_image(const struct onednn_job *j, const struct nhwc_slice *sl, const float *x, float *dst,
+                       char *buf)
 {
     size_t sb = wino_src_bytes(sl);
-    char *buf = kiln_dnnl_thread_buffer(sb + dnnl_memory_desc_get_size(&sl->bdst_md));
+    if (!buf) buf = kiln_dnnl_thread_buffer(sb + dnnl_memory_desc_get_size(&sl->bdst_md));
     if (!buf) return false;
     struct kiln_dnnl_arg in[3] = {{DNNL_ARG_FROM, &sl->src_md, x},
                                   {DNNL_ARG_TO, &sl->bsrc_md, buf},
@@ -606,9 +635,13 @@ static bool slice_image(const struct onednn_job *j, const struct nhwc_slice *sl,
     const float *z = j->z ? j->z + yoff : NULL;
     float *y = j->y + yoff, *dst;
     size_t count; /* elements of dst (spatial splits: contiguous in Y) */
+    char *stage = NULL; /* Winograd's staging, after dst in the thread's buffer (channels) */
     if (how == V_CHANNELS) {
-        dst = kiln_dnnl_thread_buffer((size_t)(P * Ms) * sizeof *dst); /* dense [P, Ms] */
+        size_t db = ((size_t)(P * Ms) * sizeof *dst + 63) / 64 * 64;
+        size_t wb = s->wino ? wino_src_bytes(sl) + dnnl_memory_desc_get_size(&sl->bdst_md) : 0;
+        dst = kiln_dnnl_thread_buffer(db + wb); /* dense [P, Ms], then the staging */
         if (!dst) return false;
+        if (s->wino) stage = (char *)dst + db;
         count = (size_t)(P * Ms);
         if (z && s->epi_in_prim)
             for (int64_t q = 0; q < P; q++) memcpy(dst + q * Ms, z + q * M + sl->m0, (size_t)Ms * sizeof *dst);
@@ -621,7 +654,7 @@ static bool slice_image(const struct onednn_job *j, const struct nhwc_slice *sl,
         if (z && s->epi_in_prim && z != dst) memcpy(dst, z, count * sizeof *dst);
     }
     if (s->wino) {
-        if (!wino_image(j, sl, x, dst)) return false;
+        if (!wino_image(j, sl, x, dst, stage)) return false;
     } else {
         struct kiln_dnnl_arg args[5] = {{DNNL_ARG_SRC, &sl->src_md, x},
                                         {DNNL_ARG_WEIGHTS, &sl->w_md, sl->w},
@@ -696,7 +729,7 @@ static kiln_status nhwc_prepare(struct kiln_kprep *p)
         bool z = p->kc.n_in > 3 && p->kc.node->inputs[3][0];
         if (prepare_onednn(p, s, w->data, b ? b->data : NULL, z)) {
             KILN_TRY(kiln_kprep_on_free(p, nhwc_free, s));
-            p->chosen = s->wino ? V_WINO : s->split;
+            p->chosen = s->wino ? (s->split == V_CHANNELS ? V_WINO_CH : V_WINO) : s->split;
             p->kernel = variant_name[p->chosen];
             return KILN_OK;
         }
