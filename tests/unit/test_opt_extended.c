@@ -575,6 +575,55 @@ static void test_fuse_pad(void)
                "fuse_pad,dce", false, "Pad=1 Conv=1", 0);
 }
 
+/* ------------------------------------------------------------------ Conv taps */
+
+/* check_case, then the parameter count after the pass: `params` floats (the sliced weights
+ * plus the bias), or unchanged when params is 0. */
+static void taps_case(const char *what, const char *text, uint64_t params)
+{
+    check_case(what, text, "conv_taps,dce", false, "Conv=1", 1e-5);
+    struct buf b;
+    parse_model(text, &b);
+    kiln_model *m = NULL;
+    kiln_err e = {0};
+    kiln_status st = kiln_model_load_buffer(b.p, b.len, NULL, &m, &e);
+    free(b.p);
+    CHECK(st == KILN_OK, "%s: load: %s", what, e.msg);
+    if (st) return;
+    uint64_t before, after, bytes;
+    kiln_model_params(m, &before, &bytes);
+    st = optimize(m, "conv_taps,dce", false, &e);
+    CHECK(st == KILN_OK, "%s: optimize: %s", what, e.msg);
+    kiln_model_params(m, &after, &bytes);
+    CHECK(after == (params ? params : before), "%s: %llu parameters after conv_taps (before %llu); expected %llu",
+          what, (unsigned long long)after, (unsigned long long)before,
+          (unsigned long long)(params ? params : before));
+    kiln_model_free(m);
+}
+
+static void test_conv_taps(void)
+{
+    /* ASPP-like: dilation 6 on a 4x4 map, padding 6: only the centre tap reads the image */
+    taps_case("dilated Conv, outer taps all padding -> 1x1",
+              "opset 13\ninput x f32 1,3,4,4\ninit w f32 5,3,3,3 rand\ninit b f32 5 rand\n"
+              "node Conv x,w,b -> y pads=ints:6,6,6,6 dilations=ints:6,6\noutput y\n",
+              5 * 3 + 5);
+    /* one side only: rows of tap 2 are all past the end pad's image */
+    taps_case("dilated Conv, end taps only (H 4, d 3, pads 0 / 6)",
+              "opset 13\ninput x f32 2,2,4,5\ninit w f32 3,2,3,3 rand\n"
+              "node Conv x,w -> y pads=ints:0,0,6,0 dilations=ints:3,1\noutput y\n",
+              3 * 2 * 2 * 3);
+    taps_case("1-D grouped strided Conv with bias",
+              "opset 13\ninput x f32 1,4,3\ninit w f32 6,2,5 rand\ninit b f32 6 rand\n"
+              "node Conv x,w,b -> y group=int:2 pads=ints:8,8 dilations=ints:4 strides=ints:2\noutput y\n",
+              6 * 2 * 1 + 6);
+    /* every tap reads the image somewhere: unchanged */
+    taps_case("dilated Conv whose taps all touch the image",
+              "opset 13\ninput x f32 1,2,8,8\ninit w f32 2,2,3,3 rand\n"
+              "node Conv x,w -> y pads=ints:2,2,2,2 dilations=ints:2,2\noutput y\n",
+              0);
+}
+
 /* ------------------------------------------------------------------ Transposes */
 
 static void test_push_transpose(void)
@@ -777,6 +826,7 @@ int main(int argc, char **argv)
     test_fuse_attention();
     test_fuse_bias_scale();
     test_fuse_pad();
+    test_conv_taps();
     test_push_transpose();
     test_oom();
     return test_summary("test_opt_extended");
