@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cpu/act.h"
 #include "cpu/kernel.h"
 #include "exec/engine.h"
 #include "infer/infer.h"
@@ -225,6 +226,19 @@ kiln_status kiln_attr_pair(struct kiln_kctx *k, const char *name, int64_t def, i
             return kiln_kfail(k, KILN_E_INVALID_MODEL, "%s[%d] = %lld; expected >= %lld", name, i,
                               (long long)out[i], (long long)min);
     }
+    return KILN_OK;
+}
+
+kiln_status kiln_attr_act(struct kiln_kctx *k, struct kiln_act *act)
+{
+    const char *name = kiln_attr_s(k, "activation", "");
+    const float *p;
+    size_t np = kiln_attr_floats(k, "activation_params", &p);
+    const char *approx = kiln_attr_s(k, "approximate", "none");
+    if (!kiln_act_parse(name, p, np, approx, act))
+        return kiln_kfail(k, KILN_E_INVALID_MODEL,
+                          "activation '%s' with %zu parameters (approximate '%s') is not one kiln "
+                          "knows (see docs/fused-ops.md)", name, np, approx);
     return KILN_OK;
 }
 

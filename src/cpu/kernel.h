@@ -206,6 +206,10 @@ size_t kiln_attr_ints(const struct kiln_kctx *k, const char *name, const int64_t
  * than 2 values or one is below min. */
 KILN_NODISCARD kiln_status kiln_attr_pair(struct kiln_kctx *k, const char *name, int64_t def, int64_t min,
                                           int64_t out[2]);
+/* The fused ops' activation attributes (activation, activation_params, approximate) into
+ * *act (cpu/act.h); fails naming them when kiln does not know that activation. */
+struct kiln_act;
+KILN_NODISCARD kiln_status kiln_attr_act(struct kiln_kctx *k, struct kiln_act *act);
 size_t kiln_attr_floats(const struct kiln_kctx *k, const char *name, const float **v);
 size_t kiln_attr_strings(const struct kiln_kctx *k, const char *name, const char *const **v);
 const struct kiln_tensor *kiln_attr_t(const struct kiln_kctx *k, const char *name);

@@ -39,33 +39,6 @@
 /* The model text being built (support/test_text_model.h). */
 #define tf model_text_add
 
-/* Runs the model in `text` on x [d0, d1, d2, d3] with `threads`; out[0..2) receive outputs
- * R and Y. False (with a failed CHECK unless expect_fail) when it does not run; *msg the
- * error. */
-static bool run_text(const float *x, const int64_t *d, int threads, kiln_value **out, bool expect_fail,
-                     char *msg, size_t msg_size, const char *what)
-{
-    struct buf mb = {0};
-    parse_model(model_text(), &mb);
-    kiln_model *m = NULL;
-    kiln_session *s = NULL;
-    kiln_err e = {0};
-    kiln_session_options o = {.threads = threads};
-    kiln_value *in = tensor_of(KILN_DTYPE_F32, 4, d, x);
-    const char *names[1] = {"X"};
-    out[0] = out[1] = NULL;
-    kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &e);
-    if (!st) st = kiln_session_create(m, &o, &s, &e);
-    if (!st) st = kiln_session_run(s, 1, names, (const kiln_value *const *)&in, 2, out, &e);
-    if (!expect_fail) CHECK(st == KILN_OK, "%s: %s", what, e.msg);
-    if (msg) snprintf(msg, msg_size, "%s", e.msg);
-    kiln_value_free(in);
-    kiln_session_free(s);
-    kiln_model_free(m);
-    free(mb.p);
-    return st == KILN_OK;
-}
-
 /* r [N, C, H, W] against y [N, H, W, C], element by element: bitwise when tol < 0, else
  * within tol * (1 + |r|) (NaN where r has NaN). */
 static void compare_nhwc(kiln_value *r, kiln_value *y, double tol, const char *what)
@@ -152,7 +125,7 @@ static void pool_case(const struct pcase *c, const char *what)
         char w2[400];
         snprintf(w2, sizeof w2, "%s, %d threads", what, t);
         kiln_value *out[2];
-        if (run_text(x, d, t, out, false, NULL, 0, w2)) compare_nhwc(out[0], out[1], c->max ? -1 : AVG_TOL, w2);
+        if (model_text_run_x(x, d, t, out, false, NULL, 0, w2)) compare_nhwc(out[0], out[1], c->max ? -1 : AVG_TOL, w2);
         kiln_value_free(out[0]);
         kiln_value_free(out[1]);
     }
@@ -249,7 +222,7 @@ static void shuffle_case(int64_t N, int64_t g, int64_t per, int64_t H, int64_t W
         snprintf(what, sizeof what, "ChannelShuffle N %lld group %lld C %lld %lldx%lld, %d threads",
                  (long long)N, (long long)g, (long long)C, (long long)H, (long long)W, t);
         kiln_value *out[2];
-        if (run_text(x, d, t, out, false, NULL, 0, what)) compare_nhwc(out[0], out[1], -1, what);
+        if (model_text_run_x(x, d, t, out, false, NULL, 0, what)) compare_nhwc(out[0], out[1], -1, what);
         kiln_value_free(out[0]);
         kiln_value_free(out[1]);
     }
@@ -264,7 +237,7 @@ static void shuffle_case(int64_t N, int64_t g, int64_t per, int64_t H, int64_t W
     tf("node kiln.ChannelShuffle X -> Z group=int:%lld axis=int:1\n", (long long)g);
     kiln_value *out[2];
     snprintf(what, sizeof what, "ChannelShuffle axis 1, group %lld C %lld", (long long)g, (long long)C);
-    if (run_text(x, d, 2, out, false, NULL, 0, what))
+    if (model_text_run_x(x, d, 2, out, false, NULL, 0, what))
         CHECK(kiln_value_numel(out[0]) == kiln_value_numel(out[1]) &&
                   !memcmp(kiln_value_data(out[0]), kiln_value_data(out[1]), n * sizeof(float)),
               "%s: differs from Reshape/Transpose/Reshape", what);
@@ -360,7 +333,7 @@ static void scale_bias_case(int64_t N, int64_t H, int64_t W, int64_t C, const ch
         snprintf(what, sizeof what, "ScaleBias %lldx%lldx%lldx%lld %s, %d threads", (long long)N, (long long)H,
                  (long long)W, (long long)C, op ? op : "(none)", t);
         kiln_value *out[2];
-        if (run_text(x, d, t, out, false, NULL, 0, what))
+        if (model_text_run_x(x, d, t, out, false, NULL, 0, what))
             CHECK(kiln_value_numel(out[1]) == n &&
                       !memcmp(kiln_value_data(out[0]), kiln_value_data(out[1]), n * sizeof(float)),
                   "%s: differs from Mul -> Add -> activation", what);
@@ -394,7 +367,7 @@ static void bad_input(void)
     model_text_reset();
     tf("opset 17 kiln\ninput X f32 1,4,3,3\noutput R\noutput Y\n"
        "node Relu X -> R\nnode kiln.ChannelShuffle X -> Y group=int:3\n");
-    bool ok = run_text(x, d, 1, out, true, msg, sizeof msg, "bad group");
+    bool ok = model_text_run_x(x, d, 1, out, true, msg, sizeof msg, "bad group");
     CHECK(!ok && strstr(msg, "ChannelShuffle") && strstr(msg, "does not divide"),
           "group 3 of 4 channels: ok %d, '%s'", ok, msg);
     kiln_value_free(out[0]);
@@ -404,7 +377,7 @@ static void bad_input(void)
     tf("opset 17 kiln\ninput X f32 1,4,3,3\noutput R\noutput Y\n"
        "init s i64 3 = 4,3,3\nnode Reshape X,s -> R\n"
        "node kiln.MaxPoolNhwc R -> Y kernel_shape=ints:2,2\n");
-    ok = run_text(x, d, 1, out, true, msg, sizeof msg, "rank 3");
+    ok = model_text_run_x(x, d, 1, out, true, msg, sizeof msg, "rank 3");
     CHECK(!ok && strstr(msg, "MaxPoolNhwc") && (strstr(msg, "rank 3") || strstr(msg, "3 dims")),
           "MaxPoolNhwc of rank 3: ok %d, '%s'", ok, msg);
     kiln_value_free(out[0]);

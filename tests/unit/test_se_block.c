@@ -34,31 +34,6 @@
 
 #define tf model_text_add
 
-/* Runs the model text on x [d0..d3] as input X with `threads`; out[0..2) receive R and Y. */
-static bool run2(const float *x, const int64_t *d, int threads, kiln_value **out, bool expect_fail, char *msg,
-                 size_t msg_size, const char *what)
-{
-    struct buf mb = {0};
-    parse_model(model_text(), &mb);
-    kiln_model *m = NULL;
-    kiln_session *s = NULL;
-    kiln_err e = {0};
-    kiln_session_options o = {.threads = threads};
-    kiln_value *in = tensor_of(KILN_DTYPE_F32, 4, d, x);
-    const char *names[1] = {"X"};
-    out[0] = out[1] = NULL;
-    kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &e);
-    if (!st) st = kiln_session_create(m, &o, &s, &e);
-    if (!st) st = kiln_session_run(s, 1, names, (const kiln_value *const *)&in, 2, out, &e);
-    if (!expect_fail) CHECK(st == KILN_OK, "%s: %s", what, e.msg);
-    if (msg) snprintf(msg, msg_size, "%s", e.msg);
-    kiln_value_free(in);
-    kiln_session_free(s);
-    kiln_model_free(m);
-    free(mb.p);
-    return st == KILN_OK;
-}
-
 /* r [N, C, H, W] against y [N, H, W, C] within TOL (1 + |r|). */
 static void compare_nhwc(kiln_value *r, kiln_value *y, const char *what)
 {
@@ -141,7 +116,7 @@ static void se_case(const struct se_case *c)
                  c->act ? c->act : "no act", c->gate, c->bias ? "" : ", no bias", c->rank2 ? ", rank-2 W" : "",
                  c->dyn_w ? ", W not constant" : "", t);
         kiln_value *out[2];
-        if (run2(x, d, t, out, false, NULL, 0, what)) compare_nhwc(out[0], out[1], what);
+        if (model_text_run_x(x, d, t, out, false, NULL, 0, what)) compare_nhwc(out[0], out[1], what);
         kiln_value_free(out[0]);
         kiln_value_free(out[1]);
     }
@@ -264,7 +239,7 @@ static void bad_input(void)
     tf("opset 17 kiln\ninput X f32 2,4,3,3\noutput R\noutput Y\n"
        "init W1 f32 2,4,1,1 rand\ninit W2 f32 3,2,1,1 rand\n"
        "node Relu X -> R\nnode kiln.SqueezeExcite X,W1,_,W2,_ -> Y\n");
-    bool ok = run2(x, d, 1, out, true, msg, sizeof msg, "bad W2");
+    bool ok = model_text_run_x(x, d, 1, out, true, msg, sizeof msg, "bad W2");
     CHECK(!ok && strstr(msg, "SqueezeExcite") && strstr(msg, "W1 and W2"), "W2 [3, 2] for 3 channels... : ok %d, '%s'",
           ok, msg);
     kiln_value_free(out[0]);

@@ -1046,15 +1046,7 @@ static kiln_status convt_read_act(struct kiln_kctx *k, bool fused, struct kiln_a
     memset(act, 0, sizeof *act);
     act->kind = KILN_ACT_NONE;
     if (!fused) return KILN_OK;
-    const char *name = kiln_attr_s(k, "activation", "");
-    const float *p;
-    size_t np = kiln_attr_floats(k, "activation_params", &p);
-    const char *approx = kiln_attr_s(k, "approximate", "none");
-    if (!kiln_act_parse(name, p, np, approx, act))
-        return kiln_kfail(k, KILN_E_INVALID_MODEL,
-                          "activation '%s' with %zu parameters (approximate '%s') is not one kiln "
-                          "knows (see docs/fused-ops.md)", name, np, approx);
-    return KILN_OK;
+    return kiln_attr_act(k, act);
 }
 
 static kiln_status convt_decode(struct kiln_kctx *k, bool fused, struct convt_state *s)

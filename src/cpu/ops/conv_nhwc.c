@@ -146,15 +146,7 @@ static kiln_status nhwc_decode(struct kiln_kctx *k, struct nhwc_state *s)
     if (s->auto_pad < 0)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "auto_pad '%s' is not one of NOTSET, SAME_UPPER, "
                                                    "SAME_LOWER, VALID", ap);
-    const char *name = kiln_attr_s(k, "activation", "");
-    const float *ap_v;
-    size_t nap = kiln_attr_floats(k, "activation_params", &ap_v);
-    const char *approx = kiln_attr_s(k, "approximate", "none");
-    if (!kiln_act_parse(name, ap_v, nap, approx, &s->act))
-        return kiln_kfail(k, KILN_E_INVALID_MODEL,
-                          "activation '%s' with %zu parameters (approximate '%s') is not one kiln "
-                          "knows (see docs/fused-ops.md)", name, nap, approx);
-    return KILN_OK;
+    return kiln_attr_act(k, &s->act);
 }
 
 /* Output size and begin padding of spatial dim i for input size in (kernel size kk). */

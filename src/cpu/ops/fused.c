@@ -45,16 +45,7 @@ struct fused_state {
 /* Reads the activation attributes. */
 static kiln_status read_act(struct kiln_kctx *k, struct kiln_act *a)
 {
-    const char *name = kiln_attr_s(k, "activation", "");
-    const float *p;
-    size_t np = kiln_attr_floats(k, "activation_params", &p);
-    const char *approx = kiln_attr_s(k, "approximate", "none");
-    if (!kiln_act_parse(name, p, np, approx, a))
-        return kiln_kfail(k, KILN_E_INVALID_MODEL,
-                          "activation '%s' with %zu parameters (approximate '%s') is not one kiln "
-                          "knows (see docs/fused-ops.md)",
-                          name, np, approx);
-    return KILN_OK;
+    return kiln_attr_act(k, a);
 }
 
 /* Post-processing of output rows of N elements: y = act(y + bias + z). */

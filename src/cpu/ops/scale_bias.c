@@ -24,15 +24,7 @@ struct sb_state {
 static kiln_status sb_decode(struct kiln_kctx *k, struct sb_state *s)
 {
     memset(s, 0, sizeof *s);
-    const char *name = kiln_attr_s(k, "activation", "");
-    const float *p;
-    size_t np = kiln_attr_floats(k, "activation_params", &p);
-    const char *approx = kiln_attr_s(k, "approximate", "none");
-    if (!kiln_act_parse(name, p, np, approx, &s->act))
-        return kiln_kfail(k, KILN_E_INVALID_MODEL,
-                          "activation '%s' with %zu parameters (approximate '%s') is not one kiln "
-                          "knows (see docs/fused-ops.md)", name, np, approx);
-    return KILN_OK;
+    return kiln_attr_act(k, &s->act);
 }
 
 KILN_PREPARE_WITH(sb_prepare, struct sb_state, sb_decode)

@@ -61,16 +61,10 @@ struct se_state {
 static kiln_status se_decode(struct kiln_kctx *k, struct se_state *s)
 {
     memset(s, 0, sizeof *s);
-    const char *name = kiln_attr_s(k, "activation", "");
+    KILN_TRY(kiln_attr_act(k, &s->act));
+    const char *name = kiln_attr_s(k, "gate_activation", "");
     const float *p;
-    size_t np = kiln_attr_floats(k, "activation_params", &p);
-    const char *approx = kiln_attr_s(k, "approximate", "none");
-    if (!kiln_act_parse(name, p, np, approx, &s->act))
-        return kiln_kfail(k, KILN_E_INVALID_MODEL,
-                          "activation '%s' with %zu parameters (approximate '%s') is not one kiln "
-                          "knows (see docs/fused-ops.md)", name, np, approx);
-    name = kiln_attr_s(k, "gate_activation", "");
-    np = kiln_attr_floats(k, "gate_activation_params", &p);
+    size_t np = kiln_attr_floats(k, "gate_activation_params", &p);
     if (!kiln_act_parse(name, p, np, "none", &s->gate))
         return kiln_kfail(k, KILN_E_INVALID_MODEL,
                           "gate_activation '%s' with %zu parameters is not one kiln knows (see "

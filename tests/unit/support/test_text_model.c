@@ -360,3 +360,27 @@ kiln_engine *build_text_model(const char *text, int threads, const char *what)
     free(mb.p);
     return st ? NULL : e;
 }
+
+bool model_text_run_x(const float *x, const int64_t *d, int threads, kiln_value **out, bool expect_fail,
+                     char *msg, size_t msg_size, const char *what)
+{
+    struct buf mb = {0};
+    parse_model(model_text(), &mb);
+    kiln_model *m = NULL;
+    kiln_session *s = NULL;
+    kiln_err e = {0};
+    kiln_session_options o = {.threads = threads};
+    kiln_value *in = tensor_of(KILN_DTYPE_F32, 4, d, x);
+    const char *names[1] = {"X"};
+    out[0] = out[1] = NULL;
+    kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &e);
+    if (!st) st = kiln_session_create(m, &o, &s, &e);
+    if (!st) st = kiln_session_run(s, 1, names, (const kiln_value *const *)&in, 2, out, &e);
+    if (!expect_fail) CHECK(st == KILN_OK, "%s: %s", what, e.msg);
+    if (msg) snprintf(msg, msg_size, "%s", e.msg);
+    kiln_value_free(in);
+    kiln_session_free(s);
+    kiln_model_free(m);
+    free(mb.p);
+    return st == KILN_OK;
+}

@@ -21,6 +21,7 @@
 #ifndef KILN_TEST_TEXT_MODEL_H
 #define KILN_TEST_TEXT_MODEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,6 +46,11 @@ void parse_model(const char *text, struct buf *out);
 void model_text_reset(void);
 void model_text_add(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *model_text(void);
+/* Runs model_text() on x [d0, d1, d2, d3] as the float32 input X with `threads` (a session,
+ * the model as written); out[0..2) receive its first two outputs. False (with a failed CHECK
+ * unless expect_fail) when it does not run; msg (when not NULL) gets the error. */
+bool model_text_run_x(const float *x, const int64_t *d, int threads, kiln_value **out, bool expect_fail,
+                      char *msg, size_t msg_size, const char *what);
 /* Append an initializer's listed values, " = v,v,...": integers, and floats to 9 digits (the
  * float32 value exactly). */
 void model_text_ints(const int32_t *v, size_t n);
