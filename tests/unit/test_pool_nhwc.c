@@ -39,37 +39,6 @@
 /* The model text being built (support/test_text_model.h). */
 #define tf model_text_add
 
-/* r [N, C, H, W] against y [N, H, W, C], element by element: bitwise when tol < 0, else
- * within tol * (1 + |r|) (NaN where r has NaN). */
-static void compare_nhwc(kiln_value *r, kiln_value *y, double tol, const char *what)
-{
-    int64_t rd[4], yd[4];
-    for (int i = 0; i < 4; i++) rd[i] = kiln_value_dims(r)[i];
-    int64_t want[4] = {rd[0], rd[2], rd[3], rd[1]};
-    CHECK(kiln_value_rank(y) == 4, "%s: Y has rank %d", what, kiln_value_rank(y));
-    if (kiln_value_rank(y) != 4) return;
-    for (int i = 0; i < 4; i++) yd[i] = kiln_value_dims(y)[i];
-    CHECK(!memcmp(yd, want, sizeof want), "%s: Y is [%lld,%lld,%lld,%lld], expected [%lld,%lld,%lld,%lld]",
-          what, (long long)yd[0], (long long)yd[1], (long long)yd[2], (long long)yd[3], (long long)want[0],
-          (long long)want[1], (long long)want[2], (long long)want[3]);
-    if (memcmp(yd, want, sizeof want)) return;
-    const float *a = kiln_value_data(r), *b = kiln_value_data(y);
-    size_t bad = 0, first = 0;
-    for (int64_t n = 0; n < rd[0]; n++)
-        for (int64_t c = 0; c < rd[1]; c++)
-            for (int64_t h = 0; h < rd[2]; h++)
-                for (int64_t w = 0; w < rd[3]; w++) {
-                    size_t i = (size_t)(((n * rd[1] + c) * rd[2] + h) * rd[3] + w);
-                    size_t j = (size_t)(((n * rd[2] + h) * rd[3] + w) * rd[1] + c);
-                    bool ok = tol < 0 ? !memcmp(&a[i], &b[j], sizeof(float))
-                                      : (isnan(a[i]) ? isnan(b[j])
-                                                     : fabs((double)b[j] - a[i]) <= tol * (1 + fabs(a[i])));
-                    if (!ok && !bad++) first = i;
-                }
-    CHECK(bad == 0, "%s: %zu elements differ (first at NCHW index %zu, want %g)", what, bad, first,
-          bad ? (double)a[first] : 0.0);
-}
-
 struct pcase {
     bool max;
     int64_t N, C, H, W, k[2], s[2], d[2], p[4];
@@ -125,7 +94,7 @@ static void pool_case(const struct pcase *c, const char *what)
         char w2[400];
         snprintf(w2, sizeof w2, "%s, %d threads", what, t);
         kiln_value *out[2];
-        if (model_text_run_x(x, d, t, out, false, NULL, 0, w2)) compare_nhwc(out[0], out[1], c->max ? -1 : AVG_TOL, w2);
+        if (model_text_run_x(x, d, t, out, false, NULL, 0, w2)) nhwc_equal(out[0], out[1], c->max ? -1 : AVG_TOL, w2);
         kiln_value_free(out[0]);
         kiln_value_free(out[1]);
     }
@@ -222,7 +191,7 @@ static void shuffle_case(int64_t N, int64_t g, int64_t per, int64_t H, int64_t W
         snprintf(what, sizeof what, "ChannelShuffle N %lld group %lld C %lld %lldx%lld, %d threads",
                  (long long)N, (long long)g, (long long)C, (long long)H, (long long)W, t);
         kiln_value *out[2];
-        if (model_text_run_x(x, d, t, out, false, NULL, 0, what)) compare_nhwc(out[0], out[1], -1, what);
+        if (model_text_run_x(x, d, t, out, false, NULL, 0, what)) nhwc_equal(out[0], out[1], -1, what);
         kiln_value_free(out[0]);
         kiln_value_free(out[1]);
     }

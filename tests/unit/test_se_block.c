@@ -34,30 +34,6 @@
 
 #define tf model_text_add
 
-/* r [N, C, H, W] against y [N, H, W, C] within TOL (1 + |r|). */
-static void compare_nhwc(kiln_value *r, kiln_value *y, const char *what)
-{
-    const int64_t *rd = kiln_value_dims(r), *yd = kiln_value_dims(y);
-    CHECK(kiln_value_rank(y) == 4 && yd[0] == rd[0] && yd[1] == rd[2] && yd[2] == rd[3] && yd[3] == rd[1],
-          "%s: Y's shape is not R's in NHWC", what);
-    if (kiln_value_rank(y) != 4 || yd[3] != rd[1] || yd[1] != rd[2] || yd[2] != rd[3]) return;
-    const float *a = kiln_value_data(r), *b = kiln_value_data(y);
-    size_t bad = 0, first = 0;
-    double worst = 0;
-    for (int64_t n = 0; n < rd[0]; n++)
-        for (int64_t c = 0; c < rd[1]; c++)
-            for (int64_t h = 0; h < rd[2]; h++)
-                for (int64_t w = 0; w < rd[3]; w++) {
-                    size_t i = (size_t)(((n * rd[1] + c) * rd[2] + h) * rd[3] + w);
-                    size_t j = (size_t)(((n * rd[2] + h) * rd[3] + w) * rd[1] + c);
-                    double err = fabs((double)b[j] - a[i]) / (1 + fabs(a[i]));
-                    if (err > worst) worst = err;
-                    if (!(err <= TOL) && !bad++) first = i;
-                }
-    CHECK(bad == 0, "%s: %zu elements differ (first at NCHW index %zu: want %g), worst %g", what, bad, first,
-          bad ? (double)a[first] : 0.0, worst);
-}
-
 struct se_case {
     int64_t N, C, H, W, R;
     const char *act;  /* fc1: "SiLU", "Relu" or NULL */
@@ -116,7 +92,7 @@ static void se_case(const struct se_case *c)
                  c->act ? c->act : "no act", c->gate, c->bias ? "" : ", no bias", c->rank2 ? ", rank-2 W" : "",
                  c->dyn_w ? ", W not constant" : "", t);
         kiln_value *out[2];
-        if (model_text_run_x(x, d, t, out, false, NULL, 0, what)) compare_nhwc(out[0], out[1], what);
+        if (model_text_run_x(x, d, t, out, false, NULL, 0, what)) nhwc_equal(out[0], out[1], TOL, what);
         kiln_value_free(out[0]);
         kiln_value_free(out[1]);
     }

@@ -1,6 +1,7 @@
 /* tests/unit/support/test_text_model.c: the text-form model encoder of test_text_model.h. */
 #include "test_text_model.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -383,4 +384,33 @@ bool model_text_run_x(const float *x, const int64_t *d, int threads, kiln_value 
     kiln_model_free(m);
     free(mb.p);
     return st == KILN_OK;
+}
+
+void nhwc_equal(kiln_value *r, kiln_value *y, double tol, const char *what)
+{
+    int64_t rd[4], yd[4];
+    for (int i = 0; i < 4; i++) rd[i] = kiln_value_dims(r)[i];
+    int64_t want[4] = {rd[0], rd[2], rd[3], rd[1]};
+    CHECK(kiln_value_rank(y) == 4, "%s: Y has rank %d", what, kiln_value_rank(y));
+    if (kiln_value_rank(y) != 4) return;
+    for (int i = 0; i < 4; i++) yd[i] = kiln_value_dims(y)[i];
+    CHECK(!memcmp(yd, want, sizeof want), "%s: Y is [%lld,%lld,%lld,%lld], expected [%lld,%lld,%lld,%lld]",
+          what, (long long)yd[0], (long long)yd[1], (long long)yd[2], (long long)yd[3], (long long)want[0],
+          (long long)want[1], (long long)want[2], (long long)want[3]);
+    if (memcmp(yd, want, sizeof want)) return;
+    const float *a = kiln_value_data(r), *b = kiln_value_data(y);
+    size_t bad = 0, first = 0;
+    for (int64_t n = 0; n < rd[0]; n++)
+        for (int64_t c = 0; c < rd[1]; c++)
+            for (int64_t h = 0; h < rd[2]; h++)
+                for (int64_t w = 0; w < rd[3]; w++) {
+                    size_t i = (size_t)(((n * rd[1] + c) * rd[2] + h) * rd[3] + w);
+                    size_t j = (size_t)(((n * rd[2] + h) * rd[3] + w) * rd[1] + c);
+                    bool ok = tol < 0 ? !memcmp(&a[i], &b[j], sizeof(float))
+                                      : (isnan(a[i]) ? isnan(b[j])
+                                                     : fabs((double)b[j] - a[i]) <= tol * (1 + fabs(a[i])));
+                    if (!ok && !bad++) first = i;
+                }
+    CHECK(bad == 0, "%s: %zu elements differ (first at NCHW index %zu, want %g)", what, bad, first,
+          bad ? (double)a[first] : 0.0);
 }

@@ -49,6 +49,10 @@ const char *model_text(void);
 /* Runs model_text() on x [d0, d1, d2, d3] as the float32 input X with `threads` (a session,
  * the model as written); out[0..2) receive its first two outputs. False (with a failed CHECK
  * unless expect_fail) when it does not run; msg (when not NULL) gets the error. */
+/* r [N, C, H, W] against y [N, H, W, C] (the same tensor channels-last), element by element:
+ * bitwise when tol < 0, else within tol * (1 + |r|) (NaN where r has NaN); a failed CHECK
+ * naming the first difference. */
+void nhwc_equal(kiln_value *r, kiln_value *y, double tol, const char *what);
 bool model_text_run_x(const float *x, const int64_t *d, int threads, kiln_value **out, bool expect_fail,
                       char *msg, size_t msg_size, const char *what);
 /* Append an initializer's listed values, " = v,v,...": integers, and floats to 9 digits (the
