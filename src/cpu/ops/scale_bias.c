@@ -39,6 +39,17 @@ static kiln_status sb_decode(struct kiln_kctx *k, struct sb_state *s)
 
 KILN_PREPARE_WITH(sb_prepare, struct sb_state, sb_decode)
 
+/* S and B are 1-D of c values (c: `what`). */
+static kiln_status check_params(struct kiln_kctx *k, const struct kiln_tensor *s, const struct kiln_tensor *b,
+                                int64_t c, const char *what)
+{
+    if (s->rank == 1 && b->rank == 1 && s->dims[0] == c && b->dims[0] == c) return KILN_OK;
+    return kiln_kfail(k, KILN_E_INVALID_ARG,
+                      "inputs S and B have %lld and %lld values (ranks %d, %d); expected 1-D of %s %lld",
+                      (long long)(s->rank ? s->dims[0] : 1), (long long)(b->rank ? b->dims[0] : 1), s->rank,
+                      b->rank, what, (long long)c);
+}
+
 struct sb_job {
     const struct kiln_act *act;
     const float *x, *s, *b;
@@ -74,12 +85,7 @@ static kiln_status sb_run(struct kiln_kctx *k)
     if (x->rank < 1)
         return kiln_kfail(k, KILN_E_INVALID_ARG, "input X is a scalar; expected rank >= 1");
     int64_t c = x->dims[x->rank - 1];
-    if (s->rank != 1 || b->rank != 1 || s->dims[0] != c || b->dims[0] != c)
-        return kiln_kfail(k, KILN_E_INVALID_ARG,
-                          "inputs S and B have %lld and %lld values (ranks %d, %d); expected 1-D of "
-                          "X's last dim %lld",
-                          (long long)(s->rank ? s->dims[0] : 1), (long long)(b->rank ? b->dims[0] : 1),
-                          s->rank, b->rank, (long long)c);
+    KILN_TRY(check_params(k, s, b, c, "X's last dim"));
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_F32, x->rank, x->dims, &y));
     size_t n = kiln_tensor_numel(x);
@@ -154,12 +160,7 @@ static kiln_status csb_run(struct kiln_kctx *k)
         }
         c += (size_t)x->dims[x->rank - 1];
     }
-    if (s->rank != 1 || b->rank != 1 || (size_t)s->dims[0] != c || (size_t)b->dims[0] != c)
-        return kiln_kfail(k, KILN_E_INVALID_ARG,
-                          "inputs S and B have %lld and %lld values (ranks %d, %d); expected 1-D of the "
-                          "pieces' total last dim %zu",
-                          (long long)(s->rank ? s->dims[0] : 1), (long long)(b->rank ? b->dims[0] : 1), s->rank,
-                          b->rank, c);
+    KILN_TRY(check_params(k, s, b, (int64_t)c, "the pieces' total last dim"));
     int64_t yd[KILN_MAX_RANK];
     memcpy(yd, x0->dims, (size_t)x0->rank * sizeof *yd);
     yd[x0->rank - 1] = (int64_t)c;
