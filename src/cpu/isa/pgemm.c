@@ -3,18 +3,31 @@
  * cpu/pgemm.c).
  *
  * Loop order of a block: K in blocks of at most KC_MAX (768: K = 3072 is four blocks; a
- * block's partial sums are added into C by the next), then groups of up to GROUP panels (128
- * columns), then tiles of at most MR rows (all of nearly equal size: 128 rows are tiles of 13
- * and 12, not 9 of 14 and a slow tail of 2), then the panels of the group. A group's panels
- * (4 x K x 32 floats, 384 KiB at K = 768) stay in L2 for all its row tiles; the MR rows of A
- * stay in L1 across the group's panels; C's finished rows are still in L1 for the
- * activation. The first row tile of a group reads the panels from memory (a model's weights
- * do not stay in cache from run to run) and prefetches them PF_DIST k steps ahead. Measured
- * with B from memory (bench/pgemm_bench.c --cold), 128 x 768 x 768: groups of 8 panels and no
- * prefetch 154 GFLOP/s, with the prefetch about 180, groups of 4 190-210 (oneDNN 2.6's
- * prepacked matmul 183-207); groups of 16 were slower still, and the group size mattered
- * more than the prefetch distance (12 to 48 k steps: within noise) or prefetching in every
- * row tile. Blocks of K: 768 or 512 measured alike, 1024 a little slower, none 15% slower.
+ * block's partial sums are added into C by the next), then groups of GROUP panels (2: 64
+ * columns; GROUP_FEW = 4 when the rows make one tile), then tiles of at most MR rows (all of
+ * nearly equal size: 128 rows are tiles of 13 and 12, not 9 of 14 and a slow tail of 2),
+ * then the panels of the group. A group's panels (2 x 768 x 32 floats, 192 KiB) stay in L2
+ * for all its row tiles; A (128 x 768 floats, 384 KiB) stays in L2; C's finished rows are
+ * still in L1 for the activation.
+ *
+ * The weight stream. A model's run reads each weight once from memory (340-500 MB for the
+ * transformers; nothing stays in cache from run to run). The arithmetic needs little of it
+ * (128 rows at 200 GFLOP/s: 3.1 GB/s of B; one core streams ~15 GB/s), but when only the
+ * first row tile of a group reads the group's B (the previous scheme), that tile asks for
+ * ten times the average and stalls, and no prefetch within it helps (the data is not there
+ * yet). So each group, while its tiles compute, prefetches the next group's B (the next
+ * group of panels, or the first group of the next K block) into L2 with prefetcht1: tile t
+ * of nt takes lines [t L / nt, (t + 1) L / nt) of each of the next group's chunks (L lines a
+ * chunk), one every kc / lines k steps inside the tile's k loop (an outer loop over runs of
+ * k steps with one prefetch each, so the FMA loop stays as it was). Every tile also
+ * prefetches its own panel PF_DIST k steps ahead into L1 (from L2 now). Measured with B
+ * streamed from 600 MB of distinct copies (bench/pgemm_cold.c; docs/notes-bigmm.md), 128 x
+ * 3072 x 768 at one thread: the old scheme 0.82 of its warm speed, the next-group prefetch
+ * with groups of 4 0.93-0.97, groups of 2 0.95-1.0 (oneDNN's brgemm 0.83-0.92). A product
+ * whose rows make one tile (M <= 14) has no reuse to overlap with: it only streams B, which
+ * the hardware prefetchers already do at full speed, and the extra prefetches measured
+ * slower (8 x 3072 x 768 warm 66 against 98-108 GFLOP/s), so it keeps groups of 4 and no
+ * software prefetch of the next group. Blocks of K of 384 or 256 measured no better.
  *
  * The AVX-512 tile, 14 x 32, holds 28 zmm accumulators and does 28 FMAs per two loads of B
  * and 14 broadcasts of A (vbroadcastss straight from A's rows, no packing of A). 6 x 64,
