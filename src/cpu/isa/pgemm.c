@@ -61,10 +61,12 @@
 #ifndef PF_NEXT
 #define PF_NEXT 1 /* prefetch the next group's B into L2, spread over this group's tiles */
 #endif
+#ifndef PREFETCH_L2 /* -D to measure other hints (prefetcht0: locality 3) */
 #if defined(__GNUC__)
 #define PREFETCH_L2(p) __builtin_prefetch((p), 0, 2) /* prefetcht1 */
 #else
 #define PREFETCH_L2(p) ((void)(p))
+#endif
 #endif
 #ifndef GROUP
 #define GROUP 2 /* panels per group when there are several row tiles: 64 columns */
