@@ -144,9 +144,10 @@ static const char *const packed_name[] = {NULL, "onednn-packed", "kiln-pgemm"};
  * at prepare, where the only other choice is kiln_sgemm, which packs B at every call.
  * Measured (docs/notes-bigmm.md, bench/pgemm_cold.c): with B streamed from memory, as a
  * batch-1 model reads its weights, kiln's GEMM prefetches the next panels into L2 spread
- * over the arithmetic and runs at 0.95-1.0 of its warm speed, oneDNN's brgemm at 0.82-0.92:
- * kiln's is 5-15% faster on BERT's, GPT-2's and ViT-B/16's products (B of 2.4-9.4 MB, M
- * 128-197; up to 512 rows measured) and as fast or faster on few rows. Where B stays in
+ * over the arithmetic and runs at 0.86-1.05 of its warm speed, oneDNN's brgemm at 0.82-0.98:
+ * kiln's is 0-20% faster on BERT's, GPT-2's and ViT-B/16's products (B of 2.4-9.4 MB, M
+ * 128-197; up to 512 rows measured), their FusedMatMuls in BERT-base 8-11%, and as fast or
+ * faster on few rows. Where B stays in
  * L2 (ConvNeXt's pointwise layers, 0.15-0.6 MB, M 784-3136) oneDNN's is 10-20% faster, so
  * many rows go to kiln's only for a B of at least 2 MB (beyond L2). At AVX2 kiln's 6 x 16
  * tile is about as fast as oneDNN's AVX2 matmul on many rows (0.84-1.10, and ~1.1 cold on
