@@ -58,6 +58,9 @@
 #ifndef PF_DIST
 #define PF_DIST 24 /* k steps ahead that the first row tile of a group prefetches B (memory) */
 #endif
+#ifndef PF_FEW
+#define PF_FEW 1 /* a single row tile prefetches its panel PF_DIST k steps ahead into L1 */
+#endif
 #ifndef PF_NEXT
 #define PF_NEXT 1 /* prefetch the next group's B into L2, spread over this group's tiles */
 #endif
@@ -343,7 +346,7 @@ static void group(const struct kiln_pgemm_args *g, size_t m0, size_t m1, struct 
                 else
                     for (size_t l = l0; l < l1; l++) PREFETCH_L2(cb + 64 * l);
             }
-            panel_tile(mr, PF_ALL || t == 0, ke - kb, a, g->lda, g->bp + (j / NR) * g->K * NR + kb * NR, c + j, g->ldc,
+            panel_tile(mr, (nt > 1 || PF_FEW) && (PF_ALL || t == 0), ke - kb, a, g->lda, g->bp + (j / NR) * g->K * NR + kb * NR, c + j, g->ldc,
                        nc, acc, bias ? bias + j : NULL, z ? z + i * g->ldz + j : NULL, g->ldz, pb, pn);
         }
         if (act)
