@@ -5,7 +5,8 @@
  * measuring tool (issue 7; figures in docs/notes-bigmm.md).
  *
  *   cmake --build build/release --target pgemm_cold     (EXCLUDE_FROM_ALL; CMakeLists.txt)
- *   build/release/pgemm_cold [--threads T] [--time S] [--mb MB] [--only pgemm|dnnl] [M N K ...]
+ *   build/release/pgemm_cold [--threads T] [--time S] [--mb MB] [--only pgemm|dnnl] [--pad P]
+ *                            [M N K ...]
  *
  * For each shape and each of three ways of holding B:
  *   warm   one packed B, called again and again (B stays in L2/L3);
@@ -21,6 +22,7 @@
  * each with its own packed share of B, as dnnl_matmul.c), timed by wall clock; at one thread
  * by the thread's CPU time (other jobs on a shared machine then count less; memory stalls
  * still count). A and C stay in cache, as in a model, where the previous node just wrote A.
+ * --pad P gives pgemm's A the row stride K + P instead of K (L1 set conflicts of A's rows).
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -39,6 +41,7 @@
 
 static clockid_t clock_id = CLOCK_MONOTONIC;
 static double window = 0.5;
+static size_t apad; /* --pad P: pgemm reads A at the row stride K + P (oneDNN: K) */
 
 static double now(void)
 {
@@ -126,7 +129,7 @@ static void run_pg(void *c)
 {
     struct pg_ctx *x = c;
     const struct kiln_pgemm *g = &x->g[x->i++ % x->n];
-    kiln_pgemm_run(g, x->pool, x->M, x->A, g->K, x->C, g->N, false, NULL);
+    kiln_pgemm_run(g, x->pool, x->M, x->A, g->K + apad, x->C, g->N, false, NULL);
 }
 
 static double time_pgemm(size_t M, size_t N, size_t K, const float *A, const float *B, float *C, int ncopy,
@@ -267,6 +270,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[ai], "--time")) window = strtod(argv[ai + 1], NULL);
         else if (!strcmp(argv[ai], "--mb")) mb = strtod(argv[ai + 1], NULL);
         else if (!strcmp(argv[ai], "--only")) only = argv[ai + 1];
+        else if (!strcmp(argv[ai], "--pad")) apad = (size_t)strtoull(argv[ai + 1], NULL, 10);
     }
     size_t n = sizeof shapes / sizeof shapes[0], (*list)[3] = (size_t(*)[3])shapes;
     size_t custom[64][3];
@@ -287,9 +291,9 @@ int main(int argc, char **argv)
     fflush(stdout);
     for (size_t s = 0; s < n; s++) {
         size_t M = list[s][0], N = list[s][1], K = list[s][2];
-        float *A = malloc(M * K * sizeof(float)), *B = malloc(K * N * sizeof(float)), *C = malloc(M * N * sizeof(float));
+        float *A = malloc(M * (K + apad) * sizeof(float)), *B = malloc(K * N * sizeof(float)), *C = malloc(M * N * sizeof(float));
         if (!A || !B || !C) return 1;
-        for (size_t i = 0; i < M * K; i++) A[i] = (float)(i % 13) * 0.01f;
+        for (size_t i = 0; i < M * (K + apad); i++) A[i] = (float)(i % 13) * 0.01f;
         for (size_t i = 0; i < K * N; i++) B[i] = (float)(i % 7) * 0.01f;
         double flop = 2.0 * (double)M * (double)N * (double)K * 1e-9, gp[3] = {0}, gd[3] = {0};
         int cold = (int)(mb * 1e6 / ((double)K * (double)N * 4.0)) + 1;
