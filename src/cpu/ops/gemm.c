@@ -25,10 +25,13 @@
  * Gemm with transA 0 and alpha 1, is packed once, either for oneDNN's matmul primitive
  * (1 "onednn-packed", dnnl_matmul.h; needs A's rows known at prepare) or for kiln's own GEMM
  * (2 "kiln-pgemm", pgemm.h; any rows, and a Gemm's C of one row with beta 1 is its bias
- * epilogue). pgemm_wins says which (kiln's for few rows or rows unknown, oneDNN's for many;
+ * epilogue). pgemm_wins says which (kiln's for few rows, rows unknown, or at AVX-512 a B of
+ * 2 MB or more, which streams from memory at every run; oneDNN's for many rows on a small B;
  * each falls back to the other where it is not there: no oneDNN, or the portable level,
  * which has neither); an engine file keeps the choice; KILN_MATMUL_PACKED=onednn|pgemm forces
- * one (tests, A/B measurements). With kiln's GEMM a transB Gemm keeps no B^T copy.
+ * one (tests, A/B measurements). With kiln's GEMM a transB Gemm keeps no B^T copy, and
+ * kiln.FusedMatMul's bias, residual and activation run in its epilogue
+ * (kiln_cpu_matmul_run_epi, called by fused.c).
  */
 #include <stdlib.h>
 #include <string.h>
