@@ -58,6 +58,9 @@
 #ifndef PF_DIST
 #define PF_DIST 24 /* k steps ahead that the first row tile of a group prefetches B (memory) */
 #endif
+#ifndef PF_HINT
+#define PF_HINT _MM_HINT_T0 /* the hint of that prefetch */
+#endif
 #ifndef PF_FEW
 #define PF_FEW 1 /* a single row tile prefetches its panel PF_DIST k steps ahead into L1 */
 #endif
@@ -109,7 +112,7 @@ static ALWAYS_INLINE void tile(const size_t mr, const bool pf, size_t kc, const 
 #define STEP_(k)                                                                                            \
     do {                                                                                                    \
         if (pf)                                                                                             \
-            for (size_t v = 0; v < NV; v++) _mm_prefetch((const char *)(b + ((k) + PF_DIST) * NR + 16 * v), _MM_HINT_T0); \
+            for (size_t v = 0; v < NV; v++) _mm_prefetch((const char *)(b + ((k) + PF_DIST) * NR + 16 * v), PF_HINT); \
         __m512 bv[NV];                                                                                      \
         for (size_t v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(b + (k) * NR + 16 * v);                   \
         _Pragma("GCC unroll 14") for (size_t i = 0; i < mr; i++)                                            \
