@@ -69,6 +69,7 @@
 
 #include "base/pool.h"
 #include "cpu/act.h"
+#include "cpu/conv_first_isa.h"
 #include "cpu/dnnl_util.h"
 #include "cpu/isa.h"
 #include "cpu/kernel.h"
@@ -78,10 +79,10 @@
 
 /* The variants (p->chosen): direct, oneDNN with one of three ways of splitting the work, or
  * oneDNN's Winograd on row slices. */
-enum { V_DIRECT, V_ROWS, V_CHANNELS, V_PIXELS, V_WINO, V_WINO_CH, V_COUNT };
+enum { V_DIRECT, V_ROWS, V_CHANNELS, V_PIXELS, V_WINO, V_WINO_CH, V_FIRST, V_COUNT };
 static const char *const variant_name[V_COUNT] = {"direct", "onednn-rows", "onednn-channels",
                                                   "onednn-pixels", "onednn-winograd",
-                                                  "onednn-winograd-channels"};
+                                                  "onednn-winograd-channels", "nchw-first"};
 
 struct nhwc_slice {
     int64_t o0, o1;     /* rows: output rows; pixels: output pixels of an image; channels: 0, OH */
@@ -101,6 +102,9 @@ struct nhwc_slice {
 struct nhwc_state {
     int64_t group, k[2], s[2], d[2], pb[2], pe[2];
     int auto_pad; /* 0 NOTSET, 1 SAME_UPPER, 2 SAME_LOWER, 3 VALID */
+    bool x_nchw;  /* X is [N, C, H, W] (attribute x_nchw 1) */
+    const float *wf, *bf; /* nchw-first: weights [C][kh][kw][Mp] and bias [Mp], zero-padded */
+    int64_t Mp;
     struct kiln_act act;
     bool epi_in_prim; /* Z (a sum post-op) and the activation run inside the primitive */
     const float *wt;  /* direct: [g][kh][kw][c/g][m/g] */
@@ -146,6 +150,10 @@ static kiln_status nhwc_decode(struct kiln_kctx *k, struct nhwc_state *s)
     if (s->auto_pad < 0)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "auto_pad '%s' is not one of NOTSET, SAME_UPPER, "
                                                    "SAME_LOWER, VALID", ap);
+    int64_t xl = kiln_attr_i(k, "x_nchw", 0);
+    if (xl != 0 && xl != 1)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "x_nchw = %lld; expected 0 or 1", (long long)xl);
+    s->x_nchw = xl == 1;
     return kiln_attr_act(k, &s->act);
 }
 
@@ -189,6 +197,7 @@ struct direct_job {
     const float *x, *wt, *b, *z;
     float *y;
     int64_t H, W, C, M, OH, OW, kh, kw, pt, pl;
+    int64_t xn, xh, xw, xc; /* X's strides in elements: NHWC or, x_nchw, NCHW */
 };
 
 /* Output rows [r0, r1) of all images (row r = image r / OH, row r % OH). */
@@ -209,12 +218,12 @@ static void direct_rows(void *ctx, size_t r0, size_t r1, int worker)
                 for (int64_t kx = 0; kx < j->kw; kx++) {
                     int64_t iw = ow * s->s[1] - j->pl + kx * s->d[1];
                     if (iw < 0 || iw >= j->W) continue;
-                    const float *xp = j->x + ((n * j->H + ih) * j->W + iw) * j->C;
+                    const float *xp = j->x + n * j->xn + ih * j->xh + iw * j->xw;
                     for (int64_t g = 0; g < G; g++) {
                         const float *wp = j->wt + ((g * j->kh + ky) * j->kw + kx) * Cg * Mg;
                         float *yg = yp + g * Mg;
                         for (int64_t c = 0; c < Cg; c++) {
-                            float xv = xp[g * Cg + c];
+                            float xv = xp[(g * Cg + c) * j->xc];
                             const float *wc = wp + c * Mg;
                             for (int64_t m = 0; m < Mg; m++) yg[m] += xv * wc[m];
                         }
@@ -223,6 +232,48 @@ static void direct_rows(void *ctx, size_t r0, size_t r1, int worker)
             }
             kiln_act_apply_f32(&s->act, yp, j->z ? j->z + (yp - j->y) : NULL, yp, (size_t)j->M);
         }
+    }
+}
+
+/* ------------------------------------------------------------------ nchw-first */
+
+/* Packs OIHW weights [M][C][kh][kw] (group 1) as [C][kh][kw][Mp] and the bias as [Mp], the
+ * padding channels zero (wf and bf come zero-filled). */
+static void pack_first(const float *w, const float *b, int64_t M, int64_t C, int64_t kh, int64_t kw,
+                       int64_t Mp, float *wf, float *bf)
+{
+    for (int64_t m = 0; m < M; m++) {
+        bf[m] = b ? b[m] : 0.0f;
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t t = 0; t < kh * kw; t++) wf[(c * kh * kw + t) * Mp + m] = w[(m * C + c) * kh * kw + t];
+    }
+}
+
+struct first_job {
+    const struct nhwc_state *s;
+    const float *x, *z;
+    float *y;
+    int64_t C, H, W, M, OH, OW, pt, pl;
+    void (*row)(const struct kiln_conv_first_row *r);
+};
+
+/* Output rows [r0, r1) of all images (row r = image r / OH, row r % OH), then the epilogue
+ * on each row while it is in L1. */
+static void first_rows(void *ctx, size_t r0, size_t r1, int worker)
+{
+    (void)worker;
+    const struct first_job *j = ctx;
+    const struct nhwc_state *s = j->s;
+    size_t n_row = (size_t)(j->OW * j->M);
+    for (size_t r = r0; r < r1; r++) {
+        int64_t n = (int64_t)r / j->OH, oh = (int64_t)r % j->OH;
+        float *y = j->y + r * n_row;
+        struct kiln_conv_first_row row = {j->x + n * j->C * j->H * j->W, s->wf, s->bf, y, j->C, j->H, j->W,
+                                          j->M, s->Mp, j->OW, s->k[0], s->k[1], s->s[1], s->d[0], s->d[1],
+                                          oh * s->s[0] - j->pt, j->pl};
+        j->row(&row);
+        if (j->z || s->act.kind != KILN_ACT_NONE)
+            kiln_act_apply_f32(&s->act, y, j->z ? j->z + r * n_row : NULL, y, n_row);
     }
 }
 
@@ -711,10 +762,26 @@ static kiln_status nhwc_prepare(struct kiln_kprep *p)
     if (s->k[0] != w->dims[2] || s->k[1] != w->dims[3] || M % s->group) return KILN_OK;
     s->M = M;
     s->C = Cg * s->group;
+    if (s->x_nchw) {
+        /* X planar: kiln's nchw-first kernel (AVX2 and up; a loaded engine built with it keeps
+         * it on any level, the portable copy computing the same), else the direct loop. */
+        bool first = s->group == 1 && (p->variant == V_FIRST || (p->variant < 0 && kiln_isa_active() >= KILN_ISA_AVX2));
+        if (first) {
+            int64_t Mp = (M + KILN_CONV_FIRST_MBLOCK - 1) / KILN_CONV_FIRST_MBLOCK * KILN_CONV_FIRST_MBLOCK;
+            float *wf, *bf;
+            KILN_TRY(kiln_kprep_alloc(p, (size_t)(Mp * s->C * s->k[0] * s->k[1]) * sizeof *wf, (void **)&wf));
+            KILN_TRY(kiln_kprep_alloc(p, (size_t)Mp * sizeof *bf, (void **)&bf));
+            pack_first(w->data, b ? b->data : NULL, M, s->C, s->k[0], s->k[1], Mp, wf, bf);
+            s->wf = wf, s->bf = bf, s->Mp = Mp;
+            p->chosen = V_FIRST;
+            p->kernel = variant_name[V_FIRST];
+            return KILN_OK;
+        }
+    }
 #ifdef KILN_HAVE_DNNL
     const struct kiln_type *xt = p->in[0] ? &p->in[0]->type : NULL;
     bool has_b = p->kc.n_in > 2 && p->kc.node->inputs[2][0];
-    if ((!has_b || b) && xt && xt->kind == KILN_TYPE_TENSOR && xt->rank == 4 && xt->dims[1].value > 0 &&
+    if (!s->x_nchw && (!has_b || b) && xt && xt->kind == KILN_TYPE_TENSOR && xt->rank == 4 && xt->dims[1].value > 0 &&
         xt->dims[2].value > 0 && xt->dims[3].value == s->C) {
         s->H = xt->dims[1].value;
         s->W = xt->dims[2].value;
@@ -751,7 +818,8 @@ static kiln_status nhwc_run(struct kiln_kctx *k)
     if (x->rank != 4 || w->rank != 4)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "X has %d dims and W %d; expected 4 and 4", x->rank,
                           w->rank);
-    int64_t N = x->dims[0], H = x->dims[1], W = x->dims[2], C = x->dims[3], M = w->dims[0];
+    int64_t N = x->dims[0], M = w->dims[0];
+    int64_t H = x->dims[s->x_nchw ? 2 : 1], W = x->dims[s->x_nchw ? 3 : 2], C = x->dims[s->x_nchw ? 1 : 3];
     int64_t G = s->group, kh = s->k[0] < 0 ? w->dims[2] : s->k[0], kw = s->k[1] < 0 ? w->dims[3] : s->k[1];
     if (C != w->dims[1] * G || M % G || kh != w->dims[2] || kw != w->dims[3])
         return kiln_kfail(k, KILN_E_INVALID_MODEL,
@@ -771,7 +839,7 @@ static kiln_status nhwc_run(struct kiln_kctx *k)
     KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_F32, 4, yd, &y));
     if (!kiln_tensor_numel(y)) return KILN_OK;
 #ifdef KILN_HAVE_DNNL
-    if (s->split && H == s->H && W == s->W && C == s->C && M == s->M && w->data) {
+    if (s->split && !s->x_nchw && H == s->H && W == s->W && C == s->C && M == s->M && w->data) {
         struct onednn_job j = {s, x->data, b ? b->data : NULL, z ? z->data : NULL, y->data, N, {0}};
         /* N > 1: whole images per thread when the largest share of them is below a slice's
          * (the split stays as prepared for a given N, so results do not depend on timing). */
@@ -785,6 +853,16 @@ static kiln_status nhwc_run(struct kiln_kctx *k)
         return KILN_OK;
     }
 #endif
+    if (s->wf && C == s->C && M == s->M) {
+        struct first_job j = {s, x->data, z ? z->data : NULL, y->data, C, H, W, M, OH, OW, pt, pl,
+                              KILN_ISA_SELECT(kiln_conv_first_row_isa)};
+        /* Contiguous runs of rows per thread (each reads the input rows it needs once). */
+        size_t rows = (size_t)(N * OH), t = (size_t)kiln_pool_threads(k->pool);
+        size_t per_row = (size_t)(OW * M * C * kh * kw);
+        size_t grain = kiln_pool_grain(per_row, 1 << 16), even = (rows + t - 1) / t;
+        kiln_pool_for(k->pool, rows, grain > even ? grain : even, first_rows, &j);
+        return KILN_OK;
+    }
     const float *wt = s->wt;
     float *tmp = NULL;
     if (!wt || M != s->M || C != s->C) { /* weights not prepared: re-lay them for this run */
@@ -793,7 +871,8 @@ static kiln_status nhwc_run(struct kiln_kctx *k)
         wt = tmp;
     }
     struct direct_job j = {s, x->data, wt, b ? b->data : NULL, z ? z->data : NULL, y->data,
-                           H, W, C, M, OH, OW, kh, kw, pt, pl};
+                           H, W, C, M, OH, OW, kh, kw, pt, pl, H * W * C, W * C, C, 1};
+    if (s->x_nchw) j.xn = C * H * W, j.xh = W, j.xw = 1, j.xc = H * W;
     size_t per_row = (size_t)(OW * M * (C / G) * kh * kw);
     kiln_pool_for(k->pool, (size_t)(N * OH), kiln_pool_grain(per_row, 1 << 16), direct_rows, &j);
     return KILN_OK;
