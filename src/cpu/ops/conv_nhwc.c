@@ -5,7 +5,10 @@
  *   ConvNhwc (X [N, H, W, C], W [M, C/group, kH, kW], B? [M], Z? [N, OH, OW, M])
  *       -> Y [N, OH, OW, M] = act(conv(X, W) + B + Z)
  *
- * Attributes are kiln.FusedConv's (Conv's plus activation, activation_params, approximate).
+ * Attributes are kiln.FusedConv's (Conv's plus activation, activation_params, approximate),
+ * and x_nchw (0 or 1, default 0): 1 says X is planar, [N, C, H, W], as a model's input image
+ * is; Y is channels-last all the same. The NHWC pass sets it on a region's first
+ * convolutions (group 1, at most 4 input channels), whose entry Transpose then goes.
  *
  * Variants:
  *   "onednn-*"  oneDNN's convolution primitive on nhwc memory (its brgconv / depthwise JIT
@@ -59,9 +62,20 @@
  *               block of output channels (wino_channels' rule: where row slices would need
  *               F(4x4, 3x3)'s large weights, ResNet-50's 14x14 256 -> 256 layers at 2
  *               threads: 570 -> 545 us a layer; tests/unit/test_conv_wino_channels.c).
+ *   "nchw-first"  x_nchw 1, group 1, AVX2 and up (any shapes, symbolic too): kiln's own
+ *               kernel (cpu/conv_first_isa.h, src/cpu/isa/conv_first.c) reading each tap from
+ *               X's planes with a broadcast into vectors of output channels, weights packed at
+ *               prepare as [C][kh][kw][M rounded to 16]; output rows split over the threads
+ *               in contiguous runs, the epilogue (Z, activation) on each row after it. oneDNN
+ *               2.6 has no fast kernel for nchw src with nhwc dst (it picks ref:any), and the
+ *               Transpose it replaces cost 70-85 us a run on a 224x224 image. Measured
+ *               (docs/notes-firstconv.md): MobileNetV2's 3 -> 32 3x3/2 layer and ResNet-50's
+ *               3 -> 64 7x7/2 one faster than oneDNN's brgconv on the transposed image, so
+ *               the layer alone is faster and the Transpose is gone on top.
  *   "direct"    the reference: a direct loop with the weights re-laid [g][kh][kw][c][m] so
- *               the inner loop runs over contiguous output channels. Used for symbolic
- *               shapes, KILN_CPU_ISA=portable and builds without oneDNN.
+ *               the inner loop runs over contiguous output channels (X read through strides:
+ *               NHWC, or NCHW for x_nchw). Used for symbolic shapes, KILN_CPU_ISA=portable,
+ *               builds without oneDNN and grouped x_nchw convolutions.
  * float32 only (the NHWC pass rewrites float32 convolutions only).
  */
 #include <stdlib.h>
