@@ -553,9 +553,10 @@ static void saved_engine(const char *split)
  * random, odd and tiny shapes with 1 to 8 input channels, output channels across the
  * kernel's chunks of 1 to 4 vectors and beyond 64, every kernel size, stride, dilation, pad
  * and auto_pad, images narrower than the kernel (no interior column), N of 1 to 3, Z and every
- * activation; 1, 2 and 3 threads; static and symbolic H and W. "nchw-first" at AVX2 and up,
- * "direct" at portable (ctest runs it under KILN_CPU_ISA=portable and =avx2 as well). Exact on
- * the 1/16 grid: TOL. */
+ * activation; 1, 2 and 3 threads; static and symbolic H and W. Variants: "nchw-first" (AVX-512
+ * up to 3x3; symbolic shapes), "onednn-rows" on transposed row slices (larger kernels at
+ * AVX-512, static shapes at AVX2: ctest runs this test under KILN_CPU_ISA=avx2 too), "direct"
+ * (KILN_CPU_ISA=portable, grouped). Exact on the 1/16 grid: TOL. */
 static void nchw_cases(int count)
 {
     static const int ks[] = {1, 2, 3, 3, 3, 5, 7, 7};
@@ -610,8 +611,9 @@ static void nchw_cases(int count)
         }
 }
 
-/* The variant of an x_nchw ConvNhwc: "nchw-first" at AVX2 and up (static or symbolic H, W),
- * "direct" at portable; grouped ones "direct". */
+/* The variant of an x_nchw ConvNhwc: "nchw-first" at AVX-512 (3x3) and for symbolic H, W at
+ * AVX2 and up, "onednn-rows" (row slices transposed in the thread's buffer) for static shapes
+ * at AVX2 when kiln has oneDNN, "direct" at portable; grouped ones "direct". */
 static void nchw_variant(void)
 {
     for (int sym = 0; sym < 2; sym++)
@@ -624,7 +626,15 @@ static void nchw_variant(void)
             if (e) {
                 const char *be, *kernel, *variant;
                 kiln_engine_node_kernel(e, 0, &be, &kernel, &variant);
-                const char *want = !grouped && strcmp(kiln_cpu_isa(), "portable") ? "nchw-first" : "direct";
+#ifdef KILN_HAVE_DNNL
+                bool dnnl = true;
+#else
+                bool dnnl = false;
+#endif
+                const char *isa = kiln_cpu_isa();
+                const char *want = grouped || !strcmp(isa, "portable") ? "direct"
+                                   : !sym && dnnl && !strcmp(isa, "avx2") ? "onednn-rows"
+                                                                          : "nchw-first";
                 CHECK(variant && !strcmp(variant, want), "x_nchw, %s, group %d: variant %s, expected %s",
                       sym ? "symbolic" : "static", grouped ? 2 : 1, variant ? variant : "(none)", want);
             }
@@ -642,6 +652,60 @@ static void nchw_variant(void)
           "x_nchw 2 is refused: '%s'", msg);
     kiln_value_free(out[0]);
     kiln_value_free(out[1]);
+}
+
+/* An x_nchw engine saved and loaded again (3x3: nchw-first at AVX-512; 7x7: onednn-rows on
+ * transposed slices when kiln has oneDNN): the loaded engine keeps the variant and gives the
+ * same bytes. */
+static void saved_engine_nchw(int k)
+{
+    model_text_reset();
+    tf("opset 17 kiln\ninput X f32 1,3,20,22\ninit W f32 24,3,%d,%d rand\ninit B f32 24 rand\noutput Y\n"
+       "node kiln.ConvNhwc X,W,B -> Y pads=ints:%d,%d,%d,%d strides=ints:2,2 x_nchw=int:1 "
+       "activation=string:Relu\n", k, k, k / 2, k / 2, k / 2, k / 2);
+    struct buf mb = {0};
+    parse_model(model_text(), &mb);
+    kiln_model *m = NULL;
+    kiln_builder *b = NULL;
+    kiln_engine *e = NULL, *e2 = NULL;
+    kiln_context *c = NULL, *c2 = NULL;
+    kiln_value *y = NULL, *y2 = NULL, *in = NULL;
+    kiln_err err = {0};
+    char path[] = "/tmp/kiln_test_conv_nhwc_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "mkstemp");
+    if (fd < 0) return;
+    close(fd);
+    kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &err);
+    if (!st) st = kiln_builder_create(&b, &err);
+    if (!st) st = kiln_builder_set_threads(b, 2, &err);
+    if (!st) st = kiln_builder_build(b, m, &e, &err);
+    if (!st) st = kiln_engine_save(e, path, &err);
+    if (!st) st = kiln_engine_load(path, &e2, &err);
+    if (!st) st = kiln_context_create(e, &c, &err);
+    if (!st) st = kiln_context_create(e2, &c2, &err);
+    int64_t xd[4] = {1, 3, 20, 22};
+    in = rand_tensor(4, xd);
+    const char *names[1] = {"X"};
+    if (!st) st = kiln_context_run(c, NULL, 1, names, (const kiln_value *const *)&in, 1, &y, &err);
+    if (!st) st = kiln_context_run(c2, NULL, 1, names, (const kiln_value *const *)&in, 1, &y2, &err);
+    CHECK(st == KILN_OK, "saved x_nchw engine, %dx%d: %s", k, k, err.msg);
+    if (!st) {
+        const char *be, *kernel, *v1 = NULL, *v2 = NULL;
+        kiln_engine_node_kernel(e, 0, &be, &kernel, &v1);
+        kiln_engine_node_kernel(e2, 0, &be, &kernel, &v2);
+        CHECK(v1 && v2 && !strcmp(v1, v2), "saved x_nchw engine, %dx%d: variant %s, loaded %s", k, k,
+              v1 ? v1 : "(none)", v2 ? v2 : "(none)");
+        CHECK(!memcmp(y->t.data, y2->t.data, 10 * 11 * 24 * sizeof(float)),
+              "saved x_nchw engine, %dx%d: the loaded engine's output differs", k, k);
+    }
+    kiln_value_free(y), kiln_value_free(y2), kiln_value_free(in);
+    kiln_context_free(c), kiln_context_free(c2);
+    kiln_engine_free(e), kiln_engine_free(e2);
+    kiln_builder_free(b);
+    kiln_model_free(m);
+    free(mb.p);
+    remove(path);
 }
 
 /* Each compiled variant of the row kernel (cpu/conv_first_isa.h) up to kiln_isa_best(),
@@ -708,6 +772,8 @@ int main(void)
     rng_seed(77);
     row_kernel_isa(300);
     nchw_variant();
+    saved_engine_nchw(3);
+    saved_engine_nchw(7);
     nchw_cases(60);
     variants();
     contexts_on_threads();

@@ -1,10 +1,10 @@
 /* src/cpu/isa/conv_first.c: one output row of a convolution read straight from a planar
  * (NCHW) image, written channels-last (contract in cpu/conv_first_isa.h).
  *
- * AVX-512 / AVX2: output channels in chunks of up to 4 vectors (64 / 32 channels); for each
+ * AVX-512 / AVX2: output channels in chunks of up to 4 / 2 vectors (64 / 16 channels); for each
  * chunk the row's interior columns (every tap inside the image) go in blocks of PB pixels,
  * PB * MV accumulators in registers (AVX-512: 16 / 12 / 8 / 6 pixels for 1-4 vectors of 16;
- * AVX2: 8 / 4 / 3 / 2 for 1-4 vectors of 8, its 16 registers), the tap's MV weight vectors
+ * AVX2: 12 / 6 pixels for 1-2 vectors of 8, its 16 registers), the tap's MV weight vectors
  * loaded once per block and each pixel's input value broadcast from its plane (column strides
  * 1 and 2 compiled as constants). The interior's last pixels short of a block go as one more
  * block ending at the interior's end, overlapping the one before (a row narrower than a block
@@ -37,6 +37,7 @@ static inline void vstore_n(float *p, vf v, int64_t n)
 #define PB2 12
 #define PB3 8
 #define PB4 6
+#define CAPV 4
 #else
 #define VW 8
 typedef __m256 vf;
@@ -52,10 +53,13 @@ static inline void vstore_n(float *p, vf v, int64_t n)
     __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane), v);
 }
-#define PB1 8
-#define PB2 4
+/* 16 registers: chunks of at most 2 vectors (3 and 4 leave too few accumulators to hide
+ * the FMA latency: 4 x 8 channels as 2 pixels ran at 60% of oneDNN's speed). */
+#define PB1 12
+#define PB2 6
 #define PB3 3
 #define PB4 2
+#define CAPV 2
 #endif
 #define MAXV 4
 
@@ -178,7 +182,7 @@ void KILN_ISA_FN(kiln_conv_first_row_isa)(const struct kiln_conv_first_row *r)
     for (int64_t m0 = 0; m0 < r->M; m0 += nv * VW) {
         int64_t rest = r->M - m0;
         nv = (rest + VW - 1) / VW;
-        if (nv > MAXV) nv = MAXV;
+        if (nv > CAPV) nv = CAPV;
         int64_t last = rest - (nv - 1) * VW;
         if (last > VW) last = VW;
         int64_t pb = PBS[nv], ow = 0;

@@ -78,6 +78,7 @@
  *               builds without oneDNN and grouped x_nchw convolutions.
  * float32 only (the NHWC pass rewrites float32 convolutions only).
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -542,7 +543,7 @@ static bool build_slices(struct kiln_kprep *p, struct nhwc_state *s, int how, in
  * convolution: 3x3, stride 1, no dilation, one group, no Z. */
 static bool wino_applies(const struct nhwc_state *s, bool z)
 {
-    return kiln_isa_active() >= KILN_ISA_AVX512 && s->k[0] == 3 && s->k[1] == 3 && s->s[0] == 1 &&
+    return !s->x_nchw && kiln_isa_active() >= KILN_ISA_AVX512 && s->k[0] == 3 && s->k[1] == 3 && s->s[0] == 1 &&
            s->s[1] == 1 && s->d[0] == 1 && s->d[1] == 1 && s->group == 1 && !z;
 }
 
@@ -610,6 +611,7 @@ static bool prepare_onednn(struct kiln_kprep *p, struct nhwc_state *s, const flo
     while (t > 1 && flops / (double)t < (s->group > 1 ? 4e5 : 1e6)) t--;
     bool ok[V_COUNT] = {false, true, s->group == 1, s->k[0] == 1 && s->k[1] == 1 && s->s[0] == 1 &&
                                                         s->s[1] == 1 && !pad[0] && !pad[1] && !pad[2] && !pad[3]};
+    if (s->x_nchw) ok[V_CHANNELS] = ok[V_PIXELS] = false; /* planar X: row slices only */
     int64_t used[V_COUNT] = {0}, pers[V_COUNT] = {0};
     double cost[V_COUNT];
     int how = V_ROWS;
@@ -688,6 +690,16 @@ static bool slice_image(const struct onednn_job *j, const struct nhwc_slice *sl,
     const struct nhwc_state *s = j->s;
     const float *x = j->x + n * s->H * s->W * s->C;
     int64_t P = s->OH * s->OW, M = s->M, Ms = sl->m1 - sl->m0;
+    if (s->x_nchw) { /* planar X (row slices only): the slice's rows, channels-last, in this
+                      * thread's buffer, where the primitive reads them while they are in L2 */
+        int64_t rows = sl->src_md.dims[2], C = s->C, plane = s->H * s->W, cnt = rows * s->W;
+        float *buf = kiln_dnnl_thread_buffer((size_t)(cnt * C) * sizeof *buf);
+        if (!buf) return false;
+        const float *xs = x + sl->in0 * s->W;
+        for (int64_t i = 0; i < cnt; i++)
+            for (int64_t c = 0; c < C; c++) buf[i * C + c] = xs[c * plane + i];
+        x = buf;
+    }
     int64_t yoff = n * P * M;
     const float *z = j->z ? j->z + yoff : NULL;
     float *y = j->y + yoff, *dst;
@@ -704,7 +716,7 @@ static bool slice_image(const struct onednn_job *j, const struct nhwc_slice *sl,
             for (int64_t q = 0; q < P; q++) memcpy(dst + q * Ms, z + q * M + sl->m0, (size_t)Ms * sizeof *dst);
     } else {
         int64_t px = how == V_PIXELS ? sl->o0 : sl->o0 * s->OW;
-        x += (how == V_PIXELS ? sl->in0 : sl->in0 * s->W) * s->C;
+        if (!s->x_nchw) x += (how == V_PIXELS ? sl->in0 : sl->in0 * s->W) * s->C;
         dst = y + px * M;
         if (z) z += px * M;
         count = (size_t)((how == V_PIXELS ? sl->o1 - sl->o0 : (sl->o1 - sl->o0) * s->OW) * M);
@@ -776,15 +788,33 @@ static kiln_status nhwc_prepare(struct kiln_kprep *p)
     if (s->k[0] != w->dims[2] || s->k[1] != w->dims[3] || M % s->group) return KILN_OK;
     s->M = M;
     s->C = Cg * s->group;
-    if (s->x_nchw) {
-        /* X planar: kiln's nchw-first kernel (AVX2 and up; a loaded engine built with it keeps
-         * it on any level, the portable copy computing the same), else the direct loop. */
-        bool first = s->group == 1 && (p->variant == V_FIRST || (p->variant < 0 && kiln_isa_active() >= KILN_ISA_AVX2));
+    bool has_b = p->kc.n_in > 2 && p->kc.node->inputs[2][0];
+    const struct kiln_type *xt = p->in[0] ? &p->in[0]->type : NULL;
+    int hx = s->x_nchw ? 2 : 1, cx = s->x_nchw ? 1 : 3; /* X's H and C dims */
+    bool known = (!has_b || b) && xt && xt->kind == KILN_TYPE_TENSOR && xt->rank == 4 &&
+                 xt->dims[hx].value > 0 && xt->dims[hx + 1].value > 0 && xt->dims[cx].value == s->C;
+    /* X planar (x_nchw): kiln's nchw-first kernel where it is as fast as oneDNN's NHWC one
+     * (AVX-512, up to 3x3), else oneDNN's on row slices each transposed into the thread's
+     * buffer first (AVX2, where kiln's kernel ran at 60% of oneDNN's; ResNet's 7x7), else
+     * nchw-first (symbolic shapes, AVX2 and up); the portable level takes the direct loop. A
+     * loaded engine keeps its variant (the portable copy of nchw-first computes the same). */
+    if (s->x_nchw && s->group == 1) {
+        bool fast = kiln_isa_active() >= KILN_ISA_AVX512 && s->k[0] * s->k[1] <= 9;
+#ifdef KILN_HAVE_DNNL
+        bool dnnl = kiln_isa_active() >= KILN_ISA_AVX2 && known && kiln_dnnl_engine();
+#else
+        bool dnnl = false;
+#endif
+        bool first = p->variant == V_FIRST ||
+                     (p->variant < 0 && kiln_isa_active() >= KILN_ISA_AVX2 && (fast || !dnnl));
         if (first) {
             int64_t Mp = (M + KILN_CONV_FIRST_MBLOCK - 1) / KILN_CONV_FIRST_MBLOCK * KILN_CONV_FIRST_MBLOCK;
-            float *wf, *bf;
-            KILN_TRY(kiln_kprep_alloc(p, (size_t)(Mp * s->C * s->k[0] * s->k[1]) * sizeof *wf, (void **)&wf));
-            KILN_TRY(kiln_kprep_alloc(p, (size_t)Mp * sizeof *bf, (void **)&bf));
+            /* 64-byte aligned (the arena's blocks are not): a vector load split across two
+             * cache lines measured 10% slower kernels. bf follows wf, a multiple of 16 floats. */
+            size_t nwf = (size_t)(Mp * s->C * s->k[0] * s->k[1]);
+            void *mem;
+            KILN_TRY(kiln_kprep_alloc(p, (nwf + (size_t)Mp) * sizeof(float) + 64, &mem));
+            float *wf = (float *)(((uintptr_t)mem + 63) & ~(uintptr_t)63), *bf = wf + nwf;
             pack_first(w->data, b ? b->data : NULL, M, s->C, s->k[0], s->k[1], Mp, wf, bf);
             s->wf = wf, s->bf = bf, s->Mp = Mp;
             p->chosen = V_FIRST;
@@ -793,12 +823,9 @@ static kiln_status nhwc_prepare(struct kiln_kprep *p)
         }
     }
 #ifdef KILN_HAVE_DNNL
-    const struct kiln_type *xt = p->in[0] ? &p->in[0]->type : NULL;
-    bool has_b = p->kc.n_in > 2 && p->kc.node->inputs[2][0];
-    if (!s->x_nchw && (!has_b || b) && xt && xt->kind == KILN_TYPE_TENSOR && xt->rank == 4 && xt->dims[1].value > 0 &&
-        xt->dims[2].value > 0 && xt->dims[3].value == s->C) {
-        s->H = xt->dims[1].value;
-        s->W = xt->dims[2].value;
+    if (known && (!s->x_nchw || s->group == 1)) {
+        s->H = xt->dims[hx].value;
+        s->W = xt->dims[hx + 1].value;
         bool z = p->kc.n_in > 3 && p->kc.node->inputs[3][0];
         if (prepare_onednn(p, s, w->data, b ? b->data : NULL, z)) {
             KILN_TRY(kiln_kprep_on_free(p, nhwc_free, s));
@@ -809,6 +836,7 @@ static kiln_status nhwc_prepare(struct kiln_kprep *p)
     }
 #else
     (void)b;
+    (void)known;
 #endif
     /* direct: the weights re-laid once */
     float *wt;
@@ -853,7 +881,7 @@ static kiln_status nhwc_run(struct kiln_kctx *k)
     KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_F32, 4, yd, &y));
     if (!kiln_tensor_numel(y)) return KILN_OK;
 #ifdef KILN_HAVE_DNNL
-    if (s->split && !s->x_nchw && H == s->H && W == s->W && C == s->C && M == s->M && w->data) {
+    if (s->split && H == s->H && W == s->W && C == s->C && M == s->M && w->data) {
         struct onednn_job j = {s, x->data, b ? b->data : NULL, z ? z->data : NULL, y->data, N, {0}};
         /* N > 1: whole images per thread when the largest share of them is below a slice's
          * (the split stays as prepared for a given N, so results do not depend on timing). */
