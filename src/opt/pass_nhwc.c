@@ -69,15 +69,14 @@
  * convolution. */
 #define GROUPED_MAC_WEIGHT 4.0
 #define MAX_IN 64 /* DenseNet concatenates up to 25 feature maps; more stays NCHW */
-/* A convolution reading a value that enters its region with at most FIRST_MAX_C channels (a
- * model's RGB image), with a kernel of at most FIRST_MAX_TAPS taps, reads it planar
- * (kiln.ConvNhwc x_nchw 1) instead of through a Transpose, when every reader of the value in
- * the region is such a convolution. kiln's planar kernel matches oneDNN's NHWC one on 3x3
- * layers (MobileNetV2's 3 -> 32, stride 2: 160-170 us against 150-178), so the Transpose
- * (70-85 us) is saved; on ResNet-50's 7x7 layer it is 10-15% slower (1.60-1.66 ms against
- * 1.38-1.48), more than the Transpose, so 7x7 keeps it (docs/notes-firstconv.md). */
+/* A group-1 convolution reading a value that enters its region with at most FIRST_MAX_C
+ * channels (a model's RGB image) reads it planar (kiln.ConvNhwc x_nchw 1) instead of through
+ * a Transpose, when every reader of the value in the region is such a convolution. The kernel
+ * then runs kiln's planar kernel (AVX-512, up to 3x3: as fast as oneDNN's NHWC one on
+ * MobileNetV2's 3 -> 32 layer), or oneDNN's on row slices each transposed into its thread's
+ * buffer (the Transpose's work, split over the threads and read back from L2); either way the
+ * Transpose node (70-85 us a run on a 224x224 image) goes (docs/notes-firstconv.md). */
 #define FIRST_MAX_C 4
-#define FIRST_MAX_TAPS 9
 
 enum role { R_NONE = 0, R_CONV, R_EW, R_BN, R_CONCAT, R_GPOOL, R_POOL, R_SLICE, R_SHUFFLE };
 /* Per input: an activation in the region's layout, a constant re-laid to NHWC, or kept as
@@ -381,11 +380,10 @@ static bool leaves(const struct nhwc *s, size_t i)
     return kiln_opt_uses(s->g, v) > uses_inside(s, v, s->rid[i]);
 }
 
-/* Whether region node i is a group-1 convolution of at most FIRST_MAX_TAPS taps whose X
- * enters the region with at most FIRST_MAX_C channels and is read in the region by such
- * convolutions' X only: it then reads X planar (x_nchw 1; src/cpu/ops/conv_nhwc.c's
- * nchw-first kernel) and the entry Transpose goes (70-85 us a run for a [1, 3, 224, 224]
- * image, and the NHWC copy's write and read). */
+/* Whether region node i is a group-1 convolution whose X enters the region with at most
+ * FIRST_MAX_C channels and is read in the region by such convolutions' X only: it then reads
+ * X planar (x_nchw 1; src/cpu/ops/conv_nhwc.c) and the entry Transpose goes (70-85 us a run
+ * for a [1, 3, 224, 224] image, and the NHWC copy's write and read). */
 static bool first_conv(const struct nhwc *s, size_t i)
 {
     const struct kiln_graph *g = s->g;
@@ -407,9 +405,7 @@ static bool first_conv(const struct nhwc *s, size_t i)
         if (s->ni[j].role == R_NONE || s->rid[j] != r) continue;
         const struct kiln_node *m = &g->nodes[j];
         const struct kiln_tensor *w = init_f32(s->o, g, m->inputs[1]);
-        if (s->ni[j].role != R_CONV || kiln_opt_attr_i(m, "group", 1) != 1 || !w || w->rank != 4 ||
-            w->dims[2] * w->dims[3] > FIRST_MAX_TAPS)
-            return false;
+        if (s->ni[j].role != R_CONV || kiln_opt_attr_i(m, "group", 1) != 1 || !w || w->rank != 4) return false;
         for (size_t k = 1; k < m->n_in && k < MAX_IN; k++)
             if (s->ni[j].in_kind[k] == IN_ACT && !strcmp(m->inputs[k], n->inputs[0])) return false;
         count += s->ni[j].in_kind[0] == IN_ACT && !strcmp(m->inputs[0], n->inputs[0]);
