@@ -30,15 +30,15 @@
 /* One output row. Reads x within [0, C*H*W) only (taps outside the image are padding,
  * skipped); writes y[ow * M + m] for ow < OW, m < M exactly. */
 struct kiln_conv_first_row {
-    const float *x;  /* the image, planar: [C, H, W] */
-    const float *w;  /* packed: [C][kh][kw][Mp], Mp = M rounded up to KILN_CONV_FIRST_MBLOCK, the
-                        padding zero */
-    const float *b;  /* [Mp] (the padding zero), never NULL: zeros without a bias */
-    float *y;        /* the output row: [OW, M] */
+    const float *x; /* the image, planar: [C, H, W] */
+    const float *w; /* packed: [C][kh][kw][Mp], Mp = M rounded up to KILN_CONV_FIRST_MBLOCK, the
+                       padding zero */
+    const float *b; /* [Mp] (the padding zero), never NULL: zeros without a bias */
+    float *y;       /* the output row: [OW, M] */
     int64_t C, H, W, M, Mp, OW;
     int64_t kh, kw, sx, dy, dx;
-    int64_t iy0;      /* input row of kernel row 0: oy * sy - pad_top (may be < 0) */
-    int64_t pl;       /* left padding */
+    int64_t iy0; /* input row of kernel row 0: oy * sy - pad_top (may be < 0) */
+    int64_t pl;  /* left padding */
 };
 
 KILN_ISA_DECLARE(void, kiln_conv_first_row_isa, (const struct kiln_conv_first_row *r));

@@ -405,7 +405,8 @@ static bool first_conv(const struct nhwc *s, size_t i)
         if (s->ni[j].role == R_NONE || s->rid[j] != r) continue;
         const struct kiln_node *m = &g->nodes[j];
         const struct kiln_tensor *w = init_f32(s->o, g, m->inputs[1]);
-        if (s->ni[j].role != R_CONV || kiln_opt_attr_i(m, "group", 1) != 1 || !w || w->rank != 4) return false;
+        if (s->ni[j].role != R_CONV || kiln_opt_attr_i(m, "group", 1) != 1 || !w || w->rank != 4)
+            return false;
         for (size_t k = 1; k < m->n_in && k < MAX_IN; k++)
             if (s->ni[j].in_kind[k] == IN_ACT && !strcmp(m->inputs[k], n->inputs[0])) return false;
         count += s->ni[j].in_kind[0] == IN_ACT && !strcmp(m->inputs[0], n->inputs[0]);

@@ -180,8 +180,7 @@ static void run_case(const struct cfg *c, int threads, const char *split, const 
                                 if (ih < 0 || ih >= c->H || iw < 0 || iw >= c->W) continue;
                                 int64_t xi = c->nchw ? ((n * c->C + g * Cg + ci) * c->H + ih) * c->W + iw
                                                      : ((n * c->H + ih) * c->W + iw) * c->C + g * Cg + ci;
-                                double t = x[xi] *
-                                           w[((m * Cg + ci) * c->kh + ky) * c->kw + kx];
+                                double t = x[xi] * w[((m * Cg + ci) * c->kh + ky) * c->kw + kx];
                                 acc += t;
                                 sum += fabs(t);
                             }
@@ -632,7 +631,7 @@ static void nchw_variant(void)
                 bool dnnl = false;
 #endif
                 const char *isa = kiln_cpu_isa();
-                const char *want = grouped || !strcmp(isa, "portable") ? "direct"
+                const char *want = grouped || !strcmp(isa, "portable")    ? "direct"
                                    : !sym && dnnl && !strcmp(isa, "avx2") ? "onednn-rows"
                                                                           : "nchw-first";
                 CHECK(variant && !strcmp(variant, want), "x_nchw, %s, group %d: variant %s, expected %s",
@@ -662,7 +661,8 @@ static void saved_engine_nchw(int k)
     model_text_reset();
     tf("opset 17 kiln\ninput X f32 1,3,20,22\ninit W f32 24,3,%d,%d rand\ninit B f32 24 rand\noutput Y\n"
        "node kiln.ConvNhwc X,W,B -> Y pads=ints:%d,%d,%d,%d strides=ints:2,2 x_nchw=int:1 "
-       "activation=string:Relu\n", k, k, k / 2, k / 2, k / 2, k / 2);
+       "activation=string:Relu\n",
+       k, k, k / 2, k / 2, k / 2, k / 2);
     struct buf mb = {0};
     parse_model(model_text(), &mb);
     kiln_model *m = NULL;
@@ -716,8 +716,10 @@ static void saved_engine_nchw(int k)
 static void row_kernel_isa(int count)
 {
     for (int i = 0; i < count; i++) {
-        int64_t C = 1 + rng_int(5), M = 1 + rng_int(i % 3 ? 70 : 150), kh = 1 + rng_int(7), kw = 1 + rng_int(7);
-        int64_t H = 1 + rng_int(20), W = 1 + rng_int(40), sx = 1 + rng_int(3), dy = 1 + rng_int(2), dx = 1 + rng_int(2);
+        int64_t C = 1 + rng_int(5), M = 1 + rng_int(i % 3 ? 70 : 150), kh = 1 + rng_int(7),
+                kw = 1 + rng_int(7);
+        int64_t H = 1 + rng_int(20), W = 1 + rng_int(40), sx = 1 + rng_int(3), dy = 1 + rng_int(2),
+                dx = 1 + rng_int(2);
         int64_t pl = rng_int(kw), pr = rng_int(kw), dk = (kw - 1) * dx + 1;
         int64_t OW = (W + pl + pr - dk) < 0 ? 0 : (W + pl + pr - dk) / sx + 1;
         int64_t iy0 = rng_int((int)(H + kh)) - kh + 1;
@@ -759,9 +761,10 @@ static void row_kernel_isa(int count)
             for (size_t k = ny; k < ny + 16; k++) guard = guard && y[k] == -777.0f;
             CHECK(worst <= 1e-6 && guard,
                   "row kernel %s: C%lld M%lld H%lld W%lld k%lldx%lld sx%lld d%lldx%lld pl%lld iy0 %lld: "
-                  "error %g at %zu, guard %s", kiln_isa_name((enum kiln_isa)isa), (long long)C, (long long)M,
-                  (long long)H, (long long)W, (long long)kh, (long long)kw, (long long)sx, (long long)dy,
-                  (long long)dx, (long long)pl, (long long)iy0, worst, at, guard ? "kept" : "overwritten");
+                  "error %g at %zu, guard %s",
+                  kiln_isa_name((enum kiln_isa)isa), (long long)C, (long long)M, (long long)H, (long long)W,
+                  (long long)kh, (long long)kw, (long long)sx, (long long)dy, (long long)dx, (long long)pl,
+                  (long long)iy0, worst, at, guard ? "kept" : "overwritten");
         }
         free(x), free(w), free(b), free(y), free(want);
     }

@@ -869,25 +869,24 @@ static void test_first_conv_7x7(void)
     if (!m) return;
     const struct kiln_node *c1 = nth_op(m, "kiln.ConvNhwc", 0);
     CHECK(c1 && attr_int(c1, "x_nchw", 0) == 1 && count_op(m, "Transpose") == 1,
-          "%s: x_nchw %lld, %zu Transposes (expected 1 and 1)", what, c1 ? (long long)attr_int(c1, "x_nchw", 0) : -1LL,
-          count_op(m, "Transpose"));
+          "%s: x_nchw %lld, %zu Transposes (expected 1 and 1)", what,
+          c1 ? (long long)attr_int(c1, "x_nchw", 0) : -1LL, count_op(m, "Transpose"));
     check_model(text, 13, m, what);
     kiln_model_free(m);
 }
 
 /* Two branches from the image: two first convolutions (3x3 and 1x1, both stride 2) read it
  * planar; the same image also read by a Mul in the region keeps the Transpose for all. */
-static const char *TWO_FIRST_FMT =
-    "opset 13\n"
-    "input x f32 1,3,16,16\n"
-    "init wa f32 16,3,3,3 rand\ninit wb f32 16,3,1,1 rand\n"
-    "node Conv x,wa -> a pads=ints:1,1,1,1 strides=ints:2,2\n"
-    "node Conv %s,wb -> b strides=ints:2,2\n"
-    "node Add a,b -> s\n"
-    "init w2 f32 16,16,3,3 rand\n"
-    "node Conv s,w2 -> y pads=ints:1,1,1,1\n"
-    "%s"
-    "output y\n";
+static const char *TWO_FIRST_FMT = "opset 13\n"
+                                   "input x f32 1,3,16,16\n"
+                                   "init wa f32 16,3,3,3 rand\ninit wb f32 16,3,1,1 rand\n"
+                                   "node Conv x,wa -> a pads=ints:1,1,1,1 strides=ints:2,2\n"
+                                   "node Conv %s,wb -> b strides=ints:2,2\n"
+                                   "node Add a,b -> s\n"
+                                   "init w2 f32 16,16,3,3 rand\n"
+                                   "node Conv s,w2 -> y pads=ints:1,1,1,1\n"
+                                   "%s"
+                                   "output y\n";
 
 static void test_two_first_convs(void)
 {
@@ -903,7 +902,8 @@ static void test_two_first_convs(void)
             planar += attr_int(nth_op(m, "kiln.ConvNhwc", k), "x_nchw", 0) == 1;
         CHECK(count_op(m, "kiln.ConvNhwc") == 3 && planar == (mul ? 0u : 2u),
               "%s: %zu ConvNhwc, %zu with x_nchw", what, count_op(m, "kiln.ConvNhwc"), planar);
-        CHECK(count_op(m, "Transpose") == (mul ? 2u : 1u), "%s: %zu Transposes", what, count_op(m, "Transpose"));
+        CHECK(count_op(m, "Transpose") == (mul ? 2u : 1u), "%s: %zu Transposes", what,
+              count_op(m, "Transpose"));
         check_model(text, 12, m, what);
         kiln_model_free(m);
     }

@@ -23,8 +23,8 @@
 #if defined(__AVX512F__)
 #define VW 16
 typedef __m512 vf;
-#define VLOAD(p) _mm512_loadu_ps(p)
-#define VBCAST(p) _mm512_set1_ps(*(p))
+#define VLOAD(p)      _mm512_loadu_ps(p)
+#define VBCAST(p)     _mm512_set1_ps(*(p))
 #define VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 static inline void vstore_n(float *p, vf v, int64_t n)
 {
@@ -33,16 +33,16 @@ static inline void vstore_n(float *p, vf v, int64_t n)
     else
         _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), v);
 }
-#define PB1 16
-#define PB2 12
-#define PB3 8
-#define PB4 6
+#define PB1  16
+#define PB2  12
+#define PB3  8
+#define PB4  6
 #define CAPV 4
 #else
-#define VW 8
+#define VW            8
 typedef __m256 vf;
-#define VLOAD(p) _mm256_loadu_ps(p)
-#define VBCAST(p) _mm256_broadcast_ss(p)
+#define VLOAD(p)      _mm256_loadu_ps(p)
+#define VBCAST(p)     _mm256_broadcast_ss(p)
 #define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 static inline void vstore_n(float *p, vf v, int64_t n)
 {
@@ -55,11 +55,11 @@ static inline void vstore_n(float *p, vf v, int64_t n)
 }
 /* 16 registers: chunks of at most 2 vectors (3 and 4 leave too few accumulators to hide
  * the FMA latency: 4 x 8 channels as 2 pixels ran at 60% of oneDNN's speed). */
-#define PB1 12
-#define PB2 6
-#define PB3 3
-#define PB4 2
-#define CAPV 2
+#define PB1           12
+#define PB2           6
+#define PB3           3
+#define PB4           2
+#define CAPV          2
 #endif
 #define MAXV 4
 
@@ -78,33 +78,37 @@ static void row_taps(const struct kiln_conv_first_row *r, int64_t *ky0, int64_t 
  * (1, 2: the pixels' offsets are then immediates, which leaves the general registers free),
  * 0 to read it from r; KW likewise the kernel width (3: the column taps unrolled, 8-10%
  * faster on MobileNetV2's first layer; 7 measured no gain). */
-#define DEF_BLOCK(NAME, MV, PB, SX, KW)                                                              \
-    static void NAME(const struct kiln_conv_first_row *r, int64_t ky0, int64_t ky1, int64_t ow0,     \
-                     int64_t m0, int64_t last)                                                      \
-    {                                                                                              \
-        vf acc[PB][MV], wv[MV];                                                                    \
-        _Pragma("GCC unroll 16") for (int p = 0; p < PB; p++)                                      \
-            _Pragma("GCC unroll 4") for (int j = 0; j < MV; j++) acc[p][j] = VLOAD(r->b + m0 + j * VW); \
-        const int64_t sx = SX ? SX : r->sx, x0 = ow0 * sx - r->pl;                                 \
-        for (int64_t c = 0; c < r->C; c++)                                                         \
-            for (int64_t ky = ky0; ky < ky1; ky++) {                                               \
-                const float *xr = r->x + (c * r->H + r->iy0 + ky * r->dy) * r->W + x0;             \
-                const float *wr = r->w + (c * r->kh + ky) * r->kw * r->Mp + m0;                    \
-                _Pragma("GCC unroll 4") for (int64_t kx = 0; kx < (KW ? KW : r->kw); kx++) {   \
-                    const float *xp = xr + kx * r->dx;                                             \
-                    _Pragma("GCC unroll 4") for (int j = 0; j < MV; j++) wv[j] = VLOAD(wr + kx * r->Mp + j * VW); \
-                    _Pragma("GCC unroll 16") for (int p = 0; p < PB; p++) {                        \
-                        vf bx = VBCAST(xp + p * sx);                                               \
-                        _Pragma("GCC unroll 4") for (int j = 0; j < MV; j++) acc[p][j] =           \
-                            VFMA(bx, wv[j], acc[p][j]);                                            \
-                    }                                                                              \
-                }                                                                                  \
-            }                                                                                      \
-        _Pragma("GCC unroll 16") for (int p = 0; p < PB; p++) {                                    \
-            float *yp = r->y + (ow0 + p) * r->M + m0;                                              \
-            _Pragma("GCC unroll 4") for (int j = 0; j < MV; j++)                                   \
-                vstore_n(yp + j * VW, acc[p][j], j == MV - 1 ? last : VW);                        \
-        }                                                                                          \
+#define DEF_BLOCK(NAME, MV, PB, SX, KW)                                                                      \
+    static void NAME(const struct kiln_conv_first_row *r, int64_t ky0, int64_t ky1, int64_t ow0, int64_t m0, \
+                     int64_t last)                                                                           \
+    {                                                                                                        \
+        vf acc[PB][MV], wv[MV];                                                                              \
+        _Pragma("GCC unroll 16") for (int p = 0; p < PB; p++)                                                \
+            _Pragma("GCC unroll 4") for (int j = 0; j < MV; j++) acc[p][j] = VLOAD(r->b + m0 + j * VW);      \
+        const int64_t sx = SX ? SX : r->sx, x0 = ow0 * sx - r->pl;                                           \
+        for (int64_t c = 0; c < r->C; c++)                                                                   \
+            for (int64_t ky = ky0; ky < ky1; ky++) {                                                         \
+                const float *xr = r->x + (c * r->H + r->iy0 + ky * r->dy) * r->W + x0;                       \
+                const float *wr = r->w + (c * r->kh + ky) * r->kw * r->Mp + m0;                              \
+                _Pragma("GCC unroll 4") for (int64_t kx = 0; kx < (KW ? KW : r->kw); kx++)                   \
+                {                                                                                            \
+                    const float *xp = xr + kx * r->dx;                                                       \
+                    _Pragma("GCC unroll 4") for (int j = 0; j < MV; j++) wv[j] =                             \
+                        VLOAD(wr + kx * r->Mp + j * VW);                                                     \
+                    _Pragma("GCC unroll 16") for (int p = 0; p < PB; p++)                                    \
+                    {                                                                                        \
+                        vf bx = VBCAST(xp + p * sx);                                                         \
+                        _Pragma("GCC unroll 4") for (int j = 0; j < MV; j++) acc[p][j] =                     \
+                            VFMA(bx, wv[j], acc[p][j]);                                                      \
+                    }                                                                                        \
+                }                                                                                            \
+            }                                                                                                \
+        _Pragma("GCC unroll 16") for (int p = 0; p < PB; p++)                                                \
+        {                                                                                                    \
+            float *yp = r->y + (ow0 + p) * r->M + m0;                                                        \
+            _Pragma("GCC unroll 4") for (int j = 0; j < MV; j++)                                             \
+                vstore_n(yp + j * VW, acc[p][j], j == MV - 1 ? last : VW);                                   \
+        }                                                                                                    \
     }
 
 DEF_BLOCK(block1, 1, PB1, 0, 0)
@@ -148,8 +152,8 @@ static block_fn *const PIXEL[MAXV + 1] = {NULL, pixel1, pixel2, pixel3, pixel4};
 static const int64_t PBS[MAXV + 1] = {0, PB1, PB2, PB3, PB4};
 
 /* Output column ow whose window reaches into the padding: each tap tested. */
-static void edge_pixel(const struct kiln_conv_first_row *r, int64_t ky0, int64_t ky1, int64_t ow,
-                       int64_t m0, int64_t nv, int64_t last)
+static void edge_pixel(const struct kiln_conv_first_row *r, int64_t ky0, int64_t ky1, int64_t ow, int64_t m0,
+                       int64_t nv, int64_t last)
 {
     vf acc[MAXV];
     for (int64_t j = 0; j < nv; j++) acc[j] = VLOAD(r->b + m0 + j * VW);

@@ -95,9 +95,10 @@
 /* The variants (p->chosen): direct, oneDNN with one of three ways of splitting the work, or
  * oneDNN's Winograd on row slices. */
 enum { V_DIRECT, V_ROWS, V_CHANNELS, V_PIXELS, V_WINO, V_WINO_CH, V_FIRST, V_COUNT };
-static const char *const variant_name[V_COUNT] = {"direct", "onednn-rows", "onednn-channels",
-                                                  "onednn-pixels", "onednn-winograd",
-                                                  "onednn-winograd-channels", "nchw-first"};
+static const char *const variant_name[V_COUNT] = {"direct",          "onednn-rows",
+                                                  "onednn-channels", "onednn-pixels",
+                                                  "onednn-winograd", "onednn-winograd-channels",
+                                                  "nchw-first"};
 
 struct nhwc_slice {
     int64_t o0, o1;     /* rows: output rows; pixels: output pixels of an image; channels: 0, OH */
@@ -260,7 +261,8 @@ static void pack_first(const float *w, const float *b, int64_t M, int64_t C, int
     for (int64_t m = 0; m < M; m++) {
         bf[m] = b ? b[m] : 0.0f;
         for (int64_t c = 0; c < C; c++)
-            for (int64_t t = 0; t < kh * kw; t++) wf[(c * kh * kw + t) * Mp + m] = w[(m * C + c) * kh * kw + t];
+            for (int64_t t = 0; t < kh * kw; t++)
+                wf[(c * kh * kw + t) * Mp + m] = w[(m * C + c) * kh * kw + t];
     }
 }
 
@@ -283,9 +285,23 @@ static void first_rows(void *ctx, size_t r0, size_t r1, int worker)
     for (size_t r = r0; r < r1; r++) {
         int64_t n = (int64_t)r / j->OH, oh = (int64_t)r % j->OH;
         float *y = j->y + r * n_row;
-        struct kiln_conv_first_row row = {j->x + n * j->C * j->H * j->W, s->wf, s->bf, y, j->C, j->H, j->W,
-                                          j->M, s->Mp, j->OW, s->k[0], s->k[1], s->s[1], s->d[0], s->d[1],
-                                          oh * s->s[0] - j->pt, j->pl};
+        struct kiln_conv_first_row row = {j->x + n * j->C * j->H * j->W,
+                                          s->wf,
+                                          s->bf,
+                                          y,
+                                          j->C,
+                                          j->H,
+                                          j->W,
+                                          j->M,
+                                          s->Mp,
+                                          j->OW,
+                                          s->k[0],
+                                          s->k[1],
+                                          s->s[1],
+                                          s->d[0],
+                                          s->d[1],
+                                          oh * s->s[0] - j->pt,
+                                          j->pl};
         j->row(&row);
         if (j->z || s->act.kind != KILN_ACT_NONE)
             kiln_act_apply_f32(&s->act, y, j->z ? j->z + r * n_row : NULL, y, n_row);
@@ -543,8 +559,8 @@ static bool build_slices(struct kiln_kprep *p, struct nhwc_state *s, int how, in
  * convolution: 3x3, stride 1, no dilation, one group, no Z. */
 static bool wino_applies(const struct nhwc_state *s, bool z)
 {
-    return !s->x_nchw && kiln_isa_active() >= KILN_ISA_AVX512 && s->k[0] == 3 && s->k[1] == 3 && s->s[0] == 1 &&
-           s->s[1] == 1 && s->d[0] == 1 && s->d[1] == 1 && s->group == 1 && !z;
+    return !s->x_nchw && kiln_isa_active() >= KILN_ISA_AVX512 && s->k[0] == 3 && s->k[1] == 3 &&
+           s->s[0] == 1 && s->s[1] == 1 && s->d[0] == 1 && s->d[1] == 1 && s->group == 1 && !z;
 }
 
 /* Bytes of input a slice of n row slices reads (its rows and the 2 rows around them). */
@@ -907,7 +923,18 @@ static kiln_status nhwc_run(struct kiln_kctx *k)
     }
 #endif
     if (s->wf && C == s->C && M == s->M) {
-        struct first_job j = {s, x->data, z ? z->data : NULL, y->data, C, H, W, M, OH, OW, pt, pl,
+        struct first_job j = {s,
+                              x->data,
+                              z ? z->data : NULL,
+                              y->data,
+                              C,
+                              H,
+                              W,
+                              M,
+                              OH,
+                              OW,
+                              pt,
+                              pl,
                               KILN_ISA_SELECT(kiln_conv_first_row_isa)};
         /* Contiguous runs of rows per thread (each reads the input rows it needs once). */
         size_t rows = (size_t)(N * OH), t = (size_t)kiln_pool_threads(k->pool);
@@ -923,8 +950,26 @@ static kiln_status nhwc_run(struct kiln_kctx *k)
         relay_weights(w->data, M, C / G, G, kh, kw, tmp);
         wt = tmp;
     }
-    struct direct_job j = {s, x->data, wt, b ? b->data : NULL, z ? z->data : NULL, y->data,
-                           H, W, C, M, OH, OW, kh, kw, pt, pl, H * W * C, W * C, C, 1};
+    struct direct_job j = {s,
+                           x->data,
+                           wt,
+                           b ? b->data : NULL,
+                           z ? z->data : NULL,
+                           y->data,
+                           H,
+                           W,
+                           C,
+                           M,
+                           OH,
+                           OW,
+                           kh,
+                           kw,
+                           pt,
+                           pl,
+                           H * W * C,
+                           W * C,
+                           C,
+                           1};
     if (s->x_nchw) j.xn = C * H * W, j.xh = W, j.xw = 1, j.xc = H * W;
     size_t per_row = (size_t)(OW * M * (C / G) * kh * kw);
     kiln_pool_for(k->pool, (size_t)(N * OH), kiln_pool_grain(per_row, 1 << 16), direct_rows, &j);
