@@ -39,6 +39,8 @@ struct kiln_conv_first_row {
     int64_t kh, kw, sx, dy, dx;
     int64_t iy0; /* input row of kernel row 0: oy * sy - pad_top (may be < 0) */
     int64_t pl;  /* left padding */
+    int clamp;        /* 1: y = min(hi, max(lo, sum)) at the store (Relu, Clip; NaN stays NaN) */
+    float lo, hi;
 };
 
 KILN_ISA_DECLARE(void, kiln_conv_first_row_isa, (const struct kiln_conv_first_row *r));

@@ -711,7 +711,8 @@ static void saved_engine_nchw(int k)
 /* Each compiled variant of the row kernel (cpu/conv_first_isa.h) up to kiln_isa_best(),
  * called directly on rows of random shapes (W of 1 to 40 so that some rows have no interior
  * column, M of 1 to 150: every chunk size and lane tail), against a float64 sum. Exact on the
- * 1/16 grid with at most 8 x 7 x 7 terms: |got - want| <= 1e-6 * (1 + |want|). Also that it
+ * 1/16 grid with at most 8 x 7 x 7 terms: |got - want| <= 1e-6 * (1 + |want|). A third of the
+ * rows clamp at the store (Relu's [0, inf), Clip's [-0.5, 0.75] and mixes). Also that it
  * writes exactly [OW, M] (a guard after the row). */
 static void row_kernel_isa(int count)
 {
@@ -723,6 +724,8 @@ static void row_kernel_isa(int count)
         int64_t pl = rng_int(kw), pr = rng_int(kw), dk = (kw - 1) * dx + 1;
         int64_t OW = (W + pl + pr - dk) < 0 ? 0 : (W + pl + pr - dk) / sx + 1;
         int64_t iy0 = rng_int((int)(H + kh)) - kh + 1;
+        int clamp = rng_int(3) == 0;
+        float lo = rng_int(2) ? 0.0f : -0.5f, hi = rng_int(2) ? INFINITY : 0.75f;
         if (OW < 1) continue;
         int64_t Mp = (M + KILN_CONV_FIRST_MBLOCK - 1) / KILN_CONV_FIRST_MBLOCK * KILN_CONV_FIRST_MBLOCK;
         size_t nx = (size_t)(C * H * W), nw = (size_t)(C * kh * kw * Mp), ny = (size_t)(OW * M);
@@ -745,11 +748,11 @@ static void row_kernel_isa(int count)
                             if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
                             acc += (double)x[(c * H + iy) * W + ix] * w[((c * kh + ky) * kw + kx) * Mp + m];
                         }
-                want[ow * M + m] = acc;
+                want[ow * M + m] = clamp ? (acc < lo ? lo : acc > hi ? hi : acc) : acc;
             }
         for (int isa = 0; isa <= (int)kiln_isa_best(); isa++) {
             for (size_t k = 0; k < ny + 16; k++) y[k] = -777.0f;
-            struct kiln_conv_first_row r = {x, w, b, y, C, H, W, M, Mp, OW, kh, kw, sx, dy, dx, iy0, pl};
+            struct kiln_conv_first_row r = {x, w, b, y, C, H, W, M, Mp, OW, kh, kw, sx, dy, dx, iy0, pl, clamp, lo, hi};
             KILN_ISA_VARIANT(kiln_conv_first_row_isa, (enum kiln_isa)isa)(&r);
             double worst = 0;
             size_t at = 0;

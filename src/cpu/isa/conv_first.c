@@ -26,6 +26,9 @@ typedef __m512 vf;
 #define VLOAD(p)      _mm512_loadu_ps(p)
 #define VBCAST(p)     _mm512_set1_ps(*(p))
 #define VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+/* min(hi, max(lo, v)) with v second: a NaN v comes through */
+#define VCLAMP(v, lo, hi) _mm512_min_ps((hi), _mm512_max_ps((lo), (v)))
+#define VSET1(f) _mm512_set1_ps(f)
 static inline void vstore_n(float *p, vf v, int64_t n)
 {
     if (n >= VW)
@@ -44,6 +47,8 @@ typedef __m256 vf;
 #define VLOAD(p)      _mm256_loadu_ps(p)
 #define VBCAST(p)     _mm256_broadcast_ss(p)
 #define VFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define VCLAMP(v, lo, hi) _mm256_min_ps((hi), _mm256_max_ps((lo), (v)))
+#define VSET1(f) _mm256_set1_ps(f)
 static inline void vstore_n(float *p, vf v, int64_t n)
 {
     if (n >= VW) {
@@ -103,6 +108,11 @@ static void row_taps(const struct kiln_conv_first_row *r, int64_t *ky0, int64_t 
                     }                                                                                        \
                 }                                                                                            \
             }                                                                                                \
+        if (r->clamp) {                                                                                      \
+            const vf lo = VSET1(r->lo), hi = VSET1(r->hi);                                                   \
+            _Pragma("GCC unroll 16") for (int p = 0; p < PB; p++)                                            \
+                _Pragma("GCC unroll 4") for (int j = 0; j < MV; j++) acc[p][j] = VCLAMP(acc[p][j], lo, hi);  \
+        }                                                                                                    \
         _Pragma("GCC unroll 16") for (int p = 0; p < PB; p++)                                                \
         {                                                                                                    \
             float *yp = r->y + (ow0 + p) * r->M + m0;                                                        \
@@ -170,7 +180,10 @@ static void edge_pixel(const struct kiln_conv_first_row *r, int64_t ky0, int64_t
             }
         }
     float *yp = r->y + ow * r->M + m0;
-    for (int64_t j = 0; j < nv; j++) vstore_n(yp + j * VW, acc[j], j == nv - 1 ? last : VW);
+    for (int64_t j = 0; j < nv; j++) {
+        if (r->clamp) acc[j] = VCLAMP(acc[j], VSET1(r->lo), VSET1(r->hi));
+        vstore_n(yp + j * VW, acc[j], j == nv - 1 ? last : VW);
+    }
 }
 
 void KILN_ISA_FN(kiln_conv_first_row_isa)(const struct kiln_conv_first_row *r)
@@ -221,6 +234,11 @@ void KILN_ISA_FN(kiln_conv_first_row_isa)(const struct kiln_conv_first_row *r)
                     const float *wk = wr + kx * r->Mp;
                     for (int64_t m = 0; m < r->M; m++) yp[m] += xv * wk[m];
                 }
+            }
+        if (r->clamp)
+            for (int64_t m = 0; m < r->M; m++) {
+                float v = yp[m] < r->lo ? r->lo : yp[m]; /* NaN stays NaN */
+                yp[m] = v > r->hi ? r->hi : v;
             }
     }
 }

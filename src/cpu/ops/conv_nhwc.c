@@ -78,6 +78,7 @@
  *               builds without oneDNN and grouped x_nchw convolutions.
  * float32 only (the NHWC pass rewrites float32 convolutions only).
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -285,25 +286,16 @@ static void first_rows(void *ctx, size_t r0, size_t r1, int worker)
     for (size_t r = r0; r < r1; r++) {
         int64_t n = (int64_t)r / j->OH, oh = (int64_t)r % j->OH;
         float *y = j->y + r * n_row;
-        struct kiln_conv_first_row row = {j->x + n * j->C * j->H * j->W,
-                                          s->wf,
-                                          s->bf,
-                                          y,
-                                          j->C,
-                                          j->H,
-                                          j->W,
-                                          j->M,
-                                          s->Mp,
-                                          j->OW,
-                                          s->k[0],
-                                          s->k[1],
-                                          s->s[1],
-                                          s->d[0],
-                                          s->d[1],
-                                          oh * s->s[0] - j->pt,
-                                          j->pl};
+        /* Relu and Clip without Z at the kernel's store (a pass over the row saved: 15-25 us
+         * a run on MobileNetV2's layer), the rest after it */
+        bool clamp = !j->z && (s->act.kind == KILN_ACT_RELU || s->act.kind == KILN_ACT_CLIP);
+        float lo = s->act.kind == KILN_ACT_CLIP ? s->act.a : 0.0f;
+        float hi = s->act.kind == KILN_ACT_CLIP ? s->act.b : INFINITY;
+        struct kiln_conv_first_row row = {j->x + n * j->C * j->H * j->W, s->wf, s->bf, y, j->C, j->H, j->W,
+                                          j->M, s->Mp, j->OW, s->k[0], s->k[1], s->s[1], s->d[0], s->d[1],
+                                          oh * s->s[0] - j->pt, j->pl, clamp, lo, hi};
         j->row(&row);
-        if (j->z || s->act.kind != KILN_ACT_NONE)
+        if (!clamp && (j->z || s->act.kind != KILN_ACT_NONE))
             kiln_act_apply_f32(&s->act, y, j->z ? j->z + r * n_row : NULL, y, n_row);
     }
 }
