@@ -25,8 +25,10 @@
  *                 channels  group 1: output channels in blocks of 16; each slice's primitive
  *                           covers every row for its channels with its share of the weights,
  *                           writing a dense [OH*OW, Ms] buffer of its thread (oneDNN takes
- *                           only dense nhwc: a strided view runs its reference kernel) that
- *                           is then copied into Y's channels. For small images with many
+ *                           only dense nhwc: a strided view runs its reference kernel, and
+ *                           a strided matmul gemm:jit instead of brgemm) that is then copied
+ *                           into Y's channels (1-7% of the slice's primitive time, about 95 us
+ *                           a run in ResNet-50's 7x7 stage at 2 threads: notes-firstconv.md). For small images with many
  *                           channels (ResNet's 14x14 and 7x7 stages): balanced to a block,
  *                           and each thread reads only its share of the weights.
  *               The choice is a cost estimate (split_cost: the slowest slice's FLOPs and
@@ -62,16 +64,20 @@
  *               block of output channels (wino_channels' rule: where row slices would need
  *               F(4x4, 3x3)'s large weights, ResNet-50's 14x14 256 -> 256 layers at 2
  *               threads: 570 -> 545 us a layer; tests/unit/test_conv_wino_channels.c).
- *   "nchw-first"  x_nchw 1, group 1, AVX2 and up (any shapes, symbolic too): kiln's own
- *               kernel (cpu/conv_first_isa.h, src/cpu/isa/conv_first.c) reading each tap from
- *               X's planes with a broadcast into vectors of output channels, weights packed at
- *               prepare as [C][kh][kw][M rounded to 16]; output rows split over the threads
- *               in contiguous runs, the epilogue (Z, activation) on each row after it. oneDNN
- *               2.6 has no fast kernel for nchw src with nhwc dst (it picks ref:any), and the
- *               Transpose it replaces cost 70-85 us a run on a 224x224 image. Measured
- *               (docs/notes-firstconv.md): MobileNetV2's 3 -> 32 3x3/2 layer and ResNet-50's
- *               3 -> 64 7x7/2 one faster than oneDNN's brgconv on the transposed image, so
- *               the layer alone is faster and the Transpose is gone on top.
+ *   "nchw-first"  x_nchw 1, group 1, at AVX-512 for kernels up to 3x3, and for symbolic H
+ *               or W at AVX2 and up: kiln's own kernel (cpu/conv_first_isa.h,
+ *               src/cpu/isa/conv_first.c) reading each tap from X's planes with a broadcast
+ *               into vectors of output channels, weights packed at prepare as [C][kh][kw][M
+ *               rounded to 16], 64-byte aligned; output rows split over the threads in
+ *               contiguous runs; Relu and Clip (without Z) at the kernel's store, other
+ *               activations and Z on each row after it. oneDNN 2.6 has no fast kernel for nchw
+ *               src with nhwc dst (it picks ref:any), and the Transpose this replaces cost
+ *               70-85 us a run on a 224x224 image. Measured (docs/notes-firstconv.md): on
+ *               MobileNetV2's 3 -> 32 3x3/2 layer as fast as oneDNN's brgconv on the
+ *               transposed image (148-165 against 150-175 us), so the Transpose is saved; on
+ *               ResNet-50's 7x7 layer 5-10% behind it, and at AVX2 at 60% of its speed: there
+ *               x_nchw runs "onednn-rows" with each row slice's planar rows copied
+ *               channels-last into its thread's buffer first (planar_rows).
  *   "direct"    the reference: a direct loop with the weights re-laid [g][kh][kw][c][m] so
  *               the inner loop runs over contiguous output channels (X read through strides:
  *               NHWC, or NCHW for x_nchw). Used for symbolic shapes, KILN_CPU_ISA=portable,
