@@ -41,10 +41,6 @@
 #include "cpu/pgemm.h"
 #include "cpu/tensor_util.h"
 
-/* gemm.c: MatMul with kiln's GEMM's epilogue (bias, Z, activation) applied inside the product
- * when MatMul runs on it (the variant "kiln-pgemm"); *epi_done says whether it did. */
-kiln_status kiln_cpu_matmul_run_epi(struct kiln_kctx *k, const struct kiln_pgemm_epi *epi, bool *epi_done);
-
 /* What the fused ops' prepare makes: the base op's state (NULL when it has no prepare) and
  * the activation. */
 struct fused_state {
