@@ -53,6 +53,9 @@ add_test(NAME test_concat_sb_portable COMMAND test_concat_sb)
 set_tests_properties(test_concat_sb_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)
 add_test(NAME test_concat_sb_avx2 COMMAND test_concat_sb)
 set_tests_properties(test_concat_sb_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx2)
+# The conv1x1_mm pass runs only at AVX-512: at AVX2 the same model keeps its convolutions.
+add_test(NAME test_conv1x1_mm_avx2 COMMAND test_conv1x1_mm)
+set_tests_properties(test_conv1x1_mm_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx2)
 # ConvTranspose's prepared oneDNN variant likewise: portable takes the reference variant.
 add_test(NAME test_conv_transpose_fast_portable COMMAND test_conv_transpose_fast)
 set_tests_properties(test_conv_transpose_fast_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)

@@ -280,3 +280,16 @@ size_t fu_find(size_t *p, size_t i)
     }
     return i;
 }
+
+void fu_node_act(const struct kiln_node *n, struct fu_act *a)
+{
+    memset(a, 0, sizeof *a);
+    a->name = kiln_opt_attr_s(n, "activation", "");
+    const float *p;
+    size_t np;
+    if (kiln_opt_attr_floats(n, "activation_params", &p, &np) && np <= 2) {
+        memcpy(a->p, p, np * sizeof *p);
+        a->np = np;
+    }
+    a->approx = kiln_opt_attr_s(n, "approximate", "none");
+}

@@ -82,5 +82,8 @@ size_t fu_find(size_t *p, size_t i);
 
 /* Sets the activation attributes of a fused node (nothing for none). */
 KILN_NODISCARD kiln_status fu_set_act(struct kiln_opt *o, struct kiln_node *n, const struct fu_act *a);
+/* The activation attributes of a fused op n (activation, activation_params, approximate) as a
+ * fu_act (name "" when it has none). */
+void fu_node_act(const struct kiln_node *n, struct fu_act *a);
 
 #endif

@@ -69,20 +69,6 @@ static bool se_conv(const struct kiln_opt *o, const struct kiln_graph *g, int i,
     return shape4(g, n->outputs[0], d) && d[0] == N && d[1] == 1 && d[2] == 1 && d[3] == out_c;
 }
 
-/* The activation attributes of a ConvNhwc as a fu_act. */
-static void conv_act(const struct kiln_node *n, struct fu_act *a)
-{
-    memset(a, 0, sizeof *a);
-    a->name = kiln_opt_attr_s(n, "activation", "");
-    const float *p;
-    size_t np;
-    if (kiln_opt_attr_floats(n, "activation_params", &p, &np) && np <= 2) {
-        memcpy(a->p, p, np * sizeof *p);
-        a->np = np;
-    }
-    a->approx = kiln_opt_attr_s(n, "approximate", "none");
-}
-
 /* nodes[0..4): the pool at t, fc1, fc2, the Mul. */
 static bool match(const struct kiln_opt *o, const struct kiln_graph *g, size_t t, size_t nodes[4])
 {
@@ -131,8 +117,8 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
                               c2->inputs[1], c2->n_in > 2 ? c2->inputs[2] : ""};
         const char *out = g->nodes[nodes[3]].outputs[0];
         struct fu_act a1, a2;
-        conv_act(c1, &a1);
-        conv_act(c2, &a2);
+        fu_node_act(c1, &a1);
+        fu_node_act(c2, &a2);
         struct kiln_node *nn;
         KILN_TRY(fu_replace(o, g, nodes, 4, "SqueezeExcite", "kiln", 5, ins, 1, &out, NULL, &nn));
         KILN_TRY(fu_set_act(o, nn, &a1));

@@ -1,0 +1,85 @@
+/* pass_conv1x1_mm.c: a channels-last 1x1 convolution on a small image with large weights
+ * becomes the product it is,
+ *
+ *   kiln.ConvNhwc(X [N, H, W, C], W [M, C, 1, 1], B?, Z?) + activation, stride 1, no pads
+ *     => kiln.FusedMatMul(X, W^T [C, M], B?, Z?) + activation      -> [N, H, W, M]
+ *
+ * so that it runs on kiln's GEMM with its weights prepacked (src/cpu/pgemm.h), which streams
+ * a large B from memory at the speed of arithmetic, where oneDNN's 1x1 convolution kernels
+ * stall on it: a batch-1 run reads each weight once, and with few pixels (ResNet-50's 7x7
+ * stage: 49 rows) a layer's 2-4 MB of weights are most of its memory traffic. Taken when
+ * N * H * W <= ROWS_MAX and the weights are at least W_MIN_BYTES (measured, docs/benchmarks.md
+ * "Issue 7, fifth step"), and only when the process runs at AVX-512, where kiln's GEMM is
+ * the one the matmul picks for such products (cpu/ops/gemm.c). Same sums in another order
+ * (float32 rounding). Needs kiln ops; runs after nhwc.
+ */
+#include <string.h>
+
+#include "cpu/isa.h"
+#include "opt/fuse_util.h"
+
+#define ROWS_MAX 256
+#define W_MIN_BYTES ((size_t)2 << 20)
+
+static bool ints_all(const struct kiln_node *n, const char *name, int64_t v)
+{
+    const int64_t *p;
+    size_t c;
+    if (!kiln_opt_attr_ints(n, name, &p, &c)) return true;
+    for (size_t i = 0; i < c; i++)
+        if (p[i] != v) return false;
+    return true;
+}
+
+static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
+{
+    if (kiln_isa_active() != KILN_ISA_AVX512) return KILN_OK;
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        if (!fu_is(o, g, (int)i, "kiln", "ConvNhwc")) continue;
+        const struct kiln_node *n = &g->nodes[i];
+        if (n->n_in < 2 || n->n_in > 4 || n->n_out != 1) continue;
+        const char *ap = kiln_opt_attr_s(n, "auto_pad", "NOTSET");
+        if (kiln_opt_attr_i(n, "group", 1) != 1 || !ints_all(n, "strides", 1) || !ints_all(n, "pads", 0) ||
+            (strcmp(ap, "NOTSET") && strcmp(ap, "VALID")))
+            continue;
+        const struct kiln_tensor *w = fu_const_f32(o, g, n->inputs[1]);
+        if (!w || w->rank != 4 || w->dims[2] != 1 || w->dims[3] != 1) continue;
+        int64_t M = w->dims[0], C = w->dims[1];
+        if ((size_t)(M * C) * sizeof(float) < W_MIN_BYTES) continue;
+        int r;
+        int64_t xd[KILN_MAX_RANK];
+        if (!fu_is_f32(g, n->inputs[0]) || !kiln_opt_static_shape(g, n->inputs[0], &r, xd) || r != 4 ||
+            xd[3] != C || xd[0] * xd[1] * xd[2] > ROWS_MAX)
+            continue;
+        const char *bias = n->n_in > 2 ? n->inputs[2] : "", *z = n->n_in > 3 ? n->inputs[3] : "";
+        if (bias[0] && !fu_const_f32(o, g, bias)) continue;
+        float *wt = kiln_malloc((size_t)(M * C) * sizeof *wt);
+        if (!wt) return fu_nomem(o);
+        const float *wv = w->data;
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t m = 0; m < M; m++) wt[c * M + m] = wv[m * C + c];
+        int64_t td[2] = {C, M};
+        const char *wn;
+        kiln_status st = fu_add_f32(o, g, n->inputs[1], 2, td, wt, &wn);
+        kiln_free(wt);
+        KILN_TRY(st);
+        struct fu_act a;
+        fu_node_act(n, &a);
+        const char *ins[4] = {n->inputs[0], wn, bias, z}, *out = n->outputs[0];
+        size_t nodes[1] = {i};
+        struct kiln_node *nn;
+        KILN_TRY(fu_replace(o, g, nodes, 1, "FusedMatMul", "kiln", z[0] ? 4 : bias[0] ? 3 : 2, ins, 1, &out, NULL,
+                            &nn));
+        KILN_TRY(fu_set_act(o, nn, &a));
+        *changed = true;
+    }
+    return KILN_OK;
+}
+
+const struct kiln_pass kiln_pass_conv1x1_mm = {
+    .name = "conv1x1_mm",
+    .level = KILN_OPT_EXTENDED,
+    .needs_kiln_ops = true,
+    .doc = "channels-last 1x1 convolution on few pixels with large weights -> kiln.FusedMatMul",
+    .run = run,
+};
