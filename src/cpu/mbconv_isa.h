@@ -1,0 +1,42 @@
+/* mbconv_isa.h: the depthwise inner loop of kiln.MBConv (src/cpu/ops/mbconv.c), compiled per
+ * instruction-set level in src/cpu/isa/mbconv.c (cpu/isa.h).
+ *
+ * One output row of a depthwise convolution on channels-last rows:
+ *
+ *   y[ow, c] = (bias ? bias[c] : 0) + sum over ky < kh with rows[ky] != NULL, kx < kw with
+ *              0 <= ow * sw - pl + kx < W  of  rows[ky][(ow * sw - pl + kx) * E + c] * w[(ky * kw + kx) * E + c]
+ *
+ * for ow < OW, c < E. rows[ky] is input row ky of the window ([W, E], pixels at the stride E),
+ * NULL for a row of padding (its taps are skipped); w holds the taps as [kh][kw][E] (channels
+ * contiguous, as the vector lanes take them). The taps are added in (ky, kx) order onto the
+ * bias, one multiply-add each (an FMA at AVX2 / AVX-512: the compiler contracts it), so the
+ * result differs from oneDNN's depthwise kernel by float32 rounding only. Channels run in
+ * vector lanes (16 at AVX-512, 8 at AVX2, 4 portable; a scalar loop for the remainder);
+ * 3x3 and 5x5 windows have unrolled copies with the weights held in registers. With clamp,
+ * Relu / Clip (ReLU6) in the registers before the store, as kiln's activation loop computes
+ * them (v < lo ? lo : v, then > hi ? hi : v); other activations the caller applies while
+ * the row is in L1. y must not overlap the rows.
+ * Never fails, never allocates.
+ */
+#ifndef KILN_CPU_MBCONV_ISA_H
+#define KILN_CPU_MBCONV_ISA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cpu/isa.h"
+
+struct kiln_mbconv_dw {
+    const float *const *rows; /* [kh], NULL: padding */
+    const float *w;           /* [kh][kw][E] */
+    const float *bias;        /* [E] or NULL */
+    float *y;                 /* [OW][E] */
+    int64_t W, E, OW;
+    int64_t kh, kw, sw, pl;
+    int clamp;                /* 1: y = min(max(y, lo), hi) as Clip / Relu do (NaN stays) */
+    float lo, hi;
+};
+
+KILN_ISA_DECLARE(void, kiln_mbconv_dw_row_isa, (const struct kiln_mbconv_dw *d));
+
+#endif
