@@ -39,4 +39,34 @@ struct kiln_mbconv_dw {
 
 KILN_ISA_DECLARE(void, kiln_mbconv_dw_row_isa, (const struct kiln_mbconv_dw *d));
 
+/* The 1x1 products (expand, project) on one thread, with their epilogue in the registers:
+ *
+ *   C[m, n] = act(sum over k < K of A[m * lda + k] * B[k, n] + bias[n] + Z[m * ldz + n])
+ *
+ * for m < M, n < N; each sum in ascending k onto zero, one multiply-add each (FMA at AVX2 /
+ * AVX-512), then + bias, + Z (each a float add), then the clamp (Relu / Clip as in
+ * kiln_mbconv_dw) or, for another activation, act applied to each finished row tile
+ * through kiln_act_apply_f32. B is packed once (kiln_mbconv_pack) into panels of 16 columns,
+ * [K][16] each, columns past N zero: the same layout at every level, so it is an engine
+ * blob. Register tiles: AVX-512 12 rows x 32 columns, AVX2 6 x 16, portable 2 x 16; row and
+ * column tails compute whole vectors (B's padding is zero) and store only what is inside.
+ * C must not overlap A, B, bias or Z. Never fails, never allocates. */
+#define KILN_MBCONV_NR 16
+struct kiln_act;
+struct kiln_mbconv_gemm {
+    const float *A;
+    int64_t lda;
+    const float *bp;   /* ceil(N / 16) panels of [K][16] */
+    const float *bias; /* [N] or NULL */
+    const float *z;    /* rows at the stride ldz, or NULL */
+    int64_t ldz;
+    float *C;
+    int64_t ldc, M, K, N;
+    int clamp;
+    float lo, hi;
+    const struct kiln_act *act; /* applied after the tiles when not NULL (and not clamp) */
+};
+
+KILN_ISA_DECLARE(void, kiln_mbconv_gemm_isa, (const struct kiln_mbconv_gemm *g));
+
 #endif

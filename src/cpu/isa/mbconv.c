@@ -12,6 +12,11 @@
 
 #include <stdbool.h>
 
+#if defined(__SSE__)
+#include <immintrin.h>
+#endif
+
+#include "cpu/act.h"
 #include "cpu/mbconv_isa.h"
 
 #if defined(__AVX512F__)
@@ -31,13 +36,28 @@ static inline vf vld(const float *p) { return *(const vf *)p; }
 static inline void vst(float *p, vf v) { *(vf *)p = v; }
 static inline vf vsel(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); } /* m ? a : b */
 
+/* v < lo ? lo : v and v > hi ? hi : v (NaN stays): maxps(lo, v) and minps(hi, v), whose
+ * second operand is what an unordered compare returns. */
+#if VL == 16
+static inline vf vmaxlo(vf lo, vf v) { return (vf)_mm512_max_ps((__m512)lo, (__m512)v); }
+static inline vf vminhi(vf hi, vf v) { return (vf)_mm512_min_ps((__m512)hi, (__m512)v); }
+#elif VL == 8
+static inline vf vmaxlo(vf lo, vf v) { return (vf)_mm256_max_ps((__m256)lo, (__m256)v); }
+static inline vf vminhi(vf hi, vf v) { return (vf)_mm256_min_ps((__m256)hi, (__m256)v); }
+#elif defined(__SSE__)
+static inline vf vmaxlo(vf lo, vf v) { return (vf)_mm_max_ps((__m128)lo, (__m128)v); }
+static inline vf vminhi(vf hi, vf v) { return (vf)_mm_min_ps((__m128)hi, (__m128)v); }
+#else
+static inline vf vmaxlo(vf lo, vf v) { return vsel(v < lo, lo, v); }
+static inline vf vminhi(vf hi, vf v) { return vsel(v > hi, hi, v); }
+#endif
+
 /* The row's clamp (cpu/mbconv_isa.h) on v: v < lo ? lo : v, then > hi ? hi : v. */
 static inline vf clampv(const struct kiln_mbconv_dw *d, vf v)
 {
     if (!d->clamp) return v;
     vf lo = (vf){0} + d->lo, hi = (vf){0} + d->hi;
-    v = vsel(v < lo, lo, v);
-    return vsel(v > hi, hi, v);
+    return vminhi(hi, vmaxlo(lo, v));
 }
 
 static inline float clamps(const struct kiln_mbconv_dw *d, float v)
@@ -132,4 +152,112 @@ void KILN_ISA_FN(kiln_mbconv_dw_row_isa)(const struct kiln_mbconv_dw *d)
         edge_vec(d, c, hi, OW);
     }
     if (cv < E) tail_scalar(d, cv);
+}
+
+/* ------------------------------------------------------------------ 1x1 products */
+
+#if defined(__AVX512F__)
+#define MR 12 /* rows of a register tile */
+#define NV 2  /* vectors (of VL columns) of a register tile */
+#elif defined(__AVX2__)
+#define MR 6
+#define NV 2
+#else
+#define MR 2
+#define NV 4
+#endif
+#define NRP KILN_MBCONV_NR
+#define PV  (NRP / VL) /* vectors in a panel */
+
+static inline vf gclamp(const struct kiln_mbconv_gemm *g, vf v)
+{
+    if (!g->clamp) return v;
+    vf lo = (vf){0} + g->lo, hi = (vf){0} + g->hi;
+    return vminhi(hi, vmaxlo(lo, v));
+}
+
+/* Rows [m0, m0 + mr), vectors [v0, v0 + nv) of the columns (vector v: columns [v VL,
+ * (v + 1) VL)): the sums, then the epilogue; columns at or past N are not stored (the
+ * tail goes through a scalar copy). mr and nv are constants after inlining. */
+static inline __attribute__((always_inline)) void gtile(const struct kiln_mbconv_gemm *g, int64_t m0, const int mr,
+                                                        int64_t v0, const int nv)
+{
+    vf acc[MR][NV];
+    for (int r = 0; r < mr; r++)
+        for (int j = 0; j < nv; j++) acc[r][j] = (vf){0};
+    const float *bq[NV];
+    for (int j = 0; j < nv; j++) bq[j] = g->bp + ((v0 + j) / PV) * g->K * NRP + ((v0 + j) % PV) * VL;
+    const float *a = g->A + m0 * g->lda;
+    const int64_t lda = g->lda;
+    for (int64_t k = 0; k < g->K; k++) {
+        vf b[NV];
+        for (int j = 0; j < nv; j++) b[j] = vld(bq[j] + k * NRP);
+        for (int r = 0; r < mr; r++) {
+            float x = a[r * lda + k]; /* broadcast by the vector-scalar product */
+            for (int j = 0; j < nv; j++) acc[r][j] += b[j] * x;
+        }
+    }
+    int64_t n0 = v0 * VL;
+    if (n0 + nv * VL <= g->N) {
+        for (int j = 0; j < nv; j++) {
+            vf bias = g->bias ? vld(g->bias + n0 + j * VL) : (vf){0};
+            for (int r = 0; r < mr; r++) {
+                vf v = acc[r][j] + bias;
+                if (g->z) v += vld(g->z + (m0 + r) * g->ldz + n0 + j * VL);
+                vst(g->C + (m0 + r) * g->ldc + n0 + j * VL, gclamp(g, v));
+            }
+        }
+        return;
+    }
+    for (int r = 0; r < mr; r++) { /* the column tail */
+        float t[NV * VL];
+        for (int j = 0; j < nv; j++) vst(t + j * VL, acc[r][j]);
+        for (int64_t n = n0; n < g->N && n < n0 + nv * VL; n++) {
+            float v = t[n - n0];
+            if (g->bias) v += g->bias[n];
+            if (g->z) v += g->z[(m0 + r) * g->ldz + n];
+            if (g->clamp) {
+                v = v < g->lo ? g->lo : v;
+                v = v > g->hi ? g->hi : v;
+            }
+            g->C[(m0 + r) * g->ldc + n] = v;
+        }
+    }
+}
+
+/* Rows [m0, m0 + mr) over every column: whole tiles of NV vectors, then one vector at a time. */
+static inline __attribute__((always_inline)) void grows(const struct kiln_mbconv_gemm *g, int64_t m0, const int mr)
+{
+    int64_t nvec = (g->N + VL - 1) / VL, v = 0;
+    for (; v + NV <= nvec; v += NV) gtile(g, m0, mr, v, NV);
+    for (; v < nvec; v++) gtile(g, m0, mr, v, 1);
+    if (g->act && !g->clamp)
+        for (int r = 0; r < mr; r++) {
+            float *c = g->C + (m0 + r) * g->ldc;
+            kiln_act_apply_f32(g->act, c, NULL, c, (size_t)g->N);
+        }
+}
+
+void KILN_ISA_FN(kiln_mbconv_gemm_isa)(const struct kiln_mbconv_gemm *g)
+{
+    int64_t m = 0;
+    for (; m + MR <= g->M; m += MR) grows(g, m, MR);
+    switch (g->M - m) {
+#if MR > 11
+    case 11: grows(g, m, 11); break;
+    case 10: grows(g, m, 10); break;
+    case 9: grows(g, m, 9); break;
+    case 8: grows(g, m, 8); break;
+    case 7: grows(g, m, 7); break;
+    case 6: grows(g, m, 6); break;
+#endif
+#if MR > 5
+    case 5: grows(g, m, 5); break;
+    case 4: grows(g, m, 4); break;
+    case 3: grows(g, m, 3); break;
+    case 2: grows(g, m, 2); break;
+#endif
+    case 1: grows(g, m, 1); break;
+    default: break;
+    }
 }

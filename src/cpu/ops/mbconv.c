@@ -57,7 +57,6 @@
 #include "cpu/act.h"
 #include "cpu/kernel.h"
 #include "cpu/mbconv_isa.h"
-#include "cpu/pgemm.h"
 #include "infer/infer.h"
 
 #define MB_BUDGET   (384u * 1024u) /* bytes of ring + band buffer a thread aims to keep in L2 */
@@ -71,8 +70,8 @@ struct mb_state {
     /* Weights prepared from constants (g2 NULL when they were not constant at prepare). */
     int64_t C, E, M, kh, kw;
     bool expand, project;
-    const struct kiln_pgemm *g1, *g3;
-    const float *wdw; /* [kh][kw][E] */
+    const float *p1, *p3; /* W1, W3 packed (kiln_mbconv_pack) */
+    const float *wdw;     /* [kh][kw][E] */
 };
 
 /* Activation `name` with its parameters `params` into *a. */
@@ -126,38 +125,43 @@ static void relay_dw(const float *w, int64_t E, int64_t kk, float *wt)
         for (int64_t t = 0; t < kk; t++) wt[t * E + e] = w[e * kk + t];
 }
 
-/* A pgemm of the 1x1 weights W [N, K] (op(B) = W^T) in g, packed into bp
- * (kiln_pgemm_packed_len(K, N) floats, at least one). */
-static void gemm_in(struct kiln_pgemm *g, const float *w, size_t K, size_t N, float *bp)
+/* Floats of the 1x1 weights [N, K] packed into panels of 16 columns (cpu/mbconv_isa.h); 0
+ * on overflow. */
+static size_t pack_len(size_t K, size_t N)
 {
-    if (K && N) kiln_pgemm_pack(w, K, true, K, N, bp);
-    kiln_pgemm_init(g, K, N, bp, kiln_isa_active());
+    size_t n = (N + KILN_MBCONV_NR - 1) / KILN_MBCONV_NR * KILN_MBCONV_NR, len;
+    if (!kiln_mul_size(n, K, &len) || !kiln_add_size(len, 16, &len) || !kiln_mul_size(len, sizeof(float), &n))
+        return 0;
+    return len;
 }
 
-/* Floats of a packed [K, N] (at least 16, 0 on overflow). */
-static size_t gemm_len(size_t K, size_t N)
+/* Packs the 1x1 weights W [N, K] (B = W^T) into panels of 16 columns, [K][16] each, columns
+ * past N zero: bp holds pack_len(K, N) floats. */
+static void pack_w(const float *w, int64_t K, int64_t N, float *bp)
 {
-    if (!K || !N) return 16;
-    size_t n = kiln_pgemm_packed_len(K, N);
-    return n ? n + 16 : 0;
-}
-
-/* The product with W [N, K] for an engine: kiln_pgemm_prepare's blob, or at the portable
- * level (where it declines) the portable kernel on weights packed into prepare's memory. */
-static kiln_status prep_gemm(struct kiln_kprep *p, uint32_t key, const float *w, size_t K, size_t N,
-                             const struct kiln_pgemm **out)
-{
-    struct kiln_pgemm *g;
-    KILN_TRY(kiln_pgemm_prepare(p, key, K, N, w, K, true, &g));
-    if (!g) {
-        size_t len = gemm_len(K, N);
-        float *bp;
-        if (!len) return kiln_kfail(&p->kc, KILN_E_LIMIT, "a %zu x %zu product is too large", K, N);
-        KILN_TRY(kiln_kprep_alloc(p, sizeof *g, (void **)&g));
-        KILN_TRY(kiln_kprep_alloc(p, len * sizeof(float), (void **)&bp));
-        gemm_in(g, w, K, N, bp);
+    const int64_t R = KILN_MBCONV_NR;
+    for (int64_t n0 = 0; n0 < N; n0 += R) {
+        float *d = bp + n0 * K;
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t j = 0; j < R; j++) d[k * R + j] = n0 + j < N ? w[(n0 + j) * K + k] : 0.0f;
     }
-    *out = g;
+}
+
+/* The packed W [N, K] of an engine: blob `key` (computed at build, read back at load; a
+ * loaded engine without it packs into prepare's memory). */
+static kiln_status prep_pack(struct kiln_kprep *p, uint32_t key, const float *w, int64_t K, int64_t N,
+                             const float **out)
+{
+    size_t len = pack_len((size_t)K, (size_t)N), have;
+    if (!len) return kiln_kfail(&p->kc, KILN_E_LIMIT, "a %lld x %lld product is too large", (long long)K, (long long)N);
+    void *bp;
+    bool fill = true;
+    if (!kiln_kprep_loading(p) || (kiln_kprep_blob_peek(p, key, &have) && have == len * sizeof(float)))
+        KILN_TRY(kiln_kprep_blob(p, key, len * sizeof(float), &bp, &fill));
+    else
+        KILN_TRY(kiln_kprep_alloc(p, len * sizeof(float), &bp));
+    if (fill) pack_w(w, K, N, bp);
+    *out = bp;
     return KILN_OK;
 }
 
@@ -207,8 +211,8 @@ static kiln_status mb_prepare(struct kiln_kprep *p)
     float *wdw;
     KILN_TRY(kiln_kprep_alloc(p, (size_t)(E * kk[0] * kk[1]) * sizeof(float), (void **)&wdw));
     relay_dw(w2->data, E, kk[0] * kk[1], wdw);
-    if (s->expand) KILN_TRY(prep_gemm(p, 0x6d620001u, w1->data, (size_t)C, (size_t)E, &s->g1));
-    if (s->project) KILN_TRY(prep_gemm(p, 0x6d620003u, w3->data, (size_t)E, (size_t)M, &s->g3));
+    if (s->expand) KILN_TRY(prep_pack(p, 0x6d620001u, w1->data, C, E, &s->p1));
+    if (s->project) KILN_TRY(prep_pack(p, 0x6d620003u, w3->data, E, M, &s->p3));
     s->wdw = wdw;
     s->C = C, s->E = E, s->M = M, s->kh = kk[0], s->kw = kk[1];
     /* The scratch a run takes, when the image size is known. */
@@ -226,9 +230,17 @@ static kiln_status mb_prepare(struct kiln_kprep *p)
     return KILN_OK;
 }
 
+/* Relu and Clip as the kernels' in-register clamp (cpu/mbconv_isa.h); other kinds: *on 0. */
+static void act_clamp(const struct kiln_act *a, int *on, float *lo, float *hi)
+{
+    *on = a->kind == KILN_ACT_RELU || a->kind == KILN_ACT_CLIP;
+    *lo = a->kind == KILN_ACT_CLIP ? a->a : 0.0f;
+    *hi = a->kind == KILN_ACT_CLIP ? a->b : INFINITY;
+}
+
 struct mb_job {
     const struct mb_state *s;
-    const struct kiln_pgemm *g1, *g3;
+    const float *p1, *p3; /* packed W1, W3; NULL: no expand, no project */
     const float *x, *wdw, *b1, *b2, *b3, *z;
     float *y, *scratch;
     int64_t H, W, C, E, M, OH, OW, kh, kw;
@@ -243,27 +255,27 @@ static void mb_range(const struct mb_job *j, int64_t n, int64_t o0, int64_t o1, 
     if (dbg_skip < 0) { const char *e = getenv("KILN_MBCONV_SKIP"); dbg_skip = e ? atoi(e) : 0; }
     const struct mb_state *s = j->s;
     const int64_t H = j->H, W = j->W, C = j->C, E = j->E, OW = j->OW, sh = s->s[0], pt = s->pb[0];
-    const int64_t Mo = j->g3 ? j->M : E;
+    const int64_t Mo = j->p3 ? j->M : E;
     const float *x = j->x + n * H * W * C;
     float *y = j->y + n * j->OH * OW * Mo;
     const float *z = j->z ? j->z + n * j->OH * OW * Mo : NULL;
     float *ring = j->scratch + (size_t)worker * j->per, *band = ring + j->ring * W * E;
-    struct kiln_pgemm_epi e1 = {j->b1, NULL, 0, &s->act[0]};
     int64_t have = 0; /* input rows [have_lo, have) are in the ring */
     bool started = false;
     const float *rows[MB_MAX_K];
-    const enum kiln_act_kind a2 = s->act[1].kind;
     for (int64_t b0 = o0; b0 < o1; b0 += j->B) {
         int64_t b1 = b0 + j->B < o1 ? b0 + j->B : o1;
         int64_t lo = b0 * sh - pt, hi = (b1 - 1) * sh - pt + j->kh;
         if (lo < 0) lo = 0;
         if (hi > H) hi = H;
-        if (j->g1 && lo < hi) {
+        if (j->p1 && lo < hi) {
             int64_t r = started && have > lo ? have : lo;
             while (r < hi) { /* rows [r, hi) into the ring, in runs of consecutive slots */
                 int64_t slot = r % j->ring, cnt = hi - r < j->ring - slot ? hi - r : j->ring - slot;
-                if (!(dbg_skip & 1)) kiln_pgemm_run(j->g1, NULL, (size_t)(cnt * W), x + r * W * C, (size_t)C, ring + slot * W * E,
-                               (size_t)E, false, &e1);
+                struct kiln_mbconv_gemm ge = {x + r * W * C, C, j->p1, j->b1, NULL, 0, ring + slot * W * E, E,
+                                              cnt * W, C, E, 0, 0.0f, 0.0f, &s->act[0]};
+                act_clamp(&s->act[0], &ge.clamp, &ge.lo, &ge.hi);
+                if (!(dbg_skip & 1)) KILN_ISA_DISPATCH(kiln_mbconv_gemm_isa, (&ge));
                 r += cnt;
             }
             have = hi;
@@ -272,19 +284,19 @@ static void mb_range(const struct mb_job *j, int64_t n, int64_t o0, int64_t o1, 
         for (int64_t oh = b0; oh < b1; oh++) {
             for (int64_t ky = 0; ky < j->kh; ky++) {
                 int64_t ih = oh * sh - pt + ky;
-                rows[ky] = ih < 0 || ih >= H ? NULL : j->g1 ? ring + (ih % j->ring) * W * E : x + ih * W * C;
+                rows[ky] = ih < 0 || ih >= H ? NULL : j->p1 ? ring + (ih % j->ring) * W * E : x + ih * W * C;
             }
-            float *out = j->g3 ? band + (oh - b0) * OW * E : y + oh * OW * E;
-            struct kiln_mbconv_dw d = {rows, j->wdw, j->b2, out, W, E, OW, j->kh, j->kw, s->s[1], s->pb[1],
-                                       a2 == KILN_ACT_RELU || a2 == KILN_ACT_CLIP, 0.0f, INFINITY};
-            if (a2 == KILN_ACT_CLIP) d.lo = s->act[1].a, d.hi = s->act[1].b;
+            float *out = j->p3 ? band + (oh - b0) * OW * E : y + oh * OW * E;
+            struct kiln_mbconv_dw d = {rows, j->wdw, j->b2, out, W, E, OW, j->kh, j->kw, s->s[1], s->pb[1], 0, 0, 0};
+            act_clamp(&s->act[1], &d.clamp, &d.lo, &d.hi);
             if (!(dbg_skip & 2)) KILN_ISA_DISPATCH(kiln_mbconv_dw_row_isa, (&d));
-            if (a2 != KILN_ACT_NONE && !d.clamp) kiln_act_apply_f32(&s->act[1], out, NULL, out, (size_t)(OW * E));
+            if (s->act[1].kind != KILN_ACT_NONE && !d.clamp) kiln_act_apply_f32(&s->act[1], out, NULL, out, (size_t)(OW * E));
         }
-        if (j->g3 && !(dbg_skip & 4)) {
-            struct kiln_pgemm_epi e3 = {j->b3, z ? z + b0 * OW * Mo : NULL, (size_t)Mo, &s->act[2]};
-            kiln_pgemm_run(j->g3, NULL, (size_t)((b1 - b0) * OW), band, (size_t)E, y + b0 * OW * Mo, (size_t)Mo,
-                           false, &e3);
+        if (j->p3 && !(dbg_skip & 4)) {
+            struct kiln_mbconv_gemm gp = {band, E, j->p3, j->b3, z ? z + b0 * OW * Mo : NULL, Mo, y + b0 * OW * Mo, Mo,
+                                          (b1 - b0) * OW, E, Mo, 0, 0.0f, 0.0f, &s->act[2]};
+            act_clamp(&s->act[2], &gp.clamp, &gp.lo, &gp.hi);
+            KILN_ISA_DISPATCH(kiln_mbconv_gemm_isa, (&gp));
         }
     }
 }
@@ -352,8 +364,8 @@ static kiln_status mb_run(struct kiln_kctx *k)
                    s->expand == (w1 != NULL) && s->project == (w3 != NULL);
     size_t extra = 0, l1 = 0, l3 = 0;
     if (!prepped) {
-        l1 = w1 ? gemm_len((size_t)C, (size_t)E) : 0;
-        l3 = w3 ? gemm_len((size_t)E, (size_t)M) : 0;
+        l1 = w1 ? pack_len((size_t)C, (size_t)E) : 0;
+        l3 = w3 ? pack_len((size_t)E, (size_t)M) : 0;
         if ((w1 && !l1) || (w3 && !l3)) return kiln_kfail(k, KILN_E_LIMIT, "the 1x1 weights are too large");
         extra = l1 + l3 + (size_t)(E * kk[0] * kk[1]) + 16;
     }
@@ -365,16 +377,15 @@ static kiln_status mb_run(struct kiln_kctx *k)
                           (long long)E);
     float *sc;
     KILN_TRY(kiln_scratch(k, fl, (void **)&sc));
-    struct kiln_pgemm g1, g3;
-    struct mb_job j = {s, s->g1, s->g3, x->data, s->wdw, b1 ? b1->data : NULL, b2 ? b2->data : NULL,
+    struct mb_job j = {s, s->p1, s->p3, x->data, s->wdw, b1 ? b1->data : NULL, b2 ? b2->data : NULL,
                        b3 ? b3->data : NULL, z ? z->data : NULL, y->data, sc, H, W, C, E, M, OH, OW, kk[0], kk[1],
                        nsplit, B, ring, per};
     if (!prepped) {
         float *p1 = sc + (size_t)threads * per, *p3 = p1 + l1, *wd = p3 + l3;
-        if (w1) gemm_in(&g1, w1->data, (size_t)C, (size_t)E, p1);
-        if (w3) gemm_in(&g3, w3->data, (size_t)E, (size_t)M, p3);
+        if (w1) pack_w(w1->data, C, E, p1);
+        if (w3) pack_w(w3->data, E, M, p3);
         relay_dw(w2->data, E, kk[0] * kk[1], wd);
-        j.g1 = w1 ? &g1 : NULL, j.g3 = w3 ? &g3 : NULL, j.wdw = wd;
+        j.p1 = w1 ? p1 : NULL, j.p3 = w3 ? p3 : NULL, j.wdw = wd;
     }
     kiln_pool_for(k->pool, (size_t)(N * nsplit), 1, mb_items, &j);
     return KILN_OK;
