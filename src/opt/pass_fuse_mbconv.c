@@ -20,19 +20,23 @@
  * can go: an expand whose output has another reader is left out of the block (and the
  * block is then matched without it, where that form pays).
  *
- * Where it pays (measured on this machine, docs/notes-mbconv.md), the size rule: the
- * depthwise's input of at least MB_MIN_BYTES (H * W * E * 4; below it the unfused tensors
- * stay in L2 anyway and the row split costs the halo) for the three-conv form and the
- * expand -> depthwise form; depthwise -> project likewise. KILN_MBCONV=0 turns the pass off,
- * KILN_MBCONV_MIN=BYTES overrides the rule's threshold (measurements). Needs kiln ops; runs
- * after nhwc (and fuse_se).
+ * Where it pays (measured on an Intel Xeon with 2 MB of L2 a core, docs/notes-mbconv.md),
+ * the rule: blocks with a project (three convolutions, or depthwise -> project) whose
+ * depthwise input is at least MB_MIN_BYTES (H * W * E * 4 >= 1.5 MiB: MobileNetV2's
+ * features.1 to features.4, 1.6-4.8 MB); below that the unfused tensors stay in L2 between
+ * the nodes anyway and oneDNN's 1x1 kernels are 5-15% faster than MBConv's, so fusing
+ * lost (0.85-0.97x a block). The expand -> depthwise form (EfficientNet) measured
+ * 0.83-0.99x a block, even at 112x112x96: it writes its output to memory all the same, and
+ * its SiLU runs as a separate pass; it is not made. KILN_MBCONV=0 turns the pass off,
+ * KILN_MBCONV=2 makes the expand -> depthwise form too, KILN_MBCONV_MIN=BYTES sets the
+ * threshold (tests, measurements). Needs kiln ops; runs after nhwc (and fuse_se).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "opt/fuse_util.h"
 
-#define MB_MIN_BYTES 0 /* the size rule (see above) */
+#define MB_MIN_BYTES 1572864 /* the size rule (see above): 1.5 MiB */
 
 /* The inferred shape of `name` when it is float32 of rank 4 with every dim known. */
 static bool shape4(const struct kiln_graph *g, const char *name, int64_t d[4])
@@ -116,10 +120,12 @@ static bool approx_none(const struct kiln_node *n)
     return !strcmp(kiln_opt_attr_s(n, "approximate", "none"), "none");
 }
 
-/* The threshold of the size rule (KILN_MBCONV_MIN overrides it); -1: the pass is off. */
-static long long min_bytes(void)
+/* The threshold of the size rule (KILN_MBCONV_MIN overrides it); -1: the pass is off
+ * (KILN_MBCONV=0). *two: also the expand -> depthwise form (KILN_MBCONV=2). */
+static long long min_bytes(bool *two)
 {
     const char *e = getenv("KILN_MBCONV");
+    *two = e && e[0] == '2';
     if (e && e[0] == '0') return -1;
     e = getenv("KILN_MBCONV_MIN");
     return e ? strtoll(e, NULL, 10) : MB_MIN_BYTES;
@@ -130,7 +136,8 @@ struct mb_match {
 };
 
 /* The block around depthwise candidate t. */
-static bool match(const struct kiln_opt *o, const struct kiln_graph *g, size_t t, long long min, struct mb_match *m)
+static bool match(const struct kiln_opt *o, const struct kiln_graph *g, size_t t, long long min, bool two,
+                  struct mb_match *m)
 {
     int64_t w[4], xd[4];
     bool valid;
@@ -151,7 +158,7 @@ static bool match(const struct kiln_opt *o, const struct kiln_graph *g, size_t t
     /* the project, when it is d's only reader */
     int pp = fu_next(o, g, t);
     if (pp >= 0 && conv_1x1(o, g, pp, d->outputs[0], E) > 0 && approx_none(&g->nodes[pp])) m->p = pp;
-    if (m->e < 0 && m->p < 0) return false;
+    if (m->p < 0 && (!two || m->e < 0)) return false;
     size_t nodes[3], n = 0;
     if (m->e >= 0) nodes[n++] = (size_t)m->e;
     nodes[n++] = t;
@@ -173,11 +180,12 @@ static kiln_status set_act(struct kiln_opt *o, struct kiln_node *nn, const struc
 
 static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
 {
-    long long min = min_bytes();
+    bool two;
+    long long min = min_bytes(&two);
     if (min < 0) return KILN_OK;
     for (size_t t = 0; t < g->n_nodes; t++) {
         struct mb_match m;
-        if (!match(o, g, t, min, &m)) continue;
+        if (!match(o, g, t, min, two, &m)) continue;
         const struct kiln_node *e = m.e >= 0 ? &g->nodes[m.e] : NULL, *d = &g->nodes[m.d],
                                *p = m.p >= 0 ? &g->nodes[m.p] : NULL;
         const char *ins[8] = {e ? e->inputs[0] : d->inputs[0],

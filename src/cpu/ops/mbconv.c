@@ -59,7 +59,7 @@
 #include "cpu/mbconv_isa.h"
 #include "infer/infer.h"
 
-#define MB_BUDGET   (384u * 1024u) /* bytes of ring + band buffer a thread aims to keep in L2 */
+#define MB_BUDGET   (128u * 1024u) /* bytes of ring + band buffer a thread aims to keep in L2 */
 #define MB_MAX_K    64             /* kernel rows the row pointers have room for */
 #define MB_MIN_WORK 1e6            /* FLOPs of a thread's share below which fewer threads run */
 
