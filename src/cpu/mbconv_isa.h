@@ -11,7 +11,8 @@
  * contiguous, as the vector lanes take them). The taps are added in (ky, kx) order onto the
  * bias, one multiply-add each (an FMA at AVX2 / AVX-512: the compiler contracts it), so the
  * result differs from oneDNN's depthwise kernel by float32 rounding only. Channels run in
- * vector lanes (16 at AVX-512, 8 at AVX2, 4 portable; a scalar loop for the remainder);
+ * vector lanes (16 at AVX-512, 8 at AVX2, 4 portable; the remainder as the last whole vector again,
+ * overlapping, or a scalar loop when E is below a vector);
  * 3x3 and 5x5 windows have unrolled copies with the weights held in registers. With clamp,
  * Relu / Clip (ReLU6) in the registers before the store, as kiln's activation loop computes
  * them (v < lo ? lo : v, then > hi ? hi : v); other activations the caller applies while

@@ -4,7 +4,7 @@
  * portable: SSE2, or plain C elsewhere); a channel block walks the whole row with its taps'
  * weights loaded once (3x3 and 5x5 unrolled, so they stay in registers), the pixels whose
  * window lies inside the row without bounds checks, the edge pixels with them. Channels
- * past the last whole vector take a scalar loop.
+ * past the last whole vector: the last VL channels again (overlapping), scalar below VL.
  */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("O3", "no-trapping-math")
@@ -141,17 +141,21 @@ void KILN_ISA_FN(kiln_mbconv_dw_row_isa)(const struct kiln_mbconv_dw *d)
     if (hi < lo) hi = lo;
     int64_t cv = E / VL * VL;
     bool fast = d->kh == d->kw && (d->kh == 3 || d->kh == 5);
-    for (int64_t c = 0; c < cv; c += VL) {
-        edge_vec(d, c, 0, lo);
+    /* Channels past the last whole vector: the vector ending at E again, overlapping the
+     * one before (its channels come out the same bits: each channel's sum does not depend
+     * on the block); scalar only when E < VL. */
+    for (int64_t c = 0; c < cv + (cv < E && E >= VL ? VL : 0); c += VL) {
+        int64_t cc = c < cv ? c : E - VL;
+        edge_vec(d, cc, 0, lo);
         if (fast && d->kh == 3)
-            inner_k(d, c, lo, hi, 3);
+            inner_k(d, cc, lo, hi, 3);
         else if (fast)
-            inner_k(d, c, lo, hi, 5);
+            inner_k(d, cc, lo, hi, 5);
         else
-            edge_vec(d, c, lo, hi);
-        edge_vec(d, c, hi, OW);
+            edge_vec(d, cc, lo, hi);
+        edge_vec(d, cc, hi, OW);
     }
-    if (cv < E) tail_scalar(d, cv);
+    if (E < VL) tail_scalar(d, 0);
 }
 
 /* ------------------------------------------------------------------ 1x1 products */
@@ -197,30 +201,30 @@ static inline __attribute__((always_inline)) void gtile(const struct kiln_mbconv
             for (int j = 0; j < nv; j++) acc[r][j] += b[j] * x;
         }
     }
-    int64_t n0 = v0 * VL;
-    if (n0 + nv * VL <= g->N) {
-        for (int j = 0; j < nv; j++) {
-            vf bias = g->bias ? vld(g->bias + n0 + j * VL) : (vf){0};
+    for (int j = 0; j < nv; j++) {
+        int64_t n0 = (v0 + j) * VL;
+        if (n0 + VL <= g->N) {
+            vf bias = g->bias ? vld(g->bias + n0) : (vf){0};
             for (int r = 0; r < mr; r++) {
                 vf v = acc[r][j] + bias;
-                if (g->z) v += vld(g->z + (m0 + r) * g->ldz + n0 + j * VL);
-                vst(g->C + (m0 + r) * g->ldc + n0 + j * VL, gclamp(g, v));
+                if (g->z) v += vld(g->z + (m0 + r) * g->ldz + n0);
+                vst(g->C + (m0 + r) * g->ldc + n0, gclamp(g, v));
             }
+            continue;
         }
-        return;
-    }
-    for (int r = 0; r < mr; r++) { /* the column tail */
-        float t[NV * VL];
-        for (int j = 0; j < nv; j++) vst(t + j * VL, acc[r][j]);
-        for (int64_t n = n0; n < g->N && n < n0 + nv * VL; n++) {
-            float v = t[n - n0];
-            if (g->bias) v += g->bias[n];
-            if (g->z) v += g->z[(m0 + r) * g->ldz + n];
-            if (g->clamp) {
-                v = v < g->lo ? g->lo : v;
-                v = v > g->hi ? g->hi : v;
+        for (int r = 0; r < mr; r++) { /* the column tail: N - n0 < VL columns */
+            float t[VL];
+            vst(t, acc[r][j]);
+            for (int64_t n = n0; n < g->N; n++) {
+                float v = t[n - n0];
+                if (g->bias) v += g->bias[n];
+                if (g->z) v += g->z[(m0 + r) * g->ldz + n];
+                if (g->clamp) {
+                    v = v < g->lo ? g->lo : v;
+                    v = v > g->hi ? g->hi : v;
+                }
+                g->C[(m0 + r) * g->ldc + n] = v;
             }
-            g->C[(m0 + r) * g->ldc + n] = v;
         }
     }
 }
