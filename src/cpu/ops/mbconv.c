@@ -12,38 +12,44 @@
  *       -> Y [N, OH, OW, M]  = act3(W3 . act2(dw(act1(W1 . X + B1), W2) + B2) + B3 + Z)
  *
  * W1 absent: no expand (the depthwise reads X, E = C: MobileNetV2's first block). W3 absent:
- * no project, Y is the depthwise's [N, OH, OW, E] (EfficientNet, whose squeeze-excitation
- * sits between depthwise and project); Z needs W3. Attributes: `strides`, `pads` (the
- * depthwise's; no dilation, no auto_pad), `activation`, `activation_params`, `approximate`
- * (act1, as kiln.FusedConv's), `dw_activation`, `dw_activation_params` (act2),
+ * no project, Y is the depthwise's [N, OH, OW, E] (EfficientNet's form, whose
+ * squeeze-excitation sits between depthwise and project); Z needs W3. Attributes: `strides`,
+ * `pads` (the depthwise's; no dilation, no auto_pad), `activation`, `activation_params`,
+ * `approximate` (act1, as kiln.FusedConv's), `dw_activation`, `dw_activation_params` (act2),
  * `project_activation`, `project_activation_params` (act3); absent activations are the
- * identity. float32 only.
+ * identity. float32 only. Y must not share X's or Z's memory (no in-place flag: a thread's
+ * halo rows are read after another thread wrote its output rows).
  *
  * Why: unfused, the expanded tensor (MobileNetV2's features.2: 112x112x96, 4.8 MB) is written
  * by the expand convolution and read back by the depthwise, and the depthwise's output
- * again by the project, each from beyond L2. Here each thread walks its output rows in
- * bands: for a band it expands only the input rows the band's windows need that it has not
- * expanded yet into a ring of rows in its own scratch (the rows shared with the previous
- * band stay), runs the depthwise on the ring into a band buffer, then the project into Y.
- * The ring and the band buffer are sized to stay in L2 (budget below); the expanded tensor
- * never goes to memory.
+ * again by the project, from beyond L2 when they are large. Here each thread walks its
+ * output rows in bands: for a band it expands only the input rows the band's windows need
+ * that it has not expanded yet into a ring of rows in its scratch (the rows shared with the
+ * previous band stay), runs the depthwise on the ring into a band buffer, then the project
+ * into Y. The ring and the band buffer stay within a budget (below) that keeps them in L2:
+ * the expanded tensor never goes to memory.
  *
- * Kernels: the two 1x1 products are kiln's own GEMM (cpu/pgemm.h) on one thread each with its
- * bias / Z / activation epilogue, B packed at prepare (blobs 0x6d620001 and 0x6d620003 of the
- * engine; at the portable level, where kiln_pgemm_prepare declines, its portable kernel on
- * weights packed into prepare's memory); the depthwise is cpu/mbconv_isa.h's row kernel
- * (channels in vector lanes) followed by act2 on the row while it is in L1.
+ * Kernels (cpu/mbconv_isa.h, src/cpu/isa/mbconv.c, per instruction-set level): the 1x1
+ * products are MBConv's own register-tiled GEMM with bias, Z and Relu/Clip in the registers
+ * before the store (other activations on each finished row tile, in L1), on weights packed
+ * at prepare into 16-column panels (engine blobs 0x6d620001 and 0x6d620003, the same layout
+ * at every level); the depthwise is a row kernel with channels in vector lanes and
+ * Relu/Clip in the registers. (kiln's pgemm, cpu/pgemm.h, was the first choice: on these
+ * shapes, K 16-32 or N 16-24, its separate activation pass and 32-column panels made the
+ * expand and project 10-40% slower than oneDNN's 1x1 convolutions, and the fused block lost;
+ * docs/notes-mbconv.md.)
  *
- * Threads: the output rows of each image are cut into min(T, OH) ranges (whole images per
- * thread when N >= T), fewer when a range would get under ~1 MFLOP; a range recomputes the
- * expand of the input rows its first band shares with the previous range (the halo). Each
- * element is computed by one thread in an order fixed by the shape (the GEMM's order
- * depends on K only; the depthwise's on the taps), so results do not depend on the thread
- * count or the bands. Against the unfused graph (oneDNN's convolutions) results differ by
- * float32 rounding (tests/unit/test_mbconv.c: within 1e-4 (1 + |r|)).
+ * Threads: the output rows of each image are cut into ranges (T threads: T ranges of one
+ * image, whole images when N >= T), fewer when a range would get under ~1 MFLOP; a range
+ * recomputes the expand of the input rows its first band shares with the previous range
+ * (the halo: kh - sh rows). Each element is computed by one thread in an order fixed by the
+ * shape (sums over k in order, taps in (ky, kx) order), so results do not depend on the
+ * thread count or the bands. Against the unfused graph (oneDNN's convolutions) results
+ * differ by float32 rounding (tests/unit/test_mbconv.c: within 1e-4 (1 + |r|)).
  *
  * Scratch per thread: ring rows min(H, (B - 1) * sh + kh) of [W, E] plus, with a project, the
- * band's [B * OW, E], B the most output rows that keep both within the budget (384 KB; the
+ * band's [B * OW, E], B the most output rows that keep both within the budget (128 KB, which
+ * measured as fast as 96-384 KB at 1 thread and keeps kiln_scratch's zero-fill small; the
  * environment variable KILN_MBCONV_BUDGET=BYTES overrides it, for measurements), at least
  * one. From the context's scratch arena (declared at prepare when H and W are known): no
  * allocation on the run path. Weights that were not constant at prepare are packed into
@@ -249,10 +255,8 @@ struct mb_job {
 };
 
 /* Output rows [o0, o1) of image n on thread `worker`'s scratch. */
-static int dbg_skip = -1;
 static void mb_range(const struct mb_job *j, int64_t n, int64_t o0, int64_t o1, int worker)
 {
-    if (dbg_skip < 0) { const char *e = getenv("KILN_MBCONV_SKIP"); dbg_skip = e ? atoi(e) : 0; }
     const struct mb_state *s = j->s;
     const int64_t H = j->H, W = j->W, C = j->C, E = j->E, OW = j->OW, sh = s->s[0], pt = s->pb[0];
     const int64_t Mo = j->p3 ? j->M : E;
@@ -275,7 +279,7 @@ static void mb_range(const struct mb_job *j, int64_t n, int64_t o0, int64_t o1, 
                 struct kiln_mbconv_gemm ge = {x + r * W * C, C, j->p1, j->b1, NULL, 0, ring + slot * W * E, E,
                                               cnt * W, C, E, 0, 0.0f, 0.0f, &s->act[0]};
                 act_clamp(&s->act[0], &ge.clamp, &ge.lo, &ge.hi);
-                if (!(dbg_skip & 1)) KILN_ISA_DISPATCH(kiln_mbconv_gemm_isa, (&ge));
+                KILN_ISA_DISPATCH(kiln_mbconv_gemm_isa, (&ge));
                 r += cnt;
             }
             have = hi;
@@ -289,10 +293,10 @@ static void mb_range(const struct mb_job *j, int64_t n, int64_t o0, int64_t o1, 
             float *out = j->p3 ? band + (oh - b0) * OW * E : y + oh * OW * E;
             struct kiln_mbconv_dw d = {rows, j->wdw, j->b2, out, W, E, OW, j->kh, j->kw, s->s[1], s->pb[1], 0, 0, 0};
             act_clamp(&s->act[1], &d.clamp, &d.lo, &d.hi);
-            if (!(dbg_skip & 2)) KILN_ISA_DISPATCH(kiln_mbconv_dw_row_isa, (&d));
+            KILN_ISA_DISPATCH(kiln_mbconv_dw_row_isa, (&d));
             if (s->act[1].kind != KILN_ACT_NONE && !d.clamp) kiln_act_apply_f32(&s->act[1], out, NULL, out, (size_t)(OW * E));
         }
-        if (j->p3 && !(dbg_skip & 4)) {
+        if (j->p3) {
             struct kiln_mbconv_gemm gp = {band, E, j->p3, j->b3, z ? z + b0 * OW * Mo : NULL, Mo, y + b0 * OW * Mo, Mo,
                                           (b1 - b0) * OW, E, Mo, 0, 0.0f, 0.0f, &s->act[2]};
             act_clamp(&s->act[2], &gp.clamp, &gp.lo, &gp.hi);
