@@ -181,13 +181,16 @@ static inline vf gclamp(const struct kiln_mbconv_gemm *g, vf v)
 }
 
 /* Rows [m0, m0 + mr), vectors [v0, v0 + nv) of the columns (vector v: columns [v VL,
- * (v + 1) VL)): the sums, then the epilogue; columns at or past N are not stored (the
- * tail goes through a scalar copy). mr and nv are constants after inlining. */
+ * (v + 1) VL)): the sums, then the epilogue. tail: the last vector reaches past N, its
+ * columns inside N stored through a scalar copy. mr, nv and tail are constants after
+ * inlining, so the accumulators stay in registers. */
 static inline __attribute__((always_inline)) void gtile(const struct kiln_mbconv_gemm *g, int64_t m0, const int mr,
-                                                        int64_t v0, const int nv)
+                                                        int64_t v0, const int nv, const int tail)
 {
     vf acc[MR][NV];
+#pragma GCC unroll 16
     for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
         for (int j = 0; j < nv; j++) acc[r][j] = (vf){0};
     const float *bq[NV];
     for (int j = 0; j < nv; j++) bq[j] = g->bp + ((v0 + j) / PV) * g->K * NRP + ((v0 + j) % PV) * VL;
@@ -195,46 +198,71 @@ static inline __attribute__((always_inline)) void gtile(const struct kiln_mbconv
     const int64_t lda = g->lda;
     for (int64_t k = 0; k < g->K; k++) {
         vf b[NV];
+#pragma GCC unroll 4
         for (int j = 0; j < nv; j++) b[j] = vld(bq[j] + k * NRP);
+#pragma GCC unroll 16
         for (int r = 0; r < mr; r++) {
             float x = a[r * lda + k]; /* broadcast by the vector-scalar product */
+#pragma GCC unroll 4
             for (int j = 0; j < nv; j++) acc[r][j] += b[j] * x;
         }
     }
-    for (int j = 0; j < nv; j++) {
-        int64_t n0 = (v0 + j) * VL;
-        if (n0 + VL <= g->N) {
-            vf bias = g->bias ? vld(g->bias + n0) : (vf){0};
-            for (int r = 0; r < mr; r++) {
-                vf v = acc[r][j] + bias;
-                if (g->z) v += vld(g->z + (m0 + r) * g->ldz + n0);
-                vst(g->C + (m0 + r) * g->ldc + n0, gclamp(g, v));
-            }
-            continue;
+    const int64_t n0 = v0 * VL;
+    /* g's fields in locals (stores to C could alias them otherwise) and the loops unrolled,
+     * so that the accumulators are not spilled */
+    const float *z = g->z ? g->z + m0 * g->ldz + n0 : NULL;
+    float *c = g->C + m0 * g->ldc + n0;
+    const int64_t ldz = g->ldz, ldc = g->ldc;
+    const int clamp = g->clamp;
+    const vf lo = (vf){0} + g->lo, hi = (vf){0} + g->hi;
+#pragma GCC unroll 4
+    for (int j = 0; j < nv - tail; j++) {
+        vf bias = g->bias ? vld(g->bias + n0 + j * VL) : (vf){0};
+#pragma GCC unroll 16
+        for (int r = 0; r < mr; r++) {
+            vf v = acc[r][j] + bias;
+            if (z) v += vld(z + r * ldz + j * VL);
+            if (clamp) v = vminhi(hi, vmaxlo(lo, v));
+            vst(c + r * ldc + j * VL, v);
         }
-        for (int r = 0; r < mr; r++) { /* the column tail: N - n0 < VL columns */
-            float t[VL];
-            vst(t, acc[r][j]);
-            for (int64_t n = n0; n < g->N; n++) {
-                float v = t[n - n0];
-                if (g->bias) v += g->bias[n];
-                if (g->z) v += g->z[(m0 + r) * g->ldz + n];
-                if (g->clamp) {
-                    v = v < g->lo ? g->lo : v;
-                    v = v > g->hi ? g->hi : v;
-                }
-                g->C[(m0 + r) * g->ldc + n] = v;
+    }
+    if (!tail) return;
+    const int64_t nt = n0 + (nv - 1) * VL; /* the partial vector: N - nt < VL columns */
+    for (int r = 0; r < mr; r++) {
+        float t[VL];
+        vst(t, acc[r][nv - 1]);
+        for (int64_t n = nt; n < g->N; n++) {
+            float v = t[n - nt];
+            if (g->bias) v += g->bias[n];
+            if (g->z) v += g->z[(m0 + r) * g->ldz + n];
+            if (g->clamp) {
+                v = v < g->lo ? g->lo : v;
+                v = v > g->hi ? g->hi : v;
             }
+            g->C[(m0 + r) * g->ldc + n] = v;
         }
     }
 }
 
-/* Rows [m0, m0 + mr) over every column: whole tiles of NV vectors, then one vector at a time. */
+/* Rows [m0, m0 + mr) over every column: tiles of NV vectors, the last one with the partial
+ * vector (columns past N) when there is one, then a non-clamp activation on the finished
+ * rows (in L1). */
 static inline __attribute__((always_inline)) void grows(const struct kiln_mbconv_gemm *g, int64_t m0, const int mr)
 {
     int64_t nvec = (g->N + VL - 1) / VL, v = 0;
-    for (; v + NV <= nvec; v += NV) gtile(g, m0, mr, v, NV);
-    for (; v < nvec; v++) gtile(g, m0, mr, v, 1);
+    bool part = g->N % VL != 0;
+    for (; v + NV <= nvec; v += NV) {
+        if (part && v + NV == nvec)
+            gtile(g, m0, mr, v, NV, 1);
+        else
+            gtile(g, m0, mr, v, NV, 0);
+    }
+    for (; v < nvec; v++) {
+        if (part && v + 1 == nvec)
+            gtile(g, m0, mr, v, 1, 1);
+        else
+            gtile(g, m0, mr, v, 1, 0);
+    }
     if (g->act && !g->clamp)
         for (int r = 0; r < mr; r++) {
             float *c = g->C + (m0 + r) * g->ldc;
