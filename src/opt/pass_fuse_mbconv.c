@@ -27,13 +27,18 @@
  * the nodes anyway and oneDNN's 1x1 kernels are 5-15% faster than MBConv's, so fusing
  * lost (0.85-0.97x a block). The expand -> depthwise form (EfficientNet) measured
  * 0.83-0.99x a block, even at 112x112x96: it writes its output to memory all the same, and
- * its SiLU runs as a separate pass; it is not made. KILN_MBCONV=0 turns the pass off,
- * KILN_MBCONV=2 makes the expand -> depthwise form too, KILN_MBCONV_MIN=BYTES sets the
- * threshold (tests, measurements). Needs kiln ops; runs after nhwc (and fuse_se).
+ * its SiLU runs as a separate pass; it is not made. The rule was measured at AVX-512; with
+ * the AVX2 kernels (KILN_CPU_ISA=avx2 on the same machine) the fused blocks took 0.83-1.06x
+ * the unfused ones' time, so the pass runs only where the optimizing process's instruction
+ * set (cpu/isa.h: the build machine's, for an engine) is AVX-512. KILN_MBCONV=0 turns the
+ * pass off, KILN_MBCONV=1 on at any level, KILN_MBCONV=2 on with the expand -> depthwise
+ * form too; KILN_MBCONV_MIN=BYTES sets the threshold (tests, measurements). Needs kiln
+ * ops; runs after nhwc (and fuse_se).
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/isa.h"
 #include "opt/fuse_util.h"
 
 #define MB_MIN_BYTES 1572864 /* the size rule (see above): 1.5 MiB */
@@ -121,12 +126,14 @@ static bool approx_none(const struct kiln_node *n)
 }
 
 /* The threshold of the size rule (KILN_MBCONV_MIN overrides it); -1: the pass is off
- * (KILN_MBCONV=0). *two: also the expand -> depthwise form (KILN_MBCONV=2). */
+ * (KILN_MBCONV=0, or unset on a CPU below AVX-512). *two: also the expand -> depthwise form
+ * (KILN_MBCONV=2). */
 static long long min_bytes(bool *two)
 {
     const char *e = getenv("KILN_MBCONV");
     *two = e && e[0] == '2';
     if (e && e[0] == '0') return -1;
+    if (!(e && e[0]) && kiln_isa_active() < KILN_ISA_AVX512) return -1;
     e = getenv("KILN_MBCONV_MIN");
     return e ? strtoll(e, NULL, 10) : MB_MIN_BYTES;
 }

@@ -18,7 +18,8 @@
  *     with its residual becomes one kiln.MBConv with Z, outputs within 1e-4 (1 + |r|) of the
  *     unoptimized model's; an expand whose output has a second reader stays a ConvNhwc
  *     (the depthwise -> project form fuses without it); a depthwise whose output has a
- *     second reader fuses nothing (with KILN_MBCONV=2 the expand -> depthwise form).
+ *     second reader fuses nothing (with KILN_MBCONV=2 the expand -> depthwise form); with
+ *     KILN_MBCONV=0 nothing fuses. The pass tests set KILN_MBCONV=1 (on at every level).
  *   - Bad input: W2 not depthwise-shaped, W1 of the wrong channels: failures naming the op.
  */
 #include <math.h>
@@ -279,12 +280,14 @@ int main(void)
     rng_seed(1618);
     kernel_cases();
     setenv("KILN_MBCONV_MIN", "0", 1); /* the pass's size rule off: these images are small */
+    setenv("KILN_MBCONV", "1", 1);     /* and on at every instruction-set level */
     pass_case(0, 1, 1);
     pass_case(1, 1, 2);
     pass_case(2, 0, 4); /* the project cannot join: nothing fuses (expand -> depthwise is not made) */
     setenv("KILN_MBCONV", "2", 1);
     pass_case(2, 1, 2); /* unless asked for: then expand -> depthwise, its output the node's Y */
-    unsetenv("KILN_MBCONV");
+    setenv("KILN_MBCONV", "0", 1);
+    pass_case(0, 0, 4); /* the pass off */
     bad_input();
     return test_summary("test_mbconv");
 }
