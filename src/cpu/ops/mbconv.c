@@ -226,7 +226,7 @@ static kiln_status mb_prepare(struct kiln_kprep *p)
     if (xt && xt->kind == KILN_TYPE_TENSOR && xt->rank == 4 && xt->dims[1].value > 0 && xt->dims[2].value > 0) {
         int64_t H = xt->dims[1].value, W = xt->dims[2].value;
         int64_t OH = (H + s->pb[0] + s->pe[0] - kk[0]) / s->s[0] + 1, OW = (W + s->pb[1] + s->pe[1] - kk[1]) / s->s[1] + 1;
-        if (OH > 0 && OW > 0) {
+        if (OH > 0 && OW > 0 && (double)(W > OW ? W : OW) * (double)E * (double)(kk[0] + 1) <= 1e14) {
             int64_t B, ring;
             size_t per;
             band_geom(s, H, W, OH, OW, E, kk[0], s->expand, s->project, &B, &ring, &per);
@@ -351,6 +351,9 @@ static kiln_status mb_run(struct kiln_kctx *k)
     if (z && (!w3 || z->dtype != KILN_DTYPE_F32 || z->rank != 4 || memcmp(z->dims, yd, sizeof yd)))
         return kiln_kfail(k, KILN_E_INVALID_ARG, "Z must be float32 [%lld, %lld, %lld, %lld], Y's shape, and needs W3",
                           (long long)N, (long long)OH, (long long)OW, (long long)Mo);
+    if ((double)(W > OW ? W : OW) * (double)E * (double)(kk[0] + 1) > 1e14)
+        return kiln_kfail(k, KILN_E_LIMIT, "rows of %lld x %lld are too large for MBConv's buffers", (long long)W,
+                          (long long)E);
     struct kiln_tensor *y;
     KILN_TRY(kiln_out_tensor_raw(k, 0, KILN_DTYPE_F32, 4, yd, &y));
     if (!kiln_tensor_numel(y)) return KILN_OK;
