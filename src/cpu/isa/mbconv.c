@@ -67,23 +67,33 @@ static inline float clamps(const struct kiln_mbconv_dw *d, float v)
     return v > d->hi ? d->hi : v;
 }
 
-/* Channels [c, c + VL), output pixels [ow0, ow1) whose windows lie inside the row: a K x K
- * window (K a constant after inlining). */
-static inline __attribute__((always_inline)) void inner_k(const struct kiln_mbconv_dw *d, int64_t c, int64_t ow0,
-                                                          int64_t ow1, const int K)
+/* Channels [c, c + VL) of every output pixel, a K x K window (K a constant after inlining):
+ * the weights loaded once into registers; pixels in [lo, hi) have their whole window inside
+ * the row, the others (the edges) check each tap. */
+static inline __attribute__((always_inline)) void inner_k(const struct kiln_mbconv_dw *d, int64_t c, int64_t lo,
+                                                          int64_t hi, const int K)
 {
-    const int64_t E = d->E;
+    const int64_t E = d->E, W = d->W;
     vf w[25], b = {0};
     for (int t = 0; t < K * K; t++) w[t] = vld(d->w + t * E + c);
     if (d->bias) b = vld(d->bias + c);
-    for (int64_t ow = ow0; ow < ow1; ow++) {
+    for (int64_t ow = 0; ow < d->OW; ow++) {
         vf acc = b;
-        int64_t off = (ow * d->sw - d->pl) * E + c;
-        for (int ky = 0; ky < K; ky++) {
-            const float *r = d->rows[ky];
-            if (!r) continue;
-            r += off;
-            for (int kx = 0; kx < K; kx++) acc += vld(r + kx * E) * w[ky * K + kx];
+        int64_t x0 = ow * d->sw - d->pl, off = x0 * E + c;
+        if (ow >= lo && ow < hi) {
+            for (int ky = 0; ky < K; ky++) {
+                const float *r = d->rows[ky];
+                if (!r) continue;
+                r += off;
+                for (int kx = 0; kx < K; kx++) acc += vld(r + kx * E) * w[ky * K + kx];
+            }
+        } else {
+            for (int ky = 0; ky < K; ky++) {
+                const float *r = d->rows[ky];
+                if (!r) continue;
+                for (int kx = 0; kx < K; kx++)
+                    if (x0 + kx >= 0 && x0 + kx < W) acc += vld(r + (x0 + kx) * E + c) * w[ky * K + kx];
+            }
         }
         vst(d->y + ow * E + c, clampv(d, acc));
     }
@@ -146,14 +156,12 @@ void KILN_ISA_FN(kiln_mbconv_dw_row_isa)(const struct kiln_mbconv_dw *d)
      * on the block); scalar only when E < VL. */
     for (int64_t c = 0; c < cv + (cv < E && E >= VL ? VL : 0); c += VL) {
         int64_t cc = c < cv ? c : E - VL;
-        edge_vec(d, cc, 0, lo);
         if (fast && d->kh == 3)
             inner_k(d, cc, lo, hi, 3);
         else if (fast)
             inner_k(d, cc, lo, hi, 5);
         else
-            edge_vec(d, cc, lo, hi);
-        edge_vec(d, cc, hi, OW);
+            edge_vec(d, cc, 0, OW);
     }
     if (E < VL) tail_scalar(d, 0);
 }

@@ -68,6 +68,7 @@
 #define MB_BUDGET   (128u * 1024u) /* bytes of ring + band buffer a thread aims to keep in L2 */
 #define MB_MAX_K    64             /* kernel rows the row pointers have room for */
 #define MB_MIN_WORK 1e6            /* FLOPs of a thread's share below which fewer threads run */
+#define MB_MIN_PIXELS 48           /* output pixels a band has at least (budget or not) */
 
 struct mb_state {
     struct kiln_act act[3]; /* expand, depthwise, project */
@@ -187,6 +188,7 @@ static void band_geom(const struct mb_state *s, int64_t H, int64_t W, int64_t OH
         if ((expand ? (double)r * row : 0.0) + (double)(b + 1) * orow > (double)s->budget) break;
         b++;
     }
+    while (b < OH && b * OW < MB_MIN_PIXELS) b++; /* products of a few rows waste the GEMM's tiles */
     int64_t r = (b - 1) * s->s[0] + kh;
     if (r > H) r = H;
     if (r < 1) r = 1;
