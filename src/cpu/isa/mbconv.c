@@ -1,10 +1,19 @@
-/* src/cpu/isa/mbconv.c: one output row of kiln.MBConv's depthwise convolution (contract in
- * cpu/mbconv_isa.h), compiled once per instruction-set level. Channels run in the lanes of a
- * GCC vector type as wide as the level's registers (16 floats at AVX-512, 8 at AVX2, 4
- * portable: SSE2, or plain C elsewhere); a channel block walks the whole row with its taps'
- * weights loaded once (3x3 and 5x5 unrolled, so they stay in registers), the pixels whose
- * window lies inside the row without bounds checks, the edge pixels with them. Channels
- * past the last whole vector: the last VL channels again (overlapping), scalar below VL.
+/* src/cpu/isa/mbconv.c: kiln.MBConv's inner loops (contracts in cpu/mbconv_isa.h), compiled
+ * once per instruction-set level. Both use a GCC vector type as wide as the level's
+ * registers (16 floats at AVX-512, 8 at AVX2, 4 portable: SSE2, or plain C elsewhere), the
+ * compiler contracting a * b + c into FMA where the level has it, and Relu / Clip as
+ * maxps(lo, v) / minps(hi, v) (NaN stays, as kiln's activation loop).
+ *
+ * Depthwise row: a channel block walks the whole row with its taps' weights loaded once
+ * (3x3 and 5x5 unrolled, so they stay in registers; edge pixels check each tap), other
+ * windows through a generic loop. Channels past the last whole vector: the last VL channels
+ * again (overlapping: the same bits), scalar below VL.
+ *
+ * 1x1 product: register tiles of MR rows x NV vectors (AVX-512 12 x 2, AVX2 6 x 2, portable
+ * 2 x 4), the tile's row count and width constants in each inlined copy (a switch over the
+ * row tail), the epilogue on locals: with the struct's fields read through the pointer (C's
+ * stores may alias them) and rolled loops GCC kept all 24 accumulators on the stack (107
+ * against 150 GFLOP/s at K 16, N 96).
  */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("O3", "no-trapping-math")
