@@ -47,7 +47,7 @@ KILN_ISA_DECLARE(void, kiln_mbconv_dw_row_isa, (const struct kiln_mbconv_dw *d))
  * for m < M, n < N; each sum in ascending k onto zero, one multiply-add each (FMA at AVX2 /
  * AVX-512), then + bias, + Z (each a float add), then the clamp (Relu / Clip as in
  * kiln_mbconv_dw) or, for another activation, act applied to each finished row tile
- * through kiln_act_apply_f32. B is packed once (kiln_mbconv_pack) into panels of 16 columns,
+ * through kiln_act_apply_f32. B is packed once (mbconv.c's pack_w) into panels of 16 columns,
  * [K][16] each, columns past N zero: the same layout at every level, so it is an engine
  * blob. Register tiles: AVX-512 12 rows x 32 columns, AVX2 6 x 16, portable 2 x 16; row and
  * column tails compute whole vectors (B's padding is zero) and store only what is inside.

@@ -74,10 +74,10 @@ struct mb_state {
     struct kiln_act act[3]; /* expand, depthwise, project */
     int64_t s[2], pb[2], pe[2];
     size_t budget;
-    /* Weights prepared from constants (g2 NULL when they were not constant at prepare). */
+    /* Weights prepared from constants (wdw NULL when they were not constant at prepare). */
     int64_t C, E, M, kh, kw;
     bool expand, project;
-    const float *p1, *p3; /* W1, W3 packed (kiln_mbconv_pack) */
+    const float *p1, *p3; /* W1, W3 packed (pack_w); NULL without expand, project */
     const float *wdw;     /* [kh][kw][E] */
 };
 
