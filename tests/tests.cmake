@@ -53,6 +53,11 @@ add_test(NAME test_mbconv_portable COMMAND test_mbconv)
 set_tests_properties(test_mbconv_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)
 add_test(NAME test_mbconv_avx2 COMMAND test_mbconv)
 set_tests_properties(test_mbconv_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx2)
+# kiln.ConcatScaleBias at every level (its activation loops are per level).
+add_test(NAME test_concat_sb_portable COMMAND test_concat_sb)
+set_tests_properties(test_concat_sb_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)
+add_test(NAME test_concat_sb_avx2 COMMAND test_concat_sb)
+set_tests_properties(test_concat_sb_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx2)
 # ConvTranspose's prepared oneDNN variant likewise: portable takes the reference variant.
 add_test(NAME test_conv_transpose_fast_portable COMMAND test_conv_transpose_fast)
 set_tests_properties(test_conv_transpose_fast_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)
@@ -64,6 +69,13 @@ add_test(NAME test_int8_fast_portable COMMAND test_int8_fast)
 set_tests_properties(test_int8_fast_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)
 add_test(NAME test_int8_fast_avx2 COMMAND test_int8_fast)
 set_tests_properties(test_int8_fast_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx2)
+
+# kiln.FusedMatMul with kiln's GEMM's epilogue at AVX2 (its 6 x 16 tile), and at the portable
+# level, where MatMul keeps oneDNN or kiln_sgemm and fused.c's pass after the product.
+add_test(NAME test_fused_pgemm_avx2 COMMAND test_fused_pgemm)
+set_tests_properties(test_fused_pgemm_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx2)
+add_test(NAME test_fused_pgemm_portable COMMAND test_fused_pgemm)
+set_tests_properties(test_fused_pgemm_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)
 
 # test_prepared_conv_gemm checks the blobs and variant names of oneDNN's prepacked matmul:
 # pinned to it (KILN_MATMUL_PACKED=onednn: kiln before its own GEMM), since the default now

@@ -84,6 +84,10 @@ struct kiln_mapping {
 };
 KILN_NODISCARD kiln_status kiln_map_file(const char *path, struct kiln_mapping *m, kiln_err *err);
 void kiln_unmap(struct kiln_mapping *m);
+/* Asks for huge pages behind [off, off + n) of a file mapping (MADV_HUGEPAGE; nothing for a
+ * kiln_malloc'd one): pages the kernel reads in afterwards come as 2 MB pages where the file
+ * system allows. Advice only: no error, nothing changes for pages already in memory. */
+void kiln_mapping_advise_huge(const struct kiln_mapping *m, size_t off, size_t n);
 
 /* Writes bytes to path atomically (temporary file in the same folder, then rename). */
 KILN_NODISCARD kiln_status kiln_write_file_atomic(const char *path, const void *data, size_t n,

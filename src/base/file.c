@@ -53,6 +53,19 @@ kiln_status kiln_map_file(const char *path, struct kiln_mapping *m, kiln_err *er
     return KILN_OK;
 }
 
+void kiln_mapping_advise_huge(const struct kiln_mapping *m, size_t off, size_t n)
+{
+#if defined(MADV_HUGEPAGE)
+    if (!m || !m->mapped || off >= m->size) return;
+    if (n > m->size - off) n = m->size - off;
+    uintptr_t a = (uintptr_t)m->data + off, page = 4096;
+    uintptr_t lo = a & ~(page - 1), hi = (a + n + page - 1) & ~(page - 1);
+    (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+    (void)m, (void)off, (void)n;
+#endif
+}
+
 /* Releases a mapping from kiln_map_file (or a kiln_malloc'd buffer with mapped == false);
  * a zeroed mapping is fine. Leaves m zeroed. */
 void kiln_unmap(struct kiln_mapping *m)

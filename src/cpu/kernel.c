@@ -378,7 +378,7 @@ struct scratch_block {
     void *raw;                                /* what to free */
 };
 
-kiln_status kiln_scratch(struct kiln_kctx *k, size_t bytes, void **p)
+static kiln_status scratch_get(struct kiln_kctx *k, size_t bytes, void **p, bool zero)
 {
     *p = NULL;
     size_t need;
@@ -394,7 +394,7 @@ kiln_status kiln_scratch(struct kiln_kctx *k, size_t bytes, void **p)
             if (want <= sa->size) {
                 *p = sa->base + sa->used;
                 sa->used = want;
-                memset(*p, 0, bytes);
+                if (zero) memset(*p, 0, bytes);
                 return KILN_OK;
             }
             sa->used = want; /* heap this time; the arena grows before the next run */
@@ -403,7 +403,7 @@ kiln_status kiln_scratch(struct kiln_kctx *k, size_t bytes, void **p)
     size_t total;
     if (!kiln_add_size(sizeof(struct scratch_block) + 64, bytes, &total))
         return kiln_kfail(k, KILN_E_LIMIT, "scratch request of %zu bytes is too large", bytes);
-    unsigned char *raw = kiln_calloc(1, total);
+    unsigned char *raw = zero ? kiln_calloc(1, total) : kiln_malloc(total);
     if (!raw) return kiln_kfail(k, KILN_E_NOMEM, "out of memory for %zu bytes of scratch", bytes);
     uintptr_t at = ((uintptr_t)raw + sizeof(struct scratch_block) + 63) & ~(uintptr_t)63;
     struct scratch_block *b = (struct scratch_block *)(at - sizeof(struct scratch_block));
@@ -412,6 +412,16 @@ kiln_status kiln_scratch(struct kiln_kctx *k, size_t bytes, void **p)
     k->scratch = b;
     *p = (void *)at;
     return KILN_OK;
+}
+
+kiln_status kiln_scratch(struct kiln_kctx *k, size_t bytes, void **p)
+{
+    return scratch_get(k, bytes, p, true);
+}
+
+kiln_status kiln_scratch_raw(struct kiln_kctx *k, size_t bytes, void **p)
+{
+    return scratch_get(k, bytes, p, false);
 }
 
 /* Frees every scratch block of k (called by the executor after run). */

@@ -238,6 +238,10 @@ KILN_NODISCARD kiln_status kiln_out_value(struct kiln_kctx *k, size_t i, struct 
  * arena, else the heap; released when run returns. NULL + status on failure. Call it from
  * the kernel's own thread (not from pool tasks). */
 KILN_NODISCARD kiln_status kiln_scratch(struct kiln_kctx *k, size_t bytes, void **p);
+/* kiln_scratch without the zero fill, for buffers the kernel writes before it reads them:
+ * the fill costs a pass over memory on every run, on the calling thread (a pool worker then
+ * finds the lines in the other core's cache). */
+KILN_NODISCARD kiln_status kiln_scratch_raw(struct kiln_kctx *k, size_t bytes, void **p);
 /* Frees every scratch block of k (the executor calls it after run; tests that call kernels
  * directly call it too). */
 void kiln_kctx_free_scratch(struct kiln_kctx *k);

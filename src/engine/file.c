@@ -19,7 +19,9 @@
  * load: magic, format and kiln version, CPU features, section bounds, and the checksums of
  * the header, GRAPH and META. WEIGHTS and BLOBS carry checksums too, checked by
  * kiln_engine_verify (`kiln check ENGINE`): reading every weight byte would cost more than
- * the whole load otherwise does.
+ * the whole load otherwise does. BLOBS, read whole at every run, are advised huge pages
+ * (MADV_HUGEPAGE: pages read from disk afterwards come as 2 MB pages where the file system
+ * allows), as kiln_aligned_alloc gives large built blobs.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -558,6 +560,9 @@ kiln_status kiln_engine_load(const char *path, kiln_engine **out, kiln_err *err)
     e->file = map; /* the engine unmaps it after freeing the model that points into it */
     int32_t *variants = NULL;
     st = read_meta(e, h, path, &variants, err);
+    /* The prepacked weights are read whole at every run: huge pages for them where the file
+     * is read from disk from now on (base/file.c; ResNet-50 2-4% faster at 1 thread). */
+    if (!st) kiln_mapping_advise_huge(&e->file, (size_t)h->sec[SEC_BLOBS].offset, (size_t)h->sec[SEC_BLOBS].bytes);
     if (!st) st = kiln_model_infer_shapes(e->model, err);
     if (!st) {
         e->load_variants = variants;

@@ -36,7 +36,8 @@ static bool conv_rank(struct kiln_ictx *c, int *rank, const struct kiln_dim **x,
     return true;
 }
 
-/* nhwc: X and Y are channels-last ([N, spatial..., C], kiln.ConvNhwc); W stays [M, C/g, k...]. */
+/* nhwc: Y is channels-last ([N, spatial..., C], kiln.ConvNhwc), and so is X unless the node
+ * says x_nchw 1 (the first convolution reading the planar image itself); W stays [M, C/g, k...]. */
 static kiln_status conv_common(struct kiln_ictx *c, bool transpose, bool nhwc)
 {
     static const size_t dt_in[] = {0, 1};
@@ -45,7 +46,7 @@ static kiln_status conv_common(struct kiln_ictx *c, bool transpose, bool nhwc)
     const struct kiln_dim *x, *w;
     if (!conv_rank(c, &rank, &x, &w)) return KILN_OK;
     struct kiln_dim xt[KILN_MAX_RANK];
-    if (nhwc && x) { /* read X as [N, C, spatial...] */
+    if (nhwc && x && !kiln_ic_attr_i(c, "x_nchw", 0)) { /* read X as [N, C, spatial...] */
         xt[0] = x[0];
         xt[1] = x[rank - 1];
         for (int i = 2; i < rank; i++) xt[i] = x[i - 1];

@@ -9,6 +9,7 @@
  * LayerNormalization-17 and RMSNormalization-23. Attention: Y has Q's shape with V's last dim; present_key and
  * present_value are [B, H, P + S, D] (P = past length, 0 without a past; D = hidden / H).
  */
+#include <string.h>
 #include "infer/shape_nn.h"
 #include "infer/rule_util.h"
 
@@ -77,6 +78,20 @@ static kiln_status shuffle_split_infer(struct kiln_ictx *c)
     return c->n_out > 1 ? ru_like(c, 1, 0, KILN_DTYPE_UNDEFINED) : KILN_OK;
 }
 
+/* ConcatScaleBias (S [C], B [C], X0, X1, ...): X0's shape with the last dim C (the sum of
+ * the inputs' last dims, which S's length is). */
+static kiln_status concat_sb_infer(struct kiln_ictx *c)
+{
+    int rx, rs;
+    const struct kiln_dim *x, *s;
+    kiln_dtype dt = kiln_ic_in_dtype(c, 2);
+    if (c->n_in < 3 || !ru_shape(c, 2, &rx, &x) || rx < 1 || rx > KILN_MAX_RANK) return ru_like(c, 0, 2, dt);
+    struct kiln_dim y[KILN_MAX_RANK];
+    memcpy(y, x, (size_t)rx * sizeof *y);
+    y[rx - 1] = ru_shape(c, 0, &rs, &s) && rs == 1 ? s[0] : kiln_dim_unknown();
+    return kiln_ic_set_tensor(c, 0, dt, rx, y);
+}
+
 static kiln_status attention_infer(struct kiln_ictx *c)
 {
     int rq, rv, rk, rp;
@@ -105,6 +120,7 @@ kiln_status kiln_infer_mbconv(struct kiln_ictx *c); /* shape_mbconv.c */
 
 const struct kiln_infer_op kiln_infer_ops_fused[] = {
     {"ConvNhwc", "kiln", 1, 0, kiln_infer_conv_nhwc},
+    {"ConcatScaleBias", "kiln", 1, 0, concat_sb_infer},
     {"MaxPoolNhwc", "kiln", 1, 0, kiln_infer_pool_nhwc},
     {"AveragePoolNhwc", "kiln", 1, 0, kiln_infer_pool_nhwc},
     {"ChannelShuffle", "kiln", 1, 0, gelu_infer},

@@ -69,6 +69,14 @@
  * convolution. */
 #define GROUPED_MAC_WEIGHT 4.0
 #define MAX_IN 64 /* DenseNet concatenates up to 25 feature maps; more stays NCHW */
+/* A group-1 convolution reading a value that enters its region with at most FIRST_MAX_C
+ * channels (a model's RGB image) reads it planar (kiln.ConvNhwc x_nchw 1) instead of through
+ * a Transpose, when every reader of the value in the region is such a convolution. The kernel
+ * then runs kiln's planar kernel (AVX-512, up to 3x3: as fast as oneDNN's NHWC one on
+ * MobileNetV2's 3 -> 32 layer), or oneDNN's on row slices each transposed into its thread's
+ * buffer (the Transpose's work, split over the threads and read back from L2); either way the
+ * Transpose node (70-85 us a run on a 224x224 image) goes (docs/notes-firstconv.md). */
+#define FIRST_MAX_C 4
 
 enum role { R_NONE = 0, R_CONV, R_EW, R_BN, R_CONCAT, R_GPOOL, R_POOL, R_SLICE, R_SHUFFLE };
 /* Per input: an activation in the region's layout, a constant re-laid to NHWC, or kept as
@@ -78,6 +86,7 @@ enum { IN_KEEP = 0, IN_ACT, IN_CONST };
 struct ninfo {
     uint8_t role;
     bool absorbed; /* an activation a BN's kiln.ScaleBias applies (written there) */
+    bool x_nchw;   /* a convolution reading its entering X planar (FIRST_MAX_C) */
     uint8_t in_kind[MAX_IN];
     double macs;
 };
@@ -371,6 +380,40 @@ static bool leaves(const struct nhwc *s, size_t i)
     return kiln_opt_uses(s->g, v) > uses_inside(s, v, s->rid[i]);
 }
 
+/* Whether region node i is a group-1 convolution whose X enters the region with at most
+ * FIRST_MAX_C channels and is read in the region by such convolutions' X only: it then reads
+ * X planar (x_nchw 1; src/cpu/ops/conv_nhwc.c) and the entry Transpose goes (70-85 us a run
+ * for a [1, 3, 224, 224] image, and the NHWC copy's write and read). */
+static bool first_conv(const struct nhwc *s, size_t i)
+{
+    const struct kiln_graph *g = s->g;
+    const struct kiln_node *n = &g->nodes[i];
+    int64_t x[4];
+    if (s->ni[i].role != R_CONV || from_region(s, i, 0) || kiln_opt_attr_i(n, "group", 1) != 1 ||
+        !image4(g, n->inputs[0], x) || x[1] > FIRST_MAX_C)
+        return false;
+    /* Every reader in the region: a convolution like this one, reading it as X only. */
+    size_t r = s->rid[i];
+    int id = kiln_graph_find(g, n->inputs[0]), count = 0;
+    if (id < 0) return false;
+    const struct kiln_graph_value *v = &g->values[id];
+    int prev = -1;
+    for (int c = 0; c < v->n_consumers; c++) {
+        int j = v->consumers[c];
+        if (j < 0 || (size_t)j >= g->n_nodes || j == prev) continue;
+        prev = j;
+        if (s->ni[j].role == R_NONE || s->rid[j] != r) continue;
+        const struct kiln_node *m = &g->nodes[j];
+        const struct kiln_tensor *w = init_f32(s->o, g, m->inputs[1]);
+        if (s->ni[j].role != R_CONV || kiln_opt_attr_i(m, "group", 1) != 1 || !w || w->rank != 4)
+            return false;
+        for (size_t k = 1; k < m->n_in && k < MAX_IN; k++)
+            if (s->ni[j].in_kind[k] == IN_ACT && !strcmp(m->inputs[k], n->inputs[0])) return false;
+        count += s->ni[j].in_kind[0] == IN_ACT && !strcmp(m->inputs[0], n->inputs[0]);
+    }
+    return count > 0 && count == uses_inside(s, n->inputs[0], r);
+}
+
 /* ------------------------------------------------------------------ rewriting */
 
 static kiln_status add_transpose(struct nhwc *s, const char *in, const char *out, bool to_nhwc)
@@ -577,7 +620,8 @@ static kiln_status rewrite_node(struct nhwc *s, size_t i)
     if (s->ni[i].absorbed) return KILN_OK; /* written by its BN's ScaleBias */
     switch (s->ni[i].role) {
     case R_CONV:
-        return replace_node(s, i, "ConvNhwc", "kiln", out, &nn);
+        KILN_TRY(replace_node(s, i, "ConvNhwc", "kiln", out, &nn));
+        return s->ni[i].x_nchw ? kiln_opt_set_attr_i(s->o, nn, "x_nchw", 1) : KILN_OK;
     case R_EW:
         return replace_node(s, i, n->op_type, n->domain ? n->domain : "", out, &nn);
     case R_CONCAT:
@@ -724,7 +768,10 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
     if (!n_chosen) goto done;
     st = kiln_opt_require_opset(o, "kiln", 1);
     if (st) goto done;
+    for (size_t i = 0; i < nn; i++)
+        if (s.ni[i].role != R_NONE && s.rs[s.rid[i]].chosen) s.ni[i].x_nchw = first_conv(&s, i);
     for (size_t i = 0; i < nn; i++) {
+        if (s.ni[i].x_nchw) s.ni[i].in_kind[0] = IN_KEEP; /* X read as it is, no Transpose */
         if (s.ni[i].role == R_NONE || !s.rs[s.rid[i]].chosen) {
             s.ni[i].role = R_NONE; /* from here on: candidates of chosen regions only */
             continue;

@@ -34,6 +34,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cpu/conv_first_isa.h"
+#include "cpu/isa.h"
 #include "kiln.h"
 #include "test_support.h"
 #include "test_text_model.h"
@@ -90,6 +92,7 @@ struct cfg {
     int auto_pad; /* 0 NOTSET, 1 SAME_UPPER, 2 SAME_LOWER, 3 VALID */
     bool bias, z, symbolic;
     enum act act;
+    bool nchw; /* X is [N, C, H, W] (x_nchw 1) */
 };
 
 static void out_dim(const struct cfg *c, int i, int64_t *out, int64_t *pb)
@@ -127,7 +130,7 @@ static void set_split(const char *split)
 static bool wino_possible(const struct cfg *c, const char *split)
 {
     return c->kh == 3 && c->kw == 3 && c->sh == 1 && c->sw == 1 && c->dh == 1 && c->dw == 1 && c->G == 1 &&
-           !c->z && !c->symbolic && (!split || !strcmp(split, "winograd"));
+           !c->z && !c->symbolic && !c->nchw && (!split || !strcmp(split, "winograd"));
 }
 
 /* Winograd's check: each got[i] within WINO_TOL * (1 + mag[i]) of want[i]. */
@@ -175,8 +178,9 @@ static void run_case(const struct cfg *c, int threads, const char *split, const 
                             for (int64_t kx = 0; kx < c->kw; kx++) {
                                 int64_t ih = oh * c->sh - pt + ky * c->dh, iw = ow * c->sw - pl + kx * c->dw;
                                 if (ih < 0 || ih >= c->H || iw < 0 || iw >= c->W) continue;
-                                double t = x[((n * c->H + ih) * c->W + iw) * c->C + g * Cg + ci] *
-                                           w[((m * Cg + ci) * c->kh + ky) * c->kw + kx];
+                                int64_t xi = c->nchw ? ((n * c->C + g * Cg + ci) * c->H + ih) * c->W + iw
+                                                     : ((n * c->H + ih) * c->W + iw) * c->C + g * Cg + ci;
+                                double t = x[xi] * w[((m * Cg + ci) * c->kh + ky) * c->kw + kx];
                                 acc += t;
                                 sum += fabs(t);
                             }
@@ -187,7 +191,12 @@ static void run_case(const struct cfg *c, int threads, const char *split, const 
 
     model_text_reset();
     tf("opset 17 kiln\n");
-    if (c->symbolic)
+    if (c->symbolic && c->nchw)
+        tf("input X f32 %lld,%lld,h,w\n", (long long)c->N, (long long)c->C);
+    else if (c->nchw)
+        tf("input X f32 %lld,%lld,%lld,%lld\n", (long long)c->N, (long long)c->C, (long long)c->H,
+           (long long)c->W);
+    else if (c->symbolic)
         tf("input X f32 %lld,h,w,%lld\n", (long long)c->N, (long long)c->C);
     else
         tf("input X f32 %lld,%lld,%lld,%lld\n", (long long)c->N, (long long)c->H, (long long)c->W,
@@ -212,6 +221,7 @@ static void run_case(const struct cfg *c, int threads, const char *split, const 
         tf(" pads=ints:%lld,%lld,%lld,%lld", (long long)c->pt, (long long)c->pl, (long long)c->pb,
            (long long)c->pr);
     if (rng_int(2)) tf(" kernel_shape=ints:%lld,%lld", (long long)c->kh, (long long)c->kw);
+    if (c->nchw) tf(" x_nchw=int:1");
     tf("%s\n", act_attrs(c->act));
 
     kiln_value *in[2] = {NULL, NULL};
@@ -220,6 +230,7 @@ static void run_case(const struct cfg *c, int threads, const char *split, const 
     if (!xf) exit(1);
     for (size_t i = 0; i < nx; i++) xf[i] = (float)x[i];
     int64_t xd[4] = {c->N, c->H, c->W, c->C}, zd[4] = {c->N, OH, OW, c->M};
+    if (c->nchw) xd[1] = c->C, xd[2] = c->H, xd[3] = c->W;
     in[0] = tensor_of(KILN_DTYPE_F32, 4, xd, xf);
     if (c->z) {
         for (size_t i = 0; i < ny; i++) xf[i] = (float)z[i];
@@ -289,27 +300,27 @@ static void random_cases(int count)
 static void model_shapes(void)
 {
     struct cfg cs[] = {
-        {1, 28, 28, 64, 64, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_RELU},
-        {1, 28, 28, 64, 128, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, true, true, false, ACT_RELU},
-        {1, 29, 29, 32, 32, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_CLIP},
-        {1, 14, 14, 48, 48, 48, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 0, true, false, false, ACT_SIGMOID},
-        {1, 56, 56, 3, 16, 1, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3, 0, false, false, false, ACT_NONE},
-        {1, 16, 16, 24, 24, 1, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 0, true, true, false, ACT_LEAKY},
+        {1, 28, 28, 64, 64, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_RELU, false},
+        {1, 28, 28, 64, 128, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, true, true, false, ACT_RELU, false},
+        {1, 29, 29, 32, 32, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_CLIP, false},
+        {1, 14, 14, 48, 48, 48, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2, 0, true, false, false, ACT_SIGMOID, false},
+        {1, 56, 56, 3, 16, 1, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3, 0, false, false, false, ACT_NONE, false},
+        {1, 16, 16, 24, 24, 1, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 0, true, true, false, ACT_LEAKY, false},
         /* late ResNet / EfficientNet layers: few rows, many channels (the channel split) */
-        {1, 7, 7, 64, 80, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, true, true, false, ACT_RELU},
-        {2, 7, 7, 48, 50, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, true, true, false, ACT_HARDSWISH},
-        {1, 14, 14, 32, 96, 1, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 0, false, true, false, ACT_SILU},
-        {1, 5, 5, 40, 33, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_GELU},
+        {1, 7, 7, 64, 80, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, true, true, false, ACT_RELU, false},
+        {2, 7, 7, 48, 50, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, true, true, false, ACT_HARDSWISH, false},
+        {1, 14, 14, 32, 96, 1, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 0, false, true, false, ACT_SILU, false},
+        {1, 5, 5, 40, 33, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_GELU, false},
         /* N > 1: whole images per thread where that balances better than the slices */
-        {2, 7, 7, 64, 64, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, false, true, false, ACT_RELU},
-        {4, 6, 6, 64, 72, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_SIGMOID},
+        {2, 7, 7, 64, 64, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, false, true, false, ACT_RELU, false},
+        {4, 6, 6, 64, 72, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_SIGMOID, false},
         /* Winograd by the rule: ResNet's 3x3 layers (smaller), odd sizes, asymmetric pads */
-        {1, 16, 16, 64, 64, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_RELU},
-        {1, 17, 15, 40, 36, 1, 3, 3, 1, 1, 1, 1, 1, 0, 1, 2, 0, false, false, false, ACT_NONE},
-        {2, 15, 9, 33, 48, 1, 3, 3, 1, 1, 1, 1, 0, 1, 2, 1, 0, true, false, false, ACT_GELU},
+        {1, 16, 16, 64, 64, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_RELU, false},
+        {1, 17, 15, 40, 36, 1, 3, 3, 1, 1, 1, 1, 1, 0, 1, 2, 0, false, false, false, ACT_NONE, false},
+        {2, 15, 9, 33, 48, 1, 3, 3, 1, 1, 1, 1, 0, 1, 2, 1, 0, true, false, false, ACT_GELU, false},
         /* Winograd's F(4x4, 3x3) on 14- and 28-row slices (two 28-row ones even on one thread) */
-        {1, 28, 20, 32, 48, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_RELU},
-        {1, 56, 9, 32, 40, 1, 3, 3, 1, 1, 1, 1, 1, 0, 1, 2, 0, false, false, false, ACT_NONE},
+        {1, 28, 20, 32, 48, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_RELU, false},
+        {1, 56, 9, 32, 40, 1, 3, 3, 1, 1, 1, 1, 1, 0, 1, 2, 0, false, false, false, ACT_NONE, false},
     };
     char what[96];
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
@@ -535,9 +546,241 @@ static void saved_engine(const char *split)
     remove(path);
 }
 
+/* ------------------------------------------------------------------ x_nchw */
+
+/* kiln.ConvNhwc with x_nchw 1 (X planar [N, C, H, W], the first convolution of a CNN):
+ * random, odd and tiny shapes with 1 to 8 input channels, output channels across the
+ * kernel's chunks of 1 to 4 vectors and beyond 64, every kernel size, stride, dilation, pad
+ * and auto_pad, images narrower than the kernel (no interior column), N of 1 to 3, Z and every
+ * activation; 1, 2 and 3 threads; static and symbolic H and W. Variants: "nchw-first" (AVX-512
+ * up to 3x3; symbolic shapes), "onednn-rows" on transposed row slices (larger kernels at
+ * AVX-512, static shapes at AVX2: ctest runs this test under KILN_CPU_ISA=avx2 too), "direct"
+ * (KILN_CPU_ISA=portable, grouped). Exact on the 1/16 grid: TOL. */
+static void nchw_cases(int count)
+{
+    static const int ks[] = {1, 2, 3, 3, 3, 5, 7, 7};
+    for (int i = 0; i < count; i++) {
+        struct cfg c = {0};
+        c.nchw = true;
+        c.N = 1 + rng_int(3);
+        c.H = 1 + rng_int(i < count / 2 ? 12 : 40);
+        c.W = 1 + rng_int(i < count / 2 ? 12 : 40);
+        c.G = 1;
+        c.C = 1 + rng_int(rng_int(4) ? 4 : 8);
+        c.M = 1 + rng_int(rng_int(3) ? 70 : 140);
+        c.kh = ks[rng_int(8)];
+        c.kw = rng_int(4) ? c.kh : ks[rng_int(8)];
+        c.sh = 1 + rng_int(3), c.sw = rng_int(3) ? c.sh : 1 + rng_int(3);
+        c.dh = rng_int(5) ? 1 : 2, c.dw = rng_int(5) ? 1 : 2;
+        c.auto_pad = rng_int(5) == 0 ? 1 + rng_int(3) : 0;
+        c.pt = rng_int(c.kh), c.pb = rng_int(c.kh), c.pl = rng_int(c.kw), c.pr = rng_int(c.kw);
+        c.bias = rng_int(3) != 0;
+        c.z = rng_int(4) == 0;
+        c.symbolic = rng_int(5) == 0;
+        c.act = (enum act)rng_int(ACT_COUNT);
+        int64_t oh, ow, p;
+        out_dim(&c, 0, &oh, &p);
+        out_dim(&c, 1, &ow, &p);
+        if (oh < 1 || ow < 1) continue;
+        char what[512];
+        for (int t = 1; t <= 3; t++) {
+            snprintf(what, sizeof what,
+                     "nchw case %d: N%lld H%lld W%lld C%lld M%lld k%lldx%lld s%lldx%lld d%lldx%lld pads "
+                     "%lld,%lld,%lld,%lld auto_pad %d bias %d z %d act %d sym %d, %d threads",
+                     i, (long long)c.N, (long long)c.H, (long long)c.W, (long long)c.C, (long long)c.M,
+                     (long long)c.kh, (long long)c.kw, (long long)c.sh, (long long)c.sw, (long long)c.dh,
+                     (long long)c.dw, (long long)c.pt, (long long)c.pl, (long long)c.pb, (long long)c.pr,
+                     c.auto_pad, c.bias, c.z, c.act, c.symbolic, t);
+            run_case(&c, t, NULL, what);
+        }
+    }
+    /* The model set's first layers: MobileNetV2 / EfficientNet-B0 (3 -> 32, 3x3 s2),
+     * ShuffleNetV2 (3 -> 24), ResNet-50 (3 -> 64, 7x7 s2 p3), smaller images. */
+    struct cfg cs[] = {
+        {1, 64, 64, 3, 32, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_CLIP, true},
+        {1, 57, 61, 3, 24, 1, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_RELU, true},
+        {1, 45, 50, 3, 64, 1, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3, 0, true, false, false, ACT_RELU, true},
+        {2, 33, 33, 3, 40, 1, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, 0, false, true, false, ACT_SILU, true},
+    };
+    char what[96];
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        for (int t = 1; t <= 3; t++) {
+            snprintf(what, sizeof what, "nchw model shape %zu, %d threads", i, t);
+            run_case(&cs[i], t, NULL, what);
+        }
+}
+
+/* The variant of an x_nchw ConvNhwc: "nchw-first" at AVX-512 (3x3) and for symbolic H, W at
+ * AVX2 and up, "onednn-rows" (row slices transposed in the thread's buffer) for static shapes
+ * at AVX2 when kiln has oneDNN, "direct" at portable; grouped ones "direct". */
+static void nchw_variant(void)
+{
+    for (int sym = 0; sym < 2; sym++)
+        for (int grouped = 0; grouped < 2; grouped++) {
+            model_text_reset();
+            tf("opset 17 kiln\ninput X f32 1,4,%s\ninit W f32 8,%d,3,3 rand\noutput Y\n"
+               "node kiln.ConvNhwc X,W -> Y pads=ints:1,1,1,1 x_nchw=int:1 group=int:%d\n",
+               sym ? "h,w" : "12,12", grouped ? 2 : 4, grouped ? 2 : 1);
+            kiln_engine *e = build_text_model(model_text(), 2, "nchw variant");
+            if (e) {
+                const char *be, *kernel, *variant;
+                kiln_engine_node_kernel(e, 0, &be, &kernel, &variant);
+#ifdef KILN_HAVE_DNNL
+                bool dnnl = true;
+#else
+                bool dnnl = false;
+#endif
+                const char *isa = kiln_cpu_isa();
+                const char *want = grouped || !strcmp(isa, "portable")    ? "direct"
+                                   : !sym && dnnl && !strcmp(isa, "avx2") ? "onednn-rows"
+                                                                          : "nchw-first";
+                CHECK(variant && !strcmp(variant, want), "x_nchw, %s, group %d: variant %s, expected %s",
+                      sym ? "symbolic" : "static", grouped ? 2 : 1, variant ? variant : "(none)", want);
+            }
+            kiln_engine_free(e);
+        }
+    /* x_nchw must be 0 or 1. */
+    model_text_reset();
+    tf("opset 17 kiln\ninput X f32 1,4,6,6\ninit W f32 8,4,3,3 rand\noutput Y\n"
+       "node kiln.ConvNhwc X,W -> Y x_nchw=int:2\n");
+    float xf[144] = {0};
+    int64_t xd[4] = {1, 4, 6, 6};
+    kiln_value *out[2] = {NULL, NULL};
+    char msg[256] = "";
+    CHECK(!model_text_run_x(xf, xd, 1, out, true, msg, sizeof msg, "x_nchw 2") && strstr(msg, "x_nchw"),
+          "x_nchw 2 is refused: '%s'", msg);
+    kiln_value_free(out[0]);
+    kiln_value_free(out[1]);
+}
+
+/* An x_nchw engine saved and loaded again (3x3: nchw-first at AVX-512; 7x7: onednn-rows on
+ * transposed slices when kiln has oneDNN): the loaded engine keeps the variant and gives the
+ * same bytes. */
+static void saved_engine_nchw(int k)
+{
+    model_text_reset();
+    tf("opset 17 kiln\ninput X f32 1,3,20,22\ninit W f32 24,3,%d,%d rand\ninit B f32 24 rand\noutput Y\n"
+       "node kiln.ConvNhwc X,W,B -> Y pads=ints:%d,%d,%d,%d strides=ints:2,2 x_nchw=int:1 "
+       "activation=string:Relu\n",
+       k, k, k / 2, k / 2, k / 2, k / 2);
+    struct buf mb = {0};
+    parse_model(model_text(), &mb);
+    kiln_model *m = NULL;
+    kiln_builder *b = NULL;
+    kiln_engine *e = NULL, *e2 = NULL;
+    kiln_context *c = NULL, *c2 = NULL;
+    kiln_value *y = NULL, *y2 = NULL, *in = NULL;
+    kiln_err err = {0};
+    char path[] = "/tmp/kiln_test_conv_nhwc_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "mkstemp");
+    if (fd < 0) return;
+    close(fd);
+    kiln_status st = kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &err);
+    if (!st) st = kiln_builder_create(&b, &err);
+    if (!st) st = kiln_builder_set_threads(b, 2, &err);
+    if (!st) st = kiln_builder_build(b, m, &e, &err);
+    if (!st) st = kiln_engine_save(e, path, &err);
+    if (!st) st = kiln_engine_load(path, &e2, &err);
+    if (!st) st = kiln_context_create(e, &c, &err);
+    if (!st) st = kiln_context_create(e2, &c2, &err);
+    int64_t xd[4] = {1, 3, 20, 22};
+    in = rand_tensor(4, xd);
+    const char *names[1] = {"X"};
+    if (!st) st = kiln_context_run(c, NULL, 1, names, (const kiln_value *const *)&in, 1, &y, &err);
+    if (!st) st = kiln_context_run(c2, NULL, 1, names, (const kiln_value *const *)&in, 1, &y2, &err);
+    CHECK(st == KILN_OK, "saved x_nchw engine, %dx%d: %s", k, k, err.msg);
+    if (!st) {
+        const char *be, *kernel, *v1 = NULL, *v2 = NULL;
+        kiln_engine_node_kernel(e, 0, &be, &kernel, &v1);
+        kiln_engine_node_kernel(e2, 0, &be, &kernel, &v2);
+        CHECK(v1 && v2 && !strcmp(v1, v2), "saved x_nchw engine, %dx%d: variant %s, loaded %s", k, k,
+              v1 ? v1 : "(none)", v2 ? v2 : "(none)");
+        CHECK(!memcmp(y->t.data, y2->t.data, 10 * 11 * 24 * sizeof(float)),
+              "saved x_nchw engine, %dx%d: the loaded engine's output differs", k, k);
+    }
+    kiln_value_free(y), kiln_value_free(y2), kiln_value_free(in);
+    kiln_context_free(c), kiln_context_free(c2);
+    kiln_engine_free(e), kiln_engine_free(e2);
+    kiln_builder_free(b);
+    kiln_model_free(m);
+    free(mb.p);
+    remove(path);
+}
+
+/* Each compiled variant of the row kernel (cpu/conv_first_isa.h) up to kiln_isa_best(),
+ * called directly on rows of random shapes (W of 1 to 40 so that some rows have no interior
+ * column, M of 1 to 150: every chunk size and lane tail), against a float64 sum. Exact on the
+ * 1/16 grid with at most 8 x 7 x 7 terms: |got - want| <= 1e-6 * (1 + |want|). A third of the
+ * rows clamp at the store (Relu's [0, inf), Clip's [-0.5, 0.75] and mixes). Also that it
+ * writes exactly [OW, M] (a guard after the row). */
+static void row_kernel_isa(int count)
+{
+    for (int i = 0; i < count; i++) {
+        int64_t C = 1 + rng_int(5), M = 1 + rng_int(i % 3 ? 70 : 150), kh = 1 + rng_int(7),
+                kw = 1 + rng_int(7);
+        int64_t H = 1 + rng_int(20), W = 1 + rng_int(40), sx = 1 + rng_int(3), dy = 1 + rng_int(2),
+                dx = 1 + rng_int(2);
+        int64_t pl = rng_int(kw), pr = rng_int(kw), dk = (kw - 1) * dx + 1;
+        int64_t OW = (W + pl + pr - dk) < 0 ? 0 : (W + pl + pr - dk) / sx + 1;
+        int64_t iy0 = rng_int((int)(H + kh)) - kh + 1;
+        int clamp = rng_int(3) == 0;
+        float lo = rng_int(2) ? 0.0f : -0.5f, hi = rng_int(2) ? INFINITY : 0.75f;
+        if (OW < 1) continue;
+        int64_t Mp = (M + KILN_CONV_FIRST_MBLOCK - 1) / KILN_CONV_FIRST_MBLOCK * KILN_CONV_FIRST_MBLOCK;
+        size_t nx = (size_t)(C * H * W), nw = (size_t)(C * kh * kw * Mp), ny = (size_t)(OW * M);
+        float *x = malloc(nx * sizeof *x), *w = calloc(nw, sizeof *w), *b = calloc((size_t)Mp, sizeof *b);
+        float *y = malloc((ny + 16) * sizeof *y);
+        double *want = malloc(ny * sizeof *want);
+        if (!x || !w || !b || !y || !want) exit(1);
+        for (size_t k = 0; k < nx; k++) x[k] = (float)grid();
+        for (int64_t m = 0; m < M; m++) {
+            b[m] = (float)grid();
+            for (int64_t t = 0; t < C * kh * kw; t++) w[t * Mp + m] = (float)grid();
+        }
+        for (int64_t ow = 0; ow < OW; ow++)
+            for (int64_t m = 0; m < M; m++) {
+                double acc = b[m];
+                for (int64_t c = 0; c < C; c++)
+                    for (int64_t ky = 0; ky < kh; ky++)
+                        for (int64_t kx = 0; kx < kw; kx++) {
+                            int64_t iy = iy0 + ky * dy, ix = ow * sx - pl + kx * dx;
+                            if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                            acc += (double)x[(c * H + iy) * W + ix] * w[((c * kh + ky) * kw + kx) * Mp + m];
+                        }
+                want[ow * M + m] = clamp ? (acc < lo ? lo : acc > hi ? hi : acc) : acc;
+            }
+        for (int isa = 0; isa <= (int)kiln_isa_best(); isa++) {
+            for (size_t k = 0; k < ny + 16; k++) y[k] = -777.0f;
+            struct kiln_conv_first_row r = {x, w, b, y, C, H, W, M, Mp, OW, kh, kw, sx, dy, dx, iy0, pl, clamp, lo, hi};
+            KILN_ISA_VARIANT(kiln_conv_first_row_isa, (enum kiln_isa)isa)(&r);
+            double worst = 0;
+            size_t at = 0;
+            for (size_t k = 0; k < ny; k++) {
+                double e = fabs(y[k] - want[k]) / (1 + fabs(want[k]));
+                if (e > worst) worst = e, at = k;
+            }
+            bool guard = true;
+            for (size_t k = ny; k < ny + 16; k++) guard = guard && y[k] == -777.0f;
+            CHECK(worst <= 1e-6 && guard,
+                  "row kernel %s: C%lld M%lld H%lld W%lld k%lldx%lld sx%lld d%lldx%lld pl%lld iy0 %lld: "
+                  "error %g at %zu, guard %s",
+                  kiln_isa_name((enum kiln_isa)isa), (long long)C, (long long)M, (long long)H, (long long)W,
+                  (long long)kh, (long long)kw, (long long)sx, (long long)dy, (long long)dx, (long long)pl,
+                  (long long)iy0, worst, at, guard ? "kept" : "overwritten");
+        }
+        free(x), free(w), free(b), free(y), free(want);
+    }
+}
+
 int main(void)
 {
     rng_seed(77);
+    row_kernel_isa(300);
+    nchw_variant();
+    saved_engine_nchw(3);
+    saved_engine_nchw(7);
+    nchw_cases(60);
     variants();
     contexts_on_threads();
     saved_engine("channels");

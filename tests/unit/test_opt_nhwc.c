@@ -12,7 +12,10 @@
  *     opset 18, an input from 18), MaxPool / AveragePool as kiln.MaxPoolNhwc /
  *     AveragePoolNhwc, the channel shuffle (fused to kiln.ChannelShuffle) on axis 3,
  *     Concat -> shuffle -> half Slices as kiln.ShuffleSplit, Slice on channels with axes [3]
- *     (an input or, Slice-1, an attribute);
+ *     (an input or, Slice-1, an attribute); an image of at most 4 channels read by group-1
+ *     convolutions only as their planar X (x_nchw 1, no entry Transpose), and the Transpose
+ *     kept for 5 channels, a grouped first convolution, or the image read by another region
+ *     node too;
  *   - inferred shapes: NHWC values are [N, H, W, C]; graph outputs keep their names and
  *     NCHW shapes (a symbolic batch included);
  *   - regions whose conv work is small against their conversions, regions without a conv,
@@ -512,10 +515,12 @@ static void test_dense(void)
     if (!m) return;
     CHECK(count_op(m, "kiln.ConvNhwc") == 3, "%s: %zu ConvNhwc", what, count_op(m, "kiln.ConvNhwc"));
     CHECK(count_op(m, "BatchNormalization") == 0, "%s: a BatchNormalization is left", what);
-    CHECK(count_op(m, "kiln.ScaleBias") == 2 && count_op(m, "Relu") == 0 && count_op(m, "Mul") == 0 &&
-              count_op(m, "Add") == 0,
-          "%s: %zu ScaleBias, %zu Relu (2 BN + Relu, each one ScaleBias)", what,
-          count_op(m, "kiln.ScaleBias"), count_op(m, "Relu"));
+    /* The second BN + Relu reads the Concat alone: fuse_concat_sb makes the two one
+     * kiln.ConcatScaleBias (test_concat_sb.c). */
+    CHECK(count_op(m, "kiln.ScaleBias") == 1 && count_op(m, "kiln.ConcatScaleBias") == 1 &&
+              count_op(m, "Relu") == 0 && count_op(m, "Mul") == 0 && count_op(m, "Add") == 0,
+          "%s: %zu ScaleBias, %zu ConcatScaleBias, %zu Relu (2 BN + Relu: one ScaleBias, one with the Concat)",
+          what, count_op(m, "kiln.ScaleBias"), count_op(m, "kiln.ConcatScaleBias"), count_op(m, "Relu"));
     CHECK(count_op(m, "Transpose") == 2, "%s: %zu Transposes, expected 2 (x in, y out)", what,
           count_op(m, "Transpose"));
     CHECK(readers(m, "x") == 1, "%s: x read %zu times (BN and Concat share one Transpose)", what,
@@ -542,8 +547,8 @@ static void test_dense(void)
         CHECK(bad == 0, "%s: %d BN scale/shift values differ from float(double math)", what, bad);
     }
     kiln_model_free(orig);
-    const struct kiln_node *cat = nth_op(m, "Concat", 0);
-    CHECK(cat && attr_int(cat, "axis", 0) == 3, "%s: Concat not on axis 3", what);
+    const struct kiln_node *cat = nth_op(m, "kiln.ConcatScaleBias", 0);
+    CHECK(cat && cat->n_in == 4 && count_op(m, "Concat") == 0, "%s: no ConcatScaleBias(s, t, x, c2)", what);
     if (cat) check_shape(m, cat->outputs[0], "1,8,12,24", what);
     const struct kiln_node *ty = producer(m, "y"), *ap = nth_op(m, "kiln.AveragePoolNhwc", 0);
     CHECK(ty && ap && is_op(ty, "Transpose") && has_perm(ty, 0, 3, 1, 2) &&
@@ -798,6 +803,114 @@ static void test_mobile(void)
     kiln_model_free(m);
 }
 
+/* ------------------------------------------------------------------ first convolution */
+
+/* A CNN's stem: a 3-channel image read by a strided Conv (+ BN + Relu), then a residual 3x3
+ * and a MaxPool. FIRST_FMT's %s is the batch ("1" or "N"); %d the image's channels, the first
+ * conv's input channels and its group. */
+static const char *FIRST_FMT =
+    "opset 13\n"
+    "input x f32 %s,%d,23,20\n"
+    "init w1 f32 16,%d,3,3 rand\ninit b1 f32 16 rand\n"
+    "init s f32 16 pos\ninit t f32 16 rand\ninit mu f32 16 rand\ninit var f32 16 pos\n"
+    "node Conv x,w1,b1 -> c1 pads=ints:1,1,1,1 strides=ints:2,2 group=int:%d\n"
+    "node BatchNormalization c1,s,t,mu,var -> bn1\n"
+    "node Relu bn1 -> r1\n"
+    "init w2 f32 16,16,3,3 rand\n"
+    "node Conv r1,w2 -> c2 pads=ints:1,1,1,1\n"
+    "node Add c2,r1 -> a2\n"
+    "node MaxPool a2 -> y kernel_shape=ints:2,2 strides=ints:2,2\n"
+    "output y\n";
+
+/* The first convolution reads the planar image itself (x_nchw 1, no entry Transpose) when
+ * the image has at most 4 channels and every reader of it in the region is a group-1
+ * convolution's X; else the Transpose stays (5 channels; a grouped first convolution; the
+ * image also read by an element-wise node of the region: test_two_first_convs). Outputs
+ * equal the original's. */
+static void test_first_conv(void)
+{
+    char text[2048], what[96];
+    for (int sym = 0; sym < 2; sym++)
+        for (int kind = 0; kind < 3; kind++) { /* 0: 3 channels; 1: 5 channels; 2: 4, group 2 */
+            int ch = kind == 0 ? 3 : kind == 1 ? 5 : 4, group = kind == 2 ? 2 : 1;
+            snprintf(text, sizeof text, FIRST_FMT, sym ? "N" : "1", ch, ch / group, group);
+            snprintf(what, sizeof what, "first conv, %d channels, group %d, %s batch", ch, group,
+                     sym ? "symbolic" : "static");
+            kiln_model *m = optimized(text, 11, true, what);
+            if (!m) continue;
+            const struct kiln_node *c1 = nth_op(m, "kiln.ConvNhwc", 0);
+            bool planar = kind == 0;
+            CHECK(count_op(m, "kiln.ConvNhwc") == 2, "%s: %zu ConvNhwc", what, count_op(m, "kiln.ConvNhwc"));
+            CHECK(count_op(m, "Transpose") == (planar ? 1u : 2u), "%s: %zu Transposes, expected %d", what,
+                  count_op(m, "Transpose"), planar ? 1 : 2);
+            if (c1) {
+                CHECK(attr_int(c1, "x_nchw", 0) == (planar ? 1 : 0), "%s: x_nchw %lld", what,
+                      (long long)attr_int(c1, "x_nchw", 0));
+                const struct kiln_node *tin = producer(m, c1->inputs[0]);
+                CHECK(planar ? !strcmp(c1->inputs[0], "x")
+                             : tin && is_op(tin, "Transpose") && has_perm(tin, 0, 2, 3, 1),
+                      "%s: the first ConvNhwc reads '%s'", what, c1->inputs[0]);
+                check_shape(m, c1->outputs[0], sym ? "N,12,10,16" : "1,12,10,16", what);
+            }
+            check_shape(m, "y", sym ? "N,16,6,5" : "1,16,6,5", what);
+            check_model(text, 11, m, what);
+            kiln_model_free(m);
+        }
+}
+
+/* A first convolution larger than 3x3 (ResNet's stem is 7x7; 5x5 here keeps the sums short
+ * for the tolerance) reads the image planar too (the kernel runs oneDNN on transposed row
+ * slices there at AVX-512). */
+static void test_first_conv_7x7(void)
+{
+    const char *what = "first conv 5x5";
+    const char *text = "opset 13\ninput x f32 1,3,30,30\ninit w f32 16,3,5,5 rand\n"
+                       "node Conv x,w -> c pads=ints:2,2,2,2 strides=ints:2,2\nnode Relu c -> r\n"
+                       "init w2 f32 16,16,3,3 rand\nnode Conv r,w2 -> y pads=ints:1,1,1,1\noutput y\n";
+    kiln_model *m = optimized(text, 13, true, what);
+    if (!m) return;
+    const struct kiln_node *c1 = nth_op(m, "kiln.ConvNhwc", 0);
+    CHECK(c1 && attr_int(c1, "x_nchw", 0) == 1 && count_op(m, "Transpose") == 1,
+          "%s: x_nchw %lld, %zu Transposes (expected 1 and 1)", what,
+          c1 ? (long long)attr_int(c1, "x_nchw", 0) : -1LL, count_op(m, "Transpose"));
+    check_model(text, 13, m, what);
+    kiln_model_free(m);
+}
+
+/* Two branches from the image: two first convolutions (3x3 and 1x1, both stride 2) read it
+ * planar; the same image also read by a Mul in the region keeps the Transpose for all. */
+static const char *TWO_FIRST_FMT = "opset 13\n"
+                                   "input x f32 1,3,16,16\n"
+                                   "init wa f32 16,3,3,3 rand\ninit wb f32 16,3,1,1 rand\n"
+                                   "node Conv x,wa -> a pads=ints:1,1,1,1 strides=ints:2,2\n"
+                                   "node Conv %s,wb -> b strides=ints:2,2\n"
+                                   "node Add a,b -> s\n"
+                                   "init w2 f32 16,16,3,3 rand\n"
+                                   "node Conv s,w2 -> y pads=ints:1,1,1,1\n"
+                                   "%s"
+                                   "output y\n";
+
+static void test_two_first_convs(void)
+{
+    char text[1024];
+    for (int mul = 0; mul < 2; mul++) {
+        const char *what = mul ? "two first convs, image also read by a Mul" : "two first convs";
+        snprintf(text, sizeof text, TWO_FIRST_FMT, mul ? "xm" : "x",
+                 mul ? "init k f32 1 = 0.5\nnode Mul x,k -> xm\n" : "");
+        kiln_model *m = optimized(text, 12, true, what);
+        if (!m) continue;
+        size_t planar = 0;
+        for (size_t k = 0; k < count_op(m, "kiln.ConvNhwc"); k++)
+            planar += attr_int(nth_op(m, "kiln.ConvNhwc", k), "x_nchw", 0) == 1;
+        CHECK(count_op(m, "kiln.ConvNhwc") == 3 && planar == (mul ? 0u : 2u),
+              "%s: %zu ConvNhwc, %zu with x_nchw", what, count_op(m, "kiln.ConvNhwc"), planar);
+        CHECK(count_op(m, "Transpose") == (mul ? 2u : 1u), "%s: %zu Transposes", what,
+              count_op(m, "Transpose"));
+        check_model(text, 12, m, what);
+        kiln_model_free(m);
+    }
+}
+
 /* ------------------------------------------------------------------ left alone */
 
 static void unchanged(const char *text, const char *what)
@@ -922,6 +1035,9 @@ int main(void)
     test_shuffle_fusion_only();
     test_shuffle_split();
     test_mobile();
+    test_first_conv();
+    test_first_conv_7x7();
+    test_two_first_convs();
     test_left_alone();
     test_depthwise_weight();
     test_nomem();

@@ -6,7 +6,8 @@
  * past K are NaN: reading them would show), C at a row stride ldc > N (the floats past N must
  * stay untouched), op(B) = B [K, N] or B^T. Shapes: every M 1..16 with N in 1..70 and K odd
  * in 1..300; random M 1..40; M 128 and 197 (ViT's tokens) with N not a multiple of 16 or 32;
- * K = 1; threads 1, 2, 3 (kiln_pgemm_run over a pool, whose slices are columns or rows).
+ * K = 1; K over one block of 768 (1601, 3072, 769: the next group's prefetch crosses into
+ * the next K block); threads 1, 2, 3 (kiln_pgemm_run over a pool, whose slices are columns or rows).
  *
  * Tolerance: |C - ref| <= 1e-6 * (K + 1) * sum_k |a||b| + 1e-6 (|bias| + |z| + |C0|) per
  * element, ref the float64 sum: float32 accumulation in any order errs by at most about
@@ -142,6 +143,11 @@ int main(void)
         one_case(isa, 128, 300, 33, false, 0, NULL);
         one_case(isa, 40, 1, 31, false, E_BIAS | E_ACC, NULL);
         one_case(isa, 3, 5, 600, true, E_BIAS | E_Z, &acts[0]); /* several panel groups */
+        /* several K blocks (each group prefetches the next group's or the next K block's B):
+         * a short last group (3 panels: groups of 2 and 1) followed by a full one */
+        one_case(isa, 30, 1601, 70, false, E_BIAS | E_Z, &acts[0]);
+        one_case(isa, 197, 3072, 40, true, E_BIAS, NULL);
+        one_case(isa, 14, 769, 161, false, E_ACC, &acts[1]);
     }
     for (int t = 2; t <= 3; t++) kiln_pool_free(pools[t]);
     return test_summary("test_pgemm");

@@ -123,16 +123,6 @@ static void kernel_cases(void)
 
 /* ------------------------------------------------------------------ the pass */
 
-static size_t count_op(const kiln_model *m, const char *dom, const char *op)
-{
-    size_t c = 0;
-    for (size_t i = 0; i < m->graph->n_nodes; i++) {
-        const struct kiln_node *n = &m->graph->nodes[i];
-        c += !strcmp(n->domain ? n->domain : "", dom) && !strcmp(n->op_type, op);
-    }
-    return c;
-}
-
 /* Conv 3x3 + SiLU, an SE block (excitation kernel ek x ek; a third reader of the image when
  * extra: an Add of the block's output and its input), Conv 1x1, then Flatten(GlobalAveragePool) out. */
 static void pass_case(int ek, bool extra, size_t want_se)
@@ -152,55 +142,18 @@ static void pass_case(int ek, bool extra, size_t want_se)
        "init w3 f32 16,24,1,1 rand\nnode Conv %s,w3 -> c3\nnode GlobalAveragePool c3 -> gp\n"
        "node Flatten gp -> y\n", extra ? "se2" : "se");
     if (extra) tf("node Add se,a -> se2\n");
-    struct buf mb = {0};
-    parse_model(model_text(), &mb);
-    kiln_model *ref = NULL, *m = NULL;
-    kiln_err e = {0};
-    if (kiln_model_load_buffer(mb.p, mb.len, NULL, &ref, &e) || kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &e)) {
-        CHECK(0, "%s: load: %s", what, e.msg);
-        goto done;
-    }
-    kiln_optimize_options o = {.level = KILN_OPT_EXTENDED, .keep_fused = 1};
-    if (kiln_model_optimize(m, &o, &e)) {
-        CHECK(0, "%s: optimize: %s", what, e.msg);
-        goto done;
-    }
-    size_t se = count_op(m, "kiln", "SqueezeExcite");
-    CHECK(se == want_se, "%s: %zu SqueezeExcite, expected %zu", what, se, want_se);
-    if (want_se)
-        CHECK(count_op(m, "", "Mul") == 0 && count_op(m, "kiln", "AveragePoolNhwc") == 1,
-              "%s: %zu Mul, %zu AveragePoolNhwc left (expected 0 and the final pool's 1)", what,
-              count_op(m, "", "Mul"), count_op(m, "kiln", "AveragePoolNhwc"));
     int64_t d[4] = {1, 8, 12, 10};
     float x[960];
     for (size_t i = 0; i < 960; i++) x[i] = 2 * rng_f32();
-    for (int t = 1; t <= 2; t++) {
-        kiln_value *in = tensor_of(KILN_DTYPE_F32, 4, d, x), *a = NULL, *b = NULL;
-        kiln_session *sa = NULL, *sb = NULL;
-        kiln_session_options so = {.threads = t};
-        const char *names[1] = {"X"};
-        if (kiln_session_create(ref, &so, &sa, &e) || kiln_session_create(m, &so, &sb, &e) ||
-            kiln_session_run(sa, 1, names, (const kiln_value *const *)&in, 1, &a, &e) ||
-            kiln_session_run(sb, 1, names, (const kiln_value *const *)&in, 1, &b, &e)) {
-            CHECK(0, "%s: run: %s", what, e.msg);
-        } else {
-            const float *pa = kiln_value_data(a), *pb = kiln_value_data(b);
-            size_t bad = 0;
-            for (size_t i = 0; i < kiln_value_numel(a); i++)
-                bad += !(fabs((double)pb[i] - pa[i]) <= 1e-5 + 1e-4 * fabs(pa[i]));
-            CHECK(kiln_value_numel(a) == 16 && kiln_value_numel(b) == 16 && bad == 0,
-                  "%s, %d threads: %zu outputs differ from the unoptimized model's", what, t, bad);
-        }
-        kiln_value_free(a);
-        kiln_value_free(b);
-        kiln_value_free(in);
-        kiln_session_free(sa);
-        kiln_session_free(sb);
-    }
-done:
-    kiln_model_free(ref);
+    kiln_model *m = optimized_matches(x, d, 16, 1e-5, 1e-4, what);
+    if (!m) return;
+    size_t se = model_count_op(m, "kiln", "SqueezeExcite");
+    CHECK(se == want_se, "%s: %zu SqueezeExcite, expected %zu", what, se, want_se);
+    if (want_se)
+        CHECK(model_count_op(m, "", "Mul") == 0 && model_count_op(m, "kiln", "AveragePoolNhwc") == 1,
+              "%s: %zu Mul, %zu AveragePoolNhwc left (expected 0 and the final pool's 1)", what,
+              model_count_op(m, "", "Mul"), model_count_op(m, "kiln", "AveragePoolNhwc"));
     kiln_model_free(m);
-    free(mb.p);
 }
 
 /* ------------------------------------------------------------------ bad input */

@@ -3,18 +3,31 @@
  * cpu/pgemm.c).
  *
  * Loop order of a block: K in blocks of at most KC_MAX (768: K = 3072 is four blocks; a
- * block's partial sums are added into C by the next), then groups of up to GROUP panels (128
- * columns), then tiles of at most MR rows (all of nearly equal size: 128 rows are tiles of 13
- * and 12, not 9 of 14 and a slow tail of 2), then the panels of the group. A group's panels
- * (4 x K x 32 floats, 384 KiB at K = 768) stay in L2 for all its row tiles; the MR rows of A
- * stay in L1 across the group's panels; C's finished rows are still in L1 for the
- * activation. The first row tile of a group reads the panels from memory (a model's weights
- * do not stay in cache from run to run) and prefetches them PF_DIST k steps ahead. Measured
- * with B from memory (bench/pgemm_bench.c --cold), 128 x 768 x 768: groups of 8 panels and no
- * prefetch 154 GFLOP/s, with the prefetch about 180, groups of 4 190-210 (oneDNN 2.6's
- * prepacked matmul 183-207); groups of 16 were slower still, and the group size mattered
- * more than the prefetch distance (12 to 48 k steps: within noise) or prefetching in every
- * row tile. Blocks of K: 768 or 512 measured alike, 1024 a little slower, none 15% slower.
+ * block's partial sums are added into C by the next), then groups of GROUP panels (2: 64
+ * columns; GROUP_FEW = 4 when the rows make one tile), then tiles of at most MR rows (all of
+ * nearly equal size: 128 rows are tiles of 13 and 12, not 9 of 14 and a slow tail of 2),
+ * then the panels of the group. A group's panels (2 x 768 x 32 floats, 192 KiB) stay in L2
+ * for all its row tiles; A (128 x 768 floats, 384 KiB) stays in L2; C's finished rows are
+ * still in L1 for the activation.
+ *
+ * The weight stream. A model's run reads each weight once from memory (340-500 MB for the
+ * transformers; nothing stays in cache from run to run). The arithmetic needs little of it
+ * (128 rows at 200 GFLOP/s: 3.1 GB/s of B; one core streams ~15 GB/s), but when only the
+ * first row tile of a group reads the group's B (the previous scheme), that tile asks for
+ * ten times the average and stalls, and no prefetch within it helps (the data is not there
+ * yet). So each group, while its tiles compute, prefetches the next group's B (the next
+ * group of panels, or the first group of the next K block) into L2 with prefetcht1: tile t
+ * of nt takes lines [t L / nt, (t + 1) L / nt) of each of the next group's chunks (L lines a
+ * chunk), one every kc / lines k steps inside the tile's k loop (an outer loop over runs of
+ * k steps with one prefetch each, so the FMA loop stays as it was). Every tile also
+ * prefetches its own panel PF_DIST k steps ahead into L1 (from L2 now). Measured with B
+ * streamed from 600 MB of distinct copies (bench/pgemm_cold.c; docs/notes-bigmm.md), 128 x
+ * 3072 x 768 at one thread: the old scheme 0.82 of its warm speed, the next-group prefetch
+ * with groups of 4 0.93-0.97, groups of 2 0.95-1.0 (oneDNN's brgemm 0.83-0.92). A product
+ * whose rows make one tile (M <= 14) has no reuse to overlap with: it only streams B, which
+ * the hardware prefetchers already do at full speed, and the extra prefetches measured
+ * slower (8 x 3072 x 768 warm 66 against 98-108 GFLOP/s), so it keeps groups of 4 and no
+ * software prefetch of the next group. Blocks of K of 384 or 256 measured no better.
  *
  * The AVX-512 tile, 14 x 32, holds 28 zmm accumulators and does 28 FMAs per two loads of B
  * and 14 broadcasts of A (vbroadcastss straight from A's rows, no packing of A). 6 x 64,
@@ -40,13 +53,32 @@
 #define NR KILN_PGEMM_NR
 #endif
 #ifndef PF_ALL
-#define PF_ALL 0
+#define PF_ALL 1 /* every row tile prefetches its panel PF_DIST k steps ahead into L1 (from L2) */
 #endif
 #ifndef PF_DIST
 #define PF_DIST 24 /* k steps ahead that the first row tile of a group prefetches B (memory) */
 #endif
+#ifndef PF_HINT
+#define PF_HINT _MM_HINT_T0 /* the hint of that prefetch */
+#endif
+#ifndef PF_FEW
+#define PF_FEW 1 /* a single row tile prefetches its panel PF_DIST k steps ahead into L1 */
+#endif
+#ifndef PF_NEXT
+#define PF_NEXT 1 /* prefetch the next group's B into L2, spread over this group's tiles */
+#endif
+#ifndef PREFETCH_L2 /* -D to measure other hints (prefetcht0: locality 3) */
+#if defined(__GNUC__)
+#define PREFETCH_L2(p) __builtin_prefetch((p), 0, 2) /* prefetcht1 */
+#else
+#define PREFETCH_L2(p) ((void)(p))
+#endif
+#endif
 #ifndef GROUP
-#define GROUP 4 /* panels per group: 128 columns */
+#define GROUP 2 /* panels per group when there are several row tiles: 64 columns */
+#endif
+#ifndef GROUP_FEW
+#define GROUP_FEW 4 /* panels per group for one row tile (few rows; no next-group prefetch) */
 #endif
 #ifndef KC_MAX
 #define KC_MAX 768 /* the longest K block: past it, even blocks of 384 to 768 */
@@ -70,27 +102,38 @@
  * pf: prefetch b PF_DIST k steps ahead into L1. */
 static ALWAYS_INLINE void tile(const size_t mr, const bool pf, size_t kc, const float *a, size_t lda, const float *b,
                                float *c, size_t ldc, size_t nc, bool acc, const float *bias, const float *z,
-                               size_t ldz)
+                               size_t ldz, const char *nx, size_t nnx)
 {
     __m512 cv[MR][NV];
 #pragma GCC unroll 14
     for (size_t i = 0; i < mr; i++)
 #pragma GCC unroll 4
         for (size_t v = 0; v < NV; v++) cv[i][v] = _mm512_setzero_ps();
-    for (size_t k = 0; k < kc; k++) {
-        if (pf)
-#pragma GCC unroll 4
-            for (size_t v = 0; v < NV; v++) _mm_prefetch((const char *)(b + (k + PF_DIST) * NR + 16 * v), _MM_HINT_T0);
-        __m512 bv[NV];
-#pragma GCC unroll 4
-        for (size_t v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(b + k * NR + 16 * v);
-#pragma GCC unroll 14
-        for (size_t i = 0; i < mr; i++) {
-            __m512 av = _mm512_set1_ps(a[i * lda + k]);
-#pragma GCC unroll 4
-            for (size_t v = 0; v < NV; v++) cv[i][v] = _mm512_fmadd_ps(av, bv[v], cv[i][v]);
+#define STEP_(k)                                                                                            \
+    do {                                                                                                    \
+        if (pf)                                                                                             \
+            for (size_t v = 0; v < NV; v++) _mm_prefetch((const char *)(b + ((k) + PF_DIST) * NR + 16 * v), PF_HINT); \
+        __m512 bv[NV];                                                                                      \
+        for (size_t v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(b + (k) * NR + 16 * v);                   \
+        _Pragma("GCC unroll 14") for (size_t i = 0; i < mr; i++)                                            \
+        {                                                                                                   \
+            __m512 av = _mm512_set1_ps(a[i * lda + (k)]);                                                   \
+            for (size_t v = 0; v < NV; v++) cv[i][v] = _mm512_fmadd_ps(av, bv[v], cv[i][v]);               \
+        }                                                                                                   \
+    } while (0)
+    /* nnx lines at nx (B that a later tile reads from memory) into L2, one every `every` k
+     * steps: the weight stream spread evenly over the arithmetic */
+    size_t every = nnx ? kc / nnx : 0, k = 0;
+    const char *nxe = nx + 64 * nnx;
+    if (nnx && !every)
+        for (; nx < nxe; nx += 64) PREFETCH_L2(nx);
+    if (every)
+        for (; nx < nxe; nx += 64) {
+            PREFETCH_L2(nx);
+            for (size_t e = k + every; k < e; k++) STEP_(k);
         }
-    }
+    for (; k < kc; k++) STEP_(k);
+#undef STEP_
     __mmask16 m[NV];
     __m512 bb[NV];
 #pragma GCC unroll 4
@@ -115,12 +158,13 @@ static ALWAYS_INLINE void tile(const size_t mr, const bool pf, size_t kc, const 
 
 /* A tile of mr rows against one panel (all NR columns of the panel at b). */
 static void panel_tile(size_t mr, bool pf, size_t kc, const float *a, size_t lda, const float *b, float *c,
-                       size_t ldc, size_t nc, bool acc, const float *bias, const float *z, size_t ldz)
+                       size_t ldc, size_t nc, bool acc, const float *bias, const float *z, size_t ldz,
+                       const char *nx, size_t nnx)
 {
 #define T_(R)                                                                                  \
     case R:                                                                                    \
-        if (pf) tile(R, true, kc, a, lda, b, c, ldc, nc, acc, bias, z, ldz);                   \
-        else tile(R, false, kc, a, lda, b, c, ldc, nc, acc, bias, z, ldz);                     \
+        if (pf) tile(R, true, kc, a, lda, b, c, ldc, nc, acc, bias, z, ldz, nx, nnx);          \
+        else tile(R, false, kc, a, lda, b, c, ldc, nc, acc, bias, z, ldz, nx, nnx);            \
         break
     switch (mr) {
         T_(1); T_(2); T_(3); T_(4); T_(5); T_(6);
@@ -147,12 +191,21 @@ static ALWAYS_INLINE __m256i lanes(size_t n)
 /* One 6 x 16 half of a panel: as the AVX-512 tile, with nc <= 16 and b at the half. */
 static ALWAYS_INLINE void half_tile(const size_t mr, size_t kc, const float *a, size_t lda, const float *b,
                                     float *c, size_t ldc, size_t nc, bool acc, const float *bias,
-                                    const float *z, size_t ldz)
+                                    const float *z, size_t ldz, const char *nx, size_t nnx)
 {
     __m256 c0[MR], c1[MR];
 #pragma GCC unroll 6
     for (size_t i = 0; i < mr; i++) c0[i] = c1[i] = _mm256_setzero_ps();
+    size_t every = nnx ? kc / nnx : 0, cnt = every; /* as the AVX-512 tile */
+    const char *nxe = nx + 64 * nnx;
+    if (nnx && !every) {
+        for (; nx < nxe; nx += 64) PREFETCH_L2(nx);
+    }
     for (size_t k = 0; k < kc; k++) {
+        if (every && --cnt == 0) {
+            cnt = every;
+            if (nx < nxe) PREFETCH_L2(nx), nx += 64;
+        }
         __m256 b0 = _mm256_loadu_ps(b + k * NR), b1 = _mm256_loadu_ps(b + k * NR + 8);
 #pragma GCC unroll 6
         for (size_t i = 0; i < mr; i++) {
@@ -201,10 +254,11 @@ static ALWAYS_INLINE void half_tile(const size_t mr, size_t kc, const float *a, 
 }
 
 static void half_panel(size_t mr, size_t kc, const float *a, size_t lda, const float *b, float *c, size_t ldc,
-                       size_t nc, bool acc, const float *bias, const float *z, size_t ldz)
+                       size_t nc, bool acc, const float *bias, const float *z, size_t ldz, const char *nx,
+                       size_t nnx)
 {
 #define T_(R)                                                                                  \
-    case R: half_tile(R, kc, a, lda, b, c, ldc, nc, acc, bias, z, ldz); break
+    case R: half_tile(R, kc, a, lda, b, c, ldc, nc, acc, bias, z, ldz, nx, nnx); break
     switch (mr) {
         T_(1); T_(2); T_(3); T_(4); T_(5); T_(6);
     default: break;
@@ -213,12 +267,15 @@ static void half_panel(size_t mr, size_t kc, const float *a, size_t lda, const f
 }
 
 static void panel_tile(size_t mr, bool pf, size_t kc, const float *a, size_t lda, const float *b, float *c,
-                       size_t ldc, size_t nc, bool acc, const float *bias, const float *z, size_t ldz)
+                       size_t ldc, size_t nc, bool acc, const float *bias, const float *z, size_t ldz,
+                       const char *nx, size_t nnx)
 {
     (void)pf;
+    size_t h0 = nc > 16 ? nnx / 2 : nnx; /* the lines to prefetch, split over the halves */
     for (size_t h = 0; h * 16 < nc; h++)
         half_panel(mr, kc, a, lda, b + 16 * h, c + 16 * h, ldc, nc - 16 * h < 16 ? nc - 16 * h : 16, acc,
-                   bias ? bias + 16 * h : NULL, z ? z + 16 * h : NULL, ldz);
+                   bias ? bias + 16 * h : NULL, z ? z + 16 * h : NULL, ldz, h ? nx + 64 * h0 : nx,
+                   h ? nnx - h0 : h0);
 }
 
 #else
@@ -226,9 +283,10 @@ static void panel_tile(size_t mr, bool pf, size_t kc, const float *a, size_t lda
 
 /* Plain C: each element one sum over k in order, as the vector tiles. */
 static void panel_tile(size_t mr, bool pf, size_t kc, const float *a, size_t lda, const float *b, float *c,
-                       size_t ldc, size_t nc, bool acc, const float *bias, const float *z, size_t ldz)
+                       size_t ldc, size_t nc, bool acc, const float *bias, const float *z, size_t ldz,
+                       const char *nx, size_t nnx)
 {
-    (void)pf;
+    (void)pf, (void)nx, (void)nnx;
     float t[MR][NR];
     memset(t, 0, sizeof t);
     for (size_t k = 0; k < kc; k++)
@@ -247,31 +305,52 @@ static void panel_tile(size_t mr, bool pf, size_t kc, const float *a, size_t lda
 }
 #endif
 
-static inline size_t g1_of(size_t g0, size_t n1)
+static inline size_t g1_of(size_t g0, size_t n1, size_t gp)
 {
-    return n1 - g0 > GROUP * NR ? g0 + GROUP * NR : n1;
+    return n1 - g0 > gp * NR ? g0 + gp * NR : n1;
 }
 
-/* Columns [g0, g1) (at most GROUP panels) of rows [m0, m1), K block [kb, ke). The first row
- * tile, which reads the group's panels from memory (the weights of a model do not stay in
- * cache from run to run), prefetches them PF_DIST k steps ahead: with K unblocked the panels
- * of a group are contiguous, so the prefetch runs on into the next panel. */
-static void group(const struct kiln_pgemm_args *g, size_t m0, size_t m1, size_t g0, size_t g1, size_t kb,
-                  size_t ke)
+/* The B a group reads: up to GROUP chunks (one per panel) of (ke - kb) * NR floats. */
+struct unit {
+    size_t g0, g1, kb, ke;
+};
+
+/* Columns [u.g0, u.g1) (at most GROUP panels) of rows [m0, m1), K block [u.kb, u.ke). The
+ * first row tile, which reads the group's panels first, prefetches them PF_DIST k steps
+ * ahead into L1. With PF_NEXT every tile also prefetches a share of the next unit's B
+ * (*nx; NULL: none) into L2, spread evenly over the group's arithmetic, so that the weight
+ * stream, which a model's run reads from memory once, overlaps the product instead of
+ * stalling the first row tile of every group (docs/design.md, "kiln's own GEMM"). */
+static void group(const struct kiln_pgemm_args *g, size_t m0, size_t m1, struct unit u, const struct unit *nx)
 {
+    size_t g0 = u.g0, g1 = u.g1, kb = u.kb, ke = u.ke;
     bool last = ke == g->K, acc = g->acc || kb > 0;
     const struct kiln_act *act = last && g->act && g->act->kind != KILN_ACT_NONE ? g->act : NULL;
     const float *bias = last ? g->bias : NULL, *z = last ? g->z : NULL;
     /* nt tiles of nearly equal rows (128 rows: 13 and 12 rather than 14 and a tail of 2) */
     size_t rows = m1 - m0, nt = (rows + MR - 1) / MR;
+    size_t npc = (g1 - g0 + NR - 1) / NR, npn = 0, lines = 0; /* panels here, next; lines a chunk */
+    if (PF_NEXT && nx) {
+        npn = (nx->g1 - nx->g0 + NR - 1) / NR;
+        lines = ((nx->ke - nx->kb) * NR * sizeof(float) + 63) / 64;
+    }
     for (size_t t = 0; t < nt; t++) {
         size_t i = m0 + rows * t / nt, mr = m0 + rows * (t + 1) / nt - i;
         const float *a = g->A + i * g->lda + kb;
         float *c = g->C + i * g->ldc;
-        for (size_t j = g0; j < g1; j += NR) {
+        size_t l0 = lines * t / nt, l1 = lines * (t + 1) / nt; /* this tile's share of each chunk */
+        for (size_t j = g0, p = 0; j < g1; j += NR, p++) {
             size_t nc = g1 - j < NR ? g1 - j : NR;
-            panel_tile(mr, PF_ALL || t == 0, ke - kb, a, g->lda, g->bp + (j / NR) * g->K * NR + kb * NR, c + j, g->ldc,
-                       nc, acc, bias ? bias + j : NULL, z ? z + i * g->ldz + j : NULL, g->ldz);
+            const char *pb = NULL;
+            size_t pn = 0;
+            for (size_t q = p; q < npn; q += npc) { /* chunk q of the next unit (p's; more for a short group) */
+                const char *cb = (const char *)(g->bp + (nx->g0 / NR + q) * g->K * NR + nx->kb * NR);
+                if (q == p) pb = cb + 64 * l0, pn = l1 - l0;
+                else
+                    for (size_t l = l0; l < l1; l++) PREFETCH_L2(cb + 64 * l);
+            }
+            panel_tile(mr, (nt > 1 || PF_FEW) && (PF_ALL || t == 0), ke - kb, a, g->lda, g->bp + (j / NR) * g->K * NR + kb * NR, c + j, g->ldc,
+                       nc, acc, bias ? bias + j : NULL, z ? z + i * g->ldz + j : NULL, g->ldz, pb, pn);
         }
         if (act)
             for (size_t r = 0; r < mr; r++)
@@ -284,10 +363,19 @@ void KILN_ISA_FN(kiln_pgemm_block_isa)(const struct kiln_pgemm_args *g, size_t m
 {
     /* K in nkb even blocks of at most KC_MAX (one, possibly empty, when K is short) */
     size_t nkb = (k1 - k0 + KC_MAX - 1) / KC_MAX, kcb = nkb > 1 ? (k1 - k0 + nkb - 1) / nkb : k1 - k0;
-    size_t kb = k0;
-    do {
-        size_t ke = k1 - kb > kcb ? kb + kcb : k1;
-        for (size_t g0 = n0; g0 < n1; g0 += GROUP * NR) group(g, m0, m1, g0, g1_of(g0, n1), kb, ke);
-        kb = ke;
-    } while (kb < k1);
+    /* one row tile (few rows): a product that only streams B, which the hardware prefetchers
+     * keep up with; wider groups, no software prefetch of the next one (measured faster) */
+    bool few = m1 - m0 <= MR;
+    size_t gp = few ? GROUP_FEW : GROUP;
+    struct unit u = {n0, g1_of(n0, n1, gp), k0, k1 - k0 > kcb ? k0 + kcb : k1}, nx;
+    for (;;) {
+        bool more = true; /* the unit after u: the next group, else the first of the next K block */
+        nx = u;
+        if (u.g1 < n1) nx.g0 = u.g1, nx.g1 = g1_of(u.g1, n1, gp);
+        else if (u.ke < k1) nx.g0 = n0, nx.g1 = g1_of(n0, n1, gp), nx.kb = u.ke, nx.ke = k1 - u.ke > kcb ? u.ke + kcb : k1;
+        else more = false;
+        group(g, m0, m1, u, more && !few ? &nx : NULL);
+        if (!more) break;
+        u = nx;
+    }
 }

@@ -971,7 +971,7 @@ static kiln_status convt_compute(struct kiln_kctx *k, const struct conv_geom *g,
     if (!kiln_mul_size(rows, g->os, &n) || !kiln_mul_size(n, bufs, &n) ||
         !kiln_mul_size(n, sizeof(float), &n))
         return kiln_kfail(k, KILN_E_LIMIT, "col2im buffer size overflows");
-    KILN_TRY(kiln_scratch(k, n + 1, (void **)&j.col));
+    KILN_TRY(kiln_scratch_raw(k, n + 1, (void **)&j.col));
     if (side) {
         kiln_pool_for(k->pool, units, grain_for(rows * g->os * cg / 2), convt_unit_chunk, &j);
         return KILN_OK;

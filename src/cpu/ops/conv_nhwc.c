@@ -5,7 +5,10 @@
  *   ConvNhwc (X [N, H, W, C], W [M, C/group, kH, kW], B? [M], Z? [N, OH, OW, M])
  *       -> Y [N, OH, OW, M] = act(conv(X, W) + B + Z)
  *
- * Attributes are kiln.FusedConv's (Conv's plus activation, activation_params, approximate).
+ * Attributes are kiln.FusedConv's (Conv's plus activation, activation_params, approximate),
+ * and x_nchw (0 or 1, default 0): 1 says X is planar, [N, C, H, W], as a model's input image
+ * is; Y is channels-last all the same. The NHWC pass sets it on a region's first
+ * convolutions (group 1, at most 4 input channels), whose entry Transpose then goes.
  *
  * Variants:
  *   "onednn-*"  oneDNN's convolution primitive on nhwc memory (its brgconv / depthwise JIT
@@ -22,8 +25,10 @@
  *                 channels  group 1: output channels in blocks of 16; each slice's primitive
  *                           covers every row for its channels with its share of the weights,
  *                           writing a dense [OH*OW, Ms] buffer of its thread (oneDNN takes
- *                           only dense nhwc: a strided view runs its reference kernel) that
- *                           is then copied into Y's channels. For small images with many
+ *                           only dense nhwc: a strided view runs its reference kernel, and
+ *                           a strided matmul gemm:jit instead of brgemm) that is then copied
+ *                           into Y's channels (1-7% of the slice's primitive time, about 95 us
+ *                           a run in ResNet-50's 7x7 stage at 2 threads: notes-firstconv.md). For small images with many
  *                           channels (ResNet's 14x14 and 7x7 stages): balanced to a block,
  *                           and each thread reads only its share of the weights.
  *               The choice is a cost estimate (split_cost: the slowest slice's FLOPs and
@@ -59,16 +64,34 @@
  *               block of output channels (wino_channels' rule: where row slices would need
  *               F(4x4, 3x3)'s large weights, ResNet-50's 14x14 256 -> 256 layers at 2
  *               threads: 570 -> 545 us a layer; tests/unit/test_conv_wino_channels.c).
+ *   "nchw-first"  x_nchw 1, group 1, at AVX-512 for kernels up to 3x3, and for symbolic H
+ *               or W at AVX2 and up: kiln's own kernel (cpu/conv_first_isa.h,
+ *               src/cpu/isa/conv_first.c) reading each tap from X's planes with a broadcast
+ *               into vectors of output channels, weights packed at prepare as [C][kh][kw][M
+ *               rounded to 16], 64-byte aligned; output rows split over the threads in
+ *               contiguous runs; Relu and Clip (without Z) at the kernel's store, other
+ *               activations and Z on each row after it. oneDNN 2.6 has no fast kernel for nchw
+ *               src with nhwc dst (it picks ref:any), and the Transpose this replaces cost
+ *               70-85 us a run on a 224x224 image. Measured (docs/notes-firstconv.md): on
+ *               MobileNetV2's 3 -> 32 3x3/2 layer as fast as oneDNN's brgconv on the
+ *               transposed image (148-165 against 150-175 us), so the Transpose is saved; on
+ *               ResNet-50's 7x7 layer 5-10% behind it, and at AVX2 at 60% of its speed: there
+ *               x_nchw runs "onednn-rows" with each row slice's planar rows copied
+ *               channels-last into its thread's buffer first (planar_rows).
  *   "direct"    the reference: a direct loop with the weights re-laid [g][kh][kw][c][m] so
- *               the inner loop runs over contiguous output channels. Used for symbolic
- *               shapes, KILN_CPU_ISA=portable and builds without oneDNN.
+ *               the inner loop runs over contiguous output channels (X read through strides:
+ *               NHWC, or NCHW for x_nchw). Used for symbolic shapes, KILN_CPU_ISA=portable,
+ *               builds without oneDNN and grouped x_nchw convolutions.
  * float32 only (the NHWC pass rewrites float32 convolutions only).
  */
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/pool.h"
 #include "cpu/act.h"
+#include "cpu/conv_first_isa.h"
 #include "cpu/dnnl_util.h"
 #include "cpu/isa.h"
 #include "cpu/kernel.h"
@@ -78,10 +101,11 @@
 
 /* The variants (p->chosen): direct, oneDNN with one of three ways of splitting the work, or
  * oneDNN's Winograd on row slices. */
-enum { V_DIRECT, V_ROWS, V_CHANNELS, V_PIXELS, V_WINO, V_WINO_CH, V_COUNT };
-static const char *const variant_name[V_COUNT] = {"direct", "onednn-rows", "onednn-channels",
-                                                  "onednn-pixels", "onednn-winograd",
-                                                  "onednn-winograd-channels"};
+enum { V_DIRECT, V_ROWS, V_CHANNELS, V_PIXELS, V_WINO, V_WINO_CH, V_FIRST, V_COUNT };
+static const char *const variant_name[V_COUNT] = {"direct",          "onednn-rows",
+                                                  "onednn-channels", "onednn-pixels",
+                                                  "onednn-winograd", "onednn-winograd-channels",
+                                                  "nchw-first"};
 
 struct nhwc_slice {
     int64_t o0, o1;     /* rows: output rows; pixels: output pixels of an image; channels: 0, OH */
@@ -101,6 +125,9 @@ struct nhwc_slice {
 struct nhwc_state {
     int64_t group, k[2], s[2], d[2], pb[2], pe[2];
     int auto_pad; /* 0 NOTSET, 1 SAME_UPPER, 2 SAME_LOWER, 3 VALID */
+    bool x_nchw;  /* X is [N, C, H, W] (attribute x_nchw 1) */
+    const float *wf, *bf; /* nchw-first: weights [C][kh][kw][Mp] and bias [Mp], zero-padded */
+    int64_t Mp;
     struct kiln_act act;
     bool epi_in_prim; /* Z (a sum post-op) and the activation run inside the primitive */
     const float *wt;  /* direct: [g][kh][kw][c/g][m/g] */
@@ -146,6 +173,10 @@ static kiln_status nhwc_decode(struct kiln_kctx *k, struct nhwc_state *s)
     if (s->auto_pad < 0)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "auto_pad '%s' is not one of NOTSET, SAME_UPPER, "
                                                    "SAME_LOWER, VALID", ap);
+    int64_t xl = kiln_attr_i(k, "x_nchw", 0);
+    if (xl != 0 && xl != 1)
+        return kiln_kfail(k, KILN_E_INVALID_MODEL, "x_nchw = %lld; expected 0 or 1", (long long)xl);
+    s->x_nchw = xl == 1;
     return kiln_attr_act(k, &s->act);
 }
 
@@ -189,6 +220,7 @@ struct direct_job {
     const float *x, *wt, *b, *z;
     float *y;
     int64_t H, W, C, M, OH, OW, kh, kw, pt, pl;
+    int64_t xn, xh, xw, xc; /* X's strides in elements: NHWC or, x_nchw, NCHW */
 };
 
 /* Output rows [r0, r1) of all images (row r = image r / OH, row r % OH). */
@@ -209,12 +241,12 @@ static void direct_rows(void *ctx, size_t r0, size_t r1, int worker)
                 for (int64_t kx = 0; kx < j->kw; kx++) {
                     int64_t iw = ow * s->s[1] - j->pl + kx * s->d[1];
                     if (iw < 0 || iw >= j->W) continue;
-                    const float *xp = j->x + ((n * j->H + ih) * j->W + iw) * j->C;
+                    const float *xp = j->x + n * j->xn + ih * j->xh + iw * j->xw;
                     for (int64_t g = 0; g < G; g++) {
                         const float *wp = j->wt + ((g * j->kh + ky) * j->kw + kx) * Cg * Mg;
                         float *yg = yp + g * Mg;
                         for (int64_t c = 0; c < Cg; c++) {
-                            float xv = xp[g * Cg + c];
+                            float xv = xp[(g * Cg + c) * j->xc];
                             const float *wc = wp + c * Mg;
                             for (int64_t m = 0; m < Mg; m++) yg[m] += xv * wc[m];
                         }
@@ -223,6 +255,54 @@ static void direct_rows(void *ctx, size_t r0, size_t r1, int worker)
             }
             kiln_act_apply_f32(&s->act, yp, j->z ? j->z + (yp - j->y) : NULL, yp, (size_t)j->M);
         }
+    }
+}
+
+/* ------------------------------------------------------------------ nchw-first */
+
+/* Packs OIHW weights [M][C][kh][kw] (group 1) as [C][kh][kw][Mp] and the bias as [Mp], the
+ * padding channels zero (wf and bf come zero-filled). */
+static void pack_first(const float *w, const float *b, int64_t M, int64_t C, int64_t kh, int64_t kw,
+                       int64_t Mp, float *wf, float *bf)
+{
+    for (int64_t m = 0; m < M; m++) {
+        bf[m] = b ? b[m] : 0.0f;
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t t = 0; t < kh * kw; t++)
+                wf[(c * kh * kw + t) * Mp + m] = w[(m * C + c) * kh * kw + t];
+    }
+}
+
+struct first_job {
+    const struct nhwc_state *s;
+    const float *x, *z;
+    float *y;
+    int64_t C, H, W, M, OH, OW, pt, pl;
+    void (*row)(const struct kiln_conv_first_row *r);
+};
+
+/* Output rows [r0, r1) of all images (row r = image r / OH, row r % OH), then the epilogue
+ * on each row while it is in L1. */
+static void first_rows(void *ctx, size_t r0, size_t r1, int worker)
+{
+    (void)worker;
+    const struct first_job *j = ctx;
+    const struct nhwc_state *s = j->s;
+    size_t n_row = (size_t)(j->OW * j->M);
+    for (size_t r = r0; r < r1; r++) {
+        int64_t n = (int64_t)r / j->OH, oh = (int64_t)r % j->OH;
+        float *y = j->y + r * n_row;
+        /* Relu and Clip without Z at the kernel's store (a pass over the row saved: 15-25 us
+         * a run on MobileNetV2's layer), the rest after it */
+        bool clamp = !j->z && (s->act.kind == KILN_ACT_RELU || s->act.kind == KILN_ACT_CLIP);
+        float lo = s->act.kind == KILN_ACT_CLIP ? s->act.a : 0.0f;
+        float hi = s->act.kind == KILN_ACT_CLIP ? s->act.b : INFINITY;
+        struct kiln_conv_first_row row = {j->x + n * j->C * j->H * j->W, s->wf, s->bf, y, j->C, j->H, j->W,
+                                          j->M, s->Mp, j->OW, s->k[0], s->k[1], s->s[1], s->d[0], s->d[1],
+                                          oh * s->s[0] - j->pt, j->pl, clamp, lo, hi};
+        j->row(&row);
+        if (!clamp && (j->z || s->act.kind != KILN_ACT_NONE))
+            kiln_act_apply_f32(&s->act, y, j->z ? j->z + r * n_row : NULL, y, n_row);
     }
 }
 
@@ -477,8 +557,8 @@ static bool build_slices(struct kiln_kprep *p, struct nhwc_state *s, int how, in
  * convolution: 3x3, stride 1, no dilation, one group, no Z. */
 static bool wino_applies(const struct nhwc_state *s, bool z)
 {
-    return kiln_isa_active() >= KILN_ISA_AVX512 && s->k[0] == 3 && s->k[1] == 3 && s->s[0] == 1 &&
-           s->s[1] == 1 && s->d[0] == 1 && s->d[1] == 1 && s->group == 1 && !z;
+    return !s->x_nchw && kiln_isa_active() >= KILN_ISA_AVX512 && s->k[0] == 3 && s->k[1] == 3 &&
+           s->s[0] == 1 && s->s[1] == 1 && s->d[0] == 1 && s->d[1] == 1 && s->group == 1 && !z;
 }
 
 /* Bytes of input a slice of n row slices reads (its rows and the 2 rows around them). */
@@ -545,6 +625,7 @@ static bool prepare_onednn(struct kiln_kprep *p, struct nhwc_state *s, const flo
     while (t > 1 && flops / (double)t < (s->group > 1 ? 4e5 : 1e6)) t--;
     bool ok[V_COUNT] = {false, true, s->group == 1, s->k[0] == 1 && s->k[1] == 1 && s->s[0] == 1 &&
                                                         s->s[1] == 1 && !pad[0] && !pad[1] && !pad[2] && !pad[3]};
+    if (s->x_nchw) ok[V_CHANNELS] = ok[V_PIXELS] = false; /* planar X: row slices only */
     int64_t used[V_COUNT] = {0}, pers[V_COUNT] = {0};
     double cost[V_COUNT];
     int how = V_ROWS;
@@ -616,6 +697,19 @@ static bool wino_image(const struct onednn_job *j, const struct nhwc_slice *sl, 
            kiln_dnnl_execute(sl->rout, 3, out);
 }
 
+/* buf[i * C + c] = x[c * plane + i] for i < cnt: planar rows channels-last. Constant C for the
+ * RGB image (2.5x the generic loop's speed: the compiler interleaves the three streams). */
+static void planar_rows(const float *restrict x, int64_t C, int64_t plane, int64_t cnt, float *restrict buf)
+{
+    if (C == 3) {
+        const float *a = x, *b = x + plane, *c = x + 2 * plane;
+        for (int64_t i = 0; i < cnt; i++) buf[3 * i] = a[i], buf[3 * i + 1] = b[i], buf[3 * i + 2] = c[i];
+        return;
+    }
+    for (int64_t i = 0; i < cnt; i++)
+        for (int64_t c = 0; c < C; c++) buf[i * C + c] = x[c * plane + i];
+}
+
 /* Slice sl (split `how`) of image n: the primitive, and the epilogue when it is not in the
  * primitive. */
 static bool slice_image(const struct onednn_job *j, const struct nhwc_slice *sl, int how, int64_t n)
@@ -623,6 +717,14 @@ static bool slice_image(const struct onednn_job *j, const struct nhwc_slice *sl,
     const struct nhwc_state *s = j->s;
     const float *x = j->x + n * s->H * s->W * s->C;
     int64_t P = s->OH * s->OW, M = s->M, Ms = sl->m1 - sl->m0;
+    if (s->x_nchw) { /* planar X (row slices only): the slice's rows, channels-last, in this
+                      * thread's buffer, where the primitive reads them while they are in L2 */
+        int64_t rows = sl->src_md.dims[2], C = s->C, plane = s->H * s->W, cnt = rows * s->W;
+        float *buf = kiln_dnnl_thread_buffer((size_t)(cnt * C) * sizeof *buf);
+        if (!buf) return false;
+        planar_rows(x + sl->in0 * s->W, C, plane, cnt, buf);
+        x = buf;
+    }
     int64_t yoff = n * P * M;
     const float *z = j->z ? j->z + yoff : NULL;
     float *y = j->y + yoff, *dst;
@@ -639,7 +741,7 @@ static bool slice_image(const struct onednn_job *j, const struct nhwc_slice *sl,
             for (int64_t q = 0; q < P; q++) memcpy(dst + q * Ms, z + q * M + sl->m0, (size_t)Ms * sizeof *dst);
     } else {
         int64_t px = how == V_PIXELS ? sl->o0 : sl->o0 * s->OW;
-        x += (how == V_PIXELS ? sl->in0 : sl->in0 * s->W) * s->C;
+        if (!s->x_nchw) x += (how == V_PIXELS ? sl->in0 : sl->in0 * s->W) * s->C;
         dst = y + px * M;
         if (z) z += px * M;
         count = (size_t)((how == V_PIXELS ? sl->o1 - sl->o0 : (sl->o1 - sl->o0) * s->OW) * M);
@@ -711,13 +813,44 @@ static kiln_status nhwc_prepare(struct kiln_kprep *p)
     if (s->k[0] != w->dims[2] || s->k[1] != w->dims[3] || M % s->group) return KILN_OK;
     s->M = M;
     s->C = Cg * s->group;
-#ifdef KILN_HAVE_DNNL
-    const struct kiln_type *xt = p->in[0] ? &p->in[0]->type : NULL;
     bool has_b = p->kc.n_in > 2 && p->kc.node->inputs[2][0];
-    if ((!has_b || b) && xt && xt->kind == KILN_TYPE_TENSOR && xt->rank == 4 && xt->dims[1].value > 0 &&
-        xt->dims[2].value > 0 && xt->dims[3].value == s->C) {
-        s->H = xt->dims[1].value;
-        s->W = xt->dims[2].value;
+    const struct kiln_type *xt = p->in[0] ? &p->in[0]->type : NULL;
+    int hx = s->x_nchw ? 2 : 1, cx = s->x_nchw ? 1 : 3; /* X's H and C dims */
+    bool known = (!has_b || b) && xt && xt->kind == KILN_TYPE_TENSOR && xt->rank == 4 &&
+                 xt->dims[hx].value > 0 && xt->dims[hx + 1].value > 0 && xt->dims[cx].value == s->C;
+    /* X planar (x_nchw): kiln's nchw-first kernel where it is as fast as oneDNN's NHWC one
+     * (AVX-512, up to 3x3), else oneDNN's on row slices each transposed into the thread's
+     * buffer first (AVX2, where kiln's kernel ran at 60% of oneDNN's; ResNet's 7x7), else
+     * nchw-first (symbolic shapes, AVX2 and up); the portable level takes the direct loop. A
+     * loaded engine keeps its variant (the portable copy of nchw-first computes the same). */
+    if (s->x_nchw && s->group == 1) {
+        bool fast = kiln_isa_active() >= KILN_ISA_AVX512 && s->k[0] * s->k[1] <= 9;
+#ifdef KILN_HAVE_DNNL
+        bool dnnl = kiln_isa_active() >= KILN_ISA_AVX2 && known && kiln_dnnl_engine();
+#else
+        bool dnnl = false;
+#endif
+        bool first = p->variant == V_FIRST ||
+                     (p->variant < 0 && kiln_isa_active() >= KILN_ISA_AVX2 && (fast || !dnnl));
+        if (first) {
+            int64_t Mp = (M + KILN_CONV_FIRST_MBLOCK - 1) / KILN_CONV_FIRST_MBLOCK * KILN_CONV_FIRST_MBLOCK;
+            /* 64-byte aligned (the arena's blocks are not): a vector load split across two
+             * cache lines measured 10% slower kernels. bf follows wf, a multiple of 16 floats. */
+            size_t nwf = (size_t)(Mp * s->C * s->k[0] * s->k[1]);
+            void *mem;
+            KILN_TRY(kiln_kprep_alloc(p, (nwf + (size_t)Mp) * sizeof(float) + 64, &mem));
+            float *wf = (float *)(((uintptr_t)mem + 63) & ~(uintptr_t)63), *bf = wf + nwf;
+            pack_first(w->data, b ? b->data : NULL, M, s->C, s->k[0], s->k[1], Mp, wf, bf);
+            s->wf = wf, s->bf = bf, s->Mp = Mp;
+            p->chosen = V_FIRST;
+            p->kernel = variant_name[V_FIRST];
+            return KILN_OK;
+        }
+    }
+#ifdef KILN_HAVE_DNNL
+    if (known && (!s->x_nchw || s->group == 1)) {
+        s->H = xt->dims[hx].value;
+        s->W = xt->dims[hx + 1].value;
         bool z = p->kc.n_in > 3 && p->kc.node->inputs[3][0];
         if (prepare_onednn(p, s, w->data, b ? b->data : NULL, z)) {
             KILN_TRY(kiln_kprep_on_free(p, nhwc_free, s));
@@ -728,6 +861,7 @@ static kiln_status nhwc_prepare(struct kiln_kprep *p)
     }
 #else
     (void)b;
+    (void)known;
 #endif
     /* direct: the weights re-laid once */
     float *wt;
@@ -751,7 +885,8 @@ static kiln_status nhwc_run(struct kiln_kctx *k)
     if (x->rank != 4 || w->rank != 4)
         return kiln_kfail(k, KILN_E_INVALID_MODEL, "X has %d dims and W %d; expected 4 and 4", x->rank,
                           w->rank);
-    int64_t N = x->dims[0], H = x->dims[1], W = x->dims[2], C = x->dims[3], M = w->dims[0];
+    int64_t N = x->dims[0], M = w->dims[0];
+    int64_t H = x->dims[s->x_nchw ? 2 : 1], W = x->dims[s->x_nchw ? 3 : 2], C = x->dims[s->x_nchw ? 1 : 3];
     int64_t G = s->group, kh = s->k[0] < 0 ? w->dims[2] : s->k[0], kw = s->k[1] < 0 ? w->dims[3] : s->k[1];
     if (C != w->dims[1] * G || M % G || kh != w->dims[2] || kw != w->dims[3])
         return kiln_kfail(k, KILN_E_INVALID_MODEL,
@@ -785,6 +920,27 @@ static kiln_status nhwc_run(struct kiln_kctx *k)
         return KILN_OK;
     }
 #endif
+    if (s->wf && C == s->C && M == s->M) {
+        struct first_job j = {s,
+                              x->data,
+                              z ? z->data : NULL,
+                              y->data,
+                              C,
+                              H,
+                              W,
+                              M,
+                              OH,
+                              OW,
+                              pt,
+                              pl,
+                              KILN_ISA_SELECT(kiln_conv_first_row_isa)};
+        /* Contiguous runs of rows per thread (each reads the input rows it needs once). */
+        size_t rows = (size_t)(N * OH), t = (size_t)kiln_pool_threads(k->pool);
+        size_t per_row = (size_t)(OW * M * C * kh * kw);
+        size_t grain = kiln_pool_grain(per_row, 1 << 16), even = (rows + t - 1) / t;
+        kiln_pool_for(k->pool, rows, grain > even ? grain : even, first_rows, &j);
+        return KILN_OK;
+    }
     const float *wt = s->wt;
     float *tmp = NULL;
     if (!wt || M != s->M || C != s->C) { /* weights not prepared: re-lay them for this run */
@@ -792,8 +948,27 @@ static kiln_status nhwc_run(struct kiln_kctx *k)
         relay_weights(w->data, M, C / G, G, kh, kw, tmp);
         wt = tmp;
     }
-    struct direct_job j = {s, x->data, wt, b ? b->data : NULL, z ? z->data : NULL, y->data,
-                           H, W, C, M, OH, OW, kh, kw, pt, pl};
+    struct direct_job j = {s,
+                           x->data,
+                           wt,
+                           b ? b->data : NULL,
+                           z ? z->data : NULL,
+                           y->data,
+                           H,
+                           W,
+                           C,
+                           M,
+                           OH,
+                           OW,
+                           kh,
+                           kw,
+                           pt,
+                           pl,
+                           H * W * C,
+                           W * C,
+                           C,
+                           1};
+    if (s->x_nchw) j.xn = C * H * W, j.xh = W, j.xw = 1, j.xc = H * W;
     size_t per_row = (size_t)(OW * M * (C / G) * kh * kw);
     kiln_pool_for(k->pool, (size_t)(N * OH), kiln_pool_grain(per_row, 1 << 16), direct_rows, &j);
     return KILN_OK;

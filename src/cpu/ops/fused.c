@@ -26,6 +26,11 @@
  * RMSNormalization run other families' kernels and have no prepare here; Attention's
  * kernel and prepare live in nn_extra.c.
  *
+ * FusedMatMul on kiln's own GEMM (the MatMul variant "kiln-pgemm", cpu/pgemm.h) hands it
+ * the bias, Z and activation as its epilogue, applied per tile while the tile is in L1
+ * instead of in a second pass over Y: the same floats (cpu/pgemm_isa.h). Other variants,
+ * dtypes or shapes keep the pass after the product.
+ *
  * dtypes: the float types; float16/bfloat16/float64 outputs are post-processed in float32.
  */
 #include <string.h>
@@ -33,6 +38,7 @@
 #include "base/pool.h"
 #include "cpu/act.h"
 #include "cpu/ops/fused.h"
+#include "cpu/pgemm.h"
 #include "cpu/tensor_util.h"
 
 /* What the fused ops' prepare makes: the base op's state (NULL when it has no prepare) and
@@ -189,6 +195,27 @@ static kiln_status fused_matmul_prepare(struct kiln_kprep *p)
     return fused_prepare(p, kiln_cpu_matmul_prepare);
 }
 
+/* The epilogue kiln's GEMM can apply inside FusedMatMul's product: float32 A [.., M, K] and
+ * B [K, N], bias absent or N float32 values along its last dim, Z absent or float32 of Y's
+ * shape ([.., M, N]). False (the product then leaves them to finish) for anything else,
+ * including what finish rejects, so that its messages stay the same. */
+static bool matmul_epi(struct kiln_kctx *k, const struct kiln_act *act, struct kiln_pgemm_epi *epi)
+{
+    const struct kiln_tensor *a = kiln_in(k, 0), *b = kiln_in(k, 1), *bias = kiln_in(k, 2), *z = kiln_in(k, 3);
+    if (!a || !b || a->dtype != KILN_DTYPE_F32 || a->rank < 2 || b->rank != 2) return false;
+    size_t N = (size_t)b->dims[1];
+    if (bias && (bias->dtype != KILN_DTYPE_F32 || bias->rank < 1 || kiln_tensor_numel(bias) != N ||
+                 (size_t)bias->dims[bias->rank - 1] != N))
+        return false;
+    if (z) {
+        if (z->dtype != KILN_DTYPE_F32 || z->rank != a->rank || (size_t)z->dims[z->rank - 1] != N) return false;
+        for (int d = 0; d + 1 < a->rank; d++)
+            if (z->dims[d] != a->dims[d]) return false;
+    }
+    *epi = (struct kiln_pgemm_epi){bias ? bias->data : NULL, z ? z->data : NULL, N, act};
+    return true;
+}
+
 static kiln_status fused_matmul_run(struct kiln_kctx *k)
 {
     struct fused_state own;
@@ -199,8 +226,18 @@ static kiln_status fused_matmul_run(struct kiln_kctx *k)
     if (!kiln_dtype_is_real_float(x->dtype))
         return kiln_kfail(k, KILN_E_UNSUPPORTED, "input A is %s; expected a float type",
                           kiln_dtype_name(x->dtype));
-    KILN_TRY(run_base(k, fs, kiln_cpu_matmul_run));
-    return finish(k, &fs->act, 2, 3);
+    struct kiln_pgemm_epi epi;
+    bool done = false;
+    if (fs->base && matmul_epi(k, &fs->act, &epi)) {
+        const void *mine = k->state;
+        k->state = fs->base;
+        kiln_status st = kiln_cpu_matmul_run_epi(k, &epi, &done);
+        k->state = mine;
+        KILN_TRY(st);
+    } else {
+        KILN_TRY(run_base(k, fs, kiln_cpu_matmul_run));
+    }
+    return done ? KILN_OK : finish(k, &fs->act, 2, 3);
 }
 
 /* Gelu's `approximate` as an activation. */

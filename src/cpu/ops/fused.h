@@ -20,6 +20,10 @@ kiln_status kiln_cpu_gemm_prepare(struct kiln_kprep *p); /* gemm.c: Gemm */
 kiln_status kiln_cpu_gemm_run(struct kiln_kctx *k);
 kiln_status kiln_cpu_matmul_prepare(struct kiln_kprep *p); /* gemm.c: MatMul (inputs 0, 1) */
 kiln_status kiln_cpu_matmul_run(struct kiln_kctx *k);
+/* gemm.c: MatMul with kiln's GEMM's epilogue (bias, Z, activation) applied inside the product
+ * when MatMul runs on it (the variant "kiln-pgemm"); *epi_done says whether it did. */
+struct kiln_pgemm_epi;
+kiln_status kiln_cpu_matmul_run_epi(struct kiln_kctx *k, const struct kiln_pgemm_epi *epi, bool *epi_done);
 kiln_status kiln_cpu_layernorm_run(struct kiln_kctx *k); /* norm.c: LayerNormalization-17 */
 kiln_status kiln_cpu_rmsnorm_run(struct kiln_kctx *k);   /* norm.c: RMSNormalization-23 */
 /* nn_extra.c: kiln.Attention (3-D Q/K/V, num_heads, causal; see docs/fused-ops.md): a

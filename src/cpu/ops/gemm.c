@@ -25,10 +25,13 @@
  * Gemm with transA 0 and alpha 1, is packed once, either for oneDNN's matmul primitive
  * (1 "onednn-packed", dnnl_matmul.h; needs A's rows known at prepare) or for kiln's own GEMM
  * (2 "kiln-pgemm", pgemm.h; any rows, and a Gemm's C of one row with beta 1 is its bias
- * epilogue). pgemm_wins says which (kiln's for few rows or rows unknown, oneDNN's for many;
+ * epilogue). pgemm_wins says which (kiln's for few rows, rows unknown, or at AVX-512 a B of
+ * 2 MB or more, which streams from memory at every run; oneDNN's for many rows on a small B;
  * each falls back to the other where it is not there: no oneDNN, or the portable level,
  * which has neither); an engine file keeps the choice; KILN_MATMUL_PACKED=onednn|pgemm forces
- * one (tests, A/B measurements). With kiln's GEMM a transB Gemm keeps no B^T copy.
+ * one (tests, A/B measurements). With kiln's GEMM a transB Gemm keeps no B^T copy, and
+ * kiln.FusedMatMul's bias, residual and activation run in its epilogue
+ * (kiln_cpu_matmul_run_epi, called by fused.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -142,16 +145,23 @@ static const char *const packed_name[] = {NULL, "onednn-packed", "kiln-pgemm"};
 
 /* Whether kiln's GEMM is the one to take for M x K x N when both are there. M < 0: M unknown
  * at prepare, where the only other choice is kiln_sgemm, which packs B at every call.
- * Measured on the bench models (docs/design.md, "kiln's own GEMM"): oneDNN's brgemm matmul
- * is 1-5% faster on the many-row products of BERT, ViT-B/16 and ConvNeXt (M >= 49: B streams
- * from memory), kiln's as fast on GPT-2's 8-token products and its lm head (M = 8) and 5-30%
- * faster on the MLP's M = 1 layers. At AVX2 kiln's 6 x 16 tile is as fast as oneDNN's
- * AVX2 matmul on many rows (0.84-1.10), 1.47x on 8 rows, but 0.73x on one row (a product
- * of one row reads each panel in two halves), which stays oneDNN's. */
+ * Measured (docs/notes-bigmm.md, bench/pgemm_cold.c): with B streamed from memory, as a
+ * batch-1 model reads its weights, kiln's GEMM prefetches the next panels into L2 spread
+ * over the arithmetic and runs at 0.86-1.05 of its warm speed, oneDNN's brgemm at 0.82-0.98:
+ * kiln's is 0-20% faster on BERT's, GPT-2's and ViT-B/16's products (B of 2.4-9.4 MB, M
+ * 128-197; up to 512 rows measured), their FusedMatMuls in BERT-base 8-11%, and as fast or
+ * faster on few rows. Where B stays in
+ * L2 (ConvNeXt's pointwise layers, 0.15-0.6 MB, M 784-3136) oneDNN's is 10-20% faster, so
+ * many rows go to kiln's only for a B of at least 2 MB (beyond L2). At AVX2 kiln's 6 x 16
+ * tile is about as fast as oneDNN's AVX2 matmul on many rows (0.84-1.10, and ~1.1 cold on
+ * BERT's FFN1), 1.47x on 8 rows, but 0.73x on one row (a product of one row reads each panel
+ * in two halves), which stays oneDNN's; AVX2 keeps oneDNN for many rows (not measured on an
+ * AVX2-only machine). */
 static bool pgemm_wins(int64_t M, size_t K, size_t N)
 {
-    (void)K, (void)N;
-    return M < 0 || (M <= 16 && (M >= 2 || kiln_isa_active() == KILN_ISA_AVX512));
+    bool avx512 = kiln_isa_active() == KILN_ISA_AVX512;
+    if (M < 0 || (M <= 16 && (M >= 2 || avx512))) return true;
+    return avx512 && M <= 512 && (double)K * (double)N * sizeof(float) >= 2.0 * 1024 * 1024;
 }
 
 /* The variant to prepare: an engine file's or --tune's (p->variant), else the environment
@@ -217,16 +227,18 @@ kiln_status kiln_cpu_matmul_prepare(struct kiln_kprep *p)
     return KILN_OK;
 }
 
-/* Y = A * B through the prepacked product when the run's operands are the prepared ones. */
+/* Y = A * B through the prepacked product when the run's operands are the prepared ones;
+ * with kiln's GEMM also epi (NULL: none), *epi_done then set. */
 static bool matmul_packed(struct kiln_kctx *k, const struct kiln_tensor *a, const struct kiln_tensor *b,
-                          struct kiln_tensor *y)
+                          struct kiln_tensor *y, const struct kiln_pgemm_epi *epi, bool *epi_done)
 {
     const struct matmul_state *st = k->state;
     if (!st || !st->b || b->data != st->b || a->dtype != KILN_DTYPE_F32 || a->rank < 2) return false;
     if (st->pg) {
         size_t K = st->pg->K;
         if ((size_t)a->dims[a->rank - 1] != K) return false;
-        kiln_pgemm_run(st->pg, k->pool, kiln_tensor_numel(a) / K, a->data, K, y->data, st->pg->N, false, NULL);
+        kiln_pgemm_run(st->pg, k->pool, kiln_tensor_numel(a) / K, a->data, K, y->data, st->pg->N, false, epi);
+        *epi_done = epi != NULL;
         return true;
     }
     size_t M, K, N;
@@ -235,7 +247,9 @@ static bool matmul_packed(struct kiln_kctx *k, const struct kiln_tensor *a, cons
     return kiln_dnnl_mm_run(st->mm, k->pool, a->data, y->data);
 }
 
-kiln_status kiln_cpu_matmul_run(struct kiln_kctx *k)
+/* MatMul; with kiln's GEMM (the packed variant "kiln-pgemm") and epi, also epi's bias, Z
+ * and activation in the product's epilogue, *epi_done then set (kiln_cpu_matmul_run_epi). */
+static kiln_status matmul_run(struct kiln_kctx *k, const struct kiln_pgemm_epi *epi, bool *epi_done)
 {
     const struct kiln_tensor *a, *b;
     KILN_TRY(kiln_in_req(k, 0, &a));
@@ -290,7 +304,7 @@ kiln_status kiln_cpu_matmul_run(struct kiln_kctx *k)
     for (int d = 0; d < br; d++) batch *= (size_t)bdims[d];
     size_t um = (size_t)M, un = (size_t)N, uk = (size_t)K;
     if (batch == 0 || um == 0 || un == 0) return KILN_OK;
-    if (matmul_packed(k, a, b, y)) return KILN_OK;
+    if (matmul_packed(k, a, b, y, epi, epi_done)) return KILN_OK;
 
     /* Element strides of each operand's batch dims (0 where broadcast). */
     size_t sa_[KILN_MAX_RANK] = {0}, sb_[KILN_MAX_RANK] = {0};
@@ -353,6 +367,22 @@ kiln_status kiln_cpu_matmul_run(struct kiln_kctx *k)
     }
     if (f32path) kiln_unstage_f32(y, yf);
     return KILN_OK;
+}
+
+kiln_status kiln_cpu_matmul_run(struct kiln_kctx *k)
+{
+    bool done = false;
+    return matmul_run(k, NULL, &done);
+}
+
+/* kiln.FusedMatMul's product (fused.c): MatMul, and when it runs on kiln's GEMM the epilogue
+ * epi (bias [N], Z at Y's shape with the stride N, activation; float32, checked by the
+ * caller) inside it, while each tile of Y is still in L1; *epi_done says whether it did
+ * (else the caller applies them after). The same floats either way (pgemm_isa.h). */
+kiln_status kiln_cpu_matmul_run_epi(struct kiln_kctx *k, const struct kiln_pgemm_epi *epi, bool *epi_done)
+{
+    *epi_done = false;
+    return matmul_run(k, epi, epi_done);
 }
 
 /* ------------------------------------------------------------------ Gemm */

@@ -509,7 +509,7 @@ static kiln_status kattn_fast(struct kiln_kctx *k, const struct attn_state *as, 
     if (kiln_out_wanted(k, 2)) KILN_TRY(kiln_out_tensor_raw(k, 2, KILN_DTYPE_F32, 4, pvd, &tpv));
     size_t threads = (size_t)kiln_pool_threads(k->pool), rows = Sq < KATTN_QB ? Sq : KATTN_QB;
     float *sc;
-    KILN_TRY(kiln_scratch(k, threads * rows * T * sizeof *sc + 1, (void **)&sc));
+    KILN_TRY(kiln_scratch_raw(k, threads * rows * T * sizeof *sc + 1, (void **)&sc));
     struct kattn_job j = {
         .q = q->data, .k = kk->data, .v = v->data, .pk = pk ? pk->data : NULL,
         .pv = pv ? pv->data : NULL, .mf = mask ? mask->data : NULL, .y = y->data,

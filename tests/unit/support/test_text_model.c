@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ir/half.h"
+#include "ir/ir.h"
 #include "test_support.h"
 
 /* ------------------------------------------------------------------ protobuf bytes */
@@ -384,6 +385,65 @@ bool model_text_run_x(const float *x, const int64_t *d, int threads, kiln_value 
     kiln_model_free(m);
     free(mb.p);
     return st == KILN_OK;
+}
+
+size_t model_count_op(const kiln_model *m, const char *dom, const char *op)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < m->graph->n_nodes; i++) {
+        const struct kiln_node *n = &m->graph->nodes[i];
+        c += !strcmp(n->domain ? n->domain : "", dom) && !strcmp(n->op_type, op);
+    }
+    return c;
+}
+
+kiln_model *optimized_matches(const float *x, const int64_t *d, size_t want_numel, double atol, double rtol,
+                              const char *what)
+{
+    struct buf mb = {0};
+    parse_model(model_text(), &mb);
+    kiln_model *ref = NULL, *m = NULL;
+    kiln_err e = {0};
+    if (kiln_model_load_buffer(mb.p, mb.len, NULL, &ref, &e) || kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &e)) {
+        CHECK(0, "%s: load: %s", what, e.msg);
+        goto fail;
+    }
+    kiln_optimize_options o = {.level = KILN_OPT_EXTENDED, .keep_fused = 1};
+    if (kiln_model_optimize(m, &o, &e)) {
+        CHECK(0, "%s: optimize: %s", what, e.msg);
+        goto fail;
+    }
+    for (int t = 1; t <= 2; t++) {
+        kiln_value *in = tensor_of(KILN_DTYPE_F32, 4, d, x), *a = NULL, *b = NULL;
+        kiln_session *sa = NULL, *sb = NULL;
+        kiln_session_options so = {.threads = t};
+        const char *names[1] = {"X"};
+        if (kiln_session_create(ref, &so, &sa, &e) || kiln_session_create(m, &so, &sb, &e) ||
+            kiln_session_run(sa, 1, names, (const kiln_value *const *)&in, 1, &a, &e) ||
+            kiln_session_run(sb, 1, names, (const kiln_value *const *)&in, 1, &b, &e)) {
+            CHECK(0, "%s: run: %s", what, e.msg);
+        } else {
+            const float *pa = kiln_value_data(a), *pb = kiln_value_data(b);
+            size_t bad = 0, na = kiln_value_numel(a);
+            bool sizes = na == want_numel && kiln_value_numel(b) == want_numel;
+            for (size_t i = 0; sizes && i < na; i++) bad += !(fabs((double)pb[i] - pa[i]) <= atol + rtol * fabs(pa[i]));
+            CHECK(sizes && bad == 0, "%s, %d threads: %zu and %zu outputs (expected %zu), %zu differ from the "
+                  "unoptimized model's", what, t, na, kiln_value_numel(b), want_numel, bad);
+        }
+        kiln_value_free(a);
+        kiln_value_free(b);
+        kiln_value_free(in);
+        kiln_session_free(sa);
+        kiln_session_free(sb);
+    }
+    kiln_model_free(ref);
+    free(mb.p);
+    return m;
+fail:
+    kiln_model_free(ref);
+    kiln_model_free(m);
+    free(mb.p);
+    return NULL;
 }
 
 void nhwc_equal(kiln_value *r, kiln_value *y, double tol, const char *what)
