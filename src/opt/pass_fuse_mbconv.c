@@ -23,7 +23,9 @@
  * Where it pays (measured on an Intel Xeon with 2 MB of L2 a core, docs/notes-mbconv.md),
  * the rule: blocks with a project (three convolutions, or depthwise -> project) whose
  * depthwise input is at least MB_MIN_BYTES (H * W * E * 4 >= 1.5 MiB: MobileNetV2's
- * features.1 to features.4, 1.6-4.8 MB); below that the unfused tensors stay in L2 between
+ * features.1 to features.4, 1.6-4.8 MB) and whose E is a multiple of 16 (SSDlite's 80x80x72
+ * block, whose GEMM columns and depthwise channels end in partial vectors, measured 1.01 at
+ * 1 thread and 0.85 at 2; a lower KILN_MBCONV_MIN lifts this too); below that the unfused tensors stay in L2 between
  * the nodes anyway and oneDNN's 1x1 kernels are 5-15% faster than MBConv's, so fusing
  * lost (0.85-0.97x a block). The expand -> depthwise form (EfficientNet) measured
  * 0.83-0.99x a block, even at 112x112x96: it writes its output to memory all the same, and
@@ -154,7 +156,7 @@ static bool match(const struct kiln_opt *o, const struct kiln_graph *g, size_t t
     if (has_input(d, 3) || w[1] != 1 || kiln_opt_attr_i(d, "group", 1) != E || E < 1 || !approx_none(d) ||
         w[2] > 64 || !shape4(g, d->inputs[0], xd) || xd[3] != E)
         return false;
-    if ((double)xd[1] * (double)xd[2] * (double)E * 4.0 < (double)min) return false;
+    if ((double)xd[1] * (double)xd[2] * (double)E * 4.0 < (double)min || (min >= MB_MIN_BYTES && E % 16)) return false;
     m->d = (int)t, m->e = m->p = -1;
     /* the expand, when d is its only reader */
     int pe = kiln_opt_producer(g, d->inputs[0]);
