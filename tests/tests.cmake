@@ -48,6 +48,11 @@ add_test(NAME test_se_block_portable COMMAND test_se_block)
 set_tests_properties(test_se_block_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)
 add_test(NAME test_se_block_avx2 COMMAND test_se_block)
 set_tests_properties(test_se_block_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx2)
+# kiln.MBConv's depthwise row kernel (src/cpu/isa/mbconv.c) and its GEMM at each level.
+add_test(NAME test_mbconv_portable COMMAND test_mbconv)
+set_tests_properties(test_mbconv_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)
+add_test(NAME test_mbconv_avx2 COMMAND test_mbconv)
+set_tests_properties(test_mbconv_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx2)
 # kiln.ConcatScaleBias at every level (its activation loops are per level).
 add_test(NAME test_concat_sb_portable COMMAND test_concat_sb)
 set_tests_properties(test_concat_sb_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)

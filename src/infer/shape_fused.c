@@ -116,6 +116,8 @@ static kiln_status attention_infer(struct kiln_ictx *c)
     return KILN_OK;
 }
 
+kiln_status kiln_infer_mbconv(struct kiln_ictx *c); /* shape_mbconv.c */
+
 const struct kiln_infer_op kiln_infer_ops_fused[] = {
     {"ConvNhwc", "kiln", 1, 0, kiln_infer_conv_nhwc},
     {"ConcatScaleBias", "kiln", 1, 0, concat_sb_infer},
@@ -125,6 +127,7 @@ const struct kiln_infer_op kiln_infer_ops_fused[] = {
     {"ScaleBias", "kiln", 1, 0, gelu_infer},
     {"ShuffleSplit", "kiln", 1, 0, shuffle_split_infer},
     {"SqueezeExcite", "kiln", 1, 0, gelu_infer},
+    {"MBConv", "kiln", 1, 0, kiln_infer_mbconv}, /* shape_mbconv.c */
     {"DynQuantMatMul", "kiln", 1, 0, dynquant_matmul_infer},
     {"QConv", "kiln", 1, 0, qconv_infer},
     {"QAdd", "kiln", 1, 0, gelu_infer},
