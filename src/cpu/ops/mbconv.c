@@ -385,7 +385,7 @@ static kiln_status mb_run(struct kiln_kctx *k)
         return kiln_kfail(k, KILN_E_LIMIT, "scratch for %lld x %lld x %lld is too large", (long long)H, (long long)W,
                           (long long)E);
     float *sc;
-    KILN_TRY(kiln_scratch(k, fl, (void **)&sc));
+    KILN_TRY(kiln_scratch_raw(k, fl, (void **)&sc));
     struct mb_job j = {s, s->p1, s->p3, x->data, s->wdw, b1 ? b1->data : NULL, b2 ? b2->data : NULL,
                        b3 ? b3->data : NULL, z ? z->data : NULL, y->data, sc, H, W, C, E, M, OH, OW, kk[0], kk[1],
                        nsplit, B, ring, per};
