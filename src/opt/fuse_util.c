@@ -293,3 +293,22 @@ void fu_node_act(const struct kiln_node *n, struct fu_act *a)
     }
     a->approx = kiln_opt_attr_s(n, "approximate", "none");
 }
+
+bool fu_ints_all(const struct kiln_node *n, const char *name, int64_t v)
+{
+    const int64_t *p;
+    size_t c;
+    if (!kiln_opt_attr_ints(n, name, &p, &c)) return true;
+    for (size_t i = 0; i < c; i++)
+        if (p[i] != v) return false;
+    return true;
+}
+
+bool fu_shape4(const struct kiln_graph *g, const char *name, int64_t d[4])
+{
+    int r;
+    int64_t dims[KILN_MAX_RANK];
+    if (!fu_is_f32(g, name) || !kiln_opt_static_shape(g, name, &r, dims) || r != 4) return false;
+    memcpy(d, dims, 4 * sizeof *d);
+    return true;
+}

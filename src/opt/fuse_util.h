@@ -82,6 +82,10 @@ size_t fu_find(size_t *p, size_t i);
 
 /* Sets the activation attributes of a fused node (nothing for none). */
 KILN_NODISCARD kiln_status fu_set_act(struct kiln_opt *o, struct kiln_node *n, const struct fu_act *a);
+/* An INTS attribute of n absent or all equal to v. */
+bool fu_ints_all(const struct kiln_node *n, const char *name, int64_t v);
+/* The inferred shape of `name` into d when it is float32 of rank 4 with every dim known. */
+bool fu_shape4(const struct kiln_graph *g, const char *name, int64_t d[4]);
 /* The activation attributes of a fused op n (activation, activation_params, approximate) as a
  * fu_act (name "" when it has none). */
 void fu_node_act(const struct kiln_node *n, struct fu_act *a);

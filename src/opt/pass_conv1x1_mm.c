@@ -21,16 +21,6 @@
 #define ROWS_MAX 256
 #define W_MIN_BYTES ((size_t)2 << 20)
 
-static bool ints_all(const struct kiln_node *n, const char *name, int64_t v)
-{
-    const int64_t *p;
-    size_t c;
-    if (!kiln_opt_attr_ints(n, name, &p, &c)) return true;
-    for (size_t i = 0; i < c; i++)
-        if (p[i] != v) return false;
-    return true;
-}
-
 static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
 {
     if (kiln_isa_active() != KILN_ISA_AVX512) return KILN_OK;
@@ -39,7 +29,7 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
         const struct kiln_node *n = &g->nodes[i];
         if (n->n_in < 2 || n->n_in > 4 || n->n_out != 1) continue;
         const char *ap = kiln_opt_attr_s(n, "auto_pad", "NOTSET");
-        if (kiln_opt_attr_i(n, "group", 1) != 1 || !ints_all(n, "strides", 1) || !ints_all(n, "pads", 0) ||
+        if (kiln_opt_attr_i(n, "group", 1) != 1 || !fu_ints_all(n, "strides", 1) || !fu_ints_all(n, "pads", 0) ||
             (strcmp(ap, "NOTSET") && strcmp(ap, "VALID")))
             continue;
         const struct kiln_tensor *w = fu_const_f32(o, g, n->inputs[1]);

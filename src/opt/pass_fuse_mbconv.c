@@ -45,27 +45,6 @@
 
 #define MB_MIN_BYTES 1572864 /* the size rule (see above): 1.5 MiB */
 
-/* The inferred shape of `name` when it is float32 of rank 4 with every dim known. */
-static bool shape4(const struct kiln_graph *g, const char *name, int64_t d[4])
-{
-    int r;
-    int64_t dims[KILN_MAX_RANK];
-    if (!fu_is_f32(g, name) || !kiln_opt_static_shape(g, name, &r, dims) || r != 4) return false;
-    memcpy(d, dims, 4 * sizeof *d);
-    return true;
-}
-
-/* An INTS attribute absent or all equal to v. */
-static bool ints_all(const struct kiln_node *n, const char *name, int64_t v)
-{
-    const int64_t *p;
-    size_t c;
-    if (!kiln_opt_attr_ints(n, name, &p, &c)) return true;
-    for (size_t i = 0; i < c; i++)
-        if (p[i] != v) return false;
-    return true;
-}
-
 static bool has_input(const struct kiln_node *n, size_t i)
 {
     return n->n_in > i && n->inputs[i] && n->inputs[i][0];
@@ -78,7 +57,7 @@ static bool conv_basic(const struct kiln_opt *o, const struct kiln_graph *g, int
 {
     if (i < 0 || !fu_is(o, g, i, "kiln", "ConvNhwc")) return false;
     const struct kiln_node *n = &g->nodes[i];
-    if (n->n_in < 2 || !ints_all(n, "dilations", 1)) return false;
+    if (n->n_in < 2 || !fu_ints_all(n, "dilations", 1)) return false;
     const char *ap = kiln_opt_attr_s(n, "auto_pad", "NOTSET");
     if (strcmp(ap, "NOTSET") && strcmp(ap, "VALID")) return false;
     *valid = !strcmp(ap, "VALID");
@@ -104,22 +83,8 @@ static int64_t conv_1x1(const struct kiln_opt *o, const struct kiln_graph *g, in
     if (!conv_basic(o, g, i, w, &valid)) return 0;
     const struct kiln_node *n = &g->nodes[i];
     if (strcmp(n->inputs[0], in) || w[1] != in_c || w[2] != 1 || w[3] != 1) return 0;
-    if (kiln_opt_attr_i(n, "group", 1) != 1 || !ints_all(n, "strides", 1) || !ints_all(n, "pads", 0)) return 0;
+    if (kiln_opt_attr_i(n, "group", 1) != 1 || !fu_ints_all(n, "strides", 1) || !fu_ints_all(n, "pads", 0)) return 0;
     return w[0];
-}
-
-/* The activation attributes of a ConvNhwc as a fu_act. */
-static void conv_act(const struct kiln_node *n, struct fu_act *a)
-{
-    memset(a, 0, sizeof *a);
-    a->name = kiln_opt_attr_s(n, "activation", "");
-    const float *p;
-    size_t np;
-    if (kiln_opt_attr_floats(n, "activation_params", &p, &np) && np <= 2) {
-        memcpy(a->p, p, np * sizeof *p);
-        a->np = np;
-    }
-    a->approx = kiln_opt_attr_s(n, "approximate", "none");
 }
 
 static bool approx_none(const struct kiln_node *n)
@@ -154,7 +119,7 @@ static bool match(const struct kiln_opt *o, const struct kiln_graph *g, size_t t
     const struct kiln_node *d = &g->nodes[t];
     int64_t E = w[0];
     if (has_input(d, 3) || w[1] != 1 || kiln_opt_attr_i(d, "group", 1) != E || E < 1 || !approx_none(d) ||
-        w[2] > 64 || !shape4(g, d->inputs[0], xd) || xd[3] != E)
+        w[2] > 64 || !fu_shape4(g, d->inputs[0], xd) || xd[3] != E)
         return false;
     if ((double)xd[1] * (double)xd[2] * (double)E * 4.0 < (double)min || (min >= MB_MIN_BYTES && E % 16)) return false;
     m->d = (int)t, m->e = m->p = -1;
@@ -162,7 +127,7 @@ static bool match(const struct kiln_opt *o, const struct kiln_graph *g, size_t t
     int pe = kiln_opt_producer(g, d->inputs[0]);
     int64_t xe[4];
     if (pe >= 0 && fu_next(o, g, (size_t)pe) == (int)t && !has_input(&g->nodes[pe], 3) &&
-        shape4(g, g->nodes[pe].inputs[0], xe) && conv_1x1(o, g, pe, g->nodes[pe].inputs[0], xe[3]) == E)
+        fu_shape4(g, g->nodes[pe].inputs[0], xe) && conv_1x1(o, g, pe, g->nodes[pe].inputs[0], xe[3]) == E)
         m->e = pe;
     /* the project, when it is d's only reader */
     int pp = fu_next(o, g, t);
@@ -180,7 +145,7 @@ static kiln_status set_act(struct kiln_opt *o, struct kiln_node *nn, const struc
                            const char *params)
 {
     struct fu_act a;
-    conv_act(src, &a);
+    fu_node_act(src, &a);
     if (!a.name[0]) return KILN_OK;
     KILN_TRY(kiln_opt_set_attr_s(o, nn, name, a.name));
     if (a.np) KILN_TRY(kiln_opt_set_attr_floats(o, nn, params, a.p, a.np));
@@ -221,7 +186,7 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
             c == 4)
             memcpy(pads, v, sizeof pads);
         struct fu_act a1 = {0};
-        if (e) conv_act(e, &a1);
+        if (e) fu_node_act(e, &a1);
         struct kiln_node dcopy = *d, pcopy = p ? *p : *d;
         struct kiln_node *nn;
         KILN_TRY(fu_replace(o, g, nodes, n, "MBConv", "kiln", n_in, ins, 1, &out, NULL, &nn));

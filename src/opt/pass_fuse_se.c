@@ -22,27 +22,6 @@
 
 #include "opt/fuse_util.h"
 
-/* The inferred shape of `name` when it is float32 of rank 4 with every dim known. */
-static bool shape4(const struct kiln_graph *g, const char *name, int64_t d[4])
-{
-    int r;
-    int64_t dims[KILN_MAX_RANK];
-    if (!fu_is_f32(g, name) || !kiln_opt_static_shape(g, name, &r, dims) || r != 4) return false;
-    memcpy(d, dims, 4 * sizeof *d);
-    return true;
-}
-
-/* An INTS attribute absent or all equal to v. */
-static bool ints_all(const struct kiln_node *n, const char *name, int64_t v)
-{
-    const int64_t *p;
-    size_t c;
-    if (!kiln_opt_attr_ints(n, name, &p, &c)) return true;
-    for (size_t i = 0; i < c; i++)
-        if (p[i] != v) return false;
-    return true;
-}
-
 static bool no_auto_pad(const struct kiln_node *n)
 {
     const char *ap = kiln_opt_attr_s(n, "auto_pad", "NOTSET");
@@ -57,7 +36,7 @@ static bool se_conv(const struct kiln_opt *o, const struct kiln_graph *g, int i,
     if (i < 0 || !fu_is(o, g, i, "kiln", "ConvNhwc")) return false;
     const struct kiln_node *n = &g->nodes[i];
     if (n->n_in < 2 || strcmp(n->inputs[0], in) || (n->n_in > 3 && n->inputs[3][0])) return false;
-    if (kiln_opt_attr_i(n, "group", 1) != 1 || !ints_all(n, "pads", 0) || !no_auto_pad(n)) return false;
+    if (kiln_opt_attr_i(n, "group", 1) != 1 || !fu_ints_all(n, "pads", 0) || !no_auto_pad(n)) return false;
     const struct kiln_tensor *w = fu_const_f32(o, g, n->inputs[1]);
     if (!w || w->rank != 4 || w->dims[0] != out_c || w->dims[1] != in_c || w->dims[2] != 1 || w->dims[3] != 1)
         return false;
@@ -66,7 +45,7 @@ static bool se_conv(const struct kiln_opt *o, const struct kiln_graph *g, int i,
         if (!b || b->rank != 1 || b->dims[0] != out_c) return false;
     }
     int64_t d[4];
-    return shape4(g, n->outputs[0], d) && d[0] == N && d[1] == 1 && d[2] == 1 && d[3] == out_c;
+    return fu_shape4(g, n->outputs[0], d) && d[0] == N && d[1] == 1 && d[2] == 1 && d[3] == out_c;
 }
 
 /* nodes[0..4): the pool at t, fc1, fc2, the Mul. */
@@ -78,11 +57,11 @@ static bool match(const struct kiln_opt *o, const struct kiln_graph *g, size_t t
     int64_t xd[4], pd[4];
     const int64_t *k;
     size_t nk;
-    if (!shape4(g, x, xd) || !shape4(g, p->outputs[0], pd) || pd[0] != xd[0] || pd[1] != 1 || pd[2] != 1 ||
+    if (!fu_shape4(g, x, xd) || !fu_shape4(g, p->outputs[0], pd) || pd[0] != xd[0] || pd[1] != 1 || pd[2] != 1 ||
         pd[3] != xd[3])
         return false;
     if (!kiln_opt_attr_ints(p, "kernel_shape", &k, &nk) || nk != 2 || k[0] != xd[1] || k[1] != xd[2] ||
-        !ints_all(p, "pads", 0) || !ints_all(p, "dilations", 1) || !no_auto_pad(p))
+        !fu_ints_all(p, "pads", 0) || !fu_ints_all(p, "dilations", 1) || !no_auto_pad(p))
         return false;
     int c1 = fu_next(o, g, t);
     if (c1 < 0) return false;
@@ -98,7 +77,7 @@ static bool match(const struct kiln_opt *o, const struct kiln_graph *g, size_t t
     if (m < 0 || !fu_is(o, g, m, "", "Mul")) return false;
     int other = fu_other(&g->nodes[m], g->nodes[c2].outputs[0]);
     int64_t md[4];
-    if (other < 0 || strcmp(g->nodes[m].inputs[other], x) || !shape4(g, g->nodes[m].outputs[0], md) ||
+    if (other < 0 || strcmp(g->nodes[m].inputs[other], x) || !fu_shape4(g, g->nodes[m].outputs[0], md) ||
         memcmp(md, xd, sizeof md))
         return false;
     if (kiln_opt_is_graph_output(g, x) || kiln_opt_uses(g, x) != 2) return false;
