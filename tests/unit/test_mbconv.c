@@ -171,16 +171,6 @@ static void kernel_cases(void)
 
 /* ------------------------------------------------------------------ the pass */
 
-static size_t count_op(const kiln_model *m, const char *dom, const char *op)
-{
-    size_t c = 0;
-    for (size_t i = 0; i < m->graph->n_nodes; i++) {
-        const struct kiln_node *n = &m->graph->nodes[i];
-        c += !strcmp(n->domain ? n->domain : "", dom) && !strcmp(n->op_type, op);
-    }
-    return c;
-}
-
 /* A stem conv, one inverted-residual block 16 -> 64 -> 16 with its residual, a head; extra: 1
  * the expand's output also pooled into a second output, 2 the depthwise's. */
 static void pass_case(int extra, size_t want_mb, size_t want_conv)
@@ -198,54 +188,16 @@ static void pass_case(int extra, size_t want_mb, size_t want_conv)
        "init w3 f32 16,64,1,1 rand\ninit b3 f32 16 rand\nnode Conv da,w3,b3 -> p\nnode Add p,a -> r\n"
        "node GlobalAveragePool r -> gp\nnode Flatten gp -> y\n");
     if (extra) tf("node GlobalAveragePool %s -> gp2\nnode Flatten gp2 -> y2\n", extra == 1 ? "ea" : "da");
-    struct buf mb = {0};
-    parse_model(model_text(), &mb);
-    kiln_model *ref = NULL, *m = NULL;
-    kiln_err e = {0};
-    if (kiln_model_load_buffer(mb.p, mb.len, NULL, &ref, &e) || kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &e)) {
-        CHECK(0, "%s: load: %s", what, e.msg);
-        goto done;
-    }
-    kiln_optimize_options o = {.level = KILN_OPT_EXTENDED, .keep_fused = 1};
-    if (kiln_model_optimize(m, &o, &e)) {
-        CHECK(0, "%s: optimize: %s", what, e.msg);
-        goto done;
-    }
-    size_t nmb = count_op(m, "kiln", "MBConv"), nconv = count_op(m, "kiln", "ConvNhwc");
-    CHECK(nmb == want_mb && nconv == want_conv, "%s: %zu MBConv and %zu ConvNhwc, expected %zu and %zu", what, nmb,
-          nconv, want_mb, want_conv);
     int64_t d[4] = {1, 3, 24, 20};
     float x[1440];
     for (size_t i = 0; i < 1440; i++) x[i] = 2 * rng_f32();
-    for (int t = 1; t <= 2; t++) {
-        kiln_value *in = tensor_of(KILN_DTYPE_F32, 4, d, x), *a[2] = {NULL, NULL}, *b[2] = {NULL, NULL};
-        kiln_session *sa = NULL, *sb = NULL;
-        kiln_session_options so = {.threads = t};
-        const char *names[1] = {"X"};
-        size_t nout = extra ? 2 : 1;
-        if (kiln_session_create(ref, &so, &sa, &e) || kiln_session_create(m, &so, &sb, &e) ||
-            kiln_session_run(sa, 1, names, (const kiln_value *const *)&in, nout, a, &e) ||
-            kiln_session_run(sb, 1, names, (const kiln_value *const *)&in, nout, b, &e)) {
-            CHECK(0, "%s: run: %s", what, e.msg);
-        } else {
-            for (size_t o2 = 0; o2 < nout; o2++) {
-                const float *pa = kiln_value_data(a[o2]), *pb = kiln_value_data(b[o2]);
-                size_t bad = 0, cnt = kiln_value_numel(a[o2]);
-                for (size_t i = 0; i < cnt; i++) bad += !(fabs((double)pb[i] - pa[i]) <= TOL * (1 + fabs(pa[i])));
-                CHECK(cnt == (o2 ? 64 : 16) && kiln_value_numel(b[o2]) == cnt && bad == 0,
-                      "%s, %d threads, output %zu: %zu of %zu differ from the unoptimized model's", what, t, o2, bad,
-                      cnt);
-            }
-        }
-        for (int i = 0; i < 2; i++) kiln_value_free(a[i]), kiln_value_free(b[i]);
-        kiln_value_free(in);
-        kiln_session_free(sa);
-        kiln_session_free(sb);
-    }
-done:
-    kiln_model_free(ref);
+    static const size_t want_numel[2] = {16, 64};
+    kiln_model *m = optimized_matches_n(x, d, extra ? 2 : 1, want_numel, TOL, TOL, what);
+    if (!m) return;
+    size_t nmb = model_count_op(m, "kiln", "MBConv"), nconv = model_count_op(m, "kiln", "ConvNhwc");
+    CHECK(nmb == want_mb && nconv == want_conv, "%s: %zu MBConv and %zu ConvNhwc, expected %zu and %zu", what, nmb,
+          nconv, want_mb, want_conv);
     kiln_model_free(m);
-    free(mb.p);
 }
 
 /* ------------------------------------------------------------------ bad input */

@@ -397,13 +397,17 @@ size_t model_count_op(const kiln_model *m, const char *dom, const char *op)
     return c;
 }
 
-kiln_model *optimized_matches(const float *x, const int64_t *d, size_t want_numel, double atol, double rtol,
-                              const char *what)
+kiln_model *optimized_matches_n(const float *x, const int64_t *d, size_t n_out, const size_t *want_numel,
+                                double atol, double rtol, const char *what)
 {
     struct buf mb = {0};
     parse_model(model_text(), &mb);
     kiln_model *ref = NULL, *m = NULL;
     kiln_err e = {0};
+    if (n_out < 1 || n_out > 4) {
+        CHECK(0, "%s: %zu outputs to compare (1 to 4)", what, n_out);
+        goto fail;
+    }
     if (kiln_model_load_buffer(mb.p, mb.len, NULL, &ref, &e) || kiln_model_load_buffer(mb.p, mb.len, NULL, &m, &e)) {
         CHECK(0, "%s: load: %s", what, e.msg);
         goto fail;
@@ -414,24 +418,26 @@ kiln_model *optimized_matches(const float *x, const int64_t *d, size_t want_nume
         goto fail;
     }
     for (int t = 1; t <= 2; t++) {
-        kiln_value *in = tensor_of(KILN_DTYPE_F32, 4, d, x), *a = NULL, *b = NULL;
+        kiln_value *in = tensor_of(KILN_DTYPE_F32, 4, d, x), *a[4] = {NULL}, *b[4] = {NULL};
         kiln_session *sa = NULL, *sb = NULL;
         kiln_session_options so = {.threads = t};
         const char *names[1] = {"X"};
         if (kiln_session_create(ref, &so, &sa, &e) || kiln_session_create(m, &so, &sb, &e) ||
-            kiln_session_run(sa, 1, names, (const kiln_value *const *)&in, 1, &a, &e) ||
-            kiln_session_run(sb, 1, names, (const kiln_value *const *)&in, 1, &b, &e)) {
+            kiln_session_run(sa, 1, names, (const kiln_value *const *)&in, n_out, a, &e) ||
+            kiln_session_run(sb, 1, names, (const kiln_value *const *)&in, n_out, b, &e)) {
             CHECK(0, "%s: run: %s", what, e.msg);
         } else {
-            const float *pa = kiln_value_data(a), *pb = kiln_value_data(b);
-            size_t bad = 0, na = kiln_value_numel(a);
-            bool sizes = na == want_numel && kiln_value_numel(b) == want_numel;
-            for (size_t i = 0; sizes && i < na; i++) bad += !(fabs((double)pb[i] - pa[i]) <= atol + rtol * fabs(pa[i]));
-            CHECK(sizes && bad == 0, "%s, %d threads: %zu and %zu outputs (expected %zu), %zu differ from the "
-                  "unoptimized model's", what, t, na, kiln_value_numel(b), want_numel, bad);
+            for (size_t k = 0; k < n_out; k++) {
+                const float *pa = kiln_value_data(a[k]), *pb = kiln_value_data(b[k]);
+                size_t bad = 0, na = kiln_value_numel(a[k]);
+                bool sizes = na == want_numel[k] && kiln_value_numel(b[k]) == want_numel[k];
+                for (size_t i = 0; sizes && i < na; i++)
+                    bad += !(fabs((double)pb[i] - pa[i]) <= atol + rtol * fabs(pa[i]));
+                CHECK(sizes && bad == 0, "%s, %d threads, output %zu: %zu and %zu elements (expected %zu), %zu differ "
+                      "from the unoptimized model's", what, t, k, na, kiln_value_numel(b[k]), want_numel[k], bad);
+            }
         }
-        kiln_value_free(a);
-        kiln_value_free(b);
+        for (size_t k = 0; k < n_out; k++) kiln_value_free(a[k]), kiln_value_free(b[k]);
         kiln_value_free(in);
         kiln_session_free(sa);
         kiln_session_free(sb);
@@ -444,6 +450,12 @@ fail:
     kiln_model_free(m);
     free(mb.p);
     return NULL;
+}
+
+kiln_model *optimized_matches(const float *x, const int64_t *d, size_t want_numel, double atol, double rtol,
+                              const char *what)
+{
+    return optimized_matches_n(x, d, 1, &want_numel, atol, rtol, what);
 }
 
 void nhwc_equal(kiln_value *r, kiln_value *y, double tol, const char *what)

@@ -57,9 +57,12 @@ bool model_text_run_x(const float *x, const int64_t *d, int threads, kiln_value 
                       char *msg, size_t msg_size, const char *what);
 /* Loads model_text() twice, optimizes one copy at the extended level with kiln ops, and
  * runs both on x [d0, d1, d2, d3] as the float32 input X with 1 and 2 threads: each run's
- * output 0 must have want_numel elements and agree within atol + rtol |ref| (failed CHECKs
- * naming `what` otherwise). Returns the optimized model for the caller's checks of its nodes
- * (free it with kiln_model_free), NULL when loading or optimizing failed (a failed CHECK). */
+ * outputs 0..n_out-1 must have want_numel[o] elements and agree within atol + rtol |ref|
+ * (failed CHECKs naming `what` otherwise). Returns the optimized model for the caller's
+ * checks of its nodes (free it with kiln_model_free), NULL when loading or optimizing failed
+ * (a failed CHECK). optimized_matches: one output. */
+kiln_model *optimized_matches_n(const float *x, const int64_t *d, size_t n_out, const size_t *want_numel,
+                                double atol, double rtol, const char *what);
 kiln_model *optimized_matches(const float *x, const int64_t *d, size_t want_numel, double atol, double rtol,
                               const char *what);
 /* How many live nodes of m's main graph are op in domain dom ("" for ai.onnx). */
