@@ -43,7 +43,7 @@ typedef int32_t vi __attribute__((vector_size(VL * sizeof(float))));
 
 static inline vf vld(const float *p) { return *(const vf *)p; }
 static inline void vst(float *p, vf v) { *(vf *)p = v; }
-static inline vf vsel(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); } /* m ? a : b */
+static inline __attribute__((unused)) vf vsel(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); } /* m ? a : b */
 
 /* v < lo ? lo : v and v > hi ? hi : v (NaN stays): maxps(lo, v) and minps(hi, v), whose
  * second operand is what an unordered compare returns. */
@@ -190,7 +190,7 @@ void KILN_ISA_FN(kiln_mbconv_dw_row_isa)(const struct kiln_mbconv_dw *d)
 #define NRP KILN_MBCONV_NR
 #define PV  (NRP / VL) /* vectors in a panel */
 
-static inline vf gclamp(const struct kiln_mbconv_gemm *g, vf v)
+static inline __attribute__((unused)) vf gclamp(const struct kiln_mbconv_gemm *g, vf v)
 {
     if (!g->clamp) return v;
     vf lo = (vf){0} + g->lo, hi = (vf){0} + g->hi;
