@@ -21,39 +21,10 @@
 #include <time.h>
 
 #include "base/pool.h"
+#include "bench_time.h"
 #include "cpu/dnnl_util.h"
 #include "cpu/pgemm.h"
 #include "cpu/sgemm.h"
-
-static clockid_t clock_id = CLOCK_MONOTONIC;
-
-/* Seconds on the clock: the thread's CPU time at one thread (a shared machine's other
- * processes then do not count), else wall time. */
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(clock_id, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static double window;
-
-/* Best seconds per call of fn(ctx) over three windows. */
-static double best_time(void (*fn)(void *), void *ctx)
-{
-    double best = 1e30;
-    fn(ctx);
-    for (int w = 0; w < 3; w++) {
-        int n = 0;
-        double t0 = now(), t;
-        do {
-            fn(ctx);
-            n++;
-        } while ((t = now() - t0) < window);
-        if (t / n < best) best = t / n;
-    }
-    return best;
-}
 
 static int ncopy = 1; /* --cold N: N copies of B, used in turn (weights streamed from memory) */
 
@@ -134,7 +105,7 @@ static double time_dnnl_packed(size_t M, size_t N, size_t K, const float *A, con
                 x.w[c] = (char *)w + wsz * (size_t)c;
                 if (c) memcpy(x.w[c], w, wsz);
             }
-            t = best_time(run_mm, &x);
+            t = bench_best(run_mm, &x);
         }
     }
     if (r) dnnl_primitive_destroy(r);
@@ -155,10 +126,10 @@ static const size_t shapes[][3] = {
 int main(int argc, char **argv)
 {
     int threads = 1, ai = 1;
-    window = 0.3;
+    bench_window = 0.3;
     for (; ai + 1 < argc && argv[ai][0] == '-'; ai += 2) {
         if (!strcmp(argv[ai], "--threads")) threads = (int)strtol(argv[ai + 1], NULL, 10);
-        else if (!strcmp(argv[ai], "--time")) window = strtod(argv[ai + 1], NULL);
+        else if (!strcmp(argv[ai], "--time")) bench_window = strtod(argv[ai + 1], NULL);
         else if (!strcmp(argv[ai], "--cold")) ncopy = (int)strtol(argv[ai + 1], NULL, 10);
     }
     size_t n = sizeof shapes / sizeof shapes[0], (*list)[3] = (size_t(*)[3])shapes;
@@ -173,7 +144,7 @@ int main(int argc, char **argv)
     kiln_err e;
     if (ncopy < 1) ncopy = 1;
     if (ncopy > 64) ncopy = 64;
-    if (threads <= 1) clock_id = CLOCK_THREAD_CPUTIME_ID;
+    if (threads <= 1) bench_clock = CLOCK_THREAD_CPUTIME_ID;
     if (threads > 1 && kiln_pool_create(threads, &pool, &e)) return 1;
     printf("isa %s, pgemm at %d thread(s), oneDNN on 1\n", kiln_isa_name(kiln_isa_active()), threads);
     printf("%6s %6s %6s | %9s %9s %9s | pgemm/onednn-packed\n", "M", "N", "K", "pgemm", "dnnl-mm", "sgemm");
@@ -193,9 +164,9 @@ int main(int argc, char **argv)
             kiln_pgemm_init(&pg.g[c], K, N, bc, kiln_isa_active());
         }
         double flop = 2.0 * (double)M * (double)N * (double)K * 1e-9;
-        double tp = best_time(run_pg, &pg), tm = time_dnnl_packed(M, N, K, A, B, C);
+        double tp = bench_best(run_pg, &pg), tm = time_dnnl_packed(M, N, K, A, B, C);
         struct sg_ctx sg = {M, N, K, A, B, C};
-        double ts = best_time(run_sg, &sg);
+        double ts = bench_best(run_sg, &sg);
         printf("%6zu %6zu %6zu | %9.1f %9.1f %9.1f | %.2f\n", M, N, K, flop / tp, tm ? flop / tm : 0, flop / ts,
                tm ? tm / tp : 0);
         free(A), free(B), free(C), free(bp);

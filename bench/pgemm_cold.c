@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "base/pool.h"
+#include "bench_time.h"
 #include "cpu/pgemm.h"
 #if KILN_HAVE_DNNL
 #include <dnnl.h>
@@ -39,33 +40,7 @@
 #include "cpu/dnnl_util.h"
 #endif
 
-static clockid_t clock_id = CLOCK_MONOTONIC;
-static double window = 0.5;
 static size_t apad; /* --pad P: pgemm reads A at the row stride K + P (oneDNN: K) */
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(clock_id, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-/* Best seconds per call of fn(ctx) over three windows (after one untimed call). */
-static double best_time(void (*fn)(void *), void *ctx)
-{
-    double best = 1e30;
-    fn(ctx);
-    for (int w = 0; w < 3; w++) {
-        int n = 0;
-        double t0 = now(), t;
-        do {
-            fn(ctx);
-            n++;
-        } while ((t = now() - t0) < window);
-        if (t / n < best) best = t / n;
-    }
-    return best;
-}
 
 /* A region of n copies of `bytes` each (rounded up to 4 KiB), in 4 KiB pages (malloc) or in
  * transparent huge pages (mmap, 2 MiB aligned, MADV_HUGEPAGE). */
@@ -144,7 +119,7 @@ static double time_pgemm(size_t M, size_t N, size_t K, const float *A, const flo
     x.g = malloc((size_t)ncopy * sizeof *x.g);
     if (!x.g) return region_free(&r), 0;
     for (int i = 0; i < ncopy; i++) kiln_pgemm_init(&x.g[i], K, N, region_at(&r, i), kiln_isa_active());
-    double t = best_time(run_pg, &x);
+    double t = bench_best(run_pg, &x);
     free(x.g);
     region_free(&r);
     return t;
@@ -243,7 +218,7 @@ static double time_dnnl(size_t M, size_t N, size_t K, const float *A, const floa
         if (!ok) goto out;
     }
     region_replicate(&x.r, total);
-    t = best_time(run_mm, &x);
+    t = bench_best(run_mm, &x);
 out:
     for (int s = 0; s < x.ns; s++)
         if (x.s[s].prim) dnnl_primitive_destroy(x.s[s].prim);
@@ -267,7 +242,7 @@ int main(int argc, char **argv)
     const char *only = "";
     for (; ai + 1 < argc && argv[ai][0] == '-'; ai += 2) {
         if (!strcmp(argv[ai], "--threads")) threads = (int)strtol(argv[ai + 1], NULL, 10);
-        else if (!strcmp(argv[ai], "--time")) window = strtod(argv[ai + 1], NULL);
+        else if (!strcmp(argv[ai], "--time")) bench_window = strtod(argv[ai + 1], NULL);
         else if (!strcmp(argv[ai], "--mb")) mb = strtod(argv[ai + 1], NULL);
         else if (!strcmp(argv[ai], "--only")) only = argv[ai + 1];
         else if (!strcmp(argv[ai], "--pad")) apad = (size_t)strtoull(argv[ai + 1], NULL, 10);
@@ -282,7 +257,7 @@ int main(int argc, char **argv)
     }
     struct kiln_pool *pool = NULL;
     kiln_err e;
-    if (threads <= 1) clock_id = CLOCK_THREAD_CPUTIME_ID;
+    if (threads <= 1) bench_clock = CLOCK_THREAD_CPUTIME_ID;
     if (threads > 1 && kiln_pool_create(threads, &pool, &e)) return 1;
     printf("isa %s, %d thread(s), cold set %.0f MB; GFLOP/s (pgemm / oneDNN)\n", kiln_isa_name(kiln_isa_active()),
            threads, mb);

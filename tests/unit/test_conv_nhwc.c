@@ -252,6 +252,36 @@ static void run_case(const struct cfg *c, int threads, const char *split, const 
     free(x), free(w), free(b), free(z), free(want), free(mag);
 }
 
+/* The rest of a random case once its sizes, kernel and strides are drawn: dilations,
+ * padding, bias, Z (one case in z_one_in), symbolic shapes, activation. False when the
+ * output would be empty. */
+static bool random_rest(struct cfg *c, int z_one_in)
+{
+    c->dh = rng_int(5) ? 1 : 2, c->dw = rng_int(5) ? 1 : 2;
+    c->auto_pad = rng_int(5) == 0 ? 1 + rng_int(3) : 0;
+    c->pt = rng_int(c->kh), c->pb = rng_int(c->kh), c->pl = rng_int(c->kw), c->pr = rng_int(c->kw);
+    c->bias = rng_int(3) != 0;
+    c->z = rng_int(z_one_in) == 0;
+    c->symbolic = rng_int(5) == 0;
+    c->act = (enum act)rng_int(ACT_COUNT);
+    int64_t oh, ow, p;
+    out_dim(c, 0, &oh, &p);
+    out_dim(c, 1, &ow, &p);
+    return oh >= 1 && ow >= 1;
+}
+
+/* "case I: N.. H.. ... T threads" for a case's messages, then `tail` (may be ""). */
+static void case_name(char *what, size_t size, const char *kind, int i, const struct cfg *c, int t, const char *tail)
+{
+    snprintf(what, size,
+             "%scase %d: N%lld H%lld W%lld C%lld M%lld G%lld k%lldx%lld s%lldx%lld d%lldx%lld pads "
+             "%lld,%lld,%lld,%lld auto_pad %d bias %d z %d act %d sym %d, %d threads%s",
+             kind, i, (long long)c->N, (long long)c->H, (long long)c->W, (long long)c->C, (long long)c->M,
+             (long long)c->G, (long long)c->kh, (long long)c->kw, (long long)c->sh, (long long)c->sw,
+             (long long)c->dh, (long long)c->dw, (long long)c->pt, (long long)c->pl, (long long)c->pb,
+             (long long)c->pr, c->auto_pad, c->bias, c->z, c->act, c->symbolic, t, tail);
+}
+
 static void random_cases(int count)
 {
     static const int ks[] = {1, 1, 3, 3, 3, 5, 7};
@@ -268,29 +298,13 @@ static void random_cases(int count)
         c.kh = ks[rng_int(7)];
         c.kw = rng_int(4) ? c.kh : ks[rng_int(7)];
         c.sh = 1 + rng_int(2), c.sw = rng_int(3) ? c.sh : 1 + rng_int(2);
-        c.dh = rng_int(5) ? 1 : 2, c.dw = rng_int(5) ? 1 : 2;
-        c.auto_pad = rng_int(5) == 0 ? 1 + rng_int(3) : 0;
-        c.pt = rng_int(c.kh), c.pb = rng_int(c.kh), c.pl = rng_int(c.kw), c.pr = rng_int(c.kw);
-        c.bias = rng_int(3) != 0;
-        c.z = rng_int(3) == 0;
-        c.symbolic = rng_int(5) == 0;
-        c.act = (enum act)rng_int(ACT_COUNT);
-        int64_t oh, ow, p;
-        out_dim(&c, 0, &oh, &p);
-        out_dim(&c, 1, &ow, &p);
-        if (oh < 1 || ow < 1) continue;
+        if (!random_rest(&c, 3)) continue;
         char what[512];
         for (int t = 1; t <= 3; t++)
             for (size_t sp = 0; sp < (c.symbolic ? 1 : N_SPLITS); sp++) {
-                snprintf(what, sizeof what,
-                         "case %d: N%lld H%lld W%lld C%lld M%lld G%lld k%lldx%lld s%lldx%lld d%lldx%lld "
-                         "pads %lld,%lld,%lld,%lld auto_pad %d bias %d z %d act %d sym %d, %d threads, "
-                         "split %s",
-                         i, (long long)c.N, (long long)c.H, (long long)c.W, (long long)c.C, (long long)c.M,
-                         (long long)c.G, (long long)c.kh, (long long)c.kw, (long long)c.sh, (long long)c.sw,
-                         (long long)c.dh, (long long)c.dw, (long long)c.pt, (long long)c.pl, (long long)c.pb,
-                         (long long)c.pr, c.auto_pad, c.bias, c.z, c.act, c.symbolic, t,
-                         splits[sp] ? splits[sp] : "auto");
+                char tail[40];
+                snprintf(tail, sizeof tail, ", split %s", splits[sp] ? splits[sp] : "auto");
+                case_name(what, sizeof what, "", i, &c, t, tail);
                 run_case(&c, t, splits[sp], what);
             }
     }
@@ -571,26 +585,10 @@ static void nchw_cases(int count)
         c.kh = ks[rng_int(8)];
         c.kw = rng_int(4) ? c.kh : ks[rng_int(8)];
         c.sh = 1 + rng_int(3), c.sw = rng_int(3) ? c.sh : 1 + rng_int(3);
-        c.dh = rng_int(5) ? 1 : 2, c.dw = rng_int(5) ? 1 : 2;
-        c.auto_pad = rng_int(5) == 0 ? 1 + rng_int(3) : 0;
-        c.pt = rng_int(c.kh), c.pb = rng_int(c.kh), c.pl = rng_int(c.kw), c.pr = rng_int(c.kw);
-        c.bias = rng_int(3) != 0;
-        c.z = rng_int(4) == 0;
-        c.symbolic = rng_int(5) == 0;
-        c.act = (enum act)rng_int(ACT_COUNT);
-        int64_t oh, ow, p;
-        out_dim(&c, 0, &oh, &p);
-        out_dim(&c, 1, &ow, &p);
-        if (oh < 1 || ow < 1) continue;
+        if (!random_rest(&c, 4)) continue;
         char what[512];
         for (int t = 1; t <= 3; t++) {
-            snprintf(what, sizeof what,
-                     "nchw case %d: N%lld H%lld W%lld C%lld M%lld k%lldx%lld s%lldx%lld d%lldx%lld pads "
-                     "%lld,%lld,%lld,%lld auto_pad %d bias %d z %d act %d sym %d, %d threads",
-                     i, (long long)c.N, (long long)c.H, (long long)c.W, (long long)c.C, (long long)c.M,
-                     (long long)c.kh, (long long)c.kw, (long long)c.sh, (long long)c.sw, (long long)c.dh,
-                     (long long)c.dw, (long long)c.pt, (long long)c.pl, (long long)c.pb, (long long)c.pr,
-                     c.auto_pad, c.bias, c.z, c.act, c.symbolic, t);
+            case_name(what, sizeof what, "nchw ", i, &c, t, "");
             run_case(&c, t, NULL, what);
         }
     }
