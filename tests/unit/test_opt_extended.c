@@ -582,14 +582,10 @@ static void test_fuse_pad(void)
 static void taps_case(const char *what, const char *text, uint64_t params)
 {
     check_case(what, text, "conv_taps,dce", false, "Conv=1", 1e-5);
-    struct buf b;
-    parse_model(text, &b);
-    kiln_model *m = NULL;
+    kiln_model *m = load_text_model(text, what);
+    if (!m) return;
     kiln_err e = {0};
-    kiln_status st = kiln_model_load_buffer(b.p, b.len, NULL, &m, &e);
-    free(b.p);
-    CHECK(st == KILN_OK, "%s: load: %s", what, e.msg);
-    if (st) return;
+    kiln_status st;
     uint64_t before, after, bytes;
     kiln_model_params(m, &before, &bytes);
     st = optimize(m, "conv_taps,dce", false, &e);

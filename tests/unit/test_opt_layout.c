@@ -57,18 +57,6 @@ static size_t lines_with(const struct lines *ls, const char *s)
     return c;
 }
 
-static kiln_model *load_text(const char *text)
-{
-    struct buf b;
-    parse_model(text, &b);
-    kiln_model *m = NULL;
-    kiln_err e = {0};
-    kiln_status st = kiln_model_load_buffer(b.p, b.len, NULL, &m, &e);
-    free(b.p);
-    CHECK(st == KILN_OK, "load: %s", e.msg);
-    return st ? NULL : m;
-}
-
 /* The passes of `level` but nhwc, as a --passes list (NULL without kiln ops: the level's
  * own list, which skips nhwc then). */
 static const char *passes_but_nhwc(kiln_opt_level level, bool keep_fused)
@@ -89,7 +77,7 @@ static const char *passes_but_nhwc(kiln_opt_level level, bool keep_fused)
 static kiln_model *optimized(const char *text, kiln_opt_level level, bool keep_fused,
                              struct lines *ls)
 {
-    kiln_model *m = load_text(text);
+    kiln_model *m = load_text_model(text, "layout");
     if (!m) return NULL;
     kiln_optimize_options o = {.level = level, .keep_fused = keep_fused,
                                .passes = passes_but_nhwc(level, keep_fused),

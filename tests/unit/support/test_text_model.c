@@ -387,6 +387,18 @@ bool model_text_run_x(const float *x, const int64_t *d, int threads, kiln_value 
     return st == KILN_OK;
 }
 
+kiln_model *load_text_model(const char *text, const char *what)
+{
+    struct buf b;
+    parse_model(text, &b);
+    kiln_model *m = NULL;
+    kiln_err e = {0};
+    kiln_status st = kiln_model_load_buffer(b.p, b.len, NULL, &m, &e);
+    free(b.p);
+    CHECK(st == KILN_OK, "%s: load: %s", what, e.msg);
+    return st ? NULL : m;
+}
+
 size_t model_count_op(const kiln_model *m, const char *dom, const char *op)
 {
     size_t c = 0;

@@ -65,6 +65,9 @@ kiln_model *optimized_matches_n(const float *x, const int64_t *d, size_t n_out, 
                                 double atol, double rtol, const char *what);
 kiln_model *optimized_matches(const float *x, const int64_t *d, size_t want_numel, double atol, double rtol,
                               const char *what);
+/* The text model loaded (ModelProto bytes through kiln_model_load_buffer); NULL after a
+ * failed CHECK naming `what`. */
+kiln_model *load_text_model(const char *text, const char *what);
 /* How many live nodes of m's main graph are op in domain dom ("" for ai.onnx). */
 size_t model_count_op(const kiln_model *m, const char *dom, const char *op);
 
