@@ -275,7 +275,7 @@ void kiln_buf_free(struct kiln_buf *b)
 #define KILN_HUGE ((size_t)2 << 20)
 #define KILN_HUGE_MIN KILN_HUGE
 
-/* NULL with *failed when the allocation must fail (KILN_FAIL_ALLOC or no address space);
+/* NULL with *failed when the allocation must fail (KILN_FAIL_ALLOC, or a size that overflows);
  * NULL alone when the mapping could not be made and kiln_malloc should try. */
 static void *huge_alloc(size_t align, size_t n, bool *failed)
 {
