@@ -63,7 +63,7 @@ void kiln_pgemm_pack(const float *B, size_t ldb, bool transB, size_t K, size_t N
 
 void kiln_pgemm_init(struct kiln_pgemm *g, size_t K, size_t N, const float *bp, enum kiln_isa isa)
 {
-    g->K = K, g->N = N, g->bp = bp;
+    g->K = K, g->N = N, g->bp = bp, g->isa = isa;
     g->block = KILN_ISA_VARIANT(kiln_pgemm_block_isa, isa);
 }
 
@@ -161,4 +161,33 @@ void kiln_pgemm_run(const struct kiln_pgemm *g, struct kiln_pool *pool, size_t M
     j.n = cut(g, M, pool ? kiln_pool_threads(pool) : 1, &j.by_rows, &j.per);
     if (j.n <= 1) pg_slice(&j, 0);
     else kiln_pool_for(pool, (size_t)j.n, 1, pg_chunk, &j);
+}
+
+size_t kiln_pgemm_a_stride(const struct kiln_pgemm *g, size_t M, size_t lda)
+{
+    if (g->isa < KILN_ISA_AVX512 || M < 2 || lda % 512 || !g->K) return 0;
+    return ((g->K + 15) / 16 | 1) * 16;
+}
+
+struct copy_job {
+    const float *A;
+    float *dst;
+    size_t lda, ld, K;
+};
+
+static void copy_rows(void *ctx, size_t r0, size_t r1, int worker)
+{
+    (void)worker;
+    const struct copy_job *j = ctx;
+    for (size_t r = r0; r < r1; r++) memcpy(j->dst + r * j->ld, j->A + r * j->lda, j->K * sizeof(float));
+}
+
+void kiln_pgemm_copy_a(const struct kiln_pgemm *g, struct kiln_pool *pool, size_t M, const float *A, size_t lda,
+                       float *dst, size_t ld)
+{
+    struct copy_job j = {A, dst, lda, ld, g->K};
+    /* split only when there is enough to copy (256 KiB a thread) */
+    if (pool && kiln_pool_threads(pool) > 1 && M * g->K * sizeof(float) >= 2 * 262144)
+        kiln_pool_for(pool, M, 8, copy_rows, &j);
+    else copy_rows(&j, 0, M, 0);
 }

@@ -39,6 +39,7 @@ struct kiln_kprep;
 struct kiln_pgemm {
     size_t K, N;
     const float *bp; /* kiln_pgemm_packed_len(K, N) floats */
+    enum kiln_isa isa; /* the kernel's level */
     void (*block)(const struct kiln_pgemm_args *g, size_t m0, size_t m1, size_t n0, size_t n1, size_t k0,
                   size_t k1); /* the kernel level's kiln_pgemm_block_isa */
 };
@@ -77,6 +78,18 @@ kiln_status kiln_pgemm_prepare(struct kiln_kprep *p, uint32_t key, size_t K, siz
  * overlap A. M may be 0. */
 void kiln_pgemm_run(const struct kiln_pgemm *g, struct kiln_pool *pool, size_t M, const float *A, size_t lda,
                     float *C, size_t ldc, bool acc, const struct kiln_pgemm_epi *epi);
+
+/* The row stride (in floats) that A should be copied to before run, 0 when A's rows are fine
+ * at lda. Rows at a stride of a multiple of 2 KiB (contiguous rows of K = 512, 1024, 3072)
+ * fall into one or two of L1's 64 sets; the AVX-512 tile's 14 rows do not fit in their ways
+ * (8 on Zen 4) and every broadcast of A comes from L2: 128 x 768 x 3072 at 67 against 98
+ * GFLOP/s with the rows copied (Zen 4, one thread). The stride returned is an odd number of
+ * cache lines. */
+size_t kiln_pgemm_a_stride(const struct kiln_pgemm *g, size_t M, size_t lda);
+
+/* Copies A's M rows (K floats each, at lda) to dst at the stride ld, over the pool. */
+void kiln_pgemm_copy_a(const struct kiln_pgemm *g, struct kiln_pool *pool, size_t M, const float *A, size_t lda,
+                       float *dst, size_t ld);
 
 /* Tests: the least work of a slice (defaults 1e6 flops, 131072 bytes of B; below 1e6 flops
  * also a row slice of a single row), so that small products split too. Not thread-safe. */

@@ -108,6 +108,45 @@ done:
     free(A), free(B), free(C0), free(C), free(C1), free(bias), free(Z), free(bp);
 }
 
+/* A at a row stride of 1024 floats (rows that alias in L1): kiln_pgemm_a_stride asks for a
+ * copy at AVX-512 only, at a stride of an odd number of lines >= K; the copy's product is
+ * the same bits as the product read in place, at 1 and 2 threads. */
+static void copy_case(int isa, size_t M, size_t K, size_t N)
+{
+    size_t lda = 1024, plen = kiln_pgemm_packed_len(K, N);
+    float *A = malloc(M * lda * sizeof(float)), *B = malloc(K * N * sizeof(float)), *bp = malloc(plen * sizeof(float));
+    float *C = malloc(M * N * sizeof(float)), *C1 = malloc(M * N * sizeof(float)), *T = NULL;
+    if (!A || !B || !bp || !C || !C1) {
+        test_fail(__FILE__, __LINE__, NULL, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < M * lda; i++) A[i] = i % lda < K ? rng_f32() : NAN;
+    for (size_t i = 0; i < K * N; i++) B[i] = rng_f32();
+    kiln_pgemm_pack(B, N, false, K, N, bp);
+    struct kiln_pgemm g;
+    kiln_pgemm_init(&g, K, N, bp, (enum kiln_isa)isa);
+    size_t ld = kiln_pgemm_a_stride(&g, M, lda);
+    CHECK(kiln_pgemm_a_stride(&g, M, lda + 16) == 0, "%s: a copy asked for at the stride %zu",
+          kiln_isa_name((enum kiln_isa)isa), lda + 16);
+    if (isa < KILN_ISA_AVX512 || M < 2) {
+        CHECK(ld == 0, "%s M %zu: a copy asked for", kiln_isa_name((enum kiln_isa)isa), M);
+        goto done;
+    }
+    CHECK(ld >= K && ld % 16 == 0 && (ld / 16) % 2 == 1, "K %zu: stride %zu is not an odd number of lines >= K", K, ld);
+    T = malloc(M * ld * sizeof(float));
+    if (!T) goto done;
+    kiln_pgemm_run(&g, NULL, M, A, lda, C, N, false, NULL);
+    for (int t = 1; t <= 2; t++) {
+        memset(T, 0xff, M * ld * sizeof(float));
+        kiln_pgemm_copy_a(&g, t > 1 ? pools[t] : NULL, M, A, lda, T, ld);
+        kiln_pgemm_run(&g, t > 1 ? pools[t] : NULL, M, T, ld, C1, N, false, NULL);
+        CHECK(memcmp(C, C1, M * N * sizeof(float)) == 0, "M %zu K %zu N %zu, %d threads: the copied A's product differs",
+              M, K, N, t);
+    }
+done:
+    free(A), free(B), free(bp), free(C), free(C1), free(T);
+}
+
 static size_t odd_k(void)
 {
     return 1 + 2 * (size_t)rng_int(150);
@@ -148,6 +187,9 @@ int main(void)
         one_case(isa, 30, 1601, 70, false, E_BIAS | E_Z, &acts[0]);
         one_case(isa, 197, 3072, 40, true, E_BIAS, NULL);
         one_case(isa, 14, 769, 161, false, E_ACC, &acts[1]);
+        copy_case(isa, 1, 1024, 40);
+        copy_case(isa, 37, 1024, 70);
+        copy_case(isa, 300, 1000, 33); /* large enough for the copy to split over threads */
     }
     for (int t = 2; t <= 3; t++) kiln_pool_free(pools[t]);
     return test_summary("test_pgemm");

@@ -227,18 +227,35 @@ kiln_status kiln_cpu_matmul_prepare(struct kiln_kprep *p)
     return KILN_OK;
 }
 
+/* kiln_pgemm_run, with A first copied to scratch at a better stride where its rows alias in
+ * L1 (kiln_pgemm_a_stride). */
+static kiln_status pgemm_run(struct kiln_kctx *k, const struct kiln_pgemm *pg, size_t M, const float *A,
+                             size_t lda, float *C, size_t ldc, bool acc, const struct kiln_pgemm_epi *epi)
+{
+    size_t ld = kiln_pgemm_a_stride(pg, M, lda), bytes;
+    if (ld) {
+        float *t;
+        if (!kiln_mul_size(M, ld * sizeof(float), &bytes)) return kiln_kfail(k, KILN_E_LIMIT, "A too large");
+        KILN_TRY(kiln_scratch_raw(k, bytes, (void **)&t));
+        kiln_pgemm_copy_a(pg, k->pool, M, A, lda, t, ld);
+        A = t, lda = ld;
+    }
+    kiln_pgemm_run(pg, k->pool, M, A, lda, C, ldc, acc, epi);
+    return KILN_OK;
+}
+
 /* Y = A * B through the prepacked product when the run's operands are the prepared ones;
  * with kiln's GEMM also epi (NULL: none), *epi_done then set. */
 static bool matmul_packed(struct kiln_kctx *k, const struct kiln_tensor *a, const struct kiln_tensor *b,
-                          struct kiln_tensor *y, const struct kiln_pgemm_epi *epi, bool *epi_done)
+                          struct kiln_tensor *y, const struct kiln_pgemm_epi *epi, bool *epi_done, kiln_status *status)
 {
     const struct matmul_state *st = k->state;
     if (!st || !st->b || b->data != st->b || a->dtype != KILN_DTYPE_F32 || a->rank < 2) return false;
     if (st->pg) {
         size_t K = st->pg->K;
         if ((size_t)a->dims[a->rank - 1] != K) return false;
-        kiln_pgemm_run(st->pg, k->pool, kiln_tensor_numel(a) / K, a->data, K, y->data, st->pg->N, false, epi);
-        *epi_done = epi != NULL;
+        *status = pgemm_run(k, st->pg, kiln_tensor_numel(a) / K, a->data, K, y->data, st->pg->N, false, epi);
+        *epi_done = epi != NULL && *status == KILN_OK;
         return true;
     }
     size_t M, K, N;
@@ -304,7 +321,8 @@ static kiln_status matmul_run(struct kiln_kctx *k, const struct kiln_pgemm_epi *
     for (int d = 0; d < br; d++) batch *= (size_t)bdims[d];
     size_t um = (size_t)M, un = (size_t)N, uk = (size_t)K;
     if (batch == 0 || um == 0 || un == 0) return KILN_OK;
-    if (matmul_packed(k, a, b, y, epi, epi_done)) return KILN_OK;
+    kiln_status pst = KILN_OK;
+    if (matmul_packed(k, a, b, y, epi, epi_done, &pst)) return pst;
 
     /* Element strides of each operand's batch dims (0 where broadcast). */
     size_t sa_[KILN_MAX_RANK] = {0}, sb_[KILN_MAX_RANK] = {0};
@@ -550,8 +568,7 @@ kiln_status kiln_cpu_gemm_run(struct kiln_kctx *k)
         bool acc = c && !epi.bias;
         for (size_t i = 0; i < um && acc; i++)
             for (size_t j = 0; j < un; j++) yf[i * un + j] = beta * cf[i * cs_r + j * cs_c];
-        kiln_pgemm_run(st->pg, k->pool, um, a->data, lda, yf, un, acc, &epi);
-        return KILN_OK;
+        return pgemm_run(k, st->pg, um, a->data, lda, yf, un, acc, &epi);
     }
     if (st->mm && a->dtype == KILN_DTYPE_F32 && b->data == st->b && !tA && alpha == 1.0f) {
         size_t pm, pk, pn;
