@@ -38,6 +38,12 @@ set_tests_properties(test_conv_nhwc_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA
 # and with oneDNN held to AVX2 (its other convolution kernels)
 add_test(NAME test_conv_nhwc_avx2 COMMAND test_conv_nhwc)
 set_tests_properties(test_conv_nhwc_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx2)
+# and with the exp/erf/tanh activations forced into oneDNN's post-ops and out of them (the
+# default depends on the CPU's vendor: conv_nhwc.c, onednn_exp_acts)
+add_test(NAME test_conv_nhwc_act_onednn COMMAND test_conv_nhwc)
+set_tests_properties(test_conv_nhwc_act_onednn PROPERTIES ENVIRONMENT KILN_CONV_ACT=onednn)
+add_test(NAME test_conv_nhwc_act_kiln COMMAND test_conv_nhwc)
+set_tests_properties(test_conv_nhwc_act_kiln PROPERTIES ENVIRONMENT KILN_CONV_ACT=kiln)
 # The channels-last pools' row kernel at each compiled level below the best.
 add_test(NAME test_pool_nhwc_portable COMMAND test_pool_nhwc)
 set_tests_properties(test_pool_nhwc_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)

@@ -39,6 +39,16 @@ uint64_t kiln_cpu_features(void)
     return f;
 }
 
+bool kiln_cpu_is_amd(void)
+{
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd");
+#else
+    return false;
+#endif
+}
+
 size_t kiln_cpu_features_str(uint64_t f, char *buf, size_t size)
 {
     size_t o = 0;

@@ -4,6 +4,7 @@
 #ifndef KILN_CPU_FEATURES_H
 #define KILN_CPU_FEATURES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,8 @@ enum {
 
 /* This CPU's features (KILN_CPU_* bits). */
 uint64_t kiln_cpu_features(void);
+/* Whether the CPU is AMD's (kernels whose relative speed was measured to differ by vendor). */
+bool kiln_cpu_is_amd(void);
 /* "avx2,fma,avx512f" ("baseline" for none) into buf; returns the length. */
 size_t kiln_cpu_features_str(uint64_t features, char *buf, size_t size);
 

@@ -46,7 +46,9 @@
  *               first, while it is about to be used), then the activation as eltwise post-ops
  *               (every kind of cpu/act.h has one; oneDNN's exp/erf/tanh are within a few ulp
  *               of kiln's). Should oneDNN decline those post-ops, the primitives are made
- *               without them and kiln_act_apply_f32 follows per slice. The memory objects of
+ *               without them and kiln_act_apply_f32 follows per slice; so too for the
+ *               activations built on exp/erf/tanh on AMD CPUs, where kiln's pass measured
+ *               faster than oneDNN's post-op (onednn_exp_acts). The memory objects of
  *               the arguments come from dnnl_util's per-thread cache: a run creates none.
  *               Results are deterministic for a given engine (its split is fixed at prepare);
  *               engines built for different thread counts may split differently, which can
@@ -93,6 +95,7 @@
 #include "cpu/act.h"
 #include "cpu/conv_first_isa.h"
 #include "cpu/dnnl_util.h"
+#include "cpu/features.h"
 #include "cpu/isa.h"
 #include "cpu/kernel.h"
 #include "infer/infer.h"
@@ -319,10 +322,27 @@ static void nhwc_free(void *arg)
     }
 }
 
-/* The activation as oneDNN eltwise post-ops; false if it has no such form. */
+/* Whether the activations built on exp, erf or tanh go in oneDNN's primitive as post-ops.
+ * On AMD's Zen 4 they cost more there than kiln's own pass over the slice afterwards
+ * (EfficientNet-B0 at one thread, the sum of its nodes 14.6 -> 13.5 ms with kiln's SiLU; its
+ * 112x112x96 expand 1.34 -> 1.18 ms, SiLU included); on Intel's Sapphire Rapids the
+ * post-ops were what was measured, and stay. KILN_CONV_ACT=onednn|kiln forces either. */
+static bool onednn_exp_acts(void)
+{
+    const char *e = getenv("KILN_CONV_ACT");
+    if (e && !strcmp(e, "onednn")) return true;
+    if (e && !strcmp(e, "kiln")) return false;
+    return !kiln_cpu_is_amd();
+}
+
+/* The activation as oneDNN eltwise post-ops; false if it has no such form (or kiln's own
+ * pass is faster: onednn_exp_acts). */
 static bool append_act(dnnl_post_ops_t po, const struct kiln_act *a)
 {
 #define ELT(alg, x, y) (dnnl_post_ops_append_eltwise(po, 1.0f, (alg), (x), (y)) == dnnl_success)
+    bool exp_acts = a->kind == KILN_ACT_SIGMOID || a->kind == KILN_ACT_TANH || a->kind == KILN_ACT_SILU ||
+                    a->kind == KILN_ACT_GELU || a->kind == KILN_ACT_GELU_TANH;
+    if (exp_acts && !onednn_exp_acts()) return false;
     switch (a->kind) {
     case KILN_ACT_NONE: return true;
     case KILN_ACT_RELU: return ELT(dnnl_eltwise_relu, 0.0f, 0.0f);
