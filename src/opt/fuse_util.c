@@ -312,3 +312,27 @@ bool fu_shape4(const struct kiln_graph *g, const char *name, int64_t d[4])
     memcpy(d, dims, 4 * sizeof *d);
     return true;
 }
+
+/* The node's permutation, validated (a permutation of 0..rank-1). */
+bool fu_transpose_perm(const struct kiln_graph *g, const struct kiln_node *n, int64_t *perm, size_t *rank)
+{
+    const int64_t *v;
+    size_t cnt;
+    if (kiln_opt_attr_ints(n, "perm", &v, &cnt)) {
+        if (cnt > KILN_MAX_RANK) return false;
+        memcpy(perm, v, cnt * sizeof *perm);
+    } else {
+        if (kiln_node_attr(n, "perm")) return false; /* wrong type */
+        int r;
+        if (!kiln_opt_tensor_type(g, n->inputs[0], NULL, &r, NULL)) return false;
+        cnt = (size_t)r;
+        for (size_t i = 0; i < cnt; i++) perm[i] = (int64_t)(cnt - 1 - i);
+    }
+    bool seen[KILN_MAX_RANK] = {0};
+    for (size_t i = 0; i < cnt; i++) {
+        if (perm[i] < 0 || perm[i] >= (int64_t)cnt || seen[perm[i]]) return false;
+        seen[perm[i]] = true;
+    }
+    *rank = cnt;
+    return true;
+}

@@ -84,6 +84,9 @@ size_t fu_find(size_t *p, size_t i);
 KILN_NODISCARD kiln_status fu_set_act(struct kiln_opt *o, struct kiln_node *n, const struct fu_act *a);
 /* An INTS attribute of n absent or all equal to v. */
 bool fu_ints_all(const struct kiln_node *n, const char *name, int64_t v);
+/* A Transpose's permutation into perm (*rank entries), validated as a permutation of
+ * 0..rank-1; an absent perm (reverse the dims) needs the input's rank from shape inference. */
+bool fu_transpose_perm(const struct kiln_graph *g, const struct kiln_node *n, int64_t *perm, size_t *rank);
 /* The inferred shape of `name` into d when it is float32 of rank 4 with every dim known. */
 bool fu_shape4(const struct kiln_graph *g, const char *name, int64_t d[4]);
 /* The activation attributes of a fused op n (activation, activation_params, approximate) as a

@@ -2,34 +2,12 @@
  * q[i] = p1[p2[i]]; when q is the identity it is x itself. The second node is rewritten in
  * place (input x, perm q) or removed; the first stays while something else reads it. An
  * absent perm (reverse the dims) needs the rank, from shape inference.
+
  */
 #include <string.h>
 
+#include "opt/fuse_util.h"
 #include "opt/opt.h"
-
-/* The node's permutation, validated (a permutation of 0..rank-1). */
-static bool get_perm(const struct kiln_graph *g, const struct kiln_node *n, int64_t *perm, size_t *rank)
-{
-    const int64_t *v;
-    size_t cnt;
-    if (kiln_opt_attr_ints(n, "perm", &v, &cnt)) {
-        if (cnt > KILN_MAX_RANK) return false;
-        memcpy(perm, v, cnt * sizeof *perm);
-    } else {
-        if (kiln_node_attr(n, "perm")) return false; /* wrong type */
-        int r;
-        if (!kiln_opt_tensor_type(g, n->inputs[0], NULL, &r, NULL)) return false;
-        cnt = (size_t)r;
-        for (size_t i = 0; i < cnt; i++) perm[i] = (int64_t)(cnt - 1 - i);
-    }
-    bool seen[KILN_MAX_RANK] = {0};
-    for (size_t i = 0; i < cnt; i++) {
-        if (perm[i] < 0 || perm[i] >= (int64_t)cnt || seen[perm[i]]) return false;
-        seen[perm[i]] = true;
-    }
-    *rank = cnt;
-    return true;
-}
 
 static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
 {
@@ -43,7 +21,7 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
         if (t1->n_in != 1 || !t1->inputs[0][0]) continue;
         int64_t p1[KILN_MAX_RANK], p2[KILN_MAX_RANK], q[KILN_MAX_RANK];
         size_t r1, r2;
-        if (!get_perm(g, t1, p1, &r1) || !get_perm(g, t2, p2, &r2) || r1 != r2) continue;
+        if (!fu_transpose_perm(g, t1, p1, &r1) || !fu_transpose_perm(g, t2, p2, &r2) || r1 != r2) continue;
         bool identity = true;
         for (size_t k = 0; k < r1; k++) {
             q[k] = p1[p2[k]];

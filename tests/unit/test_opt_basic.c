@@ -718,6 +718,42 @@ static void test_unsqueeze_squeeze_transpose(void)
     pb_free(&a[3]);
 }
 
+/* A Transpose that moves only dims of size 1 becomes a Reshape (opset 5 on); one that swaps
+ * two dims of size > 1 stays, as does any Transpose at opset 4 (no Reshape with a shape input). */
+static void test_transpose_unit_dims(void)
+{
+    const struct {
+        const char *in, *out;
+        int64_t perm[4];
+        int opset;
+        bool reshape;
+    } cases[] = {
+        {"1x5x3", "5x1x3", {1, 0, 2}, 17, true},       /* sequence-first attention */
+        {"2x1x3x1", "2x1x1x3", {0, 3, 1, 2}, 13, true}, /* size-1 dims anywhere */
+        {"3x1x2", "2x1x3", {2, 1, 0}, 17, false},       /* 3 and 2 swap */
+        {"1x5x3", "5x1x3", {1, 0, 2}, 4, false},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        struct pb g = {0}, a = {0};
+        int rank = (int)(strlen(cases[c].in) + 1) / 2;
+        input(&g, "x", F32, cases[c].in);
+        pb_attr_ints(&a, "perm", cases[c].perm, (size_t)rank);
+        node(&g, "Transpose", "x", "t", &a);
+        node(&g, "Relu", "t", "y", NULL);
+        output(&g, "y", F32, cases[c].out);
+        struct pb m = model_of(&g, cases[c].opset, 8);
+        kiln_model *o = OPT_EQUIV(&m, NULL);
+        if (o) {
+            const struct kiln_graph *gr = o->graph;
+            CHECK(count_op(gr, "Transpose") == !cases[c].reshape && count_op(gr, "Reshape") == cases[c].reshape,
+                  "case %zu: %zu Transpose, %zu Reshape", c, count_op(gr, "Transpose"), count_op(gr, "Reshape"));
+        }
+        kiln_model_free(o);
+        pb_free(&m);
+        pb_free(&a);
+    }
+}
+
 static void test_subgraphs(void)
 {
     /* Main: i = Identity(x); c = Constant(true); If(c) then: Relu(i) + folded const, else:
@@ -1197,6 +1233,7 @@ int main(void)
     test_identity_dropout();
     test_noops();
     test_unsqueeze_squeeze_transpose();
+    test_transpose_unit_dims();
     test_subgraphs();
     test_shadowing();
     test_edit_api();
