@@ -597,6 +597,41 @@ static void taps_case(const char *what, const char *text, uint64_t params)
     kiln_model_free(m);
 }
 
+/* split_matmul_slices: MatMul (+ bias Add) read only by last-axis Slices becomes one MatMul
+ * (+ Add) per Slice; anything else reading the product, or a Slice of another axis, leaves it. */
+static void test_split_matmul_slices(void)
+{
+    const char *head = "opset 17\ninput x f32 1,5,8\ninit w f32 8,12 rand\ninit b f32 12 rand\n"
+                       "init s0 i64 1 = 0\ninit e0 i64 1 = 4\ninit s1 i64 1 = 4\ninit e1 i64 1 = 8\n"
+                       "init s2 i64 1 = -4\ninit e2 i64 1 = 1000\ninit ax i64 1 = -1\ninit ax2 i64 1 = 2\n"
+                       "init ax1 i64 1 = 1\ninit one i64 1 = 1\n";
+    char text[2048];
+    snprintf(text, sizeof text,
+             "%snode MatMul x,w -> m\nnode Add b,m -> y\nnode Slice y,s0,e0,ax -> q\n"
+             "node Slice y,s1,e1,ax2,one -> k\nnode Slice y,s2,e2,ax -> v\n"
+             "node Relu q -> oq\nnode Relu k -> ok\nnode Relu v -> ov\noutput oq\noutput ok\noutput ov\n",
+             head);
+    check_case("in_proj + bias, three last-axis Slices", text, "split_matmul_slices,dce", false,
+               "MatMul=3 Add=3 Slice=0", 1e-5);
+    snprintf(text, sizeof text,
+             "%snode MatMul x,w -> y\nnode Slice y,s0,e0,ax -> q\nnode Slice y,s2,e2,ax2 -> v\n"
+             "node Relu q -> oq\nnode Relu v -> ov\noutput oq\noutput ov\n",
+             head);
+    check_case("MatMul without bias, two Slices (columns 4-7 not computed)", text, "split_matmul_slices,dce", false,
+               "MatMul=2 Add=0 Slice=0", 1e-5);
+    snprintf(text, sizeof text,
+             "%snode MatMul x,w -> m\nnode Add m,b -> y\nnode Slice y,s0,e0,ax -> q\n"
+             "node Slice y,s0,e0,ax1 -> k\nnode Relu q -> oq\nnode Relu k -> ok\noutput oq\noutput ok\n",
+             head);
+    check_case("a Slice of axis 1: unchanged", text, "split_matmul_slices,dce", false, "MatMul=1 Add=1 Slice=2", 0);
+    snprintf(text, sizeof text,
+             "%snode MatMul x,w -> y\nnode Slice y,s0,e0,ax -> q\nnode Relu y -> r\n"
+             "node Relu q -> oq\noutput oq\noutput r\n",
+             head);
+    check_case("the product read by a Relu too: unchanged", text, "split_matmul_slices,dce", false,
+               "MatMul=1 Slice=1", 0);
+}
+
 static void test_conv_taps(void)
 {
     /* ASPP-like: dilation 6 on a 4x4 map, padding 6: only the centre tap reads the image */
@@ -823,6 +858,7 @@ int main(int argc, char **argv)
     test_fuse_bias_scale();
     test_fuse_pad();
     test_conv_taps();
+    test_split_matmul_slices();
     test_push_transpose();
     test_oom();
     return test_summary("test_opt_extended");
