@@ -16,6 +16,7 @@
 
 #include "cpu/eltwise.h"
 #include "cpu/isa/eltwise_core.h"
+#include "cpu/isa/gelu_v.h"
 
 #define UN_LOOP(E)                                                                             \
     for (size_t i = 0; i < n; i++) {                                                           \
@@ -44,7 +45,11 @@ void KILN_ISA_FN(kiln_ew_unary_f32_isa)(int op, const float *x, float *y, size_t
     case KILN_EW_CLIP: UN_LOOP(ew_clip(v, alpha, beta));
     case KILN_EW_HARDSIGMOID: UN_LOOP(ew_hardsigmoid(v, alpha, beta));
     case KILN_EW_HARDSWISH: UN_LOOP(ew_hardswish(v, alpha, beta));
+#if defined(__AVX512F__)
+    case KILN_EW_GELU: gelu_v_rows(x, NULL, y, n); break; /* the fused activation's bits (gelu_v.h) */
+#else
     case KILN_EW_GELU: UN_LOOP(ew_gelu(v));
+#endif
     case KILN_EW_GELU_TANH: UN_LOOP(ew_gelu_tanh(v));
     case KILN_EW_SILU: UN_LOOP(ew_silu(v, alpha));
     case KILN_EW_SOFTSIGN: UN_LOOP(v / (1.0f + fabsf(v)));
