@@ -12,7 +12,7 @@
  *   rtol 3e-7: exp (2 ulp); rtol 1e-6 (+ atol 1e-30 for subnormal tails): tanh, sigmoid
  *     (cpu/vmath.h), and those times v (SiLU, 1.5e-6);
  *   atol 2e-7: erf (absolute, cpu/vmath.h); Gelu 2e-7 * (1 + |v|) (at AVX-512 its erf is the
- *     table of src/cpu/isa/gelu_v.h, 5.9e-8);
+ *     table of src/cpu/isa/vmath_v.h, 5.9e-8);
  *   rtol 1e-6 + atol 1e-7: expressions of two or three roundings, one maybe an FMA
  *     (HardSigmoid, HardSwish, Softsign, tanh-Gelu 1e-6 * (1 + |v|)).
  * Also: in place (y == x) gives the same bits as out of place; a loop started at any offset

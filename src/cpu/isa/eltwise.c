@@ -16,7 +16,7 @@
 
 #include "cpu/eltwise.h"
 #include "cpu/isa/eltwise_core.h"
-#include "cpu/isa/gelu_v.h"
+#include "cpu/isa/vmath_v.h"
 
 #define UN_LOOP(E)                                                                             \
     for (size_t i = 0; i < n; i++) {                                                           \
@@ -38,7 +38,11 @@ void KILN_ISA_FN(kiln_ew_unary_f32_isa)(int op, const float *x, float *y, size_t
     case KILN_EW_RECIPROCAL: UN_LOOP(1.0f / v);
     case KILN_EW_EXP: UN_LOOP(exp_core(v));
     case KILN_EW_TANH: UN_LOOP(tanh_core(v));
+#if defined(__AVX512F__)
+    case KILN_EW_SIGMOID: sigmoid_v_rows(x, NULL, y, n, false, 0.0f); break; /* vmath_v.h */
+#else
     case KILN_EW_SIGMOID: UN_LOOP(sigmoid_core(v));
+#endif
     case KILN_EW_ERF: UN_LOOP(erf_core(v));
     case KILN_EW_RELU: UN_LOOP(ew_relu(v));
     case KILN_EW_LEAKYRELU: UN_LOOP(ew_leakyrelu(v, alpha));
@@ -46,12 +50,16 @@ void KILN_ISA_FN(kiln_ew_unary_f32_isa)(int op, const float *x, float *y, size_t
     case KILN_EW_HARDSIGMOID: UN_LOOP(ew_hardsigmoid(v, alpha, beta));
     case KILN_EW_HARDSWISH: UN_LOOP(ew_hardswish(v, alpha, beta));
 #if defined(__AVX512F__)
-    case KILN_EW_GELU: gelu_v_rows(x, NULL, y, n); break; /* the fused activation's bits (gelu_v.h) */
+    case KILN_EW_GELU: gelu_v_rows(x, NULL, y, n); break; /* the fused activation's bits (vmath_v.h) */
 #else
     case KILN_EW_GELU: UN_LOOP(ew_gelu(v));
 #endif
     case KILN_EW_GELU_TANH: UN_LOOP(ew_gelu_tanh(v));
+#if defined(__AVX512F__)
+    case KILN_EW_SILU: sigmoid_v_rows(x, NULL, y, n, true, alpha); break;
+#else
     case KILN_EW_SILU: UN_LOOP(ew_silu(v, alpha));
+#endif
     case KILN_EW_SOFTSIGN: UN_LOOP(v / (1.0f + fabsf(v)));
     case KILN_EW_THRESHOLDEDRELU: UN_LOOP(v > alpha ? v : 0.0f);
     case KILN_EW_SHRINK: UN_LOOP(v < -alpha ? v + beta : v > alpha ? v - beta : 0.0f);

@@ -38,6 +38,7 @@
 #include "cpu/isa.h"
 #include "cpu/vmath.h"
 #include "cpu/isa/vmath_core.h"
+#include "cpu/isa/vmath_v.h"
 
 void KILN_ISA_FN(kiln_vexp_f32_isa)(const float *x, float *y, size_t n)
 {
@@ -56,5 +57,9 @@ void KILN_ISA_FN(kiln_vtanh_f32_isa)(const float *x, float *y, size_t n)
 
 void KILN_ISA_FN(kiln_vsigmoid_f32_isa)(const float *x, float *y, size_t n)
 {
+#if defined(__AVX512F__)
+    sigmoid_v_rows(x, NULL, y, n, false, 0.0f); /* the Sigmoid op's bits (vmath_v.h) */
+#else
     for (size_t i = 0; i < n; i++) y[i] = sigmoid_core(x[i]);
+#endif
 }
