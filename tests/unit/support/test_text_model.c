@@ -441,12 +441,13 @@ kiln_model *optimized_matches_n(const float *x, const int64_t *d, size_t n_out, 
         } else {
             for (size_t k = 0; k < n_out; k++) {
                 const float *pa = kiln_value_data(a[k]), *pb = kiln_value_data(b[k]);
-                size_t bad = 0, na = kiln_value_numel(a[k]);
+                size_t bad = 0, na = kiln_value_numel(a[k]), first = 0;
                 bool sizes = na == want_numel[k] && kiln_value_numel(b[k]) == want_numel[k];
                 for (size_t i = 0; sizes && i < na; i++)
-                    bad += !(fabs((double)pb[i] - pa[i]) <= atol + rtol * fabs(pa[i]));
+                    if (!(fabs((double)pb[i] - pa[i]) <= atol + rtol * fabs(pa[i])) && !bad++) first = i;
                 CHECK(sizes && bad == 0, "%s, %d threads, output %zu: %zu and %zu elements (expected %zu), %zu differ "
-                      "from the unoptimized model's", what, t, k, na, kiln_value_numel(b[k]), want_numel[k], bad);
+                      "from the unoptimized model's (first [%zu]: %.9g, unoptimized %.9g)", what, t, k, na,
+                      kiln_value_numel(b[k]), want_numel[k], bad, first, bad ? pb[first] : 0.0, bad ? pa[first] : 0.0);
             }
         }
         for (size_t k = 0; k < n_out; k++) kiln_value_free(a[k]), kiln_value_free(b[k]);
