@@ -29,9 +29,12 @@ static bool const_int(const struct kiln_graph *g, const char *name, int64_t *v)
 {
     const struct kiln_tensor *t = kiln_opt_const(g, name);
     if (!t || kiln_tensor_numel(t) != 1) return false;
-    if (t->dtype == KILN_DTYPE_I64) *v = ((const int64_t *)t->data)[0];
-    else if (t->dtype == KILN_DTYPE_I32) *v = ((const int32_t *)t->data)[0];
-    else return false;
+    if (t->dtype == KILN_DTYPE_I64)
+        *v = ((const int64_t *)t->data)[0];
+    else if (t->dtype == KILN_DTYPE_I32)
+        *v = ((const int32_t *)t->data)[0];
+    else
+        return false;
     return true;
 }
 
@@ -41,14 +44,15 @@ static bool has(const struct kiln_node *n, size_t i)
 }
 
 /* Slice node j of `y` (rank r, N columns in its last axis): its columns [*s, *e). */
-static bool last_axis_slice(const struct kiln_opt *o, const struct kiln_graph *g, size_t j, const char *y, int r,
-                            int64_t N, int64_t *s, int64_t *e)
+static bool last_axis_slice(const struct kiln_opt *o, const struct kiln_graph *g, size_t j, const char *y,
+                            int r, int64_t N, int64_t *s, int64_t *e)
 {
     const struct kiln_node *n = &g->nodes[j];
     int64_t ax, st = 1;
     if (!kiln_opt_is_op(o, g, j, "Slice") || n->n_in < 4 || n->n_out != 1 || strcmp(n->inputs[0], y) ||
         !const_int(g, n->inputs[1], s) || !const_int(g, n->inputs[2], e) || !has(n, 3) ||
-        !const_int(g, n->inputs[3], &ax) || (ax != -1 && ax != r - 1) || (has(n, 4) && (!const_int(g, n->inputs[4], &st) || st != 1)) ||
+        !const_int(g, n->inputs[3], &ax) || (ax != -1 && ax != r - 1) ||
+        (has(n, 4) && (!const_int(g, n->inputs[4], &st) || st != 1)) ||
         kiln_opt_is_graph_output(g, n->outputs[0]))
         return false;
     if (*s < 0) *s += N;
@@ -59,8 +63,9 @@ static bool last_axis_slice(const struct kiln_opt *o, const struct kiln_graph *g
 }
 
 /* Queues a float32 initializer of `cols` columns [s, s + cols) of src ([rows, N]). */
-static kiln_status columns(struct kiln_opt *o, struct kiln_graph *g, const char *base, const struct kiln_tensor *src,
-                           int rank, int64_t rows, int64_t N, int64_t s, int64_t cols, const char **name)
+static kiln_status columns(struct kiln_opt *o, struct kiln_graph *g, const char *base,
+                           const struct kiln_tensor *src, int rank, int64_t rows, int64_t N, int64_t s,
+                           int64_t cols, const char **name)
 {
     struct kiln_tensor t;
     int64_t d[2] = {rows, cols};
@@ -88,7 +93,8 @@ static kiln_status one(struct kiln_opt *o, struct kiln_graph *g, size_t i, bool 
         const struct kiln_node *a = &g->nodes[c];
         const char *other = strcmp(a->inputs[0], y) ? a->inputs[0] : a->inputs[1];
         const struct kiln_tensor *b = kiln_opt_const(g, other);
-        if (b && b->dtype == KILN_DTYPE_F32 && b->rank == 1 && b->dims[0] == N && !kiln_opt_is_graph_output(g, a->outputs[0]))
+        if (b && b->dtype == KILN_DTYPE_F32 && b->rank == 1 && b->dims[0] == N &&
+            !kiln_opt_is_graph_output(g, a->outputs[0]))
             bias = b, add = c, y = a->outputs[0];
     }
     int r;
@@ -107,7 +113,8 @@ static kiln_status one(struct kiln_opt *o, struct kiln_graph *g, size_t i, bool 
     }
     if (!found || found != uses) return KILN_OK;
     for (size_t j = 0; j < g->n_nodes; j++) {
-        if (!kiln_opt_live(o, g, j) || !kiln_opt_is_op(o, g, j, "Slice") || strcmp(g->nodes[j].inputs[0], y)) continue;
+        if (!kiln_opt_live(o, g, j) || !kiln_opt_is_op(o, g, j, "Slice") || strcmp(g->nodes[j].inputs[0], y))
+            continue;
         int64_t s, e;
         if (!last_axis_slice(o, g, j, y, r, N, &s, &e)) continue; /* cannot happen: checked above */
         const char *wname, *bname = NULL, *x = g->nodes[i].inputs[0], *out = g->nodes[j].outputs[0];
@@ -138,7 +145,8 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
 const struct kiln_pass kiln_pass_split_matmul_slices = {
     .name = "split_matmul_slices",
     .level = KILN_OPT_EXTENDED,
-    .doc = "a MatMul by a constant (and its bias Add) read only by Slices of its last axis becomes one MatMul per "
+    .doc = "a MatMul by a constant (and its bias Add) read only by Slices of its last axis becomes one "
+           "MatMul per "
            "Slice on that Slice's columns",
     .run = run,
 };

@@ -28,8 +28,8 @@ static kiln_status unit_moves(struct kiln_opt *o, struct kiln_graph *g, size_t i
     int64_t perm[KILN_MAX_RANK], dims[KILN_MAX_RANK], od[KILN_MAX_RANK];
     size_t r;
     int rank;
-    if (fu_opset(o) < 5 || !fu_transpose_perm(g, t, perm, &r) || !kiln_opt_static_shape(g, t->inputs[0], &rank, dims) ||
-        (size_t)rank != r || r < 2)
+    if (fu_opset(o) < 5 || !fu_transpose_perm(g, t, perm, &r) ||
+        !kiln_opt_static_shape(g, t->inputs[0], &rank, dims) || (size_t)rank != r || r < 2)
         return KILN_OK;
     int64_t last = -1;
     for (size_t k = 0; k < r; k++) {
@@ -47,7 +47,8 @@ static kiln_status unit_moves(struct kiln_opt *o, struct kiln_graph *g, size_t i
     KILN_TRY(kiln_opt_add_init(o, g, "transpose_shape", &shp, &sname));
     t = &g->nodes[i];
     ins[0] = t->inputs[0], ins[1] = sname;
-    KILN_TRY(kiln_opt_add_node(o, g, "Reshape", "", t->name, 2, ins, 1, (const char *const *)t->outputs, NULL));
+    KILN_TRY(
+        kiln_opt_add_node(o, g, "Reshape", "", t->name, 2, ins, 1, (const char *const *)t->outputs, NULL));
     kiln_opt_remove_node(o, g, i);
     *changed = true;
     return KILN_OK;
@@ -60,7 +61,8 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
         const struct kiln_node *t = &g->nodes[i];
         if (t->n_in != 1 || t->n_out != 1 || !t->inputs[0][0] || !t->outputs[0][0]) continue;
         int p = kiln_opt_producer(g, t->inputs[0]);
-        if ((p >= 0 && kiln_opt_is_op(o, g, (size_t)p, "Transpose")) || read_by_transpose(o, g, t->outputs[0]))
+        if ((p >= 0 && kiln_opt_is_op(o, g, (size_t)p, "Transpose")) ||
+            read_by_transpose(o, g, t->outputs[0]))
             continue;
         KILN_TRY(unit_moves(o, g, i, changed));
     }
