@@ -965,12 +965,15 @@ static void *call_thread(void *arg)
     struct call *cl = arg;
     call_run(cl);
     struct sv_grpc_conn *c = cl->conn;
+    /* The wake-up is written under the lock: once the connection thread has taken this call
+     * back (under the same lock) this thread touches nothing of the connection, which may be
+     * freed and its pipe closed right after (a write after the unlock raced with that close). */
     pthread_mutex_lock(&c->mu);
     cl->next_done = c->done;
     c->done = cl;
-    pthread_mutex_unlock(&c->mu);
     ssize_t w = write(c->wake[1], "c", 1);
     (void)w;
+    pthread_mutex_unlock(&c->mu);
     return NULL;
 }
 
