@@ -29,6 +29,13 @@
  * slower (8 x 3072 x 768 warm 66 against 98-108 GFLOP/s), so it keeps groups of 4 and no
  * software prefetch of the next group. Blocks of K of 384 or 256 measured no better.
  *
+ * A lone row (M = 1: batch-1 MLPs, classifier heads) is a pure weight stream at 2 FMAs a k
+ * step. The 1 x 32 tile with its L1 prefetch reached 58 GB/s of B from L3 on Zen 4 (a plain
+ * read streams 88-95); row_pass reads RG = 2 panels side by side with no software prefetch
+ * and reaches 80-85 GB/s (784 x 512: 28.9 -> 41.9 GFLOP/s; 1, 2 or 4 panels measured within
+ * 5% of each other, the prefetch is what cost). Same operations in the same order as the tiles,
+ * so a row's result does not depend on the rows around it (test_pgemm `row_case`).
+ *
  * The AVX-512 tile, 14 x 32, holds 28 zmm accumulators and does 28 FMAs per two loads of B
  * and 14 broadcasts of A (vbroadcastss straight from A's rows, no packing of A). 6 x 64,
  * 8 x 48 and 12 x 32 were measured too (docs/design.md, "kiln's own GEMM"): 14 x 32 was the
@@ -177,6 +184,97 @@ static void panel_tile(size_t mr, bool pf, size_t kc, const float *a, size_t lda
     default: break;
     }
 #undef T_
+}
+
+#ifndef RG
+#define RG 2 /* panels a one-row product reads side by side */
+#endif
+#define ROW_PASS 1
+
+/* One row of A (a, from column 0) against np <= RG panels (b: the first one's row 0, the
+ * others K * NR floats apart), columns [0, nc) of the group, K in blocks of kcb from k0 to k1,
+ * into c (the row's first column of the group). The same float operations in the same order
+ * as the tiles (a block's sum from zero over k ascending, added to what the previous blocks
+ * left: C + block; then + bias, + Z), so a row's result does not depend on how many rows the
+ * product has; only the registers differ: the panels side by side give 2 * np independent
+ * FMA chains instead of 2, which a lone row needs to keep up with the weight stream (one row
+ * tile at 2 chains: 58 GB/s of B from L3 on Zen 4, 2 panels: 85-92). */
+static ALWAYS_INLINE void row_group(const size_t np, const float *a, const float *b, size_t K, size_t k0,
+                                    size_t k1, size_t kcb, float *c, size_t nc, bool acc, const float *bias,
+                                    const float *z)
+{
+    __m512 tot[RG][NV] = {{_mm512_setzero_ps()}}, blk[RG][NV];
+    __mmask16 m[RG][NV];
+#pragma GCC unroll 4
+    for (size_t p = 0; p < np; p++)
+#pragma GCC unroll 4
+        for (size_t v = 0; v < NV; v++) {
+            size_t col = p * NR + 16 * v, n = nc > col ? nc - col : 0;
+            m[p][v] = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+        }
+    for (size_t kb = k0; kb < k1; kb += kcb) {
+        size_t ke = k1 - kb > kcb ? kb + kcb : k1;
+#pragma GCC unroll 4
+        for (size_t p = 0; p < np; p++)
+#pragma GCC unroll 4
+            for (size_t v = 0; v < NV; v++) blk[p][v] = _mm512_setzero_ps();
+        for (size_t k = kb; k < ke; k++) {
+            __m512 av = _mm512_set1_ps(a[k]);
+#pragma GCC unroll 4
+            for (size_t p = 0; p < np; p++)
+#pragma GCC unroll 4
+                for (size_t v = 0; v < NV; v++)
+                    blk[p][v] = _mm512_fmadd_ps(av, _mm512_loadu_ps(b + p * K * NR + k * NR + 16 * v), blk[p][v]);
+        }
+#pragma GCC unroll 4
+        for (size_t p = 0; p < np; p++)
+#pragma GCC unroll 4
+            for (size_t v = 0; v < NV; v++) {
+                if (kb > k0) tot[p][v] = _mm512_add_ps(tot[p][v], blk[p][v]);
+                else if (acc || kb > 0)
+                    tot[p][v] = _mm512_add_ps(_mm512_maskz_loadu_ps(m[p][v], c + p * NR + 16 * v), blk[p][v]);
+                else tot[p][v] = blk[p][v];
+            }
+    }
+#pragma GCC unroll 4
+    for (size_t p = 0; p < np; p++)
+#pragma GCC unroll 4
+        for (size_t v = 0; v < NV; v++) {
+            __m512 x = tot[p][v];
+            size_t col = p * NR + 16 * v;
+            if (bias) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m[p][v], bias + col));
+            if (z) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m[p][v], z + col));
+            _mm512_mask_storeu_ps(c + col, m[p][v], x);
+        }
+}
+
+/* Row m of the product, columns [n0, n1), K [k0, k1) in blocks of kcb (k1 > k0). */
+static void row_pass(const struct kiln_pgemm_args *g, size_t m, size_t n0, size_t n1, size_t k0, size_t k1,
+                     size_t kcb)
+{
+    const float *a = g->A + m * g->lda;
+    float *c = g->C + m * g->ldc;
+    const struct kiln_act *act = g->act && g->act->kind != KILN_ACT_NONE ? g->act : NULL;
+    const float *z = g->z ? g->z + m * g->ldz : NULL;
+    for (size_t j0 = n0; j0 < n1; j0 += RG * NR) {
+        size_t j1 = n1 - j0 > RG * NR ? j0 + RG * NR : n1, np = (j1 - j0 + NR - 1) / NR;
+        const float *b = g->bp + (j0 / NR) * g->K * NR;
+        const float *bias = g->bias ? g->bias + j0 : NULL, *zj = z ? z + j0 : NULL;
+#define G_(P)                                                                                           \
+    case P: row_group(P, a, b, g->K, k0, k1, kcb, c + j0, j1 - j0, g->acc, bias, zj); break
+        switch (np) {
+            G_(1);
+#if RG > 1
+            G_(2);
+#endif
+#if RG > 2
+            G_(3); G_(4);
+#endif
+        default: break;
+        }
+#undef G_
+        if (act) KILN_ISA_FN(kiln_act_apply_f32_isa)(act, c + j0, NULL, c + j0, j1 - j0);
+    }
 }
 
 #elif defined(__AVX2__)
@@ -366,6 +464,12 @@ void KILN_ISA_FN(kiln_pgemm_block_isa)(const struct kiln_pgemm_args *g, size_t m
     /* one row tile (few rows): a product that only streams B, which the hardware prefetchers
      * keep up with; wider groups, no software prefetch of the next one (measured faster) */
     bool few = m1 - m0 <= MR;
+#ifdef ROW_PASS
+    if (m1 - m0 == 1 && k1 > k0) {
+        row_pass(g, m0, n0, n1, k0, k1, kcb);
+        return;
+    }
+#endif
     size_t gp = few ? GROUP_FEW : GROUP;
     struct unit u = {n0, g1_of(n0, n1, gp), k0, k1 - k0 > kcb ? k0 + kcb : k1}, nx;
     for (;;) {
