@@ -22,7 +22,9 @@
  * Flags (KILN_OP_*) tell the memory planner what a kernel allows: KILN_OP_INPLACE, that
  * output 0 may occupy input 0's memory when both have the same size and input 0 dies at
  * this node (the kernel reads element i before writing element i, or copies with memmove,
- * or skips a copy onto itself).
+ * or skips a copy onto itself); KILN_OP_INPLACE_FROM(i), the same for input i instead of
+ * input 0 (a residual Z that the kernel adds in place, or copies aside first where it
+ * cannot).
  *
  * Errors: a kernel returns a status made by kiln_kfail, whose message is prefixed with
  * "OpType node 'name' (opset N): ". Kernels never abort on bad input.
@@ -67,6 +69,10 @@ struct kiln_kctx {
 };
 
 #define KILN_OP_INPLACE 1u /* output 0 may share input 0's memory (see above) */
+/* output 0 may share input i's memory (i < 16) */
+#define KILN_OP_INPLACE_FROM(i) (KILN_OP_INPLACE | ((unsigned)(i) & 15u) << 4)
+/* the input that output 0 may share, of flags with KILN_OP_INPLACE */
+#define KILN_OP_INPLACE_INPUT(flags) ((size_t)((flags) >> 4 & 15u))
 
 struct kiln_cpu_op {
     const char *name;   /* op_type */

@@ -45,6 +45,7 @@ kiln_status kiln_plan_info_init(struct kiln_plan_info *pi, struct kiln_arena *a,
     pi->last = kiln_arena_array(a, nv + 1, sizeof *pi->last);
     pi->plannable = kiln_arena_array(a, nv + 1, sizeof *pi->plannable);
     pi->alias = kiln_arena_array(a, nv + 1, sizeof *pi->alias);
+    pi->alias_pos = kiln_arena_array(a, nv + 1, sizeof *pi->alias_pos);
     pi->dtype = kiln_arena_array(a, nv + 1, sizeof *pi->dtype);
     pi->rank = kiln_arena_array(a, nv + 1, sizeof *pi->rank);
     pi->dims = kiln_arena_array(a, nv + 1, sizeof *pi->dims);
@@ -58,13 +59,13 @@ kiln_status kiln_plan_info_init(struct kiln_plan_info *pi, struct kiln_arena *a,
     pi->occ_sym = kiln_arena_array(a, cap_occ + 1, sizeof *pi->occ_sym);
     pi->occ_input = kiln_arena_array(a, cap_occ + 1, sizeof *pi->occ_input);
     pi->occ_dim = kiln_arena_array(a, cap_occ + 1, sizeof *pi->occ_dim);
-    if (!pi->first || !pi->last || !pi->plannable || !pi->alias || !pi->dtype || !pi->rank || !pi->dims ||
+    if (!pi->first || !pi->last || !pi->plannable || !pi->alias || !pi->alias_pos || !pi->dtype || !pi->rank || !pi->dims ||
         !pos || !pi->sym || !pi->occ_sym || !pi->occ_input || !pi->occ_dim)
         goto nomem;
     for (size_t oi = 0; oi < nn; oi++) pos[g->order[oi]] = (int)oi;
     for (size_t v = 0; v < nv; v++) {
         pi->first[v] = pi->last[v] = -1;
-        pi->alias[v] = -1;
+        pi->alias[v] = pi->alias_pos[v] = -1;
         pi->plannable[v] = false;
     }
     for (size_t v = 0; v < nv; v++)
@@ -98,16 +99,18 @@ kiln_status kiln_plan_info_init(struct kiln_plan_info *pi, struct kiln_arena *a,
         pi->rank[v] = t->type.rank;
         pi->dims[v] = dims;
     }
-    /* In place: output 0 over input 0 when the kernel allows it and input 0 dies here. */
+    /* In place: output 0 over input 0 (or the input the kernel's flag names) when the kernel
+     * allows it and that input dies here. */
     for (size_t ni = 0; ni < nn; ni++) {
         const struct kiln_node *n = &g->nodes[ni];
         if (!(eg->nodes[ni].op && (eg->nodes[ni].op->flags & KILN_OP_INPLACE))) continue;
-        if (n->n_in < 1 || n->n_out < 1 || n->in_ids[0] < 0 || n->out_ids[0] < 0) continue;
-        int a0 = n->in_ids[0], v = n->out_ids[0];
+        size_t ip = KILN_OP_INPLACE_INPUT(eg->nodes[ni].op->flags);
+        if (n->n_in <= ip || n->n_out < 1 || n->in_ids[ip] < 0 || n->out_ids[0] < 0) continue;
+        int a0 = n->in_ids[ip], v = n->out_ids[0];
         if (!pi->plannable[a0] || !pi->plannable[v] || pi->last[a0] != pos[ni]) continue;
         bool twice = false;
-        for (size_t j = 1; j < n->n_in; j++) twice |= n->in_ids[j] == a0;
-        if (!twice) pi->alias[v] = a0;
+        for (size_t j = 0; j < n->n_in; j++) twice |= j != ip && n->in_ids[j] == a0;
+        if (!twice) pi->alias[v] = a0, pi->alias_pos[v] = (int)ip;
     }
     kiln_free(pos);
     /* Symbols of the graph inputs (the inferred types carry their canonical names). */
@@ -280,7 +283,7 @@ kiln_status kiln_plan_make(const struct kiln_plan_info *pi, const int64_t *sym_v
             int r = find_root(parent, a);
             parent[v] = r;
             if (pi->last[v] > blk[r].last) blk[r].last = pi->last[v];
-            out->alias[v] = 0;
+            out->alias[v] = pi->alias_pos[v];
         } else {
             size_t sz = (out->cap[v] + KILN_PLAN_ALIGN - 1) & ~(size_t)(KILN_PLAN_ALIGN - 1);
             blk[v] = (struct block){.size = sz, .first = pi->first[v], .last = pi->last[v]};

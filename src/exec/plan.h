@@ -7,8 +7,9 @@
  * tensors whose lifetimes overlap never overlap in memory; the others share it. Placement
  * is greedy by size with best fit: the largest tensors first, each into the smallest gap
  * between already-placed tensors that live at the same time, else above them all. A node
- * whose kernel allows it (KILN_OP_INPLACE) writes output 0 over input 0 when input 0 dies
- * there and both have the same size: the two share one block. Offsets are multiples of
+ * whose kernel allows it (KILN_OP_INPLACE, KILN_OP_INPLACE_FROM) writes output 0 over input 0
+ * (or the input the flag names) when that input dies there and both have the same size: the
+ * two share one block. Offsets are multiples of
  * KILN_PLAN_ALIGN.
  *
  * Not planned (they come from the heap at run time, the documented escape): graph outputs
@@ -34,6 +35,7 @@ struct kiln_plan_info {
     int *first, *last;           /* per value: order position of its producer, of its last use */
     bool *plannable;
     int *alias;                  /* per value: the value it may overwrite in place, -1 */
+    int *alias_pos;              /* per value: that value's input position on the producer */
     kiln_dtype *dtype;
     int *rank;
     const struct kiln_dim **dims; /* per value: rank dims (known or symbolic) */
