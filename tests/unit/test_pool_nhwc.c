@@ -114,10 +114,10 @@ static void describe(const struct pcase *c, char *buf, size_t size)
 
 static void random_pools(int count)
 {
-    static const int64_t CS[] = {1, 2, 3, 5, 8, 16, 17, 24, 33};
+    static const int64_t CS[] = {1, 2, 3, 5, 8, 16, 17, 24, 33, 64, 70}; /* past 32: the max kernel's blocks of 32 */
     for (int done = 0; done < count;) {
         struct pcase c = {
-            .max = rng_int(2) == 0, .N = 1 + rng_int(2), .C = CS[rng_int(9)],
+            .max = rng_int(2) == 0, .N = 1 + rng_int(2), .C = CS[rng_int(11)],
             .H = 1 + rng_int(13), .W = 1 + rng_int(13),
             .k = {1 + rng_int(4), 1 + rng_int(4)}, .s = {1 + rng_int(3), 1 + rng_int(3)},
             .d = {1 + rng_int(2), 1 + rng_int(2)},

