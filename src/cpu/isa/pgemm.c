@@ -33,7 +33,9 @@
  * step. The 1 x 32 tile with its L1 prefetch reached 58 GB/s of B from L3 on Zen 4 (a plain
  * read streams 88-95); row_pass reads RG = 2 panels side by side with no software prefetch
  * and reaches 80-85 GB/s (784 x 512: 28.9 -> 41.9 GFLOP/s; 1, 2 or 4 panels measured within
- * 5% of each other, the prefetch is what cost). Same operations in the same order as the tiles,
+ * 5% of each other, the prefetch is what cost). AVX2 runs one panel as 4 ymm chains (the
+ * 6 x 16 half tiles had 2): 24 -> 36-38 GFLOP/s on the same machine with KILN_CPU_ISA=avx2.
+ * Same operations in the same order as the tiles,
  * so a row's result does not depend on the rows around it (test_pgemm `row_case`).
  *
  * The AVX-512 tile, 14 x 32, holds 28 zmm accumulators and does 28 FMAs per two loads of B
@@ -186,97 +188,6 @@ static void panel_tile(size_t mr, bool pf, size_t kc, const float *a, size_t lda
 #undef T_
 }
 
-#ifndef RG
-#define RG 2 /* panels a one-row product reads side by side */
-#endif
-#define ROW_PASS 1
-
-/* One row of A (a, from column 0) against np <= RG panels (b: the first one's row 0, the
- * others K * NR floats apart), columns [0, nc) of the group, K in blocks of kcb from k0 to k1,
- * into c (the row's first column of the group). The same float operations in the same order
- * as the tiles (a block's sum from zero over k ascending, added to what the previous blocks
- * left: C + block; then + bias, + Z), so a row's result does not depend on how many rows the
- * product has; only the registers differ: the panels side by side give 2 * np independent
- * FMA chains instead of 2, which a lone row needs to keep up with the weight stream (one row
- * tile at 2 chains: 58 GB/s of B from L3 on Zen 4, 2 panels: 85-92). */
-static ALWAYS_INLINE void row_group(const size_t np, const float *a, const float *b, size_t K, size_t k0,
-                                    size_t k1, size_t kcb, float *c, size_t nc, bool acc, const float *bias,
-                                    const float *z)
-{
-    __m512 tot[RG][NV] = {{_mm512_setzero_ps()}}, blk[RG][NV];
-    __mmask16 m[RG][NV];
-#pragma GCC unroll 4
-    for (size_t p = 0; p < np; p++)
-#pragma GCC unroll 4
-        for (size_t v = 0; v < NV; v++) {
-            size_t col = p * NR + 16 * v, n = nc > col ? nc - col : 0;
-            m[p][v] = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
-        }
-    for (size_t kb = k0; kb < k1; kb += kcb) {
-        size_t ke = k1 - kb > kcb ? kb + kcb : k1;
-#pragma GCC unroll 4
-        for (size_t p = 0; p < np; p++)
-#pragma GCC unroll 4
-            for (size_t v = 0; v < NV; v++) blk[p][v] = _mm512_setzero_ps();
-        for (size_t k = kb; k < ke; k++) {
-            __m512 av = _mm512_set1_ps(a[k]);
-#pragma GCC unroll 4
-            for (size_t p = 0; p < np; p++)
-#pragma GCC unroll 4
-                for (size_t v = 0; v < NV; v++)
-                    blk[p][v] = _mm512_fmadd_ps(av, _mm512_loadu_ps(b + p * K * NR + k * NR + 16 * v), blk[p][v]);
-        }
-#pragma GCC unroll 4
-        for (size_t p = 0; p < np; p++)
-#pragma GCC unroll 4
-            for (size_t v = 0; v < NV; v++) {
-                if (kb > k0) tot[p][v] = _mm512_add_ps(tot[p][v], blk[p][v]);
-                else if (acc || kb > 0)
-                    tot[p][v] = _mm512_add_ps(_mm512_maskz_loadu_ps(m[p][v], c + p * NR + 16 * v), blk[p][v]);
-                else tot[p][v] = blk[p][v];
-            }
-    }
-#pragma GCC unroll 4
-    for (size_t p = 0; p < np; p++)
-#pragma GCC unroll 4
-        for (size_t v = 0; v < NV; v++) {
-            __m512 x = tot[p][v];
-            size_t col = p * NR + 16 * v;
-            if (bias) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m[p][v], bias + col));
-            if (z) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m[p][v], z + col));
-            _mm512_mask_storeu_ps(c + col, m[p][v], x);
-        }
-}
-
-/* Row m of the product, columns [n0, n1), K [k0, k1) in blocks of kcb (k1 > k0). */
-static void row_pass(const struct kiln_pgemm_args *g, size_t m, size_t n0, size_t n1, size_t k0, size_t k1,
-                     size_t kcb)
-{
-    const float *a = g->A + m * g->lda;
-    float *c = g->C + m * g->ldc;
-    const struct kiln_act *act = g->act && g->act->kind != KILN_ACT_NONE ? g->act : NULL;
-    const float *z = g->z ? g->z + m * g->ldz : NULL;
-    for (size_t j0 = n0; j0 < n1; j0 += RG * NR) {
-        size_t j1 = n1 - j0 > RG * NR ? j0 + RG * NR : n1, np = (j1 - j0 + NR - 1) / NR;
-        const float *b = g->bp + (j0 / NR) * g->K * NR;
-        const float *bias = g->bias ? g->bias + j0 : NULL, *zj = z ? z + j0 : NULL;
-#define G_(P)                                                                                           \
-    case P: row_group(P, a, b, g->K, k0, k1, kcb, c + j0, j1 - j0, g->acc, bias, zj); break
-        switch (np) {
-            G_(1);
-#if RG > 1
-            G_(2);
-#endif
-#if RG > 2
-            G_(3); G_(4);
-#endif
-        default: break;
-        }
-#undef G_
-        if (act) KILN_ISA_FN(kiln_act_apply_f32_isa)(act, c + j0, NULL, c + j0, j1 - j0);
-    }
-}
-
 #elif defined(__AVX2__)
 #define MR 6
 
@@ -401,6 +312,142 @@ static void panel_tile(size_t mr, bool pf, size_t kc, const float *a, size_t lda
             c[i * ldc + j] = v;
         }
 }
+#endif
+
+#if defined(__AVX2__)
+/* ------------------------------------------------------------------ one row */
+
+#define ROW_PASS 1
+#if defined(__AVX512F__)
+typedef __m512 rvec;
+#define RVW 16
+#ifndef RG
+#define RG 2 /* panels a one-row product reads side by side */
+#endif
+static ALWAYS_INLINE rvec rv_load_n(const float *p, size_t n)
+{
+    return _mm512_maskz_loadu_ps(n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1), p);
+}
+static ALWAYS_INLINE void rv_store_n(float *p, rvec v, size_t n)
+{
+    _mm512_mask_storeu_ps(p, n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1), v);
+}
+#define rv_zero      _mm512_setzero_ps
+#define rv_set1      _mm512_set1_ps
+#define rv_loadu     _mm512_loadu_ps
+#define rv_fma       _mm512_fmadd_ps
+#define rv_add       _mm512_add_ps
+#else
+typedef __m256 rvec;
+#define RVW 8
+#ifndef RG
+#define RG 1 /* one panel: 4 ymm chains, and registers left for the totals */
+#endif
+static ALWAYS_INLINE rvec rv_load_n(const float *p, size_t n)
+{
+    return n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, lanes(n));
+}
+static ALWAYS_INLINE void rv_store_n(float *p, rvec v, size_t n)
+{
+    if (n >= 8) _mm256_storeu_ps(p, v);
+    else _mm256_maskstore_ps(p, lanes(n), v);
+}
+#define rv_zero      _mm256_setzero_ps
+#define rv_set1      _mm256_set1_ps
+#define rv_loadu     _mm256_loadu_ps
+#define rv_fma       _mm256_fmadd_ps
+#define rv_add       _mm256_add_ps
+#endif
+#define RNV (NR / RVW) /* vectors of a panel row */
+
+/* One row of A (a, from column 0) against np <= RG panels (b: the first one's row 0, the
+ * others K * NR floats apart), columns [0, nc) of the group, K in blocks of kcb from k0 to k1,
+ * into c (the row's first column of the group). The same float operations in the same order
+ * as the tiles (a block's sum from zero over k ascending, added to what the previous blocks
+ * left: C + block; then + bias, + Z), so a row's result does not depend on how many rows the
+ * product has; only the registers differ: RG panels side by side give RG * RNV independent
+ * FMA chains (AVX-512: 4 instead of the tile's 2), which a lone row needs to keep up with the
+ * weight stream (the 1 x 32 tile: 58 GB/s of B from L3 on Zen 4, this pass 80-85). B's
+ * loads are whole vectors (a panel's columns past N are zero); C, bias and Z's are masked. */
+static ALWAYS_INLINE void row_group(const size_t np, const float *a, const float *b, size_t K, size_t k0,
+                                    size_t k1, size_t kcb, float *c, size_t nc, bool acc, const float *bias,
+                                    const float *z)
+{
+    rvec tot[RG][RNV], blk[RG][RNV];
+    size_t n[RG][RNV];
+#pragma GCC unroll 4
+    for (size_t p = 0; p < np; p++)
+#pragma GCC unroll 4
+        for (size_t v = 0; v < RNV; v++) {
+            size_t col = p * NR + RVW * v;
+            n[p][v] = nc > col ? nc - col : 0;
+            tot[p][v] = rv_zero();
+        }
+    for (size_t kb = k0; kb < k1; kb += kcb) {
+        size_t ke = k1 - kb > kcb ? kb + kcb : k1;
+#pragma GCC unroll 4
+        for (size_t p = 0; p < np; p++)
+#pragma GCC unroll 4
+            for (size_t v = 0; v < RNV; v++) blk[p][v] = rv_zero();
+        for (size_t k = kb; k < ke; k++) {
+            rvec av = rv_set1(a[k]);
+#pragma GCC unroll 4
+            for (size_t p = 0; p < np; p++)
+#pragma GCC unroll 4
+                for (size_t v = 0; v < RNV; v++)
+                    blk[p][v] = rv_fma(av, rv_loadu(b + p * K * NR + k * NR + RVW * v), blk[p][v]);
+        }
+#pragma GCC unroll 4
+        for (size_t p = 0; p < np; p++)
+#pragma GCC unroll 4
+            for (size_t v = 0; v < RNV; v++) {
+                if (kb > k0) tot[p][v] = rv_add(tot[p][v], blk[p][v]);
+                else if (acc || kb > 0) tot[p][v] = rv_add(rv_load_n(c + p * NR + RVW * v, n[p][v]), blk[p][v]);
+                else tot[p][v] = blk[p][v];
+            }
+    }
+#pragma GCC unroll 4
+    for (size_t p = 0; p < np; p++)
+#pragma GCC unroll 4
+        for (size_t v = 0; v < RNV; v++) {
+            rvec x = tot[p][v];
+            size_t col = p * NR + RVW * v;
+            if (!n[p][v]) continue;
+            if (bias) x = rv_add(x, rv_load_n(bias + col, n[p][v]));
+            if (z) x = rv_add(x, rv_load_n(z + col, n[p][v]));
+            rv_store_n(c + col, x, n[p][v]);
+        }
+}
+
+/* Row m of the product, columns [n0, n1), K [k0, k1) in blocks of kcb (k1 > k0). */
+static void row_pass(const struct kiln_pgemm_args *g, size_t m, size_t n0, size_t n1, size_t k0, size_t k1,
+                     size_t kcb)
+{
+    const float *a = g->A + m * g->lda;
+    float *c = g->C + m * g->ldc;
+    const struct kiln_act *act = g->act && g->act->kind != KILN_ACT_NONE ? g->act : NULL;
+    const float *z = g->z ? g->z + m * g->ldz : NULL;
+    for (size_t j0 = n0; j0 < n1; j0 += RG * NR) {
+        size_t j1 = n1 - j0 > RG * NR ? j0 + RG * NR : n1, np = (j1 - j0 + NR - 1) / NR;
+        const float *b = g->bp + (j0 / NR) * g->K * NR;
+        const float *bias = g->bias ? g->bias + j0 : NULL, *zj = z ? z + j0 : NULL;
+#define G_(P)                                                                                           \
+    case P: row_group(P, a, b, g->K, k0, k1, kcb, c + j0, j1 - j0, g->acc, bias, zj); break
+        switch (np) {
+            G_(1);
+#if RG > 1
+            G_(2);
+#endif
+#if RG > 2
+            G_(3); G_(4);
+#endif
+        default: break;
+        }
+#undef G_
+        if (act) KILN_ISA_FN(kiln_act_apply_f32_isa)(act, c + j0, NULL, c + j0, j1 - j0);
+    }
+}
+
 #endif
 
 static inline size_t g1_of(size_t g0, size_t n1, size_t gp)
