@@ -159,13 +159,13 @@ static const char *const packed_name[] = {NULL, "onednn-packed", "kiln-pgemm"};
  * one row has its own pass (isa/pgemm.c row_pass), so AVX2 takes kiln's GEMM everywhere. */
 static bool pgemm_wins(int64_t M, size_t K, size_t N)
 {
+    /* Below AVX-512 every product (measured on a Zen 4 held to AVX2, KILN_CPU_ISA=avx2):
+     * oneDNN's AVX2 matmul primitive ran BERT-base's 128 x 768 x 3072 product at 47 GFLOP/s
+     * (12.8 ms) in the model, kiln's 6 x 16 tile at 83 (7.3 ms); BERT-base 363 -> 265-312 ms,
+     * ViT-B/16 521-585 -> 462-516, ConvNeXt-T level. (Without kiln's GEMM, at the portable
+     * level, packed_prepare falls back to oneDNN's.) */
     bool avx512 = kiln_isa_active() == KILN_ISA_AVX512;
-    if (M < 0 || (M <= 16 && (M >= 2 || avx512))) return true;
-    /* At AVX2 (measured on a Zen 4 held to AVX2, KILN_CPU_ISA=avx2; one row now has its own
-     * pass too): oneDNN's AVX2 matmul primitive ran BERT-base's 128 x 768 x 3072 product at
-     * 47 GFLOP/s (12.8 ms) in the model, kiln's 6 x 16 tile at 83 (7.3 ms); BERT-base 363 ->
-     * 265-312 ms, ViT-B/16 521-585 -> 462-516, ConvNeXt-T level. */
-    if (kiln_isa_active() == KILN_ISA_AVX2) return true;
+    if (M < 0 || M <= 16 || !avx512) return true;
     /* Not on AMD's Zen 4, whose memory keeps up better with its (half as fast) arithmetic:
      * there oneDNN's primitive measured 2-5% faster on these (BERT-base's nodes 212-214
      * against 218-224 ms at one thread, ViT-B/16's 344-346 against 352-364, ResNet-50's
