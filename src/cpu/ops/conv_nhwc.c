@@ -936,8 +936,9 @@ static kiln_status nhwc_run(struct kiln_kctx *k)
     bool onednn = false;
 #endif
     /* Y in Z's memory (KILN_OP_INPLACE_FROM(3): the planner gives Y the residual's block when
-     * Z dies here, which saves the copy of Z into Y that oneDNN's sum post-op needs: ResNet-50's
-     * 56x56x256 residual blocks 1.47 -> 1.1 ms). Only oneDNN's primitive with the sum inside
+     * Z dies here, which saves the copy of Z into Y that oneDNN's sum post-op needs: that
+     * memmove was 1.95% of ResNet-50's cycles under perf on a Zen 4, 3.2 MB for each 56x56x256
+     * block). Only oneDNN's primitive with the sum inside
      * reads Z where it writes Y; the other paths write Y before they add Z, so they take a
      * copy of Z first. */
     if (zd && zd == (const float *)y->data && !(onednn && s->epi_in_prim)) {
