@@ -11,11 +11,16 @@
  * stall on it: a batch-1 run reads each weight once, and with few pixels (ResNet-50's 7x7
  * stage: 49 rows) a layer's 2-4 MB of weights are most of its memory traffic. Taken when
  * N * H * W <= ROWS_MAX and the weights are at least W_MIN_BYTES (measured, docs/benchmarks.md
- * "Issue 7, fifth step"), and only when the process runs at AVX-512, where kiln's GEMM is
- * the one the matmul picks for such products (cpu/ops/gemm.c) on Intel; on AMD's Zen 4 the
- * matmul takes oneDNN's primitive for them, which measured faster there than oneDNN's own
- * 1x1 convolution too (ResNet-50's stage 4 and stride-2 downsample 11.9 -> 11.0 ms). Same sums in another order
- * (float32 rounding). Needs kiln ops; runs after nhwc.
+ * "Issue 7, fifth step"), when the process runs at AVX-512, where kiln's GEMM is the one the
+ * matmul picks for such products (cpu/ops/gemm.c) on Intel; on AMD's Zen 4 the matmul takes
+ * oneDNN's primitive for them, which measured faster there than oneDNN's own 1x1
+ * convolution too (ResNet-50's stage 4 and stride-2 downsample 11.9 -> 11.0 ms).
+ * At AVX2 (where the matmul takes kiln's GEMM for every product) the same, and every strided
+ * 1x1 convolution whatever its size: oneDNN's AVX2 1x1 kernels ran ResNet-50's three stride-2
+ * downsample layers at 4.1-5.3 ms (7x7 and 14x14 outputs) and 3.2 ms (28x28, 784 rows, 0.5 MB
+ * of weights), Slice + kiln's GEMM at 2.1-2.2 ms each (Zen 4, KILN_CPU_ISA=avx2, one thread);
+ * ResNet-50 at AVX2 ~92-99 -> ~81-86 ms. Same sums in another order (float32 rounding). Needs
+ * kiln ops; runs after nhwc.
  */
 #include <string.h>
 
@@ -27,7 +32,8 @@
 
 static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
 {
-    if (kiln_isa_active() != KILN_ISA_AVX512) return KILN_OK;
+    if (kiln_isa_active() < KILN_ISA_AVX2) return KILN_OK;
+    bool avx2 = kiln_isa_active() == KILN_ISA_AVX2;
     for (size_t i = 0; i < g->n_nodes; i++) {
         if (!fu_is(o, g, (int)i, "kiln", "ConvNhwc")) continue;
         const struct kiln_node *n = &g->nodes[i];
@@ -46,11 +52,12 @@ static kiln_status run(struct kiln_opt *o, struct kiln_graph *g, bool *changed)
         const struct kiln_tensor *w = fu_const_f32(o, g, n->inputs[1]);
         if (!w || w->rank != 4 || w->dims[2] != 1 || w->dims[3] != 1) continue;
         int64_t M = w->dims[0], C = w->dims[1];
-        if ((size_t)(M * C) * sizeof(float) < W_MIN_BYTES) continue;
+        bool any = avx2 && (sh > 1 || sw > 1); /* at AVX2 every strided one */
+        if (!any && (size_t)(M * C) * sizeof(float) < W_MIN_BYTES) continue;
         int r;
         int64_t xd[KILN_MAX_RANK];
         if (!fu_is_f32(g, n->inputs[0]) || !kiln_opt_static_shape(g, n->inputs[0], &r, xd) || r != 4 ||
-            xd[3] != C || xd[0] * ((xd[1] + sh - 1) / sh) * ((xd[2] + sw - 1) / sw) > ROWS_MAX)
+            xd[3] != C || xd[0] * ((xd[1] + sh - 1) / sh) * ((xd[2] + sw - 1) / sw) > (any ? INT64_MAX : ROWS_MAX))
             continue;
         const char *bias = n->n_in > 2 ? n->inputs[2] : "", *z = n->n_in > 3 ? n->inputs[3] : "";
         if (bias[0] && !fu_const_f32(o, g, bias)) continue;

@@ -1,10 +1,12 @@
-/* test_conv_transpose_fast.c: ConvTranspose's "onednn" variant (src/cpu/ops/conv.c: a
- * prepared oneDNN matmul on W^T laid out at prepare, then col2im, split by output channels
- * over the threads) and kiln.FusedConvTranspose (ConvTranspose, then an activation).
+/* test_conv_transpose_fast.c: ConvTranspose's "onednn" and "pgemm+col2im" variants
+ * (src/cpu/ops/conv.c: a prepared oneDNN matmul, or kiln's GEMM, on W^T laid out at prepare,
+ * then col2im, split by output channels over the threads) and kiln.FusedConvTranspose
+ * (ConvTranspose, then an activation).
  *
  * Small models in the text form of support/test_text_model.h run through kiln_session with
  * 1 and 2 threads. X is a graph input of static shape; W and B are initializers (constants
- * at prepare: the "onednn" variant where kiln has oneDNN and runs at AVX2 or better) or
+ * at prepare: the "onednn" variant where kiln has oneDNN and runs at AVX-512, the
+ * "pgemm+col2im" one at AVX2) or
  * graph inputs (the reference "sgemm+col2im" variant, the loop kiln had before). Shapes:
  * random, odd and tiny (1-wide images, one channel per group, more threads than channels),
  * 1-D, 2-D and 3-D, groups, strides, dilations, asymmetric pads, output_padding,
@@ -16,8 +18,8 @@
  * variant's. Inputs and weights lie on a 1/16 grid in [-1, 1] and activation parameters are
  * dyadic, so float32 products and sums are exact in any order: |got - want| <= 1e-5 * (1 +
  * |want|) then catches indexing, padding and slicing mistakes, never rounding (Tanh adds
- * vmath's few ulp, well inside it). ctest also runs this test with KILN_CPU_ISA=portable,
- * where every case takes the reference variant.
+ * vmath's few ulp, well inside it). ctest also runs this test with KILN_CPU_ISA=avx2 (the
+ * "pgemm+col2im" variant) and =portable, where every case takes the reference variant.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -328,8 +330,9 @@ static void dcgan_shapes(void)
     }
 }
 
-/* The variant an engine picks: "onednn" for constant float32 W and static X when kiln has
- * oneDNN and runs at AVX2 or better, else "sgemm+col2im"; W a graph input: the reference. */
+/* The variant an engine picks for constant float32 W and static X: "pgemm+col2im" at AVX2,
+ * "onednn" at AVX-512 when kiln has oneDNN, else "sgemm+col2im"; W a graph input: the
+ * reference. */
 static void variants(void)
 {
     for (int wconst = 0; wconst < 2; wconst++)
@@ -348,8 +351,11 @@ static void variants(void)
 #else
                 bool dnnl = false;
 #endif
-                const char *want =
-                    wconst && dnnl && strcmp(kiln_cpu_isa(), "portable") ? "onednn" : "sgemm+col2im";
+                const char *isa = kiln_cpu_isa();
+                const char *want = !wconst                  ? "sgemm+col2im"
+                                   : !strcmp(isa, "avx2")   ? "pgemm+col2im"
+                                   : dnnl && !strcmp(isa, "avx512") ? "onednn"
+                                                                    : "sgemm+col2im";
                 CHECK(variant && !strcmp(variant, want), "W %s, %s: variant %s, expected %s",
                       wconst ? "constant" : "input", fused ? "fused" : "plain", variant ? variant : "(none)",
                       want);

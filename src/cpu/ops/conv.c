@@ -34,9 +34,10 @@
  * "decided per run from the shapes". No Conv weight is prepacked: the GEMM takes W as stored
  * (per group an [M/group, C/group * kernel] row-major A operand, which oneDNN's sgemm runs
  * as fast as or faster than a transposed copy) and so does the depthwise kernel.
- * ConvTranspose's variants are numbered likewise (1 "sgemm+col2im", 2 "onednn"; an engine
- * file of an older kiln says 0, which takes the reference); its oneDNN variant keeps W,
- * packed, as prepacked blobs.
+ * ConvTranspose's variants are numbered likewise (1 "sgemm+col2im", 2 "onednn", taken at
+ * AVX-512, 3 "pgemm+col2im", the same on kiln's GEMM, taken at AVX2; an engine file of an
+ * older kiln says 0, which takes the reference); the fast variants keep W, packed, as
+ * prepacked blobs.
  *
  * dtypes: float32 natively; float16, bfloat16 and float64 are staged through float32.
  */
@@ -50,6 +51,7 @@
 #include "cpu/dnnl_util.h"
 #include "cpu/isa.h"
 #include "cpu/ops/fused.h"
+#include "cpu/pgemm.h"
 #include "cpu/sgemm.h"
 #include "cpu/tensor_util.h"
 #include "infer/infer.h"
@@ -1014,10 +1016,11 @@ static kiln_status convt_compute(struct kiln_kctx *k, const struct conv_geom *g,
 
 struct convt_slice {
     size_t m0, m1; /* output channels within each group */
+    struct kiln_pgemm **pg; /* "pgemm": per group, W' of the slice prepacked for kiln's GEMM */
+    const void **w;         /* "onednn": per group, W' in w_md's format */
 #ifdef KILN_HAVE_DNNL
     dnnl_primitive_t prim;
     dnnl_memory_desc_t a_md, w_md, c_md, sp_md; /* sp_md: its scratchpad (zeros: none) */
-    const void **w; /* per group: the weights in w_md's format */
 #endif
 };
 
@@ -1026,7 +1029,10 @@ struct convt_fast {
     struct conv_geom g;
     size_t N, C, M, G, cg, mg;
     struct kiln_convt_cl cl; /* col2im geometry (nm set per slice) */
-    size_t buf_floats;       /* per slice: col, os * ks * nm, then the plane buffer, is * nm */
+    size_t buf_floats;       /* per slice: col, os * ks * nm, the plane buffer, is * nm, and
+                              * for "pgemm" X_g^T, os rows at the stride lda */
+    bool pgemm;              /* the product on kiln's GEMM, else oneDNN's matmul */
+    size_t lda;
     int n_slices;
     struct convt_slice sl[CONVT_MAX_SLICES];
 };
@@ -1038,7 +1044,7 @@ struct convt_state {
     const struct convt_fast *fast; /* NULL: the reference variant */
 };
 
-enum { CONVT_SGEMM = 1, CONVT_ONEDNN = 2 };
+enum { CONVT_SGEMM = 1, CONVT_ONEDNN = 2, CONVT_PGEMM = 3 };
 
 /* Reads the activation attributes of a FusedConvTranspose (none for ConvTranspose). */
 static kiln_status convt_read_act(struct kiln_kctx *k, bool fused, struct kiln_act *act)
@@ -1056,13 +1062,18 @@ static kiln_status convt_decode(struct kiln_kctx *k, bool fused, struct convt_st
     return convt_read_act(k, fused, &s->act);
 }
 
-#ifdef KILN_HAVE_DNNL
 static void convt_fast_free(void *arg)
 {
+#ifdef KILN_HAVE_DNNL
     struct convt_fast *f = arg;
     for (int i = 0; i < f->n_slices; i++)
         if (f->sl[i].prim) dnnl_primitive_destroy(f->sl[i].prim);
+#else
+    (void)arg;
+#endif
 }
+
+#ifdef KILN_HAVE_DNNL
 
 /* Slice sl's primitive: col [os, ks * nm] = X_g^T [os, cg] (X_g as it lies) * W' [cg, ks * nm]. */
 static bool convt_make_slice(dnnl_engine_t eng, const struct convt_fast *f, struct convt_slice *sl)
@@ -1076,6 +1087,7 @@ static bool convt_make_slice(dnnl_engine_t eng, const struct convt_fast *f, stru
     kiln_dnnl_matmul_create(eng, &sl->a_md, &sl->c_md, dnnl_f32, false, &sl->prim, &sl->w_md, &sl->sp_md);
     return sl->prim != NULL;
 }
+#endif
 
 /* The number of slices for f: one per thread, each at least one channel and ~1 MFLOP. */
 static int convt_slices(const struct convt_fast *f, int threads)
@@ -1089,8 +1101,9 @@ static int convt_slices(const struct convt_fast *f, int threads)
 }
 
 /* Packs group gi's weights for slice sl (blob `key`): W [C, mg, ks] rows gi * cg .. as
- * W' [cg][ks][m1 - m0], the columns the slice computes, then into sl->w_md's format. tmp
- * holds cg * ks * (m1 - m0) floats. */
+ * W' [cg][ks][m1 - m0], the columns the slice computes, then into kiln's GEMM's panels
+ * ("pgemm") or sl->w_md's format (oneDNN). tmp holds cg * ks * (m1 - m0) floats. The slice's
+ * pg[gi] or w[gi] stays NULL when oneDNN declines. */
 static kiln_status convt_pack(struct kiln_kprep *p, const struct convt_fast *f, struct convt_slice *sl,
                               size_t gi, uint32_t key, const float *w, float *tmp)
 {
@@ -1099,17 +1112,23 @@ static kiln_status convt_pack(struct kiln_kprep *p, const struct convt_fast *f, 
         for (size_t kidx = 0; kidx < ks; kidx++)
             for (size_t m = 0; m < nm; m++)
                 tmp[(c * ks + kidx) * nm + m] = w[((gi * f->cg + c) * f->mg + sl->m0 + m) * ks + kidx];
+    if (f->pgemm) return kiln_pgemm_prepare(p, key, f->cg, ks * nm, tmp, ks * nm, false, &sl->pg[gi]);
+#ifdef KILN_HAVE_DNNL
     dnnl_dims_t d = {(dnnl_dim_t)f->cg, (dnnl_dim_t)(ks * nm)}, st = {(dnnl_dim_t)(ks * nm), 1};
     dnnl_memory_desc_t plain;
     if (dnnl_memory_desc_init_by_strides(&plain, 2, d, dnnl_f32, st)) return KILN_OK;
     return kiln_dnnl_pack_weights(p, key, &plain, tmp, &sl->w_md, &sl->w[gi]);
+#else
+    return KILN_OK;
+#endif
 }
 
-/* Sets up the oneDNN variant for p's node (attributes a) when W is a float32 constant, X
- * float32 of static shape with 1 to 3 spatial dims, oneDNN there and the instruction set
- * AVX2 or better (B, read at run, may be anything the run accepts); *out stays NULL
- * otherwise (and when oneDNN declines). Errors only for out of memory. */
-static kiln_status convt_fast_prepare(struct kiln_kprep *p, const struct conv_attrs *a,
+/* Sets up the "pgemm" variant (pgemm true: kiln's GEMM) or the "onednn" one for p's node
+ * (attributes a) when W is a float32 constant, X float32 of static shape with 1 to 3 spatial
+ * dims, the instruction set AVX2 or better and (onednn) oneDNN there (B, read at run, may be
+ * anything the run accepts); *out stays NULL otherwise (and when oneDNN declines). Errors
+ * only for out of memory. */
+static kiln_status convt_fast_prepare(struct kiln_kprep *p, const struct conv_attrs *a, bool pgemm,
                                       const struct convt_fast **out)
 {
     *out = NULL;
@@ -1124,7 +1143,7 @@ static kiln_status convt_fast_prepare(struct kiln_kprep *p, const struct conv_at
     if (w->dims[0] != C || C % G) return KILN_OK; /* the run reports it */
     for (size_t i = 0; i < a->n_kshape; i++)
         if (a->n_kshape != (size_t)xr - 2 || a->kshape[i] != w->dims[2 + i]) return KILN_OK;
-    struct convt_fast f = {.N = (size_t)xd[0], .C = (size_t)C, .G = (size_t)G};
+    struct convt_fast f = {.N = (size_t)xd[0], .C = (size_t)C, .G = (size_t)G, .pgemm = pgemm};
     kiln_err geom_err; /* geometry errors belong to the run, which names the inputs */
     struct kiln_kctx kc = p->kc;
     kc.err = &geom_err;
@@ -1148,9 +1167,15 @@ static kiln_status convt_fast_prepare(struct kiln_kprep *p, const struct conv_at
     }
     f.cl.is = f.g.is;
     f.cl.ks = f.g.ks;
-    dnnl_engine_t eng = kiln_dnnl_engine();
+#ifdef KILN_HAVE_DNNL
+    dnnl_engine_t eng = pgemm ? NULL : kiln_dnnl_engine();
+    if (!pgemm && !eng) return KILN_OK;
+#else
+    if (!pgemm) return KILN_OK;
+#endif
+    if (pgemm && !kiln_pgemm_available()) return KILN_OK;
     int t = convt_slices(&f, p->threads);
-    if (!eng || (size_t)t * f.G > CONVT_MAX_BLOBS) return KILN_OK;
+    if ((size_t)t * f.G > CONVT_MAX_BLOBS) return KILN_OK;
     struct convt_fast *fp;
     KILN_TRY(kiln_kprep_alloc(p, sizeof *fp, (void **)&fp));
     *fp = f;
@@ -1161,10 +1186,12 @@ static kiln_status convt_fast_prepare(struct kiln_kprep *p, const struct conv_at
         sl->m1 = fp->mg * (size_t)(i + 1) / (size_t)t;
         if (sl->m1 - sl->m0 > nm_max) nm_max = sl->m1 - sl->m0;
         fp->n_slices = i + 1;
-        if (!convt_make_slice(eng, fp, sl)) {
+#ifdef KILN_HAVE_DNNL
+        if (!pgemm && !convt_make_slice(eng, fp, sl)) {
             convt_fast_free(fp);
             return KILN_OK;
         }
+#endif
     }
     kiln_status st = kiln_kprep_on_free(p, convt_fast_free, fp);
     if (st) {
@@ -1172,14 +1199,22 @@ static kiln_status convt_fast_prepare(struct kiln_kprep *p, const struct conv_at
         return st;
     }
     fp->buf_floats = (fp->g.os * fp->g.ks + fp->g.is) * nm_max;
+    if (pgemm) { /* X_g^T's rows: cg floats, or the stride kiln's GEMM asks for */
+        struct kiln_pgemm probe;
+        kiln_pgemm_init(&probe, fp->cg, fp->g.ks * nm_max, NULL, kiln_isa_active());
+        size_t ld = kiln_pgemm_a_stride(&probe, fp->g.os, fp->cg);
+        fp->lda = ld ? ld : fp->cg;
+        fp->buf_floats += fp->g.os * fp->lda;
+    }
     float *tmp = kiln_malloc(fp->cg * fp->g.ks * nm_max * sizeof *tmp + 1);
     if (!tmp) return kiln_kfail(&p->kc, KILN_E_NOMEM, "out of memory packing W");
     for (int i = 0; i < t && !st; i++) {
         struct convt_slice *sl = &fp->sl[i];
-        st = kiln_kprep_alloc(p, fp->G * sizeof *sl->w, (void **)&sl->w);
+        void **per = pgemm ? (void **)&sl->pg : (void **)&sl->w;
+        st = kiln_kprep_alloc(p, fp->G * sizeof(void *), per);
         for (size_t gi = 0; gi < fp->G && !st; gi++) {
             st = convt_pack(p, fp, sl, gi, CONVT_BLOB_KEY + (uint32_t)((size_t)i * fp->G + gi), w->data, tmp);
-            if (!st && !sl->w[gi]) {
+            if (!st && !(pgemm ? (const void *)sl->pg[gi] : (const void *)sl->w[gi])) {
                 kiln_free(tmp);
                 return KILN_OK; /* oneDNN failed: the reference variant */
             }
@@ -1230,7 +1265,33 @@ static float *convt_thread_buf(size_t floats)
     return (float *)((char *)n + 64);
 }
 
-/* Runs slice i for every (image, group): the matmul into its col buffer, then col2im with
+/* col [os, ks * nm] = X_g^T W'_g for slice sl: on kiln's GEMM after X_g [cg, os] is
+ * transposed into xt (os rows at f->lda), else on oneDNN's matmul reading X_g^T as a strided
+ * view; false when oneDNN fails. */
+static bool convt_product(const struct convt_fast *f, const struct convt_slice *sl, size_t gi, const float *xg,
+                          float *xt, float *col)
+{
+    size_t os = f->g.os, nm = sl->m1 - sl->m0;
+    if (f->pgemm) {
+        for (size_t c0 = 0; c0 < f->cg; c0 += 16) /* 16 channels at a time: whole lines of xt */
+            for (size_t q = 0; q < os; q++)
+                for (size_t c = c0; c < f->cg && c < c0 + 16; c++) xt[q * f->lda + c] = xg[c * os + q];
+        kiln_pgemm_run(sl->pg[gi], NULL, os, xt, f->lda, col, f->g.ks * nm, false, NULL);
+        return true;
+    }
+#ifdef KILN_HAVE_DNNL
+    struct kiln_dnnl_arg args[4] = {{DNNL_ARG_SRC, &sl->a_md, xg},
+                                    {DNNL_ARG_WEIGHTS, &sl->w_md, sl->w[gi]},
+                                    {DNNL_ARG_DST, &sl->c_md, col},
+                                    {DNNL_ARG_SCRATCHPAD, &sl->sp_md, NULL}};
+    return kiln_dnnl_execute(sl->prim, 4, args);
+#else
+    (void)nm;
+    return false;
+#endif
+}
+
+/* Runs slice i for every (image, group): the product into its col buffer, then col2im with
  * the bias onto its channels' planes, and the activation. */
 static void convt_fast_slice(void *ctx, size_t i0, size_t i1, int worker)
 {
@@ -1242,18 +1303,14 @@ static void convt_fast_slice(void *ctx, size_t i0, size_t i1, int worker)
     for (size_t i = i0; i < i1; i++) {
         const struct convt_slice *sl = &f->sl[i];
         size_t nm = sl->m1 - sl->m0;
-        float *col = buf, *P = col + g->os * g->ks * nm;
+        float *col = buf, *P = col + g->os * g->ks * nm, *xt = P + g->is * nm;
         if (!buf) j->failed[i] = true;
         struct kiln_convt_cl cl = f->cl;
         cl.nm = nm;
         for (size_t u = 0; u < f->N * f->G && !j->failed[i]; u++) {
             size_t n = u / f->G, gi = u % f->G;
             const float *xg = j->x + (n * f->C + gi * f->cg) * g->os;
-            struct kiln_dnnl_arg args[4] = {{DNNL_ARG_SRC, &sl->a_md, xg},
-                                            {DNNL_ARG_WEIGHTS, &sl->w_md, sl->w[gi]},
-                                            {DNNL_ARG_DST, &sl->c_md, col},
-                                            {DNNL_ARG_SCRATCHPAD, &sl->sp_md, NULL}};
-            if (!kiln_dnnl_execute(sl->prim, 4, args)) {
+            if (!convt_product(f, sl, gi, xg, xt, col)) {
                 j->failed[i] = true;
                 break;
             }
@@ -1288,7 +1345,6 @@ static kiln_status convt_fast_run(struct kiln_kctx *k, const struct convt_state 
     *done = true;
     return KILN_OK;
 }
-#endif
 
 /* ConvTranspose's prepare (fused: FusedConvTranspose's, with its activation): the
  * attributes, and the oneDNN variant when it applies (see above). */
@@ -1300,15 +1356,20 @@ static kiln_status convt_prepare_common(struct kiln_kprep *p, bool fused)
     p->state = s;
     p->chosen = CONVT_SGEMM;
     p->kernel = "sgemm+col2im";
-#ifdef KILN_HAVE_DNNL
-    if (p->variant < 0 || p->variant == CONVT_ONEDNN) { /* engines of older kilns: 0 */
-        KILN_TRY(convt_fast_prepare(p, &s->a, &s->fast));
+    /* A new engine: kiln's GEMM at AVX2, where oneDNN's AVX2 matmul ran DCGAN's layers at
+     * 40-47 GFLOP/s (Zen 4, KILN_CPU_ISA=avx2); oneDNN's at AVX-512. An engine file keeps its
+     * variant (older kilns: 0, the reference). */
+    int want = p->variant == CONVT_PGEMM || p->variant == CONVT_ONEDNN ? p->variant
+               : p->variant >= 0                                     ? CONVT_SGEMM
+               : kiln_isa_active() == KILN_ISA_AVX2                  ? CONVT_PGEMM
+                                                                     : CONVT_ONEDNN;
+    if (want != CONVT_SGEMM) {
+        KILN_TRY(convt_fast_prepare(p, &s->a, want == CONVT_PGEMM, &s->fast));
         if (s->fast) {
-            p->chosen = CONVT_ONEDNN;
-            p->kernel = "onednn";
+            p->chosen = want;
+            p->kernel = want == CONVT_PGEMM ? "pgemm+col2im" : "onednn";
         }
     }
-#endif
     return KILN_OK;
 }
 
@@ -1343,13 +1404,11 @@ static kiln_status convt_run_common(struct kiln_kctx *k, bool fused)
     KILN_TRY(conv_io_open(k, x, w, b, M, g.in, &io));
     size_t ny = kiln_tensor_numel(io.y);
     if (ny == 0) return KILN_OK;
-#ifdef KILN_HAVE_DNNL
     if (s->fast) {
         bool done;
         KILN_TRY(convt_fast_run(k, s, x, w, b, io.y, &done));
         if (done) return KILN_OK;
     }
-#endif
     KILN_TRY(convt_compute(k, &g, (size_t)N, (size_t)C, (size_t)M, (size_t)group, io.x, io.w, io.b,
                            io.yf, ny));
     if (s->act.kind != KILN_ACT_NONE) kiln_act_apply_par(k->pool, &s->act, io.yf, NULL, io.yf, ny);
