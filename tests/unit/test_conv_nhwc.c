@@ -5,7 +5,9 @@
  * where kiln has oneDNN; H and W symbolic: the "direct" variant), W and B initializers, Z a
  * second graph input. Every static case runs with each split of the oneDNN variant forced
  * (KILN_CONV_NHWC_SPLIT=rows, channels, pixels; one that does not apply leaves the choice to
- * the cost estimate) and unforced. Shapes: random, odd and tiny (1x1 images, one channel,
+ * the cost estimate), with the "pgemm-taps" variant forced (=taps: group 1, at AVX2 and
+ * AVX-512; unforced, the rule takes it at AVX2 for large dilations on small maps) and
+ * unforced. Shapes: random, odd and tiny (1x1 images, one channel,
  * more slices than rows, channel counts that are not multiples of 16), groups, depthwise,
  * 1x1, 3x3, 5x5, 7x7, strides, dilations, asymmetric pads, every auto_pad, N of 1 to 4 (whole
  * images per thread); every activation kiln fuses (oneDNN post-ops after Z's sum post-op),
@@ -115,7 +117,7 @@ static void out_dim(const struct cfg *c, int i, int64_t *out, int64_t *pb)
 /* The splits of the oneDNN variant a case runs under (KILN_CONV_NHWC_SPLIT; NULL: the cost
  * estimate chooses). A split that does not apply (channels with groups, pixels unless 1x1,
  * stride 1, no padding) leaves the choice to the estimate. */
-static const char *const splits[] = {NULL, "rows", "channels", "pixels", "winograd"};
+static const char *const splits[] = {NULL, "rows", "channels", "pixels", "winograd", "taps"};
 #define N_SPLITS (sizeof splits / sizeof splits[0])
 
 static void set_split(const char *split)
@@ -335,6 +337,10 @@ static void model_shapes(void)
         /* Winograd's F(4x4, 3x3) on 14- and 28-row slices (two 28-row ones even on one thread) */
         {1, 28, 20, 32, 48, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, true, false, false, ACT_RELU, false},
         {1, 56, 9, 32, 40, 1, 3, 3, 1, 1, 1, 1, 1, 0, 1, 2, 0, false, false, false, ACT_NONE, false},
+        /* DeepLabV3's ASPP (dilation 12 on 16x16: a quarter of the taps' reads inside; the
+         * pgemm-taps rule at AVX2), and strided, unequal dilations and pads */
+        {1, 16, 16, 40, 36, 1, 3, 3, 1, 1, 12, 12, 12, 12, 12, 12, 0, true, true, false, ACT_RELU, false},
+        {2, 13, 11, 24, 40, 1, 3, 3, 2, 1, 6, 5, 6, 5, 4, 7, 0, false, false, false, ACT_NONE, false},
     };
     char what[96];
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
@@ -366,6 +372,7 @@ static void check_variant(int sym, size_t sp, int one)
         bool dnnl = false;
 #endif
         bool onednn = !sym && dnnl && strcmp(kiln_cpu_isa(), "portable");
+        bool taps = splits[sp] && !strcmp(splits[sp], "taps"); /* kiln's GEMM: AVX2 and up */
         char want[64];
         /* pixels only for the 1x1 convolution, winograd only for the 3x3 at AVX-512;
          * otherwise the estimate's choice */
@@ -375,6 +382,10 @@ static void check_variant(int sym, size_t sp, int one)
                                                                         : true);
         snprintf(want, sizeof want, "%s%s", onednn ? "onednn-" : "direct",
                  onednn ? (forced ? splits[sp] : "") : "");
+        if (taps && !sym && strcmp(kiln_cpu_isa(), "portable"))
+            snprintf(want, sizeof want, "pgemm-taps");
+        else if (taps)
+            forced = false;
         CHECK(variant && (forced || !onednn ? !strcmp(variant, want) : !strncmp(variant, want, 7)),
               "%s shapes, %s, split %s: variant %s, expected %s%s", sym ? "symbolic" : "static",
               one ? "1x1" : "3x3", splits[sp] ? splits[sp] : "auto", variant ? variant : "(none)",
@@ -496,8 +507,9 @@ static void contexts_on_threads(void)
 
 /* An engine saved and loaded again (its packed weights mapped read-only from the file) runs
  * the split it was built with and gives the same bytes: channel slices of 32, 32 and 8 output
- * channels (the last padded to oneDNN's block of 16 in the packed format) at 3 threads, or
- * Winograd row slices (weights in oneDNN's Winograd format; no Z). */
+ * channels (the last padded to oneDNN's block of 16 in the packed format) at 3 threads,
+ * Winograd row slices (weights in oneDNN's Winograd format; no Z), or pgemm-taps (a blob of
+ * packed panels a tap). */
 static void saved_engine(const char *split)
 {
     bool wino = !strcmp(split, "winograd");
@@ -540,13 +552,14 @@ static void saved_engine(const char *split)
         const char *be, *kernel, *variant = NULL;
         kiln_engine_node_kernel(e2, 0, &be, &kernel, &variant);
         if (strcmp(kiln_cpu_isa(), "portable")) {
-#ifdef KILN_HAVE_DNNL
             char want[32];
-            snprintf(want, sizeof want, "onednn-%s", split);
-            if (!wino || !strcmp(kiln_cpu_isa(), "avx512"))
+            snprintf(want, sizeof want, strcmp(split, "taps") ? "onednn-%s" : "pgemm-%s", split);
+#ifndef KILN_HAVE_DNNL
+            if (strcmp(split, "taps")) want[0] = 0;
+#endif
+            if (want[0] && (!wino || !strcmp(kiln_cpu_isa(), "avx512")))
                 CHECK(variant && !strcmp(variant, want), "saved engine: variant %s, expected %s",
                       variant ? variant : "(none)", want);
-#endif
         }
         CHECK(!memcmp(y->t.data, y2->t.data, 6 * 6 * 72 * sizeof(float)),
               "saved engine, %s: the loaded engine's output differs", split);
@@ -783,6 +796,7 @@ int main(void)
     contexts_on_threads();
     saved_engine("channels");
     saved_engine("winograd");
+    saved_engine("taps");
     model_shapes();
     random_cases(60);
     return test_summary("test_conv_nhwc");
