@@ -68,6 +68,10 @@ set_tests_properties(test_concat_sb_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx
 add_test(NAME test_conv1x1_mm_avx2 COMMAND test_conv1x1_mm)
 set_tests_properties(test_conv1x1_mm_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx2)
 # ConvTranspose's prepared oneDNN variant likewise: portable takes the reference variant.
+add_test(NAME test_rnn_fast_avx2 COMMAND test_rnn_fast)
+set_tests_properties(test_rnn_fast_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx2)
+add_test(NAME test_rnn_fast_portable COMMAND test_rnn_fast)
+set_tests_properties(test_rnn_fast_portable PROPERTIES ENVIRONMENT KILN_CPU_ISA=portable)
 add_test(NAME test_conv_transpose_fast_avx2 COMMAND test_conv_transpose_fast)
 set_tests_properties(test_conv_transpose_fast_avx2 PROPERTIES ENVIRONMENT KILN_CPU_ISA=avx2)
 add_test(NAME test_conv_transpose_fast_portable COMMAND test_conv_transpose_fast)

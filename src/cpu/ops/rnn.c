@@ -19,7 +19,8 @@
  * Constant float32 weights are packed by prepare (blob 0, kept in engine files); others are
  * packed by run into scratch. Run projects the inputs of all steps at once, one GEMM
  * [steps * batch, in] x [in, Gp] per direction on top of the folded bias (cut into fixed
- * tiles, split over the pool when big), then per step only the recurrent product h . R^T,
+ * tiles, split over the pool when big; at AVX2 on kiln's GEMM, cpu/pgemm.h, with W^T
+ * prepacked for it), then per step only the recurrent product h . R^T,
  * block by block, each block followed by its gates' cell (vectorized for the default
  * activations, scalar for the others), so a block's hidden units are finished, and written
  * to Y, where their gates were computed.
@@ -50,6 +51,7 @@
 
 #include "base/pool.h"
 #include "base/stages.h"
+#include "cpu/pgemm.h"
 #include "cpu/rnn_isa.h"
 #include "cpu/sgemm.h"
 #include "cpu/tensor_util.h"
@@ -117,6 +119,9 @@ struct rnn_state {
     /* Weights packed by prepare (NULL: packed by run), for hidden pk_h and input pk_i. */
     const float *packed;
     int64_t pk_h, pk_i;
+    /* At AVX2, per direction: W^T of the pack prepacked for kiln's GEMM (blob 1 + d), which
+     * runs the projection (NULL: kiln_sgemm on the pack). */
+    struct kiln_pgemm *pg[2];
 };
 
 /* ------------------------------------------------------------------ packed weights */
@@ -289,6 +294,14 @@ static kiln_status prepack(struct kiln_kprep *p, struct rnn_state *s, enum rnn_k
         s->packed = data;
         s->pk_h = H;
         s->pk_i = I;
+        /* The projection on kiln's GEMM at AVX2, where oneDNN's AVX2 sgemm ran the bench set's
+         * LSTM's [64, 512] x [512, 2048] products at ~65 GFLOP/s (Zen 4, KILN_CPU_ISA=avx2):
+         * the LSTM 11.7-12.1 -> 9.0-10.2 ms at one thread. At AVX-512 the two measured level
+         * (9.6-9.9 against 9.0-9.8 ms), so oneDNN's stays there. */
+        if (kiln_isa_active() == KILN_ISA_AVX2)
+            for (size_t d = 0; d < nd; d++)
+                KILN_TRY(kiln_pgemm_prepare(p, 1 + (uint32_t)d, g.I, g.gp, (const float *)data + d * g.per_dir + g.wt,
+                                            g.gp, false, &s->pg[d]));
     }
     if (xk) {
         size_t S = (size_t)(s->layout ? xd[1] : xd[0]), B = (size_t)(s->layout ? xd[0] : xd[1]);
@@ -663,7 +676,10 @@ static kiln_status rnn_common(struct kiln_kctx *k, enum rnn_kind kind)
         dr->fast = rs->fast[d];
         dr->fa = &rs->acts[d * (size_t)n_act];
         for (size_t m = 0; m < M; m++) memcpy(pj + m * g.gp, dr->pk + g.bias, g.gp * sizeof *proj);
-        project(k->pool, M, g.gp, g.I, x, dr->pk + g.wt, pj);
+        if (packed && rs->pg[d])
+            kiln_pgemm_run(rs->pg[d], k->pool, M, x, g.I, pj, g.gp, true, NULL);
+        else
+            project(k->pool, M, g.gp, g.I, x, dr->pk + g.wt, pj);
         memset(dr->h[0], 0, 2 * B * hp * sizeof *hbuf);
         memset(dr->c, 0, B * hp * sizeof *cbuf);
         for (size_t b = 0; b < B; b++) {
