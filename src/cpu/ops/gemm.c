@@ -25,8 +25,9 @@
  * Gemm with transA 0 and alpha 1, is packed once, either for oneDNN's matmul primitive
  * (1 "onednn-packed", dnnl_matmul.h; needs A's rows known at prepare) or for kiln's own GEMM
  * (2 "kiln-pgemm", pgemm.h; any rows, and a Gemm's C of one row with beta 1 is its bias
- * epilogue). pgemm_wins says which (kiln's for few rows, rows unknown, or at AVX-512 a B of
- * 2 MB or more, which streams from memory at every run; oneDNN's for many rows on a small B;
+ * epilogue). pgemm_wins says which (kiln's for few rows, rows unknown, at AVX2 fewer than
+ * 512 rows, or at AVX-512 a B of 2 MB or more, which streams from memory at every run;
+ * oneDNN's for many rows on a small B;
  * each falls back to the other where it is not there: no oneDNN, or the portable level,
  * which has neither); an engine file keeps the choice; KILN_MATMUL_PACKED=onednn|pgemm forces
  * one (tests, A/B measurements). With kiln's GEMM a transB Gemm keeps no B^T copy, and
@@ -154,18 +155,24 @@ static const char *const packed_name[] = {NULL, "onednn-packed", "kiln-pgemm"};
  * faster on few rows. Where B stays in
  * L2 (ConvNeXt's pointwise layers, 0.15-0.6 MB, M 784-3136) oneDNN's is 10-20% faster, so
  * many rows go to kiln's only for a B of at least 2 MB (beyond L2). At AVX2 kiln's 6 x 16
- * tile is about as fast as oneDNN's AVX2 matmul on many rows in isolation (0.84-1.10, and
- * ~1.1 cold on BERT's FFN1), 1.47x on 8 rows; in the models it is much faster (below), and
- * one row has its own pass (isa/pgemm.c row_pass), so AVX2 takes kiln's GEMM everywhere. */
+ * tile is much faster than oneDNN's AVX2 matmul below 512 rows in the models (below), 1.47x
+ * on 8 rows, and one row has its own pass (isa/pgemm.c row_pass), so AVX2 takes kiln's GEMM
+ * for every product of fewer than 512 rows, oneDNN's for more. */
 static bool pgemm_wins(int64_t M, size_t K, size_t N)
 {
-    /* Below AVX-512 every product (measured on a Zen 4 held to AVX2, KILN_CPU_ISA=avx2):
-     * oneDNN's AVX2 matmul primitive ran BERT-base's 128 x 768 x 3072 product at 47 GFLOP/s
-     * (12.8 ms) in the model, kiln's 6 x 16 tile at 83 (7.3 ms); BERT-base 363 -> 265-312 ms,
-     * ViT-B/16 521-585 -> 462-516, ConvNeXt-T level. (Without kiln's GEMM, at the portable
-     * level, packed_prepare falls back to oneDNN's.) */
+    /* Below AVX-512 every product of fewer than 512 rows (measured on a Zen 4 held to AVX2,
+     * KILN_CPU_ISA=avx2): oneDNN's AVX2 matmul primitive ran BERT-base's 128 x 768 x 3072
+     * product at 47 GFLOP/s (12.8 ms) in the model, kiln's 6 x 16 tile at 83 (7.3 ms); alone
+     * (bench/pgemm_bench.c, B cold) oneDNN's falls to 46-72 GFLOP/s at N = 1024, 1536 and
+     * 3072 for 128-197 rows, kiln's 80-100; BERT-base 363 -> 265-312 ms, ViT-B/16 521-585 ->
+     * 462-516. From 512 rows oneDNN's (85-104 GFLOP/s alone, B in L2) is the faster:
+     * ConvNeXt-T's stage-1 and -2 products (3136 and 784 rows) 3.0-4.8 against 3.6-6.3 ms
+     * each in the model with kiln's, ResNet-50's 784-row strided downsample 2.4-2.6 against
+     * 2.6-3.2 ms. (Without kiln's GEMM, at the portable level, packed_prepare falls back to
+     * oneDNN's.) */
     bool avx512 = kiln_isa_active() == KILN_ISA_AVX512;
-    if (M < 0 || M <= 16 || !avx512) return true;
+    if (M < 0 || M <= 16) return true;
+    if (!avx512) return M < 512;
     /* Not on AMD's Zen 4, whose memory keeps up better with its (half as fast) arithmetic:
      * there oneDNN's primitive measured 2-5% faster on these (BERT-base's nodes 212-214
      * against 218-224 ms at one thread, ViT-B/16's 344-346 against 352-364, ResNet-50's
