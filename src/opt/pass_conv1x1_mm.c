@@ -15,11 +15,11 @@
  * matmul picks for such products (cpu/ops/gemm.c) on Intel; on AMD's Zen 4 the matmul takes
  * oneDNN's primitive for them, which measured faster there than oneDNN's own 1x1
  * convolution too (ResNet-50's stage 4 and stride-2 downsample 11.9 -> 11.0 ms).
- * At AVX2 (where the matmul takes kiln's GEMM for every product) the same, and every strided
- * 1x1 convolution whatever its size: oneDNN's AVX2 1x1 kernels ran ResNet-50's three stride-2
- * downsample layers at 4.1-5.3 ms (7x7 and 14x14 outputs) and 3.2 ms (28x28, 784 rows, 0.5 MB
- * of weights), Slice + kiln's GEMM at 2.1-2.2 ms each (Zen 4, KILN_CPU_ISA=avx2, one thread);
- * ResNet-50 at AVX2 ~92-99 -> ~81-86 ms. Same sums in another order (float32 rounding). Needs
+ * At AVX2 the same, and every strided 1x1 convolution whatever its size: oneDNN's AVX2 1x1
+ * kernels ran ResNet-50's three stride-2 downsample layers at 4.1-5.3 ms (7x7 and 14x14
+ * outputs) and 3.2 ms (28x28, 784 rows, 0.5 MB of weights), Slice + the product at 2.1-2.6 ms
+ * each (kiln's GEMM below 512 rows, oneDNN's matmul from 512: gemm.c; Zen 4,
+ * KILN_CPU_ISA=avx2, one thread); ResNet-50 at AVX2 ~92-99 -> ~81-86 ms. Same sums in another order (float32 rounding). Needs
  * kiln ops; runs after nhwc.
  */
 #include <string.h>

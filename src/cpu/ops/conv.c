@@ -1199,13 +1199,6 @@ static kiln_status convt_fast_prepare(struct kiln_kprep *p, const struct conv_at
         return st;
     }
     fp->buf_floats = (fp->g.os * fp->g.ks + fp->g.is) * nm_max;
-    if (pgemm) { /* X_g^T's rows: cg floats, or the stride kiln's GEMM asks for */
-        struct kiln_pgemm probe;
-        kiln_pgemm_init(&probe, fp->cg, fp->g.ks * nm_max, NULL, kiln_isa_active());
-        size_t ld = kiln_pgemm_a_stride(&probe, fp->g.os, fp->cg);
-        fp->lda = ld ? ld : fp->cg;
-        fp->buf_floats += fp->g.os * fp->lda;
-    }
     float *tmp = kiln_malloc(fp->cg * fp->g.ks * nm_max * sizeof *tmp + 1);
     if (!tmp) return kiln_kfail(&p->kc, KILN_E_NOMEM, "out of memory packing W");
     for (int i = 0; i < t && !st; i++) {
@@ -1222,6 +1215,11 @@ static kiln_status convt_fast_prepare(struct kiln_kprep *p, const struct conv_at
     }
     kiln_free(tmp);
     if (st) return st;
+    if (pgemm) { /* X_g^T's rows: cg floats, or the stride kiln's GEMM asks for */
+        size_t ld = kiln_pgemm_a_stride(fp->sl[0].pg[0], fp->g.os, fp->cg);
+        fp->lda = ld ? ld : fp->cg;
+        fp->buf_floats += fp->g.os * fp->lda;
+    }
     *out = fp;
     return KILN_OK;
 }

@@ -6,9 +6,11 @@
 #include "cpu/pgemm.h"
 
 /* One tap: the rectangle of outputs [y0, y1) x [x0, x1) whose input lies in the image, the
- * input pixel of output (oy, ox) being (oy * s0 + iy, ox * s1 + ix), and its weights. */
+ * input pixel of output (oy, ox) being (oy * s0 + iy, ox * s1 + ix), and its weights. lda:
+ * the row stride of its gathered rows, 0 when they are read in place from X. */
 struct tap {
     int64_t y0, y1, x0, x1, iy, ix;
+    size_t lda;
     const struct kiln_pgemm *pg;
 };
 
@@ -29,6 +31,13 @@ static void tap_range(int64_t out, int64_t in, int64_t s, int64_t off, int64_t *
     *lo = l < out ? l : out;
     *hi = h < out ? h : out;
     if (*hi < *lo) *hi = *lo;
+}
+
+/* Whether tap a's input rows lie as the product's rows in X (lda C): stride 1, whole rows of
+ * an output as wide as the input, no column shift. */
+static bool in_place(const struct kiln_conv_taps_geom *g, const struct tap *a)
+{
+    return g->s[1] == 1 && g->s[0] == 1 && a->x0 == 0 && a->x1 == g->OW && g->OW == g->W && a->ix == 0;
 }
 
 double kiln_conv_taps_useful(const struct kiln_conv_taps_geom *g)
@@ -75,6 +84,11 @@ kiln_status kiln_conv_taps_prepare(struct kiln_kprep *p, const struct kiln_conv_
             none = !st && !pg;
             if (st || none) break;
             a.pg = pg;
+            size_t rows = (size_t)((a.y1 - a.y0) * (a.x1 - a.x0)), ld = kiln_pgemm_a_stride(pg, rows, C);
+            a.lda = in_place(g, &a) ? 0 : ld ? ld : C;
+            if (rows * a.lda > t->a_floats) t->a_floats = rows * a.lda;
+            if (a.x0 || a.x1 != g->OW) /* not whole rows of Y: products into scratch, then added */
+                if (rows * M > t->p_floats) t->p_floats = rows * M;
             bool full = a.y0 == 0 && a.y1 == g->OH && a.x0 == 0 && a.x1 == g->OW;
             if (full && !t->first_full) { /* the first full tap goes first */
                 t->t[t->n++] = t->t[0];
@@ -83,22 +97,10 @@ kiln_status kiln_conv_taps_prepare(struct kiln_kprep *p, const struct kiln_conv_
             } else {
                 t->t[t->n++] = a;
             }
-            size_t rows = (size_t)((a.y1 - a.y0) * (a.x1 - a.x0));
-            size_t ld = kiln_pgemm_a_stride(pg, rows, C);
-            if (rows * (ld ? ld : C) > t->a_floats) t->a_floats = rows * (ld ? ld : C);
-            if (a.x0 || a.x1 != g->OW) /* not whole rows of Y: products into scratch, then added */
-                if (rows * M > t->p_floats) t->p_floats = rows * M;
         }
     kiln_free(tmp);
     if (!st && !none) *out = t; /* no tap at all (every one reads padding): Y is B */
     return KILN_OK;
-}
-
-/* Whether tap a's input rows lie as the product's rows in X (lda C): stride 1, whole rows of
- * an output as wide as the input, no column shift. */
-static bool in_place(const struct kiln_conv_taps_geom *g, const struct tap *a)
-{
-    return g->s[1] == 1 && g->s[0] == 1 && a->x0 == 0 && a->x1 == g->OW && g->OW == g->W && a->ix == 0;
 }
 
 kiln_status kiln_conv_taps_run(struct kiln_kctx *k, const struct kiln_conv_taps *t, int64_t N, const float *x,
@@ -123,12 +125,10 @@ kiln_status kiln_conv_taps_run(struct kiln_kctx *k, const struct kiln_conv_taps 
             const struct tap *a = &t->t[q];
             size_t h = (size_t)(a->y1 - a->y0), wd = (size_t)(a->x1 - a->x0), rows = h * wd;
             const float *A;
-            size_t lda = C;
-            if (in_place(g, a)) {
+            size_t lda = a->lda ? a->lda : C;
+            if (!a->lda) {
                 A = xi + (size_t)(a->y0 + a->iy) * (size_t)g->W * C;
             } else { /* gather the rectangle's input pixels into rows */
-                size_t ld = kiln_pgemm_a_stride(a->pg, rows, C);
-                lda = ld ? ld : C;
                 for (size_t r = 0; r < h; r++) {
                     int64_t oy = a->y0 + (int64_t)r, iy = oy * g->s[0] + a->iy;
                     for (size_t c = 0; c < wd; c++) {
