@@ -547,6 +547,31 @@ static void test_fuse_bias_scale(void)
                "opset 13\ninput x f32 1,2,4,4\ninit w f32 2,2,1,1 rand\ninit c f32 1,1,4,4 rand\n"
                "node Conv x,w -> y0\nnode Add y0,c -> y\noutput y\n",
                "fuse_bias_scale,dce", false, "Conv=1 Add=1", 0);
+    /* MatMul forms: B constant [K, N], the constant along the output's last dim. */
+    check_case("MatMul (3-D A) * [N]",
+               "opset 13\ninput x f32 2,3,5\ninit w f32 5,4 rand\ninit c f32 4 rand\n"
+               "node MatMul x,w -> y0\nnode Mul c,y0 -> y\noutput y\n",
+               "fuse_bias_scale,dce", false, "MatMul=1 Mul=0", 1e-5);
+    check_case("MatMul + bias, layer scale [1,1,N], residual Add (ConvNeXt's block end)",
+               "opset 13\ninput x f32 1,6,5\ninput r f32 1,6,4\ninit w f32 5,4 rand\ninit b f32 4 rand\n"
+               "init g f32 1,1,4 rand\nnode MatMul x,w -> m\nnode Add m,b -> y0\n"
+               "node Mul y0,g -> y1\nnode Add y1,r -> y\noutput y\n",
+               "fuse_matmul_add,fuse_bias_scale,fuse_activation,dce", true,
+               "kiln.FusedMatMul=1 Mul=0 Add=0", 1e-5);
+    check_case("FusedMatMul + Add of a constant [N] then * scalar",
+               "opset 13\ninput x f32 2,3,5\ninit w f32 5,4 rand\ninit b f32 4 rand\ninit c f32 4 rand\n"
+               "init k f32 - = 1.5\nnode MatMul x,w -> m\nnode Add m,b -> y0\n"
+               "node Add y0,c -> y1\nnode Mul y1,k -> y\noutput y\n",
+               "fuse_matmul_add,fuse_bias_scale,dce", true, "kiln.FusedMatMul=1 Mul=0 Add=0", 1e-5);
+    check_case("MatMul * [N, 1] (not along the last dim)",
+               "opset 13\ninput x f32 4,5\ninit w f32 5,4 rand\ninit c f32 4,1 rand\n"
+               "node MatMul x,w -> y0\nnode Mul y0,c -> y\noutput y\n",
+               "fuse_bias_scale,dce", false, "MatMul=1 Mul=1", 0);
+    check_case("FusedMatMul with an activation, then * [N] (not folded past it)",
+               "opset 13\ninput x f32 2,3,5\ninit w f32 5,4 rand\ninit b f32 4 rand\ninit c f32 4 rand\n"
+               "node MatMul x,w -> m\nnode Add m,b -> y0\nnode Relu y0 -> y1\nnode Mul y1,c -> y\noutput y\n",
+               "fuse_matmul_add,fuse_activation,fuse_bias_scale,dce", true,
+               "kiln.FusedMatMul=1 Mul=1 Relu=0", 0);
 }
 
 static void test_fuse_pad(void)
