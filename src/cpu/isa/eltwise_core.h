@@ -44,7 +44,7 @@ static inline float ew_gelu_tanh(float v)
     return 0.5f * v * (1.0f + t);
 }
 
-/* alpha * v is v exactly for alpha 1, so this is Mul(x, Sigmoid(x)) then. */
-static inline float ew_silu(float v, float alpha) { return v * sigmoid_core(alpha * v); }
+/* v * sigmoid(alpha v) (vmath_core.h's silu_core). */
+static inline float ew_silu(float v, float alpha) { return silu_core(v, alpha); }
 
 #endif

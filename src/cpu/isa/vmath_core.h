@@ -56,6 +56,45 @@ static inline float exp_core(float x)
     return (p * s1) * s2;
 }
 
+/* exp(r) on exp_core's reduced argument (|r| <= ln2/2 and a little), degree 5 in Horner
+ * form, for SiLU (silu_core, and vmath_v.h's silu_v16 at AVX-512): float coefficients of a
+ * relative least-squares fit of exp on 400 Chebyshev nodes of [-0.3466, 0.3466]; relative
+ * error at most 2.0e-7 there, against about 1e-7 for exp_core's degree 7, at two multiply-adds
+ * fewer. */
+#define EXP5_P5 8.291710168e-03f
+#define EXP5_P4 4.191506654e-02f
+#define EXP5_P3 1.666766256e-01f
+#define EXP5_P2 4.999889731e-01f
+#define EXP5_P1 9.999996424e-01f
+#define EXP5_P0 1.000000119e+00f
+
+/* SiLU, v * sigmoid(alpha v), as v / (1 + e) with e = exp(-alpha v) (exp_core's reduction, the
+ * degree-5 polynomial above): one division and no |x| split or select as sigmoid_core has,
+ * relative error about 2.5e-7. -alpha v is clamped to [EXP_LO, EXP_HI]: below, e rounds to 0
+ * and the result is v (+inf stays +inf); from ln FLT_MAX = 88.72 up e is +inf and the result
+ * -0, where the exact value is at most 3e-37 in magnitude; -inf gives NaN as v * sigmoid(v)
+ * does (-inf * 0); NaN stays NaN. */
+static inline float silu_core(float v, float alpha)
+{
+    float a = -(alpha * v);
+    a = a < EXP_LO ? EXP_LO : a; /* NaN fails both compares and stays NaN */
+    a = a > EXP_HI ? EXP_HI : a;
+    float t = a * EXP_LOG2E + ROUND_MAGIC;
+    float kf = t - ROUND_MAGIC;
+    uint32_t k = f2u(t) - f2u(ROUND_MAGIC);
+    float r = (a - kf * EXP_C1) - kf * EXP_C2;
+    float p = EXP5_P5;
+    p = p * r + EXP5_P4;
+    p = p * r + EXP5_P3;
+    p = p * r + EXP5_P2;
+    p = p * r + EXP5_P1;
+    p = p * r + EXP5_P0;
+    uint32_t k1 = ((k + 256u) >> 1) - 128u; /* as exp_core: 2^k in two factors */
+    uint32_t k2 = k - k1;
+    float e = (p * u2f((k1 + 127u) << 23)) * u2f((k2 + 127u) << 23);
+    return v / (1.0f + e);
+}
+
 /* ------------------------------------------------------------------ erf */
 
 #define ERF_SPLIT 0.9277f

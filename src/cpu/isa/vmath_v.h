@@ -123,18 +123,11 @@ static inline __m512 sigmoid_v16(__m512 x)
 }
 
 /* SiLU, v * sigmoid(alpha v), for the SiLU/Swish op and the fused SiLU activation (the
- * only AVX-512 version of both), computed as v / (1 + e), e = exp(-alpha v): no |x| split
- * and select as sigmoid_v16 needs, and the multiply by v folded into the division. exp on
- * the same reduced argument r (|r| <= ln2 / 2), with a degree-5 polynomial instead of
- * degree 7: float Horner coefficients of a relative least-squares fit of exp on 400
- * Chebyshev nodes of [-0.3466, 0.3466], relative error at most 2.0e-7 there (SiLU's
- * error then at most about 2.5e-7 relative, against the 1.5e-6 that test_eltwise_fast
- * holds it to). -alpha v is clamped to [EXP_LO, 200]: below, e rounds to 0 and v / 1 = v
- * (+inf stays +inf); above ~88.7 e is +inf and the result -0 where the exact value is at
- * most 3e-37 in magnitude (the one place this form is less exact: sigmoid_v16 keeps
- * subnormal tails for the Sigmoid op); -inf gives NaN as v * sigmoid(v) does (-inf * 0),
- * NaN stays NaN (max and min return their second operand, v's, for NaN). Zen 4, one core,
- * in L1: 0.39 ns an element as v * sigmoid_v16(alpha v), 0.26 like this. */
+ * only AVX-512 version of both): vmath_core.h's silu_core, v / (1 + e) with e = exp(-alpha v)
+ * on a degree-5 polynomial, with 2^k by vscalefps and -alpha v clamped to [EXP_LO, 200] (from
+ * about 88.7 up e is +inf and the result -0, as silu_core's; sigmoid_v16 keeps subnormal
+ * tails for the Sigmoid op). max and min return their second operand, v's, for NaN. Zen 4,
+ * one core, in L1: 0.39 ns an element as v * sigmoid_v16(alpha v), 0.26 like this. */
 static inline __m512 silu_v16(__m512 v, __m512 alpha)
 {
     __m512 a = _mm512_mul_ps(alpha, _mm512_xor_ps(v, _mm512_set1_ps(-0.0f))); /* -alpha v */
@@ -142,12 +135,12 @@ static inline __m512 silu_v16(__m512 v, __m512 alpha)
     __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(a, _mm512_set1_ps(EXP_LOG2E)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(EXP_C2), _mm512_fnmadd_ps(k, _mm512_set1_ps(EXP_C1), a));
-    __m512 p = _mm512_set1_ps(8.291710168e-03f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.191506654e-02f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.666766256e-01f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.999889731e-01f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(9.999996424e-01f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.000000119e+00f));
+    __m512 p = _mm512_set1_ps(EXP5_P5);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP5_P4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP5_P3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP5_P2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP5_P1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP5_P0));
     return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_scalef_ps(p, k)));
 }
 
