@@ -2,16 +2,27 @@
  *
  * One job at a time. The caller publishes the job under `mu`, bumps `gen` and wakes the
  * workers; every participant (caller included) then claims chunks with one atomic
- * fetch-add each, and the caller waits until every worker has reported the job finished.
- * Kernels issue one job per node, often some microseconds apart, so both sides spin on the
- * atomics for up to SPIN_NS before sleeping on a condition variable. The spin is measured in
- * time, not in pause instructions (a pause lasts 10 to 150 cycles depending on the CPU), and
- * is long: on a virtual machine a sleeping thread's CPU may be descheduled by the host, and
- * waking it took 0.3-0.5 ms per node on the development machine (a 2-thread DCGAN ran 3x
- * slower than 1 thread with a 20000-pause spin). Every 256 pauses the spinner yields, so a
- * thread it waits for that shares its CPU (another process keeps the other core busy) can
- * run. The caller wakes the workers (a futex
- * call) only when one of them sleeps.
+ * fetch-add each. Kernels issue one job per node, often some microseconds apart, so both
+ * sides spin on the atomics for up to SPIN_NS before sleeping on a condition variable. The
+ * spin is measured in time, not in pause instructions (a pause lasts 10 to 150 cycles
+ * depending on the CPU), and is long: on a virtual machine a sleeping thread's CPU may be
+ * descheduled by the host, and waking it took 0.3-0.5 ms per node on the development
+ * machine (a 2-thread DCGAN ran 3x slower than 1 thread with a 20000-pause spin). Every 256
+ * pauses the spinner yields, so a thread it waits for that shares its CPU can run. The
+ * caller wakes the workers (a futex call) only when one of them sleeps.
+ *
+ * Joining. A worker takes part in a job only by joining it: a compare-and-swap on `ticket`
+ * (the job's number in the high 32 bits, a `closed` bit, the count of workers that joined),
+ * which fails once the caller has closed the job or published the next one. The caller,
+ * when no chunk is left to claim, closes the job and waits only for the workers that
+ * joined to finish their chunks (`finished` reaching the joined count), never for one that
+ * has not started: a worker that the host or another process keeps off its CPU (2 vCPUs,
+ * the other busy) used to hold every node for as long as it was away, although the caller
+ * had run its chunks; on ShuffleNetV2 with one CPU kept busy by another process, 2 threads
+ * then ran slower than 1. A late worker finds the job closed and goes back to waiting. The
+ * last worker to finish wakes a sleeping caller: each worker counts itself in `finished`
+ * and then reads `ticket`, the caller closes `ticket` and then reads `finished` (both
+ * sequentially consistent), so one of them sees the other's write and no wake-up is lost.
  * `busy` keeps a second caller (another thread using the same session) out: it runs its
  * loop inline instead of waiting. Workers and chunk-running callers mark themselves in a
  * thread-local flag, so a nested loop runs inline too.
@@ -39,7 +50,8 @@ struct kiln_pool {
     atomic_ulong gen; /* bumped per job (under mu); workers run a job when it differs from theirs */
     bool stop;        /* under mu */
     int sleepers;     /* workers waiting on `wake` (under mu) */
-    atomic_int active; /* workers still in the current job */
+    atomic_uint_least64_t ticket; /* job number << 32 | CLOSED | workers joined */
+    atomic_uint finished;         /* workers that joined the current job and are done */
     /* the current job */
     kiln_pool_fn fn;
     void *ctx;
@@ -55,6 +67,21 @@ struct worker_arg {
 static _Thread_local bool in_pool;
 
 #define SPIN_NS 2000000ull /* 2 ms */
+#define CLOSED 0x80000000u
+#define JOINED 0x7fffffffu
+
+/* The ticket of job number g (gen's low 32 bits), nobody joined yet. */
+static inline uint64_t ticket_of(unsigned long g) { return (uint64_t)(uint32_t)g << 32; }
+
+/* Joins job g: false when it is closed or no longer the current job. */
+static bool join_job(struct kiln_pool *p, unsigned long g)
+{
+    uint64_t t = atomic_load_explicit(&p->ticket, memory_order_relaxed);
+    while ((t >> 32) == (uint32_t)g && !(t & CLOSED))
+        if (atomic_compare_exchange_weak_explicit(&p->ticket, &t, t + 1, memory_order_acquire, memory_order_relaxed))
+            return true;
+    return false;
+}
 
 static uint64_t now_ns(void)
 {
@@ -109,8 +136,11 @@ static void *worker_main(void *arg_)
         pthread_mutex_unlock(&p->mu);
         if (stop) break;
         seen = atomic_load_explicit(&p->gen, memory_order_acquire);
+        if (!join_job(p, seen)) continue; /* closed already: the caller ran it */
         run_chunks(p, arg.id);
-        if (atomic_fetch_sub_explicit(&p->active, 1, memory_order_acq_rel) == 1) {
+        unsigned done = atomic_fetch_add_explicit(&p->finished, 1, memory_order_seq_cst) + 1;
+        uint64_t t = atomic_load_explicit(&p->ticket, memory_order_seq_cst);
+        if ((t & CLOSED) && (t & JOINED) == done) { /* the last one, and the caller may sleep */
             pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->done);
             pthread_mutex_unlock(&p->mu);
@@ -133,7 +163,8 @@ kiln_status kiln_pool_create(int threads, struct kiln_pool **out, kiln_err *err)
     pthread_cond_init(&p->done, NULL);
     atomic_init(&p->next, 0);
     atomic_init(&p->gen, 0);
-    atomic_init(&p->active, 0);
+    atomic_init(&p->ticket, ticket_of(0) | CLOSED);
+    atomic_init(&p->finished, 0);
     if (threads > 1) {
         p->tids = kiln_calloc((size_t)threads - 1, sizeof *p->tids);
         if (!p->tids) {
@@ -196,8 +227,10 @@ void kiln_pool_for(struct kiln_pool *p, size_t n, size_t grain, kiln_pool_fn fn,
     p->n = n;
     p->grain = grain;
     atomic_store_explicit(&p->next, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->active, p->n_workers, memory_order_relaxed);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release); /* publishes the job */
+    atomic_store_explicit(&p->finished, 0, memory_order_relaxed);
+    unsigned long g = atomic_load_explicit(&p->gen, memory_order_relaxed) + 1;
+    atomic_store_explicit(&p->ticket, ticket_of(g), memory_order_relaxed);
+    atomic_store_explicit(&p->gen, g, memory_order_release); /* publishes the job */
     if (p->sleepers) pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
 
@@ -205,17 +238,19 @@ void kiln_pool_for(struct kiln_pool *p, size_t n, size_t grain, kiln_pool_fn fn,
     run_chunks(p, 0);
     in_pool = false;
 
+    /* No chunk left to claim: close the job, then wait for the workers that joined it. */
+    unsigned joined = (unsigned)(atomic_fetch_or_explicit(&p->ticket, CLOSED, memory_order_seq_cst) & JOINED);
     uint64_t t0 = now_ns();
-    for (unsigned r = 1; atomic_load_explicit(&p->active, memory_order_acquire) > 0; r++) {
+    for (unsigned r = 1; atomic_load_explicit(&p->finished, memory_order_seq_cst) != joined; r++) {
         cpu_relax();
         if (!(r & 255)) {
             if (now_ns() - t0 > SPIN_NS) break;
             sched_yield();
         }
     }
-    if (atomic_load_explicit(&p->active, memory_order_acquire) > 0) {
+    if (atomic_load_explicit(&p->finished, memory_order_acquire) != joined) {
         pthread_mutex_lock(&p->mu);
-        while (atomic_load_explicit(&p->active, memory_order_acquire) > 0) pthread_cond_wait(&p->done, &p->mu);
+        while (atomic_load_explicit(&p->finished, memory_order_acquire) != joined) pthread_cond_wait(&p->done, &p->mu);
         pthread_mutex_unlock(&p->mu);
     }
     pthread_mutex_unlock(&p->busy);

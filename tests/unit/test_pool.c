@@ -3,14 +3,18 @@
  *
  * Pool: every index of a loop runs exactly once, for thread counts 1..8, loop lengths from
  * 0 to 100003 and grains from 1 to 1000; worker ids stay in range; a nested loop and two
- * threads sharing one pool both complete (inline, not deadlocked); bad thread counts and
+ * threads sharing one pool both complete (inline, not deadlocked); with every thread on one
+ * CPU (workers late to most jobs, which the caller then closes without them) every index
+ * still runs once; bad thread counts and
  * out-of-memory at every allocation of kiln_pool_create fail cleanly (ASan checks no leak).
  * kiln_sgemm_par: against a double-precision reference on odd shapes, all transposes,
  * padded leading dimensions, with 1, 2, 3 and 5 threads (tolerance: 1e-5 * sum|a*b| per
  * element, the float32 accumulation bound with margin). Runs under TSan in scripts/test.sh.
  */
+#define _GNU_SOURCE /* sched_setaffinity, CPU_SET */
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,6 +139,33 @@ static void test_nested_and_shared(void)
     kiln_pool_free(p);
 }
 
+/* Workers that are often late: every thread of the process on one CPU (the workers inherit
+ * the affinity the pool is created with), so a worker runs only when the caller yields or
+ * is preempted, and most jobs are closed before a worker could join them (pool.c's
+ * "Joining"). Every index still runs exactly once, and no job is lost or run twice. */
+static void test_late_workers(void)
+{
+#ifdef __linux__
+    cpu_set_t old, one;
+    if (sched_getaffinity(0, sizeof old, &old) != 0) return;
+    int cpu = 0;
+    while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &old)) cpu++;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    CHECK(sched_setaffinity(0, sizeof one, &one) == 0, "sched_setaffinity to one CPU");
+    for (int t = 2; t <= 4; t += 2) {
+        struct kiln_pool *p = NULL;
+        kiln_err err = {0};
+        CHECK(kiln_pool_create(t, &p, &err) == KILN_OK, "create %d: %s", t, err.msg);
+        if (!p) continue;
+        for (int r = 0; r < 2000; r++) run_count(p, t, (size_t)(r % 7) + 2, 1);
+        run_count(p, t, 100003, 64);
+        kiln_pool_free(p);
+    }
+    CHECK(sched_setaffinity(0, sizeof old, &old) == 0, "sched_setaffinity back");
+#endif
+}
+
 static void test_errors(void)
 {
     struct kiln_pool *p = (struct kiln_pool *)&p;
@@ -221,6 +252,7 @@ int main(void)
     rng_seed(0x2545F4914F6CDD1Dull);
     test_loops();
     test_nested_and_shared();
+    test_late_workers();
     test_errors();
     test_sgemm_par();
     return test_summary("test_pool");
