@@ -20,6 +20,11 @@
  *     (the depthwise -> project form fuses without it); a depthwise whose output has a
  *     second reader fuses nothing (with KILN_MBCONV=2 the expand -> depthwise form); with
  *     KILN_MBCONV=0 nothing fuses. The pass tests set KILN_MBCONV=1 (on at every level).
+ *   - The depthwise row kernel alone (kiln_mbconv_dw_row), every compiled level, against a
+ *     float64 sum: 3x3 and 5x5 (whose interior pixels run several side by side) and 2x3,
+ *     strides 1 and 2, left padding 0 to 2, rows of padding, output rows of 1 to 37 pixels
+ *     (every remainder of the side-by-side groups), channels 1, 5, 16, 19, 40, bias or none,
+ *     the clamp. Tolerance 1e-6 (1 + sum |terms|) (float32 sums of at most 26 terms).
  *   - Bad input: W2 not depthwise-shaped, W1 of the wrong channels: failures naming the op.
  */
 #include <math.h>
@@ -27,6 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/isa.h"
+#include "cpu/mbconv_isa.h"
 #include "kiln.h"
 #include "ir/ir.h"
 #include "test_support.h"
@@ -227,9 +234,73 @@ static void bad_input(void)
     }
 }
 
+/* kiln_mbconv_dw_row at every level against a float64 sum of the same taps. */
+static void dw_row_cases(void)
+{
+    static const int64_t ks[][2] = {{3, 3}, {5, 5}, {2, 3}};
+    static const int64_t Es[] = {1, 5, 16, 19, 40};
+    enum { MAXW = 80, MAXE = 40 };
+    float *rows_mem = malloc(sizeof(float) * 5 * MAXW * MAXE), *w = malloc(sizeof(float) * 25 * MAXE);
+    float *bias = malloc(sizeof(float) * MAXE), *y = malloc(sizeof(float) * (MAXW + 1) * MAXE);
+    if (!rows_mem || !w || !bias || !y) {
+        CHECK(false, "out of memory");
+        goto out;
+    }
+    for (int isa = KILN_ISA_PORTABLE; isa <= (int)kiln_isa_best(); isa++) {
+        void (*fn)(const struct kiln_mbconv_dw *) = KILN_ISA_VARIANT(kiln_mbconv_dw_row_isa, (enum kiln_isa)isa);
+        size_t bad = 0, cases = 0;
+        for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+            for (size_t ei = 0; ei < sizeof Es / sizeof Es[0]; ei++)
+                for (int64_t sw = 1; sw <= 2; sw++)
+                    for (int64_t pl = 0; pl <= 2; pl++)
+                        for (int64_t OW = 1; OW <= 37; OW += (OW < 20 ? 1 : 5)) {
+                            int64_t kh = ks[ki][0], kw = ks[ki][1], E = Es[ei];
+                            int64_t W = (OW - 1) * sw + kw - pl - rng_int(2); /* right padding 0 or 1 */
+                            if (W < 1 || W > MAXW) continue;
+                            for (int64_t i = 0; i < 5 * W * E; i++) rows_mem[i] = rng_f32();
+                            for (int64_t i = 0; i < kh * kw * E; i++) w[i] = rng_f32();
+                            for (int64_t i = 0; i < E; i++) bias[i] = rng_f32();
+                            const float *rows[5];
+                            for (int64_t r = 0; r < kh; r++) rows[r] = rng_int(6) ? rows_mem + r * W * E : NULL;
+                            bool with_bias = rng_int(2), clamp = rng_int(3) == 0;
+                            y[OW * E] = 12345.0f;
+                            struct kiln_mbconv_dw d = {.rows = rows, .w = w, .bias = with_bias ? bias : NULL,
+                                                       .y = y, .W = W, .E = E, .OW = OW, .kh = kh, .kw = kw,
+                                                       .sw = sw, .pl = pl, .clamp = clamp, .lo = 0.0f, .hi = 1.5f};
+                            fn(&d);
+                            cases++;
+                            for (int64_t ow = 0; ow < OW; ow++)
+                                for (int64_t c = 0; c < E; c++) {
+                                    double acc = with_bias ? bias[c] : 0.0, mag = fabs(acc);
+                                    for (int64_t ky = 0; ky < kh; ky++) {
+                                        if (!rows[ky]) continue;
+                                        for (int64_t kx = 0; kx < kw; kx++) {
+                                            int64_t ix = ow * sw - pl + kx;
+                                            if (ix < 0 || ix >= W) continue;
+                                            double t = (double)rows[ky][ix * E + c] * w[(ky * kw + kx) * E + c];
+                                            acc += t;
+                                            mag += fabs(t);
+                                        }
+                                    }
+                                    if (clamp) acc = acc < 0 ? 0 : acc > 1.5 ? 1.5 : acc;
+                                    bad += !(fabs(y[ow * E + c] - acc) <= 1e-6 * (1 + mag));
+                                }
+                            bad += y[OW * E] != 12345.0f; /* nothing written past the row */
+                        }
+        CHECK(bad == 0 && cases > 500, "%s depthwise row kernel: %zu wrong values in %zu rows",
+              kiln_isa_name((enum kiln_isa)isa), bad, cases);
+    }
+out:
+    free(rows_mem);
+    free(w);
+    free(bias);
+    free(y);
+}
+
 int main(void)
 {
     rng_seed(1618);
+    dw_row_cases();
     kernel_cases();
     setenv("KILN_MBCONV_MIN", "0", 1); /* the pass's size rule off: these images are small */
     setenv("KILN_MBCONV", "1", 1);     /* and on at every instruction-set level */
