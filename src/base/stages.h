@@ -8,12 +8,15 @@
  * has a stage per time step of some microseconds).
  *
  * Items are claimed, not assigned: the items of a stage are cut into one contiguous slice
- * per participant; each participant claims the items of its own slice (so it touches the
- * same data stage after stage, in its own cache) and those of participants that the pool has
- * not started yet. One that waits for a stage much longer than its own share took (a
- * participant descheduled while it holds an item) goes on alone from the next stage, every
- * slice its own, and the others leave (stages.c); with a nested call, a busy pool or one
- * thread, the caller runs everything. A stage waits only for items claimed by running
+ * per participant; each participant claims the items of its own slice one at a time (so it
+ * touches the same data stage after stage, in its own cache), and when its slice has none
+ * left, the unclaimed items of the other slices, from the end their owners reach last
+ * (stealing, stages.c). A participant descheduled for a while (a machine with more runnable
+ * threads than CPUs) thus holds up at most the stage of the item it is running, and no later
+ * one: the others run its items meanwhile, and it joins the open stage when it is back.
+ * Without a stall each participant runs its own slice, but for a few items at its end when
+ * they finish nearly together. With a nested call, a busy pool or one thread, the caller
+ * runs everything, in the order below. A stage waits only for items claimed by running
  * participants: never a deadlock. Which thread runs an item is not fixed, so results must
  * not depend on it.
  *
