@@ -10,7 +10,7 @@
 # with symbolic input dims takes the shapes in NAME.shapes next to it) and given to both
 # engines. Timing mode (the default), for each T (default 1):
 #     KILN build MODEL -o ENGINE --threads T   (a profile fixed at NAME.shapes' shapes if any)
-#     then R rounds (default 2), alternating the engines:
+#     then R rounds (default 3), alternating the engines (kiln first in even rounds, ORT in odd):
 #         KILN bench ENGINE --input ... --threads T --warmup N --min-time S --json
 #         node bench/ort_bench.js MODEL (the same options)
 # and prints a Markdown table: the median latency of each (the median of the rounds'
@@ -34,7 +34,7 @@ threads=1
 warmup=3
 iterations=""
 min_time=1
-rounds=2
+rounds=3
 check=0
 rtol=1e-3
 atol=1e-4
@@ -130,13 +130,41 @@ else
     else
         runs="at least 10 runs and $min_time s"
     fi
-    echo "Runs: $rounds rounds alternating the engines, each the median of $runs after $warmup warm-up runs; the median of the rounds' medians; one engine at a time"
+    echo "Runs: $rounds rounds alternating the engines (kiln first in even rounds, ONNX Runtime in odd), each the median of $runs after $warmup warm-up runs; the median of the rounds' medians; one engine at a time"
     echo "kiln: engine built by 'kiln build' (default level), $("$kiln" --version 2>/dev/null)${KILN_CPU_ISA:+ (KILN_CPU_ISA=$KILN_CPU_ISA)}"
     [ -n "$kiln_note" ] && echo "Note: $kiln_note"
     echo
     echo "| model | threads | kiln median ms | ORT median ms | ORT/kiln | kiln load ms | ORT load ms | kiln peak MB | ORT peak MB |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 fi
+
+# One timed round of each engine on the current model and thread count (the loop's
+# variables), appending to km/kl/kr and om/ol/orr.
+run_kiln() {
+    [ $kok -eq 1 ] || return 0
+    if "$kiln" bench "$eng" "${inputs[@]}" "${opts[@]}" >"$d/kiln.json" 2>"$d/kiln.err"; then
+        km+=("$(field_of "$d/kiln.json" latency_ms.median)")
+        kl+=("$(field_of "$d/kiln.json" load_ms)")
+        kr+=("$(field_of "$d/kiln.json" peak_rss_mb)")
+    else
+        kok=0
+        notes+=("$name: kiln bench fails: $(first_error "$d/kiln.err")")
+        status=1
+    fi
+}
+
+run_ort() {
+    [ $oko -eq 1 ] || return 0
+    if node "$root/bench/ort_bench.js" "$m" "${inputs[@]}" "${opts[@]}" >"$d/ort.json" 2>"$d/ort.err"; then
+        om+=("$(field_of "$d/ort.json" latency_ms.median)")
+        ol+=("$(field_of "$d/ort.json" load_ms)")
+        orr+=("$(field_of "$d/ort.json" peak_rss_mb)")
+    else
+        oko=0
+        notes+=("$name: ONNX Runtime fails: $(first_error "$d/ort.err")")
+        status=1
+    fi
+}
 
 for m in "${models[@]}"; do
     name=$(basename "$m" .onnx)
@@ -198,29 +226,10 @@ for m in "${models[@]}"; do
         fi
         oko=1
         km=(); om=(); kl=(); ol=(); kr=(); orr=()
+        # Round r runs kiln then ONNX Runtime when r is even, the other way round when odd
+        # (ABBA...), so that a drift of the machine's speed over the rounds falls on both.
         for ((r = 0; r < rounds; r++)); do
-            if [ $kok -eq 1 ]; then
-                if "$kiln" bench "$eng" "${inputs[@]}" "${opts[@]}" >"$d/kiln.json" 2>"$d/kiln.err"; then
-                    km+=("$(field_of "$d/kiln.json" latency_ms.median)")
-                    kl+=("$(field_of "$d/kiln.json" load_ms)")
-                    kr+=("$(field_of "$d/kiln.json" peak_rss_mb)")
-                else
-                    kok=0
-                    notes+=("$name: kiln bench fails: $(first_error "$d/kiln.err")")
-                    status=1
-                fi
-            fi
-            if [ $oko -eq 1 ]; then
-                if node "$root/bench/ort_bench.js" "$m" "${inputs[@]}" "${opts[@]}" >"$d/ort.json" 2>"$d/ort.err"; then
-                    om+=("$(field_of "$d/ort.json" latency_ms.median)")
-                    ol+=("$(field_of "$d/ort.json" load_ms)")
-                    orr+=("$(field_of "$d/ort.json" peak_rss_mb)")
-                else
-                    oko=0
-                    notes+=("$name: ONNX Runtime fails: $(first_error "$d/ort.err")")
-                    status=1
-                fi
-            fi
+            if [ $((r % 2)) -eq 0 ]; then run_kiln; run_ort; else run_ort; run_kiln; fi
         done
         kmed="fails"; kload=""; krss=""
         [ $kiln_bench -eq 1 ] || kmed="—"
