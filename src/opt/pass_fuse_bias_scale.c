@@ -113,10 +113,10 @@ static kiln_status fold(struct kiln_opt *o, struct kiln_graph *g, size_t pi, siz
         const char *ins[3] = {p->inputs[0], wn, with_bias ? bn : ""}, *outs[1] = {c->outputs[0]};
         size_t nodes[2] = {pi, ci};
         struct kiln_node *nn;
-        /* A MatMul that gains a bias becomes a FusedMatMul (that op's bias input). */
-        bool fused = mm && (with_bias || !strcmp(p->op_type, "FusedMatMul"));
-        rc = fu_replace(o, g, nodes, 2, fused ? "FusedMatMul" : p->op_type, fused ? "kiln" : "",
-                        with_bias ? 3 : 2, ins, 1, outs, p, &nn);
+        /* The producer keeps its op: a MatMul folds only a Mul, so it never gains a bias. */
+        bool fmm = !strcmp(p->op_type, "FusedMatMul");
+        rc = fu_replace(o, g, nodes, 2, p->op_type, fmm ? "kiln" : "", with_bias ? 3 : 2, ins, 1, outs, p,
+                        &nn);
         if (!rc && !conv && !mm) rc = kiln_opt_set_attr_f(o, nn, "beta", 1.0f);
         *done = rc == KILN_OK;
     }
