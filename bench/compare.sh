@@ -138,33 +138,27 @@ else
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 fi
 
-# One timed round of each engine on the current model and thread count (the loop's
-# variables), appending to km/kl/kr and om/ol/orr.
-run_kiln() {
-    [ $kok -eq 1 ] || return 0
-    if "$kiln" bench "$eng" "${inputs[@]}" "${opts[@]}" >"$d/kiln.json" 2>"$d/kiln.err"; then
-        km+=("$(field_of "$d/kiln.json" latency_ms.median)")
-        kl+=("$(field_of "$d/kiln.json" load_ms)")
-        kr+=("$(field_of "$d/kiln.json" peak_rss_mb)")
+# run_engine OK MEDIANS LOADS RSS LABEL OUT CMD...: one timed round of an engine on the
+# current model and thread count (the loop's variables): CMD's --json on OUT.json, its
+# median, load time and peak memory appended to the arrays named MEDIANS, LOADS and RSS; on
+# failure the variable named OK becomes 0 and a note is kept.
+run_engine() {
+    local -n ok_=$1 med_=$2 load_=$3 rss_=$4
+    local label=$5 out=$6
+    shift 6
+    [ "$ok_" -eq 1 ] || return 0
+    if "$@" >"$out.json" 2>"$out.err"; then
+        med_+=("$(field_of "$out.json" latency_ms.median)")
+        load_+=("$(field_of "$out.json" load_ms)")
+        rss_+=("$(field_of "$out.json" peak_rss_mb)")
     else
-        kok=0
-        notes+=("$name: kiln bench fails: $(first_error "$d/kiln.err")")
+        ok_=0
+        notes+=("$name: $label fails: $(first_error "$out.err")")
         status=1
     fi
 }
-
-run_ort() {
-    [ $oko -eq 1 ] || return 0
-    if node "$root/bench/ort_bench.js" "$m" "${inputs[@]}" "${opts[@]}" >"$d/ort.json" 2>"$d/ort.err"; then
-        om+=("$(field_of "$d/ort.json" latency_ms.median)")
-        ol+=("$(field_of "$d/ort.json" load_ms)")
-        orr+=("$(field_of "$d/ort.json" peak_rss_mb)")
-    else
-        oko=0
-        notes+=("$name: ONNX Runtime fails: $(first_error "$d/ort.err")")
-        status=1
-    fi
-}
+run_kiln() { run_engine kok km kl kr "kiln bench" "$d/kiln" "$kiln" bench "$eng" "${inputs[@]}" "${opts[@]}"; }
+run_ort() { run_engine oko om ol orr "ONNX Runtime" "$d/ort" node "$root/bench/ort_bench.js" "$m" "${inputs[@]}" "${opts[@]}"; }
 
 for m in "${models[@]}"; do
     name=$(basename "$m" .onnx)
