@@ -114,9 +114,7 @@ static kiln_status fold(struct kiln_opt *o, struct kiln_graph *g, size_t pi, siz
         size_t nodes[2] = {pi, ci};
         struct kiln_node *nn;
         /* The producer keeps its op: a MatMul folds only a Mul, so it never gains a bias. */
-        bool fmm = !strcmp(p->op_type, "FusedMatMul");
-        rc = fu_replace(o, g, nodes, 2, p->op_type, fmm ? "kiln" : "", with_bias ? 3 : 2, ins, 1, outs, p,
-                        &nn);
+        rc = fu_replace(o, g, nodes, 2, p->op_type, p->domain, with_bias ? 3 : 2, ins, 1, outs, p, &nn);
         if (!rc && !conv && !mm) rc = kiln_opt_set_attr_f(o, nn, "beta", 1.0f);
         *done = rc == KILN_OK;
     }

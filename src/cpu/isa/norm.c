@@ -1,8 +1,7 @@
 /* src/cpu/isa/norm.c: the normalizations' row statistics and elementwise passes (contract
  * in cpu/reduce_isa.h), in double as the kernels always computed them, except the whole-row
  * Layer/RMS normalization (kiln_norm_row_f32_isa: float lanes, sums combined in double; explicit
- * AVX-512 vectors at that level). Lanes as in
- * cpu/isa/reduce.c: fixed order (variants with FMA may fuse
+ * vectors at AVX-512). Lanes as in cpu/isa/reduce.c: fixed order (variants with FMA may fuse
  * multiply-adds, so they agree to rounding, not always to the bit). */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("O3", "no-trapping-math")
@@ -102,7 +101,8 @@ void KILN_ISA_FN(kiln_norm_row_f32_isa)(const float *x, float *y, size_t n, doub
     const __m512 mv = _mm512_set1_ps(mf);
     __m512 q0 = _mm512_setzero_ps(), q1 = _mm512_setzero_ps();
     for (j = 0; j + 32 <= n; j += 32) {
-        __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(x + j), mv), d1 = _mm512_sub_ps(_mm512_loadu_ps(x + j + 16), mv);
+        __m512 d0 = _mm512_sub_ps(_mm512_loadu_ps(x + j), mv);
+        __m512 d1 = _mm512_sub_ps(_mm512_loadu_ps(x + j + 16), mv);
         q0 = _mm512_fmadd_ps(d0, d0, q0);
         q1 = _mm512_fmadd_ps(d1, d1, q1);
     }
