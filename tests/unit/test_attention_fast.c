@@ -387,16 +387,21 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-/* A one-node model of case c (kiln.Attention, or ONNX Attention-23 when generic). */
-static kiln_model *one_node(const struct acase *c, bool generic)
+/* A one-node model of case c (kiln.Attention, or ONNX Attention-23 when generic); its mask
+ * input, when c has one, declared with mask's dims (make_inputs broadcasts some at random). */
+static kiln_model *one_node(const struct acase *c, bool generic, const struct kiln_value *mask)
 {
     char text[2048];
     int n = snprintf(text, sizeof text, "opset 23 kiln\ninput q f32 %d,%d,%d\ninput k f32 %d,%d,%d\n"
                      "input v f32 %d,%d,%d\n", c->B, c->Sq, c->H * c->D, c->B, c->Skv, c->H * c->D,
                      c->B, c->Skv, c->H * c->Dv);
-    if (c->mask_rank)
-        n += snprintf(text + n, sizeof text - (size_t)n, "input m f32 %d,%d,%d,%d\n", c->B, c->H,
-                      c->Sq, c->P + c->Skv);
+    if (c->mask_rank) {
+        n += snprintf(text + n, sizeof text - (size_t)n, "input m f32 ");
+        for (int a = 0; a < kiln_value_rank(mask); a++)
+            n += snprintf(text + n, sizeof text - (size_t)n, "%s%lld", a ? "," : "",
+                          (long long)kiln_value_dims(mask)[a]);
+        n += snprintf(text + n, sizeof text - (size_t)n, "\n");
+    }
     if (c->P)
         n += snprintf(text + n, sizeof text - (size_t)n, "input pk f32 %d,%d,%d,%d\n"
                       "input pv f32 %d,%d,%d,%d\n", c->B, c->H, c->P, c->D, c->B, c->H, c->P, c->Dv);
@@ -444,7 +449,7 @@ static int bench(const char *only)
         for (int threads = 1; threads <= 2; threads++) {
             double best[2] = {1e30, 1e30};
             for (int generic = 0; generic < 2; generic++) {
-                kiln_model *m = one_node(c, generic);
+                kiln_model *m = one_node(c, generic, in6[3]);
                 kiln_session_options so = {.threads = threads};
                 kiln_session *ss = NULL;
                 kiln_err e = {0};

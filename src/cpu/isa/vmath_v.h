@@ -92,17 +92,13 @@ static inline void gelu_v_rows(const float *x, const float *z, float *y, size_t 
     }
 }
 
-/* Sigmoid, for the Sigmoid op, the fused Sigmoid and SiLU (x * sigmoid(alpha x)) and
- * kiln_vsigmoid_f32: vmath_core.h's sigmoid_core (n / (1 + e), e = exp(-|x|), n = 1 for
- * x >= 0 and e otherwise; the same polynomial for exp on the same reduced argument), with
- * 2^k applied by vscalefps in one rounding instead of two multiplies by built powers of two
- * (the same float except where e is subnormal, x < -87.3, where sigmoid is e itself to
- * within 1e-38), and the rounding to k by vrndscaleps. Zen 4, one core, in L1: 0.43 ns an
- * element as the compiler vectorized sigmoid_core, 0.31 like this. NaN stays NaN. */
-static inline __m512 sigmoid_v16(__m512 x)
+/* exp(a) for a in [EXP_LO, 0] (NaN stays NaN): vmath_core.h's exp_core on the same reduced
+ * argument and polynomial, with 2^k applied by vscalefps in one rounding instead of two
+ * multiplies by built powers of two (the same float except where the result is subnormal,
+ * a < -87.3) and the rounding to k by vrndscaleps. For sigmoid_v16 and the attention
+ * softmax's rows (isa/attention.c). */
+static inline __m512 exp_nonpos_v16(__m512 a)
 {
-    const __m512 sign = _mm512_set1_ps(-0.0f);
-    __m512 a = _mm512_max_ps(_mm512_set1_ps(EXP_LO), _mm512_or_ps(x, sign)); /* -|x|; NaN stays */
     __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(a, _mm512_set1_ps(EXP_LOG2E)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(EXP_C2), _mm512_fnmadd_ps(k, _mm512_set1_ps(EXP_C1), a));
@@ -113,7 +109,20 @@ static inline __m512 sigmoid_v16(__m512 x)
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
     p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
-    __m512 e = _mm512_scalef_ps(p, k);
+    return _mm512_scalef_ps(p, k);
+}
+
+/* Sigmoid, for the Sigmoid op, the fused Sigmoid and SiLU (x * sigmoid(alpha x)) and
+ * kiln_vsigmoid_f32: vmath_core.h's sigmoid_core (n / (1 + e), e = exp(-|x|), n = 1 for
+ * x >= 0 and e otherwise), e from exp_nonpos_v16 (the same float as sigmoid_core's except
+ * where e is subnormal, x < -87.3, where sigmoid is e itself to within 1e-38). Zen 4, one
+ * core, in L1: 0.43 ns an element as the compiler vectorized sigmoid_core, 0.31 like this.
+ * NaN stays NaN. */
+static inline __m512 sigmoid_v16(__m512 x)
+{
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    __m512 a = _mm512_max_ps(_mm512_set1_ps(EXP_LO), _mm512_or_ps(x, sign)); /* -|x|; NaN stays */
+    __m512 e = exp_nonpos_v16(a);
     __mmask16 pos = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ);
     __m512 n = _mm512_mask_mov_ps(e, pos, _mm512_set1_ps(1.0f));
     return _mm512_div_ps(n, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
