@@ -17,8 +17,9 @@
  * results must be bitwise identical.
  * Those cases feed W, R and B as inputs, so the run packs them; with constant weights
  * (initializers) prepare packs them instead, and at AVX2 the input projection runs on kiln's
- * GEMM with W^T prepacked for it: prepacked_cases runs such models on sessions of 1 and 2
- * threads (ctest runs this test at AVX-512, AVX2 and portable) against the same reference.
+ * GEMM with W^T prepacked for it: prepacked_cases runs such models (forward and
+ * bidirectional) on sessions of 1 and 2 threads (ctest runs this test at AVX-512, AVX2 and
+ * portable) against the same reference.
  */
 #include <math.h>
 #include <stdio.h>
@@ -309,16 +310,18 @@ static void test_ops(void)
     for (int i = 1; i < N_RUNS; i++) kiln_pool_free(pools[i]);
 }
 
-/* A model of c's op with W, R and B as listed initializers (X the input; forward, no initial
- * state, lengths or peepholes), run on sessions of 1 and 2 threads: Y against the float64
- * reference within TOL, and the same bits at both thread counts. */
+/* A model of c's op with W, R and B as listed initializers (X the input; forward, or
+ * bidirectional for n_dir 2; no initial state, lengths or peepholes), run on sessions of 1
+ * and 2 threads: Y against the float64 reference within TOL, and the same bits at both
+ * thread counts. */
 static void prepacked_case(const struct rcase *c, int t)
 {
-    int G = c->kind == RNN ? 1 : c->kind == GRU ? 3 : 4, H = c->H, I = c->I, B = c->B, S = c->S;
-    size_t nx = (size_t)(S * B * I), nw = (size_t)(G * H * I), nr = (size_t)(G * H * H), nb = (size_t)(2 * G * H);
-    size_t ny = (size_t)(S * B * H);
+    int G = c->kind == RNN ? 1 : c->kind == GRU ? 3 : 4, H = c->H, I = c->I, B = c->B, S = c->S, D = c->n_dir;
+    size_t nx = (size_t)(S * B * I), nw = (size_t)(D * G * H * I), nr = (size_t)(D * G * H * H);
+    size_t nb = (size_t)(D * 2 * G * H), ny = (size_t)(S * D * B * H);
     float *x = malloc(nx * 4), *w = malloc(nw * 4), *r = malloc(nr * 4), *b = malloc(nb * 4);
-    double *y = calloc(ny, sizeof *y), *yh = calloc((size_t)(B * H), sizeof *yh), *yc = calloc((size_t)(B * H), sizeof *yc);
+    double *y = calloc(ny, sizeof *y), *yh = calloc((size_t)(D * B * H), sizeof *yh);
+    double *yc = calloc((size_t)(D * B * H), sizeof *yc);
     if (!x || !w || !r || !b || !y || !yh || !yc) exit(1);
     fill(x, nx, -1, 1);
     fill(w, nw, -0.5, 0.5);
@@ -328,14 +331,15 @@ static void prepacked_case(const struct rcase *c, int t)
     reference(c, x, w, r, b, NULL, NULL, NULL, NULL, y, yh, yc);
     const char *op = c->kind == RNN ? "RNN" : c->kind == GRU ? "GRU" : "LSTM";
     model_text_reset();
-    model_text_add("opset 14\ninput X f32 %d,%d,%d\noutput Y\ninit W f32 1,%d,%d", S, B, I, G * H, I);
+    model_text_add("opset 14\ninput X f32 %d,%d,%d\noutput Y\ninit W f32 %d,%d,%d", S, B, I, D, G * H, I);
     model_text_floats(w, nw);
-    model_text_add("\ninit R f32 1,%d,%d", G * H, H);
+    model_text_add("\ninit R f32 %d,%d,%d", D, G * H, H);
     model_text_floats(r, nr);
-    model_text_add("\ninit Bb f32 1,%d", 2 * G * H);
+    model_text_add("\ninit Bb f32 %d,%d", D, 2 * G * H);
     model_text_floats(b, nb);
-    model_text_add("\nnode %s X,W,R,Bb -> Y hidden_size=int:%d%s\n", op, H,
-                   c->kind == GRU ? (c->lbr ? " linear_before_reset=int:1" : " linear_before_reset=int:0") : "");
+    model_text_add("\nnode %s X,W,R,Bb -> Y hidden_size=int:%d%s%s\n", op, H,
+                   c->kind == GRU ? (c->lbr ? " linear_before_reset=int:1" : " linear_before_reset=int:0") : "",
+                   D == 2 ? " direction=string:bidirectional" : "");
     int64_t xd[3] = {S, B, I};
     kiln_value *in = (kiln_value *)tensor_of(KILN_DTYPE_F32, 3, xd, x);
     const char *names[1] = {"X"};
@@ -369,6 +373,11 @@ static void prepacked_cases(void)
         {.kind = GRU, .H = 40, .I = 130, .B = 3, .S = 4, .n_dir = 1, .has_b = true},
         {.kind = GRU, .H = 17, .I = 1, .B = 1, .S = 5, .n_dir = 1, .lbr = true, .has_b = true},
         {.kind = RNN, .H = 100, .I = 200, .B = 2, .S = 6, .n_dir = 1, .has_b = true},
+        /* more than one 256-column tile of the projection (448 and 288 packed columns), and
+         * both directions packed by prepare */
+        {.kind = LSTM, .H = 100, .I = 60, .B = 2, .S = 5, .n_dir = 1, .has_b = true},
+        {.kind = GRU, .H = 90, .I = 33, .B = 1, .S = 4, .n_dir = 2, .has_b = true},
+        {.kind = LSTM, .H = 70, .I = 20, .B = 3, .S = 3, .n_dir = 2, .has_b = true},
     };
     for (int i = 0; i < (int)(sizeof cs / sizeof *cs); i++) prepacked_case(&cs[i], i);
 }
