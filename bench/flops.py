@@ -50,7 +50,8 @@ def read_shapes(path):
 
 def shape_map(kiln, path, shapes):
     """value name -> dims (None for an unknown dim) from `kiln info --shapes`."""
-    cmd = [kiln, "info", "--shapes"] + [f"--shape={n}={'x'.join(map(str, d))}" for n, d in shapes.items()] + [path]
+    fixed = [f"--shape={n}={'x'.join(map(str, d))}" for n, d in shapes.items()]
+    cmd = [kiln, "info", "--shapes"] + fixed + [path]
     text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     out, on = {}, False
     for line in text.splitlines():
@@ -146,7 +147,7 @@ def read_table(path):
     rows = {}
     for line in open(path):
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 4 and re.fullmatch(r"\d+", cells[1] or "") and re.fullmatch(r"[\d.]+", cells[2] or ""):
+        if len(cells) >= 4 and re.fullmatch(r"\d+", cells[1]) and re.fullmatch(r"[\d.]+", cells[2]):
             rows[(cells[0], int(cells[1]))] = (float(cells[2]), float(cells[3]))
     return rows
 

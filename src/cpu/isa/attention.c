@@ -35,12 +35,18 @@ void KILN_ISA_FN(kiln_attn_softmax_row_isa)(float *x, const float *m, size_t n, 
     /* max(v, mx) keeps mx for a NaN v, as the other levels' v > mx ? v : mx */
     for (; j + 16 <= n; j += 16) {
         __m512 v = _mm512_loadu_ps(x + j);
-        if (m) v = _mm512_add_ps(v, _mm512_loadu_ps(m + j)), _mm512_storeu_ps(x + j, v);
+        if (m) {
+            v = _mm512_add_ps(v, _mm512_loadu_ps(m + j));
+            _mm512_storeu_ps(x + j, v);
+        }
         mx = _mm512_max_ps(v, mx);
     }
     if (r) {
         __m512 v = _mm512_mask_loadu_ps(ninf, head(r), x + j);
-        if (m) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(head(r), m + j)), _mm512_mask_storeu_ps(x + j, head(r), v);
+        if (m) {
+            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(head(r), m + j));
+            _mm512_mask_storeu_ps(x + j, head(r), v);
+        }
         mx = _mm512_max_ps(v, mx);
     }
     float top = _mm512_reduce_max_ps(mx);
@@ -56,8 +62,8 @@ void KILN_ISA_FN(kiln_attn_softmax_row_isa)(float *x, const float *m, size_t n, 
         s = _mm512_add_ps(s, e);
     }
     if (r) {
-        __m512 e = exp_nonpos_v16(_mm512_max_ps(lo, _mm512_sub_ps(_mm512_maskz_loadu_ps(head(r), x + j), vt)));
-        e = _mm512_maskz_mov_ps(head(r), e);
+        __m512 v = _mm512_maskz_loadu_ps(head(r), x + j);
+        __m512 e = _mm512_maskz_mov_ps(head(r), exp_nonpos_v16(_mm512_max_ps(lo, _mm512_sub_ps(v, vt))));
         _mm512_mask_storeu_ps(x + j, head(r), e);
         s = _mm512_add_ps(s, e);
     }
