@@ -1,8 +1,8 @@
 /* src/cpu/isa/attention.c: kiln.Attention's masked softmax row (contract in
  * cpu/attention_isa.h). AVX-512: explicit vectors, the row's last partial vector masked
- * (ViT's rows of 197 left 5 elements a row to scalar exp_core, as much time as the 192
- * before them), exp from vmath_v.h's exp_nonpos_v16. Other levels: plain loops over 16
- * lanes that the compiler vectorizes; the exp is vmath's core. */
+ * (the compiler's loop left n % 16 elements a row to scalar exp_core: 5 of ViT's 197), exp
+ * from vmath_v.h's exp_nonpos_v16. Other levels: plain loops over 16 lanes that the
+ * compiler vectorizes; the exp is vmath's core. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("O3", "no-trapping-math")
 #endif
