@@ -68,8 +68,7 @@ def shape_map(kiln, path, shapes):
 def attr(node, name, default):
     for a in node.attribute:
         if a.name == name:
-            v = onnx.helper.get_attribute_value(a)
-            return v
+            return onnx.helper.get_attribute_value(a)
     return default
 
 
@@ -94,8 +93,7 @@ def node_flops(node, shp):
         x, w, y = ins[0], ins[1], outs[0]
         if not known(x, w, y):
             return None
-        group = attr(node, "group", 1)
-        taps = prod(w[2:])
+        taps = prod(w[2:])  # W's dim 1 is already per group
         if op == "Conv":  # W [M, C/group, k...]: each output, C/group x taps
             return 2 * prod(y) * w[1] * taps
         # ConvTranspose: W [C, M/group, k...]: each input, M/group x taps
