@@ -49,6 +49,20 @@ bool kiln_cpu_is_amd(void)
 #endif
 }
 
+bool kiln_cpu_avx512_halves(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (!kiln_cpu_is_amd() || !(kiln_cpu_features() & KILN_CPU_AVX512F)) return false;
+    unsigned a, b, c, d;
+    __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+    unsigned family = (a >> 8) & 0xf;
+    if (family == 0xf) family += (a >> 20) & 0xff; /* the extended family */
+    return family == 0x19;
+#else
+    return false;
+#endif
+}
+
 size_t kiln_cpu_features_str(uint64_t f, char *buf, size_t size)
 {
     size_t o = 0;

@@ -26,6 +26,10 @@ enum {
 uint64_t kiln_cpu_features(void);
 /* Whether the CPU is AMD's (kernels whose relative speed was measured to differ by vendor). */
 bool kiln_cpu_is_amd(void);
+/* Whether the CPU runs AVX-512 on 256-bit halves next to a memory system that keeps up with
+ * it: AMD's family 25 (Zen 4). Several kernel choices measured differently there than on
+ * Intel's Xeons and on AMD's family 26 (Zen 5, full 512-bit units), which follow the Xeons. */
+bool kiln_cpu_avx512_halves(void);
 /* "avx2,fma,avx512f" ("baseline" for none) into buf; returns the length. */
 size_t kiln_cpu_features_str(uint64_t features, char *buf, size_t size);
 

@@ -176,8 +176,12 @@ static bool pgemm_wins(int64_t M, size_t K, size_t N)
     /* Not on AMD's Zen 4, whose memory keeps up better with its (half as fast) arithmetic:
      * there oneDNN's primitive measured 2-5% faster on these (BERT-base's nodes 212-214
      * against 218-224 ms at one thread, ViT-B/16's 344-346 against 352-364, ResNet-50's
-     * 7x7-stage products 1.03-2.08 against 1.07-2.26 ms each). */
-    return avx512 && M <= 512 && (double)K * (double)N * sizeof(float) >= 2.0 * 1024 * 1024 && !kiln_cpu_is_amd();
+     * 7x7-stage products 1.03-2.08 against 1.07-2.26 ms each). AMD's Zen 5 (full 512-bit
+     * units) follows the Xeons: kiln's GEMM measured faster there, engines alternated
+     * (fastest runs of four): BERT-base 113-117 against 118-120 ms at one thread, 60-63
+     * against 65-68 at two; ViT-B/16 173-185 against 186-190 and 100-102 against 105-107. */
+    return avx512 && M <= 512 && (double)K * (double)N * sizeof(float) >= 2.0 * 1024 * 1024 &&
+           !kiln_cpu_avx512_halves();
 }
 
 /* The variant to prepare: an engine file's or --tune's (p->variant), else the environment
