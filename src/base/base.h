@@ -88,6 +88,11 @@ void kiln_unmap(struct kiln_mapping *m);
  * kiln_malloc'd one): pages the kernel reads in afterwards come as 2 MB pages where the file
  * system allows. Advice only: no error, nothing changes for pages already in memory. */
 void kiln_mapping_advise_huge(const struct kiln_mapping *m, size_t off, size_t n);
+/* Drops this process's page-table entries for the whole pages inside [off, off + n) of a
+ * file mapping (MADV_DONTNEED; nothing for a kiln_malloc'd one): the pages stay in the page
+ * cache and come back on the next read, but no longer count in the resident memory. Safe
+ * because kiln's mappings are read-only. */
+void kiln_mapping_drop_pages(const struct kiln_mapping *m, size_t off, size_t n);
 
 /* Writes bytes to path atomically (temporary file in the same folder, then rename). */
 KILN_NODISCARD kiln_status kiln_write_file_atomic(const char *path, const void *data, size_t n,

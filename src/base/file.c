@@ -66,6 +66,19 @@ void kiln_mapping_advise_huge(const struct kiln_mapping *m, size_t off, size_t n
 #endif
 }
 
+void kiln_mapping_drop_pages(const struct kiln_mapping *m, size_t off, size_t n)
+{
+#if defined(MADV_DONTNEED)
+    if (!m || !m->mapped || off >= m->size) return;
+    if (n > m->size - off) n = m->size - off;
+    uintptr_t a = (uintptr_t)m->data + off, page = 4096;
+    uintptr_t lo = (a + page - 1) & ~(page - 1), hi = (a + n) & ~(page - 1);
+    if (lo < hi) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+#else
+    (void)m, (void)off, (void)n;
+#endif
+}
+
 /* Releases a mapping from kiln_map_file (or a kiln_malloc'd buffer with mapped == false);
  * a zeroed mapping is fine. Leaves m zeroed. */
 void kiln_unmap(struct kiln_mapping *m)

@@ -85,6 +85,7 @@ struct kiln_engine {
     size_t scratch_bytes;        /* the largest scratch a prepared kernel declared */
     size_t n_nodes_all;          /* nodes of every graph (each node's prof_id is its index) */
     struct kiln_mapping file;    /* the engine file, when loaded from one */
+    void *blob_copy;             /* the file's BLOBS section copied to huge pages, or NULL */
     uint64_t cpu_features;       /* what its kernels need (kiln_cpu_features bits) */
     const struct kiln_backend *device; /* the configured device */
     int tune;                    /* time kernel variants while preparing */

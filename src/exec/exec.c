@@ -68,6 +68,7 @@ static void engine_free(struct kiln_engine *e)
     for (size_t i = 0; i < e->store.n_blobs; i++)
         if (e->store.blobs[i].owned) kiln_aligned_free(e->store.blobs[i].data);
     kiln_free(e->store.blobs);
+    kiln_aligned_free(e->blob_copy);
     kiln_free(e->graphs);
     if (e->owns_model) kiln_model_free(e->model);
     kiln_unmap(&e->file);
