@@ -81,6 +81,7 @@ struct kiln_mapping {
     const uint8_t *data;
     size_t size;
     bool mapped; /* true: munmap; false: kiln_free */
+    uint64_t dev, ino; /* the mapped file's identity (kiln_mapping_read) */
 };
 KILN_NODISCARD kiln_status kiln_map_file(const char *path, struct kiln_mapping *m, kiln_err *err);
 void kiln_unmap(struct kiln_mapping *m);
@@ -88,11 +89,14 @@ void kiln_unmap(struct kiln_mapping *m);
  * kiln_malloc'd one): pages the kernel reads in afterwards come as 2 MB pages where the file
  * system allows. Advice only: no error, nothing changes for pages already in memory. */
 void kiln_mapping_advise_huge(const struct kiln_mapping *m, size_t off, size_t n);
-/* Drops this process's page-table entries for the whole pages inside [off, off + n) of a
- * file mapping (MADV_DONTNEED; nothing for a kiln_malloc'd one): the pages stay in the page
- * cache and come back on the next read, but no longer count in the resident memory. Safe
- * because kiln's mappings are read-only. */
-void kiln_mapping_drop_pages(const struct kiln_mapping *m, size_t off, size_t n);
+/* Copies bytes [off, off + n) of the mapped file (path: the name it was mapped from) into
+ * dst, faulting dst's pages in first: by pread when path still names the mapped file (same
+ * device and inode; faults taken inside pread cost several times more, and reading through
+ * the mapping would fault in its 4 KB pages one by one), else from the mapping. Either way
+ * the mapping's pages of the range are dropped from this process afterwards (MADV_DONTNEED:
+ * they stay in the page cache and come back on the next read; safe, the mapping is
+ * read-only), so resident memory does not hold the range twice. */
+void kiln_mapping_read(const struct kiln_mapping *m, const char *path, size_t off, size_t n, uint8_t *dst);
 
 /* Writes bytes to path atomically (temporary file in the same folder, then rename). */
 KILN_NODISCARD kiln_status kiln_write_file_atomic(const char *path, const void *data, size_t n,

@@ -41,6 +41,7 @@ kiln_status kiln_map_file(const char *path, struct kiln_mapping *m, kiln_err *er
         m->mapped = false;
         return KILN_OK;
     }
+    m->dev = (uint64_t)sb.st_dev, m->ino = (uint64_t)sb.st_ino;
     void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
     close(fd); /* the mapping keeps the file alive */
@@ -66,17 +67,39 @@ void kiln_mapping_advise_huge(const struct kiln_mapping *m, size_t off, size_t n
 #endif
 }
 
-void kiln_mapping_drop_pages(const struct kiln_mapping *m, size_t off, size_t n)
+/* Drops this process's page-table entries for the whole pages inside [off, off + n). */
+static void drop_pages(const struct kiln_mapping *m, size_t off, size_t n)
 {
 #if defined(MADV_DONTNEED)
-    if (!m || !m->mapped || off >= m->size) return;
-    if (n > m->size - off) n = m->size - off;
     uintptr_t a = (uintptr_t)m->data + off, page = 4096;
     uintptr_t lo = (a + page - 1) & ~(page - 1), hi = (a + n) & ~(page - 1);
     if (lo < hi) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
 #else
     (void)m, (void)off, (void)n;
 #endif
+}
+
+void kiln_mapping_read(const struct kiln_mapping *m, const char *path, size_t off, size_t n, uint8_t *dst)
+{
+    if (off > m->size || n > m->size - off) return;
+    for (size_t at = 0; at < n; at += 4096) dst[at] = 0;
+    size_t at = 0;
+    int fd = m->mapped && path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    struct stat sb;
+    if (fd >= 0 && fstat(fd, &sb) == 0 && (uint64_t)sb.st_dev == m->dev && (uint64_t)sb.st_ino == m->ino)
+        while (at < n) {
+            ssize_t r = pread(fd, dst + at, n - at > (1u << 30) ? (1u << 30) : n - at, (off_t)(off + at));
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) break;
+            at += (size_t)r;
+        }
+    if (fd >= 0) close(fd);
+    for (const size_t chunk = (size_t)8 << 20; at < n; at += chunk) { /* the rest from the mapping */
+        size_t c = n - at < chunk ? n - at : chunk;
+        memcpy(dst + at, m->data + off + at, c);
+        if (m->mapped) drop_pages(m, off + at, c);
+    }
+    if (m->mapped) drop_pages(m, off, n);
 }
 
 /* Releases a mapping from kiln_map_file (or a kiln_malloc'd buffer with mapped == false);

@@ -475,6 +475,7 @@ kiln_status kiln_kprep_blob(struct kiln_kprep *p, uint32_t key, size_t bytes, vo
             return kiln_kfail(&p->kc, KILN_E_INVALID_MODEL,
                               "prepacked blob %u holds %zu bytes; the kernel needs %zu (engine "
                               "built by another kernel version?)", key, b->bytes, bytes);
+        if (s->fetch) s->fetch(s->fetch_ctx, b);
         *data = b->data;
         return KILN_OK;
     }

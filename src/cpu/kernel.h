@@ -153,6 +153,12 @@ KILN_NODISCARD kiln_status kiln_cpu_prep_keep(struct kiln_kprep *p, kiln_status 
 const struct kiln_tensor *kiln_kprep_const(const struct kiln_kprep *p, size_t i);
 /* Zero-filled memory living as long as the engine; NULL + status on failure. */
 KILN_NODISCARD kiln_status kiln_kprep_alloc(struct kiln_kprep *p, size_t bytes, void **out);
+/* A blob key with this bit names a blob the run reads only for some shapes (conv_nhwc's
+ * whole convolution next to its slices, for N > 1 images): loading an engine leaves such a
+ * blob in the file mapping, where its pages cost memory only once read, and copies the
+ * others into memory of their own (engine/file.c). */
+#define KILN_BLOB_SPARE 0x80000000u
+
 /* Blob `key` of this node, of `bytes` bytes (64-byte aligned). *fill is true when the
  * caller must compute its contents now (building) and false when it comes filled from an
  * engine file (loading); its contents must not change after prepare returns. */

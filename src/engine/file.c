@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "cpu/features.h"
+#include "cpu/kernel.h"
 #include "exec/engine.h"
 #include "onnx/onnx.h"
 
@@ -530,54 +531,58 @@ static kiln_status read_meta(struct kiln_engine *e, const struct efile_header *h
     return KILN_OK;
 }
 
-/* Blobs sections from this size on are copied at load (copy_blobs). */
+/* Blobs sections from this size on are copied at load (blob_home). */
 #define BLOB_COPY_MIN ((size_t)16 << 20)
 
-/* Moves a large BLOBS section out of the file mapping into memory of kiln_aligned_alloc (2 MB
- * pages where the system gives them), and points the blobs there. The prepacked weights are
- * read whole at every run, and page-cache pages come in 4 KB pages unless the file was read
- * from disk after the huge-page advice (an engine just written by `kiln build` is in the
- * cache as written, in small pages): ViT-B/16 at one thread ran at a median of 204-208 ms
- * from the mapping, 190-194 from memory (fastest runs level), its runs spread twice as
- * wide. Copied in 8 MB chunks, each chunk's file pages dropped from this process right after
- * (kiln_mapping_drop_pages), so the resident memory grows by at most one chunk. Nothing
- * (the blobs stay in the mapping, advised huge pages) for a small section, with
- * KILN_ENGINE_BLOBS=map in the environment (processes that share one engine's page cache),
- * or when the memory cannot be had; KILN_ENGINE_BLOBS=copy copies any section (tests). */
-static void copy_blobs(struct kiln_engine *e, const struct efile_header *h, const char *path)
+/* Where the blobs a kernel takes at load are copied to (fetch_blob). */
+struct blob_fetch {
+    const struct kiln_mapping *map;
+    const char *path;
+    const uint8_t *sec; /* the BLOBS section in the mapping */
+    size_t sec_off, sec_bytes;
+    uint8_t *copy;      /* sec_bytes of kiln_aligned_alloc */
+    size_t used;        /* bytes of copy taken, from its start, each blob 64-byte aligned */
+};
+
+/* A large BLOBS section gets a home of its own, memory of kiln_aligned_alloc (2 MB pages
+ * where the system gives them) of the section's size, and each blob a kernel takes while
+ * the engine is prepared is copied there, one after the other (fetch_blob); blobs no kernel
+ * takes, and the spare ones (KILN_BLOB_SPARE: read by the run only for some shapes), stay in
+ * the mapping, untouched until read, and the home's tail is never touched, so it costs no
+ * memory (ResNet-50 built for 2 threads: its convolutions' whole-image weights for N > 1,
+ * 50 of 170 MB of blobs, cost 50 MB of memory when copied). The prepacked weights are read
+ * whole at every run, and page-cache pages come in 4 KB pages unless the file was read from
+ * disk after the huge-page advice (an engine just written by `kiln build` is in the cache as
+ * written, in small pages): ViT-B/16 at one thread ran at a median of 204-208 ms from the
+ * mapping, 190-197 from memory (fastest runs level), its runs spread twice as wide. Read by
+ * kiln_mapping_read (pread, the mapping's pages dropped from this process), so resident
+ * memory does not hold a blob twice. NULL (the blobs stay in the mapping, advised huge
+ * pages) for a small section, with KILN_ENGINE_BLOBS=map in the environment (processes that
+ * share one engine's page cache), or when the memory cannot be had; KILN_ENGINE_BLOBS=copy
+ * copies from any size (tests). */
+static uint8_t *blob_home(const struct kiln_engine *e, const struct efile_header *h)
 {
-    size_t off = (size_t)h->sec[SEC_BLOBS].offset, n = (size_t)h->sec[SEC_BLOBS].bytes;
+    size_t n = (size_t)h->sec[SEC_BLOBS].bytes;
     const char *env = getenv("KILN_ENGINE_BLOBS");
     bool want = env && !strcmp(env, "map") ? false : env && !strcmp(env, "copy") ? n > 0 : n >= BLOB_COPY_MIN;
-    if (want && e->file.mapped) {
-        uint8_t *copy = kiln_aligned_alloc(KILN_EFILE_ALIGN, n);
-        if (copy) {
-            /* Fault the copy's pages in first: faults taken inside pread cost several times
-             * more (200 MB in this VM: 340-590 ms against 46 for touching, then reading). */
-            for (size_t at = 0; at < n; at += 4096) copy[at] = 0;
-            int fd = open(path, O_RDONLY | O_CLOEXEC);
-            size_t at = 0;
-            while (fd >= 0 && at < n) {
-                ssize_t r = pread(fd, copy + at, n - at > (1u << 30) ? (1u << 30) : n - at, (off_t)(off + at));
-                if (r < 0 && errno == EINTR) continue;
-                if (r <= 0) break;
-                at += (size_t)r;
-            }
-            if (fd >= 0) close(fd);
-            for (const size_t chunk = (size_t)8 << 20; at < n; at += chunk) { /* the mapping's pages */
-                size_t c = n - at < chunk ? n - at : chunk;
-                memcpy(copy + at, e->file.data + off + at, c);
-                kiln_mapping_drop_pages(&e->file, off + at, c);
-            }
-            const uint8_t *base = e->file.data + off;
-            for (size_t i = 0; i < e->store.n_blobs; i++)
-                e->store.blobs[i].data = copy + ((const uint8_t *)e->store.blobs[i].data - base);
-            e->blob_copy = copy;
-            return;
-        }
-    }
+    uint8_t *copy = want && e->file.mapped ? kiln_aligned_alloc(KILN_EFILE_ALIGN, n) : NULL;
     /* In place: huge pages for the pages read from disk from now on (base/file.c). */
-    kiln_mapping_advise_huge(&e->file, off, n);
+    if (!copy) kiln_mapping_advise_huge(&e->file, (size_t)h->sec[SEC_BLOBS].offset, n);
+    return copy;
+}
+
+/* The store's fetch at load: copies blob b from the mapping to the next place in the home,
+ * once. The blobs lie in the section without overlapping, so the home holds them all. */
+static void fetch_blob(void *ctx, struct kiln_eblob *b)
+{
+    struct blob_fetch *f = ctx;
+    const uint8_t *d = b->data;
+    if (d < f->sec || d > f->sec + f->sec_bytes || (b->key & KILN_BLOB_SPARE)) return; /* copied already; spare */
+    size_t n = (b->bytes + KILN_EFILE_ALIGN - 1) / KILN_EFILE_ALIGN * KILN_EFILE_ALIGN;
+    if (n > f->sec_bytes - f->used) return; /* cannot happen for a valid table; stays in place */
+    kiln_mapping_read(f->map, f->path, f->sec_off + (size_t)(d - f->sec), b->bytes, f->copy + f->used);
+    b->data = f->copy + f->used;
+    f->used += n;
 }
 
 kiln_status kiln_engine_load(const char *path, kiln_engine **out, kiln_err *err)
@@ -612,7 +617,12 @@ kiln_status kiln_engine_load(const char *path, kiln_engine **out, kiln_err *err)
     st = read_meta(e, h, path, &variants, err);
     /* The prepacked weights are read whole at every run: huge pages for them (ResNet-50 2-4%
      * faster at 1 thread, ViT-B/16 7%). */
-    if (!st) copy_blobs(e, h, path);
+    struct blob_fetch fetch = {&e->file, path, NULL, 0, 0, NULL, 0};
+    if (!st && (e->blob_copy = blob_home(e, h))) {
+        fetch.sec_off = (size_t)h->sec[SEC_BLOBS].offset, fetch.sec_bytes = (size_t)h->sec[SEC_BLOBS].bytes;
+        fetch.sec = e->file.data + fetch.sec_off, fetch.copy = e->blob_copy;
+        e->store.fetch = fetch_blob, e->store.fetch_ctx = &fetch;
+    }
     if (!st) st = kiln_model_infer_shapes(e->model, err);
     if (!st) {
         e->load_variants = variants;
@@ -625,6 +635,7 @@ kiln_status kiln_engine_load(const char *path, kiln_engine **out, kiln_err *err)
             st = kiln_err_set(err, KILN_E_INVALID_MODEL, "engine '%s' is corrupted: its kernel table has %zu nodes; the "
                               "graph has %zu", path, e->n_load_variants, e->next_variant);
     }
+    e->store.fetch = NULL, e->store.fetch_ctx = NULL; /* fetch lives on this stack */
     if (st) {
         kiln_engine_release(e);
         return st;

@@ -34,6 +34,10 @@ struct kiln_prep_store {
     size_t n_blobs, cap_blobs;
     uint32_t graph, node; /* the node being prepared */
     bool loading;         /* blobs come from a file; a missing one is an error */
+    /* Loading: called with each blob a kernel takes, before its data is read (engine/file.c
+     * moves it out of the file mapping there), or NULL. */
+    void (*fetch)(void *ctx, struct kiln_eblob *b);
+    void *fetch_ctx;
 };
 
 struct kiln_enode {
@@ -85,7 +89,7 @@ struct kiln_engine {
     size_t scratch_bytes;        /* the largest scratch a prepared kernel declared */
     size_t n_nodes_all;          /* nodes of every graph (each node's prof_id is its index) */
     struct kiln_mapping file;    /* the engine file, when loaded from one */
-    void *blob_copy;             /* the file's BLOBS section copied to huge pages, or NULL */
+    void *blob_copy;             /* where the file's used blobs were copied (huge pages), or NULL */
     uint64_t cpu_features;       /* what its kernels need (kiln_cpu_features bits) */
     const struct kiln_backend *device; /* the configured device */
     int tune;                    /* time kernel variants while preparing */

@@ -6,7 +6,8 @@
  * mapping's removal from /proc/self/maps check that). A large block's mapping carries the
  * huge-page advice (VmFlags "hg" in /proc/self/smaps) where the kernel has transparent huge
  * pages (unless KILN_HUGE_PAGES=0 turns them off), and is gone after the free. KILN_FAIL_ALLOC's counting treats a large block as one allocation: it fails when
- * its turn comes and the next one succeeds. */
+ * its turn comes and the next one succeeds. kiln_mapping_read copies a file mapping's range
+ * (test_mapping_read). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,9 +111,58 @@ static void test_fail_injection(void)
     }
 }
 
+/* Writes n bytes of pattern `seed` to path through a temporary file renamed over it (a new
+ * inode, as kiln_write_file_atomic and `kiln build` replace files). */
+static void write_pattern(const char *path, size_t n, unsigned seed)
+{
+    uint8_t *b = malloc(n);
+    for (size_t i = 0; i < n; i++) b[i] = (uint8_t)(i * 2654435761u >> 13) ^ (uint8_t)seed;
+    kiln_err err = {0};
+    CHECK(kiln_write_file_atomic(path, b, n, &err) == KILN_OK, "%s", err.msg);
+    free(b);
+}
+
+/* kiln_mapping_read (how engine files' large blob sections are copied out at load): any
+ * range, unaligned, equals the mapping's bytes, read through the file or, when the path
+ * names another file by now (replaced after the mapping) or is NULL, through the mapping;
+ * afterwards the mapping still reads right (its pages come back from the page cache). */
+static void test_mapping_read(void)
+{
+    char path[] = "/tmp/kiln_mapread_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "mkstemp");
+    if (fd < 0) return;
+    close(fd);
+    const size_t n = (5u << 20) + 4099;
+    write_pattern(path, n, 0);
+    struct kiln_mapping m;
+    kiln_err err = {0};
+    CHECK(kiln_map_file(path, &m, &err) == KILN_OK, "%s", err.msg);
+    uint8_t *want = malloc(n), *got = malloc(n);
+    memcpy(want, m.data, n);
+    static const size_t ranges[][2] = {{0, 0}, {0, 1}, {1, 4095}, {100, (3u << 20) + 7}, {4096, 8192}, {0, (5u << 20) + 4099}};
+    for (int pass = 0; pass < 3; pass++) {
+        if (pass == 1) write_pattern(path, n, 0x5a); /* the path now names other bytes */
+        for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++) {
+            size_t off = ranges[r][0], len = ranges[r][1];
+            memset(got, 0xee, n);
+            kiln_mapping_read(&m, pass == 2 ? NULL : path, off, len, got);
+            CHECK(!memcmp(got, want + off, len), "pass %d: bytes [%zu, +%zu) differ from the mapping's", pass,
+                  off, len);
+            CHECK(len == n || got[len] == 0xee, "pass %d: wrote past [%zu, +%zu)", pass, off, len);
+        }
+        CHECK(!memcmp(m.data, want, n), "pass %d: the mapping reads other bytes after the copies", pass);
+    }
+    kiln_unmap(&m);
+    free(want);
+    free(got);
+    unlink(path);
+}
+
 int main(void)
 {
     test_sizes();
     test_fail_injection();
+    test_mapping_read();
     return test_summary("test_aligned_alloc");
 }

@@ -469,6 +469,7 @@ static bool make_prim(struct kiln_kprep *p, struct nhwc_state *s, struct nhwc_sl
         return false;
     const float *ws = w + sl->m0 * Cg * s->k[0] * s->k[1]; /* G == 1 when m0 > 0 */
     uint32_t key = 0x63760000u + (uint32_t)idx + (epi ? 0 : 0x100u) + (wino ? 0x200u : 0); /* a retry packs anew */
+    if (idx == MAX_SLICES) key |= KILN_BLOB_SPARE; /* the whole convolution beside the slices: N > 1 only */
     if (kiln_dnnl_pack_weights(p, key, &plain, ws, &sl->w_md, &sl->w) != KILN_OK)
         return false;
     return sl->w != NULL;
