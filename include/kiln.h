@@ -506,7 +506,11 @@ KILN_NODISCARD kiln_status kiln_engine_save(const kiln_engine *e, const char *pa
 /* Maps an engine file. Refuses, naming what differs, a file that is not an engine, one
  * written by another kiln version, one built for CPU features this CPU lacks, and one whose
  * header or graph checksum does not match. The weights' checksum is checked by
- * kiln_engine_verify (reading every byte; loading does not, to stay in milliseconds). */
+ * kiln_engine_verify (reading every byte; loading does not, to stay in milliseconds). The
+ * prepacked weights of a large engine (16 MB or more) are copied into memory in huge pages,
+ * which the runs stream faster than the file's page-cache pages (tens of milliseconds more
+ * per 100 MB; KILN_ENGINE_BLOBS=map in the environment keeps them mapped, shared between
+ * processes; docs/engine-format.md). */
 KILN_NODISCARD kiln_status kiln_engine_load(const char *path, kiln_engine **out, kiln_err *err);
 /* Checks every checksum of an engine file, weights included. */
 KILN_NODISCARD kiln_status kiln_engine_verify(const char *path, kiln_err *err);
