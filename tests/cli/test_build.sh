@@ -24,7 +24,7 @@ expect_ok "$KILN" run "$E" $IN --output-dir "$TMP/e"
 # shellcheck disable=SC2086
 expect_ok "$KILN" run "$M" --level extended --threads 1 $IN --output-dir "$TMP/d"
 # The prepacked weights used in the file's mapping and copied out of it at load
-# (engine/file.c copy_blobs; by default only sections of 16 MB and more are copied), in an
+# (engine/file.c blob_home, fetch_blob; by default only sections of 16 MB and more), in an
 # engine whose MatMul has kiln's own GEMM (its blob has no header that a misplaced copy
 # would fail to match: oneDNN's packed weights would be packed again).
 expect_ok env KILN_MATMUL_PACKED=pgemm "$KILN" build "$M" -o "$TMP/p.kiln" --threads 1
