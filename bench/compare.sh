@@ -3,7 +3,8 @@
 # the same models, inputs, thread counts and run counts. See docs/benchmarks.md.
 #
 #   bench/compare.sh [--threads T[,T...]] [--warmup N] [--iterations N | --min-time S]
-#                    [--rounds R] [--kiln PATH] [--check [--rtol R] [--atol A] [--level L]] [MODEL...]
+#                    [--rounds R] [--kiln PATH] [--isa avx2]
+#                    [--check [--rtol R] [--atol A] [--level L]] [MODEL...]
 #
 # MODEL defaults to every build/bench-models/*.onnx (bench/make_models.py). For each model
 # the inputs are generated once (bench/ort_run.js --save-inputs, written as .npy; a model
@@ -20,6 +21,9 @@
 # Defaults as in kiln bench: 3 warm-up runs, then at least 10 timed runs and at least
 # --min-time 1 s; --iterations N times exactly N runs instead. KILN_CPU_ISA (portable, avx2,
 # avx512) is passed on to kiln: it forces a lower instruction-set level (src/cpu/isa.h).
+# --isa avx2 holds both engines to AVX2 on a machine with AVX-512: kiln with KILN_CPU_ISA=avx2,
+# ONNX Runtime from build/peers-avx2, a copy whose CPU-feature probes see no AVX-512 state
+# (made on first use by bench/ort_hold_avx2.py; ORT has no switch of its own).
 # --check instead runs each model once in both (bench/ort_run.js, `kiln run --format npy
 # --output-dir`) and compares every output with `kiln compare --rtol 1e-3 --atol 1e-4` (or the
 # given --rtol / --atol: quantized models differ by a few quantization steps); --level L runs
@@ -39,11 +43,13 @@ check=0
 rtol=1e-3
 atol=1e-4
 run_level=()
+isa=""
 models=()
 
 usage() {
     echo "usage: bench/compare.sh [--threads T[,T...]] [--warmup N] [--iterations N | --min-time S]" >&2
-    echo "                        [--rounds R] [--kiln PATH] [--check [--rtol R] [--atol A] [--level L]] [MODEL...]" >&2
+    echo "                        [--rounds R] [--kiln PATH] [--isa avx2]" >&2
+    echo "                        [--check [--rtol R] [--atol A] [--level L]] [MODEL...]" >&2
     exit 2
 }
 need() { [ $# -ge 2 ] || { echo "compare.sh: $1 needs a value" >&2; usage; }; }
@@ -55,6 +61,7 @@ while [ $# -gt 0 ]; do
         --min-time) need "$@"; min_time=$2; shift ;;
         --rounds) need "$@"; rounds=$2; shift ;;
         --kiln) need "$@"; kiln=$2; shift ;;
+        --isa) need "$@"; isa=$2; shift ;;
         --check) check=1 ;;
         --rtol) need "$@"; rtol=$2; shift ;;
         --atol) need "$@"; atol=$2; shift ;;
@@ -72,6 +79,18 @@ if [ ${#models[@]} -eq 0 ]; then
     if [ ${#models[@]} -eq 0 ]; then
         echo "compare.sh: no models in build/bench-models; run '/usr/bin/python3 bench/make_models.py'" >&2
         exit 1
+    fi
+fi
+
+if [ -n "$isa" ]; then
+    if [ "$isa" != avx2 ]; then
+        echo "compare.sh: --isa takes avx2 (got '$isa')" >&2
+        usage
+    fi
+    export KILN_CPU_ISA=avx2
+    export KILN_PEERS_DIR="$root/build/peers-avx2"
+    if [ ! -d "$KILN_PEERS_DIR" ]; then
+        python3 "$root/bench/ort_hold_avx2.py" --to "$KILN_PEERS_DIR" >&2 || exit 1
     fi
 fi
 
@@ -118,7 +137,7 @@ cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
 cpus=$(nproc)
 echo "Machine: $cpu, $cpus CPUs (nproc; lscpu: $(lscpu | sed -n 's/^Core(s) per socket:[[:space:]]*/cores per socket /p' | head -n 1), $(lscpu | sed -n 's/^Thread(s) per core:[[:space:]]*/threads per core /p' | head -n 1))"
 echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-echo "ONNX Runtime: onnxruntime-node $ort_version (CPU execution provider)"
+echo "ONNX Runtime: onnxruntime-node $ort_version (CPU execution provider)${isa:+, held to AVX2 (bench/ort_hold_avx2.py)}"
 if [ $check -eq 1 ]; then
     echo "Check: kiln run vs ONNX Runtime on the same generated inputs, kiln compare --rtol $rtol --atol $atol"
     echo
