@@ -5,14 +5,14 @@
 # written to build/fuzz/artifacts/<target>/ (see docs/fuzzing.md for what to do with them).
 # Not run by CI: CI replays the committed corpus through the fuzz_replay_* ctest tests.
 #
-# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (targets: load value serve_pbtxt serve_infer;
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (targets: load value engine serve_pbtxt serve_infer;
 #                                                  default all)
 # Environment: FUZZ_JOBS=N runs N fuzzing processes per target (default 1).
 set -eu
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-300}
 [ $# -gt 0 ] && shift
-TARGETS=${*:-load value serve_pbtxt serve_infer}
+TARGETS=${*:-load value engine serve_pbtxt serve_infer}
 JOBS=${FUZZ_JOBS:-1}
 
 # clang and its compiler-rt (libFuzzer and the sanitizer runtimes; Debian's clang-14 pulls in

@@ -368,6 +368,19 @@ kiln_status kiln_engine_save(const kiln_engine *e, const char *path, kiln_err *e
 
 /* ------------------------------------------------------------------ loading */
 
+void kiln_engine_file_seal(uint8_t *buf, size_t n)
+{
+    struct efile_header h;
+    if (n < sizeof h) return;
+    memcpy(&h, buf, sizeof h);
+    h.file_bytes = n;
+    for (int s = 0; s < N_SECTIONS; s++)
+        if (h.sec[s].offset <= n && h.sec[s].bytes <= n - h.sec[s].offset)
+            h.sec[s].hash = hash64(buf + h.sec[s].offset, (size_t)h.sec[s].bytes);
+    h.header_hash = hash64(&h, offsetof(struct efile_header, header_hash));
+    memcpy(buf, &h, sizeof h);
+}
+
 int kiln_file_is_engine(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -446,11 +459,15 @@ static kiln_status read_meta(struct kiln_engine *e, const struct efile_header *h
 {
     const uint8_t *base = e->file.data;
     struct rd r = {base + h->sec[SEC_META].offset, base + h->sec[SEC_META].offset + h->sec[SEC_META].bytes, false};
-    e->threads = (int)get_u32(&r);
-    e->tune = (int)get_u32(&r);
+    uint32_t threads = get_u32(&r), tune = get_u32(&r);
     e->limits.max_tensor_bytes = get_u64(&r);
     e->limits.max_memory_bytes = get_u64(&r);
-    e->limits.max_depth = (int)get_u32(&r);
+    uint32_t depth = get_u32(&r);
+    /* as kiln_builder_set_threads and kiln_builder_set_limits allow */
+    if (!r.bad && (threads > 1024 || tune > INT32_MAX || depth > INT32_MAX))
+        return kiln_err_set(err, KILN_E_INVALID_MODEL, "engine '%s' is corrupted: its tables give %u threads, tune %u, "
+                            "depth %u (at most 1024 threads)", path, threads, tune, depth);
+    e->threads = (int)threads, e->tune = (int)tune, e->limits.max_depth = (int)depth;
     char *dev = get_str(&r, &e->arena);
     e->device = dev ? kiln_backend_find(dev) : NULL;
     if (!r.bad && !e->device)

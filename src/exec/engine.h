@@ -143,6 +143,11 @@ KILN_NODISCARD kiln_status kiln_engine_finish(const struct kiln_builder *b, stru
  * Each node's prof_id is its index in that order. */
 KILN_NODISCARD kiln_status kiln_engine_prepare(struct kiln_engine *e, kiln_err *err);
 
+/* Engine files (engine/file.c), for the fuzz target and tests: makes the n bytes of buf,
+ * an engine file's image, pass the load's size and checksum checks (file size, each section
+ * within the file, the header), so that what lies behind them is reached. */
+void kiln_engine_file_seal(uint8_t *buf, size_t n);
+
 /* kiln.h's run options. `cancelled` is the only field written during a run. */
 struct kiln_run_options {
     atomic_int cancelled;

@@ -10,7 +10,7 @@
 # fuzz_<target>. scripts/fuzz.sh does this and runs them.
 option(KILN_FUZZ "Build the libFuzzer targets (clang; needs KILN_SANITIZE=ON)" OFF)
 
-set(KILN_FUZZ_TARGETS load value)
+set(KILN_FUZZ_TARGETS load value engine)
 set(KILN_FUZZ_DIR ${CMAKE_SOURCE_DIR}/tests/fuzz)
 # kiln serve's config.pbtxt reader (kiln_serve_core, no dependency) and, when the server is
 # built (libmicrohttpd, jansson), its inference request decoder (tools/serve/infer.c with

@@ -17,12 +17,6 @@
  */
 #include "fuzz_common.h"
 
-#define FUZZ_MAX_INPUT_ELEMS 100000
-/* kiln.h's per-index input queries are linear in the graph's inputs (info.c: no index is
- * kept), so listing n inputs is O(n^2) by design; the harness asks about the first
- * FUZZ_MAX_LISTED of each list (and one past the end), and runs models with at most that
- * many inputs. */
-#define FUZZ_MAX_LISTED 512
 
 static void on_problem(void *user, const char *message)
 {
@@ -109,56 +103,6 @@ static void query_all(const kiln_model *m)
     (void)sink;
 }
 
-/* The declaration of the i-th caller-bound input (by name, as kiln.h lists them). */
-static const struct kiln_value_info *input_decl(const kiln_model *m, size_t i)
-{
-    const char *name = kiln_model_input_name(m, i);
-    const struct kiln_graph *g = m->graph;
-    for (size_t k = 0; g && k < g->n_inputs; k++)
-        if (!strcmp(g->inputs[k].name, name)) return &g->inputs[k];
-    return NULL;
-}
-
-/* A zero-filled value matching the declared type t, or NULL when none can be made (unknown
- * dims, maps, missing types) or the elements would exceed *budget. */
-static kiln_value *make_input(const struct kiln_type *t, size_t *budget)
-{
-    kiln_err err;
-    switch (t->kind) {
-    case KILN_TYPE_TENSOR: {
-        if (t->rank < 0 || !t->elem) return NULL;
-        int64_t dims[KILN_MAX_RANK];
-        size_t numel = 1;
-        for (int d = 0; d < t->rank; d++) {
-            if (t->dims[d].value < 0 || (uint64_t)t->dims[d].value > FUZZ_MAX_INPUT_ELEMS)
-                return NULL;
-            dims[d] = t->dims[d].value;
-            numel *= (size_t)dims[d];
-            if (numel > *budget) return NULL;
-        }
-        *budget -= numel;
-        kiln_value *v = NULL;
-        if (kiln_value_create_tensor(t->elem, t->rank, dims, &v, &err) != KILN_OK) return NULL;
-        return v;
-    }
-    case KILN_TYPE_SEQUENCE: {
-        struct kiln_value *v = kiln_value_new(KILN_VALUE_SEQUENCE);
-        if (v && t->inner && t->inner->kind == KILN_TYPE_TENSOR) v->elem_dtype = t->inner->elem;
-        return v;
-    }
-    case KILN_TYPE_OPTIONAL: {
-        struct kiln_value *v = kiln_value_new(KILN_VALUE_OPTIONAL);
-        if (v && t->inner) {
-            v->elem_kind = t->inner->kind == KILN_TYPE_SEQUENCE ? KILN_VALUE_SEQUENCE
-                                                                : KILN_VALUE_TENSOR;
-            if (t->inner->kind == KILN_TYPE_TENSOR) v->elem_dtype = t->inner->elem;
-        }
-        return v;
-    }
-    default: return NULL;
-    }
-}
-
 static void run_once(const kiln_model *m)
 {
     kiln_err err;
@@ -169,35 +113,7 @@ static void run_once(const kiln_model *m)
         FUZZ_CHECK(s == NULL, "failed session_create left a session");
         return;
     }
-    size_t n_in = kiln_model_input_count(m), n_out = kiln_model_output_count(m);
-    if (n_in > FUZZ_MAX_LISTED) {
-        kiln_session_free(s);
-        return;
-    }
-    kiln_value **in = calloc(n_in + 1, sizeof *in), **out = calloc(n_out + 1, sizeof *out);
-    FUZZ_CHECK(in && out, "calloc");
-    size_t budget = FUZZ_MAX_INPUT_ELEMS;
-    bool ok = true;
-    for (size_t i = 0; i < n_in && ok; i++) {
-        const struct kiln_value_info *vi = input_decl(m, i);
-        in[i] = vi ? make_input(&vi->type, &budget) : NULL;
-        ok = in[i] != NULL;
-    }
-    if (ok) {
-        memset(&err, 0, sizeof err);
-        kiln_status st = kiln_session_run(s, n_in, NULL, (const kiln_value *const *)in, n_out,
-                                          out, &err);
-        if (st) {
-            FUZZ_CHECK(fuzz_msg_ok(&err), "session_run failed (%d) without a message", (int)st);
-            for (size_t i = 0; i < n_out; i++) FUZZ_CHECK(!out[i], "failed run left output %zu", i);
-        } else {
-            for (size_t i = 0; i < n_out; i++) FUZZ_CHECK(out[i], "run left output %zu NULL", i);
-        }
-        for (size_t i = 0; i < n_out; i++) kiln_value_free(out[i]);
-    }
-    for (size_t i = 0; i < n_in; i++) kiln_value_free(in[i]);
-    free(in);
-    free(out);
+    fuzz_run_session(s, m);
     kiln_session_free(s);
 }
 

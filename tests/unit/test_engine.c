@@ -12,7 +12,8 @@
  * queue. Eight contexts on one engine, one thread each, run 1000 inferences each with
  * results identical to a single-threaded run; one session run from several threads at once
  * gives the same results too; an engine freed before its contexts lives until the last one
- * is freed; a session keeps running after its model is inferred again; and every
+ * is freed; a session keeps running after its model is inferred again; an engine file whose
+ * tables ask for more than 1024 threads is refused even with matching checksums; and every
  * allocation of build, context, bound and enqueued runs may fail cleanly.
  *
  * Models are written in the text form of test_text_model.h (If/Loop ones with test_model.h).
@@ -23,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "exec/engine.h"
 #include "kiln.h"
@@ -1107,6 +1109,56 @@ static void test_engine_outlives(void)
     kiln_value_free(x), kiln_value_free(y1), kiln_value_free(y2), kiln_value_free(want);
 }
 
+/* An engine file's tables come from the file: a hostile one carries matching checksums
+ * (kiln_engine_file_seal recomputes them, as tests/fuzz/fuzz_engine.c does), so the values
+ * themselves are checked. The meta section starts with the thread count (u32; header: the
+ * section table at byte 56, 24 bytes a section, meta the fourth). */
+static kiln_status load_with_threads(const char *path, uint8_t *img, size_t n, uint32_t threads, kiln_engine **out,
+                                     kiln_err *err)
+{
+    uint64_t meta;
+    memcpy(&meta, img + 56 + 3 * 24, 8);
+    memcpy(img + meta, &threads, 4);
+    kiln_engine_file_seal(img, n);
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(img, 1, n, f) == n, "write %s", path);
+    if (f) fclose(f);
+    return kiln_engine_load(path, out, err);
+}
+
+static void test_hostile_tables(void)
+{
+    kiln_engine *e = mlp_engine(12, 2, NULL), *e2 = NULL;
+    kiln_err err = {0};
+    char path[] = "/tmp/kiln_test_engine_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "mkstemp");
+    if (fd < 0 || !e) return;
+    close(fd);
+    CHECK(kiln_engine_save(e, path, &err) == KILN_OK, "%s", err.msg);
+    kiln_engine_free(e);
+    FILE *f = fopen(path, "rb");
+    uint8_t *img = malloc(1 << 20);
+    size_t n = f && img ? fread(img, 1, 1 << 20, f) : 0;
+    if (f) fclose(f);
+    CHECK(n > 4096 && n < (1 << 20), "engine file of %zu bytes", n);
+    if (n > 4096 && n < (1 << 20)) {
+        CHECK(load_with_threads(path, img, n, 2, &e2, &err) == KILN_OK && kiln_engine_threads(e2) == 2,
+              "a sealed unchanged engine: %s", err.msg);
+        kiln_engine_free(e2), e2 = NULL;
+        EXPECT_ERR(load_with_threads(path, img, n, 5000, &e2, err_), KILN_E_INVALID_MODEL,
+                   "tables give 5000 threads, tune 0, depth 0 (at most 1024 threads)");
+        CHECK(e2 == NULL, "a refused engine was returned");
+        EXPECT_ERR(load_with_threads(path, img, n, 0xffffffffu, &e2, err_), KILN_E_INVALID_MODEL,
+                   "tables give 4294967295 threads");
+        CHECK(load_with_threads(path, img, n, 1024, &e2, &err) == KILN_OK && kiln_engine_threads(e2) == 1024,
+              "1024 threads, the builder's largest: %s", err.msg);
+        kiln_engine_free(e2);
+    }
+    free(img);
+    remove(path);
+}
+
 /* A session borrows its model: inferring the model again (kiln_model_check does) must not
  * pull the plan's sizes from under the session. */
 static void test_session_after_reinfer(void)
@@ -1149,6 +1201,7 @@ int main(void)
     test_many_contexts_onednn();
     test_engine_outlives();
     test_session_after_reinfer();
+    test_hostile_tables();
     test_oom();
     return test_summary("test_engine");
 }

@@ -133,7 +133,7 @@ static ALWAYS_INLINE void tile(const size_t mr, const bool pf, size_t kc, const 
     /* nnx lines at nx (B that a later tile reads from memory) into L2, one every `every` k
      * steps: the weight stream spread evenly over the arithmetic */
     size_t every = nnx ? kc / nnx : 0, k = 0;
-    const char *nxe = nx + 64 * nnx;
+    const char *nxe = nnx ? nx + 64 * nnx : nx; /* nx may be NULL (nothing to prefetch) */
     if (nnx && !every)
         for (; nx < nxe; nx += 64) PREFETCH_L2(nx);
     if (every)
@@ -206,7 +206,7 @@ static ALWAYS_INLINE void half_tile(const size_t mr, size_t kc, const float *a, 
 #pragma GCC unroll 6
     for (size_t i = 0; i < mr; i++) c0[i] = c1[i] = _mm256_setzero_ps();
     size_t every = nnx ? kc / nnx : 0, cnt = every; /* as the AVX-512 tile */
-    const char *nxe = nx + 64 * nnx;
+    const char *nxe = nnx ? nx + 64 * nnx : nx; /* nx may be NULL (nothing to prefetch) */
     if (nnx && !every) {
         for (; nx < nxe; nx += 64) PREFETCH_L2(nx);
     }
@@ -283,7 +283,7 @@ static void panel_tile(size_t mr, bool pf, size_t kc, const float *a, size_t lda
     size_t h0 = nc > 16 ? nnx / 2 : nnx; /* the lines to prefetch, split over the halves */
     for (size_t h = 0; h * 16 < nc; h++)
         half_panel(mr, kc, a, lda, b + 16 * h, c + 16 * h, ldc, nc - 16 * h < 16 ? nc - 16 * h : 16, acc,
-                   bias ? bias + 16 * h : NULL, z ? z + 16 * h : NULL, ldz, h ? nx + 64 * h0 : nx,
+                   bias ? bias + 16 * h : NULL, z ? z + 16 * h : NULL, ldz, h && nx ? nx + 64 * h0 : nx,
                    h ? nnx - h0 : h0);
 }
 
