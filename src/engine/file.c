@@ -417,10 +417,11 @@ static kiln_status check_header(const struct kiln_mapping *map, const char *path
         return kiln_err_set(err, KILN_E_INVALID_MODEL, "engine '%s' is %zu bytes; its header says %llu (truncated?)",
                             path, map->size, (unsigned long long)h->file_bytes);
     for (int s = 0; s < N_SECTIONS; s++)
-        if (h->sec[s].offset > map->size || h->sec[s].bytes > map->size - h->sec[s].offset ||
-            h->sec[s].offset % KILN_EFILE_ALIGN)
-            return kiln_err_set(err, KILN_E_INVALID_MODEL, "engine '%s' is corrupted: its %s section lies outside the file",
-                                path, sec_names[s]);
+        if (h->sec[s].offset < KILN_EFILE_HEADER || h->sec[s].offset > map->size ||
+            h->sec[s].bytes > map->size - h->sec[s].offset || h->sec[s].offset % KILN_EFILE_ALIGN)
+            return kiln_err_set(err, KILN_E_INVALID_MODEL,
+                                "engine '%s' is corrupted: its %s section lies outside the file or in its header", path,
+                                sec_names[s]);
     uint64_t have = kiln_cpu_features();
     if (h->cpu_required & ~have) {
         char need[256], lack[256];

@@ -13,7 +13,8 @@
  * results identical to a single-threaded run; one session run from several threads at once
  * gives the same results too; an engine freed before its contexts lives until the last one
  * is freed; a session keeps running after its model is inferred again; an engine file whose
- * tables ask for more than 1024 threads is refused even with matching checksums; and every
+ * tables ask for more than 1024 threads, or whose section lies in the header, is refused even
+ * with matching checksums; and every
  * allocation of build, context, bound and enqueued runs may fail cleanly.
  *
  * Models are written in the text form of test_text_model.h (If/Loop ones with test_model.h).
@@ -1154,6 +1155,17 @@ static void test_hostile_tables(void)
         CHECK(load_with_threads(path, img, n, 1024, &e2, &err) == KILN_OK && kiln_engine_threads(e2) == 1024,
               "1024 threads, the builder's largest: %s", err.msg);
         kiln_engine_free(e2);
+        e2 = NULL;
+        /* A section inside the header: sealing would change its bytes after hashing them. */
+        uint64_t in_header = 64;
+        memcpy(img + 56 + 3 * 24, &in_header, 8);
+        kiln_engine_file_seal(img, n);
+        f = fopen(path, "wb");
+        CHECK(f && fwrite(img, 1, n, f) == n, "write %s", path);
+        if (f) fclose(f);
+        EXPECT_ERR(kiln_engine_load(path, &e2, err_), KILN_E_INVALID_MODEL,
+                   "its meta section lies outside the file or in its header");
+        CHECK(e2 == NULL, "a refused engine was returned");
     }
     free(img);
     remove(path);
