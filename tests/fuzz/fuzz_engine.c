@@ -9,7 +9,8 @@
  * its initializers pointing into the weights section, the meta tables (threads, limits,
  * device, profiles, kernel variants, the blob index) and every kernel's prepare with a
  * saved variant and saved blobs. The sealed bytes go into a memfd, loaded by its
- * /proc/self/fd path (kiln_engine_load maps a file).
+ * /proc/self/fd path (kiln_engine_load maps a file), with the blobs left in the mapping for
+ * inputs of even length and copied out of it for odd ones (KILN_ENGINE_BLOBS).
  *
  * On success: kiln_engine_verify (every checksum, now matching), every engine query of
  * kiln.h, a session on the engine and one run on zero-filled inputs (fuzz_run_session).
@@ -58,6 +59,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char path[64];
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
 
+    /* Both ways of holding the prepacked blobs (engine/file.c blob_home): in the mapping,
+     * or copied out of it at load (kiln_mapping_read), picked by the input's length. No
+     * other thread runs between inputs: each session is freed before the next. */
+    setenv("KILN_ENGINE_BLOBS", size & 1 ? "copy" : "map", 1);
     kiln_engine *e = NULL;
     kiln_err err;
     memset(&err, 0, sizeof err);
