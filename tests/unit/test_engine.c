@@ -1114,17 +1114,22 @@ static void test_engine_outlives(void)
  * (kiln_engine_file_seal recomputes them, as tests/fuzz/fuzz_engine.c does), so the values
  * themselves are checked. The meta section starts with the thread count (u32; header: the
  * section table at byte 56, 24 bytes a section, meta the fourth). */
+static kiln_status load_sealed(const char *path, uint8_t *img, size_t n, kiln_engine **out, kiln_err *err)
+{
+    kiln_engine_file_seal(img, n);
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(img, 1, n, f) == n, "write %s", path);
+    if (f) fclose(f);
+    return kiln_engine_load(path, out, err);
+}
+
 static kiln_status load_with_threads(const char *path, uint8_t *img, size_t n, uint32_t threads, kiln_engine **out,
                                      kiln_err *err)
 {
     uint64_t meta;
     memcpy(&meta, img + 56 + 3 * 24, 8);
     memcpy(img + meta, &threads, 4);
-    kiln_engine_file_seal(img, n);
-    FILE *f = fopen(path, "wb");
-    CHECK(f && fwrite(img, 1, n, f) == n, "write %s", path);
-    if (f) fclose(f);
-    return kiln_engine_load(path, out, err);
+    return load_sealed(path, img, n, out, err);
 }
 
 static void test_hostile_tables(void)
@@ -1159,11 +1164,7 @@ static void test_hostile_tables(void)
         /* A section inside the header: sealing would change its bytes after hashing them. */
         uint64_t in_header = 64;
         memcpy(img + 56 + 3 * 24, &in_header, 8);
-        kiln_engine_file_seal(img, n);
-        f = fopen(path, "wb");
-        CHECK(f && fwrite(img, 1, n, f) == n, "write %s", path);
-        if (f) fclose(f);
-        EXPECT_ERR(kiln_engine_load(path, &e2, err_), KILN_E_INVALID_MODEL,
+        EXPECT_ERR(load_sealed(path, img, n, &e2, err_), KILN_E_INVALID_MODEL,
                    "its meta section lies outside the file or in its header");
         CHECK(e2 == NULL, "a refused engine was returned");
     }
